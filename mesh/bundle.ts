@@ -1,0 +1,86 @@
+// Mesh bundles (DESIGN.md §2): what custodians exchange out of band. A component's
+// bundle holds its custodian's CA certificate and the public JWKS of its internal
+// signing keys; never a private key. A component loads its peers' bundles at start
+// and again whenever the bundle directory changes on disk.
+
+import { existsSync, readFileSync, watch } from "node:fs";
+import { mkdir, rename, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { z } from "zod";
+import { COMPONENTS, type Component } from "./identity.js";
+import { TrustStore } from "./trust.js";
+
+const JwkSchema = z.looseObject({ kty: z.string(), kid: z.string() });
+
+export const BundleSchema = z.strictObject({
+  component: z.enum(COMPONENTS),
+  /** PEM CA certificate of this component's custodian. */
+  ca: z.string().startsWith("-----BEGIN CERTIFICATE-----"),
+  /** Public keys of the component's internal signing keys (Token, Storage). */
+  jwks: z.strictObject({ keys: z.array(JwkSchema) }),
+});
+export type Bundle = z.infer<typeof BundleSchema>;
+
+export function bundlePath(dir: string, component: Component): string {
+  return path.join(dir, `${component}.json`);
+}
+
+export function readBundle(dir: string, component: Component): Bundle {
+  const file = bundlePath(dir, component);
+  if (!existsSync(file)) {
+    throw new Error(
+      `the ${component} mesh bundle ${file} is missing: ask the ${component} custodian for it (\`hello pki bundle ${component}\` makes it)`,
+    );
+  }
+  const parsed = BundleSchema.safeParse(JSON.parse(readFileSync(file, "utf8")));
+  if (!parsed.success) throw new Error(`the mesh bundle ${file} is invalid: ${z.prettifyError(parsed.error)}`);
+  if (parsed.data.component !== component) {
+    throw new Error(`the mesh bundle ${file} is for ${parsed.data.component}, not ${component}`);
+  }
+  return parsed.data;
+}
+
+export async function writeBundle(dir: string, bundle: Bundle): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  const file = bundlePath(dir, bundle.component);
+  const temp = `${file}.${process.pid}.tmp`;
+  await writeFile(temp, `${JSON.stringify(bundle, null, 2)}\n`);
+  await rename(temp, file);
+  return file;
+}
+
+/** Every peer bundle this component needs, by component. */
+export function readBundles(dir: string, components: readonly Component[]): Map<Component, Bundle> {
+  return new Map(components.map((c) => [c, readBundle(dir, c)]));
+}
+
+export function trustFromBundles(bundles: ReadonlyMap<Component, Bundle>): TrustStore {
+  return new TrustStore(new Map([...bundles].map(([c, b]) => [c, b.ca])));
+}
+
+/**
+ * Calls `onChange` (debounced) after bundle files in `dir` change. A reload that fails
+ * to parse is reported through `onError` and the previous bundles stay in force.
+ */
+export function watchBundles(
+  dir: string,
+  components: readonly Component[],
+  onChange: (bundles: Map<Component, Bundle>) => void,
+  onError: (error: unknown) => void,
+): () => void {
+  let timer: NodeJS.Timeout | undefined;
+  const watcher = watch(dir, () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      try {
+        onChange(readBundles(dir, components));
+      } catch (error) {
+        onError(error);
+      }
+    }, 200);
+  });
+  return () => {
+    clearTimeout(timer);
+    watcher.close();
+  };
+}

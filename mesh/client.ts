@@ -1,0 +1,75 @@
+// A mesh client: a Connect transport over HTTP/2 + TLS that presents this component's
+// certificate and accepts the server only if it proves the expected SPIFFE identity
+// with a certificate from that custodian's CA (and no other CA is even offered to the
+// handshake). Host names play no part in whom we trust.
+
+import { X509Certificate } from "node:crypto";
+import type { PeerCertificate } from "node:tls";
+import type { Interceptor, Transport } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import { type Component, formatIdentity, identityUri } from "./identity.js";
+import type { MeshCredentials } from "./server.js";
+import { AuthenticationError, type TrustStore } from "./trust.js";
+import { clientTracing } from "./telemetry.js";
+
+export type MeshProtocol = "grpc" | "connect" | "grpc-web";
+
+export interface MeshTransportOptions {
+  /** The component we expect to reach: its identity is checked in the handshake. */
+  readonly target: Component;
+  /** https://host:port */
+  readonly baseUrl: string;
+  readonly credentials: MeshCredentials;
+  readonly trust: TrustStore;
+  readonly protocol?: MeshProtocol;
+  readonly interceptors?: readonly Interceptor[];
+  /** Deadline for calls that set none (propagated to the server as grpc-timeout). */
+  readonly defaultTimeoutMs?: number;
+}
+
+/** Returns an Error (refusing the connection) unless the server is `target` itself. */
+export function serverIdentityCheck(trust: TrustStore, target: Component) {
+  const expected = identityUri(target);
+  return (_host: string, cert: PeerCertificate): Error | undefined => {
+    try {
+      const identity = trust.authenticate(new X509Certificate(cert.raw));
+      if (identity.uri !== expected) {
+        return new AuthenticationError(`expected to reach ${target} but the server is ${formatIdentity(identity)}`);
+      }
+      return undefined;
+    } catch (error) {
+      return error instanceof Error ? error : new Error(String(error));
+    }
+  };
+}
+
+export const DEFAULT_CALL_TIMEOUT_MS = 5_000;
+
+export function createMeshTransport(options: MeshTransportOptions): Transport {
+  const nodeOptions = {
+    cert: options.credentials.certPem,
+    key: options.credentials.keyPem,
+    ca: options.trust.pems([options.target]),
+    checkServerIdentity: serverIdentityCheck(options.trust, options.target),
+    minVersion: "TLSv1.3" as const,
+  };
+  const common = {
+    baseUrl: options.baseUrl,
+    httpVersion: "2" as const,
+    nodeOptions,
+    interceptors: [clientTracing(), ...(options.interceptors ?? [])],
+    defaultTimeoutMs: options.defaultTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS,
+    // Mesh peers are long-lived: keep the session and notice a dead peer quickly.
+    pingIntervalMs: 15_000,
+    pingTimeoutMs: 5_000,
+    idleConnectionTimeoutMs: 60_000,
+  };
+  switch (options.protocol ?? "grpc") {
+    case "grpc":
+      return createGrpcTransport(common);
+    case "connect":
+      return createConnectTransport(common);
+    case "grpc-web":
+      return createGrpcWebTransport(common);
+  }
+}

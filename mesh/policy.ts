@@ -1,0 +1,117 @@
+// The mesh's authorization table (DESIGN.md §1): default deny, keyed by full method
+// name ("/package.Service/Method"), deciding which verified identity may call what.
+//
+//   Orchestration -> Token        hello.token.v1.TokenService/*
+//   Orchestration -> Encryption   hello.encryption.v1.EncryptionService/*
+//   Encryption    -> Storage      hello.storage.v1.StorageService/*
+//   <component>/operator -> <component>: health, reflection, metrics
+//   any custodian's operator -> any component: BuildInfo
+//
+// There is deliberately no other way in: no wildcard over packages, no "admin" role.
+
+import { COMPONENTS, type Component, type Identity, formatIdentity } from "./identity.js";
+
+/** Who may call a rule's methods, relative to the component serving them. */
+export type Caller =
+  | { readonly kind: "component"; readonly component: Component }
+  /** The serving component's own custodian's operator. */
+  | { readonly kind: "own-operator" }
+  /** The operator of any of the four custodians. */
+  | { readonly kind: "any-operator" };
+
+export interface Rule {
+  /** The component that serves these methods. */
+  readonly server: Component | "every";
+  /** "/pkg.Service/Method" or "/pkg.Service/*". */
+  readonly methods: string;
+  readonly callers: readonly Caller[];
+}
+
+// Metrics join this list when they are served over the mesh (seed 000 asks that they be
+// readable by every custodian, so they will take an "any-operator" rule like BuildInfo).
+const OPERATOR_SERVICES = ["/grpc.health.v1.Health/*", "/grpc.reflection.v1.ServerReflection/*"];
+
+export const RULES: readonly Rule[] = [
+  {
+    server: "token",
+    methods: "/hello.token.v1.TokenService/*",
+    callers: [{ kind: "component", component: "orchestration" }],
+  },
+  {
+    server: "encryption",
+    methods: "/hello.encryption.v1.EncryptionService/*",
+    callers: [{ kind: "component", component: "orchestration" }],
+  },
+  {
+    server: "storage",
+    methods: "/hello.storage.v1.StorageService/*",
+    callers: [{ kind: "component", component: "encryption" }],
+  },
+  ...OPERATOR_SERVICES.map(
+    (methods): Rule => ({ server: "every", methods, callers: [{ kind: "own-operator" }] }),
+  ),
+  {
+    server: "every",
+    methods: "/hello.common.v1.BuildInfoService/GetBuildInfo",
+    callers: [{ kind: "any-operator" }],
+  },
+];
+
+function matches(pattern: string, method: string): boolean {
+  return pattern.endsWith("/*") ? method.startsWith(pattern.slice(0, -1)) : pattern === method;
+}
+
+function callerMatches(caller: Caller, identity: Identity, server: Component): boolean {
+  switch (caller.kind) {
+    case "component":
+      return !identity.operator && identity.component === caller.component;
+    case "own-operator":
+      return identity.operator && identity.component === server;
+    case "any-operator":
+      return identity.operator;
+  }
+}
+
+function rulesFor(server: Component, rules: readonly Rule[]): Rule[] {
+  return rules.filter((rule) => rule.server === server || rule.server === "every");
+}
+
+export type Decision = { readonly allowed: true } | { readonly allowed: false; readonly reason: string };
+
+/**
+ * Decides whether `identity` may call `method` ("/pkg.Service/Method") on `server`.
+ * The reason on a refusal names the identity and method, never request content.
+ */
+export function authorize(
+  server: Component,
+  identity: Identity,
+  method: string,
+  rules: readonly Rule[] = RULES,
+): Decision {
+  const applicable = rulesFor(server, rules).filter((rule) => matches(rule.methods, method));
+  if (applicable.some((rule) => rule.callers.some((c) => callerMatches(c, identity, server)))) {
+    return { allowed: true };
+  }
+  return {
+    allowed: false,
+    reason: `${formatIdentity(identity)} may not call ${method} on ${server}`,
+  };
+}
+
+/**
+ * The custodians whose CAs a server must trust in the TLS handshake: exactly those
+ * whose identities some rule lets call it. (Every custodian's operator may call
+ * BuildInfo everywhere, so in practice that is all four; the handshake refuses any
+ * other CA, and `authorize` narrows per method.)
+ */
+export function trustedCallerCustodians(server: Component, rules: readonly Rule[] = RULES): Component[] {
+  const trusted = new Set<Component>();
+  for (const rule of rulesFor(server, rules)) {
+    for (const caller of rule.callers) {
+      if (caller.kind === "component") trusted.add(caller.component);
+      else if (caller.kind === "own-operator") trusted.add(server);
+      else for (const c of COMPONENTS) trusted.add(c);
+    }
+  }
+  return COMPONENTS.filter((c) => trusted.has(c));
+}

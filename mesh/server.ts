@@ -1,0 +1,184 @@
+// A mesh server: Connect (gRPC, gRPC-Web and Connect protocols) over HTTP/2 + TLS 1.3
+// with mandatory client certificates. The handshake accepts only the CAs of the
+// custodians whose identities may call this component (policy.ts); every call then
+// passes one interceptor that authenticates the certificate's SPIFFE identity against
+// the CA of the custodian it names and checks the default-deny table.
+
+import http2 from "node:http2";
+import type { TLSSocket } from "node:tls";
+import type { AddressInfo } from "node:net";
+import {
+  Code,
+  ConnectError,
+  type ConnectRouter,
+  type Interceptor,
+  createContextKey,
+  createContextValues,
+} from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { type Component, type Identity } from "./identity.js";
+import { type Rule, RULES, authorize, trustedCallerCustodians } from "./policy.js";
+import { AuthenticationError, type TrustStore } from "./trust.js";
+import { serverTracing } from "./telemetry.js";
+
+export interface MeshCredentials {
+  readonly certPem: string;
+  readonly keyPem: string;
+}
+
+/** What the handshake and the authentication step concluded about the caller. */
+export type PeerAuthentication =
+  | { readonly ok: true; readonly identity: Identity }
+  | { readonly ok: false; readonly reason: string };
+
+/** The verified caller, for handlers: `ctx.values.get(peerKey)`. */
+export const peerKey = createContextKey<PeerAuthentication>({
+  ok: false,
+  reason: "no client certificate was presented",
+});
+
+/** The caller's identity inside a handler; authorization has already run. */
+export function callerIdentity(values: { get(key: typeof peerKey): PeerAuthentication }): Identity {
+  const peer = values.get(peerKey);
+  if (!peer.ok) throw new ConnectError(peer.reason, Code.Unauthenticated);
+  return peer.identity;
+}
+
+/** The single interceptor that enforces the mesh's authentication and policy. */
+export function authorization(server: Component, rules: readonly Rule[] = RULES): Interceptor {
+  return (next) => async (req) => {
+    const peer = req.contextValues.get(peerKey);
+    if (!peer.ok) throw new ConnectError(peer.reason, Code.Unauthenticated);
+    const decision = authorize(server, peer.identity, `/${req.service.typeName}/${req.method.name}`, rules);
+    if (!decision.allowed) throw new ConnectError(decision.reason, Code.PermissionDenied);
+    return next(req);
+  };
+}
+
+export interface MeshServerOptions {
+  readonly component: Component;
+  readonly credentials: MeshCredentials;
+  readonly trust: TrustStore;
+  readonly routes: (router: ConnectRouter) => void;
+  /** Run after tracing and authorization. */
+  readonly interceptors?: readonly Interceptor[];
+  readonly host?: string;
+  /** 0 (the default) picks a free port. */
+  readonly port?: number;
+  readonly rules?: readonly Rule[];
+  /** Largest request message accepted, in bytes. */
+  readonly readMaxBytes?: number;
+  /**
+   * Called when a connection is refused in the TLS handshake (unknown CA, no client
+   * certificate, plaintext, garbage) with an OpenSSL-style reason such as
+   * UNABLE_TO_VERIFY_LEAF_SIGNATURE; never request content.
+   */
+  readonly onHandshakeRefused?: (reason: string) => void;
+}
+
+export interface MeshServer {
+  readonly component: Component;
+  readonly port: number;
+  /** https://host:port */
+  readonly url: string;
+  /** Swap in peers' reloaded CAs without dropping the listener. */
+  updateTrust(trust: TrustStore): void;
+  /** Stops accepting, sends GOAWAY to every session, resolves when all are closed. */
+  close(): Promise<void>;
+}
+
+export const DEFAULT_READ_MAX_BYTES = 4 * 1024 * 1024;
+
+export async function startMeshServer(options: MeshServerOptions): Promise<MeshServer> {
+  const rules = options.rules ?? RULES;
+  let trust = options.trust;
+  const trustedCustodians = trustedCallerCustodians(options.component, rules);
+
+  // Authentication is per TLS connection, so it is done once per socket and cached.
+  const authenticated = new WeakMap<TLSSocket, PeerAuthentication>();
+  const authenticate = (socket: TLSSocket): PeerAuthentication => {
+    let result = authenticated.get(socket);
+    if (!result) {
+      const leaf = socket.getPeerX509Certificate();
+      if (!leaf) {
+        result = { ok: false, reason: "no client certificate was presented" };
+      } else {
+        try {
+          result = { ok: true, identity: trust.authenticate(leaf) };
+        } catch (error) {
+          if (!(error instanceof AuthenticationError)) throw error;
+          result = { ok: false, reason: error.message };
+        }
+      }
+      authenticated.set(socket, result);
+    }
+    return result;
+  };
+
+  const handler = connectNodeAdapter({
+    routes: options.routes,
+    interceptors: [serverTracing(), authorization(options.component, rules), ...(options.interceptors ?? [])],
+    readMaxBytes: options.readMaxBytes ?? DEFAULT_READ_MAX_BYTES,
+    contextValues: (req) => {
+      const values = createContextValues();
+      const socket = (req as http2.Http2ServerRequest).stream?.session?.socket as TLSSocket | undefined;
+      if (socket) values.set(peerKey, authenticate(socket));
+      return values;
+    },
+  });
+
+  const tlsOptions = () => ({
+    cert: options.credentials.certPem,
+    key: options.credentials.keyPem,
+    ca: trust.pems(trustedCustodians),
+    minVersion: "TLSv1.3" as const,
+  });
+  const server = http2.createSecureServer(
+    {
+      ...tlsOptions(),
+      requestCert: true,
+      rejectUnauthorized: true,
+      allowHTTP1: false,
+    },
+    handler,
+  );
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on("session", (session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+  });
+  // A failed handshake is the client's problem, not a crash: Node destroys the socket
+  // before any HTTP/2 frame is read. We only report it.
+  // When the client certificate fails verification, Node destroys the socket itself and
+  // leaves the verdict in `authorizationError`; the error it reports is only the reset.
+  server.on("tlsClientError", (error: NodeJS.ErrnoException, socket: TLSSocket) =>
+    options.onHandshakeRefused?.(String(socket.authorizationError ?? error.code ?? error.message)),
+  );
+
+  const host = options.host ?? "127.0.0.1";
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port ?? 0, host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const urlHost = host.includes(":") ? `[${host}]` : host;
+
+  return {
+    component: options.component,
+    port,
+    url: `https://${urlHost}:${port}`,
+    updateTrust(next) {
+      trust = next;
+      server.setSecureContext(tlsOptions());
+    },
+    close() {
+      return new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const session of sessions) session.close();
+      });
+    },
+  };
+}
