@@ -1,0 +1,76 @@
+import { randomBytes } from "node:crypto";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+import { expect } from "chai";
+
+import { randomHash, recordStoreConformance } from "./conformance.js";
+import { openRecordStore } from "./open-store.js";
+import { openPGliteStore } from "./pglite-store.js";
+
+recordStoreConformance("PGlite in memory", () => openPGliteStore({}));
+
+describe("PGlite record store on disk", function () {
+  let parent: string;
+
+  before(async function () {
+    parent = await mkdtemp(join(tmpdir(), "hello-pglite-"));
+  });
+
+  after(async function () {
+    await rm(parent, { recursive: true, force: true });
+  });
+
+  it("creates a missing data directory and keeps rows and spent ids across close and reopen", async function () {
+    const dataDir = join(parent, "not", "yet", "there");
+    const hash = randomHash();
+    const jti = randomHash();
+    const ciphertext = randomBytes(1000);
+
+    const first = await openRecordStore({ dataDir });
+    const created = await first.create({ hash, kind: "wallet", keyId: "k1", ciphertext });
+    const updated = await first.update(hash, "wallet", 1, { keyId: "k2", ciphertext });
+    await first.spendTokenId(jti, new Date(Date.now() + 3600_000));
+    await first.close();
+
+    const second = await openRecordStore({ dataDir });
+    try {
+      const read = await second.read(hash, "wallet");
+      expect(read.version).to.equal(2);
+      expect(read.keyId).to.equal("k2");
+      expect(Buffer.compare(read.ciphertext, ciphertext)).to.equal(0);
+      expect(read.createTime.getTime()).to.equal(created.createTime.getTime());
+      expect(read.updateTime.getTime()).to.equal(updated.updateTime.getTime());
+      // The schema is applied again at open without disturbing what is there.
+      await second.spendTokenId(jti, new Date()).then(
+        () => expect.fail("the spent jti was forgotten"),
+        (error: unknown) => expect((error as { code?: unknown }).code).to.equal("token_reused"),
+      );
+    } finally {
+      await second.close();
+    }
+  });
+
+  it("says what is wrong when the data directory cannot be created", async function () {
+    const file = join(parent, "a-file");
+    await writeFile(file, "not a directory");
+    const error = await openPGliteStore({ dataDir: join(file, "data") }).then(
+      () => expect.fail("opened a store under a regular file"),
+      (e: unknown) => e,
+    );
+    expect(error).to.be.instanceOf(Error);
+    expect((error as Error).message).to.match(/ENOTDIR|EEXIST/);
+  });
+});
+
+
+describe("openRecordStore", function () {
+  it("refuses a URL that is not postgres:// or postgresql://", async function () {
+    const error = await openRecordStore({ url: "mysql://localhost/db" }).then(
+      () => expect.fail("opened a store for a mysql URL"),
+      (e: unknown) => e,
+    );
+    expect((error as { code?: unknown }).code).to.equal("invalid_argument");
+  });
+});

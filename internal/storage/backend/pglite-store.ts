@@ -1,0 +1,59 @@
+// The default backend: PGlite, PostgreSQL compiled to WebAssembly, running in this
+// process over a data directory on disk (or in memory, for tests).
+//
+// PGlite is one backend with one session. Its query() and exec() each take an internal
+// mutex (see BasePGlite: query → _runExclusiveTransaction → _runExclusiveQuery), so
+// concurrent calls from this process are queued and run one at a time; no statement here
+// spans more than one call, so no locking of our own is needed. Because there is one
+// session, this backend is also trivially linearizable.
+//
+// A data directory must be used by one process at a time: PGlite does not take
+// PostgreSQL's postmaster.pid lock against a second process.
+
+import { mkdir } from "node:fs/promises";
+
+import { PGlite } from "@electric-sql/pglite";
+
+import type { RecordStore } from "./record-store.js";
+import { SCHEMA_SQL } from "./schema.js";
+import { sanitizeDatabaseError, sqlRecordStore } from "./sql-record-store.js";
+import type { SqlExecutor, SqlResult } from "./sql-record-store.js";
+
+const BACKEND = "the embedded database (PGlite)";
+
+/** Opens (creating if needed) a PGlite record store; `dataDir` undefined means in memory. */
+export async function openPGliteStore(options: { dataDir?: string }): Promise<RecordStore> {
+  if (options.dataDir !== undefined) await mkdir(options.dataDir, { recursive: true });
+  let db: PGlite;
+  try {
+    db = await openDatabase(options.dataDir);
+  } catch (error) {
+    // Only the directory and the schema are in play yet, nothing user-linked, so the
+    // driver's message is kept: it is what tells an operator what is wrong.
+    throw new Error(`cannot open ${BACKEND}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+
+  const executor: SqlExecutor = {
+    async query<T>(sql: string, params: readonly unknown[]): Promise<SqlResult<T>> {
+      try {
+        const result = await db.query<T>(sql, [...params]);
+        return { rows: result.rows, rowCount: result.rowCount ?? result.affectedRows ?? 0 };
+      } catch (error) {
+        throw sanitizeDatabaseError(error, BACKEND);
+      }
+    },
+    close: () => db.close(),
+  };
+  return sqlRecordStore(executor);
+}
+
+async function openDatabase(dataDir: string | undefined): Promise<PGlite> {
+  const db = await PGlite.create(dataDir === undefined ? {} : { dataDir });
+  try {
+    await db.exec(SCHEMA_SQL);
+    return db;
+  } catch (error) {
+    await db.close().catch(() => {});
+    throw error;
+  }
+}

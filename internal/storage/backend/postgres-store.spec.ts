@@ -1,0 +1,153 @@
+import { createServer } from "node:net";
+import type { Socket } from "node:net";
+
+import { expect } from "chai";
+import pg from "pg";
+
+import { startPostgres } from "../../testing/postgres-server.js";
+import type { TestPostgres } from "../../testing/postgres-server.js";
+import { expectStorageError, randomHash, recordStoreConformance } from "./conformance.js";
+import { NotFoundError, UnavailableError } from "./errors.js";
+import { openRecordStore } from "./open-store.js";
+import { openPostgresStore } from "./postgres-store.js";
+
+describe("PostgreSQL record store", function () {
+  let server: TestPostgres;
+
+  before(async function () {
+    this.timeout(60_000); // initdb
+    server = await startPostgres();
+  });
+
+  after(async function () {
+    await server?.stop();
+  });
+
+  recordStoreConformance("PostgreSQL", () => openPostgresStore({ url: server.url, poolSize: 8 }));
+
+  it("is what openRecordStore opens for a postgresql:// URL, and applies the schema idempotently", async function () {
+    const hash = randomHash();
+    const a = await openRecordStore({ url: server.url });
+    const b = await openRecordStore({ url: server.url.replace(/^postgresql:/, "postgres:") });
+    try {
+      await a.create({ hash, kind: "release", keyId: "k1", ciphertext: Uint8Array.from([7]) });
+      expect((await b.read(hash, "release")).keyId).to.equal("k1");
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it("says what is wrong when the database named in the URL does not exist", async function () {
+    const missing = new URL(server.url);
+    missing.pathname = "/no_such_database";
+    const error = await openPostgresStore({ url: missing.toString() }).then(
+      () => expect.fail("opened a store on a database that does not exist"),
+      (e: unknown) => e,
+    );
+    expect(error).to.be.instanceOf(Error).and.not.instanceOf(UnavailableError);
+    expect((error as Error).message).to.include('database "no_such_database" does not exist');
+  });
+
+  it("reports an unreachable server as UnavailableError at open", async function () {
+    const unused = new URL(server.url);
+    unused.port = "1"; // nothing listens on port 1
+    const started = Date.now();
+    const error = await openPostgresStore({ url: unused.toString(), connectTimeoutMs: 1000 }).then(
+      () => expect.fail("opened a store on a port where no server listens"),
+      (e: unknown) => e,
+    );
+    expect(error).to.be.instanceOf(UnavailableError);
+    expect(Date.now() - started).to.be.below(5000);
+  });
+});
+
+// The next tests stop or freeze the server, so they need one of their own: with
+// HELLO_TEST_DATABASE_URL, startPostgres() hands out a database on a shared server.
+const ownServer = !process.env["HELLO_TEST_DATABASE_URL"];
+
+describe("PostgreSQL record store, server stopped under it", function () {
+  it("fails a call with UnavailableError quickly rather than hanging", async function () {
+    if (!ownServer) this.skip();
+    this.timeout(60_000);
+    const server = await startPostgres();
+    let stopped = false;
+    const store = await openPostgresStore({ url: server.url, connectTimeoutMs: 1000, statementTimeoutMs: 1000 });
+    try {
+      const hash = randomHash();
+      // Warm the pool, so that idle connections are cut when the server goes away.
+      await Promise.all(
+        Array.from({ length: 4 }, () => store.spendTokenId(randomHash(), new Date(Date.now() + 60_000))),
+      );
+      await server.stop();
+      stopped = true;
+
+      for (const attempt of [1, 2]) {
+        const started = Date.now();
+        await expectStorageError(store.read(hash, "subject"), UnavailableError, "unavailable", hash);
+        expect(Date.now() - started, `attempt ${attempt}`).to.be.below(3000);
+      }
+    } finally {
+      await store.close();
+      if (!stopped) await server.stop();
+    }
+  });
+});
+
+describe("PostgreSQL record store, server unresponsive", function () {
+  it("gives up on a connection that never answers after connectTimeoutMs", async function () {
+    // Accepts TCP connections and never says a word, like a host behind a dead route.
+    const sockets: Socket[] = [];
+    const blackhole = createServer((socket) => sockets.push(socket));
+    await new Promise<void>((resolve) => blackhole.listen(0, "127.0.0.1", resolve));
+    const { port } = blackhole.address() as { port: number };
+    try {
+      const started = Date.now();
+      const error = await openPostgresStore({ url: `postgresql://postgres@127.0.0.1:${port}/x`, connectTimeoutMs: 500 }).then(
+        () => expect.fail("opened a store on a server that never answered"),
+        (e: unknown) => e,
+      );
+      expect(error).to.be.instanceOf(UnavailableError);
+      expect(Date.now() - started).to.be.below(3000);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => blackhole.close(resolve));
+    }
+  });
+
+  it("gives up on a statement whose server froze mid-way, then recovers", async function () {
+    if (!ownServer) this.skip();
+    this.timeout(60_000);
+    const server = await startPostgres();
+    const store = await openPostgresStore({ url: server.url, poolSize: 1, statementTimeoutMs: 500 });
+    const admin = new pg.Client({ connectionString: server.url });
+    let frozen: number | undefined;
+    try {
+      await store.spendTokenId(randomHash(), new Date(Date.now() + 60_000)); // opens the pool's one connection
+      await admin.connect();
+      const { rows } = await admin.query<{ pid: number }>(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'hello-storage'",
+      );
+      expect(rows).to.have.length(1);
+      // A stopped process cannot enforce its own statement_timeout: only the client's
+      // read timeout can end the wait.
+      frozen = rows[0]!.pid;
+      process.kill(frozen, "SIGSTOP");
+
+      const hash = randomHash();
+      const started = Date.now();
+      await expectStorageError(store.read(hash, "subject"), UnavailableError, "unavailable", hash);
+      expect(Date.now() - started).to.be.below(5000);
+
+      process.kill(frozen, "SIGCONT");
+      frozen = undefined;
+      // The pool dropped the frozen connection; the next call gets a fresh one.
+      await expectStorageError(store.read(hash, "subject"), NotFoundError, "not_found", hash);
+    } finally {
+      if (frozen !== undefined) process.kill(frozen, "SIGCONT");
+      await admin.end().catch(() => {});
+      await store.close();
+      await server.stop();
+    }
+  });
+});

@@ -1,0 +1,257 @@
+// The RecordStore logic common to both backends: argument checks, the statements of
+// schema.ts, and the mapping of "no row matched" onto typed errors. A backend only
+// supplies a SqlExecutor that runs one statement.
+
+import {
+  AlreadyExistsError,
+  InvalidArgumentError,
+  NotFoundError,
+  StorageError,
+  TokenReusedError,
+  UnavailableError,
+  VersionConflictError,
+} from "./errors.js";
+import { RECORD_KINDS } from "./record-store.js";
+import type { NewRow, RecordKindName, RecordStore, StoredRow } from "./record-store.js";
+import { SQL } from "./schema.js";
+import type { DbRecordRow } from "./schema.js";
+
+export const MAX_CIPHERTEXT_BYTES = 1024 * 1024;
+const HASH_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
+const KEY_ID_PATTERN = /^[\x20-\x7e]{1,64}$/;
+// A jti is minted by Token (random base64url); anything printable is tolerated.
+const JTI_PATTERN = /^[\x21-\x7e]{1,256}$/;
+// Rows per scan page: small enough that a page of 1 MiB ciphertexts stays bounded.
+const SCAN_PAGE_ROWS = 50;
+const SWEEP_BATCH_ROWS = 1000;
+
+export interface SqlResult<T> {
+  rows: T[];
+  /** Rows inserted, updated, deleted or returned by the statement. */
+  rowCount: number;
+}
+
+/**
+ * Runs one SQL statement. Implementations must throw only StorageErrors (UnavailableError
+ * for a database that cannot answer) or plain Errors of their own making: never a driver
+ * error, since those carry the query parameters (hashes, ciphertext) in their fields.
+ */
+export interface SqlExecutor {
+  query<T>(sql: string, params: readonly unknown[]): Promise<SqlResult<T>>;
+  close(): Promise<void>;
+}
+
+/** The SQLSTATE of a database error, if it has one. */
+export function sqlStateOf(error: unknown): string | undefined {
+  const code = error instanceof Error ? (error as { code?: unknown }).code : undefined;
+  return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+}
+
+/**
+ * SQLSTATEs that say "the database cannot serve this now; try again", as opposed to a
+ * bug in a statement: connection exceptions (08), shutdown and statement timeout (57P0x,
+ * 57014), out of resources (53), serialization failures that a distributed engine
+ * reports under contention (40001, 40P01), and a read-only server (a replica or a
+ * failover in progress: 25006).
+ */
+export function isUnavailableSqlState(state: string): boolean {
+  return (
+    state.startsWith("08") ||
+    state.startsWith("53") ||
+    state.startsWith("57P") ||
+    state === "57014" ||
+    state === "40001" ||
+    state === "40P01" ||
+    state === "25006"
+  );
+}
+
+/** A database error made safe to log and return: its SQLSTATE, nothing of the query. */
+export function sanitizeDatabaseError(error: unknown, backend: string): Error {
+  if (error instanceof StorageError) return error;
+  const state = sqlStateOf(error);
+  if (state !== undefined && isUnavailableSqlState(state)) {
+    return new UnavailableError(`${backend} is unavailable (SQLSTATE ${state})`);
+  }
+  return new Error(`${backend} failed the statement (SQLSTATE ${state ?? "unknown"})`);
+}
+
+export function sqlRecordStore(db: SqlExecutor): RecordStore {
+  let closed = false;
+
+  // Every operation checks its arguments, then that the store is open, then runs.
+  function checkOpen(): void {
+    if (closed) throw new UnavailableError("the record store is closed");
+  }
+
+  async function readRow(hash: string, kind: RecordKindName): Promise<StoredRow | undefined> {
+    const { rows } = await db.query<DbRecordRow>(SQL.read, [hash, kind]);
+    return rows[0] === undefined ? undefined : toStoredRow(rows[0]);
+  }
+
+  /** After a compare-and-set matched no row: was it absent, or at another version? */
+  async function missOrConflict(hash: string, kind: RecordKindName): Promise<StorageError> {
+    const { rows } = await db.query<{ version: unknown }>(SQL.exists, [hash, kind]);
+    return rows.length === 0
+      ? notFound(kind)
+      : new VersionConflictError(`the ${kind} record for this key is not at the expected version`);
+  }
+
+  return {
+    async create(row: NewRow): Promise<StoredRow> {
+      checkHash(row.hash);
+      checkKind(row.kind);
+      checkKeyId(row.keyId);
+      checkCiphertext(row.ciphertext);
+      checkOpen();
+      const { rows } = await db.query<DbRecordRow>(SQL.create, [row.hash, row.kind, row.keyId, row.ciphertext]);
+      if (rows[0] === undefined) {
+        // Not naming the kind: the existing row may be of another kind.
+        throw new AlreadyExistsError("a record already exists for this key");
+      }
+      return toStoredRow(rows[0]);
+    },
+
+    async read(hash: string, kind: RecordKindName): Promise<StoredRow> {
+      checkHash(hash);
+      checkKind(kind);
+      checkOpen();
+      const row = await readRow(hash, kind);
+      if (row === undefined) throw notFound(kind);
+      return row;
+    },
+
+    async update(hash, kind, expectedVersion, next): Promise<StoredRow> {
+      checkHash(hash);
+      checkKind(kind);
+      checkVersion(expectedVersion);
+      checkKeyId(next.keyId);
+      checkCiphertext(next.ciphertext);
+      checkOpen();
+      const { rows } = await db.query<DbRecordRow>(SQL.update, [hash, kind, expectedVersion, next.keyId, next.ciphertext]);
+      if (rows[0] === undefined) throw await missOrConflict(hash, kind);
+      return toStoredRow(rows[0]);
+    },
+
+    async delete(hash, kind, expectedVersion): Promise<void> {
+      checkHash(hash);
+      checkKind(kind);
+      if (expectedVersion !== undefined) checkVersion(expectedVersion);
+      checkOpen();
+      const { rowCount } =
+        expectedVersion === undefined
+          ? await db.query(SQL.delete, [hash, kind])
+          : await db.query(SQL.deleteAtVersion, [hash, kind, expectedVersion]);
+      if (rowCount === 0) throw await missOrConflict(hash, kind);
+    },
+
+    async spendTokenId(jti: string, expiresAt: Date): Promise<void> {
+      if (typeof jti !== "string" || !JTI_PATTERN.test(jti)) {
+        throw new InvalidArgumentError("jti must be 1 to 256 printable ASCII characters without spaces");
+      }
+      checkDate(expiresAt, "expiresAt");
+      checkOpen();
+      const { rowCount } = await db.query(SQL.spendTokenId, [jti, expiresAt]);
+      if (rowCount === 0) throw new TokenReusedError("this token was already used");
+    },
+
+    async sweepSpentTokenIds(now: Date = new Date()): Promise<number> {
+      checkDate(now, "now");
+      checkOpen();
+      let total = 0;
+      for (;;) {
+        const { rowCount } = await db.query(SQL.sweepSpentTokenIds, [now, SWEEP_BATCH_ROWS]);
+        total += rowCount;
+        if (rowCount < SWEEP_BATCH_ROWS) return total;
+      }
+    },
+
+    async *scan(): AsyncIterable<StoredRow> {
+      checkOpen();
+      let after: string | undefined;
+      for (;;) {
+        const { rows } =
+          after === undefined
+            ? await db.query<DbRecordRow>(SQL.scanFirst, [SCAN_PAGE_ROWS])
+            : await db.query<DbRecordRow>(SQL.scanAfter, [after, SCAN_PAGE_ROWS]);
+        for (const row of rows) yield toStoredRow(row);
+        const last = rows.at(-1);
+        if (last === undefined || rows.length < SCAN_PAGE_ROWS) return;
+        after = last.hash;
+      }
+    },
+
+    async close(): Promise<void> {
+      if (closed) return;
+      closed = true;
+      await db.close();
+    },
+  };
+}
+
+function notFound(kind: RecordKindName): NotFoundError {
+  return new NotFoundError(`no ${kind} record for this key`);
+}
+
+function toStoredRow(row: DbRecordRow): StoredRow {
+  const version = Number(row.version);
+  if (!isKind(row.kind) || !Number.isSafeInteger(version)) {
+    throw new Error("the database returned a malformed record row");
+  }
+  return {
+    hash: row.hash,
+    kind: row.kind,
+    keyId: row.key_id,
+    // A copy, so callers get a plain Uint8Array that owns its memory: pg returns a Buffer,
+    // often a view into Node's shared allocation pool.
+    ciphertext: new Uint8Array(row.ciphertext),
+    version,
+    createTime: row.create_time,
+    updateTime: row.update_time,
+  };
+}
+
+function isKind(kind: unknown): kind is RecordKindName {
+  return (RECORD_KINDS as readonly unknown[]).includes(kind);
+}
+
+// The checks below run before the database is touched, so a bad argument never becomes
+// a half-understood SQL error, and their messages say what to fix without echoing the
+// value (which may be a user-linked hash).
+
+function checkHash(hash: unknown): void {
+  if (typeof hash !== "string" || !HASH_PATTERN.test(hash)) {
+    throw new InvalidArgumentError("hash must be 1 to 128 base64url characters (A-Z a-z 0-9 - _)");
+  }
+}
+
+function checkKind(kind: unknown): asserts kind is RecordKindName {
+  if (!isKind(kind)) throw new InvalidArgumentError(`kind must be one of ${RECORD_KINDS.join(", ")}`);
+}
+
+function checkKeyId(keyId: unknown): void {
+  if (typeof keyId !== "string" || !KEY_ID_PATTERN.test(keyId)) {
+    throw new InvalidArgumentError("keyId must be 1 to 64 printable ASCII characters");
+  }
+}
+
+function checkCiphertext(ciphertext: unknown): void {
+  if (!(ciphertext instanceof Uint8Array)) throw new InvalidArgumentError("ciphertext must be a Uint8Array");
+  if (ciphertext.byteLength < 1 || ciphertext.byteLength > MAX_CIPHERTEXT_BYTES) {
+    throw new InvalidArgumentError(
+      `ciphertext must be 1 to ${MAX_CIPHERTEXT_BYTES} bytes, not ${ciphertext.byteLength}`,
+    );
+  }
+}
+
+function checkVersion(version: unknown): void {
+  if (typeof version !== "number" || !Number.isSafeInteger(version) || version < 1) {
+    throw new InvalidArgumentError("expectedVersion must be an integer of at least 1");
+  }
+}
+
+function checkDate(date: unknown, name: string): void {
+  if (!(date instanceof Date) || Number.isNaN(date.getTime())) {
+    throw new InvalidArgumentError(`${name} must be a valid Date`);
+  }
+}
