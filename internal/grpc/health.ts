@@ -1,0 +1,113 @@
+// gRPC health checking (grpc.health.v1) for connect-node: the protocol that
+// Kubernetes gRPC probes, grpc-health-probe and load balancers speak.
+// Protocol: https://github.com/grpc/grpc/blob/master/doc/health-checking.md
+
+import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
+
+export { ServingStatus };
+
+export type HealthListener = (service: string, status: ServingStatus) => void;
+
+/**
+ * The serving status of each service by fully-qualified name; "" stands for the server
+ * as a whole. Nothing is known until set, so a probe fails (NOT_FOUND) until the
+ * component has said it is ready.
+ */
+export class HealthStatus {
+  readonly #statuses = new Map<string, ServingStatus>();
+  readonly #listeners = new Set<HealthListener>();
+  readonly #stopped = new AbortController();
+
+  /** Records a status; listeners hear of it only if it changed. Ignored after shutdown(). */
+  set(service: string, status: ServingStatus): void {
+    // Once stopping, a late "SERVING" (say, a reconnect finishing during the drain)
+    // must not attract new traffic; grpc-go's health server behaves the same way.
+    if (this.#stopped.signal.aborted) return;
+    this.#update(service, status);
+  }
+
+  get(service: string): ServingStatus | undefined {
+    return this.#statuses.get(service);
+  }
+
+  /** Every service's status, in the order first set. */
+  entries(): IterableIterator<[string, ServingStatus]> {
+    return this.#statuses.entries();
+  }
+
+  /** Calls `listener` after each change of any service's status; returns the unsubscribe. */
+  onChange(listener: HealthListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Marks everything NOT_SERVING for good, ahead of a graceful stop. */
+  shutdown(): void {
+    for (const service of this.#statuses.keys()) this.#update(service, ServingStatus.NOT_SERVING);
+    this.#stopped.abort();
+  }
+
+  /** Aborts on shutdown(); Watch streams end then, after sending NOT_SERVING. */
+  get stopped(): AbortSignal {
+    return this.#stopped.signal;
+  }
+
+  #update(service: string, status: ServingStatus): void {
+    if (this.#statuses.get(service) === status) return;
+    this.#statuses.set(service, status);
+    for (const listener of this.#listeners) listener(service, status);
+  }
+}
+
+/** Routes for grpc.health.v1.Health backed by `health`. */
+export function healthRoutes(health: HealthStatus): (router: ConnectRouter) => void {
+  return (router) => {
+    router.service(Health, {
+      check(request) {
+        const status = health.get(request.service);
+        if (status === undefined) throw new ConnectError(`unknown service: "${request.service}"`, Code.NotFound);
+        return { status };
+      },
+
+      list() {
+        const statuses: Record<string, { status: ServingStatus }> = {};
+        for (const [service, status] of health.entries()) statuses[service] = { status };
+        return { statuses };
+      },
+
+      // The current status first, then each change. Intermediate statuses may be skipped
+      // when changes outpace the client (the protocol only promises the latest). An
+      // unknown service is SERVICE_UNKNOWN and the stream stays open, as it may appear
+      // later. The stream ends when the client goes away, or after NOT_SERVING is sent
+      // on shutdown: HTTP/2 graceful close waits for open streams, so a watcher must
+      // not hold the server up.
+      async *watch(request, context) {
+        let wake = () => {};
+        const nudge = () => wake();
+        const unsubscribe = health.onChange(nudge);
+        context.signal.addEventListener("abort", nudge);
+        health.stopped.addEventListener("abort", nudge);
+        try {
+          let sent: ServingStatus | undefined;
+          while (!context.signal.aborted) {
+            const status = health.get(request.service) ?? ServingStatus.SERVICE_UNKNOWN;
+            if (status !== sent) {
+              sent = status;
+              yield { status };
+            } else if (health.stopped.aborted) {
+              return;
+            } else {
+              // Nothing can change between the checks above and here: no await between.
+              await new Promise<void>((resolve) => (wake = resolve));
+            }
+          }
+        } finally {
+          unsubscribe();
+          context.signal.removeEventListener("abort", nudge);
+          health.stopped.removeEventListener("abort", nudge);
+        }
+      },
+    });
+  };
+}
