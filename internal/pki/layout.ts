@@ -1,0 +1,103 @@
+// Where one custodian's PKI material lives on disk.
+//
+//   <root>/                        default "certs/", mode 0700
+//     <component>/                 one directory per custodian, mode 0700
+//       ca.crt                     the custodian's CA certificate (shared with peers)
+//       ca.key                     its private key (0600; never leaves the custodian)
+//       <component>.crt            the component's leaf: spiffe://hello.mesh/<component>
+//       <component>.key            (0600)
+//       operator.crt               the operator's leaf: spiffe://hello.mesh/<component>/operator
+//       operator.key               (0600)
+//
+// In development (`hello start`) all four custodians share one root; in production
+// each custodian holds only its own directory plus its peers' ca.crt.
+
+import { randomBytes } from "node:crypto";
+import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+
+import { isComponent } from "../../mesh/identity.js";
+import type { Component } from "../../mesh/identity.js";
+
+export const DEFAULT_PKI_ROOT = "certs";
+
+export interface PkiPaths {
+  /** `<root>/<component>` */
+  dir: string;
+  caCert: string;
+  caKey: string;
+  cert: string;
+  key: string;
+  operatorCert: string;
+  operatorKey: string;
+}
+
+export function pkiPaths(root: string, component: Component): PkiPaths {
+  const dir = join(root, component);
+  return {
+    dir,
+    caCert: join(dir, "ca.crt"),
+    caKey: join(dir, "ca.key"),
+    cert: join(dir, `${component}.crt`),
+    key: join(dir, `${component}.key`),
+    operatorCert: join(dir, "operator.crt"),
+    operatorKey: join(dir, "operator.key"),
+  };
+}
+
+/** Reads a PEM file, failing with the file's name and the command that creates it. */
+export async function loadPem(path: string): Promise<string> {
+  try {
+    return await readFile(path, "utf8");
+  } catch (error) {
+    if (isNotFound(error)) {
+      throw new Error(`missing ${path}: ${makerOf(path)}`, { cause: error });
+    }
+    throw error;
+  }
+}
+
+/**
+ * Writes a PEM file atomically: a reader (or a crash) sees the old file or the new
+ * one, never half of either. Key files are 0600 from the moment they exist.
+ */
+export async function writePemAtomic(path: string, pem: string, options: { secret: boolean }): Promise<void> {
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  const temp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString("hex")}.tmp`);
+  try {
+    const file = await open(temp, "wx", options.secret ? 0o600 : 0o644);
+    try {
+      await file.writeFile(pem, "utf8");
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    await rename(temp, path);
+  } catch (error) {
+    await rm(temp, { force: true });
+    throw error;
+  }
+}
+
+export function isNotFound(error: unknown): boolean {
+  return error instanceof Error && (error as NodeJS.ErrnoException).code === "ENOENT";
+}
+
+/** The `hello pki` command that makes the file at `path`, judged by the layout above. */
+function makerOf(path: string): string {
+  const file = basename(path);
+  const component = basename(dirname(path));
+  const root = dirname(dirname(path));
+  const generic = "create it with `hello pki`, or `hello pki dev` for a development PKI";
+  if (!isComponent(component)) return generic;
+  const dir = root === DEFAULT_PKI_ROOT ? "" : ` --dir ${root}`;
+  const command = {
+    "ca.crt": `init-ca ${component}`,
+    "ca.key": `init-ca ${component}`,
+    [`${component}.crt`]: `issue ${component}`,
+    [`${component}.key`]: `issue ${component}`,
+    "operator.crt": `issue ${component} --operator`,
+    "operator.key": `issue ${component} --operator`,
+  }[file];
+  return command ? `create it with \`hello pki ${command}${dir}\` (or \`hello pki dev${dir}\` for development)` : generic;
+}

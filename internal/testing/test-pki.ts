@@ -1,0 +1,118 @@
+// Certificates for the mesh tests, which play the attacker: the four custodians'
+// honest material (written in the layout of internal/pki/layout.ts, as `hello start`
+// would) plus the certificates an attacker would try.
+//
+// Key generation dominates the cost, so one PKI is shared by every spec file of a
+// mocha run, and the bad leaves all certify one key.
+
+import { rmSync } from "node:fs";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+import { COMPONENTS, identityUri } from "../../mesh/identity.js";
+import type { Component } from "../../mesh/identity.js";
+import { ensureDevPki } from "../pki/dev-pki.js";
+import { pkiPaths } from "../pki/layout.js";
+import { createCertificateAuthority, issueComponentCertificate, issueLeafCertificate } from "../pki/pki.js";
+import type { CertificateAndKey } from "../pki/pki.js";
+
+export interface TestPki {
+  /** The directory holding `<component>/{ca,<component>,operator}.{crt,key}`. */
+  root: string;
+  ca(component: Component): CertificateAndKey;
+  /** The component's own leaf: `spiffe://hello.mesh/<component>`, server and client. */
+  leaf(component: Component): CertificateAndKey;
+  /** Its custodian's operator: `spiffe://hello.mesh/<component>/operator`, client only. */
+  operator(component: Component): CertificateAndKey;
+
+  /** A fifth CA that nobody trusts. It copies the Orchestration CA's name, but not its key. */
+  rogueCa: CertificateAndKey;
+  /** Signed by `rogueCa`, claiming `spiffe://hello.mesh/orchestration`: refused in the handshake. */
+  rogue: CertificateAndKey;
+  /** Signed by the Token CA, claiming `spiffe://hello.mesh/orchestration`: a trusted CA vouching outside its custodian. */
+  impostor: CertificateAndKey;
+  /** Signed by the Orchestration CA, with no URI SAN at all (DNS localhost only). */
+  noUri: CertificateAndKey;
+  /** Signed by the Orchestration CA, with two URI SANs (orchestration and token). */
+  twoUris: CertificateAndKey;
+  /** Signed by the Orchestration CA, with URI `spiffe://evil.example/orchestration`: another trust domain. */
+  foreignDomain: CertificateAndKey;
+
+  /** Removes `root`. For the shared PKI this waits for the end of the process, as other spec files use it too. */
+  cleanup(): Promise<void>;
+}
+
+let shared: Promise<TestPki> | undefined;
+
+/**
+ * Without `dir`: the PKI shared by the whole test run, in a temporary directory
+ * removed when the process exits. With `dir`: a fresh PKI there (reusing whatever of
+ * the honest material is already in it), removed by `cleanup()`.
+ */
+export function makeTestPki(dir?: string): Promise<TestPki> {
+  if (dir !== undefined) return buildTestPki(dir, false);
+  if (shared === undefined) {
+    shared = (async () => {
+      const root = await mkdtemp(join(tmpdir(), "hello-mesh-test-pki-"));
+      // Synchronous: the only kind of work an "exit" listener can do.
+      process.once("exit", () => rmSync(root, { recursive: true, force: true }));
+      return buildTestPki(root, true);
+    })();
+    // A failed build is not cached: the next spec file makes a fresh attempt (and reports its own error).
+    shared.catch(() => (shared = undefined));
+  }
+  return shared;
+}
+
+async function buildTestPki(root: string, isShared: boolean): Promise<TestPki> {
+  await ensureDevPki(root);
+  const load = async (certPath: string, keyPath: string): Promise<CertificateAndKey> => ({
+    certPem: await readFile(certPath, "utf8"),
+    keyPem: await readFile(keyPath, "utf8"),
+  });
+  const cas = new Map<Component, CertificateAndKey>();
+  const leaves = new Map<Component, CertificateAndKey>();
+  const operators = new Map<Component, CertificateAndKey>();
+  for (const component of COMPONENTS) {
+    const paths = pkiPaths(root, component);
+    cas.set(component, await load(paths.caCert, paths.caKey));
+    leaves.set(component, await load(paths.cert, paths.key));
+    operators.set(component, await load(paths.operatorCert, paths.operatorKey));
+  }
+  const get = (map: Map<Component, CertificateAndKey>, component: Component) => {
+    const pair = map.get(component);
+    if (!pair) throw new Error(`no test certificate for component ${JSON.stringify(component)}`);
+    return pair;
+  };
+
+  const orchestrationCa = get(cas, "orchestration");
+  const rogueCa = createCertificateAuthority("orchestration");
+  // The first bad leaf makes the key; the others certify it (they are never used together).
+  const rogue = issueComponentCertificate(rogueCa, "orchestration");
+  const badLeaf = (ca: CertificateAndKey, uris: string[]) =>
+    issueLeafCertificate(ca, {
+      uris,
+      dnsNames: ["localhost"],
+      ipAddresses: ["127.0.0.1", "::1"],
+      server: true,
+      client: true,
+      keyPem: rogue.keyPem,
+    });
+
+  return {
+    root,
+    ca: (component) => get(cas, component),
+    leaf: (component) => get(leaves, component),
+    operator: (component) => get(operators, component),
+    rogueCa,
+    rogue,
+    impostor: badLeaf(get(cas, "token"), [identityUri("orchestration")]),
+    noUri: badLeaf(orchestrationCa, []),
+    twoUris: badLeaf(orchestrationCa, [identityUri("orchestration"), identityUri("token")]),
+    foreignDomain: badLeaf(orchestrationCa, ["spiffe://evil.example/orchestration"]),
+    cleanup: async () => {
+      if (!isShared) await rm(root, { recursive: true, force: true });
+    },
+  };
+}
