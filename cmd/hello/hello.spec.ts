@@ -1,0 +1,217 @@
+// The `hello` command as people run it: separate processes, real certificates made on
+// first run, and the operator's view through `buf curl`.
+
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { mkdtemp, rm, writeFile, readFile } from "node:fs/promises";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import { expect } from "chai";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { COMPONENTS, type Component } from "../../mesh/identity.js";
+import { readBundles, trustFromBundles } from "../../mesh/bundle.js";
+import { createMeshTransport } from "../../mesh/client.js";
+import { pkiPaths } from "../../internal/pki/layout.js";
+import { TokenService } from "../../internal/gen/hello/token/v1/token_service_pb.js";
+import { StorageService } from "../../internal/gen/hello/storage/v1/storage_service_pb.js";
+
+const run = promisify(execFile);
+const BIN = path.resolve(import.meta.dirname, "bin.js");
+const BUF = path.resolve(import.meta.dirname, "../../node_modules/.bin/buf");
+
+async function freePort(): Promise<number> {
+  const server = net.createServer().listen(0, "127.0.0.1");
+  await new Promise((r) => server.once("listening", r));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+/** Runs `hello start` in `dir` and resolves once it says it is running. */
+function startHello(dir: string): Promise<{ child: ChildProcess; output: () => string }> {
+  const child = spawn(process.execPath, [BIN, "start", "--config", path.join(dir, "hello.config.json")], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`hello start did not come up:\n${output}`)), 60_000);
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      if (output.includes("Press Ctrl-C to stop.")) {
+        clearTimeout(timer);
+        resolve({ child, output: () => output });
+      }
+    };
+    child.stdout!.on("data", onData);
+    child.stderr!.on("data", onData);
+    child.once("exit", (code) => reject(new Error(`hello start exited with ${code}:\n${output}`)));
+  });
+}
+
+describe("hello start: all four components, each its own process", function () {
+  this.timeout(120_000);
+  let dir: string;
+  let hello: { child: ChildProcess; output: () => string };
+  const ports = {} as Record<Component | "public", number>;
+
+  before(async function () {
+    dir = await mkdtemp(path.join(os.tmpdir(), "hello-start-"));
+    for (const key of [...COMPONENTS, "public"] as const) ports[key] = await freePort();
+    await writeFile(
+      path.join(dir, "hello.config.json"),
+      JSON.stringify({ issuer: `http://localhost:${ports.public}`, ports, certificates: "certs", stateDir: "state" }),
+    );
+    hello = await startHello(dir);
+  });
+  after(async function () {
+    if (hello && hello.child.exitCode === null) hello.child.kill("SIGKILL");
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const url = (c: Component) => `https://127.0.0.1:${ports[c]}`;
+  const certs = () => path.join(dir, "certs");
+  const certFiles = (c: Component, operator = false) => {
+    const p = pkiPaths(certs(), c);
+    return operator ? { cert: p.operatorCert, key: p.operatorKey } : { cert: p.cert, key: p.key };
+  };
+  const buf = (args: string[]) => run(BUF, ["curl", "--protocol", "grpc", ...args], { timeout: 30_000 });
+
+  it("says where each component listens and where the certificates are", function () {
+    const output = hello.output();
+    for (const c of COMPONENTS) expect(output).to.include(`https://127.0.0.1:${ports[c]}`);
+    expect(output).to.include(certs());
+    expect(output).to.include("Made development CAs and certificates");
+  });
+
+  it("buf curl --list-methods with the storage operator's certificate lists Storage's service", async function () {
+    const { cert, key } = certFiles("storage", true);
+    const { stdout } = await buf(["--cacert", pkiPaths(certs(), "storage").caCert, "--cert", cert, "--key", key, "--list-methods", url("storage")]);
+    expect(stdout.split("\n")).to.include.members([
+      "hello.storage.v1.StorageService/ReadRecord",
+      "hello.storage.v1.StorageService/CreateRecord",
+      "grpc.health.v1.Health/Check",
+    ]);
+  });
+
+  it("the same call with another custodian's operator certificate is refused", async function () {
+    const { cert, key } = certFiles("token", true);
+    const error = (await buf([
+      "--cacert", pkiPaths(certs(), "storage").caCert, "--cert", cert, "--key", key, "--list-methods", url("storage"),
+    ]).catch((e: unknown) => e)) as { stderr?: string; code?: number };
+    expect(error.code).to.not.equal(undefined);
+    expect(error.stderr).to.match(/permission[_ ]denied/i);
+  });
+
+  it("buf curl calls BuildInfo on Token with the Encryption operator's certificate", async function () {
+    // Reflection is Token's own operator's; another custodian uses the schema from source.
+    const { cert, key } = certFiles("encryption", true);
+    const { stdout } = await buf([
+      "--schema", path.resolve(import.meta.dirname, "../.."),
+      "--cacert", pkiPaths(certs(), "token").caCert, "--cert", cert, "--key", key,
+      `${url("token")}/hello.common.v1.BuildInfoService/GetBuildInfo`,
+    ]);
+    expect(JSON.parse(stdout).buildInfo).to.include({ component: "token", nodeVersion: process.version });
+  });
+
+  it("the real processes enforce the call graph: Orchestration reaches Token, Token cannot reach Storage", async function () {
+    const trust = trustFromBundles(readBundles(path.join(certs(), "bundles"), COMPONENTS));
+    const credentials = async (c: Component) => ({
+      certPem: await readFile(certFiles(c).cert, "utf8"),
+      keyPem: await readFile(certFiles(c).key, "utf8"),
+    });
+    const token = createClient(
+      TokenService,
+      createMeshTransport({ target: "token", baseUrl: url("token"), credentials: await credentials("orchestration"), trust }),
+    );
+    // Past the mesh: the protocol handler itself answers.
+    const allowed = await token.getKeySet({}).catch((e: unknown) => ConnectError.from(e));
+    expect(allowed instanceof ConnectError ? allowed.code : "ok").to.not.be.oneOf([Code.PermissionDenied, Code.Unauthenticated, Code.Unavailable]);
+
+    const storage = createClient(
+      StorageService,
+      createMeshTransport({ target: "storage", baseUrl: url("storage"), credentials: await credentials("token"), trust }),
+    );
+    const denied = await storage.readRecord({ accessToken: "t" }).catch((e: unknown) => ConnectError.from(e));
+    expect((denied as ConnectError).code).to.equal(Code.PermissionDenied);
+  });
+
+  it("stops every component cleanly on Ctrl-C (SIGINT)", async function () {
+    const exited = new Promise<number | null>((r) => hello.child.once("exit", (code) => r(code)));
+    hello.child.kill("SIGINT");
+    expect(await exited).to.equal(0);
+    for (const c of COMPONENTS) {
+      const refused = await new Promise<boolean>((resolve) => {
+        const socket = net.connect(ports[c], "127.0.0.1");
+        socket.once("connect", () => (socket.destroy(), resolve(false)));
+        socket.once("error", () => resolve(true));
+      });
+      expect(refused, `${c} still listening`).to.equal(true);
+    }
+  });
+
+  it("a second start reuses the certificates made on the first", async function () {
+    hello = await startHello(dir);
+    expect(hello.output()).to.include("Using the certificates under");
+    const exited = new Promise<number | null>((r) => hello.child.once("exit", (code) => r(code)));
+    hello.child.kill("SIGTERM");
+    expect(await exited).to.equal(0);
+  });
+});
+
+describe("hello serve: a custodian runs one component from its own configuration", function () {
+  this.timeout(60_000);
+  let dir: string;
+  before(async () => (dir = await mkdtemp(path.join(os.tmpdir(), "hello-serve-"))));
+  after(async () => rm(dir, { recursive: true, force: true }));
+
+  async function serve(component: Component, config: object) {
+    const file = path.join(dir, `${component}.json`);
+    await writeFile(file, JSON.stringify(config));
+    return run(process.execPath, [BIN, "serve", component, "--config", file], { timeout: 30_000 }).then(
+      () => ({ code: 0, stderr: "" }),
+      (e: { code: number; stderr: string }) => ({ code: e.code, stderr: e.stderr }),
+    );
+  }
+  const base = (component: Component) => ({
+    component,
+    listen: { port: 0 },
+    tls: { cert: `certs/${component}/${component}.crt`, key: `certs/${component}/${component}.key` },
+    bundles: "certs/bundles",
+  });
+
+  it("refuses to start when its keys are missing, and says how its custodian makes them", async function () {
+    const { code, stderr } = await serve("storage", { ...base("storage"), database: {} });
+    expect(code).to.equal(1);
+    expect(stderr).to.match(/storage\.crt and .*storage\.key are missing/);
+    expect(stderr).to.include("hello pki issue storage");
+  });
+
+  it("Token's configuration has no place for database credentials", async function () {
+    const { code, stderr } = await serve("token", { ...base("token"), database: { url: "postgresql://u:p@db/x" } });
+    expect(code).to.equal(1);
+    expect(stderr).to.match(/Unrecognized key.*"database"/);
+    expect(stderr).not.to.include("u:p@db");
+  });
+
+  it("Orchestration's configuration cannot name a Storage peer", async function () {
+    const { code, stderr } = await serve("orchestration", {
+      ...base("orchestration"),
+      peers: { token: "https://127.0.0.1:1", encryption: "https://127.0.0.1:2", storage: "https://127.0.0.1:3" },
+    });
+    expect(code).to.equal(1);
+    expect(stderr).to.match(/peers: Unrecognized key.*"storage"/);
+  });
+
+  it("reports every configuration problem at once", async function () {
+    const { code, stderr } = await serve("encryption", { component: "encryption", listen: { port: -1 }, tls: {} });
+    expect(code).to.equal(1);
+    for (const problem of ["listen.port", "tls.cert", "tls.key", "bundles", "peers"]) expect(stderr).to.include(problem);
+  });
+
+  it("a usage error names the components", async function () {
+    const result = await run(process.execPath, [BIN, "serve", "vault"]).catch((e: { code: number; stderr: string }) => e);
+    expect((result as { code: number }).code).to.equal(2);
+    expect((result as { stderr: string }).stderr).to.include("orchestration, token, encryption, storage");
+  });
+});

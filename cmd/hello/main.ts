@@ -1,0 +1,41 @@
+// hello: run, operate and verify hello-mesh.
+
+import { runPkiCommand } from "../../internal/pki/cli.js";
+import { runServe } from "./serve.js";
+import { runStart } from "./start.js";
+
+const USAGE = `usage: hello <command> [options]
+
+commands:
+  start [--config hello.config.json]    run everything on this machine (development)
+  serve <component> --config <file>     run one component as its custodian would
+                                        (component: orchestration, token, encryption, storage)
+  pki <init-ca|issue|dev|show|help>     make custodian CAs and mesh certificates
+  help                                  this text
+`;
+
+const console_ = {
+  log: (line: string) => process.stdout.write(`${line}\n`),
+  error: (line: string) => process.stderr.write(`${line}\n`),
+};
+
+export async function main(args: string[]): Promise<number> {
+  const [command, ...rest] = args;
+  switch (command) {
+    case "start":
+      return runStart(rest);
+    case "serve":
+      return runServe(rest);
+    case "pki":
+      return runPkiCommand(rest, console_);
+    case "help":
+    case "--help":
+    case "-h":
+      console_.log(USAGE);
+      return 0;
+    default:
+      console_.error(command ? `hello: unknown command "${command}"\n` : "hello: a command is required\n");
+      console_.error(USAGE);
+      return 2;
+  }
+}

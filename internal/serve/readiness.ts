@@ -1,0 +1,42 @@
+// Readiness as an operator sees it: grpc.health.v1 over the mesh, with the component's
+// own operator certificate (only its own custodian's operator may call Health).
+
+import { readFileSync } from "node:fs";
+import { createClient } from "@connectrpc/connect";
+import type { Component } from "../../mesh/identity.js";
+import { COMPONENTS } from "../../mesh/identity.js";
+import { readBundles, trustFromBundles } from "../../mesh/bundle.js";
+import { createMeshTransport } from "../../mesh/client.js";
+import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
+import { pkiPaths } from "../pki/layout.js";
+
+export async function waitUntilServing(
+  component: Component,
+  url: string,
+  certsDir: string,
+  bundlesDir: string,
+  timeoutMs = 30_000,
+): Promise<void> {
+  const paths = pkiPaths(certsDir, component);
+  const transport = createMeshTransport({
+    target: component,
+    baseUrl: url,
+    credentials: { certPem: readFileSync(paths.operatorCert, "utf8"), keyPem: readFileSync(paths.operatorKey, "utf8") },
+    trust: trustFromBundles(readBundles(bundlesDir, COMPONENTS)),
+    defaultTimeoutMs: 2_000,
+  });
+  const health = createClient(Health, transport);
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const { status } = await health.check({ service: "" });
+      if (status === ServingStatus.SERVING) return;
+      last = new Error(`health is ${ServingStatus[status]}`);
+    } catch (error) {
+      last = error;
+    }
+    await new Promise((r) => setTimeout(r, 150));
+  }
+  throw new Error(`not serving after ${timeoutMs} ms (${(last as Error)?.message ?? "no answer"})`);
+}

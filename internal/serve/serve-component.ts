@@ -1,0 +1,79 @@
+// Assembles one component from its own configuration, as its custodian runs it
+// (`hello serve <component>`): mesh credentials, peers' bundles, the component's
+// service, health, reflection and BuildInfo, and a clean stop.
+
+import type { ConnectRouter } from "@connectrpc/connect";
+import type { DescService } from "@bufbuild/protobuf";
+import { COMPONENTS, type Component } from "../../mesh/identity.js";
+import { readBundles, trustFromBundles, watchBundles } from "../../mesh/bundle.js";
+import { type MeshServer, startMeshServer } from "../../mesh/server.js";
+import type { ComponentConfig } from "../config/component-config.js";
+import { buildInfoRoutes, currentBuildInfo } from "../buildinfo/build-info.js";
+import { BuildInfoService } from "../gen/hello/common/v1/build_info_pb.js";
+import { Health } from "../gen/grpc/health/v1/health_pb.js";
+import { ServerReflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
+import { HealthCheckResponse_ServingStatus as ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
+import { HealthStatus, healthRoutes } from "../grpc/health.js";
+import { reflectionRoutes } from "../grpc/reflection.js";
+import type { Logger } from "../log/logger.js";
+import { loadCredentials } from "./credentials.js";
+import { componentService } from "./component-services.js";
+
+export interface RunningComponent {
+  readonly component: Component;
+  readonly server: MeshServer;
+  readonly health: HealthStatus;
+  close(): Promise<void>;
+}
+
+/** The peers' CAs a component must hold: every custodian may at least call BuildInfo. */
+const TRUSTED_BUNDLES: readonly Component[] = COMPONENTS;
+
+export async function serveComponent(config: ComponentConfig, log: Logger): Promise<RunningComponent> {
+  const credentials = loadCredentials(config);
+  const bundles = readBundles(config.bundles, TRUSTED_BUNDLES);
+  const service = await componentService(config, { credentials, trust: trustFromBundles(bundles), log });
+
+  const health = new HealthStatus();
+  const served: DescService[] = [...service.descriptors, BuildInfoService, Health, ServerReflection];
+  const routes = (router: ConnectRouter) => {
+    service.routes(router);
+    buildInfoRoutes(currentBuildInfo(config.component))(router);
+    healthRoutes(health)(router);
+    reflectionRoutes(served)(router);
+  };
+
+  const server = await startMeshServer({
+    component: config.component,
+    credentials,
+    trust: trustFromBundles(bundles),
+    routes,
+    host: config.listen.host,
+    port: config.listen.port,
+  });
+  for (const descriptor of service.descriptors) health.set(descriptor.typeName, ServingStatus.SERVING);
+  health.set("", ServingStatus.SERVING);
+
+  const stopWatching = watchBundles(
+    config.bundles,
+    TRUSTED_BUNDLES,
+    (next) => {
+      server.updateTrust(trustFromBundles(next));
+      service.updateTrust?.(trustFromBundles(next));
+      log.info("reloaded the peers' mesh bundles");
+    },
+    (error) => log.error({ err: error }, "a mesh bundle changed but could not be loaded; keeping the previous ones"),
+  );
+
+  return {
+    component: config.component,
+    server,
+    health,
+    async close() {
+      stopWatching();
+      health.shutdown();
+      await server.close();
+      await service.close();
+    },
+  };
+}
