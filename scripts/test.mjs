@@ -1,0 +1,34 @@
+#!/usr/bin/env node
+// `npm test`: everything the tests need, then the tests. The storage suite runs on a
+// real PostgreSQL server, so this makes sure Debian's server binaries are present
+// (installing them when we can, as root) before mocha starts; the suite itself starts
+// a throwaway server in a temporary directory (or uses HELLO_TEST_DATABASE_URL).
+
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, readdirSync } from "node:fs";
+
+function hasPostgresServer() {
+  if (process.env.HELLO_TEST_DATABASE_URL) return true;
+  const root = "/usr/lib/postgresql";
+  return existsSync(root) && readdirSync(root).some((v) => existsSync(`${root}/${v}/bin/initdb`));
+}
+
+function aptInstall(packages) {
+  if (process.getuid?.() !== 0) {
+    console.error(`npm test needs ${packages.join(", ")}: install with sudo apt-get install -y ${packages.join(" ")}`);
+    process.exit(1);
+  }
+  console.log(`Installing ${packages.join(", ")} from Debian's packages…`);
+  execFileSync("apt-get", ["update", "-qq"], { stdio: "inherit" });
+  execFileSync("apt-get", ["install", "-y", "-qq", "--no-install-recommends", ...packages], {
+    stdio: "inherit",
+    env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+  });
+}
+
+if (!hasPostgresServer()) aptInstall(["postgresql"]);
+
+const result = spawnSync("npx", ["mocha", "{cmd,internal,mesh}/**/*.spec.ts", ...process.argv.slice(2)], {
+  stdio: "inherit",
+});
+process.exit(result.status ?? 1);
