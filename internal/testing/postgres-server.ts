@@ -25,9 +25,13 @@ export interface TestPostgres {
 
 const run = promisify(execFile);
 
-export async function startPostgres(): Promise<TestPostgres> {
+/**
+ * A database for one test suite. `ownServer` forces a private server even when
+ * HELLO_TEST_DATABASE_URL names a shared one: for tests that stop or freeze it.
+ */
+export async function startPostgres(options: { ownServer?: boolean } = {}): Promise<TestPostgres> {
   const external = process.env["HELLO_TEST_DATABASE_URL"];
-  return external ? createScratchDatabase(external) : startPrivateServer();
+  return external && !options.ownServer ? createScratchDatabase(external) : startPrivateServer();
 }
 
 async function createScratchDatabase(serverUrl: string): Promise<TestPostgres> {
