@@ -4,11 +4,10 @@
 // credentials, Encryption's none for a signing key, Orchestration's no Storage peer.
 // Paths are relative to the configuration file's directory.
 
-import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import type { Component } from "../../mesh/identity.js";
-import { ConfigError, formatIssues } from "./errors.js";
+import { ConfigError, parseConfigFile } from "./errors.js";
 
 const Port = z.number().int().min(0).max(65535);
 const HttpsUrl = z.url({ protocol: /^https$/ });
@@ -87,17 +86,9 @@ function resolvePaths<T extends ComponentConfig>(config: T, baseDir: string): T 
  * once. `expected` guards against starting a component with another's file.
  */
 export function loadComponentConfig<C extends Component>(file: string, expected: C): ConfigFor<C> {
-  if (!existsSync(file)) throw new ConfigError(file, [`${file} does not exist`]);
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(file, "utf8"));
-  } catch (error) {
-    throw new ConfigError(file, [`not valid JSON: ${(error as Error).message}`]);
+  const config = parseConfigFile(file, ComponentConfigSchema);
+  if (config.component !== expected) {
+    throw new ConfigError(file, [`component: this file configures ${config.component}, not ${expected}`]);
   }
-  const parsed = ComponentConfigSchema.safeParse(raw);
-  if (!parsed.success) throw new ConfigError(file, formatIssues(parsed.error));
-  if (parsed.data.component !== expected) {
-    throw new ConfigError(file, [`component: this file configures ${parsed.data.component}, not ${expected}`]);
-  }
-  return resolvePaths(parsed.data, path.dirname(path.resolve(file))) as ConfigFor<C>;
+  return resolvePaths(config, path.dirname(path.resolve(file))) as ConfigFor<C>;
 }

@@ -2,12 +2,11 @@
 // each component's own configuration is derived. In production there is no such file:
 // each custodian writes and holds only its component's part (component-config.ts).
 
-import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import type { Component } from "../../mesh/identity.js";
 import type { ComponentConfig } from "./component-config.js";
-import { ConfigError, formatIssues } from "./errors.js";
+import { parseConfigFile } from "./errors.js";
 
 const Port = z.number().int().min(1).max(65535);
 
@@ -92,16 +91,7 @@ function duplicates(values: readonly string[]): number[] {
 
 /** Loads the development file; paths in it are resolved against its directory. */
 export function loadDevConfig(file: string): DevConfig & { baseDir: string } {
-  if (!existsSync(file)) throw new ConfigError(file, [`${file} does not exist`]);
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(file, "utf8"));
-  } catch (error) {
-    throw new ConfigError(file, [`not valid JSON: ${(error as Error).message}`]);
-  }
-  const parsed = DevConfigSchema.safeParse(raw);
-  if (!parsed.success) throw new ConfigError(file, formatIssues(parsed.error));
-  return { ...parsed.data, baseDir: path.dirname(path.resolve(file)) };
+  return { ...parseConfigFile(file, DevConfigSchema), baseDir: path.dirname(path.resolve(file)) };
 }
 
 /** Where the derived per-component files go. */

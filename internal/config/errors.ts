@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from "node:fs";
 import type { z } from "zod";
 
 /** A configuration that failed validation, with every problem found, not just the first. */
@@ -19,4 +20,18 @@ export function formatIssues(error: z.ZodError): string[] {
       .join("");
     return `${where || "(top level)"}: ${issue.message}`;
   });
+}
+
+/** Reads a JSON configuration file and validates it, with every problem in one ConfigError. */
+export function parseConfigFile<S extends z.ZodType>(file: string, schema: S): z.infer<S> {
+  if (!existsSync(file)) throw new ConfigError(file, [`${file} does not exist`]);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, "utf8"));
+  } catch (error) {
+    throw new ConfigError(file, [`not valid JSON: ${(error as Error).message}`]);
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) throw new ConfigError(file, formatIssues(parsed.error));
+  return parsed.data;
 }

@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -61,6 +62,23 @@ describe("PGlite record store on disk", function () {
     );
     expect(error).to.be.instanceOf(Error);
     expect((error as Error).message).to.match(/ENOTDIR|EEXIST/);
+  });
+
+  it("lets one process at a time open a data directory, and takes over a dead holder's lock", async function () {
+    const dataDir = join(parent, "locked");
+    const first = await openPGliteStore({ dataDir });
+    const second = await openPGliteStore({ dataDir }).then(
+      () => expect.fail("a second store opened the same data directory"),
+      (e: unknown) => e as Error,
+    );
+    expect(second.message).to.include(`another process (pid ${process.pid}) has the embedded database`);
+    await first.close();
+
+    // A lock left by a process that has exited does not block the next start.
+    const dead = spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"]).stdout.toString();
+    await writeFile(join(dataDir, "hello-storage.pid"), `${dead}\n`);
+    const third = await openPGliteStore({ dataDir });
+    await third.close();
   });
 });
 

@@ -8,13 +8,14 @@
 // session, this backend is also trivially linearizable.
 //
 // A data directory must be used by one process at a time: PGlite does not take
-// PostgreSQL's postmaster.pid lock against a second process.
+// PostgreSQL's postmaster.pid lock against a second process, so we take our own.
 
 import { mkdir } from "node:fs/promises";
 
 import { PGlite } from "@electric-sql/pglite";
 
 import type { RecordStore } from "./record-store.js";
+import { lockDirectory } from "./directory-lock.js";
 import { SCHEMA_SQL } from "./schema.js";
 import { sanitizeDatabaseError, sqlRecordStore } from "./sql-record-store.js";
 import type { SqlExecutor, SqlResult } from "./sql-record-store.js";
@@ -23,11 +24,16 @@ const BACKEND = "the embedded database (PGlite)";
 
 /** Opens (creating if needed) a PGlite record store; `dataDir` undefined means in memory. */
 export async function openPGliteStore(options: { dataDir?: string }): Promise<RecordStore> {
-  if (options.dataDir !== undefined) await mkdir(options.dataDir, { recursive: true });
+  let unlock = async () => {};
+  if (options.dataDir !== undefined) {
+    await mkdir(options.dataDir, { recursive: true });
+    unlock = await lockDirectory(options.dataDir);
+  }
   let db: PGlite;
   try {
     db = await openDatabase(options.dataDir);
   } catch (error) {
+    await unlock();
     // Only the directory and the schema are in play yet, nothing user-linked, so the
     // driver's message is kept: it is what tells an operator what is wrong.
     throw new Error(`cannot open ${BACKEND}: ${error instanceof Error ? error.message : String(error)}`);
@@ -42,7 +48,10 @@ export async function openPGliteStore(options: { dataDir?: string }): Promise<Re
         throw sanitizeDatabaseError(error, BACKEND);
       }
     },
-    close: () => db.close(),
+    close: async () => {
+      await db.close();
+      await unlock();
+    },
   };
   return sqlRecordStore(executor);
 }

@@ -1,0 +1,90 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { expect } from "chai";
+import { COMPONENTS } from "../../mesh/identity.js";
+import { ConfigError } from "./errors.js";
+import { deriveComponentConfigs, loadDevConfig } from "./dev-config.js";
+import { ComponentConfigSchema } from "./component-config.js";
+
+describe("configuration (DESIGN.md §6)", function () {
+  let dir: string;
+  before(async () => (dir = await mkdtemp(path.join(os.tmpdir(), "config-"))));
+  after(async () => rm(dir, { recursive: true, force: true }));
+
+  async function load(config: unknown) {
+    const file = path.join(dir, `hello-${Math.random().toString(36).slice(2)}.json`);
+    await writeFile(file, typeof config === "string" ? config : JSON.stringify(config));
+    return () => loadDevConfig(file);
+  }
+  const problemsOf = (fn: () => unknown): readonly string[] => {
+    try {
+      fn();
+    } catch (error) {
+      if (error instanceof ConfigError) return error.problems;
+      throw error;
+    }
+    return expect.fail("the configuration was accepted");
+  };
+
+  it("the committed development file is valid", function () {
+    const dev = loadDevConfig(path.resolve(import.meta.dirname, "../../hello.config.json"));
+    expect(dev.clients.map((c) => c.client_id)).to.include("demo-app");
+  });
+
+  it("reports every problem at once, each with where it is", async function () {
+    const problems = problemsOf(
+      await load({
+        issuer: "not a url",
+        ports: { token: 7101, storage: 7101 },
+        clients: [
+          { client_id: "a", redirect_uris: [], token_endpoint_auth_method: "client_secret_basic" },
+          { client_id: "a", redirect_uris: ["https://a.example/cb"], token_endpoint_auth_method: "none", client_secret: "0123456789abcdef" },
+          { client_id: "p", redirect_uris: ["https://p.example/cb"], token_endpoint_auth_method: "private_key_jwt" },
+        ],
+        providers: [{ id: "Bad Id", name: "x", issuer: "https://op.example", client_id: "c" }],
+        database: "mysql://nope",
+        surprise: true,
+      }),
+    );
+    const text = problems.join("\n");
+    for (const where of [
+      "issuer",
+      "ports.storage: port 7101 is also used by token",
+      "clients[0].redirect_uris",
+      "clients[1].client_id: duplicate client_id",
+      "clients[1].client_secret: must be absent for none",
+      "clients[2].jwks: required for private_key_jwt",
+      "providers[0].id",
+      "database",
+      "surprise",
+    ]) {
+      expect(text).to.include(where);
+    }
+  });
+
+  it("says so when the file is not JSON, or missing", async function () {
+    expect(problemsOf(await load("{ nope"))[0]).to.match(/^not valid JSON/);
+    expect(problemsOf(() => loadDevConfig(path.join(dir, "absent.json")))[0]).to.match(/does not exist$/);
+  });
+
+  it("gives each component only its own part: the database to Storage alone", async function () {
+    const dev = (await load({ issuer: "http://localhost:9000", database: "postgresql://hello:secret@db/hello" }))();
+    const configs = deriveComponentConfigs(dev);
+    for (const component of COMPONENTS) {
+      expect(ComponentConfigSchema.safeParse(configs[component]).success, component).to.equal(true);
+      const text = JSON.stringify(configs[component]);
+      expect(text.includes("secret@db"), component).to.equal(component === "storage");
+    }
+    expect(Object.keys((configs.orchestration as { peers: object }).peers)).to.deep.equal(["token", "encryption"]);
+    expect(Object.keys((configs.encryption as { peers: object }).peers)).to.deep.equal(["storage"]);
+    expect(configs.token).not.to.have.property("peers");
+  });
+
+  it("without a database URL, Storage gets the embedded PGlite directory under stateDir", async function () {
+    const dev = (await load({ issuer: "http://localhost:9000", stateDir: "state" }))();
+    const storage = deriveComponentConfigs(dev).storage as { database: { dataDir?: string; url?: string } };
+    expect(storage.database.url).to.equal(undefined);
+    expect(storage.database.dataDir).to.equal(path.join(dir, "state", "storage", "pgdata"));
+  });
+});
