@@ -1,0 +1,207 @@
+// The protocol's primitives, attacked one by one (DESIGN.md §3, §5).
+
+import { expect } from "chai";
+import fc from "fast-check";
+import { SignJWT, UnsecuredJWT, decodeProtectedHeader } from "jose";
+import { InvalidTokenError, sign, verify } from "./jws.js";
+import { VerificationKeys, generateSigningKey, publicJwk, privateJwk, signingKeyFromJwk } from "./signing-keys.js";
+import { ACCESS_TOKEN, ERROR_TOKEN, RECORD_TYPES, SESSION_TOKEN } from "./tokens.js";
+import { lengthPrefixed, lookupHash, subjectHash } from "./lookup-key.js";
+import { DecryptionError, Keyring, additionalData, generateRecordKey } from "./keyring.js";
+
+async function refusal(call: Promise<unknown>): Promise<string> {
+  try {
+    await call;
+  } catch (error) {
+    expect(error).to.be.instanceOf(InvalidTokenError);
+    return (error as InvalidTokenError).reason;
+  }
+  return expect.fail("the token was accepted");
+}
+
+describe("protocol primitives", function () {
+  const access = generateSigningKey("access");
+  const session = generateSigningKey("session");
+  const keys = new VerificationKeys([publicJwk(access), publicJwk(session)]);
+  const claims = { op: "read", kind: "subject", hash: "h" };
+
+  describe("JWS (DESIGN.md §3: typ, aud, exp, purpose-bound keys, no alg none)", function () {
+    it("honest: an Access Token verifies as an Access Token", async function () {
+      const token = await sign(ACCESS_TOKEN, access, claims);
+      const { claims: got } = await verify(ACCESS_TOKEN, keys, token, "access token");
+      expect(got).to.include({ op: "read", kind: "subject", hash: "h", aud: "spiffe://hello.mesh/storage" });
+      expect(got.exp! - got.iat!).to.equal(60);
+      expect(decodeProtectedHeader(token)).to.include({ typ: "hello-access+jwt", alg: "EdDSA" });
+    });
+
+    it("a key of another purpose: a session-key-signed token with an access typ is refused", async function () {
+      const forged = await new SignJWT({ ...claims, iss: ACCESS_TOKEN.issuer, aud: ACCESS_TOKEN.audience, jti: "j" })
+        .setProtectedHeader({ alg: "EdDSA", kid: session.kid, typ: ACCESS_TOKEN.typ })
+        .setIssuedAt()
+        .setExpirationTime("60s")
+        .sign(session.privateKey);
+      expect(await refusal(verify(ACCESS_TOKEN, keys, forged, "access token"))).to.equal(
+        "its key (kid) is not a known access key",
+      );
+    });
+
+    it("refuses to sign a type with a key of another purpose", async function () {
+      let threw = false;
+      await sign(ACCESS_TOKEN, session, claims).catch(() => (threw = true));
+      expect(threw).to.equal(true);
+    });
+
+    it("a re-typed token: a Session Token presented as an Access Token is refused", async function () {
+      const token = await sign(SESSION_TOKEN, session, { sid: "s" });
+      await verify(SESSION_TOKEN, keys, token, "session token"); // honest twin
+      expect(await refusal(verify(ACCESS_TOKEN, keys, token, "access token"))).to.equal(
+        "its key (kid) is not a known access key",
+      );
+    });
+
+    it("alg none is refused", async function () {
+      const unsigned = new UnsecuredJWT({ ...claims, iss: ACCESS_TOKEN.issuer, aud: ACCESS_TOKEN.audience, jti: "j" })
+        .setIssuedAt()
+        .setExpirationTime("60s")
+        .encode();
+      expect(await refusal(verify(ACCESS_TOKEN, keys, unsigned, "access token"))).to.match(/key \(kid\)|alg|malformed/);
+    });
+
+    it("an unknown kid is refused", async function () {
+      const stranger = generateSigningKey("access");
+      const token = await sign(ACCESS_TOKEN, stranger, claims);
+      expect(await refusal(verify(ACCESS_TOKEN, keys, token, "access token"))).to.equal(
+        "its key (kid) is not a known access key",
+      );
+    });
+
+    it("an expired token is refused; a fresh one is not", async function () {
+      const old = await sign(ACCESS_TOKEN, access, claims, { now: new Date(Date.now() - 120_000) });
+      expect(await refusal(verify(ACCESS_TOKEN, keys, old, "access token"))).to.equal("it has expired");
+      await verify(ACCESS_TOKEN, keys, await sign(ACCESS_TOKEN, access, claims), "access token");
+    });
+
+    it("a tampered payload fails the signature", async function () {
+      const token = await sign(ACCESS_TOKEN, access, claims);
+      const [h, p, s] = token.split(".");
+      const payload = JSON.parse(Buffer.from(p!, "base64url").toString());
+      payload.hash = "another-users-hash";
+      const tampered = [h, Buffer.from(JSON.stringify(payload)).toString("base64url"), s].join(".");
+      expect(await refusal(verify(ACCESS_TOKEN, keys, tampered, "access token"))).to.equal("its signature does not verify");
+    });
+
+    it("a wrong typ header is refused even with the right key", async function () {
+      const token = await new SignJWT({ ...claims, iss: ACCESS_TOKEN.issuer, aud: ACCESS_TOKEN.audience, jti: "j" })
+        .setProtectedHeader({ alg: "EdDSA", kid: access.kid, typ: "JWT" })
+        .setIssuedAt()
+        .setExpirationTime("60s")
+        .sign(access.privateKey);
+      expect(await refusal(verify(ACCESS_TOKEN, keys, token, "access token"))).to.match(/typ/);
+    });
+
+    it("a wrong audience is refused", async function () {
+      const token = await new SignJWT({ ...claims, iss: ACCESS_TOKEN.issuer, aud: "spiffe://hello.mesh/token", jti: "j" })
+        .setProtectedHeader({ alg: "EdDSA", kid: access.kid, typ: ACCESS_TOKEN.typ })
+        .setIssuedAt()
+        .setExpirationTime("60s")
+        .sign(access.privateKey);
+      expect(await refusal(verify(ACCESS_TOKEN, keys, token, "access token"))).to.match(/aud claim/);
+    });
+
+    it("a lifetime beyond the type's limit is refused", async function () {
+      const token = await new SignJWT({ ...claims, iss: ACCESS_TOKEN.issuer, aud: ACCESS_TOKEN.audience, jti: "j" })
+        .setProtectedHeader({ alg: "EdDSA", kid: access.kid, typ: ACCESS_TOKEN.typ })
+        .setIssuedAt()
+        .setExpirationTime("1h")
+        .sign(access.privateKey);
+      expect(await refusal(verify(ACCESS_TOKEN, keys, token, "access token"))).to.equal("it claims a lifetime over 60 s");
+    });
+
+    it("an alg header that differs from the key's alg is refused", async function () {
+      const token = await sign(ACCESS_TOKEN, access, claims);
+      const [, p, s] = token.split(".");
+      const header = Buffer.from(JSON.stringify({ alg: "ES256", kid: access.kid, typ: ACCESS_TOKEN.typ })).toString("base64url");
+      expect(await refusal(verify(ACCESS_TOKEN, keys, [header, p, s].join("."), "access token"))).to.equal(
+        "its alg is not the alg of its key",
+      );
+    });
+
+    it("records carry no exp and verify under their own typ only", async function () {
+      const recordKey = generateSigningKey("record");
+      const recordKeys = new VerificationKeys([publicJwk(recordKey)]);
+      const record = await sign(RECORD_TYPES.subject, recordKey, { op_iss: "i", op_sub: "s", uid: "u" });
+      await verify(RECORD_TYPES.subject, recordKeys, record, "subject record");
+      expect(await refusal(verify(RECORD_TYPES.wallet, recordKeys, record, "wallet record"))).to.match(/typ/);
+    });
+
+    it("a private key round-trips through its JWK; a published JWK may not carry the private part", function () {
+      const again = signingKeyFromJwk(privateJwk(access));
+      expect(again.kid).to.equal(access.kid);
+      expect(() => new VerificationKeys([privateJwk(access)])).to.throw(/private part/);
+      expect(() => new VerificationKeys([{ ...publicJwk(access), kid: "nopurpose" }])).to.throw(/no hello-mesh purpose/);
+    });
+
+    it("ES256 and RS256 keys sign and verify too", async function () {
+      for (const alg of ["ES256", "RS256"] as const) {
+        const errorKey = generateSigningKey("error", alg);
+        const token = await sign(ERROR_TOKEN, errorKey, { op: "read", kind: "subject", hash: "h", ajti: "a" });
+        await verify(ERROR_TOKEN, new VerificationKeys([publicJwk(errorKey)]), token, "error token");
+      }
+    });
+  });
+
+  describe("lookup hash (DESIGN.md §3)", function () {
+    const key = new Uint8Array(32).fill(7);
+
+    it("is unambiguous: different field lists never encode alike (property)", function () {
+      fc.assert(
+        fc.property(fc.array(fc.string()), fc.array(fc.string()), (a, b) => {
+          fc.pre(JSON.stringify(a) !== JSON.stringify(b));
+          return !lengthPrefixed(a).equals(lengthPrefixed(b));
+        }),
+      );
+      expect(lookupHash(key, "subject", ["ab", "c"])).not.to.equal(lookupHash(key, "subject", ["a", "bc"]));
+    });
+
+    it("depends on the kind and on the key", function () {
+      expect(lookupHash(key, "subject", ["u"])).not.to.equal(lookupHash(key, "wallet", ["u"]));
+      expect(subjectHash(key, "i", "s")).not.to.equal(subjectHash(new Uint8Array(32).fill(8), "i", "s"));
+      expect(subjectHash(key, "i", "s")).to.match(/^[A-Za-z0-9_-]{43}$/);
+    });
+  });
+
+  describe("record keyring (DESIGN.md §3: AES-256-GCM, AAD from the verified token)", function () {
+    const aad = additionalData("subject", "hash-a");
+
+    it("honest: seals and opens", function () {
+      const ring = new Keyring(new Map([["k1", generateRecordKey()]]), "k1");
+      const { keyId, ciphertext } = ring.seal(Buffer.from("record"), aad);
+      expect(ring.open(keyId, ciphertext, aad).toString()).to.equal("record");
+    });
+
+    it("a ciphertext moved to another storage key or kind does not open", function () {
+      const ring = new Keyring(new Map([["k1", generateRecordKey()]]), "k1");
+      const { keyId, ciphertext } = ring.seal(Buffer.from("record"), aad);
+      expect(() => ring.open(keyId, ciphertext, additionalData("subject", "hash-b"))).to.throw(DecryptionError);
+      expect(() => ring.open(keyId, ciphertext, additionalData("wallet", "hash-a"))).to.throw(DecryptionError);
+    });
+
+    it("after rotation new writes use the new key and old records still open", function () {
+      const k1 = generateRecordKey();
+      const before = new Keyring(new Map([["k1", k1]]), "k1").seal(Buffer.from("old"), aad);
+      const rotated = new Keyring(new Map([["k1", k1], ["k2", generateRecordKey()]]), "k2");
+      expect(rotated.seal(Buffer.from("new"), aad).keyId).to.equal("k2");
+      expect(rotated.open(before.keyId, before.ciphertext, aad).toString()).to.equal("old");
+    });
+
+    it("a flipped bit, a truncation, or an unknown key id is refused", function () {
+      const ring = new Keyring(new Map([["k1", generateRecordKey()]]), "k1");
+      const { ciphertext } = ring.seal(Buffer.from("record"), aad);
+      const flipped = Buffer.from(ciphertext);
+      flipped[14]! ^= 1;
+      expect(() => ring.open("k1", flipped, aad)).to.throw(DecryptionError);
+      expect(() => ring.open("k1", ciphertext.subarray(0, 20), aad)).to.throw(DecryptionError);
+      expect(() => ring.open("k9", ciphertext, aad)).to.throw(/does not hold/);
+    });
+  });
+});

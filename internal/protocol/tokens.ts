@@ -1,0 +1,97 @@
+// The internal tokens and records of the Hellō Protocol (DESIGN.md §3): each is a
+// compact JWS with its own `typ`, an explicit issuer and audience (the SPIFFE identity
+// of the component that made it and of the one that consumes it), and a key of its
+// own purpose.
+
+import { identityUri } from "../../mesh/identity.js";
+import type { RecordKindName } from "../storage/backend/record-store.js";
+import type { KeyPurpose } from "./signing-keys.js";
+
+export const TOKEN = identityUri("token");
+export const STORAGE = identityUri("storage");
+
+export interface TokenType {
+  readonly typ: string;
+  readonly purpose: KeyPurpose;
+  readonly issuer: string;
+  readonly audience: string;
+  /** Longest lifetime a verifier accepts (exp - iat), or undefined for records. */
+  readonly maxLifetimeSeconds: number | undefined;
+}
+
+export const SESSION_TOKEN: TokenType = {
+  typ: "hello-session+jwt",
+  purpose: "session",
+  issuer: TOKEN,
+  audience: TOKEN,
+  maxLifetimeSeconds: 15 * 60,
+};
+export const ACCESS_TOKEN: TokenType = {
+  typ: "hello-access+jwt",
+  purpose: "access",
+  issuer: TOKEN,
+  audience: STORAGE,
+  maxLifetimeSeconds: 60,
+};
+export const ERROR_TOKEN: TokenType = {
+  typ: "hello-error+jwt",
+  purpose: "error",
+  issuer: STORAGE,
+  audience: TOKEN,
+  maxLifetimeSeconds: 60,
+};
+
+function recordType(kind: RecordKindName): TokenType {
+  return { typ: `hello-${kind}-record+jwt`, purpose: "record", issuer: TOKEN, audience: TOKEN, maxLifetimeSeconds: undefined };
+}
+export const RECORD_TYPES: Record<RecordKindName, TokenType> = {
+  subject: recordType("subject"),
+  release: recordType("release"),
+  wallet: recordType("wallet"),
+};
+
+export type Operation = "read" | "create" | "update" | "delete";
+
+/** Access Token: one operation on one record. No session id: Storage must not link rows. */
+export interface AccessClaims {
+  op: Operation;
+  kind: RecordKindName;
+  hash: string;
+  /** SHA-256 (base64url) of the record to be written; create and update only. */
+  digest?: string;
+}
+
+/** Error Token: Storage's signed "no record" answer to one Access Token. */
+export interface ErrorClaims {
+  op: "read";
+  kind: RecordKindName;
+  hash: string;
+  /** The jti of the Access Token this answers. */
+  ajti: string;
+}
+
+/** Subject Record: upstream iss and sub -> user id. */
+export interface SubjectRecord {
+  op_iss: string;
+  op_sub: string;
+  uid: string;
+}
+
+/** Release Record: what one app sees of one user. */
+export interface ReleaseRecord {
+  uid: string;
+  client_id: string;
+  /** The `sub` this app sees (directed identifier). */
+  directed_id: string;
+  /** The claim names the user consented to release to this app. */
+  claims: string[];
+}
+
+/** Wallet Record: the claims the user holds, each from an OP ID Token Token verified. */
+export interface WalletRecord {
+  uid: string;
+  claims: Record<string, string | boolean>;
+  subjects: Array<{ iss: string; sub: string }>;
+}
+
+export type RecordClaims = { subject: SubjectRecord; release: ReleaseRecord; wallet: WalletRecord };
