@@ -10,7 +10,7 @@ import { promisify } from "node:util";
 import { expect } from "chai";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { COMPONENTS, type Component } from "../../mesh/identity.js";
-import { readBundles, trustFromBundles } from "../../mesh/bundle.js";
+import { readBundles, trustFromBundles, writeBundle } from "../../mesh/bundle.js";
 import { createMeshTransport } from "../../mesh/client.js";
 import { pkiPaths } from "../../internal/pki/layout.js";
 import { TokenService } from "../../internal/gen/hello/token/v1/token_service_pb.js";
@@ -180,11 +180,23 @@ describe("hello serve: a custodian runs one component from its own configuration
     bundles: "certs/bundles",
   });
 
-  it("refuses to start when its keys are missing, and says how its custodian makes them", async function () {
-    const { code, stderr } = await serve("storage", { ...base("storage"), database: {} });
+  it("refuses to start when its certificate and key are missing, and says how its custodian makes them", async function () {
+    const { code, stderr } = await serve("storage", { ...base("storage"), keys: { signing: "keys/storage.json" }, database: {} });
     expect(code).to.equal(1);
     expect(stderr).to.match(/storage\.crt and .*storage\.key are missing/);
     expect(stderr).to.include("hello pki issue storage");
+  });
+
+  it("refuses to start when its signing keys are missing: production keys are never generated on start", async function () {
+    await run(process.execPath, [BIN, "pki", "dev", "--dir", path.join(dir, "certs")]);
+    for (const c of COMPONENTS) {
+      const ca = await readFile(pkiPaths(path.join(dir, "certs"), c).caCert, "utf8");
+      await writeBundle(path.join(dir, "certs", "bundles"), { component: c, ca, jwks: { keys: [] } });
+    }
+    const { code, stderr } = await serve("storage", { ...base("storage"), keys: { signing: "keys/storage.json" }, database: {} });
+    expect(code).to.equal(1);
+    expect(stderr).to.include("its signing key file");
+    expect(stderr).to.include("keys/storage.json is missing");
   });
 
   it("Token's configuration has no place for database credentials", async function () {

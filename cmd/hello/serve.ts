@@ -31,11 +31,10 @@ export async function runServe(args: string[]): Promise<number> {
   try {
     running = await serveComponent(loadComponentConfig(values.config, component), log);
   } catch (error) {
-    if (error instanceof ConfigError || error instanceof MissingKeyMaterialError) {
-      process.stderr.write(`hello serve ${component}: ${error.message}\n`);
-      return 1;
-    }
-    log.fatal({ err: error }, "failed to start");
+    // Start-up errors are about configuration, keys, bundles or the database: the
+    // custodian needs the words on stderr, not only a JSON log line.
+    process.stderr.write(`hello serve ${component}: ${error instanceof Error ? error.message : String(error)}\n`);
+    if (!(error instanceof ConfigError || error instanceof MissingKeyMaterialError)) log.fatal({ err: error }, "failed to start");
     return 1;
   }
   log.info({ url: running.server.url }, `${component} is serving on ${running.server.url}`);

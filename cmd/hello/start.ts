@@ -1,24 +1,17 @@
-// hello start: the whole service on one machine, for development. Makes the
-// development CAs and certificates on first run, derives each component's own
+// hello start: the whole service on one machine, for development. Makes every
+// custodian's certificates and keys on first run, derives each component's own
 // configuration from one file, and runs each component as its own process, exactly
 // as `hello serve` would for a custodian.
 
-import { type ChildProcess, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
-import { mkdir, writeFile } from "node:fs/promises";
+import type { ChildProcess } from "node:child_process";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
-import { fileURLToPath } from "node:url";
 import { COMPONENTS, type Component } from "../../mesh/identity.js";
-import { readBundle, writeBundle } from "../../mesh/bundle.js";
 import { ConfigError } from "../../internal/config/errors.js";
-import { deriveComponentConfigs, derivedConfigPath, loadDevConfig } from "../../internal/config/dev-config.js";
-import { ensureDevPki } from "../../internal/pki/dev-pki.js";
-import { pkiPaths } from "../../internal/pki/layout.js";
-import { waitUntilServing } from "../../internal/serve/readiness.js";
-
-const BIN = fileURLToPath(new URL("./bin.js", import.meta.url));
+import { derivedConfigPath, loadDevConfig } from "../../internal/config/dev-config.js";
+import { discoverJwksUris, prepareDevDeployment } from "../../internal/serve/dev-deployment.js";
+import { startComponentProcesses } from "../../internal/serve/component-processes.js";
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -35,58 +28,40 @@ export async function runStart(args: string[]): Promise<number> {
     throw error;
   }
 
-  const certs = path.resolve(dev.baseDir, dev.certificates);
-  const { created } = await ensureDevPki(certs, { log: (line) => out(`  ${line}`) });
-  out(created ? `Made development CAs and certificates under ${certs}` : `Using the certificates under ${certs}`);
+  const jwksUris = await discoverJwksUris(dev, (line) => out(`  ${line}; Token will not accept its ID Tokens`));
+  const reachable = { ...dev, providers: dev.providers.filter((p) => p.jwks_uri ?? jwksUris[p.id]) };
+  const deployment = await prepareDevDeployment(reachable, { log: (line) => out(`  ${line}`), jwksUris });
+  const { certs } = deployment;
+  out(deployment.createdCertificates ? `Made development CAs and certificates under ${certs}` : `Using the certificates under ${certs}`);
 
-  const configs = deriveComponentConfigs(dev);
-  for (const component of COMPONENTS) {
-    await writeBundle(configs[component].bundles, {
-      component,
-      ca: readFileSync(pkiPaths(certs, component).caCert, "utf8"),
-      jwks: existingJwks(configs[component].bundles, component),
-    });
-    const file = derivedConfigPath(dev, component);
-    await mkdir(path.dirname(file), { recursive: true });
-    await writeFile(file, `${JSON.stringify(configs[component], null, 2)}\n`);
-  }
-
-  const children = new Map<Component, ChildProcess>();
-  let stopping = false;
-  const stopAll = async (code: number) => {
-    if (stopping) return;
-    stopping = true;
-    out("\nStopping…");
-    await Promise.all([...children.values()].map(stopChild));
-    process.exitCode = code;
-  };
-  process.once("SIGINT", () => void stopAll(0));
-  process.once("SIGTERM", () => void stopAll(0));
-
-  // Components connect to their peers lazily, so all four can start at once.
-  for (const component of COMPONENTS) {
-    const child = spawn(process.execPath, [BIN, "serve", component, "--config", derivedConfigPath(dev, component)], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    children.set(component, child);
-    relayLogs(component, child);
-    child.once("exit", (code, signal) => {
-      if (!stopping) {
-        out(`${component} exited unexpectedly (${signal ?? `code ${code}`}); stopping the others`);
-        void stopAll(1);
-      }
-    });
-  }
-  const readiness = await Promise.allSettled(
-    COMPONENTS.map((c) => waitUntilServing(c, `https://127.0.0.1:${dev.ports[c]}`, certs, configs[c].bundles)),
-  );
-  const failed = COMPONENTS.filter((_, i) => readiness[i]!.status === "rejected");
-  if (failed.length > 0 || stopping) {
-    for (const c of failed) {
-      out(`${c} did not become ready: ${((readiness[COMPONENTS.indexOf(c)] as PromiseRejectedResult).reason as Error).message}`);
+  const processes = startComponentProcesses(deployment, { onSpawn: relayLogs });
+  let stopping: Promise<void> | undefined;
+  const stop = () => {
+    if (!stopping) {
+      out("\nStopping…");
+      stopping = processes.stop();
     }
-    await stopAll(1);
+    return stopping;
+  };
+  const signalled = new Promise<"stopped">((resolve) => {
+    for (const signal of ["SIGINT", "SIGTERM"] as const) {
+      process.once(signal, () => {
+        void stop();
+        resolve("stopped");
+      });
+    }
+  });
+  const started = await Promise.race([processes.ready.then(() => "ready" as const), signalled, processes.exited]).catch(
+    (error: unknown) => error as Error,
+  );
+  if (started instanceof Error) {
+    out(started.message);
     return 1;
+  }
+  if (started !== "ready") {
+    if (started !== "stopped") out(`${started.component} exited during start-up (${started.signal ?? `code ${started.code}`})`);
+    await stop();
+    return started === "stopped" ? 0 : 1;
   }
 
   out("");
@@ -103,38 +78,14 @@ export async function runStart(args: string[]): Promise<number> {
   out("");
   out("Press Ctrl-C to stop.");
 
-  await new Promise<void>((resolve) => {
-    const check = setInterval(() => {
-      if (stopping && [...children.values()].every((c) => c.stdout!.closed && (c.exitCode !== null || c.signalCode !== null))) {
-        clearInterval(check);
-        resolve();
-      }
-    }, 100);
-  });
-  return process.exitCode === undefined ? 0 : Number(process.exitCode);
-}
-
-/** Keeps the public keys a component already published (rewritten when its keys change). */
-function existingJwks(dir: string, component: Component) {
-  try {
-    return readBundle(dir, component).jwks;
-  } catch {
-    return { keys: [] };
+  const ended = await Promise.race([processes.exited, signalled]);
+  if (ended !== "stopped") {
+    out(`${ended.component} exited unexpectedly (${ended.signal ?? `code ${ended.code}`}); stopping the others`);
+    await stop();
+    return 1;
   }
-}
-
-/** Resolves once the child has exited and its last log lines have been relayed. */
-function stopChild(child: ChildProcess): Promise<void> {
-  const closed = child.stdout!.closed && child.stderr!.closed;
-  if (closed && (child.exitCode !== null || child.signalCode !== null)) return Promise.resolve();
-  return new Promise((resolve) => {
-    const kill = setTimeout(() => child.kill("SIGKILL"), 10_000);
-    child.once("close", () => {
-      clearTimeout(kill);
-      resolve();
-    });
-    child.kill("SIGTERM");
-  });
+  await stop();
+  return 0;
 }
 
 /** Prints a child's JSON log lines as "time component level message". */

@@ -31,22 +31,53 @@ export const OrchestrationConfigSchema = z.strictObject({
   component: z.literal("orchestration"),
   ...common,
   peers: z.strictObject({ token: HttpsUrl, encryption: HttpsUrl }),
+  /** The lookup key, shared with Token's custodian only. */
+  keys: z.strictObject({ lookup: z.string().min(1) }),
 });
+
+/** An app as Token knows it: Token checks every request against this, not Orchestration's word. */
+export const RegisteredClientSchema = z.strictObject({
+  client_id: z.string().min(1),
+  client_name: z.string().min(1).optional(),
+  redirect_uris: z.array(z.url()).min(1),
+  id_token_signed_response_alg: z.enum(["RS256", "ES256", "EdDSA"]).default("RS256"),
+  /** Public keys for the client's signed request objects (JAR). */
+  jwks: z.strictObject({ keys: z.array(z.looseObject({ kty: z.string() })) }).optional(),
+});
+export type RegisteredClient = z.infer<typeof RegisteredClientSchema>;
+
+/** An upstream OP Token accepts ID Tokens from, with where Token itself fetches its keys. */
+export const AllowedProviderSchema = z.strictObject({
+  id: z.string().min(1),
+  issuer: z.url(),
+  jwks_uri: z.url(),
+  /** The `aud` this provider issues to us: Token's own expectation, not Orchestration's. */
+  client_id: z.string().min(1),
+});
+export type AllowedProvider = z.infer<typeof AllowedProviderSchema>;
 
 export const TokenConfigSchema = z.strictObject({
   component: z.literal("token"),
   ...common,
+  /** The public issuer (the front door's URL), the `iss` of app ID Tokens. */
+  issuer: z.url(),
+  keys: z.strictObject({ signing: z.string().min(1), lookup: z.string().min(1) }),
+  clients: z.array(RegisteredClientSchema),
+  providers: z.array(AllowedProviderSchema),
 });
 
 export const EncryptionConfigSchema = z.strictObject({
   component: z.literal("encryption"),
   ...common,
   peers: z.strictObject({ storage: HttpsUrl }),
+  keys: z.strictObject({ keyring: z.string().min(1) }),
 });
 
 export const StorageConfigSchema = z.strictObject({
   component: z.literal("storage"),
   ...common,
+  /** The Error Token signing key. */
+  keys: z.strictObject({ signing: z.string().min(1) }),
   /** A PostgreSQL URL, or an embedded PGlite data directory when absent. */
   database: z.strictObject({
     url: z.string().regex(/^postgres(ql)?:\/\//, "must be a postgres:// or postgresql:// URL").optional(),
@@ -70,11 +101,13 @@ export type ConfigFor<C extends Component> = Extract<ComponentConfig, { componen
 
 /** Resolves every path field against `baseDir`. */
 function resolvePaths<T extends ComponentConfig>(config: T, baseDir: string): T {
+  const keys = Object.fromEntries(Object.entries(config.keys).map(([name, file]) => [name, path.resolve(baseDir, file)]));
   const resolved = {
     ...config,
     tls: { cert: path.resolve(baseDir, config.tls.cert), key: path.resolve(baseDir, config.tls.key) },
     bundles: path.resolve(baseDir, config.bundles),
-  };
+    keys,
+  } as T;
   if (resolved.component === "storage" && resolved.database.dataDir) {
     resolved.database = { ...resolved.database, dataDir: path.resolve(baseDir, resolved.database.dataDir) };
   }

@@ -30,6 +30,8 @@ const ProviderSchema = z.strictObject({
   client_id: z.string().min(1),
   client_secret: z.string().min(1).optional(),
   scopes: z.array(z.string().min(1)).default(["openid", "email", "profile"]),
+  /** Where Token fetches the provider's keys; found by discovery at start when absent. */
+  jwks_uri: z.url().optional(),
 });
 
 export const DevConfigSchema = z
@@ -103,8 +105,12 @@ export function derivedConfigPath(dev: DevConfig & { baseDir: string }, componen
  * Splits the development file into the four components' own configurations, with
  * absolute paths. Each gets only what its custodian would hold.
  */
-export function deriveComponentConfigs(dev: DevConfig & { baseDir: string }): Record<Component, ComponentConfig> {
+export function deriveComponentConfigs(
+  dev: DevConfig & { baseDir: string },
+  jwksUris: Readonly<Record<string, string>> = {},
+): Record<Component, ComponentConfig> {
   const certs = path.resolve(dev.baseDir, dev.certificates);
+  const keys = (c: Component, file: string) => path.join(certs, c, "keys", file);
   const bundles = path.join(certs, "bundles");
   const url = (c: Component) => `https://127.0.0.1:${dev.ports[c]}`;
   const common = (c: Component) => ({
@@ -117,12 +123,36 @@ export function deriveComponentConfigs(dev: DevConfig & { baseDir: string }): Re
       component: "orchestration",
       ...common("orchestration"),
       peers: { token: url("token"), encryption: url("encryption") },
+      keys: { lookup: keys("orchestration", "lookup.key") },
     },
-    token: { component: "token", ...common("token") },
-    encryption: { component: "encryption", ...common("encryption"), peers: { storage: url("storage") } },
+    token: {
+      component: "token",
+      ...common("token"),
+      issuer: dev.issuer,
+      keys: { signing: keys("token", "signing-keys.json"), lookup: keys("token", "lookup.key") },
+      clients: dev.clients.map(({ client_id, client_name, redirect_uris, id_token_signed_response_alg, jwks }) => ({
+        client_id,
+        ...(client_name ? { client_name } : {}),
+        redirect_uris,
+        id_token_signed_response_alg,
+        ...(jwks ? { jwks } : {}),
+      })),
+      providers: dev.providers.map((p) => {
+        const jwksUri = p.jwks_uri ?? jwksUris[p.id];
+        if (!jwksUri) throw new Error(`provider ${p.id}: no jwks_uri (give one, or let discovery find it)`);
+        return { id: p.id, issuer: p.issuer, jwks_uri: jwksUri, client_id: p.client_id };
+      }),
+    },
+    encryption: {
+      component: "encryption",
+      ...common("encryption"),
+      peers: { storage: url("storage") },
+      keys: { keyring: keys("encryption", "keyring.json") },
+    },
     storage: {
       component: "storage",
       ...common("storage"),
+      keys: { signing: keys("storage", "signing-keys.json") },
       database: dev.database
         ? { url: dev.database }
         : { dataDir: path.resolve(dev.baseDir, dev.stateDir, "storage", "pgdata") },

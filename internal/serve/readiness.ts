@@ -16,6 +16,7 @@ export async function waitUntilServing(
   certsDir: string,
   bundlesDir: string,
   timeoutMs = 30_000,
+  signal?: AbortSignal,
 ): Promise<void> {
   const paths = pkiPaths(certsDir, component);
   const transport = createMeshTransport({
@@ -29,6 +30,7 @@ export async function waitUntilServing(
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {
+    if (signal?.aborted) throw new Error("stopped while waiting");
     try {
       const { status } = await health.check({ service: "" });
       if (status === ServingStatus.SERVING) return;

@@ -1,0 +1,118 @@
+// Each custodian's secret key material on disk. Production components only load
+// these files and refuse to start without them; `hello start` (development) makes the
+// missing ones first. Files are written 0600 through a temporary file and a rename.
+//
+//   signing keys   { "keys": [ <private JWK with kid "<purpose>.<id>" and alg>, … ] }
+//                  Token: session, access, record, id-token (RS256, ES256, EdDSA), key-set
+//                  Storage: error
+//   lookup key     base64url of 32 random bytes (Token and Orchestration hold the same)
+//   keyring        { "current": "<id>", "keys": { "<id>": "<base64url 32 bytes>", … } }
+
+import { randomBytes } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import { chmod, mkdir, rename, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { z } from "zod";
+import { MissingKeyMaterialError } from "../serve/credentials.js";
+import { Keyring, RECORD_KEY_BYTES, generateRecordKey } from "./keyring.js";
+import { LOOKUP_KEY_BYTES } from "./lookup-key.js";
+import {
+  type KeyPurpose,
+  type SigningAlg,
+  type SigningKey,
+  generateSigningKey,
+  privateJwk,
+  signingKeyFromJwk,
+} from "./signing-keys.js";
+
+export interface KeySpec {
+  readonly purpose: KeyPurpose;
+  readonly alg: SigningAlg;
+}
+
+export const TOKEN_KEYS: readonly KeySpec[] = [
+  { purpose: "session", alg: "EdDSA" },
+  { purpose: "access", alg: "EdDSA" },
+  { purpose: "record", alg: "EdDSA" },
+  { purpose: "key-set", alg: "EdDSA" },
+  { purpose: "id-token", alg: "RS256" },
+  { purpose: "id-token", alg: "ES256" },
+  { purpose: "id-token", alg: "EdDSA" },
+];
+export const STORAGE_KEYS: readonly KeySpec[] = [{ purpose: "error", alg: "EdDSA" }];
+
+const SigningKeysFile = z.strictObject({ keys: z.array(z.looseObject({ kid: z.string(), alg: z.string(), d: z.string() })) });
+const KeyringFile = z.strictObject({ current: z.string().min(1), keys: z.record(z.string(), z.string()) });
+
+async function writeSecret(file: string, text: string): Promise<void> {
+  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  const temp = `${file}.${process.pid}.tmp`;
+  await writeFile(temp, text, { mode: 0o600 });
+  await chmod(temp, 0o600);
+  await rename(temp, file);
+}
+
+function missing(component: string, file: string, what: string): MissingKeyMaterialError {
+  return new MissingKeyMaterialError(
+    `the ${component} component cannot start: its ${what} ${file} is missing. Its custodian makes it (hello start makes development keys); production keys are never generated on start.`,
+  );
+}
+
+function decode32(text: string, what: string): Buffer {
+  const bytes = Buffer.from(text.trim(), "base64url");
+  if (bytes.length !== 32) throw new Error(`the ${what} must be 32 bytes of base64url`);
+  return bytes;
+}
+
+/** The signing keys in `file`; every spec must have at least one key. */
+export function loadSigningKeys(component: string, file: string, required: readonly KeySpec[]): SigningKey[] {
+  if (!existsSync(file)) throw missing(component, file, "signing key file");
+  const parsed = SigningKeysFile.parse(JSON.parse(readFileSync(file, "utf8")));
+  const keys = parsed.keys.map((jwk) => signingKeyFromJwk(jwk));
+  for (const spec of required) {
+    if (!keys.some((k) => k.purpose === spec.purpose && k.alg === spec.alg)) {
+      throw new MissingKeyMaterialError(`${file} holds no ${spec.purpose} key for ${spec.alg}`);
+    }
+  }
+  return keys;
+}
+
+export function loadLookupKey(component: string, file: string): Buffer {
+  if (!existsSync(file)) throw missing(component, file, "lookup key");
+  return decode32(readFileSync(file, "utf8"), `lookup key in ${file}`);
+}
+
+export function loadKeyring(component: string, file: string): Keyring {
+  if (!existsSync(file)) throw missing(component, file, "record keyring");
+  const parsed = KeyringFile.parse(JSON.parse(readFileSync(file, "utf8")));
+  return new Keyring(
+    new Map(Object.entries(parsed.keys).map(([id, key]) => [id, decode32(key, `record key ${id}`)])),
+    parsed.current,
+  );
+}
+
+// Development only: make what is missing, never overwrite.
+
+export async function ensureSigningKeys(file: string, required: readonly KeySpec[]): Promise<boolean> {
+  if (existsSync(file)) return false;
+  const keys = required.map((spec) => privateJwk(generateSigningKey(spec.purpose, spec.alg)));
+  await writeSecret(file, `${JSON.stringify({ keys }, null, 2)}\n`);
+  return true;
+}
+
+export async function ensureLookupKey(file: string, copyTo: readonly string[] = []): Promise<boolean> {
+  const created = !existsSync(file);
+  if (created) await writeSecret(file, `${randomBytes(LOOKUP_KEY_BYTES).toString("base64url")}\n`);
+  const key = readFileSync(file, "utf8");
+  for (const other of copyTo) if (!existsSync(other)) await writeSecret(other, key);
+  return created;
+}
+
+export async function ensureKeyring(file: string): Promise<boolean> {
+  if (existsSync(file)) return false;
+  const id = `k${new Date().toISOString().slice(0, 10).replaceAll("-", "")}`;
+  await writeSecret(file, `${JSON.stringify({ current: id, keys: { [id]: generateRecordKey().toString("base64url") } }, null, 2)}\n`);
+  return true;
+}
+
+export { RECORD_KEY_BYTES };

@@ -1,0 +1,84 @@
+// Runs the four components as separate processes (`hello serve <component>`), as
+// custodians would, and waits until each reports SERVING over the mesh. Used by
+// `hello start` and by the end-to-end tests.
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { COMPONENTS, type Component } from "../../mesh/identity.js";
+import type { DevDeployment } from "./dev-deployment.js";
+import { waitUntilServing } from "./readiness.js";
+
+const BIN = fileURLToPath(new URL("../../cmd/hello/bin.js", import.meta.url));
+
+export interface ComponentProcesses {
+  readonly children: ReadonlyMap<Component, ChildProcess>;
+  /** SIGTERM to each (SIGKILL after 10 s); resolves when all have exited and their output is drained. */
+  stop(): Promise<void>;
+  /** Resolves when any child exits on its own. */
+  readonly exited: Promise<{ component: Component; code: number | null; signal: NodeJS.Signals | null }>;
+  /** Resolves when every component serves; rejects (after stopping them all) if one does not. */
+  readonly ready: Promise<void>;
+}
+
+/** Spawns the components at once and returns immediately, so a caller can stop them at any time. */
+export function startComponentProcesses(
+  deployment: DevDeployment,
+  options: { components?: readonly Component[]; env?: NodeJS.ProcessEnv; onSpawn?: (c: Component, child: ChildProcess) => void } = {},
+): ComponentProcesses {
+  const components = options.components ?? COMPONENTS;
+  const children = new Map<Component, ChildProcess>();
+  let stopping = false;
+  let reportExit!: (value: { component: Component; code: number | null; signal: NodeJS.Signals | null }) => void;
+  const exited = new Promise<{ component: Component; code: number | null; signal: NodeJS.Signals | null }>((r) => (reportExit = r));
+
+  // Components connect to their peers lazily, so all can start at once.
+  for (const component of components) {
+    const child = spawn(process.execPath, [BIN, "serve", component, "--config", deployment.configFiles[component]], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, ...options.env },
+    });
+    children.set(component, child);
+    options.onSpawn?.(component, child);
+    child.once("exit", (code, signal) => {
+      if (!stopping) reportExit({ component, code, signal });
+    });
+  }
+  const waiting = new AbortController();
+  const stop = async () => {
+    stopping = true;
+    waiting.abort();
+    await Promise.all([...children.values()].map(stopChild));
+  };
+
+  const ready = (async () => {
+    const readiness = await Promise.allSettled(
+      components.map((c) => {
+        const { host, port } = deployment.configs[c].listen;
+        return waitUntilServing(c, `https://${host}:${port}`, deployment.certs, deployment.configs[c].bundles, 60_000, waiting.signal);
+      }),
+    );
+    const failed = components.flatMap((c, i) => {
+      const result = readiness[i]!;
+      return result.status === "rejected" ? [`${c}: ${(result.reason as Error).message}`] : [];
+    });
+    if (failed.length > 0) {
+      await stop();
+      throw new Error(`components did not become ready:\n  ${failed.join("\n  ")}`);
+    }
+  })();
+  return { children, stop, exited, ready };
+}
+
+/** Resolves once the child has exited and its last output has been read. */
+function stopChild(child: ChildProcess): Promise<void> {
+  const drained = child.stdout!.closed && child.stderr!.closed;
+  if (drained && (child.exitCode !== null || child.signalCode !== null)) return Promise.resolve();
+  return new Promise((resolve) => {
+    const kill = setTimeout(() => child.kill("SIGKILL"), 10_000);
+    child.once("close", () => {
+      clearTimeout(kill);
+      resolve();
+    });
+    child.kill("SIGTERM");
+  });
+}
