@@ -1,31 +1,48 @@
-// Each component's own service on the mesh, built from its own configuration.
-// The protocol handlers arrive with the protocol issue; until then a method answers
-// UNIMPLEMENTED, after the mesh has authenticated and authorized the caller.
+// Each component's own service on the mesh, built from its own configuration and keys.
 
-import type { ConnectRouter } from "@connectrpc/connect";
+import { type ConnectRouter, createClient } from "@connectrpc/connect";
 import type { DescService } from "@bufbuild/protobuf";
+import type { Component } from "../../mesh/identity.js";
+import type { Bundle } from "../../mesh/bundle.js";
+import { trustFromBundles } from "../../mesh/bundle.js";
+import { createMeshTransport } from "../../mesh/client.js";
 import type { ComponentConfig } from "../config/component-config.js";
 import type { MeshCredentials } from "../../mesh/server.js";
-import type { TrustStore } from "../../mesh/trust.js";
 import { TokenService } from "../gen/hello/token/v1/token_service_pb.js";
 import { EncryptionService } from "../gen/hello/encryption/v1/encryption_service_pb.js";
 import { StorageService } from "../gen/hello/storage/v1/storage_service_pb.js";
 import { openRecordStore } from "../storage/backend/open-store.js";
+import { storageRoutes } from "../storage/service/storage-service.js";
+import { encryptionRoutes } from "../encryption/encryption-service.js";
+import { tokenRoutes } from "../token/token-service.js";
+import { UpstreamVerifier } from "../token/upstream.js";
+import { STORAGE_KEYS, TOKEN_KEYS, loadKeyring, loadLookupKey, loadSigningKeys } from "../protocol/key-files.js";
+import { VerificationKeys } from "../protocol/signing-keys.js";
 import type { Logger } from "../log/logger.js";
 
 export interface ComponentService {
   /** The services this component serves on the mesh (beyond health/reflection/BuildInfo). */
   readonly descriptors: readonly DescService[];
   routes(router: ConnectRouter): void;
-  /** Peers' bundles changed: clients must trust the new CAs. */
-  updateTrust?(trust: TrustStore): void;
   close(): Promise<void>;
 }
 
 export interface ServiceDeps {
   readonly credentials: MeshCredentials;
-  readonly trust: TrustStore;
+  /** The peers' bundles as last loaded from disk. */
+  readonly bundles: () => ReadonlyMap<Component, Bundle>;
   readonly log: Logger;
+}
+
+/** A peer's published public keys, rebuilt only when its bundle changes. */
+function peerKeys(bundles: () => ReadonlyMap<Component, Bundle>, peer: Component): () => VerificationKeys {
+  const cache = new WeakMap<Bundle, VerificationKeys>();
+  return () => {
+    const bundle = bundles().get(peer)!;
+    let keys = cache.get(bundle);
+    if (!keys) cache.set(bundle, (keys = new VerificationKeys(bundle.jwks.keys)));
+    return keys;
+  };
 }
 
 export async function componentService(config: ComponentConfig, deps: ServiceDeps): Promise<ComponentService> {
@@ -33,23 +50,41 @@ export async function componentService(config: ComponentConfig, deps: ServiceDep
     case "orchestration":
       // Orchestration serves no mesh API of its own: it is the front door (HTTP) and a
       // client of Token and Encryption. Its mesh server carries only operator services.
+      loadLookupKey("orchestration", config.keys.lookup);
       return { descriptors: [], routes: () => {}, close: async () => {} };
-    case "token":
-      return { descriptors: [TokenService], routes: (r) => r.service(TokenService, {}), close: async () => {} };
-    case "encryption":
-      return {
-        descriptors: [EncryptionService],
-        routes: (r) => r.service(EncryptionService, {}),
-        close: async () => {},
-      };
+    case "token": {
+      const keys = loadSigningKeys("token", config.keys.signing, TOKEN_KEYS);
+      const routes = tokenRoutes({
+        issuer: config.issuer,
+        keys,
+        storageKeys: peerKeys(deps.bundles, "storage"),
+        lookupKey: loadLookupKey("token", config.keys.lookup),
+        clients: config.clients,
+        providers: config.providers,
+        upstream: new UpstreamVerifier(config.providers),
+      });
+      return { descriptors: [TokenService], routes, close: async () => {} };
+    }
+    case "encryption": {
+      const keyring = loadKeyring("encryption", config.keys.keyring);
+      const storage = createClient(
+        StorageService,
+        createMeshTransport({
+          target: "storage",
+          baseUrl: config.peers.storage,
+          credentials: deps.credentials,
+          trust: trustFromBundles(deps.bundles()),
+        }),
+      );
+      const routes = encryptionRoutes({ keyring: () => keyring, tokenKeys: peerKeys(deps.bundles, "token"), storage });
+      return { descriptors: [EncryptionService], routes, close: async () => {} };
+    }
     case "storage": {
+      const [errorKey] = loadSigningKeys("storage", config.keys.signing, STORAGE_KEYS).filter((k) => k.purpose === "error").slice(-1);
       const store = await openRecordStore(config.database);
       deps.log.info({ backend: config.database.url ? "postgresql" : "pglite" }, "opened the record store");
-      return {
-        descriptors: [StorageService],
-        routes: (r) => r.service(StorageService, {}),
-        close: () => store.close(),
-      };
+      const routes = storageRoutes({ store, tokenKeys: peerKeys(deps.bundles, "token"), errorKey: errorKey! });
+      return { descriptors: [StorageService], routes, close: () => store.close() };
     }
   }
 }

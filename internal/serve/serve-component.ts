@@ -31,8 +31,8 @@ const TRUSTED_BUNDLES: readonly Component[] = COMPONENTS;
 
 export async function serveComponent(config: ComponentConfig, log: Logger): Promise<RunningComponent> {
   const credentials = loadCredentials(config);
-  const bundles = readBundles(config.bundles, TRUSTED_BUNDLES);
-  const service = await componentService(config, { credentials, trust: trustFromBundles(bundles), log });
+  let bundles = readBundles(config.bundles, TRUSTED_BUNDLES);
+  const service = await componentService(config, { credentials, bundles: () => bundles, log });
 
   const health = new HealthStatus();
   const served: DescService[] = [...service.descriptors, BuildInfoService, Health, ServerReflection];
@@ -58,8 +58,8 @@ export async function serveComponent(config: ComponentConfig, log: Logger): Prom
     config.bundles,
     TRUSTED_BUNDLES,
     (next) => {
+      bundles = next;
       server.updateTrust(trustFromBundles(next));
-      service.updateTrust?.(trustFromBundles(next));
       log.info("reloaded the peers' mesh bundles");
     },
     (error) => log.error({ err: error }, "a mesh bundle changed but could not be loaded; keeping the previous ones"),

@@ -1,0 +1,82 @@
+// Encryption (DESIGN.md §3): seals records on their way to Storage and opens them on
+// the way back. It verifies every Access Token itself with Token's public keys (it
+// holds no signing key), checks a record to be written against the digest the token
+// carries, and derives the additional data from the verified token, never from what
+// Storage returns: a ciphertext Storage moved to another row does not open.
+
+import { Code, type Client, type ConnectRouter, ConnectError } from "@connectrpc/connect";
+import { EncryptionService } from "../gen/hello/encryption/v1/encryption_service_pb.js";
+import type { StorageService } from "../gen/hello/storage/v1/storage_service_pb.js";
+import { type Keyring, additionalData } from "../protocol/keyring.js";
+import { sha256, verify } from "../protocol/jws.js";
+import type { VerificationKeys } from "../protocol/signing-keys.js";
+import { ACCESS_TOKEN, type AccessClaims, type Operation } from "../protocol/tokens.js";
+import { denied, invalidArgument, mapped } from "../protocol/errors.js";
+
+export interface EncryptionServiceDeps {
+  readonly keyring: () => Keyring;
+  /** Token's published keys (from Token's mesh bundle). */
+  readonly tokenKeys: () => VerificationKeys;
+  readonly storage: Client<typeof StorageService>;
+  readonly now?: () => Date;
+}
+
+export const MAX_RECORD_BYTES = 512 * 1024;
+
+export function encryptionRoutes(deps: EncryptionServiceDeps) {
+  const now = deps.now ?? (() => new Date());
+
+  async function authorize(accessToken: string, op: Operation, record?: string) {
+    const { claims } = await verify<AccessClaims>(ACCESS_TOKEN, deps.tokenKeys(), accessToken, "access token", now());
+    if (claims.op !== op) throw denied(`the access token grants ${claims.op}, not ${op}`);
+    if (record !== undefined) {
+      if (record.length === 0) throw invalidArgument("record is required");
+      if (Buffer.byteLength(record) > MAX_RECORD_BYTES) throw invalidArgument(`record is larger than ${MAX_RECORD_BYTES} bytes`);
+      if (claims.digest === undefined || sha256(record) !== claims.digest) {
+        throw denied("the record is not the one the access token was issued for");
+      }
+    }
+    return claims;
+  }
+
+  /** Storage's errors keep their code and words; nothing else from it is trusted. */
+  const fromStorage = <T>(call: Promise<T>) =>
+    call.catch((error: unknown) => {
+      const e = ConnectError.from(error);
+      throw new ConnectError(`storage: ${e.rawMessage}`, e.code === Code.Unknown ? Code.Unavailable : e.code);
+    });
+
+  return (router: ConnectRouter) => {
+    router.service(EncryptionService, {
+      readRecord: mapped(async (req) => {
+        const claims = await authorize(req.accessToken, "read");
+        const res = await fromStorage(deps.storage.readRecord({ accessToken: req.accessToken }));
+        if (res.result.case === "errorToken") return { result: { case: "errorToken", value: res.result.value } };
+        if (res.result.case !== "record") throw new ConnectError("storage returned neither a record nor an error token", Code.DataLoss);
+        const { keyId, ciphertext, version } = res.result.value;
+        const plaintext = deps.keyring().open(keyId, ciphertext, additionalData(claims.kind, claims.hash));
+        return { result: { case: "record", value: plaintext.toString("utf8") }, version };
+      }),
+      createRecord: mapped(async (req) => {
+        const claims = await authorize(req.accessToken, "create", req.record);
+        const sealed = deps.keyring().seal(Buffer.from(req.record, "utf8"), additionalData(claims.kind, claims.hash));
+        const { version } = await fromStorage(deps.storage.createRecord({ accessToken: req.accessToken, ...sealed }));
+        return { version };
+      }),
+      updateRecord: mapped(async (req) => {
+        const claims = await authorize(req.accessToken, "update", req.record);
+        // Re-encryption on write: an update is always sealed under the current key.
+        const sealed = deps.keyring().seal(Buffer.from(req.record, "utf8"), additionalData(claims.kind, claims.hash));
+        const { version } = await fromStorage(
+          deps.storage.updateRecord({ accessToken: req.accessToken, ...sealed, expectedVersion: req.expectedVersion }),
+        );
+        return { version };
+      }),
+      deleteRecord: mapped(async (req) => {
+        await authorize(req.accessToken, "delete");
+        await fromStorage(deps.storage.deleteRecord({ accessToken: req.accessToken }));
+        return {};
+      }),
+    });
+  };
+}

@@ -1,0 +1,211 @@
+// Orchestration's side of the login (DESIGN.md §4): it drives Token and Encryption
+// through the steps and verifies everything Token returns before using it — each
+// grant's kind, operation and hash (recomputed with the lookup key), and the
+// identifiers in every record (signature by Token's record keys, iss/sub/uid/client).
+// Writes of a new user go wallet first, subject last: the Subject Record is the commit
+// point, so a crash leaves no user half made.
+
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import type { AccessGrant, TokenService } from "../gen/hello/token/v1/token_service_pb.js";
+import type { EncryptionService } from "../gen/hello/encryption/v1/encryption_service_pb.js";
+import { RecordKind, RecordOperation } from "../gen/hello/common/v1/record_pb.js";
+import { verify } from "../protocol/jws.js";
+import { releaseHash, subjectHash, walletHash } from "../protocol/lookup-key.js";
+import type { VerificationKeys } from "../protocol/signing-keys.js";
+import { RECORD_TYPES, type RecordClaims } from "../protocol/tokens.js";
+import type { RecordKindName } from "../storage/backend/record-store.js";
+
+export interface LoginDriverDeps {
+  readonly token: Client<typeof TokenService>;
+  readonly encryption: Client<typeof EncryptionService>;
+  readonly lookupKey: Uint8Array;
+  /** Token's published keys (from Token's mesh bundle): records are checked with them. */
+  readonly tokenKeys: () => VerificationKeys;
+}
+
+/** Token or Storage handed Orchestration something that does not fit the session. */
+export class ProtocolViolation extends Error {
+  override name = "ProtocolViolation";
+}
+
+/** The app's request as Orchestration received it. */
+export interface AppRequest {
+  readonly clientId: string;
+  readonly redirectUri: string;
+  readonly nonce: string;
+  readonly scope: string;
+  readonly codeChallenge: string;
+  readonly claims?: string;
+  /** A signed request object (JAR), if the app sent one; then it is what Token checks. */
+  readonly requestObject?: string;
+}
+
+/** The upstream result Orchestration verified itself (step 2). */
+export interface UpstreamResult {
+  readonly idToken: string;
+  readonly iss: string;
+  readonly sub: string;
+}
+
+/** Everything needed to continue a login after the consent page; travels encrypted. */
+export interface LoginState {
+  sessionToken: string;
+  clientId: string;
+  iss: string;
+  sub: string;
+  uid: string;
+  subjectRecord: string;
+  walletRecord: string;
+  releaseErrorToken: string;
+}
+
+export type LoginOutcome =
+  | { kind: "consent"; state: LoginState; wallet: RecordClaims["wallet"]; newUser: boolean }
+  | { kind: "done"; idToken: string; userinfoJwt: string; userinfoJson: string; newUser: boolean };
+
+const KIND: Record<RecordKindName, RecordKind> = {
+  subject: RecordKind.SUBJECT,
+  release: RecordKind.RELEASE,
+  wallet: RecordKind.WALLET,
+};
+
+export class LoginDriver {
+  constructor(private readonly deps: LoginDriverDeps) {}
+
+  /** Step 1: a Session Token for this request and provider. */
+  async start(request: AppRequest, providerId: string) {
+    const res = await this.deps.token.createSession({
+      request: request.requestObject
+        ? { case: "requestObject", value: request.requestObject }
+        : {
+            case: "parameters",
+            value: {
+              clientId: request.clientId,
+              redirectUri: request.redirectUri,
+              nonce: request.nonce,
+              scope: request.scope,
+              claims: request.claims ?? "",
+              codeChallenge: request.codeChallenge,
+            },
+          },
+      providerId,
+    });
+    return { sessionToken: res.sessionToken, upstreamNonce: res.upstreamNonce, providerIssuer: res.providerIssuer };
+  }
+
+  /** Steps 3–7 after the upstream login: the ID Token, or the consent page first. */
+  async continue(sessionToken: string, clientId: string, upstream: UpstreamResult): Promise<LoginOutcome> {
+    const authorized = await this.deps.token.authorizeSubject({ sessionToken, opIdToken: upstream.idToken });
+    const subjectRead = this.#checkGrant(authorized.subjectRead, "subject", RecordOperation.READ,
+      subjectHash(this.deps.lookupKey, upstream.iss, upstream.sub));
+    const read = await this.deps.encryption.readRecord({ accessToken: subjectRead.accessToken });
+
+    if (read.result.case === "errorToken") return this.#newUser(authorized.sessionToken, clientId, upstream, read.result.value);
+    if (read.result.case !== "record") throw new ProtocolViolation("the subject read returned nothing");
+    const subjectRecord = read.result.value;
+    const subject = await this.#record("subject", subjectRecord);
+    if (subject.op_iss !== upstream.iss || subject.op_sub !== upstream.sub) {
+      throw new ProtocolViolation("the subject record is not the upstream subject's");
+    }
+    const user = await this.deps.token.authorizeUser({ sessionToken: authorized.sessionToken, subjectRecord });
+    const walletRead = this.#checkGrant(user.walletRead, "wallet", RecordOperation.READ, walletHash(this.deps.lookupKey, subject.uid));
+    const releaseRead = this.#checkGrant(user.releaseRead, "release", RecordOperation.READ,
+      releaseHash(this.deps.lookupKey, subject.uid, clientId));
+    const [walletRes, releaseRes] = await Promise.all([
+      this.deps.encryption.readRecord({ accessToken: walletRead.accessToken }),
+      this.deps.encryption.readRecord({ accessToken: releaseRead.accessToken }),
+    ]);
+    if (walletRes.result.case !== "record") throw new ProtocolViolation("the user's wallet record is missing");
+    const walletRecord = walletRes.result.value;
+    const wallet = await this.#record("wallet", walletRecord);
+    if (wallet.uid !== subject.uid) throw new ProtocolViolation("the wallet record is not the subject's user's");
+
+    if (releaseRes.result.case === "errorToken") {
+      const state: LoginState = {
+        sessionToken: user.sessionToken, clientId, iss: upstream.iss, sub: upstream.sub, uid: subject.uid,
+        subjectRecord, walletRecord, releaseErrorToken: releaseRes.result.value,
+      };
+      return { kind: "consent", state, wallet, newUser: false };
+    }
+    if (releaseRes.result.case !== "record") throw new ProtocolViolation("the release read returned nothing");
+    return this.#mint(user.sessionToken, clientId, subject.uid, subjectRecord, releaseRes.result.value, walletRecord, false);
+  }
+
+  /** After the consent page: the Release Record with the consented claims, then the ID Token. */
+  async consent(state: LoginState, consentedClaims: readonly string[], newUser = false): Promise<LoginOutcome & { kind: "done" }> {
+    const res = await this.deps.token.createRelease({
+      sessionToken: state.sessionToken,
+      errorToken: state.releaseErrorToken,
+      walletRecord: state.walletRecord,
+      consentedClaims: [...consentedClaims],
+    });
+    const write = res.release!;
+    this.#checkGrant(write.grant, "release", RecordOperation.CREATE, releaseHash(this.deps.lookupKey, state.uid, state.clientId));
+    const release = await this.#record("release", write.record);
+    if (release.uid !== state.uid || release.client_id !== state.clientId) {
+      throw new ProtocolViolation("the release record is not this user's and app's");
+    }
+    if (release.claims.some((c) => !consentedClaims.includes(c))) {
+      throw new ProtocolViolation("the release record lists claims the user did not consent to");
+    }
+    await this.deps.encryption.createRecord({ accessToken: write.grant!.accessToken, record: write.record });
+    return this.#mint(state.sessionToken, state.clientId, state.uid, state.subjectRecord, write.record, state.walletRecord, newUser);
+  }
+
+  async #newUser(sessionToken: string, clientId: string, upstream: UpstreamResult, errorToken: string): Promise<LoginOutcome> {
+    const made = await this.deps.token.createUser({ sessionToken, errorToken });
+    const subject = await this.#record("subject", made.subject!.record);
+    const wallet = await this.#record("wallet", made.wallet!.record);
+    if (subject.op_iss !== upstream.iss || subject.op_sub !== upstream.sub || wallet.uid !== subject.uid) {
+      throw new ProtocolViolation("the new user's records do not match the upstream subject");
+    }
+    if (!wallet.subjects.some((s) => s.iss === upstream.iss && s.sub === upstream.sub)) {
+      throw new ProtocolViolation("the new wallet does not link the upstream subject");
+    }
+    const walletWrite = this.#checkGrant(made.wallet!.grant, "wallet", RecordOperation.CREATE, walletHash(this.deps.lookupKey, subject.uid));
+    const subjectWrite = this.#checkGrant(made.subject!.grant, "subject", RecordOperation.CREATE,
+      subjectHash(this.deps.lookupKey, upstream.iss, upstream.sub));
+    const releaseRead = this.#checkGrant(made.releaseRead, "release", RecordOperation.READ,
+      releaseHash(this.deps.lookupKey, subject.uid, clientId));
+
+    // Wallet first, Subject last: until the Subject Record exists, nothing reaches the wallet.
+    await this.deps.encryption.createRecord({ accessToken: walletWrite.accessToken, record: made.wallet!.record });
+    await this.deps.encryption.createRecord({ accessToken: subjectWrite.accessToken, record: made.subject!.record });
+
+    const release = await this.deps.encryption.readRecord({ accessToken: releaseRead.accessToken });
+    if (release.result.case !== "errorToken") throw new ProtocolViolation("a brand-new user already has a release record");
+    const state: LoginState = {
+      sessionToken: made.sessionToken, clientId, iss: upstream.iss, sub: upstream.sub, uid: subject.uid,
+      subjectRecord: made.subject!.record, walletRecord: made.wallet!.record, releaseErrorToken: release.result.value,
+    };
+    return { kind: "consent", state, wallet, newUser: true };
+  }
+
+  async #mint(sessionToken: string, clientId: string, uid: string, subjectRecord: string, releaseRecord: string,
+    walletRecord: string, newUser: boolean): Promise<LoginOutcome & { kind: "done" }> {
+    const release = await this.#record("release", releaseRecord);
+    if (release.uid !== uid || release.client_id !== clientId) throw new ProtocolViolation("the release record is not this user's and app's");
+    const minted = await this.deps.token.mintIdToken({ sessionToken, subjectRecord, releaseRecord, walletRecord });
+    return { kind: "done", idToken: minted.idToken, userinfoJwt: minted.userinfoJwt, userinfoJson: minted.userinfoJson, newUser };
+  }
+
+  #checkGrant(grant: AccessGrant | undefined, kind: RecordKindName, op: RecordOperation, expectedHash: string): AccessGrant {
+    if (!grant || grant.kind !== KIND[kind] || grant.operation !== op || grant.hash !== expectedHash) {
+      throw new ProtocolViolation(`Token's ${kind} grant is not for the ${kind} record this login needs`);
+    }
+    return grant;
+  }
+
+  async #record<K extends RecordKindName>(kind: K, record: string): Promise<RecordClaims[K]> {
+    try {
+      return (await verify<RecordClaims[K]>(RECORD_TYPES[kind], this.deps.tokenKeys(), record, `${kind} record`)).claims;
+    } catch (error) {
+      throw new ProtocolViolation(error instanceof Error ? error.message : `the ${kind} record is not valid`);
+    }
+  }
+}
+
+/** A lost race: another login created this user at the same moment. Retrying succeeds. */
+export function isLostCreateRace(error: unknown): boolean {
+  return error instanceof ConnectError && error.code === Code.AlreadyExists;
+}

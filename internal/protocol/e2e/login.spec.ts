@@ -1,0 +1,50 @@
+// The login of DESIGN.md §4 across the real mesh: four processes on mutual TLS, a real
+// upstream OP, and the database behind Storage — on PGlite and on PostgreSQL.
+
+import { expect } from "chai";
+import { type ProtocolMesh, USERS, startProtocolMesh } from "../../testing/protocol-mesh.js";
+
+for (const database of ["pglite", "postgres"] as const) {
+  describe(`the login across four components (DESIGN.md §4) on ${database}`, function () {
+    this.timeout(120_000);
+    let mesh: ProtocolMesh;
+    before(async () => (mesh = await startProtocolMesh({ database })));
+    after(async () => mesh?.close());
+
+    it("a new user's first login returns an ID Token whose sub is a directed identifier", async function () {
+      const first = await mesh.login(USERS.alice, "a");
+      expect(first.newUser).to.equal(true);
+      expect(first.claims).to.include({ email: USERS.alice.email, name: USERS.alice.name, email_verified: true });
+      expect(first.claims.sub).to.be.a("string").and.not.equal(USERS.alice.sub);
+    });
+
+    it("the same upstream subject at the same app gets the same sub; a second app gets another", async function () {
+      const again = await mesh.login(USERS.alice, "a");
+      const other = await mesh.login(USERS.alice, "b");
+      const third = await mesh.login(USERS.alice, "a");
+      expect(again.newUser).to.equal(false);
+      expect(other.newUser).to.equal(false);
+      expect(third.claims.sub).to.equal(again.claims.sub);
+      expect(other.claims.sub).to.not.equal(again.claims.sub);
+      for (const sub of [again.claims.sub, other.claims.sub]) expect(sub).to.not.equal(USERS.alice.sub);
+    });
+
+    it("another upstream subject is another user", async function () {
+      const alice = await mesh.login(USERS.alice, "a");
+      const bob = await mesh.login(USERS.bob, "a");
+      expect(bob.claims.sub).to.not.equal(alice.claims.sub);
+      expect(bob.claims.email).to.equal(USERS.bob.email);
+    });
+
+    it("an app gets only the claims the user released to it", async function () {
+      const bobAtB = await mesh.login(USERS.bob, "b", ["email"]);
+      expect(bobAtB.claims.email).to.equal(USERS.bob.email);
+      expect(bobAtB.claims).to.not.have.property("name");
+      expect(JSON.parse(bobAtB.userinfoJson)).to.deep.equal({ sub: bobAtB.claims.sub, email: USERS.bob.email });
+      // and the release is remembered: the next login shows no consent and releases the same
+      const again = await mesh.login(USERS.bob, "b");
+      expect(again.claims).to.not.have.property("name");
+      expect(again.claims.sub).to.equal(bobAtB.claims.sub);
+    });
+  });
+}

@@ -1,0 +1,194 @@
+// An end-to-end rig for the protocol: the development upstream OP (oidc-provider), the
+// four components as four `hello serve` processes on mutual TLS, and the test playing
+// Orchestration with Orchestration's own certificate, lookup key and LoginDriver.
+
+import { createHash, randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { type Client, createClient } from "@connectrpc/connect";
+import { type JSONWebKeySet, createLocalJWKSet, createRemoteJWKSet, jwtVerify } from "jose";
+import { COMPONENTS, type Component } from "../../mesh/identity.js";
+import { readBundles, trustFromBundles } from "../../mesh/bundle.js";
+import { createMeshTransport } from "../../mesh/client.js";
+import type { MeshCredentials } from "../../mesh/server.js";
+import type { TrustStore } from "../../mesh/trust.js";
+import { loadDevConfig } from "../config/dev-config.js";
+import { type DevOp, DEFAULT_DEV_USERS, type DevUser, startDevOp } from "../devop/dev-op.js";
+import { loginAtDevOp } from "../devop/headless-login.js";
+import { TokenService } from "../gen/hello/token/v1/token_service_pb.js";
+import { EncryptionService } from "../gen/hello/encryption/v1/encryption_service_pb.js";
+import { StorageService } from "../gen/hello/storage/v1/storage_service_pb.js";
+import { type LoginOutcome, LoginDriver, type UpstreamResult } from "../orchestration/login-driver.js";
+import { pkiPaths } from "../pki/layout.js";
+import { loadLookupKey } from "../protocol/key-files.js";
+import { VerificationKeys } from "../protocol/signing-keys.js";
+import { type ComponentProcesses, startComponentProcesses } from "../serve/component-processes.js";
+import { type DevDeployment, prepareDevDeployment } from "../serve/dev-deployment.js";
+import { type TestPostgres, startPostgres } from "./postgres-server.js";
+
+export const ISSUER = "https://id.hello.test";
+export const UPSTREAM_CLIENT = { id: "hello-mesh", secret: "upstream-secret-0123456789", redirect: "https://id.hello.test/upstream/callback" };
+export const APPS = {
+  a: { client_id: "app-a", redirect_uri: "https://a.example/callback" },
+  b: { client_id: "app-b", redirect_uri: "https://b.example/callback" },
+};
+
+export async function freePort(): Promise<number> {
+  const server = net.createServer().listen(0, "127.0.0.1");
+  await new Promise((r) => server.once("listening", r));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+export interface ProtocolMesh {
+  readonly devOp: DevOp;
+  readonly deployment: DevDeployment;
+  readonly processes: ComponentProcesses;
+  readonly postgres?: TestPostgres;
+  readonly lookupKey: Buffer;
+  readonly trust: TrustStore;
+  readonly tokenKeys: () => VerificationKeys;
+  /** Clients presenting `as`'s component certificate (default: Orchestration's). */
+  token(as?: Component): Client<typeof TokenService>;
+  encryption(as?: Component): Client<typeof EncryptionService>;
+  storage(as?: Component): Client<typeof StorageService>;
+  readonly driver: LoginDriver;
+  /** A fresh upstream login at the dev OP for `nonce`, verified as Orchestration would. */
+  upstreamLogin(user: DevUser, nonce: string): Promise<UpstreamResult>;
+  /** A whole login to `app`, consenting to `consent` (default: every claim asked for). */
+  login(user: DevUser, app: keyof typeof APPS, consent?: string[]): Promise<LoginOutcome & { kind: "done" } & { claims: Record<string, unknown> }>;
+  close(): Promise<void>;
+}
+
+export function appRequest(app: keyof typeof APPS, scope = "openid email profile") {
+  return {
+    clientId: APPS[app].client_id,
+    redirectUri: APPS[app].redirect_uri,
+    nonce: randomBytes(12).toString("base64url"),
+    scope,
+    codeChallenge: createHash("sha256").update(randomBytes(32)).digest("base64url"),
+  };
+}
+
+export async function startProtocolMesh(options: { database: "pglite" | "postgres" }): Promise<ProtocolMesh> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), "hello-protocol-"));
+  const postgres = options.database === "postgres" ? await startPostgres() : undefined;
+  const devOp = await startDevOp({
+    clients: [{ client_id: UPSTREAM_CLIENT.id, client_secret: UPSTREAM_CLIENT.secret, redirect_uris: [UPSTREAM_CLIENT.redirect] }],
+  });
+  const ports: Record<string, number> = { public: await freePort() };
+  for (const c of COMPONENTS) ports[c] = await freePort();
+  const configFile = path.join(dir, "hello.config.json");
+  await writeFile(
+    configFile,
+    JSON.stringify({
+      issuer: ISSUER,
+      ports,
+      clients: Object.values(APPS).map((app) => ({
+        client_id: app.client_id,
+        client_secret: `${app.client_id}-secret-0123456789`,
+        redirect_uris: [app.redirect_uri],
+      })),
+      providers: [
+        { id: "dev", name: "Dev OP", issuer: devOp.issuer, client_id: UPSTREAM_CLIENT.id, client_secret: UPSTREAM_CLIENT.secret, jwks_uri: devOp.jwksUri },
+      ],
+      ...(postgres ? { database: postgres.url } : {}),
+      certificates: "certs",
+      stateDir: "state",
+    }),
+  );
+  const deployment = await prepareDevDeployment(loadDevConfig(configFile));
+  const processes = startComponentProcesses(deployment);
+  try {
+    await processes.ready;
+  } catch (error) {
+    await devOp.close();
+    await postgres?.stop();
+    throw error;
+  }
+
+  const trust = trustFromBundles(readBundles(path.join(deployment.certs, "bundles"), COMPONENTS));
+  const tokenBundle = readBundles(path.join(deployment.certs, "bundles"), ["token"]).get("token")!;
+  const tokenKeys = new VerificationKeys(tokenBundle.jwks.keys);
+  const credentials = (c: Component): MeshCredentials => {
+    const p = pkiPaths(deployment.certs, c);
+    return { certPem: readFileSync(p.cert, "utf8"), keyPem: readFileSync(p.key, "utf8") };
+  };
+  const url = (c: Component) => `https://127.0.0.1:${ports[c]}`;
+  const transport = (target: Component, as: Component) =>
+    createMeshTransport({ target, baseUrl: url(target), credentials: credentials(as), trust });
+  const token = (as: Component = "orchestration") => createClient(TokenService, transport("token", as));
+  const encryption = (as: Component = "orchestration") => createClient(EncryptionService, transport("encryption", as));
+  const storage = (as: Component = "encryption") => createClient(StorageService, transport("storage", as));
+  const lookupKey = loadLookupKey("orchestration", path.join(deployment.certs, "orchestration", "keys", "lookup.key"));
+  const driver = new LoginDriver({ token: token(), encryption: encryption(), lookupKey, tokenKeys: () => tokenKeys });
+  const opKeys = createRemoteJWKSet(new URL(devOp.jwksUri));
+
+  const upstreamLogin = async (user: DevUser, nonce: string): Promise<UpstreamResult> => {
+    const { idToken } = await loginAtDevOp({
+      issuer: devOp.issuer,
+      clientId: UPSTREAM_CLIENT.id,
+      clientSecret: UPSTREAM_CLIENT.secret,
+      redirectUri: UPSTREAM_CLIENT.redirect,
+      user: { email: user.email, password: user.password },
+      nonce,
+    });
+    // Orchestration's own check of the OP ID Token (step 2), before Token checks it again.
+    const { payload } = await jwtVerify(idToken, opKeys, { issuer: devOp.issuer, audience: UPSTREAM_CLIENT.id });
+    if (payload.nonce !== nonce) throw new Error("the OP returned another nonce");
+    return { idToken, iss: payload.iss!, sub: payload.sub! };
+  };
+
+  const login: ProtocolMesh["login"] = async (user, app, consent) => {
+    const request = appRequest(app);
+    const started = await driver.start(request, "dev");
+    const upstream = await upstreamLogin(user, started.upstreamNonce);
+    const first = await driver.continue(started.sessionToken, request.clientId, upstream);
+    const outcome =
+      first.kind === "consent"
+        ? await driver.consent(first.state, consent ?? Object.keys(first.wallet.claims), first.newUser)
+        : first;
+    const { payload } = await jwtVerify(outcome.idToken, createLocalKeys(await token().getKeySet({})), {
+      issuer: ISSUER,
+      audience: request.clientId,
+    });
+    if (payload.nonce !== request.nonce) throw new Error("the ID Token carries another nonce");
+    return { ...outcome, claims: payload };
+  };
+
+  return {
+    devOp,
+    deployment,
+    processes,
+    ...(postgres ? { postgres } : {}),
+    lookupKey,
+    trust,
+    tokenKeys: () => tokenKeys,
+    token,
+    encryption,
+    storage,
+    driver,
+    upstreamLogin,
+    login,
+    async close() {
+      await processes.stop();
+      await devOp.close();
+      await postgres?.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The app's view: Token's published key set, as Orchestration will serve it. */
+function createLocalKeys(keySet: { jwks: Uint8Array }) {
+  return createLocalJWKSet(JSON.parse(Buffer.from(keySet.jwks).toString("utf8")) as JSONWebKeySet);
+}
+
+export const USERS = {
+  alice: DEFAULT_DEV_USERS[0]!,
+  bob: DEFAULT_DEV_USERS[1]!,
+};

@@ -1,0 +1,378 @@
+// Token (DESIGN.md §3, §4): verifies what Orchestration presents and mints every token
+// and record of a login. It trusts nothing Orchestration says that it can check
+// itself: apps come from Token's own client registry, providers from its allow-list,
+// OP ID Tokens are verified against keys Token fetched, wallet claims come only from
+// those verified tokens, and every record and Error Token must match the session.
+
+import { randomBytes } from "node:crypto";
+import type { ConnectRouter } from "@connectrpc/connect";
+import { create } from "@bufbuild/protobuf";
+import { CompactSign, type JWTPayload, SignJWT, createLocalJWKSet, decodeJwt, jwtVerify } from "jose";
+import {
+  AccessGrantSchema,
+  type AuthorizationParameters,
+  TokenService,
+} from "../gen/hello/token/v1/token_service_pb.js";
+import { RecordKind, RecordOperation } from "../gen/hello/common/v1/record_pb.js";
+import type { AllowedProvider, RegisteredClient } from "../config/component-config.js";
+import type { RecordKindName } from "../storage/backend/record-store.js";
+import { InvalidTokenError, newJti, sha256, sign, verify } from "../protocol/jws.js";
+import { releaseHash, subjectHash, walletHash } from "../protocol/lookup-key.js";
+import { type SigningAlg, type SigningKey, VerificationKeys, publicJwk } from "../protocol/signing-keys.js";
+import {
+  ACCESS_TOKEN,
+  ERROR_TOKEN,
+  type ErrorClaims,
+  type Operation,
+  RECORD_TYPES,
+  type RecordClaims,
+  SESSION_TOKEN,
+} from "../protocol/tokens.js";
+import { denied, invalidArgument, mapped, outOfOrder } from "../protocol/errors.js";
+import type { UpstreamVerifier, WalletClaims } from "./upstream.js";
+
+/** What a Session Token carries; each step adds to it (DESIGN.md §3). */
+export interface SessionClaims {
+  sid: string;
+  step: "started" | "subject" | "user";
+  /** When the login began (ms): OP ID Tokens issued before it are refused. */
+  started: number;
+  client_id: string;
+  redirect_uri: string;
+  nonce: string;
+  scope: string;
+  claims_request?: string;
+  code_challenge: string;
+  provider: string;
+  provider_iss: string;
+  upstream_nonce: string;
+  // after AuthorizeSubject
+  op_sub?: string;
+  op_claims?: WalletClaims;
+  subject_hash?: string;
+  subject_read?: string;
+  // after CreateUser / AuthorizeUser
+  uid?: string;
+  release_read?: string;
+}
+
+export interface TokenServiceDeps {
+  /** The public issuer: the `iss` of app ID Tokens. */
+  readonly issuer: string;
+  readonly keys: readonly SigningKey[];
+  /** Storage's published keys (Error Tokens), from Storage's mesh bundle. */
+  readonly storageKeys: () => VerificationKeys;
+  readonly lookupKey: Uint8Array;
+  readonly clients: readonly RegisteredClient[];
+  readonly upstream: UpstreamVerifier;
+  readonly providers: readonly AllowedProvider[];
+  readonly now?: () => Date;
+}
+
+export const ID_TOKEN_LIFETIME_SECONDS = 600;
+const SCOPE_CLAIMS: Record<string, readonly string[]> = {
+  profile: ["name", "given_name", "family_name", "picture"],
+  email: ["email", "email_verified"],
+};
+const KIND: Record<RecordKindName, RecordKind> = {
+  subject: RecordKind.SUBJECT,
+  release: RecordKind.RELEASE,
+  wallet: RecordKind.WALLET,
+};
+const OPERATION: Record<Operation, RecordOperation> = {
+  read: RecordOperation.READ,
+  create: RecordOperation.CREATE,
+  update: RecordOperation.UPDATE,
+  delete: RecordOperation.DELETE,
+};
+
+const randomId = () => randomBytes(16).toString("base64url");
+
+/** The claim names an app's request asks for: from its scopes and its `claims` parameter. */
+export function requestedClaims(scope: string, claimsRequest?: string): Set<string> {
+  const names = new Set(scope.split(" ").flatMap((s) => SCOPE_CLAIMS[s] ?? []));
+  if (claimsRequest) {
+    const parsed = JSON.parse(claimsRequest) as { id_token?: object; userinfo?: object };
+    for (const part of [parsed.id_token, parsed.userinfo]) for (const name of Object.keys(part ?? {})) names.add(name);
+  }
+  return names;
+}
+
+export function tokenRoutes(deps: TokenServiceDeps) {
+  const now = deps.now ?? (() => new Date());
+  const clients = new Map(deps.clients.map((c) => [c.client_id, c]));
+
+  const active = (purpose: SigningKey["purpose"], alg?: SigningAlg): SigningKey => {
+    const candidates = deps.keys.filter((k) => k.purpose === purpose && (alg === undefined || k.alg === alg));
+    const key = candidates.at(-1);
+    if (!key) throw new Error(`Token holds no ${purpose} key${alg ? ` for ${alg}` : ""}`);
+    return key;
+  };
+  // Token verifies its own sessions and records with its own public keys.
+  const verificationKeys = new VerificationKeys(deps.keys.map(publicJwk));
+
+  // --- sessions -----------------------------------------------------------------------
+
+  async function readSession(token: string, step: SessionClaims["step"]) {
+    const { claims } = await verify<SessionClaims>(SESSION_TOKEN, verificationKeys, token, "session token", now());
+    if (claims.step !== step) throw outOfOrder(`this step needs a session at step "${step}", not "${claims.step}"`);
+    return claims;
+  }
+
+  /** Re-issues the session with more claims and the same expiry. */
+  async function writeSession(claims: SessionClaims & Pick<JWTPayload, "iss" | "aud" | "iat" | "jti" | "exp">): Promise<string> {
+    // iss, aud, iat and jti are the token's, set anew by sign(); exp is kept.
+    const { iss: _iss, aud: _aud, iat: _iat, jti: _jti, exp, ...rest } = claims;
+    const t = now();
+    const lifetime = exp === undefined ? SESSION_TOKEN.maxLifetimeSeconds! : exp - Math.floor(t.getTime() / 1000);
+    return sign(SESSION_TOKEN, active("session"), rest, { lifetimeSeconds: lifetime, now: t });
+  }
+
+  // --- grants, records and proofs of absence ---------------------------------------
+
+  async function grant(op: Operation, kind: RecordKindName, hash: string, record?: string) {
+    const jti = newJti();
+    const accessToken = await sign(
+      ACCESS_TOKEN,
+      active("access"),
+      { op, kind, hash, ...(record === undefined ? {} : { digest: sha256(record) }) },
+      { jti, now: now() },
+    );
+    return { jti, grant: create(AccessGrantSchema, { accessToken, hash, kind: KIND[kind], operation: OPERATION[op] }) };
+  }
+
+  async function mintRecord<K extends RecordKindName>(kind: K, claims: RecordClaims[K]): Promise<string> {
+    return sign(RECORD_TYPES[kind], active("record"), { ...claims }, { now: now() });
+  }
+
+  async function readRecord<K extends RecordKindName>(kind: K, record: string): Promise<RecordClaims[K]> {
+    const { claims } = await verify<RecordClaims[K]>(RECORD_TYPES[kind], verificationKeys, record, `${kind} record`, now());
+    return claims;
+  }
+
+  /** Storage's Error Token must answer exactly this session's read of this hash. */
+  async function checkAbsence(errorToken: string, kind: RecordKindName, hash: string, readJti: string | undefined) {
+    const { claims } = await verify<ErrorClaims>(ERROR_TOKEN, deps.storageKeys(), errorToken, "error token", now());
+    if (claims.op !== "read" || claims.kind !== kind || claims.hash !== hash || readJti === undefined || claims.ajti !== readJti) {
+      throw denied(`the error token does not answer this session's ${kind} read`);
+    }
+  }
+
+  // --- the app's request ---------------------------------------------------------------
+
+  async function checkRequest(
+    request: { case: "requestObject"; value: string } | { case: "parameters"; value: AuthorizationParameters } | { case: undefined },
+  ) {
+    let params: { client_id: string; redirect_uri: string; nonce: string; scope: string; claims?: string; code_challenge: string };
+    if (request.case === "parameters") {
+      const p = request.value;
+      params = { client_id: p.clientId, redirect_uri: p.redirectUri, nonce: p.nonce, scope: p.scope, claims: p.claims, code_challenge: p.codeChallenge };
+    } else if (request.case === "requestObject") {
+      params = await verifyRequestObject(request.value);
+    } else {
+      throw invalidArgument("request is required: the app's request object or its parameters");
+    }
+    const client = clients.get(params.client_id);
+    if (!client) throw denied("client_id is not registered");
+    if (!client.redirect_uris.includes(params.redirect_uri)) throw denied("redirect_uri is not registered for this client");
+    if (!params.nonce || params.nonce.length > 255) throw invalidArgument("nonce is required (at most 255 characters)");
+    if (!params.scope.split(" ").includes("openid")) throw invalidArgument('scope must include "openid"');
+    if (!/^[A-Za-z0-9_-]{43,128}$/.test(params.code_challenge)) {
+      throw invalidArgument("code_challenge is required: PKCE with S256 for every client");
+    }
+    if (params.claims) {
+      try {
+        requestedClaims(params.scope, params.claims);
+      } catch {
+        throw invalidArgument("claims is not valid JSON");
+      }
+    }
+    return params;
+  }
+
+  /** A signed request object (RFC 9101), verified with the client's own registered keys. */
+  async function verifyRequestObject(jwt: string) {
+    let clientId: unknown;
+    try {
+      clientId = decodeJwt(jwt).client_id;
+    } catch {
+      throw invalidArgument("the request object is malformed");
+    }
+    const client = typeof clientId === "string" ? clients.get(clientId) : undefined;
+    if (!client) throw denied("the request object's client_id is not registered");
+    if (!client.jwks) throw denied("this client registered no keys for signed request objects");
+    try {
+      const { payload } = await jwtVerify(jwt, createLocalJWKSet(client.jwks as never), {
+        issuer: client.client_id,
+        audience: deps.issuer,
+        algorithms: ["RS256", "PS256", "ES256", "EdDSA"],
+        requiredClaims: ["exp", "jti", "aud"],
+        maxTokenAge: "10m",
+        currentDate: now(),
+      });
+      const text = (name: string) => (typeof payload[name] === "string" ? (payload[name] as string) : "");
+      return {
+        client_id: client.client_id,
+        redirect_uri: text("redirect_uri"),
+        nonce: text("nonce"),
+        scope: text("scope"),
+        claims: payload.claims === undefined ? undefined : JSON.stringify(payload.claims),
+        code_challenge: text("code_challenge"),
+      };
+    } catch (error) {
+      throw new InvalidTokenError("request object", error instanceof Error ? error.message.slice(0, 120) : "invalid");
+    }
+  }
+
+  // --- the service -----------------------------------------------------------------------
+
+  return (router: ConnectRouter) => {
+    router.service(TokenService, {
+      createSession: mapped(async (req) => {
+        const params = await checkRequest(req.request);
+        const provider = deps.providers.find((p) => p.id === req.providerId);
+        if (!provider) throw invalidArgument("provider_id is not on Token's allow-list");
+        const upstreamNonce = randomId();
+        const session: SessionClaims = {
+          sid: randomId(),
+          step: "started",
+          started: now().getTime(),
+          client_id: params.client_id,
+          redirect_uri: params.redirect_uri,
+          nonce: params.nonce,
+          scope: params.scope,
+          ...(params.claims ? { claims_request: params.claims } : {}),
+          code_challenge: params.code_challenge,
+          provider: provider.id,
+          provider_iss: provider.issuer,
+          upstream_nonce: upstreamNonce,
+        };
+        return { sessionToken: await writeSession(session), upstreamNonce, providerIssuer: provider.issuer };
+      }),
+
+      authorizeSubject: mapped(async (req) => {
+        const session = await readSession(req.sessionToken, "started");
+        const subject = await deps.upstream.verify(
+          session.provider,
+          req.opIdToken,
+          session.upstream_nonce,
+          new Date(session.started),
+          now(),
+        );
+        if (subject.iss !== session.provider_iss) throw denied("the OP ID Token is not from the session's provider");
+        const hash = subjectHash(deps.lookupKey, subject.iss, subject.sub);
+        const read = await grant("read", "subject", hash);
+        const sessionToken = await writeSession({
+          ...session,
+          step: "subject",
+          op_sub: subject.sub,
+          op_claims: subject.claims,
+          subject_hash: hash,
+          subject_read: read.jti,
+        });
+        return { sessionToken, subjectRead: read.grant };
+      }),
+
+      createUser: mapped(async (req) => {
+        const session = await readSession(req.sessionToken, "subject");
+        await checkAbsence(req.errorToken, "subject", session.subject_hash!, session.subject_read);
+        const uid = randomId();
+        const wallet = await mintRecord("wallet", {
+          uid,
+          claims: session.op_claims ?? {},
+          subjects: [{ iss: session.provider_iss, sub: session.op_sub! }],
+        });
+        const subject = await mintRecord("subject", { op_iss: session.provider_iss, op_sub: session.op_sub!, uid });
+        const walletWrite = await grant("create", "wallet", walletHash(deps.lookupKey, uid), wallet);
+        const subjectWrite = await grant("create", "subject", session.subject_hash!, subject);
+        const releaseRead = await grant("read", "release", releaseHash(deps.lookupKey, uid, session.client_id));
+        const sessionToken = await writeSession({ ...session, step: "user", uid, release_read: releaseRead.jti });
+        return {
+          sessionToken,
+          wallet: { record: wallet, grant: walletWrite.grant },
+          subject: { record: subject, grant: subjectWrite.grant },
+          releaseRead: releaseRead.grant,
+        };
+      }),
+
+      authorizeUser: mapped(async (req) => {
+        const session = await readSession(req.sessionToken, "subject");
+        const subject = await readRecord("subject", req.subjectRecord);
+        if (subject.op_iss !== session.provider_iss || subject.op_sub !== session.op_sub) {
+          throw denied("the subject record is not this session's subject");
+        }
+        const walletRead = await grant("read", "wallet", walletHash(deps.lookupKey, subject.uid));
+        const releaseRead = await grant("read", "release", releaseHash(deps.lookupKey, subject.uid, session.client_id));
+        const sessionToken = await writeSession({ ...session, step: "user", uid: subject.uid, release_read: releaseRead.jti });
+        return { sessionToken, walletRead: walletRead.grant, releaseRead: releaseRead.grant };
+      }),
+
+      createRelease: mapped(async (req) => {
+        const session = await readSession(req.sessionToken, "user");
+        const hash = releaseHash(deps.lookupKey, session.uid!, session.client_id);
+        await checkAbsence(req.errorToken, "release", hash, session.release_read);
+        const wallet = await readRecord("wallet", req.walletRecord);
+        if (wallet.uid !== session.uid) throw denied("the wallet record is not this session's user's");
+        const asked = requestedClaims(session.scope, session.claims_request);
+        for (const name of req.consentedClaims) {
+          if (!asked.has(name)) throw denied(`the app did not ask for the claim "${name}"`);
+          if (!(name in wallet.claims)) throw denied(`the user's wallet holds no "${name}" claim`);
+        }
+        const release = await mintRecord("release", {
+          uid: session.uid!,
+          client_id: session.client_id,
+          directed_id: randomId(),
+          claims: [...new Set(req.consentedClaims)],
+        });
+        const write = await grant("create", "release", hash, release);
+        return { sessionToken: req.sessionToken, release: { record: release, grant: write.grant } };
+      }),
+
+      mintIdToken: mapped(async (req) => {
+        const session = await readSession(req.sessionToken, "user");
+        const subject = await readRecord("subject", req.subjectRecord);
+        const release = await readRecord("release", req.releaseRecord);
+        const wallet = await readRecord("wallet", req.walletRecord);
+        if (subject.op_iss !== session.provider_iss || subject.op_sub !== session.op_sub || subject.uid !== session.uid) {
+          throw denied("the subject record is not this session's subject");
+        }
+        if (release.uid !== session.uid || release.client_id !== session.client_id) {
+          throw denied("the release record is not this session's user and client");
+        }
+        if (wallet.uid !== session.uid) throw denied("the wallet record is not this session's user's");
+        const client = clients.get(session.client_id);
+        if (!client) throw denied("the session's client is no longer registered");
+
+        const released: Record<string, string | boolean> = {};
+        for (const name of release.claims) if (name in wallet.claims) released[name] = wallet.claims[name]!;
+        const t = Math.floor(now().getTime() / 1000);
+        const key = active("id-token", client.id_token_signed_response_alg);
+        const idToken = await new SignJWT({ ...released, nonce: session.nonce, auth_time: t })
+          .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: "JWT" })
+          .setIssuer(deps.issuer)
+          .setSubject(release.directed_id)
+          .setAudience(session.client_id)
+          .setIssuedAt(t)
+          .setExpirationTime(t + ID_TOKEN_LIFETIME_SECONDS)
+          .sign(key.privateKey);
+        const userinfo = { sub: release.directed_id, ...released };
+        const userinfoJwt = await new SignJWT({ ...userinfo })
+          .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: "JWT" })
+          .setIssuer(deps.issuer)
+          .setAudience(session.client_id)
+          .setIssuedAt(t)
+          .sign(key.privateKey);
+        return { idToken, userinfoJwt, userinfoJson: JSON.stringify(userinfo) };
+      }),
+
+      getKeySet: mapped(async () => {
+        const jwks = Buffer.from(JSON.stringify({ keys: deps.keys.filter((k) => k.purpose === "id-token").map(publicJwk) }));
+        const key = active("key-set");
+        const [header, , signature] = (
+          await new CompactSign(jwks).setProtectedHeader({ alg: key.alg, kid: key.kid, typ: "hello-key-set" }).sign(key.privateKey)
+        ).split(".");
+        return { jwks, signature: `${header}..${signature}` };
+      }),
+    });
+  };
+}
