@@ -191,4 +191,6 @@ function createLocalKeys(keySet: { jwks: Uint8Array }) {
 export const USERS = {
   alice: DEFAULT_DEV_USERS[0]!,
   bob: DEFAULT_DEV_USERS[1]!,
+  /** Never logs in through `login`: tests that need a brand-new subject use her. */
+  carol: DEFAULT_DEV_USERS[2]!,
 };
