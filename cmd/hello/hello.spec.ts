@@ -10,7 +10,7 @@ import { promisify } from "node:util";
 import { expect } from "chai";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { COMPONENTS, type Component } from "../../mesh/identity.js";
-import { readBundles, trustFromBundles, writeBundle } from "../../mesh/bundle.js";
+import { readBundles, trustFromBundles } from "../../mesh/bundle.js";
 import { createMeshTransport } from "../../mesh/client.js";
 import { pkiPaths } from "../../internal/pki/layout.js";
 import { TokenService } from "../../internal/gen/hello/token/v1/token_service_pb.js";
@@ -189,10 +189,18 @@ describe("hello serve: a custodian runs one component from its own configuration
 
   it("refuses to start when its signing keys are missing: production keys are never generated on start", async function () {
     await run(process.execPath, [BIN, "pki", "dev", "--dir", path.join(dir, "certs")]);
+    // Each custodian hands the others its bundle: CA and public keys, never a private key.
+    const tokenKeys = path.join(dir, "token-keys.json");
+    const { generateSigningKey, privateJwk } = await import("../../internal/protocol/signing-keys.js");
+    await writeFile(tokenKeys, JSON.stringify({ keys: [privateJwk(generateSigningKey("access"))] }));
     for (const c of COMPONENTS) {
-      const ca = await readFile(pkiPaths(path.join(dir, "certs"), c).caCert, "utf8");
-      await writeBundle(path.join(dir, "certs", "bundles"), { component: c, ca, jwks: { keys: [] } });
+      const keys = c === "token" ? ["--keys", tokenKeys] : [];
+      await run(process.execPath, [BIN, "pki", "bundle", c, "--dir", path.join(dir, "certs"), ...keys]);
     }
+    const tokenBundle = JSON.parse(await readFile(path.join(dir, "certs", "bundles", "token.json"), "utf8"));
+    expect(tokenBundle.jwks.keys).to.have.length(1);
+    expect(tokenBundle.jwks.keys[0]).to.not.have.property("d");
+    expect(tokenBundle.ca).to.equal(await readFile(pkiPaths(path.join(dir, "certs"), "token").caCert, "utf8"));
     const { code, stderr } = await serve("storage", { ...base("storage"), keys: { signing: "keys/storage.json" }, database: {} });
     expect(code).to.equal(1);
     expect(stderr).to.include("its signing key file");

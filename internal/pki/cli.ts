@@ -3,6 +3,10 @@
 // (0 done, 1 refused or failed, 2 usage error).
 
 import { readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
+import type { JWK } from "jose";
+import { writeBundle } from "../../mesh/bundle.js";
+import { publicJwk, signingKeyFromJwk } from "../protocol/signing-keys.js";
 import { parseArgs } from "node:util";
 
 import { COMPONENTS, isComponent } from "../../mesh/identity.js";
@@ -31,6 +35,10 @@ commands:
       that custodian's CA; an existing one is replaced (rotation)
   dev [--dir ${DEFAULT_PKI_ROOT}] [--hostname <name> ...]
       make whatever is missing of a development PKI for all four custodians
+  bundle <component> [--keys <signing-keys.json>] [--dir ${DEFAULT_PKI_ROOT}] [--out <dir>]
+      write the component's mesh bundle (its CA and the public half of its signing
+      keys, never a private key) to <out>/<component>.json (default <dir>/bundles),
+      for the other custodians
   show <file.crt>
       describe a certificate
   help
@@ -52,6 +60,8 @@ export async function runPkiCommand(args: string[], out: PkiOutput): Promise<num
         return await issue(rest, out);
       case "dev":
         return await dev(rest, out);
+      case "bundle":
+        return await bundle(rest, out);
       case "show":
         return await show(rest, out);
       case "help":
@@ -141,6 +151,26 @@ async function dev(args: string[], out: PkiOutput): Promise<number> {
   if (positionals.length > 0) throw new UsageError(`dev takes no arguments, got "${positionals.join(" ")}"`);
   const { created } = await ensureDevPki(values.dir, { hostnames: values.hostname, log: (line) => out.log(line) });
   out.log(created ? `development PKI ready under ${values.dir}` : `development PKI under ${values.dir} is complete; nothing to do`);
+  return 0;
+}
+
+async function bundle(args: string[], out: PkiOutput): Promise<number> {
+  const { values, positionals } = usageErrors(() =>
+    parseArgs({
+      args,
+      allowPositionals: true,
+      options: { dir: { type: "string", default: DEFAULT_PKI_ROOT }, keys: { type: "string" }, out: { type: "string" } },
+    }),
+  );
+  const component = componentArgument(positionals);
+  const ca = await loadPem(pkiPaths(values.dir, component).caCert);
+  let keys: object[] = [];
+  if (values.keys) {
+    const file = JSON.parse(await readFile(values.keys, "utf8")) as { keys?: JWK[] };
+    keys = (file.keys ?? []).map((jwk) => publicJwk(signingKeyFromJwk(jwk)));
+  }
+  const written = await writeBundle(values.out ?? join(values.dir, "bundles"), { component, ca, jwks: { keys: keys as never } });
+  out.log(`wrote the ${component} mesh bundle ${written} (${keys.length} public key${keys.length === 1 ? "" : "s"})`);
   return 0;
 }
 
