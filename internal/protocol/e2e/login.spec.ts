@@ -2,7 +2,7 @@
 // upstream OP, and the database behind Storage — on PGlite and on PostgreSQL.
 
 import { expect } from "chai";
-import { type ProtocolMesh, USERS, startProtocolMesh } from "../../testing/protocol-mesh.js";
+import { type ProtocolMesh, USERS, appRequest, startProtocolMesh } from "../../testing/protocol-mesh.js";
 
 for (const database of ["pglite", "postgres"] as const) {
   describe(`the login across four components (DESIGN.md §4) on ${database}`, function () {
@@ -34,6 +34,23 @@ for (const database of ["pglite", "postgres"] as const) {
       const bob = await mesh.login(USERS.bob, "a");
       expect(bob.claims.sub).to.not.equal(alice.claims.sub);
       expect(bob.claims.email).to.equal(USERS.bob.email);
+    });
+
+    it("the Subject Record is the commit point: a crash after the wallet write leaves no user, and the next login makes one", async function () {
+      // Carol's first login dies between its two writes (wallet done, subject not).
+      const request = appRequest("a");
+      const started = await mesh.driver.start(request, "dev");
+      const upstream = await mesh.upstreamLogin(USERS.carol, started.upstreamNonce);
+      const authorized = await mesh.token().authorizeSubject({ sessionToken: started.sessionToken, opIdToken: upstream.idToken });
+      const absent = await mesh.encryption().readRecord({ accessToken: authorized.subjectRead!.accessToken });
+      const made = await mesh.token().createUser({ sessionToken: authorized.sessionToken, errorToken: absent.result.value as string });
+      await mesh.encryption().createRecord({ accessToken: made.wallet!.grant!.accessToken, record: made.wallet!.record });
+      // ...crash. The orphaned wallet is unreachable: nothing maps carol's subject to it.
+      const retry = await mesh.login(USERS.carol, "a");
+      expect(retry.newUser).to.equal(true);
+      const returning = await mesh.login(USERS.carol, "a");
+      expect(returning.newUser).to.equal(false);
+      expect(returning.claims.sub).to.equal(retry.claims.sub);
     });
 
     it("an app gets only the claims the user released to it", async function () {
