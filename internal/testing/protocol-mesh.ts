@@ -32,8 +32,10 @@ import { type TestPostgres, startPostgres } from "./postgres-server.js";
 export const ISSUER = "https://id.hello.test";
 export const UPSTREAM_CLIENT = { id: "hello-mesh", secret: "upstream-secret-0123456789", redirect: "https://id.hello.test/upstream/callback" };
 export const APPS = {
-  a: { client_id: "app-a", redirect_uri: "https://a.example/callback" },
-  b: { client_id: "app-b", redirect_uri: "https://b.example/callback" },
+  a: { client_id: "app-a", redirect_uri: "https://a.example/callback", alg: "RS256" },
+  b: { client_id: "app-b", redirect_uri: "https://b.example/callback", alg: "RS256" },
+  es: { client_id: "app-es256", redirect_uri: "https://es.example/callback", alg: "ES256" },
+  ed: { client_id: "app-eddsa", redirect_uri: "https://ed.example/callback", alg: "EdDSA" },
 };
 
 export async function freePort(): Promise<number> {
@@ -60,7 +62,7 @@ export interface ProtocolMesh {
   /** A fresh upstream login at the dev OP for `nonce`, verified as Orchestration would. */
   upstreamLogin(user: DevUser, nonce: string): Promise<UpstreamResult>;
   /** A whole login to `app`, consenting to `consent` (default: every claim asked for). */
-  login(user: DevUser, app: keyof typeof APPS, consent?: string[]): Promise<LoginOutcome & { kind: "done" } & { claims: Record<string, unknown> }>;
+  login(user: DevUser, app: keyof typeof APPS, consent?: string[]): Promise<LoginOutcome & { kind: "done" } & { claims: Record<string, unknown>; alg: string }>;
   close(): Promise<void>;
 }
 
@@ -92,6 +94,7 @@ export async function startProtocolMesh(options: { database: "pglite" | "postgre
         client_id: app.client_id,
         client_secret: `${app.client_id}-secret-0123456789`,
         redirect_uris: [app.redirect_uri],
+        id_token_signed_response_alg: app.alg,
       })),
       providers: [
         { id: "dev", name: "Dev OP", issuer: devOp.issuer, client_id: UPSTREAM_CLIENT.id, client_secret: UPSTREAM_CLIENT.secret, jwks_uri: devOp.jwksUri },
@@ -152,12 +155,12 @@ export async function startProtocolMesh(options: { database: "pglite" | "postgre
       first.kind === "consent"
         ? await driver.consent(first.state, consent ?? Object.keys(first.wallet.claims), first.newUser)
         : first;
-    const { payload } = await jwtVerify(outcome.idToken, createLocalKeys(await token().getKeySet({})), {
+    const { payload, protectedHeader } = await jwtVerify(outcome.idToken, createLocalKeys(await token().getKeySet({})), {
       issuer: ISSUER,
       audience: request.clientId,
     });
     if (payload.nonce !== request.nonce) throw new Error("the ID Token carries another nonce");
-    return { ...outcome, claims: payload };
+    return { ...outcome, claims: payload, alg: protectedHeader.alg };
   };
 
   return {

@@ -29,6 +29,12 @@ for (const database of ["pglite", "postgres"] as const) {
       for (const sub of [again.claims.sub, other.claims.sub]) expect(sub).to.not.equal(USERS.alice.sub);
     });
 
+    it("ID Tokens are RS256 by default, ES256 or EdDSA for clients that registered them", async function () {
+      expect((await mesh.login(USERS.alice, "a")).alg).to.equal("RS256");
+      expect((await mesh.login(USERS.alice, "es")).alg).to.equal("ES256");
+      expect((await mesh.login(USERS.alice, "ed")).alg).to.equal("EdDSA");
+    });
+
     it("another upstream subject is another user", async function () {
       const alice = await mesh.login(USERS.alice, "a");
       const bob = await mesh.login(USERS.bob, "a");
