@@ -1,0 +1,123 @@
+// Orchestration's transient state holds nothing readable (DESIGN.md §8). Flow state
+// travels in the browser sealed under Orchestration's cookie key; an authorization
+// code's entry is sealed under a key derived from the code itself and kept under the
+// code's SHA-256, so whoever reads the shared store learns nothing and cannot redeem.
+
+import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } from "node:crypto";
+
+const NONCE = 12;
+const TAG = 16;
+
+function deriveKey(secret: Uint8Array, info: string): Buffer {
+  return Buffer.from(hkdfSync("sha256", secret, Buffer.alloc(0), info, 32));
+}
+
+function seal(key: Buffer, plaintext: Buffer, aad: string): Buffer {
+  const nonce = randomBytes(NONCE);
+  const cipher = createCipheriv("aes-256-gcm", key, nonce).setAAD(Buffer.from(aad));
+  const body = Buffer.concat([cipher.update(plaintext), cipher.final()]);
+  return Buffer.concat([nonce, body, cipher.getAuthTag()]);
+}
+
+function open(key: Buffer, sealed: Buffer, aad: string): Buffer | undefined {
+  if (sealed.length < NONCE + TAG) return undefined;
+  try {
+    const decipher = createDecipheriv("aes-256-gcm", key, sealed.subarray(0, NONCE)).setAAD(Buffer.from(aad));
+    decipher.setAuthTag(sealed.subarray(sealed.length - TAG));
+    return Buffer.concat([decipher.update(sealed.subarray(NONCE, sealed.length - TAG)), decipher.final()]);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Seals small JSON values for the browser to carry (a cookie, a hidden form field).
+ * `purpose` is authenticated, so a sealed consent state cannot pose as a login state.
+ */
+export class FlowSealer {
+  readonly #key: Buffer;
+  constructor(cookieKey: Uint8Array) {
+    if (cookieKey.length !== 32) throw new Error("the cookie key must be 32 bytes");
+    this.#key = deriveKey(cookieKey, "hello-mesh flow state v1");
+  }
+
+  seal(purpose: string, value: unknown, ttlSeconds: number, now = Date.now()): string {
+    const payload = Buffer.from(JSON.stringify({ exp: now + ttlSeconds * 1000, value }));
+    return seal(this.#key, payload, purpose).toString("base64url");
+  }
+
+  /** The value, or undefined when it was tampered with, sealed for another purpose, or expired. */
+  open<T>(purpose: string, sealed: string | undefined, now = Date.now()): T | undefined {
+    if (!sealed || sealed.length > 64 * 1024) return undefined;
+    const plain = open(this.#key, Buffer.from(sealed, "base64url"), purpose);
+    if (!plain) return undefined;
+    const { exp, value } = JSON.parse(plain.toString("utf8")) as { exp: number; value: T };
+    return now <= exp ? value : undefined;
+  }
+}
+
+/** A store that Orchestration's replicas share. `take` must be atomic: get and delete. */
+export interface SharedStore {
+  put(key: string, value: Buffer, ttlMs: number): Promise<void>;
+  get(key: string): Promise<Buffer | undefined>;
+  take(key: string): Promise<Buffer | undefined>;
+}
+
+/** One process's store; replicas need a shared one behind the same interface. */
+export class MemoryStore implements SharedStore {
+  readonly #entries = new Map<string, { value: Buffer; expires: number }>();
+  async put(key: string, value: Buffer, ttlMs: number) {
+    this.#sweep();
+    this.#entries.set(key, { value, expires: Date.now() + ttlMs });
+  }
+  async get(key: string) {
+    const entry = this.#entries.get(key);
+    return entry && entry.expires >= Date.now() ? entry.value : undefined;
+  }
+  async take(key: string) {
+    const value = await this.get(key);
+    this.#entries.delete(key);
+    return value;
+  }
+  #sweep() {
+    const now = Date.now();
+    for (const [key, entry] of this.#entries) if (entry.expires < now) this.#entries.delete(key);
+  }
+}
+
+/**
+ * Bearer secrets (authorization codes, access tokens) whose entries only the secret
+ * opens: stored under SHA-256(secret), sealed under HKDF(secret).
+ */
+export class SecretKeyedStore<T> {
+  constructor(
+    private readonly store: SharedStore,
+    private readonly kind: string,
+  ) {}
+
+  async issue(value: T, ttlSeconds: number): Promise<string> {
+    const secret = randomBytes(32).toString("base64url");
+    const sealed = seal(deriveKey(Buffer.from(secret), `hello-mesh ${this.kind} v1`), Buffer.from(JSON.stringify(value)), this.kind);
+    await this.store.put(this.#id(secret), sealed, ttlSeconds * 1000);
+    return secret;
+  }
+
+  /** Reads and deletes: a second redemption finds nothing. */
+  async redeem(secret: string): Promise<T | undefined> {
+    return this.#open(secret, await this.store.take(this.#id(secret)));
+  }
+
+  async read(secret: string): Promise<T | undefined> {
+    return this.#open(secret, await this.store.get(this.#id(secret)));
+  }
+
+  #id(secret: string): string {
+    return `${this.kind}:${createHash("sha256").update(secret).digest("base64url")}`;
+  }
+
+  #open(secret: string, sealed: Buffer | undefined): T | undefined {
+    if (!sealed) return undefined;
+    const plain = open(deriveKey(Buffer.from(secret), `hello-mesh ${this.kind} v1`), sealed, this.kind);
+    return plain ? (JSON.parse(plain.toString("utf8")) as T) : undefined;
+  }
+}
