@@ -27,7 +27,7 @@ describe("Encryption: keyring rotation and re-encryption on write", function () 
     store = await openPGliteStore({});
     const storage = createClient(
       StorageService,
-      createRouterTransport(storageRoutes({ store, tokenKeys: () => tokenKeys, errorKey: generateSigningKey("error") })),
+      createRouterTransport(storageRoutes({ store, tokenKeys: () => tokenKeys, errorKey: generateSigningKey("error"), receiptKey: generateSigningKey("receipt") })),
     );
     encryption = createClient(
       EncryptionService,

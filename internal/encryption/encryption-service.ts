@@ -60,8 +60,8 @@ export function encryptionRoutes(deps: EncryptionServiceDeps) {
       createRecord: mapped(async (req) => {
         const claims = await authorize(req.accessToken, "create", req.record);
         const sealed = deps.keyring().seal(Buffer.from(req.record, "utf8"), additionalData(claims.kind, claims.hash));
-        const { version } = await fromStorage(deps.storage.createRecord({ accessToken: req.accessToken, ...sealed }));
-        return { version };
+        const { version, receipt } = await fromStorage(deps.storage.createRecord({ accessToken: req.accessToken, ...sealed }));
+        return { version, receipt };
       }),
       updateRecord: mapped(async (req) => {
         const claims = await authorize(req.accessToken, "update", req.record);

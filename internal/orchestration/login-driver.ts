@@ -169,13 +169,19 @@ export class LoginDriver {
       releaseHash(this.deps.lookupKey, subject.uid, clientId));
 
     // Wallet first, Subject last: until the Subject Record exists, nothing reaches the wallet.
-    await this.deps.encryption.createRecord({ accessToken: walletWrite.accessToken, record: made.wallet!.record });
-    await this.deps.encryption.createRecord({ accessToken: subjectWrite.accessToken, record: made.subject!.record });
+    // A lost race ends here with ALREADY_EXISTS; Token goes on only with both receipts.
+    const walletWritten = await this.deps.encryption.createRecord({ accessToken: walletWrite.accessToken, record: made.wallet!.record });
+    const subjectWritten = await this.deps.encryption.createRecord({ accessToken: subjectWrite.accessToken, record: made.subject!.record });
+    const committed = await this.deps.token.commitUser({
+      sessionToken: made.sessionToken,
+      walletReceipt: walletWritten.receipt,
+      subjectReceipt: subjectWritten.receipt,
+    });
 
     const release = await this.deps.encryption.readRecord({ accessToken: releaseRead.accessToken });
     if (release.result.case !== "errorToken") throw new ProtocolViolation("a brand-new user already has a release record");
     const state: LoginState = {
-      sessionToken: made.sessionToken, clientId, iss: upstream.iss, sub: upstream.sub, uid: subject.uid,
+      sessionToken: committed.sessionToken, clientId, iss: upstream.iss, sub: upstream.sub, uid: subject.uid,
       subjectRecord: made.subject!.record, walletRecord: made.wallet!.record, releaseErrorToken: release.result.value,
     };
     return { kind: "consent", state, wallet, newUser: true };

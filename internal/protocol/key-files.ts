@@ -6,6 +6,7 @@
 //                  Token: session, access, record, id-token (RS256, ES256, EdDSA), key-set
 //                  Storage: error
 //   lookup key     base64url of 32 random bytes (Token and Orchestration hold the same)
+//   cookie key     base64url of 32 random bytes (Orchestration: sealed browser flow state)
 //   keyring        { "current": "<id>", "keys": { "<id>": "<base64url 32 bytes>", … } }
 
 import { randomBytes } from "node:crypto";
@@ -39,7 +40,10 @@ export const TOKEN_KEYS: readonly KeySpec[] = [
   { purpose: "id-token", alg: "ES256" },
   { purpose: "id-token", alg: "EdDSA" },
 ];
-export const STORAGE_KEYS: readonly KeySpec[] = [{ purpose: "error", alg: "EdDSA" }];
+export const STORAGE_KEYS: readonly KeySpec[] = [
+  { purpose: "error", alg: "EdDSA" },
+  { purpose: "receipt", alg: "EdDSA" },
+];
 
 const SigningKeysFile = z.strictObject({ keys: z.array(z.looseObject({ kid: z.string(), alg: z.string(), d: z.string() })) });
 const KeyringFile = z.strictObject({ current: z.string().min(1), keys: z.record(z.string(), z.string()) });
@@ -77,10 +81,13 @@ export function loadSigningKeys(component: string, file: string, required: reado
   return keys;
 }
 
-export function loadLookupKey(component: string, file: string): Buffer {
-  if (!existsSync(file)) throw missing(component, file, "lookup key");
-  return decode32(readFileSync(file, "utf8"), `lookup key in ${file}`);
+/** A 32-byte secret (the lookup key, Orchestration's cookie key). */
+export function loadSecretKey(component: string, file: string, what: string): Buffer {
+  if (!existsSync(file)) throw missing(component, file, what);
+  return decode32(readFileSync(file, "utf8"), `${what} in ${file}`);
 }
+
+export const loadLookupKey = (component: string, file: string) => loadSecretKey(component, file, "lookup key");
 
 export function loadKeyring(component: string, file: string): Keyring {
   if (!existsSync(file)) throw missing(component, file, "record keyring");
@@ -93,14 +100,19 @@ export function loadKeyring(component: string, file: string): Keyring {
 
 // Development only: make what is missing, never overwrite.
 
+/** Makes the file, or adds the keys a newer version needs to an existing one; never replaces a key. */
 export async function ensureSigningKeys(file: string, required: readonly KeySpec[]): Promise<boolean> {
-  if (existsSync(file)) return false;
-  const keys = required.map((spec) => privateJwk(generateSigningKey(spec.purpose, spec.alg)));
+  const existing = existsSync(file) ? SigningKeysFile.parse(JSON.parse(readFileSync(file, "utf8"))).keys : [];
+  const held = existing.map((jwk) => signingKeyFromJwk(jwk));
+  const missing = required.filter((spec) => !held.some((k) => k.purpose === spec.purpose && k.alg === spec.alg));
+  if (missing.length === 0) return false;
+  const keys = [...existing, ...missing.map((spec) => privateJwk(generateSigningKey(spec.purpose, spec.alg)))];
   await writeSecret(file, `${JSON.stringify({ keys }, null, 2)}\n`);
   return true;
 }
 
-export async function ensureLookupKey(file: string, copyTo: readonly string[] = []): Promise<boolean> {
+/** Makes a 32-byte secret if missing, and copies it to the other custodians that share it. */
+export async function ensureSecretKey(file: string, copyTo: readonly string[] = []): Promise<boolean> {
   const created = !existsSync(file);
   if (created) await writeSecret(file, `${randomBytes(LOOKUP_KEY_BYTES).toString("base64url")}\n`);
   const key = readFileSync(file, "utf8");

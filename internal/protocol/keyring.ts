@@ -48,7 +48,8 @@ export class Keyring {
 
   open(keyId: string, sealed: Uint8Array, aad: Uint8Array): Buffer {
     const key = this.#keys.get(keyId);
-    if (!key) throw new DecryptionError(`the record was sealed with key ${keyId}, which this keyring does not hold`);
+    // The key id comes from Storage: it is not repeated back.
+    if (!key) throw new DecryptionError("the record was sealed with a key this keyring does not hold");
     if (sealed.length < NONCE_BYTES + TAG_BYTES) throw new DecryptionError("the stored record is truncated");
     const decipher = createDecipheriv("aes-256-gcm", key, sealed.subarray(0, NONCE_BYTES));
     decipher.setAAD(aad);

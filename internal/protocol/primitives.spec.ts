@@ -201,7 +201,7 @@ describe("protocol primitives", function () {
       flipped[14]! ^= 1;
       expect(() => ring.open("k1", flipped, aad)).to.throw(DecryptionError);
       expect(() => ring.open("k1", ciphertext.subarray(0, 20), aad)).to.throw(DecryptionError);
-      expect(() => ring.open("k9", ciphertext, aad)).to.throw(/does not hold/);
+      expect(() => ring.open("k9", ciphertext, aad)).to.throw("the record was sealed with a key this keyring does not hold");
     });
   });
 });

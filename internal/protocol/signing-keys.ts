@@ -7,7 +7,7 @@
 import { type KeyObject, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes } from "node:crypto";
 import type { JWK } from "jose";
 
-export const KEY_PURPOSES = ["session", "access", "record", "id-token", "key-set", "error"] as const;
+export const KEY_PURPOSES = ["session", "access", "record", "id-token", "key-set", "error", "receipt"] as const;
 export type KeyPurpose = (typeof KEY_PURPOSES)[number];
 export type SigningAlg = "EdDSA" | "ES256" | "RS256";
 

@@ -41,6 +41,14 @@ export const ERROR_TOKEN: TokenType = {
   maxLifetimeSeconds: 60,
 };
 
+export const RECEIPT: TokenType = {
+  typ: "hello-receipt+jwt",
+  purpose: "receipt",
+  issuer: STORAGE,
+  audience: TOKEN,
+  maxLifetimeSeconds: 60,
+};
+
 function recordType(kind: RecordKindName): TokenType {
   return { typ: `hello-${kind}-record+jwt`, purpose: "record", issuer: TOKEN, audience: TOKEN, maxLifetimeSeconds: undefined };
 }
@@ -67,6 +75,15 @@ export interface ErrorClaims {
   kind: RecordKindName;
   hash: string;
   /** The jti of the Access Token this answers. */
+  ajti: string;
+}
+
+/** Receipt: Storage's signed word that a create succeeded. */
+export interface ReceiptClaims {
+  op: "create";
+  kind: RecordKindName;
+  hash: string;
+  /** The jti of the create Access Token this answers. */
   ajti: string;
 }
 

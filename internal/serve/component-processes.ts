@@ -10,6 +10,17 @@ import { waitUntilServing } from "./readiness.js";
 
 const BIN = fileURLToPath(new URL("../../cmd/hello/bin.js", import.meta.url));
 
+/**
+ * What a component inherits from the environment: only what runs Node and our own
+ * settings. Each custodian's secrets are in its own files, and a parent's environment
+ * (a CI's database URL, say) must not hand one component another's.
+ */
+const INHERITED = /^(PATH|HOME|TMPDIR|LANG|LC_[A-Z]+|TZ|NODE_EXTRA_CA_CERTS|HELLO_(LOG_LEVEL|TRACE|SOURCE_REVISION))$/;
+
+function inheritedEnv(): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(process.env).filter(([name]) => INHERITED.test(name)));
+}
+
 export interface ComponentProcesses {
   readonly children: ReadonlyMap<Component, ChildProcess>;
   /** SIGTERM to each (SIGKILL after 10 s); resolves when all have exited and their output is drained. */
@@ -35,7 +46,7 @@ export function startComponentProcesses(
   for (const component of components) {
     const child = spawn(process.execPath, [BIN, "serve", component, "--config", deployment.configFiles[component]], {
       stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, ...options.env },
+      env: { ...inheritedEnv(), ...options.env },
     });
     children.set(component, child);
     options.onSpawn?.(component, child);

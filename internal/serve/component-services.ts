@@ -16,9 +16,12 @@ import { storageRoutes } from "../storage/service/storage-service.js";
 import { encryptionRoutes } from "../encryption/encryption-service.js";
 import { tokenRoutes } from "../token/token-service.js";
 import { UpstreamVerifier } from "../token/upstream.js";
-import { STORAGE_KEYS, TOKEN_KEYS, loadKeyring, loadLookupKey, loadSigningKeys } from "../protocol/key-files.js";
+import { STORAGE_KEYS, TOKEN_KEYS, loadKeyring, loadLookupKey, loadSecretKey, loadSigningKeys } from "../protocol/key-files.js";
 import { VerificationKeys } from "../protocol/signing-keys.js";
 import type { Logger } from "../log/logger.js";
+import { LoginDriver } from "../orchestration/login-driver.js";
+import { startFrontDoor } from "../orchestration/front-door/front-door.js";
+import { MemoryStore } from "../orchestration/sealed.js";
 
 export interface ComponentService {
   /** The services this component serves on the mesh (beyond health/reflection/BuildInfo). */
@@ -47,11 +50,35 @@ function peerKeys(bundles: () => ReadonlyMap<Component, Bundle>, peer: Component
 
 export async function componentService(config: ComponentConfig, deps: ServiceDeps): Promise<ComponentService> {
   switch (config.component) {
-    case "orchestration":
+    case "orchestration": {
       // Orchestration serves no mesh API of its own: it is the front door (HTTP) and a
       // client of Token and Encryption. Its mesh server carries only operator services.
-      loadLookupKey("orchestration", config.keys.lookup);
-      return { descriptors: [], routes: () => {}, close: async () => {} };
+      const trust = trustFromBundles(deps.bundles());
+      const peer = <S extends DescService>(service: S, target: "token" | "encryption") =>
+        createClient(service, createMeshTransport({ target, baseUrl: config.peers[target], credentials: deps.credentials, trust }));
+      const token = peer(TokenService, "token");
+      const tokenKeys = peerKeys(deps.bundles, "token");
+      const driver = new LoginDriver({
+        token,
+        encryption: peer(EncryptionService, "encryption"),
+        lookupKey: loadLookupKey("orchestration", config.keys.lookup),
+        tokenKeys,
+      });
+      const door = await startFrontDoor({
+        host: config.public.host,
+        port: config.public.port,
+        issuer: config.issuer,
+        clients: config.clients,
+        providers: config.providers,
+        driver,
+        token,
+        tokenKeys,
+        cookieKey: loadSecretKey("orchestration", config.keys.cookie, "cookie key"),
+        store: new MemoryStore(),
+      });
+      deps.log.info({ url: door.url }, `the front door is open at ${config.issuer} (listening on ${door.url})`);
+      return { descriptors: [], routes: () => {}, close: door.close };
+    }
     case "token": {
       const keys = loadSigningKeys("token", config.keys.signing, TOKEN_KEYS);
       const routes = tokenRoutes({
@@ -80,10 +107,16 @@ export async function componentService(config: ComponentConfig, deps: ServiceDep
       return { descriptors: [EncryptionService], routes, close: async () => {} };
     }
     case "storage": {
-      const [errorKey] = loadSigningKeys("storage", config.keys.signing, STORAGE_KEYS).filter((k) => k.purpose === "error").slice(-1);
+      const storageKeys = loadSigningKeys("storage", config.keys.signing, STORAGE_KEYS);
+      const newest = (purpose: "error" | "receipt") => storageKeys.filter((k) => k.purpose === purpose).at(-1)!;
       const store = await openRecordStore(config.database);
       deps.log.info({ backend: config.database.url ? "postgresql" : "pglite" }, "opened the record store");
-      const routes = storageRoutes({ store, tokenKeys: peerKeys(deps.bundles, "token"), errorKey: errorKey! });
+      const routes = storageRoutes({
+        store,
+        tokenKeys: peerKeys(deps.bundles, "token"),
+        errorKey: newest("error"),
+        receiptKey: newest("receipt"),
+      });
       return { descriptors: [StorageService], routes, close: () => store.close() };
     }
   }

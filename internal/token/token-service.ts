@@ -24,6 +24,8 @@ import {
   ERROR_TOKEN,
   type ErrorClaims,
   type Operation,
+  RECEIPT,
+  type ReceiptClaims,
   RECORD_TYPES,
   type RecordClaims,
   SESSION_TOKEN,
@@ -34,7 +36,7 @@ import type { UpstreamVerifier, WalletClaims } from "./upstream.js";
 /** What a Session Token carries; each step adds to it (DESIGN.md §3). */
 export interface SessionClaims {
   sid: string;
-  step: "started" | "subject" | "user";
+  step: "started" | "subject" | "created" | "user";
   /** When the login began (ms): OP ID Tokens issued before it are refused. */
   started: number;
   client_id: string;
@@ -51,7 +53,11 @@ export interface SessionClaims {
   op_claims?: WalletClaims;
   subject_hash?: string;
   subject_read?: string;
-  // after CreateUser / AuthorizeUser
+  // after CreateUser (step "created": the writes are not proven yet)
+  wallet_hash?: string;
+  wallet_create?: string;
+  subject_create?: string;
+  // after CommitUser / AuthorizeUser
   uid?: string;
   release_read?: string;
 }
@@ -148,6 +154,14 @@ export function tokenRoutes(deps: TokenServiceDeps) {
   async function readRecord<K extends RecordKindName>(kind: K, record: string): Promise<RecordClaims[K]> {
     const { claims } = await verify<RecordClaims[K]>(RECORD_TYPES[kind], verificationKeys, record, `${kind} record`, now());
     return claims;
+  }
+
+  /** Storage's receipt must answer exactly this session's create of this record. */
+  async function checkReceipt(receipt: string, kind: RecordKindName, hash: string | undefined, createJti: string | undefined) {
+    const { claims } = await verify<ReceiptClaims>(RECEIPT, deps.storageKeys(), receipt, `${kind} receipt`, now());
+    if (claims.op !== "create" || claims.kind !== kind || claims.hash !== hash || createJti === undefined || claims.ajti !== createJti) {
+      throw denied(`the ${kind} receipt does not answer this session's ${kind} create`);
+    }
   }
 
   /** Storage's Error Token must answer exactly this session's read of this hash. */
@@ -286,13 +300,28 @@ export function tokenRoutes(deps: TokenServiceDeps) {
         const walletWrite = await grant("create", "wallet", walletHash(deps.lookupKey, uid), wallet);
         const subjectWrite = await grant("create", "subject", session.subject_hash!, subject);
         const releaseRead = await grant("read", "release", releaseHash(deps.lookupKey, uid, session.client_id));
-        const sessionToken = await writeSession({ ...session, step: "user", uid, release_read: releaseRead.jti });
+        const sessionToken = await writeSession({
+          ...session,
+          step: "created",
+          uid,
+          wallet_hash: walletWrite.grant.hash,
+          wallet_create: walletWrite.jti,
+          subject_create: subjectWrite.jti,
+          release_read: releaseRead.jti,
+        });
         return {
           sessionToken,
           wallet: { record: wallet, grant: walletWrite.grant },
           subject: { record: subject, grant: subjectWrite.grant },
           releaseRead: releaseRead.grant,
         };
+      }),
+
+      commitUser: mapped(async (req) => {
+        const session = await readSession(req.sessionToken, "created");
+        await checkReceipt(req.walletReceipt, "wallet", session.wallet_hash, session.wallet_create);
+        await checkReceipt(req.subjectReceipt, "subject", session.subject_hash, session.subject_create);
+        return { sessionToken: await writeSession({ ...session, step: "user" }) };
       }),
 
       authorizeUser: mapped(async (req) => {

@@ -265,7 +265,7 @@ describe("attacks on the protocol (DESIGN.md §5)", function () {
       const tokenBundleKeys = mesh.tokenKeys;
       const errorKey = generateSigningKey("error");
       const at = (offsetMs: number) =>
-        createClient(StorageService, createRouterTransport(storageRoutes({ store, tokenKeys: tokenBundleKeys, errorKey, now: () => new Date(Date.now() + offsetMs) })));
+        createClient(StorageService, createRouterTransport(storageRoutes({ store, tokenKeys: tokenBundleKeys, errorKey, receiptKey: generateSigningKey("receipt"), now: () => new Date(Date.now() + offsetMs) })));
       try {
         const fresh = await at(0).readRecord({ accessToken: grant.accessToken });
         expect(fresh.result.case).to.equal("errorToken"); // this empty store has no record

@@ -11,7 +11,7 @@ import type { RecordStore, StoredRow } from "../backend/record-store.js";
 import { NotFoundError } from "../backend/errors.js";
 import { sign, verify } from "../../protocol/jws.js";
 import type { SigningKey, VerificationKeys } from "../../protocol/signing-keys.js";
-import { ACCESS_TOKEN, type AccessClaims, ERROR_TOKEN, type Operation } from "../../protocol/tokens.js";
+import { ACCESS_TOKEN, type AccessClaims, ERROR_TOKEN, type Operation, RECEIPT } from "../../protocol/tokens.js";
 import { denied, mapped } from "../../protocol/errors.js";
 
 export interface StorageServiceDeps {
@@ -19,6 +19,8 @@ export interface StorageServiceDeps {
   /** Token's published keys (from Token's mesh bundle); reloaded with the bundle. */
   readonly tokenKeys: () => VerificationKeys;
   readonly errorKey: SigningKey;
+  /** Signs receipts for creates: a purpose of its own, apart from Error Tokens. */
+  readonly receiptKey: SigningKey;
   readonly now?: () => Date;
 }
 
@@ -62,7 +64,13 @@ export function storageRoutes(deps: StorageServiceDeps) {
       createRecord: mapped(async (req) => {
         const claims = await authorize(req.accessToken, "create");
         const row = await deps.store.create({ hash: claims.hash, kind: claims.kind, keyId: req.keyId, ciphertext: req.ciphertext });
-        return { version: BigInt(row.version) };
+        const receipt = await sign(
+          RECEIPT,
+          deps.receiptKey,
+          { op: "create", kind: claims.kind, hash: claims.hash, ajti: claims.jti },
+          { now: now() },
+        );
+        return { version: BigInt(row.version), receipt };
       }),
       updateRecord: mapped(async (req) => {
         const claims = await authorize(req.accessToken, "update");

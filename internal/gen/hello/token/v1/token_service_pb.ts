@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hello/token/v1/token_service.proto.
  */
 export const file_hello_token_v1_token_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJoZWxsby90b2tlbi92MS90b2tlbl9zZXJ2aWNlLnByb3RvEg5oZWxsby50b2tlbi52MSKIAQoXQXV0aG9yaXphdGlvblBhcmFtZXRlcnMSEQoJY2xpZW50X2lkGAEgASgJEhQKDHJlZGlyZWN0X3VyaRgCIAEoCRINCgVub25jZRgDIAEoCRINCgVzY29wZRgEIAEoCRIOCgZjbGFpbXMYBSABKAkSFgoOY29kZV9jaGFsbGVuZ2UYBiABKAkijwEKFENyZWF0ZVNlc3Npb25SZXF1ZXN0EhgKDnJlcXVlc3Rfb2JqZWN0GAEgASgJSAASPQoKcGFyYW1ldGVycxgCIAEoCzInLmhlbGxvLnRva2VuLnYxLkF1dGhvcml6YXRpb25QYXJhbWV0ZXJzSAASEwoLcHJvdmlkZXJfaWQYAyABKAlCCQoHcmVxdWVzdCJfChVDcmVhdGVTZXNzaW9uUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIWCg51cHN0cmVhbV9ub25jZRgCIAEoCRIXCg9wcm92aWRlcl9pc3N1ZXIYAyABKAkiRQoXQXV0aG9yaXplU3ViamVjdFJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRITCgtvcF9pZF90b2tlbhgCIAEoCSKRAQoLQWNjZXNzR3JhbnQSFAoMYWNjZXNzX3Rva2VuGAEgASgJEgwKBGhhc2gYAiABKAkSKQoEa2luZBgDIAEoDjIbLmhlbGxvLmNvbW1vbi52MS5SZWNvcmRLaW5kEjMKCW9wZXJhdGlvbhgEIAEoDjIgLmhlbGxvLmNvbW1vbi52MS5SZWNvcmRPcGVyYXRpb24iSQoLUmVjb3JkV3JpdGUSDgoGcmVjb3JkGAEgASgJEioKBWdyYW50GAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQiZAoYQXV0aG9yaXplU3ViamVjdFJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSMQoMc3ViamVjdF9yZWFkGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQiPwoRQ3JlYXRlVXNlclJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRITCgtlcnJvcl90b2tlbhgCIAEoCSK5AQoSQ3JlYXRlVXNlclJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSKwoGd2FsbGV0GAIgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUSLAoHc3ViamVjdBgDIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEjEKDHJlbGVhc2VfcmVhZBgEIAEoCzIbLmhlbGxvLnRva2VuLnYxLkFjY2Vzc0dyYW50IkUKFEF1dGhvcml6ZVVzZXJSZXF1ZXN0EhUKDXNlc3Npb25fdG9rZW4YASABKAkSFgoOc3ViamVjdF9yZWNvcmQYAiABKAkikwEKFUF1dGhvcml6ZVVzZXJSZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEjAKC3dhbGxldF9yZWFkGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSMQoMcmVsZWFzZV9yZWFkGAMgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQicwoUQ3JlYXRlUmVsZWFzZVJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRITCgtlcnJvcl90b2tlbhgCIAEoCRIVCg13YWxsZXRfcmVjb3JkGAMgASgJEhgKEGNvbnNlbnRlZF9jbGFpbXMYBCADKAkiXAoVQ3JlYXRlUmVsZWFzZVJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSLAoHcmVsZWFzZRgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlInIKEk1pbnRJZFRva2VuUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnN1YmplY3RfcmVjb3JkGAIgASgJEhYKDnJlbGVhc2VfcmVjb3JkGAMgASgJEhUKDXdhbGxldF9yZWNvcmQYBCABKAkiVAoTTWludElkVG9rZW5SZXNwb25zZRIQCghpZF90b2tlbhgBIAEoCRIUCgx1c2VyaW5mb19qd3QYAiABKAkSFQoNdXNlcmluZm9fanNvbhgDIAEoCSISChBHZXRLZXlTZXRSZXF1ZXN0IjQKEUdldEtleVNldFJlc3BvbnNlEgwKBGp3a3MYASABKAwSEQoJc2lnbmF0dXJlGAIgASgJMo4FCgxUb2tlblNlcnZpY2USXAoNQ3JlYXRlU2Vzc2lvbhIkLmhlbGxvLnRva2VuLnYxLkNyZWF0ZVNlc3Npb25SZXF1ZXN0GiUuaGVsbG8udG9rZW4udjEuQ3JlYXRlU2Vzc2lvblJlc3BvbnNlEmUKEEF1dGhvcml6ZVN1YmplY3QSJy5oZWxsby50b2tlbi52MS5BdXRob3JpemVTdWJqZWN0UmVxdWVzdBooLmhlbGxvLnRva2VuLnYxLkF1dGhvcml6ZVN1YmplY3RSZXNwb25zZRJTCgpDcmVhdGVVc2VyEiEuaGVsbG8udG9rZW4udjEuQ3JlYXRlVXNlclJlcXVlc3QaIi5oZWxsby50b2tlbi52MS5DcmVhdGVVc2VyUmVzcG9uc2USXAoNQXV0aG9yaXplVXNlchIkLmhlbGxvLnRva2VuLnYxLkF1dGhvcml6ZVVzZXJSZXF1ZXN0GiUuaGVsbG8udG9rZW4udjEuQXV0aG9yaXplVXNlclJlc3BvbnNlElwKDUNyZWF0ZVJlbGVhc2USJC5oZWxsby50b2tlbi52MS5DcmVhdGVSZWxlYXNlUmVxdWVzdBolLmhlbGxvLnRva2VuLnYxLkNyZWF0ZVJlbGVhc2VSZXNwb25zZRJWCgtNaW50SWRUb2tlbhIiLmhlbGxvLnRva2VuLnYxLk1pbnRJZFRva2VuUmVxdWVzdBojLmhlbGxvLnRva2VuLnYxLk1pbnRJZFRva2VuUmVzcG9uc2USUAoJR2V0S2V5U2V0EiAuaGVsbG8udG9rZW4udjEuR2V0S2V5U2V0UmVxdWVzdBohLmhlbGxvLnRva2VuLnYxLkdldEtleVNldFJlc3BvbnNlYgZwcm90bzM", [file_hello_common_v1_record]);
+  fileDesc("CiJoZWxsby90b2tlbi92MS90b2tlbl9zZXJ2aWNlLnByb3RvEg5oZWxsby50b2tlbi52MSKIAQoXQXV0aG9yaXphdGlvblBhcmFtZXRlcnMSEQoJY2xpZW50X2lkGAEgASgJEhQKDHJlZGlyZWN0X3VyaRgCIAEoCRINCgVub25jZRgDIAEoCRINCgVzY29wZRgEIAEoCRIOCgZjbGFpbXMYBSABKAkSFgoOY29kZV9jaGFsbGVuZ2UYBiABKAkijwEKFENyZWF0ZVNlc3Npb25SZXF1ZXN0EhgKDnJlcXVlc3Rfb2JqZWN0GAEgASgJSAASPQoKcGFyYW1ldGVycxgCIAEoCzInLmhlbGxvLnRva2VuLnYxLkF1dGhvcml6YXRpb25QYXJhbWV0ZXJzSAASEwoLcHJvdmlkZXJfaWQYAyABKAlCCQoHcmVxdWVzdCJfChVDcmVhdGVTZXNzaW9uUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIWCg51cHN0cmVhbV9ub25jZRgCIAEoCRIXCg9wcm92aWRlcl9pc3N1ZXIYAyABKAkiRQoXQXV0aG9yaXplU3ViamVjdFJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRITCgtvcF9pZF90b2tlbhgCIAEoCSKRAQoLQWNjZXNzR3JhbnQSFAoMYWNjZXNzX3Rva2VuGAEgASgJEgwKBGhhc2gYAiABKAkSKQoEa2luZBgDIAEoDjIbLmhlbGxvLmNvbW1vbi52MS5SZWNvcmRLaW5kEjMKCW9wZXJhdGlvbhgEIAEoDjIgLmhlbGxvLmNvbW1vbi52MS5SZWNvcmRPcGVyYXRpb24iSQoLUmVjb3JkV3JpdGUSDgoGcmVjb3JkGAEgASgJEioKBWdyYW50GAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQiZAoYQXV0aG9yaXplU3ViamVjdFJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSMQoMc3ViamVjdF9yZWFkGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQiPwoRQ3JlYXRlVXNlclJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRITCgtlcnJvcl90b2tlbhgCIAEoCSK5AQoSQ3JlYXRlVXNlclJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSKwoGd2FsbGV0GAIgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUSLAoHc3ViamVjdBgDIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEjEKDHJlbGVhc2VfcmVhZBgEIAEoCzIbLmhlbGxvLnRva2VuLnYxLkFjY2Vzc0dyYW50IlsKEUNvbW1pdFVzZXJSZXF1ZXN0EhUKDXNlc3Npb25fdG9rZW4YASABKAkSFgoOd2FsbGV0X3JlY2VpcHQYAiABKAkSFwoPc3ViamVjdF9yZWNlaXB0GAMgASgJIisKEkNvbW1pdFVzZXJSZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJIkUKFEF1dGhvcml6ZVVzZXJSZXF1ZXN0EhUKDXNlc3Npb25fdG9rZW4YASABKAkSFgoOc3ViamVjdF9yZWNvcmQYAiABKAkikwEKFUF1dGhvcml6ZVVzZXJSZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEjAKC3dhbGxldF9yZWFkGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSMQoMcmVsZWFzZV9yZWFkGAMgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQicwoUQ3JlYXRlUmVsZWFzZVJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRITCgtlcnJvcl90b2tlbhgCIAEoCRIVCg13YWxsZXRfcmVjb3JkGAMgASgJEhgKEGNvbnNlbnRlZF9jbGFpbXMYBCADKAkiXAoVQ3JlYXRlUmVsZWFzZVJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSLAoHcmVsZWFzZRgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlInIKEk1pbnRJZFRva2VuUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnN1YmplY3RfcmVjb3JkGAIgASgJEhYKDnJlbGVhc2VfcmVjb3JkGAMgASgJEhUKDXdhbGxldF9yZWNvcmQYBCABKAkiVAoTTWludElkVG9rZW5SZXNwb25zZRIQCghpZF90b2tlbhgBIAEoCRIUCgx1c2VyaW5mb19qd3QYAiABKAkSFQoNdXNlcmluZm9fanNvbhgDIAEoCSISChBHZXRLZXlTZXRSZXF1ZXN0IjQKEUdldEtleVNldFJlc3BvbnNlEgwKBGp3a3MYASABKAwSEQoJc2lnbmF0dXJlGAIgASgJMuMFCgxUb2tlblNlcnZpY2USXAoNQ3JlYXRlU2Vzc2lvbhIkLmhlbGxvLnRva2VuLnYxLkNyZWF0ZVNlc3Npb25SZXF1ZXN0GiUuaGVsbG8udG9rZW4udjEuQ3JlYXRlU2Vzc2lvblJlc3BvbnNlEmUKEEF1dGhvcml6ZVN1YmplY3QSJy5oZWxsby50b2tlbi52MS5BdXRob3JpemVTdWJqZWN0UmVxdWVzdBooLmhlbGxvLnRva2VuLnYxLkF1dGhvcml6ZVN1YmplY3RSZXNwb25zZRJTCgpDcmVhdGVVc2VyEiEuaGVsbG8udG9rZW4udjEuQ3JlYXRlVXNlclJlcXVlc3QaIi5oZWxsby50b2tlbi52MS5DcmVhdGVVc2VyUmVzcG9uc2USUwoKQ29tbWl0VXNlchIhLmhlbGxvLnRva2VuLnYxLkNvbW1pdFVzZXJSZXF1ZXN0GiIuaGVsbG8udG9rZW4udjEuQ29tbWl0VXNlclJlc3BvbnNlElwKDUF1dGhvcml6ZVVzZXISJC5oZWxsby50b2tlbi52MS5BdXRob3JpemVVc2VyUmVxdWVzdBolLmhlbGxvLnRva2VuLnYxLkF1dGhvcml6ZVVzZXJSZXNwb25zZRJcCg1DcmVhdGVSZWxlYXNlEiQuaGVsbG8udG9rZW4udjEuQ3JlYXRlUmVsZWFzZVJlcXVlc3QaJS5oZWxsby50b2tlbi52MS5DcmVhdGVSZWxlYXNlUmVzcG9uc2USVgoLTWludElkVG9rZW4SIi5oZWxsby50b2tlbi52MS5NaW50SWRUb2tlblJlcXVlc3QaIy5oZWxsby50b2tlbi52MS5NaW50SWRUb2tlblJlc3BvbnNlElAKCUdldEtleVNldBIgLmhlbGxvLnRva2VuLnYxLkdldEtleVNldFJlcXVlc3QaIS5oZWxsby50b2tlbi52MS5HZXRLZXlTZXRSZXNwb25zZWIGcHJvdG8z", [file_hello_common_v1_record]);
 
 /**
  * AuthorizationParameters is a plain (unsigned) OAuth 2.0 / OIDC authorization
@@ -301,7 +301,8 @@ export const CreateUserRequestSchema: GenMessage<CreateUserRequest> = /*@__PURE_
  */
 export type CreateUserResponse = Message<"hello.token.v1.CreateUserResponse"> & {
   /**
-   * The Session Token, now with the user id.
+   * The Session Token, now with the user id, at the "created" step: CommitUser with
+   * Storage's receipts moves it on.
    *
    * @generated from field: string session_token = 1;
    */
@@ -338,6 +339,60 @@ export const CreateUserResponseSchema: GenMessage<CreateUserResponse> = /*@__PUR
   messageDesc(file_hello_token_v1_token_service, 8);
 
 /**
+ * CommitUserRequest presents Storage's receipts for the new user's records.
+ *
+ * @generated from message hello.token.v1.CommitUserRequest
+ */
+export type CommitUserRequest = Message<"hello.token.v1.CommitUserRequest"> & {
+  /**
+   * @generated from field: string session_token = 1;
+   */
+  sessionToken: string;
+
+  /**
+   * Storage's receipt for the Wallet Record create.
+   *
+   * @generated from field: string wallet_receipt = 2;
+   */
+  walletReceipt: string;
+
+  /**
+   * Storage's receipt for the Subject Record create (the commit point).
+   *
+   * @generated from field: string subject_receipt = 3;
+   */
+  subjectReceipt: string;
+};
+
+/**
+ * Describes the message hello.token.v1.CommitUserRequest.
+ * Use `create(CommitUserRequestSchema)` to create a new message.
+ */
+export const CommitUserRequestSchema: GenMessage<CommitUserRequest> = /*@__PURE__*/
+  messageDesc(file_hello_token_v1_token_service, 9);
+
+/**
+ * CommitUserResponse continues a new user's login.
+ *
+ * @generated from message hello.token.v1.CommitUserResponse
+ */
+export type CommitUserResponse = Message<"hello.token.v1.CommitUserResponse"> & {
+  /**
+   * The Session Token, now at the "user" step.
+   *
+   * @generated from field: string session_token = 1;
+   */
+  sessionToken: string;
+};
+
+/**
+ * Describes the message hello.token.v1.CommitUserResponse.
+ * Use `create(CommitUserResponseSchema)` to create a new message.
+ */
+export const CommitUserResponseSchema: GenMessage<CommitUserResponse> = /*@__PURE__*/
+  messageDesc(file_hello_token_v1_token_service, 10);
+
+/**
  * AuthorizeUserRequest presents the Subject Record the subject read returned.
  *
  * @generated from message hello.token.v1.AuthorizeUserRequest
@@ -359,7 +414,7 @@ export type AuthorizeUserRequest = Message<"hello.token.v1.AuthorizeUserRequest"
  * Use `create(AuthorizeUserRequestSchema)` to create a new message.
  */
 export const AuthorizeUserRequestSchema: GenMessage<AuthorizeUserRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 9);
+  messageDesc(file_hello_token_v1_token_service, 11);
 
 /**
  * AuthorizeUserResponse grants the reads a returning user's login needs.
@@ -390,7 +445,7 @@ export type AuthorizeUserResponse = Message<"hello.token.v1.AuthorizeUserRespons
  * Use `create(AuthorizeUserResponseSchema)` to create a new message.
  */
 export const AuthorizeUserResponseSchema: GenMessage<AuthorizeUserResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 10);
+  messageDesc(file_hello_token_v1_token_service, 12);
 
 /**
  * CreateReleaseRequest records the user's consent for the session's client.
@@ -431,7 +486,7 @@ export type CreateReleaseRequest = Message<"hello.token.v1.CreateReleaseRequest"
  * Use `create(CreateReleaseRequestSchema)` to create a new message.
  */
 export const CreateReleaseRequestSchema: GenMessage<CreateReleaseRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 11);
+  messageDesc(file_hello_token_v1_token_service, 13);
 
 /**
  * CreateReleaseResponse holds the Release Record to create.
@@ -455,7 +510,7 @@ export type CreateReleaseResponse = Message<"hello.token.v1.CreateReleaseRespons
  * Use `create(CreateReleaseResponseSchema)` to create a new message.
  */
 export const CreateReleaseResponseSchema: GenMessage<CreateReleaseResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 12);
+  messageDesc(file_hello_token_v1_token_service, 14);
 
 /**
  * MintIdTokenRequest presents the records the ID Token is made from.
@@ -489,7 +544,7 @@ export type MintIdTokenRequest = Message<"hello.token.v1.MintIdTokenRequest"> & 
  * Use `create(MintIdTokenRequestSchema)` to create a new message.
  */
 export const MintIdTokenRequestSchema: GenMessage<MintIdTokenRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 13);
+  messageDesc(file_hello_token_v1_token_service, 15);
 
 /**
  * MintIdTokenResponse holds what Orchestration returns to the app through the back
@@ -525,7 +580,7 @@ export type MintIdTokenResponse = Message<"hello.token.v1.MintIdTokenResponse"> 
  * Use `create(MintIdTokenResponseSchema)` to create a new message.
  */
 export const MintIdTokenResponseSchema: GenMessage<MintIdTokenResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 14);
+  messageDesc(file_hello_token_v1_token_service, 16);
 
 /**
  * GetKeySetRequest has no fields.
@@ -540,7 +595,7 @@ export type GetKeySetRequest = Message<"hello.token.v1.GetKeySetRequest"> & {
  * Use `create(GetKeySetRequestSchema)` to create a new message.
  */
 export const GetKeySetRequestSchema: GenMessage<GetKeySetRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 15);
+  messageDesc(file_hello_token_v1_token_service, 17);
 
 /**
  * GetKeySetResponse is Token's published key set.
@@ -569,7 +624,7 @@ export type GetKeySetResponse = Message<"hello.token.v1.GetKeySetResponse"> & {
  * Use `create(GetKeySetResponseSchema)` to create a new message.
  */
 export const GetKeySetResponseSchema: GenMessage<GetKeySetResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 16);
+  messageDesc(file_hello_token_v1_token_service, 18);
 
 /**
  * TokenService verifies what Orchestration presents and mints every token and record
@@ -624,6 +679,19 @@ export const TokenService: GenService<{
     methodKind: "unary";
     input: typeof CreateUserRequestSchema;
     output: typeof CreateUserResponseSchema;
+  },
+  /**
+   * CommitUser takes Storage's signed receipts for the new user's Wallet and Subject
+   * creates and only then lets the session go on. Without it, an Orchestration that
+   * lost a create race (or never wrote) could still mint ID Tokens for a user that
+   * does not exist, and so a second user for one subject.
+   *
+   * @generated from rpc hello.token.v1.TokenService.CommitUser
+   */
+  commitUser: {
+    methodKind: "unary";
+    input: typeof CommitUserRequestSchema;
+    output: typeof CommitUserResponseSchema;
   },
   /**
    * AuthorizeUser takes the session's Subject Record (checked against the session's
