@@ -1,0 +1,43 @@
+import { html } from "./html.js";
+import { hiddenInputs, page } from "./layout.js";
+
+export interface ConsentPageInput {
+  appName: string;
+  clientId: string;
+  claims: Array<{ name: string; label: string; value: string }>;
+  action: string;
+  hidden: Record<string, string>;
+}
+
+/**
+ * The consent page. Every claim starts checked; an unchecked box is simply
+ * absent from the POST, so the handler releases only the names it receives.
+ * Values are shown as text only: a picture URL is never loaded.
+ */
+export function consentPage({ appName, clientId, claims, action, hidden }: ConsentPageInput): string {
+  const heading = claims.length > 0 ? `${appName} wants to know` : `Sign in to ${appName}`;
+  // Ids come from the position, not the claim name, so they are always valid and unique.
+  const boxes = claims.map((claim, i) => html`<div class="claim">
+<input type="checkbox" id="claim-${i}" name="claims" value="${claim.name}" checked>
+<label for="claim-${i}">${claim.label}${claim.value ? html` — ${claim.value}` : ""}</label>
+</div>
+`);
+  return page({
+    title: heading,
+    body: html`<h1>${heading}</h1>
+<form method="post" action="${action}">
+${hiddenInputs(hidden)}
+${claims.length > 0
+  ? html`<fieldset>
+<legend>Share with ${appName}</legend>
+${boxes}
+</fieldset>`
+  : html`<p>${appName} asks only to sign you in. It will not receive your name, email or other details.</p>`}
+<div class="actions">
+<button class="primary" type="submit" name="decision" value="allow">Allow</button>
+<button type="submit" name="decision" value="deny">Decline</button>
+</div>
+</form>
+<p class="muted">App ID: ${clientId}</p>`,
+  });
+}
