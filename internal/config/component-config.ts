@@ -27,12 +27,39 @@ const common = {
   bundles: z.string().min(1),
 };
 
+/** An app as the front door knows it: how it authenticates at the token endpoint. */
+export const FrontDoorClientSchema = z.strictObject({
+  client_id: z.string().min(1),
+  client_name: z.string().min(1).optional(),
+  client_secret: z.string().min(16).optional(),
+  redirect_uris: z.array(z.url()).min(1),
+  token_endpoint_auth_method: z.enum(["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]),
+  jwks: z.strictObject({ keys: z.array(z.looseObject({ kty: z.string() })) }).optional(),
+});
+export type FrontDoorClient = z.infer<typeof FrontDoorClientSchema>;
+
+/** An upstream OP the front door is a relying party of. */
+export const UpstreamProviderSchema = z.strictObject({
+  id: z.string().min(1),
+  name: z.string().min(1),
+  issuer: z.url(),
+  client_id: z.string().min(1),
+  client_secret: z.string().min(1).optional(),
+  scopes: z.array(z.string().min(1)),
+});
+export type UpstreamProvider = z.infer<typeof UpstreamProviderSchema>;
+
 export const OrchestrationConfigSchema = z.strictObject({
   component: z.literal("orchestration"),
   ...common,
   peers: z.strictObject({ token: HttpsUrl, encryption: HttpsUrl }),
-  /** The lookup key, shared with Token's custodian only. */
-  keys: z.strictObject({ lookup: z.string().min(1) }),
+  /** The lookup key (shared with Token's custodian only) and the browser cookie key. */
+  keys: z.strictObject({ lookup: z.string().min(1), cookie: z.string().min(1) }),
+  /** The public front door: where apps and browsers reach hello-mesh. */
+  public: z.strictObject({ host: z.string().min(1).default("127.0.0.1"), port: Port }),
+  issuer: z.url(),
+  clients: z.array(FrontDoorClientSchema),
+  providers: z.array(UpstreamProviderSchema),
 });
 
 /** An app as Token knows it: Token checks every request against this, not Orchestration's word. */

@@ -123,7 +123,20 @@ export function deriveComponentConfigs(
       component: "orchestration",
       ...common("orchestration"),
       peers: { token: url("token"), encryption: url("encryption") },
-      keys: { lookup: keys("orchestration", "lookup.key") },
+      keys: { lookup: keys("orchestration", "lookup.key"), cookie: keys("orchestration", "cookie.key") },
+      public: { host: "127.0.0.1", port: dev.ports.public },
+      issuer: dev.issuer,
+      clients: dev.clients.map(({ client_id, client_name, client_secret, redirect_uris, token_endpoint_auth_method, jwks }) => ({
+        client_id,
+        ...(client_name ? { client_name } : {}),
+        ...(client_secret ? { client_secret } : {}),
+        redirect_uris,
+        token_endpoint_auth_method,
+        ...(jwks ? { jwks } : {}),
+      })),
+      providers: dev.providers.map(({ id, name, issuer, client_id, client_secret, scopes }) => ({
+        id, name, issuer, client_id, ...(client_secret ? { client_secret } : {}), scopes,
+      })),
     },
     token: {
       component: "token",

@@ -16,7 +16,7 @@ import {
   STORAGE_KEYS,
   TOKEN_KEYS,
   ensureKeyring,
-  ensureLookupKey,
+  ensureSecretKey,
   ensureSigningKeys,
   loadSigningKeys,
 } from "../protocol/key-files.js";
@@ -63,7 +63,8 @@ export async function prepareDevDeployment(
   const encryption = configs.encryption as Extract<ComponentConfig, { component: "encryption" }>;
   const orchestration = configs.orchestration as Extract<ComponentConfig, { component: "orchestration" }>;
   if (await ensureSigningKeys(token.keys.signing, TOKEN_KEYS)) log(`token: made signing keys ${token.keys.signing}`);
-  if (await ensureLookupKey(token.keys.lookup, [orchestration.keys.lookup])) log("token, orchestration: made the shared lookup key");
+  if (await ensureSecretKey(token.keys.lookup, [orchestration.keys.lookup])) log("token, orchestration: made the shared lookup key");
+  if (await ensureSecretKey(orchestration.keys.cookie)) log("orchestration: made the browser cookie key");
   if (await ensureKeyring(encryption.keys.keyring)) log(`encryption: made the record keyring ${encryption.keys.keyring}`);
   if (await ensureSigningKeys(storage.keys.signing, STORAGE_KEYS)) log(`storage: made the error-token key ${storage.keys.signing}`);
 

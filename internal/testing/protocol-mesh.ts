@@ -29,14 +29,17 @@ import { type ComponentProcesses, startComponentProcesses } from "../serve/compo
 import { type DevDeployment, prepareDevDeployment } from "../serve/dev-deployment.js";
 import { type TestPostgres, startPostgres } from "./postgres-server.js";
 
-export const ISSUER = "https://id.hello.test";
-export const UPSTREAM_CLIENT = { id: "hello-mesh", secret: "upstream-secret-0123456789", redirect: "https://id.hello.test/upstream/callback" };
-export const APPS = {
+export const UPSTREAM_CLIENT = { id: "hello-mesh", secret: "upstream-secret-0123456789" };
+type AuthMethod = "client_secret_basic" | "client_secret_post" | "none";
+export const APPS: Record<string, { client_id: string; redirect_uri: string; alg: string; auth?: AuthMethod }> = {
   a: { client_id: "app-a", redirect_uri: "https://a.example/callback", alg: "RS256" },
   b: { client_id: "app-b", redirect_uri: "https://b.example/callback", alg: "RS256" },
   es: { client_id: "app-es256", redirect_uri: "https://es.example/callback", alg: "ES256" },
   ed: { client_id: "app-eddsa", redirect_uri: "https://ed.example/callback", alg: "EdDSA" },
+  post: { client_id: "app-post", redirect_uri: "https://post.example/callback", alg: "RS256", auth: "client_secret_post" },
+  pub: { client_id: "app-public", redirect_uri: "https://public.example/callback", alg: "RS256", auth: "none" },
 };
+export const appSecret = (clientId: string) => `${clientId}-secret-0123456789`;
 
 export async function freePort(): Promise<number> {
   const server = net.createServer().listen(0, "127.0.0.1");
@@ -48,6 +51,8 @@ export async function freePort(): Promise<number> {
 
 export interface ProtocolMesh {
   readonly devOp: DevOp;
+  /** The front door's public URL (the issuer apps see). */
+  readonly issuer: string;
   readonly deployment: DevDeployment;
   readonly processes: ComponentProcesses;
   readonly postgres?: TestPostgres;
@@ -67,9 +72,10 @@ export interface ProtocolMesh {
 }
 
 export function appRequest(app: keyof typeof APPS, scope = "openid email profile") {
+  if (!APPS[app]) throw new Error(`no app ${app}`);
   return {
-    clientId: APPS[app].client_id,
-    redirectUri: APPS[app].redirect_uri,
+    clientId: APPS[app]!.client_id,
+    redirectUri: APPS[app]!.redirect_uri,
     nonce: randomBytes(12).toString("base64url"),
     scope,
     codeChallenge: createHash("sha256").update(randomBytes(32)).digest("base64url"),
@@ -79,22 +85,25 @@ export function appRequest(app: keyof typeof APPS, scope = "openid email profile
 export async function startProtocolMesh(options: { database: "pglite" | "postgres" }): Promise<ProtocolMesh> {
   const dir = await mkdtemp(path.join(os.tmpdir(), "hello-protocol-"));
   const postgres = options.database === "postgres" ? await startPostgres() : undefined;
-  const devOp = await startDevOp({
-    clients: [{ client_id: UPSTREAM_CLIENT.id, client_secret: UPSTREAM_CLIENT.secret, redirect_uris: [UPSTREAM_CLIENT.redirect] }],
-  });
   const ports: Record<string, number> = { public: await freePort() };
   for (const c of COMPONENTS) ports[c] = await freePort();
+  const issuer = `http://localhost:${ports.public}`;
+  const upstreamRedirect = `${issuer}/upstream/callback`;
+  const devOp = await startDevOp({
+    clients: [{ client_id: UPSTREAM_CLIENT.id, client_secret: UPSTREAM_CLIENT.secret, redirect_uris: [upstreamRedirect] }],
+  });
   const configFile = path.join(dir, "hello.config.json");
   await writeFile(
     configFile,
     JSON.stringify({
-      issuer: ISSUER,
+      issuer,
       ports,
       clients: Object.values(APPS).map((app) => ({
         client_id: app.client_id,
-        client_secret: `${app.client_id}-secret-0123456789`,
+        ...(app.auth === "none" ? {} : { client_secret: appSecret(app.client_id) }),
         redirect_uris: [app.redirect_uri],
         id_token_signed_response_alg: app.alg,
+        token_endpoint_auth_method: app.auth ?? "client_secret_basic",
       })),
       providers: [
         { id: "dev", name: "Dev OP", issuer: devOp.issuer, client_id: UPSTREAM_CLIENT.id, client_secret: UPSTREAM_CLIENT.secret, jwks_uri: devOp.jwksUri },
@@ -136,7 +145,7 @@ export async function startProtocolMesh(options: { database: "pglite" | "postgre
       issuer: devOp.issuer,
       clientId: UPSTREAM_CLIENT.id,
       clientSecret: UPSTREAM_CLIENT.secret,
-      redirectUri: UPSTREAM_CLIENT.redirect,
+      redirectUri: upstreamRedirect,
       user: { email: user.email, password: user.password },
       nonce,
     });
@@ -156,7 +165,7 @@ export async function startProtocolMesh(options: { database: "pglite" | "postgre
         ? await driver.consent(first.state, consent ?? Object.keys(first.wallet.claims), first.newUser)
         : first;
     const { payload, protectedHeader } = await jwtVerify(outcome.idToken, createLocalKeys(await token().getKeySet({})), {
-      issuer: ISSUER,
+      issuer,
       audience: request.clientId,
     });
     if (payload.nonce !== request.nonce) throw new Error("the ID Token carries another nonce");
@@ -165,6 +174,7 @@ export async function startProtocolMesh(options: { database: "pglite" | "postgre
 
   return {
     devOp,
+    issuer,
     deployment,
     processes,
     ...(postgres ? { postgres } : {}),

@@ -1,0 +1,431 @@
+// The front door (DESIGN.md §6): a standard OpenID Provider to apps, on Orchestration.
+// Every login goes to the user's own provider (hello-mesh keeps no login session of
+// its own) and through the four components; the ID Token reaches the app only through
+// the token endpoint.
+
+import { createHash } from "node:crypto";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { ConnectError, type Client } from "@connectrpc/connect";
+import { compactVerify } from "jose";
+import type { FrontDoorClient, UpstreamProvider } from "../../config/component-config.js";
+import type { TokenService } from "../../gen/hello/token/v1/token_service_pb.js";
+import { type VerificationKeys } from "../../protocol/signing-keys.js";
+import { type LoginDriver, type LoginState, ProtocolViolation, isLostCreateRace } from "../login-driver.js";
+import { FlowSealer, SecretKeyedStore, type SharedStore } from "../sealed.js";
+import { PAGE_CSP, hiddenInputs, page, pageCsp } from "../pages/layout.js";
+import { html } from "../pages/html.js";
+import { chooserPage } from "../pages/chooser.js";
+import { consentPage } from "../pages/consent.js";
+import { errorPage } from "../pages/error.js";
+import { claimLabel } from "../pages/claim-labels.js";
+import { type AuthorizationRequest, RedirectableError, UntrustedRedirectError, parseAuthorizationRequest } from "./authorization-request.js";
+import { authenticateClient } from "./client-auth.js";
+import { OAuthError } from "./oauth-error.js";
+import { UpstreamRp } from "./upstream-rp.js";
+
+export interface FrontDoorDeps {
+  readonly issuer: string;
+  readonly clients: readonly FrontDoorClient[];
+  readonly providers: readonly UpstreamProvider[];
+  readonly driver: LoginDriver;
+  readonly token: Client<typeof TokenService>;
+  /** Token's published keys (its mesh bundle): the key set must be signed by its key-set key. */
+  readonly tokenKeys: () => VerificationKeys;
+  readonly cookieKey: Uint8Array;
+  /** Shared by Orchestration's replicas: codes, access tokens, used client assertions. */
+  readonly store: SharedStore;
+}
+
+const FLOW_TTL = 10 * 60;
+const CODE_TTL = 60;
+const ACCESS_TOKEN_TTL = 10 * 60;
+const MAX_BODY = 64 * 1024;
+
+interface CodeEntry {
+  client_id: string;
+  redirect_uri: string;
+  code_challenge: string;
+  scope: string;
+  id_token: string;
+  userinfo_json: string;
+  userinfo_jwt: string;
+}
+interface AccessEntry {
+  client_id: string;
+  userinfo_json: string;
+  userinfo_jwt: string;
+}
+interface UpstreamFlow {
+  request: AuthorizationRequest;
+  provider: string;
+  session: string;
+  upstream_nonce: string;
+  state: string;
+  verifier: string;
+}
+interface ConsentFlow {
+  request: AuthorizationRequest;
+  login: LoginState;
+  newUser: boolean;
+  offered: string[];
+}
+
+export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
+  const issuer = deps.issuer.replace(/\/$/, "");
+  const endpoint = (path: string) => `${issuer}${path}`;
+  const clients = new Map(deps.clients.map((c) => [c.client_id, c]));
+  const sealer = new FlowSealer(deps.cookieKey);
+  const codes = new SecretKeyedStore<CodeEntry>(deps.store, "code");
+  const accessTokens = new SecretKeyedStore<AccessEntry>(deps.store, "access-token");
+  const rp = new UpstreamRp(deps.providers, endpoint("/upstream/callback"));
+  const secure = issuer.startsWith("https:");
+
+  const discovery = JSON.stringify({
+    issuer,
+    authorization_endpoint: endpoint("/authorize"),
+    token_endpoint: endpoint("/token"),
+    userinfo_endpoint: endpoint("/userinfo"),
+    jwks_uri: endpoint("/jwks"),
+    response_types_supported: ["code"],
+    response_modes_supported: ["query", "form_post"],
+    grant_types_supported: ["authorization_code"],
+    subject_types_supported: ["pairwise"],
+    id_token_signing_alg_values_supported: ["RS256", "ES256", "EdDSA"],
+    userinfo_signing_alg_values_supported: ["RS256", "ES256", "EdDSA"],
+    token_endpoint_auth_methods_supported: ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+    token_endpoint_auth_signing_alg_values_supported: ["RS256", "PS256", "ES256", "EdDSA"],
+    request_object_signing_alg_values_supported: ["RS256", "PS256", "ES256", "EdDSA"],
+    code_challenge_methods_supported: ["S256"],
+    scopes_supported: ["openid", "email", "profile"],
+    claims_supported: ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "name", "given_name", "family_name", "email", "email_verified", "picture"],
+    claims_parameter_supported: true,
+    request_parameter_supported: true,
+    request_uri_parameter_supported: false,
+    authorization_response_iss_parameter_supported: true,
+    prompt_values_supported: ["none", "login", "consent"],
+  });
+
+  // --- responses --------------------------------------------------------------------
+
+  const sendHtml = (res: http.ServerResponse, status: number, html: string, csp = PAGE_CSP) => {
+    res.writeHead(status, {
+      "content-type": "text/html; charset=utf-8",
+      "content-security-policy": csp,
+      "cache-control": "no-store",
+      "x-content-type-options": "nosniff",
+      "referrer-policy": "no-referrer",
+    });
+    res.end(html);
+  };
+  const sendJson = (res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
+    res.writeHead(status, { "content-type": "application/json", "cache-control": "no-store", pragma: "no-cache", ...headers });
+    res.end(typeof body === "string" ? body : JSON.stringify(body));
+  };
+  const sendError = (res: http.ServerResponse, status: number, title: string, message: string, hint?: string) =>
+    sendHtml(res, status, errorPage({ title, message, ...(hint ? { hint } : {}) }));
+
+  /** Back to the app: the code or the error, with state and iss (RFC 9207). */
+  const respond = (res: http.ServerResponse, to: Pick<AuthorizationRequest, "redirect_uri" | "state" | "response_mode">, params: Record<string, string>) => {
+    const all: Record<string, string> = { ...params, ...(to.state ? { state: to.state } : {}), iss: issuer };
+    if (to.response_mode === "form_post") {
+      // No character here is one the template escapes, so the hash matches what is sent.
+      const script = "document.forms[0].submit()";
+      const hash = createHash("sha256").update(script).digest("base64");
+      const body = html`<form method="post" action="${to.redirect_uri}">${hiddenInputs(all)}<p>Returning you to the app…</p><button type="submit">Continue</button></form><script>${script}</script>`;
+      sendHtml(res, 200, page({ title: "Returning to the app", body }), `${pageCsp([to.redirect_uri])}; script-src 'sha256-${hash}'`);
+      return;
+    }
+    const url = new URL(to.redirect_uri);
+    for (const [k, v] of Object.entries(all)) url.searchParams.set(k, v);
+    res.writeHead(303, { location: url.toString(), "cache-control": "no-store" });
+    res.end();
+  };
+
+  const flowCookie = (state: string) => `hello_flow_${state.slice(0, 16)}`;
+  const setCookie = (res: http.ServerResponse, name: string, value: string, maxAge: number) =>
+    res.appendHeader("set-cookie", `${name}=${value}; Path=/; HttpOnly; SameSite=Lax; Max-Age=${maxAge}${secure ? "; Secure" : ""}`);
+
+  // --- the login --------------------------------------------------------------------
+
+  /** Creates the session at Token and sends the browser to the provider. */
+  async function toProvider(res: http.ServerResponse, request: AuthorizationRequest, provider: UpstreamProvider) {
+    const session = await deps.driver.start(
+      {
+        clientId: request.client_id,
+        redirectUri: request.redirect_uri,
+        nonce: request.nonce,
+        scope: request.scope,
+        codeChallenge: request.code_challenge,
+        ...(request.claims ? { claims: request.claims } : {}),
+        ...(request.request_object ? { requestObject: request.request_object } : {}),
+      },
+      provider.id,
+    );
+    // Every login goes upstream: prompt and max_age are the provider's to honour.
+    const prompt = request.prompt === "none" ? "none" : request.prompt?.includes("login") ? "login" : undefined;
+    const redirect = await rp.authorizationUrl(provider, session.upstreamNonce, {
+      ...(prompt ? { prompt } : {}),
+      ...(request.login_hint ? { login_hint: request.login_hint } : {}),
+      ...(request.max_age ? { max_age: request.max_age } : {}),
+    });
+    const flow: UpstreamFlow = {
+      request, provider: provider.id, session: session.sessionToken, upstream_nonce: session.upstreamNonce,
+      state: redirect.state, verifier: redirect.codeVerifier,
+    };
+    setCookie(res, flowCookie(redirect.state), sealer.seal("upstream", flow, FLOW_TTL), FLOW_TTL);
+    res.writeHead(303, { location: redirect.url.toString(), "cache-control": "no-store" });
+    res.end();
+  }
+
+  async function authorize(req: http.IncomingMessage, res: http.ServerResponse, params: URLSearchParams) {
+    const request = parseAuthorizationRequest(params, clients);
+    const hinted = request.provider_hint ? rp.provider(request.provider_hint) : undefined;
+    if (request.provider_hint && !hinted) throw new RedirectableError(request, "invalid_request", "provider_hint names no provider hello-mesh knows");
+    const provider = hinted ?? (deps.providers.length === 1 ? deps.providers[0] : undefined);
+    if (provider) return toProvider(res, request, provider);
+    if (request.prompt === "none") throw new RedirectableError(request, "interaction_required", "choosing a provider needs the user: pass provider_hint");
+    const client = clients.get(request.client_id)!;
+    // The chooser's form leads (by redirect) to a provider: CSP form-action must name them.
+    sendHtml(res, 200, chooserPage({
+      appName: client.client_name ?? client.client_id,
+      providers: deps.providers.map((p) => ({ id: p.id, name: p.name })),
+      action: "/authorize/provider",
+      hidden: { flow: sealer.seal("chooser", request, FLOW_TTL) },
+      ...(request.login_hint ? { loginHint: request.login_hint } : {}),
+    }), pageCsp(deps.providers.map((p) => p.issuer)));
+  }
+
+  async function chosen(res: http.ServerResponse, body: URLSearchParams) {
+    const request = sealer.open<AuthorizationRequest>("chooser", body.get("flow") ?? undefined);
+    if (!request) return sendError(res, 400, "This sign-in has expired", "The sign-in took too long or was already used.", "Go back to the app and sign in again.");
+    const provider = rp.provider(body.get("provider") ?? "");
+    if (!provider) return sendError(res, 400, "Unknown provider", "Choose one of the providers listed.");
+    return toProvider(res, request, provider);
+  }
+
+  async function upstreamCallback(req: http.IncomingMessage, res: http.ServerResponse, url: URL) {
+    const state = url.searchParams.get("state") ?? "";
+    const name = flowCookie(state);
+    const flow = sealer.open<UpstreamFlow>("upstream", cookies(req)[name]);
+    if (!flow || flow.state !== state) {
+      return sendError(res, 400, "This sign-in has expired", "We could not find the sign-in this answer belongs to (it took too long, was already completed, or cookies are blocked).", "Go back to the app and sign in again.");
+    }
+    setCookie(res, name, "", 0); // one use
+    const upstreamError = url.searchParams.get("error");
+    if (upstreamError) {
+      // With prompt=none the provider's login_required / consent_required goes to the app as is.
+      const passThrough = ["login_required", "consent_required", "interaction_required", "account_selection_required"];
+      const error = passThrough.includes(upstreamError) ? upstreamError : "access_denied";
+      return respond(res, flow.request, { error, error_description: "the sign-in at your provider did not complete" });
+    }
+    const provider = rp.provider(flow.provider)!;
+    const upstream = await rp.redeem(provider, url, { state: flow.state, nonce: flow.upstream_nonce, codeVerifier: flow.verifier });
+    const outcome = await deps.driver.continue(flow.session, flow.request.client_id, upstream);
+    if (outcome.kind === "done") return issueCode(res, flow.request, outcome);
+    if (flow.request.prompt === "none") {
+      return respond(res, flow.request, { error: "consent_required", error_description: "this app needs the user's consent first" });
+    }
+    return showConsent(res, { request: flow.request, login: outcome.state, newUser: outcome.newUser, offered: offeredClaims(flow.request, outcome.wallet.claims) }, outcome.wallet.claims);
+  }
+
+  function offeredClaims(request: AuthorizationRequest, wallet: Record<string, unknown>): string[] {
+    const asked = new Set<string>();
+    const scopes = request.scope.split(" ");
+    if (scopes.includes("profile")) ["name", "given_name", "family_name", "picture"].forEach((c) => asked.add(c));
+    if (scopes.includes("email")) ["email", "email_verified"].forEach((c) => asked.add(c));
+    if (request.claims) {
+      const parsed = JSON.parse(request.claims) as { id_token?: object; userinfo?: object };
+      for (const part of [parsed.id_token, parsed.userinfo]) for (const c of Object.keys(part ?? {})) asked.add(c);
+    }
+    return [...asked].filter((c) => c in wallet);
+  }
+
+  function showConsent(res: http.ServerResponse, flow: ConsentFlow, wallet: Record<string, string | boolean>) {
+    const client = clients.get(flow.request.client_id)!;
+    sendHtml(res, 200, consentPage({
+      appName: client.client_name ?? client.client_id,
+      clientId: client.client_id,
+      claims: flow.offered.map((name) => ({ name, label: claimLabel(name), value: String(wallet[name]) })),
+      action: "/consent",
+      hidden: { flow: sealer.seal("consent", flow, FLOW_TTL) },
+    }), pageCsp([flow.request.redirect_uri]));
+  }
+
+  async function consent(res: http.ServerResponse, body: URLSearchParams) {
+    const flow = sealer.open<ConsentFlow>("consent", body.get("flow") ?? undefined);
+    if (!flow) return sendError(res, 400, "This sign-in has expired", "The consent page was open too long.", "Go back to the app and sign in again.");
+    if (body.get("decision") !== "allow") {
+      return respond(res, flow.request, { error: "access_denied", error_description: "the user declined" });
+    }
+    const chosenClaims = body.getAll("claims").filter((c) => flow.offered.includes(c));
+    const outcome = await deps.driver.consent(flow.login, chosenClaims, flow.newUser);
+    return issueCode(res, flow.request, outcome);
+  }
+
+  async function issueCode(res: http.ServerResponse, request: AuthorizationRequest, outcome: { idToken: string; userinfoJson: string; userinfoJwt: string }) {
+    const code = await codes.issue({
+      client_id: request.client_id, redirect_uri: request.redirect_uri, code_challenge: request.code_challenge, scope: request.scope,
+      id_token: outcome.idToken, userinfo_json: outcome.userinfoJson, userinfo_jwt: outcome.userinfoJwt,
+    }, CODE_TTL);
+    respond(res, request, { code });
+  }
+
+  // --- back channel -------------------------------------------------------------------
+
+  async function tokenEndpoint(req: http.IncomingMessage, res: http.ServerResponse, body: URLSearchParams) {
+    const client = await authenticateClient(clients, { authorization: req.headers.authorization, body }, {
+      issuer, tokenEndpoint: endpoint("/token"), replay: deps.store,
+    });
+    if (body.get("grant_type") !== "authorization_code") throw new OAuthError("unsupported_grant_type", "only authorization_code is supported");
+    const code = body.get("code");
+    if (!code) throw new OAuthError("invalid_request", "code is required");
+    const entry = await codes.redeem(code); // taken now: a second use finds nothing
+    if (!entry) throw new OAuthError("invalid_grant", "the code is invalid, expired or already used");
+    if (entry.client_id !== client.client_id) throw new OAuthError("invalid_grant", "the code was issued to another client");
+    if (body.get("redirect_uri") !== entry.redirect_uri) throw new OAuthError("invalid_grant", "redirect_uri does not match the authorization request");
+    const verifier = body.get("code_verifier") ?? "";
+    if (!/^[A-Za-z0-9._~-]{43,128}$/.test(verifier) || createHash("sha256").update(verifier).digest("base64url") !== entry.code_challenge) {
+      throw new OAuthError("invalid_grant", "code_verifier does not match the code_challenge (PKCE)");
+    }
+    const accessToken = await accessTokens.issue({ client_id: client.client_id, userinfo_json: entry.userinfo_json, userinfo_jwt: entry.userinfo_jwt }, ACCESS_TOKEN_TTL);
+    sendJson(res, 200, { access_token: accessToken, token_type: "Bearer", expires_in: ACCESS_TOKEN_TTL, id_token: entry.id_token, scope: entry.scope });
+  }
+
+  async function userinfo(req: http.IncomingMessage, res: http.ServerResponse, body: URLSearchParams | undefined) {
+    const header = req.headers.authorization;
+    const token = header?.startsWith("Bearer ") ? header.slice(7) : body?.get("access_token") ?? undefined;
+    const entry = token ? await accessTokens.read(token) : undefined;
+    if (!entry) {
+      res.setHeader("www-authenticate", 'Bearer error="invalid_token", error_description="the access token is invalid or expired"');
+      throw new OAuthError("invalid_token", "the access token is invalid or expired");
+    }
+    if ((req.headers.accept ?? "").includes("application/jwt")) {
+      res.writeHead(200, { "content-type": "application/jwt", "cache-control": "no-store" });
+      res.end(entry.userinfo_jwt);
+      return;
+    }
+    sendJson(res, 200, entry.userinfo_json);
+  }
+
+  /** Token's key set, byte for byte, once its signature by Token's key-set key checks out. */
+  let keySet: { bytes: Buffer; fetched: number } | undefined;
+  async function jwks(res: http.ServerResponse) {
+    if (!keySet || Date.now() - keySet.fetched > 60_000) {
+      const { jwks, signature } = await deps.token.getKeySet({});
+      const [header, , sig] = signature.split(".");
+      const attached = `${header}.${Buffer.from(jwks).toString("base64url")}.${sig}`;
+      await compactVerify(attached, async (h) => {
+        const key = deps.tokenKeys().find("key-set", h.kid);
+        if (!key || h.alg !== key.alg || h.typ !== "hello-key-set") throw new Error("the key set is not signed by Token's key-set key");
+        return key.key;
+      });
+      keySet = { bytes: Buffer.from(jwks), fetched: Date.now() };
+    }
+    res.writeHead(200, { "content-type": "application/json", "cache-control": "public, max-age=60" });
+    res.end(keySet.bytes);
+  }
+
+  // --- routing --------------------------------------------------------------------------
+
+  return (req, res) => {
+    void (async () => {
+      const url = new URL(req.url ?? "/", issuer);
+      const route = `${req.method} ${url.pathname}`;
+      try {
+        switch (route) {
+          case "GET /.well-known/openid-configuration":
+            return sendJson(res, 200, discovery, { "cache-control": "public, max-age=300" });
+          case "GET /jwks":
+            return await jwks(res);
+          case "GET /authorize":
+            return await authorize(req, res, url.searchParams);
+          case "POST /authorize":
+            return await authorize(req, res, await form(req));
+          case "POST /authorize/provider":
+            return await chosen(res, await form(req));
+          case "GET /upstream/callback":
+            return await upstreamCallback(req, res, url);
+          case "POST /consent":
+            return await consent(res, await form(req));
+          case "POST /token":
+            return await tokenEndpoint(req, res, await form(req));
+          case "GET /userinfo":
+            return await userinfo(req, res, undefined);
+          case "POST /userinfo":
+            return await userinfo(req, res, await form(req));
+          case "GET /health":
+            return sendJson(res, 200, { status: "ok" });
+          default:
+            return sendError(res, 404, "Not found", "There is no page at this address.");
+        }
+      } catch (error) {
+        handleError(res, url.pathname, error);
+      }
+    })();
+  };
+
+  function handleError(res: http.ServerResponse, path: string, error: unknown) {
+    if (res.headersSent) return void res.destroy();
+    if (error instanceof RedirectableError) return respond(res, error.request, { error: error.error, error_description: error.description });
+    if (error instanceof UntrustedRedirectError) {
+      return sendError(res, 400, "This sign-in request is not valid", `${error.message}.`, "Tell the app's developers; hello-mesh will not send you back to an address it does not know.");
+    }
+    if (error instanceof OAuthError) {
+      const headers: Record<string, string> = {};
+      if (error.error === "invalid_client") headers["www-authenticate"] = 'Basic realm="hello-mesh"';
+      if (path === "/token" || path === "/userinfo") return sendJson(res, error.status, { error: error.error, error_description: error.description }, headers);
+      return sendError(res, error.status, "Sign-in failed", error.description);
+    }
+    const connect = error instanceof ConnectError ? error : undefined;
+    if (connect && connect.code === 14 /* UNAVAILABLE */) {
+      return sendError(res, 503, "hello-mesh is unavailable", "One of hello-mesh's components did not answer.", "Try again in a moment.");
+    }
+    if (isLostCreateRace(error)) return sendError(res, 409, "Please try again", "Another sign-in for your account was completing at the same moment.", "Go back to the app and sign in again.");
+    if (error instanceof ProtocolViolation || connect) {
+      return sendError(res, 400, "Sign-in failed", "hello-mesh could not complete this sign-in safely.", "Go back to the app and sign in again.");
+    }
+    return sendError(res, 500, "Something went wrong", "hello-mesh could not complete this request.", "Try again; if it keeps happening, tell the operators.");
+  }
+}
+
+function cookies(req: http.IncomingMessage): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const part of (req.headers.cookie ?? "").split(";")) {
+    const eq = part.indexOf("=");
+    if (eq > 0) out[part.slice(0, eq).trim()] = part.slice(eq + 1).trim();
+  }
+  return out;
+}
+
+async function form(req: http.IncomingMessage): Promise<URLSearchParams> {
+  const type = req.headers["content-type"] ?? "";
+  if (!type.startsWith("application/x-www-form-urlencoded")) throw new OAuthError("invalid_request", "the body must be application/x-www-form-urlencoded");
+  let size = 0;
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY) throw new OAuthError("invalid_request", "the request body is too large");
+    chunks.push(chunk as Buffer);
+  }
+  return new URLSearchParams(Buffer.concat(chunks).toString("utf8"));
+}
+
+export async function startFrontDoor(deps: FrontDoorDeps & { host: string; port: number }) {
+  const server = http.createServer(frontDoor(deps));
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(deps.port, deps.host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://${deps.host}:${port}`,
+    port,
+    close: () => new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    }),
+  };
+}

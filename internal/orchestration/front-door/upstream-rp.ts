@@ -1,0 +1,91 @@
+// The front door as a standard relying party of the user's provider (DESIGN.md §4
+// step 2), with openid-client: discovery by issuer, code flow with PKCE S256, the
+// upstream nonce Token put in the session, and a full check of the OP ID Token.
+// Token checks that token again, itself; this check is Orchestration's own.
+
+import * as oidc from "openid-client";
+import type { UpstreamProvider } from "../../config/component-config.js";
+
+export interface UpstreamRedirect {
+  readonly url: URL;
+  readonly state: string;
+  readonly codeVerifier: string;
+}
+
+export class UpstreamRp {
+  readonly #configs = new Map<string, Promise<oidc.Configuration>>();
+
+  constructor(
+    readonly providers: readonly UpstreamProvider[],
+    private readonly callbackUrl: string,
+  ) {}
+
+  provider(id: string): UpstreamProvider | undefined {
+    return this.providers.find((p) => p.id === id);
+  }
+
+  /** Discovery once per provider; a failure is retried on the next login, not cached. */
+  #config(provider: UpstreamProvider): Promise<oidc.Configuration> {
+    let config = this.#configs.get(provider.id);
+    if (!config) {
+      const issuer = new URL(provider.issuer);
+      config = oidc
+        .discovery(
+          issuer,
+          provider.client_id,
+          undefined,
+          provider.client_secret ? oidc.ClientSecretBasic(provider.client_secret) : oidc.None(),
+          // openid-client checks an ID Token's signature only with non-repudiation checks on
+          // (by default it trusts TLS to the token endpoint); Orchestration checks it always.
+          // Plain http is for a provider on this machine only (the development OP).
+          {
+            execute: isLoopback(issuer) ? [oidc.enableNonRepudiationChecks, oidc.allowInsecureRequests] : [oidc.enableNonRepudiationChecks],
+            timeout: 10,
+          },
+        )
+        .catch((error: unknown) => {
+          this.#configs.delete(provider.id);
+          throw error;
+        });
+      this.#configs.set(provider.id, config);
+    }
+    return config;
+  }
+
+  async authorizationUrl(
+    provider: UpstreamProvider,
+    nonce: string,
+    extra: { prompt?: string; login_hint?: string; max_age?: string },
+  ): Promise<UpstreamRedirect> {
+    const config = await this.#config(provider);
+    const codeVerifier = oidc.randomPKCECodeVerifier();
+    const state = oidc.randomState();
+    const parameters: Record<string, string> = {
+      redirect_uri: this.callbackUrl,
+      scope: provider.scopes.join(" "),
+      code_challenge: await oidc.calculatePKCECodeChallenge(codeVerifier),
+      code_challenge_method: "S256",
+      nonce,
+      state,
+    };
+    for (const [name, value] of Object.entries(extra)) if (value) parameters[name] = value;
+    return { url: oidc.buildAuthorizationUrl(config, parameters), state, codeVerifier };
+  }
+
+  /** Redeems the code and verifies the OP ID Token: signature, iss, aud, exp, nonce, state, PKCE. */
+  async redeem(provider: UpstreamProvider, callback: URL, expected: { state: string; nonce: string; codeVerifier: string }) {
+    const config = await this.#config(provider);
+    const tokens = await oidc.authorizationCodeGrant(config, callback, {
+      expectedState: expected.state,
+      expectedNonce: expected.nonce,
+      pkceCodeVerifier: expected.codeVerifier,
+      idTokenExpected: true,
+    });
+    const claims = tokens.claims()!;
+    return { idToken: tokens.id_token!, iss: claims.iss, sub: claims.sub };
+  }
+}
+
+function isLoopback(url: URL): boolean {
+  return url.hostname === "localhost" || url.hostname === "127.0.0.1" || url.hostname === "[::1]";
+}
