@@ -1,0 +1,201 @@
+// The front door as apps see it (DESIGN.md §6): openid-client, a strict relying party,
+// completes code + PKCE against hello-mesh with discovery and validates the ID Token;
+// every login goes through the real upstream OP and the four components.
+
+import { createHash, randomBytes } from "node:crypto";
+import { expect } from "chai";
+import * as oidc from "openid-client";
+import { type ProtocolMesh, APPS, USERS, appSecret, startProtocolMesh } from "../../testing/protocol-mesh.js";
+import { Browserless, type Page } from "../../testing/browserless.js";
+import type { DevUser } from "../../devop/dev-op.js";
+
+type App = keyof typeof APPS;
+
+describe("the front door: a standard OpenID Provider (DESIGN.md §6)", function () {
+  this.timeout(120_000);
+  let mesh: ProtocolMesh;
+  before(async () => (mesh = await startProtocolMesh({ database: "pglite" })));
+  after(async () => mesh?.close());
+
+  async function rp(app: App) {
+    const client = APPS[app]!;
+    const auth =
+      client.auth === "none" ? oidc.None() : client.auth === "client_secret_post" ? oidc.ClientSecretPost(appSecret(client.client_id)) : oidc.ClientSecretBasic(appSecret(client.client_id));
+    return oidc.discovery(new URL(mesh.issuer), client.client_id, undefined, auth, {
+      execute: [oidc.allowInsecureRequests, oidc.enableNonRepudiationChecks],
+    });
+  }
+
+  /** A person at the browser: logs in at the upstream OP and answers the consent page. */
+  async function browse(url: URL, app: App, user: DevUser, decision: "allow" | "deny" = "allow", browser = new Browserless()): Promise<Page> {
+    const callback = new URL(APPS[app]!.redirect_uri);
+    const atApp = (u: URL) => u.origin === callback.origin && u.pathname === callback.pathname;
+    let page = await browser.go(url, {}, atApp);
+    if (!atApp(page.url) && /\/interaction\//.test(page.body)) {
+      page = await browser.submit(browser.form(page, /\/login$/), [["email", user.email], ["password", user.password]], atApp);
+    }
+    if (!atApp(page.url) && page.body.includes('name="decision"')) {
+      page = await browser.submit(browser.form(page, /^\/consent$/), [["decision", decision]], atApp);
+    }
+    return page;
+  }
+
+  async function login(app: App, user: DevUser, extra: Record<string, string> = {}) {
+    const config = await rp(app);
+    const verifier = oidc.randomPKCECodeVerifier();
+    const nonce = oidc.randomNonce();
+    const state = oidc.randomState();
+    const url = oidc.buildAuthorizationUrl(config, {
+      redirect_uri: APPS[app]!.redirect_uri,
+      scope: "openid email profile",
+      code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
+      code_challenge_method: "S256",
+      nonce,
+      state,
+      ...extra,
+    });
+    const page = await browse(url, app, user);
+    const tokens = await oidc.authorizationCodeGrant(config, page.url, { pkceCodeVerifier: verifier, expectedNonce: nonce, expectedState: state });
+    return { config, tokens, callback: page.url, verifier, nonce, state };
+  }
+
+  it("OIDC Discovery 1.0 §3: the metadata names the endpoints and what is supported", async function () {
+    const meta = (await rp("a")).serverMetadata();
+    expect(meta.issuer).to.equal(mesh.issuer);
+    expect(meta.response_types_supported).to.deep.equal(["code"]);
+    expect(meta.code_challenge_methods_supported).to.deep.equal(["S256"]);
+    expect(meta.authorization_response_iss_parameter_supported).to.equal(true);
+  });
+
+  for (const app of ["a", "post", "pub"] as const) {
+    it(`code + PKCE with discovery, ${APPS[app]!.auth ?? "client_secret_basic"}: openid-client validates the ID Token`, async function () {
+      const { config, tokens } = await login(app, USERS.alice);
+      const claims = tokens.claims()!;
+      expect(claims.iss).to.equal(mesh.issuer);
+      expect(claims.aud).to.equal(APPS[app]!.client_id);
+      expect(claims.email).to.equal(USERS.alice.email);
+      expect(claims.sub).to.not.equal(USERS.alice.sub);
+      // userinfo: the same claims, for the same directed sub
+      const info = await oidc.fetchUserInfo(config, tokens.access_token, claims.sub);
+      expect(info.email).to.equal(USERS.alice.email);
+    });
+  }
+
+  it("RFC 6749 §4.1.2 / §10.5: a code is single use; the second redemption is invalid_grant", async function () {
+    const { config, callback, verifier, nonce, state } = await login("a", USERS.bob);
+    const again = await oidc.authorizationCodeGrant(config, callback, { pkceCodeVerifier: verifier, expectedNonce: nonce, expectedState: state }).catch((e: unknown) => e);
+    expect((again as oidc.ResponseBodyError).error).to.equal("invalid_grant");
+  });
+
+  it("RFC 7636 §4.6: a wrong code_verifier is invalid_grant (and burns the code)", async function () {
+    const config = await rp("a");
+    const verifier = oidc.randomPKCECodeVerifier();
+    const nonce = oidc.randomNonce();
+    const state = oidc.randomState();
+    const url = oidc.buildAuthorizationUrl(config, {
+      redirect_uri: APPS.a!.redirect_uri, scope: "openid email", nonce, state,
+      code_challenge: await oidc.calculatePKCECodeChallenge(verifier), code_challenge_method: "S256",
+    });
+    const page = await browse(url, "a", USERS.alice);
+    const wrong = await oidc.authorizationCodeGrant(config, page.url, { pkceCodeVerifier: oidc.randomPKCECodeVerifier(), expectedNonce: nonce, expectedState: state }).catch((e: unknown) => e);
+    expect((wrong as oidc.ResponseBodyError).error).to.equal("invalid_grant");
+    expect((wrong as oidc.ResponseBodyError).error_description).to.equal("code_verifier does not match the code_challenge (PKCE)");
+    // the failed attempt used the code up: the right verifier cannot redeem it now
+    const late = await oidc.authorizationCodeGrant(config, page.url, { pkceCodeVerifier: verifier, expectedNonce: nonce, expectedState: state }).catch((e: unknown) => e);
+    expect((late as oidc.ResponseBodyError).error).to.equal("invalid_grant");
+  });
+
+  it("RFC 6749 §4.1.3: a code issued to one client is invalid_grant for another", async function () {
+    // app-a tries to redeem a code issued to app-b
+    const stolen = await issueCodeFor("b");
+    const response = await fetch(`${mesh.issuer}/token`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded", authorization: `Basic ${Buffer.from(`app-a:${appSecret("app-a")}`).toString("base64")}` },
+      body: new URLSearchParams({ grant_type: "authorization_code", code: stolen.code, redirect_uri: APPS.b!.redirect_uri, code_verifier: stolen.verifier }),
+    });
+    expect(response.status).to.equal(400);
+    expect(await response.json()).to.deep.equal({ error: "invalid_grant", error_description: "the code was issued to another client" });
+  });
+
+  it("RFC 6749 §5.2: a bad client secret, and an unknown client, are invalid_client (401)", async function () {
+    const stolen = await issueCodeFor("a");
+    for (const authorization of [`Basic ${Buffer.from("app-a:wrong-secret-xxxxxxxx").toString("base64")}`, `Basic ${Buffer.from("nobody:x").toString("base64")}`]) {
+      const response = await fetch(`${mesh.issuer}/token`, {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded", authorization },
+        body: new URLSearchParams({ grant_type: "authorization_code", code: stolen.code, redirect_uri: APPS.a!.redirect_uri, code_verifier: stolen.verifier }),
+      });
+      expect(response.status).to.equal(401);
+      expect(((await response.json()) as { error: string }).error).to.equal("invalid_client");
+    }
+  });
+
+  /** A code for `app`, redeemed by no one yet. */
+  async function issueCodeFor(app: App) {
+    const verifier = randomBytes(32).toString("base64url");
+    const url = new URL(`${mesh.issuer}/authorize`);
+    url.search = new URLSearchParams({
+      response_type: "code", client_id: APPS[app]!.client_id, redirect_uri: APPS[app]!.redirect_uri, scope: "openid email",
+      nonce: "n-0123456789", state: "s-1", code_challenge: createHash("sha256").update(verifier).digest("base64url"), code_challenge_method: "S256",
+    }).toString();
+    const page = await browse(url, app, USERS.alice);
+    return { code: page.url.searchParams.get("code")!, verifier };
+  }
+
+  describe("authorization errors (RFC 6749 §4.1.2.1, OIDC Core §3.1.2.6)", function () {
+    const base = (over: Record<string, string | undefined>) => {
+      const params: Record<string, string> = {
+        response_type: "code", client_id: "app-a", redirect_uri: APPS.a!.redirect_uri, scope: "openid", nonce: "n-0123456789",
+        state: "st", code_challenge: createHash("sha256").update("v".repeat(43)).digest("base64url"), code_challenge_method: "S256",
+      };
+      for (const [k, v] of Object.entries(over)) if (v === undefined) delete params[k]; else params[k] = v;
+      const url = new URL(`${mesh.issuer}/authorize`);
+      url.search = new URLSearchParams(params).toString();
+      return url;
+    };
+    const redirected = async (url: URL) => {
+      const response = await fetch(url, { redirect: "manual" });
+      return { status: response.status, location: response.headers.get("location"), body: response.status === 200 || response.status === 400 ? await response.text() : "" };
+    };
+
+    it("response_type=id_token is unsupported_response_type, redirected with state and iss", async function () {
+      const { status, location } = await redirected(base({ response_type: "id_token" }));
+      expect(status).to.equal(303);
+      const back = new URL(location!);
+      expect(back.origin + back.pathname).to.equal(APPS.a!.redirect_uri);
+      expect(back.searchParams.get("error")).to.equal("unsupported_response_type");
+      expect(back.searchParams.get("state")).to.equal("st");
+      expect(back.searchParams.get("iss")).to.equal(mesh.issuer);
+    });
+
+    it("a missing nonce is invalid_request; a missing PKCE challenge is invalid_request", async function () {
+      for (const over of [{ nonce: undefined }, { code_challenge: undefined }]) {
+        const back = new URL((await redirected(base(over))).location!);
+        expect(back.searchParams.get("error")).to.equal("invalid_request");
+      }
+    });
+
+    it("an unregistered redirect_uri, or an unknown client_id, is an error page and never a redirect", async function () {
+      for (const over of [{ redirect_uri: "https://evil.example/steal" }, { client_id: "nobody" }]) {
+        const { status, location, body } = await redirected(base(over));
+        expect(status).to.equal(400);
+        expect(location).to.equal(null);
+        expect(body).to.include("hello-mesh will not send you back to an address it does not know");
+      }
+    });
+
+    it("prompt=none without an upstream session is login_required", async function () {
+      const page = await browse(base({ prompt: "none" }), "a", USERS.alice);
+      expect(page.url.searchParams.get("error")).to.equal("login_required");
+      expect(page.url.searchParams.get("state")).to.equal("st");
+    });
+
+    it("a declined consent is access_denied, and no release is made", async function () {
+      // carol is new: the consent page comes first
+      const page = await browse(base({ scope: "openid email" }), "a", USERS.carol, "deny");
+      expect(page.url.searchParams.get("error")).to.equal("access_denied");
+      const again = await browse(base({ scope: "openid email" }), "a", USERS.carol, "deny");
+      expect(again.url.searchParams.get("error"), "the consent page is shown again").to.equal("access_denied");
+    });
+  });
+});
