@@ -12,6 +12,8 @@ import { ConfigError } from "../../internal/config/errors.js";
 import { derivedConfigPath, loadDevConfig } from "../../internal/config/dev-config.js";
 import { discoverJwksUris, prepareDevDeployment } from "../../internal/serve/dev-deployment.js";
 import { startComponentProcesses } from "../../internal/serve/component-processes.js";
+import { startDevOp } from "../../internal/devop/dev-op.js";
+import { startDemoApp } from "../../internal/demoapp/demo-app.js";
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -28,6 +30,19 @@ export async function runStart(args: string[]): Promise<number> {
     throw error;
   }
 
+  // The development upstream OP, when a provider names it: a real OIDC server with a login form.
+  const devProvider = dev.providers.find((p) => p.issuer.replace(/\/$/, "") === `http://localhost:${dev.ports.upstream}`);
+  const devOp = devProvider
+    ? await startDevOp({
+        port: dev.ports.upstream,
+        clients: [{
+          client_id: devProvider.client_id,
+          ...(devProvider.client_secret ? { client_secret: devProvider.client_secret } : {}),
+          redirect_uris: [`${dev.issuer.replace(/\/$/, "")}/upstream/callback`],
+        }],
+      })
+    : undefined;
+
   const jwksUris = await discoverJwksUris(dev, (line) => out(`  ${line}; Token will not accept its ID Tokens`));
   const reachable = { ...dev, providers: dev.providers.filter((p) => p.jwks_uri ?? jwksUris[p.id]) };
   const deployment = await prepareDevDeployment(reachable, { log: (line) => out(`  ${line}`), jwksUris });
@@ -35,11 +50,13 @@ export async function runStart(args: string[]): Promise<number> {
   out(deployment.createdCertificates ? `Made development CAs and certificates under ${certs}` : `Using the certificates under ${certs}`);
 
   const processes = startComponentProcesses(deployment, { onSpawn: relayLogs });
+  const demoClient = dev.clients.find((c) => c.redirect_uris.includes(`http://localhost:${dev.ports.demo}/callback`));
+  let demo: Awaited<ReturnType<typeof startDemoApp>> | undefined;
   let stopping: Promise<void> | undefined;
   const stop = () => {
     if (!stopping) {
       out("\nStopping…");
-      stopping = processes.stop();
+      stopping = Promise.all([processes.stop(), demo?.close(), devOp?.close()]).then(() => undefined);
     }
     return stopping;
   };
@@ -56,12 +73,23 @@ export async function runStart(args: string[]): Promise<number> {
   );
   if (started instanceof Error) {
     out(started.message);
+    await stop();
     return 1;
   }
   if (started !== "ready") {
     if (started !== "stopped") out(`${started.component} exited during start-up (${started.signal ?? `code ${started.code}`})`);
     await stop();
     return started === "stopped" ? 0 : 1;
+  }
+
+  if (demoClient?.client_secret) {
+    demo = await startDemoApp({
+      issuer: dev.issuer,
+      clientId: demoClient.client_id,
+      clientSecret: demoClient.client_secret,
+      port: dev.ports.demo,
+      publicUrl: `http://localhost:${dev.ports.demo}`,
+    });
   }
 
   out("");
@@ -75,6 +103,12 @@ export async function runStart(args: string[]): Promise<number> {
   out(`  certificates and keys: ${certs}/<component>/   peers' bundles: ${path.join(certs, "bundles")}`);
   out(`  component configs:     ${path.dirname(derivedConfigPath(dev, "token"))}`);
   out(`  storage database:      ${dev.database ? "PostgreSQL (from the config's database URL)" : `embedded PGlite in ${path.resolve(dev.baseDir, dev.stateDir, "storage", "pgdata")}`}`);
+  out(`  front door (issuer):   ${dev.issuer}`);
+  if (devOp) out(`  development OP:        ${devOp.issuer}  (accounts: alice@example.com / alice, bob@example.com / bob)`);
+  if (demo) {
+    out("");
+    out(`  ▶ Open ${demo.url.replace("127.0.0.1", "localhost")} and click "Log in with hello-mesh".`);
+  }
   out("");
   out("Press Ctrl-C to stop.");
 

@@ -46,6 +46,10 @@ export const DevConfigSchema = z
         token: Port.default(7101),
         encryption: Port.default(7102),
         storage: Port.default(7103),
+        /** hello start's development upstream OP (a provider whose issuer is http://localhost:<upstream>). */
+        upstream: Port.default(9001),
+        /** hello start's demo app (the client whose redirect_uri is http://localhost:<demo>/callback). */
+        demo: Port.default(9002),
       })
       .prefault({}),
     clients: z.array(ClientSchema).default([]),
