@@ -103,7 +103,7 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
     request_parameter_supported: true,
     request_uri_parameter_supported: false,
     authorization_response_iss_parameter_supported: true,
-    prompt_values_supported: ["none", "login", "consent"],
+    prompt_values_supported: ["none", "login"],
   });
 
   // --- responses --------------------------------------------------------------------
