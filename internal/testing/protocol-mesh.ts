@@ -9,7 +9,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { type Client, createClient } from "@connectrpc/connect";
-import { type JSONWebKeySet, createLocalJWKSet, createRemoteJWKSet, jwtVerify } from "jose";
+import { type JSONWebKeySet, createLocalJWKSet, createRemoteJWKSet, exportJWK, generateKeyPair, jwtVerify } from "jose";
 import { COMPONENTS, type Component } from "../../mesh/identity.js";
 import { readBundles, trustFromBundles } from "../../mesh/bundle.js";
 import { createMeshTransport } from "../../mesh/client.js";
@@ -30,7 +30,7 @@ import { type DevDeployment, prepareDevDeployment } from "../serve/dev-deploymen
 import { type TestPostgres, startPostgres } from "./postgres-server.js";
 
 export const UPSTREAM_CLIENT = { id: "hello-mesh", secret: "upstream-secret-0123456789" };
-type AuthMethod = "client_secret_basic" | "client_secret_post" | "none";
+type AuthMethod = "client_secret_basic" | "client_secret_post" | "private_key_jwt" | "none";
 export const APPS: Record<string, { client_id: string; redirect_uri: string; alg: string; auth?: AuthMethod }> = {
   a: { client_id: "app-a", redirect_uri: "https://a.example/callback", alg: "RS256" },
   b: { client_id: "app-b", redirect_uri: "https://b.example/callback", alg: "RS256" },
@@ -38,7 +38,14 @@ export const APPS: Record<string, { client_id: string; redirect_uri: string; alg
   ed: { client_id: "app-eddsa", redirect_uri: "https://ed.example/callback", alg: "EdDSA" },
   post: { client_id: "app-post", redirect_uri: "https://post.example/callback", alg: "RS256", auth: "client_secret_post" },
   pub: { client_id: "app-public", redirect_uri: "https://public.example/callback", alg: "RS256", auth: "none" },
+  jwt: { client_id: "app-jwt", redirect_uri: "https://jwt.example/callback", alg: "RS256", auth: "private_key_jwt" },
 };
+
+/** app-jwt's own key pair: it authenticates with private_key_jwt and signs request objects. */
+export const APP_KEY = (async () => {
+  const { privateKey, publicKey } = await generateKeyPair("ES256", { extractable: true });
+  return { privateKey, kid: "app-jwt-1", publicJwk: { ...(await exportJWK(publicKey)), kid: "app-jwt-1", alg: "ES256", use: "sig" } };
+})();
 export const appSecret = (clientId: string) => `${clientId}-secret-0123456789`;
 
 export async function freePort(): Promise<number> {
@@ -98,13 +105,14 @@ export async function startProtocolMesh(options: { database: "pglite" | "postgre
     JSON.stringify({
       issuer,
       ports,
-      clients: Object.values(APPS).map((app) => ({
+      clients: await Promise.all(Object.values(APPS).map(async (app) => ({
         client_id: app.client_id,
-        ...(app.auth === "none" ? {} : { client_secret: appSecret(app.client_id) }),
+        ...(app.auth === "none" || app.auth === "private_key_jwt" ? {} : { client_secret: appSecret(app.client_id) }),
+        ...(app.auth === "private_key_jwt" ? { jwks: { keys: [(await APP_KEY).publicJwk] } } : {}),
         redirect_uris: [app.redirect_uri],
         id_token_signed_response_alg: app.alg,
         token_endpoint_auth_method: app.auth ?? "client_secret_basic",
-      })),
+      }))),
       providers: [
         { id: "dev", name: "Dev OP", issuer: devOp.issuer, client_id: UPSTREAM_CLIENT.id, client_secret: UPSTREAM_CLIENT.secret, jwks_uri: devOp.jwksUri },
       ],

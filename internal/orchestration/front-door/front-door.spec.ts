@@ -5,7 +5,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { expect } from "chai";
 import * as oidc from "openid-client";
-import { type ProtocolMesh, APPS, USERS, appSecret, startProtocolMesh } from "../../testing/protocol-mesh.js";
+import { type ProtocolMesh, APPS, APP_KEY, USERS, appSecret, startProtocolMesh } from "../../testing/protocol-mesh.js";
 import { Browserless, type Page } from "../../testing/browserless.js";
 import type { DevUser } from "../../devop/dev-op.js";
 
@@ -19,8 +19,12 @@ describe("the front door: a standard OpenID Provider (DESIGN.md §6)", function 
 
   async function rp(app: App) {
     const client = APPS[app]!;
+    const key = await APP_KEY;
     const auth =
-      client.auth === "none" ? oidc.None() : client.auth === "client_secret_post" ? oidc.ClientSecretPost(appSecret(client.client_id)) : oidc.ClientSecretBasic(appSecret(client.client_id));
+      client.auth === "none" ? oidc.None()
+      : client.auth === "client_secret_post" ? oidc.ClientSecretPost(appSecret(client.client_id))
+      : client.auth === "private_key_jwt" ? oidc.PrivateKeyJwt({ key: key.privateKey, kid: key.kid })
+      : oidc.ClientSecretBasic(appSecret(client.client_id));
     return oidc.discovery(new URL(mesh.issuer), client.client_id, undefined, auth, {
       execute: [oidc.allowInsecureRequests, oidc.enableNonRepudiationChecks],
     });
@@ -67,7 +71,7 @@ describe("the front door: a standard OpenID Provider (DESIGN.md §6)", function 
     expect(meta.authorization_response_iss_parameter_supported).to.equal(true);
   });
 
-  for (const app of ["a", "post", "pub"] as const) {
+  for (const app of ["a", "post", "pub", "jwt"] as const) {
     it(`code + PKCE with discovery, ${APPS[app]!.auth ?? "client_secret_basic"}: openid-client validates the ID Token`, async function () {
       const { config, tokens } = await login(app, USERS.alice);
       const claims = tokens.claims()!;
@@ -80,6 +84,47 @@ describe("the front door: a standard OpenID Provider (DESIGN.md §6)", function 
       expect(info.email).to.equal(USERS.alice.email);
     });
   }
+
+  it("OAuth 2.0 Form Post Response Mode: the code arrives in an auto-submitted form, and openid-client accepts it", async function () {
+    const config = await rp("a");
+    const verifier = oidc.randomPKCECodeVerifier();
+    const nonce = oidc.randomNonce();
+    const state = oidc.randomState();
+    const url = oidc.buildAuthorizationUrl(config, {
+      redirect_uri: APPS.a!.redirect_uri, scope: "openid email", nonce, state, response_mode: "form_post",
+      code_challenge: await oidc.calculatePKCECodeChallenge(verifier), code_challenge_method: "S256",
+    });
+    const browser = new Browserless();
+    const page = await browse(url, "a", USERS.alice, "allow", browser);
+    // the front door answered with a page whose form posts to the app's redirect_uri
+    const form = browser.form(page, /^https:\/\/a\.example\/callback$/);
+    expect(page.headers.get("content-security-policy")).to.match(/script-src 'sha256-[^']+'/);
+    const posted = new Request(form.action, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams(form.fields) });
+    const tokens = await oidc.authorizationCodeGrant(config, posted, { pkceCodeVerifier: verifier, expectedNonce: nonce, expectedState: state });
+    expect(tokens.claims()!.email).to.equal(USERS.alice.email);
+  });
+
+  it("RFC 9101: a signed request object (by value) is verified by Token with the client's registered key", async function () {
+    const config = await rp("jwt");
+    const key = await APP_KEY;
+    const verifier = oidc.randomPKCECodeVerifier();
+    const nonce = oidc.randomNonce();
+    const state = oidc.randomState();
+    const url = await oidc.buildAuthorizationUrlWithJAR(config, {
+      redirect_uri: APPS.jwt!.redirect_uri, scope: "openid email", nonce, state,
+      code_challenge: await oidc.calculatePKCECodeChallenge(verifier), code_challenge_method: "S256", response_type: "code",
+    }, { key: key.privateKey, kid: key.kid });
+    const page = await browse(url, "jwt", USERS.bob);
+    const tokens = await oidc.authorizationCodeGrant(config, page.url, { pkceCodeVerifier: verifier, expectedNonce: nonce, expectedState: state });
+    expect(tokens.claims()!.email).to.equal(USERS.bob.email);
+    // the same request object with a byte changed does not get past Token
+    const tampered = new URL(url);
+    const jar = tampered.searchParams.get("request")!;
+    tampered.searchParams.set("request", `${jar.slice(0, -3)}${jar.endsWith("AAA") ? "BBB" : "AAA"}`);
+    const refused = await new Browserless().go(tampered, {}, (u) => u.origin === "https://jwt.example");
+    expect(refused.status).to.equal(400);
+    expect(refused.body).to.include("Sign-in failed");
+  });
 
   it("RFC 6749 §4.1.2 / §10.5: a code is single use; the second redemption is invalid_grant", async function () {
     const { config, callback, verifier, nonce, state } = await login("a", USERS.bob);
