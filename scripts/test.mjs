@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // `npm test`: everything the tests need, then the tests. The storage suite runs on a
-// real PostgreSQL server, so this makes sure Debian's server binaries are present
-// (installing them when we can, as root) before mocha starts; the suite itself starts
-// a throwaway server in a temporary directory (or uses HELLO_TEST_DATABASE_URL).
+// real PostgreSQL server and the browser test in real Chromium, so this makes sure
+// Debian's postgresql and chromium are present (installing them when we can, as root)
+// before mocha starts; the suite itself starts a throwaway PostgreSQL server in a
+// temporary directory (or uses HELLO_TEST_DATABASE_URL).
 
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
@@ -26,7 +27,12 @@ function aptInstall(packages) {
   });
 }
 
-if (!hasPostgresServer()) aptInstall(["postgresql"]);
+const missing = [
+  ...(hasPostgresServer() ? [] : ["postgresql"]),
+  // playwright cannot download a browser here: the tests drive Debian's Chromium.
+  ...(existsSync("/usr/bin/chromium") ? [] : ["chromium"]),
+];
+if (missing.length > 0) aptInstall(missing);
 
 const result = spawnSync("npx", ["mocha", "{cmd,internal,mesh}/**/*.spec.ts", ...process.argv.slice(2)], {
   stdio: "inherit",

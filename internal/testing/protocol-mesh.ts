@@ -89,7 +89,10 @@ export function appRequest(app: keyof typeof APPS, scope = "openid email profile
   };
 }
 
-export async function startProtocolMesh(options: { database: "pglite" | "postgres" }): Promise<ProtocolMesh> {
+/** A client for a demo app at http://localhost:<demoPort>, registered when `demoPort` is given. */
+export const DEMO_CLIENT = { client_id: "demo-app", client_name: "Demo App", secret: "demo-app-secret-0123456789" };
+
+export async function startProtocolMesh(options: { database: "pglite" | "postgres"; demoPort?: number }): Promise<ProtocolMesh> {
   const dir = await mkdtemp(path.join(os.tmpdir(), "hello-protocol-"));
   const postgres = options.database === "postgres" ? await startPostgres() : undefined;
   const ports: Record<string, number> = { public: await freePort() };
@@ -112,7 +115,15 @@ export async function startProtocolMesh(options: { database: "pglite" | "postgre
         redirect_uris: [app.redirect_uri],
         id_token_signed_response_alg: app.alg,
         token_endpoint_auth_method: app.auth ?? "client_secret_basic",
-      }))),
+      }))).then((clients) =>
+        options.demoPort === undefined
+          ? clients
+          : [...clients, {
+              client_id: DEMO_CLIENT.client_id, client_name: DEMO_CLIENT.client_name, client_secret: DEMO_CLIENT.secret,
+              redirect_uris: [`http://localhost:${options.demoPort}/callback`], id_token_signed_response_alg: "RS256",
+              token_endpoint_auth_method: "client_secret_basic",
+            }],
+      ),
       providers: [
         { id: "dev", name: "Dev OP", issuer: devOp.issuer, client_id: UPSTREAM_CLIENT.id, client_secret: UPSTREAM_CLIENT.secret, jwks_uri: devOp.jwksUri },
       ],
