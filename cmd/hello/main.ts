@@ -3,6 +3,7 @@
 import { runPkiCommand } from "../../internal/pki/cli.js";
 import { runServe } from "./serve.js";
 import { runStart } from "./start.js";
+import { runVerify } from "./verify.js";
 
 const USAGE = `usage: hello <command> [options]
 
@@ -10,7 +11,8 @@ commands:
   start [--config hello.config.json]    run everything on this machine (development)
   serve <component> --config <file>     run one component as its custodian would
                                         (component: orchestration, token, encryption, storage)
-  pki <init-ca|issue|dev|show|help>     make custodian CAs and mesh certificates
+  pki <init-ca|issue|bundle|dev|show>   make custodian CAs, mesh certificates and bundles
+  verify --issuer <url>                 check that the keys the front door publishes are Token's
   help                                  this text
 `;
 
@@ -28,6 +30,8 @@ export async function main(args: string[]): Promise<number> {
       return runServe(rest);
     case "pki":
       return runPkiCommand(rest, console_);
+    case "verify":
+      return runVerify(rest);
     case "help":
     case "--help":
     case "-h":

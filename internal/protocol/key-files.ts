@@ -10,7 +10,7 @@
 //   keyring        { "current": "<id>", "keys": { "<id>": "<base64url 32 bytes>", … } }
 
 import { randomBytes } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, watch } from "node:fs";
 import { chmod, mkdir, rename, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
@@ -74,8 +74,8 @@ export function loadSigningKeys(component: string, file: string, required: reado
   const parsed = SigningKeysFile.parse(JSON.parse(readFileSync(file, "utf8")));
   const keys = parsed.keys.map((jwk) => signingKeyFromJwk(jwk));
   for (const spec of required) {
-    if (!keys.some((k) => k.purpose === spec.purpose && k.alg === spec.alg)) {
-      throw new MissingKeyMaterialError(`${file} holds no ${spec.purpose} key for ${spec.alg}`);
+    if (!keys.some((k) => k.purpose === spec.purpose && k.alg === spec.alg && (k.status ?? "active") === "active")) {
+      throw new MissingKeyMaterialError(`${file} holds no active ${spec.purpose} key for ${spec.alg}`);
     }
   }
   return keys;
@@ -88,6 +88,40 @@ export function loadSecretKey(component: string, file: string, what: string): Bu
 }
 
 export const loadLookupKey = (component: string, file: string) => loadSecretKey(component, file, "lookup key");
+
+/**
+ * The signing keys in `file`, reloaded when the file changes (a rotation needs no
+ * restart). A file that no longer loads is reported and the previous keys stay in force.
+ */
+export function watchSigningKeys(
+  component: string,
+  file: string,
+  required: readonly KeySpec[],
+  onReload: (error?: unknown) => void,
+): { keys: () => readonly SigningKey[]; close(): void } {
+  let keys: readonly SigningKey[] = loadSigningKeys(component, file, required);
+  let timer: NodeJS.Timeout | undefined;
+  // Watch the directory: a careful writer replaces the file by renaming over it.
+  const watcher = watch(path.dirname(file), (_event, name) => {
+    if (name !== path.basename(file)) return;
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      try {
+        keys = loadSigningKeys(component, file, required);
+        onReload();
+      } catch (error) {
+        onReload(error);
+      }
+    }, 100);
+  });
+  return {
+    keys: () => keys,
+    close: () => {
+      clearTimeout(timer);
+      watcher.close();
+    },
+  };
+}
 
 export function loadKeyring(component: string, file: string): Keyring {
   if (!existsSync(file)) throw missing(component, file, "record keyring");

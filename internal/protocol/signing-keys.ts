@@ -11,11 +11,19 @@ export const KEY_PURPOSES = ["session", "access", "record", "id-token", "key-set
 export type KeyPurpose = (typeof KEY_PURPOSES)[number];
 export type SigningAlg = "EdDSA" | "ES256" | "RS256";
 
+/**
+ * Where a key is in its rotation: `next` is published but signs nothing yet (so
+ * verifiers and caches learn it first), `active` signs, `retired` signs nothing but
+ * stays published so what it signed still verifies. A key without status is active.
+ */
+export type KeyStatus = "next" | "active" | "retired";
+
 export interface SigningKey {
   readonly kid: string;
   readonly purpose: KeyPurpose;
   readonly alg: SigningAlg;
   readonly privateKey: KeyObject;
+  readonly status?: KeyStatus;
 }
 
 export interface PublicKey {
@@ -50,14 +58,34 @@ export function publicJwk(key: SigningKey | PublicKey): JWK {
 
 /** A private key as kept on the custodian's disk. */
 export function privateJwk(key: SigningKey): JWK {
-  return { ...key.privateKey.export({ format: "jwk" }), kid: key.kid, alg: key.alg };
+  return { ...key.privateKey.export({ format: "jwk" }), kid: key.kid, alg: key.alg, ...(key.status ? { status: key.status } : {}) };
+}
+
+/** The key that signs for `purpose` (and `alg`): the newest active one. */
+export function activeKey(keys: readonly SigningKey[], purpose: KeyPurpose, alg?: SigningAlg): SigningKey {
+  const key = keys
+    .filter((k) => k.purpose === purpose && (alg === undefined || k.alg === alg) && (k.status ?? "active") === "active")
+    .at(-1);
+  if (!key) throw new Error(`no active ${purpose} key${alg ? ` for ${alg}` : ""}`);
+  return key;
 }
 
 export function signingKeyFromJwk(jwk: JWK): SigningKey {
   const purpose = jwk.kid ? purposeOfKid(jwk.kid) : undefined;
   if (!purpose || !isSigningAlg(jwk.alg)) throw new Error(`not a hello-mesh signing key (kid ${jwk.kid ?? "missing"})`);
   if (jwk.d === undefined) throw new Error(`key ${jwk.kid} has no private part`);
-  return { kid: jwk.kid!, purpose, alg: jwk.alg, privateKey: createPrivateKey({ key: jwk as never, format: "jwk" }) };
+  const status = (jwk as { status?: unknown }).status;
+  if (status !== undefined && status !== "next" && status !== "active" && status !== "retired") {
+    throw new Error(`key ${jwk.kid} has an unknown status (next, active or retired)`);
+  }
+  const { status: _status, ...material } = jwk as JWK & { status?: string };
+  return {
+    kid: jwk.kid!,
+    purpose,
+    alg: jwk.alg,
+    privateKey: createPrivateKey({ key: material as never, format: "jwk" }),
+    ...(status ? { status } : {}),
+  };
 }
 
 function isSigningAlg(alg: unknown): alg is SigningAlg {

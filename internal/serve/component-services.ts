@@ -16,7 +16,15 @@ import { storageRoutes } from "../storage/service/storage-service.js";
 import { encryptionRoutes } from "../encryption/encryption-service.js";
 import { tokenRoutes } from "../token/token-service.js";
 import { UpstreamVerifier } from "../token/upstream.js";
-import { STORAGE_KEYS, TOKEN_KEYS, loadKeyring, loadLookupKey, loadSecretKey, loadSigningKeys } from "../protocol/key-files.js";
+import {
+  STORAGE_KEYS,
+  TOKEN_KEYS,
+  loadKeyring,
+  loadLookupKey,
+  loadSecretKey,
+  loadSigningKeys,
+  watchSigningKeys,
+} from "../protocol/key-files.js";
 import { VerificationKeys } from "../protocol/signing-keys.js";
 import type { Logger } from "../log/logger.js";
 import { LoginDriver } from "../orchestration/login-driver.js";
@@ -80,17 +88,21 @@ export async function componentService(config: ComponentConfig, deps: ServiceDep
       return { descriptors: [], routes: () => {}, close: door.close };
     }
     case "token": {
-      const keys = loadSigningKeys("token", config.keys.signing, TOKEN_KEYS);
+      const signing = watchSigningKeys("token", config.keys.signing, TOKEN_KEYS, (error) =>
+        error
+          ? deps.log.error({ err: error }, "the signing key file changed but does not load; keeping the previous keys")
+          : deps.log.info("reloaded the signing keys"),
+      );
       const routes = tokenRoutes({
         issuer: config.issuer,
-        keys,
+        keys: signing.keys,
         storageKeys: peerKeys(deps.bundles, "storage"),
         lookupKey: loadLookupKey("token", config.keys.lookup),
         clients: config.clients,
         providers: config.providers,
         upstream: new UpstreamVerifier(config.providers),
       });
-      return { descriptors: [TokenService], routes, close: async () => {} };
+      return { descriptors: [TokenService], routes, close: async () => signing.close() };
     }
     case "encryption": {
       const keyring = loadKeyring("encryption", config.keys.keyring);

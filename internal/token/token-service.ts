@@ -18,7 +18,7 @@ import type { AllowedProvider, RegisteredClient } from "../config/component-conf
 import type { RecordKindName } from "../storage/backend/record-store.js";
 import { InvalidTokenError, newJti, sha256, sign, verify } from "../protocol/jws.js";
 import { releaseHash, subjectHash, walletHash } from "../protocol/lookup-key.js";
-import { type SigningAlg, type SigningKey, VerificationKeys, publicJwk } from "../protocol/signing-keys.js";
+import { type SigningAlg, type SigningKey, VerificationKeys, activeKey, publicJwk } from "../protocol/signing-keys.js";
 import {
   ACCESS_TOKEN,
   ERROR_TOKEN,
@@ -65,7 +65,8 @@ export interface SessionClaims {
 export interface TokenServiceDeps {
   /** The public issuer: the `iss` of app ID Tokens. */
   readonly issuer: string;
-  readonly keys: readonly SigningKey[];
+  /** Token's signing keys as last loaded (they are reloaded when the key file changes). */
+  readonly keys: () => readonly SigningKey[];
   /** Storage's published keys (Error Tokens), from Storage's mesh bundle. */
   readonly storageKeys: () => VerificationKeys;
   readonly lookupKey: Uint8Array;
@@ -108,19 +109,20 @@ export function tokenRoutes(deps: TokenServiceDeps) {
   const now = deps.now ?? (() => new Date());
   const clients = new Map(deps.clients.map((c) => [c.client_id, c]));
 
-  const active = (purpose: SigningKey["purpose"], alg?: SigningAlg): SigningKey => {
-    const candidates = deps.keys.filter((k) => k.purpose === purpose && (alg === undefined || k.alg === alg));
-    const key = candidates.at(-1);
-    if (!key) throw new Error(`Token holds no ${purpose} key${alg ? ` for ${alg}` : ""}`);
-    return key;
+  const active = (purpose: SigningKey["purpose"], alg?: SigningAlg): SigningKey => activeKey(deps.keys(), purpose, alg);
+  // Token verifies its own sessions and records with its own public keys (next, active
+  // and retired alike), rebuilt only when the key set changes.
+  let verification: { from: readonly SigningKey[]; keys: VerificationKeys } | undefined;
+  const verificationKeys = (): VerificationKeys => {
+    const keys = deps.keys();
+    if (verification?.from !== keys) verification = { from: keys, keys: new VerificationKeys(keys.map(publicJwk)) };
+    return verification.keys;
   };
-  // Token verifies its own sessions and records with its own public keys.
-  const verificationKeys = new VerificationKeys(deps.keys.map(publicJwk));
 
   // --- sessions -----------------------------------------------------------------------
 
   async function readSession(token: string, step: SessionClaims["step"]) {
-    const { claims } = await verify<SessionClaims>(SESSION_TOKEN, verificationKeys, token, "session token", now());
+    const { claims } = await verify<SessionClaims>(SESSION_TOKEN, verificationKeys(), token, "session token", now());
     if (claims.step !== step) throw outOfOrder(`this step needs a session at step "${step}", not "${claims.step}"`);
     return claims;
   }
@@ -152,7 +154,7 @@ export function tokenRoutes(deps: TokenServiceDeps) {
   }
 
   async function readRecord<K extends RecordKindName>(kind: K, record: string): Promise<RecordClaims[K]> {
-    const { claims } = await verify<RecordClaims[K]>(RECORD_TYPES[kind], verificationKeys, record, `${kind} record`, now());
+    const { claims } = await verify<RecordClaims[K]>(RECORD_TYPES[kind], verificationKeys(), record, `${kind} record`, now());
     return claims;
   }
 
@@ -395,7 +397,8 @@ export function tokenRoutes(deps: TokenServiceDeps) {
       }),
 
       getKeySet: mapped(async () => {
-        const jwks = Buffer.from(JSON.stringify({ keys: deps.keys.filter((k) => k.purpose === "id-token").map(publicJwk) }));
+        // Every id-token key: next ones before they sign, retired ones while their tokens live.
+        const jwks = Buffer.from(JSON.stringify({ keys: deps.keys().filter((k) => k.purpose === "id-token").map(publicJwk) }));
         const key = active("key-set");
         const [header, , signature] = (
           await new CompactSign(jwks).setProtectedHeader({ alg: key.alg, kid: key.kid, typ: "hello-key-set" }).sign(key.privateKey)

@@ -41,6 +41,8 @@ const FLOW_TTL = 10 * 60;
 const CODE_TTL = 60;
 const ACCESS_TOKEN_TTL = 10 * 60;
 const MAX_BODY = 64 * 1024;
+/** How long apps may cache the JWKS: a new key must stay `next` (published, unused) longer. */
+export const JWKS_MAX_AGE = 300;
 
 interface CodeEntry {
   client_id: string;
@@ -308,22 +310,22 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
     sendJson(res, 200, entry.userinfo_json);
   }
 
-  /** Token's key set, byte for byte, once its signature by Token's key-set key checks out. */
-  let keySet: { bytes: Buffer; fetched: number } | undefined;
+  /**
+   * Token's key set, byte for byte, once its signature by Token's key-set key checks
+   * out. Fetched per request (it is small), so a key Token publishes shows at once;
+   * apps may cache it for max-age, which is why a new key stays `next` for longer.
+   */
   async function jwks(res: http.ServerResponse) {
-    if (!keySet || Date.now() - keySet.fetched > 60_000) {
-      const { jwks, signature } = await deps.token.getKeySet({});
-      const [header, , sig] = signature.split(".");
-      const attached = `${header}.${Buffer.from(jwks).toString("base64url")}.${sig}`;
-      await compactVerify(attached, async (h) => {
-        const key = deps.tokenKeys().find("key-set", h.kid);
-        if (!key || h.alg !== key.alg || h.typ !== "hello-key-set") throw new Error("the key set is not signed by Token's key-set key");
-        return key.key;
-      });
-      keySet = { bytes: Buffer.from(jwks), fetched: Date.now() };
-    }
-    res.writeHead(200, { "content-type": "application/json", "cache-control": "public, max-age=60" });
-    res.end(keySet.bytes);
+    const { jwks, signature } = await deps.token.getKeySet({});
+    const [header, , sig] = signature.split(".");
+    const attached = `${header}.${Buffer.from(jwks).toString("base64url")}.${sig}`;
+    await compactVerify(attached, async (h) => {
+      const key = deps.tokenKeys().find("key-set", h.kid);
+      if (!key || h.alg !== key.alg || h.typ !== "hello-key-set") throw new Error("the key set is not signed by Token's key-set key");
+      return key.key;
+    });
+    res.writeHead(200, { "content-type": "application/json", "cache-control": `public, max-age=${JWKS_MAX_AGE}` });
+    res.end(Buffer.from(jwks));
   }
 
   // --- routing --------------------------------------------------------------------------
