@@ -5,6 +5,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { expect } from "chai";
 import * as oidc from "openid-client";
+import { SignJWT } from "jose";
 import { type ProtocolMesh, APPS, APP_KEY, USERS, appSecret, startProtocolMesh } from "../../testing/protocol-mesh.js";
 import { Browserless, type Page } from "../../testing/browserless.js";
 import type { DevUser } from "../../devop/dev-op.js";
@@ -122,8 +123,26 @@ describe("the front door: a standard OpenID Provider (DESIGN.md §6)", function 
     const jar = tampered.searchParams.get("request")!;
     tampered.searchParams.set("request", `${jar.slice(0, -3)}${jar.endsWith("AAA") ? "BBB" : "AAA"}`);
     const refused = await new Browserless().go(tampered, {}, (u) => u.origin === "https://jwt.example");
-    expect(refused.status).to.equal(400);
-    expect(refused.body).to.include("Sign-in failed");
+    expect(refused.url.searchParams.get("error")).to.equal("invalid_request_object");
+    expect(refused.url.searchParams.get("state")).to.equal(state);
+  });
+
+  it("an expired authorization request (a request object past its exp) is invalid_request_object", async function () {
+    const key = await APP_KEY;
+    const challenge = await oidc.calculatePKCECodeChallenge(oidc.randomPKCECodeVerifier());
+    const now = Math.floor(Date.now() / 1000);
+    const expired = await new SignJWT({
+      client_id: "app-jwt", response_type: "code", redirect_uri: APPS.jwt!.redirect_uri, scope: "openid", nonce: "n-0123456789",
+      state: "late", code_challenge: challenge, code_challenge_method: "S256", jti: oidc.randomState(),
+    }).setProtectedHeader({ alg: "ES256", kid: key.kid, typ: "oauth-authz-req+jwt" })
+      .setIssuer("app-jwt").setAudience(mesh.issuer).setIssuedAt(now - 900).setExpirationTime(now - 600)
+      .sign(key.privateKey);
+    const url = new URL(`${mesh.issuer}/authorize`);
+    url.search = new URLSearchParams({ client_id: "app-jwt", request: expired }).toString();
+    const page = await new Browserless().go(url, {}, (u) => u.origin === "https://jwt.example");
+    expect(page.url.searchParams.get("error")).to.equal("invalid_request_object");
+    expect(page.url.searchParams.get("state")).to.equal("late");
+    expect(page.url.searchParams.get("iss")).to.equal(mesh.issuer);
   });
 
   it("RFC 6749 §4.1.2 / §10.5: a code is single use; the second redemption is invalid_grant", async function () {

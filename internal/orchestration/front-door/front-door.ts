@@ -152,18 +152,7 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
 
   /** Creates the session at Token and sends the browser to the provider. */
   async function toProvider(res: http.ServerResponse, request: AuthorizationRequest, provider: UpstreamProvider) {
-    const session = await deps.driver.start(
-      {
-        clientId: request.client_id,
-        redirectUri: request.redirect_uri,
-        nonce: request.nonce,
-        scope: request.scope,
-        codeChallenge: request.code_challenge,
-        ...(request.claims ? { claims: request.claims } : {}),
-        ...(request.request_object ? { requestObject: request.request_object } : {}),
-      },
-      provider.id,
-    );
+    const session = await startSession(request, provider);
     // Every login goes upstream: prompt and max_age are the provider's to honour.
     const prompt = request.prompt === "none" ? "none" : request.prompt?.includes("login") ? "login" : undefined;
     const redirect = await rp.authorizationUrl(provider, session.upstreamNonce, {
@@ -178,6 +167,30 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
     setCookie(res, flowCookie(redirect.state), sealer.seal("upstream", flow, FLOW_TTL), FLOW_TTL);
     res.writeHead(303, { location: redirect.url.toString(), "cache-control": "no-store" });
     res.end();
+  }
+
+  function startSession(request: AuthorizationRequest, provider: UpstreamProvider) {
+    return deps.driver
+      .start(
+        {
+          clientId: request.client_id,
+          redirectUri: request.redirect_uri,
+          nonce: request.nonce,
+          scope: request.scope,
+          codeChallenge: request.code_challenge,
+          ...(request.claims ? { claims: request.claims } : {}),
+          ...(request.request_object ? { requestObject: request.request_object } : {}),
+        },
+        provider.id,
+      )
+      .catch((error: unknown) => {
+        // Token refused the app's signed request object (signature, audience, expiry,
+        // jti): the redirect_uri is a registered one, so the app hears why (RFC 9101 §6.2).
+        if (request.request_object && error instanceof ConnectError && error.rawMessage.startsWith("the request object")) {
+          throw new RedirectableError(request, "invalid_request_object", "the request object did not verify (signature, audience, expiry or jti)");
+        }
+        throw error;
+      });
   }
 
   async function authorize(req: http.IncomingMessage, res: http.ServerResponse, params: URLSearchParams) {
