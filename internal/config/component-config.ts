@@ -60,6 +60,12 @@ export const OrchestrationConfigSchema = z.strictObject({
   issuer: z.url(),
   clients: z.array(FrontDoorClientSchema),
   providers: z.array(UpstreamProviderSchema),
+  /**
+   * Where replicas share codes and access tokens: a PostgreSQL database of
+   * Orchestration's custodian's own (never the records database). Absent: memory, for a
+   * single replica.
+   */
+  state: z.strictObject({ url: z.string().regex(/^postgres(ql)?:\/\//, "must be a postgres:// or postgresql:// URL") }).optional(),
 });
 
 /** An app as Token knows it: Token checks every request against this, not Orchestration's word. */

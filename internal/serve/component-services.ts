@@ -30,6 +30,7 @@ import type { Logger } from "../log/logger.js";
 import { LoginDriver } from "../orchestration/login-driver.js";
 import { startFrontDoor } from "../orchestration/front-door/front-door.js";
 import { MemoryStore } from "../orchestration/sealed.js";
+import { openPostgresSharedStore } from "../orchestration/postgres-shared-store.js";
 
 export interface ComponentService {
   /** The services this component serves on the mesh (beyond health/reflection/BuildInfo). */
@@ -72,6 +73,7 @@ export async function componentService(config: ComponentConfig, deps: ServiceDep
         lookupKey: loadLookupKey("orchestration", config.keys.lookup),
         tokenKeys,
       });
+      const store = config.state ? await openPostgresSharedStore(config.state.url) : new MemoryStore();
       const door = await startFrontDoor({
         host: config.public.host,
         port: config.public.port,
@@ -82,10 +84,17 @@ export async function componentService(config: ComponentConfig, deps: ServiceDep
         token,
         tokenKeys,
         cookieKey: loadSecretKey("orchestration", config.keys.cookie, "cookie key"),
-        store: new MemoryStore(),
+        store,
       });
       deps.log.info({ url: door.url }, `the front door is open at ${config.issuer} (listening on ${door.url})`);
-      return { descriptors: [], routes: () => {}, close: door.close };
+      return {
+        descriptors: [],
+        routes: () => {},
+        close: async () => {
+          await door.close();
+          if ("close" in store) await store.close();
+        },
+      };
     }
     case "token": {
       const signing = watchSigningKeys("token", config.keys.signing, TOKEN_KEYS, (error) =>
