@@ -5,7 +5,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { expect } from "chai";
 import * as oidc from "openid-client";
-import { SignJWT } from "jose";
+import { SignJWT, createRemoteJWKSet, jwtVerify } from "jose";
 import { type ProtocolMesh, APPS, APP_KEY, USERS, appSecret, startProtocolMesh } from "../../testing/protocol-mesh.js";
 import { Browserless, type Page } from "../../testing/browserless.js";
 import type { DevUser } from "../../devop/dev-op.js";
@@ -143,6 +143,64 @@ describe("the front door: a standard OpenID Provider (DESIGN.md §6)", function 
     expect(page.url.searchParams.get("error")).to.equal("invalid_request_object");
     expect(page.url.searchParams.get("state")).to.equal("late");
     expect(page.url.searchParams.get("iss")).to.equal(mesh.issuer);
+  });
+
+  it("OIDC Core §5.3.2: userinfo as a JWT signed by Token, for the ID Token's sub", async function () {
+    const { tokens } = await login("a", USERS.alice);
+    const response = await fetch(`${mesh.issuer}/userinfo`, { headers: { authorization: `Bearer ${tokens.access_token}`, accept: "application/jwt" } });
+    expect(response.headers.get("content-type")).to.equal("application/jwt");
+    const jwks = createRemoteJWKSet(new URL(`${mesh.issuer}/jwks`));
+    const { payload } = await jwtVerify(await response.text(), jwks, { issuer: mesh.issuer, audience: "app-a" });
+    expect(payload.sub).to.equal(tokens.claims()!.sub);
+    expect(payload.email).to.equal(USERS.alice.email);
+    const bad = await fetch(`${mesh.issuer}/userinfo`, { headers: { authorization: "Bearer not-a-token" } });
+    expect(bad.status).to.equal(401);
+    expect(bad.headers.get("www-authenticate")).to.match(/^Bearer error="invalid_token"/);
+  });
+
+  it("OIDC Core §3.1.2.1: the authorization endpoint takes POST as well as GET", async function () {
+    const config = await rp("a");
+    const verifier = oidc.randomPKCECodeVerifier();
+    const nonce = oidc.randomNonce();
+    const state = oidc.randomState();
+    const params = oidc.buildAuthorizationUrl(config, {
+      redirect_uri: APPS.a!.redirect_uri, scope: "openid email", nonce, state,
+      code_challenge: await oidc.calculatePKCECodeChallenge(verifier), code_challenge_method: "S256",
+    }).searchParams;
+    const browser = new Browserless();
+    const callback = new URL(APPS.a!.redirect_uri);
+    const atApp = (u: URL) => u.origin === callback.origin;
+    let page = await browser.go(`${mesh.issuer}/authorize`, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: params }, atApp);
+    page = await browser.submit(browser.form(page, /\/login$/), [["email", USERS.alice.email], ["password", USERS.alice.password]], atApp);
+    const tokens = await oidc.authorizationCodeGrant(config, page.url, { pkceCodeVerifier: verifier, expectedNonce: nonce, expectedState: state });
+    expect(tokens.claims()!.aud).to.equal("app-a");
+  });
+
+  it("OIDC Core §3.1.2.1 prompt=consent: a returning user confirms what the app receives, or declines", async function () {
+    await login("a", USERS.bob); // bob has released to app-a
+    for (const decision of ["allow", "deny"] as const) {
+      const config = await rp("a");
+      const verifier = oidc.randomPKCECodeVerifier();
+      const nonce = oidc.randomNonce();
+      const state = oidc.randomState();
+      const url = oidc.buildAuthorizationUrl(config, {
+        redirect_uri: APPS.a!.redirect_uri, scope: "openid email profile", nonce, state, prompt: "consent",
+        code_challenge: await oidc.calculatePKCECodeChallenge(verifier), code_challenge_method: "S256",
+      });
+      const browser = new Browserless();
+      const atApp = (u: URL) => u.origin === new URL(APPS.a!.redirect_uri).origin;
+      let page = await browser.go(url, {}, atApp);
+      page = await browser.submit(browser.form(page, /\/login$/), [["email", USERS.bob.email], ["password", USERS.bob.password]], atApp);
+      expect(page.body).to.include("Continue to app-a?");
+      expect(page.body).to.include(USERS.bob.email);
+      page = await browser.submit(browser.form(page, /^\/consent$/), [["decision", decision]], atApp);
+      if (decision === "deny") {
+        expect(page.url.searchParams.get("error")).to.equal("access_denied");
+      } else {
+        const tokens = await oidc.authorizationCodeGrant(config, page.url, { pkceCodeVerifier: verifier, expectedNonce: nonce, expectedState: state });
+        expect(tokens.claims()!.email).to.equal(USERS.bob.email);
+      }
+    }
   });
 
   it("RFC 6749 §4.1.2 / §10.5: a code is single use; the second redemption is invalid_grant", async function () {

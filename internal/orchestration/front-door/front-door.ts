@@ -68,9 +68,12 @@ interface UpstreamFlow {
 }
 interface ConsentFlow {
   request: AuthorizationRequest;
-  login: LoginState;
-  newUser: boolean;
+  /** A login waiting for a release (the user chooses claims)... */
+  login?: LoginState;
+  newUser?: boolean;
   offered: string[];
+  /** ...or, for prompt=consent, an ID Token already minted from the existing release. */
+  minted?: { idToken: string; userinfoJson: string; userinfoJwt: string };
 }
 
 export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
@@ -105,7 +108,7 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
     request_parameter_supported: true,
     request_uri_parameter_supported: false,
     authorization_response_iss_parameter_supported: true,
-    prompt_values_supported: ["none", "login"],
+    prompt_values_supported: ["none", "login", "consent"],
   });
 
   // --- responses --------------------------------------------------------------------
@@ -237,6 +240,12 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
     const provider = rp.provider(flow.provider)!;
     const upstream = await rp.redeem(provider, url, { state: flow.state, nonce: flow.upstream_nonce, codeVerifier: flow.verifier });
     const outcome = await deps.driver.continue(flow.session, flow.request.client_id, upstream);
+    if (outcome.kind === "done" && flow.request.prompt?.split(" ").includes("consent")) {
+      // OIDC Core §3.1.2.1: ask again, showing what this app already receives.
+      const released = JSON.parse(outcome.userinfoJson) as Record<string, string | boolean>;
+      const minted = { idToken: outcome.idToken, userinfoJson: outcome.userinfoJson, userinfoJwt: outcome.userinfoJwt };
+      return showConsent(res, { request: flow.request, offered: Object.keys(released).filter((c) => c !== "sub"), minted }, released);
+    }
     if (outcome.kind === "done") return issueCode(res, flow.request, outcome);
     if (flow.request.prompt === "none") {
       return respond(res, flow.request, { error: "consent_required", error_description: "this app needs the user's consent first" });
@@ -264,6 +273,7 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
       claims: flow.offered.map((name) => ({ name, label: claimLabel(name), value: String(wallet[name]) })),
       action: "/consent",
       hidden: { flow: sealer.seal("consent", flow, FLOW_TTL) },
+      alreadyReleased: flow.minted !== undefined,
     }), pageCsp([flow.request.redirect_uri]));
   }
 
@@ -273,8 +283,9 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
     if (body.get("decision") !== "allow") {
       return respond(res, flow.request, { error: "access_denied", error_description: "the user declined" });
     }
+    if (flow.minted) return issueCode(res, flow.request, flow.minted);
     const chosenClaims = body.getAll("claims").filter((c) => flow.offered.includes(c));
-    const outcome = await deps.driver.consent(flow.login, chosenClaims, flow.newUser);
+    const outcome = await deps.driver.consent(flow.login!, chosenClaims, flow.newUser ?? false);
     return issueCode(res, flow.request, outcome);
   }
 

@@ -7,6 +7,11 @@ export interface ConsentPageInput {
   claims: Array<{ name: string; label: string; value: string }>;
   action: string;
   hidden: Record<string, string>;
+  /**
+   * The user already released these claims to this app (prompt=consent asked to
+   * confirm): they are listed, not offered as choices, since the release stands as made.
+   */
+  alreadyReleased?: boolean;
 }
 
 /**
@@ -14,7 +19,8 @@ export interface ConsentPageInput {
  * absent from the POST, so the handler releases only the names it receives.
  * Values are shown as text only: a picture URL is never loaded.
  */
-export function consentPage({ appName, clientId, claims, action, hidden }: ConsentPageInput): string {
+export function consentPage({ appName, clientId, claims, action, hidden, alreadyReleased }: ConsentPageInput): string {
+  if (alreadyReleased) return confirmPage({ appName, clientId, claims, action, hidden });
   const heading = claims.length > 0 ? `${appName} wants to know` : `Sign in to ${appName}`;
   // Ids come from the position, not the claim name, so they are always valid and unique.
   const boxes = claims.map((claim, i) => html`<div class="claim">
@@ -33,6 +39,30 @@ ${claims.length > 0
 ${boxes}
 </fieldset>`
   : html`<p>${appName} asks only to sign you in. It will not receive your name, email or other details.</p>`}
+<div class="actions">
+<button class="primary" type="submit" name="decision" value="allow">Allow</button>
+<button type="submit" name="decision" value="deny">Decline</button>
+</div>
+</form>
+<p class="muted">App ID: ${clientId}</p>`,
+  });
+}
+
+/** prompt=consent for an app the user already shares with: confirm, or decline. */
+function confirmPage({ appName, clientId, claims, action, hidden }: ConsentPageInput): string {
+  const heading = `Continue to ${appName}?`;
+  const list = claims.map((claim) => html`<li>${claim.label}${claim.value ? html` — ${claim.value}` : ""}</li>
+`);
+  return page({
+    title: heading,
+    body: html`<h1>${heading}</h1>
+<form method="post" action="${action}">
+${hiddenInputs(hidden)}
+${claims.length > 0
+  ? html`<p>${appName} asks you to confirm. You already share with it:</p>
+<ul>
+${list}</ul>`
+  : html`<p>${appName} asks you to confirm. It receives only that you signed in.</p>`}
 <div class="actions">
 <button class="primary" type="submit" name="decision" value="allow">Allow</button>
 <button type="submit" name="decision" value="deny">Decline</button>

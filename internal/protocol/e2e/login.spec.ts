@@ -26,7 +26,16 @@ for (const database of ["pglite", "postgres"] as const) {
       expect(other.newUser).to.equal(false);
       expect(third.claims.sub).to.equal(again.claims.sub);
       expect(other.claims.sub).to.not.equal(again.claims.sub);
-      for (const sub of [again.claims.sub, other.claims.sub]) expect(sub).to.not.equal(USERS.alice.sub);
+      // Nor is any sub the internal user id (read from alice's Subject Record).
+      const session = await mesh.driver.start(appRequest("a"), "dev");
+      const upstream = await mesh.upstreamLogin(USERS.alice, session.upstreamNonce);
+      const authorized = await mesh.token().authorizeSubject({ sessionToken: session.sessionToken, opIdToken: upstream.idToken });
+      const read = await mesh.encryption().readRecord({ accessToken: authorized.subjectRead!.accessToken });
+      const uid = JSON.parse(Buffer.from((read.result.value as string).split(".")[1]!, "base64url").toString()).uid as string;
+      for (const sub of [again.claims.sub, other.claims.sub]) {
+        expect(sub).to.not.equal(USERS.alice.sub);
+        expect(sub).to.not.equal(uid);
+      }
     });
 
     it("ID Tokens are RS256 by default, ES256 or EdDSA for clients that registered them", async function () {
