@@ -1,4 +1,4 @@
-import { html } from "./html.js";
+import { type SafeHtml, html } from "./html.js";
 import { hiddenInputs, page } from "./layout.js";
 
 export interface ConsentPageInput {
@@ -28,23 +28,28 @@ export function consentPage({ appName, clientId, claims, action, hidden, already
 <label for="claim-${i}">${claim.label}${claim.value ? html` — ${claim.value}` : ""}</label>
 </div>
 `);
-  return page({
-    title: heading,
-    body: html`<h1>${heading}</h1>
-<form method="post" action="${action}">
-${hiddenInputs(hidden)}
-${claims.length > 0
-  ? html`<fieldset>
+  return decisionPage(heading, { action, hidden, clientId }, claims.length > 0
+    ? html`<fieldset>
 <legend>Share with ${appName}</legend>
 ${boxes}
 </fieldset>`
-  : html`<p>${appName} asks only to sign you in. It will not receive your name, email or other details.</p>`}
+    : html`<p>${appName} asks only to sign you in. It will not receive your name, email or other details.</p>`);
+}
+
+/** The page around a consent question: the form, its state, Allow and Decline. */
+function decisionPage(heading: string, form: Pick<ConsentPageInput, "action" | "hidden" | "clientId">, question: SafeHtml): string {
+  return page({
+    title: heading,
+    body: html`<h1>${heading}</h1>
+<form method="post" action="${form.action}">
+${hiddenInputs(form.hidden)}
+${question}
 <div class="actions">
 <button class="primary" type="submit" name="decision" value="allow">Allow</button>
 <button type="submit" name="decision" value="deny">Decline</button>
 </div>
 </form>
-<p class="muted">App ID: ${clientId}</p>`,
+<p class="muted">App ID: ${form.clientId}</p>`,
   });
 }
 
@@ -53,21 +58,9 @@ function confirmPage({ appName, clientId, claims, action, hidden }: ConsentPageI
   const heading = `Continue to ${appName}?`;
   const list = claims.map((claim) => html`<li>${claim.label}${claim.value ? html` — ${claim.value}` : ""}</li>
 `);
-  return page({
-    title: heading,
-    body: html`<h1>${heading}</h1>
-<form method="post" action="${action}">
-${hiddenInputs(hidden)}
-${claims.length > 0
-  ? html`<p>${appName} asks you to confirm. You already share with it:</p>
+  return decisionPage(heading, { action, hidden, clientId }, claims.length > 0
+    ? html`<p>${appName} asks you to confirm. You already share with it:</p>
 <ul>
 ${list}</ul>`
-  : html`<p>${appName} asks you to confirm. It receives only that you signed in.</p>`}
-<div class="actions">
-<button class="primary" type="submit" name="decision" value="allow">Allow</button>
-<button type="submit" name="decision" value="deny">Decline</button>
-</div>
-</form>
-<p class="muted">App ID: ${clientId}</p>`,
-  });
+    : html`<p>${appName} asks you to confirm. It receives only that you signed in.</p>`);
 }
