@@ -92,7 +92,7 @@ export function appRequest(app: keyof typeof APPS, scope = "openid email profile
 /** A client for a demo app at http://localhost:<demoPort>, registered when `demoPort` is given. */
 export const DEMO_CLIENT = { client_id: "demo-app", client_name: "Demo App", secret: "demo-app-secret-0123456789" };
 
-export async function startProtocolMesh(options: { database: "pglite" | "postgres"; demoPort?: number }): Promise<ProtocolMesh> {
+export async function startProtocolMesh(options: { database: "pglite" | "postgres"; demoPort?: number; secondProvider?: boolean }): Promise<ProtocolMesh> {
   const dir = await mkdtemp(path.join(os.tmpdir(), "hello-protocol-"));
   const postgres = options.database === "postgres" ? await startPostgres() : undefined;
   const ports: Record<string, number> = { public: await freePort() };
@@ -102,6 +102,10 @@ export async function startProtocolMesh(options: { database: "pglite" | "postgre
   const devOp = await startDevOp({
     clients: [{ client_id: UPSTREAM_CLIENT.id, client_secret: UPSTREAM_CLIENT.secret, redirect_uris: [upstreamRedirect] }],
   });
+  // A second, independent provider (another real OIDC server), for the chooser.
+  const otherOp = options.secondProvider
+    ? await startDevOp({ clients: [{ client_id: UPSTREAM_CLIENT.id, client_secret: UPSTREAM_CLIENT.secret, redirect_uris: [upstreamRedirect] }] })
+    : undefined;
   const configFile = path.join(dir, "hello.config.json");
   await writeFile(
     configFile,
@@ -126,6 +130,9 @@ export async function startProtocolMesh(options: { database: "pglite" | "postgre
       ),
       providers: [
         { id: "dev", name: "Dev OP", issuer: devOp.issuer, client_id: UPSTREAM_CLIENT.id, client_secret: UPSTREAM_CLIENT.secret, jwks_uri: devOp.jwksUri },
+        ...(otherOp
+          ? [{ id: "other", name: "Other OP", issuer: otherOp.issuer, client_id: UPSTREAM_CLIENT.id, client_secret: UPSTREAM_CLIENT.secret, jwks_uri: otherOp.jwksUri }]
+          : []),
       ],
       ...(postgres ? { database: postgres.url } : {}),
       certificates: "certs",
@@ -138,6 +145,7 @@ export async function startProtocolMesh(options: { database: "pglite" | "postgre
     await processes.ready;
   } catch (error) {
     await devOp.close();
+    await otherOp?.close();
     await postgres?.stop();
     throw error;
   }
@@ -209,6 +217,7 @@ export async function startProtocolMesh(options: { database: "pglite" | "postgre
     async close() {
       await processes.stop();
       await devOp.close();
+      await otherOp?.close();
       await postgres?.stop();
       await rm(dir, { recursive: true, force: true });
     },
