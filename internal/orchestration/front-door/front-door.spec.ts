@@ -312,6 +312,19 @@ describe("the front door: a standard OpenID Provider (DESIGN.md §6)", function 
       expect(page.url.searchParams.get("state")).to.equal("st");
     });
 
+    it("an upstream answer that does not verify (a swapped code) is a clear 400 page, not a code", async function () {
+      const browser = new Browserless();
+      const atCallback = (u: URL) => u.pathname === "/upstream/callback";
+      const login = await browser.go(base({}), {}, atCallback);
+      const back = await browser.submit(browser.form(login, /\/login$/), [["email", USERS.alice.email], ["password", USERS.alice.password]], atCallback);
+      const swapped = new URL(back.url);
+      swapped.searchParams.set("code", "not-the-code-the-provider-issued");
+      const page = await browser.go(swapped, {}, (u) => u.origin === new URL(APPS.a!.redirect_uri).origin);
+      expect(page.status).to.equal(400);
+      expect(page.body).to.include("could not be verified");
+      expect(page.url.origin, "no redirect to the app").to.equal(new URL(mesh.issuer).origin);
+    });
+
     it("a declined consent is access_denied, and no release is made", async function () {
       // carol is new: the consent page comes first
       const page = await browse(base({ scope: "openid email" }), "a", USERS.carol, "deny");

@@ -238,7 +238,14 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
       return respond(res, flow.request, { error, error_description: "the sign-in at your provider did not complete" });
     }
     const provider = rp.provider(flow.provider)!;
-    const upstream = await rp.redeem(provider, url, { state: flow.state, nonce: flow.upstream_nonce, codeVerifier: flow.verifier });
+    let upstream;
+    try {
+      upstream = await rp.redeem(provider, url, { state: flow.state, nonce: flow.upstream_nonce, codeVerifier: flow.verifier });
+    } catch {
+      // The provider's answer did not verify (its ID Token, state, iss or PKCE): say so,
+      // without the details, which are for the operator's logs.
+      return sendError(res, 400, "Sign-in failed", `The answer from ${provider.name} could not be verified.`, "Go back to the app and sign in again.");
+    }
     const outcome = await deps.driver.continue(flow.session, flow.request.client_id, upstream);
     if (outcome.kind === "done" && flow.request.prompt?.split(" ").includes("consent")) {
       // OIDC Core §3.1.2.1: ask again, showing what this app already receives.
