@@ -45,23 +45,27 @@ describe("the front door: a standard OpenID Provider (DESIGN.md §6)", function 
     return page;
   }
 
-  async function login(app: App, user: DevUser, extra: Record<string, string> = {}) {
+  /** A fresh authorization request for `app`: PKCE verifier, nonce and state, and its URL. */
+  async function prepare(app: App, extra: Record<string, string> = {}) {
     const config = await rp(app);
-    const verifier = oidc.randomPKCECodeVerifier();
-    const nonce = oidc.randomNonce();
-    const state = oidc.randomState();
-    const url = oidc.buildAuthorizationUrl(config, {
+    const checks = { pkceCodeVerifier: oidc.randomPKCECodeVerifier(), expectedNonce: oidc.randomNonce(), expectedState: oidc.randomState() };
+    const params = {
       redirect_uri: APPS[app]!.redirect_uri,
       scope: "openid email profile",
-      code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
+      code_challenge: await oidc.calculatePKCECodeChallenge(checks.pkceCodeVerifier),
       code_challenge_method: "S256",
-      nonce,
-      state,
+      nonce: checks.expectedNonce,
+      state: checks.expectedState,
       ...extra,
-    });
+    };
+    return { config, checks, params, url: oidc.buildAuthorizationUrl(config, params) };
+  }
+
+  async function login(app: App, user: DevUser, extra: Record<string, string> = {}) {
+    const { config, checks, url } = await prepare(app, extra);
     const page = await browse(url, app, user);
-    const tokens = await oidc.authorizationCodeGrant(config, page.url, { pkceCodeVerifier: verifier, expectedNonce: nonce, expectedState: state });
-    return { config, tokens, callback: page.url, verifier, nonce, state };
+    const tokens = await oidc.authorizationCodeGrant(config, page.url, checks);
+    return { config, tokens, callback: page.url, checks };
   }
 
   it("OIDC Discovery 1.0 §3: the metadata names the endpoints and what is supported", async function () {
@@ -87,36 +91,23 @@ describe("the front door: a standard OpenID Provider (DESIGN.md §6)", function 
   }
 
   it("OAuth 2.0 Form Post Response Mode: the code arrives in an auto-submitted form, and openid-client accepts it", async function () {
-    const config = await rp("a");
-    const verifier = oidc.randomPKCECodeVerifier();
-    const nonce = oidc.randomNonce();
-    const state = oidc.randomState();
-    const url = oidc.buildAuthorizationUrl(config, {
-      redirect_uri: APPS.a!.redirect_uri, scope: "openid email", nonce, state, response_mode: "form_post",
-      code_challenge: await oidc.calculatePKCECodeChallenge(verifier), code_challenge_method: "S256",
-    });
+    const { config, checks, url } = await prepare("a", { scope: "openid email", response_mode: "form_post" });
     const browser = new Browserless();
     const page = await browse(url, "a", USERS.alice, "allow", browser);
     // the front door answered with a page whose form posts to the app's redirect_uri
     const form = browser.form(page, /^https:\/\/a\.example\/callback$/);
     expect(page.headers.get("content-security-policy")).to.match(/script-src 'sha256-[^']+'/);
     const posted = new Request(form.action, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams(form.fields) });
-    const tokens = await oidc.authorizationCodeGrant(config, posted, { pkceCodeVerifier: verifier, expectedNonce: nonce, expectedState: state });
+    const tokens = await oidc.authorizationCodeGrant(config, posted, checks);
     expect(tokens.claims()!.email).to.equal(USERS.alice.email);
   });
 
   it("RFC 9101: a signed request object (by value) is verified by Token with the client's registered key", async function () {
-    const config = await rp("jwt");
     const key = await APP_KEY;
-    const verifier = oidc.randomPKCECodeVerifier();
-    const nonce = oidc.randomNonce();
-    const state = oidc.randomState();
-    const url = await oidc.buildAuthorizationUrlWithJAR(config, {
-      redirect_uri: APPS.jwt!.redirect_uri, scope: "openid email", nonce, state,
-      code_challenge: await oidc.calculatePKCECodeChallenge(verifier), code_challenge_method: "S256", response_type: "code",
-    }, { key: key.privateKey, kid: key.kid });
+    const { config, checks, params } = await prepare("jwt", { scope: "openid email", response_type: "code" });
+    const url = await oidc.buildAuthorizationUrlWithJAR(config, params, { key: key.privateKey, kid: key.kid });
     const page = await browse(url, "jwt", USERS.bob);
-    const tokens = await oidc.authorizationCodeGrant(config, page.url, { pkceCodeVerifier: verifier, expectedNonce: nonce, expectedState: state });
+    const tokens = await oidc.authorizationCodeGrant(config, page.url, checks);
     expect(tokens.claims()!.email).to.equal(USERS.bob.email);
     // the same request object with a byte changed does not get past Token
     const tampered = new URL(url);
@@ -124,7 +115,7 @@ describe("the front door: a standard OpenID Provider (DESIGN.md §6)", function 
     tampered.searchParams.set("request", `${jar.slice(0, -3)}${jar.endsWith("AAA") ? "BBB" : "AAA"}`);
     const refused = await new Browserless().go(tampered, {}, (u) => u.origin === "https://jwt.example");
     expect(refused.url.searchParams.get("error")).to.equal("invalid_request_object");
-    expect(refused.url.searchParams.get("state")).to.equal(state);
+    expect(refused.url.searchParams.get("state")).to.equal(checks.expectedState);
   });
 
   it("an expired authorization request (a request object past its exp) is invalid_request_object", async function () {
@@ -159,34 +150,20 @@ describe("the front door: a standard OpenID Provider (DESIGN.md §6)", function 
   });
 
   it("OIDC Core §3.1.2.1: the authorization endpoint takes POST as well as GET", async function () {
-    const config = await rp("a");
-    const verifier = oidc.randomPKCECodeVerifier();
-    const nonce = oidc.randomNonce();
-    const state = oidc.randomState();
-    const params = oidc.buildAuthorizationUrl(config, {
-      redirect_uri: APPS.a!.redirect_uri, scope: "openid email", nonce, state,
-      code_challenge: await oidc.calculatePKCECodeChallenge(verifier), code_challenge_method: "S256",
-    }).searchParams;
+    const { config, checks, url } = await prepare("a", { scope: "openid email" });
     const browser = new Browserless();
     const callback = new URL(APPS.a!.redirect_uri);
     const atApp = (u: URL) => u.origin === callback.origin;
-    let page = await browser.go(`${mesh.issuer}/authorize`, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: params }, atApp);
+    let page = await browser.go(`${mesh.issuer}/authorize`, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: url.searchParams }, atApp);
     page = await browser.submit(browser.form(page, /\/login$/), [["email", USERS.alice.email], ["password", USERS.alice.password]], atApp);
-    const tokens = await oidc.authorizationCodeGrant(config, page.url, { pkceCodeVerifier: verifier, expectedNonce: nonce, expectedState: state });
+    const tokens = await oidc.authorizationCodeGrant(config, page.url, checks);
     expect(tokens.claims()!.aud).to.equal("app-a");
   });
 
   it("OIDC Core §3.1.2.1 prompt=consent: a returning user confirms what the app receives, or declines", async function () {
     await login("a", USERS.bob); // bob has released to app-a
     for (const decision of ["allow", "deny"] as const) {
-      const config = await rp("a");
-      const verifier = oidc.randomPKCECodeVerifier();
-      const nonce = oidc.randomNonce();
-      const state = oidc.randomState();
-      const url = oidc.buildAuthorizationUrl(config, {
-        redirect_uri: APPS.a!.redirect_uri, scope: "openid email profile", nonce, state, prompt: "consent",
-        code_challenge: await oidc.calculatePKCECodeChallenge(verifier), code_challenge_method: "S256",
-      });
+      const { config, checks, url } = await prepare("a", { prompt: "consent" });
       const browser = new Browserless();
       const atApp = (u: URL) => u.origin === new URL(APPS.a!.redirect_uri).origin;
       let page = await browser.go(url, {}, atApp);
@@ -197,33 +174,26 @@ describe("the front door: a standard OpenID Provider (DESIGN.md §6)", function 
       if (decision === "deny") {
         expect(page.url.searchParams.get("error")).to.equal("access_denied");
       } else {
-        const tokens = await oidc.authorizationCodeGrant(config, page.url, { pkceCodeVerifier: verifier, expectedNonce: nonce, expectedState: state });
+        const tokens = await oidc.authorizationCodeGrant(config, page.url, checks);
         expect(tokens.claims()!.email).to.equal(USERS.bob.email);
       }
     }
   });
 
   it("RFC 6749 §4.1.2 / §10.5: a code is single use; the second redemption is invalid_grant", async function () {
-    const { config, callback, verifier, nonce, state } = await login("a", USERS.bob);
-    const again = await oidc.authorizationCodeGrant(config, callback, { pkceCodeVerifier: verifier, expectedNonce: nonce, expectedState: state }).catch((e: unknown) => e);
+    const { config, callback, checks } = await login("a", USERS.bob);
+    const again = await oidc.authorizationCodeGrant(config, callback, checks).catch((e: unknown) => e);
     expect((again as oidc.ResponseBodyError).error).to.equal("invalid_grant");
   });
 
   it("RFC 7636 §4.6: a wrong code_verifier is invalid_grant (and burns the code)", async function () {
-    const config = await rp("a");
-    const verifier = oidc.randomPKCECodeVerifier();
-    const nonce = oidc.randomNonce();
-    const state = oidc.randomState();
-    const url = oidc.buildAuthorizationUrl(config, {
-      redirect_uri: APPS.a!.redirect_uri, scope: "openid email", nonce, state,
-      code_challenge: await oidc.calculatePKCECodeChallenge(verifier), code_challenge_method: "S256",
-    });
+    const { config, checks, url } = await prepare("a", { scope: "openid email" });
     const page = await browse(url, "a", USERS.alice);
-    const wrong = await oidc.authorizationCodeGrant(config, page.url, { pkceCodeVerifier: oidc.randomPKCECodeVerifier(), expectedNonce: nonce, expectedState: state }).catch((e: unknown) => e);
+    const wrong = await oidc.authorizationCodeGrant(config, page.url, { ...checks, pkceCodeVerifier: oidc.randomPKCECodeVerifier() }).catch((e: unknown) => e);
     expect((wrong as oidc.ResponseBodyError).error).to.equal("invalid_grant");
     expect((wrong as oidc.ResponseBodyError).error_description).to.equal("code_verifier does not match the code_challenge (PKCE)");
     // the failed attempt used the code up: the right verifier cannot redeem it now
-    const late = await oidc.authorizationCodeGrant(config, page.url, { pkceCodeVerifier: verifier, expectedNonce: nonce, expectedState: state }).catch((e: unknown) => e);
+    const late = await oidc.authorizationCodeGrant(config, page.url, checks).catch((e: unknown) => e);
     expect((late as oidc.ResponseBodyError).error).to.equal("invalid_grant");
   });
 
