@@ -8,11 +8,11 @@
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import type { AccessGrant, TokenService } from "../gen/hello/token/v1/token_service_pb.js";
 import type { EncryptionService } from "../gen/hello/encryption/v1/encryption_service_pb.js";
-import { RecordKind, RecordOperation } from "../gen/hello/common/v1/record_pb.js";
+import { RecordOperation } from "../gen/hello/common/v1/record_pb.js";
 import { verify } from "../protocol/jws.js";
 import { releaseHash, subjectHash, walletHash } from "../protocol/lookup-key.js";
 import type { VerificationKeys } from "../protocol/signing-keys.js";
-import { RECORD_TYPES, type RecordClaims } from "../protocol/tokens.js";
+import { RECORD_KIND, RECORD_TYPES, type RecordClaims } from "../protocol/tokens.js";
 import type { RecordKindName } from "../storage/backend/record-store.js";
 
 export interface LoginDriverDeps {
@@ -62,12 +62,6 @@ export interface LoginState {
 export type LoginOutcome =
   | { kind: "consent"; state: LoginState; wallet: RecordClaims["wallet"]; newUser: boolean }
   | { kind: "done"; idToken: string; userinfoJwt: string; userinfoJson: string; newUser: boolean };
-
-const KIND: Record<RecordKindName, RecordKind> = {
-  subject: RecordKind.SUBJECT,
-  release: RecordKind.RELEASE,
-  wallet: RecordKind.WALLET,
-};
 
 export class LoginDriver {
   constructor(private readonly deps: LoginDriverDeps) {}
@@ -196,7 +190,7 @@ export class LoginDriver {
   }
 
   #checkGrant(grant: AccessGrant | undefined, kind: RecordKindName, op: RecordOperation, expectedHash: string): AccessGrant {
-    if (!grant || grant.kind !== KIND[kind] || grant.operation !== op || grant.hash !== expectedHash) {
+    if (!grant || grant.kind !== RECORD_KIND[kind] || grant.operation !== op || grant.hash !== expectedHash) {
       throw new ProtocolViolation(`Token's ${kind} grant is not for the ${kind} record this login needs`);
     }
     return grant;

@@ -86,17 +86,23 @@ export async function verify<T>(
     }
     return { claims: payload as T & JWTPayload, kid };
   } catch (error) {
-    throw error instanceof InvalidTokenError ? error : new InvalidTokenError(what, describe(error));
+    throw error instanceof InvalidTokenError ? error : new InvalidTokenError(what, describeJoseError(error) ?? "it could not be verified");
   }
 }
 
-/** jose's verdict in words that carry no token content. */
-function describe(error: unknown): string {
+/**
+ * jose's verdict in words that carry no token content, or undefined for an error that
+ * is not one of jose's verdicts (each caller words that case itself).
+ */
+export function describeJoseError(error: unknown): string | undefined {
+  // JWTExpired is a JWTClaimValidationFailed: it is asked first.
   if (error instanceof errors.JWTExpired) return "it has expired";
   if (error instanceof errors.JWSSignatureVerificationFailed) return "its signature does not verify";
   if (error instanceof errors.JWTClaimValidationFailed) return `its ${error.claim} claim is wrong (${error.reason})`;
   if (error instanceof errors.JOSEAlgNotAllowed) return "its alg is not allowed";
   if (error instanceof errors.JWSInvalid || error instanceof errors.JWTInvalid) return "it is malformed";
   if (error instanceof errors.JOSENotSupported) return "it uses an unsupported algorithm";
-  return "it could not be verified";
+  if (error instanceof errors.JWKSNoMatchingKey) return "no key of the provider's JWKS matches it";
+  if (error instanceof errors.JWKSTimeout) return "the provider's JWKS did not arrive in time";
+  return undefined;
 }

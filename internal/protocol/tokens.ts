@@ -4,6 +4,7 @@
 // own purpose.
 
 import { identityUri } from "../../mesh/identity.js";
+import { RecordKind } from "../gen/hello/common/v1/record_pb.js";
 import type { RecordKindName } from "../storage/backend/record-store.js";
 import type { KeyPurpose } from "./signing-keys.js";
 
@@ -56,6 +57,13 @@ export const RECORD_TYPES: Record<RecordKindName, TokenType> = {
   subject: recordType("subject"),
   release: recordType("release"),
   wallet: recordType("wallet"),
+};
+
+/** A record kind as it crosses the mesh (hello.common.v1.RecordKind). */
+export const RECORD_KIND: Record<RecordKindName, RecordKind> = {
+  subject: RecordKind.SUBJECT,
+  release: RecordKind.RELEASE,
+  wallet: RecordKind.WALLET,
 };
 
 export type Operation = "read" | "create" | "update" | "delete";

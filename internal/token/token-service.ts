@@ -13,7 +13,7 @@ import {
   type AuthorizationParameters,
   TokenService,
 } from "../gen/hello/token/v1/token_service_pb.js";
-import { RecordKind, RecordOperation } from "../gen/hello/common/v1/record_pb.js";
+import { RecordOperation } from "../gen/hello/common/v1/record_pb.js";
 import type { AllowedProvider, RegisteredClient } from "../config/component-config.js";
 import type { RecordKindName } from "../storage/backend/record-store.js";
 import { InvalidTokenError, newJti, sha256, sign, verify } from "../protocol/jws.js";
@@ -25,6 +25,7 @@ import {
   type ErrorClaims,
   type Operation,
   RECEIPT,
+  RECORD_KIND,
   type ReceiptClaims,
   RECORD_TYPES,
   type RecordClaims,
@@ -32,6 +33,7 @@ import {
 } from "../protocol/tokens.js";
 import { denied, invalidArgument, mapped, outOfOrder } from "../protocol/errors.js";
 import type { UpstreamVerifier, WalletClaims } from "./upstream.js";
+import { requestedClaims } from "../protocol/claims.js";
 
 /** What a Session Token carries; each step adds to it (DESIGN.md §3). */
 export interface SessionClaims {
@@ -77,15 +79,6 @@ export interface TokenServiceDeps {
 }
 
 export const ID_TOKEN_LIFETIME_SECONDS = 600;
-const SCOPE_CLAIMS: Record<string, readonly string[]> = {
-  profile: ["name", "given_name", "family_name", "picture"],
-  email: ["email", "email_verified"],
-};
-const KIND: Record<RecordKindName, RecordKind> = {
-  subject: RecordKind.SUBJECT,
-  release: RecordKind.RELEASE,
-  wallet: RecordKind.WALLET,
-};
 const OPERATION: Record<Operation, RecordOperation> = {
   read: RecordOperation.READ,
   create: RecordOperation.CREATE,
@@ -94,16 +87,6 @@ const OPERATION: Record<Operation, RecordOperation> = {
 };
 
 const randomId = () => randomBytes(16).toString("base64url");
-
-/** The claim names an app's request asks for: from its scopes and its `claims` parameter. */
-export function requestedClaims(scope: string, claimsRequest?: string): Set<string> {
-  const names = new Set(scope.split(" ").flatMap((s) => SCOPE_CLAIMS[s] ?? []));
-  if (claimsRequest) {
-    const parsed = JSON.parse(claimsRequest) as { id_token?: object; userinfo?: object };
-    for (const part of [parsed.id_token, parsed.userinfo]) for (const name of Object.keys(part ?? {})) names.add(name);
-  }
-  return names;
-}
 
 export function tokenRoutes(deps: TokenServiceDeps) {
   const now = deps.now ?? (() => new Date());
@@ -146,7 +129,7 @@ export function tokenRoutes(deps: TokenServiceDeps) {
       { op, kind, hash, ...(record === undefined ? {} : { digest: sha256(record) }) },
       { jti, now: now() },
     );
-    return { jti, grant: create(AccessGrantSchema, { accessToken, hash, kind: KIND[kind], operation: OPERATION[op] }) };
+    return { jti, grant: create(AccessGrantSchema, { accessToken, hash, kind: RECORD_KIND[kind], operation: OPERATION[op] }) };
   }
 
   async function mintRecord<K extends RecordKindName>(kind: K, claims: RecordClaims[K]): Promise<string> {

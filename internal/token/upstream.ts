@@ -5,12 +5,11 @@
 // per cooldown when an unknown kid appears.
 
 import { timingSafeEqual } from "node:crypto";
-import { type JWTVerifyGetKey, createRemoteJWKSet, customFetch, errors, jwtVerify } from "jose";
+import { type JWTVerifyGetKey, createRemoteJWKSet, customFetch, jwtVerify } from "jose";
 import type { AllowedProvider } from "../config/component-config.js";
-import { InvalidTokenError } from "../protocol/jws.js";
+import { InvalidTokenError, describeJoseError } from "../protocol/jws.js";
+import { WALLET_CLAIMS } from "../protocol/claims.js";
 
-/** Claims a wallet may hold, and only when the OP ID Token itself carries them. */
-export const WALLET_CLAIMS = ["name", "given_name", "family_name", "email", "email_verified", "picture"] as const;
 export type WalletClaims = Record<string, string | boolean>;
 
 export const MAX_JWKS_BYTES = 64 * 1024;
@@ -101,7 +100,10 @@ export class UpstreamVerifier {
         currentDate: now,
       }));
     } catch (error) {
-      throw new InvalidTokenError("OP ID Token", describe(error));
+      throw new InvalidTokenError(
+        "OP ID Token",
+        describeJoseError(error) ?? `it could not be verified (${error instanceof Error ? error.message : "unknown error"})`,
+      );
     }
     if (typeof payload.nonce !== "string" || !equalsConstantTime(payload.nonce, expectedNonce)) {
       throw new InvalidTokenError("OP ID Token", "its nonce is not this session's upstream nonce");
@@ -124,15 +126,4 @@ export class UpstreamVerifier {
     }
     return { iss: payload.iss!, sub, claims };
   }
-}
-
-function describe(error: unknown): string {
-  if (error instanceof errors.JWTExpired) return "it has expired";
-  if (error instanceof errors.JWTClaimValidationFailed) return `its ${error.claim} claim is wrong (${error.reason})`;
-  if (error instanceof errors.JWSSignatureVerificationFailed) return "its signature does not verify";
-  if (error instanceof errors.JWKSNoMatchingKey) return "no key of the provider's JWKS matches it";
-  if (error instanceof errors.JOSEAlgNotAllowed) return "its alg is not allowed";
-  if (error instanceof errors.JWKSTimeout) return "the provider's JWKS did not arrive in time";
-  if (error instanceof errors.JWSInvalid || error instanceof errors.JWTInvalid) return "it is malformed";
-  return `it could not be verified (${error instanceof Error ? error.message : "unknown error"})`;
 }

@@ -23,6 +23,7 @@ import { type AuthorizationRequest, RedirectableError, UntrustedRedirectError, p
 import { authenticateClient } from "./client-auth.js";
 import { OAuthError } from "./oauth-error.js";
 import { UpstreamRp } from "./upstream-rp.js";
+import { WALLET_CLAIMS, requestedClaims } from "../../protocol/claims.js";
 
 export interface FrontDoorDeps {
   readonly issuer: string;
@@ -103,7 +104,7 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
     request_object_signing_alg_values_supported: ["RS256", "PS256", "ES256", "EdDSA"],
     code_challenge_methods_supported: ["S256"],
     scopes_supported: ["openid", "email", "profile"],
-    claims_supported: ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "name", "given_name", "family_name", "email", "email_verified", "picture"],
+    claims_supported: ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", ...WALLET_CLAIMS],
     claims_parameter_supported: true,
     request_parameter_supported: true,
     request_uri_parameter_supported: false,
@@ -260,17 +261,11 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
     return showConsent(res, { request: flow.request, login: outcome.state, newUser: outcome.newUser, offered: offeredClaims(flow.request, outcome.wallet.claims) }, outcome.wallet.claims);
   }
 
+  /** What the app asked for and the user's wallet holds: Token's own rule (claims.ts). */
   function offeredClaims(request: AuthorizationRequest, wallet: Record<string, unknown>): string[] {
-    const asked = new Set<string>();
-    const scopes = request.scope.split(" ");
-    if (scopes.includes("profile")) ["name", "given_name", "family_name", "picture"].forEach((c) => asked.add(c));
-    if (scopes.includes("email")) ["email", "email_verified"].forEach((c) => asked.add(c));
-    if (request.claims) {
-      const parsed = JSON.parse(request.claims) as { id_token?: object; userinfo?: object };
-      for (const part of [parsed.id_token, parsed.userinfo]) for (const c of Object.keys(part ?? {})) asked.add(c);
-    }
-    return [...asked].filter((c) => c in wallet);
+    return [...requestedClaims(request.scope, request.claims)].filter((c) => c in wallet);
   }
+
 
   function showConsent(res: http.ServerResponse, flow: ConsentFlow, wallet: Record<string, string | boolean>) {
     const client = clients.get(flow.request.client_id)!;
