@@ -4,7 +4,7 @@
 // and again whenever the bundle directory changes on disk.
 
 import { existsSync, readFileSync, watch } from "node:fs";
-import { mkdir, rename, writeFile } from "node:fs/promises";
+import { writeFileAtomic } from "../internal/fs/write-file-atomic.js";
 import path from "node:path";
 import { z } from "zod";
 import { COMPONENTS, type Component } from "./identity.js";
@@ -41,11 +41,9 @@ export function readBundle(dir: string, component: Component): Bundle {
 }
 
 export async function writeBundle(dir: string, bundle: Bundle): Promise<string> {
-  await mkdir(dir, { recursive: true });
   const file = bundlePath(dir, bundle.component);
-  const temp = `${file}.${process.pid}.tmp`;
-  await writeFile(temp, `${JSON.stringify(bundle, null, 2)}\n`);
-  await rename(temp, file);
+  // Public material: readable by all, but still never seen half-written by a watching peer.
+  await writeFileAtomic(file, `${JSON.stringify(bundle, null, 2)}\n`, { secret: false, directoryMode: 0o755 });
   return file;
 }
 

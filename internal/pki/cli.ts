@@ -12,7 +12,8 @@ import { parseArgs } from "node:util";
 import { COMPONENTS, isComponent } from "../../mesh/identity.js";
 import type { Component } from "../../mesh/identity.js";
 import { ensureDevPki } from "./dev-pki.js";
-import { DEFAULT_PKI_ROOT, isNotFound, loadPem, pkiPaths, writePemAtomic } from "./layout.js";
+import { DEFAULT_PKI_ROOT, isNotFound, loadPem, pkiPaths } from "./layout.js";
+import { writeFileAtomic } from "../fs/write-file-atomic.js";
 import {
   createCertificateAuthority,
   describeCertificate,
@@ -97,8 +98,8 @@ async function initCa(args: string[], out: PkiOutput): Promise<number> {
     }
   }
   const ca = createCertificateAuthority(component);
-  await writePemAtomic(paths.caKey, ca.keyPem, { secret: true });
-  await writePemAtomic(paths.caCert, ca.certPem, { secret: false });
+  await writeFileAtomic(paths.caKey, ca.keyPem, { secret: true });
+  await writeFileAtomic(paths.caCert, ca.certPem, { secret: false });
   out.log(`created the ${component} CA: ${paths.caCert} (give this to the other custodians) and ${paths.caKey} (keep it secret)`);
   const dir = values.dir === DEFAULT_PKI_ROOT ? "" : ` --dir ${values.dir}`;
   out.log(`next: hello pki issue ${component}${dir}, and hello pki issue ${component} --operator${dir}`);
@@ -129,8 +130,8 @@ async function issue(args: string[], out: PkiOutput): Promise<number> {
   const rotating = await exists(certPath);
   // Key first, as everywhere: each file is replaced atomically, but the pair is not,
   // so a reader in between could see the new key with the old certificate.
-  await writePemAtomic(keyPath, leaf.keyPem, { secret: true });
-  await writePemAtomic(certPath, leaf.certPem, { secret: false });
+  await writeFileAtomic(keyPath, leaf.keyPem, { secret: true });
+  await writeFileAtomic(certPath, leaf.certPem, { secret: false });
   const { uris, notAfter } = describeCertificate(leaf.certPem);
   if (rotating) out.log(`rotated: replaced the previous certificate and key at ${certPath} with new ones`);
   out.log(`issued ${certPath} (${uris.join(", ")}, valid until ${notAfter.toISOString()}) and ${keyPath}`);

@@ -10,7 +10,8 @@ import { readFile } from "node:fs/promises";
 
 import { COMPONENTS } from "../../mesh/identity.js";
 import type { Component } from "../../mesh/identity.js";
-import { isNotFound, pkiPaths, writePemAtomic } from "./layout.js";
+import { isNotFound, pkiPaths } from "./layout.js";
+import { writeFileAtomic } from "../fs/write-file-atomic.js";
 import {
   createCertificateAuthority,
   describeCertificate,
@@ -102,8 +103,8 @@ async function ensureCustodian(root: string, component: Component, options: Ensu
 
 /** Key first, so an interruption leaves a key without a certificate, which the next run certifies. */
 async function writePair(certPath: string, keyPath: string, pair: CertificateAndKey, writeKey: boolean): Promise<void> {
-  if (writeKey) await writePemAtomic(keyPath, pair.keyPem, { secret: true });
-  await writePemAtomic(certPath, pair.certPem, { secret: false });
+  if (writeKey) await writeFileAtomic(keyPath, pair.keyPem, { secret: true });
+  await writeFileAtomic(certPath, pair.certPem, { secret: false });
 }
 
 /** Existing leaves are kept, so a newly asked-for hostname is not in them: say how to get it. */

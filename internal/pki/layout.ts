@@ -12,8 +12,7 @@
 // In development (`hello start`) all four custodians share one root; in production
 // each custodian holds only its own directory plus its peers' ca.crt.
 
-import { randomBytes } from "node:crypto";
-import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 
 import { isComponent } from "../../mesh/identity.js";
@@ -53,28 +52,6 @@ export async function loadPem(path: string): Promise<string> {
     if (isNotFound(error)) {
       throw new Error(`missing ${path}: ${makerOf(path)}`, { cause: error });
     }
-    throw error;
-  }
-}
-
-/**
- * Writes a PEM file atomically: a reader (or a crash) sees the old file or the new
- * one, never half of either. Key files are 0600 from the moment they exist.
- */
-export async function writePemAtomic(path: string, pem: string, options: { secret: boolean }): Promise<void> {
-  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  const temp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString("hex")}.tmp`);
-  try {
-    const file = await open(temp, "wx", options.secret ? 0o600 : 0o644);
-    try {
-      await file.writeFile(pem, "utf8");
-      await file.sync();
-    } finally {
-      await file.close();
-    }
-    await rename(temp, path);
-  } catch (error) {
-    await rm(temp, { force: true });
     throw error;
   }
 }

@@ -11,10 +11,10 @@
 
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, watch } from "node:fs";
-import { chmod, mkdir, rename, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
 import { MissingKeyMaterialError } from "../serve/credentials.js";
+import { writeFileAtomic } from "../fs/write-file-atomic.js";
 import { Keyring, RECORD_KEY_BYTES, generateRecordKey } from "./keyring.js";
 import { LOOKUP_KEY_BYTES } from "./lookup-key.js";
 import {
@@ -47,14 +47,6 @@ export const STORAGE_KEYS: readonly KeySpec[] = [
 
 const SigningKeysFile = z.strictObject({ keys: z.array(z.looseObject({ kid: z.string(), alg: z.string(), d: z.string() })) });
 const KeyringFile = z.strictObject({ current: z.string().min(1), keys: z.record(z.string(), z.string()) });
-
-async function writeSecret(file: string, text: string): Promise<void> {
-  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-  const temp = `${file}.${process.pid}.tmp`;
-  await writeFile(temp, text, { mode: 0o600 });
-  await chmod(temp, 0o600);
-  await rename(temp, file);
-}
 
 function missing(component: string, file: string, what: string): MissingKeyMaterialError {
   return new MissingKeyMaterialError(
@@ -141,23 +133,23 @@ export async function ensureSigningKeys(file: string, required: readonly KeySpec
   const missing = required.filter((spec) => !held.some((k) => k.purpose === spec.purpose && k.alg === spec.alg));
   if (missing.length === 0) return false;
   const keys = [...existing, ...missing.map((spec) => privateJwk(generateSigningKey(spec.purpose, spec.alg)))];
-  await writeSecret(file, `${JSON.stringify({ keys }, null, 2)}\n`);
+  await writeFileAtomic(file, `${JSON.stringify({ keys }, null, 2)}\n`, { secret: true });
   return true;
 }
 
 /** Makes a 32-byte secret if missing, and copies it to the other custodians that share it. */
 export async function ensureSecretKey(file: string, copyTo: readonly string[] = []): Promise<boolean> {
   const created = !existsSync(file);
-  if (created) await writeSecret(file, `${randomBytes(LOOKUP_KEY_BYTES).toString("base64url")}\n`);
+  if (created) await writeFileAtomic(file, `${randomBytes(LOOKUP_KEY_BYTES).toString("base64url")}\n`, { secret: true });
   const key = readFileSync(file, "utf8");
-  for (const other of copyTo) if (!existsSync(other)) await writeSecret(other, key);
+  for (const other of copyTo) if (!existsSync(other)) await writeFileAtomic(other, key, { secret: true });
   return created;
 }
 
 export async function ensureKeyring(file: string): Promise<boolean> {
   if (existsSync(file)) return false;
   const id = `k${new Date().toISOString().slice(0, 10).replaceAll("-", "")}`;
-  await writeSecret(file, `${JSON.stringify({ current: id, keys: { [id]: generateRecordKey().toString("base64url") } }, null, 2)}\n`);
+  await writeFileAtomic(file, `${JSON.stringify({ current: id, keys: { [id]: generateRecordKey().toString("base64url") } }, null, 2)}\n`, { secret: true });
   return true;
 }
 
