@@ -15,18 +15,11 @@ import { createMeshTransport } from "../../mesh/client.js";
 import { pkiPaths } from "../../internal/pki/layout.js";
 import { TokenService } from "../../internal/gen/hello/token/v1/token_service_pb.js";
 import { StorageService } from "../../internal/gen/hello/storage/v1/storage_service_pb.js";
+import { freePort } from "../../internal/testing/free-port.js";
 
 const run = promisify(execFile);
 const BIN = path.resolve(import.meta.dirname, "bin.js");
 const BUF = path.resolve(import.meta.dirname, "../../node_modules/.bin/buf");
-
-async function freePort(): Promise<number> {
-  const server = net.createServer().listen(0, "127.0.0.1");
-  await new Promise((r) => server.once("listening", r));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 /** Runs `hello start` in `dir` and resolves once it says it is running. */
 function startHello(dir: string): Promise<{ child: ChildProcess; output: () => string }> {

@@ -1,9 +1,9 @@
 import { expect } from "chai";
 import { createServer as createHttpServer, request as httpRequest } from "node:http";
-import { createServer } from "node:net";
 
 import { DEFAULT_DEV_USERS, startDevOp, type DevOp, type DevUser } from "../devop/dev-op.js";
 import { startDemoApp, type DemoApp } from "./demo-app.js";
+import { freePort } from "../testing/free-port.js";
 
 // The demo app against a real OpenID Provider (the development OP), driven like a browser
 // would: fetch, a cookie jar, following redirects, submitting forms.
@@ -352,11 +352,3 @@ async function startProxy(port: number, target: string, rewrite: (path: string, 
   };
 }
 
-/** A port nothing listens on (just now). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}

@@ -10,12 +10,12 @@ import { execFile, execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, rmSync } from "node:fs";
 import { chown, mkdtemp, readFile, readdir, rm } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { promisify } from "node:util";
 
 import pg from "pg";
+import { freePort } from "./free-port.js";
 
 export interface TestPostgres {
   /** postgresql:// URL of a database that this call alone uses. */
@@ -156,18 +156,6 @@ async function findPostgresBin(): Promise<string> {
 async function idOf(flag: "-u" | "-g"): Promise<number> {
   const { stdout } = await run("id", [flag, "postgres"]);
   return Number.parseInt(stdout.trim(), 10);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      const port = typeof address === "object" && address !== null ? address.port : 0;
-      server.close(() => (port > 0 ? resolve(port) : reject(new Error("no free TCP port"))));
-    });
-  });
 }
 
 function errorText(error: unknown): string {

@@ -5,7 +5,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { type Client, createClient } from "@connectrpc/connect";
@@ -28,6 +27,7 @@ import { VerificationKeys } from "../protocol/signing-keys.js";
 import { type ComponentProcesses, startComponentProcesses } from "../serve/component-processes.js";
 import { type DevDeployment, prepareDevDeployment } from "../serve/dev-deployment.js";
 import { type TestPostgres, startPostgres } from "./postgres-server.js";
+import { freePort } from "./free-port.js";
 
 export const UPSTREAM_CLIENT = { id: "hello-mesh", secret: "upstream-secret-0123456789" };
 type AuthMethod = "client_secret_basic" | "client_secret_post" | "private_key_jwt" | "none";
@@ -47,14 +47,6 @@ export const APP_KEY = (async () => {
   return { privateKey, kid: "app-jwt-1", publicJwk: { ...(await exportJWK(publicKey)), kid: "app-jwt-1", alg: "ES256", use: "sig" } };
 })();
 export const appSecret = (clientId: string) => `${clientId}-secret-0123456789`;
-
-export async function freePort(): Promise<number> {
-  const server = net.createServer().listen(0, "127.0.0.1");
-  await new Promise((r) => server.once("listening", r));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 export interface ProtocolMesh {
   readonly devOp: DevOp;

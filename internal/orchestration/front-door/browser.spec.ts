@@ -7,7 +7,8 @@ import os from "node:os";
 import path from "node:path";
 import { expect } from "chai";
 import { type BrowserContext, chromium } from "playwright-core";
-import { type ProtocolMesh, DEMO_CLIENT, USERS, freePort, startProtocolMesh } from "../../testing/protocol-mesh.js";
+import { type ProtocolMesh, DEMO_CLIENT, USERS, startProtocolMesh } from "../../testing/protocol-mesh.js";
+import { freePort } from "../../testing/free-port.js";
 import { startDemoApp } from "../../demoapp/demo-app.js";
 
 export const CHROMIUM = "/usr/bin/chromium";
