@@ -197,7 +197,7 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
       });
   }
 
-  async function authorize(req: http.IncomingMessage, res: http.ServerResponse, params: URLSearchParams) {
+  async function authorize(res: http.ServerResponse, params: URLSearchParams) {
     const request = parseAuthorizationRequest(params, clients);
     const hinted = request.provider_hint ? rp.provider(request.provider_hint) : undefined;
     if (request.provider_hint && !hinted) throw new RedirectableError(request, "invalid_request", "provider_hint names no provider hello-mesh knows");
@@ -367,9 +367,9 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
           case "GET /jwks":
             return await jwks(res);
           case "GET /authorize":
-            return await authorize(req, res, url.searchParams);
+            return await authorize(res, url.searchParams);
           case "POST /authorize":
-            return await authorize(req, res, await form(req));
+            return await authorize(res, await form(req));
           case "POST /authorize/provider":
             return await chosen(res, await form(req));
           case "GET /upstream/callback":
