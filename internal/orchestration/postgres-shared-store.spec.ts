@@ -40,6 +40,23 @@ describe("Orchestration's shared store on PostgreSQL (DESIGN.md §8)", function 
     }
   });
 
+  it("a claim (a client assertion's jti) succeeds at one replica only, even at the same moment", async function () {
+    for (let round = 0; round < 20; round++) {
+      const key = `assertion:app:${round}-${Date.now()}`;
+      const results = await Promise.all([replicaA.claim(key, 60_000), replicaB.claim(key, 60_000), replicaA.claim(key, 60_000), replicaB.claim(key, 60_000)]);
+      expect(results.filter(Boolean)).to.have.length(1);
+    }
+  });
+
+  it("an expired claim can be claimed again; a live one cannot", async function () {
+    const key = `assertion:app:expiring-${Date.now()}`;
+    expect(await replicaA.claim(key, 50)).to.equal(true);
+    expect(await replicaB.claim(key, 60_000)).to.equal(false);
+    await new Promise((r) => setTimeout(r, 120));
+    expect(await replicaB.claim(key, 60_000)).to.equal(true);
+    expect(await replicaA.claim(key, 60_000)).to.equal(false);
+  });
+
   it("an expired entry is neither read nor redeemed", async function () {
     const a = new SecretKeyedStore<{ idToken: string }>(replicaA, "access-token");
     const token = await a.issue({ idToken: "t" }, 0.05);

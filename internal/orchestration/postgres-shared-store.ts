@@ -46,6 +46,18 @@ export async function openPostgresSharedStore(url: string, options: { sweepEvery
       );
       return rows[0]?.live ? rows[0].value : undefined;
     },
+    async claim(key, ttlMs) {
+      // One statement: inserts, or replaces an expired entry; a live one wins and no row
+      // comes back. ON CONFLICT takes the row lock, so concurrent claims serialise.
+      const { rowCount } = await pool.query(
+        `INSERT INTO orchestration_state (key, value, expires_at) VALUES ($1, ''::bytea, now() + $2 * interval '1 millisecond')
+         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at
+         WHERE orchestration_state.expires_at <= now()
+         RETURNING key`,
+        [key, ttlMs],
+      );
+      return rowCount === 1;
+    },
     async close() {
       clearInterval(sweep);
       await pool.end();

@@ -19,7 +19,7 @@ describe("Orchestration's sealed transient state (DESIGN.md §8)", function () {
   it("a code's entry is stored under its hash, holds nothing readable, and is redeemed once", async function () {
     const shared = new MemoryStore();
     const written: Array<{ key: string; value: Buffer }> = [];
-    const recording = { ...shared, get: shared.get.bind(shared), take: shared.take.bind(shared),
+    const recording = { ...shared, get: shared.get.bind(shared), take: shared.take.bind(shared), claim: shared.claim.bind(shared),
       put: async (key: string, value: Buffer, ttl: number) => { written.push({ key, value }); await shared.put(key, value, ttl); } };
     const codes = new SecretKeyedStore<{ idToken: string }>(recording, "code");
     const code = await codes.issue({ idToken: "the-id-token" }, 60);
@@ -37,5 +37,13 @@ describe("Orchestration's sealed transient state (DESIGN.md §8)", function () {
     const code = await codes.issue({ idToken: "t" }, 60);
     expect(await codes.read(`${code}x`)).to.equal(undefined);
     expect(await codes.read(code)).to.deep.equal({ idToken: "t" });
+  });
+
+  it("a claim holds until it expires; a second claim of a live key fails", async function () {
+    const shared = new MemoryStore();
+    expect(await shared.claim("assertion:app:1", 50)).to.equal(true);
+    expect(await shared.claim("assertion:app:1", 60_000)).to.equal(false);
+    await new Promise((r) => setTimeout(r, 80));
+    expect(await shared.claim("assertion:app:1", 60_000)).to.equal(true);
   });
 });

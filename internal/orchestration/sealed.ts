@@ -61,6 +61,11 @@ export interface SharedStore {
   put(key: string, value: Buffer, ttlMs: number): Promise<void>;
   get(key: string): Promise<Buffer | undefined>;
   take(key: string): Promise<Buffer | undefined>;
+  /**
+   * Puts `key` only if no live entry holds it, atomically across replicas: true when
+   * this call claimed it. (A get-then-put would let two replicas both see "absent".)
+   */
+  claim(key: string, ttlMs: number): Promise<boolean>;
 }
 
 /** One process's store; replicas need a shared one behind the same interface. */
@@ -78,6 +83,11 @@ export class MemoryStore implements SharedStore {
     const value = await this.get(key);
     this.#entries.delete(key);
     return value;
+  }
+  async claim(key: string, ttlMs: number) {
+    if (await this.get(key)) return false;
+    await this.put(key, Buffer.alloc(0), ttlMs);
+    return true;
   }
   #sweep() {
     const now = Date.now();

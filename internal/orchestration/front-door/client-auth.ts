@@ -102,6 +102,6 @@ async function checkAssertion(
     throw new OAuthError("invalid_client", "the client assertion lives longer than 5 minutes");
   }
   const key = `assertion:${client.client_id}:${payload.jti}`;
-  if (await context.replay.get(key)) throw new OAuthError("invalid_client", "the client assertion was already used");
-  await context.replay.put(key, Buffer.from("1"), 6 * 60_000);
+  // Claimed atomically in the store every replica shares: one use, whichever instance.
+  if (!(await context.replay.claim(key, 6 * 60_000))) throw new OAuthError("invalid_client", "the client assertion was already used");
 }
