@@ -46,9 +46,11 @@ export async function checkServedKeys(issuer: string, tokenBundle: Bundle): Prom
   for (const jwk of tokenBundle.jwks.keys as JWK[]) {
     if (jwk.kid?.startsWith("id-token.")) published.set(jwk.kid, { thumbprint: await calculateJwkThumbprint(jwk), alg: jwk.alg, use: jwk.use });
   }
+  const otherPurposes = new Set((tokenBundle.jwks.keys as JWK[]).map((k) => k.kid).filter((kid) => kid && !published.has(kid)));
   const kidOf = (jwk: JWK) => jwk.kid ?? "(no kid)";
   const notTokens = async (jwk: JWK): Promise<string | undefined> => {
     const expected = jwk.kid ? published.get(jwk.kid) : undefined;
+    if (!expected && jwk.kid && otherPurposes.has(jwk.kid)) return "a key of Token's for another purpose, never one that signs for apps";
     if (!expected) return "which Token's bundle does not hold";
     if (jwk.alg !== expected.alg || jwk.use !== expected.use) return "whose alg or use differs from that kid's in Token's bundle";
     try {
