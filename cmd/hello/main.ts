@@ -8,11 +8,12 @@ import { runVerify } from "./verify.js";
 const USAGE = `usage: hello <command> [options]
 
 commands:
-  start [--config hello.config.json]    run everything on this machine (development)
+  start [--config hello.config.json]    build each component, run everything on this machine (development)
   serve <component> --config <file>     run one component as its custodian would
                                         (component: orchestration, token, encryption, storage)
   pki <init-ca|issue|bundle|dev|show>   make custodian CAs, mesh certificates and bundles
-  verify --issuer <url>                 check that the keys the front door publishes are Token's
+  verify [--config hello.config.json]   check that each component runs what this checkout builds,
+                                        and that the front door publishes only Token's keys
   help                                  this text
 `;
 

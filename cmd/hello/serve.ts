@@ -1,54 +1,30 @@
-// hello serve <component> --config <file>: one component, as its custodian runs it.
+// hello serve <component> --config <file>: one component from source, as its custodian
+// runs it. The built artifact of a component (`node dist/<component>/main.mjs`) runs
+// the same code through cmd/<component>/main.ts.
 
 import { parseArgs } from "node:util";
-import { COMPONENTS, isComponent } from "../../mesh/identity.js";
-import { loadComponentConfig } from "../../internal/config/component-config.js";
-import { ConfigError } from "../../internal/config/errors.js";
-import { createLogger } from "../../internal/log/logger.js";
-import { MissingKeyMaterialError } from "../../internal/serve/credentials.js";
-import { serveComponent } from "../../internal/serve/serve-component.js";
-import { initTracing } from "../../internal/telemetry/tracing.js";
+import { COMPONENTS, type Component, isComponent } from "../../mesh/identity.js";
+import type { ServiceFactory } from "../../internal/serve/component-services.js";
+import { runComponent } from "../../internal/serve/run-component.js";
+
+/** Each component's wiring, loaded only for the component asked for. */
+const WIRING: { [C in Component]: () => Promise<ServiceFactory<C>> } = {
+  orchestration: async () => (await import("../../internal/serve/components/orchestration.js")).orchestrationService,
+  token: async () => (await import("../../internal/serve/components/token.js")).tokenService,
+  encryption: async () => (await import("../../internal/serve/components/encryption.js")).encryptionService,
+  storage: async () => (await import("../../internal/serve/components/storage.js")).storageService,
+};
 
 export async function runServe(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: { config: { type: "string" } },
-  });
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { config: { type: "string" } } });
   const component = positionals[0];
   if (!component || !isComponent(component) || positionals.length > 1) {
     process.stderr.write(`usage: hello serve <component> --config <file>\n  component: one of ${COMPONENTS.join(", ")}\n`);
     return 2;
   }
-  if (!values.config) {
-    process.stderr.write(`hello serve ${component}: --config <file> is required (the ${component} custodian's configuration)\n`);
-    return 2;
-  }
+  return serveWith(component, values.config === undefined ? [] : ["--config", values.config]);
+}
 
-  const log = createLogger(component);
-  const tracing = initTracing(`hello-${component}`);
-  let running;
-  try {
-    running = await serveComponent(loadComponentConfig(values.config, component), log);
-  } catch (error) {
-    // Start-up errors are about configuration, keys, bundles or the database: the
-    // custodian needs the words on stderr, not only a JSON log line.
-    process.stderr.write(`hello serve ${component}: ${error instanceof Error ? error.message : String(error)}\n`);
-    if (!(error instanceof ConfigError || error instanceof MissingKeyMaterialError)) log.fatal({ err: error }, "failed to start");
-    return 1;
-  }
-  log.info({ url: running.server.url }, `${component} is serving on ${running.server.url}`);
-
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      log.info({ signal }, "stopping");
-      resolve();
-    };
-    process.once("SIGINT", stop);
-    process.once("SIGTERM", stop);
-  });
-  await running.close();
-  await tracing.shutdown();
-  log.info("stopped");
-  return 0;
+async function serveWith<C extends Component>(component: C, args: string[]): Promise<number> {
+  return runComponent(component, await WIRING[component](), args);
 }

@@ -1,24 +1,35 @@
 // hello start: the whole service on one machine, for development. Makes every
 // custodian's certificates and keys on first run, derives each component's own
-// configuration from one file, and runs each component as its own process, exactly
-// as `hello serve` would for a custodian.
+// configuration from one file, builds each component's artifact (dist/<component>/,
+// docs/builds.md) and runs each as its own process from it, as a custodian would, and
+// writes the deployment record `hello verify` reads (<stateDir>/deployment.json).
+// `--source` runs the components from source instead (no build; nothing to verify).
 
 import type { ChildProcess } from "node:child_process";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
+import { rm } from "node:fs/promises";
 import { COMPONENTS, type Component } from "../../mesh/identity.js";
 import { ConfigError } from "../../internal/config/errors.js";
 import { derivedConfigPath, loadDevConfig } from "../../internal/config/dev-config.js";
 import { discoverJwksUris, prepareDevDeployment } from "../../internal/serve/dev-deployment.js";
 import { startComponentProcesses } from "../../internal/serve/component-processes.js";
+import { deploymentRecord, deploymentRecordPath, pidsOf, writeDeploymentRecord } from "../../internal/serve/deployment-record.js";
+import { buildComponents, pinnedNodeVersion } from "../../internal/build/build.js";
 import { startDevOp } from "../../internal/devop/dev-op.js";
 import { startDemoApp } from "../../internal/demoapp/demo-app.js";
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
+/** The checkout this command runs from: what `hello start` builds. */
+const CHECKOUT = path.resolve(import.meta.dirname, "../..");
+
 export async function runStart(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { config: { type: "string", default: "hello.config.json" } } });
+  const { values } = parseArgs({
+    args,
+    options: { config: { type: "string", default: "hello.config.json" }, source: { type: "boolean", default: false } },
+  });
   let dev;
   try {
     dev = loadDevConfig(values.config);
@@ -28,6 +39,28 @@ export async function runStart(args: string[]): Promise<number> {
       return 1;
     }
     throw error;
+  }
+
+  let artifacts: Partial<Record<Component, string>> = {};
+  if (!values.source) {
+    const node = pinnedNodeVersion(CHECKOUT);
+    if (process.version !== `v${node}`) {
+      process.stderr.write(
+        `hello start: the artifacts are pinned to Node v${node} (.node-version) and this is Node ${process.version}. ` +
+          "Run it with that Node, or use `hello start --source` to run the components from source.\n",
+      );
+      return 1;
+    }
+    let built;
+    try {
+      built = await buildComponents({ sourceDir: CHECKOUT, outDir: path.join(CHECKOUT, "dist") });
+    } catch (error) {
+      process.stderr.write(`hello start: the build failed: ${(error as Error).message}\n`);
+      return 1;
+    }
+    out(`Built each component's artifact (Node v${node}):`);
+    for (const a of built) out(`  ${a.component.padEnd(15)}${a.digest}  ${path.relative(process.cwd(), a.entry)}`);
+    artifacts = Object.fromEntries(built.map((a) => [a.component, a.entry]));
   }
 
   // The development upstream OP, when a provider names it: a real OIDC server with a login form.
@@ -49,14 +82,15 @@ export async function runStart(args: string[]): Promise<number> {
   const { certs } = deployment;
   out(deployment.createdCertificates ? `Made development CAs and certificates under ${certs}` : `Using the certificates under ${certs}`);
 
-  const processes = startComponentProcesses(deployment, { onSpawn: relayLogs });
+  const processes = startComponentProcesses(deployment, { artifacts, onSpawn: relayLogs });
+  const recordFile = deploymentRecordPath(dev);
   const demoClient = dev.clients.find((c) => c.redirect_uris.includes(`http://localhost:${dev.ports.demo}/callback`));
   let demo: Awaited<ReturnType<typeof startDemoApp>> | undefined;
   let stopping: Promise<void> | undefined;
   const stop = () => {
     if (!stopping) {
       out("\nStopping…");
-      stopping = Promise.all([processes.stop(), demo?.close(), devOp?.close()]).then(() => undefined);
+      stopping = Promise.all([processes.stop(), demo?.close(), devOp?.close(), rm(recordFile, { force: true })]).then(() => undefined);
     }
     return stopping;
   };
@@ -82,6 +116,8 @@ export async function runStart(args: string[]): Promise<number> {
     return started === "stopped" ? 0 : 1;
   }
 
+  await writeDeploymentRecord(recordFile, deploymentRecord(deployment, pidsOf(processes.children), artifacts, dev.issuer));
+
   if (demoClient?.client_secret) {
     demo = await startDemoApp({
       issuer: dev.issuer,
@@ -93,7 +129,7 @@ export async function runStart(args: string[]): Promise<number> {
   }
 
   out("");
-  out("hello-mesh is running. Each component is its own process, on mutual TLS:");
+  out(`hello-mesh is running. Each component is its own process${values.source ? " (from source)" : ", from its artifact"}, on mutual TLS:`);
   out("");
   out(`  ${"component".padEnd(15)}${"mesh address".padEnd(28)}identity`);
   for (const component of COMPONENTS) {
@@ -103,6 +139,7 @@ export async function runStart(args: string[]): Promise<number> {
   out(`  certificates and keys: ${certs}/<component>/   peers' bundles: ${path.join(certs, "bundles")}`);
   out(`  component configs:     ${path.dirname(derivedConfigPath(dev, "token"))}`);
   out(`  storage database:      ${dev.database ? "PostgreSQL (from the config's database URL)" : `embedded PGlite in ${path.resolve(dev.baseDir, dev.stateDir, "storage", "pgdata")}`}`);
+  out(`  deployment record:     ${recordFile}${values.source ? "" : `   (check it with: hello verify${values.config === "hello.config.json" ? "" : ` --config ${values.config}`})`}`);
   out(`  front door (issuer):   ${dev.issuer}`);
   if (devOp) out(`  development OP:        ${devOp.issuer}  (accounts: alice@example.com / alice, bob@example.com / bob)`);
   if (demo) {

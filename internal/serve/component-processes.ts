@@ -1,6 +1,7 @@
-// Runs the four components as separate processes (`hello serve <component>`), as
-// custodians would, and waits until each reports SERVING over the mesh. Used by
-// `hello start` and by the end-to-end tests.
+// Runs the four components as separate processes, as custodians would, and waits
+// until each reports SERVING over the mesh: from source (`hello serve <component>`,
+// through tsx; what the end-to-end tests use) or from built artifacts
+// (`node dist/<component>/main.mjs`; what `hello start` uses).
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -31,11 +32,24 @@ export interface ComponentProcesses {
   readonly ready: Promise<void>;
 }
 
+export interface ComponentProcessOptions {
+  readonly components?: readonly Component[];
+  readonly env?: NodeJS.ProcessEnv;
+  /**
+   * Run each component from its artifact, the file `node` runs (`dist/<component>/main.mjs`),
+   * instead of from source. A component without an entry here runs from source.
+   */
+  readonly artifacts?: Partial<Record<Component, string>>;
+  readonly onSpawn?: (c: Component, child: ChildProcess) => void;
+}
+
+/** The command line that runs `component`: [file node runs, ...arguments]. */
+export function componentCommand(component: Component, configFile: string, artifact?: string): string[] {
+  return artifact ? [artifact, "--config", configFile] : [BIN, "serve", component, "--config", configFile];
+}
+
 /** Spawns the components at once and returns immediately, so a caller can stop them at any time. */
-export function startComponentProcesses(
-  deployment: DevDeployment,
-  options: { components?: readonly Component[]; env?: NodeJS.ProcessEnv; onSpawn?: (c: Component, child: ChildProcess) => void } = {},
-): ComponentProcesses {
+export function startComponentProcesses(deployment: DevDeployment, options: ComponentProcessOptions = {}): ComponentProcesses {
   const components = options.components ?? COMPONENTS;
   const children = new Map<Component, ChildProcess>();
   let stopping = false;
@@ -44,7 +58,7 @@ export function startComponentProcesses(
 
   // Components connect to their peers lazily, so all can start at once.
   for (const component of components) {
-    const child = spawn(process.execPath, [BIN, "serve", component, "--config", deployment.configFiles[component]], {
+    const child = spawn(process.execPath, componentCommand(component, deployment.configFiles[component], options.artifacts?.[component]), {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...inheritedEnv(), ...options.env },
     });

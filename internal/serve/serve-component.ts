@@ -7,8 +7,8 @@ import type { DescService } from "@bufbuild/protobuf";
 import { COMPONENTS, type Component } from "../../mesh/identity.js";
 import { readBundles, trustFromBundles, watchBundles } from "../../mesh/bundle.js";
 import { type MeshServer, startMeshServer } from "../../mesh/server.js";
-import type { ComponentConfig } from "../config/component-config.js";
-import { buildInfoRoutes, currentBuildInfo } from "../buildinfo/build-info.js";
+import type { ConfigFor } from "../config/component-config.js";
+import { buildInfoRoutes, currentBuildInfo, describeRunningArtifact } from "../buildinfo/build-info.js";
 import { BuildInfoService } from "../gen/hello/common/v1/build_info_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
@@ -16,7 +16,7 @@ import { HealthStatus, healthRoutes } from "../grpc/health.js";
 import { reflectionRoutes } from "../grpc/reflection.js";
 import type { Logger } from "../log/logger.js";
 import { loadCredentials } from "./credentials.js";
-import { componentService } from "./component-services.js";
+import type { ServiceFactory } from "./component-services.js";
 
 export interface RunningComponent {
   readonly component: Component;
@@ -28,16 +28,26 @@ export interface RunningComponent {
 /** The peers' CAs a component must hold: every custodian may at least call BuildInfo. */
 const TRUSTED_BUNDLES: readonly Component[] = COMPONENTS;
 
-export async function serveComponent(config: ComponentConfig, log: Logger): Promise<RunningComponent> {
+/**
+ * `service` is the component's own wiring (internal/serve/components/<component>.ts),
+ * passed in rather than looked up so that a component's artifact bundles only its own.
+ */
+export async function serveComponent<C extends Component>(
+  config: ConfigFor<C>,
+  log: Logger,
+  service: ServiceFactory<C>,
+): Promise<RunningComponent> {
   const credentials = loadCredentials(config);
   let bundles = readBundles(config.bundles, TRUSTED_BUNDLES);
-  const service = await componentService(config, { credentials, bundles: () => bundles, log });
+  // Digested once, before serving: BuildInfo names the files this process started from.
+  const buildInfo = currentBuildInfo(config.component, await describeRunningArtifact());
+  const running = await service(config, { credentials, bundles: () => bundles, log });
 
   const health = new HealthStatus();
-  const served: DescService[] = [...service.descriptors, BuildInfoService, Health, ServerReflection];
+  const served: DescService[] = [...running.descriptors, BuildInfoService, Health, ServerReflection];
   const routes = (router: ConnectRouter) => {
-    service.routes(router);
-    buildInfoRoutes(currentBuildInfo(config.component))(router);
+    running.routes(router);
+    buildInfoRoutes(buildInfo)(router);
     healthRoutes(health)(router);
     reflectionRoutes(served)(router);
   };
@@ -50,7 +60,7 @@ export async function serveComponent(config: ComponentConfig, log: Logger): Prom
     host: config.listen.host,
     port: config.listen.port,
   });
-  for (const descriptor of service.descriptors) health.set(descriptor.typeName, ServingStatus.SERVING);
+  for (const descriptor of running.descriptors) health.set(descriptor.typeName, ServingStatus.SERVING);
   health.set("", ServingStatus.SERVING);
 
   const stopWatching = watchBundles(
@@ -72,7 +82,7 @@ export async function serveComponent(config: ComponentConfig, log: Logger): Prom
       stopWatching();
       health.shutdown();
       await server.close();
-      await service.close();
+      await running.close();
     },
   };
 }

@@ -74,8 +74,9 @@ export type BuildInfo = Message<"hello.common.v1.BuildInfo"> & {
   sourceRevision: string;
 
   /**
-   * Hex SHA-256 of the artifact the process was started from, or "" when it runs
-   * from source (development mode).
+   * Hex SHA-256 of the artifact the process was started from (of the manifest of
+   * every file in its directory, docs/builds.md), or "" when it runs from source
+   * (development mode).
    *
    * @generated from field: string artifact_digest = 4;
    */

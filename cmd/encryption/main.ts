@@ -1,0 +1,9 @@
+// The entry point of the encryption artifact (`npm run build` bundles it into
+// dist/encryption/main.mjs): Encryption's wiring and nothing of the other components'.
+//
+//   node dist/encryption/main.mjs --config <file>
+
+import { encryptionService } from "../../internal/serve/components/encryption.js";
+import { runComponent } from "../../internal/serve/run-component.js";
+
+process.exitCode = await runComponent("encryption", encryptionService, process.argv.slice(2), "encryption artifact");

@@ -1,0 +1,9 @@
+// The entry point of the orchestration artifact (`npm run build` bundles it into
+// dist/orchestration/main.mjs): Orchestration's wiring and nothing of the other components'.
+//
+//   node dist/orchestration/main.mjs --config <file>
+
+import { orchestrationService } from "../../internal/serve/components/orchestration.js";
+import { runComponent } from "../../internal/serve/run-component.js";
+
+process.exitCode = await runComponent("orchestration", orchestrationService, process.argv.slice(2), "orchestration artifact");

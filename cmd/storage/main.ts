@@ -1,0 +1,9 @@
+// The entry point of the storage artifact (`npm run build` bundles it into
+// dist/storage/main.mjs): Storage's wiring and nothing of the other components'.
+//
+//   node dist/storage/main.mjs --config <file>
+
+import { storageService } from "../../internal/serve/components/storage.js";
+import { runComponent } from "../../internal/serve/run-component.js";
+
+process.exitCode = await runComponent("storage", storageService, process.argv.slice(2), "storage artifact");

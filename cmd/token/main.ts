@@ -1,0 +1,9 @@
+// The entry point of the token artifact (`npm run build` bundles it into
+// dist/token/main.mjs): Token's wiring and nothing of the other components'.
+//
+//   node dist/token/main.mjs --config <file>
+
+import { tokenService } from "../../internal/serve/components/token.js";
+import { runComponent } from "../../internal/serve/run-component.js";
+
+process.exitCode = await runComponent("token", tokenService, process.argv.slice(2), "token artifact");
