@@ -22,10 +22,9 @@ import {
   loadKeyring,
   loadLookupKey,
   loadSecretKey,
-  loadSigningKeys,
   watchSigningKeys,
 } from "../protocol/key-files.js";
-import { VerificationKeys } from "../protocol/signing-keys.js";
+import { VerificationKeys, activeKey } from "../protocol/signing-keys.js";
 import type { Logger } from "../log/logger.js";
 import { LoginDriver } from "../orchestration/login-driver.js";
 import { startFrontDoor } from "../orchestration/front-door/front-door.js";
@@ -128,17 +127,33 @@ export async function componentService(config: ComponentConfig, deps: ServiceDep
       return { descriptors: [EncryptionService], routes, close: async () => {} };
     }
     case "storage": {
-      const storageKeys = loadSigningKeys("storage", config.keys.signing, STORAGE_KEYS);
-      const newest = (purpose: "error" | "receipt") => storageKeys.filter((k) => k.purpose === purpose).at(-1)!;
+      // Reloaded when the key file changes (`hello keys`, docs/key-rotation.md): each Error
+      // Token and receipt is signed by the key active at that moment.
+      const signing = watchSigningKeys("storage", config.keys.signing, STORAGE_KEYS, (error) =>
+        error
+          ? deps.log.error({ err: error }, "the signing key file changed but does not load; keeping the previous keys")
+          : deps.log.info("reloaded the signing keys"),
+      );
       const store = await openRecordStore(config.database);
       deps.log.info({ backend: config.database.url ? "postgresql" : "pglite" }, "opened the record store");
       const routes = storageRoutes({
         store,
         tokenKeys: peerKeys(deps.bundles, "token"),
-        errorKey: newest("error"),
-        receiptKey: newest("receipt"),
+        get errorKey() {
+          return activeKey(signing.keys(), "error");
+        },
+        get receiptKey() {
+          return activeKey(signing.keys(), "receipt");
+        },
       });
-      return { descriptors: [StorageService], routes, close: () => store.close() };
+      return {
+        descriptors: [StorageService],
+        routes,
+        close: async () => {
+          signing.close();
+          await store.close();
+        },
+      };
     }
   }
 }
