@@ -36,8 +36,9 @@ commands (component: token or storage, the custodians that sign):
       has been published --min-published seconds (default 300 for id-token keys, the JWKS
       max-age; 60 for the others) and while the bundle lacks it. With --issuer, an
       id-token key must also be in the JWKS the front door serves.
-  prune <component> [--purpose <p>]... [--alg <a>]...
-      drop retired keys whose tokens have all expired; record keys are never dropped
+  prune <component> [--purpose <p>]... [--alg <a>]... [--compromised <kid>]...
+      drop retired keys whose tokens have all expired; record keys are never dropped.
+      --compromised drops that retired key now: its unexpired tokens are refused too
   publish <component>
       rewrite the component's bundle from its key file (its CA is kept)
 
@@ -74,6 +75,7 @@ export async function runKeysCommand(args: string[], out: KeysOutput): Promise<n
           alg: { type: "string", multiple: true },
           "min-published": { type: "string" },
           issuer: { type: "string" },
+          compromised: { type: "string", multiple: true },
         },
       }),
     );
@@ -83,7 +85,7 @@ export async function runKeysCommand(args: string[], out: KeysOutput): Promise<n
       ...(values.alg ? { algs: values.alg.map(alg) } : {}),
     };
     const only = (allowed: string[]) => {
-      for (const option of ["purpose", "alg", "min-published", "issuer"] as const) {
+      for (const option of ["purpose", "alg", "min-published", "issuer", "compromised"] as const) {
         if (values[option] !== undefined && !allowed.includes(option)) throw new UsageError(`${command} takes no --${option}`);
       }
     };
@@ -120,9 +122,12 @@ export async function runKeysCommand(args: string[], out: KeysOutput): Promise<n
         return 0;
       }
       case "prune": {
-        only(["purpose", "alg"]);
-        const { pruned, kept } = await pruneKeys(location, selection);
-        for (const key of pruned) out.log(`pruned ${describe(key)}: every token it signed has expired`);
+        only(["purpose", "alg", "compromised"]);
+        const compromised = values.compromised ?? [];
+        const { pruned, kept } = await pruneKeys(location, { ...selection, compromised });
+        for (const key of pruned) {
+          out.log(`pruned ${describe(key)}: ${compromised.includes(key.kid) ? "what it signed is refused from now on" : "every token it signed has expired"}`);
+        }
         for (const { key, reason } of kept) out.log(`kept ${describe(key)}: ${reason}`);
         if (pruned.length === 0) out.log("nothing to prune");
         else out.log("next: give the rewritten bundle to the other custodians");

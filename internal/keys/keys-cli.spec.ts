@@ -153,6 +153,28 @@ describe("hello keys (the custodian's files)", function () {
     expect((await keyStatus(token)).filter((k) => k.status === "retired").map((k) => k.purpose)).to.deep.equal(["record"]);
   });
 
+  it("prune --compromised drops a retired key at once, but never an active key or a record key", async function () {
+    token = await custodian("token");
+    await rotateKeys(token, { purposes: ["session", "record"] });
+    const { retired, promoted } = await promoteKeys(token, { minPublishedSeconds: 0 });
+    const oldSession = retired.find((k) => k.purpose === "session")!.kid;
+    const oldRecord = retired.find((k) => k.purpose === "record")!.kid;
+    const newSession = promoted.find((k) => k.purpose === "session")!.kid;
+
+    const record = await keys("prune", "token", "--compromised", oldRecord, ...at(token));
+    expect(record.code).to.equal(1);
+    expect(record.err).to.include(`${oldRecord} is a record key: dropping it would make every record it signed unverifiable`);
+    const active = await keys("prune", "token", "--compromised", newSession, ...at(token));
+    expect(active.err).to.include(`${newSession} is active: rotate and promote first`);
+    expect((await keys("prune", "token", "--compromised", "session.nope", ...at(token))).err).to.include("token holds no key session.nope");
+
+    const dropped = await keys("prune", "token", "--compromised", oldSession, ...at(token));
+    expect(dropped.code, dropped.err).to.equal(0);
+    expect(dropped.out).to.include(`pruned the session EdDSA key ${oldSession}: what it signed is refused from now on`);
+    expect(bundleKids(token)).to.not.include(oldSession);
+    expect(bundleKids(token)).to.include(oldRecord);
+  });
+
   it("hello keys status reads a component's own configuration (the bin, as a custodian runs it)", async function () {
     const config = path.join(dir, "storage.json");
     await writeFile(

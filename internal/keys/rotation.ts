@@ -312,16 +312,33 @@ export interface Pruning {
  * Drops the selected retired keys once every token they signed has expired. Record
  * keys are never dropped, nor a retired key without a retirement date. The bundle is
  * written first: verifiers stop accepting the key before the signer forgets it.
+ *
+ * `compromised` names retired keys to drop now, whatever their tokens' lifetime: the
+ * tokens they signed are refused from then on (logins in flight with them fail). A
+ * record key cannot be dropped so: every record it signed would stop verifying.
  */
-export async function pruneKeys(location: KeyLocation, selection: Selection = {}, now = new Date()): Promise<Pruning> {
+export async function pruneKeys(
+  location: KeyLocation,
+  selection: Selection & { readonly compromised?: readonly string[] } = {},
+  now = new Date(),
+): Promise<Pruning> {
   const keys = readKeys(location);
   const specs = selectedSpecs(location, selection);
+  for (const kid of selection.compromised ?? []) {
+    const key = keys.find((k) => k.kid === kid);
+    if (!key) throw new RotationError(`${location.component} holds no key ${kid}`);
+    if (statusOf(key) !== "retired") throw new RotationError(`${kid} is ${statusOf(key)}: rotate and promote first, so that it is retired before it is dropped`);
+    if (SIGNED_LIFETIME_SECONDS[key.purpose] === undefined) {
+      throw new RotationError(`${kid} is a record key: dropping it would make every record it signed unverifiable (docs/key-rotation.md, a compromised record key)`);
+    }
+  }
   const pruned: SigningKey[] = [];
   const kept: Pruning["kept"] = [];
   for (const key of keys) {
     if (statusOf(key) !== "retired" || !specs.some((spec) => matches(spec)(key))) continue;
     const at = prunableAt(key);
-    if (SIGNED_LIFETIME_SECONDS[key.purpose] === undefined) kept.push({ key, reason: "record keys are retired, never deleted: stored records still verify" });
+    if (selection.compromised?.includes(key.kid)) pruned.push(key);
+    else if (SIGNED_LIFETIME_SECONDS[key.purpose] === undefined) kept.push({ key, reason: "record keys are retired, never deleted: stored records still verify" });
     else if (!at) kept.push({ key, reason: "it has no retired date, so when its last token expires is unknown" });
     else if (now < at) kept.push({ key, reason: `its tokens may still be live until ${at.toISOString()}` });
     else pruned.push(key);
@@ -333,4 +350,3 @@ export async function pruneKeys(location: KeyLocation, selection: Selection = {}
   }
   return { pruned, kept };
 }
-
