@@ -1,6 +1,7 @@
 // hello: run, operate and verify hello-mesh.
 
 import { runPkiCommand } from "../../internal/pki/cli.js";
+import { runKeysCommand } from "./keys.js";
 import { runServe } from "./serve.js";
 import { runStart } from "./start.js";
 import { runVerify } from "./verify.js";
@@ -14,6 +15,8 @@ commands:
   pki <init-ca|issue|bundle|dev|show>   make custodian CAs, mesh certificates and bundles
   verify [--config hello.config.json]   check that each component runs what this checkout builds,
                                         and that the front door publishes only Token's keys
+  keys <status|rotate|promote|prune|publish> <component>
+                                        rotate Token's or Storage's signing keys without downtime
   help                                  this text
 `;
 
@@ -33,6 +36,8 @@ export async function main(args: string[]): Promise<number> {
       return runPkiCommand(rest, console_);
     case "verify":
       return runVerify(rest);
+    case "keys":
+      return runKeysCommand(rest, console_);
     case "help":
     case "--help":
     case "-h":

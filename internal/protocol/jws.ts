@@ -6,7 +6,7 @@
 
 import { createHash, randomBytes } from "node:crypto";
 import { type JWTPayload, SignJWT, errors, jwtVerify } from "jose";
-import type { SigningKey, VerificationKeys } from "./signing-keys.js";
+import { type PublicKey, RETIREMENT_GRACE_SECONDS, type SigningKey, type VerificationKeys } from "./signing-keys.js";
 import type { TokenType } from "./tokens.js";
 
 /** A token or record that failed verification. `reason` is safe to show: no content. */
@@ -61,7 +61,7 @@ export async function verify<T>(
   now: Date = new Date(),
 ): Promise<Verified<T>> {
   if (typeof jws !== "string" || jws.length === 0) throw new InvalidTokenError(what, "it is missing");
-  let kid = "";
+  let used: PublicKey | undefined;
   try {
     const { payload } = await jwtVerify(
       jws,
@@ -69,7 +69,7 @@ export async function verify<T>(
         const key = keys.find(type.purpose, header.kid);
         if (!key) throw new InvalidTokenError(what, `its key (kid) is not a known ${type.purpose} key`);
         if (header.alg !== key.alg) throw new InvalidTokenError(what, `its alg is not the alg of its key`);
-        kid = key.kid;
+        used = key;
         return key.key;
       },
       {
@@ -84,7 +84,11 @@ export async function verify<T>(
     if (type.maxLifetimeSeconds !== undefined && payload.exp! - payload.iat! > type.maxLifetimeSeconds) {
       throw new InvalidTokenError(what, `it claims a lifetime over ${type.maxLifetimeSeconds} s`);
     }
-    return { claims: payload as T & JWTPayload, kid };
+    // A retired key signs nothing new: whoever still holds it cannot mint fresh tokens.
+    if (used!.retiredAt !== undefined && payload.iat! > used!.retiredAt + RETIREMENT_GRACE_SECONDS) {
+      throw new InvalidTokenError(what, "it was signed after its key was retired");
+    }
+    return { claims: payload as T & JWTPayload, kid: used!.kid };
   } catch (error) {
     throw error instanceof InvalidTokenError ? error : new InvalidTokenError(what, describeJoseError(error) ?? "it could not be verified");
   }

@@ -15,8 +15,16 @@ export type SigningAlg = "EdDSA" | "ES256" | "RS256";
  * Where a key is in its rotation: `next` is published but signs nothing yet (so
  * verifiers and caches learn it first), `active` signs, `retired` signs nothing but
  * stays published so what it signed still verifies. A key without status is active.
+ * (docs/key-rotation.md: the commands that move keys along, and when.)
  */
 export type KeyStatus = "next" | "active" | "retired";
+
+/**
+ * How long after its retirement a key still verifies tokens issued "now": the signer
+ * may take a moment to reload its key file (and replicas or peers may run a clock a
+ * little apart). A token whose `iat` is later than retirement plus this is refused.
+ */
+export const RETIREMENT_GRACE_SECONDS = 60;
 
 export interface SigningKey {
   readonly kid: string;
@@ -24,6 +32,10 @@ export interface SigningKey {
   readonly alg: SigningAlg;
   readonly privateKey: KeyObject;
   readonly status?: KeyStatus;
+  /** When the key was made (ISO 8601), if known. */
+  readonly created?: string;
+  /** When the key stopped signing (ISO 8601); only a retired key has one. */
+  readonly retired?: string;
 }
 
 export interface PublicKey {
@@ -31,6 +43,8 @@ export interface PublicKey {
   readonly purpose: KeyPurpose;
   readonly alg: SigningAlg;
   readonly key: KeyObject;
+  /** For a retired key: when it stopped signing (epoch seconds), from its published `retired`. */
+  readonly retiredAt?: number;
 }
 
 export function purposeOfKid(kid: string): KeyPurpose | undefined {
@@ -45,20 +59,33 @@ export function generateSigningKey(purpose: KeyPurpose, alg: SigningAlg = "EdDSA
       : alg === "ES256"
         ? generateKeyPairSync("ec", { namedCurve: "P-256" })
         : generateKeyPairSync("rsa", { modulusLength: 2048 });
-  return { kid: `${purpose}.${randomBytes(9).toString("base64url")}`, purpose, alg, privateKey };
+  return { kid: `${purpose}.${randomBytes(9).toString("base64url")}`, purpose, alg, privateKey, created: new Date().toISOString() };
 }
 
-/** The public JWK, as published in a mesh bundle or an app-facing JWKS. */
+/**
+ * The public JWK, as published in a mesh bundle or an app-facing JWKS. A retired key
+ * carries `retired` (ISO 8601): verifiers then refuse what it signed after that (plus
+ * RETIREMENT_GRACE_SECONDS), so a retired key's power ends even before it is pruned.
+ * Apps ignore the member, as RFC 7517 §4 asks of members they do not understand.
+ */
 export function publicJwk(key: SigningKey | PublicKey): JWK {
   const source = "privateKey" in key ? createPublicKey(key.privateKey) : key.key;
   const { kty, crv, x, y, n, e } = source.export({ format: "jwk" });
   const material = Object.fromEntries(Object.entries({ kty, crv, x, y, n, e }).filter(([, v]) => v !== undefined));
-  return { ...material, kid: key.kid, alg: key.alg, use: "sig" };
+  const retired = "privateKey" in key ? key.retired : key.retiredAt === undefined ? undefined : new Date(key.retiredAt * 1000).toISOString();
+  return { ...material, kid: key.kid, alg: key.alg, use: "sig", ...(retired === undefined ? {} : { retired }) };
 }
 
-/** A private key as kept on the custodian's disk. */
+/** A private key as kept on the custodian's disk, with its rotation status and dates. */
 export function privateJwk(key: SigningKey): JWK {
-  return { ...key.privateKey.export({ format: "jwk" }), kid: key.kid, alg: key.alg, ...(key.status ? { status: key.status } : {}) };
+  return {
+    ...key.privateKey.export({ format: "jwk" }),
+    kid: key.kid,
+    alg: key.alg,
+    ...(key.status ? { status: key.status } : {}),
+    ...(key.created ? { created: key.created } : {}),
+    ...(key.retired ? { retired: key.retired } : {}),
+  };
 }
 
 /** The key that signs for `purpose` (and `alg`): the newest active one. */
@@ -74,18 +101,31 @@ export function signingKeyFromJwk(jwk: JWK): SigningKey {
   const purpose = jwk.kid ? purposeOfKid(jwk.kid) : undefined;
   if (!purpose || !isSigningAlg(jwk.alg)) throw new Error(`not a hello-mesh signing key (kid ${jwk.kid ?? "missing"})`);
   if (jwk.d === undefined) throw new Error(`key ${jwk.kid} has no private part`);
-  const status = (jwk as { status?: unknown }).status;
+  const { status, created, retired, ...material } = jwk as JWK & { status?: unknown; created?: unknown; retired?: unknown };
   if (status !== undefined && status !== "next" && status !== "active" && status !== "retired") {
     throw new Error(`key ${jwk.kid} has an unknown status (next, active or retired)`);
   }
-  const { status: _status, ...material } = jwk as JWK & { status?: string };
+  if (created !== undefined) isoDate(created, `key ${jwk.kid}'s created date`);
+  if (retired !== undefined) {
+    isoDate(retired, `key ${jwk.kid}'s retired date`);
+    if (status !== "retired") throw new Error(`key ${jwk.kid} has a retired date but its status is ${String(status ?? "active")}`);
+  }
   return {
     kid: jwk.kid!,
     purpose,
     alg: jwk.alg,
     privateKey: createPrivateKey({ key: material as never, format: "jwk" }),
     ...(status ? { status } : {}),
+    ...(typeof created === "string" ? { created } : {}),
+    ...(typeof retired === "string" ? { retired } : {}),
   };
+}
+
+/** Epoch milliseconds of an ISO 8601 date-time, or an error naming `what`. */
+function isoDate(value: unknown, what: string): number {
+  const time = typeof value === "string" && /^\d{4}-\d{2}-\d{2}T/.test(value) ? Date.parse(value) : Number.NaN;
+  if (Number.isNaN(time)) throw new Error(`${what} is not an ISO 8601 date-time`);
+  return time;
 }
 
 function isSigningAlg(alg: unknown): alg is SigningAlg {
@@ -105,9 +145,11 @@ export class VerificationKeys {
       const purpose = jwk.kid ? purposeOfKid(jwk.kid) : undefined;
       if (!purpose || !isSigningAlg(jwk.alg)) throw new Error(`a published key has no hello-mesh purpose or alg (kid ${jwk.kid ?? "missing"})`);
       if (jwk.d !== undefined) throw new Error(`the published key ${jwk.kid} includes its private part`);
-      const key = createPublicKey({ key: jwk as never, format: "jwk" });
+      const { retired, ...material } = jwk as JWK & { retired?: unknown };
+      const key = createPublicKey({ key: material as never, format: "jwk" });
+      const retiredAt = retired === undefined ? undefined : Math.floor(isoDate(retired, `the published key ${jwk.kid}'s retired date`) / 1000);
       const set = this.#byPurpose.get(purpose) ?? new Map<string, PublicKey>();
-      set.set(jwk.kid!, { kid: jwk.kid!, purpose, alg: jwk.alg, key });
+      set.set(jwk.kid!, { kid: jwk.kid!, purpose, alg: jwk.alg, key, ...(retiredAt === undefined ? {} : { retiredAt }) });
       this.#byPurpose.set(purpose, set);
     }
   }

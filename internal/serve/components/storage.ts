@@ -1,22 +1,39 @@
-// Storage's wiring: its Error Token key, the record store (PGlite or PostgreSQL), and
-// Token's published keys.
+// Storage's wiring: its Error Token and receipt keys (reloaded when the key file
+// changes), the record store (PGlite or PostgreSQL), and Token's published keys.
 
 import { StorageService } from "../../gen/hello/storage/v1/storage_service_pb.js";
 import { openRecordStore } from "../../storage/backend/open-store.js";
 import { storageRoutes } from "../../storage/service/storage-service.js";
-import { STORAGE_KEYS, loadSigningKeys } from "../../protocol/key-files.js";
+import { STORAGE_KEYS, watchSigningKeys } from "../../protocol/key-files.js";
+import { activeKey } from "../../protocol/signing-keys.js";
 import { type ServiceFactory, peerKeys } from "../component-services.js";
 
 export const storageService: ServiceFactory<"storage"> = async (config, deps) => {
-  const storageKeys = loadSigningKeys("storage", config.keys.signing, STORAGE_KEYS);
-  const newest = (purpose: "error" | "receipt") => storageKeys.filter((k) => k.purpose === purpose).at(-1)!;
+  // Reloaded when the key file changes (`hello keys`, docs/key-rotation.md): each Error
+  // Token and receipt is signed by the key active at that moment.
+  const signing = watchSigningKeys("storage", config.keys.signing, STORAGE_KEYS, (error) =>
+    error
+      ? deps.log.error({ err: error }, "the signing key file changed but does not load; keeping the previous keys")
+      : deps.log.info("reloaded the signing keys"),
+  );
   const store = await openRecordStore(config.database);
   deps.log.info({ backend: config.database.url ? "postgresql" : "pglite" }, "opened the record store");
   const routes = storageRoutes({
     store,
     tokenKeys: peerKeys(deps.bundles, "token"),
-    errorKey: newest("error"),
-    receiptKey: newest("receipt"),
+    get errorKey() {
+      return activeKey(signing.keys(), "error");
+    },
+    get receiptKey() {
+      return activeKey(signing.keys(), "receipt");
+    },
   });
-  return { descriptors: [StorageService], routes, close: () => store.close() };
+  return {
+    descriptors: [StorageService],
+    routes,
+    close: async () => {
+      signing.close();
+      await store.close();
+    },
+  };
 };
