@@ -3,7 +3,8 @@
 //   expected  the digest of a fresh build of the checkout, in a temporary directory;
 //   deployed  the digest of the artifact the deployment runs, read from disk by the
 //             verifier, after confirming in /proc that the process runs that file, with
-//             no Node options or NODE_OPTIONS ahead of it, on the pinned Node;
+//             no Node options or NODE_OPTIONS ahead of it, on the pinned Node, and that
+//             it is the process listening on the component's mesh address;
 //   reported  what the component's BuildInfo says, asked over the mesh with an
 //             operator's certificate (any custodian's operator may ask any component).
 //
@@ -80,6 +81,11 @@ export async function checkBuilds(options: CheckBuildsOptions): Promise<BuildsRe
       } else if (proc.script !== path.resolve(entry.artifact)) {
         problems.push(`process ${entry.pid} does not run ${entry.artifact}: its command line is ${JSON.stringify(proc.argv.join(" "))}`);
       } else {
+        // The process the record names must be the one answering on the mesh, or an idle
+        // honest copy could stand in for a modified build that serves (and lies in BuildInfo).
+        const port = Number(new URL(entry.mesh).port);
+        if (!proc.listening) problems.push(`cannot read /proc/${entry.pid}/fd to confirm that process ${entry.pid} is the one listening on ${entry.mesh}`);
+        else if (!proc.listening.has(port)) problems.push(`process ${entry.pid} does not listen on ${entry.mesh}: another process answers there`);
         if (proc.nodeOptions) problems.push(`process ${entry.pid} has NODE_OPTIONS set, which can load code from outside the artifact`);
         if (proc.nodeVersion !== `v${node}`) problems.push(`process ${entry.pid} runs on Node ${proc.nodeVersion ?? "(unknown)"}, not the pinned v${node}`);
         try {

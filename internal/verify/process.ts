@@ -3,7 +3,7 @@
 // environment injects code (NODE_OPTIONS), and the Node binary it runs.
 
 import { execFile } from "node:child_process";
-import { readFileSync, readlinkSync } from "node:fs";
+import { readFileSync, readdirSync, readlinkSync } from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
 
@@ -18,6 +18,46 @@ export interface ProcessView {
   readonly nodeOptions: boolean | undefined;
   /** `node --version` of the binary the process runs (via /proc/<pid>/exe), or undefined. */
   readonly nodeVersion: string | undefined;
+  /** The TCP ports the process itself listens on, or undefined when its descriptors are not readable. */
+  readonly listening: ReadonlySet<number> | undefined;
+}
+
+/**
+ * The TCP ports `pid` listens on: the LISTEN sockets of its network namespace
+ * (/proc/<pid>/net/tcp, tcp6) whose inode is one of the process's own descriptors.
+ */
+function listeningPorts(pid: number): Set<number> | undefined {
+  let inodes: Set<string>;
+  try {
+    inodes = new Set(
+      readdirSync(`/proc/${pid}/fd`).flatMap((fd) => {
+        try {
+          const match = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+          return match ? [match[1]!] : [];
+        } catch {
+          return []; // closed meanwhile
+        }
+      }),
+    );
+  } catch {
+    return undefined;
+  }
+  const ports = new Set<number>();
+  for (const table of ["tcp", "tcp6"]) {
+    let text = "";
+    try {
+      text = readFileSync(`/proc/${pid}/net/${table}`, "utf8");
+    } catch {
+      continue;
+    }
+    for (const line of text.split("\n").slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode; st 0A is LISTEN
+      if (fields.length < 10 || fields[3] !== "0A" || !inodes.has(fields[9]!)) continue;
+      ports.add(Number.parseInt(fields[1]!.split(":").at(-1)!, 16));
+    }
+  }
+  return ports;
 }
 
 /** Undefined when no process has this pid (or this is not Linux). */
@@ -54,5 +94,5 @@ export async function inspectProcess(pid: number): Promise<ProcessView | undefin
   } catch {
     nodeVersion = undefined;
   }
-  return { pid, argv, script, nodeOptions, nodeVersion };
+  return { pid, argv, script, nodeOptions, nodeVersion, listening: listeningPorts(pid) };
 }

@@ -148,6 +148,7 @@ describe("hello verify when one component runs a modified build", function () {
   let modified: string;
   let record: ReturnType<typeof deploymentRecord>;
   let bundles: string;
+  let deployment: Awaited<ReturnType<typeof prepareDevDeployment>>;
 
   before(async function () {
     dir = await mkdtemp(path.join(os.tmpdir(), "hello-verify-modified-"));
@@ -163,7 +164,7 @@ describe("hello verify when one component runs a modified build", function () {
 
     const { file, ports } = await devConfig(dir);
     issuer = `http://localhost:${ports.public}`;
-    const deployment = await prepareDevDeployment(loadDevConfig(file));
+    deployment = await prepareDevDeployment(loadDevConfig(file));
     bundles = path.join(deployment.certs, "bundles");
     const running = { ...artifacts, token: modified };
     processes = startComponentProcesses(deployment, { artifacts: running });
@@ -199,5 +200,32 @@ describe("hello verify when one component runs a modified build", function () {
     expect(stdout).to.include(`FAIL          token: process ${record.components.token.pid} does not run ${artifacts.token}`);
     expect(row(stdout, "token").at(-1)).to.equal("FAIL");
     expect(stdout.trimEnd().split("\n").at(-1)).to.equal("hello verify: FAILED for token");
+  });
+
+  it("fails, naming token, when the record names an idle honest copy while the modified build answers on the mesh", async function () {
+    // An honest token artifact, really running (on another port), for the record to point at.
+    const config = { ...deployment.configs.token, listen: { ...deployment.configs.token.listen, port: await freePort() } };
+    const configFile = path.join(dir, "token-idle.json");
+    await writeFile(configFile, JSON.stringify(config));
+    const idle = spawn(process.execPath, [artifacts.token, "--config", configFile], { stdio: "ignore" });
+    try {
+      const file = path.join(dir, "deployment-idle.json");
+      await writeDeploymentRecord(file, {
+        ...record,
+        components: { ...record.components, token: { ...record.components.token, pid: idle.pid!, artifact: artifacts.token } },
+      });
+      // Until the copy listens it would fail for a weaker reason; wait for its port.
+      for (let i = 0; i < 100 && !readFileSync(`/proc/${idle.pid}/net/tcp`, "utf8").includes(`:${config.listen.port.toString(16).toUpperCase().padStart(4, "0")} 00000000:0000 0A`); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const { code, stdout } = await verify(["--deployment", file, "--issuer", issuer, "--bundles", bundles]);
+      expect(code, stdout).to.equal(1);
+      const [expected, deployed] = row(stdout, "token");
+      expect(deployed, "the idle copy is the honest build").to.equal(expected);
+      expect(stdout).to.include(`FAIL          token: process ${idle.pid} does not listen on ${record.components.token.mesh}: another process answers there`);
+      expect(stdout.trimEnd().split("\n").at(-1)).to.equal("hello verify: FAILED for token");
+    } finally {
+      idle.kill("SIGKILL");
+    }
   });
 });
