@@ -4,7 +4,7 @@ import { parseArgs } from "node:util";
 import { COMPONENTS, isComponent } from "../../mesh/identity.js";
 import { loadComponentConfig } from "../../internal/config/component-config.js";
 import { ConfigError } from "../../internal/config/errors.js";
-import { createLogger } from "../../internal/log/logger.js";
+import { createLogger, setProcessLogger } from "../../internal/log/logger.js";
 import { MissingKeyMaterialError } from "../../internal/serve/credentials.js";
 import { serveComponent } from "../../internal/serve/serve-component.js";
 import { initTracing } from "../../internal/telemetry/tracing.js";
@@ -26,6 +26,7 @@ export async function runServe(args: string[]): Promise<number> {
   }
 
   const log = createLogger(component);
+  setProcessLogger(log); // the mesh server, mesh clients and front door log through it
   const tracing = initTracing(`hello-${component}`);
   let running;
   try {
