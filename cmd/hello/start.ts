@@ -49,7 +49,10 @@ export async function runStart(args: string[]): Promise<number> {
   const { certs } = deployment;
   out(deployment.createdCertificates ? `Made development CAs and certificates under ${certs}` : `Using the certificates under ${certs}`);
 
-  const processes = startComponentProcesses(deployment, { onSpawn: relayLogs });
+  const processes = startComponentProcesses(deployment, {
+    onSpawn: relayLogs,
+    onReady: (c, ms) => out(`${c.padEnd(13)}│ ready: grpc.health.v1 reports SERVING (${ms} ms after start)`),
+  });
   const demoClient = dev.clients.find((c) => c.redirect_uris.includes(`http://localhost:${dev.ports.demo}/callback`));
   let demo: Awaited<ReturnType<typeof startDemoApp>> | undefined;
   let stopping: Promise<void> | undefined;

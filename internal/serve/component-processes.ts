@@ -34,7 +34,13 @@ export interface ComponentProcesses {
 /** Spawns the components at once and returns immediately, so a caller can stop them at any time. */
 export function startComponentProcesses(
   deployment: DevDeployment,
-  options: { components?: readonly Component[]; env?: NodeJS.ProcessEnv; onSpawn?: (c: Component, child: ChildProcess) => void } = {},
+  options: {
+    components?: readonly Component[];
+    env?: NodeJS.ProcessEnv;
+    onSpawn?: (c: Component, child: ChildProcess) => void;
+    /** Called as each component first reports SERVING, with the time since spawning. */
+    onReady?: (c: Component, elapsedMs: number) => void;
+  } = {},
 ): ComponentProcesses {
   const components = options.components ?? COMPONENTS;
   const children = new Map<Component, ChildProcess>();
@@ -61,11 +67,13 @@ export function startComponentProcesses(
     await Promise.all([...children.values()].map(stopChild));
   };
 
+  const spawned = performance.now();
   const ready = (async () => {
     const readiness = await Promise.allSettled(
-      components.map((c) => {
+      components.map(async (c) => {
         const { host, port } = deployment.configs[c].listen;
-        return waitUntilServing(c, `https://${host}:${port}`, deployment.certs, deployment.configs[c].bundles, 60_000, waiting.signal);
+        await waitUntilServing(c, `https://${host}:${port}`, deployment.certs, deployment.configs[c].bundles, 60_000, waiting.signal);
+        options.onReady?.(c, Math.round(performance.now() - spawned));
       }),
     );
     const failed = components.flatMap((c, i) => {
