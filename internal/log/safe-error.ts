@@ -34,8 +34,8 @@ export function scrub(text: string): string {
   const cleaned = text
     .replace(JWS, "[jws]")
     .replace(EMAIL, "[email]")
-    .replace(OPAQUE, "[redacted]")
-    .replace(BASE64, (run) => (/[+=]/.test(run) ? "[redacted]" : run));
+    .replace(BASE64, (run) => (/[+=]/.test(run) ? "[redacted]" : run))
+    .replace(OPAQUE, "[redacted]");
   return cleaned.length > MAX_MESSAGE ? `${cleaned.slice(0, MAX_MESSAGE)}…` : cleaned;
 }
 
