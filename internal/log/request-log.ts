@@ -17,6 +17,7 @@ import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { trace } from "@opentelemetry/api";
 import { isSpanContextValid } from "@opentelemetry/api";
 import type { Logger } from "./logger.js";
+import { safeError } from "./safe-error.js";
 
 const SERVING_SIDE_FAILURES = new Set<Code>([
   Code.Unknown, Code.Internal, Code.Unavailable, Code.DeadlineExceeded, Code.DataLoss, Code.Unimplemented, Code.ResourceExhausted,
@@ -54,6 +55,12 @@ export interface RpcLogEntry {
   readonly error?: unknown;
 }
 
+/** The safe serializer's type, code and message, without the stack. */
+function reasonOf(error: unknown) {
+  const { type, code, message } = safeError(error);
+  return { type, ...(code ? { code } : {}), message };
+}
+
 export function logRpc(log: Logger, entry: RpcLogEntry): void {
   const level = rpcLevel(entry.code);
   if (!log.isLevelEnabled(level)) return;
@@ -66,7 +73,10 @@ export function logRpc(log: Logger, entry: RpcLogEntry): void {
       duration_ms: Math.round(entry.durationMs * 1000) / 1000,
     },
     ...(entry.traceId ? { trace_id: entry.traceId } : {}),
-    ...(entry.error !== undefined && entry.code !== undefined ? { err: entry.error } : {}),
+    // A caller's mistake needs its words, not a stack; a server-side failure both.
+    ...(entry.error !== undefined && entry.code !== undefined
+      ? level === "warn" ? { err: entry.error } : { reason: reasonOf(entry.error) }
+      : {}),
   };
   log[level](fields, `${entry.side === "server" ? "served" : "called"} ${entry.method}: ${codeName(entry.code)}`);
 }
@@ -80,6 +90,7 @@ export interface HttpLogEntry {
   readonly durationMs: number;
   /** The OAuth error code or gRPC code name that decided a 4xx/5xx ("invalid_grant"). */
   readonly outcome?: string;
+  readonly traceId?: string;
   /** An unexpected exception behind a 5xx; it goes through the safe serializer. */
   readonly error?: unknown;
 }
@@ -102,6 +113,7 @@ export function logHttpRequest(log: Logger, entry: HttpLogEntry): void {
         duration_ms: Math.round(entry.durationMs * 1000) / 1000,
         ...(entry.outcome ? { outcome: entry.outcome } : {}),
       },
+      ...(entry.traceId ? { trace_id: entry.traceId } : {}),
       ...(entry.error !== undefined ? { err: entry.error } : {}),
     },
     `${entry.method} ${entry.route} ${entry.status}`,

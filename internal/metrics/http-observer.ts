@@ -4,13 +4,19 @@
 // hints (email addresses) and tokens. A path that is not one of the front door's
 // routes is counted as "other", so the number of series stays bounded whatever
 // the Internet sends.
+//
+// Each request is also a SERVER span (a new trace: an app's traceparent is not
+// trusted), so the mesh calls it makes share its trace id with its log line.
 
 import type http from "node:http";
 import { ConnectError } from "@connectrpc/connect";
+import { SpanKind, SpanStatusCode, context, isSpanContextValid, trace } from "@opentelemetry/api";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { type Logger, processLogger } from "../log/logger.js";
 import { logHttpRequest } from "../log/request-log.js";
 import { type MeshMetrics, processMeshMetrics } from "./registry.js";
+
+const TRACER_NAME = "hello-mesh";
 
 /** The route label for a request whose path is not a known route. */
 export const OTHER_ROUTE = "other";
@@ -24,6 +30,8 @@ export interface HttpObservation {
   route(name: string): void;
   /** Records the exception that decided the answer (its kind only, unless it is a 5xx). */
   failed(error: unknown): void;
+  /** Runs the handler inside the request's span, so its mesh calls join the trace. */
+  run<T>(handler: () => T): T;
 }
 
 export interface HttpObserver {
@@ -56,9 +64,20 @@ export function httpObserver(
       let route = OTHER_ROUTE;
       let error: unknown;
       let outcome: string | undefined;
+      const span = trace.getTracer(TRACER_NAME).startSpan(`${method} ${route}`, {
+        kind: SpanKind.SERVER,
+        root: true,
+        attributes: { "http.request.method": method },
+      });
+      const spanContext = span.spanContext();
+      const traceId = isSpanContextValid(spanContext) ? spanContext.traceId : undefined;
       res.once("close", () => {
         const status = res.writableFinished ? res.statusCode : CLIENT_CLOSED;
         const seconds = (performance.now() - started) / 1000;
+        span.updateName(`${method} ${route}`);
+        span.setAttributes({ "http.route": route, "http.response.status_code": status });
+        if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+        span.end();
         const labels = { component, route, method, status: String(status) };
         metrics.httpRequests.inc(labels);
         metrics.httpDuration.observe(labels, seconds);
@@ -67,6 +86,7 @@ export function httpObserver(
           method,
           status,
           durationMs: seconds * 1000,
+          ...(traceId ? { traceId } : {}),
           ...(outcome ? { outcome } : {}),
           // Only a server-side failure needs the exception itself, and only its safe form.
           ...(status >= 500 && error !== undefined ? { error } : {}),
@@ -79,6 +99,9 @@ export function httpObserver(
         failed(e) {
           error = e;
           outcome = outcomeOf(e);
+        },
+        run(handler) {
+          return context.with(trace.setSpan(context.active(), span), handler);
         },
       };
     },

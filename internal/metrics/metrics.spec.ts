@@ -156,7 +156,9 @@ describe("metrics and call logs on the mesh (DESIGN.md §2, seed 000)", function
     await client(TokenService).createSession({ providerId: SECRET });
     await client(TokenService).authorizeSubject({ sessionToken: SECRET, opIdToken: SECRET }).catch(() => undefined);
     await client(TokenService).mintIdToken({ sessionToken: SECRET }).catch(() => undefined);
-    const [ok, caller, server] = serverLog.lines as Array<{ level: string; rpc: Record<string, unknown>; trace_id?: string; err?: Record<string, unknown> }>;
+    const [ok, caller, server] = serverLog.lines as Array<{
+      level: string; rpc: Record<string, unknown>; trace_id?: string; err?: Record<string, unknown>; reason?: Record<string, unknown>;
+    }>;
     expect(serverLog.lines).to.have.length(3);
     expect(ok!.level).to.equal("debug");
     expect(ok!.rpc).to.include({ side: "server", method: "hello.token.v1.TokenService/CreateSession", peer: "orchestration", code: "ok" });
@@ -165,10 +167,13 @@ describe("metrics and call logs on the mesh (DESIGN.md §2, seed 000)", function
     expect(ok!.err).to.equal(undefined);
     expect(caller!.level).to.equal("info");
     expect(caller!.rpc.code).to.equal("unauthenticated");
-    // The message names what failed; what it quoted is scrubbed.
-    expect(caller!.err).to.deep.include({ type: "ConnectError", code: "unauthenticated", message: "the OP ID Token [jws] of [email] did not verify" });
+    // The message names what failed (what it quoted is scrubbed); no stack for a caller's mistake.
+    expect(caller!.reason).to.deep.equal({ type: "ConnectError", code: "unauthenticated", message: "the OP ID Token [jws] of [email] did not verify" });
+    expect(caller!.err).to.equal(undefined);
     expect(server!.level).to.equal("warn");
     expect(server!.rpc.code).to.equal("internal");
+    expect(server!.err).to.include({ type: "ConnectError", code: "internal", message: "the records are unreadable" });
+    expect(server!.err!.stack).to.be.a("string");
     const everything = serverLog.raw.join("\n");
     expect(everything).not.to.include(SECRET);
     expect(everything).not.to.include(EMAIL);
@@ -240,6 +245,48 @@ describe("metrics and call logs on the mesh (DESIGN.md §2, seed 000)", function
 });
 
 describe("front-door request metrics and lines: a fixed route name, never the path or query", function () {
+  let provider: NodeTracerProvider;
+  before(() => {
+    provider = new NodeTracerProvider();
+    provider.register();
+  });
+  after(async () => {
+    await provider.shutdown();
+    trace.disable();
+    context.disable();
+    propagation.disable();
+  });
+
+  it("each request is a span of its own: what the handler calls joins its trace, and its line names it", async function () {
+    const { log, lines } = memoryLog("orchestration");
+    const observer = httpObserver("orchestration", { metrics: new MeshMetrics({ processMetrics: false }), log: () => log });
+    const inside: string[] = [];
+    const server = http.createServer((req, res) => {
+      const seen = observer.begin(req, res);
+      seen.route("/token");
+      void seen.run(async () => {
+        await new Promise((r) => setTimeout(r, 1)); // across an await, as a mesh call is
+        inside.push(trace.getActiveSpan()!.spanContext().traceId);
+        res.writeHead(200).end();
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/token`;
+    try {
+      // An app's traceparent is not trusted: the request starts a trace of its own.
+      await fetch(url, { headers: { traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" } });
+      await fetch(url);
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+    const ids = lines.map((l) => l.trace_id as string);
+    expect(ids).to.have.length(2);
+    expect(ids[0]).to.match(/^[0-9a-f]{32}$/);
+    expect(ids).to.deep.equal(inside);
+    expect(ids[0]).to.not.equal(ids[1]);
+    expect(ids).not.to.include("0af7651916cd43dd8448eb211c80319c");
+  });
+
   it("labels a known route by name and anything else as other, and logs no query, cookie or header", async function () {
     const metrics = new MeshMetrics({ processMetrics: false });
     const { log, lines, raw } = memoryLog("orchestration");

@@ -84,7 +84,13 @@ export function appRequest(app: keyof typeof APPS, scope = "openid email profile
 /** A client for a demo app at http://localhost:<demoPort>, registered when `demoPort` is given. */
 export const DEMO_CLIENT = { client_id: "demo-app", client_name: "Demo App", secret: "demo-app-secret-0123456789" };
 
-export async function startProtocolMesh(options: { database: "pglite" | "postgres"; demoPort?: number; secondProvider?: boolean }): Promise<ProtocolMesh> {
+export async function startProtocolMesh(options: {
+  database: "pglite" | "postgres";
+  demoPort?: number;
+  secondProvider?: boolean;
+  /** Passed to the four `hello serve` processes (e.g. HELLO_LOG_LEVEL), and a hook to read their output. */
+  processes?: Parameters<typeof startComponentProcesses>[1];
+}): Promise<ProtocolMesh> {
   const dir = await mkdtemp(path.join(os.tmpdir(), "hello-protocol-"));
   const postgres = options.database === "postgres" ? await startPostgres() : undefined;
   const ports: Record<string, number> = { public: await freePort() };
@@ -132,7 +138,7 @@ export async function startProtocolMesh(options: { database: "pglite" | "postgre
     }),
   );
   const deployment = await prepareDevDeployment(loadDevConfig(configFile));
-  const processes = startComponentProcesses(deployment);
+  const processes = startComponentProcesses(deployment, options.processes);
   try {
     await processes.ready;
   } catch (error) {

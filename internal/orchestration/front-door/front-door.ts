@@ -368,7 +368,7 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
 
   return (req, res) => {
     const observation = observer.begin(req, res);
-    void (async () => {
+    void observation.run(async () => {
       const url = new URL(req.url ?? "/", issuer);
       const route = `${req.method} ${url.pathname}`;
       observation.route(ROUTES.has(url.pathname) ? url.pathname : OTHER_ROUTE);
@@ -403,7 +403,7 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
         observation.failed(error);
         handleError(res, url.pathname, error);
       }
-    })();
+    });
   };
 
   function handleError(res: http.ServerResponse, path: string, error: unknown) {
