@@ -74,7 +74,8 @@ export function serverObserver(
   peerOf: (req: Parameters<Parameters<Interceptor>[0]>[0]) => string | undefined,
   options: ObserverOptions = {},
 ): Interceptor {
-  const metrics = options.metrics ?? processMeshMetrics();
+  // Resolved on first use: a tool that makes a transport and no call keeps no registry.
+  const registry = () => options.metrics ?? processMeshMetrics();
   const log = options.log ?? processLogger;
   return (next) => async (req) => {
     const started = performance.now();
@@ -84,6 +85,7 @@ export function serverObserver(
     const report = ({ code, error }: Outcome) => {
       const seconds = (performance.now() - started) / 1000;
       const labels = { component, method, code: codeName(code) };
+      const metrics = registry();
       metrics.serverRequests.inc(labels);
       if (code !== undefined) metrics.serverErrors.inc(labels);
       metrics.serverDuration.observe(labels, seconds);
@@ -95,7 +97,8 @@ export function serverObserver(
 
 /** Client side: the same, by calling identity, target component, method and code. */
 export function clientObserver(caller: string, target: string, options: ObserverOptions = {}): Interceptor {
-  const metrics = options.metrics ?? processMeshMetrics();
+  // Resolved on first use: a tool that makes a transport and no call keeps no registry.
+  const registry = () => options.metrics ?? processMeshMetrics();
   const log = options.log ?? processLogger;
   return (next) => async (req) => {
     const started = performance.now();
@@ -104,6 +107,7 @@ export function clientObserver(caller: string, target: string, options: Observer
     const report = ({ code, error }: Outcome) => {
       const seconds = (performance.now() - started) / 1000;
       const labels = { component: caller, target, method, code: codeName(code) };
+      const metrics = registry();
       metrics.clientRequests.inc(labels);
       if (code !== undefined) metrics.clientErrors.inc(labels);
       metrics.clientDuration.observe(labels, seconds);
