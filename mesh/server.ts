@@ -24,7 +24,8 @@ import { type Component, type Identity, formatIdentity } from "./identity.js";
 import { type Rule, RULES, authorize, trustedCallerCustodians } from "./policy.js";
 import { AuthenticationError, type TrustStore } from "./trust.js";
 import { serverTracing } from "./telemetry.js";
-import type { Logger } from "../internal/log/logger.js";
+import { type Logger, processLogger } from "../internal/log/logger.js";
+import { codeName, logRpc } from "../internal/log/request-log.js";
 import { type MeshMetrics, processMeshMetrics } from "../internal/metrics/registry.js";
 import { serverObserver } from "../internal/metrics/rpc-observer.js";
 import { GET_METRICS, METRICS_PATH, metricsRoutes } from "../internal/metrics/metrics-service.js";
@@ -154,22 +155,27 @@ export async function startMeshServer(options: MeshServerOptions): Promise<MeshS
   // Prometheus (which speaks HTTP/2 over TLS and presents a client certificate).
   const scrape = async (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
     const started = performance.now();
-    const labels = (code: string) => ({ component: options.component, method: GET_METRICS.slice(1), code });
-    const answer = (status: number, code: string, body: string, contentType = "text/plain; charset=utf-8") => {
+    const method = GET_METRICS.slice(1);
+    let peerName: string | undefined;
+    const answer = (status: number, code: Code | undefined, body: string, contentType = "text/plain; charset=utf-8") => {
       res.writeHead(status, { "content-type": contentType, "cache-control": "no-store" });
       res.end(body);
-      metrics.serverRequests.inc(labels(code));
-      if (code !== "ok") metrics.serverErrors.inc(labels(code));
-      metrics.serverDuration.observe(labels(code), (performance.now() - started) / 1000);
+      const labels = { component: options.component, method, code: codeName(code) };
+      const seconds = (performance.now() - started) / 1000;
+      metrics.serverRequests.inc(labels);
+      if (code !== undefined) metrics.serverErrors.inc(labels);
+      metrics.serverDuration.observe(labels, seconds);
+      logRpc((options.log ?? processLogger)(), { side: "server", method, ...(peerName ? { peer: peerName } : {}), code, durationMs: seconds * 1000 });
     };
-    if (req.method !== "GET" && req.method !== "HEAD") return answer(405, "unimplemented", "GET /metrics only\n");
+    if (req.method !== "GET" && req.method !== "HEAD") return answer(405, Code.Unimplemented, "GET /metrics only\n");
     const socket = req.stream?.session?.socket as TLSSocket | undefined;
     const peer: PeerAuthentication = socket ? authenticate(socket) : { ok: false, reason: "no client certificate was presented" };
-    if (!peer.ok) return answer(401, "unauthenticated", `${peer.reason}\n`);
+    if (!peer.ok) return answer(401, Code.Unauthenticated, `${peer.reason}\n`);
+    peerName = formatIdentity(peer.identity);
     const decision = authorize(options.component, peer.identity, GET_METRICS, rules);
-    if (!decision.allowed) return answer(403, "permission_denied", `${decision.reason}\n`);
+    if (!decision.allowed) return answer(403, Code.PermissionDenied, `${decision.reason}\n`);
     const { contentType, text } = await metrics.exposition();
-    answer(200, "ok", req.method === "HEAD" ? "" : text, contentType);
+    answer(200, undefined, req.method === "HEAD" ? "" : text, contentType);
   };
   const handler = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
     if (req.url === METRICS_PATH || req.url.startsWith(`${METRICS_PATH}?`)) {

@@ -235,6 +235,12 @@ describe("metrics and call logs on the mesh (DESIGN.md §2, seed 000)", function
       expect(status).to.equal(403);
       expect(body).to.equal("orchestration may not call /hello.common.v1.MetricsService/GetMetrics on token\n");
       expect((await get(pki.operator("orchestration"))).status).to.equal(200);
+      // Each scrape has its line, like any call.
+      const lines = serverLog.lines.map((l) => l.rpc as { method: string; peer: string; code: string });
+      expect(lines.map((l) => `${l.method} ${l.peer} ${l.code}`)).to.deep.equal([
+        "hello.common.v1.MetricsService/GetMetrics orchestration permission_denied",
+        "hello.common.v1.MetricsService/GetMetrics orchestration/operator ok",
+      ]);
     });
 
     it("refuses other HTTP methods, and a certificate bound to the wrong CA", async function () {

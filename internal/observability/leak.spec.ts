@@ -525,7 +525,7 @@ describe("observability: no identifier, claim, email or token in any log line or
     const hay = haystacks();
     const { findings, comparisons } = search(all, hay);
     const bytes = [...hay.values()].reduce((n, t) => n + t.length, 0);
-    console.log(`      searched ${all.length} values (${Object.entries(categories).map(([k, v]) => `${v} ${k}`).join(", ")}), each in up to ${encodings('a "quoted" value/+~').length} encodings: ${comparisons} searches over ${hay.size} sources, ${bytes} characters`);
+    console.log(`      searched ${all.length} values (${Object.entries(categories).map(([k, v]) => `${v} ${k}`).join(", ")}), each in up to ${Math.max(...all.map((n) => encodings(n.value).length))} forms (raw and encoded): ${comparisons} searches over ${hay.size} sources, ${bytes} characters`);
     // HELLO_LEAK_OUTPUT=<file> keeps what was searched, to read by eye.
     if (process.env.HELLO_LEAK_OUTPUT) writeFileSync(process.env.HELLO_LEAK_OUTPUT, [...hay].map(([name, text]) => `==> ${name}\n${text}\n`).join("\n"));
     expect(findings.map((f) => `${f.needle.category} from ${f.needle.source} (${f.encoding}) in ${f.haystack}: ${f.excerpt}`)).to.deep.equal([]);
