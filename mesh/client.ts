@@ -7,10 +7,12 @@ import { X509Certificate } from "node:crypto";
 import type { PeerCertificate } from "node:tls";
 import type { Interceptor, Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
-import { type Component, formatIdentity, identityUri } from "./identity.js";
+import { type Component, formatIdentity, identityUri, parseIdentityUri } from "./identity.js";
 import type { MeshCredentials } from "./server.js";
-import { AuthenticationError, type TrustStore } from "./trust.js";
+import { AuthenticationError, type TrustStore, uriSans } from "./trust.js";
 import { clientTracing } from "./telemetry.js";
+import type { MeshMetrics } from "../internal/metrics/registry.js";
+import { clientObserver } from "../internal/metrics/rpc-observer.js";
 
 export type MeshProtocol = "grpc" | "connect" | "grpc-web";
 
@@ -25,6 +27,23 @@ export interface MeshTransportOptions {
   readonly interceptors?: readonly Interceptor[];
   /** Deadline for calls that set none (propagated to the server as grpc-timeout). */
   readonly defaultTimeoutMs?: number;
+  /** Where calls are counted. Default: this process's registry. */
+  readonly metrics?: MeshMetrics;
+}
+
+/**
+ * The identity our own certificate names ("orchestration", "token/operator"): the
+ * `component` label of the calls we make. A certificate that names none (a test's
+ * deliberately broken one) is "unknown"; the server will refuse it anyway.
+ */
+function callerLabel(certPem: string): string {
+  try {
+    const uris = uriSans(new X509Certificate(certPem));
+    const identity = uris.length === 1 ? parseIdentityUri(uris[0]!) : undefined;
+    return identity ? formatIdentity(identity) : "unknown";
+  } catch {
+    return "unknown";
+  }
 }
 
 /** Returns an Error (refusing the connection) unless the server is `target` itself. */
@@ -57,7 +76,12 @@ export function createMeshTransport(options: MeshTransportOptions): Transport {
     baseUrl: options.baseUrl,
     httpVersion: "2" as const,
     nodeOptions,
-    interceptors: [clientTracing(), ...(options.interceptors ?? [])],
+    // Tracing first, so the observer's log line carries the call's trace id.
+    interceptors: [
+      clientTracing(),
+      clientObserver(callerLabel(options.credentials.certPem), options.target, options.metrics ? { metrics: options.metrics } : {}),
+      ...(options.interceptors ?? []),
+    ],
     defaultTimeoutMs: options.defaultTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS,
     // Mesh peers are long-lived: keep the session and notice a dead peer quickly.
     pingIntervalMs: 15_000,

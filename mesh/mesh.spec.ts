@@ -12,6 +12,7 @@ import { type MeshCredentials, startMeshServer } from "./server.js";
 import { type EchoMesh, PROTOCOL_SERVICES, meshClient, startEchoMesh } from "./testing/echo-mesh.js";
 import { type TestPki, makeTestPki } from "../internal/testing/test-pki.js";
 import { BuildInfoService } from "../internal/gen/hello/common/v1/build_info_pb.js";
+import { MetricsService } from "../internal/gen/hello/common/v1/metrics_pb.js";
 import { Health } from "../internal/gen/grpc/health/v1/health_pb.js";
 import { TokenService } from "../internal/gen/hello/token/v1/token_service_pb.js";
 import { StorageService } from "../internal/gen/hello/storage/v1/storage_service_pb.js";
@@ -21,7 +22,7 @@ import { StorageService } from "../internal/gen/hello/storage/v1/storage_service
  * so that a change to the table that the design does not sanction fails here.
  */
 function expectedAllowed(caller: { component: Component; operator: boolean }, server: Component, service: string): boolean {
-  if (service === "hello.common.v1.BuildInfoService") return caller.operator;
+  if (service === "hello.common.v1.BuildInfoService" || service === "hello.common.v1.MetricsService") return caller.operator;
   if (service === "grpc.health.v1.Health" || service === "grpc.reflection.v1.ServerReflection") {
     return caller.operator && caller.component === server;
   }
@@ -79,7 +80,7 @@ describe("mesh: mutual TLS with a CA per custodian (DESIGN.md §2)", function ()
 
   describe("§1 call graph: default deny, keyed by full method name", function () {
     for (const server of COMPONENTS) {
-      const services = [PROTOCOL_SERVICES[server], BuildInfoService, Health].filter(
+      const services = [PROTOCOL_SERVICES[server], BuildInfoService, MetricsService, Health].filter(
         (s): s is DescService => s !== undefined,
       );
       for (const service of services) {

@@ -4,8 +4,8 @@
 //   Orchestration -> Token        hello.token.v1.TokenService/*
 //   Orchestration -> Encryption   hello.encryption.v1.EncryptionService/*
 //   Encryption    -> Storage      hello.storage.v1.StorageService/*
-//   <component>/operator -> <component>: health, reflection, metrics
-//   any custodian's operator -> any component: BuildInfo
+//   <component>/operator -> <component>: health, reflection
+//   any custodian's operator -> any component: BuildInfo, metrics (seed 000)
 //
 // There is deliberately no other way in: no wildcard over packages, no "admin" role.
 
@@ -27,8 +27,9 @@ export interface Rule {
   readonly callers: readonly Caller[];
 }
 
-// Metrics join this list when they are served over the mesh (seed 000 asks that they be
-// readable by every custodian, so they will take an "any-operator" rule like BuildInfo).
+// Health and reflection are for the component's own custodian's operator. Metrics are
+// not in this list: seed 000 asks that they be readable by every custodian, so they
+// take an "any-operator" rule like BuildInfo (below).
 const OPERATOR_SERVICES = ["/grpc.health.v1.Health/*", "/grpc.reflection.v1.ServerReflection/*"];
 
 export const RULES: readonly Rule[] = [
@@ -53,6 +54,12 @@ export const RULES: readonly Rule[] = [
   {
     server: "every",
     methods: "/hello.common.v1.BuildInfoService/GetBuildInfo",
+    callers: [{ kind: "any-operator" }],
+  },
+  {
+    // Also what GET /metrics on the mesh port is authorized as (mesh/server.ts).
+    server: "every",
+    methods: "/hello.common.v1.MetricsService/GetMetrics",
     callers: [{ kind: "any-operator" }],
   },
 ];

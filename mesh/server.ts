@@ -3,6 +3,10 @@
 // custodians whose identities may call this component (policy.ts); every call then
 // passes one interceptor that authenticates the certificate's SPIFFE identity against
 // the CA of the custodian it names and checks the default-deny table.
+//
+// Every mesh server also counts, times and logs each call (internal/metrics) and
+// serves hello.common.v1.MetricsService, plus GET /metrics for Prometheus scrapers,
+// to every custodian's operator: no component has to ask for them.
 
 import http2 from "node:http2";
 import type { TLSSocket } from "node:tls";
@@ -16,10 +20,15 @@ import {
   createContextValues,
 } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { type Component, type Identity } from "./identity.js";
+import { type Component, type Identity, formatIdentity } from "./identity.js";
 import { type Rule, RULES, authorize, trustedCallerCustodians } from "./policy.js";
 import { AuthenticationError, type TrustStore } from "./trust.js";
 import { serverTracing } from "./telemetry.js";
+import { type Logger, processLogger } from "../internal/log/logger.js";
+import { codeName, logRpc } from "../internal/log/request-log.js";
+import { type MeshMetrics, processMeshMetrics } from "../internal/metrics/registry.js";
+import { serverObserver } from "../internal/metrics/rpc-observer.js";
+import { GET_METRICS, METRICS_PATH, metricsRoutes } from "../internal/metrics/metrics-service.js";
 
 export interface MeshCredentials {
   readonly certPem: string;
@@ -74,6 +83,10 @@ export interface MeshServerOptions {
    * UNABLE_TO_VERIFY_LEAF_SIGNATURE; never request content.
    */
   readonly onHandshakeRefused?: (reason: string) => void;
+  /** Where calls are counted and what MetricsService serves. Default: this process's registry. */
+  readonly metrics?: MeshMetrics;
+  /** The log for one line per call. Default: the process logger (silent until a component sets it). */
+  readonly log?: () => Logger;
 }
 
 export interface MeshServer {
@@ -115,9 +128,20 @@ export async function startMeshServer(options: MeshServerOptions): Promise<MeshS
     return result;
   };
 
-  const handler = connectNodeAdapter({
-    routes: options.routes,
-    interceptors: [serverTracing(), authorization(options.component, rules), ...(options.interceptors ?? [])],
+  const metrics = options.metrics ?? processMeshMetrics();
+  const peerOf = (req: { contextValues: { get(key: typeof peerKey): PeerAuthentication } }) => {
+    const peer = req.contextValues.get(peerKey);
+    return peer.ok ? formatIdentity(peer.identity) : undefined;
+  };
+  const observer = serverObserver(options.component, peerOf, { metrics, ...(options.log ? { log: options.log } : {}) });
+  const connectHandler = connectNodeAdapter({
+    routes: (router) => {
+      options.routes(router);
+      metricsRoutes(metrics)(router);
+    },
+    // Tracing first, so the observer's log line carries the trace id; the observer
+    // before authorization, so refused calls are counted and logged too.
+    interceptors: [serverTracing(), observer, authorization(options.component, rules), ...(options.interceptors ?? [])],
     readMaxBytes: options.readMaxBytes ?? DEFAULT_READ_MAX_BYTES,
     contextValues: (req) => {
       const values = createContextValues();
@@ -126,6 +150,40 @@ export async function startMeshServer(options: MeshServerOptions): Promise<MeshS
       return values;
     },
   });
+
+  // GET /metrics: the same exposition and the same authorization as GetMetrics, for
+  // Prometheus (which speaks HTTP/2 over TLS and presents a client certificate).
+  const scrape = async (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
+    const started = performance.now();
+    const method = GET_METRICS.slice(1);
+    let peerName: string | undefined;
+    const answer = (status: number, code: Code | undefined, body: string, contentType = "text/plain; charset=utf-8") => {
+      res.writeHead(status, { "content-type": contentType, "cache-control": "no-store" });
+      res.end(body);
+      const labels = { component: options.component, method, code: codeName(code) };
+      const seconds = (performance.now() - started) / 1000;
+      metrics.serverRequests.inc(labels);
+      if (code !== undefined) metrics.serverErrors.inc(labels);
+      metrics.serverDuration.observe(labels, seconds);
+      logRpc((options.log ?? processLogger)(), { side: "server", method, ...(peerName ? { peer: peerName } : {}), code, durationMs: seconds * 1000 });
+    };
+    if (req.method !== "GET" && req.method !== "HEAD") return answer(405, Code.Unimplemented, "GET /metrics only\n");
+    const socket = req.stream?.session?.socket as TLSSocket | undefined;
+    const peer: PeerAuthentication = socket ? authenticate(socket) : { ok: false, reason: "no client certificate was presented" };
+    if (!peer.ok) return answer(401, Code.Unauthenticated, `${peer.reason}\n`);
+    peerName = formatIdentity(peer.identity);
+    const decision = authorize(options.component, peer.identity, GET_METRICS, rules);
+    if (!decision.allowed) return answer(403, Code.PermissionDenied, `${decision.reason}\n`);
+    const { contentType, text } = await metrics.exposition();
+    answer(200, undefined, req.method === "HEAD" ? "" : text, contentType);
+  };
+  const handler = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
+    if (req.url === METRICS_PATH || req.url.startsWith(`${METRICS_PATH}?`)) {
+      scrape(req, res).catch(() => res.headersSent ? res.stream.close() : (res.writeHead(500), res.end()));
+      return;
+    }
+    connectHandler(req, res);
+  };
 
   const tlsOptions = () => ({
     cert: options.credentials.certPem,

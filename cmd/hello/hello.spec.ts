@@ -77,12 +77,46 @@ describe("hello start: all four components, each its own process", function () {
     expect(output).to.include("Made development CAs and certificates");
   });
 
+  it("reports each component ready (grpc.health.v1 SERVING) before it says hello-mesh is running", function () {
+    const output = hello.output();
+    const running = output.indexOf("hello-mesh is running");
+    expect(running).to.be.greaterThan(0);
+    for (const c of COMPONENTS) {
+      const ready = new RegExp(`^${c} *│ ready: grpc\\.health\\.v1 reports SERVING \\(\\d+ ms after start\\)$`, "m").exec(output);
+      expect(ready, `${c} readiness line`).to.not.equal(null);
+      expect(ready!.index).to.be.lessThan(running);
+    }
+  });
+
+  it("hello metrics: any custodian's operator reads any component's metrics (seed 000)", async function () {
+    const config = path.join(dir, "hello.config.json");
+    // Each component read by another custodian's operator, and one by its own.
+    const pairs: Array<[Component, Component]> = [["storage", "orchestration"], ["token", "encryption"], ["orchestration", "token"], ["encryption", "encryption"]];
+    for (const [component, as] of pairs) {
+      const { stdout } = await run(process.execPath, [BIN, "metrics", component, "--as", as, "--config", config], { timeout: 30_000 });
+      // hello start's readiness checks were Health/Check calls, served and counted.
+      expect(stdout, `${component} as ${as}`).to.match(
+        new RegExp(`^hello_mesh_server_requests_total\\{component="${component}",method="grpc\\.health\\.v1\\.Health/Check",code="ok"\\} [1-9]`, "m"),
+      );
+      expect(stdout).to.match(/^process_resident_memory_bytes \d+/m);
+      expect(stdout).to.match(/^nodejs_eventloop_lag_seconds /m);
+    }
+  });
+
+  it("hello metrics without the operator's certificate says which file is missing", async function () {
+    const result = await run(process.execPath, [BIN, "metrics", "token", "--as", "storage", "--url", url("token"), "--certs", path.join(dir, "nowhere")])
+      .catch((e: { code: number; stderr: string }) => e);
+    expect((result as { code: number }).code).to.equal(1);
+    expect((result as { stderr: string }).stderr).to.include(path.join(dir, "nowhere", "storage", "operator.crt"));
+  });
+
   it("buf curl --list-methods with the storage operator's certificate lists Storage's service", async function () {
     const { cert, key } = certFiles("storage", true);
     const { stdout } = await buf(["--cacert", pkiPaths(certs(), "storage").caCert, "--cert", cert, "--key", key, "--list-methods", url("storage")]);
     expect(stdout.split("\n")).to.include.members([
       "hello.storage.v1.StorageService/ReadRecord",
       "hello.storage.v1.StorageService/CreateRecord",
+      "hello.common.v1.MetricsService/GetMetrics",
       "grpc.health.v1.Health/Check",
     ]);
   });

@@ -2,6 +2,7 @@
 
 import { runPkiCommand } from "../../internal/pki/cli.js";
 import { runKeysCommand } from "./keys.js";
+import { runMetrics } from "./metrics.js";
 import { runServe } from "./serve.js";
 import { runStart } from "./start.js";
 import { runVerify } from "./verify.js";
@@ -17,6 +18,7 @@ commands:
                                         and that the front door publishes only Token's keys
   keys <status|rotate|promote|prune|publish> <component>
                                         rotate Token's or Storage's signing keys without downtime
+  metrics <component> [--as <custodian>] print a component's metrics, read with a custodian's operator certificate
   help                                  this text
 `;
 
@@ -38,6 +40,8 @@ export async function main(args: string[]): Promise<number> {
       return runVerify(rest);
     case "keys":
       return runKeysCommand(rest, console_);
+    case "metrics":
+      return runMetrics(rest);
     case "help":
     case "--help":
     case "-h":

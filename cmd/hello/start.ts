@@ -82,7 +82,11 @@ export async function runStart(args: string[]): Promise<number> {
   const { certs } = deployment;
   out(deployment.createdCertificates ? `Made development CAs and certificates under ${certs}` : `Using the certificates under ${certs}`);
 
-  const processes = startComponentProcesses(deployment, { artifacts, onSpawn: relayLogs });
+  const processes = startComponentProcesses(deployment, {
+    artifacts,
+    onSpawn: relayLogs,
+    onReady: (c, ms) => out(`${c.padEnd(13)}│ ready: grpc.health.v1 reports SERVING (${ms} ms after start)`),
+  });
   const recordFile = deploymentRecordPath(dev);
   const demoClient = dev.clients.find((c) => c.redirect_uris.includes(`http://localhost:${dev.ports.demo}/callback`));
   let demo: Awaited<ReturnType<typeof startDemoApp>> | undefined;

@@ -41,6 +41,8 @@ export interface ComponentProcessOptions {
    */
   readonly artifacts?: Partial<Record<Component, string>>;
   readonly onSpawn?: (c: Component, child: ChildProcess) => void;
+  /** Called as each component first reports SERVING, with the time since spawning. */
+  readonly onReady?: (c: Component, elapsedMs: number) => void;
 }
 
 /** The command line that runs `component`: [file node runs, ...arguments]. */
@@ -75,11 +77,13 @@ export function startComponentProcesses(deployment: DevDeployment, options: Comp
     await Promise.all([...children.values()].map(stopChild));
   };
 
+  const spawned = performance.now();
   const ready = (async () => {
     const readiness = await Promise.allSettled(
-      components.map((c) => {
+      components.map(async (c) => {
         const { host, port } = deployment.configs[c].listen;
-        return waitUntilServing(c, `https://${host}:${port}`, deployment.certs, deployment.configs[c].bundles, 60_000, waiting.signal);
+        await waitUntilServing(c, `https://${host}:${port}`, deployment.certs, deployment.configs[c].bundles, 60_000, waiting.signal);
+        options.onReady?.(c, Math.round(performance.now() - spawned));
       }),
     );
     const failed = components.flatMap((c, i) => {

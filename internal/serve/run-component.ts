@@ -6,7 +6,7 @@ import { parseArgs } from "node:util";
 import type { Component } from "../../mesh/identity.js";
 import { loadComponentConfig } from "../config/component-config.js";
 import { ConfigError } from "../config/errors.js";
-import { createLogger } from "../log/logger.js";
+import { createLogger, setProcessLogger } from "../log/logger.js";
 import { initTracing } from "../telemetry/tracing.js";
 import { pinnedNodeProblem } from "../buildinfo/artifact.js";
 import type { ServiceFactory } from "./component-services.js";
@@ -38,6 +38,7 @@ export async function runComponent<C extends Component>(
   }
 
   const log = createLogger(component);
+  setProcessLogger(log); // the mesh server, mesh clients and front door log through it
   const tracing = initTracing(`hello-${component}`);
   let running;
   try {

@@ -10,6 +10,7 @@ import { type MeshServer, startMeshServer } from "../../mesh/server.js";
 import type { ConfigFor } from "../config/component-config.js";
 import { buildInfoRoutes, currentBuildInfo, describeRunningArtifact } from "../buildinfo/build-info.js";
 import { BuildInfoService } from "../gen/hello/common/v1/build_info_pb.js";
+import { MetricsService } from "../gen/hello/common/v1/metrics_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { HealthStatus, healthRoutes } from "../grpc/health.js";
@@ -44,7 +45,8 @@ export async function serveComponent<C extends Component>(
   const running = await service(config, { credentials, bundles: () => bundles, log });
 
   const health = new HealthStatus();
-  const served: DescService[] = [...running.descriptors, BuildInfoService, Health, ServerReflection];
+  // MetricsService's routes are added by startMeshServer itself; listed here for reflection.
+  const served: DescService[] = [...running.descriptors, BuildInfoService, MetricsService, Health, ServerReflection];
   const routes = (router: ConnectRouter) => {
     running.routes(router);
     buildInfoRoutes(buildInfo)(router);

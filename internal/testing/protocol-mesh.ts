@@ -90,6 +90,8 @@ export async function startProtocolMesh(options: {
   secondProvider?: boolean;
   /** The development OP's accounts (default DEFAULT_DEV_USERS). */
   users?: DevUser[];
+  /** Passed to the four `hello serve` processes (e.g. HELLO_LOG_LEVEL), and a hook to read their output. */
+  processes?: Parameters<typeof startComponentProcesses>[1];
 }): Promise<ProtocolMesh> {
   const dir = await mkdtemp(path.join(os.tmpdir(), "hello-protocol-"));
   const postgres = options.database === "postgres" ? await startPostgres() : undefined;
@@ -139,7 +141,7 @@ export async function startProtocolMesh(options: {
     }),
   );
   const deployment = await prepareDevDeployment(loadDevConfig(configFile));
-  const processes = startComponentProcesses(deployment);
+  const processes = startComponentProcesses(deployment, options.processes);
   try {
     await processes.ready;
   } catch (error) {

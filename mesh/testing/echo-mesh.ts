@@ -14,6 +14,7 @@ import { TokenService } from "../../internal/gen/hello/token/v1/token_service_pb
 import { EncryptionService } from "../../internal/gen/hello/encryption/v1/encryption_service_pb.js";
 import { StorageService } from "../../internal/gen/hello/storage/v1/storage_service_pb.js";
 import { BuildInfoService } from "../../internal/gen/hello/common/v1/build_info_pb.js";
+import { MetricsService } from "../../internal/gen/hello/common/v1/metrics_pb.js";
 import { Health } from "../../internal/gen/grpc/health/v1/health_pb.js";
 import { HealthCheckResponse_ServingStatus as ServingStatus } from "../../internal/gen/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "../../internal/gen/grpc/reflection/v1/reflection_pb.js";
@@ -72,7 +73,7 @@ export async function startEchoMesh(
     const service = PROTOCOL_SERVICES[component];
     const health = new HealthStatus();
     health.set("", ServingStatus.SERVING);
-    const served = [...(service ? [service] : []), BuildInfoService, Health, ServerReflection];
+    const served = [...(service ? [service] : []), BuildInfoService, MetricsService, Health, ServerReflection];
     servers[component] = await startMeshServer({
       component,
       credentials: credentials(component),

@@ -24,6 +24,7 @@ import { authenticateClient } from "./client-auth.js";
 import { OAuthError } from "./oauth-error.js";
 import { UpstreamRp } from "./upstream-rp.js";
 import { WALLET_CLAIMS, requestedClaims } from "../../protocol/claims.js";
+import { type HttpObserver, OTHER_ROUTE, httpObserver } from "../../metrics/http-observer.js";
 
 export interface FrontDoorDeps {
   readonly issuer: string;
@@ -36,7 +37,15 @@ export interface FrontDoorDeps {
   readonly cookieKey: Uint8Array;
   /** Shared by Orchestration's replicas: codes, access tokens, used client assertions. */
   readonly store: SharedStore;
+  /** Counts, times and logs each request by route name. Default: this process's metrics and log. */
+  readonly observer?: HttpObserver;
 }
+
+/** The routes below: the only values the `route` label and log field take (others are "other"). */
+const ROUTES = new Set([
+  "/.well-known/openid-configuration", "/jwks", "/authorize", "/authorize/provider", "/upstream/callback",
+  "/consent", "/token", "/userinfo", "/health",
+]);
 
 const FLOW_TTL = 10 * 60;
 const CODE_TTL = 60;
@@ -86,6 +95,7 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
   const accessTokens = new SecretKeyedStore<AccessEntry>(deps.store, "access-token");
   const rp = new UpstreamRp(deps.providers, endpoint("/upstream/callback"));
   const secure = issuer.startsWith("https:");
+  const observer = deps.observer ?? httpObserver("orchestration");
 
   const discovery = JSON.stringify({
     issuer,
@@ -357,9 +367,11 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
   // --- routing --------------------------------------------------------------------------
 
   return (req, res) => {
-    void (async () => {
+    const observation = observer.begin(req, res);
+    void observation.run(async () => {
       const url = new URL(req.url ?? "/", issuer);
       const route = `${req.method} ${url.pathname}`;
+      observation.route(ROUTES.has(url.pathname) ? url.pathname : OTHER_ROUTE);
       try {
         switch (route) {
           case "GET /.well-known/openid-configuration":
@@ -388,9 +400,10 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
             return sendError(res, 404, "Not found", "There is no page at this address.");
         }
       } catch (error) {
+        observation.failed(error);
         handleError(res, url.pathname, error);
       }
-    })();
+    });
   };
 
   function handleError(res: http.ServerResponse, path: string, error: unknown) {

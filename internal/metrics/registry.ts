@@ -1,0 +1,95 @@
+// Prometheus metrics (prom-client), one registry per component process. Every custodian's
+// operator may read every component's metrics (seed 000; hello.common.v1.MetricsService
+// and GET /metrics on the mesh port), so a label carries only names the code itself
+// chose: a component, a full method name, a gRPC code, a fixed route name, an HTTP
+// status. Never a user identifier, claim, token, record, path or query (DESIGN.md §2).
+// That also keeps the number of series bounded: methods are those the router serves,
+// routes a fixed list with one "other" for everything else.
+
+import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+/** Seconds: a mesh call is a few milliseconds; a front-door request waits for the mesh. */
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+type ServerLabels = "component" | "method" | "code";
+type ClientLabels = "component" | "target" | "method" | "code";
+type HttpLabels = "component" | "route" | "method" | "status";
+
+/** The metrics one process keeps, and the registry that exposes them. */
+export class MeshMetrics {
+  readonly registry = new Registry();
+
+  /** Mesh calls this process served, by component, full method name and gRPC code. */
+  readonly serverRequests = new Counter<ServerLabels>({
+    name: "hello_mesh_server_requests_total",
+    help: "Mesh calls served, by component, full method name and gRPC code (ok included).",
+    labelNames: ["component", "method", "code"],
+    registers: [this.registry],
+  });
+  readonly serverErrors = new Counter<ServerLabels>({
+    name: "hello_mesh_server_errors_total",
+    help: "Mesh calls served that ended with a gRPC code other than ok.",
+    labelNames: ["component", "method", "code"],
+    registers: [this.registry],
+  });
+  readonly serverDuration = new Histogram<ServerLabels>({
+    name: "hello_mesh_server_duration_seconds",
+    help: "Time to serve a mesh call (to the last response message), by component, method and code.",
+    labelNames: ["component", "method", "code"],
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+
+  /** Mesh calls this process made, by caller identity, target component, method and code. */
+  readonly clientRequests = new Counter<ClientLabels>({
+    name: "hello_mesh_client_requests_total",
+    help: "Mesh calls made to a peer, by calling identity, target component, full method name and gRPC code.",
+    labelNames: ["component", "target", "method", "code"],
+    registers: [this.registry],
+  });
+  readonly clientErrors = new Counter<ClientLabels>({
+    name: "hello_mesh_client_errors_total",
+    help: "Mesh calls made to a peer that ended with a gRPC code other than ok.",
+    labelNames: ["component", "target", "method", "code"],
+    registers: [this.registry],
+  });
+  readonly clientDuration = new Histogram<ClientLabels>({
+    name: "hello_mesh_client_duration_seconds",
+    help: "Time a mesh call to a peer took, as the caller saw it.",
+    labelNames: ["component", "target", "method", "code"],
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+
+  /** The front door (Orchestration's public HTTP server). */
+  readonly httpRequests = new Counter<HttpLabels>({
+    name: "hello_http_requests_total",
+    help: "Front-door HTTP requests, by fixed route name, HTTP method and status.",
+    labelNames: ["component", "route", "method", "status"],
+    registers: [this.registry],
+  });
+  readonly httpDuration = new Histogram<HttpLabels>({
+    name: "hello_http_request_duration_seconds",
+    help: "Time to answer a front-door HTTP request, by route, method and status.",
+    labelNames: ["component", "route", "method", "status"],
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+
+  constructor(options: { processMetrics?: boolean } = {}) {
+    // Resident memory, CPU, heap, event-loop lag, GC, handles: prom-client's standard set.
+    if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** One scrape, in the Prometheus text exposition format. */
+  async exposition(): Promise<{ contentType: string; text: string }> {
+    return { contentType: this.registry.contentType, text: await this.registry.metrics() };
+  }
+}
+
+let processMetrics: MeshMetrics | undefined;
+
+/** The registry of this process, made on first use (one per component process). */
+export function processMeshMetrics(): MeshMetrics {
+  return (processMetrics ??= new MeshMetrics());
+}
