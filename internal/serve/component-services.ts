@@ -10,16 +10,14 @@ import type { ComponentConfig } from "../config/component-config.js";
 import type { MeshCredentials } from "../../mesh/server.js";
 import { TokenService } from "../gen/hello/token/v1/token_service_pb.js";
 import { EncryptionService } from "../gen/hello/encryption/v1/encryption_service_pb.js";
-import { StorageService } from "../gen/hello/storage/v1/storage_service_pb.js";
 import { openRecordStore } from "../storage/backend/open-store.js";
-import { storageRoutes } from "../storage/service/storage-service.js";
-import { encryptionRoutes } from "../encryption/encryption-service.js";
+import { STORAGE_SERVICES, storageRoutes } from "../storage/service/storage-service.js";
+import { encryptionComponent } from "../encryption/encryption-component.js";
 import { tokenRoutes } from "../token/token-service.js";
 import { UpstreamVerifier } from "../token/upstream.js";
 import {
   STORAGE_KEYS,
   TOKEN_KEYS,
-  loadKeyring,
   loadLookupKey,
   loadSecretKey,
   loadSigningKeys,
@@ -113,20 +111,8 @@ export async function componentService(config: ComponentConfig, deps: ServiceDep
       });
       return { descriptors: [TokenService], routes, close: async () => signing.close() };
     }
-    case "encryption": {
-      const keyring = loadKeyring("encryption", config.keys.keyring);
-      const storage = createClient(
-        StorageService,
-        createMeshTransport({
-          target: "storage",
-          baseUrl: config.peers.storage,
-          credentials: deps.credentials,
-          trust: trustFromBundles(deps.bundles()),
-        }),
-      );
-      const routes = encryptionRoutes({ keyring: () => keyring, tokenKeys: peerKeys(deps.bundles, "token"), storage });
-      return { descriptors: [EncryptionService], routes, close: async () => {} };
-    }
+    case "encryption":
+      return encryptionComponent(config, { ...deps, tokenKeys: peerKeys(deps.bundles, "token") });
     case "storage": {
       const storageKeys = loadSigningKeys("storage", config.keys.signing, STORAGE_KEYS);
       const newest = (purpose: "error" | "receipt") => storageKeys.filter((k) => k.purpose === purpose).at(-1)!;
@@ -138,7 +124,7 @@ export async function componentService(config: ComponentConfig, deps: ServiceDep
         errorKey: newest("error"),
         receiptKey: newest("receipt"),
       });
-      return { descriptors: [StorageService], routes, close: () => store.close() };
+      return { descriptors: STORAGE_SERVICES, routes, close: () => store.close() };
     }
   }
 }
