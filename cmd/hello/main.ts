@@ -1,6 +1,7 @@
 // hello: run, operate and verify hello-mesh.
 
 import { runPkiCommand } from "../../internal/pki/cli.js";
+import { runKeyringCommand } from "./keyring.js";
 import { runServe } from "./serve.js";
 import { runStart } from "./start.js";
 import { runVerify } from "./verify.js";
@@ -13,6 +14,7 @@ commands:
                                         (component: orchestration, token, encryption, storage)
   pki <init-ca|issue|bundle|dev|show>   make custodian CAs, mesh certificates and bundles
   verify --issuer <url>                 check that the keys the front door publishes are Token's
+  keyring <status|rotate|rewrap|drop|storage>  rotate Encryption's record keyring without downtime
   help                                  this text
 `;
 
@@ -32,6 +34,8 @@ export async function main(args: string[]): Promise<number> {
       return runPkiCommand(rest, console_);
     case "verify":
       return runVerify(rest);
+    case "keyring":
+      return runKeyringCommand(rest, console_);
     case "help":
     case "--help":
     case "-h":

@@ -36,9 +36,13 @@ export function keyringAdminRoutes(deps: KeyringAdminDeps) {
   async function status(): Promise<KeyringStatus> {
     const keyring = deps.keyring();
     const job = deps.job.snapshot();
+    // Without Storage the keyring and the job are still worth reporting; the counts are not
+    // guessed, and the CLI refuses to drop a key while they are missing.
+    let usageError = "";
     const { keys: usage } = await deps.storage.countRecordKeys({}).catch((error: unknown) => {
       const e = ConnectError.from(error);
-      throw new ConnectError(`storage: ${e.rawMessage}`, e.code === Code.Unknown ? Code.Unavailable : e.code);
+      usageError = `${Code[e.code]}: storage: ${e.rawMessage}`;
+      return { keys: [] };
     });
     const keyIds = [...new Set([...keyring.keyIds(), ...usage.map((u) => u.keyId)])].sort();
     return create(KeyringStatusSchema, {
@@ -71,6 +75,7 @@ export function keyringAdminRoutes(deps: KeyringAdminDeps) {
         ),
         error: job.error ?? "",
       }),
+      usageError,
     });
   }
 
