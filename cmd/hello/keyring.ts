@@ -184,7 +184,8 @@ async function rewrap(args: string[], out: KeyringOutput): Promise<number> {
   if (values["no-wait"]) return 0;
   let last = "";
   while (status!.job!.state === RewrapJobState.RUNNING) {
-    await sleep(500);
+    // Each status counts the records by key at Storage (a pass over the table): not too often.
+    await sleep(1000);
     status = (await admin.getKeyringStatus({})).status;
     const line = progressLine(status!);
     if (line !== last) out.log(line);

@@ -22,6 +22,7 @@ import { KeyringAdminService } from "../../gen/hello/encryption/v1/keyring_admin
 import { KeyWrappingAdminService } from "../../gen/hello/storage/v1/key_wrapping_admin_service_pb.js";
 import { StorageService } from "../../gen/hello/storage/v1/storage_service_pb.js";
 import { pkiPaths } from "../../pki/layout.js";
+import { subjectHash } from "../lookup-key.js";
 import { type ProtocolMesh, startProtocolMesh } from "../../testing/protocol-mesh.js";
 
 const execFileAsync = promisify(execFile);
@@ -235,6 +236,36 @@ describe("Encryption's keyring rotates without downtime (issue 5), on PostgreSQL
     expect((await keyringAdmin().getKeyringStatus({})).status!.usageError).to.equal("");
     expect((await client(KeyWrappingAdminService, "storage", { component: "storage", operator: true }).getKeyUsage({})).keys).to.have.length(1);
     expect((await client(StorageService, "storage", { component: "encryption", operator: false }).countRecordKeys({})).keys).to.have.length(1);
+  });
+
+  it("Storage moving a whole row (ciphertext, key id and wrapped key) to another user's storage key gets DATA_LOSS, never the other user (honest twin: restored, both log in)", async function () {
+    const [u0, u1] = [RETURNING[0]!, RETURNING[1]!];
+    const hashes = [u0, u1].map((u) => subjectHash(mesh.lookupKey, mesh.devOp.issuer, u.sub));
+    const rowOf = async (hash: string) =>
+      (await db.query<{ key_id: string; wrapped_key: Buffer; ciphertext: Buffer }>("SELECT key_id, wrapped_key, ciphertext FROM records WHERE hash = $1", [hash])).rows[0]!;
+    const put = (hash: string, r: { key_id: string; wrapped_key: Buffer; ciphertext: Buffer }) =>
+      db.query("UPDATE records SET key_id = $2, wrapped_key = $3, ciphertext = $4 WHERE hash = $1", [hash, r.key_id, r.wrapped_key, r.ciphertext]);
+    const [r0, r1] = [await rowOf(hashes[0]!), await rowOf(hashes[1]!)];
+    expect(r0.wrapped_key).to.have.length(60);
+    const attempts: Array<[string, () => Promise<unknown>]> = [
+      ["the whole rows swapped", async () => { await put(hashes[0]!, r1); await put(hashes[1]!, r0); }],
+      ["only the wrapped keys swapped", async () => { await put(hashes[0]!, { ...r0, wrapped_key: r1.wrapped_key }); await put(hashes[1]!, { ...r1, wrapped_key: r0.wrapped_key }); }],
+    ];
+    try {
+      for (const [what, attack] of attempts) {
+        await attack();
+        for (const user of [u0, u1]) {
+          const error = await mesh.login(user, "a").then(() => expect.fail(`${what}: ${user.sub} logged in`), (e: unknown) => ConnectError.from(e));
+          expect(error.code, what).to.equal(Code.DataLoss);
+          expect(error.rawMessage, what).to.equal("the stored record key does not authenticate under its key and storage key");
+        }
+      }
+    } finally {
+      await put(hashes[0]!, r0);
+      await put(hashes[1]!, r1);
+    }
+    for (const user of [u0, u1]) await login(user, "a", "after the rows were restored");
+    expect(failures).to.deep.equal([]);
   });
 
   it("the CLI says what is wrong: the current key cannot be dropped, an unknown key is not there, a missing --config is a usage error", async function () {
