@@ -125,7 +125,8 @@ export class RewrapJob {
       state: this.#state,
       ...(this.#startTime ? { startTime: this.#startTime } : {}),
       ...(this.#endTime ? { endTime: this.#endTime } : {}),
-      targetKeyId: this.#state === "running" ? this.#deps.keyring().currentKeyId : this.#targetKeyId,
+      // While running (or before any run), the key it wraps under now; after a run, the one it ended with.
+      targetKeyId: this.#state === "running" || this.#state === "idle" ? this.#deps.keyring().currentKeyId : this.#targetKeyId,
       progress: new Map([...this.#progress].map(([id, p]) => [id, { ...p }])),
       ...(this.#error ? { error: this.#error } : {}),
     };
