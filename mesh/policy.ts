@@ -4,7 +4,8 @@
 //   Orchestration -> Token        hello.token.v1.TokenService/*
 //   Orchestration -> Encryption   hello.encryption.v1.EncryptionService/*
 //   Encryption    -> Storage      hello.storage.v1.StorageService/*
-//   <component>/operator -> <component>: health, reflection
+//   <component>/operator -> <component>: health, reflection; keyring admin (Encryption)
+//                                 and key-wrapping admin (Storage)
 //   any custodian's operator -> any component: BuildInfo, metrics (seed 000)
 //
 // There is deliberately no other way in: no wildcard over packages, no "admin" role.
@@ -48,6 +49,9 @@ export const RULES: readonly Rule[] = [
     methods: "/hello.storage.v1.StorageService/*",
     callers: [{ kind: "component", component: "encryption" }],
   },
+  // Keyring rotation (docs/keyring-rotation.md): each custodian's operator runs its own side.
+  { server: "encryption", methods: "/hello.encryption.v1.KeyringAdminService/*", callers: [{ kind: "own-operator" }] },
+  { server: "storage", methods: "/hello.storage.v1.KeyWrappingAdminService/*", callers: [{ kind: "own-operator" }] },
   ...OPERATOR_SERVICES.map(
     (methods): Rule => ({ server: "every", methods, callers: [{ kind: "own-operator" }] }),
   ),

@@ -1,6 +1,7 @@
 // hello: run, operate and verify hello-mesh.
 
 import { runPkiCommand } from "../../internal/pki/cli.js";
+import { runKeyringCommand } from "./keyring.js";
 import { runKeysCommand } from "./keys.js";
 import { runMetrics } from "./metrics.js";
 import { runServe } from "./serve.js";
@@ -19,6 +20,7 @@ commands:
   keys <status|rotate|promote|prune|publish> <component>
                                         rotate Token's or Storage's signing keys without downtime
   metrics <component> [--as <custodian>] print a component's metrics, read with a custodian's operator certificate
+  keyring <status|rotate|rewrap|drop|storage>  rotate Encryption's record keyring without downtime
   help                                  this text
 `;
 
@@ -42,6 +44,8 @@ export async function main(args: string[]): Promise<number> {
       return runKeysCommand(rest, console_);
     case "metrics":
       return runMetrics(rest);
+    case "keyring":
+      return runKeyringCommand(rest, console_);
     case "help":
     case "--help":
     case "-h":

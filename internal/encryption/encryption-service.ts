@@ -3,11 +3,13 @@
 // holds no signing key), checks a record to be written against the digest the token
 // carries, and derives the additional data from the verified token, never from what
 // Storage returns: a ciphertext Storage moved to another row does not open.
+// Records use envelope encryption (internal/protocol/keyring.ts): a fresh data key per
+// write, wrapped under the keyring's current key.
 
 import { Code, type Client, type ConnectRouter, ConnectError } from "@connectrpc/connect";
 import { EncryptionService } from "../gen/hello/encryption/v1/encryption_service_pb.js";
 import type { StorageService } from "../gen/hello/storage/v1/storage_service_pb.js";
-import { type Keyring, additionalData } from "../protocol/keyring.js";
+import type { Keyring } from "../protocol/keyring.js";
 import { sha256, verify } from "../protocol/jws.js";
 import type { VerificationKeys } from "../protocol/signing-keys.js";
 import { ACCESS_TOKEN, type AccessClaims, type Operation } from "../protocol/tokens.js";
@@ -53,20 +55,20 @@ export function encryptionRoutes(deps: EncryptionServiceDeps) {
         const res = await fromStorage(deps.storage.readRecord({ accessToken: req.accessToken }));
         if (res.result.case === "errorToken") return { result: { case: "errorToken", value: res.result.value } };
         if (res.result.case !== "record") throw new ConnectError("storage returned neither a record nor an error token", Code.DataLoss);
-        const { keyId, ciphertext, version } = res.result.value;
-        const plaintext = deps.keyring().open(keyId, ciphertext, additionalData(claims.kind, claims.hash));
+        const { version } = res.result.value;
+        const plaintext = deps.keyring().open(res.result.value, claims.kind, claims.hash);
         return { result: { case: "record", value: plaintext.toString("utf8") }, version };
       }),
       createRecord: mapped(async (req) => {
         const claims = await authorize(req.accessToken, "create", req.record);
-        const sealed = deps.keyring().seal(Buffer.from(req.record, "utf8"), additionalData(claims.kind, claims.hash));
+        const sealed = deps.keyring().seal(Buffer.from(req.record, "utf8"), claims.kind, claims.hash);
         const { version, receipt } = await fromStorage(deps.storage.createRecord({ accessToken: req.accessToken, ...sealed }));
         return { version, receipt };
       }),
       updateRecord: mapped(async (req) => {
         const claims = await authorize(req.accessToken, "update", req.record);
-        // Re-encryption on write: an update is always sealed under the current key.
-        const sealed = deps.keyring().seal(Buffer.from(req.record, "utf8"), additionalData(claims.kind, claims.hash));
+        // Re-encryption on write: an update gets a fresh data key, under the current key.
+        const sealed = deps.keyring().seal(Buffer.from(req.record, "utf8"), claims.kind, claims.hash);
         const { version } = await fromStorage(
           deps.storage.updateRecord({ accessToken: req.accessToken, ...sealed, expectedVersion: req.expectedVersion }),
         );

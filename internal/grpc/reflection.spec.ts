@@ -103,6 +103,7 @@ function serviceFrom(typeName: string, ...files: FileInit[]): DescService {
 
 const STORAGE_FILE = "hello/storage/v1/storage_service.proto";
 const TIMESTAMP_FILE = "google/protobuf/timestamp.proto";
+const RECORD_FILE = "hello/common/v1/record.proto";
 const HEALTH_FILE = "grpc/health/v1/health.proto";
 
 describe("reflectionRoutes", () => {
@@ -129,12 +130,14 @@ describe("reflectionRoutes", () => {
 
   it("answers file_by_filename with the file first, then its imports", async () => {
     const response = await reflectOne(ask.file(STORAGE_FILE));
-    expect(fileNames(response)).to.deep.equal([STORAGE_FILE, TIMESTAMP_FILE]);
+    expect(fileNames(response)).to.deep.equal([STORAGE_FILE, TIMESTAMP_FILE, RECORD_FILE]);
     const file = filesOf(response)[0]!;
     expect(file.package).to.equal("hello.storage.v1");
-    expect(file.dependency).to.deep.equal([TIMESTAMP_FILE]);
+    expect(file.dependency).to.deep.equal([TIMESTAMP_FILE, RECORD_FILE]);
     const methods = file.service[0]?.method.map((m) => m.name);
-    expect(methods).to.deep.equal(["ReadRecord", "CreateRecord", "UpdateRecord", "DeleteRecord"]);
+    expect(methods).to.deep.equal([
+      "ReadRecord", "CreateRecord", "UpdateRecord", "DeleteRecord", "ListRecordKeys", "RewrapRecordKey", "CountRecordKeys",
+    ]);
   });
 
   it("sends a file without imports alone", async () => {
@@ -169,11 +172,11 @@ describe("reflectionRoutes", () => {
   });
 
   const symbols: Array<[kind: string, symbol: string, files: string[]]> = [
-    ["a service", "hello.storage.v1.StorageService", [STORAGE_FILE, TIMESTAMP_FILE]],
-    ["a method", "hello.storage.v1.StorageService.ReadRecord", [STORAGE_FILE, TIMESTAMP_FILE]],
-    ["a message", "hello.storage.v1.StoredRecord", [STORAGE_FILE, TIMESTAMP_FILE]],
-    ["a field", "hello.storage.v1.StoredRecord.create_time", [STORAGE_FILE, TIMESTAMP_FILE]],
-    ["a oneof", "hello.storage.v1.ReadRecordResponse.result", [STORAGE_FILE, TIMESTAMP_FILE]],
+    ["a service", "hello.storage.v1.StorageService", [STORAGE_FILE, TIMESTAMP_FILE, RECORD_FILE]],
+    ["a method", "hello.storage.v1.StorageService.ReadRecord", [STORAGE_FILE, TIMESTAMP_FILE, RECORD_FILE]],
+    ["a message", "hello.storage.v1.StoredRecord", [STORAGE_FILE, TIMESTAMP_FILE, RECORD_FILE]],
+    ["a field", "hello.storage.v1.StoredRecord.create_time", [STORAGE_FILE, TIMESTAMP_FILE, RECORD_FILE]],
+    ["a oneof", "hello.storage.v1.ReadRecordResponse.result", [STORAGE_FILE, TIMESTAMP_FILE, RECORD_FILE]],
     ["an imported message", "google.protobuf.Timestamp", [TIMESTAMP_FILE]],
     ["a nested enum", "grpc.health.v1.HealthCheckResponse.ServingStatus", [HEALTH_FILE]],
     ["an enum value (scoped beside its enum)", "grpc.health.v1.HealthCheckResponse.SERVING", [HEALTH_FILE]],
@@ -313,9 +316,12 @@ describe("reflectionRoutes", () => {
         "grpc.health.v1.Health/List",
         "grpc.health.v1.Health/Watch",
         "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "hello.storage.v1.StorageService/CountRecordKeys",
         "hello.storage.v1.StorageService/CreateRecord",
         "hello.storage.v1.StorageService/DeleteRecord",
+        "hello.storage.v1.StorageService/ListRecordKeys",
         "hello.storage.v1.StorageService/ReadRecord",
+        "hello.storage.v1.StorageService/RewrapRecordKey",
         "hello.storage.v1.StorageService/UpdateRecord",
       ]);
     });

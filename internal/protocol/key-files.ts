@@ -124,6 +124,50 @@ export function loadKeyring(component: string, file: string): Keyring {
   );
 }
 
+export type KeyringReload = { readonly keyring: Keyring; readonly previous: Keyring } | { readonly error: unknown };
+
+/**
+ * Encryption's keyring in `file`, reloaded when the file changes: a rotation needs no
+ * restart (docs/keyring-rotation.md). A file that no longer loads, or that gives a key
+ * id it already had other key bytes (which would make every record under that id
+ * unreadable), is reported and the previous keyring stays in force. Dropping a key is
+ * accepted here; `hello keyring drop` checks first that no record depends on it.
+ */
+export function watchKeyring(
+  component: string,
+  file: string,
+  onReload: (reload: KeyringReload) => void,
+): { keyring: () => Keyring; close(): void } {
+  let keyring = loadKeyring(component, file);
+  let timer: NodeJS.Timeout | undefined;
+  // Watch the directory: a careful writer (writeFileAtomic) replaces the file by renaming over it.
+  const watcher = watch(path.dirname(file), (_event, name) => {
+    if (name !== path.basename(file)) return;
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      try {
+        const next = loadKeyring(component, file);
+        const changed = keyring.changedKeys(next);
+        if (changed.length > 0) {
+          throw new Error(`the keyring file gives key ${changed.join(", ")} other key bytes; a key id must never change its key`);
+        }
+        const previous = keyring;
+        keyring = next;
+        onReload({ keyring, previous });
+      } catch (error) {
+        onReload({ error });
+      }
+    }, 100);
+  });
+  return {
+    keyring: () => keyring,
+    close: () => {
+      clearTimeout(timer);
+      watcher.close();
+    },
+  };
+}
+
 // Development only: make what is missing, never overwrite.
 
 /** Makes the file, or adds the keys a newer version needs to an existing one; never replaces a key. */

@@ -171,37 +171,38 @@ describe("protocol primitives", function () {
   });
 
   describe("record keyring (DESIGN.md §3: AES-256-GCM, AAD from the verified token)", function () {
-    const aad = additionalData("subject", "hash-a");
-
+    // Envelope encryption in detail: keyring.spec.ts.
     it("honest: seals and opens", function () {
       const ring = new Keyring(new Map([["k1", generateRecordKey()]]), "k1");
-      const { keyId, ciphertext } = ring.seal(Buffer.from("record"), aad);
-      expect(ring.open(keyId, ciphertext, aad).toString()).to.equal("record");
+      const sealed = ring.seal(Buffer.from("record"), "subject", "hash-a");
+      expect(ring.open(sealed, "subject", "hash-a").toString()).to.equal("record");
     });
 
     it("a ciphertext moved to another storage key or kind does not open", function () {
       const ring = new Keyring(new Map([["k1", generateRecordKey()]]), "k1");
-      const { keyId, ciphertext } = ring.seal(Buffer.from("record"), aad);
-      expect(() => ring.open(keyId, ciphertext, additionalData("subject", "hash-b"))).to.throw(DecryptionError);
-      expect(() => ring.open(keyId, ciphertext, additionalData("wallet", "hash-a"))).to.throw(DecryptionError);
+      const sealed = ring.seal(Buffer.from("record"), "subject", "hash-a");
+      expect(() => ring.open(sealed, "subject", "hash-b")).to.throw(DecryptionError);
+      expect(() => ring.open(sealed, "wallet", "hash-a")).to.throw(DecryptionError);
     });
 
     it("after rotation new writes use the new key and old records still open", function () {
       const k1 = generateRecordKey();
-      const before = new Keyring(new Map([["k1", k1]]), "k1").seal(Buffer.from("old"), aad);
+      const before = new Keyring(new Map([["k1", k1]]), "k1").seal(Buffer.from("old"), "subject", "hash-a");
       const rotated = new Keyring(new Map([["k1", k1], ["k2", generateRecordKey()]]), "k2");
-      expect(rotated.seal(Buffer.from("new"), aad).keyId).to.equal("k2");
-      expect(rotated.open(before.keyId, before.ciphertext, aad).toString()).to.equal("old");
+      expect(rotated.seal(Buffer.from("new"), "subject", "hash-a").keyId).to.equal("k2");
+      expect(rotated.open(before, "subject", "hash-a").toString()).to.equal("old");
     });
 
     it("a flipped bit, a truncation, or an unknown key id is refused", function () {
       const ring = new Keyring(new Map([["k1", generateRecordKey()]]), "k1");
-      const { ciphertext } = ring.seal(Buffer.from("record"), aad);
-      const flipped = Buffer.from(ciphertext);
+      const sealed = ring.seal(Buffer.from("record"), "subject", "hash-a");
+      const flipped = Buffer.from(sealed.ciphertext);
       flipped[14]! ^= 1;
-      expect(() => ring.open("k1", flipped, aad)).to.throw(DecryptionError);
-      expect(() => ring.open("k1", ciphertext.subarray(0, 20), aad)).to.throw(DecryptionError);
-      expect(() => ring.open("k9", ciphertext, aad)).to.throw("the record was sealed with a key this keyring does not hold");
+      expect(() => ring.open({ ...sealed, ciphertext: flipped }, "subject", "hash-a")).to.throw(DecryptionError);
+      expect(() => ring.open({ ...sealed, ciphertext: sealed.ciphertext.subarray(0, 20) }, "subject", "hash-a")).to.throw(DecryptionError);
+      expect(() => ring.open({ ...sealed, keyId: "k9" }, "subject", "hash-a")).to.throw("the record was sealed with a key this keyring does not hold");
+      // The additional data is the token's storage key and kind.
+      expect(additionalData("subject", "hash-a")).to.not.deep.equal(additionalData("subject", "hash-b"));
     });
   });
 });

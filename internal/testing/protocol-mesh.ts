@@ -89,7 +89,7 @@ export async function startProtocolMesh(options: {
   demoPort?: number;
   secondProvider?: boolean;
   /** The development OP's accounts (default DEFAULT_DEV_USERS). */
-  users?: DevUser[];
+  users?: readonly DevUser[];
   /** Passed to the four `hello serve` processes (e.g. HELLO_LOG_LEVEL), and a hook to read their output. */
   processes?: Parameters<typeof startComponentProcesses>[1];
 }): Promise<ProtocolMesh> {
@@ -101,7 +101,7 @@ export async function startProtocolMesh(options: {
   const upstreamRedirect = `${issuer}/upstream/callback`;
   const devOp = await startDevOp({
     clients: [{ client_id: UPSTREAM_CLIENT.id, client_secret: UPSTREAM_CLIENT.secret, redirect_uris: [upstreamRedirect] }],
-    ...(options.users ? { users: options.users } : {}),
+    ...(options.users ? { users: [...options.users] } : {}),
   });
   // A second, independent provider (another real OIDC server), for the chooser.
   const otherOp = options.secondProvider

@@ -1,9 +1,8 @@
 // Storage's wiring: its Error Token and receipt keys (reloaded when the key file
 // changes), the record store (PGlite or PostgreSQL), and Token's published keys.
 
-import { StorageService } from "../../gen/hello/storage/v1/storage_service_pb.js";
 import { openRecordStore } from "../../storage/backend/open-store.js";
-import { storageRoutes } from "../../storage/service/storage-service.js";
+import { STORAGE_SERVICES, storageRoutes } from "../../storage/service/storage-service.js";
 import { STORAGE_KEYS, watchSigningKeys } from "../../protocol/key-files.js";
 import { activeKey } from "../../protocol/signing-keys.js";
 import { type ServiceFactory, peerKeys } from "../component-services.js";
@@ -29,7 +28,7 @@ export const storageService: ServiceFactory<"storage"> = async (config, deps) =>
     },
   });
   return {
-    descriptors: [StorageService],
+    descriptors: STORAGE_SERVICES,
     routes,
     close: async () => {
       signing.close();

@@ -19,9 +19,10 @@ import {
   VersionConflictError,
 } from "./errors.js";
 import type { StorageErrorCode } from "./errors.js";
-import type { NewRow, RecordKindName, RecordStore, StoredRow } from "./record-store.js";
+import type { KeyUsage, NewRow, RecordKindName, RecordStore, StoredRow } from "./record-store.js";
 
 const MiB = 1024 * 1024;
+const RECORD_KIND_CYCLE: readonly RecordKindName[] = ["subject", "release", "wallet"];
 
 export function recordStoreConformance(
   name: string,
@@ -316,6 +317,243 @@ export function recordStoreConformance(
       });
     });
 
+    describe("key maintenance (envelope encryption, docs/keyring-rotation.md)", function () {
+      /** A row under a fresh key id, with a wrapped data key. */
+      async function wrappedRow(overrides: Partial<NewRow> = {}): Promise<StoredRow> {
+        return createRow({ keyId: randomKeyId(), wrappedKey: randomBytes(60), ...overrides });
+      }
+      const expectedOf = (row: StoredRow) => ({ version: row.version, keyId: row.keyId, wrappedKey: row.wrappedKey! });
+      const usageOf = async (keyId: string): Promise<Omit<KeyUsage, "keyId">> => {
+        const found = (await store.countKeys()).find((u) => u.keyId === keyId);
+        return { records: found?.records ?? 0, legacyRecords: found?.legacyRecords ?? 0, previousWrappings: found?.previousWrappings ?? 0 };
+      };
+
+      it("round-trips a wrapped key on create and update; a row written without one is a legacy row", async function () {
+        const wrappedKey = randomBytes(60);
+        const row = await wrappedRow({ wrappedKey });
+        expectBytes(row.wrappedKey!, wrappedKey);
+        expect(row.previousKeyId).to.equal(undefined);
+        expectSameRow(await store.read(row.hash, "subject"), row);
+
+        const legacy = await createRow();
+        expect(legacy.wrappedKey).to.equal(undefined);
+        expectSameRow(await store.read(legacy.hash, "subject"), legacy);
+
+        const next = randomBytes(60);
+        const updated = await store.update(legacy.hash, "subject", 1, { keyId: "k2", wrappedKey: next, ciphertext: randomBytes(9) });
+        expectBytes(updated.wrappedKey!, next);
+        expectSameRow(await store.read(legacy.hash, "subject"), updated);
+      });
+
+      it("lists the rows under one key id in hash order, page by page, without their ciphertext", async function () {
+        const keyId = randomKeyId();
+        const rows = await Promise.all(Array.from({ length: 25 }, (_, i) =>
+          createRow({ keyId, kind: RECORD_KIND_CYCLE[i % 3]!, ...(i === 7 ? {} : { wrappedKey: randomBytes(60) }) }),
+        ));
+        await wrappedRow(); // under another key id: never listed
+        const listed = [];
+        let after: string | undefined;
+        for (;;) {
+          const page = await store.listKeys(keyId, { limit: 10, ...(after ? { after } : {}) });
+          listed.push(...page);
+          if (page.length < 10) break;
+          after = page.at(-1)!.hash;
+        }
+        const sorted = [...rows].sort((a, b) => (a.hash < b.hash ? -1 : 1));
+        expect(listed.map((r) => r.hash)).to.deep.equal(sorted.map((r) => r.hash));
+        for (const [i, entry] of listed.entries()) {
+          const row = sorted[i]!;
+          expect(Object.keys(entry).sort()).to.deep.equal(
+            row.wrappedKey ? ["hash", "keyId", "kind", "version", "wrappedKey"] : ["hash", "keyId", "kind", "version"],
+          );
+          expect(entry).to.include({ hash: row.hash, kind: row.kind, keyId, version: 1 });
+          expectOptionalBytes(entry.wrappedKey, row.wrappedKey, "wrappedKey");
+        }
+        expect(await store.listKeys(randomKeyId(), { limit: 10 })).to.deep.equal([]);
+      });
+
+      it("re-wraps a row at the listed version, key id and wrapped key: new key, same version, ciphertext and update time, and an undo copy of the old wrapping", async function () {
+        const row = await wrappedRow();
+        const target = randomKeyId();
+        const newKey = randomBytes(60);
+        await store.rewrapKey(row.hash, "subject", expectedOf(row), { keyId: target, wrappedKey: newKey });
+        const after = await store.read(row.hash, "subject");
+        expectSameRow(after, { ...row, keyId: target, wrappedKey: newKey, previousKeyId: row.keyId, previousWrappedKey: row.wrappedKey! });
+        expect(await usageOf(target)).to.deep.equal({ records: 1, legacyRecords: 0, previousWrappings: 0 });
+        expect(await usageOf(row.keyId)).to.deep.equal({ records: 0, legacyRecords: 0, previousWrappings: 1 });
+
+        // A second re-wrap cannot push the first one's starting point out of the undo copy.
+        const third = randomKeyId();
+        await store.rewrapKey(row.hash, "subject", expectedOf(after), { keyId: third, wrappedKey: randomBytes(60) });
+        const again = await store.read(row.hash, "subject");
+        expect(again.keyId).to.equal(third);
+        expect(again.previousKeyId).to.equal(row.keyId);
+        expectBytes(again.previousWrappedKey!, row.wrappedKey!);
+
+        // A token-authorized update brings a new data key and discards the undo copy.
+        const updated = await store.update(row.hash, "subject", 1, { keyId: third, wrappedKey: randomBytes(60), ciphertext: randomBytes(8) });
+        expect(updated.version).to.equal(2);
+        expect(updated.previousKeyId).to.equal(undefined);
+        expect(updated.previousWrappedKey).to.equal(undefined);
+      });
+
+      it("refuses a re-wrap of a row that changed since it was listed, and leaves the row as it is", async function () {
+        const row = await wrappedRow();
+        const next = { keyId: randomKeyId(), wrappedKey: randomBytes(60) };
+        const stale: Array<[string, { version: number; keyId: string; wrappedKey: Uint8Array }]> = [
+          ["another version", { ...expectedOf(row), version: 2 }],
+          ["another key id", { ...expectedOf(row), keyId: randomKeyId() }],
+          ["another wrapped key", { ...expectedOf(row), wrappedKey: randomBytes(60) }],
+        ];
+        for (const [what, expected] of stale) {
+          await expectStorageError(store.rewrapKey(row.hash, "subject", expected, next), VersionConflictError, "version_conflict", row.hash)
+            .catch((e: unknown) => expect.fail(`${what}: ${String(e)}`));
+        }
+        await expectStorageError(store.rewrapKey(row.hash, "wallet", expectedOf(row), next), NotFoundError, "not_found", row.hash);
+        const missing = randomHash();
+        await expectStorageError(store.rewrapKey(missing, "subject", expectedOf(row), next), NotFoundError, "not_found", missing);
+        expectSameRow(await store.read(row.hash, "subject"), row);
+
+        // A legacy row has no wrapped key to compare with: never re-wrapped.
+        const legacy = await createRow({ keyId: row.keyId });
+        await expectStorageError(
+          store.rewrapKey(legacy.hash, "subject", { version: 1, keyId: row.keyId, wrappedKey: randomBytes(60) }, next),
+          VersionConflictError,
+          "version_conflict",
+          legacy.hash,
+        );
+        expectSameRow(await store.read(legacy.hash, "subject"), legacy);
+      });
+
+      it("refuses a re-wrap listed before the row was deleted and created again (version 1 again, another data key)", async function () {
+        const first = await wrappedRow();
+        await store.delete(first.hash, "subject");
+        const second = await createRow({ hash: first.hash, keyId: first.keyId, wrappedKey: randomBytes(60) });
+        expect(second.version).to.equal(1);
+        await expectStorageError(
+          store.rewrapKey(first.hash, "subject", expectedOf(first), { keyId: randomKeyId(), wrappedKey: randomBytes(60) }),
+          VersionConflictError,
+          "version_conflict",
+          first.hash,
+        );
+        expectSameRow(await store.read(first.hash, "subject"), second);
+      });
+
+      it("lets a concurrent update win over a re-wrap: whichever comes first, the row ends with the update's key and ciphertext", async function () {
+        const rows = await Promise.all(Array.from({ length: 12 }, () => wrappedRow()));
+        const target = randomKeyId();
+        const updates = rows.map(() => ({ keyId: "k-current", wrappedKey: randomBytes(60), ciphertext: randomBytes(20) }));
+        const results = await Promise.all(
+          rows.map((row, i) =>
+            Promise.allSettled([
+              store.rewrapKey(row.hash, "subject", expectedOf(row), { keyId: target, wrappedKey: randomBytes(60) }),
+              store.update(row.hash, "subject", 1, updates[i]!),
+            ]),
+          ),
+        );
+        for (const [i, [rewrap, update]] of results.entries()) {
+          expect(update.status, "the update always succeeds").to.equal("fulfilled");
+          if (rewrap.status === "rejected") expectErrorValue(rewrap.reason, VersionConflictError, "version_conflict", rows[i]!.hash);
+          const stored = await store.read(rows[i]!.hash, "subject");
+          expect(stored.version).to.equal(2);
+          expect(stored.keyId).to.equal("k-current");
+          expectBytes(stored.wrappedKey!, updates[i]!.wrappedKey);
+          expectBytes(stored.ciphertext, updates[i]!.ciphertext);
+          expect(stored.previousKeyId).to.equal(undefined);
+        }
+      });
+
+      it("lets exactly one of 8 concurrent re-wraps of one listed row succeed", async function () {
+        const row = await wrappedRow();
+        const nexts = Array.from({ length: 8 }, () => ({ keyId: randomKeyId(), wrappedKey: randomBytes(60) }));
+        const results = await Promise.allSettled(nexts.map((next) => store.rewrapKey(row.hash, "subject", expectedOf(row), next)));
+        expect(results.filter((r) => r.status === "fulfilled")).to.have.length(1);
+        const stored = await store.read(row.hash, "subject");
+        const winner = nexts.find((n) => n.keyId === stored.keyId)!;
+        expectBytes(stored.wrappedKey!, winner.wrappedKey);
+        expect(stored.previousKeyId).to.equal(row.keyId);
+      });
+
+      it("counts rows, legacy rows and undo copies per key id", async function () {
+        const keyId = randomKeyId();
+        const rows = await Promise.all(Array.from({ length: 5 }, () => wrappedRow({ keyId })));
+        await Promise.all(Array.from({ length: 2 }, () => createRow({ keyId })));
+        expect(await usageOf(keyId)).to.deep.equal({ records: 7, legacyRecords: 2, previousWrappings: 0 });
+        const target = randomKeyId();
+        for (const row of rows.slice(0, 3)) {
+          await store.rewrapKey(row.hash, "subject", expectedOf(row), { keyId: target, wrappedKey: randomBytes(60) });
+        }
+        expect(await usageOf(keyId)).to.deep.equal({ records: 4, legacyRecords: 2, previousWrappings: 3 });
+        expect(await usageOf(target)).to.deep.equal({ records: 3, legacyRecords: 0, previousWrappings: 0 });
+        const all = await store.countKeys();
+        expect(all.map((u) => u.keyId)).to.deep.equal([...all.map((u) => u.keyId)].sort());
+      });
+
+      it("restores the undo copy of every row under a key id (Storage's custodian's undo), and only those", async function () {
+        const source = randomKeyId();
+        const bad = randomKeyId();
+        const rows = await Promise.all(Array.from({ length: 4 }, () => wrappedRow({ keyId: source })));
+        for (const row of rows.slice(0, 3)) {
+          await store.rewrapKey(row.hash, "subject", expectedOf(row), { keyId: bad, wrappedKey: randomBytes(60) });
+        }
+        const bystander = await wrappedRow({ keyId: bad }); // under the same key id, written with a token: no undo copy
+        expect(await store.restorePreviousWrappings(bad)).to.equal(3);
+        for (const row of rows) expectSameRow(await store.read(row.hash, "subject"), row);
+        expectSameRow(await store.read(bystander.hash, "subject"), bystander);
+        expect(await store.restorePreviousWrappings(bad)).to.equal(0);
+      });
+
+      it("forgets the undo copies under a key id, more than one batch of them, after which nothing is restored", async function () {
+        this.timeout(120_000);
+        const source = randomKeyId();
+        const target = randomKeyId();
+        const count = 620;
+        const rows: StoredRow[] = [];
+        for (let i = 0; i < count; i += 62) rows.push(...(await Promise.all(Array.from({ length: 62 }, () => wrappedRow({ keyId: source })))));
+        for (let i = 0; i < count; i += 62) {
+          await Promise.all(rows.slice(i, i + 62).map((row) =>
+            store.rewrapKey(row.hash, "subject", expectedOf(row), { keyId: target, wrappedKey: randomBytes(60) }),
+          ));
+        }
+        expect(await usageOf(source)).to.deep.equal({ records: 0, legacyRecords: 0, previousWrappings: count });
+        expect(await store.forgetPreviousWrappings(source)).to.equal(count);
+        expect(await usageOf(source)).to.deep.equal({ records: 0, legacyRecords: 0, previousWrappings: 0 });
+        expect(await store.restorePreviousWrappings(target)).to.equal(0);
+        const sample = await store.read(rows[0]!.hash, "subject");
+        expect(sample.keyId).to.equal(target);
+        expect(sample.previousKeyId).to.equal(undefined);
+      });
+
+      it("refuses bad arguments to key maintenance, naming no hash", async function () {
+        const row = await wrappedRow();
+        const good = { keyId: randomKeyId(), wrappedKey: randomBytes(60) };
+        const bad: Array<[string, Promise<unknown>]> = [
+          ["a list with a bad key id", store.listKeys("", { limit: 10 })],
+          ["a list with limit 0", store.listKeys(row.keyId, { limit: 0 })],
+          ["a list with limit 1001", store.listKeys(row.keyId, { limit: 1001 })],
+          ["a list after a bad hash", store.listKeys(row.keyId, { limit: 10, after: "a/b" })],
+          ["a re-wrap to the same key id", store.rewrapKey(row.hash, "subject", expectedOf(row), { keyId: row.keyId, wrappedKey: randomBytes(60) })],
+          ["a re-wrap to an empty wrapped key", store.rewrapKey(row.hash, "subject", expectedOf(row), { ...good, wrappedKey: new Uint8Array(0) })],
+          ["a re-wrap to a wrapped key over 512 bytes", store.rewrapKey(row.hash, "subject", expectedOf(row), { ...good, wrappedKey: randomBytes(513) })],
+          ["a re-wrap at version 0", store.rewrapKey(row.hash, "subject", { ...expectedOf(row), version: 0 }, good)],
+          ["a re-wrap of an unknown kind", store.rewrapKey(row.hash, "user" as RecordKindName, expectedOf(row), good)],
+          ["a create with a wrapped key over 512 bytes", store.create({ hash: randomHash(), kind: "subject", keyId: "k1", wrappedKey: randomBytes(513), ciphertext: randomBytes(8) })],
+          ["a restore with a bad key id", store.restorePreviousWrappings("k1\n")],
+          ["a forget with a bad key id", store.forgetPreviousWrappings("")],
+        ];
+        for (const [what, call] of bad) {
+          const error = await caught(call);
+          try {
+            expectErrorValue(error, InvalidArgumentError, "invalid_argument", row.hash);
+          } catch (e) {
+            throw new Error(`${what}: ${(e as Error).message}`);
+          }
+          expect((error as Error).message, what).to.match(/must/);
+        }
+        expectSameRow(await store.read(row.hash, "subject"), row);
+      });
+    });
+
     describe("invalid arguments", function () {
       const good = (): NewRow => ({ hash: randomHash(), kind: "subject", keyId: "k1", ciphertext: randomBytes(8) });
       const next = { keyId: "k1", ciphertext: randomBytes(8) };
@@ -427,6 +665,8 @@ export function recordStoreConformance(
         await other.close();
         await expectStorageError(other.read(row.hash, "subject"), UnavailableError, "unavailable", row.hash);
         await expectStorageError(other.spendTokenId(randomHash(), new Date()), UnavailableError, "unavailable", row.hash);
+        await expectStorageError(other.listKeys("k1", { limit: 1 }), UnavailableError, "unavailable", row.hash);
+        await expectStorageError(other.countKeys(), UnavailableError, "unavailable", row.hash);
       });
     });
   });
@@ -474,6 +714,15 @@ function expectErrorValue(
   expect(storageError.cause).to.equal(undefined);
 }
 
+function expectOptionalBytes(actual: Uint8Array | undefined, expected: Uint8Array | undefined, what: string): void {
+  if (expected === undefined) expect(actual, `${what} absent`).to.equal(undefined);
+  else expectBytes(actual!, expected);
+}
+
+export function randomKeyId(): string {
+  return `k-${randomBytes(8).toString("hex")}`;
+}
+
 function expectBytes(actual: Uint8Array, expected: Uint8Array): void {
   // A plain Uint8Array, not a Buffer (whose equality and JSON forms differ).
   expect(Object.getPrototypeOf(actual)).to.equal(Uint8Array.prototype);
@@ -485,6 +734,9 @@ function expectSameRow(actual: StoredRow, expected: StoredRow): void {
   expect(actual.hash).to.equal(expected.hash);
   expect(actual.kind).to.equal(expected.kind);
   expect(actual.keyId).to.equal(expected.keyId);
+  expectOptionalBytes(actual.wrappedKey, expected.wrappedKey, "wrappedKey");
+  expect(actual.previousKeyId).to.equal(expected.previousKeyId);
+  expectOptionalBytes(actual.previousWrappedKey, expected.previousWrappedKey, "previousWrappedKey");
   expect(actual.version).to.equal(expected.version);
   expectBytes(actual.ciphertext, expected.ciphertext);
   expect(actual.createTime.getTime()).to.equal(expected.createTime.getTime());

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import { expect } from "chai";
+import { PGlite } from "@electric-sql/pglite";
 
 import { randomHash, recordStoreConformance } from "./conformance.js";
 import { openRecordStore } from "./open-store.js";
@@ -50,6 +51,38 @@ describe("PGlite record store on disk", function () {
       );
     } finally {
       await second.close();
+    }
+  });
+
+  it("upgrades a schema-1 database in place: its rows read as legacy rows, and new rows carry wrapped keys", async function () {
+    const dataDir = join(parent, "schema-1");
+    // The schema as version 1 of hello-mesh made it, with one row written then.
+    const old = await PGlite.create({ dataDir });
+    await old.exec(`
+      CREATE TABLE records (hash TEXT PRIMARY KEY, kind TEXT NOT NULL CHECK (kind IN ('subject', 'release', 'wallet')),
+        key_id TEXT NOT NULL, ciphertext BYTEA NOT NULL, version BIGINT NOT NULL,
+        create_time TIMESTAMPTZ NOT NULL, update_time TIMESTAMPTZ NOT NULL);
+      CREATE TABLE spent_token_ids (jti TEXT PRIMARY KEY, expires_at TIMESTAMPTZ NOT NULL);`);
+    const hash = randomHash();
+    const ciphertext = randomBytes(40);
+    await old.query("INSERT INTO records VALUES ($1, 'wallet', 'k1', $2, 3, now(), now())", [hash, ciphertext]);
+    await old.close();
+
+    const store = await openRecordStore({ dataDir });
+    try {
+      const row = await store.read(hash, "wallet");
+      expect(row).to.include({ keyId: "k1", version: 3 });
+      expect(row.wrappedKey).to.equal(undefined);
+      expect(Buffer.compare(row.ciphertext, ciphertext)).to.equal(0);
+      expect((await store.countKeys()).find((u) => u.keyId === "k1")).to.deep.equal({
+        keyId: "k1", records: 1, legacyRecords: 1, previousWrappings: 0,
+      });
+      const wrappedKey = randomBytes(60);
+      const updated = await store.update(hash, "wallet", 3, { keyId: "k2", wrappedKey, ciphertext });
+      expect(Buffer.compare(updated.wrappedKey!, wrappedKey)).to.equal(0);
+      expect((await store.listKeys("k2", { limit: 5 })).map((r) => r.hash)).to.deep.equal([hash]);
+    } finally {
+      await store.close();
     }
   });
 

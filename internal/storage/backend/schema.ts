@@ -6,11 +6,19 @@
 // primary key, so it is atomic on its own. Timestamps come from the database clock
 // (now()), so replicas with skewed clocks still agree on one source.
 //
-// schema_version 1. The schema is applied with CREATE ... IF NOT EXISTS at every open;
+// schema_version 2. The schema is applied with CREATE ... IF NOT EXISTS at every open;
 // a later version must add its changes the same way (ADD COLUMN IF NOT EXISTS …) and
 // bump this note, since there is no migration table to consult.
+//
+//   1  records, spent_token_ids
+//   2  envelope encryption (docs/keyring-rotation.md): records.wrapped_key (the record's
+//      data key wrapped under keyring key key_id; NULL for a version-1 row, sealed
+//      directly under key_id), records.previous_key_id and previous_wrapped_key (the
+//      wrapping a row had before its first re-wrap, kept so that Storage's custodian
+//      can undo a bad re-wrap; both NULL or both set), and an index to list rows by
+//      key id.
 
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 export const SCHEMA_SQL = `
 CREATE TABLE IF NOT EXISTS records (
@@ -26,27 +34,58 @@ CREATE TABLE IF NOT EXISTS spent_token_ids (
   jti        TEXT        PRIMARY KEY,
   expires_at TIMESTAMPTZ NOT NULL
 );
+ALTER TABLE records ADD COLUMN IF NOT EXISTS wrapped_key BYTEA;
+ALTER TABLE records ADD COLUMN IF NOT EXISTS previous_key_id TEXT;
+ALTER TABLE records ADD COLUMN IF NOT EXISTS previous_wrapped_key BYTEA;
+CREATE INDEX IF NOT EXISTS records_by_key_id ON records (key_id, hash);
+CREATE INDEX IF NOT EXISTS records_by_previous_key_id ON records (previous_key_id);
 `;
 
 /** The columns every row-returning statement returns, in the shape of DbRecordRow. */
-const COLUMNS = "hash, kind, key_id, ciphertext, version, create_time, update_time";
+const COLUMNS =
+  "hash, kind, key_id, wrapped_key, previous_key_id, previous_wrapped_key, ciphertext, version, create_time, update_time";
+/** What key maintenance sees of a row: never the ciphertext. */
+const KEY_COLUMNS = "hash, kind, key_id, wrapped_key, version";
 
 /** A `records` row as the drivers return it (pg returns BIGINT as a string, PGlite as a number). */
 export interface DbRecordRow {
   hash: string;
   kind: string;
   key_id: string;
+  wrapped_key: Uint8Array | null;
+  previous_key_id: string | null;
+  previous_wrapped_key: Uint8Array | null;
   ciphertext: Uint8Array;
   version: number | string | bigint;
   create_time: Date;
   update_time: Date;
 }
 
+/** A row as key maintenance lists it (no ciphertext column is even selected). */
+export interface DbRecordKeyRow {
+  hash: string;
+  kind: string;
+  key_id: string;
+  wrapped_key: Uint8Array | null;
+  version: number | string | bigint;
+}
+
+/** Rows per key id (counts come back as strings from pg, numbers from PGlite). */
+export interface DbKeyCountRow {
+  key_id: string;
+  records: number | string | bigint;
+  legacy_records: number | string | bigint;
+}
+export interface DbPreviousCountRow {
+  key_id: string;
+  previous_wrappings: number | string | bigint;
+}
+
 export const SQL = {
   // ON CONFLICT DO NOTHING rather than catching a unique violation: no error to parse,
   // and an empty RETURNING is the whole answer to "did someone else create it first".
-  create: `INSERT INTO records (${COLUMNS})
-    VALUES ($1, $2, $3, $4, 1, now(), now())
+  create: `INSERT INTO records (hash, kind, key_id, wrapped_key, ciphertext, version, create_time, update_time)
+    VALUES ($1, $2, $3, $4, $5, 1, now(), now())
     ON CONFLICT (hash) DO NOTHING
     RETURNING ${COLUMNS}`,
 
@@ -56,9 +95,11 @@ export const SQL = {
   exists: `SELECT version FROM records WHERE hash = $1 AND kind = $2`,
 
   // Compare-and-set on version in one statement: the check and the write cannot be split
-  // by a concurrent writer, on one server or many.
+  // by a concurrent writer, on one server or many. A new ciphertext comes with a new
+  // data key, so any undo copy of the old wrapping goes with the old ciphertext.
   update: `UPDATE records
-    SET key_id = $4, ciphertext = $5, version = version + 1, update_time = now()
+    SET key_id = $4, wrapped_key = $5, ciphertext = $6, version = version + 1, update_time = now(),
+      previous_key_id = NULL, previous_wrapped_key = NULL
     WHERE hash = $1 AND kind = $2 AND version = $3
     RETURNING ${COLUMNS}`,
 
@@ -69,6 +110,47 @@ export const SQL = {
   // rather than one long-running cursor (which would pin a snapshot and a connection).
   scanFirst: `SELECT ${COLUMNS} FROM records ORDER BY hash LIMIT $1`,
   scanAfter: `SELECT ${COLUMNS} FROM records WHERE hash > $1 ORDER BY hash LIMIT $2`,
+
+  // Key maintenance (docs/keyring-rotation.md). Listing pages through the (key_id, hash)
+  // index and never selects the ciphertext.
+  listKeysFirst: `SELECT ${KEY_COLUMNS} FROM records WHERE key_id = $1 ORDER BY hash LIMIT $2`,
+  listKeysAfter: `SELECT ${KEY_COLUMNS} FROM records WHERE key_id = $1 AND hash > $2 ORDER BY hash LIMIT $3`,
+
+  // Compare-and-set on everything the re-wrap was computed from: the version (a
+  // concurrent update wins), and the key id and wrapped key themselves, since a row
+  // deleted and created again restarts at version 1 with another data key. The version
+  // and update time stay: the record has not changed, and a writer holding the version
+  // it read must still succeed. The first re-wrap's starting point is kept (COALESCE):
+  // later re-wraps cannot push it out, so only a token-authorized write or Storage's
+  // custodian ever discards it. (Right-hand sides of SET read the row before the update.)
+  rewrapKey: `UPDATE records
+    SET previous_key_id = COALESCE(previous_key_id, key_id),
+      previous_wrapped_key = CASE WHEN previous_key_id IS NULL THEN wrapped_key ELSE previous_wrapped_key END,
+      key_id = $6, wrapped_key = $7
+    WHERE hash = $1 AND kind = $2 AND version = $3 AND key_id = $4 AND wrapped_key = $5
+    RETURNING hash`,
+
+  // Operator statistics: a full pass over the table, so for status, not for logins.
+  // (CASE rather than FILTER, which not every PostgreSQL-compatible engine has.)
+  countKeys: `SELECT key_id, count(*) AS records,
+      sum(CASE WHEN wrapped_key IS NULL THEN 1 ELSE 0 END) AS legacy_records
+    FROM records GROUP BY key_id`,
+  countPreviousKeys: `SELECT previous_key_id AS key_id, count(*) AS previous_wrappings
+    FROM records WHERE previous_key_id IS NOT NULL GROUP BY previous_key_id`,
+
+  // Storage's custodian's undo and forget, in batches like the sweep below. The
+  // conditions are repeated outside the subquery: an UPDATE re-checks its own WHERE on
+  // a row that changed meanwhile (a concurrent update clears the undo copy), not the
+  // subquery's.
+  restorePrevious: `UPDATE records
+    SET key_id = previous_key_id, wrapped_key = previous_wrapped_key,
+      previous_key_id = NULL, previous_wrapped_key = NULL
+    WHERE hash IN (SELECT hash FROM records WHERE key_id = $1 AND previous_key_id IS NOT NULL LIMIT $2)
+      AND key_id = $1 AND previous_key_id IS NOT NULL`,
+  forgetPrevious: `UPDATE records
+    SET previous_key_id = NULL, previous_wrapped_key = NULL
+    WHERE hash IN (SELECT hash FROM records WHERE previous_key_id = $1 LIMIT $2)
+      AND previous_key_id = $1`,
 
   // Atomic across replicas: of concurrent spenders of one jti, exactly one inserts a row.
   spendTokenId: `INSERT INTO spent_token_ids (jti, expires_at) VALUES ($1, $2)

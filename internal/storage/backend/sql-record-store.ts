@@ -12,11 +12,16 @@ import {
   VersionConflictError,
 } from "./errors.js";
 import { RECORD_KINDS } from "./record-store.js";
-import type { NewRow, RecordKindName, RecordStore, StoredRow } from "./record-store.js";
+import type { KeyUsage, NewRow, RecordKindName, RecordStore, RowKey, StoredRow } from "./record-store.js";
 import { SQL } from "./schema.js";
-import type { DbRecordRow } from "./schema.js";
+import type { DbKeyCountRow, DbPreviousCountRow, DbRecordKeyRow, DbRecordRow } from "./schema.js";
 
 export const MAX_CIPHERTEXT_BYTES = 1024 * 1024;
+/** A wrapped data key is 60 bytes today; the bound leaves room for another wrapping scheme. */
+export const MAX_WRAPPED_KEY_BYTES = 512;
+export const MAX_LIST_KEYS_ROWS = 1000;
+// Rows per batch of the undo and forget statements.
+const PREVIOUS_BATCH_ROWS = 500;
 const HASH_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
 const KEY_ID_PATTERN = /^[\x20-\x7e]{1,64}$/;
 // A jti is minted by Token (random base64url); anything printable is tolerated.
@@ -97,14 +102,25 @@ export function sqlRecordStore(db: SqlExecutor): RecordStore {
       : new VersionConflictError(`the ${kind} record for this key is not at the expected version`);
   }
 
+  /** Runs a batched statement ($1 = key id, $2 = batch size) until a batch falls short. */
+  async function batched(sql: string, keyId: string): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const { rowCount } = await db.query(sql, [keyId, PREVIOUS_BATCH_ROWS]);
+      total += rowCount;
+      if (rowCount < PREVIOUS_BATCH_ROWS) return total;
+    }
+  }
+
   return {
     async create(row: NewRow): Promise<StoredRow> {
       checkHash(row.hash);
       checkKind(row.kind);
       checkKeyId(row.keyId);
+      if (row.wrappedKey !== undefined) checkWrappedKey(row.wrappedKey);
       checkCiphertext(row.ciphertext);
       checkOpen();
-      const { rows } = await db.query<DbRecordRow>(SQL.create, [row.hash, row.kind, row.keyId, row.ciphertext]);
+      const { rows } = await db.query<DbRecordRow>(SQL.create, [row.hash, row.kind, row.keyId, row.wrappedKey ?? null, row.ciphertext]);
       if (rows[0] === undefined) {
         // Not naming the kind: the existing row may be of another kind.
         throw new AlreadyExistsError("a record already exists for this key");
@@ -126,9 +142,17 @@ export function sqlRecordStore(db: SqlExecutor): RecordStore {
       checkKind(kind);
       checkVersion(expectedVersion);
       checkKeyId(next.keyId);
+      if (next.wrappedKey !== undefined) checkWrappedKey(next.wrappedKey);
       checkCiphertext(next.ciphertext);
       checkOpen();
-      const { rows } = await db.query<DbRecordRow>(SQL.update, [hash, kind, expectedVersion, next.keyId, next.ciphertext]);
+      const { rows } = await db.query<DbRecordRow>(SQL.update, [
+        hash,
+        kind,
+        expectedVersion,
+        next.keyId,
+        next.wrappedKey ?? null,
+        next.ciphertext,
+      ]);
       if (rows[0] === undefined) throw await missOrConflict(hash, kind);
       return toStoredRow(rows[0]);
     },
@@ -166,6 +190,73 @@ export function sqlRecordStore(db: SqlExecutor): RecordStore {
       }
     },
 
+    async listKeys(keyId: string, options: { after?: string; limit: number }): Promise<RowKey[]> {
+      checkKeyId(keyId);
+      if (options.after !== undefined) checkHash(options.after);
+      if (!Number.isSafeInteger(options.limit) || options.limit < 1 || options.limit > MAX_LIST_KEYS_ROWS) {
+        throw new InvalidArgumentError(`limit must be an integer from 1 to ${MAX_LIST_KEYS_ROWS}`);
+      }
+      checkOpen();
+      const { rows } =
+        options.after === undefined
+          ? await db.query<DbRecordKeyRow>(SQL.listKeysFirst, [keyId, options.limit])
+          : await db.query<DbRecordKeyRow>(SQL.listKeysAfter, [keyId, options.after, options.limit]);
+      return rows.map(toRowKey);
+    },
+
+    async rewrapKey(hash, kind, expected, next): Promise<void> {
+      checkHash(hash);
+      checkKind(kind);
+      checkVersion(expected.version);
+      checkKeyId(expected.keyId);
+      checkWrappedKey(expected.wrappedKey);
+      checkKeyId(next.keyId);
+      checkWrappedKey(next.wrappedKey);
+      if (next.keyId === expected.keyId) {
+        throw new InvalidArgumentError("a re-wrap must move the data key to another key id than the one it is under");
+      }
+      checkOpen();
+      const { rows } = await db.query<{ hash: string }>(SQL.rewrapKey, [
+        hash,
+        kind,
+        expected.version,
+        expected.keyId,
+        expected.wrappedKey,
+        next.keyId,
+        next.wrappedKey,
+      ]);
+      if (rows.length === 0) throw await missOrConflict(hash, kind);
+    },
+
+    async countKeys(): Promise<KeyUsage[]> {
+      checkOpen();
+      const usage = new Map<string, KeyUsage>();
+      const entry = (keyId: string) => {
+        let found = usage.get(keyId);
+        if (!found) usage.set(keyId, (found = { keyId, records: 0, legacyRecords: 0, previousWrappings: 0 }));
+        return found;
+      };
+      for (const row of (await db.query<DbKeyCountRow>(SQL.countKeys, [])).rows) {
+        Object.assign(entry(row.key_id), { records: toCount(row.records), legacyRecords: toCount(row.legacy_records) });
+      }
+      for (const row of (await db.query<DbPreviousCountRow>(SQL.countPreviousKeys, [])).rows) {
+        entry(row.key_id).previousWrappings = toCount(row.previous_wrappings);
+      }
+      return [...usage.values()].sort((a, b) => (a.keyId < b.keyId ? -1 : a.keyId > b.keyId ? 1 : 0));
+    },
+
+    async restorePreviousWrappings(keyId: string): Promise<number> {
+      checkKeyId(keyId);
+      checkOpen();
+      return batched(SQL.restorePrevious, keyId);
+    },
+
+    async forgetPreviousWrappings(keyId: string): Promise<number> {
+      checkKeyId(keyId);
+      checkOpen();
+      return batched(SQL.forgetPrevious, keyId);
+    },
+
     async *scan(): AsyncIterable<StoredRow> {
       checkOpen();
       let after: string | undefined;
@@ -195,13 +286,17 @@ function notFound(kind: RecordKindName): NotFoundError {
 
 function toStoredRow(row: DbRecordRow): StoredRow {
   const version = Number(row.version);
-  if (!isKind(row.kind) || !Number.isSafeInteger(version)) {
+  if (!isKind(row.kind) || !Number.isSafeInteger(version) || (row.previous_key_id === null) !== (row.previous_wrapped_key === null)) {
     throw new Error("the database returned a malformed record row");
   }
   return {
     hash: row.hash,
     kind: row.kind,
     keyId: row.key_id,
+    ...(row.wrapped_key === null ? {} : { wrappedKey: new Uint8Array(row.wrapped_key) }),
+    ...(row.previous_key_id === null
+      ? {}
+      : { previousKeyId: row.previous_key_id, previousWrappedKey: new Uint8Array(row.previous_wrapped_key!) }),
     // A copy, so callers get a plain Uint8Array that owns its memory: pg returns a Buffer,
     // often a view into Node's shared allocation pool.
     ciphertext: new Uint8Array(row.ciphertext),
@@ -209,6 +304,26 @@ function toStoredRow(row: DbRecordRow): StoredRow {
     createTime: row.create_time,
     updateTime: row.update_time,
   };
+}
+
+function toRowKey(row: DbRecordKeyRow): RowKey {
+  const version = Number(row.version);
+  if (!isKind(row.kind) || !Number.isSafeInteger(version)) {
+    throw new Error("the database returned a malformed record row");
+  }
+  return {
+    hash: row.hash,
+    kind: row.kind,
+    version,
+    keyId: row.key_id,
+    ...(row.wrapped_key === null ? {} : { wrappedKey: new Uint8Array(row.wrapped_key) }),
+  };
+}
+
+function toCount(value: number | string | bigint | null): number {
+  const count = Number(value ?? 0);
+  if (!Number.isSafeInteger(count) || count < 0) throw new Error("the database returned a malformed count");
+  return count;
 }
 
 function isKind(kind: unknown): kind is RecordKindName {
@@ -241,6 +356,13 @@ function checkCiphertext(ciphertext: unknown): void {
     throw new InvalidArgumentError(
       `ciphertext must be 1 to ${MAX_CIPHERTEXT_BYTES} bytes, not ${ciphertext.byteLength}`,
     );
+  }
+}
+
+function checkWrappedKey(wrappedKey: unknown): void {
+  if (!(wrappedKey instanceof Uint8Array)) throw new InvalidArgumentError("wrappedKey must be a Uint8Array");
+  if (wrappedKey.byteLength < 1 || wrappedKey.byteLength > MAX_WRAPPED_KEY_BYTES) {
+    throw new InvalidArgumentError(`wrappedKey must be 1 to ${MAX_WRAPPED_KEY_BYTES} bytes, not ${wrappedKey.byteLength}`);
   }
 }
 

@@ -2,17 +2,49 @@
 // Token-signed Access Token. The storage key, kind and operation come from the
 // verified token, never from the request; create, update and delete tokens are spent
 // on use; "no record" is answered with a signed Error Token from a linearizable read.
+//
+// Key maintenance (docs/keyring-rotation.md) takes no Access Token, and so never
+// carries a ciphertext: Encryption lists and re-wraps wrapped data keys, and Storage's
+// own operator counts them and undoes or forgets re-wraps. The mesh policy lets only
+// Encryption call StorageService, and only Storage's operator KeyWrappingAdminService.
 
 import type { ConnectRouter } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { StorageService, StoredRecordSchema } from "../../gen/hello/storage/v1/storage_service_pb.js";
-import type { RecordStore, StoredRow } from "../backend/record-store.js";
+import { RecordKind } from "../../gen/hello/common/v1/record_pb.js";
+import {
+  KeyUsageSchema,
+  RecordKeySchema,
+  StorageService,
+  StoredRecordSchema,
+} from "../../gen/hello/storage/v1/storage_service_pb.js";
+import { KeyWrappingAdminService } from "../../gen/hello/storage/v1/key_wrapping_admin_service_pb.js";
+import type { KeyUsage, RecordKindName, RecordStore, StoredRow } from "../backend/record-store.js";
 import { NotFoundError } from "../backend/errors.js";
 import { sign, verify } from "../../protocol/jws.js";
 import type { SigningKey, VerificationKeys } from "../../protocol/signing-keys.js";
-import { ACCESS_TOKEN, type AccessClaims, ERROR_TOKEN, type Operation, RECEIPT } from "../../protocol/tokens.js";
-import { denied, mapped } from "../../protocol/errors.js";
+import { ACCESS_TOKEN, type AccessClaims, ERROR_TOKEN, type Operation, RECEIPT, RECORD_KIND } from "../../protocol/tokens.js";
+import { denied, invalidArgument, mapped } from "../../protocol/errors.js";
+
+const DEFAULT_LIST_PAGE = 100;
+const MAX_LIST_PAGE = 1000;
+
+/** An empty bytes field is "absent" on the wire (proto3). */
+const optionalBytes = (bytes: Uint8Array) => (bytes.length === 0 ? undefined : bytes);
+
+function kindName(kind: RecordKind): RecordKindName {
+  const name = (Object.keys(RECORD_KIND) as RecordKindName[]).find((k) => RECORD_KIND[k] === kind);
+  if (!name) throw invalidArgument("kind must be RECORD_KIND_SUBJECT, RECORD_KIND_RELEASE or RECORD_KIND_WALLET");
+  return name;
+}
+
+const keyUsage = (usage: KeyUsage) =>
+  create(KeyUsageSchema, {
+    keyId: usage.keyId,
+    records: BigInt(usage.records),
+    legacyRecords: BigInt(usage.legacyRecords),
+    previousWrappings: BigInt(usage.previousWrappings),
+  });
 
 export interface StorageServiceDeps {
   readonly store: RecordStore;
@@ -38,6 +70,7 @@ export function storageRoutes(deps: StorageServiceDeps) {
   const stored = (row: StoredRow) =>
     create(StoredRecordSchema, {
       keyId: row.keyId,
+      ...(row.wrappedKey ? { wrappedKey: row.wrappedKey } : {}),
       ciphertext: row.ciphertext,
       version: BigInt(row.version),
       createTime: timestampFromDate(row.createTime),
@@ -63,7 +96,13 @@ export function storageRoutes(deps: StorageServiceDeps) {
       }),
       createRecord: mapped(async (req) => {
         const claims = await authorize(req.accessToken, "create");
-        const row = await deps.store.create({ hash: claims.hash, kind: claims.kind, keyId: req.keyId, ciphertext: req.ciphertext });
+        const row = await deps.store.create({
+          hash: claims.hash,
+          kind: claims.kind,
+          keyId: req.keyId,
+          ...(req.wrappedKey.length > 0 ? { wrappedKey: req.wrappedKey } : {}),
+          ciphertext: req.ciphertext,
+        });
         const receipt = await sign(
           RECEIPT,
           deps.receiptKey,
@@ -76,6 +115,7 @@ export function storageRoutes(deps: StorageServiceDeps) {
         const claims = await authorize(req.accessToken, "update");
         const row = await deps.store.update(claims.hash, claims.kind, Number(req.expectedVersion), {
           keyId: req.keyId,
+          ...(req.wrappedKey.length > 0 ? { wrappedKey: req.wrappedKey } : {}),
           ciphertext: req.ciphertext,
         });
         return { version: BigInt(row.version) };
@@ -85,6 +125,56 @@ export function storageRoutes(deps: StorageServiceDeps) {
         await deps.store.delete(claims.hash, claims.kind);
         return {};
       }),
+      listRecordKeys: mapped(async (req) => {
+        const pageSize = req.pageSize === 0 ? DEFAULT_LIST_PAGE : req.pageSize;
+        if (pageSize < 1 || pageSize > MAX_LIST_PAGE) throw invalidArgument(`page_size must be 0 (the default, ${DEFAULT_LIST_PAGE}) or 1 to ${MAX_LIST_PAGE}`);
+        // The page token is the last hash of the previous page: Encryption learns no more
+        // from it than from the page itself (keyed hashes name no user).
+        const rows = await deps.store.listKeys(req.keyId, {
+          ...(req.pageToken === "" ? {} : { after: req.pageToken }),
+          limit: pageSize,
+        });
+        return {
+          records: rows.map((row) =>
+            create(RecordKeySchema, {
+              hash: row.hash,
+              kind: RECORD_KIND[row.kind],
+              version: BigInt(row.version),
+              keyId: row.keyId,
+              ...(row.wrappedKey ? { wrappedKey: row.wrappedKey } : {}),
+            }),
+          ),
+          nextPageToken: rows.length === pageSize ? rows.at(-1)!.hash : "",
+        };
+      }),
+      rewrapRecordKey: mapped(async (req) => {
+        const expected = optionalBytes(req.wrappedKey);
+        if (!expected) throw invalidArgument("wrapped_key is required: a record sealed before envelope encryption cannot be re-wrapped");
+        if (req.version < 1n || req.version > BigInt(Number.MAX_SAFE_INTEGER)) throw invalidArgument("version must be a positive integer");
+        await deps.store.rewrapKey(
+          req.hash,
+          kindName(req.kind),
+          { version: Number(req.version), keyId: req.keyId, wrappedKey: expected },
+          { keyId: req.newKeyId, wrappedKey: req.newWrappedKey },
+        );
+        return {};
+      }),
+      countRecordKeys: mapped(async () => ({ keys: (await deps.store.countKeys()).map(keyUsage) })),
+    });
+    keyWrappingAdminRoutes(deps.store)(router);
+  };
+}
+
+/** Every service storageRoutes serves (for health and reflection). */
+export const STORAGE_SERVICES = [StorageService, KeyWrappingAdminService] as const;
+
+/** Storage's own operator's view of, and undo for, key maintenance. */
+export function keyWrappingAdminRoutes(store: RecordStore) {
+  return (router: ConnectRouter) => {
+    router.service(KeyWrappingAdminService, {
+      getKeyUsage: mapped(async () => ({ keys: (await store.countKeys()).map(keyUsage) })),
+      restorePreviousWrappings: mapped(async (req) => ({ restored: BigInt(await store.restorePreviousWrappings(req.keyId)) })),
+      forgetPreviousWrappings: mapped(async (req) => ({ forgotten: BigInt(await store.forgetPreviousWrappings(req.keyId)) })),
     });
   };
 }

@@ -6,13 +6,15 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { RecordKind } from "../../common/v1/record_pb.js";
+import { file_hello_common_v1_record } from "../../common/v1/record_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file hello/storage/v1/storage_service.proto.
  */
 export const file_hello_storage_v1_storage_service: GenFile = /*@__PURE__*/
-  fileDesc("CiZoZWxsby9zdG9yYWdlL3YxL3N0b3JhZ2Vfc2VydmljZS5wcm90bxIQaGVsbG8uc3RvcmFnZS52MSKlAQoMU3RvcmVkUmVjb3JkEg4KBmtleV9pZBgBIAEoCRISCgpjaXBoZXJ0ZXh0GAIgASgMEg8KB3ZlcnNpb24YAyABKAMSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIpChFSZWFkUmVjb3JkUmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkiZwoSUmVhZFJlY29yZFJlc3BvbnNlEjAKBnJlY29yZBgBIAEoCzIeLmhlbGxvLnN0b3JhZ2UudjEuU3RvcmVkUmVjb3JkSAASFQoLZXJyb3JfdG9rZW4YAiABKAlIAEIICgZyZXN1bHQiTwoTQ3JlYXRlUmVjb3JkUmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkSDgoGa2V5X2lkGAIgASgJEhIKCmNpcGhlcnRleHQYAyABKAwiOAoUQ3JlYXRlUmVjb3JkUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoAxIPCgdyZWNlaXB0GAIgASgJImkKE1VwZGF0ZVJlY29yZFJlcXVlc3QSFAoMYWNjZXNzX3Rva2VuGAEgASgJEg4KBmtleV9pZBgCIAEoCRISCgpjaXBoZXJ0ZXh0GAMgASgMEhgKEGV4cGVjdGVkX3ZlcnNpb24YBCABKAMiJwoUVXBkYXRlUmVjb3JkUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoAyIrChNEZWxldGVSZWNvcmRSZXF1ZXN0EhQKDGFjY2Vzc190b2tlbhgBIAEoCSIWChREZWxldGVSZWNvcmRSZXNwb25zZTKGAwoOU3RvcmFnZVNlcnZpY2USVwoKUmVhZFJlY29yZBIjLmhlbGxvLnN0b3JhZ2UudjEuUmVhZFJlY29yZFJlcXVlc3QaJC5oZWxsby5zdG9yYWdlLnYxLlJlYWRSZWNvcmRSZXNwb25zZRJdCgxDcmVhdGVSZWNvcmQSJS5oZWxsby5zdG9yYWdlLnYxLkNyZWF0ZVJlY29yZFJlcXVlc3QaJi5oZWxsby5zdG9yYWdlLnYxLkNyZWF0ZVJlY29yZFJlc3BvbnNlEl0KDFVwZGF0ZVJlY29yZBIlLmhlbGxvLnN0b3JhZ2UudjEuVXBkYXRlUmVjb3JkUmVxdWVzdBomLmhlbGxvLnN0b3JhZ2UudjEuVXBkYXRlUmVjb3JkUmVzcG9uc2USXQoMRGVsZXRlUmVjb3JkEiUuaGVsbG8uc3RvcmFnZS52MS5EZWxldGVSZWNvcmRSZXF1ZXN0GiYuaGVsbG8uc3RvcmFnZS52MS5EZWxldGVSZWNvcmRSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("CiZoZWxsby9zdG9yYWdlL3YxL3N0b3JhZ2Vfc2VydmljZS5wcm90bxIQaGVsbG8uc3RvcmFnZS52MSK6AQoMU3RvcmVkUmVjb3JkEg4KBmtleV9pZBgBIAEoCRISCgpjaXBoZXJ0ZXh0GAIgASgMEg8KB3ZlcnNpb24YAyABKAMSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgt3cmFwcGVkX2tleRgGIAEoDCIpChFSZWFkUmVjb3JkUmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkiZwoSUmVhZFJlY29yZFJlc3BvbnNlEjAKBnJlY29yZBgBIAEoCzIeLmhlbGxvLnN0b3JhZ2UudjEuU3RvcmVkUmVjb3JkSAASFQoLZXJyb3JfdG9rZW4YAiABKAlIAEIICgZyZXN1bHQiZAoTQ3JlYXRlUmVjb3JkUmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkSDgoGa2V5X2lkGAIgASgJEhIKCmNpcGhlcnRleHQYAyABKAwSEwoLd3JhcHBlZF9rZXkYBCABKAwiOAoUQ3JlYXRlUmVjb3JkUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoAxIPCgdyZWNlaXB0GAIgASgJIn4KE1VwZGF0ZVJlY29yZFJlcXVlc3QSFAoMYWNjZXNzX3Rva2VuGAEgASgJEg4KBmtleV9pZBgCIAEoCRISCgpjaXBoZXJ0ZXh0GAMgASgMEhgKEGV4cGVjdGVkX3ZlcnNpb24YBCABKAMSEwoLd3JhcHBlZF9rZXkYBSABKAwiJwoUVXBkYXRlUmVjb3JkUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoAyIrChNEZWxldGVSZWNvcmRSZXF1ZXN0EhQKDGFjY2Vzc190b2tlbhgBIAEoCSIWChREZWxldGVSZWNvcmRSZXNwb25zZSJ6CglSZWNvcmRLZXkSDAoEaGFzaBgBIAEoCRIpCgRraW5kGAIgASgOMhsuaGVsbG8uY29tbW9uLnYxLlJlY29yZEtpbmQSDwoHdmVyc2lvbhgDIAEoAxIOCgZrZXlfaWQYBCABKAkSEwoLd3JhcHBlZF9rZXkYBSABKAwiTgoVTGlzdFJlY29yZEtleXNSZXF1ZXN0Eg4KBmtleV9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJfChZMaXN0UmVjb3JkS2V5c1Jlc3BvbnNlEiwKB3JlY29yZHMYASADKAsyGy5oZWxsby5zdG9yYWdlLnYxLlJlY29yZEtleRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkitAEKFlJld3JhcFJlY29yZEtleVJlcXVlc3QSDAoEaGFzaBgBIAEoCRIpCgRraW5kGAIgASgOMhsuaGVsbG8uY29tbW9uLnYxLlJlY29yZEtpbmQSDwoHdmVyc2lvbhgDIAEoAxIOCgZrZXlfaWQYBCABKAkSEwoLd3JhcHBlZF9rZXkYBSABKAwSEgoKbmV3X2tleV9pZBgGIAEoCRIXCg9uZXdfd3JhcHBlZF9rZXkYByABKAwiGQoXUmV3cmFwUmVjb3JkS2V5UmVzcG9uc2UiGAoWQ291bnRSZWNvcmRLZXlzUmVxdWVzdCJDChdDb3VudFJlY29yZEtleXNSZXNwb25zZRIoCgRrZXlzGAEgAygLMhouaGVsbG8uc3RvcmFnZS52MS5LZXlVc2FnZSJfCghLZXlVc2FnZRIOCgZrZXlfaWQYASABKAkSDwoHcmVjb3JkcxgCIAEoAxIWCg5sZWdhY3lfcmVjb3JkcxgDIAEoAxIaChJwcmV2aW91c193cmFwcGluZ3MYBCABKAMyuwUKDlN0b3JhZ2VTZXJ2aWNlElcKClJlYWRSZWNvcmQSIy5oZWxsby5zdG9yYWdlLnYxLlJlYWRSZWNvcmRSZXF1ZXN0GiQuaGVsbG8uc3RvcmFnZS52MS5SZWFkUmVjb3JkUmVzcG9uc2USXQoMQ3JlYXRlUmVjb3JkEiUuaGVsbG8uc3RvcmFnZS52MS5DcmVhdGVSZWNvcmRSZXF1ZXN0GiYuaGVsbG8uc3RvcmFnZS52MS5DcmVhdGVSZWNvcmRSZXNwb25zZRJdCgxVcGRhdGVSZWNvcmQSJS5oZWxsby5zdG9yYWdlLnYxLlVwZGF0ZVJlY29yZFJlcXVlc3QaJi5oZWxsby5zdG9yYWdlLnYxLlVwZGF0ZVJlY29yZFJlc3BvbnNlEl0KDERlbGV0ZVJlY29yZBIlLmhlbGxvLnN0b3JhZ2UudjEuRGVsZXRlUmVjb3JkUmVxdWVzdBomLmhlbGxvLnN0b3JhZ2UudjEuRGVsZXRlUmVjb3JkUmVzcG9uc2USYwoOTGlzdFJlY29yZEtleXMSJy5oZWxsby5zdG9yYWdlLnYxLkxpc3RSZWNvcmRLZXlzUmVxdWVzdBooLmhlbGxvLnN0b3JhZ2UudjEuTGlzdFJlY29yZEtleXNSZXNwb25zZRJmCg9SZXdyYXBSZWNvcmRLZXkSKC5oZWxsby5zdG9yYWdlLnYxLlJld3JhcFJlY29yZEtleVJlcXVlc3QaKS5oZWxsby5zdG9yYWdlLnYxLlJld3JhcFJlY29yZEtleVJlc3BvbnNlEmYKD0NvdW50UmVjb3JkS2V5cxIoLmhlbGxvLnN0b3JhZ2UudjEuQ291bnRSZWNvcmRLZXlzUmVxdWVzdBopLmhlbGxvLnN0b3JhZ2UudjEuQ291bnRSZWNvcmRLZXlzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_hello_common_v1_record]);
 
 /**
  * StoredRecord is one row as Storage keeps it.
@@ -21,14 +23,14 @@ export const file_hello_storage_v1_storage_service: GenFile = /*@__PURE__*/
  */
 export type StoredRecord = Message<"hello.storage.v1.StoredRecord"> & {
   /**
-   * The id of the Encryption keyring key that sealed the ciphertext.
+   * The id of the Encryption keyring key that wrapped the record's data key.
    *
    * @generated from field: string key_id = 1;
    */
   keyId: string;
 
   /**
-   * AES-256-GCM output: nonce || ciphertext || tag.
+   * AES-256-GCM output under the record's data key: nonce || ciphertext || tag.
    *
    * @generated from field: bytes ciphertext = 2;
    */
@@ -50,6 +52,14 @@ export type StoredRecord = Message<"hello.storage.v1.StoredRecord"> & {
    * @generated from field: google.protobuf.Timestamp update_time = 5;
    */
   updateTime?: Timestamp | undefined;
+
+  /**
+   * The record's data key, wrapped (AES-256-GCM) under the keyring key key_id. Empty
+   * for a record written before envelope encryption, sealed directly under key_id.
+   *
+   * @generated from field: bytes wrapped_key = 6;
+   */
+  wrappedKey: Uint8Array;
 };
 
 /**
@@ -131,6 +141,13 @@ export type CreateRecordRequest = Message<"hello.storage.v1.CreateRecordRequest"
    * @generated from field: bytes ciphertext = 3;
    */
   ciphertext: Uint8Array;
+
+  /**
+   * The record's data key wrapped under key_id (see StoredRecord).
+   *
+   * @generated from field: bytes wrapped_key = 4;
+   */
+  wrappedKey: Uint8Array;
 };
 
 /**
@@ -193,6 +210,13 @@ export type UpdateRecordRequest = Message<"hello.storage.v1.UpdateRecordRequest"
    * @generated from field: int64 expected_version = 4;
    */
   expectedVersion: bigint;
+
+  /**
+   * The new record's data key wrapped under key_id (see StoredRecord).
+   *
+   * @generated from field: bytes wrapped_key = 5;
+   */
+  wrappedKey: Uint8Array;
 };
 
 /**
@@ -256,11 +280,263 @@ export const DeleteRecordResponseSchema: GenMessage<DeleteRecordResponse> = /*@_
   messageDesc(file_hello_storage_v1_storage_service, 8);
 
 /**
+ * RecordKey is what key maintenance sees of one record: never its ciphertext.
+ *
+ * @generated from message hello.storage.v1.RecordKey
+ */
+export type RecordKey = Message<"hello.storage.v1.RecordKey"> & {
+  /**
+   * The record's storage key (a keyed hash: it names no user).
+   *
+   * @generated from field: string hash = 1;
+   */
+  hash: string;
+
+  /**
+   * @generated from field: hello.common.v1.RecordKind kind = 2;
+   */
+  kind: RecordKind;
+
+  /**
+   * @generated from field: int64 version = 3;
+   */
+  version: bigint;
+
+  /**
+   * @generated from field: string key_id = 4;
+   */
+  keyId: string;
+
+  /**
+   * The data key wrapped under key_id; empty for a record sealed directly under
+   * key_id before envelope encryption (it cannot be re-wrapped, only rewritten).
+   *
+   * @generated from field: bytes wrapped_key = 5;
+   */
+  wrappedKey: Uint8Array;
+};
+
+/**
+ * Describes the message hello.storage.v1.RecordKey.
+ * Use `create(RecordKeySchema)` to create a new message.
+ */
+export const RecordKeySchema: GenMessage<RecordKey> = /*@__PURE__*/
+  messageDesc(file_hello_storage_v1_storage_service, 9);
+
+/**
+ * ListRecordKeysRequest names the keyring key and the page.
+ *
+ * @generated from message hello.storage.v1.ListRecordKeysRequest
+ */
+export type ListRecordKeysRequest = Message<"hello.storage.v1.ListRecordKeysRequest"> & {
+  /**
+   * @generated from field: string key_id = 1;
+   */
+  keyId: string;
+
+  /**
+   * At most this many records (1 to 1000); 0 means 100.
+   *
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * The next_page_token of the previous page; empty for the first page.
+   *
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message hello.storage.v1.ListRecordKeysRequest.
+ * Use `create(ListRecordKeysRequestSchema)` to create a new message.
+ */
+export const ListRecordKeysRequestSchema: GenMessage<ListRecordKeysRequest> = /*@__PURE__*/
+  messageDesc(file_hello_storage_v1_storage_service, 10);
+
+/**
+ * ListRecordKeysResponse is one page, in hash order.
+ *
+ * @generated from message hello.storage.v1.ListRecordKeysResponse
+ */
+export type ListRecordKeysResponse = Message<"hello.storage.v1.ListRecordKeysResponse"> & {
+  /**
+   * @generated from field: repeated hello.storage.v1.RecordKey records = 1;
+   */
+  records: RecordKey[];
+
+  /**
+   * Empty when there are no more records.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message hello.storage.v1.ListRecordKeysResponse.
+ * Use `create(ListRecordKeysResponseSchema)` to create a new message.
+ */
+export const ListRecordKeysResponseSchema: GenMessage<ListRecordKeysResponse> = /*@__PURE__*/
+  messageDesc(file_hello_storage_v1_storage_service, 11);
+
+/**
+ * RewrapRecordKeyRequest names a record as listed and its new wrapped data key.
+ *
+ * @generated from message hello.storage.v1.RewrapRecordKeyRequest
+ */
+export type RewrapRecordKeyRequest = Message<"hello.storage.v1.RewrapRecordKeyRequest"> & {
+  /**
+   * @generated from field: string hash = 1;
+   */
+  hash: string;
+
+  /**
+   * @generated from field: hello.common.v1.RecordKind kind = 2;
+   */
+  kind: RecordKind;
+
+  /**
+   * The record as listed: the re-wrap applies only if all three are unchanged.
+   *
+   * @generated from field: int64 version = 3;
+   */
+  version: bigint;
+
+  /**
+   * @generated from field: string key_id = 4;
+   */
+  keyId: string;
+
+  /**
+   * @generated from field: bytes wrapped_key = 5;
+   */
+  wrappedKey: Uint8Array;
+
+  /**
+   * The keyring key that wrapped the data key anew; must differ from key_id.
+   *
+   * @generated from field: string new_key_id = 6;
+   */
+  newKeyId: string;
+
+  /**
+   * @generated from field: bytes new_wrapped_key = 7;
+   */
+  newWrappedKey: Uint8Array;
+};
+
+/**
+ * Describes the message hello.storage.v1.RewrapRecordKeyRequest.
+ * Use `create(RewrapRecordKeyRequestSchema)` to create a new message.
+ */
+export const RewrapRecordKeyRequestSchema: GenMessage<RewrapRecordKeyRequest> = /*@__PURE__*/
+  messageDesc(file_hello_storage_v1_storage_service, 12);
+
+/**
+ * RewrapRecordKeyResponse confirms the re-wrap.
+ *
+ * @generated from message hello.storage.v1.RewrapRecordKeyResponse
+ */
+export type RewrapRecordKeyResponse = Message<"hello.storage.v1.RewrapRecordKeyResponse"> & {
+};
+
+/**
+ * Describes the message hello.storage.v1.RewrapRecordKeyResponse.
+ * Use `create(RewrapRecordKeyResponseSchema)` to create a new message.
+ */
+export const RewrapRecordKeyResponseSchema: GenMessage<RewrapRecordKeyResponse> = /*@__PURE__*/
+  messageDesc(file_hello_storage_v1_storage_service, 13);
+
+/**
+ * CountRecordKeysRequest asks for every keyring key the stored records depend on.
+ *
+ * @generated from message hello.storage.v1.CountRecordKeysRequest
+ */
+export type CountRecordKeysRequest = Message<"hello.storage.v1.CountRecordKeysRequest"> & {
+};
+
+/**
+ * Describes the message hello.storage.v1.CountRecordKeysRequest.
+ * Use `create(CountRecordKeysRequestSchema)` to create a new message.
+ */
+export const CountRecordKeysRequestSchema: GenMessage<CountRecordKeysRequest> = /*@__PURE__*/
+  messageDesc(file_hello_storage_v1_storage_service, 14);
+
+/**
+ * CountRecordKeysResponse lists each key id that some record names.
+ *
+ * @generated from message hello.storage.v1.CountRecordKeysResponse
+ */
+export type CountRecordKeysResponse = Message<"hello.storage.v1.CountRecordKeysResponse"> & {
+  /**
+   * @generated from field: repeated hello.storage.v1.KeyUsage keys = 1;
+   */
+  keys: KeyUsage[];
+};
+
+/**
+ * Describes the message hello.storage.v1.CountRecordKeysResponse.
+ * Use `create(CountRecordKeysResponseSchema)` to create a new message.
+ */
+export const CountRecordKeysResponseSchema: GenMessage<CountRecordKeysResponse> = /*@__PURE__*/
+  messageDesc(file_hello_storage_v1_storage_service, 15);
+
+/**
+ * KeyUsage is how many records depend on one keyring key.
+ *
+ * @generated from message hello.storage.v1.KeyUsage
+ */
+export type KeyUsage = Message<"hello.storage.v1.KeyUsage"> & {
+  /**
+   * @generated from field: string key_id = 1;
+   */
+  keyId: string;
+
+  /**
+   * Records whose data key is wrapped under this key (including legacy_records).
+   *
+   * @generated from field: int64 records = 2;
+   */
+  records: bigint;
+
+  /**
+   * Of those, records sealed directly under this key before envelope encryption.
+   *
+   * @generated from field: int64 legacy_records = 3;
+   */
+  legacyRecords: bigint;
+
+  /**
+   * Records that keep their pre-re-wrap wrapped key, under this key, as an undo copy.
+   *
+   * @generated from field: int64 previous_wrappings = 4;
+   */
+  previousWrappings: bigint;
+};
+
+/**
+ * Describes the message hello.storage.v1.KeyUsage.
+ * Use `create(KeyUsageSchema)` to create a new message.
+ */
+export const KeyUsageSchema: GenMessage<KeyUsage> = /*@__PURE__*/
+  messageDesc(file_hello_storage_v1_storage_service, 16);
+
+/**
  * StorageService keeps encrypted records by keyed hash (DESIGN.md §3, §7). Only
- * Encryption may call it. Every call presents a Token-signed Access Token; the
- * storage key, kind and operation come from the verified token, never from the
- * request. Create, update and delete tokens are single use. Storage sees keyed
- * hashes and ciphertext only.
+ * Encryption may call it. Every call that reads or writes a record presents a
+ * Token-signed Access Token; the storage key, kind and operation come from the
+ * verified token, never from the request. Create, update and delete tokens are single
+ * use. Storage sees keyed hashes, ciphertext and wrapped data keys only.
+ *
+ * Records use envelope encryption (docs/keyring-rotation.md): each record is sealed
+ * under its own random data key, and the data key is wrapped under one key of
+ * Encryption's keyring. The three key-maintenance calls (ListRecordKeys,
+ * RewrapRecordKey, CountRecordKeys) take no Access Token and never carry a record's
+ * ciphertext: they let Encryption move wrapped data keys to a new keyring key without
+ * being able to read any record.
  *
  * @generated from service hello.storage.v1.StorageService
  */
@@ -307,6 +583,43 @@ export const StorageService: GenService<{
     methodKind: "unary";
     input: typeof DeleteRecordRequestSchema;
     output: typeof DeleteRecordResponseSchema;
+  },
+  /**
+   * ListRecordKeys pages through the records whose data key is wrapped under one
+   * keyring key, in hash order: each record's hash, kind, version and wrapped data
+   * key, never its ciphertext.
+   *
+   * @generated from rpc hello.storage.v1.StorageService.ListRecordKeys
+   */
+  listRecordKeys: {
+    methodKind: "unary";
+    input: typeof ListRecordKeysRequestSchema;
+    output: typeof ListRecordKeysResponseSchema;
+  },
+  /**
+   * RewrapRecordKey replaces one record's wrapped data key with the same data key
+   * wrapped under another keyring key. Compare-and-set: it applies only while the
+   * record is still at the listed version, key id and wrapped key (ABORTED otherwise,
+   * NOT_FOUND if it is gone), so a concurrent update always wins. The version does not
+   * change. Storage keeps the wrapped key the record had before its first re-wrap, so
+   * that Storage's custodian can undo a bad re-wrap (KeyWrappingAdminService).
+   *
+   * @generated from rpc hello.storage.v1.StorageService.RewrapRecordKey
+   */
+  rewrapRecordKey: {
+    methodKind: "unary";
+    input: typeof RewrapRecordKeyRequestSchema;
+    output: typeof RewrapRecordKeyResponseSchema;
+  },
+  /**
+   * CountRecordKeys says how many records depend on each keyring key.
+   *
+   * @generated from rpc hello.storage.v1.StorageService.CountRecordKeys
+   */
+  countRecordKeys: {
+    methodKind: "unary";
+    input: typeof CountRecordKeysRequestSchema;
+    output: typeof CountRecordKeysResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_hello_storage_v1_storage_service, 0);
