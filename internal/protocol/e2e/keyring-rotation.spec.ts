@@ -101,8 +101,11 @@ describe("Encryption's keyring rotates without downtime (issue 5), on PostgreSQL
         newcomersAllowed--;
         await login(newcomers.shift()!, "a", phase); // a new user: subject, wallet and release created
       } else {
-        // A returning user, at app a or (a first time, then again) at app b.
-        await login(RETURNING[(index * 5 + n) % RETURNING.length]!, n % 2 === 0 ? "a" : "b", phase);
+        // A returning user, at app a or (a first time, then again) at app b. Each loop has
+        // its own users: two loops consenting for one user at one app at the same moment
+        // is a lost create race (the front door's "try again" page), not a rotation failure.
+        const mine = RETURNING.filter((_, k) => k % 3 === index);
+        await login(mine[n % mine.length]!, n % 2 === 0 ? "a" : "b", phase);
       }
     }
   }
