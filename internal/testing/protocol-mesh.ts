@@ -84,15 +84,24 @@ export function appRequest(app: keyof typeof APPS, scope = "openid email profile
 /** A client for a demo app at http://localhost:<demoPort>, registered when `demoPort` is given. */
 export const DEMO_CLIENT = { client_id: "demo-app", client_name: "Demo App", secret: "demo-app-secret-0123456789" };
 
-export async function startProtocolMesh(options: { database: "pglite" | "postgres"; demoPort?: number; secondProvider?: boolean }): Promise<ProtocolMesh> {
+export async function startProtocolMesh(options: {
+  database: "pglite" | "postgres";
+  demoPort?: number;
+  secondProvider?: boolean;
+  /** The dev OP's accounts (default DEFAULT_DEV_USERS). */
+  users?: readonly DevUser[];
+  /** A PostgreSQL server of this mesh's own, which a test may stop and start (`postgres.server`). */
+  ownPostgres?: boolean;
+}): Promise<ProtocolMesh> {
   const dir = await mkdtemp(path.join(os.tmpdir(), "hello-protocol-"));
-  const postgres = options.database === "postgres" ? await startPostgres() : undefined;
+  const postgres = options.database === "postgres" ? await startPostgres({ ownServer: options.ownPostgres ?? false }) : undefined;
   const ports: Record<string, number> = { public: await freePort() };
   for (const c of COMPONENTS) ports[c] = await freePort();
   const issuer = `http://localhost:${ports.public}`;
   const upstreamRedirect = `${issuer}/upstream/callback`;
   const devOp = await startDevOp({
     clients: [{ client_id: UPSTREAM_CLIENT.id, client_secret: UPSTREAM_CLIENT.secret, redirect_uris: [upstreamRedirect] }],
+    ...(options.users ? { users: [...options.users] } : {}),
   });
   // A second, independent provider (another real OIDC server), for the chooser.
   const otherOp = options.secondProvider
