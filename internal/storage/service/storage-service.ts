@@ -9,6 +9,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { StorageService, StoredRecordSchema } from "../../gen/hello/storage/v1/storage_service_pb.js";
 import type { RecordStore, StoredRow } from "../backend/record-store.js";
 import { NotFoundError } from "../backend/errors.js";
+import { underDeadlines } from "../backend/deadline.js";
 import { sign, verify } from "../../protocol/jws.js";
 import type { SigningKey, VerificationKeys } from "../../protocol/signing-keys.js";
 import { ACCESS_TOKEN, type AccessClaims, ERROR_TOKEN, type Operation, RECEIPT } from "../../protocol/tokens.js";
@@ -45,7 +46,7 @@ export function storageRoutes(deps: StorageServiceDeps) {
     });
 
   return (router: ConnectRouter) => {
-    router.service(StorageService, {
+    router.service(StorageService, underDeadlines(StorageService, {
       readRecord: mapped(async (req) => {
         const claims = await authorize(req.accessToken, "read");
         try {
@@ -85,6 +86,6 @@ export function storageRoutes(deps: StorageServiceDeps) {
         await deps.store.delete(claims.hash, claims.kind);
         return {};
       }),
-    });
+    }));
   };
 }
