@@ -20,7 +20,7 @@ const DOWN_MS = 2_000;
 describe("faults: a component stops in the middle of a stream of logins (docs/faults.md)", function () {
   let rig: FaultRig;
   before(async function () {
-    this.timeout(180_000);
+    this.timeout(300_000);
     rig = await startFaultRig({ database: "pglite", users: 1_000 });
   });
   after(async function () {
@@ -38,7 +38,7 @@ describe("faults: a component stops in the middle of a stream of logins (docs/fa
   ];
   for (const [component, signal] of cases) {
     it(`${component} ${signal === "SIGKILL" ? "killed (SIGKILL)" : "stopped (SIGTERM)"} and restarted: caught logins get the unavailable page fast, later ones succeed, no half-made user`, async function () {
-      this.timeout(150_000);
+      this.timeout(240_000);
       const before = rig.pid(component);
       const run = await faultDuringLogins(rig, {
         fault: () => rig.kill(component, signal),

@@ -18,7 +18,7 @@ const HUNG_STORAGE_PAGE_MS = RPC_TIMEOUT_MS + 2_000;
 describe("faults: PostgreSQL restarts and Storage hangs in the middle of a stream of logins (docs/faults.md)", function () {
   let rig: FaultRig;
   before(async function () {
-    this.timeout(180_000);
+    this.timeout(300_000);
     rig = await startFaultRig({ database: "postgres", users: 1_000 });
   });
   after(async function () {
@@ -28,7 +28,7 @@ describe("faults: PostgreSQL restarts and Storage hangs in the middle of a strea
 
   for (const mode of ["fast", "immediate"] as const) {
     it(`PostgreSQL stopped (pg_ctl stop -m ${mode}) and started: Storage stays up and answers UNAVAILABLE, caught logins get the page fast, later ones succeed, no half-made user`, async function () {
-      this.timeout(150_000);
+      this.timeout(240_000);
       const storage = rig.pid("storage");
       const run = await faultDuringLogins(rig, {
         fault: () => rig.mesh.postgres!.server!.stop(mode),

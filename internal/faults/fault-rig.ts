@@ -24,6 +24,13 @@ import type { RecordKindName } from "../storage/backend/record-store.js";
 import { Browserless, type Page } from "../testing/browserless.js";
 import { APPS, type ProtocolMesh, appSecret, startProtocolMesh } from "../testing/protocol-mesh.js";
 
+/**
+ * How long a component may take to serve. Generous: these tests share the machine with
+ * others, and PGlite's first start (initdb in WebAssembly) is heavy on a busy CPU. The
+ * time a restart takes is reported, not asserted.
+ */
+const READY_TIMEOUT_MS = 150_000;
+
 export type App = "a" | "b";
 export const FAULT_APPS: readonly App[] = ["a", "b"];
 
@@ -95,7 +102,7 @@ export interface FaultRig {
 
 export async function startFaultRig(options: { database: "pglite" | "postgres"; users: number }): Promise<FaultRig> {
   const users = testUsers(options.users);
-  const mesh = await startProtocolMesh({ database: options.database, users, ownPostgres: true });
+  const mesh = await startProtocolMesh({ database: options.database, users, ownPostgres: true, readyTimeoutMs: READY_TIMEOUT_MS });
   const current = new Map<Component, ChildProcess>(mesh.processes.children);
   const restarted: ComponentProcesses[] = [];
   const outputs = new Map<Component, string[]>();
@@ -121,7 +128,7 @@ export async function startFaultRig(options: { database: "pglite" | "postgres"; 
   };
 
   const restart: FaultRig["restart"] = async (component) => {
-    const processes = startComponentProcesses(mesh.deployment, { components: [component], onSpawn: capture });
+    const processes = startComponentProcesses(mesh.deployment, { components: [component], onSpawn: capture, readyTimeoutMs: READY_TIMEOUT_MS });
     restarted.push(processes);
     current.set(component, processes.children.get(component)!);
     await processes.ready;

@@ -33,14 +33,14 @@ export async function faultDuringLogins(
   stream.start(LOOPS);
   try {
     const warmUp = options.warmUp ?? LOOPS;
-    await stream.until((a) => a.filter((x) => x.ok).length >= warmUp, 60_000, `${warmUp} logins before the fault`);
+    await stream.until((a) => a.filter((x) => x.ok).length >= warmUp, 90_000, `${warmUp} logins before the fault`);
     const faultAt = Date.now();
     await options.fault();
     await new Promise((r) => setTimeout(r, options.downMs));
     await options.recover();
     const recoveredAt = Date.now();
     const after = options.after ?? LOOPS;
-    await stream.until((a) => a.filter((x) => x.startedAt >= recoveredAt).length >= after, 60_000, `${after} logins after recovery`);
+    await stream.until((a) => a.filter((x) => x.startedAt >= recoveredAt).length >= after, 90_000, `${after} logins after recovery`);
     const attempts = await stream.stop();
     const firstOk = attempts.filter((a) => a.ok && a.startedAt >= recoveredAt).sort((x, y) => x.endedAt - y.endedAt)[0];
     return { attempts, faultAt, recoveredAt, recoveryMs: firstOk ? firstOk.endedAt - recoveredAt : Number.NaN, stream };

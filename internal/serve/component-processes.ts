@@ -34,7 +34,13 @@ export interface ComponentProcesses {
 /** Spawns the components at once and returns immediately, so a caller can stop them at any time. */
 export function startComponentProcesses(
   deployment: DevDeployment,
-  options: { components?: readonly Component[]; env?: NodeJS.ProcessEnv; onSpawn?: (c: Component, child: ChildProcess) => void } = {},
+  options: {
+    components?: readonly Component[];
+    env?: NodeJS.ProcessEnv;
+    onSpawn?: (c: Component, child: ChildProcess) => void;
+    /** How long each may take to serve; default 60 s. */
+    readyTimeoutMs?: number;
+  } = {},
 ): ComponentProcesses {
   const components = options.components ?? COMPONENTS;
   const children = new Map<Component, ChildProcess>();
@@ -65,7 +71,7 @@ export function startComponentProcesses(
     const readiness = await Promise.allSettled(
       components.map((c) => {
         const { host, port } = deployment.configs[c].listen;
-        return waitUntilServing(c, `https://${host}:${port}`, deployment.certs, deployment.configs[c].bundles, 60_000, waiting.signal);
+        return waitUntilServing(c, `https://${host}:${port}`, deployment.certs, deployment.configs[c].bundles, options.readyTimeoutMs ?? 60_000, waiting.signal);
       }),
     );
     const failed = components.flatMap((c, i) => {

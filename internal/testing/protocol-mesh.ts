@@ -92,6 +92,8 @@ export async function startProtocolMesh(options: {
   users?: readonly DevUser[];
   /** A PostgreSQL server of this mesh's own, which a test may stop and start (`postgres.server`). */
   ownPostgres?: boolean;
+  /** How long each component may take to serve; default startComponentProcesses's. */
+  readyTimeoutMs?: number;
 }): Promise<ProtocolMesh> {
   const dir = await mkdtemp(path.join(os.tmpdir(), "hello-protocol-"));
   const postgres = options.database === "postgres" ? await startPostgres({ ownServer: options.ownPostgres ?? false }) : undefined;
@@ -141,7 +143,7 @@ export async function startProtocolMesh(options: {
     }),
   );
   const deployment = await prepareDevDeployment(loadDevConfig(configFile));
-  const processes = startComponentProcesses(deployment);
+  const processes = startComponentProcesses(deployment, options.readyTimeoutMs ? { readyTimeoutMs: options.readyTimeoutMs } : {});
   try {
     await processes.ready;
   } catch (error) {
