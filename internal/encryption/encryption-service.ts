@@ -6,7 +6,8 @@
 // Records use envelope encryption (internal/protocol/keyring.ts): a fresh data key per
 // write, wrapped under the keyring's current key.
 
-import { Code, type Client, type ConnectRouter, ConnectError } from "@connectrpc/connect";
+import { type CallOptions, Code, type Client, type ConnectRouter, ConnectError, type HandlerContext } from "@connectrpc/connect";
+import { failedInTransport } from "../../mesh/transport-errors.js";
 import { EncryptionService } from "../gen/hello/encryption/v1/encryption_service_pb.js";
 import type { StorageService } from "../gen/hello/storage/v1/storage_service_pb.js";
 import type { Keyring } from "../protocol/keyring.js";
@@ -25,6 +26,20 @@ export interface EncryptionServiceDeps {
 
 export const MAX_RECORD_BYTES = 512 * 1024;
 
+/**
+ * Storage gets what is left of our caller's deadline less this, so that Storage's
+ * DEADLINE_EXCEEDED reaches our caller before its own deadline does (docs/faults.md).
+ */
+export const DEADLINE_MARGIN_MS = 250;
+
+/** The caller's deadline and cancellation, passed on to Storage. */
+function downstream(ctx: HandlerContext): CallOptions {
+  const left = ctx.timeoutMs();
+  if (left === undefined) return { signal: ctx.signal };
+  if (left <= DEADLINE_MARGIN_MS) throw new ConnectError("too little time was left to call storage", Code.DeadlineExceeded);
+  return { timeoutMs: left - DEADLINE_MARGIN_MS, signal: ctx.signal };
+}
+
 export function encryptionRoutes(deps: EncryptionServiceDeps) {
   const now = deps.now ?? (() => new Date());
 
@@ -41,42 +56,47 @@ export function encryptionRoutes(deps: EncryptionServiceDeps) {
     return claims;
   }
 
-  /** Storage's errors keep their code and words; nothing else from it is trusted. */
+  /**
+   * Storage's errors keep their code and words; nothing else from it is trusted. A call
+   * that failed in the transport (Storage died under it) is UNAVAILABLE, whatever code
+   * the socket's failure got.
+   */
   const fromStorage = <T>(call: Promise<T>) =>
     call.catch((error: unknown) => {
       const e = ConnectError.from(error);
-      throw new ConnectError(`storage: ${e.rawMessage}`, e.code === Code.Unknown ? Code.Unavailable : e.code);
+      const unavailable = e.code === Code.Unknown || failedInTransport(e);
+      throw new ConnectError(`storage: ${e.rawMessage}`, unavailable ? Code.Unavailable : e.code);
     });
 
   return (router: ConnectRouter) => {
     router.service(EncryptionService, {
-      readRecord: mapped(async (req) => {
+      readRecord: mapped(async (req, ctx) => {
         const claims = await authorize(req.accessToken, "read");
-        const res = await fromStorage(deps.storage.readRecord({ accessToken: req.accessToken }));
+        const res = await fromStorage(deps.storage.readRecord({ accessToken: req.accessToken }, downstream(ctx)));
         if (res.result.case === "errorToken") return { result: { case: "errorToken", value: res.result.value } };
         if (res.result.case !== "record") throw new ConnectError("storage returned neither a record nor an error token", Code.DataLoss);
         const { version } = res.result.value;
         const plaintext = deps.keyring().open(res.result.value, claims.kind, claims.hash);
         return { result: { case: "record", value: plaintext.toString("utf8") }, version };
       }),
-      createRecord: mapped(async (req) => {
+      createRecord: mapped(async (req, ctx) => {
         const claims = await authorize(req.accessToken, "create", req.record);
         const sealed = deps.keyring().seal(Buffer.from(req.record, "utf8"), claims.kind, claims.hash);
-        const { version, receipt } = await fromStorage(deps.storage.createRecord({ accessToken: req.accessToken, ...sealed }));
+        const { version, receipt } = await fromStorage(deps.storage.createRecord({ accessToken: req.accessToken, ...sealed }, downstream(ctx)));
         return { version, receipt };
       }),
-      updateRecord: mapped(async (req) => {
+      updateRecord: mapped(async (req, ctx) => {
         const claims = await authorize(req.accessToken, "update", req.record);
         // Re-encryption on write: an update gets a fresh data key, under the current key.
         const sealed = deps.keyring().seal(Buffer.from(req.record, "utf8"), claims.kind, claims.hash);
         const { version } = await fromStorage(
-          deps.storage.updateRecord({ accessToken: req.accessToken, ...sealed, expectedVersion: req.expectedVersion }),
+          deps.storage.updateRecord({ accessToken: req.accessToken, ...sealed, expectedVersion: req.expectedVersion }, downstream(ctx)),
         );
         return { version };
       }),
-      deleteRecord: mapped(async (req) => {
+      deleteRecord: mapped(async (req, ctx) => {
         await authorize(req.accessToken, "delete");
-        await fromStorage(deps.storage.deleteRecord({ accessToken: req.accessToken }));
+        await fromStorage(deps.storage.deleteRecord({ accessToken: req.accessToken }, downstream(ctx)));
         return {};
       }),
     });

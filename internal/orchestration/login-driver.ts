@@ -4,8 +4,14 @@
 // identifiers in every record (signature by Token's record keys, iss/sub/uid/client).
 // Writes of a new user go wallet first, subject last: the Subject Record is the commit
 // point, so a crash leaves no user half made.
+//
+// Every call carries a deadline (docs/faults.md): at most RPC_TIMEOUT_MS per call, and
+// no call outlives its login step — the mesh work of one front-door request (start,
+// continue, consent) has STEP_BUDGET_MS in all. A component that hangs costs a login
+// its step budget, never an unbounded wait, and Connect sends the deadline along
+// (grpc-timeout) so Encryption and Storage give up at the same moment.
 
-import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import { type CallOptions, Code, ConnectError, type Client } from "@connectrpc/connect";
 import type { AccessGrant, TokenService } from "../gen/hello/token/v1/token_service_pb.js";
 import type { EncryptionService } from "../gen/hello/encryption/v1/encryption_service_pb.js";
 import { RecordOperation } from "../gen/hello/common/v1/record_pb.js";
@@ -21,6 +27,31 @@ export interface LoginDriverDeps {
   readonly lookupKey: Uint8Array;
   /** Token's published keys (from Token's mesh bundle): records are checked with them. */
   readonly tokenKeys: () => VerificationKeys;
+  /** Overrides of RPC_TIMEOUT_MS and STEP_BUDGET_MS. */
+  readonly deadlines?: { readonly rpcMs?: number; readonly stepMs?: number };
+}
+
+/** The longest one mesh call of a login may take (a Token or Encryption call; Storage's inside it). */
+export const RPC_TIMEOUT_MS = 5_000;
+/** The longest the mesh calls of one login step (one front-door request) may take together. */
+export const STEP_BUDGET_MS = 10_000;
+
+/** One login step's deadline, handed out call by call. */
+class StepDeadline {
+  readonly #end: number;
+  constructor(
+    budgetMs: number,
+    private readonly rpcMs: number,
+  ) {
+    this.#end = performance.now() + budgetMs;
+  }
+
+  /** Options for the next call: what is left of the step, at most one call's worth. */
+  call(): CallOptions {
+    const left = Math.floor(this.#end - performance.now());
+    if (left <= 0) throw new ConnectError("the login step ran out of time before its next call", Code.DeadlineExceeded);
+    return { timeoutMs: Math.min(this.rpcMs, left) };
+  }
 }
 
 /** Token or Storage handed Orchestration something that does not fit the session. */
@@ -66,8 +97,13 @@ export type LoginOutcome =
 export class LoginDriver {
   constructor(private readonly deps: LoginDriverDeps) {}
 
+  #step(): StepDeadline {
+    return new StepDeadline(this.deps.deadlines?.stepMs ?? STEP_BUDGET_MS, this.deps.deadlines?.rpcMs ?? RPC_TIMEOUT_MS);
+  }
+
   /** Step 1: a Session Token for this request and provider. */
   async start(request: AppRequest, providerId: string) {
+    const step = this.#step();
     const res = await this.deps.token.createSession({
       request: request.requestObject
         ? { case: "requestObject", value: request.requestObject }
@@ -83,31 +119,32 @@ export class LoginDriver {
             },
           },
       providerId,
-    });
+    }, step.call());
     return { sessionToken: res.sessionToken, upstreamNonce: res.upstreamNonce, providerIssuer: res.providerIssuer };
   }
 
   /** Steps 3–7 after the upstream login: the ID Token, or the consent page first. */
   async continue(sessionToken: string, clientId: string, upstream: UpstreamResult): Promise<LoginOutcome> {
-    const authorized = await this.deps.token.authorizeSubject({ sessionToken, opIdToken: upstream.idToken });
+    const step = this.#step();
+    const authorized = await this.deps.token.authorizeSubject({ sessionToken, opIdToken: upstream.idToken }, step.call());
     const subjectRead = this.#checkGrant(authorized.subjectRead, "subject", RecordOperation.READ,
       subjectHash(this.deps.lookupKey, upstream.iss, upstream.sub));
-    const read = await this.deps.encryption.readRecord({ accessToken: subjectRead.accessToken });
+    const read = await this.deps.encryption.readRecord({ accessToken: subjectRead.accessToken }, step.call());
 
-    if (read.result.case === "errorToken") return this.#newUser(authorized.sessionToken, clientId, upstream, read.result.value);
+    if (read.result.case === "errorToken") return this.#newUser(step, authorized.sessionToken, clientId, upstream, read.result.value);
     if (read.result.case !== "record") throw new ProtocolViolation("the subject read returned nothing");
     const subjectRecord = read.result.value;
     const subject = await this.#record("subject", subjectRecord);
     if (subject.op_iss !== upstream.iss || subject.op_sub !== upstream.sub) {
       throw new ProtocolViolation("the subject record is not the upstream subject's");
     }
-    const user = await this.deps.token.authorizeUser({ sessionToken: authorized.sessionToken, subjectRecord });
+    const user = await this.deps.token.authorizeUser({ sessionToken: authorized.sessionToken, subjectRecord }, step.call());
     const walletRead = this.#checkGrant(user.walletRead, "wallet", RecordOperation.READ, walletHash(this.deps.lookupKey, subject.uid));
     const releaseRead = this.#checkGrant(user.releaseRead, "release", RecordOperation.READ,
       releaseHash(this.deps.lookupKey, subject.uid, clientId));
     const [walletRes, releaseRes] = await Promise.all([
-      this.deps.encryption.readRecord({ accessToken: walletRead.accessToken }),
-      this.deps.encryption.readRecord({ accessToken: releaseRead.accessToken }),
+      this.deps.encryption.readRecord({ accessToken: walletRead.accessToken }, step.call()),
+      this.deps.encryption.readRecord({ accessToken: releaseRead.accessToken }, step.call()),
     ]);
     if (walletRes.result.case !== "record") throw new ProtocolViolation("the user's wallet record is missing");
     const walletRecord = walletRes.result.value;
@@ -122,17 +159,18 @@ export class LoginDriver {
       return { kind: "consent", state, wallet, newUser: false };
     }
     if (releaseRes.result.case !== "record") throw new ProtocolViolation("the release read returned nothing");
-    return this.#mint(user.sessionToken, clientId, subject.uid, subjectRecord, releaseRes.result.value, walletRecord, false);
+    return this.#mint(step, user.sessionToken, clientId, subject.uid, subjectRecord, releaseRes.result.value, walletRecord, false);
   }
 
   /** After the consent page: the Release Record with the consented claims, then the ID Token. */
   async consent(state: LoginState, consentedClaims: readonly string[], newUser = false): Promise<LoginOutcome & { kind: "done" }> {
+    const step = this.#step();
     const res = await this.deps.token.createRelease({
       sessionToken: state.sessionToken,
       errorToken: state.releaseErrorToken,
       walletRecord: state.walletRecord,
       consentedClaims: [...consentedClaims],
-    });
+    }, step.call());
     const write = res.release!;
     this.#checkGrant(write.grant, "release", RecordOperation.CREATE, releaseHash(this.deps.lookupKey, state.uid, state.clientId));
     const release = await this.#record("release", write.record);
@@ -142,12 +180,12 @@ export class LoginDriver {
     if (release.claims.some((c) => !consentedClaims.includes(c))) {
       throw new ProtocolViolation("the release record lists claims the user did not consent to");
     }
-    await this.deps.encryption.createRecord({ accessToken: write.grant!.accessToken, record: write.record });
-    return this.#mint(state.sessionToken, state.clientId, state.uid, state.subjectRecord, write.record, state.walletRecord, newUser);
+    await this.deps.encryption.createRecord({ accessToken: write.grant!.accessToken, record: write.record }, step.call());
+    return this.#mint(step, state.sessionToken, state.clientId, state.uid, state.subjectRecord, write.record, state.walletRecord, newUser);
   }
 
-  async #newUser(sessionToken: string, clientId: string, upstream: UpstreamResult, errorToken: string): Promise<LoginOutcome> {
-    const made = await this.deps.token.createUser({ sessionToken, errorToken });
+  async #newUser(step: StepDeadline, sessionToken: string, clientId: string, upstream: UpstreamResult, errorToken: string): Promise<LoginOutcome> {
+    const made = await this.deps.token.createUser({ sessionToken, errorToken }, step.call());
     const subject = await this.#record("subject", made.subject!.record);
     const wallet = await this.#record("wallet", made.wallet!.record);
     if (subject.op_iss !== upstream.iss || subject.op_sub !== upstream.sub || wallet.uid !== subject.uid) {
@@ -164,15 +202,15 @@ export class LoginDriver {
 
     // Wallet first, Subject last: until the Subject Record exists, nothing reaches the wallet.
     // A lost race ends here with ALREADY_EXISTS; Token goes on only with both receipts.
-    const walletWritten = await this.deps.encryption.createRecord({ accessToken: walletWrite.accessToken, record: made.wallet!.record });
-    const subjectWritten = await this.deps.encryption.createRecord({ accessToken: subjectWrite.accessToken, record: made.subject!.record });
+    const walletWritten = await this.deps.encryption.createRecord({ accessToken: walletWrite.accessToken, record: made.wallet!.record }, step.call());
+    const subjectWritten = await this.deps.encryption.createRecord({ accessToken: subjectWrite.accessToken, record: made.subject!.record }, step.call());
     const committed = await this.deps.token.commitUser({
       sessionToken: made.sessionToken,
       walletReceipt: walletWritten.receipt,
       subjectReceipt: subjectWritten.receipt,
-    });
+    }, step.call());
 
-    const release = await this.deps.encryption.readRecord({ accessToken: releaseRead.accessToken });
+    const release = await this.deps.encryption.readRecord({ accessToken: releaseRead.accessToken }, step.call());
     if (release.result.case !== "errorToken") throw new ProtocolViolation("a brand-new user already has a release record");
     const state: LoginState = {
       sessionToken: committed.sessionToken, clientId, iss: upstream.iss, sub: upstream.sub, uid: subject.uid,
@@ -181,11 +219,11 @@ export class LoginDriver {
     return { kind: "consent", state, wallet, newUser: true };
   }
 
-  async #mint(sessionToken: string, clientId: string, uid: string, subjectRecord: string, releaseRecord: string,
+  async #mint(step: StepDeadline, sessionToken: string, clientId: string, uid: string, subjectRecord: string, releaseRecord: string,
     walletRecord: string, newUser: boolean): Promise<LoginOutcome & { kind: "done" }> {
     const release = await this.#record("release", releaseRecord);
     if (release.uid !== uid || release.client_id !== clientId) throw new ProtocolViolation("the release record is not this user's and app's");
-    const minted = await this.deps.token.mintIdToken({ sessionToken, subjectRecord, releaseRecord, walletRecord });
+    const minted = await this.deps.token.mintIdToken({ sessionToken, subjectRecord, releaseRecord, walletRecord }, step.call());
     return { kind: "done", idToken: minted.idToken, userinfoJwt: minted.userinfoJwt, userinfoJson: minted.userinfoJson, newUser };
   }
 

@@ -43,6 +43,8 @@ export interface ComponentProcessOptions {
   readonly onSpawn?: (c: Component, child: ChildProcess) => void;
   /** Called as each component first reports SERVING, with the time since spawning. */
   readonly onReady?: (c: Component, elapsedMs: number) => void;
+  /** How long each may take to serve; default 60 s. */
+  readonly readyTimeoutMs?: number;
 }
 
 /** The command line that runs `component`: [file node runs, ...arguments]. */
@@ -82,7 +84,7 @@ export function startComponentProcesses(deployment: DevDeployment, options: Comp
     const readiness = await Promise.allSettled(
       components.map(async (c) => {
         const { host, port } = deployment.configs[c].listen;
-        await waitUntilServing(c, `https://${host}:${port}`, deployment.certs, deployment.configs[c].bundles, 60_000, waiting.signal);
+        await waitUntilServing(c, `https://${host}:${port}`, deployment.certs, deployment.configs[c].bundles, options.readyTimeoutMs ?? 60_000, waiting.signal);
         options.onReady?.(c, Math.round(performance.now() - spawned));
       }),
     );

@@ -21,6 +21,14 @@ export interface TestPostgres {
   /** postgresql:// URL of a database that this call alone uses. */
   url: string;
   stop(): Promise<void>;
+  /**
+   * A private server only (`ownServer`): stops the server process (`pg_ctl stop -m
+   * <mode>`), keeping its data, and starts it again on the same port. For fault tests.
+   */
+  server?: {
+    stop(mode: "fast" | "immediate"): Promise<void>;
+    start(): Promise<void>;
+  };
 }
 
 const run = promisify(execFile);
@@ -112,6 +120,8 @@ async function startPrivateServer(): Promise<TestPostgres> {
     }
 
     let stopped = false;
+    let running = true;
+    const serverOptions = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`;
     return {
       url: `postgresql://postgres@127.0.0.1:${port}/postgres`,
       async stop() {
@@ -119,10 +129,20 @@ async function startPrivateServer(): Promise<TestPostgres> {
         stopped = true;
         process.removeListener("exit", stopSync);
         try {
-          await pgCtl(["-m", "immediate", "-w", "stop"]);
+          if (running) await pgCtl(["-m", "immediate", "-w", "stop"]);
         } finally {
           await rm(dir, { recursive: true, force: true });
         }
+      },
+      server: {
+        async stop(mode) {
+          running = false;
+          await pgCtl(["-m", mode, "-w", "stop"]);
+        },
+        async start() {
+          await pgCtl(["-w", "-l", logFile, "-o", serverOptions, "start"]);
+          running = true;
+        },
       },
     };
   } catch (error) {

@@ -92,9 +92,13 @@ export async function startProtocolMesh(options: {
   users?: readonly DevUser[];
   /** Passed to the four `hello serve` processes (e.g. HELLO_LOG_LEVEL), and a hook to read their output. */
   processes?: Parameters<typeof startComponentProcesses>[1];
+  /** A PostgreSQL server of this mesh's own, which a test may stop and start (`postgres.server`). */
+  ownPostgres?: boolean;
+  /** How long each component may take to serve; default startComponentProcesses's. */
+  readyTimeoutMs?: number;
 }): Promise<ProtocolMesh> {
   const dir = await mkdtemp(path.join(os.tmpdir(), "hello-protocol-"));
-  const postgres = options.database === "postgres" ? await startPostgres() : undefined;
+  const postgres = options.database === "postgres" ? await startPostgres({ ownServer: options.ownPostgres ?? false }) : undefined;
   const ports: Record<string, number> = { public: await freePort() };
   for (const c of COMPONENTS) ports[c] = await freePort();
   const issuer = `http://localhost:${ports.public}`;
@@ -141,7 +145,10 @@ export async function startProtocolMesh(options: {
     }),
   );
   const deployment = await prepareDevDeployment(loadDevConfig(configFile));
-  const processes = startComponentProcesses(deployment, options.processes);
+  const processes = startComponentProcesses(deployment, {
+    ...options.processes,
+    ...(options.readyTimeoutMs ? { readyTimeoutMs: options.readyTimeoutMs } : {}),
+  });
   try {
     await processes.ready;
   } catch (error) {

@@ -22,6 +22,7 @@ import { claimLabel } from "../pages/claim-labels.js";
 import { type AuthorizationRequest, RedirectableError, UntrustedRedirectError, parseAuthorizationRequest } from "./authorization-request.js";
 import { authenticateClient } from "./client-auth.js";
 import { OAuthError } from "./oauth-error.js";
+import { isUnavailable } from "../../../mesh/transport-errors.js";
 import { UpstreamRp } from "./upstream-rp.js";
 import { WALLET_CLAIMS, requestedClaims } from "../../protocol/claims.js";
 import { type HttpObserver, OTHER_ROUTE, httpObserver } from "../../metrics/http-observer.js";
@@ -51,6 +52,8 @@ const FLOW_TTL = 10 * 60;
 const CODE_TTL = 60;
 const ACCESS_TOKEN_TTL = 10 * 60;
 const MAX_BODY = 64 * 1024;
+/** Retry-After on the "unavailable" page: about how long a component takes to restart. */
+const RETRY_AFTER_SECONDS = 5;
 /** How long apps may cache the JWKS: a new key must stay `next` (published, unused) longer. */
 export const JWKS_MAX_AGE = 300;
 
@@ -419,8 +422,11 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
       return sendError(res, error.status, "Sign-in failed", error.description);
     }
     const connect = error instanceof ConnectError ? error : undefined;
-    if (connect && connect.code === 14 /* UNAVAILABLE */) {
-      return sendError(res, 503, "hello-mesh is unavailable", "One of hello-mesh's components did not answer.", "Try again in a moment.");
+    if (isUnavailable(error)) {
+      // A component is down, restarting or too slow (docs/faults.md): nothing the user
+      // did, and nothing to show but that. A new sign-in works once it is back.
+      res.setHeader("retry-after", String(RETRY_AFTER_SECONDS));
+      return sendError(res, 503, "hello-mesh is unavailable right now", "A part of hello-mesh did not answer in time, so this sign-in could not finish.", "Wait a moment, then go back to the app and sign in again.");
     }
     if (isLostCreateRace(error)) return sendError(res, 409, "Please try again", "Another sign-in for your account was completing at the same moment.", "Go back to the app and sign in again.");
     if (error instanceof ProtocolViolation || connect) {

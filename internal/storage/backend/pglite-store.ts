@@ -15,6 +15,7 @@ import { mkdir } from "node:fs/promises";
 import { PGlite } from "@electric-sql/pglite";
 
 import type { RecordStore } from "./record-store.js";
+import { timeLeftForStatement } from "./deadline.js";
 import { lockDirectory } from "./directory-lock.js";
 import { SCHEMA_SQL } from "./schema.js";
 import { sanitizeDatabaseError, sqlRecordStore } from "./sql-record-store.js";
@@ -42,6 +43,9 @@ export async function openPGliteStore(options: { dataDir?: string }): Promise<Re
   const executor: SqlExecutor = {
     async query<T>(sql: string, params: readonly unknown[]): Promise<SqlResult<T>> {
       try {
+        // PGlite runs in this process and cannot be interrupted; a statement for a
+        // request that has already given up is just not sent (deadline.ts).
+        timeLeftForStatement(Number.POSITIVE_INFINITY);
         const result = await db.query<T>(sql, [...params]);
         return { rows: result.rows, rowCount: result.rowCount ?? result.affectedRows ?? 0 };
       } catch (error) {

@@ -7,6 +7,7 @@
 
 import pg from "pg";
 
+import { timeLeftForStatement } from "./deadline.js";
 import { UnavailableError } from "./errors.js";
 import type { RecordStore } from "./record-store.js";
 import { SCHEMA_SQL } from "./schema.js";
@@ -49,7 +50,11 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
   const executor: SqlExecutor = {
     async query<T>(sql: string, params: readonly unknown[]): Promise<SqlResult<T>> {
       try {
-        const result = await pool.query(sql, [...params]);
+        // No longer than the request it serves has left (deadline.ts): when the client
+        // gives up, pg-pool drops the connection and the server's statement_timeout
+        // ends the statement.
+        const query_timeout = timeLeftForStatement(statementTimeoutMs + 1000);
+        const result = await pool.query({ text: sql, values: [...params], query_timeout } as pg.QueryConfig);
         return { rows: result.rows as T[], rowCount: result.rowCount ?? 0 };
       } catch (error) {
         throw translate(error);

@@ -21,6 +21,7 @@ import {
 import { KeyWrappingAdminService } from "../../gen/hello/storage/v1/key_wrapping_admin_service_pb.js";
 import type { KeyUsage, RecordKindName, RecordStore, StoredRow } from "../backend/record-store.js";
 import { NotFoundError } from "../backend/errors.js";
+import { underDeadlines } from "../backend/deadline.js";
 import { sign, verify } from "../../protocol/jws.js";
 import type { SigningKey, VerificationKeys } from "../../protocol/signing-keys.js";
 import { ACCESS_TOKEN, type AccessClaims, ERROR_TOKEN, type Operation, RECEIPT, RECORD_KIND } from "../../protocol/tokens.js";
@@ -78,7 +79,7 @@ export function storageRoutes(deps: StorageServiceDeps) {
     });
 
   return (router: ConnectRouter) => {
-    router.service(StorageService, {
+    router.service(StorageService, underDeadlines(StorageService, {
       readRecord: mapped(async (req) => {
         const claims = await authorize(req.accessToken, "read");
         try {
@@ -160,7 +161,7 @@ export function storageRoutes(deps: StorageServiceDeps) {
         return {};
       }),
       countRecordKeys: mapped(async () => ({ keys: (await deps.store.countKeys()).map(keyUsage) })),
-    });
+    }));
     keyWrappingAdminRoutes(deps.store)(router);
   };
 }
