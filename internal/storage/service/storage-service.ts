@@ -11,7 +11,7 @@ import type { RecordStore, StoredRow } from "../backend/record-store.js";
 import { NotFoundError } from "../backend/errors.js";
 import { sign, verify } from "../../protocol/jws.js";
 import type { SigningKey, VerificationKeys } from "../../protocol/signing-keys.js";
-import { ACCESS_TOKEN, type AccessClaims, ERROR_TOKEN, type Operation, RECEIPT } from "../../protocol/tokens.js";
+import { ACCESS_TOKEN, type AccessClaims, ERROR_TOKEN, type Operation, RECEIPT, wrongOperation } from "../../protocol/tokens.js";
 import { denied, mapped } from "../../protocol/errors.js";
 
 export interface StorageServiceDeps {
@@ -30,7 +30,7 @@ export function storageRoutes(deps: StorageServiceDeps) {
   /** Verifies the Access Token and that it grants `op`; spends it if it is single use. */
   async function authorize(accessToken: string, op: Operation) {
     const { claims } = await verify<AccessClaims>(ACCESS_TOKEN, deps.tokenKeys(), accessToken, "access token", now());
-    if (claims.op !== op) throw denied(`the access token grants ${claims.op}, not ${op}`);
+    if (claims.op !== op) throw denied(wrongOperation(claims.op, op));
     if (op !== "read") await deps.store.spendTokenId(claims.jti!, new Date(claims.exp! * 1000));
     return claims;
   }
