@@ -8,7 +8,7 @@ const INTERNALS: ReadonlyArray<[string, RegExp]> = [
   ["a stack frame", /\n\s*at [^\n]*[(:]/],
   ["a stack frame", /\bat (?:async )?[\w.<>$]+ \(/],
   ["a file path", /(?:\/[\w.-]+){2,}\.(?:ts|js|mjs|cjs)\b/],
-  ["a file path", /node_modules|file:\/\/\//],
+  ["a file path", /node_modules/],
   ["an internal error name", /\b(?:TypeError|ReferenceError|RangeError|SyntaxError|EvalError|URIError|AggregateError)\b/],
   ["an error dump", /\bError: |\[object Object\]|\bundefined is not\b|\bCannot read propert/],
 ];
