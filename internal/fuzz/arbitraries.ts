@@ -14,9 +14,15 @@ import { type DescEnum, type DescField, type DescMessage, ScalarType, create } f
  * fast-check parameters for one property: a fixed seed per property (derived from its
  * name, so a failure reproduces in CI and locally), unless HELLO_FUZZ_SEED says
  * otherwise ("random" for a fresh one each run); HELLO_FUZZ_RUNS overrides the number of
- * runs for longer local fuzzing. fast-check prints the seed and path of a failure.
+ * runs for longer local fuzzing. fast-check prints the seed and path of a failure;
+ * HELLO_FUZZ_REPLAY="<seed>:<path>" (with mocha's -g naming the test) replays exactly it.
  */
 export function fuzzParameters<T>(property: string, defaultRuns: number): fc.Parameters<T> {
+  const replay = process.env.HELLO_FUZZ_REPLAY;
+  if (replay) {
+    const [seed, ...path] = replay.split(":");
+    return { seed: Number.parseInt(seed!, 10), path: path.join(":"), endOnFailure: true };
+  }
   const named = createHash("sha256").update(property).digest().readInt32BE(0);
   const env = process.env.HELLO_FUZZ_SEED;
   const base = env === undefined || env === "" ? 0 : env === "random" ? Date.now() : Number.parseInt(env, 10);

@@ -173,6 +173,20 @@ describe("bad input on the mesh: every RPC refuses it clearly (docs/bad-input.md
     });
   });
 
+  it("a header block over HTTP/2's 64 KiB list size is refused with the stream alone; the connection goes on", async function () {
+    const path = `/${TokenService.typeName}/${TokenService.method.getKeySet.name}`;
+    const raw = new RawHttp2(rig.servers.token.url, rig.callerFor(TokenService, "token"), rig.trust);
+    try {
+      const big = await within(BOUND_MS, "a huge header", raw.request(path, { "content-type": "application/grpc", te: "trailers", "x-big": "a".repeat(100 * 1024) }, envelope(Buffer.alloc(0))));
+      expect(big.status, "no answer, only a reset").to.equal(0);
+      expect(big.resetCode).to.equal(7); // REFUSED_STREAM
+      const honest = await within(BOUND_MS, "the next request", raw.request(path, { "content-type": "application/grpc", te: "trailers" }, envelope(Buffer.alloc(0))));
+      expect(honest.trailers["grpc-status"]).to.equal("0");
+    } finally {
+      raw.close();
+    }
+  });
+
   describe("fixed examples of what the properties found", function () {
     it("Health.Check of a huge or odd service name is NOT_FOUND with a short message, not a broken stream", async function () {
       for (const service of ["A".repeat(1024 * 1024), "no such service\u0000"]) {
