@@ -194,7 +194,10 @@ describe("bad input at the front door: clear 4xx answers, never a 5xx (docs/bad-
         const answer = await send({ method: "POST", target: path, headers: type ? [["Content-Type", type]] : [], body: b, ...(declared !== undefined ? { length: declared } : {}) });
         checkAnswer(answer, `POST ${path} (${type}, ${b.length} bytes)`);
         if (b.length > MAX_FORM_BODY || declared === 10 * 1024 * 1024) {
-          if (type.startsWith("application/x-www-form-urlencoded")) expect(answer.status, `POST ${path}: over the body limit`).to.equal(413);
+          // (A content type with a control character is refused by Node's parser first: 400.)
+          if (type.startsWith("application/x-www-form-urlencoded") && !/[\u0000-\u001f]/.test(type)) {
+            expect(answer.status, `POST ${path}: over the body limit`).to.equal(413);
+          }
         }
         if (path === "/token" || path === "/userinfo") checkOAuthJson(answer, `POST ${path}`);
       }),
