@@ -29,6 +29,7 @@ import { codeName, logRpc } from "../internal/log/request-log.js";
 import { type MeshMetrics, processMeshMetrics } from "../internal/metrics/registry.js";
 import { serverObserver } from "../internal/metrics/rpc-observer.js";
 import { GET_METRICS, METRICS_PATH, metricsRoutes } from "../internal/metrics/metrics-service.js";
+import { relabelParseFailures } from "./parse-failures.js";
 
 export interface MeshCredentials {
   readonly certPem: string;
@@ -75,7 +76,10 @@ export interface MeshServerOptions {
   /** 0 (the default) picks a free port. */
   readonly port?: number;
   readonly rules?: readonly Rule[];
-  /** Largest request message accepted, in bytes. */
+  /**
+   * Largest request message accepted, in bytes, after decompression; a larger one is
+   * refused with RESOURCE_EXHAUSTED before it is buffered (docs/bad-input.md).
+   */
   readonly readMaxBytes?: number;
   /**
    * Called when a connection is refused in the TLS handshake (unknown CA, no client
@@ -100,7 +104,30 @@ export interface MeshServer {
   close(): Promise<void>;
 }
 
+/**
+ * 4 MiB: gRPC's own default, and room for the largest honest message (a record of at
+ * most 512 KiB on its way to Encryption, or its 1 MiB ciphertext to Storage, even as
+ * Connect JSON with base64) several times over. See docs/bad-input.md.
+ */
 export const DEFAULT_READ_MAX_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Once the answer is complete, a request the client is still sending (refused before it
+ * was read: too large, or not allowed) is reset, as RFC 9113 §8.1 provides. Otherwise the
+ * client goes on sending into a stream nobody reads, the stream stays open, and a
+ * graceful close of the server waits for it for ever. Node's compatibility layer ends
+ * every response with trailers (for gRPC, the status): "wantTrailers" comes once the last
+ * data is out and Node's own listener, registered first, sends them; the reset follows
+ * on the next turn. CANCEL rather than NO_ERROR: Node holds a NO_ERROR reset back until
+ * the stream's writable side reports finished, and for these streams it stays open.
+ */
+function endUnreadRequest(req: http2.Http2ServerRequest): void {
+  req.stream.once("wantTrailers", () =>
+    setImmediate(() => {
+      if (!req.complete && !req.stream.destroyed) req.stream.close(http2.constants.NGHTTP2_CANCEL);
+    }),
+  );
+}
 
 export async function startMeshServer(options: MeshServerOptions): Promise<MeshServer> {
   const rules = options.rules ?? RULES;
@@ -138,6 +165,7 @@ export async function startMeshServer(options: MeshServerOptions): Promise<MeshS
     routes: (router) => {
       options.routes(router);
       metricsRoutes(metrics)(router);
+      relabelParseFailures(router);
     },
     // Tracing first, so the observer's log line carries the trace id; the observer
     // before authorization, so refused calls are counted and logged too.
@@ -198,7 +226,10 @@ export async function startMeshServer(options: MeshServerOptions): Promise<MeshS
       rejectUnauthorized: true,
       allowHTTP1: false,
     },
-    handler,
+    (req, res) => {
+      endUnreadRequest(req);
+      handler(req, res);
+    },
   );
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("session", (session) => {

@@ -13,7 +13,7 @@ import type { StorageService } from "../gen/hello/storage/v1/storage_service_pb.
 import type { Keyring } from "../protocol/keyring.js";
 import { sha256, verify } from "../protocol/jws.js";
 import type { VerificationKeys } from "../protocol/signing-keys.js";
-import { ACCESS_TOKEN, type AccessClaims, type Operation } from "../protocol/tokens.js";
+import { ACCESS_TOKEN, type AccessClaims, type Operation, wrongOperation } from "../protocol/tokens.js";
 import { denied, invalidArgument, mapped } from "../protocol/errors.js";
 
 export interface EncryptionServiceDeps {
@@ -45,7 +45,7 @@ export function encryptionRoutes(deps: EncryptionServiceDeps) {
 
   async function authorize(accessToken: string, op: Operation, record?: string) {
     const { claims } = await verify<AccessClaims>(ACCESS_TOKEN, deps.tokenKeys(), accessToken, "access token", now());
-    if (claims.op !== op) throw denied(`the access token grants ${claims.op}, not ${op}`);
+    if (claims.op !== op) throw denied(wrongOperation(claims.op, op));
     if (record !== undefined) {
       if (record.length === 0) throw invalidArgument("record is required");
       if (Buffer.byteLength(record) > MAX_RECORD_BYTES) throw invalidArgument(`record is larger than ${MAX_RECORD_BYTES} bytes`);

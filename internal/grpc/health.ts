@@ -60,13 +60,21 @@ export class HealthStatus {
   }
 }
 
+/** A fully-qualified protobuf service name, of a length fit for an error message. */
+const SERVICE_NAME = /^[A-Za-z_][A-Za-z0-9_.]{0,199}$/;
+
 /** Routes for grpc.health.v1.Health backed by `health`. */
 export function healthRoutes(health: HealthStatus): (router: ConnectRouter) => void {
   return (router) => {
     router.service(Health, {
       check(request) {
         const status = health.get(request.service);
-        if (status === undefined) throw new ConnectError(`unknown service: "${request.service}"`, Code.NotFound);
+        if (status === undefined) {
+          // The name is repeated back only when it is one: a megabyte of anything would not
+          // fit in the grpc-message trailer, and the client would see a broken stream instead.
+          const named = SERVICE_NAME.test(request.service) ? `"${request.service}"` : "(not a service name)";
+          throw new ConnectError(`unknown service: ${named}`, Code.NotFound);
+        }
         return { status };
       },
 

@@ -67,6 +67,14 @@ export const RECORD_KIND: Record<RecordKindName, RecordKind> = {
 };
 
 export type Operation = "read" | "create" | "update" | "delete";
+export const OPERATIONS: readonly Operation[] = ["read", "create", "update", "delete"];
+
+/** The refusal for an Access Token of another operation; names `claimed` only if it is an operation. */
+export function wrongOperation(claimed: unknown, needed: Operation): string {
+  // The claim is the token's content: a value that is no operation is not repeated back.
+  const named = (OPERATIONS as readonly unknown[]).includes(claimed) ? (claimed as Operation) : "no known operation";
+  return `the access token grants ${named}, not ${needed}`;
+}
 
 /** Access Token: one operation on one record. No session id: Storage must not link rows. */
 export interface AccessClaims {

@@ -97,10 +97,16 @@ export function parseAuthorizationRequest(params: URLSearchParams, clients: Read
   if (maxAge !== undefined && !/^\d{1,9}$/.test(maxAge)) throw fail("invalid_request", "max_age must be a whole number of seconds");
   const claims = get("claims");
   if (claims !== undefined) {
+    let parsed: unknown;
     try {
-      JSON.parse(claims);
+      parsed = JSON.parse(claims);
     } catch {
       throw fail("invalid_request", "claims must be JSON");
+    }
+    // OIDC Core §5.5: an object whose id_token and userinfo members are objects (or null).
+    const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+    if (!isObject(parsed) || [parsed.id_token, parsed.userinfo].some((m) => m !== undefined && m !== null && !isObject(m))) {
+      throw fail("invalid_request", "claims must be a JSON object whose id_token and userinfo members are objects");
     }
   }
 

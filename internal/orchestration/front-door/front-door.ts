@@ -6,6 +6,7 @@
 import { createHash } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
 import { ConnectError, type Client } from "@connectrpc/connect";
 import { compactVerify } from "jose";
 import type { FrontDoorClient, UpstreamProvider } from "../../config/component-config.js";
@@ -372,7 +373,14 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
   return (req, res) => {
     const observation = observer.begin(req, res);
     void observation.run(async () => {
-      const url = new URL(req.url ?? "/", issuer);
+      let url: URL;
+      try {
+        url = new URL(req.url ?? "/", issuer);
+      } catch {
+        // A request target that is no URL at all ("//", "http://[").
+        observation.route(OTHER_ROUTE);
+        return sendError(res, 400, "Bad request", "The address of this request is not valid.");
+      }
       const route = `${req.method} ${url.pathname}`;
       observation.route(ROUTES.has(url.pathname) ? url.pathname : OTHER_ROUTE);
       try {
@@ -399,18 +407,30 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
             return await userinfo(req, res, await form(req));
           case "GET /health":
             return sendJson(res, 200, { status: "ok" });
-          default:
-            return sendError(res, 404, "Not found", "There is no page at this address.");
+          default: {
+            const allowed = ALLOWED_METHODS[url.pathname];
+            if (!allowed) return sendError(res, 404, "Not found", "There is no page at this address.");
+            const said = `this endpoint answers ${allowed} only`;
+            if (url.pathname === "/token" || url.pathname === "/userinfo") return sendJson(res, 405, { error: "invalid_request", error_description: said }, { allow: allowed });
+            res.setHeader("allow", allowed);
+            return sendError(res, 405, "Method not allowed", `This address answers ${allowed} only.`);
+          }
         }
       } catch (error) {
         observation.failed(error);
         handleError(res, url.pathname, error);
       }
+    }).catch(() => {
+      // Only if answering failed itself: never an unhandled rejection, which would end the process.
+      if (res.headersSent) res.destroy();
+      else res.writeHead(500).end();
     });
   };
 
   function handleError(res: http.ServerResponse, path: string, error: unknown) {
     if (res.headersSent) return void res.destroy();
+    // The rest of an oversized body is not read: the connection ends with the answer.
+    if (error instanceof OAuthError && error.status === 413) res.setHeader("connection", "close");
     if (error instanceof RedirectableError) return respond(res, error.request, { error: error.error, error_description: error.description });
     if (error instanceof UntrustedRedirectError) {
       return sendError(res, 400, "This sign-in request is not valid", `${error.message}.`, "Tell the app's developers; hello-mesh will not send you back to an address it does not know.");
@@ -445,21 +465,53 @@ function cookies(req: http.IncomingMessage): Record<string, string> {
   return out;
 }
 
+/** The methods each endpoint answers; another method on these paths is 405 (docs/bad-input.md). */
+const ALLOWED_METHODS: Record<string, string> = {
+  "/.well-known/openid-configuration": "GET",
+  "/jwks": "GET",
+  "/authorize": "GET, POST",
+  "/authorize/provider": "POST",
+  "/upstream/callback": "GET",
+  "/consent": "POST",
+  "/token": "POST",
+  "/userinfo": "GET, POST",
+  "/health": "GET",
+};
+
+const tooLarge = () => new OAuthError("invalid_request", `the request body is larger than ${MAX_BODY} bytes`, 413);
+
+/**
+ * A form body of at most MAX_BODY bytes (docs/bad-input.md). A larger one is refused
+ * with 413 as soon as it is known to be larger (from Content-Length, or while reading),
+ * without reading the rest: the answer goes out and the connection closes.
+ */
 async function form(req: http.IncomingMessage): Promise<URLSearchParams> {
   const type = req.headers["content-type"] ?? "";
   if (!type.startsWith("application/x-www-form-urlencoded")) throw new OAuthError("invalid_request", "the body must be application/x-www-form-urlencoded");
-  let size = 0;
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_BODY) throw new OAuthError("invalid_request", "the request body is too large");
-    chunks.push(chunk as Buffer);
-  }
-  return new URLSearchParams(Buffer.concat(chunks).toString("utf8"));
+  if (Number(req.headers["content-length"] ?? 0) > MAX_BODY) throw tooLarge();
+  const body = await new Promise<Buffer>((resolve, reject) => {
+    let size = 0;
+    const chunks: Buffer[] = [];
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= MAX_BODY) return void chunks.push(chunk);
+      req.off("data", onData);
+      req.pause();
+      reject(tooLarge());
+    };
+    req.on("data", onData);
+    req.once("end", () => resolve(Buffer.concat(chunks)));
+    req.once("error", () => reject(new OAuthError("invalid_request", "the request body did not arrive whole")));
+  });
+  return new URLSearchParams(body.toString("utf8"));
 }
 
 export async function startFrontDoor(deps: FrontDoorDeps & { host: string; port: number }) {
   const server = http.createServer(frontDoor(deps));
+  // No proxying here: without this, Node would drop a CONNECT request's connection unanswered.
+  server.on("connect", (_req: http.IncomingMessage, socket: Duplex) => {
+    socket.end("HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, POST\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+  });
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
   await new Promise<void>((resolve, reject) => {

@@ -24,7 +24,7 @@ import { NotFoundError } from "../backend/errors.js";
 import { underDeadlines } from "../backend/deadline.js";
 import { sign, verify } from "../../protocol/jws.js";
 import type { SigningKey, VerificationKeys } from "../../protocol/signing-keys.js";
-import { ACCESS_TOKEN, type AccessClaims, ERROR_TOKEN, type Operation, RECEIPT, RECORD_KIND } from "../../protocol/tokens.js";
+import { ACCESS_TOKEN, type AccessClaims, ERROR_TOKEN, type Operation, RECEIPT, RECORD_KIND, wrongOperation } from "../../protocol/tokens.js";
 import { denied, invalidArgument, mapped } from "../../protocol/errors.js";
 
 const DEFAULT_LIST_PAGE = 100;
@@ -63,7 +63,7 @@ export function storageRoutes(deps: StorageServiceDeps) {
   /** Verifies the Access Token and that it grants `op`; spends it if it is single use. */
   async function authorize(accessToken: string, op: Operation) {
     const { claims } = await verify<AccessClaims>(ACCESS_TOKEN, deps.tokenKeys(), accessToken, "access token", now());
-    if (claims.op !== op) throw denied(`the access token grants ${claims.op}, not ${op}`);
+    if (claims.op !== op) throw denied(wrongOperation(claims.op, op));
     if (op !== "read") await deps.store.spendTokenId(claims.jti!, new Date(claims.exp! * 1000));
     return claims;
   }
