@@ -20,7 +20,7 @@ import { COMPONENTS, type Component, identityUri } from "../../mesh/identity.js"
 import { createMeshTransport } from "../../mesh/client.js";
 import type { MeshCredentials } from "../../mesh/server.js";
 import { pkiPaths } from "../pki/layout.js";
-import { type ProtocolMesh, APPS, USERS, UPSTREAM_CLIENT, appRequest, appSecret, startProtocolMesh } from "../testing/protocol-mesh.js";
+import { type ProtocolMesh, APPS, USERS, UPSTREAM_CLIENT, appRequest, appSecret, browseToApp, startProtocolMesh } from "../testing/protocol-mesh.js";
 import { Browserless, type Page } from "../testing/browserless.js";
 import type { DevUser } from "../devop/dev-op.js";
 import { LoginDriver, type LoginOutcome } from "../orchestration/login-driver.js";
@@ -233,17 +233,7 @@ describe("observability: no identifier, claim, email or token in any log line or
 
   /** A person at the browser: signs in at the dev OP and answers the consent page. */
   async function browse(url: URL, app: App, user: DevUser, decision: "allow" | "deny" = "allow"): Promise<Page> {
-    const browser = new Browserless();
-    const callback = new URL(APPS[app]!.redirect_uri);
-    const atApp = (u: URL) => u.origin === callback.origin && u.pathname === callback.pathname;
-    let page = await browser.go(url, {}, atApp);
-    if (!atApp(page.url) && /\/interaction\//.test(page.body)) {
-      page = await browser.submit(browser.form(page, /\/login$/), [["email", user.email], ["password", user.password]], atApp);
-    }
-    if (!atApp(page.url) && page.body.includes('name="decision"')) {
-      page = await browser.submit(browser.form(page, /^\/consent$/), [["decision", decision]], atApp);
-    }
-    return page;
+    return (await browseToApp(url, app, user, { decision })).page;
   }
 
   async function prepare(app: App, extra: Record<string, string> = {}) {

@@ -17,10 +17,9 @@ import { loadDevConfig } from "../config/dev-config.js";
 import { type DevOp, type DevUser, startDevOp } from "../devop/dev-op.js";
 import { type ComponentProcesses, startComponentProcesses } from "../serve/component-processes.js";
 import { prepareDevDeployment } from "../serve/dev-deployment.js";
-import { Browserless, type Page } from "../testing/browserless.js";
 import { freePort } from "../testing/free-port.js";
 import { type TestPostgres, startPostgres } from "../testing/postgres-server.js";
-import { APPS, APP_KEY, UPSTREAM_CLIENT, USERS, appSecret } from "../testing/protocol-mesh.js";
+import { APPS, APP_KEY, UPSTREAM_CLIENT, USERS, appSecret, browseToApp } from "../testing/protocol-mesh.js";
 import { type RoundRobin, startRoundRobin } from "../testing/round-robin.js";
 
 type App = "a" | "b" | "jwt";
@@ -139,17 +138,10 @@ describe("replicas: two Orchestration and two Token instances (DESIGN.md §8)", 
       nonce: checks.expectedNonce,
       state: checks.expectedState,
     });
-    const callback = new URL(APPS[app]!.redirect_uri);
-    const atApp = (u: URL) => u.origin === callback.origin && u.pathname === callback.pathname;
-    const browser = new Browserless();
     const mark = balancer.steps.length;
-    let page: Page = await browser.go(url, {}, atApp);
-    if (!atApp(page.url) && /\/interaction\//.test(page.body)) {
-      page = await browser.submit(browser.form(page, /\/login$/), [["email", user.email], ["password", user.password]], atApp);
-    }
-    const consented = !atApp(page.url) && page.body.includes('name="decision"');
-    if (consented) page = await browser.submit(browser.form(page, /^\/consent$/), [["decision", "allow"]], atApp);
-    expect(atApp(page.url), `ended at ${page.url.origin}${page.url.pathname} (${page.status})`).to.equal(true);
+    const { page, consented } = await browseToApp(url, app, user);
+    const callback = new URL(APPS[app]!.redirect_uri);
+    expect(page.url.origin + page.url.pathname, `ended at ${page.url.origin}${page.url.pathname} (${page.status})`).to.equal(callback.origin + callback.pathname);
     return { config, checks, callback: page.url, consented, steps: balancer.steps.slice(mark) };
   }
 

@@ -92,26 +92,32 @@ export function watchSigningKeys(
   onReload: (error?: unknown) => void,
 ): { keys: () => readonly SigningKey[]; close(): void } {
   let keys: readonly SigningKey[] = loadSigningKeys(component, file, required);
+  const stop = onFileChange(file, () => {
+    try {
+      keys = loadSigningKeys(component, file, required);
+      onReload();
+    } catch (error) {
+      onReload(error);
+    }
+  });
+  return { keys: () => keys, close: stop };
+}
+
+/**
+ * Calls `changed` (debounced by 100 ms) when `file` is written or replaced; returns the
+ * stop function. It watches the directory, because a careful writer (writeFileAtomic)
+ * replaces the file by renaming over it.
+ */
+function onFileChange(file: string, changed: () => void): () => void {
   let timer: NodeJS.Timeout | undefined;
-  // Watch the directory: a careful writer replaces the file by renaming over it.
   const watcher = watch(path.dirname(file), (_event, name) => {
     if (name !== path.basename(file)) return;
     clearTimeout(timer);
-    timer = setTimeout(() => {
-      try {
-        keys = loadSigningKeys(component, file, required);
-        onReload();
-      } catch (error) {
-        onReload(error);
-      }
-    }, 100);
+    timer = setTimeout(changed, 100);
   });
-  return {
-    keys: () => keys,
-    close: () => {
-      clearTimeout(timer);
-      watcher.close();
-    },
+  return () => {
+    clearTimeout(timer);
+    watcher.close();
   };
 }
 
@@ -139,33 +145,21 @@ export function watchKeyring(
   onReload: (reload: KeyringReload) => void,
 ): { keyring: () => Keyring; close(): void } {
   let keyring = loadKeyring(component, file);
-  let timer: NodeJS.Timeout | undefined;
-  // Watch the directory: a careful writer (writeFileAtomic) replaces the file by renaming over it.
-  const watcher = watch(path.dirname(file), (_event, name) => {
-    if (name !== path.basename(file)) return;
-    clearTimeout(timer);
-    timer = setTimeout(() => {
-      try {
-        const next = loadKeyring(component, file);
-        const changed = keyring.changedKeys(next);
-        if (changed.length > 0) {
-          throw new Error(`the keyring file gives key ${changed.join(", ")} other key bytes; a key id must never change its key`);
-        }
-        const previous = keyring;
-        keyring = next;
-        onReload({ keyring, previous });
-      } catch (error) {
-        onReload({ error });
+  const stop = onFileChange(file, () => {
+    try {
+      const next = loadKeyring(component, file);
+      const changed = keyring.changedKeys(next);
+      if (changed.length > 0) {
+        throw new Error(`the keyring file gives key ${changed.join(", ")} other key bytes; a key id must never change its key`);
       }
-    }, 100);
+      const previous = keyring;
+      keyring = next;
+      onReload({ keyring, previous });
+    } catch (error) {
+      onReload({ error });
+    }
   });
-  return {
-    keyring: () => keyring,
-    close: () => {
-      clearTimeout(timer);
-      watcher.close();
-    },
-  };
+  return { keyring: () => keyring, close: stop };
 }
 
 // Development only: make what is missing, never overwrite.

@@ -28,6 +28,7 @@ import { type ComponentProcesses, startComponentProcesses } from "../serve/compo
 import { type DevDeployment, prepareDevDeployment } from "../serve/dev-deployment.js";
 import { type TestPostgres, startPostgres } from "./postgres-server.js";
 import { freePort } from "./free-port.js";
+import { Browserless, type Page } from "./browserless.js";
 
 export const UPSTREAM_CLIENT = { id: "hello-mesh", secret: "upstream-secret-0123456789" };
 type AuthMethod = "client_secret_basic" | "client_secret_post" | "private_key_jwt" | "none";
@@ -243,3 +244,25 @@ export const USERS = {
   /** Never logs in through `login`: tests that need a brand-new subject use her. */
   carol: DEFAULT_DEV_USERS[2]!,
 };
+
+/**
+ * A person at the browser, from an app's authorization URL to the app's callback: signs
+ * in at the development OP if it asks, and answers hello-mesh's consent page if it comes.
+ */
+export async function browseToApp(
+  url: URL,
+  app: keyof typeof APPS,
+  user: DevUser,
+  options: { decision?: "allow" | "deny"; browser?: Browserless } = {},
+): Promise<{ page: Page; consented: boolean }> {
+  const browser = options.browser ?? new Browserless();
+  const callback = new URL(APPS[app]!.redirect_uri);
+  const atApp = (u: URL) => u.origin === callback.origin && u.pathname === callback.pathname;
+  let page = await browser.go(url, {}, atApp);
+  if (!atApp(page.url) && /\/interaction\//.test(page.body)) {
+    page = await browser.submit(browser.form(page, /\/login$/), [["email", user.email], ["password", user.password]], atApp);
+  }
+  const consented = !atApp(page.url) && page.body.includes('name="decision"');
+  if (consented) page = await browser.submit(browser.form(page, /^\/consent$/), [["decision", options.decision ?? "allow"]], atApp);
+  return { page, consented };
+}

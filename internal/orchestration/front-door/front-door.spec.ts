@@ -6,7 +6,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { expect } from "chai";
 import * as oidc from "openid-client";
 import { SignJWT, createRemoteJWKSet, jwtVerify } from "jose";
-import { type ProtocolMesh, APPS, APP_KEY, USERS, appSecret, startProtocolMesh } from "../../testing/protocol-mesh.js";
+import { type ProtocolMesh, APPS, APP_KEY, USERS, appSecret, browseToApp, startProtocolMesh } from "../../testing/protocol-mesh.js";
 import { Browserless, type Page } from "../../testing/browserless.js";
 import type { DevUser } from "../../devop/dev-op.js";
 
@@ -33,16 +33,7 @@ describe("the front door: a standard OpenID Provider (DESIGN.md §6)", function 
 
   /** A person at the browser: logs in at the upstream OP and answers the consent page. */
   async function browse(url: URL, app: App, user: DevUser, decision: "allow" | "deny" = "allow", browser = new Browserless()): Promise<Page> {
-    const callback = new URL(APPS[app]!.redirect_uri);
-    const atApp = (u: URL) => u.origin === callback.origin && u.pathname === callback.pathname;
-    let page = await browser.go(url, {}, atApp);
-    if (!atApp(page.url) && /\/interaction\//.test(page.body)) {
-      page = await browser.submit(browser.form(page, /\/login$/), [["email", user.email], ["password", user.password]], atApp);
-    }
-    if (!atApp(page.url) && page.body.includes('name="decision"')) {
-      page = await browser.submit(browser.form(page, /^\/consent$/), [["decision", decision]], atApp);
-    }
-    return page;
+    return (await browseToApp(url, app, user, { decision, browser })).page;
   }
 
   /** A fresh authorization request for `app`: PKCE verifier, nonce and state, and its URL. */
