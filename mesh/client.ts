@@ -8,7 +8,7 @@ import type { PeerCertificate } from "node:tls";
 import type { Interceptor, Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { type Component, formatIdentity, identityUri, parseIdentityUri } from "./identity.js";
-import type { MeshCredentials } from "./server.js";
+import { DEFAULT_READ_MAX_BYTES, type MeshCredentials } from "./server.js";
 import { AuthenticationError, type TrustStore, uriSans } from "./trust.js";
 import { clientTracing } from "./telemetry.js";
 import type { MeshMetrics } from "../internal/metrics/registry.js";
@@ -83,6 +83,11 @@ export function createMeshTransport(options: MeshTransportOptions): Transport {
       ...(options.interceptors ?? []),
     ],
     defaultTimeoutMs: options.defaultTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS,
+    // A message the peer would refuse (RESOURCE_EXHAUSTED) is refused here, unsent. Sent,
+    // the peer answers before reading it all, and Node's client session keeps counting
+    // the unsent rest against its memory limit: one or two such calls and the connection
+    // refuses every new stream (ENHANCE_YOUR_CALM). See docs/bad-input.md.
+    writeMaxBytes: DEFAULT_READ_MAX_BYTES,
     // Mesh peers are long-lived: keep the session and notice a dead peer quickly.
     pingIntervalMs: 15_000,
     pingTimeoutMs: 5_000,

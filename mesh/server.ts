@@ -113,18 +113,20 @@ export const DEFAULT_READ_MAX_BYTES = 4 * 1024 * 1024;
 
 /**
  * Once the answer is complete, a request the client is still sending (refused before it
- * was read: too large, or not allowed) is reset, as RFC 9113 §8.1 provides. Otherwise the
- * client goes on sending into a stream nobody reads, the stream stays open, and a
- * graceful close of the server waits for it for ever. Node's compatibility layer ends
- * every response with trailers (for gRPC, the status): "wantTrailers" comes once the last
- * data is out and Node's own listener, registered first, sends them; the reset follows
- * on the next turn. CANCEL rather than NO_ERROR: Node holds a NO_ERROR reset back until
- * the stream's writable side reports finished, and for these streams it stays open.
+ * was read: too large, or of a content type no protocol takes) is reset, as RFC 9113
+ * §8.1 provides. Otherwise the client goes on sending into a stream nobody reads, the
+ * stream stays open, and a graceful close of the server waits for it for ever. Node's
+ * compatibility layer ends every response with trailers (for gRPC, the status):
+ * "wantTrailers" comes once the last data is out and Node's own listener, registered
+ * first, sends them; the reset follows on the next turn, and only if the client has not
+ * ended its side (a reset of a finished request would only make its late frames count
+ * against the connection). CANCEL rather than NO_ERROR: Node holds a NO_ERROR reset back
+ * until the stream's writable side reports finished, and for these streams it stays open.
  */
 function endUnreadRequest(req: http2.Http2ServerRequest): void {
   req.stream.once("wantTrailers", () =>
     setImmediate(() => {
-      if (!req.complete && !req.stream.destroyed) req.stream.close(http2.constants.NGHTTP2_CANCEL);
+      if (!req.stream.destroyed && req.stream.state.remoteClose === 0) req.stream.close(http2.constants.NGHTTP2_CANCEL);
     }),
   );
 }

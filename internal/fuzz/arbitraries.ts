@@ -20,8 +20,10 @@ import { type DescEnum, type DescField, type DescMessage, ScalarType, create } f
 export function fuzzParameters<T>(property: string, defaultRuns: number): fc.Parameters<T> {
   const replay = process.env.HELLO_FUZZ_REPLAY;
   if (replay) {
+    // "<seed>:<path>" replays one case; "<seed>" alone reruns the whole sequence (state and all).
     const [seed, ...path] = replay.split(":");
-    return { seed: Number.parseInt(seed!, 10), path: path.join(":"), endOnFailure: true };
+    const runs = process.env.HELLO_FUZZ_RUNS ? Number.parseInt(process.env.HELLO_FUZZ_RUNS, 10) : defaultRuns;
+    return path.length > 0 ? { seed: Number.parseInt(seed!, 10), path: path.join(":"), endOnFailure: true } : { seed: Number.parseInt(seed!, 10), numRuns: runs };
   }
   const named = createHash("sha256").update(property).digest().readInt32BE(0);
   const env = process.env.HELLO_FUZZ_SEED;

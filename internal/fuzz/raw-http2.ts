@@ -60,7 +60,9 @@ export class RawHttp2 {
           ...(stream.rstCode ? { resetCode: stream.rstCode } : {}),
         });
         // The answer is complete: stop sending whatever of the body the server did not read.
-        if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_CANCEL);
+        // (Only then: a client that resets every stream is cut off by Node's defence
+        // against rapid resets, as it should be.)
+        if (!stream.destroyed && !stream.writableFinished) stream.close(http2.constants.NGHTTP2_CANCEL);
       };
       // The answer ends when the server's side does ("end"), even if the server never read
       // all of the body; or when the stream is reset or closed before that.
