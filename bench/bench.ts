@@ -24,7 +24,7 @@ import { agent } from "./lib/http.js";
 import { type App, frontDoorLogin, loadKeys, oidcProviderLogin } from "./lib/logins.js";
 import { MemorySampler, type Watched, loadAverage, watchProcess, watchSelf } from "./lib/proc.js";
 import { printReport, type Report, type SoakResult } from "./lib/report.js";
-import { APP, type Mesh, type Rig, startMesh, startRig } from "./lib/rig.js";
+import { APP, type Mesh, type Rig, buildArtifacts, startMesh, startRig } from "./lib/rig.js";
 
 const { values: flags } = parseArgs({
   options: {
@@ -37,6 +37,8 @@ const { values: flags } = parseArgs({
     "soak-concurrency": { type: "string" },
     pool: { type: "string" },
     out: { type: "string" },
+    /** Run the components from source (tsx) even where the checkout can build their artifacts. */
+    source: { type: "boolean", default: false },
   },
 });
 const PARTS = ["floor", "mesh", "soak", "inproc", "oidc"] as const;
@@ -52,7 +54,7 @@ const config = {
   soakSeconds: Number(flags["soak-seconds"] ?? (flags.quick ? 15 : 60)),
   soakConcurrency: Number(flags["soak-concurrency"] ?? 32),
   /** Returning users made before the cells (also the warm-up of each variant). */
-  pool: Number(flags.pool ?? (flags.quick ? 64 : 256)),
+  pool: Number(flags.pool ?? (flags.quick ? 64 : 128)),
 };
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -90,7 +92,7 @@ let nextSub = 0;
 const runTag = Date.now().toString(36);
 const newSub = () => `u${runTag}-${nextSub++}`;
 
-/** Makes `count` users (new-user logins at concurrency 8); the first cell's warm-up too. */
+/** Makes `count` users (new-user logins at concurrency 16); the first cell's warm-up too. */
 async function makeUsers(app: App, count: number): Promise<string[]> {
   const made: string[] = [];
   let failures = 0;
@@ -105,7 +107,7 @@ async function makeUsers(app: App, count: number): Promise<string[]> {
       }
     }
   };
-  await Promise.all(Array.from({ length: 8 }, worker));
+  await Promise.all(Array.from({ length: 16 }, worker));
   return made;
 }
 
@@ -143,13 +145,16 @@ async function main() {
   const peaks: Record<string, number> = {};
   const hwm = (w: Watched) => (peaks[w.name] = Math.max(peaks[w.name] ?? 0, Math.round((w.hwm() / 2 ** 20) * 10) / 10));
   let soak: SoakResult | undefined;
+  let componentsFrom: "artifacts" | "source" | undefined;
 
   try {
     if (runs("mesh") || runs("soak") || runs("inproc")) {
       rig = await startRig(log);
       if (runs("mesh") || runs("soak")) {
-        log("starting the four components");
-        mesh = await startMesh(rig);
+        const artifacts = flags.source ? undefined : await buildArtifacts(rig, log);
+        log(`starting the four components from ${artifacts ? "their artifacts" : "source"}`);
+        mesh = await startMesh(rig, artifacts ? { artifacts } : {});
+        componentsFrom = mesh.from;
         const watched = [...mesh.watched, rig.watchPostgres, rig.watchUpstream, self];
         await loadKeys(mesh.app, "/jwks");
         log(`making ${config.pool} users (the warm-up)`);
@@ -187,7 +192,7 @@ async function main() {
       const app: App = { issuer: oidcOp.info.issuer, base: oidcOp.info.issuer, authorizationPath: "/auth", tokenPath: "/token", ...APP };
       await loadKeys(app, "/jwks");
       // Warm-up: as many logins as the front-door variants' pool.
-      for (let i = 0; i < config.pool; i += 8) await Promise.all(Array.from({ length: 8 }, () => oidcProviderLogin(app, newSub())));
+      for (let i = 0; i < config.pool; i += 16) await Promise.all(Array.from({ length: 16 }, () => oidcProviderLogin(app, newSub())));
       noteLoad("oidc");
       for (const concurrency of config.concurrencies) {
         const cell = await runCell({
@@ -214,7 +219,7 @@ async function main() {
     startedAt: new Date(started).toISOString(),
     durationSeconds: Math.round((Date.now() - started) / 1000),
     machine: machine(rig?.postgresVersion ?? "not started"),
-    config,
+    config: { ...config, ...(componentsFrom ? { componentsFrom } : {}) },
     loadAverages: loads,
     cells,
     peakRssMb: peaks,

@@ -17,10 +17,15 @@ import { runCell } from "./lib/cell.js";
 import { summarise } from "./lib/cpuprofile.js";
 import { agent } from "./lib/http.js";
 import { frontDoorLogin, loadKeys } from "./lib/logins.js";
-import { type Mesh, type Rig, startMesh, startRig } from "./lib/rig.js";
+import { type Mesh, type Rig, buildArtifacts, startMesh, startRig } from "./lib/rig.js";
 
 const { values } = parseArgs({
-  options: { seconds: { type: "string", default: "15" }, concurrency: { type: "string", default: "32" }, users: { type: "string", default: "returning" } },
+  options: {
+    seconds: { type: "string", default: "15" },
+    concurrency: { type: "string", default: "32" },
+    users: { type: "string", default: "returning" },
+    source: { type: "boolean", default: false },
+  },
 });
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const log = (line: string) => process.stderr.write(`[profile] ${line}\n`);
@@ -32,7 +37,8 @@ try {
   await mkdir(dir, { recursive: true });
   rig = await startRig(log);
   const hook = new URL("./lib/profile-hook.mjs", import.meta.url).href;
-  mesh = await startMesh(rig, { NODE_OPTIONS: `--import ${hook}`, HELLO_PROFILE_DIR: dir });
+  const artifacts = values.source ? undefined : await buildArtifacts(rig, log);
+  mesh = await startMesh(rig, { env: { NODE_OPTIONS: `--import ${hook}`, HELLO_PROFILE_DIR: dir }, ...(artifacts ? { artifacts } : {}) });
   await loadKeys(mesh.app, "/jwks");
   const users = values.users === "new" ? "new" : "returning";
   log("making 256 users (the warm-up)");
@@ -64,7 +70,7 @@ try {
     await new Promise((r) => setTimeout(r, 100));
   }
   const out = [
-    `\nmesh profile: ${users} users, c=${concurrency}, ${seconds} s: ${cell.loginsPerSecond} logins/s, p50 ${cell.latencyMs.p50} ms, ${cell.errors} errors`,
+    `\nmesh profile (components from ${mesh.from}): ${users} users, c=${concurrency}, ${seconds} s: ${cell.loginsPerSecond} logins/s, p50 ${cell.latencyMs.p50} ms, ${cell.errors} errors`,
     `CPU seconds in the window: ${Object.entries(cell.cpuSeconds).map(([k, v]) => `${k} ${v}`).join(", ")}`,
   ];
   for (const [component, pid] of pids) {

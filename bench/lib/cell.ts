@@ -2,7 +2,7 @@
 // (a closed loop), for a warm-up that is not counted and then a measured window.
 // Throughput counts the logins completed inside the window; latencies are those of
 // logins that started and finished inside it; CPU is each watched process's CPU time
-// across the window; memory is sampled every 100 ms.
+// across the window; memory is sampled every 250 ms.
 
 import { MemorySampler, type Watched } from "./proc.js";
 
@@ -42,7 +42,7 @@ export async function runCell(options: {
   /** One complete login by virtual user `worker`. */
   login: (worker: number) => Promise<void>;
 }): Promise<CellResult> {
-  const sampler = new MemorySampler(options.watched, 100);
+  const sampler = new MemorySampler(options.watched, 250);
   const start = performance.now();
   const windowStart = start + options.warmupSeconds * 1000;
   const windowEnd = windowStart + options.measureSeconds * 1000;

@@ -111,10 +111,16 @@ export function watchPostgres(name: string, port: number): Watched {
     }
     return undefined;
   };
+  // Walking /proc costs a read per process on the machine: the backends (a pool's,
+  // long-lived) are looked up again at most every 2 s; exited ones simply read as 0.
+  let members: number[] = [];
+  let foundAt = 0;
   const family = () => {
+    if (performance.now() - foundAt < 2000) return members;
+    foundAt = performance.now();
     const root = find();
-    if (root === undefined) return [];
-    return [root, ...pids().filter((p) => ppidOf(p) === root)];
+    members = root === undefined ? [] : [root, ...pids().filter((p) => ppidOf(p) === root)];
+    return members;
   };
   const memory = () => {
     let anon = 0;
@@ -130,6 +136,7 @@ export function watchPostgres(name: string, port: number): Watched {
   return {
     name,
     cpu: () => {
+      foundAt = 0; // CPU is read twice per cell: then the list must be exact
       const [root, ...children] = family();
       if (root === undefined) return 0;
       return cpuSeconds(root, true) + children.reduce((sum, pid) => sum + cpuSeconds(pid), 0);

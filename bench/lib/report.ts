@@ -16,7 +16,16 @@ export interface Report {
   startedAt: string;
   durationSeconds: number;
   machine: { cpu: string; cores: number; memoryGb: number; node: string; postgres: string; kernel: string; revision: string };
-  config: { measureSeconds: number; warmupSeconds: number; concurrencies: number[]; soakSeconds: number; soakConcurrency: number; pool: number };
+  config: {
+    measureSeconds: number;
+    warmupSeconds: number;
+    concurrencies: number[];
+    soakSeconds: number;
+    soakConcurrency: number;
+    pool: number;
+    /** What the mesh's components ran from. */
+    componentsFrom?: "artifacts" | "source";
+  };
   loadAverages: Array<{ at: string; load: [number, number, number] }>;
   cells: CellResult[];
   /** The kernel's peak resident memory of each process over the run (VmHWM), MB. */
@@ -136,7 +145,8 @@ export function printReport(report: Report): string {
   out.push(`hello-mesh benchmark, ${report.startedAt} (${report.durationSeconds} s), revision ${m.revision}`);
   out.push(`machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGb} GB; Node ${m.node}; PostgreSQL ${m.postgres}; Linux ${m.kernel}`);
   out.push(`load average (1/5/15 min): ${report.loadAverages.map((l) => `${l.at} ${l.load.join("/")}`).join("; ")}`);
-  out.push(`each cell: ${report.config.warmupSeconds} s warm-up, ${report.config.measureSeconds} s measured; returning users: a pool of ${report.config.pool}`);
+  out.push(`each cell: ${report.config.warmupSeconds} s warm-up, ${report.config.measureSeconds} s measured; returning users: a pool of ${report.config.pool}` +
+    (report.config.componentsFrom ? `; the mesh's components ran from ${report.config.componentsFrom === "artifacts" ? "their built artifacts" : "source (tsx)"}` : ""));
   out.push("");
 
   if (report.cells.length > 0) {
@@ -158,7 +168,7 @@ export function printReport(report: Report): string {
     out.push(table(["variant", "users", "c", ...names],
       report.cells.map((c) => [c.variant, c.users, c.concurrency, ...names.map((n) => c.cpuSeconds[n] ?? Number.NaN)]), 2));
     out.push("");
-    out.push("Peak resident memory per process, MB (sampled every 100 ms in each cell; VmHWM over the run in the last row)");
+    out.push("Peak resident memory per process, MB (sampled every 250 ms in each cell; VmHWM over the run in the last row)");
     out.push(table(["variant", "users", "c", ...names],
       [
         ...report.cells.map((c) => [c.variant, c.users, c.concurrency, ...names.map((n) => c.peakRssMb[n] ?? Number.NaN)]),

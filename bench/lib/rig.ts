@@ -6,6 +6,7 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { COMPONENTS } from "../../mesh/identity.js";
 import { loadDevConfig } from "../../internal/config/dev-config.js";
@@ -112,11 +113,43 @@ export interface Mesh {
   readonly processes: ComponentProcesses;
   readonly app: App;
   readonly watched: Watched[];
+  /** What the components ran from: their built artifacts (as `hello start` runs them), or the source through tsx. */
+  readonly from: "artifacts" | "source";
 }
 
-/** The four `hello serve` processes, ready; `env` adds to what they inherit (NODE_OPTIONS for a profile). */
-export async function startMesh(rig: Rig, env: NodeJS.ProcessEnv = {}): Promise<Mesh> {
-  const processes = startComponentProcesses(rig.deployment, { env });
+type Artifacts = Partial<Record<(typeof COMPONENTS)[number], string>>;
+interface BuildModule {
+  buildComponents(options: { sourceDir: string; outDir: string }): Promise<Array<{ component: (typeof COMPONENTS)[number]; entry: string }>>;
+}
+
+/**
+ * Each component's artifact, built into the rig's directory, when this checkout can
+ * build them (internal/build, `npm run build`): the benchmark should measure what a
+ * custodian runs. Without it, undefined: the components run from source through tsx,
+ * which costs the same CPU once loaded but some 40 MB more memory per process.
+ */
+export async function buildArtifacts(rig: Rig, log: (line: string) => void): Promise<Artifacts | undefined> {
+  const specifier = "../../internal/build/build.js"; // a variable: this checkout may not have it
+  let build: BuildModule;
+  try {
+    build = (await import(specifier)) as BuildModule;
+  } catch {
+    return undefined;
+  }
+  log("building the components' artifacts");
+  const sourceDir = fileURLToPath(new URL("../..", import.meta.url));
+  const built = await build.buildComponents({ sourceDir, outDir: path.join(rig.dir, "dist") });
+  return Object.fromEntries(built.map((a) => [a.component, a.entry]));
+}
+
+/**
+ * The four components as processes, ready: from `artifacts` when given, else `hello
+ * serve` from source. `env` adds to what they inherit (NODE_OPTIONS for a profile).
+ */
+export async function startMesh(rig: Rig, options: { env?: NodeJS.ProcessEnv; artifacts?: Artifacts } = {}): Promise<Mesh> {
+  // `artifacts` is an option of startComponentProcesses only where the checkout builds them.
+  const spawnOptions = { env: options.env ?? {}, ...(options.artifacts ? { artifacts: options.artifacts } : {}) };
+  const processes = startComponentProcesses(rig.deployment, spawnOptions as Parameters<typeof startComponentProcesses>[1]);
   const tails = [...processes.children.values()].map((child) => drain(child));
   try {
     await processes.ready;
@@ -127,5 +160,6 @@ export async function startMesh(rig: Rig, env: NodeJS.ProcessEnv = {}): Promise<
     processes,
     app: { issuer: rig.meshIssuer, base: rig.meshIssuer, authorizationPath: "/authorize", tokenPath: "/token", ...APP },
     watched: COMPONENTS.map((c) => watchProcess(c, processes.children.get(c)!.pid!)),
+    from: options.artifacts ? "artifacts" : "source",
   };
 }
