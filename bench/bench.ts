@@ -78,7 +78,7 @@ function machine(pgVersion: string) {
     kernel: os.release(),
     revision: (() => {
       try {
-        return execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: ROOT, encoding: "utf8" }).trim();
+        return execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
       } catch {
         return "unknown";
       }
