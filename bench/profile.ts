@@ -5,7 +5,10 @@
 // or file, and the functions with the most self time. The .cpuprofile files stay in
 // bench/results/profile-<time>/ (Chrome DevTools opens them).
 //
-//   npm run bench:profile [-- --seconds 15 --concurrency 32 --users returning|new]
+//   npm run bench:profile [-- --seconds 15 --concurrency 32 --users returning|new --artifacts]
+//
+// The components run from source unless --artifacts is given: in a bundle, every
+// function's place would be the one artifact file.
 
 import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
@@ -24,7 +27,7 @@ const { values } = parseArgs({
     seconds: { type: "string", default: "15" },
     concurrency: { type: "string", default: "32" },
     users: { type: "string", default: "returning" },
-    source: { type: "boolean", default: false },
+    artifacts: { type: "boolean", default: false },
   },
 });
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -37,7 +40,8 @@ try {
   await mkdir(dir, { recursive: true });
   rig = await startRig(log);
   const hook = new URL("./lib/profile-hook.mjs", import.meta.url).href;
-  const artifacts = values.source ? undefined : await buildArtifacts(rig, log);
+  // From source by default: in a bundle every function's place is the one artifact file.
+  const artifacts = values.artifacts ? await buildArtifacts(rig, log) : undefined;
   mesh = await startMesh(rig, { env: { NODE_OPTIONS: `--import ${hook}`, HELLO_PROFILE_DIR: dir }, ...(artifacts ? { artifacts } : {}) });
   await loadKeys(mesh.app, "/jwks");
   const users = values.users === "new" ? "new" : "returning";
