@@ -152,15 +152,17 @@ export function printReport(report: Report): string {
   if (report.cells.length > 0) {
     out.push("Complete logins (authorize -> upstream -> callback [-> consent] -> code -> token -> ID Token verified)");
     out.push(table(
-      ["variant", "users", "c", "logins/s", "p50 ms", "p95 ms", "p99 ms", "errors", "CPU ms/login", "all CPU ms/login"],
+      ["variant", "users", "c", "logins/s", "p50 ms", "p95 ms", "p99 ms", "errors", "CPU ms/login", "all CPU ms/login", "machine used"],
       report.cells.map((c) => {
         const all = Object.values(c.cpuSeconds).reduce((a, b) => a + b, 0);
         return [c.variant, c.users, c.concurrency, c.loginsPerSecond, c.latencyMs.p50, c.latencyMs.p95, c.latencyMs.p99, c.errors,
-          r2(serviceCpuMsPerLogin(c)), c.logins ? r2((all * 1000) / c.logins) : Number.NaN];
+          r2(serviceCpuMsPerLogin(c)), c.logins ? r2((all * 1000) / c.logins) : Number.NaN,
+          `${Math.round((100 * all) / (report.machine.cores * c.seconds))}%`];
       }),
       2,
     ));
     out.push("CPU ms/login: the service's processes (the four components, the in-process server, or oidc-provider); all: with PostgreSQL, the upstream OP and the driver.");
+    out.push("machine used: all the run's processes' CPU over the cores' time; well under 100% at high concurrency means other load on the machine took the rest.");
     out.push("");
 
     const names = [...new Set(report.cells.flatMap((c) => Object.keys(c.cpuSeconds)))];
