@@ -162,7 +162,8 @@ export function printReport(report: Report): string {
       2,
     ));
     out.push("CPU ms/login: the service's processes (the four components, the in-process server, or oidc-provider); all: with PostgreSQL, the upstream OP and the driver.");
-    out.push("machine used: all the run's processes' CPU over the cores' time; well under 100% at high concurrency means other load on the machine took the rest.");
+    out.push("machine used: all the run's processes' CPU over the cores' time. At high concurrency, well under 100% for the mesh or oidc-provider means other load on");
+    out.push("the machine took the rest; the in-process server is one thread, so it tops out near one core (about 50-60% with the driver and the upstream OP).");
     out.push("");
 
     const names = [...new Set(report.cells.flatMap((c) => Object.keys(c.cpuSeconds)))];
