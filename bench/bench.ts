@@ -7,6 +7,7 @@
 //   npm run bench                        the whole run (under ten minutes on 2 cores)
 //   npm run bench -- --quick             short cells and soak, for trying changes
 //   npm run bench -- --only mesh,floor   some parts (mesh, soak, inproc, oidc, floor)
+//   npm run bench -- --node-options=--max-old-space-size=64   the components' V8 settings
 //   npm run bench:soak                   the soak alone, longer
 //   npm run bench:profile                the mesh once under --cpu-prof (see profile.ts)
 
@@ -39,6 +40,8 @@ const { values: flags } = parseArgs({
     out: { type: "string" },
     /** Run the components from source (tsx) even where the checkout can build their artifacts. */
     source: { type: "boolean", default: false },
+    /** Node options for the four components (a custodian's V8 settings, e.g. "--max-old-space-size=96"). */
+    "node-options": { type: "string" },
   },
 });
 const PARTS = ["floor", "mesh", "soak", "inproc", "oidc"] as const;
@@ -153,7 +156,8 @@ async function main() {
       if (runs("mesh") || runs("soak")) {
         const artifacts = flags.source ? undefined : await buildArtifacts(rig, log);
         log(`starting the four components from ${artifacts ? "their artifacts" : "source"}`);
-        mesh = await startMesh(rig, artifacts ? { artifacts } : {});
+        const env = flags["node-options"] ? { NODE_OPTIONS: flags["node-options"] } : {};
+        mesh = await startMesh(rig, { env, ...(artifacts ? { artifacts } : {}) });
         componentsFrom = mesh.from;
         const watched = [...mesh.watched, rig.watchPostgres, rig.watchUpstream, self];
         await loadKeys(mesh.app, "/jwks");
@@ -219,7 +223,7 @@ async function main() {
     startedAt: new Date(started).toISOString(),
     durationSeconds: Math.round((Date.now() - started) / 1000),
     machine: machine(rig?.postgresVersion ?? "not started"),
-    config: { ...config, ...(componentsFrom ? { componentsFrom } : {}) },
+    config: { ...config, ...(componentsFrom ? { componentsFrom } : {}), ...(flags["node-options"] ? { componentNodeOptions: flags["node-options"] } : {}) },
     loadAverages: loads,
     cells,
     peakRssMb: peaks,
@@ -249,12 +253,13 @@ async function runSoak(app: App, pool: string[], watched: Watched[]): Promise<So
   series.stop();
   const memory: SoakResult["memory"] = {};
   for (const [name, points] of series.series) {
-    // Skip the warm-up; compare the medians of the first and last thirds of the window.
+    // Skip the warm-up; compare the lowest point of the first and last thirds of the
+    // window: the floor the garbage collector comes back to, which a leak raises (the
+    // peaks of V8's sawtooth depend on when a major collection happens to fall).
     const window = points.filter(([t]) => t >= 5);
     const third = Math.max(1, Math.floor(window.length / 3));
-    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
-    const first = median(window.slice(0, third).map(([, v]) => v)) / 2 ** 20;
-    const last = median(window.slice(-third).map(([, v]) => v)) / 2 ** 20;
+    const first = Math.min(...window.slice(0, third).map(([, v]) => v)) / 2 ** 20;
+    const last = Math.min(...window.slice(-third).map(([, v]) => v)) / 2 ** 20;
     memory[name] = {
       firstThirdMb: Math.round(first * 10) / 10,
       lastThirdMb: Math.round(last * 10) / 10,

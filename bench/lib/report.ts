@@ -9,6 +9,7 @@ export interface SoakResult {
   concurrency: number;
   newUserShare: number;
   cell: CellResult;
+  /** Per process: the lowest resident memory in the first and last thirds of the window, and every second's. */
   memory: Record<string, { firstThirdMb: number; lastThirdMb: number; flat: boolean; seriesMb: Array<[number, number]> }>;
 }
 
@@ -25,6 +26,8 @@ export interface Report {
     pool: number;
     /** What the mesh's components ran from. */
     componentsFrom?: "artifacts" | "source";
+    /** NODE_OPTIONS given to the four components, if any. */
+    componentNodeOptions?: string;
   };
   loadAverages: Array<{ at: string; load: [number, number, number] }>;
   cells: CellResult[];
@@ -108,7 +111,7 @@ export function evaluate(report: Report): { targets: Target[]; ratios: Record<st
     const s = report.soak;
     add(`soak (${s.seconds} s, c=${s.concurrency}): zero errors`, s.cell.errors === 0, `${s.cell.errors} errors in ${s.cell.logins} logins`);
     const grew = Object.entries(s.memory).filter(([name, m]) => COMPONENTS.includes(name) && !m.flat);
-    add(`soak: flat memory (last third <= first third +10% +5 MB)`, grew.length === 0,
+    add(`soak: flat memory (lowest RSS of the last third <= the first third's +10% +5 MB)`, grew.length === 0,
       COMPONENTS.map((c) => `${c} ${s.memory[c]?.firstThirdMb}->${s.memory[c]?.lastThirdMb}`).join(", "));
   } else {
     add("soak: zero errors, flat memory", undefined, "not run");
@@ -146,7 +149,8 @@ export function printReport(report: Report): string {
   out.push(`machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGb} GB; Node ${m.node}; PostgreSQL ${m.postgres}; Linux ${m.kernel}`);
   out.push(`load average (1/5/15 min): ${report.loadAverages.map((l) => `${l.at} ${l.load.join("/")}`).join("; ")}`);
   out.push(`each cell: ${report.config.warmupSeconds} s warm-up, ${report.config.measureSeconds} s measured; returning users: a pool of ${report.config.pool}` +
-    (report.config.componentsFrom ? `; the mesh's components ran from ${report.config.componentsFrom === "artifacts" ? "their built artifacts" : "source (tsx)"}` : ""));
+    (report.config.componentsFrom ? `; the mesh's components ran from ${report.config.componentsFrom === "artifacts" ? "their built artifacts" : "source (tsx)"}` : "") +
+    (report.config.componentNodeOptions ? ` with NODE_OPTIONS=${report.config.componentNodeOptions}` : ""));
   out.push("");
 
   if (report.cells.length > 0) {
@@ -202,7 +206,7 @@ export function printReport(report: Report): string {
   if (report.soak) {
     const s = report.soak;
     out.push(`Soak: ${s.seconds} s at c=${s.concurrency} through the mesh, ${s.newUserShare * 100}% new users: ${s.cell.logins} logins, ${s.cell.loginsPerSecond}/s, ${s.cell.errors} errors, p99 ${s.cell.latencyMs.p99} ms`);
-    out.push(table(["process", "RSS first third MB", "RSS last third MB", "flat"],
+    out.push(table(["process", "lowest RSS, first third, MB", "lowest RSS, last third, MB", "flat"],
       Object.entries(s.memory).map(([name, mem]) => [name, mem.firstThirdMb, mem.lastThirdMb, mem.flat ? "yes" : "NO"]), 1));
     out.push("");
   }
