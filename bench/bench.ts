@@ -25,7 +25,7 @@ import { agent } from "./lib/http.js";
 import { type App, frontDoorLogin, loadKeys, oidcProviderLogin } from "./lib/logins.js";
 import { MemorySampler, type Watched, loadAverage, watchProcess, watchSelf } from "./lib/proc.js";
 import { printReport, type Report, type SoakResult } from "./lib/report.js";
-import { APP, type Mesh, type Rig, buildArtifacts, startMesh, startRig } from "./lib/rig.js";
+import { APP, type Mesh, type Rig, buildArtifacts, liveHeaps, startMesh, startRig } from "./lib/rig.js";
 
 const { values: flags } = parseArgs({
   options: {
@@ -165,7 +165,7 @@ async function main() {
         const pool = await makeUsers(mesh.app, config.pool);
         noteLoad("mesh");
         if (runs("mesh")) await frontDoorCells("mesh", mesh.app, pool, watched);
-        if (runs("soak")) soak = await runSoak(mesh.app, pool, watched);
+        if (runs("soak")) soak = await runSoak(rig, mesh, pool, watched);
         for (const w of watched) hwm(w);
         await mesh.processes.stop();
         mesh = undefined;
@@ -241,30 +241,33 @@ async function main() {
   log(`wrote ${path.relative(process.cwd(), file)} and latest.json (${report.durationSeconds} s in all)`);
 }
 
-/** A bounded run at fixed concurrency: 1 login in 10 a new user; memory every second. */
-async function runSoak(app: App, pool: string[], watched: Watched[]): Promise<SoakResult> {
+/**
+ * A bounded run at fixed concurrency, 1 login in 10 a new user. Leaks are judged by
+ * each component's live heap after a full collection, taken just before and just
+ * after the run; resident memory is sampled every second and reported beside it.
+ */
+async function runSoak(rig: Rig, mesh: Mesh, pool: string[], watched: Watched[]): Promise<SoakResult> {
   log(`soak: ${config.soakSeconds} s at c=${config.soakConcurrency}`);
+  const before = await liveHeaps(rig, mesh);
   const series = new MemorySampler(watched, 1000, true);
   let turn = 0;
   const cell = await runCell({
     variant: "mesh soak", users: "returning", concurrency: config.soakConcurrency, warmupSeconds: 5, measureSeconds: config.soakSeconds, watched,
-    login: async () => (turn++ % 10 === 9 ? frontDoorLogin(app, newSub(), "new") : frontDoorLogin(app, pool[turn % pool.length]!, "returning")),
+    login: async () => (turn++ % 10 === 9 ? frontDoorLogin(mesh.app, newSub(), "new") : frontDoorLogin(mesh.app, pool[turn % pool.length]!, "returning")),
   });
   series.stop();
+  const after = await liveHeaps(rig, mesh);
   const memory: SoakResult["memory"] = {};
   for (const [name, points] of series.series) {
-    // Skip the warm-up; compare the lowest point of the first and last thirds of the
-    // window: the floor the garbage collector comes back to, which a leak raises (the
-    // peaks of V8's sawtooth depend on when a major collection happens to fall).
-    const window = points.filter(([t]) => t >= 5);
-    const third = Math.max(1, Math.floor(window.length / 3));
-    const first = Math.min(...window.slice(0, third).map(([, v]) => v)) / 2 ** 20;
-    const last = Math.min(...window.slice(-third).map(([, v]) => v)) / 2 ** 20;
+    const mb = points.map(([, v]) => v / 2 ** 20);
+    const round = (x: number) => Math.round(x * 10) / 10;
+    const live = before[name] !== undefined && after[name] !== undefined ? { liveBeforeMb: before[name]!, liveAfterMb: after[name]! } : {};
     memory[name] = {
-      firstThirdMb: Math.round(first * 10) / 10,
-      lastThirdMb: Math.round(last * 10) / 10,
-      flat: last <= first * 1.1 + 5,
-      seriesMb: points.map(([t, v]) => [t, Math.round((v / 2 ** 20) * 10) / 10]),
+      ...live,
+      rssMinMb: round(Math.min(...mb)),
+      rssMaxMb: round(Math.max(...mb)),
+      ...(before[name] !== undefined ? { flat: after[name]! <= before[name]! * 1.1 + 5 } : {}),
+      seriesMb: points.map(([t, v]) => [t, round(v / 2 ** 20)]),
     };
   }
   log(`soak: ${cell.loginsPerSecond}/s, ${cell.errors} errors`);

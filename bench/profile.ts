@@ -42,7 +42,7 @@ try {
   const hook = new URL("./lib/profile-hook.mjs", import.meta.url).href;
   // From source by default: in a bundle every function's place is the one artifact file.
   const artifacts = values.artifacts ? await buildArtifacts(rig, log) : undefined;
-  mesh = await startMesh(rig, { env: { NODE_OPTIONS: `--import ${hook}`, HELLO_PROFILE_DIR: dir }, ...(artifacts ? { artifacts } : {}) });
+  mesh = await startMesh(rig, { env: { NODE_OPTIONS: `--import ${hook}`, HELLO_PROFILE_DIR: dir }, heapHook: false, ...(artifacts ? { artifacts } : {}) });
   await loadKeys(mesh.app, "/jwks");
   const users = values.users === "new" ? "new" : "returning";
   log("making 256 users (the warm-up)");

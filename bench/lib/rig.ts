@@ -3,7 +3,7 @@
 // components' configurations) whose Token trusts that provider and whose only app is
 // the benchmark's. startMesh runs the four components as `hello serve` processes.
 
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -146,9 +146,21 @@ export async function buildArtifacts(rig: Rig, log: (line: string) => void): Pro
  * The four components as processes, ready: from `artifacts` when given, else `hello
  * serve` from source. `env` adds to what they inherit (NODE_OPTIONS for a profile).
  */
-export async function startMesh(rig: Rig, options: { env?: NodeJS.ProcessEnv; artifacts?: Artifacts } = {}): Promise<Mesh> {
+export async function startMesh(
+  rig: Rig,
+  options: { env?: NodeJS.ProcessEnv; artifacts?: Artifacts; heapHook?: boolean } = {},
+): Promise<Mesh> {
+  const env = { ...options.env };
+  if (options.heapHook !== false) {
+    // Inert until signalled (liveHeaps): what survives a full collection, for the soak.
+    const heapDir = path.join(rig.dir, "heap");
+    await mkdir(heapDir, { recursive: true });
+    const hook = new URL("./heap-hook.mjs", import.meta.url).href;
+    env.NODE_OPTIONS = `${env.NODE_OPTIONS ?? ""} --expose-gc --import ${hook}`.trim();
+    env.HELLO_HEAP_DIR = heapDir;
+  }
   // `artifacts` is an option of startComponentProcesses only where the checkout builds them.
-  const spawnOptions = { env: options.env ?? {}, ...(options.artifacts ? { artifacts: options.artifacts } : {}) };
+  const spawnOptions = { env, ...(options.artifacts ? { artifacts: options.artifacts } : {}) };
   const processes = startComponentProcesses(rig.deployment, spawnOptions as Parameters<typeof startComponentProcesses>[1]);
   const tails = [...processes.children.values()].map((child) => drain(child));
   try {
@@ -162,4 +174,26 @@ export async function startMesh(rig: Rig, options: { env?: NodeJS.ProcessEnv; ar
     watched: COMPONENTS.map((c) => watchProcess(c, processes.children.get(c)!.pid!)),
     from: options.artifacts ? "artifacts" : "source",
   };
+}
+
+/**
+ * Each component's live heap (MB) after a full collection, through the heap hook:
+ * what a leak would grow, unlike resident memory, which follows V8's growth policy.
+ */
+export async function liveHeaps(rig: Rig, mesh: Mesh): Promise<Record<string, number>> {
+  const asked = Date.now();
+  const out: Record<string, number> = {};
+  for (const c of COMPONENTS) process.kill(mesh.processes.children.get(c)!.pid!, "SIGUSR2");
+  for (const c of COMPONENTS) {
+    const file = path.join(rig.dir, "heap", `${mesh.processes.children.get(c)!.pid}.json`);
+    for (let i = 0; i < 100; i++) {
+      const report = await readFile(file, "utf8").then((t) => JSON.parse(t) as { at: number; heapUsed: number; external: number }, () => undefined);
+      if (report && report.at >= asked) {
+        out[c] = Math.round(((report.heapUsed + report.external) / 2 ** 20) * 10) / 10;
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  return out;
 }
