@@ -9,7 +9,7 @@
 //   npm run bench -- --only mesh,floor   some parts (mesh, soak, inproc, oidc, floor)
 //   npm run bench -- --node-options=--max-old-space-size=64   the components' V8 settings
 //   npm run bench:soak                   the soak alone, longer
-//   npm run bench:profile                the mesh once under --cpu-prof (see profile.ts)
+//   npm run bench:profile                one c=32 phase of the mesh under V8's CPU profiler (profile.ts)
 
 import { execFileSync } from "node:child_process";
 import { mkdir, writeFile } from "node:fs/promises";
@@ -40,7 +40,7 @@ const { values: flags } = parseArgs({
     out: { type: "string" },
     /** Run the components from source (tsx) even where the checkout can build their artifacts. */
     source: { type: "boolean", default: false },
-    /** Node options for the four components (a custodian's V8 settings, e.g. "--max-old-space-size=96"). */
+    /** NODE_OPTIONS for the four components (a custodian's V8 settings): --node-options=--max-old-space-size=64 */
     "node-options": { type: "string" },
   },
 });
