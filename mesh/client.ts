@@ -92,6 +92,11 @@ export function createMeshTransport(options: MeshTransportOptions): Transport {
     pingIntervalMs: 15_000,
     pingTimeoutMs: 5_000,
     idleConnectionTimeoutMs: 60_000,
+    // Mesh messages are a few KB between nearby peers: gzip (the default offer, which
+    // servers take up for responses over 1 KiB) costs zlib work on both ends, on the
+    // thread pool, for bytes a data-centre network does not miss. Servers still accept
+    // gzip from other clients.
+    acceptCompression: [],
   };
   switch (options.protocol ?? "grpc") {
     case "grpc":

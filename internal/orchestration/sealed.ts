@@ -71,9 +71,21 @@ export interface SharedStore {
 /** One process's store; replicas need a shared one behind the same interface. */
 export class MemoryStore implements SharedStore {
   readonly #entries = new Map<string, { value: Buffer; expires: number }>();
+  #nextSweep = 0;
   async put(key: string, value: Buffer, ttlMs: number) {
-    this.#sweep();
-    this.#entries.set(key, { value, expires: Date.now() + ttlMs });
+    // A sweep visits every entry (access tokens live 10 minutes, so at 100 logins/s
+    // there are 60 000): once a second, not on every put.
+    const now = Date.now();
+    if (now >= this.#nextSweep) {
+      this.#nextSweep = now + 1000;
+      this.#sweep();
+    }
+    // A copy in memory of its own: `value` is usually a slice of Node's shared 8 KiB
+    // buffer pool, and one kept slice keeps its whole slab alive (measured: 7.8 KB per
+    // 1.1 KB access token entry, 156 MB for 20 000 of them).
+    const own = Buffer.allocUnsafeSlow(value.length);
+    value.copy(own);
+    this.#entries.set(key, { value: own, expires: now + ttlMs });
   }
   async get(key: string) {
     const entry = this.#entries.get(key);
