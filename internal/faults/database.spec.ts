@@ -133,12 +133,14 @@ describe("faults: PostgreSQL restarts and Storage hangs in the middle of a strea
 
     rig.freeze("storage");
     try {
-      // The deadline goes in the grpc-timeout header only, and this client does not
-      // enforce it: whatever answer comes is Encryption's, and says when it gave up.
+      // The deadline goes in the protocol's timeout header only (the mesh speaks Connect
+      // by default; the gRPC header is set too, in case a test picks gRPC), and this
+      // client does not enforce it: whatever answer comes is Encryption's, and says when
+      // it gave up.
       const sent = performance.now();
       const error = await rig.mesh
         .encryption()
-        .readRecord(read, { timeoutMs: 0, headers: { "grpc-timeout": "1500m" } })
+        .readRecord(read, { timeoutMs: 0, headers: { "connect-timeout-ms": "1500", "grpc-timeout": "1500m" } })
         .then(() => expect.fail("Encryption answered a read while Storage was hung"), (e: unknown) => ConnectError.from(e));
       const waited = performance.now() - sent;
       expect(error.code).to.equal(Code.DeadlineExceeded);

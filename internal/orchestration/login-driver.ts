@@ -9,7 +9,7 @@
 // no call outlives its login step — the mesh work of one front-door request (start,
 // continue, consent) has STEP_BUDGET_MS in all. A component that hangs costs a login
 // its step budget, never an unbounded wait, and Connect sends the deadline along
-// (grpc-timeout) so Encryption and Storage give up at the same moment.
+// (connect-timeout-ms, or grpc-timeout over gRPC) so Encryption and Storage give up at the same moment.
 
 import { type CallOptions, Code, ConnectError, type Client } from "@connectrpc/connect";
 import type { AccessGrant, TokenService } from "../gen/hello/token/v1/token_service_pb.js";

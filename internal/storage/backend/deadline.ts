@@ -1,5 +1,5 @@
 // The deadline of the request a statement serves (docs/faults.md). Connect hands Storage
-// each call's deadline (grpc-timeout, passed on by Encryption from Orchestration's) and
+// each call's deadline (connect-timeout-ms or grpc-timeout, passed on by Encryption from Orchestration's) and
 // an abort signal that fires when the caller gives up; the service runs each call under
 // them, and the backends give no statement longer than what is left. A statement for a
 // request that has already given up is not sent at all, so a database that was slow,
