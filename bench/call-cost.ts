@@ -1,5 +1,10 @@
-// Cost of one empty mesh call, both ends in this process: CPU µs per call, sequential
-// and 32 at a time. Compares the whole mesh stack with tracing registered or not.
+// The cost of one empty mesh call through the whole stack (mutual TLS, HTTP/2, Connect,
+// the authorization, tracing and metrics interceptors), both ends in this process: CPU
+// µs per call and wall µs per call, one at a time and 32 at a time.
+//
+//   npm run bench:calls -- [--protocol=connect|grpc|grpc-web] [--tracing]
+//
+// --tracing registers the OpenTelemetry provider as every component does.
 import { create } from "@bufbuild/protobuf";
 import { COMPONENTS } from "../mesh/identity.js";
 import { TrustStore } from "../mesh/trust.js";
