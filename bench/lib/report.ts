@@ -78,7 +78,6 @@ function table(header: string[], rows: Array<Array<string | number>>, rightFrom 
   return [line(header), line(widths.map((w) => "-".repeat(w))), ...text.map(line)].join("\n");
 }
 
-const r1 = (x: number) => Math.round(x * 10) / 10;
 const r2 = (x: number) => Math.round(x * 100) / 100;
 
 function find(report: Report, variant: string, users: string, concurrency: number): CellResult | undefined {

@@ -10,7 +10,7 @@ import { expect } from "chai";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { context, propagation, trace } from "@opentelemetry/api";
 import { NodeTracerProvider } from "@opentelemetry/sdk-trace-node";
-import { COMPONENTS, type Component } from "../../mesh/identity.js";
+import { COMPONENTS } from "../../mesh/identity.js";
 import { type MeshServer, startMeshServer } from "../../mesh/server.js";
 import { createMeshTransport } from "../../mesh/client.js";
 import { TrustStore } from "../../mesh/trust.js";

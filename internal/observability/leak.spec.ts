@@ -22,6 +22,7 @@ import type { MeshCredentials } from "../../mesh/server.js";
 import { pkiPaths } from "../pki/layout.js";
 import { type ProtocolMesh, APPS, USERS, UPSTREAM_CLIENT, appRequest, appSecret, browseToApp, startProtocolMesh } from "../testing/protocol-mesh.js";
 import { Browserless, type Page } from "../testing/browserless.js";
+import { prepareAuthorization } from "../testing/app-client.js";
 import type { DevUser } from "../devop/dev-op.js";
 import { LoginDriver, type LoginOutcome } from "../orchestration/login-driver.js";
 import { TokenService } from "../gen/hello/token/v1/token_service_pb.js";
@@ -222,34 +223,15 @@ describe("observability: no identifier, claim, email or token in any log line or
 
   // --- logins through the front door ---------------------------------------------------
 
-  async function rp(app: App) {
-    const client = APPS[app]!;
-    const auth =
-      client.auth === "none" ? oidc.None()
-      : client.auth === "client_secret_post" ? oidc.ClientSecretPost(appSecret(client.client_id))
-      : oidc.ClientSecretBasic(appSecret(client.client_id));
-    return oidc.discovery(new URL(mesh.issuer), client.client_id, undefined, auth, { execute: [oidc.allowInsecureRequests] });
-  }
-
   /** A person at the browser: signs in at the dev OP and answers the consent page. */
   async function browse(url: URL, app: App, user: DevUser, decision: "allow" | "deny" = "allow"): Promise<Page> {
     return (await browseToApp(url, app, user, { decision })).page;
   }
 
   async function prepare(app: App, extra: Record<string, string> = {}) {
-    const config = await rp(app);
-    const checks = { pkceCodeVerifier: oidc.randomPKCECodeVerifier(), expectedNonce: oidc.randomNonce(), expectedState: oidc.randomState() };
-    for (const value of Object.values(checks)) needles.add("protocol parameter", value, `${app} checks`);
-    const url = oidc.buildAuthorizationUrl(config, {
-      redirect_uri: APPS[app]!.redirect_uri,
-      scope: "openid email profile",
-      code_challenge: await oidc.calculatePKCECodeChallenge(checks.pkceCodeVerifier),
-      code_challenge_method: "S256",
-      nonce: checks.expectedNonce,
-      state: checks.expectedState,
-      ...extra,
-    });
-    return { config, checks, url };
+    const prepared = await prepareAuthorization(mesh.issuer, app, extra);
+    for (const value of Object.values(prepared.checks)) needles.add("protocol parameter", value, `${app} checks`);
+    return prepared;
   }
 
   async function frontDoorLogin(app: App, user: DevUser, extra: Record<string, string> = {}) {

@@ -21,6 +21,7 @@ import { freePort } from "../testing/free-port.js";
 import { type TestPostgres, startPostgres } from "../testing/postgres-server.js";
 import { APPS, APP_KEY, UPSTREAM_CLIENT, USERS, appSecret, browseToApp } from "../testing/protocol-mesh.js";
 import { type RoundRobin, startRoundRobin } from "../testing/round-robin.js";
+import { prepareAuthorization } from "../testing/app-client.js";
 
 type App = "a" | "b" | "jwt";
 type Orchestration = Extract<ComponentConfig, { component: "orchestration" }>;
@@ -117,27 +118,9 @@ describe("replicas: two Orchestration and two Token instances (DESIGN.md §8)", 
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  async function rp(app: App) {
-    const client = APPS[app]!;
-    const auth =
-      client.auth === "private_key_jwt"
-        ? oidc.PrivateKeyJwt({ key: (await APP_KEY).privateKey, kid: (await APP_KEY).kid })
-        : oidc.ClientSecretBasic(appSecret(client.client_id));
-    return oidc.discovery(new URL(issuer), client.client_id, undefined, auth, { execute: [oidc.allowInsecureRequests] });
-  }
-
   /** A person at the browser, up to the app's callback (the code), through the balancer. */
   async function toCallback(app: App, user: DevUser) {
-    const config = await rp(app);
-    const checks = { pkceCodeVerifier: oidc.randomPKCECodeVerifier(), expectedNonce: oidc.randomNonce(), expectedState: oidc.randomState() };
-    const url = oidc.buildAuthorizationUrl(config, {
-      redirect_uri: APPS[app]!.redirect_uri,
-      scope: "openid email profile",
-      code_challenge: await oidc.calculatePKCECodeChallenge(checks.pkceCodeVerifier),
-      code_challenge_method: "S256",
-      nonce: checks.expectedNonce,
-      state: checks.expectedState,
-    });
+    const { config, checks, url } = await prepareAuthorization(issuer, app);
     const mark = balancer.steps.length;
     const { page, consented } = await browseToApp(url, app, user);
     const callback = new URL(APPS[app]!.redirect_uri);

@@ -7,10 +7,9 @@ import { expect } from "chai";
 import * as oidc from "openid-client";
 import { SignJWT, createRemoteJWKSet, jwtVerify } from "jose";
 import { type ProtocolMesh, APPS, APP_KEY, USERS, appSecret, browseToApp, startProtocolMesh } from "../../testing/protocol-mesh.js";
+import { type App, appClient, prepareAuthorization } from "../../testing/app-client.js";
 import { Browserless, type Page } from "../../testing/browserless.js";
 import type { DevUser } from "../../devop/dev-op.js";
-
-type App = keyof typeof APPS;
 
 describe("the front door: a standard OpenID Provider (DESIGN.md §6)", function () {
   this.timeout(120_000);
@@ -18,39 +17,13 @@ describe("the front door: a standard OpenID Provider (DESIGN.md §6)", function 
   before(async () => (mesh = await startProtocolMesh({ database: "pglite" })));
   after(async () => mesh?.close());
 
-  async function rp(app: App) {
-    const client = APPS[app]!;
-    const key = await APP_KEY;
-    const auth =
-      client.auth === "none" ? oidc.None()
-      : client.auth === "client_secret_post" ? oidc.ClientSecretPost(appSecret(client.client_id))
-      : client.auth === "private_key_jwt" ? oidc.PrivateKeyJwt({ key: key.privateKey, kid: key.kid })
-      : oidc.ClientSecretBasic(appSecret(client.client_id));
-    return oidc.discovery(new URL(mesh.issuer), client.client_id, undefined, auth, {
-      execute: [oidc.allowInsecureRequests, oidc.enableNonRepudiationChecks],
-    });
-  }
-
   /** A person at the browser: logs in at the upstream OP and answers the consent page. */
   async function browse(url: URL, app: App, user: DevUser, decision: "allow" | "deny" = "allow", browser = new Browserless()): Promise<Page> {
     return (await browseToApp(url, app, user, { decision, browser })).page;
   }
 
-  /** A fresh authorization request for `app`: PKCE verifier, nonce and state, and its URL. */
-  async function prepare(app: App, extra: Record<string, string> = {}) {
-    const config = await rp(app);
-    const checks = { pkceCodeVerifier: oidc.randomPKCECodeVerifier(), expectedNonce: oidc.randomNonce(), expectedState: oidc.randomState() };
-    const params = {
-      redirect_uri: APPS[app]!.redirect_uri,
-      scope: "openid email profile",
-      code_challenge: await oidc.calculatePKCECodeChallenge(checks.pkceCodeVerifier),
-      code_challenge_method: "S256",
-      nonce: checks.expectedNonce,
-      state: checks.expectedState,
-      ...extra,
-    };
-    return { config, checks, params, url: oidc.buildAuthorizationUrl(config, params) };
-  }
+  const prepare = (app: App, extra: Record<string, string> = {}) => prepareAuthorization(mesh.issuer, app, extra);
+  const rp = (app: App) => appClient(mesh.issuer, app);
 
   async function login(app: App, user: DevUser, extra: Record<string, string> = {}) {
     const { config, checks, url } = await prepare(app, extra);

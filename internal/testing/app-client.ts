@@ -1,0 +1,38 @@
+// What a test app does before and after the browser: openid-client, a strict relying
+// party, configured for one of the registered test apps with its own client
+// authentication, and a fresh authorization request (PKCE verifier, nonce, state).
+
+import * as oidc from "openid-client";
+import { APPS, APP_KEY, appSecret } from "./protocol-mesh.js";
+
+export type App = keyof typeof APPS;
+
+/** openid-client for `app` at `issuer`, checking ID Token signatures (off by default in the code flow). */
+export async function appClient(issuer: string, app: App): Promise<oidc.Configuration> {
+  const client = APPS[app]!;
+  const key = await APP_KEY;
+  const auth =
+    client.auth === "none" ? oidc.None()
+    : client.auth === "client_secret_post" ? oidc.ClientSecretPost(appSecret(client.client_id))
+    : client.auth === "private_key_jwt" ? oidc.PrivateKeyJwt({ key: key.privateKey, kid: key.kid })
+    : oidc.ClientSecretBasic(appSecret(client.client_id));
+  return oidc.discovery(new URL(issuer), client.client_id, undefined, auth, {
+    execute: [oidc.allowInsecureRequests, oidc.enableNonRepudiationChecks],
+  });
+}
+
+/** A fresh authorization request for `app`: the checks to redeem its code with, its parameters and URL. */
+export async function prepareAuthorization(issuer: string, app: App, extra: Record<string, string> = {}) {
+  const config = await appClient(issuer, app);
+  const checks = { pkceCodeVerifier: oidc.randomPKCECodeVerifier(), expectedNonce: oidc.randomNonce(), expectedState: oidc.randomState() };
+  const params = {
+    redirect_uri: APPS[app]!.redirect_uri,
+    scope: "openid email profile",
+    code_challenge: await oidc.calculatePKCECodeChallenge(checks.pkceCodeVerifier),
+    code_challenge_method: "S256",
+    nonce: checks.expectedNonce,
+    state: checks.expectedState,
+    ...extra,
+  };
+  return { config, checks, params, url: oidc.buildAuthorizationUrl(config, params) };
+}
