@@ -2,7 +2,8 @@
 
 import { expect } from "chai";
 import fc from "fast-check";
-import { SignJWT, UnsecuredJWT, decodeProtectedHeader } from "jose";
+import { sign as cryptoSign } from "node:crypto";
+import { SignJWT, UnsecuredJWT, createLocalJWKSet, decodeProtectedHeader, jwtVerify } from "jose";
 import { InvalidTokenError, sign, verify } from "./jws.js";
 import { VerificationKeys, generateSigningKey, publicJwk, privateJwk, signingKeyFromJwk } from "./signing-keys.js";
 import { ACCESS_TOKEN, ERROR_TOKEN, RECORD_TYPES, SESSION_TOKEN } from "./tokens.js";
@@ -147,6 +148,71 @@ describe("protocol primitives", function () {
         const token = await sign(ERROR_TOKEN, errorKey, { op: "read", kind: "subject", hash: "h", ajti: "a" });
         await verify(ERROR_TOKEN, new VerificationKeys([publicJwk(errorKey)]), token, "error token");
       }
+    });
+
+    it("what it signs is a standard JWS: jose verifies it with the published key, for every alg", async function () {
+      for (const alg of ["EdDSA", "ES256", "RS256"] as const) {
+        const key = generateSigningKey("access", alg);
+        const token = await sign(ACCESS_TOKEN, key, claims);
+        const { payload, protectedHeader } = await jwtVerify(token, createLocalJWKSet({ keys: [publicJwk(key)] }), {
+          typ: ACCESS_TOKEN.typ, issuer: ACCESS_TOKEN.issuer, audience: ACCESS_TOKEN.audience, algorithms: [alg],
+        });
+        expect(protectedHeader).to.deep.equal({ alg, kid: key.kid, typ: ACCESS_TOKEN.typ });
+        expect(payload).to.include(claims);
+      }
+    });
+
+    describe("tokens signed with the right key that still say something wrong", function () {
+      const now = Math.floor(Date.now() / 1000);
+      const fine = { ...claims, iss: ACCESS_TOKEN.issuer, aud: ACCESS_TOKEN.audience, iat: now, exp: now + 60, jti: "j" };
+      const header = { alg: "EdDSA", kid: access.kid, typ: ACCESS_TOKEN.typ };
+      /** A compact JWS of exactly these parts, really signed with the access key. */
+      const forge = (h: unknown, p: unknown) => {
+        const input = `${Buffer.from(JSON.stringify(h)).toString("base64url")}.${Buffer.from(JSON.stringify(p)).toString("base64url")}`;
+        return `${input}.${cryptoSign(null, Buffer.from(input), access.privateKey).toString("base64url")}`;
+      };
+      const reason = (token: string) => refusal(verify(ACCESS_TOKEN, keys, token, "access token"));
+
+      it("honest twin: the forged-by-hand token with the right contents verifies", async function () {
+        expect((await verify(ACCESS_TOKEN, keys, forge(header, fine), "access token")).claims).to.include(claims);
+      });
+
+      it("a critical header extension is refused, since none is understood", async function () {
+        expect(await reason(forge({ ...header, crit: ["b64"], b64: false }, fine))).to.match(/critical/);
+      });
+
+      it("a payload that is not a JSON object is malformed", async function () {
+        for (const payload of [[fine], "text", 42, null]) expect(await reason(forge(header, payload))).to.equal("it is malformed");
+      });
+
+      it("claims of the wrong type or missing are refused, each by name", async function () {
+        const { jti: _jti, ...noJti } = fine;
+        const { iat: _iat, ...noIat } = fine;
+        const { exp: _exp, ...noExp } = fine;
+        const { iss: _iss, ...noIss } = fine;
+        expect(await reason(forge(header, noJti))).to.equal("its jti claim is wrong (missing)");
+        expect(await reason(forge(header, { ...fine, jti: 7 }))).to.equal("its jti claim is wrong (invalid)");
+        expect(await reason(forge(header, noIat))).to.equal("its iat claim is wrong (missing)");
+        expect(await reason(forge(header, { ...fine, iat: String(now) }))).to.equal("its iat claim is wrong (invalid)");
+        expect(await reason(forge(header, noExp))).to.equal("its exp claim is wrong (missing)");
+        expect(await reason(forge(header, { ...fine, exp: String(now + 60) }))).to.equal("its exp claim is wrong (invalid)");
+        expect(await reason(forge(header, noIss))).to.equal("its iss claim is wrong (missing)");
+        expect(await reason(forge(header, { ...fine, iss: ERROR_TOKEN.issuer }))).to.equal("its iss claim is wrong (check_failed)");
+        expect(await reason(forge(header, { ...fine, aud: [ERROR_TOKEN.audience] }))).to.equal("its aud claim is wrong (check_failed)");
+        expect(await reason(forge(header, { ...fine, nbf: now + 30 }))).to.equal("its nbf claim is wrong (check_failed)");
+      });
+
+      it("an audience list that names the consumer is accepted, as RFC 7519 §4.1.3 allows", async function () {
+        await verify(ACCESS_TOKEN, keys, forge(header, { ...fine, aud: ["someone-else", ACCESS_TOKEN.audience] }), "access token");
+      });
+
+      it("a part with padding or a stray character is malformed, not decoded leniently; an empty signature does not verify", async function () {
+        const [h, p, sig] = forge(header, fine).split(".");
+        for (const token of [`${h}.${p}.${sig}=`, `${h}=.${p}.${sig}`, `${h}.${p}+.${sig}`, `${h}..${sig}`, `${h}.${p}.${sig}.x`, ` ${h}.${p}.${sig}`, `${h}.${p}.${sig}\n`]) {
+          expect(await reason(token), token.slice(-4)).to.equal("it is malformed");
+        }
+        expect(await reason(`${h}.${p}.`)).to.equal("its signature does not verify");
+      });
     });
   });
 
