@@ -163,8 +163,14 @@ describe("protocol primitives", function () {
     });
 
     describe("tokens signed with the right key that still say something wrong", function () {
-      const now = Math.floor(Date.now() / 1000);
-      const fine = { ...claims, iss: ACCESS_TOKEN.issuer, aud: ACCESS_TOKEN.audience, iat: now, exp: now + 60, jti: "j" };
+      // Stamped when each test runs, not when mocha loads the file: the whole suite takes minutes, and a
+      // token made at load time would have expired by the time this describe is reached.
+      let now = 0;
+      let fine: Record<string, unknown> = {};
+      beforeEach(function () {
+        now = Math.floor(Date.now() / 1000);
+        fine = { ...claims, iss: ACCESS_TOKEN.issuer, aud: ACCESS_TOKEN.audience, iat: now, exp: now + 60, jti: "j" };
+      });
       const header = { alg: "EdDSA", kid: access.kid, typ: ACCESS_TOKEN.typ };
       /** A compact JWS of exactly these parts, really signed with the access key. */
       const forge = (h: unknown, p: unknown) => {
