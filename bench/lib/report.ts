@@ -16,6 +16,9 @@ export interface SoakResult {
   memory: Record<string, {
     liveBeforeMb?: number;
     liveAfterMb?: number;
+    /** Orchestration: what its store held by design (hello_state_bytes), before and after. */
+    heldBeforeMb?: number;
+    heldAfterMb?: number;
     flat?: boolean;
     rssMinMb: number;
     rssMaxMb: number;
@@ -120,8 +123,9 @@ export function evaluate(report: Report): { targets: Target[]; ratios: Record<st
     const s = report.soak;
     add(`soak (${s.seconds} s, c=${s.concurrency}): zero errors`, s.cell.errors === 0, `${s.cell.errors} errors in ${s.cell.logins} logins`);
     const judged = COMPONENTS.filter((c) => s.memory[c]?.flat !== undefined);
-    add(`soak: flat memory (live heap after GC, after <= before +10% +5 MB)`, judged.length === COMPONENTS.length ? judged.every((c) => s.memory[c]!.flat) : undefined,
-      COMPONENTS.map((c) => `${c} ${s.memory[c]?.liveBeforeMb ?? "?"}->${s.memory[c]?.liveAfterMb ?? "?"} MB`).join(", "));
+    const held = (c: string, when: "heldBeforeMb" | "heldAfterMb") => (s.memory[c]?.[when] ? ` (${s.memory[c]![when]} held)` : "");
+    add(`soak: flat memory (live heap after GC net of state held by design, after <= before +10% +5 MB)`, judged.length === COMPONENTS.length ? judged.every((c) => s.memory[c]!.flat) : undefined,
+      COMPONENTS.map((c) => `${c} ${s.memory[c]?.liveBeforeMb ?? "?"}${held(c, "heldBeforeMb")}->${s.memory[c]?.liveAfterMb ?? "?"}${held(c, "heldAfterMb")} MB`).join(", "));
   } else {
     add("soak: zero errors, flat memory", undefined, "not run");
   }
@@ -215,9 +219,11 @@ export function printReport(report: Report): string {
   if (report.soak) {
     const s = report.soak;
     out.push(`Soak: ${s.seconds} s at c=${s.concurrency} through the mesh, ${s.newUserShare * 100}% new users: ${s.cell.logins} logins, ${s.cell.loginsPerSecond}/s, ${s.cell.errors} errors, p99 ${s.cell.latencyMs.p99} ms`);
-    out.push(table(["process", "live heap before MB", "live heap after MB", "flat", "RSS lowest MB", "RSS highest MB"],
-      Object.entries(s.memory).map(([name, mem]) => [name, mem.liveBeforeMb ?? "-", mem.liveAfterMb ?? "-", mem.flat === undefined ? "-" : mem.flat ? "yes" : "NO", mem.rssMinMb, mem.rssMaxMb]), 1));
+    out.push(table(["process", "live heap before MB", "live heap after MB", "held by design MB", "flat", "RSS lowest MB", "RSS highest MB"],
+      Object.entries(s.memory).map(([name, mem]) => [name, mem.liveBeforeMb ?? "-", mem.liveAfterMb ?? "-",
+        mem.heldAfterMb === undefined ? "-" : `${mem.heldBeforeMb} -> ${mem.heldAfterMb}`, mem.flat === undefined ? "-" : mem.flat ? "yes" : "NO", mem.rssMinMb, mem.rssMaxMb]), 1));
     out.push("live heap: V8 heap and external memory after a full collection, just before and just after the soak (what a leak grows).");
+    out.push("held by design: Orchestration's store of codes and access tokens, each kept until it expires (hello_state_bytes); flat judges the live heap net of it.");
     out.push("");
   }
 

@@ -23,6 +23,7 @@ import { reflectionRoutes } from "../grpc/reflection.js";
 import { createLogger } from "../log/logger.js";
 import { MeshMetrics } from "./registry.js";
 import { httpObserver } from "./http-observer.js";
+import { seriesValue as sample } from "./exposition.js";
 
 /** A logger writing JSON lines into an array. */
 function memoryLog(component: string) {
@@ -38,18 +39,6 @@ function memoryLog(component: string) {
     },
   });
   return { log: createLogger(component, { level: "debug", destination }), lines, raw };
-}
-
-/** The value of one series in a Prometheus text exposition, or undefined. */
-export function sample(text: string, name: string, labels: Record<string, string>): number | undefined {
-  const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
-  for (const line of text.split("\n")) {
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!match || match[1] !== name) continue;
-    const have = (match[2] ?? "").split(/,(?=[a-zA-Z_]+=")/);
-    if (wanted.every((w) => have.includes(w)) && have.length === wanted.length) return Number(match[3]);
-  }
-  return undefined;
 }
 
 const SECRET = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLW9mLWEtdG9rZW4";

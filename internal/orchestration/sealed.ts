@@ -4,6 +4,7 @@
 // code's SHA-256, so whoever reads the shared store learns nothing and cannot redeem.
 
 import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } from "node:crypto";
+import type { StateHeld } from "../metrics/registry.js";
 
 const NONCE = 12;
 const TAG = 16;
@@ -68,6 +69,17 @@ export interface SharedStore {
   claim(key: string, ttlMs: number): Promise<boolean>;
 }
 
+/**
+ * What an entry costs beyond its key's and value's bytes: the Map slot, the entry
+ * object, and the Buffer with its own ArrayBuffer and backing store. Measured on Node
+ * 20: 20 000 entries of a 56-character key and a 1 100-byte value took 1 625 bytes
+ * each in heapUsed + external after a full collection, 469 more than their bytes.
+ */
+const ENTRY_OVERHEAD_BYTES = 470;
+
+/** The key prefixes the front door uses (SecretKeyedStore kinds, client-assertion ids). */
+const STATE_KINDS = new Set(["code", "access-token", "assertion"]);
+
 /** One process's store; replicas need a shared one behind the same interface. */
 export class MemoryStore implements SharedStore {
   readonly #entries = new Map<string, { value: Buffer; expires: number }>();
@@ -100,6 +112,26 @@ export class MemoryStore implements SharedStore {
     if (await this.get(key)) return false;
     await this.put(key, Buffer.alloc(0), ttlMs);
     return true;
+  }
+  /**
+   * What the store holds now, by kind: the fixed prefix of each key ("code",
+   * "access-token", "assertion"), never the rest of it, with the memory its entries
+   * take (their bytes and each one's overhead). Read at each metrics scrape
+   * (hello_state_entries, hello_state_bytes); one pass over the entries.
+   */
+  stats(): StateHeld[] {
+    const now = Date.now();
+    const byKind = new Map<string, { kind: string; entries: number; bytes: number }>();
+    for (const [key, entry] of this.#entries) {
+      if (entry.expires < now) continue;
+      const prefix = key.slice(0, Math.max(0, key.indexOf(":")));
+      const kind = STATE_KINDS.has(prefix) ? prefix : "other"; // a label: only names this code chose
+      let held = byKind.get(kind);
+      if (!held) byKind.set(kind, (held = { kind, entries: 0, bytes: 0 }));
+      held.entries += 1;
+      held.bytes += key.length + entry.value.length + ENTRY_OVERHEAD_BYTES;
+    }
+    return [...byKind.values()];
   }
   #sweep() {
     const now = Date.now();

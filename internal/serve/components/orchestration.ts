@@ -13,6 +13,7 @@ import { LoginDriver } from "../../orchestration/login-driver.js";
 import { startFrontDoor } from "../../orchestration/front-door/front-door.js";
 import { MemoryStore } from "../../orchestration/sealed.js";
 import { openPostgresSharedStore } from "../../orchestration/postgres-shared-store.js";
+import { processMeshMetrics } from "../../metrics/registry.js";
 import { type ServiceFactory, peerKeys } from "../component-services.js";
 
 export const orchestrationService: ServiceFactory<"orchestration"> = async (config, deps) => {
@@ -27,7 +28,13 @@ export const orchestrationService: ServiceFactory<"orchestration"> = async (conf
     lookupKey: loadLookupKey("orchestration", config.keys.lookup),
     tokenKeys,
   });
-  const store = config.state ? await openPostgresSharedStore(config.state.url) : new MemoryStore();
+  let store;
+  if (config.state) store = await openPostgresSharedStore(config.state.url);
+  else {
+    const memory = new MemoryStore();
+    processMeshMetrics().observeState("orchestration", () => memory.stats());
+    store = memory;
+  }
   const door = await startFrontDoor({
     host: config.public.host,
     port: config.public.port,
