@@ -49,32 +49,38 @@ describe("Orchestration's sealed transient state (DESIGN.md §8)", function () {
     expect(await shared.claim("assertion:app:1", 60_000)).to.equal(true);
   });
 
-  it("what the store holds is published by kind at each scrape, live entries only, with no key or value in it", async function () {
+  it("what the store holds is published by kind at each scrape, expired entries until swept, with no key or value in it", async function () {
     const store = new MemoryStore();
     const metrics = new MeshMetrics({ processMetrics: false });
     metrics.observeState("orchestration", () => store.stats());
     const codes = new SecretKeyedStore<{ idToken: string }>(store, "code");
     const tokens = new SecretKeyedStore<{ scope: string }>(store, "access-token");
-    const first = await codes.issue({ idToken: "the-id-token" }, 60);
+    const first = await codes.issue({ idToken: "the-id-token" }, 60); // the first put sweeps; the next sweep is a second away
     await codes.issue({ idToken: "another" }, 60);
     const token = await tokens.issue({ scope: "openid email" }, 600);
     await store.claim("assertion:app-jwt:jti-0123456789", 360_000);
     await store.put("alice@example.com:unexpected", Buffer.from("x"), 60_000); // a prefix nobody chose: "other"
-    await store.put("code:gone", Buffer.from("y"), -1); // already expired
+    await store.put("code:gone", Buffer.from("y"), -1); // expired, but in memory until the sweep
+    await store.put("code:gone", Buffer.from("yy"), -1); // a second put replaces it, counted once
 
     const read = async () => (await metrics.exposition()).text;
     const series = (text: string, name: string, kind: string) => seriesValue(text, name, { component: "orchestration", kind });
     let text = await read();
-    expect(series(text, "hello_state_entries", "code")).to.equal(2);
+    expect(series(text, "hello_state_entries", "code")).to.equal(3);
     expect(series(text, "hello_state_entries", "access-token")).to.equal(1);
     expect(series(text, "hello_state_entries", "assertion")).to.equal(1);
     expect(series(text, "hello_state_entries", "other")).to.equal(1);
-    const held = store.stats().find((s) => s.kind === "access-token")!;
-    expect(series(text, "hello_state_bytes", "access-token")).to.equal(held.bytes).and.to.be.above(500); // its key, its sealed value and the entry's overhead
+    const tokenKey = `access-token:${createHash("sha256").update(token).digest("base64url")}`;
+    const sealed = (await store.get(tokenKey))!;
+    expect(series(text, "hello_state_bytes", "access-token")).to.equal(tokenKey.length + sealed.length + 470); // key, sealed value, the entry's overhead
     for (const secret of [first, token, "the-id-token", "alice", "jti-0123456789", "app-jwt"]) expect(text).to.not.include(secret);
 
     await codes.redeem(first);
+    expect(series(await read(), "hello_state_entries", "code")).to.equal(2);
+    await new Promise((r) => setTimeout(r, 1_010));
+    await store.put("assertion:app-jwt:another", Buffer.alloc(0), 60_000); // the next put sweeps
     text = await read();
     expect(series(text, "hello_state_entries", "code")).to.equal(1);
+    expect(series(text, "hello_state_entries", "assertion")).to.equal(2);
   });
 });

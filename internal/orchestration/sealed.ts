@@ -80,9 +80,17 @@ const ENTRY_OVERHEAD_BYTES = 470;
 /** The key prefixes the front door uses (SecretKeyedStore kinds, client-assertion ids). */
 const STATE_KINDS = new Set(["code", "access-token", "assertion"]);
 
+/** The label for a key: its prefix if the front door chose it, else "other" (never the rest). */
+function kindOf(key: string): string {
+  const prefix = key.slice(0, Math.max(0, key.indexOf(":")));
+  return STATE_KINDS.has(prefix) ? prefix : "other";
+}
+
 /** One process's store; replicas need a shared one behind the same interface. */
 export class MemoryStore implements SharedStore {
   readonly #entries = new Map<string, { value: Buffer; expires: number }>();
+  /** Entries and bytes by kind, kept as entries come and go, so a scrape costs nothing. */
+  readonly #held = new Map<string, { kind: string; entries: number; bytes: number }>();
   #nextSweep = 0;
   async put(key: string, value: Buffer, ttlMs: number) {
     // A sweep visits every entry (access tokens live 10 minutes, so at 100 logins/s
@@ -97,7 +105,9 @@ export class MemoryStore implements SharedStore {
     // 1.1 KB access token entry, 156 MB for 20 000 of them).
     const own = Buffer.allocUnsafeSlow(value.length);
     value.copy(own);
+    this.#delete(key);
     this.#entries.set(key, { value: own, expires: now + ttlMs });
+    this.#account(key, own, 1);
   }
   async get(key: string) {
     const entry = this.#entries.get(key);
@@ -105,7 +115,7 @@ export class MemoryStore implements SharedStore {
   }
   async take(key: string) {
     const value = await this.get(key);
-    this.#entries.delete(key);
+    this.#delete(key);
     return value;
   }
   async claim(key: string, ttlMs: number) {
@@ -114,28 +124,32 @@ export class MemoryStore implements SharedStore {
     return true;
   }
   /**
-   * What the store holds now, by kind: the fixed prefix of each key ("code",
-   * "access-token", "assertion"), never the rest of it, with the memory its entries
-   * take (their bytes and each one's overhead). Read at each metrics scrape
-   * (hello_state_entries, hello_state_bytes); one pass over the entries.
+   * What the store holds in memory now, by kind: the fixed prefix of each key
+   * ("code", "access-token", "assertion", else "other"), never the rest of it, with the
+   * memory its entries take (their bytes and each one's overhead). An expired entry
+   * counts until the sweep drops it (at most a second after the next put), since until
+   * then it still takes its memory. Read at each metrics scrape (hello_state_entries,
+   * hello_state_bytes).
    */
   stats(): StateHeld[] {
-    const now = Date.now();
-    const byKind = new Map<string, { kind: string; entries: number; bytes: number }>();
-    for (const [key, entry] of this.#entries) {
-      if (entry.expires < now) continue;
-      const prefix = key.slice(0, Math.max(0, key.indexOf(":")));
-      const kind = STATE_KINDS.has(prefix) ? prefix : "other"; // a label: only names this code chose
-      let held = byKind.get(kind);
-      if (!held) byKind.set(kind, (held = { kind, entries: 0, bytes: 0 }));
-      held.entries += 1;
-      held.bytes += key.length + entry.value.length + ENTRY_OVERHEAD_BYTES;
-    }
-    return [...byKind.values()];
+    return [...this.#held.values()].filter((h) => h.entries > 0).map((h) => ({ ...h }));
+  }
+  #account(key: string, value: Buffer, sign: 1 | -1) {
+    const kind = kindOf(key);
+    let held = this.#held.get(kind);
+    if (!held) this.#held.set(kind, (held = { kind, entries: 0, bytes: 0 }));
+    held.entries += sign;
+    held.bytes += sign * (key.length + value.length + ENTRY_OVERHEAD_BYTES);
+  }
+  #delete(key: string) {
+    const entry = this.#entries.get(key);
+    if (!entry) return;
+    this.#entries.delete(key);
+    this.#account(key, entry.value, -1);
   }
   #sweep() {
     const now = Date.now();
-    for (const [key, entry] of this.#entries) if (entry.expires < now) this.#entries.delete(key);
+    for (const [key, entry] of this.#entries) if (entry.expires < now) this.#delete(key);
   }
 }
 
