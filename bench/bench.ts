@@ -267,13 +267,13 @@ async function runSoak(rig: Rig, mesh: Mesh, pool: string[], watched: Watched[])
     // Orchestration keeps every access token for its ten minutes, longer than the soak:
     // that growth is by design, and counted (hello_state_bytes) rather than guessed. A
     // leak is what grows beyond it.
-    const held = name === "orchestration" ? { heldBeforeMb: heldBefore, heldAfterMb: heldAfter } : { heldBeforeMb: 0, heldAfterMb: 0 };
+    const held = name === "orchestration" ? { heldBeforeMb: heldBefore, heldAfterMb: heldAfter } : undefined;
     memory[name] = {
       ...live,
-      ...(name === "orchestration" ? held : {}),
+      ...held,
       rssMinMb: round(Math.min(...mb)),
       rssMaxMb: round(Math.max(...mb)),
-      ...(before[name] !== undefined ? { flat: after[name]! - held.heldAfterMb <= (before[name]! - held.heldBeforeMb) * 1.1 + 5 } : {}),
+      ...(before[name] !== undefined ? { flat: after[name]! - (held?.heldAfterMb ?? 0) <= (before[name]! - (held?.heldBeforeMb ?? 0)) * 1.1 + 5 } : {}),
       seriesMb: points.map(([t, v]) => [t, round(v / 2 ** 20)]),
     };
   }

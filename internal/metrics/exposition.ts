@@ -1,27 +1,34 @@
 // Reading a Prometheus text exposition back: the tests check series by their labels,
-// and the benchmark reads what Orchestration's store holds (hello_state_bytes).
+// the leak test reads every label, and the benchmark reads what Orchestration's store
+// holds (hello_state_bytes).
 
-/** Each sample of the metric `name`: its labels as `key="value"` strings, and its value. */
-function* samples(text: string, name: string): Generator<{ labels: string[]; value: number }> {
-  for (const line of text.split("\n")) {
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (match && match[1] === name) yield { labels: (match[2] ?? "").split(/,(?=[a-zA-Z_]+=")/).filter(Boolean), value: Number(match[3]) };
-  }
+export interface Sample {
+  readonly name: string;
+  /** Label values as they appear in the text (escapes left as written). */
+  readonly labels: Readonly<Record<string, string>>;
+  readonly value: number;
 }
 
-const asPairs = (labels: Record<string, string>) => Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+/** Every sample line of an exposition; a line that is neither a sample nor a comment is an error. */
+export function parseExposition(text: string): Sample[] {
+  return text.split("\n").filter((l) => l && !l.startsWith("#")).map((line) => {
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!match) throw new Error(`not an exposition line: ${line}`);
+    const labels: Record<string, string> = {};
+    for (const pair of (match[2] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[pair[1]!] = pair[2]!;
+    return { name: match[1]!, labels, value: Number(match[3]) };
+  });
+}
+
+const has = (sample: Sample, labels: Record<string, string>) => Object.entries(labels).every(([k, v]) => sample.labels[k] === v);
 
 /** The value of the one series named `name` with exactly these labels, or undefined. */
 export function seriesValue(text: string, name: string, labels: Record<string, string>): number | undefined {
-  const wanted = asPairs(labels);
-  for (const s of samples(text, name)) if (s.labels.length === wanted.length && wanted.every((w) => s.labels.includes(w))) return s.value;
-  return undefined;
+  const size = Object.keys(labels).length;
+  return parseExposition(text).find((s) => s.name === name && Object.keys(s.labels).length === size && has(s, labels))?.value;
 }
 
 /** The sum of every series named `name` whose labels include these (others allowed). */
 export function seriesSum(text: string, name: string, labels: Record<string, string> = {}): number {
-  const wanted = asPairs(labels);
-  let sum = 0;
-  for (const s of samples(text, name)) if (wanted.every((w) => s.labels.includes(w))) sum += s.value;
-  return sum;
+  return parseExposition(text).filter((s) => s.name === name && has(s, labels)).reduce((n, s) => n + s.value, 0);
 }

@@ -34,6 +34,7 @@ import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { WALLET_CLAIMS } from "../protocol/claims.js";
 import { type Needle, NeedleSet, encodings, search } from "./leak-search.js";
+import { parseExposition, seriesSum } from "../metrics/exposition.js";
 
 type App = keyof typeof APPS;
 
@@ -69,17 +70,6 @@ function labelVocabulary() {
     status: /^[1-5]\d\d$/,
     le: /^(\d+(\.\d+)?(e[+-]?\d+)?|\+Inf)$/,
   };
-}
-
-/** Every series line of an exposition: name, labels, value. */
-function series(text: string) {
-  return text.split("\n").filter((l) => l && !l.startsWith("#")).map((line) => {
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!match) throw new Error(`not an exposition line: ${line}`);
-    const labels: Record<string, string> = {};
-    for (const pair of (match[2] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[pair[1]!] = pair[2]!;
-    return { name: match[1]!, labels, value: Number(match[3]) };
-  });
 }
 
 describe("observability: no identifier, claim, email or token in any log line or metric (issue 5, DESIGN.md §2)", function () {
@@ -434,8 +424,7 @@ describe("observability: no identifier, claim, email or token in any log line or
   });
 
   it("the metrics hold the expected series, for every component, read as every custodian's operator", function () {
-    const value = (text: string, name: string, labels: Record<string, string>) =>
-      series(text).filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)).reduce((n, s) => n + s.value, 0);
+    const value = seriesSum;
     const of = (c: Component) => expositions.get(`GetMetrics ${c} (read by ${COMPONENTS[(COMPONENTS.indexOf(c) + 1) % 4]}/operator)`)!;
     const tokenMethod = (m: string) => `hello.token.v1.TokenService/${m}`;
     expect(value(of("token"), "hello_mesh_server_requests_total", { component: "token", method: tokenMethod("CreateSession"), code: "ok" })).to.be.at.least(logins.length);
@@ -452,10 +441,10 @@ describe("observability: no identifier, claim, email or token in any log line or
     expect(value(of("storage"), "hello_mesh_server_errors_total", { method: "hello.storage.v1.StorageService/ReadRecord", code: "permission_denied" })).to.equal(1);
     for (const c of COMPONENTS) {
       expect(value(of(c), "process_resident_memory_bytes", {}), c).to.be.greaterThan(0);
-      expect(series(of(c)).some((s) => s.name === "nodejs_eventloop_lag_seconds"), c).to.equal(true);
+      expect(parseExposition(of(c)).some((s) => s.name === "nodejs_eventloop_lag_seconds"), c).to.equal(true);
       expect(value(of(c), "hello_mesh_server_requests_total", { component: c, method: "grpc.health.v1.Health/Check", code: "ok" }), c).to.be.greaterThan(0);
     }
-    const hello = [...expositions.values()].flatMap(series).filter((s) => s.name.startsWith("hello_"));
+    const hello = [...expositions.values()].flatMap(parseExposition).filter((s) => s.name.startsWith("hello_"));
     console.log(`      ${expositions.size} scrapes, ${new Set(hello.map((s) => `${s.name}${JSON.stringify(s.labels)}`)).size} distinct hello_* series`);
   });
 
@@ -463,7 +452,7 @@ describe("observability: no identifier, claim, email or token in any log line or
     const vocabulary = labelVocabulary();
     let checked = 0;
     for (const [name, text] of expositions) {
-      for (const s of series(text).filter((x) => x.name.startsWith("hello_"))) {
+      for (const s of parseExposition(text).filter((x) => x.name.startsWith("hello_"))) {
         for (const [label, value] of Object.entries(s.labels)) {
           const allowed = vocabulary[label as keyof typeof vocabulary];
           expect(allowed, `${name}: unexpected label ${label} on ${s.name}`).to.not.equal(undefined);
