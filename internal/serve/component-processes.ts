@@ -4,6 +4,7 @@
 // (`node dist/<component>/main.mjs`; what `hello start` uses).
 
 import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { COMPONENTS, type Component } from "../../mesh/identity.js";
 import type { DevDeployment } from "./dev-deployment.js";
@@ -56,6 +57,7 @@ export function componentCommand(component: Component, configFile: string, artif
 export function startComponentProcesses(deployment: DevDeployment, options: ComponentProcessOptions = {}): ComponentProcesses {
   const components = options.components ?? COMPONENTS;
   const children = new Map<Component, ChildProcess>();
+  const stderrTail = new Map<Component, () => string>();
   let stopping = false;
   let reportExit!: (value: { component: Component; code: number | null; signal: NodeJS.Signals | null }) => void;
   const exited = new Promise<{ component: Component; code: number | null; signal: NodeJS.Signals | null }>((r) => (reportExit = r));
@@ -67,6 +69,13 @@ export function startComponentProcesses(deployment: DevDeployment, options: Comp
       env: { ...inheritedEnv(), ...options.env },
     });
     children.set(component, child);
+    // The end of what it said on stderr, for the report when it exits before serving
+    // (start-up errors are written there for the custodian).
+    let said = "";
+    child.stderr!.on("data", (chunk: Buffer) => {
+      said = (said + chunk.toString("utf8")).slice(-2_000);
+    });
+    stderrTail.set(component, () => said.trim());
     options.onSpawn?.(component, child);
     child.once("exit", (code, signal) => {
       if (!stopping) reportExit({ component, code, signal });
@@ -84,7 +93,26 @@ export function startComponentProcesses(deployment: DevDeployment, options: Comp
     const readiness = await Promise.allSettled(
       components.map(async (c) => {
         const { host, port } = deployment.configs[c].listen;
-        await waitUntilServing(c, `https://${host}:${port}`, deployment.certs, deployment.configs[c].bundles, options.readyTimeoutMs ?? 60_000, waiting.signal);
+        // A component that exits before it serves (its port taken, a bad config) is
+        // reported at once, not after the whole timeout; and whatever answers on its
+        // port meanwhile is not it.
+        const child = children.get(c)!;
+        const gone = new AbortController();
+        const onExit = async (code: number | null, signal: NodeJS.Signals | null) => {
+          // 'exit' can come before the last of stderr is read.
+          if (!child.stderr!.closed) await Promise.race([once(child.stderr!, "close"), new Promise((r) => setTimeout(r, 500))]);
+          const said = stderrTail.get(c)!();
+          gone.abort(new Error(`exited (${signal ?? `code ${code}`}) before serving${said ? `: ${said}` : ""}`));
+        };
+        if (child.exitCode !== null || child.signalCode !== null) onExit(child.exitCode, child.signalCode);
+        else child.once("exit", onExit);
+        try {
+          await waitUntilServing(c, `https://${host}:${port}`, deployment.certs, deployment.configs[c].bundles, options.readyTimeoutMs ?? 60_000, AbortSignal.any([waiting.signal, gone.signal]));
+        } catch (error) {
+          throw gone.signal.aborted ? gone.signal.reason : error;
+        } finally {
+          child.off("exit", onExit);
+        }
         options.onReady?.(c, Math.round(performance.now() - spawned));
       }),
     );

@@ -54,14 +54,25 @@ export async function serveComponent<C extends Component>(
     reflectionRoutes(served)(router);
   };
 
-  const server = await startMeshServer({
-    component: config.component,
-    credentials,
-    trust: trustFromBundles(bundles),
-    routes,
-    host: config.listen.host,
-    port: config.listen.port,
-  });
+  let server;
+  try {
+    server = await startMeshServer({
+      component: config.component,
+      credentials,
+      trust: trustFromBundles(bundles),
+      routes,
+      host: config.listen.host,
+      port: config.listen.port,
+    });
+  } catch (error) {
+    // Nothing half-started stays behind (a pool, a timer) to keep the process alive.
+    await running.close();
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "EADDRINUSE" || code === "EACCES" || code === "EADDRNOTAVAIL") {
+      throw new Error(`cannot listen on ${config.listen.host}:${config.listen.port} (${code}): something else holds that port, or listen.host is not this machine's; change listen in the configuration`, { cause: error });
+    }
+    throw error;
+  }
   for (const descriptor of running.descriptors) health.set(descriptor.typeName, ServingStatus.SERVING);
   health.set("", ServingStatus.SERVING);
 
