@@ -6,7 +6,8 @@
 import { X509Certificate } from "node:crypto";
 import type { PeerCertificate } from "node:tls";
 import type { Interceptor, Transport } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import type * as http2 from "node:http2";
+import { Http2SessionManager, createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { type Component, formatIdentity, identityUri, parseIdentityUri } from "./identity.js";
 import { DEFAULT_READ_MAX_BYTES, type MeshCredentials } from "./server.js";
 import { AuthenticationError, type TrustStore, uriSans } from "./trust.js";
@@ -71,6 +72,33 @@ export function serverIdentityCheck(trust: TrustStore, target: Component) {
 
 export const DEFAULT_CALL_TIMEOUT_MS = 5_000;
 
+/**
+ * connect-node 2.1.2's session manager, made safe for peers that shut down gracefully.
+ *
+ * When a peer sends GOAWAY (NO_ERROR) on a connection without open streams, as a
+ * component does on SIGTERM, the manager destroys the session with an error that Node
+ * raises only once the socket has closed. If a call arrives in between, the manager
+ * moves on to a new connection and removes its listeners first, and the late error is
+ * an uncaught exception: the caller crashes. A fault test caught Encryption dying that
+ * way when Storage was restarted (connectrpc/connect-es#1768, fix proposed in #1769, not
+ * released). Every session this manager hands out keeps one listener of its own, so an
+ * error raised after the manager let go of a session goes nowhere. Errors while the
+ * manager holds the session still reach it and the calls on it, as before.
+ */
+export class GoawaySafeSessionManager extends Http2SessionManager {
+  readonly #guarded = new WeakSet<http2.Http2Session>();
+
+  override async request(...args: Parameters<Http2SessionManager["request"]>): Promise<http2.ClientHttp2Stream> {
+    const stream = await super.request(...args);
+    const session = stream.session;
+    if (session && !this.#guarded.has(session)) {
+      this.#guarded.add(session);
+      session.on("error", () => {});
+    }
+    return stream;
+  }
+}
+
 export function createMeshTransport(options: MeshTransportOptions): Transport {
   const nodeOptions = {
     cert: options.credentials.certPem,
@@ -82,7 +110,12 @@ export function createMeshTransport(options: MeshTransportOptions): Transport {
   const common = {
     baseUrl: options.baseUrl,
     httpVersion: "2" as const,
-    nodeOptions,
+    // Mesh peers are long-lived: keep the session and notice a dead peer quickly.
+    sessionManager: new GoawaySafeSessionManager(
+      options.baseUrl,
+      { pingIntervalMs: 15_000, pingTimeoutMs: 5_000, idleConnectionTimeoutMs: 60_000 },
+      nodeOptions,
+    ),
     // Tracing first, so the observer's log line carries the call's trace id.
     interceptors: [
       clientTracing(),
@@ -95,10 +128,6 @@ export function createMeshTransport(options: MeshTransportOptions): Transport {
     // the unsent rest against its memory limit: one or two such calls and the connection
     // refuses every new stream (ENHANCE_YOUR_CALM). See docs/bad-input.md.
     writeMaxBytes: DEFAULT_READ_MAX_BYTES,
-    // Mesh peers are long-lived: keep the session and notice a dead peer quickly.
-    pingIntervalMs: 15_000,
-    pingTimeoutMs: 5_000,
-    idleConnectionTimeoutMs: 60_000,
     // Mesh messages are a few KB between nearby peers: gzip (the default offer, which
     // servers take up for responses over 1 KiB) costs zlib work on both ends, on the
     // thread pool, for bytes a data-centre network does not miss. Servers still accept

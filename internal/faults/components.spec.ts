@@ -46,7 +46,19 @@ describe("faults: a component stops in the middle of a stream of logins (docs/fa
         downMs: DOWN_MS,
       });
       expect(rig.pid(component)).to.not.equal(before);
-      const seen = expectFaultHandled(run, DEAD_COMPONENT_PAGE_MS);
+      let seen;
+      try {
+        // A peer's stop or restart must not take any other component down with it.
+        for (const c of ["orchestration", "token", "encryption", "storage"] as const) expect(rig.alive(c), `${c} is running`).to.equal(true);
+        seen = expectFaultHandled(run, DEAD_COMPONENT_PAGE_MS);
+      } catch (error) {
+        // What the components said outside their JSON logs: a crash's stack, a start-up error.
+        for (const c of ["orchestration", "token", "encryption", "storage"] as const) {
+          const said = rig.output(c).split("\n").filter((line) => line.trim() !== "" && !line.startsWith("{"));
+          if (said.length > 0) console.log(`      ${c} wrote:\n${said.map((line) => `        ${line}`).join("\n")}`);
+        }
+        throw error;
+      }
       const audit = await rig.audit();
       await expectNoHalfMadeUser(rig, run, audit);
       expectNoUserDataInLogs(rig);
