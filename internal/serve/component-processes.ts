@@ -4,7 +4,6 @@
 // (`node dist/<component>/main.mjs`; what `hello start` uses).
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { COMPONENTS, type Component } from "../../mesh/identity.js";
 import type { DevDeployment } from "./dev-deployment.js";
@@ -100,7 +99,7 @@ export function startComponentProcesses(deployment: DevDeployment, options: Comp
         const gone = new AbortController();
         const onExit = async (code: number | null, signal: NodeJS.Signals | null) => {
           // 'exit' can come before the last of stderr is read.
-          if (!child.stderr!.closed) await Promise.race([once(child.stderr!, "close"), new Promise((r) => setTimeout(r, 500))]);
+          if (!child.stderr!.closed) await Promise.race([new Promise((r) => child.stderr!.once("close", r)), new Promise((r) => setTimeout(r, 500))]);
           const said = stderrTail.get(c)!();
           gone.abort(new Error(`exited (${signal ?? `code ${code}`}) before serving${said ? `: ${said}` : ""}`));
         };

@@ -66,7 +66,7 @@ export async function serveComponent<C extends Component>(
     });
   } catch (error) {
     // Nothing half-started stays behind (a pool, a timer) to keep the process alive.
-    await running.close();
+    await running.close().catch(() => {}); // the error worth reporting is the listener's
     const code = (error as NodeJS.ErrnoException).code;
     if (code === "EADDRINUSE" || code === "EACCES" || code === "EADDRNOTAVAIL") {
       throw new Error(`cannot listen on ${config.listen.host}:${config.listen.port} (${code}): something else holds that port, or listen.host is not this machine's; change listen in the configuration`, { cause: error });
