@@ -99,7 +99,12 @@ export class GoawaySafeSessionManager extends Http2SessionManager {
   }
 }
 
-export function createMeshTransport(options: MeshTransportOptions): Transport {
+/** A mesh transport; `close()` drops its connection (or the attempt to make one) at once. */
+export interface MeshTransport extends Transport {
+  close(): void;
+}
+
+export function createMeshTransport(options: MeshTransportOptions): MeshTransport {
   const nodeOptions = {
     cert: options.credentials.certPem,
     key: options.credentials.keyPem,
@@ -107,15 +112,16 @@ export function createMeshTransport(options: MeshTransportOptions): Transport {
     checkServerIdentity: serverIdentityCheck(options.trust, options.target),
     minVersion: "TLSv1.3" as const,
   };
+  // Mesh peers are long-lived: keep the session and notice a dead peer quickly.
+  const sessionManager = new GoawaySafeSessionManager(
+    options.baseUrl,
+    { pingIntervalMs: 15_000, pingTimeoutMs: 5_000, idleConnectionTimeoutMs: 60_000 },
+    nodeOptions,
+  );
   const common = {
     baseUrl: options.baseUrl,
     httpVersion: "2" as const,
-    // Mesh peers are long-lived: keep the session and notice a dead peer quickly.
-    sessionManager: new GoawaySafeSessionManager(
-      options.baseUrl,
-      { pingIntervalMs: 15_000, pingTimeoutMs: 5_000, idleConnectionTimeoutMs: 60_000 },
-      nodeOptions,
-    ),
+    sessionManager,
     // Tracing first, so the observer's log line carries the call's trace id.
     interceptors: [
       clientTracing(),
@@ -134,12 +140,9 @@ export function createMeshTransport(options: MeshTransportOptions): Transport {
     // gzip from other clients.
     acceptCompression: [],
   };
-  switch (options.protocol ?? "connect") {
-    case "grpc":
-      return createGrpcTransport(common);
-    case "connect":
-      return createConnectTransport(common);
-    case "grpc-web":
-      return createGrpcWebTransport(common);
-  }
+  const create = { grpc: createGrpcTransport, connect: createConnectTransport, "grpc-web": createGrpcWebTransport }[options.protocol ?? "connect"];
+  // A connection attempt to something that accepts TCP and never answers the handshake
+  // has no timeout of its own and keeps the process alive; a short-lived client (a
+  // readiness probe, a CLI) closes its transport when done.
+  return Object.assign(create(common), { close: () => sessionManager.abort() });
 }

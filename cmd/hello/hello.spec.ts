@@ -184,6 +184,39 @@ describe("hello start: all four components, each its own process", function () {
     hello.child.kill("SIGTERM");
     expect(await exited).to.equal(0);
   });
+
+  it("with Token's port taken, it says so, names the setting, stops the others and exits 1", async function () {
+    // It accepts connections and never answers: no TLS handshake ever completes.
+    const held = new Set<net.Socket>();
+    const squatter = net.createServer((socket) => held.add(socket));
+    await new Promise<void>((resolve) => squatter.listen(ports.token, "127.0.0.1", resolve));
+    try {
+      const started = performance.now();
+      const child = spawn(process.execPath, [BIN, "start", "--config", path.join(dir, "hello.config.json")], { stdio: ["ignore", "pipe", "pipe"] });
+      let output = "";
+      child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+      child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+      const code = await new Promise<number | null>((resolve) => {
+        const timer = setTimeout(() => (child.kill("SIGKILL"), resolve(null)), 60_000);
+        child.once("exit", (exitCode) => (clearTimeout(timer), resolve(exitCode)));
+      });
+      expect(code, `hello start's exit code; it said:\n${output}`).to.equal(1);
+      expect(output).to.include(`cannot listen on 127.0.0.1:${ports.token} (EADDRINUSE)`);
+      expect(output).to.include(`token exited during start-up (code 1); it listens on port ${ports.token}, ports.token in`);
+      expect(performance.now() - started, "it does not wait for a readiness timeout").to.be.below(30_000);
+      for (const c of ["orchestration", "encryption", "storage"] as const) {
+        const refused = await new Promise<boolean>((resolve) => {
+          const socket = net.connect(ports[c], "127.0.0.1");
+          socket.once("connect", () => (socket.destroy(), resolve(false)));
+          socket.once("error", () => resolve(true));
+        });
+        expect(refused, `${c} still listening`).to.equal(true);
+      }
+    } finally {
+      for (const socket of held) socket.destroy();
+      await new Promise((resolve) => squatter.close(resolve));
+    }
+  });
 });
 
 describe("hello serve: a custodian runs one component from its own configuration", function () {

@@ -115,7 +115,11 @@ export async function runStart(args: string[]): Promise<number> {
     return 1;
   }
   if (started !== "ready") {
-    if (started !== "stopped") out(`${started.component} exited during start-up (${started.signal ?? `code ${started.code}`})`);
+    if (started !== "stopped") {
+      // Its own words are above; its listen address is derived from this file's ports.
+      const c = started.component;
+      out(`${c} exited during start-up (${started.signal ?? `code ${started.code}`}); it listens on port ${dev.ports[c]}, ports.${c} in ${values.config}`);
+    }
     await stop();
     return started === "stopped" ? 0 : 1;
   }

@@ -29,16 +29,21 @@ export async function waitUntilServing(
   const health = createClient(Health, transport);
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
-  while (Date.now() < deadline) {
-    if (signal?.aborted) throw new Error("stopped while waiting");
-    try {
-      const { status } = await health.check({ service: "" });
-      if (status === ServingStatus.SERVING) return;
-      last = new Error(`health is ${ServingStatus[status]}`);
-    } catch (error) {
-      last = error;
+  try {
+    while (Date.now() < deadline) {
+      if (signal?.aborted) throw new Error("stopped while waiting");
+      try {
+        const { status } = await health.check({ service: "" }, signal ? { signal } : {});
+        if (status === ServingStatus.SERVING) return;
+        last = new Error(`health is ${ServingStatus[status]}`);
+      } catch (error) {
+        last = error;
+      }
+      await new Promise((r) => setTimeout(r, 150));
     }
-    await new Promise((r) => setTimeout(r, 150));
+    throw new Error(`not serving after ${timeoutMs} ms (${(last as Error)?.message ?? "no answer"})`);
+  } finally {
+    // Whatever holds the port may accept and never answer: no attempt outlives the wait.
+    transport.close();
   }
-  throw new Error(`not serving after ${timeoutMs} ms (${(last as Error)?.message ?? "no answer"})`);
 }
