@@ -7,7 +7,6 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { readFileSync } from "node:fs";
 import { createClient } from "@connectrpc/connect";
 import pg from "pg";
 import { COMPONENTS } from "../../mesh/identity.js";
@@ -15,7 +14,7 @@ import { readBundles, trustFromBundles } from "../../mesh/bundle.js";
 import { createMeshTransport } from "../../mesh/client.js";
 import { MetricsService } from "../../internal/gen/hello/common/v1/metrics_pb.js";
 import { seriesSum } from "../../internal/metrics/exposition.js";
-import { pkiPaths } from "../../internal/pki/layout.js";
+import { operatorCredentials } from "../../internal/serve/credentials.js";
 import { loadDevConfig } from "../../internal/config/dev-config.js";
 import { type ComponentProcesses, startComponentProcesses } from "../../internal/serve/component-processes.js";
 import { type DevDeployment, prepareDevDeployment } from "../../internal/serve/dev-deployment.js";
@@ -211,13 +210,12 @@ export async function liveHeaps(rig: Rig, mesh: Mesh): Promise<Record<string, nu
  * MetricsService. The soak judges a leak by the live heap net of this.
  */
 export async function heldState(rig: Rig): Promise<number> {
-  const operator = pkiPaths(rig.deployment.certs, "orchestration");
   const transport = createMeshTransport({
     target: "orchestration",
     baseUrl: `https://127.0.0.1:${rig.ports.orchestration}`,
-    credentials: { certPem: readFileSync(operator.operatorCert, "utf8"), keyPem: readFileSync(operator.operatorKey, "utf8") },
+    credentials: operatorCredentials(rig.deployment.certs, "orchestration"),
     trust: trustFromBundles(readBundles(path.join(rig.deployment.certs, "bundles"), ["orchestration"])),
   });
-  const { exposition } = await createClient(MetricsService, transport).getMetrics({});
+  const { exposition } = await createClient(MetricsService, transport).getMetrics({}).finally(() => transport.close());
   return Math.round((seriesSum(exposition, "hello_state_bytes", { component: "orchestration" }) / 2 ** 20) * 10) / 10;
 }

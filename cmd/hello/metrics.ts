@@ -3,7 +3,7 @@
 // operator may read every component's metrics (seed 000), so --as may name any of the
 // four; the mesh refuses component certificates and unknown CAs as for any call.
 
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -14,6 +14,7 @@ import { ConfigError } from "../../internal/config/errors.js";
 import { loadDevConfig } from "../../internal/config/dev-config.js";
 import { MetricsService } from "../../internal/gen/hello/common/v1/metrics_pb.js";
 import { pkiPaths } from "../../internal/pki/layout.js";
+import { operatorCredentials } from "../../internal/serve/credentials.js";
 
 const USAGE = `usage: hello metrics <component> [--as <custodian>] [--config hello.config.json]
        hello metrics <component> --as <custodian> --url https://<host>:<port> --certs <dir> [--bundles <dir>]
@@ -85,7 +86,7 @@ export async function runMetrics(args: string[]): Promise<number> {
     const transport = createMeshTransport({
       target: component,
       baseUrl: url,
-      credentials: { certPem: readFileSync(operator.operatorCert, "utf8"), keyPem: readFileSync(operator.operatorKey, "utf8") },
+      credentials: operatorCredentials(certs, as as Component),
       trust: trustFromBundles(readBundles(values.bundles ?? path.join(certs, "bundles"), [component])),
     });
     ({ exposition } = await createClient(MetricsService, transport).getMetrics({}));

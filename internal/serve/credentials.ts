@@ -1,6 +1,8 @@
 import { existsSync, readFileSync } from "node:fs";
 import type { ComponentConfig } from "../config/component-config.js";
+import type { Component } from "../../mesh/identity.js";
 import type { MeshCredentials } from "../../mesh/server.js";
+import { pkiPaths } from "../pki/layout.js";
 
 /**
  * Production keys are never generated silently (DESIGN.md §2): a component whose
@@ -20,4 +22,10 @@ export function loadCredentials(config: ComponentConfig): MeshCredentials {
     );
   }
   return { certPem: readFileSync(config.tls.cert, "utf8"), keyPem: readFileSync(config.tls.key, "utf8") };
+}
+
+/** `component`'s custodian's operator certificate and key, from a certificates directory laid out by `hello pki`. */
+export function operatorCredentials(certsDir: string, component: Component): MeshCredentials {
+  const paths = pkiPaths(certsDir, component);
+  return { certPem: readFileSync(paths.operatorCert, "utf8"), keyPem: readFileSync(paths.operatorKey, "utf8") };
 }

@@ -1,14 +1,13 @@
 // Readiness as an operator sees it: grpc.health.v1 over the mesh, with the component's
 // own operator certificate (only its own custodian's operator may call Health).
 
-import { readFileSync } from "node:fs";
 import { createClient } from "@connectrpc/connect";
 import type { Component } from "../../mesh/identity.js";
 import { COMPONENTS } from "../../mesh/identity.js";
 import { readBundles, trustFromBundles } from "../../mesh/bundle.js";
 import { createMeshTransport } from "../../mesh/client.js";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
-import { pkiPaths } from "../pki/layout.js";
+import { operatorCredentials } from "./credentials.js";
 
 export async function waitUntilServing(
   component: Component,
@@ -18,11 +17,10 @@ export async function waitUntilServing(
   timeoutMs = 30_000,
   signal?: AbortSignal,
 ): Promise<void> {
-  const paths = pkiPaths(certsDir, component);
   const transport = createMeshTransport({
     target: component,
     baseUrl: url,
-    credentials: { certPem: readFileSync(paths.operatorCert, "utf8"), keyPem: readFileSync(paths.operatorKey, "utf8") },
+    credentials: operatorCredentials(certsDir, component),
     trust: trustFromBundles(readBundles(bundlesDir, COMPONENTS)),
     defaultTimeoutMs: 2_000,
   });

@@ -12,7 +12,6 @@
 // so it never vouches for anything alone: it catches a component that is not running
 // the file the deployment names (or whose file changed on disk since it started).
 
-import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -21,7 +20,7 @@ import { COMPONENTS, type Component } from "../../mesh/identity.js";
 import { readBundles, trustFromBundles } from "../../mesh/bundle.js";
 import { createMeshTransport } from "../../mesh/client.js";
 import { BuildInfoService, type BuildInfo } from "../gen/hello/common/v1/build_info_pb.js";
-import { pkiPaths } from "../pki/layout.js";
+import { operatorCredentials } from "../serve/credentials.js";
 import { artifactDigest } from "../buildinfo/artifact-digest.js";
 import { buildComponents, pinnedNodeVersion } from "../build/build.js";
 import type { DeploymentRecord } from "../serve/deployment-record.js";
@@ -62,8 +61,7 @@ export async function checkBuilds(options: CheckBuildsOptions): Promise<BuildsRe
   }
 
   const { deployment } = options;
-  const operator = pkiPaths(deployment.certs, options.operator);
-  const credentials = { certPem: readFileSync(operator.operatorCert, "utf8"), keyPem: readFileSync(operator.operatorKey, "utf8") };
+  const credentials = operatorCredentials(deployment.certs, options.operator);
   const trust = trustFromBundles(readBundles(deployment.bundles, COMPONENTS));
 
   const rows = await Promise.all(
