@@ -90,30 +90,36 @@ export class MeshMetrics {
    * leave room for, and what a leak check has to tell apart from a leak (bench soak).
    */
   #state: { component: string; read: () => ReadonlyArray<StateHeld> } | undefined;
-  readonly stateEntries: Gauge<"component" | "kind"> = new Gauge<"component" | "kind">({
-    name: "hello_state_entries",
-    help: "Entries a component holds in its own memory until they expire, by fixed kind name (code, access-token, assertion).",
-    labelNames: ["component", "kind"],
-    registers: [this.registry],
-    collect: () => this.#collectState(this.stateEntries, "entries"),
-  });
-  readonly stateBytes: Gauge<"component" | "kind"> = new Gauge<"component" | "kind">({
-    name: "hello_state_bytes",
-    help: "Memory those entries take: their keys' and sealed values' bytes and each entry's own overhead (about 470 bytes, measured on Node 20).",
-    labelNames: ["component", "kind"],
-    registers: [this.registry],
-    collect: () => this.#collectState(this.stateBytes, "bytes"),
-  });
+  readonly stateEntries = this.#stateGauge(
+    "hello_state_entries",
+    "Entries a component holds in its own memory until they expire, by fixed kind name (code, access-token, assertion).",
+    "entries",
+  );
+  readonly stateBytes = this.#stateGauge(
+    "hello_state_bytes",
+    "Memory those entries take: their keys' and sealed values' bytes and each entry's own overhead (about 470 bytes, measured on Node 20).",
+    "bytes",
+  );
 
   /** Publishes `read()` at every scrape as hello_state_entries and hello_state_bytes. */
   observeState(component: string, read: () => ReadonlyArray<StateHeld>): void {
     this.#state = { component, read };
   }
 
-  #collectState(gauge: Gauge<"component" | "kind">, field: "entries" | "bytes"): void {
-    gauge.reset();
-    if (!this.#state) return;
-    for (const held of this.#state.read()) gauge.set({ component: this.#state.component, kind: held.kind }, held[field]);
+  /** A gauge that publishes one field of what observeState's reader returns, at each scrape. */
+  #stateGauge(name: string, help: string, field: "entries" | "bytes"): Gauge<"component" | "kind"> {
+    const gauge: Gauge<"component" | "kind"> = new Gauge({
+      name,
+      help,
+      labelNames: ["component", "kind"],
+      registers: [this.registry],
+      collect: () => {
+        gauge.reset();
+        if (!this.#state) return;
+        for (const held of this.#state.read()) gauge.set({ component: this.#state.component, kind: held.kind }, held[field]);
+      },
+    });
+    return gauge;
   }
 
   constructor(options: { processMetrics?: boolean } = {}) {

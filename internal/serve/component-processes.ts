@@ -56,7 +56,8 @@ export function componentCommand(component: Component, configFile: string, artif
 export function startComponentProcesses(deployment: DevDeployment, options: ComponentProcessOptions = {}): ComponentProcesses {
   const components = options.components ?? COMPONENTS;
   const children = new Map<Component, ChildProcess>();
-  const stderrTail = new Map<Component, () => string>();
+  /** The end of what each said on stderr, for the report when it exits before serving (start-up errors go there). */
+  const stderrTail = new Map<Component, string>();
   let stopping = false;
   let reportExit!: (value: { component: Component; code: number | null; signal: NodeJS.Signals | null }) => void;
   const exited = new Promise<{ component: Component; code: number | null; signal: NodeJS.Signals | null }>((r) => (reportExit = r));
@@ -68,13 +69,7 @@ export function startComponentProcesses(deployment: DevDeployment, options: Comp
       env: { ...inheritedEnv(), ...options.env },
     });
     children.set(component, child);
-    // The end of what it said on stderr, for the report when it exits before serving
-    // (start-up errors are written there for the custodian).
-    let said = "";
-    child.stderr!.on("data", (chunk: Buffer) => {
-      said = (said + chunk.toString("utf8")).slice(-2_000);
-    });
-    stderrTail.set(component, () => said.trim());
+    child.stderr!.on("data", (chunk: Buffer) => stderrTail.set(component, ((stderrTail.get(component) ?? "") + chunk.toString("utf8")).slice(-2_000)));
     options.onSpawn?.(component, child);
     child.once("exit", (code, signal) => {
       if (!stopping) reportExit({ component, code, signal });
@@ -100,7 +95,7 @@ export function startComponentProcesses(deployment: DevDeployment, options: Comp
         const onExit = async (code: number | null, signal: NodeJS.Signals | null) => {
           // 'exit' can come before the last of stderr is read.
           if (!child.stderr!.closed) await Promise.race([new Promise((r) => child.stderr!.once("close", r)), new Promise((r) => setTimeout(r, 500))]);
-          const said = stderrTail.get(c)!();
+          const said = stderrTail.get(c)?.trim();
           gone.abort(new Error(`exited (${signal ?? `code ${code}`}) before serving${said ? `: ${said}` : ""}`));
         };
         if (child.exitCode !== null || child.signalCode !== null) onExit(child.exitCode, child.signalCode);
