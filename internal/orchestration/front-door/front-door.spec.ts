@@ -113,6 +113,48 @@ describe("the front door: a standard OpenID Provider (DESIGN.md §6)", function 
     expect(bad.headers.get("www-authenticate")).to.match(/^Bearer error="invalid_token"/);
   });
 
+  it("OIDC Core §5.3.1 / RFC 6750 §2: userinfo by POST, with the token in the header or the form body, never both", async function () {
+    const { tokens } = await login("a", USERS.alice);
+    const token = tokens.access_token;
+    const userinfo = (init: { headers?: Record<string, string>; body?: string }, query = "") =>
+      fetch(`${mesh.issuer}/userinfo${query}`, { method: "POST", ...init });
+    const form = { "content-type": "application/x-www-form-urlencoded" };
+    const bearer = (t: string) => ({ authorization: `Bearer ${t}` });
+    const claimsOf = async (response: Response) => {
+      expect(response.status, await response.clone().text()).to.equal(200);
+      return (await response.json()) as { email?: string; sub?: string };
+    };
+    // the header alone: no body and no content type, or a body that is not a form
+    expect((await claimsOf(await userinfo({ headers: bearer(token) }))).email).to.equal(USERS.alice.email);
+    expect((await claimsOf(await userinfo({ headers: { ...bearer(token), "content-type": "application/json" }, body: "{}" }))).email).to.equal(USERS.alice.email);
+    // a form without access_token beside the header; the scheme's case does not matter (RFC 7235 §2.1)
+    expect((await claimsOf(await userinfo({ headers: { ...form, authorization: `bearer ${token}` }, body: "x=1" }))).email).to.equal(USERS.alice.email);
+    // the form body alone
+    const fromBody = await claimsOf(await userinfo({ headers: form, body: new URLSearchParams({ access_token: token }).toString() }));
+    expect(fromBody.sub).to.equal(tokens.claims()!.sub);
+    // the JWT form answers a POST too
+    const jwt = await userinfo({ headers: { ...bearer(token), accept: "application/jwt" } });
+    expect(jwt.headers.get("content-type")).to.equal("application/jwt");
+
+    // two places (header and body, or the body twice), or the URL: invalid_request, in the body and the challenge
+    for (const refused of [
+      await userinfo({ headers: { ...form, ...bearer(token) }, body: new URLSearchParams({ access_token: token }).toString() }),
+      await userinfo({ headers: form, body: new URLSearchParams([["access_token", token], ["access_token", token]]).toString() }),
+      await userinfo({ headers: form }, `?${new URLSearchParams({ access_token: token })}`),
+    ]) {
+      expect(refused.status).to.equal(400);
+      expect(((await refused.json()) as { error: string }).error).to.equal("invalid_request");
+      expect(refused.headers.get("www-authenticate")).to.match(/^Bearer error="invalid_request"/);
+    }
+    // a bad token, wherever it is, and no token at all: 401 with the challenge
+    for (const init of [{ headers: bearer("not-a-token") }, { headers: form, body: "access_token=not-a-token" }, {}, { headers: form, body: "" }]) {
+      const bad = await userinfo(init);
+      expect(bad.status, JSON.stringify(init)).to.equal(401);
+      expect(((await bad.json()) as { error: string }).error).to.equal("invalid_token");
+      expect(bad.headers.get("www-authenticate")).to.match(/^Bearer error="invalid_token"/);
+    }
+  });
+
   it("OIDC Core §3.1.2.1: the authorization endpoint takes POST as well as GET", async function () {
     const { config, checks, url } = await prepare("a", { scope: "openid email" });
     const browser = new Browserless();

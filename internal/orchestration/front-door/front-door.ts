@@ -334,14 +334,11 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
     sendJson(res, 200, { access_token: accessToken, token_type: "Bearer", expires_in: ACCESS_TOKEN_TTL, id_token: entry.id_token, scope: entry.scope });
   }
 
-  async function userinfo(req: http.IncomingMessage, res: http.ServerResponse, body: URLSearchParams | undefined) {
-    const header = req.headers.authorization;
-    const token = header?.startsWith("Bearer ") ? header.slice(7) : body?.get("access_token") ?? undefined;
+  /** OIDC Core §5.3.1: GET or POST, with the access token as RFC 6750 §2 sends it. */
+  async function userinfo(req: http.IncomingMessage, res: http.ServerResponse, url: URL) {
+    const token = await bearerToken(req, url);
     const entry = token ? await accessTokens.read(token) : undefined;
-    if (!entry) {
-      res.setHeader("www-authenticate", 'Bearer error="invalid_token", error_description="the access token is invalid or expired"');
-      throw new OAuthError("invalid_token", "the access token is invalid or expired");
-    }
+    if (!entry) throw new OAuthError("invalid_token", "the access token is invalid or expired");
     if ((req.headers.accept ?? "").includes("application/jwt")) {
       res.writeHead(200, { "content-type": "application/jwt", "cache-control": "no-store" });
       res.end(entry.userinfo_jwt);
@@ -402,9 +399,8 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
           case "POST /token":
             return await tokenEndpoint(req, res, await form(req));
           case "GET /userinfo":
-            return await userinfo(req, res, undefined);
           case "POST /userinfo":
-            return await userinfo(req, res, await form(req));
+            return await userinfo(req, res, url);
           case "GET /health":
             return sendJson(res, 200, { status: "ok" });
           default: {
@@ -438,6 +434,8 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
     if (error instanceof OAuthError) {
       const headers: Record<string, string> = {};
       if (error.error === "invalid_client") headers["www-authenticate"] = 'Basic realm="hello-mesh"';
+      // RFC 6750 §3: a protected resource names the error in its challenge too.
+      if (path === "/userinfo") headers["www-authenticate"] = `Bearer error="${error.error}", error_description="${error.description.replace(/[^\x20-\x7e]|["\\]/g, "")}"`;
       if (path === "/token" || path === "/userinfo") return sendJson(res, error.status, { error: error.error, error_description: error.description }, headers);
       return sendError(res, error.status, "Sign-in failed", error.description);
     }
@@ -477,6 +475,26 @@ const ALLOWED_METHODS: Record<string, string> = {
   "/userinfo": "GET, POST",
   "/health": "GET",
 };
+
+/**
+ * The access token of a userinfo request, from exactly one of the places RFC 6750 §2
+ * allows: the Authorization header (Bearer, any method), or the `access_token` field of
+ * a POST's application/x-www-form-urlencoded body. A POST with the header may have an
+ * empty body or a body of another type, which is not read. A token in two places, or
+ * in the URL (§2.3, which hello-mesh does not take: URLs end up in logs), is
+ * invalid_request. Undefined when there is none.
+ */
+async function bearerToken(req: http.IncomingMessage, url: URL): Promise<string | undefined> {
+  if (url.searchParams.has("access_token")) throw new OAuthError("invalid_request", "send the access token in the Authorization header or a form body, not in the URL");
+  const scheme = /^Bearer(?: +(.*))?$/i.exec(req.headers.authorization ?? "");
+  const inHeader = scheme ? (scheme[1] ?? "").trim() : undefined;
+  const isForm = (req.headers["content-type"] ?? "").startsWith("application/x-www-form-urlencoded");
+  if (req.method !== "POST" || !isForm) return inHeader;
+  const inBody = (await form(req)).getAll("access_token");
+  if (inBody.length > 1) throw new OAuthError("invalid_request", "access_token appears more than once");
+  if (inBody.length === 1 && inHeader !== undefined) throw new OAuthError("invalid_request", "the access token was sent in more than one place");
+  return inHeader ?? inBody[0];
+}
 
 const tooLarge = () => new OAuthError("invalid_request", `the request body is larger than ${MAX_BODY} bytes`, 413);
 
