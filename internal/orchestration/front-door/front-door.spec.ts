@@ -186,10 +186,17 @@ describe("the front door: a standard OpenID Provider (DESIGN.md §6)", function 
     }
   });
 
-  it("RFC 6749 §4.1.2 / §10.5: a code is single use; the second redemption is invalid_grant", async function () {
-    const { config, callback, checks } = await login("a", USERS.bob);
+  it("RFC 6749 §4.1.2 / §10.5: a code is single use; the second redemption is invalid_grant and revokes the first one's access token", async function () {
+    const { config, callback, checks, tokens } = await login("a", USERS.bob);
+    const userinfo = () => fetch(`${mesh.issuer}/userinfo`, { headers: { authorization: `Bearer ${tokens.access_token}` } });
+    // honest twin: redeemed once, the access token works (and keeps working)
+    expect((await userinfo()).status).to.equal(200);
+    expect((await userinfo()).status).to.equal(200);
     const again = await oidc.authorizationCodeGrant(config, callback, checks).catch((e: unknown) => e);
     expect((again as oidc.ResponseBodyError).error).to.equal("invalid_grant");
+    const revoked = await userinfo();
+    expect(revoked.status).to.equal(401);
+    expect(revoked.headers.get("www-authenticate")).to.match(/^Bearer error="invalid_token"/);
   });
 
   it("RFC 7636 §4.6: a wrong code_verifier is invalid_grant (and burns the code)", async function () {

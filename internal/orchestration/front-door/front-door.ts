@@ -13,7 +13,7 @@ import type { FrontDoorClient, UpstreamProvider } from "../../config/component-c
 import type { TokenService } from "../../gen/hello/token/v1/token_service_pb.js";
 import { type VerificationKeys } from "../../protocol/signing-keys.js";
 import { type LoginDriver, type LoginState, ProtocolViolation, isLostCreateRace } from "../login-driver.js";
-import { FlowSealer, SecretKeyedStore, type SharedStore } from "../sealed.js";
+import { AuthorizationCodes, FlowSealer, SecretKeyedStore, type SharedStore } from "../sealed.js";
 import { PAGE_CSP, hiddenInputs, page, pageCsp } from "../pages/layout.js";
 import { html } from "../pages/html.js";
 import { chooserPage } from "../pages/chooser.js";
@@ -95,7 +95,7 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
   const endpoint = (path: string) => `${issuer}${path}`;
   const clients = new Map(deps.clients.map((c) => [c.client_id, c]));
   const sealer = new FlowSealer(deps.cookieKey);
-  const codes = new SecretKeyedStore<CodeEntry>(deps.store, "code");
+  const codes = new AuthorizationCodes<CodeEntry>(deps.store, CODE_TTL);
   const accessTokens = new SecretKeyedStore<AccessEntry>(deps.store, "access-token");
   const rp = new UpstreamRp(deps.providers, endpoint("/upstream/callback"));
   const secure = issuer.startsWith("https:");
@@ -309,7 +309,7 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
     const code = await codes.issue({
       client_id: request.client_id, redirect_uri: request.redirect_uri, code_challenge: request.code_challenge, scope: request.scope,
       id_token: outcome.idToken, userinfo_json: outcome.userinfoJson, userinfo_jwt: outcome.userinfoJwt,
-    }, CODE_TTL);
+    });
     respond(res, request, { code });
   }
 
@@ -322,8 +322,10 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
     if (body.get("grant_type") !== "authorization_code") throw new OAuthError("unsupported_grant_type", "only authorization_code is supported");
     const code = body.get("code");
     if (!code) throw new OAuthError("invalid_request", "code is required");
-    const entry = await codes.redeem(code); // taken now: a second use finds nothing
-    if (!entry) throw new OAuthError("invalid_grant", "the code is invalid, expired or already used");
+    // Taken now: a second use finds nothing, and revokes what this one issues (RFC 6749 §4.1.2).
+    const redemption = await codes.redeem(code);
+    if (!redemption) throw new OAuthError("invalid_grant", "the code is invalid, expired or already used");
+    const { entry } = redemption;
     if (entry.client_id !== client.client_id) throw new OAuthError("invalid_grant", "the code was issued to another client");
     if (body.get("redirect_uri") !== entry.redirect_uri) throw new OAuthError("invalid_grant", "redirect_uri does not match the authorization request");
     const verifier = body.get("code_verifier") ?? "";
@@ -331,6 +333,7 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
       throw new OAuthError("invalid_grant", "code_verifier does not match the code_challenge (PKCE)");
     }
     const accessToken = await accessTokens.issue({ client_id: client.client_id, userinfo_json: entry.userinfo_json, userinfo_jwt: entry.userinfo_jwt }, ACCESS_TOKEN_TTL);
+    if (!(await redemption.issued(accessTokens.keyOf(accessToken)))) throw new OAuthError("invalid_grant", "the code was used more than once");
     sendJson(res, 200, { access_token: accessToken, token_type: "Bearer", expires_in: ACCESS_TOKEN_TTL, id_token: entry.id_token, scope: entry.scope });
   }
 
