@@ -13,6 +13,7 @@ import { rm } from "node:fs/promises";
 import { COMPONENTS, type Component } from "../../mesh/identity.js";
 import { ConfigError } from "../../internal/config/errors.js";
 import { derivedConfigPath, loadDevConfig } from "../../internal/config/dev-config.js";
+import { upstreamRedirectUri } from "../../internal/config/component-config.js";
 import { discoverJwksUris, prepareDevDeployment } from "../../internal/serve/dev-deployment.js";
 import { startComponentProcesses } from "../../internal/serve/component-processes.js";
 import { deploymentRecord, deploymentRecordPath, pidsOf, writeDeploymentRecord } from "../../internal/serve/deployment-record.js";
@@ -71,10 +72,14 @@ export async function runStart(args: string[]): Promise<number> {
         clients: [{
           client_id: devProvider.client_id,
           ...(devProvider.client_secret ? { client_secret: devProvider.client_secret } : {}),
-          redirect_uris: [`${dev.issuer.replace(/\/$/, "")}/upstream/callback`],
+          redirect_uris: [upstreamRedirectUri(dev.issuer, devProvider.id)],
         }],
       })
     : undefined;
+  // Every other provider must know where to send the browser back: one path each.
+  for (const provider of dev.providers) {
+    if (provider !== devProvider) out(`  provider ${provider.id}: its client must be registered with the redirect URI ${upstreamRedirectUri(dev.issuer, provider.id)}`);
+  }
 
   const jwksUris = await discoverJwksUris(dev, (line) => out(`  ${line}; Token will not accept its ID Tokens`));
   const reachable = { ...dev, providers: dev.providers.filter((p) => p.jwks_uri ?? jwksUris[p.id]) };

@@ -12,7 +12,7 @@ import { expect } from "chai";
 import { SignJWT } from "jose";
 import * as oidc from "openid-client";
 import { COMPONENTS } from "../../mesh/identity.js";
-import type { ComponentConfig } from "../config/component-config.js";
+import { type ComponentConfig, upstreamRedirectUri } from "../config/component-config.js";
 import { loadDevConfig } from "../config/dev-config.js";
 import { type DevOp, type DevUser, startDevOp } from "../devop/dev-op.js";
 import { type ComponentProcesses, startComponentProcesses } from "../serve/component-processes.js";
@@ -48,7 +48,7 @@ describe("replicas: two Orchestration and two Token instances (DESIGN.md §8)", 
     for (const c of COMPONENTS) ports[c] = await freePort();
     issuer = `http://localhost:${ports.public}`;
     devOp = await startDevOp({
-      clients: [{ client_id: UPSTREAM_CLIENT.id, client_secret: UPSTREAM_CLIENT.secret, redirect_uris: [`${issuer}/upstream/callback`] }],
+      clients: [{ client_id: UPSTREAM_CLIENT.id, client_secret: UPSTREAM_CLIENT.secret, redirect_uris: [upstreamRedirectUri(issuer, "dev")] }],
     });
     const apps: App[] = ["a", "b", "jwt"];
     const configFile = path.join(dir, "hello.config.json");
@@ -147,7 +147,7 @@ describe("replicas: two Orchestration and two Token instances (DESIGN.md §8)", 
     const tokens = await oidc.authorizationCodeGrant(config, callback, checks);
     expect(tokens.claims()!.email).to.equal(USERS.alice.email);
     const all = [...steps, ...balancer.steps.slice(-1)];
-    expect(all.map((s) => s.path)).to.deep.equal(["/authorize", "/upstream/callback", "/consent", "/token"]);
+    expect(all.map((s) => s.path)).to.deep.equal(["/authorize", "/upstream/callback/dev", "/consent", "/token"]);
     // each step on the other instance than the step before
     for (let i = 1; i < all.length; i++) expect(all[i]!.backend).to.not.equal(all[i - 1]!.backend);
   });

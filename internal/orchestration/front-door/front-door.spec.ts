@@ -297,7 +297,7 @@ describe("the front door: a standard OpenID Provider (DESIGN.md §6)", function 
 
     it("an upstream answer that does not verify (a swapped code) is a clear 400 page, not a code", async function () {
       const browser = new Browserless();
-      const atCallback = (u: URL) => u.pathname === "/upstream/callback";
+      const atCallback = (u: URL) => u.pathname === "/upstream/callback/dev";
       const login = await browser.go(base({}), {}, atCallback);
       const back = await browser.submit(browser.form(login, /\/login$/), [["email", USERS.alice.email], ["password", USERS.alice.password]], atCallback);
       const swapped = new URL(back.url);
@@ -306,6 +306,49 @@ describe("the front door: a standard OpenID Provider (DESIGN.md §6)", function 
       expect(page.status).to.equal(400);
       expect(page.body).to.include("could not be verified");
       expect(page.url.origin, "no redirect to the app").to.equal(new URL(mesh.issuer).origin);
+    });
+
+    it("RFC 9207: an answer whose iss is not the provider's, or lacks the iss the provider promises, is refused before redemption", async function () {
+      const issuer = new URL(mesh.devOp.issuer).toString().replace(/\/$/, "");
+      for (const tamper of [(u: URL) => u.searchParams.set("iss", "https://evil.example"), (u: URL) => u.searchParams.delete("iss")]) {
+        const browser = new Browserless();
+        const atCallback = (u: URL) => u.pathname === "/upstream/callback/dev";
+        const login = await browser.go(base({}), {}, atCallback);
+        const back = await browser.submit(browser.form(login, /\/login$/), [["email", USERS.alice.email], ["password", USERS.alice.password]], atCallback);
+        expect(back.url.searchParams.get("iss"), "the provider sends iss").to.equal(issuer);
+        const tampered = new URL(back.url);
+        tamper(tampered);
+        const page = await browser.go(tampered, {}, (u) => u.origin === new URL(APPS.a!.redirect_uri).origin);
+        expect(page.status).to.equal(400);
+        expect(page.body).to.include("could not be verified");
+      }
+      // An error answer carries no code, and its iss is checked all the same: with the
+      // provider's iss it reaches the app; with another it is refused.
+      for (const [iss, refused] of [[issuer, false], ["https://evil.example", true]] as const) {
+        const browser = new Browserless();
+        const toProvider = await fetch(base({}), { redirect: "manual" });
+        const cookie = toProvider.headers.getSetCookie()[0]!.split(";")[0]!;
+        const state = new URL(toProvider.headers.get("location")!).searchParams.get("state")!;
+        const answer = new URL(`${mesh.issuer}/upstream/callback/dev`);
+        answer.search = new URLSearchParams({ error: "access_denied", state, iss }).toString();
+        const page = await browser.go(answer, { headers: { cookie } }, (u) => u.origin === new URL(APPS.a!.redirect_uri).origin);
+        if (refused) {
+          expect(page.status).to.equal(400);
+          expect(page.body).to.include("could not be verified");
+        } else {
+          expect(page.url.searchParams.get("error")).to.equal("access_denied");
+          expect(page.url.searchParams.get("state")).to.equal("st");
+        }
+      }
+    });
+
+    it("the callback is per provider: an unknown provider's path is 404, the old shared path is gone", async function () {
+      for (const path of ["/upstream/callback/nowhere", "/upstream/callback", "/upstream/callback/"]) {
+        expect((await fetch(`${mesh.issuer}${path}?state=x&code=y`)).status, path).to.equal(404);
+      }
+      const post = await fetch(`${mesh.issuer}/upstream/callback/dev`, { method: "POST" });
+      expect(post.status).to.equal(405);
+      expect(post.headers.get("allow")).to.equal("GET");
     });
 
     it("a declined consent is access_denied, and no release is made", async function () {

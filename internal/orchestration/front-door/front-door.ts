@@ -9,7 +9,7 @@ import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { ConnectError, type Client } from "@connectrpc/connect";
 import { compactVerify } from "jose";
-import type { FrontDoorClient, UpstreamProvider } from "../../config/component-config.js";
+import { type FrontDoorClient, type UpstreamProvider, UPSTREAM_CALLBACK_PATH } from "../../config/component-config.js";
 import type { TokenService } from "../../gen/hello/token/v1/token_service_pb.js";
 import { type VerificationKeys } from "../../protocol/signing-keys.js";
 import { type LoginDriver, type LoginState, ProtocolViolation, isLostCreateRace } from "../login-driver.js";
@@ -43,11 +43,17 @@ export interface FrontDoorDeps {
   readonly observer?: HttpObserver;
 }
 
-/** The routes below: the only values the `route` label and log field take (others are "other"). */
+/**
+ * The routes below: the only values the `route` label and log field take (others are
+ * "other"). Every provider's callback, /upstream/callback/<id>, is CALLBACK_ROUTE.
+ */
 const ROUTES = new Set([
-  "/.well-known/openid-configuration", "/jwks", "/authorize", "/authorize/provider", "/upstream/callback",
+  "/.well-known/openid-configuration", "/jwks", "/authorize", "/authorize/provider",
   "/consent", "/token", "/userinfo", "/health",
 ]);
+const CALLBACK_ROUTE = "/upstream/callback";
+/** How a provider's callback is named in the switch below; "{" is never in a URL's path. */
+const CALLBACK_CASE = "/upstream/callback/{provider}";
 
 const FLOW_TTL = 10 * 60;
 const CODE_TTL = 60;
@@ -97,7 +103,7 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
   const sealer = new FlowSealer(deps.cookieKey);
   const codes = new AuthorizationCodes<CodeEntry>(deps.store, CODE_TTL);
   const accessTokens = new SecretKeyedStore<AccessEntry>(deps.store, "access-token");
-  const rp = new UpstreamRp(deps.providers, endpoint("/upstream/callback"));
+  const rp = new UpstreamRp(deps.providers, issuer);
   const secure = issuer.startsWith("https:");
   const observer = deps.observer ?? httpObserver("orchestration");
 
@@ -237,22 +243,30 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
     return toProvider(res, request, provider);
   }
 
-  async function upstreamCallback(req: http.IncomingMessage, res: http.ServerResponse, url: URL) {
+  /** The answer of `provider` (the one whose callback path it came to). */
+  async function upstreamCallback(req: http.IncomingMessage, res: http.ServerResponse, url: URL, provider: UpstreamProvider) {
     const state = url.searchParams.get("state") ?? "";
     const name = flowCookie(state);
     const flow = sealer.open<UpstreamFlow>("upstream", cookies(req)[name]);
     if (!flow || flow.state !== state) {
       return sendError(res, 400, "This sign-in has expired", "We could not find the sign-in this answer belongs to (it took too long, was already completed, or cookies are blocked).", "Go back to the app and sign in again.");
     }
+    if (flow.provider !== provider.id) {
+      // A mix-up (RFC 9700 §4.4): an answer for a login started with another provider.
+      // Refused before anything is redeemed, and the flow is left as it was.
+      return sendError(res, 400, "Sign-in failed", `This answer did not come from the provider this sign-in was started with.`, "Go back to the app and sign in again.");
+    }
     setCookie(res, name, "", 0); // one use
     const upstreamError = url.searchParams.get("error");
     if (upstreamError) {
+      if (!(await rp.errorAnswerIsFrom(provider, url))) {
+        return sendError(res, 400, "Sign-in failed", `The answer from ${provider.name} could not be verified.`, "Go back to the app and sign in again.");
+      }
       // With prompt=none the provider's login_required / consent_required goes to the app as is.
       const passThrough = ["login_required", "consent_required", "interaction_required", "account_selection_required"];
       const error = passThrough.includes(upstreamError) ? upstreamError : "access_denied";
       return respond(res, flow.request, { error, error_description: "the sign-in at your provider did not complete" });
     }
-    const provider = rp.provider(flow.provider)!;
     let upstream;
     try {
       upstream = await rp.redeem(provider, url, { state: flow.state, nonce: flow.upstream_nonce, codeVerifier: flow.verifier });
@@ -381,8 +395,10 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
         observation.route(OTHER_ROUTE);
         return sendError(res, 400, "Bad request", "The address of this request is not valid.");
       }
-      const route = `${req.method} ${url.pathname}`;
-      observation.route(ROUTES.has(url.pathname) ? url.pathname : OTHER_ROUTE);
+      // A configured provider's callback path; any other under it is unknown.
+      const callback = url.pathname.startsWith(UPSTREAM_CALLBACK_PATH) ? rp.provider(url.pathname.slice(UPSTREAM_CALLBACK_PATH.length)) : undefined;
+      const route = `${req.method} ${callback ? CALLBACK_CASE : url.pathname}`;
+      observation.route(callback ? CALLBACK_ROUTE : ROUTES.has(url.pathname) ? url.pathname : OTHER_ROUTE);
       try {
         switch (route) {
           case "GET /.well-known/openid-configuration":
@@ -395,8 +411,8 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
             return await authorize(res, await form(req));
           case "POST /authorize/provider":
             return await chosen(res, await form(req));
-          case "GET /upstream/callback":
-            return await upstreamCallback(req, res, url);
+          case `GET ${CALLBACK_CASE}`:
+            return await upstreamCallback(req, res, url, callback!);
           case "POST /consent":
             return await consent(res, await form(req));
           case "POST /token":
@@ -407,7 +423,7 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
           case "GET /health":
             return sendJson(res, 200, { status: "ok" });
           default: {
-            const allowed = ALLOWED_METHODS[url.pathname];
+            const allowed = callback ? "GET" : ALLOWED_METHODS[url.pathname];
             if (!allowed) return sendError(res, 404, "Not found", "There is no page at this address.");
             const said = `this endpoint answers ${allowed} only`;
             if (url.pathname === "/token" || url.pathname === "/userinfo") return sendJson(res, 405, { error: "invalid_request", error_description: said }, { allow: allowed });
@@ -472,7 +488,6 @@ const ALLOWED_METHODS: Record<string, string> = {
   "/jwks": "GET",
   "/authorize": "GET, POST",
   "/authorize/provider": "POST",
-  "/upstream/callback": "GET",
   "/consent": "POST",
   "/token": "POST",
   "/userinfo": "GET, POST",
