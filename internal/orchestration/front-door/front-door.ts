@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
-import { ConnectError, type Client } from "@connectrpc/connect";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { compactVerify } from "jose";
 import { type FrontDoorClient, type UpstreamProvider, UPSTREAM_CALLBACK_PATH } from "../../config/component-config.js";
 import type { TokenService } from "../../gen/hello/token/v1/token_service_pb.js";
@@ -41,6 +41,19 @@ export interface FrontDoorDeps {
   readonly store: SharedStore;
   /** Counts, times and logs each request by route name. Default: this process's metrics and log. */
   readonly observer?: HttpObserver;
+  /**
+   * Whether the peers a login needs (Token, Encryption and, behind it, Storage) serve
+   * (internal/serve/peer-health.ts). Until they do, logins get the "unavailable" page
+   * and /healthz/ready answers 503. Absent: always ready.
+   */
+  readonly readiness?: FrontDoorReadiness;
+}
+
+export interface FrontDoorReadiness {
+  /** True at once while every peer served at the last look; otherwise from a look begun now. */
+  settle(): Promise<boolean>;
+  /** The peers that did not serve at the last look. */
+  notServing(): readonly string[];
 }
 
 /**
@@ -49,7 +62,7 @@ export interface FrontDoorDeps {
  */
 const ROUTES = new Set([
   "/.well-known/openid-configuration", "/jwks", "/authorize", "/authorize/provider",
-  "/consent", "/token", "/userinfo", "/health",
+  "/consent", "/token", "/userinfo", "/health", "/healthz/live", "/healthz/ready",
 ]);
 const CALLBACK_ROUTE = "/upstream/callback";
 /** How a provider's callback is named in the switch below; "{" is never in a URL's path. */
@@ -171,6 +184,19 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
   const flowCookie = (state: string) => `hello_flow_${state.slice(0, 16)}`;
   const setCookie = (res: http.ServerResponse, name: string, value: string, maxAge: number) =>
     res.appendHeader("set-cookie", `${name}=${value}; Path=/; HttpOnly; SameSite=Lax; Max-Age=${maxAge}${secure ? "; Secure" : ""}`);
+
+  // --- readiness ------------------------------------------------------------------------
+
+  /** No login starts or goes on while a peer it needs does not serve: the "unavailable" page instead. */
+  async function whenReady() {
+    if (deps.readiness && !(await deps.readiness.settle())) throw new ConnectError("a component a login needs is not serving", Code.Unavailable);
+  }
+
+  /** For load balancers: 200 while a login can succeed, else 503 naming the peers that do not serve. */
+  async function ready(res: http.ServerResponse) {
+    if (!deps.readiness || (await deps.readiness.settle())) return sendJson(res, 200, { status: "ready" });
+    sendJson(res, 503, { status: "not ready", not_serving: deps.readiness.notServing() }, { "retry-after": String(RETRY_AFTER_SECONDS) });
+  }
 
   // --- the login --------------------------------------------------------------------
 
@@ -406,22 +432,30 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
           case "GET /jwks":
             return await jwks(res);
           case "GET /authorize":
+            await whenReady();
             return await authorize(res, url.searchParams);
           case "POST /authorize":
+            await whenReady();
             return await authorize(res, await form(req));
           case "POST /authorize/provider":
+            await whenReady();
             return await chosen(res, await form(req));
           case `GET ${CALLBACK_CASE}`:
+            await whenReady();
             return await upstreamCallback(req, res, url, callback!);
           case "POST /consent":
+            await whenReady();
             return await consent(res, await form(req));
           case "POST /token":
             return await tokenEndpoint(req, res, await form(req));
           case "GET /userinfo":
           case "POST /userinfo":
             return await userinfo(req, res, url);
-          case "GET /health":
+          case "GET /healthz/live":
+          case "GET /health": // the name before /healthz/live, kept for whoever probes it
             return sendJson(res, 200, { status: "ok" });
+          case "GET /healthz/ready":
+            return await ready(res);
           default: {
             const allowed = callback ? "GET" : ALLOWED_METHODS[url.pathname];
             if (!allowed) return sendError(res, 404, "Not found", "There is no page at this address.");
@@ -492,6 +526,8 @@ const ALLOWED_METHODS: Record<string, string> = {
   "/token": "POST",
   "/userinfo": "GET, POST",
   "/health": "GET",
+  "/healthz/live": "GET",
+  "/healthz/ready": "GET",
 };
 
 /**
