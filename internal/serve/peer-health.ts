@@ -13,8 +13,12 @@ import type { Component } from "../../mesh/identity.js";
 import { isUnavailable } from "../../mesh/transport-errors.js";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
 
-/** How long a peer's Check may take; a peer that does not answer within it is not serving. */
-export const PEER_CHECK_DEADLINE_MS = 1_000;
+/**
+ * How long a peer's Check may take; a peer that does not answer within it is not
+ * serving. A Check is a few microseconds of work: this is a bound for a hung peer,
+ * with room for a machine so busy that a healthy one answers slowly.
+ */
+export const PEER_CHECK_DEADLINE_MS = 2_000;
 /** How often to look while some peer does not serve: a peer back is seen well within a second. */
 export const NOT_SERVING_EVERY_MS = 250;
 /** How often to look while every peer serves (a failed call makes it look at once). */
