@@ -59,42 +59,44 @@ export function codeReuseRaces(replicas: () => { a: SharedStore; b: SharedStore 
     const { a, b } = replicas();
     const gatedA = new GatedStore(a);
     const gatedB = new GatedStore(b);
+    /** Replica A's and B's code stores, and B's access tokens. */
+    const codesA = new AuthorizationCodes<{ id_token: string }>(gatedA, 60);
+    const codesB = new AuthorizationCodes<{ id_token: string }>(gatedB, 60);
+    const tokens = new SecretKeyedStore<{ scope: string }>(b, "access-token");
     return {
       gatedA,
       gatedB,
-      /** Replica A's and B's code stores, and B's access tokens. */
-      codesA: new AuthorizationCodes<{ id_token: string }>(gatedA, 60),
-      codesB: new AuthorizationCodes<{ id_token: string }>(gatedB, 60),
-      tokens: new SecretKeyedStore<{ scope: string }>(b, "access-token"),
+      codesA,
+      tokens,
+      /** A code issued at A and redeemed at B, which has issued an access token (not yet said). */
+      async firstRedemption() {
+        const code = await codesA.issue({ id_token: "t" });
+        const won = await codesB.redeem(code);
+        expect(won?.entry).to.deep.equal({ id_token: "t" });
+        return { code, won: won!, token: await tokens.issue({ scope: "openid" }, 600) };
+      },
     };
   }
   const isMarker = (name: string) => (key: string) => key.startsWith(`code:${name}:`);
 
   it("honest twin: a code redeemed once keeps its access token", async function () {
-    const { codesA, codesB, tokens } = setup();
-    const code = await codesA.issue({ id_token: "t" });
-    const won = await codesB.redeem(code);
-    expect(won?.entry).to.deep.equal({ id_token: "t" });
-    const token = await tokens.issue({ scope: "openid" }, 600);
-    expect(await won!.issued(tokens.keyOf(token))).to.equal(true);
+    const { tokens, firstRedemption } = setup();
+    const { won, token } = await firstRedemption();
+    expect(await won.issued(tokens.keyOf(token))).to.equal(true);
     expect(await tokens.read(token)).to.deep.equal({ scope: "openid" });
   });
 
   it("a second redemption, later, finds nothing and revokes the first one's access token", async function () {
-    const { codesA, codesB, tokens } = setup();
-    const code = await codesA.issue({ id_token: "t" });
-    const won = (await codesB.redeem(code))!;
-    const token = await tokens.issue({ scope: "openid" }, 600);
+    const { codesA, tokens, firstRedemption } = setup();
+    const { code, won, token } = await firstRedemption();
     expect(await won.issued(tokens.keyOf(token))).to.equal(true);
     expect(await codesA.redeem(code)).to.equal(undefined);
     expect(await tokens.read(token), "the first redemption's access token").to.equal(undefined);
   });
 
   it("race: the second redemption ends before the first has said what it issued; the first sees it and revokes its own token", async function () {
-    const { gatedB, codesA, codesB, tokens } = setup();
-    const code = await codesA.issue({ id_token: "t" });
-    const won = (await codesB.redeem(code))!;
-    const token = await tokens.issue({ scope: "openid" }, 600);
+    const { gatedB, codesA, tokens, firstRedemption } = setup();
+    const { code, won, token } = await firstRedemption();
     // The winner stops just before it leaves its "redeemed" marker...
     const pause = gatedB.pauseAt("put", isMarker("redeemed"));
     const winner = won.issued(tokens.keyOf(token));
@@ -108,10 +110,8 @@ export function codeReuseRaces(replicas: () => { a: SharedStore; b: SharedStore 
   });
 
   it("race: the first redemption ends while the second is under way; the second sees it and revokes the token", async function () {
-    const { gatedA, codesA, codesB, tokens } = setup();
-    const code = await codesA.issue({ id_token: "t" });
-    const won = (await codesB.redeem(code))!;
-    const token = await tokens.issue({ scope: "openid" }, 600);
+    const { gatedA, codesA, tokens, firstRedemption } = setup();
+    const { code, won, token } = await firstRedemption();
     // The second redemption has found the entry gone and stops before its "burned" marker...
     const pause = gatedA.pauseAt("put", isMarker("burned"));
     const loser = codesA.redeem(code);
