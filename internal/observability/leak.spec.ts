@@ -65,7 +65,7 @@ function labelVocabulary() {
     target: new Set<string>(COMPONENTS),
     method: new Set([...services.flatMap((s) => s.methods.map((m) => `${s.typeName}/${m.name}`)), "GET", "POST", "HEAD", "other"]),
     code: new Set(["ok", ...Object.values(Code).filter((c): c is Code => typeof c === "number").map((c) => codeToString(c))]),
-    route: new Set(["/.well-known/openid-configuration", "/jwks", "/authorize", "/authorize/provider", "/upstream/callback", "/consent", "/token", "/userinfo", "/health", "other"]),
+    route: new Set(["/.well-known/openid-configuration", "/jwks", "/authorize", "/authorize/provider", "/upstream/callback", "/consent", "/token", "/userinfo", "/health", "/healthz/live", "/healthz/ready", "other"]),
     kind: new Set(["code", "access-token", "assertion", "other"]), // hello_state_*: what Orchestration's store holds
     status: /^[1-5]\d\d$/,
     le: /^(\d+(\.\d+)?(e[+-]?\d+)?|\+Inf)$/,
