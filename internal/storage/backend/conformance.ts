@@ -550,15 +550,7 @@ export function recordStoreConformance(
           ["a restore with a bad key id", store.restorePreviousWrappings("k1\n")],
           ["a forget with a bad key id", store.forgetPreviousWrappings("")],
         ];
-        for (const [what, call] of bad) {
-          const error = await caught(call);
-          try {
-            expectErrorValue(error, InvalidArgumentError, "invalid_argument", row.hash);
-          } catch (e) {
-            throw new Error(`${what}: ${(e as Error).message}`);
-          }
-          expect((error as Error).message, what).to.match(/must/);
-        }
+        await expectEachInvalid(bad, row.hash);
         expectSameRow(await store.read(row.hash, "subject"), row);
       });
     });
@@ -747,14 +739,7 @@ export function recordStoreConformance(
           ["a short digest", store.setLegacyDigest(row.hash, "release", 1, "abc")],
           ["a padded digest", store.setLegacyDigest(row.hash, "release", 1, `${randomDigest().slice(0, 42)}=`)],
         ];
-        for (const [what, call] of bad) {
-          const error = await caught(call);
-          try {
-            expectErrorValue(error, InvalidArgumentError, "invalid_argument", row.hash);
-          } catch (e) {
-            throw new Error(`${what}: ${(e as Error).message}`);
-          }
-        }
+        await expectEachInvalid(bad, row.hash);
         expectSameRow(await store.read(row.hash, "release"), row);
       });
 
@@ -967,6 +952,19 @@ export async function expectStorageError(
   secret: string,
 ): Promise<void> {
   expectErrorValue(await caught(call), errorClass, code, secret);
+}
+
+/** Each call fails with InvalidArgumentError that names no `secret` and says what to fix. */
+async function expectEachInvalid(calls: Array<[string, Promise<unknown>]>, secret: string): Promise<void> {
+  for (const [what, call] of calls) {
+    const error = await caught(call);
+    try {
+      expectErrorValue(error, InvalidArgumentError, "invalid_argument", secret);
+    } catch (e) {
+      throw new Error(`${what}: ${(e as Error).message}`);
+    }
+    expect((error as Error).message, what).to.match(/must/);
+  }
 }
 
 /** Exactly `errorClass` (not a subclass or sibling), with `code`, and no trace of `secret`. */
