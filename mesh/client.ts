@@ -11,7 +11,7 @@ import { Http2SessionManager, createConnectTransport, createGrpcTransport, creat
 import { type Component, formatIdentity, identityUri, parseIdentityUri } from "./identity.js";
 import { DEFAULT_READ_MAX_BYTES, type MeshCredentials } from "./server.js";
 import { AuthenticationError, type TrustStore, uriSans } from "./trust.js";
-import { clientTracing } from "./telemetry.js";
+import { type ClientTracingOptions, clientTracing } from "./telemetry.js";
 import type { MeshMetrics } from "../internal/metrics/registry.js";
 import { clientObserver } from "../internal/metrics/rpc-observer.js";
 
@@ -37,6 +37,8 @@ export interface MeshTransportOptions {
   readonly defaultTimeoutMs?: number;
   /** Where calls are counted. Default: this process's registry. */
   readonly metrics?: MeshMetrics;
+  /** How trace context crosses: by default the server continues our trace (mesh/telemetry.ts). */
+  readonly tracing?: ClientTracingOptions;
 }
 
 /**
@@ -124,7 +126,7 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
     sessionManager,
     // Tracing first, so the observer's log line carries the call's trace id.
     interceptors: [
-      clientTracing(),
+      clientTracing(options.tracing),
       clientObserver(callerLabel(options.credentials.certPem), options.target, options.metrics ? { metrics: options.metrics } : {}),
       ...(options.interceptors ?? []),
     ],

@@ -56,6 +56,9 @@ export function encryptionComponent(config: EncryptionConfig, deps: EncryptionCo
       baseUrl: config.peers.storage,
       credentials: deps.credentials,
       trust: trustFromBundles(deps.bundles()),
+      // A new trace for each call, linked on our side: no trace id that ties one login's
+      // reads together reaches Storage (DESIGN.md §2, §5).
+      tracing: { newTrace: true },
     }),
   );
   const job = new RewrapJob({

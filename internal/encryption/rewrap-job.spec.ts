@@ -350,7 +350,7 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
     let keyring = ring("k1", "k1");
     const { job, encryption, admin } = encryptionWith(() => keyring);
     const legacyHash = randomBytes(32).toString("base64url");
-    await store.create({ hash: legacyHash, kind: "wallet", keyId: ids.k1, ciphertext: sealLegacy(bytes.k1, Buffer.from("legacy"), "wallet", legacyHash) });
+    await store.create({ hash: legacyHash, kind: "wallet", keyId: ids.k1, ciphertext: sealLegacy(bytes.k1, Buffer.from("legacy"), "wallet", legacyHash), digest: sha256("legacy") });
     const written = await writeRecords(encryption, 2);
     const foreign = await writeRecords(encryptionWith(() => ring("k3", "k3")).encryption, 1);
     keyring = ring("k2", "k1", "k2");

@@ -103,6 +103,8 @@ export function storageRoutes(deps: StorageServiceDeps) {
           keyId: req.keyId,
           ...(req.wrappedKey.length > 0 ? { wrappedKey: req.wrappedKey } : {}),
           ciphertext: req.ciphertext,
+          // The record's digest as Token granted it; a token without one is refused (INVALID_ARGUMENT).
+          digest: claims.digest ?? "",
         });
         const receipt = await sign(
           RECEIPT,
@@ -118,6 +120,8 @@ export function storageRoutes(deps: StorageServiceDeps) {
           keyId: req.keyId,
           ...(req.wrappedKey.length > 0 ? { wrappedKey: req.wrappedKey } : {}),
           ciphertext: req.ciphertext,
+          // The record's digest as Token granted it; a token without one is refused (INVALID_ARGUMENT).
+          digest: claims.digest ?? "",
         });
         return { version: BigInt(row.version) };
       }),
