@@ -28,6 +28,8 @@ export interface EncryptionComponentDeps {
   readonly log: Logger;
   /** Token's published keys, from Token's mesh bundle. */
   readonly tokenKeys: () => VerificationKeys;
+  /** Storage's published keys (its receipts and Error Tokens), from Storage's mesh bundle. */
+  readonly storageKeys: () => VerificationKeys;
 }
 
 export function encryptionComponent(config: EncryptionConfig, deps: EncryptionComponentDeps) {
@@ -74,7 +76,7 @@ export function encryptionComponent(config: EncryptionConfig, deps: EncryptionCo
   return {
     descriptors,
     routes(router: ConnectRouter) {
-      encryptionRoutes({ keyring: watched.keyring, tokenKeys: deps.tokenKeys, storage })(router);
+      encryptionRoutes({ keyring: watched.keyring, tokenKeys: deps.tokenKeys, storageKeys: deps.storageKeys, storage })(router);
       keyringAdminRoutes({ keyring: watched.keyring, storage, job })(router);
     },
     async close() {

@@ -24,7 +24,7 @@ import { type ProtocolMesh, APPS, USERS, UPSTREAM_CLIENT, appRequest, appSecret,
 import { Browserless, type Page } from "../testing/browserless.js";
 import { prepareAuthorization } from "../testing/app-client.js";
 import type { DevUser } from "../devop/dev-op.js";
-import { LoginDriver, type LoginOutcome } from "../orchestration/login-driver.js";
+import { LoginDriver, type LoginOutcome, loginContext } from "../orchestration/login-driver.js";
 import { TokenService } from "../gen/hello/token/v1/token_service_pb.js";
 import { EncryptionService } from "../gen/hello/encryption/v1/encryption_service_pb.js";
 import { StorageService } from "../gen/hello/storage/v1/storage_service_pb.js";
@@ -66,7 +66,7 @@ function labelVocabulary() {
     method: new Set([...services.flatMap((s) => s.methods.map((m) => `${s.typeName}/${m.name}`)), "GET", "POST", "HEAD", "other"]),
     code: new Set(["ok", ...Object.values(Code).filter((c): c is Code => typeof c === "number").map((c) => codeToString(c))]),
     route: new Set(["/.well-known/openid-configuration", "/jwks", "/authorize", "/authorize/provider", "/upstream/callback", "/consent", "/token", "/userinfo", "/health", "other"]),
-    kind: new Set(["code", "access-token", "assertion", "other"]), // hello_state_*: what Orchestration's store holds
+    kind: new Set(["code", "access-token", "assertion", "request-object", "other"]), // hello_state_*: what Orchestration's store holds
     status: /^[1-5]\d\d$/,
     le: /^(\d+(\.\d+)?(e[+-]?\d+)?|\+Inf)$/,
   };
@@ -320,7 +320,7 @@ describe("observability: no identifier, claim, email or token in any log line or
       createMeshTransport({ target, baseUrl: `https://127.0.0.1:${mesh.deployment.configs[target].listen.port}`, credentials, trust: mesh.trust, interceptors: [capture] });
     const token = createClient(TokenService, transport("token"));
     const encryption = createClient(EncryptionService, transport("encryption"));
-    const driver = new LoginDriver({ token, encryption, lookupKey: mesh.lookupKey, tokenKeys: mesh.tokenKeys });
+    const driver = new LoginDriver({ issuer: mesh.issuer, token, encryption, lookupKey: mesh.lookupKey, tokenKeys: mesh.tokenKeys });
 
     // Alice (an existing user) to a third app, and Carol (who has a wallet but no release).
     for (const [user, app] of [[USERS.alice, "es"], [USERS.carol, "ed"]] as const) {
@@ -329,7 +329,7 @@ describe("observability: no identifier, claim, email or token in any log line or
       const started = await driver.start(request, "dev");
       const upstream = await mesh.upstreamLogin(user, started.upstreamNonce);
       needles.addLeaves("token", upstream, "upstream result");
-      const first: LoginOutcome = await driver.continue(started.sessionToken, request.clientId, upstream);
+      const first: LoginOutcome = await driver.continue(started.sessionToken, loginContext(request, Date.now()), upstream);
       needles.addLeaves("mesh message field", first, "login outcome");
       expect(first.kind).to.equal("consent");
       if (first.kind !== "consent") continue;
@@ -339,7 +339,7 @@ describe("observability: no identifier, claim, email or token in any log line or
 
       // The same OP ID Token in another session: Token refuses it (the nonce is another's).
       const replay = await driver.start(appRequest(app), "dev");
-      const refused = await driver.continue(replay.sessionToken, request.clientId, upstream).catch((e: unknown) => ConnectError.from(e));
+      const refused = await driver.continue(replay.sessionToken, loginContext(request, Date.now()), upstream).catch((e: unknown) => ConnectError.from(e));
       expect(refused).to.be.instanceOf(ConnectError);
       failures++;
     }

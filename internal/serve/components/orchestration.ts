@@ -23,6 +23,7 @@ export const orchestrationService: ServiceFactory<"orchestration"> = async (conf
   const token = peer(TokenService, "token");
   const tokenKeys = peerKeys(deps.bundles, "token");
   const driver = new LoginDriver({
+    issuer: config.issuer,
     token,
     encryption: peer(EncryptionService, "encryption"),
     lookupKey: loadLookupKey("orchestration", config.keys.lookup),
