@@ -56,18 +56,29 @@ function callerLabel(certPem: string): string {
   }
 }
 
+/**
+ * Why `cert` does not prove that the server is `target` under `trust`, or undefined when
+ * it does. Never throws: the server chose the certificate.
+ */
+function serverRefusal(trust: TrustStore, target: Component, cert: X509Certificate): Error | undefined {
+  try {
+    const identity = trust.authenticate(cert);
+    if (identity.uri !== identityUri(target)) {
+      return new AuthenticationError(`expected to reach ${target} but the server is ${formatIdentity(identity)}`);
+    }
+    return undefined;
+  } catch (error) {
+    return error instanceof AuthenticationError ? error : new AuthenticationError("the server's certificate could not be authenticated");
+  }
+}
+
 /** Returns an Error (refusing the connection) unless the server is `target` itself. */
 export function serverIdentityCheck(trust: TrustStore, target: Component) {
-  const expected = identityUri(target);
   return (_host: string, cert: PeerCertificate): Error | undefined => {
     try {
-      const identity = trust.authenticate(new X509Certificate(cert.raw));
-      if (identity.uri !== expected) {
-        return new AuthenticationError(`expected to reach ${target} but the server is ${formatIdentity(identity)}`);
-      }
-      return undefined;
-    } catch (error) {
-      return error instanceof Error ? error : new Error(String(error));
+      return serverRefusal(trust, target, new X509Certificate(cert.raw));
+    } catch {
+      return new AuthenticationError("the server's certificate could not be read");
     }
   };
 }

@@ -131,6 +131,31 @@ function endUnreadRequest(req: http2.Http2ServerRequest): void {
   );
 }
 
+/**
+ * The verdict on a connection's client certificate under `trust`. Never throws:
+ * whatever the peer presented, the answer is an identity or a reason, and the reason
+ * names nothing from the certificate beyond the identity it claims.
+ */
+function authenticatePeer(
+  socket: TLSSocket,
+  trust: TrustStore,
+  trustedCustodians: readonly Component[],
+): PeerAuthentication {
+  const refused = (reason: string) => ({ ok: false, reason }) as const;
+  try {
+    const leaf = socket.getPeerX509Certificate();
+    if (!leaf) return refused("no client certificate was presented");
+    const identity = trust.authenticate(leaf);
+    // The handshake offered only these custodians' CAs.
+    if (!trustedCustodians.includes(identity.component)) {
+      return refused(`${formatIdentity(identity)} is not a caller this component accepts`);
+    }
+    return { ok: true, identity };
+  } catch (error) {
+    return refused(error instanceof AuthenticationError ? error.message : "the client certificate could not be authenticated");
+  }
+}
+
 export async function startMeshServer(options: MeshServerOptions): Promise<MeshServer> {
   const rules = options.rules ?? RULES;
   let trust = options.trust;
@@ -140,20 +165,7 @@ export async function startMeshServer(options: MeshServerOptions): Promise<MeshS
   const authenticated = new WeakMap<TLSSocket, PeerAuthentication>();
   const authenticate = (socket: TLSSocket): PeerAuthentication => {
     let result = authenticated.get(socket);
-    if (!result) {
-      const leaf = socket.getPeerX509Certificate();
-      if (!leaf) {
-        result = { ok: false, reason: "no client certificate was presented" };
-      } else {
-        try {
-          result = { ok: true, identity: trust.authenticate(leaf) };
-        } catch (error) {
-          if (!(error instanceof AuthenticationError)) throw error;
-          result = { ok: false, reason: error.message };
-        }
-      }
-      authenticated.set(socket, result);
-    }
+    if (!result) authenticated.set(socket, (result = authenticatePeer(socket, trust, trustedCustodians)));
     return result;
   };
 

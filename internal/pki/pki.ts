@@ -319,7 +319,7 @@ const GENERALIZED_TIME = 0x18;
 const SEQUENCE = 0x30;
 
 /** One DER element: identifier octet, definite length, contents. */
-function der(identifier: number, ...contents: Buffer[]): Buffer {
+export function der(identifier: number, ...contents: Buffer[]): Buffer {
   const body = Buffer.concat(contents);
   const length = body.length;
   let header: number[];
