@@ -143,26 +143,27 @@ describe("a rotated or revoked CA reaches open connections and running clients (
     expect(uncaught.map(String), "uncaught exceptions").to.deep.equal([]);
   });
 
+  /** A Token server and a client following a trust the test sets: one call done, and one held in flight. */
+  async function callInFlight() {
+    let clientTrust = trust;
+    const server = await started(startTokenServer(pki.leaf("token"), trust));
+    const client = tokenClient(server.url, pki.leaf("orchestration"), () => clientTrust);
+    expect(await outcomeOf(client.createSession({}))).to.equal("ok");
+    const held = inFlight(client.createSession({}), server.hold());
+    await held.entered;
+    return { server, client, held, setTrust: (next: TrustStore) => (clientTrust = next) };
+  }
+
   describe("server: updateTrust judges every open connection again", function () {
     it("a reload that leaves the caller's CA alone keeps its connection, and the call in flight finishes", async function () {
-      const server = await started(startTokenServer(pki.leaf("token"), trust));
-      const client = tokenClient(server.url, pki.leaf("orchestration"), trust);
-      expect(await outcomeOf(client.createSession({}))).to.equal("ok");
-
-      const held = inFlight(client.createSession({}), server.hold());
-      await held.entered;
+      const { server, client, held } = await callInFlight();
       server.updateTrust(trustWith({ token: newToken.ca.certPem })); // another custodian rotated
       expect(await held.release()).to.deep.equal({ error: undefined, beforeRelease: false });
       expect(await outcomeOf(client.createSession({}))).to.equal("ok");
     });
 
     it("once the Orchestration CA is rotated out, the old certificate's open connection is cut: its call in flight and the next call on the same client fail, and a certificate from the new CA gets through", async function () {
-      const server = await started(startTokenServer(pki.leaf("token"), trust));
-      const old = tokenClient(server.url, pki.leaf("orchestration"), trust);
-      expect(await outcomeOf(old.createSession({}))).to.equal("ok");
-
-      const held = inFlight(old.createSession({}), server.hold());
-      await held.entered;
+      const { server, client: old, held } = await callInFlight();
       server.updateTrust(trustWith({ orchestration: newOrchestration.ca.certPem }));
       // The next calls on the same client fail: one may still race onto the connection
       // being cut (refused by its GOAWAY), after which the client reconnects and is refused
@@ -201,14 +202,8 @@ describe("a rotated or revoked CA reaches open connections and running clients (
     });
 
     it("a client whose trust no longer holds the server's CA drops its open connection at once: the call in flight fails, and so does the next", async function () {
-      let clientTrust = trust;
-      const server = await started(startTokenServer(pki.leaf("token"), trust));
-      const client = tokenClient(server.url, pki.leaf("orchestration"), () => clientTrust);
-      expect(await outcomeOf(client.createSession({}))).to.equal("ok");
-
-      const held = inFlight(client.createSession({}), server.hold());
-      await held.entered;
-      clientTrust = trustWith({ token: newToken.ca.certPem }); // Token's old CA revoked
+      const { server, client, held, setTrust } = await callInFlight();
+      setTrust(trustWith({ token: newToken.ca.certPem })); // Token's old CA revoked
       const next = await errorOf(client.createSession({}));
       expect(next?.rawMessage, "the next call").to.equal("self-signed certificate in certificate chain");
       const cut = await held.release();
@@ -221,16 +216,10 @@ describe("a rotated or revoked CA reaches open connections and running clients (
     });
 
     it("a client whose new trust still authenticates the server (its CA re-certified, same key) lets the call in flight finish and goes on", async function () {
-      let clientTrust = trust;
-      const server = await started(startTokenServer(pki.leaf("token"), trust));
-      const client = tokenClient(server.url, pki.leaf("orchestration"), () => clientTrust);
-      expect(await outcomeOf(client.createSession({}))).to.equal("ok");
-
-      const held = inFlight(client.createSession({}), server.hold());
-      await held.entered;
+      const { server, client, held, setTrust } = await callInFlight();
       const recertified = createCertificateAuthority("token", { keyPem: pki.ca("token").keyPem });
       expect(recertified.certPem).to.not.equal(pki.ca("token").certPem);
-      clientTrust = trustWith({ token: recertified.certPem });
+      setTrust(trustWith({ token: recertified.certPem }));
       expect(await outcomeOf(client.createSession({})), "the next call, on a new connection").to.equal("ok");
       expect(await held.release(), "the call in flight").to.deep.equal({ error: undefined, beforeRelease: false });
     });

@@ -1,5 +1,5 @@
 // Strict reading of the few parts of an X.509 certificate (RFC 5280) that the mesh
-// relies on: the subjectAltName URIs that carry a peer's identity, and the names, key
+// relies on (and, at the end, the one-line DER writer `hello pki` builds them with): the subjectAltName URIs that carry a peer's identity, and the names, key
 // and key identifier `hello pki` needs from a CA. Works on the DER Node hands us
 // (`X509Certificate.raw`, `PeerCertificate.raw`), whatever the key type.
 //
@@ -21,6 +21,8 @@ export class MalformedCertificateError extends Error {
 
 /** One DER element: its identifier, its contents and its whole encoding. */
 interface Tlv {
+  /** The identifier octet: class, constructed bit and tag number (< 31). */
+  readonly identifier: number;
   /** 0 universal, 1 application, 2 context-specific, 3 private. */
   readonly cls: number;
   readonly constructed: boolean;
@@ -30,14 +32,17 @@ interface Tlv {
   readonly der: Buffer;
 }
 
-const UNIVERSAL = 0;
+// Identifier octets of the universal types read and written here (X.690 §8.1.2).
+export const BOOLEAN = 0x01;
+export const INTEGER = 0x02;
+export const BIT_STRING = 0x03;
+export const OCTET_STRING = 0x04;
+export const NULL = 0x05;
+export const OID = 0x06;
+export const UTC_TIME = 0x17;
+export const GENERALIZED_TIME = 0x18;
+export const SEQUENCE = 0x30;
 const CONTEXT = 2;
-const BOOLEAN = 1;
-const INTEGER = 2;
-const BIT_STRING = 3;
-const OCTET_STRING = 4;
-const OID = 6;
-const SEQUENCE = 16;
 
 /** RFC 5280 §4.2.1.6, 2.5.29.17. */
 export const SUBJECT_ALT_NAME = "2.5.29.17";
@@ -89,6 +94,7 @@ function readTlv(buf: Buffer, offset: number): { tlv: Tlv; next: number } {
   const end = position + length;
   return {
     tlv: {
+      identifier,
       cls: identifier >> 6,
       constructed: (identifier & 0x20) !== 0,
       tag,
@@ -118,16 +124,16 @@ function elementsOf(tlv: Tlv, what: string): Tlv[] {
   return elements;
 }
 
-function isUniversal(tlv: Tlv | undefined, tag: number): tlv is Tlv {
-  return tlv !== undefined && tlv.cls === UNIVERSAL && tlv.tag === tag && tlv.constructed === (tag === SEQUENCE);
+function isUniversal(tlv: Tlv | undefined, identifier: number): tlv is Tlv {
+  return tlv !== undefined && tlv.identifier === identifier;
 }
 
 function isContext(tlv: Tlv | undefined, tag: number, constructed: boolean): tlv is Tlv {
-  return tlv !== undefined && tlv.cls === CONTEXT && tlv.tag === tag && tlv.constructed === constructed;
+  return tlv !== undefined && tlv.identifier === (0x80 | (constructed ? 0x20 : 0) | tag);
 }
 
-function expectUniversal(tlv: Tlv | undefined, tag: number, what: string): Tlv {
-  if (!isUniversal(tlv, tag)) malformed(`${what} missing or of the wrong type`);
+function expectUniversal(tlv: Tlv | undefined, identifier: number, what: string): Tlv {
+  if (!isUniversal(tlv, identifier)) malformed(`${what} missing or of the wrong type`);
   return tlv;
 }
 
@@ -289,4 +295,13 @@ export function subjectPublicKeyBits(spki: Buffer): Buffer {
   const bits = expectUniversal(key, BIT_STRING, "the subjectPublicKey").contents;
   if (rest.length > 0 || bits.length < 1 || bits[0] !== 0) malformed("a subjectPublicKey that is not whole bytes");
   return bits.subarray(1);
+}
+
+/** Writes one DER element: identifier octet, definite minimal length, contents. */
+export function der(identifier: number, ...contents: Buffer[]): Buffer {
+  const body = Buffer.concat(contents);
+  const octets: number[] = [];
+  for (let rest = body.length; rest > 0; rest = Math.floor(rest / 256)) octets.unshift(rest % 256);
+  const length = body.length < 0x80 ? [body.length] : [0x80 | octets.length, ...octets];
+  return Buffer.concat([Buffer.from([identifier, ...length]), body]);
 }

@@ -24,7 +24,19 @@ import forge from "node-forge";
 
 import { identityUri } from "../../mesh/identity.js";
 import type { Component } from "../../mesh/identity.js";
-import { certificateParts, subjectKeyIdentifier, subjectPublicKeyBits } from "../../mesh/x509.js";
+import {
+  BIT_STRING,
+  GENERALIZED_TIME,
+  INTEGER,
+  NULL,
+  OID,
+  SEQUENCE,
+  UTC_TIME,
+  certificateParts,
+  der,
+  subjectKeyIdentifier,
+  subjectPublicKeyBits,
+} from "../../mesh/x509.js";
 
 /** A certificate and its private key, both PEM (key: unencrypted PKCS#8). */
 export interface CertificateAndKey {
@@ -308,28 +320,6 @@ function signCertificate(contents: CertificateContents): string {
   const certificate = der(SEQUENCE, tbs, algorithm.identifier, der(BIT_STRING, Buffer.from([0]), algorithm.sign(tbs)));
   // Node reads it back: what we made is a certificate OpenSSL accepts.
   return new X509Certificate(certificate).toString();
-}
-
-const INTEGER = 0x02;
-const BIT_STRING = 0x03;
-const NULL = 0x05;
-const OID = 0x06;
-const UTC_TIME = 0x17;
-const GENERALIZED_TIME = 0x18;
-const SEQUENCE = 0x30;
-
-/** One DER element: identifier octet, definite length, contents. */
-export function der(identifier: number, ...contents: Buffer[]): Buffer {
-  const body = Buffer.concat(contents);
-  const length = body.length;
-  let header: number[];
-  if (length < 0x80) header = [length];
-  else {
-    const octets: number[] = [];
-    for (let rest = length; rest > 0; rest = Math.floor(rest / 256)) octets.unshift(rest % 256);
-    header = [0x80 | octets.length, ...octets];
-  }
-  return Buffer.concat([Buffer.from([identifier, ...header]), body]);
 }
 
 function forgeDer(asn1: forge.asn1.Asn1): Buffer {

@@ -14,9 +14,9 @@ import { COMPONENTS, identityUri } from "../../mesh/identity.js";
 import type { Component } from "../../mesh/identity.js";
 import { ensureDevPki } from "../pki/dev-pki.js";
 import { pkiPaths } from "../pki/layout.js";
-import { createCertificateAuthority, der, issueComponentCertificate, issueLeafCertificate } from "../pki/pki.js";
+import { createCertificateAuthority, issueComponentCertificate, issueLeafCertificate } from "../pki/pki.js";
 import type { CertificateAndKey } from "../pki/pki.js";
-import { SUBJECT_ALT_NAME } from "../../mesh/x509.js";
+import { SEQUENCE, SUBJECT_ALT_NAME, der } from "../../mesh/x509.js";
 
 export interface TestPki {
   /** The directory holding `<component>/{ca,<component>,operator}.{crt,key}`. */
@@ -126,7 +126,7 @@ async function buildTestPki(root: string, isShared: boolean): Promise<TestPki> {
  */
 export function malformedSanCertificates(ca: CertificateAndKey, claim: string, keyPem: string): Record<string, CertificateAndKey> {
   const uri = Buffer.from(claim, "latin1");
-  const generalNames = (...names: Buffer[]) => der(0x30, ...names);
+  const generalNames = (...names: Buffer[]) => der(SEQUENCE, ...names);
   const uriName = (value: Buffer) => der(0x86, value);
   /** A leaf whose only subjectAltName is `san` as given, or that has `uris` the regular way and `san` as a second one. */
   const leaf = (san: Buffer | undefined, uris: string[] = []) =>
