@@ -7,7 +7,7 @@ import { createClient } from "@connectrpc/connect";
 import type { ConnectRouter } from "@connectrpc/connect";
 import type { DescService } from "@bufbuild/protobuf";
 import type { Bundle } from "../../mesh/bundle.js";
-import { trustFromBundles } from "../../mesh/bundle.js";
+import { trustOfBundles } from "../../mesh/bundle.js";
 import { createMeshTransport } from "../../mesh/client.js";
 import type { Component } from "../../mesh/identity.js";
 import type { MeshCredentials } from "../../mesh/server.js";
@@ -57,7 +57,8 @@ export function encryptionComponent(config: EncryptionConfig, deps: EncryptionCo
       target: "storage",
       baseUrl: config.peers.storage,
       credentials: deps.credentials,
-      trust: trustFromBundles(deps.bundles()),
+      // Storage's CA as last reloaded: a rotated CA reaches this client too.
+      trust: trustOfBundles(deps.bundles),
       // A new trace for each call, linked on our side: no trace id that ties one login's
       // reads together reaches Storage (DESIGN.md §2, §5).
       tracing: { newTrace: true },

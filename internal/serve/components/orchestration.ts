@@ -4,7 +4,7 @@
 
 import { createClient } from "@connectrpc/connect";
 import type { DescService } from "@bufbuild/protobuf";
-import { trustFromBundles } from "../../../mesh/bundle.js";
+import { trustOfBundles } from "../../../mesh/bundle.js";
 import { createMeshTransport } from "../../../mesh/client.js";
 import { TokenService } from "../../gen/hello/token/v1/token_service_pb.js";
 import { EncryptionService } from "../../gen/hello/encryption/v1/encryption_service_pb.js";
@@ -17,7 +17,8 @@ import { processMeshMetrics } from "../../metrics/registry.js";
 import { type ServiceFactory, peerKeys } from "../component-services.js";
 
 export const orchestrationService: ServiceFactory<"orchestration"> = async (config, deps) => {
-  const trust = trustFromBundles(deps.bundles());
+  // Token's and Encryption's CAs as last reloaded: a rotated CA reaches the clients too.
+  const trust = trustOfBundles(deps.bundles);
   const peer = <S extends DescService>(service: S, target: "token" | "encryption") =>
     createClient(service, createMeshTransport({ target, baseUrl: config.peers[target], credentials: deps.credentials, trust }));
   const token = peer(TokenService, "token");
