@@ -108,6 +108,8 @@ export async function startProtocolMesh(options: {
   twisted?: { rogue?: readonly Component[] };
   /** A second Token process with the same configuration and keys (`mesh.token(as, 1)`). */
   tokenReplicas?: 1 | 2;
+  /** Runs once the deployment (configurations, certificates, keys) exists, before any component starts. */
+  prepare?: (deployment: DevDeployment, devOp: DevOp) => Promise<void>;
 }): Promise<ProtocolMesh> {
   const dir = await mkdtemp(path.join(os.tmpdir(), "hello-protocol-"));
   const postgres = options.database === "postgres" ? await startPostgres({ ownServer: options.ownPostgres ?? false }) : undefined;
@@ -157,6 +159,7 @@ export async function startProtocolMesh(options: {
     }),
   );
   const deployment = await prepareDevDeployment(loadDevConfig(configFile));
+  await options.prepare?.(deployment, devOp);
   const controlFile = path.join(dir, "twist-control.json");
   const twisted = options.twisted
     ? {
