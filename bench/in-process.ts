@@ -74,7 +74,7 @@ const storageClient = createClient(
 const keyring = loadKeyring("encryption", encryption.keys.keyring);
 const encryptionClient = createClient(
   EncryptionService,
-  createRouterTransport(encryptionRoutes({ keyring: () => keyring, tokenKeys: () => tokenKeys, storage: storageClient })),
+  createRouterTransport(encryptionRoutes({ keyring: () => keyring, tokenKeys: () => tokenKeys, storageKeys: () => storageKeys, storage: storageClient })),
 );
 
 // Token
@@ -94,6 +94,7 @@ const tokenClient = createClient(
 
 // Orchestration
 const driver = new LoginDriver({
+  issuer: values.issuer,
   token: tokenClient,
   encryption: encryptionClient,
   lookupKey: loadLookupKey("orchestration", orchestration.keys.lookup),

@@ -1,7 +1,8 @@
 // Mesh bundles (DESIGN.md §2): what custodians exchange out of band. A component's
 // bundle holds its custodian's CA certificate and the public JWKS of its internal
 // signing keys; never a private key. A component loads its peers' bundles at start
-// and again whenever the bundle directory changes on disk.
+// and again whenever the bundle directory changes on disk; a reload reaches its mesh
+// server (MeshServer.updateTrust) and its clients (trustOfBundles) alike.
 
 import { existsSync, readFileSync, watch } from "node:fs";
 import { writeFileAtomic } from "../internal/fs/write-file-atomic.js";
@@ -54,6 +55,22 @@ export function readBundles(dir: string, components: readonly Component[]): Map<
 
 export function trustFromBundles(bundles: ReadonlyMap<Component, Bundle>): TrustStore {
   return new TrustStore(new Map([...bundles].map(([c, b]) => [c, b.ca])));
+}
+
+/**
+ * The trust of whatever bundles `bundles()` returns now, for a mesh client that must
+ * follow reloads (createMeshTransport takes it as is). One TrustStore per bundles
+ * object, so asking before every call costs a lookup, and the transport sees a new
+ * object exactly when the bundles were reloaded.
+ */
+export function trustOfBundles(bundles: () => ReadonlyMap<Component, Bundle>): () => TrustStore {
+  const cache = new WeakMap<ReadonlyMap<Component, Bundle>, TrustStore>();
+  return () => {
+    const current = bundles();
+    let trust = cache.get(current);
+    if (!trust) cache.set(current, (trust = trustFromBundles(current)));
+    return trust;
+  };
 }
 
 /**

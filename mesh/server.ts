@@ -98,7 +98,11 @@ export interface MeshServer {
   readonly port: number;
   /** https://host:port */
   readonly url: string;
-  /** Swap in peers' reloaded CAs without dropping the listener. */
+  /**
+   * Swap in peers' reloaded CAs without dropping the listener. New handshakes offer the
+   * new CAs; every open connection is authenticated again, and one whose client no
+   * longer passes (its custodian's CA rotated or removed) is destroyed with its calls.
+   */
   updateTrust(trust: TrustStore): void;
   /** Stops accepting, sends GOAWAY to every session, resolves when all are closed. */
   close(): Promise<void>;
@@ -131,29 +135,46 @@ function endUnreadRequest(req: http2.Http2ServerRequest): void {
   );
 }
 
+/**
+ * The verdict on a connection's client certificate under `trust`. Never throws:
+ * whatever the peer presented, the answer is an identity or a reason, and the reason
+ * names nothing from the certificate beyond the identity it claims.
+ */
+function authenticatePeer(
+  socket: TLSSocket,
+  trust: TrustStore,
+  trustedCustodians: readonly Component[],
+): PeerAuthentication {
+  const refused = (reason: string) => ({ ok: false, reason }) as const;
+  try {
+    const leaf = socket.getPeerX509Certificate();
+    if (!leaf) return refused("no client certificate was presented");
+    const identity = trust.authenticate(leaf);
+    // The handshake offered only these custodians' CAs; a connection that is judged again
+    // after updateTrust is held to the same rule.
+    if (!trustedCustodians.includes(identity.component)) {
+      return refused(`${formatIdentity(identity)} is not a caller this component accepts`);
+    }
+    return { ok: true, identity };
+  } catch (error) {
+    return refused(error instanceof AuthenticationError ? error.message : "the client certificate could not be authenticated");
+  }
+}
+
 export async function startMeshServer(options: MeshServerOptions): Promise<MeshServer> {
   const rules = options.rules ?? RULES;
   let trust = options.trust;
   const trustedCustodians = trustedCallerCustodians(options.component, rules);
 
-  // Authentication is per TLS connection, so it is done once per socket and cached.
-  const authenticated = new WeakMap<TLSSocket, PeerAuthentication>();
+  // Authentication is per TLS connection, so it is done once per socket and cached,
+  // stamped with the TrustStore it was done under: after updateTrust no verdict of the
+  // old trust is used again (and updateTrust itself re-checks every open session).
+  const authenticated = new WeakMap<TLSSocket, { trust: TrustStore; result: PeerAuthentication }>();
   const authenticate = (socket: TLSSocket): PeerAuthentication => {
-    let result = authenticated.get(socket);
-    if (!result) {
-      const leaf = socket.getPeerX509Certificate();
-      if (!leaf) {
-        result = { ok: false, reason: "no client certificate was presented" };
-      } else {
-        try {
-          result = { ok: true, identity: trust.authenticate(leaf) };
-        } catch (error) {
-          if (!(error instanceof AuthenticationError)) throw error;
-          result = { ok: false, reason: error.message };
-        }
-      }
-      authenticated.set(socket, result);
-    }
+    const cached = authenticated.get(socket);
+    if (cached?.trust === trust) return cached.result;
+    const result = authenticatePeer(socket, trust, trustedCustodians);
+    authenticated.set(socket, { trust, result });
     return result;
   };
 
@@ -264,6 +285,13 @@ export async function startMeshServer(options: MeshServerOptions): Promise<MeshS
     updateTrust(next) {
       trust = next;
       server.setSecureContext(tlsOptions());
+      // New handshakes now offer only the new CAs; a peer already connected is judged
+      // again under the new trust, and its connection is cut if it no longer passes (a
+      // rotated or revoked CA reaches callers that never reconnect). Its in-flight calls
+      // end with the connection.
+      for (const session of sessions) {
+        if (!session.destroyed && !authenticate(session.socket as TLSSocket).ok) session.destroy();
+      }
     },
     close() {
       return new Promise<void>((resolve) => {

@@ -2,8 +2,8 @@
 // check that binds a certificate's SPIFFE identity to the CA of the custodian it names.
 
 import { X509Certificate } from "node:crypto";
-import forge from "node-forge";
 import { type Component, type Identity, formatIdentity, parseIdentityUri } from "./identity.js";
+import { MalformedCertificateError, uriSubjectAltNames } from "./x509.js";
 
 export class AuthenticationError extends Error {
   override name = "AuthenticationError";
@@ -44,8 +44,22 @@ export class TrustStore {
    * currently valid. The TLS handshake has already checked the chain against the
    * union of trusted CAs; this narrows it to the one CA the identity is bound to, so a
    * Token-CA certificate claiming to be Orchestration is refused.
+   *
+   * Throws AuthenticationError and nothing else, whatever the certificate holds: a
+   * peer chooses it, and its key may be of any type (RSA, P-256, Ed25519, ...).
    */
   authenticate(leaf: X509Certificate, now = new Date()): Identity {
+    try {
+      return this.#authenticate(leaf, now);
+    } catch (error) {
+      if (error instanceof AuthenticationError) throw error;
+      // Not expected (uriSans converts what the parser refuses); the reason stays generic
+      // so that nothing read from the certificate reaches a peer or a log.
+      throw new AuthenticationError("the certificate could not be read", { cause: error });
+    }
+  }
+
+  #authenticate(leaf: X509Certificate, now: Date): Identity {
     const uris = uriSans(leaf);
     if (uris.length !== 1) {
       throw new AuthenticationError(
@@ -73,13 +87,18 @@ export class TrustStore {
 
 /**
  * The URI entries (GeneralName type 6) of a certificate's subjectAltName, read from
- * the parsed extension rather than from Node's rendered "URI:a, DNS:b" string, whose
- * quoting rules would be one more thing for an attacker to play with.
+ * the certificate's DER (x509.ts) rather than from Node's rendered "URI:a, DNS:b"
+ * string, whose quoting rules would be one more thing for an attacker to play with.
+ * A certificate whose extensions are not strict DER (two subjectAltNames, a SAN that is
+ * not GeneralNames, a non-ASCII or over-long URI, ...) is an AuthenticationError.
  */
 export function uriSans(cert: X509Certificate): string[] {
-  const parsed = forge.pki.certificateFromPem(cert.toString());
-  const extension = parsed.getExtension("subjectAltName") as
-    | { altNames?: Array<{ type: number; value: string }> }
-    | null;
-  return (extension?.altNames ?? []).filter((name) => name.type === 6).map((name) => name.value);
+  try {
+    return uriSubjectAltNames(cert.raw);
+  } catch (error) {
+    if (error instanceof MalformedCertificateError) {
+      throw new AuthenticationError(`the certificate is malformed: ${error.message}`, { cause: error });
+    }
+    throw error;
+  }
 }

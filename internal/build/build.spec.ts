@@ -12,6 +12,7 @@ import { promisify } from "node:util";
 import { expect } from "chai";
 import { COMPONENTS, type Component } from "../../mesh/identity.js";
 import { type BuiltArtifact, buildComponents } from "./build.js";
+import { TEST_POWER_MARKER } from "../testing/twisted/control.js";
 
 const run = promisify(execFile);
 const CHECKOUT = path.resolve(import.meta.dirname, "../..");
@@ -70,6 +71,25 @@ describe("reproducible builds (npm run build)", function () {
     const storage = first.find((x) => x.component === "storage")!;
     expect(storage.files.map((f) => f.path)).to.deep.equal(["initdb.wasm", "main.mjs", "pglite.data", "pglite.wasm"]);
     expect(first.find((x) => x.component === "token")!.files.map((f) => f.path)).to.deep.equal(["main.mjs"]);
+  });
+
+  it("test powers never ship: no artifact holds test support (internal/testing), the twisted runner, the rogue Token or the movable clock", function () {
+    // What the twisted runner and its parts are known by; each probe is checked to be in
+    // the sources, so the search below can fail.
+    const probes = [TEST_POWER_MARKER, "HELLO_TEST_CONTROL", "HELLO_TEST_ROGUE", "installShiftedClock", "rogueToken", "internal/testing/"];
+    const sources = ["control.ts", "serve-twisted.ts", "clock.ts", "rogue-token.ts"]
+      .map((file) => readFileSync(path.join(a, "internal/testing/twisted", file), "utf8"))
+      .join("\n");
+    for (const probe of probes.slice(0, -1)) expect(sources, `the probe ${probe} names something in the sources`).to.include(probe);
+    for (const artifact of first) {
+      for (const file of artifact.files) {
+        const text = readFileSync(path.join(artifact.dir, file.path)).toString("latin1");
+        for (const probe of probes) expect(text.includes(probe), `${artifact.component}/${file.path} holds ${probe}`).to.equal(false);
+      }
+      // Bundles name each module they hold in a comment: the component's own code is there.
+      const main = readFileSync(path.join(artifact.dir, "main.mjs"), "utf8");
+      expect(main, `${artifact.component}'s artifact names its modules`).to.include(`internal/serve/components/${artifact.component}.ts`);
+    }
   });
 
   it("the digest is what sha256sum computes over the artifact's files, and the sidecar records it", async function () {

@@ -9,7 +9,7 @@ import { createClient } from "@connectrpc/connect";
 import type { ConnectRouter } from "@connectrpc/connect";
 import type { DescService } from "@bufbuild/protobuf";
 import type { Bundle } from "../../mesh/bundle.js";
-import { trustFromBundles } from "../../mesh/bundle.js";
+import { trustOfBundles } from "../../mesh/bundle.js";
 import { createMeshTransport } from "../../mesh/client.js";
 import type { Component } from "../../mesh/identity.js";
 import type { MeshCredentials } from "../../mesh/server.js";
@@ -32,6 +32,8 @@ export interface EncryptionComponentDeps {
   readonly log: Logger;
   /** Token's published keys, from Token's mesh bundle. */
   readonly tokenKeys: () => VerificationKeys;
+  /** Storage's published keys (its receipts and Error Tokens), from Storage's mesh bundle. */
+  readonly storageKeys: () => VerificationKeys;
 }
 
 export function encryptionComponent(config: EncryptionConfig, deps: EncryptionComponentDeps) {
@@ -59,7 +61,11 @@ export function encryptionComponent(config: EncryptionConfig, deps: EncryptionCo
     target: "storage",
     baseUrl: config.peers.storage,
     credentials: deps.credentials,
-    trust: trustFromBundles(deps.bundles()),
+    // Storage's CA as last reloaded: a rotated CA reaches this client too.
+    trust: trustOfBundles(deps.bundles),
+    // A new trace for each call, linked on our side: no trace id that ties one login's
+    // reads together reaches Storage (DESIGN.md §2, §5).
+    tracing: { newTrace: true },
     interceptors: [onUnavailable(() => storageHealth.suspect())],
   });
   const storage = createClient(StorageService, transport);
@@ -79,7 +85,7 @@ export function encryptionComponent(config: EncryptionConfig, deps: EncryptionCo
     // The keyring admin's operator calls answer whatever Storage does, so it stays SERVING.
     readiness: { peers: storageHealth, services: [EncryptionService.typeName] },
     routes(router: ConnectRouter) {
-      encryptionRoutes({ keyring: watched.keyring, tokenKeys: deps.tokenKeys, storage })(router);
+      encryptionRoutes({ keyring: watched.keyring, tokenKeys: deps.tokenKeys, storageKeys: deps.storageKeys, storage })(router);
       keyringAdminRoutes({ keyring: watched.keyring, storage, job })(router);
     },
     async close() {

@@ -12,12 +12,14 @@ import type { RecordStore } from "../storage/backend/record-store.js";
 import { sha256, sign } from "../protocol/jws.js";
 import { Keyring, generateRecordKey } from "../protocol/keyring.js";
 import { VerificationKeys, generateSigningKey, publicJwk } from "../protocol/signing-keys.js";
+import { storageKeyPair } from "../testing/storage-keys.js";
 import { ACCESS_TOKEN, type Operation } from "../protocol/tokens.js";
 import { encryptionRoutes } from "./encryption-service.js";
 
 describe("Encryption: keyring rotation and re-encryption on write", function () {
   const accessKey = generateSigningKey("access");
   const tokenKeys = new VerificationKeys([publicJwk(accessKey)]);
+  const storageSigning = storageKeyPair();
   const k1 = generateRecordKey();
   let keyring = new Keyring(new Map([["k1", k1]]), "k1");
   let store: RecordStore;
@@ -27,11 +29,11 @@ describe("Encryption: keyring rotation and re-encryption on write", function () 
     store = await openPGliteStore({});
     const storage = createClient(
       StorageService,
-      createRouterTransport(storageRoutes({ store, tokenKeys: () => tokenKeys, errorKey: generateSigningKey("error"), receiptKey: generateSigningKey("receipt") })),
+      createRouterTransport(storageRoutes({ store, tokenKeys: () => tokenKeys, errorKey: storageSigning.error, receiptKey: storageSigning.receipt })),
     );
     encryption = createClient(
       EncryptionService,
-      createRouterTransport(encryptionRoutes({ keyring: () => keyring, tokenKeys: () => tokenKeys, storage })),
+      createRouterTransport(encryptionRoutes({ keyring: () => keyring, tokenKeys: () => tokenKeys, storageKeys: () => storageSigning.keys, storage })),
     );
   });
   after(async () => store.close());

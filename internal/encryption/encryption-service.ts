@@ -2,7 +2,10 @@
 // the way back. It verifies every Access Token itself with Token's public keys (it
 // holds no signing key), checks a record to be written against the digest the token
 // carries, and derives the additional data from the verified token, never from what
-// Storage returns: a ciphertext Storage moved to another row does not open.
+// Storage returns: a ciphertext Storage moved to another row does not open. Whatever
+// Storage answers is checked before it is passed on: each receipt (signature, the
+// Access Token it answers, kind, hash, and the digest of the record Encryption
+// decrypted or sealed) and each Error Token (signature, the read it answers).
 // Records use envelope encryption (internal/protocol/keyring.ts): a fresh data key per
 // write, wrapped under the keyring's current key.
 
@@ -11,15 +14,26 @@ import { failedInTransport } from "../../mesh/transport-errors.js";
 import { EncryptionService } from "../gen/hello/encryption/v1/encryption_service_pb.js";
 import type { StorageService } from "../gen/hello/storage/v1/storage_service_pb.js";
 import type { Keyring } from "../protocol/keyring.js";
-import { sha256, verify } from "../protocol/jws.js";
+import { InvalidTokenError, sha256, verify } from "../protocol/jws.js";
 import type { VerificationKeys } from "../protocol/signing-keys.js";
-import { ACCESS_TOKEN, type AccessClaims, type Operation, wrongOperation } from "../protocol/tokens.js";
+import {
+  ACCESS_TOKEN,
+  type AccessClaims,
+  ERROR_TOKEN,
+  type ErrorClaims,
+  type Operation,
+  RECEIPT,
+  type ReceiptClaims,
+  wrongOperation,
+} from "../protocol/tokens.js";
 import { denied, invalidArgument, mapped } from "../protocol/errors.js";
 
 export interface EncryptionServiceDeps {
   readonly keyring: () => Keyring;
   /** Token's published keys (from Token's mesh bundle). */
   readonly tokenKeys: () => VerificationKeys;
+  /** Storage's published keys (from Storage's mesh bundle): its receipts and Error Tokens. */
+  readonly storageKeys: () => VerificationKeys;
   readonly storage: Client<typeof StorageService>;
   readonly now?: () => Date;
 }
@@ -56,6 +70,34 @@ export function encryptionRoutes(deps: EncryptionServiceDeps) {
     return claims;
   }
 
+  /** Storage's receipt must answer this very token with the record we hold. */
+  async function checkReceipt(receipt: string, op: ReceiptClaims["op"], claims: AccessClaims & { jti?: string }, digest: string) {
+    let answer: ReceiptClaims;
+    try {
+      answer = (await verify<ReceiptClaims>(RECEIPT, deps.storageKeys(), receipt, "storage's receipt", now())).claims;
+    } catch (error) {
+      throw new ConnectError(`storage returned a receipt that does not verify (${error instanceof InvalidTokenError ? error.reason : "invalid"})`, Code.DataLoss);
+    }
+    if (answer.op !== op || answer.kind !== claims.kind || answer.hash !== claims.hash || answer.ajti !== claims.jti || answer.digest !== digest) {
+      throw new ConnectError(`storage's ${op} receipt does not answer this access token with this record`, Code.DataLoss);
+    }
+    return receipt;
+  }
+
+  /** Storage's "no record" must answer this very read. */
+  async function checkErrorToken(errorToken: string, claims: AccessClaims & { jti?: string }) {
+    let answer: ErrorClaims;
+    try {
+      answer = (await verify<ErrorClaims>(ERROR_TOKEN, deps.storageKeys(), errorToken, "storage's error token", now())).claims;
+    } catch (error) {
+      throw new ConnectError(`storage returned an error token that does not verify (${error instanceof InvalidTokenError ? error.reason : "invalid"})`, Code.DataLoss);
+    }
+    if (answer.op !== "read" || answer.kind !== claims.kind || answer.hash !== claims.hash || answer.ajti !== claims.jti) {
+      throw new ConnectError("storage's error token does not answer this read", Code.DataLoss);
+    }
+    return errorToken;
+  }
+
   /**
    * Storage's errors keep their code and words; nothing else from it is trusted. A call
    * that failed in the transport (Storage died under it) is UNAVAILABLE, whatever code
@@ -73,26 +115,31 @@ export function encryptionRoutes(deps: EncryptionServiceDeps) {
       readRecord: mapped(async (req, ctx) => {
         const claims = await authorize(req.accessToken, "read");
         const res = await fromStorage(deps.storage.readRecord({ accessToken: req.accessToken }, downstream(ctx)));
-        if (res.result.case === "errorToken") return { result: { case: "errorToken", value: res.result.value } };
+        if (res.result.case === "errorToken") return { result: { case: "errorToken", value: await checkErrorToken(res.result.value, claims) } };
         if (res.result.case !== "record") throw new ConnectError("storage returned neither a record nor an error token", Code.DataLoss);
         const { version } = res.result.value;
-        const plaintext = deps.keyring().open(res.result.value, claims.kind, claims.hash);
-        return { result: { case: "record", value: plaintext.toString("utf8") }, version };
+        const record = deps.keyring().open(res.result.value, claims.kind, claims.hash).toString("utf8");
+        const digest = sha256(record);
+        // A row from before Storage kept digests: it learns this one, from what we decrypted, once.
+        const receipt = res.receipt !== ""
+          ? res.receipt
+          : (await fromStorage(deps.storage.backfillRecordDigest({ accessToken: req.accessToken, version, digest }, downstream(ctx)))).receipt;
+        return { result: { case: "record", value: record }, version, receipt: await checkReceipt(receipt, "read", claims, digest) };
       }),
       createRecord: mapped(async (req, ctx) => {
         const claims = await authorize(req.accessToken, "create", req.record);
         const sealed = deps.keyring().seal(Buffer.from(req.record, "utf8"), claims.kind, claims.hash);
         const { version, receipt } = await fromStorage(deps.storage.createRecord({ accessToken: req.accessToken, ...sealed }, downstream(ctx)));
-        return { version, receipt };
+        return { version, receipt: await checkReceipt(receipt, "create", claims, claims.digest!) };
       }),
       updateRecord: mapped(async (req, ctx) => {
         const claims = await authorize(req.accessToken, "update", req.record);
         // Re-encryption on write: an update gets a fresh data key, under the current key.
         const sealed = deps.keyring().seal(Buffer.from(req.record, "utf8"), claims.kind, claims.hash);
-        const { version } = await fromStorage(
+        const { version, receipt } = await fromStorage(
           deps.storage.updateRecord({ accessToken: req.accessToken, ...sealed, expectedVersion: req.expectedVersion }, downstream(ctx)),
         );
-        return { version };
+        return { version, receipt: await checkReceipt(receipt, "update", claims, claims.digest!) };
       }),
       deleteRecord: mapped(async (req, ctx) => {
         await authorize(req.accessToken, "delete");

@@ -19,6 +19,7 @@ import {
 import { sha256, sign } from "../protocol/jws.js";
 import { Keyring, generateRecordKey, sealLegacy } from "../protocol/keyring.js";
 import { VerificationKeys, generateSigningKey, publicJwk } from "../protocol/signing-keys.js";
+import { storageKeyPair } from "../testing/storage-keys.js";
 import { ACCESS_TOKEN, type Operation } from "../protocol/tokens.js";
 import { openPGliteStore } from "../storage/backend/pglite-store.js";
 import type { RecordKindName, RecordStore } from "../storage/backend/record-store.js";
@@ -33,6 +34,7 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
   this.timeout(60_000);
   const accessKey = generateSigningKey("access");
   const tokenKeys = new VerificationKeys([publicJwk(accessKey)]);
+  const storageSigning = storageKeyPair();
   let store: RecordStore;
   let storage: Client<typeof StorageService>;
   let storageAdmin: Client<typeof KeyWrappingAdminService>;
@@ -40,7 +42,7 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
   before(async function () {
     store = await openPGliteStore({});
     const transport = createRouterTransport(
-      storageRoutes({ store, tokenKeys: () => tokenKeys, errorKey: generateSigningKey("error"), receiptKey: generateSigningKey("receipt") }),
+      storageRoutes({ store, tokenKeys: () => tokenKeys, errorKey: storageSigning.error, receiptKey: storageSigning.receipt }),
     );
     storage = createClient(StorageService, transport);
     storageAdmin = createClient(KeyWrappingAdminService, transport);
@@ -54,7 +56,7 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
   function encryptionWith(keyring: () => Keyring, storageClient: Client<typeof StorageService> = storage) {
     const job = new RewrapJob({ keyring, storage: storageClient });
     const transport = createRouterTransport((router) => {
-      encryptionRoutes({ keyring, tokenKeys: () => tokenKeys, storage: storageClient })(router);
+      encryptionRoutes({ keyring, tokenKeys: () => tokenKeys, storageKeys: () => storageSigning.keys, storage: storageClient })(router);
       keyringAdminRoutes({ keyring, storage: storageClient, job })(router);
     });
     return { job, encryption: createClient(EncryptionService, transport), admin: createClient(KeyringAdminService, transport) };
@@ -350,7 +352,7 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
     let keyring = ring("k1", "k1");
     const { job, encryption, admin } = encryptionWith(() => keyring);
     const legacyHash = randomBytes(32).toString("base64url");
-    await store.create({ hash: legacyHash, kind: "wallet", keyId: ids.k1, ciphertext: sealLegacy(bytes.k1, Buffer.from("legacy"), "wallet", legacyHash) });
+    await store.create({ hash: legacyHash, kind: "wallet", keyId: ids.k1, ciphertext: sealLegacy(bytes.k1, Buffer.from("legacy"), "wallet", legacyHash), digest: sha256("legacy") });
     const written = await writeRecords(encryption, 2);
     const foreign = await writeRecords(encryptionWith(() => ring("k3", "k3")).encryption, 1);
     keyring = ring("k2", "k1", "k2");

@@ -61,6 +61,7 @@ const KIND_NAMES: Partial<Record<RecordKind, RecordKindName>> = {
   [RecordKind.SUBJECT]: "subject",
   [RecordKind.RELEASE]: "release",
   [RecordKind.WALLET]: "wallet",
+  [RecordKind.RESERVATION]: "reservation",
 };
 
 export class RewrapJob {

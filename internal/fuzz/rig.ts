@@ -157,6 +157,7 @@ export async function startRig(): Promise<Rig> {
   await serve("encryption", encryptionRoutes({
     keyring: () => keyring,
     tokenKeys: () => tokenVerification,
+    storageKeys: () => storageVerification,
     storage: clientOf(StorageService, "storage", credentials("encryption")),
   }));
   await serve("token", tokenRoutes({
@@ -172,6 +173,7 @@ export async function startRig(): Promise<Rig> {
 
   const token = clientOf(TokenService, "token", credentials("orchestration"));
   const driver = new LoginDriver({
+    issuer,
     token,
     encryption: clientOf(EncryptionService, "encryption", credentials("orchestration")),
     lookupKey,

@@ -19,7 +19,7 @@ import type { Component } from "../../mesh/identity.js";
 import { pkiPaths } from "../pki/layout.js";
 import { TokenService } from "../gen/hello/token/v1/token_service_pb.js";
 import { EncryptionService } from "../gen/hello/encryption/v1/encryption_service_pb.js";
-import { LoginDriver } from "../orchestration/login-driver.js";
+import { LoginDriver, loginContext } from "../orchestration/login-driver.js";
 import { sign } from "../protocol/jws.js";
 import { subjectHash } from "../protocol/lookup-key.js";
 import { ACCESS_TOKEN } from "../protocol/tokens.js";
@@ -181,11 +181,11 @@ describe("signing-key rotation without downtime (hello keys, docs/key-rotation.m
   async function witness(): Promise<Map<KeyPurpose, Set<string>>> {
     const seen: string[] = [];
     const clients = witnessClients(seen);
-    const driver = new LoginDriver({ ...clients, lookupKey: mesh.lookupKey, tokenKeys: () => bundleKeys("token") });
+    const driver = new LoginDriver({ ...clients, issuer: mesh.issuer, lookupKey: mesh.lookupKey, tokenKeys: () => bundleKeys("token") });
     const request = appRequest("a");
     const started = await driver.start(request, "dev");
     const upstream = await mesh.upstreamLogin(nextNewcomer(), started.upstreamNonce);
-    const first = await driver.continue(started.sessionToken, request.clientId, upstream);
+    const first = await driver.continue(started.sessionToken, loginContext(request, Date.now()), upstream);
     if (first.kind !== "consent") throw new Error("a new user gets the consent page");
     const done = await driver.consent(first.state, ["email"], true);
     seen.push(done.idToken);

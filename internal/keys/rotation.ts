@@ -19,6 +19,7 @@ import { type KeySpec, STORAGE_KEYS, TOKEN_KEYS, loadSigningKeys } from "../prot
 import {
   type KeyPurpose,
   RETIREMENT_GRACE_SECONDS,
+  isAppFacing,
   type SigningAlg,
   type SigningKey,
   generateSigningKey,
@@ -26,7 +27,7 @@ import {
   publicJwk,
 } from "../protocol/signing-keys.js";
 import { ACCESS_TOKEN, ERROR_TOKEN, RECEIPT, SESSION_TOKEN } from "../protocol/tokens.js";
-import { ID_TOKEN_LIFETIME_SECONDS } from "../token/token-service.js";
+import { ID_TOKEN_LIFETIME_SECONDS, USERINFO_LIFETIME_SECONDS } from "../token/token-service.js";
 import { JWKS_MAX_AGE } from "../orchestration/front-door/front-door.js";
 
 export const SIGNING_COMPONENTS = ["token", "storage"] as const;
@@ -57,6 +58,7 @@ export const SIGNED_LIFETIME_SECONDS: Record<KeyPurpose, number | undefined> = {
   error: ERROR_TOKEN.maxLifetimeSeconds,
   receipt: RECEIPT.maxLifetimeSeconds,
   "id-token": ID_TOKEN_LIFETIME_SECONDS,
+  userinfo: USERINFO_LIFETIME_SECONDS,
   // Orchestration checks the key set's signature at each /jwks request; nothing keeps it.
   "key-set": 0,
   record: undefined,
@@ -77,6 +79,7 @@ export const DEFAULT_PUBLISHED_SECONDS: Record<KeyPurpose, number> = {
   record: 60,
   "key-set": 60,
   "id-token": JWKS_MAX_AGE,
+  userinfo: JWKS_MAX_AGE,
 };
 
 /**
@@ -247,7 +250,7 @@ export async function promoteKeys(location: KeyLocation, options: PromoteOptions
     throw new RotationError(`${location.component} has no next key for ${which}: run hello keys rotate ${location.component} first`);
   }
   const published = await thumbprints(readOwnBundle(location).jwks.keys as JWK[]);
-  const served = options.issuer && waiting.some((k) => k.purpose === "id-token") ? await servedKids(options.issuer) : undefined;
+  const served = options.issuer && waiting.some((k) => isAppFacing(k.purpose)) ? await servedKids(options.issuer) : undefined;
   for (const key of waiting) {
     if (!key.created) throw new RotationError(`the next key ${key.kid} has no created date, so how long it has been published is unknown`);
     const minimum = options.minPublishedSeconds ?? DEFAULT_PUBLISHED_SECONDS[key.purpose];
@@ -256,7 +259,7 @@ export async function promoteKeys(location: KeyLocation, options: PromoteOptions
       const at = new Date(Date.parse(key.created) + minimum * 1000).toISOString();
       throw new RotationError(
         `the ${key.purpose} key ${key.kid} was published ${Math.max(0, Math.floor(age))} s ago; it may sign from ${at} (${minimum} s after publication${
-          key.purpose === "id-token" ? ", the JWKS max-age apps may cache it for" : ", once every peer has the bundle"
+          isAppFacing(key.purpose) ? ", the JWKS max-age apps may cache it for" : ", once every peer has the bundle"
         })`,
       );
     }
@@ -265,7 +268,7 @@ export async function promoteKeys(location: KeyLocation, options: PromoteOptions
         `the ${location.component} bundle in ${location.bundles} does not publish the next key ${key.kid}: run hello keys publish ${location.component} and give the bundle to the other custodians first`,
       );
     }
-    if (served && key.purpose === "id-token" && !served.has(key.kid)) {
+    if (served && isAppFacing(key.purpose) && !served.has(key.kid)) {
       throw new RotationError(`${options.issuer} does not serve the next key ${key.kid} in its JWKS yet: is Token running with the new key file?`);
     }
   }

@@ -95,8 +95,21 @@ export interface HttpLogEntry {
   readonly error?: unknown;
 }
 
-/** A 5xx from an exception of our own is an error; one because a peer failed (a gRPC code) a warning. */
+/**
+ * A component that answered Orchestration with something that does not fit what
+ * Orchestration verified (internal/orchestration/minted-check.ts): a 400 for the user,
+ * and an error for the operators, since it means that peer is broken or compromised.
+ */
+export function isPeerViolation(error: unknown): boolean {
+  return error instanceof Error && error.name === "ProtocolViolation";
+}
+
+/**
+ * A 5xx from an exception of our own is an error; one because a peer failed (a gRPC
+ * code) a warning; a peer that answered what does not fit, whatever the status, an error.
+ */
 export function httpLevel(status: number, error?: unknown): Level {
+  if (isPeerViolation(error)) return "error";
   if (status < 500) return "info";
   return error !== undefined && !(error instanceof ConnectError) ? "error" : "warn";
 }

@@ -13,7 +13,7 @@ import { ConnectError } from "@connectrpc/connect";
 import { SpanKind, SpanStatusCode, context, isSpanContextValid, trace } from "@opentelemetry/api";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { type Logger, processLogger } from "../log/logger.js";
-import { logHttpRequest } from "../log/request-log.js";
+import { isPeerViolation, logHttpRequest } from "../log/request-log.js";
 import { type MeshMetrics, processMeshMetrics } from "./registry.js";
 
 const TRACER_NAME = "hello-mesh";
@@ -88,8 +88,9 @@ export function httpObserver(
           durationMs: seconds * 1000,
           ...(traceId ? { traceId } : {}),
           ...(outcome ? { outcome } : {}),
-          // Only a server-side failure needs the exception itself, and only its safe form.
-          ...(status >= 500 && error !== undefined ? { error } : {}),
+          // Only a server-side failure, or a peer component caught misbehaving, needs the
+          // exception itself, and only its safe form.
+          ...((status >= 500 || isPeerViolation(error)) && error !== undefined ? { error } : {}),
         });
       });
       return {

@@ -24,7 +24,7 @@ import { type ProtocolMesh, APPS, USERS, UPSTREAM_CLIENT, appRequest, appSecret,
 import { Browserless, type Page } from "../testing/browserless.js";
 import { prepareAuthorization } from "../testing/app-client.js";
 import type { DevUser } from "../devop/dev-op.js";
-import { LoginDriver, type LoginOutcome } from "../orchestration/login-driver.js";
+import { LoginDriver, type LoginOutcome, loginContext } from "../orchestration/login-driver.js";
 import { TokenService } from "../gen/hello/token/v1/token_service_pb.js";
 import { EncryptionService } from "../gen/hello/encryption/v1/encryption_service_pb.js";
 import { StorageService } from "../gen/hello/storage/v1/storage_service_pb.js";
@@ -66,7 +66,7 @@ function labelVocabulary() {
     method: new Set([...services.flatMap((s) => s.methods.map((m) => `${s.typeName}/${m.name}`)), "GET", "POST", "HEAD", "other"]),
     code: new Set(["ok", ...Object.values(Code).filter((c): c is Code => typeof c === "number").map((c) => codeToString(c))]),
     route: new Set(["/.well-known/openid-configuration", "/jwks", "/authorize", "/authorize/provider", "/upstream/callback", "/consent", "/token", "/userinfo", "/health", "/healthz/live", "/healthz/ready", "other"]),
-    kind: new Set(["code", "access-token", "assertion", "other"]), // hello_state_*: what Orchestration's store holds
+    kind: new Set(["code", "access-token", "assertion", "request-object", "other"]), // hello_state_*: what Orchestration's store holds
     status: /^[1-5]\d\d$/,
     le: /^(\d+(\.\d+)?(e[+-]?\d+)?|\+Inf)$/,
   };
@@ -320,7 +320,7 @@ describe("observability: no identifier, claim, email or token in any log line or
       createMeshTransport({ target, baseUrl: `https://127.0.0.1:${mesh.deployment.configs[target].listen.port}`, credentials, trust: mesh.trust, interceptors: [capture] });
     const token = createClient(TokenService, transport("token"));
     const encryption = createClient(EncryptionService, transport("encryption"));
-    const driver = new LoginDriver({ token, encryption, lookupKey: mesh.lookupKey, tokenKeys: mesh.tokenKeys });
+    const driver = new LoginDriver({ issuer: mesh.issuer, token, encryption, lookupKey: mesh.lookupKey, tokenKeys: mesh.tokenKeys });
 
     // Alice (an existing user) to a third app, and Carol (who has a wallet but no release).
     for (const [user, app] of [[USERS.alice, "es"], [USERS.carol, "ed"]] as const) {
@@ -329,7 +329,7 @@ describe("observability: no identifier, claim, email or token in any log line or
       const started = await driver.start(request, "dev");
       const upstream = await mesh.upstreamLogin(user, started.upstreamNonce);
       needles.addLeaves("token", upstream, "upstream result");
-      const first: LoginOutcome = await driver.continue(started.sessionToken, request.clientId, upstream);
+      const first: LoginOutcome = await driver.continue(started.sessionToken, loginContext(request, Date.now()), upstream);
       needles.addLeaves("mesh message field", first, "login outcome");
       expect(first.kind).to.equal("consent");
       if (first.kind !== "consent") continue;
@@ -339,7 +339,7 @@ describe("observability: no identifier, claim, email or token in any log line or
 
       // The same OP ID Token in another session: Token refuses it (the nonce is another's).
       const replay = await driver.start(appRequest(app), "dev");
-      const refused = await driver.continue(replay.sessionToken, request.clientId, upstream).catch((e: unknown) => ConnectError.from(e));
+      const refused = await driver.continue(replay.sessionToken, loginContext(request, Date.now()), upstream).catch((e: unknown) => ConnectError.from(e));
       expect(refused).to.be.instanceOf(ConnectError);
       failures++;
     }
@@ -411,14 +411,31 @@ describe("observability: no identifier, claim, email or token in any log line or
     const orchestration = output.get("orchestration")!.map((l) => JSON.parse(l) as { http?: { route: string; status: number; outcome?: string } });
     expect(orchestration.some((l) => l.http?.route === "/token" && l.http.status === 401 && l.http.outcome === "invalid_client")).to.equal(true);
     expect(orchestration.some((l) => l.http?.route === "/token" && l.http.status === 400 && l.http.outcome === "invalid_grant")).to.equal(true);
-    // One trace from the front door through the mesh: a /authorize line's trace id is on
-    // Token's CreateSession line, and an /upstream/callback's reaches Storage.
-    const traced = (route: string) => output.get("orchestration")!.map((l) => JSON.parse(l) as { http?: { route: string }; trace_id?: string })
-      .filter((l) => l.http?.route === route).map((l) => l.trace_id!);
-    const servedIn = (c: Component, method: string) => new Set(output.get(c)!.map((l) => JSON.parse(l) as { rpc?: { side: string; method: string }; trace_id?: string })
+    // One trace from the front door through the mesh as far as Encryption: a /authorize
+    // line's trace id is on Token's CreateSession line, and an /upstream/callback's on
+    // Encryption's ReadRecord line. It stops there (DESIGN.md §2): each call Encryption
+    // makes to Storage is a trace of its own, so no trace id on Storage's lines is on any
+    // other line of the login, and no two of Encryption's calls to Storage share one.
+    type Line = { http?: { route: string }; rpc?: { side: string; method: string; peer?: string }; trace_id?: string };
+    const linesOf = (c: Component) => output.get(c)!.map((l) => JSON.parse(l) as Line);
+    const traced = (route: string) => linesOf("orchestration").filter((l) => l.http?.route === route).map((l) => l.trace_id!);
+    const servedIn = (c: Component, method: string) => new Set(linesOf(c)
       .filter((l) => l.rpc?.side === "server" && l.rpc.method === method).map((l) => l.trace_id));
     expect(traced("/authorize").some((id) => servedIn("token", "hello.token.v1.TokenService/CreateSession").has(id))).to.equal(true);
-    expect(traced("/upstream/callback").some((id) => servedIn("storage", "hello.storage.v1.StorageService/ReadRecord").has(id))).to.equal(true);
+    expect(traced("/upstream/callback").some((id) => servedIn("encryption", "hello.encryption.v1.EncryptionService/ReadRecord").has(id))).to.equal(true);
+    const atStorage = new Set(linesOf("storage").flatMap((l) => (l.rpc?.side === "server" && l.rpc.peer === "encryption" && l.trace_id ? [l.trace_id] : [])));
+    const upstreamOfStorage = new Set([
+      ...linesOf("orchestration"),
+      ...linesOf("token"),
+      ...linesOf("encryption").filter((l) => l.rpc?.side === "server"),
+    ].map((l) => l.trace_id));
+    expect(atStorage.size, "Storage's call lines carry trace ids").to.be.greaterThan(5);
+    expect([...atStorage].filter((id) => upstreamOfStorage.has(id)), "trace ids of the login seen at Storage").to.deep.equal([]);
+    const toStorage = linesOf("encryption")
+      .filter((l) => l.rpc?.side === "client" && l.rpc.method.startsWith("hello.storage.v1.StorageService/"))
+      .map((l) => l.trace_id!);
+    expect(new Set(toStorage).size, "one trace per call to Storage").to.equal(toStorage.length);
+    expect([...atStorage].every((id) => toStorage.includes(id)), "Storage's traces begin at Encryption").to.equal(true);
     const lines = [...output.values()].reduce((n, l) => n + l.length, 0);
     console.log(`      ${lines} log lines (${COMPONENTS.map((c) => `${c} ${output.get(c)!.length}`).join(", ")}); ${logins.length} logins, ${failures} failures`);
   });

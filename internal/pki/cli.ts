@@ -15,8 +15,11 @@ import { ensureDevPki } from "./dev-pki.js";
 import { DEFAULT_PKI_ROOT, isNotFound, loadPem, pkiPaths } from "./layout.js";
 import { writeFileAtomic } from "../fs/write-file-atomic.js";
 import {
+  type KeyType,
+  KEY_TYPES,
   createCertificateAuthority,
   describeCertificate,
+  isKeyType,
   issueComponentCertificate,
   issueOperatorCertificate,
 } from "./pki.js";
@@ -29,9 +32,9 @@ export interface PkiOutput {
 export const PKI_USAGE = `usage: hello pki <command> [options]
 
 commands:
-  init-ca <component> [--dir ${DEFAULT_PKI_ROOT}]
+  init-ca <component> [--key-type ${KEY_TYPES.join("|")}] [--dir ${DEFAULT_PKI_ROOT}]
       create the custodian's CA; refuses to replace an existing one
-  issue <component> [--operator] [--hostname <name> ...] [--dir ${DEFAULT_PKI_ROOT}]
+  issue <component> [--operator] [--hostname <name> ...] [--key-type ${KEY_TYPES.join("|")}] [--dir ${DEFAULT_PKI_ROOT}]
       issue the component's certificate (or, with --operator, its operator's) from
       that custodian's CA; an existing one is replaced (rotation)
   dev [--dir ${DEFAULT_PKI_ROOT}] [--hostname <name> ...]
@@ -46,6 +49,8 @@ commands:
       this text
 
 components: ${COMPONENTS.join(", ")}
+key types: rsa (the default: 3072 bits for a CA, 2048 for a leaf), p256 (ECDSA P-256),
+  ed25519; a CA of any of them signs leaves of any of them
 files: <dir>/<component>/{ca,<component>,operator}.{crt,key}`;
 
 /** A mistake in the command line: answered with the usage text and exit code 2. */
@@ -86,9 +91,14 @@ export async function runPkiCommand(args: string[], out: PkiOutput): Promise<num
 
 async function initCa(args: string[], out: PkiOutput): Promise<number> {
   const { values, positionals } = usageErrors(() =>
-    parseArgs({ args, allowPositionals: true, options: { dir: { type: "string", default: DEFAULT_PKI_ROOT } } }),
+    parseArgs({
+      args,
+      allowPositionals: true,
+      options: { dir: { type: "string", default: DEFAULT_PKI_ROOT }, "key-type": { type: "string", default: "rsa" } },
+    }),
   );
   const component = componentArgument(positionals);
+  const keyType = keyTypeOption(values["key-type"]);
   const paths = pkiPaths(values.dir, component);
   for (const path of [paths.caCert, paths.caKey]) {
     if (await exists(path)) {
@@ -97,7 +107,7 @@ async function initCa(args: string[], out: PkiOutput): Promise<number> {
       return 1;
     }
   }
-  const ca = createCertificateAuthority(component);
+  const ca = createCertificateAuthority(component, { keyType });
   await writeFileAtomic(paths.caKey, ca.keyPem, { secret: true });
   await writeFileAtomic(paths.caCert, ca.certPem, { secret: false });
   out.log(`created the ${component} CA: ${paths.caCert} (give this to the other custodians) and ${paths.caKey} (keep it secret)`);
@@ -115,18 +125,20 @@ async function issue(args: string[], out: PkiOutput): Promise<number> {
         dir: { type: "string", default: DEFAULT_PKI_ROOT },
         hostname: { type: "string", multiple: true, default: [] },
         operator: { type: "boolean", default: false },
+        "key-type": { type: "string", default: "rsa" },
       },
     }),
   );
   const component = componentArgument(positionals);
+  const keyType = keyTypeOption(values["key-type"]);
   if (values.operator && values.hostname.length > 0) {
     throw new UsageError("--hostname applies to the component certificate; an operator certificate names no host");
   }
   const paths = pkiPaths(values.dir, component);
   const ca = { certPem: await loadPem(paths.caCert), keyPem: await loadPem(paths.caKey) };
   const [certPath, keyPath, leaf] = values.operator
-    ? [paths.operatorCert, paths.operatorKey, issueOperatorCertificate(ca, component)]
-    : [paths.cert, paths.key, issueComponentCertificate(ca, component, { hostnames: values.hostname })];
+    ? [paths.operatorCert, paths.operatorKey, issueOperatorCertificate(ca, component, { keyType })]
+    : [paths.cert, paths.key, issueComponentCertificate(ca, component, { hostnames: values.hostname, keyType })];
   const rotating = await exists(certPath);
   // Key first, as everywhere: each file is replaced atomically, but the pair is not,
   // so a reader in between could see the new key with the old certificate.
@@ -214,6 +226,11 @@ function componentArgument(positionals: string[]): Component {
   if (extra.length > 0) throw new UsageError(`unexpected arguments: ${extra.join(" ")}`);
   if (!isComponent(name)) throw new UsageError(`unknown component "${name}": expected one of ${COMPONENTS.join(", ")}`);
   return name;
+}
+
+function keyTypeOption(value: string): KeyType {
+  if (!isKeyType(value)) throw new UsageError(`unknown key type "${value}": expected one of ${KEY_TYPES.join(", ")}`);
+  return value;
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -1,7 +1,7 @@
 // chai 6 ships no type declarations (and @types/chai is not installed), so these
 // tests use node:assert to keep `tsc --noEmit` clean.
 import assert from "node:assert/strict";
-import { X509Certificate, createPrivateKey } from "node:crypto";
+import { X509Certificate, createPrivateKey, generateKeyPairSync } from "node:crypto";
 import { cp, mkdtemp, readdir, readFile, rm, stat, unlink } from "node:fs/promises";
 import { once } from "node:events";
 import { tmpdir } from "node:os";
@@ -11,12 +11,21 @@ import type { AddressInfo } from "node:net";
 import forge from "node-forge";
 
 import { COMPONENTS, identityUri } from "../../mesh/identity.js";
+import { certificateParts } from "../../mesh/x509.js";
 import { makeTestPki } from "../testing/test-pki.js";
 import type { TestPki } from "../testing/test-pki.js";
 import { runPkiCommand } from "./cli.js";
 import { ensureDevPki } from "./dev-pki.js";
 import { loadPem, pkiPaths } from "./layout.js";
-import { describeCertificate, issueLeafCertificate, parseSubjectAltName } from "./pki.js";
+import {
+  KEY_TYPES,
+  createCertificateAuthority,
+  describeCertificate,
+  issueComponentCertificate,
+  issueLeafCertificate,
+  issueOperatorCertificate,
+  parseSubjectAltName,
+} from "./pki.js";
 import type { CertificateAndKey } from "./pki.js";
 
 const SERVER_AUTH = "1.3.6.1.5.5.7.3.1";
@@ -179,6 +188,55 @@ describe("pki", function () {
     });
   });
 
+  describe("key types", () => {
+    const NODE_KEY_TYPE = { rsa: "rsa", p256: "ec", ed25519: "ed25519" } as const;
+
+    it("a CA of each key type (RSA, P-256, Ed25519) issues component and operator leaves of each, which OpenSSL verifies", () => {
+      for (const caType of KEY_TYPES) {
+        const ca = createCertificateAuthority("encryption", { keyType: caType });
+        const caX509 = x509(ca);
+        assert.equal(caX509.publicKey.asymmetricKeyType, NODE_KEY_TYPE[caType]);
+        assert.ok(caX509.ca && caX509.checkIssued(caX509) && caX509.verify(caX509.publicKey), caType);
+        for (const leafType of KEY_TYPES) {
+          const label = `${leafType} leaf under a ${caType} CA`;
+          for (const leaf of [
+            issueComponentCertificate(ca, "encryption", { keyType: leafType }),
+            issueOperatorCertificate(ca, "encryption", { keyType: leafType }),
+          ]) {
+            const cert = x509(leaf);
+            assert.equal(cert.publicKey.asymmetricKeyType, NODE_KEY_TYPE[leafType], label);
+            assert.ok(cert.checkIssued(caX509) && cert.verify(caX509.publicKey), label);
+            assert.ok(cert.checkPrivateKey(createPrivateKey(leaf.keyPem)), label);
+            assert.equal(describeCertificate(leaf.certPem).issuer, "O=hello-mesh, CN=hello-mesh encryption custodian CA");
+          }
+          const described = describeCertificate(issueComponentCertificate(ca, "encryption", { keyType: leafType }).certPem);
+          assert.deepEqual(described.uris, [identityUri("encryption")], label);
+        }
+      }
+    });
+
+    it("an EC or Ed25519 leaf may sign but not encipher keys; an RSA leaf may do both", () => {
+      const ca = createCertificateAuthority("token", { keyType: "p256" });
+      const keyUsage = (pem: string) => {
+        // KeyUsage ::= BIT STRING { digitalSignature (0), nonRepudiation (1), keyEncipherment (2), ... }
+        const value = certificateParts(new X509Certificate(pem).raw).extensions.find((e) => e.oid === "2.5.29.15")!.value;
+        assert.equal(value[0], 0x03); // BIT STRING
+        return { digitalSignature: (value[3]! & 0x80) !== 0, keyEncipherment: (value[3]! & 0x20) !== 0 };
+      };
+      for (const keyType of ["p256", "ed25519"] as const) {
+        const usage = keyUsage(issueComponentCertificate(ca, "token", { keyType }).certPem);
+        assert.deepEqual([usage.digitalSignature, usage.keyEncipherment], [true, false], keyType);
+      }
+      const rsa = keyUsage(issueComponentCertificate(ca, "token", { keyType: "rsa" }).certPem);
+      assert.deepEqual([rsa.digitalSignature, rsa.keyEncipherment], [true, true]);
+    });
+
+    it("refuses to sign with a CA key of another type, naming the ones it can", () => {
+      const p384 = generateKeyPairSync("ec", { namedCurve: "P-384" }).privateKey.export({ type: "pkcs8", format: "pem" }) as string;
+      assert.throws(() => createCertificateAuthority("token", { keyPem: p384 }), /type ec \(secp384r1\) cannot sign here: use rsa, p256, ed25519/);
+    });
+  });
+
   describe("TLS", () => {
     interface Outcome {
       /** The client certificate's subjectaltname as the server saw it, when the handshake succeeded. */
@@ -334,6 +392,35 @@ describe("pki", function () {
       assert.deepEqual(describeCertificate(operatorPem).uris, [identityUri("storage", true)]);
       assert.ok(new X509Certificate(operatorPem).verify(x509(pki.ca("storage")).publicKey));
       assert.ok(new X509Certificate(operatorPem).checkPrivateKey(createPrivateKey(await loadPem(paths.operatorKey))));
+    });
+
+    it("init-ca and issue --key-type make P-256 and Ed25519 CAs and leaves; rsa stays the default", async () => {
+      const dir = await tempDir();
+      const run = async (args: string[]) => {
+        const result = output();
+        assert.equal(await runPkiCommand([...args, "--dir", dir], result.out), 0, result.error.join("\n"));
+      };
+      await run(["init-ca", "token", "--key-type", "p256"]);
+      await run(["issue", "token", "--key-type", "ed25519"]);
+      await run(["issue", "token", "--operator"]);
+      const paths = pkiPaths(dir, "token");
+      const ca = new X509Certificate(await loadPem(paths.caCert));
+      const leaf = new X509Certificate(await loadPem(paths.cert));
+      const operator = new X509Certificate(await loadPem(paths.operatorCert));
+      assert.deepEqual(
+        [ca.publicKey.asymmetricKeyDetails?.namedCurve, leaf.publicKey.asymmetricKeyType, operator.publicKey.asymmetricKeyType],
+        ["prime256v1", "ed25519", "rsa"],
+      );
+      assert.ok(leaf.verify(ca.publicKey) && operator.verify(ca.publicKey));
+      assert.ok(leaf.checkPrivateKey(createPrivateKey(await loadPem(paths.key))));
+    });
+
+    it("an unknown --key-type is a usage error naming the valid ones", async () => {
+      for (const args of [["init-ca", "token", "--key-type", "dsa"], ["issue", "token", "--key-type", "P-384"]]) {
+        const result = output();
+        assert.equal(await runPkiCommand(args, result.out), 2, args.join(" "));
+        assert.match(result.error[0]!, /unknown key type ".*": expected one of rsa, p256, ed25519/);
+      }
     });
 
     it("issue without a CA fails naming the missing file and the command that makes it", async () => {

@@ -21,3 +21,38 @@ export function requestedClaims(scope: string, claimsRequest?: string): Set<stri
   }
   return names;
 }
+
+/** The claims a wallet holds: name -> value (email_verified a boolean, the rest strings). */
+export type WalletClaims = Record<string, string | boolean>;
+
+/** The longest claim value a wallet takes from an OP ID Token. */
+export const MAX_CLAIM_LENGTH = 2048;
+
+/**
+ * The wallet claims an OP ID Token carries: each of WALLET_CLAIMS that it has with the
+ * right type (and not too long). Token takes a new user's wallet from exactly this, and
+ * Orchestration checks the wallet Token mints against its own reading of the same
+ * token, so the two must never differ.
+ */
+export function walletClaimsOf(payload: Readonly<Record<string, unknown>>): WalletClaims {
+  const claims: WalletClaims = {};
+  for (const name of WALLET_CLAIMS) {
+    if (!Object.hasOwn(payload, name)) continue;
+    const value = payload[name];
+    if (name === "email_verified" ? typeof value === "boolean" : typeof value === "string" && value.length <= MAX_CLAIM_LENGTH) {
+      claims[name] = value as string | boolean;
+    }
+  }
+  return claims;
+}
+
+/**
+ * What an app receives: the claims its Release Record lists, with the wallet's values,
+ * in the release's order. Token mints ID Tokens and userinfo from this, and
+ * Orchestration checks them against it.
+ */
+export function releasedClaims(release: { readonly claims: readonly string[] }, wallet: { readonly claims: WalletClaims }): WalletClaims {
+  const released: WalletClaims = {};
+  for (const name of release.claims) if (Object.hasOwn(wallet.claims, name)) released[name] = wallet.claims[name]!;
+  return released;
+}

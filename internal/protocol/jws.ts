@@ -15,7 +15,14 @@
 
 import { type KeyObject, createHash, randomBytes, sign as cryptoSign, verify as cryptoVerify } from "node:crypto";
 import { type JWTPayload, errors } from "jose";
-import { type PublicKey, RETIREMENT_GRACE_SECONDS, type SigningAlg, type SigningKey, type VerificationKeys } from "./signing-keys.js";
+import {
+  type KeyPurpose,
+  type PublicKey,
+  RETIREMENT_GRACE_SECONDS,
+  type SigningAlg,
+  type SigningKey,
+  type VerificationKeys,
+} from "./signing-keys.js";
 import type { TokenType } from "./tokens.js";
 
 /** A token or record that failed verification. `reason` is safe to show: no content. */
@@ -122,7 +129,17 @@ export async function verify<T>(
   return verifySync<T>(type, keys, jws, what, now);
 }
 
-function verifySync<T>(type: TokenType, keys: VerificationKeys, jws: string, what: string, now: Date): Verified<T> {
+/**
+ * A compact JWS signed by a key of `purpose` in `keys`, with the alg that key was made
+ * for and no critical extension: its header and payload, not yet checked for what they
+ * say. Every verifier of hello-mesh's own signatures starts here.
+ */
+export function verifySignature(
+  keys: VerificationKeys,
+  purpose: KeyPurpose,
+  jws: string,
+  what: string,
+): { header: Record<string, unknown>; payload: Record<string, unknown>; key: PublicKey } {
   const refuse = (reason: string): never => {
     throw new InvalidTokenError(what, reason);
   };
@@ -131,11 +148,11 @@ function verifySync<T>(type: TokenType, keys: VerificationKeys, jws: string, wha
   const [encodedHeader, encodedPayload, encodedSignature] = jws.split(".") as [string, string, string];
 
   const header = jsonObject(encodedHeader) ?? refuse("it is malformed");
-  const key: PublicKey = keys.find(type.purpose, typeof header.kid === "string" ? header.kid : undefined)
-    ?? refuse(`its key (kid) is not a known ${type.purpose} key`);
+  const key: PublicKey = keys.find(purpose, typeof header.kid === "string" ? header.kid : undefined)
+    ?? refuse(`its key (kid) is not a known ${purpose} key`);
   if (header.alg !== key.alg) refuse("its alg is not the alg of its key");
   // No extension is understood here, so none may be critical (RFC 7515 §4.1.11).
-  if ("crit" in header) refuse("it names critical header parameters this verifier does not support");
+  if (Object.hasOwn(header, "crit")) refuse("it names critical header parameters this verifier does not support");
 
   const publicKey = keyFor(key.alg, key.key); // a published key unfit for its alg is the custodian's error, not the token's
   let valid = false;
@@ -145,10 +162,18 @@ function verifySync<T>(type: TokenType, keys: VerificationKeys, jws: string, wha
     valid = false; // a signature of the wrong length for the key, say
   }
   if (!valid) refuse("its signature does not verify");
+  const payload = jsonObject(encodedPayload) ?? refuse("it is malformed");
+  return { header, payload, key };
+}
+
+function verifySync<T>(type: TokenType, keys: VerificationKeys, jws: string, what: string, now: Date): Verified<T> {
+  const refuse = (reason: string): never => {
+    throw new InvalidTokenError(what, reason);
+  };
+  const { header, payload, key } = verifySignature(keys, type.purpose, jws, what);
 
   // Signed by the key we trust for this purpose; now what it says.
   if (header.typ !== type.typ) refuse("its typ header is wrong");
-  const payload = jsonObject(encodedPayload) ?? refuse("it is malformed");
   const claimWrong = (claim: string, reason: "missing" | "invalid" | "check_failed") => refuse(`its ${claim} claim is wrong (${reason})`);
   const t = nowSeconds(now);
 

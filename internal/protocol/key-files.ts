@@ -3,7 +3,8 @@
 // missing ones first. Files are written 0600 through a temporary file and a rename.
 //
 //   signing keys   { "keys": [ <private JWK with kid "<purpose>.<id>" and alg>, … ] }
-//                  Token: session, access, record, id-token (RS256, ES256, EdDSA), key-set
+//                  Token: session, access, record, id-token and userinfo (RS256, ES256,
+//                  EdDSA each), key-set
 //                  Storage: error
 //   lookup key     base64url of 32 random bytes (Token and Orchestration hold the same)
 //   cookie key     base64url of 32 random bytes (Orchestration: sealed browser flow state)
@@ -39,6 +40,11 @@ export const TOKEN_KEYS: readonly KeySpec[] = [
   { purpose: "id-token", alg: "RS256" },
   { purpose: "id-token", alg: "ES256" },
   { purpose: "id-token", alg: "EdDSA" },
+  // Signed userinfo answers (OIDC Core §5.3.2): a purpose of their own, so that no
+  // userinfo JWT can pass for an ID Token at a relying party that selects keys by kid.
+  { purpose: "userinfo", alg: "RS256" },
+  { purpose: "userinfo", alg: "ES256" },
+  { purpose: "userinfo", alg: "EdDSA" },
 ];
 export const STORAGE_KEYS: readonly KeySpec[] = [
   { purpose: "error", alg: "EdDSA" },

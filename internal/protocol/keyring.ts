@@ -14,6 +14,26 @@
 //
 // Records written before envelope encryption ("legacy") have no wrapped key: they were
 // sealed directly under a keyring key, and still open.
+//
+// Size buckets (DESIGN.md §5: Storage must not learn claim lengths). Before sealing, a
+// record is padded (ISO/IEC 7816-4: one 0x80 byte, then zeros) so that its ciphertext
+// is exactly one of RECORD_BUCKETS: powers of two from 1 KiB to 1 MiB. Records are
+// compact JWSs of 0.4-0.9 KB today (EdDSA; RS256 adds 256 bytes): subject ~450 bytes,
+// release ~550, a wallet with one linked subject ~850. So the 1 KiB bucket holds almost
+// every row of every kind — which hides the upstream issuer in a Subject Record, the
+// app's client_id in a Release Record and the claims in a Wallet Record — and a large
+// wallet goes to 2 KiB. Smaller first buckets would split those rows by exactly the
+// lengths worth hiding; a larger one would double the table for rows that are already
+// alike. Doubling steps waste less than half of any row and leave 11 buckets in all;
+// the largest (1 MiB of ciphertext, Storage's limit) holds the largest record
+// Encryption accepts (512 KiB) with room to spare.
+//
+// The format is in the additional data: padded records are sealed with the label
+// "hello-record-v2", records written before padding with "hello-record-v1". GCM
+// authenticates the label, so a record opens under exactly one of them: open() tries
+// v2 and, only if that does not authenticate, v1 (whose plaintext is the record as it
+// is). A v2 record is never read as v1 or the other way round. The wrapped data key's
+// additional data is unchanged, so re-wrapping knows nothing of padding.
 
 import { createCipheriv, createDecipheriv, randomBytes, timingSafeEqual } from "node:crypto";
 import type { RecordKindName } from "../storage/backend/record-store.js";
@@ -30,9 +50,43 @@ export class DecryptionError extends Error {
   override name = "DecryptionError";
 }
 
-/** The additional data of a record's ciphertext: its storage key and kind. */
-export function additionalData(kind: RecordKindName, hash: string): Buffer {
-  return lengthPrefixed(["hello-record-v1", kind, hash]);
+/**
+ * Ciphertext lengths of padded records: 1 KiB, 2 KiB, … 1 MiB (nonce, padded record and
+ * tag together). The largest is Storage's limit on a ciphertext.
+ */
+export const RECORD_BUCKETS: readonly number[] = Array.from({ length: 11 }, (_, i) => 1024 << i);
+/** The largest record seal() takes: the largest bucket, less nonce, tag and the 0x80 byte. */
+export const MAX_SEALED_RECORD_BYTES = RECORD_BUCKETS.at(-1)! - NONCE_BYTES - TAG_BYTES - 1;
+
+/** 1: the record as it is (before size buckets); 2: padded to a bucket. */
+export type RecordFormat = 1 | 2;
+const RECORD_LABELS: Record<RecordFormat, string> = { 1: "hello-record-v1", 2: "hello-record-v2" };
+
+/** The additional data of a record's ciphertext: its format, storage key and kind. */
+export function additionalData(kind: RecordKindName, hash: string, format: RecordFormat = 2): Buffer {
+  return lengthPrefixed([RECORD_LABELS[format], kind, hash]);
+}
+
+/** `plaintext`, 0x80, then zeros up to the smallest bucket that holds it once sealed. */
+export function pad(plaintext: Uint8Array): Buffer {
+  const needed = plaintext.length + 1 + NONCE_BYTES + TAG_BYTES;
+  const bucket = RECORD_BUCKETS.find((size) => size >= needed);
+  if (bucket === undefined) throw new RangeError(`a record may be at most ${MAX_SEALED_RECORD_BYTES} bytes`);
+  const padded = Buffer.alloc(bucket - NONCE_BYTES - TAG_BYTES);
+  padded.set(plaintext);
+  padded[plaintext.length] = 0x80;
+  return padded;
+}
+
+/** The record inside ISO/IEC 7816-4 padding: everything before the last 0x80 that only zeros follow. */
+export function unpad(padded: Buffer): Buffer {
+  let end = padded.length - 1;
+  while (end >= 0 && padded[end] === 0) end--;
+  if (end < 0 || padded[end] !== 0x80) {
+    padded.fill(0);
+    throw new DecryptionError("the stored record's padding is malformed");
+  }
+  return padded.subarray(0, end);
 }
 
 /**
@@ -81,29 +135,34 @@ export class Keyring {
     });
   }
 
-  /** Seals under a fresh data key, wrapped under the current key. */
+  /**
+   * Pads to a size bucket and seals under a fresh data key, wrapped under the current
+   * key. RangeError for a record over MAX_SEALED_RECORD_BYTES.
+   */
   seal(plaintext: Uint8Array, kind: RecordKindName, hash: string): SealedRecord {
+    const padded = pad(plaintext);
     const dataKey = randomBytes(DATA_KEY_BYTES);
     try {
       return {
         keyId: this.currentKeyId,
         wrappedKey: this.#wrap(dataKey, kind, hash),
-        ciphertext: gcmSeal(dataKey, plaintext, additionalData(kind, hash)),
+        ciphertext: gcmSeal(dataKey, padded, additionalData(kind, hash, 2)),
       };
     } finally {
       dataKey.fill(0);
+      padded.fill(0);
     }
   }
 
+  /** The record, whichever format it was sealed in (a padded v2 or an unpadded v1 record). */
   open(sealed: SealedRecord, kind: RecordKindName, hash: string): Buffer {
-    const aad = additionalData(kind, hash);
     if (sealed.wrappedKey.length === 0) {
-      // Legacy: sealed directly under the keyring key.
-      return gcmOpen(this.#key(sealed.keyId), sealed.ciphertext, aad, "the stored record does not authenticate under its key and storage key");
+      // Legacy: sealed directly under the keyring key, before padding.
+      return gcmOpen(this.#key(sealed.keyId), sealed.ciphertext, additionalData(kind, hash, 1), NOT_AUTHENTIC);
     }
     const dataKey = this.#unwrap(sealed.keyId, sealed.wrappedKey, kind, hash);
     try {
-      return gcmOpen(dataKey, sealed.ciphertext, aad, "the stored record does not authenticate under its key and storage key");
+      return openEither(dataKey, sealed.ciphertext, kind, hash);
     } finally {
       dataKey.fill(0);
     }
@@ -149,6 +208,21 @@ export class Keyring {
   }
 }
 
+const NOT_AUTHENTIC = "the stored record does not authenticate under its key and storage key";
+
+/** A v2 (padded) record unpadded, else a v1 record as it is; DecryptionError if neither authenticates. */
+function openEither(dataKey: Uint8Array, ciphertext: Uint8Array, kind: RecordKindName, hash: string): Buffer {
+  let padded: Buffer;
+  try {
+    padded = gcmOpen(dataKey, ciphertext, additionalData(kind, hash, 2), NOT_AUTHENTIC);
+  } catch (error) {
+    if (!(error instanceof DecryptionError)) throw error;
+    // Written before size buckets: the label is authenticated, so this opens only a v1 record.
+    return gcmOpen(dataKey, ciphertext, additionalData(kind, hash, 1), NOT_AUTHENTIC);
+  }
+  return unpad(padded);
+}
+
 /** nonce || ciphertext || tag. */
 function gcmSeal(key: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Buffer {
   const nonce = randomBytes(NONCE_BYTES);
@@ -176,5 +250,5 @@ export function generateRecordKey(): Buffer {
 
 /** Seals the way records were sealed before envelope encryption; for tests of legacy reads. */
 export function sealLegacy(key: Uint8Array, plaintext: Uint8Array, kind: RecordKindName, hash: string): Buffer {
-  return gcmSeal(key, plaintext, additionalData(kind, hash));
+  return gcmSeal(key, plaintext, additionalData(kind, hash, 1));
 }

@@ -28,3 +28,5 @@ export function lookupHash(lookupKey: Uint8Array, kind: RecordKindName, fields: 
 export const subjectHash = (key: Uint8Array, iss: string, sub: string) => lookupHash(key, "subject", [iss, sub]);
 export const releaseHash = (key: Uint8Array, uid: string, clientId: string) => lookupHash(key, "release", [uid, clientId]);
 export const walletHash = (key: Uint8Array, uid: string) => lookupHash(key, "wallet", [uid]);
+export const reservationHash = (key: Uint8Array, clientId: string, directedId: string) =>
+  lookupHash(key, "reservation", [clientId, directedId]);

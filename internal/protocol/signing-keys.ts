@@ -7,8 +7,14 @@
 import { type KeyObject, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes } from "node:crypto";
 import type { JWK } from "jose";
 
-export const KEY_PURPOSES = ["session", "access", "record", "id-token", "key-set", "error", "receipt"] as const;
+export const KEY_PURPOSES = ["session", "access", "record", "id-token", "userinfo", "key-set", "error", "receipt"] as const;
 export type KeyPurpose = (typeof KEY_PURPOSES)[number];
+/**
+ * The purposes whose keys sign for apps (ID Tokens, signed userinfo answers): the only
+ * keys Token's app-facing key set (the JWKS the front door serves) publishes.
+ */
+export const APP_FACING_PURPOSES: readonly KeyPurpose[] = ["id-token", "userinfo"];
+export const isAppFacing = (purpose: KeyPurpose | undefined): boolean => purpose !== undefined && APP_FACING_PURPOSES.includes(purpose);
 export type SigningAlg = "EdDSA" | "ES256" | "RS256";
 
 /**

@@ -42,13 +42,32 @@ export const ERROR_TOKEN: TokenType = {
   maxLifetimeSeconds: 60,
 };
 
+/**
+ * Storage's receipt for a record it wrote or returned. It lives as long as a session
+ * can (a user may spend minutes on the consent page between the wallet read and the
+ * release it makes possible), and it is worth nothing outside the session whose grant
+ * it answers.
+ */
 export const RECEIPT: TokenType = {
   typ: "hello-receipt+jwt",
   purpose: "receipt",
   issuer: STORAGE,
   audience: TOKEN,
-  maxLifetimeSeconds: 60,
+  maxLifetimeSeconds: 15 * 60,
 };
+
+// What Token signs for apps (with jose, in the formats apps expect): their lifetimes and
+// the userinfo answer's typ. Orchestration checks every one against these before it
+// leaves (internal/orchestration/minted-check.ts).
+
+export const ID_TOKEN_LIFETIME_SECONDS = 600;
+/**
+ * A signed userinfo answer is served for as long as the access token that fetches it
+ * lives, which starts when the code (60 s) is redeemed: 60 s + 10 min.
+ */
+export const USERINFO_LIFETIME_SECONDS = 660;
+/** The JWS typ of a signed userinfo answer: never to be taken for an ID Token. */
+export const USERINFO_TYP = "userinfo+jwt";
 
 function recordType(kind: RecordKindName): TokenType {
   return { typ: `hello-${kind}-record+jwt`, purpose: "record", issuer: TOKEN, audience: TOKEN, maxLifetimeSeconds: undefined };
@@ -57,6 +76,7 @@ export const RECORD_TYPES: Record<RecordKindName, TokenType> = {
   subject: recordType("subject"),
   release: recordType("release"),
   wallet: recordType("wallet"),
+  reservation: recordType("reservation"),
 };
 
 /** A record kind as it crosses the mesh (hello.common.v1.RecordKind). */
@@ -64,6 +84,7 @@ export const RECORD_KIND: Record<RecordKindName, RecordKind> = {
   subject: RecordKind.SUBJECT,
   release: RecordKind.RELEASE,
   wallet: RecordKind.WALLET,
+  reservation: RecordKind.RESERVATION,
 };
 
 export type Operation = "read" | "create" | "update" | "delete";
@@ -83,6 +104,12 @@ export interface AccessClaims {
   hash: string;
   /** SHA-256 (base64url) of the record to be written; create and update only. */
   digest?: string;
+  /**
+   * For a create that relies on Storage's word that the record is absent: the jti of
+   * that Error Token. Storage spends it, so one Error Token serves one create, even
+   * across Token replicas (Token keeps no state).
+   */
+  ejti?: string;
 }
 
 /** Error Token: Storage's signed "no record" answer to one Access Token. */
@@ -94,12 +121,18 @@ export interface ErrorClaims {
   ajti: string;
 }
 
-/** Receipt: Storage's signed word that a create succeeded. */
+/**
+ * Receipt: Storage's signed word that it wrote, or returned, the record with this
+ * digest at this hash, answering one Access Token.
+ */
 export interface ReceiptClaims {
-  op: "create";
+  op: "read" | "create" | "update";
   kind: RecordKindName;
   hash: string;
-  /** The jti of the create Access Token this answers. */
+  /** SHA-256 (base64url) of the record (the compact JWS Token signed) as written. */
+  digest: string;
+  version: number;
+  /** The jti of the Access Token this answers. */
   ajti: string;
 }
 
@@ -118,6 +151,25 @@ export interface ReleaseRecord {
   directed_id: string;
   /** The claim names the user consented to release to this app. */
   claims: string[];
+  /**
+   * Present on every release made since directed ids are reserved: its directed id
+   * was reserved for this user (a reservation record written only if absent) before
+   * the release was stored. A release without it predates reservations, and a login
+   * that reads it reserves its id first (ReserveDirectedId).
+   */
+  reserved?: true;
+}
+
+/**
+ * Reservation Record: a directed id given to one user of one app, for good. Written
+ * only if absent, before the release that uses the id; it outlives the user's
+ * deletion as a tombstone without `uid`, so the id is never handed out again.
+ */
+export interface ReservationRecord {
+  client_id: string;
+  directed_id: string;
+  /** Absent in a tombstone. */
+  uid?: string;
 }
 
 /** Wallet Record: the claims the user holds, each from an OP ID Token Token verified. */
@@ -127,4 +179,4 @@ export interface WalletRecord {
   subjects: Array<{ iss: string; sub: string }>;
 }
 
-export type RecordClaims = { subject: SubjectRecord; release: ReleaseRecord; wallet: WalletRecord };
+export type RecordClaims = { subject: SubjectRecord; release: ReleaseRecord; wallet: WalletRecord; reservation: ReservationRecord };

@@ -40,6 +40,11 @@ export interface ComponentProcessOptions {
    * instead of from source. A component without an entry here runs from source.
    */
   readonly artifacts?: Partial<Record<Component, string>>;
+  /**
+   * The arguments `node` runs for a component, given its configuration file, in place of
+   * `hello serve` or its artifact: a test's twisted component (internal/testing/twisted).
+   */
+  readonly commands?: Partial<Record<Component, (configFile: string) => string[]>>;
   readonly onSpawn?: (c: Component, child: ChildProcess) => void;
   /** Called as each component first reports SERVING, with the time since spawning. */
   readonly onReady?: (c: Component, elapsedMs: number) => void;
@@ -64,7 +69,9 @@ export function startComponentProcesses(deployment: DevDeployment, options: Comp
 
   // Components connect to their peers lazily, so all can start at once.
   for (const component of components) {
-    const child = spawn(process.execPath, componentCommand(component, deployment.configFiles[component], options.artifacts?.[component]), {
+    const configFile = deployment.configFiles[component];
+    const command = options.commands?.[component]?.(configFile) ?? componentCommand(component, configFile, options.artifacts?.[component]);
+    const child = spawn(process.execPath, command, {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...inheritedEnv(), ...options.env },
     });

@@ -21,7 +21,7 @@ import { loginAtDevOp } from "../devop/headless-login.js";
 import { TokenService } from "../gen/hello/token/v1/token_service_pb.js";
 import { EncryptionService } from "../gen/hello/encryption/v1/encryption_service_pb.js";
 import { StorageService } from "../gen/hello/storage/v1/storage_service_pb.js";
-import { type LoginOutcome, LoginDriver, type UpstreamResult } from "../orchestration/login-driver.js";
+import { type LoginOutcome, LoginDriver, type UpstreamResult, loginContext } from "../orchestration/login-driver.js";
 import { pkiPaths } from "../pki/layout.js";
 import { loadLookupKey } from "../protocol/key-files.js";
 import { VerificationKeys } from "../protocol/signing-keys.js";
@@ -30,6 +30,8 @@ import { type DevDeployment, prepareDevDeployment } from "../serve/dev-deploymen
 import { type TestPostgres, startPostgres } from "./postgres-server.js";
 import { freePort } from "./free-port.js";
 import { Browserless, type Page } from "./browserless.js";
+import { type TwistControl, writeControl } from "./twisted/control.js";
+import { twistedCommand } from "./twisted/serve-twisted.js";
 
 export const UPSTREAM_CLIENT = { id: "hello-mesh", secret: "upstream-secret-0123456789" };
 type AuthMethod = "client_secret_basic" | "client_secret_post" | "private_key_jwt" | "none";
@@ -60,8 +62,8 @@ export interface ProtocolMesh {
   readonly lookupKey: Buffer;
   readonly trust: TrustStore;
   readonly tokenKeys: () => VerificationKeys;
-  /** Clients presenting `as`'s component certificate (default: Orchestration's). */
-  token(as?: Component): Client<typeof TokenService>;
+  /** Clients presenting `as`'s component certificate (default: Orchestration's); `replica` 1 is the second Token. */
+  token(as?: Component, replica?: number): Client<typeof TokenService>;
   encryption(as?: Component): Client<typeof EncryptionService>;
   storage(as?: Component): Client<typeof StorageService>;
   readonly driver: LoginDriver;
@@ -69,6 +71,8 @@ export interface ProtocolMesh {
   upstreamLogin(user: DevUser, nonce: string): Promise<UpstreamResult>;
   /** A whole login to `app`, consenting to `consent` (default: every claim asked for). */
   login(user: DevUser, app: keyof typeof APPS, consent?: string[]): Promise<LoginOutcome & { kind: "done" } & { claims: Record<string, unknown>; alg: string }>;
+  /** Steers a twisted mesh: every component's clock offset, the rogue's twists. */
+  control(control: TwistControl): void;
   close(): Promise<void>;
 }
 
@@ -98,6 +102,15 @@ export async function startProtocolMesh(options: {
   ownPostgres?: boolean;
   /** How long each component may take to serve; default startComponentProcesses's. */
   readyTimeoutMs?: number;
+  /**
+   * Run every component twisted (internal/testing/twisted): with a clock the test can
+   * move (`mesh.control`), and `rogue` components in their rogue version.
+   */
+  twisted?: { rogue?: readonly Component[] };
+  /** A second Token process with the same configuration and keys (`mesh.token(as, 1)`). */
+  tokenReplicas?: 1 | 2;
+  /** Runs once the deployment (configurations, certificates, keys) exists, before any component starts. */
+  prepare?: (deployment: DevDeployment, devOp: DevOp) => Promise<void>;
 }): Promise<ProtocolMesh> {
   const dir = await mkdtemp(path.join(os.tmpdir(), "hello-protocol-"));
   const postgres = options.database === "postgres" ? await startPostgres({ ownServer: options.ownPostgres ?? false }) : undefined;
@@ -148,13 +161,38 @@ export async function startProtocolMesh(options: {
     }),
   );
   const deployment = await prepareDevDeployment(loadDevConfig(configFile));
-  const processes = startComponentProcesses(deployment, {
+  await options.prepare?.(deployment, devOp);
+  const controlFile = path.join(dir, "twist-control.json");
+  const twisted = options.twisted
+    ? {
+        commands: Object.fromEntries(COMPONENTS.map((c) => [c, (file: string) => twistedCommand(c, file)])),
+        env: { ...options.processes?.env, HELLO_TEST_CONTROL: controlFile, HELLO_TEST_ROGUE: (options.twisted.rogue ?? []).join(",") },
+      }
+    : {};
+  if (options.twisted) writeControl(controlFile, {});
+  const processOptions = {
     ...options.processes,
+    ...twisted,
     ...(options.readyTimeoutMs ? { readyTimeoutMs: options.readyTimeoutMs } : {}),
-  });
+  };
+  const processes = startComponentProcesses(deployment, processOptions);
+  // The second Token: the same configuration and keys on another port, its own process.
+  const tokenPorts = [ports.token!];
+  let replica: ComponentProcesses | undefined;
+  if (options.tokenReplicas === 2) {
+    const token2 = { ...deployment.configs.token, listen: { ...deployment.configs.token.listen, port: await freePort() } };
+    const file = path.join(dir, "token-2.json");
+    await writeFile(file, JSON.stringify(token2));
+    tokenPorts.push(token2.listen.port);
+    replica = startComponentProcesses(
+      { ...deployment, configs: { ...deployment.configs, token: token2 }, configFiles: { ...deployment.configFiles, token: file } },
+      { ...processOptions, components: ["token"] },
+    );
+  }
   try {
-    await processes.ready;
+    await Promise.all([processes.ready, replica?.ready]);
   } catch (error) {
+    await Promise.all([processes.stop(), replica?.stop()]);
     await devOp.close();
     await otherOp?.close();
     await postgres?.stop();
@@ -168,14 +206,14 @@ export async function startProtocolMesh(options: {
     const p = pkiPaths(deployment.certs, c);
     return { certPem: readFileSync(p.cert, "utf8"), keyPem: readFileSync(p.key, "utf8") };
   };
-  const url = (c: Component) => `https://127.0.0.1:${ports[c]}`;
-  const transport = (target: Component, as: Component) =>
-    createMeshTransport({ target, baseUrl: url(target), credentials: credentials(as), trust });
-  const token = (as: Component = "orchestration") => createClient(TokenService, transport("token", as));
+  const url = (c: Component, replica = 0) => `https://127.0.0.1:${c === "token" ? tokenPorts[replica] : ports[c]}`;
+  const transport = (target: Component, as: Component, replica = 0) =>
+    createMeshTransport({ target, baseUrl: url(target, replica), credentials: credentials(as), trust });
+  const token = (as: Component = "orchestration", replica = 0) => createClient(TokenService, transport("token", as, replica));
   const encryption = (as: Component = "orchestration") => createClient(EncryptionService, transport("encryption", as));
   const storage = (as: Component = "encryption") => createClient(StorageService, transport("storage", as));
   const lookupKey = loadLookupKey("orchestration", path.join(deployment.certs, "orchestration", "keys", "lookup.key"));
-  const driver = new LoginDriver({ token: token(), encryption: encryption(), lookupKey, tokenKeys: () => tokenKeys });
+  const driver = new LoginDriver({ issuer, token: token(), encryption: encryption(), lookupKey, tokenKeys: () => tokenKeys });
   const opKeys = createRemoteJWKSet(new URL(devOp.jwksUri));
 
   const upstreamLogin = async (user: DevUser, nonce: string): Promise<UpstreamResult> => {
@@ -190,14 +228,15 @@ export async function startProtocolMesh(options: {
     // Orchestration's own check of the OP ID Token (step 2), before Token checks it again.
     const { payload } = await jwtVerify(idToken, opKeys, { issuer: devOp.issuer, audience: UPSTREAM_CLIENT.id });
     if (payload.nonce !== nonce) throw new Error("the OP returned another nonce");
-    return { idToken, iss: payload.iss!, sub: payload.sub! };
+    return { idToken, iss: payload.iss!, sub: payload.sub!, claims: payload };
   };
 
   const login: ProtocolMesh["login"] = async (user, app, consent) => {
     const request = appRequest(app);
+    const began = Date.now();
     const started = await driver.start(request, "dev");
     const upstream = await upstreamLogin(user, started.upstreamNonce);
-    const first = await driver.continue(started.sessionToken, request.clientId, upstream);
+    const first = await driver.continue(started.sessionToken, loginContext(request, began), upstream);
     const outcome =
       first.kind === "consent"
         ? await driver.consent(first.state, consent ?? Object.keys(first.wallet.claims), first.newUser)
@@ -225,8 +264,12 @@ export async function startProtocolMesh(options: {
     driver,
     upstreamLogin,
     login,
+    control: (control: TwistControl) => {
+      if (!options.twisted) throw new Error("this mesh was not started twisted");
+      writeControl(controlFile, control);
+    },
     async close() {
-      await processes.stop();
+      await Promise.all([processes.stop(), replica?.stop()]);
       await devOp.close();
       await otherOp?.close();
       await postgres?.stop();

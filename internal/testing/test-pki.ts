@@ -16,6 +16,7 @@ import { ensureDevPki } from "../pki/dev-pki.js";
 import { pkiPaths } from "../pki/layout.js";
 import { createCertificateAuthority, issueComponentCertificate, issueLeafCertificate } from "../pki/pki.js";
 import type { CertificateAndKey } from "../pki/pki.js";
+import { SEQUENCE, SUBJECT_ALT_NAME, der } from "../../mesh/x509.js";
 
 export interface TestPki {
   /** The directory holding `<component>/{ca,<component>,operator}.{crt,key}`. */
@@ -114,5 +115,42 @@ async function buildTestPki(root: string, isShared: boolean): Promise<TestPki> {
     cleanup: async () => {
       if (!isShared) await rm(root, { recursive: true, force: true });
     },
+  };
+}
+
+/**
+ * Leaves signed by `ca` whose subjectAltName is broken in one way each, all claiming
+ * `claim` somewhere and all certifying `keyPem`: what a peer holding a custodian's CA
+ * key could present to crash a server or a client. Each must be refused, by OpenSSL in
+ * the handshake or by the mesh's own reader (mesh/x509.ts), and crash nothing.
+ */
+export function malformedSanCertificates(ca: CertificateAndKey, claim: string, keyPem: string): Record<string, CertificateAndKey> {
+  const uri = Buffer.from(claim, "latin1");
+  const generalNames = (...names: Buffer[]) => der(SEQUENCE, ...names);
+  const uriName = (value: Buffer) => der(0x86, value);
+  /** A leaf whose only subjectAltName is `san` as given, or that has `uris` the regular way and `san` as a second one. */
+  const leaf = (san: Buffer | undefined, uris: string[] = []) =>
+    issueLeafCertificate(ca, {
+      uris,
+      server: true,
+      client: true,
+      keyPem,
+      commonName: "malformed",
+      rawExtensions: san ? [{ oid: SUBJECT_ALT_NAME, value: san }] : [],
+    });
+  return {
+    "two subjectAltName extensions": leaf(generalNames(uriName(Buffer.from(identityUri("token")))), [claim]),
+    "a subjectAltName that is not GeneralNames": leaf(generalNames(der(0x0c, uri))), // a UTF8String, not a [6]
+    "an empty GeneralNames": leaf(generalNames()),
+    "bytes after the GeneralNames": leaf(Buffer.concat([generalNames(uriName(uri)), Buffer.from([0, 0])])),
+    "an indefinite-length GeneralNames (BER)": leaf(Buffer.concat([Buffer.from([0x30, 0x80]), uriName(uri), Buffer.from([0, 0])])),
+    "a constructed URI entry": leaf(generalNames(der(0xa6, der(0x04, uri)))),
+    "a GeneralName tag that does not exist": leaf(generalNames(der(0x89, uri), uriName(uri))),
+    "a URI with a byte outside IA5": leaf(generalNames(uriName(Buffer.concat([uri, Buffer.from([0xc3, 0xa9])])))),
+    "a URI with a NUL in it": leaf(undefined, [`${claim}\u0000/operator`]),
+    "a URI ending in a newline": leaf(undefined, [`${claim}\n`]),
+    "an over-long URI": leaf(undefined, [`${claim}/${"a".repeat(3000)}`]),
+    "zero URI SANs": issueLeafCertificate(ca, { uris: [], dnsNames: ["localhost"], server: true, client: true, keyPem }),
+    "two URI SANs": leaf(undefined, [claim, claim]),
   };
 }

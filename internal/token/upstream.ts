@@ -4,22 +4,32 @@
 // with redirect: manual and wants a 200), a size cap, a cache, and at most one refetch
 // per cooldown when an unknown kid appears.
 
-import { timingSafeEqual } from "node:crypto";
 import { type JWTVerifyGetKey, createRemoteJWKSet, customFetch, jwtVerify } from "jose";
 import type { AllowedProvider } from "../config/component-config.js";
 import { InvalidTokenError, describeJoseError } from "../protocol/jws.js";
-import { WALLET_CLAIMS } from "../protocol/claims.js";
+import { type WalletClaims, walletClaimsOf } from "../protocol/claims.js";
+import { equalsConstantTime } from "../protocol/constant-time.js";
 
-export type WalletClaims = Record<string, string | boolean>;
+export type { WalletClaims };
 
 export const MAX_JWKS_BYTES = 64 * 1024;
-const MAX_CLAIM_LENGTH = 2048;
 const ASYMMETRIC_ALGS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"];
 
 export interface VerifiedSubject {
   readonly iss: string;
   readonly sub: string;
   readonly claims: WalletClaims;
+  /** When the user authenticated at the provider (epoch seconds), if it says. */
+  readonly authTime?: number;
+}
+
+/** auth_time as the provider sent it: a whole number of seconds, or nothing. */
+function authTime(value: unknown): { authTime?: number } {
+  if (value === undefined) return {};
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
+    throw new InvalidTokenError("OP ID Token", "its auth_time is not a time in seconds");
+  }
+  return { authTime: value };
 }
 
 /** fetch, but the body may not exceed `limit` bytes. */
@@ -43,12 +53,6 @@ function cappedFetch(limit: number): typeof fetch {
     }
     return new Response(Buffer.concat(chunks), { status: response.status, headers: response.headers });
   };
-}
-
-function equalsConstantTime(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
 }
 
 export class UpstreamVerifier {
@@ -117,13 +121,6 @@ export class UpstreamVerifier {
     }
     const sub = payload.sub!;
     if (sub.length === 0 || sub.length > 255) throw new InvalidTokenError("OP ID Token", "its sub is empty or too long");
-    const claims: WalletClaims = {};
-    for (const name of WALLET_CLAIMS) {
-      const value = payload[name];
-      if (name === "email_verified" ? typeof value === "boolean" : typeof value === "string" && value.length <= MAX_CLAIM_LENGTH) {
-        claims[name] = value as string | boolean;
-      }
-    }
-    return { iss: payload.iss!, sub, claims };
+    return { iss: payload.iss!, sub, claims: walletClaimsOf(payload), ...authTime(payload.auth_time) };
   }
 }

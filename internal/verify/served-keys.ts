@@ -1,11 +1,12 @@
 // Orchestration must not publish a signing key of its own (DESIGN.md §5): the JWKS it
-// serves must be exactly Token's signed key set, the app-facing (`id-token.*`) keys of
-// Token's bundle — exchanged out of band by Token's custodian — no more, no fewer, and
-// discovery must point apps at that JWKS and name no other key. Any custodian can run
-// this.
+// serves must be exactly Token's signed key set, the app-facing (`id-token.*` and
+// `userinfo.*`) keys of Token's bundle — exchanged out of band by Token's custodian —
+// no more, no fewer, and discovery must point apps at that JWKS and name no other key.
+// Any custodian can run this.
 
 import { calculateJwkThumbprint, decodeProtectedHeader, type JWK } from "jose";
 import type { Bundle } from "../../mesh/bundle.js";
+import { isAppFacing, purposeOfKid } from "../protocol/signing-keys.js";
 
 export interface ServedKeysReport {
   readonly jwksUri: string | undefined;
@@ -44,7 +45,7 @@ export async function checkServedKeys(issuer: string, tokenBundle: Bundle): Prom
   // Token's app-facing keys, by kid: what they are (thumbprint) and how apps may use them.
   const published = new Map<string, { thumbprint: string; alg: unknown; use: unknown }>();
   for (const jwk of tokenBundle.jwks.keys as JWK[]) {
-    if (jwk.kid?.startsWith("id-token.")) published.set(jwk.kid, { thumbprint: await calculateJwkThumbprint(jwk), alg: jwk.alg, use: jwk.use });
+    if (jwk.kid && isAppFacing(purposeOfKid(jwk.kid))) published.set(jwk.kid, { thumbprint: await calculateJwkThumbprint(jwk), alg: jwk.alg, use: jwk.use });
   }
   const otherPurposes = new Set((tokenBundle.jwks.keys as JWK[]).map((k) => k.kid).filter((kid) => kid && !published.has(kid)));
   const kidOf = (jwk: JWK) => jwk.kid ?? "(no kid)";

@@ -23,7 +23,9 @@ describe("a person logs in with a real browser (DESIGN.md §6)", function () {
 
   before(async function () {
     const demoPort = await freePort();
-    mesh = await startProtocolMesh({ database: "pglite", demoPort });
+    // Twisted (internal/testing/twisted): the components' clock can be moved, so a person
+    // can take minutes on the consent page without the test waiting them out.
+    mesh = await startProtocolMesh({ database: "pglite", demoPort, twisted: {} });
     demo = await startDemoApp({
       issuer: mesh.issuer,
       clientId: DEMO_CLIENT.client_id,
@@ -84,5 +86,35 @@ describe("a person logs in with a real browser (DESIGN.md §6)", function () {
     expect((await page.locator("dt:text-is('sub') + dd").textContent())!.trim()).to.equal(sub);
     expect(await page.textContent("body")).to.include(USERS.alice.email);
     await page.close();
+  });
+
+  it("a new user who takes more than a minute on the consent page still signs in (the release is read again on Allow)", async function () {
+    // A browser of Bob's own: the provider has no session for him yet.
+    const own = await mkdtemp(path.join(os.tmpdir(), "hello-chromium-"));
+    const context = await chromium.launchPersistentContext(own, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+    try {
+      const page = await context.newPage();
+      const demoUrl = `http://localhost:${new URL(demo.url).port}/`;
+      await page.goto(demoUrl);
+      await page.getByRole("link", { name: "Log in with hello-mesh" }).click();
+      await page.waitForURL((u) => u.port === new URL(mesh.devOp.issuer).port);
+      await page.getByLabel("Email").fill(USERS.bob.email);
+      await page.getByLabel("Password").fill(USERS.bob.password);
+      await page.getByRole("button", { name: "Sign in" }).click();
+      await page.waitForURL((u) => u.origin === mesh.issuer);
+      expect(await page.getByRole("button", { name: "Allow" }).isVisible()).to.equal(true);
+
+      // Ninety seconds on the consent page, for every component: longer than any Error
+      // Token lives (60 s), well within the consent page's 10 minutes.
+      mesh.control({ clockOffsetMs: 90_000 });
+      await page.getByRole("button", { name: "Allow" }).click();
+      await page.waitForURL(demoUrl);
+      expect(await page.textContent("body")).to.include(USERS.bob.email);
+      expect((await page.locator("dt:text-is('sub') + dd").textContent())!.trim()).to.match(/^[A-Za-z0-9_-]{16,}$/);
+    } finally {
+      mesh.control({});
+      await context.close();
+      await rm(own, { recursive: true, force: true });
+    }
   });
 });

@@ -3,7 +3,7 @@
 // time; private_key_jwt assertions are checked for iss = sub = client_id, our token
 // endpoint (or issuer) as audience, a short lifetime, and a jti used once.
 
-import { createHash, timingSafeEqual } from "node:crypto";
+import { equalsConstantTime } from "../../protocol/constant-time.js";
 import { type JSONWebKeySet, createLocalJWKSet, jwtVerify } from "jose";
 import type { FrontDoorClient } from "../../config/component-config.js";
 import type { SharedStore } from "../sealed.js";
@@ -11,12 +11,6 @@ import { OAuthError } from "./oauth-error.js";
 
 const ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
-function secretsEqual(given: string, expected: string): boolean {
-  // Hash first so the comparison takes the same time whatever the lengths.
-  const a = createHash("sha256").update(given).digest();
-  const b = createHash("sha256").update(expected).digest();
-  return timingSafeEqual(a, b);
-}
 
 function basicCredentials(header: string | undefined): { id: string; secret: string } | undefined {
   if (!header?.startsWith("Basic ")) return undefined;
@@ -63,10 +57,10 @@ export async function authenticateClient(
 
   switch (method) {
     case "client_secret_basic":
-      if (!secretsEqual(basic!.secret, client.client_secret ?? "")) throw new OAuthError("invalid_client", "wrong client secret");
+      if (!equalsConstantTime(basic!.secret, client.client_secret ?? "")) throw new OAuthError("invalid_client", "wrong client secret");
       return client;
     case "client_secret_post":
-      if (!secretsEqual(body.get("client_secret")!, client.client_secret ?? "")) throw new OAuthError("invalid_client", "wrong client secret");
+      if (!equalsConstantTime(body.get("client_secret")!, client.client_secret ?? "")) throw new OAuthError("invalid_client", "wrong client secret");
       return client;
     case "private_key_jwt":
       await checkAssertion(client, body, context);

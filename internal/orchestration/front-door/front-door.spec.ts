@@ -82,6 +82,21 @@ describe("the front door: a standard OpenID Provider (DESIGN.md §6)", function 
     expect(refused.url.searchParams.get("state")).to.equal(checks.expectedState);
   });
 
+  it("RFC 9101 §10.8: a request object serves one login; the same one again is invalid_request_object", async function () {
+    const key = await APP_KEY;
+    const { config, checks, params } = await prepare("jwt", { scope: "openid email", response_type: "code" });
+    const url = await oidc.buildAuthorizationUrlWithJAR(config, params, { key: key.privateKey, kid: key.kid });
+    const page = await browse(url, "jwt", USERS.bob);
+    expect((await oidc.authorizationCodeGrant(config, page.url, checks)).claims()!.email).to.equal(USERS.bob.email);
+    const replayed = await new Browserless().go(url, {}, (u) => u.origin === "https://jwt.example");
+    expect(replayed.url.searchParams.get("error")).to.equal("invalid_request_object");
+    expect(replayed.url.searchParams.get("error_description")).to.match(/already used/);
+    // Honest twin: a new request object (another jti) signs in.
+    const fresh = await prepare("jwt", { scope: "openid email", response_type: "code" });
+    const again = await browse(await oidc.buildAuthorizationUrlWithJAR(fresh.config, fresh.params, { key: key.privateKey, kid: key.kid }), "jwt", USERS.bob);
+    expect((await oidc.authorizationCodeGrant(fresh.config, again.url, fresh.checks)).claims()!.email).to.equal(USERS.bob.email);
+  });
+
   it("an expired authorization request (a request object past its exp) is invalid_request_object", async function () {
     const key = await APP_KEY;
     const challenge = await oidc.calculatePKCECodeChallenge(oidc.randomPKCECodeVerifier());
@@ -105,9 +120,16 @@ describe("the front door: a standard OpenID Provider (DESIGN.md §6)", function 
     const response = await fetch(`${mesh.issuer}/userinfo`, { headers: { authorization: `Bearer ${tokens.access_token}`, accept: "application/jwt" } });
     expect(response.headers.get("content-type")).to.equal("application/jwt");
     const jwks = createRemoteJWKSet(new URL(`${mesh.issuer}/jwks`));
-    const { payload } = await jwtVerify(await response.text(), jwks, { issuer: mesh.issuer, audience: "app-a" });
+    const signed = await response.text();
+    const { payload, protectedHeader } = await jwtVerify(signed, jwks, { issuer: mesh.issuer, audience: "app-a", typ: "userinfo+jwt", requiredClaims: ["exp", "iat"] });
     expect(payload.sub).to.equal(tokens.claims()!.sub);
     expect(payload.email).to.equal(USERS.alice.email);
+    // Its own typ and its own key: a userinfo JWT never passes for an ID Token.
+    expect(protectedHeader.kid).to.match(/^userinfo\./);
+    expect(payload.exp! - payload.iat!).to.equal(660);
+    expect(payload.exp! * 1000).to.be.above(Date.now() + tokens.expires_in! * 1000 - 5_000);
+    const asIdToken = await jwtVerify(signed, jwks, { issuer: mesh.issuer, audience: "app-a", typ: "JWT" }).catch((e: unknown) => e);
+    expect(asIdToken).to.be.instanceOf(Error);
     const bad = await fetch(`${mesh.issuer}/userinfo`, { headers: { authorization: "Bearer not-a-token" } });
     expect(bad.status).to.equal(401);
     expect(bad.headers.get("www-authenticate")).to.match(/^Bearer error="invalid_token"/);
@@ -153,6 +175,22 @@ describe("the front door: a standard OpenID Provider (DESIGN.md §6)", function 
       expect(((await bad.json()) as { error: string }).error).to.equal("invalid_token");
       expect(bad.headers.get("www-authenticate")).to.match(/^Bearer error="invalid_token"/);
     }
+  });
+
+  it("a claim named like an object's own property (constructor, __proto__) is neither offered nor released", async function () {
+    const claims = JSON.stringify({ id_token: { constructor: null, ["__proto__"]: null, toString: null, email: null } });
+    const { config, checks, url } = await prepare("b", { scope: "openid", claims });
+    const browser = new Browserless();
+    const atApp = (u: URL) => u.origin === new URL(APPS.b!.redirect_uri).origin;
+    let page = await browser.go(url, {}, atApp);
+    page = await browser.submit(browser.form(page, /\/login$/), [["email", USERS.alice.email], ["password", USERS.alice.password]], atApp);
+    const form = browser.form(page, /^\/consent$/);
+    expect(form.checkboxes.map((c) => c.value)).to.deep.equal(["email"]);
+    page = await browser.submit(form, [["decision", "allow"], ["claims", "email"], ["claims", "constructor"], ["claims", "toString"]], atApp);
+    const tokens = await oidc.authorizationCodeGrant(config, page.url, checks);
+    const released = tokens.claims()!;
+    expect(released.email).to.equal(USERS.alice.email);
+    expect(Object.hasOwn(released, "constructor") || Object.hasOwn(released, "toString")).to.equal(false);
   });
 
   it("OIDC Core §3.1.2.1: the authorization endpoint takes POST as well as GET", async function () {

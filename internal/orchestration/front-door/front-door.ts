@@ -8,11 +8,19 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
-import { compactVerify } from "jose";
+import { compactVerify, decodeJwt } from "jose";
 import { type FrontDoorClient, type UpstreamProvider, UPSTREAM_CALLBACK_PATH } from "../../config/component-config.js";
 import type { TokenService } from "../../gen/hello/token/v1/token_service_pb.js";
 import { type VerificationKeys } from "../../protocol/signing-keys.js";
-import { type LoginDriver, type LoginState, ProtocolViolation, isLostCreateRace } from "../login-driver.js";
+import {
+  type AppRequest,
+  type LoginDriver,
+  LoginRequired,
+  type LoginState,
+  ProtocolViolation,
+  isLostCreateRace,
+  loginContext,
+} from "../login-driver.js";
 import { AuthorizationCodes, FlowSealer, SecretKeyedStore, type SharedStore } from "../sealed.js";
 import { PAGE_CSP, hiddenInputs, page, pageCsp } from "../pages/layout.js";
 import { html } from "../pages/html.js";
@@ -69,6 +77,8 @@ const CALLBACK_ROUTE = "/upstream/callback";
 const CALLBACK_CASE = "/upstream/callback/{provider}";
 
 const FLOW_TTL = 10 * 60;
+/** How long past its exp a request object's jti stays claimed: our clock may be behind Token's. */
+const REQUEST_OBJECT_SKEW_MS = 60_000;
 const CODE_TTL = 60;
 const ACCESS_TOKEN_TTL = 10 * 60;
 const MAX_BODY = 64 * 1024;
@@ -93,6 +103,8 @@ interface AccessEntry {
 }
 interface UpstreamFlow {
   request: AuthorizationRequest;
+  /** When the login began (epoch ms): a prompt=login authentication must follow it. */
+  started: number;
   provider: string;
   session: string;
   upstream_nonce: string;
@@ -202,16 +214,21 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
 
   /** Creates the session at Token and sends the browser to the provider. */
   async function toProvider(res: http.ServerResponse, request: AuthorizationRequest, provider: UpstreamProvider) {
+    const started = Date.now();
     const session = await startSession(request, provider);
-    // Every login goes upstream: prompt and max_age are the provider's to honour.
-    const prompt = request.prompt === "none" ? "none" : request.prompt?.includes("login") ? "login" : undefined;
+    // Every login goes upstream: prompt and max_age are the provider's to honour. A
+    // provider must then say when the user authenticated (OIDC Core §2: auth_time is
+    // required when max_age was asked), so prompt=login goes with max_age=0.
+    const promptLogin = request.prompt?.split(" ").includes("login") ?? false;
+    const prompt = request.prompt === "none" ? "none" : promptLogin ? "login" : undefined;
+    const maxAge = request.max_age ?? (promptLogin ? "0" : undefined);
     const redirect = await rp.authorizationUrl(provider, session.upstreamNonce, {
       ...(prompt ? { prompt } : {}),
       ...(request.login_hint ? { login_hint: request.login_hint } : {}),
-      ...(request.max_age ? { max_age: request.max_age } : {}),
+      ...(maxAge !== undefined ? { max_age: maxAge } : {}),
     });
     const flow: UpstreamFlow = {
-      request, provider: provider.id, session: session.sessionToken, upstream_nonce: session.upstreamNonce,
+      request, started, provider: provider.id, session: session.sessionToken, upstream_nonce: session.upstreamNonce,
       state: redirect.state, verifier: redirect.codeVerifier,
     };
     setCookie(res, flowCookie(redirect.state), sealer.seal("upstream", flow, FLOW_TTL), FLOW_TTL);
@@ -219,20 +236,9 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
     res.end();
   }
 
-  function startSession(request: AuthorizationRequest, provider: UpstreamProvider) {
-    return deps.driver
-      .start(
-        {
-          clientId: request.client_id,
-          redirectUri: request.redirect_uri,
-          nonce: request.nonce,
-          scope: request.scope,
-          codeChallenge: request.code_challenge,
-          ...(request.claims ? { claims: request.claims } : {}),
-          ...(request.request_object ? { requestObject: request.request_object } : {}),
-        },
-        provider.id,
-      )
+  async function startSession(request: AuthorizationRequest, provider: UpstreamProvider) {
+    const session = await deps.driver
+      .start(appRequestOf(request), provider.id)
       .catch((error: unknown) => {
         // Token refused the app's signed request object (signature, audience, expiry,
         // jti): the redirect_uri is a registered one, so the app hears why (RFC 9101 §6.2).
@@ -241,6 +247,21 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
         }
         throw error;
       });
+    if (request.request_object) await spendRequestObject(request);
+    return session;
+  }
+
+  /**
+   * A signed request object serves one login (RFC 9101 §10.8, RFC 7519 jti): Token has
+   * verified it (and requires jti and exp, at most 10 minutes ahead); its jti is claimed
+   * here, in the store Orchestration's replicas share, until it expires.
+   */
+  async function spendRequestObject(request: AuthorizationRequest) {
+    const { jti, exp } = decodeJwt(request.request_object!);
+    const ttlMs = typeof exp === "number" ? exp * 1000 - Date.now() + REQUEST_OBJECT_SKEW_MS : 0;
+    if (typeof jti !== "string" || ttlMs <= 0) throw new RedirectableError(request, "invalid_request_object", "the request object has no jti, or has expired");
+    const claimed = await deps.store.claim(`request-object:${createHash("sha256").update(`${request.client_id}\0${jti}`).digest("base64url")}`, ttlMs);
+    if (!claimed) throw new RedirectableError(request, "invalid_request_object", "the request object was already used (its jti was seen before)");
   }
 
   async function authorize(res: http.ServerResponse, params: URLSearchParams) {
@@ -301,7 +322,14 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
       // without the details, which are for the operator's logs.
       return sendError(res, 400, "Sign-in failed", `The answer from ${provider.name} could not be verified.`, "Go back to the app and sign in again.");
     }
-    const outcome = await deps.driver.continue(flow.session, flow.request.client_id, upstream);
+    let outcome;
+    try {
+      outcome = await deps.driver.continue(flow.session, loginContext(appRequestOf(flow.request), flow.started), upstream);
+    } catch (error) {
+      // The app asked for a recent or fresh login (max_age, prompt=login) and the provider's was not.
+      if (error instanceof LoginRequired) return respond(res, flow.request, { error: "login_required", error_description: error.message });
+      throw error;
+    }
     if (outcome.kind === "done" && flow.request.prompt?.split(" ").includes("consent")) {
       // OIDC Core §3.1.2.1: ask again, showing what this app already receives.
       const released = JSON.parse(outcome.userinfoJson) as Record<string, string | boolean>;
@@ -317,7 +345,7 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
 
   /** What the app asked for and the user's wallet holds: Token's own rule (claims.ts). */
   function offeredClaims(request: AuthorizationRequest, wallet: Record<string, unknown>): string[] {
-    return [...requestedClaims(request.scope, request.claims)].filter((c) => c in wallet);
+    return [...requestedClaims(request.scope, request.claims)].filter((c) => Object.hasOwn(wallet, c));
   }
 
 
@@ -372,9 +400,13 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
     if (!/^[A-Za-z0-9._~-]{43,128}$/.test(verifier) || createHash("sha256").update(verifier).digest("base64url") !== entry.code_challenge) {
       throw new OAuthError("invalid_grant", "code_verifier does not match the code_challenge (PKCE)");
     }
-    const accessToken = await accessTokens.issue({ client_id: client.client_id, userinfo_json: entry.userinfo_json, userinfo_jwt: entry.userinfo_jwt }, ACCESS_TOKEN_TTL);
+    // The access token serves the signed userinfo, so it lives no longer than that does.
+    const userinfoExp = decodeJwt(entry.userinfo_jwt).exp ?? 0;
+    const lifetime = Math.min(ACCESS_TOKEN_TTL, userinfoExp - Math.floor(Date.now() / 1000));
+    if (lifetime <= 0) throw new OAuthError("invalid_grant", "the code is invalid, expired or already used");
+    const accessToken = await accessTokens.issue({ client_id: client.client_id, userinfo_json: entry.userinfo_json, userinfo_jwt: entry.userinfo_jwt }, lifetime);
     if (!(await redemption.issued(accessTokens.keyOf(accessToken)))) throw new OAuthError("invalid_grant", "the code was used more than once");
-    sendJson(res, 200, { access_token: accessToken, token_type: "Bearer", expires_in: ACCESS_TOKEN_TTL, id_token: entry.id_token, scope: entry.scope });
+    sendJson(res, 200, { access_token: accessToken, token_type: "Bearer", expires_in: lifetime, id_token: entry.id_token, scope: entry.scope });
   }
 
   /** OIDC Core §5.3.1: GET or POST, with the access token as RFC 6750 §2 sends it. */
@@ -598,5 +630,20 @@ export async function startFrontDoor(deps: FrontDoorDeps & { host: string; port:
       server.close(() => resolve());
       server.closeAllConnections();
     }),
+  };
+}
+
+/** The app's request as the login driver takes it. */
+function appRequestOf(request: AuthorizationRequest): AppRequest {
+  return {
+    clientId: request.client_id,
+    redirectUri: request.redirect_uri,
+    nonce: request.nonce,
+    scope: request.scope,
+    codeChallenge: request.code_challenge,
+    ...(request.claims ? { claims: request.claims } : {}),
+    ...(request.prompt ? { prompt: request.prompt } : {}),
+    ...(request.max_age !== undefined ? { maxAge: Number(request.max_age) } : {}),
+    ...(request.request_object ? { requestObject: request.request_object } : {}),
   };
 }

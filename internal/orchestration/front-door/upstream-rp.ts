@@ -102,7 +102,7 @@ export class UpstreamRp {
       idTokenExpected: true,
     });
     const claims = tokens.claims()!;
-    return { idToken: tokens.id_token!, iss: claims.iss, sub: claims.sub };
+    return { idToken: tokens.id_token!, iss: claims.iss, sub: claims.sub, claims: claims as Record<string, unknown> };
   }
 }
 

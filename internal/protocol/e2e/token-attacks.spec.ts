@@ -14,6 +14,7 @@ import { openPGliteStore } from "../../storage/backend/pglite-store.js";
 import { generateSigningKey } from "../signing-keys.js";
 import { ACCESS_TOKEN, RECORD_TYPES } from "../tokens.js";
 import type { DevUser } from "../../devop/dev-op.js";
+import { loginContext } from "../../orchestration/login-driver.js";
 
 async function refusal(call: Promise<unknown>): Promise<{ code: Code; message: string }> {
   try {
@@ -48,17 +49,27 @@ describe("attacks on the protocol (DESIGN.md §5)", function () {
     const authorized = await mesh.token().authorizeSubject({ sessionToken: started.sessionToken, opIdToken: upstream.idToken });
     const subjectRead = await mesh.encryption().readRecord({ accessToken: authorized.subjectRead!.accessToken });
     const subjectRecord = subjectRead.result.value as string;
-    const authorizedUser = await mesh.token().authorizeUser({ sessionToken: authorized.sessionToken, subjectRecord });
-    const read = async (grant: AccessGrant | undefined) =>
-      (await mesh.encryption().readRecord({ accessToken: grant!.accessToken })).result;
+    const authorizedUser = await mesh.token().authorizeUser({ sessionToken: authorized.sessionToken, subjectRecord, subjectReceipt: subjectRead.receipt });
+    const read = async (grant: AccessGrant | undefined) => mesh.encryption().readRecord({ accessToken: grant!.accessToken });
     const wallet = await read(authorizedUser.walletRead);
     const release = await read(authorizedUser.releaseRead);
     return {
-      request, started, upstream, authorized, subjectRecord, authorizedUser,
-      walletRecord: wallet.value as string,
-      release,
+      request, started, upstream, authorized, subjectRecord, subjectReceipt: subjectRead.receipt, authorizedUser,
+      walletRecord: wallet.result.value as string,
+      walletReceipt: wallet.receipt,
+      release: release.result,
+      releaseReceipt: release.receipt,
     };
   }
+
+  /** What MintIdToken takes of a returning user's login: the records and Storage's receipts for them. */
+  const mintRecords = (login: Awaited<ReturnType<typeof returningUser>>) => ({
+    subjectRecord: login.subjectRecord,
+    releaseRecord: login.release.value as string,
+    walletRecord: login.walletRecord,
+    walletReceipt: login.walletReceipt,
+    releaseReceipt: login.releaseReceipt,
+  });
 
   before(async function () {
     mesh = await startProtocolMesh({ database: "pglite" });
@@ -90,7 +101,7 @@ describe("attacks on the protocol (DESIGN.md §5)", function () {
 
     it("minting with a session that never saw an OP ID Token is FAILED_PRECONDITION; re-typing its step breaks its signature", async function () {
       const honest = await returningUser(USERS.alice, "a");
-      const records = { subjectRecord: honest.subjectRecord, releaseRecord: honest.release.value as string, walletRecord: honest.walletRecord };
+      const records = mintRecords(honest);
       const fresh = await mesh.driver.start(appRequest("a"), "dev");
       const early = await refusal(mesh.token().mintIdToken({ sessionToken: fresh.sessionToken, ...records }));
       expect(early).to.deep.equal({ code: Code.FailedPrecondition, message: 'this step needs a session at step "user", not "started"' });
@@ -120,26 +131,33 @@ describe("attacks on the protocol (DESIGN.md §5)", function () {
       const started = await mesh.driver.start(request, "dev");
       const bobUpstream = await mesh.upstreamLogin(USERS.bob, started.upstreamNonce);
       const bob = await mesh.token().authorizeSubject({ sessionToken: started.sessionToken, opIdToken: bobUpstream.idToken });
-      expect(await refusal(mesh.token().authorizeUser({ sessionToken: bob.sessionToken, subjectRecord: alice.subjectRecord }))).to.deep.equal({
-        code: Code.PermissionDenied,
-        message: "the subject record is not this session's subject",
-      });
       const own = await mesh.encryption().readRecord({ accessToken: bob.subjectRead!.accessToken });
-      await mesh.token().authorizeUser({ sessionToken: bob.sessionToken, subjectRecord: own.result.value as string });
+      // Alice's record, with her receipt or with Bob's: neither answers Bob's session's read of his subject.
+      for (const subjectReceipt of [alice.subjectReceipt, own.receipt]) {
+        expect(await refusal(mesh.token().authorizeUser({ sessionToken: bob.sessionToken, subjectRecord: alice.subjectRecord, subjectReceipt }))).to.deep.equal({
+          code: Code.PermissionDenied,
+          message: "the subject receipt does not show this subject record stored for this session",
+        });
+      }
+      await mesh.token().authorizeUser({ sessionToken: bob.sessionToken, subjectRecord: own.result.value as string, subjectReceipt: own.receipt });
     });
 
     it("another user's Release or Wallet Record in MintIdToken is PERMISSION_DENIED", async function () {
       const alice = await returningUser(USERS.alice, "a");
       const bob = await returningUser(USERS.bob, "a");
-      const bobRecords = { subjectRecord: bob.subjectRecord, releaseRecord: bob.release.value as string, walletRecord: bob.walletRecord };
-      const withAlicesRelease = await refusal(mesh.token().mintIdToken({
-        sessionToken: bob.authorizedUser.sessionToken, ...bobRecords, releaseRecord: alice.release.value as string,
-      }));
-      expect(withAlicesRelease).to.deep.equal({ code: Code.PermissionDenied, message: "the release record is not this session's user and client" });
-      const withAlicesWallet = await refusal(mesh.token().mintIdToken({
-        sessionToken: bob.authorizedUser.sessionToken, ...bobRecords, walletRecord: alice.walletRecord,
-      }));
-      expect(withAlicesWallet).to.deep.equal({ code: Code.PermissionDenied, message: "the wallet record is not this session's user's" });
+      const bobRecords = mintRecords(bob);
+      for (const releaseReceipt of [alice.releaseReceipt, bob.releaseReceipt]) {
+        const withAlicesRelease = await refusal(mesh.token().mintIdToken({
+          sessionToken: bob.authorizedUser.sessionToken, ...bobRecords, releaseRecord: alice.release.value as string, releaseReceipt,
+        }));
+        expect(withAlicesRelease).to.deep.equal({ code: Code.PermissionDenied, message: "the release receipt does not show this release record stored for this session" });
+      }
+      for (const walletReceipt of [alice.walletReceipt, bob.walletReceipt]) {
+        const withAlicesWallet = await refusal(mesh.token().mintIdToken({
+          sessionToken: bob.authorizedUser.sessionToken, ...bobRecords, walletRecord: alice.walletRecord, walletReceipt,
+        }));
+        expect(withAlicesWallet).to.deep.equal({ code: Code.PermissionDenied, message: "the wallet receipt does not show this wallet record stored for this session" });
+      }
       const withAlicesSubject = await refusal(mesh.token().mintIdToken({
         sessionToken: bob.authorizedUser.sessionToken, ...bobRecords, subjectRecord: alice.subjectRecord,
       }));
@@ -153,14 +171,24 @@ describe("attacks on the protocol (DESIGN.md §5)", function () {
       const bob = await returningUser(USERS.bob, "b");
       expect(alice.release.case).to.equal("errorToken");
       const crossed = await refusal(mesh.token().createRelease({
-        sessionToken: bob.authorizedUser.sessionToken, errorToken: alice.release.value as string, walletRecord: bob.walletRecord, consentedClaims: ["email"],
+        sessionToken: bob.authorizedUser.sessionToken, errorToken: alice.release.value as string, walletRecord: bob.walletRecord,
+        walletReceipt: bob.walletReceipt, consentedClaims: ["email"],
       }));
       expect(crossed).to.deep.equal({ code: Code.PermissionDenied, message: "the error token does not answer this session's release read" });
       // and a subject-read Error Token is no CreateUser ticket for a user who exists
       const fakeAbsence = await refusal(mesh.token().createUser({ sessionToken: bob.authorized.sessionToken, errorToken: alice.release.value as string }));
       expect(fakeAbsence).to.deep.equal({ code: Code.PermissionDenied, message: "the error token does not answer this session's subject read" });
+      // nor is a claim that is only a name on every object ("constructor") one the wallet holds
+      for (const name of ["constructor", "toString", "__proto__"]) {
+        const inherited = await refusal(mesh.token().createRelease({
+          sessionToken: bob.authorizedUser.sessionToken, errorToken: bob.release.value as string, walletRecord: bob.walletRecord,
+          walletReceipt: bob.walletReceipt, consentedClaims: ["email", name],
+        }));
+        expect(inherited.code, name).to.equal(Code.PermissionDenied);
+      }
       const own = await mesh.token().createRelease({
-        sessionToken: bob.authorizedUser.sessionToken, errorToken: bob.release.value as string, walletRecord: bob.walletRecord, consentedClaims: ["email"],
+        sessionToken: bob.authorizedUser.sessionToken, errorToken: bob.release.value as string, walletRecord: bob.walletRecord,
+        walletReceipt: bob.walletReceipt, consentedClaims: ["email"],
       });
       expect(own.release?.record).to.be.a("string");
     });
@@ -174,9 +202,7 @@ describe("attacks on the protocol (DESIGN.md §5)", function () {
         .setProtectedHeader({ alg: "EdDSA", kid: own.kid, typ: RECORD_TYPES.wallet.typ })
         .setIssuer(RECORD_TYPES.wallet.issuer).setAudience(RECORD_TYPES.wallet.audience).setIssuedAt()
         .sign(own.privateKey);
-      const refused = await refusal(mesh.token().mintIdToken({
-        sessionToken: bob.authorizedUser.sessionToken, subjectRecord: bob.subjectRecord, releaseRecord: bob.release.value as string, walletRecord: forgedWallet,
-      }));
+      const refused = await refusal(mesh.token().mintIdToken({ sessionToken: bob.authorizedUser.sessionToken, ...mintRecords(bob), walletRecord: forgedWallet }));
       expect(refused).to.deep.equal({ code: Code.Unauthenticated, message: "the wallet record is not valid: its key (kid) is not a known record key" });
     });
 
@@ -194,10 +220,13 @@ describe("attacks on the protocol (DESIGN.md §5)", function () {
       const request = appRequest("b", "openid email");
       const started = await mesh.driver.start(request, "dev");
       const upstream = await mesh.upstreamLogin(USERS.alice, started.upstreamNonce);
-      const outcome = await mesh.driver.continue(started.sessionToken, request.clientId, upstream);
+      const outcome = await mesh.driver.continue(started.sessionToken, loginContext(request, Date.now()), upstream);
       if (outcome.kind !== "consent") return expect.fail("alice has no release at b yet, so consent comes first");
+      const again = await mesh.token().grantReleaseRead({ sessionToken: outcome.state.sessionToken });
+      const absent = await mesh.encryption().readRecord({ accessToken: again.releaseRead!.accessToken });
       const refused = await refusal(mesh.token().createRelease({
-        sessionToken: outcome.state.sessionToken, errorToken: outcome.state.releaseErrorToken, walletRecord: outcome.state.walletRecord, consentedClaims: ["email", "name"],
+        sessionToken: again.sessionToken, errorToken: absent.result.value as string, walletRecord: outcome.state.walletRecord,
+        walletReceipt: outcome.state.walletReceipt, consentedClaims: ["email", "name"],
       }));
       expect(refused).to.deep.equal({ code: Code.PermissionDenied, message: 'the app did not ask for the claim "name"' });
       const done = await mesh.driver.consent(outcome.state, ["email"]);

@@ -5,7 +5,7 @@
 // front door starts no login.
 
 import { createClient } from "@connectrpc/connect";
-import { trustFromBundles } from "../../../mesh/bundle.js";
+import { trustOfBundles } from "../../../mesh/bundle.js";
 import { createMeshTransport } from "../../../mesh/client.js";
 import { TokenService } from "../../gen/hello/token/v1/token_service_pb.js";
 import { EncryptionService } from "../../gen/hello/encryption/v1/encryption_service_pb.js";
@@ -20,7 +20,8 @@ import { processMeshMetrics } from "../../metrics/registry.js";
 import { type ServiceFactory, peerKeys } from "../component-services.js";
 
 export const orchestrationService: ServiceFactory<"orchestration"> = async (config, deps) => {
-  const trust = trustFromBundles(deps.bundles());
+  // Token's and Encryption's CAs as last reloaded: a rotated CA reaches the clients too.
+  const trust = trustOfBundles(deps.bundles);
   // One connection per peer, for its service and its health; a call that fails as
   // unavailable makes Orchestration look at its peers' health at once.
   const transport = (target: "token" | "encryption") =>
@@ -34,6 +35,7 @@ export const orchestrationService: ServiceFactory<"orchestration"> = async (conf
   const token = createClient(TokenService, transports.token);
   const tokenKeys = peerKeys(deps.bundles, "token");
   const driver = new LoginDriver({
+    issuer: config.issuer,
     token,
     encryption: createClient(EncryptionService, transports.encryption),
     lookupKey: loadLookupKey("orchestration", config.keys.lookup),

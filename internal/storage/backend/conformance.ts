@@ -5,7 +5,7 @@
 // assertions about its own rows. Error assertions check the exact class and `code`, and
 // that the message names no hash (hashes are user-linked; messages reach logs).
 
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 
 import { expect } from "chai";
 
@@ -19,10 +19,11 @@ import {
   VersionConflictError,
 } from "./errors.js";
 import type { StorageErrorCode } from "./errors.js";
+import { RECORD_KINDS } from "./record-store.js";
 import type { KeyUsage, NewRow, RecordKindName, RecordStore, StoredRow } from "./record-store.js";
 
 const MiB = 1024 * 1024;
-const RECORD_KIND_CYCLE: readonly RecordKindName[] = ["subject", "release", "wallet"];
+const DAY_MS = 86_400_000;
 
 export function recordStoreConformance(
   name: string,
@@ -41,9 +42,9 @@ export function recordStoreConformance(
       await cleanup?.();
     });
 
-    /** Creates a row with a fresh hash, random bytes and key id "k1". */
+    /** Creates a row with a fresh hash, random bytes and digest, and key id "k1". */
     async function createRow(overrides: Partial<NewRow> = {}): Promise<StoredRow> {
-      return store.create({ hash: randomHash(), kind: "subject", keyId: "k1", ciphertext: randomBytes(64), ...overrides });
+      return store.create({ hash: randomHash(), kind: "subject", keyId: "k1", ciphertext: randomBytes(64), digest: randomDigest(), ...overrides });
     }
 
     describe("create and read", function () {
@@ -51,17 +52,19 @@ export function recordStoreConformance(
         const before = Date.now();
         const ciphertext = randomBytes(300);
         const hash = randomHash();
-        const created = await store.create({ hash, kind: "release", keyId: "key-2024-01", ciphertext });
+        const digest = randomDigest();
+        const created = await store.create({ hash, kind: "release", keyId: "key-2024-01", ciphertext, digest });
 
         expect(created.hash).to.equal(hash);
         expect(created.kind).to.equal("release");
         expect(created.keyId).to.equal("key-2024-01");
         expect(created.version).to.equal(1);
+        expect(created.digest).to.equal(digest);
         expectBytes(created.ciphertext, ciphertext);
         expect(created.createTime).to.be.instanceOf(Date);
         expect(created.updateTime.getTime()).to.equal(created.createTime.getTime());
-        // The database clock, which here is this machine's: within a minute of ours.
-        expect(Math.abs(created.createTime.getTime() - before)).to.be.below(60_000);
+        // The database clock, which here is this machine's: today (UTC), to the day.
+        expectToday(created.createTime, before);
 
         const read = await store.read(hash, "release");
         expectSameRow(read, created);
@@ -90,7 +93,7 @@ export function recordStoreConformance(
       it("refuses a second create of one hash and leaves the first row unchanged", async function () {
         const first = await createRow();
         await expectStorageError(
-          store.create({ hash: first.hash, kind: "subject", keyId: "k2", ciphertext: randomBytes(10) }),
+          store.create({ hash: first.hash, kind: "subject", keyId: "k2", ciphertext: randomBytes(10), digest: randomDigest() }),
           AlreadyExistsError,
           "already_exists",
           first.hash,
@@ -101,7 +104,7 @@ export function recordStoreConformance(
       it("refuses a create of a hash that a row of another kind already has", async function () {
         const first = await createRow({ kind: "subject" });
         await expectStorageError(
-          store.create({ hash: first.hash, kind: "wallet", keyId: "k1", ciphertext: randomBytes(10) }),
+          store.create({ hash: first.hash, kind: "wallet", keyId: "k1", ciphertext: randomBytes(10), digest: randomDigest() }),
           AlreadyExistsError,
           "already_exists",
           first.hash,
@@ -116,6 +119,7 @@ export function recordStoreConformance(
           kind: "subject" as const,
           keyId: `k${i}`,
           ciphertext: randomBytes(32),
+          digest: randomDigest(),
         }));
         const results = await Promise.allSettled(attempts.map((row) => store.create(row)));
 
@@ -127,6 +131,7 @@ export function recordStoreConformance(
         const winner = attempts.find((a) => a.keyId === won[0]!.keyId)!;
         const stored = await store.read(hash, "subject");
         expect(stored.keyId).to.equal(winner.keyId);
+        expect(stored.digest).to.equal(winner.digest);
         expectBytes(stored.ciphertext, winner.ciphertext);
       });
 
@@ -146,28 +151,31 @@ export function recordStoreConformance(
     });
 
     describe("update", function () {
-      it("replaces key id and bytes at the expected version and bumps the version", async function () {
+      it("replaces key id, bytes and digest at the expected version and bumps the version", async function () {
+        const before = Date.now();
         const row = await createRow();
         const ciphertext = randomBytes(80);
-        const updated = await store.update(row.hash, "subject", 1, { keyId: "k2", ciphertext });
+        const digest = randomDigest();
+        const updated = await store.update(row.hash, "subject", 1, { keyId: "k2", ciphertext, digest });
 
         expect(updated.version).to.equal(2);
         expect(updated.keyId).to.equal("k2");
+        expect(updated.digest).to.equal(digest).and.not.equal(row.digest);
         expectBytes(updated.ciphertext, ciphertext);
         expect(updated.createTime.getTime()).to.equal(row.createTime.getTime());
-        expect(updated.updateTime.getTime()).to.be.at.least(updated.createTime.getTime());
+        expectToday(updated.updateTime, before);
         expectSameRow(await store.read(row.hash, "subject"), updated);
 
-        const again = await store.update(row.hash, "subject", 2, { keyId: "k3", ciphertext: randomBytes(5) });
+        const again = await store.update(row.hash, "subject", 2, { keyId: "k3", ciphertext: randomBytes(5), digest: randomDigest() });
         expect(again.version).to.equal(3);
       });
 
       it("refuses a stale or future version with VersionConflictError and leaves the row unchanged", async function () {
         const row = await createRow();
-        const updated = await store.update(row.hash, "subject", 1, { keyId: "k2", ciphertext: randomBytes(8) });
+        const updated = await store.update(row.hash, "subject", 1, { keyId: "k2", ciphertext: randomBytes(8), digest: randomDigest() });
         for (const version of [1, 3, 99]) {
           await expectStorageError(
-            store.update(row.hash, "subject", version, { keyId: "k9", ciphertext: randomBytes(8) }),
+            store.update(row.hash, "subject", version, { keyId: "k9", ciphertext: randomBytes(8), digest: randomDigest() }),
             VersionConflictError,
             "version_conflict",
             row.hash,
@@ -178,7 +186,7 @@ export function recordStoreConformance(
 
       it("lets exactly one of 8 concurrent updates at the same version win", async function () {
         const row = await createRow();
-        const nexts = Array.from({ length: 8 }, (_, i) => ({ keyId: `k${i}`, ciphertext: randomBytes(16) }));
+        const nexts = Array.from({ length: 8 }, (_, i) => ({ keyId: `k${i}`, ciphertext: randomBytes(16), digest: randomDigest() }));
         const results = await Promise.allSettled(nexts.map((next) => store.update(row.hash, "subject", 1, next)));
 
         const won = results.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
@@ -190,11 +198,12 @@ export function recordStoreConformance(
         expect(stored.version).to.equal(2);
         expect(stored.keyId).to.equal(won[0]!.keyId);
         expectBytes(stored.ciphertext, nexts.find((n) => n.keyId === won[0]!.keyId)!.ciphertext);
+        expect(stored.digest).to.equal(nexts.find((n) => n.keyId === won[0]!.keyId)!.digest);
       });
 
       it("reports a missing row, or one of another kind, as NotFoundError", async function () {
         const hash = randomHash();
-        const next = { keyId: "k2", ciphertext: randomBytes(8) };
+        const next = { keyId: "k2", ciphertext: randomBytes(8), digest: randomDigest() };
         await expectStorageError(store.update(hash, "subject", 1, next), NotFoundError, "not_found", hash);
 
         const row = await createRow({ kind: "wallet" });
@@ -210,7 +219,7 @@ export function recordStoreConformance(
         await expectStorageError(store.read(a.hash, "subject"), NotFoundError, "not_found", a.hash);
 
         const b = await createRow();
-        await store.update(b.hash, "subject", 1, { keyId: "k2", ciphertext: randomBytes(8) });
+        await store.update(b.hash, "subject", 1, { keyId: "k2", ciphertext: randomBytes(8), digest: randomDigest() });
         await store.delete(b.hash, "subject", 2);
         await expectStorageError(store.read(b.hash, "subject"), NotFoundError, "not_found", b.hash);
 
@@ -340,7 +349,7 @@ export function recordStoreConformance(
         expectSameRow(await store.read(legacy.hash, "subject"), legacy);
 
         const next = randomBytes(60);
-        const updated = await store.update(legacy.hash, "subject", 1, { keyId: "k2", wrappedKey: next, ciphertext: randomBytes(9) });
+        const updated = await store.update(legacy.hash, "subject", 1, { keyId: "k2", wrappedKey: next, ciphertext: randomBytes(9), digest: randomDigest() });
         expectBytes(updated.wrappedKey!, next);
         expectSameRow(await store.read(legacy.hash, "subject"), updated);
       });
@@ -348,7 +357,7 @@ export function recordStoreConformance(
       it("lists the rows under one key id in hash order, page by page, without their ciphertext", async function () {
         const keyId = randomKeyId();
         const rows = await Promise.all(Array.from({ length: 25 }, (_, i) =>
-          createRow({ keyId, kind: RECORD_KIND_CYCLE[i % 3]!, ...(i === 7 ? {} : { wrappedKey: randomBytes(60) }) }),
+          createRow({ keyId, kind: RECORD_KINDS[i % RECORD_KINDS.length]!, ...(i === 7 ? {} : { wrappedKey: randomBytes(60) }) }),
         ));
         await wrappedRow(); // under another key id: never listed
         const listed = [];
@@ -391,7 +400,7 @@ export function recordStoreConformance(
         expectBytes(again.previousWrappedKey!, row.wrappedKey!);
 
         // A token-authorized update brings a new data key and discards the undo copy.
-        const updated = await store.update(row.hash, "subject", 1, { keyId: third, wrappedKey: randomBytes(60), ciphertext: randomBytes(8) });
+        const updated = await store.update(row.hash, "subject", 1, { keyId: third, wrappedKey: randomBytes(60), ciphertext: randomBytes(8), digest: randomDigest() });
         expect(updated.version).to.equal(2);
         expect(updated.previousKeyId).to.equal(undefined);
         expect(updated.previousWrappedKey).to.equal(undefined);
@@ -442,7 +451,7 @@ export function recordStoreConformance(
       it("lets a concurrent update win over a re-wrap: whichever comes first, the row ends with the update's key and ciphertext", async function () {
         const rows = await Promise.all(Array.from({ length: 12 }, () => wrappedRow()));
         const target = randomKeyId();
-        const updates = rows.map(() => ({ keyId: "k-current", wrappedKey: randomBytes(60), ciphertext: randomBytes(20) }));
+        const updates = rows.map(() => ({ keyId: "k-current", wrappedKey: randomBytes(60), ciphertext: randomBytes(20), digest: randomDigest() }));
         const results = await Promise.all(
           rows.map((row, i) =>
             Promise.allSettled([
@@ -537,26 +546,18 @@ export function recordStoreConformance(
           ["a re-wrap to a wrapped key over 512 bytes", store.rewrapKey(row.hash, "subject", expectedOf(row), { ...good, wrappedKey: randomBytes(513) })],
           ["a re-wrap at version 0", store.rewrapKey(row.hash, "subject", { ...expectedOf(row), version: 0 }, good)],
           ["a re-wrap of an unknown kind", store.rewrapKey(row.hash, "user" as RecordKindName, expectedOf(row), good)],
-          ["a create with a wrapped key over 512 bytes", store.create({ hash: randomHash(), kind: "subject", keyId: "k1", wrappedKey: randomBytes(513), ciphertext: randomBytes(8) })],
+          ["a create with a wrapped key over 512 bytes", store.create({ hash: randomHash(), kind: "subject", keyId: "k1", wrappedKey: randomBytes(513), ciphertext: randomBytes(8), digest: randomDigest() })],
           ["a restore with a bad key id", store.restorePreviousWrappings("k1\n")],
           ["a forget with a bad key id", store.forgetPreviousWrappings("")],
         ];
-        for (const [what, call] of bad) {
-          const error = await caught(call);
-          try {
-            expectErrorValue(error, InvalidArgumentError, "invalid_argument", row.hash);
-          } catch (e) {
-            throw new Error(`${what}: ${(e as Error).message}`);
-          }
-          expect((error as Error).message, what).to.match(/must/);
-        }
+        await expectEachInvalid(bad, row.hash);
         expectSameRow(await store.read(row.hash, "subject"), row);
       });
     });
 
     describe("invalid arguments", function () {
-      const good = (): NewRow => ({ hash: randomHash(), kind: "subject", keyId: "k1", ciphertext: randomBytes(8) });
-      const next = { keyId: "k1", ciphertext: randomBytes(8) };
+      const good = (): NewRow => ({ hash: randomHash(), kind: "subject", keyId: "k1", ciphertext: randomBytes(8), digest: randomDigest() });
+      const next = { keyId: "k1", ciphertext: randomBytes(8), digest: randomDigest() };
       const badHashes: Array<[string, string]> = [
         ["empty", ""],
         ["with a slash", `${randomHash()}/x`],
@@ -573,7 +574,7 @@ export function recordStoreConformance(
         )!;
         for (const hash of [short, randomBytes(96).toString("base64url")]) {
           expect(hash).to.match(/^[A-Za-z0-9_-]{1,128}$/);
-          await store.create({ hash, kind: "subject", keyId: "~".repeat(64), ciphertext: Uint8Array.from([1]) });
+          await store.create({ hash, kind: "subject", keyId: "~".repeat(64), ciphertext: Uint8Array.from([1]), digest: randomDigest() });
           expect((await store.read(hash, "subject")).keyId).to.equal("~".repeat(64));
         }
       });
@@ -598,6 +599,13 @@ export function recordStoreConformance(
         ["a key id of 65 characters", (row) => ({ ...row, keyId: "k".repeat(65) })],
         ["a key id with a newline", (row) => ({ ...row, keyId: "k1\n" })],
         ["a key id with non-ASCII", (row) => ({ ...row, keyId: "clé" })],
+        ["a digest of 42 characters", (row) => ({ ...row, digest: row.digest.slice(0, 42) })],
+        ["a digest of 44 characters", (row) => ({ ...row, digest: `${row.digest}A` })],
+        ["a digest with base64 padding", (row) => ({ ...row, digest: `${row.digest.slice(0, 42)}=` })],
+        ["a digest in standard base64", (row) => ({ ...row, digest: `${row.digest.slice(0, 42)}+` })],
+        ["a hex digest", (row) => ({ ...row, digest: "ab".repeat(32) })],
+        ["no digest", (row) => ({ ...row, digest: undefined as unknown as string })],
+        ["a digest that is not a string", (row) => ({ ...row, digest: 43 as unknown as string })],
       ];
       for (const [what, spoil] of badRows) {
         it(`refuses ${what} on create and update, writing nothing`, async function () {
@@ -606,7 +614,7 @@ export function recordStoreConformance(
           await expectNothingWrittenUnder(bad.hash);
 
           const row = await createRow();
-          await expectInvalid(store.update(row.hash, bad.kind, 1, { keyId: bad.keyId, ciphertext: bad.ciphertext }), row.hash);
+          await expectInvalid(store.update(row.hash, bad.kind, 1, { keyId: bad.keyId, ciphertext: bad.ciphertext, digest: bad.digest }), row.hash);
           expectSameRow(await store.read(row.hash, "subject"), row);
         });
       }
@@ -651,7 +659,7 @@ export function recordStoreConformance(
       }
 
       async function expectNothingWrittenUnder(hash: string): Promise<void> {
-        for (const kind of ["subject", "release", "wallet"] as const) {
+        for (const kind of RECORD_KINDS) {
           await expectStorageError(store.read(hash, kind), NotFoundError, "not_found", hash);
         }
       }
@@ -660,14 +668,265 @@ export function recordStoreConformance(
     describe("close", function () {
       it("fails calls after close with UnavailableError, and closes idempotently", async function () {
         const other = await open();
-        const row = await other.create({ hash: randomHash(), kind: "subject", keyId: "k1", ciphertext: randomBytes(8) });
+        const row = await other.create({ hash: randomHash(), kind: "subject", keyId: "k1", ciphertext: randomBytes(8), digest: randomDigest() });
         await other.close();
         await other.close();
         await expectStorageError(other.read(row.hash, "subject"), UnavailableError, "unavailable", row.hash);
         await expectStorageError(other.spendTokenId(randomHash(), new Date()), UnavailableError, "unavailable", row.hash);
         await expectStorageError(other.listKeys("k1", { limit: 1 }), UnavailableError, "unavailable", row.hash);
         await expectStorageError(other.countKeys(), UnavailableError, "unavailable", row.hash);
+        await expectStorageError(other.setLegacyDigest(row.hash, "subject", 1, randomDigest()), UnavailableError, "unavailable", row.hash);
       });
+    });
+
+    describe("storage format 3: the UTC day, digests, reservations (issue 11)", function () {
+      it("writes create and update times as the UTC day, so the rows of one login share them with the whole day's", async function () {
+        const before = Date.now();
+        const a = await createRow({ kind: "subject" });
+        const b = await createRow({ kind: "wallet" });
+        expectToday(a.createTime, before);
+        expectToday(b.createTime, before);
+        if (new Date(before).getUTCDate() === new Date().getUTCDate()) {
+          expect(b.createTime.getTime(), "one day, one timestamp").to.equal(a.createTime.getTime());
+        }
+        const updated = await store.update(a.hash, "subject", 1, { keyId: "k2", ciphertext: randomBytes(8), digest: randomDigest() });
+        expectToday(updated.updateTime, before);
+        expect(updated.createTime.getTime()).to.equal(a.createTime.getTime());
+      });
+
+      it("neither a re-wrap nor a digest changes a row's update time or version", async function () {
+        const row = await createRow({ keyId: randomKeyId(), wrappedKey: randomBytes(60) });
+        await store.rewrapKey(row.hash, "subject", { version: 1, keyId: row.keyId, wrappedKey: row.wrappedKey! }, { keyId: randomKeyId(), wrappedKey: randomBytes(60) });
+        const after = await store.read(row.hash, "subject");
+        expect(after.updateTime.getTime()).to.equal(row.updateTime.getTime());
+        expect(after.version).to.equal(1);
+        expect(after.digest).to.equal(row.digest);
+      });
+
+      it("returns the digest written by create and update from read and scan, and never from a key listing", async function () {
+        const first = randomDigest();
+        const row = await createRow({ digest: first, keyId: randomKeyId(), wrappedKey: randomBytes(60) });
+        expect((await store.read(row.hash, "subject")).digest).to.equal(first);
+        const second = randomDigest();
+        await store.update(row.hash, "subject", 1, { keyId: row.keyId, wrappedKey: randomBytes(60), ciphertext: randomBytes(8), digest: second });
+        expect((await store.read(row.hash, "subject")).digest).to.equal(second);
+        let scanned: StoredRow | undefined;
+        for await (const r of store.scan()) if (r.hash === row.hash) scanned = r;
+        expect(scanned?.digest).to.equal(second);
+        const [listed] = await store.listKeys(row.keyId, { limit: 1 });
+        expect(listed).to.not.have.property("digest");
+      });
+
+      it("keeps a digest once set: setLegacyDigest refuses a row that has one, at its version or another", async function () {
+        const row = await createRow();
+        for (const version of [1, 2]) {
+          await expectStorageError(store.setLegacyDigest(row.hash, "subject", version, randomDigest()), VersionConflictError, "version_conflict", row.hash);
+        }
+        // Not even the same digest again: the answer does not depend on the value.
+        await expectStorageError(store.setLegacyDigest(row.hash, "subject", 1, row.digest!), VersionConflictError, "version_conflict", row.hash);
+        expectSameRow(await store.read(row.hash, "subject"), row);
+      });
+
+      it("setLegacyDigest reports a missing row, or one of another kind, as NotFoundError, and checks its arguments", async function () {
+        const missing = randomHash();
+        await expectStorageError(store.setLegacyDigest(missing, "subject", 1, randomDigest()), NotFoundError, "not_found", missing);
+        const row = await createRow({ kind: "release" });
+        await expectStorageError(store.setLegacyDigest(row.hash, "wallet", 1, randomDigest()), NotFoundError, "not_found", row.hash);
+        const bad: Array<[string, Promise<unknown>]> = [
+          ["a bad hash", store.setLegacyDigest(`${row.hash}=`, "release", 1, randomDigest())],
+          ["an unknown kind", store.setLegacyDigest(row.hash, "user" as RecordKindName, 1, randomDigest())],
+          ["version 0", store.setLegacyDigest(row.hash, "release", 0, randomDigest())],
+          ["a short digest", store.setLegacyDigest(row.hash, "release", 1, "abc")],
+          ["a padded digest", store.setLegacyDigest(row.hash, "release", 1, `${randomDigest().slice(0, 42)}=`)],
+        ];
+        await expectEachInvalid(bad, row.hash);
+        expectSameRow(await store.read(row.hash, "release"), row);
+      });
+
+      it("keeps reservations, a fourth kind, created only if absent and apart from the other kinds", async function () {
+        expect(RECORD_KINDS).to.deep.equal(["subject", "release", "wallet", "reservation"]);
+        const row = await createRow({ kind: "reservation" });
+        expectSameRow(await store.read(row.hash, "reservation"), row);
+        await expectStorageError(createRow({ hash: row.hash, kind: "reservation" }), AlreadyExistsError, "already_exists", row.hash);
+        await expectStorageError(createRow({ hash: row.hash, kind: "release" }), AlreadyExistsError, "already_exists", row.hash);
+        await expectStorageError(store.read(row.hash, "release"), NotFoundError, "not_found", row.hash);
+        const updated = await store.update(row.hash, "reservation", 1, { keyId: "k2", ciphertext: randomBytes(8), digest: randomDigest() });
+        expect(updated.version).to.equal(2);
+        await store.delete(row.hash, "reservation", 2);
+        await expectStorageError(store.read(row.hash, "reservation"), NotFoundError, "not_found", row.hash);
+      });
+    });
+  });
+}
+
+/**
+ * The storage format before format 3 (schema.ts as hello-mesh applied it at every open
+ * until then, word for word): what a database written by that release looks like.
+ */
+export const FORMAT_2_SQL = `
+CREATE TABLE IF NOT EXISTS records (
+  hash        TEXT        PRIMARY KEY,
+  kind        TEXT        NOT NULL CHECK (kind IN ('subject', 'release', 'wallet')),
+  key_id      TEXT        NOT NULL,
+  ciphertext  BYTEA       NOT NULL,
+  version     BIGINT      NOT NULL,
+  create_time TIMESTAMPTZ NOT NULL,
+  update_time TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS spent_token_ids (
+  jti        TEXT        PRIMARY KEY,
+  expires_at TIMESTAMPTZ NOT NULL
+);
+ALTER TABLE records ADD COLUMN IF NOT EXISTS wrapped_key BYTEA;
+ALTER TABLE records ADD COLUMN IF NOT EXISTS previous_key_id TEXT;
+ALTER TABLE records ADD COLUMN IF NOT EXISTS previous_wrapped_key BYTEA;
+CREATE INDEX IF NOT EXISTS records_by_key_id ON records (key_id, hash);
+CREATE INDEX IF NOT EXISTS records_by_previous_key_id ON records (previous_key_id);
+`;
+
+/** A database a migration test may build in an old format, then open with the store. */
+export interface FormatTestDatabase {
+  /** Runs SQL on the database directly (several statements if no params), never while a store has it open. */
+  sql(statement: string, params?: unknown[]): Promise<Array<Record<string, unknown>>>;
+  /** Opens the record store on it. */
+  open(): Promise<RecordStore>;
+}
+
+/**
+ * Opening a database of format 2 migrates it to format 3 once: timestamps rounded down
+ * to the UTC day (in batches), the kind CHECK replaced so that it allows reservations,
+ * a digest column that old rows lack until setLegacyDigest, and the version recorded.
+ */
+export function storageFormatMigration(name: string, newDatabase: () => Promise<FormatTestDatabase>): void {
+  describe(`storage format migration 2 -> 3: ${name}`, function () {
+    this.timeout(120_000);
+    const BULK_ROWS = 2345; // more than two batches of the migration
+    const hashes = { subject: randomHash(), wallet: randomHash(), midnight: randomHash() };
+    const ciphertext = randomBytes(40);
+    const wrappedKey = randomBytes(60);
+    let db: FormatTestDatabase;
+    let store: RecordStore;
+
+    before(async function () {
+      db = await newDatabase();
+      await db.sql(FORMAT_2_SQL);
+      // Sessions in a zone whose day is not UTC's, so that only a UTC day passes. (PostgreSQL
+      // takes the database's setting; PGlite runs every session in UTC whatever it says.)
+      await db.sql("DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET timezone TO %L', current_database(), 'Pacific/Auckland'); END $$");
+      const insert = `INSERT INTO records (hash, kind, key_id, wrapped_key, ciphertext, version, create_time, update_time)
+        VALUES ($1, $2, 'k1', $3, $4, $5, $6::timestamptz, $7::timestamptz)`;
+      // 23:30 UTC is already the next day in Auckland.
+      await db.sql(insert, [hashes.subject, "subject", null, ciphertext, 1, "2025-03-14T23:30:00.123Z", "2025-03-14T23:30:00.123Z"]);
+      await db.sql(insert, [hashes.wallet, "wallet", wrappedKey, ciphertext, 3, "2024-12-31T23:59:59.999Z", "2025-06-01T00:00:00.001Z"]);
+      await db.sql(insert, [hashes.midnight, "release", wrappedKey, ciphertext, 1, "2025-01-01T00:00:00Z", "2025-01-02T00:00:00Z"]);
+      await db.sql(`INSERT INTO records (hash, kind, key_id, ciphertext, version, create_time, update_time)
+        SELECT 'bulk-' || lpad(i::text, 6, '0'), 'wallet', 'k-bulk', '\\x01'::bytea, 1,
+          '2025-02-03T04:05:06.789Z'::timestamptz + i * interval '1 second', '2025-02-03T04:05:06.789Z'::timestamptz + i * interval '1 minute'
+        FROM generate_series(1, ${BULK_ROWS}) AS i`);
+      store = await db.open();
+    });
+    after(async () => store?.close());
+
+    it("rounds every row's times down to their UTC day, more rows than one batch", async function () {
+      const day = (iso: string) => new Date(iso).getTime();
+      const subject = await store.read(hashes.subject, "subject");
+      expect([subject.createTime.getTime(), subject.updateTime.getTime()]).to.deep.equal([day("2025-03-14"), day("2025-03-14")]);
+      const wallet = await store.read(hashes.wallet, "wallet");
+      expect([wallet.createTime.getTime(), wallet.updateTime.getTime()]).to.deep.equal([day("2024-12-31"), day("2025-06-01")]);
+      const midnight = await store.read(hashes.midnight, "release");
+      expect([midnight.createTime.getTime(), midnight.updateTime.getTime()]).to.deep.equal([day("2025-01-01"), day("2025-01-02")]);
+      let rows = 0;
+      for await (const row of store.scan()) {
+        rows++;
+        for (const time of [row.createTime, row.updateTime]) expect(time.getTime() % DAY_MS, `${row.hash} ${time.toISOString()}`).to.equal(0);
+      }
+      expect(rows).to.equal(BULK_ROWS + 3);
+      const bulk = await store.read("bulk-002345", "wallet");
+      expect(bulk.createTime.toISOString()).to.equal("2025-02-03T00:00:00.000Z");
+      expect(bulk.updateTime.toISOString()).to.equal("2025-02-04T00:00:00.000Z"); // 04:05 + 2345 minutes
+    });
+
+    it("leaves everything else of the rows as it was, with no digest", async function () {
+      const subject = await store.read(hashes.subject, "subject");
+      expect(subject).to.include({ keyId: "k1", version: 1 });
+      expect(subject.wrappedKey).to.equal(undefined);
+      expect(subject.digest).to.equal(undefined);
+      expectBytes(subject.ciphertext, ciphertext);
+      const wallet = await store.read(hashes.wallet, "wallet");
+      expect(wallet.version).to.equal(3);
+      expectBytes(wallet.wrappedKey!, wrappedKey);
+      expect(wallet.digest).to.equal(undefined);
+    });
+
+    it("gives a row written before its digest once, at its version only", async function () {
+      const before = await store.read(hashes.subject, "subject");
+      const digest = randomDigest();
+      await expectStorageError(store.setLegacyDigest(hashes.subject, "subject", 2, digest), VersionConflictError, "version_conflict", hashes.subject);
+      await expectStorageError(store.setLegacyDigest(hashes.subject, "wallet", 1, digest), NotFoundError, "not_found", hashes.subject);
+      expect((await store.read(hashes.subject, "subject")).digest).to.equal(undefined);
+
+      const set = await store.setLegacyDigest(hashes.subject, "subject", 1, digest);
+      expectSameRow(set, { ...before, digest });
+      expectSameRow(await store.read(hashes.subject, "subject"), { ...before, digest });
+      await expectStorageError(store.setLegacyDigest(hashes.subject, "subject", 1, randomDigest()), VersionConflictError, "version_conflict", hashes.subject);
+      await expectStorageError(store.setLegacyDigest(hashes.subject, "subject", 1, digest), VersionConflictError, "version_conflict", hashes.subject);
+
+      // An update brings the digest of what it writes.
+      const next = randomDigest();
+      expect((await store.update(hashes.subject, "subject", 1, { keyId: "k2", ciphertext: randomBytes(8), digest: next })).digest).to.equal(next);
+    });
+
+    it("lets exactly one of 8 concurrent setLegacyDigest calls on one row win", async function () {
+      const digests = Array.from({ length: 8 }, () => randomDigest());
+      const results = await Promise.allSettled(digests.map((d) => store.setLegacyDigest(hashes.wallet, "wallet", 3, d)));
+      const won = results.flatMap((r, i) => (r.status === "fulfilled" ? [digests[i]] : []));
+      expect(won).to.have.length(1);
+      for (const r of results) if (r.status === "rejected") expectErrorValue(r.reason, VersionConflictError, "version_conflict", hashes.wallet);
+      expect((await store.read(hashes.wallet, "wallet")).digest).to.equal(won[0]);
+    });
+
+    it("accepts reservations, and writes new rows' times as the UTC day in a session of another zone", async function () {
+      const started = Date.now();
+      const row = await store.create({ hash: randomHash(), kind: "reservation", keyId: "k1", ciphertext: randomBytes(8), digest: randomDigest() });
+      expectToday(row.createTime, started);
+      expectSameRow(await store.read(row.hash, "reservation"), row);
+    });
+
+    it("records format 3 and keeps a kind CHECK (now with reservations); opening again migrates nothing", async function () {
+      await store.close();
+      expect(await db.sql("SELECT version FROM schema_version")).to.deep.equal([{ version: 3 }]);
+      const checks = await db.sql(`SELECT conname, pg_get_constraintdef(oid) AS def FROM pg_constraint
+        WHERE conrelid = 'records'::regclass AND contype = 'c'`);
+      expect(checks.map((c) => c["conname"])).to.deep.equal(["records_kind_check"]);
+      for (const kind of RECORD_KINDS) expect(checks[0]!["def"]).to.include(`'${kind}'`);
+      const refused = await db.sql("INSERT INTO records VALUES ('x', 'user', 'k1', '\\x01'::bytea, 1, now(), now())").then(
+        () => undefined,
+        (error: unknown) => (error as { code?: string }).code,
+      );
+      expect(refused, "a kind outside the list is still refused by the database").to.equal("23514");
+      // A row written as the previous release wrote them (a replica not yet upgraded):
+      // a database at format 3 is not migrated again, so it keeps its finer time.
+      const late = randomHash();
+      await db.sql("INSERT INTO records VALUES ($1, 'wallet', 'k1', '\\x01'::bytea, 1, $2::timestamptz, $2::timestamptz)", [late, "2025-07-07T07:07:07.007Z"]);
+      store = await db.open();
+      expect((await store.read(late, "wallet")).createTime.toISOString()).to.equal("2025-07-07T07:07:07.007Z");
+    });
+
+    it("opens a new database at format 3, and refuses one of a newer format than it knows", async function () {
+      const fresh = await newDatabase();
+      const first = await fresh.open();
+      await first.create({ hash: randomHash(), kind: "reservation", keyId: "k1", ciphertext: randomBytes(8), digest: randomDigest() });
+      await first.close();
+      expect(await fresh.sql("SELECT version FROM schema_version")).to.deep.equal([{ version: 3 }]);
+      await fresh.sql("UPDATE schema_version SET version = 4");
+      const error = await fresh.open().then(
+        async (opened) => {
+          await opened.close();
+          return expect.fail("opened a database of storage format 4");
+        },
+        (e: unknown) => e as Error,
+      );
+      expect(error.message).to.match(/storage format 4, newer than the 3/);
     });
   });
 }
@@ -695,6 +954,19 @@ export async function expectStorageError(
   expectErrorValue(await caught(call), errorClass, code, secret);
 }
 
+/** Each call fails with InvalidArgumentError that names no `secret` and says what to fix. */
+async function expectEachInvalid(calls: Array<[string, Promise<unknown>]>, secret: string): Promise<void> {
+  for (const [what, call] of calls) {
+    const error = await caught(call);
+    try {
+      expectErrorValue(error, InvalidArgumentError, "invalid_argument", secret);
+    } catch (e) {
+      throw new Error(`${what}: ${(e as Error).message}`);
+    }
+    expect((error as Error).message, what).to.match(/must/);
+  }
+}
+
 /** Exactly `errorClass` (not a subclass or sibling), with `code`, and no trace of `secret`. */
 function expectErrorValue(
   error: unknown,
@@ -719,6 +991,17 @@ function expectOptionalBytes(actual: Uint8Array | undefined, expected: Uint8Arra
   else expectBytes(actual!, expected);
 }
 
+/** A digest as Token puts it in an Access Token: base64url SHA-256 (here of random bytes). */
+export function randomDigest(): string {
+  return createHash("sha256").update(randomBytes(16)).digest("base64url");
+}
+
+/** A timestamp kept to the day: midnight UTC of the day `since` (a Date.now() taken before the write) or a later one up to now. */
+export function expectToday(time: Date, since: number): void {
+  expect(time.getTime() % DAY_MS, `${time.toISOString()} is midnight UTC`).to.equal(0);
+  expect(time.getTime()).to.be.at.least(since - (since % DAY_MS)).and.at.most(Date.now());
+}
+
 export function randomKeyId(): string {
   return `k-${randomBytes(8).toString("hex")}`;
 }
@@ -730,10 +1013,11 @@ function expectBytes(actual: Uint8Array, expected: Uint8Array): void {
   expect(Buffer.compare(actual, expected), "bytes differ").to.equal(0);
 }
 
-function expectSameRow(actual: StoredRow, expected: StoredRow): void {
+export function expectSameRow(actual: StoredRow, expected: StoredRow): void {
   expect(actual.hash).to.equal(expected.hash);
   expect(actual.kind).to.equal(expected.kind);
   expect(actual.keyId).to.equal(expected.keyId);
+  expect(actual.digest).to.equal(expected.digest);
   expectOptionalBytes(actual.wrappedKey, expected.wrappedKey, "wrappedKey");
   expect(actual.previousKeyId).to.equal(expected.previousKeyId);
   expectOptionalBytes(actual.previousWrappedKey, expected.previousWrappedKey, "previousWrappedKey");

@@ -7,14 +7,14 @@ import { expect } from "chai";
 import pg from "pg";
 
 import { startPostgres } from "../../testing/postgres-server.js";
-import { expectStorageError, randomHash } from "./conformance.js";
+import { expectStorageError, randomDigest, randomHash } from "./conformance.js";
 import { withDeadline } from "./deadline.js";
 import { NotFoundError, UnavailableError } from "./errors.js";
 import { openPGliteStore } from "./pglite-store.js";
 import { openPostgresStore } from "./postgres-store.js";
 import type { RecordStore } from "./record-store.js";
 
-const row = (hash: string) => ({ hash, kind: "wallet" as const, keyId: "k1", ciphertext: Uint8Array.from([1, 2, 3]) });
+const row = (hash: string) => ({ hash, kind: "wallet" as const, keyId: "k1", ciphertext: Uint8Array.from([1, 2, 3]), digest: randomDigest() });
 
 function deadlineCases(open: () => Promise<RecordStore>) {
   let store: RecordStore;

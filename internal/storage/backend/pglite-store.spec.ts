@@ -7,11 +7,35 @@ import { join } from "node:path";
 import { expect } from "chai";
 import { PGlite } from "@electric-sql/pglite";
 
-import { randomHash, recordStoreConformance } from "./conformance.js";
+import { expectToday, randomDigest, randomHash, recordStoreConformance, storageFormatMigration } from "./conformance.js";
 import { openRecordStore } from "./open-store.js";
 import { openPGliteStore } from "./pglite-store.js";
 
 recordStoreConformance("PGlite in memory", () => openPGliteStore({}));
+
+describe("PGlite record store: storage formats", function () {
+  const dirs: string[] = [];
+  after(async () => {
+    for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+  });
+  storageFormatMigration("PGlite on disk", async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), "hello-pglite-format-"));
+    dirs.push(dataDir);
+    return {
+      // A PGlite of its own each time: one process may hold a data directory at a time.
+      async sql(statement, params) {
+        const db = await PGlite.create({ dataDir });
+        try {
+          if (params === undefined) return (await db.exec(statement)).at(-1)?.rows ?? [];
+          return (await db.query<Record<string, unknown>>(statement, params)).rows;
+        } finally {
+          await db.close();
+        }
+      },
+      open: () => openPGliteStore({ dataDir }),
+    };
+  });
+});
 
 describe("PGlite record store on disk", function () {
   let parent: string;
@@ -31,8 +55,8 @@ describe("PGlite record store on disk", function () {
     const ciphertext = randomBytes(1000);
 
     const first = await openRecordStore({ dataDir });
-    const created = await first.create({ hash, kind: "wallet", keyId: "k1", ciphertext });
-    const updated = await first.update(hash, "wallet", 1, { keyId: "k2", ciphertext });
+    const created = await first.create({ hash, kind: "wallet", keyId: "k1", ciphertext, digest: randomDigest() });
+    const updated = await first.update(hash, "wallet", 1, { keyId: "k2", ciphertext, digest: randomDigest() });
     await first.spendTokenId(jti, new Date(Date.now() + 3600_000));
     await first.close();
 
@@ -44,6 +68,7 @@ describe("PGlite record store on disk", function () {
       expect(Buffer.compare(read.ciphertext, ciphertext)).to.equal(0);
       expect(read.createTime.getTime()).to.equal(created.createTime.getTime());
       expect(read.updateTime.getTime()).to.equal(updated.updateTime.getTime());
+      expect(read.digest).to.equal(updated.digest);
       // The schema is applied again at open without disturbing what is there.
       await second.spendTokenId(jti, new Date()).then(
         () => expect.fail("the spent jti was forgotten"),
@@ -65,6 +90,7 @@ describe("PGlite record store on disk", function () {
       CREATE TABLE spent_token_ids (jti TEXT PRIMARY KEY, expires_at TIMESTAMPTZ NOT NULL);`);
     const hash = randomHash();
     const ciphertext = randomBytes(40);
+    const started = Date.now();
     await old.query("INSERT INTO records VALUES ($1, 'wallet', 'k1', $2, 3, now(), now())", [hash, ciphertext]);
     await old.close();
 
@@ -73,12 +99,14 @@ describe("PGlite record store on disk", function () {
       const row = await store.read(hash, "wallet");
       expect(row).to.include({ keyId: "k1", version: 3 });
       expect(row.wrappedKey).to.equal(undefined);
+      expect(row.digest).to.equal(undefined);
+      expectToday(row.createTime, started);
       expect(Buffer.compare(row.ciphertext, ciphertext)).to.equal(0);
       expect((await store.countKeys()).find((u) => u.keyId === "k1")).to.deep.equal({
         keyId: "k1", records: 1, legacyRecords: 1, previousWrappings: 0,
       });
       const wrappedKey = randomBytes(60);
-      const updated = await store.update(hash, "wallet", 3, { keyId: "k2", wrappedKey, ciphertext });
+      const updated = await store.update(hash, "wallet", 3, { keyId: "k2", wrappedKey, ciphertext, digest: randomDigest() });
       expect(Buffer.compare(updated.wrappedKey!, wrappedKey)).to.equal(0);
       expect((await store.listKeys("k2", { limit: 5 })).map((r) => r.hash)).to.deep.equal([hash]);
     } finally {

@@ -17,7 +17,7 @@ import { PGlite } from "@electric-sql/pglite";
 import type { RecordStore } from "./record-store.js";
 import { timeLeftForStatement } from "./deadline.js";
 import { lockDirectory } from "./directory-lock.js";
-import { SCHEMA_SQL } from "./schema.js";
+import { migrate } from "./migrate.js";
 import { sanitizeDatabaseError, sqlRecordStore } from "./sql-record-store.js";
 import type { SqlExecutor, SqlResult } from "./sql-record-store.js";
 
@@ -46,8 +46,7 @@ export async function openPGliteStore(options: { dataDir?: string }): Promise<Re
         // PGlite runs in this process and cannot be interrupted; a statement for a
         // request that has already given up is just not sent (deadline.ts).
         timeLeftForStatement(Number.POSITIVE_INFINITY);
-        const result = await db.query<T>(sql, [...params]);
-        return { rows: result.rows, rowCount: result.rowCount ?? result.affectedRows ?? 0 };
+        return await run<T>(db, sql, params);
       } catch (error) {
         throw sanitizeDatabaseError(error, BACKEND);
       }
@@ -60,10 +59,15 @@ export async function openPGliteStore(options: { dataDir?: string }): Promise<Re
   return sqlRecordStore(executor);
 }
 
+async function run<T>(db: PGlite, sql: string, params: readonly unknown[] = []): Promise<SqlResult<T>> {
+  const result = await db.query<T>(sql, [...params]);
+  return { rows: result.rows, rowCount: result.rowCount ?? result.affectedRows ?? 0 };
+}
+
 async function openDatabase(dataDir: string | undefined): Promise<PGlite> {
   const db = await PGlite.create(dataDir === undefined ? {} : { dataDir });
   try {
-    await db.exec(SCHEMA_SQL);
+    await migrate((sql, params) => run(db, sql, params));
     return db;
   } catch (error) {
     await db.close().catch(() => {});

@@ -6,7 +6,17 @@ import pg from "pg";
 
 import { startPostgres } from "../../testing/postgres-server.js";
 import type { TestPostgres } from "../../testing/postgres-server.js";
-import { expectStorageError, randomHash, recordStoreConformance } from "./conformance.js";
+import { randomBytes } from "node:crypto";
+
+import {
+  FORMAT_2_SQL,
+  type FormatTestDatabase,
+  expectStorageError,
+  randomDigest,
+  randomHash,
+  recordStoreConformance,
+  storageFormatMigration,
+} from "./conformance.js";
 import { NotFoundError, UnavailableError } from "./errors.js";
 import { openRecordStore } from "./open-store.js";
 import { openPostgresStore } from "./postgres-store.js";
@@ -19,18 +29,59 @@ describe("PostgreSQL record store", function () {
     server = await startPostgres();
   });
 
+  /** Databases made by scratchDatabase(), dropped before the server stops. */
+  const scratch: string[] = [];
   after(async function () {
+    for (const name of scratch) await withClient(server.url, (c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
     await server?.stop();
   });
 
   recordStoreConformance("PostgreSQL", () => openPostgresStore({ url: server.url, poolSize: 8 }));
+
+  /** Another database on the test server, dropped after the suite. */
+  async function scratchDatabase(): Promise<FormatTestDatabase> {
+    const name = `hello_format_${randomBytes(6).toString("hex")}`;
+    await withClient(server.url, (c) => c.query(`CREATE DATABASE ${name} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'`));
+    scratch.push(name);
+    const url = new URL(server.url);
+    url.pathname = `/${name}`;
+    return {
+      sql: (statement, params) => withClient(url.toString(), async (c) => {
+        const result = await c.query(statement, params);
+        return (Array.isArray(result) ? (result.at(-1)?.rows ?? []) : result.rows) as Array<Record<string, unknown>>;
+      }),
+      open: () => openPostgresStore({ url: url.toString(), poolSize: 4 }),
+    };
+  }
+  storageFormatMigration("PostgreSQL", scratchDatabase);
+
+  it("migrates a format-2 database once when three replicas open it at the same time", async function () {
+    this.timeout(60_000);
+    const db = await scratchDatabase();
+    await db.sql(FORMAT_2_SQL);
+    await db.sql(`INSERT INTO records (hash, kind, key_id, ciphertext, version, create_time, update_time)
+      SELECT 'row-' || lpad(i::text, 5, '0'), 'subject', 'k1', '\\x01'::bytea, 1, '2025-05-05T05:05:05.555Z', '2025-05-06T06:06:06.666Z'
+      FROM generate_series(1, 2500) AS i`);
+    const stores = await Promise.all([db.open(), db.open(), db.open()]);
+    try {
+      const row = await stores[2]!.create({ hash: randomHash(), kind: "reservation", keyId: "k1", ciphertext: Uint8Array.from([1]), digest: randomDigest() });
+      expect((await stores[0]!.read(row.hash, "reservation")).version).to.equal(1);
+    } finally {
+      await Promise.all(stores.map((s) => s.close()));
+    }
+    expect(await db.sql("SELECT version FROM schema_version")).to.deep.equal([{ version: 3 }]);
+    expect(await db.sql(`SELECT count(*)::int AS n FROM records
+      WHERE create_time <> '2025-05-05T00:00:00Z' OR update_time <> '2025-05-06T00:00:00Z'`)).to.deep.equal([{ n: 1 }]); // the new reservation
+    const checks = await db.sql("SELECT conname FROM pg_constraint WHERE conrelid = 'records'::regclass AND contype = 'c'");
+    expect(checks).to.deep.equal([{ conname: "records_kind_check" }]);
+  });
 
   it("is what openRecordStore opens for a postgresql:// URL, and applies the schema idempotently", async function () {
     const hash = randomHash();
     const a = await openRecordStore({ url: server.url });
     const b = await openRecordStore({ url: server.url.replace(/^postgresql:/, "postgres:") });
     try {
-      await a.create({ hash, kind: "release", keyId: "k1", ciphertext: Uint8Array.from([7]) });
+      await a.create({ hash, kind: "release", keyId: "k1", ciphertext: Uint8Array.from([7]), digest: randomDigest() });
       expect((await b.read(hash, "release")).keyId).to.equal("k1");
     } finally {
       await a.close();
@@ -148,3 +199,13 @@ describe("PostgreSQL record store, server unresponsive", function () {
     }
   });
 });
+
+async function withClient<T>(url: string, use: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await use(client);
+  } finally {
+    await client.end();
+  }
+}

@@ -10,7 +10,7 @@ import pg from "pg";
 import { timeLeftForStatement } from "./deadline.js";
 import { UnavailableError } from "./errors.js";
 import type { RecordStore } from "./record-store.js";
-import { SCHEMA_SQL } from "./schema.js";
+import { migrate } from "./migrate.js";
 import { sanitizeDatabaseError, sqlRecordStore, sqlStateOf } from "./sql-record-store.js";
 import type { SqlExecutor, SqlResult } from "./sql-record-store.js";
 
@@ -64,7 +64,7 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
   };
 
   try {
-    await applySchema(pool);
+    await applySchema(options);
   } catch (error) {
     await pool.end().catch(() => {});
     const translated = translate(error);
@@ -76,16 +76,33 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
   return sqlRecordStore(executor);
 }
 
-async function applySchema(pool: pg.Pool): Promise<void> {
+/** Longest a statement of a migration may take: validating a constraint reads the whole table. */
+const MIGRATION_STATEMENT_TIMEOUT_MS = 15 * 60_000;
+
+/**
+ * Brings the database to this code's storage format (migrate.ts), on a connection of
+ * its own whose statements may take longer than a request's. Replicas starting
+ * together may both migrate: every step is idempotent, and migrate() retries a DDL
+ * statement that lost a race to create the same object.
+ */
+async function applySchema(options: PostgresStoreOptions): Promise<void> {
+  const client = new pg.Client({
+    connectionString: options.url,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
+    statement_timeout: MIGRATION_STATEMENT_TIMEOUT_MS,
+    keepAlive: true,
+    application_name: "hello-storage-migration",
+  });
+  // A connection that dies under us is reported by the statement that fails with it.
+  client.on("error", () => {});
+  await client.connect();
   try {
-    await pool.query(SCHEMA_SQL);
-  } catch (error) {
-    // Replicas starting together race on CREATE TABLE IF NOT EXISTS, and PostgreSQL lets
-    // the loser fail on the catalog's unique index (23505) or with duplicate_table
-    // (42P07). By the time it has failed, the winner has created the table.
-    const state = sqlStateOf(error);
-    if (state !== "23505" && state !== "42P07") throw error;
-    await pool.query(SCHEMA_SQL);
+    await migrate(async (sql, params = []) => {
+      const result = await client.query(sql, [...params]);
+      return { rows: result.rows, rowCount: result.rowCount ?? 0 };
+    });
+  } finally {
+    await client.end().catch(() => {});
   }
 }
 

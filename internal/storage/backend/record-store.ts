@@ -1,10 +1,13 @@
 // The Storage component's database layer: one narrow interface, implemented by PGlite
 // (embedded, the default) and by PostgreSQL through `pg` (DESIGN.md §7). Storage holds
 // only opaque rows; it never sees plaintext, and it cannot tell whose row is whose.
+// Timestamps are kept to the UTC day, so rows written in one login are not tied together
+// by the millisecond they were written (DESIGN.md §5).
 
-export type RecordKindName = "subject" | "release" | "wallet";
+/** "reservation": a directed identifier reserved for one app (DESIGN.md §5), created only if absent like the others. */
+export type RecordKindName = "subject" | "release" | "wallet" | "reservation";
 
-export const RECORD_KINDS: readonly RecordKindName[] = ["subject", "release", "wallet"];
+export const RECORD_KINDS: readonly RecordKindName[] = ["subject", "release", "wallet", "reservation"];
 
 export interface StoredRow {
   /** base64url keyed hash, the primary key (43 chars for HMAC-SHA256; 1..128 of [A-Za-z0-9_-] accepted). */
@@ -24,7 +27,15 @@ export interface StoredRow {
   ciphertext: Uint8Array;
   /** 1 on create, +1 per update. */
   version: number;
+  /**
+   * base64url SHA-256 of the record as written (43 characters of [A-Za-z0-9_-]), as the
+   * writer's Access Token carried it; absent only for a row written before storage format
+   * 3 that has not been given one (setLegacyDigest).
+   */
+  digest?: string;
+  /** The UTC day (midnight) the row was created: never a finer time. */
   createTime: Date;
+  /** The UTC day (midnight) of the row's last create or update; a re-wrap or a digest does not change it. */
   updateTime: Date;
 }
 
@@ -35,6 +46,8 @@ export interface NewRow {
   /** Absent only from a writer that predates envelope encryption (a legacy row). */
   wrappedKey?: Uint8Array;
   ciphertext: Uint8Array;
+  /** base64url SHA-256 of the record as written: 43 characters of [A-Za-z0-9_-]. */
+  digest: string;
 }
 
 /** What key maintenance sees of a row: never its ciphertext. */
@@ -63,13 +76,20 @@ export interface RecordStore {
   create(row: NewRow): Promise<StoredRow>;
   /** Linearizable read (primary). Throws NotFoundError if no row has this hash, or if the row's kind differs from `kind`. */
   read(hash: string, kind: RecordKindName): Promise<StoredRow>;
-  /** Replace keyId+wrappedKey+ciphertext iff current version === expectedVersion; version+1, updateTime=now; any undo copy of an earlier wrapping is dropped. NotFoundError if absent (or kind differs), VersionConflictError if version differs. */
+  /** Replace keyId+wrappedKey+ciphertext+digest iff current version === expectedVersion; version+1, updateTime=today; any undo copy of an earlier wrapping is dropped. NotFoundError if absent (or kind differs), VersionConflictError if version differs. */
   update(
     hash: string,
     kind: RecordKindName,
     expectedVersion: number,
-    next: { keyId: string; wrappedKey?: Uint8Array; ciphertext: Uint8Array },
+    next: { keyId: string; wrappedKey?: Uint8Array; ciphertext: Uint8Array; digest: string },
   ): Promise<StoredRow>;
+  /**
+   * Give a row written before storage format 3 its digest: only if it has none and is at
+   * `expectedVersion`, in one compare-and-set statement. Version and updateTime stay. A
+   * digest once set changes only with an update. NotFoundError if absent (or kind
+   * differs), VersionConflictError if the version differs or the row already has a digest.
+   */
+  setLegacyDigest(hash: string, kind: RecordKindName, expectedVersion: number, digest: string): Promise<StoredRow>;
   /** Delete; if expectedVersion given, only at that version. NotFoundError / VersionConflictError. */
   delete(hash: string, kind: RecordKindName, expectedVersion?: number): Promise<void>;
   /** Record that a single-use token id (jti) was spent, until expiresAt. Throws TokenReusedError if it was already spent. Atomic across replicas. */

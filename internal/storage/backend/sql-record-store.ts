@@ -24,6 +24,8 @@ export const MAX_LIST_KEYS_ROWS = 1000;
 const PREVIOUS_BATCH_ROWS = 500;
 const HASH_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
 const KEY_ID_PATTERN = /^[\x20-\x7e]{1,64}$/;
+/** base64url SHA-256, unpadded. */
+const DIGEST_PATTERN = /^[A-Za-z0-9_-]{43}$/;
 // A jti is minted by Token (random base64url); anything printable is tolerated.
 const JTI_PATTERN = /^[\x21-\x7e]{1,256}$/;
 // Rows per scan page: small enough that a page of 1 MiB ciphertexts stays bounded.
@@ -94,12 +96,12 @@ export function sqlRecordStore(db: SqlExecutor): RecordStore {
     return rows[0] === undefined ? undefined : toStoredRow(rows[0]);
   }
 
-  /** After a compare-and-set matched no row: was it absent, or at another version? */
-  async function missOrConflict(hash: string, kind: RecordKindName): Promise<StorageError> {
+  /** After a compare-and-set matched no row: was it absent, or at another version (or, `orWhat`, in another state)? */
+  async function missOrConflict(hash: string, kind: RecordKindName, orWhat = ""): Promise<StorageError> {
     const { rows } = await db.query<{ version: unknown }>(SQL.exists, [hash, kind]);
     return rows.length === 0
       ? notFound(kind)
-      : new VersionConflictError(`the ${kind} record for this key is not at the expected version`);
+      : new VersionConflictError(`the ${kind} record for this key is not at the expected version${orWhat}`);
   }
 
   /** Runs a batched statement ($1 = key id, $2 = batch size) until a batch falls short. */
@@ -119,8 +121,16 @@ export function sqlRecordStore(db: SqlExecutor): RecordStore {
       checkKeyId(row.keyId);
       if (row.wrappedKey !== undefined) checkWrappedKey(row.wrappedKey);
       checkCiphertext(row.ciphertext);
+      checkDigest(row.digest);
       checkOpen();
-      const { rows } = await db.query<DbRecordRow>(SQL.create, [row.hash, row.kind, row.keyId, row.wrappedKey ?? null, row.ciphertext]);
+      const { rows } = await db.query<DbRecordRow>(SQL.create, [
+        row.hash,
+        row.kind,
+        row.keyId,
+        row.wrappedKey ?? null,
+        row.ciphertext,
+        row.digest,
+      ]);
       if (rows[0] === undefined) {
         // Not naming the kind: the existing row may be of another kind.
         throw new AlreadyExistsError("a record already exists for this key");
@@ -144,6 +154,7 @@ export function sqlRecordStore(db: SqlExecutor): RecordStore {
       checkKeyId(next.keyId);
       if (next.wrappedKey !== undefined) checkWrappedKey(next.wrappedKey);
       checkCiphertext(next.ciphertext);
+      checkDigest(next.digest);
       checkOpen();
       const { rows } = await db.query<DbRecordRow>(SQL.update, [
         hash,
@@ -152,8 +163,20 @@ export function sqlRecordStore(db: SqlExecutor): RecordStore {
         next.keyId,
         next.wrappedKey ?? null,
         next.ciphertext,
+        next.digest,
       ]);
       if (rows[0] === undefined) throw await missOrConflict(hash, kind);
+      return toStoredRow(rows[0]);
+    },
+
+    async setLegacyDigest(hash, kind, expectedVersion, digest): Promise<StoredRow> {
+      checkHash(hash);
+      checkKind(kind);
+      checkVersion(expectedVersion);
+      checkDigest(digest);
+      checkOpen();
+      const { rows } = await db.query<DbRecordRow>(SQL.setLegacyDigest, [hash, kind, expectedVersion, digest]);
+      if (rows[0] === undefined) throw await missOrConflict(hash, kind, ", or it already has a digest");
       return toStoredRow(rows[0]);
     },
 
@@ -301,6 +324,7 @@ function toStoredRow(row: DbRecordRow): StoredRow {
     // often a view into Node's shared allocation pool.
     ciphertext: new Uint8Array(row.ciphertext),
     version,
+    ...(row.digest === null ? {} : { digest: row.digest }),
     createTime: row.create_time,
     updateTime: row.update_time,
   };
@@ -363,6 +387,12 @@ function checkWrappedKey(wrappedKey: unknown): void {
   if (!(wrappedKey instanceof Uint8Array)) throw new InvalidArgumentError("wrappedKey must be a Uint8Array");
   if (wrappedKey.byteLength < 1 || wrappedKey.byteLength > MAX_WRAPPED_KEY_BYTES) {
     throw new InvalidArgumentError(`wrappedKey must be 1 to ${MAX_WRAPPED_KEY_BYTES} bytes, not ${wrappedKey.byteLength}`);
+  }
+}
+
+function checkDigest(digest: unknown): void {
+  if (typeof digest !== "string" || !DIGEST_PATTERN.test(digest)) {
+    throw new InvalidArgumentError("digest must be a base64url SHA-256: 43 characters of A-Z a-z 0-9 - _");
   }
 }
 

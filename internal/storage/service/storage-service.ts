@@ -1,7 +1,11 @@
 // Storage (DESIGN.md §3, §7): keeps ciphertext by keyed hash for whoever presents a
 // Token-signed Access Token. The storage key, kind and operation come from the
 // verified token, never from the request; create, update and delete tokens are spent
-// on use; "no record" is answered with a signed Error Token from a linearizable read.
+// on use; "no record" is answered with a signed Error Token from a linearizable read,
+// and a create that relies on one spends its jti too, so one Error Token makes one
+// record. Storage keeps each record's digest as written (from the create or update
+// token) and signs a receipt {kind, hash, digest, version, the token's jti} for every
+// record it writes or returns: Token accepts a record into a session only with one.
 //
 // Key maintenance (docs/keyring-rotation.md) takes no Access Token, and so never
 // carries a ciphertext: Encryption lists and re-wraps wrapped data keys, and Storage's
@@ -20,14 +24,25 @@ import {
 } from "../../gen/hello/storage/v1/storage_service_pb.js";
 import { KeyWrappingAdminService } from "../../gen/hello/storage/v1/key_wrapping_admin_service_pb.js";
 import type { KeyUsage, RecordKindName, RecordStore, StoredRow } from "../backend/record-store.js";
-import { NotFoundError } from "../backend/errors.js";
+import { NotFoundError, TokenReusedError } from "../backend/errors.js";
 import { underDeadlines } from "../backend/deadline.js";
 import { sign, verify } from "../../protocol/jws.js";
 import type { SigningKey, VerificationKeys } from "../../protocol/signing-keys.js";
-import { ACCESS_TOKEN, type AccessClaims, ERROR_TOKEN, type Operation, RECEIPT, RECORD_KIND, wrongOperation } from "../../protocol/tokens.js";
+import {
+  ACCESS_TOKEN,
+  type AccessClaims,
+  ERROR_TOKEN,
+  type Operation,
+  RECEIPT,
+  RECORD_KIND,
+  type ReceiptClaims,
+  wrongOperation,
+} from "../../protocol/tokens.js";
 import { denied, invalidArgument, mapped } from "../../protocol/errors.js";
 
 const DEFAULT_LIST_PAGE = 100;
+/** A record digest: base64url SHA-256, no padding. */
+const DIGEST = /^[A-Za-z0-9_-]{43}$/;
 const MAX_LIST_PAGE = 1000;
 
 /** An empty bytes field is "absent" on the wire (proto3). */
@@ -35,7 +50,7 @@ const optionalBytes = (bytes: Uint8Array) => (bytes.length === 0 ? undefined : b
 
 function kindName(kind: RecordKind): RecordKindName {
   const name = (Object.keys(RECORD_KIND) as RecordKindName[]).find((k) => RECORD_KIND[k] === kind);
-  if (!name) throw invalidArgument("kind must be RECORD_KIND_SUBJECT, RECORD_KIND_RELEASE or RECORD_KIND_WALLET");
+  if (!name) throw invalidArgument("kind must be RECORD_KIND_SUBJECT, RECORD_KIND_RELEASE, RECORD_KIND_WALLET or RECORD_KIND_RESERVATION");
   return name;
 }
 
@@ -64,9 +79,37 @@ export function storageRoutes(deps: StorageServiceDeps) {
   async function authorize(accessToken: string, op: Operation) {
     const { claims } = await verify<AccessClaims>(ACCESS_TOKEN, deps.tokenKeys(), accessToken, "access token", now());
     if (claims.op !== op) throw denied(wrongOperation(claims.op, op));
+    if ((op === "create" || op === "update") && (typeof claims.digest !== "string" || !DIGEST.test(claims.digest))) {
+      throw denied(`the access token carries no digest of the record to ${op}`);
+    }
     if (op !== "read") await deps.store.spendTokenId(claims.jti!, new Date(claims.exp! * 1000));
     return claims;
   }
+
+  /**
+   * A create that relies on an Error Token spends it: Token is stateless and may run as
+   * replicas, so this is where "one Error Token, one record" holds. Kept spent for as
+   * long as any grant naming it can live: the Error Token was valid when Token minted
+   * the grant, and a grant lives at most as long as an Error Token.
+   */
+  async function spendErrorToken(claims: AccessClaims & { exp?: number }) {
+    if (claims.ejti === undefined) return;
+    if (typeof claims.ejti !== "string" || claims.ejti.length === 0) throw denied("the access token names no valid error token");
+    try {
+      await deps.store.spendTokenId(`error:${claims.ejti}`, new Date((claims.exp! + ERROR_TOKEN.maxLifetimeSeconds!) * 1000));
+    } catch (error) {
+      if (error instanceof TokenReusedError) throw denied("the error token this create relies on was already used");
+      throw error;
+    }
+  }
+
+  const receipt = (op: ReceiptClaims["op"], claims: AccessClaims & { jti?: string }, digest: string, version: number) =>
+    sign(
+      RECEIPT,
+      deps.receiptKey,
+      { op, kind: claims.kind, hash: claims.hash, digest, version, ajti: claims.jti! } satisfies ReceiptClaims,
+      { now: now() },
+    );
 
   const stored = (row: StoredRow) =>
     create(StoredRecordSchema, {
@@ -83,7 +126,9 @@ export function storageRoutes(deps: StorageServiceDeps) {
       readRecord: mapped(async (req) => {
         const claims = await authorize(req.accessToken, "read");
         try {
-          return { result: { case: "record", value: stored(await deps.store.read(claims.hash, claims.kind)) } };
+          const row = await deps.store.read(claims.hash, claims.kind);
+          // A row from before Storage kept digests gets its receipt from BackfillRecordDigest.
+          return { result: { case: "record", value: stored(row) }, receipt: row.digest === undefined ? "" : await receipt("read", claims, row.digest, row.version) };
         } catch (error) {
           if (!(error instanceof NotFoundError)) throw error;
           const errorToken = await sign(
@@ -95,22 +140,25 @@ export function storageRoutes(deps: StorageServiceDeps) {
           return { result: { case: "errorToken", value: errorToken } };
         }
       }),
+      backfillRecordDigest: mapped(async (req) => {
+        const claims = await authorize(req.accessToken, "read");
+        if (!DIGEST.test(req.digest)) throw invalidArgument("digest must be the base64url SHA-256 of the record (43 characters)");
+        if (req.version < 1n || req.version > BigInt(Number.MAX_SAFE_INTEGER)) throw invalidArgument("version must be a positive integer");
+        const row = await deps.store.setLegacyDigest(claims.hash, claims.kind, Number(req.version), req.digest);
+        return { receipt: await receipt("read", claims, req.digest, row.version) };
+      }),
       createRecord: mapped(async (req) => {
         const claims = await authorize(req.accessToken, "create");
+        await spendErrorToken(claims);
         const row = await deps.store.create({
           hash: claims.hash,
           kind: claims.kind,
           keyId: req.keyId,
           ...(req.wrappedKey.length > 0 ? { wrappedKey: req.wrappedKey } : {}),
           ciphertext: req.ciphertext,
+          digest: claims.digest!,
         });
-        const receipt = await sign(
-          RECEIPT,
-          deps.receiptKey,
-          { op: "create", kind: claims.kind, hash: claims.hash, ajti: claims.jti },
-          { now: now() },
-        );
-        return { version: BigInt(row.version), receipt };
+        return { version: BigInt(row.version), receipt: await receipt("create", claims, claims.digest!, row.version) };
       }),
       updateRecord: mapped(async (req) => {
         const claims = await authorize(req.accessToken, "update");
@@ -118,8 +166,9 @@ export function storageRoutes(deps: StorageServiceDeps) {
           keyId: req.keyId,
           ...(req.wrappedKey.length > 0 ? { wrappedKey: req.wrappedKey } : {}),
           ciphertext: req.ciphertext,
+          digest: claims.digest!,
         });
-        return { version: BigInt(row.version) };
+        return { version: BigInt(row.version), receipt: await receipt("update", claims, claims.digest!, row.version) };
       }),
       deleteRecord: mapped(async (req) => {
         const claims = await authorize(req.accessToken, "delete");

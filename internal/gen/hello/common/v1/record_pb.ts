@@ -9,10 +9,10 @@ import { enumDesc, fileDesc } from "@bufbuild/protobuf/codegenv2";
  * Describes the file hello/common/v1/record.proto.
  */
 export const file_hello_common_v1_record: GenFile = /*@__PURE__*/
-  fileDesc("ChxoZWxsby9jb21tb24vdjEvcmVjb3JkLnByb3RvEg9oZWxsby5jb21tb24udjEqcwoKUmVjb3JkS2luZBIbChdSRUNPUkRfS0lORF9VTlNQRUNJRklFRBAAEhcKE1JFQ09SRF9LSU5EX1NVQkpFQ1QQARIXChNSRUNPUkRfS0lORF9SRUxFQVNFEAISFgoSUkVDT1JEX0tJTkRfV0FMTEVUEAMqpQEKD1JlY29yZE9wZXJhdGlvbhIgChxSRUNPUkRfT1BFUkFUSU9OX1VOU1BFQ0lGSUVEEAASGQoVUkVDT1JEX09QRVJBVElPTl9SRUFEEAESGwoXUkVDT1JEX09QRVJBVElPTl9DUkVBVEUQAhIbChdSRUNPUkRfT1BFUkFUSU9OX1VQREFURRADEhsKF1JFQ09SRF9PUEVSQVRJT05fREVMRVRFEARiBnByb3RvMw");
+  fileDesc("ChxoZWxsby9jb21tb24vdjEvcmVjb3JkLnByb3RvEg9oZWxsby5jb21tb24udjEqkAEKClJlY29yZEtpbmQSGwoXUkVDT1JEX0tJTkRfVU5TUEVDSUZJRUQQABIXChNSRUNPUkRfS0lORF9TVUJKRUNUEAESFwoTUkVDT1JEX0tJTkRfUkVMRUFTRRACEhYKElJFQ09SRF9LSU5EX1dBTExFVBADEhsKF1JFQ09SRF9LSU5EX1JFU0VSVkFUSU9OEAQqpQEKD1JlY29yZE9wZXJhdGlvbhIgChxSRUNPUkRfT1BFUkFUSU9OX1VOU1BFQ0lGSUVEEAASGQoVUkVDT1JEX09QRVJBVElPTl9SRUFEEAESGwoXUkVDT1JEX09QRVJBVElPTl9DUkVBVEUQAhIbChdSRUNPUkRfT1BFUkFUSU9OX1VQREFURRADEhsKF1JFQ09SRF9PUEVSQVRJT05fREVMRVRFEARiBnByb3RvMw");
 
 /**
- * RecordKind names the three kinds of user record (DESIGN.md §3). The kind is part of
+ * RecordKind names the kinds of record (DESIGN.md §3). The kind is part of
  * every storage key and of every Access Token, so a token for one kind never opens
  * another.
  *
@@ -46,6 +46,16 @@ export enum RecordKind {
    * @generated from enum value: RECORD_KIND_WALLET = 3;
    */
   WALLET = 3,
+
+  /**
+   * Reservation of a directed identifier: client_id, directed id -> the user it was
+   * given to (a tombstone naming no one once that user is deleted). Keyed by
+   * hash(client_id, directed id), written only if absent, so that one directed id can
+   * never be handed to a second user of the same app (DESIGN.md §5).
+   *
+   * @generated from enum value: RECORD_KIND_RESERVATION = 4;
+   */
+  RESERVATION = 4,
 }
 
 /**

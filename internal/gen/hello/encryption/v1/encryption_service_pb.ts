@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hello/encryption/v1/encryption_service.proto.
  */
 export const file_hello_encryption_v1_encryption_service: GenFile = /*@__PURE__*/
-  fileDesc("CixoZWxsby9lbmNyeXB0aW9uL3YxL2VuY3J5cHRpb25fc2VydmljZS5wcm90bxITaGVsbG8uZW5jcnlwdGlvbi52MSIpChFSZWFkUmVjb3JkUmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkiWAoSUmVhZFJlY29yZFJlc3BvbnNlEhAKBnJlY29yZBgBIAEoCUgAEhUKC2Vycm9yX3Rva2VuGAIgASgJSAASDwoHdmVyc2lvbhgDIAEoA0IICgZyZXN1bHQiOwoTQ3JlYXRlUmVjb3JkUmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkSDgoGcmVjb3JkGAIgASgJIjgKFENyZWF0ZVJlY29yZFJlc3BvbnNlEg8KB3ZlcnNpb24YASABKAMSDwoHcmVjZWlwdBgCIAEoCSJVChNVcGRhdGVSZWNvcmRSZXF1ZXN0EhQKDGFjY2Vzc190b2tlbhgBIAEoCRIOCgZyZWNvcmQYAiABKAkSGAoQZXhwZWN0ZWRfdmVyc2lvbhgDIAEoAyInChRVcGRhdGVSZWNvcmRSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgDIisKE0RlbGV0ZVJlY29yZFJlcXVlc3QSFAoMYWNjZXNzX3Rva2VuGAEgASgJIhYKFERlbGV0ZVJlY29yZFJlc3BvbnNlMqEDChFFbmNyeXB0aW9uU2VydmljZRJdCgpSZWFkUmVjb3JkEiYuaGVsbG8uZW5jcnlwdGlvbi52MS5SZWFkUmVjb3JkUmVxdWVzdBonLmhlbGxvLmVuY3J5cHRpb24udjEuUmVhZFJlY29yZFJlc3BvbnNlEmMKDENyZWF0ZVJlY29yZBIoLmhlbGxvLmVuY3J5cHRpb24udjEuQ3JlYXRlUmVjb3JkUmVxdWVzdBopLmhlbGxvLmVuY3J5cHRpb24udjEuQ3JlYXRlUmVjb3JkUmVzcG9uc2USYwoMVXBkYXRlUmVjb3JkEiguaGVsbG8uZW5jcnlwdGlvbi52MS5VcGRhdGVSZWNvcmRSZXF1ZXN0GikuaGVsbG8uZW5jcnlwdGlvbi52MS5VcGRhdGVSZWNvcmRSZXNwb25zZRJjCgxEZWxldGVSZWNvcmQSKC5oZWxsby5lbmNyeXB0aW9uLnYxLkRlbGV0ZVJlY29yZFJlcXVlc3QaKS5oZWxsby5lbmNyeXB0aW9uLnYxLkRlbGV0ZVJlY29yZFJlc3BvbnNlYgZwcm90bzM");
+  fileDesc("CixoZWxsby9lbmNyeXB0aW9uL3YxL2VuY3J5cHRpb25fc2VydmljZS5wcm90bxITaGVsbG8uZW5jcnlwdGlvbi52MSIpChFSZWFkUmVjb3JkUmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkiaQoSUmVhZFJlY29yZFJlc3BvbnNlEhAKBnJlY29yZBgBIAEoCUgAEhUKC2Vycm9yX3Rva2VuGAIgASgJSAASDwoHdmVyc2lvbhgDIAEoAxIPCgdyZWNlaXB0GAQgASgJQggKBnJlc3VsdCI7ChNDcmVhdGVSZWNvcmRSZXF1ZXN0EhQKDGFjY2Vzc190b2tlbhgBIAEoCRIOCgZyZWNvcmQYAiABKAkiOAoUQ3JlYXRlUmVjb3JkUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoAxIPCgdyZWNlaXB0GAIgASgJIlUKE1VwZGF0ZVJlY29yZFJlcXVlc3QSFAoMYWNjZXNzX3Rva2VuGAEgASgJEg4KBnJlY29yZBgCIAEoCRIYChBleHBlY3RlZF92ZXJzaW9uGAMgASgDIjgKFFVwZGF0ZVJlY29yZFJlc3BvbnNlEg8KB3ZlcnNpb24YASABKAMSDwoHcmVjZWlwdBgCIAEoCSIrChNEZWxldGVSZWNvcmRSZXF1ZXN0EhQKDGFjY2Vzc190b2tlbhgBIAEoCSIWChREZWxldGVSZWNvcmRSZXNwb25zZTKhAwoRRW5jcnlwdGlvblNlcnZpY2USXQoKUmVhZFJlY29yZBImLmhlbGxvLmVuY3J5cHRpb24udjEuUmVhZFJlY29yZFJlcXVlc3QaJy5oZWxsby5lbmNyeXB0aW9uLnYxLlJlYWRSZWNvcmRSZXNwb25zZRJjCgxDcmVhdGVSZWNvcmQSKC5oZWxsby5lbmNyeXB0aW9uLnYxLkNyZWF0ZVJlY29yZFJlcXVlc3QaKS5oZWxsby5lbmNyeXB0aW9uLnYxLkNyZWF0ZVJlY29yZFJlc3BvbnNlEmMKDFVwZGF0ZVJlY29yZBIoLmhlbGxvLmVuY3J5cHRpb24udjEuVXBkYXRlUmVjb3JkUmVxdWVzdBopLmhlbGxvLmVuY3J5cHRpb24udjEuVXBkYXRlUmVjb3JkUmVzcG9uc2USYwoMRGVsZXRlUmVjb3JkEiguaGVsbG8uZW5jcnlwdGlvbi52MS5EZWxldGVSZWNvcmRSZXF1ZXN0GikuaGVsbG8uZW5jcnlwdGlvbi52MS5EZWxldGVSZWNvcmRSZXNwb25zZWIGcHJvdG8z");
 
 /**
  * ReadRecordRequest presents a read Access Token.
@@ -64,6 +64,15 @@ export type ReadRecordResponse = Message<"hello.encryption.v1.ReadRecordResponse
    * @generated from field: int64 version = 3;
    */
   version: bigint;
+
+  /**
+   * With a record: Storage's read receipt, checked by Encryption (signature, the read
+   * token's jti, kind, hash, and the digest of the record it decrypted) and passed
+   * on for Token.
+   *
+   * @generated from field: string receipt = 4;
+   */
+  receipt: string;
 };
 
 /**
@@ -109,7 +118,8 @@ export type CreateRecordResponse = Message<"hello.encryption.v1.CreateRecordResp
   version: bigint;
 
   /**
-   * Storage's signed receipt for the insert, passed on unchanged.
+   * Storage's signed receipt for the insert, checked (signature, the create token's
+   * jti, kind, hash, digest) and passed on unchanged.
    *
    * @generated from field: string receipt = 2;
    */
@@ -164,6 +174,13 @@ export type UpdateRecordResponse = Message<"hello.encryption.v1.UpdateRecordResp
    * @generated from field: int64 version = 1;
    */
   version: bigint;
+
+  /**
+   * Storage's signed receipt for the update, checked and passed on.
+   *
+   * @generated from field: string receipt = 2;
+   */
+  receipt: string;
 };
 
 /**

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hello/storage/v1/storage_service.proto.
  */
 export const file_hello_storage_v1_storage_service: GenFile = /*@__PURE__*/
-  fileDesc("CiZoZWxsby9zdG9yYWdlL3YxL3N0b3JhZ2Vfc2VydmljZS5wcm90bxIQaGVsbG8uc3RvcmFnZS52MSK6AQoMU3RvcmVkUmVjb3JkEg4KBmtleV9pZBgBIAEoCRISCgpjaXBoZXJ0ZXh0GAIgASgMEg8KB3ZlcnNpb24YAyABKAMSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgt3cmFwcGVkX2tleRgGIAEoDCIpChFSZWFkUmVjb3JkUmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkiZwoSUmVhZFJlY29yZFJlc3BvbnNlEjAKBnJlY29yZBgBIAEoCzIeLmhlbGxvLnN0b3JhZ2UudjEuU3RvcmVkUmVjb3JkSAASFQoLZXJyb3JfdG9rZW4YAiABKAlIAEIICgZyZXN1bHQiZAoTQ3JlYXRlUmVjb3JkUmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkSDgoGa2V5X2lkGAIgASgJEhIKCmNpcGhlcnRleHQYAyABKAwSEwoLd3JhcHBlZF9rZXkYBCABKAwiOAoUQ3JlYXRlUmVjb3JkUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoAxIPCgdyZWNlaXB0GAIgASgJIn4KE1VwZGF0ZVJlY29yZFJlcXVlc3QSFAoMYWNjZXNzX3Rva2VuGAEgASgJEg4KBmtleV9pZBgCIAEoCRISCgpjaXBoZXJ0ZXh0GAMgASgMEhgKEGV4cGVjdGVkX3ZlcnNpb24YBCABKAMSEwoLd3JhcHBlZF9rZXkYBSABKAwiJwoUVXBkYXRlUmVjb3JkUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoAyIrChNEZWxldGVSZWNvcmRSZXF1ZXN0EhQKDGFjY2Vzc190b2tlbhgBIAEoCSIWChREZWxldGVSZWNvcmRSZXNwb25zZSJ6CglSZWNvcmRLZXkSDAoEaGFzaBgBIAEoCRIpCgRraW5kGAIgASgOMhsuaGVsbG8uY29tbW9uLnYxLlJlY29yZEtpbmQSDwoHdmVyc2lvbhgDIAEoAxIOCgZrZXlfaWQYBCABKAkSEwoLd3JhcHBlZF9rZXkYBSABKAwiTgoVTGlzdFJlY29yZEtleXNSZXF1ZXN0Eg4KBmtleV9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJfChZMaXN0UmVjb3JkS2V5c1Jlc3BvbnNlEiwKB3JlY29yZHMYASADKAsyGy5oZWxsby5zdG9yYWdlLnYxLlJlY29yZEtleRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkitAEKFlJld3JhcFJlY29yZEtleVJlcXVlc3QSDAoEaGFzaBgBIAEoCRIpCgRraW5kGAIgASgOMhsuaGVsbG8uY29tbW9uLnYxLlJlY29yZEtpbmQSDwoHdmVyc2lvbhgDIAEoAxIOCgZrZXlfaWQYBCABKAkSEwoLd3JhcHBlZF9rZXkYBSABKAwSEgoKbmV3X2tleV9pZBgGIAEoCRIXCg9uZXdfd3JhcHBlZF9rZXkYByABKAwiGQoXUmV3cmFwUmVjb3JkS2V5UmVzcG9uc2UiGAoWQ291bnRSZWNvcmRLZXlzUmVxdWVzdCJDChdDb3VudFJlY29yZEtleXNSZXNwb25zZRIoCgRrZXlzGAEgAygLMhouaGVsbG8uc3RvcmFnZS52MS5LZXlVc2FnZSJfCghLZXlVc2FnZRIOCgZrZXlfaWQYASABKAkSDwoHcmVjb3JkcxgCIAEoAxIWCg5sZWdhY3lfcmVjb3JkcxgDIAEoAxIaChJwcmV2aW91c193cmFwcGluZ3MYBCABKAMyuwUKDlN0b3JhZ2VTZXJ2aWNlElcKClJlYWRSZWNvcmQSIy5oZWxsby5zdG9yYWdlLnYxLlJlYWRSZWNvcmRSZXF1ZXN0GiQuaGVsbG8uc3RvcmFnZS52MS5SZWFkUmVjb3JkUmVzcG9uc2USXQoMQ3JlYXRlUmVjb3JkEiUuaGVsbG8uc3RvcmFnZS52MS5DcmVhdGVSZWNvcmRSZXF1ZXN0GiYuaGVsbG8uc3RvcmFnZS52MS5DcmVhdGVSZWNvcmRSZXNwb25zZRJdCgxVcGRhdGVSZWNvcmQSJS5oZWxsby5zdG9yYWdlLnYxLlVwZGF0ZVJlY29yZFJlcXVlc3QaJi5oZWxsby5zdG9yYWdlLnYxLlVwZGF0ZVJlY29yZFJlc3BvbnNlEl0KDERlbGV0ZVJlY29yZBIlLmhlbGxvLnN0b3JhZ2UudjEuRGVsZXRlUmVjb3JkUmVxdWVzdBomLmhlbGxvLnN0b3JhZ2UudjEuRGVsZXRlUmVjb3JkUmVzcG9uc2USYwoOTGlzdFJlY29yZEtleXMSJy5oZWxsby5zdG9yYWdlLnYxLkxpc3RSZWNvcmRLZXlzUmVxdWVzdBooLmhlbGxvLnN0b3JhZ2UudjEuTGlzdFJlY29yZEtleXNSZXNwb25zZRJmCg9SZXdyYXBSZWNvcmRLZXkSKC5oZWxsby5zdG9yYWdlLnYxLlJld3JhcFJlY29yZEtleVJlcXVlc3QaKS5oZWxsby5zdG9yYWdlLnYxLlJld3JhcFJlY29yZEtleVJlc3BvbnNlEmYKD0NvdW50UmVjb3JkS2V5cxIoLmhlbGxvLnN0b3JhZ2UudjEuQ291bnRSZWNvcmRLZXlzUmVxdWVzdBopLmhlbGxvLnN0b3JhZ2UudjEuQ291bnRSZWNvcmRLZXlzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_hello_common_v1_record]);
+  fileDesc("CiZoZWxsby9zdG9yYWdlL3YxL3N0b3JhZ2Vfc2VydmljZS5wcm90bxIQaGVsbG8uc3RvcmFnZS52MSK6AQoMU3RvcmVkUmVjb3JkEg4KBmtleV9pZBgBIAEoCRISCgpjaXBoZXJ0ZXh0GAIgASgMEg8KB3ZlcnNpb24YAyABKAMSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgt3cmFwcGVkX2tleRgGIAEoDCIpChFSZWFkUmVjb3JkUmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkieAoSUmVhZFJlY29yZFJlc3BvbnNlEjAKBnJlY29yZBgBIAEoCzIeLmhlbGxvLnN0b3JhZ2UudjEuU3RvcmVkUmVjb3JkSAASFQoLZXJyb3JfdG9rZW4YAiABKAlIABIPCgdyZWNlaXB0GAMgASgJQggKBnJlc3VsdCJUChtCYWNrZmlsbFJlY29yZERpZ2VzdFJlcXVlc3QSFAoMYWNjZXNzX3Rva2VuGAEgASgJEg8KB3ZlcnNpb24YAiABKAMSDgoGZGlnZXN0GAMgASgJIi8KHEJhY2tmaWxsUmVjb3JkRGlnZXN0UmVzcG9uc2USDwoHcmVjZWlwdBgBIAEoCSJkChNDcmVhdGVSZWNvcmRSZXF1ZXN0EhQKDGFjY2Vzc190b2tlbhgBIAEoCRIOCgZrZXlfaWQYAiABKAkSEgoKY2lwaGVydGV4dBgDIAEoDBITCgt3cmFwcGVkX2tleRgEIAEoDCI4ChRDcmVhdGVSZWNvcmRSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgDEg8KB3JlY2VpcHQYAiABKAkifgoTVXBkYXRlUmVjb3JkUmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkSDgoGa2V5X2lkGAIgASgJEhIKCmNpcGhlcnRleHQYAyABKAwSGAoQZXhwZWN0ZWRfdmVyc2lvbhgEIAEoAxITCgt3cmFwcGVkX2tleRgFIAEoDCI4ChRVcGRhdGVSZWNvcmRSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgDEg8KB3JlY2VpcHQYAiABKAkiKwoTRGVsZXRlUmVjb3JkUmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkiFgoURGVsZXRlUmVjb3JkUmVzcG9uc2UiegoJUmVjb3JkS2V5EgwKBGhhc2gYASABKAkSKQoEa2luZBgCIAEoDjIbLmhlbGxvLmNvbW1vbi52MS5SZWNvcmRLaW5kEg8KB3ZlcnNpb24YAyABKAMSDgoGa2V5X2lkGAQgASgJEhMKC3dyYXBwZWRfa2V5GAUgASgMIk4KFUxpc3RSZWNvcmRLZXlzUmVxdWVzdBIOCgZrZXlfaWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiXwoWTGlzdFJlY29yZEtleXNSZXNwb25zZRIsCgdyZWNvcmRzGAEgAygLMhsuaGVsbG8uc3RvcmFnZS52MS5SZWNvcmRLZXkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIrQBChZSZXdyYXBSZWNvcmRLZXlSZXF1ZXN0EgwKBGhhc2gYASABKAkSKQoEa2luZBgCIAEoDjIbLmhlbGxvLmNvbW1vbi52MS5SZWNvcmRLaW5kEg8KB3ZlcnNpb24YAyABKAMSDgoGa2V5X2lkGAQgASgJEhMKC3dyYXBwZWRfa2V5GAUgASgMEhIKCm5ld19rZXlfaWQYBiABKAkSFwoPbmV3X3dyYXBwZWRfa2V5GAcgASgMIhkKF1Jld3JhcFJlY29yZEtleVJlc3BvbnNlIhgKFkNvdW50UmVjb3JkS2V5c1JlcXVlc3QiQwoXQ291bnRSZWNvcmRLZXlzUmVzcG9uc2USKAoEa2V5cxgBIAMoCzIaLmhlbGxvLnN0b3JhZ2UudjEuS2V5VXNhZ2UiXwoIS2V5VXNhZ2USDgoGa2V5X2lkGAEgASgJEg8KB3JlY29yZHMYAiABKAMSFgoObGVnYWN5X3JlY29yZHMYAyABKAMSGgoScHJldmlvdXNfd3JhcHBpbmdzGAQgASgDMrIGCg5TdG9yYWdlU2VydmljZRJXCgpSZWFkUmVjb3JkEiMuaGVsbG8uc3RvcmFnZS52MS5SZWFkUmVjb3JkUmVxdWVzdBokLmhlbGxvLnN0b3JhZ2UudjEuUmVhZFJlY29yZFJlc3BvbnNlEnUKFEJhY2tmaWxsUmVjb3JkRGlnZXN0Ei0uaGVsbG8uc3RvcmFnZS52MS5CYWNrZmlsbFJlY29yZERpZ2VzdFJlcXVlc3QaLi5oZWxsby5zdG9yYWdlLnYxLkJhY2tmaWxsUmVjb3JkRGlnZXN0UmVzcG9uc2USXQoMQ3JlYXRlUmVjb3JkEiUuaGVsbG8uc3RvcmFnZS52MS5DcmVhdGVSZWNvcmRSZXF1ZXN0GiYuaGVsbG8uc3RvcmFnZS52MS5DcmVhdGVSZWNvcmRSZXNwb25zZRJdCgxVcGRhdGVSZWNvcmQSJS5oZWxsby5zdG9yYWdlLnYxLlVwZGF0ZVJlY29yZFJlcXVlc3QaJi5oZWxsby5zdG9yYWdlLnYxLlVwZGF0ZVJlY29yZFJlc3BvbnNlEl0KDERlbGV0ZVJlY29yZBIlLmhlbGxvLnN0b3JhZ2UudjEuRGVsZXRlUmVjb3JkUmVxdWVzdBomLmhlbGxvLnN0b3JhZ2UudjEuRGVsZXRlUmVjb3JkUmVzcG9uc2USYwoOTGlzdFJlY29yZEtleXMSJy5oZWxsby5zdG9yYWdlLnYxLkxpc3RSZWNvcmRLZXlzUmVxdWVzdBooLmhlbGxvLnN0b3JhZ2UudjEuTGlzdFJlY29yZEtleXNSZXNwb25zZRJmCg9SZXdyYXBSZWNvcmRLZXkSKC5oZWxsby5zdG9yYWdlLnYxLlJld3JhcFJlY29yZEtleVJlcXVlc3QaKS5oZWxsby5zdG9yYWdlLnYxLlJld3JhcFJlY29yZEtleVJlc3BvbnNlEmYKD0NvdW50UmVjb3JkS2V5cxIoLmhlbGxvLnN0b3JhZ2UudjEuQ291bnRSZWNvcmRLZXlzUmVxdWVzdBopLmhlbGxvLnN0b3JhZ2UudjEuQ291bnRSZWNvcmRLZXlzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_hello_common_v1_record]);
 
 /**
  * StoredRecord is one row as Storage keeps it.
@@ -105,13 +105,27 @@ export type ReadRecordResponse = Message<"hello.storage.v1.ReadRecordResponse"> 
     case: "record";
   } | {
     /**
-     * Compact JWS, typ "error+jwt", aud token: no record for the token's hash.
+     * Compact JWS, typ "hello-error+jwt", aud token: no record for the token's hash,
+     * answering the read token's jti. Its own jti is spent by the create that relies
+     * on it, so it serves one create only.
      *
      * @generated from field: string error_token = 2;
      */
     value: string;
     case: "errorToken";
   } | { case: undefined; value?: undefined };
+
+  /**
+   * With a record: Storage's signed read receipt (compact JWS, typ
+   * "hello-receipt+jwt", aud token) {op read, kind, hash, digest, version, ajti = the
+   * read token's jti}. Token accepts a record into a session only with a receipt
+   * answering that session's own grant, so a record that was never stored cannot be
+   * used. Empty for a row written before Storage kept digests: Encryption then
+   * computes the digest and calls BackfillRecordDigest.
+   *
+   * @generated from field: string receipt = 3;
+   */
+  receipt: string;
 };
 
 /**
@@ -120,6 +134,60 @@ export type ReadRecordResponse = Message<"hello.storage.v1.ReadRecordResponse"> 
  */
 export const ReadRecordResponseSchema: GenMessage<ReadRecordResponse> = /*@__PURE__*/
   messageDesc(file_hello_storage_v1_storage_service, 2);
+
+/**
+ * BackfillRecordDigestRequest names a row by its read Access Token.
+ *
+ * @generated from message hello.storage.v1.BackfillRecordDigestRequest
+ */
+export type BackfillRecordDigestRequest = Message<"hello.storage.v1.BackfillRecordDigestRequest"> & {
+  /**
+   * The read Access Token the record was just read with.
+   *
+   * @generated from field: string access_token = 1;
+   */
+  accessToken: string;
+
+  /**
+   * The version ReadRecord returned.
+   *
+   * @generated from field: int64 version = 2;
+   */
+  version: bigint;
+
+  /**
+   * base64url SHA-256 of the decrypted record (the compact JWS as Token signed it).
+   *
+   * @generated from field: string digest = 3;
+   */
+  digest: string;
+};
+
+/**
+ * Describes the message hello.storage.v1.BackfillRecordDigestRequest.
+ * Use `create(BackfillRecordDigestRequestSchema)` to create a new message.
+ */
+export const BackfillRecordDigestRequestSchema: GenMessage<BackfillRecordDigestRequest> = /*@__PURE__*/
+  messageDesc(file_hello_storage_v1_storage_service, 3);
+
+/**
+ * BackfillRecordDigestResponse holds the read receipt for the row.
+ *
+ * @generated from message hello.storage.v1.BackfillRecordDigestResponse
+ */
+export type BackfillRecordDigestResponse = Message<"hello.storage.v1.BackfillRecordDigestResponse"> & {
+  /**
+   * @generated from field: string receipt = 1;
+   */
+  receipt: string;
+};
+
+/**
+ * Describes the message hello.storage.v1.BackfillRecordDigestResponse.
+ * Use `create(BackfillRecordDigestResponseSchema)` to create a new message.
+ */
+export const BackfillRecordDigestResponseSchema: GenMessage<BackfillRecordDigestResponse> = /*@__PURE__*/
+  messageDesc(file_hello_storage_v1_storage_service, 4);
 
 /**
  * CreateRecordRequest presents a create Access Token and the sealed record.
@@ -155,7 +223,7 @@ export type CreateRecordRequest = Message<"hello.storage.v1.CreateRecordRequest"
  * Use `create(CreateRecordRequestSchema)` to create a new message.
  */
 export const CreateRecordRequestSchema: GenMessage<CreateRecordRequest> = /*@__PURE__*/
-  messageDesc(file_hello_storage_v1_storage_service, 3);
+  messageDesc(file_hello_storage_v1_storage_service, 5);
 
 /**
  * CreateRecordResponse confirms the insert.
@@ -169,9 +237,10 @@ export type CreateRecordResponse = Message<"hello.storage.v1.CreateRecordRespons
   version: bigint;
 
   /**
-   * Storage's signed receipt (compact JWS, typ "hello-receipt+jwt", aud token): the
-   * record for the token's hash now exists, answering the create token's jti. Token
-   * moves a new user's session forward only on receipts for its records.
+   * Storage's signed receipt (compact JWS, typ "hello-receipt+jwt", aud token)
+   * {op create, kind, hash, digest, version, ajti = the create token's jti}: the
+   * record with that digest now exists. Token moves a session forward only on
+   * receipts for its own grants.
    *
    * @generated from field: string receipt = 2;
    */
@@ -183,7 +252,7 @@ export type CreateRecordResponse = Message<"hello.storage.v1.CreateRecordRespons
  * Use `create(CreateRecordResponseSchema)` to create a new message.
  */
 export const CreateRecordResponseSchema: GenMessage<CreateRecordResponse> = /*@__PURE__*/
-  messageDesc(file_hello_storage_v1_storage_service, 4);
+  messageDesc(file_hello_storage_v1_storage_service, 6);
 
 /**
  * UpdateRecordRequest presents an update Access Token and the new sealed record.
@@ -224,7 +293,7 @@ export type UpdateRecordRequest = Message<"hello.storage.v1.UpdateRecordRequest"
  * Use `create(UpdateRecordRequestSchema)` to create a new message.
  */
 export const UpdateRecordRequestSchema: GenMessage<UpdateRecordRequest> = /*@__PURE__*/
-  messageDesc(file_hello_storage_v1_storage_service, 5);
+  messageDesc(file_hello_storage_v1_storage_service, 7);
 
 /**
  * UpdateRecordResponse confirms the update.
@@ -236,6 +305,13 @@ export type UpdateRecordResponse = Message<"hello.storage.v1.UpdateRecordRespons
    * @generated from field: int64 version = 1;
    */
   version: bigint;
+
+  /**
+   * Storage's signed receipt {op update, kind, hash, digest, version, ajti}.
+   *
+   * @generated from field: string receipt = 2;
+   */
+  receipt: string;
 };
 
 /**
@@ -243,7 +319,7 @@ export type UpdateRecordResponse = Message<"hello.storage.v1.UpdateRecordRespons
  * Use `create(UpdateRecordResponseSchema)` to create a new message.
  */
 export const UpdateRecordResponseSchema: GenMessage<UpdateRecordResponse> = /*@__PURE__*/
-  messageDesc(file_hello_storage_v1_storage_service, 6);
+  messageDesc(file_hello_storage_v1_storage_service, 8);
 
 /**
  * DeleteRecordRequest presents a delete Access Token.
@@ -262,7 +338,7 @@ export type DeleteRecordRequest = Message<"hello.storage.v1.DeleteRecordRequest"
  * Use `create(DeleteRecordRequestSchema)` to create a new message.
  */
 export const DeleteRecordRequestSchema: GenMessage<DeleteRecordRequest> = /*@__PURE__*/
-  messageDesc(file_hello_storage_v1_storage_service, 7);
+  messageDesc(file_hello_storage_v1_storage_service, 9);
 
 /**
  * DeleteRecordResponse confirms the delete.
@@ -277,7 +353,7 @@ export type DeleteRecordResponse = Message<"hello.storage.v1.DeleteRecordRespons
  * Use `create(DeleteRecordResponseSchema)` to create a new message.
  */
 export const DeleteRecordResponseSchema: GenMessage<DeleteRecordResponse> = /*@__PURE__*/
-  messageDesc(file_hello_storage_v1_storage_service, 8);
+  messageDesc(file_hello_storage_v1_storage_service, 10);
 
 /**
  * RecordKey is what key maintenance sees of one record: never its ciphertext.
@@ -321,7 +397,7 @@ export type RecordKey = Message<"hello.storage.v1.RecordKey"> & {
  * Use `create(RecordKeySchema)` to create a new message.
  */
 export const RecordKeySchema: GenMessage<RecordKey> = /*@__PURE__*/
-  messageDesc(file_hello_storage_v1_storage_service, 9);
+  messageDesc(file_hello_storage_v1_storage_service, 11);
 
 /**
  * ListRecordKeysRequest names the keyring key and the page.
@@ -354,7 +430,7 @@ export type ListRecordKeysRequest = Message<"hello.storage.v1.ListRecordKeysRequ
  * Use `create(ListRecordKeysRequestSchema)` to create a new message.
  */
 export const ListRecordKeysRequestSchema: GenMessage<ListRecordKeysRequest> = /*@__PURE__*/
-  messageDesc(file_hello_storage_v1_storage_service, 10);
+  messageDesc(file_hello_storage_v1_storage_service, 12);
 
 /**
  * ListRecordKeysResponse is one page, in hash order.
@@ -380,7 +456,7 @@ export type ListRecordKeysResponse = Message<"hello.storage.v1.ListRecordKeysRes
  * Use `create(ListRecordKeysResponseSchema)` to create a new message.
  */
 export const ListRecordKeysResponseSchema: GenMessage<ListRecordKeysResponse> = /*@__PURE__*/
-  messageDesc(file_hello_storage_v1_storage_service, 11);
+  messageDesc(file_hello_storage_v1_storage_service, 13);
 
 /**
  * RewrapRecordKeyRequest names a record as listed and its new wrapped data key.
@@ -433,7 +509,7 @@ export type RewrapRecordKeyRequest = Message<"hello.storage.v1.RewrapRecordKeyRe
  * Use `create(RewrapRecordKeyRequestSchema)` to create a new message.
  */
 export const RewrapRecordKeyRequestSchema: GenMessage<RewrapRecordKeyRequest> = /*@__PURE__*/
-  messageDesc(file_hello_storage_v1_storage_service, 12);
+  messageDesc(file_hello_storage_v1_storage_service, 14);
 
 /**
  * RewrapRecordKeyResponse confirms the re-wrap.
@@ -448,7 +524,7 @@ export type RewrapRecordKeyResponse = Message<"hello.storage.v1.RewrapRecordKeyR
  * Use `create(RewrapRecordKeyResponseSchema)` to create a new message.
  */
 export const RewrapRecordKeyResponseSchema: GenMessage<RewrapRecordKeyResponse> = /*@__PURE__*/
-  messageDesc(file_hello_storage_v1_storage_service, 13);
+  messageDesc(file_hello_storage_v1_storage_service, 15);
 
 /**
  * CountRecordKeysRequest asks for every keyring key the stored records depend on.
@@ -463,7 +539,7 @@ export type CountRecordKeysRequest = Message<"hello.storage.v1.CountRecordKeysRe
  * Use `create(CountRecordKeysRequestSchema)` to create a new message.
  */
 export const CountRecordKeysRequestSchema: GenMessage<CountRecordKeysRequest> = /*@__PURE__*/
-  messageDesc(file_hello_storage_v1_storage_service, 14);
+  messageDesc(file_hello_storage_v1_storage_service, 16);
 
 /**
  * CountRecordKeysResponse lists each key id that some record names.
@@ -482,7 +558,7 @@ export type CountRecordKeysResponse = Message<"hello.storage.v1.CountRecordKeysR
  * Use `create(CountRecordKeysResponseSchema)` to create a new message.
  */
 export const CountRecordKeysResponseSchema: GenMessage<CountRecordKeysResponse> = /*@__PURE__*/
-  messageDesc(file_hello_storage_v1_storage_service, 15);
+  messageDesc(file_hello_storage_v1_storage_service, 17);
 
 /**
  * KeyUsage is how many records depend on one keyring key.
@@ -522,14 +598,17 @@ export type KeyUsage = Message<"hello.storage.v1.KeyUsage"> & {
  * Use `create(KeyUsageSchema)` to create a new message.
  */
 export const KeyUsageSchema: GenMessage<KeyUsage> = /*@__PURE__*/
-  messageDesc(file_hello_storage_v1_storage_service, 16);
+  messageDesc(file_hello_storage_v1_storage_service, 18);
 
 /**
  * StorageService keeps encrypted records by keyed hash (DESIGN.md §3, §7). Only
  * Encryption may call it. Every call that reads or writes a record presents a
  * Token-signed Access Token; the storage key, kind and operation come from the
  * verified token, never from the request. Create, update and delete tokens are single
- * use. Storage sees keyed hashes, ciphertext and wrapped data keys only.
+ * use, and so is the Error Token a create relies on (its jti travels in the create
+ * token). Storage keeps the SHA-256 digest of each record as written (from the
+ * create or update token) and signs a receipt for every record it writes or returns.
+ * Storage sees keyed hashes, digests, ciphertext and wrapped data keys only.
  *
  * Records use envelope encryption (docs/keyring-rotation.md): each record is sealed
  * under its own random data key, and the data key is wrapped under one key of
@@ -542,8 +621,9 @@ export const KeyUsageSchema: GenMessage<KeyUsage> = /*@__PURE__*/
  */
 export const StorageService: GenService<{
   /**
-   * ReadRecord returns the stored ciphertext, or a signed Error Token stating that
-   * no record exists (from a linearizable read of the primary).
+   * ReadRecord returns the stored ciphertext with a signed read receipt, or a signed
+   * Error Token stating that no record exists (from a linearizable read of the
+   * primary).
    *
    * @generated from rpc hello.storage.v1.StorageService.ReadRecord
    */
@@ -551,6 +631,20 @@ export const StorageService: GenService<{
     methodKind: "unary";
     input: typeof ReadRecordRequestSchema;
     output: typeof ReadRecordResponseSchema;
+  },
+  /**
+   * BackfillRecordDigest gives a row written before Storage kept digests (schema 3) the
+   * SHA-256 of its record, which Encryption computed from the record it decrypted
+   * under the same read Access Token, and returns the read receipt ReadRecord could
+   * not sign. It applies once, at the row's current version, and only to a row that
+   * has no digest (ABORTED otherwise).
+   *
+   * @generated from rpc hello.storage.v1.StorageService.BackfillRecordDigest
+   */
+  backfillRecordDigest: {
+    methodKind: "unary";
+    input: typeof BackfillRecordDigestRequestSchema;
+    output: typeof BackfillRecordDigestResponseSchema;
   },
   /**
    * CreateRecord inserts the record only if no record has the token's hash

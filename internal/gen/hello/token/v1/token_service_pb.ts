@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hello/token/v1/token_service.proto.
  */
 export const file_hello_token_v1_token_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJoZWxsby90b2tlbi92MS90b2tlbl9zZXJ2aWNlLnByb3RvEg5oZWxsby50b2tlbi52MSKIAQoXQXV0aG9yaXphdGlvblBhcmFtZXRlcnMSEQoJY2xpZW50X2lkGAEgASgJEhQKDHJlZGlyZWN0X3VyaRgCIAEoCRINCgVub25jZRgDIAEoCRINCgVzY29wZRgEIAEoCRIOCgZjbGFpbXMYBSABKAkSFgoOY29kZV9jaGFsbGVuZ2UYBiABKAkijwEKFENyZWF0ZVNlc3Npb25SZXF1ZXN0EhgKDnJlcXVlc3Rfb2JqZWN0GAEgASgJSAASPQoKcGFyYW1ldGVycxgCIAEoCzInLmhlbGxvLnRva2VuLnYxLkF1dGhvcml6YXRpb25QYXJhbWV0ZXJzSAASEwoLcHJvdmlkZXJfaWQYAyABKAlCCQoHcmVxdWVzdCJfChVDcmVhdGVTZXNzaW9uUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIWCg51cHN0cmVhbV9ub25jZRgCIAEoCRIXCg9wcm92aWRlcl9pc3N1ZXIYAyABKAkiRQoXQXV0aG9yaXplU3ViamVjdFJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRITCgtvcF9pZF90b2tlbhgCIAEoCSKRAQoLQWNjZXNzR3JhbnQSFAoMYWNjZXNzX3Rva2VuGAEgASgJEgwKBGhhc2gYAiABKAkSKQoEa2luZBgDIAEoDjIbLmhlbGxvLmNvbW1vbi52MS5SZWNvcmRLaW5kEjMKCW9wZXJhdGlvbhgEIAEoDjIgLmhlbGxvLmNvbW1vbi52MS5SZWNvcmRPcGVyYXRpb24iSQoLUmVjb3JkV3JpdGUSDgoGcmVjb3JkGAEgASgJEioKBWdyYW50GAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQiZAoYQXV0aG9yaXplU3ViamVjdFJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSMQoMc3ViamVjdF9yZWFkGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQiPwoRQ3JlYXRlVXNlclJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRITCgtlcnJvcl90b2tlbhgCIAEoCSK5AQoSQ3JlYXRlVXNlclJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSKwoGd2FsbGV0GAIgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUSLAoHc3ViamVjdBgDIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEjEKDHJlbGVhc2VfcmVhZBgEIAEoCzIbLmhlbGxvLnRva2VuLnYxLkFjY2Vzc0dyYW50IlsKEUNvbW1pdFVzZXJSZXF1ZXN0EhUKDXNlc3Npb25fdG9rZW4YASABKAkSFgoOd2FsbGV0X3JlY2VpcHQYAiABKAkSFwoPc3ViamVjdF9yZWNlaXB0GAMgASgJIisKEkNvbW1pdFVzZXJSZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJIkUKFEF1dGhvcml6ZVVzZXJSZXF1ZXN0EhUKDXNlc3Npb25fdG9rZW4YASABKAkSFgoOc3ViamVjdF9yZWNvcmQYAiABKAkikwEKFUF1dGhvcml6ZVVzZXJSZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEjAKC3dhbGxldF9yZWFkGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSMQoMcmVsZWFzZV9yZWFkGAMgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQicwoUQ3JlYXRlUmVsZWFzZVJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRITCgtlcnJvcl90b2tlbhgCIAEoCRIVCg13YWxsZXRfcmVjb3JkGAMgASgJEhgKEGNvbnNlbnRlZF9jbGFpbXMYBCADKAkiXAoVQ3JlYXRlUmVsZWFzZVJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSLAoHcmVsZWFzZRgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlInIKEk1pbnRJZFRva2VuUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnN1YmplY3RfcmVjb3JkGAIgASgJEhYKDnJlbGVhc2VfcmVjb3JkGAMgASgJEhUKDXdhbGxldF9yZWNvcmQYBCABKAkiVAoTTWludElkVG9rZW5SZXNwb25zZRIQCghpZF90b2tlbhgBIAEoCRIUCgx1c2VyaW5mb19qd3QYAiABKAkSFQoNdXNlcmluZm9fanNvbhgDIAEoCSISChBHZXRLZXlTZXRSZXF1ZXN0IjQKEUdldEtleVNldFJlc3BvbnNlEgwKBGp3a3MYASABKAwSEQoJc2lnbmF0dXJlGAIgASgJMuMFCgxUb2tlblNlcnZpY2USXAoNQ3JlYXRlU2Vzc2lvbhIkLmhlbGxvLnRva2VuLnYxLkNyZWF0ZVNlc3Npb25SZXF1ZXN0GiUuaGVsbG8udG9rZW4udjEuQ3JlYXRlU2Vzc2lvblJlc3BvbnNlEmUKEEF1dGhvcml6ZVN1YmplY3QSJy5oZWxsby50b2tlbi52MS5BdXRob3JpemVTdWJqZWN0UmVxdWVzdBooLmhlbGxvLnRva2VuLnYxLkF1dGhvcml6ZVN1YmplY3RSZXNwb25zZRJTCgpDcmVhdGVVc2VyEiEuaGVsbG8udG9rZW4udjEuQ3JlYXRlVXNlclJlcXVlc3QaIi5oZWxsby50b2tlbi52MS5DcmVhdGVVc2VyUmVzcG9uc2USUwoKQ29tbWl0VXNlchIhLmhlbGxvLnRva2VuLnYxLkNvbW1pdFVzZXJSZXF1ZXN0GiIuaGVsbG8udG9rZW4udjEuQ29tbWl0VXNlclJlc3BvbnNlElwKDUF1dGhvcml6ZVVzZXISJC5oZWxsby50b2tlbi52MS5BdXRob3JpemVVc2VyUmVxdWVzdBolLmhlbGxvLnRva2VuLnYxLkF1dGhvcml6ZVVzZXJSZXNwb25zZRJcCg1DcmVhdGVSZWxlYXNlEiQuaGVsbG8udG9rZW4udjEuQ3JlYXRlUmVsZWFzZVJlcXVlc3QaJS5oZWxsby50b2tlbi52MS5DcmVhdGVSZWxlYXNlUmVzcG9uc2USVgoLTWludElkVG9rZW4SIi5oZWxsby50b2tlbi52MS5NaW50SWRUb2tlblJlcXVlc3QaIy5oZWxsby50b2tlbi52MS5NaW50SWRUb2tlblJlc3BvbnNlElAKCUdldEtleVNldBIgLmhlbGxvLnRva2VuLnYxLkdldEtleVNldFJlcXVlc3QaIS5oZWxsby50b2tlbi52MS5HZXRLZXlTZXRSZXNwb25zZWIGcHJvdG8z", [file_hello_common_v1_record]);
+  fileDesc("CiJoZWxsby90b2tlbi92MS90b2tlbl9zZXJ2aWNlLnByb3RvEg5oZWxsby50b2tlbi52MSK6AQoXQXV0aG9yaXphdGlvblBhcmFtZXRlcnMSEQoJY2xpZW50X2lkGAEgASgJEhQKDHJlZGlyZWN0X3VyaRgCIAEoCRINCgVub25jZRgDIAEoCRINCgVzY29wZRgEIAEoCRIOCgZjbGFpbXMYBSABKAkSFgoOY29kZV9jaGFsbGVuZ2UYBiABKAkSDgoGcHJvbXB0GAcgASgJEhQKB21heF9hZ2UYCCABKANIAIgBAUIKCghfbWF4X2FnZSKPAQoUQ3JlYXRlU2Vzc2lvblJlcXVlc3QSGAoOcmVxdWVzdF9vYmplY3QYASABKAlIABI9CgpwYXJhbWV0ZXJzGAIgASgLMicuaGVsbG8udG9rZW4udjEuQXV0aG9yaXphdGlvblBhcmFtZXRlcnNIABITCgtwcm92aWRlcl9pZBgDIAEoCUIJCgdyZXF1ZXN0Il8KFUNyZWF0ZVNlc3Npb25SZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnVwc3RyZWFtX25vbmNlGAIgASgJEhcKD3Byb3ZpZGVyX2lzc3VlchgDIAEoCSJFChdBdXRob3JpemVTdWJqZWN0UmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC29wX2lkX3Rva2VuGAIgASgJIpEBCgtBY2Nlc3NHcmFudBIUCgxhY2Nlc3NfdG9rZW4YASABKAkSDAoEaGFzaBgCIAEoCRIpCgRraW5kGAMgASgOMhsuaGVsbG8uY29tbW9uLnYxLlJlY29yZEtpbmQSMwoJb3BlcmF0aW9uGAQgASgOMiAuaGVsbG8uY29tbW9uLnYxLlJlY29yZE9wZXJhdGlvbiJJCgtSZWNvcmRXcml0ZRIOCgZyZWNvcmQYASABKAkSKgoFZ3JhbnQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCJkChhBdXRob3JpemVTdWJqZWN0UmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIxCgxzdWJqZWN0X3JlYWQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCI/ChFDcmVhdGVVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC2Vycm9yX3Rva2VuGAIgASgJIpoBChJDcmVhdGVVc2VyUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIrCgZ3YWxsZXQYAiABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZRIsCgdzdWJqZWN0GAMgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGVKBAgEEAVSDHJlbGVhc2VfcmVhZCJbChFDb21taXRVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDndhbGxldF9yZWNlaXB0GAIgASgJEhcKD3N1YmplY3RfcmVjZWlwdBgDIAEoCSIrChJDb21taXRVc2VyUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCSJeChRBdXRob3JpemVVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnN1YmplY3RfcmVjb3JkGAIgASgJEhcKD3N1YmplY3RfcmVjZWlwdBgDIAEoCSKTAQoVQXV0aG9yaXplVXNlclJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSMAoLd2FsbGV0X3JlYWQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudBIxCgxyZWxlYXNlX3JlYWQYAyABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCJiChhSZXNlcnZlRGlyZWN0ZWRJZFJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIWCg5yZWxlYXNlX3JlY29yZBgCIAEoCRIXCg9yZWxlYXNlX3JlY2VpcHQYAyABKAkimwEKGVJlc2VydmVEaXJlY3RlZElkUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRI1ChByZXNlcnZhdGlvbl9yZWFkGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSMAoLcmVzZXJ2YXRpb24YAyABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZSIwChdHcmFudFJlbGVhc2VSZWFkUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJImQKGEdyYW50UmVsZWFzZVJlYWRSZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEjEKDHJlbGVhc2VfcmVhZBgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLkFjY2Vzc0dyYW50IosBChRDcmVhdGVSZWxlYXNlUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC2Vycm9yX3Rva2VuGAIgASgJEhUKDXdhbGxldF9yZWNvcmQYAyABKAkSGAoQY29uc2VudGVkX2NsYWltcxgEIAMoCRIWCg53YWxsZXRfcmVjZWlwdBgFIAEoCSKOAQoVQ3JlYXRlUmVsZWFzZVJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSLAoHcmVsZWFzZRgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEjAKC3Jlc2VydmF0aW9uGAMgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUiowEKEk1pbnRJZFRva2VuUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnN1YmplY3RfcmVjb3JkGAIgASgJEhYKDnJlbGVhc2VfcmVjb3JkGAMgASgJEhUKDXdhbGxldF9yZWNvcmQYBCABKAkSFgoOd2FsbGV0X3JlY2VpcHQYBSABKAkSFwoPcmVsZWFzZV9yZWNlaXB0GAYgASgJIlQKE01pbnRJZFRva2VuUmVzcG9uc2USEAoIaWRfdG9rZW4YASABKAkSFAoMdXNlcmluZm9fand0GAIgASgJEhUKDXVzZXJpbmZvX2pzb24YAyABKAkiEgoQR2V0S2V5U2V0UmVxdWVzdCI0ChFHZXRLZXlTZXRSZXNwb25zZRIMCgRqd2tzGAEgASgMEhEKCXNpZ25hdHVyZRgCIAEoCTK0BwoMVG9rZW5TZXJ2aWNlElwKDUNyZWF0ZVNlc3Npb24SJC5oZWxsby50b2tlbi52MS5DcmVhdGVTZXNzaW9uUmVxdWVzdBolLmhlbGxvLnRva2VuLnYxLkNyZWF0ZVNlc3Npb25SZXNwb25zZRJlChBBdXRob3JpemVTdWJqZWN0EicuaGVsbG8udG9rZW4udjEuQXV0aG9yaXplU3ViamVjdFJlcXVlc3QaKC5oZWxsby50b2tlbi52MS5BdXRob3JpemVTdWJqZWN0UmVzcG9uc2USUwoKQ3JlYXRlVXNlchIhLmhlbGxvLnRva2VuLnYxLkNyZWF0ZVVzZXJSZXF1ZXN0GiIuaGVsbG8udG9rZW4udjEuQ3JlYXRlVXNlclJlc3BvbnNlElMKCkNvbW1pdFVzZXISIS5oZWxsby50b2tlbi52MS5Db21taXRVc2VyUmVxdWVzdBoiLmhlbGxvLnRva2VuLnYxLkNvbW1pdFVzZXJSZXNwb25zZRJcCg1BdXRob3JpemVVc2VyEiQuaGVsbG8udG9rZW4udjEuQXV0aG9yaXplVXNlclJlcXVlc3QaJS5oZWxsby50b2tlbi52MS5BdXRob3JpemVVc2VyUmVzcG9uc2USaAoRUmVzZXJ2ZURpcmVjdGVkSWQSKC5oZWxsby50b2tlbi52MS5SZXNlcnZlRGlyZWN0ZWRJZFJlcXVlc3QaKS5oZWxsby50b2tlbi52MS5SZXNlcnZlRGlyZWN0ZWRJZFJlc3BvbnNlEmUKEEdyYW50UmVsZWFzZVJlYWQSJy5oZWxsby50b2tlbi52MS5HcmFudFJlbGVhc2VSZWFkUmVxdWVzdBooLmhlbGxvLnRva2VuLnYxLkdyYW50UmVsZWFzZVJlYWRSZXNwb25zZRJcCg1DcmVhdGVSZWxlYXNlEiQuaGVsbG8udG9rZW4udjEuQ3JlYXRlUmVsZWFzZVJlcXVlc3QaJS5oZWxsby50b2tlbi52MS5DcmVhdGVSZWxlYXNlUmVzcG9uc2USVgoLTWludElkVG9rZW4SIi5oZWxsby50b2tlbi52MS5NaW50SWRUb2tlblJlcXVlc3QaIy5oZWxsby50b2tlbi52MS5NaW50SWRUb2tlblJlc3BvbnNlElAKCUdldEtleVNldBIgLmhlbGxvLnRva2VuLnYxLkdldEtleVNldFJlcXVlc3QaIS5oZWxsby50b2tlbi52MS5HZXRLZXlTZXRSZXNwb25zZWIGcHJvdG8z", [file_hello_common_v1_record]);
 
 /**
  * AuthorizationParameters is a plain (unsigned) OAuth 2.0 / OIDC authorization
@@ -59,6 +59,22 @@ export type AuthorizationParameters = Message<"hello.token.v1.AuthorizationParam
    * @generated from field: string code_challenge = 6;
    */
   codeChallenge: string;
+
+  /**
+   * The app's prompt parameter (space-separated), or "". With "login", the provider's
+   * authentication must come after the login began.
+   *
+   * @generated from field: string prompt = 7;
+   */
+  prompt: string;
+
+  /**
+   * The app's max_age in seconds, if it sent one: the provider's authentication may
+   * be at most this old.
+   *
+   * @generated from field: optional int64 max_age = 8;
+   */
+  maxAge?: bigint | undefined;
 };
 
 /**
@@ -118,7 +134,7 @@ export const CreateSessionRequestSchema: GenMessage<CreateSessionRequest> = /*@_
  */
 export type CreateSessionResponse = Message<"hello.token.v1.CreateSessionResponse"> & {
   /**
-   * The Session Token (compact JWS, typ "session+jwt").
+   * The Session Token (compact JWS, typ "hello-session+jwt").
    *
    * @generated from field: string session_token = 1;
    */
@@ -179,7 +195,7 @@ export const AuthorizeSubjectRequestSchema: GenMessage<AuthorizeSubjectRequest> 
  */
 export type AccessGrant = Message<"hello.token.v1.AccessGrant"> & {
   /**
-   * The Access Token (compact JWS, typ "access+jwt", aud storage, exp <= 60 s).
+   * The Access Token (compact JWS, typ "hello-access+jwt", aud storage, exp <= 60 s).
    *
    * @generated from field: string access_token = 1;
    */
@@ -321,14 +337,6 @@ export type CreateUserResponse = Message<"hello.token.v1.CreateUserResponse"> & 
    * @generated from field: hello.token.v1.RecordWrite subject = 3;
    */
   subject?: RecordWrite | undefined;
-
-  /**
-   * A read of the Release Record for the session's client (a new user has none;
-   * the read yields the Error Token CreateRelease needs).
-   *
-   * @generated from field: hello.token.v1.AccessGrant release_read = 4;
-   */
-  releaseRead?: AccessGrant | undefined;
 };
 
 /**
@@ -407,6 +415,13 @@ export type AuthorizeUserRequest = Message<"hello.token.v1.AuthorizeUserRequest"
    * @generated from field: string subject_record = 2;
    */
   subjectRecord: string;
+
+  /**
+   * Storage's read receipt for the subject read this session was granted.
+   *
+   * @generated from field: string subject_receipt = 3;
+   */
+  subjectReceipt: string;
 };
 
 /**
@@ -448,6 +463,113 @@ export const AuthorizeUserResponseSchema: GenMessage<AuthorizeUserResponse> = /*
   messageDesc(file_hello_token_v1_token_service, 12);
 
 /**
+ * ReserveDirectedIdRequest presents a release that may predate reservations.
+ *
+ * @generated from message hello.token.v1.ReserveDirectedIdRequest
+ */
+export type ReserveDirectedIdRequest = Message<"hello.token.v1.ReserveDirectedIdRequest"> & {
+  /**
+   * @generated from field: string session_token = 1;
+   */
+  sessionToken: string;
+
+  /**
+   * The Release Record this session read, and Storage's receipt for that read.
+   *
+   * @generated from field: string release_record = 2;
+   */
+  releaseRecord: string;
+
+  /**
+   * @generated from field: string release_receipt = 3;
+   */
+  releaseReceipt: string;
+};
+
+/**
+ * Describes the message hello.token.v1.ReserveDirectedIdRequest.
+ * Use `create(ReserveDirectedIdRequestSchema)` to create a new message.
+ */
+export const ReserveDirectedIdRequestSchema: GenMessage<ReserveDirectedIdRequest> = /*@__PURE__*/
+  messageDesc(file_hello_token_v1_token_service, 13);
+
+/**
+ * ReserveDirectedIdResponse holds the reservation to read, and to write if absent.
+ *
+ * @generated from message hello.token.v1.ReserveDirectedIdResponse
+ */
+export type ReserveDirectedIdResponse = Message<"hello.token.v1.ReserveDirectedIdResponse"> & {
+  /**
+   * The Session Token, now holding the release as read.
+   *
+   * @generated from field: string session_token = 1;
+   */
+  sessionToken: string;
+
+  /**
+   * @generated from field: hello.token.v1.AccessGrant reservation_read = 2;
+   */
+  reservationRead?: AccessGrant | undefined;
+
+  /**
+   * @generated from field: hello.token.v1.RecordWrite reservation = 3;
+   */
+  reservation?: RecordWrite | undefined;
+};
+
+/**
+ * Describes the message hello.token.v1.ReserveDirectedIdResponse.
+ * Use `create(ReserveDirectedIdResponseSchema)` to create a new message.
+ */
+export const ReserveDirectedIdResponseSchema: GenMessage<ReserveDirectedIdResponse> = /*@__PURE__*/
+  messageDesc(file_hello_token_v1_token_service, 14);
+
+/**
+ * GrantReleaseReadRequest asks for a fresh read of the session's release.
+ *
+ * @generated from message hello.token.v1.GrantReleaseReadRequest
+ */
+export type GrantReleaseReadRequest = Message<"hello.token.v1.GrantReleaseReadRequest"> & {
+  /**
+   * @generated from field: string session_token = 1;
+   */
+  sessionToken: string;
+};
+
+/**
+ * Describes the message hello.token.v1.GrantReleaseReadRequest.
+ * Use `create(GrantReleaseReadRequestSchema)` to create a new message.
+ */
+export const GrantReleaseReadRequestSchema: GenMessage<GrantReleaseReadRequest> = /*@__PURE__*/
+  messageDesc(file_hello_token_v1_token_service, 15);
+
+/**
+ * GrantReleaseReadResponse holds the read.
+ *
+ * @generated from message hello.token.v1.GrantReleaseReadResponse
+ */
+export type GrantReleaseReadResponse = Message<"hello.token.v1.GrantReleaseReadResponse"> & {
+  /**
+   * The Session Token, now expecting an answer to this read.
+   *
+   * @generated from field: string session_token = 1;
+   */
+  sessionToken: string;
+
+  /**
+   * @generated from field: hello.token.v1.AccessGrant release_read = 2;
+   */
+  releaseRead?: AccessGrant | undefined;
+};
+
+/**
+ * Describes the message hello.token.v1.GrantReleaseReadResponse.
+ * Use `create(GrantReleaseReadResponseSchema)` to create a new message.
+ */
+export const GrantReleaseReadResponseSchema: GenMessage<GrantReleaseReadResponse> = /*@__PURE__*/
+  messageDesc(file_hello_token_v1_token_service, 16);
+
+/**
  * CreateReleaseRequest records the user's consent for the session's client.
  *
  * @generated from message hello.token.v1.CreateReleaseRequest
@@ -459,7 +581,7 @@ export type CreateReleaseRequest = Message<"hello.token.v1.CreateReleaseRequest"
   sessionToken: string;
 
   /**
-   * Storage's Error Token answering this session's release read.
+   * Storage's Error Token answering this session's (latest) release read.
    *
    * @generated from field: string error_token = 2;
    */
@@ -479,6 +601,14 @@ export type CreateReleaseRequest = Message<"hello.token.v1.CreateReleaseRequest"
    * @generated from field: repeated string consented_claims = 4;
    */
   consentedClaims: string[];
+
+  /**
+   * Storage's read receipt for this session's wallet read; empty when the session
+   * made the wallet itself (a new user).
+   *
+   * @generated from field: string wallet_receipt = 5;
+   */
+  walletReceipt: string;
 };
 
 /**
@@ -486,23 +616,36 @@ export type CreateReleaseRequest = Message<"hello.token.v1.CreateReleaseRequest"
  * Use `create(CreateReleaseRequestSchema)` to create a new message.
  */
 export const CreateReleaseRequestSchema: GenMessage<CreateReleaseRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 13);
+  messageDesc(file_hello_token_v1_token_service, 17);
 
 /**
- * CreateReleaseResponse holds the Release Record to create.
+ * CreateReleaseResponse holds the records to create, in the order they must be
+ * written.
  *
  * @generated from message hello.token.v1.CreateReleaseResponse
  */
 export type CreateReleaseResponse = Message<"hello.token.v1.CreateReleaseResponse"> & {
   /**
+   * The Session Token, now expecting the release's create receipt.
+   *
    * @generated from field: string session_token = 1;
    */
   sessionToken: string;
 
   /**
+   * Written last.
+   *
    * @generated from field: hello.token.v1.RecordWrite release = 2;
    */
   release?: RecordWrite | undefined;
+
+  /**
+   * The reservation of the release's directed id for this user and client; written
+   * first, only if absent. If it exists, the login ends.
+   *
+   * @generated from field: hello.token.v1.RecordWrite reservation = 3;
+   */
+  reservation?: RecordWrite | undefined;
 };
 
 /**
@@ -510,7 +653,7 @@ export type CreateReleaseResponse = Message<"hello.token.v1.CreateReleaseRespons
  * Use `create(CreateReleaseResponseSchema)` to create a new message.
  */
 export const CreateReleaseResponseSchema: GenMessage<CreateReleaseResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 14);
+  messageDesc(file_hello_token_v1_token_service, 18);
 
 /**
  * MintIdTokenRequest presents the records the ID Token is made from.
@@ -537,6 +680,20 @@ export type MintIdTokenRequest = Message<"hello.token.v1.MintIdTokenRequest"> & 
    * @generated from field: string wallet_record = 4;
    */
   walletRecord: string;
+
+  /**
+   * Storage's receipts for this session's wallet read and its release read or create;
+   * each may be empty when the session already holds that record (it made the
+   * wallet, or took the release in ReserveDirectedId).
+   *
+   * @generated from field: string wallet_receipt = 5;
+   */
+  walletReceipt: string;
+
+  /**
+   * @generated from field: string release_receipt = 6;
+   */
+  releaseReceipt: string;
 };
 
 /**
@@ -544,7 +701,7 @@ export type MintIdTokenRequest = Message<"hello.token.v1.MintIdTokenRequest"> & 
  * Use `create(MintIdTokenRequestSchema)` to create a new message.
  */
 export const MintIdTokenRequestSchema: GenMessage<MintIdTokenRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 15);
+  messageDesc(file_hello_token_v1_token_service, 19);
 
 /**
  * MintIdTokenResponse holds what Orchestration returns to the app through the back
@@ -561,7 +718,9 @@ export type MintIdTokenResponse = Message<"hello.token.v1.MintIdTokenResponse"> 
   idToken: string;
 
   /**
-   * The same claims as a Token-signed userinfo JWT (typ "userinfo+jwt").
+   * The same claims as a Token-signed userinfo JWT (typ "userinfo+jwt", signed with a
+   * key of its own purpose, with iss, aud = the client, iat and exp; OIDC Core
+   * §5.3.2).
    *
    * @generated from field: string userinfo_jwt = 2;
    */
@@ -580,7 +739,7 @@ export type MintIdTokenResponse = Message<"hello.token.v1.MintIdTokenResponse"> 
  * Use `create(MintIdTokenResponseSchema)` to create a new message.
  */
 export const MintIdTokenResponseSchema: GenMessage<MintIdTokenResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 16);
+  messageDesc(file_hello_token_v1_token_service, 20);
 
 /**
  * GetKeySetRequest has no fields.
@@ -595,7 +754,7 @@ export type GetKeySetRequest = Message<"hello.token.v1.GetKeySetRequest"> & {
  * Use `create(GetKeySetRequestSchema)` to create a new message.
  */
 export const GetKeySetRequestSchema: GenMessage<GetKeySetRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 17);
+  messageDesc(file_hello_token_v1_token_service, 21);
 
 /**
  * GetKeySetResponse is Token's published key set.
@@ -624,7 +783,7 @@ export type GetKeySetResponse = Message<"hello.token.v1.GetKeySetResponse"> & {
  * Use `create(GetKeySetResponseSchema)` to create a new message.
  */
 export const GetKeySetResponseSchema: GenMessage<GetKeySetResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 18);
+  messageDesc(file_hello_token_v1_token_service, 22);
 
 /**
  * TokenService verifies what Orchestration presents and mints every token and record
@@ -635,9 +794,13 @@ export const GetKeySetResponseSchema: GenMessage<GetKeySetResponse> = /*@__PURE_
  * check itself: the client registry and the upstream provider allow-list are Token's
  * own configuration, and OP ID Tokens are verified against JWKS that Token fetches.
  *
- * The steps of a login, in order:
- *   CreateSession -> AuthorizeSubject -> (CreateUser | AuthorizeUser)
- *   -> [CreateRelease after consent] -> MintIdToken
+ * Token accepts a record into a session only when Storage's signed receipt shows it is
+ * the stored one, answering one of this session's own grants (its read, or its create).
+ *
+ * The steps of a login, in order (docs/protocol.md has each step's checks):
+ *   CreateSession -> AuthorizeSubject -> (CreateUser -> CommitUser | AuthorizeUser)
+ *   -> [ReserveDirectedId for a release made before reservations]
+ *   -> [GrantReleaseRead -> CreateRelease after consent] -> MintIdToken
  *
  * @generated from service hello.token.v1.TokenService
  */
@@ -670,8 +833,9 @@ export const TokenService: GenService<{
    * CreateUser answers a subject read that Storage said has no record (the Error
    * Token must answer this session's read of this hash). It draws a random user id
    * and mints the Wallet Record and then the Subject Record, each with a single-use
-   * create Access Token. Orchestration must write the Wallet first and the Subject
-   * last: the Subject Record is the commit point of a new user.
+   * create Access Token; the subject's carries the Error Token's jti, which Storage
+   * spends, so one Error Token makes at most one user. Orchestration must write the
+   * Wallet first and the Subject last: the Subject Record is the commit point.
    *
    * @generated from rpc hello.token.v1.TokenService.CreateUser
    */
@@ -694,9 +858,10 @@ export const TokenService: GenService<{
     output: typeof CommitUserResponseSchema;
   },
   /**
-   * AuthorizeUser takes the session's Subject Record (checked against the session's
-   * iss/sub), adds the user id to the session and grants reads of the user's Wallet
-   * Record and of the Release Record for the session's client.
+   * AuthorizeUser takes the session's Subject Record with Storage's receipt for this
+   * session's subject read (checked against the session's iss/sub), adds the user id
+   * to the session and grants reads of the user's Wallet Record and of the Release
+   * Record for the session's client.
    *
    * @generated from rpc hello.token.v1.TokenService.AuthorizeUser
    */
@@ -706,9 +871,37 @@ export const TokenService: GenService<{
     output: typeof AuthorizeUserResponseSchema;
   },
   /**
+   * ReserveDirectedId is for a Release Record made before directed ids were reserved:
+   * it mints the reservation of the release's directed id for the session's user and
+   * client, with a read and a create-if-absent grant for it. Orchestration reads the
+   * reservation and writes it if absent; a reservation naming anyone else ends the
+   * login.
+   *
+   * @generated from rpc hello.token.v1.TokenService.ReserveDirectedId
+   */
+  reserveDirectedId: {
+    methodKind: "unary";
+    input: typeof ReserveDirectedIdRequestSchema;
+    output: typeof ReserveDirectedIdResponseSchema;
+  },
+  /**
+   * GrantReleaseRead grants a fresh read of the Release Record for the session's
+   * client: after the consent page, whose minutes outlast any Error Token, the release
+   * is read again and CreateRelease takes the fresh Error Token.
+   *
+   * @generated from rpc hello.token.v1.TokenService.GrantReleaseRead
+   */
+  grantReleaseRead: {
+    methodKind: "unary";
+    input: typeof GrantReleaseReadRequestSchema;
+    output: typeof GrantReleaseReadResponseSchema;
+  },
+  /**
    * CreateRelease mints the Release Record for the session's client after the user
-   * consented, listing only the consented claims, with a fresh directed identifier.
-   * It needs the Error Token that says the release does not exist yet.
+   * consented, listing only the consented claims, with a fresh directed identifier,
+   * and the reservation of that identifier, which Orchestration writes first. It
+   * needs the Error Token that says the release does not exist yet (spent by the
+   * release's create).
    *
    * @generated from rpc hello.token.v1.TokenService.CreateRelease
    */
