@@ -431,8 +431,9 @@ describe("observability: no identifier, claim, email or token in any log line or
     ].map((l) => l.trace_id));
     expect(atStorage.size, "Storage's call lines carry trace ids").to.be.greaterThan(5);
     expect([...atStorage].filter((id) => upstreamOfStorage.has(id)), "trace ids of the login seen at Storage").to.deep.equal([]);
+    // Encryption's calls to Storage: its service, and the health checks along the edge.
     const toStorage = linesOf("encryption")
-      .filter((l) => l.rpc?.side === "client" && l.rpc.method.startsWith("hello.storage.v1.StorageService/"))
+      .filter((l) => l.rpc?.side === "client" && (l.rpc.method.startsWith("hello.storage.v1.StorageService/") || (l.rpc.method === "grpc.health.v1.Health/Check" && l.rpc.peer === "storage")))
       .map((l) => l.trace_id!);
     expect(new Set(toStorage).size, "one trace per call to Storage").to.equal(toStorage.length);
     expect([...atStorage].every((id) => toStorage.includes(id)), "Storage's traces begin at Encryption").to.equal(true);
