@@ -293,13 +293,16 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
       ["a forged token for another record", () => storage.readRecord({ accessToken: notOurs }), Code.Unauthenticated],
       ["a real token for another record, re-labelled", () => storage.readRecord({ accessToken: relabelled }), Code.Unauthenticated],
       ["a delete token to read", () => storage.readRecord({ accessToken: deleteToken }), Code.PermissionDenied],
+      // The one other call that takes a read token returns a receipt, never a ciphertext, and wants the token too.
+      ["no token, to backfill a digest", () => storage.backfillRecordDigest({ accessToken: "", version: 1n, digest: "A".repeat(43) }), Code.InvalidArgument],
+      ["a forged token, to backfill a digest", () => storage.backfillRecordDigest({ accessToken: forged, version: 1n, digest: "A".repeat(43) }), Code.Unauthenticated],
     ];
     for (const [what, call, code] of refusals) {
       const error = await call().then(() => expect.fail(`${what}: Storage answered`), (e: unknown) => ConnectError.from(e));
       expect(error.code, what).to.equal(code);
     }
     expect(StorageService.methods.map((m) => m.name).sort()).to.deep.equal(
-      ["CountRecordKeys", "CreateRecord", "DeleteRecord", "ListRecordKeys", "ReadRecord", "RewrapRecordKey", "UpdateRecord"],
+      ["BackfillRecordDigest", "CountRecordKeys", "CreateRecord", "DeleteRecord", "ListRecordKeys", "ReadRecord", "RewrapRecordKey", "UpdateRecord"],
     );
     // Honest twin: with Token's read token, Storage hands over the ciphertext, and Encryption opens it.
     const read = await honest.encryption.readRecord({ accessToken: await token("read", kind, hash) });

@@ -136,7 +136,7 @@ describe("reflectionRoutes", () => {
     expect(file.dependency).to.deep.equal([TIMESTAMP_FILE, RECORD_FILE]);
     const methods = file.service[0]?.method.map((m) => m.name);
     expect(methods).to.deep.equal([
-      "ReadRecord", "CreateRecord", "UpdateRecord", "DeleteRecord", "ListRecordKeys", "RewrapRecordKey", "CountRecordKeys",
+      "ReadRecord", "BackfillRecordDigest", "CreateRecord", "UpdateRecord", "DeleteRecord", "ListRecordKeys", "RewrapRecordKey", "CountRecordKeys",
     ]);
   });
 
@@ -316,6 +316,7 @@ describe("reflectionRoutes", () => {
         "grpc.health.v1.Health/List",
         "grpc.health.v1.Health/Watch",
         "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "hello.storage.v1.StorageService/BackfillRecordDigest",
         "hello.storage.v1.StorageService/CountRecordKeys",
         "hello.storage.v1.StorageService/CreateRecord",
         "hello.storage.v1.StorageService/DeleteRecord",

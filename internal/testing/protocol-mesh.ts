@@ -200,8 +200,17 @@ export async function startProtocolMesh(options: {
   }
 
   const trust = trustFromBundles(readBundles(path.join(deployment.certs, "bundles"), COMPONENTS));
-  const tokenBundle = readBundles(path.join(deployment.certs, "bundles"), ["token"]).get("token")!;
-  const tokenKeys = new VerificationKeys(tokenBundle.jwks.keys);
+  // Token's bundle as it is on disk now, as Orchestration reloads it (a key rotation publishes anew).
+  let tokenBundle = readBundles(path.join(deployment.certs, "bundles"), ["token"]).get("token")!;
+  let tokenVerification = new VerificationKeys(tokenBundle.jwks.keys);
+  const tokenKeys = () => {
+    const now = readBundles(path.join(deployment.certs, "bundles"), ["token"]).get("token")!;
+    if (JSON.stringify(now.jwks) !== JSON.stringify(tokenBundle.jwks)) {
+      tokenBundle = now;
+      tokenVerification = new VerificationKeys(now.jwks.keys);
+    }
+    return tokenVerification;
+  };
   const credentials = (c: Component): MeshCredentials => {
     const p = pkiPaths(deployment.certs, c);
     return { certPem: readFileSync(p.cert, "utf8"), keyPem: readFileSync(p.key, "utf8") };
@@ -213,7 +222,7 @@ export async function startProtocolMesh(options: {
   const encryption = (as: Component = "orchestration") => createClient(EncryptionService, transport("encryption", as));
   const storage = (as: Component = "encryption") => createClient(StorageService, transport("storage", as));
   const lookupKey = loadLookupKey("orchestration", path.join(deployment.certs, "orchestration", "keys", "lookup.key"));
-  const driver = new LoginDriver({ issuer, token: token(), encryption: encryption(), lookupKey, tokenKeys: () => tokenKeys });
+  const driver = new LoginDriver({ issuer, token: token(), encryption: encryption(), lookupKey, tokenKeys });
   const opKeys = createRemoteJWKSet(new URL(devOp.jwksUri));
 
   const upstreamLogin = async (user: DevUser, nonce: string): Promise<UpstreamResult> => {
@@ -257,7 +266,7 @@ export async function startProtocolMesh(options: {
     ...(postgres ? { postgres } : {}),
     lookupKey,
     trust,
-    tokenKeys: () => tokenKeys,
+    tokenKeys,
     token,
     encryption,
     storage,

@@ -51,7 +51,8 @@ describe("the published key set (DESIGN.md §5, §6)", function () {
   it("the served JWKS holds exactly Token's app-facing keys; hello verify agrees", async function () {
     const report = await checkServedKeys(mesh.issuer, readBundle(bundles(), "token"));
     expect(report.problems).to.deep.equal([]);
-    expect(report.served).to.have.length(3); // RS256, ES256, EdDSA
+    // RS256, ES256, EdDSA, for ID Tokens and for signed userinfo: no other purpose
+    expect(report.served.map((kid) => kid.split(".")[0]).sort()).to.deep.equal(["id-token", "id-token", "id-token", "userinfo", "userinfo", "userinfo"]);
     const { stdout } = await run(process.execPath, [BIN, "verify", "--issuer", mesh.issuer, "--bundles", bundles()]);
     expect(stdout).to.include("verdict       ok");
   });

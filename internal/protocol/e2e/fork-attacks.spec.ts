@@ -7,24 +7,15 @@
 // Each refusal is exact, and has an honest twin that succeeds.
 
 import { expect } from "chai";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { type ProtocolMesh, USERS, appRequest, startProtocolMesh } from "../../testing/protocol-mesh.js";
 import { DEFAULT_DEV_USERS, type DevUser } from "../../devop/dev-op.js";
 import type { CreateUserResponse } from "../../gen/hello/token/v1/token_service_pb.js";
 import { verify } from "../jws.js";
 import { RECORD_TYPES, type SubjectRecord } from "../tokens.js";
+import { refusal } from "../../testing/refusal.js";
 
 const ERIN: DevUser = { sub: "erin-0006", email: "erin@example.org", email_verified: true, name: "Erin Example", password: "erin" };
-
-async function refusal(call: Promise<unknown>): Promise<{ code: Code; message: string }> {
-  try {
-    await call;
-  } catch (error) {
-    const e = ConnectError.from(error);
-    return { code: e.code, message: e.rawMessage };
-  }
-  return expect.fail("the call succeeded");
-}
 
 describe("a rogue Orchestration cannot fork a user, even across Token replicas (DESIGN.md §5; issue 11, item 3)", function () {
   this.timeout(180_000);

@@ -137,7 +137,7 @@ describe("Encryption's keyring rotates without downtime (issue 5), on PostgreSQL
     expect(failures).to.deep.equal([]);
     const before = (await keyringAdmin().getKeyringStatus({})).status!;
     const oldKey = before.currentKeyId;
-    expect(await keyIdsInDatabase()).to.deep.equal({ [oldKey]: 36 }); // 12 × (subject, wallet, release)
+    expect(await keyIdsInDatabase()).to.deep.equal({ [oldKey]: 48 }); // 12 × (subject, wallet, release, reservation)
 
     const loops = [0, 1, 2].map((i) => loginLoop(i));
     try {

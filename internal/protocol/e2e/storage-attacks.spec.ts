@@ -24,12 +24,12 @@ import type { AccessGrant } from "../../gen/hello/token/v1/token_service_pb.js";
 import { isLostCreateRace } from "../../orchestration/login-driver.js";
 import { type ProtocolMesh, APPS, USERS, appRequest, startProtocolMesh } from "../../testing/protocol-mesh.js";
 import { verify } from "../jws.js";
-import { releaseHash, subjectHash, walletHash } from "../lookup-key.js";
+import { releaseHash, reservationHash, subjectHash, walletHash } from "../lookup-key.js";
 import { RECORD_TYPES, type RecordClaims } from "../tokens.js";
 
 const run = promisify(execFile);
 const CAROL = DEFAULT_DEV_USERS[2]!;
-type AppName = "a" | "b";
+type AppName = "a" | "b" | "es";
 
 // --- what the file saw, for the last test: every refusal, and every secret-ish value ---
 
@@ -271,18 +271,22 @@ describe("what Storage and its database can learn or do (DESIGN.md §5), on Post
 
       // Honest twin: the dump is not empty; it holds exactly the rows the logins made.
       const counts = await countByKind();
-      expect(counts).to.deep.equal({ subject: 2, wallet: 2, release: 4 }); // 2 users × (subject + wallet) + 2 × 2 releases
+      // 2 users × (subject + wallet) + 2 × 2 releases, each release's directed id reserved
+      expect(counts).to.deep.equal({ subject: 2, wallet: 2, release: 4, reservation: 4 });
       const expectedHashes = [
         subjectHash(mesh.lookupKey, mesh.devOp.issuer, USERS.alice.sub),
         subjectHash(mesh.lookupKey, mesh.devOp.issuer, USERS.bob.sub),
         walletHash(mesh.lookupKey, uid.alice!),
         walletHash(mesh.lookupKey, uid.bob!),
         ...(["alice", "bob"] as const).flatMap((n) => [APPS.a, APPS.b].map((app) => releaseHash(mesh.lookupKey, uid[n]!, app.client_id))),
+        ...(["alice", "bob"] as const).flatMap((n) => (["a", "b"] as const).map((app) => reservationHash(mesh.lookupKey, APPS[app]!.client_id, directed[n]![app]!))),
       ];
       const { rows: stored } = await db.query<{ hash: string; ciphertext: Buffer }>("SELECT hash, ciphertext FROM records");
       expect(stored.map((r) => r.hash)).to.have.members(expectedHashes);
       const { rows: spent } = await db.query<{ n: string }>("SELECT count(*) AS n FROM spent_token_ids");
-      expect(Number(spent[0]!.n), "create tokens spent: 2 users × (wallet, subject, 2 releases)").to.equal(8);
+      // Create tokens: 2 users × (wallet, subject, 2 × (reservation, release)); and the Error
+      // Token each subject and release create relied on: 2 × (1 + 2).
+      expect(Number(spent[0]!.n), "create tokens and Error Tokens spent").to.equal(2 * 6 + 2 * 3);
       for (const dump of dumps) {
         for (const hash of expectedHashes) expect(dump, `pg_dump holds ${hash}`).to.include(hash);
         for (const r of stored) expect(dump, "pg_dump holds each ciphertext").to.include(r.ciphertext.toString("hex"));
@@ -439,16 +443,16 @@ describe("what Storage and its database can learn or do (DESIGN.md §5), on Post
       expect(madeSubject).to.include({ op_iss: mesh.devOp.issuer, op_sub: CAROL.sub });
       seen.uids.add(madeSubject.uid);
       // An Error Token of another kind: the release read of an app alice has not used.
-      const releaseAbsent = await mesh.encryption().readRecord({ accessToken: (await returningUser(USERS.alice, "b")).releaseRead.accessToken });
+      const releaseAbsent = await mesh.encryption().readRecord({ accessToken: (await returningUser(USERS.alice, "es")).releaseRead.accessToken });
       expect(releaseAbsent.result.case).to.equal("errorToken");
       expect(await refusal("alice's CreateUser with a release Error Token", mesh.token().createUser({ sessionToken: alice.sessionToken, errorToken: releaseAbsent.result.value as string })))
         .to.deep.equal(notAnswered);
       // Honest twin for alice: her session goes on with her record.
-      const user = await mesh.token().authorizeUser({ sessionToken: alice.sessionToken, subjectRecord: aliceRead.result.value as string });
+      const user = await mesh.token().authorizeUser({ sessionToken: alice.sessionToken, subjectRecord: aliceRead.result.value as string, subjectReceipt: aliceRead.receipt });
       expect(noteGrant(user.walletRead).hash).to.equal(walletHash(mesh.lookupKey, uid.alice!));
       // Nothing was written: carol is still new, alice is still one user.
       expect(await subjectRows(carolHash())).to.equal(0);
-      expect(await countByKind()).to.deep.equal({ subject: 2, wallet: 2, release: 4 });
+      expect(await countByKind()).to.deep.equal({ subject: 2, wallet: 2, release: 4, reservation: 4 });
     });
 
     let race: {
@@ -660,11 +664,11 @@ describe("what Storage and its database can learn or do (DESIGN.md §5), on Post
       const kids = (c: Component) =>
         (JSON.parse(text(path.join(keysDir(c), "signing-keys.json"))) as { keys: Array<{ kid: string }> }).keys.map((k) => k.kid);
       expect(kids("storage")).to.have.length.above(0);
-      // Storage: its Error Token key and its create-receipt key, one purpose each.
+      // Storage: its Error Token key and its receipt key, one purpose each.
       expect(kids("storage").map((k) => k.split(".")[0]).sort()).to.deep.equal(["error", "receipt"]);
       // Honest twin: Token's file holds its signing keys, and no Error Token key.
       expect(kids("token").map((k) => k.split(".")[0]).sort()).to.deep.equal(
-        ["access", "id-token", "id-token", "id-token", "key-set", "record", "session"],
+        ["access", "id-token", "id-token", "id-token", "key-set", "record", "session", "userinfo", "userinfo", "userinfo"],
       );
       // And the configurations point at exactly these files.
       expect(loadComponentConfig(mesh.deployment.configFiles.encryption, "encryption").keys.keyring).to.equal(path.join(keysDir("encryption"), "keyring.json"));

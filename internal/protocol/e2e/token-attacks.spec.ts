@@ -4,7 +4,7 @@
 
 import { generateKeyPairSync } from "node:crypto";
 import { expect } from "chai";
-import { Code, ConnectError, createRouterTransport, createClient } from "@connectrpc/connect";
+import { Code, createRouterTransport, createClient } from "@connectrpc/connect";
 import { SignJWT, UnsecuredJWT } from "jose";
 import { type ProtocolMesh, USERS, appRequest, startProtocolMesh } from "../../testing/protocol-mesh.js";
 import type { AccessGrant } from "../../gen/hello/token/v1/token_service_pb.js";
@@ -15,16 +15,7 @@ import { generateSigningKey } from "../signing-keys.js";
 import { ACCESS_TOKEN, RECORD_TYPES } from "../tokens.js";
 import type { DevUser } from "../../devop/dev-op.js";
 import { loginContext } from "../../orchestration/login-driver.js";
-
-async function refusal(call: Promise<unknown>): Promise<{ code: Code; message: string }> {
-  try {
-    await call;
-  } catch (error) {
-    const e = ConnectError.from(error);
-    return { code: e.code, message: e.rawMessage };
-  }
-  return expect.fail("the call succeeded");
-}
+import { refusal } from "../../testing/refusal.js";
 
 /** Re-signs nothing: changes one claim of a JWS payload, keeping the old signature. */
 function tamper(jws: string, change: (payload: Record<string, unknown>) => void): string {
