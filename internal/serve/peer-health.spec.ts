@@ -73,6 +73,18 @@ describe("PeerHealth: whether the peers a component needs serve", function () {
     expect(storage.checks).to.equal(2);
   });
 
+  it("a question is answered 'not serving' when its look does not answer within settleWithinMs (a hung peer); the look goes on", async function () {
+    const storage = peer();
+    health = new PeerHealth({ peers: [{ name: "storage", health: storage.health }], settleWithinMs: 20 });
+    expect(await health.settle(), "the peer has not answered").to.equal(false);
+    expect(storage.checks).to.equal(1);
+    const changed = new Promise((resolve) => health!.onChange(resolve));
+    storage.answer(0, true); // the hung look ends after all
+    await changed;
+    expect(await health.settle()).to.equal(true);
+    expect(storage.checks, "served: no new look").to.equal(1);
+  });
+
   it("questions that come while a look is under way share the one look after it; while serving, none is needed", async function () {
     const storage = peer();
     health = new PeerHealth({ peers: [{ name: "storage", health: storage.health }] });

@@ -19,6 +19,12 @@ import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../g
  * with room for a machine so busy that a healthy one answers slowly.
  */
 export const PEER_CHECK_DEADLINE_MS = 2_000;
+/**
+ * How long a question asked while not serving waits for its fresh look: a look at a hung
+ * peer takes its whole deadline, and a login or probe should not. A look that takes
+ * longer goes on; the question is answered "not serving" meanwhile.
+ */
+export const SETTLE_WITHIN_MS = 1_500;
 /** How often to look while some peer does not serve: a peer back is seen well within a second. */
 export const NOT_SERVING_EVERY_MS = 250;
 /** How often to look while every peer serves (a failed call makes it look at once). */
@@ -29,6 +35,8 @@ export interface PeerHealthOptions {
   readonly peers: ReadonlyArray<{ readonly name: Component; readonly health: Client<typeof Health> }>;
   /** Default PEER_CHECK_DEADLINE_MS. A peer that itself checks a peer needs more. */
   readonly deadlineMs?: number;
+  /** Default SETTLE_WITHIN_MS; likewise more for a peer that looks at its own first. */
+  readonly settleWithinMs?: number;
 }
 
 export type PeerHealthListener = (serving: boolean, notServing: readonly Component[]) => void;
@@ -36,6 +44,7 @@ export type PeerHealthListener = (serving: boolean, notServing: readonly Compone
 export class PeerHealth {
   readonly #peers: PeerHealthOptions["peers"];
   readonly #deadlineMs: number;
+  readonly #settleWithinMs: number;
   /** The peers not known to serve: all of them until the first look. */
   #notServing: readonly Component[];
   readonly #listeners = new Set<PeerHealthListener>();
@@ -48,6 +57,7 @@ export class PeerHealth {
   constructor(options: PeerHealthOptions) {
     this.#peers = options.peers;
     this.#deadlineMs = options.deadlineMs ?? PEER_CHECK_DEADLINE_MS;
+    this.#settleWithinMs = options.settleWithinMs ?? SETTLE_WITHIN_MS;
     this.#notServing = options.peers.map((p) => p.name);
   }
 
@@ -75,11 +85,18 @@ export class PeerHealth {
 
   /**
    * Whether every peer serves: at once while they did at the last look; otherwise from
-   * a look begun after this call (so never from an answer older than the question).
+   * a look begun after this call (so never from an answer older than the question), or
+   * false if that look has not answered within settleWithinMs.
    */
   async settle(): Promise<boolean> {
     if (this.serving) return true;
-    await this.#look();
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.#settleWithinMs)));
+    try {
+      await Promise.race([this.#look(), late]);
+    } finally {
+      clearTimeout(timer);
+    }
     return this.serving;
   }
 

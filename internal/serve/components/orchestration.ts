@@ -10,7 +10,7 @@ import { createMeshTransport } from "../../../mesh/client.js";
 import { TokenService } from "../../gen/hello/token/v1/token_service_pb.js";
 import { EncryptionService } from "../../gen/hello/encryption/v1/encryption_service_pb.js";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
-import { PEER_CHECK_DEADLINE_MS, PeerHealth, onUnavailable } from "../peer-health.js";
+import { PEER_CHECK_DEADLINE_MS, PeerHealth, SETTLE_WITHIN_MS, onUnavailable } from "../peer-health.js";
 import { loadLookupKey, loadSecretKey } from "../../protocol/key-files.js";
 import { LoginDriver } from "../../orchestration/login-driver.js";
 import { startFrontDoor } from "../../orchestration/front-door/front-door.js";
@@ -31,6 +31,7 @@ export const orchestrationService: ServiceFactory<"orchestration"> = async (conf
     peers: (["token", "encryption"] as const).map((name) => ({ name, health: createClient(Health, transports[name]) })),
     // Encryption may look at Storage before it answers: room for that look and its own.
     deadlineMs: 2 * PEER_CHECK_DEADLINE_MS,
+    settleWithinMs: 2 * SETTLE_WITHIN_MS,
   });
   const token = createClient(TokenService, transports.token);
   const tokenKeys = peerKeys(deps.bundles, "token");
