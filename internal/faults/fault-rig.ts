@@ -309,7 +309,7 @@ async function auditRows(
     }
     if (row.kind === "subject") subjects.push({ hash: row.hash, claims: claims as RecordClaims["subject"] });
     else if (row.kind === "release") releases.push({ hash: row.hash, claims: claims as RecordClaims["release"] });
-    else {
+    else if (row.kind === "wallet") {
       const wallet = claims as RecordClaims["wallet"];
       if (row.hash !== walletHash(keys.lookupKey, wallet.uid)) problems.push(`a wallet row is not stored under its user's hash`);
       wallets.set(wallet.uid, wallet);
