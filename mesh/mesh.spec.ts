@@ -13,7 +13,7 @@ import { type EchoMesh, PROTOCOL_SERVICES, meshClient, startEchoMesh } from "./t
 import { type TestPki, makeTestPki } from "../internal/testing/test-pki.js";
 import { BuildInfoService } from "../internal/gen/hello/common/v1/build_info_pb.js";
 import { MetricsService } from "../internal/gen/hello/common/v1/metrics_pb.js";
-import { Health } from "../internal/gen/grpc/health/v1/health_pb.js";
+import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../internal/gen/grpc/health/v1/health_pb.js";
 import { TokenService } from "../internal/gen/hello/token/v1/token_service_pb.js";
 import { StorageService } from "../internal/gen/hello/storage/v1/storage_service_pb.js";
 
@@ -21,16 +21,20 @@ import { StorageService } from "../internal/gen/hello/storage/v1/storage_service
  * The allowed edges, written out from DESIGN.md §1 independently of mesh/policy.ts,
  * so that a change to the table that the design does not sanction fails here.
  */
-function expectedAllowed(caller: { component: Component; operator: boolean }, server: Component, service: string): boolean {
+function expectedAllowed(caller: { component: Component; operator: boolean }, server: Component, service: string, method: string): boolean {
   if (service === "hello.common.v1.BuildInfoService" || service === "hello.common.v1.MetricsService") return caller.operator;
-  if (service === "grpc.health.v1.Health" || service === "grpc.reflection.v1.ServerReflection") {
-    return caller.operator && caller.component === server;
-  }
-  if (caller.operator) return false;
+  const edge =
+    !caller.operator &&
+    ((caller.component === "orchestration" && server === "token") ||
+      (caller.component === "orchestration" && server === "encryption") ||
+      (caller.component === "encryption" && server === "storage"));
+  // Health: all of it for the component's own operator; Check alone along each edge.
+  if (service === "grpc.health.v1.Health") return (caller.operator && caller.component === server) || (edge && method === "Check");
+  if (service === "grpc.reflection.v1.ServerReflection") return caller.operator && caller.component === server;
   return (
-    (caller.component === "orchestration" && server === "token" && service === "hello.token.v1.TokenService") ||
-    (caller.component === "orchestration" && server === "encryption" && service === "hello.encryption.v1.EncryptionService") ||
-    (caller.component === "encryption" && server === "storage" && service === "hello.storage.v1.StorageService")
+    edge &&
+    (service === "hello.token.v1.TokenService" || service === "hello.encryption.v1.EncryptionService" || service === "hello.storage.v1.StorageService") &&
+    service.split(".")[1] === server
   );
 }
 
@@ -85,8 +89,8 @@ describe("mesh: mutual TLS with a CA per custodian (DESIGN.md §2)", function ()
       );
       for (const service of services) {
         for (const caller of callers) {
-          const allowed = expectedAllowed(caller, server, service.typeName);
-          it(`${label(caller)} -> ${server} ${service.typeName}: ${allowed ? "allowed" : "PERMISSION_DENIED"}`, async function () {
+          const allowed = expectedAllowed(caller, server, service.typeName, service.methods[0]!.name);
+          it(`${label(caller)} -> ${server} ${service.typeName}/${service.methods[0]!.name}: ${allowed ? "allowed" : "PERMISSION_DENIED"}`, async function () {
             const code = await codeOf(callFirstMethod(service, server, credentialsOf(caller)));
             expect(code).to.equal(allowed ? "ok" : Code.PermissionDenied);
           });
@@ -104,6 +108,38 @@ describe("mesh: mutual TLS with a CA per custodian (DESIGN.md §2)", function ()
         { server: "token", method: "MintIdToken", caller: "orchestration" },
         { server: "token", method: "GetKeySet", caller: "orchestration" },
       ]);
+    });
+
+    describe("health along each edge: Check only", function () {
+      const edges = [["orchestration", "token"], ["orchestration", "encryption"], ["encryption", "storage"]] as const;
+      const health = (server: Component, as: MeshCredentials) => meshClient(Health, server, mesh.servers[server].url, as, trust);
+      /** The first answer of a Watch stream (or its refusal). */
+      const firstWatched = async (server: Component, as: MeshCredentials) => {
+        for await (const answer of health(server, as).watch({ service: "" })) return answer;
+        return undefined;
+      };
+
+      for (const [caller, server] of edges) {
+        it(`${caller} -> ${server}: Check answers SERVING; List and Watch are PERMISSION_DENIED`, async function () {
+          const as = pki.leaf(caller);
+          expect((await health(server, as).check({ service: "" })).status).to.equal(ServingStatus.SERVING);
+          expect(await codeOf(health(server, as).list({}))).to.equal(Code.PermissionDenied);
+          expect(await codeOf(firstWatched(server, as))).to.equal(Code.PermissionDenied);
+        });
+      }
+
+      it("no one else's Check: not the other direction, not across an edge, not another component", async function () {
+        const refused: Array<[Component, Component]> = [
+          ["token", "orchestration"], ["encryption", "orchestration"], ["storage", "encryption"], // the other direction
+          ["orchestration", "storage"], ["token", "storage"], ["token", "encryption"], ["storage", "token"], ["encryption", "token"],
+        ];
+        for (const [caller, server] of refused) {
+          expect(await codeOf(health(server, pki.leaf(caller)).check({ service: "" })), `${caller} -> ${server}`).to.equal(Code.PermissionDenied);
+        }
+        // An operator keeps all of its own component's health, and none of another's.
+        expect(await codeOf(firstWatched("storage", pki.operator("storage")))).to.equal("ok");
+        expect(await codeOf(health("storage", pki.operator("encryption")).check({ service: "" }))).to.equal(Code.PermissionDenied);
+      });
     });
 
     it("a refused call never reaches the handler", async function () {

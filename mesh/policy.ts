@@ -4,6 +4,10 @@
 //   Orchestration -> Token        hello.token.v1.TokenService/*
 //   Orchestration -> Encryption   hello.encryption.v1.EncryptionService/*
 //   Encryption    -> Storage      hello.storage.v1.StorageService/*
+//   along each of these edges:    grpc.health.v1.Health/Check (only: not Watch or List),
+//                                 so a caller serves only while what it needs does;
+//                                 Encryption reports NOT_SERVING while Storage does, so
+//                                 Orchestration sees the whole path
 //   <component>/operator -> <component>: health, reflection; keyring admin (Encryption)
 //                                 and key-wrapping admin (Storage)
 //   any custodian's operator -> any component: BuildInfo, metrics (seed 000)
@@ -33,6 +37,8 @@ export interface Rule {
 // take an "any-operator" rule like BuildInfo (below).
 const OPERATOR_SERVICES = ["/grpc.health.v1.Health/*", "/grpc.reflection.v1.ServerReflection/*"];
 
+const HEALTH_CHECK = "/grpc.health.v1.Health/Check";
+
 export const RULES: readonly Rule[] = [
   {
     server: "token",
@@ -49,6 +55,11 @@ export const RULES: readonly Rule[] = [
     methods: "/hello.storage.v1.StorageService/*",
     callers: [{ kind: "component", component: "encryption" }],
   },
+  // Health along each edge above (DESIGN.md §1): Check alone. Watch would hold a stream
+  // open per caller, and List names every service a peer serves; neither is needed.
+  { server: "token", methods: HEALTH_CHECK, callers: [{ kind: "component", component: "orchestration" }] },
+  { server: "encryption", methods: HEALTH_CHECK, callers: [{ kind: "component", component: "orchestration" }] },
+  { server: "storage", methods: HEALTH_CHECK, callers: [{ kind: "component", component: "encryption" }] },
   // Keyring rotation (docs/keyring-rotation.md): each custodian's operator runs its own side.
   { server: "encryption", methods: "/hello.encryption.v1.KeyringAdminService/*", callers: [{ kind: "own-operator" }] },
   { server: "storage", methods: "/hello.storage.v1.KeyWrappingAdminService/*", callers: [{ kind: "own-operator" }] },

@@ -86,7 +86,7 @@ async function redeem(app: App, code: string, verifier: string, nonce: string): 
 
 /**
  * A login at hello-mesh's front door for the upstream subject `sub`: /authorize, the
- * upstream provider (which logs `sub` in at once), /upstream/callback, the consent
+ * upstream provider (which logs `sub` in at once), /upstream/callback/bench, the consent
  * page for a new user, then the code. `expect` says which the user must be.
  */
 export async function frontDoorLogin(app: App, sub: string, expect: "new" | "returning"): Promise<void> {

@@ -16,6 +16,7 @@ import { MetricsService } from "../../internal/gen/hello/common/v1/metrics_pb.js
 import { seriesSum } from "../../internal/metrics/exposition.js";
 import { operatorCredentials } from "../../internal/serve/credentials.js";
 import { loadDevConfig } from "../../internal/config/dev-config.js";
+import { upstreamRedirectUri } from "../../internal/config/component-config.js";
 import { type ComponentProcesses, startComponentProcesses } from "../../internal/serve/component-processes.js";
 import { type DevDeployment, prepareDevDeployment } from "../../internal/serve/dev-deployment.js";
 import { freePort } from "../../internal/testing/free-port.js";
@@ -74,7 +75,7 @@ export async function startRig(log: (line: string) => void): Promise<Rig> {
     const inprocIssuer = `http://localhost:${ports.inproc}`;
     const upstream = await startChild<{ issuer: string; jwksUri: string }>("upstream-op.ts", [
       "--client-id", UPSTREAM.clientId, "--client-secret", UPSTREAM.clientSecret,
-      "--redirect-uri", `${meshIssuer}/upstream/callback`, "--redirect-uri", `${inprocIssuer}/upstream/callback`,
+      "--redirect-uri", upstreamRedirectUri(meshIssuer, "bench"), "--redirect-uri", upstreamRedirectUri(inprocIssuer, "bench"),
     ]);
     cleanup.push(() => upstream.stop());
 

@@ -88,6 +88,17 @@ describe("hello start: all four components, each its own process", function () {
     }
   });
 
+  it("says it is running only once the front door is ready (a login would succeed): /healthz/ready answers 200", async function () {
+    const output = hello.output();
+    const frontDoor = /^front door *│ ready: \/healthz\/ready answers 200 \(\d+ ms after start\)$/m.exec(output);
+    expect(frontDoor, "the front door's readiness line").to.not.equal(null);
+    expect(frontDoor!.index).to.be.lessThan(output.indexOf("hello-mesh is running"));
+    const ready = await fetch(`http://127.0.0.1:${ports.public}/healthz/ready`);
+    expect(ready.status).to.equal(200);
+    expect(await ready.json()).to.deep.equal({ status: "ready" });
+    expect((await fetch(`http://127.0.0.1:${ports.public}/healthz/live`)).status).to.equal(200);
+  });
+
   it("hello metrics: any custodian's operator reads any component's metrics (seed 000)", async function () {
     const config = path.join(dir, "hello.config.json");
     // Each component read by another custodian's operator, and one by its own.

@@ -13,8 +13,10 @@ import { rm } from "node:fs/promises";
 import { COMPONENTS, type Component } from "../../mesh/identity.js";
 import { ConfigError } from "../../internal/config/errors.js";
 import { derivedConfigPath, loadDevConfig } from "../../internal/config/dev-config.js";
+import { upstreamRedirectUri } from "../../internal/config/component-config.js";
 import { discoverJwksUris, prepareDevDeployment } from "../../internal/serve/dev-deployment.js";
 import { startComponentProcesses } from "../../internal/serve/component-processes.js";
+import { waitUntilFrontDoorReady } from "../../internal/serve/readiness.js";
 import { deploymentRecord, deploymentRecordPath, pidsOf, writeDeploymentRecord } from "../../internal/serve/deployment-record.js";
 import { buildComponents, pinnedNodeVersion } from "../../internal/build/build.js";
 import { startDevOp } from "../../internal/devop/dev-op.js";
@@ -71,10 +73,14 @@ export async function runStart(args: string[]): Promise<number> {
         clients: [{
           client_id: devProvider.client_id,
           ...(devProvider.client_secret ? { client_secret: devProvider.client_secret } : {}),
-          redirect_uris: [`${dev.issuer.replace(/\/$/, "")}/upstream/callback`],
+          redirect_uris: [upstreamRedirectUri(dev.issuer, devProvider.id)],
         }],
       })
     : undefined;
+  // Every other provider must know where to send the browser back: one path each.
+  for (const provider of dev.providers) {
+    if (provider !== devProvider) out(`  provider ${provider.id}: its client must be registered with the redirect URI ${upstreamRedirectUri(dev.issuer, provider.id)}`);
+  }
 
   const jwksUris = await discoverJwksUris(dev, (line) => out(`  ${line}; Token will not accept its ID Tokens`));
   const reachable = { ...dev, providers: dev.providers.filter((p) => p.jwks_uri ?? jwksUris[p.id]) };
@@ -82,10 +88,18 @@ export async function runStart(args: string[]): Promise<number> {
   const { certs } = deployment;
   out(deployment.createdCertificates ? `Made development CAs and certificates under ${certs}` : `Using the certificates under ${certs}`);
 
+  const spawned = performance.now();
   const processes = startComponentProcesses(deployment, {
     artifacts,
     onSpawn: relayLogs,
     onReady: (c, ms) => out(`${c.padEnd(13)}│ ready: grpc.health.v1 reports SERVING (${ms} ms after start)`),
+  });
+  // "Running" only once a login would succeed: the front door's readiness says so.
+  const frontDoor = deployment.configs.orchestration as Extract<(typeof deployment.configs)["orchestration"], { component: "orchestration" }>;
+  const waiting = new AbortController();
+  const ready = processes.ready.then(async () => {
+    await waitUntilFrontDoorReady(`http://${frontDoor.public.host}:${frontDoor.public.port}`, 60_000, waiting.signal);
+    out(`${"front door".padEnd(13)}│ ready: /healthz/ready answers 200 (${Math.round(performance.now() - spawned)} ms after start)`);
   });
   const recordFile = deploymentRecordPath(dev);
   const demoClient = dev.clients.find((c) => c.redirect_uris.includes(`http://localhost:${dev.ports.demo}/callback`));
@@ -94,6 +108,7 @@ export async function runStart(args: string[]): Promise<number> {
   const stop = () => {
     if (!stopping) {
       out("\nStopping…");
+      waiting.abort();
       stopping = Promise.all([processes.stop(), demo?.close(), devOp?.close(), rm(recordFile, { force: true })]).then(() => undefined);
     }
     return stopping;
@@ -106,7 +121,7 @@ export async function runStart(args: string[]): Promise<number> {
       });
     }
   });
-  const started = await Promise.race([processes.ready.then(() => "ready" as const), signalled, processes.exited]).catch(
+  const started = await Promise.race([ready.then(() => "ready" as const), signalled, processes.exited]).catch(
     (error: unknown) => error as Error,
   );
   if (started instanceof Error) {

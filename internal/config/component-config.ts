@@ -38,9 +38,31 @@ export const FrontDoorClientSchema = z.strictObject({
 });
 export type FrontDoorClient = z.infer<typeof FrontDoorClientSchema>;
 
+/**
+ * Where an upstream provider sends the browser back: one path per provider, so that an
+ * answer can be checked against the provider its login was started with (a mix-up
+ * defence, RFC 9700 §4.4). The redirect URI to register with the provider.
+ */
+export const UPSTREAM_CALLBACK_PATH = "/upstream/callback/";
+export function upstreamRedirectUri(issuer: string, providerId: string): string {
+  return `${issuer.replace(/\/$/, "")}${UPSTREAM_CALLBACK_PATH}${providerId}`;
+}
+
+/** A provider's id names its callback path, so it must stand in a URL path as it is. */
+export const ProviderIdSchema = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9-]{0,31}$/, "must be 1-32 lowercase letters, digits or dashes, starting with a letter or digit (it names the provider's callback path, /upstream/callback/<id>)");
+
+/** Reports every id that an earlier entry already has. */
+function uniqueIds<T extends { id: string }>(items: T[], ctx: z.RefinementCtx) {
+  items.forEach((item, i) => {
+    if (items.findIndex((other) => other.id === item.id) < i) ctx.addIssue({ code: "custom", path: [i, "id"], message: "duplicate provider id" });
+  });
+}
+
 /** An upstream OP the front door is a relying party of. */
 export const UpstreamProviderSchema = z.strictObject({
-  id: z.string().min(1),
+  id: ProviderIdSchema,
   name: z.string().min(1),
   issuer: z.url(),
   client_id: z.string().min(1),
@@ -59,7 +81,7 @@ export const OrchestrationConfigSchema = z.strictObject({
   public: z.strictObject({ host: z.string().min(1).default("127.0.0.1"), port: Port }),
   issuer: z.url(),
   clients: z.array(FrontDoorClientSchema),
-  providers: z.array(UpstreamProviderSchema),
+  providers: z.array(UpstreamProviderSchema).superRefine(uniqueIds),
   /**
    * Where replicas share codes and access tokens: a PostgreSQL database of
    * Orchestration's custodian's own (never the records database). Absent: memory, for a
@@ -81,7 +103,8 @@ export type RegisteredClient = z.infer<typeof RegisteredClientSchema>;
 
 /** An upstream OP Token accepts ID Tokens from, with where Token itself fetches its keys. */
 export const AllowedProviderSchema = z.strictObject({
-  id: z.string().min(1),
+  /** The same id as in Orchestration's configuration. */
+  id: ProviderIdSchema,
   issuer: z.url(),
   jwks_uri: z.url(),
   /** The `aud` this provider issues to us: Token's own expectation, not Orchestration's. */
@@ -96,7 +119,7 @@ export const TokenConfigSchema = z.strictObject({
   issuer: z.url(),
   keys: z.strictObject({ signing: z.string().min(1), lookup: z.string().min(1) }),
   clients: z.array(RegisteredClientSchema),
-  providers: z.array(AllowedProviderSchema),
+  providers: z.array(AllowedProviderSchema).superRefine(uniqueIds),
 });
 
 export const EncryptionConfigSchema = z.strictObject({

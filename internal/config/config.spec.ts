@@ -87,4 +87,23 @@ describe("configuration (DESIGN.md §6)", function () {
     expect(storage.database.url).to.equal(undefined);
     expect(storage.database.dataDir).to.equal(path.join(dir, "state", "storage", "pgdata"));
   });
+
+  it("a provider id names its callback path (/upstream/callback/<id>): one that is not path-safe, or is used twice, is refused in every schema", async function () {
+    const dev = (await load({ issuer: "http://localhost:9000", providers: [{ id: "dev", name: "Dev", issuer: "http://localhost:9001", client_id: "c", jwks_uri: "http://localhost:9001/jwks" }] }))();
+    const configs = deriveComponentConfigs(dev);
+    for (const component of ["orchestration", "token"] as const) {
+      const config = configs[component] as { providers: Array<{ id: string }> };
+      expect(ComponentConfigSchema.safeParse(config).success, `${component} as derived`).to.equal(true);
+      for (const id of ["../token", "dev/x", "Dev", "dev?x", "", "a".repeat(33)]) {
+        const result = ComponentConfigSchema.safeParse({ ...config, providers: [{ ...config.providers[0]!, id }] });
+        expect(result.success, `${component} ${JSON.stringify(id)}`).to.equal(false);
+        expect(result.error!.issues[0]!.path).to.deep.equal(["providers", 0, "id"]);
+        expect(result.error!.issues[0]!.message).to.include("/upstream/callback/<id>");
+      }
+      const twice = ComponentConfigSchema.safeParse({ ...config, providers: [config.providers[0], config.providers[0]] });
+      expect(twice.error?.issues.map((i) => `${i.path.join(".")}: ${i.message}`)).to.deep.equal(["providers.1.id: duplicate provider id"]);
+    }
+    expect(problemsOf(await load({ issuer: "http://localhost:9000", providers: [{ id: "my/op", name: "x", issuer: "https://op.example", client_id: "c" }] })).join("\n"))
+      .to.include("providers[0].id: must be 1-32 lowercase letters, digits or dashes");
+  });
 });

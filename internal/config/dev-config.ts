@@ -5,7 +5,7 @@
 import path from "node:path";
 import { z } from "zod";
 import type { Component } from "../../mesh/identity.js";
-import type { ComponentConfig } from "./component-config.js";
+import { type ComponentConfig, ProviderIdSchema } from "./component-config.js";
 import { parseConfigFile } from "./errors.js";
 
 const Port = z.number().int().min(1).max(65535);
@@ -24,7 +24,7 @@ const ClientSchema = z.strictObject({
 });
 
 const ProviderSchema = z.strictObject({
-  id: z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/, "id must be 1-32 lowercase letters, digits or dashes"),
+  id: ProviderIdSchema,
   name: z.string().min(1),
   issuer: z.url(),
   client_id: z.string().min(1),

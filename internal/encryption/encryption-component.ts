@@ -1,7 +1,9 @@
 // The Encryption component as `hello serve encryption` runs it: the keyring (watched,
 // so a rotation needs no restart), the client of Storage, EncryptionService for
 // Orchestration, and KeyringAdminService with the re-wrap job for Encryption's own
-// operator (docs/keyring-rotation.md).
+// operator (docs/keyring-rotation.md). Encryption serves (grpc.health.v1, "" and
+// EncryptionService) only while Storage does: it watches Storage's health, so that
+// Orchestration, watching Encryption's, sees the whole path (DESIGN.md §1).
 
 import { createClient } from "@connectrpc/connect";
 import type { ConnectRouter } from "@connectrpc/connect";
@@ -14,6 +16,8 @@ import type { MeshCredentials } from "../../mesh/server.js";
 import type { EncryptionConfig } from "../config/component-config.js";
 import { EncryptionService } from "../gen/hello/encryption/v1/encryption_service_pb.js";
 import { KeyringAdminService } from "../gen/hello/encryption/v1/keyring_admin_service_pb.js";
+import { Health } from "../gen/grpc/health/v1/health_pb.js";
+import { PeerHealth, onUnavailable } from "../serve/peer-health.js";
 import { StorageService } from "../gen/hello/storage/v1/storage_service_pb.js";
 import type { Logger } from "../log/logger.js";
 import { watchKeyring } from "../protocol/key-files.js";
@@ -51,19 +55,21 @@ export function encryptionComponent(config: EncryptionConfig, deps: EncryptionCo
       "reloaded the keyring",
     );
   });
-  const storage = createClient(
-    StorageService,
-    createMeshTransport({
-      target: "storage",
-      baseUrl: config.peers.storage,
-      credentials: deps.credentials,
-      // Storage's CA as last reloaded: a rotated CA reaches this client too.
-      trust: trustOfBundles(deps.bundles),
-      // A new trace for each call, linked on our side: no trace id that ties one login's
-      // reads together reaches Storage (DESIGN.md §2, §5).
-      tracing: { newTrace: true },
-    }),
-  );
+  // One connection to Storage for its service and its health; a call that fails as
+  // unavailable makes Encryption look at Storage's health at once.
+  const transport = createMeshTransport({
+    target: "storage",
+    baseUrl: config.peers.storage,
+    credentials: deps.credentials,
+    // Storage's CA as last reloaded: a rotated CA reaches this client too.
+    trust: trustOfBundles(deps.bundles),
+    // A new trace for each call, linked on our side: no trace id that ties one login's
+    // reads together reaches Storage (DESIGN.md §2, §5).
+    tracing: { newTrace: true },
+    interceptors: [onUnavailable(() => storageHealth.suspect())],
+  });
+  const storage = createClient(StorageService, transport);
+  const storageHealth = new PeerHealth({ peers: [{ name: "storage", health: createClient(Health, transport) }] }).start();
   const job = new RewrapJob({
     keyring: watched.keyring,
     storage,
@@ -76,11 +82,14 @@ export function encryptionComponent(config: EncryptionConfig, deps: EncryptionCo
   const descriptors: readonly DescService[] = [EncryptionService, KeyringAdminService];
   return {
     descriptors,
+    // The keyring admin's operator calls answer whatever Storage does, so it stays SERVING.
+    readiness: { peers: storageHealth, services: [EncryptionService.typeName] },
     routes(router: ConnectRouter) {
       encryptionRoutes({ keyring: watched.keyring, tokenKeys: deps.tokenKeys, storageKeys: deps.storageKeys, storage })(router);
       keyringAdminRoutes({ keyring: watched.keyring, storage, job })(router);
     },
     async close() {
+      storageHealth.close();
       watched.close();
       await job.stop();
     },

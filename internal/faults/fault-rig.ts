@@ -90,7 +90,7 @@ export interface FaultRig {
   /** A person logging in to `app` through the front door with a fresh browser. */
   login(user: DevUser, app: App): Promise<LoginAttempt>;
   /**
-   * Everything up to the front door's /upstream/callback: the person has signed in at
+   * Everything up to the front door's /upstream/callback/dev: the person has signed in at
    * the provider, and `callback()` delivers the provider's answer to the front door.
    */
   prepareCallback(user: DevUser, app: App): Promise<{ callback(): Promise<FrontDoorAnswer> }>;
@@ -222,8 +222,9 @@ export async function startFaultRig(options: { database: "pglite" | "postgres"; 
     const first = await browser.go(request.url, {}, request.atApp);
     const form = browser.form(first, /\/login$/);
     // Sign in at the provider, stopping at the redirect back to the front door.
-    const back = await browser.submit(form, [["email", user.email], ["password", user.password]], (u) => atFrontDoor(u) && u.pathname === "/upstream/callback");
-    if (back.url.pathname !== "/upstream/callback") throw new Error("the provider did not send the browser back to the front door");
+    const atCallback = (u: URL) => atFrontDoor(u) && u.pathname === "/upstream/callback/dev";
+    const back = await browser.submit(form, [["email", user.email], ["password", user.password]], atCallback);
+    if (!atCallback(back.url)) throw new Error("the provider did not send the browser back to the front door");
     return {
       async callback() {
         const started = performance.now();
@@ -308,7 +309,7 @@ async function auditRows(
     }
     if (row.kind === "subject") subjects.push({ hash: row.hash, claims: claims as RecordClaims["subject"] });
     else if (row.kind === "release") releases.push({ hash: row.hash, claims: claims as RecordClaims["release"] });
-    else {
+    else if (row.kind === "wallet") {
       const wallet = claims as RecordClaims["wallet"];
       if (row.hash !== walletHash(keys.lookupKey, wallet.uid)) problems.push(`a wallet row is not stored under its user's hash`);
       wallets.set(wallet.uid, wallet);

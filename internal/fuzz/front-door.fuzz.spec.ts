@@ -1,6 +1,6 @@
 // Bad input at the front door (docs/bad-input.md): every public endpoint and parameter
 // — discovery, /jwks, /authorize (GET query and POST form, every OIDC parameter, request
-// objects signed, unsigned and broken), /authorize/provider, /upstream/callback,
+// objects signed, unsigned and broken), /authorize/provider, /upstream/callback/<id>,
 // /consent, /token (every client authentication), /userinfo, unknown paths and methods
 // — gets random and unicode strings, huge values, repeated parameters, wrong content
 // types, invalid percent-encoding and UTF-8, NUL bytes, JSON where a form belongs and
@@ -72,7 +72,7 @@ describe("bad input at the front door: clear 4xx answers, never a 5xx (docs/bad-
   it("any method on any path: a 404 or 405, never a crash", async function () {
     const methods = fc.constantFrom("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "TRACE", "CONNECT", "PROPFIND", "BREW", "get");
     const paths = fc.oneof(
-      fc.constantFrom("/", "/.well-known/openid-configuration", "/jwks", "/authorize", "/authorize/provider", "/upstream/callback", "/consent", "/token", "/userinfo", "/health"),
+      fc.constantFrom("/", "/.well-known/openid-configuration", "/jwks", "/authorize", "/authorize/provider", "/upstream/callback", "/upstream/callback/dev", "/upstream/callback/nowhere", "/consent", "/token", "/userinfo", "/health"),
       fc.constantFrom("//", "///", "//evil.example/x", "http://[", "http://evil.example/authorize", "*", "/%", "/%zz", "/%00", "/authorize%00", "/../../etc/passwd", "/.well-known/openid-configuration/../jwks", "/token/", "/TOKEN", "/;x", "/?", "/#x", "https://127.0.0.1/jwks"),
       fc.string({ maxLength: 30 }).map((p) => `/${encodeURI(p)}`),
       fc.webPath(),
@@ -137,17 +137,20 @@ describe("bad input at the front door: clear 4xx answers, never a 5xx (docs/bad-
     );
   });
 
-  it("/upstream/callback: junk answers from the provider, with junk cookies or the real flow's", async function () {
+  it("/upstream/callback/<id>: junk answers from the provider, with junk cookies or the real flow's", async function () {
     const params = fc.array(fc.tuple(fc.constantFrom("state", "code", "iss", "error", "error_description", "session_state", "scope", "x"), fc.oneof(anyString(), fc.constantFrom("login_required", "access_denied", "consent_required"))), { maxLength: 6 });
     await fc.assert(
-      fc.asyncProperty(params, fc.boolean(), fc.option(anyString(), { nil: undefined }), async (pairs, real, cookie) => {
+      fc.asyncProperty(params, fc.boolean(), fc.option(anyString(), { nil: undefined }), fc.constantFrom("dev", "dev2"), async (pairs, real, cookie, at) => {
         const all: Array<[string, string]> = real ? [["state", flow.state], ...pairs.filter(([k]) => k !== "state")] : pairs;
         const headers: Array<[string, string]> = [];
         if (real) headers.push(["Cookie", flow.cookie]);
         else if (cookie !== undefined) headers.push(["Cookie", `hello_flow_${headerSafe(cookie)}=${headerSafe(cookie)}; ${headerSafe(cookie)}`]);
-        const answer = await send({ method: "GET", target: Buffer.concat([Buffer.from("/upstream/callback?"), encodeForm(all, "standard")]), headers });
-        checkAnswer(answer, "GET /upstream/callback");
-        if (answer.status >= 300 && answer.status < 400) checkRedirectToApp(answer, "/upstream/callback");
+        // The flow began with "dev": its answer also comes to the other provider's path.
+        const target = Buffer.concat([Buffer.from(`/upstream/callback/${at}?`), encodeForm(all, "standard")]);
+        const answer = await send({ method: "GET", target, headers });
+        checkAnswer(answer, `GET /upstream/callback/${at}`);
+        if (answer.status >= 300 && answer.status < 400) checkRedirectToApp(answer, `/upstream/callback/${at}`);
+        if (real && at === "dev2") expect(answer.status, "an answer at another provider's path").to.equal(400);
       }),
       fuzzParameters("front door callback", 100),
     );

@@ -15,7 +15,7 @@ import { type MeshCredentials, type MeshServer, startMeshServer } from "../../me
 import { createMeshTransport } from "../../mesh/client.js";
 import { TrustStore } from "../../mesh/trust.js";
 import { buildInfoRoutes, currentBuildInfo } from "../buildinfo/build-info.js";
-import type { FrontDoorClient, RegisteredClient, UpstreamProvider, AllowedProvider } from "../config/component-config.js";
+import { type FrontDoorClient, type RegisteredClient, type UpstreamProvider, type AllowedProvider, upstreamRedirectUri } from "../config/component-config.js";
 import { type DevOp, startDevOp } from "../devop/dev-op.js";
 import { encryptionRoutes } from "../encryption/encryption-service.js";
 import { BuildInfoService } from "../gen/hello/common/v1/build_info_pb.js";
@@ -96,7 +96,7 @@ export async function startRig(): Promise<Rig> {
   const frontPort = await freePort();
   const issuer = `http://127.0.0.1:${frontPort}`;
   const devOp = await startDevOp({
-    clients: [{ ...UPSTREAM, redirect_uris: [`${issuer}/upstream/callback`] }],
+    clients: [{ ...UPSTREAM, redirect_uris: ["dev", "dev2"].map((id) => upstreamRedirectUri(issuer, id)) }],
   });
   const { privateKey, publicKey } = await generateKeyPair("ES256", { extractable: true });
   const appKey = { privateKey, kid: "app-jwt-1" };

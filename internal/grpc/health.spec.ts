@@ -86,6 +86,23 @@ describe("healthRoutes", () => {
     expect((await client.check({ service: "" })).status).to.equal(ServingStatus.SERVING);
   });
 
+  it("Check looks again (refreshWith) before it answers NOT_SERVING, and not before SERVING", async () => {
+    const { health, client } = setup();
+    let looks = 0;
+    health.refreshWith(async () => {
+      looks++;
+      health.set("", ServingStatus.SERVING); // the look finds the peers back
+    });
+    expect((await client.check({ service: "" })).status).to.equal(ServingStatus.SERVING);
+    expect(looks).to.equal(0);
+    health.set("", ServingStatus.NOT_SERVING);
+    expect((await client.check({ service: "" })).status).to.equal(ServingStatus.SERVING);
+    expect(looks).to.equal(1);
+    health.shutdown(); // stopping: no look can bring it back
+    expect((await client.check({ service: "" })).status).to.equal(ServingStatus.NOT_SERVING);
+    expect(looks).to.equal(1);
+  });
+
   it("Check answers NOT_FOUND for an unknown service", async () => {
     const { client } = setup();
     const error = ConnectError.from(await rejection(client.check({ service: "hello.nope.v1.Nope" })));

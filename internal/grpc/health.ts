@@ -31,6 +31,25 @@ export class HealthStatus {
     return this.#statuses.get(service);
   }
 
+  #refresh: (() => Promise<unknown>) | undefined;
+
+  /**
+   * For a component whose status follows its peers' (internal/serve/peer-health.ts):
+   * Check calls `refresh` before it answers NOT_SERVING, so that a probe is answered
+   * from a fresh look at the peers, not from the last periodic one.
+   */
+  refreshWith(refresh: () => Promise<unknown>): void {
+    this.#refresh = refresh;
+  }
+
+  /** What Check answers: looked at again first when NOT_SERVING and a refresh is set. */
+  async current(service: string): Promise<ServingStatus | undefined> {
+    if (this.get(service) === ServingStatus.NOT_SERVING && this.#refresh && !this.#stopped.signal.aborted) {
+      await this.#refresh().catch(() => {});
+    }
+    return this.get(service);
+  }
+
   /** Every service's status, in the order first set. */
   entries(): IterableIterator<[string, ServingStatus]> {
     return this.#statuses.entries();
@@ -67,8 +86,8 @@ const SERVICE_NAME = /^[A-Za-z_][A-Za-z0-9_.]{0,199}$/;
 export function healthRoutes(health: HealthStatus): (router: ConnectRouter) => void {
   return (router) => {
     router.service(Health, {
-      check(request) {
-        const status = health.get(request.service);
+      async check(request) {
+        const status = await health.current(request.service);
         if (status === undefined) {
           // The name is repeated back only when it is one: a megabyte of anything would not
           // fit in the grpc-message trailer, and the client would see a broken stream instead.

@@ -65,7 +65,7 @@ function labelVocabulary() {
     target: new Set<string>(COMPONENTS),
     method: new Set([...services.flatMap((s) => s.methods.map((m) => `${s.typeName}/${m.name}`)), "GET", "POST", "HEAD", "other"]),
     code: new Set(["ok", ...Object.values(Code).filter((c): c is Code => typeof c === "number").map((c) => codeToString(c))]),
-    route: new Set(["/.well-known/openid-configuration", "/jwks", "/authorize", "/authorize/provider", "/upstream/callback", "/consent", "/token", "/userinfo", "/health", "other"]),
+    route: new Set(["/.well-known/openid-configuration", "/jwks", "/authorize", "/authorize/provider", "/upstream/callback", "/consent", "/token", "/userinfo", "/health", "/healthz/live", "/healthz/ready", "other"]),
     kind: new Set(["code", "access-token", "assertion", "request-object", "other"]), // hello_state_*: what Orchestration's store holds
     status: /^[1-5]\d\d$/,
     le: /^(\d+(\.\d+)?(e[+-]?\d+)?|\+Inf)$/,
@@ -431,8 +431,9 @@ describe("observability: no identifier, claim, email or token in any log line or
     ].map((l) => l.trace_id));
     expect(atStorage.size, "Storage's call lines carry trace ids").to.be.greaterThan(5);
     expect([...atStorage].filter((id) => upstreamOfStorage.has(id)), "trace ids of the login seen at Storage").to.deep.equal([]);
+    // Encryption's calls to Storage: its service, and the health checks along the edge.
     const toStorage = linesOf("encryption")
-      .filter((l) => l.rpc?.side === "client" && l.rpc.method.startsWith("hello.storage.v1.StorageService/"))
+      .filter((l) => l.rpc?.side === "client" && (l.rpc.method.startsWith("hello.storage.v1.StorageService/") || (l.rpc.method === "grpc.health.v1.Health/Check" && l.rpc.peer === "storage")))
       .map((l) => l.trace_id!);
     expect(new Set(toStorage).size, "one trace per call to Storage").to.equal(toStorage.length);
     expect([...atStorage].every((id) => toStorage.includes(id)), "Storage's traces begin at Encryption").to.equal(true);

@@ -1,10 +1,12 @@
 // Two Orchestration replicas sharing codes through PostgreSQL: a code issued by one is
-// redeemed by the other, once, even when both try at the same moment.
+// redeemed by the other, once, even when both try at the same moment; and a second
+// redemption at either revokes what the first issued, whichever order they run in.
 
 import { expect } from "chai";
 import { type TestPostgres, startPostgres } from "../testing/postgres-server.js";
 import { type PostgresSharedStore, openPostgresSharedStore } from "./postgres-shared-store.js";
 import { SecretKeyedStore } from "./sealed.js";
+import { codeReuseRaces } from "../testing/code-reuse.js";
 
 describe("Orchestration's shared store on PostgreSQL (DESIGN.md §8)", function () {
   this.timeout(60_000);
@@ -63,5 +65,9 @@ describe("Orchestration's shared store on PostgreSQL (DESIGN.md §8)", function 
     await new Promise((r) => setTimeout(r, 120));
     expect(await a.read(token)).to.equal(undefined);
     expect(await a.redeem(token)).to.equal(undefined);
+  });
+
+  describe("a code used twice, at two replicas, revokes what its first redemption issued (RFC 6749 §4.1.2)", function () {
+    codeReuseRaces(() => ({ a: replicaA, b: replicaB }));
   });
 });

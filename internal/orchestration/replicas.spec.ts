@@ -12,7 +12,7 @@ import { expect } from "chai";
 import { SignJWT } from "jose";
 import * as oidc from "openid-client";
 import { COMPONENTS } from "../../mesh/identity.js";
-import type { ComponentConfig } from "../config/component-config.js";
+import { type ComponentConfig, upstreamRedirectUri } from "../config/component-config.js";
 import { loadDevConfig } from "../config/dev-config.js";
 import { type DevOp, type DevUser, startDevOp } from "../devop/dev-op.js";
 import { type ComponentProcesses, startComponentProcesses } from "../serve/component-processes.js";
@@ -48,7 +48,7 @@ describe("replicas: two Orchestration and two Token instances (DESIGN.md §8)", 
     for (const c of COMPONENTS) ports[c] = await freePort();
     issuer = `http://localhost:${ports.public}`;
     devOp = await startDevOp({
-      clients: [{ client_id: UPSTREAM_CLIENT.id, client_secret: UPSTREAM_CLIENT.secret, redirect_uris: [`${issuer}/upstream/callback`] }],
+      clients: [{ client_id: UPSTREAM_CLIENT.id, client_secret: UPSTREAM_CLIENT.secret, redirect_uris: [upstreamRedirectUri(issuer, "dev")] }],
     });
     const apps: App[] = ["a", "b", "jwt"];
     const configFile = path.join(dir, "hello.config.json");
@@ -147,7 +147,7 @@ describe("replicas: two Orchestration and two Token instances (DESIGN.md §8)", 
     const tokens = await oidc.authorizationCodeGrant(config, callback, checks);
     expect(tokens.claims()!.email).to.equal(USERS.alice.email);
     const all = [...steps, ...balancer.steps.slice(-1)];
-    expect(all.map((s) => s.path)).to.deep.equal(["/authorize", "/upstream/callback", "/consent", "/token"]);
+    expect(all.map((s) => s.path)).to.deep.equal(["/authorize", "/upstream/callback/dev", "/consent", "/token"]);
     // each step on the other instance than the step before
     for (let i = 1; i < all.length; i++) expect(all[i]!.backend).to.not.equal(all[i - 1]!.backend);
   });
@@ -165,25 +165,37 @@ describe("replicas: two Orchestration and two Token instances (DESIGN.md §8)", 
     expect(subs.size).to.equal(1);
   });
 
-  it("a code redeemed at one instance cannot be redeemed again at the other", async function () {
+  /** What /userinfo at `instance` says to `accessToken`. */
+  const userinfoAt = async (instance: string, accessToken: string) =>
+    (await fetch(`${instance}/userinfo`, { headers: { authorization: `Bearer ${accessToken}` } })).status;
+
+  it("a code redeemed at one instance cannot be redeemed again at the other, and that attempt revokes the access token", async function () {
     for (const [winner, loser] of [[0, 1], [1, 0]] as const) {
       const { checks, callback } = await toCallback("a", USERS.alice);
       const code = callback.searchParams.get("code")!;
       const ok = await redeemAt(instances[winner]!, "a", code, checks.pkceCodeVerifier);
       expect(ok.status).to.equal(200);
-      expect(((await ok.json()) as { id_token?: string }).id_token).to.be.a("string");
+      const tokens = (await ok.json()) as { id_token?: string; access_token: string };
+      expect(tokens.id_token).to.be.a("string");
+      expect(await userinfoAt(instances[loser]!, tokens.access_token), "the access token, at the other instance").to.equal(200);
       const again = await redeemAt(instances[loser]!, "a", code, checks.pkceCodeVerifier);
       expect(again.status).to.equal(400);
       expect(((await again.json()) as { error: string }).error).to.equal("invalid_grant");
+      for (const instance of instances) expect(await userinfoAt(instance, tokens.access_token), "revoked everywhere").to.equal(401);
     }
   });
 
-  it("one code sent to both instances at the same moment is redeemed exactly once", async function () {
+  it("one code sent to both instances at the same moment is redeemed at most once, and any token it gave is revoked", async function () {
     for (let round = 0; round < 3; round++) {
       const { checks, callback } = await toCallback("a", USERS.alice);
       const code = callback.searchParams.get("code")!;
       const answers = await Promise.all(instances.flatMap((i) => [redeemAt(i, "a", code, checks.pkceCodeVerifier), redeemAt(i, "a", code, checks.pkceCodeVerifier)]));
-      expect(answers.map((a) => a.status).sort()).to.deep.equal([200, 400, 400, 400]);
+      const bodies = await Promise.all(answers.map(async (a) => ({ status: a.status, ...((await a.json()) as { error?: string; access_token?: string }) })));
+      // The winner hands out its tokens only if no other redemption was seen by then;
+      // either way every redemption but one is invalid_grant, and no access token lives.
+      expect(bodies.filter((b) => b.status === 200).length).to.be.at.most(1);
+      expect(bodies.filter((b) => b.status !== 200).map((b) => `${b.status} ${b.error}`)).to.satisfy((all: string[]) => all.every((x) => x === "400 invalid_grant"));
+      for (const { access_token } of bodies) if (access_token) expect(await userinfoAt(instances[0]!, access_token)).to.equal(401);
     }
   });
 

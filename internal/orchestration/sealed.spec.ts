@@ -3,6 +3,7 @@ import { expect } from "chai";
 import { MeshMetrics } from "../metrics/registry.js";
 import { seriesValue } from "../metrics/exposition.js";
 import { FlowSealer, MemoryStore, SecretKeyedStore } from "./sealed.js";
+import { codeReuseRaces } from "../testing/code-reuse.js";
 
 describe("Orchestration's sealed transient state (DESIGN.md §8)", function () {
   it("flow state opens only with the key, for its purpose, before it expires, untampered", function () {
@@ -82,5 +83,10 @@ describe("Orchestration's sealed transient state (DESIGN.md §8)", function () {
     text = await read();
     expect(series(text, "hello_state_entries", "code")).to.equal(1);
     expect(series(text, "hello_state_entries", "assertion")).to.equal(2);
+  });
+
+  describe("a code used twice revokes what its first redemption issued (RFC 6749 §4.1.2), in one process's store", function () {
+    const shared = new MemoryStore();
+    codeReuseRaces(() => ({ a: shared, b: shared }));
   });
 });

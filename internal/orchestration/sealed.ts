@@ -165,21 +165,27 @@ export class SecretKeyedStore<T> {
 
   async issue(value: T, ttlSeconds: number): Promise<string> {
     const secret = randomBytes(32).toString("base64url");
-    const sealed = seal(deriveKey(Buffer.from(secret), `hello-mesh ${this.kind} v1`), Buffer.from(JSON.stringify(value)), this.kind);
-    await this.store.put(this.#id(secret), sealed, ttlSeconds * 1000);
+    await this.put(secret, value, ttlSeconds);
     return secret;
+  }
+
+  /** Stores `value` under a secret the caller holds (a marker kept under a code). */
+  async put(secret: string, value: T, ttlSeconds: number): Promise<void> {
+    const sealed = seal(deriveKey(Buffer.from(secret), `hello-mesh ${this.kind} v1`), Buffer.from(JSON.stringify(value)), this.kind);
+    await this.store.put(this.keyOf(secret), sealed, ttlSeconds * 1000);
   }
 
   /** Reads and deletes: a second redemption finds nothing. */
   async redeem(secret: string): Promise<T | undefined> {
-    return this.#open(secret, await this.store.take(this.#id(secret)));
+    return this.#open(secret, await this.store.take(this.keyOf(secret)));
   }
 
   async read(secret: string): Promise<T | undefined> {
-    return this.#open(secret, await this.store.get(this.#id(secret)));
+    return this.#open(secret, await this.store.get(this.keyOf(secret)));
   }
 
-  #id(secret: string): string {
+  /** Where the secret's entry is kept: its kind and SHA-256, which open nothing. */
+  keyOf(secret: string): string {
     return `${this.kind}:${createHash("sha256").update(secret).digest("base64url")}`;
   }
 
@@ -187,5 +193,75 @@ export class SecretKeyedStore<T> {
     if (!sealed) return undefined;
     const plain = open(deriveKey(Buffer.from(secret), `hello-mesh ${this.kind} v1`), sealed, this.kind);
     return plain ? (JSON.parse(plain.toString("utf8")) as T) : undefined;
+  }
+}
+
+/** What a redemption that took a code's entry does next. */
+export interface Redemption<T> {
+  readonly entry: T;
+  /**
+   * Records the store key of what this redemption issued (the access token's, from
+   * SecretKeyedStore.keyOf) and checks for a second redemption that came meanwhile.
+   * False when one did: what was issued is revoked already, and the answer must be
+   * invalid_grant.
+   */
+  issued(key: string): Promise<boolean>;
+}
+
+/** Codes are 32 random bytes, base64url: anything else was never issued, and costs no write. */
+const CODE_FORMAT = /^[A-Za-z0-9_-]{43}$/;
+
+/**
+ * Authorization codes, single use across replicas (RFC 6749 §4.1.2): the entry is taken
+ * atomically, and a second redemption revokes the access token the first one issued.
+ *
+ * Two markers, both kept under the code's hash and sealed under a key derived from the
+ * code (the store learns nothing, and nothing in it redeems or revokes anything without
+ * the code): the winner, once it has issued an access token, leaves "redeemed" naming
+ * that token's store key; a later redemption, finding the entry gone, leaves "burned".
+ * Each writes its own marker before it reads the other's, so whichever order two
+ * concurrent redemptions run in, at least one of them sees the other's: a loser that
+ * finds "redeemed" deletes the access token; a winner that finds "burned" deletes its
+ * own and answers invalid_grant. The markers live as long as a code (a code presented
+ * after that is an expired one); their keys start with "code:", so the store's metrics
+ * count them as codes.
+ */
+export class AuthorizationCodes<T> {
+  readonly #entries: SecretKeyedStore<T>;
+  readonly #redeemed: SecretKeyedStore<{ issued: string }>;
+  readonly #burned: SecretKeyedStore<true>;
+
+  constructor(
+    private readonly store: SharedStore,
+    private readonly ttlSeconds: number,
+  ) {
+    this.#entries = new SecretKeyedStore<T>(store, "code");
+    this.#redeemed = new SecretKeyedStore<{ issued: string }>(store, "code:redeemed");
+    this.#burned = new SecretKeyedStore<true>(store, "code:burned");
+  }
+
+  issue(value: T): Promise<string> {
+    return this.#entries.issue(value, this.ttlSeconds);
+  }
+
+  /** The entry, for the first redemption only; a later one revokes what the first issued. */
+  async redeem(code: string): Promise<Redemption<T> | undefined> {
+    if (!CODE_FORMAT.test(code)) return undefined;
+    const entry = await this.#entries.redeem(code);
+    if (entry === undefined) {
+      await this.#burned.put(code, true, this.ttlSeconds);
+      const first = await this.#redeemed.read(code);
+      if (first) await this.store.take(first.issued);
+      return undefined;
+    }
+    return {
+      entry,
+      issued: async (key) => {
+        await this.#redeemed.put(code, { issued: key }, this.ttlSeconds);
+        if ((await this.#burned.read(code)) === undefined) return true;
+        await this.store.take(key);
+        return false;
+      },
+    };
   }
 }

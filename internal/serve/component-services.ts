@@ -13,12 +13,18 @@ import type { ConfigFor } from "../config/component-config.js";
 import type { MeshCredentials } from "../../mesh/server.js";
 import { VerificationKeys } from "../protocol/signing-keys.js";
 import type { Logger } from "../log/logger.js";
+import type { PeerHealth } from "./peer-health.js";
 
 export interface ComponentService {
   /** The services this component serves on the mesh (beyond health/reflection/BuildInfo). */
   readonly descriptors: readonly DescService[];
   routes(router: ConnectRouter): void;
   close(): Promise<void>;
+  /**
+   * When the component serves only while its peers do: its health ("" and `services`)
+   * follows `peers` instead of turning SERVING once it listens. Absent: SERVING then.
+   */
+  readonly readiness?: { readonly peers: PeerHealth; readonly services: readonly string[] };
 }
 
 export interface ServiceDeps {

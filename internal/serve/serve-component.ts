@@ -73,8 +73,22 @@ export async function serveComponent<C extends Component>(
     }
     throw error;
   }
-  for (const descriptor of running.descriptors) health.set(descriptor.typeName, ServingStatus.SERVING);
-  health.set("", ServingStatus.SERVING);
+  // A component that needs its peers serves while they do (DESIGN.md §1); others now.
+  const following = new Set(running.readiness ? ["", ...running.readiness.services] : []);
+  const status = (serving: boolean) => (serving ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
+  for (const name of [...running.descriptors.map((d) => d.typeName), ""]) {
+    health.set(name, following.has(name) ? status(running.readiness!.peers.serving) : ServingStatus.SERVING);
+  }
+  if (running.readiness) {
+    const { peers } = running.readiness;
+    peers.onChange((serving, notServing) => {
+      for (const name of following) health.set(name, status(serving));
+      if (serving) log.info("every peer it needs serves: serving");
+      else log.warn({ not_serving: notServing }, `not serving while ${notServing.join(" and ")} ${notServing.length > 1 ? "do" : "does"} not`);
+    });
+    health.refreshWith(() => peers.settle());
+    if (!peers.serving) log.info({ not_serving: peers.notServing() }, `not serving until ${peers.notServing().join(" and ")} ${peers.notServing().length > 1 ? "do" : "does"}`);
+  }
 
   const stopWatching = watchBundles(
     config.bundles,

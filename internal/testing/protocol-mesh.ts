@@ -15,6 +15,7 @@ import { createMeshTransport } from "../../mesh/client.js";
 import type { MeshCredentials } from "../../mesh/server.js";
 import type { TrustStore } from "../../mesh/trust.js";
 import { loadDevConfig } from "../config/dev-config.js";
+import { upstreamRedirectUri } from "../config/component-config.js";
 import { type DevOp, DEFAULT_DEV_USERS, type DevUser, startDevOp } from "../devop/dev-op.js";
 import { loginAtDevOp } from "../devop/headless-login.js";
 import { TokenService } from "../gen/hello/token/v1/token_service_pb.js";
@@ -116,14 +117,15 @@ export async function startProtocolMesh(options: {
   const ports: Record<string, number> = { public: await freePort() };
   for (const c of COMPONENTS) ports[c] = await freePort();
   const issuer = `http://localhost:${ports.public}`;
-  const upstreamRedirect = `${issuer}/upstream/callback`;
+  // Each provider sends the browser back to its own callback path.
+  const upstreamRedirect = upstreamRedirectUri(issuer, "dev");
   const devOp = await startDevOp({
     clients: [{ client_id: UPSTREAM_CLIENT.id, client_secret: UPSTREAM_CLIENT.secret, redirect_uris: [upstreamRedirect] }],
     ...(options.users ? { users: [...options.users] } : {}),
   });
   // A second, independent provider (another real OIDC server), for the chooser.
   const otherOp = options.secondProvider
-    ? await startDevOp({ clients: [{ client_id: UPSTREAM_CLIENT.id, client_secret: UPSTREAM_CLIENT.secret, redirect_uris: [upstreamRedirect] }] })
+    ? await startDevOp({ clients: [{ client_id: UPSTREAM_CLIENT.id, client_secret: UPSTREAM_CLIENT.secret, redirect_uris: [upstreamRedirectUri(issuer, "other")] }] })
     : undefined;
   const configFile = path.join(dir, "hello.config.json");
   await writeFile(

@@ -7,7 +7,8 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 
 /** The front door's endpoints that carry a login from one step to the next. */
-const STEPS = new Set(["/authorize", "/authorize/provider", "/upstream/callback", "/consent", "/token", "/userinfo"]);
+const STEPS = new Set(["/authorize", "/authorize/provider", "/consent", "/token", "/userinfo"]);
+const isStep = (path: string) => STEPS.has(path) || path.startsWith("/upstream/callback/");
 
 export interface Served {
   readonly path: string;
@@ -27,9 +28,9 @@ export async function startRoundRobin(port: number, backends: readonly number[])
   const turns = { step: 0, other: 0 };
   const server = http.createServer((req, res) => {
     const path = new URL(req.url ?? "/", "http://proxy").pathname;
-    const isStep = STEPS.has(path);
-    const backend = isStep ? turns.step++ % backends.length : turns.other++ % backends.length;
-    if (isStep) steps.push({ path, backend });
+    const step = isStep(path);
+    const backend = step ? turns.step++ % backends.length : turns.other++ % backends.length;
+    if (step) steps.push({ path, backend });
     const upstream = http.request(
       { host: "127.0.0.1", port: backends[backend], method: req.method, path: req.url, headers: req.headers },
       (answer) => {

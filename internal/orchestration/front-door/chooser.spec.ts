@@ -38,6 +38,28 @@ describe("choosing a provider (DESIGN.md §6)", function () {
     expect(consented.url.searchParams.get("code")).to.be.a("string");
   });
 
+  it("mix-up (RFC 9700 §4.4): an answer brought to another provider's callback is refused and nothing is redeemed; at its own path it completes", async function () {
+    const frontDoor = new URL(mesh.issuer).origin;
+    const atCallback = (u: URL) => u.origin === frontDoor && u.pathname.startsWith("/upstream/callback/");
+    for (const [started, other] of [["dev", "other"], ["other", "dev"]] as const) {
+      const browser = new Browserless();
+      const login = await browser.go(authorize({ provider_hint: started }), {}, atCallback);
+      const back = await browser.submit(browser.form(login, /\/login$/), [["email", USERS.bob.email], ["password", USERS.bob.password]], atCallback);
+      expect(back.url.pathname, "each provider sends the browser to its own path").to.equal(`/upstream/callback/${started}`);
+      const misplaced = new URL(back.url);
+      misplaced.pathname = `/upstream/callback/${other}`;
+      const refused = await browser.go(misplaced, {}, atApp);
+      expect(refused.status).to.equal(400);
+      expect(refused.body).to.include("did not come from the provider this sign-in was started with");
+      expect(refused.url.origin, "no redirect to the app").to.equal(frontDoor);
+      // Honest twin: the same answer, at its own provider's path, with the same browser.
+      // It completes, so the refusal redeemed nothing (a provider's code works once).
+      const done = await browser.go(back.url, {}, atApp);
+      const consented = done.body.includes('name="decision"') ? await browser.submit(browser.form(done, /^\/consent$/), [["decision", "allow"]], atApp) : done;
+      expect(consented.url.searchParams.get("code"), `${started}: ${consented.status} ${consented.body.slice(0, 200)}`).to.be.a("string");
+    }
+  });
+
   it("provider_hint skips the chooser; an unknown hint is invalid_request", async function () {
     const hinted = await new Browserless().go(authorize({ provider_hint: "dev" }), {}, atApp);
     expect(hinted.url.origin).to.equal(new URL(mesh.devOp.url).origin.replace("127.0.0.1", "localhost"));

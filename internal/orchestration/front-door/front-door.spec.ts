@@ -135,6 +135,48 @@ describe("the front door: a standard OpenID Provider (DESIGN.md §6)", function 
     expect(bad.headers.get("www-authenticate")).to.match(/^Bearer error="invalid_token"/);
   });
 
+  it("OIDC Core §5.3.1 / RFC 6750 §2: userinfo by POST, with the token in the header or the form body, never both", async function () {
+    const { tokens } = await login("a", USERS.alice);
+    const token = tokens.access_token;
+    const userinfo = (init: { headers?: Record<string, string>; body?: string }, query = "") =>
+      fetch(`${mesh.issuer}/userinfo${query}`, { method: "POST", ...init });
+    const form = { "content-type": "application/x-www-form-urlencoded" };
+    const bearer = (t: string) => ({ authorization: `Bearer ${t}` });
+    const claimsOf = async (response: Response) => {
+      expect(response.status, await response.clone().text()).to.equal(200);
+      return (await response.json()) as { email?: string; sub?: string };
+    };
+    // the header alone: no body and no content type, or a body that is not a form
+    expect((await claimsOf(await userinfo({ headers: bearer(token) }))).email).to.equal(USERS.alice.email);
+    expect((await claimsOf(await userinfo({ headers: { ...bearer(token), "content-type": "application/json" }, body: "{}" }))).email).to.equal(USERS.alice.email);
+    // a form without access_token beside the header; the scheme's case does not matter (RFC 7235 §2.1)
+    expect((await claimsOf(await userinfo({ headers: { ...form, authorization: `bearer ${token}` }, body: "x=1" }))).email).to.equal(USERS.alice.email);
+    // the form body alone
+    const fromBody = await claimsOf(await userinfo({ headers: form, body: new URLSearchParams({ access_token: token }).toString() }));
+    expect(fromBody.sub).to.equal(tokens.claims()!.sub);
+    // the JWT form answers a POST too
+    const jwt = await userinfo({ headers: { ...bearer(token), accept: "application/jwt" } });
+    expect(jwt.headers.get("content-type")).to.equal("application/jwt");
+
+    // two places (header and body, or the body twice), or the URL: invalid_request, in the body and the challenge
+    for (const refused of [
+      await userinfo({ headers: { ...form, ...bearer(token) }, body: new URLSearchParams({ access_token: token }).toString() }),
+      await userinfo({ headers: form, body: new URLSearchParams([["access_token", token], ["access_token", token]]).toString() }),
+      await userinfo({ headers: form }, `?${new URLSearchParams({ access_token: token })}`),
+    ]) {
+      expect(refused.status).to.equal(400);
+      expect(((await refused.json()) as { error: string }).error).to.equal("invalid_request");
+      expect(refused.headers.get("www-authenticate")).to.match(/^Bearer error="invalid_request"/);
+    }
+    // a bad token, wherever it is, and no token at all: 401 with the challenge
+    for (const init of [{ headers: bearer("not-a-token") }, { headers: form, body: "access_token=not-a-token" }, {}, { headers: form, body: "" }]) {
+      const bad = await userinfo(init);
+      expect(bad.status, JSON.stringify(init)).to.equal(401);
+      expect(((await bad.json()) as { error: string }).error).to.equal("invalid_token");
+      expect(bad.headers.get("www-authenticate")).to.match(/^Bearer error="invalid_token"/);
+    }
+  });
+
   it("a claim named like an object's own property (constructor, __proto__) is neither offered nor released", async function () {
     const claims = JSON.stringify({ id_token: { constructor: null, ["__proto__"]: null, toString: null, email: null } });
     const { config, checks, url } = await prepare("b", { scope: "openid", claims });
@@ -185,10 +227,17 @@ describe("the front door: a standard OpenID Provider (DESIGN.md §6)", function 
     }
   });
 
-  it("RFC 6749 §4.1.2 / §10.5: a code is single use; the second redemption is invalid_grant", async function () {
-    const { config, callback, checks } = await login("a", USERS.bob);
+  it("RFC 6749 §4.1.2 / §10.5: a code is single use; the second redemption is invalid_grant and revokes the first one's access token", async function () {
+    const { config, callback, checks, tokens } = await login("a", USERS.bob);
+    const userinfo = () => fetch(`${mesh.issuer}/userinfo`, { headers: { authorization: `Bearer ${tokens.access_token}` } });
+    // honest twin: redeemed once, the access token works (and keeps working)
+    expect((await userinfo()).status).to.equal(200);
+    expect((await userinfo()).status).to.equal(200);
     const again = await oidc.authorizationCodeGrant(config, callback, checks).catch((e: unknown) => e);
     expect((again as oidc.ResponseBodyError).error).to.equal("invalid_grant");
+    const revoked = await userinfo();
+    expect(revoked.status).to.equal(401);
+    expect(revoked.headers.get("www-authenticate")).to.match(/^Bearer error="invalid_token"/);
   });
 
   it("RFC 7636 §4.6: a wrong code_verifier is invalid_grant (and burns the code)", async function () {
@@ -289,7 +338,7 @@ describe("the front door: a standard OpenID Provider (DESIGN.md §6)", function 
 
     it("an upstream answer that does not verify (a swapped code) is a clear 400 page, not a code", async function () {
       const browser = new Browserless();
-      const atCallback = (u: URL) => u.pathname === "/upstream/callback";
+      const atCallback = (u: URL) => u.pathname === "/upstream/callback/dev";
       const login = await browser.go(base({}), {}, atCallback);
       const back = await browser.submit(browser.form(login, /\/login$/), [["email", USERS.alice.email], ["password", USERS.alice.password]], atCallback);
       const swapped = new URL(back.url);
@@ -298,6 +347,49 @@ describe("the front door: a standard OpenID Provider (DESIGN.md §6)", function 
       expect(page.status).to.equal(400);
       expect(page.body).to.include("could not be verified");
       expect(page.url.origin, "no redirect to the app").to.equal(new URL(mesh.issuer).origin);
+    });
+
+    it("RFC 9207: an answer whose iss is not the provider's, or lacks the iss the provider promises, is refused before redemption", async function () {
+      const issuer = new URL(mesh.devOp.issuer).toString().replace(/\/$/, "");
+      for (const tamper of [(u: URL) => u.searchParams.set("iss", "https://evil.example"), (u: URL) => u.searchParams.delete("iss")]) {
+        const browser = new Browserless();
+        const atCallback = (u: URL) => u.pathname === "/upstream/callback/dev";
+        const login = await browser.go(base({}), {}, atCallback);
+        const back = await browser.submit(browser.form(login, /\/login$/), [["email", USERS.alice.email], ["password", USERS.alice.password]], atCallback);
+        expect(back.url.searchParams.get("iss"), "the provider sends iss").to.equal(issuer);
+        const tampered = new URL(back.url);
+        tamper(tampered);
+        const page = await browser.go(tampered, {}, (u) => u.origin === new URL(APPS.a!.redirect_uri).origin);
+        expect(page.status).to.equal(400);
+        expect(page.body).to.include("could not be verified");
+      }
+      // An error answer carries no code, and its iss is checked all the same: with the
+      // provider's iss it reaches the app; with another it is refused.
+      for (const [iss, refused] of [[issuer, false], ["https://evil.example", true]] as const) {
+        const browser = new Browserless();
+        const toProvider = await fetch(base({}), { redirect: "manual" });
+        const cookie = toProvider.headers.getSetCookie()[0]!.split(";")[0]!;
+        const state = new URL(toProvider.headers.get("location")!).searchParams.get("state")!;
+        const answer = new URL(`${mesh.issuer}/upstream/callback/dev`);
+        answer.search = new URLSearchParams({ error: "access_denied", state, iss }).toString();
+        const page = await browser.go(answer, { headers: { cookie } }, (u) => u.origin === new URL(APPS.a!.redirect_uri).origin);
+        if (refused) {
+          expect(page.status).to.equal(400);
+          expect(page.body).to.include("could not be verified");
+        } else {
+          expect(page.url.searchParams.get("error")).to.equal("access_denied");
+          expect(page.url.searchParams.get("state")).to.equal("st");
+        }
+      }
+    });
+
+    it("the callback is per provider: an unknown provider's path is 404, the old shared path is gone", async function () {
+      for (const path of ["/upstream/callback/nowhere", "/upstream/callback", "/upstream/callback/"]) {
+        expect((await fetch(`${mesh.issuer}${path}?state=x&code=y`)).status, path).to.equal(404);
+      }
+      const post = await fetch(`${mesh.issuer}/upstream/callback/dev`, { method: "POST" });
+      expect(post.status).to.equal(405);
+      expect(post.headers.get("allow")).to.equal("GET");
     });
 
     it("a declined consent is access_denied, and no release is made", async function () {

@@ -7,9 +7,9 @@ import { createHash } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
-import { ConnectError, type Client } from "@connectrpc/connect";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { compactVerify, decodeJwt } from "jose";
-import type { FrontDoorClient, UpstreamProvider } from "../../config/component-config.js";
+import { type FrontDoorClient, type UpstreamProvider, UPSTREAM_CALLBACK_PATH } from "../../config/component-config.js";
 import type { TokenService } from "../../gen/hello/token/v1/token_service_pb.js";
 import { type VerificationKeys } from "../../protocol/signing-keys.js";
 import {
@@ -21,7 +21,7 @@ import {
   isLostCreateRace,
   loginContext,
 } from "../login-driver.js";
-import { FlowSealer, SecretKeyedStore, type SharedStore } from "../sealed.js";
+import { AuthorizationCodes, FlowSealer, SecretKeyedStore, type SharedStore } from "../sealed.js";
 import { PAGE_CSP, hiddenInputs, page, pageCsp } from "../pages/layout.js";
 import { html } from "../pages/html.js";
 import { chooserPage } from "../pages/chooser.js";
@@ -49,13 +49,32 @@ export interface FrontDoorDeps {
   readonly store: SharedStore;
   /** Counts, times and logs each request by route name. Default: this process's metrics and log. */
   readonly observer?: HttpObserver;
+  /**
+   * Whether the peers a login needs (Token, Encryption and, behind it, Storage) serve
+   * (internal/serve/peer-health.ts). Until they do, logins get the "unavailable" page
+   * and /healthz/ready answers 503. Absent: always ready.
+   */
+  readonly readiness?: FrontDoorReadiness;
 }
 
-/** The routes below: the only values the `route` label and log field take (others are "other"). */
+export interface FrontDoorReadiness {
+  /** True at once while every peer served at the last look; otherwise from a look begun now. */
+  settle(): Promise<boolean>;
+  /** The peers that did not serve at the last look. */
+  notServing(): readonly string[];
+}
+
+/**
+ * The routes below: the only values the `route` label and log field take (others are
+ * "other"). Every provider's callback, /upstream/callback/<id>, is CALLBACK_ROUTE.
+ */
 const ROUTES = new Set([
-  "/.well-known/openid-configuration", "/jwks", "/authorize", "/authorize/provider", "/upstream/callback",
-  "/consent", "/token", "/userinfo", "/health",
+  "/.well-known/openid-configuration", "/jwks", "/authorize", "/authorize/provider",
+  "/consent", "/token", "/userinfo", "/health", "/healthz/live", "/healthz/ready",
 ]);
+const CALLBACK_ROUTE = "/upstream/callback";
+/** How a provider's callback is named in the switch below; "{" is never in a URL's path. */
+const CALLBACK_CASE = "/upstream/callback/{provider}";
 
 const FLOW_TTL = 10 * 60;
 /** How long past its exp a request object's jti stays claimed: our clock may be behind Token's. */
@@ -107,9 +126,9 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
   const endpoint = (path: string) => `${issuer}${path}`;
   const clients = new Map(deps.clients.map((c) => [c.client_id, c]));
   const sealer = new FlowSealer(deps.cookieKey);
-  const codes = new SecretKeyedStore<CodeEntry>(deps.store, "code");
+  const codes = new AuthorizationCodes<CodeEntry>(deps.store, CODE_TTL);
   const accessTokens = new SecretKeyedStore<AccessEntry>(deps.store, "access-token");
-  const rp = new UpstreamRp(deps.providers, endpoint("/upstream/callback"));
+  const rp = new UpstreamRp(deps.providers, issuer);
   const secure = issuer.startsWith("https:");
   const observer = deps.observer ?? httpObserver("orchestration");
 
@@ -177,6 +196,19 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
   const flowCookie = (state: string) => `hello_flow_${state.slice(0, 16)}`;
   const setCookie = (res: http.ServerResponse, name: string, value: string, maxAge: number) =>
     res.appendHeader("set-cookie", `${name}=${value}; Path=/; HttpOnly; SameSite=Lax; Max-Age=${maxAge}${secure ? "; Secure" : ""}`);
+
+  // --- readiness ------------------------------------------------------------------------
+
+  /** No login starts or goes on while a peer it needs does not serve: the "unavailable" page instead. */
+  async function whenReady() {
+    if (deps.readiness && !(await deps.readiness.settle())) throw new ConnectError("a component a login needs is not serving", Code.Unavailable);
+  }
+
+  /** For load balancers: 200 while a login can succeed, else 503 naming the peers that do not serve. */
+  async function ready(res: http.ServerResponse) {
+    if (!deps.readiness || (await deps.readiness.settle())) return sendJson(res, 200, { status: "ready" });
+    sendJson(res, 503, { status: "not ready", not_serving: deps.readiness.notServing() }, { "retry-after": String(RETRY_AFTER_SECONDS) });
+  }
 
   // --- the login --------------------------------------------------------------------
 
@@ -258,22 +290,30 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
     return toProvider(res, request, provider);
   }
 
-  async function upstreamCallback(req: http.IncomingMessage, res: http.ServerResponse, url: URL) {
+  /** The answer of `provider` (the one whose callback path it came to). */
+  async function upstreamCallback(req: http.IncomingMessage, res: http.ServerResponse, url: URL, provider: UpstreamProvider) {
     const state = url.searchParams.get("state") ?? "";
     const name = flowCookie(state);
     const flow = sealer.open<UpstreamFlow>("upstream", cookies(req)[name]);
     if (!flow || flow.state !== state) {
       return sendError(res, 400, "This sign-in has expired", "We could not find the sign-in this answer belongs to (it took too long, was already completed, or cookies are blocked).", "Go back to the app and sign in again.");
     }
+    if (flow.provider !== provider.id) {
+      // A mix-up (RFC 9700 §4.4): an answer for a login started with another provider.
+      // Refused before anything is redeemed, and the flow is left as it was.
+      return sendError(res, 400, "Sign-in failed", `This answer did not come from the provider this sign-in was started with.`, "Go back to the app and sign in again.");
+    }
     setCookie(res, name, "", 0); // one use
     const upstreamError = url.searchParams.get("error");
     if (upstreamError) {
+      if (!(await rp.errorAnswerIsFrom(provider, url))) {
+        return sendError(res, 400, "Sign-in failed", `The answer from ${provider.name} could not be verified.`, "Go back to the app and sign in again.");
+      }
       // With prompt=none the provider's login_required / consent_required goes to the app as is.
       const passThrough = ["login_required", "consent_required", "interaction_required", "account_selection_required"];
       const error = passThrough.includes(upstreamError) ? upstreamError : "access_denied";
       return respond(res, flow.request, { error, error_description: "the sign-in at your provider did not complete" });
     }
-    const provider = rp.provider(flow.provider)!;
     let upstream;
     try {
       upstream = await rp.redeem(provider, url, { state: flow.state, nonce: flow.upstream_nonce, codeVerifier: flow.verifier });
@@ -337,7 +377,7 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
     const code = await codes.issue({
       client_id: request.client_id, redirect_uri: request.redirect_uri, code_challenge: request.code_challenge, scope: request.scope,
       id_token: outcome.idToken, userinfo_json: outcome.userinfoJson, userinfo_jwt: outcome.userinfoJwt,
-    }, CODE_TTL);
+    });
     respond(res, request, { code });
   }
 
@@ -350,8 +390,10 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
     if (body.get("grant_type") !== "authorization_code") throw new OAuthError("unsupported_grant_type", "only authorization_code is supported");
     const code = body.get("code");
     if (!code) throw new OAuthError("invalid_request", "code is required");
-    const entry = await codes.redeem(code); // taken now: a second use finds nothing
-    if (!entry) throw new OAuthError("invalid_grant", "the code is invalid, expired or already used");
+    // Taken now: a second use finds nothing, and revokes what this one issues (RFC 6749 §4.1.2).
+    const redemption = await codes.redeem(code);
+    if (!redemption) throw new OAuthError("invalid_grant", "the code is invalid, expired or already used");
+    const { entry } = redemption;
     if (entry.client_id !== client.client_id) throw new OAuthError("invalid_grant", "the code was issued to another client");
     if (body.get("redirect_uri") !== entry.redirect_uri) throw new OAuthError("invalid_grant", "redirect_uri does not match the authorization request");
     const verifier = body.get("code_verifier") ?? "";
@@ -363,17 +405,15 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
     const lifetime = Math.min(ACCESS_TOKEN_TTL, userinfoExp - Math.floor(Date.now() / 1000));
     if (lifetime <= 0) throw new OAuthError("invalid_grant", "the code is invalid, expired or already used");
     const accessToken = await accessTokens.issue({ client_id: client.client_id, userinfo_json: entry.userinfo_json, userinfo_jwt: entry.userinfo_jwt }, lifetime);
+    if (!(await redemption.issued(accessTokens.keyOf(accessToken)))) throw new OAuthError("invalid_grant", "the code was used more than once");
     sendJson(res, 200, { access_token: accessToken, token_type: "Bearer", expires_in: lifetime, id_token: entry.id_token, scope: entry.scope });
   }
 
-  async function userinfo(req: http.IncomingMessage, res: http.ServerResponse, body: URLSearchParams | undefined) {
-    const header = req.headers.authorization;
-    const token = header?.startsWith("Bearer ") ? header.slice(7) : body?.get("access_token") ?? undefined;
+  /** OIDC Core §5.3.1: GET or POST, with the access token as RFC 6750 §2 sends it. */
+  async function userinfo(req: http.IncomingMessage, res: http.ServerResponse, url: URL) {
+    const token = await bearerToken(req, url);
     const entry = token ? await accessTokens.read(token) : undefined;
-    if (!entry) {
-      res.setHeader("www-authenticate", 'Bearer error="invalid_token", error_description="the access token is invalid or expired"');
-      throw new OAuthError("invalid_token", "the access token is invalid or expired");
-    }
+    if (!entry) throw new OAuthError("invalid_token", "the access token is invalid or expired");
     if ((req.headers.accept ?? "").includes("application/jwt")) {
       res.writeHead(200, { "content-type": "application/jwt", "cache-control": "no-store" });
       res.end(entry.userinfo_jwt);
@@ -413,8 +453,10 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
         observation.route(OTHER_ROUTE);
         return sendError(res, 400, "Bad request", "The address of this request is not valid.");
       }
-      const route = `${req.method} ${url.pathname}`;
-      observation.route(ROUTES.has(url.pathname) ? url.pathname : OTHER_ROUTE);
+      // A configured provider's callback path; any other under it is unknown.
+      const callback = url.pathname.startsWith(UPSTREAM_CALLBACK_PATH) ? rp.provider(url.pathname.slice(UPSTREAM_CALLBACK_PATH.length)) : undefined;
+      const route = `${req.method} ${callback ? CALLBACK_CASE : url.pathname}`;
+      observation.route(callback ? CALLBACK_ROUTE : ROUTES.has(url.pathname) ? url.pathname : OTHER_ROUTE);
       try {
         switch (route) {
           case "GET /.well-known/openid-configuration":
@@ -422,25 +464,32 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
           case "GET /jwks":
             return await jwks(res);
           case "GET /authorize":
+            await whenReady();
             return await authorize(res, url.searchParams);
           case "POST /authorize":
+            await whenReady();
             return await authorize(res, await form(req));
           case "POST /authorize/provider":
+            await whenReady();
             return await chosen(res, await form(req));
-          case "GET /upstream/callback":
-            return await upstreamCallback(req, res, url);
+          case `GET ${CALLBACK_CASE}`:
+            await whenReady();
+            return await upstreamCallback(req, res, url, callback!);
           case "POST /consent":
+            await whenReady();
             return await consent(res, await form(req));
           case "POST /token":
             return await tokenEndpoint(req, res, await form(req));
           case "GET /userinfo":
-            return await userinfo(req, res, undefined);
           case "POST /userinfo":
-            return await userinfo(req, res, await form(req));
-          case "GET /health":
+            return await userinfo(req, res, url);
+          case "GET /healthz/live":
+          case "GET /health": // the name before /healthz/live, kept for whoever probes it
             return sendJson(res, 200, { status: "ok" });
+          case "GET /healthz/ready":
+            return await ready(res);
           default: {
-            const allowed = ALLOWED_METHODS[url.pathname];
+            const allowed = callback ? "GET" : ALLOWED_METHODS[url.pathname];
             if (!allowed) return sendError(res, 404, "Not found", "There is no page at this address.");
             const said = `this endpoint answers ${allowed} only`;
             if (url.pathname === "/token" || url.pathname === "/userinfo") return sendJson(res, 405, { error: "invalid_request", error_description: said }, { allow: allowed });
@@ -470,6 +519,8 @@ export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
     if (error instanceof OAuthError) {
       const headers: Record<string, string> = {};
       if (error.error === "invalid_client") headers["www-authenticate"] = 'Basic realm="hello-mesh"';
+      // RFC 6750 §3: a protected resource names the error in its challenge too.
+      if (path === "/userinfo") headers["www-authenticate"] = `Bearer error="${error.error}", error_description="${error.description.replace(/[^\x20-\x7e]|["\\]/g, "")}"`;
       if (path === "/token" || path === "/userinfo") return sendJson(res, error.status, { error: error.error, error_description: error.description }, headers);
       return sendError(res, error.status, "Sign-in failed", error.description);
     }
@@ -503,12 +554,33 @@ const ALLOWED_METHODS: Record<string, string> = {
   "/jwks": "GET",
   "/authorize": "GET, POST",
   "/authorize/provider": "POST",
-  "/upstream/callback": "GET",
   "/consent": "POST",
   "/token": "POST",
   "/userinfo": "GET, POST",
   "/health": "GET",
+  "/healthz/live": "GET",
+  "/healthz/ready": "GET",
 };
+
+/**
+ * The access token of a userinfo request, from exactly one of the places RFC 6750 §2
+ * allows: the Authorization header (Bearer, any method), or the `access_token` field of
+ * a POST's application/x-www-form-urlencoded body. A POST with the header may have an
+ * empty body or a body of another type, which is not read. A token in two places, or
+ * in the URL (§2.3, which hello-mesh does not take: URLs end up in logs), is
+ * invalid_request. Undefined when there is none.
+ */
+async function bearerToken(req: http.IncomingMessage, url: URL): Promise<string | undefined> {
+  if (url.searchParams.has("access_token")) throw new OAuthError("invalid_request", "send the access token in the Authorization header or a form body, not in the URL");
+  const scheme = /^Bearer(?: +(.*))?$/i.exec(req.headers.authorization ?? "");
+  const inHeader = scheme ? (scheme[1] ?? "").trim() : undefined;
+  const isForm = (req.headers["content-type"] ?? "").startsWith("application/x-www-form-urlencoded");
+  if (req.method !== "POST" || !isForm) return inHeader;
+  const inBody = (await form(req)).getAll("access_token");
+  if (inBody.length > 1) throw new OAuthError("invalid_request", "access_token appears more than once");
+  if (inBody.length === 1 && inHeader !== undefined) throw new OAuthError("invalid_request", "the access token was sent in more than one place");
+  return inHeader ?? inBody[0];
+}
 
 const tooLarge = () => new OAuthError("invalid_request", `the request body is larger than ${MAX_BODY} bytes`, 413);
 

@@ -2,9 +2,16 @@
 // step 2), with openid-client: discovery by issuer, code flow with PKCE S256, the
 // upstream nonce Token put in the session, and a full check of the OP ID Token.
 // Token checks that token again, itself; this check is Orchestration's own.
+//
+// Mix-up defences (RFC 9700 §4.4, RFC 9207): each provider has its own redirect URI,
+// `<issuer>/upstream/callback/<provider id>`, which the front door checks against the
+// provider the login was started with before anything is redeemed; and the RFC 9207
+// `iss` of every answer is checked where the provider sends it (openid-client requires
+// it when the provider's metadata says authorization_response_iss_parameter_supported;
+// nothing here turns that off).
 
 import * as oidc from "openid-client";
-import type { UpstreamProvider } from "../../config/component-config.js";
+import { type UpstreamProvider, upstreamRedirectUri } from "../../config/component-config.js";
 
 export interface UpstreamRedirect {
   readonly url: URL;
@@ -17,7 +24,8 @@ export class UpstreamRp {
 
   constructor(
     readonly providers: readonly UpstreamProvider[],
-    private readonly callbackUrl: string,
+    /** The front door's issuer: callbacks are under it. */
+    private readonly issuer: string,
   ) {}
 
   provider(id: string): UpstreamProvider | undefined {
@@ -61,7 +69,7 @@ export class UpstreamRp {
     const codeVerifier = oidc.randomPKCECodeVerifier();
     const state = oidc.randomState();
     const parameters: Record<string, string> = {
-      redirect_uri: this.callbackUrl,
+      redirect_uri: upstreamRedirectUri(this.issuer, provider.id),
       scope: provider.scopes.join(" "),
       code_challenge: await oidc.calculatePKCECodeChallenge(codeVerifier),
       code_challenge_method: "S256",
@@ -70,6 +78,18 @@ export class UpstreamRp {
     };
     for (const [name, value] of Object.entries(extra)) if (value) parameters[name] = value;
     return { url: oidc.buildAuthorizationUrl(config, parameters), state, codeVerifier };
+  }
+
+  /**
+   * Whether an error answer (no code: nothing to redeem) came from `provider` as far as
+   * RFC 9207 can tell: its `iss` is the provider's, or it has none and the provider
+   * does not promise one. `redeem` checks the same for every other answer.
+   */
+  async errorAnswerIsFrom(provider: UpstreamProvider, callback: URL): Promise<boolean> {
+    const metadata = (await this.#config(provider)).serverMetadata();
+    const iss = callback.searchParams.getAll("iss");
+    if (iss.length === 0) return metadata.authorization_response_iss_parameter_supported !== true;
+    return iss.length === 1 && iss[0] === metadata.issuer;
   }
 
   /** Redeems the code and verifies the OP ID Token: signature, iss, aud, exp, nonce, state, PKCE. */

@@ -1,13 +1,16 @@
 // Orchestration's wiring. It serves no mesh API of its own: it is the front door
 // (HTTP) and a client of Token and Encryption. Its mesh server carries only operator
-// services.
+// services. It watches Token's and Encryption's health (Encryption's follows Storage's):
+// until both serve, its own health is NOT_SERVING, /healthz/ready answers 503 and the
+// front door starts no login.
 
 import { createClient } from "@connectrpc/connect";
-import type { DescService } from "@bufbuild/protobuf";
 import { trustOfBundles } from "../../../mesh/bundle.js";
 import { createMeshTransport } from "../../../mesh/client.js";
 import { TokenService } from "../../gen/hello/token/v1/token_service_pb.js";
 import { EncryptionService } from "../../gen/hello/encryption/v1/encryption_service_pb.js";
+import { Health } from "../../gen/grpc/health/v1/health_pb.js";
+import { PEER_CHECK_DEADLINE_MS, PeerHealth, SETTLE_WITHIN_MS, onUnavailable } from "../peer-health.js";
 import { loadLookupKey, loadSecretKey } from "../../protocol/key-files.js";
 import { LoginDriver } from "../../orchestration/login-driver.js";
 import { startFrontDoor } from "../../orchestration/front-door/front-door.js";
@@ -19,14 +22,23 @@ import { type ServiceFactory, peerKeys } from "../component-services.js";
 export const orchestrationService: ServiceFactory<"orchestration"> = async (config, deps) => {
   // Token's and Encryption's CAs as last reloaded: a rotated CA reaches the clients too.
   const trust = trustOfBundles(deps.bundles);
-  const peer = <S extends DescService>(service: S, target: "token" | "encryption") =>
-    createClient(service, createMeshTransport({ target, baseUrl: config.peers[target], credentials: deps.credentials, trust }));
-  const token = peer(TokenService, "token");
+  // One connection per peer, for its service and its health; a call that fails as
+  // unavailable makes Orchestration look at its peers' health at once.
+  const transport = (target: "token" | "encryption") =>
+    createMeshTransport({ target, baseUrl: config.peers[target], credentials: deps.credentials, trust, interceptors: [onUnavailable(() => peers.suspect())] });
+  const transports = { token: transport("token"), encryption: transport("encryption") };
+  const peers = new PeerHealth({
+    peers: (["token", "encryption"] as const).map((name) => ({ name, health: createClient(Health, transports[name]) })),
+    // Encryption may look at Storage before it answers: room for that look and its own.
+    deadlineMs: 2 * PEER_CHECK_DEADLINE_MS,
+    settleWithinMs: 2 * SETTLE_WITHIN_MS,
+  });
+  const token = createClient(TokenService, transports.token);
   const tokenKeys = peerKeys(deps.bundles, "token");
   const driver = new LoginDriver({
     issuer: config.issuer,
     token,
-    encryption: peer(EncryptionService, "encryption"),
+    encryption: createClient(EncryptionService, transports.encryption),
     lookupKey: loadLookupKey("orchestration", config.keys.lookup),
     tokenKeys,
   });
@@ -48,12 +60,16 @@ export const orchestrationService: ServiceFactory<"orchestration"> = async (conf
     tokenKeys,
     cookieKey: loadSecretKey("orchestration", config.keys.cookie, "cookie key"),
     store,
+    readiness: peers,
   });
-  deps.log.info({ url: door.url }, `the front door is open at ${config.issuer} (listening on ${door.url})`);
+  peers.start();
+  deps.log.info({ url: door.url }, `the front door is open at ${config.issuer} (listening on ${door.url}); it takes logins once Token and Encryption serve`);
   return {
     descriptors: [],
     routes: () => {},
+    readiness: { peers, services: [] },
     close: async () => {
+      peers.close();
       await door.close();
       if ("close" in store) await store.close();
     },
