@@ -86,7 +86,10 @@ export class UpstreamRp {
    * does not promise one. `redeem` checks the same for every other answer.
    */
   async errorAnswerIsFrom(provider: UpstreamProvider, callback: URL): Promise<boolean> {
-    const metadata = (await this.#config(provider)).serverMetadata();
+    // Its metadata, if this replica cannot have it now, is no reason to believe it.
+    const config = await this.#config(provider).catch(() => undefined);
+    if (!config) return false;
+    const metadata = config.serverMetadata();
     const iss = callback.searchParams.getAll("iss");
     if (iss.length === 0) return metadata.authorization_response_iss_parameter_supported !== true;
     return iss.length === 1 && iss[0] === metadata.issuer;
