@@ -2,13 +2,18 @@
 // records stay readable, and an update re-encrypts under the current key. The real
 // Encryption and Storage handlers, joined in memory, with a real PGlite store.
 
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
 import { expect } from "chai";
+import { PGlite } from "@electric-sql/pglite";
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import { EncryptionService } from "../gen/hello/encryption/v1/encryption_service_pb.js";
 import { StorageService } from "../gen/hello/storage/v1/storage_service_pb.js";
 import { storageRoutes } from "../storage/service/storage-service.js";
 import { openPGliteStore } from "../storage/backend/pglite-store.js";
 import type { RecordStore } from "../storage/backend/record-store.js";
+import { FORMAT_2_SQL } from "../storage/backend/conformance.js";
 import { sha256, sign } from "../protocol/jws.js";
 import { Keyring, generateRecordKey } from "../protocol/keyring.js";
 import { VerificationKeys, generateSigningKey, publicJwk } from "../protocol/signing-keys.js";
@@ -84,6 +89,52 @@ describe("Encryption: keyring rotation and re-encryption on write", function () 
       expect((error as ConnectError).rawMessage).to.not.include("lost-hash");
     } finally {
       keyring = before;
+    }
+  });
+
+  it("two first reads of a row from before Storage kept digests both succeed: one gives Storage the digest, the other reads again and gets its receipt", async function () {
+    // A database in the previous format (no digest column) with one row in it.
+    const dir = await mkdtemp(path.join(os.tmpdir(), "hello-legacy-"));
+    const raw = await PGlite.create(dir);
+    await raw.exec(FORMAT_2_SQL);
+    const record = "a wallet record written before digests";
+    const sealed = keyring.seal(Buffer.from(record), "wallet", "legacy-hash");
+    await raw.query("INSERT INTO records (hash, kind, key_id, wrapped_key, ciphertext, version, create_time, update_time) VALUES ($1, 'wallet', $2, $3, $4, 1, now(), now())",
+      ["legacy-hash", sealed.keyId, sealed.wrappedKey, sealed.ciphertext]);
+    await raw.close();
+    const legacy = await openPGliteStore({ dataDir: dir });
+    try {
+      const real = createClient(StorageService, createRouterTransport(storageRoutes({ store: legacy, tokenKeys: () => tokenKeys, errorKey: storageSigning.error, receiptKey: storageSigning.receipt })));
+      // A pause point: each backfill waits until both reads have asked for one, so both race.
+      let arrived = 0;
+      let release!: () => void;
+      const both = new Promise<void>((resolve) => (release = resolve));
+      const calls: string[] = [];
+      const storage = new Proxy(real, {
+        get(target, name: keyof typeof real) {
+          if (name === "backfillRecordDigest") {
+            return async (...args: Parameters<typeof real.backfillRecordDigest>) => {
+              calls.push("backfill");
+              if (++arrived === 2) release();
+              await both;
+              return target.backfillRecordDigest(...args);
+            };
+          }
+          if (name === "readRecord") return (...args: Parameters<typeof real.readRecord>) => (calls.push("read"), target.readRecord(...args));
+          return target[name];
+        },
+      });
+      const reader = createClient(EncryptionService, createRouterTransport(encryptionRoutes({ keyring: () => keyring, tokenKeys: () => tokenKeys, storageKeys: () => storageSigning.keys, storage })));
+      const reads = await Promise.all([1, 2].map(async () => reader.readRecord({ accessToken: await token("read", "legacy-hash") })));
+      for (const read of reads) {
+        expect(read.result).to.deep.equal({ case: "record", value: record });
+        expect(read.receipt).to.match(/^ey/);
+      }
+      expect(calls.sort()).to.deep.equal(["backfill", "backfill", "read", "read", "read"]);
+      expect((await legacy.read("legacy-hash", "wallet")).digest).to.equal(sha256(record));
+    } finally {
+      await legacy.close();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

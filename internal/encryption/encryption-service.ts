@@ -114,17 +114,27 @@ export function encryptionRoutes(deps: EncryptionServiceDeps) {
     router.service(EncryptionService, {
       readRecord: mapped(async (req, ctx) => {
         const claims = await authorize(req.accessToken, "read");
-        const res = await fromStorage(deps.storage.readRecord({ accessToken: req.accessToken }, downstream(ctx)));
-        if (res.result.case === "errorToken") return { result: { case: "errorToken", value: await checkErrorToken(res.result.value, claims) } };
-        if (res.result.case !== "record") throw new ConnectError("storage returned neither a record nor an error token", Code.DataLoss);
-        const { version } = res.result.value;
-        const record = deps.keyring().open(res.result.value, claims.kind, claims.hash).toString("utf8");
-        const digest = sha256(record);
-        // A row from before Storage kept digests: it learns this one, from what we decrypted, once.
-        const receipt = res.receipt !== ""
-          ? res.receipt
-          : (await fromStorage(deps.storage.backfillRecordDigest({ accessToken: req.accessToken, version, digest }, downstream(ctx)))).receipt;
-        return { result: { case: "record", value: record }, version, receipt: await checkReceipt(receipt, "read", claims, digest) };
+        // Twice at most: a row from before Storage kept digests that another read gave its
+        // digest a moment ago is read again, and then has its receipt.
+        for (let attempt = 1; ; attempt++) {
+          const res = await fromStorage(deps.storage.readRecord({ accessToken: req.accessToken }, downstream(ctx)));
+          if (res.result.case === "errorToken") return { result: { case: "errorToken", value: await checkErrorToken(res.result.value, claims) } };
+          if (res.result.case !== "record") throw new ConnectError("storage returned neither a record nor an error token", Code.DataLoss);
+          const { version } = res.result.value;
+          const record = deps.keyring().open(res.result.value, claims.kind, claims.hash).toString("utf8");
+          const digest = sha256(record);
+          let receipt = res.receipt;
+          if (receipt === "") {
+            // Written before Storage kept digests: it learns this one, from what we decrypted, once.
+            try {
+              receipt = (await fromStorage(deps.storage.backfillRecordDigest({ accessToken: req.accessToken, version, digest }, downstream(ctx)))).receipt;
+            } catch (error) {
+              if (attempt < 2 && error instanceof ConnectError && error.code === Code.Aborted) continue;
+              throw error;
+            }
+          }
+          return { result: { case: "record", value: record }, version, receipt: await checkReceipt(receipt, "read", claims, digest) };
+        }
       }),
       createRecord: mapped(async (req, ctx) => {
         const claims = await authorize(req.accessToken, "create", req.record);
