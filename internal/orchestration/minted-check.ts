@@ -10,7 +10,7 @@
 // Failures are ProtocolViolations whose words name the rule, never a value.
 
 import { InvalidTokenError, verifySignature } from "../protocol/jws.js";
-import type { KeyPurpose, VerificationKeys } from "../protocol/signing-keys.js";
+import { type KeyPurpose, type PublicKey, RETIREMENT_GRACE_SECONDS, type VerificationKeys } from "../protocol/signing-keys.js";
 import { ID_TOKEN_LIFETIME_SECONDS, USERINFO_LIFETIME_SECONDS, USERINFO_TYP } from "../protocol/tokens.js";
 import type { WalletClaims } from "../protocol/claims.js";
 import { equalsConstantTime } from "../protocol/constant-time.js";
@@ -52,11 +52,11 @@ export function checkMinted(minted: Minted, expected: MintExpectation, tokenKeys
 
 export function checkIdToken(jwt: string, expected: MintExpectation, tokenKeys: VerificationKeys, now = new Date()): void {
   const what = "ID Token";
-  const { header, payload } = signed(jwt, "id-token", tokenKeys, what);
+  const { header, payload, key } = signed(jwt, "id-token", tokenKeys, what);
   if (header.typ !== "JWT") violation(what, "its typ header is not JWT");
   const fixed = ["iss", "sub", "aud", "exp", "iat", "nonce", "azp", ...(expected.authTime === undefined ? [] : ["auth_time"])];
   onlyClaims(what, payload, fixed, expected.claims);
-  common(what, payload, expected, now, ID_TOKEN_LIFETIME_SECONDS);
+  common(what, payload, expected, now, ID_TOKEN_LIFETIME_SECONDS, key);
   if (typeof payload.nonce !== "string" || !equalsConstantTime(payload.nonce, expected.nonce)) violation(what, "its nonce is not the app's");
   if (Object.hasOwn(payload, "azp") && payload.azp !== expected.clientId) violation(what, "its azp is not the app");
   if (payload.auth_time !== expected.authTime) violation(what, "its auth_time is not the provider's");
@@ -64,10 +64,10 @@ export function checkIdToken(jwt: string, expected: MintExpectation, tokenKeys: 
 
 export function checkUserinfoJwt(jwt: string, expected: MintExpectation, tokenKeys: VerificationKeys, now = new Date()): void {
   const what = "signed userinfo";
-  const { header, payload } = signed(jwt, "userinfo", tokenKeys, what);
+  const { header, payload, key } = signed(jwt, "userinfo", tokenKeys, what);
   if (header.typ !== USERINFO_TYP) violation(what, `its typ header is not ${USERINFO_TYP}`);
   onlyClaims(what, payload, ["iss", "sub", "aud", "exp", "iat"], expected.claims);
-  common(what, payload, expected, now, USERINFO_LIFETIME_SECONDS);
+  common(what, payload, expected, now, USERINFO_LIFETIME_SECONDS, key);
 }
 
 export function checkUserinfoJson(json: string, expected: Pick<MintExpectation, "sub" | "claims">): void {
@@ -118,7 +118,7 @@ function claimName(name: string): string {
   return /^[a-z_]{1,32}$/.test(name) ? name : "an unknown claim";
 }
 
-function common(what: string, payload: Record<string, unknown>, expected: MintExpectation, now: Date, maxLifetime: number): void {
+function common(what: string, payload: Record<string, unknown>, expected: MintExpectation, now: Date, maxLifetime: number, key: PublicKey): void {
   if (payload.iss !== expected.issuer) violation(what, "its iss is not hello-mesh's issuer");
   const aud = payload.aud;
   if (!(aud === expected.clientId || (Array.isArray(aud) && aud.length === 1 && aud[0] === expected.clientId))) {
@@ -132,4 +132,6 @@ function common(what: string, payload: Record<string, unknown>, expected: MintEx
   const t = Math.floor(now.getTime() / 1000);
   if (Math.abs((iat as number) - t) > MINT_CLOCK_SKEW_SECONDS) violation(what, "its iat is not now");
   if ((exp as number) <= t || (exp as number) - (iat as number) > maxLifetime) violation(what, `its exp is not within ${maxLifetime} s of its iat`);
+  // A retired key signs nothing new (docs/key-rotation.md).
+  if (key.retiredAt !== undefined && (iat as number) > key.retiredAt + RETIREMENT_GRACE_SECONDS) violation(what, "it was signed after its key was retired");
 }
