@@ -4,7 +4,7 @@
 // the honest answer beside it.
 
 import { expect } from "chai";
-import { type JWTPayload, SignJWT } from "jose";
+import { type JWK, type JWTPayload, SignJWT } from "jose";
 import { type SigningKey, VerificationKeys, generateSigningKey, publicJwk } from "../protocol/signing-keys.js";
 import { ProtocolViolation, checkIdToken, checkMinted, checkUserinfoJson, checkUserinfoJwt, type MintExpectation } from "./minted-check.js";
 
@@ -55,10 +55,11 @@ describe("Orchestration's check of what Token mints (minted-check.ts)", function
   });
 
   it("a token signed by a key that was retired before it was signed is refused (honest twin: signed before)", async function () {
-    const retired = { ...publicJwk(idKey), retired: new Date((t - 3600) * 1000).toISOString() };
-    const afterRetirement = new VerificationKeys([retired, publicJwk(userinfoKey)]);
+    // A published key carries `retired` once it stops signing (signing-keys.ts, publicJwk).
+    const retiredAt = (when: number): JWK => ({ ...publicJwk(idKey), retired: new Date(when * 1000).toISOString() }) as JWK;
+    const afterRetirement = new VerificationKeys([retiredAt(t - 3600), publicJwk(userinfoKey)]);
     refused(() => checkIdToken(idToken, expected, afterRetirement, now), /signed after its key was retired/);
-    const stillActive = new VerificationKeys([{ ...publicJwk(idKey), retired: new Date((t + 10) * 1000).toISOString() }, publicJwk(userinfoKey)]);
+    const stillActive = new VerificationKeys([retiredAt(t + 10), publicJwk(userinfoKey)]);
     checkIdToken(idToken, expected, stillActive, now);
   });
   it("each purpose's key for its own answer only: an ID Token by the userinfo key, or a userinfo JWT by the ID Token key, is refused", async function () {
