@@ -11,12 +11,12 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { create } from "@bufbuild/protobuf";
-import { COMPONENTS } from "../mesh/identity.js";
+import { COMPONENTS } from "../internal/protocol/identity.js";
 import { TrustStore } from "../mesh/trust.js";
-import { meshClient, startEchoMesh } from "../mesh/testing/echo-mesh.js";
-import { makeTestPki } from "../internal/testing/test-pki.js";
+import { meshClient, startEchoMesh } from "../test/support/echo-mesh.js";
+import { makeTestPki } from "../test/support/test-pki.js";
 import { TokenService } from "../internal/gen/hello/token/v1/token_service_pb.js";
-import { initTracing } from "../internal/telemetry/tracing.js";
+import { initTracing } from "../internal/observability/tracing.js";
 
 const flag = (name: string) => process.argv.includes(name);
 const option = (name: string) => process.argv.find((a) => a.startsWith(`${name}=`))?.slice(name.length + 1);

@@ -14,17 +14,17 @@
 
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { createClient, createRouterTransport } from "@connectrpc/connect";
+import { createClient } from "@connectrpc/connect";
 import { readBundles } from "../mesh/bundle.js";
-import { COMPONENTS } from "../mesh/identity.js";
+import { COMPONENTS } from "../internal/protocol/identity.js";
 import { loadComponentConfig } from "../internal/config/component-config.js";
 import { EncryptionService } from "../internal/gen/hello/encryption/v1/encryption_service_pb.js";
 import { StorageService } from "../internal/gen/hello/storage/v1/storage_service_pb.js";
 import { TokenService } from "../internal/gen/hello/token/v1/token_service_pb.js";
-import { encryptionRoutes } from "../internal/encryption/encryption-service.js";
-import { LoginDriver } from "../internal/orchestration/login-driver.js";
-import { startFrontDoor } from "../internal/orchestration/front-door/front-door.js";
-import { MemoryStore } from "../internal/orchestration/sealed.js";
+import { encryptionRoutes } from "../internal/components/encryption/encryption-service.js";
+import { LoginDriver } from "../internal/components/orchestration/login-driver.js";
+import { startFrontDoor } from "../internal/components/orchestration/front-door/front-door.js";
+import { MemoryStore } from "../internal/components/orchestration/sealed.js";
 import {
   STORAGE_KEYS,
   TOKEN_KEYS,
@@ -34,10 +34,11 @@ import {
   loadSigningKeys,
 } from "../internal/protocol/key-files.js";
 import { VerificationKeys } from "../internal/protocol/signing-keys.js";
-import { openRecordStore } from "../internal/storage/backend/open-store.js";
-import { storageRoutes } from "../internal/storage/service/storage-service.js";
-import { tokenRoutes } from "../internal/token/token-service.js";
-import { UpstreamVerifier } from "../internal/token/upstream.js";
+import { openRecordStore } from "../internal/components/storage/backend/open-store.js";
+import { storageErrors, storageRoutes } from "../internal/components/storage/storage-service.js";
+import { tokenRoutes } from "../internal/components/token/token-service.js";
+import { UpstreamVerifier } from "../internal/components/token/upstream.js";
+import { inMemory } from "../test/support/in-memory.js";
 
 const { values } = parseArgs({
   options: {
@@ -67,21 +68,21 @@ const newest = (purpose: "error" | "receipt") => storageSigning.filter((k) => k.
 const store = await openRecordStore({ url: values.database });
 const storageClient = createClient(
   StorageService,
-  createRouterTransport(storageRoutes({ store, tokenKeys: () => tokenKeys, errorKey: newest("error"), receiptKey: newest("receipt") })),
+  inMemory(storageRoutes({ store, tokenKeys: () => tokenKeys, errorKey: newest("error"), receiptKey: newest("receipt") }), storageErrors),
 );
 
 // Encryption
 const keyring = loadKeyring("encryption", encryption.keys.keyring);
 const encryptionClient = createClient(
   EncryptionService,
-  createRouterTransport(encryptionRoutes({ keyring: () => keyring, tokenKeys: () => tokenKeys, storageKeys: () => storageKeys, storage: storageClient })),
+  inMemory(encryptionRoutes({ keyring: () => keyring, tokenKeys: () => tokenKeys, storageKeys: () => storageKeys, storage: storageClient })),
 );
 
 // Token
 const signing = loadSigningKeys("token", token.keys.signing, TOKEN_KEYS);
 const tokenClient = createClient(
   TokenService,
-  createRouterTransport(tokenRoutes({
+  inMemory(tokenRoutes({
     issuer: values.issuer,
     keys: () => signing,
     storageKeys: () => storageKeys,

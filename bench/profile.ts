@@ -15,7 +15,7 @@ import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { COMPONENTS } from "../mesh/identity.js";
+import { COMPONENTS } from "../internal/protocol/identity.js";
 import { runCell } from "./lib/cell.js";
 import { summarise } from "./lib/cpuprofile.js";
 import { agent } from "./lib/http.js";

@@ -6,12 +6,12 @@ import os from "node:os";
 import path from "node:path";
 import { expect } from "chai";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { COMPONENTS, type Component } from "./identity.js";
+import { COMPONENTS, type Component } from "../internal/protocol/identity.js";
 import { type Bundle, bundlePath, readBundle, readBundles, trustFromBundles, watchBundles, writeBundle } from "./bundle.js";
 import { createMeshTransport } from "./client.js";
 import { startMeshServer } from "./server.js";
 import { TrustStore } from "./trust.js";
-import { type TestPki, makeTestPki } from "../internal/testing/test-pki.js";
+import { type TestPki, makeTestPki } from "../test/support/test-pki.js";
 import { TokenService } from "../internal/gen/hello/token/v1/token_service_pb.js";
 
 describe("mesh bundles (DESIGN.md §2)", function () {

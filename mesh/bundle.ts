@@ -8,7 +8,7 @@ import { existsSync, readFileSync, watch } from "node:fs";
 import { writeFileAtomic } from "../internal/fs/write-file-atomic.js";
 import path from "node:path";
 import { z } from "zod";
-import { COMPONENTS, type Component } from "./identity.js";
+import { COMPONENTS, type Component } from "../internal/protocol/identity.js";
 import { TrustStore } from "./trust.js";
 
 const JwkSchema = z.looseObject({ kty: z.string(), kid: z.string() });

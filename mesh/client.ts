@@ -11,12 +11,12 @@ import type { PeerCertificate, TLSSocket } from "node:tls";
 import { Code, ConnectError, type Interceptor, type Transport } from "@connectrpc/connect";
 import * as http2 from "node:http2";
 import { Http2SessionManager, createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
-import { type Component, formatIdentity, identityUri, parseIdentityUri } from "./identity.js";
+import { type Component, formatIdentity, identityUri, parseIdentityUri } from "../internal/protocol/identity.js";
 import { DEFAULT_READ_MAX_BYTES, type MeshCredentials } from "./server.js";
 import { AuthenticationError, type TrustStore, uriSans } from "./trust.js";
 import { type ClientTracingOptions, clientTracing } from "./telemetry.js";
-import type { MeshMetrics } from "../internal/metrics/registry.js";
-import { clientObserver } from "../internal/metrics/rpc-observer.js";
+import type { MeshMetrics } from "../internal/observability/metrics/registry.js";
+import { clientObserver } from "../internal/observability/metrics/rpc-observer.js";
 
 export type MeshProtocol = "grpc" | "connect" | "grpc-web";
 

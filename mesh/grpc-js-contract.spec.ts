@@ -7,10 +7,10 @@ import { X509Certificate } from "node:crypto";
 import { expect } from "chai";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import { COMPONENTS, identityUri } from "./identity.js";
+import { COMPONENTS, identityUri } from "../internal/protocol/identity.js";
 import { TrustStore } from "./trust.js";
-import { type EchoMesh, startEchoMesh } from "./testing/echo-mesh.js";
-import { type TestPki, makeTestPki } from "../internal/testing/test-pki.js";
+import { type EchoMesh, startEchoMesh } from "../test/support/echo-mesh.js";
+import { type TestPki, makeTestPki } from "../test/support/test-pki.js";
 
 const PROTO_ROOT = path.resolve(import.meta.dirname, "..", "proto");
 

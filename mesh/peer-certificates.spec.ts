@@ -9,13 +9,13 @@ import { generateKeyPairSync } from "node:crypto";
 import { expect } from "chai";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import type { DescService } from "@bufbuild/protobuf";
-import { COMPONENTS, type Component, identityOf, identityUri } from "./identity.js";
+import { COMPONENTS, type Component, identityOf, identityUri } from "../internal/protocol/identity.js";
 import { TrustStore } from "./trust.js";
 import { type MeshCredentials, startMeshServer } from "./server.js";
 import { createMeshTransport } from "./client.js";
 import { authorize } from "./policy.js";
-import { type EchoMesh, PROTOCOL_SERVICES, startEchoMesh } from "./testing/echo-mesh.js";
-import { type TestPki, makeTestPki, malformedSanCertificates } from "../internal/testing/test-pki.js";
+import { type EchoMesh, PROTOCOL_SERVICES, startEchoMesh } from "../test/support/echo-mesh.js";
+import { type TestPki, makeTestPki, malformedSanCertificates } from "../test/support/test-pki.js";
 import {
   type CertificateAndKey,
   KEY_TYPES,
@@ -23,7 +23,7 @@ import {
   createCertificateAuthority,
   issueComponentCertificate,
   issueOperatorCertificate,
-} from "../internal/pki/pki.js";
+} from "../internal/ops/pki/pki.js";
 import { BuildInfoService } from "../internal/gen/hello/common/v1/build_info_pb.js";
 import { MetricsService } from "../internal/gen/hello/common/v1/metrics_pb.js";
 import { Health } from "../internal/gen/grpc/health/v1/health_pb.js";

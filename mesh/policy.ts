@@ -14,7 +14,7 @@
 //
 // There is deliberately no other way in: no wildcard over packages, no "admin" role.
 
-import { COMPONENTS, type Component, type Identity, formatIdentity } from "./identity.js";
+import { COMPONENTS, type Component, type Identity, formatIdentity } from "../internal/protocol/identity.js";
 
 /** Who may call a rule's methods, relative to the component serving them. */
 export type Caller =

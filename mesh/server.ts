@@ -4,7 +4,7 @@
 // passes one interceptor that authenticates the certificate's SPIFFE identity against
 // the CA of the custodian it names and checks the default-deny table.
 //
-// Every mesh server also counts, times and logs each call (internal/metrics) and
+// Every mesh server also counts, times and logs each call (internal/observability/metrics) and
 // serves hello.common.v1.MetricsService, plus GET /metrics for Prometheus scrapers,
 // to every custodian's operator: no component has to ask for them.
 
@@ -20,16 +20,18 @@ import {
   createContextValues,
 } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { type Component, type Identity, formatIdentity } from "./identity.js";
+import { type Component, type Identity, formatIdentity } from "../internal/protocol/identity.js";
 import { type Rule, RULES, authorize, trustedCallerCustodians } from "./policy.js";
 import { AuthenticationError, type TrustStore } from "./trust.js";
 import { serverTracing } from "./telemetry.js";
-import { type Logger, processLogger } from "../internal/log/logger.js";
-import { codeName, logRpc } from "../internal/log/request-log.js";
-import { type MeshMetrics, processMeshMetrics } from "../internal/metrics/registry.js";
-import { serverObserver } from "../internal/metrics/rpc-observer.js";
-import { GET_METRICS, METRICS_PATH, metricsRoutes } from "../internal/metrics/metrics-service.js";
+import { type Logger, processLogger } from "../internal/observability/log/logger.js";
+import { codeName, logRpc } from "../internal/observability/log/request-log.js";
+import { type MeshMetrics, processMeshMetrics } from "../internal/observability/metrics/registry.js";
+import { serverObserver } from "../internal/observability/metrics/rpc-observer.js";
+import { GET_METRICS, METRICS_PATH, metricsRoutes } from "../internal/observability/metrics/metrics-service.js";
 import { relabelParseFailures } from "./parse-failures.js";
+import { errorMapping } from "./errors.js";
+import type { ErrorMapper } from "../internal/protocol/errors.js";
 
 export interface MeshCredentials {
   readonly certPem: string;
@@ -72,6 +74,8 @@ export interface MeshServerOptions {
   readonly routes: (router: ConnectRouter) => void;
   /** Run after tracing and authorization. */
   readonly interceptors?: readonly Interceptor[];
+  /** The component's own errors, as codes (beside the protocol's, internal/protocol/errors.ts). */
+  readonly mapError?: ErrorMapper;
   readonly host?: string;
   /** 0 (the default) picks a free port. */
   readonly port?: number;
@@ -191,8 +195,15 @@ export async function startMeshServer(options: MeshServerOptions): Promise<MeshS
       relabelParseFailures(router);
     },
     // Tracing first, so the observer's log line carries the trace id; the observer
-    // before authorization, so refused calls are counted and logged too.
-    interceptors: [serverTracing(), observer, authorization(options.component, rules), ...(options.interceptors ?? [])],
+    // before authorization, so refused calls are counted and logged too; the error
+    // mapping last, next to the handlers, so all of them see the mapped code.
+    interceptors: [
+      serverTracing(),
+      observer,
+      authorization(options.component, rules),
+      ...(options.interceptors ?? []),
+      errorMapping(options.mapError),
+    ],
     readMaxBytes: options.readMaxBytes ?? DEFAULT_READ_MAX_BYTES,
     contextValues: (req) => {
       const values = createContextValues();

@@ -10,11 +10,11 @@ import { type Interceptor, createClient } from "@connectrpc/connect";
 import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { NodeTracerProvider } from "@opentelemetry/sdk-trace-node";
 import { ROOT_CONTEXT, TraceFlags, context, createTraceState, propagation, trace } from "@opentelemetry/api";
-import { COMPONENTS } from "./identity.js";
+import { COMPONENTS } from "../internal/protocol/identity.js";
 import { TrustStore } from "./trust.js";
 import { type MeshTransport, createMeshTransport } from "./client.js";
-import { type EchoMesh, routesFor, startEchoMesh } from "./testing/echo-mesh.js";
-import { type TestPki, makeTestPki } from "../internal/testing/test-pki.js";
+import { type EchoMesh, routesFor, startEchoMesh } from "../test/support/echo-mesh.js";
+import { type TestPki, makeTestPki } from "../test/support/test-pki.js";
 import { EncryptionService } from "../internal/gen/hello/encryption/v1/encryption_service_pb.js";
 import { StorageService } from "../internal/gen/hello/storage/v1/storage_service_pb.js";
 

@@ -5,11 +5,11 @@
 import net from "node:net";
 import { expect } from "chai";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
-import { COMPONENTS } from "./identity.js";
+import { COMPONENTS } from "../internal/protocol/identity.js";
 import { TrustStore } from "./trust.js";
-import { type EchoMesh, meshClient, routesFor, startEchoMesh } from "./testing/echo-mesh.js";
+import { type EchoMesh, meshClient, routesFor, startEchoMesh } from "../test/support/echo-mesh.js";
 import { failedInTransport, isUnavailable } from "./transport-errors.js";
-import { type TestPki, makeTestPki } from "../internal/testing/test-pki.js";
+import { type TestPki, makeTestPki } from "../test/support/test-pki.js";
 import { TokenService } from "../internal/gen/hello/token/v1/token_service_pb.js";
 
 /** A TCP relay in front of a server, whose connections a test can cut like a crash would. */

@@ -5,19 +5,19 @@
 
 import { expect } from "chai";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { COMPONENTS, type Component } from "./identity.js";
+import { COMPONENTS, type Component } from "../internal/protocol/identity.js";
 import { TrustStore } from "./trust.js";
 import { trustOfBundles, type Bundle } from "./bundle.js";
 import { type MeshCredentials, type MeshServer, callerIdentity, startMeshServer } from "./server.js";
 import { type MeshTransport, createMeshTransport } from "./client.js";
-import { formatIdentity } from "./identity.js";
-import { routesFor } from "./testing/echo-mesh.js";
-import { type TestPki, makeTestPki } from "../internal/testing/test-pki.js";
+import { formatIdentity } from "../internal/protocol/identity.js";
+import { routesFor } from "../test/support/echo-mesh.js";
+import { type TestPki, makeTestPki } from "../test/support/test-pki.js";
 import {
   type CertificateAndKey,
   createCertificateAuthority,
   issueComponentCertificate,
-} from "../internal/pki/pki.js";
+} from "../internal/ops/pki/pki.js";
 import { TokenService } from "../internal/gen/hello/token/v1/token_service_pb.js";
 
 type Outcome = "ok" | Code;

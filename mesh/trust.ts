@@ -2,7 +2,7 @@
 // check that binds a certificate's SPIFFE identity to the CA of the custodian it names.
 
 import { X509Certificate } from "node:crypto";
-import { type Component, type Identity, formatIdentity, parseIdentityUri } from "./identity.js";
+import { type Component, type Identity, formatIdentity, parseIdentityUri } from "../internal/protocol/identity.js";
 import { MalformedCertificateError, uriSubjectAltNames } from "./x509.js";
 
 export class AuthenticationError extends Error {

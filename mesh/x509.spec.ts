@@ -5,11 +5,11 @@
 import { X509Certificate } from "node:crypto";
 import { expect } from "chai";
 import fc from "fast-check";
-import { COMPONENTS, identityUri } from "./identity.js";
+import { COMPONENTS, identityUri } from "../internal/protocol/identity.js";
 import { AuthenticationError, TrustStore } from "./trust.js";
 import { MalformedCertificateError, certificateParts, uriSubjectAltNames } from "./x509.js";
-import { type TestPki, makeTestPki, malformedSanCertificates } from "../internal/testing/test-pki.js";
-import { KEY_TYPES, createCertificateAuthority, issueComponentCertificate, issueOperatorCertificate } from "../internal/pki/pki.js";
+import { type TestPki, makeTestPki, malformedSanCertificates } from "../test/support/test-pki.js";
+import { KEY_TYPES, createCertificateAuthority, issueComponentCertificate, issueOperatorCertificate } from "../internal/ops/pki/pki.js";
 
 const rawOf = (pem: string) => Buffer.from(new X509Certificate(pem).raw);
 

@@ -3,8 +3,8 @@
 
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { COMPONENTS, isComponent } from "../mesh/identity.js";
-import { buildComponents, pinnedNodeVersion, sourceRevisionOf } from "../internal/build/build.js";
+import { COMPONENTS, isComponent } from "../internal/protocol/identity.js";
+import { buildComponents, pinnedNodeVersion, sourceRevisionOf } from "../internal/ops/build/build.js";
 
 const root = path.resolve(import.meta.dirname, "..");
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { out: { type: "string", default: path.join(root, "dist") } } });

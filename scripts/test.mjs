@@ -40,7 +40,7 @@ const missing = [
 ];
 if (missing.length > 0) aptInstall(missing);
 
-const specs = faults ? ["internal/faults/**/*.spec.ts"] : ["{cmd,internal,mesh}/**/*.spec.ts", "--ignore", "internal/faults/**"];
+const specs = faults ? ["test/faults/**/*.spec.ts"] : ["{cmd,internal,mesh,test}/**/*.spec.ts", "--ignore", "test/faults/**"];
 const result = spawnSync("npx", ["mocha", ...specs, ...process.argv.slice(2).filter((a) => a !== "--faults")], {
   stdio: "inherit",
 });

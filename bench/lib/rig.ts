@@ -9,18 +9,18 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { createClient } from "@connectrpc/connect";
 import pg from "pg";
-import { COMPONENTS } from "../../mesh/identity.js";
+import { COMPONENTS } from "../../internal/protocol/identity.js";
 import { readBundles, trustFromBundles } from "../../mesh/bundle.js";
 import { createMeshTransport } from "../../mesh/client.js";
 import { MetricsService } from "../../internal/gen/hello/common/v1/metrics_pb.js";
-import { seriesSum } from "../../internal/metrics/exposition.js";
-import { operatorCredentials } from "../../internal/serve/credentials.js";
-import { loadDevConfig } from "../../internal/config/dev-config.js";
+import { seriesSum } from "../../internal/observability/metrics/exposition.js";
+import { operatorCredentials } from "../../internal/ops/pki/layout.js";
+import { loadDevConfig } from "../../internal/dev/dev-config.js";
 import { upstreamRedirectUri } from "../../internal/config/component-config.js";
-import { type ComponentProcesses, startComponentProcesses } from "../../internal/serve/component-processes.js";
-import { type DevDeployment, prepareDevDeployment } from "../../internal/serve/dev-deployment.js";
-import { freePort } from "../../internal/testing/free-port.js";
-import { type TestPostgres, startPostgres } from "../../internal/testing/postgres-server.js";
+import { type ComponentProcesses, startComponentProcesses } from "../../internal/dev/component-processes.js";
+import { type DevDeployment, prepareDevDeployment } from "../../internal/dev/dev-deployment.js";
+import { freePort } from "../../test/support/free-port.js";
+import { type TestPostgres, startPostgres } from "../../test/support/postgres-server.js";
 import { type Child, drain, startChild } from "./children.js";
 import type { App } from "./logins.js";
 import { type Watched, watchPostgres, watchProcess } from "./proc.js";
@@ -131,7 +131,7 @@ interface BuildModule {
 
 /**
  * Each component's artifact, built into the rig's directory, when this checkout can
- * build them (internal/build, `npm run build`): the benchmark should measure what a
+ * build them (internal/ops/build, `npm run build`): the benchmark should measure what a
  * custodian runs. Without it, undefined: the components run from source through tsx,
  * which costs the same CPU once loaded but some 40 MB more memory per process.
  */

@@ -3,7 +3,7 @@
 //
 //   node dist/encryption/main.mjs --config <file>
 
-import { encryptionService } from "../../internal/serve/components/encryption.js";
-import { runComponent } from "../../internal/serve/run-component.js";
+import { encryptionService } from "../../internal/components/encryption/wiring.js";
+import { runComponent } from "../../internal/components/runtime/run-component.js";
 
 process.exitCode = await runComponent("encryption", encryptionService, process.argv.slice(2), "encryption artifact");

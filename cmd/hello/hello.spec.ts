@@ -9,13 +9,13 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { expect } from "chai";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { COMPONENTS, type Component } from "../../mesh/identity.js";
+import { COMPONENTS, type Component } from "../../internal/protocol/identity.js";
 import { readBundles, trustFromBundles } from "../../mesh/bundle.js";
 import { createMeshTransport } from "../../mesh/client.js";
-import { pkiPaths } from "../../internal/pki/layout.js";
+import { pkiPaths } from "../../internal/ops/pki/layout.js";
 import { TokenService } from "../../internal/gen/hello/token/v1/token_service_pb.js";
 import { StorageService } from "../../internal/gen/hello/storage/v1/storage_service_pb.js";
-import { freePort } from "../../internal/testing/free-port.js";
+import { freePort } from "../../test/support/free-port.js";
 
 const run = promisify(execFile);
 const BIN = path.resolve(import.meta.dirname, "bin.js");

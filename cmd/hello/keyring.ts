@@ -20,7 +20,7 @@ import {
   RewrapJobState,
 } from "../../internal/gen/hello/encryption/v1/keyring_admin_service_pb.js";
 import { KeyWrappingAdminService } from "../../internal/gen/hello/storage/v1/key_wrapping_admin_service_pb.js";
-import { describeKeyringFile, dropFromKeyringFile, rotateKeyringFile } from "../../internal/encryption/keyring-file.js";
+import { describeKeyringFile, dropFromKeyringFile, rotateKeyringFile } from "../../internal/components/encryption/keyring-file.js";
 
 export interface KeyringOutput {
   log(line: string): void;

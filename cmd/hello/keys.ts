@@ -3,7 +3,7 @@
 // code (0 done, 1 refused or failed, 2 usage error).
 
 import { parseArgs } from "node:util";
-import { COMPONENTS, isComponent } from "../../mesh/identity.js";
+import { COMPONENTS, isComponent } from "../../internal/protocol/identity.js";
 import { loadComponentConfig } from "../../internal/config/component-config.js";
 import {
   type KeyLocation,
@@ -15,7 +15,7 @@ import {
   pruneKeys,
   publishKeys,
   rotateKeys,
-} from "../../internal/keys/rotation.js";
+} from "../../internal/ops/keys/rotation.js";
 import { KEY_PURPOSES, type KeyPurpose, type SigningAlg, type SigningKey } from "../../internal/protocol/signing-keys.js";
 
 export interface KeysOutput {

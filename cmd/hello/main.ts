@@ -1,6 +1,6 @@
 // hello: run, operate and verify hello-mesh.
 
-import { runPkiCommand } from "../../internal/pki/cli.js";
+import { runPkiCommand } from "../../internal/ops/pki/cli.js";
 import { runKeyringCommand } from "./keyring.js";
 import { runKeysCommand } from "./keys.js";
 import { runMetrics } from "./metrics.js";

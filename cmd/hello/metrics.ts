@@ -7,14 +7,14 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { COMPONENTS, type Component, isComponent } from "../../mesh/identity.js";
+import { COMPONENTS, type Component, isComponent } from "../../internal/protocol/identity.js";
 import { readBundles, trustFromBundles } from "../../mesh/bundle.js";
 import { createMeshTransport } from "../../mesh/client.js";
 import { ConfigError } from "../../internal/config/errors.js";
-import { loadDevConfig } from "../../internal/config/dev-config.js";
+import { loadDevConfig } from "../../internal/dev/dev-config.js";
 import { MetricsService } from "../../internal/gen/hello/common/v1/metrics_pb.js";
-import { pkiPaths } from "../../internal/pki/layout.js";
-import { operatorCredentials } from "../../internal/serve/credentials.js";
+import { pkiPaths } from "../../internal/ops/pki/layout.js";
+import { operatorCredentials } from "../../internal/ops/pki/layout.js";
 
 const USAGE = `usage: hello metrics <component> [--as <custodian>] [--config hello.config.json]
        hello metrics <component> --as <custodian> --url https://<host>:<port> --certs <dir> [--bundles <dir>]

@@ -3,16 +3,16 @@
 // the same code through cmd/<component>/main.ts.
 
 import { parseArgs } from "node:util";
-import { COMPONENTS, type Component, isComponent } from "../../mesh/identity.js";
-import type { ServiceFactory } from "../../internal/serve/component-services.js";
-import { runComponent } from "../../internal/serve/run-component.js";
+import { COMPONENTS, type Component, isComponent } from "../../internal/protocol/identity.js";
+import type { ServiceFactory } from "../../internal/components/runtime/component-services.js";
+import { runComponent } from "../../internal/components/runtime/run-component.js";
 
 /** Each component's wiring, loaded only for the component asked for. */
 const WIRING: { [C in Component]: () => Promise<ServiceFactory<C>> } = {
-  orchestration: async () => (await import("../../internal/serve/components/orchestration.js")).orchestrationService,
-  token: async () => (await import("../../internal/serve/components/token.js")).tokenService,
-  encryption: async () => (await import("../../internal/serve/components/encryption.js")).encryptionService,
-  storage: async () => (await import("../../internal/serve/components/storage.js")).storageService,
+  orchestration: async () => (await import("../../internal/components/orchestration/wiring.js")).orchestrationService,
+  token: async () => (await import("../../internal/components/token/wiring.js")).tokenService,
+  encryption: async () => (await import("../../internal/components/encryption/wiring.js")).encryptionService,
+  storage: async () => (await import("../../internal/components/storage/wiring.js")).storageService,
 };
 
 export async function runServe(args: string[]): Promise<number> {

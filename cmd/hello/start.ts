@@ -10,17 +10,17 @@ import path from "node:path";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { rm } from "node:fs/promises";
-import { COMPONENTS, type Component } from "../../mesh/identity.js";
+import { COMPONENTS, type Component } from "../../internal/protocol/identity.js";
 import { ConfigError } from "../../internal/config/errors.js";
-import { derivedConfigPath, loadDevConfig } from "../../internal/config/dev-config.js";
+import { derivedConfigPath, loadDevConfig } from "../../internal/dev/dev-config.js";
 import { upstreamRedirectUri } from "../../internal/config/component-config.js";
-import { discoverJwksUris, prepareDevDeployment } from "../../internal/serve/dev-deployment.js";
-import { startComponentProcesses } from "../../internal/serve/component-processes.js";
-import { waitUntilFrontDoorReady } from "../../internal/serve/readiness.js";
-import { deploymentRecord, deploymentRecordPath, pidsOf, writeDeploymentRecord } from "../../internal/serve/deployment-record.js";
-import { buildComponents, pinnedNodeVersion } from "../../internal/build/build.js";
-import { startDevOp } from "../../internal/devop/dev-op.js";
-import { startDemoApp } from "../../internal/demoapp/demo-app.js";
+import { discoverJwksUris, prepareDevDeployment } from "../../internal/dev/dev-deployment.js";
+import { startComponentProcesses } from "../../internal/dev/component-processes.js";
+import { waitUntilFrontDoorReady } from "../../internal/dev/readiness.js";
+import { deploymentRecord, deploymentRecordPath, pidsOf, writeDeploymentRecord } from "../../internal/dev/deployment-record.js";
+import { buildComponents, pinnedNodeVersion } from "../../internal/ops/build/build.js";
+import { startDevOp } from "../../internal/dev/devop/dev-op.js";
+import { startDemoApp } from "../../internal/dev/demoapp/demo-app.js";
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 

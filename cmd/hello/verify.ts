@@ -12,13 +12,13 @@
 
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { COMPONENTS, isComponent } from "../../mesh/identity.js";
+import { COMPONENTS, isComponent } from "../../internal/protocol/identity.js";
 import { readBundle } from "../../mesh/bundle.js";
-import { loadDevConfig } from "../../internal/config/dev-config.js";
+import { loadDevConfig } from "../../internal/dev/dev-config.js";
 import { ConfigError } from "../../internal/config/errors.js";
-import { type DeploymentRecord, deploymentRecordPath, readDeploymentRecord } from "../../internal/serve/deployment-record.js";
-import { checkBuilds, formatBuildsTable } from "../../internal/verify/builds.js";
-import { checkServedKeys } from "../../internal/verify/served-keys.js";
+import { type DeploymentRecord, deploymentRecordPath, readDeploymentRecord } from "../../internal/dev/deployment-record.js";
+import { checkBuilds, formatBuildsTable } from "../../internal/ops/verify/builds.js";
+import { checkServedKeys } from "../../internal/ops/verify/served-keys.js";
 
 const USAGE = `usage: hello verify [--config hello.config.json] [--deployment <file>] [--issuer <url>]
                     [--bundles <dir>] [--source <checkout>] [--as <custodian>]`;

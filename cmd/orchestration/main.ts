@@ -3,7 +3,7 @@
 //
 //   node dist/orchestration/main.mjs --config <file>
 
-import { orchestrationService } from "../../internal/serve/components/orchestration.js";
-import { runComponent } from "../../internal/serve/run-component.js";
+import { orchestrationService } from "../../internal/components/orchestration/wiring.js";
+import { runComponent } from "../../internal/components/runtime/run-component.js";
 
 process.exitCode = await runComponent("orchestration", orchestrationService, process.argv.slice(2), "orchestration artifact");

@@ -3,7 +3,7 @@
 //
 //   node dist/storage/main.mjs --config <file>
 
-import { storageService } from "../../internal/serve/components/storage.js";
-import { runComponent } from "../../internal/serve/run-component.js";
+import { storageService } from "../../internal/components/storage/wiring.js";
+import { runComponent } from "../../internal/components/runtime/run-component.js";
 
 process.exitCode = await runComponent("storage", storageService, process.argv.slice(2), "storage artifact");

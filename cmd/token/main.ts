@@ -3,7 +3,7 @@
 //
 //   node dist/token/main.mjs --config <file>
 
-import { tokenService } from "../../internal/serve/components/token.js";
-import { runComponent } from "../../internal/serve/run-component.js";
+import { tokenService } from "../../internal/components/token/wiring.js";
+import { runComponent } from "../../internal/components/runtime/run-component.js";
 
 process.exitCode = await runComponent("token", tokenService, process.argv.slice(2), "token artifact");

@@ -6,7 +6,7 @@
 
 import path from "node:path";
 import { z } from "zod";
-import type { Component } from "../../mesh/identity.js";
+import type { Component } from "../protocol/identity.js";
 import { ConfigError, parseConfigFile } from "./errors.js";
 
 const Port = z.number().int().min(0).max(65535);

@@ -2,9 +2,9 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { expect } from "chai";
-import { COMPONENTS } from "../../mesh/identity.js";
+import { COMPONENTS } from "../protocol/identity.js";
 import { ConfigError } from "./errors.js";
-import { deriveComponentConfigs, loadDevConfig } from "./dev-config.js";
+import { deriveComponentConfigs, loadDevConfig } from "../dev/dev-config.js";
 import { ComponentConfigSchema } from "./component-config.js";
 
 describe("configuration (DESIGN.md §6)", function () {

@@ -8,9 +8,12 @@
 //                        hash; already used), or identifiers that do not match the session
 //   FAILED_PRECONDITION  a step out of order for this session
 //   NOT_FOUND / ALREADY_EXISTS / ABORTED (version conflict) / UNAVAILABLE: from Storage
+//                        (its own mapping, storage-service.ts)
+//
+// Handlers throw; one interceptor in the mesh server (mesh/errors.ts) maps what they
+// threw, so no handler wraps itself.
 
 import { Code, ConnectError } from "@connectrpc/connect";
-import { StorageError } from "../storage/backend/errors.js";
 import { InvalidTokenError } from "./jws.js";
 import { DecryptionError } from "./keyring.js";
 
@@ -26,36 +29,22 @@ export function outOfOrder(message: string): ConnectError {
   return new ConnectError(message, Code.FailedPrecondition);
 }
 
-const STORAGE_CODES: Record<StorageError["code"], Code> = {
-  not_found: Code.NotFound,
-  already_exists: Code.AlreadyExists,
-  version_conflict: Code.Aborted,
-  token_reused: Code.PermissionDenied,
-  invalid_argument: Code.InvalidArgument,
-  unavailable: Code.Unavailable,
-};
+/** A component's own mapping of its errors to the wire (Storage's record-store errors, say). */
+export type ErrorMapper = (error: unknown) => ConnectError | undefined;
 
-/** Maps what a handler threw to the code that goes on the wire. */
-export function toConnectError(error: unknown): ConnectError {
+/**
+ * What a handler threw, as the code that goes on the wire: a ConnectError as it is, the
+ * protocol's own verdicts by kind, a component's errors by its `mapError`, and anything
+ * else as INTERNAL with no words of its own (they may carry what must not leave).
+ */
+export function toConnectError(error: unknown, mapError?: ErrorMapper): ConnectError {
   if (error instanceof ConnectError) return error;
   if (error instanceof InvalidTokenError) {
     const code = error.reason === "it is missing" || error.reason === "it is malformed" ? Code.InvalidArgument : Code.Unauthenticated;
     return new ConnectError(error.message, code);
   }
-  if (error instanceof StorageError) return new ConnectError(error.message, STORAGE_CODES[error.code]);
   // Encryption found a ciphertext that does not open under its storage key: data loss
   // or tampering at Storage, never the caller's fault.
   if (error instanceof DecryptionError) return new ConnectError(error.message, Code.DataLoss);
-  return new ConnectError("internal error", Code.Internal);
-}
-
-/** Wraps a handler so every failure leaves as a mapped ConnectError. */
-export function mapped<A extends unknown[], R>(handler: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
-  return async (...args) => {
-    try {
-      return await handler(...args);
-    } catch (error) {
-      throw toConnectError(error);
-    }
-  };
+  return mapError?.(error) ?? new ConnectError("internal error", Code.Internal);
 }

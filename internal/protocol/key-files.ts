@@ -14,7 +14,6 @@ import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, watch } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
-import { MissingKeyMaterialError } from "../serve/credentials.js";
 import { writeFileAtomic } from "../fs/write-file-atomic.js";
 import { Keyring, RECORD_KEY_BYTES, generateRecordKey } from "./keyring.js";
 import { LOOKUP_KEY_BYTES } from "./lookup-key.js";
@@ -50,6 +49,14 @@ export const STORAGE_KEYS: readonly KeySpec[] = [
   { purpose: "error", alg: "EdDSA" },
   { purpose: "receipt", alg: "EdDSA" },
 ];
+
+/**
+ * Production keys are never generated silently (DESIGN.md §2): a component whose keys,
+ * certificate or key file is missing refuses to start and says how its custodian makes them.
+ */
+export class MissingKeyMaterialError extends Error {
+  override name = "MissingKeyMaterialError";
+}
 
 const SigningKeysFile = z.strictObject({ keys: z.array(z.looseObject({ kid: z.string(), alg: z.string(), d: z.string() })) });
 const KeyringFile = z.strictObject({ current: z.string().min(1), keys: z.record(z.string(), z.string()) });

@@ -17,8 +17,8 @@ import {
   sealLegacy,
 } from "./keyring.js";
 import { lengthPrefixed } from "./lookup-key.js";
-import { MAX_RECORD_BYTES } from "../encryption/encryption-service.js";
-import type { RecordKindName } from "../storage/backend/record-store.js";
+import { MAX_RECORD_BYTES } from "../components/encryption/encryption-service.js";
+import type { RecordKindName } from "./records.js";
 
 /** AES-256-GCM as the keyring lays it out: nonce || ciphertext || tag. */
 function gcm(key: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Buffer {

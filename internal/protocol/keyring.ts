@@ -36,7 +36,7 @@
 // additional data is unchanged, so re-wrapping knows nothing of padding.
 
 import { createCipheriv, createDecipheriv, randomBytes, timingSafeEqual } from "node:crypto";
-import type { RecordKindName } from "../storage/backend/record-store.js";
+import type { RecordKindName } from "./records.js";
 import { lengthPrefixed } from "./lookup-key.js";
 
 const NONCE_BYTES = 12;

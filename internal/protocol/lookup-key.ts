@@ -4,7 +4,7 @@
 // Orchestration only; without it, Storage cannot tell whose row a hash is.
 
 import { createHmac } from "node:crypto";
-import type { RecordKindName } from "../storage/backend/record-store.js";
+import type { RecordKindName } from "./records.js";
 
 export const LOOKUP_KEY_BYTES = 32;
 

@@ -3,9 +3,9 @@
 // of the component that made it and of the one that consumes it), and a key of its
 // own purpose.
 
-import { identityUri } from "../../mesh/identity.js";
+import { identityUri } from "./identity.js";
 import { RecordKind } from "../gen/hello/common/v1/record_pb.js";
-import type { RecordKindName } from "../storage/backend/record-store.js";
+import type { RecordKindName } from "./records.js";
 import type { KeyPurpose } from "./signing-keys.js";
 
 export const TOKEN = identityUri("token");
@@ -58,7 +58,7 @@ export const RECEIPT: TokenType = {
 
 // What Token signs for apps (with jose, in the formats apps expect): their lifetimes and
 // the userinfo answer's typ. Orchestration checks every one against these before it
-// leaves (internal/orchestration/minted-check.ts).
+// leaves (internal/components/orchestration/minted-check.ts).
 
 export const ID_TOKEN_LIFETIME_SECONDS = 600;
 /**
@@ -68,6 +68,8 @@ export const ID_TOKEN_LIFETIME_SECONDS = 600;
 export const USERINFO_LIFETIME_SECONDS = 660;
 /** The JWS typ of a signed userinfo answer: never to be taken for an ID Token. */
 export const USERINFO_TYP = "userinfo+jwt";
+/** How long apps may cache the JWKS: a new key must stay `next` (published, unused) longer. */
+export const JWKS_MAX_AGE = 300;
 
 function recordType(kind: RecordKindName): TokenType {
   return { typ: `hello-${kind}-record+jwt`, purpose: "record", issuer: TOKEN, audience: TOKEN, maxLifetimeSeconds: undefined };

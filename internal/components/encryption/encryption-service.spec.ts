@@ -1,0 +1,141 @@
+// Encryption's keyring rotation (DESIGN.md §3): new writes use the new key, old
+// records stay readable, and an update re-encrypts under the current key. The real
+// Encryption and Storage handlers, joined in memory, with a real PGlite store.
+
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { expect } from "chai";
+import { PGlite } from "@electric-sql/pglite";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { EncryptionService } from "../../gen/hello/encryption/v1/encryption_service_pb.js";
+import { StorageService } from "../../gen/hello/storage/v1/storage_service_pb.js";
+import { storageErrors, storageRoutes } from "../storage/storage-service.js";
+import { openPGliteStore } from "../storage/backend/pglite-store.js";
+import type { RecordStore } from "../storage/backend/record-store.js";
+import { FORMAT_2_SQL } from "../storage/backend/conformance.js";
+import { sha256, sign } from "../../protocol/jws.js";
+import { Keyring, generateRecordKey } from "../../protocol/keyring.js";
+import { VerificationKeys, generateSigningKey, publicJwk } from "../../protocol/signing-keys.js";
+import { storageKeyPair } from "../../../test/support/storage-keys.js";
+import { ACCESS_TOKEN, type Operation } from "../../protocol/tokens.js";
+import { encryptionRoutes } from "./encryption-service.js";
+import { inMemory } from "../../../test/support/in-memory.js";
+
+describe("Encryption: keyring rotation and re-encryption on write", function () {
+  const accessKey = generateSigningKey("access");
+  const tokenKeys = new VerificationKeys([publicJwk(accessKey)]);
+  const storageSigning = storageKeyPair();
+  const k1 = generateRecordKey();
+  let keyring = new Keyring(new Map([["k1", k1]]), "k1");
+  let store: RecordStore;
+  let encryption: ReturnType<typeof createClient<typeof EncryptionService>>;
+
+  before(async function () {
+    store = await openPGliteStore({});
+    const storage = createClient(
+      StorageService,
+      inMemory(storageRoutes({ store, tokenKeys: () => tokenKeys, errorKey: storageSigning.error, receiptKey: storageSigning.receipt }), storageErrors),
+    );
+    encryption = createClient(
+      EncryptionService,
+      inMemory(encryptionRoutes({ keyring: () => keyring, tokenKeys: () => tokenKeys, storageKeys: () => storageSigning.keys, storage })),
+    );
+  });
+  after(async () => store.close());
+
+  const token = (op: Operation, hash: string, record?: string) =>
+    sign(ACCESS_TOKEN, accessKey, { op, kind: "wallet", hash, ...(record ? { digest: sha256(record) } : {}) });
+  const keyIdOf = async (hash: string) => (await store.read(hash, "wallet")).keyId;
+
+  it("reads records sealed before a rotation, seals new ones and updates under the new key", async function () {
+    await encryption.createRecord({ accessToken: await token("create", "old-hash", "old record"), record: "old record" });
+    keyring = new Keyring(new Map([["k1", k1], ["k2", generateRecordKey()]]), "k2");
+
+    const old = await encryption.readRecord({ accessToken: await token("read", "old-hash") });
+    expect(old.result).to.deep.equal({ case: "record", value: "old record" });
+    expect(await keyIdOf("old-hash")).to.equal("k1");
+
+    await encryption.createRecord({ accessToken: await token("create", "new-hash", "new record"), record: "new record" });
+    expect(await keyIdOf("new-hash")).to.equal("k2");
+
+    const updated = await encryption.updateRecord({
+      accessToken: await token("update", "old-hash", "old record, updated"),
+      record: "old record, updated",
+      expectedVersion: old.version,
+    });
+    expect(updated.version).to.equal(2n);
+    expect(await keyIdOf("old-hash")).to.equal("k2");
+    const reread = await encryption.readRecord({ accessToken: await token("read", "old-hash") });
+    expect(reread.result.value).to.equal("old record, updated");
+  });
+
+  it("an update at a stale version is ABORTED and changes nothing", async function () {
+    await encryption.createRecord({ accessToken: await token("create", "v-hash", "v1"), record: "v1" });
+    const error = await encryption
+      .updateRecord({ accessToken: await token("update", "v-hash", "v2"), record: "v2", expectedVersion: 7n })
+      .catch((e: unknown) => ConnectError.from(e));
+    expect((error as ConnectError).code).to.equal(Code.Aborted);
+    const read = await encryption.readRecord({ accessToken: await token("read", "v-hash") });
+    expect(read.result.value).to.equal("v1");
+  });
+
+  it("a keyring that lost the key a record was sealed with answers DATA_LOSS, naming no record", async function () {
+    await encryption.createRecord({ accessToken: await token("create", "lost-hash", "r"), record: "r" });
+    const before = keyring;
+    keyring = new Keyring(new Map([["k9", generateRecordKey()]]), "k9");
+    try {
+      const error = await encryption.readRecord({ accessToken: await token("read", "lost-hash") }).catch((e: unknown) => ConnectError.from(e));
+      expect((error as ConnectError).code).to.equal(Code.DataLoss);
+      expect((error as ConnectError).rawMessage).to.not.include("lost-hash");
+    } finally {
+      keyring = before;
+    }
+  });
+
+  it("two first reads of a row from before Storage kept digests both succeed: one gives Storage the digest, the other reads again and gets its receipt", async function () {
+    // A database in the previous format (no digest column) with one row in it.
+    const dir = await mkdtemp(path.join(os.tmpdir(), "hello-legacy-"));
+    const raw = await PGlite.create(dir);
+    await raw.exec(FORMAT_2_SQL);
+    const record = "a wallet record written before digests";
+    const sealed = keyring.seal(Buffer.from(record), "wallet", "legacy-hash");
+    await raw.query("INSERT INTO records (hash, kind, key_id, wrapped_key, ciphertext, version, create_time, update_time) VALUES ($1, 'wallet', $2, $3, $4, 1, now(), now())",
+      ["legacy-hash", sealed.keyId, sealed.wrappedKey, sealed.ciphertext]);
+    await raw.close();
+    const legacy = await openPGliteStore({ dataDir: dir });
+    try {
+      const real = createClient(StorageService, inMemory(storageRoutes({ store: legacy, tokenKeys: () => tokenKeys, errorKey: storageSigning.error, receiptKey: storageSigning.receipt }), storageErrors));
+      // A pause point: each backfill waits until both reads have asked for one, so both race.
+      let arrived = 0;
+      let release!: () => void;
+      const both = new Promise<void>((resolve) => (release = resolve));
+      const calls: string[] = [];
+      const storage = new Proxy(real, {
+        get(target, name: keyof typeof real) {
+          if (name === "backfillRecordDigest") {
+            return async (...args: Parameters<typeof real.backfillRecordDigest>) => {
+              calls.push("backfill");
+              if (++arrived === 2) release();
+              await both;
+              return target.backfillRecordDigest(...args);
+            };
+          }
+          if (name === "readRecord") return (...args: Parameters<typeof real.readRecord>) => (calls.push("read"), target.readRecord(...args));
+          return target[name];
+        },
+      });
+      const reader = createClient(EncryptionService, inMemory(encryptionRoutes({ keyring: () => keyring, tokenKeys: () => tokenKeys, storageKeys: () => storageSigning.keys, storage })));
+      const reads = await Promise.all([1, 2].map(async () => reader.readRecord({ accessToken: await token("read", "legacy-hash") })));
+      for (const read of reads) {
+        expect(read.result).to.deep.equal({ case: "record", value: record });
+        expect(read.receipt).to.match(/^ey/);
+      }
+      expect(calls.sort()).to.deep.equal(["backfill", "backfill", "read", "read", "read"]);
+      expect((await legacy.read("legacy-hash", "wallet")).digest).to.equal(sha256(record));
+    } finally {
+      await legacy.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,120 @@
+// A person in a real browser (headless Chromium, driven by playwright-core): the demo
+// app, the development OP's login form and hello-mesh's consent page, as a new user
+// and then as a returning one. DESIGN.md §6 and issue 4's first acceptance point.
+
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { expect } from "chai";
+import { type BrowserContext, chromium } from "playwright-core";
+import { type ProtocolMesh, DEMO_CLIENT, USERS, startProtocolMesh } from "../../../../test/support/protocol-mesh.js";
+import { freePort } from "../../../../test/support/free-port.js";
+import { startDemoApp } from "../../../dev/demoapp/demo-app.js";
+
+export const CHROMIUM = "/usr/bin/chromium";
+export const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"];
+
+describe("a person logs in with a real browser (DESIGN.md §6)", function () {
+  this.timeout(180_000);
+  let mesh: ProtocolMesh;
+  let demo: Awaited<ReturnType<typeof startDemoApp>>;
+  let profile: string;
+  let browser: BrowserContext;
+
+  before(async function () {
+    const demoPort = await freePort();
+    // Twisted (test/support/twisted): the components' clock can be moved, so a person
+    // can take minutes on the consent page without the test waiting them out.
+    mesh = await startProtocolMesh({ database: "pglite", demoPort, twisted: {} });
+    demo = await startDemoApp({
+      issuer: mesh.issuer,
+      clientId: DEMO_CLIENT.client_id,
+      clientSecret: DEMO_CLIENT.secret,
+      port: demoPort,
+      publicUrl: `http://localhost:${demoPort}`,
+    });
+    profile = await mkdtemp(path.join(os.tmpdir(), "hello-chromium-"));
+    browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  });
+  after(async function () {
+    await browser?.close();
+    await demo?.close();
+    await mesh?.close();
+    if (profile) await rm(profile, { recursive: true, force: true });
+  });
+
+  it("a new user signs in at the provider, consents, and the app gets a directed sub; returning, there is no consent page", async function () {
+    const page = await browser.newPage();
+    const demoUrl = `http://localhost:${new URL(demo.url).port}/`;
+    await page.goto(demoUrl);
+    await page.getByRole("link", { name: "Log in with hello-mesh" }).click();
+
+    // The development OP's login form.
+    await page.waitForURL((u) => u.port === new URL(mesh.devOp.issuer).port);
+    await page.getByLabel("Email").fill(USERS.alice.email);
+    await page.getByLabel("Password").fill(USERS.alice.password);
+    await page.getByRole("button", { name: "Sign in" }).click();
+
+    // hello-mesh's consent page: the app by name, the claims with their values.
+    await page.waitForURL((u) => u.origin === mesh.issuer);
+    expect(await page.getByRole("heading", { level: 1 }).textContent()).to.include(DEMO_CLIENT.client_name);
+    const email = page.getByRole("checkbox", { name: new RegExp(USERS.alice.email) });
+    expect(await email.isChecked()).to.equal(true);
+    const name = page.getByRole("checkbox", { name: new RegExp(USERS.alice.name) });
+    // HELLO_SCREENSHOTS=<dir> keeps a picture of the consent page for a human to look at.
+    if (process.env.HELLO_SCREENSHOTS) await page.screenshot({ path: path.join(process.env.HELLO_SCREENSHOTS, "consent.png"), fullPage: true });
+    await name.uncheck(); // share the email, not the name
+    // keyboard: the Allow button is reachable and works with Enter
+    await page.getByRole("button", { name: "Allow" }).focus();
+    await page.keyboard.press("Enter");
+
+    // Back at the demo app, with the ID Token's claims.
+    await page.waitForURL(demoUrl);
+    if (process.env.HELLO_SCREENSHOTS) await page.screenshot({ path: path.join(process.env.HELLO_SCREENSHOTS, "demo-app.png"), fullPage: true });
+    const body = (await page.textContent("body"))!;
+    expect(body).to.include(USERS.alice.email);
+    expect(body).to.not.include(USERS.alice.name);
+    const sub = (await page.locator("dt:text-is('sub') + dd").textContent())!.trim();
+    expect(sub).to.match(/^[A-Za-z0-9_-]{16,}$/);
+    expect(sub).to.not.equal(USERS.alice.sub);
+
+    // Returning user: log out of the demo, log in again. The provider still has a
+    // session, hello-mesh has none of its own and asks no consent: the same sub comes back.
+    await page.getByRole("button", { name: "Log out" }).click();
+    await page.getByRole("link", { name: "Log in with hello-mesh" }).click();
+    await page.waitForURL(demoUrl);
+    expect((await page.locator("dt:text-is('sub') + dd").textContent())!.trim()).to.equal(sub);
+    expect(await page.textContent("body")).to.include(USERS.alice.email);
+    await page.close();
+  });
+
+  it("a new user who takes more than a minute on the consent page still signs in (the release is read again on Allow)", async function () {
+    // A browser of Bob's own: the provider has no session for him yet.
+    const own = await mkdtemp(path.join(os.tmpdir(), "hello-chromium-"));
+    const context = await chromium.launchPersistentContext(own, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+    try {
+      const page = await context.newPage();
+      const demoUrl = `http://localhost:${new URL(demo.url).port}/`;
+      await page.goto(demoUrl);
+      await page.getByRole("link", { name: "Log in with hello-mesh" }).click();
+      await page.waitForURL((u) => u.port === new URL(mesh.devOp.issuer).port);
+      await page.getByLabel("Email").fill(USERS.bob.email);
+      await page.getByLabel("Password").fill(USERS.bob.password);
+      await page.getByRole("button", { name: "Sign in" }).click();
+      await page.waitForURL((u) => u.origin === mesh.issuer);
+      expect(await page.getByRole("button", { name: "Allow" }).isVisible()).to.equal(true);
+
+      // Ninety seconds on the consent page, for every component: longer than any Error
+      // Token lives (60 s), well within the consent page's 10 minutes.
+      mesh.control({ clockOffsetMs: 90_000 });
+      await page.getByRole("button", { name: "Allow" }).click();
+      await page.waitForURL(demoUrl);
+      expect(await page.textContent("body")).to.include(USERS.bob.email);
+      expect((await page.locator("dt:text-is('sub') + dd").textContent())!.trim()).to.match(/^[A-Za-z0-9_-]{16,}$/);
+    } finally {
+      mesh.control({});
+      await context.close();
+      await rm(own, { recursive: true, force: true });
+    }
+  });
+});

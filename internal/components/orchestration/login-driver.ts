@@ -1,0 +1,420 @@
+// Orchestration's side of the login (DESIGN.md §4): it drives Token and Encryption
+// through the steps and verifies everything Token returns before using it — each
+// grant's kind, operation and hash (recomputed with the lookup key), the identifiers in
+// every record (signature by Token's record keys, iss/sub/uid/client), a new wallet's
+// claims against the OP ID Token Orchestration verified itself, the reservation of
+// every directed id before a release uses it, and the ID Token and userinfo Token mints
+// (minted-check.ts) before they leave. Writes of a new user go wallet first, subject
+// last: the Subject Record is the commit point, so a crash leaves no user half made.
+//
+// Every call carries a deadline (docs/faults.md): at most RPC_TIMEOUT_MS per call, and
+// no call outlives its login step — the mesh work of one front-door request (start,
+// continue, consent) has STEP_BUDGET_MS in all. A component that hangs costs a login
+// its step budget, never an unbounded wait, and Connect sends the deadline along
+// (connect-timeout-ms, or grpc-timeout over gRPC) so Encryption and Storage give up at the same moment.
+
+import { type CallOptions, Code, ConnectError, type Client } from "@connectrpc/connect";
+import type { AccessGrant, RecordWrite, TokenService } from "../../gen/hello/token/v1/token_service_pb.js";
+import type { EncryptionService } from "../../gen/hello/encryption/v1/encryption_service_pb.js";
+import { RecordOperation } from "../../gen/hello/common/v1/record_pb.js";
+import { verify } from "../../protocol/jws.js";
+import { releaseHash, reservationHash, subjectHash, walletHash } from "../../protocol/lookup-key.js";
+import type { VerificationKeys } from "../../protocol/signing-keys.js";
+import { RECORD_KIND, RECORD_TYPES, type RecordClaims } from "../../protocol/tokens.js";
+import type { RecordKindName } from "../../protocol/records.js";
+import { type WalletClaims, releasedClaims, walletClaimsOf } from "../../protocol/claims.js";
+import { LOGIN_REQUIRED, authTimeProblem } from "../../protocol/auth-time.js";
+import { ProtocolViolation, checkMinted } from "./minted-check.js";
+
+export interface LoginDriverDeps {
+  /** The public issuer: the `iss` every ID Token for apps must carry. */
+  readonly issuer: string;
+  readonly token: Client<typeof TokenService>;
+  readonly encryption: Client<typeof EncryptionService>;
+  readonly lookupKey: Uint8Array;
+  /** Token's published keys (from Token's mesh bundle): records, ID Tokens and userinfo are checked with them. */
+  readonly tokenKeys: () => VerificationKeys;
+  /** Overrides of RPC_TIMEOUT_MS and STEP_BUDGET_MS. */
+  readonly deadlines?: { readonly rpcMs?: number; readonly stepMs?: number };
+}
+
+/** The longest one mesh call of a login may take (a Token or Encryption call; Storage's inside it). */
+export const RPC_TIMEOUT_MS = 5_000;
+/** The longest the mesh calls of one login step (one front-door request) may take together. */
+export const STEP_BUDGET_MS = 10_000;
+
+/** One login step's deadline, handed out call by call. */
+class StepDeadline {
+  readonly #end: number;
+  constructor(
+    budgetMs: number,
+    private readonly rpcMs: number,
+  ) {
+    this.#end = performance.now() + budgetMs;
+  }
+
+  /** Options for the next call: what is left of the step, at most one call's worth. */
+  call(): CallOptions {
+    const left = Math.floor(this.#end - performance.now());
+    if (left <= 0) throw new ConnectError("the login step ran out of time before its next call", Code.DeadlineExceeded);
+    return { timeoutMs: Math.min(this.rpcMs, left) };
+  }
+}
+
+export { ProtocolViolation };
+
+/**
+ * The app asked for a recent or fresh login (max_age, prompt=login) and the provider's
+ * authentication is not one: the app gets `login_required` (OIDC Core §3.1.2.6).
+ */
+export class LoginRequired extends Error {
+  override name = "LoginRequired";
+}
+
+/** The app's request as Orchestration received it. */
+export interface AppRequest {
+  readonly clientId: string;
+  readonly redirectUri: string;
+  readonly nonce: string;
+  readonly scope: string;
+  readonly codeChallenge: string;
+  readonly claims?: string;
+  /** The app's prompt parameter (space-separated), if any. */
+  readonly prompt?: string;
+  /** The app's max_age in seconds, if it sent one. */
+  readonly maxAge?: number;
+  /** A signed request object (JAR), if the app sent one; then it is what Token checks. */
+  readonly requestObject?: string;
+}
+
+/**
+ * What Orchestration itself knows of a login, from its own sealed flow state: every
+ * answer Token mints is checked against it.
+ */
+export interface LoginContext {
+  readonly clientId: string;
+  /** The app's nonce. */
+  readonly nonce: string;
+  readonly promptLogin?: boolean;
+  readonly maxAge?: number;
+  /** When the login began (epoch ms). */
+  readonly started: number;
+}
+
+/** The login context of an app's request that began at `started`. */
+export function loginContext(request: AppRequest, started: number): LoginContext {
+  return {
+    clientId: request.clientId,
+    nonce: request.nonce,
+    ...(request.prompt?.split(" ").includes("login") ? { promptLogin: true } : {}),
+    ...(request.maxAge === undefined ? {} : { maxAge: request.maxAge }),
+    started,
+  };
+}
+
+/** The upstream result Orchestration verified itself (step 2). */
+export interface UpstreamResult {
+  readonly idToken: string;
+  readonly iss: string;
+  readonly sub: string;
+  /** Every claim of the OP ID Token, as Orchestration verified it. */
+  readonly claims: Readonly<Record<string, unknown>>;
+}
+
+/** Everything needed to continue a login after the consent page; travels encrypted. */
+export interface LoginState {
+  sessionToken: string;
+  login: LoginContext;
+  uid: string;
+  subjectRecord: string;
+  walletRecord: string;
+  /** Storage's receipt for the wallet read; "" for a new user (the session made it). */
+  walletReceipt: string;
+  /** The provider's auth_time, as Orchestration verified it. */
+  authTime?: number;
+}
+
+export type LoginOutcome =
+  | { kind: "consent"; state: LoginState; wallet: RecordClaims["wallet"]; newUser: boolean }
+  | { kind: "done"; idToken: string; userinfoJwt: string; userinfoJson: string; newUser: boolean };
+
+/** A record and Storage's receipt for it. */
+interface Receipted {
+  readonly record: string;
+  readonly receipt: string;
+}
+
+export class LoginDriver {
+  constructor(private readonly deps: LoginDriverDeps) {}
+
+  #step(): StepDeadline {
+    return new StepDeadline(this.deps.deadlines?.stepMs ?? STEP_BUDGET_MS, this.deps.deadlines?.rpcMs ?? RPC_TIMEOUT_MS);
+  }
+
+  /** Step 1: a Session Token for this request and provider. */
+  async start(request: AppRequest, providerId: string) {
+    const step = this.#step();
+    const res = await this.deps.token.createSession({
+      request: request.requestObject
+        ? { case: "requestObject", value: request.requestObject }
+        : {
+            case: "parameters",
+            value: {
+              clientId: request.clientId,
+              redirectUri: request.redirectUri,
+              nonce: request.nonce,
+              scope: request.scope,
+              claims: request.claims ?? "",
+              codeChallenge: request.codeChallenge,
+              prompt: request.prompt ?? "",
+              ...(request.maxAge === undefined ? {} : { maxAge: BigInt(request.maxAge) }),
+            },
+          },
+      providerId,
+    }, step.call());
+    return { sessionToken: res.sessionToken, upstreamNonce: res.upstreamNonce, providerIssuer: res.providerIssuer };
+  }
+
+  /** Steps 3–7 after the upstream login: the ID Token, or the consent page first. */
+  async continue(sessionToken: string, login: LoginContext, upstream: UpstreamResult): Promise<LoginOutcome> {
+    // The app's demand for a recent or fresh login, checked on Orchestration's own reading
+    // of the OP ID Token before anything else (Token checks its own reading too).
+    const authTime = typeof upstream.claims.auth_time === "number" ? upstream.claims.auth_time : undefined;
+    const stale = authTimeProblem(authTime, login, new Date());
+    if (stale) throw new LoginRequired(stale);
+
+    const step = this.#step();
+    const authorized = await this.#token(() => this.deps.token.authorizeSubject({ sessionToken, opIdToken: upstream.idToken }, step.call()));
+    const subjectRead = this.#checkGrant(authorized.subjectRead, "subject", RecordOperation.READ,
+      subjectHash(this.deps.lookupKey, upstream.iss, upstream.sub));
+    const read = await this.deps.encryption.readRecord({ accessToken: subjectRead.accessToken }, step.call());
+
+    if (read.result.case === "errorToken") return this.#newUser(step, authorized.sessionToken, login, upstream, authTime, read.result.value);
+    if (read.result.case !== "record") throw new ProtocolViolation("the subject read returned nothing");
+    const subjectRecord = read.result.value;
+    const subject = await this.#record("subject", subjectRecord);
+    if (subject.op_iss !== upstream.iss || subject.op_sub !== upstream.sub) {
+      throw new ProtocolViolation("the subject record is not the upstream subject's");
+    }
+    const user = await this.deps.token.authorizeUser({ sessionToken: authorized.sessionToken, subjectRecord, subjectReceipt: read.receipt }, step.call());
+    const walletRead = this.#checkGrant(user.walletRead, "wallet", RecordOperation.READ, walletHash(this.deps.lookupKey, subject.uid));
+    const releaseRead = this.#checkGrant(user.releaseRead, "release", RecordOperation.READ,
+      releaseHash(this.deps.lookupKey, subject.uid, login.clientId));
+    const [walletRes, releaseRes] = await Promise.all([
+      this.deps.encryption.readRecord({ accessToken: walletRead.accessToken }, step.call()),
+      this.deps.encryption.readRecord({ accessToken: releaseRead.accessToken }, step.call()),
+    ]);
+    if (walletRes.result.case !== "record") throw new ProtocolViolation("the user's wallet record is missing");
+    const walletRecord = walletRes.result.value;
+    const wallet = await this.#record("wallet", walletRecord);
+    if (wallet.uid !== subject.uid) throw new ProtocolViolation("the wallet record is not the subject's user's");
+
+    const state: LoginState = {
+      sessionToken: user.sessionToken, login, uid: subject.uid, subjectRecord, walletRecord, walletReceipt: walletRes.receipt,
+      ...(authTime === undefined ? {} : { authTime }),
+    };
+    if (releaseRes.result.case === "errorToken") return { kind: "consent", state, wallet, newUser: false };
+    if (releaseRes.result.case !== "record") throw new ProtocolViolation("the release read returned nothing");
+    return this.#useRelease(step, state, { record: releaseRes.result.value, receipt: releaseRes.receipt }, false);
+  }
+
+  /**
+   * After the consent page: the release is read again (the user may have taken minutes,
+   * longer than any Error Token lives, or consented in another tab meanwhile); then the
+   * Release Record with the consented claims, its directed id reserved first; then the
+   * ID Token.
+   */
+  async consent(state: LoginState, consentedClaims: readonly string[], newUser = false): Promise<LoginOutcome & { kind: "done" }> {
+    const step = this.#step();
+    const { login, uid } = state;
+    const releaseKey = releaseHash(this.deps.lookupKey, uid, login.clientId);
+    const again = await this.deps.token.grantReleaseRead({ sessionToken: state.sessionToken }, step.call());
+    const releaseRead = this.#checkGrant(again.releaseRead, "release", RecordOperation.READ, releaseKey);
+    const read = await this.deps.encryption.readRecord({ accessToken: releaseRead.accessToken }, step.call());
+    const current = { ...state, sessionToken: again.sessionToken };
+    if (read.result.case === "record") return this.#useRelease(step, current, { record: read.result.value, receipt: read.receipt }, newUser);
+    if (read.result.case !== "errorToken") throw new ProtocolViolation("the release read returned nothing");
+
+    const res = await this.deps.token.createRelease({
+      sessionToken: current.sessionToken,
+      errorToken: read.result.value,
+      walletRecord: state.walletRecord,
+      walletReceipt: state.walletReceipt,
+      consentedClaims: [...consentedClaims],
+    }, step.call());
+    const write = res.release!;
+    this.#checkGrant(write.grant, "release", RecordOperation.CREATE, releaseKey);
+    const release = await this.#record("release", write.record);
+    if (release.uid !== uid || release.client_id !== login.clientId) {
+      throw new ProtocolViolation("the release record is not this user's and app's");
+    }
+    if (release.claims.some((c) => !consentedClaims.includes(c))) {
+      throw new ProtocolViolation("the release record lists claims the user did not consent to");
+    }
+    if (release.reserved !== true) throw new ProtocolViolation("the new release record does not say its directed id is reserved");
+    // The directed id is this user's for good before any release names it: a reservation
+    // that exists already (another user's) ends the login here.
+    const reservation = await this.#reservationWrite(res.reservation, login.clientId, release.directed_id, uid);
+    try {
+      await this.deps.encryption.createRecord({ accessToken: reservation.grant!.accessToken, record: reservation.record }, step.call());
+    } catch (error) {
+      if (isLostCreateRace(error)) throw new ProtocolViolation("Token's new directed id is already reserved");
+      throw error;
+    }
+    const created = await this.deps.encryption.createRecord({ accessToken: write.grant!.accessToken, record: write.record }, step.call());
+    return this.#mint(step, { ...current, sessionToken: res.sessionToken }, { record: write.record, receipt: created.receipt }, newUser);
+  }
+
+  async #newUser(step: StepDeadline, sessionToken: string, login: LoginContext, upstream: UpstreamResult, authTime: number | undefined,
+    errorToken: string): Promise<LoginOutcome> {
+    const made = await this.deps.token.createUser({ sessionToken, errorToken }, step.call());
+    const subject = await this.#record("subject", made.subject!.record);
+    const wallet = await this.#record("wallet", made.wallet!.record);
+    if (subject.op_iss !== upstream.iss || subject.op_sub !== upstream.sub || wallet.uid !== subject.uid) {
+      throw new ProtocolViolation("the new user's records do not match the upstream subject");
+    }
+    if (wallet.subjects.length !== 1 || wallet.subjects[0]!.iss !== upstream.iss || wallet.subjects[0]!.sub !== upstream.sub) {
+      throw new ProtocolViolation("the new wallet does not link exactly the upstream subject");
+    }
+    // Token takes a new wallet's claims from the OP ID Token it verified; so must they
+    // equal what Orchestration read in the same token. A claim the provider never said
+    // (email_verified: true, say) would otherwise enter the wallet for good.
+    if (!sameClaims(wallet.claims, walletClaimsOf(upstream.claims))) {
+      throw new ProtocolViolation("the new wallet's claims are not the ones the provider's ID Token carries");
+    }
+    const walletWrite = this.#checkGrant(made.wallet!.grant, "wallet", RecordOperation.CREATE, walletHash(this.deps.lookupKey, subject.uid));
+    const subjectWrite = this.#checkGrant(made.subject!.grant, "subject", RecordOperation.CREATE,
+      subjectHash(this.deps.lookupKey, upstream.iss, upstream.sub));
+
+    // Wallet first, Subject last: until the Subject Record exists, nothing reaches the wallet.
+    // A lost race ends here with ALREADY_EXISTS; Token goes on only with both receipts.
+    const walletWritten = await this.deps.encryption.createRecord({ accessToken: walletWrite.accessToken, record: made.wallet!.record }, step.call());
+    const subjectWritten = await this.deps.encryption.createRecord({ accessToken: subjectWrite.accessToken, record: made.subject!.record }, step.call());
+    const committed = await this.deps.token.commitUser({
+      sessionToken: made.sessionToken,
+      walletReceipt: walletWritten.receipt,
+      subjectReceipt: subjectWritten.receipt,
+    }, step.call());
+    const state: LoginState = {
+      sessionToken: committed.sessionToken, login, uid: subject.uid,
+      subjectRecord: made.subject!.record, walletRecord: made.wallet!.record, walletReceipt: "",
+      ...(authTime === undefined ? {} : { authTime }),
+    };
+    return { kind: "consent", state, wallet, newUser: true };
+  }
+
+  /**
+   * A release read from Storage: a release made before directed ids were reserved has
+   * its id reserved now (or found reserved for this user) before it is used.
+   */
+  async #useRelease(step: StepDeadline, state: LoginState, release: Receipted, newUser: boolean): Promise<LoginOutcome & { kind: "done" }> {
+    const claims = await this.#record("release", release.record);
+    if (claims.uid !== state.uid || claims.client_id !== state.login.clientId) {
+      throw new ProtocolViolation("the release record is not this user's and app's");
+    }
+    if (claims.reserved === true) return this.#mint(step, state, release, newUser);
+
+    const { clientId } = state.login;
+    const res = await this.deps.token.reserveDirectedId({
+      sessionToken: state.sessionToken, releaseRecord: release.record, releaseReceipt: release.receipt,
+    }, step.call());
+    const key = reservationHash(this.deps.lookupKey, clientId, claims.directed_id);
+    const read = this.#checkGrant(res.reservationRead, "reservation", RecordOperation.READ, key);
+    const reservation = await this.#reservationWrite(res.reservation, clientId, claims.directed_id, state.uid);
+    const held = async () => {
+      const found = await this.deps.encryption.readRecord({ accessToken: read.accessToken }, step.call());
+      if (found.result.case === "errorToken") return false;
+      if (found.result.case !== "record") throw new ProtocolViolation("the reservation read returned nothing");
+      const stored = await this.#record("reservation", found.result.value);
+      if (stored.client_id !== clientId || stored.directed_id !== claims.directed_id || stored.uid !== state.uid) {
+        throw new ProtocolViolation("this app's identifier for the user is reserved for someone else");
+      }
+      return true;
+    };
+    if (!(await held())) {
+      try {
+        await this.deps.encryption.createRecord({ accessToken: reservation.grant!.accessToken, record: reservation.record }, step.call());
+      } catch (error) {
+        // Another login of this user reserved it a moment ago, or another user did.
+        if (!isLostCreateRace(error) || !(await held())) throw error;
+      }
+    }
+    // The session now holds the release it took in ReserveDirectedId.
+    return this.#mint(step, { ...state, sessionToken: res.sessionToken }, { record: release.record, receipt: "" }, newUser);
+  }
+
+  /** Token's reservation must be exactly of this directed id, for this user and app. */
+  async #reservationWrite(write: RecordWrite | undefined, clientId: string, directedId: string, uid: string): Promise<RecordWrite> {
+    if (!write) throw new ProtocolViolation("Token returned no reservation");
+    this.#checkGrant(write.grant, "reservation", RecordOperation.CREATE, reservationHash(this.deps.lookupKey, clientId, directedId));
+    const reservation = await this.#record("reservation", write.record);
+    if (reservation.client_id !== clientId || reservation.directed_id !== directedId || reservation.uid !== uid) {
+      throw new ProtocolViolation("Token's reservation is not of this directed id for this user and app");
+    }
+    return write;
+  }
+
+  /** Step 7: the ID Token, checked against the records Orchestration verified before it goes anywhere. */
+  async #mint(step: StepDeadline, state: LoginState, release: Receipted, newUser: boolean): Promise<LoginOutcome & { kind: "done" }> {
+    const releaseClaims = await this.#record("release", release.record);
+    const wallet = await this.#record("wallet", state.walletRecord);
+    if (releaseClaims.uid !== state.uid || releaseClaims.client_id !== state.login.clientId || wallet.uid !== state.uid) {
+      throw new ProtocolViolation("the release and wallet records are not this user's and app's");
+    }
+    const minted = await this.deps.token.mintIdToken({
+      sessionToken: state.sessionToken,
+      subjectRecord: state.subjectRecord,
+      releaseRecord: release.record,
+      walletRecord: state.walletRecord,
+      walletReceipt: state.walletReceipt,
+      releaseReceipt: release.receipt,
+    }, step.call());
+    checkMinted(minted, {
+      issuer: this.deps.issuer,
+      clientId: state.login.clientId,
+      nonce: state.login.nonce,
+      sub: releaseClaims.directed_id,
+      claims: releasedClaims(releaseClaims, wallet),
+      authTime: state.authTime,
+    }, this.deps.tokenKeys());
+    return { kind: "done", idToken: minted.idToken, userinfoJwt: minted.userinfoJwt, userinfoJson: minted.userinfoJson, newUser };
+  }
+
+  /** A Token call whose "login required" refusal means the app's freshness demand is not met. */
+  async #token<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (error) {
+      if (error instanceof ConnectError && error.code === Code.PermissionDenied && error.rawMessage.startsWith(LOGIN_REQUIRED)) {
+        throw new LoginRequired(error.rawMessage.slice(LOGIN_REQUIRED.length));
+      }
+      throw error;
+    }
+  }
+
+  #checkGrant(grant: AccessGrant | undefined, kind: RecordKindName, op: RecordOperation, expectedHash: string): AccessGrant {
+    if (!grant || grant.kind !== RECORD_KIND[kind] || grant.operation !== op || grant.hash !== expectedHash) {
+      throw new ProtocolViolation(`Token's ${kind} grant is not for the ${kind} record this login needs`);
+    }
+    return grant;
+  }
+
+  async #record<K extends RecordKindName>(kind: K, record: string): Promise<RecordClaims[K]> {
+    try {
+      return (await verify<RecordClaims[K]>(RECORD_TYPES[kind], this.deps.tokenKeys(), record, `${kind} record`)).claims;
+    } catch (error) {
+      throw new ProtocolViolation(error instanceof Error ? error.message : `the ${kind} record is not valid`);
+    }
+  }
+}
+
+/** The same claim names with the same values. */
+function sameClaims(a: WalletClaims, b: WalletClaims): boolean {
+  const names = Object.keys(a);
+  return names.length === Object.keys(b).length && names.every((name) => Object.hasOwn(b, name) && a[name] === b[name]);
+}
+
+/** A lost race: another login created this user at the same moment. Retrying succeeds. */
+export function isLostCreateRace(error: unknown): boolean {
+  return error instanceof ConnectError && error.code === Code.AlreadyExists;
+}

@@ -1,0 +1,77 @@
+// Orchestration's wiring. It serves no mesh API of its own: it is the front door
+// (HTTP) and a client of Token and Encryption. Its mesh server carries only operator
+// services. It watches Token's and Encryption's health (Encryption's follows Storage's):
+// until both serve, its own health is NOT_SERVING, /healthz/ready answers 503 and the
+// front door starts no login.
+
+import { createClient } from "@connectrpc/connect";
+import { trustOfBundles } from "../../../mesh/bundle.js";
+import { createMeshTransport } from "../../../mesh/client.js";
+import { TokenService } from "../../gen/hello/token/v1/token_service_pb.js";
+import { EncryptionService } from "../../gen/hello/encryption/v1/encryption_service_pb.js";
+import { Health } from "../../gen/grpc/health/v1/health_pb.js";
+import { PEER_CHECK_DEADLINE_MS, PeerHealth, SETTLE_WITHIN_MS, onUnavailable } from "../runtime/peer-health.js";
+import { loadLookupKey, loadSecretKey } from "../../protocol/key-files.js";
+import { LoginDriver } from "./login-driver.js";
+import { startFrontDoor } from "./front-door/front-door.js";
+import { MemoryStore } from "./sealed.js";
+import { openPostgresSharedStore } from "./postgres-shared-store.js";
+import { processMeshMetrics } from "../../observability/metrics/registry.js";
+import { type ServiceFactory, peerKeys } from "../runtime/component-services.js";
+
+export const orchestrationService: ServiceFactory<"orchestration"> = async (config, deps) => {
+  // Token's and Encryption's CAs as last reloaded: a rotated CA reaches the clients too.
+  const trust = trustOfBundles(deps.bundles);
+  // One connection per peer, for its service and its health; a call that fails as
+  // unavailable makes Orchestration look at its peers' health at once.
+  const transport = (target: "token" | "encryption") =>
+    createMeshTransport({ target, baseUrl: config.peers[target], credentials: deps.credentials, trust, interceptors: [onUnavailable(() => peers.suspect())] });
+  const transports = { token: transport("token"), encryption: transport("encryption") };
+  const peers = new PeerHealth({
+    peers: (["token", "encryption"] as const).map((name) => ({ name, health: createClient(Health, transports[name]) })),
+    // Encryption may look at Storage before it answers: room for that look and its own.
+    deadlineMs: 2 * PEER_CHECK_DEADLINE_MS,
+    settleWithinMs: 2 * SETTLE_WITHIN_MS,
+  });
+  const token = createClient(TokenService, transports.token);
+  const tokenKeys = peerKeys(deps.bundles, "token");
+  const driver = new LoginDriver({
+    issuer: config.issuer,
+    token,
+    encryption: createClient(EncryptionService, transports.encryption),
+    lookupKey: loadLookupKey("orchestration", config.keys.lookup),
+    tokenKeys,
+  });
+  let store;
+  if (config.state) store = await openPostgresSharedStore(config.state.url);
+  else {
+    const memory = new MemoryStore();
+    processMeshMetrics().observeState("orchestration", () => memory.stats());
+    store = memory;
+  }
+  const door = await startFrontDoor({
+    host: config.public.host,
+    port: config.public.port,
+    issuer: config.issuer,
+    clients: config.clients,
+    providers: config.providers,
+    driver,
+    token,
+    tokenKeys,
+    cookieKey: loadSecretKey("orchestration", config.keys.cookie, "cookie key"),
+    store,
+    readiness: peers,
+  });
+  peers.start();
+  deps.log.info({ url: door.url }, `the front door is open at ${config.issuer} (listening on ${door.url}); it takes logins once Token and Encryption serve`);
+  return {
+    descriptors: [],
+    routes: () => {},
+    readiness: { peers, services: [] },
+    close: async () => {
+      peers.close();
+      await door.close();
+      if ("close" in store) await store.close();
+    },
+  };
+};
