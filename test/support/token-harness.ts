@@ -90,32 +90,50 @@ export interface Upstream {
   close(): Promise<void>;
 }
 
+/** How a relying party of the dev OP logs in: its client and where the OP sends the browser back. */
+export interface DevOpRelyingParty {
+  readonly devOp: DevOp;
+  readonly clientId: string;
+  readonly clientSecret: string;
+  readonly redirectUri: string;
+  /** The OP's keys, as the relying party fetches them. */
+  readonly opKeys: ReturnType<typeof createRemoteJWKSet>;
+}
+
+/**
+ * A fresh login of `user` at the dev OP for `nonce` (`prompt=login` makes the OP say
+ * auth_time), its OP ID Token verified as Orchestration does in step 2. (protocol-mesh.ts
+ * does the same in its upstreamLogin and could call this.)
+ */
+export async function verifiedLogin(rp: DevOpRelyingParty, user: DevUser, nonce: string, options: { prompt?: string } = {}): Promise<UpstreamResult> {
+  const { idToken } = await loginAtDevOp({
+    issuer: rp.devOp.issuer,
+    clientId: rp.clientId,
+    clientSecret: rp.clientSecret,
+    redirectUri: rp.redirectUri,
+    user: { email: user.email, password: user.password },
+    nonce,
+    ...(options.prompt === undefined ? {} : { prompt: options.prompt }),
+  });
+  const { payload } = await jwtVerify(idToken, rp.opKeys, { issuer: rp.devOp.issuer, audience: rp.clientId });
+  if (payload.nonce !== nonce) throw new Error("the OP returned another nonce");
+  return { idToken, iss: payload.iss!, sub: payload.sub!, claims: payload };
+}
+
 export async function startUpstream(users: readonly DevUser[] = DEFAULT_DEV_USERS): Promise<Upstream> {
   const devOp = await startDevOp({
     clients: [{ client_id: UPSTREAM.client_id, client_secret: UPSTREAM.client_secret, redirect_uris: [UPSTREAM_REDIRECT] }],
     users: [...users],
   });
   const provider: AllowedProvider = { id: UPSTREAM.id, issuer: devOp.issuer, jwks_uri: devOp.jwksUri, client_id: UPSTREAM.client_id };
-  const opKeys = createRemoteJWKSet(new URL(devOp.jwksUri));
+  const rp: DevOpRelyingParty = {
+    devOp, clientId: UPSTREAM.client_id, clientSecret: UPSTREAM.client_secret, redirectUri: UPSTREAM_REDIRECT, opKeys: createRemoteJWKSet(new URL(devOp.jwksUri)),
+  };
   return {
     devOp,
     provider,
     verifier: new UpstreamVerifier([provider]),
-    async login(user, nonce, options = {}) {
-      const { idToken } = await loginAtDevOp({
-        issuer: devOp.issuer,
-        clientId: UPSTREAM.client_id,
-        clientSecret: UPSTREAM.client_secret,
-        redirectUri: UPSTREAM_REDIRECT,
-        user: { email: user.email, password: user.password },
-        nonce,
-        ...(options.prompt === undefined ? {} : { prompt: options.prompt }),
-      });
-      // Orchestration's own check of the OP ID Token (step 2), before Token checks it again.
-      const { payload } = await jwtVerify(idToken, opKeys, { issuer: devOp.issuer, audience: UPSTREAM.client_id });
-      if (payload.nonce !== nonce) throw new Error("the OP returned another nonce");
-      return { idToken, iss: payload.iss!, sub: payload.sub!, claims: payload };
-    },
+    login: (user, nonce, options) => verifiedLogin(rp, user, nonce, options),
     close: () => devOp.close(),
   };
 }
