@@ -21,6 +21,7 @@ import {
   AlreadyExistsError,
   InvalidArgumentError,
   NotFoundError,
+  type StorageError,
   type StorageErrorCode,
   TokenReusedError,
   UnavailableError,
@@ -302,56 +303,43 @@ describe("Storage's service, rule by rule, in memory", function () {
     ]);
   });
 
-  describe("each StorageError as its code on the wire (storageErrors)", function () {
-    const CODES: Record<StorageErrorCode, Code> = {
-      not_found: Code.NotFound,
-      already_exists: Code.AlreadyExists,
-      version_conflict: Code.Aborted,
-      token_reused: Code.PermissionDenied,
-      invalid_argument: Code.InvalidArgument,
-      unavailable: Code.Unavailable,
+  it("each StorageError is its code on the wire (storageErrors), from a real call, with words that name no row", async function () {
+    const hash = newHash();
+    const taken = newHash();
+    await store.create({ hash: taken, kind: "release", digest: sha256("r"), ...sealed() });
+    // A store closed under Storage (its database gone): the same statements, refused.
+    const closed = sqlRecordStore({ query: sql, close: async () => {} });
+    await closed.close();
+    const dead = createClient(StorageService, inMemory(storageRoutes({ store: closed, tokenKeys: () => tokenKeys, errorKey: signing.error, receiptKey: signing.receipt, now: () => NOW }), storageErrors));
+    const reused = await grant("delete", "release", taken);
+    await storage.deleteRecord({ accessToken: reused.accessToken });
+    await store.create({ hash: taken, kind: "release", digest: sha256("r"), ...sealed() });
+    // Keyed by StorageErrorCode, so a code added to the store's errors fails to compile here.
+    const cases: Record<StorageErrorCode, { error: StorageError; wire: Code; call: () => Promise<unknown> }> = {
+      not_found: { error: new NotFoundError("m"), wire: Code.NotFound,
+        call: async () => storage.deleteRecord({ accessToken: (await grant("delete", "release", hash)).accessToken }) },
+      already_exists: { error: new AlreadyExistsError("m"), wire: Code.AlreadyExists,
+        call: async () => storage.createRecord({ accessToken: (await writeGrant("create", "release", taken, "r")).accessToken, ...sealed() }) },
+      version_conflict: { error: new VersionConflictError("m"), wire: Code.Aborted,
+        call: async () => storage.updateRecord({ accessToken: (await writeGrant("update", "release", taken, "r")).accessToken, expectedVersion: 7n, ...sealed() }) },
+      token_reused: { error: new TokenReusedError("m"), wire: Code.PermissionDenied,
+        call: () => storage.deleteRecord({ accessToken: reused.accessToken }) },
+      invalid_argument: { error: new InvalidArgumentError("m"), wire: Code.InvalidArgument,
+        call: async () => storage.createRecord({ accessToken: (await writeGrant("create", "release", hash, "r")).accessToken, ...sealed(), keyId: "" }) },
+      unavailable: { error: new UnavailableError("m"), wire: Code.Unavailable,
+        call: async () => dead.readRecord({ accessToken: (await grant("read", "release", hash)).accessToken }) },
     };
-
-    it("maps every code, and leaves anything that is not Storage's to the mesh", function () {
-      const errors = [
-        new NotFoundError("m"), new AlreadyExistsError("m"), new VersionConflictError("m"),
-        new TokenReusedError("m"), new InvalidArgumentError("m"), new UnavailableError("m"),
-      ];
-      expect(errors.map((e) => e.code).sort()).to.deep.equal(Object.keys(CODES).sort());
-      for (const error of errors) {
-        const mapped = storageErrors(error)!;
-        expect([mapped.code, mapped.rawMessage], error.code).to.deep.equal([CODES[error.code], "m"]);
-      }
-      expect(storageErrors(new Error("a driver's words"))).to.equal(undefined);
-      expect(storageErrors(new ConnectError("x", Code.Internal))).to.equal(undefined);
-    });
-
-    it("each arises from a real call, with words that name no row", async function () {
-      const hash = newHash();
-      const taken = newHash();
-      await store.create({ hash: taken, kind: "release", digest: sha256("r"), ...sealed() });
-      // A store closed under Storage (its database gone): the same statements, refused.
-      const closed = sqlRecordStore({ query: sql, close: async () => {} });
-      await closed.close();
-      const dead = createClient(StorageService, inMemory(storageRoutes({ store: closed, tokenKeys: () => tokenKeys, errorKey: signing.error, receiptKey: signing.receipt, now: () => NOW }), storageErrors));
-      const reused = await grant("delete", "release", taken);
-      await storage.deleteRecord({ accessToken: reused.accessToken });
-      await store.create({ hash: taken, kind: "release", digest: sha256("r"), ...sealed() });
-      const calls: Record<StorageErrorCode, () => Promise<unknown>> = {
-        not_found: async () => storage.deleteRecord({ accessToken: (await grant("delete", "release", hash)).accessToken }),
-        already_exists: async () => storage.createRecord({ accessToken: (await writeGrant("create", "release", taken, "r")).accessToken, ...sealed() }),
-        version_conflict: async () => storage.updateRecord({ accessToken: (await writeGrant("update", "release", taken, "r")).accessToken, expectedVersion: 7n, ...sealed() }),
-        token_reused: async () => storage.deleteRecord({ accessToken: reused.accessToken }),
-        invalid_argument: async () => storage.createRecord({ accessToken: (await writeGrant("create", "release", hash, "r")).accessToken, ...sealed(), keyId: "" }),
-        unavailable: async () => dead.readRecord({ accessToken: (await grant("read", "release", hash)).accessToken }),
-      };
-      for (const [code, call] of Object.entries(calls) as Array<[StorageErrorCode, () => Promise<unknown>]>) {
-        const { code: got, message } = await refusal(call());
-        expect(got, code).to.equal(CODES[code]);
-        expect(message, code).to.not.include(hash).and.not.include(taken);
-      }
-      // Honest twin: the row all of that was about is as the one create left it.
-      expect((await store.read(taken, "release")).version).to.equal(1);
-    });
+    for (const [name, { error, wire, call }] of Object.entries(cases)) {
+      expect(error.code).to.equal(name);
+      const mapped = storageErrors(error)!;
+      expect([mapped.code, mapped.rawMessage], name).to.deep.equal([wire, "m"]);
+      const { code, message } = await refusal(call());
+      expect(code, name).to.equal(wire);
+      expect(message, name).to.not.include(hash).and.not.include(taken);
+    }
+    // Anything that is not Storage's own is left to the mesh (INTERNAL, no words of its own).
+    expect(storageErrors(new Error("a driver's words"))).to.equal(undefined);
+    // Honest twin: the row all of that was about is as the one create left it.
+    expect((await store.read(taken, "release")).version).to.equal(1);
   });
 });
