@@ -34,10 +34,8 @@ export interface MeshTransportOptions {
   readonly trust: TrustStore | (() => TrustStore);
   /**
    * Default: the Connect protocol. Servers answer all three; between mesh peers a
-   * unary Connect call is cheaper than a gRPC one (no envelope, no trailers frame): an
-   * empty call through the whole mesh stack measured 0.62 ms of CPU at both ends
-   * against 1.10 ms for gRPC, 32 calls at a time (`node --import tsx bench/call-cost.ts
-   * --protocol=connect|grpc`; docs/performance.md).
+   * unary Connect call is cheaper than a gRPC one (no envelope, no trailers frame;
+   * the figures: docs/performance.md, `npm run bench:calls`).
    */
   readonly protocol?: MeshProtocol;
   readonly interceptors?: readonly Interceptor[];

@@ -6,16 +6,19 @@ import tls from "node:tls";
 import { expect } from "chai";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { DescService } from "@bufbuild/protobuf";
-import { COMPONENTS, type Component, identityOf } from "../internal/protocol/identity.js";
+import { COMPONENTS, type Component, formatIdentity, identityOf } from "../internal/protocol/identity.js";
 import { TrustStore } from "./trust.js";
-import { type MeshCredentials, startMeshServer } from "./server.js";
-import { type EchoMesh, PROTOCOL_SERVICES, meshClient, startEchoMesh } from "../test/support/echo-mesh.js";
+import { type MeshCredentials, type MeshServer, callerIdentity, startMeshServer } from "./server.js";
+import { authorize } from "./policy.js";
+import { type EchoMesh, PROTOCOL_SERVICES, meshClient, routesFor, startEchoMesh } from "../test/support/echo-mesh.js";
 import { type TestPki, makeTestPki } from "../test/support/test-pki.js";
 import { BuildInfoService } from "../internal/gen/hello/common/v1/build_info_pb.js";
 import { MetricsService } from "../internal/gen/hello/common/v1/metrics_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../internal/gen/grpc/health/v1/health_pb.js";
 import { TokenService } from "../internal/gen/hello/token/v1/token_service_pb.js";
 import { StorageService } from "../internal/gen/hello/storage/v1/storage_service_pb.js";
+import { KeyMaintenanceService } from "../internal/gen/hello/storage/v1/key_maintenance_service_pb.js";
+import { KeyWrappingAdminService } from "../internal/gen/hello/storage/v1/key_wrapping_admin_service_pb.js";
 
 /**
  * The allowed edges, written out from DESIGN.md §1 independently of mesh/policy.ts,
@@ -31,9 +34,13 @@ function expectedAllowed(caller: { component: Component; operator: boolean }, se
   // Health: all of it for the component's own operator; Check alone along each edge.
   if (service === "grpc.health.v1.Health") return (caller.operator && caller.component === server) || (edge && method === "Check");
   if (service === "grpc.reflection.v1.ServerReflection") return caller.operator && caller.component === server;
+  // Storage's undo for re-wraps: its own custodian's operator, and no component.
+  if (service === "hello.storage.v1.KeyWrappingAdminService") return server === "storage" && caller.operator && caller.component === "storage";
   return (
     edge &&
-    (service === "hello.token.v1.TokenService" || service === "hello.encryption.v1.EncryptionService" || service === "hello.storage.v1.StorageService") &&
+    (service === "hello.token.v1.TokenService" || service === "hello.encryption.v1.EncryptionService" || service === "hello.storage.v1.StorageService" ||
+      // Key maintenance takes no Access Token: Encryption's re-wrap job only, along its edge.
+      service === "hello.storage.v1.KeyMaintenanceService") &&
     service.split(".")[1] === server
   );
 }
@@ -154,6 +161,77 @@ describe("mesh: mutual TLS with a CA per custodian (DESIGN.md §2)", function ()
       expect(ConnectError.from(error).rawMessage).to.equal(
         "token may not call /hello.storage.v1.StorageService/ReadRecord on storage",
       );
+    });
+  });
+
+  describe("§1 Storage's key maintenance: a service and a rule of its own, Encryption's alone", function () {
+    // A Storage server (real TLS, the real policy) whose every method of its three
+    // services answers empty and records who reached it.
+    let storage: MeshServer;
+    const reached: string[] = [];
+    const STORAGE_SIDE = [StorageService, KeyMaintenanceService, KeyWrappingAdminService];
+
+    before(async function () {
+      storage = await startMeshServer({
+        component: "storage",
+        credentials: pki.leaf("storage"),
+        trust,
+        routes: (router) => {
+          for (const service of STORAGE_SIDE) {
+            routesFor(service, (method, values) => {
+              reached.push(`${service.typeName}/${method.name} by ${formatIdentity(callerIdentity(values))}`);
+            })(router);
+          }
+        },
+      });
+    });
+    after(async () => storage?.close());
+    beforeEach(() => {
+      reached.length = 0;
+    });
+
+    const call = (service: DescService, method: string, as: MeshCredentials) =>
+      (meshClient(service, "storage", storage.url, as, trust) as unknown as Record<string, (req: object) => Promise<unknown>>)[method]!({});
+
+    for (const service of [KeyMaintenanceService, KeyWrappingAdminService]) {
+      for (const method of service.methods) {
+        it(`${service.typeName}/${method.name}: ${service === KeyMaintenanceService ? "Encryption" : "Storage's operator"} only; every other identity PERMISSION_DENIED, naming itself and the method`, async function () {
+          for (const caller of callers) {
+            const allowed = expectedAllowed(caller, "storage", service.typeName, method.name);
+            const outcome = await call(service, method.localName, credentialsOf(caller)).then(() => "ok", (e: unknown) => ConnectError.from(e));
+            if (allowed) {
+              expect(outcome, label(caller)).to.equal("ok");
+            } else {
+              expect((outcome as ConnectError).code, label(caller)).to.equal(Code.PermissionDenied);
+              expect((outcome as ConnectError).rawMessage).to.equal(`${label(caller)} may not call /${service.typeName}/${method.name} on storage`);
+            }
+          }
+          // Only the allowed caller's call reached the handler; exactly one caller is allowed.
+          const only = service === KeyMaintenanceService ? "encryption" : "storage/operator";
+          expect(reached).to.deep.equal([`${service.typeName}/${method.name} by ${only}`]);
+        });
+      }
+    }
+
+    it("Encryption's rule for the record service does not stretch to key maintenance, nor the other way: each service is named in full", function () {
+      const encryption = identityOf("encryption");
+      for (const method of [...StorageService.methods, ...KeyMaintenanceService.methods]) {
+        expect(authorize("storage", encryption, `/${method.parent.typeName}/${method.name}`).allowed, method.name).to.equal(true);
+      }
+      // Default deny: a service name that merely starts like an allowed one, another
+      // package, or a method the proto does not have under another service.
+      for (const method of [
+        "/hello.storage.v1.KeyMaintenanceServiceV2/ListRecordKeys",
+        "/hello.storage.v2.KeyMaintenanceService/ListRecordKeys",
+        "/hello.storage.v1.KeyWrappingAdminService/GetKeyUsage",
+        "/hello.storage.v1.KeyMaintenanceService",
+      ]) {
+        expect(authorize("storage", encryption, method).allowed, method).to.equal(false);
+      }
+      // Key maintenance is served by Storage alone: Encryption's certificate gets nothing at another server.
+      for (const server of ["token", "encryption", "orchestration"] as const) {
+        expect(authorize(server, encryption, "/hello.storage.v1.KeyMaintenanceService/ListRecordKeys").allowed, server).to.equal(false);
+      }
     });
   });
 

@@ -3,7 +3,10 @@
 //
 //   Orchestration -> Token        hello.token.v1.TokenService/*
 //   Orchestration -> Encryption   hello.encryption.v1.EncryptionService/*
-//   Encryption    -> Storage      hello.storage.v1.StorageService/*
+//   Encryption    -> Storage      hello.storage.v1.StorageService/* (records, each call
+//                                 with a Token-signed Access Token) and
+//                                 hello.storage.v1.KeyMaintenanceService/* (wrapped data
+//                                 keys only, no Access Token: the re-wrap job)
 //   along each of these edges:    grpc.health.v1.Health/Check (only: not Watch or List),
 //                                 so a caller serves only while what it needs does;
 //                                 Encryption reports NOT_SERVING while Storage does, so
@@ -53,6 +56,14 @@ export const RULES: readonly Rule[] = [
   {
     server: "storage",
     methods: "/hello.storage.v1.StorageService/*",
+    callers: [{ kind: "component", component: "encryption" }],
+  },
+  {
+    // A rule of its own: these calls take no Access Token, so whoever may make them can
+    // move (and so destroy) wrapped data keys without any login asking. Only Encryption's
+    // re-wrap job; not even Storage's operator, who has KeyWrappingAdminService.
+    server: "storage",
+    methods: "/hello.storage.v1.KeyMaintenanceService/*",
     callers: [{ kind: "component", component: "encryption" }],
   },
   // Health along each edge above (DESIGN.md §1): Check alone. Watch would hold a stream

@@ -22,15 +22,15 @@ import {
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { type Component, type Identity, formatIdentity } from "../internal/protocol/identity.js";
 import { type Rule, RULES, authorize, trustedCallerCustodians } from "./policy.js";
-import { AuthenticationError, type TrustStore } from "./trust.js";
+import { AuthenticationError, type PeerAuthentication, type TrustStore } from "./trust.js";
 import { serverTracing } from "./telemetry.js";
 import { type Logger, processLogger } from "../internal/observability/log/logger.js";
-import { codeName, logRpc } from "../internal/observability/log/request-log.js";
 import { type MeshMetrics, processMeshMetrics } from "../internal/observability/metrics/registry.js";
 import { serverObserver } from "../internal/observability/metrics/rpc-observer.js";
-import { GET_METRICS, METRICS_PATH, metricsRoutes } from "../internal/observability/metrics/metrics-service.js";
+import { METRICS_PATH, metricsRoutes } from "../internal/observability/metrics/metrics-service.js";
 import { relabelParseFailures } from "./parse-failures.js";
 import { errorMapping } from "./errors.js";
+import { metricsScrape } from "./metrics-scrape.js";
 import type { ErrorMapper } from "../internal/protocol/errors.js";
 
 export interface MeshCredentials {
@@ -38,10 +38,8 @@ export interface MeshCredentials {
   readonly keyPem: string;
 }
 
-/** What the handshake and the authentication step concluded about the caller. */
-export type PeerAuthentication =
-  | { readonly ok: true; readonly identity: Identity }
-  | { readonly ok: false; readonly reason: string };
+/** What the handshake and the authentication step concluded about the caller (mesh/trust.ts). */
+export type { PeerAuthentication };
 
 /** The verified caller, for handlers: `ctx.values.get(peerKey)`. */
 export const peerKey = createContextKey<PeerAuthentication>({
@@ -213,32 +211,13 @@ export async function startMeshServer(options: MeshServerOptions): Promise<MeshS
     },
   });
 
-  // GET /metrics: the same exposition and the same authorization as GetMetrics, for
-  // Prometheus (which speaks HTTP/2 over TLS and presents a client certificate).
-  const scrape = async (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
-    const started = performance.now();
-    const method = GET_METRICS.slice(1);
-    let peerName: string | undefined;
-    const answer = (status: number, code: Code | undefined, body: string, contentType = "text/plain; charset=utf-8") => {
-      res.writeHead(status, { "content-type": contentType, "cache-control": "no-store" });
-      res.end(body);
-      const labels = { component: options.component, method, code: codeName(code) };
-      const seconds = (performance.now() - started) / 1000;
-      metrics.serverRequests.inc(labels);
-      if (code !== undefined) metrics.serverErrors.inc(labels);
-      metrics.serverDuration.observe(labels, seconds);
-      logRpc((options.log ?? processLogger)(), { side: "server", method, ...(peerName ? { peer: peerName } : {}), code, durationMs: seconds * 1000 });
-    };
-    if (req.method !== "GET" && req.method !== "HEAD") return answer(405, Code.Unimplemented, "GET /metrics only\n");
-    const socket = req.stream?.session?.socket as TLSSocket | undefined;
-    const peer: PeerAuthentication = socket ? authenticate(socket) : { ok: false, reason: "no client certificate was presented" };
-    if (!peer.ok) return answer(401, Code.Unauthenticated, `${peer.reason}\n`);
-    peerName = formatIdentity(peer.identity);
-    const decision = authorize(options.component, peer.identity, GET_METRICS, rules);
-    if (!decision.allowed) return answer(403, Code.PermissionDenied, `${decision.reason}\n`);
-    const { contentType, text } = await metrics.exposition();
-    answer(200, undefined, req.method === "HEAD" ? "" : text, contentType);
-  };
+  const scrape = metricsScrape({
+    component: options.component,
+    metrics,
+    rules,
+    authenticate,
+    log: options.log ?? processLogger,
+  });
   const handler = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
     if (req.url === METRICS_PATH || req.url.startsWith(`${METRICS_PATH}?`)) {
       scrape(req, res).catch(() => res.headersSent ? res.stream.close() : (res.writeHead(500), res.end()));

@@ -5,6 +5,11 @@ import { X509Certificate } from "node:crypto";
 import { type Component, type Identity, formatIdentity, parseIdentityUri } from "../internal/protocol/identity.js";
 import { MalformedCertificateError, uriSubjectAltNames } from "./x509.js";
 
+/** What the handshake and the authentication step concluded about a caller. */
+export type PeerAuthentication =
+  | { readonly ok: true; readonly identity: Identity }
+  | { readonly ok: false; readonly reason: string };
+
 export class AuthenticationError extends Error {
   override name = "AuthenticationError";
 }

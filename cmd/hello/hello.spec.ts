@@ -121,15 +121,24 @@ describe("hello start: all four components, each its own process", function () {
     expect((result as { stderr: string }).stderr).to.include(path.join(dir, "nowhere", "storage", "operator.crt"));
   });
 
-  it("buf curl --list-methods with the storage operator's certificate lists Storage's service", async function () {
+  it("buf curl --list-methods with the storage operator's certificate lists Storage's services", async function () {
     const { cert, key } = certFiles("storage", true);
     const { stdout } = await buf(["--cacert", pkiPaths(certs(), "storage").caCert, "--cert", cert, "--key", key, "--list-methods", url("storage")]);
-    expect(stdout.split("\n")).to.include.members([
+    const methods = stdout.split("\n");
+    expect(methods).to.include.members([
       "hello.storage.v1.StorageService/ReadRecord",
       "hello.storage.v1.StorageService/CreateRecord",
+      "hello.storage.v1.KeyMaintenanceService/ListRecordKeys",
+      "hello.storage.v1.KeyMaintenanceService/RewrapRecordKey",
+      "hello.storage.v1.KeyMaintenanceService/CountRecordKeys",
+      "hello.storage.v1.KeyWrappingAdminService/GetKeyUsage",
       "hello.common.v1.MetricsService/GetMetrics",
       "grpc.health.v1.Health/Check",
     ]);
+    // Key maintenance is no longer part of the record service.
+    expect(methods.filter((m) => m.startsWith("hello.storage.v1.StorageService/")).sort()).to.deep.equal(
+      ["BackfillRecordDigest", "CreateRecord", "DeleteRecord", "ReadRecord", "UpdateRecord"].map((m) => `hello.storage.v1.StorageService/${m}`),
+    );
   });
 
   it("the same call with another custodian's operator certificate is refused", async function () {

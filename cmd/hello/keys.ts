@@ -47,7 +47,7 @@ options:
   --keys <file>     the signing key file (instead of, or overriding, --config)
   --bundles <dir>   the bundles directory where <component>.json is rewritten
 
-purposes: token: session, access, record, key-set, id-token; storage: error, receipt
+purposes: token: session, access, record, key-set, id-token, userinfo; storage: error, receipt
 Orchestration and Token share the lookup key, and Encryption keeps a record keyring:
 neither is a signing key (docs/key-rotation.md tells how each is rotated).`;
 

@@ -27,7 +27,10 @@ import type { DevUser } from "../dev/devop/dev-op.js";
 import { LoginDriver, type LoginOutcome, loginContext } from "../components/orchestration/login-driver.js";
 import { TokenService } from "../gen/hello/token/v1/token_service_pb.js";
 import { EncryptionService } from "../gen/hello/encryption/v1/encryption_service_pb.js";
+import { KeyringAdminService } from "../gen/hello/encryption/v1/keyring_admin_service_pb.js";
 import { StorageService } from "../gen/hello/storage/v1/storage_service_pb.js";
+import { KeyMaintenanceService } from "../gen/hello/storage/v1/key_maintenance_service_pb.js";
+import { KeyWrappingAdminService } from "../gen/hello/storage/v1/key_wrapping_admin_service_pb.js";
 import { BuildInfoService } from "../gen/hello/common/v1/build_info_pb.js";
 import { MetricsService } from "../gen/hello/common/v1/metrics_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
@@ -58,7 +61,11 @@ function captureOutput(component: Component, child: ChildProcess): void {
 
 /** The metric labels hello-mesh itself may write, by label name. */
 function labelVocabulary() {
-  const services = [TokenService, EncryptionService, StorageService, BuildInfoService, MetricsService, Health, ServerReflection];
+  // Every service a component serves: a method label can only ever be one of theirs.
+  const services = [
+    TokenService, EncryptionService, KeyringAdminService, StorageService, KeyMaintenanceService, KeyWrappingAdminService,
+    BuildInfoService, MetricsService, Health, ServerReflection,
+  ];
   const identities = COMPONENTS.flatMap((c) => [c, `${c}/operator`]);
   return {
     component: new Set(identities),
@@ -431,9 +438,9 @@ describe("observability: no identifier, claim, email or token in any log line or
     ].map((l) => l.trace_id));
     expect(atStorage.size, "Storage's call lines carry trace ids").to.be.greaterThan(5);
     expect([...atStorage].filter((id) => upstreamOfStorage.has(id)), "trace ids of the login seen at Storage").to.deep.equal([]);
-    // Encryption's calls to Storage: its service, and the health checks along the edge.
+    // Encryption's calls to Storage: its services (records, key maintenance), and the health checks along the edge.
     const toStorage = linesOf("encryption")
-      .filter((l) => l.rpc?.side === "client" && (l.rpc.method.startsWith("hello.storage.v1.StorageService/") || (l.rpc.method === "grpc.health.v1.Health/Check" && l.rpc.peer === "storage")))
+      .filter((l) => l.rpc?.side === "client" && (l.rpc.method.startsWith("hello.storage.v1.") || (l.rpc.method === "grpc.health.v1.Health/Check" && l.rpc.peer === "storage")))
       .map((l) => l.trace_id!);
     expect(new Set(toStorage).size, "one trace per call to Storage").to.equal(toStorage.length);
     expect([...atStorage].every((id) => toStorage.includes(id)), "Storage's traces begin at Encryption").to.equal(true);

@@ -9,9 +9,9 @@
 // These tokens are only made and read by hello-mesh's components, with the few
 // algorithms of signing-keys.ts, so this is written on node:crypto directly rather than
 // through jose: jose goes through WebCrypto, which on Node 20 costs more than twice the
-// CPU per Ed25519 check (260 µs against 116, one at a time; docs/performance.md), and a
-// login makes some twenty of these. ID Tokens for apps and upstream OP ID Tokens, which
-// other software reads or writes, stay with jose.
+// CPU per Ed25519 check (docs/performance.md), and a login makes some twenty of these.
+// ID Tokens for apps and upstream OP ID Tokens, which other software reads or writes,
+// stay with jose.
 
 import { type KeyObject, createHash, randomBytes, sign as cryptoSign, verify as cryptoVerify } from "node:crypto";
 import { type JWTPayload, errors } from "jose";

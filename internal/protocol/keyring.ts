@@ -17,16 +17,12 @@
 //
 // Size buckets (DESIGN.md §5: Storage must not learn claim lengths). Before sealing, a
 // record is padded (ISO/IEC 7816-4: one 0x80 byte, then zeros) so that its ciphertext
-// is exactly one of RECORD_BUCKETS: powers of two from 1 KiB to 1 MiB. Records are
-// compact JWSs of 0.4-0.9 KB today (EdDSA; RS256 adds 256 bytes): subject ~450 bytes,
-// release ~550, a wallet with one linked subject ~850. So the 1 KiB bucket holds almost
-// every row of every kind — which hides the upstream issuer in a Subject Record, the
-// app's client_id in a Release Record and the claims in a Wallet Record — and a large
-// wallet goes to 2 KiB. Smaller first buckets would split those rows by exactly the
-// lengths worth hiding; a larger one would double the table for rows that are already
-// alike. Doubling steps waste less than half of any row and leave 11 buckets in all;
-// the largest (1 MiB of ciphertext, Storage's limit) holds the largest record
-// Encryption accepts (512 KiB) with room to spare.
+// is exactly one of RECORD_BUCKETS: powers of two from 1 KiB to 1 MiB. Today's records
+// are under 1 KiB (docs/keyring-rotation.md has the sizes), so that bucket holds almost
+// every row of every kind, hiding the issuer, client_id and claim lengths inside them;
+// smaller first buckets would split rows by exactly those lengths. Doubling steps waste
+// less than half of any row; the largest (1 MiB, Storage's limit) holds the largest
+// record Encryption accepts.
 //
 // The format is in the additional data: padded records are sealed with the label
 // "hello-record-v2", records written before padding with "hello-record-v1". GCM

@@ -21,6 +21,7 @@ import {
   type ServerReflectionResponse,
 } from "../../internal/gen/grpc/reflection/v1/reflection_pb.js";
 import { StorageService } from "../../internal/gen/hello/storage/v1/storage_service_pb.js";
+import { KeyMaintenanceService } from "../../internal/gen/hello/storage/v1/key_maintenance_service_pb.js";
 import { HealthStatus, ServingStatus, healthRoutes } from "./health.js";
 import { reflectionRoutes } from "./reflection.js";
 
@@ -48,7 +49,10 @@ async function reflect(services: readonly DescService[], ...requests: Request[])
   return responses;
 }
 
-async function reflectOne(request: Request, services: readonly DescService[] = [StorageService, Health]) {
+/** As Storage serves them to Encryption: its record service and its key maintenance (and health). */
+const STORAGE_SERVICES: readonly DescService[] = [StorageService, KeyMaintenanceService, Health];
+
+async function reflectOne(request: Request, services: readonly DescService[] = STORAGE_SERVICES) {
   const responses = await reflect(services, request);
   expect(responses.length).to.equal(1);
   return responses[0]!;
@@ -102,6 +106,7 @@ function serviceFrom(typeName: string, ...files: FileInit[]): DescService {
 }
 
 const STORAGE_FILE = "hello/storage/v1/storage_service.proto";
+const KEY_MAINTENANCE_FILE = "hello/storage/v1/key_maintenance_service.proto";
 const TIMESTAMP_FILE = "google/protobuf/timestamp.proto";
 const RECORD_FILE = "hello/common/v1/record.proto";
 const HEALTH_FILE = "grpc/health/v1/health.proto";
@@ -111,6 +116,7 @@ describe("reflectionRoutes", () => {
     const response = await reflectOne({ messageRequest: { case: "listServices", value: "*" } });
     expect(serviceNames(response)).to.deep.equal([
       "hello.storage.v1.StorageService",
+      "hello.storage.v1.KeyMaintenanceService",
       "grpc.health.v1.Health",
       "grpc.reflection.v1.ServerReflection",
     ]);
@@ -130,14 +136,17 @@ describe("reflectionRoutes", () => {
 
   it("answers file_by_filename with the file first, then its imports", async () => {
     const response = await reflectOne(ask.file(STORAGE_FILE));
-    expect(fileNames(response)).to.deep.equal([STORAGE_FILE, TIMESTAMP_FILE, RECORD_FILE]);
+    expect(fileNames(response)).to.deep.equal([STORAGE_FILE, TIMESTAMP_FILE]);
     const file = filesOf(response)[0]!;
     expect(file.package).to.equal("hello.storage.v1");
-    expect(file.dependency).to.deep.equal([TIMESTAMP_FILE, RECORD_FILE]);
-    const methods = file.service[0]?.method.map((m) => m.name);
-    expect(methods).to.deep.equal([
-      "ReadRecord", "BackfillRecordDigest", "CreateRecord", "UpdateRecord", "DeleteRecord", "ListRecordKeys", "RewrapRecordKey", "CountRecordKeys",
-    ]);
+    expect(file.dependency).to.deep.equal([TIMESTAMP_FILE]);
+    expect(file.service[0]?.method.map((m) => m.name)).to.deep.equal(["ReadRecord", "BackfillRecordDigest", "CreateRecord", "UpdateRecord", "DeleteRecord"]);
+    // Key maintenance is a service, and a file, of its own.
+    const maintenance = filesOf(await reflectOne(ask.file(KEY_MAINTENANCE_FILE)));
+    expect(maintenance.map((f) => f.name)).to.deep.equal([KEY_MAINTENANCE_FILE, RECORD_FILE]);
+    expect(maintenance[0]!.dependency).to.deep.equal([RECORD_FILE]);
+    expect(maintenance[0]!.service.map((s) => s.name)).to.deep.equal(["KeyMaintenanceService"]);
+    expect(maintenance[0]!.service[0]?.method.map((m) => m.name)).to.deep.equal(["ListRecordKeys", "RewrapRecordKey", "CountRecordKeys"]);
   });
 
   it("sends a file without imports alone", async () => {
@@ -172,11 +181,13 @@ describe("reflectionRoutes", () => {
   });
 
   const symbols: Array<[kind: string, symbol: string, files: string[]]> = [
-    ["a service", "hello.storage.v1.StorageService", [STORAGE_FILE, TIMESTAMP_FILE, RECORD_FILE]],
-    ["a method", "hello.storage.v1.StorageService.ReadRecord", [STORAGE_FILE, TIMESTAMP_FILE, RECORD_FILE]],
-    ["a message", "hello.storage.v1.StoredRecord", [STORAGE_FILE, TIMESTAMP_FILE, RECORD_FILE]],
-    ["a field", "hello.storage.v1.StoredRecord.create_time", [STORAGE_FILE, TIMESTAMP_FILE, RECORD_FILE]],
-    ["a oneof", "hello.storage.v1.ReadRecordResponse.result", [STORAGE_FILE, TIMESTAMP_FILE, RECORD_FILE]],
+    ["a service", "hello.storage.v1.StorageService", [STORAGE_FILE, TIMESTAMP_FILE]],
+    ["a method", "hello.storage.v1.StorageService.ReadRecord", [STORAGE_FILE, TIMESTAMP_FILE]],
+    ["a message", "hello.storage.v1.StoredRecord", [STORAGE_FILE, TIMESTAMP_FILE]],
+    ["a field", "hello.storage.v1.StoredRecord.create_time", [STORAGE_FILE, TIMESTAMP_FILE]],
+    ["a oneof", "hello.storage.v1.ReadRecordResponse.result", [STORAGE_FILE, TIMESTAMP_FILE]],
+    ["a method of a second service in the package", "hello.storage.v1.KeyMaintenanceService.CountRecordKeys", [KEY_MAINTENANCE_FILE, RECORD_FILE]],
+    ["an imported enum", "hello.common.v1.RecordKind", [RECORD_FILE]],
     ["an imported message", "google.protobuf.Timestamp", [TIMESTAMP_FILE]],
     ["a nested enum", "grpc.health.v1.HealthCheckResponse.ServingStatus", [HEALTH_FILE]],
     ["an enum value (scoped beside its enum)", "grpc.health.v1.HealthCheckResponse.SERVING", [HEALTH_FILE]],
@@ -285,8 +296,8 @@ describe("reflectionRoutes", () => {
       health.set("", ServingStatus.SERVING);
       health.set(StorageService.typeName, ServingStatus.SERVING);
       const routes = (router: ConnectRouter) => {
-        // StorageService itself is not implemented: reflection only describes it.
-        reflectionRoutes([StorageService, Health])(router);
+        // Storage's services are not implemented: reflection only describes them.
+        reflectionRoutes(STORAGE_SERVICES)(router);
         healthRoutes(health)(router);
       };
       server = http2.createServer(connectNodeAdapter({ routes }));
@@ -316,13 +327,13 @@ describe("reflectionRoutes", () => {
         "grpc.health.v1.Health/List",
         "grpc.health.v1.Health/Watch",
         "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "hello.storage.v1.KeyMaintenanceService/CountRecordKeys",
+        "hello.storage.v1.KeyMaintenanceService/ListRecordKeys",
+        "hello.storage.v1.KeyMaintenanceService/RewrapRecordKey",
         "hello.storage.v1.StorageService/BackfillRecordDigest",
-        "hello.storage.v1.StorageService/CountRecordKeys",
         "hello.storage.v1.StorageService/CreateRecord",
         "hello.storage.v1.StorageService/DeleteRecord",
-        "hello.storage.v1.StorageService/ListRecordKeys",
         "hello.storage.v1.StorageService/ReadRecord",
-        "hello.storage.v1.StorageService/RewrapRecordKey",
         "hello.storage.v1.StorageService/UpdateRecord",
       ]);
     });

@@ -20,7 +20,7 @@ import { createMeshTransport } from "../../mesh/client.js";
 import type { DevUser } from "../../internal/dev/devop/dev-op.js";
 import { KeyringAdminService } from "../../internal/gen/hello/encryption/v1/keyring_admin_service_pb.js";
 import { KeyWrappingAdminService } from "../../internal/gen/hello/storage/v1/key_wrapping_admin_service_pb.js";
-import { StorageService } from "../../internal/gen/hello/storage/v1/storage_service_pb.js";
+import { KeyMaintenanceService } from "../../internal/gen/hello/storage/v1/key_maintenance_service_pb.js";
 import { pkiPaths } from "../../internal/ops/pki/layout.js";
 import { subjectHash } from "../../internal/protocol/lookup-key.js";
 import { type ProtocolMesh, startProtocolMesh } from "../support/protocol-mesh.js";
@@ -227,9 +227,10 @@ describe("Encryption's keyring rotates without downtime (issue 5), on PostgreSQL
       ["Storage's operator calling Encryption's keyring admin", () => client(KeyringAdminService, "encryption", { component: "storage", operator: true }).runRewrap({})],
       ["Encryption calling Storage's key-wrapping admin", () => client(KeyWrappingAdminService, "storage", { component: "encryption", operator: false }).restorePreviousWrappings({ keyId: "k" })],
       ["Encryption's operator calling Storage's key-wrapping admin", () => client(KeyWrappingAdminService, "storage", { component: "encryption", operator: true }).forgetPreviousWrappings({ keyId: "k" })],
-      ["Orchestration listing Storage's wrapped keys", () => client(StorageService, "storage", { component: "orchestration", operator: false }).listRecordKeys({ keyId: "k" })],
-      ["Token re-wrapping at Storage", () => client(StorageService, "storage", { component: "token", operator: false }).countRecordKeys({})],
-      ["Storage's operator listing wrapped keys", () => client(StorageService, "storage", { component: "storage", operator: true }).listRecordKeys({ keyId: "k" })],
+      ["Orchestration listing Storage's wrapped keys", () => client(KeyMaintenanceService, "storage", { component: "orchestration", operator: false }).listRecordKeys({ keyId: "k" })],
+      ["Token counting Storage's wrapped keys", () => client(KeyMaintenanceService, "storage", { component: "token", operator: false }).countRecordKeys({})],
+      ["Storage's operator listing wrapped keys", () => client(KeyMaintenanceService, "storage", { component: "storage", operator: true }).listRecordKeys({ keyId: "k" })],
+      ["Encryption's operator counting Storage's wrapped keys", () => client(KeyMaintenanceService, "storage", { component: "encryption", operator: true }).countRecordKeys({})],
     ];
     for (const [what, call] of refusals) {
       const error = await call().then(() => expect.fail(`${what}: allowed`), (e: unknown) => ConnectError.from(e));
@@ -238,7 +239,7 @@ describe("Encryption's keyring rotates without downtime (issue 5), on PostgreSQL
     // Honest twins.
     expect((await keyringAdmin().getKeyringStatus({})).status!.usageError).to.equal("");
     expect((await client(KeyWrappingAdminService, "storage", { component: "storage", operator: true }).getKeyUsage({})).keys).to.have.length(1);
-    expect((await client(StorageService, "storage", { component: "encryption", operator: false }).countRecordKeys({})).keys).to.have.length(1);
+    expect((await client(KeyMaintenanceService, "storage", { component: "encryption", operator: false }).countRecordKeys({})).keys).to.have.length(1);
   });
 
   it("Storage moving a whole row (ciphertext, key id and wrapped key) to another user's storage key gets DATA_LOSS, never the other user (honest twin: restored, both log in)", async function () {

@@ -23,6 +23,7 @@ import { EncryptionService } from "../../internal/gen/hello/encryption/v1/encryp
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../internal/gen/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "../../internal/gen/grpc/reflection/v1/reflection_pb.js";
 import { StorageService } from "../../internal/gen/hello/storage/v1/storage_service_pb.js";
+import { KeyMaintenanceService } from "../../internal/gen/hello/storage/v1/key_maintenance_service_pb.js";
 import { TokenService } from "../../internal/gen/hello/token/v1/token_service_pb.js";
 import { HealthStatus, healthRoutes } from "../../mesh/grpc/health.js";
 import { reflectionRoutes } from "../../mesh/grpc/reflection.js";
@@ -59,6 +60,13 @@ export const PROTOCOL_SERVICE: Record<Component, DescService | undefined> = {
   token: TokenService,
   encryption: EncryptionService,
   storage: StorageService,
+};
+/** Every service a component serves to its peer: the protocol service, and Storage's key maintenance (Encryption's too). */
+export const PEER_SERVICES: Record<Component, readonly DescService[]> = {
+  orchestration: [],
+  token: [TokenService],
+  encryption: [EncryptionService],
+  storage: [StorageService, KeyMaintenanceService],
 };
 
 export interface Rig {
@@ -132,7 +140,7 @@ export async function startRig(): Promise<Rig> {
   async function serve(component: Component, routes: (router: ConnectRouter) => void, mapError?: ErrorMapper) {
     const status = new HealthStatus();
     const protocol = PROTOCOL_SERVICE[component];
-    const served = [...(protocol ? [protocol] : []), ...OPERATOR_SERVICES];
+    const served = [...PEER_SERVICES[component], ...OPERATOR_SERVICES];
     servers[component] = await startMeshServer({
       component,
       credentials: credentials(component),

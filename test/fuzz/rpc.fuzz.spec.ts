@@ -27,7 +27,7 @@ import { activeKey } from "../../internal/protocol/signing-keys.js";
 import { HealthStatus, healthRoutes } from "../../mesh/grpc/health.js";
 import { type MessageOptions, anyString, fuzzParameters, messageOf, tokenLike } from "./arbitraries.js";
 import { CLIENT_ERROR_CODES, expectClearRefusal, expectNoInternals, within } from "./checks.js";
-import { OPERATOR_SERVICES, PROTOCOL_SERVICE, type Rig, startRig } from "./rig.js";
+import { OPERATOR_SERVICES, PEER_SERVICES, PROTOCOL_SERVICE, type Rig, startRig } from "./rig.js";
 import { RawHttp2, envelope, grpcWebTrailers } from "./raw-http2.js";
 
 const SERVERS: readonly Component[] = ["token", "encryption", "storage", "orchestration"];
@@ -35,10 +35,7 @@ const PROTOCOLS: readonly MeshProtocol[] = ["grpc", "connect", "grpc-web"];
 /** An answer slower than this is a hang (the rig is local; honest calls take milliseconds). */
 const BOUND_MS = 3_000;
 
-const servicesOf = (server: Component): DescService[] => [
-  ...(PROTOCOL_SERVICE[server] ? [PROTOCOL_SERVICE[server]] : []),
-  ...OPERATOR_SERVICES,
-];
+const servicesOf = (server: Component): DescService[] => [...PEER_SERVICES[server], ...OPERATOR_SERVICES];
 
 describe("bad input on the mesh: every RPC refuses it clearly (docs/bad-input.md)", function () {
   this.timeout(240_000);

@@ -1,5 +1,6 @@
 // The Encryption component as `hello serve encryption` runs it: the keyring (watched,
-// so a rotation needs no restart), the client of Storage, EncryptionService for
+// so a rotation needs no restart), the clients of Storage's record service and of its
+// key maintenance (the re-wrap job's, with no Access Token), EncryptionService for
 // Orchestration, and KeyringAdminService with the re-wrap job for Encryption's own
 // operator (docs/keyring-rotation.md). Encryption serves (grpc.health.v1, "" and
 // EncryptionService) only while Storage does: it watches Storage's health, so that
@@ -19,6 +20,7 @@ import { KeyringAdminService } from "../../gen/hello/encryption/v1/keyring_admin
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { PeerHealth, onUnavailable } from "../runtime/peer-health.js";
 import { StorageService } from "../../gen/hello/storage/v1/storage_service_pb.js";
+import { KeyMaintenanceService } from "../../gen/hello/storage/v1/key_maintenance_service_pb.js";
 import type { Logger } from "../../observability/log/logger.js";
 import { watchKeyring } from "../../protocol/key-files.js";
 import type { VerificationKeys } from "../../protocol/signing-keys.js";
@@ -55,7 +57,7 @@ export function encryptionComponent(config: EncryptionConfig, deps: EncryptionCo
       "reloaded the keyring",
     );
   });
-  // One connection to Storage for its service and its health; a call that fails as
+  // One connection to Storage for its services and its health; a call that fails as
   // unavailable makes Encryption look at Storage's health at once.
   const transport = createMeshTransport({
     target: "storage",
@@ -69,10 +71,11 @@ export function encryptionComponent(config: EncryptionConfig, deps: EncryptionCo
     interceptors: [onUnavailable(() => storageHealth.suspect())],
   });
   const storage = createClient(StorageService, transport);
+  const keyMaintenance = createClient(KeyMaintenanceService, transport);
   const storageHealth = new PeerHealth({ peers: [{ name: "storage", health: createClient(Health, transport) }] }).start();
   const job = new RewrapJob({
     keyring: watched.keyring,
-    storage,
+    keyMaintenance,
     onFinished: (run) =>
       log.info(
         { state: run.state, target: run.targetKeyId, progress: Object.fromEntries(run.progress), error: run.error },
@@ -86,7 +89,7 @@ export function encryptionComponent(config: EncryptionConfig, deps: EncryptionCo
     readiness: { peers: storageHealth, services: [EncryptionService.typeName] },
     routes(router: ConnectRouter) {
       encryptionRoutes({ keyring: watched.keyring, tokenKeys: deps.tokenKeys, storageKeys: deps.storageKeys, storage })(router);
-      keyringAdminRoutes({ keyring: watched.keyring, storage, job })(router);
+      keyringAdminRoutes({ keyring: watched.keyring, keyMaintenance, job })(router);
     },
     async close() {
       storageHealth.close();

@@ -14,14 +14,15 @@ import {
   RewrapJobState,
   RewrapProgressSchema,
 } from "../../gen/hello/encryption/v1/keyring_admin_service_pb.js";
-import type { StorageService } from "../../gen/hello/storage/v1/storage_service_pb.js";
+import type { KeyMaintenanceService } from "../../gen/hello/storage/v1/key_maintenance_service_pb.js";
 import type { Keyring } from "../../protocol/keyring.js";
 
 import type { RewrapJob, RewrapJobSnapshot } from "./rewrap-job.js";
 
 export interface KeyringAdminDeps {
   readonly keyring: () => Keyring;
-  readonly storage: Client<typeof StorageService>;
+  /** Storage's key maintenance, for the counts (CountRecordKeys). */
+  readonly keyMaintenance: Client<typeof KeyMaintenanceService>;
   readonly job: RewrapJob;
 }
 
@@ -39,7 +40,7 @@ export function keyringAdminRoutes(deps: KeyringAdminDeps) {
     // Without Storage the keyring and the job are still worth reporting; the counts are not
     // guessed, and the CLI refuses to drop a key while they are missing.
     let usageError = "";
-    const { keys: usage } = await deps.storage.countRecordKeys({}).catch((error: unknown) => {
+    const { keys: usage } = await deps.keyMaintenance.countRecordKeys({}).catch((error: unknown) => {
       const e = ConnectError.from(error);
       usageError = `${Code[e.code]}: storage: ${e.rawMessage}`;
       return { keys: [] };

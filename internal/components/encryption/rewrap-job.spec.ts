@@ -1,7 +1,7 @@
 // The re-wrap job and what it must not make possible (docs/keyring-rotation.md): the
 // real Encryption (EncryptionService, KeyringAdminService, the job) and Storage
-// (StorageService, KeyWrappingAdminService) handlers joined in memory, on a real PGlite
-// store. Over the real mesh and processes: test/e2e/keyring-rotation.spec.ts.
+// (StorageService, KeyMaintenanceService, KeyWrappingAdminService) handlers joined in
+// memory, on a real PGlite store. Over the real mesh and processes: test/e2e/keyring-rotation.spec.ts.
 
 import { expect } from "chai";
 import { randomBytes } from "node:crypto";
@@ -13,9 +13,10 @@ import { KeyringAdminService, RewrapJobState } from "../../gen/hello/encryption/
 import { KeyWrappingAdminService } from "../../gen/hello/storage/v1/key_wrapping_admin_service_pb.js";
 import {
   CountRecordKeysResponseSchema,
+  KeyMaintenanceService,
   ListRecordKeysResponseSchema,
-  StorageService,
-} from "../../gen/hello/storage/v1/storage_service_pb.js";
+} from "../../gen/hello/storage/v1/key_maintenance_service_pb.js";
+import { StorageService } from "../../gen/hello/storage/v1/storage_service_pb.js";
 import { sha256, sign } from "../../protocol/jws.js";
 import { Keyring, generateRecordKey, sealLegacy } from "../../protocol/keyring.js";
 import { VerificationKeys, generateSigningKey, publicJwk } from "../../protocol/signing-keys.js";
@@ -38,6 +39,7 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
   const storageSigning = storageKeyPair();
   let store: RecordStore;
   let storage: Client<typeof StorageService>;
+  let maintenance: Client<typeof KeyMaintenanceService>;
   let storageAdmin: Client<typeof KeyWrappingAdminService>;
 
   before(async function () {
@@ -46,6 +48,7 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
       storageRoutes({ store, tokenKeys: () => tokenKeys, errorKey: storageSigning.error, receiptKey: storageSigning.receipt }), storageErrors,
     );
     storage = createClient(StorageService, transport);
+    maintenance = createClient(KeyMaintenanceService, transport);
     storageAdmin = createClient(KeyWrappingAdminService, transport);
   });
   after(async () => store?.close());
@@ -53,12 +56,12 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
   const token = (op: Operation, kind: RecordKindName, hash: string, record?: string) =>
     sign(ACCESS_TOKEN, accessKey, { op, kind, hash, ...(record ? { digest: sha256(record) } : {}) });
 
-  /** One Encryption: its services and job over `storageClient` (default: the honest Storage). */
-  function encryptionWith(keyring: () => Keyring, storageClient: Client<typeof StorageService> = storage) {
-    const job = new RewrapJob({ keyring, storage: storageClient });
+  /** One Encryption: its services and job, with `keyMaintenance` as its key-maintenance client (default: the honest Storage). */
+  function encryptionWith(keyring: () => Keyring, keyMaintenance: Client<typeof KeyMaintenanceService> = maintenance) {
+    const job = new RewrapJob({ keyring, keyMaintenance });
     const transport = inMemory((router) => {
-      encryptionRoutes({ keyring, tokenKeys: () => tokenKeys, storageKeys: () => storageSigning.keys, storage: storageClient })(router);
-      keyringAdminRoutes({ keyring, storage: storageClient, job })(router);
+      encryptionRoutes({ keyring, tokenKeys: () => tokenKeys, storageKeys: () => storageSigning.keys, storage })(router);
+      keyringAdminRoutes({ keyring, keyMaintenance, job })(router);
     });
     return { job, encryption: createClient(EncryptionService, transport), admin: createClient(KeyringAdminService, transport) };
   }
@@ -160,15 +163,15 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
     keyring = ring("k2", "k1", "k2");
     // Just before the job re-wraps a record, a login updates it (through Encryption, with a token).
     const updated = new Map<string, string>();
-    const racing: Client<typeof StorageService> = {
-      ...storage,
+    const racing: Client<typeof KeyMaintenanceService> = {
+      ...maintenance,
       rewrapRecordKey: async (req, options) => {
         const hash = req.hash!;
         const { kind } = written.get(hash)!;
         const record = `updated ${randomBytes(4).toString("hex")}`;
         await honest.encryption.updateRecord({ accessToken: await token("update", kind, hash, record), record, expectedVersion: req.version! });
         updated.set(hash, record);
-        return storage.rewrapRecordKey(req, options);
+        return maintenance.rewrapRecordKey(req, options);
       },
     };
     const { job, admin } = encryptionWith(() => keyring, racing);
@@ -193,10 +196,10 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
     const written = await writeRecords(honest.encryption, 4);
     keyring = ring("k2", "k1", "k2");
     let late: Map<string, { kind: RecordKindName; record: string }> | undefined;
-    const listing: Client<typeof StorageService> = {
-      ...storage,
+    const listing: Client<typeof KeyMaintenanceService> = {
+      ...maintenance,
       listRecordKeys: async (req, options) => {
-        const page = await storage.listRecordKeys(req, options);
+        const page = await maintenance.listRecordKeys(req, options);
         late ??= await writeRecords(stale.encryption, 3); // after the first page was read
         return page;
       },
@@ -217,10 +220,10 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
     const written = await writeRecords(honest.encryption, 6);
     keyring = ring("k2", "k1", "k2");
     const rewrapped: string[] = [];
-    const lying: Client<typeof StorageService> = {
-      ...storage,
+    const lying: Client<typeof KeyMaintenanceService> = {
+      ...maintenance,
       listRecordKeys: async (req, options) => {
-        const page = await storage.listRecordKeys(req, options);
+        const page = await maintenance.listRecordKeys(req, options);
         const [a, b, c] = page.records;
         if (a && b) [a.wrappedKey, b.wrappedKey] = [b.wrappedKey, a.wrappedKey];
         if (c) c.kind = c.kind === RecordKind.WALLET ? RecordKind.SUBJECT : RecordKind.WALLET;
@@ -228,7 +231,7 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
       },
       rewrapRecordKey: async (req, options) => {
         rewrapped.push(req.hash!);
-        return storage.rewrapRecordKey(req, options);
+        return maintenance.rewrapRecordKey(req, options);
       },
     };
     const { job, admin } = encryptionWith(() => keyring, lying);
@@ -253,12 +256,12 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
     const answers: Buffer[] = [];
     let pageToken = "";
     do {
-      const page = await storage.listRecordKeys({ keyId: ids.k1, pageSize: 5, pageToken });
+      const page = await maintenance.listRecordKeys({ keyId: ids.k1, pageSize: 5, pageToken });
       expect(page.records.length).to.be.at.most(5);
       answers.push(Buffer.from(toBinary(ListRecordKeysResponseSchema, page)));
       pageToken = page.nextPageToken;
     } while (pageToken);
-    answers.push(Buffer.from(toBinary(CountRecordKeysResponseSchema, await storage.countRecordKeys({}))));
+    answers.push(Buffer.from(toBinary(CountRecordKeysResponseSchema, await maintenance.countRecordKeys({}))));
     const all = Buffer.concat(answers);
     // Honest twin: the listing is complete (every hash is there).
     for (const hash of written.keys()) expect(all.includes(Buffer.from(hash)), "the listing names each record").to.equal(true);
@@ -278,7 +281,7 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
     const written = await writeRecords(honest.encryption, 3);
     const [hash, { kind }] = [...written][0]!;
     // What the job can learn: every hash, kind, version and wrapped key, and so the data keys.
-    const { records } = await storage.listRecordKeys({ keyId: ids.k1 });
+    const { records } = await maintenance.listRecordKeys({ keyId: ids.k1 });
     const listed = records.find((r) => r.hash === hash)!;
     expect(keyring.rewrap(kind, hash, ids.k1, listed.wrappedKey).keyId).to.equal(ids.k2);
 
@@ -302,9 +305,11 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
       const error = await call().then(() => expect.fail(`${what}: Storage answered`), (e: unknown) => ConnectError.from(e));
       expect(error.code, what).to.equal(code);
     }
-    expect(StorageService.methods.map((m) => m.name).sort()).to.deep.equal(
-      ["BackfillRecordDigest", "CountRecordKeys", "CreateRecord", "DeleteRecord", "ListRecordKeys", "ReadRecord", "RewrapRecordKey", "UpdateRecord"],
-    );
+    // Everything Storage offers Encryption: the record calls, each taking an Access Token...
+    expect(StorageService.methods.map((m) => m.name).sort()).to.deep.equal(["BackfillRecordDigest", "CreateRecord", "DeleteRecord", "ReadRecord", "UpdateRecord"]);
+    expect(StorageService.methods.filter((m) => !m.input.fields.some((f) => f.name === "access_token"))).to.deep.equal([]);
+    // ...and key maintenance, which takes none and answers with wrapped keys and counts only.
+    expect(KeyMaintenanceService.methods.map((m) => m.name).sort()).to.deep.equal(["CountRecordKeys", "ListRecordKeys", "RewrapRecordKey"]);
     // Honest twin: with Token's read token, Storage hands over the ciphertext, and Encryption opens it.
     const read = await honest.encryption.readRecord({ accessToken: await token("read", kind, hash) });
     expect(read.result.value).to.equal(written.get(hash)!.record);
@@ -316,10 +321,10 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
     const honest = encryptionWith(() => keyring);
     const written = await writeRecords(honest.encryption, 5);
     const garbage = async (from: string, to: string) => {
-      const { records } = await storage.listRecordKeys({ keyId: from });
+      const { records } = await maintenance.listRecordKeys({ keyId: from });
       for (const r of records) {
         const { hash, kind, version, keyId, wrappedKey } = r;
-        await storage.rewrapRecordKey({ hash, kind, version, keyId, wrappedKey, newKeyId: to, newWrappedKey: randomBytes(60) });
+        await maintenance.rewrapRecordKey({ hash, kind, version, keyId, wrappedKey, newKeyId: to, newWrappedKey: randomBytes(60) });
       }
     };
     await garbage(ids.k1, "bad-1");
@@ -385,11 +390,11 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
     const written = await writeRecords(honest.encryption, 8);
     keyring = ring("k2", "k1", "k2");
     let calls = 0;
-    const failing: Client<typeof StorageService> = {
-      ...storage,
+    const failing: Client<typeof KeyMaintenanceService> = {
+      ...maintenance,
       rewrapRecordKey: async (req, options) => {
         if (++calls > 3) throw new ConnectError("the database failed the statement (SQLSTATE XX000)", Code.Internal);
-        return storage.rewrapRecordKey(req, options);
+        return maintenance.rewrapRecordKey(req, options);
       },
     };
     const broken = encryptionWith(() => keyring, failing);
@@ -411,19 +416,19 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
   it("Storage refuses malformed key-maintenance requests with INVALID_ARGUMENT, saying what to fix", async function () {
     const { ids, ring } = keyrings();
     const written = await writeRecords(encryptionWith(() => ring("k1", "k1")).encryption, 1);
-    const [row] = (await storage.listRecordKeys({ keyId: ids.k1 })).records;
+    const [row] = (await maintenance.listRecordKeys({ keyId: ids.k1 })).records;
     const { hash, kind, version, keyId, wrappedKey } = row!;
     const good = { hash, kind, version, keyId, wrappedKey, newKeyId: ids.k2, newWrappedKey: randomBytes(60) };
     const bad: Array<[string, () => Promise<unknown>, RegExp]> = [
-      ["page size 1001", () => storage.listRecordKeys({ keyId: ids.k1, pageSize: 1001 }), /page_size must be/],
-      ["a negative page size", () => storage.listRecordKeys({ keyId: ids.k1, pageSize: -1 }), /page_size must be/],
-      ["no key id", () => storage.listRecordKeys({}), /keyId must be/],
-      ["a page token that is not a hash", () => storage.listRecordKeys({ keyId: ids.k1, pageToken: "x y" }), /hash must be/],
-      ["no kind", () => storage.rewrapRecordKey({ ...good, kind: RecordKind.UNSPECIFIED }), /kind must be/],
-      ["no wrapped key", () => storage.rewrapRecordKey({ ...good, wrappedKey: new Uint8Array(0) }), /wrapped_key is required/],
-      ["version 0", () => storage.rewrapRecordKey({ ...good, version: 0n }), /version must be/],
-      ["the same key id", () => storage.rewrapRecordKey({ ...good, newKeyId: keyId }), /another key id/],
-      ["no new wrapped key", () => storage.rewrapRecordKey({ ...good, newWrappedKey: new Uint8Array(0) }), /wrappedKey must be/],
+      ["page size 1001", () => maintenance.listRecordKeys({ keyId: ids.k1, pageSize: 1001 }), /page_size must be/],
+      ["a negative page size", () => maintenance.listRecordKeys({ keyId: ids.k1, pageSize: -1 }), /page_size must be/],
+      ["no key id", () => maintenance.listRecordKeys({}), /keyId must be/],
+      ["a page token that is not a hash", () => maintenance.listRecordKeys({ keyId: ids.k1, pageToken: "x y" }), /hash must be/],
+      ["no kind", () => maintenance.rewrapRecordKey({ ...good, kind: RecordKind.UNSPECIFIED }), /kind must be/],
+      ["no wrapped key", () => maintenance.rewrapRecordKey({ ...good, wrappedKey: new Uint8Array(0) }), /wrapped_key is required/],
+      ["version 0", () => maintenance.rewrapRecordKey({ ...good, version: 0n }), /version must be/],
+      ["the same key id", () => maintenance.rewrapRecordKey({ ...good, newKeyId: keyId }), /another key id/],
+      ["no new wrapped key", () => maintenance.rewrapRecordKey({ ...good, newWrappedKey: new Uint8Array(0) }), /wrappedKey must be/],
     ];
     for (const [what, call, message] of bad) {
       const error = await call().then(() => expect.fail(`${what}: accepted`), (e: unknown) => ConnectError.from(e));
@@ -431,7 +436,7 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
       expect(error.rawMessage, what).to.match(message).and.not.include(hash);
     }
     // Honest twin.
-    await storage.rewrapRecordKey(good);
+    await maintenance.rewrapRecordKey(good);
     expect(written.size).to.equal(1);
   });
 

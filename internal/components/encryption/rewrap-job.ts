@@ -15,7 +15,7 @@
 
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { RecordKind } from "../../gen/hello/common/v1/record_pb.js";
-import type { RecordKey, StorageService } from "../../gen/hello/storage/v1/storage_service_pb.js";
+import type { KeyMaintenanceService, RecordKey } from "../../gen/hello/storage/v1/key_maintenance_service_pb.js";
 import { DecryptionError, type Keyring } from "../../protocol/keyring.js";
 import type { RecordKindName } from "../../protocol/records.js";
 
@@ -44,7 +44,8 @@ export interface RewrapJobSnapshot {
 
 export interface RewrapJobDeps {
   readonly keyring: () => Keyring;
-  readonly storage: Client<typeof StorageService>;
+  /** Storage's key maintenance: the only Storage calls the job makes, none of them with an Access Token. */
+  readonly keyMaintenance: Client<typeof KeyMaintenanceService>;
   /** Told when a run ends, with counts only. */
   readonly onFinished?: (snapshot: RewrapJobSnapshot) => void;
   readonly now?: () => Date;
@@ -153,7 +154,7 @@ export class RewrapJob {
     const legacyCounted = new Set<string>();
     for (let pass = 0; pass < MAX_PASSES; pass++) {
       const keyring = this.#deps.keyring();
-      const { keys } = await this.#call(() => this.#deps.storage.countRecordKeys({}));
+      const { keys } = await this.#call(() => this.#deps.keyMaintenance.countRecordKeys({}));
       const old = keys.filter(
         (k) => k.keyId !== keyring.currentKeyId && keyring.has(k.keyId) && k.records > k.legacyRecords,
       );
@@ -163,7 +164,7 @@ export class RewrapJob {
         let pageToken = "";
         do {
           this.#checkStopping();
-          const page = await this.#call(() => this.#deps.storage.listRecordKeys({ keyId, pageSize: PAGE_SIZE, pageToken }));
+          const page = await this.#call(() => this.#deps.keyMaintenance.listRecordKeys({ keyId, pageSize: PAGE_SIZE, pageToken }));
           await forEachLimited(page.records, concurrency, async (row) => {
             this.#checkStopping();
             if (row.wrappedKey.length === 0) {
@@ -198,7 +199,7 @@ export class RewrapJob {
     }
     try {
       await this.#call(() =>
-        this.#deps.storage.rewrapRecordKey({
+        this.#deps.keyMaintenance.rewrapRecordKey({
           hash: row.hash,
           kind: row.kind,
           version: row.version,

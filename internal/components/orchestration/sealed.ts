@@ -71,9 +71,8 @@ export interface SharedStore {
 
 /**
  * What an entry costs beyond its key's and value's bytes: the Map slot, the entry
- * object, and the Buffer with its own ArrayBuffer and backing store. Measured on Node
- * 20: 20 000 entries of a 56-character key and a 1 100-byte value took 1 625 bytes
- * each in heapUsed + external after a full collection, 469 more than their bytes.
+ * object, and the Buffer with its own ArrayBuffer and backing store (measured on Node
+ * 20; how: docs/performance.md).
  */
 const ENTRY_OVERHEAD_BYTES = 470;
 
@@ -101,8 +100,7 @@ export class MemoryStore implements SharedStore {
       this.#sweep();
     }
     // A copy in memory of its own: `value` is usually a slice of Node's shared 8 KiB
-    // buffer pool, and one kept slice keeps its whole slab alive (measured: 7.8 KB per
-    // 1.1 KB access token entry, 156 MB for 20 000 of them).
+    // buffer pool, and one kept slice keeps its whole slab alive (docs/performance.md).
     const own = Buffer.allocUnsafeSlow(value.length);
     value.copy(own);
     this.#delete(key);

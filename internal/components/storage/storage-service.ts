@@ -4,26 +4,20 @@
 // on use; "no record" is answered with a signed Error Token from a linearizable read,
 // and a create that relies on one spends its jti too, so one Error Token makes one
 // record. Storage keeps each record's digest as written (from the create or update
-// token) and signs a receipt {kind, hash, digest, version, the token's jti} for every
+// token) and signs a receipt {op, kind, hash, digest, version, ajti = the token's jti} for every
 // record it writes or returns: Token accepts a record into a session only with one.
 //
 // Key maintenance (docs/keyring-rotation.md) takes no Access Token, and so never
-// carries a ciphertext: Encryption lists and re-wraps wrapped data keys, and Storage's
-// own operator counts them and undoes or forgets re-wraps. The mesh policy lets only
-// Encryption call StorageService, and only Storage's operator KeyWrappingAdminService.
+// carries a ciphertext: it is served by services of its own (key-maintenance.ts), each
+// with its own rule in the mesh policy. storageRoutes serves all of Storage.
 
 import { Code, type ConnectRouter, ConnectError } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { RecordKind } from "../../gen/hello/common/v1/record_pb.js";
-import {
-  KeyUsageSchema,
-  RecordKeySchema,
-  StorageService,
-  StoredRecordSchema,
-} from "../../gen/hello/storage/v1/storage_service_pb.js";
+import { StorageService, StoredRecordSchema } from "../../gen/hello/storage/v1/storage_service_pb.js";
+import { KeyMaintenanceService } from "../../gen/hello/storage/v1/key_maintenance_service_pb.js";
 import { KeyWrappingAdminService } from "../../gen/hello/storage/v1/key_wrapping_admin_service_pb.js";
-import type { KeyUsage, RecordKindName, RecordStore, StoredRow } from "./backend/record-store.js";
+import type { RecordStore, StoredRow } from "./backend/record-store.js";
 import { NotFoundError, StorageError, TokenReusedError } from "./backend/errors.js";
 import { underDeadlines } from "./backend/deadline.js";
 import { sign, verify } from "../../protocol/jws.js";
@@ -34,11 +28,11 @@ import {
   ERROR_TOKEN,
   type Operation,
   RECEIPT,
-  RECORD_KIND,
   type ReceiptClaims,
   wrongOperation,
 } from "../../protocol/tokens.js";
 import { denied, invalidArgument } from "../../protocol/errors.js";
+import { keyMaintenanceRoutes, keyWrappingAdminRoutes } from "./key-maintenance.js";
 
 const STORAGE_CODES: Record<StorageError["code"], Code> = {
   not_found: Code.NotFound,
@@ -54,27 +48,8 @@ export function storageErrors(error: unknown): ConnectError | undefined {
   return error instanceof StorageError ? new ConnectError(error.message, STORAGE_CODES[error.code]) : undefined;
 }
 
-const DEFAULT_LIST_PAGE = 100;
 /** A record digest: base64url SHA-256, no padding. */
 const DIGEST = /^[A-Za-z0-9_-]{43}$/;
-const MAX_LIST_PAGE = 1000;
-
-/** An empty bytes field is "absent" on the wire (proto3). */
-const optionalBytes = (bytes: Uint8Array) => (bytes.length === 0 ? undefined : bytes);
-
-function kindName(kind: RecordKind): RecordKindName {
-  const name = (Object.keys(RECORD_KIND) as RecordKindName[]).find((k) => RECORD_KIND[k] === kind);
-  if (!name) throw invalidArgument("kind must be RECORD_KIND_SUBJECT, RECORD_KIND_RELEASE, RECORD_KIND_WALLET or RECORD_KIND_RESERVATION");
-  return name;
-}
-
-const keyUsage = (usage: KeyUsage) =>
-  create(KeyUsageSchema, {
-    keyId: usage.keyId,
-    records: BigInt(usage.records),
-    legacyRecords: BigInt(usage.legacyRecords),
-    previousWrappings: BigInt(usage.previousWrappings),
-  });
 
 export interface StorageServiceDeps {
   readonly store: RecordStore;
@@ -189,56 +164,11 @@ export function storageRoutes(deps: StorageServiceDeps) {
         await deps.store.delete(claims.hash, claims.kind);
         return {};
       },
-      listRecordKeys: async (req) => {
-        const pageSize = req.pageSize === 0 ? DEFAULT_LIST_PAGE : req.pageSize;
-        if (pageSize < 1 || pageSize > MAX_LIST_PAGE) throw invalidArgument(`page_size must be 0 (the default, ${DEFAULT_LIST_PAGE}) or 1 to ${MAX_LIST_PAGE}`);
-        // The page token is the last hash of the previous page: Encryption learns no more
-        // from it than from the page itself (keyed hashes name no user).
-        const rows = await deps.store.listKeys(req.keyId, {
-          ...(req.pageToken === "" ? {} : { after: req.pageToken }),
-          limit: pageSize,
-        });
-        return {
-          records: rows.map((row) =>
-            create(RecordKeySchema, {
-              hash: row.hash,
-              kind: RECORD_KIND[row.kind],
-              version: BigInt(row.version),
-              keyId: row.keyId,
-              ...(row.wrappedKey ? { wrappedKey: row.wrappedKey } : {}),
-            }),
-          ),
-          nextPageToken: rows.length === pageSize ? rows.at(-1)!.hash : "",
-        };
-      },
-      rewrapRecordKey: async (req) => {
-        const expected = optionalBytes(req.wrappedKey);
-        if (!expected) throw invalidArgument("wrapped_key is required: a record sealed before envelope encryption cannot be re-wrapped");
-        if (req.version < 1n || req.version > BigInt(Number.MAX_SAFE_INTEGER)) throw invalidArgument("version must be a positive integer");
-        await deps.store.rewrapKey(
-          req.hash,
-          kindName(req.kind),
-          { version: Number(req.version), keyId: req.keyId, wrappedKey: expected },
-          { keyId: req.newKeyId, wrappedKey: req.newWrappedKey },
-        );
-        return {};
-      },
-      countRecordKeys: async () => ({ keys: (await deps.store.countKeys()).map(keyUsage) }),
     }));
+    keyMaintenanceRoutes(deps.store)(router);
     keyWrappingAdminRoutes(deps.store)(router);
   };
 }
 
 /** Every service storageRoutes serves (for health and reflection). */
-export const STORAGE_SERVICES = [StorageService, KeyWrappingAdminService] as const;
-
-/** Storage's own operator's view of, and undo for, key maintenance. */
-export function keyWrappingAdminRoutes(store: RecordStore) {
-  return (router: ConnectRouter) => {
-    router.service(KeyWrappingAdminService, {
-      getKeyUsage: async () => ({ keys: (await store.countKeys()).map(keyUsage) }),
-      restorePreviousWrappings: async (req) => ({ restored: BigInt(await store.restorePreviousWrappings(req.keyId)) }),
-      forgetPreviousWrappings: async (req) => ({ forgotten: BigInt(await store.forgetPreviousWrappings(req.keyId)) }),
-    });
-  };
-}
+export const STORAGE_SERVICES = [StorageService, KeyMaintenanceService, KeyWrappingAdminService] as const;

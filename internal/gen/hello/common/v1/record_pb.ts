@@ -12,9 +12,9 @@ export const file_hello_common_v1_record: GenFile = /*@__PURE__*/
   fileDesc("ChxoZWxsby9jb21tb24vdjEvcmVjb3JkLnByb3RvEg9oZWxsby5jb21tb24udjEqkAEKClJlY29yZEtpbmQSGwoXUkVDT1JEX0tJTkRfVU5TUEVDSUZJRUQQABIXChNSRUNPUkRfS0lORF9TVUJKRUNUEAESFwoTUkVDT1JEX0tJTkRfUkVMRUFTRRACEhYKElJFQ09SRF9LSU5EX1dBTExFVBADEhsKF1JFQ09SRF9LSU5EX1JFU0VSVkFUSU9OEAQqpQEKD1JlY29yZE9wZXJhdGlvbhIgChxSRUNPUkRfT1BFUkFUSU9OX1VOU1BFQ0lGSUVEEAASGQoVUkVDT1JEX09QRVJBVElPTl9SRUFEEAESGwoXUkVDT1JEX09QRVJBVElPTl9DUkVBVEUQAhIbChdSRUNPUkRfT1BFUkFUSU9OX1VQREFURRADEhsKF1JFQ09SRF9PUEVSQVRJT05fREVMRVRFEARiBnByb3RvMw");
 
 /**
- * RecordKind names the kinds of record (DESIGN.md §3). The kind is part of
- * every storage key and of every Access Token, so a token for one kind never opens
- * another.
+ * RecordKind names the kinds of record (DESIGN.md §3). The kind is part of every
+ * storage key, Access Token, receipt, record typ ("hello-{kind}-record+jwt") and
+ * additional data, so a token or ciphertext of one kind never serves another.
  *
  * @generated from enum hello.common.v1.RecordKind
  */
@@ -65,7 +65,9 @@ export const RecordKindSchema: GenEnum<RecordKind> = /*@__PURE__*/
   enumDesc(file_hello_common_v1_record, 0);
 
 /**
- * RecordOperation is what an Access Token permits on one record.
+ * RecordOperation is what an Access Token permits on one record. Read tokens may be
+ * used again within their 60 s; create, update and delete tokens are spent on first
+ * use.
  *
  * @generated from enum hello.common.v1.RecordOperation
  */

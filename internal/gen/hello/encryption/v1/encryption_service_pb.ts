@@ -42,7 +42,8 @@ export type ReadRecordResponse = Message<"hello.encryption.v1.ReadRecordResponse
    */
   result: {
     /**
-     * The decrypted record: a compact JWS signed by Token.
+     * The decrypted record: a compact JWS signed by Token (typ
+     * "hello-{kind}-record+jwt"), which Encryption cannot alter or mint.
      *
      * @generated from field: string record = 1;
      */
@@ -50,7 +51,7 @@ export type ReadRecordResponse = Message<"hello.encryption.v1.ReadRecordResponse
     case: "record";
   } | {
     /**
-     * Storage's Error Token: no record exists for the token's hash.
+     * Storage's Error Token (typ "hello-error+jwt"): no record for the token's hash.
      *
      * @generated from field: string error_token = 2;
      */
@@ -94,6 +95,9 @@ export type CreateRecordRequest = Message<"hello.encryption.v1.CreateRecordReque
   accessToken: string;
 
   /**
+   * The record as Token signed it; its SHA-256 must be the token's digest (at most
+   * 512 KiB).
+   *
    * @generated from field: string record = 2;
    */
   record: string;
@@ -225,20 +229,28 @@ export const DeleteRecordResponseSchema: GenMessage<DeleteRecordResponse> = /*@_
   messageDesc(file_hello_encryption_v1_encryption_service, 7);
 
 /**
- * EncryptionService encrypts records on their way to Storage and decrypts them on the
- * way back (DESIGN.md §3). Only Orchestration may call it.
+ * EncryptionService seals records on their way to Storage and opens them on the way
+ * back (DESIGN.md §3). Only Orchestration may call it; Encryption calls Storage
+ * (StorageService) and starts a new trace for each call, so that no trace id ties one
+ * login's reads together at Storage.
  *
- * Encryption verifies every Access Token itself with Token's public keys (it holds no
- * signing key). The AES-256-GCM additional data is derived from the verified token
- * (storage key and kind), never from what Storage returns, so Storage cannot swap one
- * user's ciphertext for another's.
+ * Encryption verifies every Access Token itself (typ "hello-access+jwt", with Token's
+ * published keys: it holds no signing key) and that it grants the call's op. The
+ * AES-256-GCM additional data is the storage key and kind of the verified token, never
+ * what Storage returns, so a ciphertext Storage moves to another row does not open
+ * (DATA_LOSS). Whatever Storage answers is checked before it is passed on: each receipt
+ * ("hello-receipt+jwt": signature, this token's jti, kind, hash, and the digest of the
+ * record Encryption holds) and each Error Token ("hello-error+jwt": signature, this
+ * read); one that fails is DATA_LOSS, never handed to Token.
  *
  * @generated from service hello.encryption.v1.EncryptionService
  */
 export const EncryptionService: GenService<{
   /**
-   * ReadRecord reads and decrypts the record the read Access Token names, or passes
-   * on Storage's Error Token when there is none.
+   * ReadRecord reads and decrypts the record the read token names, with Storage's read
+   * receipt, or passes on Storage's Error Token when there is none. A row from before
+   * Storage kept digests gets its digest from the record decrypted here, once
+   * (StorageService.BackfillRecordDigest).
    *
    * @generated from rpc hello.encryption.v1.EncryptionService.ReadRecord
    */
@@ -248,8 +260,9 @@ export const EncryptionService: GenService<{
     output: typeof ReadRecordResponseSchema;
   },
   /**
-   * CreateRecord checks the record against the digest the create token carries,
-   * encrypts it and has Storage insert it if absent.
+   * CreateRecord checks the record against the digest the create token carries, pads
+   * and seals it under a fresh data key wrapped under the keyring's current key, and
+   * has Storage insert it if absent.
    *
    * @generated from rpc hello.encryption.v1.EncryptionService.CreateRecord
    */
@@ -259,7 +272,8 @@ export const EncryptionService: GenService<{
     output: typeof CreateRecordResponseSchema;
   },
   /**
-   * UpdateRecord checks, encrypts (under the current key) and replaces a record.
+   * UpdateRecord does the same for a replacement at the expected version: a fresh data
+   * key under the current key, so an update also moves a record off an old key.
    *
    * @generated from rpc hello.encryption.v1.EncryptionService.UpdateRecord
    */
@@ -269,7 +283,7 @@ export const EncryptionService: GenService<{
     output: typeof UpdateRecordResponseSchema;
   },
   /**
-   * DeleteRecord deletes the record the delete token names.
+   * DeleteRecord verifies the delete token and has Storage delete the record.
    *
    * @generated from rpc hello.encryption.v1.EncryptionService.DeleteRecord
    */

@@ -339,15 +339,18 @@ export const RewrapJobStateSchema: GenEnum<RewrapJobState> = /*@__PURE__*/
  * (docs/keyring-rotation.md). It reports which keyring keys the stored records depend
  * on, and runs the re-wrap job: every record whose data key is wrapped under a key
  * other than the current one gets the same data key wrapped under the current key.
- * The job never sees a record's ciphertext: Storage lists and re-wraps wrapped data
- * keys only, and reading a record still takes a Token-issued Access Token.
+ * The job never sees a record's ciphertext: it calls Storage's KeyMaintenanceService,
+ * which lists and re-wraps wrapped data keys only, and reading a record still takes a
+ * Token-issued Access Token.
  *
  * @generated from service hello.encryption.v1.KeyringAdminService
  */
 export const KeyringAdminService: GenService<{
   /**
    * GetKeyringStatus reports the keyring as this process holds it, how many records
-   * depend on each key (from Storage), and the re-wrap job's progress.
+   * depend on each key (Storage's KeyMaintenanceService.CountRecordKeys), and the
+   * re-wrap job's progress. `hello keyring drop` refuses on it while a record names the
+   * key.
    *
    * @generated from rpc hello.encryption.v1.KeyringAdminService.GetKeyringStatus
    */

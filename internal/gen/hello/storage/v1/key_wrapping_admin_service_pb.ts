@@ -4,15 +4,15 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { KeyUsage } from "./storage_service_pb.js";
-import { file_hello_storage_v1_storage_service } from "./storage_service_pb.js";
+import type { KeyUsage } from "./key_maintenance_service_pb.js";
+import { file_hello_storage_v1_key_maintenance_service } from "./key_maintenance_service_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file hello/storage/v1/key_wrapping_admin_service.proto.
  */
 export const file_hello_storage_v1_key_wrapping_admin_service: GenFile = /*@__PURE__*/
-  fileDesc("CjFoZWxsby9zdG9yYWdlL3YxL2tleV93cmFwcGluZ19hZG1pbl9zZXJ2aWNlLnByb3RvEhBoZWxsby5zdG9yYWdlLnYxIhQKEkdldEtleVVzYWdlUmVxdWVzdCI/ChNHZXRLZXlVc2FnZVJlc3BvbnNlEigKBGtleXMYASADKAsyGi5oZWxsby5zdG9yYWdlLnYxLktleVVzYWdlIjEKH1Jlc3RvcmVQcmV2aW91c1dyYXBwaW5nc1JlcXVlc3QSDgoGa2V5X2lkGAEgASgJIjQKIFJlc3RvcmVQcmV2aW91c1dyYXBwaW5nc1Jlc3BvbnNlEhAKCHJlc3RvcmVkGAEgASgDIjAKHkZvcmdldFByZXZpb3VzV3JhcHBpbmdzUmVxdWVzdBIOCgZrZXlfaWQYASABKAkiNAofRm9yZ2V0UHJldmlvdXNXcmFwcGluZ3NSZXNwb25zZRIRCglmb3Jnb3R0ZW4YASABKAMy+QIKF0tleVdyYXBwaW5nQWRtaW5TZXJ2aWNlEloKC0dldEtleVVzYWdlEiQuaGVsbG8uc3RvcmFnZS52MS5HZXRLZXlVc2FnZVJlcXVlc3QaJS5oZWxsby5zdG9yYWdlLnYxLkdldEtleVVzYWdlUmVzcG9uc2USgQEKGFJlc3RvcmVQcmV2aW91c1dyYXBwaW5ncxIxLmhlbGxvLnN0b3JhZ2UudjEuUmVzdG9yZVByZXZpb3VzV3JhcHBpbmdzUmVxdWVzdBoyLmhlbGxvLnN0b3JhZ2UudjEuUmVzdG9yZVByZXZpb3VzV3JhcHBpbmdzUmVzcG9uc2USfgoXRm9yZ2V0UHJldmlvdXNXcmFwcGluZ3MSMC5oZWxsby5zdG9yYWdlLnYxLkZvcmdldFByZXZpb3VzV3JhcHBpbmdzUmVxdWVzdBoxLmhlbGxvLnN0b3JhZ2UudjEuRm9yZ2V0UHJldmlvdXNXcmFwcGluZ3NSZXNwb25zZWIGcHJvdG8z", [file_hello_storage_v1_storage_service]);
+  fileDesc("CjFoZWxsby9zdG9yYWdlL3YxL2tleV93cmFwcGluZ19hZG1pbl9zZXJ2aWNlLnByb3RvEhBoZWxsby5zdG9yYWdlLnYxIhQKEkdldEtleVVzYWdlUmVxdWVzdCI/ChNHZXRLZXlVc2FnZVJlc3BvbnNlEigKBGtleXMYASADKAsyGi5oZWxsby5zdG9yYWdlLnYxLktleVVzYWdlIjEKH1Jlc3RvcmVQcmV2aW91c1dyYXBwaW5nc1JlcXVlc3QSDgoGa2V5X2lkGAEgASgJIjQKIFJlc3RvcmVQcmV2aW91c1dyYXBwaW5nc1Jlc3BvbnNlEhAKCHJlc3RvcmVkGAEgASgDIjAKHkZvcmdldFByZXZpb3VzV3JhcHBpbmdzUmVxdWVzdBIOCgZrZXlfaWQYASABKAkiNAofRm9yZ2V0UHJldmlvdXNXcmFwcGluZ3NSZXNwb25zZRIRCglmb3Jnb3R0ZW4YASABKAMy+QIKF0tleVdyYXBwaW5nQWRtaW5TZXJ2aWNlEloKC0dldEtleVVzYWdlEiQuaGVsbG8uc3RvcmFnZS52MS5HZXRLZXlVc2FnZVJlcXVlc3QaJS5oZWxsby5zdG9yYWdlLnYxLkdldEtleVVzYWdlUmVzcG9uc2USgQEKGFJlc3RvcmVQcmV2aW91c1dyYXBwaW5ncxIxLmhlbGxvLnN0b3JhZ2UudjEuUmVzdG9yZVByZXZpb3VzV3JhcHBpbmdzUmVxdWVzdBoyLmhlbGxvLnN0b3JhZ2UudjEuUmVzdG9yZVByZXZpb3VzV3JhcHBpbmdzUmVzcG9uc2USfgoXRm9yZ2V0UHJldmlvdXNXcmFwcGluZ3MSMC5oZWxsby5zdG9yYWdlLnYxLkZvcmdldFByZXZpb3VzV3JhcHBpbmdzUmVxdWVzdBoxLmhlbGxvLnN0b3JhZ2UudjEuRm9yZ2V0UHJldmlvdXNXcmFwcGluZ3NSZXNwb25zZWIGcHJvdG8z", [file_hello_storage_v1_key_maintenance_service]);
 
 /**
  * GetKeyUsageRequest asks for every keyring key the stored records depend on.
@@ -125,17 +125,20 @@ export const ForgetPreviousWrappingsResponseSchema: GenMessage<ForgetPreviousWra
   messageDesc(file_hello_storage_v1_key_wrapping_admin_service, 5);
 
 /**
- * KeyWrappingAdminService is for Storage's own custodian's operator only: it shows
- * which Encryption keyring keys the stored records depend on, and undoes or forgets
- * re-wraps (docs/keyring-rotation.md). Encryption can replace wrapped data keys
- * (StorageService.RewrapRecordKey) but never the undo copy Storage keeps of the
- * wrapped key a record had before its first re-wrap; only this service touches it.
+ * KeyWrappingAdminService is for Storage's own custodian's operator only
+ * (docs/keyring-rotation.md, `hello keyring storage`). Encryption can replace wrapped
+ * data keys (KeyMaintenanceService.RewrapRecordKey) but never the undo copy Storage
+ * keeps of the wrapping a record had before its first re-wrap; only this service
+ * touches it, so a compromised Encryption cannot destroy records for good.
  *
  * @generated from service hello.storage.v1.KeyWrappingAdminService
  */
 export const KeyWrappingAdminService: GenService<{
   /**
-   * GetKeyUsage says how many records depend on each keyring key.
+   * GetKeyUsage says how many records depend on each keyring key, and how many undo
+   * copies each holds: what Storage's custodian looks at before a restore or a forget,
+   * without asking Encryption. (Encryption asks KeyMaintenanceService.CountRecordKeys
+   * for the same numbers; neither caller may reach the other's service.)
    *
    * @generated from rpc hello.storage.v1.KeyWrappingAdminService.GetKeyUsage
    */

@@ -6,15 +6,13 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { RecordKind } from "../../common/v1/record_pb.js";
-import { file_hello_common_v1_record } from "../../common/v1/record_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file hello/storage/v1/storage_service.proto.
  */
 export const file_hello_storage_v1_storage_service: GenFile = /*@__PURE__*/
-  fileDesc("CiZoZWxsby9zdG9yYWdlL3YxL3N0b3JhZ2Vfc2VydmljZS5wcm90bxIQaGVsbG8uc3RvcmFnZS52MSK6AQoMU3RvcmVkUmVjb3JkEg4KBmtleV9pZBgBIAEoCRISCgpjaXBoZXJ0ZXh0GAIgASgMEg8KB3ZlcnNpb24YAyABKAMSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgt3cmFwcGVkX2tleRgGIAEoDCIpChFSZWFkUmVjb3JkUmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkieAoSUmVhZFJlY29yZFJlc3BvbnNlEjAKBnJlY29yZBgBIAEoCzIeLmhlbGxvLnN0b3JhZ2UudjEuU3RvcmVkUmVjb3JkSAASFQoLZXJyb3JfdG9rZW4YAiABKAlIABIPCgdyZWNlaXB0GAMgASgJQggKBnJlc3VsdCJUChtCYWNrZmlsbFJlY29yZERpZ2VzdFJlcXVlc3QSFAoMYWNjZXNzX3Rva2VuGAEgASgJEg8KB3ZlcnNpb24YAiABKAMSDgoGZGlnZXN0GAMgASgJIi8KHEJhY2tmaWxsUmVjb3JkRGlnZXN0UmVzcG9uc2USDwoHcmVjZWlwdBgBIAEoCSJkChNDcmVhdGVSZWNvcmRSZXF1ZXN0EhQKDGFjY2Vzc190b2tlbhgBIAEoCRIOCgZrZXlfaWQYAiABKAkSEgoKY2lwaGVydGV4dBgDIAEoDBITCgt3cmFwcGVkX2tleRgEIAEoDCI4ChRDcmVhdGVSZWNvcmRSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgDEg8KB3JlY2VpcHQYAiABKAkifgoTVXBkYXRlUmVjb3JkUmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkSDgoGa2V5X2lkGAIgASgJEhIKCmNpcGhlcnRleHQYAyABKAwSGAoQZXhwZWN0ZWRfdmVyc2lvbhgEIAEoAxITCgt3cmFwcGVkX2tleRgFIAEoDCI4ChRVcGRhdGVSZWNvcmRSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgDEg8KB3JlY2VpcHQYAiABKAkiKwoTRGVsZXRlUmVjb3JkUmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkiFgoURGVsZXRlUmVjb3JkUmVzcG9uc2UiegoJUmVjb3JkS2V5EgwKBGhhc2gYASABKAkSKQoEa2luZBgCIAEoDjIbLmhlbGxvLmNvbW1vbi52MS5SZWNvcmRLaW5kEg8KB3ZlcnNpb24YAyABKAMSDgoGa2V5X2lkGAQgASgJEhMKC3dyYXBwZWRfa2V5GAUgASgMIk4KFUxpc3RSZWNvcmRLZXlzUmVxdWVzdBIOCgZrZXlfaWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiXwoWTGlzdFJlY29yZEtleXNSZXNwb25zZRIsCgdyZWNvcmRzGAEgAygLMhsuaGVsbG8uc3RvcmFnZS52MS5SZWNvcmRLZXkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIrQBChZSZXdyYXBSZWNvcmRLZXlSZXF1ZXN0EgwKBGhhc2gYASABKAkSKQoEa2luZBgCIAEoDjIbLmhlbGxvLmNvbW1vbi52MS5SZWNvcmRLaW5kEg8KB3ZlcnNpb24YAyABKAMSDgoGa2V5X2lkGAQgASgJEhMKC3dyYXBwZWRfa2V5GAUgASgMEhIKCm5ld19rZXlfaWQYBiABKAkSFwoPbmV3X3dyYXBwZWRfa2V5GAcgASgMIhkKF1Jld3JhcFJlY29yZEtleVJlc3BvbnNlIhgKFkNvdW50UmVjb3JkS2V5c1JlcXVlc3QiQwoXQ291bnRSZWNvcmRLZXlzUmVzcG9uc2USKAoEa2V5cxgBIAMoCzIaLmhlbGxvLnN0b3JhZ2UudjEuS2V5VXNhZ2UiXwoIS2V5VXNhZ2USDgoGa2V5X2lkGAEgASgJEg8KB3JlY29yZHMYAiABKAMSFgoObGVnYWN5X3JlY29yZHMYAyABKAMSGgoScHJldmlvdXNfd3JhcHBpbmdzGAQgASgDMrIGCg5TdG9yYWdlU2VydmljZRJXCgpSZWFkUmVjb3JkEiMuaGVsbG8uc3RvcmFnZS52MS5SZWFkUmVjb3JkUmVxdWVzdBokLmhlbGxvLnN0b3JhZ2UudjEuUmVhZFJlY29yZFJlc3BvbnNlEnUKFEJhY2tmaWxsUmVjb3JkRGlnZXN0Ei0uaGVsbG8uc3RvcmFnZS52MS5CYWNrZmlsbFJlY29yZERpZ2VzdFJlcXVlc3QaLi5oZWxsby5zdG9yYWdlLnYxLkJhY2tmaWxsUmVjb3JkRGlnZXN0UmVzcG9uc2USXQoMQ3JlYXRlUmVjb3JkEiUuaGVsbG8uc3RvcmFnZS52MS5DcmVhdGVSZWNvcmRSZXF1ZXN0GiYuaGVsbG8uc3RvcmFnZS52MS5DcmVhdGVSZWNvcmRSZXNwb25zZRJdCgxVcGRhdGVSZWNvcmQSJS5oZWxsby5zdG9yYWdlLnYxLlVwZGF0ZVJlY29yZFJlcXVlc3QaJi5oZWxsby5zdG9yYWdlLnYxLlVwZGF0ZVJlY29yZFJlc3BvbnNlEl0KDERlbGV0ZVJlY29yZBIlLmhlbGxvLnN0b3JhZ2UudjEuRGVsZXRlUmVjb3JkUmVxdWVzdBomLmhlbGxvLnN0b3JhZ2UudjEuRGVsZXRlUmVjb3JkUmVzcG9uc2USYwoOTGlzdFJlY29yZEtleXMSJy5oZWxsby5zdG9yYWdlLnYxLkxpc3RSZWNvcmRLZXlzUmVxdWVzdBooLmhlbGxvLnN0b3JhZ2UudjEuTGlzdFJlY29yZEtleXNSZXNwb25zZRJmCg9SZXdyYXBSZWNvcmRLZXkSKC5oZWxsby5zdG9yYWdlLnYxLlJld3JhcFJlY29yZEtleVJlcXVlc3QaKS5oZWxsby5zdG9yYWdlLnYxLlJld3JhcFJlY29yZEtleVJlc3BvbnNlEmYKD0NvdW50UmVjb3JkS2V5cxIoLmhlbGxvLnN0b3JhZ2UudjEuQ291bnRSZWNvcmRLZXlzUmVxdWVzdBopLmhlbGxvLnN0b3JhZ2UudjEuQ291bnRSZWNvcmRLZXlzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_hello_common_v1_record]);
+  fileDesc("CiZoZWxsby9zdG9yYWdlL3YxL3N0b3JhZ2Vfc2VydmljZS5wcm90bxIQaGVsbG8uc3RvcmFnZS52MSK6AQoMU3RvcmVkUmVjb3JkEg4KBmtleV9pZBgBIAEoCRISCgpjaXBoZXJ0ZXh0GAIgASgMEg8KB3ZlcnNpb24YAyABKAMSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgt3cmFwcGVkX2tleRgGIAEoDCIpChFSZWFkUmVjb3JkUmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkieAoSUmVhZFJlY29yZFJlc3BvbnNlEjAKBnJlY29yZBgBIAEoCzIeLmhlbGxvLnN0b3JhZ2UudjEuU3RvcmVkUmVjb3JkSAASFQoLZXJyb3JfdG9rZW4YAiABKAlIABIPCgdyZWNlaXB0GAMgASgJQggKBnJlc3VsdCJUChtCYWNrZmlsbFJlY29yZERpZ2VzdFJlcXVlc3QSFAoMYWNjZXNzX3Rva2VuGAEgASgJEg8KB3ZlcnNpb24YAiABKAMSDgoGZGlnZXN0GAMgASgJIi8KHEJhY2tmaWxsUmVjb3JkRGlnZXN0UmVzcG9uc2USDwoHcmVjZWlwdBgBIAEoCSJkChNDcmVhdGVSZWNvcmRSZXF1ZXN0EhQKDGFjY2Vzc190b2tlbhgBIAEoCRIOCgZrZXlfaWQYAiABKAkSEgoKY2lwaGVydGV4dBgDIAEoDBITCgt3cmFwcGVkX2tleRgEIAEoDCI4ChRDcmVhdGVSZWNvcmRSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgDEg8KB3JlY2VpcHQYAiABKAkifgoTVXBkYXRlUmVjb3JkUmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkSDgoGa2V5X2lkGAIgASgJEhIKCmNpcGhlcnRleHQYAyABKAwSGAoQZXhwZWN0ZWRfdmVyc2lvbhgEIAEoAxITCgt3cmFwcGVkX2tleRgFIAEoDCI4ChRVcGRhdGVSZWNvcmRSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgDEg8KB3JlY2VpcHQYAiABKAkiKwoTRGVsZXRlUmVjb3JkUmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkiFgoURGVsZXRlUmVjb3JkUmVzcG9uc2Uy/QMKDlN0b3JhZ2VTZXJ2aWNlElcKClJlYWRSZWNvcmQSIy5oZWxsby5zdG9yYWdlLnYxLlJlYWRSZWNvcmRSZXF1ZXN0GiQuaGVsbG8uc3RvcmFnZS52MS5SZWFkUmVjb3JkUmVzcG9uc2USdQoUQmFja2ZpbGxSZWNvcmREaWdlc3QSLS5oZWxsby5zdG9yYWdlLnYxLkJhY2tmaWxsUmVjb3JkRGlnZXN0UmVxdWVzdBouLmhlbGxvLnN0b3JhZ2UudjEuQmFja2ZpbGxSZWNvcmREaWdlc3RSZXNwb25zZRJdCgxDcmVhdGVSZWNvcmQSJS5oZWxsby5zdG9yYWdlLnYxLkNyZWF0ZVJlY29yZFJlcXVlc3QaJi5oZWxsby5zdG9yYWdlLnYxLkNyZWF0ZVJlY29yZFJlc3BvbnNlEl0KDFVwZGF0ZVJlY29yZBIlLmhlbGxvLnN0b3JhZ2UudjEuVXBkYXRlUmVjb3JkUmVxdWVzdBomLmhlbGxvLnN0b3JhZ2UudjEuVXBkYXRlUmVjb3JkUmVzcG9uc2USXQoMRGVsZXRlUmVjb3JkEiUuaGVsbG8uc3RvcmFnZS52MS5EZWxldGVSZWNvcmRSZXF1ZXN0GiYuaGVsbG8uc3RvcmFnZS52MS5EZWxldGVSZWNvcmRSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * StoredRecord is one row as Storage keeps it.
@@ -105,9 +103,9 @@ export type ReadRecordResponse = Message<"hello.storage.v1.ReadRecordResponse"> 
     case: "record";
   } | {
     /**
-     * Compact JWS, typ "hello-error+jwt", aud token: no record for the token's hash,
-     * answering the read token's jti. Its own jti is spent by the create that relies
-     * on it, so it serves one create only.
+     * The Error Token (typ "hello-error+jwt", aud token) {op read, kind, hash, ajti =
+     * the read token's jti}. Token takes it only for that session's read, and its own
+     * jti is spent by the one create that relies on it.
      *
      * @generated from field: string error_token = 2;
      */
@@ -116,12 +114,10 @@ export type ReadRecordResponse = Message<"hello.storage.v1.ReadRecordResponse"> 
   } | { case: undefined; value?: undefined };
 
   /**
-   * With a record: Storage's signed read receipt (compact JWS, typ
-   * "hello-receipt+jwt", aud token) {op read, kind, hash, digest, version, ajti = the
-   * read token's jti}. Token accepts a record into a session only with a receipt
-   * answering that session's own grant, so a record that was never stored cannot be
-   * used. Empty for a row written before Storage kept digests: Encryption then
-   * computes the digest and calls BackfillRecordDigest.
+   * With a record: the read receipt {op read, kind, hash, digest, version, ajti = the
+   * read token's jti}, which Encryption checks against what it decrypted and Token
+   * against its session's grant. Empty for a row written before Storage kept digests:
+   * Encryption then calls BackfillRecordDigest.
    *
    * @generated from field: string receipt = 3;
    */
@@ -237,10 +233,9 @@ export type CreateRecordResponse = Message<"hello.storage.v1.CreateRecordRespons
   version: bigint;
 
   /**
-   * Storage's signed receipt (compact JWS, typ "hello-receipt+jwt", aud token)
-   * {op create, kind, hash, digest, version, ajti = the create token's jti}: the
-   * record with that digest now exists. Token moves a session forward only on
-   * receipts for its own grants.
+   * The receipt {op create, kind, hash, digest, version, ajti = the create token's
+   * jti}: the record with that digest now exists. Token moves a session on only with
+   * receipts answering that session's own grants.
    *
    * @generated from field: string receipt = 2;
    */
@@ -307,7 +302,7 @@ export type UpdateRecordResponse = Message<"hello.storage.v1.UpdateRecordRespons
   version: bigint;
 
   /**
-   * Storage's signed receipt {op update, kind, hash, digest, version, ajti}.
+   * The receipt {op update, kind, hash, digest, version, ajti = the update token's jti}.
    *
    * @generated from field: string receipt = 2;
    */
@@ -356,274 +351,35 @@ export const DeleteRecordResponseSchema: GenMessage<DeleteRecordResponse> = /*@_
   messageDesc(file_hello_storage_v1_storage_service, 10);
 
 /**
- * RecordKey is what key maintenance sees of one record: never its ciphertext.
+ * StorageService keeps encrypted records by keyed hash (DESIGN.md §3); only Encryption
+ * may call it. Every call names its record by a Token-signed Access Token (typ
+ * "hello-access+jwt", aud storage, at most 60 s): Storage checks its signature with
+ * Token's access key, typ, audience, expiry and op, and takes the hash and kind from
+ * it, never from the request. The token carries no session, so Storage cannot link the
+ * rows of one login.
  *
- * @generated from message hello.storage.v1.RecordKey
- */
-export type RecordKey = Message<"hello.storage.v1.RecordKey"> & {
-  /**
-   * The record's storage key (a keyed hash: it names no user).
-   *
-   * @generated from field: string hash = 1;
-   */
-  hash: string;
-
-  /**
-   * @generated from field: hello.common.v1.RecordKind kind = 2;
-   */
-  kind: RecordKind;
-
-  /**
-   * @generated from field: int64 version = 3;
-   */
-  version: bigint;
-
-  /**
-   * @generated from field: string key_id = 4;
-   */
-  keyId: string;
-
-  /**
-   * The data key wrapped under key_id; empty for a record sealed directly under
-   * key_id before envelope encryption (it cannot be re-wrapped, only rewritten).
-   *
-   * @generated from field: bytes wrapped_key = 5;
-   */
-  wrappedKey: Uint8Array;
-};
-
-/**
- * Describes the message hello.storage.v1.RecordKey.
- * Use `create(RecordKeySchema)` to create a new message.
- */
-export const RecordKeySchema: GenMessage<RecordKey> = /*@__PURE__*/
-  messageDesc(file_hello_storage_v1_storage_service, 11);
-
-/**
- * ListRecordKeysRequest names the keyring key and the page.
+ * Create, update and delete tokens are spent on first use; a create or update token
+ * must carry the SHA-256 of the record (Encryption checked it against the record),
+ * which Storage keeps as the row's digest. A create that relies on an Error Token
+ * spends that too (its jti travels in the create token as `ejti`): one Error Token, one
+ * record, even across Token replicas, which keep no state.
  *
- * @generated from message hello.storage.v1.ListRecordKeysRequest
- */
-export type ListRecordKeysRequest = Message<"hello.storage.v1.ListRecordKeysRequest"> & {
-  /**
-   * @generated from field: string key_id = 1;
-   */
-  keyId: string;
-
-  /**
-   * At most this many records (1 to 1000); 0 means 100.
-   *
-   * @generated from field: int32 page_size = 2;
-   */
-  pageSize: number;
-
-  /**
-   * The next_page_token of the previous page; empty for the first page.
-   *
-   * @generated from field: string page_token = 3;
-   */
-  pageToken: string;
-};
-
-/**
- * Describes the message hello.storage.v1.ListRecordKeysRequest.
- * Use `create(ListRecordKeysRequestSchema)` to create a new message.
- */
-export const ListRecordKeysRequestSchema: GenMessage<ListRecordKeysRequest> = /*@__PURE__*/
-  messageDesc(file_hello_storage_v1_storage_service, 12);
-
-/**
- * ListRecordKeysResponse is one page, in hash order.
+ * Storage signs what it answers, so that Token can tell a stored record from one that
+ * never was: a receipt (typ "hello-receipt+jwt", aud token) {op, kind, hash, digest,
+ * version, ajti = the Access Token's jti} for every record it writes or returns, and an
+ * Error Token (typ "hello-error+jwt", aud token, 60 s) when a read finds none.
  *
- * @generated from message hello.storage.v1.ListRecordKeysResponse
- */
-export type ListRecordKeysResponse = Message<"hello.storage.v1.ListRecordKeysResponse"> & {
-  /**
-   * @generated from field: repeated hello.storage.v1.RecordKey records = 1;
-   */
-  records: RecordKey[];
-
-  /**
-   * Empty when there are no more records.
-   *
-   * @generated from field: string next_page_token = 2;
-   */
-  nextPageToken: string;
-};
-
-/**
- * Describes the message hello.storage.v1.ListRecordKeysResponse.
- * Use `create(ListRecordKeysResponseSchema)` to create a new message.
- */
-export const ListRecordKeysResponseSchema: GenMessage<ListRecordKeysResponse> = /*@__PURE__*/
-  messageDesc(file_hello_storage_v1_storage_service, 13);
-
-/**
- * RewrapRecordKeyRequest names a record as listed and its new wrapped data key.
- *
- * @generated from message hello.storage.v1.RewrapRecordKeyRequest
- */
-export type RewrapRecordKeyRequest = Message<"hello.storage.v1.RewrapRecordKeyRequest"> & {
-  /**
-   * @generated from field: string hash = 1;
-   */
-  hash: string;
-
-  /**
-   * @generated from field: hello.common.v1.RecordKind kind = 2;
-   */
-  kind: RecordKind;
-
-  /**
-   * The record as listed: the re-wrap applies only if all three are unchanged.
-   *
-   * @generated from field: int64 version = 3;
-   */
-  version: bigint;
-
-  /**
-   * @generated from field: string key_id = 4;
-   */
-  keyId: string;
-
-  /**
-   * @generated from field: bytes wrapped_key = 5;
-   */
-  wrappedKey: Uint8Array;
-
-  /**
-   * The keyring key that wrapped the data key anew; must differ from key_id.
-   *
-   * @generated from field: string new_key_id = 6;
-   */
-  newKeyId: string;
-
-  /**
-   * @generated from field: bytes new_wrapped_key = 7;
-   */
-  newWrappedKey: Uint8Array;
-};
-
-/**
- * Describes the message hello.storage.v1.RewrapRecordKeyRequest.
- * Use `create(RewrapRecordKeyRequestSchema)` to create a new message.
- */
-export const RewrapRecordKeyRequestSchema: GenMessage<RewrapRecordKeyRequest> = /*@__PURE__*/
-  messageDesc(file_hello_storage_v1_storage_service, 14);
-
-/**
- * RewrapRecordKeyResponse confirms the re-wrap.
- *
- * @generated from message hello.storage.v1.RewrapRecordKeyResponse
- */
-export type RewrapRecordKeyResponse = Message<"hello.storage.v1.RewrapRecordKeyResponse"> & {
-};
-
-/**
- * Describes the message hello.storage.v1.RewrapRecordKeyResponse.
- * Use `create(RewrapRecordKeyResponseSchema)` to create a new message.
- */
-export const RewrapRecordKeyResponseSchema: GenMessage<RewrapRecordKeyResponse> = /*@__PURE__*/
-  messageDesc(file_hello_storage_v1_storage_service, 15);
-
-/**
- * CountRecordKeysRequest asks for every keyring key the stored records depend on.
- *
- * @generated from message hello.storage.v1.CountRecordKeysRequest
- */
-export type CountRecordKeysRequest = Message<"hello.storage.v1.CountRecordKeysRequest"> & {
-};
-
-/**
- * Describes the message hello.storage.v1.CountRecordKeysRequest.
- * Use `create(CountRecordKeysRequestSchema)` to create a new message.
- */
-export const CountRecordKeysRequestSchema: GenMessage<CountRecordKeysRequest> = /*@__PURE__*/
-  messageDesc(file_hello_storage_v1_storage_service, 16);
-
-/**
- * CountRecordKeysResponse lists each key id that some record names.
- *
- * @generated from message hello.storage.v1.CountRecordKeysResponse
- */
-export type CountRecordKeysResponse = Message<"hello.storage.v1.CountRecordKeysResponse"> & {
-  /**
-   * @generated from field: repeated hello.storage.v1.KeyUsage keys = 1;
-   */
-  keys: KeyUsage[];
-};
-
-/**
- * Describes the message hello.storage.v1.CountRecordKeysResponse.
- * Use `create(CountRecordKeysResponseSchema)` to create a new message.
- */
-export const CountRecordKeysResponseSchema: GenMessage<CountRecordKeysResponse> = /*@__PURE__*/
-  messageDesc(file_hello_storage_v1_storage_service, 17);
-
-/**
- * KeyUsage is how many records depend on one keyring key.
- *
- * @generated from message hello.storage.v1.KeyUsage
- */
-export type KeyUsage = Message<"hello.storage.v1.KeyUsage"> & {
-  /**
-   * @generated from field: string key_id = 1;
-   */
-  keyId: string;
-
-  /**
-   * Records whose data key is wrapped under this key (including legacy_records).
-   *
-   * @generated from field: int64 records = 2;
-   */
-  records: bigint;
-
-  /**
-   * Of those, records sealed directly under this key before envelope encryption.
-   *
-   * @generated from field: int64 legacy_records = 3;
-   */
-  legacyRecords: bigint;
-
-  /**
-   * Records that keep their pre-re-wrap wrapped key, under this key, as an undo copy.
-   *
-   * @generated from field: int64 previous_wrappings = 4;
-   */
-  previousWrappings: bigint;
-};
-
-/**
- * Describes the message hello.storage.v1.KeyUsage.
- * Use `create(KeyUsageSchema)` to create a new message.
- */
-export const KeyUsageSchema: GenMessage<KeyUsage> = /*@__PURE__*/
-  messageDesc(file_hello_storage_v1_storage_service, 18);
-
-/**
- * StorageService keeps encrypted records by keyed hash (DESIGN.md §3, §7). Only
- * Encryption may call it. Every call that reads or writes a record presents a
- * Token-signed Access Token; the storage key, kind and operation come from the
- * verified token, never from the request. Create, update and delete tokens are single
- * use, and so is the Error Token a create relies on (its jti travels in the create
- * token). Storage keeps the SHA-256 digest of each record as written (from the
- * create or update token) and signs a receipt for every record it writes or returns.
- * Storage sees keyed hashes, digests, ciphertext and wrapped data keys only.
- *
- * Records use envelope encryption (docs/keyring-rotation.md): each record is sealed
- * under its own random data key, and the data key is wrapped under one key of
- * Encryption's keyring. The three key-maintenance calls (ListRecordKeys,
- * RewrapRecordKey, CountRecordKeys) take no Access Token and never carry a record's
- * ciphertext: they let Encryption move wrapped data keys to a new keyring key without
- * being able to read any record.
+ * Storage sees keyed hashes, kinds, digests, versions and ciphertext, never plaintext.
+ * Moving wrapped data keys to a new keyring key takes no Access Token and is
+ * KeyMaintenanceService, with a policy rule of its own.
  *
  * @generated from service hello.storage.v1.StorageService
  */
 export const StorageService: GenService<{
   /**
-   * ReadRecord returns the stored ciphertext with a signed read receipt, or a signed
-   * Error Token stating that no record exists (from a linearizable read of the
-   * primary).
+   * ReadRecord returns the stored ciphertext with a read receipt, or an Error Token
+   * saying no record has the token's hash (from a linearizable read of the primary:
+   * a new user is made on that word).
    *
    * @generated from rpc hello.storage.v1.StorageService.ReadRecord
    */
@@ -633,11 +389,11 @@ export const StorageService: GenService<{
     output: typeof ReadRecordResponseSchema;
   },
   /**
-   * BackfillRecordDigest gives a row written before Storage kept digests (schema 3) the
-   * SHA-256 of its record, which Encryption computed from the record it decrypted
-   * under the same read Access Token, and returns the read receipt ReadRecord could
-   * not sign. It applies once, at the row's current version, and only to a row that
-   * has no digest (ABORTED otherwise).
+   * BackfillRecordDigest gives a row written before Storage kept digests (format 3)
+   * the SHA-256 that Encryption computed from the record it just decrypted under the
+   * same read token, and returns the receipt ReadRecord could not sign. Once, at the
+   * row's current version, and only for a row with no digest (ABORTED otherwise), so
+   * a digest once set changes only with an update.
    *
    * @generated from rpc hello.storage.v1.StorageService.BackfillRecordDigest
    */
@@ -648,7 +404,8 @@ export const StorageService: GenService<{
   },
   /**
    * CreateRecord inserts the record only if no record has the token's hash
-   * (ALREADY_EXISTS otherwise).
+   * (ALREADY_EXISTS otherwise): a race or a replay cannot make two users of one
+   * subject.
    *
    * @generated from rpc hello.storage.v1.StorageService.CreateRecord
    */
@@ -658,8 +415,9 @@ export const StorageService: GenService<{
     output: typeof CreateRecordResponseSchema;
   },
   /**
-   * UpdateRecord replaces the record if its version is the expected one (ABORTED
-   * otherwise).
+   * UpdateRecord replaces the record if it is at the expected version (ABORTED
+   * otherwise). The new ciphertext comes with a new wrapped data key, so any re-wrap
+   * undo copy of the old one is dropped.
    *
    * @generated from rpc hello.storage.v1.StorageService.UpdateRecord
    */
@@ -677,43 +435,6 @@ export const StorageService: GenService<{
     methodKind: "unary";
     input: typeof DeleteRecordRequestSchema;
     output: typeof DeleteRecordResponseSchema;
-  },
-  /**
-   * ListRecordKeys pages through the records whose data key is wrapped under one
-   * keyring key, in hash order: each record's hash, kind, version and wrapped data
-   * key, never its ciphertext.
-   *
-   * @generated from rpc hello.storage.v1.StorageService.ListRecordKeys
-   */
-  listRecordKeys: {
-    methodKind: "unary";
-    input: typeof ListRecordKeysRequestSchema;
-    output: typeof ListRecordKeysResponseSchema;
-  },
-  /**
-   * RewrapRecordKey replaces one record's wrapped data key with the same data key
-   * wrapped under another keyring key. Compare-and-set: it applies only while the
-   * record is still at the listed version, key id and wrapped key (ABORTED otherwise,
-   * NOT_FOUND if it is gone), so a concurrent update always wins. The version does not
-   * change. Storage keeps the wrapped key the record had before its first re-wrap, so
-   * that Storage's custodian can undo a bad re-wrap (KeyWrappingAdminService).
-   *
-   * @generated from rpc hello.storage.v1.StorageService.RewrapRecordKey
-   */
-  rewrapRecordKey: {
-    methodKind: "unary";
-    input: typeof RewrapRecordKeyRequestSchema;
-    output: typeof RewrapRecordKeyResponseSchema;
-  },
-  /**
-   * CountRecordKeys says how many records depend on each keyring key.
-   *
-   * @generated from rpc hello.storage.v1.StorageService.CountRecordKeys
-   */
-  countRecordKeys: {
-    methodKind: "unary";
-    input: typeof CountRecordKeysRequestSchema;
-    output: typeof CountRecordKeysResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_hello_storage_v1_storage_service, 0);

@@ -32,7 +32,7 @@ export type AuthorizationParameters = Message<"hello.token.v1.AuthorizationParam
   redirectUri: string;
 
   /**
-   * The app's nonce; required.
+   * The app's nonce; required (at most 255 characters).
    *
    * @generated from field: string nonce = 3;
    */
@@ -98,7 +98,8 @@ export type CreateSessionRequest = Message<"hello.token.v1.CreateSessionRequest"
    */
   request: {
     /**
-     * A compact JWS request object with aud, exp and jti.
+     * A compact JWS request object with iss = client_id, aud = the issuer, exp and
+     * jti, at most 10 minutes old.
      *
      * @generated from field: string request_object = 1;
      */
@@ -134,7 +135,7 @@ export const CreateSessionRequestSchema: GenMessage<CreateSessionRequest> = /*@_
  */
 export type CreateSessionResponse = Message<"hello.token.v1.CreateSessionResponse"> & {
   /**
-   * The Session Token (compact JWS, typ "hello-session+jwt").
+   * The Session Token (typ "hello-session+jwt", 15 min), at step "started".
    *
    * @generated from field: string session_token = 1;
    */
@@ -195,7 +196,9 @@ export const AuthorizeSubjectRequestSchema: GenMessage<AuthorizeSubjectRequest> 
  */
 export type AccessGrant = Message<"hello.token.v1.AccessGrant"> & {
   /**
-   * The Access Token (compact JWS, typ "hello-access+jwt", aud storage, exp <= 60 s).
+   * The Access Token (typ "hello-access+jwt", aud storage, 60 s at most) {op, kind,
+   * hash; digest of the record for a create or update; ejti for a create that relies
+   * on an Error Token}. No session id: Storage must not link one user's rows.
    *
    * @generated from field: string access_token = 1;
    */
@@ -234,7 +237,8 @@ export const AccessGrantSchema: GenMessage<AccessGrant> = /*@__PURE__*/
  */
 export type RecordWrite = Message<"hello.token.v1.RecordWrite"> & {
   /**
-   * The record (compact JWS signed by Token).
+   * The record, signed by Token with its record key (typ "hello-{kind}-record+jwt";
+   * records do not expire, and record keys are retired, never deleted).
    *
    * @generated from field: string record = 1;
    */
@@ -295,7 +299,8 @@ export type CreateUserRequest = Message<"hello.token.v1.CreateUserRequest"> & {
   sessionToken: string;
 
   /**
-   * Storage's Error Token answering this session's subject read.
+   * Storage's Error Token (typ "hello-error+jwt") answering this session's subject
+   * read.
    *
    * @generated from field: string error_token = 2;
    */
@@ -358,14 +363,14 @@ export type CommitUserRequest = Message<"hello.token.v1.CommitUserRequest"> & {
   sessionToken: string;
 
   /**
-   * Storage's receipt for the Wallet Record create.
+   * Storage's receipt (typ "hello-receipt+jwt") for the Wallet Record's create.
    *
    * @generated from field: string wallet_receipt = 2;
    */
   walletReceipt: string;
 
   /**
-   * Storage's receipt for the Subject Record create (the commit point).
+   * Storage's receipt for the Subject Record's create (the commit point).
    *
    * @generated from field: string subject_receipt = 3;
    */
@@ -581,7 +586,8 @@ export type CreateReleaseRequest = Message<"hello.token.v1.CreateReleaseRequest"
   sessionToken: string;
 
   /**
-   * Storage's Error Token answering this session's (latest) release read.
+   * Storage's Error Token answering this session's latest release read
+   * (GrantReleaseRead's).
    *
    * @generated from field: string error_token = 2;
    */
@@ -711,16 +717,17 @@ export const MintIdTokenRequestSchema: GenMessage<MintIdTokenRequest> = /*@__PUR
  */
 export type MintIdTokenResponse = Message<"hello.token.v1.MintIdTokenResponse"> & {
   /**
-   * The ID Token for the app (JWS; RS256 unless the client registered another alg).
+   * The ID Token for the app (typ "JWT", 10 min; RS256 unless the client registered
+   * ES256 or EdDSA), signed with an id-token key.
    *
    * @generated from field: string id_token = 1;
    */
   idToken: string;
 
   /**
-   * The same claims as a Token-signed userinfo JWT (typ "userinfo+jwt", signed with a
-   * key of its own purpose, with iss, aud = the client, iat and exp; OIDC Core
-   * §5.3.2).
+   * The same claims as a Token-signed userinfo JWT (typ "userinfo+jwt", a key of its
+   * own purpose, iss, aud = the client, 11 min: the code's minute and the access
+   * token's ten; OIDC Core §5.3.2).
    *
    * @generated from field: string userinfo_jwt = 2;
    */
@@ -770,8 +777,9 @@ export type GetKeySetResponse = Message<"hello.token.v1.GetKeySetResponse"> & {
   jwks: Uint8Array;
 
   /**
-   * A compact JWS with detached payload (RFC 7515 appendix F) over `jwks`, signed
-   * with Token's key-set signing key from Token's mesh bundle.
+   * A compact JWS with detached payload (RFC 7515 appendix F) over `jwks`, typ
+   * "hello-key-set", signed with Token's key-set key, published in Token's mesh
+   * bundle: Orchestration serves the JWKS only if it verifies.
    *
    * @generated from field: string signature = 2;
    */
@@ -789,26 +797,43 @@ export const GetKeySetResponseSchema: GenMessage<GetKeySetResponse> = /*@__PURE_
  * TokenService verifies what Orchestration presents and mints every token and record
  * of the Hellō Protocol (DESIGN.md §3, §4). Only Orchestration may call it.
  *
- * Every token and record crosses this API as a compact JWS string signed by Token (or,
- * for Error Tokens, by Storage). Token trusts nothing Orchestration says that it can
- * check itself: the client registry and the upstream provider allow-list are Token's
- * own configuration, and OP ID Tokens are verified against JWKS that Token fetches.
+ * Token trusts nothing Orchestration says that it can check itself: apps come from
+ * Token's own client registry, providers from its own allow-list, OP ID Tokens are
+ * verified against JWKS that Token fetches, and wallet claims come only from those.
+ * Token keeps no state: the login's state is the Session Token (typ
+ * "hello-session+jwt", 15 min), which each step checks is at the step it expects
+ * (FAILED_PRECONDITION otherwise) and re-issues one step further.
  *
- * Token accepts a record into a session only when Storage's signed receipt shows it is
- * the stored one, answering one of this session's own grants (its read, or its create).
+ * What crosses this API as compact JWS: Token's Session and Access Tokens
+ * ("hello-access+jwt") and records ("hello-{subject,release,wallet,reservation}-record+jwt");
+ * Storage's Error Tokens ("hello-error+jwt") and receipts ("hello-receipt+jwt"), which
+ * Token verifies with Storage's published keys; and, for apps, the ID Token ("JWT") and
+ * the signed userinfo answer ("userinfo+jwt"). Token accepts a record into a session
+ * only when it already holds that record's digest, or Storage's receipt shows it stored
+ * in answer to one of this session's own grants: a record never stored is worth nothing.
  *
- * The steps of a login, in order (docs/protocol.md has each step's checks):
- *   CreateSession -> AuthorizeSubject -> (CreateUser -> CommitUser | AuthorizeUser)
- *   -> [ReserveDirectedId for a release made before reservations]
- *   -> [GrantReleaseRead -> CreateRelease after consent] -> MintIdToken
+ * A login, in order (docs/protocol.md has every check; "R" and "W" are a read and a
+ * write Orchestration makes through Encryption to Storage with the grant just given):
+ *   CreateSession                           step "started"
+ *   AuthorizeSubject -> R subject           step "subject"
+ *   new user:       CreateUser              step "created"
+ *                   -> W wallet -> W subject (the commit point) -> CommitUser
+ *   returning user: AuthorizeUser -> R wallet, R release
+ *                   release made before reservations: ReserveDirectedId
+ *                   -> R reservation -> W reservation if absent
+ *   no release yet: consent page -> GrantReleaseRead -> R release
+ *                   -> CreateRelease -> W reservation -> W release
+ *   MintIdToken                             (from step "user")
  *
  * @generated from service hello.token.v1.TokenService
  */
 export const TokenService: GenService<{
   /**
-   * CreateSession checks an app's authorization request against Token's client
-   * registry and starts a Session Token bound to the app's client, redirect_uri and
-   * nonce, the chosen upstream provider and a fresh upstream nonce.
+   * CreateSession checks an app's request against Token's registry (client_id, exact
+   * redirect_uri, nonce, "openid" in scope, a PKCE S256 challenge, claims; or a signed
+   * request object verified with the client's registered keys) and starts a Session
+   * Token bound to all of it, to prompt=login and max_age, to the chosen provider and
+   * to a fresh upstream nonce. Orchestration claims a request object's jti itself.
    *
    * @generated from rpc hello.token.v1.TokenService.CreateSession
    */
@@ -818,9 +843,12 @@ export const TokenService: GenService<{
     output: typeof CreateSessionResponseSchema;
   },
   /**
-   * AuthorizeSubject verifies an OP ID Token from the session's provider (signature
-   * by the issuer's JWKS, iss, aud, exp, iat freshness, nonce = the upstream nonce),
-   * adds iss/sub to the session, and grants a read of hash(subject).
+   * AuthorizeSubject verifies the OP ID Token again, itself: signature by the JWKS
+   * Token fetches from its allow-list, iss = the session's provider, aud = Token's
+   * client_id there (azp when several), exp, iat not before the login began, nonce =
+   * the upstream nonce, and a recent enough auth_time when the app sent max_age or
+   * prompt=login (else login_required). It adds iss/sub to the session and grants a
+   * read of hash(iss, sub).
    *
    * @generated from rpc hello.token.v1.TokenService.AuthorizeSubject
    */
@@ -830,12 +858,12 @@ export const TokenService: GenService<{
     output: typeof AuthorizeSubjectResponseSchema;
   },
   /**
-   * CreateUser answers a subject read that Storage said has no record (the Error
-   * Token must answer this session's read of this hash). It draws a random user id
-   * and mints the Wallet Record and then the Subject Record, each with a single-use
-   * create Access Token; the subject's carries the Error Token's jti, which Storage
-   * spends, so one Error Token makes at most one user. Orchestration must write the
-   * Wallet first and the Subject last: the Subject Record is the commit point.
+   * CreateUser answers a subject read that Storage said has no record: the Error Token
+   * must answer this session's read of this hash. It draws a random user id and mints
+   * the Wallet Record (claims from the OP ID Token Token verified, one linked subject)
+   * and the Subject Record, each with a single-use create grant; the subject's carries
+   * the Error Token's jti, which Storage spends, so one Error Token makes one user.
+   * Orchestration writes the Wallet first and the Subject last, the commit point.
    *
    * @generated from rpc hello.token.v1.TokenService.CreateUser
    */
@@ -845,10 +873,10 @@ export const TokenService: GenService<{
     output: typeof CreateUserResponseSchema;
   },
   /**
-   * CommitUser takes Storage's signed receipts for the new user's Wallet and Subject
-   * creates and only then lets the session go on. Without it, an Orchestration that
-   * lost a create race (or never wrote) could still mint ID Tokens for a user that
-   * does not exist, and so a second user for one subject.
+   * CommitUser takes Storage's create receipts for that wallet and subject (each must
+   * answer this session's create grant, with the digest of the record Token minted)
+   * and only then lets the session on. Without it, an Orchestration that lost a create
+   * race, or never wrote, could mint ID Tokens for a user that does not exist.
    *
    * @generated from rpc hello.token.v1.TokenService.CommitUser
    */
@@ -858,10 +886,9 @@ export const TokenService: GenService<{
     output: typeof CommitUserResponseSchema;
   },
   /**
-   * AuthorizeUser takes the session's Subject Record with Storage's receipt for this
-   * session's subject read (checked against the session's iss/sub), adds the user id
-   * to the session and grants reads of the user's Wallet Record and of the Release
-   * Record for the session's client.
+   * AuthorizeUser takes the Subject Record with Storage's receipt for this session's
+   * subject read, checks its iss/sub are the session's, adds the user id to the
+   * session and grants reads of the user's wallet and of this app's release.
    *
    * @generated from rpc hello.token.v1.TokenService.AuthorizeUser
    */
@@ -871,11 +898,11 @@ export const TokenService: GenService<{
     output: typeof AuthorizeUserResponseSchema;
   },
   /**
-   * ReserveDirectedId is for a Release Record made before directed ids were reserved:
-   * it mints the reservation of the release's directed id for the session's user and
-   * client, with a read and a create-if-absent grant for it. Orchestration reads the
-   * reservation and writes it if absent; a reservation naming anyone else ends the
-   * login.
+   * ReserveDirectedId is for a release made before directed ids were reserved (no
+   * `reserved` mark): it takes the release as read (this session's user and client),
+   * and mints the reservation of its directed id with a read and a create-if-absent
+   * grant. Orchestration reads it, writes it if absent, and ends the login if it names
+   * anyone else.
    *
    * @generated from rpc hello.token.v1.TokenService.ReserveDirectedId
    */
@@ -885,9 +912,9 @@ export const TokenService: GenService<{
     output: typeof ReserveDirectedIdResponseSchema;
   },
   /**
-   * GrantReleaseRead grants a fresh read of the Release Record for the session's
-   * client: after the consent page, whose minutes outlast any Error Token, the release
-   * is read again and CreateRelease takes the fresh Error Token.
+   * GrantReleaseRead grants a fresh read of this app's release after the consent page:
+   * the user may take minutes, Error Tokens live 60 s, and CreateRelease needs the
+   * Error Token of this fresh read.
    *
    * @generated from rpc hello.token.v1.TokenService.GrantReleaseRead
    */
@@ -897,11 +924,11 @@ export const TokenService: GenService<{
     output: typeof GrantReleaseReadResponseSchema;
   },
   /**
-   * CreateRelease mints the Release Record for the session's client after the user
-   * consented, listing only the consented claims, with a fresh directed identifier,
-   * and the reservation of that identifier, which Orchestration writes first. It
-   * needs the Error Token that says the release does not exist yet (spent by the
-   * release's create).
+   * CreateRelease mints, after consent, the release of this app (marked `reserved`,
+   * listing only consented claims, each asked for by the app and held in the wallet)
+   * under a fresh directed id, and the reservation of that id. It needs the Error Token
+   * of this session's latest release read (spent by the release's create) and the
+   * wallet as stored. Orchestration writes the reservation first, then the release.
    *
    * @generated from rpc hello.token.v1.TokenService.CreateRelease
    */
@@ -911,8 +938,10 @@ export const TokenService: GenService<{
     output: typeof CreateReleaseResponseSchema;
   },
   /**
-   * MintIdToken mints the app's ID Token from the session and the user's records,
-   * with only the claims the Release Record lists and sub = the directed id.
+   * MintIdToken checks that subject, wallet and release are this session's stored ones
+   * (held, or shown by receipts), this user's and this app's, and signs the app's ID
+   * Token and userinfo answers: sub = the directed id, only the released claims,
+   * auth_time = the provider's. Orchestration checks both before they leave.
    *
    * @generated from rpc hello.token.v1.TokenService.MintIdToken
    */
