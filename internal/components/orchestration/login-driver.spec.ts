@@ -1,0 +1,410 @@
+// Orchestration's side of the login (login-driver.ts) over the real Token, Encryption and
+// Storage joined in memory (Storage on an in-memory PGlite), with the development OP in
+// this process for the upstream login: the logins of DESIGN.md §4 end to end in well
+// under a second each, and the driver's refusal of every wrong answer a compromised
+// Token can give. Such a Token is the real one with one answer bent, re-signed with
+// Token's own keys as its custodian could (a rogue twist); each refusal is exact, nothing
+// it made reaches Storage or the app, and the honest twin — the same login with the
+// honest Token — succeeds. The same through four processes: test/e2e/rogue-token.spec.ts.
+
+import { randomBytes } from "node:crypto";
+import { expect } from "chai";
+import { create, type DescMessage } from "@bufbuild/protobuf";
+import { type Client, type ConnectRouter, type HandlerContext, type ServiceImpl, createClient } from "@connectrpc/connect";
+import { type JWTPayload, SignJWT, decodeJwt } from "jose";
+import { AccessGrantSchema, type AccessGrant, type RecordWrite, RecordWriteSchema, TokenService } from "../../gen/hello/token/v1/token_service_pb.js";
+import { EncryptionService } from "../../gen/hello/encryption/v1/encryption_service_pb.js";
+import { StorageService } from "../../gen/hello/storage/v1/storage_service_pb.js";
+import { RecordOperation } from "../../gen/hello/common/v1/record_pb.js";
+import type { RegisteredClient } from "../../config/component-config.js";
+import { sha256, sign } from "../../protocol/jws.js";
+import { Keyring, generateRecordKey } from "../../protocol/keyring.js";
+import { releaseHash, reservationHash, subjectHash, walletHash } from "../../protocol/lookup-key.js";
+import { type KeyPurpose, type SigningAlg, activeKey, generateSigningKey } from "../../protocol/signing-keys.js";
+import type { RecordKindName } from "../../protocol/records.js";
+import { ACCESS_TOKEN, RECORD_KIND, RECORD_TYPES, type RecordClaims } from "../../protocol/tokens.js";
+import type { DevUser } from "../../dev/devop/dev-op.js";
+import { storageErrors, storageRoutes } from "../storage/storage-service.js";
+import { openPGliteStore } from "../storage/backend/pglite-store.js";
+import type { RecordStore } from "../storage/backend/record-store.js";
+import { encryptionRoutes } from "../encryption/encryption-service.js";
+import { type TokenServiceDeps, tokenRoutes } from "../token/token-service.js";
+import { inMemory } from "../../../test/support/in-memory.js";
+import { storageKeyPair } from "../../../test/support/storage-keys.js";
+import {
+  APPS,
+  ISSUER,
+  USERS,
+  type Upstream,
+  appParameters,
+  publishedKeys,
+  startUpstream,
+  tokenInMemory,
+  tokenSigningKeys,
+} from "../../../test/support/token-harness.js";
+import { LoginDriver, ProtocolViolation, loginContext } from "./login-driver.js";
+
+const DAVE: DevUser = { sub: "dave-0004", email: "dave@example.org", email_verified: false, name: "Dave Unverified", password: "dave" };
+const ERIN: DevUser = { sub: "erin-0005", email: "erin@example.org", email_verified: true, name: "Erin Example", password: "erin" };
+
+/** Token's RPCs, each answer as a message: what a twist bends. */
+type Methods = (typeof TokenService)["method"];
+type Name = keyof Methods;
+type Answer<M extends Name> = Awaited<ReturnType<Client<typeof TokenService>[M]>>;
+type Request<M extends Name> = Parameters<ServiceImpl<typeof TokenService>[M]>[0];
+/** One answer of Token bent: what a compromised Token does to its own real answer. */
+type Twist = { [M in Name]?: (answer: Answer<M>, request: Request<M>) => Promise<Answer<M>> };
+
+/** A JWS's claims without the ones sign() sets anew. */
+function claimsOf<T>(jws: string): T {
+  const { iss: _iss, aud: _aud, iat: _iat, ...claims } = decodeJwt(jws);
+  return claims as T;
+}
+
+describe("the login driver over Token, Encryption and Storage in memory (login-driver.ts)", function () {
+  // Opening PGlite (initdb, in WebAssembly) costs seconds, many more on a loaded machine.
+  this.timeout(60_000);
+  const keys = tokenSigningKeys();
+  const tokenKeys = publishedKeys(keys);
+  const storageSigning = storageKeyPair();
+  const lookupKey = randomBytes(32);
+  const keyring = new Keyring(new Map([["k1", generateRecordKey()]]), "k1");
+  const clients: RegisteredClient[] = [
+    APPS.a,
+    APPS.b,
+    ...["c", "d"].map((id) => ({ client_id: `app-${id}`, redirect_uris: [`https://${id}.example/callback`], id_token_signed_response_alg: "EdDSA" as const })),
+  ];
+  type App = "a" | "b" | "c" | "d";
+  let upstream: Upstream;
+  let store: RecordStore;
+  let encryption: Client<typeof EncryptionService>;
+  let tokenDeps: TokenServiceDeps;
+  let honest: LoginDriver;
+  /** The kind of every record Storage wrote, in order. */
+  const written: string[] = [];
+  /** Each user's id, learned at their first consent. */
+  const uids: Record<string, string> = {};
+  /** Each user's sub at each app, from the ID Tokens that reached the app. */
+  const subs: Record<string, string> = {};
+
+  const driverOver = (token: Client<typeof TokenService>) => new LoginDriver({ issuer: ISSUER, token, encryption, lookupKey, tokenKeys: () => tokenKeys });
+
+  before(async function () {
+    [upstream, store] = await Promise.all([startUpstream([USERS.alice, USERS.bob, USERS.carol, DAVE, ERIN]), openPGliteStore({})]);
+    const storage = createClient(StorageService, inMemory(storageRoutes({
+      store, tokenKeys: () => tokenKeys, errorKey: storageSigning.error, receiptKey: storageSigning.receipt,
+    }), storageErrors));
+    // What Storage wrote, as the test sees it: the kind of each create that succeeded.
+    const watched = new Proxy(storage, {
+      get(target, name: keyof typeof storage) {
+        if (name !== "createRecord") return target[name];
+        return async (...args: Parameters<typeof storage.createRecord>) => {
+          const res = await target.createRecord(...args);
+          written.push(String(decodeJwt(args[0].accessToken!).kind));
+          return res;
+        };
+      },
+    });
+    encryption = createClient(EncryptionService, inMemory(encryptionRoutes({
+      keyring: () => keyring, tokenKeys: () => tokenKeys, storageKeys: () => storageSigning.keys, storage: watched,
+    })));
+    tokenDeps = { issuer: ISSUER, keys: () => keys, storageKeys: () => storageSigning.keys, lookupKey, clients, upstream: upstream.verifier, providers: [upstream.provider] };
+    honest = driverOver(tokenInMemory(tokenDeps));
+  });
+  after(async () => {
+    await store?.close();
+    await upstream?.close();
+  });
+
+  /** A whole login, as the front door drives it: the ID Token that leaves, and whether the consent page came. */
+  async function login(driver: LoginDriver, user: DevUser, app: App, consent?: string[]) {
+    const request = app === "a" || app === "b" ? appParameters(app) : { ...appParameters("a"), clientId: `app-${app}`, redirectUri: `https://${app}.example/callback` };
+    const began = Date.now();
+    const started = await driver.start(request, "dev");
+    const verified = await upstream.login(user, started.upstreamNonce);
+    const first = await driver.continue(started.sessionToken, loginContext(request, began), verified);
+    if (first.kind === "done") return { ...first, consented: false, claims: decodeJwt(first.idToken), request, wallet: undefined };
+    uids[user.sub] = first.state.uid;
+    const done = await driver.consent(first.state, consent ?? Object.keys(first.wallet.claims), first.newUser);
+    return { ...done, consented: true, claims: decodeJwt(done.idToken), request, wallet: first.wallet, newUser: first.newUser };
+  }
+
+  /** What Storage holds: a row of `kind` at `hash`, or none. */
+  const holds = (hash: string, kind: RecordKindName) => store.read(hash, kind).then(() => true, () => false);
+
+  /** The login ends in a ProtocolViolation with exactly these words, and Storage wrote nothing meanwhile. */
+  async function refused(attempt: Promise<unknown>, message: string) {
+    const before = written.length;
+    try {
+      await attempt;
+    } catch (error) {
+      expect(error).to.be.instanceOf(ProtocolViolation);
+      expect((error as Error).message).to.equal(message);
+      expect(written.slice(before), "nothing written").to.deep.equal([]);
+      return;
+    }
+    expect.fail("the login succeeded");
+  }
+
+  describe("honest logins", function () {
+    it("a new user: the consent page first (the wallet as the provider said), wallet then subject written, the release reserved before it is written", async function () {
+      const before = written.length;
+      const alice = await login(honest, USERS.alice, "a", ["email", "name"]);
+      expect(alice.newUser).to.equal(true);
+      expect(alice.wallet!.claims).to.include({ email: USERS.alice.email, email_verified: true, name: USERS.alice.name });
+      expect(written.slice(before)).to.deep.equal(["wallet", "subject", "reservation", "release"]);
+      const uid = uids[USERS.alice.sub]!;
+      expect(await holds(subjectHash(lookupKey, upstream.devOp.issuer, USERS.alice.sub), "subject")).to.equal(true);
+      expect(await holds(walletHash(lookupKey, uid), "wallet")).to.equal(true);
+      expect(await holds(releaseHash(lookupKey, uid, "app-a"), "release")).to.equal(true);
+      expect(await holds(reservationHash(lookupKey, "app-a", String(alice.claims.sub)), "reservation")).to.equal(true);
+      // The ID Token that leaves: the directed id, the released claims, the app's nonce.
+      expect(alice.claims).to.include({ iss: ISSUER, aud: "app-a", nonce: alice.request.nonce, email: USERS.alice.email, name: USERS.alice.name });
+      expect(alice.claims).to.not.have.any.keys("email_verified", "auth_time", "given_name");
+      expect(alice.claims.sub).to.match(/^[\w-]{22}$/).and.not.equal(uid).and.not.equal(USERS.alice.sub);
+      expect(JSON.parse(alice.userinfoJson)).to.deep.equal({ sub: alice.claims.sub, email: USERS.alice.email, name: USERS.alice.name });
+      subs.aliceA = String(alice.claims.sub);
+    });
+
+    it("a returning user: no consent page, the same sub, nothing written; another app: consent, then another sub", async function () {
+      const before = written.length;
+      const again = await login(honest, USERS.alice, "a");
+      expect(again.consented).to.equal(false);
+      expect(again.newUser).to.equal(false);
+      expect(again.claims.sub).to.equal(subs.aliceA);
+      expect(written.slice(before)).to.deep.equal([]);
+      const atB = await login(honest, USERS.alice, "b", ["email"]);
+      expect(atB).to.include({ consented: true, newUser: false });
+      expect(written.slice(before)).to.deep.equal(["reservation", "release"]);
+      expect(atB.claims.sub).to.not.equal(subs.aliceA);
+      expect(atB.claims).to.include({ email: USERS.alice.email }).and.not.have.property("name");
+      expect((await login(honest, USERS.alice, "b")).claims.sub).to.equal(atB.claims.sub);
+    });
+
+    it("consent: the release is read again on Allow, so a second tab that consented meanwhile makes no second release", async function () {
+      subs.bobA = String((await login(honest, USERS.bob, "a")).claims.sub); // Bob exists
+      const tab = async () => {
+        const request = appParameters("b");
+        const started = await honest.start(request, "dev");
+        const outcome = await honest.continue(started.sessionToken, loginContext(request, Date.now()), await upstream.login(USERS.bob, started.upstreamNonce));
+        if (outcome.kind !== "consent") return expect.fail("Bob has no release at app b yet");
+        return outcome;
+      };
+      const [first, second] = [await tab(), await tab()];
+      const before = written.length;
+      const one = await honest.consent(first.state, ["email"]);
+      const other = await honest.consent(second.state, ["email", "name"]);
+      expect(written.slice(before)).to.deep.equal(["reservation", "release"]);
+      expect(decodeJwt(other.idToken).sub).to.equal(decodeJwt(one.idToken).sub);
+      // the second tab gets what the stored release lists, not what it asked for
+      expect(decodeJwt(other.idToken)).to.not.have.property("name");
+    });
+
+    it("a release made before reservations is reserved on the way; the next login finds it this user's; another user's release naming the same id ends at the reservation", async function () {
+      await login(honest, ERIN, "a");
+      await login(honest, USERS.carol, "a");
+      // The previous version of Token wrote releases without a reservation (the test holds Token's keys).
+      await legacyRelease(uids[ERIN.sub]!, "app-d", "legacy-directed-0001");
+      await legacyRelease(uids[USERS.carol.sub]!, "app-d", "legacy-directed-0001");
+      const before = written.length;
+      const erin = await login(honest, ERIN, "d");
+      expect(erin).to.include({ consented: false });
+      expect(erin.claims.sub).to.equal("legacy-directed-0001");
+      expect(written.slice(before)).to.deep.equal(["reservation"]);
+      expect((await login(honest, ERIN, "d")).claims.sub).to.equal("legacy-directed-0001");
+      expect(written.slice(before)).to.deep.equal(["reservation"]);
+      await refused(login(honest, USERS.carol, "d"), "this app's identifier for the user is reserved for someone else");
+    });
+  });
+
+  // --- a compromised Token: its custodian's keys, its real answers, one bent ---------------
+
+  const key = (purpose: KeyPurpose, alg?: SigningAlg) => activeKey(keys, purpose, alg);
+  const rogueRecord = <K extends RecordKindName>(kind: K, claims: RecordClaims[K]) => sign(RECORD_TYPES[kind], key("record"), { ...claims });
+  const rogueGrant = async (kind: RecordKindName, op: "read" | "create", hash: string, digest?: string): Promise<AccessGrant> => {
+    const accessToken = await sign(ACCESS_TOKEN, key("access"), { op, kind, hash, ...(digest ? { digest } : {}) });
+    const operation = op === "read" ? RecordOperation.READ : RecordOperation.CREATE;
+    return create(AccessGrantSchema, { accessToken, hash, kind: RECORD_KIND[kind], operation });
+  };
+  async function rogueWrite<K extends RecordKindName>(kind: K, hash: string, claims: RecordClaims[K]): Promise<RecordWrite> {
+    const record = await rogueRecord(kind, claims);
+    return create(RecordWriteSchema, { record, grant: await rogueGrant(kind, "create", hash, sha256(record)) });
+  }
+  /** A release as the previous version of Token wrote it (no `reserved`), written through Encryption. */
+  async function legacyRelease(uid: string, clientId: string, directedId: string) {
+    const write = await rogueWrite("release", releaseHash(lookupKey, uid, clientId), { uid, client_id: clientId, directed_id: directedId, claims: ["email"] });
+    await encryption.createRecord({ accessToken: write.grant!.accessToken, record: write.record });
+  }
+  const idToken = (payload: JWTPayload, purpose: KeyPurpose = "id-token", typ = "JWT") => {
+    const k = key(purpose, purpose === "record" ? undefined : "RS256");
+    return new SignJWT(payload).setProtectedHeader({ alg: k.alg, kid: k.kid, typ }).sign(k.privateKey);
+  };
+
+  /** A driver over the real Token with `twist` bending its answers. */
+  function rogue(twist: Twist): LoginDriver {
+    let real: ServiceImpl<typeof TokenService> | undefined;
+    tokenRoutes(tokenDeps)({ service: (_s: unknown, impl: ServiceImpl<typeof TokenService>) => void (real = impl) } as unknown as ConnectRouter);
+    const methods = Object.fromEntries(Object.entries(real!).map(([name, handler]) => [name, async (req: never, ctx: HandlerContext) => {
+      const answer = create(TokenService.method[name as Name].output as DescMessage, await (handler as (r: never, c: HandlerContext) => Promise<Record<string, unknown>>)(req, ctx));
+      const bend = twist[name as Name] as ((a: unknown, r: unknown) => Promise<unknown>) | undefined;
+      return bend ? bend(answer, req) : answer;
+    }]));
+    return driverOver(createClient(TokenService, inMemory((router) => router.service(TokenService, methods as unknown as ServiceImpl<typeof TokenService>))));
+  }
+
+  describe("a new user: Token's records and grants are checked before anything is written", function () {
+    const twists: Array<[string, Twist, string]> = [
+      ["a subject read of another subject's hash", {
+        authorizeSubject: async (a) => ({ ...a, subjectRead: await rogueGrant("subject", "read", subjectHash(lookupKey, upstream.devOp.issuer, USERS.alice.sub)) }),
+      }, "Token's subject grant is not for the subject record this login needs"],
+      ["a wallet claim the provider never said (email_verified: true)", {
+        createUser: async (a) => {
+          const wallet = claimsOf<RecordClaims["wallet"]>(a.wallet!.record);
+          return { ...a, wallet: await rogueWrite("wallet", a.wallet!.grant!.hash, { ...wallet, claims: { ...wallet.claims, email_verified: true } }) };
+        },
+      }, "the new wallet's claims are not the ones the provider's ID Token carries"],
+      ["a Subject Record of another upstream subject", {
+        createUser: async (a) => ({ ...a, subject: await rogueWrite("subject", a.subject!.grant!.hash, { ...claimsOf<RecordClaims["subject"]>(a.subject!.record), op_sub: USERS.alice.sub }) }),
+      }, "the new user's records do not match the upstream subject"],
+      ["a wallet linking a second subject", {
+        createUser: async (a) => {
+          const wallet = claimsOf<RecordClaims["wallet"]>(a.wallet!.record);
+          return { ...a, wallet: await rogueWrite("wallet", a.wallet!.grant!.hash, { ...wallet, subjects: [...wallet.subjects, { iss: "https://other.example", sub: "x" }] }) };
+        },
+      }, "the new wallet does not link exactly the upstream subject"],
+      ["a wallet create at another user's wallet hash", {
+        createUser: async (a) => ({ ...a, wallet: { ...a.wallet!, grant: await rogueGrant("wallet", "create", walletHash(lookupKey, uids[USERS.alice.sub]!), sha256(a.wallet!.record)) } }),
+      }, "Token's wallet grant is not for the wallet record this login needs"],
+      ["a Subject Record signed by a key Token's bundle does not hold", {
+        createUser: async (a) => ({ ...a, subject: { ...a.subject!, record: await sign(RECORD_TYPES.subject, generateSigningKey("record"), claimsOf(a.subject!.record)) } }),
+      }, "the subject record is not valid: its key (kid) is not a known record key"],
+    ];
+    for (const [what, twist, message] of twists) {
+      it(`${what} is refused: ${message}`, async function () {
+        await refused(login(rogue(twist), DAVE, "a"), message);
+      });
+    }
+
+    it("the honest twin: Dave is still new, and his wallet says what the provider said", async function () {
+      expect(await holds(subjectHash(lookupKey, upstream.devOp.issuer, DAVE.sub), "subject")).to.equal(false);
+      const dave = await login(honest, DAVE, "a", ["email", "email_verified"]);
+      expect(dave.newUser).to.equal(true);
+      expect(dave.claims).to.include({ email: DAVE.email, email_verified: false });
+    });
+  });
+
+  describe("a returning user: Token's grants are for this user's records", function () {
+    const twists: Array<[string, Twist, string]> = [
+      ["a wallet read of another user's wallet", {
+        authorizeUser: async (a) => ({ ...a, walletRead: await rogueGrant("wallet", "read", walletHash(lookupKey, uids[USERS.bob.sub] ?? "bob")) }),
+      }, "Token's wallet grant is not for the wallet record this login needs"],
+      ["a release read of another app's release", {
+        authorizeUser: async (a) => ({ ...a, releaseRead: await rogueGrant("release", "read", releaseHash(lookupKey, uids[USERS.alice.sub]!, "app-b")) }),
+      }, "Token's release grant is not for the release record this login needs"],
+    ];
+    for (const [what, twist, message] of twists) {
+      it(`${what} is refused: ${message}`, async function () {
+        await refused(login(rogue(twist), USERS.alice, "a"), message);
+      });
+    }
+  });
+
+  describe("consent: the release Token makes is the one the user consented to, reserved for them", function () {
+    /** Token's release and reservation with `change` made to the release (and its reservation following, unless it says otherwise). */
+    const bentRelease = (change: (release: RecordClaims["release"]) => RecordClaims["release"], reservationOf?: (release: RecordClaims["release"]) => RecordClaims["reservation"]): Twist => ({
+      createRelease: async (a) => {
+        const release = change(claimsOf<RecordClaims["release"]>(a.release!.record));
+        const reservation = reservationOf?.(release) ?? { client_id: release.client_id, directed_id: release.directed_id, uid: release.uid };
+        return {
+          ...a,
+          release: await rogueWrite("release", a.release!.grant!.hash, release),
+          reservation: await rogueWrite("reservation", reservationHash(lookupKey, release.client_id, release.directed_id), reservation),
+        };
+      },
+    });
+    const twists: Array<[string, () => Twist, string]> = [
+      ["a fresh release read of another hash", () => ({
+        grantReleaseRead: async (a) => ({ ...a, releaseRead: await rogueGrant("release", "read", releaseHash(lookupKey, uids[USERS.alice.sub]!, "app-c")) }),
+      }), "Token's release grant is not for the release record this login needs"],
+      ["a claim the user did not consent to", () => bentRelease((r) => ({ ...r, claims: [...r.claims, "name"] })),
+        "the release record lists claims the user did not consent to"],
+      ["a release without its reserved mark", () => bentRelease(({ reserved: _r, ...r }) => r), "the new release record does not say its directed id is reserved"],
+      ["a reservation of another id", () => bentRelease((r) => r, (r) => ({ client_id: r.client_id, directed_id: `${r.directed_id}-other`, uid: r.uid })),
+        "Token's reservation is not of this directed id for this user and app"],
+      ["a release of another user", () => bentRelease((r) => ({ ...r, uid: uids[USERS.alice.sub]! })), "the release record is not this user's and app's"],
+      ["Alice's directed id at this app, for Bob", () => bentRelease((r) => ({ ...r, directed_id: subs.aliceC! })), "Token's new directed id is already reserved"],
+    ];
+    before(async () => {
+      subs.aliceC = String((await login(honest, USERS.alice, "c", ["email"])).claims.sub);
+    });
+    for (const [what, twist, message] of twists) {
+      it(`${what} is refused: ${message}`, async function () {
+        await refused(login(rogue(twist()), USERS.bob, "c", ["email"]), message);
+      });
+    }
+
+    it("the honest twin: Bob's own directed id at app c, and Alice keeps hers", async function () {
+      const bob = await login(honest, USERS.bob, "c", ["email"]);
+      expect(bob.consented).to.equal(true);
+      expect(bob.claims.sub).to.not.equal(subs.aliceC);
+      expect((await login(honest, USERS.alice, "c")).claims.sub).to.equal(subs.aliceC);
+    });
+  });
+
+  describe("a release made before reservations: Token's reservation is of that release's id", function () {
+    before(async () => legacyRelease(uids[USERS.bob.sub]!, "app-d", "legacy-directed-0002"));
+    const twists: Array<[string, Twist, string]> = [
+      ["a reservation read of another id", {
+        reserveDirectedId: async (a) => ({ ...a, reservationRead: await rogueGrant("reservation", "read", reservationHash(lookupKey, "app-d", "legacy-directed-0001")) }),
+      }, "Token's reservation grant is not for the reservation record this login needs"],
+      ["a reservation of another id", {
+        reserveDirectedId: async (a) => ({
+          ...a, reservation: await rogueWrite("reservation", a.reservation!.grant!.hash, { ...claimsOf<RecordClaims["reservation"]>(a.reservation!.record), directed_id: "legacy-directed-0001" }),
+        }),
+      }, "Token's reservation is not of this directed id for this user and app"],
+      ["a reservation for another user", {
+        reserveDirectedId: async (a) => ({
+          ...a, reservation: await rogueWrite("reservation", a.reservation!.grant!.hash, { ...claimsOf<RecordClaims["reservation"]>(a.reservation!.record), uid: uids[ERIN.sub]! }),
+        }),
+      }, "Token's reservation is not of this directed id for this user and app"],
+    ];
+    for (const [what, twist, message] of twists) {
+      it(`${what} is refused: ${message}`, async function () {
+        await refused(login(rogue(twist), USERS.bob, "d"), message);
+      });
+    }
+
+    it("the honest twin: Bob's old id is reserved for him on the way", async function () {
+      expect((await login(honest, USERS.bob, "d")).claims.sub).to.equal("legacy-directed-0002");
+    });
+  });
+
+  describe("MintIdToken: what Token mints is checked before it leaves (minted-check.ts)", function () {
+    const bentMint = (bend: (id: JWTPayload, info: JWTPayload, json: Record<string, unknown>) => Promise<Partial<Answer<"mintIdToken">>>): Twist => ({
+      mintIdToken: async (a) => ({ ...a, ...(await bend(decodeJwt(a.idToken), decodeJwt(a.userinfoJwt), JSON.parse(a.userinfoJson) as Record<string, unknown>)) }),
+    });
+    const twists: Array<[string, Twist, string]> = [
+      ["another user's sub (Bob's at this app)", bentMint(async (id) => ({ idToken: await idToken({ ...id, sub: subs.bobA! }) })),
+        "Token's ID Token does not match what Orchestration verified: its sub is not the verified release's directed id"],
+      ["a claim the release does not list", bentMint(async (id) => ({ idToken: await idToken({ ...id, email_verified: true }) })),
+        "Token's ID Token does not match what Orchestration verified: it carries a claim the release does not list (email_verified)"],
+      ["another nonce", bentMint(async (id) => ({ idToken: await idToken({ ...id, nonce: "not-the-apps" }) })),
+        "Token's ID Token does not match what Orchestration verified: its nonce is not the app's"],
+      ["an ID Token signed by the record key", bentMint(async (id) => ({ idToken: await idToken(id, "record") })),
+        "Token's ID Token is not valid: its key (kid) is not a known id-token key"],
+      ["userinfo JSON with another claim", bentMint(async (_id, _info, json) => ({ userinfoJson: JSON.stringify({ ...json, phone_number: "+1 555 0100" }) })),
+        "Token's userinfo does not match what Orchestration verified: it carries a claim the release does not list (phone_number)"],
+      ["signed userinfo by the ID Token key", bentMint(async (_id, info) => ({ userinfoJwt: await idToken(info, "id-token", "userinfo+jwt") })),
+        "Token's signed userinfo is not valid: its key (kid) is not a known userinfo key"],
+    ];
+    for (const [what, twist, message] of twists) {
+      it(`${what} is refused: ${message}`, async function () {
+        await refused(login(rogue(twist), USERS.alice, "a"), message);
+      });
+    }
+
+    it("the honest twin: Alice's login at app a gets her own sub", async function () {
+      expect((await login(honest, USERS.alice, "a")).claims.sub).to.equal(subs.aliceA);
+    });
+  });
+});

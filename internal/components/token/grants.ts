@@ -1,0 +1,53 @@
+// What Token mints for Storage and reads back: Access Tokens (grants of one operation on
+// one record) and the records themselves (DESIGN.md §3). A grant carries no session id,
+// so Storage cannot link one login's rows; a create grant carries the digest of the
+// record it writes, and, when the create relies on Storage's word that the record is
+// absent, that Error Token's jti, which Storage spends.
+
+import { create } from "@bufbuild/protobuf";
+import { type AccessGrant, AccessGrantSchema, type RecordWrite, RecordWriteSchema } from "../../gen/hello/token/v1/token_service_pb.js";
+import { RecordOperation } from "../../gen/hello/common/v1/record_pb.js";
+import type { RecordKindName } from "../../protocol/records.js";
+import { newJti, sha256, sign, verify } from "../../protocol/jws.js";
+import { ACCESS_TOKEN, type AccessClaims, type Operation, RECORD_KIND, RECORD_TYPES, type RecordClaims } from "../../protocol/tokens.js";
+import type { OwnKeys } from "./own-keys.js";
+
+const OPERATION: Record<Operation, RecordOperation> = {
+  read: RecordOperation.READ,
+  create: RecordOperation.CREATE,
+  update: RecordOperation.UPDATE,
+  delete: RecordOperation.DELETE,
+};
+
+export interface Grants {
+  /** A read of the record at `hash`; the jti is the session's, to see the read answered. */
+  read(kind: RecordKindName, hash: string): Promise<{ jti: string; grant: AccessGrant }>;
+  /** A record to write at `hash`, with its single-use create grant; `ejti` when the create relies on an Error Token. */
+  write<K extends RecordKindName>(kind: K, hash: string, claims: RecordClaims[K], ejti?: string): Promise<{ jti: string; digest: string; write: RecordWrite }>;
+  /** A record Token signed, verified with Token's own record keys (retired ones too: records never expire). */
+  record<K extends RecordKindName>(kind: K, record: string): Promise<RecordClaims[K]>;
+}
+
+export function grants(keys: OwnKeys, now: () => Date): Grants {
+  async function grant(op: Operation, kind: RecordKindName, hash: string, extra: Pick<AccessClaims, "digest" | "ejti"> = {}) {
+    const jti = newJti();
+    const claims: AccessClaims = { op, kind, hash, ...extra };
+    const accessToken = await sign(ACCESS_TOKEN, keys.active("access"), { ...claims }, { jti, now: now() });
+    return { jti, grant: create(AccessGrantSchema, { accessToken, hash, kind: RECORD_KIND[kind], operation: OPERATION[op] }) };
+  }
+
+  return {
+    read: (kind, hash) => grant("read", kind, hash),
+
+    async write(kind, hash, claims, ejti) {
+      const record = await sign(RECORD_TYPES[kind], keys.active("record"), { ...claims }, { now: now() });
+      const digest = sha256(record);
+      const created = await grant("create", kind, hash, { digest, ...(ejti === undefined ? {} : { ejti }) });
+      return { jti: created.jti, digest, write: create(RecordWriteSchema, { record, grant: created.grant }) };
+    },
+
+    async record<K extends RecordKindName>(kind: K, record: string) {
+      return (await verify<RecordClaims[K]>(RECORD_TYPES[kind], keys.verification(), record, `${kind} record`, now())).claims;
+    },
+  };
+}

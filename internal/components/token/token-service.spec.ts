@@ -1,0 +1,831 @@
+// Token's checks one by one (checks.ts, applied in order by token-service.ts), each
+// refusal exact and beside its honest twin, in memory: Token's real routes with the
+// mesh's error mapping, keys made here, a clock the test holds, and a real upstream
+// provider (the development OP, in this process) for the OP ID Tokens. Storage's part —
+// its Error Tokens and receipts, answering Token's grants — is played by the test with
+// Storage's keys, so each of Storage's words can be bent one way at a time.
+// The same attacks through the four processes: test/e2e/token-attacks.spec.ts,
+// fork-attacks.spec.ts, storage-attacks.spec.ts.
+
+import { createPublicKey, randomBytes } from "node:crypto";
+import { expect } from "chai";
+import { Code, type Client } from "@connectrpc/connect";
+import { type JWTPayload, SignJWT, compactVerify, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify } from "jose";
+import { type AccessGrant, type RecordWrite, TokenService } from "../../gen/hello/token/v1/token_service_pb.js";
+import { RecordKind, RecordOperation } from "../../gen/hello/common/v1/record_pb.js";
+import type { RegisteredClient } from "../../config/component-config.js";
+import { sha256, sign } from "../../protocol/jws.js";
+import { releaseHash, reservationHash, subjectHash, walletHash } from "../../protocol/lookup-key.js";
+import { type KeyPurpose, type SigningAlg, activeKey, generateSigningKey, publicJwk } from "../../protocol/signing-keys.js";
+import { walletClaimsOf } from "../../protocol/claims.js";
+import {
+  type AccessClaims,
+  ERROR_TOKEN,
+  type ErrorClaims,
+  RECEIPT,
+  RECORD_TYPES,
+  type ReceiptClaims,
+  type RecordClaims,
+  SESSION_TOKEN,
+} from "../../protocol/tokens.js";
+import type { DevUser } from "../../dev/devop/dev-op.js";
+import { storageKeyPair } from "../../../test/support/storage-keys.js";
+import { refusal } from "../../../test/support/refusal.js";
+import {
+  APPS,
+  Clock,
+  ISSUER,
+  USERS,
+  type Upstream,
+  appParameters,
+  startUpstream,
+  tokenInMemory,
+  tokenSigningKeys,
+} from "../../../test/support/token-harness.js";
+import type { TokenServiceDeps } from "./token-service.js";
+import type { SessionClaims } from "./session.js";
+
+/** Changes claims of a JWS and keeps its old signature: what anyone without the key can do. */
+function tamper(jws: string, change: (payload: Record<string, unknown>) => void): string {
+  const [header, payload, signature] = jws.split(".");
+  const claims = JSON.parse(Buffer.from(payload!, "base64url").toString()) as Record<string, unknown>;
+  change(claims);
+  return [header, Buffer.from(JSON.stringify(claims)).toString("base64url"), signature].join(".");
+}
+
+const session = (token: string) => decodeJwt(token) as SessionClaims & JWTPayload;
+const grantOf = (grant: AccessGrant | undefined) => decodeJwt(grant!.accessToken) as AccessClaims & JWTPayload & { jti: string };
+const record = <K extends keyof RecordClaims>(_kind: K, jws: string) => decodeJwt(jws) as RecordClaims[K] & JWTPayload;
+type PrivateKey = Awaited<ReturnType<typeof generateKeyPair>>["privateKey"];
+const kidPurpose = (jws: string) => String(decodeProtectedHeader(jws).kid).split(".")[0];
+
+describe("Token, check by check (internal/components/token)", function () {
+  this.timeout(20_000); // the development OP's first login warms it up
+  const clock = new Clock();
+  const keys = tokenSigningKeys();
+  const storageKeys = storageKeyPair();
+  const lookupKey = randomBytes(32);
+  let upstream: Upstream;
+  let clients: RegisteredClient[];
+  let token: Client<typeof TokenService>;
+  /** app-jar's own key: it signs request objects (RFC 9101). */
+  let jar: { privateKey: PrivateKey; kid: string };
+
+  const deps = (over: Partial<TokenServiceDeps> = {}): TokenServiceDeps => ({
+    issuer: ISSUER,
+    keys: () => keys,
+    storageKeys: () => storageKeys.keys,
+    lookupKey,
+    clients,
+    upstream: upstream.verifier,
+    providers: [upstream.provider],
+    now: clock.now,
+    ...over,
+  });
+
+  // --- Storage's part, played with Storage's keys ------------------------------------
+
+  /** Storage's rows, as far as this spec needs them: hash -> the record written there. */
+  const rows = new Map<string, string>();
+
+  /** Storage's Error Token answering `grant` (a read that found nothing), bent by `over`. */
+  const absent = (grant: AccessGrant | undefined, over: Partial<ErrorClaims> = {}, at = clock.now()) => {
+    const g = grantOf(grant);
+    return sign(ERROR_TOKEN, storageKeys.error, { op: "read", kind: g.kind, hash: g.hash, ajti: g.jti, ...over }, { now: at });
+  };
+  /** Storage's receipt answering `grant` for `record`, bent by `over`. */
+  const receipt = (grant: AccessGrant | undefined, jws: string, over: Partial<ReceiptClaims> = {}) => {
+    const g = grantOf(grant);
+    const claims = { op: g.op, kind: g.kind, hash: g.hash, digest: sha256(jws), version: 1, ajti: g.jti, ...over };
+    return sign(RECEIPT, storageKeys.receipt, claims, { now: clock.now() });
+  };
+  /** Storage's create: the row kept, and its create receipt. */
+  const store = (write: RecordWrite | undefined) => {
+    rows.set(write!.grant!.hash, write!.record);
+    return receipt(write!.grant, write!.record);
+  };
+
+  // --- a login, step by step ------------------------------------------------------------
+
+  type App = keyof typeof APPS | "jar";
+  const params = (app: App, over: Partial<ReturnType<typeof appParameters>> = {}) => ({
+    ...(app === "jar" ? { ...appParameters("a"), clientId: "app-jar", redirectUri: "https://jar.example/callback" } : appParameters(app)),
+    ...over,
+  });
+  const start = (app: App = "a", over: Partial<ReturnType<typeof appParameters>> & { maxAge?: bigint } = {}) =>
+    token.createSession({ request: { case: "parameters", value: params(app, over) }, providerId: "dev" });
+
+  /** Step 3 done: a session at "subject", its subject read, and the real OP ID Token behind it. */
+  async function atSubject(user: DevUser, options: { app?: App; over?: Parameters<typeof start>[1]; prompt?: string } = {}) {
+    const started = await start(options.app, options.over);
+    const up = await upstream.login(user, started.upstreamNonce, options.prompt === undefined ? {} : { prompt: options.prompt });
+    const authorized = await token.authorizeSubject({ sessionToken: started.sessionToken, opIdToken: up.idToken });
+    return { started, upstream: up, sessionToken: authorized.sessionToken, subjectRead: authorized.subjectRead! };
+  }
+
+  /** A new user, all the way: CreateUser on Storage's "no record", both writes, CommitUser. */
+  async function newUser(user: DevUser) {
+    const at = await atSubject(user);
+    const made = await token.createUser({ sessionToken: at.sessionToken, errorToken: await absent(at.subjectRead) });
+    const walletReceipt = await store(made.wallet);
+    const subjectReceipt = await store(made.subject);
+    const committed = await token.commitUser({ sessionToken: made.sessionToken, walletReceipt, subjectReceipt });
+    return { ...at, made, committed: committed.sessionToken };
+  }
+
+  /** A user Storage holds, at step "user": the stored subject with the receipt for this session's read. */
+  async function returning(user: DevUser, options: Parameters<typeof atSubject>[1] = {}) {
+    const at = await atSubject(user, options);
+    const subjectRecord = rows.get(at.subjectRead.hash)!;
+    const subjectReceipt = await receipt(at.subjectRead, subjectRecord);
+    const authorized = await token.authorizeUser({ sessionToken: at.sessionToken, subjectRecord, subjectReceipt });
+    const walletRecord = rows.get(authorized.walletRead!.hash)!;
+    const walletReceipt = await receipt(authorized.walletRead, walletRecord);
+    return { ...at, subjectRecord, subjectReceipt, user: authorized, walletRecord, walletReceipt };
+  }
+
+  /** A returning user's first release at an app: CreateRelease on Storage's "no release", both writes. */
+  async function released(user: DevUser, consented: string[], options: Parameters<typeof atSubject>[1] = {}) {
+    const login = await returning(user, options);
+    const made = await token.createRelease({
+      sessionToken: login.user.sessionToken, errorToken: await absent(login.user.releaseRead),
+      walletRecord: login.walletRecord, walletReceipt: login.walletReceipt, consentedClaims: consented,
+    });
+    await store(made.reservation);
+    const releaseReceipt = await store(made.release);
+    const mint = {
+      sessionToken: made.sessionToken, subjectRecord: login.subjectRecord, walletRecord: login.walletRecord, walletReceipt: "",
+      releaseRecord: made.release!.record, releaseReceipt,
+    };
+    return { ...login, made, mint };
+  }
+
+  before(async function () {
+    upstream = await startUpstream();
+    const { privateKey, publicKey } = await generateKeyPair("ES256", { extractable: true });
+    jar = { privateKey, kid: "app-jar-1" };
+    clients = [
+      APPS.a,
+      APPS.b,
+      {
+        client_id: "app-jar", redirect_uris: ["https://jar.example/callback"], id_token_signed_response_alg: "EdDSA",
+        jwks: { keys: [{ ...(await exportJWK(publicKey)), kid: jar.kid, alg: "ES256", use: "sig" } as { kty: string }] },
+      },
+      { client_id: "app-nokeys", redirect_uris: ["https://nokeys.example/callback"], id_token_signed_response_alg: "RS256" },
+    ];
+    token = tokenInMemory(deps());
+    // Alice and Bob exist; each has a wallet and no release yet.
+    await newUser(USERS.alice);
+    await newUser(USERS.bob);
+  });
+  after(async () => upstream?.close());
+
+  describe("CreateSession: the app's request against Token's own registry", function () {
+    it("honest: a session at step started, bound to the request, the provider and a fresh upstream nonce", async function () {
+      const request = params("a", { claims: JSON.stringify({ id_token: { email: null } }), prompt: "login consent" });
+      const res = await token.createSession({ request: { case: "parameters", value: { ...request, maxAge: 300n } }, providerId: "dev" });
+      expect(res.providerIssuer).to.equal(upstream.devOp.issuer);
+      expect(res.upstreamNonce).to.match(/^[\w-]{22}$/);
+      expect(decodeProtectedHeader(res.sessionToken).typ).to.equal(SESSION_TOKEN.typ);
+      const claims = session(res.sessionToken);
+      expect(claims).to.include({
+        step: "started", client_id: "app-a", redirect_uri: request.redirectUri, nonce: request.nonce, scope: request.scope,
+        claims_request: request.claims, code_challenge: request.codeChallenge, prompt_login: true, max_age: 300,
+        provider: "dev", provider_iss: upstream.devOp.issuer, upstream_nonce: res.upstreamNonce, started: clock.now().getTime(),
+      });
+      expect(claims.exp! - claims.iat!).to.equal(SESSION_TOKEN.maxLifetimeSeconds);
+    });
+
+    it("checkClient: an unregistered client_id is PERMISSION_DENIED", async function () {
+      expect(await refusal(start("a", { clientId: "app-unknown" }))).to.deep.equal({ code: Code.PermissionDenied, message: "client_id is not registered" });
+    });
+
+    it("checkRedirectUri: a redirect_uri the client did not register (another app's, or a near miss) is PERMISSION_DENIED", async function () {
+      for (const redirectUri of [APPS.b.redirect_uris[0], `${APPS.a.redirect_uris[0]}/`, "https://evil.example/callback"]) {
+        expect(await refusal(start("a", { redirectUri }))).to.deep.equal({ code: Code.PermissionDenied, message: "redirect_uri is not registered for this client" });
+      }
+    });
+
+    it("checkNonce: no nonce, or one over 255 characters, is INVALID_ARGUMENT (twin: 255 characters)", async function () {
+      for (const nonce of ["", "n".repeat(256)]) {
+        expect(await refusal(start("a", { nonce }))).to.deep.equal({ code: Code.InvalidArgument, message: "nonce is required (at most 255 characters)" });
+      }
+      expect(session((await start("a", { nonce: "n".repeat(255) })).sessionToken).nonce).to.have.length(255);
+    });
+
+    it("checkScope: a scope without openid is INVALID_ARGUMENT", async function () {
+      for (const scope of ["email profile", "openidx email", ""]) {
+        expect(await refusal(start("a", { scope }))).to.deep.equal({ code: Code.InvalidArgument, message: 'scope must include "openid"' });
+      }
+    });
+
+    it("checkPkce: no code_challenge, or one that is no S256 challenge, is INVALID_ARGUMENT", async function () {
+      for (const codeChallenge of ["", "plain-verifier", "x".repeat(42), `${"x".repeat(42)}=`, "x".repeat(129)]) {
+        expect(await refusal(start("a", { codeChallenge }))).to.deep.equal({
+          code: Code.InvalidArgument, message: "code_challenge is required: PKCE with S256 for every client",
+        });
+      }
+    });
+
+    it("checkPrompt and checkMaxAge: an over-long prompt, a max_age out of range, are INVALID_ARGUMENT", async function () {
+      expect(await refusal(start("a", { prompt: "login ".repeat(11) }))).to.deep.equal({ code: Code.InvalidArgument, message: "prompt is too long" });
+      for (const maxAge of [-1n, 1_000_000_000n]) {
+        expect(await refusal(start("a", { maxAge }))).to.deep.equal({ code: Code.InvalidArgument, message: "max_age must be a whole number of seconds" });
+      }
+      expect(session((await start("a", { maxAge: 0n })).sessionToken).max_age).to.equal(0);
+    });
+
+    it("checkClaimsRequest: a claims parameter that is not JSON (or JSON null) is INVALID_ARGUMENT", async function () {
+      for (const claims of ["{", "null", "{'id_token':{}}"]) {
+        expect(await refusal(start("a", { claims }))).to.deep.equal({ code: Code.InvalidArgument, message: "claims is not valid JSON" });
+      }
+    });
+
+    it("no request at all is INVALID_ARGUMENT", async function () {
+      expect(await refusal(token.createSession({ providerId: "dev" }))).to.deep.equal({
+        code: Code.InvalidArgument, message: "request is required: the app's request object or its parameters",
+      });
+    });
+
+    it("checkProvider: a provider not on Token's allow-list is INVALID_ARGUMENT, however Orchestration names it", async function () {
+      for (const providerId of ["google", "", upstream.devOp.issuer]) {
+        expect(await refusal(token.createSession({ request: { case: "parameters", value: params("a") }, providerId }))).to.deep.equal({
+          code: Code.InvalidArgument, message: "provider_id is not on Token's allow-list",
+        });
+      }
+    });
+
+    describe("checkRequestObject: a signed request object, verified with the client's own registered keys", function () {
+      const requestObject = async (over: { claims?: Record<string, unknown>; aud?: string; iat?: number; exp?: number; jti?: string | null; key?: PrivateKey } = {}) => {
+        const t = Math.floor(clock.now().getTime() / 1000);
+        const p = params("jar");
+        const jwt = new SignJWT({
+          client_id: "app-jar", redirect_uri: p.redirectUri, nonce: p.nonce, scope: p.scope, code_challenge: p.codeChallenge, response_type: "code",
+          ...over.claims,
+        })
+          .setProtectedHeader({ alg: "ES256", kid: jar.kid })
+          .setIssuer("app-jar")
+          .setAudience(over.aud ?? ISSUER)
+          .setIssuedAt(over.iat ?? t)
+          .setExpirationTime(over.exp ?? t + 300);
+        if (over.jti !== null) jwt.setJti(over.jti ?? randomBytes(8).toString("hex"));
+        return jwt.sign(over.key ?? jar.privateKey);
+      };
+      const withObject = async (value: string) => token.createSession({ request: { case: "requestObject", value }, providerId: "dev" });
+
+      it("honest: the session is bound to what the request object says, its max_age included", async function () {
+        const object = await requestObject({ claims: { max_age: 120, prompt: "login", claims: { userinfo: { name: null } } } });
+        const claims = session((await withObject(object)).sessionToken);
+        const said = decodeJwt(object);
+        expect(claims).to.include({
+          client_id: "app-jar", redirect_uri: said.redirect_uri, nonce: said.nonce, code_challenge: said.code_challenge, max_age: 120, prompt_login: true,
+          claims_request: JSON.stringify({ userinfo: { name: null } }),
+        });
+      });
+
+      it("one for another audience, expired, without a jti, or older than ten minutes is UNAUTHENTICATED", async function () {
+        const t = Math.floor(clock.now().getTime() / 1000);
+        const cases: Array<[string, Promise<string>]> = [
+          ['unexpected "aud" claim value', requestObject({ aud: "https://another-op.example" })],
+          ['"exp" claim timestamp check failed', requestObject({ iat: t - 120, exp: t - 60 })],
+          ['missing required "jti" claim', requestObject({ jti: null })],
+          ['"iat" claim timestamp check failed (too far in the past)', requestObject({ iat: t - 601, exp: t + 60 })],
+        ];
+        for (const [reason, object] of cases) {
+          expect(await refusal(withObject(await object))).to.deep.equal({ code: Code.Unauthenticated, message: `the request object is not valid: ${reason}` });
+        }
+      });
+
+      it("one signed by a key the client did not register is UNAUTHENTICATED; the registry's checks still apply to what it says", async function () {
+        const stranger = await generateKeyPair("ES256");
+        expect(await refusal(withObject(await requestObject({ key: stranger.privateKey })))).to.deep.equal({
+          code: Code.Unauthenticated, message: "the request object is not valid: signature verification failed",
+        });
+        expect(await refusal(withObject(await requestObject({ claims: { redirect_uri: "https://evil.example/callback" } })))).to.deep.equal({
+          code: Code.PermissionDenied, message: "redirect_uri is not registered for this client",
+        });
+        expect(await refusal(withObject(await requestObject({ claims: { nonce: undefined } })))).to.deep.equal({
+          code: Code.InvalidArgument, message: "nonce is required (at most 255 characters)",
+        });
+      });
+
+      it("an unregistered client, a client without keys, and a malformed object are refused before any signature is tried", async function () {
+        expect(await refusal(withObject(await requestObject({ claims: { client_id: "app-unknown" } })))).to.deep.equal({
+          code: Code.PermissionDenied, message: "the request object's client_id is not registered",
+        });
+        expect(await refusal(withObject(await requestObject({ claims: { client_id: "app-nokeys" } })))).to.deep.equal({
+          code: Code.PermissionDenied, message: "this client registered no keys for signed request objects",
+        });
+        expect(await refusal(withObject("not.a.jwt"))).to.deep.equal({ code: Code.InvalidArgument, message: "the request object is malformed" });
+      });
+    });
+  });
+
+  describe("the session step machine (session.ts)", function () {
+    it("steps out of order are FAILED_PRECONDITION, naming both steps", async function () {
+      const started = await start();
+      const at = await atSubject(USERS.alice);
+      const cases: Array<[Promise<unknown>, string, string]> = [
+        [token.createUser({ sessionToken: started.sessionToken, errorToken: "x" }), "subject", "started"],
+        [token.authorizeUser({ sessionToken: started.sessionToken }), "subject", "started"],
+        [token.authorizeSubject({ sessionToken: at.sessionToken, opIdToken: at.upstream.idToken }), "started", "subject"],
+        [token.commitUser({ sessionToken: at.sessionToken }), "created", "subject"],
+        [token.mintIdToken({ sessionToken: at.sessionToken }), "user", "subject"],
+        [token.grantReleaseRead({ sessionToken: at.sessionToken }), "user", "subject"],
+        [token.reserveDirectedId({ sessionToken: started.sessionToken }), "user", "started"],
+        [token.createRelease({ sessionToken: at.sessionToken }), "user", "subject"],
+      ];
+      for (const [call, needed, was] of cases) {
+        expect(await refusal(call)).to.deep.equal({ code: Code.FailedPrecondition, message: `this step needs a session at step "${needed}", not "${was}"` });
+      }
+    });
+
+    it("a session re-issued at the next step keeps its expiry: a login never gains time", async function () {
+      const started = await start();
+      const up = await upstream.login(USERS.alice, started.upstreamNonce);
+      const next = await clock.ahead(30_000, () => token.authorizeSubject({ sessionToken: started.sessionToken, opIdToken: up.idToken }));
+      const [before, after] = [session(started.sessionToken), session(next.sessionToken)];
+      expect(after.exp).to.equal(before.exp);
+      expect(after.iat).to.equal(before.iat! + 30);
+      expect(after).to.include({ step: "subject", sid: before.sid, upstream_nonce: before.upstream_nonce });
+      expect(after.jti).to.not.equal(before.jti);
+    });
+
+    it("a tampered, expired, or other-purpose session is UNAUTHENTICATED (twin: the session as Token signed it)", async function () {
+      const at = await atSubject(USERS.bob);
+      const promoted = tamper(at.sessionToken, (c) => { c.step = "user"; c.uid = "someone"; });
+      expect(await refusal(token.mintIdToken({ sessionToken: promoted }))).to.deep.equal({
+        code: Code.Unauthenticated, message: "the session token is not valid: its signature does not verify",
+      });
+      const padded = tamper(at.sessionToken, (c) => { c.op_claims = { email: "ceo@bank.example", email_verified: true }; });
+      expect(await refusal(token.createUser({ sessionToken: padded, errorToken: await absent(at.subjectRead) }))).to.deep.equal({
+        code: Code.Unauthenticated, message: "the session token is not valid: its signature does not verify",
+      });
+      // An Access Token (Token-signed, another purpose) presented as a session.
+      expect(await refusal(token.createUser({ sessionToken: at.subjectRead.accessToken }))).to.deep.equal({
+        code: Code.Unauthenticated, message: "the session token is not valid: its key (kid) is not a known session key",
+      });
+      expect(await refusal(clock.ahead(16 * 60_000, () => token.createUser({ sessionToken: at.sessionToken, errorToken: "x" })))).to.deep.equal({
+        code: Code.Unauthenticated, message: "the session token is not valid: it has expired",
+      });
+      expect(await refusal(token.createUser({ sessionToken: "" }))).to.deep.equal({ code: Code.InvalidArgument, message: "the session token is not valid: it is missing" });
+      // honest twin: the same session, untouched, goes on
+      await token.createUser({ sessionToken: at.sessionToken, errorToken: await absent(at.subjectRead) });
+    });
+  });
+
+  describe("AuthorizeSubject: Token's own verification of a real OP ID Token", function () {
+    it("honest: a read of hash(iss, sub) only, and the session at step subject with what the provider said", async function () {
+      const at = await atSubject(USERS.alice);
+      const hash = subjectHash(lookupKey, upstream.devOp.issuer, USERS.alice.sub);
+      expect(at.subjectRead).to.include({ hash, kind: RecordKind.SUBJECT, operation: RecordOperation.READ });
+      const grant = grantOf(at.subjectRead);
+      expect(grant).to.include({ op: "read", kind: "subject", hash });
+      expect(grant).to.not.have.any.keys("digest", "ejti", "sid", "uid");
+      expect(grant.exp! - grant.iat!).to.equal(60);
+      expect(session(at.sessionToken)).to.deep.include({
+        step: "subject", op_sub: USERS.alice.sub, subject_hash: hash, subject_read: grant.jti, op_claims: walletClaimsOf(at.upstream.claims),
+      });
+      expect(session(at.sessionToken)).to.not.have.property("auth_time"); // the provider sent none
+    });
+
+    it("checkOpIdToken: another session's OP ID Token (its upstream nonce), or a replayed one, is UNAUTHENTICATED", async function () {
+      const first = await start();
+      const second = await start();
+      const forFirst = await upstream.login(USERS.alice, first.upstreamNonce);
+      expect(await refusal(token.authorizeSubject({ sessionToken: second.sessionToken, opIdToken: forFirst.idToken }))).to.deep.equal({
+        code: Code.Unauthenticated, message: "the OP ID Token is not valid: its nonce is not this session's upstream nonce",
+      });
+      await token.authorizeSubject({ sessionToken: first.sessionToken, opIdToken: forFirst.idToken });
+    });
+
+    it("checkOpIdToken: an OP ID Token signed by anyone but the provider is UNAUTHENTICATED", async function () {
+      const started = await start();
+      const attacker = await generateKeyPair("RS256");
+      const forged = await new SignJWT({ nonce: started.upstreamNonce, email: "mallory@example.com", email_verified: true })
+        .setProtectedHeader({ alg: "RS256", kid: "dev-op-key" })
+        .setIssuer(upstream.devOp.issuer).setSubject(USERS.alice.sub).setAudience("hello-mesh").setIssuedAt().setExpirationTime("5m")
+        .sign(attacker.privateKey);
+      const refused = await refusal(token.authorizeSubject({ sessionToken: started.sessionToken, opIdToken: forged }));
+      expect(refused.code).to.equal(Code.Unauthenticated);
+      expect(refused.message).to.match(/^the OP ID Token is not valid: (no key of the provider's JWKS matches it|its signature does not verify)$/);
+    });
+
+    it("checkSessionProvider: an OP ID Token whose issuer is not the session's provider is PERMISSION_DENIED", async function () {
+      // A Token whose allow-list entry names another issuer than the verifier it was given (a misconfiguration).
+      const confused = tokenInMemory(deps({ providers: [{ ...upstream.provider, issuer: "https://accounts.example" }] }));
+      const started = await confused.createSession({ request: { case: "parameters", value: params("a") }, providerId: "dev" });
+      const up = await upstream.login(USERS.alice, started.upstreamNonce);
+      expect(await refusal(confused.authorizeSubject({ sessionToken: started.sessionToken, opIdToken: up.idToken }))).to.deep.equal({
+        code: Code.PermissionDenied, message: "the OP ID Token is not from the session's provider",
+      });
+    });
+
+    describe("checkFreshness: the app's max_age and prompt=login against the provider's auth_time", function () {
+      it("honest: prompt=login with a fresh authentication passes, and the session keeps the provider's auth_time", async function () {
+        const at = await atSubject(USERS.alice, { over: { prompt: "login" }, prompt: "login" });
+        expect(at.upstream.claims.auth_time).to.be.a("number");
+        expect(session(at.sessionToken).auth_time).to.equal(at.upstream.claims.auth_time);
+      });
+
+      it("a provider that does not say auth_time, when the app asked for max_age, is login required", async function () {
+        const started = await start("a", { maxAge: 60n });
+        const up = await upstream.login(USERS.alice, started.upstreamNonce);
+        expect(await refusal(token.authorizeSubject({ sessionToken: started.sessionToken, opIdToken: up.idToken }))).to.deep.equal({
+          code: Code.PermissionDenied,
+          message: "login required: the provider did not say when the user authenticated (auth_time), and the app asked for a recent or fresh login",
+        });
+      });
+
+      it("an authentication older than max_age (Token's clock two minutes on) is login required; twin: at once", async function () {
+        const started = await start("a", { maxAge: 60n });
+        const up = await upstream.login(USERS.alice, started.upstreamNonce, { prompt: "login" });
+        expect(await refusal(clock.ahead(120_000, () => token.authorizeSubject({ sessionToken: started.sessionToken, opIdToken: up.idToken })))).to.deep.equal({
+          code: Code.PermissionDenied, message: "login required: the user authenticated at the provider longer ago than the app's max_age allows",
+        });
+        await token.authorizeSubject({ sessionToken: started.sessionToken, opIdToken: up.idToken });
+      });
+
+      it("prompt=login with an authentication from before the login began is login required", async function () {
+        // The login began 45 s after the provider's authentication: within the OP ID Token's minute of skew, past auth_time's 30 s.
+        const started = await clock.ahead(45_000, () => start("a", { prompt: "login" }));
+        const up = await upstream.login(USERS.alice, started.upstreamNonce, { prompt: "login" });
+        expect(await refusal(token.authorizeSubject({ sessionToken: started.sessionToken, opIdToken: up.idToken }))).to.deep.equal({
+          code: Code.PermissionDenied, message: "login required: the user did not authenticate at the provider after this login began, as prompt=login asks",
+        });
+      });
+    });
+  });
+
+  describe("CreateUser: Storage's \"no record\" for this session's own read", function () {
+    it("honest: a wallet of what the provider said, and a subject whose create carries the Error Token's jti", async function () {
+      const at = await atSubject(USERS.carol);
+      const errorToken = await absent(at.subjectRead);
+      const made = await token.createUser({ sessionToken: at.sessionToken, errorToken });
+      const wallet = record("wallet", made.wallet!.record);
+      const subject = record("subject", made.subject!.record);
+      expect(decodeProtectedHeader(made.wallet!.record).typ).to.equal(RECORD_TYPES.wallet.typ);
+      expect(kidPurpose(made.subject!.record)).to.equal("record");
+      expect(wallet.claims).to.deep.equal(walletClaimsOf(at.upstream.claims));
+      expect(wallet.claims).to.include({ email: USERS.carol.email, email_verified: false });
+      expect(wallet.subjects).to.deep.equal([{ iss: upstream.devOp.issuer, sub: USERS.carol.sub }]);
+      expect(subject).to.include({ op_iss: upstream.devOp.issuer, op_sub: USERS.carol.sub, uid: wallet.uid });
+
+      expect(made.wallet!.grant).to.include({ hash: walletHash(lookupKey, wallet.uid), kind: RecordKind.WALLET, operation: RecordOperation.CREATE });
+      expect(grantOf(made.wallet!.grant)).to.include({ op: "create", kind: "wallet", digest: sha256(made.wallet!.record) }).and.not.have.property("ejti");
+      expect(made.subject!.grant).to.include({ hash: at.subjectRead.hash, kind: RecordKind.SUBJECT, operation: RecordOperation.CREATE });
+      expect(grantOf(made.subject!.grant)).to.include({ op: "create", kind: "subject", digest: sha256(made.subject!.record), ejti: decodeJwt(errorToken).jti });
+      expect(session(made.sessionToken)).to.include({ step: "created", uid: wallet.uid, wallet_digest: sha256(made.wallet!.record), subject_digest: sha256(made.subject!.record) });
+    });
+
+    it("checkAbsence: an Error Token of another session, hash, kind or operation is PERMISSION_DENIED", async function () {
+      const at = await atSubject(USERS.carol);
+      const other = await atSubject(USERS.carol);
+      const notAnswered = { code: Code.PermissionDenied, message: "the error token does not answer this session's subject read" };
+      const bent = [
+        await absent(other.subjectRead), // the same hash, another session's read
+        await absent(at.subjectRead, { hash: subjectHash(lookupKey, upstream.devOp.issuer, USERS.alice.sub) }),
+        await absent(at.subjectRead, { kind: "release" }),
+        await absent(at.subjectRead, { op: "create" as "read" }),
+      ];
+      for (const errorToken of bent) expect(await refusal(token.createUser({ sessionToken: at.sessionToken, errorToken }))).to.deep.equal(notAnswered);
+      await token.createUser({ sessionToken: at.sessionToken, errorToken: await absent(at.subjectRead) });
+    });
+
+    it("checkAbsence: an expired Error Token, one re-addressed after signing, or one not signed by Storage's error key is UNAUTHENTICATED", async function () {
+      const at = await atSubject(USERS.carol);
+      const invalid = (reason: string) => ({ code: Code.Unauthenticated, message: `the error token is not valid: ${reason}` });
+      const expired = await absent(at.subjectRead, {}, new Date(clock.now().getTime() - 120_000));
+      expect(await refusal(token.createUser({ sessionToken: at.sessionToken, errorToken: expired }))).to.deep.equal(invalid("it has expired"));
+      const readdressed = tamper(await absent(at.subjectRead), (c) => { c.hash = "another-hash"; });
+      expect(await refusal(token.createUser({ sessionToken: at.sessionToken, errorToken: readdressed }))).to.deep.equal(invalid("its signature does not verify"));
+      const byReceiptKey = await sign({ ...ERROR_TOKEN, purpose: "receipt" }, storageKeys.receipt, { op: "read", kind: "subject", hash: at.subjectRead.hash, ajti: grantOf(at.subjectRead).jti });
+      expect(await refusal(token.createUser({ sessionToken: at.sessionToken, errorToken: byReceiptKey }))).to.deep.equal(invalid("its key (kid) is not a known error key"));
+    });
+  });
+
+  describe("CommitUser: Storage's create receipts for this session's own creates", function () {
+    async function created(user: DevUser) {
+      const at = await atSubject(user);
+      const errorToken = await absent(at.subjectRead);
+      return { made: await token.createUser({ sessionToken: at.sessionToken, errorToken }), at, errorToken };
+    }
+
+    it("honest: both receipts answer the creates; the session is at step user", async function () {
+      const { made } = await created(USERS.carol);
+      const [walletReceipt, subjectReceipt] = [await receipt(made.wallet!.grant, made.wallet!.record), await receipt(made.subject!.grant, made.subject!.record)];
+      const committed = await token.commitUser({ sessionToken: made.sessionToken, walletReceipt, subjectReceipt });
+      expect(session(committed.sessionToken)).to.include({ step: "user", uid: record("wallet", made.wallet!.record).uid });
+    });
+
+    it("checkCreated: receipts of the other record, of a fork of this session, with another digest, of a read, or of another grant are PERMISSION_DENIED", async function () {
+      const { made, at, errorToken } = await created(USERS.carol);
+      // A second CreateUser on the same Error Token: another user, whose creates Storage would refuse.
+      const fork = await token.createUser({ sessionToken: at.sessionToken, errorToken });
+      const good = { wallet: await receipt(made.wallet!.grant, made.wallet!.record), subject: await receipt(made.subject!.grant, made.subject!.record) };
+      const walletWrong = { code: Code.PermissionDenied, message: "the wallet receipt does not answer this session's wallet create" };
+      const cases: Array<[{ walletReceipt: string; subjectReceipt: string }, typeof walletWrong]> = [
+        [{ walletReceipt: good.subject, subjectReceipt: good.wallet }, walletWrong],
+        [{ walletReceipt: await receipt(fork.wallet!.grant, fork.wallet!.record), subjectReceipt: good.subject }, walletWrong],
+        [{ walletReceipt: await receipt(made.wallet!.grant, made.wallet!.record, { digest: sha256("another record") }), subjectReceipt: good.subject }, walletWrong],
+        [{ walletReceipt: await receipt(made.wallet!.grant, made.wallet!.record, { op: "read" }), subjectReceipt: good.subject }, walletWrong],
+        // the right record at the right hash, but answering a grant that is not this session's create
+        [{ walletReceipt: await receipt(made.wallet!.grant, made.wallet!.record, { ajti: "another-create" }), subjectReceipt: good.subject }, walletWrong],
+        [{ walletReceipt: good.wallet, subjectReceipt: await receipt(fork.subject!.grant, fork.subject!.record) },
+          { code: Code.PermissionDenied, message: "the subject receipt does not answer this session's subject create" }],
+      ];
+      for (const [receipts, refused] of cases) expect(await refusal(token.commitUser({ sessionToken: made.sessionToken, ...receipts }))).to.deep.equal(refused);
+      // The fork's own session cannot commit with the first's receipts either.
+      expect(await refusal(token.commitUser({ sessionToken: fork.sessionToken, walletReceipt: good.wallet, subjectReceipt: good.subject }))).to.deep.equal(walletWrong);
+      expect(await refusal(token.commitUser({ sessionToken: made.sessionToken, walletReceipt: "", subjectReceipt: good.subject }))).to.deep.equal({
+        code: Code.InvalidArgument, message: "the wallet receipt is not valid: it is missing",
+      });
+      await token.commitUser({ sessionToken: made.sessionToken, walletReceipt: good.wallet, subjectReceipt: good.subject });
+    });
+  });
+
+  describe("AuthorizeUser: the stored Subject Record of this session's subject", function () {
+    it("honest: reads of this user's wallet and of this app's release, and the session knows its user", async function () {
+      const login = await returning(USERS.alice, { app: "b" });
+      const uid = record("subject", login.subjectRecord).uid;
+      expect(login.user.walletRead).to.include({ hash: walletHash(lookupKey, uid), kind: RecordKind.WALLET, operation: RecordOperation.READ });
+      expect(login.user.releaseRead).to.include({ hash: releaseHash(lookupKey, uid, "app-b"), kind: RecordKind.RELEASE, operation: RecordOperation.READ });
+      expect(session(login.user.sessionToken)).to.include({
+        step: "user", uid, subject_digest: sha256(login.subjectRecord),
+        wallet_read: grantOf(login.user.walletRead).jti, release_read: grantOf(login.user.releaseRead).jti,
+      });
+    });
+
+    it("checkReceipt: no receipt is INVALID_ARGUMENT; another session's, another digest's, another kind's, or a create's is PERMISSION_DENIED", async function () {
+      const at = await atSubject(USERS.alice);
+      const other = await atSubject(USERS.alice);
+      const subjectRecord = rows.get(at.subjectRead.hash)!;
+      const authorize = (subjectReceipt: string, jws = subjectRecord) => token.authorizeUser({ sessionToken: at.sessionToken, subjectRecord: jws, subjectReceipt });
+      expect(await refusal(authorize(""))).to.deep.equal({
+        code: Code.InvalidArgument, message: "the subject receipt is required: Storage's receipt for this session's subject read",
+      });
+      const notStored = { code: Code.PermissionDenied, message: "the subject receipt does not show this subject record stored for this session" };
+      for (const bent of [
+        await receipt(other.subjectRead, subjectRecord),
+        await receipt(at.subjectRead, subjectRecord, { digest: sha256("a record never stored") }),
+        await receipt(at.subjectRead, subjectRecord, { kind: "wallet" }),
+        await receipt(at.subjectRead, subjectRecord, { op: "create" }),
+        await receipt(at.subjectRead, subjectRecord, { hash: "another-hash" }),
+      ]) expect(await refusal(authorize(bent))).to.deep.equal(notStored);
+      await authorize(await receipt(at.subjectRead, subjectRecord));
+    });
+
+    it("a forked user's Subject Record (minted by Token, never stored) is worth nothing, receipt or not", async function () {
+      const at = await atSubject(USERS.alice);
+      // What a rogue Orchestration keeps: a Subject Record Token made for Alice's hash in a fork it never wrote.
+      const forked = await token.createUser({ sessionToken: at.sessionToken, errorToken: await absent(at.subjectRead) });
+      const stored = await receipt(at.subjectRead, rows.get(at.subjectRead.hash)!);
+      expect(await refusal(token.authorizeUser({ sessionToken: at.sessionToken, subjectRecord: forked.subject!.record, subjectReceipt: stored }))).to.deep.equal({
+        code: Code.PermissionDenied, message: "the subject receipt does not show this subject record stored for this session",
+      });
+    });
+
+    it("checkSubject: another user's Subject Record is refused even with Storage's word that it is stored at this session's hash", async function () {
+      const at = await atSubject(USERS.alice);
+      const bobs = rows.get(subjectHash(lookupKey, upstream.devOp.issuer, USERS.bob.sub))!;
+      // A rogue Storage's receipt for Bob's record at Alice's hash, answering Alice's read.
+      expect(await refusal(token.authorizeUser({ sessionToken: at.sessionToken, subjectRecord: bobs, subjectReceipt: await receipt(at.subjectRead, bobs) }))).to.deep.equal({
+        code: Code.PermissionDenied, message: "the subject record is not this session's subject",
+      });
+    });
+
+    it("a Subject Record not signed by Token's record keys is UNAUTHENTICATED", async function () {
+      const at = await atSubject(USERS.alice);
+      const own = generateSigningKey("record");
+      const forged = await sign(RECORD_TYPES.subject, own, { op_iss: upstream.devOp.issuer, op_sub: USERS.alice.sub, uid: "mallory" });
+      expect(await refusal(token.authorizeUser({ sessionToken: at.sessionToken, subjectRecord: forged, subjectReceipt: await receipt(at.subjectRead, forged) }))).to.deep.equal({
+        code: Code.Unauthenticated, message: "the subject record is not valid: its key (kid) is not a known record key",
+      });
+    });
+  });
+
+  describe("GrantReleaseRead and CreateRelease: a release of what the user consented to, reserved", function () {
+    it("honest: a release and its reservation, each create at its own hash; the release's carries the Error Token's jti", async function () {
+      const login = await returning(USERS.bob, { app: "b" });
+      const again = await token.grantReleaseRead({ sessionToken: login.user.sessionToken });
+      expect(again.releaseRead).to.include({ hash: login.user.releaseRead!.hash, kind: RecordKind.RELEASE, operation: RecordOperation.READ });
+      expect(grantOf(again.releaseRead).jti).to.not.equal(grantOf(login.user.releaseRead).jti);
+      const errorToken = await absent(again.releaseRead);
+      const made = await token.createRelease({
+        sessionToken: again.sessionToken, errorToken, walletRecord: login.walletRecord, walletReceipt: login.walletReceipt,
+        consentedClaims: ["email", "name", "email"],
+      });
+      const uid = record("wallet", login.walletRecord).uid;
+      const release = record("release", made.release!.record);
+      expect(release).to.deep.include({ uid, client_id: "app-b", claims: ["email", "name"], reserved: true });
+      expect(release.directed_id).to.match(/^[\w-]{22}$/).and.not.equal(uid);
+      expect(made.release!.grant).to.include({ hash: releaseHash(lookupKey, uid, "app-b"), kind: RecordKind.RELEASE, operation: RecordOperation.CREATE });
+      expect(grantOf(made.release!.grant)).to.include({ digest: sha256(made.release!.record), ejti: decodeJwt(errorToken).jti });
+      expect(record("reservation", made.reservation!.record)).to.include({ client_id: "app-b", directed_id: release.directed_id, uid });
+      expect(made.reservation!.grant).to.include({ hash: reservationHash(lookupKey, "app-b", release.directed_id), kind: RecordKind.RESERVATION, operation: RecordOperation.CREATE });
+      expect(grantOf(made.reservation!.grant)).to.include({ digest: sha256(made.reservation!.record) }).and.not.have.property("ejti");
+      expect(session(made.sessionToken)).to.include({ wallet_digest: sha256(login.walletRecord), release_create: grantOf(made.release!.grant).jti });
+    });
+
+    it("checkAbsence: the Error Token of an earlier read (GrantReleaseRead replaced it), of another session, or of the subject is PERMISSION_DENIED", async function () {
+      const login = await returning(USERS.bob, { app: "b" });
+      const other = await returning(USERS.bob, { app: "b" });
+      const again = await token.grantReleaseRead({ sessionToken: login.user.sessionToken });
+      const create = (errorToken: string) => token.createRelease({
+        sessionToken: again.sessionToken, errorToken, walletRecord: login.walletRecord, walletReceipt: login.walletReceipt, consentedClaims: ["email"],
+      });
+      for (const errorToken of [await absent(login.user.releaseRead), await absent(other.user.releaseRead), await absent(login.subjectRead)]) {
+        expect(await refusal(create(errorToken))).to.deep.equal({ code: Code.PermissionDenied, message: "the error token does not answer this session's release read" });
+      }
+      await create(await absent(again.releaseRead));
+    });
+
+    it("checkConsent: a claim the app did not ask for, or the wallet does not hold, or that only every object has, is PERMISSION_DENIED", async function () {
+      const claimsRequest = JSON.stringify({ id_token: { picture: null, constructor: null, toString: null, __proto__: null } });
+      const login = await returning(USERS.bob, { app: "b", over: { scope: "openid email", claims: claimsRequest } });
+      const withAbsence = async (consentedClaims: string[]) => token.createRelease({
+        sessionToken: login.user.sessionToken, errorToken: await absent(login.user.releaseRead), walletRecord: login.walletRecord,
+        walletReceipt: login.walletReceipt, consentedClaims,
+      });
+      expect(await refusal(withAbsence(["email", "name"]))).to.deep.equal({ code: Code.PermissionDenied, message: 'the app did not ask for the claim "name"' });
+      // Bob's provider says no picture: asked for, and not in his wallet.
+      expect(await refusal(withAbsence(["picture"]))).to.deep.equal({ code: Code.PermissionDenied, message: 'the user\'s wallet holds no "picture" claim' });
+      for (const name of ["constructor", "toString"]) {
+        expect(await refusal(withAbsence(["email", name]))).to.deep.equal({ code: Code.PermissionDenied, message: `the user's wallet holds no "${name}" claim` });
+      }
+      expect(await refusal(withAbsence(["__proto__"]))).to.deep.equal({ code: Code.PermissionDenied, message: 'the app did not ask for the claim "__proto__"' });
+      const made = await withAbsence(["email", "email_verified"]);
+      expect(record("release", made.release!.record).claims).to.deep.equal(["email", "email_verified"]);
+    });
+
+    it("checkStored and checkWallet: another user's wallet, with its own receipt or with Storage's word for this session's read, is PERMISSION_DENIED", async function () {
+      const bob = await returning(USERS.bob, { app: "b" });
+      const alice = await returning(USERS.alice, { app: "b" });
+      const create = async (walletRecord: string, walletReceipt: string) => token.createRelease({
+        sessionToken: bob.user.sessionToken, errorToken: await absent(bob.user.releaseRead), walletRecord, walletReceipt, consentedClaims: ["email"],
+      });
+      expect(await refusal(create(alice.walletRecord, alice.walletReceipt))).to.deep.equal({
+        code: Code.PermissionDenied, message: "the wallet receipt does not show this wallet record stored for this session",
+      });
+      // A rogue Storage's receipt for Alice's wallet at Bob's wallet hash, answering Bob's read.
+      const rogue = await receipt(bob.user.walletRead, alice.walletRecord);
+      expect(await refusal(create(alice.walletRecord, rogue))).to.deep.equal({ code: Code.PermissionDenied, message: "the wallet record is not this session's user's" });
+      await create(bob.walletRecord, bob.walletReceipt);
+    });
+
+    it("checkHeld: a new user's wallet is the one the session made, by digest, with no receipt (twin: another wallet is refused)", async function () {
+      const at = await atSubject(USERS.carol);
+      const made = await token.createUser({ sessionToken: at.sessionToken, errorToken: await absent(at.subjectRead) });
+      const walletReceipt = await store(made.wallet);
+      const committed = await token.commitUser({ sessionToken: made.sessionToken, walletReceipt, subjectReceipt: await store(made.subject) });
+      const again = await token.grantReleaseRead({ sessionToken: committed.sessionToken });
+      const create = async (walletRecord: string) => token.createRelease({
+        sessionToken: again.sessionToken, errorToken: await absent(again.releaseRead), walletRecord, walletReceipt: "", consentedClaims: ["email"],
+      });
+      const bobsWallet = rows.get(walletHash(lookupKey, record("subject", rows.get(subjectHash(lookupKey, upstream.devOp.issuer, USERS.bob.sub))!).uid))!;
+      expect(await refusal(create(bobsWallet))).to.deep.equal({ code: Code.PermissionDenied, message: "the wallet record is not the one this session holds" });
+      await create(made.wallet!.record);
+    });
+  });
+
+  describe("ReserveDirectedId: a release made before reservations gets its id reserved for its user", function () {
+    /** A release as the previous version of Token signed it: no `reserved` mark. */
+    async function legacyRelease(user: DevUser, app: "a" | "b") {
+      const uid = record("subject", rows.get(subjectHash(lookupKey, upstream.devOp.issuer, user.sub))!).uid;
+      const jws = await sign(RECORD_TYPES.release, activeKey(keys, "record"), { uid, client_id: APPS[app].client_id, directed_id: `legacy-${user.sub}`, claims: ["email"] });
+      rows.set(releaseHash(lookupKey, uid, APPS[app].client_id), jws);
+      return jws;
+    }
+
+    it("honest: a reservation of exactly that id for this user, and a read of it; the session then holds the release", async function () {
+      const releaseRecord = await legacyRelease(USERS.alice, "a");
+      const login = await returning(USERS.alice, { app: "a" });
+      const res = await token.reserveDirectedId({ sessionToken: login.user.sessionToken, releaseRecord, releaseReceipt: await receipt(login.user.releaseRead, releaseRecord) });
+      const key = reservationHash(lookupKey, "app-a", `legacy-${USERS.alice.sub}`);
+      expect(record("reservation", res.reservation!.record)).to.include({ client_id: "app-a", directed_id: `legacy-${USERS.alice.sub}`, uid: session(login.user.sessionToken).uid });
+      expect(res.reservation!.grant).to.include({ hash: key, kind: RecordKind.RESERVATION, operation: RecordOperation.CREATE });
+      expect(grantOf(res.reservation!.grant)).to.include({ digest: sha256(res.reservation!.record) });
+      expect(res.reservationRead).to.include({ hash: key, kind: RecordKind.RESERVATION, operation: RecordOperation.READ });
+      expect(session(res.sessionToken).release_digest).to.equal(sha256(releaseRecord));
+      // and MintIdToken then takes the release as held, with no receipt
+      const minted = await token.mintIdToken({
+        sessionToken: res.sessionToken, subjectRecord: login.subjectRecord, walletRecord: login.walletRecord, walletReceipt: login.walletReceipt, releaseRecord, releaseReceipt: "",
+      });
+      expect(decodeJwt(minted.idToken).sub).to.equal(`legacy-${USERS.alice.sub}`);
+    });
+
+    it("another user's release, with its own receipt or with Storage's word for this session's read, is refused; no receipt is INVALID_ARGUMENT", async function () {
+      const bobs = await legacyRelease(USERS.bob, "a");
+      const login = await returning(USERS.alice, { app: "a" });
+      const reserve = (releaseRecord: string, releaseReceipt: string) => token.reserveDirectedId({ sessionToken: login.user.sessionToken, releaseRecord, releaseReceipt });
+      const bob = await returning(USERS.bob, { app: "a" });
+      expect(await refusal(reserve(bobs, await receipt(bob.user.releaseRead, bobs)))).to.deep.equal({
+        code: Code.PermissionDenied, message: "the release receipt does not show this release record stored for this session",
+      });
+      expect(await refusal(reserve(bobs, await receipt(login.user.releaseRead, bobs)))).to.deep.equal({
+        code: Code.PermissionDenied, message: "the release record is not this session's user and client",
+      });
+      expect(await refusal(reserve(bobs, ""))).to.deep.equal({
+        code: Code.InvalidArgument, message: "the release receipt is required: Storage's receipt for this session's release read",
+      });
+    });
+  });
+
+  describe("MintIdToken: this session's stored records, this user's and this app's, then the app's answers", function () {
+    const idKey = (alg: SigningAlg, purpose: KeyPurpose = "id-token") => activeKey(keys, purpose, alg);
+
+    it("honest: the ID Token and userinfo answers say exactly the directed id, the released claims and the provider's auth_time", async function () {
+      const login = await released(USERS.alice, ["email", "name"], { app: "b", over: { prompt: "login" }, prompt: "login" });
+      const minted = await token.mintIdToken(login.mint);
+      const t = Math.floor(clock.now().getTime() / 1000);
+      const release = record("release", login.mint.releaseRecord);
+      const nonce = session(login.started.sessionToken).nonce;
+      expect(decodeProtectedHeader(minted.idToken)).to.deep.equal({ alg: "ES256", kid: idKey("ES256").kid, typ: "JWT" });
+      const { payload } = await jwtVerify(minted.idToken, createPublicKey(idKey("ES256").privateKey), { issuer: ISSUER, audience: "app-b", currentDate: clock.now() });
+      expect(payload).to.deep.equal({
+        email: USERS.alice.email, name: USERS.alice.name, nonce, auth_time: login.upstream.claims.auth_time,
+        iss: ISSUER, sub: release.directed_id, aud: "app-b", iat: t, exp: t + 600,
+      });
+      expect(decodeProtectedHeader(minted.userinfoJwt)).to.deep.equal({ alg: "ES256", kid: idKey("ES256", "userinfo").kid, typ: "userinfo+jwt" });
+      expect(decodeJwt(minted.userinfoJwt)).to.deep.equal({ sub: release.directed_id, email: USERS.alice.email, name: USERS.alice.name, iss: ISSUER, aud: "app-b", iat: t, exp: t + 660 });
+      expect(JSON.parse(minted.userinfoJson)).to.deep.equal({ sub: release.directed_id, email: USERS.alice.email, name: USERS.alice.name });
+    });
+
+    it("the directed id is per app, and no auth_time appears when the provider sent none", async function () {
+      const atA = await released(USERS.bob, ["email"], { app: "a" });
+      const atB = await released(USERS.bob, ["email"], { app: "b" });
+      const [a, b] = [decodeJwt((await token.mintIdToken(atA.mint)).idToken), decodeJwt((await token.mintIdToken(atB.mint)).idToken)];
+      expect(a.sub).to.not.equal(b.sub);
+      expect(a).to.not.have.property("auth_time");
+      expect(decodeProtectedHeader((await token.mintIdToken(atA.mint)).idToken)).to.include({ alg: "RS256", kid: idKey("RS256").kid });
+    });
+
+    it("refusals: a subject not held, another user's wallet or release, no release receipt, a forged wallet", async function () {
+      const alice = await released(USERS.alice, ["email"], { app: "a" });
+      const bob = await released(USERS.bob, ["email"], { app: "a" });
+      const mint = (over: Partial<typeof alice.mint>) => token.mintIdToken({ ...alice.mint, ...over });
+      expect(await refusal(mint({ subjectRecord: bob.mint.subjectRecord }))).to.deep.equal({
+        code: Code.PermissionDenied, message: "the subject record is not the one this session holds",
+      });
+      // the wallet and release the session holds are by digest: another is refused whatever receipt comes with it
+      expect(await refusal(mint({ walletRecord: bob.mint.walletRecord, walletReceipt: bob.walletReceipt }))).to.deep.equal({
+        code: Code.PermissionDenied, message: "the wallet record is not the one this session holds",
+      });
+      expect(await refusal(mint({ releaseRecord: bob.mint.releaseRecord, releaseReceipt: bob.mint.releaseReceipt }))).to.deep.equal({
+        code: Code.PermissionDenied, message: "the release receipt does not show this release record stored for this session",
+      });
+      expect(await refusal(mint({ releaseReceipt: "" }))).to.deep.equal({
+        code: Code.InvalidArgument, message: "the release receipt is required: Storage's receipt for this session's release read",
+      });
+      const own = generateSigningKey("record");
+      const forged = await sign(RECORD_TYPES.wallet, own, { uid: record("wallet", alice.mint.walletRecord).uid, claims: { email: "ceo@bank.example" }, subjects: [] });
+      expect(await refusal(mint({ walletRecord: forged }))).to.deep.equal({
+        code: Code.Unauthenticated, message: "the wallet record is not valid: its key (kid) is not a known record key",
+      });
+      await mint({});
+    });
+
+    it("checkRelease and checkWallet: another user's records are refused even with Storage's word that they answer this session's reads", async function () {
+      const bob = await released(USERS.bob, ["email"], { app: "b" });
+      const alice = await returning(USERS.alice, { app: "b" });
+      const aliceRelease = rows.get(releaseHash(lookupKey, record("subject", alice.subjectRecord).uid, "app-b"))!;
+      const mint = async (over: object) => token.mintIdToken({
+        sessionToken: bob.user.sessionToken, subjectRecord: bob.subjectRecord, walletRecord: bob.walletRecord, walletReceipt: bob.walletReceipt,
+        releaseRecord: bob.mint.releaseRecord, releaseReceipt: await receipt(bob.user.releaseRead, bob.mint.releaseRecord), ...over,
+      });
+      expect(await refusal(mint({ releaseRecord: aliceRelease, releaseReceipt: await receipt(bob.user.releaseRead, aliceRelease) }))).to.deep.equal({
+        code: Code.PermissionDenied, message: "the release record is not this session's user and client",
+      });
+      expect(await refusal(mint({ walletRecord: alice.walletRecord, walletReceipt: await receipt(bob.user.walletRead, alice.walletRecord) }))).to.deep.equal({
+        code: Code.PermissionDenied, message: "the wallet record is not this session's user's",
+      });
+      await mint({});
+    });
+
+    it("checkStillRegistered: an app removed from Token's registry during the login gets no ID Token", async function () {
+      const login = await released(USERS.alice, ["email"], { app: "a" });
+      const afterRemoval = tokenInMemory(deps({ clients: clients.filter((c) => c.client_id !== "app-a") }));
+      expect(await refusal(afterRemoval.mintIdToken(login.mint))).to.deep.equal({ code: Code.PermissionDenied, message: "the session's client is no longer registered" });
+    });
+  });
+
+  describe("GetKeySet: the app-facing keys only, signed with the key-set key", function () {
+    it("publishes every id-token and userinfo key (next and retired too) and no internal key", async function () {
+      const next = { ...generateSigningKey("id-token", "ES256"), status: "next" as const };
+      const retired = { ...generateSigningKey("userinfo", "EdDSA"), status: "retired" as const, retired: new Date(clock.now().getTime() - 3_600_000).toISOString() };
+      const nextSession = { ...generateSigningKey("session"), status: "next" as const };
+      const all = [...keys, next, retired, nextSession];
+      const res = await tokenInMemory(deps({ keys: () => all })).getKeySet({});
+      const published = (JSON.parse(Buffer.from(res.jwks).toString()) as { keys: Array<Record<string, unknown>> }).keys;
+      expect(published.map((k) => k.kid)).to.deep.equal(all.filter((k) => k.purpose === "id-token" || k.purpose === "userinfo").map((k) => k.kid));
+      expect(published.find((k) => k.kid === retired.kid)).to.include({ retired: retired.retired });
+      expect(published.some((k) => "d" in k || "p" in k)).to.equal(false);
+      expect(published.find((k) => k.kid === next.kid)).to.deep.equal(publicJwk(next));
+
+      const keySet = activeKey(keys, "key-set");
+      const [header, , signature] = res.signature.split(".");
+      const verified = await compactVerify(`${header}.${Buffer.from(res.jwks).toString("base64url")}.${signature}`, createPublicKey(keySet.privateKey));
+      expect(verified.protectedHeader).to.deep.equal({ alg: keySet.alg, kid: keySet.kid, typ: "hello-key-set" });
+    });
+  });
+});
