@@ -34,6 +34,14 @@ export const APPS = {
 export class Clock {
   #t = Date.now();
   readonly now = (): Date => new Date(this.#t);
+  /**
+   * Sets the clock to the wall clock: call it when a spec starts. mocha loads every file
+   * before it runs any, so a clock held from load time lags by minutes in the full suite,
+   * and a real provider's `iat` would then be in Token's future.
+   */
+  sync(): void {
+    this.#t = Date.now();
+  }
   /** Runs `during` with the clock `ms` ahead, then puts it back. */
   async ahead<T>(ms: number, during: () => Promise<T>): Promise<T> {
     this.#t += ms;

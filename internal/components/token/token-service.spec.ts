@@ -161,6 +161,7 @@ describe("Token, check by check (internal/components/token)", function () {
   }
 
   before(async function () {
+    clock.sync();
     upstream = await startUpstream();
     const { privateKey, publicKey } = await generateKeyPair("ES256", { extractable: true });
     jar = { privateKey, kid: "app-jar-1" };

@@ -111,8 +111,8 @@ describe("reproducible builds (npm run build)", function () {
   });
 
   const owners: Array<[string, Component]> = [
-    ["internal/components/token/token-service.ts", "token"],
-    ["internal/components/orchestration/front-door/front-door.ts", "orchestration"],
+    ["internal/components/token/checks.ts", "token"],
+    ["internal/components/orchestration/front-door/authorization-request.ts", "orchestration"],
     ["internal/components/encryption/encryption-service.ts", "encryption"],
     ["internal/components/storage/storage-service.ts", "storage"],
   ];
