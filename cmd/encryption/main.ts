@@ -6,4 +6,5 @@
 import { encryptionService } from "../../internal/components/encryption/wiring.js";
 import { runComponent } from "../../internal/components/runtime/run-component.js";
 
-process.exitCode = await runComponent("encryption", encryptionService, process.argv.slice(2), "encryption artifact");
+// Exit with the code whatever a library left open: a supervisor must see a failed start.
+process.exit(await runComponent("encryption", encryptionService, process.argv.slice(2), "encryption artifact"));

@@ -5,4 +5,6 @@ import { register } from "tsx/esm/api";
 
 register();
 const { main } = await import("./main.ts");
-process.exitCode = await main(process.argv.slice(2));
+// Exit when the command is done, whatever a library left open: a supervisor must see a
+// failed start, and a finished command must not linger.
+process.exit(await main(process.argv.slice(2)));

@@ -287,6 +287,78 @@ describe("hello serve: a custodian runs one component from its own configuration
     expect(stderr).to.include("keys/storage.json is missing");
   });
 
+  describe("a component that cannot start exits, so that a supervisor sees it (issue 18)", function () {
+    const storageKeys = () => path.join(dir, "storage-keys.json");
+    before(async function () {
+      await run(process.execPath, [BIN, "pki", "dev", "--dir", path.join(dir, "certs")]); // as the test above, if it did not run
+      for (const c of COMPONENTS) await run(process.execPath, [BIN, "pki", "bundle", c, "--dir", path.join(dir, "certs")]);
+      const { generateSigningKey, privateJwk } = await import("../../internal/protocol/signing-keys.js");
+      const keys = [generateSigningKey("error"), generateSigningKey("receipt")].map(privateJwk);
+      await writeFile(storageKeys(), JSON.stringify({ keys }));
+      const { tokenSigningKeys } = await import("../../test/support/token-harness.js");
+      await writeFile(path.join(dir, "token-signing.json"), JSON.stringify({ keys: tokenSigningKeys().map(privateJwk) }));
+    });
+    const storage = (database: object) => ({ ...base("storage"), keys: { signing: storageKeys() }, database });
+
+    it("Storage with its database refusing connections: exit 1 and the reason, at once", async function () {
+      const port = await freePort();
+      const started = performance.now();
+      const { code, stderr } = await serve("storage", storage({ url: `postgresql://hello:secret@127.0.0.1:${port}/records` }));
+      expect(code).to.equal(1);
+      expect(stderr).to.include("the PostgreSQL database is unreachable (ECONNREFUSED)");
+      expect(stderr).not.to.include("secret");
+      expect(performance.now() - started).to.be.below(20_000);
+    });
+
+    it("Storage with a database that never answers: exit 1 once the connection times out", async function () {
+      const silent = net.createServer(() => {}); // accepts, never speaks
+      await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+      try {
+        const { port } = silent.address() as net.AddressInfo;
+        const { code, stderr } = await serve("storage", storage({ url: `postgresql://hello@127.0.0.1:${port}/records` }));
+        expect(code).to.equal(1);
+        expect(stderr).to.match(/hello serve storage: .*(timed out|unreachable|timeout)/i);
+      } finally {
+        silent.close();
+      }
+    });
+
+    it("a second Storage on the same PGlite directory: exit 1 and the first one's pid; the first keeps serving", async function () {
+      const config = path.join(dir, "storage-pglite.json");
+      await writeFile(config, JSON.stringify(storage({ dataDir: path.join(dir, "pgdata") })));
+      const first = spawn(process.execPath, [BIN, "serve", "storage", "--config", config], { stdio: ["ignore", "pipe", "pipe"] });
+      try {
+        let out = "";
+        await new Promise<void>((resolve, reject) => {
+          first.stdout!.on("data", (chunk: Buffer) => {
+            out += chunk.toString();
+            if (out.includes("storage is serving")) resolve();
+          });
+          first.once("exit", (code) => reject(new Error(`the first Storage exited (${code})`)));
+        });
+        const { code, stderr } = await serve("storage", storage({ dataDir: path.join(dir, "pgdata") }));
+        expect(code).to.equal(1);
+        expect(stderr).to.include(`another process (pid ${first.pid}) has the embedded database`);
+        expect(first.exitCode, "the first Storage still runs").to.equal(null);
+      } finally {
+        first.kill("SIGTERM");
+        await new Promise((resolve) => (first.exitCode === null ? first.once("exit", resolve) : resolve(null)));
+      }
+    });
+
+    it("Token without its lookup key: exit 1 and which file is missing", async function () {
+      const { code, stderr } = await serve("token", {
+        ...base("token"),
+        issuer: "https://id.example",
+        keys: { signing: path.join(dir, "token-signing.json"), lookup: path.join(dir, "no-lookup.key") },
+        clients: [],
+        providers: [],
+      });
+      expect(code).to.equal(1, stderr);
+      expect(stderr, stderr).to.include("no-lookup.key");
+    });
+  });
+
   it("Token's configuration has no place for database credentials", async function () {
     const { code, stderr } = await serve("token", { ...base("token"), database: { url: "postgresql://u:p@db/x" } });
     expect(code).to.equal(1);

@@ -6,4 +6,5 @@
 import { orchestrationService } from "../../internal/components/orchestration/wiring.js";
 import { runComponent } from "../../internal/components/runtime/run-component.js";
 
-process.exitCode = await runComponent("orchestration", orchestrationService, process.argv.slice(2), "orchestration artifact");
+// Exit with the code whatever a library left open: a supervisor must see a failed start.
+process.exit(await runComponent("orchestration", orchestrationService, process.argv.slice(2), "orchestration artifact"));

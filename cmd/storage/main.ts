@@ -6,4 +6,5 @@
 import { storageService } from "../../internal/components/storage/wiring.js";
 import { runComponent } from "../../internal/components/runtime/run-component.js";
 
-process.exitCode = await runComponent("storage", storageService, process.argv.slice(2), "storage artifact");
+// Exit with the code whatever a library left open: a supervisor must see a failed start.
+process.exit(await runComponent("storage", storageService, process.argv.slice(2), "storage artifact"));

@@ -6,4 +6,5 @@
 import { tokenService } from "../../internal/components/token/wiring.js";
 import { runComponent } from "../../internal/components/runtime/run-component.js";
 
-process.exitCode = await runComponent("token", tokenService, process.argv.slice(2), "token artifact");
+// Exit with the code whatever a library left open: a supervisor must see a failed start.
+process.exit(await runComponent("token", tokenService, process.argv.slice(2), "token artifact"));

@@ -48,6 +48,7 @@ export async function runComponent<C extends Component>(
     // custodian needs the words on stderr, not only a JSON log line.
     process.stderr.write(`${usage}: ${error instanceof Error ? error.message : String(error)}\n`);
     if (!(error instanceof ConfigError || error instanceof MissingKeyMaterialError)) log.fatal({ err: error }, "failed to start");
+    await tracing.shutdown();
     return 1;
   }
   log.info({ url: running.server.url }, `${component} is serving on ${running.server.url}`);

@@ -15,7 +15,12 @@ export const storageService: ServiceFactory<"storage"> = async (config, deps) =>
       ? deps.log.error({ err: error }, "the signing key file changed but does not load; keeping the previous keys")
       : deps.log.info("reloaded the signing keys"),
   );
-  const store = await openRecordStore(config.database);
+  // A store that cannot open ends the start: stop watching the key file, or its watcher
+  // alone would keep a process that failed to start alive.
+  const store = await openRecordStore(config.database).catch((error: unknown) => {
+    signing.close();
+    throw error;
+  });
   deps.log.info({ backend: config.database.url ? "postgresql" : "pglite" }, "opened the record store");
   const routes = storageRoutes({
     store,

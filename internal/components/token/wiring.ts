@@ -13,11 +13,18 @@ export const tokenService: ServiceFactory<"token"> = async (config, deps) => {
       ? deps.log.error({ err: error }, "the signing key file changed but does not load; keeping the previous keys")
       : deps.log.info("reloaded the signing keys"),
   );
+  let lookupKey;
+  try {
+    lookupKey = loadLookupKey("token", config.keys.lookup);
+  } catch (error) {
+    signing.close(); // or its watcher alone keeps a process that failed to start alive
+    throw error;
+  }
   const routes = tokenRoutes({
     issuer: config.issuer,
     keys: signing.keys,
     storageKeys: peerKeys(deps.bundles, "storage"),
-    lookupKey: loadLookupKey("token", config.keys.lookup),
+    lookupKey,
     clients: config.clients,
     providers: config.providers,
     upstream: new UpstreamVerifier(config.providers),
