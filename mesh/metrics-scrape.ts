@@ -35,9 +35,7 @@ export function metricsScrape(options: MetricsScrapeOptions) {
       res.end(body);
       const labels = { component: options.component, method, code: codeName(code) };
       const seconds = (performance.now() - started) / 1000;
-      options.metrics.serverRequests.inc(labels);
-      if (code !== undefined) options.metrics.serverErrors.inc(labels);
-      options.metrics.serverDuration.observe(labels, seconds);
+      options.metrics.server.observe(labels, seconds, code !== undefined);
       logRpc(options.log(), { side: "server", method, ...(peerName ? { peer: peerName } : {}), code, durationMs: seconds * 1000 });
     };
     if (req.method !== "GET" && req.method !== "HEAD") return answer(405, Code.Unimplemented, "GET /metrics only\n");

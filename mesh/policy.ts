@@ -43,29 +43,13 @@ const OPERATOR_SERVICES = ["/grpc.health.v1.Health/*", "/grpc.reflection.v1.Serv
 const HEALTH_CHECK = "/grpc.health.v1.Health/Check";
 
 export const RULES: readonly Rule[] = [
-  {
-    server: "token",
-    methods: "/hello.token.v1.TokenService/*",
-    callers: [{ kind: "component", component: "orchestration" }],
-  },
-  {
-    server: "encryption",
-    methods: "/hello.encryption.v1.EncryptionService/*",
-    callers: [{ kind: "component", component: "orchestration" }],
-  },
-  {
-    server: "storage",
-    methods: "/hello.storage.v1.StorageService/*",
-    callers: [{ kind: "component", component: "encryption" }],
-  },
-  {
-    // A rule of its own: these calls take no Access Token, so whoever may make them can
-    // move (and so destroy) wrapped data keys without any login asking. Only Encryption's
-    // re-wrap job; not even Storage's operator, who has KeyWrappingAdminService.
-    server: "storage",
-    methods: "/hello.storage.v1.KeyMaintenanceService/*",
-    callers: [{ kind: "component", component: "encryption" }],
-  },
+  { server: "token", methods: "/hello.token.v1.TokenService/*", callers: [{ kind: "component", component: "orchestration" }] },
+  { server: "encryption", methods: "/hello.encryption.v1.EncryptionService/*", callers: [{ kind: "component", component: "orchestration" }] },
+  { server: "storage", methods: "/hello.storage.v1.StorageService/*", callers: [{ kind: "component", component: "encryption" }] },
+  // A rule of its own: these calls take no Access Token, so whoever may make them can
+  // move (and so destroy) wrapped data keys without any login asking. Only Encryption's
+  // re-wrap job; not even Storage's operator, who has KeyWrappingAdminService.
+  { server: "storage", methods: "/hello.storage.v1.KeyMaintenanceService/*", callers: [{ kind: "component", component: "encryption" }] },
   // Health along each edge above (DESIGN.md §1): Check alone. Watch would hold a stream
   // open per caller, and List names every service a peer serves; neither is needed.
   { server: "token", methods: HEALTH_CHECK, callers: [{ kind: "component", component: "orchestration" }] },
@@ -74,20 +58,10 @@ export const RULES: readonly Rule[] = [
   // Keyring rotation (docs/keyring-rotation.md): each custodian's operator runs its own side.
   { server: "encryption", methods: "/hello.encryption.v1.KeyringAdminService/*", callers: [{ kind: "own-operator" }] },
   { server: "storage", methods: "/hello.storage.v1.KeyWrappingAdminService/*", callers: [{ kind: "own-operator" }] },
-  ...OPERATOR_SERVICES.map(
-    (methods): Rule => ({ server: "every", methods, callers: [{ kind: "own-operator" }] }),
-  ),
-  {
-    server: "every",
-    methods: "/hello.common.v1.BuildInfoService/GetBuildInfo",
-    callers: [{ kind: "any-operator" }],
-  },
-  {
-    // Also what GET /metrics on the mesh port is authorized as (mesh/server.ts).
-    server: "every",
-    methods: "/hello.common.v1.MetricsService/GetMetrics",
-    callers: [{ kind: "any-operator" }],
-  },
+  ...OPERATOR_SERVICES.map((methods): Rule => ({ server: "every", methods, callers: [{ kind: "own-operator" }] })),
+  { server: "every", methods: "/hello.common.v1.BuildInfoService/GetBuildInfo", callers: [{ kind: "any-operator" }] },
+  // Also what GET /metrics on the mesh port is authorized as (mesh/server.ts).
+  { server: "every", methods: "/hello.common.v1.MetricsService/GetMetrics", callers: [{ kind: "any-operator" }] },
 ];
 
 function matches(pattern: string, method: string): boolean {

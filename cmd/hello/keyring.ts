@@ -8,6 +8,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { type CommandOutput, UsageError, runSubcommand } from "../../internal/ops/cli.js";
 import { type Client, createClient } from "@connectrpc/connect";
 import type { DescService } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
@@ -21,11 +22,6 @@ import {
 } from "../../internal/gen/hello/encryption/v1/keyring_admin_service_pb.js";
 import { KeyWrappingAdminService } from "../../internal/gen/hello/storage/v1/key_wrapping_admin_service_pb.js";
 import { describeKeyringFile, dropFromKeyringFile, rotateKeyringFile } from "../../internal/components/encryption/keyring-file.js";
-
-export interface KeyringOutput {
-  log(line: string): void;
-  error(line: string): void;
-}
 
 export const KEYRING_USAGE = `usage: hello keyring <command> [options]
 
@@ -56,7 +52,6 @@ options for every command that reaches a running component:
                                  default: operator.crt and operator.key beside the
                                  component's certificate (hello pki issue <c> --operator)`;
 
-class UsageError extends Error {}
 class Refused extends Error {}
 
 const COMMON_OPTIONS = {
@@ -66,38 +61,21 @@ const COMMON_OPTIONS = {
   "operator-key": { type: "string" },
 } as const;
 
-export async function runKeyringCommand(args: string[], out: KeyringOutput): Promise<number> {
-  const [command, ...rest] = args;
-  try {
-    switch (command) {
-      case "status":
-        return await status(rest, out);
-      case "rotate":
-        return await rotate(rest, out);
-      case "rewrap":
-        return await rewrap(rest, out);
-      case "drop":
-        return await drop(rest, out);
-      case "storage":
-        return await storage(rest, out);
-      case "help":
-      case "--help":
-      case "-h":
-        out.log(KEYRING_USAGE);
-        return 0;
-      default:
-        throw new UsageError(command === undefined ? "a keyring command is required" : `unknown keyring command "${command}"`);
-    }
-  } catch (error) {
-    if (error instanceof UsageError) {
-      out.error(`hello keyring: ${error.message}\n`);
-      out.error(KEYRING_USAGE);
-      return 2;
-    }
-    const prefix = command === "storage" ? `hello keyring storage ${rest[0] ?? ""}`.trim() : `hello keyring ${command}`;
-    out.error(`${prefix}: ${error instanceof Error ? error.message : String(error)}`);
-    return 1;
-  }
+export async function runKeyringCommand(args: string[], out: CommandOutput): Promise<number> {
+  return runSubcommand(
+    "keyring",
+    KEYRING_USAGE,
+    args,
+    out,
+    {
+      status: (rest) => status(rest, out),
+      rotate: (rest) => rotate(rest, out),
+      rewrap: (rest) => rewrap(rest, out),
+      drop: (rest) => drop(rest, out),
+      storage: (rest) => storage(rest, out),
+    },
+    (command, rest) => (command === "storage" ? `hello keyring storage ${rest[0] ?? ""}`.trim() : `hello keyring ${command}`),
+  );
 }
 
 // --- arguments and connections -------------------------------------------------------
@@ -152,7 +130,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // --- Encryption's custodian ------------------------------------------------------------
 
-async function status(args: string[], out: KeyringOutput): Promise<number> {
+async function status(args: string[], out: CommandOutput): Promise<number> {
   const { values } = parse(args, {}, 0);
   const admin = operatorClient(KeyringAdminService, configOf(values, "encryption"), values);
   const { status } = await admin.getKeyringStatus({});
@@ -160,7 +138,7 @@ async function status(args: string[], out: KeyringOutput): Promise<number> {
   return 0;
 }
 
-async function rotate(args: string[], out: KeyringOutput): Promise<number> {
+async function rotate(args: string[], out: CommandOutput): Promise<number> {
   const { values } = parse(args, { "key-id": { type: "string" }, offline: { type: "boolean", default: false } }, 0);
   const config = configOf(values, "encryption");
   const admin = values.offline ? undefined : operatorClient(KeyringAdminService, config, values);
@@ -174,7 +152,7 @@ async function rotate(args: string[], out: KeyringOutput): Promise<number> {
   return 0;
 }
 
-async function rewrap(args: string[], out: KeyringOutput): Promise<number> {
+async function rewrap(args: string[], out: CommandOutput): Promise<number> {
   const { values } = parse(args, { concurrency: { type: "string" }, "no-wait": { type: "boolean", default: false } }, 0);
   const concurrency = values.concurrency === undefined ? 0 : Number(values.concurrency);
   if (!Number.isInteger(concurrency) || concurrency < 0) throw new UsageError("--concurrency must be a whole number from 1 to 16");
@@ -209,7 +187,7 @@ async function rewrap(args: string[], out: KeyringOutput): Promise<number> {
   return 0;
 }
 
-async function drop(args: string[], out: KeyringOutput): Promise<number> {
+async function drop(args: string[], out: CommandOutput): Promise<number> {
   const { values, positionals } = parse(args, {}, 1);
   const keyId = positionals[0]!;
   const config = configOf(values, "encryption");
@@ -300,7 +278,7 @@ function describeStatus(status: KeyringStatus): string[] {
 
 // --- Storage's custodian ----------------------------------------------------------------
 
-async function storage(args: string[], out: KeyringOutput): Promise<number> {
+async function storage(args: string[], out: CommandOutput): Promise<number> {
   const [sub, ...rest] = args;
   switch (sub) {
     case "usage": {

@@ -3,6 +3,7 @@
 // code (0 done, 1 refused or failed, 2 usage error).
 
 import { parseArgs } from "node:util";
+import { type CommandOutput, UsageError, runSubcommand, usageErrors } from "../../internal/ops/cli.js";
 import { COMPONENTS, isComponent } from "../../internal/protocol/identity.js";
 import { loadComponentConfig } from "../../internal/config/component-config.js";
 import {
@@ -17,11 +18,6 @@ import {
   rotateKeys,
 } from "../../internal/ops/keys/rotation.js";
 import { KEY_PURPOSES, type KeyPurpose, type SigningAlg, type SigningKey } from "../../internal/protocol/signing-keys.js";
-
-export interface KeysOutput {
-  log(line: string): void;
-  error(line: string): void;
-}
 
 export const KEYS_USAGE = `usage: hello keys <command> <component> (--config <file> | --keys <file> --bundles <dir>) [options]
 
@@ -51,102 +47,88 @@ purposes: token: session, access, record, key-set, id-token, userinfo; storage: 
 Orchestration and Token share the lookup key, and Encryption keeps a record keyring:
 neither is a signing key (docs/key-rotation.md tells how each is rotated).`;
 
-class UsageError extends Error {}
+const KEYS_COMMANDS = ["status", "rotate", "promote", "prune", "publish"] as const;
 
-export async function runKeysCommand(args: string[], out: KeysOutput): Promise<number> {
-  const [command, ...rest] = args;
-  try {
-    if (command === "help" || command === "--help" || command === "-h") {
-      out.log(KEYS_USAGE);
+export async function runKeysCommand(args: string[], out: CommandOutput): Promise<number> {
+  const commands = Object.fromEntries(KEYS_COMMANDS.map((command) => [command, (rest: string[]) => keys(command, rest, out)]));
+  return runSubcommand("keys", KEYS_USAGE, args, out, commands);
+}
+
+async function keys(command: (typeof KEYS_COMMANDS)[number], rest: string[], out: CommandOutput): Promise<number> {
+  const { values, positionals } = usageErrors(() =>
+    parseArgs({
+      args: rest,
+      allowPositionals: true,
+      options: {
+        config: { type: "string" },
+        keys: { type: "string" },
+        bundles: { type: "string" },
+        purpose: { type: "string", multiple: true },
+        alg: { type: "string", multiple: true },
+        "min-published": { type: "string" },
+        issuer: { type: "string" },
+        compromised: { type: "string", multiple: true },
+      },
+    }),
+  );
+  const location = locate(positionals, values);
+  const selection = {
+    ...(values.purpose ? { purposes: values.purpose.map(purpose) } : {}),
+    ...(values.alg ? { algs: values.alg.map(alg) } : {}),
+  };
+  const only = (allowed: string[]) => {
+    for (const option of ["purpose", "alg", "min-published", "issuer", "compromised"] as const) {
+      if (values[option] !== undefined && !allowed.includes(option)) throw new UsageError(`${command} takes no --${option}`);
+    }
+  };
+  switch (command) {
+    case "status":
+      only([]);
+      return await status(location, out);
+    case "publish": {
+      only([]);
+      out.log(`wrote the ${location.component} mesh bundle ${await publishKeys(location)}: give it to the other custodians`);
       return 0;
     }
-    if (!command || !["status", "rotate", "promote", "prune", "publish"].includes(command)) {
-      throw new UsageError(command === undefined ? "a keys command is required" : `unknown keys command "${command}"`);
+    case "rotate": {
+      only(["purpose", "alg"]);
+      const added = await rotateKeys(location, selection);
+      for (const key of added) out.log(`added ${describe(key)} as next: published, signs nothing yet`);
+      out.log(
+        `next: give ${location.bundles}/${location.component}.json to the other custodians; once each has installed it, hello keys promote ${location.component}`,
+      );
+      return 0;
     }
-    const { values, positionals } = usage(() =>
-      parseArgs({
-        args: rest,
-        allowPositionals: true,
-        options: {
-          config: { type: "string" },
-          keys: { type: "string" },
-          bundles: { type: "string" },
-          purpose: { type: "string", multiple: true },
-          alg: { type: "string", multiple: true },
-          "min-published": { type: "string" },
-          issuer: { type: "string" },
-          compromised: { type: "string", multiple: true },
-        },
-      }),
-    );
-    const location = locate(positionals, values);
-    const selection = {
-      ...(values.purpose ? { purposes: values.purpose.map(purpose) } : {}),
-      ...(values.alg ? { algs: values.alg.map(alg) } : {}),
-    };
-    const only = (allowed: string[]) => {
-      for (const option of ["purpose", "alg", "min-published", "issuer", "compromised"] as const) {
-        if (values[option] !== undefined && !allowed.includes(option)) throw new UsageError(`${command} takes no --${option}`);
-      }
-    };
-    switch (command) {
-      case "status":
-        only([]);
-        return await status(location, out);
-      case "publish": {
-        only([]);
-        out.log(`wrote the ${location.component} mesh bundle ${await publishKeys(location)}: give it to the other custodians`);
-        return 0;
-      }
-      case "rotate": {
-        only(["purpose", "alg"]);
-        const added = await rotateKeys(location, selection);
-        for (const key of added) out.log(`added ${describe(key)} as next: published, signs nothing yet`);
-        out.log(
-          `next: give ${location.bundles}/${location.component}.json to the other custodians; once each has installed it, hello keys promote ${location.component}`,
-        );
-        return 0;
-      }
-      case "promote": {
-        only(["purpose", "alg", "min-published", "issuer"]);
-        const min = values["min-published"];
-        if (min !== undefined && !/^\d+$/.test(min)) throw new UsageError("--min-published takes a number of seconds");
-        const result = await promoteKeys(location, {
-          ...selection,
-          ...(min !== undefined ? { minPublishedSeconds: Number(min) } : {}),
-          ...(values.issuer ? { issuer: values.issuer } : {}),
-        });
-        for (const key of result.promoted) out.log(`promoted ${describe(key)}: it signs from now on`);
-        for (const key of result.retired) out.log(`retired ${describe(key)}: still published, so what it signed still verifies`);
-        out.log(`next: give the rewritten bundle to the other custodians; later, hello keys prune ${location.component}`);
-        return 0;
-      }
-      case "prune": {
-        only(["purpose", "alg", "compromised"]);
-        const compromised = values.compromised ?? [];
-        const { pruned, kept } = await pruneKeys(location, { ...selection, compromised });
-        for (const key of pruned) {
-          out.log(`pruned ${describe(key)}: ${compromised.includes(key.kid) ? "what it signed is refused from now on" : "every token it signed has expired"}`);
-        }
-        for (const { key, reason } of kept) out.log(`kept ${describe(key)}: ${reason}`);
-        if (pruned.length === 0) out.log("nothing to prune");
-        else out.log("next: give the rewritten bundle to the other custodians");
-        return 0;
-      }
+    case "promote": {
+      only(["purpose", "alg", "min-published", "issuer"]);
+      const min = values["min-published"];
+      if (min !== undefined && !/^\d+$/.test(min)) throw new UsageError("--min-published takes a number of seconds");
+      const result = await promoteKeys(location, {
+        ...selection,
+        ...(min !== undefined ? { minPublishedSeconds: Number(min) } : {}),
+        ...(values.issuer ? { issuer: values.issuer } : {}),
+      });
+      for (const key of result.promoted) out.log(`promoted ${describe(key)}: it signs from now on`);
+      for (const key of result.retired) out.log(`retired ${describe(key)}: still published, so what it signed still verifies`);
+      out.log(`next: give the rewritten bundle to the other custodians; later, hello keys prune ${location.component}`);
+      return 0;
     }
-    return 2;
-  } catch (error) {
-    if (error instanceof UsageError) {
-      out.error(`hello keys: ${error.message}\n`);
-      out.error(KEYS_USAGE);
-      return 2;
+    case "prune": {
+      only(["purpose", "alg", "compromised"]);
+      const compromised = values.compromised ?? [];
+      const { pruned, kept } = await pruneKeys(location, { ...selection, compromised });
+      for (const key of pruned) {
+        out.log(`pruned ${describe(key)}: ${compromised.includes(key.kid) ? "what it signed is refused from now on" : "every token it signed has expired"}`);
+      }
+      for (const { key, reason } of kept) out.log(`kept ${describe(key)}: ${reason}`);
+      if (pruned.length === 0) out.log("nothing to prune");
+      else out.log("next: give the rewritten bundle to the other custodians");
+      return 0;
     }
-    out.error(`hello keys ${command}: ${error instanceof Error ? error.message : String(error)}`);
-    return 1;
   }
 }
 
-async function status(location: KeyLocation, out: KeysOutput): Promise<number> {
+async function status(location: KeyLocation, out: CommandOutput): Promise<number> {
   const reports = await keyStatus(location);
   out.log(`${location.component} signing keys in ${location.keyFile}, published in ${location.bundles}/${location.component}.json`);
   const rows = [["purpose", "alg", "status", "kid", "created", "published", "note"], ...reports.map(row)];
@@ -210,10 +192,3 @@ function alg(value: string): SigningAlg {
   return value;
 }
 
-function usage<T>(parse: () => T): T {
-  try {
-    return parse();
-  } catch (error) {
-    throw new UsageError(error instanceof Error ? error.message : String(error));
-  }
-}

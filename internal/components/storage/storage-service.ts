@@ -61,6 +61,19 @@ export interface StorageServiceDeps {
   readonly now?: () => Date;
 }
 
+/**
+ * What a create or an update writes: the request's key ids and ciphertext, and the
+ * digest Token put in the Access Token (authorize() checked it is there).
+ */
+function content(req: { keyId: string; wrappedKey: Uint8Array; ciphertext: Uint8Array }, claims: AccessClaims) {
+  return {
+    keyId: req.keyId,
+    ...(req.wrappedKey.length > 0 ? { wrappedKey: req.wrappedKey } : {}),
+    ciphertext: req.ciphertext,
+    digest: claims.digest!,
+  };
+}
+
 export function storageRoutes(deps: StorageServiceDeps) {
   const now = deps.now ?? (() => new Date());
 
@@ -139,24 +152,12 @@ export function storageRoutes(deps: StorageServiceDeps) {
       createRecord: async (req) => {
         const claims = await authorize(req.accessToken, "create");
         await spendErrorToken(claims);
-        const row = await deps.store.create({
-          hash: claims.hash,
-          kind: claims.kind,
-          keyId: req.keyId,
-          ...(req.wrappedKey.length > 0 ? { wrappedKey: req.wrappedKey } : {}),
-          ciphertext: req.ciphertext,
-          digest: claims.digest!,
-        });
+        const row = await deps.store.create({ hash: claims.hash, kind: claims.kind, ...content(req, claims) });
         return { version: BigInt(row.version), receipt: await receipt("create", claims, claims.digest!, row.version) };
       },
       updateRecord: async (req) => {
         const claims = await authorize(req.accessToken, "update");
-        const row = await deps.store.update(claims.hash, claims.kind, Number(req.expectedVersion), {
-          keyId: req.keyId,
-          ...(req.wrappedKey.length > 0 ? { wrappedKey: req.wrappedKey } : {}),
-          ciphertext: req.ciphertext,
-          digest: claims.digest!,
-        });
+        const row = await deps.store.update(claims.hash, claims.kind, Number(req.expectedVersion), content(req, claims));
         return { version: BigInt(row.version), receipt: await receipt("update", claims, claims.digest!, row.version) };
       },
       deleteRecord: async (req) => {

@@ -79,8 +79,7 @@ export function httpObserver(
         if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
         span.end();
         const labels = { component, route, method, status: String(status) };
-        metrics.httpRequests.inc(labels);
-        metrics.httpDuration.observe(labels, seconds);
+        metrics.http.observe(labels, seconds);
         logHttpRequest(log(), {
           route,
           method,

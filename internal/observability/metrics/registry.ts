@@ -11,10 +11,6 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 /** Seconds: a mesh call is a few milliseconds; a front-door request waits for the mesh. */
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
-type ServerLabels = "component" | "method" | "code";
-type ClientLabels = "component" | "target" | "method" | "code";
-type HttpLabels = "component" | "route" | "method" | "status";
-
 /** One kind of entry a component holds in memory: a fixed name, never a key or value. */
 export interface StateHeld {
   readonly kind: string;
@@ -22,65 +18,56 @@ export interface StateHeld {
   readonly bytes: number;
 }
 
+/**
+ * One kind of call counted three ways: how many, how many ended in an error (when the
+ * kind has errors of its own), and how long each took.
+ */
+export class CallMetrics<L extends string> {
+  readonly requests: Counter<L>;
+  readonly errors: Counter<L> | undefined;
+  readonly duration: Histogram<L>;
+
+  constructor(
+    registry: Registry,
+    labelNames: readonly L[],
+    help: { requests: [name: string, help: string]; errors?: [name: string, help: string]; duration: [name: string, help: string] },
+  ) {
+    const registers = [registry];
+    this.requests = new Counter<L>({ name: help.requests[0], help: help.requests[1], labelNames, registers });
+    this.errors = help.errors && new Counter<L>({ name: help.errors[0], help: help.errors[1], labelNames, registers });
+    this.duration = new Histogram<L>({ name: help.duration[0], help: help.duration[1], labelNames, buckets: LATENCY_BUCKETS, registers });
+  }
+
+  /** One call ended; `failed` counts it as an error too. */
+  observe(labels: Partial<Record<L, string>>, seconds: number, failed = false): void {
+    this.requests.inc(labels);
+    if (failed) this.errors?.inc(labels);
+    this.duration.observe(labels, seconds);
+  }
+}
+
 /** The metrics one process keeps, and the registry that exposes them. */
 export class MeshMetrics {
   readonly registry = new Registry();
 
   /** Mesh calls this process served, by component, full method name and gRPC code. */
-  readonly serverRequests = new Counter<ServerLabels>({
-    name: "hello_mesh_server_requests_total",
-    help: "Mesh calls served, by component, full method name and gRPC code (ok included).",
-    labelNames: ["component", "method", "code"],
-    registers: [this.registry],
-  });
-  readonly serverErrors = new Counter<ServerLabels>({
-    name: "hello_mesh_server_errors_total",
-    help: "Mesh calls served that ended with a gRPC code other than ok.",
-    labelNames: ["component", "method", "code"],
-    registers: [this.registry],
-  });
-  readonly serverDuration = new Histogram<ServerLabels>({
-    name: "hello_mesh_server_duration_seconds",
-    help: "Time to serve a mesh call (to the last response message), by component, method and code.",
-    labelNames: ["component", "method", "code"],
-    buckets: LATENCY_BUCKETS,
-    registers: [this.registry],
+  readonly server = new CallMetrics(this.registry, ["component", "method", "code"], {
+    requests: ["hello_mesh_server_requests_total", "Mesh calls served, by component, full method name and gRPC code (ok included)."],
+    errors: ["hello_mesh_server_errors_total", "Mesh calls served that ended with a gRPC code other than ok."],
+    duration: ["hello_mesh_server_duration_seconds", "Time to serve a mesh call (to the last response message), by component, method and code."],
   });
 
   /** Mesh calls this process made, by caller identity, target component, method and code. */
-  readonly clientRequests = new Counter<ClientLabels>({
-    name: "hello_mesh_client_requests_total",
-    help: "Mesh calls made to a peer, by calling identity, target component, full method name and gRPC code.",
-    labelNames: ["component", "target", "method", "code"],
-    registers: [this.registry],
-  });
-  readonly clientErrors = new Counter<ClientLabels>({
-    name: "hello_mesh_client_errors_total",
-    help: "Mesh calls made to a peer that ended with a gRPC code other than ok.",
-    labelNames: ["component", "target", "method", "code"],
-    registers: [this.registry],
-  });
-  readonly clientDuration = new Histogram<ClientLabels>({
-    name: "hello_mesh_client_duration_seconds",
-    help: "Time a mesh call to a peer took, as the caller saw it.",
-    labelNames: ["component", "target", "method", "code"],
-    buckets: LATENCY_BUCKETS,
-    registers: [this.registry],
+  readonly client = new CallMetrics(this.registry, ["component", "target", "method", "code"], {
+    requests: ["hello_mesh_client_requests_total", "Mesh calls made to a peer, by calling identity, target component, full method name and gRPC code."],
+    errors: ["hello_mesh_client_errors_total", "Mesh calls made to a peer that ended with a gRPC code other than ok."],
+    duration: ["hello_mesh_client_duration_seconds", "Time a mesh call to a peer took, as the caller saw it."],
   });
 
-  /** The front door (Orchestration's public HTTP server). */
-  readonly httpRequests = new Counter<HttpLabels>({
-    name: "hello_http_requests_total",
-    help: "Front-door HTTP requests, by fixed route name, HTTP method and status.",
-    labelNames: ["component", "route", "method", "status"],
-    registers: [this.registry],
-  });
-  readonly httpDuration = new Histogram<HttpLabels>({
-    name: "hello_http_request_duration_seconds",
-    help: "Time to answer a front-door HTTP request, by route, method and status.",
-    labelNames: ["component", "route", "method", "status"],
-    buckets: LATENCY_BUCKETS,
-    registers: [this.registry],
+  /** The front door (Orchestration's public HTTP server); its errors are its statuses. */
+  readonly http = new CallMetrics(this.registry, ["component", "route", "method", "status"], {
+    requests: ["hello_http_requests_total", "Front-door HTTP requests, by fixed route name, HTTP method and status."],
+    duration: ["hello_http_request_duration_seconds", "Time to answer a front-door HTTP request, by route, method and status."],
   });
 
   /**

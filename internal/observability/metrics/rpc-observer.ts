@@ -64,15 +64,14 @@ function observeCall(report: (outcome: Outcome) => void): Interceptor {
   };
 }
 
-/**
- * Server side: requests, errors and latency by component, method and code, and one
- * log line per call. `peerOf` names the verified caller for the log line
- * ("orchestration", "token/operator"); it is not a metric label.
- */
-export function serverObserver(
-  component: string,
-  peerOf: (req: Parameters<Parameters<Interceptor>[0]>[0]) => string | undefined,
-  options: ObserverOptions = {},
+type Request = Parameters<Parameters<Interceptor>[0]>[0];
+
+/** One side's observer: its metrics' labels for a call, and the peer its log line names. */
+function observer(
+  side: "server" | "client",
+  labelsOf: (method: string) => Record<string, string>,
+  peerOf: (req: Request) => string | undefined,
+  options: ObserverOptions,
 ): Interceptor {
   // Resolved on first use: a tool that makes a transport and no call keeps no registry.
   const registry = () => options.metrics ?? processMeshMetrics();
@@ -84,35 +83,23 @@ export function serverObserver(
     const peer = peerOf(req);
     const report = ({ code, error }: Outcome) => {
       const seconds = (performance.now() - started) / 1000;
-      const labels = { component, method, code: codeName(code) };
-      const metrics = registry();
-      metrics.serverRequests.inc(labels);
-      if (code !== undefined) metrics.serverErrors.inc(labels);
-      metrics.serverDuration.observe(labels, seconds);
-      logRpc(log(), { side: "server", method, ...(peer ? { peer } : {}), code, durationMs: seconds * 1000, ...(traceId ? { traceId } : {}), error });
+      registry()[side].observe({ ...labelsOf(method), code: codeName(code) }, seconds, code !== undefined);
+      logRpc(log(), { side, method, ...(peer ? { peer } : {}), code, durationMs: seconds * 1000, ...(traceId ? { traceId } : {}), error });
     };
     return observeCall(report)(next)(req);
   };
 }
 
+/**
+ * Server side: requests, errors and latency by component, method and code, and one
+ * log line per call. `peerOf` names the verified caller for the log line
+ * ("orchestration", "token/operator"); it is not a metric label.
+ */
+export function serverObserver(component: string, peerOf: (req: Request) => string | undefined, options: ObserverOptions = {}): Interceptor {
+  return observer("server", (method) => ({ component, method }), peerOf, options);
+}
+
 /** Client side: the same, by calling identity, target component, method and code. */
 export function clientObserver(caller: string, target: string, options: ObserverOptions = {}): Interceptor {
-  // Resolved on first use: a tool that makes a transport and no call keeps no registry.
-  const registry = () => options.metrics ?? processMeshMetrics();
-  const log = options.log ?? processLogger;
-  return (next) => async (req) => {
-    const started = performance.now();
-    const method = methodName(req.service, req.method);
-    const traceId = activeTraceId();
-    const report = ({ code, error }: Outcome) => {
-      const seconds = (performance.now() - started) / 1000;
-      const labels = { component: caller, target, method, code: codeName(code) };
-      const metrics = registry();
-      metrics.clientRequests.inc(labels);
-      if (code !== undefined) metrics.clientErrors.inc(labels);
-      metrics.clientDuration.observe(labels, seconds);
-      logRpc(log(), { side: "client", method, peer: target, code, durationMs: seconds * 1000, ...(traceId ? { traceId } : {}), error });
-    };
-    return observeCall(report)(next)(req);
-  };
+  return observer("client", (method) => ({ component: caller, target, method }), () => target, options);
 }

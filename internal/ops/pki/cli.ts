@@ -8,6 +8,7 @@ import type { JWK } from "jose";
 import { writeBundle } from "../../../mesh/bundle.js";
 import { publicJwk, signingKeyFromJwk } from "../../protocol/signing-keys.js";
 import { parseArgs } from "node:util";
+import { type CommandOutput, UsageError, runSubcommand, usageErrors } from "../cli.js";
 
 import { COMPONENTS, isComponent } from "../../protocol/identity.js";
 import type { Component } from "../../protocol/identity.js";
@@ -23,11 +24,6 @@ import {
   issueComponentCertificate,
   issueOperatorCertificate,
 } from "./pki.js";
-
-export interface PkiOutput {
-  log(line: string): void;
-  error(line: string): void;
-}
 
 export const PKI_USAGE = `usage: hello pki <command> [options]
 
@@ -53,43 +49,17 @@ key types: rsa (the default: 3072 bits for a CA, 2048 for a leaf), p256 (ECDSA P
   ed25519; a CA of any of them signs leaves of any of them
 files: <dir>/<component>/{ca,<component>,operator}.{crt,key}`;
 
-/** A mistake in the command line: answered with the usage text and exit code 2. */
-class UsageError extends Error {}
-
-export async function runPkiCommand(args: string[], out: PkiOutput): Promise<number> {
-  const [command, ...rest] = args;
-  try {
-    switch (command) {
-      case "init-ca":
-        return await initCa(rest, out);
-      case "issue":
-        return await issue(rest, out);
-      case "dev":
-        return await dev(rest, out);
-      case "bundle":
-        return await bundle(rest, out);
-      case "show":
-        return await show(rest, out);
-      case "help":
-      case "--help":
-      case "-h":
-        out.log(PKI_USAGE);
-        return 0;
-      default:
-        throw new UsageError(command === undefined ? "a pki command is required" : `unknown pki command "${command}"`);
-    }
-  } catch (error) {
-    if (error instanceof UsageError) {
-      out.error(`hello pki: ${error.message}\n`);
-      out.error(PKI_USAGE);
-      return 2;
-    }
-    out.error(`hello pki ${command}: ${error instanceof Error ? error.message : String(error)}`);
-    return 1;
-  }
+export async function runPkiCommand(args: string[], out: CommandOutput): Promise<number> {
+  return runSubcommand("pki", PKI_USAGE, args, out, {
+    "init-ca": (rest) => initCa(rest, out),
+    issue: (rest) => issue(rest, out),
+    dev: (rest) => dev(rest, out),
+    bundle: (rest) => bundle(rest, out),
+    show: (rest) => show(rest, out),
+  });
 }
 
-async function initCa(args: string[], out: PkiOutput): Promise<number> {
+async function initCa(args: string[], out: CommandOutput): Promise<number> {
   const { values, positionals } = usageErrors(() =>
     parseArgs({
       args,
@@ -116,7 +86,7 @@ async function initCa(args: string[], out: PkiOutput): Promise<number> {
   return 0;
 }
 
-async function issue(args: string[], out: PkiOutput): Promise<number> {
+async function issue(args: string[], out: CommandOutput): Promise<number> {
   const { values, positionals } = usageErrors(() =>
     parseArgs({
       args,
@@ -150,7 +120,7 @@ async function issue(args: string[], out: PkiOutput): Promise<number> {
   return 0;
 }
 
-async function dev(args: string[], out: PkiOutput): Promise<number> {
+async function dev(args: string[], out: CommandOutput): Promise<number> {
   const { values, positionals } = usageErrors(() =>
     parseArgs({
       args,
@@ -167,7 +137,7 @@ async function dev(args: string[], out: PkiOutput): Promise<number> {
   return 0;
 }
 
-async function bundle(args: string[], out: PkiOutput): Promise<number> {
+async function bundle(args: string[], out: CommandOutput): Promise<number> {
   const { values, positionals } = usageErrors(() =>
     parseArgs({
       args,
@@ -187,7 +157,7 @@ async function bundle(args: string[], out: PkiOutput): Promise<number> {
   return 0;
 }
 
-async function show(args: string[], out: PkiOutput): Promise<number> {
+async function show(args: string[], out: CommandOutput): Promise<number> {
   const { positionals } = usageErrors(() => parseArgs({ args, allowPositionals: true, options: {} }));
   const [file, ...extra] = positionals;
   if (file === undefined || extra.length > 0) throw new UsageError("show takes exactly one certificate file");
@@ -208,15 +178,6 @@ async function show(args: string[], out: PkiOutput): Promise<number> {
   out.log(`not after:    ${description.notAfter.toISOString()}`);
   out.log(`sha256:       ${description.fingerprint256}`);
   return 0;
-}
-
-/** Runs parseArgs (strict: unknown options and missing values throw), turning its complaints into UsageErrors. */
-function usageErrors<T>(parse: () => T): T {
-  try {
-    return parse();
-  } catch (error) {
-    throw new UsageError(error instanceof Error ? error.message : String(error));
-  }
 }
 
 /** The one positional argument of init-ca and issue: a component name. */

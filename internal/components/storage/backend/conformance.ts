@@ -6,19 +6,12 @@
 // that the message names no hash (hashes are user-linked; messages reach logs).
 
 import { createHash, randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 
 import { expect } from "chai";
 
-import {
-  AlreadyExistsError,
-  InvalidArgumentError,
-  NotFoundError,
-  StorageError,
-  TokenReusedError,
-  UnavailableError,
-  VersionConflictError,
-} from "./errors.js";
-import type { StorageErrorCode } from "./errors.js";
+import { type StorageErrorCode, AlreadyExistsError, InvalidArgumentError, NotFoundError, StorageError } from "./errors.js";
+import { TokenReusedError, UnavailableError, VersionConflictError } from "./errors.js";
 import { RECORD_KINDS } from "./record-store.js";
 import type { KeyUsage, NewRow, RecordKindName, RecordStore, StoredRow } from "./record-store.js";
 
@@ -90,27 +83,18 @@ export function recordStoreConformance(
         expectBytes((await store.read(created.hash, "subject")).ciphertext, backing.subarray(10, 30));
       });
 
-      it("refuses a second create of one hash and leaves the first row unchanged", async function () {
-        const first = await createRow();
-        await expectStorageError(
-          store.create({ hash: first.hash, kind: "subject", keyId: "k2", ciphertext: randomBytes(10), digest: randomDigest() }),
-          AlreadyExistsError,
-          "already_exists",
-          first.hash,
-        );
-        expectSameRow(await store.read(first.hash, "subject"), first);
-      });
-
-      it("refuses a create of a hash that a row of another kind already has", async function () {
-        const first = await createRow({ kind: "subject" });
-        await expectStorageError(
-          store.create({ hash: first.hash, kind: "wallet", keyId: "k1", ciphertext: randomBytes(10), digest: randomDigest() }),
-          AlreadyExistsError,
-          "already_exists",
-          first.hash,
-        );
-        expectSameRow(await store.read(first.hash, "subject"), first);
-      });
+      const secondCreates = [
+        ["a second create of one hash", { kind: "subject", keyId: "k2" }],
+        ["a create of a hash that a row of another kind already has", { kind: "wallet", keyId: "k1" }],
+      ] as const;
+      for (const [what, second] of secondCreates) {
+        it(`refuses ${what} and leaves the first row unchanged`, async function () {
+          const first = await createRow({ kind: "subject" });
+          const again = { hash: first.hash, ...second, ciphertext: randomBytes(10), digest: randomDigest() };
+          await expectStorageError(store.create(again), AlreadyExistsError, "already_exists", first.hash);
+          expectSameRow(await store.read(first.hash, "subject"), first);
+        });
+      }
 
       it("lets exactly one of 16 concurrent creates of one hash succeed", async function () {
         const hash = randomHash();
@@ -763,26 +747,7 @@ export function recordStoreConformance(
  * The storage format before format 3 (schema.ts as hello-mesh applied it at every open
  * until then, word for word): what a database written by that release looks like.
  */
-export const FORMAT_2_SQL = `
-CREATE TABLE IF NOT EXISTS records (
-  hash        TEXT        PRIMARY KEY,
-  kind        TEXT        NOT NULL CHECK (kind IN ('subject', 'release', 'wallet')),
-  key_id      TEXT        NOT NULL,
-  ciphertext  BYTEA       NOT NULL,
-  version     BIGINT      NOT NULL,
-  create_time TIMESTAMPTZ NOT NULL,
-  update_time TIMESTAMPTZ NOT NULL
-);
-CREATE TABLE IF NOT EXISTS spent_token_ids (
-  jti        TEXT        PRIMARY KEY,
-  expires_at TIMESTAMPTZ NOT NULL
-);
-ALTER TABLE records ADD COLUMN IF NOT EXISTS wrapped_key BYTEA;
-ALTER TABLE records ADD COLUMN IF NOT EXISTS previous_key_id TEXT;
-ALTER TABLE records ADD COLUMN IF NOT EXISTS previous_wrapped_key BYTEA;
-CREATE INDEX IF NOT EXISTS records_by_key_id ON records (key_id, hash);
-CREATE INDEX IF NOT EXISTS records_by_previous_key_id ON records (previous_key_id);
-`;
+export const FORMAT_2_SQL = readFileSync(new URL("./testdata/format-2.sql", import.meta.url), "utf8");
 
 /** A database a migration test may build in an old format, then open with the store. */
 export interface FormatTestDatabase {

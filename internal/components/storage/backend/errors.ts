@@ -24,48 +24,27 @@ export class StorageError extends Error {
   }
 }
 
+/** The error class of one code: `new NotFoundError(message)`, `instanceof NotFoundError`. */
+function storageError<C extends StorageErrorCode>(code: C, name: string) {
+  const errorClass = class extends StorageError {
+    override name = name;
+    declare readonly code: C;
+    constructor(message: string) {
+      super(code, message);
+    }
+  };
+  // The class is named as its errors are, so a stack trace or a `.name` reads the same.
+  return Object.defineProperty(errorClass, "name", { value: name });
+}
+
 /** No row has this hash, or the row is of another kind (the two are not told apart). */
-export class NotFoundError extends StorageError {
-  override name = "NotFoundError";
-  constructor(message: string) {
-    super("not_found", message);
-  }
-}
-
-export class AlreadyExistsError extends StorageError {
-  override name = "AlreadyExistsError";
-  constructor(message: string) {
-    super("already_exists", message);
-  }
-}
-
+export const NotFoundError = storageError("not_found", "NotFoundError");
+export type NotFoundError = InstanceType<typeof NotFoundError>;
+export const AlreadyExistsError = storageError("already_exists", "AlreadyExistsError");
 /** The row exists but is not at the version the caller expected: re-read and retry. */
-export class VersionConflictError extends StorageError {
-  override name = "VersionConflictError";
-  constructor(message: string) {
-    super("version_conflict", message);
-  }
-}
-
-export class TokenReusedError extends StorageError {
-  override name = "TokenReusedError";
-  constructor(message: string) {
-    super("token_reused", message);
-  }
-}
-
+export const VersionConflictError = storageError("version_conflict", "VersionConflictError");
+export const TokenReusedError = storageError("token_reused", "TokenReusedError");
 /** A caller bug (bad hash, key id, size…), found before the database was touched. */
-export class InvalidArgumentError extends StorageError {
-  override name = "InvalidArgumentError";
-  constructor(message: string) {
-    super("invalid_argument", message);
-  }
-}
-
+export const InvalidArgumentError = storageError("invalid_argument", "InvalidArgumentError");
 /** The database cannot be reached or gave up on the statement; worth retrying later. */
-export class UnavailableError extends StorageError {
-  override name = "UnavailableError";
-  constructor(message: string) {
-    super("unavailable", message);
-  }
-}
+export const UnavailableError = storageError("unavailable", "UnavailableError");

@@ -118,10 +118,7 @@ export function sqlRecordStore(db: SqlExecutor): RecordStore {
     async create(row: NewRow): Promise<StoredRow> {
       checkHash(row.hash);
       checkKind(row.kind);
-      checkKeyId(row.keyId);
-      if (row.wrappedKey !== undefined) checkWrappedKey(row.wrappedKey);
-      checkCiphertext(row.ciphertext);
-      checkDigest(row.digest);
+      checkContent(row);
       checkOpen();
       const { rows } = await db.query<DbRecordRow>(SQL.create, [
         row.hash,
@@ -151,10 +148,7 @@ export function sqlRecordStore(db: SqlExecutor): RecordStore {
       checkHash(hash);
       checkKind(kind);
       checkVersion(expectedVersion);
-      checkKeyId(next.keyId);
-      if (next.wrappedKey !== undefined) checkWrappedKey(next.wrappedKey);
-      checkCiphertext(next.ciphertext);
-      checkDigest(next.digest);
+      checkContent(next);
       checkOpen();
       const { rows } = await db.query<DbRecordRow>(SQL.update, [
         hash,
@@ -394,6 +388,14 @@ function checkDigest(digest: unknown): void {
   if (typeof digest !== "string" || !DIGEST_PATTERN.test(digest)) {
     throw new InvalidArgumentError("digest must be a base64url SHA-256: 43 characters of A-Z a-z 0-9 - _");
   }
+}
+
+/** What a create and an update both write: the key ids, the ciphertext and its digest. */
+function checkContent(row: Pick<NewRow, "keyId" | "wrappedKey" | "ciphertext" | "digest">): void {
+  checkKeyId(row.keyId);
+  if (row.wrappedKey !== undefined) checkWrappedKey(row.wrappedKey);
+  checkCiphertext(row.ciphertext);
+  checkDigest(row.digest);
 }
 
 function checkVersion(version: unknown): void {

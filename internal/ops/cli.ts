@@ -1,0 +1,54 @@
+// What the custodians' commands (hello pki, hello keys, hello keyring) share: one way to
+// answer a command line. A usage mistake prints the complaint and the usage text and
+// exits 2; a refusal or failure prints `hello <tool> <command>: <why>` and exits 1.
+
+/** Where a command writes: its results to `log`, its complaints to `error`. */
+export interface CommandOutput {
+  log(line: string): void;
+  error(line: string): void;
+}
+
+/** A mistake in the command line: answered with the usage text and exit code 2. */
+export class UsageError extends Error {}
+
+/** Runs an argument parser (parseArgs is strict: unknown options throw), its complaints as UsageErrors. */
+export function usageErrors<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (error) {
+    throw new UsageError(error instanceof Error ? error.message : String(error));
+  }
+}
+
+/**
+ * Runs `hello <tool> <command> ...`: `commands[command]` with the rest of the arguments,
+ * or the usage text for help. `name` says how an error names the command (default
+ * `hello <tool> <command>`).
+ */
+export async function runSubcommand(
+  tool: string,
+  usage: string,
+  args: string[],
+  out: CommandOutput,
+  commands: Record<string, (rest: string[]) => Promise<number>>,
+  name: (command: string, rest: string[]) => string = (command) => `hello ${tool} ${command}`,
+): Promise<number> {
+  const [command, ...rest] = args;
+  try {
+    if (command === "help" || command === "--help" || command === "-h") {
+      out.log(usage);
+      return 0;
+    }
+    const run = command === undefined || !Object.hasOwn(commands, command) ? undefined : commands[command];
+    if (!run) throw new UsageError(command === undefined ? `a ${tool} command is required` : `unknown ${tool} command "${command}"`);
+    return await run(rest);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      out.error(`hello ${tool}: ${error.message}\n`);
+      out.error(usage);
+      return 2;
+    }
+    out.error(`${name(command!, rest)}: ${error instanceof Error ? error.message : String(error)}`);
+    return 1;
+  }
+}
