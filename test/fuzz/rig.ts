@@ -1,10 +1,10 @@
 // The bad-input rig: the in-process mesh (test/support/in-process-mesh.ts: the real
-// handlers, Storage on an in-memory PGlite, the real front door and LoginDriver) with
-// each component on its own mesh server over real mutual TLS (the test PKI), with
-// health, reflection and BuildInfo as `hello serve` assembles them; and
-// the development OP (oidc-provider) as the upstream provider. Starting it costs about
-// a second, against tens of seconds for the four-process protocol mesh, so the bad-input
-// properties can afford thousands of requests.
+// handlers, Storage on an in-memory PGlite, the real front door and LoginDriver) joined
+// over real mutual TLS, each component on its own mesh server (the test PKI) with
+// health, reflection and BuildInfo as `hello serve` assembles them; and the development
+// OP (oidc-provider) as the upstream provider. Starting it costs about a second, against
+// tens of seconds for the four-process protocol mesh, so the bad-input properties can
+// afford thousands of requests.
 
 import { type Client, createClient } from "@connectrpc/connect";
 import type { DescService } from "@bufbuild/protobuf";
