@@ -7,8 +7,7 @@
 
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { parseArgs } from "node:util";
-import { type CommandOutput, UsageError, runSubcommand } from "../../internal/ops/cli.js";
+import { type CommandOutput, UsageError, parseCommandLine, runSubcommand } from "../../internal/ops/cli.js";
 import { type Client, createClient } from "@connectrpc/connect";
 import type { DescService } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
@@ -84,12 +83,7 @@ type OptionSpec = Record<string, { type: "string" | "boolean"; default?: boolean
 type Values = Record<string, string | boolean | undefined>;
 
 function parse(args: string[], options: OptionSpec, positionals: number): { values: Values; positionals: string[] } {
-  let parsed;
-  try {
-    parsed = parseArgs({ args, options: { ...COMMON_OPTIONS, ...options }, allowPositionals: true, strict: true });
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
+  const parsed = parseCommandLine(args, { ...COMMON_OPTIONS, ...options });
   if (parsed.positionals.length !== positionals) {
     throw new UsageError(positionals === 0 ? `unexpected argument "${parsed.positionals[0]}"` : "a key id is required");
   }

@@ -2,8 +2,7 @@
 // (docs/key-rotation.md). `args` are what follows `hello keys`; the result is the exit
 // code (0 done, 1 refused or failed, 2 usage error).
 
-import { parseArgs } from "node:util";
-import { type CommandOutput, UsageError, runSubcommand, usageErrors } from "../../internal/ops/cli.js";
+import { type CommandOutput, UsageError, parseCommandLine, runSubcommand } from "../../internal/ops/cli.js";
 import { COMPONENTS, isComponent } from "../../internal/protocol/identity.js";
 import { loadComponentConfig } from "../../internal/config/component-config.js";
 import {
@@ -55,22 +54,16 @@ export async function runKeysCommand(args: string[], out: CommandOutput): Promis
 }
 
 async function keys(command: (typeof KEYS_COMMANDS)[number], rest: string[], out: CommandOutput): Promise<number> {
-  const { values, positionals } = usageErrors(() =>
-    parseArgs({
-      args: rest,
-      allowPositionals: true,
-      options: {
-        config: { type: "string" },
-        keys: { type: "string" },
-        bundles: { type: "string" },
-        purpose: { type: "string", multiple: true },
-        alg: { type: "string", multiple: true },
-        "min-published": { type: "string" },
-        issuer: { type: "string" },
-        compromised: { type: "string", multiple: true },
-      },
-    }),
-  );
+  const { values, positionals } = parseCommandLine(rest, {
+    config: { type: "string" },
+    keys: { type: "string" },
+    bundles: { type: "string" },
+    purpose: { type: "string", multiple: true },
+    alg: { type: "string", multiple: true },
+    "min-published": { type: "string" },
+    issuer: { type: "string" },
+    compromised: { type: "string", multiple: true },
+  });
   const location = locate(positionals, values);
   const selection = {
     ...(values.purpose ? { purposes: values.purpose.map(purpose) } : {}),

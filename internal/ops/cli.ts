@@ -8,6 +8,8 @@ export interface CommandOutput {
   error(line: string): void;
 }
 
+import { type ParseArgsConfig, parseArgs } from "node:util";
+
 /** A mistake in the command line: answered with the usage text and exit code 2. */
 export class UsageError extends Error {}
 
@@ -18,6 +20,11 @@ export function usageErrors<T>(parse: () => T): T {
   } catch (error) {
     throw new UsageError(error instanceof Error ? error.message : String(error));
   }
+}
+
+/** A command's options and positional arguments; an unknown option or a missing value is a UsageError. */
+export function parseCommandLine<const O extends NonNullable<ParseArgsConfig["options"]>>(args: string[], options: O) {
+  return usageErrors(() => parseArgs({ args, options, allowPositionals: true, strict: true }));
 }
 
 /**

@@ -16,11 +16,12 @@
 //
 // State lives in memory (a demo); it logs nothing.
 
-import { randomBytes, createHash } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { decodeProtectedHeader } from "jose";
 import * as client from "openid-client";
+import { esc, pageKit, readBody } from "../html-kit.js";
 
 export interface DemoAppOptions {
   /** The OpenID Provider's issuer identifier (discovery is at <issuer>/.well-known/openid-configuration). */
@@ -148,38 +149,22 @@ export async function startDemoApp(options: DemoAppOptions): Promise<DemoApp> {
 
   function home(req: IncomingMessage, res: ServerResponse): void {
     const session = live(sessions, cookies(req).get(SESSION_COOKIE));
-    if (!session) {
-      return send(
-        res,
-        200,
-        page(
-          "hello-mesh demo app",
-          `<h1>hello-mesh demo app</h1>
-<p>An ordinary OpenID Connect app. Log in, and it shows what the OpenID Provider told it about you.</p>
-<p><a class="button" href="/login">Log in with hello-mesh</a></p>`,
-        ),
-      );
-    }
-    const { claims } = session;
+    const title = "hello-mesh demo app";
+    send(res, 200, page(title, `<h1>${title}</h1>\n${session ? loggedIn(session) : LOGGED_OUT}`));
+  }
+
+  function loggedIn({ claims, alg }: Session): string {
     const who = [claims.name, claims.email, claims.sub].find((v) => typeof v === "string" && v !== "") as string;
-    return send(
-      res,
-      200,
-      page(
-        "hello-mesh demo app",
-        `<h1>hello-mesh demo app</h1>
-<p>You are logged in as <strong>${esc(who)}</strong>.</p>
+    const list = orderedClaims(claims).map(([name, value]) => `<dt>${esc(name)}</dt><dd>${esc(showClaim(name, value))}</dd>`);
+    return `<p>You are logged in as <strong>${esc(who)}</strong>.</p>
 <h2>ID Token claims</h2>
-<dl>${orderedClaims(claims)
-          .map(([name, value]) => `<dt>${esc(name)}</dt><dd>${esc(showClaim(name, value))}</dd>`)
-          .join("\n")}</dl>
-<p>The ID Token was signed with <code>${esc(session.alg)}</code> (its header <code>alg</code>); its signature,
+<dl>${list.join("\n")}</dl>
+<p>The ID Token was signed with <code>${esc(alg)}</code> (its header <code>alg</code>); its signature,
 issuer, audience, expiry and nonce were checked before this session began.</p>
 <form method="post" action="/logout"><button type="submit">Log out</button></form>
-<p class="note">Logging out ends this app's session only; you stay signed in at the provider.</p>`,
-      ),
-    );
+<p class="note">Logging out ends this app's session only; you stay signed in at the provider.</p>`;
   }
+
 
   async function login(_req: IncomingMessage, res: ServerResponse): Promise<void> {
     let config: client.Configuration;
@@ -250,7 +235,7 @@ issuer, audience, expiry and nonce were checked before this session began.</p>
       response = new Request(redirectUri, {
         method: "POST",
         headers: { "content-type": req.headers["content-type"] ?? "" },
-        body: await readBody(req),
+        body: await readBody(req, 64 * 1024, "request body"),
       });
     } else {
       response = new URL(redirectUri);
@@ -313,6 +298,8 @@ issuer, audience, expiry and nonce were checked before this session began.</p>
 // --- pages ---------------------------------------------------------------------------
 
 const BACK = `<p><a href="/">Back to the demo app</a></p>`;
+const LOGGED_OUT = `<p>An ordinary OpenID Connect app. Log in, and it shows what the OpenID Provider told it about you.</p>
+<p><a class="button" href="/login">Log in with hello-mesh</a></p>`;
 
 function providerErrorPage(error: client.AuthorizationResponseError): string {
   const description = error.error_description ? `<dt>Description</dt><dd>${esc(error.error_description)}</dd>` : "";
@@ -349,34 +336,7 @@ const STYLE = `body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:2r
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1rem}dt{font-weight:600}dd{margin:0;overflow-wrap:anywhere}
 .button,button{display:inline-block;padding:.5rem 1rem;font:inherit;border-radius:.25rem;border:1px solid #0b57d0;background:#0b57d0;color:#fff;text-decoration:none;cursor:pointer}
 .note{color:#555}`;
-// The one inline style block is allowed by hash; nothing else (no scripts, no external assets).
-const CSP = `default-src 'none'; style-src 'sha256-${createHash("sha256").update(STYLE).digest("base64")}'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'`;
-
-function page(title: string, body: string): string {
-  return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${esc(title)}</title><style>${STYLE}</style></head>
-<body><main>
-${body}
-</main></body></html>`;
-}
-
-function send(res: ServerResponse, status: number, html: string, setCookie?: string): void {
-  res
-    .writeHead(status, {
-      "content-type": "text/html; charset=utf-8",
-      "content-security-policy": CSP,
-      "cache-control": "no-store",
-      "referrer-policy": "no-referrer",
-      "x-content-type-options": "nosniff",
-      ...(setCookie ? { "set-cookie": setCookie } : {}),
-    })
-    .end(html);
-}
-
-function esc(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-}
+const { page, send } = pageKit(STYLE, { formAction: "'self'" });
 
 // --- small helpers -------------------------------------------------------------------
 
@@ -403,17 +363,6 @@ function cookies(req: IncomingMessage): Map<string, string> {
     if (eq > 0) jar.set(pair.slice(0, eq).trim(), pair.slice(eq + 1).trim());
   }
   return jar;
-}
-
-async function readBody(req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > 64 * 1024) throw new Error("request body too large");
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks).toString("utf8");
 }
 
 /** An error's message, with its cause's (fetch's "fetch failed" hides the reason there). */

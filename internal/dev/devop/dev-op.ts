@@ -13,6 +13,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net";
 import { calculateJwkThumbprint, exportJWK, generateKeyPair } from "jose";
 import type { Adapter, AdapterFactory, AdapterPayload, ClientMetadata, Configuration, Provider } from "oidc-provider";
+import { esc, pageKit, readBody } from "../html-kit.js";
 
 export interface DevUser {
   sub: string;
@@ -326,42 +327,11 @@ const STYLE = `body{font:16px/1.5 system-ui,sans-serif;max-width:26rem;margin:2r
 label{display:block;margin-top:1rem;font-weight:600}input{width:100%;box-sizing:border-box;padding:.5rem;font:inherit}
 button{margin-top:1rem;padding:.5rem 1rem;font:inherit;cursor:pointer}.secondary{background:none;border:1px solid #555}
 .error{color:#a00;font-weight:600}dt{font-weight:600}`;
-// No inline style is allowed except this one block (and no script at all).
-const CSP = `default-src 'none'; style-src 'sha256-${createHash("sha256").update(STYLE).digest("base64")}'; frame-ancestors 'none'`;
-
-function page(title: string, body: string): string {
-  return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${esc(title)} · dev OP</title><style>${STYLE}</style></head>
-<body><main>
-${body}
-</main></body></html>`;
-}
-
-function send(res: ServerResponse, status: number, html: string): void {
-  res.writeHead(status, {
-    "content-type": "text/html; charset=utf-8",
-    "cache-control": "no-store",
-    "content-security-policy": CSP,
-    "x-content-type-options": "nosniff",
-  });
-  res.end(html);
-}
-
-function esc(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-}
+const { page, send } = pageKit(STYLE, { titleSuffix: " · dev OP" });
 
 async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
   if (!(req.headers["content-type"] ?? "").startsWith("application/x-www-form-urlencoded")) return new URLSearchParams();
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > 16 * 1024) throw new Error("login form too large");
-    chunks.push(chunk);
-  }
-  return new URLSearchParams(Buffer.concat(chunks).toString("utf8"));
+  return new URLSearchParams(await readBody(req, 16 * 1024, "login form"));
 }
 
 function passwordMatches(given: string, expected: string): boolean {

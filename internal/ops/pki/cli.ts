@@ -7,8 +7,7 @@ import { join } from "node:path";
 import type { JWK } from "jose";
 import { writeBundle } from "../../../mesh/bundle.js";
 import { publicJwk, signingKeyFromJwk } from "../../protocol/signing-keys.js";
-import { parseArgs } from "node:util";
-import { type CommandOutput, UsageError, runSubcommand, usageErrors } from "../cli.js";
+import { type CommandOutput, UsageError, parseCommandLine, runSubcommand } from "../cli.js";
 
 import { COMPONENTS, isComponent } from "../../protocol/identity.js";
 import type { Component } from "../../protocol/identity.js";
@@ -59,14 +58,13 @@ export async function runPkiCommand(args: string[], out: CommandOutput): Promise
   });
 }
 
+// The options more than one command takes.
+const DIR = { dir: { type: "string", default: DEFAULT_PKI_ROOT } } as const;
+const HOSTNAMES = { hostname: { type: "string", multiple: true, default: [] as string[] } } as const;
+const KEY_TYPE = { "key-type": { type: "string", default: "rsa" } } as const;
+
 async function initCa(args: string[], out: CommandOutput): Promise<number> {
-  const { values, positionals } = usageErrors(() =>
-    parseArgs({
-      args,
-      allowPositionals: true,
-      options: { dir: { type: "string", default: DEFAULT_PKI_ROOT }, "key-type": { type: "string", default: "rsa" } },
-    }),
-  );
+  const { values, positionals } = parseCommandLine(args, { ...DIR, ...KEY_TYPE });
   const component = componentArgument(positionals);
   const keyType = keyTypeOption(values["key-type"]);
   const paths = pkiPaths(values.dir, component);
@@ -87,18 +85,7 @@ async function initCa(args: string[], out: CommandOutput): Promise<number> {
 }
 
 async function issue(args: string[], out: CommandOutput): Promise<number> {
-  const { values, positionals } = usageErrors(() =>
-    parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        dir: { type: "string", default: DEFAULT_PKI_ROOT },
-        hostname: { type: "string", multiple: true, default: [] },
-        operator: { type: "boolean", default: false },
-        "key-type": { type: "string", default: "rsa" },
-      },
-    }),
-  );
+  const { values, positionals } = parseCommandLine(args, { ...DIR, ...HOSTNAMES, ...KEY_TYPE, operator: { type: "boolean", default: false } });
   const component = componentArgument(positionals);
   const keyType = keyTypeOption(values["key-type"]);
   if (values.operator && values.hostname.length > 0) {
@@ -121,16 +108,7 @@ async function issue(args: string[], out: CommandOutput): Promise<number> {
 }
 
 async function dev(args: string[], out: CommandOutput): Promise<number> {
-  const { values, positionals } = usageErrors(() =>
-    parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        dir: { type: "string", default: DEFAULT_PKI_ROOT },
-        hostname: { type: "string", multiple: true, default: [] },
-      },
-    }),
-  );
+  const { values, positionals } = parseCommandLine(args, { ...DIR, ...HOSTNAMES });
   if (positionals.length > 0) throw new UsageError(`dev takes no arguments, got "${positionals.join(" ")}"`);
   const { created } = await ensureDevPki(values.dir, { hostnames: values.hostname, log: (line) => out.log(line) });
   out.log(created ? `development PKI ready under ${values.dir}` : `development PKI under ${values.dir} is complete; nothing to do`);
@@ -138,13 +116,7 @@ async function dev(args: string[], out: CommandOutput): Promise<number> {
 }
 
 async function bundle(args: string[], out: CommandOutput): Promise<number> {
-  const { values, positionals } = usageErrors(() =>
-    parseArgs({
-      args,
-      allowPositionals: true,
-      options: { dir: { type: "string", default: DEFAULT_PKI_ROOT }, keys: { type: "string" }, out: { type: "string" } },
-    }),
-  );
+  const { values, positionals } = parseCommandLine(args, { ...DIR, keys: { type: "string" }, out: { type: "string" } });
   const component = componentArgument(positionals);
   const ca = await loadPem(pkiPaths(values.dir, component).caCert);
   let keys: object[] = [];
@@ -158,7 +130,7 @@ async function bundle(args: string[], out: CommandOutput): Promise<number> {
 }
 
 async function show(args: string[], out: CommandOutput): Promise<number> {
-  const { positionals } = usageErrors(() => parseArgs({ args, allowPositionals: true, options: {} }));
+  const { positionals } = parseCommandLine(args, {});
   const [file, ...extra] = positionals;
   if (file === undefined || extra.length > 0) throw new UsageError("show takes exactly one certificate file");
   let pem: string;

@@ -158,12 +158,8 @@ export function recordStoreConformance(
         const row = await createRow();
         const updated = await store.update(row.hash, "subject", 1, { keyId: "k2", ciphertext: randomBytes(8), digest: randomDigest() });
         for (const version of [1, 3, 99]) {
-          await expectStorageError(
-            store.update(row.hash, "subject", version, { keyId: "k9", ciphertext: randomBytes(8), digest: randomDigest() }),
-            VersionConflictError,
-            "version_conflict",
-            row.hash,
-          );
+          const next = { keyId: "k9", ciphertext: randomBytes(8), digest: randomDigest() };
+          await expectStorageError(store.update(row.hash, "subject", version, next), VersionConflictError, "version_conflict", row.hash);
         }
         expectSameRow(await store.read(row.hash, "subject"), updated);
       });
@@ -409,12 +405,8 @@ export function recordStoreConformance(
 
         // A legacy row has no wrapped key to compare with: never re-wrapped.
         const legacy = await createRow({ keyId: row.keyId });
-        await expectStorageError(
-          store.rewrapKey(legacy.hash, "subject", { version: 1, keyId: row.keyId, wrappedKey: randomBytes(60) }, next),
-          VersionConflictError,
-          "version_conflict",
-          legacy.hash,
-        );
+        const expected = { version: 1, keyId: row.keyId, wrappedKey: randomBytes(60) };
+        await expectStorageError(store.rewrapKey(legacy.hash, "subject", expected, next), VersionConflictError, "version_conflict", legacy.hash);
         expectSameRow(await store.read(legacy.hash, "subject"), legacy);
       });
 
