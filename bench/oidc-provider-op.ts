@@ -1,14 +1,16 @@
-// The benchmark's yardstick: node-oidc-provider (the library the development OP is
-// built on) as an OpenID Provider of its own, in its own process, doing the work one
-// complete login needs: an authorization request with PKCE, a login and a consent
-// (given at once by the interaction route, for whoever `login_hint` names: no page is
-// rendered, as none is in hello-mesh's returning-user login), the code, and the
-// token exchange with an RS256 ID Token carrying the profile and email claims.
+// node-oidc-provider (the library the development OP is built on) as an OpenID
+// Provider in its own process, in two parts of the benchmark: the yardstick (apps log
+// in at it directly) and the mesh's upstream provider (the one OP kind: a real OIDC
+// server, not a fake of the protocol). It does the work one complete login needs: an
+// authorization request with PKCE S256 and a nonce, a login and a consent (given at
+// once by the interaction route, for whoever `login_hint` names: no page is rendered,
+// as none is in hello-mesh's returning-user login), the code, and the token exchange
+// (client_secret_basic) with an RS256 ID Token carrying the profile and email claims.
 //
 // Its storage adapter is an indexed in-memory one (the development OP's scans on
 // findByUid, which is right for a handful of test logins and wrong for thousands).
 //
-//   node --import tsx bench/oidc-provider-op.ts --client-id ID --client-secret S --redirect-uri URL
+//   node --import tsx bench/oidc-provider-op.ts --client-id ID --client-secret S --redirect-uri URL [--redirect-uri URL]
 // prints one JSON line {"issuer", "jwksUri"} when it listens.
 
 import { randomBytes } from "node:crypto";
@@ -19,13 +21,13 @@ import { exportJWK, generateKeyPair } from "jose";
 import type { Adapter, AdapterPayload, Configuration } from "oidc-provider";
 
 const { values } = parseArgs({
-  options: { "client-id": { type: "string" }, "client-secret": { type: "string" }, "redirect-uri": { type: "string" } },
+  options: { "client-id": { type: "string" }, "client-secret": { type: "string" }, "redirect-uri": { type: "string", multiple: true } },
 });
 const clientId = values["client-id"];
 const clientSecret = values["client-secret"];
-const redirectUri = values["redirect-uri"];
-if (!clientId || !clientSecret || !redirectUri) {
-  process.stderr.write("usage: oidc-provider-op.ts --client-id ID --client-secret SECRET --redirect-uri URL\n");
+const redirectUris = values["redirect-uri"] ?? [];
+if (!clientId || !clientSecret || redirectUris.length === 0) {
+  process.stderr.write("usage: oidc-provider-op.ts --client-id ID --client-secret SECRET --redirect-uri URL...\n");
   process.exit(2);
 }
 
@@ -46,7 +48,7 @@ const configuration: Configuration = {
   clients: [{
     client_id: clientId,
     client_secret: clientSecret,
-    redirect_uris: [redirectUri],
+    redirect_uris: redirectUris,
     response_types: ["code"],
     grant_types: ["authorization_code"],
     token_endpoint_auth_method: "client_secret_basic",

@@ -1,5 +1,6 @@
-// The benchmark's own helper processes (the upstream provider, node-oidc-provider,
-// the in-process variant): started with tsx, ready when they print one JSON line.
+// The benchmark's own helper processes (node-oidc-provider, as the upstream provider
+// and as the yardstick; the in-process variant): started with tsx, ready when they
+// print one JSON line.
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";

@@ -59,7 +59,7 @@ export const OPERATIONS: Record<"returning" | "new", Record<Primitive, number>> 
     // lookup-key.ts: subject, wallet, release hashes by Token and again by Orchestration.
     "HMAC-SHA256": 6,
     // upstream-rp.ts PKCE challenge; sealed.ts code id (issue, redeem) and access token id;
-    // client-auth.ts secret comparison (2); front-door.ts PKCE verifier check.
+    // client-auth.ts secret comparison (2); token-endpoint.ts PKCE verifier check.
     "SHA-256": 7,
     // sealed.ts: the flow cookie, the code's entry, the access token's entry.
     "AES-256-GCM seal": 3,

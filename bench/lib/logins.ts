@@ -86,14 +86,16 @@ async function redeem(app: App, code: string, verifier: string, nonce: string): 
 
 /**
  * A login at hello-mesh's front door for the upstream subject `sub`: /authorize, the
- * upstream provider (which logs `sub` in at once), /upstream/callback/bench, the consent
- * page for a new user, then the code. `expect` says which the user must be.
+ * upstream provider (node-oidc-provider, whose interaction logs `sub` in and consents at
+ * once), /upstream/callback/bench, the consent page for a new user, then the code.
+ * `expect` says which the user must be.
  */
 export async function frontDoorLogin(app: App, sub: string, expect: "new" | "returning"): Promise<void> {
   const jar = new CookieJar();
   const { url, verifier, state, nonce } = authorizationUrl(app, sub);
   const toProvider = redirected(await browse(jar, url), url, "authorize");
-  const toCallback = redirected(await browse(jar, toProvider), toProvider, "upstream provider");
+  const frontDoor = new URL(app.base).origin;
+  const toCallback = await followRedirects(jar, toProvider, (to) => to.origin === frontDoor, "upstream provider");
   const page = await browse(jar, toCallback);
   let toApp: URL;
   if (page.status === 200 && page.body.includes('action="/consent"')) {
@@ -122,13 +124,17 @@ export async function frontDoorLogin(app: App, sub: string, expect: "new" | "ret
 export async function oidcProviderLogin(app: App, sub: string): Promise<void> {
   const jar = new CookieJar();
   const { url, verifier, state, nonce } = authorizationUrl(app, sub);
-  let at = url;
-  let reply = await browse(jar, at);
+  const toApp = await followRedirects(jar, url, (to) => to.href.startsWith(app.redirectUri), "auth");
+  return redeem(app, codeFrom(app, toApp, state), verifier, nonce);
+}
+
+/** Follows node-oidc-provider's redirects (/auth, the interaction, /auth resumed) as a browser does, to where `done` says. */
+async function followRedirects(jar: CookieJar, from: URL, done: (to: URL) => boolean, step: string): Promise<URL> {
+  let at = from;
   for (let hop = 0; hop < 5; hop++) {
-    const next = redirected(reply, at, hop === 0 ? "auth" : "interaction");
-    if (next.href.startsWith(app.redirectUri)) return redeem(app, codeFrom(app, next, state), verifier, nonce);
+    const next = redirected(await browse(jar, at), at, step);
+    if (done(next)) return next;
     at = next;
-    reply = await browse(jar, at);
   }
-  throw new StepError("auth", "no redirect to the app");
+  throw new StepError(step, "no redirect back");
 }

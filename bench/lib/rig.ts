@@ -1,5 +1,5 @@
-// What every front-door variant stands on: a real PostgreSQL server, the bench's
-// upstream provider, and a development deployment (certificates, keys, the four
+// What every front-door variant stands on: a real PostgreSQL server, the upstream
+// provider (node-oidc-provider, bench/oidc-provider-op.ts), and a development deployment (certificates, keys, the four
 // components' configurations) whose Token trusts that provider and whose only app is
 // the benchmark's. startMesh runs the four components as `hello serve` processes.
 
@@ -73,7 +73,7 @@ export async function startRig(log: (line: string) => void): Promise<Rig> {
     for (const c of COMPONENTS) ports[c] = await freePort();
     const meshIssuer = `http://localhost:${ports.public}`;
     const inprocIssuer = `http://localhost:${ports.inproc}`;
-    const upstream = await startChild<{ issuer: string; jwksUri: string }>("upstream-op.ts", [
+    const upstream = await startChild<{ issuer: string; jwksUri: string }>("oidc-provider-op.ts", [
       "--client-id", UPSTREAM.clientId, "--client-secret", UPSTREAM.clientSecret,
       "--redirect-uri", upstreamRedirectUri(meshIssuer, "bench"), "--redirect-uri", upstreamRedirectUri(inprocIssuer, "bench"),
     ]);

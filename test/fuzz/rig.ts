@@ -1,13 +1,12 @@
-// The bad-input rig: all four components in this process, each on its own mesh server
-// over real mutual TLS (the test PKI), with the real handlers (Token, Encryption,
-// Storage on an in-memory PGlite), health, reflection and BuildInfo as `hello serve`
-// assembles them; the real front door with a real LoginDriver over those servers; and
-// the development OP (oidc-provider) as the upstream provider. Starting it costs about
-// a second, against tens of seconds for the four-process protocol mesh, so the bad-input
-// properties can afford thousands of requests.
+// The bad-input rig: the in-process mesh (test/support/in-process-mesh.ts: the real
+// handlers, Storage on an in-memory PGlite, the real front door and LoginDriver) joined
+// over real mutual TLS, each component on its own mesh server (the test PKI) with
+// health, reflection and BuildInfo as `hello serve` assembles them; and the development
+// OP (oidc-provider) as the upstream provider. Starting it costs about a second, against
+// tens of seconds for the four-process protocol mesh, so the bad-input properties can
+// afford thousands of requests.
 
-import { randomBytes } from "node:crypto";
-import { type ConnectRouter, type Client, createClient } from "@connectrpc/connect";
+import { type Client, createClient } from "@connectrpc/connect";
 import type { DescService } from "@bufbuild/protobuf";
 import { type JWK, exportJWK, generateKeyPair } from "jose";
 import { COMPONENTS, type Component } from "../../internal/protocol/identity.js";
@@ -17,7 +16,6 @@ import { TrustStore } from "../../mesh/trust.js";
 import { buildInfoRoutes, currentBuildInfo } from "../../internal/components/runtime/buildinfo/build-info.js";
 import { type FrontDoorClient, type RegisteredClient, type UpstreamProvider, type AllowedProvider, upstreamRedirectUri } from "../../internal/config/component-config.js";
 import { type DevOp, startDevOp } from "../../internal/dev/devop/dev-op.js";
-import { encryptionRoutes } from "../../internal/components/encryption/encryption-service.js";
 import { BuildInfoService } from "../../internal/gen/hello/common/v1/build_info_pb.js";
 import { EncryptionService } from "../../internal/gen/hello/encryption/v1/encryption_service_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../internal/gen/grpc/health/v1/health_pb.js";
@@ -27,20 +25,11 @@ import { KeyMaintenanceService } from "../../internal/gen/hello/storage/v1/key_m
 import { TokenService } from "../../internal/gen/hello/token/v1/token_service_pb.js";
 import { HealthStatus, healthRoutes } from "../../mesh/grpc/health.js";
 import { reflectionRoutes } from "../../mesh/grpc/reflection.js";
-import { startFrontDoor } from "../../internal/components/orchestration/front-door/front-door.js";
-import { LoginDriver } from "../../internal/components/orchestration/login-driver.js";
-import { MemoryStore } from "../../internal/components/orchestration/sealed.js";
-import { STORAGE_KEYS, TOKEN_KEYS } from "../../internal/protocol/key-files.js";
-import { Keyring, generateRecordKey } from "../../internal/protocol/keyring.js";
-import { type SigningKey, VerificationKeys, generateSigningKey, publicJwk } from "../../internal/protocol/signing-keys.js";
 import { openPGliteStore } from "../../internal/components/storage/backend/pglite-store.js";
 import type { RecordStore } from "../../internal/components/storage/backend/record-store.js";
-import { storageErrors, storageRoutes } from "../../internal/components/storage/storage-service.js";
 import { freePort } from "../support/free-port.js";
 import { type TestPki, makeTestPki } from "../support/test-pki.js";
-import { tokenRoutes } from "../../internal/components/token/token-service.js";
-import { UpstreamVerifier } from "../../internal/components/token/upstream.js";
-import type { ErrorMapper } from "../../internal/protocol/errors.js";
+import { type Joins, type MeshKeys, freshMeshKeys, startInProcessMesh } from "../support/in-process-mesh.js";
 
 /** The apps registered with the rig, one per token endpoint authentication method. */
 export const RIG_APPS = {
@@ -74,10 +63,8 @@ export interface Rig {
   readonly trust: TrustStore;
   readonly servers: Record<Component, MeshServer>;
   readonly health: Record<Component, HealthStatus>;
-  /** Token's signing keys (every purpose) and Storage's (error, receipt): tests mint with them. */
-  readonly tokenKeys: readonly SigningKey[];
-  readonly storageKeys: readonly SigningKey[];
-  readonly tokenVerification: VerificationKeys;
+  /** Every component's keys: tests mint with Token's and Storage's. */
+  readonly keys: MeshKeys;
   readonly store: RecordStore;
   readonly devOp: DevOp;
   /** The front door's public URL. */
@@ -94,12 +81,7 @@ export interface Rig {
 export async function startRig(): Promise<Rig> {
   const pki = await makeTestPki();
   const trust = new TrustStore(new Map(COMPONENTS.map((c) => [c, pki.ca(c).certPem])));
-  const tokenKeys = TOKEN_KEYS.map((spec) => generateSigningKey(spec.purpose, spec.alg));
-  const storageKeys = STORAGE_KEYS.map((spec) => generateSigningKey(spec.purpose, spec.alg));
-  const tokenVerification = new VerificationKeys(tokenKeys.map(publicJwk));
-  const storageVerification = new VerificationKeys(storageKeys.map(publicJwk));
-  const lookupKey = randomBytes(32);
-  const keyring = new Keyring(new Map([["k1", generateRecordKey()]]), "k1");
+  const keys = freshMeshKeys();
   const store = await openPGliteStore({});
 
   const frontPort = await freePort();
@@ -131,76 +113,46 @@ export async function startRig(): Promise<Rig> {
   }));
   const allowed: AllowedProvider[] = providers.map((p) => ({ id: p.id, issuer: p.issuer, jwks_uri: devOp.jwksUri, client_id: p.client_id }));
 
+  // The in-process mesh's joins: each component on its own mesh server, as `hello serve` assembles it.
   const health = {} as Record<Component, HealthStatus>;
   const servers = {} as Record<Component, MeshServer>;
   const credentials = (c: Component): MeshCredentials => pki.leaf(c);
   const clientOf = <S extends DescService>(service: S, server: Component, as: MeshCredentials): Client<S> =>
     createClient(service, createMeshTransport({ target: server, baseUrl: servers[server].url, credentials: as, trust }));
-
-  async function serve(component: Component, routes: (router: ConnectRouter) => void, mapError?: ErrorMapper) {
-    const status = new HealthStatus();
-    const protocol = PROTOCOL_SERVICE[component];
-    const served = [...PEER_SERVICES[component], ...OPERATOR_SERVICES];
-    servers[component] = await startMeshServer({
-      component,
-      credentials: credentials(component),
-      trust,
-      routes: (router) => {
-        routes(router);
-        buildInfoRoutes(currentBuildInfo(component))(router);
-        healthRoutes(status)(router);
-        reflectionRoutes(served)(router);
-      },
-      ...(mapError ? { mapError } : {}),
-    });
-    if (protocol) status.set(protocol.typeName, ServingStatus.SERVING);
-    status.set("", ServingStatus.SERVING);
-    health[component] = status;
-  }
-
-  await serve("storage", storageRoutes({
-    store,
-    tokenKeys: () => tokenVerification,
-    errorKey: storageKeys.find((k) => k.purpose === "error")!,
-    receiptKey: storageKeys.find((k) => k.purpose === "receipt")!,
-  }), storageErrors);
-  await serve("encryption", encryptionRoutes({
-    keyring: () => keyring,
-    tokenKeys: () => tokenVerification,
-    storageKeys: () => storageVerification,
-    storage: clientOf(StorageService, "storage", credentials("encryption")),
-  }));
-  await serve("token", tokenRoutes({
+  const joins: Joins = {
+    async serve(component, routes, mapError) {
+      const status = new HealthStatus();
+      const protocol = PROTOCOL_SERVICE[component];
+      const served = [...PEER_SERVICES[component], ...OPERATOR_SERVICES];
+      servers[component] = await startMeshServer({
+        component,
+        credentials: credentials(component),
+        trust,
+        routes: (router) => {
+          routes(router);
+          buildInfoRoutes(currentBuildInfo(component))(router);
+          healthRoutes(status)(router);
+          reflectionRoutes(served)(router);
+        },
+        ...(mapError ? { mapError } : {}),
+      });
+      if (protocol) status.set(protocol.typeName, ServingStatus.SERVING);
+      status.set("", ServingStatus.SERVING);
+      health[component] = status;
+    },
+    client: (service, server, caller) => clientOf(service, server, credentials(caller)),
+    async close() {
+      await Promise.all(Object.values(servers).map((s) => s.close()));
+    },
+  };
+  const mesh = await startInProcessMesh({
     issuer,
-    keys: () => tokenKeys,
-    storageKeys: () => storageVerification,
-    lookupKey,
-    clients: tokenClients,
-    providers: allowed,
-    upstream: new UpstreamVerifier(allowed),
-  }));
-  await serve("orchestration", () => {});
-
-  const token = clientOf(TokenService, "token", credentials("orchestration"));
-  const driver = new LoginDriver({
-    issuer,
-    token,
-    encryption: clientOf(EncryptionService, "encryption", credentials("orchestration")),
-    lookupKey,
-    tokenKeys: () => tokenVerification,
-  });
-  const door = await startFrontDoor({
-    host: "127.0.0.1",
     port: frontPort,
-    issuer,
-    clients: frontDoorClients,
-    providers,
-    driver,
-    token,
-    tokenKeys: () => tokenVerification,
-    cookieKey: randomBytes(32),
-    store: new MemoryStore(),
-  });
+    keys,
+    store,
+    orchestration: { clients: frontDoorClients, providers },
+    token: { clients: tokenClients, providers: allowed },
+  }, joins);
 
   const callerFor = (service: DescService, server: Component): MeshCredentials => {
     if (service.typeName === BuildInfoService.typeName) return pki.operator("storage"); // any custodian's operator
@@ -213,9 +165,7 @@ export async function startRig(): Promise<Rig> {
     trust,
     servers,
     health,
-    tokenKeys,
-    storageKeys,
-    tokenVerification,
+    keys,
     store,
     devOp,
     issuer,
@@ -223,8 +173,7 @@ export async function startRig(): Promise<Rig> {
     client: (service, server, as) => clientOf(service, server, as ?? callerFor(service, server)),
     callerFor,
     async close() {
-      await door.close();
-      await Promise.all(Object.values(servers).map((s) => s.close()));
+      await mesh.close();
       await devOp.close();
       await store.close();
     },

@@ -76,7 +76,7 @@ describe("bad input on the mesh: every RPC refuses it clearly (docs/bad-input.md
     for (const [server, service] of [["encryption", EncryptionService], ["storage", StorageService]] as const) {
       for (const method of service.methods) {
         it(`${server}: ${method.name} with signed access tokens of odd claims`, async function () {
-          const accessKey = activeKey(rig.tokenKeys, "access");
+          const accessKey = activeKey(rig.keys.token, "access");
           const value = fc.oneof(fc.constantFrom("read", "create", "update", "delete", "subject", "release", "wallet"), anyString(), fc.jsonValue({ maxDepth: 2 }));
           const claims = fc.record({
             op: value, kind: value, hash: fc.oneof(fc.stringMatching(/^[A-Za-z0-9_-]{1,130}$/), value), digest: value,
@@ -236,7 +236,7 @@ describe("bad input on the mesh: every RPC refuses it clearly (docs/bad-input.md
     });
 
     it("an access token whose op is no operation is refused without repeating the claim", async function () {
-      const accessToken = await sign(ACCESS_TOKEN, activeKey(rig.tokenKeys, "access"), { op: { "<x>": "y".repeat(64) }, kind: "wallet", hash: sha256("h") });
+      const accessToken = await sign(ACCESS_TOKEN, activeKey(rig.keys.token, "access"), { op: { "<x>": "y".repeat(64) }, kind: "wallet", hash: sha256("h") });
       for (const call of [rig.client(StorageService, "storage").deleteRecord({ accessToken }), rig.client(EncryptionService, "encryption").deleteRecord({ accessToken })]) {
         const error = await call.catch((e: unknown) => ConnectError.from(e));
         expect((error as ConnectError).code).to.equal(Code.PermissionDenied);
@@ -343,7 +343,7 @@ async function expectHealthy(rig: Rig) {
 
 /** One of each real token and record, validly signed: the seeds the generators mutate. */
 async function realTokens(rig: Rig): Promise<string[]> {
-  const key = (purpose: Parameters<typeof activeKey>[1]) => activeKey([...rig.tokenKeys, ...rig.storageKeys], purpose);
+  const key = (purpose: Parameters<typeof activeKey>[1]) => activeKey([...rig.keys.token, ...rig.keys.storage], purpose);
   const hash = (n: number) => sha256(`fuzz-${n}`);
   const tokens: string[] = [];
   let n = 0;
