@@ -2,7 +2,8 @@
 // first run, and the operator's view through `buf curl`.
 
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { mkdtemp, rm, writeFile, readFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, rm, writeFile, readFile } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -204,37 +205,100 @@ describe("hello start: all four components, each its own process", function () {
     hello.child.kill("SIGTERM");
     expect(await exited).to.equal(0);
   });
+});
 
-  it("with Token's port taken, it says so, names the setting, stops the others and exits 1", async function () {
-    // It accepts connections and never answers: no TLS handshake ever completes.
+describe("hello start that cannot start: says why and which setting, leaves nothing running and no record (issue 18)", function () {
+  this.timeout(120_000);
+  let dir: string;
+  const ports = {} as Record<Component | "public" | "upstream" | "demo", number>;
+  const config = () => path.join(dir, "hello.config.json");
+  const record = () => path.join(dir, "state", "deployment.json");
+
+  before(async function () {
+    dir = await mkdtemp(path.join(os.tmpdir(), "hello-taken-"));
+    for (const key of [...COMPONENTS, "public", "upstream", "demo"] as const) ports[key] = await freePort();
+    // The development OP and the demo app too, as in the README's hello.config.json.
+    const devConfig = JSON.parse(await readFile(path.resolve(import.meta.dirname, "../../hello.config.json"), "utf8")) as Record<string, unknown>;
+    const clients = [{ ...(devConfig.clients as object[])[0], redirect_uris: [`http://localhost:${ports.demo}/callback`] }];
+    const providers = [{ ...(devConfig.providers as object[])[0], issuer: `http://localhost:${ports.upstream}` }];
+    await writeFile(config(), JSON.stringify({ ...devConfig, issuer: `http://localhost:${ports.public}`, ports, clients, providers, stateDir: "state" }));
+  });
+  after(async () => rm(dir, { recursive: true, force: true }));
+
+  /** Holds `port` with a server that accepts and never answers while `during` runs. */
+  async function holding<T>(port: number, during: () => Promise<T>): Promise<T> {
     const held = new Set<net.Socket>();
     const squatter = net.createServer((socket) => held.add(socket));
-    await new Promise<void>((resolve) => squatter.listen(ports.token, "127.0.0.1", resolve));
+    await new Promise<void>((resolve) => squatter.listen(port, "127.0.0.1", resolve));
     try {
-      const started = performance.now();
-      const child = spawn(process.execPath, [BIN, "start", "--config", path.join(dir, "hello.config.json")], { stdio: ["ignore", "pipe", "pipe"] });
-      let output = "";
-      child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
-      child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
-      const code = await new Promise<number | null>((resolve) => {
-        const timer = setTimeout(() => (child.kill("SIGKILL"), resolve(null)), 60_000);
-        child.once("exit", (exitCode) => (clearTimeout(timer), resolve(exitCode)));
-      });
-      expect(code, `hello start's exit code; it said:\n${output}`).to.equal(1);
-      expect(output).to.include(`cannot listen on 127.0.0.1:${ports.token} (EADDRINUSE)`);
-      expect(output).to.include(`token exited during start-up (code 1); it listens on port ${ports.token}, ports.token in`);
-      expect(performance.now() - started, "it does not wait for a readiness timeout").to.be.below(30_000);
-      for (const c of ["orchestration", "encryption", "storage"] as const) {
-        const refused = await new Promise<boolean>((resolve) => {
-          const socket = net.connect(ports[c], "127.0.0.1");
-          socket.once("connect", () => (socket.destroy(), resolve(false)));
-          socket.once("error", () => resolve(true));
-        });
-        expect(refused, `${c} still listening`).to.equal(true);
-      }
+      return await during();
     } finally {
       for (const socket of held) socket.destroy();
       await new Promise((resolve) => squatter.close(resolve));
+    }
+  }
+
+  async function start(): Promise<{ code: number | null; output: string; ms: number }> {
+    const started = performance.now();
+    const child = spawn(process.execPath, [BIN, "start", "--config", config()], { stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    const code = await new Promise<number | null>((resolve) => {
+      const timer = setTimeout(() => (child.kill("SIGKILL"), resolve(null)), 60_000);
+      child.once("exit", (exitCode) => (clearTimeout(timer), resolve(exitCode)));
+    });
+    return { code, output, ms: performance.now() - started };
+  }
+
+  const listening = (port: number) =>
+    new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, "127.0.0.1");
+      socket.once("connect", () => (socket.destroy(), resolve(true)));
+      socket.once("error", () => resolve(false));
+    });
+
+  for (const setting of ["public", ...COMPONENTS, "upstream", "demo"] as const) {
+    it(`ports.${setting} taken: exit 1 in seconds, the port and its setting named, nothing listening, no record`, async function () {
+      const { code, output, ms } = await holding(ports[setting], start);
+      expect(code, `hello start's exit code; it said:\n${output}`).to.equal(1);
+      expect(output).to.include(`port ${ports[setting]} is taken (EADDRINUSE); it is ports.${setting} in ${config()}`);
+      expect(output).not.to.match(/\n\s+at /); // no stack trace
+      expect(ms).to.be.below(30_000);
+      for (const [other, port] of Object.entries(ports)) {
+        if (other !== setting) expect(await listening(port), `ports.${other} is listening`).to.equal(false);
+      }
+      expect(existsSync(record()), "a deployment record was left").to.equal(false);
+    });
+  }
+
+  it("a component that exits during start-up (Storage, its database refusing connections): its reason, the others stopped, exit 1, no record", async function () {
+    const original = await readFile(config(), "utf8");
+    await writeFile(config(), JSON.stringify({ ...JSON.parse(original), database: `postgresql://hello@127.0.0.1:${await freePort()}/records` }));
+    try {
+      const { code, output, ms } = await start();
+      expect(code, `hello start's exit code; it said:\n${output}`).to.equal(1);
+      expect(output).to.include("the PostgreSQL database is unreachable (ECONNREFUSED)");
+      expect(output).to.include(`storage exited during start-up (code 1); its reason is above (it listens on port ${ports.storage}, ports.storage in`);
+      expect(ms, "it does not wait for a readiness timeout").to.be.below(60_000);
+      for (const [other, port] of Object.entries(ports)) expect(await listening(port), `ports.${other} is listening`).to.equal(false);
+      expect(existsSync(record()), "a deployment record was left").to.equal(false);
+    } finally {
+      await writeFile(config(), original);
+    }
+  });
+
+  it("a previous run's components still alive (by its deployment record) are named, with how to stop them", async function () {
+    const mesh = (c: Component) => ({ pid: process.pid, mesh: `https://127.0.0.1:${ports[c]}`, config: path.join(dir, `${c}.json`) });
+    const stale = { issuer: `http://localhost:${ports.public}`, certs: dir, bundles: dir, components: Object.fromEntries(COMPONENTS.map((c) => [c, mesh(c)])) };
+    await mkdir(path.dirname(record()), { recursive: true });
+    await writeFile(record(), JSON.stringify(stale));
+    try {
+      const { code, output } = await holding(ports.token, start);
+      expect(code).to.equal(1);
+      expect(output).to.include(`a previous hello start's components are still running (pids ${process.pid}, from ${record()})`);
+    } finally {
+      await rm(record(), { force: true });
     }
   });
 });

@@ -10,14 +10,16 @@ import path from "node:path";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { rm } from "node:fs/promises";
+import { existsSync } from "node:fs";
 import { COMPONENTS, type Component } from "../../internal/protocol/identity.js";
 import { ConfigError } from "../../internal/config/errors.js";
-import { derivedConfigPath, loadDevConfig } from "../../internal/dev/dev-config.js";
+import { type DevConfig, derivedConfigPath, loadDevConfig } from "../../internal/dev/dev-config.js";
 import { upstreamRedirectUri } from "../../internal/config/component-config.js";
 import { discoverJwksUris, prepareDevDeployment } from "../../internal/dev/dev-deployment.js";
 import { startComponentProcesses } from "../../internal/dev/component-processes.js";
 import { waitUntilFrontDoorReady } from "../../internal/dev/readiness.js";
-import { deploymentRecord, deploymentRecordPath, pidsOf, writeDeploymentRecord } from "../../internal/dev/deployment-record.js";
+import { deploymentRecord, deploymentRecordPath, pidsOf, readDeploymentRecord, writeDeploymentRecord } from "../../internal/dev/deployment-record.js";
+import { alive, takenPorts } from "../../internal/dev/ports.js";
 import { buildComponents, pinnedNodeVersion } from "../../internal/ops/build/build.js";
 import { startDevOp } from "../../internal/dev/devop/dev-op.js";
 import { startDemoApp } from "../../internal/dev/demoapp/demo-app.js";
@@ -43,6 +45,11 @@ export async function runStart(args: string[]): Promise<number> {
     throw error;
   }
 
+  // The development upstream OP, when a provider names it, and the demo app, when a client does.
+  const devProvider = dev.providers.find((p) => p.issuer.replace(/\/$/, "") === `http://localhost:${dev.ports.upstream}`);
+  const demoClient = dev.clients.find((c) => c.redirect_uris.includes(`http://localhost:${dev.ports.demo}/callback`));
+  if (await refuseTakenPorts(dev, values.config, { upstream: devProvider !== undefined, demo: demoClient?.client_secret !== undefined })) return 1;
+
   let artifacts: Partial<Record<Component, string>> = {};
   if (!values.source) {
     const node = pinnedNodeVersion(CHECKOUT);
@@ -65,18 +72,23 @@ export async function runStart(args: string[]): Promise<number> {
     artifacts = Object.fromEntries(built.map((a) => [a.component, a.entry]));
   }
 
-  // The development upstream OP, when a provider names it: a real OIDC server with a login form.
-  const devProvider = dev.providers.find((p) => p.issuer.replace(/\/$/, "") === `http://localhost:${dev.ports.upstream}`);
-  const devOp = devProvider
-    ? await startDevOp({
-        port: dev.ports.upstream,
-        clients: [{
-          client_id: devProvider.client_id,
-          ...(devProvider.client_secret ? { client_secret: devProvider.client_secret } : {}),
-          redirect_uris: [upstreamRedirectUri(dev.issuer, devProvider.id)],
-        }],
-      })
-    : undefined;
+  // The development upstream OP: a real OIDC server with a login form.
+  let devOp: Awaited<ReturnType<typeof startDevOp>> | undefined;
+  try {
+    devOp = devProvider
+      ? await startDevOp({
+          port: dev.ports.upstream,
+          clients: [{
+            client_id: devProvider.client_id,
+            ...(devProvider.client_secret ? { client_secret: devProvider.client_secret } : {}),
+            redirect_uris: [upstreamRedirectUri(dev.issuer, devProvider.id)],
+          }],
+        })
+      : undefined;
+  } catch (error) {
+    process.stderr.write(`hello start: the development OP cannot start: ${listenError(error, "upstream", dev.ports.upstream, values.config)}\n`);
+    return 1;
+  }
   // Every other provider must know where to send the browser back: one path each.
   for (const provider of dev.providers) {
     if (provider !== devProvider) out(`  provider ${provider.id}: its client must be registered with the redirect URI ${upstreamRedirectUri(dev.issuer, provider.id)}`);
@@ -102,7 +114,6 @@ export async function runStart(args: string[]): Promise<number> {
     out(`${"front door".padEnd(13)}│ ready: /healthz/ready answers 200 (${Math.round(performance.now() - spawned)} ms after start)`);
   });
   const recordFile = deploymentRecordPath(dev);
-  const demoClient = dev.clients.find((c) => c.redirect_uris.includes(`http://localhost:${dev.ports.demo}/callback`));
   let demo: Awaited<ReturnType<typeof startDemoApp>> | undefined;
   let stopping: Promise<void> | undefined;
   const stop = () => {
@@ -133,7 +144,7 @@ export async function runStart(args: string[]): Promise<number> {
     if (started !== "stopped") {
       // Its own words are above; its listen address is derived from this file's ports.
       const c = started.component;
-      out(`${c} exited during start-up (${started.signal ?? `code ${started.code}`}); it listens on port ${dev.ports[c]}, ports.${c} in ${values.config}`);
+      out(`${c} exited during start-up (${started.signal ?? `code ${started.code}`}); its reason is above (it listens on port ${dev.ports[c]}, ports.${c} in ${values.config})`);
     }
     await stop();
     return started === "stopped" ? 0 : 1;
@@ -142,13 +153,19 @@ export async function runStart(args: string[]): Promise<number> {
   await writeDeploymentRecord(recordFile, deploymentRecord(deployment, pidsOf(processes.children), artifacts, dev.issuer));
 
   if (demoClient?.client_secret) {
-    demo = await startDemoApp({
-      issuer: dev.issuer,
-      clientId: demoClient.client_id,
-      clientSecret: demoClient.client_secret,
-      port: dev.ports.demo,
-      publicUrl: `http://localhost:${dev.ports.demo}`,
-    });
+    try {
+      demo = await startDemoApp({
+        issuer: dev.issuer,
+        clientId: demoClient.client_id,
+        clientSecret: demoClient.client_secret,
+        port: dev.ports.demo,
+        publicUrl: `http://localhost:${dev.ports.demo}`,
+      });
+    } catch (error) {
+      process.stderr.write(`hello start: the demo app cannot start: ${listenError(error, "demo", dev.ports.demo, values.config)}\n`);
+      await stop();
+      return 1;
+    }
   }
 
   out("");
@@ -180,6 +197,43 @@ export async function runStart(args: string[]): Promise<number> {
   }
   await stop();
   return 0;
+}
+
+/** A listen error in words that name the setting to change; any other error as it is. */
+function listenError(error: unknown, setting: string, port: number, config: string): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === "EADDRINUSE" || code === "EACCES") {
+    return `port ${port} is ${code === "EADDRINUSE" ? "taken" : "not allowed"} (${code}); it is ports.${setting} in ${config}`;
+  }
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * Says which of the ports this run needs are held by something else, and whether a
+ * previous run's processes are alive, before anything starts; true when any is taken.
+ */
+async function refuseTakenPorts(dev: DevConfig & { baseDir: string }, config: string, also: { upstream: boolean; demo: boolean }): Promise<boolean> {
+  type Setting = keyof typeof dev.ports;
+  const settings: Setting[] = ["public", ...COMPONENTS, ...(also.upstream ? ["upstream" as const] : []), ...(also.demo ? ["demo" as const] : [])];
+  const taken = await takenPorts(settings.map((name) => ({ setting: `ports.${name}`, host: "127.0.0.1", port: dev.ports[name] })));
+  if (taken.length === 0) return false;
+  for (const t of taken) {
+    process.stderr.write(`hello start: port ${t.port} is ${t.code === "EADDRINUSE" ? "taken" : "not allowed"} (${t.code}); it is ${t.setting} in ${config}: stop what holds it, or choose another port there\n`);
+  }
+  const record = deploymentRecordPath(dev);
+  if (existsSync(record)) {
+    let pids: number[] = [];
+    try {
+      pids = Object.values(readDeploymentRecord(record).components).map((c) => c.pid);
+    } catch {
+      // A broken record names no process; the taken ports above are what matters.
+    }
+    const previous = alive([...new Set(pids)]);
+    if (previous.length > 0) {
+      process.stderr.write(`hello start: a previous hello start's components are still running (pids ${previous.join(", ")}, from ${record}): stop them first (kill ${previous.join(" ")})\n`);
+    }
+  }
+  return true;
 }
 
 /** Prints a child's JSON log lines as "time component level message". */
