@@ -451,3 +451,57 @@ describe("hello serve: a custodian runs one component from its own configuration
     expect((result as { stderr: string }).stderr).to.include("orchestration, token, encryption, storage");
   });
 });
+
+describe("hello --help everywhere, and errors that name the bad word (issue 18)", function () {
+  this.timeout(120_000);
+  const hello = (args: string[]) =>
+    run(process.execPath, [BIN, ...args]).then(
+      ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+      (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
+    );
+  const commands = [
+    ["start"], ["serve"], ["serve", "storage"], ["verify"], ["metrics"], ["metrics", "token"],
+    ...["init-ca", "issue", "dev", "bundle", "show"].map((c) => ["pki", c]),
+    ...["status", "rotate", "promote", "prune", "publish"].map((c) => ["keys", c]),
+    ...["status", "rotate", "rewrap", "drop", "storage"].map((c) => ["keyring", c]),
+    ["keyring", "storage", "restore"],
+  ];
+
+  it("--help on every command and subcommand (and -h on each command): exit 0 and its usage on stdout, no stack trace", async function () {
+    for (let i = 0; i < commands.length; i += 4) {
+      await Promise.all(
+        commands.slice(i, i + 4).map(async (command) => {
+          for (const flag of command.length === 1 ? ["--help", "-h"] : ["--help"]) {
+            const { code, stdout, stderr } = await hello([...command, flag]);
+            const what = `hello ${command.join(" ")} ${flag}`;
+            expect(code, `${what}: ${stderr}`).to.equal(0);
+            expect(stdout, what).to.match(new RegExp(`^usage: hello ${command[0]}\\b`));
+            expect(stderr, what).to.equal("");
+          }
+        }),
+      );
+    }
+  });
+
+  it("a misspelt component, option or command is named, with the usage; exit 2", async function () {
+    const cases: Array<[string[], string]> = [
+      [["serve", "storag"], 'hello serve: unknown component "storag": expected one of orchestration, token, encryption, storage'],
+      [["start", "--bogus"], "hello start: Unknown option '--bogus'"],
+      [["serve", "storage", "--bogus"], "hello serve: Unknown option '--bogus'"],
+      [["metrics", "tokn"], 'hello metrics: unknown component "tokn"'],
+      [["verify", "--bogus"], "hello verify: Unknown option '--bogus'"],
+      [["keys", "rotat"], 'hello keys: unknown keys command "rotat"'],
+      [["pki", "issue", "vault"], 'unknown component "vault"'],
+      [["keyring", "spin"], 'hello keyring: unknown keyring command "spin"'],
+      [["spin"], 'hello: unknown command "spin"'],
+    ];
+    for (const [args, says] of cases) {
+      const { code, stderr } = await hello(args);
+      expect(code, `hello ${args.join(" ")}: ${stderr}`).to.equal(2);
+      expect(stderr).to.include(says);
+      expect(stderr).to.include("usage: hello");
+      expect(stderr).not.to.match(/\n\s+at /);
+    }
+  });
+});
+

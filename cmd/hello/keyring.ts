@@ -7,7 +7,7 @@
 
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { type CommandOutput, UsageError, parseCommandLine, runSubcommand } from "../../internal/ops/cli.js";
+import { type CommandOutput, UsageError, hello, parseCommandLine, runSubcommand } from "../../internal/ops/cli.js";
 import { type Client, createClient } from "@connectrpc/connect";
 import type { DescService } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
@@ -142,7 +142,7 @@ async function rotate(args: string[], out: CommandOutput): Promise<number> {
     await waitFor(admin, (s) => s.currentKeyId === keyId, `the running Encryption to load ${keyId}`);
     out.log(`the running Encryption wraps new records under ${keyId}`);
   }
-  out.log(`next: hello keyring rewrap --config ${values.config}, then hello keyring drop ${previous} --config ${values.config}`);
+  out.log(`next: ${hello()} keyring rewrap --config ${values.config}, then ${hello()} keyring drop ${previous} --config ${values.config}`);
   return 0;
 }
 

@@ -2,7 +2,7 @@
 // (docs/key-rotation.md). `args` are what follows `hello keys`; the result is the exit
 // code (0 done, 1 refused or failed, 2 usage error).
 
-import { type CommandOutput, UsageError, parseCommandLine, runSubcommand } from "../../internal/ops/cli.js";
+import { type CommandOutput, UsageError, hello, parseCommandLine, runSubcommand } from "../../internal/ops/cli.js";
 import { COMPONENTS, isComponent } from "../../internal/protocol/identity.js";
 import { loadComponentConfig } from "../../internal/config/component-config.js";
 import {
@@ -65,6 +65,8 @@ async function keys(command: (typeof KEYS_COMMANDS)[number], rest: string[], out
     compromised: { type: "string", multiple: true },
   });
   const location = locate(positionals, values);
+  // Where the keys are, as this command was told: for hints that run as printed.
+  const where = values.config ? `--config ${values.config}` : `--keys ${location.keyFile} --bundles ${location.bundles}`;
   const selection = {
     ...(values.purpose ? { purposes: values.purpose.map(purpose) } : {}),
     ...(values.alg ? { algs: values.alg.map(alg) } : {}),
@@ -88,7 +90,7 @@ async function keys(command: (typeof KEYS_COMMANDS)[number], rest: string[], out
       const added = await rotateKeys(location, selection);
       for (const key of added) out.log(`added ${describe(key)} as next: published, signs nothing yet`);
       out.log(
-        `next: give ${location.bundles}/${location.component}.json to the other custodians; once each has installed it, hello keys promote ${location.component}`,
+        `next: give ${location.bundles}/${location.component}.json to the other custodians; once each has installed it, ${hello()} keys promote ${location.component} ${where}`,
       );
       return 0;
     }
@@ -103,7 +105,7 @@ async function keys(command: (typeof KEYS_COMMANDS)[number], rest: string[], out
       });
       for (const key of result.promoted) out.log(`promoted ${describe(key)}: it signs from now on`);
       for (const key of result.retired) out.log(`retired ${describe(key)}: still published, so what it signed still verifies`);
-      out.log(`next: give the rewritten bundle to the other custodians; later, hello keys prune ${location.component}`);
+      out.log(`next: give the rewritten bundle to the other custodians; later, ${hello()} keys prune ${location.component} ${where}`);
       return 0;
     }
     case "prune": {

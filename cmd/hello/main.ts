@@ -1,12 +1,12 @@
 // hello: run, operate and verify hello-mesh.
 
-import { runPkiCommand } from "../../internal/ops/pki/cli.js";
-import { runKeyringCommand } from "./keyring.js";
-import { runKeysCommand } from "./keys.js";
-import { runMetrics } from "./metrics.js";
-import { runServe } from "./serve.js";
-import { runStart } from "./start.js";
-import { runVerify } from "./verify.js";
+import { PKI_USAGE, runPkiCommand } from "../../internal/ops/pki/cli.js";
+import { KEYRING_USAGE, runKeyringCommand } from "./keyring.js";
+import { KEYS_USAGE, runKeysCommand } from "./keys.js";
+import { METRICS_USAGE, runMetrics } from "./metrics.js";
+import { SERVE_USAGE, runServe } from "./serve.js";
+import { START_USAGE, runStart } from "./start.js";
+import { VERIFY_USAGE, runVerify } from "./verify.js";
 
 const USAGE = `usage: hello <command> [options]
 
@@ -29,31 +29,34 @@ const console_ = {
   error: (line: string) => process.stderr.write(`${line}\n`),
 };
 
+/** Each command: how it runs, and its usage text (what --help prints). */
+const COMMANDS: Record<string, { usage: string; run: (rest: string[]) => Promise<number> }> = {
+  start: { usage: START_USAGE, run: runStart },
+  serve: { usage: SERVE_USAGE, run: runServe },
+  pki: { usage: PKI_USAGE, run: (rest) => runPkiCommand(rest, console_) },
+  verify: { usage: VERIFY_USAGE, run: runVerify },
+  keys: { usage: KEYS_USAGE, run: (rest) => runKeysCommand(rest, console_) },
+  metrics: { usage: METRICS_USAGE, run: runMetrics },
+  keyring: { usage: KEYRING_USAGE, run: (rest) => runKeyringCommand(rest, console_) },
+};
+
 export async function main(args: string[]): Promise<number> {
   const [command, ...rest] = args;
-  switch (command) {
-    case "start":
-      return runStart(rest);
-    case "serve":
-      return runServe(rest);
-    case "pki":
-      return runPkiCommand(rest, console_);
-    case "verify":
-      return runVerify(rest);
-    case "keys":
-      return runKeysCommand(rest, console_);
-    case "metrics":
-      return runMetrics(rest);
-    case "keyring":
-      return runKeyringCommand(rest, console_);
-    case "help":
-    case "--help":
-    case "-h":
-      console_.log(USAGE);
-      return 0;
-    default:
-      console_.error(command ? `hello: unknown command "${command}"\n` : "hello: a command is required\n");
-      console_.error(USAGE);
-      return 2;
+  if (command === "help" || command === "--help" || command === "-h") {
+    console_.log(USAGE);
+    return 0;
   }
+  const known = command !== undefined && Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
+  if (!known) {
+    console_.error(command ? `hello: unknown command "${command}"\n` : "hello: a command is required\n");
+    console_.error(USAGE);
+    return 2;
+  }
+  // --help anywhere before a "--" (hello keys rotate --help): the command's usage.
+  const options = rest.includes("--") ? rest.slice(0, rest.indexOf("--")) : rest;
+  if (options.includes("--help") || options.includes("-h")) {
+    console_.log(known.usage);
+    return 0;
+  }
+  return known.run(rest);
 }

@@ -16,7 +16,7 @@ import { MetricsService } from "../../internal/gen/hello/common/v1/metrics_pb.js
 import { pkiPaths } from "../../internal/ops/pki/layout.js";
 import { operatorCredentials } from "../../internal/ops/pki/layout.js";
 
-const USAGE = `usage: hello metrics <component> [--as <custodian>] [--config hello.config.json]
+export const METRICS_USAGE = `usage: hello metrics <component> [--as <custodian>] [--config hello.config.json]
        hello metrics <component> --as <custodian> --url https://<host>:<port> --certs <dir> [--bundles <dir>]
 
   Prints <component>'s metrics in the Prometheus text format, read with <custodian>'s
@@ -42,14 +42,20 @@ export async function runMetrics(args: string[]): Promise<number> {
       },
     });
   } catch (error) {
-    process.stderr.write(`hello metrics: ${(error as Error).message}\n${USAGE}`);
+    process.stderr.write(`hello metrics: ${(error as Error).message}\n${METRICS_USAGE}`);
     return 2;
   }
   const { values, positionals } = parsed;
   const component = positionals[0];
   const as = values.as ?? component;
   if (!component || !isComponent(component) || positionals.length > 1 || !as || !isComponent(as)) {
-    process.stderr.write(USAGE);
+    const one = `one of ${COMPONENTS.join(", ")}`;
+    const problem =
+      component === undefined ? `a component is required: ${one}`
+      : !isComponent(component) ? `unknown component "${component}": expected ${one}`
+      : positionals.length > 1 ? `unexpected argument "${positionals[1]}"`
+      : `--as names a custodian (${one}), not "${as}"`;
+    process.stderr.write(`hello metrics: ${problem}\n${METRICS_USAGE}`);
     return 2;
   }
 

@@ -15,11 +15,28 @@ const WIRING: { [C in Component]: () => Promise<ServiceFactory<C>> } = {
   storage: async () => (await import("../../internal/components/storage/wiring.js")).storageService,
 };
 
+export const SERVE_USAGE = `usage: hello serve <component> --config <file>
+
+  Runs one component from source, as its custodian does (the built artifact,
+  node dist/<component>/main.mjs --config <file>, runs the same code).
+  component: one of ${COMPONENTS.join(", ")}`;
+
 export async function runServe(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { config: { type: "string" } } });
+  let parsed;
+  try {
+    parsed = parseArgs({ args, allowPositionals: true, options: { config: { type: "string" } } });
+  } catch (error) {
+    process.stderr.write(`hello serve: ${(error as Error).message}\n${SERVE_USAGE}\n`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
   const component = positionals[0];
   if (!component || !isComponent(component) || positionals.length > 1) {
-    process.stderr.write(`usage: hello serve <component> --config <file>\n  component: one of ${COMPONENTS.join(", ")}\n`);
+    const problem =
+      component === undefined ? "a component is required"
+      : !isComponent(component) ? `unknown component "${component}": expected one of ${COMPONENTS.join(", ")}`
+      : `unexpected argument "${positionals[1]}"`;
+    process.stderr.write(`hello serve: ${problem}\n${SERVE_USAGE}\n`);
     return 2;
   }
   return serveWith(component, values.config === undefined ? [] : ["--config", values.config]);

@@ -20,6 +20,7 @@ import { startComponentProcesses } from "../../internal/dev/component-processes.
 import { waitUntilFrontDoorReady } from "../../internal/dev/readiness.js";
 import { deploymentRecord, deploymentRecordPath, pidsOf, readDeploymentRecord, writeDeploymentRecord } from "../../internal/dev/deployment-record.js";
 import { alive, takenPorts } from "../../internal/dev/ports.js";
+import { hello } from "../../internal/ops/cli.js";
 import { buildComponents, pinnedNodeVersion } from "../../internal/ops/build/build.js";
 import { startDevOp } from "../../internal/dev/devop/dev-op.js";
 import { startDemoApp } from "../../internal/dev/demoapp/demo-app.js";
@@ -29,11 +30,25 @@ const out = (line: string) => process.stdout.write(`${line}\n`);
 /** The checkout this command runs from: what `hello start` builds. */
 const CHECKOUT = path.resolve(import.meta.dirname, "../..");
 
+export const START_USAGE = `usage: hello start [--config hello.config.json] [--source]
+
+  Runs the whole service on this machine, for development: makes every custodian's
+  certificates and keys on first run, builds each component's artifact and runs each
+  as its own process, with a development OP and a demo app when the configuration
+  names them. --source runs the components from source (no build; nothing to verify).`;
+
 export async function runStart(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: { config: { type: "string", default: "hello.config.json" }, source: { type: "boolean", default: false } },
-  });
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      options: { config: { type: "string", default: "hello.config.json" }, source: { type: "boolean", default: false } },
+    });
+  } catch (error) {
+    process.stderr.write(`hello start: ${(error as Error).message}\n${START_USAGE}\n`);
+    return 2;
+  }
+  const { values } = parsed;
   let dev;
   try {
     dev = loadDevConfig(values.config);
@@ -179,7 +194,7 @@ export async function runStart(args: string[]): Promise<number> {
   out(`  certificates and keys: ${certs}/<component>/   peers' bundles: ${path.join(certs, "bundles")}`);
   out(`  component configs:     ${path.dirname(derivedConfigPath(dev, "token"))}`);
   out(`  storage database:      ${dev.database ? "PostgreSQL (from the config's database URL)" : `embedded PGlite in ${path.resolve(dev.baseDir, dev.stateDir, "storage", "pgdata")}`}`);
-  out(`  deployment record:     ${recordFile}${values.source ? "" : `   (check it with: hello verify${values.config === "hello.config.json" ? "" : ` --config ${values.config}`})`}`);
+  out(`  deployment record:     ${recordFile}${values.source ? "" : `   (check it with: ${hello()} verify${values.config === "hello.config.json" ? "" : ` --config ${values.config}`})`}`);
   out(`  front door (issuer):   ${dev.issuer}`);
   if (devOp) out(`  development OP:        ${devOp.issuer}  (accounts: alice@example.com / alice, bob@example.com / bob)`);
   if (demo) {

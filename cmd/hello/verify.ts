@@ -20,7 +20,7 @@ import { type DeploymentRecord, deploymentRecordPath, readDeploymentRecord } fro
 import { checkBuilds, formatBuildsTable } from "../../internal/ops/verify/builds.js";
 import { checkServedKeys } from "../../internal/ops/verify/served-keys.js";
 
-const USAGE = `usage: hello verify [--config hello.config.json] [--deployment <file>] [--issuer <url>]
+export const VERIFY_USAGE = `usage: hello verify [--config hello.config.json] [--deployment <file>] [--issuer <url>]
                     [--bundles <dir>] [--source <checkout>] [--as <custodian>]`;
 
 const CHECKOUT = path.resolve(import.meta.dirname, "../..");
@@ -41,7 +41,7 @@ export async function runVerify(args: string[]): Promise<number> {
       },
     }));
   } catch (error) {
-    process.stderr.write(`hello verify: ${(error as Error).message}\n${USAGE}\n`);
+    process.stderr.write(`hello verify: ${(error as Error).message}\n${VERIFY_USAGE}\n`);
     return 2;
   }
   if (!isComponent(values.as)) {

@@ -8,7 +8,17 @@ export interface CommandOutput {
   error(line: string): void;
 }
 
+import path from "node:path";
 import { type ParseArgsConfig, parseArgs } from "node:util";
+
+/**
+ * How to run `hello` again, as this process was run, for hints that run as printed:
+ * `hello-mesh` where it was installed under that name (npm install -g <checkout>),
+ * otherwise `npx hello` (from the checkout, as the README runs it).
+ */
+export function hello(): string {
+  return path.basename(process.argv[1] ?? "") === "hello-mesh" ? "hello-mesh" : "npx hello";
+}
 
 /** A mistake in the command line: answered with the usage text and exit code 2. */
 export class UsageError extends Error {}

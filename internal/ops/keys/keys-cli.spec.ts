@@ -17,6 +17,7 @@ import { type KeyLocation, SIGNED_LIFETIME_SECONDS, keyStatus, promoteKeys, prun
 
 const run = promisify(execFile);
 const BIN = path.resolve(import.meta.dirname, "../../../cmd/hello/bin.js");
+const CHECKOUT = path.resolve(import.meta.dirname, "../../..");
 
 describe("hello keys (the custodian's files)", function () {
   this.timeout(60_000);
@@ -84,6 +85,19 @@ describe("hello keys (the custodian's files)", function () {
     const again = await keys("rotate", "storage", "--purpose", "error", ...at(storage));
     expect(again.code).to.equal(1);
     expect(again.err).to.match(/the error EdDSA key error\.\S+ is already next: promote it before rotating again/);
+  });
+
+  it("the next steps it prints run as printed, from the checkout (issue 18)", async function () {
+    const rotated = await keys("rotate", "storage", ...at(storage));
+    const promote = /once each has installed it, (npx hello keys promote .*)$/m.exec(rotated.out)?.[1];
+    expect(promote, rotated.out).to.equal(`npx hello keys promote storage --keys ${storage.keyFile} --bundles ${storage.bundles}`);
+    // Too soon to promote: what matters is that the command is understood, not a usage error.
+    const printed = await run("sh", ["-c", promote!], { cwd: CHECKOUT }).then(() => 0, (e: { code: number; stderr: string }) => e);
+    expect(printed, "a usage error").not.to.have.property("code", 2);
+    const promoted = await keys("promote", "storage", "--min-published", "0", ...at(storage));
+    const prune = /later, (npx hello keys prune .*)$/m.exec(promoted.out)?.[1];
+    const { stdout } = await run("sh", ["-c", prune!], { cwd: CHECKOUT });
+    expect(stdout).to.match(/kept|nothing to prune/);
   });
 
   it("promote waits until the next key has been published long enough and changes nothing before", async function () {

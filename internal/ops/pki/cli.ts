@@ -7,7 +7,7 @@ import { join } from "node:path";
 import type { JWK } from "jose";
 import { writeBundle } from "../../../mesh/bundle.js";
 import { publicJwk, signingKeyFromJwk } from "../../protocol/signing-keys.js";
-import { type CommandOutput, UsageError, parseCommandLine, runSubcommand } from "../cli.js";
+import { type CommandOutput, UsageError, hello, parseCommandLine, runSubcommand } from "../cli.js";
 
 import { COMPONENTS, isComponent } from "../../protocol/identity.js";
 import type { Component } from "../../protocol/identity.js";
@@ -80,7 +80,7 @@ async function initCa(args: string[], out: CommandOutput): Promise<number> {
   await writeFileAtomic(paths.caCert, ca.certPem, { secret: false });
   out.log(`created the ${component} CA: ${paths.caCert} (give this to the other custodians) and ${paths.caKey} (keep it secret)`);
   const dir = values.dir === DEFAULT_PKI_ROOT ? "" : ` --dir ${values.dir}`;
-  out.log(`next: hello pki issue ${component}${dir}, and hello pki issue ${component} --operator${dir}`);
+  out.log(`next: ${hello()} pki issue ${component}${dir}, and ${hello()} pki issue ${component} --operator${dir}`);
   return 0;
 }
 
