@@ -505,3 +505,21 @@ describe("hello --help everywhere, and errors that name the bad word (issue 18)"
   });
 });
 
+describe("hello-mesh: the command outside the checkout (issue 18)", function () {
+  this.timeout(120_000);
+  let prefix: string;
+  before(async () => (prefix = await mkdtemp(path.join(os.tmpdir(), "hello-global-"))));
+  after(async () => rm(prefix, { recursive: true, force: true }));
+
+  it("npm install -g <checkout> links it as hello-mesh, which runs from anywhere and prints hints under that name", async function () {
+    const checkout = path.resolve(import.meta.dirname, "../..");
+    await run("npm", ["install", "-g", "--prefix", prefix, "--offline", "--ignore-scripts", "--no-audit", "--no-fund", checkout]);
+    const command = path.join(prefix, "bin", "hello-mesh");
+    const elsewhere = await mkdtemp(path.join(prefix, "work-"));
+    const { stdout } = await run(command, ["help"], { cwd: elsewhere });
+    expect(stdout).to.match(/^usage: hello <command>/);
+    const { stdout: made } = await run(command, ["pki", "init-ca", "token", "--dir", path.join(elsewhere, "pki"), "--key-type", "p256"], { cwd: elsewhere });
+    expect(made).to.include(`next: hello-mesh pki issue token --dir ${path.join(elsewhere, "pki")}`);
+  });
+});
+
