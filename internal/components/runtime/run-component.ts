@@ -54,12 +54,17 @@ export async function runComponent<C extends Component>(
   log.info({ url: running.server.url }, `${component} is serving on ${running.server.url}`);
 
   await new Promise<void>((resolve) => {
+    // Ctrl-C under `hello start` reaches a component twice: SIGINT from the terminal to
+    // the whole process group, and SIGTERM from hello start. One stop, said once.
+    let stopping = false;
     const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
       log.info({ signal }, "stopping");
       resolve();
     };
-    process.once("SIGINT", stop);
-    process.once("SIGTERM", stop);
+    process.on("SIGINT", stop);
+    process.on("SIGTERM", stop);
   });
   await running.close();
   await tracing.shutdown();
