@@ -45,6 +45,7 @@ describe("the authorization request's checks (authorization-request.ts)", functi
   // Each breaks one check; listed in the order the checks run.
   const untrusted: Array<[string, (p: URLSearchParams) => void, RegExp]> = [
     ["a parameter too long", (p) => p.set("login_hint", "x".repeat(5000)), /login_hint parameter is too long/],
+    ["a repeated parameter (two states)", (p) => p.append("state", "again"), /state parameter is given more than once/],
     ["request_uri", (p) => p.set("request_uri", "https://app.example/r"), /request_uri is not supported/],
     ["a request object that is no JWT", (p) => p.set("request", "not-a-jwt"), /not a JWT/],
     ["an unknown client", (p) => p.set("client_id", "nope"), /not registered with hello-mesh/],

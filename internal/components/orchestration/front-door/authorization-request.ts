@@ -6,6 +6,7 @@
 
 import { decodeJwt } from "jose";
 import type { FrontDoorClient } from "../../../config/component-config.js";
+import { repeatedParameter } from "./http-input.js";
 import { OAuthError } from "./oauth-error.js";
 
 export interface AuthorizationRequest {
@@ -64,6 +65,7 @@ type Check<C> = (request: C) => void;
 /** Before the redirect_uri is trusted: each throws UntrustedRedirectError, shown as a page. */
 const UNTRUSTED_CHECKS: readonly Check<Checking>[] = [
   checkParameterLengths,
+  rejectRepeatedParameters,
   rejectRequestUri,
   decodeRequestObject,
   checkClient,
@@ -107,6 +109,11 @@ function checkParameterLengths({ params }: Checking) {
   for (const [name, value] of params) {
     if (value.length > MAX_PARAM && name !== "request") throw new UntrustedRedirectError(`the ${name} parameter is too long`);
   }
+}
+
+function rejectRepeatedParameters({ params }: Checking) {
+  const name = repeatedParameter(params);
+  if (name) throw new UntrustedRedirectError(`the ${name} parameter is given more than once: each may appear once (RFC 6749 §3.1)`);
 }
 
 function rejectRequestUri({ params }: Checking) {

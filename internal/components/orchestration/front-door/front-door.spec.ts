@@ -263,6 +263,25 @@ describe("the front door: a standard OpenID Provider (DESIGN.md §6)", function 
     expect(await response.json()).to.deep.equal({ error: "invalid_grant", error_description: "the code was issued to another client" });
   });
 
+  it("RFC 6749 §3.2: a repeated parameter at /token is invalid_request, and the code stays good (honest twin)", async function () {
+    const issued = await issueCodeFor("a");
+    const redeem = (body: URLSearchParams) =>
+      fetch(`${mesh.issuer}/token`, {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded", authorization: `Basic ${Buffer.from(`app-a:${appSecret("app-a")}`).toString("base64")}` },
+        body,
+      });
+    const body = new URLSearchParams({ grant_type: "authorization_code", code: issued.code, redirect_uri: APPS.a!.redirect_uri, code_verifier: issued.verifier });
+    const twice = new URLSearchParams(body);
+    twice.append("client_id", "app-a");
+    twice.append("client_id", "app-b");
+    const refused = await redeem(twice);
+    expect(refused.status).to.equal(400);
+    expect(await refused.json()).to.deep.equal({ error: "invalid_request", error_description: "the client_id parameter is given more than once: each may appear once (RFC 6749 §3.2)" });
+    const honest = await redeem(body);
+    expect(honest.status).to.equal(200);
+  });
+
   it("RFC 6749 §5.2: a bad client secret, and an unknown client, are invalid_client (401)", async function () {
     const stolen = await issueCodeFor("a");
     for (const authorization of [`Basic ${Buffer.from("app-a:wrong-secret-xxxxxxxx").toString("base64")}`, `Basic ${Buffer.from("nobody:x").toString("base64")}`]) {

@@ -34,6 +34,19 @@ export async function form(req: http.IncomingMessage): Promise<URLSearchParams> 
   return new URLSearchParams(body.toString("utf8"));
 }
 
+/**
+ * The first parameter given more than once: RFC 6749 §3.1 and §3.2 say a request's
+ * parameters MUST NOT repeat, and a repeated one would leave which value counts to chance.
+ */
+export function repeatedParameter(params: URLSearchParams): string | undefined {
+  const seen = new Set<string>();
+  for (const name of params.keys()) {
+    if (seen.has(name)) return name;
+    seen.add(name);
+  }
+  return undefined;
+}
+
 export function cookies(req: http.IncomingMessage): Record<string, string> {
   const out: Record<string, string> = {};
   for (const part of (req.headers.cookie ?? "").split(";")) {

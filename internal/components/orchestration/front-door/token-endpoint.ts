@@ -5,7 +5,7 @@ import { createHash } from "node:crypto";
 import { decodeJwt } from "jose";
 import { authenticateClient } from "./client-auth.js";
 import type { DoorContext, Exchange } from "./context.js";
-import { form } from "./http-input.js";
+import { form, repeatedParameter } from "./http-input.js";
 import { OAuthError } from "./oauth-error.js";
 import { sendJson } from "./responses.js";
 
@@ -13,6 +13,8 @@ const ACCESS_TOKEN_TTL = 10 * 60;
 
 export async function tokenEndpoint(door: DoorContext, { req, res }: Exchange) {
   const body = await form(req);
+  const repeated = repeatedParameter(body);
+  if (repeated) throw new OAuthError("invalid_request", `the ${repeated} parameter is given more than once: each may appear once (RFC 6749 §3.2)`);
   const client = await authenticateClient(door.clients, { authorization: req.headers.authorization, body }, {
     issuer: door.issuer, tokenEndpoint: door.endpoint("/token"), replay: door.store,
   });
