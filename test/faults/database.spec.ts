@@ -4,9 +4,10 @@
 // (docs/faults.md).
 
 import { expect } from "chai";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { RPC_TIMEOUT_MS } from "../../internal/components/orchestration/login-driver.js";
 import { appRequest } from "../support/protocol-mesh.js";
+import { refusedWith } from "../support/refusal.js";
 import { type FaultRig, type FrontDoorAnswer, FAULT_APPS, startFaultRig } from "./fault-rig.js";
 import { expectFaultHandled, expectNoHalfMadeUser, expectNoUserDataInLogs, expectUnavailablePage, faultDuringLogins } from "./scenario.js";
 
@@ -138,10 +139,10 @@ describe("faults: PostgreSQL restarts and Storage hangs in the middle of a strea
       // client does not enforce it: whatever answer comes is Encryption's, and says when
       // it gave up.
       const sent = performance.now();
-      const error = await rig.mesh
-        .encryption()
-        .readRecord(read, { timeoutMs: 0, headers: { "connect-timeout-ms": "1500", "grpc-timeout": "1500m" } })
-        .then(() => expect.fail("Encryption answered a read while Storage was hung"), (e: unknown) => ConnectError.from(e));
+      const error = await refusedWith(
+        rig.mesh.encryption().readRecord(read, { timeoutMs: 0, headers: { "connect-timeout-ms": "1500", "grpc-timeout": "1500m" } }),
+        "Encryption's answer to a read while Storage was hung",
+      );
       const waited = performance.now() - sent;
       expect(error.code).to.equal(Code.DeadlineExceeded);
       expect(error.rawMessage, "Encryption's own answer about its call to Storage").to.match(/^storage: /);

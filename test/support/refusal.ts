@@ -6,13 +6,13 @@ import { type Code, ConnectError } from "@connectrpc/connect";
 import { InvalidTokenError } from "../../internal/protocol/jws.js";
 
 /** What `call` rejected with, as thrown (a ConnectError, an Error, a child process's exit…). */
-export async function rejectionOf(call: Promise<unknown>, what = "the call"): Promise<unknown> {
+export async function rejectionOf(call: Promise<unknown>, what?: string): Promise<unknown> {
   try {
     await call;
   } catch (error) {
     return error;
   }
-  return expect.fail(`${what} succeeded`);
+  return expect.fail(what === undefined ? "the call succeeded" : `${what}: the call succeeded`);
 }
 
 /** The ConnectError a call that must fail ended in. */
@@ -27,7 +27,7 @@ export async function refusal(call: Promise<unknown>, what?: string): Promise<{ 
 }
 
 /** Why a JWS check refused a token: the InvalidTokenError's reason (any other error fails the test). */
-export async function invalidTokenReason(call: Promise<unknown>, what = "the token's check"): Promise<string> {
+export async function invalidTokenReason(call: Promise<unknown>, what?: string): Promise<string> {
   const error = await rejectionOf(call, what);
   expect(error).to.be.instanceOf(InvalidTokenError);
   return (error as InvalidTokenError).reason;
