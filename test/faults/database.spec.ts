@@ -8,8 +8,8 @@ import { Code } from "@connectrpc/connect";
 import { RPC_TIMEOUT_MS } from "../../internal/components/orchestration/login-driver.js";
 import { appRequest } from "../support/protocol-mesh.js";
 import { refusedWith } from "../support/refusal.js";
-import { type FaultRig, type FrontDoorAnswer, FAULT_APPS, startFaultRig } from "./fault-rig.js";
-import { expectFaultHandled, expectNoHalfMadeUser, expectNoUserDataInLogs, expectUnavailablePage, faultDuringLogins } from "./scenario.js";
+import { type FaultRig, type FrontDoorAnswer, FAULT_APPS } from "./fault-rig.js";
+import { expectFaultHandled, expectNoHalfMadeUser, expectNoUserDataInLogs, expectUnavailablePage, faultDuringLogins, sharedFaultRig } from "./scenario.js";
 
 /** Storage refuses nothing while the database is down: it answers UNAVAILABLE at once. */
 const DATABASE_DOWN_PAGE_MS = 3_000;
@@ -18,14 +18,7 @@ const HUNG_STORAGE_PAGE_MS = RPC_TIMEOUT_MS + 2_000;
 
 describe("faults: PostgreSQL restarts and Storage hangs in the middle of a stream of logins (docs/faults.md)", function () {
   let rig: FaultRig;
-  before(async function () {
-    this.timeout(300_000);
-    rig = await startFaultRig({ database: "postgres", users: 1_000 });
-  });
-  after(async function () {
-    this.timeout(60_000);
-    await rig?.close();
-  });
+  sharedFaultRig({ database: "postgres", users: 1_000 }, (started) => (rig = started));
 
   for (const mode of ["fast", "immediate"] as const) {
     it(`PostgreSQL stopped (pg_ctl stop -m ${mode}) and started: Storage stays up and answers UNAVAILABLE, caught logins get the page fast, later ones succeed, no half-made user`, async function () {
