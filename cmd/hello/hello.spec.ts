@@ -16,7 +16,7 @@ import { pkiPaths } from "../../internal/ops/pki/layout.js";
 import { TokenService } from "../../internal/gen/hello/token/v1/token_service_pb.js";
 import { StorageService } from "../../internal/gen/hello/storage/v1/storage_service_pb.js";
 import { freePort } from "../../test/support/free-port.js";
-import { outcomeOf, refusedWith } from "../../test/support/refusal.js";
+import { outcomeOf, refusedWith, rejectionOf } from "../../test/support/refusal.js";
 
 const run = promisify(execFile);
 const BIN = path.resolve(import.meta.dirname, "bin.js");
@@ -116,10 +116,9 @@ describe("hello start: all four components, each its own process", function () {
   });
 
   it("hello metrics without the operator's certificate says which file is missing", async function () {
-    const result = await run(process.execPath, [BIN, "metrics", "token", "--as", "storage", "--url", url("token"), "--certs", path.join(dir, "nowhere")])
-      .catch((e: { code: number; stderr: string }) => e);
-    expect((result as { code: number }).code).to.equal(1);
-    expect((result as { stderr: string }).stderr).to.include(path.join(dir, "nowhere", "storage", "operator.crt"));
+    const result = (await rejectionOf(run(process.execPath, [BIN, "metrics", "token", "--as", "storage", "--url", url("token"), "--certs", path.join(dir, "nowhere")]))) as { code: number; stderr: string };
+    expect(result.code).to.equal(1);
+    expect(result.stderr).to.include(path.join(dir, "nowhere", "storage", "operator.crt"));
   });
 
   it("buf curl --list-methods with the storage operator's certificate lists Storage's services", async function () {
@@ -144,9 +143,9 @@ describe("hello start: all four components, each its own process", function () {
 
   it("the same call with another custodian's operator certificate is refused", async function () {
     const { cert, key } = certFiles("token", true);
-    const error = (await buf([
+    const error = (await rejectionOf(buf([
       "--cacert", pkiPaths(certs(), "storage").caCert, "--cert", cert, "--key", key, "--list-methods", url("storage"),
-    ]).catch((e: unknown) => e)) as { stderr?: string; code?: number };
+    ]))) as { stderr?: string; code?: number };
     expect(error.code).to.not.equal(undefined);
     expect(error.stderr).to.match(/permission[_ ]denied/i);
   });
@@ -309,8 +308,8 @@ describe("hello serve: a custodian runs one component from its own configuration
   });
 
   it("a usage error names the components", async function () {
-    const result = await run(process.execPath, [BIN, "serve", "vault"]).catch((e: { code: number; stderr: string }) => e);
-    expect((result as { code: number }).code).to.equal(2);
-    expect((result as { stderr: string }).stderr).to.include("orchestration, token, encryption, storage");
+    const result = (await rejectionOf(run(process.execPath, [BIN, "serve", "vault"]))) as { code: number; stderr: string };
+    expect(result.code).to.equal(2);
+    expect(result.stderr).to.include("orchestration, token, encryption, storage");
   });
 });
