@@ -11,6 +11,7 @@ import { COMPONENTS, identityUri } from "../internal/protocol/identity.js";
 import { TrustStore } from "./trust.js";
 import { type EchoMesh, startEchoMesh } from "../test/support/echo-mesh.js";
 import { type TestPki, makeTestPki } from "../test/support/test-pki.js";
+import { rejectionOf } from "../test/support/refusal.js";
 
 const PROTO_ROOT = path.resolve(import.meta.dirname, "..", "proto");
 
@@ -49,6 +50,21 @@ describe("contract: a @grpc/grpc-js client against connect-node mesh servers", f
   });
   after(async () => mesh?.close());
 
+  /** A grpc-js client of `ctor` on `server`, presenting `as`; closed once `use` is done with it. */
+  async function withGrpcJsClient<T>(
+    ctor: grpc.ServiceClientConstructor,
+    server: "token" | "storage",
+    as: { certPem: string; keyPem: string },
+    use: (client: grpc.Client) => Promise<T>,
+  ): Promise<T> {
+    const client = grpcJsClient(ctor, server, as);
+    try {
+      return await use(client);
+    } finally {
+      client.close();
+    }
+  }
+
   function grpcJsClient(ctor: grpc.ServiceClientConstructor, server: "token" | "storage", as: { certPem: string; keyPem: string }) {
     const credentials = grpc.credentials.createSsl(
       Buffer.from(pki.ca(server).certPem),
@@ -67,38 +83,22 @@ describe("contract: a @grpc/grpc-js client against connect-node mesh servers", f
 
   it("calls TokenService/CreateSession as Orchestration", async function () {
     const TokenService = loadService("hello/token/v1/token_service.proto", "hello.token.v1.TokenService");
-    const client = grpcJsClient(TokenService, "token", pki.leaf("orchestration"));
-    try {
-      const response = await call(client, "createSession", {
-        parameters: { clientId: "app", redirectUri: "https://app.example/cb", nonce: "n" },
-        providerId: "dev",
-      });
-      expect(response).to.include({ sessionToken: "", upstreamNonce: "" });
-      expect(mesh.calls).to.deep.include({ server: "token", method: "CreateSession", caller: "orchestration" });
-    } finally {
-      client.close();
-    }
+    const response = await withGrpcJsClient(TokenService, "token", pki.leaf("orchestration"), (client) =>
+      call(client, "createSession", { parameters: { clientId: "app", redirectUri: "https://app.example/cb", nonce: "n" }, providerId: "dev" }),
+    );
+    expect(response).to.include({ sessionToken: "", upstreamNonce: "" });
+    expect(mesh.calls).to.deep.include({ server: "token", method: "CreateSession", caller: "orchestration" });
   });
 
   it("is refused with PERMISSION_DENIED on a disallowed edge (Token -> Storage)", async function () {
     const StorageService = loadService("hello/storage/v1/storage_service.proto", "hello.storage.v1.StorageService");
-    const client = grpcJsClient(StorageService, "storage", pki.leaf("token"));
-    try {
-      const error = (await call(client, "readRecord", { accessToken: "t" }).catch((e: unknown) => e)) as grpc.ServiceError;
-      expect(error.code).to.equal(grpc.status.PERMISSION_DENIED);
-    } finally {
-      client.close();
-    }
+    const error = await withGrpcJsClient(StorageService, "storage", pki.leaf("token"), (client) => rejectionOf(call(client, "readRecord", { accessToken: "t" })));
+    expect((error as grpc.ServiceError).code).to.equal(grpc.status.PERMISSION_DENIED);
   });
 
   it("reads BuildInfo with an operator certificate", async function () {
     const BuildInfoService = loadService("hello/common/v1/build_info.proto", "hello.common.v1.BuildInfoService");
-    const client = grpcJsClient(BuildInfoService, "storage", pki.operator("token"));
-    try {
-      const response = await call(client, "getBuildInfo", {});
-      expect((response.buildInfo as Record<string, unknown>).component).to.equal("storage");
-    } finally {
-      client.close();
-    }
+    const response = await withGrpcJsClient(BuildInfoService, "storage", pki.operator("token"), (client) => call(client, "getBuildInfo", {}));
+    expect((response.buildInfo as Record<string, unknown>).component).to.equal("storage");
   });
 });

@@ -4,7 +4,7 @@
 import http2 from "node:http2";
 import tls from "node:tls";
 import { expect } from "chai";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import type { DescService } from "@bufbuild/protobuf";
 import { COMPONENTS, type Component, formatIdentity, identityOf } from "../internal/protocol/identity.js";
 import { TrustStore } from "./trust.js";
@@ -12,6 +12,7 @@ import { type MeshCredentials, type MeshServer, callerIdentity, startMeshServer 
 import { authorize } from "./policy.js";
 import { type EchoMesh, PROTOCOL_SERVICES, meshClient, routesFor, startEchoMesh } from "../test/support/echo-mesh.js";
 import { type TestPki, makeTestPki } from "../test/support/test-pki.js";
+import { errorOf, outcomeOf, refusedWith } from "../test/support/refusal.js";
 import { BuildInfoService } from "../internal/gen/hello/common/v1/build_info_pb.js";
 import { MetricsService } from "../internal/gen/hello/common/v1/metrics_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../internal/gen/grpc/health/v1/health_pb.js";
@@ -43,15 +44,6 @@ function expectedAllowed(caller: { component: Component; operator: boolean }, se
       service === "hello.storage.v1.KeyMaintenanceService") &&
     service.split(".")[1] === server
   );
-}
-
-async function codeOf(call: Promise<unknown>): Promise<Code | "ok"> {
-  try {
-    await call;
-    return "ok";
-  } catch (error) {
-    return ConnectError.from(error).code;
-  }
 }
 
 describe("mesh: mutual TLS with a CA per custodian (DESIGN.md §2)", function () {
@@ -98,7 +90,7 @@ describe("mesh: mutual TLS with a CA per custodian (DESIGN.md §2)", function ()
         for (const caller of callers) {
           const allowed = expectedAllowed(caller, server, service.typeName, service.methods[0]!.name);
           it(`${label(caller)} -> ${server} ${service.typeName}/${service.methods[0]!.name}: ${allowed ? "allowed" : "PERMISSION_DENIED"}`, async function () {
-            const code = await codeOf(callFirstMethod(service, server, credentialsOf(caller)));
+            const code = await outcomeOf(callFirstMethod(service, server, credentialsOf(caller)));
             expect(code).to.equal(allowed ? "ok" : Code.PermissionDenied);
           });
         }
@@ -130,8 +122,8 @@ describe("mesh: mutual TLS with a CA per custodian (DESIGN.md §2)", function ()
         it(`${caller} -> ${server}: Check answers SERVING; List and Watch are PERMISSION_DENIED`, async function () {
           const as = pki.leaf(caller);
           expect((await health(server, as).check({ service: "" })).status).to.equal(ServingStatus.SERVING);
-          expect(await codeOf(health(server, as).list({}))).to.equal(Code.PermissionDenied);
-          expect(await codeOf(firstWatched(server, as))).to.equal(Code.PermissionDenied);
+          expect(await outcomeOf(health(server, as).list({}))).to.equal(Code.PermissionDenied);
+          expect(await outcomeOf(firstWatched(server, as))).to.equal(Code.PermissionDenied);
         });
       }
 
@@ -141,24 +133,24 @@ describe("mesh: mutual TLS with a CA per custodian (DESIGN.md §2)", function ()
           ["orchestration", "storage"], ["token", "storage"], ["token", "encryption"], ["storage", "token"], ["encryption", "token"],
         ];
         for (const [caller, server] of refused) {
-          expect(await codeOf(health(server, pki.leaf(caller)).check({ service: "" })), `${caller} -> ${server}`).to.equal(Code.PermissionDenied);
+          expect(await outcomeOf(health(server, pki.leaf(caller)).check({ service: "" })), `${caller} -> ${server}`).to.equal(Code.PermissionDenied);
         }
         // An operator keeps all of its own component's health, and none of another's.
-        expect(await codeOf(firstWatched("storage", pki.operator("storage")))).to.equal("ok");
-        expect(await codeOf(health("storage", pki.operator("encryption")).check({ service: "" }))).to.equal(Code.PermissionDenied);
+        expect(await outcomeOf(firstWatched("storage", pki.operator("storage")))).to.equal("ok");
+        expect(await outcomeOf(health("storage", pki.operator("encryption")).check({ service: "" }))).to.equal(Code.PermissionDenied);
       });
     });
 
     it("a refused call never reaches the handler", async function () {
       const storage = meshClient(StorageService, "storage", mesh.servers.storage.url, pki.leaf("orchestration"), trust);
-      expect(await codeOf(storage.readRecord({ accessToken: "x" }))).to.equal(Code.PermissionDenied);
+      expect(await outcomeOf(storage.readRecord({ accessToken: "x" }))).to.equal(Code.PermissionDenied);
       expect(mesh.calls).to.deep.equal([]);
     });
 
     it("the refusal says who may not call what, and nothing else", async function () {
       const storage = meshClient(StorageService, "storage", mesh.servers.storage.url, pki.leaf("token"), trust);
-      const error = await storage.readRecord({ accessToken: "secret-token-value" }).catch((e: unknown) => e);
-      expect(ConnectError.from(error).rawMessage).to.equal(
+      const error = await refusedWith(storage.readRecord({ accessToken: "secret-token-value" }));
+      expect(error.rawMessage).to.equal(
         "token may not call /hello.storage.v1.StorageService/ReadRecord on storage",
       );
     });
@@ -198,12 +190,12 @@ describe("mesh: mutual TLS with a CA per custodian (DESIGN.md §2)", function ()
         it(`${service.typeName}/${method.name}: ${service === KeyMaintenanceService ? "Encryption" : "Storage's operator"} only; every other identity PERMISSION_DENIED, naming itself and the method`, async function () {
           for (const caller of callers) {
             const allowed = expectedAllowed(caller, "storage", service.typeName, method.name);
-            const outcome = await call(service, method.localName, credentialsOf(caller)).then(() => "ok", (e: unknown) => ConnectError.from(e));
+            const error = await errorOf(call(service, method.localName, credentialsOf(caller)));
             if (allowed) {
-              expect(outcome, label(caller)).to.equal("ok");
+              expect(error, label(caller)).to.equal(undefined);
             } else {
-              expect((outcome as ConnectError).code, label(caller)).to.equal(Code.PermissionDenied);
-              expect((outcome as ConnectError).rawMessage).to.equal(`${label(caller)} may not call /${service.typeName}/${method.name} on storage`);
+              expect(error?.code, label(caller)).to.equal(Code.PermissionDenied);
+              expect(error?.rawMessage).to.equal(`${label(caller)} may not call /${service.typeName}/${method.name} on storage`);
             }
           }
           // Only the allowed caller's call reached the handler; exactly one caller is allowed.
@@ -237,21 +229,21 @@ describe("mesh: mutual TLS with a CA per custodian (DESIGN.md §2)", function ()
 
   describe("§2 identity: exactly one URI SAN, bound to the CA of the custodian it names", function () {
     it("a Token-CA certificate claiming the Orchestration identity gets UNAUTHENTICATED (honest twin: Orchestration's own)", async function () {
-      expect(await codeOf(callFirstMethod(TokenService, "token", pki.impostor))).to.equal(Code.Unauthenticated);
-      expect(await codeOf(callFirstMethod(TokenService, "token", pki.leaf("orchestration")))).to.equal("ok");
+      expect(await outcomeOf(callFirstMethod(TokenService, "token", pki.impostor))).to.equal(Code.Unauthenticated);
+      expect(await outcomeOf(callFirstMethod(TokenService, "token", pki.leaf("orchestration")))).to.equal("ok");
       expect(mesh.calls.map((c) => c.caller)).to.deep.equal(["orchestration"]);
     });
 
     it("a certificate with zero URI SANs gets UNAUTHENTICATED", async function () {
-      expect(await codeOf(callFirstMethod(TokenService, "token", pki.noUri))).to.equal(Code.Unauthenticated);
+      expect(await outcomeOf(callFirstMethod(TokenService, "token", pki.noUri))).to.equal(Code.Unauthenticated);
     });
 
     it("a certificate with two URI SANs gets UNAUTHENTICATED", async function () {
-      expect(await codeOf(callFirstMethod(TokenService, "token", pki.twoUris))).to.equal(Code.Unauthenticated);
+      expect(await outcomeOf(callFirstMethod(TokenService, "token", pki.twoUris))).to.equal(Code.Unauthenticated);
     });
 
     it("a URI SAN outside the hello.mesh trust domain gets UNAUTHENTICATED", async function () {
-      expect(await codeOf(callFirstMethod(TokenService, "token", pki.foreignDomain))).to.equal(Code.Unauthenticated);
+      expect(await outcomeOf(callFirstMethod(TokenService, "token", pki.foreignDomain))).to.equal(Code.Unauthenticated);
     });
 
     /** Opens a raw TLS connection offering h2, sends the HTTP/2 preface, reports how it ended. */
@@ -291,7 +283,7 @@ describe("mesh: mutual TLS with a CA per custodian (DESIGN.md §2)", function ()
       expect(mesh.refusedHandshakes).to.deep.equal([]);
 
       // and through a Connect client, the call never happens
-      expect(await codeOf(callFirstMethod(TokenService, "token", pki.rogue))).not.to.equal("ok");
+      expect(await outcomeOf(callFirstMethod(TokenService, "token", pki.rogue))).not.to.equal("ok");
       expect(mesh.calls).to.deep.equal([]);
     });
 
@@ -324,8 +316,8 @@ describe("mesh: mutual TLS with a CA per custodian (DESIGN.md §2)", function ()
       // Orchestration dials the Storage server's address believing it is Token.
       // Only Token's CA is offered to the handshake, so Storage's chain fails first.
       const token = meshClient(TokenService, "token", mesh.servers.storage.url, pki.leaf("orchestration"), trust);
-      const error = await token.createSession({}).catch((e: unknown) => e);
-      expect(ConnectError.from(error).rawMessage).to.include("certificate");
+      const error = await refusedWith(token.createSession({}));
+      expect(error.rawMessage).to.include("certificate");
       expect(mesh.calls).to.deep.equal([]);
     });
 
@@ -339,8 +331,8 @@ describe("mesh: mutual TLS with a CA per custodian (DESIGN.md §2)", function ()
       });
       try {
         const token = meshClient(TokenService, "token", fake.url, pki.leaf("orchestration"), trust);
-        const error = await token.createSession({}).catch((e: unknown) => e);
-        expect(ConnectError.from(error).rawMessage).to.include(
+        const error = await refusedWith(token.createSession({}));
+        expect(error.rawMessage).to.include(
           "the certificate claims orchestration but was not issued by the orchestration custodian's CA",
         );
       } finally {
@@ -350,7 +342,7 @@ describe("mesh: mutual TLS with a CA per custodian (DESIGN.md §2)", function ()
 
     it("an operator's certificate is not its component's: token/operator cannot call Token's protocol", async function () {
       const client = meshClient(TokenService, "token", mesh.servers.token.url, pki.operator("orchestration"), trust);
-      expect(await codeOf(client.createSession({}))).to.equal(Code.PermissionDenied);
+      expect(await outcomeOf(client.createSession({}))).to.equal(Code.PermissionDenied);
     });
   });
 
@@ -358,9 +350,9 @@ describe("mesh: mutual TLS with a CA per custodian (DESIGN.md §2)", function ()
     for (const protocol of ["grpc", "grpc-web", "connect"] as const) {
       it(`${protocol}: allowed edge succeeds, disallowed edge is PERMISSION_DENIED`, async function () {
         const ok = meshClient(TokenService, "token", mesh.servers.token.url, pki.leaf("orchestration"), trust, protocol);
-        expect(await codeOf(ok.createSession({}))).to.equal("ok");
+        expect(await outcomeOf(ok.createSession({}))).to.equal("ok");
         const denied = meshClient(TokenService, "token", mesh.servers.token.url, pki.leaf("encryption"), trust, protocol);
-        expect(await codeOf(denied.createSession({}))).to.equal(Code.PermissionDenied);
+        expect(await outcomeOf(denied.createSession({}))).to.equal(Code.PermissionDenied);
       });
     }
   });

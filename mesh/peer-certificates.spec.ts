@@ -16,6 +16,7 @@ import { createMeshTransport } from "./client.js";
 import { authorize } from "./policy.js";
 import { type EchoMesh, PROTOCOL_SERVICES, startEchoMesh } from "../test/support/echo-mesh.js";
 import { type TestPki, makeTestPki, malformedSanCertificates } from "../test/support/test-pki.js";
+import { errorOf, outcomeOf } from "../test/support/refusal.js";
 import {
   type CertificateAndKey,
   KEY_TYPES,
@@ -30,15 +31,6 @@ import { Health } from "../internal/gen/grpc/health/v1/health_pb.js";
 import { TokenService } from "../internal/gen/hello/token/v1/token_service_pb.js";
 
 type Outcome = "ok" | Code;
-
-async function outcomeOf(call: Promise<unknown>): Promise<Outcome> {
-  try {
-    await call;
-    return "ok";
-  } catch (error) {
-    return ConnectError.from(error).code;
-  }
-}
 
 /** Calls the first method of `service` on `url` as `credentials`, on a connection of its own. */
 async function callFirstMethod(
@@ -243,7 +235,7 @@ describe("no custodian can crash another component: every certificate gets an an
         });
         try {
           const transport = createMeshTransport({ target: "token", baseUrl: fake.url, credentials: pki.leaf("orchestration"), trust });
-          const error = await createClient(TokenService, transport).createSession({}).then(() => undefined, (e: unknown) => ConnectError.from(e));
+          const error = await errorOf(createClient(TokenService, transport).createSession({}));
           transport.close();
           expect(error, name).to.be.instanceOf(ConnectError);
           expect(error!.rawMessage, name).to.match(/certificate|URI SAN/);

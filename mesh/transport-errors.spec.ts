@@ -10,6 +10,7 @@ import { TrustStore } from "./trust.js";
 import { type EchoMesh, meshClient, routesFor, startEchoMesh } from "../test/support/echo-mesh.js";
 import { failedInTransport, isUnavailable } from "./transport-errors.js";
 import { type TestPki, makeTestPki } from "../test/support/test-pki.js";
+import { refusedWith } from "../test/support/refusal.js";
 import { TokenService } from "../internal/gen/hello/token/v1/token_service_pb.js";
 
 /** A TCP relay in front of a server, whose connections a test can cut like a crash would. */
@@ -31,10 +32,6 @@ async function relay(target: number) {
     crash: () => sockets.forEach((s) => s.resetAndDestroy()),
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
-}
-
-async function failure(call: Promise<unknown>): Promise<ConnectError> {
-  return call.then(() => expect.fail("the call succeeded"), (e: unknown) => ConnectError.from(e));
 }
 
 describe("mesh: telling a dead peer from a peer's answer (transport-errors.ts)", function () {
@@ -64,7 +61,7 @@ describe("mesh: telling a dead peer from a peer's answer (transport-errors.ts)",
       answer = async () => {
         throw new ConnectError("the peer says no", code);
       };
-      const error = await failure(client(mesh.servers.token.url).getKeySet({}));
+      const error = await refusedWith(client(mesh.servers.token.url).getKeySet({}));
       expect(error.code).to.equal(code);
       expect(failedInTransport(error), Code[code]).to.equal(false);
       expect(isUnavailable(error), Code[code]).to.equal(false);
@@ -76,7 +73,7 @@ describe("mesh: telling a dead peer from a peer's answer (transport-errors.ts)",
     try {
       const reached = new Promise<void>((resolve) => (arrived = resolve));
       answer = () => new Promise(() => {}); // the peer is busy when it dies
-      const call = failure(client(front.url).getKeySet({}, { timeoutMs: 10_000 }));
+      const call = refusedWith(client(front.url).getKeySet({}, { timeoutMs: 10_000 }));
       await reached;
       front.crash();
       const error = await call;
@@ -92,12 +89,12 @@ describe("mesh: telling a dead peer from a peer's answer (transport-errors.ts)",
   it("a refused connection and a passed deadline are unavailable too", async function () {
     const gone = await relay(1);
     await gone.close(); // nothing listens there now
-    const refused = await failure(client(gone.url).getKeySet({}));
+    const refused = await refusedWith(client(gone.url).getKeySet({}));
     expect(refused.code).to.equal(Code.Unavailable);
     expect(isUnavailable(refused)).to.equal(true);
 
     answer = () => new Promise(() => {});
-    const late = await failure(client(mesh.servers.token.url).getKeySet({}, { timeoutMs: 200 }));
+    const late = await refusedWith(client(mesh.servers.token.url).getKeySet({}, { timeoutMs: 200 }));
     expect(late.code).to.equal(Code.DeadlineExceeded);
     expect(isUnavailable(late)).to.equal(true);
   });

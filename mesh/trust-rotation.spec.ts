@@ -12,6 +12,7 @@ import { type MeshCredentials, type MeshServer, callerIdentity, startMeshServer 
 import { type MeshTransport, createMeshTransport } from "./client.js";
 import { formatIdentity } from "../internal/protocol/identity.js";
 import { routesFor } from "../test/support/echo-mesh.js";
+import { errorOf, outcomeOf } from "../test/support/refusal.js";
 import { type TestPki, makeTestPki } from "../test/support/test-pki.js";
 import {
   type CertificateAndKey,
@@ -19,13 +20,6 @@ import {
   issueComponentCertificate,
 } from "../internal/ops/pki/pki.js";
 import { TokenService } from "../internal/gen/hello/token/v1/token_service_pb.js";
-
-type Outcome = "ok" | Code;
-
-async function outcomeOf(call: Promise<unknown>): Promise<Outcome> {
-  const error = await errorOf(call);
-  return error ? error.code : "ok";
-}
 
 /**
  * A call in flight: `settled` tells whether it ended before `released` was set, that is
@@ -43,13 +37,6 @@ function inFlight(call: Promise<unknown>, gate: { entered: Promise<void>; releas
       return settled;
     },
   };
-}
-
-async function errorOf(call: Promise<unknown>): Promise<ConnectError | undefined> {
-  return call.then(
-    () => undefined,
-    (error: unknown) => ConnectError.from(error),
-  );
 }
 
 /**

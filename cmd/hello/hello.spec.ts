@@ -9,7 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { expect } from "chai";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
 import { COMPONENTS, type Component } from "../../internal/protocol/identity.js";
 import { readBundles, trustFromBundles } from "../../mesh/bundle.js";
 import { createMeshTransport } from "../../mesh/client.js";
@@ -17,6 +17,7 @@ import { pkiPaths } from "../../internal/ops/pki/layout.js";
 import { TokenService } from "../../internal/gen/hello/token/v1/token_service_pb.js";
 import { StorageService } from "../../internal/gen/hello/storage/v1/storage_service_pb.js";
 import { freePort } from "../../test/support/free-port.js";
+import { outcomeOf, refusedWith, rejectionOf } from "../../test/support/refusal.js";
 
 const run = promisify(execFile);
 const BIN = path.resolve(import.meta.dirname, "bin.js");
@@ -116,10 +117,9 @@ describe("hello start: all four components, each its own process", function () {
   });
 
   it("hello metrics without the operator's certificate says which file is missing", async function () {
-    const result = await run(process.execPath, [BIN, "metrics", "token", "--as", "storage", "--url", url("token"), "--certs", path.join(dir, "nowhere")])
-      .catch((e: { code: number; stderr: string }) => e);
-    expect((result as { code: number }).code).to.equal(1);
-    expect((result as { stderr: string }).stderr).to.include(path.join(dir, "nowhere", "storage", "operator.crt"));
+    const result = (await rejectionOf(run(process.execPath, [BIN, "metrics", "token", "--as", "storage", "--url", url("token"), "--certs", path.join(dir, "nowhere")]))) as { code: number; stderr: string };
+    expect(result.code).to.equal(1);
+    expect(result.stderr).to.include(path.join(dir, "nowhere", "storage", "operator.crt"));
   });
 
   it("buf curl --list-methods with the storage operator's certificate lists Storage's services", async function () {
@@ -144,9 +144,9 @@ describe("hello start: all four components, each its own process", function () {
 
   it("the same call with another custodian's operator certificate is refused", async function () {
     const { cert, key } = certFiles("token", true);
-    const error = (await buf([
+    const error = (await rejectionOf(buf([
       "--cacert", pkiPaths(certs(), "storage").caCert, "--cert", cert, "--key", key, "--list-methods", url("storage"),
-    ]).catch((e: unknown) => e)) as { stderr?: string; code?: number };
+    ]))) as { stderr?: string; code?: number };
     expect(error.code).to.not.equal(undefined);
     expect(error.stderr).to.match(/permission[_ ]denied/i);
   });
@@ -173,15 +173,13 @@ describe("hello start: all four components, each its own process", function () {
       createMeshTransport({ target: "token", baseUrl: url("token"), credentials: await credentials("orchestration"), trust }),
     );
     // Past the mesh: the protocol handler itself answers.
-    const allowed = await token.getKeySet({}).catch((e: unknown) => ConnectError.from(e));
-    expect(allowed instanceof ConnectError ? allowed.code : "ok").to.not.be.oneOf([Code.PermissionDenied, Code.Unauthenticated, Code.Unavailable]);
+    expect(await outcomeOf(token.getKeySet({}))).to.not.be.oneOf([Code.PermissionDenied, Code.Unauthenticated, Code.Unavailable]);
 
     const storage = createClient(
       StorageService,
       createMeshTransport({ target: "storage", baseUrl: url("storage"), credentials: await credentials("token"), trust }),
     );
-    const denied = await storage.readRecord({ accessToken: "t" }).catch((e: unknown) => ConnectError.from(e));
-    expect((denied as ConnectError).code).to.equal(Code.PermissionDenied);
+    expect((await refusedWith(storage.readRecord({ accessToken: "t" }))).code).to.equal(Code.PermissionDenied);
   });
 
   it("stops every component cleanly on Ctrl-C (SIGINT)", async function () {
@@ -446,9 +444,9 @@ describe("hello serve: a custodian runs one component from its own configuration
   });
 
   it("a usage error names the components", async function () {
-    const result = await run(process.execPath, [BIN, "serve", "vault"]).catch((e: { code: number; stderr: string }) => e);
-    expect((result as { code: number }).code).to.equal(2);
-    expect((result as { stderr: string }).stderr).to.include("orchestration, token, encryption, storage");
+    const result = (await rejectionOf(run(process.execPath, [BIN, "serve", "vault"]))) as { code: number; stderr: string };
+    expect(result.code).to.equal(2);
+    expect(result.stderr).to.include("orchestration, token, encryption, storage");
   });
 });
 

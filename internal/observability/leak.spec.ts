@@ -14,7 +14,7 @@ import http2 from "node:http2";
 import type { ChildProcess } from "node:child_process";
 import { expect } from "chai";
 import * as oidc from "openid-client";
-import { Code, ConnectError, type Interceptor, createClient } from "@connectrpc/connect";
+import { Code, type Interceptor, createClient } from "@connectrpc/connect";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { COMPONENTS, type Component, identityUri } from "../protocol/identity.js";
 import { createMeshTransport } from "../../mesh/client.js";
@@ -23,6 +23,7 @@ import { pkiPaths } from "../ops/pki/layout.js";
 import { type ProtocolMesh, APPS, USERS, UPSTREAM_CLIENT, appRequest, appSecret, browseToApp, startProtocolMesh } from "../../test/support/protocol-mesh.js";
 import { Browserless, type Page } from "../../test/support/browserless.js";
 import { prepareAuthorization } from "../../test/support/app-client.js";
+import { refusedWith } from "../../test/support/refusal.js";
 import type { DevUser } from "../dev/devop/dev-op.js";
 import { LoginDriver, type LoginOutcome, loginContext } from "../components/orchestration/login-driver.js";
 import { TokenService } from "../gen/hello/token/v1/token_service_pb.js";
@@ -346,15 +347,14 @@ describe("observability: no identifier, claim, email or token in any log line or
 
       // The same OP ID Token in another session: Token refuses it (the nonce is another's).
       const replay = await driver.start(appRequest(app), "dev");
-      const refused = await driver.continue(replay.sessionToken, loginContext(request, Date.now()), upstream).catch((e: unknown) => ConnectError.from(e));
-      expect(refused).to.be.instanceOf(ConnectError);
+      await refusedWith(driver.continue(replay.sessionToken, loginContext(request, Date.now()), upstream), "a replayed OP ID Token");
       failures++;
     }
     // An Access Token nobody minted, at Encryption; Token's certificate at Storage.
-    const forged = await encryption.readRecord({ accessToken: `eyJhbGciOiJFUzI1NiJ9.${Buffer.from('{"hash":"x"}').toString("base64url")}.AAAA` }).catch((e: unknown) => ConnectError.from(e));
-    expect((forged as ConnectError).code).to.be.oneOf([Code.Unauthenticated, Code.InvalidArgument]);
-    const storageAsToken = await mesh.storage("token").readRecord({ accessToken: "eyJhbGciOiJub25lIn0.e30." }).catch((e: unknown) => ConnectError.from(e));
-    expect((storageAsToken as ConnectError).code).to.equal(Code.PermissionDenied);
+    const forged = await refusedWith(encryption.readRecord({ accessToken: `eyJhbGciOiJFUzI1NiJ9.${Buffer.from('{"hash":"x"}').toString("base64url")}.AAAA` }));
+    expect(forged.code).to.be.oneOf([Code.Unauthenticated, Code.InvalidArgument]);
+    const storageAsToken = await refusedWith(mesh.storage("token").readRecord({ accessToken: "eyJhbGciOiJub25lIn0.e30." }));
+    expect(storageAsToken.code).to.equal(Code.PermissionDenied);
     failures += 2;
   }
 

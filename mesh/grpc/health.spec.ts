@@ -1,7 +1,8 @@
 import { expect } from "chai";
-import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
+import { Code, createClient, createRouterTransport } from "@connectrpc/connect";
 import { Health } from "../../internal/gen/grpc/health/v1/health_pb.js";
 import { type HealthListener, HealthStatus, ServingStatus, healthRoutes } from "./health.js";
+import { refusedWith } from "../../test/support/refusal.js";
 
 const STORAGE = "hello.storage.v1.StorageService";
 
@@ -29,16 +30,6 @@ function setup() {
 async function until(condition: () => boolean): Promise<void> {
   for (let i = 0; i < 100 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 5));
   expect(condition(), "condition never held").to.equal(true);
-}
-
-/** What `promise` rejected with; fails the test if it resolved. */
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error("expected a rejection");
 }
 
 describe("HealthStatus", () => {
@@ -105,7 +96,7 @@ describe("healthRoutes", () => {
 
   it("Check answers NOT_FOUND for an unknown service", async () => {
     const { client } = setup();
-    const error = ConnectError.from(await rejection(client.check({ service: "hello.nope.v1.Nope" })));
+    const error = await refusedWith(client.check({ service: "hello.nope.v1.Nope" }));
     expect(error.code).to.equal(Code.NotFound);
     expect(error.rawMessage).to.equal('unknown service: "hello.nope.v1.Nope"');
   });
@@ -123,7 +114,7 @@ describe("healthRoutes", () => {
     const { health, client } = setup();
     const abort = new AbortController();
     const seen: ServingStatus[] = [];
-    const watching = (async () => {
+    const watching = refusedWith((async () => {
       for await (const { status } of client.watch({ service: STORAGE }, { signal: abort.signal })) {
         seen.push(status);
         if (seen.length === 1) health.set(STORAGE, ServingStatus.NOT_SERVING);
@@ -132,9 +123,9 @@ describe("healthRoutes", () => {
         // yield (where the transport would end it anyway).
         if (seen.length === 3) setTimeout(() => abort.abort(), 20);
       }
-    })().catch((e: unknown) => ConnectError.from(e));
+    })());
 
-    expect((await watching)?.code).to.equal(Code.Canceled);
+    expect((await watching).code).to.equal(Code.Canceled);
     expect(seen).to.deep.equal([ServingStatus.SERVING, ServingStatus.NOT_SERVING, ServingStatus.SERVING]);
     // The handler unsubscribed from the health status when the client went away.
     await until(() => health.subscribers === 0);
@@ -144,14 +135,14 @@ describe("healthRoutes", () => {
     const { health, client } = setup();
     const abort = new AbortController();
     const seen: ServingStatus[] = [];
-    const watching = (async () => {
+    const watching = refusedWith((async () => {
       for await (const { status } of client.watch({ service: "hello.later.v1.Later" }, { signal: abort.signal })) {
         seen.push(status);
         if (seen.length === 1) health.set("hello.later.v1.Later", ServingStatus.SERVING);
         if (seen.length === 2) abort.abort();
       }
-    })().catch((e: unknown) => ConnectError.from(e));
-    expect((await watching)?.code).to.equal(Code.Canceled);
+    })());
+    expect((await watching).code).to.equal(Code.Canceled);
     expect(seen).to.deep.equal([ServingStatus.SERVICE_UNKNOWN, ServingStatus.SERVING]);
   });
 

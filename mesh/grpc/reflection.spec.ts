@@ -15,6 +15,7 @@ import {
 import { type ConnectRouter, createClient, createRouterTransport } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { Health } from "../../internal/gen/grpc/health/v1/health_pb.js";
+import { rejectionOf } from "../../test/support/refusal.js";
 import {
   ServerReflection,
   type ServerReflectionRequestSchema,
@@ -85,16 +86,6 @@ function errorOf(response: ServerReflectionResponse): { errorCode: number; error
   const answer = response.messageResponse;
   if (answer.case !== "errorResponse") throw new Error(`expected an error, got ${answer.case}`);
   return { errorCode: answer.value.errorCode, errorMessage: answer.value.errorMessage };
-}
-
-/** What `promise` rejected with; fails the test if it resolved. */
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error("expected a rejection");
 }
 
 /** A service from hand-written descriptors, for shapes our protos do not have. */
@@ -344,7 +335,7 @@ describe("reflectionRoutes", () => {
     });
 
     it("reports Check's NOT_FOUND as buf curl's exit code (code << 3)", async () => {
-      const failure = await rejection(curl("--data", '{"service":"nope"}', `${url}/grpc.health.v1.Health/Check`));
+      const failure = await rejectionOf(curl("--data", '{"service":"nope"}', `${url}/grpc.health.v1.Health/Check`));
       expect(failure).to.have.property("code", 5 << 3);
     });
   });

@@ -24,6 +24,7 @@ import { KeyMaintenanceService } from "../../internal/gen/hello/storage/v1/key_m
 import { pkiPaths } from "../../internal/ops/pki/layout.js";
 import { subjectHash } from "../../internal/protocol/lookup-key.js";
 import { type ProtocolMesh, startProtocolMesh } from "../support/protocol-mesh.js";
+import { refusedWith } from "../support/refusal.js";
 
 const execFileAsync = promisify(execFile);
 const BIN = path.resolve(import.meta.dirname, "../../cmd/hello/bin.js");
@@ -233,7 +234,7 @@ describe("Encryption's keyring rotates without downtime (issue 5), on PostgreSQL
       ["Encryption's operator counting Storage's wrapped keys", () => client(KeyMaintenanceService, "storage", { component: "encryption", operator: true }).countRecordKeys({})],
     ];
     for (const [what, call] of refusals) {
-      const error = await call().then(() => expect.fail(`${what}: allowed`), (e: unknown) => ConnectError.from(e));
+      const error = await refusedWith(call(), what);
       expect(error.code, `${what}: ${error.rawMessage}`).to.equal(Code.PermissionDenied);
     }
     // Honest twins.
@@ -259,7 +260,7 @@ describe("Encryption's keyring rotates without downtime (issue 5), on PostgreSQL
       for (const [what, attack] of attempts) {
         await attack();
         for (const user of [u0, u1]) {
-          const error = await mesh.login(user, "a").then(() => expect.fail(`${what}: ${user.sub} logged in`), (e: unknown) => ConnectError.from(e));
+          const error = await refusedWith(mesh.login(user, "a"), `${what}: ${user.sub}'s login`);
           expect(error.code, what).to.equal(Code.DataLoss);
           expect(error.rawMessage, what).to.equal("the stored record key does not authenticate under its key and storage key");
         }

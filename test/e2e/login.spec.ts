@@ -3,6 +3,7 @@
 
 import { expect } from "chai";
 import { type ProtocolMesh, USERS, appRequest, startProtocolMesh } from "../support/protocol-mesh.js";
+import { claimsOf } from "../support/tamper.js";
 
 for (const database of ["pglite", "postgres"] as const) {
   describe(`the login across four components (DESIGN.md §4) on ${database}`, function () {
@@ -31,7 +32,7 @@ for (const database of ["pglite", "postgres"] as const) {
       const upstream = await mesh.upstreamLogin(USERS.alice, session.upstreamNonce);
       const authorized = await mesh.token().authorizeSubject({ sessionToken: session.sessionToken, opIdToken: upstream.idToken });
       const read = await mesh.encryption().readRecord({ accessToken: authorized.subjectRead!.accessToken });
-      const uid = JSON.parse(Buffer.from((read.result.value as string).split(".")[1]!, "base64url").toString()).uid as string;
+      const uid = claimsOf(read.result.value as string).uid as string;
       for (const sub of [again.claims.sub, other.claims.sub]) {
         expect(sub).to.not.equal(USERS.alice.sub);
         expect(sub).to.not.equal(uid);

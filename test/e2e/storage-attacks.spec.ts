@@ -13,7 +13,7 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { expect } from "chai";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { decodeJwt } from "jose";
 import pg from "pg";
 import { COMPONENTS, type Component } from "../../internal/protocol/identity.js";
@@ -26,6 +26,8 @@ import { type ProtocolMesh, APPS, USERS, appRequest, startProtocolMesh } from ".
 import { verify } from "../../internal/protocol/jws.js";
 import { releaseHash, reservationHash, subjectHash, walletHash } from "../../internal/protocol/lookup-key.js";
 import { RECORD_TYPES, type RecordClaims } from "../../internal/protocol/tokens.js";
+import { errorOf, refusedWith } from "../support/refusal.js";
+import { tamper } from "../support/tamper.js";
 
 const run = promisify(execFile);
 const CAROL = DEFAULT_DEV_USERS[2]!;
@@ -50,16 +52,11 @@ const seen = {
 
 /** The refusal `call` ends in ({ code, message }), recorded for the leak check of §5. */
 async function refusal(what: string, call: Promise<unknown>): Promise<{ code: Code; message: string }> {
-  try {
-    await call;
-  } catch (error) {
-    const e = ConnectError.from(error);
-    const metadata = [...e.metadata.entries()].map(([k, v]) => `${k}: ${v}`).join("\n");
-    const details = e.details.map((d) => JSON.stringify(d, (_k, v: unknown) => (v instanceof Uint8Array ? Buffer.from(v).toString("base64") : v)));
-    refusals.push({ what, code: e.code, message: e.rawMessage, everything: [e.message, e.rawMessage, metadata, ...details].join("\n") });
-    return { code: e.code, message: e.rawMessage };
-  }
-  return expect.fail(`${what}: the call succeeded`);
+  const e = await refusedWith(call, what);
+  const metadata = [...e.metadata.entries()].map(([k, v]) => `${k}: ${v}`).join("\n");
+  const details = e.details.map((d) => JSON.stringify(d, (_k, v: unknown) => (v instanceof Uint8Array ? Buffer.from(v).toString("base64") : v)));
+  refusals.push({ what, code: e.code, message: e.rawMessage, everything: [e.message, e.rawMessage, metadata, ...details].join("\n") });
+  return { code: e.code, message: e.rawMessage };
 }
 
 function noteGrant(grant: AccessGrant | undefined): AccessGrant {
@@ -69,13 +66,6 @@ function noteGrant(grant: AccessGrant | undefined): AccessGrant {
   return grant!;
 }
 
-/** Re-signs nothing: changes claims of a JWS payload, keeping the old signature. */
-function tamper(jws: string, change: (payload: Record<string, unknown>) => void): string {
-  const [header, payload, signature] = jws.split(".");
-  const claims = JSON.parse(Buffer.from(payload!, "base64url").toString()) as Record<string, unknown>;
-  change(claims);
-  return [header, Buffer.from(JSON.stringify(claims)).toString("base64url"), signature].join(".");
-}
 
 // --- searching a dump for a value, in every encoding a database or a JWS would use ---
 
@@ -550,7 +540,7 @@ describe("what Storage and its database can learn or do (DESIGN.md §5), on Post
       // A compromised Orchestration ignores the lost Subject Record write and carries on with
       // the loser's session, which holds Token-signed records for a user id Storage never kept.
       let minted: string | undefined;
-      const refused = await (async () => {
+      const refused = await errorOf((async () => {
         const again = await mesh.token().grantReleaseRead({ sessionToken: race.loser.sessionToken });
         const releaseAbsent = await mesh.encryption().readRecord({ accessToken: again.releaseRead!.accessToken });
         const made = await mesh.token().createRelease({
@@ -562,10 +552,7 @@ describe("what Storage and its database can learn or do (DESIGN.md §5), on Post
           releaseRecord: made.release!.record, walletRecord: race.loser.walletRecord,
         });
         minted = decodeJwt(id.idToken).sub;
-      })().then(
-        () => undefined,
-        (error: unknown) => ConnectError.from(error),
-      );
+      })());
       if (minted !== undefined) {
         seen.directedIds.add(minted);
         expect.fail(

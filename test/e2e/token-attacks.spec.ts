@@ -16,15 +16,9 @@ import { ACCESS_TOKEN, RECORD_TYPES } from "../../internal/protocol/tokens.js";
 import type { DevUser } from "../../internal/dev/devop/dev-op.js";
 import { loginContext } from "../../internal/components/orchestration/login-driver.js";
 import { refusal } from "../support/refusal.js";
+import { claimsOf, tamper } from "../support/tamper.js";
 import { inMemory } from "../support/in-memory.js";
 
-/** Re-signs nothing: changes one claim of a JWS payload, keeping the old signature. */
-function tamper(jws: string, change: (payload: Record<string, unknown>) => void): string {
-  const [header, payload, signature] = jws.split(".");
-  const claims = JSON.parse(Buffer.from(payload!, "base64url").toString()) as Record<string, unknown>;
-  change(claims);
-  return [header, Buffer.from(JSON.stringify(claims)).toString("base64url"), signature].join(".");
-}
 
 describe("attacks on the protocol (DESIGN.md §5)", function () {
   this.timeout(120_000);
@@ -190,7 +184,7 @@ describe("attacks on the protocol (DESIGN.md §5)", function () {
     it("a Wallet Record Orchestration signed itself is UNAUTHENTICATED", async function () {
       const bob = await returningUser(USERS.bob, "a");
       const own = generateSigningKey("record");
-      const forgedWallet = await new SignJWT({ uid: JSON.parse(Buffer.from(bob.walletRecord.split(".")[1]!, "base64url").toString()).uid, claims: { email: "ceo@bank.example", email_verified: true }, subjects: [] })
+      const forgedWallet = await new SignJWT({ uid: claimsOf(bob.walletRecord).uid, claims: { email: "ceo@bank.example", email_verified: true }, subjects: [] })
         .setProtectedHeader({ alg: "EdDSA", kid: own.kid, typ: RECORD_TYPES.wallet.typ })
         .setIssuer(RECORD_TYPES.wallet.issuer).setAudience(RECORD_TYPES.wallet.audience).setIssuedAt()
         .sign(own.privateKey);
@@ -268,7 +262,7 @@ describe("attacks on the protocol (DESIGN.md §5)", function () {
 
     it("alg none, a re-typed Session Token and an unknown kid are UNAUTHENTICATED at Storage and Encryption", async function () {
       const grant = await subjectReadGrant(USERS.alice);
-      const claims = JSON.parse(Buffer.from(grant.accessToken.split(".")[1]!, "base64url").toString()) as Record<string, unknown>;
+      const claims = claimsOf(grant.accessToken);
       const none = new UnsecuredJWT(claims).encode();
       const session = (await mesh.driver.start(appRequest("a"), "dev")).sessionToken;
       const stranger = generateSigningKey("access");

@@ -7,8 +7,8 @@
 
 import { expect } from "chai";
 import type { Component } from "../../internal/protocol/identity.js";
-import { type FaultRig, startFaultRig } from "./fault-rig.js";
-import { expectFaultHandled, expectNoHalfMadeUser, expectNoUserDataInLogs, faultDuringLogins } from "./scenario.js";
+import type { FaultRig } from "./fault-rig.js";
+import { expectFaultHandled, expectNoHalfMadeUser, expectNoUserDataInLogs, faultDuringLogins, sharedFaultRig } from "./scenario.js";
 
 /**
  * A dead component refuses connections: the page comes at once. The bound leaves room
@@ -19,14 +19,7 @@ const DOWN_MS = 2_000;
 
 describe("faults: a component stops in the middle of a stream of logins (docs/faults.md)", function () {
   let rig: FaultRig;
-  before(async function () {
-    this.timeout(300_000);
-    rig = await startFaultRig({ database: "pglite", users: 1_000 });
-  });
-  after(async function () {
-    this.timeout(60_000);
-    await rig?.close();
-  });
+  sharedFaultRig({ database: "pglite", users: 1_000 }, (started) => (rig = started));
 
   const cases: Array<[Component, "SIGKILL" | "SIGTERM"]> = [
     ["token", "SIGKILL"],

@@ -4,11 +4,12 @@
 // (docs/faults.md).
 
 import { expect } from "chai";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { RPC_TIMEOUT_MS } from "../../internal/components/orchestration/login-driver.js";
 import { appRequest } from "../support/protocol-mesh.js";
-import { type FaultRig, type FrontDoorAnswer, FAULT_APPS, startFaultRig } from "./fault-rig.js";
-import { expectFaultHandled, expectNoHalfMadeUser, expectNoUserDataInLogs, expectUnavailablePage, faultDuringLogins } from "./scenario.js";
+import { refusedWith } from "../support/refusal.js";
+import { type FaultRig, type FrontDoorAnswer, FAULT_APPS } from "./fault-rig.js";
+import { expectFaultHandled, expectNoHalfMadeUser, expectNoUserDataInLogs, expectUnavailablePage, faultDuringLogins, sharedFaultRig } from "./scenario.js";
 
 /** Storage refuses nothing while the database is down: it answers UNAVAILABLE at once. */
 const DATABASE_DOWN_PAGE_MS = 3_000;
@@ -17,14 +18,7 @@ const HUNG_STORAGE_PAGE_MS = RPC_TIMEOUT_MS + 2_000;
 
 describe("faults: PostgreSQL restarts and Storage hangs in the middle of a stream of logins (docs/faults.md)", function () {
   let rig: FaultRig;
-  before(async function () {
-    this.timeout(300_000);
-    rig = await startFaultRig({ database: "postgres", users: 1_000 });
-  });
-  after(async function () {
-    this.timeout(60_000);
-    await rig?.close();
-  });
+  sharedFaultRig({ database: "postgres", users: 1_000 }, (started) => (rig = started));
 
   for (const mode of ["fast", "immediate"] as const) {
     it(`PostgreSQL stopped (pg_ctl stop -m ${mode}) and started: Storage stays up and answers UNAVAILABLE, caught logins get the page fast, later ones succeed, no half-made user`, async function () {
@@ -138,10 +132,10 @@ describe("faults: PostgreSQL restarts and Storage hangs in the middle of a strea
       // client does not enforce it: whatever answer comes is Encryption's, and says when
       // it gave up.
       const sent = performance.now();
-      const error = await rig.mesh
-        .encryption()
-        .readRecord(read, { timeoutMs: 0, headers: { "connect-timeout-ms": "1500", "grpc-timeout": "1500m" } })
-        .then(() => expect.fail("Encryption answered a read while Storage was hung"), (e: unknown) => ConnectError.from(e));
+      const error = await refusedWith(
+        rig.mesh.encryption().readRecord(read, { timeoutMs: 0, headers: { "connect-timeout-ms": "1500", "grpc-timeout": "1500m" } }),
+        "Encryption's answer to a read while Storage was hung",
+      );
       const waited = performance.now() - sent;
       expect(error.code).to.equal(Code.DeadlineExceeded);
       expect(error.rawMessage, "Encryption's own answer about its call to Storage").to.match(/^storage: /);

@@ -6,7 +6,24 @@
 import { expect } from "chai";
 import type { DevUser } from "../../internal/dev/devop/dev-op.js";
 import { APPS } from "../support/protocol-mesh.js";
-import { type App, type Audit, type FaultRig, type FrontDoorAnswer, type LoginAttempt, LoginStream } from "./fault-rig.js";
+import { type App, type Audit, type FaultRig, type FrontDoorAnswer, type LoginAttempt, LoginStream, startFaultRig } from "./fault-rig.js";
+
+/**
+ * One rig for all the tests of the calling describe: started in its `before` (given to
+ * `started`), closed in its `after`. Starting one takes minutes, so no test starts its own.
+ */
+export function sharedFaultRig(options: Parameters<typeof startFaultRig>[0], started: (rig: FaultRig) => void): void {
+  let rig: FaultRig | undefined;
+  before(async function () {
+    this.timeout(300_000);
+    rig = await startFaultRig(options);
+    started(rig);
+  });
+  after(async function () {
+    this.timeout(60_000);
+    await rig?.close();
+  });
+}
 
 export interface FaultRun {
   readonly attempts: readonly LoginAttempt[];

@@ -17,7 +17,6 @@ import type { TrustStore } from "../../mesh/trust.js";
 import { loadDevConfig } from "../../internal/dev/dev-config.js";
 import { upstreamRedirectUri } from "../../internal/config/component-config.js";
 import { type DevOp, DEFAULT_DEV_USERS, type DevUser, startDevOp } from "../../internal/dev/devop/dev-op.js";
-import { loginAtDevOp } from "../../internal/dev/devop/headless-login.js";
 import { TokenService } from "../../internal/gen/hello/token/v1/token_service_pb.js";
 import { EncryptionService } from "../../internal/gen/hello/encryption/v1/encryption_service_pb.js";
 import { StorageService } from "../../internal/gen/hello/storage/v1/storage_service_pb.js";
@@ -28,6 +27,7 @@ import { VerificationKeys } from "../../internal/protocol/signing-keys.js";
 import { type ComponentProcesses, startComponentProcesses } from "../../internal/dev/component-processes.js";
 import { type DevDeployment, prepareDevDeployment } from "../../internal/dev/dev-deployment.js";
 import { type TestPostgres, startPostgres } from "./postgres-server.js";
+import { type DevOpRelyingParty, verifiedLogin } from "./token-harness.js";
 import { freePort } from "./free-port.js";
 import { Browserless, type Page } from "./browserless.js";
 import { type TwistControl, writeControl } from "./twisted/control.js";
@@ -223,22 +223,12 @@ export async function startProtocolMesh(options: {
   const storage = (as: Component = "encryption") => createClient(StorageService, transport("storage", as));
   const lookupKey = loadLookupKey("orchestration", path.join(deployment.certs, "orchestration", "keys", "lookup.key"));
   const driver = new LoginDriver({ issuer, token: token(), encryption: encryption(), lookupKey, tokenKeys });
-  const opKeys = createRemoteJWKSet(new URL(devOp.jwksUri));
-
-  const upstreamLogin = async (user: DevUser, nonce: string): Promise<UpstreamResult> => {
-    const { idToken } = await loginAtDevOp({
-      issuer: devOp.issuer,
-      clientId: UPSTREAM_CLIENT.id,
-      clientSecret: UPSTREAM_CLIENT.secret,
-      redirectUri: upstreamRedirect,
-      user: { email: user.email, password: user.password },
-      nonce,
-    });
-    // Orchestration's own check of the OP ID Token (step 2), before Token checks it again.
-    const { payload } = await jwtVerify(idToken, opKeys, { issuer: devOp.issuer, audience: UPSTREAM_CLIENT.id });
-    if (payload.nonce !== nonce) throw new Error("the OP returned another nonce");
-    return { idToken, iss: payload.iss!, sub: payload.sub!, claims: payload };
+  // Orchestration, as the dev OP's relying party: its login there, with its own check of the
+  // OP ID Token (step 2) before Token checks it again.
+  const upstreamRp: DevOpRelyingParty = {
+    devOp, clientId: UPSTREAM_CLIENT.id, clientSecret: UPSTREAM_CLIENT.secret, redirectUri: upstreamRedirect, opKeys: createRemoteJWKSet(new URL(devOp.jwksUri)),
   };
+  const upstreamLogin = (user: DevUser, nonce: string): Promise<UpstreamResult> => verifiedLogin(upstreamRp, user, nonce);
 
   const login: ProtocolMesh["login"] = async (user, app, consent) => {
     const request = appRequest(app);

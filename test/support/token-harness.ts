@@ -110,8 +110,8 @@ export interface DevOpRelyingParty {
 
 /**
  * A fresh login of `user` at the dev OP for `nonce` (`prompt=login` makes the OP say
- * auth_time), its OP ID Token verified as Orchestration does in step 2. (protocol-mesh.ts
- * does the same in its upstreamLogin and could call this.)
+ * auth_time), its OP ID Token verified as Orchestration does in step 2. The in-memory
+ * Token's upstream and protocol-mesh.ts's upstreamLogin both log in through it.
  */
 export async function verifiedLogin(rp: DevOpRelyingParty, user: DevUser, nonce: string, options: { prompt?: string } = {}): Promise<UpstreamResult> {
   const { idToken } = await loginAtDevOp({

@@ -7,7 +7,7 @@ import os from "node:os";
 import path from "node:path";
 import { expect } from "chai";
 import { PGlite } from "@electric-sql/pglite";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
 import { EncryptionService } from "../../gen/hello/encryption/v1/encryption_service_pb.js";
 import { StorageService } from "../../gen/hello/storage/v1/storage_service_pb.js";
 import { storageErrors, storageRoutes } from "../storage/storage-service.js";
@@ -21,6 +21,7 @@ import { storageKeyPair } from "../../../test/support/storage-keys.js";
 import { ACCESS_TOKEN, type Operation } from "../../protocol/tokens.js";
 import { encryptionRoutes } from "./encryption-service.js";
 import { inMemory } from "../../../test/support/in-memory.js";
+import { refusedWith } from "../../../test/support/refusal.js";
 
 describe("Encryption: keyring rotation and re-encryption on write", function () {
   const accessKey = generateSigningKey("access");
@@ -72,10 +73,8 @@ describe("Encryption: keyring rotation and re-encryption on write", function () 
 
   it("an update at a stale version is ABORTED and changes nothing", async function () {
     await encryption.createRecord({ accessToken: await token("create", "v-hash", "v1"), record: "v1" });
-    const error = await encryption
-      .updateRecord({ accessToken: await token("update", "v-hash", "v2"), record: "v2", expectedVersion: 7n })
-      .catch((e: unknown) => ConnectError.from(e));
-    expect((error as ConnectError).code).to.equal(Code.Aborted);
+    const error = await refusedWith(encryption.updateRecord({ accessToken: await token("update", "v-hash", "v2"), record: "v2", expectedVersion: 7n }));
+    expect(error.code).to.equal(Code.Aborted);
     const read = await encryption.readRecord({ accessToken: await token("read", "v-hash") });
     expect(read.result.value).to.equal("v1");
   });
@@ -85,9 +84,9 @@ describe("Encryption: keyring rotation and re-encryption on write", function () 
     const before = keyring;
     keyring = new Keyring(new Map([["k9", generateRecordKey()]]), "k9");
     try {
-      const error = await encryption.readRecord({ accessToken: await token("read", "lost-hash") }).catch((e: unknown) => ConnectError.from(e));
-      expect((error as ConnectError).code).to.equal(Code.DataLoss);
-      expect((error as ConnectError).rawMessage).to.not.include("lost-hash");
+      const error = await refusedWith(encryption.readRecord({ accessToken: await token("read", "lost-hash") }));
+      expect(error.code).to.equal(Code.DataLoss);
+      expect(error.rawMessage).to.not.include("lost-hash");
     } finally {
       keyring = before;
     }

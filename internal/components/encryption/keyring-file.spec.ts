@@ -8,6 +8,7 @@ import { expect } from "chai";
 import { type KeyringReload, ensureKeyring, loadKeyring, watchKeyring } from "../../protocol/key-files.js";
 import { generateRecordKey } from "../../protocol/keyring.js";
 import { describeKeyringFile, dropFromKeyringFile, rotateKeyringFile } from "./keyring-file.js";
+import { rejectionOf } from "../../../test/support/refusal.js";
 
 describe("the keyring file: rotate, drop, and reload without a restart", function () {
   let dir: string;
@@ -44,7 +45,7 @@ describe("the keyring file: rotate, drop, and reload without a restart", functio
       ["k".repeat(65), "a key id must be"],
       ["", "a key id must be"],
     ] as const) {
-      const error = await rotateKeyringFile(file, { keyId }).then(() => expect.fail(`rotated to ${keyId}`), (e: unknown) => e as Error);
+      const error = (await rejectionOf(rotateKeyringFile(file, { keyId }), `rotating to ${keyId}`)) as Error;
       expect(error.message).to.include(message);
     }
     expect(await readFile(file, "utf8")).to.equal(before);

@@ -29,6 +29,8 @@ import { encryptionRoutes } from "./encryption-service.js";
 import { keyringAdminRoutes } from "./keyring-admin.js";
 import { RewrapJob } from "./rewrap-job.js";
 import { inMemory } from "../../../test/support/in-memory.js";
+import { refusedWith } from "../../../test/support/refusal.js";
+import { tamper } from "../../../test/support/tamper.js";
 
 const KINDS: readonly RecordKindName[] = ["subject", "release", "wallet"];
 
@@ -105,14 +107,35 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
   const recordsUnder = async (admin: Client<typeof KeyringAdminService>, keyId: string) =>
     Number((await status(admin)).keys.find((k) => k.keyId === keyId)?.records ?? 0n);
 
-  it("after a rotation moves every record to the new key, reports progress, and the old key can go: every record still reads", async function () {
-    const { ids, ring } = keyrings();
+  /**
+   * Where a re-wrap starts: `count` records written under k1, then the keyring rotated to
+   * k2 with k1 still held. `hold` changes the keyring `honest` (and every Encryption made by
+   * `withMaintenance`, on another key-maintenance client) holds from then on.
+   */
+  async function rotated(count: number) {
+    const { ids, bytes, ring } = keyrings();
     let keyring = ring("k1", "k1");
-    const { job, encryption, admin } = encryptionWith(() => keyring);
-    const written = await writeRecords(encryption, 45);
+    const honest = encryptionWith(() => keyring);
+    const written = await writeRecords(honest.encryption, count);
+    keyring = ring("k2", "k1", "k2");
+    return {
+      ids, bytes, ring, honest, written,
+      hold: (...[current, ...held]: Parameters<typeof ring>) => void (keyring = ring(current, ...held)),
+      withMaintenance: (keyMaintenance: Client<typeof KeyMaintenanceService>) => encryptionWith(() => keyring, keyMaintenance),
+    };
+  }
+
+  /** One run of the job, to its end. */
+  async function rewrap({ admin, job }: ReturnType<typeof encryptionWith>) {
+    await admin.runRewrap({});
+    await job.settled();
+  }
+
+  it("after a rotation moves every record to the new key, reports progress, and the old key can go: every record still reads", async function () {
+    const { ids, honest, written, hold } = await rotated(45);
+    const { job, encryption, admin } = honest;
     expect(await recordsUnder(admin, ids.k1)).to.equal(45);
 
-    keyring = ring("k2", "k1", "k2");
     const started = (await admin.runRewrap({ concurrency: 3 })).status!;
     expect(started.currentKeyId).to.equal(ids.k2);
     expect([RewrapJobState.RUNNING, RewrapJobState.SUCCEEDED]).to.include(started.job!.state);
@@ -128,39 +151,28 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
     expect(byId.get(ids.k2)).to.include({ held: true, current: true, records: 45n, previousWrappings: 0n });
 
     // The old key leaves the keyring: everything still reads.
-    keyring = ring("k2", "k2");
+    hold("k2", "k2");
     await expectAllRead(encryption, written);
     // A second run has nothing to do.
-    await admin.runRewrap({});
-    await job.settled();
+    await rewrap(honest);
     expect((await status(admin)).job!.progress).to.deep.equal([]);
   });
 
   it("a rotation while records wait, then another: the job follows to the newest key, and the undo copy stays the first", async function () {
-    const { ids, ring } = keyrings();
-    let keyring = ring("k1", "k1");
-    const { job, encryption, admin } = encryptionWith(() => keyring);
-    const written = await writeRecords(encryption, 10);
-    keyring = ring("k2", "k1", "k2");
-    await admin.runRewrap({});
-    await job.settled();
-    keyring = ring("k3", "k1", "k2", "k3");
-    await admin.runRewrap({});
-    await job.settled();
-    const keys = new Map((await status(admin)).keys.map((k) => [k.keyId, k]));
+    const { ids, honest, written, hold } = await rotated(10);
+    await rewrap(honest);
+    hold("k3", "k1", "k2", "k3");
+    await rewrap(honest);
+    const keys = new Map((await status(honest.admin)).keys.map((k) => [k.keyId, k]));
     expect(keys.get(ids.k3)).to.include({ records: 10n });
     expect(keys.get(ids.k2)).to.include({ records: 0n, previousWrappings: 0n });
     expect(keys.get(ids.k1)).to.include({ records: 0n, previousWrappings: 10n });
-    keyring = ring("k3", "k3");
-    await expectAllRead(encryption, written);
+    hold("k3", "k3");
+    await expectAllRead(honest.encryption, written);
   });
 
   it("lets a concurrent update win: the job skips the record, which the update already put under the current key", async function () {
-    const { ids, ring } = keyrings();
-    let keyring = ring("k1", "k1");
-    const honest = encryptionWith(() => keyring);
-    const written = await writeRecords(honest.encryption, 6);
-    keyring = ring("k2", "k1", "k2");
+    const { ids, honest, written, hold, withMaintenance } = await rotated(6);
     // Just before the job re-wraps a record, a login updates it (through Encryption, with a token).
     const updated = new Map<string, string>();
     const racing: Client<typeof KeyMaintenanceService> = {
@@ -174,13 +186,12 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
         return maintenance.rewrapRecordKey(req, options);
       },
     };
-    const { job, admin } = encryptionWith(() => keyring, racing);
-    await admin.runRewrap({});
-    await job.settled();
-    const done = await status(admin);
+    const raced = withMaintenance(racing);
+    await rewrap(raced);
+    const done = await status(raced.admin);
     expect(done.job!.progress[0]).to.include({ keyId: ids.k1, moved: 0n, skipped: 6n, failed: 0n });
     expect(done.keys.find((k) => k.keyId === ids.k2)).to.include({ records: 6n, previousWrappings: 0n });
-    keyring = ring("k2", "k2");
+    hold("k2", "k2");
     for (const [hash, { kind }] of written) {
       const read = await honest.encryption.readRecord({ accessToken: await token("read", kind, hash) });
       expect(read.result.value).to.equal(updated.get(hash));
@@ -189,12 +200,8 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
   });
 
   it("picks up, in a later pass, a record that a writer still on the old keyring wrote behind the job's cursor", async function () {
-    const { ids, ring } = keyrings();
-    let keyring = ring("k1", "k1");
+    const { ids, ring, honest, written, hold, withMaintenance } = await rotated(4);
     const stale = encryptionWith(() => ring("k1", "k1")); // a replica that has not reloaded yet
-    const honest = encryptionWith(() => keyring);
-    const written = await writeRecords(honest.encryption, 4);
-    keyring = ring("k2", "k1", "k2");
     let late: Map<string, { kind: RecordKindName; record: string }> | undefined;
     const listing: Client<typeof KeyMaintenanceService> = {
       ...maintenance,
@@ -204,21 +211,16 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
         return page;
       },
     };
-    const { job, admin } = encryptionWith(() => keyring, listing);
-    await admin.runRewrap({});
-    await job.settled();
-    expect(await recordsUnder(admin, ids.k1)).to.equal(0);
-    expect((await status(admin)).job!.progress[0]).to.include({ moved: 7n });
-    keyring = ring("k2", "k2");
+    const paged = withMaintenance(listing);
+    await rewrap(paged);
+    expect(await recordsUnder(paged.admin, ids.k1)).to.equal(0);
+    expect((await status(paged.admin)).job!.progress[0]).to.include({ moved: 7n });
+    hold("k2", "k2");
     await expectAllRead(honest.encryption, new Map([...written, ...late!]));
   });
 
   it("a Storage that swaps wrapped keys between rows, or relabels a kind, gets nothing written: the job counts them as failed", async function () {
-    const { ids, ring } = keyrings();
-    let keyring = ring("k1", "k1");
-    const honest = encryptionWith(() => keyring);
-    const written = await writeRecords(honest.encryption, 6);
-    keyring = ring("k2", "k1", "k2");
+    const { ids, honest, written, withMaintenance } = await rotated(6);
     const rewrapped: string[] = [];
     const lying: Client<typeof KeyMaintenanceService> = {
       ...maintenance,
@@ -234,15 +236,14 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
         return maintenance.rewrapRecordKey(req, options);
       },
     };
-    const { job, admin } = encryptionWith(() => keyring, lying);
-    await admin.runRewrap({});
-    await job.settled();
-    const progress = (await status(admin)).job!.progress[0]!;
+    const lied = withMaintenance(lying);
+    await rewrap(lied);
+    const progress = (await status(lied.admin)).job!.progress[0]!;
     expect(progress).to.include({ keyId: ids.k1, moved: 3n, failed: 3n });
     expect(rewrapped).to.have.length(3);
     // The three it refused are untouched and still read under k1; the others under k2.
     await expectAllRead(honest.encryption, written);
-    expect(await recordsUnder(admin, ids.k1)).to.equal(3);
+    expect(await recordsUnder(lied.admin, ids.k1)).to.equal(3);
   });
 
   it("a re-wrap listing never carries a record's ciphertext or plaintext, and neither does anything else Storage answers without an Access Token", async function () {
@@ -289,7 +290,7 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
     const otherHash = [...written.keys()][1]!;
     const forged = await sign(ACCESS_TOKEN, generateSigningKey("access"), { op: "read", kind, hash });
     const notOurs = await sign(ACCESS_TOKEN, generateSigningKey("access"), { op: "read", kind, hash: otherHash });
-    const relabelled = tamper(await token("read", kind, otherHash), hash);
+    const relabelled = tamper(await token("read", kind, otherHash), (c) => void (c.hash = hash));
     const deleteToken = await token("delete", kind, hash);
     const refusals: Array<[string, () => Promise<unknown>, Code]> = [
       ["no token", () => storage.readRecord({ accessToken: "" }), Code.InvalidArgument],
@@ -302,7 +303,7 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
       ["a forged token, to backfill a digest", () => storage.backfillRecordDigest({ accessToken: forged, version: 1n, digest: "A".repeat(43) }), Code.Unauthenticated],
     ];
     for (const [what, call, code] of refusals) {
-      const error = await call().then(() => expect.fail(`${what}: Storage answered`), (e: unknown) => ConnectError.from(e));
+      const error = await refusedWith(call(), what);
       expect(error.code, what).to.equal(code);
     }
     // Everything Storage offers Encryption: the record calls, each taking an Access Token...
@@ -330,8 +331,8 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
     await garbage(ids.k1, "bad-1");
     await garbage("bad-1", "bad-2");
     const [hash, { kind }] = [...written][0]!;
-    const lost = await honest.encryption.readRecord({ accessToken: await token("read", kind, hash) }).catch((e: unknown) => ConnectError.from(e));
-    expect((lost as ConnectError).code).to.equal(Code.DataLoss);
+    const lost = await refusedWith(honest.encryption.readRecord({ accessToken: await token("read", kind, hash) }));
+    expect(lost.code).to.equal(Code.DataLoss);
 
     // The undo copies are under k1, whatever happened after.
     const usage = new Map((await storageAdmin.getKeyUsage({})).keys.map((k) => [k.keyId, k]));
@@ -343,30 +344,21 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
   });
 
   it("after the re-wrap proves good, Storage's custodian forgets the undo copies: then a restore has nothing to put back", async function () {
-    const { ids, ring } = keyrings();
-    let keyring = ring("k1", "k1");
-    const { job, encryption, admin } = encryptionWith(() => keyring);
-    const written = await writeRecords(encryption, 4);
-    keyring = ring("k2", "k1", "k2");
-    await admin.runRewrap({});
-    await job.settled();
+    const { ids, honest, written, hold } = await rotated(4);
+    await rewrap(honest);
     expect((await storageAdmin.forgetPreviousWrappings({ keyId: ids.k1 })).forgotten).to.equal(4n);
     expect((await storageAdmin.restorePreviousWrappings({ keyId: ids.k2 })).restored).to.equal(0n);
-    keyring = ring("k2", "k2");
-    await expectAllRead(encryption, written);
+    hold("k2", "k2");
+    await expectAllRead(honest.encryption, written);
   });
 
   it("leaves legacy records (sealed before envelope encryption) and records under a key it does not hold, and says so", async function () {
-    const { ids, bytes, ring } = keyrings();
-    let keyring = ring("k1", "k1");
-    const { job, encryption, admin } = encryptionWith(() => keyring);
+    const { ids, bytes, ring, honest, written, hold } = await rotated(2);
+    const { encryption, admin } = honest;
     const legacyHash = randomBytes(32).toString("base64url");
     await store.create({ hash: legacyHash, kind: "wallet", keyId: ids.k1, ciphertext: sealLegacy(bytes.k1, Buffer.from("legacy"), "wallet", legacyHash), digest: sha256("legacy") });
-    const written = await writeRecords(encryption, 2);
     const foreign = await writeRecords(encryptionWith(() => ring("k3", "k3")).encryption, 1);
-    keyring = ring("k2", "k1", "k2");
-    await admin.runRewrap({});
-    await job.settled();
+    await rewrap(honest);
     const done = await status(admin);
     expect(done.job!.progress.find((p) => p.keyId === ids.k1)).to.include({ moved: 2n, legacy: 1n, failed: 0n });
     const keys = new Map(done.keys.map((k) => [k.keyId, k]));
@@ -378,17 +370,13 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
     expect(read.result.value).to.equal("legacy");
     await encryption.updateRecord({ accessToken: await token("update", "wallet", legacyHash, "now wrapped"), record: "now wrapped", expectedVersion: 1n });
     expect(await recordsUnder(admin, ids.k1)).to.equal(0);
-    keyring = ring("k2", "k2");
+    hold("k2", "k2");
     await expectAllRead(encryption, written);
     expect(foreign.size).to.equal(1);
   });
 
   it("stops on a Storage error with its code and resumes on the next run", async function () {
-    const { ids, ring } = keyrings();
-    let keyring = ring("k1", "k1");
-    const honest = encryptionWith(() => keyring);
-    const written = await writeRecords(honest.encryption, 8);
-    keyring = ring("k2", "k1", "k2");
+    const { ids, honest, written, hold, withMaintenance } = await rotated(8);
     let calls = 0;
     const failing: Client<typeof KeyMaintenanceService> = {
       ...maintenance,
@@ -397,7 +385,7 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
         return maintenance.rewrapRecordKey(req, options);
       },
     };
-    const broken = encryptionWith(() => keyring, failing);
+    const broken = withMaintenance(failing);
     await broken.admin.runRewrap({ concurrency: 1 });
     await broken.job.settled();
     const failed = (await status(broken.admin)).job!;
@@ -406,10 +394,9 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
     expect(failed.progress[0]).to.include({ moved: 3n });
     expect(await recordsUnder(broken.admin, ids.k1)).to.equal(5);
 
-    await honest.admin.runRewrap({});
-    await honest.job.settled();
+    await rewrap(honest);
     expect((await status(honest.admin)).job!.progress[0]).to.include({ moved: 5n });
-    keyring = ring("k2", "k2");
+    hold("k2", "k2");
     await expectAllRead(honest.encryption, written);
   });
 
@@ -431,7 +418,7 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
       ["no new wrapped key", () => maintenance.rewrapRecordKey({ ...good, newWrappedKey: new Uint8Array(0) }), /wrappedKey must be/],
     ];
     for (const [what, call, message] of bad) {
-      const error = await call().then(() => expect.fail(`${what}: accepted`), (e: unknown) => ConnectError.from(e));
+      const error = await refusedWith(call(), what);
       expect(error.code, what).to.equal(Code.InvalidArgument);
       expect(error.rawMessage, what).to.match(message).and.not.include(hash);
     }
@@ -444,9 +431,9 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
     const { ring } = keyrings();
     const { job, admin } = encryptionWith(() => ring("k1", "k1"));
     for (const concurrency of [-1, 17, 1000]) {
-      const error = await admin.runRewrap({ concurrency }).catch((e: unknown) => ConnectError.from(e));
-      expect((error as ConnectError).code).to.equal(Code.InvalidArgument);
-      expect((error as ConnectError).rawMessage).to.match(/concurrency must be/);
+      const error = await refusedWith(admin.runRewrap({ concurrency }));
+      expect(error.code).to.equal(Code.InvalidArgument);
+      expect(error.rawMessage).to.match(/concurrency must be/);
     }
     const a = job.start({});
     const b = job.start({});
@@ -454,11 +441,3 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
     await job.settled();
   });
 });
-
-/** A JWS with one claim changed and the old signature kept. */
-function tamper(jws: string, hash: string): string {
-  const [header, payload, signature] = jws.split(".");
-  const claims = JSON.parse(Buffer.from(payload!, "base64url").toString()) as Record<string, unknown>;
-  claims.hash = hash;
-  return [header, Buffer.from(JSON.stringify(claims)).toString("base64url"), signature].join(".");
-}

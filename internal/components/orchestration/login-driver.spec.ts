@@ -31,6 +31,7 @@ import { encryptionRoutes } from "../encryption/encryption-service.js";
 import { type TokenServiceDeps, tokenRoutes } from "../token/token-service.js";
 import { inMemory } from "../../../test/support/in-memory.js";
 import { storageKeyPair } from "../../../test/support/storage-keys.js";
+import { rejectionOf } from "../../../test/support/refusal.js";
 import {
   APPS,
   ISSUER,
@@ -135,15 +136,10 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
   /** The login ends in a ProtocolViolation with exactly these words, and Storage wrote nothing meanwhile. */
   async function refused(attempt: Promise<unknown>, message: string) {
     const before = written.length;
-    try {
-      await attempt;
-    } catch (error) {
-      expect(error).to.be.instanceOf(ProtocolViolation);
-      expect((error as Error).message).to.equal(message);
-      expect(written.slice(before), "nothing written").to.deep.equal([]);
-      return;
-    }
-    expect.fail("the login succeeded");
+    const error = await rejectionOf(attempt, "the login");
+    expect(error).to.be.instanceOf(ProtocolViolation);
+    expect((error as Error).message).to.equal(message);
+    expect(written.slice(before), "nothing written").to.deep.equal([]);
   }
 
   describe("honest logins", function () {

@@ -31,6 +31,7 @@ import {
 import type { DevUser } from "../../dev/devop/dev-op.js";
 import { storageKeyPair } from "../../../test/support/storage-keys.js";
 import { refusal } from "../../../test/support/refusal.js";
+import { tamper } from "../../../test/support/tamper.js";
 import {
   APPS,
   Clock,
@@ -45,13 +46,6 @@ import {
 import type { TokenServiceDeps } from "./token-service.js";
 import type { SessionClaims } from "./session.js";
 
-/** Changes claims of a JWS and keeps its old signature: what anyone without the key can do. */
-function tamper(jws: string, change: (payload: Record<string, unknown>) => void): string {
-  const [header, payload, signature] = jws.split(".");
-  const claims = JSON.parse(Buffer.from(payload!, "base64url").toString()) as Record<string, unknown>;
-  change(claims);
-  return [header, Buffer.from(JSON.stringify(claims)).toString("base64url"), signature].join(".");
-}
 
 const session = (token: string) => decodeJwt(token) as SessionClaims & JWTPayload;
 const grantOf = (grant: AccessGrant | undefined) => decodeJwt(grant!.accessToken) as AccessClaims & JWTPayload & { jti: string };

@@ -5,8 +5,8 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { expect } from "chai";
 import { type JWK, SignJWT, exportJWK, generateKeyPair } from "jose";
-import { InvalidTokenError } from "../../protocol/jws.js";
 import { MAX_JWKS_BYTES, UpstreamVerifier } from "./upstream.js";
+import { invalidTokenReason } from "../../../test/support/refusal.js";
 
 interface Op {
   url: string;
@@ -56,16 +56,6 @@ describe("Token's upstream OP ID Token verification", function () {
       .sign(key.privateKey);
   const started = () => new Date(Date.now() - 1000);
 
-  async function reason(call: Promise<unknown>): Promise<string> {
-    try {
-      await call;
-    } catch (error) {
-      expect(error).to.be.instanceOf(InvalidTokenError);
-      return (error as InvalidTokenError).reason;
-    }
-    return expect.fail("accepted");
-  }
-
   it("honest: verifies, keeps only wallet claims, and caches the JWKS", async function () {
     const key = await signingKey("k1");
     serveJwks([key.jwk]);
@@ -81,7 +71,7 @@ describe("Token's upstream OP ID Token verification", function () {
     op.respond["/jwks"] = (res) => res.writeHead(302, { location: `${op.url}/real-jwks` }).end();
     op.respond["/real-jwks"] = (res) => res.writeHead(200).end(JSON.stringify({ keys: [key.jwk] }));
     const verifier = new UpstreamVerifier([provider()]);
-    expect(await reason(verifier.verify("op", await idToken(key), "n-1", started()))).to.match(/could not be verified.*200 OK/);
+    expect(await invalidTokenReason(verifier.verify("op", await idToken(key), "n-1", started()))).to.match(/could not be verified.*200 OK/);
     expect(op.hits["/real-jwks"]).to.equal(undefined);
   });
 
@@ -90,7 +80,7 @@ describe("Token's upstream OP ID Token verification", function () {
     const padding = "x".repeat(MAX_JWKS_BYTES);
     op.respond["/jwks"] = (res) => res.writeHead(200).end(JSON.stringify({ keys: [key.jwk], padding }));
     const verifier = new UpstreamVerifier([provider()]);
-    expect(await reason(verifier.verify("op", await idToken(key), "n-1", started()))).to.match(/larger than 65536 bytes/);
+    expect(await invalidTokenReason(verifier.verify("op", await idToken(key), "n-1", started()))).to.match(/larger than 65536 bytes/);
   });
 
   it("refetches once for an unknown kid, then not again within the cooldown", async function () {
@@ -101,7 +91,7 @@ describe("Token's upstream OP ID Token verification", function () {
     await verifier.verify("op", await idToken(old), "n-1", started());
     serveJwks([old.jwk, rotated.jwk]);
     // The OP rotated, but a fetch just happened: within the cooldown there is no refetch.
-    expect(await reason(verifier.verify("op", await idToken(rotated), "n-1", started()))).to.equal("no key of the provider's JWKS matches it");
+    expect(await invalidTokenReason(verifier.verify("op", await idToken(rotated), "n-1", started()))).to.equal("no key of the provider's JWKS matches it");
     expect(op.hits["/jwks"]).to.equal(1);
 
     const patient = new UpstreamVerifier([provider()], { cooldownMs: 0 });
@@ -113,7 +103,7 @@ describe("Token's upstream OP ID Token verification", function () {
     // an attacker's stream of unknown kids costs the OP one fetch per cooldown, not one per token
     const stranger = await signingKey("k-unknown");
     const limited = new UpstreamVerifier([provider()], { cooldownMs: 60_000 });
-    for (let i = 0; i < 5; i++) await reason(limited.verify("op", await idToken(stranger), "n-1", started()));
+    for (let i = 0; i < 5; i++) await invalidTokenReason(limited.verify("op", await idToken(stranger), "n-1", started()));
     expect(op.hits["/jwks"]).to.equal(4);
   });
 
@@ -121,16 +111,16 @@ describe("Token's upstream OP ID Token verification", function () {
     const key = await signingKey("k1");
     serveJwks([key.jwk]);
     const verifier = new UpstreamVerifier([provider()]);
-    expect(await reason(verifier.verify("op", await idToken(key, {}, "someone-else"), "n-1", started()))).to.match(/aud claim/);
-    expect(await reason(verifier.verify("op", await idToken(key), "n-2", started()))).to.equal("its nonce is not this session's upstream nonce");
+    expect(await invalidTokenReason(verifier.verify("op", await idToken(key, {}, "someone-else"), "n-1", started()))).to.match(/aud claim/);
+    expect(await invalidTokenReason(verifier.verify("op", await idToken(key), "n-2", started()))).to.equal("its nonce is not this session's upstream nonce");
     const before = await new SignJWT({ nonce: "n-1" })
       .setProtectedHeader({ alg: "ES256", kid: "k1" }).setIssuer(op.url).setSubject("s").setAudience("hello-mesh")
       .setIssuedAt(Math.floor(Date.now() / 1000) - 300).setExpirationTime("5m").sign(key.privateKey);
-    expect(await reason(verifier.verify("op", before, "n-1", started()))).to.equal("it was issued before this login began");
-    expect(await reason(verifier.verify("elsewhere", await idToken(key), "n-1", started()))).to.equal(
+    expect(await invalidTokenReason(verifier.verify("op", before, "n-1", started()))).to.equal("it was issued before this login began");
+    expect(await invalidTokenReason(verifier.verify("elsewhere", await idToken(key), "n-1", started()))).to.equal(
       "the session's provider is not on Token's allow-list",
     );
     const other = new UpstreamVerifier([{ ...provider(), issuer: "https://other.example" }]);
-    expect(await reason(other.verify("op", await idToken(key), "n-1", started()))).to.match(/iss claim/);
+    expect(await invalidTokenReason(other.verify("op", await idToken(key), "n-1", started()))).to.match(/iss claim/);
   });
 });

@@ -4,6 +4,7 @@ import { createRemoteJWKSet, jwtVerify } from "jose";
 
 import { DEFAULT_DEV_USERS, startDevOp, type DevOp } from "./dev-op.js";
 import { DevOpLoginError, loginAtDevOp, promptNoneAtDevOp } from "./headless-login.js";
+import { rejectionOf } from "../../../test/support/refusal.js";
 
 const CLIENT = { client_id: "hello-orchestration", client_secret: "dev-secret-0123456789", redirect_uris: ["http://localhost:9/callback"] };
 const alice = DEFAULT_DEV_USERS[0]!;
@@ -22,6 +23,12 @@ describe("dev OP", function () {
       ...(overrides.scope ? { scope: overrides.scope } : {}),
     });
   const discovery = async () => (await (await fetch(`${op.issuer}/.well-known/openid-configuration`)).json()) as Record<string, unknown>;
+  /** The authorization endpoint, asked for a code for CLIENT (openid, a state and a fresh nonce) with `params` besides. */
+  const authorizationUrl = async (params: Record<string, string>) => {
+    const url = new URL(String((await discovery()).authorization_endpoint));
+    url.search = new URLSearchParams({ response_type: "code", client_id: CLIENT.client_id, scope: "openid", state: "s", nonce: nonce(), ...params }).toString();
+    return url;
+  };
 
   before(async function () {
     op = await startDevOp({ clients: [CLIENT] });
@@ -74,10 +81,7 @@ describe("dev OP", function () {
   });
 
   it("answers a wrong password with the login page and an error, and no code", async function () {
-    const failure = await login({ password: "not-alice" }).then(
-      () => expect.fail("a wrong password was accepted"),
-      (error: unknown) => error,
-    );
+    const failure = await rejectionOf(login({ password: "not-alice" }), "a wrong password");
     expect(failure).to.be.instanceOf(DevOpLoginError);
     const { status, page } = failure as DevOpLoginError;
     expect(status).to.equal(401);
@@ -106,18 +110,11 @@ describe("dev OP", function () {
   });
 
   it("refuses an unregistered redirect_uri without redirecting to it", async function () {
-    const meta = await discovery();
-    const url = new URL(String(meta.authorization_endpoint));
-    url.search = new URLSearchParams({
-      response_type: "code",
-      client_id: CLIENT.client_id,
+    const url = await authorizationUrl({
       redirect_uri: "http://localhost:9/evil",
-      scope: "openid",
-      state: "s",
-      nonce: nonce(),
       code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
       code_challenge_method: "S256",
-    }).toString();
+    });
     const response = await fetch(url, { redirect: "manual", headers: { accept: "text/html" } });
     expect(response.status).to.equal(400);
     expect(response.headers.get("location")).to.equal(null);
@@ -126,25 +123,16 @@ describe("dev OP", function () {
 
   it("refuses to start with invalid client metadata", async function () {
     const bad = { client_id: "bad", client_secret: "s", redirect_uris: ["not a uri"] };
-    const failure = await startDevOp({ clients: [bad] }).then(
-      (started) => started.close().then(() => expect.fail("started with an invalid redirect_uri")),
-      (error: unknown) => error,
+    const failure = await rejectionOf(
+      startDevOp({ clients: [bad] }).then(async (started) => started.close()),
+      "starting with an invalid redirect_uri",
     );
     expect(failure).to.be.instanceOf(Error);
     expect((failure as Error).message).to.contain("redirect_uris");
   });
 
   it("requires PKCE", async function () {
-    const meta = await discovery();
-    const url = new URL(String(meta.authorization_endpoint));
-    url.search = new URLSearchParams({
-      response_type: "code",
-      client_id: CLIENT.client_id,
-      redirect_uri: CLIENT.redirect_uris[0]!,
-      scope: "openid",
-      state: "s",
-      nonce: nonce(),
-    }).toString();
+    const url = await authorizationUrl({ redirect_uri: CLIENT.redirect_uris[0]! }); // and no PKCE
     const response = await fetch(url, { redirect: "manual" });
     const location = new URL(response.headers.get("location") ?? "", url);
     expect(`${location.origin}${location.pathname}`).to.equal(CLIENT.redirect_uris[0]);

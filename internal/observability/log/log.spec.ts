@@ -9,6 +9,7 @@ import { SignJWT, errors as joseErrors, generateSecret, jwtVerify } from "jose";
 import { createLogger } from "./logger.js";
 import { httpLevel, rpcLevel } from "./request-log.js";
 import { safeError, scrub } from "./safe-error.js";
+import { rejectionOf } from "../../../test/support/refusal.js";
 
 function capture(level = "debug") {
   const raw: string[] = [];
@@ -26,7 +27,7 @@ describe("logs: no identifier, claim, token or record in a line (DESIGN.md §2)"
     const key = await generateSecret("HS256");
     const jwt = await new SignJWT({ email: "alice@example.com", sub: "alice-0001" })
       .setProtectedHeader({ alg: "HS256" }).setAudience("app-b").setExpirationTime("1m").sign(key);
-    const error = await jwtVerify(jwt, key, { audience: "app-a" }).catch((e: unknown) => e);
+    const error = await rejectionOf(jwtVerify(jwt, key, { audience: "app-a" }));
     expect(error).to.be.instanceOf(joseErrors.JWTClaimValidationFailed);
     // Honest twin: the library's own error does carry the payload.
     expect(JSON.stringify((error as joseErrors.JWTClaimValidationFailed).payload)).to.include("alice@example.com");

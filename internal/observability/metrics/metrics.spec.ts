@@ -16,6 +16,7 @@ import { createMeshTransport } from "../../../mesh/client.js";
 import { TrustStore } from "../../../mesh/trust.js";
 import { routesFor } from "../../../test/support/echo-mesh.js";
 import { type TestPki, makeTestPki } from "../../../test/support/test-pki.js";
+import { refusedWith } from "../../../test/support/refusal.js";
 import { TokenService } from "../../gen/hello/token/v1/token_service_pb.js";
 import { MetricsService } from "../../gen/hello/common/v1/metrics_pb.js";
 import { ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
@@ -176,8 +177,8 @@ describe("metrics and call logs on the mesh (DESIGN.md §2, seed 000)", function
       expect(contentType).to.match(/^text\/plain; version=0\.0\.4/);
       expect(exposition).to.include("# TYPE hello_mesh_server_requests_total counter");
     }
-    const refused = await client(MetricsService, pki.leaf("orchestration")).getMetrics({}).catch((e: unknown) => ConnectError.from(e));
-    expect((refused as ConnectError).code).to.equal(Code.PermissionDenied);
+    const refused = await refusedWith(client(MetricsService, pki.leaf("orchestration")).getMetrics({}));
+    expect(refused.code).to.equal(Code.PermissionDenied);
   });
 
   describe("GET /metrics on the mesh port, for Prometheus", function () {

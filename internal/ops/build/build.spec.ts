@@ -13,6 +13,7 @@ import { expect } from "chai";
 import { COMPONENTS, type Component } from "../../protocol/identity.js";
 import { type BuiltArtifact, buildComponents } from "./build.js";
 import { TEST_POWER_MARKER } from "../../../test/support/twisted/control.js";
+import { rejectionOf } from "../../../test/support/refusal.js";
 
 const run = promisify(execFile);
 const CHECKOUT = path.resolve(import.meta.dirname, "../../..");
@@ -143,7 +144,7 @@ describe("reproducible builds (npm run build)", function () {
       writeFileSync(path.join(a, ".node-version"), readFileSync(path.join(CHECKOUT, ".node-version")));
     }
     expect(pinned[0]!.digest, "the pinned Node is part of the artifact").to.not.equal(digests(first).token);
-    const failed = (await run(process.execPath, [pinned[0]!.entry, "--config", "/nonexistent.json"]).catch((e: unknown) => e)) as {
+    const failed = (await rejectionOf(run(process.execPath, [pinned[0]!.entry, "--config", "/nonexistent.json"]))) as {
       code: number;
       stderr: string;
     };

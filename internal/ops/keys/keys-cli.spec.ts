@@ -14,6 +14,7 @@ import { STORAGE_KEYS, TOKEN_KEYS, ensureSigningKeys } from "../../protocol/key-
 import { RETIREMENT_GRACE_SECONDS, publicJwk, signingKeyFromJwk } from "../../protocol/signing-keys.js";
 import { runKeysCommand } from "../../../cmd/hello/keys.js";
 import { type KeyLocation, SIGNED_LIFETIME_SECONDS, keyStatus, promoteKeys, pruneKeys, rotateKeys } from "./rotation.js";
+import { rejectionOf } from "../../../test/support/refusal.js";
 
 const run = promisify(execFile);
 const BIN = path.resolve(import.meta.dirname, "../../../cmd/hello/bin.js");
@@ -125,7 +126,7 @@ describe("hello keys (the custodian's files)", function () {
     token = await custodian("token");
     const created = new Date(Date.now() - 120_000); // published two minutes ago
     await rotateKeys(token, { purposes: ["id-token"], algs: ["ES256"] }, created);
-    const tooSoon = await promoteKeys(token, { purposes: ["id-token"] }).then(() => expect.fail("promoted"), (e: unknown) => e as Error);
+    const tooSoon = (await rejectionOf(promoteKeys(token, { purposes: ["id-token"] }), "promoting too soon")) as Error;
     expect(tooSoon.message).to.match(/published 120 s ago; it may sign from \S+ \(300 s after publication, the JWKS max-age apps may cache it for\)/);
 
     // The bundle handed to peers lost the key (rewritten from an older key file, say).
@@ -133,7 +134,7 @@ describe("hello keys (the custodian's files)", function () {
     const [next] = (await keyStatus(token)).filter((k) => k.status === "next");
     await writeBundle(token.bundles, { ...bundle, jwks: { keys: bundle.jwks.keys.filter((k) => k.kid !== next!.kid) } });
     expect((await keys("status", "token", ...at(token))).out).to.match(new RegExp(`id-token\\s+ES256\\s+next\\s+${next!.kid.replace(".", "\\.")}\\s+\\S+\\s+NO`));
-    const unpublished = await promoteKeys(token, { minPublishedSeconds: 0 }).then(() => expect.fail("promoted"), (e: unknown) => e as Error);
+    const unpublished = (await rejectionOf(promoteKeys(token, { minPublishedSeconds: 0 }), "promoting an unpublished key")) as Error;
     expect(unpublished.message).to.include(`does not publish the next key ${next!.kid}: run hello keys publish token`);
     expect((await keys("publish", "token", ...at(token))).code).to.equal(0);
     expect(bundleKids(token)).to.include(next!.kid);

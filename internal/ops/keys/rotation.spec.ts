@@ -29,11 +29,12 @@ import {
   VerificationKeys,
   generateSigningKey,
   privateJwk,
-  signingKeyFromJwk,
 } from "../../protocol/signing-keys.js";
 import { checkServedKeys } from "../verify/served-keys.js";
 import { type KeyLocation, type SigningComponent, keyStatus, promoteKeys, pruneKeys, rotateKeys } from "./rotation.js";
 import { writeFileAtomic } from "../../fs/write-file-atomic.js";
+import { STORAGE_KEYS, TOKEN_KEYS, loadSigningKeys } from "../../protocol/key-files.js";
+import { errorOf, rejectionOf } from "../../../test/support/refusal.js";
 
 type App = "a" | "es" | "ed";
 const APPS_BY_ALG: readonly App[] = ["a", "es", "ed"]; // RS256, ES256, EdDSA ID Tokens
@@ -61,6 +62,16 @@ async function until<T>(what: string, check: () => Promise<T | undefined | false
   }
 }
 
+/**
+ * What the first test rotates, one purpose after another: each that Token and then Storage
+ * signs with (key-files.ts, so a purpose added there is rotated here too), but userinfo,
+ * which signs only /userinfo answers that no login here asks for.
+ */
+const ROTATED: ReadonlyArray<{ component: SigningComponent; purpose: KeyPurpose }> = [
+  ...TOKEN_KEYS.map(({ purpose }) => ({ component: "token" as const, purpose })),
+  ...STORAGE_KEYS.map(({ purpose }) => ({ component: "storage" as const, purpose })),
+].filter((step, i, all) => step.purpose !== "userinfo" && all.findIndex((s) => s.purpose === step.purpose) === i);
+
 const kidOf = (jws: string) => decodeProtectedHeader(jws).kid!;
 const purposeOf = (kid: string) => kid.split(".", 1)[0] as KeyPurpose;
 
@@ -81,8 +92,7 @@ describe("signing-key rotation without downtime (hello keys, docs/key-rotation.m
     return { component, keyFile: config.keys.signing, bundles: config.bundles };
   };
   const bundleKeys = (component: "token" | "storage") => new VerificationKeys(readBundle(location("token").bundles, component).jwks.keys);
-  const privateKeys = (component: SigningComponent): SigningKey[] =>
-    (JSON.parse(readFileSync(location(component).keyFile, "utf8")) as { keys: object[] }).keys.map((jwk) => signingKeyFromJwk(jwk));
+  const privateKeys = (component: SigningComponent): SigningKey[] => loadSigningKeys(component, location(component).keyFile, []);
   const servedJwks = async () => createLocalJWKSet((await (await fetch(`${mesh.issuer}/jwks`)).json()) as JSONWebKeySet);
 
   // --- an app's login through the front door --------------------------------------------
@@ -212,7 +222,7 @@ describe("signing-key rotation without downtime (hello keys, docs/key-rotation.m
 
   it("rotates every signing key of Token and Storage while logins run: no login fails, and what was signed before still verifies", async function () {
     const before = await witness();
-    for (const purpose of ["session", "access", "record", "id-token", "key-set", "error", "receipt"] as const) {
+    for (const { purpose } of ROTATED) {
       expect(before.get(purpose), `a login uses a ${purpose} key`).to.have.length.greaterThan(0);
     }
     // A read Access Token and a session minted before any rotation, used after all of them.
@@ -226,18 +236,9 @@ describe("signing-key rotation without downtime (hello keys, docs/key-rotation.m
     const logins = traffic(3);
     await until("the apps have their first ID Tokens", async () => APPS_BY_ALG.every((app) => logins.done.some((d) => d.app === app)));
 
-    const steps: Array<{ component: SigningComponent; purpose: KeyPurpose }> = [
-      { component: "token", purpose: "session" },
-      { component: "token", purpose: "access" },
-      { component: "token", purpose: "record" },
-      { component: "token", purpose: "id-token" },
-      { component: "token", purpose: "key-set" },
-      { component: "storage", purpose: "error" },
-      { component: "storage", purpose: "receipt" },
-    ];
     const earlyIdTokens = new Map<App, string>();
     try {
-      for (const { component, purpose } of steps) {
+      for (const { component, purpose } of ROTATED) {
         if (purpose === "id-token") for (const app of APPS_BY_ALG) earlyIdTokens.set(app, logins.done.filter((d) => d.app === app).at(-1)!.idToken);
         logins.phase = `${component} ${purpose}: next published`;
         const added = await rotateKeys(location(component), { purposes: [purpose] });
@@ -283,7 +284,7 @@ describe("signing-key rotation without downtime (hello keys, docs/key-rotation.m
       await logins.stop();
     }
     expect(logins.failures, "no login fails during the rotations").to.deep.equal([]);
-    expect(logins.done.length).to.be.greaterThan(steps.length * 3);
+    expect(logins.done.length).to.be.greaterThan(ROTATED.length * 3);
 
     // Minted before any rotation, by keys now retired: still good until they expire.
     const upstream = await mesh.upstreamLogin(nextNewcomer(), earlySession.upstreamNonce);
@@ -316,7 +317,7 @@ describe("signing-key rotation without downtime (hello keys, docs/key-rotation.m
     expect(refused).to.be.instanceOf(ConnectError);
     expect((refused as ConnectError).rawMessage).to.equal("the access token is not valid: its key (kid) is not a known access key");
     // promote refuses a key the bundle does not publish (the first next access key is published)
-    const promote = await promoteKeys(location("token"), { purposes: ["access"], minPublishedSeconds: 0 }).catch((e: unknown) => e);
+    const promote = await rejectionOf(promoteKeys(location("token"), { purposes: ["access"], minPublishedSeconds: 0 }), "promoting an unpublished key");
     expect((promote as Error).message).to.match(/does not publish the next key access\./);
     await writeFileAtomic(location("token").keyFile, JSON.stringify(file), { secret: true });
     await promoteKeys(location("token"), { purposes: ["access"], minPublishedSeconds: 0 });
@@ -357,12 +358,11 @@ describe("signing-key rotation without downtime (hello keys, docs/key-rotation.m
     });
     expect(refused.rawMessage).to.equal("the access token is not valid: its key (kid) is not a known access key");
     const atStorage = await until("Storage has dropped the pruned key", async () => {
-      const result = await mesh.storage().readRecord({ accessToken: early }).then(() => undefined, (e: unknown) => ConnectError.from(e));
-      return result;
+      return errorOf(mesh.storage().readRecord({ accessToken: early }));
     });
     expect(atStorage.rawMessage).to.equal("the access token is not valid: its key (kid) is not a known access key");
     // an ID Token of a pruned key no longer validates against the JWKS apps see
-    const stale = await jwtVerify(veteranIdToken, await servedJwks(), { issuer: mesh.issuer, audience: "app-a" }).catch((e: unknown) => e);
+    const stale = await rejectionOf(jwtVerify(veteranIdToken, await servedJwks(), { issuer: mesh.issuer, audience: "app-a" }), "an ID Token of a pruned key");
     expect((stale as Error).name).to.equal("JWKSNoMatchingKey");
 
     // ID Tokens of the current keys validate; records signed by the first record key

@@ -6,10 +6,11 @@ import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { expect } from "chai";
-import { type BrowserContext, chromium } from "playwright-core";
+import { type BrowserContext, type Page, chromium } from "playwright-core";
 import { type ProtocolMesh, DEMO_CLIENT, USERS, startProtocolMesh } from "../../../../test/support/protocol-mesh.js";
 import { freePort } from "../../../../test/support/free-port.js";
 import { startDemoApp } from "../../../dev/demoapp/demo-app.js";
+import type { DevUser } from "../../../dev/devop/dev-op.js";
 
 export const CHROMIUM = "/usr/bin/chromium";
 export const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"];
@@ -43,20 +44,24 @@ describe("a person logs in with a real browser (DESIGN.md §6)", function () {
     if (profile) await rm(profile, { recursive: true, force: true });
   });
 
-  it("a new user signs in at the provider, consents, and the app gets a directed sub; returning, there is no consent page", async function () {
-    const page = await browser.newPage();
+  /** From the demo app's login link through the development OP's form, as `user`, to hello-mesh's consent page. Returns the demo app's URL. */
+  async function toConsentPage(page: Page, user: DevUser): Promise<string> {
     const demoUrl = `http://localhost:${new URL(demo.url).port}/`;
     await page.goto(demoUrl);
     await page.getByRole("link", { name: "Log in with hello-mesh" }).click();
-
-    // The development OP's login form.
     await page.waitForURL((u) => u.port === new URL(mesh.devOp.issuer).port);
-    await page.getByLabel("Email").fill(USERS.alice.email);
-    await page.getByLabel("Password").fill(USERS.alice.password);
+    await page.getByLabel("Email").fill(user.email);
+    await page.getByLabel("Password").fill(user.password);
     await page.getByRole("button", { name: "Sign in" }).click();
+    await page.waitForURL((u) => u.origin === mesh.issuer);
+    return demoUrl;
+  }
+
+  it("a new user signs in at the provider, consents, and the app gets a directed sub; returning, there is no consent page", async function () {
+    const page = await browser.newPage();
+    const demoUrl = await toConsentPage(page, USERS.alice);
 
     // hello-mesh's consent page: the app by name, the claims with their values.
-    await page.waitForURL((u) => u.origin === mesh.issuer);
     expect(await page.getByRole("heading", { level: 1 }).textContent()).to.include(DEMO_CLIENT.client_name);
     const email = page.getByRole("checkbox", { name: new RegExp(USERS.alice.email) });
     expect(await email.isChecked()).to.equal(true);
@@ -94,14 +99,7 @@ describe("a person logs in with a real browser (DESIGN.md §6)", function () {
     const context = await chromium.launchPersistentContext(own, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
     try {
       const page = await context.newPage();
-      const demoUrl = `http://localhost:${new URL(demo.url).port}/`;
-      await page.goto(demoUrl);
-      await page.getByRole("link", { name: "Log in with hello-mesh" }).click();
-      await page.waitForURL((u) => u.port === new URL(mesh.devOp.issuer).port);
-      await page.getByLabel("Email").fill(USERS.bob.email);
-      await page.getByLabel("Password").fill(USERS.bob.password);
-      await page.getByRole("button", { name: "Sign in" }).click();
-      await page.waitForURL((u) => u.origin === mesh.issuer);
+      const demoUrl = await toConsentPage(page, USERS.bob);
       expect(await page.getByRole("button", { name: "Allow" }).isVisible()).to.equal(true);
 
       // Ninety seconds on the consent page, for every component: longer than any Error

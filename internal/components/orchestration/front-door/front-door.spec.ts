@@ -9,6 +9,7 @@ import { SignJWT, createRemoteJWKSet, jwtVerify } from "jose";
 import { type ProtocolMesh, APPS, APP_KEY, USERS, appSecret, browseToApp, startProtocolMesh } from "../../../../test/support/protocol-mesh.js";
 import { type App, appClient, prepareAuthorization } from "../../../../test/support/app-client.js";
 import { Browserless, type Page } from "../../../../test/support/browserless.js";
+import { rejectionOf } from "../../../../test/support/refusal.js";
 import type { DevUser } from "../../../dev/devop/dev-op.js";
 
 describe("the front door: a standard OpenID Provider (DESIGN.md §6)", function () {
@@ -128,7 +129,7 @@ describe("the front door: a standard OpenID Provider (DESIGN.md §6)", function 
     expect(protectedHeader.kid).to.match(/^userinfo\./);
     expect(payload.exp! - payload.iat!).to.equal(660);
     expect(payload.exp! * 1000).to.be.above(Date.now() + tokens.expires_in! * 1000 - 5_000);
-    const asIdToken = await jwtVerify(signed, jwks, { issuer: mesh.issuer, audience: "app-a", typ: "JWT" }).catch((e: unknown) => e);
+    const asIdToken = await rejectionOf(jwtVerify(signed, jwks, { issuer: mesh.issuer, audience: "app-a", typ: "JWT" }), "a userinfo JWT as an ID Token");
     expect(asIdToken).to.be.instanceOf(Error);
     const bad = await fetch(`${mesh.issuer}/userinfo`, { headers: { authorization: "Bearer not-a-token" } });
     expect(bad.status).to.equal(401);
@@ -233,7 +234,7 @@ describe("the front door: a standard OpenID Provider (DESIGN.md §6)", function 
     // honest twin: redeemed once, the access token works (and keeps working)
     expect((await userinfo()).status).to.equal(200);
     expect((await userinfo()).status).to.equal(200);
-    const again = await oidc.authorizationCodeGrant(config, callback, checks).catch((e: unknown) => e);
+    const again = await rejectionOf(oidc.authorizationCodeGrant(config, callback, checks), "a code's second redemption");
     expect((again as oidc.ResponseBodyError).error).to.equal("invalid_grant");
     const revoked = await userinfo();
     expect(revoked.status).to.equal(401);
@@ -243,11 +244,11 @@ describe("the front door: a standard OpenID Provider (DESIGN.md §6)", function 
   it("RFC 7636 §4.6: a wrong code_verifier is invalid_grant (and burns the code)", async function () {
     const { config, checks, url } = await prepare("a", { scope: "openid email" });
     const page = await browse(url, "a", USERS.alice);
-    const wrong = await oidc.authorizationCodeGrant(config, page.url, { ...checks, pkceCodeVerifier: oidc.randomPKCECodeVerifier() }).catch((e: unknown) => e);
+    const wrong = await rejectionOf(oidc.authorizationCodeGrant(config, page.url, { ...checks, pkceCodeVerifier: oidc.randomPKCECodeVerifier() }), "another code_verifier");
     expect((wrong as oidc.ResponseBodyError).error).to.equal("invalid_grant");
     expect((wrong as oidc.ResponseBodyError).error_description).to.equal("code_verifier does not match the code_challenge (PKCE)");
     // the failed attempt used the code up: the right verifier cannot redeem it now
-    const late = await oidc.authorizationCodeGrant(config, page.url, checks).catch((e: unknown) => e);
+    const late = await rejectionOf(oidc.authorizationCodeGrant(config, page.url, checks), "the right code_verifier after a wrong one");
     expect((late as oidc.ResponseBodyError).error).to.equal("invalid_grant");
   });
 

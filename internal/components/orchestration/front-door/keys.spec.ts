@@ -12,6 +12,7 @@ import { expect } from "chai";
 import { createRemoteJWKSet, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify } from "jose";
 import { readBundle, writeBundle } from "../../../../mesh/bundle.js";
 import { type ProtocolMesh, USERS, startProtocolMesh } from "../../../../test/support/protocol-mesh.js";
+import { rejectionOf } from "../../../../test/support/refusal.js";
 import { checkServedKeys } from "../../../ops/verify/served-keys.js";
 import { generateSigningKey, privateJwk, publicJwk, signingKeyFromJwk } from "../../../protocol/signing-keys.js";
 import type { JWK } from "jose";
@@ -112,7 +113,7 @@ describe("the published key set (DESIGN.md §5, §6)", function () {
       expect(report.problems).to.deep.equal([
         "the served JWKS names key id-token.orchestration-own, which Token's bundle does not hold",
       ]);
-      const failed = (await run(process.execPath, [BIN, "verify", "--issuer", `http://localhost:${port}`, "--bundles", bundles()]).catch((e: unknown) => e)) as { code: number; stdout: string };
+      const failed = (await rejectionOf(run(process.execPath, [BIN, "verify", "--issuer", `http://localhost:${port}`, "--bundles", bundles()]))) as { code: number; stdout: string };
       expect(failed.code).to.equal(1);
       expect(failed.stdout).to.include("FAIL          orchestration: the served JWKS names key id-token.orchestration-own");
     } finally {
