@@ -1,5 +1,5 @@
 // Mesh bundles are exchanged out of band and picked up when they change on disk
-// (DESIGN.md §2): a custodian can add or rotate a peer's CA without a restart.
+// (docs/design.md §2): a custodian can add or rotate a peer's CA without a restart.
 
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
@@ -15,7 +15,7 @@ import { type TestPki, makeTestPki } from "../test/support/test-pki.js";
 import { refusedWith } from "../test/support/refusal.js";
 import { TokenService } from "../internal/gen/hello/token/v1/token_service_pb.js";
 
-describe("mesh bundles (DESIGN.md §2)", function () {
+describe("mesh bundles (docs/design.md §2)", function () {
   let pki: TestPki;
   let dir: string;
   before(async () => (pki = await makeTestPki()));

@@ -1,4 +1,4 @@
-// Mesh bundles (DESIGN.md §2): what custodians exchange out of band. A component's
+// Mesh bundles (docs/design.md §2): what custodians exchange out of band. A component's
 // bundle holds its custodian's CA certificate and the public JWKS of its internal
 // signing keys; never a private key. A component loads its peers' bundles at start
 // and again whenever the bundle directory changes on disk; a reload reaches its mesh

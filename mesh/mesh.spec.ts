@@ -1,4 +1,4 @@
-// The mesh's promises (DESIGN.md §1, §2), each checked over real TLS sockets on
+// The mesh's promises (docs/design.md §1, §2), each checked over real TLS sockets on
 // localhost, with the attacker's attempt next to the honest call.
 
 import http2 from "node:http2";
@@ -22,7 +22,7 @@ import { KeyMaintenanceService } from "../internal/gen/hello/storage/v1/key_main
 import { KeyWrappingAdminService } from "../internal/gen/hello/storage/v1/key_wrapping_admin_service_pb.js";
 
 /**
- * The allowed edges, written out from DESIGN.md §1 independently of mesh/policy.ts,
+ * The allowed edges, written out from docs/design.md §1 independently of mesh/policy.ts,
  * so that a change to the table that the design does not sanction fails here.
  */
 function expectedAllowed(caller: { component: Component; operator: boolean }, server: Component, service: string, method: string): boolean {
@@ -46,7 +46,7 @@ function expectedAllowed(caller: { component: Component; operator: boolean }, se
   );
 }
 
-describe("mesh: mutual TLS with a CA per custodian (DESIGN.md §2)", function () {
+describe("mesh: mutual TLS with a CA per custodian (docs/design.md §2)", function () {
   let pki: TestPki;
   let trust: TrustStore;
   let mesh: EchoMesh;

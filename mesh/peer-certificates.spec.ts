@@ -1,4 +1,4 @@
-// Issue 11, item 4 (DESIGN.md §5): no custodian can crash another component. Every
+// Issue 11, item 4 (docs/design.md §5): no custodian can crash another component. Every
 // certificate a peer can present, of any key type and however its subjectAltName is
 // broken, gets an answer (allowed, or refused by policy or authentication), never an
 // uncaught error; and the process that answered it goes on serving. Real mesh servers
@@ -71,7 +71,7 @@ function scrape(url: string, serverCa: string, credentials: MeshCredentials): Pr
   });
 }
 
-describe("no custodian can crash another component: every certificate gets an answer (DESIGN.md §5)", function () {
+describe("no custodian can crash another component: every certificate gets an answer (docs/design.md §5)", function () {
   this.timeout(120_000);
   let pki: TestPki;
   /** What reached process 'uncaughtException' while a test ran: must stay empty. */

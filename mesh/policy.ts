@@ -1,4 +1,4 @@
-// The mesh's authorization table (DESIGN.md §1): default deny, keyed by full method
+// The mesh's authorization table (docs/design.md §1): default deny, keyed by full method
 // name ("/package.Service/Method"), deciding which verified identity may call what.
 //
 //   Orchestration -> Token        hello.token.v1.TokenService/*
@@ -50,7 +50,7 @@ export const RULES: readonly Rule[] = [
   // move (and so destroy) wrapped data keys without any login asking. Only Encryption's
   // re-wrap job; not even Storage's operator, who has KeyWrappingAdminService.
   { server: "storage", methods: "/hello.storage.v1.KeyMaintenanceService/*", callers: [{ kind: "component", component: "encryption" }] },
-  // Health along each edge above (DESIGN.md §1): Check alone. Watch would hold a stream
+  // Health along each edge above (docs/design.md §1): Check alone. Watch would hold a stream
   // open per caller, and List names every service a peer serves; neither is needed.
   { server: "token", methods: HEALTH_CHECK, callers: [{ kind: "component", component: "orchestration" }] },
   { server: "encryption", methods: HEALTH_CHECK, callers: [{ kind: "component", component: "orchestration" }] },

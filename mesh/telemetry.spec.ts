@@ -1,4 +1,4 @@
-// W3C trace context crosses the mesh, except into Storage (DESIGN.md §2, §5): one trace
+// W3C trace context crosses the mesh, except into Storage (docs/design.md §2, §5): one trace
 // spans Orchestration -> Encryption, with each server span a child of its caller's
 // client span; each call Encryption makes to Storage starts a trace of its own, linked
 // on Encryption's side to the call it serves, so Storage never sees a trace id (or
@@ -27,7 +27,7 @@ interface SeenHeaders {
   baggage: string | null;
 }
 
-describe("telemetry: one trace Orchestration -> Encryption, a new linked trace per Encryption -> Storage call (DESIGN.md §2)", function () {
+describe("telemetry: one trace Orchestration -> Encryption, a new linked trace per Encryption -> Storage call (docs/design.md §2)", function () {
   const exporter = new InMemorySpanExporter();
   let provider: NodeTracerProvider;
   let pki: TestPki;

@@ -1,4 +1,4 @@
-// W3C trace context across every mesh call (DESIGN.md §2), except where a trace must
+// W3C trace context across every mesh call (docs/design.md §2), except where a trace must
 // stop: Encryption starts a new trace for each call to Storage and links it on its own
 // side (`clientTracing({ newTrace: true })`), so no trace id shared by one login's reads
 // reaches Storage. Spans carry the procedure name and the gRPC code only: never a header

@@ -1,5 +1,5 @@
 // hello verify: what any custodian can check against a running deployment
-// (DESIGN.md §5, §8; docs/builds.md):
+// (docs/design.md §5, §8; docs/builds.md):
 //
 //   builds  every component runs exactly what this checkout builds (rebuilt here,
 //           compared with the artifact each process was started from and with what

@@ -1,4 +1,4 @@
-// Each component's own configuration, held by its custodian (DESIGN.md §2). The
+// Each component's own configuration, held by its custodian (docs/design.md §2). The
 // schemas are strict and differ per component, so a component cannot be handed a
 // secret that is not its own: Token's configuration has no place for database
 // credentials, Encryption's none for a signing key, Orchestration's no Storage peer.

@@ -7,7 +7,7 @@ import { ConfigError } from "./errors.js";
 import { deriveComponentConfigs, loadDevConfig } from "../dev/dev-config.js";
 import { ComponentConfigSchema } from "./component-config.js";
 
-describe("configuration (DESIGN.md §6)", function () {
+describe("configuration (docs/design.md §6)", function () {
   let dir: string;
   before(async () => (dir = await mkdtemp(path.join(os.tmpdir(), "config-"))));
   after(async () => rm(dir, { recursive: true, force: true }));

@@ -1,6 +1,6 @@
 // The deployment record `hello start` writes (<stateDir>/deployment.json): which
 // process runs each component, from which file, where it listens on the mesh. It is how
-// `hello verify` finds "the artifact actually deployed" (DESIGN.md §8); verify does not
+// `hello verify` finds "the artifact actually deployed" (docs/design.md §8); verify does not
 // take it on trust, it checks in /proc that each process runs the file named here.
 
 import { existsSync, readFileSync } from "node:fs";

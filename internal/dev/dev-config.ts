@@ -1,4 +1,4 @@
-// The development configuration (DESIGN.md §6): one file for `hello start`, from which
+// The development configuration (docs/design.md §6): one file for `hello start`, from which
 // each component's own configuration is derived. In production there is no such file:
 // each custodian writes and holds only its component's part (component-config.ts).
 

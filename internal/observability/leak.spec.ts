@@ -1,4 +1,4 @@
-// The acceptance test of observability (issue 5, DESIGN.md §2): a run of logins with
+// The acceptance test of observability (issue 5, docs/design.md §2): a run of logins with
 // the four components as four processes logging at debug (the most they ever write),
 // every line of their stdout and stderr kept, their metrics read as every custodian's
 // operator reads them; then every identifier, claim, email, token, code, secret and key
@@ -80,7 +80,7 @@ function labelVocabulary() {
   };
 }
 
-describe("observability: no identifier, claim, email or token in any log line or metric (issue 5, DESIGN.md §2)", function () {
+describe("observability: no identifier, claim, email or token in any log line or metric (issue 5, docs/design.md §2)", function () {
   this.timeout(600_000);
   let mesh: ProtocolMesh;
   const realFetch = globalThis.fetch;
@@ -420,7 +420,7 @@ describe("observability: no identifier, claim, email or token in any log line or
     expect(orchestration.some((l) => l.http?.route === "/token" && l.http.status === 400 && l.http.outcome === "invalid_grant")).to.equal(true);
     // One trace from the front door through the mesh as far as Encryption: a /authorize
     // line's trace id is on Token's CreateSession line, and an /upstream/callback's on
-    // Encryption's ReadRecord line. It stops there (DESIGN.md §2): each call Encryption
+    // Encryption's ReadRecord line. It stops there (docs/design.md §2): each call Encryption
     // makes to Storage is a trace of its own, so no trace id on Storage's lines is on any
     // other line of the login, and no two of Encryption's calls to Storage share one.
     type Line = { http?: { route: string }; rpc?: { side: string; method: string; peer?: string }; trace_id?: string };

@@ -1,4 +1,4 @@
-// SPIFFE-style identities of the mesh (DESIGN.md §2).
+// SPIFFE-style identities of the mesh (docs/design.md §2).
 //
 // Every leaf certificate carries exactly one URI SAN, `spiffe://hello.mesh/<component>`
 // or `spiffe://hello.mesh/<component>/operator`. The component named in the SAN is

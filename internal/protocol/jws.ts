@@ -1,4 +1,4 @@
-// Signing and verifying the protocol's own compact JWS (DESIGN.md §3): Session and
+// Signing and verifying the protocol's own compact JWS (docs/design.md §3): Session and
 // Access Tokens, Error Tokens, receipts and records. Verification is strict and checks
 // everything in one place: the signature with a key of the expected purpose (an
 // unknown kid, or one of another purpose, fails), the algorithm that key was made

@@ -51,7 +51,7 @@ export const STORAGE_KEYS: readonly KeySpec[] = [
 ];
 
 /**
- * Production keys are never generated silently (DESIGN.md §2): a component whose keys,
+ * Production keys are never generated silently (docs/design.md §2): a component whose keys,
  * certificate or key file is missing refuses to start and says how its custodian makes them.
  */
 export class MissingKeyMaterialError extends Error {

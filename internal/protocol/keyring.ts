@@ -1,4 +1,4 @@
-// Encryption's record keyring (DESIGN.md §3), with envelope encryption
+// Encryption's record keyring (docs/design.md §3), with envelope encryption
 // (docs/keyring-rotation.md).
 //
 // Each record is sealed (AES-256-GCM) under a fresh random data key, with additional
@@ -15,7 +15,7 @@
 // Records written before envelope encryption ("legacy") have no wrapped key: they were
 // sealed directly under a keyring key, and still open.
 //
-// Size buckets (DESIGN.md §5: Storage must not learn claim lengths). Before sealing, a
+// Size buckets (docs/design.md §5: Storage must not learn claim lengths). Before sealing, a
 // record is padded (ISO/IEC 7816-4: one 0x80 byte, then zeros) so that its ciphertext
 // is exactly one of RECORD_BUCKETS: powers of two from 1 KiB to 1 MiB. Today's records
 // are under 1 KiB (docs/keyring-rotation.md has the sizes), so that bucket holds almost

@@ -1,4 +1,4 @@
-// Storage keys (DESIGN.md §3): base64url(HMAC-SHA256(lookup key, kind, fields…)),
+// Storage keys (docs/design.md §3): base64url(HMAC-SHA256(lookup key, kind, fields…)),
 // each part length-prefixed so that no two different (kind, fields) encode alike:
 // ("ab", "c") and ("a", "bc") hash differently. The lookup key is held by Token and
 // Orchestration only; without it, Storage cannot tell whose row a hash is.

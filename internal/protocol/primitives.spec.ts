@@ -1,4 +1,4 @@
-// The protocol's primitives, attacked one by one (DESIGN.md §3, §5).
+// The protocol's primitives, attacked one by one (docs/design.md §3, §5).
 
 import { expect } from "chai";
 import fc from "fast-check";
@@ -27,7 +27,7 @@ describe("protocol primitives", function () {
       .setExpirationTime(lifetime)
       .sign(key.privateKey);
 
-  describe("JWS (DESIGN.md §3: typ, aud, exp, purpose-bound keys, no alg none)", function () {
+  describe("JWS (docs/design.md §3: typ, aud, exp, purpose-bound keys, no alg none)", function () {
     it("honest: an Access Token verifies as an Access Token", async function () {
       const token = await sign(ACCESS_TOKEN, access, claims);
       const { claims: got } = await verify(ACCESS_TOKEN, keys, token, "access token");
@@ -200,7 +200,7 @@ describe("protocol primitives", function () {
     });
   });
 
-  describe("lookup hash (DESIGN.md §3)", function () {
+  describe("lookup hash (docs/design.md §3)", function () {
     const key = new Uint8Array(32).fill(7);
 
     it("is unambiguous: different field lists never encode alike (property)", function () {
@@ -220,7 +220,7 @@ describe("protocol primitives", function () {
     });
   });
 
-  describe("record keyring (DESIGN.md §3: AES-256-GCM, AAD from the verified token)", function () {
+  describe("record keyring (docs/design.md §3: AES-256-GCM, AAD from the verified token)", function () {
     // Envelope encryption in detail: keyring.spec.ts.
     it("honest: seals and opens", function () {
       const ring = new Keyring(new Map([["k1", generateRecordKey()]]), "k1");

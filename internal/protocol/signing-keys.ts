@@ -1,4 +1,4 @@
-// Signing keys bound to one purpose each (DESIGN.md §3): a key that signs Session
+// Signing keys bound to one purpose each (docs/design.md §3): a key that signs Session
 // Tokens never verifies an Access Token. The purpose is the first part of the key id
 // ("access.Xy3…"), so it shows in every token header, and verifiers look keys up in a
 // set that holds only the purpose they expect: a key of another purpose is simply an

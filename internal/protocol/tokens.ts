@@ -1,4 +1,4 @@
-// The internal tokens and records of the Hellō Protocol (DESIGN.md §3): each is a
+// The internal tokens and records of the Hellō Protocol (docs/design.md §3): each is a
 // compact JWS with its own `typ`, an explicit issuer and audience (the SPIFFE identity
 // of the component that made it and of the one that consumes it), and a key of its
 // own purpose.

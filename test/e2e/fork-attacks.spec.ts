@@ -1,4 +1,4 @@
-// DESIGN.md §5, "Orchestration forks a user", played by a compromised Orchestration (the
+// docs/design.md §5, "Orchestration forks a user", played by a compromised Orchestration (the
 // test, with Orchestration's certificate and lookup key) against two Token replicas,
 // alternating between them: Token keeps no state, so neither replica can remember that
 // an Error Token was used, or which of two users it made was stored. What stops the fork
@@ -17,7 +17,7 @@ import { refusal } from "../support/refusal.js";
 
 const ERIN: DevUser = { sub: "erin-0006", email: "erin@example.org", email_verified: true, name: "Erin Example", password: "erin" };
 
-describe("a rogue Orchestration cannot fork a user, even across Token replicas (DESIGN.md §5; issue 11, item 3)", function () {
+describe("a rogue Orchestration cannot fork a user, even across Token replicas (docs/design.md §5; issue 11, item 3)", function () {
   this.timeout(180_000);
   let mesh: ProtocolMesh;
   /** Token replica 0 or 1, as Orchestration. */

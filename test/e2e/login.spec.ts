@@ -1,4 +1,4 @@
-// The login of DESIGN.md §4 across the real mesh: four processes on mutual TLS, a real
+// The login of docs/design.md §4 across the real mesh: four processes on mutual TLS, a real
 // upstream OP, and the database behind Storage — on PGlite and on PostgreSQL.
 
 import { expect } from "chai";
@@ -6,7 +6,7 @@ import { type ProtocolMesh, USERS, appRequest, startProtocolMesh } from "../supp
 import { claimsOf } from "../support/tamper.js";
 
 for (const database of ["pglite", "postgres"] as const) {
-  describe(`the login across four components (DESIGN.md §4) on ${database}`, function () {
+  describe(`the login across four components (docs/design.md §4) on ${database}`, function () {
     this.timeout(120_000);
     let mesh: ProtocolMesh;
     before(async () => (mesh = await startProtocolMesh({ database })));

@@ -1,4 +1,4 @@
-// DESIGN.md §5, played by a compromised Token: the real Token (its handlers, its keys)
+// docs/design.md §5, played by a compromised Token: the real Token (its handlers, its keys)
 // with a malicious twist (test/support/twisted/rogue-token.ts), inside the
 // four-process mesh, with the real Orchestration and its front door, and an app
 // (openid-client) at the other end. Orchestration must refuse each attack before any ID
@@ -18,7 +18,7 @@ import type { Page } from "../support/browserless.js";
 const MALLORY: DevUser = { sub: "mallory-0004", email: "mallory@example.org", email_verified: true, name: "Mallory Example", password: "mallory" };
 const DAVE: DevUser = { sub: "dave-0005", email: "dave@example.org", email_verified: false, name: "Dave Unverified", password: "dave" };
 
-describe("a rogue Token cannot log anyone in as someone else (DESIGN.md §5; issue 11, items 1 and 2)", function () {
+describe("a rogue Token cannot log anyone in as someone else (docs/design.md §5; issue 11, items 1 and 2)", function () {
   this.timeout(240_000);
   let mesh: ProtocolMesh;
   /** Orchestration's log lines (JSON) that report a peer caught misbehaving, as its operators read them. */

@@ -1,4 +1,4 @@
-// DESIGN.md §5, what Storage and the database must not give away, over the real mesh on
+// docs/design.md §5, what Storage and the database must not give away, over the real mesh on
 // PostgreSQL: a dump of the database reveals no identifier, claim or email; a ciphertext
 // moved to another storage key does not open; hiding the Subject Record (or racing, or
 // replaying a create) cannot make a second user for one subject; each process loads a
@@ -129,7 +129,7 @@ async function pgDumpBinary(): Promise<string> {
 
 // -----------------------------------------------------------------------------------------
 
-describe("what Storage and its database can learn or do (DESIGN.md §5), on PostgreSQL", function () {
+describe("what Storage and its database can learn or do (docs/design.md §5), on PostgreSQL", function () {
   this.timeout(180_000);
   let mesh: ProtocolMesh;
   let db: pg.Client;
@@ -494,7 +494,7 @@ describe("what Storage and its database can learn or do (DESIGN.md §5), on Post
         at: Date.now(),
       };
 
-      // One Subject Record for carol; the loser's wallet is left unreachable (DESIGN.md §4).
+      // One Subject Record for carol; the loser's wallet is left unreachable (docs/design.md §4).
       expect(await subjectRows(carolHash())).to.equal(1);
       const after = await countByKind();
       expect(after.subject).to.equal(before.subject! + 1);

@@ -1,4 +1,4 @@
-// DESIGN.md §5, the attacks a compromised Orchestration (or anyone with a mesh
+// docs/design.md §5, the attacks a compromised Orchestration (or anyone with a mesh
 // certificate) can try against Token, Encryption and Storage. Each asserts the exact
 // refusal and has an honest twin: the same call done rightly, which succeeds.
 
@@ -20,7 +20,7 @@ import { claimsOf, tamper } from "../support/tamper.js";
 import { inMemory } from "../support/in-memory.js";
 
 
-describe("attacks on the protocol (DESIGN.md §5)", function () {
+describe("attacks on the protocol (docs/design.md §5)", function () {
   this.timeout(120_000);
   let mesh: ProtocolMesh;
 

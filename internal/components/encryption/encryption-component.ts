@@ -4,7 +4,7 @@
 // Orchestration, and KeyringAdminService with the re-wrap job for Encryption's own
 // operator (docs/keyring-rotation.md). Encryption serves (grpc.health.v1, "" and
 // EncryptionService) only while Storage does: it watches Storage's health, so that
-// Orchestration, watching Encryption's, sees the whole path (DESIGN.md §1).
+// Orchestration, watching Encryption's, sees the whole path (docs/design.md §1).
 
 import { createClient } from "@connectrpc/connect";
 import type { ConnectRouter } from "@connectrpc/connect";
@@ -66,7 +66,7 @@ export function encryptionComponent(config: EncryptionConfig, deps: EncryptionCo
     // Storage's CA as last reloaded: a rotated CA reaches this client too.
     trust: trustOfBundles(deps.bundles),
     // A new trace for each call, linked on our side: no trace id that ties one login's
-    // reads together reaches Storage (DESIGN.md §2, §5).
+    // reads together reaches Storage (docs/design.md §2, §5).
     tracing: { newTrace: true },
     interceptors: [onUnavailable(() => storageHealth.suspect())],
   });

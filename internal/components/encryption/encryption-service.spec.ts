@@ -1,4 +1,4 @@
-// Encryption's keyring rotation (DESIGN.md §3): new writes use the new key, old
+// Encryption's keyring rotation (docs/design.md §3): new writes use the new key, old
 // records stay readable, and an update re-encrypts under the current key. The real
 // Encryption and Storage handlers, joined in memory, with a real PGlite store.
 

@@ -1,4 +1,4 @@
-// Encryption (DESIGN.md §3): seals records on their way to Storage and opens them on
+// Encryption (docs/design.md §3): seals records on their way to Storage and opens them on
 // the way back. It verifies every Access Token itself with Token's public keys (it
 // holds no signing key), checks a record to be written against the digest the token
 // carries, and derives the additional data from the verified token, never from what

@@ -1,6 +1,6 @@
 // Orchestration's side of the login (login-driver.ts) over the real Token, Encryption and
 // Storage joined in memory (Storage on an in-memory PGlite), with the development OP in
-// this process for the upstream login: the logins of DESIGN.md §4 end to end in well
+// this process for the upstream login: the logins of docs/design.md §4 end to end in well
 // under a second each, and the driver's refusal of every wrong answer a compromised
 // Token can give. Such a Token is the real one with one answer bent, re-signed with
 // Token's own keys as its custodian could (a rogue twist); each refusal is exact, nothing

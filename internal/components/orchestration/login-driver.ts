@@ -1,4 +1,4 @@
-// Orchestration's side of the login (DESIGN.md §4): it drives Token and Encryption
+// Orchestration's side of the login (docs/design.md §4): it drives Token and Encryption
 // through the steps and verifies everything Token returns before using it — each
 // grant's kind, operation and hash (recomputed with the lookup key), the identifiers in
 // every record (signature by Token's record keys, iss/sub/uid/client), a new wallet's

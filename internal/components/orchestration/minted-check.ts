@@ -1,5 +1,5 @@
 // Orchestration's check of everything Token mints for an app, before it leaves
-// (DESIGN.md §5: "the Token custodian alone delivers an ID Token to an app"). ID Tokens
+// (docs/design.md §5: "the Token custodian alone delivers an ID Token to an app"). ID Tokens
 // reach apps only through Orchestration's token endpoint; this is what makes that rule
 // worth something. Each answer must be signed by a Token key of its own purpose from
 // Token's mesh bundle, and say exactly what Orchestration expects from the records it

@@ -8,7 +8,7 @@ import { type PostgresSharedStore, openPostgresSharedStore } from "./postgres-sh
 import { SecretKeyedStore } from "./sealed.js";
 import { codeReuseRaces } from "../../../test/support/code-reuse.js";
 
-describe("Orchestration's shared store on PostgreSQL (DESIGN.md §8)", function () {
+describe("Orchestration's shared store on PostgreSQL (docs/design.md §8)", function () {
   this.timeout(60_000);
   let server: TestPostgres;
   let replicaA: PostgresSharedStore;

@@ -1,4 +1,4 @@
-// The store Orchestration's replicas share (DESIGN.md §8) on PostgreSQL: a database of
+// The store Orchestration's replicas share (docs/design.md §8) on PostgreSQL: a database of
 // Orchestration's custodian's own, never the user-records database (which Orchestration
 // cannot reach). It holds only sealed entries under hashed keys (sealed.ts); `take` is
 // one DELETE … RETURNING, so a code is redeemed once across every replica.

@@ -1,4 +1,4 @@
-// Replicas (DESIGN.md §8): two Orchestration and two Token instances behind a load
+// Replicas (docs/design.md §8): two Orchestration and two Token instances behind a load
 // balancer that sends each login step to the other instance. Orchestration 1 talks to
 // Token 1 and Orchestration 2 to Token 2, so every step also changes Token instance:
 // a session minted by one Token is continued by the other, flow state sealed by one
@@ -27,7 +27,7 @@ type App = "a" | "b" | "jwt";
 type Orchestration = Extract<ComponentConfig, { component: "orchestration" }>;
 type Token = Extract<ComponentConfig, { component: "token" }>;
 
-describe("replicas: two Orchestration and two Token instances (DESIGN.md §8)", function () {
+describe("replicas: two Orchestration and two Token instances (docs/design.md §8)", function () {
   this.timeout(180_000);
   let dir: string;
   let postgres: TestPostgres;

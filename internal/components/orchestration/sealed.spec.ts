@@ -5,7 +5,7 @@ import { seriesValue } from "../../observability/metrics/exposition.js";
 import { FlowSealer, MemoryStore, SecretKeyedStore } from "./sealed.js";
 import { codeReuseRaces } from "../../../test/support/code-reuse.js";
 
-describe("Orchestration's sealed transient state (DESIGN.md §8)", function () {
+describe("Orchestration's sealed transient state (docs/design.md §8)", function () {
   it("flow state opens only with the key, for its purpose, before it expires, untampered", function () {
     const sealer = new FlowSealer(randomBytes(32));
     const sealed = sealer.seal("login", { session: "s" }, 60);

@@ -1,4 +1,4 @@
-// Orchestration's transient state holds nothing readable (DESIGN.md §8). Flow state
+// Orchestration's transient state holds nothing readable (docs/design.md §8). Flow state
 // travels in the browser sealed under Orchestration's cookie key; an authorization
 // code's entry is sealed under a key derived from the code itself and kept under the
 // code's SHA-256, so whoever reads the shared store learns nothing and cannot redeem.

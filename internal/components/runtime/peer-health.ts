@@ -1,5 +1,5 @@
 // Whether the peers a component needs serve, from their own grpc.health.v1 Check along
-// the mesh's edges (DESIGN.md §1): Encryption watches Storage, Orchestration watches
+// the mesh's edges (docs/design.md §1): Encryption watches Storage, Orchestration watches
 // Token and Encryption. A component whose peers do not all serve reports NOT_SERVING
 // itself (serve-component.ts), and Orchestration's front door takes no logins.
 //

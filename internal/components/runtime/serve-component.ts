@@ -74,7 +74,7 @@ export async function serveComponent<C extends Component>(
     }
     throw error;
   }
-  // A component that needs its peers serves while they do (DESIGN.md §1); others now.
+  // A component that needs its peers serves while they do (docs/design.md §1); others now.
   const following = new Set(running.readiness ? ["", ...running.readiness.services] : []);
   const status = (serving: boolean) => (serving ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
   for (const name of [...running.descriptors.map((d) => d.typeName), ""]) {

@@ -1,4 +1,4 @@
-// Storage's service, every rule alone, in memory (DESIGN.md §3, §5; docs/protocol.md):
+// Storage's service, every rule alone, in memory (docs/design.md §3, §5; docs/protocol.md):
 // storageRoutes joined to its clients without sockets (test/support/in-memory.ts, with
 // Storage's error mapping), a real PGlite store in memory, and a fixed clock. The test
 // plays Token: it holds the access key and signs the grants. Each rule has its honest

@@ -1,4 +1,4 @@
-// Storage (DESIGN.md §3, §7): keeps ciphertext by keyed hash for whoever presents a
+// Storage (docs/design.md §3, §7): keeps ciphertext by keyed hash for whoever presents a
 // Token-signed Access Token. The storage key, kind and operation come from the
 // verified token, never from the request; create, update and delete tokens are spent
 // on use; "no record" is answered with a signed Error Token from a linearizable read,

@@ -1,4 +1,4 @@
-// Token's checks (DESIGN.md §4, docs/protocol.md), one rule each. Token trusts nothing
+// Token's checks (docs/design.md §4, docs/protocol.md), one rule each. Token trusts nothing
 // Orchestration says that it can check itself: apps come from Token's own client
 // registry, providers from its allow-list, OP ID Tokens are verified against keys Token
 // fetched, and a record or Error Token enters a session only as Storage's signed answer

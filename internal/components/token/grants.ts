@@ -1,5 +1,5 @@
 // What Token mints for Storage and reads back: Access Tokens (grants of one operation on
-// one record) and the records themselves (DESIGN.md §3). A grant carries no session id,
+// one record) and the records themselves (docs/design.md §3). A grant carries no session id,
 // so Storage cannot link one login's rows; a create grant carries the digest of the
 // record it writes, and, when the create relies on Storage's word that the record is
 // absent, that Error Token's jti, which Storage spends.

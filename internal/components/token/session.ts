@@ -1,4 +1,4 @@
-// The Session Token (DESIGN.md §3): Token keeps no state, so a login's state travels in a
+// The Session Token (docs/design.md §3): Token keeps no state, so a login's state travels in a
 // token Token signs, and each step re-issues it with what that step proved. The steps:
 //
 //   started ──AuthorizeSubject──▶ subject ──CreateUser──▶ created ──CommitUser──▶ user
@@ -15,7 +15,7 @@ import { SESSION_TOKEN } from "../../protocol/tokens.js";
 import type { WalletClaims } from "../../protocol/claims.js";
 import type { OwnKeys } from "./own-keys.js";
 
-/** What a Session Token carries; each step adds to it (DESIGN.md §3). */
+/** What a Session Token carries; each step adds to it (docs/design.md §3). */
 export interface SessionClaims {
   sid: string;
   step: "started" | "subject" | "created" | "user";

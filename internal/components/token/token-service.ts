@@ -1,4 +1,4 @@
-// Token (DESIGN.md §3, §4): verifies what Orchestration presents and mints every token
+// Token (docs/design.md §3, §4): verifies what Orchestration presents and mints every token
 // and record of a login. Each handler below is the list of checks its step names in
 // docs/protocol.md, in order (checks.ts, one rule each), then what it mints: grants and
 // records (grants.ts), the next session (session.ts), the app's answers (app-tokens.ts).

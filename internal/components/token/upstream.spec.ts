@@ -1,4 +1,4 @@
-// Token fetches an allow-listed provider's JWKS itself (DESIGN.md §1, §4 step 3):
+// Token fetches an allow-listed provider's JWKS itself (docs/design.md §1, §4 step 3):
 // no redirects, a size cap, a cache, and a rate-limited refetch on an unknown kid.
 
 import http from "node:http";

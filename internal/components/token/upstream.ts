@@ -1,4 +1,4 @@
-// Token's own verification of upstream OP ID Tokens (DESIGN.md §4 step 3). Nothing
+// Token's own verification of upstream OP ID Tokens (docs/design.md §4 step 3). Nothing
 // here comes from Orchestration: the issuer, the JWKS location and the audience are
 // Token's allow-list, and Token fetches the keys itself — no redirects (jose fetches
 // with redirect: manual and wants a 200), a size cap, a cache, and at most one refetch

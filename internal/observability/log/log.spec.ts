@@ -1,4 +1,4 @@
-// What a log line may hold (DESIGN.md §2): errors reduced to a fixed set of fields and
+// What a log line may hold (docs/design.md §2): errors reduced to a fixed set of fields and
 // scrubbed of token-, email- and key-shaped text; secret-named fields censored; the
 // level of a call's line chosen by who is at fault.
 
@@ -22,7 +22,7 @@ function capture(level = "debug") {
   return { log: createLogger("token", { level, destination }), raw };
 }
 
-describe("logs: no identifier, claim, token or record in a line (DESIGN.md §2)", function () {
+describe("logs: no identifier, claim, token or record in a line (docs/design.md §2)", function () {
   it("a jose claim error keeps its type, code and words, not the JWT payload it carries", async function () {
     const key = await generateSecret("HS256");
     const jwt = await new SignJWT({ email: "alice@example.com", sub: "alice-0001" })

@@ -1,5 +1,5 @@
 // Structured JSON logs (pino), one logger per component. What is logged is chosen at
-// each call site: identifiers, claims, tokens and records never are (DESIGN.md §2).
+// each call site: identifiers, claims, tokens and records never are (docs/design.md §2).
 // Errors go through a serializer that keeps a fixed set of fields and scrubs token-,
 // email- and key-shaped text (safe-error.ts); a few field names that only ever hold
 // secrets are censored wherever a call site passes them by mistake.

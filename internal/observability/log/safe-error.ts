@@ -1,4 +1,4 @@
-// What an error may put in a log line (DESIGN.md §2: no identifier, claim, token or
+// What an error may put in a log line (docs/design.md §2: no identifier, claim, token or
 // record in any log line). pino's standard `err` serializer copies every enumerable
 // property of an error, and libraries hang request content there: jose's claim
 // errors carry the whole JWT payload (`payload`), pg's errors the failing row

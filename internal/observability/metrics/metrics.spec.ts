@@ -1,4 +1,4 @@
-// Metrics and call logs on the mesh (DESIGN.md §2, seed 000): real mesh servers on real
+// Metrics and call logs on the mesh (docs/design.md §2, seed 000): real mesh servers on real
 // TLS, counted and logged by the interceptors startMeshServer and createMeshTransport
 // wire in, read back as every custodian's operator would (MetricsService and GET
 // /metrics). Each server here gets its own registry and an in-memory log.
@@ -45,7 +45,7 @@ function memoryLog(component: string) {
 const SECRET = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLW9mLWEtdG9rZW4";
 const EMAIL = "alice@example.com";
 
-describe("metrics and call logs on the mesh (DESIGN.md §2, seed 000)", function () {
+describe("metrics and call logs on the mesh (docs/design.md §2, seed 000)", function () {
   let pki: TestPki;
   let trust: TrustStore;
   let token: MeshServer;

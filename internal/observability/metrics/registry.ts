@@ -2,7 +2,7 @@
 // operator may read every component's metrics (seed 000; hello.common.v1.MetricsService
 // and GET /metrics on the mesh port), so a label carries only names the code itself
 // chose: a component, a full method name, a gRPC code, a fixed route name, an HTTP
-// status. Never a user identifier, claim, token, record, path or query (DESIGN.md §2).
+// status. Never a user identifier, claim, token, record, path or query (docs/design.md §2).
 // That also keeps the number of series bounded: methods are those the router serves,
 // routes a fixed list with one "other" for everything else.
 

@@ -1,4 +1,4 @@
-// Reproducible builds (DESIGN.md §8, docs/builds.md): the same source gives the same
+// Reproducible builds (docs/design.md §8, docs/builds.md): the same source gives the same
 // digests wherever it is built; a change to one component's source changes that
 // component's digest only; the digest is what `sha256sum` computes over the files;
 // an artifact runs only on the Node it is pinned to.

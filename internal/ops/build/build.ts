@@ -1,4 +1,4 @@
-// `npm run build`: one artifact per component, reproducibly (DESIGN.md §8,
+// `npm run build`: one artifact per component, reproducibly (docs/design.md §8,
 // docs/builds.md).
 //
 // An artifact is a directory, dist/<component>/: main.mjs (the component's entry,

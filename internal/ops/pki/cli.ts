@@ -1,4 +1,4 @@
-// `hello pki`: how a custodian makes its CA and certificates (DESIGN.md §2).
+// `hello pki`: how a custodian makes its CA and certificates (docs/design.md §2).
 // `args` are what follows `hello pki`; the result is the process exit code
 // (0 done, 1 refused or failed, 2 usage error).
 

@@ -1,4 +1,4 @@
-// Certificates of the mesh (DESIGN.md §2): one CA per custodian, and leaves that each
+// Certificates of the mesh (docs/design.md §2): one CA per custodian, and leaves that each
 // carry exactly one SPIFFE-style URI SAN naming the component (or its operator).
 //
 // Everything here is pure: PEM strings in, PEM strings out; files live in layout.ts.

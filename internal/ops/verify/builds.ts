@@ -1,4 +1,4 @@
-// Does each component run what this checkout builds (DESIGN.md §8)? For every component:
+// Does each component run what this checkout builds (docs/design.md §8)? For every component:
 //
 //   expected  the digest of a fresh build of the checkout, in a temporary directory;
 //   deployed  the digest of the artifact the deployment runs, read from disk by the

@@ -1,4 +1,4 @@
-// The served-keys check of `hello verify` (DESIGN.md §5) against a front door that
+// The served-keys check of `hello verify` (docs/design.md §5) against a front door that
 // tells the truth and against the ways one can lie: a jwks_uri pointing elsewhere, a
 // key of its own named in discovery or in the JWKS, one of Token's keys withheld. The
 // front door here is a real HTTP server serving what a compromised Orchestration could.

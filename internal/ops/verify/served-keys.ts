@@ -1,4 +1,4 @@
-// Orchestration must not publish a signing key of its own (DESIGN.md §5): the JWKS it
+// Orchestration must not publish a signing key of its own (docs/design.md §5): the JWKS it
 // serves must be exactly Token's signed key set, the app-facing (`id-token.*` and
 // `userinfo.*`) keys of Token's bundle — exchanged out of band by Token's custodian —
 // no more, no fewer, and discovery must point apps at that JWKS and name no other key.

@@ -1,4 +1,4 @@
-// `hello verify` against running deployments (DESIGN.md §8): it passes against what
+// `hello verify` against running deployments (docs/design.md §8): it passes against what
 // `hello start` runs, BuildInfo reports each artifact's digest, and it fails, naming
 // the component, when one component runs a modified build or not the file the
 // deployment names.

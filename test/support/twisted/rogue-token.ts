@@ -4,7 +4,7 @@
 // What it does with Token's own keys is exactly what a compromised Token could do:
 // re-sign its session tokens, records, grants, ID Tokens and userinfo answers.
 //
-// The attacks it plays (DESIGN.md §5, issue 11):
+// The attacks it plays (docs/design.md §5, issue 11):
 //   mintIdToken    hand one user's login another user's `sub` and claims (it sees
 //                  every directed id in MintIdToken calls), or bend one claim or rule
 //                  of the ID Token or userinfo at a time

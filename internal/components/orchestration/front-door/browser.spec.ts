@@ -1,6 +1,6 @@
 // A person in a real browser (headless Chromium, driven by playwright-core): the demo
 // app, the development OP's login form and hello-mesh's consent page, as a new user
-// and then as a returning one. DESIGN.md §6 and issue 4's first acceptance point.
+// and then as a returning one. docs/design.md §6 and issue 4's first acceptance point.
 
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
@@ -15,7 +15,7 @@ import type { DevUser } from "../../../dev/devop/dev-op.js";
 export const CHROMIUM = "/usr/bin/chromium";
 export const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"];
 
-describe("a person logs in with a real browser (DESIGN.md §6)", function () {
+describe("a person logs in with a real browser (docs/design.md §6)", function () {
   this.timeout(180_000);
   let mesh: ProtocolMesh;
   let demo: Awaited<ReturnType<typeof startDemoApp>>;

@@ -1,4 +1,4 @@
-// Several upstream providers: the front door lists them (DESIGN.md §6), and
+// Several upstream providers: the front door lists them (docs/design.md §6), and
 // provider_hint skips the list. Two real OIDC servers play the providers.
 
 import { createHash } from "node:crypto";
@@ -6,7 +6,7 @@ import { expect } from "chai";
 import { type ProtocolMesh, APPS, USERS, startProtocolMesh } from "../../../../test/support/protocol-mesh.js";
 import { Browserless } from "../../../../test/support/browserless.js";
 
-describe("choosing a provider (DESIGN.md §6)", function () {
+describe("choosing a provider (docs/design.md §6)", function () {
   this.timeout(120_000);
   let mesh: ProtocolMesh;
   before(async () => (mesh = await startProtocolMesh({ database: "pglite", secondProvider: true })));

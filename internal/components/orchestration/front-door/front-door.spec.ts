@@ -1,4 +1,4 @@
-// The front door as apps see it (DESIGN.md §6): openid-client, a strict relying party,
+// The front door as apps see it (docs/design.md §6): openid-client, a strict relying party,
 // completes code + PKCE against hello-mesh with discovery and validates the ID Token;
 // every login goes through the real upstream OP and the four components.
 
@@ -12,7 +12,7 @@ import { Browserless, type Page } from "../../../../test/support/browserless.js"
 import { rejectionOf } from "../../../../test/support/refusal.js";
 import type { DevUser } from "../../../dev/devop/dev-op.js";
 
-describe("the front door: a standard OpenID Provider (DESIGN.md §6)", function () {
+describe("the front door: a standard OpenID Provider (docs/design.md §6)", function () {
   this.timeout(120_000);
   let mesh: ProtocolMesh;
   before(async () => (mesh = await startProtocolMesh({ database: "pglite" })));

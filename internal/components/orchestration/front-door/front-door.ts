@@ -1,4 +1,4 @@
-// The front door (DESIGN.md §6): a standard OpenID Provider to apps, on Orchestration.
+// The front door (docs/design.md §6): a standard OpenID Provider to apps, on Orchestration.
 // Every login goes to the user's own provider (hello-mesh keeps no login session of
 // its own) and through the four components; the ID Token reaches the app only through
 // the token endpoint.

@@ -1,4 +1,4 @@
-// The JWKS apps see (DESIGN.md §5, §6): it is Token's signed key set, an ID Token
+// The JWKS apps see (docs/design.md §5, §6): it is Token's signed key set, an ID Token
 // validates against it before and after a key rotation, and a key Orchestration adds
 // to what it serves is detected by `hello verify`.
 
@@ -20,7 +20,7 @@ import type { JWK } from "jose";
 const run = promisify(execFile);
 const BIN = path.resolve(import.meta.dirname, "../../../../cmd/hello/bin.js");
 
-describe("the published key set (DESIGN.md §5, §6)", function () {
+describe("the published key set (docs/design.md §5, §6)", function () {
   this.timeout(120_000);
   let mesh: ProtocolMesh;
   before(async () => (mesh = await startProtocolMesh({ database: "pglite" })));

@@ -1,4 +1,4 @@
-// The front door as a standard relying party of the user's provider (DESIGN.md §4
+// The front door as a standard relying party of the user's provider (docs/design.md §4
 // step 2), with openid-client: discovery by issuer, code flow with PKCE S256, the
 // upstream nonce Token put in the session, and a full check of the OP ID Token.
 // Token checks that token again, itself; this check is Orchestration's own.

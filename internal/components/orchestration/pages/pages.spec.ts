@@ -38,7 +38,7 @@ const error = () => errorPage({ title: "That link has expired", message: "The si
 const tags = (doc: string, name: string) => doc.match(new RegExp(`<${name}\\b[^>]*>`, "g")) ?? [];
 const attr = (tag: string, name: string) => tag.match(new RegExp(`\\s${name}="([^"]*)"`))?.[1];
 
-describe("Front door pages (DESIGN.md §6)", function () {
+describe("Front door pages (docs/design.md §6)", function () {
   describe("html", function () {
     it("escapes & < > \" ' in text and leaves nested fragments, lists and empty values alone", function () {
       expect(escapeHtml(HOSTILE)).to.equal(ESCAPED);

@@ -22,7 +22,7 @@ export const ARTIFACT: ArtifactFacts | undefined = typeof __HELLO_ARTIFACT__ ===
 
 /**
  * An artifact runs only on the Node version it was built for: the runtime is part of
- * what a digest vouches for (DESIGN.md §8), and a custodian who wants another Node
+ * what a digest vouches for (docs/design.md §8), and a custodian who wants another Node
  * changes .node-version, which changes every digest for all to see.
  */
 export function pinnedNodeProblem(facts: ArtifactFacts | undefined = ARTIFACT, running = process.version): string | undefined {

@@ -1,7 +1,7 @@
 // The PostgreSQL backend (or a PostgreSQL-compatible engine), through a `pg` connection
 // pool, used when a database URL is configured.
 //
-// Linearizability (DESIGN.md §7) relies on the URL naming the primary: every statement
+// Linearizability (docs/design.md §7) relies on the URL naming the primary: every statement
 // here goes to that one endpoint; there is no read-replica routing. A URL that names a
 // hot standby fails writes with SQLSTATE 25006, reported as UnavailableError.
 

@@ -1,13 +1,13 @@
 // The Storage component's database layer: one narrow interface, implemented by PGlite
-// (embedded, the default) and by PostgreSQL through `pg` (DESIGN.md §7). Storage holds
+// (embedded, the default) and by PostgreSQL through `pg` (docs/design.md §7). Storage holds
 // only opaque rows; it never sees plaintext, and it cannot tell whose row is whose.
 // Timestamps are kept to the UTC day, so rows written in one login are not tied together
-// by the millisecond they were written (DESIGN.md §5).
+// by the millisecond they were written (docs/design.md §5).
 
 import type { RecordKindName } from "../../../protocol/records.js";
 
 // The kinds are the protocol's (a reservation: a directed identifier reserved for one
-// app, DESIGN.md §5); Storage keeps each in the same way.
+// app, docs/design.md §5); Storage keeps each in the same way.
 export { type RecordKindName, RECORD_KINDS } from "../../../protocol/records.js";
 
 export interface StoredRow {

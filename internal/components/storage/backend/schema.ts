@@ -1,12 +1,12 @@
 // The SQL of the record store, shared by the PGlite and the PostgreSQL backends.
 //
 // Kept portable to distributed PostgreSQL-compatible engines (CockroachDB, YugabyteDB),
-// so the store can grow past one machine (DESIGN.md §7): no SERIAL or sequences, no
+// so the store can grow past one machine (docs/design.md §7): no SERIAL or sequences, no
 // triggers, no explicit transactions; every statement touches one row, keyed by its
 // primary key, so it is atomic on its own (the batched statements — the sweep, the undo
 // of a re-wrap, the migration's rounding — touch a bounded number of rows each).
 // Timestamps come from the database clock (now()), so replicas with skewed clocks still
-// agree on one source, and are kept to the UTC day (DESIGN.md §5): the rows one login
+// agree on one source, and are kept to the UTC day (docs/design.md §5): the rows one login
 // writes are not tied together by the millisecond they were written.
 //
 // Storage format (SCHEMA_VERSION), recorded since format 3 in the one-row table

@@ -99,7 +99,7 @@ export const BuildInfoSchema: GenMessage<BuildInfo> = /*@__PURE__*/
 
 /**
  * BuildInfoService reports what a component runs. Every custodian's operator may
- * call it on every component (DESIGN.md §1), so each custodian can read what every
+ * call it on every component (docs/design.md §1), so each custodian can read what every
  * other custodian deploys. The answer is self-reported: `hello verify` compares it
  * with a rebuild from source and with the artifact read from the deployment.
  *

@@ -57,9 +57,9 @@ export const GetMetricsResponseSchema: GenMessage<GetMetricsResponse> = /*@__PUR
 
 /**
  * MetricsService publishes a component's metrics. Every custodian's operator may call
- * it on every component (DESIGN.md §8, seed 000: metrics are readable by all
+ * it on every component (docs/design.md §8, seed 000: metrics are readable by all
  * parties). Metric labels never carry a user identifier, claim, token or record
- * (DESIGN.md §2): only component, method, route and status-code names.
+ * (docs/design.md §2): only component, method, route and status-code names.
  *
  * @generated from service hello.common.v1.MetricsService
  */

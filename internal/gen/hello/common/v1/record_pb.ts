@@ -12,7 +12,7 @@ export const file_hello_common_v1_record: GenFile = /*@__PURE__*/
   fileDesc("ChxoZWxsby9jb21tb24vdjEvcmVjb3JkLnByb3RvEg9oZWxsby5jb21tb24udjEqkAEKClJlY29yZEtpbmQSGwoXUkVDT1JEX0tJTkRfVU5TUEVDSUZJRUQQABIXChNSRUNPUkRfS0lORF9TVUJKRUNUEAESFwoTUkVDT1JEX0tJTkRfUkVMRUFTRRACEhYKElJFQ09SRF9LSU5EX1dBTExFVBADEhsKF1JFQ09SRF9LSU5EX1JFU0VSVkFUSU9OEAQqpQEKD1JlY29yZE9wZXJhdGlvbhIgChxSRUNPUkRfT1BFUkFUSU9OX1VOU1BFQ0lGSUVEEAASGQoVUkVDT1JEX09QRVJBVElPTl9SRUFEEAESGwoXUkVDT1JEX09QRVJBVElPTl9DUkVBVEUQAhIbChdSRUNPUkRfT1BFUkFUSU9OX1VQREFURRADEhsKF1JFQ09SRF9PUEVSQVRJT05fREVMRVRFEARiBnByb3RvMw");
 
 /**
- * RecordKind names the kinds of record (DESIGN.md §3). The kind is part of every
+ * RecordKind names the kinds of record (docs/design.md §3). The kind is part of every
  * storage key, Access Token, receipt, record typ ("hello-{kind}-record+jwt") and
  * additional data, so a token or ciphertext of one kind never serves another.
  *
@@ -51,7 +51,7 @@ export enum RecordKind {
    * Reservation of a directed identifier: client_id, directed id -> the user it was
    * given to (a tombstone naming no one once that user is deleted). Keyed by
    * hash(client_id, directed id), written only if absent, so that one directed id can
-   * never be handed to a second user of the same app (DESIGN.md §5).
+   * never be handed to a second user of the same app (docs/design.md §5).
    *
    * @generated from enum value: RECORD_KIND_RESERVATION = 4;
    */

@@ -230,7 +230,7 @@ export const DeleteRecordResponseSchema: GenMessage<DeleteRecordResponse> = /*@_
 
 /**
  * EncryptionService seals records on their way to Storage and opens them on the way
- * back (DESIGN.md §3). Only Orchestration may call it; Encryption calls Storage
+ * back (docs/design.md §3). Only Orchestration may call it; Encryption calls Storage
  * (StorageService) and starts a new trace for each call, so that no trace id ties one
  * login's reads together at Storage.
  *

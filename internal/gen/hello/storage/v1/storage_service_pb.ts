@@ -351,7 +351,7 @@ export const DeleteRecordResponseSchema: GenMessage<DeleteRecordResponse> = /*@_
   messageDesc(file_hello_storage_v1_storage_service, 10);
 
 /**
- * StorageService keeps encrypted records by keyed hash (DESIGN.md §3); only Encryption
+ * StorageService keeps encrypted records by keyed hash (docs/design.md §3); only Encryption
  * may call it. Every call names its record by a Token-signed Access Token (typ
  * "hello-access+jwt", aud storage, at most 60 s): Storage checks its signature with
  * Token's access key, typ, audience, expiry and op, and takes the hash and kind from

@@ -795,7 +795,7 @@ export const GetKeySetResponseSchema: GenMessage<GetKeySetResponse> = /*@__PURE_
 
 /**
  * TokenService verifies what Orchestration presents and mints every token and record
- * of the Hellō Protocol (DESIGN.md §3, §4). Only Orchestration may call it.
+ * of the Hellō Protocol (docs/design.md §3, §4). Only Orchestration may call it.
  *
  * Token trusts nothing Orchestration says that it can check itself: apps come from
  * Token's own client registry, providers from its own allow-list, OP ID Tokens are
