@@ -1,4 +1,4 @@
-import { type SafeHtml, html } from "./html.js";
+import { type Interpolation, type SafeHtml, html } from "./html.js";
 import { hiddenInputs, page } from "./layout.js";
 
 export interface ConsentPageInput {
@@ -25,7 +25,7 @@ export function consentPage({ appName, clientId, claims, action, hidden, already
   // Ids come from the position, not the claim name, so they are always valid and unique.
   const boxes = claims.map((claim, i) => html`<div class="claim">
 <input type="checkbox" id="claim-${i}" name="claims" value="${claim.name}" checked>
-<label for="claim-${i}">${claim.label}${claim.value ? html` — ${claim.value}` : ""}</label>
+<label for="claim-${i}">${claim.label}${claim.value ? html` — ${breakable(claim.value)}` : ""}</label>
 </div>
 `);
   return decisionPage(heading, { action, hidden, clientId }, claims.length > 0
@@ -56,11 +56,19 @@ ${question}
 /** prompt=consent for an app the user already shares with: confirm, or decline. */
 function confirmPage({ appName, clientId, claims, action, hidden }: ConsentPageInput): string {
   const heading = `Continue to ${appName}?`;
-  const list = claims.map((claim) => html`<li>${claim.label}${claim.value ? html` — ${claim.value}` : ""}</li>
+  const list = claims.map((claim) => html`<li>${claim.label}${claim.value ? html` — ${breakable(claim.value)}` : ""}</li>
 `);
   return decisionPage(heading, { action, hidden, clientId }, claims.length > 0
     ? html`<p>${appName} asks you to confirm. You already share with it:</p>
 <ul>
 ${list}</ul>`
     : html`<p>${appName} asks you to confirm. It receives only that you signed in.</p>`);
+}
+
+/**
+ * A value that may break across lines where a reader expects it: after each / . ? & = @
+ * of a URL or address (a <wbr> there), never in the middle of a word of it.
+ */
+export function breakable(value: string): Interpolation[] {
+  return value.split(/(?<=[/.?&=@])(?=[^/])/).flatMap((piece, i) => (i === 0 ? [piece] : [html`<wbr>`, piece]));
 }

@@ -19,7 +19,7 @@ fieldset{margin:0 0 1.25rem;padding:.5rem 1rem .75rem;border:1px solid var(--lin
 legend{padding:0 .25rem;font-weight:600}
 .claim{display:flex;gap:.625rem;align-items:flex-start;padding:.375rem 0}
 .claim input{flex:none;width:1.125rem;height:1.125rem;margin:.2rem 0 0;accent-color:var(--accent)}
-.claim label{overflow-wrap:anywhere}
+.claim label{overflow-wrap:break-word;min-width:0}
 .actions{display:flex;flex-direction:column;gap:.625rem}
 button{width:100%;min-height:2.75rem;padding:.625rem 1rem;font:inherit;font-weight:600;color:var(--text);background:var(--card);border:1px solid var(--line);border-radius:8px;cursor:pointer}
 button.primary{color:var(--on-accent);background:var(--accent);border-color:var(--accent)}

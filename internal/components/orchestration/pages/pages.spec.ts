@@ -3,7 +3,7 @@ import { expect } from "chai";
 import { escapeHtml, html, render } from "./html.js";
 import { PAGE_CSP, page, pageCsp } from "./layout.js";
 import { chooserPage } from "./chooser.js";
-import { consentPage } from "./consent.js";
+import { breakable, consentPage } from "./consent.js";
 import { errorPage } from "./error.js";
 import { CLAIM_LABELS, claimLabel } from "./claim-labels.js";
 
@@ -98,7 +98,7 @@ describe("Front door pages (docs/design.md §6)", function () {
       expect(tags(doc, "legend")).to.have.length(1);
       const boxes = tags(doc, "input").filter((t) => attr(t, "type") === "checkbox");
       expect(boxes.map((b) => attr(b, "value"))).to.deep.equal(["name", "email", "email_verified"]);
-      const labels = [...doc.matchAll(/<label for="([^"]*)">([^<]*)<\/label>/g)];
+      const labels = [...doc.matchAll(/<label for="([^"]*)">(.*?)<\/label>/g)].map(([, id, text]) => [id, id, text!.replaceAll("<wbr>", "")]);
       const ids = boxes.map((b) => attr(b, "id"));
       expect(new Set(ids).size).to.equal(boxes.length);
       for (const box of boxes) {
@@ -181,6 +181,14 @@ describe("Front door pages (docs/design.md §6)", function () {
     const csp = pageCsp(["https://app.example/cb?x=1", "https://app.example/other", "http://localhost:8123/cb", "com.example.app:/cb"]);
     expect(csp).to.equal(PAGE_CSP.replace("form-action 'self'", "form-action 'self' https://app.example http://localhost:8123 com.example.app:"));
     expect(() => pageCsp(["not a url; script-src *"])).to.throw();
+  });
+
+  it("a picture URL or an address breaks only after / . ? & = @ (a <wbr> there), never mid-word, and reads the same", function () {
+    const value = "https://pics.example/u/alice-example/photo_2026.png?size=large&v=2";
+    const rendered = html`${breakable(value)}`.toString();
+    expect(rendered).to.equal("https://<wbr>pics.<wbr>example/<wbr>u/<wbr>alice-example/<wbr>photo_2026.<wbr>png?<wbr>size=<wbr>large&amp;<wbr>v=<wbr>2");
+    expect(rendered.replaceAll("<wbr>", "")).to.equal(escapeHtml(value));
+    expect(html`${breakable("<b>x</b>")}`.toString()).to.equal("&lt;b&gt;x&lt;/<wbr>b&gt;"); // still escaped
   });
 
   it("claim labels are human words, and unknown names fall back to themselves", function () {
