@@ -64,8 +64,8 @@ describe("a rogue Token cannot log anyone in as someone else (docs/design.md §5
     });
     const result = await attempt;
     expect(result.tokens, "no ID Token reaches the app").to.equal(undefined);
-    expect(result.page.status).to.equal(400);
-    expect(result.page.body).to.include("Sign-in failed");
+    expect(result.page.status, "a peer's fault, not the user's").to.equal(502);
+    expect(result.page.body).to.include("Sign-in failed").and.include("the problem is on hello-mesh&#39;s side, not yours");
     expect(result.page.url.origin, "the browser stays at hello-mesh").to.equal(new URL(mesh.issuer).origin);
     await reported;
     expect(violations.length, "one violation logged for one login").to.equal(before + 1);
