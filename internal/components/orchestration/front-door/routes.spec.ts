@@ -83,6 +83,15 @@ describe("the front door's route table (routes.ts)", function () {
     }
   });
 
+  it("the issuer's own address is a page that says what this is and links the configuration, not a bare 404", async function () {
+    const answer = await fetch(`${base}/`);
+    expect(answer.status).to.equal(200);
+    expect(answer.headers.get("content-type")).to.match(/^text\/html/);
+    const page = await answer.text();
+    expect(page).to.include("OpenID Provider").and.include('href="/.well-known/openid-configuration"');
+    expect(settled, "it waits for no peer").to.equal(0);
+  });
+
   it("while a peer a login needs does not serve, the login steps (and only they) answer the \"unavailable\" page", async function () {
     ready = false;
     for (const route of ROUTES) {

@@ -8,6 +8,7 @@ import { authorizeGet, authorizePost, chosenProvider } from "./authorize.js";
 import { consent } from "./consent.js";
 import type { Handler } from "./context.js";
 import { discovery } from "./discovery.js";
+import { home } from "./home.js";
 import { live, ready } from "./health.js";
 import { jwks } from "./jwks.js";
 import { tokenEndpoint } from "./token-endpoint.js";
@@ -36,6 +37,7 @@ export interface Route {
 }
 
 export const ROUTES: readonly Route[] = [
+  { path: "/", methods: { GET: home } },
   { path: "/.well-known/openid-configuration", methods: { GET: discovery } },
   { path: "/jwks", methods: { GET: jwks } },
   { path: "/authorize", methods: { GET: authorizeGet, POST: authorizePost }, loginStep: true },

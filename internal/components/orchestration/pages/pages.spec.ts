@@ -5,6 +5,7 @@ import { PAGE_CSP, page, pageCsp } from "./layout.js";
 import { chooserPage } from "./chooser.js";
 import { breakable, consentPage } from "./consent.js";
 import { errorPage } from "./error.js";
+import { homePage } from "./home.js";
 import { CLAIM_LABELS, claimLabel } from "./claim-labels.js";
 
 const HOSTILE = `<script>alert(1)</script>"'&`;
@@ -136,6 +137,7 @@ describe("Front door pages (docs/design.md §6)", function () {
       consent: consent(),
       "consent with no claims": consent({ claims: [] }),
       error: error(),
+      home: homePage(),
     };
     for (const [name, doc] of Object.entries(pages)) {
       it(`${name}: is a complete, accessible, self-contained document`, function () {
