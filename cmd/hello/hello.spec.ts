@@ -460,7 +460,9 @@ describe("hello --help everywhere, and errors that name the bad word (issue 18)"
   const commands = [
     ["start"], ["serve"], ["serve", "storage"], ["verify"], ["metrics"], ["metrics", "token"],
     ...["init-ca", "issue", "dev", "bundle", "show"].map((c) => ["pki", c]),
-    ...["status", "rotate", "promote", "prune", "publish"].map((c) => ["keys", c]),
+    ...["status", "rotate", "promote", "prune", "publish", "init", "lookup"].map((c) => ["keys", c]),
+    ...["new", "install", "fingerprint"].map((c) => ["keys", "lookup", c]),
+    ["devop"], ["demoapp"],
     ...["status", "rotate", "rewrap", "drop", "storage"].map((c) => ["keyring", c]),
     ["keyring", "storage", "restore"],
   ];
@@ -489,6 +491,10 @@ describe("hello --help everywhere, and errors that name the bad word (issue 18)"
       [["metrics", "tokn"], 'hello metrics: unknown component "tokn"'],
       [["verify", "--bogus"], "hello verify: Unknown option '--bogus'"],
       [["keys", "rotat"], 'hello keys: unknown keys command "rotat"'],
+      [["keys", "lookup", "nwe"], 'hello keys lookup: unknown keys lookup command "nwe"'],
+      [["keys", "init", "vault"], 'unknown component "vault"'],
+      [["devop", "--bogus"], "hello devop: Unknown option '--bogus'"],
+      [["demoapp", "--issuer", "http://localhost:9000"], "hello demoapp: --client-id is required"],
       [["pki", "issue", "vault"], 'unknown component "vault"'],
       [["keyring", "spin"], 'hello keyring: unknown keyring command "spin"'],
       [["spin"], 'hello: unknown command "spin"'],

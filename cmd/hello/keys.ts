@@ -2,9 +2,20 @@
 // (docs/key-rotation.md). `args` are what follows `hello keys`; the result is the exit
 // code (0 done, 1 refused or failed, 2 usage error).
 
+import { existsSync } from "node:fs";
+import path from "node:path";
 import { type CommandOutput, UsageError, hello, parseCommandLine, runSubcommand } from "../../internal/ops/cli.js";
 import { COMPONENTS, isComponent } from "../../internal/protocol/identity.js";
-import { loadComponentConfig } from "../../internal/config/component-config.js";
+import { type ComponentConfig, ComponentConfigSchema, loadComponentConfig } from "../../internal/config/component-config.js";
+import { parseConfigFile } from "../../internal/config/errors.js";
+import {
+  type LookupHolder,
+  fingerprintOf,
+  initKeys,
+  installLookupKey,
+  lookupKeyFile,
+  newLookupKey,
+} from "../../internal/ops/keys/init.js";
 import {
   type KeyLocation,
   type KeyReport,
@@ -20,7 +31,20 @@ import { KEY_PURPOSES, type KeyPurpose, type SigningAlg, type SigningKey } from 
 
 export const KEYS_USAGE = `usage: hello keys <command> <component> (--config <file> | --keys <file> --bundles <dir>) [options]
 
-commands (component: token or storage, the custodians that sign):
+making a custodian's keys (once, for production; never replacing a file; secrets 0600):
+  init <component> --config <file>
+      make the component's own keys where its configuration names them: token and
+      storage their signing keys, encryption its record keyring, orchestration its
+      cookie key. The lookup key is made apart: below.
+  lookup new --config <own config> --out <file>
+      (orchestration's or token's custodian) make the lookup key, install it in your own
+      key file, and write the copy for the other holder to <file>, outside your keys
+  lookup install <file> --config <own config>
+      install the copy the other holder handed over (its format checked, written 0600)
+  lookup fingerprint --config <own config>
+      print the lookup key's fingerprint; both holders compare it, by voice
+
+rotating signing keys (component: token or storage, the custodians that sign):
   status <component>
       each signing key: purpose, alg, status, kid, dates, and whether the bundle publishes it
   rotate <component> [--purpose <p>]... [--alg <a>]...
@@ -35,7 +59,8 @@ commands (component: token or storage, the custodians that sign):
       drop retired keys whose tokens have all expired; record keys are never dropped.
       --compromised drops that retired key now: its unexpired tokens are refused too
   publish <component>
-      rewrite the component's bundle from its key file (its CA is kept)
+      rewrite the component's bundle from its key file (its CA is kept; the first
+      bundle is made by hello pki bundle)
 
 options:
   --config <file>   the component's own configuration: its key file and bundles directory
@@ -50,7 +75,104 @@ const KEYS_COMMANDS = ["status", "rotate", "promote", "prune", "publish"] as con
 
 export async function runKeysCommand(args: string[], out: CommandOutput): Promise<number> {
   const commands = Object.fromEntries(KEYS_COMMANDS.map((command) => [command, (rest: string[]) => keys(command, rest, out)]));
-  return runSubcommand("keys", KEYS_USAGE, args, out, commands);
+  return runSubcommand("keys", KEYS_USAGE, args, out, {
+    ...commands,
+    init: (rest) => init(rest, out),
+    lookup: (rest) =>
+      runSubcommand("keys lookup", KEYS_USAGE, rest, out, {
+        new: (more) => lookupNew(more, out),
+        install: (more) => lookupInstall(more, out),
+        fingerprint: (more) => lookupFingerprint(more, out),
+      }),
+  });
+}
+
+/** A path as a hint shows it: relative to here when it is below here, so that it runs as printed. */
+function shown(file: string): string {
+  const relative = path.relative(process.cwd(), file);
+  return relative && !relative.startsWith("..") && !path.isAbsolute(relative) ? relative : file;
+}
+
+/** The certificates directory `hello pki` laid out for this configuration's certificate, if it did. */
+function pkiDir(config: ComponentConfig): string {
+  const dir = path.dirname(config.tls.cert);
+  return path.basename(dir) === config.component ? shown(path.dirname(dir)) : "<your certificates directory>";
+}
+
+async function init(args: string[], out: CommandOutput): Promise<number> {
+  const { values, positionals } = parseCommandLine(args, { config: { type: "string" } });
+  const [name, ...extra] = positionals;
+  if (name === undefined) throw new UsageError(`a component is required: one of ${COMPONENTS.join(", ")}`);
+  if (extra.length > 0) throw new UsageError(`unexpected arguments: ${extra.join(" ")}`);
+  if (!isComponent(name)) throw new UsageError(`unknown component "${name}": expected one of ${COMPONENTS.join(", ")}`);
+  if (!values.config) throw new UsageError("--config <file> is required: the component's own configuration names where its keys go");
+  const config = loadComponentConfig(values.config, name);
+  for (const key of await initKeys(config)) out.log(`made the ${name} ${key.what} ${shown(key.file)} (0600: keep it secret; it never leaves this custodian)`);
+  const signs = config.component === "token" || config.component === "storage";
+  const keysOption = signs ? ` --keys ${shown(config.keys.signing)}` : "";
+  out.log(`next: publish the ${name} bundle, ${hello()} pki bundle ${name} --dir ${pkiDir(config)}${keysOption} --out ${shown(config.bundles)}, and give it to the other three custodians`);
+  if (config.component === "orchestration" || config.component === "token") {
+    const other = config.component === "token" ? "orchestration" : "token";
+    if (existsSync(config.keys.lookup)) {
+      out.log(`the lookup key ${shown(config.keys.lookup)} is already installed (${hello()} keys lookup fingerprint --config ${values.config})`);
+    } else {
+      out.log(
+        `and the lookup key, shared with the ${other} custodian only: one of you makes it (${hello()} keys lookup new --config ${values.config} --out <file to hand over>), the other installs that copy (${hello()} keys lookup install <file> --config <own config>)`,
+      );
+    }
+  }
+  if (config.component === "orchestration") out.log("every Orchestration replica needs this same cookie key: copy the file to each, 0600");
+  return 0;
+}
+
+/** The lookup key's file from --config, which must be Orchestration's or Token's. */
+function lookupConfig(values: { config?: string | undefined }): { file: string; component: LookupHolder } {
+  if (!values.config) throw new UsageError("--config <file> is required: your own configuration (Orchestration's or Token's) names the lookup key's file");
+  const config = parseConfigFile(values.config, ComponentConfigSchema);
+  if (config.component !== "orchestration" && config.component !== "token") {
+    throw new UsageError(`${values.config} configures ${config.component}: only Orchestration's and Token's custodians hold the lookup key`);
+  }
+  const resolved = loadComponentConfig(values.config, config.component);
+  return { file: lookupKeyFile(resolved), component: config.component };
+}
+
+async function lookupNew(args: string[], out: CommandOutput): Promise<number> {
+  const { values, positionals } = parseCommandLine(args, { config: { type: "string" }, out: { type: "string" } });
+  if (positionals.length > 0) throw new UsageError(`lookup new takes no arguments, got "${positionals.join(" ")}"`);
+  const { file, component } = lookupConfig(values);
+  if (!values.out) throw new UsageError("--out <file> is required: where to write the copy you hand to the other holder");
+  const other = component === "token" ? "orchestration" : "token";
+  const { fingerprint } = await newLookupKey(file, values.out);
+  out.log(`made the lookup key and installed it in ${shown(file)} (0600)`);
+  out.log(`fingerprint: ${fingerprint}`);
+  out.log(`wrote the copy for the ${other} custodian to ${shown(values.out)} (0600)`);
+  out.log(
+    `next: hand ${shown(values.out)} to the ${other} custodian out of band, never in clear (in person on removable media, or encrypted to them, e.g. with age or gpg); they run ${hello()} keys lookup install <file> --config <their ${other} configuration>, and you compare the fingerprint above by voice; then destroy every copy of ${shown(values.out)}`,
+  );
+  return 0;
+}
+
+async function lookupInstall(args: string[], out: CommandOutput): Promise<number> {
+  const { values, positionals } = parseCommandLine(args, { config: { type: "string" } });
+  const [from, ...extra] = positionals;
+  if (from === undefined) throw new UsageError("lookup install takes the file the other custodian handed over");
+  if (extra.length > 0) throw new UsageError(`unexpected arguments: ${extra.join(" ")}`);
+  const { file, component } = lookupConfig(values);
+  const other = component === "token" ? "orchestration" : "token";
+  const { fingerprint, alreadyInstalled, exposed } = await installLookupKey(from, file);
+  out.log(alreadyInstalled ? `the lookup key in ${shown(file)} is already this one: nothing to do` : `installed the lookup key in ${shown(file)} (0600)`);
+  out.log(`fingerprint: ${fingerprint}`);
+  if (exposed) out.log(`warning: ${shown(from)} is readable by others than its owner`);
+  out.log(`next: compare the fingerprint with the ${other} custodian's by voice; if it matches, destroy ${shown(from)} and every other copy of it`);
+  return 0;
+}
+
+async function lookupFingerprint(args: string[], out: CommandOutput): Promise<number> {
+  const { values, positionals } = parseCommandLine(args, { config: { type: "string" } });
+  if (positionals.length > 0) throw new UsageError(`lookup fingerprint takes no arguments, got "${positionals.join(" ")}"`);
+  const { file } = lookupConfig(values);
+  out.log(`fingerprint: ${fingerprintOf(file)}  (${shown(file)})`);
+  return 0;
 }
 
 async function keys(command: (typeof KEYS_COMMANDS)[number], rest: string[], out: CommandOutput): Promise<number> {

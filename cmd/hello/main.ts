@@ -1,6 +1,7 @@
 // hello: run, operate and verify hello-mesh.
 
 import { PKI_USAGE, runPkiCommand } from "../../internal/ops/pki/cli.js";
+import { DEMOAPP_USAGE, DEVOP_USAGE, runDemoApp, runDevOp } from "./devop.js";
 import { KEYRING_USAGE, runKeyringCommand } from "./keyring.js";
 import { KEYS_USAGE, runKeysCommand } from "./keys.js";
 import { METRICS_USAGE, runMetrics } from "./metrics.js";
@@ -17,10 +18,14 @@ commands:
   pki <init-ca|issue|bundle|dev|show>   make custodian CAs, mesh certificates and bundles
   verify [--config hello.config.json]   check that each component runs what this checkout builds,
                                         and that the front door publishes only Token's keys
+  keys init <component> --config <file>  make a custodian's own keys for production
+  keys lookup <new|install|fingerprint> make the lookup key, or install the copy handed over
   keys <status|rotate|promote|prune|publish> <component>
                                         rotate Token's or Storage's signing keys without downtime
   metrics <component> [--as <custodian>] print a component's metrics, read with a custodian's operator certificate
   keyring <status|rotate|rewrap|drop|storage>  rotate Encryption's record keyring without downtime
+  devop --client-id <id> --redirect-uri <uri>  run the development upstream OP on its own
+  demoapp --issuer <url> --client-id <id> --client-secret <s>  run the demo app on its own
   help                                  this text
 `;
 
@@ -38,6 +43,8 @@ const COMMANDS: Record<string, { usage: string; run: (rest: string[]) => Promise
   keys: { usage: KEYS_USAGE, run: (rest) => runKeysCommand(rest, console_) },
   metrics: { usage: METRICS_USAGE, run: runMetrics },
   keyring: { usage: KEYRING_USAGE, run: (rest) => runKeyringCommand(rest, console_) },
+  devop: { usage: DEVOP_USAGE, run: runDevOp },
+  demoapp: { usage: DEMOAPP_USAGE, run: runDemoApp },
 };
 
 export async function main(args: string[]): Promise<number> {

@@ -1,11 +1,12 @@
 // Each custodian's secret key material on disk. Production components only load
-// these files and refuse to start without them; `hello start` (development) makes the
-// missing ones first. Files are written 0600 through a temporary file and a rename.
+// these files and refuse to start without them; each custodian makes its own with
+// `hello keys init` (and the lookup key with `hello keys lookup`), and `hello start`
+// (development) makes the missing ones first. Files are written 0600 through a temporary file and a rename.
 //
 //   signing keys   { "keys": [ <private JWK with kid "<purpose>.<id>" and alg>, … ] }
 //                  Token: session, access, record, id-token and userinfo (RS256, ES256,
 //                  EdDSA each), key-set
-//                  Storage: error
+//                  Storage: error, receipt
 //   lookup key     base64url of 32 random bytes (Token and Orchestration hold the same)
 //   cookie key     base64url of 32 random bytes (Orchestration: sealed browser flow state)
 //   keyring        { "current": "<id>", "keys": { "<id>": "<base64url 32 bytes>", … } }
@@ -62,8 +63,9 @@ const SigningKeysFile = z.strictObject({ keys: z.array(z.looseObject({ kid: z.st
 const KeyringFile = z.strictObject({ current: z.string().min(1), keys: z.record(z.string(), z.string()) });
 
 function missing(component: string, file: string, what: string): MissingKeyMaterialError {
+  const maker = what === "lookup key" ? "`hello keys lookup new` or `hello keys lookup install`" : `\`hello keys init ${component}\``;
   return new MissingKeyMaterialError(
-    `the ${component} component cannot start: its ${what} ${file} is missing. Its custodian makes it (hello start makes development keys); production keys are never generated on start.`,
+    `the ${component} component cannot start: its ${what} ${file} is missing. Its custodian makes it with ${maker} --config <its configuration> (hello start makes development keys); production keys are never generated on start.`,
   );
 }
 
@@ -175,6 +177,31 @@ export function watchKeyring(
   return { keyring: () => keyring, close: stop };
 }
 
+// New key material, as the files hold it: for a custodian's `hello keys init` (which
+// never replaces a file) and for development (below).
+
+/** A new signing key file: one active key for each spec. */
+export function newSigningKeysText(required: readonly KeySpec[]): string {
+  return `${JSON.stringify({ keys: required.map((spec) => privateJwk(generateSigningKey(spec.purpose, spec.alg))) }, null, 2)}\n`;
+}
+
+/** A new 32-byte secret (the lookup key, the cookie key), as its file holds it. */
+export function newSecretKeyText(): string {
+  return `${randomBytes(LOOKUP_KEY_BYTES).toString("base64url")}\n`;
+}
+
+/** A new record keyring of one key, with the id `k<yyyymmdd>`. */
+export function newKeyringText(now = new Date()): string {
+  const id = `k${now.toISOString().slice(0, 10).replaceAll("-", "")}`;
+  return `${JSON.stringify({ current: id, keys: { [id]: generateRecordKey().toString("base64url") } }, null, 2)}\n`;
+}
+
+/** A 32-byte secret as its file holds it (base64url on one line); throws naming `what` otherwise. */
+export function parseSecretKey(text: string, what: string): Buffer {
+  if (!/^[A-Za-z0-9_-]{43}\r?\n?$/.test(text)) throw new Error(`the ${what} must be 32 bytes of base64url (43 characters) on one line`);
+  return decode32(text, what);
+}
+
 // Development only: make what is missing, never overwrite.
 
 /** Makes the file, or adds the keys a newer version needs to an existing one; never replaces a key. */
@@ -191,7 +218,7 @@ export async function ensureSigningKeys(file: string, required: readonly KeySpec
 /** Makes a 32-byte secret if missing, and copies it to the other custodians that share it. */
 export async function ensureSecretKey(file: string, copyTo: readonly string[] = []): Promise<boolean> {
   const created = !existsSync(file);
-  if (created) await writeFileAtomic(file, `${randomBytes(LOOKUP_KEY_BYTES).toString("base64url")}\n`, { secret: true });
+  if (created) await writeFileAtomic(file, newSecretKeyText(), { secret: true });
   const key = readFileSync(file, "utf8");
   for (const other of copyTo) if (!existsSync(other)) await writeFileAtomic(other, key, { secret: true });
   return created;
@@ -199,8 +226,7 @@ export async function ensureSecretKey(file: string, copyTo: readonly string[] = 
 
 export async function ensureKeyring(file: string): Promise<boolean> {
   if (existsSync(file)) return false;
-  const id = `k${new Date().toISOString().slice(0, 10).replaceAll("-", "")}`;
-  await writeFileAtomic(file, `${JSON.stringify({ current: id, keys: { [id]: generateRecordKey().toString("base64url") } }, null, 2)}\n`, { secret: true });
+  await writeFileAtomic(file, newKeyringText(), { secret: true });
   return true;
 }
 

@@ -3,19 +3,21 @@
 // command of its prose, in order, against that running service. A command the README
 // shows that stops working fails this test.
 //
-// Not run here, each for a reason: `npm ci` (CI itself runs it on a fresh machine),
-// `npm test` (this is part of it), and the production custodian's `hello pki bundle …
-// --keys` and `hello serve` (they need a custodian's own signing keys, which no command
-// makes yet; the four-custodian walkthrough will run them). /etc/hello in the README
-// becomes a scratch directory.
+// Not run here, each for a reason: `npm ci` (CI itself runs it on a fresh machine) and
+// `npm test` (this is part of it). /etc/hello in the README becomes a scratch directory,
+// and the README's storage.json is written there first (its port swapped for a free
+// one: the running service holds 7103). The custodian's `hello serve storage` runs until
+// it serves, with the other three custodians' bundles copied in from the running
+// service (the exchange the README asks for), and is then stopped.
 
 import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, readFileSync, realpathSync, symlinkSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readFileSync, realpathSync, symlinkSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { expect } from "chai";
+import { freePort } from "../support/free-port.js";
 
 const run = promisify(execFile);
 const CHECKOUT = path.resolve(import.meta.dirname, "../..");
@@ -38,12 +40,45 @@ export function readmeCommands(markdown: string): string[] {
 function asRun(command: string, etc: string): string | null {
   if (command === "npm ci && npm start") return null; // the service this test starts
   if (/^npm ci && npm test\b/.test(command)) return null;
-  if (/^npx hello pki bundle storage .*--keys/.test(command) || /^npx hello serve storage/.test(command)) return null;
   return command.replaceAll("/etc/hello", etc);
 }
 
+/** The README's JSON block that follows the prose naming `file` (`storage.json`). */
+export function readmeJson(markdown: string, file: string): Record<string, unknown> {
+  const at = markdown.indexOf(`\`${file}\` (`);
+  const block = /^```json\n([\s\S]*?)^```/m.exec(markdown.slice(at));
+  if (at < 0 || !block) throw new Error(`the README shows no ${file}`);
+  return JSON.parse(block[1]!) as Record<string, unknown>;
+}
+
+/** Process groups of the serving commands still running: the after hook stops them whatever happened. */
+const serving = new Set<number>();
+
+/** Runs a command that serves until stopped: started, waited for until it serves, stopped. */
+async function serveUntilServing(line: string, cwd: string): Promise<void> {
+  const child = spawn("bash", ["-c", `exec ${line}`], { cwd, stdio: ["ignore", "pipe", "pipe"], detached: true });
+  serving.add(child.pid!);
+  child.once("exit", () => serving.delete(child.pid!));
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  let output = "";
+  const served = new Promise<boolean>((resolve) => {
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      if (/ is serving on /.test(output)) resolve(true);
+    };
+    child.stdout!.on("data", onData);
+    child.stderr!.on("data", onData);
+    void exited.then(() => resolve(false));
+  });
+  if (!(await served)) expect.fail(`the README's command exited before it served: ${line}\n${output}`);
+  // Ctrl-C, as a terminal sends it: to npx and the component alike.
+  process.kill(-child.pid!, "SIGINT");
+  await exited;
+  expect(output, `${line} stopped cleanly`).to.match(/"msg":"stopped"/);
+}
+
 describe("every command in the README runs (issue 12)", function () {
-  this.timeout(300_000);
+  this.timeout(600_000);
   let dir: string;
   let etc: string;
   let service: ChildProcess | undefined;
@@ -74,6 +109,13 @@ describe("every command in the README runs (issue 12)", function () {
     });
   });
   after(async function () {
+    for (const group of serving) {
+      try {
+        process.kill(-group, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
     // npm start's whole process group: npm, hello start and the four components.
     if (service?.pid) {
       const exited = new Promise((resolve) => service!.once("exit", resolve));
@@ -91,20 +133,34 @@ describe("every command in the README runs (issue 12)", function () {
     const commands = readmeCommands(readFileSync(path.join(CHECKOUT, "README.md"), "utf8"));
     expect(commands[0]).to.equal("npm ci && npm start");
     expect(commands[1]).to.match(/^npm ci && npm test/);
-    for (const needle of ["npx hello pki init-ca", "npx hello keys status", "npx buf curl", "npx hello metrics", "npx hello verify"]) {
+    for (const needle of ["npx hello pki init-ca", "npx hello keys init", "npx hello pki bundle", "npx hello serve", "npx hello keys status", "npx buf curl", "npx hello metrics", "npx hello verify"]) {
       expect(commands.some((c) => c.startsWith(needle)), needle).to.equal(true);
     }
   });
 
   it("each one succeeds against the running service", async function () {
     expect(output).to.include("hello-mesh is running");
-    const commands = readmeCommands(readFileSync(path.join(CHECKOUT, "README.md"), "utf8"));
+    const readme = readFileSync(path.join(CHECKOUT, "README.md"), "utf8");
+    const commands = readmeCommands(readme);
+    const storage = readmeJson(readme, "storage.json");
+    writeFileSync(path.join(etc, "storage.json"), JSON.stringify({ ...storage, listen: { host: "127.0.0.1", port: await freePort() } }));
     const ran: string[] = [];
     for (const command of commands) {
       const line = asRun(command, etc);
       if (line === null) continue;
+      if (/^npx hello serve /.test(line)) {
+        // The exchange: the other three custodians' bundles, here the running service's.
+        for (const peer of ["orchestration", "token", "encryption"]) {
+          cpSync(path.join(dir, "checkout", "certs", "bundles", `${peer}.json`), path.join(etc, "bundles", `${peer}.json`));
+        }
+        await serveUntilServing(line, path.join(dir, "checkout"));
+        ran.push(command);
+        continue;
+      }
+      const started = performance.now();
       try {
         await run("bash", ["-c", line], { cwd: path.join(dir, "checkout"), timeout: 120_000, maxBuffer: 16 * 1024 * 1024 });
+        if (process.env.HELLO_README_TIMES) process.stdout.write(`      ${Math.round(performance.now() - started)} ms  ${command}\n`);
       } catch (error) {
         const e = error as { code?: number; stdout?: string; stderr?: string };
         expect.fail(`the README's command failed (exit ${e.code}): ${command}\n${e.stderr ?? ""}${e.stdout ?? ""}`);
