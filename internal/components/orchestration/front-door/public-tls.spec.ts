@@ -15,6 +15,8 @@ import path from "node:path";
 import tls from "node:tls";
 import { expect } from "chai";
 import * as oidc from "openid-client";
+import { ComponentConfigSchema } from "../../../config/component-config.js";
+import { formatIssues } from "../../../config/errors.js";
 import { type CertificateAndKey, type KeyType, createCertificateAuthority, issueLeafCertificate } from "../../../ops/pki/pki.js";
 import { openPGliteStore } from "../../storage/backend/pglite-store.js";
 import type { RecordStore } from "../../storage/backend/record-store.js";
@@ -279,6 +281,43 @@ describe("the front door over HTTPS (issue 18, item 8)", function () {
       expect(arrivedOverHttps(req("11.1.2.3", { "x-forwarded-proto": "https" }), trusted)).to.equal(false);
       expect(arrivedOverHttps(req("10.1.2.3", {}), trusted)).to.equal(false);
       expect(arrivedOverHttps(req("10.1.2.3", { "x-forwarded-proto": "https" }), undefined)).to.equal(false);
+    });
+  });
+
+  describe("Orchestration's configuration (component-config.ts)", function () {
+    const orchestration = (issuer: string, pub: Record<string, unknown> = {}) => ({
+      component: "orchestration",
+      listen: { port: 7100 },
+      tls: { cert: "o.crt", key: "o.key" },
+      bundles: "bundles",
+      peers: { token: "https://127.0.0.1:7101", encryption: "https://127.0.0.1:7102" },
+      keys: { lookup: "lookup.key", cookie: "cookie.key" },
+      public: { port: 9000, ...pub },
+      issuer,
+      clients: [],
+      providers: [],
+    });
+    const problems = (config: unknown) => {
+      const parsed = ComponentConfigSchema.safeParse(config);
+      return parsed.success ? [] : formatIssues(parsed.error);
+    };
+
+    it("an http issuer is for a loopback address only; https takes TLS, a proxy, or neither (a warning at start)", function () {
+      for (const issuer of ["http://localhost:9000", "http://127.0.0.1:9000", "http://[::1]:9000", "https://id.example", "https://id.example/tenant"]) {
+        expect(problems(orchestration(issuer)), issuer).to.deep.equal([]);
+      }
+      expect(problems(orchestration("http://id.example"))).to.deep.equal([
+        "issuer: must be an https:// URL (OpenID Connect Discovery 1.0 §3); http:// is for development on localhost, 127.0.0.1 or [::1] only, not id.example",
+      ]);
+      expect(problems(orchestration("http://localhost:9000", { tls: { cert: "p.crt", key: "p.key" } }))[0]).to.match(/^public\.tls: .*the issuer is http:\/\//);
+      expect(problems(orchestration("https://id.example", { tls: { cert: "p.crt", key: "p.key", chain: "chain.pem" }, trusted_proxies: ["10.0.0.7", "10.1.0.0/16", "fd00::/8"] }))).to.deep.equal([]);
+    });
+
+    it("a trusted proxy is an address or a subnet", function () {
+      const bad = problems(orchestration("https://id.example", { trusted_proxies: ["proxy.internal", "10.0.0.0/33", "10.0.0.1/8/8", "::1/129"] }));
+      expect(bad).to.have.length(4);
+      for (const line of bad) expect(line).to.match(/^public\.trusted_proxies\[\d\]: must be an IP address or a subnet/);
+      expect(problems(orchestration("https://id.example", { trusted_proxies: [] }))).to.have.length(1);
     });
   });
 });
