@@ -123,10 +123,7 @@ export async function startFrontDoor(deps: FrontDoorDeps & FrontDoorListen) {
   });
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(deps.port, deps.host, () => resolve());
-  });
+  // Watched from the pair's first reading on, so that a renewal while the port opens is not missed.
   const stopWatching = deps.tls && server instanceof https.Server
     ? watchPublicTls(deps.tls, issuerHost, (outcome) => {
         // New handshakes get the new pair; open connections keep the one they began with.
@@ -134,6 +131,15 @@ export async function startFrontDoor(deps: FrontDoorDeps & FrontDoorListen) {
         deps.onTlsReload?.(outcome);
       })
     : () => {};
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(deps.port, deps.host, () => resolve());
+    });
+  } catch (error) {
+    stopWatching();
+    throw error;
+  }
   const port = (server.address() as AddressInfo).port;
   return {
     url: `${first ? "https" : "http"}://${deps.host}:${port}`,
