@@ -4,6 +4,7 @@
 // credentials, Encryption's none for a signing key, Orchestration's no Storage peer.
 // Paths are relative to the configuration file's directory.
 
+import { isIP } from "node:net";
 import path from "node:path";
 import { z } from "zod";
 import type { Component } from "../protocol/identity.js";
@@ -71,14 +72,59 @@ export const UpstreamProviderSchema = z.strictObject({
 });
 export type UpstreamProvider = z.infer<typeof UpstreamProviderSchema>;
 
+/** The front door's own certificate (a public CA's, for the issuer's host), its key, and optionally intermediates. */
+const PublicTls = z.strictObject({ cert: z.string().min(1), key: z.string().min(1), chain: z.string().min(1).optional() });
+
+/** A trusted proxy: an IPv4 or IPv6 address, or a subnet of them ("10.0.0.0/8", "fd00::/8"). */
+const ProxyAddress = z.string().refine((entry) => {
+  const [address = "", prefix, extra] = entry.split("/");
+  const family = isIP(address);
+  if (family === 0 || extra !== undefined) return false;
+  return prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128));
+}, "must be an IP address or a subnet (address/prefix), e.g. 10.0.0.7 or 10.0.0.0/8");
+
+const LOOPBACK_HOSTS = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/;
+
+/**
+ * The front door's transport against its issuer. OpenID Connect Discovery 1.0 §3 (and
+ * RFC 8414 §2) require an https issuer; http is for development on a loopback address,
+ * where nothing crosses a network. An https issuer's front door has TLS of its own
+ * (`public.tls`) or stands behind a TLS-terminating proxy (`public.trusted_proxies`,
+ * or a proxy it does not read: serve-time warning in the wiring).
+ */
+function frontDoorTransport(config: { issuer: string; public: { tls?: unknown } }, ctx: z.RefinementCtx) {
+  let issuer: URL;
+  try {
+    issuer = new URL(config.issuer);
+  } catch {
+    return; // reported by the issuer's own schema
+  }
+  if (issuer.protocol === "http:" && !LOOPBACK_HOSTS.test(issuer.hostname)) {
+    ctx.addIssue({ code: "custom", path: ["issuer"], message: `must be an https:// URL (OpenID Connect Discovery 1.0 §3); http:// is for development on localhost, 127.0.0.1 or [::1] only, not ${issuer.hostname}` });
+  }
+  if (issuer.protocol === "http:" && config.public.tls) {
+    ctx.addIssue({ code: "custom", path: ["public", "tls"], message: "the front door would serve https, but the issuer is http://: make the issuer https://, or remove public.tls" });
+  }
+  if (issuer.protocol !== "http:" && issuer.protocol !== "https:") {
+    ctx.addIssue({ code: "custom", path: ["issuer"], message: "must be an https:// URL" });
+  }
+}
+
 export const OrchestrationConfigSchema = z.strictObject({
   component: z.literal("orchestration"),
   ...common,
   peers: z.strictObject({ token: HttpsUrl, encryption: HttpsUrl }),
   /** The lookup key (shared with Token's custodian only) and the browser cookie key. */
   keys: z.strictObject({ lookup: z.string().min(1), cookie: z.string().min(1) }),
-  /** The public front door: where apps and browsers reach hello-mesh. */
-  public: z.strictObject({ host: z.string().min(1).default("127.0.0.1"), port: Port }),
+  /** The public front door: where apps and browsers reach hello-mesh (README, "The front door over HTTPS"). */
+  public: z.strictObject({
+    host: z.string().min(1).default("127.0.0.1"),
+    port: Port,
+    /** Serve HTTPS with this certificate and key, reloaded when they change. Absent: plain HTTP. */
+    tls: PublicTls.optional(),
+    /** TLS-terminating proxies whose Forwarded / X-Forwarded-Proto is read (for HSTS); no other peer's is. */
+    trusted_proxies: z.array(ProxyAddress).min(1).optional(),
+  }),
   issuer: z.url(),
   clients: z.array(FrontDoorClientSchema),
   providers: z.array(UpstreamProviderSchema).superRefine(uniqueIds),
@@ -88,7 +134,7 @@ export const OrchestrationConfigSchema = z.strictObject({
    * single replica.
    */
   state: z.strictObject({ url: z.string().regex(/^postgres(ql)?:\/\//, "must be a postgres:// or postgresql:// URL") }).optional(),
-});
+}).superRefine(frontDoorTransport);
 
 /** An app as Token knows it: Token checks every request against this, not Orchestration's word. */
 export const RegisteredClientSchema = z.strictObject({
@@ -164,6 +210,11 @@ function resolvePaths<T extends ComponentConfig>(config: T, baseDir: string): T 
     bundles: path.resolve(baseDir, config.bundles),
     keys,
   } as T;
+  if (resolved.component === "orchestration" && resolved.public.tls) {
+    const { cert, key, chain } = resolved.public.tls;
+    const tls = { cert: path.resolve(baseDir, cert), key: path.resolve(baseDir, key), ...(chain ? { chain: path.resolve(baseDir, chain) } : {}) };
+    resolved.public = { ...resolved.public, tls };
+  }
   if (resolved.component === "storage" && resolved.database.dataDir) {
     resolved.database = { ...resolved.database, dataDir: path.resolve(baseDir, resolved.database.dataDir) };
   }

@@ -15,7 +15,7 @@ import { StorageService } from "../../internal/gen/hello/storage/v1/storage_serv
 import { TokenService } from "../../internal/gen/hello/token/v1/token_service_pb.js";
 import { encryptionRoutes } from "../../internal/components/encryption/encryption-service.js";
 import { LoginDriver } from "../../internal/components/orchestration/login-driver.js";
-import { startFrontDoor } from "../../internal/components/orchestration/front-door/front-door.js";
+import { type FrontDoorDeps, type FrontDoorListen, startFrontDoor } from "../../internal/components/orchestration/front-door/front-door.js";
 import { MemoryStore } from "../../internal/components/orchestration/sealed.js";
 import type { RecordStore } from "../../internal/components/storage/backend/record-store.js";
 import { storageErrors, storageRoutes } from "../../internal/components/storage/storage-service.js";
@@ -87,6 +87,8 @@ export interface InProcessMeshOptions {
   /** Orchestration's and Token's configuration of the apps and upstream providers. */
   readonly orchestration: { readonly clients: readonly FrontDoorClient[]; readonly providers: readonly UpstreamProvider[] };
   readonly token: { readonly clients: readonly RegisteredClient[]; readonly providers: readonly AllowedProvider[] };
+  /** The front door's transport: its own TLS (public.tls), the proxies it trusts. Default: plain HTTP, none. */
+  readonly door?: Pick<FrontDoorListen, "tls" | "onTlsReload"> & Pick<FrontDoorDeps, "trustedProxies">;
 }
 
 export interface InProcessMesh {
@@ -142,6 +144,7 @@ export async function startInProcessMesh(options: InProcessMeshOptions, joins: J
     tokenKeys: () => keys.tokenPublished,
     cookieKey: keys.cookie,
     store: new MemoryStore(),
+    ...options.door,
   });
   return {
     url: door.url,

@@ -49,19 +49,39 @@ export const orchestrationService: ServiceFactory<"orchestration"> = async (conf
     processMeshMetrics().observeState("orchestration", () => memory.stats());
     store = memory;
   }
-  const door = await startFrontDoor({
-    host: config.public.host,
-    port: config.public.port,
-    issuer: config.issuer,
-    clients: config.clients,
-    providers: config.providers,
-    driver,
-    token,
-    tokenKeys,
-    cookieKey: loadSecretKey("orchestration", config.keys.cookie, "cookie key"),
-    store,
-    readiness: peers,
-  });
+  const { tls, trusted_proxies: trustedProxies } = config.public;
+  let door;
+  try {
+    door = await startFrontDoor({
+      host: config.public.host,
+      port: config.public.port,
+      ...(tls ? { tls } : {}),
+      ...(trustedProxies ? { trustedProxies } : {}),
+      onTlsReload: (outcome) => {
+        if ("pair" in outcome) deps.log.info({ fingerprint256: outcome.pair.fingerprint256, not_after: outcome.pair.notAfter }, "reloaded the front door's TLS certificate");
+        else deps.log.error({ err: outcome.error }, "the front door's TLS files changed but do not load; keeping the certificate in force");
+      },
+      issuer: config.issuer,
+      clients: config.clients,
+      providers: config.providers,
+      driver,
+      token,
+      tokenKeys,
+      cookieKey: loadSecretKey("orchestration", config.keys.cookie, "cookie key"),
+      store,
+      readiness: peers,
+    });
+  } catch (error) {
+    if ("close" in store) await store.close().catch(() => {}); // the error worth reporting is the front door's
+    throw error;
+  }
+  if (config.issuer.startsWith("https:") && !tls && !trustedProxies) {
+    deps.log.warn(
+      `the issuer ${config.issuer} is https, but the front door serves plain HTTP on ${door.url} and trusts no proxy: ` +
+        "apps reach it only through a TLS-terminating proxy in front of it. Set public.tls to serve HTTPS here, " +
+        "or public.trusted_proxies to the proxy's addresses so that its X-Forwarded-Proto counts (README, \"The front door over HTTPS\")",
+    );
+  }
   peers.start();
   deps.log.info({ url: door.url }, `the front door is open at ${config.issuer} (listening on ${door.url}); it takes logins once Token and Encryption serve`);
   return {

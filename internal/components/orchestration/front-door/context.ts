@@ -34,6 +34,12 @@ export interface FrontDoorDeps {
    * and /healthz/ready answers 503. Absent: always ready.
    */
   readonly readiness?: FrontDoorReadiness;
+  /**
+   * The TLS-terminating proxies (addresses and subnets, public.trusted_proxies) whose
+   * Forwarded / X-Forwarded-Proto says whether a request came over HTTPS (forwarded.ts).
+   * Absent: no such header is read.
+   */
+  readonly trustedProxies?: readonly string[];
 }
 
 export interface FrontDoorReadiness {

@@ -8,6 +8,7 @@
 // what a handler throws into a page or, on the back channel, RFC 6749 JSON.
 
 import http from "node:http";
+import https from "node:https";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -16,8 +17,10 @@ import { OTHER_ROUTE, httpObserver } from "../../../observability/metrics/http-o
 import { ProtocolViolation, isLostCreateRace } from "../login-driver.js";
 import { RedirectableError, UntrustedRedirectError } from "./authorization-request.js";
 import { type FrontDoorDeps, doorContext } from "./context.js";
+import { HSTS, arrivedOverHttps, trustedProxies } from "./forwarded.js";
 import { whenReady } from "./health.js";
 import { OAuthError } from "./oauth-error.js";
+import { type PublicTlsFiles, type PublicTlsReload, loadPublicTls, watchPublicTls } from "./public-tls.js";
 import { RETRY_AFTER_SECONDS, answerApp, sendError, sendJson } from "./responses.js";
 import { type Route, allowed, findRoute, handlerFor } from "./routes.js";
 
@@ -26,9 +29,12 @@ export type { FrontDoorDeps, FrontDoorReadiness } from "./context.js";
 export function frontDoor(deps: FrontDoorDeps): http.RequestListener {
   const door = doorContext(deps);
   const observer = deps.observer ?? httpObserver("orchestration");
+  const proxies = trustedProxies(deps.trustedProxies);
 
   return (req, res) => {
     const observation = observer.begin(req, res);
+    // On every answer that travels over HTTPS (browsers ignore it over plain HTTP anyway).
+    if (arrivedOverHttps(req, proxies)) res.setHeader("strict-transport-security", HSTS);
     void observation.run(async () => {
       let url: URL;
       try {
@@ -102,23 +108,53 @@ function answerError(res: http.ServerResponse, issuer: string, route: Route, err
   return sendError(res, 500, "Something went wrong", "hello-mesh could not complete this request.", "Try again; if it keeps happening, tell the operators.");
 }
 
-export async function startFrontDoor(deps: FrontDoorDeps & { host: string; port: number }) {
-  const server = http.createServer(frontDoor(deps));
+export interface FrontDoorListen {
+  readonly host: string;
+  readonly port: number;
+  /** Serve HTTPS with these files (public.tls), reloaded when they change; absent: plain HTTP. */
+  readonly tls?: PublicTlsFiles;
+  /** Told of each reload of the TLS files: the new pair, or why the previous one stays. */
+  readonly onTlsReload?: (outcome: PublicTlsReload) => void;
+}
+
+export async function startFrontDoor(deps: FrontDoorDeps & FrontDoorListen) {
+  const listener = frontDoor(deps);
+  // Read and checked before anything listens: a pair that does not load stops the start.
+  const issuerHost = new URL(deps.issuer).hostname;
+  const first = deps.tls ? loadPublicTls(deps.tls, issuerHost) : undefined;
+  const server = first ? https.createServer(first.options, listener) : http.createServer(listener);
   // No proxying here: without this, Node would drop a CONNECT request's connection unanswered.
   server.on("connect", (_req: http.IncomingMessage, socket: Duplex) => {
-    socket.end("HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, POST\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    const hsts = first ? `Strict-Transport-Security: ${HSTS}\r\n` : "";
+    socket.end(`HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, POST\r\n${hsts}Content-Length: 0\r\nConnection: close\r\n\r\n`);
   });
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(deps.port, deps.host, () => resolve());
-  });
+  // Watched from the pair's first reading on, so that a renewal while the port opens is not missed.
+  const stopWatching = deps.tls && server instanceof https.Server
+    ? watchPublicTls(deps.tls, issuerHost, (outcome) => {
+        // New handshakes get the new pair; open connections keep the one they began with.
+        if ("pair" in outcome) server.setSecureContext(outcome.pair.options);
+        deps.onTlsReload?.(outcome);
+      })
+    : () => {};
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(deps.port, deps.host, () => resolve());
+    });
+  } catch (error) {
+    stopWatching();
+    throw error;
+  }
   const port = (server.address() as AddressInfo).port;
   return {
-    url: `http://${deps.host}:${port}`,
+    url: `${first ? "https" : "http"}://${deps.host}:${port}`,
     port,
+    /** The served certificate's SHA-256 fingerprint at start, when the front door serves HTTPS. */
+    ...(first ? { fingerprint256: first.fingerprint256 } : {}),
     close: () => new Promise<void>((resolve) => {
+      stopWatching();
       server.close(() => resolve());
       server.closeAllConnections();
     }),
