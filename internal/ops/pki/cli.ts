@@ -38,8 +38,9 @@ commands:
       write the component's mesh bundle (its CA and the public half of its signing
       keys, never a private key) to <out>/<component>.json (default <dir>/bundles),
       for the other custodians
-  show <file.crt>
-      describe a certificate
+  show <file.crt | bundle.json> [--pem]
+      describe a certificate, or a mesh bundle's CA; --pem prints it as PEM instead
+      (for a TLS client that trusts that custodian, e.g. Prometheus's ca_file)
   help
       this text
 
@@ -130,15 +131,22 @@ async function bundle(args: string[], out: CommandOutput): Promise<number> {
 }
 
 async function show(args: string[], out: CommandOutput): Promise<number> {
-  const { positionals } = parseCommandLine(args, {});
+  const { values, positionals } = parseCommandLine(args, { pem: { type: "boolean", default: false } });
   const [file, ...extra] = positionals;
-  if (file === undefined || extra.length > 0) throw new UsageError("show takes exactly one certificate file");
-  let pem: string;
+  if (file === undefined || extra.length > 0) throw new UsageError("show takes exactly one certificate or mesh bundle file");
+  let text: string;
   try {
-    pem = await readFile(file, "utf8");
+    text = await readFile(file, "utf8");
   } catch (error) {
     if (isNotFound(error)) throw new Error(`no such file: ${file}`, { cause: error });
     throw error;
+  }
+  // A mesh bundle (<component>.json) is shown by its CA: what a peer or a scraper trusts.
+  const pem = text.trimStart().startsWith("{") ? bundleCa(text, file) : text;
+  if (values.pem) {
+    describeCertificate(pem); // refuses what is not a certificate
+    out.log(pem.trim());
+    return 0;
   }
   const description = describeCertificate(pem);
   const list = (values: string[]) => values.join(", ") || "(none)";
@@ -150,6 +158,19 @@ async function show(args: string[], out: CommandOutput): Promise<number> {
   out.log(`not after:    ${description.notAfter.toISOString()}`);
   out.log(`sha256:       ${description.fingerprint256}`);
   return 0;
+}
+
+/** The CA certificate of a mesh bundle's text. */
+function bundleCa(text: string, file: string): string {
+  let bundle: unknown;
+  try {
+    bundle = JSON.parse(text);
+  } catch {
+    throw new Error(`${file} is neither a PEM certificate nor a mesh bundle (it is not JSON)`);
+  }
+  const ca = (bundle as { ca?: unknown }).ca;
+  if (typeof ca !== "string") throw new Error(`${file} is not a mesh bundle: it has no "ca" certificate`);
+  return ca;
 }
 
 /** The one positional argument of init-ca and issue: a component name. */

@@ -2,7 +2,7 @@
 // tests use node:assert to keep `tsc --noEmit` clean.
 import assert from "node:assert/strict";
 import { X509Certificate, createPrivateKey, generateKeyPairSync } from "node:crypto";
-import { cp, mkdtemp, readdir, readFile, rm, stat, unlink } from "node:fs/promises";
+import { cp, mkdtemp, readdir, readFile, rm, stat, unlink, writeFile } from "node:fs/promises";
 import { once } from "node:events";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,6 +12,7 @@ import forge from "node-forge";
 
 import { COMPONENTS, identityUri } from "../../protocol/identity.js";
 import { certificateParts } from "../../../mesh/x509.js";
+import { writeBundle } from "../../../mesh/bundle.js";
 import { makeTestPki } from "../../../test/support/test-pki.js";
 import type { TestPki } from "../../../test/support/test-pki.js";
 import { runPkiCommand } from "./cli.js";
@@ -454,6 +455,25 @@ describe("pki", function () {
       assert.equal(await runPkiCommand(["show", file], result.out), 0);
       assert.match(result.log.join("\n"), new RegExp(`uris: +${identityUri("token")}\n`));
       assert.match(result.log.join("\n"), /issuer: +O=hello-mesh, CN=hello-mesh token custodian CA/);
+    });
+
+    it("show reads a mesh bundle by its CA, and --pem prints that CA for a TLS client's ca_file (issue 18)", async () => {
+      const dir = await tempDir();
+      const caPem = await readFile(pkiPaths(pki.root, "storage").caCert, "utf8");
+      await writeBundle(dir, { component: "storage", ca: caPem, jwks: { keys: [] } });
+      const bundle = join(dir, "storage.json");
+      const described = output();
+      assert.equal(await runPkiCommand(["show", bundle], described.out), 0);
+      assert.match(described.log.join("\n"), /subject: +O=hello-mesh, CN=hello-mesh storage custodian CA/);
+      const pem = output();
+      assert.equal(await runPkiCommand(["show", bundle, "--pem"], pem.out), 0);
+      assert.equal(pem.log.join("\n"), caPem.trim());
+      assert.equal(new X509Certificate(pem.log.join("\n")).fingerprint256, new X509Certificate(caPem).fingerprint256);
+      const junk = join(dir, "junk.json");
+      await writeFile(junk, JSON.stringify({ component: "storage" }));
+      const refused = output();
+      assert.equal(await runPkiCommand(["show", junk, "--pem"], refused.out), 1);
+      assert.match(refused.error.join("\n"), /junk\.json is not a mesh bundle: it has no "ca" certificate/);
     });
   });
 });
