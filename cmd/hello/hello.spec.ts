@@ -385,7 +385,7 @@ describe("hello serve: a custodian runs one component from its own configuration
       }
     });
 
-    it("a second Storage on the same PGlite directory: exit 1 and the first one's pid; the first keeps serving", async function () {
+    it("a second Storage on the same PGlite directory: exit 1 and the first one's pid; the first keeps serving, then stops once", async function () {
       const config = path.join(dir, "storage-pglite.json");
       await writeFile(config, JSON.stringify(storage({ dataDir: path.join(dir, "pgdata") })));
       const first = spawn(process.execPath, [BIN, "serve", "storage", "--config", config], { stdio: ["ignore", "pipe", "pipe"] });
@@ -402,9 +402,17 @@ describe("hello serve: a custodian runs one component from its own configuration
         expect(code).to.equal(1);
         expect(stderr).to.include(`another process (pid ${first.pid}) has the embedded database`);
         expect(first.exitCode, "the first Storage still runs").to.equal(null);
-      } finally {
+        // Ctrl-C under hello start reaches a component twice (SIGINT from the terminal,
+        // SIGTERM from hello start): it stops once, says so once, and exits 0.
+        const exited = new Promise<number | null>((resolve) => first.once("exit", resolve));
+        first.kill("SIGINT");
         first.kill("SIGTERM");
-        await new Promise((resolve) => (first.exitCode === null ? first.once("exit", resolve) : resolve(null)));
+        expect(await exited).to.equal(0);
+        const said = out.split("\n").filter((line) => line.includes('"msg":"stopping"'));
+        expect(said, out).to.have.length(1);
+      } finally {
+        if (first.exitCode === null && first.signalCode === null) first.kill("SIGTERM");
+        await new Promise((resolve) => (first.exitCode === null && first.signalCode === null ? first.once("exit", resolve) : resolve(null)));
       }
     });
 
