@@ -30,14 +30,7 @@ const out: CommandOutput = {
 
 export async function runDevOp(args: string[]): Promise<number> {
   return answered("devop", DEVOP_USAGE, async () => {
-    const { values, positionals } = parseCommandLine(args, {
-      port: { type: "string", default: "9001" },
-      host: { type: "string", default: "127.0.0.1" },
-      issuer: { type: "string" },
-      "client-id": { type: "string" },
-      "client-secret": { type: "string" },
-      "redirect-uri": { type: "string", multiple: true },
-    });
+    const { values, positionals } = parseCommandLine(args, { ...serverOptions("9001"), "redirect-uri": { type: "string", multiple: true } });
     if (positionals.length > 0) throw new UsageError(`unexpected arguments: ${positionals.join(" ")}`);
     const port = portOption(values.port);
     const clientId = values["client-id"];
@@ -64,13 +57,7 @@ export async function runDevOp(args: string[]): Promise<number> {
 
 export async function runDemoApp(args: string[]): Promise<number> {
   return answered("demoapp", DEMOAPP_USAGE, async () => {
-    const { values, positionals } = parseCommandLine(args, {
-      port: { type: "string", default: "9002" },
-      host: { type: "string", default: "127.0.0.1" },
-      issuer: { type: "string" },
-      "client-id": { type: "string" },
-      "client-secret": { type: "string" },
-    });
+    const { values, positionals } = parseCommandLine(args, serverOptions("9002"));
     if (positionals.length > 0) throw new UsageError(`unexpected arguments: ${positionals.join(" ")}`);
     const port = portOption(values.port);
     for (const option of ["issuer", "client-id", "client-secret"] as const) {
@@ -95,6 +82,17 @@ export async function runDemoApp(args: string[]): Promise<number> {
 }
 
 /** Runs a command: a usage mistake prints the usage (exit 2), a failure its reason (exit 1). */
+/** The options both servers take: where they listen, the issuer, and the one client. */
+function serverOptions<P extends string>(port: P) {
+  return {
+    port: { type: "string", default: port },
+    host: { type: "string", default: "127.0.0.1" },
+    issuer: { type: "string" },
+    "client-id": { type: "string" },
+    "client-secret": { type: "string" },
+  } as const;
+}
+
 async function answered(name: string, usage: string, run: () => Promise<number>): Promise<number> {
   try {
     return await run();

@@ -19,6 +19,7 @@ import { Browserless, type Page } from "../support/browserless.js";
 import { freePort } from "../support/free-port.js";
 import { waitUntilFrontDoorReady } from "../../internal/dev/readiness.js";
 import { DEFAULT_DEV_USERS } from "../../internal/dev/devop/dev-op.js";
+import { authorizationRequest } from "../support/app-client.js";
 
 const run = promisify(execFile);
 const CHECKOUT = path.resolve(import.meta.dirname, "../..");
@@ -138,15 +139,7 @@ describe("four custodians, command for command as docs/deploy.md says (issue 18)
     const config = await oidc.discovery(new URL(issuer), "demo-app", undefined, oidc.ClientSecretBasic("demo-app-secret-for-this-walkthrough"), {
       execute: [oidc.allowInsecureRequests, oidc.enableNonRepudiationChecks],
     });
-    const checks = { pkceCodeVerifier: oidc.randomPKCECodeVerifier(), expectedNonce: oidc.randomNonce(), expectedState: oidc.randomState() };
-    const url = oidc.buildAuthorizationUrl(config, {
-      redirect_uri: callback.href,
-      scope: "openid email profile",
-      code_challenge: await oidc.calculatePKCECodeChallenge(checks.pkceCodeVerifier),
-      code_challenge_method: "S256",
-      nonce: checks.expectedNonce,
-      state: checks.expectedState,
-    });
+    const { checks, url } = await authorizationRequest(config, callback.href);
     const back = await browser.go(url, {}, (u) => u.origin === callback.origin && u.pathname === callback.pathname);
     const tokens = await oidc.authorizationCodeGrant(config, back.url, checks);
     claims = tokens.claims();

@@ -23,10 +23,14 @@ export async function appClient(issuer: string, app: App): Promise<oidc.Configur
 
 /** A fresh authorization request for `app`: the checks to redeem its code with, its parameters and URL. */
 export async function prepareAuthorization(issuer: string, app: App, extra: Record<string, string> = {}) {
-  const config = await appClient(issuer, app);
+  return authorizationRequest(await appClient(issuer, app), APPS[app]!.redirect_uri, extra);
+}
+
+/** A fresh authorization request by any openid-client app: new PKCE verifier, nonce and state. */
+export async function authorizationRequest(config: oidc.Configuration, redirectUri: string, extra: Record<string, string> = {}) {
   const checks = { pkceCodeVerifier: oidc.randomPKCECodeVerifier(), expectedNonce: oidc.randomNonce(), expectedState: oidc.randomState() };
   const params = {
-    redirect_uri: APPS[app]!.redirect_uri,
+    redirect_uri: redirectUri,
     scope: "openid email profile",
     code_challenge: await oidc.calculatePKCECodeChallenge(checks.pkceCodeVerifier),
     code_challenge_method: "S256",

@@ -10,6 +10,7 @@ import { runKeysCommand } from "../../../cmd/hello/keys.js";
 import { COMPONENTS, type Component } from "../../protocol/identity.js";
 import { STORAGE_KEYS, TOKEN_KEYS, loadKeyring, loadLookupKey, loadSecretKey, loadSigningKeys } from "../../protocol/key-files.js";
 import { lookupKeyFingerprint } from "./init.js";
+import { captured } from "../../../test/support/captured.js";
 
 describe("hello keys init and hello keys lookup (a custodian's own keys)", function () {
   this.timeout(60_000);
@@ -17,13 +18,8 @@ describe("hello keys init and hello keys lookup (a custodian's own keys)", funct
   beforeEach(async () => (dir = await mkdtemp(path.join(os.tmpdir(), "hello-keys-init-"))));
   afterEach(async () => rm(dir, { recursive: true, force: true }));
 
-  /** Runs `hello keys …` in-process: exit code and what it printed. */
-  async function keys(...args: string[]) {
-    const log: string[] = [];
-    const error: string[] = [];
-    const code = await runKeysCommand(args, { log: (l) => log.push(l), error: (l) => error.push(l) });
-    return { code, out: log.join("\n"), err: error.join("\n") };
-  }
+  /** Runs `hello keys …` in this process: exit code and what it said. */
+  const keys = (...args: string[]) => captured((out) => runKeysCommand(args, out));
 
   /** A component's configuration in its own directory, as docs/deploy.md writes it. */
   async function config(component: Component): Promise<string> {

@@ -15,6 +15,7 @@ import { RETIREMENT_GRACE_SECONDS, publicJwk, signingKeyFromJwk } from "../../pr
 import { runKeysCommand } from "../../../cmd/hello/keys.js";
 import { type KeyLocation, SIGNED_LIFETIME_SECONDS, keyStatus, promoteKeys, pruneKeys, rotateKeys } from "./rotation.js";
 import { rejectionOf } from "../../../test/support/refusal.js";
+import { captured } from "../../../test/support/captured.js";
 
 const run = promisify(execFile);
 const BIN = path.resolve(import.meta.dirname, "../../../cmd/hello/bin.js");
@@ -45,13 +46,8 @@ describe("hello keys (the custodian's files)", function () {
   });
   afterEach(async () => rm(dir, { recursive: true, force: true }));
 
-  /** Runs `hello keys …` in process: exit code and what it said. */
-  async function keys(...args: string[]) {
-    const out: string[] = [];
-    const err: string[] = [];
-    const code = await runKeysCommand(args, { log: (l) => out.push(l), error: (l) => err.push(l) });
-    return { code, out: out.join("\n"), err: err.join("\n") };
-  }
+  /** Runs `hello keys …` in this process: exit code and what it said. */
+  const keys = (...args: string[]) => captured((out) => runKeysCommand(args, out));
   const at = (location: KeyLocation) => ["--keys", location.keyFile, "--bundles", location.bundles];
   const file = (location: KeyLocation) => readFile(location.keyFile, "utf8");
   const bundleKids = (location: KeyLocation) => readBundle(location.bundles, location.component).jwks.keys.map((k) => k.kid);

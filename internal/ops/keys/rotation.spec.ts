@@ -35,6 +35,7 @@ import { type KeyLocation, type SigningComponent, keyStatus, promoteKeys, pruneK
 import { writeFileAtomic } from "../../fs/write-file-atomic.js";
 import { STORAGE_KEYS, TOKEN_KEYS, loadSigningKeys } from "../../protocol/key-files.js";
 import { errorOf, rejectionOf } from "../../../test/support/refusal.js";
+import { authorizationRequest } from "../../../test/support/app-client.js";
 
 type App = "a" | "es" | "ed";
 const APPS_BY_ALG: readonly App[] = ["a", "es", "ed"]; // RS256, ES256, EdDSA ID Tokens
@@ -104,15 +105,7 @@ describe("signing-key rotation without downtime (hello keys, docs/key-rotation.m
     const config = await oidc.discovery(new URL(mesh.issuer), client.client_id, undefined, oidc.ClientSecretBasic(appSecret(client.client_id)), {
       execute: [oidc.allowInsecureRequests, oidc.enableNonRepudiationChecks],
     });
-    const checks = { pkceCodeVerifier: oidc.randomPKCECodeVerifier(), expectedNonce: oidc.randomNonce(), expectedState: oidc.randomState() };
-    const url = oidc.buildAuthorizationUrl(config, {
-      redirect_uri: client.redirect_uri,
-      scope: "openid email profile",
-      code_challenge: await oidc.calculatePKCECodeChallenge(checks.pkceCodeVerifier),
-      code_challenge_method: "S256",
-      nonce: checks.expectedNonce,
-      state: checks.expectedState,
-    });
+    const { checks, url } = await authorizationRequest(config, client.redirect_uri);
     const browser = new Browserless();
     const atApp = (u: URL) => u.origin === new URL(client.redirect_uri).origin;
     let page = await browser.go(url, {}, atApp);
