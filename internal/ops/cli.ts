@@ -2,14 +2,14 @@
 // answer a command line. A usage mistake prints the complaint and the usage text and
 // exits 2; a refusal or failure prints `hello <tool> <command>: <why>` and exits 1.
 
+import path from "node:path";
+import { type ParseArgsConfig, parseArgs } from "node:util";
+
 /** Where a command writes: its results to `log`, its complaints to `error`. */
 export interface CommandOutput {
   log(line: string): void;
   error(line: string): void;
 }
-
-import path from "node:path";
-import { type ParseArgsConfig, parseArgs } from "node:util";
 
 /**
  * How to run `hello` again, as this process was run, for hints that run as printed:
