@@ -93,21 +93,30 @@ const LOOPBACK_HOSTS = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/;
  * or a proxy it does not read: serve-time warning in the wiring).
  */
 function frontDoorTransport(config: { issuer: string; public: { tls?: unknown } }, ctx: z.RefinementCtx) {
+  const issuer = issuerScheme(config, ctx);
+  if (issuer?.protocol === "http:" && config.public.tls) {
+    ctx.addIssue({ code: "custom", path: ["public", "tls"], message: "the front door would serve https, but the issuer is http://: make the issuer https://, or remove public.tls" });
+  }
+}
+
+/**
+ * An issuer apps can use: https://, or http:// on a loopback address for development.
+ * Orchestration's and Token's both (Token's is the `iss` of every ID Token it mints).
+ */
+function issuerScheme(config: { issuer: string }, ctx: z.RefinementCtx): URL | undefined {
   let issuer: URL;
   try {
     issuer = new URL(config.issuer);
   } catch {
-    return; // reported by the issuer's own schema
+    return undefined; // reported by the issuer's own schema
   }
   if (issuer.protocol === "http:" && !LOOPBACK_HOSTS.test(issuer.hostname)) {
     ctx.addIssue({ code: "custom", path: ["issuer"], message: `must be an https:// URL (OpenID Connect Discovery 1.0 §3); http:// is for development on localhost, 127.0.0.1 or [::1] only, not ${issuer.hostname}` });
   }
-  if (issuer.protocol === "http:" && config.public.tls) {
-    ctx.addIssue({ code: "custom", path: ["public", "tls"], message: "the front door would serve https, but the issuer is http://: make the issuer https://, or remove public.tls" });
-  }
   if (issuer.protocol !== "http:" && issuer.protocol !== "https:") {
     ctx.addIssue({ code: "custom", path: ["issuer"], message: "must be an https:// URL" });
   }
+  return issuer;
 }
 
 export const OrchestrationConfigSchema = z.strictObject({
@@ -166,7 +175,7 @@ export const TokenConfigSchema = z.strictObject({
   keys: z.strictObject({ signing: z.string().min(1), lookup: z.string().min(1) }),
   clients: z.array(RegisteredClientSchema),
   providers: z.array(AllowedProviderSchema).superRefine(uniqueIds),
-});
+}).superRefine((config, ctx) => void issuerScheme(config, ctx));
 
 export const EncryptionConfigSchema = z.strictObject({
   component: z.literal("encryption"),

@@ -63,6 +63,21 @@ describe("configuration (docs/design.md §6)", function () {
     }
   });
 
+  it("Token's issuer, the iss of every ID Token, is https:// or http:// on loopback, as Orchestration's (issue 18)", function () {
+    const token = (issuer: string) => ({
+      component: "token", listen: { port: 7101 }, tls: { cert: "t.crt", key: "t.key" }, bundles: "bundles",
+      issuer, keys: { signing: "s.json", lookup: "l.key" }, clients: [], providers: [],
+    });
+    for (const issuer of ["https://id.example", "http://localhost:9000", "http://127.0.0.1:9000", "http://[::1]:9000"]) {
+      expect(ComponentConfigSchema.safeParse(token(issuer)).success, issuer).to.equal(true);
+    }
+    for (const issuer of ["http://id.example", "ftp://id.example"]) {
+      const parsed = ComponentConfigSchema.safeParse(token(issuer));
+      expect(parsed.success, issuer).to.equal(false);
+      expect(parsed.error!.issues.map((i) => [i.path.join("."), i.message.slice(0, 23)]), issuer).to.deep.equal([["issuer", "must be an https:// URL"]]);
+    }
+  });
+
   it("says so when the file is not JSON, or missing", async function () {
     expect(problemsOf(await load("{ nope"))[0]).to.match(/^not valid JSON/);
     expect(problemsOf(() => loadDevConfig(path.join(dir, "absent.json")))[0]).to.match(/does not exist$/);
