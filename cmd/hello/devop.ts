@@ -3,8 +3,9 @@
 // wants an upstream provider and an app to log in with. Development tools: in-memory
 // state, plain HTTP on localhost, accounts with known passwords.
 
-import { type CommandOutput, UsageError, hello, parseCommandLine } from "../../internal/ops/cli.js";
+import { UsageError, answerCommand, hello, parseCommandLine, processOutput } from "../../internal/ops/cli.js";
 import { DEFAULT_DEV_USERS, startDevOp } from "../../internal/dev/devop/dev-op.js";
+import { portRefusal } from "../../internal/dev/ports.js";
 import { startDemoApp } from "../../internal/dev/demoapp/demo-app.js";
 
 export const DEVOP_USAGE = `usage: hello devop --client-id <id> [--client-secret <secret>] --redirect-uri <uri>...
@@ -23,13 +24,10 @@ export const DEMOAPP_USAGE = `usage: hello demoapp --issuer <url> --client-id <i
   the OpenID Provider at --issuer, authenticating with client_secret_basic. Register it
   there with the redirect URI http://localhost:<port>/callback. Development only.`;
 
-const out: CommandOutput = {
-  log: (line) => process.stdout.write(`${line}\n`),
-  error: (line) => process.stderr.write(`${line}\n`),
-};
+const out = processOutput;
 
 export async function runDevOp(args: string[]): Promise<number> {
-  return answered("devop", DEVOP_USAGE, async () => {
+  return answerCommand("devop", DEVOP_USAGE, out, async () => {
     const { values, positionals } = parseCommandLine(args, { ...serverOptions("9001"), "redirect-uri": { type: "string", multiple: true } });
     if (positionals.length > 0) throw new UsageError(`unexpected arguments: ${positionals.join(" ")}`);
     const port = portOption(values.port);
@@ -56,7 +54,7 @@ export async function runDevOp(args: string[]): Promise<number> {
 }
 
 export async function runDemoApp(args: string[]): Promise<number> {
-  return answered("demoapp", DEMOAPP_USAGE, async () => {
+  return answerCommand("demoapp", DEMOAPP_USAGE, out, async () => {
     const { values, positionals } = parseCommandLine(args, serverOptions("9002"));
     if (positionals.length > 0) throw new UsageError(`unexpected arguments: ${positionals.join(" ")}`);
     const port = portOption(values.port);
@@ -81,7 +79,6 @@ export async function runDemoApp(args: string[]): Promise<number> {
   });
 }
 
-/** Runs a command: a usage mistake prints the usage (exit 2), a failure its reason (exit 1). */
 /** The options both servers take: where they listen, the issuer, and the one client. */
 function serverOptions<P extends string>(port: P) {
   return {
@@ -93,30 +90,14 @@ function serverOptions<P extends string>(port: P) {
   } as const;
 }
 
-async function answered(name: string, usage: string, run: () => Promise<number>): Promise<number> {
-  try {
-    return await run();
-  } catch (error) {
-    if (error instanceof UsageError) {
-      out.error(`hello ${name}: ${error.message}\n`);
-      out.error(usage);
-      return 2;
-    }
-    out.error(`hello ${name}: ${error instanceof Error ? error.message : String(error)}`);
-    return 1;
-  }
-}
-
 function portOption(value: string): number {
   if (!/^\d+$/.test(value) || Number(value) > 65535) throw new UsageError(`--port takes a port number, not ${JSON.stringify(value)}`);
   return Number(value);
 }
 
 function listenError(error: unknown, port: number, name: string): Error {
-  const code = (error as NodeJS.ErrnoException).code;
-  if (code === "EADDRINUSE" || code === "EACCES") {
-    return new Error(`port ${port} is ${code === "EADDRINUSE" ? "taken" : "not allowed"} (${code}): stop what holds it, or choose another with --port (see ${hello()} ${name} --help)`);
-  }
+  const refusal = portRefusal((error as NodeJS.ErrnoException).code, port);
+  if (refusal) return new Error(`${refusal}: stop what holds it, or choose another with --port (see ${hello()} ${name} --help)`);
   return error instanceof Error ? error : new Error(String(error));
 }
 

@@ -4,7 +4,7 @@
 
 import { existsSync } from "node:fs";
 import path from "node:path";
-import { type CommandOutput, UsageError, hello, parseCommandLine, runSubcommand } from "../../internal/ops/cli.js";
+import { type CommandOutput, UsageError, componentArgument, hello, parseCommandLine, runSubcommand } from "../../internal/ops/cli.js";
 import { COMPONENTS, isComponent } from "../../internal/protocol/identity.js";
 import { type ComponentConfig, ComponentConfigSchema, loadComponentConfig } from "../../internal/config/component-config.js";
 import { parseConfigFile } from "../../internal/config/errors.js";
@@ -101,10 +101,7 @@ function pkiDir(config: ComponentConfig): string {
 
 async function init(args: string[], out: CommandOutput): Promise<number> {
   const { values, positionals } = parseCommandLine(args, { config: { type: "string" } });
-  const [name, ...extra] = positionals;
-  if (name === undefined) throw new UsageError(`a component is required: one of ${COMPONENTS.join(", ")}`);
-  if (extra.length > 0) throw new UsageError(`unexpected arguments: ${extra.join(" ")}`);
-  if (!isComponent(name)) throw new UsageError(`unknown component "${name}": expected one of ${COMPONENTS.join(", ")}`);
+  const name = componentArgument(positionals);
   if (!values.config) throw new UsageError("--config <file> is required: the component's own configuration names where its keys go");
   const config = loadComponentConfig(values.config, name);
   for (const key of await initKeys(config)) out.log(`made the ${name} ${key.what} ${shown(key.file)} (0600: keep it secret; it never leaves this custodian)`);

@@ -1,5 +1,6 @@
 // hello: run, operate and verify hello-mesh.
 
+import { processOutput } from "../../internal/ops/cli.js";
 import { PKI_USAGE, runPkiCommand } from "../../internal/ops/pki/cli.js";
 import { DEMOAPP_USAGE, DEVOP_USAGE, runDemoApp, runDevOp } from "./devop.js";
 import { KEYRING_USAGE, runKeyringCommand } from "./keyring.js";
@@ -29,10 +30,7 @@ commands:
   help                                  this text
 `;
 
-const console_ = {
-  log: (line: string) => process.stdout.write(`${line}\n`),
-  error: (line: string) => process.stderr.write(`${line}\n`),
-};
+const console_ = processOutput;
 
 /** Each command: how it runs, and its usage text (what --help prints). */
 const COMMANDS: Record<string, { usage: string; run: (rest: string[]) => Promise<number> }> = {

@@ -19,7 +19,7 @@ import { discoverJwksUris, prepareDevDeployment } from "../../internal/dev/dev-d
 import { startComponentProcesses } from "../../internal/dev/component-processes.js";
 import { waitUntilFrontDoorReady } from "../../internal/dev/readiness.js";
 import { deploymentRecord, deploymentRecordPath, pidsOf, readDeploymentRecord, writeDeploymentRecord } from "../../internal/dev/deployment-record.js";
-import { alive, takenPorts } from "../../internal/dev/ports.js";
+import { alive, portRefusal, takenPorts } from "../../internal/dev/ports.js";
 import { hello } from "../../internal/ops/cli.js";
 import { buildComponents, pinnedNodeVersion } from "../../internal/ops/build/build.js";
 import { startDevOp } from "../../internal/dev/devop/dev-op.js";
@@ -216,10 +216,8 @@ export async function runStart(args: string[]): Promise<number> {
 
 /** A listen error in words that name the setting to change; any other error as it is. */
 function listenError(error: unknown, setting: string, port: number, config: string): string {
-  const code = (error as NodeJS.ErrnoException).code;
-  if (code === "EADDRINUSE" || code === "EACCES") {
-    return `port ${port} is ${code === "EADDRINUSE" ? "taken" : "not allowed"} (${code}); it is ports.${setting} in ${config}`;
-  }
+  const refusal = portRefusal((error as NodeJS.ErrnoException).code, port);
+  if (refusal) return `${refusal}; it is ports.${setting} in ${config}`;
   return error instanceof Error ? error.message : String(error);
 }
 
@@ -233,7 +231,7 @@ async function refuseTakenPorts(dev: DevConfig & { baseDir: string }, config: st
   const taken = await takenPorts(settings.map((name) => ({ setting: `ports.${name}`, host: "127.0.0.1", port: dev.ports[name] })));
   if (taken.length === 0) return false;
   for (const t of taken) {
-    process.stderr.write(`hello start: port ${t.port} is ${t.code === "EADDRINUSE" ? "taken" : "not allowed"} (${t.code}); it is ${t.setting} in ${config}: stop what holds it, or choose another port there\n`);
+    process.stderr.write(`hello start: ${portRefusal(t.code, t.port) ?? `port ${t.port} cannot be listened on (${t.code})`}; it is ${t.setting} in ${config}: stop what holds it, or choose another port there\n`);
   }
   const record = deploymentRecordPath(dev);
   if (existsSync(record)) {

@@ -11,6 +11,13 @@ export interface WantedPort {
   readonly port: number;
 }
 
+/** Why `port` cannot be listened on, in words ("port 9001 is taken (EADDRINUSE)"); undefined for another error. */
+export function portRefusal(code: string | undefined, port: number): string | undefined {
+  if (code === "EADDRINUSE") return `port ${port} is taken (EADDRINUSE)`;
+  if (code === "EACCES") return `port ${port} is not allowed (EACCES)`;
+  return undefined;
+}
+
 /** Those of `wanted` that cannot be listened on now, with the reason (EADDRINUSE, EACCES). */
 export async function takenPorts(wanted: readonly WantedPort[]): Promise<Array<WantedPort & { code: string }>> {
   const taken: Array<WantedPort & { code: string }> = [];

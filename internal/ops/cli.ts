@@ -4,12 +4,19 @@
 
 import path from "node:path";
 import { type ParseArgsConfig, parseArgs } from "node:util";
+import { COMPONENTS, type Component, isComponent } from "../protocol/identity.js";
 
 /** Where a command writes: its results to `log`, its complaints to `error`. */
 export interface CommandOutput {
   log(line: string): void;
   error(line: string): void;
 }
+
+/** This process's stdout and stderr, a line each. */
+export const processOutput: CommandOutput = {
+  log: (line) => process.stdout.write(`${line}\n`),
+  error: (line) => process.stderr.write(`${line}\n`),
+};
 
 /**
  * How to run `hello` again, as this process was run, for hints that run as printed:
@@ -37,6 +44,39 @@ export function parseCommandLine<const O extends NonNullable<ParseArgsConfig["op
   return usageErrors(() => parseArgs({ args, options, allowPositionals: true, strict: true }));
 }
 
+/** The one positional argument of a command that takes a component: its name, checked. */
+export function componentArgument(positionals: string[]): Component {
+  const [name, ...extra] = positionals;
+  if (name === undefined) throw new UsageError(`a component is required: one of ${COMPONENTS.join(", ")}`);
+  if (extra.length > 0) throw new UsageError(`unexpected arguments: ${extra.join(" ")}`);
+  if (!isComponent(name)) throw new UsageError(`unknown component "${name}": expected one of ${COMPONENTS.join(", ")}`);
+  return name;
+}
+
+/**
+ * Runs one command and answers as every custodian's command does: a UsageError prints
+ * `hello <name>: <why>` and `usage` (exit 2); any other error `<failed>: <why>` (exit 1).
+ */
+export async function answerCommand(
+  name: string,
+  usage: string,
+  out: CommandOutput,
+  run: () => Promise<number>,
+  failed = `hello ${name}`,
+): Promise<number> {
+  try {
+    return await run();
+  } catch (error) {
+    if (error instanceof UsageError) {
+      out.error(`hello ${name}: ${error.message}\n`);
+      out.error(usage);
+      return 2;
+    }
+    out.error(`${failed}: ${error instanceof Error ? error.message : String(error)}`);
+    return 1;
+  }
+}
+
 /**
  * Runs `hello <tool> <command> ...`: `commands[command]` with the rest of the arguments,
  * or the usage text for help. `name` says how an error names the command (default
@@ -51,21 +91,13 @@ export async function runSubcommand(
   name: (command: string, rest: string[]) => string = (command) => `hello ${tool} ${command}`,
 ): Promise<number> {
   const [command, ...rest] = args;
-  try {
-    if (command === "help" || command === "--help" || command === "-h") {
-      out.log(usage);
-      return 0;
-    }
-    const run = command === undefined || !Object.hasOwn(commands, command) ? undefined : commands[command];
-    if (!run) throw new UsageError(command === undefined ? `a ${tool} command is required` : `unknown ${tool} command "${command}"`);
-    return await run(rest);
-  } catch (error) {
-    if (error instanceof UsageError) {
-      out.error(`hello ${tool}: ${error.message}\n`);
-      out.error(usage);
-      return 2;
-    }
-    out.error(`${name(command!, rest)}: ${error instanceof Error ? error.message : String(error)}`);
-    return 1;
+  if (command === "help" || command === "--help" || command === "-h") {
+    out.log(usage);
+    return 0;
   }
+  const run = command === undefined || !Object.hasOwn(commands, command) ? undefined : commands[command];
+  return answerCommand(tool, usage, out, async () => {
+    if (!run) throw new UsageError(command === undefined ? `a ${tool} command is required` : `unknown ${tool} command "${command}"`);
+    return run(rest);
+  }, name(command ?? "", rest));
 }

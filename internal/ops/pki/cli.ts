@@ -7,10 +7,8 @@ import { join } from "node:path";
 import type { JWK } from "jose";
 import { writeBundle } from "../../../mesh/bundle.js";
 import { publicJwk, signingKeyFromJwk } from "../../protocol/signing-keys.js";
-import { type CommandOutput, UsageError, hello, parseCommandLine, runSubcommand } from "../cli.js";
-
-import { COMPONENTS, isComponent } from "../../protocol/identity.js";
-import type { Component } from "../../protocol/identity.js";
+import { type CommandOutput, UsageError, componentArgument, hello, parseCommandLine, runSubcommand } from "../cli.js";
+import { COMPONENTS } from "../../protocol/identity.js";
 import { ensureDevPki } from "./dev-pki.js";
 import { DEFAULT_PKI_ROOT, isNotFound, loadPem, pkiPaths } from "./layout.js";
 import { writeFileAtomic } from "../../fs/write-file-atomic.js";
@@ -171,15 +169,6 @@ function bundleCa(text: string, file: string): string {
   const ca = (bundle as { ca?: unknown }).ca;
   if (typeof ca !== "string") throw new Error(`${file} is not a mesh bundle: it has no "ca" certificate`);
   return ca;
-}
-
-/** The one positional argument of init-ca and issue: a component name. */
-function componentArgument(positionals: string[]): Component {
-  const [name, ...extra] = positionals;
-  if (name === undefined) throw new UsageError(`a component is required: one of ${COMPONENTS.join(", ")}`);
-  if (extra.length > 0) throw new UsageError(`unexpected arguments: ${extra.join(" ")}`);
-  if (!isComponent(name)) throw new UsageError(`unknown component "${name}": expected one of ${COMPONENTS.join(", ")}`);
-  return name;
 }
 
 function keyTypeOption(value: string): KeyType {
