@@ -6,8 +6,7 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import { type CommandOutput, UsageError, componentArgument, hello, parseCommandLine, runSubcommand } from "../../internal/ops/cli.js";
 import { COMPONENTS, isComponent } from "../../internal/protocol/identity.js";
-import { type ComponentConfig, ComponentConfigSchema, loadComponentConfig } from "../../internal/config/component-config.js";
-import { parseConfigFile } from "../../internal/config/errors.js";
+import { type ComponentConfig, loadAnyComponentConfig, loadComponentConfig } from "../../internal/config/component-config.js";
 import {
   type LookupHolder,
   fingerprintOf,
@@ -122,23 +121,21 @@ async function init(args: string[], out: CommandOutput): Promise<number> {
   return 0;
 }
 
-/** The lookup key's file from --config, which must be Orchestration's or Token's. */
-function lookupConfig(values: { config?: string | undefined }): { file: string; component: LookupHolder } {
+/** The lookup key's file from --config, which must be Orchestration's or Token's, and the other holder. */
+function lookupConfig(values: { config?: string | undefined }): { file: string; other: LookupHolder } {
   if (!values.config) throw new UsageError("--config <file> is required: your own configuration (Orchestration's or Token's) names the lookup key's file");
-  const config = parseConfigFile(values.config, ComponentConfigSchema);
+  const config = loadAnyComponentConfig(values.config);
   if (config.component !== "orchestration" && config.component !== "token") {
     throw new UsageError(`${values.config} configures ${config.component}: only Orchestration's and Token's custodians hold the lookup key`);
   }
-  const resolved = loadComponentConfig(values.config, config.component);
-  return { file: lookupKeyFile(resolved), component: config.component };
+  return { file: lookupKeyFile(config), other: config.component === "token" ? "orchestration" : "token" };
 }
 
 async function lookupNew(args: string[], out: CommandOutput): Promise<number> {
   const { values, positionals } = parseCommandLine(args, { config: { type: "string" }, out: { type: "string" } });
   if (positionals.length > 0) throw new UsageError(`lookup new takes no arguments, got "${positionals.join(" ")}"`);
-  const { file, component } = lookupConfig(values);
+  const { file, other } = lookupConfig(values);
   if (!values.out) throw new UsageError("--out <file> is required: where to write the copy you hand to the other holder");
-  const other = component === "token" ? "orchestration" : "token";
   const { fingerprint } = await newLookupKey(file, values.out);
   out.log(`made the lookup key and installed it in ${shown(file)} (0600)`);
   out.log(`fingerprint: ${fingerprint}`);
@@ -154,8 +151,7 @@ async function lookupInstall(args: string[], out: CommandOutput): Promise<number
   const [from, ...extra] = positionals;
   if (from === undefined) throw new UsageError("lookup install takes the file the other custodian handed over");
   if (extra.length > 0) throw new UsageError(`unexpected arguments: ${extra.join(" ")}`);
-  const { file, component } = lookupConfig(values);
-  const other = component === "token" ? "orchestration" : "token";
+  const { file, other } = lookupConfig(values);
   const { fingerprint, alreadyInstalled, exposed } = await installLookupKey(from, file);
   out.log(alreadyInstalled ? `the lookup key in ${shown(file)} is already this one: nothing to do` : `installed the lookup key in ${shown(file)} (0600)`);
   out.log(`fingerprint: ${fingerprint}`);

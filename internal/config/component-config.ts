@@ -235,9 +235,14 @@ function resolvePaths<T extends ComponentConfig>(config: T, baseDir: string): T 
  * once. `expected` guards against starting a component with another's file.
  */
 export function loadComponentConfig<C extends Component>(file: string, expected: C): ConfigFor<C> {
-  const config = parseConfigFile(file, ComponentConfigSchema);
+  const config = loadAnyComponentConfig(file);
   if (config.component !== expected) {
     throw new ConfigError(file, [`component: this file configures ${config.component}, not ${expected}`]);
   }
-  return resolvePaths(config, path.dirname(path.resolve(file))) as ConfigFor<C>;
+  return config as ConfigFor<C>;
+}
+
+/** A component's configuration file, whichever component it configures, with its paths resolved. */
+export function loadAnyComponentConfig(file: string): ComponentConfig {
+  return resolvePaths(parseConfigFile(file, ComponentConfigSchema), path.dirname(path.resolve(file)));
 }
