@@ -15,7 +15,7 @@
 // first 80 bits of its SHA-256), which they compare over the phone without revealing
 // the key; then the transfer copy is destroyed.
 
-import { createHash } from "node:crypto";
+import { createHash, timingSafeEqual } from "node:crypto";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import type { ComponentConfig } from "../../config/component-config.js";
@@ -139,23 +139,18 @@ export async function installLookupKey(
   if (path.resolve(ownFile) === path.resolve(transferFile)) {
     throw new KeyInitError(`${transferFile} is the lookup key file itself: install the copy the other custodian handed over`);
   }
-  let key: Buffer;
-  try {
-    key = parseSecretKey(readFileSync(transferFile, "utf8"), `lookup key in ${transferFile}`);
-  } catch (error) {
-    throw new KeyInitError((error as Error).message);
-  }
+  const key = readLookupKey(transferFile);
   const fingerprint = lookupKeyFingerprint(key);
   // Readable by others than its owner: worth a warning, the copy should be destroyed anyway.
   const exposed = (statSync(transferFile).mode & 0o077) !== 0;
   if (existsSync(ownFile)) {
     let held: Buffer | undefined;
     try {
-      held = parseSecretKey(readFileSync(ownFile, "utf8"), `lookup key in ${ownFile}`);
+      held = readLookupKey(ownFile);
     } catch {
       // Not a key: refused below like any other.
     }
-    if (held?.equals(key)) return { fingerprint, alreadyInstalled: true, exposed };
+    if (held && timingSafeEqual(held, key)) return { fingerprint, alreadyInstalled: true, exposed };
     throw new KeyInitError(`the lookup key ${ownFile} already exists and is another key: it is never replaced by install (docs/key-rotation.md)`);
   }
   await writeExclusive(ownFile, `${key.toString("base64url")}\n`);
@@ -165,8 +160,13 @@ export async function installLookupKey(
 /** The fingerprint of the lookup key in `file`. */
 export function fingerprintOf(file: string): string {
   if (!existsSync(file)) throw new KeyInitError(`no lookup key at ${file}`);
+  return lookupKeyFingerprint(readLookupKey(file));
+}
+
+/** The lookup key in `file`: 32 bytes of base64url on one line, or a KeyInitError naming the file. */
+function readLookupKey(file: string): Buffer {
   try {
-    return lookupKeyFingerprint(parseSecretKey(readFileSync(file, "utf8"), `lookup key in ${file}`));
+    return parseSecretKey(readFileSync(file, "utf8"), `lookup key in ${file}`);
   } catch (error) {
     throw new KeyInitError((error as Error).message);
   }
