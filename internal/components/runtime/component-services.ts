@@ -14,6 +14,7 @@ import type { MeshCredentials } from "../../../mesh/server.js";
 import { VerificationKeys } from "../../protocol/signing-keys.js";
 import type { ErrorMapper } from "../../protocol/errors.js";
 import type { Logger } from "../../observability/log/logger.js";
+import { type KeySpec, watchSigningKeys } from "../../protocol/key-files.js";
 import type { PeerHealth } from "./peer-health.js";
 
 export interface ComponentService {
@@ -49,4 +50,30 @@ export function peerKeys(bundles: () => ReadonlyMap<Component, Bundle>, peer: Co
     if (!keys) cache.set(bundle, (keys = new VerificationKeys(bundle.jwks.keys)));
     return keys;
   };
+}
+
+/**
+ * A signing component's keys (Token's, Storage's), reloaded when their file changes
+ * (`hello keys`, docs/key-rotation.md), each reload said in the component's log.
+ */
+export function watchedSigningKeys(component: Component, file: string, required: readonly KeySpec[], log: Logger) {
+  return watchSigningKeys(component, file, required, (error) =>
+    error
+      ? log.error({ err: error }, "the signing key file changed but does not load; keeping the previous keys")
+      : log.info("reloaded the signing keys"),
+  );
+}
+
+/**
+ * The rest of a wiring's start, with `opened` already open: if the rest fails, `opened`
+ * is closed first, so that nothing it started (a file watcher) keeps a process that
+ * failed to start alive.
+ */
+export async function closingOnFailure<T>(opened: { close(): void }, rest: () => Promise<T>): Promise<T> {
+  try {
+    return await rest();
+  } catch (error) {
+    opened.close();
+    throw error;
+  }
 }
