@@ -5,7 +5,7 @@
 import path from "node:path";
 import { z } from "zod";
 import type { Component } from "../protocol/identity.js";
-import { type ComponentConfig, ProviderIdSchema } from "../config/component-config.js";
+import { type ComponentConfig, UpstreamProviderSchema } from "../config/component-config.js";
 import { parseConfigFile } from "../config/errors.js";
 
 const Port = z.number().int().min(1).max(65535);
@@ -23,12 +23,8 @@ const ClientSchema = z.strictObject({
   client_name: z.string().min(1).optional(),
 });
 
-const ProviderSchema = z.strictObject({
-  id: ProviderIdSchema,
-  name: z.string().min(1),
-  issuer: z.url(),
-  client_id: z.string().min(1),
-  client_secret: z.string().min(1).optional(),
+/** An upstream OP as Orchestration knows it, with default scopes, and its keys for Token. */
+const ProviderSchema = UpstreamProviderSchema.extend({
   scopes: z.array(z.string().min(1)).default(["openid", "email", "profile"]),
   /** Where Token fetches the provider's keys; found by discovery at start when absent. */
   jwks_uri: z.url().optional(),
