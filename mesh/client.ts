@@ -17,6 +17,8 @@ import { AuthenticationError, type TrustStore, uriSans } from "./trust.js";
 import { type ClientTracingOptions, clientTracing } from "./telemetry.js";
 import type { MeshMetrics } from "../internal/observability/metrics/registry.js";
 import { clientObserver } from "../internal/observability/metrics/rpc-observer.js";
+import { clientVersionCheck } from "./versions.js";
+import { type ProtocolWindow, THIS_RELEASE } from "../internal/protocol/versions.js";
 
 export type MeshProtocol = "grpc" | "connect" | "grpc-web";
 
@@ -45,6 +47,8 @@ export interface MeshTransportOptions {
   readonly metrics?: MeshMetrics;
   /** How trace context crosses: by default the server continues our trace (mesh/telemetry.ts). */
   readonly tracing?: ClientTracingOptions;
+  /** The protocol versions this client speaks and accepts (mesh/versions.ts). Default: this release's. */
+  readonly protocolVersions?: ProtocolWindow;
 }
 
 /**
@@ -175,13 +179,16 @@ function sameCa(a: TrustStore, b: TrustStore, target: Component): boolean {
  */
 export function createMeshTransport(options: MeshTransportOptions): MeshTransport {
   const currentTrust = typeof options.trust === "function" ? options.trust : ((trust) => () => trust)(options.trust);
+  const self = callerLabel(options.credentials.certPem);
   const common = {
     baseUrl: options.baseUrl,
     httpVersion: "2" as const,
-    // Tracing first, so the observer's log line carries the call's trace id.
+    // Tracing first, so the observer's log line carries the call's trace id; the version
+    // check inside the observer, so a refused answer is counted as refused.
     interceptors: [
       clientTracing(options.tracing),
-      clientObserver(callerLabel(options.credentials.certPem), options.target, options.metrics ? { metrics: options.metrics } : {}),
+      clientObserver(self, options.target, options.metrics ? { metrics: options.metrics } : {}),
+      clientVersionCheck(self, options.target, options.protocolVersions ?? THIS_RELEASE),
       ...(options.interceptors ?? []),
     ],
     defaultTimeoutMs: options.defaultTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS,

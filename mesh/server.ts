@@ -31,6 +31,8 @@ import { METRICS_PATH, metricsRoutes } from "../internal/observability/metrics/m
 import { relabelParseFailures } from "./parse-failures.js";
 import { errorMapping } from "./errors.js";
 import { metricsScrape } from "./metrics-scrape.js";
+import { serverVersionCheck } from "./versions.js";
+import { type ProtocolWindow, THIS_RELEASE } from "../internal/protocol/versions.js";
 import type { ErrorMapper } from "../internal/protocol/errors.js";
 
 export interface MeshCredentials {
@@ -93,6 +95,8 @@ export interface MeshServerOptions {
   readonly metrics?: MeshMetrics;
   /** The log for one line per call. Default: the process logger (silent until a component sets it). */
   readonly log?: () => Logger;
+  /** The protocol versions this server speaks and accepts (mesh/versions.ts). Default: this release's. */
+  readonly protocolVersions?: ProtocolWindow;
 }
 
 export interface MeshServer {
@@ -194,11 +198,13 @@ export async function startMeshServer(options: MeshServerOptions): Promise<MeshS
     },
     // Tracing first, so the observer's log line carries the trace id; the observer
     // before authorization, so refused calls are counted and logged too; the error
-    // mapping last, next to the handlers, so all of them see the mapped code.
+    // mapping last, next to the handlers, so all of them see the mapped code. The
+    // caller's protocol version is checked once it is known who the caller is.
     interceptors: [
       serverTracing(),
       observer,
       authorization(options.component, rules),
+      serverVersionCheck(options.component, options.protocolVersions ?? THIS_RELEASE, (req) => peerOf(req) ?? "unknown"),
       ...(options.interceptors ?? []),
       errorMapping(options.mapError),
     ],

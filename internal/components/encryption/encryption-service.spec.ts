@@ -7,7 +7,7 @@ import os from "node:os";
 import path from "node:path";
 import { expect } from "chai";
 import { PGlite } from "@electric-sql/pglite";
-import { Code, createClient } from "@connectrpc/connect";
+import { Code, createClient, createRouterTransport } from "@connectrpc/connect";
 import { EncryptionService } from "../../gen/hello/encryption/v1/encryption_service_pb.js";
 import { StorageService } from "../../gen/hello/storage/v1/storage_service_pb.js";
 import { storageErrors, storageRoutes } from "../storage/storage-service.js";
@@ -22,6 +22,8 @@ import { ACCESS_TOKEN, type Operation } from "../../protocol/tokens.js";
 import { encryptionRoutes } from "./encryption-service.js";
 import { inMemory } from "../../../test/support/in-memory.js";
 import { refusedWith } from "../../../test/support/refusal.js";
+import { PROTOCOL_VERSION, THIS_RELEASE } from "../../protocol/versions.js";
+import { clientVersionCheck, isVersionRefusal, serverVersionCheck } from "../../../mesh/versions.js";
 
 describe("Encryption: keyring rotation and re-encryption on write", function () {
   const accessKey = generateSigningKey("access");
@@ -135,6 +137,39 @@ describe("Encryption: keyring rotation and re-encryption on write", function () 
     } finally {
       await legacy.close();
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("Encryption when Storage's release does not fit", function () {
+  it("passes Storage's refusal of its protocol version on as a version refusal, with Storage's words, and reads nothing", async function () {
+    const accessKey = generateSigningKey("access");
+    const tokenKeys = new VerificationKeys([publicJwk(accessKey)]);
+    const storageSigning = storageKeyPair();
+    const store = await openPGliteStore({});
+    let handled = 0;
+    try {
+      // A Storage of the next release, which no longer takes this one's protocol.
+      const later = { speaks: PROTOCOL_VERSION + 1, oldest: PROTOCOL_VERSION + 1 };
+      const routes = storageRoutes({ store, tokenKeys: () => tokenKeys, errorKey: storageSigning.error, receiptKey: storageSigning.receipt });
+      const storage = createClient(
+        StorageService,
+        createRouterTransport(routes, {
+          router: { interceptors: [serverVersionCheck("storage", later, () => "encryption"), (next) => (req) => (handled++, next(req))] },
+          transport: { interceptors: [clientVersionCheck("encryption", "storage", THIS_RELEASE)] },
+        }),
+      );
+      const encryption = createClient(
+        EncryptionService,
+        inMemory(encryptionRoutes({ keyring: () => new Keyring(new Map([["k1", generateRecordKey()]]), "k1"), tokenKeys: () => tokenKeys, storageKeys: () => storageSigning.keys, storage })),
+      );
+      const error = await refusedWith(encryption.readRecord({ accessToken: await sign(ACCESS_TOKEN, accessKey, { op: "read", kind: "wallet", hash: "h" }) }));
+      expect(error.code).to.equal(Code.FailedPrecondition);
+      expect(error.rawMessage).to.match(/^storage: the caller encryption speaks protocol \d+, and storage accepts only protocol \d+: upgrade encryption/);
+      expect(isVersionRefusal(error), "Orchestration can tell it from a step out of order").to.equal(true);
+      expect(handled, "Storage's handler never ran").to.equal(0);
+    } finally {
+      await store.close();
     }
   });
 });

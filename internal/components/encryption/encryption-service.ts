@@ -11,6 +11,7 @@
 
 import { type CallOptions, Code, type Client, type ConnectRouter, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import { failedInTransport } from "../../../mesh/transport-errors.js";
+import { PROTOCOL_REFUSED_HEADER } from "../../protocol/versions.js";
 import { EncryptionService } from "../../gen/hello/encryption/v1/encryption_service_pb.js";
 import type { StorageService } from "../../gen/hello/storage/v1/storage_service_pb.js";
 import type { Keyring } from "../../protocol/keyring.js";
@@ -107,7 +108,10 @@ export function encryptionRoutes(deps: EncryptionServiceDeps) {
     call.catch((error: unknown) => {
       const e = ConnectError.from(error);
       const unavailable = e.code === Code.Unknown || failedInTransport(e);
-      throw new ConnectError(`storage: ${e.rawMessage}`, unavailable ? Code.Unavailable : e.code);
+      // A refusal of our protocol version stays one (mesh/versions.ts): Orchestration tells
+      // it apart from a step out of order, as the operators' fault.
+      const refusedBy = e.metadata.get(PROTOCOL_REFUSED_HEADER);
+      throw new ConnectError(`storage: ${e.rawMessage}`, unavailable ? Code.Unavailable : e.code, refusedBy ? { [PROTOCOL_REFUSED_HEADER]: refusedBy } : undefined);
     });
 
   return (router: ConnectRouter) => {

@@ -13,6 +13,7 @@ import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { isUnavailable } from "../../../../mesh/transport-errors.js";
+import { isVersionRefusal } from "../../../../mesh/versions.js";
 import { OTHER_ROUTE, httpObserver } from "../../../observability/metrics/http-observer.js";
 import { ProtocolViolation, isLostCreateRace } from "../login-driver.js";
 import { RedirectableError, UntrustedRedirectError } from "./authorization-request.js";
@@ -95,11 +96,12 @@ function answerError(res: http.ServerResponse, issuer: string, route: Route, err
     return sendError(res, 503, "hello-mesh is unavailable right now", "A part of hello-mesh did not answer in time, so this sign-in could not finish.", "Wait a moment, then go back to the app and sign in again.");
   }
   if (isLostCreateRace(error)) return sendError(res, 409, "Please try again", "Another sign-in for your account was completing at the same moment.", "Go back to the app and sign in again.");
-  // A peer that answered what does not check out, or refused a token another component
-  // signed (a bundle or key mix-up between custodians): hello-mesh's fault, not the
+  // A peer that answered what does not check out, refused a token another component
+  // signed (a bundle or key mix-up between custodians), or whose release does not fit
+  // ours (an upgrade out of order, docs/upgrades.md): hello-mesh's fault, not the
   // user's, and signing in again fails the same way. The request's log line carries the
   // cause for the operators (ProtocolViolation at error, the peer's code at warn).
-  if (error instanceof ProtocolViolation || (error instanceof ConnectError && error.code === Code.Unauthenticated)) {
+  if (error instanceof ProtocolViolation || isVersionRefusal(error) || (error instanceof ConnectError && error.code === Code.Unauthenticated)) {
     return sendError(res, 502, "Sign-in failed", "hello-mesh could not complete this sign-in safely: the problem is on hello-mesh's side, not yours, and its operators can see why in its logs.", "Signing in again will fail the same way until they fix it: tell the app or hello-mesh's operators.");
   }
   if (error instanceof ConnectError) {

@@ -10,6 +10,7 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { BuildInfoSchema, BuildInfoService, type BuildInfo } from "../../../gen/hello/common/v1/build_info_pb.js";
 import type { Component } from "../../../protocol/identity.js";
+import { OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION } from "../../../protocol/versions.js";
 import { ARTIFACT } from "./artifact.js";
 import { artifactDigest } from "./artifact-digest.js";
 import { readBuildRecord } from "./build-record.js";
@@ -59,6 +60,8 @@ export function currentBuildInfo(component: Component, artifact?: RunningArtifac
     // Running from source (development and tests): there is no artifact to digest.
     artifactDigest: artifact?.digest ?? "",
     nodeVersion: process.version,
+    protocolVersion: PROTOCOL_VERSION,
+    oldestProtocolVersion: OLDEST_PROTOCOL_VERSION,
   });
 }
 

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hello/common/v1/build_info.proto.
  */
 export const file_hello_common_v1_build_info: GenFile = /*@__PURE__*/
-  fileDesc("CiBoZWxsby9jb21tb24vdjEvYnVpbGRfaW5mby5wcm90bxIPaGVsbG8uY29tbW9uLnYxIhUKE0dldEJ1aWxkSW5mb1JlcXVlc3QiRgoUR2V0QnVpbGRJbmZvUmVzcG9uc2USLgoKYnVpbGRfaW5mbxgBIAEoCzIaLmhlbGxvLmNvbW1vbi52MS5CdWlsZEluZm8idwoJQnVpbGRJbmZvEhEKCWNvbXBvbmVudBgBIAEoCRIPCgd2ZXJzaW9uGAIgASgJEhcKD3NvdXJjZV9yZXZpc2lvbhgDIAEoCRIXCg9hcnRpZmFjdF9kaWdlc3QYBCABKAkSFAoMbm9kZV92ZXJzaW9uGAUgASgJMm8KEEJ1aWxkSW5mb1NlcnZpY2USWwoMR2V0QnVpbGRJbmZvEiQuaGVsbG8uY29tbW9uLnYxLkdldEJ1aWxkSW5mb1JlcXVlc3QaJS5oZWxsby5jb21tb24udjEuR2V0QnVpbGRJbmZvUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("CiBoZWxsby9jb21tb24vdjEvYnVpbGRfaW5mby5wcm90bxIPaGVsbG8uY29tbW9uLnYxIhUKE0dldEJ1aWxkSW5mb1JlcXVlc3QiRgoUR2V0QnVpbGRJbmZvUmVzcG9uc2USLgoKYnVpbGRfaW5mbxgBIAEoCzIaLmhlbGxvLmNvbW1vbi52MS5CdWlsZEluZm8isgEKCUJ1aWxkSW5mbxIRCgljb21wb25lbnQYASABKAkSDwoHdmVyc2lvbhgCIAEoCRIXCg9zb3VyY2VfcmV2aXNpb24YAyABKAkSFwoPYXJ0aWZhY3RfZGlnZXN0GAQgASgJEhQKDG5vZGVfdmVyc2lvbhgFIAEoCRIYChBwcm90b2NvbF92ZXJzaW9uGAYgASgNEh8KF29sZGVzdF9wcm90b2NvbF92ZXJzaW9uGAcgASgNMm8KEEJ1aWxkSW5mb1NlcnZpY2USWwoMR2V0QnVpbGRJbmZvEiQuaGVsbG8uY29tbW9uLnYxLkdldEJ1aWxkSW5mb1JlcXVlc3QaJS5oZWxsby5jb21tb24udjEuR2V0QnVpbGRJbmZvUmVzcG9uc2ViBnByb3RvMw");
 
 /**
  * GetBuildInfoRequest has no fields.
@@ -88,6 +88,21 @@ export type BuildInfo = Message<"hello.common.v1.BuildInfo"> & {
    * @generated from field: string node_version = 5;
    */
   nodeVersion: string;
+
+  /**
+   * The mesh protocol version the component speaks (docs/upgrades.md); 0 from a release
+   * before versions were stated, which speaks protocol 1.
+   *
+   * @generated from field: uint32 protocol_version = 6;
+   */
+  protocolVersion: number;
+
+  /**
+   * The oldest mesh protocol version it accepts from a peer.
+   *
+   * @generated from field: uint32 oldest_protocol_version = 7;
+   */
+  oldestProtocolVersion: number;
 };
 
 /**
