@@ -1,7 +1,7 @@
 // Mesh bundles are exchanged out of band and picked up when they change on disk
 // (docs/design.md §2): a custodian can add or rotate a peer's CA without a restart.
 
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { expect } from "chai";
@@ -38,6 +38,18 @@ describe("mesh bundles (docs/design.md §2)", function () {
   it("refuses a bundle that carries a private key", async function () {
     await writeFile(bundlePath(dir, "token"), JSON.stringify({ ...bundleOf("token"), key: pki.ca("token").keyPem }));
     expect(() => readBundle(dir, "token")).to.throw(/Unrecognized key.*"key"/);
+  });
+
+  it("states its format only past format 1, and refuses a bundle of a format newer than this release reads", async function () {
+    // Written without a format member, which the releases before it would refuse as unknown.
+    await writeBundle(dir, { format: 1, ...bundleOf("token") });
+    expect(JSON.parse(await readFile(bundlePath(dir, "token"), "utf8"))).to.not.have.property("format");
+    await writeFile(bundlePath(dir, "token"), JSON.stringify({ format: 1, ...bundleOf("token") }));
+    expect(readBundle(dir, "token").ca).to.equal(pki.ca("token").certPem);
+    await writeFile(bundlePath(dir, "token"), JSON.stringify({ format: 2, ...bundleOf("token") }));
+    expect(() => readBundle(dir, "token")).to.throw(
+      "this mesh bundle is in format 2, written by a newer release of hello-mesh; this release reads format 1: upgrade it first (docs/upgrades.md)",
+    );
   });
 
   it("a server accepts a peer once that peer's bundle appears on disk, without a restart", async function () {

@@ -10,10 +10,13 @@ import path from "node:path";
 import { z } from "zod";
 import { COMPONENTS, type Component } from "../internal/protocol/identity.js";
 import { TrustStore } from "./trust.js";
+import { FILE_FORMAT, fileFormatMember } from "../internal/protocol/versions.js";
 
 const JwkSchema = z.looseObject({ kty: z.string(), kid: z.string() });
 
 export const BundleSchema = z.strictObject({
+  /** Absent in format 1, as this release writes it (internal/protocol/versions.ts). */
+  format: fileFormatMember("mesh bundle"),
   component: z.enum(COMPONENTS),
   /** PEM CA certificate of this component's custodian. */
   ca: z.string().startsWith("-----BEGIN CERTIFICATE-----"),
@@ -43,8 +46,11 @@ export function readBundle(dir: string, component: Component): Bundle {
 
 export async function writeBundle(dir: string, bundle: Bundle): Promise<string> {
   const file = bundlePath(dir, bundle.component);
+  // Format 1 is written without its number, which the releases before it would refuse.
+  const { format, ...rest } = bundle;
+  const written = format === undefined || format === FILE_FORMAT ? rest : bundle;
   // Public material: readable by all, but still never seen half-written by a watching peer.
-  await writeFileAtomic(file, `${JSON.stringify(bundle, null, 2)}\n`, { secret: false, directoryMode: 0o755 });
+  await writeFileAtomic(file, `${JSON.stringify(written, null, 2)}\n`, { secret: false, directoryMode: 0o755 });
   return file;
 }
 
