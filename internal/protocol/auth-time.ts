@@ -13,6 +13,8 @@ export interface FreshnessDemand {
   readonly promptLogin?: boolean | undefined;
   /** When this login began (epoch milliseconds). */
   readonly started: number;
+  /** Who demands it, for the words: an app (the default) or an account session, which always demands a fresh login. */
+  readonly demandedBy?: "app" | "account" | undefined;
 }
 
 /**
@@ -24,12 +26,17 @@ export function authTimeProblem(authTime: number | undefined, demand: FreshnessD
   const nowSeconds = Math.floor(now.getTime() / 1000);
   if (authTime !== undefined && authTime > nowSeconds + AUTH_TIME_SKEW_SECONDS) return "the provider's auth_time is in the future";
   if (demand.maxAge === undefined && !demand.promptLogin) return undefined;
-  if (authTime === undefined) return "the provider did not say when the user authenticated (auth_time), and the app asked for a recent or fresh login";
+  const account = demand.demandedBy === "account";
+  if (authTime === undefined) {
+    return `the provider did not say when the user authenticated (auth_time), and ${account ? "an account session needs a fresh login" : "the app asked for a recent or fresh login"}`;
+  }
   if (demand.maxAge !== undefined && nowSeconds - authTime > demand.maxAge + AUTH_TIME_SKEW_SECONDS) {
-    return "the user authenticated at the provider longer ago than the app's max_age allows";
+    return account ? "the user did not authenticate at the provider just now, as an account session needs" : "the user authenticated at the provider longer ago than the app's max_age allows";
   }
   if (demand.promptLogin && authTime < Math.floor(demand.started / 1000) - AUTH_TIME_SKEW_SECONDS) {
-    return "the user did not authenticate at the provider after this login began, as prompt=login asks";
+    return account
+      ? "the user did not authenticate at the provider after this account session began"
+      : "the user did not authenticate at the provider after this login began, as prompt=login asks";
   }
   return undefined;
 }

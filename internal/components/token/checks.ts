@@ -176,8 +176,9 @@ export function checkSessionProvider(subject: VerifiedSubject, session: Pick<Ses
  * Orchestration applies too (internal/protocol/auth-time.ts); its refusal starts with
  * LOGIN_REQUIRED, so that the app gets login_required.
  */
-export function checkFreshness(authTime: number | undefined, session: Pick<SessionClaims, "max_age" | "prompt_login" | "started">, now: Date): void {
-  const stale = authTimeProblem(authTime, { maxAge: session.max_age, promptLogin: session.prompt_login, started: session.started }, now);
+export function checkFreshness(authTime: number | undefined, session: Pick<SessionClaims, "max_age" | "prompt_login" | "started" | "purpose">, now: Date): void {
+  const demand = { maxAge: session.max_age, promptLogin: session.prompt_login, started: session.started, demandedBy: session.purpose === "account" ? "account" as const : "app" as const };
+  const stale = authTimeProblem(authTime, demand, now);
   if (stale) throw denied(`${LOGIN_REQUIRED}${stale}`);
 }
 
@@ -291,7 +292,7 @@ export function checkWallet(wallet: RecordClaims["wallet"], session: Pick<Sessio
  * The user releases only what the app asked for and the wallet holds (a wallet claim
  * Token verified; a name every object has, like "constructor", is none).
  */
-export function checkConsent(consented: readonly string[], session: Pick<SessionClaims, "scope" | "claims_request">, wallet: RecordClaims["wallet"]): void {
+export function checkConsent(consented: readonly string[], session: { readonly scope: string; readonly claims_request?: string | undefined }, wallet: RecordClaims["wallet"]): void {
   const asked = requestedClaims(session.scope, session.claims_request);
   for (const name of consented) {
     if (!asked.has(name)) throw denied(`the app did not ask for the claim "${name}"`);

@@ -7,6 +7,13 @@
 // and at "user" the session gains grants and records (ReserveDirectedId,
 // GrantReleaseRead, CreateRelease) without moving on. Each RPC reads the session at the
 // one step it continues: anything else is a step out of order.
+//
+// A session has a purpose: a login (an app's; the default, and all a session without
+// the claim can be) or an account session (docs/transactions.md: the user signs in to
+// manage the wallet, with no app). An account session goes started -> subject -> user
+// through the steps the two share (AuthorizeSubject, AuthorizeUser); every other step
+// reads with `read`, which takes logins only, so an account session never makes a user
+// or answers an app.
 
 import type { JWTPayload } from "jose";
 import { sign, verify } from "../../protocol/jws.js";
@@ -19,14 +26,17 @@ import type { OwnKeys } from "./own-keys.js";
 export interface SessionClaims {
   sid: string;
   step: "started" | "subject" | "created" | "user";
+  /** Absent: a login. */
+  purpose?: "account";
   /** When the login began (ms): OP ID Tokens issued before it are refused. */
   started: number;
-  client_id: string;
-  redirect_uri: string;
-  nonce: string;
-  scope: string;
+  // A login's app and its request; an account session has none.
+  client_id?: string;
+  redirect_uri?: string;
+  nonce?: string;
+  scope?: string;
   claims_request?: string;
-  code_challenge: string;
+  code_challenge?: string;
   /** The app asked for prompt=login: the provider's auth_time must follow `started`. */
   prompt_login?: true;
   /** The app's max_age (seconds), if it sent one. */
@@ -79,29 +89,49 @@ type Holds = {
   user: AtSubject | "uid" | "subject_digest";
 };
 
+export type Purpose = "login" | "account";
+/** What every login holds from its start, and an account session never does. */
+type LoginHolds = "client_id" | "redirect_uri" | "nonce" | "scope" | "code_challenge";
+
 /** A verified session at step `S`, with the token's own claims (exp is kept on re-issue). */
-export type Session<S extends Step> = SessionClaims & { step: S } & Required<Pick<SessionClaims, Holds[S]>> & JWTPayload;
+export type Session<S extends Step, P extends Purpose = "login"> = SessionClaims & { step: S } &
+  Required<Pick<SessionClaims, Holds[S] | (P extends "login" ? LoginHolds : never)>> & JWTPayload;
+
+export function purposeOf(session: Pick<SessionClaims, "purpose">): Purpose {
+  return session.purpose ?? "login";
+}
 
 export interface Sessions {
   /** A new session, at step "started", for the longest a session lives. */
   start(claims: Omit<SessionClaims, "step">): Promise<string>;
-  /** The session `token` at `step`: verified (signature, typ, iss, aud, expiry), and at that step. */
+  /** The login `token` at `step`: verified (signature, typ, iss, aud, expiry), a login's, and at that step. */
   read<S extends Step>(token: string, step: S): Promise<Session<S>>;
+  /** The same for a step a login and an account session share: either purpose. */
+  readShared<S extends Step>(token: string, step: S): Promise<Session<S, Purpose>>;
   /** `session` re-issued at `step` with `additions`, and the same expiry: a login never gains time. */
-  advance<S extends Step>(session: Session<S>, step: Step, additions?: Partial<SessionClaims>): Promise<string>;
+  advance<S extends Step>(session: Session<S, Purpose>, step: Step, additions?: Partial<SessionClaims>): Promise<string>;
 }
 
 export function sessions(keys: OwnKeys, now: () => Date): Sessions {
+  const readShared = async <S extends Step>(token: string, step: S) => {
+    const { claims } = await verify<SessionClaims>(SESSION_TOKEN, keys.verification(), token, "session token", now());
+    if (claims.step !== step) throw outOfOrder(`this step needs a session at step "${step}", not "${claims.step}"`);
+    // Only these two purposes were ever signed; anything else is no session of ours.
+    if (claims.purpose !== undefined && claims.purpose !== "account") throw outOfOrder("the session has an unknown purpose");
+    return claims as Session<S, Purpose>;
+  };
   return {
     start: (claims) => sign(SESSION_TOKEN, keys.active("session"), { ...claims, step: "started" }, { now: now() }),
 
     async read<S extends Step>(token: string, step: S) {
-      const { claims } = await verify<SessionClaims>(SESSION_TOKEN, keys.verification(), token, "session token", now());
-      if (claims.step !== step) throw outOfOrder(`this step needs a session at step "${step}", not "${claims.step}"`);
-      return claims as Session<S>;
+      const session = await readShared(token, step);
+      if (purposeOf(session) !== "login") throw outOfOrder(`this step is a login's, and this is an ${purposeOf(session)} session`);
+      return session as Session<S>;
     },
 
-    advance<S extends Step>(session: Session<S>, step: Step, additions: Partial<SessionClaims> = {}) {
+    readShared,
+
+    advance<S extends Step>(session: Session<S, Purpose>, step: Step, additions: Partial<SessionClaims> = {}) {
       // A handler that moves a session where the machine does not go is a bug in Token.
       if (!NEXT[session.step].includes(step)) throw new Error(`a session at step "${session.step}" cannot move to "${step}"`);
       // iss, aud, iat and jti are the token's, set anew by sign(); exp is kept.

@@ -804,6 +804,117 @@ describe("Token, check by check (internal/components/token)", function () {
     });
   });
 
+  describe("CreateAccountSession: the account page's sign-in, a forced fresh login (docs/transactions.md)", function () {
+    const startAccount = (providerId = "dev") => token.createAccountSession({ providerId });
+
+    /** An account session of `user` at "subject": its forced fresh login (prompt=login) verified by Token. */
+    async function accountAtSubject(user: DevUser) {
+      const started = await startAccount();
+      const up = await upstream.login(user, started.upstreamNonce, { prompt: "login" });
+      const authorized = await token.authorizeSubject({ sessionToken: started.sessionToken, opIdToken: up.idToken });
+      return { started, upstream: up, sessionToken: authorized.sessionToken, subjectRead: authorized.subjectRead! };
+    }
+
+    /** An account session of a user Storage holds, at "user". */
+    async function accountUser(user: DevUser) {
+      const at = await accountAtSubject(user);
+      const subjectRecord = rows.get(at.subjectRead.hash)!;
+      const authorized = await token.authorizeUser({ sessionToken: at.sessionToken, subjectRecord, subjectReceipt: await receipt(at.subjectRead, subjectRecord) });
+      return { ...at, subjectRecord, authorized };
+    }
+
+    it("honest: an account session with no app, bound to the provider, a fresh upstream nonce and a fresh login", async function () {
+      const res = await startAccount();
+      expect(res.providerIssuer).to.equal(upstream.devOp.issuer);
+      expect(res.upstreamNonce).to.match(/^[\w-]{22}$/);
+      const claims = session(res.sessionToken);
+      expect(claims).to.include({
+        step: "started", purpose: "account", prompt_login: true, max_age: 0, provider: "dev", provider_iss: upstream.devOp.issuer,
+        upstream_nonce: res.upstreamNonce, started: clock.now().getTime(),
+      });
+      for (const login of ["client_id", "redirect_uri", "nonce", "scope", "code_challenge"]) expect(claims).to.not.have.property(login);
+    });
+
+    it("checkProvider: a provider Token does not allow is refused as for a login", async function () {
+      const forLogin = await refusal(token.createSession({ request: { case: "parameters", value: params("a") }, providerId: "evil" }));
+      expect(forLogin.code).to.equal(Code.InvalidArgument);
+      expect(await refusal(startAccount("evil"))).to.deep.equal(forLogin);
+    });
+
+    it("honest: a returning user's account session reads the wallet, and no app's release", async function () {
+      const account = await accountUser(USERS.alice);
+      const uid = record("subject", account.subjectRecord).uid;
+      expect(grantOf(account.authorized.walletRead)).to.include({ op: "read", kind: "wallet", hash: walletHash(lookupKey, uid) });
+      expect(account.authorized.releaseRead, "an account session has no app").to.equal(undefined);
+      expect(session(account.authorized.sessionToken)).to.include({ step: "user", purpose: "account", uid });
+    });
+
+    it("checkFreshness: a login the provider did not force (no auth_time) is login required", async function () {
+      const started = await startAccount();
+      const up = await upstream.login(USERS.alice, started.upstreamNonce);
+      expect(up.claims.auth_time, "the provider said no auth_time").to.equal(undefined);
+      expect(await refusal(token.authorizeSubject({ sessionToken: started.sessionToken, opIdToken: up.idToken }))).to.deep.equal({
+        code: Code.PermissionDenied,
+        message: "login required: the provider did not say when the user authenticated (auth_time), and an account session needs a fresh login",
+      });
+    });
+
+    it("checkFreshness: an authentication from before the account session began is login required", async function () {
+      const started = await clock.ahead(45_000, () => startAccount());
+      const up = await upstream.login(USERS.alice, started.upstreamNonce, { prompt: "login" });
+      expect(await refusal(token.authorizeSubject({ sessionToken: started.sessionToken, opIdToken: up.idToken }))).to.deep.equal({
+        code: Code.PermissionDenied, message: "login required: the user did not authenticate at the provider after this account session began",
+      });
+    });
+
+    it("checkFreshness: an authentication presented 45 s after it happened is not fresh (max_age=0, within the OP ID Token's minute)", async function () {
+      const started = await startAccount();
+      const up = await upstream.login(USERS.alice, started.upstreamNonce, { prompt: "login" });
+      expect(await clock.ahead(45_000, () => refusal(token.authorizeSubject({ sessionToken: started.sessionToken, opIdToken: up.idToken })))).to.deep.equal({
+        code: Code.PermissionDenied, message: "login required: the user did not authenticate at the provider just now, as an account session needs",
+      });
+    });
+
+    it("checkOpIdToken: a fresh OP ID Token from a login (bound to that login's nonce) does not open an account session", async function () {
+      const login = await start("a", { prompt: "login" });
+      const up = await upstream.login(USERS.alice, login.upstreamNonce, { prompt: "login" });
+      const account = await startAccount();
+      const refused = await refusal(token.authorizeSubject({ sessionToken: account.sessionToken, opIdToken: up.idToken }));
+      expect(refused.code).to.equal(Code.Unauthenticated);
+      expect(refused.message).to.match(/nonce/);
+    });
+
+    it("an account session makes no user and answers no app: every step of a login refuses it", async function () {
+      // Storage's "no record" for the account session's subject read still makes no user.
+      const unknown = await accountAtSubject(USERS.carol);
+      expect(await refusal(token.createUser({ sessionToken: unknown.sessionToken, errorToken: await absent(unknown.subjectRead) }))).to.deep.equal({
+        code: Code.FailedPrecondition, message: "this step is a login's, and this is an account session",
+      });
+      const account = await accountUser(USERS.alice);
+      const walletRecord = rows.get(account.authorized.walletRead!.hash)!;
+      const walletReceipt = await receipt(account.authorized.walletRead, walletRecord);
+      const at = account.authorized.sessionToken;
+      const calls = {
+        grantReleaseRead: token.grantReleaseRead({ sessionToken: at }),
+        createRelease: token.createRelease({ sessionToken: at, errorToken: "x", walletRecord, walletReceipt, consentedClaims: ["email"] }),
+        reserveDirectedId: token.reserveDirectedId({ sessionToken: at, releaseRecord: "x", releaseReceipt: "x" }),
+        mintIdToken: token.mintIdToken({ sessionToken: at, subjectRecord: account.subjectRecord, walletRecord, walletReceipt, releaseRecord: "x", releaseReceipt: "x" }),
+      };
+      for (const [name, call] of Object.entries(calls)) {
+        expect(await refusal(call), name).to.deep.equal({ code: Code.FailedPrecondition, message: "this step is a login's, and this is an account session" });
+      }
+    });
+
+    it("a session whose purpose Token never signs is no session: refused at every step", async function () {
+      // Signed with Token's own session key, as a later release's or a bug's might be.
+      const { iss: _iss, aud: _aud, iat: _iat, exp: _exp, jti: _jti, ...claims } = session((await startAccount()).sessionToken);
+      const forged = await sign(SESSION_TOKEN, activeKey(keys, "session"), { ...claims, purpose: "admin" }, { now: clock.now() });
+      expect(await refusal(token.authorizeSubject({ sessionToken: forged, opIdToken: "x" }))).to.deep.equal({
+        code: Code.FailedPrecondition, message: "the session has an unknown purpose",
+      });
+    });
+  });
+
   describe("GetKeySet: the app-facing keys only, signed with the key-set key", function () {
     it("publishes every id-token and userinfo key (next and retired too) and no internal key", async function () {
       const next = { ...generateSigningKey("id-token", "ES256"), status: "next" as const };

@@ -12,7 +12,7 @@ import type { SigningKey, VerificationKeys } from "../../protocol/signing-keys.j
 import { releasedClaims } from "../../protocol/claims.js";
 import type { UpstreamVerifier } from "./upstream.js";
 import { ownKeys } from "./own-keys.js";
-import { sessions as sessionTokens } from "./session.js";
+import { type Session, sessions as sessionTokens } from "./session.js";
 import { grants as accessGrants } from "./grants.js";
 import { type AppAnswer, signIdToken, signKeySet, signUserinfo, userinfoClaims } from "./app-tokens.js";
 import {
@@ -107,9 +107,30 @@ export function tokenRoutes(deps: TokenServiceDeps) {
         return { sessionToken, upstreamNonce, providerIssuer: provider.issuer };
       },
 
-      /** Step 3: Token's own verification of the OP ID Token, then a read of the subject. */
+      /**
+       * An account session (docs/transactions.md): no app, a provider from the allow-list,
+       * and a forced fresh login there: auth_time after the session began (prompt=login)
+       * and no older than max_age=0 allows, by the rule checkFreshness applies.
+       */
+      createAccountSession: async (req) => {
+        const provider = checkProvider(deps.providers, req.providerId);
+        const upstreamNonce = randomId();
+        const sessionToken = await sessions.start({
+          sid: randomId(),
+          purpose: "account",
+          started: now().getTime(),
+          prompt_login: true,
+          max_age: 0,
+          provider: provider.id,
+          provider_iss: provider.issuer,
+          upstream_nonce: upstreamNonce,
+        });
+        return { sessionToken, upstreamNonce, providerIssuer: provider.issuer };
+      },
+
+      /** Step 3: Token's own verification of the OP ID Token, then a read of the subject (a login's or an account session's). */
       authorizeSubject: async (req) => {
-        const session = await sessions.read(req.sessionToken, "started");
+        const session = await sessions.readShared(req.sessionToken, "started");
         const subject = await checkOpIdToken(deps.upstream, session, req.opIdToken, now());
         checkSessionProvider(subject, session);
         checkFreshness(subject.authTime, session, now());
@@ -161,13 +182,20 @@ export function tokenRoutes(deps: TokenServiceDeps) {
 
       /** Step 6, a returning user: the stored Subject Record of this session's subject, then reads of wallet and release. */
       authorizeUser: async (req) => {
-        const session = await sessions.read(req.sessionToken, "subject");
+        const session = await sessions.readShared(req.sessionToken, "subject");
         const subject = await grants.record("subject", req.subjectRecord);
         const digest = await checkReceipt(storage, "subject", req.subjectRecord, req.subjectReceipt, session.subject_hash, { read: session.subject_read });
         checkSubject(subject, session);
 
         const walletRead = await grants.read("wallet", lookup.wallet(subject.uid));
-        const releaseRead = await grants.read("release", lookup.release(subject.uid, session.client_id));
+        if (session.purpose === "account") {
+          // The account page's user: the wallet, and no app's release.
+          const sessionToken = await sessions.advance(session, "user", { uid: subject.uid, subject_digest: digest, wallet_read: walletRead.jti });
+          return { sessionToken, walletRead: walletRead.grant };
+        }
+        // Not an account session, so a login's, which holds its app from CreateSession on.
+        const login = session as Session<"subject">;
+        const releaseRead = await grants.read("release", lookup.release(subject.uid, login.client_id));
         const sessionToken = await sessions.advance(session, "user", {
           uid: subject.uid,
           subject_digest: digest,

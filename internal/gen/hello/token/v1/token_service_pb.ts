@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hello/token/v1/token_service.proto.
  */
 export const file_hello_token_v1_token_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJoZWxsby90b2tlbi92MS90b2tlbl9zZXJ2aWNlLnByb3RvEg5oZWxsby50b2tlbi52MSK6AQoXQXV0aG9yaXphdGlvblBhcmFtZXRlcnMSEQoJY2xpZW50X2lkGAEgASgJEhQKDHJlZGlyZWN0X3VyaRgCIAEoCRINCgVub25jZRgDIAEoCRINCgVzY29wZRgEIAEoCRIOCgZjbGFpbXMYBSABKAkSFgoOY29kZV9jaGFsbGVuZ2UYBiABKAkSDgoGcHJvbXB0GAcgASgJEhQKB21heF9hZ2UYCCABKANIAIgBAUIKCghfbWF4X2FnZSKPAQoUQ3JlYXRlU2Vzc2lvblJlcXVlc3QSGAoOcmVxdWVzdF9vYmplY3QYASABKAlIABI9CgpwYXJhbWV0ZXJzGAIgASgLMicuaGVsbG8udG9rZW4udjEuQXV0aG9yaXphdGlvblBhcmFtZXRlcnNIABITCgtwcm92aWRlcl9pZBgDIAEoCUIJCgdyZXF1ZXN0Il8KFUNyZWF0ZVNlc3Npb25SZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnVwc3RyZWFtX25vbmNlGAIgASgJEhcKD3Byb3ZpZGVyX2lzc3VlchgDIAEoCSJFChdBdXRob3JpemVTdWJqZWN0UmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC29wX2lkX3Rva2VuGAIgASgJIpEBCgtBY2Nlc3NHcmFudBIUCgxhY2Nlc3NfdG9rZW4YASABKAkSDAoEaGFzaBgCIAEoCRIpCgRraW5kGAMgASgOMhsuaGVsbG8uY29tbW9uLnYxLlJlY29yZEtpbmQSMwoJb3BlcmF0aW9uGAQgASgOMiAuaGVsbG8uY29tbW9uLnYxLlJlY29yZE9wZXJhdGlvbiJJCgtSZWNvcmRXcml0ZRIOCgZyZWNvcmQYASABKAkSKgoFZ3JhbnQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCJkChhBdXRob3JpemVTdWJqZWN0UmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIxCgxzdWJqZWN0X3JlYWQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCI/ChFDcmVhdGVVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC2Vycm9yX3Rva2VuGAIgASgJIpoBChJDcmVhdGVVc2VyUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIrCgZ3YWxsZXQYAiABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZRIsCgdzdWJqZWN0GAMgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGVKBAgEEAVSDHJlbGVhc2VfcmVhZCJbChFDb21taXRVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDndhbGxldF9yZWNlaXB0GAIgASgJEhcKD3N1YmplY3RfcmVjZWlwdBgDIAEoCSIrChJDb21taXRVc2VyUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCSJeChRBdXRob3JpemVVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnN1YmplY3RfcmVjb3JkGAIgASgJEhcKD3N1YmplY3RfcmVjZWlwdBgDIAEoCSKTAQoVQXV0aG9yaXplVXNlclJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSMAoLd2FsbGV0X3JlYWQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudBIxCgxyZWxlYXNlX3JlYWQYAyABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCJiChhSZXNlcnZlRGlyZWN0ZWRJZFJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIWCg5yZWxlYXNlX3JlY29yZBgCIAEoCRIXCg9yZWxlYXNlX3JlY2VpcHQYAyABKAkimwEKGVJlc2VydmVEaXJlY3RlZElkUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRI1ChByZXNlcnZhdGlvbl9yZWFkGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSMAoLcmVzZXJ2YXRpb24YAyABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZSIwChdHcmFudFJlbGVhc2VSZWFkUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJImQKGEdyYW50UmVsZWFzZVJlYWRSZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEjEKDHJlbGVhc2VfcmVhZBgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLkFjY2Vzc0dyYW50IosBChRDcmVhdGVSZWxlYXNlUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC2Vycm9yX3Rva2VuGAIgASgJEhUKDXdhbGxldF9yZWNvcmQYAyABKAkSGAoQY29uc2VudGVkX2NsYWltcxgEIAMoCRIWCg53YWxsZXRfcmVjZWlwdBgFIAEoCSKOAQoVQ3JlYXRlUmVsZWFzZVJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSLAoHcmVsZWFzZRgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEjAKC3Jlc2VydmF0aW9uGAMgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUiowEKEk1pbnRJZFRva2VuUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnN1YmplY3RfcmVjb3JkGAIgASgJEhYKDnJlbGVhc2VfcmVjb3JkGAMgASgJEhUKDXdhbGxldF9yZWNvcmQYBCABKAkSFgoOd2FsbGV0X3JlY2VpcHQYBSABKAkSFwoPcmVsZWFzZV9yZWNlaXB0GAYgASgJIlQKE01pbnRJZFRva2VuUmVzcG9uc2USEAoIaWRfdG9rZW4YASABKAkSFAoMdXNlcmluZm9fand0GAIgASgJEhUKDXVzZXJpbmZvX2pzb24YAyABKAkiEgoQR2V0S2V5U2V0UmVxdWVzdCI0ChFHZXRLZXlTZXRSZXNwb25zZRIMCgRqd2tzGAEgASgMEhEKCXNpZ25hdHVyZRgCIAEoCTK0BwoMVG9rZW5TZXJ2aWNlElwKDUNyZWF0ZVNlc3Npb24SJC5oZWxsby50b2tlbi52MS5DcmVhdGVTZXNzaW9uUmVxdWVzdBolLmhlbGxvLnRva2VuLnYxLkNyZWF0ZVNlc3Npb25SZXNwb25zZRJlChBBdXRob3JpemVTdWJqZWN0EicuaGVsbG8udG9rZW4udjEuQXV0aG9yaXplU3ViamVjdFJlcXVlc3QaKC5oZWxsby50b2tlbi52MS5BdXRob3JpemVTdWJqZWN0UmVzcG9uc2USUwoKQ3JlYXRlVXNlchIhLmhlbGxvLnRva2VuLnYxLkNyZWF0ZVVzZXJSZXF1ZXN0GiIuaGVsbG8udG9rZW4udjEuQ3JlYXRlVXNlclJlc3BvbnNlElMKCkNvbW1pdFVzZXISIS5oZWxsby50b2tlbi52MS5Db21taXRVc2VyUmVxdWVzdBoiLmhlbGxvLnRva2VuLnYxLkNvbW1pdFVzZXJSZXNwb25zZRJcCg1BdXRob3JpemVVc2VyEiQuaGVsbG8udG9rZW4udjEuQXV0aG9yaXplVXNlclJlcXVlc3QaJS5oZWxsby50b2tlbi52MS5BdXRob3JpemVVc2VyUmVzcG9uc2USaAoRUmVzZXJ2ZURpcmVjdGVkSWQSKC5oZWxsby50b2tlbi52MS5SZXNlcnZlRGlyZWN0ZWRJZFJlcXVlc3QaKS5oZWxsby50b2tlbi52MS5SZXNlcnZlRGlyZWN0ZWRJZFJlc3BvbnNlEmUKEEdyYW50UmVsZWFzZVJlYWQSJy5oZWxsby50b2tlbi52MS5HcmFudFJlbGVhc2VSZWFkUmVxdWVzdBooLmhlbGxvLnRva2VuLnYxLkdyYW50UmVsZWFzZVJlYWRSZXNwb25zZRJcCg1DcmVhdGVSZWxlYXNlEiQuaGVsbG8udG9rZW4udjEuQ3JlYXRlUmVsZWFzZVJlcXVlc3QaJS5oZWxsby50b2tlbi52MS5DcmVhdGVSZWxlYXNlUmVzcG9uc2USVgoLTWludElkVG9rZW4SIi5oZWxsby50b2tlbi52MS5NaW50SWRUb2tlblJlcXVlc3QaIy5oZWxsby50b2tlbi52MS5NaW50SWRUb2tlblJlc3BvbnNlElAKCUdldEtleVNldBIgLmhlbGxvLnRva2VuLnYxLkdldEtleVNldFJlcXVlc3QaIS5oZWxsby50b2tlbi52MS5HZXRLZXlTZXRSZXNwb25zZWIGcHJvdG8z", [file_hello_common_v1_record]);
+  fileDesc("CiJoZWxsby90b2tlbi92MS90b2tlbl9zZXJ2aWNlLnByb3RvEg5oZWxsby50b2tlbi52MSK6AQoXQXV0aG9yaXphdGlvblBhcmFtZXRlcnMSEQoJY2xpZW50X2lkGAEgASgJEhQKDHJlZGlyZWN0X3VyaRgCIAEoCRINCgVub25jZRgDIAEoCRINCgVzY29wZRgEIAEoCRIOCgZjbGFpbXMYBSABKAkSFgoOY29kZV9jaGFsbGVuZ2UYBiABKAkSDgoGcHJvbXB0GAcgASgJEhQKB21heF9hZ2UYCCABKANIAIgBAUIKCghfbWF4X2FnZSKPAQoUQ3JlYXRlU2Vzc2lvblJlcXVlc3QSGAoOcmVxdWVzdF9vYmplY3QYASABKAlIABI9CgpwYXJhbWV0ZXJzGAIgASgLMicuaGVsbG8udG9rZW4udjEuQXV0aG9yaXphdGlvblBhcmFtZXRlcnNIABITCgtwcm92aWRlcl9pZBgDIAEoCUIJCgdyZXF1ZXN0Il8KFUNyZWF0ZVNlc3Npb25SZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnVwc3RyZWFtX25vbmNlGAIgASgJEhcKD3Byb3ZpZGVyX2lzc3VlchgDIAEoCSIyChtDcmVhdGVBY2NvdW50U2Vzc2lvblJlcXVlc3QSEwoLcHJvdmlkZXJfaWQYASABKAkiZgocQ3JlYXRlQWNjb3VudFNlc3Npb25SZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnVwc3RyZWFtX25vbmNlGAIgASgJEhcKD3Byb3ZpZGVyX2lzc3VlchgDIAEoCSJFChdBdXRob3JpemVTdWJqZWN0UmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC29wX2lkX3Rva2VuGAIgASgJIpEBCgtBY2Nlc3NHcmFudBIUCgxhY2Nlc3NfdG9rZW4YASABKAkSDAoEaGFzaBgCIAEoCRIpCgRraW5kGAMgASgOMhsuaGVsbG8uY29tbW9uLnYxLlJlY29yZEtpbmQSMwoJb3BlcmF0aW9uGAQgASgOMiAuaGVsbG8uY29tbW9uLnYxLlJlY29yZE9wZXJhdGlvbiJJCgtSZWNvcmRXcml0ZRIOCgZyZWNvcmQYASABKAkSKgoFZ3JhbnQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCJkChhBdXRob3JpemVTdWJqZWN0UmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIxCgxzdWJqZWN0X3JlYWQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCI/ChFDcmVhdGVVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC2Vycm9yX3Rva2VuGAIgASgJIpoBChJDcmVhdGVVc2VyUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIrCgZ3YWxsZXQYAiABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZRIsCgdzdWJqZWN0GAMgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGVKBAgEEAVSDHJlbGVhc2VfcmVhZCJbChFDb21taXRVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDndhbGxldF9yZWNlaXB0GAIgASgJEhcKD3N1YmplY3RfcmVjZWlwdBgDIAEoCSIrChJDb21taXRVc2VyUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCSJeChRBdXRob3JpemVVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnN1YmplY3RfcmVjb3JkGAIgASgJEhcKD3N1YmplY3RfcmVjZWlwdBgDIAEoCSKTAQoVQXV0aG9yaXplVXNlclJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSMAoLd2FsbGV0X3JlYWQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudBIxCgxyZWxlYXNlX3JlYWQYAyABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCJiChhSZXNlcnZlRGlyZWN0ZWRJZFJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIWCg5yZWxlYXNlX3JlY29yZBgCIAEoCRIXCg9yZWxlYXNlX3JlY2VpcHQYAyABKAkimwEKGVJlc2VydmVEaXJlY3RlZElkUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRI1ChByZXNlcnZhdGlvbl9yZWFkGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSMAoLcmVzZXJ2YXRpb24YAyABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZSIwChdHcmFudFJlbGVhc2VSZWFkUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJImQKGEdyYW50UmVsZWFzZVJlYWRSZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEjEKDHJlbGVhc2VfcmVhZBgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLkFjY2Vzc0dyYW50IosBChRDcmVhdGVSZWxlYXNlUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC2Vycm9yX3Rva2VuGAIgASgJEhUKDXdhbGxldF9yZWNvcmQYAyABKAkSGAoQY29uc2VudGVkX2NsYWltcxgEIAMoCRIWCg53YWxsZXRfcmVjZWlwdBgFIAEoCSKOAQoVQ3JlYXRlUmVsZWFzZVJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSLAoHcmVsZWFzZRgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEjAKC3Jlc2VydmF0aW9uGAMgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUiowEKEk1pbnRJZFRva2VuUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnN1YmplY3RfcmVjb3JkGAIgASgJEhYKDnJlbGVhc2VfcmVjb3JkGAMgASgJEhUKDXdhbGxldF9yZWNvcmQYBCABKAkSFgoOd2FsbGV0X3JlY2VpcHQYBSABKAkSFwoPcmVsZWFzZV9yZWNlaXB0GAYgASgJIlQKE01pbnRJZFRva2VuUmVzcG9uc2USEAoIaWRfdG9rZW4YASABKAkSFAoMdXNlcmluZm9fand0GAIgASgJEhUKDXVzZXJpbmZvX2pzb24YAyABKAkiEgoQR2V0S2V5U2V0UmVxdWVzdCI0ChFHZXRLZXlTZXRSZXNwb25zZRIMCgRqd2tzGAEgASgMEhEKCXNpZ25hdHVyZRgCIAEoCTKnCAoMVG9rZW5TZXJ2aWNlElwKDUNyZWF0ZVNlc3Npb24SJC5oZWxsby50b2tlbi52MS5DcmVhdGVTZXNzaW9uUmVxdWVzdBolLmhlbGxvLnRva2VuLnYxLkNyZWF0ZVNlc3Npb25SZXNwb25zZRJlChBBdXRob3JpemVTdWJqZWN0EicuaGVsbG8udG9rZW4udjEuQXV0aG9yaXplU3ViamVjdFJlcXVlc3QaKC5oZWxsby50b2tlbi52MS5BdXRob3JpemVTdWJqZWN0UmVzcG9uc2USUwoKQ3JlYXRlVXNlchIhLmhlbGxvLnRva2VuLnYxLkNyZWF0ZVVzZXJSZXF1ZXN0GiIuaGVsbG8udG9rZW4udjEuQ3JlYXRlVXNlclJlc3BvbnNlElMKCkNvbW1pdFVzZXISIS5oZWxsby50b2tlbi52MS5Db21taXRVc2VyUmVxdWVzdBoiLmhlbGxvLnRva2VuLnYxLkNvbW1pdFVzZXJSZXNwb25zZRJcCg1BdXRob3JpemVVc2VyEiQuaGVsbG8udG9rZW4udjEuQXV0aG9yaXplVXNlclJlcXVlc3QaJS5oZWxsby50b2tlbi52MS5BdXRob3JpemVVc2VyUmVzcG9uc2USaAoRUmVzZXJ2ZURpcmVjdGVkSWQSKC5oZWxsby50b2tlbi52MS5SZXNlcnZlRGlyZWN0ZWRJZFJlcXVlc3QaKS5oZWxsby50b2tlbi52MS5SZXNlcnZlRGlyZWN0ZWRJZFJlc3BvbnNlEmUKEEdyYW50UmVsZWFzZVJlYWQSJy5oZWxsby50b2tlbi52MS5HcmFudFJlbGVhc2VSZWFkUmVxdWVzdBooLmhlbGxvLnRva2VuLnYxLkdyYW50UmVsZWFzZVJlYWRSZXNwb25zZRJcCg1DcmVhdGVSZWxlYXNlEiQuaGVsbG8udG9rZW4udjEuQ3JlYXRlUmVsZWFzZVJlcXVlc3QaJS5oZWxsby50b2tlbi52MS5DcmVhdGVSZWxlYXNlUmVzcG9uc2USVgoLTWludElkVG9rZW4SIi5oZWxsby50b2tlbi52MS5NaW50SWRUb2tlblJlcXVlc3QaIy5oZWxsby50b2tlbi52MS5NaW50SWRUb2tlblJlc3BvbnNlEnEKFENyZWF0ZUFjY291bnRTZXNzaW9uEisuaGVsbG8udG9rZW4udjEuQ3JlYXRlQWNjb3VudFNlc3Npb25SZXF1ZXN0GiwuaGVsbG8udG9rZW4udjEuQ3JlYXRlQWNjb3VudFNlc3Npb25SZXNwb25zZRJQCglHZXRLZXlTZXQSIC5oZWxsby50b2tlbi52MS5HZXRLZXlTZXRSZXF1ZXN0GiEuaGVsbG8udG9rZW4udjEuR2V0S2V5U2V0UmVzcG9uc2ViBnByb3RvMw", [file_hello_common_v1_record]);
 
 /**
  * AuthorizationParameters is a plain (unsigned) OAuth 2.0 / OIDC authorization
@@ -164,6 +164,63 @@ export const CreateSessionResponseSchema: GenMessage<CreateSessionResponse> = /*
   messageDesc(file_hello_token_v1_token_service, 2);
 
 /**
+ * CreateAccountSessionRequest names the provider the user signs in with.
+ *
+ * @generated from message hello.token.v1.CreateAccountSessionRequest
+ */
+export type CreateAccountSessionRequest = Message<"hello.token.v1.CreateAccountSessionRequest"> & {
+  /**
+   * The id of the upstream provider, from Token's allow-list.
+   *
+   * @generated from field: string provider_id = 1;
+   */
+  providerId: string;
+};
+
+/**
+ * Describes the message hello.token.v1.CreateAccountSessionRequest.
+ * Use `create(CreateAccountSessionRequestSchema)` to create a new message.
+ */
+export const CreateAccountSessionRequestSchema: GenMessage<CreateAccountSessionRequest> = /*@__PURE__*/
+  messageDesc(file_hello_token_v1_token_service, 3);
+
+/**
+ * CreateAccountSessionResponse starts an account session.
+ *
+ * @generated from message hello.token.v1.CreateAccountSessionResponse
+ */
+export type CreateAccountSessionResponse = Message<"hello.token.v1.CreateAccountSessionResponse"> & {
+  /**
+   * The Session Token (typ "hello-session+jwt", purpose "account"), at step "started".
+   *
+   * @generated from field: string session_token = 1;
+   */
+  sessionToken: string;
+
+  /**
+   * The nonce Orchestration must send to the upstream provider, with prompt=login and
+   * max_age=0.
+   *
+   * @generated from field: string upstream_nonce = 2;
+   */
+  upstreamNonce: string;
+
+  /**
+   * The issuer of the chosen provider, as in Token's allow-list.
+   *
+   * @generated from field: string provider_issuer = 3;
+   */
+  providerIssuer: string;
+};
+
+/**
+ * Describes the message hello.token.v1.CreateAccountSessionResponse.
+ * Use `create(CreateAccountSessionResponseSchema)` to create a new message.
+ */
+export const CreateAccountSessionResponseSchema: GenMessage<CreateAccountSessionResponse> = /*@__PURE__*/
+  messageDesc(file_hello_token_v1_token_service, 4);
+
+/**
  * AuthorizeSubjectRequest presents the OP ID Token the upstream provider returned.
  *
  * @generated from message hello.token.v1.AuthorizeSubjectRequest
@@ -187,7 +244,7 @@ export type AuthorizeSubjectRequest = Message<"hello.token.v1.AuthorizeSubjectRe
  * Use `create(AuthorizeSubjectRequestSchema)` to create a new message.
  */
 export const AuthorizeSubjectRequestSchema: GenMessage<AuthorizeSubjectRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 3);
+  messageDesc(file_hello_token_v1_token_service, 5);
 
 /**
  * AccessGrant lets its bearer perform one operation on one record.
@@ -228,7 +285,7 @@ export type AccessGrant = Message<"hello.token.v1.AccessGrant"> & {
  * Use `create(AccessGrantSchema)` to create a new message.
  */
 export const AccessGrantSchema: GenMessage<AccessGrant> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 4);
+  messageDesc(file_hello_token_v1_token_service, 6);
 
 /**
  * RecordWrite is a record to create or update together with its Access Token.
@@ -257,7 +314,7 @@ export type RecordWrite = Message<"hello.token.v1.RecordWrite"> & {
  * Use `create(RecordWriteSchema)` to create a new message.
  */
 export const RecordWriteSchema: GenMessage<RecordWrite> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 5);
+  messageDesc(file_hello_token_v1_token_service, 7);
 
 /**
  * AuthorizeSubjectResponse continues the login at the subject read.
@@ -285,7 +342,7 @@ export type AuthorizeSubjectResponse = Message<"hello.token.v1.AuthorizeSubjectR
  * Use `create(AuthorizeSubjectResponseSchema)` to create a new message.
  */
 export const AuthorizeSubjectResponseSchema: GenMessage<AuthorizeSubjectResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 6);
+  messageDesc(file_hello_token_v1_token_service, 8);
 
 /**
  * CreateUserRequest asks for a new user after the subject read found no record.
@@ -312,7 +369,7 @@ export type CreateUserRequest = Message<"hello.token.v1.CreateUserRequest"> & {
  * Use `create(CreateUserRequestSchema)` to create a new message.
  */
 export const CreateUserRequestSchema: GenMessage<CreateUserRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 7);
+  messageDesc(file_hello_token_v1_token_service, 9);
 
 /**
  * CreateUserResponse holds the new user's records, in the order they must be
@@ -349,7 +406,7 @@ export type CreateUserResponse = Message<"hello.token.v1.CreateUserResponse"> & 
  * Use `create(CreateUserResponseSchema)` to create a new message.
  */
 export const CreateUserResponseSchema: GenMessage<CreateUserResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 8);
+  messageDesc(file_hello_token_v1_token_service, 10);
 
 /**
  * CommitUserRequest presents Storage's receipts for the new user's records.
@@ -382,7 +439,7 @@ export type CommitUserRequest = Message<"hello.token.v1.CommitUserRequest"> & {
  * Use `create(CommitUserRequestSchema)` to create a new message.
  */
 export const CommitUserRequestSchema: GenMessage<CommitUserRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 9);
+  messageDesc(file_hello_token_v1_token_service, 11);
 
 /**
  * CommitUserResponse continues a new user's login.
@@ -403,7 +460,7 @@ export type CommitUserResponse = Message<"hello.token.v1.CommitUserResponse"> & 
  * Use `create(CommitUserResponseSchema)` to create a new message.
  */
 export const CommitUserResponseSchema: GenMessage<CommitUserResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 10);
+  messageDesc(file_hello_token_v1_token_service, 12);
 
 /**
  * AuthorizeUserRequest presents the Subject Record the subject read returned.
@@ -434,7 +491,7 @@ export type AuthorizeUserRequest = Message<"hello.token.v1.AuthorizeUserRequest"
  * Use `create(AuthorizeUserRequestSchema)` to create a new message.
  */
 export const AuthorizeUserRequestSchema: GenMessage<AuthorizeUserRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 11);
+  messageDesc(file_hello_token_v1_token_service, 13);
 
 /**
  * AuthorizeUserResponse grants the reads a returning user's login needs.
@@ -455,6 +512,8 @@ export type AuthorizeUserResponse = Message<"hello.token.v1.AuthorizeUserRespons
   walletRead?: AccessGrant | undefined;
 
   /**
+   * This app's release; absent for an account session, which has no app.
+   *
    * @generated from field: hello.token.v1.AccessGrant release_read = 3;
    */
   releaseRead?: AccessGrant | undefined;
@@ -465,7 +524,7 @@ export type AuthorizeUserResponse = Message<"hello.token.v1.AuthorizeUserRespons
  * Use `create(AuthorizeUserResponseSchema)` to create a new message.
  */
 export const AuthorizeUserResponseSchema: GenMessage<AuthorizeUserResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 12);
+  messageDesc(file_hello_token_v1_token_service, 14);
 
 /**
  * ReserveDirectedIdRequest presents a release that may predate reservations.
@@ -496,7 +555,7 @@ export type ReserveDirectedIdRequest = Message<"hello.token.v1.ReserveDirectedId
  * Use `create(ReserveDirectedIdRequestSchema)` to create a new message.
  */
 export const ReserveDirectedIdRequestSchema: GenMessage<ReserveDirectedIdRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 13);
+  messageDesc(file_hello_token_v1_token_service, 15);
 
 /**
  * ReserveDirectedIdResponse holds the reservation to read, and to write if absent.
@@ -527,7 +586,7 @@ export type ReserveDirectedIdResponse = Message<"hello.token.v1.ReserveDirectedI
  * Use `create(ReserveDirectedIdResponseSchema)` to create a new message.
  */
 export const ReserveDirectedIdResponseSchema: GenMessage<ReserveDirectedIdResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 14);
+  messageDesc(file_hello_token_v1_token_service, 16);
 
 /**
  * GrantReleaseReadRequest asks for a fresh read of the session's release.
@@ -546,7 +605,7 @@ export type GrantReleaseReadRequest = Message<"hello.token.v1.GrantReleaseReadRe
  * Use `create(GrantReleaseReadRequestSchema)` to create a new message.
  */
 export const GrantReleaseReadRequestSchema: GenMessage<GrantReleaseReadRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 15);
+  messageDesc(file_hello_token_v1_token_service, 17);
 
 /**
  * GrantReleaseReadResponse holds the read.
@@ -572,7 +631,7 @@ export type GrantReleaseReadResponse = Message<"hello.token.v1.GrantReleaseReadR
  * Use `create(GrantReleaseReadResponseSchema)` to create a new message.
  */
 export const GrantReleaseReadResponseSchema: GenMessage<GrantReleaseReadResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 16);
+  messageDesc(file_hello_token_v1_token_service, 18);
 
 /**
  * CreateReleaseRequest records the user's consent for the session's client.
@@ -622,7 +681,7 @@ export type CreateReleaseRequest = Message<"hello.token.v1.CreateReleaseRequest"
  * Use `create(CreateReleaseRequestSchema)` to create a new message.
  */
 export const CreateReleaseRequestSchema: GenMessage<CreateReleaseRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 17);
+  messageDesc(file_hello_token_v1_token_service, 19);
 
 /**
  * CreateReleaseResponse holds the records to create, in the order they must be
@@ -659,7 +718,7 @@ export type CreateReleaseResponse = Message<"hello.token.v1.CreateReleaseRespons
  * Use `create(CreateReleaseResponseSchema)` to create a new message.
  */
 export const CreateReleaseResponseSchema: GenMessage<CreateReleaseResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 18);
+  messageDesc(file_hello_token_v1_token_service, 20);
 
 /**
  * MintIdTokenRequest presents the records the ID Token is made from.
@@ -707,7 +766,7 @@ export type MintIdTokenRequest = Message<"hello.token.v1.MintIdTokenRequest"> & 
  * Use `create(MintIdTokenRequestSchema)` to create a new message.
  */
 export const MintIdTokenRequestSchema: GenMessage<MintIdTokenRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 19);
+  messageDesc(file_hello_token_v1_token_service, 21);
 
 /**
  * MintIdTokenResponse holds what Orchestration returns to the app through the back
@@ -746,7 +805,7 @@ export type MintIdTokenResponse = Message<"hello.token.v1.MintIdTokenResponse"> 
  * Use `create(MintIdTokenResponseSchema)` to create a new message.
  */
 export const MintIdTokenResponseSchema: GenMessage<MintIdTokenResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 20);
+  messageDesc(file_hello_token_v1_token_service, 22);
 
 /**
  * GetKeySetRequest has no fields.
@@ -761,7 +820,7 @@ export type GetKeySetRequest = Message<"hello.token.v1.GetKeySetRequest"> & {
  * Use `create(GetKeySetRequestSchema)` to create a new message.
  */
 export const GetKeySetRequestSchema: GenMessage<GetKeySetRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 21);
+  messageDesc(file_hello_token_v1_token_service, 23);
 
 /**
  * GetKeySetResponse is Token's published key set.
@@ -791,7 +850,7 @@ export type GetKeySetResponse = Message<"hello.token.v1.GetKeySetResponse"> & {
  * Use `create(GetKeySetResponseSchema)` to create a new message.
  */
 export const GetKeySetResponseSchema: GenMessage<GetKeySetResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 22);
+  messageDesc(file_hello_token_v1_token_service, 24);
 
 /**
  * TokenService verifies what Orchestration presents and mints every token and record
@@ -949,6 +1008,24 @@ export const TokenService: GenService<{
     methodKind: "unary";
     input: typeof MintIdTokenRequestSchema;
     output: typeof MintIdTokenResponseSchema;
+  },
+  /**
+   * CreateAccountSession starts an account session (docs/transactions.md): the user
+   * signs in to manage the wallet, with a forced fresh login at a provider from
+   * Token's allow-list. The session is bound to that provider and a fresh upstream
+   * nonce, and demands an auth_time after it began (as prompt=login with max_age=0
+   * would). It goes on through AuthorizeSubject and AuthorizeUser like a login's, and
+   * AuthorizeUser grants it a read of the wallet only. Every other step (CreateUser,
+   * CommitUser, ReserveDirectedId, GrantReleaseRead, CreateRelease, MintIdToken) is a
+   * login's and refuses it (FAILED_PRECONDITION): an account session makes no user and
+   * answers no app.
+   *
+   * @generated from rpc hello.token.v1.TokenService.CreateAccountSession
+   */
+  createAccountSession: {
+    methodKind: "unary";
+    input: typeof CreateAccountSessionRequestSchema;
+    output: typeof CreateAccountSessionResponseSchema;
   },
   /**
    * GetKeySet returns Token's public key set for apps, signed by Token, so that
