@@ -43,10 +43,12 @@ import {
   tokenInMemory,
   tokenSigningKeys,
 } from "../../../test/support/token-harness.js";
-import { LoginDriver, ProtocolViolation, loginContext } from "./login-driver.js";
+import { LoginDriver, LoginRequired, ProtocolViolation, loginContext } from "./login-driver.js";
 
 const DAVE: DevUser = { sub: "dave-0004", email: "dave@example.org", email_verified: false, name: "Dave Unverified", password: "dave" };
 const ERIN: DevUser = { sub: "erin-0005", email: "erin@example.org", email_verified: true, name: "Erin Example", password: "erin" };
+/** Signs in to no app, only to the account page. */
+const FRANK: DevUser = { sub: "frank-0006", email: "frank@example.org", email_verified: true, name: "Frank Example", password: "frank" };
 
 /** Token's RPCs, each answer as a message: what a twist bends. */
 type Methods = (typeof TokenService)["method"];
@@ -91,7 +93,7 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
   const driverOver = (token: Client<typeof TokenService>) => new LoginDriver({ issuer: ISSUER, token, encryption, lookupKey, tokenKeys: () => tokenKeys });
 
   before(async function () {
-    [upstream, store] = await Promise.all([startUpstream([USERS.alice, USERS.bob, USERS.carol, DAVE, ERIN]), openPGliteStore({})]);
+    [upstream, store] = await Promise.all([startUpstream([USERS.alice, USERS.bob, USERS.carol, DAVE, ERIN, FRANK]), openPGliteStore({})]);
     const storage = createClient(StorageService, inMemory(storageRoutes({
       store, tokenKeys: () => tokenKeys, errorKey: storageSigning.error, receiptKey: storageSigning.receipt,
     }), storageErrors));
@@ -402,5 +404,53 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
     it("the honest twin: Alice's login at app a gets her own sub", async function () {
       expect((await login(honest, USERS.alice, "a")).claims.sub).to.equal(subs.aliceA);
     });
+  });
+  describe("account sessions (docs/transactions.md): the wallet after a forced fresh sign-in, checked", function () {
+    /** An account sign-in of `user`: the provider asked to make the user sign in again unless `forced` is false. */
+    async function account(driver: LoginDriver, user: DevUser, forced = true) {
+      const began = Date.now();
+      const started = await driver.startAccount("dev");
+      const verified = await upstream.login(user, started.upstreamNonce, forced ? { prompt: "login" } : {});
+      return driver.openAccount(started.sessionToken, began, verified);
+    }
+
+    it("honest: Alice's wallet as stored, linking the subject she signed in with; nothing written", async function () {
+      const before = written.length;
+      const view = await account(honest, USERS.alice);
+      expect(view!.uid).to.equal(uids[USERS.alice.sub]);
+      expect(view!.wallet.claims).to.include({ email: USERS.alice.email, name: USERS.alice.name });
+      expect(view!.wallet.subjects).to.deep.equal([{ iss: upstream.devOp.issuer, sub: USERS.alice.sub }]);
+      expect(written.slice(before)).to.deep.equal([]);
+    });
+
+    it("a subject no wallet holds: no wallet, and no user made", async function () {
+      const before = written.length;
+      expect(await account(honest, FRANK)).to.equal(undefined);
+      expect(written.slice(before)).to.deep.equal([]);
+      expect(await holds(subjectHash(lookupKey, upstream.devOp.issuer, FRANK.sub), "subject")).to.equal(false);
+    });
+
+    it("a login the provider did not force is refused by Orchestration's own reading, before Token is asked", async function () {
+      let asked = 0;
+      const counting = rogue({ authorizeSubject: async (a) => (asked++, a) });
+      const error = await rejectionOf(account(counting, USERS.alice, false), "the account sign-in");
+      expect(error).to.be.instanceOf(LoginRequired);
+      expect((error as Error).message).to.equal("the provider did not say when the user authenticated (auth_time), and an account session needs a fresh login");
+      expect(asked).to.equal(0);
+    });
+
+    const twists: Array<[string, Twist, string]> = [
+      ["a wallet read of another user's wallet", {
+        authorizeUser: async (a) => ({ ...a, walletRead: await rogueGrant("wallet", "read", walletHash(lookupKey, uids[USERS.bob.sub] ?? "bob")) }),
+      }, "Token's wallet grant is not for the wallet record this login needs"],
+      ["an app's release read besides", {
+        authorizeUser: async (a) => ({ ...a, releaseRead: await rogueGrant("release", "read", releaseHash(lookupKey, uids[USERS.alice.sub]!, "app-a")) }),
+      }, "Token granted an account session an app's release read"],
+    ];
+    for (const [what, twist, message] of twists) {
+      it(`a compromised Token granting ${what} is refused: ${message}`, async function () {
+        await refused(account(rogue(twist), USERS.alice), message);
+      });
+    }
   });
 });

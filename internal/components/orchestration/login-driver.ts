@@ -138,6 +138,14 @@ export type LoginOutcome =
   | { kind: "consent"; state: LoginState; wallet: RecordClaims["wallet"]; newUser: boolean }
   | { kind: "done"; idToken: string; userinfoJwt: string; userinfoJson: string; newUser: boolean };
 
+/** What an account session shows the user: their wallet as stored, checked. */
+export interface AccountView {
+  /** The account session, at step "user". */
+  readonly sessionToken: string;
+  readonly uid: string;
+  readonly wallet: RecordClaims["wallet"];
+}
+
 /** A record and Storage's receipt for it. */
 interface Receipted {
   readonly record: string;
@@ -184,30 +192,16 @@ export class LoginDriver {
     if (stale) throw new LoginRequired(stale);
 
     const step = this.#step();
-    const authorized = await this.#token(() => this.deps.token.authorizeSubject({ sessionToken, opIdToken: upstream.idToken }, step.call()));
-    const subjectRead = this.#checkGrant(authorized.subjectRead, "subject", RecordOperation.READ,
-      subjectHash(this.deps.lookupKey, upstream.iss, upstream.sub));
-    const read = await this.deps.encryption.readRecord({ accessToken: subjectRead.accessToken }, step.call());
-
-    if (read.result.case === "errorToken") return this.#newUser(step, authorized.sessionToken, login, upstream, authTime, read.result.value);
-    if (read.result.case !== "record") throw new ProtocolViolation("the subject read returned nothing");
-    const subjectRecord = read.result.value;
-    const subject = await this.#record("subject", subjectRecord);
-    if (subject.op_iss !== upstream.iss || subject.op_sub !== upstream.sub) {
-      throw new ProtocolViolation("the subject record is not the upstream subject's");
-    }
-    const user = await this.deps.token.authorizeUser({ sessionToken: authorized.sessionToken, subjectRecord, subjectReceipt: read.receipt }, step.call());
-    const walletRead = this.#checkGrant(user.walletRead, "wallet", RecordOperation.READ, walletHash(this.deps.lookupKey, subject.uid));
+    const found = await this.#user(step, sessionToken, upstream);
+    if (!found.stored) return this.#newUser(step, found.sessionToken, login, upstream, authTime, found.errorToken);
+    const { user, subjectRecord, subject, walletRead } = found;
     const releaseRead = this.#checkGrant(user.releaseRead, "release", RecordOperation.READ,
       releaseHash(this.deps.lookupKey, subject.uid, login.clientId));
     const [walletRes, releaseRes] = await Promise.all([
       this.deps.encryption.readRecord({ accessToken: walletRead.accessToken }, step.call()),
       this.deps.encryption.readRecord({ accessToken: releaseRead.accessToken }, step.call()),
     ]);
-    if (walletRes.result.case !== "record") throw new ProtocolViolation("the user's wallet record is missing");
-    const walletRecord = walletRes.result.value;
-    const wallet = await this.#record("wallet", walletRecord);
-    if (wallet.uid !== subject.uid) throw new ProtocolViolation("the wallet record is not the subject's user's");
+    const { walletRecord, wallet } = await this.#wallet(walletRes, subject.uid);
 
     const state: LoginState = {
       sessionToken: user.sessionToken, login, uid: subject.uid, subjectRecord, walletRecord, walletReceipt: walletRes.receipt,
@@ -381,6 +375,70 @@ export class LoginDriver {
   }
 
   /** A Token call whose "login required" refusal means the app's freshness demand is not met. */
+  /**
+   * An account session for the user's sign-in at `providerId` (docs/transactions.md): the
+   * provider must be sent prompt=login and max_age=0 with the nonce returned.
+   */
+  async startAccount(providerId: string) {
+    const res = await this.deps.token.createAccountSession({ providerId }, this.#step().call());
+    return { sessionToken: res.sessionToken, upstreamNonce: res.upstreamNonce, providerIssuer: res.providerIssuer };
+  }
+
+  /**
+   * The account session after its upstream login, begun at `started`: the user's wallet
+   * as stored, checked as a login checks it, or undefined when no wallet holds this
+   * subject (an account session makes no user). The login must be a forced fresh one,
+   * by Orchestration's own reading of the OP ID Token before Token's.
+   */
+  async openAccount(sessionToken: string, started: number, upstream: UpstreamResult): Promise<AccountView | undefined> {
+    const authTime = typeof upstream.claims.auth_time === "number" ? upstream.claims.auth_time : undefined;
+    const stale = authTimeProblem(authTime, { maxAge: 0, promptLogin: true, started, demandedBy: "account" }, new Date());
+    if (stale) throw new LoginRequired(stale);
+
+    const step = this.#step();
+    const found = await this.#user(step, sessionToken, upstream);
+    if (!found.stored) return undefined;
+    const { user, subject, walletRead } = found;
+    if (user.releaseRead) throw new ProtocolViolation("Token granted an account session an app's release read");
+    const { wallet } = await this.#wallet(await this.deps.encryption.readRecord({ accessToken: walletRead.accessToken }, step.call()), subject.uid);
+    if (!wallet.subjects.some((s) => s.iss === upstream.iss && s.sub === upstream.sub)) {
+      throw new ProtocolViolation("the wallet does not list the subject the user signed in with");
+    }
+    return { sessionToken: user.sessionToken, uid: subject.uid, wallet };
+  }
+
+  /**
+   * Steps 3, 4 and 6's AuthorizeUser, a login's or an account session's: Token's own
+   * reading of the OP ID Token, the subject read, and either Storage's "no record"
+   * (with the session to go on with) or the stored, checked subject and the user's
+   * wallet read.
+   */
+  async #user(step: StepDeadline, sessionToken: string, upstream: UpstreamResult) {
+    const authorized = await this.#token(() => this.deps.token.authorizeSubject({ sessionToken, opIdToken: upstream.idToken }, step.call()));
+    const subjectRead = this.#checkGrant(authorized.subjectRead, "subject", RecordOperation.READ,
+      subjectHash(this.deps.lookupKey, upstream.iss, upstream.sub));
+    const read = await this.deps.encryption.readRecord({ accessToken: subjectRead.accessToken }, step.call());
+    if (read.result.case === "errorToken") return { stored: false as const, sessionToken: authorized.sessionToken, errorToken: read.result.value };
+    if (read.result.case !== "record") throw new ProtocolViolation("the subject read returned nothing");
+    const subjectRecord = read.result.value;
+    const subject = await this.#record("subject", subjectRecord);
+    if (subject.op_iss !== upstream.iss || subject.op_sub !== upstream.sub) {
+      throw new ProtocolViolation("the subject record is not the upstream subject's");
+    }
+    const user = await this.deps.token.authorizeUser({ sessionToken: authorized.sessionToken, subjectRecord, subjectReceipt: read.receipt }, step.call());
+    const walletRead = this.#checkGrant(user.walletRead, "wallet", RecordOperation.READ, walletHash(this.deps.lookupKey, subject.uid));
+    return { stored: true as const, user, subjectRecord, subject, walletRead };
+  }
+
+  /** The wallet read's answer: the user's stored wallet, or a violation. */
+  async #wallet(res: Awaited<ReturnType<LoginDriverDeps["encryption"]["readRecord"]>>, uid: string) {
+    if (res.result.case !== "record") throw new ProtocolViolation("the user's wallet record is missing");
+    const walletRecord = res.result.value;
+    const wallet = await this.#record("wallet", walletRecord);
+    if (wallet.uid !== uid) throw new ProtocolViolation("the wallet record is not the subject's user's");
+    return { walletRecord, wallet };
+  }
+
   async #token<T>(call: () => Promise<T>): Promise<T> {
     try {
       return await call();
