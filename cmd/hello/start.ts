@@ -196,6 +196,7 @@ export async function runStart(args: string[]): Promise<number> {
   out(`  storage database:      ${dev.database ? "PostgreSQL (from the config's database URL)" : `embedded PGlite in ${path.resolve(dev.baseDir, dev.stateDir, "storage", "pgdata")}`}`);
   out(`  deployment record:     ${recordFile}${values.source ? "" : `   (check it with: ${hello()} verify${values.config === "hello.config.json" ? "" : ` --config ${values.config}`})`}`);
   out(`  front door (issuer):   ${dev.issuer}`);
+  out(`  account page:          ${dev.issuer.replace(/\/$/, "")}/account  (a user's wallet, after a fresh sign-in)`);
   if (devOp) out(`  development OP:        ${devOp.issuer}  (accounts: alice@example.com / alice, bob@example.com / bob)`);
   if (demo) {
     out("");

@@ -20,6 +20,17 @@ export interface UpstreamFlow {
   verifier: string;
 }
 
+/** Sealed as "account-upstream" in a cookie: an account sign-in gone to the user's provider. */
+export interface AccountFlow {
+  /** When the account session began (epoch ms): the provider's authentication must follow it. */
+  started: number;
+  provider: string;
+  session: string;
+  upstream_nonce: string;
+  state: string;
+  verifier: string;
+}
+
 /** Sealed as "consent" in the consent form. */
 export interface ConsentFlow {
   request: AuthorizationRequest;

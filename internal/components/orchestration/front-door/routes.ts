@@ -4,6 +4,7 @@
 // (docs/bad-input.md).
 
 import type { UpstreamProvider } from "../../../config/component-config.js";
+import { accountGet, accountProvider } from "./account.js";
 import { authorizeGet, authorizePost, chosenProvider } from "./authorize.js";
 import { consent } from "./consent.js";
 import type { Handler } from "./context.js";
@@ -44,6 +45,8 @@ export const ROUTES: readonly Route[] = [
   { path: "/authorize/provider", methods: { POST: chosenProvider }, loginStep: true },
   { path: "/upstream/callback", perProvider: true, methods: { GET: upstreamCallback }, loginStep: true }, // /upstream/callback/<provider id>
   { path: "/consent", methods: { POST: consent }, loginStep: true },
+  { path: "/account", methods: { GET: accountGet } },
+  { path: "/account/provider", methods: { POST: accountProvider }, loginStep: true },
   { path: "/token", methods: { POST: tokenEndpoint }, errors: "json" },
   { path: "/userinfo", methods: { GET: userinfo, POST: userinfo }, errors: "bearer" },
   { path: "/health", methods: { GET: live } }, // the name before /healthz/live, kept for whoever probes it

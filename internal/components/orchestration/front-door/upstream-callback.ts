@@ -6,9 +6,11 @@ import { requestedClaims } from "../../../protocol/claims.js";
 import type { AuthorizationRequest } from "./authorization-request.js";
 import { issueCode, showConsent } from "./consent.js";
 import type { DoorContext, Exchange } from "./context.js";
-import { type UpstreamFlow, appRequestOf, flowCookie } from "./flows.js";
+import { type AccountFlow, type UpstreamFlow, appRequestOf, flowCookie } from "./flows.js";
 import { cookies } from "./http-input.js";
 import { sendError } from "./responses.js";
+import { ACCOUNT_FLOW, accountAnswer } from "./account.js";
+import type { UpstreamProvider } from "../../../config/component-config.js";
 
 /** What a provider may say with prompt=none that goes to the app as is; any other error is access_denied. */
 const PASSED_THROUGH = ["login_required", "consent_required", "interaction_required", "account_selection_required"];
@@ -18,6 +20,8 @@ export async function upstreamCallback(door: DoorContext, { req, res, url, provi
   if (!provider) throw new Error("the upstream callback is routed per provider");
   const state = url.searchParams.get("state") ?? "";
   const name = flowCookie(state);
+  const account = door.sealer.open<AccountFlow>(ACCOUNT_FLOW, cookies(req)[name]);
+  if (account) return accountCallback(door, { req, res, url, provider }, account);
   const flow = door.sealer.open<UpstreamFlow>("upstream", cookies(req)[name]);
   if (!flow || flow.state !== state) {
     return sendError(res, 400, "This sign-in has expired", "We could not find the sign-in this answer belongs to (it took too long, was already completed, or cookies are blocked).", "Go back to the app and sign in again.");
@@ -63,6 +67,22 @@ export async function upstreamCallback(door: DoorContext, { req, res, url, provi
     return door.toApp(res, flow.request, { error: "consent_required", error_description: "this app needs the user's consent first" });
   }
   return showConsent(door, res, { request: flow.request, login: outcome.state, newUser: outcome.newUser, offered: offeredClaims(flow.request, outcome.wallet.claims) }, outcome.wallet.claims);
+}
+
+/** An account sign-in's answer: the same checks of the flow and the answer, then the wallet page (account.ts). */
+async function accountCallback(door: DoorContext, { res, url, provider }: Exchange & { provider: UpstreamProvider }, flow: AccountFlow) {
+  const retry = "Go back to the account page and sign in again.";
+  if (flow.state !== url.searchParams.get("state")) return sendError(res, 400, "This sign-in has expired", "We could not find the sign-in this answer belongs to.", retry);
+  if (flow.provider !== provider.id) return sendError(res, 400, "Sign-in failed", "This answer did not come from the provider this sign-in was started with.", retry);
+  door.setCookie(res, flowCookie(flow.state), "", 0); // one use
+  if (url.searchParams.get("error")) return sendError(res, 400, "Sign-in failed", `The sign-in at ${provider.name} did not complete.`, retry);
+  let upstream;
+  try {
+    upstream = await door.rp.redeem(provider, url, { state: flow.state, nonce: flow.upstream_nonce, codeVerifier: flow.verifier });
+  } catch {
+    return sendError(res, 400, "Sign-in failed", `The answer from ${provider.name} could not be verified.`, retry);
+  }
+  return accountAnswer(door, res, flow, provider, upstream);
 }
 
 /** What the app asked for and the user's wallet holds: Token's own rule (claims.ts). */

@@ -6,6 +6,7 @@ import { chooserPage } from "./chooser.js";
 import { breakable, consentPage } from "./consent.js";
 import { errorPage } from "./error.js";
 import { homePage } from "./home.js";
+import { accountPage, noWalletPage } from "./account.js";
 import { CLAIM_LABELS, claimLabel } from "./claim-labels.js";
 
 const HOSTILE = `<script>alert(1)</script>"'&`;
@@ -61,6 +62,8 @@ describe("Front door pages (docs/design.md §6)", function () {
       "consent (client id, hidden field)": consent({ clientId: HOSTILE, hidden: { flow: HOSTILE } }),
       "error (title)": errorPage({ title: HOSTILE, message: "m" }),
       "error (message, hint)": errorPage({ title: "t", message: HOSTILE, hint: HOSTILE }),
+      "account (provider, linked provider, claim name and value)": accountPage({ signedInWith: HOSTILE, providers: [HOSTILE], claims: [{ name: HOSTILE, value: HOSTILE }] }),
+      "no wallet (provider)": noWalletPage(HOSTILE),
     };
     for (const [name, doc] of Object.entries(pages)) {
       it(`${name}: the raw string is absent and the escaped form present`, function () {
@@ -138,6 +141,9 @@ describe("Front door pages (docs/design.md §6)", function () {
       "consent with no claims": consent({ claims: [] }),
       error: error(),
       home: homePage(),
+      account: accountPage({ signedInWith: "Dev OP", providers: ["Dev OP"], claims: [{ name: "email", value: "a@example.com" }, { name: "email_verified", value: true }] }),
+      "account with no claims": accountPage({ signedInWith: "Dev OP", providers: ["Dev OP"], claims: [] }),
+      "no wallet": noWalletPage("Dev OP"),
     };
     for (const [name, doc] of Object.entries(pages)) {
       it(`${name}: is a complete, accessible, self-contained document`, function () {

@@ -1,0 +1,45 @@
+// The account page (docs/transactions.md): the user's wallet as stored, shown once after a
+// forced fresh sign-in. hello-mesh keeps no session: to see it again, sign in again.
+
+import { type SafeHtml, html } from "./html.js";
+import { page } from "./layout.js";
+import { claimLabel } from "./claim-labels.js";
+
+export interface AccountPageInput {
+  /** The provider the user signed in with just now. */
+  signedInWith: string;
+  /** Each linked subject's provider, by name (its issuer when hello-mesh no longer lists it). */
+  providers: string[];
+  claims: Array<{ name: string; value: string | boolean }>;
+}
+
+/** The wallet: the providers linked to it and the claims it holds. */
+export function accountPage({ signedInWith, providers, claims }: AccountPageInput): string {
+  const value = (v: string | boolean): SafeHtml | string => (typeof v === "boolean" ? (v ? "yes" : "no") : v);
+  return page({
+    title: "Your wallet",
+    body: html`<h1>Your wallet</h1>
+<p>You signed in with ${signedInWith} just now.</p>
+<h2>Providers you sign in with</h2>
+<ul>
+${providers.map((p) => html`<li>${p}</li>
+`)}</ul>
+<h2>What your wallet holds</h2>
+${claims.length === 0
+  ? html`<p>Your wallet holds no details about you.</p>`
+  : html`<dl>
+${claims.map((c) => html`<dt>${claimLabel(c.name)}</dt><dd>${value(c.value)}</dd>
+`)}</dl>`}
+<p class="muted">Each detail came from a provider you signed in with. hello-mesh keeps no session: to see this page again, <a href="/account">sign in again</a>.</p>`,
+  });
+}
+
+/** A fresh sign-in whose subject no wallet holds: an account is made by signing in to an app. */
+export function noWalletPage(provider: string): string {
+  return page({
+    title: "No wallet yet",
+    body: html`<h1>No wallet yet</h1>
+<p>You signed in with ${provider}, and no hello-mesh wallet belongs to that account.</p>
+<p>A wallet is made the first time you sign in to an app with hello-mesh. <a href="/account">Sign in with another provider</a>.</p>`,
+  });
+}

@@ -1,0 +1,67 @@
+// The account page (issue 13's first step, docs/transactions.md) through the four
+// processes: a forced fresh sign-in at the user's provider, then the wallet as stored.
+// hello-mesh keeps no session: each visit signs in again.
+
+import { expect } from "chai";
+import { APPS, type ProtocolMesh, USERS, browseToApp, startProtocolMesh } from "../support/protocol-mesh.js";
+import { prepareAuthorization } from "../support/app-client.js";
+import { Browserless, type Page } from "../support/browserless.js";
+import type { DevUser } from "../../internal/dev/devop/dev-op.js";
+
+describe("the account page: a fresh sign-in, then the wallet", function () {
+  let mesh: ProtocolMesh;
+  before(async function () {
+    mesh = await startProtocolMesh({ database: "pglite" });
+    // Alice has a wallet: she signed in to an app once.
+    const { url } = await prepareAuthorization(mesh.issuer, "a");
+    await browseToApp(url, "a", USERS.alice);
+  });
+  after(async () => mesh?.close());
+
+  /** /account, the provider chosen, and the provider's sign-in form filled in (it must be asked for). */
+  async function signIn(user: DevUser, browser = new Browserless()): Promise<{ page: Page; askedForPassword: boolean }> {
+    const chooser = await browser.go(new URL("/account", mesh.issuer));
+    expect(chooser.status).to.equal(200);
+    let page = await browser.submit(browser.form(chooser, /^\/account\/provider$/), [["provider", "dev"]]);
+    const askedForPassword = /\/interaction\//.test(page.body);
+    if (askedForPassword) page = await browser.submit(browser.form(page, /\/login$/), [["email", user.email], ["password", user.password]]);
+    return { page, askedForPassword };
+  }
+
+  it("shows the wallet after the provider asked for the password again, though the user was signed in there", async function () {
+    const browser = new Browserless();
+    // Signed in at the provider already (an app's login in this browser a moment ago):
+    // an app's next login goes through without the password...
+    await browseToApp((await prepareAuthorization(mesh.issuer, "a")).url, "a", USERS.alice, { browser });
+    const callback = new URL(APPS.a!.redirect_uri);
+    const again = await browser.go((await prepareAuthorization(mesh.issuer, "a")).url, {}, (u) => u.origin === callback.origin && u.pathname === callback.pathname);
+    expect(again.url.pathname, "the provider's own session signed the app in").to.equal(callback.pathname);
+    // ...and still the provider asks again: prompt=login, max_age=0.
+    const { page, askedForPassword } = await signIn(USERS.alice, browser);
+    expect(askedForPassword, "the provider was made to ask again").to.equal(true);
+    expect(page.status, page.body.slice(0, 500)).to.equal(200);
+    expect(page.body).to.include("<h1>Your wallet</h1>");
+    expect(page.body).to.include("You signed in with Dev OP just now.");
+    expect(page.body).to.include("<li>Dev OP</li>");
+    expect(page.body).to.include(USERS.alice.email);
+    expect(page.body).to.include(USERS.alice.name);
+  });
+
+  it("each visit signs in again: the answer's cookie is spent, and a second look needs a new sign-in", async function () {
+    const browser = new Browserless();
+    const first = await signIn(USERS.alice, browser);
+    expect(first.page.body).to.include("<h1>Your wallet</h1>");
+    // The provider's answer, replayed, finds no flow: it was one use.
+    const replay = await browser.go(first.page.url);
+    expect(replay.status).to.equal(400);
+    expect(replay.body).to.include("This sign-in has expired");
+  });
+
+  it("a subject no wallet holds gets no wallet, and no user is made", async function () {
+    const { page } = await signIn(USERS.carol);
+    expect(page.status).to.equal(200);
+    expect(page.body).to.include("<h1>No wallet yet</h1>");
+    // Still none: the account session made no user.
+    expect((await signIn(USERS.carol)).page.body).to.include("<h1>No wallet yet</h1>");
+  });
+});
