@@ -20,10 +20,14 @@
 
 import { z } from "zod";
 
-/** The protocol this release speaks. */
-export const PROTOCOL_VERSION = 1;
-/** The oldest protocol this release still accepts from a peer. */
-export const OLDEST_PROTOCOL_VERSION = 1;
+/**
+ * The protocol this release speaks. The history (docs/upgrades.md):
+ *   1  the login, as releases before stated versions spoke it
+ *   2  + account sessions: Orchestration calls Token's CreateAccountSession
+ */
+export const PROTOCOL_VERSION: number = 2;
+/** The oldest protocol this release still accepts from a peer: one step back. */
+export const OLDEST_PROTOCOL_VERSION: number = 1;
 
 /** The header each mesh call and answer states its protocol version in. */
 export const PROTOCOL_HEADER = "hello-protocol";

@@ -101,7 +101,10 @@ function answerError(res: http.ServerResponse, issuer: string, route: Route, err
   // ours (an upgrade out of order, docs/upgrades.md): hello-mesh's fault, not the
   // user's, and signing in again fails the same way. The request's log line carries the
   // cause for the operators (ProtocolViolation at error, the peer's code at warn).
-  if (error instanceof ProtocolViolation || isVersionRefusal(error) || (error instanceof ConnectError && error.code === Code.Unauthenticated)) {
+  // A peer that does not know a call (UNIMPLEMENTED: its release is older than the
+  // upgrade order allows) is the same.
+  if (error instanceof ProtocolViolation || isVersionRefusal(error) ||
+    (error instanceof ConnectError && (error.code === Code.Unauthenticated || error.code === Code.Unimplemented))) {
     return sendError(res, 502, "Sign-in failed", "hello-mesh could not complete this sign-in safely: the problem is on hello-mesh's side, not yours, and its operators can see why in its logs.", "Signing in again will fail the same way until they fix it: tell the app or hello-mesh's operators.");
   }
   if (error instanceof ConnectError) {
