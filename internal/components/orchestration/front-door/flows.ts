@@ -8,28 +8,25 @@ import type { AuthorizationRequest } from "./authorization-request.js";
 /** How long a login may take, from the app's request to the user's last click (seconds). */
 export const FLOW_TTL = 10 * 60;
 
-/** Sealed as "upstream" in a cookie: a login gone to the user's provider. */
-export interface UpstreamFlow {
-  request: AuthorizationRequest;
-  /** When the login began (epoch ms): a prompt=login authentication must follow it. */
+/** What the front door keeps of a sign-in while the user is at their provider. */
+export interface ProviderLeg {
+  /** When the login or account session began (epoch ms): a forced authentication must follow it. */
   started: number;
   provider: string;
+  /** Token's Session Token. */
   session: string;
   upstream_nonce: string;
   state: string;
   verifier: string;
 }
 
-/** Sealed as "account-upstream" in a cookie: an account sign-in gone to the user's provider. */
-export interface AccountFlow {
-  /** When the account session began (epoch ms): the provider's authentication must follow it. */
-  started: number;
-  provider: string;
-  session: string;
-  upstream_nonce: string;
-  state: string;
-  verifier: string;
+/** Sealed as "upstream" in a cookie: a login gone to the user's provider. */
+export interface UpstreamFlow extends ProviderLeg {
+  request: AuthorizationRequest;
 }
+
+/** Sealed as "account-upstream" in a cookie: an account sign-in gone to the user's provider. */
+export type AccountFlow = ProviderLeg;
 
 /** Sealed as "consent" in the consent form. */
 export interface ConsentFlow {
