@@ -45,6 +45,9 @@ describe("the account page: a fresh sign-in, then the wallet", function () {
     expect(page.body).to.include("<li>Dev OP</li>");
     expect(page.body).to.include(USERS.alice.email);
     expect(page.body).to.include(USERS.alice.name);
+    // The one app she signed in to, with what she released to it (the consent page's every box).
+    expect(page.body).to.match(/<li><strong>app-a<\/strong>: receives [^<]*Email address[^<]*<\/li>/);
+    expect(page.body).to.not.include("app-b");
   });
 
   it("each visit signs in again: the answer's cookie is spent, and a second look needs a new sign-in", async function () {

@@ -90,7 +90,8 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
   /** Each user's sub at each app, from the ID Tokens that reached the app. */
   const subs: Record<string, string> = {};
 
-  const driverOver = (token: Client<typeof TokenService>) => new LoginDriver({ issuer: ISSUER, token, encryption, lookupKey, tokenKeys: () => tokenKeys });
+  const driverOver = (token: Client<typeof TokenService>) =>
+    new LoginDriver({ issuer: ISSUER, token, encryption, lookupKey, tokenKeys: () => tokenKeys, clientIds: clients.map((c) => c.client_id) });
 
   before(async function () {
     [upstream, store] = await Promise.all([startUpstream([USERS.alice, USERS.bob, USERS.carol, DAVE, ERIN, FRANK]), openPGliteStore({})]);
@@ -420,6 +421,9 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
       expect(view!.uid).to.equal(uids[USERS.alice.sub]);
       expect(view!.wallet.claims).to.include({ email: USERS.alice.email, name: USERS.alice.name });
       expect(view!.wallet.subjects).to.deep.equal([{ iss: upstream.devOp.issuer, sub: USERS.alice.sub }]);
+      // Her releases, as her logins above made them: app a with what she consented to, and app b.
+      expect(view!.releases.find((r) => r.clientId === "app-a")?.claims).to.have.members(["email", "name"]);
+      expect(view!.releases.map((r) => r.clientId)).to.include.members(["app-a", "app-b"]);
       expect(written.slice(before)).to.deep.equal([]);
     });
 
@@ -446,6 +450,12 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
       ["an app's release read besides", {
         authorizeUser: async (a) => ({ ...a, releaseRead: await rogueGrant("release", "read", releaseHash(lookupKey, uids[USERS.alice.sub]!, "app-a")) }),
       }, "Token granted an account session an app's release read"],
+      ["a read of another user's release among the apps'", {
+        authorizeUser: async (a) => ({ ...a, accountReleaseReads: [...a.accountReleaseReads, await rogueGrant("release", "read", releaseHash(lookupKey, uids[USERS.bob.sub] ?? "bob", "app-a"))] }),
+      }, "Token's release grant is not for this user's release at an app hello-mesh serves"],
+      ["one app's release read twice", {
+        authorizeUser: async (a) => ({ ...a, accountReleaseReads: [...a.accountReleaseReads, a.accountReleaseReads[0]!] }),
+      }, "Token's release grant is not for this user's release at an app hello-mesh serves"],
     ];
     for (const [what, twist, message] of twists) {
       it(`a compromised Token granting ${what} is refused: ${message}`, async function () {

@@ -36,6 +36,8 @@ export interface LoginDriverDeps {
   readonly tokenKeys: () => VerificationKeys;
   /** Overrides of RPC_TIMEOUT_MS and STEP_BUDGET_MS. */
   readonly deadlines?: { readonly rpcMs?: number; readonly stepMs?: number };
+  /** The apps Orchestration serves: an account session reads the user's release at these, and no other. */
+  readonly clientIds?: readonly string[];
 }
 
 /** The longest one mesh call of a login may take (a Token or Encryption call; Storage's inside it). */
@@ -144,6 +146,8 @@ export interface AccountView {
   readonly sessionToken: string;
   readonly uid: string;
   readonly wallet: RecordClaims["wallet"];
+  /** The apps the user released to, and the claims each receives. */
+  readonly releases: ReadonlyArray<{ readonly clientId: string; readonly claims: readonly string[] }>;
 }
 
 /** A record and Storage's receipt for it. */
@@ -400,11 +404,35 @@ export class LoginDriver {
     if (!found.stored) return undefined;
     const { user, subject, walletRead } = found;
     if (user.releaseRead) throw new ProtocolViolation("Token granted an account session an app's release read");
-    const { wallet } = await this.#wallet(await this.deps.encryption.readRecord({ accessToken: walletRead.accessToken }, step.call()), subject.uid);
+    // The user's release at each app Orchestration serves, and nothing else: never a read
+    // of another user's release, nor of one app twice.
+    const apps = new Map((this.deps.clientIds ?? []).map((id) => [releaseHash(this.deps.lookupKey, subject.uid, id), id]));
+    const asked = new Set<string>();
+    for (const grant of user.accountReleaseReads) {
+      if (grant.kind !== RECORD_KIND.release || grant.operation !== RecordOperation.READ || !apps.has(grant.hash) || asked.has(grant.hash)) {
+        throw new ProtocolViolation("Token's release grant is not for this user's release at an app hello-mesh serves");
+      }
+      asked.add(grant.hash);
+    }
+    const [walletRes, ...releaseRes] = await Promise.all([
+      this.deps.encryption.readRecord({ accessToken: walletRead.accessToken }, step.call()),
+      ...user.accountReleaseReads.map((grant) => this.deps.encryption.readRecord({ accessToken: grant.accessToken }, step.call())),
+    ]);
+    const { wallet } = await this.#wallet(walletRes, subject.uid);
     if (!wallet.subjects.some((s) => s.iss === upstream.iss && s.sub === upstream.sub)) {
       throw new ProtocolViolation("the wallet does not list the subject the user signed in with");
     }
-    return { sessionToken: user.sessionToken, uid: subject.uid, wallet };
+    const releases: AccountView["releases"][number][] = [];
+    for (const [i, res] of releaseRes.entries()) {
+      if (res.result.case === "errorToken") continue; // no release at this app
+      if (res.result.case !== "record") throw new ProtocolViolation("a release read returned nothing");
+      const release = await this.#record("release", res.result.value);
+      if (release.uid !== subject.uid || release.client_id !== apps.get(user.accountReleaseReads[i]!.hash)) {
+        throw new ProtocolViolation("the release record is not this user's at that app");
+      }
+      releases.push({ clientId: release.client_id, claims: release.claims });
+    }
+    return { sessionToken: user.sessionToken, uid: subject.uid, wallet, releases };
   }
 
   /**

@@ -41,6 +41,7 @@ export const orchestrationService: ServiceFactory<"orchestration"> = async (conf
     encryption: createClient(EncryptionService, transports.encryption),
     lookupKey: loadLookupKey("orchestration", config.keys.lookup),
     tokenKeys,
+    clientIds: config.clients.map((c) => c.client_id),
   });
   let store;
   if (config.state) store = await openPostgresSharedStore(config.state.url);

@@ -841,11 +841,14 @@ describe("Token, check by check (internal/components/token)", function () {
       expect(await refusal(startAccount("evil"))).to.deep.equal(forLogin);
     });
 
-    it("honest: a returning user's account session reads the wallet, and no app's release", async function () {
+    it("honest: a returning user's account session reads the wallet and the user's release at each registered app, and no app's own", async function () {
       const account = await accountUser(USERS.alice);
       const uid = record("subject", account.subjectRecord).uid;
       expect(grantOf(account.authorized.walletRead)).to.include({ op: "read", kind: "wallet", hash: walletHash(lookupKey, uid) });
       expect(account.authorized.releaseRead, "an account session has no app").to.equal(undefined);
+      expect(account.authorized.accountReleaseReads.map((g) => ({ op: grantOf(g).op, kind: grantOf(g).kind, hash: grantOf(g).hash }))).to.deep.equal(
+        clients.map((c) => ({ op: "read", kind: "release", hash: releaseHash(lookupKey, uid, c.client_id) })),
+      );
       expect(session(account.authorized.sessionToken)).to.include({ step: "user", purpose: "account", uid });
     });
 

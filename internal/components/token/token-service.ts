@@ -189,9 +189,10 @@ export function tokenRoutes(deps: TokenServiceDeps) {
 
         const walletRead = await grants.read("wallet", lookup.wallet(subject.uid));
         if (session.purpose === "account") {
-          // The account page's user: the wallet, and no app's release.
+          // The account page's user: the wallet, and what each app receives (read only).
+          const accountReleaseReads = await Promise.all(deps.clients.map(async (c) => (await grants.read("release", lookup.release(subject.uid, c.client_id))).grant));
           const sessionToken = await sessions.advance(session, "user", { uid: subject.uid, subject_digest: digest, wallet_read: walletRead.jti });
-          return { sessionToken, walletRead: walletRead.grant };
+          return { sessionToken, walletRead: walletRead.grant, accountReleaseReads };
         }
         // Not an account session, so a login's, which holds its app from CreateSession on.
         const login = session as Session<"subject">;

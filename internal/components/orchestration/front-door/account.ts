@@ -59,5 +59,6 @@ export async function accountAnswer(door: DoorContext, res: Exchange["res"], flo
     signedInWith: provider.name,
     providers: view.wallet.subjects.map((s) => nameOf(s.iss)),
     claims: Object.entries(view.wallet.claims).map(([name, value]) => ({ name, value })),
+    apps: view.releases.map((r) => ({ name: door.clients.get(r.clientId)?.client_name ?? r.clientId, claims: [...r.claims] })),
   }));
 }

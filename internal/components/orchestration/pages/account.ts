@@ -1,5 +1,6 @@
-// The account page (docs/transactions.md): the user's wallet as stored, shown once after a
-// forced fresh sign-in. hello-mesh keeps no session: to see it again, sign in again.
+// The account page (docs/transactions.md): the user's wallet as stored and the apps it
+// releases to, shown once after a forced fresh sign-in. hello-mesh keeps no session: to
+// see it again, sign in again.
 
 import { type SafeHtml, html } from "./html.js";
 import { page } from "./layout.js";
@@ -11,10 +12,12 @@ export interface AccountPageInput {
   /** Each linked subject's provider, by name (its issuer when hello-mesh no longer lists it). */
   providers: string[];
   claims: Array<{ name: string; value: string | boolean }>;
+  /** The apps the user released to, by name, and the claims each receives. */
+  apps: Array<{ name: string; claims: string[] }>;
 }
 
-/** The wallet: the providers linked to it and the claims it holds. */
-export function accountPage({ signedInWith, providers, claims }: AccountPageInput): string {
+/** The wallet: the providers linked to it, the claims it holds, and what each app receives. */
+export function accountPage({ signedInWith, providers, claims, apps }: AccountPageInput): string {
   const value = (v: string | boolean): SafeHtml | string => (typeof v === "boolean" ? (v ? "yes" : "no") : v);
   return page({
     title: "Your wallet",
@@ -30,6 +33,12 @@ ${claims.length === 0
   : html`<dl>
 ${claims.map((c) => html`<dt>${claimLabel(c.name)}</dt><dd>${value(c.value)}</dd>
 `)}</dl>`}
+<h2>Apps you sign in to</h2>
+${apps.length === 0
+  ? html`<p>You have not signed in to an app yet.</p>`
+  : html`<ul>
+${apps.map((app) => html`<li><strong>${app.name}</strong>: ${app.claims.length === 0 ? "signs you in, and receives nothing else" : html`receives ${app.claims.map((c, i) => html`${i === 0 ? "" : ", "}${claimLabel(c)}`)}`}</li>
+`)}</ul>`}
 <p class="muted">Each detail came from a provider you signed in with. hello-mesh keeps no session: to see this page again, <a href="/account">sign in again</a>.</p>`,
   });
 }

@@ -62,7 +62,7 @@ describe("Front door pages (docs/design.md §6)", function () {
       "consent (client id, hidden field)": consent({ clientId: HOSTILE, hidden: { flow: HOSTILE } }),
       "error (title)": errorPage({ title: HOSTILE, message: "m" }),
       "error (message, hint)": errorPage({ title: "t", message: HOSTILE, hint: HOSTILE }),
-      "account (provider, linked provider, claim name and value)": accountPage({ signedInWith: HOSTILE, providers: [HOSTILE], claims: [{ name: HOSTILE, value: HOSTILE }] }),
+      "account (provider, linked provider, claim name and value)": accountPage({ signedInWith: HOSTILE, providers: [HOSTILE], claims: [{ name: HOSTILE, value: HOSTILE }], apps: [{ name: HOSTILE, claims: [HOSTILE] }] }),
       "no wallet (provider)": noWalletPage(HOSTILE),
     };
     for (const [name, doc] of Object.entries(pages)) {
@@ -141,8 +141,11 @@ describe("Front door pages (docs/design.md §6)", function () {
       "consent with no claims": consent({ claims: [] }),
       error: error(),
       home: homePage(),
-      account: accountPage({ signedInWith: "Dev OP", providers: ["Dev OP"], claims: [{ name: "email", value: "a@example.com" }, { name: "email_verified", value: true }] }),
-      "account with no claims": accountPage({ signedInWith: "Dev OP", providers: ["Dev OP"], claims: [] }),
+      account: accountPage({
+        signedInWith: "Dev OP", providers: ["Dev OP"], claims: [{ name: "email", value: "a@example.com" }, { name: "email_verified", value: true }],
+        apps: [{ name: "Demo App", claims: ["email", "name"] }, { name: "Quiet App", claims: [] }],
+      }),
+      "account with no claims and no apps": accountPage({ signedInWith: "Dev OP", providers: ["Dev OP"], claims: [], apps: [] }),
       "no wallet": noWalletPage("Dev OP"),
     };
     for (const [name, doc] of Object.entries(pages)) {
