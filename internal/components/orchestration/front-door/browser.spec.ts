@@ -93,6 +93,26 @@ describe("a person logs in with a real browser (docs/design.md §6)", function (
     await page.close();
   });
 
+  it("the account page, by keyboard: the provider asks again though its session is live, then the wallet and what the demo app receives", async function () {
+    // Alice's browser from the first test: signed in at the provider, the demo app holding her email only.
+    const page = await browser.newPage();
+    await page.goto(`${mesh.issuer}/account`);
+    await page.getByRole("button", { name: "Continue with Dev OP" }).focus();
+    await page.keyboard.press("Enter");
+    await page.waitForURL((u) => u.port === new URL(mesh.devOp.issuer).port);
+    await page.getByLabel("Email").fill(USERS.alice.email);
+    await page.getByLabel("Password").fill(USERS.alice.password);
+    await page.getByLabel("Password").press("Enter");
+    await page.waitForURL((u) => u.origin === mesh.issuer);
+    expect(await page.getByRole("heading", { level: 1 }).textContent()).to.equal("Your wallet");
+    if (process.env.HELLO_SCREENSHOTS) await page.screenshot({ path: path.join(process.env.HELLO_SCREENSHOTS, "account.png"), fullPage: true });
+    const apps = (await page.getByRole("listitem").filter({ hasText: DEMO_CLIENT.client_name }).textContent())!;
+    expect(apps).to.match(/^Demo App: receives .*Email address/);
+    expect(apps).to.not.include("Your name");
+    expect(await page.textContent("body")).to.include(USERS.alice.email);
+    await page.close();
+  });
+
   it("a new user who takes more than a minute on the consent page still signs in (the release is read again on Allow)", async function () {
     // A browser of Bob's own: the provider has no session for him yet.
     const own = await mkdtemp(path.join(os.tmpdir(), "hello-chromium-"));

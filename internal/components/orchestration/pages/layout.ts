@@ -13,6 +13,7 @@ header,main{width:100%;max-width:26rem}
 header{margin-bottom:.75rem;padding:0 .25rem;font-weight:700;letter-spacing:.02em;color:var(--muted)}
 main{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:1.75rem 1.5rem;box-shadow:0 1px 3px rgb(0 0 0/.08)}
 h1{margin:0 0 1rem;font-size:1.375rem;line-height:1.3;overflow-wrap:anywhere}
+h2{margin:1.5rem 0 .5rem;font-size:1.0625rem;line-height:1.3}
 p{margin:0 0 1rem;overflow-wrap:anywhere}
 .muted{color:var(--muted);font-size:.875rem}
 fieldset{margin:0 0 1.25rem;padding:.5rem 1rem .75rem;border:1px solid var(--line);border-radius:8px}
