@@ -4,8 +4,9 @@
 // and again whenever the bundle directory changes on disk; a reload reaches its mesh
 // server (MeshServer.updateTrust) and its clients (trustOfBundles) alike.
 
-import { existsSync, readFileSync, watch } from "node:fs";
+import { existsSync, watch } from "node:fs";
 import { writeFileAtomic } from "../internal/fs/write-file-atomic.js";
+import { readJsonFile } from "../internal/fs/read-json-file.js";
 import path from "node:path";
 import { z } from "zod";
 import { COMPONENTS, type Component } from "../internal/protocol/identity.js";
@@ -36,12 +37,9 @@ export function readBundle(dir: string, component: Component): Bundle {
       `the ${component} mesh bundle ${file} is missing: ask the ${component} custodian for it (\`hello pki bundle ${component}\` makes it)`,
     );
   }
-  const parsed = BundleSchema.safeParse(JSON.parse(readFileSync(file, "utf8")));
-  if (!parsed.success) throw new Error(`the mesh bundle ${file} is invalid: ${z.prettifyError(parsed.error)}`);
-  if (parsed.data.component !== component) {
-    throw new Error(`the mesh bundle ${file} is for ${parsed.data.component}, not ${component}`);
-  }
-  return parsed.data;
+  const bundle = readJsonFile(BundleSchema, file, "mesh bundle");
+  if (bundle.component !== component) throw new Error(`the mesh bundle ${file} is for ${bundle.component}, not ${component}`);
+  return bundle;
 }
 
 export async function writeBundle(dir: string, bundle: Bundle): Promise<string> {

@@ -3,13 +3,14 @@
 // `hello verify` finds "the artifact actually deployed" (docs/design.md §8); verify does not
 // take it on trust, it checks in /proc that each process runs the file named here.
 
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import { COMPONENTS, type Component } from "../protocol/identity.js";
 import type { DevConfig } from "./dev-config.js";
 import type { DevDeployment } from "./dev-deployment.js";
 import { writeFileAtomic } from "../fs/write-file-atomic.js";
+import { readJsonFile } from "../fs/read-json-file.js";
 
 const DeployedComponentSchema = z.strictObject({
   pid: z.number().int().positive(),
@@ -70,7 +71,5 @@ export async function writeDeploymentRecord(file: string, record: DeploymentReco
 
 export function readDeploymentRecord(file: string): DeploymentRecord {
   if (!existsSync(file)) throw new Error(`there is no deployment record at ${file}: \`hello start\` writes it while the components run`);
-  const parsed = DeploymentRecordSchema.safeParse(JSON.parse(readFileSync(file, "utf8")));
-  if (!parsed.success) throw new Error(`the deployment record ${file} is invalid: ${z.prettifyError(parsed.error)}`);
-  return parsed.data;
+  return readJsonFile(DeploymentRecordSchema, file, "deployment record");
 }

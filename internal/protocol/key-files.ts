@@ -16,6 +16,7 @@ import { existsSync, readFileSync, watch } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import { writeFileAtomic } from "../fs/write-file-atomic.js";
+import { readJsonFile } from "../fs/read-json-file.js";
 import { Keyring, RECORD_KEY_BYTES, generateRecordKey } from "./keyring.js";
 import { LOOKUP_KEY_BYTES } from "./lookup-key.js";
 import { fileFormatMember } from "./versions.js";
@@ -66,20 +67,6 @@ const SigningKeysFile = z.strictObject({
 });
 const KeyringFile = z.strictObject({ format: fileFormatMember("keyring file"), current: z.string().min(1), keys: z.record(z.string(), z.string()) });
 
-/** The file parsed by `schema`, or an error that names the file and says what is wrong with it. */
-function readKeyFile<T>(schema: z.ZodType<T>, file: string, what: string): T {
-  let json: unknown;
-  try {
-    json = JSON.parse(readFileSync(file, "utf8"));
-  } catch (error) {
-    if (error instanceof SyntaxError) throw new Error(`the ${what} ${file} is not JSON: ${error.message}`);
-    throw error;
-  }
-  const parsed = schema.safeParse(json);
-  if (!parsed.success) throw new Error(`the ${what} ${file} is invalid: ${z.prettifyError(parsed.error)}`);
-  return parsed.data;
-}
-
 function missing(component: string, file: string, what: string): MissingKeyMaterialError {
   const maker = what === "lookup key" ? "`hello keys lookup new` or `hello keys lookup install`" : `\`hello keys init ${component}\``;
   return new MissingKeyMaterialError(
@@ -96,7 +83,7 @@ function decode32(text: string, what: string): Buffer {
 /** The signing keys in `file`; every spec must have at least one key. */
 export function loadSigningKeys(component: string, file: string, required: readonly KeySpec[]): SigningKey[] {
   if (!existsSync(file)) throw missing(component, file, "signing key file");
-  const parsed = readKeyFile(SigningKeysFile, file, "signing key file");
+  const parsed = readJsonFile(SigningKeysFile, file, "signing key file");
   const keys = parsed.keys.map((jwk) => signingKeyFromJwk(jwk));
   for (const spec of required) {
     if (!keys.some((k) => k.purpose === spec.purpose && k.alg === spec.alg && (k.status ?? "active") === "active")) {
@@ -156,7 +143,7 @@ function onFileChange(file: string, changed: () => void): () => void {
 
 export function loadKeyring(component: string, file: string): Keyring {
   if (!existsSync(file)) throw missing(component, file, "record keyring");
-  const parsed = readKeyFile(KeyringFile, file, "record keyring");
+  const parsed = readJsonFile(KeyringFile, file, "record keyring");
   return new Keyring(
     new Map(Object.entries(parsed.keys).map(([id, key]) => [id, decode32(key, `record key ${id}`)])),
     parsed.current,
@@ -224,7 +211,7 @@ export function parseSecretKey(text: string, what: string): Buffer {
 
 /** Makes the file, or adds the keys a newer version needs to an existing one; never replaces a key. */
 export async function ensureSigningKeys(file: string, required: readonly KeySpec[]): Promise<boolean> {
-  const existing = existsSync(file) ? readKeyFile(SigningKeysFile, file, "signing key file").keys : [];
+  const existing = existsSync(file) ? readJsonFile(SigningKeysFile, file, "signing key file").keys : [];
   const held = existing.map((jwk) => signingKeyFromJwk(jwk));
   const missing = required.filter((spec) => !held.some((k) => k.purpose === spec.purpose && k.alg === spec.alg));
   if (missing.length === 0) return false;
