@@ -1,7 +1,7 @@
 // The account page (docs/transactions.md): GET /account offers the providers, POST
 // /account/provider starts an account session at Token and sends the browser to the
 // chosen provider for a forced fresh login (prompt=login, max_age=0), and the provider's
-// answer (upstream-callback.ts) ends here: the wallet, as stored and checked, shown once.
+// answer, checked as a login's is (upstream-callback.ts), ends here: the wallet, shown once.
 // Nothing is kept: the account session lives in the flow cookie until the answer.
 
 import { LoginRequired, type UpstreamResult } from "../login-driver.js";

@@ -1,12 +1,12 @@
 // GET /upstream/callback/<provider id>: the user's provider answers the login the front
 // door started there. Each provider has its own path (RFC 9700 §4.4 mix-up defence).
 
-import { LoginRequired, loginContext } from "../login-driver.js";
+import { LoginRequired, type UpstreamResult, loginContext } from "../login-driver.js";
 import { requestedClaims } from "../../../protocol/claims.js";
 import type { AuthorizationRequest } from "./authorization-request.js";
 import { issueCode, showConsent } from "./consent.js";
 import type { DoorContext, Exchange } from "./context.js";
-import { type AccountFlow, type UpstreamFlow, appRequestOf, flowCookie } from "./flows.js";
+import { type AccountFlow, type ProviderLeg, type UpstreamFlow, appRequestOf, flowCookie } from "./flows.js";
 import { cookies } from "./http-input.js";
 import { sendError } from "./responses.js";
 import { ACCOUNT_FLOW, accountAnswer } from "./account.js";
@@ -18,36 +18,67 @@ const PASSED_THROUGH = ["login_required", "consent_required", "interaction_requi
 /** The answer of `provider` (the one whose callback path it came to). */
 export async function upstreamCallback(door: DoorContext, { req, res, url, provider }: Exchange) {
   if (!provider) throw new Error("the upstream callback is routed per provider");
-  const state = url.searchParams.get("state") ?? "";
-  const name = flowCookie(state);
-  const account = door.sealer.open<AccountFlow>(ACCOUNT_FLOW, cookies(req)[name]);
-  if (account) return accountCallback(door, { req, res, url, provider }, account);
-  const flow = door.sealer.open<UpstreamFlow>("upstream", cookies(req)[name]);
-  if (!flow || flow.state !== state) {
-    return sendError(res, 400, "This sign-in has expired", "We could not find the sign-in this answer belongs to (it took too long, was already completed, or cookies are blocked).", "Go back to the app and sign in again.");
+  const sealed = cookies(req)[flowCookie(url.searchParams.get("state") ?? "")];
+  const account = door.sealer.open<AccountFlow>(ACCOUNT_FLOW, sealed);
+  if (account) {
+    const retry = "Go back to the account page and sign in again.";
+    const upstream = await redeemAnswer(door, res, url, provider, account, retry, () =>
+      sendError(res, 400, "Sign-in failed", `The sign-in at ${provider.name} did not complete.`, retry));
+    return upstream && accountAnswer(door, res, account, provider, upstream);
   }
-  if (flow.provider !== provider.id) {
-    // A mix-up (RFC 9700 §4.4): an answer for a login started with another provider.
-    // Refused before anything is redeemed, and the flow is left as it was.
-    return sendError(res, 400, "Sign-in failed", `This answer did not come from the provider this sign-in was started with.`, "Go back to the app and sign in again.");
-  }
-  door.setCookie(res, name, "", 0); // one use
-  const upstreamError = url.searchParams.get("error");
-  if (upstreamError) {
+  // redeemAnswer reaches onError, or returns an answer, only for a flow it found.
+  const flow = door.sealer.open<UpstreamFlow>("upstream", sealed);
+  const retry = "Go back to the app and sign in again.";
+  const upstream = await redeemAnswer(door, res, url, provider, flow, retry, async (upstreamError) => {
     if (!(await door.rp.errorAnswerIsFrom(provider, url))) {
-      return sendError(res, 400, "Sign-in failed", `The answer from ${provider.name} could not be verified.`, "Go back to the app and sign in again.");
+      return sendError(res, 400, "Sign-in failed", `The answer from ${provider.name} could not be verified.`, retry);
     }
     const error = PASSED_THROUGH.includes(upstreamError) ? upstreamError : "access_denied";
-    return door.toApp(res, flow.request, { error, error_description: "the sign-in at your provider did not complete" });
+    door.toApp(res, flow!.request, { error, error_description: "the sign-in at your provider did not complete" });
+  });
+  if (!upstream) return;
+  return loginAnswer(door, res, flow!, upstream);
+}
+
+/**
+ * The checks every provider answer passes, a login's or an account sign-in's: it belongs
+ * to `flow` (its state), it comes from the flow's provider, it spends the flow, and its
+ * code redeems (the ID Token, state, iss, nonce and PKCE, checked by openid-client). An
+ * error answer goes to `onError`. Returns what the provider said, or undefined once the
+ * answer's page is sent.
+ */
+async function redeemAnswer(
+  door: DoorContext, res: Exchange["res"], url: URL, provider: UpstreamProvider, flow: ProviderLeg | undefined, retry: string,
+  onError: (error: string) => Promise<void> | void,
+): Promise<UpstreamResult | undefined> {
+  if (!flow || flow.state !== url.searchParams.get("state")) {
+    sendError(res, 400, "This sign-in has expired", "We could not find the sign-in this answer belongs to (it took too long, was already completed, or cookies are blocked).", retry);
+    return undefined;
   }
-  let upstream;
+  if (flow.provider !== provider.id) {
+    // A mix-up (RFC 9700 §4.4): an answer for a sign-in started with another provider.
+    // Refused before anything is redeemed, and the flow is left as it was.
+    sendError(res, 400, "Sign-in failed", `This answer did not come from the provider this sign-in was started with.`, retry);
+    return undefined;
+  }
+  door.setCookie(res, flowCookie(flow.state), "", 0); // one use
+  const upstreamError = url.searchParams.get("error");
+  if (upstreamError) {
+    await onError(upstreamError);
+    return undefined;
+  }
   try {
-    upstream = await door.rp.redeem(provider, url, { state: flow.state, nonce: flow.upstream_nonce, codeVerifier: flow.verifier });
+    return await door.rp.redeem(provider, url, { state: flow.state, nonce: flow.upstream_nonce, codeVerifier: flow.verifier });
   } catch {
     // The provider's answer did not verify (its ID Token, state, iss or PKCE): say so,
     // without the details, which are for the operator's logs.
-    return sendError(res, 400, "Sign-in failed", `The answer from ${provider.name} could not be verified.`, "Go back to the app and sign in again.");
+    sendError(res, 400, "Sign-in failed", `The answer from ${provider.name} could not be verified.`, retry);
+    return undefined;
   }
+}
+
+/** A login's verified answer: on through Token to the app, or to the consent page. */
+async function loginAnswer(door: DoorContext, res: Exchange["res"], flow: UpstreamFlow, upstream: UpstreamResult) {
   let outcome;
   try {
     outcome = await door.driver.continue(flow.session, loginContext(appRequestOf(flow.request), flow.started), upstream);
@@ -67,22 +98,6 @@ export async function upstreamCallback(door: DoorContext, { req, res, url, provi
     return door.toApp(res, flow.request, { error: "consent_required", error_description: "this app needs the user's consent first" });
   }
   return showConsent(door, res, { request: flow.request, login: outcome.state, newUser: outcome.newUser, offered: offeredClaims(flow.request, outcome.wallet.claims) }, outcome.wallet.claims);
-}
-
-/** An account sign-in's answer: the same checks of the flow and the answer, then the wallet page (account.ts). */
-async function accountCallback(door: DoorContext, { res, url, provider }: Exchange & { provider: UpstreamProvider }, flow: AccountFlow) {
-  const retry = "Go back to the account page and sign in again.";
-  if (flow.state !== url.searchParams.get("state")) return sendError(res, 400, "This sign-in has expired", "We could not find the sign-in this answer belongs to.", retry);
-  if (flow.provider !== provider.id) return sendError(res, 400, "Sign-in failed", "This answer did not come from the provider this sign-in was started with.", retry);
-  door.setCookie(res, flowCookie(flow.state), "", 0); // one use
-  if (url.searchParams.get("error")) return sendError(res, 400, "Sign-in failed", `The sign-in at ${provider.name} did not complete.`, retry);
-  let upstream;
-  try {
-    upstream = await door.rp.redeem(provider, url, { state: flow.state, nonce: flow.upstream_nonce, codeVerifier: flow.verifier });
-  } catch {
-    return sendError(res, 400, "Sign-in failed", `The answer from ${provider.name} could not be verified.`, retry);
-  }
-  return accountAnswer(door, res, flow, provider, upstream);
 }
 
 /** What the app asked for and the user's wallet holds: Token's own rule (claims.ts). */
