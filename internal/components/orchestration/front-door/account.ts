@@ -10,12 +10,9 @@ import { chooserPage } from "../pages/chooser.js";
 import { accountPage, noWalletPage } from "../pages/account.js";
 import { pageCsp } from "../pages/layout.js";
 import type { DoorContext, Exchange } from "./context.js";
-import { type AccountFlow, FLOW_TTL, flowCookie } from "./flows.js";
+import { ACCOUNT_FLOW, type AccountFlow, goToProvider } from "./flows.js";
 import { form } from "./http-input.js";
-import { redirect, sendError, sendHtml } from "./responses.js";
-
-/** The sealing purpose of an account sign-in's cookie: never opened as a login's. */
-export const ACCOUNT_FLOW = "account-upstream";
+import { sendError, sendHtml } from "./responses.js";
 
 /** GET /account: which provider to sign in with. */
 export function accountGet(door: DoorContext, { res }: Exchange) {
@@ -33,13 +30,7 @@ export async function accountProvider(door: DoorContext, { req, res }: Exchange)
   if (!provider) return sendError(res, 400, "Unknown provider", "Choose one of the providers listed.");
   const started = Date.now();
   const session = await door.driver.startAccount(provider.id);
-  const upstream = await door.rp.authorizationUrl(provider, session.upstreamNonce, { prompt: "login", max_age: "0" });
-  const flow: AccountFlow = {
-    started, provider: provider.id, session: session.sessionToken, upstream_nonce: session.upstreamNonce,
-    state: upstream.state, verifier: upstream.codeVerifier,
-  };
-  door.setCookie(res, flowCookie(upstream.state), door.sealer.seal(ACCOUNT_FLOW, flow, FLOW_TTL), FLOW_TTL);
-  redirect(res, upstream.url.toString());
+  await goToProvider(door, res, provider, started, session, { prompt: "login", max_age: "0" }, ACCOUNT_FLOW);
 }
 
 /** The provider's answer to an account sign-in, verified by the callback: the wallet page. */

@@ -10,9 +10,9 @@ import { chooserPage } from "../pages/chooser.js";
 import { pageCsp } from "../pages/layout.js";
 import { type AuthorizationRequest, RedirectableError, parseAuthorizationRequest } from "./authorization-request.js";
 import type { DoorContext, Exchange } from "./context.js";
-import { FLOW_TTL, type UpstreamFlow, appRequestOf, flowCookie } from "./flows.js";
+import { FLOW_TTL, LOGIN_FLOW, type ProviderLeg, type UpstreamFlow, appRequestOf, goToProvider } from "./flows.js";
 import { form } from "./http-input.js";
-import { redirect, sendError, sendHtml } from "./responses.js";
+import { sendError, sendHtml } from "./responses.js";
 
 /** How long past its exp a request object's jti stays claimed: our clock may be behind Token's. */
 const REQUEST_OBJECT_SKEW_MS = 60_000;
@@ -65,17 +65,12 @@ async function toProvider(door: DoorContext, res: Exchange["res"], request: Auth
   const promptLogin = request.prompt?.split(" ").includes("login") ?? false;
   const prompt = request.prompt === "none" ? "none" : promptLogin ? "login" : undefined;
   const maxAge = request.max_age ?? (promptLogin ? "0" : undefined);
-  const upstream = await door.rp.authorizationUrl(provider, session.upstreamNonce, {
+  const params = {
     ...(prompt ? { prompt } : {}),
     ...(request.login_hint ? { login_hint: request.login_hint } : {}),
     ...(maxAge !== undefined ? { max_age: maxAge } : {}),
-  });
-  const flow: UpstreamFlow = {
-    request, started, provider: provider.id, session: session.sessionToken, upstream_nonce: session.upstreamNonce,
-    state: upstream.state, verifier: upstream.codeVerifier,
   };
-  door.setCookie(res, flowCookie(upstream.state), door.sealer.seal("upstream", flow, FLOW_TTL), FLOW_TTL);
-  redirect(res, upstream.url.toString());
+  await goToProvider(door, res, provider, started, session, params, LOGIN_FLOW, { request } satisfies Omit<UpstreamFlow, keyof ProviderLeg>);
 }
 
 async function startSession(door: DoorContext, request: AuthorizationRequest, provider: UpstreamProvider) {

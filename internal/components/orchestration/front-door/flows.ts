@@ -2,8 +2,11 @@
 // travels in the browser, sealed under Orchestration's cookie key, in a cookie while
 // the user is at their provider and in a hidden field of the chooser and consent forms.
 
+import type { UpstreamProvider } from "../../../config/component-config.js";
 import type { AppRequest, LoginState } from "../login-driver.js";
 import type { AuthorizationRequest } from "./authorization-request.js";
+import type { DoorContext, Exchange } from "./context.js";
+import { redirect } from "./responses.js";
 
 /** How long a login may take, from the app's request to the user's last click (seconds). */
 export const FLOW_TTL = 10 * 60;
@@ -20,12 +23,16 @@ export interface ProviderLeg {
   verifier: string;
 }
 
-/** Sealed as "upstream" in a cookie: a login gone to the user's provider. */
+/** The sealing purposes of the flow cookie: a login's and an account sign-in's, never opened as each other. */
+export const LOGIN_FLOW = "upstream";
+export const ACCOUNT_FLOW = "account-upstream";
+
+/** Sealed as LOGIN_FLOW in a cookie: a login gone to the user's provider. */
 export interface UpstreamFlow extends ProviderLeg {
   request: AuthorizationRequest;
 }
 
-/** Sealed as "account-upstream" in a cookie: an account sign-in gone to the user's provider. */
+/** Sealed as ACCOUNT_FLOW in a cookie: an account sign-in gone to the user's provider. */
 export type AccountFlow = ProviderLeg;
 
 /** Sealed as "consent" in the consent form. */
@@ -41,6 +48,25 @@ export interface ConsentFlow {
 
 /** The upstream flow's cookie, one per login (named by its state), so parallel logins do not collide. */
 export const flowCookie = (state: string) => `hello_flow_${state.slice(0, 16)}`;
+
+/**
+ * Sends the browser to `provider` for the session Token just started at `started`, with
+ * `params` for the provider: the leg, with `extra`, sealed as `sealedAs` in the flow's
+ * one-use cookie, which its answer's state names (upstream-callback.ts).
+ */
+export async function goToProvider(
+  door: DoorContext, res: Exchange["res"], provider: UpstreamProvider, started: number,
+  session: { readonly sessionToken: string; readonly upstreamNonce: string },
+  params: { prompt?: string; login_hint?: string; max_age?: string }, sealedAs: string, extra: object = {},
+): Promise<void> {
+  const upstream = await door.rp.authorizationUrl(provider, session.upstreamNonce, params);
+  const leg: ProviderLeg = {
+    started, provider: provider.id, session: session.sessionToken, upstream_nonce: session.upstreamNonce,
+    state: upstream.state, verifier: upstream.codeVerifier,
+  };
+  door.setCookie(res, flowCookie(upstream.state), door.sealer.seal(sealedAs, { ...extra, ...leg }, FLOW_TTL), FLOW_TTL);
+  redirect(res, upstream.url.toString());
+}
 
 /** The app's request as the login driver takes it. */
 export function appRequestOf(request: AuthorizationRequest): AppRequest {

@@ -6,10 +6,10 @@ import { requestedClaims } from "../../../protocol/claims.js";
 import type { AuthorizationRequest } from "./authorization-request.js";
 import { issueCode, showConsent } from "./consent.js";
 import type { DoorContext, Exchange } from "./context.js";
-import { type AccountFlow, type ProviderLeg, type UpstreamFlow, appRequestOf, flowCookie } from "./flows.js";
+import { ACCOUNT_FLOW, type AccountFlow, LOGIN_FLOW, type ProviderLeg, type UpstreamFlow, appRequestOf, flowCookie } from "./flows.js";
 import { cookies } from "./http-input.js";
 import { sendError } from "./responses.js";
-import { ACCOUNT_FLOW, accountAnswer } from "./account.js";
+import { accountAnswer } from "./account.js";
 import type { UpstreamProvider } from "../../../config/component-config.js";
 
 /** What a provider may say with prompt=none that goes to the app as is; any other error is access_denied. */
@@ -27,7 +27,7 @@ export async function upstreamCallback(door: DoorContext, { req, res, url, provi
     return upstream && accountAnswer(door, res, account, provider, upstream);
   }
   // redeemAnswer reaches onError, or returns an answer, only for a flow it found.
-  const flow = door.sealer.open<UpstreamFlow>("upstream", sealed);
+  const flow = door.sealer.open<UpstreamFlow>(LOGIN_FLOW, sealed);
   const retry = "Go back to the app and sign in again.";
   const upstream = await redeemAnswer(door, res, url, provider, flow, retry, async (upstreamError) => {
     if (!(await door.rp.errorAnswerIsFrom(provider, url))) {
