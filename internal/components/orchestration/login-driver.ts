@@ -23,7 +23,7 @@ import type { VerificationKeys } from "../../protocol/signing-keys.js";
 import { RECORD_KIND, RECORD_TYPES, type RecordClaims } from "../../protocol/tokens.js";
 import type { RecordKindName } from "../../protocol/records.js";
 import { type WalletClaims, releasedClaims, walletClaimsOf } from "../../protocol/claims.js";
-import { LOGIN_REQUIRED, authTimeProblem } from "../../protocol/auth-time.js";
+import { type FreshnessDemand, LOGIN_REQUIRED, authTimeProblem } from "../../protocol/auth-time.js";
 import { ProtocolViolation, checkMinted } from "./minted-check.js";
 
 export interface LoginDriverDeps {
@@ -191,9 +191,7 @@ export class LoginDriver {
   async continue(sessionToken: string, login: LoginContext, upstream: UpstreamResult): Promise<LoginOutcome> {
     // The app's demand for a recent or fresh login, checked on Orchestration's own reading
     // of the OP ID Token before anything else (Token checks its own reading too).
-    const authTime = typeof upstream.claims.auth_time === "number" ? upstream.claims.auth_time : undefined;
-    const stale = authTimeProblem(authTime, login, new Date());
-    if (stale) throw new LoginRequired(stale);
+    const authTime = freshEnough(upstream, login);
 
     const step = this.#step();
     const found = await this.#user(step, sessionToken, upstream);
@@ -395,9 +393,7 @@ export class LoginDriver {
    * by Orchestration's own reading of the OP ID Token before Token's.
    */
   async openAccount(sessionToken: string, started: number, upstream: UpstreamResult): Promise<AccountView | undefined> {
-    const authTime = typeof upstream.claims.auth_time === "number" ? upstream.claims.auth_time : undefined;
-    const stale = authTimeProblem(authTime, { maxAge: 0, promptLogin: true, started, demandedBy: "account" }, new Date());
-    if (stale) throw new LoginRequired(stale);
+    freshEnough(upstream, { maxAge: 0, promptLogin: true, started, demandedBy: "account" });
 
     const step = this.#step();
     const found = await this.#user(step, sessionToken, upstream);
@@ -492,6 +488,18 @@ export class LoginDriver {
       throw new ProtocolViolation(error instanceof Error ? error.message : `the ${kind} record is not valid`);
     }
   }
+}
+
+/**
+ * The provider's auth_time as Orchestration itself read it in the OP ID Token, once it
+ * meets `demand` (an app's max_age and prompt=login, or an account session's fresh
+ * login); LoginRequired when it does not. Token checks its own reading too.
+ */
+function freshEnough(upstream: UpstreamResult, demand: FreshnessDemand): number | undefined {
+  const authTime = typeof upstream.claims.auth_time === "number" ? upstream.claims.auth_time : undefined;
+  const stale = authTimeProblem(authTime, demand, new Date());
+  if (stale) throw new LoginRequired(stale);
+  return authTime;
 }
 
 /** The same claim names with the same values. */
