@@ -41,14 +41,14 @@ export function serverVersionCheck(self: string, window: ProtocolWindow, caller:
     const refused = versionRefusal(header, window, self, { role: "caller", name: caller(req) });
     if (refused) throw refusal(refused, self, window);
     // An accepted caller is answered in its own version, and the answer says so.
-    const version = String(statedVersion(header)!);
-    req.contextValues.set(callerProtocolKey, Number(version));
+    const version = statedVersion(header)!;
+    req.contextValues.set(callerProtocolKey, version);
     try {
       const res = await next(req);
-      res.header.set(PROTOCOL_HEADER, version);
+      res.header.set(PROTOCOL_HEADER, String(version));
       return res;
     } catch (error) {
-      if (error instanceof ConnectError) error.metadata.set(PROTOCOL_HEADER, version);
+      if (error instanceof ConnectError) error.metadata.set(PROTOCOL_HEADER, String(version));
       throw error;
     }
   };
