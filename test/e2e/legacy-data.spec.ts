@@ -12,10 +12,9 @@ import { createCipheriv, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { expect } from "chai";
-import * as oidc from "openid-client";
 import { PGlite } from "@electric-sql/pglite";
-import { APPS, type ProtocolMesh, USERS, browseToApp, startProtocolMesh } from "../support/protocol-mesh.js";
-import { prepareAuthorization } from "../support/app-client.js";
+import { APPS, type ProtocolMesh, USERS, startProtocolMesh } from "../support/protocol-mesh.js";
+import { loginAtFrontDoor } from "../support/app-client.js";
 import { DEFAULT_DEV_USERS, type DevUser } from "../../internal/dev/devop/dev-op.js";
 import type { DevDeployment } from "../../internal/dev/dev-deployment.js";
 import { FORMAT_2_SQL } from "../../internal/components/storage/backend/conformance.js";
@@ -99,12 +98,7 @@ describe("data made by the previous format keeps working (issue 11, item 14)", f
   });
   after(async () => mesh?.close());
 
-  async function login(user: DevUser) {
-    const { config, checks, url } = await prepareAuthorization(mesh.issuer, "a");
-    const { page, consented } = await browseToApp(url, "a", user);
-    if (!page.url.href.startsWith(APPS.a!.redirect_uri)) return { page, consented };
-    return { page, consented, tokens: await oidc.authorizationCodeGrant(config, page.url, checks) };
-  }
+  const login = (user: DevUser) => loginAtFrontDoor(mesh.issuer, "a", user);
 
   it("a previous user logs in with the sub and claims they always had, without a consent page", async function () {
     const alice = await login(USERS.alice);

@@ -15,11 +15,10 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { expect } from "chai";
 import { Code, createClient } from "@connectrpc/connect";
-import { APPS, type ProtocolMesh, USERS, browseToApp, startProtocolMesh } from "../support/protocol-mesh.js";
-import { prepareAuthorization } from "../support/app-client.js";
+import { type ProtocolMesh, USERS, startProtocolMesh } from "../support/protocol-mesh.js";
+import { loginAtFrontDoor } from "../support/app-client.js";
 import { Browserless } from "../support/browserless.js";
 import { refusedWith } from "../support/refusal.js";
-import * as oidc from "openid-client";
 import { COMPONENTS, type Component } from "../../internal/protocol/identity.js";
 import { OLDEST_PROTOCOL_VERSION, PROTOCOL_REFUSED_HEADER, PROTOCOL_VERSION } from "../../internal/protocol/versions.js";
 import { createMeshTransport } from "../../mesh/client.js";
@@ -65,11 +64,9 @@ describe("custodians upgrade one at a time: the previous release beside this one
 
   /** A login at app "a" through the front door, as a browser and an openid-client app. */
   async function login(mesh: ProtocolMesh, user: DevUser) {
-    const { config, checks, url } = await prepareAuthorization(mesh.issuer, "a");
-    const { page, consented } = await browseToApp(url, "a", user);
-    expect(page.url.href.startsWith(APPS.a!.redirect_uri), `${page.status} ${page.body.slice(0, 300)}`).to.equal(true);
-    const tokens = await oidc.authorizationCodeGrant(config, page.url, checks);
-    return { consented, sub: tokens.claims()!.sub, email: tokens.claims()!.email };
+    const { page, consented, tokens } = await loginAtFrontDoor(mesh.issuer, "a", user);
+    expect(tokens, `${page.status} ${page.body.slice(0, 300)}`).to.not.equal(undefined);
+    return { consented, sub: tokens!.claims()!.sub, email: tokens!.claims()!.email };
   }
 
   for (const old of COMPONENTS) {

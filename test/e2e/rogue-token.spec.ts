@@ -9,8 +9,8 @@
 import { expect } from "chai";
 import * as oidc from "openid-client";
 import type { ChildProcess } from "node:child_process";
-import { APPS, type ProtocolMesh, USERS, browseToApp, startProtocolMesh } from "../support/protocol-mesh.js";
-import { type App, prepareAuthorization } from "../support/app-client.js";
+import { type ProtocolMesh, USERS, browseToApp, startProtocolMesh } from "../support/protocol-mesh.js";
+import { type App, loginAtFrontDoor, prepareAuthorization } from "../support/app-client.js";
 import { DEFAULT_DEV_USERS, type DevUser } from "../../internal/dev/devop/dev-op.js";
 import type { Page } from "../support/browserless.js";
 
@@ -47,13 +47,7 @@ describe("a rogue Token cannot log anyone in as someone else (docs/design.md §5
   };
 
   /** A whole login at the front door as an app and a person do it: the page where it ended, and the tokens if it reached the app. */
-  async function login(app: App, user: DevUser) {
-    const { config, checks, url } = await prepareAuthorization(mesh.issuer, app);
-    const { page } = await browseToApp(url, app, user);
-    const atApp = page.url.href.startsWith(APPS[app]!.redirect_uri);
-    const tokens = atApp ? await oidc.authorizationCodeGrant(config, page.url, checks) : undefined;
-    return { page, tokens, config };
-  }
+  const login = (app: App, user: DevUser) => loginAtFrontDoor(mesh.issuer, app, user);
 
   /** The login ended at hello-mesh's error page, nothing went to the app, and Orchestration logged why. */
   async function expectRefused(attempt: Promise<{ page: Page; tokens?: unknown }>, reason: RegExp) {

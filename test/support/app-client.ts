@@ -3,7 +3,8 @@
 // authentication, and a fresh authorization request (PKCE verifier, nonce, state).
 
 import * as oidc from "openid-client";
-import { APPS, APP_KEY, appSecret } from "./protocol-mesh.js";
+import { APPS, APP_KEY, appSecret, browseToApp } from "./protocol-mesh.js";
+import type { DevUser } from "../../internal/dev/devop/dev-op.js";
 
 export type App = keyof typeof APPS;
 
@@ -39,4 +40,15 @@ export async function authorizationRequest(config: oidc.Configuration, redirectU
     ...extra,
   };
   return { config, checks, params, url: oidc.buildAuthorizationUrl(config, params) };
+}
+
+/**
+ * A whole login at the front door, as a person and an openid-client app do it: the page
+ * where it ended, whether the consent page came, and the app's tokens if it got there.
+ */
+export async function loginAtFrontDoor(issuer: string, app: App, user: DevUser, options: Parameters<typeof browseToApp>[3] = {}) {
+  const { config, checks, url } = await prepareAuthorization(issuer, app);
+  const { page, consented } = await browseToApp(url, app, user, options);
+  const atApp = page.url.href.startsWith(APPS[app]!.redirect_uri);
+  return { page, consented, config, tokens: atApp ? await oidc.authorizationCodeGrant(config, page.url, checks) : undefined };
 }
