@@ -3,9 +3,9 @@
 // hello-mesh keeps no session: each visit signs in again.
 
 import { expect } from "chai";
-import { APPS, type ProtocolMesh, USERS, browseToApp, startProtocolMesh } from "../support/protocol-mesh.js";
+import { APPS, type ProtocolMesh, USERS, browseToAccount, browseToApp, startProtocolMesh } from "../support/protocol-mesh.js";
 import { prepareAuthorization } from "../support/app-client.js";
-import { Browserless, type Page } from "../support/browserless.js";
+import { Browserless } from "../support/browserless.js";
 import type { DevUser } from "../../internal/dev/devop/dev-op.js";
 
 describe("the account page: a fresh sign-in, then the wallet", function () {
@@ -18,15 +18,7 @@ describe("the account page: a fresh sign-in, then the wallet", function () {
   });
   after(async () => mesh?.close());
 
-  /** /account, the provider chosen, and the provider's sign-in form filled in (it must be asked for). */
-  async function signIn(user: DevUser, browser = new Browserless()): Promise<{ page: Page; askedForPassword: boolean }> {
-    const chooser = await browser.go(new URL("/account", mesh.issuer));
-    expect(chooser.status).to.equal(200);
-    let page = await browser.submit(browser.form(chooser, /^\/account\/provider$/), [["provider", "dev"]]);
-    const askedForPassword = /\/interaction\//.test(page.body);
-    if (askedForPassword) page = await browser.submit(browser.form(page, /\/login$/), [["email", user.email], ["password", user.password]]);
-    return { page, askedForPassword };
-  }
+  const signIn = (user: DevUser, browser?: Browserless) => browseToAccount(mesh.issuer, user, browser);
 
   it("shows the wallet after the provider asked for the password again, though the user was signed in there", async function () {
     const browser = new Browserless();

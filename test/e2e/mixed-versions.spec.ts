@@ -15,9 +15,8 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { expect } from "chai";
 import { Code, createClient } from "@connectrpc/connect";
-import { type ProtocolMesh, USERS, startProtocolMesh } from "../support/protocol-mesh.js";
+import { type ProtocolMesh, USERS, browseToAccount, startProtocolMesh } from "../support/protocol-mesh.js";
 import { loginAtFrontDoor } from "../support/app-client.js";
-import { Browserless } from "../support/browserless.js";
 import { refusedWith } from "../support/refusal.js";
 import { COMPONENTS, type Component } from "../../internal/protocol/identity.js";
 import { OLDEST_PROTOCOL_VERSION, PROTOCOL_REFUSED_HEADER, PROTOCOL_VERSION } from "../../internal/protocol/versions.js";
@@ -110,15 +109,13 @@ describe("custodians upgrade one at a time: the previous release beside this one
         // Protocol 2's account session needs Token's CreateAccountSession: with a Token of
         // protocol 1 (the upgrade order broken) the page is the operators' 502, and logins go on.
         it(`the account page ${old === "token" ? "is the operators' 502 until Token is upgraded" : "works"}`, async function () {
-          const browser = new Browserless();
-          const chooser = await browser.go(new URL("/account", mesh.issuer));
-          let page = await browser.submit(browser.form(chooser, /^\/account\/provider$/), [["provider", "dev"]]);
+          const { page, askedForPassword } = await browseToAccount(mesh.issuer, USERS.alice);
           if (old === "token") {
+            expect(askedForPassword, "refused before the provider").to.equal(false);
             expect(page.status).to.equal(502);
             expect(page.body).to.include("the problem is on hello-mesh&#39;s side");
             return;
           }
-          page = await browser.submit(browser.form(page, /\/login$/), [["email", USERS.alice.email], ["password", USERS.alice.password]]);
           expect(page.body, page.body.slice(0, 300)).to.include("<h1>Your wallet</h1>");
         });
       }

@@ -310,3 +310,17 @@ export async function browseToApp(
   if (consented) page = await browser.submit(browser.form(page, /^\/consent$/), [["decision", options.decision ?? "allow"]], atApp);
   return { page, consented };
 }
+
+/**
+ * A person at `issuer`'s account page: the provider chosen (the development OP, "dev"),
+ * and its sign-in form filled in as `user` when it asks (it must: prompt=login). The page
+ * where it ended, and whether the provider asked for the password.
+ */
+export async function browseToAccount(issuer: string, user: DevUser, browser = new Browserless()): Promise<{ page: Page; askedForPassword: boolean }> {
+  const chooser = await browser.go(new URL("/account", issuer));
+  if (chooser.status !== 200) throw new Error(`GET /account answered ${chooser.status}`);
+  let page = await browser.submit(browser.form(chooser, /^\/account\/provider$/), [["provider", "dev"]]);
+  const askedForPassword = /\/interaction\//.test(page.body);
+  if (askedForPassword) page = await browser.submit(browser.form(page, /\/login$/), [["email", user.email], ["password", user.password]]);
+  return { page, askedForPassword };
+}
