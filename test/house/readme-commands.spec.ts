@@ -59,7 +59,9 @@ async function serveUntilServing(line: string, cwd: string): Promise<void> {
   const child = spawn("bash", ["-c", `exec ${line}`], { cwd, stdio: ["ignore", "pipe", "pipe"], detached: true });
   serving.add(child.pid!);
   child.once("exit", () => serving.delete(child.pid!));
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  // "close", not "exit": npx may exit on Ctrl-C before the component it runs has written
+  // its last line, and the component holds the pipes until it is done.
+  const exited = new Promise<void>((resolve) => child.once("close", () => resolve()));
   let output = "";
   const served = new Promise<boolean>((resolve) => {
     const onData = (chunk: Buffer) => {
