@@ -13,8 +13,11 @@ export interface FreshnessDemand {
   readonly promptLogin?: boolean | undefined;
   /** When this login began (epoch milliseconds). */
   readonly started: number;
-  /** Who demands it, for the words: an app (the default) or an account session, which always demands a fresh login. */
-  readonly demandedBy?: "app" | "account" | undefined;
+  /**
+   * Who demands it, for the words: an app (the default), or an account session or a
+   * transaction of the wallet, which always demand a fresh login.
+   */
+  readonly demandedBy?: "app" | "account" | "transaction" | undefined;
 }
 
 /**
@@ -26,16 +29,17 @@ export function authTimeProblem(authTime: number | undefined, demand: FreshnessD
   const nowSeconds = Math.floor(now.getTime() / 1000);
   if (authTime !== undefined && authTime > nowSeconds + AUTH_TIME_SKEW_SECONDS) return "the provider's auth_time is in the future";
   if (demand.maxAge === undefined && !demand.promptLogin) return undefined;
-  const account = demand.demandedBy === "account";
+  // An account session or a transaction: the wallet's own demand, in its own words.
+  const wallet = demand.demandedBy === "account" ? "account session" : demand.demandedBy === "transaction" ? "transaction" : undefined;
   if (authTime === undefined) {
-    return `the provider did not say when the user authenticated (auth_time), and ${account ? "an account session needs a fresh login" : "the app asked for a recent or fresh login"}`;
+    return `the provider did not say when the user authenticated (auth_time), and ${wallet ? `${wallet === "account session" ? "an" : "a"} ${wallet} needs a fresh login` : "the app asked for a recent or fresh login"}`;
   }
   if (demand.maxAge !== undefined && nowSeconds - authTime > demand.maxAge + AUTH_TIME_SKEW_SECONDS) {
-    return account ? "the user did not authenticate at the provider just now, as an account session needs" : "the user authenticated at the provider longer ago than the app's max_age allows";
+    return wallet ? `the user did not authenticate at the provider just now, as ${wallet === "account session" ? "an" : "a"} ${wallet} needs` : "the user authenticated at the provider longer ago than the app's max_age allows";
   }
   if (demand.promptLogin && authTime < Math.floor(demand.started / 1000) - AUTH_TIME_SKEW_SECONDS) {
-    return account
-      ? "the user did not authenticate at the provider after this account session began"
+    return wallet
+      ? `the user did not authenticate at the provider after this ${wallet} began`
       : "the user did not authenticate at the provider after this login began, as prompt=login asks";
   }
   return undefined;

@@ -119,6 +119,16 @@ function jsonObject(part: string): Record<string, unknown> | undefined {
   }
 }
 
+/**
+ * The `typ` a compact JWS's header claims, unverified: only to choose which type to
+ * verify it as (verify then checks the typ with the signature), never to trust it.
+ */
+export function typOf(jws: string): string | undefined {
+  if (typeof jws !== "string" || !COMPACT.test(jws)) return undefined;
+  const typ = jsonObject(jws.slice(0, jws.indexOf(".")))?.typ;
+  return typeof typ === "string" ? typ : undefined;
+}
+
 export async function verify<T>(
   type: TokenType,
   keys: VerificationKeys,

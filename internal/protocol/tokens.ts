@@ -81,6 +81,14 @@ export const RECORD_TYPES: Record<RecordKindName, TokenType> = {
   reservation: recordType("reservation"),
 };
 
+/**
+ * The wallet's deletion record (docs/transactions.md, delete): written over the Wallet
+ * Record at the delete's commit point, under the wallet's hash. It has a `typ` of its
+ * own so that no reader takes it for a wallet: a release that knows no deletion record
+ * refuses it as a wallet that does not verify, and never logs anyone in to it.
+ */
+export const WALLET_DELETION_RECORD: TokenType = { ...recordType("wallet"), typ: "hello-wallet-deletion-record+jwt" };
+
 /** A record kind as it crosses the mesh (hello.common.v1.RecordKind). */
 export const RECORD_KIND: Record<RecordKindName, RecordKind> = {
   subject: RecordKind.SUBJECT,
@@ -112,6 +120,11 @@ export interface AccessClaims {
    * across Token replicas (Token keeps no state).
    */
   ejti?: string;
+  /**
+   * For an update Token binds to the version it read (a wallet's): Storage refuses the
+   * update at any other, so two updates made from one read cannot both land.
+   */
+  version?: number;
 }
 
 /** Error Token: Storage's signed "no record" answer to one Access Token. */
@@ -179,6 +192,18 @@ export interface WalletRecord {
   uid: string;
   claims: Record<string, string | boolean>;
   subjects: Array<{ iss: string; sub: string }>;
+}
+
+/**
+ * Wallet deletion record: what is left to remove of a wallet being deleted. It holds no
+ * claims: only what finds the wallet's other records.
+ */
+export interface WalletDeletionRecord {
+  uid: string;
+  /** The wallet's subjects: their Subject Records are deleted after the releases. */
+  subjects: Array<{ iss: string; sub: string }>;
+  /** The user's releases when the delete began: each is deleted, its reservation made a tombstone. */
+  releases: Array<{ client_id: string; directed_id: string }>;
 }
 
 export type RecordClaims = { subject: SubjectRecord; release: ReleaseRecord; wallet: WalletRecord; reservation: ReservationRecord };

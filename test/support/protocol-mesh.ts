@@ -67,8 +67,8 @@ export interface ProtocolMesh {
   encryption(as?: Component): Client<typeof EncryptionService>;
   storage(as?: Component): Client<typeof StorageService>;
   readonly driver: LoginDriver;
-  /** A fresh upstream login at the dev OP for `nonce`, verified as Orchestration would. */
-  upstreamLogin(user: DevUser, nonce: string): Promise<UpstreamResult>;
+  /** A fresh upstream login at the dev OP for `nonce`, verified as Orchestration would; `prompt: "login"` for one forced (auth_time). */
+  upstreamLogin(user: DevUser, nonce: string, options?: { prompt?: string }): Promise<UpstreamResult>;
   /** A whole login to `app`, consenting to `consent` (default: every claim asked for). */
   login(user: DevUser, app: keyof typeof APPS, consent?: string[]): Promise<LoginOutcome & { kind: "done" } & { claims: Record<string, unknown>; alg: string }>;
   /** Steers a twisted mesh: every component's clock offset, the rogue's twists. */
@@ -222,13 +222,15 @@ export async function startProtocolMesh(options: {
   const encryption = (as: Component = "orchestration") => createClient(EncryptionService, transport("encryption", as));
   const storage = (as: Component = "encryption") => createClient(StorageService, transport("storage", as));
   const lookupKey = loadLookupKey("orchestration", path.join(deployment.certs, "orchestration", "keys", "lookup.key"));
-  const driver = new LoginDriver({ issuer, token: token(), encryption: encryption(), lookupKey, tokenKeys });
+  // Every app Token registers, as the running Orchestration serves them.
+  const clientIds = [...Object.values(APPS).map((app) => app.client_id), ...(options.demoPort === undefined ? [] : [DEMO_CLIENT.client_id])];
+  const driver = new LoginDriver({ issuer, token: token(), encryption: encryption(), lookupKey, tokenKeys, clientIds });
   // Orchestration, as the dev OP's relying party: its login there, with its own check of the
   // OP ID Token (step 2) before Token checks it again.
   const upstreamRp: DevOpRelyingParty = {
     devOp, clientId: UPSTREAM_CLIENT.id, clientSecret: UPSTREAM_CLIENT.secret, redirectUri: upstreamRedirect, opKeys: createRemoteJWKSet(new URL(devOp.jwksUri)),
   };
-  const upstreamLogin = (user: DevUser, nonce: string): Promise<UpstreamResult> => verifiedLogin(upstreamRp, user, nonce);
+  const upstreamLogin = (user: DevUser, nonce: string, options: { prompt?: string } = {}): Promise<UpstreamResult> => verifiedLogin(upstreamRp, user, nonce, options);
 
   const login: ProtocolMesh["login"] = async (user, app, consent) => {
     const request = appRequest(app);

@@ -14,13 +14,23 @@
 // (connect-timeout-ms, or grpc-timeout over gRPC) so Encryption and Storage give up at the same moment.
 
 import { type CallOptions, Code, ConnectError, type Client } from "@connectrpc/connect";
-import type { AccessGrant, RecordWrite, TokenService } from "../../gen/hello/token/v1/token_service_pb.js";
+import { create } from "@bufbuild/protobuf";
+import {
+  type AccessGrant,
+  type AuthorizeUserResponse,
+  type FinishDeleteResponse,
+  type RecordWrite,
+  type ReleaseAnswer,
+  ReleaseAnswerSchema,
+  type TokenService,
+  type TransactionKind,
+} from "../../gen/hello/token/v1/token_service_pb.js";
 import type { EncryptionService } from "../../gen/hello/encryption/v1/encryption_service_pb.js";
 import { RecordOperation } from "../../gen/hello/common/v1/record_pb.js";
-import { verify } from "../../protocol/jws.js";
+import { typOf, verify } from "../../protocol/jws.js";
 import { releaseHash, reservationHash, subjectHash, walletHash } from "../../protocol/lookup-key.js";
 import type { VerificationKeys } from "../../protocol/signing-keys.js";
-import { RECORD_KIND, RECORD_TYPES, type RecordClaims } from "../../protocol/tokens.js";
+import { RECORD_KIND, RECORD_TYPES, type RecordClaims, type TokenType, WALLET_DELETION_RECORD, type WalletDeletionRecord } from "../../protocol/tokens.js";
 import type { RecordKindName } from "../../protocol/records.js";
 import { type WalletClaims, releasedClaims, walletClaimsOf } from "../../protocol/claims.js";
 import { type FreshnessDemand, LOGIN_REQUIRED, authTimeProblem } from "../../protocol/auth-time.js";
@@ -38,7 +48,19 @@ export interface LoginDriverDeps {
   readonly deadlines?: { readonly rpcMs?: number; readonly stepMs?: number };
   /** The apps Orchestration serves: an account session reads the user's release at these, and no other. */
   readonly clientIds?: readonly string[];
+  /**
+   * Tests' seam for races (docs/transactions.md): awaited at each named point, so a test
+   * can run another sign-in there, or stop the driver as a crash would. Never set in a
+   * running component.
+   */
+  readonly pause?: (point: PausePoint) => Promise<void>;
 }
+
+/**
+ * The points a test may pause the driver at: a sign-in that has read its Subject Record,
+ * and a delete whose deletion record (its commit point) is stored.
+ */
+export type PausePoint = "subject-read" | "deletion-stored";
 
 /** The longest one mesh call of a login may take (a Token or Encryption call; Storage's inside it). */
 export const RPC_TIMEOUT_MS = 5_000;
@@ -71,6 +93,25 @@ export { ProtocolViolation };
  */
 export class LoginRequired extends Error {
   override name = "LoginRequired";
+}
+
+/**
+ * The wallet the user signed in to is deleted: its delete finished before this sign-in
+ * reached it, or just now, by this sign-in. The next sign-in starts a new wallet.
+ */
+export class WalletDeleted extends Error {
+  override name = "WalletDeleted";
+  constructor() {
+    super("the wallet was deleted");
+  }
+}
+
+/** A transaction's fresh sign-in was at an account no subject of the user's wallet names. */
+export class NotLinked extends Error {
+  override name = "NotLinked";
+  constructor() {
+    super("the account signed in with is not linked to this wallet");
+  }
 }
 
 /** The app's request as Orchestration received it. */
@@ -150,6 +191,14 @@ export interface AccountView {
   readonly releases: ReadonlyArray<{ readonly clientId: string; readonly claims: readonly string[] }>;
 }
 
+/** A returning user as AuthorizeUser left them: the stored subject, checked, and Token's answer with the wallet read. */
+interface StoredUser {
+  readonly user: AuthorizeUserResponse;
+  readonly subjectRecord: string;
+  readonly subject: RecordClaims["subject"];
+  readonly walletRead: AccessGrant;
+}
+
 /** A record and Storage's receipt for it. */
 interface Receipted {
   readonly record: string;
@@ -203,7 +252,7 @@ export class LoginDriver {
       this.deps.encryption.readRecord({ accessToken: walletRead.accessToken }, step.call()),
       this.deps.encryption.readRecord({ accessToken: releaseRead.accessToken }, step.call()),
     ]);
-    const { walletRecord, wallet } = await this.#wallet(walletRes, subject.uid);
+    const { walletRecord, wallet } = await this.#wallet(step, user.sessionToken, walletRes, subject.uid);
 
     const state: LoginState = {
       sessionToken: user.sessionToken, login, uid: subject.uid, subjectRecord, walletRecord, walletReceipt: walletRes.receipt,
@@ -398,6 +447,63 @@ export class LoginDriver {
     const step = this.#step();
     const found = await this.#user(step, sessionToken, upstream);
     if (!found.stored) return undefined;
+    const { user, subject } = found;
+    const { wallet, releases } = await this.#walletAndReleases(step, found, upstream);
+    return {
+      sessionToken: user.sessionToken,
+      uid: subject.uid,
+      wallet,
+      releases: releases.flatMap((r) => (r.release ? [{ clientId: r.clientId, claims: r.release.claims }] : [])),
+    };
+  }
+
+  /** A transaction of the wallet, begun from the account session at step "user": its session and upstream nonce. */
+  async beginTransaction(accountSessionToken: string, kind: TransactionKind, providerId: string) {
+    const res = await this.deps.token.beginTransaction({ accountSessionToken, kind, providerId }, this.#step().call());
+    return { sessionToken: res.sessionToken, upstreamNonce: res.upstreamNonce, providerIssuer: res.providerIssuer };
+  }
+
+  /**
+   * Deletes the wallet of user `uid` (docs/transactions.md, "Delete"), after the delete
+   * session's forced fresh login begun at `started`, at a subject of that wallet. The
+   * deletion record is the commit point: once it is stored, the rest follows, here or
+   * at the next sign-in of any of the wallet's subjects.
+   */
+  async deleteWallet(sessionToken: string, started: number, upstream: UpstreamResult, uid: string): Promise<void> {
+    freshEnough(upstream, { maxAge: 0, promptLogin: true, started, demandedBy: "transaction" });
+
+    const step = this.#step();
+    const found = await this.#user(step, sessionToken, upstream, uid);
+    if (!found.stored) throw new NotLinked();
+    const { wallet, walletRes, releases } = await this.#walletAndReleases(step, found, upstream);
+    const answers: ReleaseAnswer[] = releases.map((r) => create(ReleaseAnswerSchema, {
+      clientId: r.clientId,
+      answer: r.release ? { case: "release", value: { record: r.record, receipt: r.receipt } } : { case: "errorToken", value: r.errorToken },
+    }));
+    const res = await this.deps.token.authorizeDelete({
+      sessionToken: found.user.sessionToken, walletRecord: walletRes.record, walletReceipt: walletRes.receipt, releases: answers,
+    }, step.call());
+
+    // The deletion record must remove exactly this wallet: its subjects, and the releases read.
+    const write = res.deletion;
+    if (!write) throw new ProtocolViolation("Token returned no deletion record");
+    this.#checkGrant(write.grant, "wallet", RecordOperation.UPDATE, walletHash(this.deps.lookupKey, uid));
+    const deletion = await this.#deletion(write.record);
+    const foundReleases = releases.flatMap((r) => (r.release ? [{ client_id: r.clientId, directed_id: r.release.directed_id }] : []));
+    if (deletion.uid !== uid || !sameSubjects(deletion.subjects, wallet.subjects) || !sameReleases(deletion.releases, foundReleases)) {
+      throw new ProtocolViolation("the wallet deletion record does not list exactly this wallet's subjects and releases");
+    }
+    const updated = await this.deps.encryption.updateRecord({ accessToken: write.grant!.accessToken, record: write.record, expectedVersion: walletRes.version }, step.call());
+    await this.deps.pause?.("deletion-stored");
+    await this.#finishDelete(step, res.sessionToken, uid, write.record, deletion, updated.receipt);
+  }
+
+  /**
+   * The wallet and the user's release at each app Orchestration serves, as read with
+   * AuthorizeUser's grants (an account or transaction session's). Only reads of this
+   * user's release at those apps are made, each app once.
+   */
+  async #walletAndReleases(step: StepDeadline, found: StoredUser, upstream: UpstreamResult) {
     const { user, subject, walletRead } = found;
     if (user.releaseRead) throw new ProtocolViolation("Token granted an account session an app's release read");
     // The user's release at each app Orchestration serves, and nothing else: never a read
@@ -414,21 +520,96 @@ export class LoginDriver {
       this.deps.encryption.readRecord({ accessToken: walletRead.accessToken }, step.call()),
       ...user.accountReleaseReads.map((grant) => this.deps.encryption.readRecord({ accessToken: grant.accessToken }, step.call())),
     ]);
-    const { wallet } = await this.#wallet(walletRes, subject.uid);
+    const { walletRecord, wallet } = await this.#wallet(step, user.sessionToken, walletRes, subject.uid);
     if (!wallet.subjects.some((s) => s.iss === upstream.iss && s.sub === upstream.sub)) {
       throw new ProtocolViolation("the wallet does not list the subject the user signed in with");
     }
-    const releases: AccountView["releases"][number][] = [];
+    const releases: Array<{ clientId: string; record: string; receipt: string; errorToken: string; release?: RecordClaims["release"] }> = [];
     for (const [i, res] of releaseRes.entries()) {
-      if (res.result.case === "errorToken") continue; // no release at this app
+      const clientId = apps.get(user.accountReleaseReads[i]!.hash)!;
+      if (res.result.case === "errorToken") { // no release at this app
+        releases.push({ clientId, record: "", receipt: "", errorToken: res.result.value });
+        continue;
+      }
       if (res.result.case !== "record") throw new ProtocolViolation("a release read returned nothing");
       const release = await this.#record("release", res.result.value);
-      if (release.uid !== subject.uid || release.client_id !== apps.get(user.accountReleaseReads[i]!.hash)) {
+      if (release.uid !== subject.uid || release.client_id !== clientId) {
         throw new ProtocolViolation("the release record is not this user's at that app");
       }
-      releases.push({ clientId: release.client_id, claims: release.claims });
+      releases.push({ clientId, record: res.result.value, receipt: res.receipt, errorToken: "", release });
     }
-    return { sessionToken: user.sessionToken, uid: subject.uid, wallet, releases };
+    return { wallet, walletRes: { record: walletRecord, receipt: walletRes.receipt, version: walletRes.version }, releases };
+  }
+
+  /**
+   * The rest of a delete, from its deletion record as stored (written by this delete,
+   * or met by any later sign-in): Token's grants, checked against the deletion record,
+   * then used in order. Each release's reservation becomes a tombstone naming no one
+   * before the release goes; the Subject Records go next, and the deletion record last,
+   * so that until the end a sign-in of any subject still finds what is left to delete.
+   * A record already gone (an earlier attempt's) is no failure.
+   */
+  async #finishDelete(step: StepDeadline, sessionToken: string, uid: string, deletionRecord: string, deletion: WalletDeletionRecord, receipt: string) {
+    const res = await this.deps.token.finishDelete({ sessionToken, deletionRecord, deletionReceipt: receipt }, step.call());
+    const plan = await this.#checkFinish(res, uid, deletion);
+    await Promise.all(plan.releases.map(async ({ read, update, create: created, releaseDelete, directedId, clientId }) => {
+      const found = await this.deps.encryption.readRecord({ accessToken: read.accessToken }, step.call());
+      if (found.result.case === "record") {
+        const stored = await this.#record("reservation", found.result.value);
+        if (stored.client_id !== clientId || stored.directed_id !== directedId) throw new ProtocolViolation("the reservation read is not the one the deletion lists");
+        if (stored.uid !== undefined && stored.uid !== uid) throw new ProtocolViolation("a reservation the deletion lists names another user");
+        if (stored.uid !== undefined) {
+          await this.deps.encryption.updateRecord({ accessToken: update.grant!.accessToken, record: update.record, expectedVersion: found.version }, step.call());
+        }
+      } else if (found.result.case === "errorToken") {
+        // A release from before reservations: its id is reserved now, as a tombstone.
+        await this.deps.encryption.createRecord({ accessToken: created.grant!.accessToken, record: created.record }, step.call());
+      } else {
+        throw new ProtocolViolation("the reservation read returned nothing");
+      }
+      await this.#gone(this.deps.encryption.deleteRecord({ accessToken: releaseDelete.accessToken }, step.call()));
+    }));
+    for (const grant of plan.subjects) await this.#gone(this.deps.encryption.deleteRecord({ accessToken: grant.accessToken }, step.call()));
+    await this.#gone(this.deps.encryption.deleteRecord({ accessToken: plan.wallet.accessToken }, step.call()));
+  }
+
+  /** FinishDelete's grants are exactly the deletion record's: its releases' and subjects' records, and the wallet; tombstones name no one. */
+  async #checkFinish(res: FinishDeleteResponse, uid: string, deletion: WalletDeletionRecord) {
+    const key = this.deps.lookupKey;
+    const releases = [];
+    if (res.releases.length !== deletion.releases.length) throw new ProtocolViolation("Token's delete grants are not for exactly the deletion record's releases");
+    for (const [i, { client_id: clientId, directed_id: directedId }] of deletion.releases.entries()) {
+      const r = res.releases[i]!;
+      const at = reservationHash(key, clientId, directedId);
+      if (r.clientId !== clientId) throw new ProtocolViolation("Token's delete grants are not for exactly the deletion record's releases");
+      const read = this.#checkGrant(r.reservationRead, "reservation", RecordOperation.READ, at);
+      const update = r.tombstoneUpdate;
+      const created = r.tombstoneCreate;
+      this.#checkGrant(update?.grant, "reservation", RecordOperation.UPDATE, at);
+      this.#checkGrant(created?.grant, "reservation", RecordOperation.CREATE, at);
+      for (const write of [update!, created!]) {
+        const tombstone = await this.#record("reservation", write.record);
+        if (Object.hasOwn(tombstone, "uid") || tombstone.client_id !== clientId || tombstone.directed_id !== directedId) {
+          throw new ProtocolViolation("Token's tombstone is not an anonymous reservation of the released directed id");
+        }
+      }
+      const releaseDelete = this.#checkGrant(r.releaseDelete, "release", RecordOperation.DELETE, releaseHash(key, uid, clientId));
+      releases.push({ clientId, directedId, read, update: update!, create: created!, releaseDelete });
+    }
+    const wanted = deletion.subjects.map((s) => subjectHash(key, s.iss, s.sub));
+    if (res.subjectDeletes.length !== wanted.length) throw new ProtocolViolation("Token's delete grants are not for exactly the wallet's subjects");
+    const subjects = res.subjectDeletes.map((grant, i) => this.#checkGrant(grant, "subject", RecordOperation.DELETE, wanted[i]!));
+    const wallet = this.#checkGrant(res.walletDelete, "wallet", RecordOperation.DELETE, walletHash(key, uid));
+    return { releases, subjects, wallet };
+  }
+
+  /** A delete whose record is gone already (an earlier attempt's, or a concurrent one's) is done. */
+  async #gone(deleting: Promise<unknown>): Promise<void> {
+    try {
+      await deleting;
+    } catch (error) {
+      if (!(error instanceof ConnectError && error.code === Code.NotFound)) throw error;
+    }
   }
 
   /**
@@ -437,7 +618,7 @@ export class LoginDriver {
    * (with the session to go on with) or the stored, checked subject and the user's
    * wallet read.
    */
-  async #user(step: StepDeadline, sessionToken: string, upstream: UpstreamResult) {
+  async #user(step: StepDeadline, sessionToken: string, upstream: UpstreamResult, expectedUid?: string) {
     const authorized = await this.#token(() => this.deps.token.authorizeSubject({ sessionToken, opIdToken: upstream.idToken }, step.call()));
     const subjectRead = this.#checkGrant(authorized.subjectRead, "subject", RecordOperation.READ,
       subjectHash(this.deps.lookupKey, upstream.iss, upstream.sub));
@@ -449,15 +630,30 @@ export class LoginDriver {
     if (subject.op_iss !== upstream.iss || subject.op_sub !== upstream.sub) {
       throw new ProtocolViolation("the subject record is not the upstream subject's");
     }
+    // A transaction's sign-in must be at a subject of the wallet it began from.
+    if (expectedUid !== undefined && subject.uid !== expectedUid) throw new NotLinked();
+    await this.deps.pause?.("subject-read");
     const user = await this.deps.token.authorizeUser({ sessionToken: authorized.sessionToken, subjectRecord, subjectReceipt: read.receipt }, step.call());
     const walletRead = this.#checkGrant(user.walletRead, "wallet", RecordOperation.READ, walletHash(this.deps.lookupKey, subject.uid));
     return { stored: true as const, user, subjectRecord, subject, walletRead };
   }
 
-  /** The wallet read's answer: the user's stored wallet, or a violation. */
-  async #wallet(res: Awaited<ReturnType<LoginDriverDeps["encryption"]["readRecord"]>>, uid: string) {
-    if (res.result.case !== "record") throw new ProtocolViolation("the user's wallet record is missing");
+  /**
+   * The wallet read's answer: the user's stored wallet. A deletion record there is a
+   * delete that stopped part-way, and this session finishes it; no wallet at all is a
+   * delete that finished after this sign-in read its subject. Either way the user is
+   * told the wallet is deleted (WalletDeleted).
+   */
+  async #wallet(step: StepDeadline, sessionToken: string, res: Awaited<ReturnType<LoginDriverDeps["encryption"]["readRecord"]>>, uid: string) {
+    if (res.result.case === "errorToken") throw new WalletDeleted();
+    if (res.result.case !== "record") throw new ProtocolViolation("the wallet read returned nothing");
     const walletRecord = res.result.value;
+    if (typOf(walletRecord) === WALLET_DELETION_RECORD.typ) {
+      const deletion = await this.#deletion(walletRecord);
+      if (deletion.uid !== uid) throw new ProtocolViolation("the wallet deletion record is not the subject's user's");
+      await this.#finishDelete(step, sessionToken, uid, walletRecord, deletion, res.receipt);
+      throw new WalletDeleted();
+    }
     const wallet = await this.#record("wallet", walletRecord);
     if (wallet.uid !== uid) throw new ProtocolViolation("the wallet record is not the subject's user's");
     return { walletRecord, wallet };
@@ -481,11 +677,21 @@ export class LoginDriver {
     return grant;
   }
 
-  async #record<K extends RecordKindName>(kind: K, record: string): Promise<RecordClaims[K]> {
+  #record<K extends RecordKindName>(kind: K, record: string): Promise<RecordClaims[K]> {
+    return this.#verified<RecordClaims[K]>(RECORD_TYPES[kind], record, `${kind} record`);
+  }
+
+  /** A wallet's deletion record (its own typ: never taken for a wallet). */
+  #deletion(record: string): Promise<WalletDeletionRecord> {
+    return this.#verified<WalletDeletionRecord>(WALLET_DELETION_RECORD, record, "wallet deletion record");
+  }
+
+  /** A record Token signed, of `type`, verified with Token's published keys. */
+  async #verified<T>(type: TokenType, record: string, what: string): Promise<T> {
     try {
-      return (await verify<RecordClaims[K]>(RECORD_TYPES[kind], this.deps.tokenKeys(), record, `${kind} record`)).claims;
+      return (await verify<T>(type, this.deps.tokenKeys(), record, what)).claims;
     } catch (error) {
-      throw new ProtocolViolation(error instanceof Error ? error.message : `the ${kind} record is not valid`);
+      throw new ProtocolViolation(error instanceof Error ? error.message : `the ${what} is not valid`);
     }
   }
 }
@@ -500,6 +706,23 @@ function freshEnough(upstream: UpstreamResult, demand: FreshnessDemand): number 
   const stale = authTimeProblem(authTime, demand, new Date());
   if (stale) throw new LoginRequired(stale);
   return authTime;
+}
+
+/** The same subjects, in any order. */
+function sameSubjects(a: ReadonlyArray<{ iss: string; sub: string }>, b: ReadonlyArray<{ iss: string; sub: string }>): boolean {
+  const key = (s: { iss: string; sub: string }) => JSON.stringify([s.iss, s.sub]);
+  return sameSet(a.map(key), b.map(key));
+}
+
+/** The same releases, in any order. */
+function sameReleases(a: WalletDeletionRecord["releases"], b: WalletDeletionRecord["releases"]): boolean {
+  const key = (r: { client_id: string; directed_id: string }) => JSON.stringify([r.client_id, r.directed_id]);
+  return sameSet(a.map(key), b.map(key));
+}
+
+function sameSet(a: readonly string[], b: readonly string[]): boolean {
+  const set = new Set(a);
+  return set.size === a.length && a.length === b.length && b.every((x) => set.has(x));
 }
 
 /** The same claim names with the same values. */

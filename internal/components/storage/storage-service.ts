@@ -157,6 +157,10 @@ export function storageRoutes(deps: StorageServiceDeps) {
       },
       updateRecord: async (req) => {
         const claims = await authorize(req.accessToken, "update");
+        // Token bound the update to the version it read: any other is a lost update.
+        if (claims.version !== undefined && (!Number.isSafeInteger(claims.version) || BigInt(claims.version) !== req.expectedVersion)) {
+          throw denied("the access token grants this update at another version than expected_version");
+        }
         const row = await deps.store.update(claims.hash, claims.kind, Number(req.expectedVersion), content(req, claims));
         return { version: BigInt(row.version), receipt: await receipt("update", claims, claims.digest!, row.version) };
       },

@@ -8,7 +8,7 @@
 // words name the rule, never a value.
 
 import { createLocalJWKSet, decodeJwt, jwtVerify } from "jose";
-import type { AuthorizationParameters } from "../../gen/hello/token/v1/token_service_pb.js";
+import { type AuthorizationParameters, TransactionKind } from "../../gen/hello/token/v1/token_service_pb.js";
 import type { AllowedProvider, RegisteredClient } from "../../config/component-config.js";
 import type { RecordKindName } from "../../protocol/records.js";
 import { InvalidTokenError, sha256, verify } from "../../protocol/jws.js";
@@ -177,7 +177,8 @@ export function checkSessionProvider(subject: VerifiedSubject, session: Pick<Ses
  * LOGIN_REQUIRED, so that the app gets login_required.
  */
 export function checkFreshness(authTime: number | undefined, session: Pick<SessionClaims, "max_age" | "prompt_login" | "started" | "purpose">, now: Date): void {
-  const demand = { maxAge: session.max_age, promptLogin: session.prompt_login, started: session.started, demandedBy: session.purpose === "account" ? "account" as const : "app" as const };
+  const demandedBy = session.purpose === undefined ? "app" as const : session.purpose === "account" ? "account" as const : "transaction" as const;
+  const demand = { maxAge: session.max_age, promptLogin: session.prompt_login, started: session.started, demandedBy };
   const stale = authTimeProblem(authTime, demand, now);
   if (stale) throw denied(`${LOGIN_REQUIRED}${stale}`);
 }
@@ -194,6 +195,7 @@ export interface StorageWord {
 export interface SessionGrants {
   readonly read?: string | undefined;
   readonly create?: string | undefined;
+  readonly update?: string | undefined;
 }
 
 /**
@@ -223,16 +225,29 @@ export async function checkReceipt(
   hash: string | undefined,
   grants: SessionGrants,
 ): Promise<string> {
+  return (await checkReceiptOf(storage, kind, record, receipt, hash, grants)).digest;
+}
+
+/** checkReceipt's rule, returning the receipt: its digest, and the version the record was stored at. */
+export async function checkReceiptOf(
+  storage: StorageWord,
+  kind: RecordKindName,
+  record: string,
+  receipt: string,
+  hash: string | undefined,
+  grants: SessionGrants,
+): Promise<ReceiptClaims> {
   if (!receipt) throw invalidArgument(`the ${kind} receipt is required: Storage's receipt for this session's ${kind} read`);
   const { claims } = await verify<ReceiptClaims>(RECEIPT, storage.keys(), receipt, `${kind} receipt`, storage.now());
   const digest = sha256(record);
   const answers =
     (claims.op === "read" && grants.read !== undefined && claims.ajti === grants.read) ||
-    (claims.op === "create" && grants.create !== undefined && claims.ajti === grants.create);
+    (claims.op === "create" && grants.create !== undefined && claims.ajti === grants.create) ||
+    (claims.op === "update" && grants.update !== undefined && claims.ajti === grants.update);
   if (!answers || claims.kind !== kind || hash === undefined || claims.hash !== hash || claims.digest !== digest) {
     throw denied(`the ${kind} receipt does not show this ${kind} record stored for this session`);
   }
-  return digest;
+  return claims;
 }
 
 /** A record the session already holds (shown stored in an earlier step): the same bytes, by digest. */
@@ -276,6 +291,22 @@ export function checkSubject(subject: RecordClaims["subject"], session: Pick<Ses
   if (subject.op_iss !== session.provider_iss || subject.op_sub !== session.op_sub || (session.step === "user" && subject.uid !== session.uid)) {
     throw denied("the subject record is not this session's subject");
   }
+}
+
+/**
+ * A transaction's fresh login is at a subject of the wallet it began from: a subject of
+ * another wallet (or of none) signs for nothing here.
+ */
+export function checkTransactionUser(subject: RecordClaims["subject"], session: Pick<SessionClaims, "uid">): void {
+  if (session.uid !== undefined && subject.uid !== session.uid) {
+    throw denied("the fresh sign-in is at an account linked to another wallet: a transaction is confirmed at a provider linked to this wallet");
+  }
+}
+
+/** The session purpose of a transaction kind. */
+export function transactionPurpose(kind: TransactionKind): "delete" {
+  if (kind === TransactionKind.DELETE) return "delete";
+  throw invalidArgument("kind must name a transaction (TRANSACTION_KIND_DELETE)");
 }
 
 /** The Release Record is this user's at this app: no other user's directed id or claims. */

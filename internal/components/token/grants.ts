@@ -9,7 +9,7 @@ import { type AccessGrant, AccessGrantSchema, type RecordWrite, RecordWriteSchem
 import { RecordOperation } from "../../gen/hello/common/v1/record_pb.js";
 import type { RecordKindName } from "../../protocol/records.js";
 import { newJti, sha256, sign, verify } from "../../protocol/jws.js";
-import { ACCESS_TOKEN, type AccessClaims, type Operation, RECORD_KIND, RECORD_TYPES, type RecordClaims } from "../../protocol/tokens.js";
+import { ACCESS_TOKEN, type AccessClaims, type Operation, RECORD_KIND, RECORD_TYPES, type RecordClaims, type TokenType } from "../../protocol/tokens.js";
 import type { OwnKeys } from "./own-keys.js";
 
 const OPERATION: Record<Operation, RecordOperation> = {
@@ -24,12 +24,22 @@ export interface Grants {
   read(kind: RecordKindName, hash: string): Promise<{ jti: string; grant: AccessGrant }>;
   /** A record to write at `hash`, with its single-use create grant; `ejti` when the create relies on an Error Token. */
   write<K extends RecordKindName>(kind: K, hash: string, claims: RecordClaims[K], ejti?: string): Promise<{ jti: string; digest: string; write: RecordWrite }>;
+  /**
+   * A record to write over the one at `hash`, with its single-use update grant; with
+   * `version`, Storage accepts the update only at that version. `type` signs it as
+   * another record type of the kind (the wallet's deletion record).
+   */
+  update<K extends RecordKindName>(kind: K, hash: string, claims: object, options?: { version?: number; type?: TokenType }): Promise<{ jti: string; digest: string; write: RecordWrite }>;
+  /** A create grant at `hash` for a record already signed (another grant's), by its digest. */
+  createOf(kind: RecordKindName, hash: string, write: { readonly record: string; readonly digest: string }): Promise<RecordWrite>;
+  /** A delete of the record at `hash`. */
+  remove(kind: RecordKindName, hash: string): Promise<AccessGrant>;
   /** A record Token signed, verified with Token's own record keys (retired ones too: records never expire). */
   record<K extends RecordKindName>(kind: K, record: string): Promise<RecordClaims[K]>;
 }
 
 export function grants(keys: OwnKeys, now: () => Date): Grants {
-  async function grant(op: Operation, kind: RecordKindName, hash: string, extra: Pick<AccessClaims, "digest" | "ejti"> = {}) {
+  async function grant(op: Operation, kind: RecordKindName, hash: string, extra: Pick<AccessClaims, "digest" | "ejti" | "version"> = {}) {
     const jti = newJti();
     const claims: AccessClaims = { op, kind, hash, ...extra };
     const accessToken = await sign(ACCESS_TOKEN, keys.active("access"), { ...claims }, { jti, now: now() });
@@ -45,6 +55,20 @@ export function grants(keys: OwnKeys, now: () => Date): Grants {
       const created = await grant("create", kind, hash, { digest, ...(ejti === undefined ? {} : { ejti }) });
       return { jti: created.jti, digest, write: create(RecordWriteSchema, { record, grant: created.grant }) };
     },
+
+    async update(kind, hash, claims, options = {}) {
+      const record = await sign(options.type ?? RECORD_TYPES[kind], keys.active("record"), { ...claims }, { now: now() });
+      const digest = sha256(record);
+      const updated = await grant("update", kind, hash, { digest, ...(options.version === undefined ? {} : { version: options.version }) });
+      return { jti: updated.jti, digest, write: create(RecordWriteSchema, { record, grant: updated.grant }) };
+    },
+
+    async createOf(kind, hash, { record, digest }) {
+      const created = await grant("create", kind, hash, { digest });
+      return create(RecordWriteSchema, { record, grant: created.grant });
+    },
+
+    remove: async (kind, hash) => (await grant("delete", kind, hash)).grant,
 
     async record<K extends RecordKindName>(kind: K, record: string) {
       return (await verify<RecordClaims[K]>(RECORD_TYPES[kind], keys.verification(), record, `${kind} record`, now())).claims;

@@ -9,11 +9,12 @@
 // one step it continues: anything else is a step out of order.
 //
 // A session has a purpose: a login (an app's; the default, and all a session without
-// the claim can be) or an account session (docs/transactions.md: the user signs in to
-// manage the wallet, with no app). An account session goes started -> subject -> user
-// through the steps the two share (AuthorizeSubject, AuthorizeUser); every other step
-// reads with `read`, which takes logins only, so an account session never makes a user
-// or answers an app.
+// the claim can be), an account session (docs/transactions.md: the user signs in to
+// manage the wallet, with no app), or a transaction's (begun from an account session:
+// "delete"). Each goes started -> subject -> user through the steps they share
+// (AuthorizeSubject, AuthorizeUser); every other step reads with `read`, which takes
+// one purpose only, logins by default, so an account session never makes a user or
+// answers an app, and a login never deletes a wallet.
 
 import type { JWTPayload } from "jose";
 import { sign, verify } from "../../protocol/jws.js";
@@ -27,7 +28,7 @@ export interface SessionClaims {
   sid: string;
   step: "started" | "subject" | "created" | "user";
   /** Absent: a login. */
-  purpose?: "account";
+  purpose?: "account" | "delete";
   /** When the login began (ms): OP ID Tokens issued before it are refused. */
   started: number;
   // A login's app and its request; an account session has none.
@@ -61,6 +62,11 @@ export interface SessionClaims {
   wallet_read?: string;
   release_read?: string;
   release_create?: string;
+  /** An account or transaction session's read of the user's release at each registered app, by client_id. */
+  release_reads?: Record<string, string>;
+  /** A delete session's update of the wallet to its deletion record: the grant's jti and the record's digest. */
+  deletion_update?: string;
+  deletion_digest?: string;
   /**
    * The records this session holds, by digest: Storage's receipt showed each stored,
    * answering this session's own grant (or, for a new user's, its creates).
@@ -89,7 +95,9 @@ type Holds = {
   user: AtSubject | "uid" | "subject_digest";
 };
 
-export type Purpose = "login" | "account";
+export type Purpose = "login" | "account" | "delete";
+/** Every purpose Token signs; a session claiming another is none of Token's. */
+const PURPOSES: readonly Purpose[] = ["login", "account", "delete"];
 /** What every login holds from its start, and an account session never does. */
 type LoginHolds = "client_id" | "redirect_uri" | "nonce" | "scope" | "code_challenge";
 
@@ -106,18 +114,25 @@ export interface Sessions {
   start(claims: Omit<SessionClaims, "step">): Promise<string>;
   /** The login `token` at `step`: verified (signature, typ, iss, aud, expiry), a login's, and at that step. */
   read<S extends Step>(token: string, step: S): Promise<Session<S>>;
-  /** The same for a step a login and an account session share: either purpose. */
+  /** The same for a session of `purpose`. */
+  readOf<S extends Step>(token: string, step: S, purpose: Exclude<Purpose, "login">): Promise<Session<S, Purpose>>;
+  /** The same for a step every purpose shares. */
   readShared<S extends Step>(token: string, step: S): Promise<Session<S, Purpose>>;
   /** `session` re-issued at `step` with `additions`, and the same expiry: a login never gains time. */
   advance<S extends Step>(session: Session<S, Purpose>, step: Step, additions?: Partial<SessionClaims>): Promise<string>;
+}
+
+/** "an account", "a login", "a delete". */
+function article(purpose: Purpose): string {
+  return `${/^[aeiou]/.test(purpose) ? "an" : "a"} ${purpose}`;
 }
 
 export function sessions(keys: OwnKeys, now: () => Date): Sessions {
   const readShared = async <S extends Step>(token: string, step: S) => {
     const { claims } = await verify<SessionClaims>(SESSION_TOKEN, keys.verification(), token, "session token", now());
     if (claims.step !== step) throw outOfOrder(`this step needs a session at step "${step}", not "${claims.step}"`);
-    // Only these two purposes were ever signed; anything else is no session of ours.
-    if (claims.purpose !== undefined && claims.purpose !== "account") throw outOfOrder("the session has an unknown purpose");
+    // Only these purposes were ever signed; anything else is no session of ours.
+    if (claims.purpose !== undefined && ((claims.purpose as Purpose) === "login" || !PURPOSES.includes(claims.purpose))) throw outOfOrder("the session has an unknown purpose");
     return claims as Session<S, Purpose>;
   };
   return {
@@ -125,8 +140,14 @@ export function sessions(keys: OwnKeys, now: () => Date): Sessions {
 
     async read<S extends Step>(token: string, step: S) {
       const session = await readShared(token, step);
-      if (purposeOf(session) !== "login") throw outOfOrder(`this step is a login's, and this is an ${purposeOf(session)} session`);
+      if (purposeOf(session) !== "login") throw outOfOrder(`this step is a login's, and this is ${article(purposeOf(session))} session`);
       return session as Session<S>;
+    },
+
+    async readOf<S extends Step>(token: string, step: S, purpose: Exclude<Purpose, "login">) {
+      const session = await readShared(token, step);
+      if (purposeOf(session) !== purpose) throw outOfOrder(`this step is ${article(purpose)} session's, and this is ${article(purposeOf(session))} session`);
+      return session;
     },
 
     readShared,

@@ -14,6 +14,7 @@ import type { UpstreamVerifier } from "./upstream.js";
 import { ownKeys } from "./own-keys.js";
 import { type Session, sessions as sessionTokens } from "./session.js";
 import { grants as accessGrants } from "./grants.js";
+import { deleteHandlers } from "./delete.js";
 import { type AppAnswer, signIdToken, signKeySet, signUserinfo, userinfoClaims } from "./app-tokens.js";
 import {
   type StorageWord,
@@ -37,6 +38,8 @@ import {
   checkStillRegistered,
   checkStored,
   checkSubject,
+  checkTransactionUser,
+  transactionPurpose,
   checkWallet,
   readRequest,
 } from "./checks.js";
@@ -73,6 +76,7 @@ export function tokenRoutes(deps: TokenServiceDeps) {
     release: (uid: string, clientId: string) => releaseHash(deps.lookupKey, uid, clientId),
     reservation: (clientId: string, directedId: string) => reservationHash(deps.lookupKey, clientId, directedId),
   };
+  const deletes = deleteHandlers({ sessions, grants, keys, storage, lookup, clients: deps.clients, now });
 
   return (router: ConnectRouter) => {
     router.service(TokenService, {
@@ -128,7 +132,31 @@ export function tokenRoutes(deps: TokenServiceDeps) {
         return { sessionToken, upstreamNonce, providerIssuer: provider.issuer };
       },
 
-      /** Step 3: Token's own verification of the OP ID Token, then a read of the subject (a login's or an account session's). */
+      /**
+       * A transaction of the wallet (docs/transactions.md), begun from an account session:
+       * the same user, and a forced fresh login of its own, at a provider of the wallet
+       * (AuthorizeUser checks the subject is this user's).
+       */
+      beginTransaction: async (req) => {
+        const account = await sessions.readOf(req.accountSessionToken, "user", "account");
+        const purpose = transactionPurpose(req.kind);
+        const provider = checkProvider(deps.providers, req.providerId);
+        const upstreamNonce = randomId();
+        const sessionToken = await sessions.start({
+          sid: randomId(),
+          purpose,
+          started: now().getTime(),
+          prompt_login: true,
+          max_age: 0,
+          provider: provider.id,
+          provider_iss: provider.issuer,
+          upstream_nonce: upstreamNonce,
+          uid: account.uid,
+        });
+        return { sessionToken, upstreamNonce, providerIssuer: provider.issuer };
+      },
+
+      /** Step 3: Token's own verification of the OP ID Token, then a read of the subject (every purpose's). */
       authorizeSubject: async (req) => {
         const session = await sessions.readShared(req.sessionToken, "started");
         const subject = await checkOpIdToken(deps.upstream, session, req.opIdToken, now());
@@ -186,13 +214,19 @@ export function tokenRoutes(deps: TokenServiceDeps) {
         const subject = await grants.record("subject", req.subjectRecord);
         const digest = await checkReceipt(storage, "subject", req.subjectRecord, req.subjectReceipt, session.subject_hash, { read: session.subject_read });
         checkSubject(subject, session);
+        checkTransactionUser(subject, session);
 
         const walletRead = await grants.read("wallet", lookup.wallet(subject.uid));
-        if (session.purpose === "account") {
-          // The account page's user: the wallet, and what each app receives (read only).
-          const accountReleaseReads = await Promise.all(deps.clients.map(async (c) => (await grants.read("release", lookup.release(subject.uid, c.client_id))).grant));
-          const sessionToken = await sessions.advance(session, "user", { uid: subject.uid, subject_digest: digest, wallet_read: walletRead.jti });
-          return { sessionToken, walletRead: walletRead.grant, accountReleaseReads };
+        if (session.purpose !== undefined) {
+          // The account page's user, or a transaction's: the wallet, and the user's release at each app.
+          const reads = await Promise.all(deps.clients.map(async (c) => ({ clientId: c.client_id, ...(await grants.read("release", lookup.release(subject.uid, c.client_id))) })));
+          const sessionToken = await sessions.advance(session, "user", {
+            uid: subject.uid,
+            subject_digest: digest,
+            wallet_read: walletRead.jti,
+            release_reads: Object.fromEntries(reads.map((r) => [r.clientId, r.jti])),
+          });
+          return { sessionToken, walletRead: walletRead.grant, accountReleaseReads: reads.map((r) => r.grant) };
         }
         // Not an account session, so a login's, which holds its app from CreateSession on.
         const login = session as Session<"subject">;
@@ -287,6 +321,12 @@ export function tokenRoutes(deps: TokenServiceDeps) {
         const userinfoJwt = await signUserinfo(keys.active("userinfo", client.id_token_signed_response_alg), answer, t);
         return { idToken, userinfoJwt, userinfoJson: JSON.stringify(userinfoClaims(answer)) };
       },
+
+      /** A delete's commit point: the wallet's deletion record (delete.ts). */
+      authorizeDelete: (req) => deletes.authorizeDelete(req),
+
+      /** The rest of a delete, from its deletion record as stored (delete.ts). */
+      finishDelete: (req) => deletes.finishDelete(req),
 
       /** The app-facing key set, as the front door serves it byte for byte. */
       getKeySet: () => signKeySet(deps.keys(), keys.active("key-set")),

@@ -2,15 +2,19 @@
 // /account/provider starts an account session at Token and sends the browser to the
 // chosen provider for a forced fresh login (prompt=login, max_age=0), and the provider's
 // answer, checked as a login's is (upstream-callback.ts), ends here: the wallet, shown once.
-// Nothing is kept: the account session lives in the flow cookie until the answer.
+// Nothing is kept: the account session lives in the flow cookie until the answer, then
+// sealed in the page's forms, from which each transaction begins (POST /account/delete)
+// with a forced fresh login of its own.
 
-import { LoginRequired, type UpstreamResult } from "../login-driver.js";
+import { decodeJwt } from "jose";
+import { TransactionKind } from "../../../gen/hello/token/v1/token_service_pb.js";
+import { LoginRequired, NotLinked, type UpstreamResult, WalletDeleted } from "../login-driver.js";
 import type { UpstreamProvider } from "../../../config/component-config.js";
 import { chooserPage } from "../pages/chooser.js";
-import { accountPage, noWalletPage } from "../pages/account.js";
+import { accountPage, noWalletPage, walletDeletedPage } from "../pages/account.js";
 import { pageCsp } from "../pages/layout.js";
 import type { DoorContext, Exchange } from "./context.js";
-import { ACCOUNT_FLOW, type AccountFlow, goToProvider } from "./flows.js";
+import { ACCOUNT_FLOW, ACCOUNT_SESSION, type AccountFlow, type AccountSession, DELETE_FLOW, type DeleteFlow, FLOW_TTL, goToProvider } from "./flows.js";
 import { form } from "./http-input.js";
 import { sendError, sendHtml } from "./responses.js";
 
@@ -40,16 +44,65 @@ export async function accountAnswer(door: DoorContext, res: Exchange["res"], flo
     view = await door.driver.openAccount(flow.session, flow.started, upstream);
   } catch (error) {
     if (error instanceof LoginRequired) {
-      return sendError(res, 403, "Sign in again", `${provider.name} did not ask you to sign in just now, and your wallet is shown only after a fresh sign-in.`, "Go back to the account page and sign in again.");
+      return sendError(res, 403, "Sign in again", `${provider.name} did not ask you to sign in just now, and your wallet is shown only after a fresh sign-in.`, AGAIN);
     }
+    // A delete that had stopped part-way, finished by this sign-in.
+    if (error instanceof WalletDeleted) return sendHtml(res, 200, walletDeletedPage());
     throw error;
   }
   if (!view) return sendHtml(res, 200, noWalletPage(provider.name));
   const nameOf = (iss: string) => door.providers.find((p) => p.issuer === iss)?.name ?? iss;
+  // The page's actions begin from the account session, sealed in its forms, for no longer than Token's session lives.
+  const account: AccountSession = { session: view.sessionToken, uid: view.uid };
+  const sealed = door.sealer.seal(ACCOUNT_SESSION, account, Math.min(FLOW_TTL, secondsLeft(view.sessionToken)));
+  const linked = door.providers.filter((p) => view.wallet.subjects.some((s) => s.iss === p.issuer));
   sendHtml(res, 200, accountPage({
     signedInWith: provider.name,
     providers: view.wallet.subjects.map((s) => nameOf(s.iss)),
     claims: Object.entries(view.wallet.claims).map(([name, value]) => ({ name, value })),
     apps: view.releases.map((r) => ({ name: door.clients.get(r.clientId)?.client_name ?? r.clientId, claims: [...r.claims] })),
-  }));
+    remove: { action: "/account/delete", hidden: { account: sealed }, providers: linked.map((p) => ({ id: p.id, name: p.name })) },
+  }), pageCsp(linked.map((p) => p.issuer)));
+}
+
+const AGAIN = "Go back to the account page and sign in again.";
+
+/** How long a Session Token has left (whole seconds, less a margin for the provider's round trip), by its own exp. */
+function secondsLeft(sessionToken: string): number {
+  const { exp } = decodeJwt(sessionToken);
+  return Math.max(0, (exp ?? 0) - Math.floor(Date.now() / 1000) - 30);
+}
+
+/** The account page's sealed account session, or undefined when the page was open too long. */
+function accountSession(door: DoorContext, body: URLSearchParams): AccountSession | undefined {
+  return door.sealer.open<AccountSession>(ACCOUNT_SESSION, body.get("account") ?? undefined);
+}
+
+/** POST /account/delete: a delete transaction at Token, then a forced fresh sign-in at a provider of the wallet to confirm it. */
+export async function accountDelete(door: DoorContext, { req, res }: Exchange) {
+  const body = await form(req);
+  const account = accountSession(door, body);
+  if (!account) return sendError(res, 400, "This page has expired", "The account page was open too long, so nothing was deleted.", AGAIN);
+  const provider = door.rp.provider(body.get("provider") ?? "");
+  if (!provider) return sendError(res, 400, "Unknown provider", "Choose one of the providers listed.");
+  const started = Date.now();
+  const session = await door.driver.beginTransaction(account.session, TransactionKind.DELETE, provider.id);
+  await goToProvider(door, res, provider, started, session, { prompt: "login", max_age: "0" }, DELETE_FLOW, { uid: account.uid });
+}
+
+/** The provider's answer to a delete's confirming sign-in: the wallet deleted, or why not. */
+export async function deleteAnswer(door: DoorContext, res: Exchange["res"], flow: DeleteFlow, provider: UpstreamProvider, upstream: UpstreamResult) {
+  try {
+    await door.driver.deleteWallet(flow.session, flow.started, upstream, flow.uid);
+  } catch (error) {
+    if (error instanceof LoginRequired) {
+      return sendError(res, 403, "Nothing was deleted", `${provider.name} did not ask you to sign in just now, and a wallet is deleted only after a fresh sign-in.`, AGAIN);
+    }
+    if (error instanceof NotLinked) {
+      return sendError(res, 403, "Nothing was deleted", `The ${provider.name} account you signed in with is not linked to this wallet.`, AGAIN);
+    }
+    // Already deleted: by a sign-in that finished a delete this one began.
+    if (!(error instanceof WalletDeleted)) throw error;
+  }
+  sendHtml(res, 200, walletDeletedPage());
 }

@@ -23,9 +23,12 @@ export interface ProviderLeg {
   verifier: string;
 }
 
-/** The sealing purposes of the flow cookie: a login's and an account sign-in's, never opened as each other. */
+/** The sealing purposes of the flow cookie: a login's, an account sign-in's and a delete's, never opened as each other. */
 export const LOGIN_FLOW = "upstream";
 export const ACCOUNT_FLOW = "account-upstream";
+export const DELETE_FLOW = "delete-upstream";
+/** The sealing purpose of the account page's forms: the account session its actions begin from. */
+export const ACCOUNT_SESSION = "account-session";
 
 /** Sealed as LOGIN_FLOW in a cookie: a login gone to the user's provider. */
 export interface UpstreamFlow extends ProviderLeg {
@@ -34,6 +37,19 @@ export interface UpstreamFlow extends ProviderLeg {
 
 /** Sealed as ACCOUNT_FLOW in a cookie: an account sign-in gone to the user's provider. */
 export type AccountFlow = ProviderLeg;
+
+/** Sealed as DELETE_FLOW in a cookie: a delete's confirming sign-in, gone to the provider. */
+export interface DeleteFlow extends ProviderLeg {
+  /** The user whose wallet the account page showed: the sign-in must be at one of its subjects. */
+  uid: string;
+}
+
+/** Sealed as ACCOUNT_SESSION in the account page's forms. */
+export interface AccountSession {
+  /** Token's account session, at step "user". */
+  session: string;
+  uid: string;
+}
 
 /** Sealed as "consent" in the consent form. */
 export interface ConsentFlow {

@@ -1,15 +1,15 @@
 // GET /upstream/callback/<provider id>: the user's provider answers the login the front
 // door started there. Each provider has its own path (RFC 9700 §4.4 mix-up defence).
 
-import { LoginRequired, type UpstreamResult, loginContext } from "../login-driver.js";
+import { LoginRequired, type UpstreamResult, WalletDeleted, loginContext } from "../login-driver.js";
 import { requestedClaims } from "../../../protocol/claims.js";
 import type { AuthorizationRequest } from "./authorization-request.js";
 import { issueCode, showConsent } from "./consent.js";
 import type { DoorContext, Exchange } from "./context.js";
-import { ACCOUNT_FLOW, type AccountFlow, LOGIN_FLOW, type ProviderLeg, type UpstreamFlow, appRequestOf, flowCookie } from "./flows.js";
+import { ACCOUNT_FLOW, type AccountFlow, DELETE_FLOW, type DeleteFlow, LOGIN_FLOW, type ProviderLeg, type UpstreamFlow, appRequestOf, flowCookie } from "./flows.js";
 import { cookies } from "./http-input.js";
 import { sendError } from "./responses.js";
-import { accountAnswer } from "./account.js";
+import { accountAnswer, deleteAnswer } from "./account.js";
 import type { UpstreamProvider } from "../../../config/component-config.js";
 
 /** What a provider may say with prompt=none that goes to the app as is; any other error is access_denied. */
@@ -19,12 +19,16 @@ const PASSED_THROUGH = ["login_required", "consent_required", "interaction_requi
 export async function upstreamCallback(door: DoorContext, { req, res, url, provider }: Exchange) {
   if (!provider) throw new Error("the upstream callback is routed per provider");
   const sealed = cookies(req)[flowCookie(url.searchParams.get("state") ?? "")];
+  // The account page's sign-ins: to see the wallet, or to confirm a delete.
   const account = door.sealer.open<AccountFlow>(ACCOUNT_FLOW, sealed);
-  if (account) {
+  const deleting = account ? undefined : door.sealer.open<DeleteFlow>(DELETE_FLOW, sealed);
+  const accountLeg = account ?? deleting;
+  if (accountLeg) {
     const retry = "Go back to the account page and sign in again.";
-    const upstream = await redeemAnswer(door, res, url, provider, account, retry, () =>
-      sendError(res, 400, "Sign-in failed", `The sign-in at ${provider.name} did not complete.`, retry));
-    return upstream && accountAnswer(door, res, account, provider, upstream);
+    const upstream = await redeemAnswer(door, res, url, provider, accountLeg, retry, () =>
+      sendError(res, 400, "Sign-in failed", `The sign-in at ${provider.name} did not complete${deleting ? ", so nothing was deleted" : ""}.`, retry));
+    if (!upstream) return;
+    return deleting ? deleteAnswer(door, res, deleting, provider, upstream) : accountAnswer(door, res, account!, provider, upstream);
   }
   // redeemAnswer reaches onError, or returns an answer, only for a flow it found.
   const flow = door.sealer.open<UpstreamFlow>(LOGIN_FLOW, sealed);
@@ -85,6 +89,10 @@ async function loginAnswer(door: DoorContext, res: Exchange["res"], flow: Upstre
   } catch (error) {
     // The app asked for a recent or fresh login (max_age, prompt=login) and the provider's was not.
     if (error instanceof LoginRequired) return door.toApp(res, flow.request, { error: "login_required", error_description: error.message });
+    // The user's wallet was deleted (a delete finished, maybe just now by this sign-in): the next sign-in starts a new one.
+    if (error instanceof WalletDeleted) {
+      return sendError(res, 410, "Your wallet was deleted", "The hello-mesh wallet of the account you signed in with was deleted, so this sign-in cannot continue.", "Go back to the app and sign in again: you will start a new wallet.");
+    }
     throw error;
   }
   if (outcome.kind === "done" && flow.request.prompt?.split(" ").includes("consent")) {

@@ -5,8 +5,8 @@ import { html, render, type SafeHtml } from "./html.js";
 // below from this very text: the CSP hash cannot drift from the page.
 // No url(), no @import, no web fonts: the pages load nothing from anywhere.
 const STYLE = html`
-:root{color-scheme:light dark;--bg:#f3f4f6;--card:#fff;--text:#1b1d21;--muted:#596170;--line:#d4d8df;--accent:#1d5bd0;--on-accent:#fff;--focus:#1d5bd0}
-@media (prefers-color-scheme:dark){:root{--bg:#111317;--card:#1c1f24;--text:#e8eaed;--muted:#a4abb6;--line:#3a3f48;--accent:#7fa9ff;--on-accent:#0b1220;--focus:#a8c5ff}}
+:root{color-scheme:light dark;--bg:#f3f4f6;--card:#fff;--text:#1b1d21;--muted:#596170;--line:#d4d8df;--accent:#1d5bd0;--on-accent:#fff;--focus:#1d5bd0;--danger:#b3261e}
+@media (prefers-color-scheme:dark){:root{--bg:#111317;--card:#1c1f24;--text:#e8eaed;--muted:#a4abb6;--line:#3a3f48;--accent:#7fa9ff;--on-accent:#0b1220;--focus:#a8c5ff;--danger:#ff8a80}}
 *{box-sizing:border-box}
 body{margin:0;min-height:100vh;display:flex;flex-direction:column;align-items:center;padding:2rem 1rem;background:var(--bg);color:var(--text);font:1rem/1.5 system-ui,-apple-system,Segoe UI,Roboto,Helvetica Neue,Arial,sans-serif}
 header,main{width:100%;max-width:26rem}
@@ -26,6 +26,7 @@ dt{font-weight:600}
 dd{margin:0 0 .75rem;overflow-wrap:anywhere}
 button{width:100%;min-height:2.75rem;padding:.625rem 1rem;font:inherit;font-weight:600;color:var(--text);background:var(--card);border:1px solid var(--line);border-radius:8px;cursor:pointer}
 button.primary{color:var(--on-accent);background:var(--accent);border-color:var(--accent)}
+button.danger{color:var(--danger);border-color:var(--danger)}
 button:hover{filter:brightness(.93)}
 :focus-visible{outline:3px solid var(--focus);outline-offset:2px}
 `;

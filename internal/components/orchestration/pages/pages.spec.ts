@@ -6,7 +6,7 @@ import { chooserPage } from "./chooser.js";
 import { breakable, consentPage } from "./consent.js";
 import { errorPage } from "./error.js";
 import { homePage } from "./home.js";
-import { accountPage, noWalletPage } from "./account.js";
+import { accountPage, noWalletPage, walletDeletedPage } from "./account.js";
 import { CLAIM_LABELS, claimLabel } from "./claim-labels.js";
 
 const HOSTILE = `<script>alert(1)</script>"'&`;
@@ -40,6 +40,9 @@ const error = () => errorPage({ title: "That link has expired", message: "The si
 const tags = (doc: string, name: string) => doc.match(new RegExp(`<${name}\\b[^>]*>`, "g")) ?? [];
 const attr = (tag: string, name: string) => tag.match(new RegExp(`\\s${name}="([^"]*)"`))?.[1];
 
+/** The account page's delete form, as the front door fills it. */
+const REMOVE = { action: "/account/delete", hidden: { account: "sealed" }, providers: [{ id: "dev", name: "Dev OP" }] };
+
 describe("Front door pages (docs/design.md §6)", function () {
   describe("html", function () {
     it("escapes & < > \" ' in text and leaves nested fragments, lists and empty values alone", function () {
@@ -62,7 +65,8 @@ describe("Front door pages (docs/design.md §6)", function () {
       "consent (client id, hidden field)": consent({ clientId: HOSTILE, hidden: { flow: HOSTILE } }),
       "error (title)": errorPage({ title: HOSTILE, message: "m" }),
       "error (message, hint)": errorPage({ title: "t", message: HOSTILE, hint: HOSTILE }),
-      "account (provider, linked provider, claim name and value)": accountPage({ signedInWith: HOSTILE, providers: [HOSTILE], claims: [{ name: HOSTILE, value: HOSTILE }], apps: [{ name: HOSTILE, claims: [HOSTILE] }] }),
+      "account (provider, linked provider, claim name and value)": accountPage({ signedInWith: HOSTILE, providers: [HOSTILE], claims: [{ name: HOSTILE, value: HOSTILE }], apps: [{ name: HOSTILE, claims: [HOSTILE] }], remove: REMOVE }),
+      "account (delete form's action, hidden field, provider)": accountPage({ signedInWith: "p", providers: [], claims: [], apps: [], remove: { action: HOSTILE, hidden: { [HOSTILE]: HOSTILE }, providers: [{ id: HOSTILE, name: HOSTILE }] } }),
       "no wallet (provider)": noWalletPage(HOSTILE),
     };
     for (const [name, doc] of Object.entries(pages)) {
@@ -143,10 +147,11 @@ describe("Front door pages (docs/design.md §6)", function () {
       home: homePage(),
       account: accountPage({
         signedInWith: "Dev OP", providers: ["Dev OP"], claims: [{ name: "email", value: "a@example.com" }, { name: "email_verified", value: true }],
-        apps: [{ name: "Demo App", claims: ["email", "name"] }, { name: "Quiet App", claims: [] }],
+        apps: [{ name: "Demo App", claims: ["email", "name"] }, { name: "Quiet App", claims: [] }], remove: REMOVE,
       }),
-      "account with no claims and no apps": accountPage({ signedInWith: "Dev OP", providers: ["Dev OP"], claims: [], apps: [] }),
+      "account with no claims and no apps": accountPage({ signedInWith: "Dev OP", providers: ["Dev OP"], claims: [], apps: [], remove: REMOVE }),
       "no wallet": noWalletPage("Dev OP"),
+      "wallet deleted": walletDeletedPage(),
     };
     for (const [name, doc] of Object.entries(pages)) {
       it(`${name}: is a complete, accessible, self-contained document`, function () {

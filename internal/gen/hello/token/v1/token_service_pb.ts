@@ -2,8 +2,8 @@
 // @generated from file hello/token/v1/token_service.proto (package hello.token.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { RecordKind, RecordOperation } from "../../common/v1/record_pb.js";
 import { file_hello_common_v1_record } from "../../common/v1/record_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hello/token/v1/token_service.proto.
  */
 export const file_hello_token_v1_token_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJoZWxsby90b2tlbi92MS90b2tlbl9zZXJ2aWNlLnByb3RvEg5oZWxsby50b2tlbi52MSK6AQoXQXV0aG9yaXphdGlvblBhcmFtZXRlcnMSEQoJY2xpZW50X2lkGAEgASgJEhQKDHJlZGlyZWN0X3VyaRgCIAEoCRINCgVub25jZRgDIAEoCRINCgVzY29wZRgEIAEoCRIOCgZjbGFpbXMYBSABKAkSFgoOY29kZV9jaGFsbGVuZ2UYBiABKAkSDgoGcHJvbXB0GAcgASgJEhQKB21heF9hZ2UYCCABKANIAIgBAUIKCghfbWF4X2FnZSKPAQoUQ3JlYXRlU2Vzc2lvblJlcXVlc3QSGAoOcmVxdWVzdF9vYmplY3QYASABKAlIABI9CgpwYXJhbWV0ZXJzGAIgASgLMicuaGVsbG8udG9rZW4udjEuQXV0aG9yaXphdGlvblBhcmFtZXRlcnNIABITCgtwcm92aWRlcl9pZBgDIAEoCUIJCgdyZXF1ZXN0Il8KFUNyZWF0ZVNlc3Npb25SZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnVwc3RyZWFtX25vbmNlGAIgASgJEhcKD3Byb3ZpZGVyX2lzc3VlchgDIAEoCSIyChtDcmVhdGVBY2NvdW50U2Vzc2lvblJlcXVlc3QSEwoLcHJvdmlkZXJfaWQYASABKAkiZgocQ3JlYXRlQWNjb3VudFNlc3Npb25SZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnVwc3RyZWFtX25vbmNlGAIgASgJEhcKD3Byb3ZpZGVyX2lzc3VlchgDIAEoCSJFChdBdXRob3JpemVTdWJqZWN0UmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC29wX2lkX3Rva2VuGAIgASgJIpEBCgtBY2Nlc3NHcmFudBIUCgxhY2Nlc3NfdG9rZW4YASABKAkSDAoEaGFzaBgCIAEoCRIpCgRraW5kGAMgASgOMhsuaGVsbG8uY29tbW9uLnYxLlJlY29yZEtpbmQSMwoJb3BlcmF0aW9uGAQgASgOMiAuaGVsbG8uY29tbW9uLnYxLlJlY29yZE9wZXJhdGlvbiJJCgtSZWNvcmRXcml0ZRIOCgZyZWNvcmQYASABKAkSKgoFZ3JhbnQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCJkChhBdXRob3JpemVTdWJqZWN0UmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIxCgxzdWJqZWN0X3JlYWQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCI/ChFDcmVhdGVVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC2Vycm9yX3Rva2VuGAIgASgJIpoBChJDcmVhdGVVc2VyUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIrCgZ3YWxsZXQYAiABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZRIsCgdzdWJqZWN0GAMgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGVKBAgEEAVSDHJlbGVhc2VfcmVhZCJbChFDb21taXRVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDndhbGxldF9yZWNlaXB0GAIgASgJEhcKD3N1YmplY3RfcmVjZWlwdBgDIAEoCSIrChJDb21taXRVc2VyUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCSJeChRBdXRob3JpemVVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnN1YmplY3RfcmVjb3JkGAIgASgJEhcKD3N1YmplY3RfcmVjZWlwdBgDIAEoCSLPAQoVQXV0aG9yaXplVXNlclJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSMAoLd2FsbGV0X3JlYWQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudBIxCgxyZWxlYXNlX3JlYWQYAyABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudBI6ChVhY2NvdW50X3JlbGVhc2VfcmVhZHMYBCADKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCJiChhSZXNlcnZlRGlyZWN0ZWRJZFJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIWCg5yZWxlYXNlX3JlY29yZBgCIAEoCRIXCg9yZWxlYXNlX3JlY2VpcHQYAyABKAkimwEKGVJlc2VydmVEaXJlY3RlZElkUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRI1ChByZXNlcnZhdGlvbl9yZWFkGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSMAoLcmVzZXJ2YXRpb24YAyABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZSIwChdHcmFudFJlbGVhc2VSZWFkUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJImQKGEdyYW50UmVsZWFzZVJlYWRSZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEjEKDHJlbGVhc2VfcmVhZBgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLkFjY2Vzc0dyYW50IosBChRDcmVhdGVSZWxlYXNlUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC2Vycm9yX3Rva2VuGAIgASgJEhUKDXdhbGxldF9yZWNvcmQYAyABKAkSGAoQY29uc2VudGVkX2NsYWltcxgEIAMoCRIWCg53YWxsZXRfcmVjZWlwdBgFIAEoCSKOAQoVQ3JlYXRlUmVsZWFzZVJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSLAoHcmVsZWFzZRgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEjAKC3Jlc2VydmF0aW9uGAMgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUiowEKEk1pbnRJZFRva2VuUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnN1YmplY3RfcmVjb3JkGAIgASgJEhYKDnJlbGVhc2VfcmVjb3JkGAMgASgJEhUKDXdhbGxldF9yZWNvcmQYBCABKAkSFgoOd2FsbGV0X3JlY2VpcHQYBSABKAkSFwoPcmVsZWFzZV9yZWNlaXB0GAYgASgJIlQKE01pbnRJZFRva2VuUmVzcG9uc2USEAoIaWRfdG9rZW4YASABKAkSFAoMdXNlcmluZm9fand0GAIgASgJEhUKDXVzZXJpbmZvX2pzb24YAyABKAkiEgoQR2V0S2V5U2V0UmVxdWVzdCI0ChFHZXRLZXlTZXRSZXNwb25zZRIMCgRqd2tzGAEgASgMEhEKCXNpZ25hdHVyZRgCIAEoCTKnCAoMVG9rZW5TZXJ2aWNlElwKDUNyZWF0ZVNlc3Npb24SJC5oZWxsby50b2tlbi52MS5DcmVhdGVTZXNzaW9uUmVxdWVzdBolLmhlbGxvLnRva2VuLnYxLkNyZWF0ZVNlc3Npb25SZXNwb25zZRJlChBBdXRob3JpemVTdWJqZWN0EicuaGVsbG8udG9rZW4udjEuQXV0aG9yaXplU3ViamVjdFJlcXVlc3QaKC5oZWxsby50b2tlbi52MS5BdXRob3JpemVTdWJqZWN0UmVzcG9uc2USUwoKQ3JlYXRlVXNlchIhLmhlbGxvLnRva2VuLnYxLkNyZWF0ZVVzZXJSZXF1ZXN0GiIuaGVsbG8udG9rZW4udjEuQ3JlYXRlVXNlclJlc3BvbnNlElMKCkNvbW1pdFVzZXISIS5oZWxsby50b2tlbi52MS5Db21taXRVc2VyUmVxdWVzdBoiLmhlbGxvLnRva2VuLnYxLkNvbW1pdFVzZXJSZXNwb25zZRJcCg1BdXRob3JpemVVc2VyEiQuaGVsbG8udG9rZW4udjEuQXV0aG9yaXplVXNlclJlcXVlc3QaJS5oZWxsby50b2tlbi52MS5BdXRob3JpemVVc2VyUmVzcG9uc2USaAoRUmVzZXJ2ZURpcmVjdGVkSWQSKC5oZWxsby50b2tlbi52MS5SZXNlcnZlRGlyZWN0ZWRJZFJlcXVlc3QaKS5oZWxsby50b2tlbi52MS5SZXNlcnZlRGlyZWN0ZWRJZFJlc3BvbnNlEmUKEEdyYW50UmVsZWFzZVJlYWQSJy5oZWxsby50b2tlbi52MS5HcmFudFJlbGVhc2VSZWFkUmVxdWVzdBooLmhlbGxvLnRva2VuLnYxLkdyYW50UmVsZWFzZVJlYWRSZXNwb25zZRJcCg1DcmVhdGVSZWxlYXNlEiQuaGVsbG8udG9rZW4udjEuQ3JlYXRlUmVsZWFzZVJlcXVlc3QaJS5oZWxsby50b2tlbi52MS5DcmVhdGVSZWxlYXNlUmVzcG9uc2USVgoLTWludElkVG9rZW4SIi5oZWxsby50b2tlbi52MS5NaW50SWRUb2tlblJlcXVlc3QaIy5oZWxsby50b2tlbi52MS5NaW50SWRUb2tlblJlc3BvbnNlEnEKFENyZWF0ZUFjY291bnRTZXNzaW9uEisuaGVsbG8udG9rZW4udjEuQ3JlYXRlQWNjb3VudFNlc3Npb25SZXF1ZXN0GiwuaGVsbG8udG9rZW4udjEuQ3JlYXRlQWNjb3VudFNlc3Npb25SZXNwb25zZRJQCglHZXRLZXlTZXQSIC5oZWxsby50b2tlbi52MS5HZXRLZXlTZXRSZXF1ZXN0GiEuaGVsbG8udG9rZW4udjEuR2V0S2V5U2V0UmVzcG9uc2ViBnByb3RvMw", [file_hello_common_v1_record]);
+  fileDesc("CiJoZWxsby90b2tlbi92MS90b2tlbl9zZXJ2aWNlLnByb3RvEg5oZWxsby50b2tlbi52MSK6AQoXQXV0aG9yaXphdGlvblBhcmFtZXRlcnMSEQoJY2xpZW50X2lkGAEgASgJEhQKDHJlZGlyZWN0X3VyaRgCIAEoCRINCgVub25jZRgDIAEoCRINCgVzY29wZRgEIAEoCRIOCgZjbGFpbXMYBSABKAkSFgoOY29kZV9jaGFsbGVuZ2UYBiABKAkSDgoGcHJvbXB0GAcgASgJEhQKB21heF9hZ2UYCCABKANIAIgBAUIKCghfbWF4X2FnZSKPAQoUQ3JlYXRlU2Vzc2lvblJlcXVlc3QSGAoOcmVxdWVzdF9vYmplY3QYASABKAlIABI9CgpwYXJhbWV0ZXJzGAIgASgLMicuaGVsbG8udG9rZW4udjEuQXV0aG9yaXphdGlvblBhcmFtZXRlcnNIABITCgtwcm92aWRlcl9pZBgDIAEoCUIJCgdyZXF1ZXN0Il8KFUNyZWF0ZVNlc3Npb25SZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnVwc3RyZWFtX25vbmNlGAIgASgJEhcKD3Byb3ZpZGVyX2lzc3VlchgDIAEoCSIyChtDcmVhdGVBY2NvdW50U2Vzc2lvblJlcXVlc3QSEwoLcHJvdmlkZXJfaWQYASABKAkiZgocQ3JlYXRlQWNjb3VudFNlc3Npb25SZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnVwc3RyZWFtX25vbmNlGAIgASgJEhcKD3Byb3ZpZGVyX2lzc3VlchgDIAEoCSJFChdBdXRob3JpemVTdWJqZWN0UmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC29wX2lkX3Rva2VuGAIgASgJIpEBCgtBY2Nlc3NHcmFudBIUCgxhY2Nlc3NfdG9rZW4YASABKAkSDAoEaGFzaBgCIAEoCRIpCgRraW5kGAMgASgOMhsuaGVsbG8uY29tbW9uLnYxLlJlY29yZEtpbmQSMwoJb3BlcmF0aW9uGAQgASgOMiAuaGVsbG8uY29tbW9uLnYxLlJlY29yZE9wZXJhdGlvbiJJCgtSZWNvcmRXcml0ZRIOCgZyZWNvcmQYASABKAkSKgoFZ3JhbnQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCJkChhBdXRob3JpemVTdWJqZWN0UmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIxCgxzdWJqZWN0X3JlYWQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCI/ChFDcmVhdGVVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC2Vycm9yX3Rva2VuGAIgASgJIpoBChJDcmVhdGVVc2VyUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIrCgZ3YWxsZXQYAiABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZRIsCgdzdWJqZWN0GAMgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGVKBAgEEAVSDHJlbGVhc2VfcmVhZCJbChFDb21taXRVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDndhbGxldF9yZWNlaXB0GAIgASgJEhcKD3N1YmplY3RfcmVjZWlwdBgDIAEoCSIrChJDb21taXRVc2VyUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCSJeChRBdXRob3JpemVVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnN1YmplY3RfcmVjb3JkGAIgASgJEhcKD3N1YmplY3RfcmVjZWlwdBgDIAEoCSLPAQoVQXV0aG9yaXplVXNlclJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSMAoLd2FsbGV0X3JlYWQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudBIxCgxyZWxlYXNlX3JlYWQYAyABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudBI6ChVhY2NvdW50X3JlbGVhc2VfcmVhZHMYBCADKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCJiChhSZXNlcnZlRGlyZWN0ZWRJZFJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIWCg5yZWxlYXNlX3JlY29yZBgCIAEoCRIXCg9yZWxlYXNlX3JlY2VpcHQYAyABKAkimwEKGVJlc2VydmVEaXJlY3RlZElkUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRI1ChByZXNlcnZhdGlvbl9yZWFkGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSMAoLcmVzZXJ2YXRpb24YAyABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZSIwChdHcmFudFJlbGVhc2VSZWFkUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJImQKGEdyYW50UmVsZWFzZVJlYWRSZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEjEKDHJlbGVhc2VfcmVhZBgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLkFjY2Vzc0dyYW50IosBChRDcmVhdGVSZWxlYXNlUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC2Vycm9yX3Rva2VuGAIgASgJEhUKDXdhbGxldF9yZWNvcmQYAyABKAkSGAoQY29uc2VudGVkX2NsYWltcxgEIAMoCRIWCg53YWxsZXRfcmVjZWlwdBgFIAEoCSKOAQoVQ3JlYXRlUmVsZWFzZVJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSLAoHcmVsZWFzZRgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEjAKC3Jlc2VydmF0aW9uGAMgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUiowEKEk1pbnRJZFRva2VuUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnN1YmplY3RfcmVjb3JkGAIgASgJEhYKDnJlbGVhc2VfcmVjb3JkGAMgASgJEhUKDXdhbGxldF9yZWNvcmQYBCABKAkSFgoOd2FsbGV0X3JlY2VpcHQYBSABKAkSFwoPcmVsZWFzZV9yZWNlaXB0GAYgASgJIlQKE01pbnRJZFRva2VuUmVzcG9uc2USEAoIaWRfdG9rZW4YASABKAkSFAoMdXNlcmluZm9fand0GAIgASgJEhUKDXVzZXJpbmZvX2pzb24YAyABKAkifAoXQmVnaW5UcmFuc2FjdGlvblJlcXVlc3QSHQoVYWNjb3VudF9zZXNzaW9uX3Rva2VuGAEgASgJEi0KBGtpbmQYAiABKA4yHy5oZWxsby50b2tlbi52MS5UcmFuc2FjdGlvbktpbmQSEwoLcHJvdmlkZXJfaWQYAyABKAkiYgoYQmVnaW5UcmFuc2FjdGlvblJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSFgoOdXBzdHJlYW1fbm9uY2UYAiABKAkSFwoPcHJvdmlkZXJfaXNzdWVyGAMgASgJIi0KClJlYWRSZWNvcmQSDgoGcmVjb3JkGAEgASgJEg8KB3JlY2VpcHQYAiABKAkicgoNUmVsZWFzZUFuc3dlchIRCgljbGllbnRfaWQYASABKAkSLQoHcmVsZWFzZRgCIAEoCzIaLmhlbGxvLnRva2VuLnYxLlJlYWRSZWNvcmRIABIVCgtlcnJvcl90b2tlbhgDIAEoCUgAQggKBmFuc3dlciKPAQoWQXV0aG9yaXplRGVsZXRlUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhUKDXdhbGxldF9yZWNvcmQYAiABKAkSFgoOd2FsbGV0X3JlY2VpcHQYAyABKAkSLwoIcmVsZWFzZXMYBCADKAsyHS5oZWxsby50b2tlbi52MS5SZWxlYXNlQW5zd2VyIl8KF0F1dGhvcml6ZURlbGV0ZVJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSLQoIZGVsZXRpb24YAiABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZSJfChNGaW5pc2hEZWxldGVSZXF1ZXN0EhUKDXNlc3Npb25fdG9rZW4YASABKAkSFwoPZGVsZXRpb25fcmVjb3JkGAIgASgJEhgKEGRlbGV0aW9uX3JlY2VpcHQYAyABKAki/gEKD1JlbGVhc2VEZWxldGlvbhIRCgljbGllbnRfaWQYASABKAkSNQoQcmVzZXJ2YXRpb25fcmVhZBgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLkFjY2Vzc0dyYW50EjUKEHRvbWJzdG9uZV91cGRhdGUYAyABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZRI1ChB0b21ic3RvbmVfY3JlYXRlGAQgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUSMwoOcmVsZWFzZV9kZWxldGUYBSABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCKzAQoURmluaXNoRGVsZXRlUmVzcG9uc2USMQoIcmVsZWFzZXMYASADKAsyHy5oZWxsby50b2tlbi52MS5SZWxlYXNlRGVsZXRpb24SNAoPc3ViamVjdF9kZWxldGVzGAIgAygLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSMgoNd2FsbGV0X2RlbGV0ZRgDIAEoCzIbLmhlbGxvLnRva2VuLnYxLkFjY2Vzc0dyYW50IhIKEEdldEtleVNldFJlcXVlc3QiNAoRR2V0S2V5U2V0UmVzcG9uc2USDAoEandrcxgBIAEoDBIRCglzaWduYXR1cmUYAiABKAkqUAoPVHJhbnNhY3Rpb25LaW5kEiAKHFRSQU5TQUNUSU9OX0tJTkRfVU5TUEVDSUZJRUQQABIbChdUUkFOU0FDVElPTl9LSU5EX0RFTEVURRABMs0KCgxUb2tlblNlcnZpY2USXAoNQ3JlYXRlU2Vzc2lvbhIkLmhlbGxvLnRva2VuLnYxLkNyZWF0ZVNlc3Npb25SZXF1ZXN0GiUuaGVsbG8udG9rZW4udjEuQ3JlYXRlU2Vzc2lvblJlc3BvbnNlEmUKEEF1dGhvcml6ZVN1YmplY3QSJy5oZWxsby50b2tlbi52MS5BdXRob3JpemVTdWJqZWN0UmVxdWVzdBooLmhlbGxvLnRva2VuLnYxLkF1dGhvcml6ZVN1YmplY3RSZXNwb25zZRJTCgpDcmVhdGVVc2VyEiEuaGVsbG8udG9rZW4udjEuQ3JlYXRlVXNlclJlcXVlc3QaIi5oZWxsby50b2tlbi52MS5DcmVhdGVVc2VyUmVzcG9uc2USUwoKQ29tbWl0VXNlchIhLmhlbGxvLnRva2VuLnYxLkNvbW1pdFVzZXJSZXF1ZXN0GiIuaGVsbG8udG9rZW4udjEuQ29tbWl0VXNlclJlc3BvbnNlElwKDUF1dGhvcml6ZVVzZXISJC5oZWxsby50b2tlbi52MS5BdXRob3JpemVVc2VyUmVxdWVzdBolLmhlbGxvLnRva2VuLnYxLkF1dGhvcml6ZVVzZXJSZXNwb25zZRJoChFSZXNlcnZlRGlyZWN0ZWRJZBIoLmhlbGxvLnRva2VuLnYxLlJlc2VydmVEaXJlY3RlZElkUmVxdWVzdBopLmhlbGxvLnRva2VuLnYxLlJlc2VydmVEaXJlY3RlZElkUmVzcG9uc2USZQoQR3JhbnRSZWxlYXNlUmVhZBInLmhlbGxvLnRva2VuLnYxLkdyYW50UmVsZWFzZVJlYWRSZXF1ZXN0GiguaGVsbG8udG9rZW4udjEuR3JhbnRSZWxlYXNlUmVhZFJlc3BvbnNlElwKDUNyZWF0ZVJlbGVhc2USJC5oZWxsby50b2tlbi52MS5DcmVhdGVSZWxlYXNlUmVxdWVzdBolLmhlbGxvLnRva2VuLnYxLkNyZWF0ZVJlbGVhc2VSZXNwb25zZRJWCgtNaW50SWRUb2tlbhIiLmhlbGxvLnRva2VuLnYxLk1pbnRJZFRva2VuUmVxdWVzdBojLmhlbGxvLnRva2VuLnYxLk1pbnRJZFRva2VuUmVzcG9uc2UScQoUQ3JlYXRlQWNjb3VudFNlc3Npb24SKy5oZWxsby50b2tlbi52MS5DcmVhdGVBY2NvdW50U2Vzc2lvblJlcXVlc3QaLC5oZWxsby50b2tlbi52MS5DcmVhdGVBY2NvdW50U2Vzc2lvblJlc3BvbnNlEmUKEEJlZ2luVHJhbnNhY3Rpb24SJy5oZWxsby50b2tlbi52MS5CZWdpblRyYW5zYWN0aW9uUmVxdWVzdBooLmhlbGxvLnRva2VuLnYxLkJlZ2luVHJhbnNhY3Rpb25SZXNwb25zZRJiCg9BdXRob3JpemVEZWxldGUSJi5oZWxsby50b2tlbi52MS5BdXRob3JpemVEZWxldGVSZXF1ZXN0GicuaGVsbG8udG9rZW4udjEuQXV0aG9yaXplRGVsZXRlUmVzcG9uc2USWQoMRmluaXNoRGVsZXRlEiMuaGVsbG8udG9rZW4udjEuRmluaXNoRGVsZXRlUmVxdWVzdBokLmhlbGxvLnRva2VuLnYxLkZpbmlzaERlbGV0ZVJlc3BvbnNlElAKCUdldEtleVNldBIgLmhlbGxvLnRva2VuLnYxLkdldEtleVNldFJlcXVlc3QaIS5oZWxsby50b2tlbi52MS5HZXRLZXlTZXRSZXNwb25zZWIGcHJvdG8z", [file_hello_common_v1_record]);
 
 /**
  * AuthorizationParameters is a plain (unsigned) OAuth 2.0 / OIDC authorization
@@ -817,6 +817,321 @@ export const MintIdTokenResponseSchema: GenMessage<MintIdTokenResponse> = /*@__P
   messageDesc(file_hello_token_v1_token_service, 22);
 
 /**
+ * BeginTransactionRequest starts a transaction from an account session.
+ *
+ * @generated from message hello.token.v1.BeginTransactionRequest
+ */
+export type BeginTransactionRequest = Message<"hello.token.v1.BeginTransactionRequest"> & {
+  /**
+   * The account session (purpose "account") at step "user".
+   *
+   * @generated from field: string account_session_token = 1;
+   */
+  accountSessionToken: string;
+
+  /**
+   * @generated from field: hello.token.v1.TransactionKind kind = 2;
+   */
+  kind: TransactionKind;
+
+  /**
+   * The provider of the transaction's fresh login, from Token's allow-list; it must be
+   * one linked to the wallet (AuthorizeUser checks the subject's user).
+   *
+   * @generated from field: string provider_id = 3;
+   */
+  providerId: string;
+};
+
+/**
+ * Describes the message hello.token.v1.BeginTransactionRequest.
+ * Use `create(BeginTransactionRequestSchema)` to create a new message.
+ */
+export const BeginTransactionRequestSchema: GenMessage<BeginTransactionRequest> = /*@__PURE__*/
+  messageDesc(file_hello_token_v1_token_service, 23);
+
+/**
+ * BeginTransactionResponse holds the transaction's session.
+ *
+ * @generated from message hello.token.v1.BeginTransactionResponse
+ */
+export type BeginTransactionResponse = Message<"hello.token.v1.BeginTransactionResponse"> & {
+  /**
+   * The Session Token of the transaction's purpose, at step "started".
+   *
+   * @generated from field: string session_token = 1;
+   */
+  sessionToken: string;
+
+  /**
+   * The nonce Orchestration must send to the provider, with prompt=login and max_age=0.
+   *
+   * @generated from field: string upstream_nonce = 2;
+   */
+  upstreamNonce: string;
+
+  /**
+   * @generated from field: string provider_issuer = 3;
+   */
+  providerIssuer: string;
+};
+
+/**
+ * Describes the message hello.token.v1.BeginTransactionResponse.
+ * Use `create(BeginTransactionResponseSchema)` to create a new message.
+ */
+export const BeginTransactionResponseSchema: GenMessage<BeginTransactionResponse> = /*@__PURE__*/
+  messageDesc(file_hello_token_v1_token_service, 24);
+
+/**
+ * A record as Storage returned it, with Storage's read receipt.
+ *
+ * @generated from message hello.token.v1.ReadRecord
+ */
+export type ReadRecord = Message<"hello.token.v1.ReadRecord"> & {
+  /**
+   * @generated from field: string record = 1;
+   */
+  record: string;
+
+  /**
+   * @generated from field: string receipt = 2;
+   */
+  receipt: string;
+};
+
+/**
+ * Describes the message hello.token.v1.ReadRecord.
+ * Use `create(ReadRecordSchema)` to create a new message.
+ */
+export const ReadRecordSchema: GenMessage<ReadRecord> = /*@__PURE__*/
+  messageDesc(file_hello_token_v1_token_service, 25);
+
+/**
+ * ReleaseAnswer is the answer to one of a session's release reads.
+ *
+ * @generated from message hello.token.v1.ReleaseAnswer
+ */
+export type ReleaseAnswer = Message<"hello.token.v1.ReleaseAnswer"> & {
+  /**
+   * The app of the release read, from Token's registry.
+   *
+   * @generated from field: string client_id = 1;
+   */
+  clientId: string;
+
+  /**
+   * @generated from oneof hello.token.v1.ReleaseAnswer.answer
+   */
+  answer: {
+    /**
+     * The user's Release Record at this app.
+     *
+     * @generated from field: hello.token.v1.ReadRecord release = 2;
+     */
+    value: ReadRecord;
+    case: "release";
+  } | {
+    /**
+     * Storage's Error Token: the user has no release at this app.
+     *
+     * @generated from field: string error_token = 3;
+     */
+    value: string;
+    case: "errorToken";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message hello.token.v1.ReleaseAnswer.
+ * Use `create(ReleaseAnswerSchema)` to create a new message.
+ */
+export const ReleaseAnswerSchema: GenMessage<ReleaseAnswer> = /*@__PURE__*/
+  messageDesc(file_hello_token_v1_token_service, 26);
+
+/**
+ * AuthorizeDeleteRequest presents the wallet and every release, as read.
+ *
+ * @generated from message hello.token.v1.AuthorizeDeleteRequest
+ */
+export type AuthorizeDeleteRequest = Message<"hello.token.v1.AuthorizeDeleteRequest"> & {
+  /**
+   * @generated from field: string session_token = 1;
+   */
+  sessionToken: string;
+
+  /**
+   * @generated from field: string wallet_record = 2;
+   */
+  walletRecord: string;
+
+  /**
+   * Storage's receipt for this session's wallet read.
+   *
+   * @generated from field: string wallet_receipt = 3;
+   */
+  walletReceipt: string;
+
+  /**
+   * One answer for each app in Token's registry.
+   *
+   * @generated from field: repeated hello.token.v1.ReleaseAnswer releases = 4;
+   */
+  releases: ReleaseAnswer[];
+};
+
+/**
+ * Describes the message hello.token.v1.AuthorizeDeleteRequest.
+ * Use `create(AuthorizeDeleteRequestSchema)` to create a new message.
+ */
+export const AuthorizeDeleteRequestSchema: GenMessage<AuthorizeDeleteRequest> = /*@__PURE__*/
+  messageDesc(file_hello_token_v1_token_service, 27);
+
+/**
+ * AuthorizeDeleteResponse holds the delete's commit point.
+ *
+ * @generated from message hello.token.v1.AuthorizeDeleteResponse
+ */
+export type AuthorizeDeleteResponse = Message<"hello.token.v1.AuthorizeDeleteResponse"> & {
+  /**
+   * The Session Token, now expecting the deletion record's update receipt.
+   *
+   * @generated from field: string session_token = 1;
+   */
+  sessionToken: string;
+
+  /**
+   * The deletion record, to write over the wallet with its update grant, at the
+   * version the wallet was read at.
+   *
+   * @generated from field: hello.token.v1.RecordWrite deletion = 2;
+   */
+  deletion?: RecordWrite | undefined;
+};
+
+/**
+ * Describes the message hello.token.v1.AuthorizeDeleteResponse.
+ * Use `create(AuthorizeDeleteResponseSchema)` to create a new message.
+ */
+export const AuthorizeDeleteResponseSchema: GenMessage<AuthorizeDeleteResponse> = /*@__PURE__*/
+  messageDesc(file_hello_token_v1_token_service, 28);
+
+/**
+ * FinishDeleteRequest presents the deletion record as stored.
+ *
+ * @generated from message hello.token.v1.FinishDeleteRequest
+ */
+export type FinishDeleteRequest = Message<"hello.token.v1.FinishDeleteRequest"> & {
+  /**
+   * @generated from field: string session_token = 1;
+   */
+  sessionToken: string;
+
+  /**
+   * The wallet's deletion record.
+   *
+   * @generated from field: string deletion_record = 2;
+   */
+  deletionRecord: string;
+
+  /**
+   * Storage's receipt: the delete session's update of it, or another session's read.
+   *
+   * @generated from field: string deletion_receipt = 3;
+   */
+  deletionReceipt: string;
+};
+
+/**
+ * Describes the message hello.token.v1.FinishDeleteRequest.
+ * Use `create(FinishDeleteRequestSchema)` to create a new message.
+ */
+export const FinishDeleteRequestSchema: GenMessage<FinishDeleteRequest> = /*@__PURE__*/
+  messageDesc(file_hello_token_v1_token_service, 29);
+
+/**
+ * ReleaseDeletion removes one release and anonymizes its directed id's reservation.
+ *
+ * @generated from message hello.token.v1.ReleaseDeletion
+ */
+export type ReleaseDeletion = Message<"hello.token.v1.ReleaseDeletion"> & {
+  /**
+   * @generated from field: string client_id = 1;
+   */
+  clientId: string;
+
+  /**
+   * Read first: the reservation of the release's directed id.
+   *
+   * @generated from field: hello.token.v1.AccessGrant reservation_read = 2;
+   */
+  reservationRead?: AccessGrant | undefined;
+
+  /**
+   * The tombstone (a Reservation Record without uid), written over the reservation
+   * when it names this user (an update at the version read), or created where a
+   * release from before reservations left none. Either grant carries its digest.
+   *
+   * @generated from field: hello.token.v1.RecordWrite tombstone_update = 3;
+   */
+  tombstoneUpdate?: RecordWrite | undefined;
+
+  /**
+   * @generated from field: hello.token.v1.RecordWrite tombstone_create = 4;
+   */
+  tombstoneCreate?: RecordWrite | undefined;
+
+  /**
+   * Then the release itself.
+   *
+   * @generated from field: hello.token.v1.AccessGrant release_delete = 5;
+   */
+  releaseDelete?: AccessGrant | undefined;
+};
+
+/**
+ * Describes the message hello.token.v1.ReleaseDeletion.
+ * Use `create(ReleaseDeletionSchema)` to create a new message.
+ */
+export const ReleaseDeletionSchema: GenMessage<ReleaseDeletion> = /*@__PURE__*/
+  messageDesc(file_hello_token_v1_token_service, 30);
+
+/**
+ * FinishDeleteResponse grants what removes the wallet, in order.
+ *
+ * @generated from message hello.token.v1.FinishDeleteResponse
+ */
+export type FinishDeleteResponse = Message<"hello.token.v1.FinishDeleteResponse"> & {
+  /**
+   * First: each release listed in the deletion record.
+   *
+   * @generated from field: repeated hello.token.v1.ReleaseDeletion releases = 1;
+   */
+  releases: ReleaseDeletion[];
+
+  /**
+   * Then every Subject Record the deletion record lists.
+   *
+   * @generated from field: repeated hello.token.v1.AccessGrant subject_deletes = 2;
+   */
+  subjectDeletes: AccessGrant[];
+
+  /**
+   * Last: the deletion record itself.
+   *
+   * @generated from field: hello.token.v1.AccessGrant wallet_delete = 3;
+   */
+  walletDelete?: AccessGrant | undefined;
+};
+
+/**
+ * Describes the message hello.token.v1.FinishDeleteResponse.
+ * Use `create(FinishDeleteResponseSchema)` to create a new message.
+ */
+export const FinishDeleteResponseSchema: GenMessage<FinishDeleteResponse> = /*@__PURE__*/
+  messageDesc(file_hello_token_v1_token_service, 31);
+
+/**
  * GetKeySetRequest has no fields.
  *
  * @generated from message hello.token.v1.GetKeySetRequest
@@ -829,7 +1144,7 @@ export type GetKeySetRequest = Message<"hello.token.v1.GetKeySetRequest"> & {
  * Use `create(GetKeySetRequestSchema)` to create a new message.
  */
 export const GetKeySetRequestSchema: GenMessage<GetKeySetRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 23);
+  messageDesc(file_hello_token_v1_token_service, 32);
 
 /**
  * GetKeySetResponse is Token's published key set.
@@ -859,7 +1174,32 @@ export type GetKeySetResponse = Message<"hello.token.v1.GetKeySetResponse"> & {
  * Use `create(GetKeySetResponseSchema)` to create a new message.
  */
 export const GetKeySetResponseSchema: GenMessage<GetKeySetResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 24);
+  messageDesc(file_hello_token_v1_token_service, 33);
+
+/**
+ * TransactionKind names a transaction of the wallet (docs/transactions.md).
+ *
+ * @generated from enum hello.token.v1.TransactionKind
+ */
+export enum TransactionKind {
+  /**
+   * @generated from enum value: TRANSACTION_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Delete the wallet: AuthorizeDelete, then FinishDelete.
+   *
+   * @generated from enum value: TRANSACTION_KIND_DELETE = 1;
+   */
+  DELETE = 1,
+}
+
+/**
+ * Describes the enum hello.token.v1.TransactionKind.
+ */
+export const TransactionKindSchema: GenEnum<TransactionKind> = /*@__PURE__*/
+  enumDesc(file_hello_token_v1_token_service, 0);
 
 /**
  * TokenService verifies what Orchestration presents and mints every token and record
@@ -1035,6 +1375,54 @@ export const TokenService: GenService<{
     methodKind: "unary";
     input: typeof CreateAccountSessionRequestSchema;
     output: typeof CreateAccountSessionResponseSchema;
+  },
+  /**
+   * BeginTransaction starts one of the wallet's transactions (docs/transactions.md)
+   * from an account session at step "user" (its user, still within its 15 minutes):
+   * a session of the transaction's purpose for the same user, bound to the chosen
+   * provider, a fresh upstream nonce and a start time, that demands a forced fresh
+   * login (auth_time after it began). That login goes through AuthorizeSubject and
+   * AuthorizeUser, which refuses a subject of any other wallet. An account session
+   * authorizes nothing else: every transaction asks for its own fresh login.
+   *
+   * @generated from rpc hello.token.v1.TokenService.BeginTransaction
+   */
+  beginTransaction: {
+    methodKind: "unary";
+    input: typeof BeginTransactionRequestSchema;
+    output: typeof BeginTransactionResponseSchema;
+  },
+  /**
+   * AuthorizeDelete, in a delete session at step "user", takes the wallet and the
+   * user's release at every app in Token's registry (a record with its read receipt,
+   * or the Error Token of its read: every app answered, none twice), each answering
+   * this session's own reads. It mints the wallet's deletion record (typ
+   * "hello-wallet-deletion-record+jwt": the user, the subjects and the releases to
+   * remove; no claims) with an update grant bound to the version read. Written over
+   * the wallet, it is the delete's commit point: no login reaches the user after it.
+   *
+   * @generated from rpc hello.token.v1.TokenService.AuthorizeDelete
+   */
+  authorizeDelete: {
+    methodKind: "unary";
+    input: typeof AuthorizeDeleteRequestSchema;
+    output: typeof AuthorizeDeleteResponseSchema;
+  },
+  /**
+   * FinishDelete takes the deletion record as stored: with the receipt of the delete
+   * session's own update, or, in any session at step "user" (a login, an account or
+   * transaction session), with the receipt of its wallet read, which finishes a delete
+   * that stopped part-way. It grants what removes the wallet, in the order Orchestration
+   * follows: each release's reservation turned into a tombstone that names no one
+   * (read, then update or create), the release deleted, then every Subject Record,
+   * then the wallet itself.
+   *
+   * @generated from rpc hello.token.v1.TokenService.FinishDelete
+   */
+  finishDelete: {
+    methodKind: "unary";
+    input: typeof FinishDeleteRequestSchema;
+    output: typeof FinishDeleteResponseSchema;
   },
   /**
    * GetKeySet returns Token's public key set for apps, signed by Token, so that

@@ -1,0 +1,120 @@
+// Token's side of the delete (docs/transactions.md, "Delete"). A delete session (begun
+// from an account session, with its own forced fresh login) presents the wallet and
+// the user's release at every app Token knows, each as Storage answered this session's
+// own read. Token then mints the wallet's deletion record: the commit point, written
+// over the wallet at the version read. With it stored, FinishDelete grants the rest,
+// in order: each release's reservation made a tombstone that names no one, the release
+// deleted, every Subject Record, and the deletion record last. Any later session that
+// reads a deletion record where the wallet was (a login, say, after a crash part-way)
+// presents it to FinishDelete too, and the delete finishes.
+
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { AccessGrant, FinishDeleteResponseSchema, ReleaseAnswer } from "../../gen/hello/token/v1/token_service_pb.js";
+import type { RegisteredClient } from "../../config/component-config.js";
+import { denied, invalidArgument, outOfOrder } from "../../protocol/errors.js";
+import { verify } from "../../protocol/jws.js";
+import { WALLET_DELETION_RECORD, type WalletDeletionRecord } from "../../protocol/tokens.js";
+import type { OwnKeys } from "./own-keys.js";
+import type { Grants } from "./grants.js";
+import { type Session, type Sessions, purposeOf } from "./session.js";
+import { type StorageWord, checkAbsence, checkReceipt, checkReceiptOf, checkRelease, checkWallet } from "./checks.js";
+
+/** The keyed hashes of records, as token-service.ts computes them. */
+export interface Lookup {
+  subject(iss: string, sub: string): string;
+  wallet(uid: string): string;
+  release(uid: string, clientId: string): string;
+  reservation(clientId: string, directedId: string): string;
+}
+
+export interface DeleteDeps {
+  readonly sessions: Sessions;
+  readonly grants: Grants;
+  readonly keys: OwnKeys;
+  readonly storage: StorageWord;
+  readonly lookup: Lookup;
+  readonly clients: readonly RegisteredClient[];
+  readonly now: () => Date;
+}
+
+export function deleteHandlers(deps: DeleteDeps) {
+  const { sessions, grants, storage, lookup } = deps;
+
+  /** A deletion record Token signed (its own typ: never a wallet). */
+  const deletionRecord = async (record: string) =>
+    (await verify<WalletDeletionRecord>(WALLET_DELETION_RECORD, deps.keys.verification(), record, "wallet deletion record", deps.now())).claims;
+
+  return {
+    /** The delete's commit point: the wallet and every release as Storage answered this session, then the deletion record. */
+    async authorizeDelete(req: { sessionToken: string; walletRecord: string; walletReceipt: string; releases: readonly ReleaseAnswer[] }) {
+      const session = await sessions.readOf(req.sessionToken, "user", "delete");
+      if (session.deletion_update !== undefined) throw outOfOrder("this delete has minted its deletion record already: finish it");
+      const wallet = await grants.record("wallet", req.walletRecord);
+      const walletHash = lookup.wallet(session.uid);
+      const read = await checkReceiptOf(storage, "wallet", req.walletRecord, req.walletReceipt, walletHash, { read: session.wallet_read });
+      checkWallet(wallet, session);
+      const releases = await checkEveryRelease(deps, session, req.releases);
+
+      const deletion: WalletDeletionRecord = { uid: session.uid, subjects: wallet.subjects, releases };
+      const write = await grants.update("wallet", walletHash, deletion, { version: read.version, type: WALLET_DELETION_RECORD });
+      const sessionToken = await sessions.advance(session, "user", { deletion_update: write.jti, deletion_digest: write.digest });
+      return { sessionToken, deletion: write.write };
+    },
+
+    /** The rest of a delete, from its deletion record as stored: grants in the order they are used. */
+    async finishDelete(req: { sessionToken: string; deletionRecord: string; deletionReceipt: string }): Promise<MessageInitShape<typeof FinishDeleteResponseSchema>> {
+      const session = await sessions.readShared(req.sessionToken, "user");
+      const deletion = await deletionRecord(req.deletionRecord);
+      const walletHash = lookup.wallet(session.uid);
+      // The delete session's own update, or another session's read of what was stored.
+      const answered = purposeOf(session) === "delete" ? { update: session.deletion_update } : { read: session.wallet_read };
+      await checkReceipt(storage, "wallet", req.deletionRecord, req.deletionReceipt, walletHash, answered);
+      if (deletion.uid !== session.uid) throw denied("the wallet deletion record is not this session's user's");
+
+      const releases = await Promise.all(deletion.releases.map(async ({ client_id, directed_id }) => {
+        const key = lookup.reservation(client_id, directed_id);
+        const tombstone = await grants.update("reservation", key, { client_id, directed_id });
+        return {
+          clientId: client_id,
+          reservationRead: (await grants.read("reservation", key)).grant,
+          tombstoneUpdate: tombstone.write,
+          tombstoneCreate: await grants.createOf("reservation", key, { record: tombstone.write.record, digest: tombstone.digest }),
+          releaseDelete: await grants.remove("release", lookup.release(session.uid, client_id)),
+        };
+      }));
+      const subjectDeletes: AccessGrant[] = await Promise.all(deletion.subjects.map((s) => grants.remove("subject", lookup.subject(s.iss, s.sub))));
+      return { releases, subjectDeletes, walletDelete: await grants.remove("wallet", walletHash) };
+    },
+  };
+}
+
+/**
+ * The user's release at every app in Token's registry, each answered once, as Storage
+ * answered this session's read of it (a Release Record with its receipt, or an Error
+ * Token): Orchestration can hide no release from a delete. Returns the releases found.
+ */
+async function checkEveryRelease(deps: DeleteDeps, session: Session<"user", "delete">, answers: readonly ReleaseAnswer[]) {
+  const known = new Set(deps.clients.map((c) => c.client_id));
+  for (const answer of answers) {
+    if (!known.has(answer.clientId)) throw invalidArgument("a release answer names an app that is not registered");
+  }
+  const found: WalletDeletionRecord["releases"] = [];
+  for (const { client_id } of deps.clients) {
+    const mine = answers.filter((a) => a.clientId === client_id);
+    if (mine.length !== 1) throw invalidArgument("releases must answer the release read of every registered app, each once");
+    const answer = mine[0]!.answer;
+    const hash = deps.lookup.release(session.uid, client_id);
+    const readJti = session.release_reads?.[client_id];
+    if (answer.case === "release") {
+      const release = await deps.grants.record("release", answer.value.record);
+      await checkReceipt(deps.storage, "release", answer.value.record, answer.value.receipt, hash, { read: readJti });
+      checkRelease(release, { uid: session.uid, client_id });
+      found.push({ client_id, directed_id: release.directed_id });
+    } else if (answer.case === "errorToken") {
+      await checkAbsence(deps.storage, answer.value, "release", hash, readJti);
+    } else {
+      throw invalidArgument("each release answer needs the release as read, or the Error Token of its read");
+    }
+  }
+  return found;
+}

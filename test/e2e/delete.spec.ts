@@ -1,0 +1,187 @@
+// Deleting a wallet (issue 13, docs/transactions.md "Delete") through the four processes
+// on a real PostgreSQL: what is left in the database afterwards, counted by hash; a new
+// sign-in of the same subject as a new user; a delete that stops after its commit point,
+// finished by the next sign-in; and sign-ins racing a delete at injected pause points.
+
+import { expect } from "chai";
+import pg from "pg";
+import { TransactionKind } from "../../internal/gen/hello/token/v1/token_service_pb.js";
+import { LoginDriver, type PausePoint, WalletDeleted, loginContext } from "../../internal/components/orchestration/login-driver.js";
+import { releaseHash, reservationHash, subjectHash, walletHash } from "../../internal/protocol/lookup-key.js";
+import { APPS, type ProtocolMesh, USERS, appRequest, startProtocolMesh } from "../support/protocol-mesh.js";
+import type { DevUser } from "../../internal/dev/devop/dev-op.js";
+import { rejectionOf } from "../support/refusal.js";
+
+/** The provider made to ask again, as the account page and every transaction have it. */
+const FORCED = { prompt: "login" };
+
+describe("deleting a wallet, through the four processes (docs/transactions.md)", function () {
+  this.timeout(60_000);
+  let mesh: ProtocolMesh;
+  let db: pg.Client;
+  /** What the next pause point does; by default nothing. */
+  let onPause: (point: PausePoint) => Promise<void> = async () => {};
+  let driver: LoginDriver;
+
+  before(async function () {
+    this.timeout(120_000);
+    mesh = await startProtocolMesh({ database: "postgres" });
+    db = new pg.Client({ connectionString: mesh.postgres!.url });
+    await db.connect();
+    driver = new LoginDriver({
+      issuer: mesh.issuer, token: mesh.token(), encryption: mesh.encryption(), lookupKey: mesh.lookupKey, tokenKeys: mesh.tokenKeys,
+      clientIds: Object.values(APPS).map((a) => a.client_id), pause: (point) => onPause(point),
+    });
+  });
+  afterEach(() => {
+    onPause = async () => {};
+  });
+  after(async () => {
+    await db?.end();
+    await mesh?.close();
+  });
+
+  /** The account page's sign-in, through the driver: the wallet as stored, or undefined. */
+  async function openAccount(user: DevUser) {
+    const began = Date.now();
+    const account = await driver.startAccount("dev");
+    return driver.openAccount(account.sessionToken, began, await mesh.upstreamLogin(user, account.upstreamNonce, FORCED));
+  }
+
+  /** The delete, confirmed with `confirmer`'s fresh sign-in (the wallet's own user, unless an attack says otherwise). */
+  async function deleteWallet(user: DevUser, confirmer = user) {
+    const view = (await openAccount(user))!;
+    const began = Date.now();
+    const tx = await driver.beginTransaction(view.sessionToken, TransactionKind.DELETE, "dev");
+    await driver.deleteWallet(tx.sessionToken, began, await mesh.upstreamLogin(confirmer, tx.upstreamNonce, FORCED), view.uid);
+    return view;
+  }
+
+  /** A login of `user` at `app`, through this spec's driver (so that its pause points apply). */
+  async function login(user: DevUser, app: keyof typeof APPS) {
+    const request = appRequest(app);
+    const began = Date.now();
+    const started = await driver.start(request, "dev");
+    const first = await driver.continue(started.sessionToken, loginContext(request, began), await mesh.upstreamLogin(user, started.upstreamNonce));
+    return first.kind === "consent" ? driver.consent(first.state, Object.keys(first.wallet.claims), first.newUser) : first;
+  }
+
+  /** The rows Storage holds, by hash: kind and version. */
+  async function rows(): Promise<Map<string, { kind: string; version: number }>> {
+    const { rows } = await db.query<{ hash: string; kind: string; version: string }>("SELECT hash, kind, version FROM records");
+    return new Map(rows.map((r) => [r.hash, { kind: r.kind, version: Number(r.version) }]));
+  }
+
+  /** Every hash a wallet's records are kept under: its subject, wallet and releases, and the reservations of its directed ids. */
+  function hashesOf(uid: string, user: DevUser, subs: Record<string, string>) {
+    const k = mesh.lookupKey;
+    return {
+      owned: [
+        subjectHash(k, mesh.devOp.issuer, user.sub),
+        walletHash(k, uid),
+        ...Object.values(APPS).map((a) => releaseHash(k, uid, a.client_id)),
+      ],
+      reservations: Object.entries(subs).map(([clientId, sub]) => reservationHash(k, clientId, sub)),
+    };
+  }
+
+  it("removes every Subject, Wallet and Release Record of the wallet; its reservations stay as tombstones; a new sign-in is a new user", async function () {
+    const a = await mesh.login(USERS.alice, "a");
+    const b = await mesh.login(USERS.alice, "b");
+    const bob = await mesh.login(USERS.bob, "a");
+    const view = (await openAccount(USERS.alice))!;
+    expect(view.releases.map((r) => r.clientId).sort()).to.deep.equal([APPS.a!.client_id, APPS.b!.client_id]);
+    const hashes = hashesOf(view.uid, USERS.alice, { [APPS.a!.client_id]: String(a.claims.sub), [APPS.b!.client_id]: String(b.claims.sub) });
+    const before = await rows();
+    // Alice's subject, wallet and her two releases (the third app never saw her), and two reservations.
+    expect(hashes.owned.filter((h) => before.has(h))).to.have.length(4);
+    for (const h of hashes.reservations) expect(before.get(h)).to.deep.equal({ kind: "reservation", version: 1 });
+
+    await deleteWallet(USERS.alice);
+
+    const after = await rows();
+    expect(hashes.owned.filter((h) => after.has(h)), "no record of the wallet is left").to.deep.equal([]);
+    // Each reservation is still there, written over once: a tombstone, so no one is ever given that id again.
+    for (const h of hashes.reservations) expect(after.get(h)).to.deep.equal({ kind: "reservation", version: 2 });
+    expect(after.size, "nothing else went, and nothing came").to.equal(before.size - 4);
+
+    // The account page finds no wallet, and the next sign-in at an app starts a new one, with a new sub.
+    expect(await openAccount(USERS.alice)).to.equal(undefined);
+    const again = await mesh.login(USERS.alice, "a");
+    expect(again.newUser).to.equal(true);
+    expect(again.claims.sub).to.not.equal(a.claims.sub);
+    // Bob is untouched: the same sub at the same app.
+    expect((await mesh.login(USERS.bob, "a")).claims.sub).to.equal(bob.claims.sub);
+  });
+
+  it("a delete confirmed at an account of another wallet deletes nothing (NotLinked, before Token is asked)", async function () {
+    await mesh.login(USERS.bob, "a");
+    await mesh.login(USERS.alice, "a");
+    const before = await rows();
+    expect(await rejectionOf(deleteWallet(USERS.alice, USERS.bob))).to.have.property("name", "NotLinked");
+    expect(await rows()).to.deep.equal(before);
+    expect(await openAccount(USERS.alice)).to.not.equal(undefined);
+  });
+
+  it("a delete that stops after its commit point is finished by the next sign-in of the wallet, which then starts afresh", async function () {
+    const first = await mesh.login(USERS.alice, "a");
+    const view = (await openAccount(USERS.alice))!;
+    const hashes = hashesOf(view.uid, USERS.alice, { [APPS.a!.client_id]: String(first.claims.sub) });
+    // The delete's Orchestration stops right after the deletion record is stored, as a crash would.
+    onPause = async (point) => {
+      if (point === "deletion-stored") throw new Error("crashed");
+    };
+    expect(await rejectionOf(deleteWallet(USERS.alice))).to.have.property("message", "crashed");
+    onPause = async () => {};
+    expect((await rows()).has(hashes.owned[0]!), "the subject is still there").to.equal(true);
+
+    // No sign-in gets into a wallet being deleted: the first one finishes the delete and says so.
+    expect(await rejectionOf(login(USERS.alice, "a"))).to.be.instanceOf(WalletDeleted);
+    const after = await rows();
+    expect(hashes.owned.filter((h) => after.has(h))).to.deep.equal([]);
+    expect(after.get(hashes.reservations[0]!)).to.deep.equal({ kind: "reservation", version: 2 });
+    const again = await login(USERS.alice, "a");
+    expect(again.newUser).to.equal(true);
+  });
+
+  describe("a sign-in racing a delete ends in a consistent state", function () {
+    it("a sign-in that read its Subject Record before the delete ran ends with WalletDeleted, and leaves nothing behind", async function () {
+      await mesh.login(USERS.alice, "a");
+      const view = (await openAccount(USERS.alice))!;
+      let release!: () => void;
+      const paused = new Promise<void>((resolve) => {
+        onPause = async (point) => {
+          if (point !== "subject-read") return;
+          onPause = async () => {};
+          resolve();
+          await new Promise<void>((r) => (release = r));
+        };
+      });
+      const racing = login(USERS.alice, "a");
+      await paused;
+      // The delete runs to its end while the sign-in waits between its subject read and AuthorizeUser.
+      const began = Date.now();
+      const tx = await driver.beginTransaction(view.sessionToken, TransactionKind.DELETE, "dev");
+      await driver.deleteWallet(tx.sessionToken, began, await mesh.upstreamLogin(USERS.alice, tx.upstreamNonce, FORCED), view.uid);
+      release();
+      expect(await rejectionOf(racing)).to.be.instanceOf(WalletDeleted);
+      const after = await rows();
+      expect(hashesOf(view.uid, USERS.alice, {}).owned.filter((h) => after.has(h))).to.deep.equal([]);
+    });
+
+    it("a sign-in during a delete paused after its commit point finishes that delete; the delete then ends without error", async function () {
+      await mesh.login(USERS.alice, "a");
+      let view!: Awaited<ReturnType<typeof openAccount>>;
+      onPause = async (point) => {
+        if (point !== "deletion-stored") return;
+        onPause = async () => {};
+        // The racing sign-in meets the deletion record, and finishes the delete itself.
+        expect(await rejectionOf(login(USERS.alice, "a"))).to.be.instanceOf(WalletDeleted);
+      };
+      view = await deleteWallet(USERS.alice);
+      const after = await rows();
+      expect(hashesOf(view!.uid, USERS.alice, {}).owned.filter((h) => after.has(h))).to.deep.equal([]);
+      expect((await login(USERS.alice, "a")).newUser).to.equal(true);
+    });
+  });
+});
