@@ -12,7 +12,7 @@ import { expect } from "chai";
 import { create, type DescMessage } from "@bufbuild/protobuf";
 import { type Client, type ConnectRouter, type HandlerContext, type ServiceImpl, createClient } from "@connectrpc/connect";
 import { type JWTPayload, SignJWT, decodeJwt } from "jose";
-import { AccessGrantSchema, type AccessGrant, type RecordWrite, RecordWriteSchema, TokenService } from "../../gen/hello/token/v1/token_service_pb.js";
+import { AccessGrantSchema, type AccessGrant, type RecordWrite, RecordWriteSchema, TokenService, TransactionKind } from "../../gen/hello/token/v1/token_service_pb.js";
 import { EncryptionService } from "../../gen/hello/encryption/v1/encryption_service_pb.js";
 import { StorageService } from "../../gen/hello/storage/v1/storage_service_pb.js";
 import { RecordOperation } from "../../gen/hello/common/v1/record_pb.js";
@@ -22,7 +22,7 @@ import { Keyring, generateRecordKey } from "../../protocol/keyring.js";
 import { releaseHash, reservationHash, subjectHash, walletHash } from "../../protocol/lookup-key.js";
 import { type KeyPurpose, type SigningAlg, activeKey, generateSigningKey } from "../../protocol/signing-keys.js";
 import type { RecordKindName } from "../../protocol/records.js";
-import { ACCESS_TOKEN, RECORD_KIND, RECORD_TYPES, type RecordClaims } from "../../protocol/tokens.js";
+import { ACCESS_TOKEN, type Operation, RECORD_KIND, RECORD_TYPES, type RecordClaims, WALLET_DELETION_RECORD, type WalletDeletionRecord } from "../../protocol/tokens.js";
 import type { DevUser } from "../../dev/devop/dev-op.js";
 import { storageErrors, storageRoutes } from "../storage/storage-service.js";
 import { openPGliteStore } from "../storage/backend/pglite-store.js";
@@ -43,10 +43,12 @@ import {
   tokenInMemory,
   tokenSigningKeys,
 } from "../../../test/support/token-harness.js";
-import { LoginDriver, LoginRequired, ProtocolViolation, loginContext } from "./login-driver.js";
+import { LoginDriver, LoginRequired, ProtocolViolation, WalletDeleted, loginContext } from "./login-driver.js";
 
 const DAVE: DevUser = { sub: "dave-0004", email: "dave@example.org", email_verified: false, name: "Dave Unverified", password: "dave" };
 const ERIN: DevUser = { sub: "erin-0005", email: "erin@example.org", email_verified: true, name: "Erin Example", password: "erin" };
+/** Deletes her wallet, again and again (each test's first sign-in makes it anew). */
+const GINA: DevUser = { sub: "gina-0007", email: "gina@example.org", email_verified: true, name: "Gina Example", password: "gina" };
 /** Signs in to no app, only to the account page. */
 const FRANK: DevUser = { sub: "frank-0006", email: "frank@example.org", email_verified: true, name: "Frank Example", password: "frank" };
 
@@ -85,6 +87,8 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
   let honest: LoginDriver;
   /** The kind of every record Storage wrote, in order. */
   const written: string[] = [];
+  /** Every update and delete Storage made ("update wallet", "delete subject"…), in order. */
+  const changed: string[] = [];
   /** Each user's id, learned at their first consent. */
   const uids: Record<string, string> = {};
   /** Each user's sub at each app, from the ID Tokens that reached the app. */
@@ -94,13 +98,21 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
     new LoginDriver({ issuer: ISSUER, token, encryption, lookupKey, tokenKeys: () => tokenKeys, clientIds: clients.map((c) => c.client_id) });
 
   before(async function () {
-    [upstream, store] = await Promise.all([startUpstream([USERS.alice, USERS.bob, USERS.carol, DAVE, ERIN, FRANK]), openPGliteStore({})]);
+    [upstream, store] = await Promise.all([startUpstream([USERS.alice, USERS.bob, USERS.carol, DAVE, ERIN, FRANK, GINA]), openPGliteStore({})]);
     const storage = createClient(StorageService, inMemory(storageRoutes({
       store, tokenKeys: () => tokenKeys, errorKey: storageSigning.error, receiptKey: storageSigning.receipt,
     }), storageErrors));
     // What Storage wrote, as the test sees it: the kind of each create that succeeded.
     const watched = new Proxy(storage, {
       get(target, name: keyof typeof storage) {
+        if (name === "updateRecord" || name === "deleteRecord") {
+          return async (req: { accessToken: string }, options?: unknown) => {
+            const res = await (target[name] as (r: unknown, o?: unknown) => Promise<unknown>)(req, options);
+            const { op, kind } = decodeJwt(req.accessToken);
+            changed.push(`${String(op)} ${String(kind)}`);
+            return res;
+          };
+        }
         if (name !== "createRecord") return target[name];
         return async (...args: Parameters<typeof storage.createRecord>) => {
           const res = await target.createRecord(...args);
@@ -220,9 +232,9 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
 
   const key = (purpose: KeyPurpose, alg?: SigningAlg) => activeKey(keys, purpose, alg);
   const rogueRecord = <K extends RecordKindName>(kind: K, claims: RecordClaims[K]) => sign(RECORD_TYPES[kind], key("record"), { ...claims });
-  const rogueGrant = async (kind: RecordKindName, op: "read" | "create", hash: string, digest?: string): Promise<AccessGrant> => {
+  const rogueGrant = async (kind: RecordKindName, op: Operation, hash: string, digest?: string): Promise<AccessGrant> => {
     const accessToken = await sign(ACCESS_TOKEN, key("access"), { op, kind, hash, ...(digest ? { digest } : {}) });
-    const operation = op === "read" ? RecordOperation.READ : RecordOperation.CREATE;
+    const operation = { read: RecordOperation.READ, create: RecordOperation.CREATE, update: RecordOperation.UPDATE, delete: RecordOperation.DELETE }[op];
     return create(AccessGrantSchema, { accessToken, hash, kind: RECORD_KIND[kind], operation });
   };
   async function rogueWrite<K extends RecordKindName>(kind: K, hash: string, claims: RecordClaims[K]): Promise<RecordWrite> {
@@ -460,6 +472,101 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
     for (const [what, twist, message] of twists) {
       it(`a compromised Token granting ${what} is refused: ${message}`, async function () {
         await refused(account(rogue(twist), USERS.alice), message);
+      });
+    }
+  });
+  describe("delete (docs/transactions.md): Token's deletion record and grants remove exactly this wallet", function () {
+    /** Gina's wallet as her account page shows it, made anew by a login at app a if she has none. */
+    async function ginasWallet() {
+      if (!(await holds(subjectHash(lookupKey, upstream.devOp.issuer, GINA.sub), "subject"))) await login(honest, GINA, "a");
+      const began = Date.now();
+      const started = await honest.startAccount("dev");
+      return (await honest.openAccount(started.sessionToken, began, await upstream.login(GINA, started.upstreamNonce, { prompt: "login" })))!;
+    }
+
+    /** Gina deletes her wallet through `driver`, confirming with a forced fresh sign-in. */
+    async function remove(driver: LoginDriver) {
+      const view = await ginasWallet();
+      const began = Date.now();
+      const tx = await driver.beginTransaction(view.sessionToken, TransactionKind.DELETE, "dev");
+      await driver.deleteWallet(tx.sessionToken, began, await upstream.login(GINA, tx.upstreamNonce, { prompt: "login" }), view.uid);
+      return view;
+    }
+
+    /** Token's deletion record with `change` made, re-signed as its custodian could; the grant stays Token's. */
+    const bentDeletion = (change: (d: WalletDeletionRecord) => WalletDeletionRecord) => ({
+      authorizeDelete: async (a: Answer<"authorizeDelete">) => {
+        const record = await sign(WALLET_DELETION_RECORD, key("record"), { ...change(claimsOf<WalletDeletionRecord>(a.deletion!.record)) });
+        return { ...a, deletion: create(RecordWriteSchema, { record, grant: a.deletion!.grant! }) };
+      },
+    });
+    const bob = () => ({ iss: upstream.devOp.issuer, sub: USERS.bob.sub });
+
+    it("honest: the deletion record, then tombstones, releases, the subject and the wallet, in that order; a new sign-in is a new user", async function () {
+      const view = await ginasWallet();
+      const changedBefore = changed.length;
+      const writtenBefore = written.length;
+      await remove(honest);
+      expect(changed.slice(changedBefore)).to.deep.equal(["update wallet", ...view.releases.flatMap(() => ["update reservation", "delete release"]), "delete subject", "delete wallet"]);
+      expect(written.slice(writtenBefore), "nothing created").to.deep.equal([]);
+      expect(await holds(walletHash(lookupKey, view.uid), "wallet")).to.equal(false);
+      expect(await holds(subjectHash(lookupKey, upstream.devOp.issuer, GINA.sub), "subject")).to.equal(false);
+      const again = await login(honest, GINA, "a");
+      expect(again.newUser).to.equal(true);
+    });
+
+    const committing: Array<[string, Twist, string]> = [
+      ["a deletion record of another user", bentDeletion((d) => ({ ...d, uid: uids[USERS.bob.sub]! })),
+        "the wallet deletion record does not list exactly this wallet's subjects and releases"],
+      ["a deletion record listing another wallet's subject", bentDeletion((d) => ({ ...d, subjects: [...d.subjects, bob()] })),
+        "the wallet deletion record does not list exactly this wallet's subjects and releases"],
+      ["a deletion record that leaves a release out", bentDeletion((d) => ({ ...d, releases: d.releases.slice(1) })),
+        "the wallet deletion record does not list exactly this wallet's subjects and releases"],
+      ["the deletion written over another user's wallet", {
+        authorizeDelete: async (a) => ({ ...a, deletion: create(RecordWriteSchema, { record: a.deletion!.record, grant: await rogueGrant("wallet", "update", walletHash(lookupKey, uids[USERS.bob.sub]!)) }) }),
+      }, "Token's wallet grant is not for the wallet record this login needs"],
+    ];
+    for (const [what, twist, message] of committing) {
+      it(`a compromised Token minting ${what} is refused before anything changes: ${message}`, async function () {
+        await ginasWallet();
+        const before = changed.length;
+        await refused(remove(rogue(twist)), message);
+        expect(changed.slice(before), "nothing updated or deleted").to.deep.equal([]);
+      });
+    }
+
+    const finishing: Array<[string, Twist, string]> = [
+      ["a tombstone that still names the user", {
+        finishDelete: async (a) => {
+          const r = a.releases[0]!;
+          const t = claimsOf<RecordClaims["reservation"]>(r.tombstoneUpdate!.record);
+          const named = await rogueRecord("reservation", { ...t, uid: "someone" });
+          return { ...a, releases: [{ ...r, tombstoneUpdate: create(RecordWriteSchema, { record: named, grant: r.tombstoneUpdate!.grant! }) }, ...a.releases.slice(1)] };
+        },
+      }, "Token's tombstone is not an anonymous reservation of the released directed id"],
+      ["a delete of another user's Subject Record", {
+        finishDelete: async (a) => ({ ...a, subjectDeletes: [await rogueGrant("subject", "delete", subjectHash(lookupKey, bob().iss, bob().sub))] }),
+      }, "Token's subject grant is not for the subject record this login needs"],
+      ["a delete of another user's wallet", {
+        finishDelete: async (a) => ({ ...a, walletDelete: await rogueGrant("wallet", "delete", walletHash(lookupKey, uids[USERS.bob.sub]!)) }),
+      }, "Token's wallet grant is not for the wallet record this login needs"],
+      ["a delete of another user's release", {
+        finishDelete: async (a) => ({ ...a, releases: [{ ...a.releases[0]!, releaseDelete: await rogueGrant("release", "delete", releaseHash(lookupKey, uids[USERS.bob.sub]!, "app-a")) }, ...a.releases.slice(1)] }),
+      }, "Token's release grant is not for the release record this login needs"],
+      ["no grants for one release", { finishDelete: async (a) => ({ ...a, releases: a.releases.slice(1) }) },
+        "Token's delete grants are not for exactly the deletion record's releases"],
+    ];
+    for (const [what, twist, message] of finishing) {
+      it(`a compromised Token granting ${what} is refused after the commit point, before anything is removed; the next honest sign-in finishes the delete: ${message}`, async function () {
+        await ginasWallet();
+        const bobBefore = await login(honest, USERS.bob, "a");
+        const before = changed.length;
+        await refused(remove(rogue(twist)), message);
+        expect(changed.slice(before), "only the commit point").to.deep.equal(["update wallet"]);
+        // Honest twin: Gina's next sign-in meets the deletion record and finishes the delete; Bob is untouched.
+        expect(await rejectionOf(login(honest, GINA, "a"))).to.be.instanceOf(WalletDeleted);
+        expect(await holds(subjectHash(lookupKey, upstream.devOp.issuer, GINA.sub), "subject")).to.equal(false);
+        expect((await login(honest, USERS.bob, "a")).claims.sub).to.equal(bobBefore.claims.sub);
       });
     }
   });

@@ -177,6 +177,20 @@ describe("Storage's service, rule by rule, in memory", function () {
     expect(await absent("wallet", hash)).to.equal(true);
   });
 
+  it("an update Token bound to a version (a wallet's, as read) is refused at any other expected_version; honest twin: at that version it lands", async function () {
+    const hash = newHash();
+    await storage.createRecord({ accessToken: (await writeGrant("create", "wallet", hash, "v1")).accessToken, ...sealed() });
+    await storage.updateRecord({ accessToken: (await writeGrant("update", "wallet", hash, "v2")).accessToken, expectedVersion: 1n, ...sealed() });
+    // Token read version 1 and bound its update to it: the row moved on meanwhile, so no caller may write over it.
+    const stale = await writeGrant("update", "wallet", hash, "v3", { version: 1 });
+    expect(await refusal(storage.updateRecord({ accessToken: stale.accessToken, expectedVersion: 2n, ...sealed() }))).to.deep.equal({
+      code: Code.PermissionDenied, message: "the access token grants this update at another version than expected_version",
+    });
+    expect((await store.read(hash, "wallet")).version).to.equal(2);
+    const current = await writeGrant("update", "wallet", hash, "v3", { version: 2 });
+    expect((await storage.updateRecord({ accessToken: current.accessToken, expectedVersion: 2n, ...sealed() })).version).to.equal(3n);
+  });
+
   it("a create or update token without a digest of the record is refused before anything is spent or written", async function () {
     const hash = newHash();
     const errorToken = (await storage.readRecord({ accessToken: (await grant("read", "subject", hash)).accessToken })).result.value as string;

@@ -11,7 +11,7 @@ import { createPublicKey, randomBytes } from "node:crypto";
 import { expect } from "chai";
 import { Code, type Client } from "@connectrpc/connect";
 import { type JWTPayload, SignJWT, compactVerify, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify } from "jose";
-import { type AccessGrant, type RecordWrite, TokenService } from "../../gen/hello/token/v1/token_service_pb.js";
+import { type AccessGrant, type RecordWrite, type ReleaseAnswer, TokenService, TransactionKind } from "../../gen/hello/token/v1/token_service_pb.js";
 import { RecordKind, RecordOperation } from "../../gen/hello/common/v1/record_pb.js";
 import type { RegisteredClient } from "../../config/component-config.js";
 import { sha256, sign } from "../../protocol/jws.js";
@@ -27,6 +27,8 @@ import {
   type ReceiptClaims,
   type RecordClaims,
   SESSION_TOKEN,
+  WALLET_DELETION_RECORD,
+  type WalletDeletionRecord,
 } from "../../protocol/tokens.js";
 import type { DevUser } from "../../dev/devop/dev-op.js";
 import { storageKeyPair } from "../../../test/support/storage-keys.js";
@@ -152,6 +154,26 @@ describe("Token, check by check (internal/components/token)", function () {
       releaseRecord: made.release!.record, releaseReceipt,
     };
     return { ...login, made, mint };
+  }
+
+  // --- the account page's sign-in (docs/transactions.md) ----------------------------------
+
+  const startAccount = (providerId = "dev") => token.createAccountSession({ providerId });
+
+  /** An account session of `user` at "subject": its forced fresh login (prompt=login) verified by Token. */
+  async function accountAtSubject(user: DevUser) {
+    const started = await startAccount();
+    const up = await upstream.login(user, started.upstreamNonce, { prompt: "login" });
+    const authorized = await token.authorizeSubject({ sessionToken: started.sessionToken, opIdToken: up.idToken });
+    return { started, upstream: up, sessionToken: authorized.sessionToken, subjectRead: authorized.subjectRead! };
+  }
+
+  /** An account session of a user Storage holds, at "user". */
+  async function accountUser(user: DevUser) {
+    const at = await accountAtSubject(user);
+    const subjectRecord = rows.get(at.subjectRead.hash)!;
+    const authorized = await token.authorizeUser({ sessionToken: at.sessionToken, subjectRecord, subjectReceipt: await receipt(at.subjectRead, subjectRecord) });
+    return { ...at, subjectRecord, authorized };
   }
 
   before(async function () {
@@ -805,24 +827,6 @@ describe("Token, check by check (internal/components/token)", function () {
   });
 
   describe("CreateAccountSession: the account page's sign-in, a forced fresh login (docs/transactions.md)", function () {
-    const startAccount = (providerId = "dev") => token.createAccountSession({ providerId });
-
-    /** An account session of `user` at "subject": its forced fresh login (prompt=login) verified by Token. */
-    async function accountAtSubject(user: DevUser) {
-      const started = await startAccount();
-      const up = await upstream.login(user, started.upstreamNonce, { prompt: "login" });
-      const authorized = await token.authorizeSubject({ sessionToken: started.sessionToken, opIdToken: up.idToken });
-      return { started, upstream: up, sessionToken: authorized.sessionToken, subjectRead: authorized.subjectRead! };
-    }
-
-    /** An account session of a user Storage holds, at "user". */
-    async function accountUser(user: DevUser) {
-      const at = await accountAtSubject(user);
-      const subjectRecord = rows.get(at.subjectRead.hash)!;
-      const authorized = await token.authorizeUser({ sessionToken: at.sessionToken, subjectRecord, subjectReceipt: await receipt(at.subjectRead, subjectRecord) });
-      return { ...at, subjectRecord, authorized };
-    }
-
     it("honest: an account session with no app, bound to the provider, a fresh upstream nonce and a fresh login", async function () {
       const res = await startAccount();
       expect(res.providerIssuer).to.equal(upstream.devOp.issuer);
@@ -914,6 +918,243 @@ describe("Token, check by check (internal/components/token)", function () {
       const forged = await sign(SESSION_TOKEN, activeKey(keys, "session"), { ...claims, purpose: "admin" }, { now: clock.now() });
       expect(await refusal(token.authorizeSubject({ sessionToken: forged, opIdToken: "x" }))).to.deep.equal({
         code: Code.FailedPrecondition, message: "the session has an unknown purpose",
+      });
+    });
+  });
+
+  describe("BeginTransaction and the delete: a transaction's own fresh login, and every record of the wallet (docs/transactions.md)", function () {
+    const begin = (accountSessionToken: string, kind = TransactionKind.DELETE, providerId = "dev") =>
+      token.beginTransaction({ accountSessionToken, kind, providerId });
+    type Answer = Pick<ReleaseAnswer, "clientId" | "answer">;
+
+    /** A delete of `user`'s wallet at step "subject": begun from an account session, with `confirmer`'s forced fresh login. */
+    async function deleteAtSubject(user: DevUser, confirmer = user) {
+      const account = await accountUser(user);
+      const tx = await begin(account.authorized.sessionToken);
+      const up = await upstream.login(confirmer, tx.upstreamNonce, { prompt: "login" });
+      const authorized = await token.authorizeSubject({ sessionToken: tx.sessionToken, opIdToken: up.idToken });
+      return { account, tx, upstream: up, sessionToken: authorized.sessionToken, subjectRead: authorized.subjectRead! };
+    }
+
+    /** The same at step "user", with the wallet and every app's release answered as Storage would (the row it holds, or "no record"). */
+    async function deleteAtUser(user: DevUser) {
+      const at = await deleteAtSubject(user);
+      const subjectRecord = rows.get(at.subjectRead.hash)!;
+      const authorized = await token.authorizeUser({ sessionToken: at.sessionToken, subjectRecord, subjectReceipt: await receipt(at.subjectRead, subjectRecord) });
+      const walletRecord = rows.get(authorized.walletRead!.hash)!;
+      const releases: Answer[] = await Promise.all(authorized.accountReleaseReads.map(async (read, i) => {
+        const stored = rows.get(read.hash);
+        return {
+          clientId: clients[i]!.client_id,
+          answer: stored
+            ? { case: "release" as const, value: { record: stored, receipt: await receipt(read, stored) } as never }
+            : { case: "errorToken" as const, value: await absent(read) },
+        };
+      }));
+      const request = { sessionToken: authorized.sessionToken, walletRecord, walletReceipt: await receipt(authorized.walletRead, walletRecord), releases: releases as ReleaseAnswer[] };
+      return { ...at, authorized, uid: record("subject", subjectRecord).uid, request };
+    }
+
+    it("honest: a delete session for the account session's user, bound to the provider, a nonce of its own and a fresh login", async function () {
+      const account = await accountUser(USERS.alice);
+      const res = await begin(account.authorized.sessionToken);
+      expect(res.providerIssuer).to.equal(upstream.devOp.issuer);
+      expect(res.upstreamNonce).to.match(/^[\w-]{22}$/).and.not.equal(account.started.upstreamNonce);
+      expect(session(res.sessionToken)).to.include({
+        step: "started", purpose: "delete", uid: session(account.authorized.sessionToken).uid, prompt_login: true, max_age: 0, provider: "dev",
+        upstream_nonce: res.upstreamNonce, started: clock.now().getTime(),
+      });
+    });
+
+    it("a transaction begins only from an account session at step \"user\", and names a kind", async function () {
+      const account = await accountAtSubject(USERS.alice);
+      expect(await refusal(begin(account.sessionToken))).to.deep.equal({ code: Code.FailedPrecondition, message: 'this step needs a session at step "user", not "subject"' });
+      const login = await returning(USERS.alice);
+      expect(await refusal(begin(login.user.sessionToken))).to.deep.equal({
+        code: Code.FailedPrecondition, message: "this step is an account session's, and this is a login session",
+      });
+      const ready = await accountUser(USERS.alice);
+      expect(await refusal(begin(ready.authorized.sessionToken, TransactionKind.UNSPECIFIED))).to.deep.equal({
+        code: Code.InvalidArgument, message: "kind must name a transaction (TRANSACTION_KIND_DELETE)",
+      });
+      expect((await refusal(begin(ready.authorized.sessionToken, TransactionKind.DELETE, "evil"))).code).to.equal(Code.InvalidArgument);
+    });
+
+    describe("fresh authentication bound to the transaction: Token refuses every OP ID Token but the transaction's own", function () {
+      it("the account session's own OP ID Token (fresh, but bound to the account session's nonce)", async function () {
+        const account = await accountUser(USERS.alice);
+        const tx = await begin(account.authorized.sessionToken);
+        const refused = await refusal(token.authorizeSubject({ sessionToken: tx.sessionToken, opIdToken: account.upstream.idToken }));
+        expect(refused.code).to.equal(Code.Unauthenticated);
+        expect(refused.message).to.match(/nonce/);
+      });
+
+      it("a replayed token: another delete's own, presented again to a new delete", async function () {
+        const first = await deleteAtSubject(USERS.alice);
+        const account = await accountUser(USERS.alice);
+        const second = await begin(account.authorized.sessionToken);
+        const refused = await refusal(token.authorizeSubject({ sessionToken: second.sessionToken, opIdToken: first.upstream.idToken }));
+        expect(refused.code).to.equal(Code.Unauthenticated);
+        expect(refused.message).to.match(/nonce/);
+      });
+
+      it("a token from an ordinary login, fresh or not", async function () {
+        const account = await accountUser(USERS.alice);
+        const tx = await begin(account.authorized.sessionToken);
+        const login = await start("a", { prompt: "login" });
+        const up = await upstream.login(USERS.alice, login.upstreamNonce, { prompt: "login" });
+        expect((await refusal(token.authorizeSubject({ sessionToken: tx.sessionToken, opIdToken: up.idToken }))).code).to.equal(Code.Unauthenticated);
+      });
+
+      it("a login the provider did not force (no auth_time), with the transaction's own nonce", async function () {
+        const account = await accountUser(USERS.alice);
+        const tx = await begin(account.authorized.sessionToken);
+        const up = await upstream.login(USERS.alice, tx.upstreamNonce);
+        expect(await refusal(token.authorizeSubject({ sessionToken: tx.sessionToken, opIdToken: up.idToken }))).to.deep.equal({
+          code: Code.PermissionDenied, message: "login required: the provider did not say when the user authenticated (auth_time), and a transaction needs a fresh login",
+        });
+      });
+
+      it("an authentication from before the transaction began (the account session's sign-in, say)", async function () {
+        const account = await accountUser(USERS.alice);
+        const tx = await clock.ahead(45_000, () => begin(account.authorized.sessionToken));
+        const up = await upstream.login(USERS.alice, tx.upstreamNonce, { prompt: "login" });
+        expect(await refusal(token.authorizeSubject({ sessionToken: tx.sessionToken, opIdToken: up.idToken }))).to.deep.equal({
+          code: Code.PermissionDenied, message: "login required: the user did not authenticate at the provider after this transaction began",
+        });
+      });
+
+      it("a fresh sign-in at an account of another wallet confirms nothing (AuthorizeUser)", async function () {
+        const at = await deleteAtSubject(USERS.alice, USERS.bob);
+        const subjectRecord = rows.get(at.subjectRead.hash)!;
+        expect(await refusal(token.authorizeUser({ sessionToken: at.sessionToken, subjectRecord, subjectReceipt: await receipt(at.subjectRead, subjectRecord) }))).to.deep.equal({
+          code: Code.PermissionDenied,
+          message: "the fresh sign-in is at an account linked to another wallet: a transaction is confirmed at a provider linked to this wallet",
+        });
+      });
+    });
+
+    it("honest: AuthorizeDelete mints the deletion record (its own typ, no claims) with an update bound to the version read", async function () {
+      await released(USERS.alice, ["email"]); // a release at app "a", at least
+      const del = await deleteAtUser(USERS.alice);
+      const res = await token.authorizeDelete(del.request);
+      const wallet = record("wallet", del.request.walletRecord);
+      expect(decodeProtectedHeader(res.deletion!.record).typ).to.equal(WALLET_DELETION_RECORD.typ);
+      const deletion = record("wallet", res.deletion!.record) as unknown as WalletDeletionRecord;
+      expect(deletion).to.not.have.property("claims");
+      expect(deletion.uid).to.equal(del.uid);
+      expect(deletion.subjects).to.deep.equal(wallet.subjects);
+      const stored = clients.flatMap((c) => {
+        const release = rows.get(releaseHash(lookupKey, del.uid, c.client_id));
+        return release ? [{ client_id: c.client_id, directed_id: record("release", release).directed_id }] : [];
+      });
+      expect(stored.length).to.be.greaterThan(0);
+      expect(deletion.releases).to.deep.equal(stored);
+      expect(grantOf(res.deletion!.grant)).to.include({ op: "update", kind: "wallet", hash: walletHash(lookupKey, del.uid), version: 1, digest: sha256(res.deletion!.record) });
+    });
+
+    describe("AuthorizeDelete refuses what would leave a record of the wallet behind, or is not this delete's", function () {
+      it("a session of another purpose: an account session, a login", async function () {
+        const account = await accountUser(USERS.alice);
+        const del = await deleteAtUser(USERS.alice);
+        expect(await refusal(token.authorizeDelete({ ...del.request, sessionToken: account.authorized.sessionToken }))).to.deep.equal({
+          code: Code.FailedPrecondition, message: "this step is a delete session's, and this is an account session",
+        });
+        const login = await returning(USERS.alice);
+        expect(await refusal(token.authorizeDelete({ ...del.request, sessionToken: login.user.sessionToken }))).to.deep.equal({
+          code: Code.FailedPrecondition, message: "this step is a delete session's, and this is a login session",
+        });
+      });
+
+      it("a release hidden, answered twice, or an app Token does not know", async function () {
+        const del = await deleteAtUser(USERS.alice);
+        const message = "releases must answer the release read of every registered app, each once";
+        expect(await refusal(token.authorizeDelete({ ...del.request, releases: del.request.releases.slice(1) }))).to.deep.equal({ code: Code.InvalidArgument, message });
+        expect(await refusal(token.authorizeDelete({ ...del.request, releases: [...del.request.releases, del.request.releases[0]!] }))).to.deep.equal({ code: Code.InvalidArgument, message });
+        const stranger = { ...del.request.releases[0]!, clientId: "app-unknown" } as ReleaseAnswer;
+        expect(await refusal(token.authorizeDelete({ ...del.request, releases: [...del.request.releases, stranger] }))).to.deep.equal({
+          code: Code.InvalidArgument, message: "a release answer names an app that is not registered",
+        });
+      });
+
+      it("Storage's answers to another session's reads: the account session's \"no record\", its wallet receipt", async function () {
+        const del = await deleteAtUser(USERS.bob); // Bob has released to no app: every answer is "no record"
+        const account = await accountUser(USERS.bob);
+        const theirs = await Promise.all(account.authorized.accountReleaseReads.map(async (read, i) => ({
+          clientId: clients[i]!.client_id, answer: { case: "errorToken" as const, value: await absent(read) },
+        }))) as ReleaseAnswer[];
+        expect(await refusal(token.authorizeDelete({ ...del.request, releases: theirs }))).to.deep.equal({
+          code: Code.PermissionDenied, message: "the error token does not answer this session's release read",
+        });
+        const walletReceipt = await receipt(account.authorized.walletRead, del.request.walletRecord);
+        expect(await refusal(token.authorizeDelete({ ...del.request, walletReceipt }))).to.deep.equal({
+          code: Code.PermissionDenied, message: "the wallet receipt does not show this wallet record stored for this session",
+        });
+      });
+
+      it("a second deletion record from one delete session", async function () {
+        const del = await deleteAtUser(USERS.bob);
+        const res = await token.authorizeDelete(del.request);
+        expect(await refusal(token.authorizeDelete({ ...del.request, sessionToken: res.sessionToken }))).to.deep.equal({
+          code: Code.FailedPrecondition, message: "this delete has minted its deletion record already: finish it",
+        });
+      });
+    });
+
+    describe("FinishDelete: the rest of the delete, from the deletion record as stored", function () {
+      it("honest: tombstones naming no one, then the releases, the subjects and the wallet", async function () {
+        await released(USERS.alice, ["email"]);
+        const del = await deleteAtUser(USERS.alice);
+        const res = await token.authorizeDelete(del.request);
+        const deletion = record("wallet", res.deletion!.record) as unknown as WalletDeletionRecord;
+        const finished = await token.finishDelete({ sessionToken: res.sessionToken, deletionRecord: res.deletion!.record, deletionReceipt: await receipt(res.deletion!.grant, res.deletion!.record) });
+        expect(finished.releases.map((r) => r.clientId)).to.deep.equal(deletion.releases.map((r) => r.client_id));
+        for (const [i, r] of finished.releases.entries()) {
+          const { client_id, directed_id } = deletion.releases[i]!;
+          const at = reservationHash(lookupKey, client_id, directed_id);
+          expect(grantOf(r.reservationRead)).to.include({ op: "read", kind: "reservation", hash: at });
+          expect(grantOf(r.tombstoneUpdate!.grant)).to.include({ op: "update", kind: "reservation", hash: at, digest: sha256(r.tombstoneUpdate!.record) });
+          expect(grantOf(r.tombstoneUpdate!.grant)).to.not.have.property("version");
+          expect(grantOf(r.tombstoneCreate!.grant)).to.include({ op: "create", kind: "reservation", hash: at, digest: sha256(r.tombstoneCreate!.record) });
+          expect(r.tombstoneCreate!.record).to.equal(r.tombstoneUpdate!.record);
+          const tombstone = record("reservation", r.tombstoneUpdate!.record);
+          expect(tombstone).to.include({ client_id, directed_id }).and.not.have.property("uid");
+          expect(grantOf(r.releaseDelete)).to.include({ op: "delete", kind: "release", hash: releaseHash(lookupKey, del.uid, client_id) });
+        }
+        expect(finished.subjectDeletes.map((g) => grantOf(g))).to.satisfy((gs: AccessClaims[]) => gs.every((g) => g.op === "delete" && g.kind === "subject"));
+        expect(finished.subjectDeletes.map((g) => g.hash)).to.deep.equal(deletion.subjects.map((s) => subjectHash(lookupKey, s.iss, s.sub)));
+        expect(grantOf(finished.walletDelete)).to.include({ op: "delete", kind: "wallet", hash: walletHash(lookupKey, del.uid) });
+      });
+
+      it("honest: any later sign-in that reads the deletion record where the wallet was finishes the delete", async function () {
+        const del = await deleteAtUser(USERS.bob);
+        const res = await token.authorizeDelete(del.request);
+        const login = await returning(USERS.bob);
+        // Storage holds the deletion record at the wallet's hash now; the login read it.
+        const deletionReceipt = await receipt(login.user.walletRead, res.deletion!.record);
+        const finished = await token.finishDelete({ sessionToken: login.user.sessionToken, deletionRecord: res.deletion!.record, deletionReceipt });
+        expect(grantOf(finished.walletDelete)).to.include({ op: "delete", kind: "wallet", hash: walletHash(lookupKey, del.uid) });
+      });
+
+      it("refuses a wallet as a deletion record, a receipt of any other grant, and another user's deletion record", async function () {
+        const del = await deleteAtUser(USERS.bob);
+        const res = await token.authorizeDelete(del.request);
+        const finish = (over: Partial<{ sessionToken: string; deletionRecord: string; deletionReceipt: string }>) =>
+          refusal(token.finishDelete({ sessionToken: res.sessionToken, deletionRecord: res.deletion!.record, deletionReceipt: "", ...over }));
+        // A plain wallet, even with a receipt of its own: never a deletion, so a login cannot be turned into a delete.
+        const login = await returning(USERS.bob);
+        const plain = await finish({ sessionToken: login.user.sessionToken, deletionRecord: login.walletRecord, deletionReceipt: login.walletReceipt });
+        expect(plain.code).to.equal(Code.Unauthenticated);
+        expect(plain.message).to.match(/typ/);
+        // The delete session's read receipt of the wallet is no receipt of its update.
+        expect(await finish({ deletionReceipt: await receipt(del.authorized.walletRead, res.deletion!.record) })).to.deep.equal({
+          code: Code.PermissionDenied, message: "the wallet receipt does not show this wallet record stored for this session",
+        });
+        // Alice's login, shown Bob's deletion record (even with a receipt of her own wallet read for it): not her user's.
+        const alice = await returning(USERS.alice);
+        expect(await finish({ sessionToken: alice.user.sessionToken, deletionReceipt: await receipt(alice.user.walletRead, res.deletion!.record) })).to.deep.equal({
+          code: Code.PermissionDenied, message: "the wallet deletion record is not this session's user's",
+        });
       });
     });
   });
