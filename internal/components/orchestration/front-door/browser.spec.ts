@@ -135,4 +135,50 @@ describe("a person logs in with a real browser (docs/design.md §6)", function (
       await rm(own, { recursive: true, force: true });
     }
   });
+  it("deleting the wallet through the pages, by keyboard: a fresh sign-in to confirm, then a new user with a new sub at the app", async function () {
+    // A browser of Carol's own.
+    const own = await mkdtemp(path.join(os.tmpdir(), "hello-chromium-"));
+    const context = await chromium.launchPersistentContext(own, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+    const subAtDemo = async (page: Page) => (await page.locator("dt:text-is('sub') + dd").textContent())!.trim();
+    /** The provider's form, which every account sign-in must show (prompt=login), filled in by keyboard. */
+    const signInAgain = async (page: Page) => {
+      await page.waitForURL((u) => u.port === new URL(mesh.devOp.issuer).port);
+      await page.getByLabel("Email").fill(USERS.carol.email);
+      await page.getByLabel("Password").fill(USERS.carol.password);
+      await page.getByLabel("Password").press("Enter");
+      await page.waitForURL((u) => u.origin === mesh.issuer);
+    };
+    try {
+      const page = await context.newPage();
+      const demoUrl = await toConsentPage(page, USERS.carol);
+      await page.getByRole("button", { name: "Allow" }).click();
+      await page.waitForURL(demoUrl);
+      const first = await subAtDemo(page);
+
+      await page.goto(`${mesh.issuer}/account`);
+      await page.getByRole("button", { name: "Continue with Dev OP" }).focus();
+      await page.keyboard.press("Enter");
+      await signInAgain(page);
+      expect(await page.getByRole("heading", { level: 1 }).textContent()).to.equal("Your wallet");
+      // The delete, by keyboard; the provider asks once more, for the delete itself.
+      await page.getByRole("button", { name: "Delete my wallet, confirming with Dev OP" }).focus();
+      await page.keyboard.press("Enter");
+      await signInAgain(page);
+      expect(await page.getByRole("heading", { level: 1 }).textContent()).to.equal("Your wallet is deleted");
+      if (process.env.HELLO_SCREENSHOTS) await page.screenshot({ path: path.join(process.env.HELLO_SCREENSHOTS, "deleted.png"), fullPage: true });
+
+      // At the app again: hello-mesh knows her no more, so it asks for consent, and the app sees a new user.
+      await page.goto(demoUrl);
+      await page.getByRole("button", { name: "Log out" }).click();
+      await page.getByRole("link", { name: "Log in with hello-mesh" }).click();
+      await page.waitForURL((u) => u.origin === mesh.issuer);
+      await page.getByRole("button", { name: "Allow" }).click();
+      await page.waitForURL(demoUrl);
+      const second = await subAtDemo(page);
+      expect(second).to.match(/^[A-Za-z0-9_-]{16,}$/).and.not.equal(first);
+    } finally {
+      await context.close();
+      await rm(own, { recursive: true, force: true });
+    }
+  });
 });

@@ -22,6 +22,7 @@ legend{padding:0 .25rem;font-weight:600}
 .claim input{flex:none;width:1.125rem;height:1.125rem;margin:.2rem 0 0;accent-color:var(--accent)}
 .claim label{overflow-wrap:break-word;min-width:0}
 .actions{display:flex;flex-direction:column;gap:.625rem}
+form{margin:0 0 1rem}
 dt{font-weight:600}
 dd{margin:0 0 .75rem;overflow-wrap:anywhere}
 button{width:100%;min-height:2.75rem;padding:.625rem 1rem;font:inherit;font-weight:600;color:var(--text);background:var(--card);border:1px solid var(--line);border-radius:8px;cursor:pointer}
