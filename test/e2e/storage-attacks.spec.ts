@@ -20,7 +20,7 @@ import { COMPONENTS, type Component } from "../../internal/protocol/identity.js"
 import { loadComponentConfig } from "../../internal/config/component-config.js";
 import { ConfigError } from "../../internal/config/errors.js";
 import { DEFAULT_DEV_USERS, type DevUser } from "../../internal/dev/devop/dev-op.js";
-import type { AccessGrant } from "../../internal/gen/hello/token/v1/token_service_pb.js";
+import { type AccessGrant, TransactionKind } from "../../internal/gen/hello/token/v1/token_service_pb.js";
 import { isLostCreateRace } from "../../internal/components/orchestration/login-driver.js";
 import { type ProtocolMesh, APPS, USERS, appRequest, startProtocolMesh } from "../support/protocol-mesh.js";
 import { verify } from "../../internal/protocol/jws.js";
@@ -188,6 +188,74 @@ describe("what Storage and its database can learn or do (docs/design.md §5), on
     return Object.fromEntries(rows.map((r) => [r.kind, Number(r.n)]));
   }
 
+  /** Every hash a user's records are kept under: their subject, wallet and releases at apps a and b; and the reservations of their directed ids. */
+  function hashesOf(name: "alice" | "bob") {
+    const k = mesh.lookupKey;
+    return {
+      owned: [
+        subjectHash(k, mesh.devOp.issuer, USERS[name].sub),
+        walletHash(k, uid[name]!),
+        ...[APPS.a, APPS.b].map((app) => releaseHash(k, uid[name]!, app.client_id)),
+      ],
+      reservations: (["a", "b"] as const).map((app) => reservationHash(k, APPS[app]!.client_id, directed[name]![app]!)),
+    };
+  }
+
+  /** The whole database as an attacker with a copy of it reads it: pg_dump (COPY and INSERT form), and SELECT * of every table in every bytea output. */
+  async function dumpEverything() {
+    const url = mesh.postgres!.url;
+    const pgDump = await pgDumpBinary();
+    const dumps: string[] = [];
+    for (const extra of [[], ["--column-inserts"]]) {
+      const { stdout } = await run(pgDump, ["--no-password", ...extra, "--dbname", url], { maxBuffer: 64 * 1024 * 1024 });
+      dumps.push(stdout);
+    }
+    const { rows: tables } = await db.query<{ name: string }>(
+      "SELECT format('%I.%I', schemaname, tablename) AS name FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
+    );
+    expect(tables.map((t) => t.name)).to.include.members(["public.records", "public.spent_token_ids"]);
+    const selected: string[] = [];
+    for (const { name } of tables) {
+      const { rows } = await db.query<Record<string, unknown>>(`SELECT * FROM ${name}`);
+      for (const r of rows) {
+        selected.push(Object.values(r).map((v) => (Buffer.isBuffer(v) ? v.toString("latin1") : String(v))).join("\t"));
+      }
+      for (const output of ["hex", "escape"]) {
+        await db.query(`SET bytea_output = '${output}'`);
+        const { rows: text } = await db.query<{ t: string }>(`SELECT t::text AS t FROM ${name} t`);
+        selected.push(...text.map((r) => r.t));
+      }
+      await db.query("RESET bytea_output");
+    }
+    return { dumps, haystack: [...dumps, ...selected].join("\n") };
+  }
+
+  /** Every identifier, claim and email of the users, each searched in `haystack` in every encoding: those found. */
+  function foundIn(haystack: string) {
+    const sensitive: Record<string, string> = {
+      "alice's upstream sub": USERS.alice.sub,
+      "bob's upstream sub": USERS.bob.sub,
+      "the upstream issuer": mesh.devOp.issuer,
+      "the upstream issuer's host": new URL(mesh.devOp.issuer).host,
+      "alice's email": USERS.alice.email,
+      "bob's email": USERS.bob.email,
+      "alice's name": USERS.alice.name,
+      "bob's name": USERS.bob.name,
+      "alice's picture": USERS.alice.picture!,
+      "alice's user id": uid.alice!,
+      "bob's user id": uid.bob!,
+      "app a's redirect_uri": APPS.a.redirect_uri,
+    };
+    for (const app of Object.values(APPS)) sensitive[`the client_id ${app.client_id}`] = app.client_id;
+    for (const name of ["alice", "bob"] as const) {
+      for (const app of ["a", "b"] as const) sensitive[`${name}'s directed id at ${app}`] = directed[name]![app]!;
+    }
+    expect(new Set(Object.values(sensitive)).size, "every value is distinct").to.equal(Object.keys(sensitive).length);
+    return Object.entries(sensitive)
+      .map(([label, value]) => ({ label, encodings: findValue(haystack, value) }))
+      .filter((f) => f.encodings.length > 0);
+  }
+
   before(async function () {
     mesh = await startProtocolMesh({ database: "postgres" });
     db = new pg.Client({ connectionString: mesh.postgres!.url });
@@ -231,46 +299,13 @@ describe("what Storage and its database can learn or do (docs/design.md §5), on
     });
 
     it("pg_dump and SELECT * of every table hold only keyed hashes and ciphertext: no sub, issuer, email, name, user id, directed id or client_id", async function () {
-      const url = mesh.postgres!.url;
-      // The real pg_dump, everything (schema and data), in COPY and in INSERT form.
-      const pgDump = await pgDumpBinary();
-      const dumps: string[] = [];
-      for (const extra of [[], ["--column-inserts"]]) {
-        const { stdout } = await run(pgDump, ["--no-password", ...extra, "--dbname", url], { maxBuffer: 64 * 1024 * 1024 });
-        dumps.push(stdout);
-      }
-      // SELECT * of every table: raw bytes, and rows as text with bytea in hex and escape output.
-      const { rows: tables } = await db.query<{ name: string }>(
-        "SELECT format('%I.%I', schemaname, tablename) AS name FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
-      );
-      expect(tables.map((t) => t.name)).to.include.members(["public.records", "public.spent_token_ids"]);
-      const selected: string[] = [];
-      for (const { name } of tables) {
-        const { rows } = await db.query<Record<string, unknown>>(`SELECT * FROM ${name}`);
-        for (const r of rows) {
-          selected.push(Object.values(r).map((v) => (Buffer.isBuffer(v) ? v.toString("latin1") : String(v))).join("\t"));
-        }
-        for (const output of ["hex", "escape"]) {
-          await db.query(`SET bytea_output = '${output}'`);
-          const { rows: text } = await db.query<{ t: string }>(`SELECT t::text AS t FROM ${name} t`);
-          selected.push(...text.map((r) => r.t));
-        }
-        await db.query("RESET bytea_output");
-      }
-      const haystack = [...dumps, ...selected].join("\n");
+      const { dumps, haystack } = await dumpEverything();
 
       // Honest twin: the dump is not empty; it holds exactly the rows the logins made.
       const counts = await countByKind();
       // 2 users × (subject + wallet) + 2 × 2 releases, each release's directed id reserved
       expect(counts).to.deep.equal({ subject: 2, wallet: 2, release: 4, reservation: 4 });
-      const expectedHashes = [
-        subjectHash(mesh.lookupKey, mesh.devOp.issuer, USERS.alice.sub),
-        subjectHash(mesh.lookupKey, mesh.devOp.issuer, USERS.bob.sub),
-        walletHash(mesh.lookupKey, uid.alice!),
-        walletHash(mesh.lookupKey, uid.bob!),
-        ...(["alice", "bob"] as const).flatMap((n) => [APPS.a, APPS.b].map((app) => releaseHash(mesh.lookupKey, uid[n]!, app.client_id))),
-        ...(["alice", "bob"] as const).flatMap((n) => (["a", "b"] as const).map((app) => reservationHash(mesh.lookupKey, APPS[app]!.client_id, directed[n]![app]!))),
-      ];
+      const expectedHashes = (["alice", "bob"] as const).flatMap((n) => [...hashesOf(n).owned, ...hashesOf(n).reservations]);
       const { rows: stored } = await db.query<{ hash: string; ciphertext: Buffer }>("SELECT hash, ciphertext FROM records");
       expect(stored.map((r) => r.hash)).to.have.members(expectedHashes);
       const { rows: spent } = await db.query<{ n: string }>("SELECT count(*) AS n FROM spent_token_ids");
@@ -283,29 +318,7 @@ describe("what Storage and its database can learn or do (docs/design.md §5), on
       }
 
       // The attack: every identifier, claim and email, in every encoding.
-      const sensitive: Record<string, string> = {
-        "alice's upstream sub": USERS.alice.sub,
-        "bob's upstream sub": USERS.bob.sub,
-        "the upstream issuer": mesh.devOp.issuer,
-        "the upstream issuer's host": new URL(mesh.devOp.issuer).host,
-        "alice's email": USERS.alice.email,
-        "bob's email": USERS.bob.email,
-        "alice's name": USERS.alice.name,
-        "bob's name": USERS.bob.name,
-        "alice's picture": USERS.alice.picture!,
-        "alice's user id": uid.alice!,
-        "bob's user id": uid.bob!,
-        "app a's redirect_uri": APPS.a.redirect_uri,
-      };
-      for (const app of Object.values(APPS)) sensitive[`the client_id ${app.client_id}`] = app.client_id;
-      for (const name of ["alice", "bob"] as const) {
-        for (const app of ["a", "b"] as const) sensitive[`${name}'s directed id at ${app}`] = directed[name]![app]!;
-      }
-      expect(new Set(Object.values(sensitive)).size, "every value is distinct").to.equal(Object.keys(sensitive).length);
-      const found = Object.entries(sensitive)
-        .map(([label, value]) => ({ label, encodings: findValue(haystack, value) }))
-        .filter((f) => f.encodings.length > 0);
-      expect(found, "values found in the dump").to.deep.equal([]);
+      expect(foundIn(haystack), "values found in the dump").to.deep.equal([]);
     });
   });
 
@@ -753,6 +766,37 @@ describe("what Storage and its database can learn or do (docs/design.md §5), on
         [...forbidden].filter(([value]) => r.everything.includes(value)).map(([, kind]) => `${r.what}: ${kind} in "${r.message}"`),
       );
       expect(leaks).to.deep.equal([]);
+    });
+  });
+  // --- last: a delete, then the dump again ------------------------------------------------
+
+  describe("after a delete (issue 13): no record of the wallet is left but its anonymous tombstones, and the dump still reveals nothing", function () {
+    it("alice deletes her wallet: her subject, wallet and releases are gone (counted by hash), her reservations stay as tombstones, bob's rows are untouched, and no value is found", async function () {
+      const before = await db.query<{ hash: string; version: string }>("SELECT hash, version FROM records");
+      const versionBefore = new Map(before.rows.map((r) => [r.hash, Number(r.version)]));
+      const alice = hashesOf("alice");
+      for (const h of alice.owned) expect(versionBefore.has(h), "alice's records are there before").to.equal(true);
+
+      // The account page's sign-in, then the delete's own forced fresh sign-in, through the driver.
+      const began = Date.now();
+      const account = await mesh.driver.startAccount("dev");
+      const view = (await mesh.driver.openAccount(account.sessionToken, began, await mesh.upstreamLogin(USERS.alice, account.upstreamNonce, { prompt: "login" })))!;
+      expect(view.uid).to.equal(uid.alice);
+      const deleting = Date.now();
+      const tx = await mesh.driver.beginTransaction(view.sessionToken, TransactionKind.DELETE, "dev");
+      await mesh.driver.deleteWallet(tx.sessionToken, deleting, await mesh.upstreamLogin(USERS.alice, tx.upstreamNonce, { prompt: "login" }), view.uid);
+
+      const { dumps, haystack } = await dumpEverything();
+      const after = await db.query<{ hash: string; version: string }>("SELECT hash, version FROM records");
+      const versionAfter = new Map(after.rows.map((r) => [r.hash, Number(r.version)]));
+      expect(alice.owned.filter((h) => versionAfter.has(h)), "none of alice's subject, wallet or releases").to.deep.equal([]);
+      for (const dump of dumps) for (const h of alice.owned) expect(dump.includes(h), "no deleted hash in pg_dump").to.equal(false);
+      // Her reservations, each written over once more: a tombstone that names no one.
+      for (const h of alice.reservations) expect(versionAfter.get(h)).to.equal(versionBefore.get(h)! + 1);
+      // Everything else is as it was: bob's rows, and what the other tests left.
+      for (const [h, v] of versionBefore) if (!alice.owned.includes(h) && !alice.reservations.includes(h)) expect(versionAfter.get(h)).to.equal(v);
+      expect(after.rows.length).to.equal(before.rows.length - alice.owned.length);
+      expect(foundIn(haystack), "values found in the dump").to.deep.equal([]);
     });
   });
 });
