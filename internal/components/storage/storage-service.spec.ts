@@ -51,7 +51,13 @@ async function storeWithSql() {
     return { rows: result.rows, rowCount: result.affectedRows ?? 0 };
   };
   await migrate(query);
-  return { store: sqlRecordStore({ query, close: () => db.close() }), sql: query };
+  const transaction = <T>(work: (tx: { query: typeof query }) => Promise<T>) => db.transaction((tx) => work({
+    query: async <R>(sql: string, params: readonly unknown[] = []) => {
+      const result = await tx.query<R>(sql, [...params]);
+      return { rows: result.rows, rowCount: result.affectedRows ?? 0 };
+    },
+  }));
+  return { store: sqlRecordStore({ query, transaction, close: () => db.close() }), sql: query, transaction };
 }
 
 describe("Storage's service, rule by rule, in memory", function () {
@@ -322,7 +328,7 @@ describe("Storage's service, rule by rule, in memory", function () {
     const taken = newHash();
     await store.create({ hash: taken, kind: "release", digest: sha256("r"), ...sealed() });
     // A store closed under Storage (its database gone): the same statements, refused.
-    const closed = sqlRecordStore({ query: sql, close: async () => {} });
+    const closed = sqlRecordStore({ query: sql, transaction: async () => expect.fail("no transaction on a closed store"), close: async () => {} });
     await closed.close();
     const dead = createClient(StorageService, inMemory(storageRoutes({ store: closed, tokenKeys: () => tokenKeys, errorKey: signing.error, receiptKey: signing.receipt, now: () => NOW }), storageErrors));
     const reused = await grant("delete", "release", taken);

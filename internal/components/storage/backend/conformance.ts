@@ -224,6 +224,86 @@ export function recordStoreConformance(
       });
     });
 
+    describe("writeBatch: several writes, all or none", function () {
+      const content = () => ({ keyId: "k2", ciphertext: randomBytes(32), digest: randomDigest() });
+      const fresh = (kind: RecordKindName = "release"): NewRow => ({ hash: randomHash(), kind, keyId: "k1", ciphertext: randomBytes(48), digest: randomDigest() });
+
+      it("does every write, in one transaction: creates, an update at its version, a delete; returns what each wrote", async function () {
+        const wallet = await createRow({ kind: "wallet" });
+        const gone = await createRow();
+        const [release, reservation] = [fresh("release"), fresh("reservation")];
+        const next = content();
+        const written = await store.writeBatch([
+          { op: "update", hash: wallet.hash, kind: "wallet", expectedVersion: 1, next },
+          { op: "create", row: reservation },
+          { op: "create", row: release },
+          { op: "delete", hash: gone.hash, kind: "subject", expectedVersion: 1 },
+        ]);
+        expect(written.map((r) => r?.version)).to.deep.equal([2, 1, 1, undefined]);
+        expect((await store.read(wallet.hash, "wallet")).digest).to.equal(next.digest);
+        expectBytes((await store.read(release.hash, "release")).ciphertext, release.ciphertext);
+        expect((await store.read(reservation.hash, "reservation")).version).to.equal(1);
+        await expectStorageError(store.read(gone.hash, "subject"), NotFoundError, "not_found", gone.hash);
+      });
+
+      it("a write that fails undoes the writes before it: a version conflict, an existing row, a missing row; the error names the write's place, not its row", async function () {
+        const wallet = await createRow({ kind: "wallet" });
+        const taken = await createRow({ kind: "reservation" });
+        const cases: Array<[string, () => Parameters<RecordStore["writeBatch"]>[0], new (message: string) => StorageError, StorageErrorCode, string]> = [
+          ["a wallet update at a version it is no longer at", () => [
+            { op: "create", row: fresh() },
+            { op: "update", hash: wallet.hash, kind: "wallet", expectedVersion: 2, next: content() },
+          ], VersionConflictError, "version_conflict", "write 2 of 2: "],
+          ["a create of a row that exists", () => [
+            { op: "update", hash: wallet.hash, kind: "wallet", expectedVersion: 1, next: content() },
+            { op: "create", row: { ...fresh("reservation"), hash: taken.hash } },
+            { op: "create", row: fresh() },
+          ], AlreadyExistsError, "already_exists", "write 2 of 3: "],
+          ["a delete of a missing row", () => [
+            { op: "update", hash: wallet.hash, kind: "wallet", expectedVersion: 1, next: content() },
+            { op: "delete", hash: randomHash(), kind: "subject" },
+          ], NotFoundError, "not_found", "write 2 of 2: "],
+        ];
+        for (const [what, writes, errorClass, code, prefix] of cases) {
+          const batch = writes();
+          const error = await caught(store.writeBatch(batch));
+          expectErrorValue(error, errorClass, code, wallet.hash);
+          expect((error as Error).message, what).to.match(new RegExp(`^${prefix}`));
+          // Nothing of the batch is left: the wallet as it was, no row created.
+          expectSameRow(await store.read(wallet.hash, "wallet"), wallet);
+          for (const w of batch) if (w.op === "create" && w.row.hash !== taken.hash) await expectStorageError(store.read(w.row.hash, w.row.kind), NotFoundError, "not_found", w.row.hash);
+        }
+        expectSameRow(await store.read(taken.hash, "reservation"), taken);
+      });
+
+      it("two batches that update one row at one version: one lands, the other is a version conflict and writes nothing", async function () {
+        const wallet = await createRow({ kind: "wallet" });
+        const [a, b] = [fresh(), fresh()];
+        const results = await Promise.allSettled([a, b].map((row) => store.writeBatch([
+          { op: "update", hash: wallet.hash, kind: "wallet", expectedVersion: 1, next: content() },
+          { op: "create", row },
+        ])));
+        expect(results.map((r) => r.status).sort()).to.deep.equal(["fulfilled", "rejected"]);
+        const lost = results.findIndex((r) => r.status === "rejected");
+        expectErrorValue((results[lost] as PromiseRejectedResult).reason, VersionConflictError, "version_conflict", wallet.hash);
+        await expectStorageError(store.read([a, b][lost]!.hash, "release"), NotFoundError, "not_found", [a, b][lost]!.hash);
+        expect((await store.read([a, b][1 - lost]!.hash, "release")).version).to.equal(1);
+        expect((await store.read(wallet.hash, "wallet")).version).to.equal(2);
+      });
+
+      it("refuses an empty batch, one too large, two writes of one row, and a bad write, before the database is touched", async function () {
+        const row = fresh();
+        await expectEachInvalid([
+          ["empty", store.writeBatch([])],
+          ["too many", store.writeBatch(Array.from({ length: 65 }, () => ({ op: "create" as const, row: fresh() })))],
+          ["one row twice", store.writeBatch([{ op: "create", row }, { op: "delete", hash: row.hash, kind: "release" }])],
+          ["a bad hash", store.writeBatch([{ op: "create", row: { ...row, hash: "not a hash!" } }])],
+          ["a bad version", store.writeBatch([{ op: "update", hash: row.hash, kind: "release", expectedVersion: 0, next: content() }])],
+        ], row.hash);
+        await expectStorageError(store.read(row.hash, "release"), NotFoundError, "not_found", row.hash);
+      });
+    });
+
     describe("spent token ids", function () {
       const inAnHour = () => new Date(Date.now() + 3600_000);
 

@@ -3,9 +3,9 @@
 //
 // PGlite is one backend with one session. Its query() and exec() each take an internal
 // mutex (see BasePGlite: query → _runExclusiveTransaction → _runExclusiveQuery), so
-// concurrent calls from this process are queued and run one at a time; no statement here
-// spans more than one call, so no locking of our own is needed. Because there is one
-// session, this backend is also trivially linearizable.
+// concurrent calls from this process are queued and run one at a time, and a
+// transaction() holds the session for all its statements; so no locking of our own is
+// needed. Because there is one session, this backend is also trivially linearizable.
 //
 // A data directory must be used by one process at a time: PGlite does not take
 // PostgreSQL's postmaster.pid lock against a second process, so we take our own.
@@ -51,6 +51,31 @@ export async function openPGliteStore(options: { dataDir?: string }): Promise<Re
         throw sanitizeDatabaseError(error, BACKEND);
       }
     },
+    async transaction<T>(work: (tx: { query<R>(sql: string, params: readonly unknown[]): Promise<SqlResult<R>> }) => Promise<T>): Promise<T> {
+      timeLeftForStatement(Number.POSITIVE_INFINITY);
+      let failed: unknown;
+      try {
+        return await db.transaction(async (tx) => {
+          try {
+            return await work({
+              async query<R>(sql: string, params: readonly unknown[]) {
+                timeLeftForStatement(Number.POSITIVE_INFINITY);
+                try {
+                  return toResult(await tx.query<R>(sql, [...params]));
+                } catch (error) {
+                  throw sanitizeDatabaseError(error, BACKEND);
+                }
+              },
+            });
+          } catch (error) {
+            failed = error; // work's own error, which the rollback must not replace
+            throw error;
+          }
+        });
+      } catch (error) {
+        throw failed ?? sanitizeDatabaseError(error, BACKEND);
+      }
+    },
     close: async () => {
       await db.close();
       await unlock();
@@ -60,8 +85,11 @@ export async function openPGliteStore(options: { dataDir?: string }): Promise<Re
 }
 
 async function run<T>(db: PGlite, sql: string, params: readonly unknown[] = []): Promise<SqlResult<T>> {
-  const result = await db.query<T>(sql, [...params]);
-  return { rows: result.rows, rowCount: result.rowCount ?? result.affectedRows ?? 0 };
+  return toResult(await db.query<T>(sql, [...params]));
+}
+
+function toResult<T>(result: Awaited<ReturnType<PGlite["query"]>> & { rows: T[] }): SqlResult<T> {
+  return { rows: result.rows, rowCount: (result as { rowCount?: number }).rowCount ?? result.affectedRows ?? 0 };
 }
 
 async function openDatabase(dataDir: string | undefined): Promise<PGlite> {

@@ -60,6 +60,37 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
         throw translate(error);
       }
     },
+    async transaction<T>(work: (tx: { query<R>(sql: string, params: readonly unknown[]): Promise<SqlResult<R>> }) => Promise<T>): Promise<T> {
+      let client: pg.PoolClient;
+      try {
+        timeLeftForStatement(statementTimeoutMs + 1000);
+        client = await pool.connect();
+      } catch (error) {
+        throw translate(error);
+      }
+      const run = async <R>(sql: string, params: readonly unknown[] = []) => {
+        try {
+          const query_timeout = timeLeftForStatement(statementTimeoutMs + 1000);
+          const result = await client.query({ text: sql, values: [...params], query_timeout } as pg.QueryConfig);
+          return { rows: result.rows as R[], rowCount: result.rowCount ?? 0 };
+        } catch (error) {
+          throw translate(error);
+        }
+      };
+      let broken = false;
+      try {
+        await run("BEGIN");
+        const result = await work({ query: run });
+        await run("COMMIT");
+        return result;
+      } catch (error) {
+        // A connection that failed mid-transaction may be in any state: it is not reused.
+        broken = await client.query("ROLLBACK").then(() => false, () => true);
+        throw error;
+      } finally {
+        client.release(broken);
+      }
+    },
     close: () => pool.end(),
   };
 

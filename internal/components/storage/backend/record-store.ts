@@ -72,6 +72,15 @@ export interface KeyUsage {
   previousWrappings: number;
 }
 
+/** One write of a batch (RecordStore.writeBatch), as the single-row calls take it. */
+export type BatchWrite =
+  | { op: "create"; row: NewRow }
+  | { op: "update"; hash: string; kind: RecordKindName; expectedVersion: number; next: { keyId: string; wrappedKey?: Uint8Array; ciphertext: Uint8Array; digest: string } }
+  | { op: "delete"; hash: string; kind: RecordKindName; expectedVersion?: number };
+
+/** The most writes one batch may hold. */
+export const MAX_BATCH_WRITES = 64;
+
 export interface RecordStore {
   /** Insert only if no row has this hash. Throws AlreadyExistsError otherwise. Linearizable. */
   create(row: NewRow): Promise<StoredRow>;
@@ -93,6 +102,14 @@ export interface RecordStore {
   setLegacyDigest(hash: string, kind: RecordKindName, expectedVersion: number, digest: string): Promise<StoredRow>;
   /** Delete; if expectedVersion given, only at that version. NotFoundError / VersionConflictError. */
   delete(hash: string, kind: RecordKindName, expectedVersion?: number): Promise<void>;
+  /**
+   * Several creates, updates and deletes, each with the single-row call's rules, in one
+   * database transaction: all are done, or (when one fails) none. Each names another row;
+   * 1 to MAX_BATCH_WRITES of them. Returns the row each create or update wrote (undefined
+   * for a delete). A failure is the failed write's own error, its message prefixed with
+   * its position ("write 2 of 3: ...").
+   */
+  writeBatch(writes: readonly BatchWrite[]): Promise<Array<StoredRow | undefined>>;
   /** Record that a single-use token id (jti) was spent, until expiresAt. Throws TokenReusedError if it was already spent. Atomic across replicas. */
   spendTokenId(jti: string, expiresAt: Date): Promise<void>;
   /** Delete spent token ids whose expiresAt < now; returns how many. */

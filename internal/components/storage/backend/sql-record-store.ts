@@ -12,7 +12,8 @@ import {
   VersionConflictError,
 } from "./errors.js";
 import { RECORD_KINDS } from "./record-store.js";
-import type { KeyUsage, NewRow, RecordKindName, RecordStore, RowKey, StoredRow } from "./record-store.js";
+import { MAX_BATCH_WRITES } from "./record-store.js";
+import type { BatchWrite, KeyUsage, NewRow, RecordKindName, RecordStore, RowKey, StoredRow } from "./record-store.js";
 import { SQL } from "./schema.js";
 import type { DbKeyCountRow, DbPreviousCountRow, DbRecordKeyRow, DbRecordRow } from "./schema.js";
 
@@ -43,9 +44,18 @@ export interface SqlResult<T> {
  * for a database that cannot answer) or plain Errors of their own making: never a driver
  * error, since those carry the query parameters (hashes, ciphertext) in their fields.
  */
-export interface SqlExecutor {
-  query<T>(sql: string, params: readonly unknown[]): Promise<SqlResult<T>>;
+export interface SqlExecutor extends SqlSession {
+  /**
+   * Runs `work` in one transaction, on one session: its statements commit together, or,
+   * when `work` throws, not at all (and `work`'s error is what this throws).
+   */
+  transaction<T>(work: (tx: SqlSession) => Promise<T>): Promise<T>;
   close(): Promise<void>;
+}
+
+/** Where a statement runs: the executor itself, or one transaction of it. */
+export interface SqlSession {
+  query<T>(sql: string, params: readonly unknown[]): Promise<SqlResult<T>>;
 }
 
 /** The SQLSTATE of a database error, if it has one. */
@@ -97,8 +107,8 @@ export function sqlRecordStore(db: SqlExecutor): RecordStore {
   }
 
   /** After a compare-and-set matched no row: was it absent, or at another version (or, `orWhat`, in another state)? */
-  async function missOrConflict(hash: string, kind: RecordKindName, orWhat = ""): Promise<StorageError> {
-    const { rows } = await db.query<{ version: unknown }>(SQL.exists, [hash, kind]);
+  async function missOrConflict(hash: string, kind: RecordKindName, orWhat = "", q: SqlSession = db): Promise<StorageError> {
+    const { rows } = await q.query<{ version: unknown }>(SQL.exists, [hash, kind]);
     return rows.length === 0
       ? notFound(kind)
       : new VersionConflictError(`the ${kind} record for this key is not at the expected version${orWhat}`);
@@ -114,25 +124,32 @@ export function sqlRecordStore(db: SqlExecutor): RecordStore {
     }
   }
 
+  async function createRow(q: SqlSession, row: NewRow): Promise<StoredRow> {
+    const { rows } = await q.query<DbRecordRow>(SQL.create, [row.hash, row.kind, row.keyId, row.wrappedKey ?? null, row.ciphertext, row.digest]);
+    // Not naming the kind: the existing row may be of another kind.
+    if (rows[0] === undefined) throw new AlreadyExistsError("a record already exists for this key");
+    return toStoredRow(rows[0]);
+  }
+
+  async function updateRow(q: SqlSession, hash: string, kind: RecordKindName, expectedVersion: number, next: UpdateContent): Promise<StoredRow> {
+    const { rows } = await q.query<DbRecordRow>(SQL.update, [hash, kind, expectedVersion, next.keyId, next.wrappedKey ?? null, next.ciphertext, next.digest]);
+    if (rows[0] === undefined) throw await missOrConflict(hash, kind, "", q);
+    return toStoredRow(rows[0]);
+  }
+
+  async function deleteRow(q: SqlSession, hash: string, kind: RecordKindName, expectedVersion: number | undefined): Promise<void> {
+    const { rowCount } =
+      expectedVersion === undefined
+        ? await q.query(SQL.delete, [hash, kind])
+        : await q.query(SQL.deleteAtVersion, [hash, kind, expectedVersion]);
+    if (rowCount === 0) throw await missOrConflict(hash, kind, "", q);
+  }
+
   return {
     async create(row: NewRow): Promise<StoredRow> {
-      checkHash(row.hash);
-      checkKind(row.kind);
-      checkContent(row);
+      checkCreate(row);
       checkOpen();
-      const { rows } = await db.query<DbRecordRow>(SQL.create, [
-        row.hash,
-        row.kind,
-        row.keyId,
-        row.wrappedKey ?? null,
-        row.ciphertext,
-        row.digest,
-      ]);
-      if (rows[0] === undefined) {
-        // Not naming the kind: the existing row may be of another kind.
-        throw new AlreadyExistsError("a record already exists for this key");
-      }
-      return toStoredRow(rows[0]);
+      return createRow(db, row);
     },
 
     async read(hash: string, kind: RecordKindName): Promise<StoredRow> {
@@ -145,22 +162,9 @@ export function sqlRecordStore(db: SqlExecutor): RecordStore {
     },
 
     async update(hash, kind, expectedVersion, next): Promise<StoredRow> {
-      checkHash(hash);
-      checkKind(kind);
-      checkVersion(expectedVersion);
-      checkContent(next);
+      checkUpdate(hash, kind, expectedVersion, next);
       checkOpen();
-      const { rows } = await db.query<DbRecordRow>(SQL.update, [
-        hash,
-        kind,
-        expectedVersion,
-        next.keyId,
-        next.wrappedKey ?? null,
-        next.ciphertext,
-        next.digest,
-      ]);
-      if (rows[0] === undefined) throw await missOrConflict(hash, kind);
-      return toStoredRow(rows[0]);
+      return updateRow(db, hash, kind, expectedVersion, next);
     },
 
     async setLegacyDigest(hash, kind, expectedVersion, digest): Promise<StoredRow> {
@@ -175,15 +179,38 @@ export function sqlRecordStore(db: SqlExecutor): RecordStore {
     },
 
     async delete(hash, kind, expectedVersion): Promise<void> {
-      checkHash(hash);
-      checkKind(kind);
-      if (expectedVersion !== undefined) checkVersion(expectedVersion);
+      checkDelete(hash, kind, expectedVersion);
       checkOpen();
-      const { rowCount } =
-        expectedVersion === undefined
-          ? await db.query(SQL.delete, [hash, kind])
-          : await db.query(SQL.deleteAtVersion, [hash, kind, expectedVersion]);
-      if (rowCount === 0) throw await missOrConflict(hash, kind);
+      await deleteRow(db, hash, kind, expectedVersion);
+    },
+
+    async writeBatch(writes: readonly BatchWrite[]): Promise<Array<StoredRow | undefined>> {
+      if (!Array.isArray(writes) || writes.length < 1 || writes.length > MAX_BATCH_WRITES) {
+        throw new InvalidArgumentError(`a batch must hold 1 to ${MAX_BATCH_WRITES} writes`);
+      }
+      const hashes = new Set<string>();
+      for (const [i, w] of writes.entries()) {
+        at(i, writes.length, () => {
+          if (w.op === "create") checkCreate(w.row);
+          else if (w.op === "update") checkUpdate(w.hash, w.kind, w.expectedVersion, w.next);
+          else if (w.op === "delete") checkDelete(w.hash, w.kind, w.expectedVersion);
+          else throw new InvalidArgumentError("op must be create, update or delete");
+        });
+        const hash = w.op === "create" ? w.row.hash : w.hash;
+        if (hashes.has(hash)) throw new InvalidArgumentError("each write of a batch must name another record");
+        hashes.add(hash);
+      }
+      checkOpen();
+      return db.transaction(async (tx) => {
+        const written: Array<StoredRow | undefined> = [];
+        for (const [i, w] of writes.entries()) {
+          written.push(await atAsync(i, writes.length, () =>
+            w.op === "create" ? createRow(tx, w.row)
+              : w.op === "update" ? updateRow(tx, w.hash, w.kind, w.expectedVersion, w.next)
+              : deleteRow(tx, w.hash, w.kind, w.expectedVersion).then(() => undefined)));
+        }
+        return written;
+      });
     },
 
     async spendTokenId(jti: string, expiresAt: Date): Promise<void> {
@@ -295,6 +322,50 @@ export function sqlRecordStore(db: SqlExecutor): RecordStore {
       await db.close();
     },
   };
+}
+
+type UpdateContent = { keyId: string; wrappedKey?: Uint8Array; ciphertext: Uint8Array; digest: string };
+
+function checkCreate(row: NewRow): void {
+  checkHash(row.hash);
+  checkKind(row.kind);
+  checkContent(row);
+}
+
+function checkUpdate(hash: string, kind: RecordKindName, expectedVersion: number, next: UpdateContent): void {
+  checkHash(hash);
+  checkKind(kind);
+  checkVersion(expectedVersion);
+  checkContent(next);
+}
+
+function checkDelete(hash: string, kind: RecordKindName, expectedVersion: number | undefined): void {
+  checkHash(hash);
+  checkKind(kind);
+  if (expectedVersion !== undefined) checkVersion(expectedVersion);
+}
+
+/** A StorageError of write `i` of a batch of `n`, saying which: the same error, its message prefixed with the write's position. */
+function positioned(i: number, n: number, error: unknown): unknown {
+  if (!(error instanceof StorageError) || error.code === "unavailable") return error;
+  const ErrorClass = error.constructor as new (message: string) => StorageError;
+  return new ErrorClass(`write ${i + 1} of ${n}: ${error.message}`);
+}
+
+function at(i: number, n: number, check: () => void): void {
+  try {
+    check();
+  } catch (error) {
+    throw positioned(i, n, error);
+  }
+}
+
+async function atAsync<T>(i: number, n: number, write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
+  } catch (error) {
+    throw positioned(i, n, error);
+  }
 }
 
 function notFound(kind: RecordKindName): NotFoundError {
