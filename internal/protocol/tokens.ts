@@ -3,6 +3,7 @@
 // of the component that made it and of the one that consumes it), and a key of its
 // own purpose.
 
+import { decodeJwt } from "jose";
 import { identityUri } from "./identity.js";
 import { RecordKind } from "../gen/hello/common/v1/record_pb.js";
 import type { RecordKindName } from "./records.js";
@@ -105,6 +106,21 @@ export function wrongOperation(claimed: unknown, needed: Operation): string {
   // The claim is the token's content: a value that is no operation is not repeated back.
   const named = (OPERATIONS as readonly unknown[]).includes(claimed) ? (claimed as Operation) : "no known operation";
   return `the access token grants ${named}, not ${needed}`;
+}
+
+/**
+ * The write an Access Token claims (create, update or delete), read before it is
+ * verified: only to choose which check to verify it with, which checks the op again
+ * with the signature.
+ */
+export function writeOpOf(accessToken: string): "create" | "update" | "delete" | undefined {
+  let op: unknown;
+  try {
+    op = decodeJwt(accessToken).op;
+  } catch {
+    return undefined;
+  }
+  return op === "create" || op === "update" || op === "delete" ? op : undefined;
 }
 
 /** Access Token: one operation on one record. No session id: Storage must not link rows. */

@@ -25,6 +25,7 @@ import {
   type Operation,
   RECEIPT,
   type ReceiptClaims,
+  writeOpOf,
   wrongOperation,
 } from "../../protocol/tokens.js";
 import { denied, invalidArgument } from "../../protocol/errors.js";
@@ -159,6 +160,26 @@ export function encryptionRoutes(deps: EncryptionServiceDeps) {
         await authorize(req.accessToken, "delete");
         await fromStorage(deps.storage.deleteRecord({ accessToken: req.accessToken }, downstream(ctx)));
         return {};
+      },
+      writeRecords: async (req, ctx) => {
+        // Each write checked and sealed as its single call would be; Storage then makes them all, or none.
+        const writes = await Promise.all(req.writes.map(async (w, i) => {
+          const op = writeOpOf(w.accessToken);
+          if (op === undefined) throw denied(`write ${i + 1} of ${req.writes.length}: the access token grants no create, update or delete`);
+          const claims = await authorize(w.accessToken, op, op === "delete" ? undefined : w.record);
+          if (op === "delete") return { op, claims, write: { accessToken: w.accessToken, expectedVersion: w.expectedVersion } };
+          // A fresh data key for each record, under the current key.
+          const sealed = deps.keyring().seal(Buffer.from(w.record, "utf8"), claims.kind, claims.hash);
+          return { op, claims, write: { accessToken: w.accessToken, ...sealed, expectedVersion: w.expectedVersion } };
+        }));
+        const { results } = await fromStorage(deps.storage.writeRecords({ writes: writes.map((w) => w.write) }, downstream(ctx)));
+        if (results.length !== writes.length) throw new ConnectError("storage answered another number of writes than it was given", Code.DataLoss);
+        return {
+          results: await Promise.all(writes.map(async ({ op, claims }, i) => {
+            const r = results[i]!;
+            return op === "delete" ? { version: 0n, receipt: "" } : { version: r.version, receipt: await checkReceipt(r.receipt, op, claims, claims.digest!) };
+          })),
+        };
       },
     });
   };

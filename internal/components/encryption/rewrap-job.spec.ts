@@ -307,8 +307,11 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
       expect(error.code, what).to.equal(code);
     }
     // Everything Storage offers Encryption: the record calls, each taking an Access Token...
-    expect(StorageService.methods.map((m) => m.name).sort()).to.deep.equal(["BackfillRecordDigest", "CreateRecord", "DeleteRecord", "ReadRecord", "UpdateRecord"]);
-    expect(StorageService.methods.filter((m) => !m.input.fields.some((f) => f.name === "access_token"))).to.deep.equal([]);
+    expect(StorageService.methods.map((m) => m.name).sort()).to.deep.equal(["BackfillRecordDigest", "CreateRecord", "DeleteRecord", "ReadRecord", "UpdateRecord", "WriteRecords"]);
+    // (a batch's writes each take one)
+    const takesToken = (fields: ReadonlyArray<{ name: string; message?: { fields: ReadonlyArray<{ name: string }> } | undefined }>) =>
+      fields.some((f) => f.name === "access_token") || fields.some((f) => f.message?.fields.some((g) => g.name === "access_token"));
+    expect(StorageService.methods.filter((m) => !takesToken(m.input.fields))).to.deep.equal([]);
     // ...and key maintenance, which takes none and answers with wrapped keys and counts only.
     expect(KeyMaintenanceService.methods.map((m) => m.name).sort()).to.deep.equal(["CountRecordKeys", "ListRecordKeys", "RewrapRecordKey"]);
     // Honest twin: with Token's read token, Storage hands over the ciphertext, and Encryption opens it.

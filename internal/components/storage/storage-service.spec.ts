@@ -197,6 +197,55 @@ describe("Storage's service, rule by rule, in memory", function () {
     expect((await storage.updateRecord({ accessToken: current.accessToken, expectedVersion: 2n, ...sealed() })).version).to.equal(3n);
   });
 
+  it("WriteRecords makes every write of the batch with its own token, signs each create's and update's receipt, and spends every token", async function () {
+    const wallet = newHash();
+    await storage.createRecord({ accessToken: (await writeGrant("create", "wallet", wallet, "w1")).accessToken, ...sealed() });
+    const [release, gone] = [newHash(), newHash()];
+    await storage.createRecord({ accessToken: (await writeGrant("create", "subject", gone, "s")).accessToken, ...sealed() });
+    const grants = [
+      await writeGrant("update", "wallet", wallet, "w2", { version: 1 }),
+      await writeGrant("create", "release", release, "r"),
+      await grant("delete", "subject", gone),
+    ];
+    const res = await storage.writeRecords({ writes: [
+      { accessToken: grants[0]!.accessToken, expectedVersion: 1n, ...sealed() },
+      { accessToken: grants[1]!.accessToken, ...sealed() },
+      { accessToken: grants[2]!.accessToken },
+    ] });
+    expect(res.results.map((r) => r.version)).to.deep.equal([2n, 1n, 0n]);
+    expect(await receiptClaims(res.results[0]!.receipt)).to.deep.include({ op: "update", kind: "wallet", hash: wallet, digest: sha256("w2"), version: 2, ajti: grants[0]!.jti });
+    expect(await receiptClaims(res.results[1]!.receipt)).to.deep.include({ op: "create", kind: "release", hash: release, digest: sha256("r"), version: 1, ajti: grants[1]!.jti });
+    expect(res.results[2]!.receipt).to.equal("");
+    expect(await absent("subject", gone)).to.equal(true);
+    for (const g of grants) expect(await unspent(g.jti), "each token is spent").to.equal(false);
+  });
+
+  it("WriteRecords writes nothing when one write fails (a version moved on, a read token, a bound version not met), and says which", async function () {
+    const wallet = newHash();
+    await storage.createRecord({ accessToken: (await writeGrant("create", "wallet", wallet, "w1")).accessToken, ...sealed() });
+    const release = newHash();
+    const batch = async (update: { version?: number; expected: bigint }) => [
+      { accessToken: (await writeGrant("create", "release", release, "r")).accessToken, ...sealed() },
+      { accessToken: (await writeGrant("update", "wallet", wallet, "w2", update.version === undefined ? {} : { version: update.version })).accessToken, expectedVersion: update.expected, ...sealed() },
+    ];
+    expect(await refusal(storage.writeRecords({ writes: await batch({ expected: 2n }) }))).to.deep.equal({
+      code: Code.Aborted, message: "write 2 of 2: the wallet record for this key is not at the expected version",
+    });
+    expect(await refusal(storage.writeRecords({ writes: await batch({ version: 1, expected: 2n }) }))).to.deep.equal({
+      code: Code.PermissionDenied, message: "the access token grants this update at another version than expected_version",
+    });
+    const read = await grant("read", "release", release);
+    expect(await refusal(storage.writeRecords({ writes: [{ accessToken: read.accessToken }] }))).to.deep.equal({
+      code: Code.PermissionDenied, message: "write 1 of 1: the access token grants no create, update or delete",
+    });
+    expect(await refusal(storage.writeRecords({ writes: [] }))).to.deep.equal({ code: Code.InvalidArgument, message: "writes must hold 1 to 64 writes" });
+    expect(await absent("release", release), "the release of a failed batch is not there").to.equal(true);
+    expect((await store.read(wallet, "wallet")).version).to.equal(1);
+    // Honest twin: the same batch at the wallet's version lands.
+    await storage.writeRecords({ writes: await batch({ version: 1, expected: 1n }) });
+    expect(await absent("release", release)).to.equal(false);
+  });
+
   it("a create or update token without a digest of the record is refused before anything is spent or written", async function () {
     const hash = newHash();
     const errorToken = (await storage.readRecord({ accessToken: (await grant("read", "subject", hash)).accessToken })).result.value as string;

@@ -17,7 +17,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { StorageService, StoredRecordSchema } from "../../gen/hello/storage/v1/storage_service_pb.js";
 import { KeyMaintenanceService } from "../../gen/hello/storage/v1/key_maintenance_service_pb.js";
 import { KeyWrappingAdminService } from "../../gen/hello/storage/v1/key_wrapping_admin_service_pb.js";
-import type { RecordStore, StoredRow } from "./backend/record-store.js";
+import { type BatchWrite, MAX_BATCH_WRITES, type RecordStore, type StoredRow } from "./backend/record-store.js";
 import { NotFoundError, StorageError, TokenReusedError } from "./backend/errors.js";
 import { underDeadlines } from "./backend/deadline.js";
 import { sign, verify } from "../../protocol/jws.js";
@@ -29,6 +29,7 @@ import {
   type Operation,
   RECEIPT,
   type ReceiptClaims,
+  writeOpOf,
   wrongOperation,
 } from "../../protocol/tokens.js";
 import { denied, invalidArgument } from "../../protocol/errors.js";
@@ -105,6 +106,13 @@ export function storageRoutes(deps: StorageServiceDeps) {
     }
   }
 
+  /** Token bound the update to the version it read: any other is a lost update. */
+  function checkBoundVersion(claims: AccessClaims, expectedVersion: bigint) {
+    if (claims.version !== undefined && (!Number.isSafeInteger(claims.version) || BigInt(claims.version) !== expectedVersion)) {
+      throw denied("the access token grants this update at another version than expected_version");
+    }
+  }
+
   const receipt = (op: ReceiptClaims["op"], claims: AccessClaims & { jti?: string }, digest: string, version: number) =>
     sign(
       RECEIPT,
@@ -157,10 +165,7 @@ export function storageRoutes(deps: StorageServiceDeps) {
       },
       updateRecord: async (req) => {
         const claims = await authorize(req.accessToken, "update");
-        // Token bound the update to the version it read: any other is a lost update.
-        if (claims.version !== undefined && (!Number.isSafeInteger(claims.version) || BigInt(claims.version) !== req.expectedVersion)) {
-          throw denied("the access token grants this update at another version than expected_version");
-        }
+        checkBoundVersion(claims, req.expectedVersion);
         const row = await deps.store.update(claims.hash, claims.kind, Number(req.expectedVersion), content(req, claims));
         return { version: BigInt(row.version), receipt: await receipt("update", claims, claims.digest!, row.version) };
       },
@@ -168,6 +173,32 @@ export function storageRoutes(deps: StorageServiceDeps) {
         const claims = await authorize(req.accessToken, "delete");
         await deps.store.delete(claims.hash, claims.kind);
         return {};
+      },
+      writeRecords: async (req) => {
+        if (req.writes.length < 1 || req.writes.length > MAX_BATCH_WRITES) throw invalidArgument(`writes must hold 1 to ${MAX_BATCH_WRITES} writes`);
+        // Each token checked and spent as its single call would, before anything is written.
+        const planned: Array<{ claims: AccessClaims & { jti?: string }; write: BatchWrite }> = [];
+        for (const [i, w] of req.writes.entries()) {
+          const op = writeOpOf(w.accessToken);
+          if (op === undefined) throw denied(`write ${i + 1} of ${req.writes.length}: the access token grants no create, update or delete`);
+          const claims = await authorize(w.accessToken, op);
+          if (op === "create") {
+            await spendErrorToken(claims);
+            planned.push({ claims, write: { op, row: { hash: claims.hash, kind: claims.kind, ...content(w, claims) } } });
+          } else if (op === "update") {
+            checkBoundVersion(claims, w.expectedVersion);
+            planned.push({ claims, write: { op, hash: claims.hash, kind: claims.kind, expectedVersion: Number(w.expectedVersion), next: content(w, claims) } });
+          } else {
+            planned.push({ claims, write: { op, hash: claims.hash, kind: claims.kind, ...(w.expectedVersion === 0n ? {} : { expectedVersion: Number(w.expectedVersion) }) } });
+          }
+        }
+        const rows = await deps.store.writeBatch(planned.map((p) => p.write));
+        const results = await Promise.all(planned.map(async ({ claims, write }, i) => {
+          const row = rows[i];
+          if (write.op === "delete" || row === undefined) return { version: 0n, receipt: "" };
+          return { version: BigInt(row.version), receipt: await receipt(write.op, claims, claims.digest!, row.version) };
+        }));
+        return { results };
       },
     }));
     keyMaintenanceRoutes(deps.store)(router);

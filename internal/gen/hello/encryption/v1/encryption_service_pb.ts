@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hello/encryption/v1/encryption_service.proto.
  */
 export const file_hello_encryption_v1_encryption_service: GenFile = /*@__PURE__*/
-  fileDesc("CixoZWxsby9lbmNyeXB0aW9uL3YxL2VuY3J5cHRpb25fc2VydmljZS5wcm90bxITaGVsbG8uZW5jcnlwdGlvbi52MSIpChFSZWFkUmVjb3JkUmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkiaQoSUmVhZFJlY29yZFJlc3BvbnNlEhAKBnJlY29yZBgBIAEoCUgAEhUKC2Vycm9yX3Rva2VuGAIgASgJSAASDwoHdmVyc2lvbhgDIAEoAxIPCgdyZWNlaXB0GAQgASgJQggKBnJlc3VsdCI7ChNDcmVhdGVSZWNvcmRSZXF1ZXN0EhQKDGFjY2Vzc190b2tlbhgBIAEoCRIOCgZyZWNvcmQYAiABKAkiOAoUQ3JlYXRlUmVjb3JkUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoAxIPCgdyZWNlaXB0GAIgASgJIlUKE1VwZGF0ZVJlY29yZFJlcXVlc3QSFAoMYWNjZXNzX3Rva2VuGAEgASgJEg4KBnJlY29yZBgCIAEoCRIYChBleHBlY3RlZF92ZXJzaW9uGAMgASgDIjgKFFVwZGF0ZVJlY29yZFJlc3BvbnNlEg8KB3ZlcnNpb24YASABKAMSDwoHcmVjZWlwdBgCIAEoCSIrChNEZWxldGVSZWNvcmRSZXF1ZXN0EhQKDGFjY2Vzc190b2tlbhgBIAEoCSIWChREZWxldGVSZWNvcmRSZXNwb25zZTKhAwoRRW5jcnlwdGlvblNlcnZpY2USXQoKUmVhZFJlY29yZBImLmhlbGxvLmVuY3J5cHRpb24udjEuUmVhZFJlY29yZFJlcXVlc3QaJy5oZWxsby5lbmNyeXB0aW9uLnYxLlJlYWRSZWNvcmRSZXNwb25zZRJjCgxDcmVhdGVSZWNvcmQSKC5oZWxsby5lbmNyeXB0aW9uLnYxLkNyZWF0ZVJlY29yZFJlcXVlc3QaKS5oZWxsby5lbmNyeXB0aW9uLnYxLkNyZWF0ZVJlY29yZFJlc3BvbnNlEmMKDFVwZGF0ZVJlY29yZBIoLmhlbGxvLmVuY3J5cHRpb24udjEuVXBkYXRlUmVjb3JkUmVxdWVzdBopLmhlbGxvLmVuY3J5cHRpb24udjEuVXBkYXRlUmVjb3JkUmVzcG9uc2USYwoMRGVsZXRlUmVjb3JkEiguaGVsbG8uZW5jcnlwdGlvbi52MS5EZWxldGVSZWNvcmRSZXF1ZXN0GikuaGVsbG8uZW5jcnlwdGlvbi52MS5EZWxldGVSZWNvcmRSZXNwb25zZWIGcHJvdG8z");
+  fileDesc("CixoZWxsby9lbmNyeXB0aW9uL3YxL2VuY3J5cHRpb25fc2VydmljZS5wcm90bxITaGVsbG8uZW5jcnlwdGlvbi52MSIpChFSZWFkUmVjb3JkUmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkiaQoSUmVhZFJlY29yZFJlc3BvbnNlEhAKBnJlY29yZBgBIAEoCUgAEhUKC2Vycm9yX3Rva2VuGAIgASgJSAASDwoHdmVyc2lvbhgDIAEoAxIPCgdyZWNlaXB0GAQgASgJQggKBnJlc3VsdCI7ChNDcmVhdGVSZWNvcmRSZXF1ZXN0EhQKDGFjY2Vzc190b2tlbhgBIAEoCRIOCgZyZWNvcmQYAiABKAkiOAoUQ3JlYXRlUmVjb3JkUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoAxIPCgdyZWNlaXB0GAIgASgJIlUKE1VwZGF0ZVJlY29yZFJlcXVlc3QSFAoMYWNjZXNzX3Rva2VuGAEgASgJEg4KBnJlY29yZBgCIAEoCRIYChBleHBlY3RlZF92ZXJzaW9uGAMgASgDIjgKFFVwZGF0ZVJlY29yZFJlc3BvbnNlEg8KB3ZlcnNpb24YASABKAMSDwoHcmVjZWlwdBgCIAEoCSIrChNEZWxldGVSZWNvcmRSZXF1ZXN0EhQKDGFjY2Vzc190b2tlbhgBIAEoCSIWChREZWxldGVSZWNvcmRSZXNwb25zZSJMCgpCYXRjaFdyaXRlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIOCgZyZWNvcmQYAiABKAkSGAoQZXhwZWN0ZWRfdmVyc2lvbhgDIAEoAyJGChNXcml0ZVJlY29yZHNSZXF1ZXN0Ei8KBndyaXRlcxgBIAMoCzIfLmhlbGxvLmVuY3J5cHRpb24udjEuQmF0Y2hXcml0ZSIvCgtCYXRjaFJlc3VsdBIPCgd2ZXJzaW9uGAEgASgDEg8KB3JlY2VpcHQYAiABKAkiSQoUV3JpdGVSZWNvcmRzUmVzcG9uc2USMQoHcmVzdWx0cxgBIAMoCzIgLmhlbGxvLmVuY3J5cHRpb24udjEuQmF0Y2hSZXN1bHQyhgQKEUVuY3J5cHRpb25TZXJ2aWNlEl0KClJlYWRSZWNvcmQSJi5oZWxsby5lbmNyeXB0aW9uLnYxLlJlYWRSZWNvcmRSZXF1ZXN0GicuaGVsbG8uZW5jcnlwdGlvbi52MS5SZWFkUmVjb3JkUmVzcG9uc2USYwoMQ3JlYXRlUmVjb3JkEiguaGVsbG8uZW5jcnlwdGlvbi52MS5DcmVhdGVSZWNvcmRSZXF1ZXN0GikuaGVsbG8uZW5jcnlwdGlvbi52MS5DcmVhdGVSZWNvcmRSZXNwb25zZRJjCgxVcGRhdGVSZWNvcmQSKC5oZWxsby5lbmNyeXB0aW9uLnYxLlVwZGF0ZVJlY29yZFJlcXVlc3QaKS5oZWxsby5lbmNyeXB0aW9uLnYxLlVwZGF0ZVJlY29yZFJlc3BvbnNlEmMKDERlbGV0ZVJlY29yZBIoLmhlbGxvLmVuY3J5cHRpb24udjEuRGVsZXRlUmVjb3JkUmVxdWVzdBopLmhlbGxvLmVuY3J5cHRpb24udjEuRGVsZXRlUmVjb3JkUmVzcG9uc2USYwoMV3JpdGVSZWNvcmRzEiguaGVsbG8uZW5jcnlwdGlvbi52MS5Xcml0ZVJlY29yZHNSZXF1ZXN0GikuaGVsbG8uZW5jcnlwdGlvbi52MS5Xcml0ZVJlY29yZHNSZXNwb25zZWIGcHJvdG8z");
 
 /**
  * ReadRecordRequest presents a read Access Token.
@@ -229,6 +229,108 @@ export const DeleteRecordResponseSchema: GenMessage<DeleteRecordResponse> = /*@_
   messageDesc(file_hello_encryption_v1_encryption_service, 7);
 
 /**
+ * BatchWrite is one write of a WriteRecords call.
+ *
+ * @generated from message hello.encryption.v1.BatchWrite
+ */
+export type BatchWrite = Message<"hello.encryption.v1.BatchWrite"> & {
+  /**
+   * The write's create, update or delete Access Token.
+   *
+   * @generated from field: string access_token = 1;
+   */
+  accessToken: string;
+
+  /**
+   * The record to create or update (its SHA-256 is the token's digest); empty for a
+   * delete.
+   *
+   * @generated from field: string record = 2;
+   */
+  record: string;
+
+  /**
+   * An update's expected version; a delete's, or 0 for any; 0 for a create.
+   *
+   * @generated from field: int64 expected_version = 3;
+   */
+  expectedVersion: bigint;
+};
+
+/**
+ * Describes the message hello.encryption.v1.BatchWrite.
+ * Use `create(BatchWriteSchema)` to create a new message.
+ */
+export const BatchWriteSchema: GenMessage<BatchWrite> = /*@__PURE__*/
+  messageDesc(file_hello_encryption_v1_encryption_service, 8);
+
+/**
+ * WriteRecordsRequest holds 1 to 64 writes, each of another record.
+ *
+ * @generated from message hello.encryption.v1.WriteRecordsRequest
+ */
+export type WriteRecordsRequest = Message<"hello.encryption.v1.WriteRecordsRequest"> & {
+  /**
+   * @generated from field: repeated hello.encryption.v1.BatchWrite writes = 1;
+   */
+  writes: BatchWrite[];
+};
+
+/**
+ * Describes the message hello.encryption.v1.WriteRecordsRequest.
+ * Use `create(WriteRecordsRequestSchema)` to create a new message.
+ */
+export const WriteRecordsRequestSchema: GenMessage<WriteRecordsRequest> = /*@__PURE__*/
+  messageDesc(file_hello_encryption_v1_encryption_service, 9);
+
+/**
+ * BatchResult is what one write of the batch wrote.
+ *
+ * @generated from message hello.encryption.v1.BatchResult
+ */
+export type BatchResult = Message<"hello.encryption.v1.BatchResult"> & {
+  /**
+   * The row's version after a create or an update; 0 after a delete.
+   *
+   * @generated from field: int64 version = 1;
+   */
+  version: bigint;
+
+  /**
+   * Storage's receipt for a create or an update, checked; empty for a delete.
+   *
+   * @generated from field: string receipt = 2;
+   */
+  receipt: string;
+};
+
+/**
+ * Describes the message hello.encryption.v1.BatchResult.
+ * Use `create(BatchResultSchema)` to create a new message.
+ */
+export const BatchResultSchema: GenMessage<BatchResult> = /*@__PURE__*/
+  messageDesc(file_hello_encryption_v1_encryption_service, 10);
+
+/**
+ * WriteRecordsResponse answers each write, in the request's order.
+ *
+ * @generated from message hello.encryption.v1.WriteRecordsResponse
+ */
+export type WriteRecordsResponse = Message<"hello.encryption.v1.WriteRecordsResponse"> & {
+  /**
+   * @generated from field: repeated hello.encryption.v1.BatchResult results = 1;
+   */
+  results: BatchResult[];
+};
+
+/**
+ * Describes the message hello.encryption.v1.WriteRecordsResponse.
+ * Use `create(WriteRecordsResponseSchema)` to create a new message.
+ */
+export const WriteRecordsResponseSchema: GenMessage<WriteRecordsResponse> = /*@__PURE__*/
+  messageDesc(file_hello_encryption_v1_encryption_service, 11);
+
+/**
  * EncryptionService seals records on their way to Storage and opens them on the way
  * back (docs/design.md §3). Only Orchestration may call it; Encryption calls Storage
  * (StorageService) and starts a new trace for each call, so that no trace id ties one
@@ -291,6 +393,18 @@ export const EncryptionService: GenService<{
     methodKind: "unary";
     input: typeof DeleteRecordRequestSchema;
     output: typeof DeleteRecordResponseSchema;
+  },
+  /**
+   * WriteRecords seals each record of a batch as CreateRecord and UpdateRecord do, has
+   * Storage make all the writes in one transaction (StorageService.WriteRecords), and
+   * checks each receipt: all of them are written, or none.
+   *
+   * @generated from rpc hello.encryption.v1.EncryptionService.WriteRecords
+   */
+  writeRecords: {
+    methodKind: "unary";
+    input: typeof WriteRecordsRequestSchema;
+    output: typeof WriteRecordsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_hello_encryption_v1_encryption_service, 0);

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hello/storage/v1/storage_service.proto.
  */
 export const file_hello_storage_v1_storage_service: GenFile = /*@__PURE__*/
-  fileDesc("CiZoZWxsby9zdG9yYWdlL3YxL3N0b3JhZ2Vfc2VydmljZS5wcm90bxIQaGVsbG8uc3RvcmFnZS52MSK6AQoMU3RvcmVkUmVjb3JkEg4KBmtleV9pZBgBIAEoCRISCgpjaXBoZXJ0ZXh0GAIgASgMEg8KB3ZlcnNpb24YAyABKAMSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgt3cmFwcGVkX2tleRgGIAEoDCIpChFSZWFkUmVjb3JkUmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkieAoSUmVhZFJlY29yZFJlc3BvbnNlEjAKBnJlY29yZBgBIAEoCzIeLmhlbGxvLnN0b3JhZ2UudjEuU3RvcmVkUmVjb3JkSAASFQoLZXJyb3JfdG9rZW4YAiABKAlIABIPCgdyZWNlaXB0GAMgASgJQggKBnJlc3VsdCJUChtCYWNrZmlsbFJlY29yZERpZ2VzdFJlcXVlc3QSFAoMYWNjZXNzX3Rva2VuGAEgASgJEg8KB3ZlcnNpb24YAiABKAMSDgoGZGlnZXN0GAMgASgJIi8KHEJhY2tmaWxsUmVjb3JkRGlnZXN0UmVzcG9uc2USDwoHcmVjZWlwdBgBIAEoCSJkChNDcmVhdGVSZWNvcmRSZXF1ZXN0EhQKDGFjY2Vzc190b2tlbhgBIAEoCRIOCgZrZXlfaWQYAiABKAkSEgoKY2lwaGVydGV4dBgDIAEoDBITCgt3cmFwcGVkX2tleRgEIAEoDCI4ChRDcmVhdGVSZWNvcmRSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgDEg8KB3JlY2VpcHQYAiABKAkifgoTVXBkYXRlUmVjb3JkUmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkSDgoGa2V5X2lkGAIgASgJEhIKCmNpcGhlcnRleHQYAyABKAwSGAoQZXhwZWN0ZWRfdmVyc2lvbhgEIAEoAxITCgt3cmFwcGVkX2tleRgFIAEoDCI4ChRVcGRhdGVSZWNvcmRSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgDEg8KB3JlY2VpcHQYAiABKAkiKwoTRGVsZXRlUmVjb3JkUmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkiFgoURGVsZXRlUmVjb3JkUmVzcG9uc2Uy/QMKDlN0b3JhZ2VTZXJ2aWNlElcKClJlYWRSZWNvcmQSIy5oZWxsby5zdG9yYWdlLnYxLlJlYWRSZWNvcmRSZXF1ZXN0GiQuaGVsbG8uc3RvcmFnZS52MS5SZWFkUmVjb3JkUmVzcG9uc2USdQoUQmFja2ZpbGxSZWNvcmREaWdlc3QSLS5oZWxsby5zdG9yYWdlLnYxLkJhY2tmaWxsUmVjb3JkRGlnZXN0UmVxdWVzdBouLmhlbGxvLnN0b3JhZ2UudjEuQmFja2ZpbGxSZWNvcmREaWdlc3RSZXNwb25zZRJdCgxDcmVhdGVSZWNvcmQSJS5oZWxsby5zdG9yYWdlLnYxLkNyZWF0ZVJlY29yZFJlcXVlc3QaJi5oZWxsby5zdG9yYWdlLnYxLkNyZWF0ZVJlY29yZFJlc3BvbnNlEl0KDFVwZGF0ZVJlY29yZBIlLmhlbGxvLnN0b3JhZ2UudjEuVXBkYXRlUmVjb3JkUmVxdWVzdBomLmhlbGxvLnN0b3JhZ2UudjEuVXBkYXRlUmVjb3JkUmVzcG9uc2USXQoMRGVsZXRlUmVjb3JkEiUuaGVsbG8uc3RvcmFnZS52MS5EZWxldGVSZWNvcmRSZXF1ZXN0GiYuaGVsbG8uc3RvcmFnZS52MS5EZWxldGVSZWNvcmRSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("CiZoZWxsby9zdG9yYWdlL3YxL3N0b3JhZ2Vfc2VydmljZS5wcm90bxIQaGVsbG8uc3RvcmFnZS52MSK6AQoMU3RvcmVkUmVjb3JkEg4KBmtleV9pZBgBIAEoCRISCgpjaXBoZXJ0ZXh0GAIgASgMEg8KB3ZlcnNpb24YAyABKAMSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgt3cmFwcGVkX2tleRgGIAEoDCIpChFSZWFkUmVjb3JkUmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkieAoSUmVhZFJlY29yZFJlc3BvbnNlEjAKBnJlY29yZBgBIAEoCzIeLmhlbGxvLnN0b3JhZ2UudjEuU3RvcmVkUmVjb3JkSAASFQoLZXJyb3JfdG9rZW4YAiABKAlIABIPCgdyZWNlaXB0GAMgASgJQggKBnJlc3VsdCJUChtCYWNrZmlsbFJlY29yZERpZ2VzdFJlcXVlc3QSFAoMYWNjZXNzX3Rva2VuGAEgASgJEg8KB3ZlcnNpb24YAiABKAMSDgoGZGlnZXN0GAMgASgJIi8KHEJhY2tmaWxsUmVjb3JkRGlnZXN0UmVzcG9uc2USDwoHcmVjZWlwdBgBIAEoCSJkChNDcmVhdGVSZWNvcmRSZXF1ZXN0EhQKDGFjY2Vzc190b2tlbhgBIAEoCRIOCgZrZXlfaWQYAiABKAkSEgoKY2lwaGVydGV4dBgDIAEoDBITCgt3cmFwcGVkX2tleRgEIAEoDCI4ChRDcmVhdGVSZWNvcmRSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgDEg8KB3JlY2VpcHQYAiABKAkifgoTVXBkYXRlUmVjb3JkUmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkSDgoGa2V5X2lkGAIgASgJEhIKCmNpcGhlcnRleHQYAyABKAwSGAoQZXhwZWN0ZWRfdmVyc2lvbhgEIAEoAxITCgt3cmFwcGVkX2tleRgFIAEoDCI4ChRVcGRhdGVSZWNvcmRSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgDEg8KB3JlY2VpcHQYAiABKAkiKwoTRGVsZXRlUmVjb3JkUmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkiFgoURGVsZXRlUmVjb3JkUmVzcG9uc2UidQoKQmF0Y2hXcml0ZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSDgoGa2V5X2lkGAIgASgJEhIKCmNpcGhlcnRleHQYAyABKAwSEwoLd3JhcHBlZF9rZXkYBCABKAwSGAoQZXhwZWN0ZWRfdmVyc2lvbhgFIAEoAyJDChNXcml0ZVJlY29yZHNSZXF1ZXN0EiwKBndyaXRlcxgBIAMoCzIcLmhlbGxvLnN0b3JhZ2UudjEuQmF0Y2hXcml0ZSIvCgtCYXRjaFJlc3VsdBIPCgd2ZXJzaW9uGAEgASgDEg8KB3JlY2VpcHQYAiABKAkiRgoUV3JpdGVSZWNvcmRzUmVzcG9uc2USLgoHcmVzdWx0cxgBIAMoCzIdLmhlbGxvLnN0b3JhZ2UudjEuQmF0Y2hSZXN1bHQy3AQKDlN0b3JhZ2VTZXJ2aWNlElcKClJlYWRSZWNvcmQSIy5oZWxsby5zdG9yYWdlLnYxLlJlYWRSZWNvcmRSZXF1ZXN0GiQuaGVsbG8uc3RvcmFnZS52MS5SZWFkUmVjb3JkUmVzcG9uc2USdQoUQmFja2ZpbGxSZWNvcmREaWdlc3QSLS5oZWxsby5zdG9yYWdlLnYxLkJhY2tmaWxsUmVjb3JkRGlnZXN0UmVxdWVzdBouLmhlbGxvLnN0b3JhZ2UudjEuQmFja2ZpbGxSZWNvcmREaWdlc3RSZXNwb25zZRJdCgxDcmVhdGVSZWNvcmQSJS5oZWxsby5zdG9yYWdlLnYxLkNyZWF0ZVJlY29yZFJlcXVlc3QaJi5oZWxsby5zdG9yYWdlLnYxLkNyZWF0ZVJlY29yZFJlc3BvbnNlEl0KDFVwZGF0ZVJlY29yZBIlLmhlbGxvLnN0b3JhZ2UudjEuVXBkYXRlUmVjb3JkUmVxdWVzdBomLmhlbGxvLnN0b3JhZ2UudjEuVXBkYXRlUmVjb3JkUmVzcG9uc2USXQoMRGVsZXRlUmVjb3JkEiUuaGVsbG8uc3RvcmFnZS52MS5EZWxldGVSZWNvcmRSZXF1ZXN0GiYuaGVsbG8uc3RvcmFnZS52MS5EZWxldGVSZWNvcmRSZXNwb25zZRJdCgxXcml0ZVJlY29yZHMSJS5oZWxsby5zdG9yYWdlLnYxLldyaXRlUmVjb3Jkc1JlcXVlc3QaJi5oZWxsby5zdG9yYWdlLnYxLldyaXRlUmVjb3Jkc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * StoredRecord is one row as Storage keeps it.
@@ -351,6 +351,120 @@ export const DeleteRecordResponseSchema: GenMessage<DeleteRecordResponse> = /*@_
   messageDesc(file_hello_storage_v1_storage_service, 10);
 
 /**
+ * BatchWrite is one write of a WriteRecords call.
+ *
+ * @generated from message hello.storage.v1.BatchWrite
+ */
+export type BatchWrite = Message<"hello.storage.v1.BatchWrite"> & {
+  /**
+   * The write's create, update or delete Access Token.
+   *
+   * @generated from field: string access_token = 1;
+   */
+  accessToken: string;
+
+  /**
+   * A create's or an update's sealed record, as in CreateRecordRequest; empty for a
+   * delete.
+   *
+   * @generated from field: string key_id = 2;
+   */
+  keyId: string;
+
+  /**
+   * @generated from field: bytes ciphertext = 3;
+   */
+  ciphertext: Uint8Array;
+
+  /**
+   * @generated from field: bytes wrapped_key = 4;
+   */
+  wrappedKey: Uint8Array;
+
+  /**
+   * An update's expected version; a delete's, or 0 for whatever version it is at; 0
+   * for a create.
+   *
+   * @generated from field: int64 expected_version = 5;
+   */
+  expectedVersion: bigint;
+};
+
+/**
+ * Describes the message hello.storage.v1.BatchWrite.
+ * Use `create(BatchWriteSchema)` to create a new message.
+ */
+export const BatchWriteSchema: GenMessage<BatchWrite> = /*@__PURE__*/
+  messageDesc(file_hello_storage_v1_storage_service, 11);
+
+/**
+ * WriteRecordsRequest holds 1 to 64 writes, each of another record.
+ *
+ * @generated from message hello.storage.v1.WriteRecordsRequest
+ */
+export type WriteRecordsRequest = Message<"hello.storage.v1.WriteRecordsRequest"> & {
+  /**
+   * @generated from field: repeated hello.storage.v1.BatchWrite writes = 1;
+   */
+  writes: BatchWrite[];
+};
+
+/**
+ * Describes the message hello.storage.v1.WriteRecordsRequest.
+ * Use `create(WriteRecordsRequestSchema)` to create a new message.
+ */
+export const WriteRecordsRequestSchema: GenMessage<WriteRecordsRequest> = /*@__PURE__*/
+  messageDesc(file_hello_storage_v1_storage_service, 12);
+
+/**
+ * BatchResult is what one write of the batch wrote.
+ *
+ * @generated from message hello.storage.v1.BatchResult
+ */
+export type BatchResult = Message<"hello.storage.v1.BatchResult"> & {
+  /**
+   * The row's version after a create or an update; 0 after a delete.
+   *
+   * @generated from field: int64 version = 1;
+   */
+  version: bigint;
+
+  /**
+   * A create's or an update's receipt, as CreateRecord and UpdateRecord sign it; empty
+   * for a delete.
+   *
+   * @generated from field: string receipt = 2;
+   */
+  receipt: string;
+};
+
+/**
+ * Describes the message hello.storage.v1.BatchResult.
+ * Use `create(BatchResultSchema)` to create a new message.
+ */
+export const BatchResultSchema: GenMessage<BatchResult> = /*@__PURE__*/
+  messageDesc(file_hello_storage_v1_storage_service, 13);
+
+/**
+ * WriteRecordsResponse answers each write, in the request's order.
+ *
+ * @generated from message hello.storage.v1.WriteRecordsResponse
+ */
+export type WriteRecordsResponse = Message<"hello.storage.v1.WriteRecordsResponse"> & {
+  /**
+   * @generated from field: repeated hello.storage.v1.BatchResult results = 1;
+   */
+  results: BatchResult[];
+};
+
+/**
+ * Describes the message hello.storage.v1.WriteRecordsResponse.
+ * Use `create(WriteRecordsResponseSchema)` to create a new message.
+ */
+export const WriteRecordsResponseSchema: GenMessage<WriteRecordsResponse> = /*@__PURE__*/
+  messageDesc(file_hello_storage_v1_storage_service, 14);
+
+/**
  * StorageService keeps encrypted records by keyed hash (docs/design.md §3); only Encryption
  * may call it. Every call names its record by a Token-signed Access Token (typ
  * "hello-access+jwt", aud storage, at most 60 s): Storage checks its signature with
@@ -435,6 +549,24 @@ export const StorageService: GenService<{
     methodKind: "unary";
     input: typeof DeleteRecordRequestSchema;
     output: typeof DeleteRecordResponseSchema;
+  },
+  /**
+   * WriteRecords makes several creates, updates and deletes in one database
+   * transaction: all of them, or none. Each write is authorized by its own Access
+   * Token exactly as CreateRecord, UpdateRecord or DeleteRecord authorizes one (the op,
+   * kind and hash come from the token; every token is spent, an update's bound version
+   * holds), and each write names another record. Rows that must change together are
+   * written so: a consent's release and reservation with the wallet rewritten at the
+   * version the consent read, which a delete's rewrite of the same wallet excludes. A
+   * failed write fails the call with its own code, its message naming its position
+   * ("write 2 of 3: ..."), and nothing is written.
+   *
+   * @generated from rpc hello.storage.v1.StorageService.WriteRecords
+   */
+  writeRecords: {
+    methodKind: "unary";
+    input: typeof WriteRecordsRequestSchema;
+    output: typeof WriteRecordsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_hello_storage_v1_storage_service, 0);
