@@ -6,7 +6,7 @@
 import { expect } from "chai";
 import pg from "pg";
 import { TransactionKind } from "../../internal/gen/hello/token/v1/token_service_pb.js";
-import { LoginDriver, type PausePoint, WalletDeleted, loginContext } from "../../internal/components/orchestration/login-driver.js";
+import { LoginDriver, type PausePoint, WalletChanged, WalletDeleted, loginContext } from "../../internal/components/orchestration/login-driver.js";
 import { releaseHash, reservationHash, subjectHash, walletHash } from "../../internal/protocol/lookup-key.js";
 import { APPS, type ProtocolMesh, USERS, appRequest, startProtocolMesh } from "../support/protocol-mesh.js";
 import type { DevUser } from "../../internal/dev/devop/dev-op.js";
@@ -182,6 +182,63 @@ describe("deleting a wallet, through the four processes (docs/transactions.md)",
       const after = await rows();
       expect(hashesOf(view!.uid, USERS.alice, {}).owned.filter((h) => after.has(h))).to.deep.equal([]);
       expect((await login(USERS.alice, "a")).newUser).to.equal(true);
+    });
+
+    /** Runs `during` while the driver waits at `point` (the first time it gets there), then lets it go on. */
+    function pausedAt(point: PausePoint) {
+      let release!: () => void;
+      const reached = new Promise<void>((resolve) => {
+        onPause = async (p) => {
+          if (p !== point) return;
+          onPause = async () => {};
+          resolve();
+          await new Promise<void>((r) => (release = r));
+        };
+      });
+      return { reached, go: () => release() };
+    }
+
+    it("a consent about to write its release when a delete runs to its end writes nothing: its release and reservation land with the wallet or not at all", async function () {
+      await mesh.login(USERS.alice, "a");
+      const view = (await openAccount(USERS.alice))!;
+      const reservations = async () => [...(await rows()).values()].filter((r) => r.kind === "reservation").length;
+      const reservedBefore = await reservations();
+      const pause = pausedAt("release-writing");
+      // Alice consents at app b (a new release) and stops just before writing it.
+      const consenting = login(USERS.alice, "b");
+      await pause.reached;
+      const began = Date.now();
+      const tx = await driver.beginTransaction(view.sessionToken, TransactionKind.DELETE, "dev");
+      await driver.deleteWallet(tx.sessionToken, began, await mesh.upstreamLogin(USERS.alice, tx.upstreamNonce, FORCED), view.uid);
+      pause.go();
+      expect(await rejectionOf(consenting)).to.be.instanceOf(WalletChanged);
+      // Nothing of Alice is left, not even the release at app b the consent had ready.
+      const after = await rows();
+      expect(hashesOf(view.uid, USERS.alice, {}).owned.filter((h) => after.has(h))).to.deep.equal([]);
+      expect(await reservations(), "no reservation of the consent's new directed id: app a's stays, as a tombstone").to.equal(reservedBefore);
+    });
+
+    it("a delete about to write its commit point when a consent lands deletes nothing; the next delete removes the new release too", async function () {
+      const first = await mesh.login(USERS.alice, "a");
+      const view = (await openAccount(USERS.alice))!;
+      const pause = pausedAt("deletion-writing");
+      const began = Date.now();
+      const tx = await driver.beginTransaction(view.sessionToken, TransactionKind.DELETE, "dev");
+      const deleting = driver.deleteWallet(tx.sessionToken, began, await mesh.upstreamLogin(USERS.alice, tx.upstreamNonce, FORCED), view.uid);
+      await pause.reached;
+      // Meanwhile Alice consents at app b: her release there lands, with the wallet rewritten.
+      const atB = await login(USERS.alice, "b");
+      pause.go();
+      expect(await rejectionOf(deleting)).to.be.instanceOf(WalletChanged);
+      const hashes = hashesOf(view.uid, USERS.alice, { [APPS.a!.client_id]: String(first.claims.sub) });
+      const kept = await rows();
+      expect(hashes.owned.filter((h) => kept.has(h)), "subject, wallet, and both releases").to.have.length(4);
+      expect((await login(USERS.alice, "b")).idToken, "the user signs in at b as before").to.be.a("string");
+
+      await deleteWallet(USERS.alice);
+      const after = await rows();
+      expect(hashes.owned.filter((h) => after.has(h))).to.deep.equal([]);
+      expect(atB.newUser).to.equal(false);
     });
   });
 });

@@ -309,9 +309,10 @@ describe("what Storage and its database can learn or do (docs/design.md §5), on
       const { rows: stored } = await db.query<{ hash: string; ciphertext: Buffer }>("SELECT hash, ciphertext FROM records");
       expect(stored.map((r) => r.hash)).to.have.members(expectedHashes);
       const { rows: spent } = await db.query<{ n: string }>("SELECT count(*) AS n FROM spent_token_ids");
-      // Create tokens: 2 users × (wallet, subject, 2 × (reservation, release)); and the Error
-      // Token each subject and release create relied on: 2 × (1 + 2).
-      expect(Number(spent[0]!.n), "create tokens and Error Tokens spent").to.equal(2 * 6 + 2 * 3);
+      // Create tokens: 2 users × (wallet, subject, 2 × (reservation, release)); the update
+      // token of the wallet rewrite each consent wrote with its release: 2 × 2; and the
+      // Error Token each subject and release create relied on: 2 × (1 + 2).
+      expect(Number(spent[0]!.n), "create and update tokens and Error Tokens spent").to.equal(2 * 6 + 2 * 2 + 2 * 3);
       for (const dump of dumps) {
         for (const hash of expectedHashes) expect(dump, `pg_dump holds ${hash}`).to.include(hash);
         for (const r of stored) expect(dump, "pg_dump holds each ciphertext").to.include(r.ciphertext.toString("hex"));

@@ -113,6 +113,17 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
             return res;
           };
         }
+        if (name === "writeRecords") {
+          return async (req: { writes: Array<{ accessToken: string }> }, options?: unknown) => {
+            const res = await target.writeRecords(req as never, options as never);
+            for (const w of req.writes) {
+              const { op, kind } = decodeJwt(w.accessToken);
+              if (op === "create") written.push(String(kind));
+              else changed.push(`${String(op)} ${String(kind)}`);
+            }
+            return res;
+          };
+        }
         if (name !== "createRecord") return target[name];
         return async (...args: Parameters<typeof storage.createRecord>) => {
           const res = await target.createRecord(...args);
@@ -344,13 +355,25 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
         "Token's reservation is not of this directed id for this user and app"],
       ["a release of another user", () => bentRelease((r) => ({ ...r, uid: uids[USERS.alice.sub]! })), "the release record is not this user's and app's"],
       ["Alice's directed id at this app, for Bob", () => bentRelease((r) => ({ ...r, directed_id: subs.aliceC! })), "Token's new directed id is already reserved"],
+      ["a wallet rewrite that is not the wallet unchanged (another name)", () => ({
+        createRelease: async (a) => {
+          const wallet = claimsOf<RecordClaims["wallet"]>(a.wallet!.record);
+          const record = await rogueRecord("wallet", { ...wallet, claims: { ...wallet.claims, name: "Mallory" } });
+          return { ...a, wallet: create(RecordWriteSchema, { record, grant: await rogueGrant("wallet", "update", a.wallet!.grant!.hash, sha256(record)) }) };
+        },
+      }), "Token's rewrite of the wallet is not the wallet unchanged"],
+      ["a wallet rewrite of Alice's wallet", () => ({
+        createRelease: async (a) => ({ ...a, wallet: create(RecordWriteSchema, { record: a.wallet!.record, grant: await rogueGrant("wallet", "update", walletHash(lookupKey, uids[USERS.alice.sub]!)) }) }),
+      }), "Token's wallet grant is not for the wallet record this login needs"],
     ];
     before(async () => {
       subs.aliceC = String((await login(honest, USERS.alice, "c", ["email"])).claims.sub);
     });
     for (const [what, twist, message] of twists) {
       it(`${what} is refused: ${message}`, async function () {
+        const before = changed.length;
         await refused(login(rogue(twist()), USERS.bob, "c", ["email"]), message);
+        expect(changed.slice(before), "no wallet rewritten").to.deep.equal([]);
       });
     }
 

@@ -57,10 +57,11 @@ export interface LoginDriverDeps {
 }
 
 /**
- * The points a test may pause the driver at: a sign-in that has read its Subject Record,
- * and a delete whose deletion record (its commit point) is stored.
+ * The points a test may pause the driver at: a sign-in that has read its Subject Record;
+ * a consent about to write its release; a delete about to write its deletion record
+ * (its commit point), and one that has written it.
  */
-export type PausePoint = "subject-read" | "deletion-stored";
+export type PausePoint = "subject-read" | "release-writing" | "deletion-writing" | "deletion-stored";
 
 /** The longest one mesh call of a login may take (a Token or Encryption call; Storage's inside it). */
 export const RPC_TIMEOUT_MS = 5_000;
@@ -103,6 +104,18 @@ export class WalletDeleted extends Error {
   override name = "WalletDeleted";
   constructor() {
     super("the wallet was deleted");
+  }
+}
+
+/**
+ * The wallet changed between this step's read of it and its write: a consent and a
+ * transaction (a delete) met, and this one came second. Nothing of it was written; doing
+ * it again reads the wallet anew.
+ */
+export class WalletChanged extends Error {
+  override name = "WalletChanged";
+  constructor() {
+    super("the wallet changed while this step was under way");
   }
 }
 
@@ -173,6 +186,8 @@ export interface LoginState {
   walletRecord: string;
   /** Storage's receipt for the wallet read; "" for a new user (the session made it). */
   walletReceipt: string;
+  /** The version the wallet was stored at when this login read (or made) it; absent in a state sealed before versions were kept. */
+  walletVersion?: number;
   /** The provider's auth_time, as Orchestration verified it. */
   authTime?: number;
 }
@@ -255,7 +270,7 @@ export class LoginDriver {
     const { walletRecord, wallet } = await this.#wallet(step, user.sessionToken, walletRes, subject.uid);
 
     const state: LoginState = {
-      sessionToken: user.sessionToken, login, uid: subject.uid, subjectRecord, walletRecord, walletReceipt: walletRes.receipt,
+      sessionToken: user.sessionToken, login, uid: subject.uid, subjectRecord, walletRecord, walletReceipt: walletRes.receipt, walletVersion: Number(walletRes.version),
       ...(authTime === undefined ? {} : { authTime }),
     };
     if (releaseRes.result.case === "errorToken") return { kind: "consent", state, wallet, newUser: false };
@@ -300,14 +315,52 @@ export class LoginDriver {
     // The directed id is this user's for good before any release names it: a reservation
     // that exists already (another user's) ends the login here.
     const reservation = await this.#reservationWrite(res.reservation, login.clientId, release.directed_id, uid);
+    await this.deps.pause?.("release-writing");
+    const receipt = (res.wallet && state.walletVersion !== undefined ? await this.#writeTogether(step, state, res.wallet, reservation, write) : undefined)
+      ?? await this.#writeOneByOne(step, reservation, write);
+    return this.#mint(step, { ...current, sessionToken: res.sessionToken }, { record: write.record, receipt }, newUser);
+  }
+
+  /**
+   * The reservation and the release, with the wallet rewritten unchanged at the version
+   * this login read it at, in one WriteRecords: the release lands only if the wallet is
+   * still that version, so a delete (or any transaction) that rewrote the wallet since
+   * excludes it, and one that read the wallet before it fails in turn. Returns the
+   * release's create receipt, or undefined when Encryption is of a release before
+   * WriteRecords (then the writes are made one by one).
+   */
+  async #writeTogether(step: StepDeadline, state: LoginState, rewrite: RecordWrite, reservation: RecordWrite, release: RecordWrite): Promise<string | undefined> {
+    this.#checkGrant(rewrite.grant, "wallet", RecordOperation.UPDATE, walletHash(this.deps.lookupKey, state.uid));
+    const [held, rewritten] = [await this.#record("wallet", state.walletRecord), await this.#record("wallet", rewrite.record)];
+    if (rewritten.uid !== held.uid || !sameClaims(rewritten.claims, held.claims) || !sameSubjects(rewritten.subjects, held.subjects) || Object.keys(rewritten).length !== Object.keys(held).length) {
+      throw new ProtocolViolation("Token's rewrite of the wallet is not the wallet unchanged");
+    }
+    try {
+      const { results } = await this.deps.encryption.writeRecords({ writes: [
+        { accessToken: rewrite.grant!.accessToken, record: rewrite.record, expectedVersion: BigInt(state.walletVersion!) },
+        { accessToken: reservation.grant!.accessToken, record: reservation.record },
+        { accessToken: release.grant!.accessToken, record: release.record },
+      ] }, step.call());
+      return results[2]?.receipt ?? "";
+    } catch (error) {
+      if (error instanceof ConnectError && error.code === Code.Unimplemented) return undefined;
+      // The wallet moved on (ABORTED) or is gone (NOT_FOUND): a transaction, a delete above all, came first.
+      if (error instanceof ConnectError && (error.code === Code.Aborted || error.code === Code.NotFound)) throw new WalletChanged();
+      // Write 2 is the reservation: Token's new directed id taken already. Write 3 is the release: another tab consented first.
+      if (isLostCreateRace(error) && /write 2 of 3/.test((error as ConnectError).rawMessage)) throw new ProtocolViolation("Token's new directed id is already reserved");
+      throw error;
+    }
+  }
+
+  /** The reservation, then the release, each on its own (before WriteRecords): returns the release's create receipt. */
+  async #writeOneByOne(step: StepDeadline, reservation: RecordWrite, release: RecordWrite): Promise<string> {
     try {
       await this.deps.encryption.createRecord({ accessToken: reservation.grant!.accessToken, record: reservation.record }, step.call());
     } catch (error) {
       if (isLostCreateRace(error)) throw new ProtocolViolation("Token's new directed id is already reserved");
       throw error;
     }
-    const created = await this.deps.encryption.createRecord({ accessToken: write.grant!.accessToken, record: write.record }, step.call());
-    return this.#mint(step, { ...current, sessionToken: res.sessionToken }, { record: write.record, receipt: created.receipt }, newUser);
+    return (await this.deps.encryption.createRecord({ accessToken: release.grant!.accessToken, record: release.record }, step.call())).receipt;
   }
 
   async #newUser(step: StepDeadline, sessionToken: string, login: LoginContext, upstream: UpstreamResult, authTime: number | undefined,
@@ -342,7 +395,7 @@ export class LoginDriver {
     }, step.call());
     const state: LoginState = {
       sessionToken: committed.sessionToken, login, uid: subject.uid,
-      subjectRecord: made.subject!.record, walletRecord: made.wallet!.record, walletReceipt: "",
+      subjectRecord: made.subject!.record, walletRecord: made.wallet!.record, walletReceipt: "", walletVersion: Number(walletWritten.version),
       ...(authTime === undefined ? {} : { authTime }),
     };
     return { kind: "consent", state, wallet, newUser: true };
@@ -493,7 +546,15 @@ export class LoginDriver {
     if (deletion.uid !== uid || !sameSubjects(deletion.subjects, wallet.subjects) || !sameReleases(deletion.releases, foundReleases)) {
       throw new ProtocolViolation("the wallet deletion record does not list exactly this wallet's subjects and releases");
     }
-    const updated = await this.deps.encryption.updateRecord({ accessToken: write.grant!.accessToken, record: write.record, expectedVersion: walletRes.version }, step.call());
+    await this.deps.pause?.("deletion-writing");
+    let updated;
+    try {
+      updated = await this.deps.encryption.updateRecord({ accessToken: write.grant!.accessToken, record: write.record, expectedVersion: walletRes.version }, step.call());
+    } catch (error) {
+      // The wallet moved on since it was read (a consent at an app, say): nothing is deleted.
+      if (error instanceof ConnectError && error.code === Code.Aborted) throw new WalletChanged();
+      throw error;
+    }
     await this.deps.pause?.("deletion-stored");
     await this.#finishDelete(step, res.sessionToken, uid, write.record, deletion, updated.receipt);
   }

@@ -73,6 +73,8 @@ export interface SessionClaims {
    */
   subject_digest?: string;
   wallet_digest?: string;
+  /** The version the session's wallet is stored at, as its create or read receipt said. */
+  wallet_version?: number;
   release_digest?: string;
 }
 

@@ -642,6 +642,21 @@ describe("Token, check by check (internal/components/token)", function () {
       expect(made.reservation!.grant).to.include({ hash: reservationHash(lookupKey, "app-b", release.directed_id), kind: RecordKind.RESERVATION, operation: RecordOperation.CREATE });
       expect(grantOf(made.reservation!.grant)).to.include({ digest: sha256(made.reservation!.record) }).and.not.have.property("ejti");
       expect(session(made.sessionToken)).to.include({ wallet_digest: sha256(login.walletRecord), release_create: grantOf(made.release!.grant).jti });
+      // The wallet unchanged, with an update bound to the version read: the release lands with it or not at all.
+      const { iat: _a, ...rewritten } = record("wallet", made.wallet!.record);
+      const { iat: _b, ...held } = record("wallet", login.walletRecord);
+      expect(rewritten).to.deep.equal(held);
+      expect(grantOf(made.wallet!.grant)).to.include({ op: "update", kind: "wallet", hash: walletHash(lookupKey, uid), version: 1, digest: sha256(made.wallet!.record) });
+    });
+
+    it("a new user's CreateRelease binds the wallet's rewrite to version 1, the version CommitUser's receipt showed it created at", async function () {
+      const made = await newUser(USERS.carol);
+      const uid = record("wallet", made.made.wallet!.record).uid;
+      const again = await token.grantReleaseRead({ sessionToken: made.committed });
+      const res = await token.createRelease({
+        sessionToken: again.sessionToken, errorToken: await absent(again.releaseRead), walletRecord: made.made.wallet!.record, walletReceipt: "", consentedClaims: ["email"],
+      });
+      expect(grantOf(res.wallet!.grant)).to.include({ op: "update", kind: "wallet", hash: walletHash(lookupKey, uid), version: 1 });
     });
 
     it("checkAbsence: the Error Token of an earlier read (GrantReleaseRead replaced it), of another session, or of the subject is PERMISSION_DENIED", async function () {

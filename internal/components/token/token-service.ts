@@ -31,6 +31,7 @@ import {
   checkPrompt,
   checkProvider,
   checkReceipt,
+  checkReceiptOf,
   checkRedirectUri,
   checkRelease,
   checkScope,
@@ -205,7 +206,8 @@ export function tokenRoutes(deps: TokenServiceDeps) {
         const session = await sessions.read(req.sessionToken, "created");
         await checkCreated(storage, req.walletReceipt, "wallet", session.wallet_hash, session.wallet_create, session.wallet_digest);
         await checkCreated(storage, req.subjectReceipt, "subject", session.subject_hash, session.subject_create, session.subject_digest);
-        return { sessionToken: await sessions.advance(session, "user") };
+        // A create's receipt is of version 1 (checkCreated): the wallet as this session made it.
+        return { sessionToken: await sessions.advance(session, "user", { wallet_version: 1 }) };
       },
 
       /** Step 6, a returning user: the stored Subject Record of this session's subject, then reads of wallet and release. */
@@ -268,8 +270,11 @@ export function tokenRoutes(deps: TokenServiceDeps) {
         const hash = lookup.release(session.uid, session.client_id);
         const ejti = await checkAbsence(storage, req.errorToken, "release", hash, session.release_read);
         const wallet = await grants.record("wallet", req.walletRecord);
-        const walletDigest = await checkStored(storage, "wallet", req.walletRecord, req.walletReceipt, session.wallet_digest,
-          lookup.wallet(session.uid), { read: session.wallet_read });
+        const walletHash = lookup.wallet(session.uid);
+        // The wallet this session holds already (it made it), or shown stored by this session's read, at a version.
+        const stored = session.wallet_digest !== undefined
+          ? { digest: checkHeld("wallet", req.walletRecord, session.wallet_digest), version: session.wallet_version }
+          : await checkReceiptOf(storage, "wallet", req.walletRecord, req.walletReceipt, walletHash, { read: session.wallet_read });
         checkWallet(wallet, session);
         checkConsent(req.consentedClaims, session, wallet);
 
@@ -287,8 +292,15 @@ export function tokenRoutes(deps: TokenServiceDeps) {
           claims: [...new Set(req.consentedClaims)],
           reserved: true,
         }, ejti);
-        const sessionToken = await sessions.advance(session, "user", { wallet_digest: walletDigest, release_create: release.jti });
-        return { sessionToken, release: release.write, reservation: reservation.write };
+        // The wallet unchanged, rewritten at the version read: the release lands with it or not at all (WriteRecords).
+        const { iss: _iss, aud: _aud, iat: _iat, ...unchanged } = wallet as typeof wallet & { iss?: unknown; aud?: unknown; iat?: unknown };
+        const rewrite = stored.version === undefined ? undefined : await grants.update("wallet", walletHash, unchanged, { version: stored.version });
+        const sessionToken = await sessions.advance(session, "user", {
+          wallet_digest: stored.digest,
+          ...(stored.version === undefined ? {} : { wallet_version: stored.version }),
+          release_create: release.jti,
+        });
+        return { sessionToken, release: release.write, reservation: reservation.write, ...(rewrite ? { wallet: rewrite.write } : {}) };
       },
 
       /** Step 7: the session's own stored records, this user's and this app's, then the app's answers. */

@@ -8,7 +8,7 @@
 
 import { decodeJwt } from "jose";
 import { TransactionKind } from "../../../gen/hello/token/v1/token_service_pb.js";
-import { LoginRequired, NotLinked, type UpstreamResult, WalletDeleted } from "../login-driver.js";
+import { LoginRequired, NotLinked, type UpstreamResult, WalletChanged, WalletDeleted } from "../login-driver.js";
 import type { UpstreamProvider } from "../../../config/component-config.js";
 import { chooserPage } from "../pages/chooser.js";
 import { accountPage, noWalletPage, walletDeletedPage } from "../pages/account.js";
@@ -100,6 +100,9 @@ export async function deleteAnswer(door: DoorContext, res: Exchange["res"], flow
     }
     if (error instanceof NotLinked) {
       return sendError(res, 403, "Nothing was deleted", `The ${provider.name} account you signed in with is not linked to this wallet.`, AGAIN);
+    }
+    if (error instanceof WalletChanged) {
+      return sendError(res, 409, "Nothing was deleted", "Your wallet changed while you were deleting it (a sign-in to an app, say).", AGAIN);
     }
     // Already deleted: by a sign-in that finished a delete this one began.
     if (!(error instanceof WalletDeleted)) throw error;

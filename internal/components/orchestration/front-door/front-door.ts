@@ -15,7 +15,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { isUnavailable } from "../../../../mesh/transport-errors.js";
 import { isVersionRefusal } from "../../../../mesh/versions.js";
 import { OTHER_ROUTE, httpObserver } from "../../../observability/metrics/http-observer.js";
-import { ProtocolViolation, isLostCreateRace } from "../login-driver.js";
+import { ProtocolViolation, WalletChanged, isLostCreateRace } from "../login-driver.js";
 import { RedirectableError, UntrustedRedirectError } from "./authorization-request.js";
 import { type FrontDoorDeps, doorContext } from "./context.js";
 import { HSTS, arrivedOverHttps, trustedProxies } from "./forwarded.js";
@@ -96,6 +96,7 @@ function answerError(res: http.ServerResponse, issuer: string, route: Route, err
     return sendError(res, 503, "hello-mesh is unavailable right now", "A part of hello-mesh did not answer in time, so this sign-in could not finish.", "Wait a moment, then go back to the app and sign in again.");
   }
   if (isLostCreateRace(error)) return sendError(res, 409, "Please try again", "Another sign-in for your account was completing at the same moment.", "Go back to the app and sign in again.");
+  if (error instanceof WalletChanged) return sendError(res, 409, "Please try again", "Your wallet changed while you were signing in (from your account page, say), so nothing was saved.", "Go back to the app and sign in again.");
   // A peer that answered what does not check out, refused a token another component
   // signed (a bundle or key mix-up between custodians), or whose release does not fit
   // ours (an upgrade out of order, docs/upgrades.md): hello-mesh's fault, not the
