@@ -208,6 +208,19 @@ export interface WalletRecord {
   uid: string;
   claims: Record<string, string | boolean>;
   subjects: Array<{ iss: string; sub: string }>;
+  /**
+   * The transactions done on the wallet, oldest first (docs/transactions.md), which the
+   * account page shows. Absent in a wallet no transaction has changed. A release that
+   * does not know it ignores it, which is safe: it only reports.
+   */
+  history?: HistoryEntry[];
+}
+
+/** One transaction of the wallet: which, when (epoch seconds), and the issuer of the provider it concerned. */
+export interface HistoryEntry {
+  kind: "link";
+  at: number;
+  iss: string;
 }
 
 /**

@@ -54,6 +54,8 @@ export const appSecret = (clientId: string) => `${clientId}-secret-0123456789`;
 
 export interface ProtocolMesh {
   readonly devOp: DevOp;
+  /** The second provider ("other"), in a mesh started with `secondProvider`. */
+  readonly otherOp?: DevOp;
   /** The front door's public URL (the issuer apps see). */
   readonly issuer: string;
   readonly deployment: DevDeployment;
@@ -69,6 +71,8 @@ export interface ProtocolMesh {
   readonly driver: LoginDriver;
   /** A fresh upstream login at the dev OP for `nonce`, verified as Orchestration would; `prompt: "login"` for one forced (auth_time). */
   upstreamLogin(user: DevUser, nonce: string, options?: { prompt?: string }): Promise<UpstreamResult>;
+  /** The same at the second provider ("other"), in a mesh started with `secondProvider`. */
+  otherLogin(user: DevUser, nonce: string, options?: { prompt?: string }): Promise<UpstreamResult>;
   /** A whole login to `app`, consenting to `consent` (default: every claim asked for). */
   login(user: DevUser, app: keyof typeof APPS, consent?: string[]): Promise<LoginOutcome & { kind: "done" } & { claims: Record<string, unknown>; alg: string }>;
   /** Steers a twisted mesh: every component's clock offset, the rogue's twists. */
@@ -231,6 +235,13 @@ export async function startProtocolMesh(options: {
     devOp, clientId: UPSTREAM_CLIENT.id, clientSecret: UPSTREAM_CLIENT.secret, redirectUri: upstreamRedirect, opKeys: createRemoteJWKSet(new URL(devOp.jwksUri)),
   };
   const upstreamLogin = (user: DevUser, nonce: string, options: { prompt?: string } = {}): Promise<UpstreamResult> => verifiedLogin(upstreamRp, user, nonce, options);
+  const otherLogin = (user: DevUser, nonce: string, options: { prompt?: string } = {}): Promise<UpstreamResult> => {
+    if (!otherOp) throw new Error("this mesh was started without a second provider");
+    return verifiedLogin({
+      devOp: otherOp, clientId: UPSTREAM_CLIENT.id, clientSecret: UPSTREAM_CLIENT.secret, redirectUri: upstreamRedirectUri(issuer, "other"),
+      opKeys: createRemoteJWKSet(new URL(otherOp.jwksUri)),
+    }, user, nonce, options);
+  };
 
   const login: ProtocolMesh["login"] = async (user, app, consent) => {
     const request = appRequest(app);
@@ -252,6 +263,7 @@ export async function startProtocolMesh(options: {
 
   return {
     devOp,
+    ...(otherOp ? { otherOp } : {}),
     issuer,
     deployment,
     processes,
@@ -264,6 +276,7 @@ export async function startProtocolMesh(options: {
     storage,
     driver,
     upstreamLogin,
+    otherLogin,
     login,
     control: (control: TwistControl) => {
       if (!options.twisted) throw new Error("this mesh was not started twisted");

@@ -49,6 +49,10 @@ const DAVE: DevUser = { sub: "dave-0004", email: "dave@example.org", email_verif
 const ERIN: DevUser = { sub: "erin-0005", email: "erin@example.org", email_verified: true, name: "Erin Example", password: "erin" };
 /** Deletes her wallet, again and again (each test's first sign-in makes it anew). */
 const GINA: DevUser = { sub: "gina-0007", email: "gina@example.org", email_verified: true, name: "Gina Example", password: "gina" };
+/** Has a wallet that Hank's account is linked to. */
+const IVY: DevUser = { sub: "ivy-0008", email: "ivy@example.org", email_verified: true, name: "Ivy Example", password: "ivy" };
+/** In no wallet until he is linked to Ivy's. */
+const HANK: DevUser = { sub: "hank-0009", email: "hank@example.org", email_verified: true, name: "Hank Example", password: "hank" };
 /** Signs in to no app, only to the account page. */
 const FRANK: DevUser = { sub: "frank-0006", email: "frank@example.org", email_verified: true, name: "Frank Example", password: "frank" };
 
@@ -98,7 +102,7 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
     new LoginDriver({ issuer: ISSUER, token, encryption, lookupKey, tokenKeys: () => tokenKeys, clientIds: clients.map((c) => c.client_id) });
 
   before(async function () {
-    [upstream, store] = await Promise.all([startUpstream([USERS.alice, USERS.bob, USERS.carol, DAVE, ERIN, FRANK, GINA]), openPGliteStore({})]);
+    [upstream, store] = await Promise.all([startUpstream([USERS.alice, USERS.bob, USERS.carol, DAVE, ERIN, FRANK, GINA, IVY, HANK]), openPGliteStore({})]);
     const storage = createClient(StorageService, inMemory(storageRoutes({
       store, tokenKeys: () => tokenKeys, errorKey: storageSigning.error, receiptKey: storageSigning.receipt,
     }), storageErrors));
@@ -592,5 +596,72 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
         expect((await login(honest, USERS.bob, "a")).claims.sub).to.equal(bobBefore.claims.sub);
       });
     }
+  });
+  describe("link (docs/transactions.md): Token's Subject Record and wallet are exactly the account Orchestration verified, added", function () {
+    /** Ivy's account page, then a link of Hank's account, through `driver`. */
+    before(async () => {
+      subs.ivyA = String((await login(honest, IVY, "a")).claims.sub);
+    });
+
+    async function linkHank(driver: LoginDriver) {
+      const began = Date.now();
+      const started = await honest.startAccount("dev");
+      const view = (await honest.openAccount(started.sessionToken, began, await upstream.login(IVY, started.upstreamNonce, { prompt: "login" })))!;
+      const txBegan = Date.now();
+      const tx = await driver.beginTransaction(view.sessionToken, TransactionKind.LINK, "dev");
+      await driver.linkSubject(tx.sessionToken, txBegan, await upstream.login(HANK, tx.upstreamNonce, { prompt: "login" }), view.uid);
+      return view;
+    }
+    const hank = () => ({ iss: upstream.devOp.issuer, sub: HANK.sub });
+    const bentWallet = (change: (w: RecordClaims["wallet"]) => RecordClaims["wallet"]): Twist => ({
+      linkSubject: async (a) => {
+        const record = await rogueRecord("wallet", change(claimsOf<RecordClaims["wallet"]>(a.wallet!.record)));
+        return { ...a, wallet: create(RecordWriteSchema, { record, grant: await rogueGrant("wallet", "update", a.wallet!.grant!.hash, sha256(record)) }) };
+      },
+    });
+    const bentSubject = (change: (s: RecordClaims["subject"]) => RecordClaims["subject"], at?: () => string): Twist => ({
+      linkSubject: async (a) => {
+        const claims = change(claimsOf<RecordClaims["subject"]>(a.subject!.record));
+        return { ...a, subject: await rogueWrite("subject", at?.() ?? a.subject!.grant!.hash, claims) };
+      },
+    });
+
+    const twists: Array<[string, () => Twist, string]> = [
+      ["a Subject Record pointing at another user", () => bentSubject((sub) => ({ ...sub, uid: uids[USERS.bob.sub]! })),
+        "the new subject record is not the account signed in with, for this user"],
+      ["a Subject Record of another account, at its own hash", () => bentSubject((sub) => ({ ...sub, op_sub: USERS.bob.sub }), () => subjectHash(lookupKey, upstream.devOp.issuer, USERS.bob.sub)),
+        "Token's subject grant is not for the subject record this login needs"],
+      ["a wallet that adds another account than the one signed in with", () => bentWallet((w) => ({ ...w, subjects: [...w.subjects.slice(0, -1), { iss: hank().iss, sub: USERS.bob.sub }] })),
+        "the linked wallet is not the wallet as read with this account and its history entry added"],
+      ["a wallet that also changes a claim", () => bentWallet((w) => ({ ...w, claims: { ...w.claims, email: "mallory@example.org" } })),
+        "the linked wallet is not the wallet as read with this account and its history entry added"],
+      ["a wallet without the history entry", () => bentWallet((w) => ({ ...w, history: w.history!.slice(0, -1) })),
+        "the linked wallet is not the wallet as read with this account and its history entry added"],
+      ["a wallet that drops a subject it had", () => bentWallet((w) => ({ ...w, subjects: w.subjects.slice(1) })),
+        "the linked wallet is not the wallet as read with this account and its history entry added"],
+      ["the link written over another user's wallet", () => ({
+        linkSubject: async (a) => ({ ...a, wallet: create(RecordWriteSchema, { record: a.wallet!.record, grant: await rogueGrant("wallet", "update", walletHash(lookupKey, uids[USERS.bob.sub]!)) }) }),
+      }), "Token's wallet grant is not for the wallet record this login needs"],
+    ];
+    for (const [what, twist, message] of twists) {
+      it(`a compromised Token minting ${what} is refused before anything is written: ${message}`, async function () {
+        const before = changed.length;
+        await refused(linkHank(rogue(twist())), message);
+        expect(changed.slice(before), "no wallet rewritten").to.deep.equal([]);
+        expect(await holds(subjectHash(lookupKey, hank().iss, hank().sub), "subject"), "Hank is in no wallet").to.equal(false);
+      });
+    }
+
+    it("the honest twin: Hank's account is linked to Ivy's wallet, in one write, and signs in as Ivy", async function () {
+      const ivyAtA = subs.ivyA;
+      const before = { written: written.length, changed: changed.length };
+      const view = await linkHank(honest);
+      expect(written.slice(before.written)).to.deep.equal(["subject"]);
+      expect(changed.slice(before.changed)).to.deep.equal(["update wallet"]);
+      const viaHank = await login(honest, HANK, "a");
+      expect(viaHank.claims.sub).to.equal(ivyAtA);
+      expect(viaHank.consented).to.equal(false);
+      expect(uids[IVY.sub]).to.equal(view.uid);
+    });
   });
 });

@@ -34,7 +34,7 @@ import { RECORD_KIND, RECORD_TYPES, type RecordClaims, type TokenType, WALLET_DE
 import type { RecordKindName } from "../../protocol/records.js";
 import { type WalletClaims, releasedClaims, walletClaimsOf } from "../../protocol/claims.js";
 import { type FreshnessDemand, LOGIN_REQUIRED, authTimeProblem } from "../../protocol/auth-time.js";
-import { ProtocolViolation, checkMinted } from "./minted-check.js";
+import { MINT_CLOCK_SKEW_SECONDS, ProtocolViolation, checkMinted } from "./minted-check.js";
 
 export interface LoginDriverDeps {
   /** The public issuer: the `iss` every ID Token for apps must carry. */
@@ -58,10 +58,10 @@ export interface LoginDriverDeps {
 
 /**
  * The points a test may pause the driver at: a sign-in that has read its Subject Record;
- * a consent about to write its release; a delete about to write its deletion record
+ * a consent about to write its release; a link about to write its subject; a delete about to write its deletion record
  * (its commit point), and one that has written it.
  */
-export type PausePoint = "subject-read" | "release-writing" | "deletion-writing" | "deletion-stored";
+export type PausePoint = "subject-read" | "release-writing" | "link-writing" | "deletion-writing" | "deletion-stored";
 
 /** The longest one mesh call of a login may take (a Token or Encryption call; Storage's inside it). */
 export const RPC_TIMEOUT_MS = 5_000;
@@ -116,6 +116,14 @@ export class WalletChanged extends Error {
   override name = "WalletChanged";
   constructor() {
     super("the wallet changed while this step was under way");
+  }
+}
+
+/** The account to link is linked already: to this wallet (`mine`), or to another one, which only a merge joins. */
+export class AlreadyLinked extends Error {
+  override name = "AlreadyLinked";
+  constructor(readonly mine: boolean) {
+    super(mine ? "the account is linked to this wallet already" : "the account is linked to another wallet");
   }
 }
 
@@ -560,6 +568,62 @@ export class LoginDriver {
   }
 
   /**
+   * Links the account of the link session's forced fresh login, begun at `started`, to
+   * the wallet of user `uid` (docs/transactions.md, "Link a provider"). The account must
+   * be in no wallet (AlreadyLinked otherwise: a subject is never moved here). Token's
+   * Subject Record and wallet must be exactly what Orchestration verified itself: that
+   * account, this user, the wallet as read with that subject and one history entry added.
+   * Both are written in one WriteRecords.
+   */
+  async linkSubject(sessionToken: string, started: number, upstream: UpstreamResult, uid: string): Promise<void> {
+    freshEnough(upstream, { maxAge: 0, promptLogin: true, started, demandedBy: "transaction" });
+
+    const step = this.#step();
+    const key = this.deps.lookupKey;
+    const authorized = await this.#token(() => this.deps.token.authorizeSubject({ sessionToken, opIdToken: upstream.idToken }, step.call()));
+    const subjectRead = this.#checkGrant(authorized.subjectRead, "subject", RecordOperation.READ, subjectHash(key, upstream.iss, upstream.sub));
+    const walletRead = this.#checkGrant(authorized.walletRead, "wallet", RecordOperation.READ, walletHash(key, uid));
+    const [subjectRes, walletRes] = await Promise.all([
+      this.deps.encryption.readRecord({ accessToken: subjectRead.accessToken }, step.call()),
+      this.deps.encryption.readRecord({ accessToken: walletRead.accessToken }, step.call()),
+    ]);
+    if (subjectRes.result.case === "record") {
+      const subject = await this.#record("subject", subjectRes.result.value);
+      if (subject.op_iss !== upstream.iss || subject.op_sub !== upstream.sub) throw new ProtocolViolation("the subject record is not the upstream subject's");
+      throw new AlreadyLinked(subject.uid === uid);
+    }
+    if (subjectRes.result.case !== "errorToken") throw new ProtocolViolation("the subject read returned nothing");
+    const { walletRecord, wallet } = await this.#wallet(step, authorized.sessionToken, walletRes, uid);
+
+    const res = await this.deps.token.linkSubject({
+      sessionToken: authorized.sessionToken, errorToken: subjectRes.result.value, walletRecord, walletReceipt: walletRes.receipt,
+    }, step.call());
+    const subjectWrite = res.subject;
+    const walletWrite = res.wallet;
+    if (!subjectWrite || !walletWrite) throw new ProtocolViolation("Token returned no link");
+    this.#checkGrant(subjectWrite.grant, "subject", RecordOperation.CREATE, subjectHash(key, upstream.iss, upstream.sub));
+    this.#checkGrant(walletWrite.grant, "wallet", RecordOperation.UPDATE, walletHash(key, uid));
+    const subject = await this.#record("subject", subjectWrite.record);
+    if (subject.op_iss !== upstream.iss || subject.op_sub !== upstream.sub || subject.uid !== uid) {
+      throw new ProtocolViolation("the new subject record is not the account signed in with, for this user");
+    }
+    const updated = await this.#record("wallet", walletWrite.record);
+    checkLinked(wallet, updated, upstream);
+    await this.deps.pause?.("link-writing");
+    try {
+      await this.deps.encryption.writeRecords({ writes: [
+        { accessToken: walletWrite.grant!.accessToken, record: walletWrite.record, expectedVersion: walletRes.version },
+        { accessToken: subjectWrite.grant!.accessToken, record: subjectWrite.record },
+      ] }, step.call());
+    } catch (error) {
+      if (error instanceof ConnectError && (error.code === Code.Aborted || error.code === Code.NotFound)) throw new WalletChanged();
+      // The account signed in to an app meanwhile, and got a wallet of its own.
+      if (isLostCreateRace(error)) throw new AlreadyLinked(false);
+      throw error;
+    }
+  }
+
+  /**
    * The wallet and the user's release at each app Orchestration serves, as read with
    * AuthorizeUser's grants (an account or transaction session's). Only reads of this
    * user's release at those apps are made, each app once.
@@ -767,6 +831,28 @@ function freshEnough(upstream: UpstreamResult, demand: FreshnessDemand): number 
   const stale = authTimeProblem(authTime, demand, new Date());
   if (stale) throw new LoginRequired(stale);
   return authTime;
+}
+
+/**
+ * A link's wallet: the wallet as read, with exactly the linked subject added at the end
+ * and exactly one history entry (a link of that provider, now) added at the end;
+ * nothing else changed.
+ */
+function checkLinked(before: RecordClaims["wallet"], after: RecordClaims["wallet"], linked: { iss: string; sub: string }): void {
+  const history = before.history ?? [];
+  const entry = after.history?.at(-1);
+  const now = Math.floor(Date.now() / 1000);
+  const same =
+    after.uid === before.uid &&
+    sameClaims(after.claims, before.claims) &&
+    after.subjects.length === before.subjects.length + 1 &&
+    before.subjects.every((s, i) => after.subjects[i]!.iss === s.iss && after.subjects[i]!.sub === s.sub) &&
+    after.subjects.at(-1)!.iss === linked.iss && after.subjects.at(-1)!.sub === linked.sub &&
+    after.history?.length === history.length + 1 &&
+    JSON.stringify(after.history.slice(0, -1)) === JSON.stringify(history) &&
+    entry?.kind === "link" && entry.iss === linked.iss && Math.abs(entry.at - now) <= MINT_CLOCK_SKEW_SECONDS &&
+    Object.keys(after).every((k) => ["uid", "claims", "subjects", "history", "iss", "aud", "iat"].includes(k));
+  if (!same) throw new ProtocolViolation("the linked wallet is not the wallet as read with this account and its history entry added");
 }
 
 /** The same subjects, in any order. */

@@ -304,9 +304,10 @@ export function checkTransactionUser(subject: RecordClaims["subject"], session: 
 }
 
 /** The session purpose of a transaction kind. */
-export function transactionPurpose(kind: TransactionKind): "delete" {
+export function transactionPurpose(kind: TransactionKind): "delete" | "link" {
   if (kind === TransactionKind.DELETE) return "delete";
-  throw invalidArgument("kind must name a transaction (TRANSACTION_KIND_DELETE)");
+  if (kind === TransactionKind.LINK) return "link";
+  throw invalidArgument("kind must name a transaction (TRANSACTION_KIND_DELETE or TRANSACTION_KIND_LINK)");
 }
 
 /** The Release Record is this user's at this app: no other user's directed id or claims. */

@@ -990,7 +990,7 @@ describe("Token, check by check (internal/components/token)", function () {
       });
       const ready = await accountUser(USERS.alice);
       expect(await refusal(begin(ready.authorized.sessionToken, TransactionKind.UNSPECIFIED))).to.deep.equal({
-        code: Code.InvalidArgument, message: "kind must name a transaction (TRANSACTION_KIND_DELETE)",
+        code: Code.InvalidArgument, message: "kind must name a transaction (TRANSACTION_KIND_DELETE or TRANSACTION_KIND_LINK)",
       });
       expect((await refusal(begin(ready.authorized.sessionToken, TransactionKind.DELETE, "evil"))).code).to.equal(Code.InvalidArgument);
     });
@@ -1172,6 +1172,71 @@ describe("Token, check by check (internal/components/token)", function () {
         });
       });
     });
+  });
+
+  describe("LinkSubject: a subject no wallet holds, added to the link session's user's wallet (docs/transactions.md)", function () {
+    /** A link of `linked`'s account (at the dev OP) to `user`'s wallet, at step "subject": the subject read and the wallet read. */
+    async function linkAtSubject(user: DevUser, linked: DevUser) {
+      const account = await accountUser(user);
+      const tx = await token.beginTransaction({ accountSessionToken: account.authorized.sessionToken, kind: TransactionKind.LINK, providerId: "dev" });
+      const up = await upstream.login(linked, tx.upstreamNonce, { prompt: "login" });
+      const authorized = await token.authorizeSubject({ sessionToken: tx.sessionToken, opIdToken: up.idToken });
+      const uid = session(account.authorized.sessionToken).uid!;
+      const walletRecord = rows.get(walletHash(lookupKey, uid))!;
+      const request = {
+        sessionToken: authorized.sessionToken, errorToken: await absent(authorized.subjectRead),
+        walletRecord, walletReceipt: await receipt(authorized.walletRead, walletRecord),
+      };
+      return { account, authorized, uid, request, upstream: up };
+    }
+
+    it("honest: the Subject Record for the session's user (its create spends the Error Token), and the wallet with the subject and a history entry, at the version read", async function () {
+      const link = await linkAtSubject(USERS.alice, USERS.bob);
+      expect(grantOf(link.authorized.walletRead)).to.include({ op: "read", kind: "wallet", hash: walletHash(lookupKey, link.uid) });
+      const res = await token.linkSubject(link.request);
+      expect(record("subject", res.subject!.record)).to.include({ op_iss: upstream.devOp.issuer, op_sub: USERS.bob.sub, uid: link.uid });
+      expect(grantOf(res.subject!.grant)).to.include({ op: "create", kind: "subject", hash: subjectHash(lookupKey, upstream.devOp.issuer, USERS.bob.sub), ejti: decodeJwt(link.request.errorToken).jti });
+      const before = record("wallet", link.request.walletRecord);
+      const after = record("wallet", res.wallet!.record);
+      expect(after.subjects).to.deep.equal([...before.subjects, { iss: upstream.devOp.issuer, sub: USERS.bob.sub }]);
+      expect(after.claims).to.deep.equal(before.claims);
+      expect(after.history).to.deep.equal([...(before.history ?? []), { kind: "link", at: Math.floor(clock.now().getTime() / 1000), iss: upstream.devOp.issuer }]);
+      expect(grantOf(res.wallet!.grant)).to.include({ op: "update", kind: "wallet", hash: walletHash(lookupKey, link.uid), version: 1, digest: sha256(res.wallet!.record) });
+    });
+
+    it("refuses a session of another purpose, Storage's answer to another read, and a wallet receipt of another session", async function () {
+      const link = await linkAtSubject(USERS.alice, USERS.bob);
+      const del = await deleteLinkless(USERS.alice);
+      expect(await refusal(token.linkSubject({ ...link.request, sessionToken: del }))).to.deep.equal({
+        code: Code.FailedPrecondition, message: "this step is a link session's, and this is a delete session",
+      });
+      // The "no record" of the wallet read, or of another session's subject read: no word that the subject is in no wallet.
+      const other = await linkAtSubject(USERS.alice, USERS.bob);
+      for (const errorToken of [await absent(link.authorized.walletRead), await absent(other.authorized.subjectRead)]) {
+        expect(await refusal(token.linkSubject({ ...link.request, errorToken }))).to.deep.equal({
+          code: Code.PermissionDenied, message: "the error token does not answer this session's subject read",
+        });
+      }
+      expect(await refusal(token.linkSubject({ ...link.request, walletReceipt: other.request.walletReceipt }))).to.deep.equal({
+        code: Code.PermissionDenied, message: "the wallet receipt does not show this wallet record stored for this session",
+      });
+    });
+
+    it("the fresh login must be the link's own: the account session's OP ID Token links nothing", async function () {
+      const account = await accountUser(USERS.alice);
+      const tx = await token.beginTransaction({ accountSessionToken: account.authorized.sessionToken, kind: TransactionKind.LINK, providerId: "dev" });
+      const refused = await refusal(token.authorizeSubject({ sessionToken: tx.sessionToken, opIdToken: account.upstream.idToken }));
+      expect(refused.code).to.equal(Code.Unauthenticated);
+      expect(refused.message).to.match(/nonce/);
+    });
+
+    /** A delete session of `user` at step "subject", to present where a link session belongs. */
+    async function deleteLinkless(user: DevUser) {
+      const account = await accountUser(user);
+      const tx = await token.beginTransaction({ accountSessionToken: account.authorized.sessionToken, kind: TransactionKind.DELETE, providerId: "dev" });
+      const up = await upstream.login(user, tx.upstreamNonce, { prompt: "login" });
+      return (await token.authorizeSubject({ sessionToken: tx.sessionToken, opIdToken: up.idToken })).sessionToken;
+    }
   });
 
   describe("GetKeySet: the app-facing keys only, signed with the key-set key", function () {

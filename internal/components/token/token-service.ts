@@ -15,6 +15,7 @@ import { ownKeys } from "./own-keys.js";
 import { type Session, sessions as sessionTokens } from "./session.js";
 import { grants as accessGrants } from "./grants.js";
 import { deleteHandlers } from "./delete.js";
+import { linkHandlers } from "./link.js";
 import { type AppAnswer, signIdToken, signKeySet, signUserinfo, userinfoClaims } from "./app-tokens.js";
 import {
   type StorageWord,
@@ -78,6 +79,7 @@ export function tokenRoutes(deps: TokenServiceDeps) {
     reservation: (clientId: string, directedId: string) => reservationHash(deps.lookupKey, clientId, directedId),
   };
   const deletes = deleteHandlers({ sessions, grants, keys, storage, lookup, clients: deps.clients, now });
+  const links = linkHandlers({ sessions, grants, storage, lookup, now });
 
   return (router: ConnectRouter) => {
     router.service(TokenService, {
@@ -166,14 +168,17 @@ export function tokenRoutes(deps: TokenServiceDeps) {
 
         const hash = lookup.subject(subject.iss, subject.sub);
         const read = await grants.read("subject", hash);
+        // A link reads the user's wallet too: the subject it links is usually in none.
+        const walletRead = session.purpose === "link" && session.uid !== undefined ? await grants.read("wallet", lookup.wallet(session.uid)) : undefined;
         const sessionToken = await sessions.advance(session, "subject", {
           op_sub: subject.sub,
           op_claims: subject.claims,
           ...(subject.authTime === undefined ? {} : { auth_time: subject.authTime }),
           subject_hash: hash,
           subject_read: read.jti,
+          ...(walletRead ? { wallet_read: walletRead.jti } : {}),
         });
-        return { sessionToken, subjectRead: read.grant };
+        return { sessionToken, subjectRead: read.grant, ...(walletRead ? { walletRead: walletRead.grant } : {}) };
       },
 
       /** Step 5, a new user: Storage's "no record" for this session's read, then the user's records. */
@@ -333,6 +338,9 @@ export function tokenRoutes(deps: TokenServiceDeps) {
         const userinfoJwt = await signUserinfo(keys.active("userinfo", client.id_token_signed_response_alg), answer, t);
         return { idToken, userinfoJwt, userinfoJson: JSON.stringify(userinfoClaims(answer)) };
       },
+
+      /** A link: the new Subject Record and the wallet that lists it (link.ts). */
+      linkSubject: (req) => links.linkSubject(req),
 
       /** A delete's commit point: the wallet's deletion record (delete.ts). */
       authorizeDelete: (req) => deletes.authorizeDelete(req),

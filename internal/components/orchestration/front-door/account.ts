@@ -8,13 +8,13 @@
 
 import { decodeJwt } from "jose";
 import { TransactionKind } from "../../../gen/hello/token/v1/token_service_pb.js";
-import { LoginRequired, NotLinked, type UpstreamResult, WalletChanged, WalletDeleted } from "../login-driver.js";
+import { AlreadyLinked, LoginRequired, NotLinked, type UpstreamResult, WalletChanged, WalletDeleted } from "../login-driver.js";
 import type { UpstreamProvider } from "../../../config/component-config.js";
 import { chooserPage } from "../pages/chooser.js";
-import { accountPage, noWalletPage, walletDeletedPage } from "../pages/account.js";
+import { accountPage, linkedPage, noWalletPage, walletDeletedPage } from "../pages/account.js";
 import { pageCsp } from "../pages/layout.js";
 import type { DoorContext, Exchange } from "./context.js";
-import { ACCOUNT_FLOW, ACCOUNT_SESSION, type AccountFlow, type AccountSession, DELETE_FLOW, type DeleteFlow, FLOW_TTL, goToProvider } from "./flows.js";
+import { ACCOUNT_FLOW, ACCOUNT_SESSION, type AccountFlow, type AccountSession, DELETE_FLOW, type DeleteFlow, FLOW_TTL, LINK_FLOW, goToProvider } from "./flows.js";
 import { form } from "./http-input.js";
 import { sendError, sendHtml } from "./responses.js";
 
@@ -61,8 +61,10 @@ export async function accountAnswer(door: DoorContext, res: Exchange["res"], flo
     providers: view.wallet.subjects.map((s) => nameOf(s.iss)),
     claims: Object.entries(view.wallet.claims).map(([name, value]) => ({ name, value })),
     apps: view.releases.map((r) => ({ name: door.clients.get(r.clientId)?.client_name ?? r.clientId, claims: [...r.claims] })),
+    history: (view.wallet.history ?? []).map((h) => ({ kind: h.kind, at: new Date(h.at * 1000), provider: nameOf(h.iss) })),
+    link: { action: "/account/link", hidden: { account: sealed }, providers: door.providers.map((p) => ({ id: p.id, name: p.name })) },
     remove: { action: "/account/delete", hidden: { account: sealed }, providers: linked.map((p) => ({ id: p.id, name: p.name })) },
-  }), pageCsp(linked.map((p) => p.issuer)));
+  }), pageCsp(door.providers.map((p) => p.issuer)));
 }
 
 const AGAIN = "Go back to the account page and sign in again.";
@@ -79,15 +81,45 @@ function accountSession(door: DoorContext, body: URLSearchParams): AccountSessio
 }
 
 /** POST /account/delete: a delete transaction at Token, then a forced fresh sign-in at a provider of the wallet to confirm it. */
-export async function accountDelete(door: DoorContext, { req, res }: Exchange) {
+export function accountDelete(door: DoorContext, exchange: Exchange) {
+  return beginTransaction(door, exchange, TransactionKind.DELETE, DELETE_FLOW, "nothing was deleted");
+}
+
+/** POST /account/link: a link transaction at Token, then a forced fresh sign-in at the account to link. */
+export function accountLink(door: DoorContext, exchange: Exchange) {
+  return beginTransaction(door, exchange, TransactionKind.LINK, LINK_FLOW, "nothing was linked");
+}
+
+/** A transaction begun from the account page's sealed account session, and the browser sent to the chosen provider, forced to ask again. */
+async function beginTransaction(door: DoorContext, { req, res }: Exchange, kind: TransactionKind, sealedAs: string, nothingDone: string) {
   const body = await form(req);
   const account = accountSession(door, body);
-  if (!account) return sendError(res, 400, "This page has expired", "The account page was open too long, so nothing was deleted.", AGAIN);
+  if (!account) return sendError(res, 400, "This page has expired", `The account page was open too long, so ${nothingDone}.`, AGAIN);
   const provider = door.rp.provider(body.get("provider") ?? "");
   if (!provider) return sendError(res, 400, "Unknown provider", "Choose one of the providers listed.");
   const started = Date.now();
-  const session = await door.driver.beginTransaction(account.session, TransactionKind.DELETE, provider.id);
-  await goToProvider(door, res, provider, started, session, { prompt: "login", max_age: "0" }, DELETE_FLOW, { uid: account.uid });
+  const session = await door.driver.beginTransaction(account.session, kind, provider.id);
+  await goToProvider(door, res, provider, started, session, { prompt: "login", max_age: "0" }, sealedAs, { uid: account.uid });
+}
+
+/** The provider's answer to a link's sign-in: the account linked, or why not. */
+export async function linkAnswer(door: DoorContext, res: Exchange["res"], flow: DeleteFlow, provider: UpstreamProvider, upstream: UpstreamResult) {
+  try {
+    await door.driver.linkSubject(flow.session, flow.started, upstream, flow.uid);
+  } catch (error) {
+    if (error instanceof LoginRequired) {
+      return sendError(res, 403, "Nothing was linked", `${provider.name} did not ask you to sign in just now, and an account is linked only after a fresh sign-in.`, AGAIN);
+    }
+    if (error instanceof AlreadyLinked) {
+      return error.mine
+        ? sendError(res, 409, "Already linked", `That ${provider.name} account is linked to your wallet already.`, AGAIN)
+        : sendError(res, 409, "Nothing was linked", `That ${provider.name} account belongs to another hello-mesh wallet. An account is never moved from one wallet to another by linking it.`, AGAIN);
+    }
+    if (error instanceof WalletChanged) return sendError(res, 409, "Nothing was linked", "Your wallet changed while you were linking the account.", AGAIN);
+    if (error instanceof WalletDeleted) return sendHtml(res, 200, walletDeletedPage());
+    throw error;
+  }
+  sendHtml(res, 200, linkedPage(provider.name));
 }
 
 /** The provider's answer to a delete's confirming sign-in: the wallet deleted, or why not. */

@@ -182,3 +182,80 @@ describe("a person logs in with a real browser (docs/design.md §6)", function (
     }
   });
 });
+
+describe("a person links a second provider's account with a real browser (docs/transactions.md)", function () {
+  this.timeout(180_000);
+  let mesh: ProtocolMesh;
+  let demo: Awaited<ReturnType<typeof startDemoApp>>;
+  let profile: string;
+  let browser: BrowserContext;
+
+  before(async function () {
+    const demoPort = await freePort();
+    mesh = await startProtocolMesh({ database: "pglite", demoPort, secondProvider: true });
+    demo = await startDemoApp({ issuer: mesh.issuer, clientId: DEMO_CLIENT.client_id, clientSecret: DEMO_CLIENT.secret, port: demoPort, publicUrl: `http://localhost:${demoPort}` });
+    profile = await mkdtemp(path.join(os.tmpdir(), "hello-chromium-"));
+    browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  });
+  after(async function () {
+    await browser?.close();
+    await demo?.close();
+    await mesh?.close();
+    if (profile) await rm(profile, { recursive: true, force: true });
+  });
+
+  /** The provider's sign-in form (at `op`), filled in as Alice, by keyboard. */
+  async function signInAt(page: Page, op: { issuer: string }) {
+    await page.waitForURL((u) => u.port === new URL(op.issuer).port);
+    await page.getByLabel("Email").fill(USERS.alice.email);
+    await page.getByLabel("Password").fill(USERS.alice.password);
+    await page.getByLabel("Password").press("Enter");
+    await page.waitForURL((u) => u.origin === mesh.issuer || u.port === String(new URL(demo.url).port));
+  }
+
+  it("from the account page, by keyboard: the other provider asks, the account is linked, and it signs in to the app as the same person", async function () {
+    const page = await browser.newPage();
+    const demoUrl = `http://localhost:${new URL(demo.url).port}/`;
+    // Alice's first sign-in, with the development provider.
+    await page.goto(demoUrl);
+    await page.getByRole("link", { name: "Log in with hello-mesh" }).click();
+    await page.getByRole("button", { name: "Continue with Dev OP" }).click();
+    await signInAt(page, mesh.devOp);
+    await page.getByRole("button", { name: "Allow" }).click();
+    await page.waitForURL(demoUrl);
+    const sub = (await page.locator("dt:text-is('sub') + dd").textContent())!.trim();
+
+    // The account page, then the link, each with a forced sign-in.
+    await page.goto(`${mesh.issuer}/account`);
+    await page.getByRole("button", { name: "Continue with Dev OP" }).click();
+    await signInAt(page, mesh.devOp);
+    expect(await page.getByRole("heading", { level: 1 }).textContent()).to.equal("Your wallet");
+    expect(await page.textContent("body")).to.include("no account was linked since your wallet was made");
+    await page.getByRole("button", { name: "Link an account at Other OP" }).focus();
+    await page.keyboard.press("Enter");
+    await signInAt(page, mesh.otherOp!);
+    expect(await page.getByRole("heading", { level: 1 }).textContent()).to.equal("Account linked");
+
+    // The account page lists both providers, and the link with its time.
+    await page.goto(`${mesh.issuer}/account`);
+    await page.getByRole("button", { name: "Continue with Other OP" }).click();
+    await signInAt(page, mesh.otherOp!);
+    if (process.env.HELLO_SCREENSHOTS) await page.screenshot({ path: path.join(process.env.HELLO_SCREENSHOTS, "linked.png"), fullPage: true });
+    const providers = await page.locator("h2:text-is('Providers you sign in with') + ul li").allTextContents();
+    expect(providers).to.deep.equal(["Dev OP", "Other OP"]);
+    expect(await page.locator("h2:text-is('What was done to your wallet') + ul li").allTextContents()).to.satisfy(
+      (items: string[]) => items.length === 1 && /^\d{4}-\d\d-\d\d \d\d:\d\d UTC: linked an account at Other OP$/.test(items[0]!),
+    );
+
+    // At the app, with the other provider: the same person, no consent asked.
+    await page.goto(demoUrl);
+    await page.getByRole("button", { name: "Log out" }).click();
+    await page.getByRole("link", { name: "Log in with hello-mesh" }).click();
+    await page.getByRole("button", { name: "Continue with Other OP" }).click();
+    // (The chooser's form-action must let the redirects run on to the app: the provider asks nothing.)
+    await page.waitForURL(demoUrl);
+    expect((await page.locator("dt:text-is('sub') + dd").textContent())!.trim()).to.equal(sub);
+    await page.close();
+  });
+});
+

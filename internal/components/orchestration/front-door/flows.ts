@@ -23,10 +23,11 @@ export interface ProviderLeg {
   verifier: string;
 }
 
-/** The sealing purposes of the flow cookie: a login's, an account sign-in's and a delete's, never opened as each other. */
+/** The sealing purposes of the flow cookie: a login's, an account sign-in's, a delete's and a link's, never opened as each other. */
 export const LOGIN_FLOW = "upstream";
 export const ACCOUNT_FLOW = "account-upstream";
 export const DELETE_FLOW = "delete-upstream";
+export const LINK_FLOW = "link-upstream";
 /** The sealing purpose of the account page's forms: the account session its actions begin from. */
 export const ACCOUNT_SESSION = "account-session";
 
@@ -38,7 +39,7 @@ export interface UpstreamFlow extends ProviderLeg {
 /** Sealed as ACCOUNT_FLOW in a cookie: an account sign-in gone to the user's provider. */
 export type AccountFlow = ProviderLeg;
 
-/** Sealed as DELETE_FLOW in a cookie: a delete's confirming sign-in, gone to the provider. */
+/** Sealed as DELETE_FLOW (a delete's confirming sign-in) or LINK_FLOW (the sign-in at the account to link) in a cookie. */
 export interface DeleteFlow extends ProviderLeg {
   /** The user whose wallet the account page showed: the sign-in must be at one of its subjects. */
   uid: string;

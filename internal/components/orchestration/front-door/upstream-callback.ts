@@ -6,10 +6,10 @@ import { requestedClaims } from "../../../protocol/claims.js";
 import type { AuthorizationRequest } from "./authorization-request.js";
 import { issueCode, showConsent } from "./consent.js";
 import type { DoorContext, Exchange } from "./context.js";
-import { ACCOUNT_FLOW, type AccountFlow, DELETE_FLOW, type DeleteFlow, LOGIN_FLOW, type ProviderLeg, type UpstreamFlow, appRequestOf, flowCookie } from "./flows.js";
+import { ACCOUNT_FLOW, type AccountFlow, DELETE_FLOW, type DeleteFlow, LINK_FLOW, LOGIN_FLOW, type ProviderLeg, type UpstreamFlow, appRequestOf, flowCookie } from "./flows.js";
 import { cookies } from "./http-input.js";
 import { sendError } from "./responses.js";
-import { accountAnswer, deleteAnswer } from "./account.js";
+import { accountAnswer, deleteAnswer, linkAnswer } from "./account.js";
 import type { UpstreamProvider } from "../../../config/component-config.js";
 
 /** What a provider may say with prompt=none that goes to the app as is; any other error is access_denied. */
@@ -19,16 +19,20 @@ const PASSED_THROUGH = ["login_required", "consent_required", "interaction_requi
 export async function upstreamCallback(door: DoorContext, { req, res, url, provider }: Exchange) {
   if (!provider) throw new Error("the upstream callback is routed per provider");
   const sealed = cookies(req)[flowCookie(url.searchParams.get("state") ?? "")];
-  // The account page's sign-ins: to see the wallet, or to confirm a delete.
+  // The account page's sign-ins: to see the wallet, to confirm a delete, or at an account to link.
   const account = door.sealer.open<AccountFlow>(ACCOUNT_FLOW, sealed);
   const deleting = account ? undefined : door.sealer.open<DeleteFlow>(DELETE_FLOW, sealed);
-  const accountLeg = account ?? deleting;
+  const linking = account || deleting ? undefined : door.sealer.open<DeleteFlow>(LINK_FLOW, sealed);
+  const accountLeg = account ?? deleting ?? linking;
   if (accountLeg) {
     const retry = "Go back to the account page and sign in again.";
+    const nothingDone = deleting ? ", so nothing was deleted" : linking ? ", so nothing was linked" : "";
     const upstream = await redeemAnswer(door, res, url, provider, accountLeg, retry, () =>
-      sendError(res, 400, "Sign-in failed", `The sign-in at ${provider.name} did not complete${deleting ? ", so nothing was deleted" : ""}.`, retry));
+      sendError(res, 400, "Sign-in failed", `The sign-in at ${provider.name} did not complete${nothingDone}.`, retry));
     if (!upstream) return;
-    return deleting ? deleteAnswer(door, res, deleting, provider, upstream) : accountAnswer(door, res, account!, provider, upstream);
+    if (deleting) return deleteAnswer(door, res, deleting, provider, upstream);
+    if (linking) return linkAnswer(door, res, linking, provider, upstream);
+    return accountAnswer(door, res, account!, provider, upstream);
   }
   // redeemAnswer reaches onError, or returns an answer, only for a flow it found.
   const flow = door.sealer.open<UpstreamFlow>(LOGIN_FLOW, sealed);

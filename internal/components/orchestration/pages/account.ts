@@ -14,12 +14,27 @@ export interface AccountPageInput {
   claims: Array<{ name: string; value: string | boolean }>;
   /** The apps the user released to, by name, and the claims each receives. */
   apps: Array<{ name: string; claims: string[] }>;
-  /** The delete form: where it posts, its sealed account session, and the wallet's providers to confirm with. */
-  remove: { action: string; hidden: Record<string, string>; providers: Array<{ id: string; name: string }> };
+  /** The transactions done on the wallet, oldest first: which, when, and the provider each concerned. */
+  history: Array<{ kind: "link"; at: Date; provider: string }>;
+  /** The link form: where it posts, its sealed account session, and every provider an account may be linked at. */
+  link: TransactionForm;
+  /** The delete form: the same, with the wallet's providers to confirm with. */
+  remove: TransactionForm;
+}
+
+export interface TransactionForm {
+  action: string;
+  hidden: Record<string, string>;
+  providers: Array<{ id: string; name: string }>;
+}
+
+/** A transaction's time as the page says it: to the minute, in UTC, unambiguous in every locale. */
+function when(at: Date): string {
+  return `${at.toISOString().slice(0, 16).replace("T", " ")} UTC`;
 }
 
 /** The wallet: the providers linked to it, the claims it holds, and what each app receives. */
-export function accountPage({ signedInWith, providers, claims, apps, remove }: AccountPageInput): string {
+export function accountPage({ signedInWith, providers, claims, apps, history, link, remove }: AccountPageInput): string {
   const value = (v: string | boolean): SafeHtml | string => (typeof v === "boolean" ? (v ? "yes" : "no") : v);
   return page({
     title: "Your wallet",
@@ -40,6 +55,20 @@ ${apps.length === 0
   ? html`<p>You have not signed in to an app yet.</p>`
   : html`<ul>
 ${apps.map((app) => html`<li><strong>${app.name}</strong>: ${app.claims.length === 0 ? "signs you in, and receives nothing else" : html`receives ${app.claims.map((c, i) => html`${i === 0 ? "" : ", "}${claimLabel(c)}`)}`}</li>
+`)}</ul>`}
+<h2>Link another account</h2>
+<p>Sign in with another account, at any of these providers, to sign in to your wallet with it too. The provider asks you to sign in again.</p>
+<form method="post" action="${link.action}">
+${hiddenInputs(link.hidden)}
+<div class="actions">
+${link.providers.map((p) => html`<button type="submit" name="provider" value="${p.id}">Link an account at ${p.name}</button>
+`)}</div>
+</form>
+<h2>What was done to your wallet</h2>
+${history.length === 0
+  ? html`<p>Nothing yet: no account was linked since your wallet was made.</p>`
+  : html`<ul>
+${history.map((h) => html`<li>${when(h.at)}: linked an account at ${h.provider}</li>
 `)}</ul>`}
 <h2>Delete your wallet</h2>
 <p>Deleting your wallet removes the providers linked to it, the details it holds and what each app receives, for good. Apps keep what they received before; ask them to delete it. If you sign in with hello-mesh again, you start a new wallet, and apps see you as a new user.</p>
@@ -71,5 +100,15 @@ export function noWalletPage(provider: string): string {
     body: html`<h1>No wallet yet</h1>
 <p>You signed in with ${provider}, and no hello-mesh wallet belongs to that account.</p>
 <p>A wallet is made the first time you sign in to an app with hello-mesh. <a href="/account">Sign in with another provider</a>.</p>`,
+  });
+}
+
+/** The end of a link: the account signs in to this wallet from now on. */
+export function linkedPage(provider: string): string {
+  return page({
+    title: "Account linked",
+    body: html`<h1>Account linked</h1>
+<p>The ${provider} account you signed in with is now linked to your wallet: you can sign in to your apps with it, and they see you as the same person.</p>
+<p><a href="/account">Back to your account page</a> (you sign in again to see it).</p>`,
   });
 }

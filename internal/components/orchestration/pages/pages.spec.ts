@@ -6,7 +6,7 @@ import { chooserPage } from "./chooser.js";
 import { breakable, consentPage } from "./consent.js";
 import { errorPage } from "./error.js";
 import { homePage } from "./home.js";
-import { accountPage, noWalletPage, walletDeletedPage } from "./account.js";
+import { accountPage, linkedPage, noWalletPage, walletDeletedPage } from "./account.js";
 import { CLAIM_LABELS, claimLabel } from "./claim-labels.js";
 
 const HOSTILE = `<script>alert(1)</script>"'&`;
@@ -42,6 +42,8 @@ const attr = (tag: string, name: string) => tag.match(new RegExp(`\\s${name}="([
 
 /** The account page's delete form, as the front door fills it. */
 const REMOVE = { action: "/account/delete", hidden: { account: "sealed" }, providers: [{ id: "dev", name: "Dev OP" }] };
+const LINK = { action: "/account/link", hidden: { account: "sealed" }, providers: [{ id: "dev", name: "Dev OP" }, { id: "other", name: "Other OP" }] };
+const ACTIONS = { link: LINK, remove: REMOVE, history: [] };
 
 describe("Front door pages (docs/design.md §6)", function () {
   describe("html", function () {
@@ -65,8 +67,13 @@ describe("Front door pages (docs/design.md §6)", function () {
       "consent (client id, hidden field)": consent({ clientId: HOSTILE, hidden: { flow: HOSTILE } }),
       "error (title)": errorPage({ title: HOSTILE, message: "m" }),
       "error (message, hint)": errorPage({ title: "t", message: HOSTILE, hint: HOSTILE }),
-      "account (provider, linked provider, claim name and value)": accountPage({ signedInWith: HOSTILE, providers: [HOSTILE], claims: [{ name: HOSTILE, value: HOSTILE }], apps: [{ name: HOSTILE, claims: [HOSTILE] }], remove: REMOVE }),
-      "account (delete form's action, hidden field, provider)": accountPage({ signedInWith: "p", providers: [], claims: [], apps: [], remove: { action: HOSTILE, hidden: { [HOSTILE]: HOSTILE }, providers: [{ id: HOSTILE, name: HOSTILE }] } }),
+      "account (provider, linked provider, claim name and value)": accountPage({ signedInWith: HOSTILE, providers: [HOSTILE], claims: [{ name: HOSTILE, value: HOSTILE }], apps: [{ name: HOSTILE, claims: [HOSTILE] }], ...ACTIONS }),
+      "account (delete form's action, hidden field, provider)": accountPage({ signedInWith: "p", providers: [], claims: [], apps: [], ...ACTIONS, remove: { action: HOSTILE, hidden: { [HOSTILE]: HOSTILE }, providers: [{ id: HOSTILE, name: HOSTILE }] } }),
+      "account (link form's action, hidden field, provider; history's provider)": accountPage({
+        signedInWith: "p", providers: [], claims: [], apps: [], ...ACTIONS,
+        link: { action: HOSTILE, hidden: { [HOSTILE]: HOSTILE }, providers: [{ id: HOSTILE, name: HOSTILE }] }, history: [{ kind: "link", at: new Date(0), provider: HOSTILE }],
+      }),
+      "linked (provider)": linkedPage(HOSTILE),
       "no wallet (provider)": noWalletPage(HOSTILE),
     };
     for (const [name, doc] of Object.entries(pages)) {
@@ -147,9 +154,11 @@ describe("Front door pages (docs/design.md §6)", function () {
       home: homePage(),
       account: accountPage({
         signedInWith: "Dev OP", providers: ["Dev OP"], claims: [{ name: "email", value: "a@example.com" }, { name: "email_verified", value: true }],
-        apps: [{ name: "Demo App", claims: ["email", "name"] }, { name: "Quiet App", claims: [] }], remove: REMOVE,
+        apps: [{ name: "Demo App", claims: ["email", "name"] }, { name: "Quiet App", claims: [] }], ...ACTIONS,
+        history: [{ kind: "link", at: new Date("2026-12-07T05:20:00Z"), provider: "Other OP" }],
       }),
-      "account with no claims and no apps": accountPage({ signedInWith: "Dev OP", providers: ["Dev OP"], claims: [], apps: [], remove: REMOVE }),
+      "account with no claims and no apps": accountPage({ signedInWith: "Dev OP", providers: ["Dev OP"], claims: [], apps: [], ...ACTIONS }),
+      linked: linkedPage("Other OP"),
       "no wallet": noWalletPage("Dev OP"),
       "wallet deleted": walletDeletedPage(),
     };

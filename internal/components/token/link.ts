@@ -1,0 +1,48 @@
+// Token's side of a link (docs/transactions.md, "Link a provider"). A link session
+// (begun from an account session) makes its forced fresh login at the account to link;
+// AuthorizeSubject verifies it and grants reads of that subject and of the user's
+// wallet. LinkSubject then needs Storage's word that no wallet holds the subject (an
+// Error Token answering this session's read, which the new Subject Record's create
+// spends) and the wallet as stored: a subject of another wallet is never moved here,
+// and one Error Token links once. It mints the Subject Record for the session's user and
+// the wallet with the subject added and a history entry, bound to the version read, for
+// Orchestration to write together.
+
+import type { HistoryEntry, RecordClaims } from "../../protocol/tokens.js";
+import { denied } from "../../protocol/errors.js";
+import type { Grants } from "./grants.js";
+import type { Sessions } from "./session.js";
+import { type StorageWord, checkAbsence, checkReceiptOf, checkWallet } from "./checks.js";
+import type { Lookup } from "./delete.js";
+
+export interface LinkDeps {
+  readonly sessions: Sessions;
+  readonly grants: Grants;
+  readonly storage: StorageWord;
+  readonly lookup: Lookup;
+  readonly now: () => Date;
+}
+
+export function linkHandlers(deps: LinkDeps) {
+  const { sessions, grants, storage, lookup } = deps;
+  return {
+    async linkSubject(req: { sessionToken: string; errorToken: string; walletRecord: string; walletReceipt: string }) {
+      const session = await sessions.readOf(req.sessionToken, "subject", "link");
+      const uid = session.uid;
+      if (uid === undefined || session.wallet_read === undefined) throw denied("the link session names no user");
+      const ejti = await checkAbsence(storage, req.errorToken, "subject", session.subject_hash, session.subject_read);
+      const wallet = await grants.record("wallet", req.walletRecord);
+      const walletHash = lookup.wallet(uid);
+      const read = await checkReceiptOf(storage, "wallet", req.walletRecord, req.walletReceipt, walletHash, { read: session.wallet_read });
+      checkWallet(wallet, { uid });
+
+      const linked = { iss: session.provider_iss, sub: session.op_sub };
+      const entry: HistoryEntry = { kind: "link", at: Math.floor(deps.now().getTime() / 1000), iss: linked.iss };
+      const { iss: _iss, aud: _aud, iat: _iat, ...stored } = wallet as RecordClaims["wallet"] & { iss?: unknown; aud?: unknown; iat?: unknown };
+      const updated: RecordClaims["wallet"] = { ...stored, subjects: [...wallet.subjects, linked], history: [...(wallet.history ?? []), entry] };
+      const walletWrite = await grants.update("wallet", walletHash, updated, { version: read.version });
+      const subject = await grants.write("subject", session.subject_hash, { op_iss: linked.iss, op_sub: linked.sub, uid }, ejti);
+      return { wallet: walletWrite.write, subject: subject.write };
+    },
+  };
+}

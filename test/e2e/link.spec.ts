@@ -1,0 +1,124 @@
+// Linking another provider's account to a wallet (issue 13, docs/transactions.md "Link a
+// provider") through the four processes: the account then signs in as the same user,
+// with the same sub at each app; an account of another wallet is never moved; and a
+// link racing that account's first sign-in at an app ends with one of them.
+
+import { expect } from "chai";
+import { TransactionKind } from "../../internal/gen/hello/token/v1/token_service_pb.js";
+import { AlreadyLinked, LoginDriver, type PausePoint, type UpstreamResult, loginContext } from "../../internal/components/orchestration/login-driver.js";
+import { APPS, type ProtocolMesh, USERS, appRequest, startProtocolMesh } from "../support/protocol-mesh.js";
+import type { DevUser } from "../../internal/dev/devop/dev-op.js";
+import { rejectionOf } from "../support/refusal.js";
+
+const FORCED = { prompt: "login" };
+
+describe("linking another account to a wallet, through the four processes (docs/transactions.md)", function () {
+  this.timeout(60_000);
+  let mesh: ProtocolMesh;
+  let driver: LoginDriver;
+  let onPause: (point: PausePoint) => Promise<void> = async () => {};
+
+  before(async function () {
+    this.timeout(120_000);
+    mesh = await startProtocolMesh({ database: "pglite", secondProvider: true });
+    driver = new LoginDriver({
+      issuer: mesh.issuer, token: mesh.token(), encryption: mesh.encryption(), lookupKey: mesh.lookupKey, tokenKeys: mesh.tokenKeys,
+      clientIds: Object.values(APPS).map((a) => a.client_id), pause: (point) => onPause(point),
+    });
+  });
+  afterEach(() => {
+    onPause = async () => {};
+  });
+  after(async () => mesh?.close());
+
+  type Provider = "dev" | "other";
+  const upstream = (provider: Provider, user: DevUser, nonce: string, options = {}): Promise<UpstreamResult> =>
+    provider === "dev" ? mesh.upstreamLogin(user, nonce, options) : mesh.otherLogin(user, nonce, options);
+
+  /** A login at `app` through `provider`: the sub the app gets, and whether the user was new. */
+  async function login(provider: Provider, user: DevUser, app: keyof typeof APPS) {
+    const request = appRequest(app);
+    const began = Date.now();
+    const started = await driver.start(request, provider);
+    const first = await driver.continue(started.sessionToken, loginContext(request, began), await upstream(provider, user, started.upstreamNonce));
+    const done = first.kind === "consent" ? await driver.consent(first.state, Object.keys(first.wallet.claims), first.newUser) : first;
+    return { sub: JSON.parse(done.userinfoJson).sub as string, newUser: done.newUser };
+  }
+
+  async function openAccount(provider: Provider, user: DevUser) {
+    const began = Date.now();
+    const account = await driver.startAccount(provider);
+    return driver.openAccount(account.sessionToken, began, await upstream(provider, user, account.upstreamNonce, FORCED));
+  }
+
+  /** From `user`'s account page (signed in at `provider`), a link of `linked`'s account at `at`. */
+  async function link(provider: Provider, user: DevUser, at: Provider, linked: DevUser) {
+    const view = (await openAccount(provider, user))!;
+    const began = Date.now();
+    const tx = await driver.beginTransaction(view.sessionToken, TransactionKind.LINK, at);
+    await driver.linkSubject(tx.sessionToken, began, await upstream(at, linked, tx.upstreamNonce, FORCED), view.uid);
+    return view;
+  }
+
+  it("Alice links her account at the other provider: it signs in as her, with her sub at each app; the page lists it, and when", async function () {
+    const atA = await login("dev", USERS.alice, "a");
+    const before = Date.now();
+    const view = await link("dev", USERS.alice, "other", USERS.alice);
+    const after = (await openAccount("other", USERS.alice))!;
+    expect(after.uid, "the other account opens her wallet").to.equal(view.uid);
+    const other = mesh.otherOp!.issuer;
+    expect(after.wallet.subjects).to.deep.equal([{ iss: mesh.devOp.issuer, sub: USERS.alice.sub }, { iss: other, sub: USERS.alice.sub }]);
+    expect(after.wallet.history).to.have.length(1);
+    expect(after.wallet.history![0]).to.include({ kind: "link", iss: other });
+    expect(after.wallet.history![0]!.at * 1000).to.be.within(before - 2000, Date.now() + 1000);
+    // The claims are the wallet's, unchanged by the link.
+    expect(after.wallet.claims).to.deep.equal(view.wallet.claims);
+    // At app a, the other account is the same person: the same sub, no consent page.
+    const viaOther = await login("other", USERS.alice, "a");
+    expect(viaOther).to.deep.equal({ sub: atA.sub, newUser: false });
+  });
+
+  it("an account linked already, to this wallet or to another, is refused, and nothing changes (a subject is never moved)", async function () {
+    await login("dev", USERS.bob, "a");
+    const aliceBefore = (await openAccount("dev", USERS.alice))!;
+    // Her other account again: linked already, to her.
+    const mine = await rejectionOf(link("dev", USERS.alice, "other", USERS.alice));
+    expect(mine).to.be.instanceOf(AlreadyLinked).and.have.property("mine", true);
+    // Bob's account at the dev provider, which is Bob's wallet's: not moved to Alice.
+    const theirs = await rejectionOf(link("dev", USERS.alice, "dev", USERS.bob));
+    expect(theirs).to.be.instanceOf(AlreadyLinked).and.have.property("mine", false);
+    const aliceAfter = (await openAccount("dev", USERS.alice))!;
+    expect(aliceAfter.wallet).to.deep.equal(aliceBefore.wallet);
+    expect((await openAccount("dev", USERS.bob))!.wallet.subjects).to.deep.equal([{ iss: mesh.devOp.issuer, sub: USERS.bob.sub }]);
+  });
+
+  it("a link racing the account's own first sign-in at an app: whichever writes the Subject Record first wins, and the link moves nothing after", async function () {
+    await login("dev", USERS.carol, "a");
+    const view = (await openAccount("dev", USERS.carol))!;
+    let release!: () => void;
+    const reached = new Promise<void>((resolve) => {
+      onPause = async (point) => {
+        if (point !== "link-writing") return;
+        onPause = async () => {};
+        resolve();
+        await new Promise<void>((r) => (release = r));
+      };
+    });
+    // Carol's link of her other account has read that subject (no wallet holds it) and has Token's writes ready...
+    const began = Date.now();
+    const tx = await driver.beginTransaction(view.sessionToken, TransactionKind.LINK, "other");
+    const linking = driver.linkSubject(tx.sessionToken, began, await mesh.otherLogin(USERS.carol, tx.upstreamNonce, FORCED), view.uid);
+    await reached;
+    // ...when the other account signs in at app b for the first time: a wallet of its own.
+    const own = await login("other", USERS.carol, "b");
+    expect(own.newUser).to.equal(true);
+    release();
+    expect(await rejectionOf(linking)).to.be.instanceOf(AlreadyLinked).and.have.property("mine", false);
+    // The link's wallet update went with its failed subject create: Carol's wallet is as it was.
+    const after = (await openAccount("dev", USERS.carol))!;
+    expect(after.wallet.subjects).to.deep.equal(view.wallet.subjects);
+    expect(after.wallet.history ?? []).to.deep.equal([]);
+    // And the other account keeps its own wallet, and its own sub at app b.
+    expect((await login("other", USERS.carol, "b"))).to.deep.equal({ sub: own.sub, newUser: false });
+  });
+});
