@@ -35,14 +35,16 @@ async function authorize(door: DoorContext, res: Exchange["res"], params: URLSea
   if (provider) return toProvider(door, res, request, provider);
   if (request.prompt === "none") throw new RedirectableError(request, "interaction_required", "choosing a provider needs the user: pass provider_hint");
   const client = door.clients.get(request.client_id)!;
-  // The chooser's form leads (by redirect) to a provider: CSP form-action must name them.
+  // The chooser's form leads (by redirect) to a provider, and, when the user is signed in
+  // there already, on through the provider's answer straight to the app, in one chain
+  // of redirects that CSP form-action governs to its end: it must name them all.
   sendHtml(res, 200, chooserPage({
     appName: client.client_name ?? client.client_id,
     providers: door.providers.map((p) => ({ id: p.id, name: p.name })),
     action: "/authorize/provider",
     hidden: { flow: door.sealer.seal("chooser", request, FLOW_TTL) },
     ...(request.login_hint ? { loginHint: request.login_hint } : {}),
-  }), pageCsp(door.providers.map((p) => p.issuer)));
+  }), pageCsp([...door.providers.map((p) => p.issuer), request.redirect_uri]));
 }
 
 /** POST /authorize/provider: the provider the user chose for the request the chooser carried. */
