@@ -121,4 +121,19 @@ describe("linking another account to a wallet, through the four processes (docs/
     // And the other account keeps its own wallet, and its own sub at app b.
     expect((await login("other", USERS.carol, "b"))).to.deep.equal({ sub: own.sub, newUser: false });
   });
+
+  it("deleting a wallet with a linked account removes both Subject Records: each account's next sign-in starts a new user", async function () {
+    // Alice's wallet holds her accounts at both providers (the first test linked them).
+    const atA = await login("other", USERS.alice, "a");
+    const view = (await openAccount("other", USERS.alice))!;
+    expect(view.wallet.subjects).to.have.length(2);
+    const began = Date.now();
+    const tx = await driver.beginTransaction(view.sessionToken, TransactionKind.DELETE, "other");
+    await driver.deleteWallet(tx.sessionToken, began, await mesh.otherLogin(USERS.alice, tx.upstreamNonce, FORCED), view.uid);
+    expect(await openAccount("dev", USERS.alice)).to.equal(undefined);
+    expect(await openAccount("other", USERS.alice)).to.equal(undefined);
+    const again = await login("dev", USERS.alice, "a");
+    expect(again.newUser).to.equal(true);
+    expect(again.sub).to.not.equal(atA.sub);
+  });
 });
