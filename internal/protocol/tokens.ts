@@ -218,7 +218,7 @@ export interface WalletRecord {
 
 /** One transaction of the wallet: which, when (epoch seconds), and the issuer of the provider it concerned. */
 export interface HistoryEntry {
-  kind: "link";
+  kind: "link" | "unlink";
   at: number;
   iss: string;
 }

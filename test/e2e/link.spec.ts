@@ -5,7 +5,7 @@
 
 import { expect } from "chai";
 import { TransactionKind } from "../../internal/gen/hello/token/v1/token_service_pb.js";
-import { AlreadyLinked, LoginDriver, type PausePoint, type UpstreamResult, loginContext } from "../../internal/components/orchestration/login-driver.js";
+import { AlreadyLinked, LoginDriver, type PausePoint, UnlinkRefused, type UpstreamResult, loginContext } from "../../internal/components/orchestration/login-driver.js";
 import { APPS, type ProtocolMesh, USERS, appRequest, startProtocolMesh } from "../support/protocol-mesh.js";
 import type { DevUser } from "../../internal/dev/devop/dev-op.js";
 import { rejectionOf } from "../support/refusal.js";
@@ -135,5 +135,34 @@ describe("linking another account to a wallet, through the four processes (docs/
     const again = await login("dev", USERS.alice, "a");
     expect(again.newUser).to.equal(true);
     expect(again.sub).to.not.equal(atA.sub);
+  });
+
+  it("Bob unlinks an account, confirming with another: it then signs in to a wallet of its own; his last account cannot be unlinked", async function () {
+    const atA = await login("dev", USERS.bob, "a");
+    await link("dev", USERS.bob, "other", USERS.bob);
+    expect((await login("other", USERS.bob, "a")).sub, "linked: the same person").to.equal(atA.sub);
+    const other = { iss: mesh.otherOp!.issuer, sub: USERS.bob.sub };
+    const unlink = async (confirmAt: Provider, target: { iss: string; sub: string }) => {
+      const view = (await openAccount("dev", USERS.bob))!;
+      const began = Date.now();
+      const tx = await driver.beginTransaction(view.sessionToken, TransactionKind.UNLINK, confirmAt, target);
+      await driver.unlinkSubject(tx.sessionToken, began, await upstream(confirmAt, USERS.bob, tx.upstreamNonce, FORCED), view.uid, target);
+      return view;
+    };
+    // Confirming with the account to unlink itself is refused, before Token is asked.
+    expect(await rejectionOf(unlink("other", other))).to.be.instanceOf(UnlinkRefused);
+    const view = await unlink("dev", other);
+    const after = (await openAccount("dev", USERS.bob))!;
+    expect(after.wallet.subjects).to.deep.equal([{ iss: mesh.devOp.issuer, sub: USERS.bob.sub }]);
+    expect(after.wallet.history!.map((h) => [h.kind, h.iss])).to.deep.equal([["link", other.iss], ["unlink", other.iss]]);
+    expect(after.uid).to.equal(view.uid);
+    // The other account is nobody's now: its next sign-in at the app is a new user, with another sub.
+    const alone = await login("other", USERS.bob, "a");
+    expect(alone.newUser).to.equal(true);
+    expect(alone.sub).to.not.equal(atA.sub);
+    // Bob's dev account is his wallet's last: unlinking it is refused (deleting the wallet is the way).
+    const mine = { iss: mesh.devOp.issuer, sub: USERS.bob.sub };
+    expect(await rejectionOf(unlink("other", mine)), "the other account is no longer Bob's wallet's").to.have.property("name", "NotLinked");
+    expect((await login("dev", USERS.bob, "a")).sub).to.equal(atA.sub);
   });
 });

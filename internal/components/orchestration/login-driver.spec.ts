@@ -632,13 +632,13 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
       ["a Subject Record of another account, at its own hash", () => bentSubject((sub) => ({ ...sub, op_sub: USERS.bob.sub }), () => subjectHash(lookupKey, upstream.devOp.issuer, USERS.bob.sub)),
         "Token's subject grant is not for the subject record this login needs"],
       ["a wallet that adds another account than the one signed in with", () => bentWallet((w) => ({ ...w, subjects: [...w.subjects.slice(0, -1), { iss: hank().iss, sub: USERS.bob.sub }] })),
-        "the linked wallet is not the wallet as read with this account and its history entry added"],
+        "the linked wallet is not the wallet as read with this account added and its history entry added"],
       ["a wallet that also changes a claim", () => bentWallet((w) => ({ ...w, claims: { ...w.claims, email: "mallory@example.org" } })),
-        "the linked wallet is not the wallet as read with this account and its history entry added"],
+        "the linked wallet is not the wallet as read with this account added and its history entry added"],
       ["a wallet without the history entry", () => bentWallet((w) => ({ ...w, history: w.history!.slice(0, -1) })),
-        "the linked wallet is not the wallet as read with this account and its history entry added"],
+        "the linked wallet is not the wallet as read with this account added and its history entry added"],
       ["a wallet that drops a subject it had", () => bentWallet((w) => ({ ...w, subjects: w.subjects.slice(1) })),
-        "the linked wallet is not the wallet as read with this account and its history entry added"],
+        "the linked wallet is not the wallet as read with this account added and its history entry added"],
       ["the link written over another user's wallet", () => ({
         linkSubject: async (a) => ({ ...a, wallet: create(RecordWriteSchema, { record: a.wallet!.record, grant: await rogueGrant("wallet", "update", walletHash(lookupKey, uids[USERS.bob.sub]!)) }) }),
       }), "Token's wallet grant is not for the wallet record this login needs"],
@@ -652,6 +652,16 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
       });
     }
 
+    /** Ivy unlinks Hank's account, confirming with her own, through `driver`. */
+    async function unlinkHank(driver: LoginDriver) {
+      const began = Date.now();
+      const started = await honest.startAccount("dev");
+      const view = (await honest.openAccount(started.sessionToken, began, await upstream.login(IVY, started.upstreamNonce, { prompt: "login" })))!;
+      const txBegan = Date.now();
+      const tx = await driver.beginTransaction(view.sessionToken, TransactionKind.UNLINK, "dev", hank());
+      await driver.unlinkSubject(tx.sessionToken, txBegan, await upstream.login(IVY, tx.upstreamNonce, { prompt: "login" }), view.uid, hank());
+    }
+
     it("the honest twin: Hank's account is linked to Ivy's wallet, in one write, and signs in as Ivy", async function () {
       const ivyAtA = subs.ivyA;
       const before = { written: written.length, changed: changed.length };
@@ -663,5 +673,34 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
       expect(viaHank.consented).to.equal(false);
       expect(uids[IVY.sub]).to.equal(view.uid);
     });
-  });
+  
+    const unlinkTwists: Array<[string, () => Twist, string]> = [
+      ["an unlink that removes Ivy's own account instead", () => ({
+        unlinkSubject: async (a) => {
+          const w = claimsOf<RecordClaims["wallet"]>(a.wallet!.record);
+          const record = await rogueRecord("wallet", { ...w, subjects: [hank()] });
+          return { ...a, wallet: create(RecordWriteSchema, { record, grant: await rogueGrant("wallet", "update", a.wallet!.grant!.hash, sha256(record)) }) };
+        },
+      }), "the unlinked wallet is not the wallet as read with this account removed and its history entry added"],
+      ["a delete of Ivy's own Subject Record", () => ({
+        unlinkSubject: async (a) => ({ ...a, subjectDelete: await rogueGrant("subject", "delete", subjectHash(lookupKey, upstream.devOp.issuer, IVY.sub)) }),
+      }), "Token's subject grant is not for the subject record this login needs"],
+    ];
+    for (const [what, twist, message] of unlinkTwists) {
+      it(`a compromised Token answering an unlink with ${what} is refused before anything is written: ${message}`, async function () {
+        const before = changed.length;
+        await refused(unlinkHank(rogue(twist())), message);
+        expect(changed.slice(before)).to.deep.equal([]);
+      });
+    }
+
+    it("the honest twin: Ivy unlinks Hank's account in one write; Hank's next sign-in is a new user", async function () {
+      const before = changed.length;
+      await unlinkHank(honest);
+      expect(changed.slice(before)).to.deep.equal(["update wallet", "delete subject"]);
+      const hankAlone = await login(honest, HANK, "a");
+      expect(hankAlone.newUser).to.equal(true);
+      expect(hankAlone.claims.sub).to.not.equal(subs.ivyA);
+    });
+});
 });

@@ -30,7 +30,7 @@ import { RecordOperation } from "../../gen/hello/common/v1/record_pb.js";
 import { typOf, verify } from "../../protocol/jws.js";
 import { releaseHash, reservationHash, subjectHash, walletHash } from "../../protocol/lookup-key.js";
 import type { VerificationKeys } from "../../protocol/signing-keys.js";
-import { RECORD_KIND, RECORD_TYPES, type RecordClaims, type TokenType, WALLET_DELETION_RECORD, type WalletDeletionRecord } from "../../protocol/tokens.js";
+import { type HistoryEntry, RECORD_KIND, RECORD_TYPES, type RecordClaims, type TokenType, WALLET_DELETION_RECORD, type WalletDeletionRecord } from "../../protocol/tokens.js";
 import type { RecordKindName } from "../../protocol/records.js";
 import { type WalletClaims, releasedClaims, walletClaimsOf } from "../../protocol/claims.js";
 import { type FreshnessDemand, LOGIN_REQUIRED, authTimeProblem } from "../../protocol/auth-time.js";
@@ -125,6 +125,11 @@ export class AlreadyLinked extends Error {
   constructor(readonly mine: boolean) {
     super(mine ? "the account is linked to this wallet already" : "the account is linked to another wallet");
   }
+}
+
+/** An unlink that cannot be: the account is not the wallet's, it is the one signed in with, or it is the wallet's last. */
+export class UnlinkRefused extends Error {
+  override name = "UnlinkRefused";
 }
 
 /** A transaction's fresh sign-in was at an account no subject of the user's wallet names. */
@@ -519,8 +524,8 @@ export class LoginDriver {
   }
 
   /** A transaction of the wallet, begun from the account session at step "user": its session and upstream nonce. */
-  async beginTransaction(accountSessionToken: string, kind: TransactionKind, providerId: string) {
-    const res = await this.deps.token.beginTransaction({ accountSessionToken, kind, providerId }, this.#step().call());
+  async beginTransaction(accountSessionToken: string, kind: TransactionKind, providerId: string, unlink?: { iss: string; sub: string }) {
+    const res = await this.deps.token.beginTransaction({ accountSessionToken, kind, providerId, ...(unlink ? { unlink } : {}) }, this.#step().call());
     return { sessionToken: res.sessionToken, upstreamNonce: res.upstreamNonce, providerIssuer: res.providerIssuer };
   }
 
@@ -608,7 +613,7 @@ export class LoginDriver {
       throw new ProtocolViolation("the new subject record is not the account signed in with, for this user");
     }
     const updated = await this.#record("wallet", walletWrite.record);
-    checkLinked(wallet, updated, upstream);
+    checkTransacted(wallet, updated, [...wallet.subjects, { iss: upstream.iss, sub: upstream.sub }], "link", upstream.iss);
     await this.deps.pause?.("link-writing");
     try {
       await this.deps.encryption.writeRecords({ writes: [
@@ -619,6 +624,43 @@ export class LoginDriver {
       if (error instanceof ConnectError && (error.code === Code.Aborted || error.code === Code.NotFound)) throw new WalletChanged();
       // The account signed in to an app meanwhile, and got a wallet of its own.
       if (isLostCreateRace(error)) throw new AlreadyLinked(false);
+      throw error;
+    }
+  }
+
+  /**
+   * Unlinks `target` from the wallet of user `uid` (docs/transactions.md), after the
+   * unlink session's forced fresh login begun at `started` at another account of that
+   * wallet. Token's wallet must be the one read without `target` and with one history
+   * entry, and its delete grant must be `target`'s Subject Record's; both are written in
+   * one WriteRecords.
+   */
+  async unlinkSubject(sessionToken: string, started: number, upstream: UpstreamResult, uid: string, target: { iss: string; sub: string }): Promise<void> {
+    freshEnough(upstream, { maxAge: 0, promptLogin: true, started, demandedBy: "transaction" });
+    if (upstream.iss === target.iss && upstream.sub === target.sub) throw new UnlinkRefused("an account cannot unlink itself: confirm with another account of the wallet");
+
+    const step = this.#step();
+    const found = await this.#user(step, sessionToken, upstream, uid);
+    if (!found.stored) throw new NotLinked();
+    const walletRes = await this.deps.encryption.readRecord({ accessToken: found.walletRead.accessToken }, step.call());
+    const { walletRecord, wallet } = await this.#wallet(step, found.user.sessionToken, walletRes, uid);
+    const kept = wallet.subjects.filter((s) => !(s.iss === target.iss && s.sub === target.sub));
+    if (kept.length === wallet.subjects.length) throw new UnlinkRefused("the account to unlink is not one of this wallet's");
+    if (kept.length === 0) throw new UnlinkRefused("a wallet's last account cannot be unlinked");
+
+    const res = await this.deps.token.unlinkSubject({ sessionToken: found.user.sessionToken, walletRecord, walletReceipt: walletRes.receipt }, step.call());
+    const walletWrite = res.wallet;
+    if (!walletWrite) throw new ProtocolViolation("Token returned no unlink");
+    this.#checkGrant(walletWrite.grant, "wallet", RecordOperation.UPDATE, walletHash(this.deps.lookupKey, uid));
+    const subjectDelete = this.#checkGrant(res.subjectDelete, "subject", RecordOperation.DELETE, subjectHash(this.deps.lookupKey, target.iss, target.sub));
+    checkTransacted(wallet, await this.#record("wallet", walletWrite.record), kept, "unlink", target.iss);
+    try {
+      await this.deps.encryption.writeRecords({ writes: [
+        { accessToken: walletWrite.grant!.accessToken, record: walletWrite.record, expectedVersion: walletRes.version },
+        { accessToken: subjectDelete.accessToken },
+      ] }, step.call());
+    } catch (error) {
+      if (error instanceof ConnectError && (error.code === Code.Aborted || error.code === Code.NotFound)) throw new WalletChanged();
       throw error;
     }
   }
@@ -834,25 +876,26 @@ function freshEnough(upstream: UpstreamResult, demand: FreshnessDemand): number 
 }
 
 /**
- * A link's wallet: the wallet as read, with exactly the linked subject added at the end
- * and exactly one history entry (a link of that provider, now) added at the end;
- * nothing else changed.
+ * A link's or an unlink's wallet: the wallet as read with exactly `subjects` as its
+ * accounts, in that order, and exactly one history entry (this transaction, of that
+ * provider, now) added at the end; nothing else changed.
  */
-function checkLinked(before: RecordClaims["wallet"], after: RecordClaims["wallet"], linked: { iss: string; sub: string }): void {
+function checkTransacted(
+  before: RecordClaims["wallet"], after: RecordClaims["wallet"], subjects: ReadonlyArray<{ iss: string; sub: string }>, kind: HistoryEntry["kind"], iss: string,
+): void {
   const history = before.history ?? [];
   const entry = after.history?.at(-1);
   const now = Math.floor(Date.now() / 1000);
   const same =
     after.uid === before.uid &&
     sameClaims(after.claims, before.claims) &&
-    after.subjects.length === before.subjects.length + 1 &&
-    before.subjects.every((s, i) => after.subjects[i]!.iss === s.iss && after.subjects[i]!.sub === s.sub) &&
-    after.subjects.at(-1)!.iss === linked.iss && after.subjects.at(-1)!.sub === linked.sub &&
+    after.subjects.length === subjects.length &&
+    subjects.every((s, i) => after.subjects[i]!.iss === s.iss && after.subjects[i]!.sub === s.sub) &&
     after.history?.length === history.length + 1 &&
     JSON.stringify(after.history.slice(0, -1)) === JSON.stringify(history) &&
-    entry?.kind === "link" && entry.iss === linked.iss && Math.abs(entry.at - now) <= MINT_CLOCK_SKEW_SECONDS &&
+    entry?.kind === kind && entry.iss === iss && Math.abs(entry.at - now) <= MINT_CLOCK_SKEW_SECONDS &&
     Object.keys(after).every((k) => ["uid", "claims", "subjects", "history", "iss", "aud", "iat"].includes(k));
-  if (!same) throw new ProtocolViolation("the linked wallet is not the wallet as read with this account and its history entry added");
+  if (!same) throw new ProtocolViolation(`the ${kind}ed wallet is not the wallet as read with this account ${kind === "link" ? "added" : "removed"} and its history entry added`);
 }
 
 /** The same subjects, in any order. */

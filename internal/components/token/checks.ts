@@ -304,10 +304,23 @@ export function checkTransactionUser(subject: RecordClaims["subject"], session: 
 }
 
 /** The session purpose of a transaction kind. */
-export function transactionPurpose(kind: TransactionKind): "delete" | "link" {
+export function transactionPurpose(kind: TransactionKind): "delete" | "link" | "unlink" {
   if (kind === TransactionKind.DELETE) return "delete";
   if (kind === TransactionKind.LINK) return "link";
-  throw invalidArgument("kind must name a transaction (TRANSACTION_KIND_DELETE or TRANSACTION_KIND_LINK)");
+  if (kind === TransactionKind.UNLINK) return "unlink";
+  throw invalidArgument("kind must name a transaction (TRANSACTION_KIND_DELETE, _LINK or _UNLINK)");
+}
+
+/** An unlink names the account to unlink, and only an unlink does. */
+export function checkUnlinkTarget(purpose: "delete" | "link" | "unlink", target: { iss: string; sub: string } | undefined): { iss: string; sub: string } | undefined {
+  if (purpose !== "unlink") {
+    if (target !== undefined) throw invalidArgument("unlink is for an unlink only");
+    return undefined;
+  }
+  if (!target || !target.iss || !target.sub || target.iss.length > 512 || target.sub.length > 255) {
+    throw invalidArgument("unlink must name the account to unlink (iss and sub)");
+  }
+  return { iss: target.iss, sub: target.sub };
 }
 
 /** The Release Record is this user's at this app: no other user's directed id or claims. */

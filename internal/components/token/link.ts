@@ -44,5 +44,28 @@ export function linkHandlers(deps: LinkDeps) {
       const subject = await grants.write("subject", session.subject_hash, { op_iss: linked.iss, op_sub: linked.sub, uid }, ejti);
       return { wallet: walletWrite.write, subject: subject.write };
     },
+
+    /** An unlink: the wallet without the account (not the one signed in with, nor its last), and its Subject Record's delete. */
+    async unlinkSubject(req: { sessionToken: string; walletRecord: string; walletReceipt: string }) {
+      const session = await sessions.readOf(req.sessionToken, "user", "unlink");
+      const target = session.unlink;
+      if (target === undefined) throw denied("the unlink session names no account to unlink");
+      const wallet = await grants.record("wallet", req.walletRecord);
+      const walletHash = lookup.wallet(session.uid);
+      const read = await checkReceiptOf(storage, "wallet", req.walletRecord, req.walletReceipt, walletHash, { read: session.wallet_read });
+      checkWallet(wallet, session);
+      const kept = wallet.subjects.filter((s) => !(s.iss === target.iss && s.sub === target.sub));
+      if (kept.length === wallet.subjects.length) throw denied("the account to unlink is not one of this wallet's");
+      if (target.iss === session.provider_iss && target.sub === session.op_sub) {
+        throw denied("an account cannot unlink itself: confirm with another account of the wallet");
+      }
+      if (kept.length === 0) throw denied("a wallet's last account cannot be unlinked: delete the wallet instead");
+
+      const entry: HistoryEntry = { kind: "unlink", at: Math.floor(deps.now().getTime() / 1000), iss: target.iss };
+      const { iss: _iss, aud: _aud, iat: _iat, ...stored } = wallet as RecordClaims["wallet"] & { iss?: unknown; aud?: unknown; iat?: unknown };
+      const updated: RecordClaims["wallet"] = { ...stored, subjects: kept, history: [...(wallet.history ?? []), entry] };
+      const walletWrite = await grants.update("wallet", walletHash, updated, { version: read.version });
+      return { wallet: walletWrite.write, subjectDelete: await grants.remove("subject", lookup.subject(target.iss, target.sub)) };
+    },
   };
 }

@@ -990,7 +990,7 @@ describe("Token, check by check (internal/components/token)", function () {
       });
       const ready = await accountUser(USERS.alice);
       expect(await refusal(begin(ready.authorized.sessionToken, TransactionKind.UNSPECIFIED))).to.deep.equal({
-        code: Code.InvalidArgument, message: "kind must name a transaction (TRANSACTION_KIND_DELETE or TRANSACTION_KIND_LINK)",
+        code: Code.InvalidArgument, message: "kind must name a transaction (TRANSACTION_KIND_DELETE, _LINK or _UNLINK)",
       });
       expect((await refusal(begin(ready.authorized.sessionToken, TransactionKind.DELETE, "evil"))).code).to.equal(Code.InvalidArgument);
     });
@@ -1228,6 +1228,64 @@ describe("Token, check by check (internal/components/token)", function () {
       const refused = await refusal(token.authorizeSubject({ sessionToken: tx.sessionToken, opIdToken: account.upstream.idToken }));
       expect(refused.code).to.equal(Code.Unauthenticated);
       expect(refused.message).to.match(/nonce/);
+    });
+
+    describe("UnlinkSubject: the wallet without one of its accounts, confirmed with another", function () {
+      /** An unlink of `target` from `user`'s wallet, confirmed with `confirmer`'s fresh login, at step "user" with the wallet read. */
+      async function unlinkAtUser(user: DevUser, confirmer: DevUser, target: { iss: string; sub: string }, walletRecord?: string) {
+        const account = await accountUser(user);
+        const tx = await token.beginTransaction({ accountSessionToken: account.authorized.sessionToken, kind: TransactionKind.UNLINK, providerId: "dev", unlink: target });
+        const up = await upstream.login(confirmer, tx.upstreamNonce, { prompt: "login" });
+        const at = await token.authorizeSubject({ sessionToken: tx.sessionToken, opIdToken: up.idToken });
+        const subjectRecord = rows.get(at.subjectRead!.hash)!;
+        const authorized = await token.authorizeUser({ sessionToken: at.sessionToken, subjectRecord, subjectReceipt: await receipt(at.subjectRead, subjectRecord) });
+        const wallet = walletRecord ?? rows.get(authorized.walletRead!.hash)!;
+        return { tx, request: { sessionToken: authorized.sessionToken, walletRecord: wallet, walletReceipt: await receipt(authorized.walletRead, wallet) } };
+      }
+      const dev = (user: DevUser) => ({ iss: upstream.devOp.issuer, sub: user.sub });
+
+      it("an unlink names its account, and only an unlink does", async function () {
+        const account = await accountUser(USERS.alice);
+        const begin = (kind: TransactionKind, unlink?: { iss: string; sub: string }) =>
+          token.beginTransaction({ accountSessionToken: account.authorized.sessionToken, kind, providerId: "dev", ...(unlink ? { unlink } : {}) });
+        expect(await refusal(begin(TransactionKind.UNLINK))).to.deep.equal({ code: Code.InvalidArgument, message: "unlink must name the account to unlink (iss and sub)" });
+        expect(await refusal(begin(TransactionKind.DELETE, dev(USERS.bob)))).to.deep.equal({ code: Code.InvalidArgument, message: "unlink is for an unlink only" });
+        expect(session((await begin(TransactionKind.UNLINK, dev(USERS.bob))).sessionToken)).to.deep.include({ purpose: "unlink", unlink: dev(USERS.bob) });
+      });
+
+      it("refuses an account not of this wallet, the one signed in with, and the wallet's last; honest twin: another of its accounts goes", async function () {
+        // Alice's wallet, as a link of Bob's account would leave it (what Storage holds for her, plus his subject).
+        const held = record("wallet", rows.get(walletHash(lookupKey, session((await accountUser(USERS.alice)).authorized.sessionToken).uid!))!);
+        const { iss: _i, aud: _a, iat: _t, ...plain } = held;
+        const two = await sign(RECORD_TYPES.wallet, activeKey(keys, "record"), { ...plain, subjects: [...held.subjects, dev(USERS.bob)] }, { now: clock.now() });
+        const outsider = await unlinkAtUser(USERS.alice, USERS.alice, dev(USERS.carol), two);
+        expect(await refusal(token.unlinkSubject(outsider.request))).to.deep.equal({ code: Code.PermissionDenied, message: "the account to unlink is not one of this wallet's" });
+        const itself = await unlinkAtUser(USERS.alice, USERS.alice, dev(USERS.alice), two);
+        expect(await refusal(token.unlinkSubject(itself.request))).to.deep.equal({
+          code: Code.PermissionDenied, message: "an account cannot unlink itself: confirm with another account of the wallet",
+        });
+        const last = await unlinkAtUser(USERS.bob, USERS.bob, dev(USERS.bob));
+        expect(await refusal(token.unlinkSubject(last.request))).to.deep.equal({
+          code: Code.PermissionDenied, message: "an account cannot unlink itself: confirm with another account of the wallet",
+        });
+        const honest = await unlinkAtUser(USERS.alice, USERS.alice, dev(USERS.bob), two);
+        const res = await token.unlinkSubject(honest.request);
+        const after = record("wallet", res.wallet!.record);
+        expect(after.subjects).to.deep.equal(held.subjects);
+        expect(after.history!.at(-1)).to.deep.equal({ kind: "unlink", at: Math.floor(clock.now().getTime() / 1000), iss: upstream.devOp.issuer });
+        expect(grantOf(res.wallet!.grant)).to.include({ op: "update", kind: "wallet", version: 1 });
+        expect(grantOf(res.subjectDelete)).to.include({ op: "delete", kind: "subject", hash: subjectHash(lookupKey, upstream.devOp.issuer, USERS.bob.sub) });
+      });
+
+      it("a wallet's last account cannot be unlinked, even confirmed with another account (a wallet that lists only the one to unlink)", async function () {
+        const held = record("wallet", rows.get(walletHash(lookupKey, session((await accountUser(USERS.alice)).authorized.sessionToken).uid!))!);
+        const { iss: _i, aud: _a, iat: _t, ...plain } = held;
+        const onlyBob = await sign(RECORD_TYPES.wallet, activeKey(keys, "record"), { ...plain, subjects: [dev(USERS.bob)] }, { now: clock.now() });
+        const last = await unlinkAtUser(USERS.alice, USERS.alice, dev(USERS.bob), onlyBob);
+        expect(await refusal(token.unlinkSubject(last.request))).to.deep.equal({
+          code: Code.PermissionDenied, message: "a wallet's last account cannot be unlinked: delete the wallet instead",
+        });
+      });
     });
 
     /** A delete session of `user` at step "subject", to present where a link session belongs. */

@@ -41,6 +41,7 @@ import {
   checkStored,
   checkSubject,
   checkTransactionUser,
+  checkUnlinkTarget,
   transactionPurpose,
   checkWallet,
   readRequest,
@@ -143,6 +144,7 @@ export function tokenRoutes(deps: TokenServiceDeps) {
       beginTransaction: async (req) => {
         const account = await sessions.readOf(req.accountSessionToken, "user", "account");
         const purpose = transactionPurpose(req.kind);
+        const unlink = checkUnlinkTarget(purpose, req.unlink);
         const provider = checkProvider(deps.providers, req.providerId);
         const upstreamNonce = randomId();
         const sessionToken = await sessions.start({
@@ -155,6 +157,7 @@ export function tokenRoutes(deps: TokenServiceDeps) {
           provider_iss: provider.issuer,
           upstream_nonce: upstreamNonce,
           uid: account.uid,
+          ...(unlink ? { unlink } : {}),
         });
         return { sessionToken, upstreamNonce, providerIssuer: provider.issuer };
       },
@@ -341,6 +344,9 @@ export function tokenRoutes(deps: TokenServiceDeps) {
 
       /** A link: the new Subject Record and the wallet that lists it (link.ts). */
       linkSubject: (req) => links.linkSubject(req),
+
+      /** An unlink: the wallet without the account, and its Subject Record's delete (link.ts). */
+      unlinkSubject: (req) => links.unlinkSubject(req),
 
       /** A delete's commit point: the wallet's deletion record (delete.ts). */
       authorizeDelete: (req) => deletes.authorizeDelete(req),

@@ -8,13 +8,15 @@
 
 import { decodeJwt } from "jose";
 import { TransactionKind } from "../../../gen/hello/token/v1/token_service_pb.js";
-import { AlreadyLinked, LoginRequired, NotLinked, type UpstreamResult, WalletChanged, WalletDeleted } from "../login-driver.js";
+import { AlreadyLinked, LoginRequired, NotLinked, UnlinkRefused, type UpstreamResult, WalletChanged, WalletDeleted } from "../login-driver.js";
 import type { UpstreamProvider } from "../../../config/component-config.js";
 import { chooserPage } from "../pages/chooser.js";
-import { accountPage, linkedPage, noWalletPage, walletDeletedPage } from "../pages/account.js";
+import { accountPage, linkedPage, noWalletPage, unlinkedPage, walletDeletedPage } from "../pages/account.js";
 import { pageCsp } from "../pages/layout.js";
 import type { DoorContext, Exchange } from "./context.js";
-import { ACCOUNT_FLOW, ACCOUNT_SESSION, type AccountFlow, type AccountSession, DELETE_FLOW, type DeleteFlow, FLOW_TTL, LINK_FLOW, goToProvider } from "./flows.js";
+import {
+  ACCOUNT_FLOW, ACCOUNT_SESSION, type AccountFlow, type AccountSession, DELETE_FLOW, type DeleteFlow, FLOW_TTL, LINK_FLOW, UNLINK_FLOW, type UnlinkFlow, goToProvider,
+} from "./flows.js";
 import { form } from "./http-input.js";
 import { sendError, sendHtml } from "./responses.js";
 
@@ -53,7 +55,7 @@ export async function accountAnswer(door: DoorContext, res: Exchange["res"], flo
   if (!view) return sendHtml(res, 200, noWalletPage(provider.name));
   const nameOf = (iss: string) => door.providers.find((p) => p.issuer === iss)?.name ?? iss;
   // The page's actions begin from the account session, sealed in its forms, for no longer than Token's session lives.
-  const account: AccountSession = { session: view.sessionToken, uid: view.uid };
+  const account: AccountSession = { session: view.sessionToken, uid: view.uid, subjects: view.wallet.subjects };
   const sealed = door.sealer.seal(ACCOUNT_SESSION, account, Math.min(FLOW_TTL, secondsLeft(view.sessionToken)));
   const linked = door.providers.filter((p) => view.wallet.subjects.some((s) => s.iss === p.issuer));
   sendHtml(res, 200, accountPage({
@@ -63,11 +65,28 @@ export async function accountAnswer(door: DoorContext, res: Exchange["res"], flo
     apps: view.releases.map((r) => ({ name: door.clients.get(r.clientId)?.client_name ?? r.clientId, claims: [...r.claims] })),
     history: (view.wallet.history ?? []).map((h) => ({ kind: h.kind, at: new Date(h.at * 1000), provider: nameOf(h.iss) })),
     link: { action: "/account/link", hidden: { account: sealed }, providers: door.providers.map((p) => ({ id: p.id, name: p.name })) },
+    ...(view.wallet.subjects.length > 1 ? { unlink: { action: "/account/unlink", hidden: { account: sealed }, accounts: unlinkable(door, view.wallet.subjects) } } : {}),
     remove: { action: "/account/delete", hidden: { account: sealed }, providers: linked.map((p) => ({ id: p.id, name: p.name })) },
   }), pageCsp(door.providers.map((p) => p.issuer)));
 }
 
 const AGAIN = "Go back to the account page and sign in again.";
+
+/**
+ * Each account of the wallet, as the unlink form names it ("your Dev OP account", and
+ * its place among that provider's when there are several), with the providers of the
+ * wallet's other accounts to confirm with.
+ */
+function unlinkable(door: DoorContext, subjects: ReadonlyArray<{ iss: string; sub: string }>) {
+  const provider = (iss: string) => door.providers.find((p) => p.issuer === iss);
+  return subjects.map((s, i) => {
+    const atSame = subjects.filter((o) => o.iss === s.iss);
+    const name = provider(s.iss)?.name ?? s.iss;
+    const label = atSame.length > 1 ? `your ${name} account ${atSame.indexOf(s) + 1}` : `your ${name} account`;
+    const others = new Map(subjects.filter((_, j) => j !== i).flatMap((o) => { const p = provider(o.iss); return p ? [[p.id, { id: p.id, name: p.name }] as const] : []; }));
+    return { label, index: i, confirmWith: [...others.values()] };
+  });
+}
 
 /** How long a Session Token has left (whole seconds, less a margin for the provider's round trip), by its own exp. */
 function secondsLeft(sessionToken: string): number {
@@ -88,6 +107,37 @@ export function accountDelete(door: DoorContext, exchange: Exchange) {
 /** POST /account/link: a link transaction at Token, then a forced fresh sign-in at the account to link. */
 export function accountLink(door: DoorContext, exchange: Exchange) {
   return beginTransaction(door, exchange, TransactionKind.LINK, LINK_FLOW, "nothing was linked");
+}
+
+/** POST /account/unlink: an unlink transaction of the chosen account at Token, then a forced fresh sign-in at another account of the wallet. */
+export async function accountUnlink(door: DoorContext, { req, res }: Exchange) {
+  const body = await form(req);
+  const account = accountSession(door, body);
+  if (!account) return sendError(res, 400, "This page has expired", "The account page was open too long, so nothing was unlinked.", AGAIN);
+  const [index, providerId] = (body.get("unlink") ?? "").split(":");
+  const target = account.subjects?.[Number(index)];
+  const provider = door.rp.provider(providerId ?? "");
+  if (!target || !/^\d+$/.test(index ?? "") || !provider) return sendError(res, 400, "Unknown account", "Choose one of the accounts listed.", AGAIN);
+  const started = Date.now();
+  const session = await door.driver.beginTransaction(account.session, TransactionKind.UNLINK, provider.id, target);
+  await goToProvider(door, res, provider, started, session, { prompt: "login", max_age: "0" }, UNLINK_FLOW, { uid: account.uid, target });
+}
+
+/** The provider's answer to an unlink's confirming sign-in: the account unlinked, or why not. */
+export async function unlinkAnswer(door: DoorContext, res: Exchange["res"], flow: UnlinkFlow, provider: UpstreamProvider, upstream: UpstreamResult) {
+  try {
+    await door.driver.unlinkSubject(flow.session, flow.started, upstream, flow.uid, flow.target);
+  } catch (error) {
+    if (error instanceof LoginRequired) {
+      return sendError(res, 403, "Nothing was unlinked", `${provider.name} did not ask you to sign in just now, and an account is unlinked only after a fresh sign-in.`, AGAIN);
+    }
+    if (error instanceof NotLinked) return sendError(res, 403, "Nothing was unlinked", `The ${provider.name} account you signed in with is not linked to this wallet.`, AGAIN);
+    if (error instanceof UnlinkRefused) return sendError(res, 409, "Nothing was unlinked", `${error.message[0]!.toUpperCase()}${error.message.slice(1)}.`, AGAIN);
+    if (error instanceof WalletChanged) return sendError(res, 409, "Nothing was unlinked", "Your wallet changed while you were unlinking the account.", AGAIN);
+    if (error instanceof WalletDeleted) return sendHtml(res, 200, walletDeletedPage());
+    throw error;
+  }
+  sendHtml(res, 200, unlinkedPage(door.providers.find((p) => p.issuer === flow.target.iss)?.name ?? flow.target.iss));
 }
 
 /** A transaction begun from the account page's sealed account session, and the browser sent to the chosen provider, forced to ask again. */

@@ -28,6 +28,7 @@ export const LOGIN_FLOW = "upstream";
 export const ACCOUNT_FLOW = "account-upstream";
 export const DELETE_FLOW = "delete-upstream";
 export const LINK_FLOW = "link-upstream";
+export const UNLINK_FLOW = "unlink-upstream";
 /** The sealing purpose of the account page's forms: the account session its actions begin from. */
 export const ACCOUNT_SESSION = "account-session";
 
@@ -50,6 +51,13 @@ export interface AccountSession {
   /** Token's account session, at step "user". */
   session: string;
   uid: string;
+  /** The wallet's accounts as the page showed them, which an unlink names by position. */
+  subjects?: Array<{ iss: string; sub: string }>;
+}
+
+/** Sealed as UNLINK_FLOW in a cookie: an unlink's confirming sign-in, gone to the provider. */
+export interface UnlinkFlow extends DeleteFlow {
+  target: { iss: string; sub: string };
 }
 
 /** Sealed as "consent" in the consent form. */

@@ -4,7 +4,7 @@
 // (docs/bad-input.md).
 
 import type { UpstreamProvider } from "../../../config/component-config.js";
-import { accountDelete, accountGet, accountLink, accountProvider } from "./account.js";
+import { accountDelete, accountGet, accountLink, accountProvider, accountUnlink } from "./account.js";
 import { authorizeGet, authorizePost, chosenProvider } from "./authorize.js";
 import { consent } from "./consent.js";
 import type { Handler } from "./context.js";
@@ -48,6 +48,7 @@ export const ROUTES: readonly Route[] = [
   { path: "/account", methods: { GET: accountGet } },
   { path: "/account/provider", methods: { POST: accountProvider }, loginStep: true },
   { path: "/account/link", methods: { POST: accountLink }, loginStep: true },
+  { path: "/account/unlink", methods: { POST: accountUnlink }, loginStep: true },
   { path: "/account/delete", methods: { POST: accountDelete }, loginStep: true },
   { path: "/token", methods: { POST: tokenEndpoint }, errors: "json" },
   { path: "/userinfo", methods: { GET: userinfo, POST: userinfo }, errors: "bearer" },

@@ -15,7 +15,9 @@ export interface AccountPageInput {
   /** The apps the user released to, by name, and the claims each receives. */
   apps: Array<{ name: string; claims: string[] }>;
   /** The transactions done on the wallet, oldest first: which, when, and the provider each concerned. */
-  history: Array<{ kind: "link"; at: Date; provider: string }>;
+  history: Array<{ kind: "link" | "unlink"; at: Date; provider: string }>;
+  /** The unlink form, when the wallet has more than one account: each account, and the providers of the others to confirm with. */
+  unlink?: { action: string; hidden: Record<string, string>; accounts: Array<{ label: string; index: number; confirmWith: Array<{ id: string; name: string }> }> };
   /** The link form: where it posts, its sealed account session, and every provider an account may be linked at. */
   link: TransactionForm;
   /** The delete form: the same, with the wallet's providers to confirm with. */
@@ -34,7 +36,7 @@ function when(at: Date): string {
 }
 
 /** The wallet: the providers linked to it, the claims it holds, and what each app receives. */
-export function accountPage({ signedInWith, providers, claims, apps, history, link, remove }: AccountPageInput): string {
+export function accountPage({ signedInWith, providers, claims, apps, history, link, unlink, remove }: AccountPageInput): string {
   const value = (v: string | boolean): SafeHtml | string => (typeof v === "boolean" ? (v ? "yes" : "no") : v);
   return page({
     title: "Your wallet",
@@ -64,11 +66,19 @@ ${hiddenInputs(link.hidden)}
 ${link.providers.map((p) => html`<button type="submit" name="provider" value="${p.id}">Link an account at ${p.name}</button>
 `)}</div>
 </form>
+${unlink ? html`<h2>Unlink an account</h2>
+<p>An unlinked account no longer signs in to your wallet. You confirm by signing in again with another account of your wallet.</p>
+<form method="post" action="${unlink.action}">
+${hiddenInputs(unlink.hidden)}
+<div class="actions">
+${unlink.accounts.flatMap((a) => a.confirmWith.map((p) => html`<button type="submit" name="unlink" value="${a.index}:${p.id}">Unlink ${a.label}, confirming with ${p.name}</button>
+`))}</div>
+</form>` : ""}
 <h2>What was done to your wallet</h2>
 ${history.length === 0
-  ? html`<p>Nothing yet: no account was linked since your wallet was made.</p>`
+  ? html`<p>Nothing yet: no account was linked or unlinked since your wallet was made.</p>`
   : html`<ul>
-${history.map((h) => html`<li>${when(h.at)}: linked an account at ${h.provider}</li>
+${history.map((h) => html`<li>${when(h.at)}: ${h.kind === "link" ? "linked" : "unlinked"} an account at ${h.provider}</li>
 `)}</ul>`}
 <h2>Delete your wallet</h2>
 <p>Deleting your wallet removes the providers linked to it, the details it holds and what each app receives, for good. Apps keep what they received before; ask them to delete it. If you sign in with hello-mesh again, you start a new wallet, and apps see you as a new user.</p>
@@ -109,6 +119,16 @@ export function linkedPage(provider: string): string {
     title: "Account linked",
     body: html`<h1>Account linked</h1>
 <p>The ${provider} account you signed in with is now linked to your wallet: you can sign in to your apps with it, and they see you as the same person.</p>
+<p><a href="/account">Back to your account page</a> (you sign in again to see it).</p>`,
+  });
+}
+
+/** The end of an unlink: the account no longer signs in to this wallet. */
+export function unlinkedPage(provider: string): string {
+  return page({
+    title: "Account unlinked",
+    body: html`<h1>Account unlinked</h1>
+<p>The ${provider} account is no longer linked to your wallet: signing in with it starts a wallet of its own.</p>
 <p><a href="/account">Back to your account page</a> (you sign in again to see it).</p>`,
   });
 }

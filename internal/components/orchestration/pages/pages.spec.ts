@@ -6,7 +6,7 @@ import { chooserPage } from "./chooser.js";
 import { breakable, consentPage } from "./consent.js";
 import { errorPage } from "./error.js";
 import { homePage } from "./home.js";
-import { accountPage, linkedPage, noWalletPage, walletDeletedPage } from "./account.js";
+import { accountPage, linkedPage, noWalletPage, unlinkedPage, walletDeletedPage } from "./account.js";
 import { CLAIM_LABELS, claimLabel } from "./claim-labels.js";
 
 const HOSTILE = `<script>alert(1)</script>"'&`;
@@ -74,6 +74,11 @@ describe("Front door pages (docs/design.md §6)", function () {
         link: { action: HOSTILE, hidden: { [HOSTILE]: HOSTILE }, providers: [{ id: HOSTILE, name: HOSTILE }] }, history: [{ kind: "link", at: new Date(0), provider: HOSTILE }],
       }),
       "linked (provider)": linkedPage(HOSTILE),
+      "unlinked (provider)": unlinkedPage(HOSTILE),
+      "account (unlink form's account label, provider)": accountPage({
+        signedInWith: "p", providers: [], claims: [], apps: [], ...ACTIONS,
+        unlink: { action: HOSTILE, hidden: { [HOSTILE]: HOSTILE }, accounts: [{ label: HOSTILE, index: 0, confirmWith: [{ id: HOSTILE, name: HOSTILE }] }] },
+      }),
       "no wallet (provider)": noWalletPage(HOSTILE),
     };
     for (const [name, doc] of Object.entries(pages)) {
@@ -159,6 +164,15 @@ describe("Front door pages (docs/design.md §6)", function () {
       }),
       "account with no claims and no apps": accountPage({ signedInWith: "Dev OP", providers: ["Dev OP"], claims: [], apps: [], ...ACTIONS }),
       linked: linkedPage("Other OP"),
+      unlinked: unlinkedPage("Other OP"),
+      "account with two accounts": accountPage({
+        signedInWith: "Dev OP", providers: ["Dev OP", "Other OP"], claims: [], apps: [], ...ACTIONS,
+        unlink: { action: "/account/unlink", hidden: { account: "sealed" }, accounts: [
+          { label: "your Dev OP account", index: 0, confirmWith: [{ id: "other", name: "Other OP" }] },
+          { label: "your Other OP account", index: 1, confirmWith: [{ id: "dev", name: "Dev OP" }] },
+        ] },
+        history: [{ kind: "link", at: new Date(0), provider: "Other OP" }, { kind: "unlink", at: new Date(60_000), provider: "Other OP" }],
+      }),
       "no wallet": noWalletPage("Dev OP"),
       "wallet deleted": walletDeletedPage(),
     };

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hello/token/v1/token_service.proto.
  */
 export const file_hello_token_v1_token_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJoZWxsby90b2tlbi92MS90b2tlbl9zZXJ2aWNlLnByb3RvEg5oZWxsby50b2tlbi52MSK6AQoXQXV0aG9yaXphdGlvblBhcmFtZXRlcnMSEQoJY2xpZW50X2lkGAEgASgJEhQKDHJlZGlyZWN0X3VyaRgCIAEoCRINCgVub25jZRgDIAEoCRINCgVzY29wZRgEIAEoCRIOCgZjbGFpbXMYBSABKAkSFgoOY29kZV9jaGFsbGVuZ2UYBiABKAkSDgoGcHJvbXB0GAcgASgJEhQKB21heF9hZ2UYCCABKANIAIgBAUIKCghfbWF4X2FnZSKPAQoUQ3JlYXRlU2Vzc2lvblJlcXVlc3QSGAoOcmVxdWVzdF9vYmplY3QYASABKAlIABI9CgpwYXJhbWV0ZXJzGAIgASgLMicuaGVsbG8udG9rZW4udjEuQXV0aG9yaXphdGlvblBhcmFtZXRlcnNIABITCgtwcm92aWRlcl9pZBgDIAEoCUIJCgdyZXF1ZXN0Il8KFUNyZWF0ZVNlc3Npb25SZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnVwc3RyZWFtX25vbmNlGAIgASgJEhcKD3Byb3ZpZGVyX2lzc3VlchgDIAEoCSIyChtDcmVhdGVBY2NvdW50U2Vzc2lvblJlcXVlc3QSEwoLcHJvdmlkZXJfaWQYASABKAkiZgocQ3JlYXRlQWNjb3VudFNlc3Npb25SZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnVwc3RyZWFtX25vbmNlGAIgASgJEhcKD3Byb3ZpZGVyX2lzc3VlchgDIAEoCSJFChdBdXRob3JpemVTdWJqZWN0UmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC29wX2lkX3Rva2VuGAIgASgJIpEBCgtBY2Nlc3NHcmFudBIUCgxhY2Nlc3NfdG9rZW4YASABKAkSDAoEaGFzaBgCIAEoCRIpCgRraW5kGAMgASgOMhsuaGVsbG8uY29tbW9uLnYxLlJlY29yZEtpbmQSMwoJb3BlcmF0aW9uGAQgASgOMiAuaGVsbG8uY29tbW9uLnYxLlJlY29yZE9wZXJhdGlvbiJJCgtSZWNvcmRXcml0ZRIOCgZyZWNvcmQYASABKAkSKgoFZ3JhbnQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCKWAQoYQXV0aG9yaXplU3ViamVjdFJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSMQoMc3ViamVjdF9yZWFkGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSMAoLd2FsbGV0X3JlYWQYAyABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCI/ChFDcmVhdGVVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC2Vycm9yX3Rva2VuGAIgASgJIpoBChJDcmVhdGVVc2VyUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIrCgZ3YWxsZXQYAiABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZRIsCgdzdWJqZWN0GAMgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGVKBAgEEAVSDHJlbGVhc2VfcmVhZCJbChFDb21taXRVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDndhbGxldF9yZWNlaXB0GAIgASgJEhcKD3N1YmplY3RfcmVjZWlwdBgDIAEoCSIrChJDb21taXRVc2VyUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCSJeChRBdXRob3JpemVVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnN1YmplY3RfcmVjb3JkGAIgASgJEhcKD3N1YmplY3RfcmVjZWlwdBgDIAEoCSLPAQoVQXV0aG9yaXplVXNlclJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSMAoLd2FsbGV0X3JlYWQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudBIxCgxyZWxlYXNlX3JlYWQYAyABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudBI6ChVhY2NvdW50X3JlbGVhc2VfcmVhZHMYBCADKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCJiChhSZXNlcnZlRGlyZWN0ZWRJZFJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIWCg5yZWxlYXNlX3JlY29yZBgCIAEoCRIXCg9yZWxlYXNlX3JlY2VpcHQYAyABKAkimwEKGVJlc2VydmVEaXJlY3RlZElkUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRI1ChByZXNlcnZhdGlvbl9yZWFkGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSMAoLcmVzZXJ2YXRpb24YAyABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZSIwChdHcmFudFJlbGVhc2VSZWFkUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJImQKGEdyYW50UmVsZWFzZVJlYWRSZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEjEKDHJlbGVhc2VfcmVhZBgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLkFjY2Vzc0dyYW50IosBChRDcmVhdGVSZWxlYXNlUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC2Vycm9yX3Rva2VuGAIgASgJEhUKDXdhbGxldF9yZWNvcmQYAyABKAkSGAoQY29uc2VudGVkX2NsYWltcxgEIAMoCRIWCg53YWxsZXRfcmVjZWlwdBgFIAEoCSK7AQoVQ3JlYXRlUmVsZWFzZVJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSLAoHcmVsZWFzZRgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEjAKC3Jlc2VydmF0aW9uGAMgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUSKwoGd2FsbGV0GAQgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUiowEKEk1pbnRJZFRva2VuUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnN1YmplY3RfcmVjb3JkGAIgASgJEhYKDnJlbGVhc2VfcmVjb3JkGAMgASgJEhUKDXdhbGxldF9yZWNvcmQYBCABKAkSFgoOd2FsbGV0X3JlY2VpcHQYBSABKAkSFwoPcmVsZWFzZV9yZWNlaXB0GAYgASgJIlQKE01pbnRJZFRva2VuUmVzcG9uc2USEAoIaWRfdG9rZW4YASABKAkSFAoMdXNlcmluZm9fand0GAIgASgJEhUKDXVzZXJpbmZvX2pzb24YAyABKAkifAoXQmVnaW5UcmFuc2FjdGlvblJlcXVlc3QSHQoVYWNjb3VudF9zZXNzaW9uX3Rva2VuGAEgASgJEi0KBGtpbmQYAiABKA4yHy5oZWxsby50b2tlbi52MS5UcmFuc2FjdGlvbktpbmQSEwoLcHJvdmlkZXJfaWQYAyABKAkiYgoYQmVnaW5UcmFuc2FjdGlvblJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSFgoOdXBzdHJlYW1fbm9uY2UYAiABKAkSFwoPcHJvdmlkZXJfaXNzdWVyGAMgASgJIi0KClJlYWRSZWNvcmQSDgoGcmVjb3JkGAEgASgJEg8KB3JlY2VpcHQYAiABKAkicgoNUmVsZWFzZUFuc3dlchIRCgljbGllbnRfaWQYASABKAkSLQoHcmVsZWFzZRgCIAEoCzIaLmhlbGxvLnRva2VuLnYxLlJlYWRSZWNvcmRIABIVCgtlcnJvcl90b2tlbhgDIAEoCUgAQggKBmFuc3dlciKPAQoWQXV0aG9yaXplRGVsZXRlUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhUKDXdhbGxldF9yZWNvcmQYAiABKAkSFgoOd2FsbGV0X3JlY2VpcHQYAyABKAkSLwoIcmVsZWFzZXMYBCADKAsyHS5oZWxsby50b2tlbi52MS5SZWxlYXNlQW5zd2VyIl8KF0F1dGhvcml6ZURlbGV0ZVJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSLQoIZGVsZXRpb24YAiABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZSJfChNGaW5pc2hEZWxldGVSZXF1ZXN0EhUKDXNlc3Npb25fdG9rZW4YASABKAkSFwoPZGVsZXRpb25fcmVjb3JkGAIgASgJEhgKEGRlbGV0aW9uX3JlY2VpcHQYAyABKAki/gEKD1JlbGVhc2VEZWxldGlvbhIRCgljbGllbnRfaWQYASABKAkSNQoQcmVzZXJ2YXRpb25fcmVhZBgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLkFjY2Vzc0dyYW50EjUKEHRvbWJzdG9uZV91cGRhdGUYAyABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZRI1ChB0b21ic3RvbmVfY3JlYXRlGAQgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUSMwoOcmVsZWFzZV9kZWxldGUYBSABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCKzAQoURmluaXNoRGVsZXRlUmVzcG9uc2USMQoIcmVsZWFzZXMYASADKAsyHy5oZWxsby50b2tlbi52MS5SZWxlYXNlRGVsZXRpb24SNAoPc3ViamVjdF9kZWxldGVzGAIgAygLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSMgoNd2FsbGV0X2RlbGV0ZRgDIAEoCzIbLmhlbGxvLnRva2VuLnYxLkFjY2Vzc0dyYW50Im8KEkxpbmtTdWJqZWN0UmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC2Vycm9yX3Rva2VuGAIgASgJEhUKDXdhbGxldF9yZWNvcmQYAyABKAkSFgoOd2FsbGV0X3JlY2VpcHQYBCABKAkicAoTTGlua1N1YmplY3RSZXNwb25zZRIrCgZ3YWxsZXQYASABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZRIsCgdzdWJqZWN0GAIgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUiEgoQR2V0S2V5U2V0UmVxdWVzdCI0ChFHZXRLZXlTZXRSZXNwb25zZRIMCgRqd2tzGAEgASgMEhEKCXNpZ25hdHVyZRgCIAEoCSprCg9UcmFuc2FjdGlvbktpbmQSIAocVFJBTlNBQ1RJT05fS0lORF9VTlNQRUNJRklFRBAAEhsKF1RSQU5TQUNUSU9OX0tJTkRfREVMRVRFEAESGQoVVFJBTlNBQ1RJT05fS0lORF9MSU5LEAIypQsKDFRva2VuU2VydmljZRJcCg1DcmVhdGVTZXNzaW9uEiQuaGVsbG8udG9rZW4udjEuQ3JlYXRlU2Vzc2lvblJlcXVlc3QaJS5oZWxsby50b2tlbi52MS5DcmVhdGVTZXNzaW9uUmVzcG9uc2USZQoQQXV0aG9yaXplU3ViamVjdBInLmhlbGxvLnRva2VuLnYxLkF1dGhvcml6ZVN1YmplY3RSZXF1ZXN0GiguaGVsbG8udG9rZW4udjEuQXV0aG9yaXplU3ViamVjdFJlc3BvbnNlElMKCkNyZWF0ZVVzZXISIS5oZWxsby50b2tlbi52MS5DcmVhdGVVc2VyUmVxdWVzdBoiLmhlbGxvLnRva2VuLnYxLkNyZWF0ZVVzZXJSZXNwb25zZRJTCgpDb21taXRVc2VyEiEuaGVsbG8udG9rZW4udjEuQ29tbWl0VXNlclJlcXVlc3QaIi5oZWxsby50b2tlbi52MS5Db21taXRVc2VyUmVzcG9uc2USXAoNQXV0aG9yaXplVXNlchIkLmhlbGxvLnRva2VuLnYxLkF1dGhvcml6ZVVzZXJSZXF1ZXN0GiUuaGVsbG8udG9rZW4udjEuQXV0aG9yaXplVXNlclJlc3BvbnNlEmgKEVJlc2VydmVEaXJlY3RlZElkEiguaGVsbG8udG9rZW4udjEuUmVzZXJ2ZURpcmVjdGVkSWRSZXF1ZXN0GikuaGVsbG8udG9rZW4udjEuUmVzZXJ2ZURpcmVjdGVkSWRSZXNwb25zZRJlChBHcmFudFJlbGVhc2VSZWFkEicuaGVsbG8udG9rZW4udjEuR3JhbnRSZWxlYXNlUmVhZFJlcXVlc3QaKC5oZWxsby50b2tlbi52MS5HcmFudFJlbGVhc2VSZWFkUmVzcG9uc2USXAoNQ3JlYXRlUmVsZWFzZRIkLmhlbGxvLnRva2VuLnYxLkNyZWF0ZVJlbGVhc2VSZXF1ZXN0GiUuaGVsbG8udG9rZW4udjEuQ3JlYXRlUmVsZWFzZVJlc3BvbnNlElYKC01pbnRJZFRva2VuEiIuaGVsbG8udG9rZW4udjEuTWludElkVG9rZW5SZXF1ZXN0GiMuaGVsbG8udG9rZW4udjEuTWludElkVG9rZW5SZXNwb25zZRJxChRDcmVhdGVBY2NvdW50U2Vzc2lvbhIrLmhlbGxvLnRva2VuLnYxLkNyZWF0ZUFjY291bnRTZXNzaW9uUmVxdWVzdBosLmhlbGxvLnRva2VuLnYxLkNyZWF0ZUFjY291bnRTZXNzaW9uUmVzcG9uc2USZQoQQmVnaW5UcmFuc2FjdGlvbhInLmhlbGxvLnRva2VuLnYxLkJlZ2luVHJhbnNhY3Rpb25SZXF1ZXN0GiguaGVsbG8udG9rZW4udjEuQmVnaW5UcmFuc2FjdGlvblJlc3BvbnNlEmIKD0F1dGhvcml6ZURlbGV0ZRImLmhlbGxvLnRva2VuLnYxLkF1dGhvcml6ZURlbGV0ZVJlcXVlc3QaJy5oZWxsby50b2tlbi52MS5BdXRob3JpemVEZWxldGVSZXNwb25zZRJZCgxGaW5pc2hEZWxldGUSIy5oZWxsby50b2tlbi52MS5GaW5pc2hEZWxldGVSZXF1ZXN0GiQuaGVsbG8udG9rZW4udjEuRmluaXNoRGVsZXRlUmVzcG9uc2USVgoLTGlua1N1YmplY3QSIi5oZWxsby50b2tlbi52MS5MaW5rU3ViamVjdFJlcXVlc3QaIy5oZWxsby50b2tlbi52MS5MaW5rU3ViamVjdFJlc3BvbnNlElAKCUdldEtleVNldBIgLmhlbGxvLnRva2VuLnYxLkdldEtleVNldFJlcXVlc3QaIS5oZWxsby50b2tlbi52MS5HZXRLZXlTZXRSZXNwb25zZWIGcHJvdG8z", [file_hello_common_v1_record]);
+  fileDesc("CiJoZWxsby90b2tlbi92MS90b2tlbl9zZXJ2aWNlLnByb3RvEg5oZWxsby50b2tlbi52MSK6AQoXQXV0aG9yaXphdGlvblBhcmFtZXRlcnMSEQoJY2xpZW50X2lkGAEgASgJEhQKDHJlZGlyZWN0X3VyaRgCIAEoCRINCgVub25jZRgDIAEoCRINCgVzY29wZRgEIAEoCRIOCgZjbGFpbXMYBSABKAkSFgoOY29kZV9jaGFsbGVuZ2UYBiABKAkSDgoGcHJvbXB0GAcgASgJEhQKB21heF9hZ2UYCCABKANIAIgBAUIKCghfbWF4X2FnZSKPAQoUQ3JlYXRlU2Vzc2lvblJlcXVlc3QSGAoOcmVxdWVzdF9vYmplY3QYASABKAlIABI9CgpwYXJhbWV0ZXJzGAIgASgLMicuaGVsbG8udG9rZW4udjEuQXV0aG9yaXphdGlvblBhcmFtZXRlcnNIABITCgtwcm92aWRlcl9pZBgDIAEoCUIJCgdyZXF1ZXN0Il8KFUNyZWF0ZVNlc3Npb25SZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnVwc3RyZWFtX25vbmNlGAIgASgJEhcKD3Byb3ZpZGVyX2lzc3VlchgDIAEoCSIyChtDcmVhdGVBY2NvdW50U2Vzc2lvblJlcXVlc3QSEwoLcHJvdmlkZXJfaWQYASABKAkiZgocQ3JlYXRlQWNjb3VudFNlc3Npb25SZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnVwc3RyZWFtX25vbmNlGAIgASgJEhcKD3Byb3ZpZGVyX2lzc3VlchgDIAEoCSJFChdBdXRob3JpemVTdWJqZWN0UmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC29wX2lkX3Rva2VuGAIgASgJIpEBCgtBY2Nlc3NHcmFudBIUCgxhY2Nlc3NfdG9rZW4YASABKAkSDAoEaGFzaBgCIAEoCRIpCgRraW5kGAMgASgOMhsuaGVsbG8uY29tbW9uLnYxLlJlY29yZEtpbmQSMwoJb3BlcmF0aW9uGAQgASgOMiAuaGVsbG8uY29tbW9uLnYxLlJlY29yZE9wZXJhdGlvbiJJCgtSZWNvcmRXcml0ZRIOCgZyZWNvcmQYASABKAkSKgoFZ3JhbnQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCKWAQoYQXV0aG9yaXplU3ViamVjdFJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSMQoMc3ViamVjdF9yZWFkGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSMAoLd2FsbGV0X3JlYWQYAyABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCI/ChFDcmVhdGVVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC2Vycm9yX3Rva2VuGAIgASgJIpoBChJDcmVhdGVVc2VyUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIrCgZ3YWxsZXQYAiABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZRIsCgdzdWJqZWN0GAMgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGVKBAgEEAVSDHJlbGVhc2VfcmVhZCJbChFDb21taXRVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDndhbGxldF9yZWNlaXB0GAIgASgJEhcKD3N1YmplY3RfcmVjZWlwdBgDIAEoCSIrChJDb21taXRVc2VyUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCSJeChRBdXRob3JpemVVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnN1YmplY3RfcmVjb3JkGAIgASgJEhcKD3N1YmplY3RfcmVjZWlwdBgDIAEoCSLPAQoVQXV0aG9yaXplVXNlclJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSMAoLd2FsbGV0X3JlYWQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudBIxCgxyZWxlYXNlX3JlYWQYAyABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudBI6ChVhY2NvdW50X3JlbGVhc2VfcmVhZHMYBCADKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCJiChhSZXNlcnZlRGlyZWN0ZWRJZFJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIWCg5yZWxlYXNlX3JlY29yZBgCIAEoCRIXCg9yZWxlYXNlX3JlY2VpcHQYAyABKAkimwEKGVJlc2VydmVEaXJlY3RlZElkUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRI1ChByZXNlcnZhdGlvbl9yZWFkGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSMAoLcmVzZXJ2YXRpb24YAyABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZSIwChdHcmFudFJlbGVhc2VSZWFkUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJImQKGEdyYW50UmVsZWFzZVJlYWRSZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEjEKDHJlbGVhc2VfcmVhZBgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLkFjY2Vzc0dyYW50IosBChRDcmVhdGVSZWxlYXNlUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC2Vycm9yX3Rva2VuGAIgASgJEhUKDXdhbGxldF9yZWNvcmQYAyABKAkSGAoQY29uc2VudGVkX2NsYWltcxgEIAMoCRIWCg53YWxsZXRfcmVjZWlwdBgFIAEoCSK7AQoVQ3JlYXRlUmVsZWFzZVJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSLAoHcmVsZWFzZRgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEjAKC3Jlc2VydmF0aW9uGAMgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUSKwoGd2FsbGV0GAQgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUiowEKEk1pbnRJZFRva2VuUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnN1YmplY3RfcmVjb3JkGAIgASgJEhYKDnJlbGVhc2VfcmVjb3JkGAMgASgJEhUKDXdhbGxldF9yZWNvcmQYBCABKAkSFgoOd2FsbGV0X3JlY2VpcHQYBSABKAkSFwoPcmVsZWFzZV9yZWNlaXB0GAYgASgJIlQKE01pbnRJZFRva2VuUmVzcG9uc2USEAoIaWRfdG9rZW4YASABKAkSFAoMdXNlcmluZm9fand0GAIgASgJEhUKDXVzZXJpbmZvX2pzb24YAyABKAkiIwoHU3ViamVjdBILCgNpc3MYASABKAkSCwoDc3ViGAIgASgJIqUBChdCZWdpblRyYW5zYWN0aW9uUmVxdWVzdBIdChVhY2NvdW50X3Nlc3Npb25fdG9rZW4YASABKAkSLQoEa2luZBgCIAEoDjIfLmhlbGxvLnRva2VuLnYxLlRyYW5zYWN0aW9uS2luZBITCgtwcm92aWRlcl9pZBgDIAEoCRInCgZ1bmxpbmsYBCABKAsyFy5oZWxsby50b2tlbi52MS5TdWJqZWN0ImIKGEJlZ2luVHJhbnNhY3Rpb25SZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnVwc3RyZWFtX25vbmNlGAIgASgJEhcKD3Byb3ZpZGVyX2lzc3VlchgDIAEoCSItCgpSZWFkUmVjb3JkEg4KBnJlY29yZBgBIAEoCRIPCgdyZWNlaXB0GAIgASgJInIKDVJlbGVhc2VBbnN3ZXISEQoJY2xpZW50X2lkGAEgASgJEi0KB3JlbGVhc2UYAiABKAsyGi5oZWxsby50b2tlbi52MS5SZWFkUmVjb3JkSAASFQoLZXJyb3JfdG9rZW4YAyABKAlIAEIICgZhbnN3ZXIijwEKFkF1dGhvcml6ZURlbGV0ZVJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIVCg13YWxsZXRfcmVjb3JkGAIgASgJEhYKDndhbGxldF9yZWNlaXB0GAMgASgJEi8KCHJlbGVhc2VzGAQgAygLMh0uaGVsbG8udG9rZW4udjEuUmVsZWFzZUFuc3dlciJfChdBdXRob3JpemVEZWxldGVSZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEi0KCGRlbGV0aW9uGAIgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUiXwoTRmluaXNoRGVsZXRlUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhcKD2RlbGV0aW9uX3JlY29yZBgCIAEoCRIYChBkZWxldGlvbl9yZWNlaXB0GAMgASgJIv4BCg9SZWxlYXNlRGVsZXRpb24SEQoJY2xpZW50X2lkGAEgASgJEjUKEHJlc2VydmF0aW9uX3JlYWQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudBI1ChB0b21ic3RvbmVfdXBkYXRlGAMgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUSNQoQdG9tYnN0b25lX2NyZWF0ZRgEIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEjMKDnJlbGVhc2VfZGVsZXRlGAUgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQiswEKFEZpbmlzaERlbGV0ZVJlc3BvbnNlEjEKCHJlbGVhc2VzGAEgAygLMh8uaGVsbG8udG9rZW4udjEuUmVsZWFzZURlbGV0aW9uEjQKD3N1YmplY3RfZGVsZXRlcxgCIAMoCzIbLmhlbGxvLnRva2VuLnYxLkFjY2Vzc0dyYW50EjIKDXdhbGxldF9kZWxldGUYAyABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCJvChJMaW5rU3ViamVjdFJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRITCgtlcnJvcl90b2tlbhgCIAEoCRIVCg13YWxsZXRfcmVjb3JkGAMgASgJEhYKDndhbGxldF9yZWNlaXB0GAQgASgJInAKE0xpbmtTdWJqZWN0UmVzcG9uc2USKwoGd2FsbGV0GAEgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUSLAoHc3ViamVjdBgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlIlwKFFVubGlua1N1YmplY3RSZXF1ZXN0EhUKDXNlc3Npb25fdG9rZW4YASABKAkSFQoNd2FsbGV0X3JlY29yZBgCIAEoCRIWCg53YWxsZXRfcmVjZWlwdBgDIAEoCSJ5ChVVbmxpbmtTdWJqZWN0UmVzcG9uc2USKwoGd2FsbGV0GAEgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUSMwoOc3ViamVjdF9kZWxldGUYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCISChBHZXRLZXlTZXRSZXF1ZXN0IjQKEUdldEtleVNldFJlc3BvbnNlEgwKBGp3a3MYASABKAwSEQoJc2lnbmF0dXJlGAIgASgJKogBCg9UcmFuc2FjdGlvbktpbmQSIAocVFJBTlNBQ1RJT05fS0lORF9VTlNQRUNJRklFRBAAEhsKF1RSQU5TQUNUSU9OX0tJTkRfREVMRVRFEAESGQoVVFJBTlNBQ1RJT05fS0lORF9MSU5LEAISGwoXVFJBTlNBQ1RJT05fS0lORF9VTkxJTksQAzKDDAoMVG9rZW5TZXJ2aWNlElwKDUNyZWF0ZVNlc3Npb24SJC5oZWxsby50b2tlbi52MS5DcmVhdGVTZXNzaW9uUmVxdWVzdBolLmhlbGxvLnRva2VuLnYxLkNyZWF0ZVNlc3Npb25SZXNwb25zZRJlChBBdXRob3JpemVTdWJqZWN0EicuaGVsbG8udG9rZW4udjEuQXV0aG9yaXplU3ViamVjdFJlcXVlc3QaKC5oZWxsby50b2tlbi52MS5BdXRob3JpemVTdWJqZWN0UmVzcG9uc2USUwoKQ3JlYXRlVXNlchIhLmhlbGxvLnRva2VuLnYxLkNyZWF0ZVVzZXJSZXF1ZXN0GiIuaGVsbG8udG9rZW4udjEuQ3JlYXRlVXNlclJlc3BvbnNlElMKCkNvbW1pdFVzZXISIS5oZWxsby50b2tlbi52MS5Db21taXRVc2VyUmVxdWVzdBoiLmhlbGxvLnRva2VuLnYxLkNvbW1pdFVzZXJSZXNwb25zZRJcCg1BdXRob3JpemVVc2VyEiQuaGVsbG8udG9rZW4udjEuQXV0aG9yaXplVXNlclJlcXVlc3QaJS5oZWxsby50b2tlbi52MS5BdXRob3JpemVVc2VyUmVzcG9uc2USaAoRUmVzZXJ2ZURpcmVjdGVkSWQSKC5oZWxsby50b2tlbi52MS5SZXNlcnZlRGlyZWN0ZWRJZFJlcXVlc3QaKS5oZWxsby50b2tlbi52MS5SZXNlcnZlRGlyZWN0ZWRJZFJlc3BvbnNlEmUKEEdyYW50UmVsZWFzZVJlYWQSJy5oZWxsby50b2tlbi52MS5HcmFudFJlbGVhc2VSZWFkUmVxdWVzdBooLmhlbGxvLnRva2VuLnYxLkdyYW50UmVsZWFzZVJlYWRSZXNwb25zZRJcCg1DcmVhdGVSZWxlYXNlEiQuaGVsbG8udG9rZW4udjEuQ3JlYXRlUmVsZWFzZVJlcXVlc3QaJS5oZWxsby50b2tlbi52MS5DcmVhdGVSZWxlYXNlUmVzcG9uc2USVgoLTWludElkVG9rZW4SIi5oZWxsby50b2tlbi52MS5NaW50SWRUb2tlblJlcXVlc3QaIy5oZWxsby50b2tlbi52MS5NaW50SWRUb2tlblJlc3BvbnNlEnEKFENyZWF0ZUFjY291bnRTZXNzaW9uEisuaGVsbG8udG9rZW4udjEuQ3JlYXRlQWNjb3VudFNlc3Npb25SZXF1ZXN0GiwuaGVsbG8udG9rZW4udjEuQ3JlYXRlQWNjb3VudFNlc3Npb25SZXNwb25zZRJlChBCZWdpblRyYW5zYWN0aW9uEicuaGVsbG8udG9rZW4udjEuQmVnaW5UcmFuc2FjdGlvblJlcXVlc3QaKC5oZWxsby50b2tlbi52MS5CZWdpblRyYW5zYWN0aW9uUmVzcG9uc2USYgoPQXV0aG9yaXplRGVsZXRlEiYuaGVsbG8udG9rZW4udjEuQXV0aG9yaXplRGVsZXRlUmVxdWVzdBonLmhlbGxvLnRva2VuLnYxLkF1dGhvcml6ZURlbGV0ZVJlc3BvbnNlElkKDEZpbmlzaERlbGV0ZRIjLmhlbGxvLnRva2VuLnYxLkZpbmlzaERlbGV0ZVJlcXVlc3QaJC5oZWxsby50b2tlbi52MS5GaW5pc2hEZWxldGVSZXNwb25zZRJWCgtMaW5rU3ViamVjdBIiLmhlbGxvLnRva2VuLnYxLkxpbmtTdWJqZWN0UmVxdWVzdBojLmhlbGxvLnRva2VuLnYxLkxpbmtTdWJqZWN0UmVzcG9uc2USXAoNVW5saW5rU3ViamVjdBIkLmhlbGxvLnRva2VuLnYxLlVubGlua1N1YmplY3RSZXF1ZXN0GiUuaGVsbG8udG9rZW4udjEuVW5saW5rU3ViamVjdFJlc3BvbnNlElAKCUdldEtleVNldBIgLmhlbGxvLnRva2VuLnYxLkdldEtleVNldFJlcXVlc3QaIS5oZWxsby50b2tlbi52MS5HZXRLZXlTZXRSZXNwb25zZWIGcHJvdG8z", [file_hello_common_v1_record]);
 
 /**
  * AuthorizationParameters is a plain (unsigned) OAuth 2.0 / OIDC authorization
@@ -837,6 +837,30 @@ export const MintIdTokenResponseSchema: GenMessage<MintIdTokenResponse> = /*@__P
   messageDesc(file_hello_token_v1_token_service, 22);
 
 /**
+ * An upstream account: a provider's issuer and the subject there.
+ *
+ * @generated from message hello.token.v1.Subject
+ */
+export type Subject = Message<"hello.token.v1.Subject"> & {
+  /**
+   * @generated from field: string iss = 1;
+   */
+  iss: string;
+
+  /**
+   * @generated from field: string sub = 2;
+   */
+  sub: string;
+};
+
+/**
+ * Describes the message hello.token.v1.Subject.
+ * Use `create(SubjectSchema)` to create a new message.
+ */
+export const SubjectSchema: GenMessage<Subject> = /*@__PURE__*/
+  messageDesc(file_hello_token_v1_token_service, 23);
+
+/**
  * BeginTransactionRequest starts a transaction from an account session.
  *
  * @generated from message hello.token.v1.BeginTransactionRequest
@@ -861,6 +885,14 @@ export type BeginTransactionRequest = Message<"hello.token.v1.BeginTransactionRe
    * @generated from field: string provider_id = 3;
    */
   providerId: string;
+
+  /**
+   * For an unlink only: the account to unlink, one of the wallet's. The fresh login
+   * must be at another of its accounts.
+   *
+   * @generated from field: hello.token.v1.Subject unlink = 4;
+   */
+  unlink?: Subject | undefined;
 };
 
 /**
@@ -868,7 +900,7 @@ export type BeginTransactionRequest = Message<"hello.token.v1.BeginTransactionRe
  * Use `create(BeginTransactionRequestSchema)` to create a new message.
  */
 export const BeginTransactionRequestSchema: GenMessage<BeginTransactionRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 23);
+  messageDesc(file_hello_token_v1_token_service, 24);
 
 /**
  * BeginTransactionResponse holds the transaction's session.
@@ -901,7 +933,7 @@ export type BeginTransactionResponse = Message<"hello.token.v1.BeginTransactionR
  * Use `create(BeginTransactionResponseSchema)` to create a new message.
  */
 export const BeginTransactionResponseSchema: GenMessage<BeginTransactionResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 24);
+  messageDesc(file_hello_token_v1_token_service, 25);
 
 /**
  * A record as Storage returned it, with Storage's read receipt.
@@ -925,7 +957,7 @@ export type ReadRecord = Message<"hello.token.v1.ReadRecord"> & {
  * Use `create(ReadRecordSchema)` to create a new message.
  */
 export const ReadRecordSchema: GenMessage<ReadRecord> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 25);
+  messageDesc(file_hello_token_v1_token_service, 26);
 
 /**
  * ReleaseAnswer is the answer to one of a session's release reads.
@@ -967,7 +999,7 @@ export type ReleaseAnswer = Message<"hello.token.v1.ReleaseAnswer"> & {
  * Use `create(ReleaseAnswerSchema)` to create a new message.
  */
 export const ReleaseAnswerSchema: GenMessage<ReleaseAnswer> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 26);
+  messageDesc(file_hello_token_v1_token_service, 27);
 
 /**
  * AuthorizeDeleteRequest presents the wallet and every release, as read.
@@ -1005,7 +1037,7 @@ export type AuthorizeDeleteRequest = Message<"hello.token.v1.AuthorizeDeleteRequ
  * Use `create(AuthorizeDeleteRequestSchema)` to create a new message.
  */
 export const AuthorizeDeleteRequestSchema: GenMessage<AuthorizeDeleteRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 27);
+  messageDesc(file_hello_token_v1_token_service, 28);
 
 /**
  * AuthorizeDeleteResponse holds the delete's commit point.
@@ -1034,7 +1066,7 @@ export type AuthorizeDeleteResponse = Message<"hello.token.v1.AuthorizeDeleteRes
  * Use `create(AuthorizeDeleteResponseSchema)` to create a new message.
  */
 export const AuthorizeDeleteResponseSchema: GenMessage<AuthorizeDeleteResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 28);
+  messageDesc(file_hello_token_v1_token_service, 29);
 
 /**
  * FinishDeleteRequest presents the deletion record as stored.
@@ -1067,7 +1099,7 @@ export type FinishDeleteRequest = Message<"hello.token.v1.FinishDeleteRequest"> 
  * Use `create(FinishDeleteRequestSchema)` to create a new message.
  */
 export const FinishDeleteRequestSchema: GenMessage<FinishDeleteRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 29);
+  messageDesc(file_hello_token_v1_token_service, 30);
 
 /**
  * ReleaseDeletion removes one release and anonymizes its directed id's reservation.
@@ -1114,7 +1146,7 @@ export type ReleaseDeletion = Message<"hello.token.v1.ReleaseDeletion"> & {
  * Use `create(ReleaseDeletionSchema)` to create a new message.
  */
 export const ReleaseDeletionSchema: GenMessage<ReleaseDeletion> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 30);
+  messageDesc(file_hello_token_v1_token_service, 31);
 
 /**
  * FinishDeleteResponse grants what removes the wallet, in order.
@@ -1149,7 +1181,7 @@ export type FinishDeleteResponse = Message<"hello.token.v1.FinishDeleteResponse"
  * Use `create(FinishDeleteResponseSchema)` to create a new message.
  */
 export const FinishDeleteResponseSchema: GenMessage<FinishDeleteResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 31);
+  messageDesc(file_hello_token_v1_token_service, 32);
 
 /**
  * LinkSubjectRequest presents Storage's word that no wallet holds the subject, and the
@@ -1188,7 +1220,7 @@ export type LinkSubjectRequest = Message<"hello.token.v1.LinkSubjectRequest"> & 
  * Use `create(LinkSubjectRequestSchema)` to create a new message.
  */
 export const LinkSubjectRequestSchema: GenMessage<LinkSubjectRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 32);
+  messageDesc(file_hello_token_v1_token_service, 33);
 
 /**
  * LinkSubjectResponse holds the link's writes, for one WriteRecords.
@@ -1217,7 +1249,67 @@ export type LinkSubjectResponse = Message<"hello.token.v1.LinkSubjectResponse"> 
  * Use `create(LinkSubjectResponseSchema)` to create a new message.
  */
 export const LinkSubjectResponseSchema: GenMessage<LinkSubjectResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 33);
+  messageDesc(file_hello_token_v1_token_service, 34);
+
+/**
+ * UnlinkSubjectRequest presents the wallet.
+ *
+ * @generated from message hello.token.v1.UnlinkSubjectRequest
+ */
+export type UnlinkSubjectRequest = Message<"hello.token.v1.UnlinkSubjectRequest"> & {
+  /**
+   * @generated from field: string session_token = 1;
+   */
+  sessionToken: string;
+
+  /**
+   * @generated from field: string wallet_record = 2;
+   */
+  walletRecord: string;
+
+  /**
+   * Storage's receipt for this session's wallet read.
+   *
+   * @generated from field: string wallet_receipt = 3;
+   */
+  walletReceipt: string;
+};
+
+/**
+ * Describes the message hello.token.v1.UnlinkSubjectRequest.
+ * Use `create(UnlinkSubjectRequestSchema)` to create a new message.
+ */
+export const UnlinkSubjectRequestSchema: GenMessage<UnlinkSubjectRequest> = /*@__PURE__*/
+  messageDesc(file_hello_token_v1_token_service, 35);
+
+/**
+ * UnlinkSubjectResponse holds the unlink's writes, for one WriteRecords.
+ *
+ * @generated from message hello.token.v1.UnlinkSubjectResponse
+ */
+export type UnlinkSubjectResponse = Message<"hello.token.v1.UnlinkSubjectResponse"> & {
+  /**
+   * The wallet without the account, with the history entry: an update at the version
+   * read.
+   *
+   * @generated from field: hello.token.v1.RecordWrite wallet = 1;
+   */
+  wallet?: RecordWrite | undefined;
+
+  /**
+   * A delete of the account's Subject Record.
+   *
+   * @generated from field: hello.token.v1.AccessGrant subject_delete = 2;
+   */
+  subjectDelete?: AccessGrant | undefined;
+};
+
+/**
+ * Describes the message hello.token.v1.UnlinkSubjectResponse.
+ * Use `create(UnlinkSubjectResponseSchema)` to create a new message.
+ */
+export const UnlinkSubjectResponseSchema: GenMessage<UnlinkSubjectResponse> = /*@__PURE__*/
+  messageDesc(file_hello_token_v1_token_service, 36);
 
 /**
  * GetKeySetRequest has no fields.
@@ -1232,7 +1324,7 @@ export type GetKeySetRequest = Message<"hello.token.v1.GetKeySetRequest"> & {
  * Use `create(GetKeySetRequestSchema)` to create a new message.
  */
 export const GetKeySetRequestSchema: GenMessage<GetKeySetRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 34);
+  messageDesc(file_hello_token_v1_token_service, 37);
 
 /**
  * GetKeySetResponse is Token's published key set.
@@ -1262,7 +1354,7 @@ export type GetKeySetResponse = Message<"hello.token.v1.GetKeySetResponse"> & {
  * Use `create(GetKeySetResponseSchema)` to create a new message.
  */
 export const GetKeySetResponseSchema: GenMessage<GetKeySetResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 35);
+  messageDesc(file_hello_token_v1_token_service, 38);
 
 /**
  * TransactionKind names a transaction of the wallet (docs/transactions.md).
@@ -1289,6 +1381,14 @@ export enum TransactionKind {
    * @generated from enum value: TRANSACTION_KIND_LINK = 2;
    */
   LINK = 2,
+
+  /**
+   * Unlink one of the wallet's accounts (the request's `unlink`): the fresh login is at
+   * another account of the wallet, then UnlinkSubject.
+   *
+   * @generated from enum value: TRANSACTION_KIND_UNLINK = 3;
+   */
+  UNLINK = 3,
 }
 
 /**
@@ -1538,6 +1638,21 @@ export const TokenService: GenService<{
     methodKind: "unary";
     input: typeof LinkSubjectRequestSchema;
     output: typeof LinkSubjectResponseSchema;
+  },
+  /**
+   * UnlinkSubject, in an unlink session at step "user" (AuthorizeUser checked its fresh
+   * login is at an account of this wallet), takes the wallet as this session read it.
+   * The account to unlink must be one of the wallet's, not the one just signed in with,
+   * and not its last (deleting the wallet is how to remove that). It mints the wallet
+   * without it and with a history entry, bound to the version read, and a delete of its
+   * Subject Record. Orchestration writes both in one WriteRecords.
+   *
+   * @generated from rpc hello.token.v1.TokenService.UnlinkSubject
+   */
+  unlinkSubject: {
+    methodKind: "unary";
+    input: typeof UnlinkSubjectRequestSchema;
+    output: typeof UnlinkSubjectResponseSchema;
   },
   /**
    * GetKeySet returns Token's public key set for apps, signed by Token, so that
