@@ -47,19 +47,23 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
   // new one, or fails with UnavailableError, so there is nothing more to do here.
   pool.on("error", () => {});
 
+  /**
+   * One statement on `on` (the pool, or a transaction's connection), no longer than the
+   * request it serves has left (deadline.ts): when the client gives up, pg-pool drops
+   * the connection and the server's statement_timeout ends the statement.
+   */
+  const statement = async <T>(on: pg.Pool | pg.PoolClient, sql: string, params: readonly unknown[] = []): Promise<SqlResult<T>> => {
+    try {
+      const query_timeout = timeLeftForStatement(statementTimeoutMs + 1000);
+      const result = await on.query({ text: sql, values: [...params], query_timeout } as pg.QueryConfig);
+      return { rows: result.rows as T[], rowCount: result.rowCount ?? 0 };
+    } catch (error) {
+      throw translate(error);
+    }
+  };
+
   const executor: SqlExecutor = {
-    async query<T>(sql: string, params: readonly unknown[]): Promise<SqlResult<T>> {
-      try {
-        // No longer than the request it serves has left (deadline.ts): when the client
-        // gives up, pg-pool drops the connection and the server's statement_timeout
-        // ends the statement.
-        const query_timeout = timeLeftForStatement(statementTimeoutMs + 1000);
-        const result = await pool.query({ text: sql, values: [...params], query_timeout } as pg.QueryConfig);
-        return { rows: result.rows as T[], rowCount: result.rowCount ?? 0 };
-      } catch (error) {
-        throw translate(error);
-      }
-    },
+    query: <T>(sql: string, params: readonly unknown[]) => statement<T>(pool, sql, params),
     async transaction<T>(work: (tx: { query<R>(sql: string, params: readonly unknown[]): Promise<SqlResult<R>> }) => Promise<T>): Promise<T> {
       let client: pg.PoolClient;
       try {
@@ -68,20 +72,11 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
       } catch (error) {
         throw translate(error);
       }
-      const run = async <R>(sql: string, params: readonly unknown[] = []) => {
-        try {
-          const query_timeout = timeLeftForStatement(statementTimeoutMs + 1000);
-          const result = await client.query({ text: sql, values: [...params], query_timeout } as pg.QueryConfig);
-          return { rows: result.rows as R[], rowCount: result.rowCount ?? 0 };
-        } catch (error) {
-          throw translate(error);
-        }
-      };
       let broken = false;
       try {
-        await run("BEGIN");
-        const result = await work({ query: run });
-        await run("COMMIT");
+        await statement(client, "BEGIN");
+        const result = await work({ query: (sql, params) => statement(client, sql, params) });
+        await statement(client, "COMMIT");
         return result;
       } catch (error) {
         // A connection that failed mid-transaction may be in any state: it is not reused.
