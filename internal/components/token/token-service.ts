@@ -12,7 +12,7 @@ import type { SigningKey, VerificationKeys } from "../../protocol/signing-keys.j
 import { releasedClaims } from "../../protocol/claims.js";
 import type { UpstreamVerifier } from "./upstream.js";
 import { ownKeys } from "./own-keys.js";
-import { type Session, sessions as sessionTokens } from "./session.js";
+import { type Purpose, type Session, type SessionClaims, sessions as sessionTokens } from "./session.js";
 import { grants as accessGrants } from "./grants.js";
 import { deleteHandlers } from "./delete.js";
 import { linkHandlers } from "./link.js";
@@ -79,6 +79,27 @@ export function tokenRoutes(deps: TokenServiceDeps) {
     release: (uid: string, clientId: string) => releaseHash(deps.lookupKey, uid, clientId),
     reservation: (clientId: string, directedId: string) => reservationHash(deps.lookupKey, clientId, directedId),
   };
+  /**
+   * A session of `purpose` (no app) at a provider of the allow-list, bound to a fresh
+   * upstream nonce and demanding a forced fresh login there: auth_time after the session
+   * began (prompt_login) and no older than max_age=0 allows, by checkFreshness's rule.
+   */
+  async function startFresh(purpose: Exclude<Purpose, "login">, providerId: string, extra: Partial<SessionClaims> = {}) {
+    const provider = checkProvider(deps.providers, providerId);
+    const upstreamNonce = randomId();
+    const sessionToken = await sessions.start({
+      sid: randomId(),
+      purpose,
+      started: now().getTime(),
+      prompt_login: true,
+      max_age: 0,
+      provider: provider.id,
+      provider_iss: provider.issuer,
+      upstream_nonce: upstreamNonce,
+      ...extra,
+    });
+    return { sessionToken, upstreamNonce, providerIssuer: provider.issuer };
+  }
   const deletes = deleteHandlers({ sessions, grants, keys, storage, lookup, clients: deps.clients, now });
   const links = linkHandlers({ sessions, grants, storage, lookup, now });
 
@@ -120,21 +141,7 @@ export function tokenRoutes(deps: TokenServiceDeps) {
        * and a forced fresh login there: auth_time after the session began (prompt=login)
        * and no older than max_age=0 allows, by the rule checkFreshness applies.
        */
-      createAccountSession: async (req) => {
-        const provider = checkProvider(deps.providers, req.providerId);
-        const upstreamNonce = randomId();
-        const sessionToken = await sessions.start({
-          sid: randomId(),
-          purpose: "account",
-          started: now().getTime(),
-          prompt_login: true,
-          max_age: 0,
-          provider: provider.id,
-          provider_iss: provider.issuer,
-          upstream_nonce: upstreamNonce,
-        });
-        return { sessionToken, upstreamNonce, providerIssuer: provider.issuer };
-      },
+      createAccountSession: (req) => startFresh("account", req.providerId),
 
       /**
        * A transaction of the wallet (docs/transactions.md), begun from an account session:
@@ -145,21 +152,7 @@ export function tokenRoutes(deps: TokenServiceDeps) {
         const account = await sessions.readOf(req.accountSessionToken, "user", "account");
         const purpose = transactionPurpose(req.kind);
         const unlink = checkUnlinkTarget(purpose, req.unlink);
-        const provider = checkProvider(deps.providers, req.providerId);
-        const upstreamNonce = randomId();
-        const sessionToken = await sessions.start({
-          sid: randomId(),
-          purpose,
-          started: now().getTime(),
-          prompt_login: true,
-          max_age: 0,
-          provider: provider.id,
-          provider_iss: provider.issuer,
-          upstream_nonce: upstreamNonce,
-          uid: account.uid,
-          ...(unlink ? { unlink } : {}),
-        });
-        return { sessionToken, upstreamNonce, providerIssuer: provider.issuer };
+        return startFresh(purpose, req.providerId, { uid: account.uid, ...(unlink ? { unlink } : {}) });
       },
 
       /** Step 3: Token's own verification of the OP ID Token, then a read of the subject (every purpose's). */
