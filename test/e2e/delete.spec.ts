@@ -6,11 +6,12 @@
 import { expect } from "chai";
 import pg from "pg";
 import { TransactionKind } from "../../internal/gen/hello/token/v1/token_service_pb.js";
-import { LoginDriver, type PausePoint, WalletChanged, WalletDeleted, loginContext } from "../../internal/components/orchestration/login-driver.js";
+import { type LoginDriver, WalletChanged, WalletDeleted, loginContext } from "../../internal/components/orchestration/login-driver.js";
 import { releaseHash, reservationHash, subjectHash, walletHash } from "../../internal/protocol/lookup-key.js";
 import { APPS, type ProtocolMesh, USERS, appRequest, startProtocolMesh } from "../support/protocol-mesh.js";
 import type { DevUser } from "../../internal/dev/devop/dev-op.js";
 import { rejectionOf } from "../support/refusal.js";
+import { PausePoints, pausableDriver } from "../support/pause-points.js";
 
 /** The provider made to ask again, as the account page and every transaction have it. */
 const FORCED = { prompt: "login" };
@@ -19,8 +20,7 @@ describe("deleting a wallet, through the four processes (docs/transactions.md)",
   this.timeout(60_000);
   let mesh: ProtocolMesh;
   let db: pg.Client;
-  /** What the next pause point does; by default nothing. */
-  let onPause: (point: PausePoint) => Promise<void> = async () => {};
+  const points = new PausePoints();
   let driver: LoginDriver;
 
   before(async function () {
@@ -28,14 +28,9 @@ describe("deleting a wallet, through the four processes (docs/transactions.md)",
     mesh = await startProtocolMesh({ database: "postgres" });
     db = new pg.Client({ connectionString: mesh.postgres!.url });
     await db.connect();
-    driver = new LoginDriver({
-      issuer: mesh.issuer, token: mesh.token(), encryption: mesh.encryption(), lookupKey: mesh.lookupKey, tokenKeys: mesh.tokenKeys,
-      clientIds: Object.values(APPS).map((a) => a.client_id), pause: (point) => onPause(point),
-    });
+    driver = pausableDriver(mesh, points);
   });
-  afterEach(() => {
-    onPause = async () => {};
-  });
+  afterEach(() => points.clear());
   after(async () => {
     await db?.end();
     await mesh?.close();
@@ -128,11 +123,10 @@ describe("deleting a wallet, through the four processes (docs/transactions.md)",
     const view = (await openAccount(USERS.alice))!;
     const hashes = hashesOf(view.uid, USERS.alice, { [APPS.a!.client_id]: String(first.claims.sub) });
     // The delete's Orchestration stops right after the deletion record is stored, as a crash would.
-    onPause = async (point) => {
-      if (point === "deletion-stored") throw new Error("crashed");
-    };
+    points.on("deletion-stored", async () => {
+      throw new Error("crashed");
+    });
     expect(await rejectionOf(deleteWallet(USERS.alice))).to.have.property("message", "crashed");
-    onPause = async () => {};
     expect((await rows()).has(hashes.owned[0]!), "the subject is still there").to.equal(true);
 
     // No sign-in gets into a wallet being deleted: the first one finishes the delete and says so.
@@ -148,22 +142,14 @@ describe("deleting a wallet, through the four processes (docs/transactions.md)",
     it("a sign-in that read its Subject Record before the delete ran ends with WalletDeleted, and leaves nothing behind", async function () {
       await mesh.login(USERS.alice, "a");
       const view = (await openAccount(USERS.alice))!;
-      let release!: () => void;
-      const paused = new Promise<void>((resolve) => {
-        onPause = async (point) => {
-          if (point !== "subject-read") return;
-          onPause = async () => {};
-          resolve();
-          await new Promise<void>((r) => (release = r));
-        };
-      });
+      const pause = points.hold("subject-read");
       const racing = login(USERS.alice, "a");
-      await paused;
+      await pause.reached;
       // The delete runs to its end while the sign-in waits between its subject read and AuthorizeUser.
       const began = Date.now();
       const tx = await driver.beginTransaction(view.sessionToken, TransactionKind.DELETE, "dev");
       await driver.deleteWallet(tx.sessionToken, began, await mesh.upstreamLogin(USERS.alice, tx.upstreamNonce, FORCED), view.uid);
-      release();
+      pause.go();
       expect(await rejectionOf(racing)).to.be.instanceOf(WalletDeleted);
       const after = await rows();
       expect(hashesOf(view.uid, USERS.alice, {}).owned.filter((h) => after.has(h))).to.deep.equal([]);
@@ -171,39 +157,22 @@ describe("deleting a wallet, through the four processes (docs/transactions.md)",
 
     it("a sign-in during a delete paused after its commit point finishes that delete; the delete then ends without error", async function () {
       await mesh.login(USERS.alice, "a");
-      let view!: Awaited<ReturnType<typeof openAccount>>;
-      onPause = async (point) => {
-        if (point !== "deletion-stored") return;
-        onPause = async () => {};
+      points.on("deletion-stored", async () => {
         // The racing sign-in meets the deletion record, and finishes the delete itself.
         expect(await rejectionOf(login(USERS.alice, "a"))).to.be.instanceOf(WalletDeleted);
-      };
-      view = await deleteWallet(USERS.alice);
+      });
+      const view = await deleteWallet(USERS.alice);
       const after = await rows();
-      expect(hashesOf(view!.uid, USERS.alice, {}).owned.filter((h) => after.has(h))).to.deep.equal([]);
+      expect(hashesOf(view.uid, USERS.alice, {}).owned.filter((h) => after.has(h))).to.deep.equal([]);
       expect((await login(USERS.alice, "a")).newUser).to.equal(true);
     });
-
-    /** Runs `during` while the driver waits at `point` (the first time it gets there), then lets it go on. */
-    function pausedAt(point: PausePoint) {
-      let release!: () => void;
-      const reached = new Promise<void>((resolve) => {
-        onPause = async (p) => {
-          if (p !== point) return;
-          onPause = async () => {};
-          resolve();
-          await new Promise<void>((r) => (release = r));
-        };
-      });
-      return { reached, go: () => release() };
-    }
 
     it("a consent about to write its release when a delete runs to its end writes nothing: its release and reservation land with the wallet or not at all", async function () {
       await mesh.login(USERS.alice, "a");
       const view = (await openAccount(USERS.alice))!;
       const reservations = async () => [...(await rows()).values()].filter((r) => r.kind === "reservation").length;
       const reservedBefore = await reservations();
-      const pause = pausedAt("release-writing");
+      const pause = points.hold("release-writing");
       // Alice consents at app b (a new release) and stops just before writing it.
       const consenting = login(USERS.alice, "b");
       await pause.reached;
@@ -221,7 +190,7 @@ describe("deleting a wallet, through the four processes (docs/transactions.md)",
     it("a delete about to write its commit point when a consent lands deletes nothing; the next delete removes the new release too", async function () {
       const first = await mesh.login(USERS.alice, "a");
       const view = (await openAccount(USERS.alice))!;
-      const pause = pausedAt("deletion-writing");
+      const pause = points.hold("deletion-writing");
       const began = Date.now();
       const tx = await driver.beginTransaction(view.sessionToken, TransactionKind.DELETE, "dev");
       const deleting = driver.deleteWallet(tx.sessionToken, began, await mesh.upstreamLogin(USERS.alice, tx.upstreamNonce, FORCED), view.uid);

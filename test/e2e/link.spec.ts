@@ -5,10 +5,11 @@
 
 import { expect } from "chai";
 import { TransactionKind } from "../../internal/gen/hello/token/v1/token_service_pb.js";
-import { AlreadyLinked, LoginDriver, type PausePoint, UnlinkRefused, type UpstreamResult, loginContext } from "../../internal/components/orchestration/login-driver.js";
+import { AlreadyLinked, type LoginDriver, UnlinkRefused, type UpstreamResult, loginContext } from "../../internal/components/orchestration/login-driver.js";
 import { APPS, type ProtocolMesh, USERS, appRequest, startProtocolMesh } from "../support/protocol-mesh.js";
 import type { DevUser } from "../../internal/dev/devop/dev-op.js";
 import { rejectionOf } from "../support/refusal.js";
+import { PausePoints, pausableDriver } from "../support/pause-points.js";
 
 const FORCED = { prompt: "login" };
 
@@ -16,19 +17,14 @@ describe("linking another account to a wallet, through the four processes (docs/
   this.timeout(60_000);
   let mesh: ProtocolMesh;
   let driver: LoginDriver;
-  let onPause: (point: PausePoint) => Promise<void> = async () => {};
+  const points = new PausePoints();
 
   before(async function () {
     this.timeout(120_000);
     mesh = await startProtocolMesh({ database: "pglite", secondProvider: true });
-    driver = new LoginDriver({
-      issuer: mesh.issuer, token: mesh.token(), encryption: mesh.encryption(), lookupKey: mesh.lookupKey, tokenKeys: mesh.tokenKeys,
-      clientIds: Object.values(APPS).map((a) => a.client_id), pause: (point) => onPause(point),
-    });
+    driver = pausableDriver(mesh, points);
   });
-  afterEach(() => {
-    onPause = async () => {};
-  });
+  afterEach(() => points.clear());
   after(async () => mesh?.close());
 
   type Provider = "dev" | "other";
@@ -95,24 +91,16 @@ describe("linking another account to a wallet, through the four processes (docs/
   it("a link racing the account's own first sign-in at an app: whichever writes the Subject Record first wins, and the link moves nothing after", async function () {
     await login("dev", USERS.carol, "a");
     const view = (await openAccount("dev", USERS.carol))!;
-    let release!: () => void;
-    const reached = new Promise<void>((resolve) => {
-      onPause = async (point) => {
-        if (point !== "link-writing") return;
-        onPause = async () => {};
-        resolve();
-        await new Promise<void>((r) => (release = r));
-      };
-    });
+    const pause = points.hold("link-writing");
     // Carol's link of her other account has read that subject (no wallet holds it) and has Token's writes ready...
     const began = Date.now();
     const tx = await driver.beginTransaction(view.sessionToken, TransactionKind.LINK, "other");
     const linking = driver.linkSubject(tx.sessionToken, began, await mesh.otherLogin(USERS.carol, tx.upstreamNonce, FORCED), view.uid);
-    await reached;
+    await pause.reached;
     // ...when the other account signs in at app b for the first time: a wallet of its own.
     const own = await login("other", USERS.carol, "b");
     expect(own.newUser).to.equal(true);
-    release();
+    pause.go();
     expect(await rejectionOf(linking)).to.be.instanceOf(AlreadyLinked).and.have.property("mine", false);
     // The link's wallet update went with its failed subject create: Carol's wallet is as it was.
     const after = (await openAccount("dev", USERS.carol))!;
