@@ -128,13 +128,8 @@ export async function unlinkAnswer(door: DoorContext, res: Exchange["res"], flow
   try {
     await door.driver.unlinkSubject(flow.session, flow.started, upstream, flow.uid, flow.target);
   } catch (error) {
-    if (error instanceof LoginRequired) {
-      return sendError(res, 403, "Nothing was unlinked", `${provider.name} did not ask you to sign in just now, and an account is unlinked only after a fresh sign-in.`, AGAIN);
-    }
-    if (error instanceof NotLinked) return sendError(res, 403, "Nothing was unlinked", `The ${provider.name} account you signed in with is not linked to this wallet.`, AGAIN);
     if (error instanceof UnlinkRefused) return sendError(res, 409, "Nothing was unlinked", `${error.message[0]!.toUpperCase()}${error.message.slice(1)}.`, AGAIN);
-    if (error instanceof WalletChanged) return sendError(res, 409, "Nothing was unlinked", "Your wallet changed while you were unlinking the account.", AGAIN);
-    if (error instanceof WalletDeleted) return sendHtml(res, 200, walletDeletedPage());
+    if (refused(res, error, provider, { nothing: "Nothing was unlinked", needs: "an account is unlinked", during: "unlinking the account" })) return;
     throw error;
   }
   sendHtml(res, 200, unlinkedPage(door.providers.find((p) => p.issuer === flow.target.iss)?.name ?? flow.target.iss));
@@ -157,16 +152,12 @@ export async function linkAnswer(door: DoorContext, res: Exchange["res"], flow: 
   try {
     await door.driver.linkSubject(flow.session, flow.started, upstream, flow.uid);
   } catch (error) {
-    if (error instanceof LoginRequired) {
-      return sendError(res, 403, "Nothing was linked", `${provider.name} did not ask you to sign in just now, and an account is linked only after a fresh sign-in.`, AGAIN);
-    }
     if (error instanceof AlreadyLinked) {
       return error.mine
         ? sendError(res, 409, "Already linked", `That ${provider.name} account is linked to your wallet already.`, AGAIN)
         : sendError(res, 409, "Nothing was linked", `That ${provider.name} account belongs to another hello-mesh wallet. An account is never moved from one wallet to another by linking it.`, AGAIN);
     }
-    if (error instanceof WalletChanged) return sendError(res, 409, "Nothing was linked", "Your wallet changed while you were linking the account.", AGAIN);
-    if (error instanceof WalletDeleted) return sendHtml(res, 200, walletDeletedPage());
+    if (refused(res, error, provider, { nothing: "Nothing was linked", needs: "an account is linked", during: "linking the account" })) return;
     throw error;
   }
   sendHtml(res, 200, linkedPage(provider.name));
@@ -177,17 +168,29 @@ export async function deleteAnswer(door: DoorContext, res: Exchange["res"], flow
   try {
     await door.driver.deleteWallet(flow.session, flow.started, upstream, flow.uid);
   } catch (error) {
-    if (error instanceof LoginRequired) {
-      return sendError(res, 403, "Nothing was deleted", `${provider.name} did not ask you to sign in just now, and a wallet is deleted only after a fresh sign-in.`, AGAIN);
-    }
-    if (error instanceof NotLinked) {
-      return sendError(res, 403, "Nothing was deleted", `The ${provider.name} account you signed in with is not linked to this wallet.`, AGAIN);
-    }
-    if (error instanceof WalletChanged) {
-      return sendError(res, 409, "Nothing was deleted", "Your wallet changed while you were deleting it (a sign-in to an app, say).", AGAIN);
-    }
-    // Already deleted: by a sign-in that finished a delete this one began.
-    if (!(error instanceof WalletDeleted)) throw error;
+    // WalletDeleted among them: already deleted, by a sign-in that finished a delete this one began.
+    if (refused(res, error, provider, { nothing: "Nothing was deleted", needs: "a wallet is deleted", during: "deleting it (a sign-in to an app, say)" })) return;
+    throw error;
   }
   sendHtml(res, 200, walletDeletedPage());
+}
+
+/**
+ * The refusals every transaction's answer shares, in the user's words: a sign-in the
+ * provider did not force, an account not of this wallet, a wallet that changed meanwhile,
+ * and a wallet deleted (its page). False when `error` is none of them.
+ */
+function refused(res: Exchange["res"], error: unknown, provider: UpstreamProvider, words: { nothing: string; needs: string; during: string }): boolean {
+  if (error instanceof LoginRequired) {
+    sendError(res, 403, words.nothing, `${provider.name} did not ask you to sign in just now, and ${words.needs} only after a fresh sign-in.`, AGAIN);
+  } else if (error instanceof NotLinked) {
+    sendError(res, 403, words.nothing, `The ${provider.name} account you signed in with is not linked to this wallet.`, AGAIN);
+  } else if (error instanceof WalletChanged) {
+    sendError(res, 409, words.nothing, `Your wallet changed while you were ${words.during}.`, AGAIN);
+  } else if (error instanceof WalletDeleted) {
+    sendHtml(res, 200, walletDeletedPage());
+  } else {
+    return false;
+  }
+  return true;
 }
