@@ -15,34 +15,38 @@ import type { DevUser } from "../../../dev/devop/dev-op.js";
 export const CHROMIUM = "/usr/bin/chromium";
 export const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"];
 
+/** The four processes with the demo app, and a Chromium of the person's own: what each describe below starts, and closes. */
+async function startPeople(options: Omit<Parameters<typeof startProtocolMesh>[0], "database" | "demoPort">) {
+  const demoPort = await freePort();
+  const mesh = await startProtocolMesh({ database: "pglite", demoPort, ...options });
+  const demo = await startDemoApp({ issuer: mesh.issuer, clientId: DEMO_CLIENT.client_id, clientSecret: DEMO_CLIENT.secret, port: demoPort, publicUrl: `http://localhost:${demoPort}` });
+  const profile = await mkdtemp(path.join(os.tmpdir(), "hello-chromium-"));
+  const browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  return {
+    mesh, demo, browser,
+    async close() {
+      await browser.close();
+      await demo.close();
+      await mesh.close();
+      await rm(profile, { recursive: true, force: true });
+    },
+  };
+}
+
 describe("a person logs in with a real browser (docs/design.md §6)", function () {
   this.timeout(180_000);
+  let people: Awaited<ReturnType<typeof startPeople>>;
   let mesh: ProtocolMesh;
   let demo: Awaited<ReturnType<typeof startDemoApp>>;
-  let profile: string;
   let browser: BrowserContext;
 
   before(async function () {
-    const demoPort = await freePort();
     // Twisted (test/support/twisted): the components' clock can be moved, so a person
     // can take minutes on the consent page without the test waiting them out.
-    mesh = await startProtocolMesh({ database: "pglite", demoPort, twisted: {} });
-    demo = await startDemoApp({
-      issuer: mesh.issuer,
-      clientId: DEMO_CLIENT.client_id,
-      clientSecret: DEMO_CLIENT.secret,
-      port: demoPort,
-      publicUrl: `http://localhost:${demoPort}`,
-    });
-    profile = await mkdtemp(path.join(os.tmpdir(), "hello-chromium-"));
-    browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+    people = await startPeople({ twisted: {} });
+    ({ mesh, demo, browser } = people);
   });
-  after(async function () {
-    await browser?.close();
-    await demo?.close();
-    await mesh?.close();
-    if (profile) await rm(profile, { recursive: true, force: true });
-  });
+  after(async () => people?.close());
 
   /** From the demo app's login link through the development OP's form, as `user`, to hello-mesh's consent page. Returns the demo app's URL. */
   async function toConsentPage(page: Page, user: DevUser): Promise<string> {
@@ -185,24 +189,16 @@ describe("a person logs in with a real browser (docs/design.md §6)", function (
 
 describe("a person links a second provider's account with a real browser (docs/transactions.md)", function () {
   this.timeout(180_000);
+  let people: Awaited<ReturnType<typeof startPeople>>;
   let mesh: ProtocolMesh;
   let demo: Awaited<ReturnType<typeof startDemoApp>>;
-  let profile: string;
   let browser: BrowserContext;
 
   before(async function () {
-    const demoPort = await freePort();
-    mesh = await startProtocolMesh({ database: "pglite", demoPort, secondProvider: true });
-    demo = await startDemoApp({ issuer: mesh.issuer, clientId: DEMO_CLIENT.client_id, clientSecret: DEMO_CLIENT.secret, port: demoPort, publicUrl: `http://localhost:${demoPort}` });
-    profile = await mkdtemp(path.join(os.tmpdir(), "hello-chromium-"));
-    browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+    people = await startPeople({ secondProvider: true });
+    ({ mesh, demo, browser } = people);
   });
-  after(async function () {
-    await browser?.close();
-    await demo?.close();
-    await mesh?.close();
-    if (profile) await rm(profile, { recursive: true, force: true });
-  });
+  after(async () => people?.close());
 
   /** The provider's sign-in form (at `op`), filled in as Alice, by keyboard. */
   async function signInAt(page: Page, op: { issuer: string }) {
