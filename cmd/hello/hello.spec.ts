@@ -138,7 +138,7 @@ describe("hello start: all four components, each its own process", function () {
     ]);
     // Key maintenance is no longer part of the record service.
     expect(methods.filter((m) => m.startsWith("hello.storage.v1.StorageService/")).sort()).to.deep.equal(
-      ["BackfillRecordDigest", "CreateRecord", "DeleteRecord", "ReadRecord", "UpdateRecord"].map((m) => `hello.storage.v1.StorageService/${m}`),
+      ["BackfillRecordDigest", "CreateRecord", "DeleteRecord", "ReadRecord", "UpdateRecord", "WriteRecords"].map((m) => `hello.storage.v1.StorageService/${m}`),
     );
   });
 

@@ -56,3 +56,28 @@ export function releasedClaims(release: { readonly claims: readonly string[] }, 
   for (const name of release.claims) if (Object.hasOwn(wallet.claims, name)) released[name] = wallet.claims[name]!;
   return released;
 }
+
+/**
+ * The wallet's claims with `names` taken from `offered` (an OP ID Token's wallet claims,
+ * walletClaimsOf): each one's value, and "email" with its "email_verified" (dropped when
+ * the token has none: a verification is the provider's, for its own address). Token
+ * mints a claims update from this, and Orchestration checks it against its own reading
+ * of the same token. `refused` says why a name cannot be taken.
+ */
+export function takeClaims(wallet: WalletClaims, offered: WalletClaims, names: readonly string[]): { claims: WalletClaims; taken: string[] } | { refused: string } {
+  const claims: WalletClaims = { ...wallet };
+  const taken: string[] = [];
+  for (const name of new Set(names)) {
+    if (name === "email_verified") return { refused: "email_verified is taken with email, not alone" };
+    if (!(WALLET_CLAIMS as readonly string[]).includes(name)) return { refused: "a name is not a claim a wallet holds" };
+    if (!Object.hasOwn(offered, name)) return { refused: `the provider's ID Token carries no "${name}"` };
+    claims[name] = offered[name]!;
+    taken.push(name);
+    if (name === "email") {
+      if (Object.hasOwn(offered, "email_verified")) claims.email_verified = offered.email_verified!;
+      else delete claims.email_verified;
+      taken.push("email_verified");
+    }
+  }
+  return { claims, taken };
+}

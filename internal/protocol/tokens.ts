@@ -214,11 +214,17 @@ export interface WalletRecord {
    * does not know it ignores it, which is safe: it only reports.
    */
   history?: HistoryEntry[];
+  /**
+   * Where each claim came from when the user took it from one of the wallet's accounts
+   * (claim name -> issuer). A claim not listed came with the account the wallet was made
+   * with. Ignored by a release that does not know it, which only reports it.
+   */
+  sources?: Record<string, string>;
 }
 
 /** One transaction of the wallet: which, when (epoch seconds), and the issuer of the provider it concerned. */
 export interface HistoryEntry {
-  kind: "link" | "unlink";
+  kind: "link" | "unlink" | "claims";
   at: number;
   iss: string;
 }

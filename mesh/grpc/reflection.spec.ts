@@ -131,7 +131,7 @@ describe("reflectionRoutes", () => {
     const file = filesOf(response)[0]!;
     expect(file.package).to.equal("hello.storage.v1");
     expect(file.dependency).to.deep.equal([TIMESTAMP_FILE]);
-    expect(file.service[0]?.method.map((m) => m.name)).to.deep.equal(["ReadRecord", "BackfillRecordDigest", "CreateRecord", "UpdateRecord", "DeleteRecord"]);
+    expect(file.service[0]?.method.map((m) => m.name)).to.deep.equal(["ReadRecord", "BackfillRecordDigest", "CreateRecord", "UpdateRecord", "DeleteRecord", "WriteRecords"]);
     // Key maintenance is a service, and a file, of its own.
     const maintenance = filesOf(await reflectOne(ask.file(KEY_MAINTENANCE_FILE)));
     expect(maintenance.map((f) => f.name)).to.deep.equal([KEY_MAINTENANCE_FILE, RECORD_FILE]);
@@ -326,6 +326,7 @@ describe("reflectionRoutes", () => {
         "hello.storage.v1.StorageService/DeleteRecord",
         "hello.storage.v1.StorageService/ReadRecord",
         "hello.storage.v1.StorageService/UpdateRecord",
+        "hello.storage.v1.StorageService/WriteRecords",
       ]);
     });
 

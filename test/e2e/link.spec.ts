@@ -153,4 +153,20 @@ describe("linking another account to a wallet, through the four processes (docs/
     expect(await rejectionOf(unlink("other", mine)), "the other account is no longer Bob's wallet's").to.have.property("name", "NotLinked");
     expect((await login("dev", USERS.bob, "a")).sub).to.equal(atA.sub);
   });
+
+  it("Alice takes details from one of her accounts: the chosen claims, with email's verification, their source and a history entry", async function () {
+    await login("dev", USERS.alice, "a");
+    const view = (await openAccount("dev", USERS.alice))!;
+    const began = Date.now();
+    const tx = await driver.beginTransaction(view.sessionToken, TransactionKind.CLAIMS, "dev");
+    const { state, wallet } = await driver.openClaims(tx.sessionToken, began, await mesh.upstreamLogin(USERS.alice, tx.upstreamNonce, FORCED), view.uid);
+    expect(wallet.claims).to.deep.equal(view.wallet.claims);
+    await driver.updateClaims(state, ["email"]);
+    const after = (await openAccount("dev", USERS.alice))!;
+    expect(after.wallet.claims).to.deep.equal(view.wallet.claims);
+    expect(after.wallet.sources).to.deep.equal({ email: mesh.devOp.issuer, email_verified: mesh.devOp.issuer });
+    expect(after.wallet.history!.map((h) => h.kind)).to.deep.equal(["claims"]);
+    // A stale choice (the wallet moved on since it was read) writes nothing.
+    expect(await rejectionOf(driver.updateClaims(state, ["name"]))).to.have.property("name", "WalletChanged");
+  });
 });

@@ -41,6 +41,8 @@ export interface EncryptionServiceDeps {
 }
 
 export const MAX_RECORD_BYTES = 512 * 1024;
+/** The most writes of one WriteRecords: Storage's own limit (a batch is one database transaction). */
+export const MAX_BATCH_WRITES = 64;
 
 /**
  * Storage gets what is left of our caller's deadline less this, so that Storage's
@@ -52,7 +54,7 @@ export const DEADLINE_MARGIN_MS = 250;
 function downstream(ctx: HandlerContext): CallOptions {
   const left = ctx.timeoutMs();
   if (left === undefined) return { signal: ctx.signal };
-  if (left <= DEADLINE_MARGIN_MS) throw new ConnectError("too little time was left to call storage", Code.DeadlineExceeded);
+  if (left <= DEADLINE_MARGIN_MS) throw new ConnectError("the deadline left too little time to call storage", Code.DeadlineExceeded);
   return { timeoutMs: left - DEADLINE_MARGIN_MS, signal: ctx.signal };
 }
 
@@ -162,6 +164,7 @@ export function encryptionRoutes(deps: EncryptionServiceDeps) {
         return {};
       },
       writeRecords: async (req, ctx) => {
+        if (req.writes.length < 1 || req.writes.length > MAX_BATCH_WRITES) throw invalidArgument(`writes must hold 1 to ${MAX_BATCH_WRITES} writes`);
         // Each write checked and sealed as its single call would be; Storage then makes them all, or none.
         const writes = await Promise.all(req.writes.map(async (w, i) => {
           const op = writeOpOf(w.accessToken);

@@ -53,6 +53,9 @@ const GINA: DevUser = { sub: "gina-0007", email: "gina@example.org", email_verif
 const IVY: DevUser = { sub: "ivy-0008", email: "ivy@example.org", email_verified: true, name: "Ivy Example", password: "ivy" };
 /** In no wallet until he is linked to Ivy's. */
 const HANK: DevUser = { sub: "hank-0009", email: "hank@example.org", email_verified: true, name: "Hank Example", password: "hank" };
+/** Has a wallet, to which Kim's account is linked, and takes Kim's name. */
+const JULES: DevUser = { sub: "jules-0010", email: "jules@example.org", email_verified: false, name: "Jules Example", password: "jules" };
+const KIM: DevUser = { sub: "kim-0011", email: "kim@example.org", email_verified: true, name: "Kim Example", password: "kim" };
 /** Signs in to no app, only to the account page. */
 const FRANK: DevUser = { sub: "frank-0006", email: "frank@example.org", email_verified: true, name: "Frank Example", password: "frank" };
 
@@ -102,7 +105,7 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
     new LoginDriver({ issuer: ISSUER, token, encryption, lookupKey, tokenKeys: () => tokenKeys, clientIds: clients.map((c) => c.client_id) });
 
   before(async function () {
-    [upstream, store] = await Promise.all([startUpstream([USERS.alice, USERS.bob, USERS.carol, DAVE, ERIN, FRANK, GINA, IVY, HANK]), openPGliteStore({})]);
+    [upstream, store] = await Promise.all([startUpstream([USERS.alice, USERS.bob, USERS.carol, DAVE, ERIN, FRANK, GINA, IVY, HANK, JULES, KIM]), openPGliteStore({})]);
     const storage = createClient(StorageService, inMemory(storageRoutes({
       store, tokenKeys: () => tokenKeys, errorKey: storageSigning.error, receiptKey: storageSigning.receipt,
     }), storageErrors));
@@ -632,13 +635,13 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
       ["a Subject Record of another account, at its own hash", () => bentSubject((sub) => ({ ...sub, op_sub: USERS.bob.sub }), () => subjectHash(lookupKey, upstream.devOp.issuer, USERS.bob.sub)),
         "Token's subject grant is not for the subject record this login needs"],
       ["a wallet that adds another account than the one signed in with", () => bentWallet((w) => ({ ...w, subjects: [...w.subjects.slice(0, -1), { iss: hank().iss, sub: USERS.bob.sub }] })),
-        "the linked wallet is not the wallet as read with this account added and its history entry added"],
+        "Token's wallet for this link is not the wallet as read with only that change and its history entry"],
       ["a wallet that also changes a claim", () => bentWallet((w) => ({ ...w, claims: { ...w.claims, email: "mallory@example.org" } })),
-        "the linked wallet is not the wallet as read with this account added and its history entry added"],
+        "Token's wallet for this link is not the wallet as read with only that change and its history entry"],
       ["a wallet without the history entry", () => bentWallet((w) => ({ ...w, history: w.history!.slice(0, -1) })),
-        "the linked wallet is not the wallet as read with this account added and its history entry added"],
+        "Token's wallet for this link is not the wallet as read with only that change and its history entry"],
       ["a wallet that drops a subject it had", () => bentWallet((w) => ({ ...w, subjects: w.subjects.slice(1) })),
-        "the linked wallet is not the wallet as read with this account added and its history entry added"],
+        "Token's wallet for this link is not the wallet as read with only that change and its history entry"],
       ["the link written over another user's wallet", () => ({
         linkSubject: async (a) => ({ ...a, wallet: create(RecordWriteSchema, { record: a.wallet!.record, grant: await rogueGrant("wallet", "update", walletHash(lookupKey, uids[USERS.bob.sub]!)) }) }),
       }), "Token's wallet grant is not for the wallet record this login needs"],
@@ -681,7 +684,7 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
           const record = await rogueRecord("wallet", { ...w, subjects: [hank()] });
           return { ...a, wallet: create(RecordWriteSchema, { record, grant: await rogueGrant("wallet", "update", a.wallet!.grant!.hash, sha256(record)) }) };
         },
-      }), "the unlinked wallet is not the wallet as read with this account removed and its history entry added"],
+      }), "Token's wallet for this unlink is not the wallet as read with only that change and its history entry"],
       ["a delete of Ivy's own Subject Record", () => ({
         unlinkSubject: async (a) => ({ ...a, subjectDelete: await rogueGrant("subject", "delete", subjectHash(lookupKey, upstream.devOp.issuer, IVY.sub)) }),
       }), "Token's subject grant is not for the subject record this login needs"],
@@ -703,4 +706,59 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
       expect(hankAlone.claims.sub).to.not.equal(subs.ivyA);
     });
 });
+
+  describe("claims (docs/transactions.md): Token's wallet takes exactly the chosen claims, with the values Orchestration read in the OP ID Token", function () {
+    let jules: string;
+    before(async () => {
+      await login(honest, JULES, "a");
+      // Kim's account linked to Jules's wallet: Jules takes details from it.
+      const began = Date.now();
+      const started = await honest.startAccount("dev");
+      const view = (await honest.openAccount(started.sessionToken, began, await upstream.login(JULES, started.upstreamNonce, { prompt: "login" })))!;
+      jules = view.uid;
+      const txBegan = Date.now();
+      const tx = await honest.beginTransaction(view.sessionToken, TransactionKind.LINK, "dev");
+      await honest.linkSubject(tx.sessionToken, txBegan, await upstream.login(KIM, tx.upstreamNonce, { prompt: "login" }), view.uid);
+    });
+
+    /** Jules takes `names` from Kim's account through `driver`. */
+    async function take(driver: LoginDriver, names: string[]) {
+      const began = Date.now();
+      const started = await honest.startAccount("dev");
+      const view = (await honest.openAccount(started.sessionToken, began, await upstream.login(JULES, started.upstreamNonce, { prompt: "login" })))!;
+      const txBegan = Date.now();
+      const tx = await driver.beginTransaction(view.sessionToken, TransactionKind.CLAIMS, "dev");
+      const { state, wallet } = await driver.openClaims(tx.sessionToken, txBegan, await upstream.login(KIM, tx.upstreamNonce, { prompt: "login" }), view.uid);
+      expect(state.offered).to.include({ name: KIM.name, email: KIM.email });
+      await driver.updateClaims(state, names);
+      return wallet;
+    }
+    const bent = (change: (w: RecordClaims["wallet"]) => RecordClaims["wallet"]): Twist => ({
+      updateClaims: async (a) => {
+        const record = await rogueRecord("wallet", change(claimsOf<RecordClaims["wallet"]>(a.wallet!.record)));
+        return { ...a, wallet: create(RecordWriteSchema, { record, grant: await rogueGrant("wallet", "update", a.wallet!.grant!.hash, sha256(record)) }) };
+      },
+    });
+    const message = "Token's wallet for this claims update is not the wallet as read with only that change and its history entry";
+    const twists: Array<[string, () => Twist]> = [
+      ["a value the provider did not say", () => bent((w) => ({ ...w, claims: { ...w.claims, name: "Mallory" } }))],
+      ["a claim the user did not choose, changed too", () => bent((w) => ({ ...w, claims: { ...w.claims, email: KIM.email, email_verified: true } }))],
+      ["no record of where the claim came from", () => bent(({ sources: _s, ...w }) => w)],
+    ];
+    for (const [what, twist] of twists) {
+      it(`a compromised Token writing ${what} is refused before anything is written`, async function () {
+        const before = changed.length;
+        await refused(take(rogue(twist()), ["name"]), message);
+        expect(changed.slice(before)).to.deep.equal([]);
+      });
+    }
+
+    it("the honest twin: Jules's wallet takes Kim's name, and only that; the apps see it at the next sign-in", async function () {
+      const before = await take(honest, ["name"]);
+      expect(before.claims.name).to.equal(JULES.name);
+      const atA = await login(honest, JULES, "a");
+      expect(atA.claims).to.include({ name: KIM.name, email: JULES.email, email_verified: false });
+      expect(uids[JULES.sub] ?? jules).to.equal(jules);
+    });
+  });
 });

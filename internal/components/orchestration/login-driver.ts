@@ -32,7 +32,7 @@ import { releaseHash, reservationHash, subjectHash, walletHash } from "../../pro
 import type { VerificationKeys } from "../../protocol/signing-keys.js";
 import { type HistoryEntry, RECORD_KIND, RECORD_TYPES, type RecordClaims, type TokenType, WALLET_DELETION_RECORD, type WalletDeletionRecord } from "../../protocol/tokens.js";
 import type { RecordKindName } from "../../protocol/records.js";
-import { type WalletClaims, releasedClaims, walletClaimsOf } from "../../protocol/claims.js";
+import { type WalletClaims, releasedClaims, takeClaims, walletClaimsOf } from "../../protocol/claims.js";
 import { type FreshnessDemand, LOGIN_REQUIRED, authTimeProblem } from "../../protocol/auth-time.js";
 import { MINT_CLOCK_SKEW_SECONDS, ProtocolViolation, checkMinted } from "./minted-check.js";
 
@@ -225,6 +225,19 @@ interface StoredUser {
   readonly subjectRecord: string;
   readonly subject: RecordClaims["subject"];
   readonly walletRead: AccessGrant;
+}
+
+/** A claims update between its fresh login and the user's choice; travels sealed in the page's form. */
+export interface ClaimsState {
+  readonly sessionToken: string;
+  readonly uid: string;
+  readonly walletRecord: string;
+  readonly walletReceipt: string;
+  readonly walletVersion: number;
+  /** The issuer of the account signed in with. */
+  readonly iss: string;
+  /** The wallet claims that account's OP ID Token carries, as Orchestration verified it. */
+  readonly offered: WalletClaims;
 }
 
 /** A record and Storage's receipt for it. */
@@ -613,7 +626,7 @@ export class LoginDriver {
       throw new ProtocolViolation("the new subject record is not the account signed in with, for this user");
     }
     const updated = await this.#record("wallet", walletWrite.record);
-    checkTransacted(wallet, updated, [...wallet.subjects, { iss: upstream.iss, sub: upstream.sub }], "link", upstream.iss);
+    checkTransacted(wallet, updated, { subjects: [...wallet.subjects, { iss: upstream.iss, sub: upstream.sub }] }, "link", upstream.iss);
     await this.deps.pause?.("link-writing");
     try {
       await this.deps.encryption.writeRecords({ writes: [
@@ -653,12 +666,56 @@ export class LoginDriver {
     if (!walletWrite) throw new ProtocolViolation("Token returned no unlink");
     this.#checkGrant(walletWrite.grant, "wallet", RecordOperation.UPDATE, walletHash(this.deps.lookupKey, uid));
     const subjectDelete = this.#checkGrant(res.subjectDelete, "subject", RecordOperation.DELETE, subjectHash(this.deps.lookupKey, target.iss, target.sub));
-    checkTransacted(wallet, await this.#record("wallet", walletWrite.record), kept, "unlink", target.iss);
+    checkTransacted(wallet, await this.#record("wallet", walletWrite.record), { subjects: kept }, "unlink", target.iss);
     try {
       await this.deps.encryption.writeRecords({ writes: [
         { accessToken: walletWrite.grant!.accessToken, record: walletWrite.record, expectedVersion: walletRes.version },
         { accessToken: subjectDelete.accessToken },
       ] }, step.call());
+    } catch (error) {
+      if (error instanceof ConnectError && (error.code === Code.Aborted || error.code === Code.NotFound)) throw new WalletChanged();
+      throw error;
+    }
+  }
+
+  /**
+   * A claims update's fresh login, begun at `started`, at an account of the wallet of
+   * user `uid`: the wallet as stored, and what that account's OP ID Token offers, for
+   * the user to choose from.
+   */
+  async openClaims(sessionToken: string, started: number, upstream: UpstreamResult, uid: string): Promise<{ state: ClaimsState; wallet: RecordClaims["wallet"] }> {
+    freshEnough(upstream, { maxAge: 0, promptLogin: true, started, demandedBy: "transaction" });
+    const step = this.#step();
+    const found = await this.#user(step, sessionToken, upstream, uid);
+    if (!found.stored) throw new NotLinked();
+    const walletRes = await this.deps.encryption.readRecord({ accessToken: found.walletRead.accessToken }, step.call());
+    const { walletRecord, wallet } = await this.#wallet(step, found.user.sessionToken, walletRes, uid);
+    const state: ClaimsState = {
+      sessionToken: found.user.sessionToken, uid, walletRecord, walletReceipt: walletRes.receipt, walletVersion: Number(walletRes.version),
+      iss: upstream.iss, offered: walletClaimsOf(upstream.claims),
+    };
+    return { state, wallet };
+  }
+
+  /**
+   * Takes `names` into the wallet from the claims session's OP ID Token: Token's wallet
+   * must be the one read with exactly those values (by Orchestration's own reading of
+   * that token), their source recorded, and one history entry; it is written at the
+   * version read.
+   */
+  async updateClaims(state: ClaimsState, names: readonly string[]): Promise<void> {
+    const step = this.#step();
+    const held = await this.#record("wallet", state.walletRecord);
+    const expected = takeClaims(held.claims, state.offered, names);
+    if ("refused" in expected) throw new ProtocolViolation(`the claims chosen cannot be taken: ${expected.refused}`);
+    const res = await this.deps.token.updateClaims({ sessionToken: state.sessionToken, walletRecord: state.walletRecord, walletReceipt: state.walletReceipt, claims: [...names] }, step.call());
+    const write = res.wallet;
+    if (!write) throw new ProtocolViolation("Token returned no wallet");
+    this.#checkGrant(write.grant, "wallet", RecordOperation.UPDATE, walletHash(this.deps.lookupKey, state.uid));
+    const sources = { ...held.sources, ...Object.fromEntries(expected.taken.map((name) => [name, state.iss])) };
+    checkTransacted(held, await this.#record("wallet", write.record), { claims: expected.claims, sources }, "claims", state.iss);
+    try {
+      await this.deps.encryption.updateRecord({ accessToken: write.grant!.accessToken, record: write.record, expectedVersion: BigInt(state.walletVersion) }, step.call());
     } catch (error) {
       if (error instanceof ConnectError && (error.code === Code.Aborted || error.code === Code.NotFound)) throw new WalletChanged();
       throw error;
@@ -876,26 +933,31 @@ function freshEnough(upstream: UpstreamResult, demand: FreshnessDemand): number 
 }
 
 /**
- * A link's or an unlink's wallet: the wallet as read with exactly `subjects` as its
- * accounts, in that order, and exactly one history entry (this transaction, of that
- * provider, now) added at the end; nothing else changed.
+ * A transaction's wallet: the wallet as read with exactly `change` made (its accounts,
+ * in that order; its claims; its claims' sources), exactly one history entry (this
+ * transaction, of that provider, now) added at the end, and nothing else changed.
  */
 function checkTransacted(
-  before: RecordClaims["wallet"], after: RecordClaims["wallet"], subjects: ReadonlyArray<{ iss: string; sub: string }>, kind: HistoryEntry["kind"], iss: string,
+  before: RecordClaims["wallet"], after: RecordClaims["wallet"],
+  change: { subjects?: ReadonlyArray<{ iss: string; sub: string }>; claims?: WalletClaims; sources?: Record<string, string> },
+  kind: HistoryEntry["kind"], iss: string,
 ): void {
+  const subjects = change.subjects ?? before.subjects;
+  const sources = change.sources ?? before.sources ?? {};
   const history = before.history ?? [];
   const entry = after.history?.at(-1);
   const now = Math.floor(Date.now() / 1000);
   const same =
     after.uid === before.uid &&
-    sameClaims(after.claims, before.claims) &&
+    sameClaims(after.claims, change.claims ?? before.claims) &&
+    JSON.stringify(Object.entries(after.sources ?? {}).sort()) === JSON.stringify(Object.entries(sources).sort()) &&
     after.subjects.length === subjects.length &&
     subjects.every((s, i) => after.subjects[i]!.iss === s.iss && after.subjects[i]!.sub === s.sub) &&
     after.history?.length === history.length + 1 &&
     JSON.stringify(after.history.slice(0, -1)) === JSON.stringify(history) &&
     entry?.kind === kind && entry.iss === iss && Math.abs(entry.at - now) <= MINT_CLOCK_SKEW_SECONDS &&
-    Object.keys(after).every((k) => ["uid", "claims", "subjects", "history", "iss", "aud", "iat"].includes(k));
-  if (!same) throw new ProtocolViolation(`the ${kind}ed wallet is not the wallet as read with this account ${kind === "link" ? "added" : "removed"} and its history entry added`);
+    Object.keys(after).every((k) => ["uid", "claims", "subjects", "history", "sources", "iss", "aud", "iat"].includes(k));
+  if (!same) throw new ProtocolViolation(`Token's wallet for this ${kind === "claims" ? "claims update" : kind} is not the wallet as read with only that change and its history entry`);
 }
 
 /** The same subjects, in any order. */

@@ -304,15 +304,18 @@ export function checkTransactionUser(subject: RecordClaims["subject"], session: 
 }
 
 /** The session purpose of a transaction kind. */
-export function transactionPurpose(kind: TransactionKind): "delete" | "link" | "unlink" {
+export type TransactionPurpose = "delete" | "link" | "unlink" | "claims";
+
+export function transactionPurpose(kind: TransactionKind): TransactionPurpose {
   if (kind === TransactionKind.DELETE) return "delete";
   if (kind === TransactionKind.LINK) return "link";
   if (kind === TransactionKind.UNLINK) return "unlink";
-  throw invalidArgument("kind must name a transaction (TRANSACTION_KIND_DELETE, _LINK or _UNLINK)");
+  if (kind === TransactionKind.CLAIMS) return "claims";
+  throw invalidArgument("kind must name a transaction (TRANSACTION_KIND_DELETE, _LINK, _UNLINK or _CLAIMS)");
 }
 
 /** An unlink names the account to unlink, and only an unlink does. */
-export function checkUnlinkTarget(purpose: "delete" | "link" | "unlink", target: { iss: string; sub: string } | undefined): { iss: string; sub: string } | undefined {
+export function checkUnlinkTarget(purpose: TransactionPurpose, target: { iss: string; sub: string } | undefined): { iss: string; sub: string } | undefined {
   if (purpose !== "unlink") {
     if (target !== undefined) throw invalidArgument("unlink is for an unlink only");
     return undefined;

@@ -990,7 +990,7 @@ describe("Token, check by check (internal/components/token)", function () {
       });
       const ready = await accountUser(USERS.alice);
       expect(await refusal(begin(ready.authorized.sessionToken, TransactionKind.UNSPECIFIED))).to.deep.equal({
-        code: Code.InvalidArgument, message: "kind must name a transaction (TRANSACTION_KIND_DELETE, _LINK or _UNLINK)",
+        code: Code.InvalidArgument, message: "kind must name a transaction (TRANSACTION_KIND_DELETE, _LINK, _UNLINK or _CLAIMS)",
       });
       expect((await refusal(begin(ready.authorized.sessionToken, TransactionKind.DELETE, "evil"))).code).to.equal(Code.InvalidArgument);
     });
@@ -1284,6 +1284,49 @@ describe("Token, check by check (internal/components/token)", function () {
         const last = await unlinkAtUser(USERS.alice, USERS.alice, dev(USERS.bob), onlyBob);
         expect(await refusal(token.unlinkSubject(last.request))).to.deep.equal({
           code: Code.PermissionDenied, message: "a wallet's last account cannot be unlinked: delete the wallet instead",
+        });
+      });
+    });
+
+    describe("UpdateClaims: claims taken from the session's own fresh login, as Token verified it", function () {
+      /** A claims update of `user`'s wallet, its fresh login as `user` (Bob's account linked to Alice's wallet stands in for another account), at step "user". */
+      async function claimsAtUser(user: DevUser) {
+        const account = await accountUser(user);
+        const tx = await token.beginTransaction({ accountSessionToken: account.authorized.sessionToken, kind: TransactionKind.CLAIMS, providerId: "dev" });
+        const up = await upstream.login(user, tx.upstreamNonce, { prompt: "login" });
+        const at = await token.authorizeSubject({ sessionToken: tx.sessionToken, opIdToken: up.idToken });
+        const subjectRecord = rows.get(at.subjectRead!.hash)!;
+        const authorized = await token.authorizeUser({ sessionToken: at.sessionToken, subjectRecord, subjectReceipt: await receipt(at.subjectRead, subjectRecord) });
+        const walletRecord = rows.get(authorized.walletRead!.hash)!;
+        return { up, request: { sessionToken: authorized.sessionToken, walletRecord, walletReceipt: await receipt(authorized.walletRead, walletRecord) } };
+      }
+
+      it("honest: each named claim takes the token's value (email with its email_verified), its source recorded, a history entry, at the version read", async function () {
+        const { request } = await claimsAtUser(USERS.carol);
+        const res = await token.updateClaims({ ...request, claims: ["email", "name"] });
+        const before = record("wallet", request.walletRecord);
+        const after = record("wallet", res.wallet!.record);
+        expect(after.claims).to.deep.equal({ ...before.claims, email: USERS.carol.email, email_verified: USERS.carol.email_verified, name: USERS.carol.name });
+        expect(after.sources).to.deep.equal({ email: upstream.devOp.issuer, email_verified: upstream.devOp.issuer, name: upstream.devOp.issuer });
+        expect(after.history!.at(-1)).to.deep.equal({ kind: "claims", at: Math.floor(clock.now().getTime() / 1000), iss: upstream.devOp.issuer });
+        expect(after.subjects).to.deep.equal(before.subjects);
+        expect(grantOf(res.wallet!.grant)).to.include({ op: "update", kind: "wallet", hash: walletHash(lookupKey, before.uid), version: 1 });
+      });
+
+      it("refuses email_verified alone, a name no wallet holds, one the token lacks, none at all, and a session of another purpose", async function () {
+        const { request } = await claimsAtUser(USERS.carol);
+        const cases: Array<[string[], string, Code]> = [
+          [["email_verified"], "email_verified is taken with email, not alone", Code.PermissionDenied],
+          [["sub"], "a name is not a claim a wallet holds", Code.PermissionDenied],
+          [["picture"], 'the provider\'s ID Token carries no "picture"', Code.PermissionDenied],
+          [[], "claims must name at least one claim to take", Code.InvalidArgument],
+        ];
+        for (const [claims, message, code] of cases) {
+          expect(await refusal(token.updateClaims({ ...request, claims })), claims.join()).to.deep.equal({ code, message });
+        }
+        const account = await accountUser(USERS.carol);
+        expect(await refusal(token.updateClaims({ ...request, sessionToken: account.authorized.sessionToken, claims: ["name"] }))).to.deep.equal({
+          code: Code.FailedPrecondition, message: "this step is a claims session's, and this is an account session",
         });
       });
     });

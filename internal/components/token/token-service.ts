@@ -15,7 +15,7 @@ import { ownKeys } from "./own-keys.js";
 import { type Purpose, type Session, type SessionClaims, sessions as sessionTokens } from "./session.js";
 import { grants as accessGrants } from "./grants.js";
 import { deleteHandlers } from "./delete.js";
-import { linkHandlers } from "./link.js";
+import { walletUpdates } from "./wallet-updates.js";
 import { type AppAnswer, signIdToken, signKeySet, signUserinfo, userinfoClaims } from "./app-tokens.js";
 import {
   type StorageWord,
@@ -101,7 +101,7 @@ export function tokenRoutes(deps: TokenServiceDeps) {
     return { sessionToken, upstreamNonce, providerIssuer: provider.issuer };
   }
   const deletes = deleteHandlers({ sessions, grants, keys, storage, lookup, clients: deps.clients, now });
-  const links = linkHandlers({ sessions, grants, storage, lookup, now });
+  const updates = walletUpdates({ sessions, grants, storage, lookup, now });
 
   return (router: ConnectRouter) => {
     router.service(TokenService, {
@@ -335,11 +335,14 @@ export function tokenRoutes(deps: TokenServiceDeps) {
         return { idToken, userinfoJwt, userinfoJson: JSON.stringify(userinfoClaims(answer)) };
       },
 
-      /** A link: the new Subject Record and the wallet that lists it (link.ts). */
-      linkSubject: (req) => links.linkSubject(req),
+      /** A link: the new Subject Record and the wallet that lists it (wallet-updates.ts). */
+      linkSubject: (req) => updates.linkSubject(req),
 
-      /** An unlink: the wallet without the account, and its Subject Record's delete (link.ts). */
-      unlinkSubject: (req) => links.unlinkSubject(req),
+      /** An unlink: the wallet without the account, and its Subject Record's delete (wallet-updates.ts). */
+      unlinkSubject: (req) => updates.unlinkSubject(req),
+
+      /** Claims taken from one of the wallet's accounts (wallet-updates.ts). */
+      updateClaims: (req) => updates.updateClaims(req),
 
       /** A delete's commit point: the wallet's deletion record (delete.ts). */
       authorizeDelete: (req) => deletes.authorizeDelete(req),

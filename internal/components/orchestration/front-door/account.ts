@@ -8,16 +8,18 @@
 
 import { decodeJwt } from "jose";
 import { TransactionKind } from "../../../gen/hello/token/v1/token_service_pb.js";
-import { AlreadyLinked, LoginRequired, NotLinked, UnlinkRefused, type UpstreamResult, WalletChanged, WalletDeleted } from "../login-driver.js";
+import { AlreadyLinked, type ClaimsState, LoginRequired, NotLinked, UnlinkRefused, type UpstreamResult, WalletChanged, WalletDeleted } from "../login-driver.js";
 import type { UpstreamProvider } from "../../../config/component-config.js";
 import { chooserPage } from "../pages/chooser.js";
-import { accountPage, linkedPage, noWalletPage, unlinkedPage, walletDeletedPage } from "../pages/account.js";
+import { accountPage, claimsPage, detailsTakenPage, linkedPage, noWalletPage, unlinkedPage, walletDeletedPage } from "../pages/account.js";
 import { pageCsp } from "../pages/layout.js";
 import type { DoorContext, Exchange } from "./context.js";
 import {
-  ACCOUNT_FLOW, ACCOUNT_SESSION, type AccountFlow, type AccountSession, DELETE_FLOW, type DeleteFlow, FLOW_TTL, LINK_FLOW, UNLINK_FLOW, type UnlinkFlow, goToProvider,
+  ACCOUNT_FLOW, ACCOUNT_SESSION, type AccountFlow, type AccountSession, CLAIMS_CHOICE, CLAIMS_FLOW, DELETE_FLOW, type DeleteFlow, FLOW_TTL, LINK_FLOW, UNLINK_FLOW,
+  type UnlinkFlow, goToProvider,
 } from "./flows.js";
 import { form } from "./http-input.js";
+import { WALLET_CLAIMS } from "../../../protocol/claims.js";
 import { sendError, sendHtml } from "./responses.js";
 
 /** GET /account: which provider to sign in with. */
@@ -61,7 +63,8 @@ export async function accountAnswer(door: DoorContext, res: Exchange["res"], flo
   sendHtml(res, 200, accountPage({
     signedInWith: provider.name,
     providers: view.wallet.subjects.map((s) => nameOf(s.iss)),
-    claims: Object.entries(view.wallet.claims).map(([name, value]) => ({ name, value })),
+    claims: Object.entries(view.wallet.claims).map(([name, value]) => ({ name, value, ...(view.wallet.sources?.[name] ? { from: nameOf(view.wallet.sources[name]!) } : {}) })),
+    details: { action: "/account/claims", hidden: { account: sealed }, providers: linked.map((p) => ({ id: p.id, name: p.name })) },
     apps: view.releases.map((r) => ({ name: door.clients.get(r.clientId)?.client_name ?? r.clientId, claims: [...r.claims] })),
     history: (view.wallet.history ?? []).map((h) => ({ kind: h.kind, at: new Date(h.at * 1000), provider: nameOf(h.iss) })),
     link: { action: "/account/link", hidden: { account: sealed }, providers: door.providers.map((p) => ({ id: p.id, name: p.name })) },
@@ -103,6 +106,47 @@ function accountSession(door: DoorContext, body: URLSearchParams): AccountSessio
 export function accountDelete(door: DoorContext, exchange: Exchange) {
   return beginTransaction(door, exchange, TransactionKind.DELETE, DELETE_FLOW, "nothing was deleted");
 }
+
+/** POST /account/claims: a claims transaction at Token, then a forced fresh sign-in at the account to take details from. */
+export function accountClaims(door: DoorContext, exchange: Exchange) {
+  return beginTransaction(door, exchange, TransactionKind.CLAIMS, CLAIMS_FLOW, "nothing was changed");
+}
+
+/** The provider's answer to a claims update's sign-in: the page to choose which of its details to take. */
+export async function claimsAnswer(door: DoorContext, res: Exchange["res"], flow: DeleteFlow, provider: UpstreamProvider, upstream: UpstreamResult) {
+  let opened;
+  try {
+    opened = await door.driver.openClaims(flow.session, flow.started, upstream, flow.uid);
+  } catch (error) {
+    if (refused(res, error, provider, CLAIMS_WORDS)) return;
+    throw error;
+  }
+  const { state, wallet } = opened;
+  // email_verified goes with email (takeClaims), so it is not offered alone.
+  const claims = WALLET_CLAIMS.filter((name) => name !== "email_verified" && Object.hasOwn(state.offered, name))
+    .map((name) => ({ name, offered: state.offered[name]!, ...(Object.hasOwn(wallet.claims, name) ? { now: wallet.claims[name]! } : {}) }));
+  const sealed = door.sealer.seal(CLAIMS_CHOICE, state, Math.min(FLOW_TTL, secondsLeft(state.sessionToken)));
+  sendHtml(res, 200, claimsPage({ provider: provider.name, claims, action: "/account/claims/update", hidden: { claims_update: sealed } }));
+}
+
+/** POST /account/claims/update: the details the user chose, taken into the wallet. */
+export async function claimsUpdate(door: DoorContext, { req, res }: Exchange) {
+  const body = await form(req);
+  const state = door.sealer.open<ClaimsState>(CLAIMS_CHOICE, body.get("claims_update") ?? undefined);
+  if (!state) return sendError(res, 400, "This page has expired", "The page was open too long, so nothing was changed.", AGAIN);
+  const chosen = body.getAll("claims").filter((name) => name !== "email_verified" && Object.hasOwn(state.offered, name));
+  const provider = door.providers.find((p) => p.issuer === state.iss);
+  if (chosen.length === 0) return sendError(res, 400, "Nothing was changed", "No detail was checked.", AGAIN);
+  try {
+    await door.driver.updateClaims(state, chosen);
+  } catch (error) {
+    if (provider && refused(res, error, provider, CLAIMS_WORDS)) return;
+    throw error;
+  }
+  sendHtml(res, 200, detailsTakenPage(provider?.name ?? state.iss));
+}
+
+const CLAIMS_WORDS = { nothing: "Nothing was changed", needs: "details are taken", during: "taking the details" };
 
 /** POST /account/link: a link transaction at Token, then a forced fresh sign-in at the account to link. */
 export function accountLink(door: DoorContext, exchange: Exchange) {

@@ -29,6 +29,9 @@ export const ACCOUNT_FLOW = "account-upstream";
 export const DELETE_FLOW = "delete-upstream";
 export const LINK_FLOW = "link-upstream";
 export const UNLINK_FLOW = "unlink-upstream";
+export const CLAIMS_FLOW = "claims-upstream";
+/** The sealing purpose of the claims page's form: the claims update waiting for the user's choice. */
+export const CLAIMS_CHOICE = "claims-choice";
 /** The sealing purpose of the account page's forms: the account session its actions begin from. */
 export const ACCOUNT_SESSION = "account-session";
 

@@ -11,11 +11,13 @@ export interface AccountPageInput {
   signedInWith: string;
   /** Each linked subject's provider, by name (its issuer when hello-mesh no longer lists it). */
   providers: string[];
-  claims: Array<{ name: string; value: string | boolean }>;
+  claims: Array<{ name: string; value: string | boolean; from?: string }>;
   /** The apps the user released to, by name, and the claims each receives. */
   apps: Array<{ name: string; claims: string[] }>;
   /** The transactions done on the wallet, oldest first: which, when, and the provider each concerned. */
-  history: Array<{ kind: "link" | "unlink"; at: Date; provider: string }>;
+  history: Array<{ kind: "link" | "unlink" | "claims"; at: Date; provider: string }>;
+  /** The claims form: each account's provider to take details from. */
+  details?: TransactionForm;
   /** The unlink form, when the wallet has more than one account: each account, and the providers of the others to confirm with. */
   unlink?: { action: string; hidden: Record<string, string>; accounts: Array<{ label: string; index: number; confirmWith: Array<{ id: string; name: string }> }> };
   /** The link form: where it posts, its sealed account session, and every provider an account may be linked at. */
@@ -36,7 +38,7 @@ function when(at: Date): string {
 }
 
 /** The wallet: the providers linked to it, the claims it holds, and what each app receives. */
-export function accountPage({ signedInWith, providers, claims, apps, history, link, unlink, remove }: AccountPageInput): string {
+export function accountPage({ signedInWith, providers, claims, apps, history, details, link, unlink, remove }: AccountPageInput): string {
   const value = (v: string | boolean): SafeHtml | string => (typeof v === "boolean" ? (v ? "yes" : "no") : v);
   return page({
     title: "Your wallet",
@@ -50,8 +52,15 @@ ${providers.map((p) => html`<li>${p}</li>
 ${claims.length === 0
   ? html`<p>Your wallet holds no details about you.</p>`
   : html`<dl>
-${claims.map((c) => html`<dt>${claimLabel(c.name)}</dt><dd>${value(c.value)}</dd>
+${claims.map((c) => html`<dt>${claimLabel(c.name)}</dt><dd>${value(c.value)}${c.from ? html` <span class="muted">(from ${c.from})</span>` : ""}</dd>
 `)}</dl>`}
+${details ? html`<form method="post" action="${details.action}">
+${hiddenInputs(details.hidden)}
+<p>Your details changed at a provider, or you prefer another account's? Take them from it, after signing in there again:</p>
+<div class="actions">
+${details.providers.map((p) => html`<button type="submit" name="provider" value="${p.id}">Take details from your ${p.name} account</button>
+`)}</div>
+</form>` : ""}
 <h2>Apps you sign in to</h2>
 ${apps.length === 0
   ? html`<p>You have not signed in to an app yet.</p>`
@@ -76,9 +85,9 @@ ${unlink.accounts.flatMap((a) => a.confirmWith.map((p) => html`<button type="sub
 </form>` : ""}
 <h2>What was done to your wallet</h2>
 ${history.length === 0
-  ? html`<p>Nothing yet: no account was linked or unlinked since your wallet was made.</p>`
+  ? html`<p>Nothing yet: no account was linked or unlinked, and no details taken, since your wallet was made.</p>`
   : html`<ul>
-${history.map((h) => html`<li>${when(h.at)}: ${h.kind === "link" ? "linked" : "unlinked"} an account at ${h.provider}</li>
+${history.map((h) => html`<li>${when(h.at)}: ${h.kind === "link" ? "linked an account at" : h.kind === "unlink" ? "unlinked an account at" : "took details from your account at"} ${h.provider}</li>
 `)}</ul>`}
 <h2>Delete your wallet</h2>
 <p>Deleting your wallet removes the providers linked to it, the details it holds and what each app receives, for good. Apps keep what they received before; ask them to delete it. If you sign in with hello-mesh again, you start a new wallet, and apps see you as a new user.</p>
@@ -129,6 +138,47 @@ export function unlinkedPage(provider: string): string {
     title: "Account unlinked",
     body: html`<h1>Account unlinked</h1>
 <p>The ${provider} account is no longer linked to your wallet: signing in with it starts a wallet of its own.</p>
+<p><a href="/account">Back to your account page</a> (you sign in again to see it).</p>`,
+  });
+}
+
+export interface ClaimsPageInput {
+  provider: string;
+  /** Each claim the account's ID Token offers: the wallet's value now, and the provider's. */
+  claims: Array<{ name: string; now?: string | boolean; offered: string | boolean }>;
+  action: string;
+  hidden: Record<string, string>;
+}
+
+/** Which of the provider's details to take into the wallet: each one differing from the wallet's starts checked. */
+export function claimsPage({ provider, claims, action, hidden }: ClaimsPageInput): string {
+  const shown = (v: string | boolean | undefined): string => (v === undefined ? "nothing" : typeof v === "boolean" ? (v ? "yes" : "no") : v);
+  return page({
+    title: `Take details from ${provider}`,
+    body: html`<h1>Take details from ${provider}</h1>
+${claims.length === 0
+  ? html`<p>Your ${provider} account gave no details a wallet holds. <a href="/account">Back to your account page</a>.</p>`
+  : html`<form method="post" action="${action}">
+${hiddenInputs(hidden)}
+<fieldset>
+<legend>Take into your wallet</legend>
+${claims.map((c, i) => html`<div class="claim">
+<input type="checkbox" id="claim-${i}" name="claims" value="${c.name}"${c.now === c.offered ? "" : html` checked`}>
+<label for="claim-${i}">${claimLabel(c.name)}: ${shown(c.offered)} <span class="muted">(now ${shown(c.now)})</span></label>
+</div>
+`)}</fieldset>
+<div class="actions"><button class="primary" type="submit">Take the details checked</button></div>
+</form>`}
+<p class="muted">Apps see a change the next time you sign in to them.</p>`,
+  });
+}
+
+/** The end of a claims update. */
+export function detailsTakenPage(provider: string): string {
+  return page({
+    title: "Details taken",
+    body: html`<h1>Details taken</h1>
+<p>Your wallet now holds the details you chose from your ${provider} account. Apps see them the next time you sign in to them.</p>
 <p><a href="/account">Back to your account page</a> (you sign in again to see it).</p>`,
   });
 }

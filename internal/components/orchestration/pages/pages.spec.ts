@@ -6,7 +6,7 @@ import { chooserPage } from "./chooser.js";
 import { breakable, consentPage } from "./consent.js";
 import { errorPage } from "./error.js";
 import { homePage } from "./home.js";
-import { accountPage, linkedPage, noWalletPage, unlinkedPage, walletDeletedPage } from "./account.js";
+import { accountPage, claimsPage, detailsTakenPage, linkedPage, noWalletPage, unlinkedPage, walletDeletedPage } from "./account.js";
 import { CLAIM_LABELS, claimLabel } from "./claim-labels.js";
 
 const HOSTILE = `<script>alert(1)</script>"'&`;
@@ -75,6 +75,12 @@ describe("Front door pages (docs/design.md §6)", function () {
       }),
       "linked (provider)": linkedPage(HOSTILE),
       "unlinked (provider)": unlinkedPage(HOSTILE),
+      "claims (provider, values, action, hidden field)": claimsPage({ provider: HOSTILE, claims: [{ name: "name", now: HOSTILE, offered: HOSTILE }], action: HOSTILE, hidden: { [HOSTILE]: HOSTILE } }),
+      "details taken (provider)": detailsTakenPage(HOSTILE),
+      "account (a claim's source, the details form)": accountPage({
+        signedInWith: "p", providers: [], claims: [{ name: "name", value: "v", from: HOSTILE }], apps: [], ...ACTIONS,
+        details: { action: HOSTILE, hidden: { [HOSTILE]: HOSTILE }, providers: [{ id: HOSTILE, name: HOSTILE }] },
+      }),
       "account (unlink form's account label, provider)": accountPage({
         signedInWith: "p", providers: [], claims: [], apps: [], ...ACTIONS,
         unlink: { action: HOSTILE, hidden: { [HOSTILE]: HOSTILE }, accounts: [{ label: HOSTILE, index: 0, confirmWith: [{ id: HOSTILE, name: HOSTILE }] }] },
@@ -165,6 +171,9 @@ describe("Front door pages (docs/design.md §6)", function () {
       "account with no claims and no apps": accountPage({ signedInWith: "Dev OP", providers: ["Dev OP"], claims: [], apps: [], ...ACTIONS }),
       linked: linkedPage("Other OP"),
       unlinked: unlinkedPage("Other OP"),
+      claims: claimsPage({ provider: "Other OP", claims: [{ name: "name", now: "Alice", offered: "Alice Example" }, { name: "email", offered: "a@example.com" }], action: "/account/claims/update", hidden: { claims_update: "sealed" } }),
+      "claims with nothing offered": claimsPage({ provider: "Other OP", claims: [], action: "/account/claims/update", hidden: {} }),
+      "details taken": detailsTakenPage("Other OP"),
       "account with two accounts": accountPage({
         signedInWith: "Dev OP", providers: ["Dev OP", "Other OP"], claims: [], apps: [], ...ACTIONS,
         unlink: { action: "/account/unlink", hidden: { account: "sealed" }, accounts: [

@@ -1,4 +1,9 @@
-// Token's side of a link (docs/transactions.md, "Link a provider"). A link session
+// Token's side of the transactions that update the wallet (docs/transactions.md): link,
+// unlink and claims. Each mints the wallet as read with its change and a history entry,
+// as an update bound to the version read, for Orchestration to write (with the Subject
+// Record's create or delete, in one WriteRecords).
+//
+// A link (docs/transactions.md, "Link a provider"): a link session
 // (begun from an account session) makes its forced fresh login at the account to link;
 // AuthorizeSubject verifies it and grants reads of that subject and of the user's
 // wallet. LinkSubject then needs Storage's word that no wallet holds the subject (an
@@ -9,13 +14,14 @@
 // Orchestration to write together.
 
 import type { HistoryEntry, RecordClaims } from "../../protocol/tokens.js";
-import { denied } from "../../protocol/errors.js";
+import { denied, invalidArgument } from "../../protocol/errors.js";
+import { takeClaims } from "../../protocol/claims.js";
 import type { Grants } from "./grants.js";
 import type { Sessions } from "./session.js";
 import { type StorageWord, checkAbsence, checkReceiptOf, checkWallet } from "./checks.js";
 import type { Lookup } from "./delete.js";
 
-export interface LinkDeps {
+export interface WalletUpdateDeps {
   readonly sessions: Sessions;
   readonly grants: Grants;
   readonly storage: StorageWord;
@@ -23,7 +29,7 @@ export interface LinkDeps {
   readonly now: () => Date;
 }
 
-export function linkHandlers(deps: LinkDeps) {
+export function walletUpdates(deps: WalletUpdateDeps) {
   const { sessions, grants, storage, lookup } = deps;
   return {
     async linkSubject(req: { sessionToken: string; errorToken: string; walletRecord: string; walletReceipt: string }) {
@@ -66,6 +72,29 @@ export function linkHandlers(deps: LinkDeps) {
       const updated: RecordClaims["wallet"] = { ...stored, subjects: kept, history: [...(wallet.history ?? []), entry] };
       const walletWrite = await grants.update("wallet", walletHash, updated, { version: read.version });
       return { wallet: walletWrite.write, subjectDelete: await grants.remove("subject", lookup.subject(target.iss, target.sub)) };
+    },
+
+    /** Claims taken from the claims session's own fresh login, as Token verified its OP ID Token; each one's source recorded. */
+    async updateClaims(req: { sessionToken: string; walletRecord: string; walletReceipt: string; claims: readonly string[] }) {
+      const session = await sessions.readOf(req.sessionToken, "user", "claims");
+      if (req.claims.length === 0) throw invalidArgument("claims must name at least one claim to take");
+      const wallet = await grants.record("wallet", req.walletRecord);
+      const walletHash = lookup.wallet(session.uid);
+      const read = await checkReceiptOf(storage, "wallet", req.walletRecord, req.walletReceipt, walletHash, { read: session.wallet_read });
+      checkWallet(wallet, session);
+      const taken = takeClaims(wallet.claims, session.op_claims ?? {}, req.claims);
+      if ("refused" in taken) throw denied(taken.refused);
+
+      const iss = session.provider_iss;
+      const entry: HistoryEntry = { kind: "claims", at: Math.floor(deps.now().getTime() / 1000), iss };
+      const { iss: _iss, aud: _aud, iat: _iat, ...stored } = wallet as RecordClaims["wallet"] & { iss?: unknown; aud?: unknown; iat?: unknown };
+      const updated: RecordClaims["wallet"] = {
+        ...stored,
+        claims: taken.claims,
+        sources: { ...wallet.sources, ...Object.fromEntries(taken.taken.map((name) => [name, iss])) },
+        history: [...(wallet.history ?? []), entry],
+      };
+      return { wallet: (await grants.update("wallet", walletHash, updated, { version: read.version })).write };
     },
   };
 }
