@@ -222,11 +222,13 @@ export interface WalletRecord {
   sources?: Record<string, string>;
 }
 
-/** One transaction of the wallet: which, when (epoch seconds), and the issuer of the provider it concerned. */
+/** One transaction of the wallet: which, when (epoch seconds), the issuer of the provider it concerned (a release change's: the one it was confirmed with), and a release change's app. */
 export interface HistoryEntry {
-  kind: "link" | "unlink" | "claims";
+  kind: "link" | "unlink" | "claims" | "release";
   at: number;
   iss: string;
+  /** A release change's app. */
+  client_id?: string;
 }
 
 /**

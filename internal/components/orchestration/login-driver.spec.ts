@@ -761,4 +761,57 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
       expect(uids[JULES.sub] ?? jules).to.equal(jules);
     });
   });
+
+  describe("release changes (docs/transactions.md): Token's release and tombstone are exactly the change asked for", function () {
+    /** Jules changes what app a receives, through `driver`. */
+    async function change(driver: LoginDriver, what: { forget: true } | { keep: string[] }) {
+      const began = Date.now();
+      const started = await honest.startAccount("dev");
+      const view = (await honest.openAccount(started.sessionToken, began, await upstream.login(JULES, started.upstreamNonce, { prompt: "login" })))!;
+      const txBegan = Date.now();
+      const tx = await driver.beginTransaction(view.sessionToken, TransactionKind.RELEASE, "dev", undefined, "app-a");
+      await driver.changeRelease(tx.sessionToken, txBegan, await upstream.login(JULES, tx.upstreamNonce, { prompt: "login" }), view.uid, "app-a", what);
+    }
+    const twists: Array<[string, () => Twist, { forget: true } | { keep: string[] }, string]> = [
+      ["a release that keeps a claim the user withdrew", () => ({
+        changeRelease: async (a) => {
+          const r = claimsOf<RecordClaims["release"]>(a.release!.record);
+          const record = await rogueRecord("release", { ...r, claims: [...r.claims, "email"] });
+          return { ...a, release: create(RecordWriteSchema, { record, grant: await rogueGrant("release", "update", a.release!.grant!.hash, sha256(record)) }) };
+        },
+      }), { keep: ["name"] }, "Token's release is not this app's release with only the claims kept"],
+      ["a tombstone that still names the user", () => ({
+        changeRelease: async (a) => {
+          const t = claimsOf<RecordClaims["reservation"]>(a.tombstoneUpdate!.record);
+          const record = await rogueRecord("reservation", { ...t, uid: "someone" });
+          return { ...a, tombstoneUpdate: create(RecordWriteSchema, { record, grant: a.tombstoneUpdate!.grant! }) };
+        },
+      }), { forget: true }, "Token's tombstone is not an anonymous reservation of the released directed id"],
+      ["a delete of another app's release", () => ({
+        changeRelease: async (a) => ({ ...a, releaseDelete: await rogueGrant("release", "delete", releaseHash(lookupKey, uids[JULES.sub] ?? "x", "app-b")) }),
+      }), { forget: true }, "Token's release grant is not for the release record this login needs"],
+    ];
+    for (const [what, twist, asked, message] of twists) {
+      it(`a compromised Token answering with ${what} is refused before anything is written: ${message}`, async function () {
+        const before = changed.length;
+        await refused(change(rogue(twist()), asked), message);
+        expect(changed.slice(before)).to.deep.equal([]);
+      });
+    }
+
+    it("the honest twins: withdrawing leaves app a the name only, with the same sub; forgetting makes app a ask again, and see a new user", async function () {
+      const first = await login(honest, JULES, "a");
+      await change(honest, { keep: ["name"] });
+      const fewer = await login(honest, JULES, "a");
+      expect(fewer.consented).to.equal(false);
+      expect(fewer.claims.sub).to.equal(first.claims.sub);
+      expect(fewer.claims).to.have.property("name").and.not.have.property("email");
+      const before = changed.length;
+      await change(honest, { forget: true });
+      expect(changed.slice(before)).to.deep.equal(["update wallet", "delete release", "update reservation"]);
+      const again = await login(honest, JULES, "a");
+      expect(again.consented).to.equal(true);
+      expect(again.claims.sub).to.not.equal(first.claims.sub);
+    });
+  });
 });

@@ -58,10 +58,10 @@ export interface LoginDriverDeps {
 
 /**
  * The points a test may pause the driver at: a sign-in that has read its Subject Record;
- * a consent about to write its release; a link about to write its subject; a delete about to write its deletion record
+ * a consent about to write its release; a release change about to write; a link about to write its subject; a delete about to write its deletion record
  * (its commit point), and one that has written it.
  */
-export type PausePoint = "subject-read" | "release-writing" | "link-writing" | "deletion-writing" | "deletion-stored";
+export type PausePoint = "subject-read" | "release-writing" | "release-changing" | "link-writing" | "deletion-writing" | "deletion-stored";
 
 /** The longest one mesh call of a login may take (a Token or Encryption call; Storage's inside it). */
 export const RPC_TIMEOUT_MS = 5_000;
@@ -124,6 +124,14 @@ export class AlreadyLinked extends Error {
   override name = "AlreadyLinked";
   constructor(readonly mine: boolean) {
     super(mine ? "the account is linked to this wallet already" : "the account is linked to another wallet");
+  }
+}
+
+/** A release change for an app the user has no release at. */
+export class NoRelease extends Error {
+  override name = "NoRelease";
+  constructor() {
+    super("the user has no release at this app");
   }
 }
 
@@ -537,8 +545,8 @@ export class LoginDriver {
   }
 
   /** A transaction of the wallet, begun from the account session at step "user": its session and upstream nonce. */
-  async beginTransaction(accountSessionToken: string, kind: TransactionKind, providerId: string, unlink?: { iss: string; sub: string }) {
-    const res = await this.deps.token.beginTransaction({ accountSessionToken, kind, providerId, ...(unlink ? { unlink } : {}) }, this.#step().call());
+  async beginTransaction(accountSessionToken: string, kind: TransactionKind, providerId: string, unlink?: { iss: string; sub: string }, clientId?: string) {
+    const res = await this.deps.token.beginTransaction({ accountSessionToken, kind, providerId, ...(unlink ? { unlink } : {}), ...(clientId ? { clientId } : {}) }, this.#step().call());
     return { sessionToken: res.sessionToken, upstreamNonce: res.upstreamNonce, providerIssuer: res.providerIssuer };
   }
 
@@ -723,6 +731,80 @@ export class LoginDriver {
   }
 
   /**
+   * Changes what app `clientId` receives of user `uid` (docs/transactions.md, release
+   * changes), after the release session's forced fresh login begun at `started` at an
+   * account of the wallet: claims withdrawn (`keep`, the same directed id), or the user
+   * forgotten there (`forget`: the release deleted, its directed id's reservation made a
+   * tombstone). Token's writes must be exactly that, with the wallet's history entry;
+   * all are written in one WriteRecords.
+   */
+  async changeRelease(sessionToken: string, started: number, upstream: UpstreamResult, uid: string, clientId: string, change: { forget: true } | { keep: readonly string[] }): Promise<void> {
+    freshEnough(upstream, { maxAge: 0, promptLogin: true, started, demandedBy: "transaction" });
+    const step = this.#step();
+    const key = this.deps.lookupKey;
+    const found = await this.#user(step, sessionToken, upstream, uid);
+    if (!found.stored) throw new NotLinked();
+    const { wallet, walletRes, releases } = await this.#walletAndReleases(step, found, upstream);
+    const read = releases.find((r) => r.clientId === clientId);
+    if (!read?.release) throw new NoRelease();
+    const forget = "forget" in change;
+    const res = await this.deps.token.changeRelease({
+      sessionToken: found.user.sessionToken, walletRecord: walletRes.record, walletReceipt: walletRes.receipt,
+      release: { record: read.record, receipt: read.receipt }, keepClaims: forget ? [] : [...change.keep], forget,
+    }, step.call());
+
+    const walletWrite = res.wallet;
+    if (!walletWrite) throw new ProtocolViolation("Token returned no wallet");
+    this.#checkGrant(walletWrite.grant, "wallet", RecordOperation.UPDATE, walletHash(key, uid));
+    checkTransacted(wallet, await this.#record("wallet", walletWrite.record), {}, "release", upstream.iss, clientId);
+    const writes: Array<{ accessToken: string; record?: string; expectedVersion?: bigint }> = [
+      { accessToken: walletWrite.grant!.accessToken, record: walletWrite.record, expectedVersion: walletRes.version },
+    ];
+    const releaseKey = releaseHash(key, uid, clientId);
+    if (forget) {
+      const releaseDelete = this.#checkGrant(res.releaseDelete, "release", RecordOperation.DELETE, releaseKey);
+      const at = reservationHash(key, clientId, read.release.directed_id);
+      const reservationRead = this.#checkGrant(res.reservationRead, "reservation", RecordOperation.READ, at);
+      this.#checkGrant(res.tombstoneUpdate?.grant, "reservation", RecordOperation.UPDATE, at);
+      this.#checkGrant(res.tombstoneCreate?.grant, "reservation", RecordOperation.CREATE, at);
+      for (const write of [res.tombstoneUpdate!, res.tombstoneCreate!]) {
+        const tombstone = await this.#record("reservation", write.record);
+        if (Object.hasOwn(tombstone, "uid") || tombstone.client_id !== clientId || tombstone.directed_id !== read.release.directed_id) {
+          throw new ProtocolViolation("Token's tombstone is not an anonymous reservation of the released directed id");
+        }
+      }
+      const reservation = await this.deps.encryption.readRecord({ accessToken: reservationRead.accessToken }, step.call());
+      writes.push({ accessToken: releaseDelete.accessToken, expectedVersion: read.version });
+      if (reservation.result.case === "record") {
+        const stored = await this.#record("reservation", reservation.result.value);
+        if (stored.uid !== uid) throw new ProtocolViolation("the reservation of this app's directed id is not this user's");
+        writes.push({ accessToken: res.tombstoneUpdate!.grant!.accessToken, record: res.tombstoneUpdate!.record, expectedVersion: reservation.version });
+      } else if (reservation.result.case === "errorToken") {
+        writes.push({ accessToken: res.tombstoneCreate!.grant!.accessToken, record: res.tombstoneCreate!.record });
+      } else {
+        throw new ProtocolViolation("the reservation read returned nothing");
+      }
+    } else {
+      const releaseWrite = res.release;
+      this.#checkGrant(releaseWrite?.grant, "release", RecordOperation.UPDATE, releaseKey);
+      const changed = await this.#record("release", releaseWrite!.record);
+      const expected = read.release.claims.filter((name) => change.keep.includes(name));
+      if (changed.uid !== uid || changed.client_id !== clientId || changed.directed_id !== read.release.directed_id || changed.reserved !== read.release.reserved ||
+        JSON.stringify(changed.claims) !== JSON.stringify(expected)) {
+        throw new ProtocolViolation("Token's release is not this app's release with only the claims kept");
+      }
+      writes.push({ accessToken: releaseWrite!.grant!.accessToken, record: releaseWrite!.record, expectedVersion: read.version });
+    }
+    await this.deps.pause?.("release-changing");
+    try {
+      await this.deps.encryption.writeRecords({ writes }, step.call());
+    } catch (error) {
+      if (error instanceof ConnectError && (error.code === Code.Aborted || error.code === Code.NotFound)) throw new WalletChanged();
+      throw error;
+    }
+  }
+
+  /**
    * The wallet and the user's release at each app Orchestration serves, as read with
    * AuthorizeUser's grants (an account or transaction session's). Only reads of this
    * user's release at those apps are made, each app once.
@@ -748,11 +830,11 @@ export class LoginDriver {
     if (!wallet.subjects.some((s) => s.iss === upstream.iss && s.sub === upstream.sub)) {
       throw new ProtocolViolation("the wallet does not list the subject the user signed in with");
     }
-    const releases: Array<{ clientId: string; record: string; receipt: string; errorToken: string; release?: RecordClaims["release"] }> = [];
+    const releases: Array<{ clientId: string; record: string; receipt: string; version: bigint; errorToken: string; release?: RecordClaims["release"] }> = [];
     for (const [i, res] of releaseRes.entries()) {
       const clientId = apps.get(user.accountReleaseReads[i]!.hash)!;
       if (res.result.case === "errorToken") { // no release at this app
-        releases.push({ clientId, record: "", receipt: "", errorToken: res.result.value });
+        releases.push({ clientId, record: "", receipt: "", version: 0n, errorToken: res.result.value });
         continue;
       }
       if (res.result.case !== "record") throw new ProtocolViolation("a release read returned nothing");
@@ -760,7 +842,7 @@ export class LoginDriver {
       if (release.uid !== subject.uid || release.client_id !== clientId) {
         throw new ProtocolViolation("the release record is not this user's at that app");
       }
-      releases.push({ clientId, record: res.result.value, receipt: res.receipt, errorToken: "", release });
+      releases.push({ clientId, record: res.result.value, receipt: res.receipt, version: res.version, errorToken: "", release });
     }
     return { wallet, walletRes: { record: walletRecord, receipt: walletRes.receipt, version: walletRes.version }, releases };
   }
@@ -940,7 +1022,7 @@ function freshEnough(upstream: UpstreamResult, demand: FreshnessDemand): number 
 function checkTransacted(
   before: RecordClaims["wallet"], after: RecordClaims["wallet"],
   change: { subjects?: ReadonlyArray<{ iss: string; sub: string }>; claims?: WalletClaims; sources?: Record<string, string> },
-  kind: HistoryEntry["kind"], iss: string,
+  kind: HistoryEntry["kind"], iss: string, clientId?: string,
 ): void {
   const subjects = change.subjects ?? before.subjects;
   const sources = change.sources ?? before.sources ?? {};
@@ -955,9 +1037,10 @@ function checkTransacted(
     subjects.every((s, i) => after.subjects[i]!.iss === s.iss && after.subjects[i]!.sub === s.sub) &&
     after.history?.length === history.length + 1 &&
     JSON.stringify(after.history.slice(0, -1)) === JSON.stringify(history) &&
-    entry?.kind === kind && entry.iss === iss && Math.abs(entry.at - now) <= MINT_CLOCK_SKEW_SECONDS &&
+    entry?.kind === kind && entry.iss === iss && entry.client_id === clientId && Math.abs(entry.at - now) <= MINT_CLOCK_SKEW_SECONDS &&
     Object.keys(after).every((k) => ["uid", "claims", "subjects", "history", "sources", "iss", "aud", "iat"].includes(k));
-  if (!same) throw new ProtocolViolation(`Token's wallet for this ${kind === "claims" ? "claims update" : kind} is not the wallet as read with only that change and its history entry`);
+  const what = kind === "claims" ? "claims update" : kind === "release" ? "release change" : kind;
+  if (!same) throw new ProtocolViolation(`Token's wallet for this ${what} is not the wallet as read with only that change and its history entry`);
 }
 
 /** The same subjects, in any order. */

@@ -304,14 +304,24 @@ export function checkTransactionUser(subject: RecordClaims["subject"], session: 
 }
 
 /** The session purpose of a transaction kind. */
-export type TransactionPurpose = "delete" | "link" | "unlink" | "claims";
+export type TransactionPurpose = "delete" | "link" | "unlink" | "claims" | "release";
 
 export function transactionPurpose(kind: TransactionKind): TransactionPurpose {
   if (kind === TransactionKind.DELETE) return "delete";
   if (kind === TransactionKind.LINK) return "link";
   if (kind === TransactionKind.UNLINK) return "unlink";
   if (kind === TransactionKind.CLAIMS) return "claims";
-  throw invalidArgument("kind must name a transaction (TRANSACTION_KIND_DELETE, _LINK, _UNLINK or _CLAIMS)");
+  if (kind === TransactionKind.RELEASE) return "release";
+  throw invalidArgument("kind must name a transaction (TRANSACTION_KIND_DELETE, _LINK, _UNLINK, _CLAIMS or _RELEASE)");
+}
+
+/** A release change names a registered app, and only a release change names one. */
+export function checkReleaseTarget(purpose: TransactionPurpose, clients: ClientRegistry, clientId: string): string | undefined {
+  if (purpose !== "release") {
+    if (clientId) throw invalidArgument("client_id is for a release change only");
+    return undefined;
+  }
+  return checkClient(clients, clientId).client_id;
 }
 
 /** An unlink names the account to unlink, and only an unlink does. */

@@ -11,7 +11,7 @@
 // A session has a purpose: a login (an app's; the default, and all a session without
 // the claim can be), an account session (docs/transactions.md: the user signs in to
 // manage the wallet, with no app), or a transaction's (begun from an account session:
-// "delete", "link", "unlink", "claims"). Each goes started -> subject -> user through the steps they share
+// "delete", "link", "unlink", "claims", "release"). Each goes started -> subject -> user through the steps they share
 // (AuthorizeSubject, AuthorizeUser); every other step reads with `read`, which takes
 // one purpose only, logins by default, so an account session never makes a user or
 // answers an app, and a login never deletes a wallet.
@@ -28,12 +28,12 @@ export interface SessionClaims {
   sid: string;
   step: "started" | "subject" | "created" | "user";
   /** Absent: a login. */
-  purpose?: "account" | "delete" | "link" | "unlink" | "claims";
+  purpose?: "account" | "delete" | "link" | "unlink" | "claims" | "release";
   /** An unlink session's account to unlink. */
   unlink?: { iss: string; sub: string };
   /** When the login began (ms): OP ID Tokens issued before it are refused. */
   started: number;
-  // A login's app and its request; an account session has none.
+  // A login's app and its request; an account session has none, and a release change only its app.
   client_id?: string;
   redirect_uri?: string;
   nonce?: string;
@@ -99,9 +99,9 @@ type Holds = {
   user: AtSubject | "uid" | "subject_digest";
 };
 
-export type Purpose = "login" | "account" | "delete" | "link" | "unlink" | "claims";
+export type Purpose = "login" | "account" | "delete" | "link" | "unlink" | "claims" | "release";
 /** Every purpose Token signs; a session claiming another is none of Token's. */
-const PURPOSES: readonly Purpose[] = ["login", "account", "delete", "link", "unlink", "claims"];
+const PURPOSES: readonly Purpose[] = ["login", "account", "delete", "link", "unlink", "claims", "release"];
 /** What every login holds from its start, and an account session never does. */
 type LoginHolds = "client_id" | "redirect_uri" | "nonce" | "scope" | "code_challenge";
 

@@ -11,7 +11,7 @@ import { createPublicKey, randomBytes } from "node:crypto";
 import { expect } from "chai";
 import { Code, type Client } from "@connectrpc/connect";
 import { type JWTPayload, SignJWT, compactVerify, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify } from "jose";
-import { type AccessGrant, type RecordWrite, type ReleaseAnswer, TokenService, TransactionKind } from "../../gen/hello/token/v1/token_service_pb.js";
+import { type AccessGrant, type ReadRecord, type RecordWrite, type ReleaseAnswer, TokenService, TransactionKind } from "../../gen/hello/token/v1/token_service_pb.js";
 import { RecordKind, RecordOperation } from "../../gen/hello/common/v1/record_pb.js";
 import type { RegisteredClient } from "../../config/component-config.js";
 import { sha256, sign } from "../../protocol/jws.js";
@@ -990,7 +990,7 @@ describe("Token, check by check (internal/components/token)", function () {
       });
       const ready = await accountUser(USERS.alice);
       expect(await refusal(begin(ready.authorized.sessionToken, TransactionKind.UNSPECIFIED))).to.deep.equal({
-        code: Code.InvalidArgument, message: "kind must name a transaction (TRANSACTION_KIND_DELETE, _LINK, _UNLINK or _CLAIMS)",
+        code: Code.InvalidArgument, message: "kind must name a transaction (TRANSACTION_KIND_DELETE, _LINK, _UNLINK, _CLAIMS or _RELEASE)",
       });
       expect((await refusal(begin(ready.authorized.sessionToken, TransactionKind.DELETE, "evil"))).code).to.equal(Code.InvalidArgument);
     });
@@ -1328,6 +1328,81 @@ describe("Token, check by check (internal/components/token)", function () {
         expect(await refusal(token.updateClaims({ ...request, sessionToken: account.authorized.sessionToken, claims: ["name"] }))).to.deep.equal({
           code: Code.FailedPrecondition, message: "this step is a claims session's, and this is an account session",
         });
+      });
+    });
+
+    describe("ChangeRelease: claims withdrawn from one app's release, or the user forgotten there", function () {
+      /** A release change of `user`'s release at app `app`, at step "user", with the wallet and that release as Storage holds them. */
+      async function releaseAtUser(user: DevUser, app: string) {
+        const account = await accountUser(user);
+        const tx = await token.beginTransaction({ accountSessionToken: account.authorized.sessionToken, kind: TransactionKind.RELEASE, providerId: "dev", clientId: app });
+        const up = await upstream.login(user, tx.upstreamNonce, { prompt: "login" });
+        const at = await token.authorizeSubject({ sessionToken: tx.sessionToken, opIdToken: up.idToken });
+        const subjectRecord = rows.get(at.subjectRead!.hash)!;
+        const authorized = await token.authorizeUser({ sessionToken: at.sessionToken, subjectRecord, subjectReceipt: await receipt(at.subjectRead, subjectRecord) });
+        const walletRecord = rows.get(authorized.walletRead!.hash)!;
+        const read = authorized.accountReleaseReads[clients.findIndex((c) => c.client_id === app)]!;
+        const releaseRecord = rows.get(read.hash)!;
+        return {
+          account, uid: record("wallet", walletRecord).uid,
+          request: {
+            sessionToken: authorized.sessionToken, walletRecord, walletReceipt: await receipt(authorized.walletRead, walletRecord),
+            release: { record: releaseRecord, receipt: await receipt(read, releaseRecord) } as ReadRecord, keepClaims: [] as string[], forget: false,
+          },
+        };
+      }
+
+      before(async function () {
+        // Carol's release at app b, of her email and name.
+        await released(USERS.carol, ["email", "name"], { app: "b" });
+      });
+
+      it("honest: withdrawing keeps the directed id and the claims kept, at the release's version; the wallet gets the history entry", async function () {
+        const { request, uid } = await releaseAtUser(USERS.carol, "app-b");
+        const res = await token.changeRelease({ ...request, keepClaims: ["name"] });
+        const before = record("release", request.release.record);
+        const after = record("release", res.release!.record);
+        expect(after).to.deep.include({ uid, client_id: "app-b", directed_id: before.directed_id, claims: ["name"], reserved: true });
+        expect(grantOf(res.release!.grant)).to.include({ op: "update", kind: "release", hash: releaseHash(lookupKey, uid, "app-b"), version: 1 });
+        expect(record("wallet", res.wallet!.record).history!.at(-1)).to.deep.equal({ kind: "release", at: Math.floor(clock.now().getTime() / 1000), iss: upstream.devOp.issuer, client_id: "app-b" });
+        expect(res.releaseDelete).to.equal(undefined);
+      });
+
+      it("honest: forgetting deletes the release and makes its directed id's reservation a tombstone that names no one", async function () {
+        const { request, uid } = await releaseAtUser(USERS.carol, "app-b");
+        const res = await token.changeRelease({ ...request, forget: true });
+        const directedId = record("release", request.release.record).directed_id;
+        expect(grantOf(res.releaseDelete)).to.include({ op: "delete", kind: "release", hash: releaseHash(lookupKey, uid, "app-b") });
+        const at = reservationHash(lookupKey, "app-b", directedId);
+        expect(grantOf(res.reservationRead)).to.include({ op: "read", kind: "reservation", hash: at });
+        expect(record("reservation", res.tombstoneUpdate!.record)).to.deep.include({ client_id: "app-b", directed_id: directedId }).and.not.have.property("uid");
+        expect(res.tombstoneCreate!.record).to.equal(res.tombstoneUpdate!.record);
+        expect(res.release).to.equal(undefined);
+      });
+
+      it("refuses keeping a claim the release does not list, keeping them all, a release read by another session, and a session of another purpose", async function () {
+        const { request, account } = await releaseAtUser(USERS.carol, "app-b");
+        expect(await refusal(token.changeRelease({ ...request, keepClaims: ["email", "picture"] }))).to.deep.equal({
+          code: Code.PermissionDenied, message: "keep_claims names a claim the app's release does not list",
+        });
+        expect(await refusal(token.changeRelease({ ...request, keepClaims: ["email", "name"] }))).to.deep.equal({
+          code: Code.InvalidArgument, message: "keep_claims must withdraw at least one of the release's claims (or forget)",
+        });
+        const other = await releaseAtUser(USERS.carol, "app-b");
+        expect(await refusal(token.changeRelease({ ...request, release: other.request.release, keepClaims: ["name"] }))).to.deep.equal({
+          code: Code.PermissionDenied, message: "the release receipt does not show this release record stored for this session",
+        });
+        expect(await refusal(token.changeRelease({ ...request, sessionToken: account.authorized.sessionToken, keepClaims: ["name"] }))).to.deep.equal({
+          code: Code.FailedPrecondition, message: "this step is a release session's, and this is an account session",
+        });
+      });
+
+      it("a release change names a registered app, and only a release change names one", async function () {
+        const account = await accountUser(USERS.carol);
+        const begin = (kind: TransactionKind, clientId: string) => token.beginTransaction({ accountSessionToken: account.authorized.sessionToken, kind, providerId: "dev", clientId });
+        expect((await refusal(begin(TransactionKind.RELEASE, "app-unknown"))).code).to.equal(Code.PermissionDenied);
+        expect(await refusal(begin(TransactionKind.DELETE, "app-b"))).to.deep.equal({ code: Code.InvalidArgument, message: "client_id is for a release change only" });
+        expect(session((await begin(TransactionKind.RELEASE, "app-b")).sessionToken)).to.include({ purpose: "release", client_id: "app-b" });
       });
     });
 

@@ -41,6 +41,7 @@ import {
   checkStored,
   checkSubject,
   checkTransactionUser,
+  checkReleaseTarget,
   checkUnlinkTarget,
   transactionPurpose,
   checkWallet,
@@ -152,7 +153,8 @@ export function tokenRoutes(deps: TokenServiceDeps) {
         const account = await sessions.readOf(req.accountSessionToken, "user", "account");
         const purpose = transactionPurpose(req.kind);
         const unlink = checkUnlinkTarget(purpose, req.unlink);
-        return startFresh(purpose, req.providerId, { uid: account.uid, ...(unlink ? { unlink } : {}) });
+        const app = checkReleaseTarget(purpose, clients, req.clientId);
+        return startFresh(purpose, req.providerId, { uid: account.uid, ...(unlink ? { unlink } : {}), ...(app ? { client_id: app } : {}) });
       },
 
       /** Step 3: Token's own verification of the OP ID Token, then a read of the subject (every purpose's). */
@@ -343,6 +345,9 @@ export function tokenRoutes(deps: TokenServiceDeps) {
 
       /** Claims taken from one of the wallet's accounts (wallet-updates.ts). */
       updateClaims: (req) => updates.updateClaims(req),
+
+      /** Claims withdrawn from an app's release, or the user forgotten there (wallet-updates.ts). */
+      changeRelease: (req) => updates.changeRelease(req),
 
       /** A delete's commit point: the wallet's deletion record (delete.ts). */
       authorizeDelete: (req) => deletes.authorizeDelete(req),

@@ -18,7 +18,8 @@ import { denied, invalidArgument } from "../../protocol/errors.js";
 import { takeClaims } from "../../protocol/claims.js";
 import type { Grants } from "./grants.js";
 import type { Sessions } from "./session.js";
-import { type StorageWord, checkAbsence, checkReceiptOf, checkWallet } from "./checks.js";
+import { type StorageWord, checkAbsence, checkReceiptOf, checkRelease, checkWallet } from "./checks.js";
+import type { ReadRecord } from "../../gen/hello/token/v1/token_service_pb.js";
 import type { Lookup } from "./delete.js";
 
 export interface WalletUpdateDeps {
@@ -95,6 +96,47 @@ export function walletUpdates(deps: WalletUpdateDeps) {
         history: [...(wallet.history ?? []), entry],
       };
       return { wallet: (await grants.update("wallet", walletHash, updated, { version: read.version })).write };
+    },
+
+    /**
+     * A release change: claims withdrawn from the release at the session's app (the same
+     * directed id), or, forgetting, the release deleted and its directed id's reservation
+     * made a tombstone. The wallet gets the history entry.
+     */
+    async changeRelease(req: { sessionToken: string; walletRecord: string; walletReceipt: string; release?: ReadRecord | undefined; keepClaims: readonly string[]; forget: boolean }) {
+      const session = await sessions.readOf(req.sessionToken, "user", "release");
+      const clientId = session.client_id;
+      if (clientId === undefined) throw denied("the release session names no app");
+      if (!req.release) throw invalidArgument("release is required: the release at the app, as this session read it");
+      const wallet = await grants.record("wallet", req.walletRecord);
+      const walletHash = lookup.wallet(session.uid);
+      const walletRead = await checkReceiptOf(storage, "wallet", req.walletRecord, req.walletReceipt, walletHash, { read: session.wallet_read });
+      checkWallet(wallet, session);
+      const releaseHash = lookup.release(session.uid, clientId);
+      const release = await grants.record("release", req.release.record);
+      const releaseRead = await checkReceiptOf(storage, "release", req.release.record, req.release.receipt, releaseHash, { read: session.release_reads?.[clientId] });
+      checkRelease(release, { uid: session.uid, client_id: clientId });
+
+      const entry: HistoryEntry = { kind: "release", at: Math.floor(deps.now().getTime() / 1000), iss: session.provider_iss, client_id: clientId };
+      const { iss: _iss, aud: _aud, iat: _iat, ...stored } = wallet as RecordClaims["wallet"] & { iss?: unknown; aud?: unknown; iat?: unknown };
+      const walletWrite = (await grants.update("wallet", walletHash, { ...stored, history: [...(wallet.history ?? []), entry] }, { version: walletRead.version })).write;
+      if (req.forget) {
+        const key = lookup.reservation(clientId, release.directed_id);
+        const tombstone = await grants.update("reservation", key, { client_id: clientId, directed_id: release.directed_id });
+        return {
+          wallet: walletWrite,
+          releaseDelete: await grants.remove("release", releaseHash),
+          reservationRead: (await grants.read("reservation", key)).grant,
+          tombstoneUpdate: tombstone.write,
+          tombstoneCreate: await grants.createOf("reservation", key, { record: tombstone.write.record, digest: tombstone.digest }),
+        };
+      }
+      const keep = [...new Set(req.keepClaims)];
+      if (keep.some((name) => !release.claims.includes(name))) throw denied("keep_claims names a claim the app's release does not list");
+      if (keep.length === release.claims.length) throw invalidArgument("keep_claims must withdraw at least one of the release's claims (or forget)");
+      const { iss: _ri, aud: _ra, iat: _rt, ...releaseClaims } = release as RecordClaims["release"] & { iss?: unknown; aud?: unknown; iat?: unknown };
+      const releaseWrite = await grants.update("release", releaseHash, { ...releaseClaims, claims: release.claims.filter((name) => keep.includes(name)) }, { version: releaseRead.version });
+      return { wallet: walletWrite, release: releaseWrite.write };
     },
   };
 }

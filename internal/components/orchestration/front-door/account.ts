@@ -8,15 +8,15 @@
 
 import { decodeJwt } from "jose";
 import { TransactionKind } from "../../../gen/hello/token/v1/token_service_pb.js";
-import { AlreadyLinked, type ClaimsState, LoginRequired, NotLinked, UnlinkRefused, type UpstreamResult, WalletChanged, WalletDeleted } from "../login-driver.js";
+import { AlreadyLinked, type ClaimsState, LoginRequired, NoRelease, NotLinked, UnlinkRefused, type UpstreamResult, WalletChanged, WalletDeleted } from "../login-driver.js";
 import type { UpstreamProvider } from "../../../config/component-config.js";
 import { chooserPage } from "../pages/chooser.js";
-import { accountPage, claimsPage, detailsTakenPage, linkedPage, noWalletPage, unlinkedPage, walletDeletedPage } from "../pages/account.js";
+import { accountPage, claimsPage, detailsTakenPage, linkedPage, noWalletPage, releaseChangedPage, unlinkedPage, walletDeletedPage } from "../pages/account.js";
 import { pageCsp } from "../pages/layout.js";
 import type { DoorContext, Exchange } from "./context.js";
 import {
-  ACCOUNT_FLOW, ACCOUNT_SESSION, type AccountFlow, type AccountSession, CLAIMS_CHOICE, CLAIMS_FLOW, DELETE_FLOW, type DeleteFlow, FLOW_TTL, LINK_FLOW, UNLINK_FLOW,
-  type UnlinkFlow, goToProvider,
+  ACCOUNT_FLOW, ACCOUNT_SESSION, type AccountFlow, type AccountSession, CLAIMS_CHOICE, CLAIMS_FLOW, DELETE_FLOW, type DeleteFlow, FLOW_TTL, LINK_FLOW, RELEASE_FLOW,
+  type ReleaseFlow, UNLINK_FLOW, type UnlinkFlow, goToProvider,
 } from "./flows.js";
 import { form } from "./http-input.js";
 import { WALLET_CLAIMS } from "../../../protocol/claims.js";
@@ -57,7 +57,7 @@ export async function accountAnswer(door: DoorContext, res: Exchange["res"], flo
   if (!view) return sendHtml(res, 200, noWalletPage(provider.name));
   const nameOf = (iss: string) => door.providers.find((p) => p.issuer === iss)?.name ?? iss;
   // The page's actions begin from the account session, sealed in its forms, for no longer than Token's session lives.
-  const account: AccountSession = { session: view.sessionToken, uid: view.uid, subjects: view.wallet.subjects };
+  const account: AccountSession = { session: view.sessionToken, uid: view.uid, subjects: view.wallet.subjects, provider: provider.id };
   const sealed = door.sealer.seal(ACCOUNT_SESSION, account, Math.min(FLOW_TTL, secondsLeft(view.sessionToken)));
   const linked = door.providers.filter((p) => view.wallet.subjects.some((s) => s.iss === p.issuer));
   sendHtml(res, 200, accountPage({
@@ -65,8 +65,9 @@ export async function accountAnswer(door: DoorContext, res: Exchange["res"], flo
     providers: view.wallet.subjects.map((s) => nameOf(s.iss)),
     claims: Object.entries(view.wallet.claims).map(([name, value]) => ({ name, value, ...(view.wallet.sources?.[name] ? { from: nameOf(view.wallet.sources[name]!) } : {}) })),
     details: { action: "/account/claims", hidden: { account: sealed }, providers: linked.map((p) => ({ id: p.id, name: p.name })) },
-    apps: view.releases.map((r) => ({ name: door.clients.get(r.clientId)?.client_name ?? r.clientId, claims: [...r.claims] })),
-    history: (view.wallet.history ?? []).map((h) => ({ kind: h.kind, at: new Date(h.at * 1000), provider: nameOf(h.iss) })),
+    apps: view.releases.map((r) => ({ name: appName(door, r.clientId), claims: [...r.claims], clientId: r.clientId })),
+    changeRelease: { action: "/account/release", hidden: { account: sealed }, provider: provider.name },
+    history: (view.wallet.history ?? []).map((h) => ({ kind: h.kind, at: new Date(h.at * 1000), provider: nameOf(h.iss), ...(h.client_id ? { app: appName(door, h.client_id) } : {}) })),
     link: { action: "/account/link", hidden: { account: sealed }, providers: door.providers.map((p) => ({ id: p.id, name: p.name })) },
     ...(view.wallet.subjects.length > 1 ? { unlink: { action: "/account/unlink", hidden: { account: sealed }, accounts: unlinkable(door, view.wallet.subjects) } } : {}),
     remove: { action: "/account/delete", hidden: { account: sealed }, providers: linked.map((p) => ({ id: p.id, name: p.name })) },
@@ -74,6 +75,41 @@ export async function accountAnswer(door: DoorContext, res: Exchange["res"], flo
 }
 
 const AGAIN = "Go back to the account page and sign in again.";
+
+/** An app as the pages name it: its registered name, or its client_id. */
+function appName(door: DoorContext, clientId: string): string {
+  return door.clients.get(clientId)?.client_name ?? clientId;
+}
+
+/** POST /account/release: a release change at Token (claims withdrawn, or the user forgotten), confirmed at the provider the page was signed in with. */
+export async function accountRelease(door: DoorContext, { req, res }: Exchange) {
+  const body = await form(req);
+  const account = accountSession(door, body);
+  if (!account) return sendError(res, 400, "This page has expired", "The account page was open too long, so nothing was changed.", AGAIN);
+  const clientId = body.get("client") ?? "";
+  const provider = door.rp.provider(account.provider ?? "");
+  const change = body.get("change");
+  if (!door.clients.has(clientId) || !provider || (change !== "withdraw" && change !== "forget")) {
+    return sendError(res, 400, "Unknown app", "Choose one of the apps listed.", AGAIN);
+  }
+  const started = Date.now();
+  const session = await door.driver.beginTransaction(account.session, TransactionKind.RELEASE, provider.id, undefined, clientId);
+  const flow = { uid: account.uid, client_id: clientId, ...(change === "withdraw" ? { keep: body.getAll("keep") } : {}) };
+  await goToProvider(door, res, provider, started, session, { prompt: "login", max_age: "0" }, RELEASE_FLOW, flow);
+}
+
+/** The provider's answer to a release change's confirming sign-in: the change made, or why not. */
+export async function releaseAnswer(door: DoorContext, res: Exchange["res"], flow: ReleaseFlow, provider: UpstreamProvider, upstream: UpstreamResult) {
+  const app = appName(door, flow.client_id);
+  try {
+    await door.driver.changeRelease(flow.session, flow.started, upstream, flow.uid, flow.client_id, flow.keep ? { keep: flow.keep } : { forget: true });
+  } catch (error) {
+    if (error instanceof NoRelease) return sendError(res, 409, "Nothing was changed", `${app} receives nothing from your wallet.`, AGAIN);
+    if (refused(res, error, provider, { nothing: "Nothing was changed", needs: "what an app receives changes", during: `changing what ${app} receives` })) return;
+    throw error;
+  }
+  sendHtml(res, 200, releaseChangedPage(app, !flow.keep));
+}
 
 /**
  * Each account of the wallet, as the unlink form names it ("your Dev OP account", and

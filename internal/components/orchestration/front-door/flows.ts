@@ -30,6 +30,7 @@ export const DELETE_FLOW = "delete-upstream";
 export const LINK_FLOW = "link-upstream";
 export const UNLINK_FLOW = "unlink-upstream";
 export const CLAIMS_FLOW = "claims-upstream";
+export const RELEASE_FLOW = "release-upstream";
 /** The sealing purpose of the claims page's form: the claims update waiting for the user's choice. */
 export const CLAIMS_CHOICE = "claims-choice";
 /** The sealing purpose of the account page's forms: the account session its actions begin from. */
@@ -56,6 +57,15 @@ export interface AccountSession {
   uid: string;
   /** The wallet's accounts as the page showed them, which an unlink names by position. */
   subjects?: Array<{ iss: string; sub: string }>;
+  /** The provider the page was signed in with: a release change is confirmed there. */
+  provider?: string;
+}
+
+/** Sealed as RELEASE_FLOW in a cookie: a release change's confirming sign-in, gone to the provider. */
+export interface ReleaseFlow extends DeleteFlow {
+  client_id: string;
+  /** Absent: forget the user at the app. */
+  keep?: string[];
 }
 
 /** Sealed as UNLINK_FLOW in a cookie: an unlink's confirming sign-in, gone to the provider. */

@@ -4,7 +4,7 @@
 // (docs/bad-input.md).
 
 import type { UpstreamProvider } from "../../../config/component-config.js";
-import { accountClaims, accountDelete, accountGet, accountLink, accountProvider, accountUnlink, claimsUpdate } from "./account.js";
+import { accountClaims, accountDelete, accountGet, accountLink, accountProvider, accountRelease, accountUnlink, claimsUpdate } from "./account.js";
 import { authorizeGet, authorizePost, chosenProvider } from "./authorize.js";
 import { consent } from "./consent.js";
 import type { Handler } from "./context.js";
@@ -49,6 +49,7 @@ export const ROUTES: readonly Route[] = [
   { path: "/account/provider", methods: { POST: accountProvider }, loginStep: true },
   { path: "/account/claims", methods: { POST: accountClaims }, loginStep: true },
   { path: "/account/claims/update", methods: { POST: claimsUpdate }, loginStep: true },
+  { path: "/account/release", methods: { POST: accountRelease }, loginStep: true },
   { path: "/account/link", methods: { POST: accountLink }, loginStep: true },
   { path: "/account/unlink", methods: { POST: accountUnlink }, loginStep: true },
   { path: "/account/delete", methods: { POST: accountDelete }, loginStep: true },

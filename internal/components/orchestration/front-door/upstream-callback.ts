@@ -6,10 +6,10 @@ import { requestedClaims } from "../../../protocol/claims.js";
 import type { AuthorizationRequest } from "./authorization-request.js";
 import { issueCode, showConsent } from "./consent.js";
 import type { DoorContext, Exchange } from "./context.js";
-import { ACCOUNT_FLOW, type AccountFlow, CLAIMS_FLOW, DELETE_FLOW, type DeleteFlow, LINK_FLOW, LOGIN_FLOW, UNLINK_FLOW, type UnlinkFlow, type ProviderLeg, type UpstreamFlow, appRequestOf, flowCookie } from "./flows.js";
+import { ACCOUNT_FLOW, type AccountFlow, CLAIMS_FLOW, DELETE_FLOW, RELEASE_FLOW, type ReleaseFlow, type DeleteFlow, LINK_FLOW, LOGIN_FLOW, UNLINK_FLOW, type UnlinkFlow, type ProviderLeg, type UpstreamFlow, appRequestOf, flowCookie } from "./flows.js";
 import { cookies } from "./http-input.js";
 import { sendError } from "./responses.js";
-import { accountAnswer, claimsAnswer, deleteAnswer, linkAnswer, unlinkAnswer } from "./account.js";
+import { accountAnswer, claimsAnswer, deleteAnswer, linkAnswer, releaseAnswer, unlinkAnswer } from "./account.js";
 import type { UpstreamProvider } from "../../../config/component-config.js";
 
 /** What a provider may say with prompt=none that goes to the app as is; any other error is access_denied. */
@@ -25,10 +25,11 @@ export async function upstreamCallback(door: DoorContext, { req, res, url, provi
   const linking = account || deleting ? undefined : door.sealer.open<DeleteFlow>(LINK_FLOW, sealed);
   const unlinking = account || deleting || linking ? undefined : door.sealer.open<UnlinkFlow>(UNLINK_FLOW, sealed);
   const claiming = account || deleting || linking || unlinking ? undefined : door.sealer.open<DeleteFlow>(CLAIMS_FLOW, sealed);
-  const accountLeg = account ?? deleting ?? linking ?? unlinking ?? claiming;
+  const releasing = account || deleting || linking || unlinking || claiming ? undefined : door.sealer.open<ReleaseFlow>(RELEASE_FLOW, sealed);
+  const accountLeg = account ?? deleting ?? linking ?? unlinking ?? claiming ?? releasing;
   if (accountLeg) {
     const retry = "Go back to the account page and sign in again.";
-    const nothingDone = deleting ? ", so nothing was deleted" : linking ? ", so nothing was linked" : unlinking ? ", so nothing was unlinked" : claiming ? ", so nothing was changed" : "";
+    const nothingDone = deleting ? ", so nothing was deleted" : linking ? ", so nothing was linked" : unlinking ? ", so nothing was unlinked" : claiming || releasing ? ", so nothing was changed" : "";
     const upstream = await redeemAnswer(door, res, url, provider, accountLeg, retry, () =>
       sendError(res, 400, "Sign-in failed", `The sign-in at ${provider.name} did not complete${nothingDone}.`, retry));
     if (!upstream) return;
@@ -36,6 +37,7 @@ export async function upstreamCallback(door: DoorContext, { req, res, url, provi
     if (linking) return linkAnswer(door, res, linking, provider, upstream);
     if (unlinking) return unlinkAnswer(door, res, unlinking, provider, upstream);
     if (claiming) return claimsAnswer(door, res, claiming, provider, upstream);
+    if (releasing) return releaseAnswer(door, res, releasing, provider, upstream);
     return accountAnswer(door, res, account!, provider, upstream);
   }
   // redeemAnswer reaches onError, or returns an answer, only for a flow it found.

@@ -13,9 +13,11 @@ export interface AccountPageInput {
   providers: string[];
   claims: Array<{ name: string; value: string | boolean; from?: string }>;
   /** The apps the user released to, by name, and the claims each receives. */
-  apps: Array<{ name: string; claims: string[] }>;
+  apps: Array<{ name: string; claims: string[]; clientId?: string }>;
+  /** The form that changes what an app receives, confirmed at `provider` (the one the page was signed in with). */
+  changeRelease?: { action: string; hidden: Record<string, string>; provider: string };
   /** The transactions done on the wallet, oldest first: which, when, and the provider each concerned. */
-  history: Array<{ kind: "link" | "unlink" | "claims"; at: Date; provider: string }>;
+  history: Array<{ kind: "link" | "unlink" | "claims" | "release"; at: Date; provider: string; app?: string }>;
   /** The claims form: each account's provider to take details from. */
   details?: TransactionForm;
   /** The unlink form, when the wallet has more than one account: each account, and the providers of the others to confirm with. */
@@ -38,7 +40,7 @@ function when(at: Date): string {
 }
 
 /** The wallet: the providers linked to it, the claims it holds, and what each app receives. */
-export function accountPage({ signedInWith, providers, claims, apps, history, details, link, unlink, remove }: AccountPageInput): string {
+export function accountPage({ signedInWith, providers, claims, apps, changeRelease, history, details, link, unlink, remove }: AccountPageInput): string {
   const value = (v: string | boolean): SafeHtml | string => (typeof v === "boolean" ? (v ? "yes" : "no") : v);
   return page({
     title: "Your wallet",
@@ -65,8 +67,18 @@ ${details.providers.map((p) => html`<button type="submit" name="provider" value=
 ${apps.length === 0
   ? html`<p>You have not signed in to an app yet.</p>`
   : html`<ul>
-${apps.map((app) => html`<li><strong>${app.name}</strong>: ${app.claims.length === 0 ? "signs you in, and receives nothing else" : html`receives ${app.claims.map((c, i) => html`${i === 0 ? "" : ", "}${claimLabel(c)}`)}`}</li>
-`)}</ul>`}
+${apps.map((app, a) => html`<li><strong>${app.name}</strong>: ${app.claims.length === 0 ? "signs you in, and receives nothing else" : html`receives ${app.claims.map((c, i) => html`${i === 0 ? "" : ", "}${claimLabel(c)}`)}`}
+${changeRelease && app.clientId ? html`<form method="post" action="${changeRelease.action}">
+${hiddenInputs({ ...changeRelease.hidden, client: app.clientId })}
+${app.claims.length > 0 ? html`<fieldset>
+<legend>Keep sharing with ${app.name}</legend>
+${app.claims.map((c, i) => html`<div class="claim"><input type="checkbox" id="keep-${a}-${i}" name="keep" value="${c}" checked><label for="keep-${a}-${i}">${claimLabel(c)}</label></div>
+`)}</fieldset>
+<div class="actions"><button type="submit" name="change" value="withdraw">Stop sharing the unchecked details, confirming with ${changeRelease.provider}</button></div>` : ""}
+<div class="actions"><button class="danger" type="submit" name="change" value="forget">Forget me at ${app.name}, confirming with ${changeRelease.provider}</button></div>
+</form>` : ""}</li>
+`)}</ul>
+<p class="muted">An app forgetting you asks for your consent at your next sign-in there, and sees a new user: it cannot tie that sign-in to the ones before.</p>`}
 <h2>Link another account</h2>
 <p>Sign in with another account, at any of these providers, to sign in to your wallet with it too. The provider asks you to sign in again.</p>
 <form method="post" action="${link.action}">
@@ -87,7 +99,9 @@ ${unlink.accounts.flatMap((a) => a.confirmWith.map((p) => html`<button type="sub
 ${history.length === 0
   ? html`<p>Nothing yet: no account was linked or unlinked, and no details taken, since your wallet was made.</p>`
   : html`<ul>
-${history.map((h) => html`<li>${when(h.at)}: ${h.kind === "link" ? "linked an account at" : h.kind === "unlink" ? "unlinked an account at" : "took details from your account at"} ${h.provider}</li>
+${history.map((h) => html`<li>${when(h.at)}: ${h.kind === "release"
+  ? html`changed what ${h.app ?? "an app"} receives, confirmed at ${h.provider}`
+  : html`${h.kind === "link" ? "linked an account at" : h.kind === "unlink" ? "unlinked an account at" : "took details from your account at"} ${h.provider}`}</li>
 `)}</ul>`}
 <h2>Delete your wallet</h2>
 <p>Deleting your wallet removes the providers linked to it, the details it holds and what each app receives, for good. Apps keep what they received before; ask them to delete it. If you sign in with hello-mesh again, you start a new wallet, and apps see you as a new user.</p>
@@ -179,6 +193,18 @@ export function detailsTakenPage(provider: string): string {
     title: "Details taken",
     body: html`<h1>Details taken</h1>
 <p>Your wallet now holds the details you chose from your ${provider} account. Apps see them the next time you sign in to them.</p>
+<p><a href="/account">Back to your account page</a> (you sign in again to see it).</p>`,
+  });
+}
+
+/** The end of a release change. */
+export function releaseChangedPage(app: string, forgot: boolean): string {
+  return page({
+    title: forgot ? `${app} forgot you` : `${app} receives less`,
+    body: html`<h1>${forgot ? `${app} forgot you` : `${app} receives less`}</h1>
+<p>${forgot
+  ? html`hello-mesh no longer tells ${app} anything about you. If you sign in to it again, it asks for your consent and sees a new user.`
+  : html`${app} no longer receives the details you unchecked, from its next sign-in on. What it received before, it keeps: ask it to delete that.`}</p>
 <p><a href="/account">Back to your account page</a> (you sign in again to see it).</p>`,
   });
 }

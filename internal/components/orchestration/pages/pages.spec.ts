@@ -6,7 +6,7 @@ import { chooserPage } from "./chooser.js";
 import { breakable, consentPage } from "./consent.js";
 import { errorPage } from "./error.js";
 import { homePage } from "./home.js";
-import { accountPage, claimsPage, detailsTakenPage, linkedPage, noWalletPage, unlinkedPage, walletDeletedPage } from "./account.js";
+import { accountPage, claimsPage, detailsTakenPage, linkedPage, noWalletPage, releaseChangedPage, unlinkedPage, walletDeletedPage } from "./account.js";
 import { CLAIM_LABELS, claimLabel } from "./claim-labels.js";
 
 const HOSTILE = `<script>alert(1)</script>"'&`;
@@ -77,6 +77,13 @@ describe("Front door pages (docs/design.md §6)", function () {
       "unlinked (provider)": unlinkedPage(HOSTILE),
       "claims (provider, values, action, hidden field)": claimsPage({ provider: HOSTILE, claims: [{ name: "name", now: HOSTILE, offered: HOSTILE }], action: HOSTILE, hidden: { [HOSTILE]: HOSTILE } }),
       "details taken (provider)": detailsTakenPage(HOSTILE),
+      "release changed (app)": releaseChangedPage(HOSTILE, false),
+      "app forgot you (app)": releaseChangedPage(HOSTILE, true),
+      "account (the release form's app, claim, provider; history's app)": accountPage({
+        signedInWith: "p", providers: [], claims: [], ...ACTIONS, apps: [{ name: HOSTILE, claims: [HOSTILE], clientId: HOSTILE }],
+        changeRelease: { action: HOSTILE, hidden: { [HOSTILE]: HOSTILE }, provider: HOSTILE },
+        history: [{ kind: "release", at: new Date(0), provider: HOSTILE, app: HOSTILE }],
+      }),
       "account (a claim's source, the details form)": accountPage({
         signedInWith: "p", providers: [], claims: [{ name: "name", value: "v", from: HOSTILE }], apps: [], ...ACTIONS,
         details: { action: HOSTILE, hidden: { [HOSTILE]: HOSTILE }, providers: [{ id: HOSTILE, name: HOSTILE }] },
@@ -174,6 +181,14 @@ describe("Front door pages (docs/design.md §6)", function () {
       claims: claimsPage({ provider: "Other OP", claims: [{ name: "name", now: "Alice", offered: "Alice Example" }, { name: "email", offered: "a@example.com" }], action: "/account/claims/update", hidden: { claims_update: "sealed" } }),
       "claims with nothing offered": claimsPage({ provider: "Other OP", claims: [], action: "/account/claims/update", hidden: {} }),
       "details taken": detailsTakenPage("Other OP"),
+      "release changed": releaseChangedPage("Demo App", false),
+      "app forgot you": releaseChangedPage("Demo App", true),
+      "account with release forms": accountPage({
+        signedInWith: "Dev OP", providers: ["Dev OP"], claims: [], ...ACTIONS,
+        apps: [{ name: "Demo App", claims: ["email", "name"], clientId: "demo-app" }, { name: "Quiet App", claims: [], clientId: "quiet" }],
+        changeRelease: { action: "/account/release", hidden: { account: "sealed" }, provider: "Dev OP" },
+        history: [{ kind: "release", at: new Date(0), provider: "Dev OP", app: "Demo App" }],
+      }),
       "account with two accounts": accountPage({
         signedInWith: "Dev OP", providers: ["Dev OP", "Other OP"], claims: [], apps: [], ...ACTIONS,
         unlink: { action: "/account/unlink", hidden: { account: "sealed" }, accounts: [
