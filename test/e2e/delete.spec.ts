@@ -210,4 +210,25 @@ describe("deleting a wallet, through the four processes (docs/transactions.md)",
       expect(atB.newUser).to.equal(false);
     });
   });
+
+  it("an app that forgets the user: its release is gone, its directed id a tombstone, and its next login asks again and sees a new user (other apps unchanged)", async function () {
+    const atA = await mesh.login(USERS.bob, "a");
+    const atB = await mesh.login(USERS.bob, "b");
+    const view = (await openAccount(USERS.bob))!;
+    const k = mesh.lookupKey;
+    const before = await rows();
+    const reservation = reservationHash(k, APPS.a!.client_id, String(atA.claims.sub));
+    expect(before.get(reservation)).to.deep.equal({ kind: "reservation", version: 1 });
+    const began = Date.now();
+    const tx = await driver.beginTransaction(view.sessionToken, TransactionKind.RELEASE, "dev", undefined, APPS.a!.client_id);
+    await driver.changeRelease(tx.sessionToken, began, await mesh.upstreamLogin(USERS.bob, tx.upstreamNonce, FORCED), view.uid, APPS.a!.client_id, { forget: true });
+    const after = await rows();
+    expect(after.has(releaseHash(k, view.uid, APPS.a!.client_id)), "app a's release").to.equal(false);
+    expect(after.get(reservation), "its directed id, a tombstone").to.deep.equal({ kind: "reservation", version: 2 });
+    const again = await login(USERS.bob, "a");
+    expect(again.newUser).to.equal(false);
+    expect(JSON.parse(again.userinfoJson).sub).to.not.equal(atA.claims.sub);
+    expect((await mesh.login(USERS.bob, "b")).claims.sub).to.equal(atB.claims.sub);
+    expect((await openAccount(USERS.bob))!.wallet.history!.map((h) => [h.kind, h.client_id])).to.deep.equal([["release", APPS.a!.client_id]]);
+  });
 });
