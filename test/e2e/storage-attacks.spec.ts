@@ -771,6 +771,28 @@ describe("what Storage and its database can learn or do (docs/design.md §5), on
   });
   // --- last: a delete, then the dump again ------------------------------------------------
 
+  describe("after the wallet's transactions (issue 13): the dump still reveals nothing", function () {
+    it("bob takes his details again and has app b forget him: his wallet now holds a history and the claims' sources (the issuer among them), and no value is found", async function () {
+      const began = Date.now();
+      const account = await mesh.driver.startAccount("dev");
+      const view = (await mesh.driver.openAccount(account.sessionToken, began, await mesh.upstreamLogin(USERS.bob, account.upstreamNonce, { prompt: "login" })))!;
+      const claimsBegan = Date.now();
+      const claims = await mesh.driver.beginTransaction(view.sessionToken, TransactionKind.CLAIMS, "dev");
+      const opened = await mesh.driver.openClaims(claims.sessionToken, claimsBegan, await mesh.upstreamLogin(USERS.bob, claims.upstreamNonce, { prompt: "login" }), view.uid);
+      await mesh.driver.updateClaims(opened.state, ["email", "name"]);
+      const releaseBegan = Date.now();
+      const change = await mesh.driver.beginTransaction(view.sessionToken, TransactionKind.RELEASE, "dev", undefined, APPS.b.client_id);
+      await mesh.driver.changeRelease(change.sessionToken, releaseBegan, await mesh.upstreamLogin(USERS.bob, change.upstreamNonce, { prompt: "login" }), view.uid, APPS.b.client_id, { forget: true });
+      // Honest twin: the wallet does hold them now.
+      const again = await mesh.driver.startAccount("dev");
+      const reopened = (await mesh.driver.openAccount(again.sessionToken, Date.now(), await mesh.upstreamLogin(USERS.bob, again.upstreamNonce, { prompt: "login" })))!;
+      expect(reopened.wallet.sources).to.include({ email: mesh.devOp.issuer, name: mesh.devOp.issuer });
+      expect(reopened.wallet.history!.map((h) => h.kind)).to.deep.equal(["claims", "release"]);
+      const { haystack } = await dumpEverything();
+      expect(foundIn(haystack), "values found in the dump").to.deep.equal([]);
+    });
+  });
+
   describe("after a delete (issue 13): no record of the wallet is left but its anonymous tombstones, and the dump still reveals nothing", function () {
     it("alice deletes her wallet: her subject, wallet and releases are gone (counted by hash), her reservations stay as tombstones, bob's rows are untouched, and no value is found", async function () {
       const before = await db.query<{ hash: string; version: string }>("SELECT hash, version FROM records");
