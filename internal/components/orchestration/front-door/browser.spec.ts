@@ -226,7 +226,7 @@ describe("a person links a second provider's account with a real browser (docs/t
     await page.getByRole("button", { name: "Continue with Dev OP" }).click();
     await signInAt(page, mesh.devOp);
     expect(await page.getByRole("heading", { level: 1 }).textContent()).to.equal("Your wallet");
-    expect(await page.textContent("body")).to.include("no account was linked or unlinked since your wallet was made");
+    expect(await page.textContent("body")).to.include("no transaction changed your wallet since it was made");
     await page.getByRole("button", { name: "Link an account at Other OP" }).focus();
     await page.keyboard.press("Enter");
     await signInAt(page, mesh.otherOp!);

@@ -97,7 +97,7 @@ ${unlink.accounts.flatMap((a) => a.confirmWith.map((p) => html`<button type="sub
 </form>` : ""}
 <h2>What was done to your wallet</h2>
 ${history.length === 0
-  ? html`<p>Nothing yet: no account was linked or unlinked, and no details taken, since your wallet was made.</p>`
+  ? html`<p>Nothing yet: no transaction changed your wallet since it was made.</p>`
   : html`<ul>
 ${history.map((h) => html`<li>${when(h.at)}: ${h.kind === "release"
   ? html`changed what ${h.app ?? "an app"} receives, confirmed at ${h.provider}`
