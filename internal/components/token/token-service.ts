@@ -15,7 +15,7 @@ import { ownKeys } from "./own-keys.js";
 import { type Purpose, type Session, type SessionClaims, sessions as sessionTokens } from "./session.js";
 import { grants as accessGrants } from "./grants.js";
 import { deleteHandlers } from "./delete.js";
-import { walletUpdates } from "./wallet-updates.js";
+import { recordBody, walletUpdates } from "./wallet-updates.js";
 import { type AppAnswer, signIdToken, signKeySet, signUserinfo, userinfoClaims } from "./app-tokens.js";
 import {
   type StorageWord,
@@ -296,8 +296,7 @@ export function tokenRoutes(deps: TokenServiceDeps) {
           reserved: true,
         }, ejti);
         // The wallet unchanged, rewritten at the version read: the release lands with it or not at all (WriteRecords).
-        const { iss: _iss, aud: _aud, iat: _iat, ...unchanged } = wallet as typeof wallet & { iss?: unknown; aud?: unknown; iat?: unknown };
-        const rewrite = stored.version === undefined ? undefined : await grants.update("wallet", walletHash, unchanged, { version: stored.version });
+        const rewrite = stored.version === undefined ? undefined : await grants.update("wallet", walletHash, recordBody(wallet), { version: stored.version });
         const sessionToken = await sessions.advance(session, "user", {
           wallet_digest: stored.digest,
           ...(stored.version === undefined ? {} : { wallet_version: stored.version }),

@@ -1,5 +1,5 @@
 // Token's side of the transactions that update the wallet (docs/transactions.md): link,
-// unlink and claims. Each mints the wallet as read with its change and a history entry,
+// unlink, claims and release changes. Each mints the wallet as read with its change and a history entry,
 // as an update bound to the version read, for Orchestration to write (with the Subject
 // Record's create or delete, in one WriteRecords).
 //
@@ -30,24 +30,42 @@ export interface WalletUpdateDeps {
   readonly now: () => Date;
 }
 
+/** A record's own claims, without those of the JWS it came in (iss, aud, iat), to be signed again changed. */
+export function recordBody<T extends object>(record: T): Omit<T, "iss" | "aud" | "iat"> {
+  const { iss: _iss, aud: _aud, iat: _iat, ...body } = record as T & { iss?: unknown; aud?: unknown; iat?: unknown };
+  return body;
+}
+
 export function walletUpdates(deps: WalletUpdateDeps) {
   const { sessions, grants, storage, lookup } = deps;
+
+  /** The session's user's wallet as this session read it (`read`: the read's grant): its claims, hash and stored version. */
+  async function storedWallet(uid: string, read: string | undefined, record: string, receipt: string) {
+    const wallet = await grants.record("wallet", record);
+    const hash = lookup.wallet(uid);
+    const { version } = await checkReceiptOf(storage, "wallet", record, receipt, hash, { read });
+    checkWallet(wallet, { uid });
+    return { wallet, hash, version };
+  }
+
+  /** `wallet` with `change` made and a history entry of `kind` (now) added, as an update bound to `version`. */
+  function rewrite(wallet: RecordClaims["wallet"], hash: string, version: number, change: Partial<RecordClaims["wallet"]>, entry: Omit<HistoryEntry, "at">) {
+    const at = Math.floor(deps.now().getTime() / 1000);
+    const history = [...(wallet.history ?? []), { ...entry, at } as HistoryEntry];
+    return grants.update("wallet", hash, { ...recordBody(wallet), ...change, history }, { version });
+  }
+
   return {
     async linkSubject(req: { sessionToken: string; errorToken: string; walletRecord: string; walletReceipt: string }) {
       const session = await sessions.readOf(req.sessionToken, "subject", "link");
       const uid = session.uid;
       if (uid === undefined || session.wallet_read === undefined) throw denied("the link session names no user");
       const ejti = await checkAbsence(storage, req.errorToken, "subject", session.subject_hash, session.subject_read);
-      const wallet = await grants.record("wallet", req.walletRecord);
-      const walletHash = lookup.wallet(uid);
-      const read = await checkReceiptOf(storage, "wallet", req.walletRecord, req.walletReceipt, walletHash, { read: session.wallet_read });
-      checkWallet(wallet, { uid });
-
+      const { wallet, hash, version } = await storedWallet(uid, session.wallet_read, req.walletRecord, req.walletReceipt);
       const linked = { iss: session.provider_iss, sub: session.op_sub };
-      const entry: HistoryEntry = { kind: "link", at: Math.floor(deps.now().getTime() / 1000), iss: linked.iss };
-      const { iss: _iss, aud: _aud, iat: _iat, ...stored } = wallet as RecordClaims["wallet"] & { iss?: unknown; aud?: unknown; iat?: unknown };
-      const updated: RecordClaims["wallet"] = { ...stored, subjects: [...wallet.subjects, linked], history: [...(wallet.history ?? []), entry] };
-      const walletWrite = await grants.update("wallet", walletHash, updated, { version: read.version });
+      if (wallet.subjects.some((s) => s.iss === linked.iss && s.sub === linked.sub)) throw denied("the account is listed in this wallet already");
+
+      const walletWrite = await rewrite(wallet, hash, version, { subjects: [...wallet.subjects, linked] }, { kind: "link", iss: linked.iss });
       const subject = await grants.write("subject", session.subject_hash, { op_iss: linked.iss, op_sub: linked.sub, uid }, ejti);
       return { wallet: walletWrite.write, subject: subject.write };
     },
@@ -57,10 +75,7 @@ export function walletUpdates(deps: WalletUpdateDeps) {
       const session = await sessions.readOf(req.sessionToken, "user", "unlink");
       const target = session.unlink;
       if (target === undefined) throw denied("the unlink session names no account to unlink");
-      const wallet = await grants.record("wallet", req.walletRecord);
-      const walletHash = lookup.wallet(session.uid);
-      const read = await checkReceiptOf(storage, "wallet", req.walletRecord, req.walletReceipt, walletHash, { read: session.wallet_read });
-      checkWallet(wallet, session);
+      const { wallet, hash, version } = await storedWallet(session.uid, session.wallet_read, req.walletRecord, req.walletReceipt);
       const kept = wallet.subjects.filter((s) => !(s.iss === target.iss && s.sub === target.sub));
       if (kept.length === wallet.subjects.length) throw denied("the account to unlink is not one of this wallet's");
       if (target.iss === session.provider_iss && target.sub === session.op_sub) {
@@ -68,10 +83,7 @@ export function walletUpdates(deps: WalletUpdateDeps) {
       }
       if (kept.length === 0) throw denied("a wallet's last account cannot be unlinked: delete the wallet instead");
 
-      const entry: HistoryEntry = { kind: "unlink", at: Math.floor(deps.now().getTime() / 1000), iss: target.iss };
-      const { iss: _iss, aud: _aud, iat: _iat, ...stored } = wallet as RecordClaims["wallet"] & { iss?: unknown; aud?: unknown; iat?: unknown };
-      const updated: RecordClaims["wallet"] = { ...stored, subjects: kept, history: [...(wallet.history ?? []), entry] };
-      const walletWrite = await grants.update("wallet", walletHash, updated, { version: read.version });
+      const walletWrite = await rewrite(wallet, hash, version, { subjects: kept }, { kind: "unlink", iss: target.iss });
       return { wallet: walletWrite.write, subjectDelete: await grants.remove("subject", lookup.subject(target.iss, target.sub)) };
     },
 
@@ -79,23 +91,13 @@ export function walletUpdates(deps: WalletUpdateDeps) {
     async updateClaims(req: { sessionToken: string; walletRecord: string; walletReceipt: string; claims: readonly string[] }) {
       const session = await sessions.readOf(req.sessionToken, "user", "claims");
       if (req.claims.length === 0) throw invalidArgument("claims must name at least one claim to take");
-      const wallet = await grants.record("wallet", req.walletRecord);
-      const walletHash = lookup.wallet(session.uid);
-      const read = await checkReceiptOf(storage, "wallet", req.walletRecord, req.walletReceipt, walletHash, { read: session.wallet_read });
-      checkWallet(wallet, session);
+      const { wallet, hash, version } = await storedWallet(session.uid, session.wallet_read, req.walletRecord, req.walletReceipt);
       const taken = takeClaims(wallet.claims, session.op_claims ?? {}, req.claims);
       if ("refused" in taken) throw denied(taken.refused);
 
       const iss = session.provider_iss;
-      const entry: HistoryEntry = { kind: "claims", at: Math.floor(deps.now().getTime() / 1000), iss };
-      const { iss: _iss, aud: _aud, iat: _iat, ...stored } = wallet as RecordClaims["wallet"] & { iss?: unknown; aud?: unknown; iat?: unknown };
-      const updated: RecordClaims["wallet"] = {
-        ...stored,
-        claims: taken.claims,
-        sources: { ...wallet.sources, ...Object.fromEntries(taken.taken.map((name) => [name, iss])) },
-        history: [...(wallet.history ?? []), entry],
-      };
-      return { wallet: (await grants.update("wallet", walletHash, updated, { version: read.version })).write };
+      const sources = { ...wallet.sources, ...Object.fromEntries(taken.taken.map((name) => [name, iss])) };
+      return { wallet: (await rewrite(wallet, hash, version, { claims: taken.claims, sources }, { kind: "claims", iss })).write };
     },
 
     /**
@@ -108,18 +110,13 @@ export function walletUpdates(deps: WalletUpdateDeps) {
       const clientId = session.client_id;
       if (clientId === undefined) throw denied("the release session names no app");
       if (!req.release) throw invalidArgument("release is required: the release at the app, as this session read it");
-      const wallet = await grants.record("wallet", req.walletRecord);
-      const walletHash = lookup.wallet(session.uid);
-      const walletRead = await checkReceiptOf(storage, "wallet", req.walletRecord, req.walletReceipt, walletHash, { read: session.wallet_read });
-      checkWallet(wallet, session);
+      const { wallet, hash, version } = await storedWallet(session.uid, session.wallet_read, req.walletRecord, req.walletReceipt);
       const releaseHash = lookup.release(session.uid, clientId);
       const release = await grants.record("release", req.release.record);
       const releaseRead = await checkReceiptOf(storage, "release", req.release.record, req.release.receipt, releaseHash, { read: session.release_reads?.[clientId] });
       checkRelease(release, { uid: session.uid, client_id: clientId });
 
-      const entry: HistoryEntry = { kind: "release", at: Math.floor(deps.now().getTime() / 1000), iss: session.provider_iss, client_id: clientId };
-      const { iss: _iss, aud: _aud, iat: _iat, ...stored } = wallet as RecordClaims["wallet"] & { iss?: unknown; aud?: unknown; iat?: unknown };
-      const walletWrite = (await grants.update("wallet", walletHash, { ...stored, history: [...(wallet.history ?? []), entry] }, { version: walletRead.version })).write;
+      const walletWrite = (await rewrite(wallet, hash, version, {}, { kind: "release", iss: session.provider_iss, client_id: clientId })).write;
       if (req.forget) {
         const key = lookup.reservation(clientId, release.directed_id);
         const tombstone = await grants.update("reservation", key, { client_id: clientId, directed_id: release.directed_id });
@@ -134,8 +131,7 @@ export function walletUpdates(deps: WalletUpdateDeps) {
       const keep = [...new Set(req.keepClaims)];
       if (keep.some((name) => !release.claims.includes(name))) throw denied("keep_claims names a claim the app's release does not list");
       if (keep.length === release.claims.length) throw invalidArgument("keep_claims must withdraw at least one of the release's claims (or forget)");
-      const { iss: _ri, aud: _ra, iat: _rt, ...releaseClaims } = release as RecordClaims["release"] & { iss?: unknown; aud?: unknown; iat?: unknown };
-      const releaseWrite = await grants.update("release", releaseHash, { ...releaseClaims, claims: release.claims.filter((name) => keep.includes(name)) }, { version: releaseRead.version });
+      const releaseWrite = await grants.update("release", releaseHash, { ...recordBody(release), claims: release.claims.filter((name) => keep.includes(name)) }, { version: releaseRead.version });
       return { wallet: walletWrite, release: releaseWrite.write };
     },
   };
