@@ -369,6 +369,13 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
           return { ...a, wallet: create(RecordWriteSchema, { record, grant: await rogueGrant("wallet", "update", a.wallet!.grant!.hash, sha256(record)) }) };
         },
       }), "Token's rewrite of the wallet is not the wallet unchanged"],
+      ["a wallet rewrite that adds to the wallet's history (or could drop from it)", () => ({
+        createRelease: async (a) => {
+          const wallet = claimsOf<RecordClaims["wallet"]>(a.wallet!.record);
+          const record = await rogueRecord("wallet", { ...wallet, history: [{ kind: "link", at: 0, iss: "https://mallory.example" }] });
+          return { ...a, wallet: create(RecordWriteSchema, { record, grant: await rogueGrant("wallet", "update", a.wallet!.grant!.hash, sha256(record)) }) };
+        },
+      }), "Token's rewrite of the wallet is not the wallet unchanged"],
       ["a wallet rewrite of Alice's wallet", () => ({
         createRelease: async (a) => ({ ...a, wallet: create(RecordWriteSchema, { record: a.wallet!.record, grant: await rogueGrant("wallet", "update", walletHash(lookupKey, uids[USERS.alice.sub]!)) }) }),
       }), "Token's wallet grant is not for the wallet record this login needs"],

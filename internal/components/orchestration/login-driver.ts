@@ -366,7 +366,8 @@ export class LoginDriver {
   async #writeTogether(step: StepDeadline, state: LoginState, rewrite: RecordWrite, reservation: RecordWrite, release: RecordWrite): Promise<string | undefined> {
     this.#checkGrant(rewrite.grant, "wallet", RecordOperation.UPDATE, walletHash(this.deps.lookupKey, state.uid));
     const [held, rewritten] = [await this.#record("wallet", state.walletRecord), await this.#record("wallet", rewrite.record)];
-    if (rewritten.uid !== held.uid || !sameClaims(rewritten.claims, held.claims) || !sameSubjects(rewritten.subjects, held.subjects) || Object.keys(rewritten).length !== Object.keys(held).length) {
+    // Every member as it was (its history and sources too), only the JWS's own iat new.
+    if (canonical({ ...rewritten, iat: 0 }) !== canonical({ ...held, iat: 0 })) {
       throw new ProtocolViolation("Token's rewrite of the wallet is not the wallet unchanged");
     }
     try {
@@ -1036,11 +1037,17 @@ function checkTransacted(
     after.subjects.length === subjects.length &&
     subjects.every((s, i) => after.subjects[i]!.iss === s.iss && after.subjects[i]!.sub === s.sub) &&
     after.history?.length === history.length + 1 &&
-    JSON.stringify(after.history.slice(0, -1)) === JSON.stringify(history) &&
+    canonical(after.history.slice(0, -1)) === canonical(history) &&
     entry?.kind === kind && entry.iss === iss && entry.client_id === clientId && Math.abs(entry.at - now) <= MINT_CLOCK_SKEW_SECONDS &&
     Object.keys(after).every((k) => ["uid", "claims", "subjects", "history", "sources", "iss", "aud", "iat"].includes(k));
   const what = kind === "claims" ? "claims update" : kind === "release" ? "release change" : kind;
   if (!same) throw new ProtocolViolation(`Token's wallet for this ${what} is not the wallet as read with only that change and its history entry`);
+}
+
+/** `value` as JSON with every object's keys sorted: two records say the same exactly when these are equal. */
+function canonical(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v !== null && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : v);
 }
 
 /** The same subjects, in any order. */
