@@ -38,7 +38,8 @@ describe("the account page: a fresh sign-in, then the wallet", function () {
     expect(page.body).to.include(USERS.alice.email);
     expect(page.body).to.include(USERS.alice.name);
     // The one app she signed in to, with what she released to it (the consent page's every box).
-    expect(page.body).to.match(/<li><strong>app-a<\/strong>: receives [^<]*Email address[^<]*<\/li>/);
+    // (each app's entry goes on with the form that changes what it receives)
+    expect(page.body).to.match(/<li><strong>app-a<\/strong>: receives [^<]*Email address[^<]*\n<form method="post" action="\/account\/release">/);
     expect(page.body).to.not.include("app-b");
   });
 
@@ -58,5 +59,29 @@ describe("the account page: a fresh sign-in, then the wallet", function () {
     expect(page.body).to.include("<h1>No wallet yet</h1>");
     // Still none: the account session made no user.
     expect((await signIn(USERS.carol)).page.body).to.include("<h1>No wallet yet</h1>");
+  });
+
+  it("the page's actions refuse a form that is not the page's (its sealed state tampered, or naming what the page did not offer), and nothing changes", async function () {
+    const browser = new Browserless();
+    const { page } = await signIn(USERS.alice, browser);
+    const remove = browser.form(page, /^\/account\/delete$/);
+    const stay = (u: URL) => u.origin !== new URL(mesh.issuer).origin; // never on to a provider
+    const tampered = remove.fields.map(([k, v]): [string, string] => [k, k === "account" ? `${v.slice(0, -4)}AAAA` : v]);
+    const cases: Array<[string, Promise<{ status: number; body: string }>, string]> = [
+      ["a tampered account session", browser.submit({ ...remove, fields: tampered }, [["provider", "dev"]], stay), "This page has expired"],
+      ["a provider the page did not offer", browser.submit(remove, [["provider", "evil"]], stay), "Unknown provider"],
+      ["an account the wallet does not have", browser.submit({ ...remove, action: new URL("/account/unlink", mesh.issuer) }, [["unlink", "5:dev"]], stay), "Unknown account"],
+      ["an app the page did not list", browser.submit({ ...remove, action: new URL("/account/release", mesh.issuer) }, [["client", "app-evil"], ["change", "forget"]], stay), "Unknown app"],
+      ["a change that is none", browser.submit({ ...remove, action: new URL("/account/release", mesh.issuer) }, [["client", APPS.a!.client_id], ["change", "everything"]], stay), "Unknown app"],
+    ];
+    for (const [what, answer, title] of cases) {
+      const res = await answer;
+      expect(res.status, what).to.equal(400);
+      expect(res.body, what).to.include(title);
+    }
+    // Nothing changed: the wallet is as it was, with no history.
+    const again = await signIn(USERS.alice);
+    expect(again.page.body).to.include("<h1>Your wallet</h1>");
+    expect(again.page.body).to.include("no transaction changed your wallet since it was made");
   });
 });
