@@ -15,7 +15,7 @@ import { accountPage, claimsPage, detailsTakenPage, linkedPage, noWalletPage, re
 import { pageCsp } from "../pages/layout.js";
 import type { DoorContext, Exchange } from "./context.js";
 import {
-  ACCOUNT_FLOW, ACCOUNT_SESSION, type AccountFlow, type AccountSession, CLAIMS_CHOICE, CLAIMS_FLOW, DELETE_FLOW, type DeleteFlow, FLOW_TTL, LINK_FLOW, RELEASE_FLOW,
+  ACCOUNT_FLOW, ACCOUNT_SESSION, type AccountFlow, type AccountSession, CLAIMS_CHOICE, CLAIMS_FLOW, DELETE_FLOW, type TransactionFlow, FLOW_TTL, LINK_FLOW, RELEASE_FLOW,
   type ReleaseFlow, UNLINK_FLOW, type UnlinkFlow, goToProvider,
 } from "./flows.js";
 import { form } from "./http-input.js";
@@ -149,7 +149,7 @@ export function accountClaims(door: DoorContext, exchange: Exchange) {
 }
 
 /** The provider's answer to a claims update's sign-in: the page to choose which of its details to take. */
-export async function claimsAnswer(door: DoorContext, res: Exchange["res"], flow: DeleteFlow, provider: UpstreamProvider, upstream: UpstreamResult) {
+export async function claimsAnswer(door: DoorContext, res: Exchange["res"], flow: TransactionFlow, provider: UpstreamProvider, upstream: UpstreamResult) {
   let opened;
   try {
     opened = await door.driver.openClaims(flow.session, flow.started, upstream, flow.uid);
@@ -228,7 +228,7 @@ async function beginTransaction(door: DoorContext, { req, res }: Exchange, kind:
 }
 
 /** The provider's answer to a link's sign-in: the account linked, or why not. */
-export async function linkAnswer(door: DoorContext, res: Exchange["res"], flow: DeleteFlow, provider: UpstreamProvider, upstream: UpstreamResult) {
+export async function linkAnswer(door: DoorContext, res: Exchange["res"], flow: TransactionFlow, provider: UpstreamProvider, upstream: UpstreamResult) {
   try {
     await door.driver.linkSubject(flow.session, flow.started, upstream, flow.uid);
   } catch (error) {
@@ -244,7 +244,7 @@ export async function linkAnswer(door: DoorContext, res: Exchange["res"], flow: 
 }
 
 /** The provider's answer to a delete's confirming sign-in: the wallet deleted, or why not. */
-export async function deleteAnswer(door: DoorContext, res: Exchange["res"], flow: DeleteFlow, provider: UpstreamProvider, upstream: UpstreamResult) {
+export async function deleteAnswer(door: DoorContext, res: Exchange["res"], flow: TransactionFlow, provider: UpstreamProvider, upstream: UpstreamResult) {
   try {
     await door.driver.deleteWallet(flow.session, flow.started, upstream, flow.uid);
   } catch (error) {

@@ -44,8 +44,8 @@ export interface UpstreamFlow extends ProviderLeg {
 /** Sealed as ACCOUNT_FLOW in a cookie: an account sign-in gone to the user's provider. */
 export type AccountFlow = ProviderLeg;
 
-/** Sealed as DELETE_FLOW (a delete's confirming sign-in) or LINK_FLOW (the sign-in at the account to link) in a cookie. */
-export interface DeleteFlow extends ProviderLeg {
+/** Sealed in a cookie as a transaction's flow (DELETE_FLOW, LINK_FLOW, CLAIMS_FLOW…): its fresh sign-in, gone to the provider. */
+export interface TransactionFlow extends ProviderLeg {
   /** The user whose wallet the account page showed: the sign-in must be at one of its subjects. */
   uid: string;
 }
@@ -62,14 +62,14 @@ export interface AccountSession {
 }
 
 /** Sealed as RELEASE_FLOW in a cookie: a release change's confirming sign-in, gone to the provider. */
-export interface ReleaseFlow extends DeleteFlow {
+export interface ReleaseFlow extends TransactionFlow {
   client_id: string;
   /** Absent: forget the user at the app. */
   keep?: string[];
 }
 
 /** Sealed as UNLINK_FLOW in a cookie: an unlink's confirming sign-in, gone to the provider. */
-export interface UnlinkFlow extends DeleteFlow {
+export interface UnlinkFlow extends TransactionFlow {
   target: { iss: string; sub: string };
 }
 

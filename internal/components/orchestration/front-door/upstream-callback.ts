@@ -6,7 +6,7 @@ import { requestedClaims } from "../../../protocol/claims.js";
 import type { AuthorizationRequest } from "./authorization-request.js";
 import { issueCode, showConsent } from "./consent.js";
 import type { DoorContext, Exchange } from "./context.js";
-import { ACCOUNT_FLOW, type AccountFlow, CLAIMS_FLOW, DELETE_FLOW, RELEASE_FLOW, type ReleaseFlow, type DeleteFlow, LINK_FLOW, LOGIN_FLOW, UNLINK_FLOW, type UnlinkFlow, type ProviderLeg, type UpstreamFlow, appRequestOf, flowCookie } from "./flows.js";
+import { ACCOUNT_FLOW, type AccountFlow, CLAIMS_FLOW, DELETE_FLOW, RELEASE_FLOW, type ReleaseFlow, type TransactionFlow, LINK_FLOW, LOGIN_FLOW, UNLINK_FLOW, type UnlinkFlow, type ProviderLeg, type UpstreamFlow, appRequestOf, flowCookie } from "./flows.js";
 import { cookies } from "./http-input.js";
 import { sendError } from "./responses.js";
 import { accountAnswer, claimsAnswer, deleteAnswer, linkAnswer, releaseAnswer, unlinkAnswer } from "./account.js";
@@ -21,10 +21,10 @@ export async function upstreamCallback(door: DoorContext, { req, res, url, provi
   const sealed = cookies(req)[flowCookie(url.searchParams.get("state") ?? "")];
   // The account page's sign-ins: to see the wallet, to confirm a delete, or at an account to link.
   const account = door.sealer.open<AccountFlow>(ACCOUNT_FLOW, sealed);
-  const deleting = account ? undefined : door.sealer.open<DeleteFlow>(DELETE_FLOW, sealed);
-  const linking = account || deleting ? undefined : door.sealer.open<DeleteFlow>(LINK_FLOW, sealed);
+  const deleting = account ? undefined : door.sealer.open<TransactionFlow>(DELETE_FLOW, sealed);
+  const linking = account || deleting ? undefined : door.sealer.open<TransactionFlow>(LINK_FLOW, sealed);
   const unlinking = account || deleting || linking ? undefined : door.sealer.open<UnlinkFlow>(UNLINK_FLOW, sealed);
-  const claiming = account || deleting || linking || unlinking ? undefined : door.sealer.open<DeleteFlow>(CLAIMS_FLOW, sealed);
+  const claiming = account || deleting || linking || unlinking ? undefined : door.sealer.open<TransactionFlow>(CLAIMS_FLOW, sealed);
   const releasing = account || deleting || linking || unlinking || claiming ? undefined : door.sealer.open<ReleaseFlow>(RELEASE_FLOW, sealed);
   const accountLeg = account ?? deleting ?? linking ?? unlinking ?? claiming ?? releasing;
   if (accountLeg) {
