@@ -253,5 +253,49 @@ describe("a person links a second provider's account with a real browser (docs/t
     expect((await page.locator("dt:text-is('sub') + dd").textContent())!.trim()).to.equal(sub);
     await page.close();
   });
+
+  it("then, by keyboard: details taken from the other account, and the demo app made to forget her, which then sees a new user", async function () {
+    // Alice's browser from the test before: her two accounts linked, the demo app knowing her.
+    const page = await browser.newPage();
+    const demoUrl = `http://localhost:${new URL(demo.url).port}/`;
+    await page.goto(demoUrl);
+    const sub = (await page.locator("dt:text-is('sub') + dd").textContent())!.trim();
+
+    await page.goto(`${mesh.issuer}/account`);
+    await page.getByRole("button", { name: "Continue with Dev OP" }).click();
+    await signInAt(page, mesh.devOp);
+    await page.getByRole("button", { name: "Take details from your Other OP account" }).focus();
+    await page.keyboard.press("Enter");
+    await signInAt(page, mesh.otherOp!);
+    expect(await page.getByRole("heading", { level: 1 }).textContent()).to.equal("Take details from Other OP");
+    if (process.env.HELLO_SCREENSHOTS) await page.screenshot({ path: path.join(process.env.HELLO_SCREENSHOTS, "claims.png"), fullPage: true });
+    // The same values at both providers: nothing starts checked. She takes her name by keyboard.
+    const name = page.getByRole("checkbox", { name: /Your name/ });
+    expect(await name.isChecked()).to.equal(false);
+    await name.focus();
+    await page.keyboard.press("Space");
+    await page.getByRole("button", { name: "Take the details checked" }).click();
+    expect(await page.getByRole("heading", { level: 1 }).textContent()).to.equal("Details taken");
+
+    // The account page says where her name came from, and offers the demo app's release.
+    await page.goto(`${mesh.issuer}/account`);
+    await page.getByRole("button", { name: "Continue with Dev OP" }).click();
+    await signInAt(page, mesh.devOp);
+    expect(await page.locator("dt:text-is('Your name') + dd").textContent()).to.include("(from Other OP)");
+    await page.getByRole("button", { name: "Forget me at Demo App, confirming with Dev OP" }).focus();
+    await page.keyboard.press("Enter");
+    await signInAt(page, mesh.devOp);
+    expect(await page.getByRole("heading", { level: 1 }).textContent()).to.equal("Demo App forgot you");
+
+    // At the demo app: consent again, and a new sub.
+    await page.goto(demoUrl);
+    await page.getByRole("button", { name: "Log out" }).click();
+    await page.getByRole("link", { name: "Log in with hello-mesh" }).click();
+    await page.getByRole("button", { name: "Continue with Dev OP" }).click();
+    await page.getByRole("button", { name: "Allow" }).click();
+    await page.waitForURL(demoUrl);
+    expect((await page.locator("dt:text-is('sub') + dd").textContent())!.trim()).to.not.equal(sub);
+    await page.close();
+  });
 });
 
