@@ -12,6 +12,28 @@ import { sendError } from "./responses.js";
 import { accountAnswer, claimsAnswer, deleteAnswer, linkAnswer, releaseAnswer, unlinkAnswer } from "./account.js";
 import type { UpstreamProvider } from "../../../config/component-config.js";
 
+/** An account page sign-in, by the purpose its flow is sealed as: what a failed one leaves undone, and where a verified answer goes. */
+interface AccountLeg {
+  readonly sealedAs: string;
+  readonly nothingDone: string;
+  readonly answer: (door: DoorContext, res: Exchange["res"], flow: ProviderLeg, provider: UpstreamProvider, upstream: UpstreamResult) => Promise<void>;
+}
+
+/** `answer` for the flow sealed as `sealedAs`, which is its kind of flow (the sealing purpose says so). */
+function leg<F extends ProviderLeg>(sealedAs: string, nothingDone: string,
+  answer: (door: DoorContext, res: Exchange["res"], flow: F, provider: UpstreamProvider, upstream: UpstreamResult) => Promise<void>): AccountLeg {
+  return { sealedAs, nothingDone, answer: (door, res, flow, provider, upstream) => answer(door, res, flow as F, provider, upstream) };
+}
+
+const ACCOUNT_LEGS: readonly AccountLeg[] = [
+  leg<AccountFlow>(ACCOUNT_FLOW, "", accountAnswer),
+  leg<TransactionFlow>(DELETE_FLOW, ", so nothing was deleted", deleteAnswer),
+  leg<TransactionFlow>(LINK_FLOW, ", so nothing was linked", linkAnswer),
+  leg<UnlinkFlow>(UNLINK_FLOW, ", so nothing was unlinked", unlinkAnswer),
+  leg<TransactionFlow>(CLAIMS_FLOW, ", so nothing was changed", claimsAnswer),
+  leg<ReleaseFlow>(RELEASE_FLOW, ", so nothing was changed", releaseAnswer),
+];
+
 /** What a provider may say with prompt=none that goes to the app as is; any other error is access_denied. */
 const PASSED_THROUGH = ["login_required", "consent_required", "interaction_required", "account_selection_required"];
 
@@ -19,26 +41,14 @@ const PASSED_THROUGH = ["login_required", "consent_required", "interaction_requi
 export async function upstreamCallback(door: DoorContext, { req, res, url, provider }: Exchange) {
   if (!provider) throw new Error("the upstream callback is routed per provider");
   const sealed = cookies(req)[flowCookie(url.searchParams.get("state") ?? "")];
-  // The account page's sign-ins: to see the wallet, to confirm a delete, or at an account to link.
-  const account = door.sealer.open<AccountFlow>(ACCOUNT_FLOW, sealed);
-  const deleting = account ? undefined : door.sealer.open<TransactionFlow>(DELETE_FLOW, sealed);
-  const linking = account || deleting ? undefined : door.sealer.open<TransactionFlow>(LINK_FLOW, sealed);
-  const unlinking = account || deleting || linking ? undefined : door.sealer.open<UnlinkFlow>(UNLINK_FLOW, sealed);
-  const claiming = account || deleting || linking || unlinking ? undefined : door.sealer.open<TransactionFlow>(CLAIMS_FLOW, sealed);
-  const releasing = account || deleting || linking || unlinking || claiming ? undefined : door.sealer.open<ReleaseFlow>(RELEASE_FLOW, sealed);
-  const accountLeg = account ?? deleting ?? linking ?? unlinking ?? claiming ?? releasing;
-  if (accountLeg) {
+  // The account page's sign-ins: to see the wallet, or for one of its transactions.
+  for (const leg of ACCOUNT_LEGS) {
+    const flow = door.sealer.open<ProviderLeg>(leg.sealedAs, sealed);
+    if (!flow) continue;
     const retry = "Go back to the account page and sign in again.";
-    const nothingDone = deleting ? ", so nothing was deleted" : linking ? ", so nothing was linked" : unlinking ? ", so nothing was unlinked" : claiming || releasing ? ", so nothing was changed" : "";
-    const upstream = await redeemAnswer(door, res, url, provider, accountLeg, retry, () =>
-      sendError(res, 400, "Sign-in failed", `The sign-in at ${provider.name} did not complete${nothingDone}.`, retry));
-    if (!upstream) return;
-    if (deleting) return deleteAnswer(door, res, deleting, provider, upstream);
-    if (linking) return linkAnswer(door, res, linking, provider, upstream);
-    if (unlinking) return unlinkAnswer(door, res, unlinking, provider, upstream);
-    if (claiming) return claimsAnswer(door, res, claiming, provider, upstream);
-    if (releasing) return releaseAnswer(door, res, releasing, provider, upstream);
-    return accountAnswer(door, res, account!, provider, upstream);
+    const upstream = await redeemAnswer(door, res, url, provider, flow, retry, () =>
+      sendError(res, 400, "Sign-in failed", `The sign-in at ${provider.name} did not complete${leg.nothingDone}.`, retry));
+    return upstream && leg.answer(door, res, flow, provider, upstream);
   }
   // redeemAnswer reaches onError, or returns an answer, only for a flow it found.
   const flow = door.sealer.open<UpstreamFlow>(LOGIN_FLOW, sealed);
