@@ -380,7 +380,7 @@ export class LoginDriver {
     } catch (error) {
       if (error instanceof ConnectError && error.code === Code.Unimplemented) return undefined;
       // The wallet moved on (ABORTED) or is gone (NOT_FOUND): a transaction, a delete above all, came first.
-      if (error instanceof ConnectError && (error.code === Code.Aborted || error.code === Code.NotFound)) throw new WalletChanged();
+      if (walletMovedOn(error)) throw new WalletChanged();
       // Write 2 is the reservation: Token's new directed id taken already. Write 3 is the release: another tab consented first.
       if (isLostCreateRace(error) && /write 2 of 3/.test((error as ConnectError).rawMessage)) throw new ProtocolViolation("Token's new directed id is already reserved");
       throw error;
@@ -643,7 +643,7 @@ export class LoginDriver {
         { accessToken: subjectWrite.grant!.accessToken, record: subjectWrite.record },
       ] }, step.call());
     } catch (error) {
-      if (error instanceof ConnectError && (error.code === Code.Aborted || error.code === Code.NotFound)) throw new WalletChanged();
+      if (walletMovedOn(error)) throw new WalletChanged();
       // The account signed in to an app meanwhile, and got a wallet of its own.
       if (isLostCreateRace(error)) throw new AlreadyLinked(false);
       throw error;
@@ -682,7 +682,7 @@ export class LoginDriver {
         { accessToken: subjectDelete.accessToken },
       ] }, step.call());
     } catch (error) {
-      if (error instanceof ConnectError && (error.code === Code.Aborted || error.code === Code.NotFound)) throw new WalletChanged();
+      if (walletMovedOn(error)) throw new WalletChanged();
       throw error;
     }
   }
@@ -726,7 +726,7 @@ export class LoginDriver {
     try {
       await this.deps.encryption.updateRecord({ accessToken: write.grant!.accessToken, record: write.record, expectedVersion: BigInt(state.walletVersion) }, step.call());
     } catch (error) {
-      if (error instanceof ConnectError && (error.code === Code.Aborted || error.code === Code.NotFound)) throw new WalletChanged();
+      if (walletMovedOn(error)) throw new WalletChanged();
       throw error;
     }
   }
@@ -764,24 +764,15 @@ export class LoginDriver {
     const releaseKey = releaseHash(key, uid, clientId);
     if (forget) {
       const releaseDelete = this.#checkGrant(res.releaseDelete, "release", RecordOperation.DELETE, releaseKey);
-      const at = reservationHash(key, clientId, read.release.directed_id);
-      const reservationRead = this.#checkGrant(res.reservationRead, "reservation", RecordOperation.READ, at);
-      this.#checkGrant(res.tombstoneUpdate?.grant, "reservation", RecordOperation.UPDATE, at);
-      this.#checkGrant(res.tombstoneCreate?.grant, "reservation", RecordOperation.CREATE, at);
-      for (const write of [res.tombstoneUpdate!, res.tombstoneCreate!]) {
-        const tombstone = await this.#record("reservation", write.record);
-        if (Object.hasOwn(tombstone, "uid") || tombstone.client_id !== clientId || tombstone.directed_id !== read.release.directed_id) {
-          throw new ProtocolViolation("Token's tombstone is not an anonymous reservation of the released directed id");
-        }
-      }
-      const reservation = await this.deps.encryption.readRecord({ accessToken: reservationRead.accessToken }, step.call());
+      const tombstone = await this.#checkTombstone(res, clientId, read.release.directed_id);
+      const reservation = await this.deps.encryption.readRecord({ accessToken: tombstone.read.accessToken }, step.call());
       writes.push({ accessToken: releaseDelete.accessToken, expectedVersion: read.version });
       if (reservation.result.case === "record") {
         const stored = await this.#record("reservation", reservation.result.value);
         if (stored.uid !== uid) throw new ProtocolViolation("the reservation of this app's directed id is not this user's");
-        writes.push({ accessToken: res.tombstoneUpdate!.grant!.accessToken, record: res.tombstoneUpdate!.record, expectedVersion: reservation.version });
+        writes.push({ accessToken: tombstone.update.grant!.accessToken, record: tombstone.update.record, expectedVersion: reservation.version });
       } else if (reservation.result.case === "errorToken") {
-        writes.push({ accessToken: res.tombstoneCreate!.grant!.accessToken, record: res.tombstoneCreate!.record });
+        writes.push({ accessToken: tombstone.create.grant!.accessToken, record: tombstone.create.record });
       } else {
         throw new ProtocolViolation("the reservation read returned nothing");
       }
@@ -800,7 +791,7 @@ export class LoginDriver {
     try {
       await this.deps.encryption.writeRecords({ writes }, step.call());
     } catch (error) {
-      if (error instanceof ConnectError && (error.code === Code.Aborted || error.code === Code.NotFound)) throw new WalletChanged();
+      if (walletMovedOn(error)) throw new WalletChanged();
       throw error;
     }
   }
@@ -887,27 +878,37 @@ export class LoginDriver {
     if (res.releases.length !== deletion.releases.length) throw new ProtocolViolation("Token's delete grants are not for exactly the deletion record's releases");
     for (const [i, { client_id: clientId, directed_id: directedId }] of deletion.releases.entries()) {
       const r = res.releases[i]!;
-      const at = reservationHash(key, clientId, directedId);
       if (r.clientId !== clientId) throw new ProtocolViolation("Token's delete grants are not for exactly the deletion record's releases");
-      const read = this.#checkGrant(r.reservationRead, "reservation", RecordOperation.READ, at);
-      const update = r.tombstoneUpdate;
-      const created = r.tombstoneCreate;
-      this.#checkGrant(update?.grant, "reservation", RecordOperation.UPDATE, at);
-      this.#checkGrant(created?.grant, "reservation", RecordOperation.CREATE, at);
-      for (const write of [update!, created!]) {
-        const tombstone = await this.#record("reservation", write.record);
-        if (Object.hasOwn(tombstone, "uid") || tombstone.client_id !== clientId || tombstone.directed_id !== directedId) {
-          throw new ProtocolViolation("Token's tombstone is not an anonymous reservation of the released directed id");
-        }
-      }
+      const tombstone = await this.#checkTombstone(r, clientId, directedId);
       const releaseDelete = this.#checkGrant(r.releaseDelete, "release", RecordOperation.DELETE, releaseHash(key, uid, clientId));
-      releases.push({ clientId, directedId, read, update: update!, create: created!, releaseDelete });
+      releases.push({ clientId, directedId, ...tombstone, releaseDelete });
     }
     const wanted = deletion.subjects.map((s) => subjectHash(key, s.iss, s.sub));
     if (res.subjectDeletes.length !== wanted.length) throw new ProtocolViolation("Token's delete grants are not for exactly the wallet's subjects");
     const subjects = res.subjectDeletes.map((grant, i) => this.#checkGrant(grant, "subject", RecordOperation.DELETE, wanted[i]!));
     const wallet = this.#checkGrant(res.walletDelete, "wallet", RecordOperation.DELETE, walletHash(key, uid));
     return { releases, subjects, wallet };
+  }
+
+  /**
+   * Token's grants that make the reservation of `directedId` at `clientId` a tombstone:
+   * a read of it, and the tombstone as an update and as a create, each at its hash, the
+   * tombstone naming no one.
+   */
+  async #checkTombstone(grants: { reservationRead?: AccessGrant | undefined; tombstoneUpdate?: RecordWrite | undefined; tombstoneCreate?: RecordWrite | undefined },
+    clientId: string, directedId: string) {
+    const at = reservationHash(this.deps.lookupKey, clientId, directedId);
+    const read = this.#checkGrant(grants.reservationRead, "reservation", RecordOperation.READ, at);
+    this.#checkGrant(grants.tombstoneUpdate?.grant, "reservation", RecordOperation.UPDATE, at);
+    this.#checkGrant(grants.tombstoneCreate?.grant, "reservation", RecordOperation.CREATE, at);
+    const [update, create] = [grants.tombstoneUpdate!, grants.tombstoneCreate!];
+    for (const write of [update, create]) {
+      const tombstone = await this.#record("reservation", write.record);
+      if (Object.hasOwn(tombstone, "uid") || tombstone.client_id !== clientId || tombstone.directed_id !== directedId) {
+        throw new ProtocolViolation("Token's tombstone is not an anonymous reservation of the released directed id");
+      }
+    }
+    return { read, update, create };
   }
 
   /** A delete whose record is gone already (an earlier attempt's, or a concurrent one's) is done. */
@@ -1071,6 +1072,11 @@ function sameSet(a: readonly string[], b: readonly string[]): boolean {
 function sameClaims(a: WalletClaims, b: WalletClaims): boolean {
   const names = Object.keys(a);
   return names.length === Object.keys(b).length && names.every((name) => Object.hasOwn(b, name) && a[name] === b[name]);
+}
+
+/** A write at the wallet's version refused: the wallet moved on since it was read (ABORTED), or is gone (NOT_FOUND). */
+function walletMovedOn(error: unknown): boolean {
+  return error instanceof ConnectError && (error.code === Code.Aborted || error.code === Code.NotFound);
 }
 
 /** A lost race: another login created this user at the same moment. Retrying succeeds. */
