@@ -11,7 +11,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { expect } from "chai";
-import { createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import * as oidc from "openid-client";
 import type { Component } from "../../../protocol/identity.js";
 import { COMPONENTS } from "../../../protocol/identity.js";
@@ -108,19 +108,31 @@ describe("the front door opens only when a login can succeed (issue 11)", functi
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  /** A component's grpc health for `service`, as its own custodian's operator asks. */
+  /**
+   * A component's grpc health for `service`, as its own custodian's operator asks.
+   * A component opens its mesh port after its own wiring is up (Orchestration's front
+   * door answers first), so a refused connection is looked at again until the port
+   * listens; any other failure, or an answer, ends the wait.
+   */
   async function statusOf(component: Component, service = ""): Promise<string> {
     const { host, port } = deployment.configs[component].listen;
-    const transport = createMeshTransport({
-      target: component,
-      baseUrl: `https://${host}:${port}`,
-      credentials: operatorCredentials(deployment.certs, component),
-      trust: trustFromBundles(readBundles(deployment.configs[component].bundles, COMPONENTS)),
-    });
-    try {
-      return ServingStatus[(await createClient(Health, transport).check({ service })).status];
-    } finally {
-      transport.close();
+    const bound = Date.now() + 60_000;
+    for (;;) {
+      const transport = createMeshTransport({
+        target: component,
+        baseUrl: `https://${host}:${port}`,
+        credentials: operatorCredentials(deployment.certs, component),
+        trust: trustFromBundles(readBundles(deployment.configs[component].bundles, COMPONENTS)),
+      });
+      try {
+        return ServingStatus[(await createClient(Health, transport).check({ service })).status];
+      } catch (error) {
+        const refused = error instanceof ConnectError && error.code === Code.Unavailable && /ECONNREFUSED/.test(error.message);
+        if (!refused || Date.now() > bound) throw error;
+      } finally {
+        transport.close();
+      }
+      await new Promise((r) => setTimeout(r, 50)); // the polling interval, as for readiness
     }
   }
 
