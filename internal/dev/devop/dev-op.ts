@@ -411,7 +411,10 @@ function memoryAdapterFactory(): AdapterFactory {
       store.delete(`${model}:${id}`);
     },
     async revokeByGrantId(grantId) {
-      for (const [key, entry] of store) if (entry.payload.grantId === grantId) store.delete(key);
+      // This model's entries only: an Interaction carries the grantId too, and a logout that
+      // revokes a grant (oidc-provider's, when the user signs in as another account in the
+      // middle of an authorization) must not take the authorization's own interaction with it.
+      for (const [key, entry] of store) if (key.startsWith(`${model}:`) && entry.payload.grantId === grantId) store.delete(key);
     },
   });
 }
