@@ -90,6 +90,15 @@ export const RECORD_TYPES: Record<RecordKindName, TokenType> = {
  */
 export const WALLET_DELETION_RECORD: TokenType = { ...recordType("wallet"), typ: "hello-wallet-deletion-record+jwt" };
 
+/**
+ * A recovery account's Subject Record (docs/transactions.md, "Recovery"): stored where
+ * any Subject Record is (hash(iss, sub)), so the account belongs to one wallet, but with
+ * a `typ` of its own, so that no login takes it for a sign-in account: a Token that
+ * knows no recovery refuses it as a subject record that does not verify, and only a
+ * recovery's AuthorizeUser accepts it. A recovery account alone never signs in.
+ */
+export const RECOVERY_SUBJECT_RECORD: TokenType = { ...recordType("subject"), typ: "hello-recovery-subject-record+jwt" };
+
 /** A record kind as it crosses the mesh (hello.common.v1.RecordKind). */
 export const RECORD_KIND: Record<RecordKindName, RecordKind> = {
   subject: RecordKind.SUBJECT,
@@ -207,7 +216,13 @@ export interface ReservationRecord {
 export interface WalletRecord {
   uid: string;
   claims: Record<string, string | boolean>;
-  subjects: Array<{ iss: string; sub: string }>;
+  /** The wallet's accounts; a recovery account (`recovery`) cannot sign in, and only helps recover the wallet. */
+  subjects: WalletSubject[];
+  /**
+   * How many recovery accounts, at distinct providers, recover the wallet: present once
+   * a recovery account is linked (2 by default).
+   */
+  recovery?: { threshold: number };
   /**
    * The transactions done on the wallet, oldest first (docs/transactions.md), which the
    * account page shows. Absent in a wallet no transaction has changed. A release that
@@ -222,13 +237,35 @@ export interface WalletRecord {
   sources?: Record<string, string>;
 }
 
+/** The recovery threshold a wallet gets with its first recovery account, and the least any wallet's counts as. */
+export const DEFAULT_RECOVERY_THRESHOLD = 2;
+
+/** A wallet's recovery threshold: its own, never below the default (one recovery account alone never recovers a wallet). */
+export function recoveryThreshold(wallet: Pick<WalletRecord, "recovery">): number {
+  const own = wallet.recovery?.threshold;
+  return typeof own === "number" && Number.isSafeInteger(own) && own > DEFAULT_RECOVERY_THRESHOLD ? own : DEFAULT_RECOVERY_THRESHOLD;
+}
+
+/** One account of a wallet. */
+export interface WalletSubject {
+  iss: string;
+  sub: string;
+  /** A recovery account: its Subject Record is a RECOVERY_SUBJECT_RECORD. */
+  recovery?: true;
+}
+
 /** One transaction of the wallet: which, when (epoch seconds), the issuer of the provider it concerned (a release change's: the one it was confirmed with), and a release change's app. */
 export interface HistoryEntry {
-  kind: "link" | "unlink" | "claims" | "release";
+  kind: "link" | "unlink" | "claims" | "release" | "recovery";
   at: number;
+  /** A recovery's: the provider of its last round. */
   iss: string;
   /** A release change's app. */
   client_id?: string;
+  /** A link of a recovery account. */
+  recovery?: true;
+  /** A recovery's: every provider whose recovery account proved it, in order. */
+  issuers?: string[];
 }
 
 /**

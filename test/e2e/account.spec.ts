@@ -73,6 +73,8 @@ describe("the account page: a fresh sign-in, then the wallet", function () {
       ["an account the wallet does not have", browser.submit({ ...remove, action: new URL("/account/unlink", mesh.issuer) }, [["unlink", "5:dev"]], stay), "Unknown account"],
       ["an app the page did not list", browser.submit({ ...remove, action: new URL("/account/release", mesh.issuer) }, [["client", "app-evil"], ["change", "forget"]], stay), "Unknown app"],
       ["a change that is none", browser.submit({ ...remove, action: new URL("/account/release", mesh.issuer) }, [["client", APPS.a!.client_id], ["change", "everything"]], stay), "Unknown app"],
+      ["a recovery round whose sealed state is not the recovery page's", browser.submit({ ...remove, action: new URL("/account/recover/provider", mesh.issuer), fields: [["recovery", remove.fields.find(([k]) => k === "account")![1]]] }, [["provider", "dev"]], stay), "This page has expired"],
+      ["a recovery at a provider the page did not offer", browser.submit({ ...remove, action: new URL("/account/recover/provider", mesh.issuer), fields: [] }, [["provider", "evil"]], stay), "Unknown provider"],
     ];
     for (const [what, answer, title] of cases) {
       const res = await answer;

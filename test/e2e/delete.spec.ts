@@ -220,7 +220,7 @@ describe("deleting a wallet, through the four processes (docs/transactions.md)",
     const reservation = reservationHash(k, APPS.a!.client_id, String(atA.claims.sub));
     expect(before.get(reservation)).to.deep.equal({ kind: "reservation", version: 1 });
     const began = Date.now();
-    const tx = await driver.beginTransaction(view.sessionToken, TransactionKind.RELEASE, "dev", undefined, APPS.a!.client_id);
+    const tx = await driver.beginTransaction(view.sessionToken, TransactionKind.RELEASE, "dev", { clientId: APPS.a!.client_id });
     await driver.changeRelease(tx.sessionToken, began, await mesh.upstreamLogin(USERS.bob, tx.upstreamNonce, FORCED), view.uid, APPS.a!.client_id, { forget: true });
     const after = await rows();
     expect(after.has(releaseHash(k, view.uid, APPS.a!.client_id)), "app a's release").to.equal(false);

@@ -133,7 +133,7 @@ describe("linking another account to a wallet, through the four processes (docs/
     const unlink = async (confirmAt: Provider, target: { iss: string; sub: string }) => {
       const view = (await openAccount("dev", USERS.bob))!;
       const began = Date.now();
-      const tx = await driver.beginTransaction(view.sessionToken, TransactionKind.UNLINK, confirmAt, target);
+      const tx = await driver.beginTransaction(view.sessionToken, TransactionKind.UNLINK, confirmAt, { unlink: target });
       await driver.unlinkSubject(tx.sessionToken, began, await upstream(confirmAt, USERS.bob, tx.upstreamNonce, FORCED), view.uid, target);
       return view;
     };

@@ -781,7 +781,7 @@ describe("what Storage and its database can learn or do (docs/design.md §5), on
       const opened = await mesh.driver.openClaims(claims.sessionToken, claimsBegan, await mesh.upstreamLogin(USERS.bob, claims.upstreamNonce, { prompt: "login" }), view.uid);
       await mesh.driver.updateClaims(opened.state, ["email", "name"]);
       const releaseBegan = Date.now();
-      const change = await mesh.driver.beginTransaction(view.sessionToken, TransactionKind.RELEASE, "dev", undefined, APPS.b.client_id);
+      const change = await mesh.driver.beginTransaction(view.sessionToken, TransactionKind.RELEASE, "dev", { clientId: APPS.b.client_id });
       await mesh.driver.changeRelease(change.sessionToken, releaseBegan, await mesh.upstreamLogin(USERS.bob, change.upstreamNonce, { prompt: "login" }), view.uid, APPS.b.client_id, { forget: true });
       // Honest twin: the wallet does hold them now.
       const again = await mesh.driver.startAccount("dev");

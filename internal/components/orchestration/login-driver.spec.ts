@@ -10,8 +10,8 @@
 import { randomBytes } from "node:crypto";
 import { expect } from "chai";
 import { create, type DescMessage } from "@bufbuild/protobuf";
-import { type Client, type ConnectRouter, type HandlerContext, type ServiceImpl, createClient } from "@connectrpc/connect";
-import { type JWTPayload, SignJWT, decodeJwt } from "jose";
+import { type Client, Code, type ConnectRouter, type HandlerContext, type ServiceImpl, createClient } from "@connectrpc/connect";
+import { type JWTPayload, SignJWT, decodeJwt, decodeProtectedHeader } from "jose";
 import { AccessGrantSchema, type AccessGrant, type RecordWrite, RecordWriteSchema, TokenService, TransactionKind } from "../../gen/hello/token/v1/token_service_pb.js";
 import { EncryptionService } from "../../gen/hello/encryption/v1/encryption_service_pb.js";
 import { StorageService } from "../../gen/hello/storage/v1/storage_service_pb.js";
@@ -22,16 +22,19 @@ import { Keyring, generateRecordKey } from "../../protocol/keyring.js";
 import { releaseHash, reservationHash, subjectHash, walletHash } from "../../protocol/lookup-key.js";
 import { type KeyPurpose, type SigningAlg, activeKey, generateSigningKey } from "../../protocol/signing-keys.js";
 import type { RecordKindName } from "../../protocol/records.js";
-import { ACCESS_TOKEN, type Operation, RECORD_KIND, RECORD_TYPES, type RecordClaims, WALLET_DELETION_RECORD, type WalletDeletionRecord } from "../../protocol/tokens.js";
+import {
+  ACCESS_TOKEN, type Operation, RECORD_KIND, RECORD_TYPES, RECOVERY_SUBJECT_RECORD, type RecordClaims, WALLET_DELETION_RECORD, type WalletDeletionRecord,
+} from "../../protocol/tokens.js";
 import type { DevUser } from "../../dev/devop/dev-op.js";
 import { storageErrors, storageRoutes } from "../storage/storage-service.js";
 import { openPGliteStore } from "../storage/backend/pglite-store.js";
 import type { RecordStore } from "../storage/backend/record-store.js";
 import { encryptionRoutes } from "../encryption/encryption-service.js";
 import { type TokenServiceDeps, tokenRoutes } from "../token/token-service.js";
+import { UpstreamVerifier } from "../token/upstream.js";
 import { inMemory } from "../../../test/support/in-memory.js";
 import { storageKeyPair } from "../../../test/support/storage-keys.js";
-import { rejectionOf } from "../../../test/support/refusal.js";
+import { refusal, rejectionOf } from "../../../test/support/refusal.js";
 import {
   APPS,
   ISSUER,
@@ -43,7 +46,9 @@ import {
   tokenInMemory,
   tokenSigningKeys,
 } from "../../../test/support/token-harness.js";
-import { LoginDriver, LoginRequired, ProtocolViolation, WalletDeleted, loginContext } from "./login-driver.js";
+import {
+  LoginDriver, LoginRequired, ProtocolViolation, RecoveryAccountOnly, RecoveryRefused, type RecoveryState, WalletDeleted, loginContext,
+} from "./login-driver.js";
 
 const DAVE: DevUser = { sub: "dave-0004", email: "dave@example.org", email_verified: false, name: "Dave Unverified", password: "dave" };
 const ERIN: DevUser = { sub: "erin-0005", email: "erin@example.org", email_verified: true, name: "Erin Example", password: "erin" };
@@ -58,6 +63,16 @@ const JULES: DevUser = { sub: "jules-0010", email: "jules@example.org", email_ve
 const KIM: DevUser = { sub: "kim-0011", email: "kim@example.org", email_verified: true, name: "Kim Example", password: "kim" };
 /** Signs in to no app, only to the account page. */
 const FRANK: DevUser = { sub: "frank-0006", email: "frank@example.org", email_verified: true, name: "Frank Example", password: "frank" };
+/** Has a wallet with two recovery accounts, Milo's at the dev OP and Nell's at the second one, and recovers it. */
+const LENA: DevUser = { sub: "lena-0012", email: "lena@example.org", email_verified: true, name: "Lena Example", password: "lena" };
+/** Lena's recovery account at the dev OP. */
+const MILO: DevUser = { sub: "milo-0013", email: "milo@example.org", email_verified: true, name: "Milo Example", password: "milo" };
+/** Lena's recovery account at the second OP (its only user). */
+const NELL: DevUser = { sub: "nell-0014", email: "nell@example.org", email_verified: true, name: "Nell Example", password: "nell" };
+/** The account Lena links to sign in with once her wallet is recovered. */
+const OLGA: DevUser = { sub: "olga-0015", email: "olga@example.org", email_verified: true, name: "Olga Example", password: "olga" };
+/** In no wallet, ever. */
+const PIA: DevUser = { sub: "pia-0016", email: "pia@example.org", email_verified: true, name: "Pia Example", password: "pia" };
 
 /** Token's RPCs, each answer as a message: what a twist bends. */
 type Methods = (typeof TokenService)["method"];
@@ -88,6 +103,8 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
   ];
   type App = "a" | "b" | "c" | "d";
   let upstream: Upstream;
+  /** A second development OP, Token's provider "dev2": a recovery needs providers of two issuers. */
+  let upstream2: Upstream;
   let store: RecordStore;
   let encryption: Client<typeof EncryptionService>;
   let tokenDeps: TokenServiceDeps;
@@ -105,7 +122,11 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
     new LoginDriver({ issuer: ISSUER, token, encryption, lookupKey, tokenKeys: () => tokenKeys, clientIds: clients.map((c) => c.client_id) });
 
   before(async function () {
-    [upstream, store] = await Promise.all([startUpstream([USERS.alice, USERS.bob, USERS.carol, DAVE, ERIN, FRANK, GINA, IVY, HANK, JULES, KIM]), openPGliteStore({})]);
+    [upstream, upstream2, store] = await Promise.all([
+      startUpstream([USERS.alice, USERS.bob, USERS.carol, DAVE, ERIN, FRANK, GINA, IVY, HANK, JULES, KIM, LENA, MILO, OLGA, PIA]),
+      startUpstream([NELL]),
+      openPGliteStore({}),
+    ]);
     const storage = createClient(StorageService, inMemory(storageRoutes({
       store, tokenKeys: () => tokenKeys, errorKey: storageSigning.error, receiptKey: storageSigning.receipt,
     }), storageErrors));
@@ -142,12 +163,14 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
     encryption = createClient(EncryptionService, inMemory(encryptionRoutes({
       keyring: () => keyring, tokenKeys: () => tokenKeys, storageKeys: () => storageSigning.keys, storage: watched,
     })));
-    tokenDeps = { issuer: ISSUER, keys: () => keys, storageKeys: () => storageSigning.keys, lookupKey, clients, upstream: upstream.verifier, providers: [upstream.provider] };
+    const providers = [upstream.provider, { ...upstream2.provider, id: "dev2" }];
+    tokenDeps = { issuer: ISSUER, keys: () => keys, storageKeys: () => storageSigning.keys, lookupKey, clients, upstream: new UpstreamVerifier(providers), providers };
     honest = driverOver(tokenInMemory(tokenDeps));
   });
   after(async () => {
     await store?.close();
     await upstream?.close();
+    await upstream2?.close();
   });
 
   /** A whole login, as the front door drives it: the ID Token that leaves, and whether the consent page came. */
@@ -638,7 +661,7 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
 
     const twists: Array<[string, () => Twist, string]> = [
       ["a Subject Record pointing at another user", () => bentSubject((sub) => ({ ...sub, uid: uids[USERS.bob.sub]! })),
-        "the new subject record is not the account signed in with, for this user"],
+        "the new subject record is not the account signed in with, for this user, as a sign-in account"],
       ["a Subject Record of another account, at its own hash", () => bentSubject((sub) => ({ ...sub, op_sub: USERS.bob.sub }), () => subjectHash(lookupKey, upstream.devOp.issuer, USERS.bob.sub)),
         "Token's subject grant is not for the subject record this login needs"],
       ["a wallet that adds another account than the one signed in with", () => bentWallet((w) => ({ ...w, subjects: [...w.subjects.slice(0, -1), { iss: hank().iss, sub: USERS.bob.sub }] })),
@@ -668,7 +691,7 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
       const started = await honest.startAccount("dev");
       const view = (await honest.openAccount(started.sessionToken, began, await upstream.login(IVY, started.upstreamNonce, { prompt: "login" })))!;
       const txBegan = Date.now();
-      const tx = await driver.beginTransaction(view.sessionToken, TransactionKind.UNLINK, "dev", hank());
+      const tx = await driver.beginTransaction(view.sessionToken, TransactionKind.UNLINK, "dev", { unlink: hank() });
       await driver.unlinkSubject(tx.sessionToken, txBegan, await upstream.login(IVY, tx.upstreamNonce, { prompt: "login" }), view.uid, hank());
     }
 
@@ -776,7 +799,7 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
       const started = await honest.startAccount("dev");
       const view = (await honest.openAccount(started.sessionToken, began, await upstream.login(JULES, started.upstreamNonce, { prompt: "login" })))!;
       const txBegan = Date.now();
-      const tx = await driver.beginTransaction(view.sessionToken, TransactionKind.RELEASE, "dev", undefined, "app-a");
+      const tx = await driver.beginTransaction(view.sessionToken, TransactionKind.RELEASE, "dev", { clientId: "app-a" });
       await driver.changeRelease(tx.sessionToken, txBegan, await upstream.login(JULES, tx.upstreamNonce, { prompt: "login" }), view.uid, "app-a", what);
     }
     const twists: Array<[string, () => Twist, { forget: true } | { keep: string[] }, string]> = [
@@ -819,6 +842,240 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
       const again = await login(honest, JULES, "a");
       expect(again.consented).to.equal(true);
       expect(again.claims.sub).to.not.equal(first.claims.sub);
+    });
+  });
+
+  describe("recovery (docs/transactions.md, \"Recovery\"): recovery accounts linked as such, a threshold of providers counted by Orchestration itself, the wallet written only at it", function () {
+    const op = (providerId: "dev" | "dev2") => (providerId === "dev" ? upstream : upstream2);
+    const dev = () => upstream.devOp.issuer;
+    const dev2 = () => upstream2.devOp.issuer;
+    const lena = () => uids[LENA.sub]!;
+    /** The version Storage holds Lena's wallet at: what a write would move on. */
+    const walletVersion = async () => (await store.read(walletHash(lookupKey, lena()), "wallet")).version;
+    before(async () => {
+      subs.lenaA = String((await login(honest, LENA, "a")).claims.sub);
+    });
+
+    /** Lena's account page, after a forced fresh sign-in with her own account. */
+    async function lenasPage() {
+      const began = Date.now();
+      const started = await honest.startAccount("dev");
+      return (await honest.openAccount(started.sessionToken, began, await upstream.login(LENA, started.upstreamNonce, { prompt: "login" })))!;
+    }
+
+    /** `user`'s account at `providerId` linked to Lena's wallet through `driver`: a recovery account unless `recovery` is false. */
+    async function linkToLena(driver: LoginDriver, user: DevUser, providerId: "dev" | "dev2", recovery = true) {
+      const view = await lenasPage();
+      const began = Date.now();
+      const tx = await driver.beginTransaction(view.sessionToken, TransactionKind.LINK, providerId, recovery ? { recovery: true } : {});
+      await driver.linkSubject(tx.sessionToken, began, await op(providerId).login(user, tx.upstreamNonce, { prompt: "login" }), view.uid, recovery);
+    }
+
+    /** A recovery's round through `driver` with `user`'s account at `providerId`: the first, or the next after `state`. */
+    async function round(driver: LoginDriver, user: DevUser, providerId: "dev" | "dev2", state?: RecoveryState) {
+      const began = Date.now();
+      const started = state ? await driver.nextRecovery(state, providerId) : await driver.startRecovery(providerId);
+      return driver.recover(started.sessionToken, began, await op(providerId).login(user, started.upstreamNonce, { prompt: "login" }), state);
+    }
+
+    /** Lena's wallet recovered through `driver`: Milo's account at the dev OP, then Nell's at the second. */
+    async function recoverLena(driver: LoginDriver) {
+      const first = await round(driver, MILO, "dev");
+      if (first.kind !== "more") throw new Error("the first round ended the recovery");
+      return round(driver, NELL, "dev2", first.state);
+    }
+
+    /** `attempt` refused with exactly `message`, nothing created, and Lena's wallet neither rewritten nor moved on. */
+    async function untouched(attempt: Promise<unknown>, message: string) {
+      const [before, version] = [changed.length, await walletVersion()];
+      await refused(attempt, message);
+      expect(changed.slice(before), "no wallet rewritten").to.deep.equal([]);
+      expect(await walletVersion(), "the wallet's version").to.equal(version);
+    }
+
+    // --- linking recovery accounts -----------------------------------------------------------
+
+    const bentLinkWallet = (change: (w: RecordClaims["wallet"]) => RecordClaims["wallet"]): Twist => ({
+      linkSubject: async (a) => {
+        const record = await rogueRecord("wallet", change(claimsOf<RecordClaims["wallet"]>(a.wallet!.record)));
+        return { ...a, wallet: create(RecordWriteSchema, { record, grant: await rogueGrant("wallet", "update", a.wallet!.grant!.hash, sha256(record)) }) };
+      },
+    });
+    /** Token's Subject Record re-signed as `type` (a sign-in account's, or a recovery account's), its claims and grant Token's own. */
+    const resignedSubject = (type: typeof RECOVERY_SUBJECT_RECORD): Twist => ({
+      linkSubject: async (a) => {
+        const record = await sign(type, key("record"), claimsOf(a.subject!.record));
+        return { ...a, subject: create(RecordWriteSchema, { record, grant: await rogueGrant("subject", "create", a.subject!.grant!.hash, sha256(record)) }) };
+      },
+    });
+    const lastSubject = (w: RecordClaims["wallet"], change: (s: RecordClaims["wallet"]["subjects"][number]) => RecordClaims["wallet"]["subjects"][number]) =>
+      ({ ...w, subjects: [...w.subjects.slice(0, -1), change(w.subjects.at(-1)!)] });
+    const linkMessage = "Token's wallet for this link is not the wallet as read with only that change and its history entry";
+    const linkTwists: Array<[string, () => Twist, DevUser, boolean, string]> = [
+      ["a recovery link minting a sign-in account's Subject Record", () => resignedSubject(RECORD_TYPES.subject), MILO, true,
+        "the new subject record is not the account signed in with, for this user, as a recovery account"],
+      ["a sign-in link minting a recovery account's Subject Record", () => resignedSubject(RECOVERY_SUBJECT_RECORD), OLGA, false,
+        "the new subject record is not the account signed in with, for this user, as a sign-in account"],
+      ["a recovery link whose wallet lists the account without recovery: true (a sign-in account in the wallet)", () => bentLinkWallet((w) => lastSubject(w, ({ recovery: _r, ...s }) => s)), MILO, true, linkMessage],
+      ["a sign-in link whose wallet marks the account recovery: true", () => bentLinkWallet((w) => lastSubject(w, (s) => ({ ...s, recovery: true }))), OLGA, false, linkMessage],
+      ["a recovery link whose wallet has no threshold", () => bentLinkWallet(({ recovery: _r, ...w }) => w), MILO, true, linkMessage],
+      ["a recovery link whose wallet's threshold is 1", () => bentLinkWallet((w) => ({ ...w, recovery: { threshold: 1 } })), MILO, true, linkMessage],
+      ["a recovery link whose history entry does not say recovery", () => bentLinkWallet((w) => ({ ...w, history: [...w.history!.slice(0, -1), { ...w.history!.at(-1)!, recovery: undefined }] })),
+        MILO, true, linkMessage],
+    ];
+    for (const [what, twist, user, recovery, message] of linkTwists) {
+      it(`a compromised Token answering ${what} is refused before anything is written: ${message}`, async function () {
+        await untouched(linkToLena(rogue(twist()), user, "dev", recovery), message);
+        expect(await holds(subjectHash(lookupKey, dev(), user.sub), "subject"), `${user.name} is in no wallet`).to.equal(false);
+      });
+    }
+
+    it("the honest twin: Milo's account (dev) and Nell's (dev2) linked as recovery accounts, each in one write: a recovery Subject Record, marked in the wallet, a threshold of 2", async function () {
+      const minted: string[] = [];
+      // The real Token, its answers unchanged, only looked at.
+      const watched = rogue({ linkSubject: async (a) => (minted.push(a.subject!.record), a) });
+      const before = { written: written.length, changed: changed.length, version: await walletVersion() };
+      await linkToLena(watched, MILO, "dev");
+      await linkToLena(watched, NELL, "dev2");
+      expect(written.slice(before.written)).to.deep.equal(["subject", "subject"]);
+      expect(changed.slice(before.changed)).to.deep.equal(["update wallet", "update wallet"]);
+      expect(await walletVersion()).to.equal(before.version + 2);
+      expect(minted.map((record) => decodeProtectedHeader(record).typ)).to.deep.equal([RECOVERY_SUBJECT_RECORD.typ, RECOVERY_SUBJECT_RECORD.typ]);
+      const { wallet } = await lenasPage();
+      expect(wallet.subjects).to.deep.equal([
+        { iss: dev(), sub: LENA.sub }, { iss: dev(), sub: MILO.sub, recovery: true }, { iss: dev2(), sub: NELL.sub, recovery: true },
+      ]);
+      expect(wallet.recovery).to.deep.equal({ threshold: 2 });
+      expect(wallet.history!.slice(-2).map(({ at: _at, ...entry }) => entry)).to.deep.equal([
+        { kind: "link", iss: dev(), recovery: true }, { kind: "link", iss: dev2(), recovery: true },
+      ]);
+    });
+
+    // --- a recovery account signs in nowhere; a recovery takes nothing else ---------------------
+
+    it("a recovery account used to sign in to an app is refused (RecoveryAccountOnly), and makes no user", async function () {
+      const before = written.length;
+      expect(await rejectionOf(login(honest, MILO, "a"), "Milo's login")).to.be.instanceOf(RecoveryAccountOnly);
+      expect(written.slice(before)).to.deep.equal([]);
+    });
+
+    it("a recovery account used to open the account page, or to confirm a transaction, is refused (RecoveryAccountOnly)", async function () {
+      const began = Date.now();
+      const started = await honest.startAccount("dev2");
+      const page = honest.openAccount(started.sessionToken, began, await upstream2.login(NELL, started.upstreamNonce, { prompt: "login" }));
+      expect(await rejectionOf(page, "Nell's account page")).to.be.instanceOf(RecoveryAccountOnly);
+      const view = await lenasPage();
+      const txBegan = Date.now();
+      const tx = await honest.beginTransaction(view.sessionToken, TransactionKind.CLAIMS, "dev");
+      const confirm = honest.openClaims(tx.sessionToken, txBegan, await upstream.login(MILO, tx.upstreamNonce, { prompt: "login" }), view.uid);
+      expect(await rejectionOf(confirm, "a claims update confirmed with Milo's account")).to.be.instanceOf(RecoveryAccountOnly);
+    });
+
+    it("a recovery round with a sign-in account, or with an account in no wallet, is refused (RecoveryRefused), and writes nothing", async function () {
+      const before = { written: written.length, changed: changed.length };
+      const lenaRound = await rejectionOf(round(honest, LENA, "dev"), "a round with Lena's own account");
+      expect(lenaRound).to.be.instanceOf(RecoveryRefused);
+      expect((lenaRound as Error).message).to.equal("the account signed in with is not a recovery account: a recovery is proven by recovery accounts only");
+      const piaRound = await rejectionOf(round(honest, PIA, "dev"), "a round with Pia's account");
+      expect(piaRound).to.be.instanceOf(RecoveryRefused);
+      expect((piaRound as Error).message).to.equal("the account signed in with is not linked to any wallet");
+      expect(written.slice(before.written)).to.deep.equal([]);
+      expect(changed.slice(before.changed)).to.deep.equal([]);
+    });
+
+    it("a second round at the provider of the first is refused (RecoveryRefused) before Token is asked; Token refuses that round too", async function () {
+      const first = await round(honest, MILO, "dev");
+      if (first.kind !== "more") throw new Error("the first round ended the recovery");
+      const calls: string[] = [];
+      const counting = rogue(Object.fromEntries(Object.keys(TokenService.method).map((name) => [name, async (a: unknown) => (calls.push(name), a)])) as Twist);
+      const began = Date.now();
+      const again = await upstream.login(MILO, randomBytes(16).toString("base64url"), { prompt: "login" });
+      const error = await rejectionOf(counting.recover(first.state.sessionToken, began, again, first.state), "a second round at dev");
+      expect(error).to.be.instanceOf(RecoveryRefused);
+      expect((error as Error).message).to.equal("this provider proved this recovery already: each round is at another provider");
+      expect(calls, "Token calls").to.deep.equal([]);
+      expect(await refusal(honest.nextRecovery(first.state, "dev"))).to.deep.equal({
+        code: Code.PermissionDenied, message: "this provider proved this recovery already: the next round is at another provider",
+      });
+    });
+
+    // --- a compromised Token's ProveRecovery ---------------------------------------------------
+
+    /** A round-1 answer with a wallet write already: the wallet as read with a recovery entry of that one provider. */
+    const early = (needed?: number): Twist => ({
+      proveRecovery: async (a, req) => {
+        if (a.wallet) return a;
+        const w = claimsOf<RecordClaims["wallet"]>(req.walletRecord);
+        const record = await rogueRecord("wallet", { ...w, history: [...(w.history ?? []), { kind: "recovery", at: Math.floor(Date.now() / 1000), iss: dev(), issuers: [dev()] }] });
+        return { ...a, needed: needed ?? a.needed, wallet: create(RecordWriteSchema, { record, grant: await rogueGrant("wallet", "update", walletHash(lookupKey, w.uid), sha256(record)) }) };
+      },
+    });
+    /** The threshold round's wallet with `change` made, re-signed; its grant Token's hash. */
+    const bentRecovered = (change: (w: RecordClaims["wallet"]) => RecordClaims["wallet"]): Twist => ({
+      proveRecovery: async (a) => {
+        if (!a.wallet) return a;
+        const record = await rogueRecord("wallet", change(claimsOf<RecordClaims["wallet"]>(a.wallet.record)));
+        return { ...a, wallet: create(RecordWriteSchema, { record, grant: await rogueGrant("wallet", "update", a.wallet.grant!.hash, sha256(record)) }) };
+      },
+    });
+    const lastEntry = (w: RecordClaims["wallet"], change: (e: NonNullable<RecordClaims["wallet"]["history"]>[number]) => NonNullable<RecordClaims["wallet"]["history"]>[number]) =>
+      ({ ...w, history: [...w.history!.slice(0, -1), change(w.history!.at(-1)!)] });
+    const countMessage = "Token's count of this recovery's providers is not the wallet's threshold less the providers that proved it";
+    const walletMessage = "Token's wallet for this recovery is not the wallet as read with only that change and its history entry";
+    const proveTwists: Array<[string, () => Twist, string]> = [
+      ["a wallet write one round early (needed 0 after one provider)", () => early(0), countMessage],
+      ["a wallet write one round early, needed still 1", () => early(), countMessage],
+      ["needed 2 after one provider (a threshold of 3, not the wallet's 2)", () => ({ proveRecovery: async (a) => (a.wallet ? a : { ...a, needed: 2 }) }), countMessage],
+      ["needed 1 and no wallet at the threshold", () => ({ proveRecovery: async (a) => (a.wallet ? { ...a, needed: 1, wallet: undefined } : a) }), countMessage],
+      ["a wallet at the threshold that says needed 1", () => ({ proveRecovery: async (a) => (a.wallet ? { ...a, needed: 1 } : a) }), countMessage],
+      ["a recovery entry naming another provider among its issuers", () => bentRecovered((w) => lastEntry(w, (e) => ({ ...e, issuers: [dev(), "https://mallory.example"] }))), walletMessage],
+      ["a recovery entry naming only the last provider", () => bentRecovered((w) => lastEntry(w, (e) => ({ ...e, issuers: [dev2()] }))), walletMessage],
+      ["a recovery entry naming the first provider as the last round's", () => bentRecovered((w) => lastEntry(w, (e) => ({ ...e, iss: dev() }))), walletMessage],
+      ["a recovered wallet that also changes a claim", () => bentRecovered((w) => ({ ...w, claims: { ...w.claims, email: "mallory@example.org" } })), walletMessage],
+      ["a recovered wallet that also adds an account to sign in with", () => bentRecovered((w) => ({ ...w, subjects: [...w.subjects, { iss: dev(), sub: PIA.sub }] })), walletMessage],
+      ["a recovered wallet that makes a recovery account a sign-in account", () => bentRecovered((w) => ({ ...w, subjects: w.subjects.map(({ recovery: _r, ...s }) => s) })), walletMessage],
+      ["a recovered wallet with its threshold lowered to 1", () => bentRecovered((w) => ({ ...w, recovery: { threshold: 1 } })), walletMessage],
+      ["the recovered wallet written over another user's wallet", () => ({
+        proveRecovery: async (a) => (a.wallet ? { ...a, wallet: create(RecordWriteSchema, { record: a.wallet.record, grant: await rogueGrant("wallet", "update", walletHash(lookupKey, uids[USERS.bob.sub]!)) }) } : a),
+      }), "Token's wallet grant is not for the wallet record this login needs"],
+    ];
+    for (const [what, twist, message] of proveTwists) {
+      it(`a compromised Token proving a recovery with ${what} is refused before anything is written: ${message}`, async function () {
+        await untouched(recoverLena(rogue(twist())), message);
+      });
+    }
+
+    it("the honest twin: Milo's round (dev) needs one more, nothing written; Nell's (dev2) recovers Lena's wallet in one write; the recovered session links Olga's account, which signs in as Lena", async function () {
+      const before = { written: written.length, changed: changed.length, version: await walletVersion() };
+      const first = await round(honest, MILO, "dev");
+      if (first.kind !== "more") throw new Error("the first round ended the recovery");
+      expect(first.state).to.include({ uid: lena(), needed: 1 });
+      expect(first.state.proven).to.deep.equal([dev()]);
+      expect(changed.slice(before.changed), "nothing written before the threshold").to.deep.equal([]);
+      const second = await round(honest, NELL, "dev2", first.state);
+      if (second.kind !== "done") throw new Error("the second round did not end the recovery");
+      expect(written.slice(before.written)).to.deep.equal([]);
+      expect(changed.slice(before.changed)).to.deep.equal(["update wallet"]);
+      expect(await walletVersion()).to.equal(before.version + 1);
+      const { view } = second;
+      expect(view.uid).to.equal(lena());
+      expect(view.wallet.claims).to.include({ email: LENA.email, name: LENA.name });
+      const { at, ...entry } = view.wallet.history!.at(-1)!;
+      expect(entry).to.deep.equal({ kind: "recovery", iss: dev2(), issuers: [dev(), dev2()] });
+      expect(Math.abs(at - Date.now() / 1000)).to.be.below(60);
+      expect(view.releases.map((r) => r.clientId)).to.include("app-a");
+
+      // The recovered session begins a link, and nothing else.
+      expect(await refusal(honest.beginTransaction(view.sessionToken, TransactionKind.DELETE, "dev"))).to.deep.equal({
+        code: Code.PermissionDenied, message: "a recovered wallet's transaction is a link: link an account to sign in with, then sign in with it for the others",
+      });
+      const began = Date.now();
+      const tx = await honest.beginTransaction(view.sessionToken, TransactionKind.LINK, "dev");
+      await honest.linkSubject(tx.sessionToken, began, await upstream.login(OLGA, tx.upstreamNonce, { prompt: "login" }), view.uid);
+      const viaOlga = await login(honest, OLGA, "a");
+      expect(viaOlga.consented).to.equal(false);
+      expect(viaOlga.claims.sub).to.equal(subs.lenaA);
+      expect(viaOlga.claims).to.include({ email: LENA.email });
     });
   });
 });

@@ -30,7 +30,10 @@ import { RecordOperation } from "../../gen/hello/common/v1/record_pb.js";
 import { typOf, verify } from "../../protocol/jws.js";
 import { releaseHash, reservationHash, subjectHash, walletHash } from "../../protocol/lookup-key.js";
 import type { VerificationKeys } from "../../protocol/signing-keys.js";
-import { type HistoryEntry, RECORD_KIND, RECORD_TYPES, type RecordClaims, type TokenType, WALLET_DELETION_RECORD, type WalletDeletionRecord } from "../../protocol/tokens.js";
+import {
+  DEFAULT_RECOVERY_THRESHOLD, type HistoryEntry, RECORD_KIND, RECORD_TYPES, RECOVERY_SUBJECT_RECORD, type RecordClaims, type TokenType, WALLET_DELETION_RECORD,
+  type WalletDeletionRecord, type WalletSubject, recoveryThreshold,
+} from "../../protocol/tokens.js";
 import type { RecordKindName } from "../../protocol/records.js";
 import { type WalletClaims, releasedClaims, takeClaims, walletClaimsOf } from "../../protocol/claims.js";
 import { type FreshnessDemand, LOGIN_REQUIRED, authTimeProblem } from "../../protocol/auth-time.js";
@@ -148,6 +151,19 @@ export class NotLinked extends Error {
   }
 }
 
+/** A recovery account signed in where only a sign-in account may (a login, the account page, a transaction): it cannot sign in alone. */
+export class RecoveryAccountOnly extends Error {
+  override name = "RecoveryAccountOnly";
+  constructor() {
+    super("the account is a recovery account, which cannot sign in alone");
+  }
+}
+
+/** A recovery's round signed in with an account that is not one of the wallet's recovery accounts, or at a provider this recovery used already. */
+export class RecoveryRefused extends Error {
+  override name = "RecoveryRefused";
+}
+
 /** The app's request as Orchestration received it. */
 export interface AppRequest {
   readonly clientId: string;
@@ -227,9 +243,9 @@ export interface AccountView {
   readonly releases: ReadonlyArray<{ readonly clientId: string; readonly claims: readonly string[] }>;
 }
 
-/** A returning user as AuthorizeUser left them: the stored subject, checked, and Token's answer with the wallet read. */
+/** A returning user as AuthorizeUser (or CompleteRecovery) left them: the stored subject, checked, and Token's answer with the wallet read. */
 interface StoredUser {
-  readonly user: AuthorizeUserResponse;
+  readonly user: Pick<AuthorizeUserResponse, "sessionToken" | "accountReleaseReads"> & { readonly releaseRead?: AccessGrant | undefined };
   readonly subjectRecord: string;
   readonly subject: RecordClaims["subject"];
   readonly walletRead: AccessGrant;
@@ -246,6 +262,17 @@ export interface ClaimsState {
   readonly iss: string;
   /** The wallet claims that account's OP ID Token carries, as Orchestration verified it. */
   readonly offered: WalletClaims;
+}
+
+/** A recovery between rounds (docs/transactions.md, "Recovery"); travels sealed in the page's form. */
+export interface RecoveryState {
+  readonly sessionToken: string;
+  /** The wallet the rounds so far proved. */
+  readonly uid: string;
+  /** The providers (issuers) that proved it, one per round. */
+  readonly proven: string[];
+  /** How many more providers must. */
+  readonly needed: number;
 }
 
 /** A record and Storage's receipt for it. */
@@ -535,20 +562,84 @@ export class LoginDriver {
     const step = this.#step();
     const found = await this.#user(step, sessionToken, upstream);
     if (!found.stored) return undefined;
-    const { user, subject } = found;
-    const { wallet, releases } = await this.#walletAndReleases(step, found, upstream);
-    return {
-      sessionToken: user.sessionToken,
-      uid: subject.uid,
-      wallet,
-      releases: releases.flatMap((r) => (r.release ? [{ clientId: r.clientId, claims: r.release.claims }] : [])),
-    };
+    return this.#view(found.user.sessionToken, found.subject.uid, await this.#walletAndReleases(step, found, upstream));
   }
 
-  /** A transaction of the wallet, begun from the account session at step "user": its session and upstream nonce. */
-  async beginTransaction(accountSessionToken: string, kind: TransactionKind, providerId: string, unlink?: { iss: string; sub: string }, clientId?: string) {
-    const res = await this.deps.token.beginTransaction({ accountSessionToken, kind, providerId, ...(unlink ? { unlink } : {}), ...(clientId ? { clientId } : {}) }, this.#step().call());
+  /** What the account page shows of a wallet and its releases, as read. */
+  #view(sessionToken: string, uid: string, { wallet, releases }: { wallet: RecordClaims["wallet"]; releases: ReadonlyArray<{ clientId: string; release?: RecordClaims["release"] }> }): AccountView {
+    return { sessionToken, uid, wallet, releases: releases.flatMap((r) => (r.release ? [{ clientId: r.clientId, claims: r.release.claims }] : [])) };
+  }
+
+  /**
+   * A transaction of the wallet, begun from the account session at step "user" (or a
+   * completed recovery, for a link): its session and upstream nonce. `recovery` links
+   * the account as a recovery account.
+   */
+  async beginTransaction(accountSessionToken: string, kind: TransactionKind, providerId: string, target: { unlink?: { iss: string; sub: string }; clientId?: string; recovery?: boolean } = {}) {
+    const { unlink, clientId, recovery } = target;
+    const res = await this.deps.token.beginTransaction({
+      accountSessionToken, kind, providerId, ...(unlink ? { unlink } : {}), ...(clientId ? { clientId } : {}), ...(recovery ? { recovery } : {}),
+    }, this.#step().call());
     return { sessionToken: res.sessionToken, upstreamNonce: res.upstreamNonce, providerIssuer: res.providerIssuer };
+  }
+
+  /** A recovery's first round (docs/transactions.md, "Recovery"), at `providerId`: its session and upstream nonce, for a forced fresh login. */
+  async startRecovery(providerId: string) {
+    const res = await this.deps.token.beginRecovery({ providerId }, this.#step().call());
+    return { sessionToken: res.sessionToken, upstreamNonce: res.upstreamNonce, providerIssuer: res.providerIssuer };
+  }
+
+  /** A recovery's next round, at `providerId` (another provider than the rounds so far). */
+  async nextRecovery(state: RecoveryState, providerId: string) {
+    const res = await this.deps.token.nextRecoveryLogin({ sessionToken: state.sessionToken, providerId }, this.#step().call());
+    return { sessionToken: res.sessionToken, upstreamNonce: res.upstreamNonce, providerIssuer: res.providerIssuer };
+  }
+
+  /**
+   * A recovery's round, after its forced fresh login begun at `started`: the account must
+   * be a recovery account (its Subject Record's type, and the wallet's mark) of the
+   * wallet earlier rounds proved, at a provider none of them used. Orchestration counts
+   * the providers and reads the threshold itself; Token's count must agree. At the
+   * threshold, Token's wallet must be the one read with only the recovery's history entry
+   * added; it is written at the version read, and the recovered user's wallet is shown
+   * as the account page shows it.
+   */
+  async recover(sessionToken: string, started: number, upstream: UpstreamResult, previous?: Pick<RecoveryState, "uid" | "proven">): Promise<{ kind: "more"; state: RecoveryState } | { kind: "done"; view: AccountView }> {
+    freshEnough(upstream, { maxAge: 0, promptLogin: true, started, demandedBy: "transaction" });
+    const proven = previous?.proven ?? [];
+    if (proven.includes(upstream.iss)) throw new RecoveryRefused("this provider proved this recovery already: each round is at another provider");
+
+    const step = this.#step();
+    const found = await this.#user(step, sessionToken, upstream, previous?.uid, "recovery");
+    if (!found.stored) throw new RecoveryRefused("the account signed in with is not linked to any wallet");
+    const { user, subject, walletRead } = found;
+    const walletRes = await this.deps.encryption.readRecord({ accessToken: walletRead.accessToken }, step.call());
+    const { walletRecord, wallet } = await this.#wallet(step, user.sessionToken, walletRes, subject.uid);
+    if (!wallet.subjects.some((s) => s.iss === upstream.iss && s.sub === upstream.sub && s.recovery === true)) {
+      throw new ProtocolViolation("the wallet does not list the recovery account signed in with as one");
+    }
+    const nowProven = [...proven, upstream.iss];
+    const needed = Math.max(0, recoveryThreshold(wallet) - nowProven.length);
+    const res = await this.deps.token.proveRecovery({ sessionToken: user.sessionToken, walletRecord, walletReceipt: walletRes.receipt }, step.call());
+    if (res.needed !== needed || (needed > 0) !== (res.wallet === undefined)) {
+      throw new ProtocolViolation("Token's count of this recovery's providers is not the wallet's threshold less the providers that proved it");
+    }
+    if (needed > 0) return { kind: "more", state: { sessionToken: res.sessionToken, uid: subject.uid, proven: nowProven, needed } };
+
+    const write = res.wallet!;
+    this.#checkGrant(write.grant, "wallet", RecordOperation.UPDATE, walletHash(this.deps.lookupKey, subject.uid));
+    checkTransacted(wallet, await this.#record("wallet", write.record), {}, { kind: "recovery", iss: upstream.iss, issuers: nowProven });
+    let stored;
+    try {
+      stored = await this.deps.encryption.updateRecord({ accessToken: write.grant!.accessToken, record: write.record, expectedVersion: walletRes.version }, step.call());
+    } catch (error) {
+      if (walletMovedOn(error)) throw new WalletChanged();
+      throw error;
+    }
+    const done = await this.deps.token.completeRecovery({ sessionToken: res.sessionToken, walletRecord: write.record, walletReceipt: stored.receipt }, step.call());
+    const recoveredRead = this.#checkGrant(done.walletRead, "wallet", RecordOperation.READ, walletHash(this.deps.lookupKey, subject.uid));
+    const shown = await this.#walletAndReleases(step, { ...found, user: done, walletRead: recoveredRead }, upstream);
+    return { kind: "done", view: this.#view(done.sessionToken, subject.uid, shown) };
   }
 
   /**
@@ -602,7 +693,7 @@ export class LoginDriver {
    * account, this user, the wallet as read with that subject and one history entry added.
    * Both are written in one WriteRecords.
    */
-  async linkSubject(sessionToken: string, started: number, upstream: UpstreamResult, uid: string): Promise<void> {
+  async linkSubject(sessionToken: string, started: number, upstream: UpstreamResult, uid: string, recovery = false): Promise<void> {
     freshEnough(upstream, { maxAge: 0, promptLogin: true, started, demandedBy: "transaction" });
 
     const step = this.#step();
@@ -615,7 +706,7 @@ export class LoginDriver {
       this.deps.encryption.readRecord({ accessToken: walletRead.accessToken }, step.call()),
     ]);
     if (subjectRes.result.case === "record") {
-      const subject = await this.#record("subject", subjectRes.result.value);
+      const { subject } = await this.#subject(subjectRes.result.value);
       if (subject.op_iss !== upstream.iss || subject.op_sub !== upstream.sub) throw new ProtocolViolation("the subject record is not the upstream subject's");
       throw new AlreadyLinked(subject.uid === uid);
     }
@@ -630,12 +721,16 @@ export class LoginDriver {
     if (!subjectWrite || !walletWrite) throw new ProtocolViolation("Token returned no link");
     this.#checkGrant(subjectWrite.grant, "subject", RecordOperation.CREATE, subjectHash(key, upstream.iss, upstream.sub));
     this.#checkGrant(walletWrite.grant, "wallet", RecordOperation.UPDATE, walletHash(key, uid));
-    const subject = await this.#record("subject", subjectWrite.record);
-    if (subject.op_iss !== upstream.iss || subject.op_sub !== upstream.sub || subject.uid !== uid) {
-      throw new ProtocolViolation("the new subject record is not the account signed in with, for this user");
+    const minted = await this.#subject(subjectWrite.record);
+    const subject = minted.subject;
+    if (subject.op_iss !== upstream.iss || subject.op_sub !== upstream.sub || subject.uid !== uid || minted.recovery !== recovery) {
+      throw new ProtocolViolation(`the new subject record is not the account signed in with, for this user, as a ${recovery ? "recovery" : "sign-in"} account`);
     }
     const updated = await this.#record("wallet", walletWrite.record);
-    checkTransacted(wallet, updated, { subjects: [...wallet.subjects, { iss: upstream.iss, sub: upstream.sub }] }, "link", upstream.iss);
+    checkTransacted(wallet, updated, recovery
+      ? { subjects: [...wallet.subjects, { iss: upstream.iss, sub: upstream.sub, recovery: true }], recovery: wallet.recovery ?? { threshold: DEFAULT_RECOVERY_THRESHOLD } }
+      : { subjects: [...wallet.subjects, { iss: upstream.iss, sub: upstream.sub }] },
+    { kind: "link", iss: upstream.iss, ...(recovery ? { recovery: true as const } : {}) });
     await this.deps.pause?.("link-writing");
     try {
       await this.deps.encryption.writeRecords({ writes: [
@@ -675,7 +770,7 @@ export class LoginDriver {
     if (!walletWrite) throw new ProtocolViolation("Token returned no unlink");
     this.#checkGrant(walletWrite.grant, "wallet", RecordOperation.UPDATE, walletHash(this.deps.lookupKey, uid));
     const subjectDelete = this.#checkGrant(res.subjectDelete, "subject", RecordOperation.DELETE, subjectHash(this.deps.lookupKey, target.iss, target.sub));
-    checkTransacted(wallet, await this.#record("wallet", walletWrite.record), { subjects: kept }, "unlink", target.iss);
+    checkTransacted(wallet, await this.#record("wallet", walletWrite.record), { subjects: kept }, { kind: "unlink", iss: target.iss });
     try {
       await this.deps.encryption.writeRecords({ writes: [
         { accessToken: walletWrite.grant!.accessToken, record: walletWrite.record, expectedVersion: walletRes.version },
@@ -722,7 +817,7 @@ export class LoginDriver {
     if (!write) throw new ProtocolViolation("Token returned no wallet");
     this.#checkGrant(write.grant, "wallet", RecordOperation.UPDATE, walletHash(this.deps.lookupKey, state.uid));
     const sources = { ...held.sources, ...Object.fromEntries(expected.taken.map((name) => [name, state.iss])) };
-    checkTransacted(held, await this.#record("wallet", write.record), { claims: expected.claims, sources }, "claims", state.iss);
+    checkTransacted(held, await this.#record("wallet", write.record), { claims: expected.claims, sources }, { kind: "claims", iss: state.iss });
     try {
       await this.deps.encryption.updateRecord({ accessToken: write.grant!.accessToken, record: write.record, expectedVersion: BigInt(state.walletVersion) }, step.call());
     } catch (error) {
@@ -757,7 +852,7 @@ export class LoginDriver {
     const walletWrite = res.wallet;
     if (!walletWrite) throw new ProtocolViolation("Token returned no wallet");
     this.#checkGrant(walletWrite.grant, "wallet", RecordOperation.UPDATE, walletHash(key, uid));
-    checkTransacted(wallet, await this.#record("wallet", walletWrite.record), {}, "release", upstream.iss, clientId);
+    checkTransacted(wallet, await this.#record("wallet", walletWrite.record), {}, { kind: "release", iss: upstream.iss, client_id: clientId });
     const writes: Array<{ accessToken: string; record?: string; expectedVersion?: bigint }> = [
       { accessToken: walletWrite.grant!.accessToken, record: walletWrite.record, expectedVersion: walletRes.version },
     ];
@@ -926,7 +1021,7 @@ export class LoginDriver {
    * (with the session to go on with) or the stored, checked subject and the user's
    * wallet read.
    */
-  async #user(step: StepDeadline, sessionToken: string, upstream: UpstreamResult, expectedUid?: string) {
+  async #user(step: StepDeadline, sessionToken: string, upstream: UpstreamResult, expectedUid?: string, role: "sign-in" | "recovery" = "sign-in") {
     const authorized = await this.#token(() => this.deps.token.authorizeSubject({ sessionToken, opIdToken: upstream.idToken }, step.call()));
     const subjectRead = this.#checkGrant(authorized.subjectRead, "subject", RecordOperation.READ,
       subjectHash(this.deps.lookupKey, upstream.iss, upstream.sub));
@@ -934,12 +1029,15 @@ export class LoginDriver {
     if (read.result.case === "errorToken") return { stored: false as const, sessionToken: authorized.sessionToken, errorToken: read.result.value };
     if (read.result.case !== "record") throw new ProtocolViolation("the subject read returned nothing");
     const subjectRecord = read.result.value;
-    const subject = await this.#record("subject", subjectRecord);
+    // A recovery account's Subject Record has a type of its own: only a recovery takes it, and a recovery takes only it.
+    const { subject, recovery } = await this.#subject(subjectRecord);
     if (subject.op_iss !== upstream.iss || subject.op_sub !== upstream.sub) {
       throw new ProtocolViolation("the subject record is not the upstream subject's");
     }
     // A transaction's sign-in must be at a subject of the wallet it began from.
     if (expectedUid !== undefined && subject.uid !== expectedUid) throw new NotLinked();
+    if (recovery && role !== "recovery") throw new RecoveryAccountOnly();
+    if (!recovery && role === "recovery") throw new RecoveryRefused("the account signed in with is not a recovery account: a recovery is proven by recovery accounts only");
     await this.deps.pause?.("subject-read");
     const user = await this.deps.token.authorizeUser({ sessionToken: authorized.sessionToken, subjectRecord, subjectReceipt: read.receipt }, step.call());
     const walletRead = this.#checkGrant(user.walletRead, "wallet", RecordOperation.READ, walletHash(this.deps.lookupKey, subject.uid));
@@ -989,6 +1087,13 @@ export class LoginDriver {
     return this.#verified<RecordClaims[K]>(RECORD_TYPES[kind], record, `${kind} record`);
   }
 
+  /** A Subject Record of either type: a sign-in account's, or a recovery account's (`recovery`). */
+  async #subject(record: string): Promise<{ subject: RecordClaims["subject"]; recovery: boolean }> {
+    // The header's typ only chooses which type to verify as; verify checks it with the signature.
+    const recovery = typOf(record) === RECOVERY_SUBJECT_RECORD.typ;
+    return { subject: await this.#verified<RecordClaims["subject"]>(recovery ? RECOVERY_SUBJECT_RECORD : RECORD_TYPES.subject, record, "subject record"), recovery };
+  }
+
   /** A wallet's deletion record (its own typ: never taken for a wallet). */
   #deletion(record: string): Promise<WalletDeletionRecord> {
     return this.#verified<WalletDeletionRecord>(WALLET_DELETION_RECORD, record, "wallet deletion record");
@@ -1023,24 +1128,26 @@ function freshEnough(upstream: UpstreamResult, demand: FreshnessDemand): number 
  */
 function checkTransacted(
   before: RecordClaims["wallet"], after: RecordClaims["wallet"],
-  change: { subjects?: ReadonlyArray<{ iss: string; sub: string }>; claims?: WalletClaims; sources?: Record<string, string> },
-  kind: HistoryEntry["kind"], iss: string, clientId?: string,
+  change: { subjects?: readonly WalletSubject[]; claims?: WalletClaims; sources?: Record<string, string>; recovery?: { threshold: number } },
+  expected: Omit<HistoryEntry, "at">,
 ): void {
   const subjects = change.subjects ?? before.subjects;
   const sources = change.sources ?? before.sources ?? {};
+  const recovery = change.recovery ?? before.recovery;
   const history = before.history ?? [];
-  const entry = after.history?.at(-1);
+  const { at, ...entry } = after.history?.at(-1) ?? { at: Number.NaN };
   const now = Math.floor(Date.now() / 1000);
   const same =
     after.uid === before.uid &&
     sameClaims(after.claims, change.claims ?? before.claims) &&
     JSON.stringify(Object.entries(after.sources ?? {}).sort()) === JSON.stringify(Object.entries(sources).sort()) &&
-    after.subjects.length === subjects.length &&
-    subjects.every((s, i) => after.subjects[i]!.iss === s.iss && after.subjects[i]!.sub === s.sub) &&
+    canonical(after.subjects) === canonical(subjects) &&
+    canonical(after.recovery) === canonical(recovery) &&
     after.history?.length === history.length + 1 &&
     canonical(after.history.slice(0, -1)) === canonical(history) &&
-    entry?.kind === kind && entry.iss === iss && entry.client_id === clientId && Math.abs(entry.at - now) <= MINT_CLOCK_SKEW_SECONDS &&
-    Object.keys(after).every((k) => ["uid", "claims", "subjects", "history", "sources", "iss", "aud", "iat"].includes(k));
+    canonical(entry) === canonical(expected) && Math.abs(at - now) <= MINT_CLOCK_SKEW_SECONDS &&
+    Object.keys(after).every((k) => ["uid", "claims", "subjects", "history", "sources", "recovery", "iss", "aud", "iat"].includes(k));
+  const { kind } = expected;
   const what = kind === "claims" ? "claims update" : kind === "release" ? "release change" : kind;
   if (!same) throw new ProtocolViolation(`Token's wallet for this ${what} is not the wallet as read with only that change and its history entry`);
 }

@@ -14,7 +14,7 @@ import type { RecordKindName } from "../../protocol/records.js";
 import { InvalidTokenError, sha256, verify } from "../../protocol/jws.js";
 import type { VerificationKeys } from "../../protocol/signing-keys.js";
 import { ERROR_TOKEN, type ErrorClaims, RECEIPT, type ReceiptClaims, type RecordClaims } from "../../protocol/tokens.js";
-import { denied, invalidArgument } from "../../protocol/errors.js";
+import { denied, invalidArgument, outOfOrder } from "../../protocol/errors.js";
 import { WALLET_CLAIMS, requestedClaims } from "../../protocol/claims.js";
 import { LOGIN_REQUIRED, authTimeProblem } from "../../protocol/auth-time.js";
 import type { UpstreamVerifier, VerifiedSubject } from "./upstream.js";
@@ -303,6 +303,19 @@ export function checkTransactionUser(subject: RecordClaims["subject"], session: 
   }
 }
 
+/**
+ * A recovery account signs for a recovery only, and only a recovery account does: a
+ * login, an account session or a transaction refuses it (a recovery account alone never
+ * signs in), and a recovery refuses a sign-in account (the recovery is what the user
+ * does without one).
+ */
+export function checkAccountRole(recovery: boolean, session: Pick<SessionClaims, "purpose">): void {
+  if (session.purpose === "recovery" && !recovery) throw denied("the fresh sign-in is at an account that is not a recovery account: a recovery is proven by recovery accounts only");
+  if (session.purpose !== "recovery" && recovery) {
+    throw denied("the account is a recovery account, which cannot sign in alone: sign in with another account of the wallet, or recover the wallet");
+  }
+}
+
 /** The session purpose of a transaction kind. */
 export type TransactionPurpose = "delete" | "link" | "unlink" | "claims" | "release";
 
@@ -313,6 +326,28 @@ export function transactionPurpose(kind: TransactionKind): TransactionPurpose {
   if (kind === TransactionKind.CLAIMS) return "claims";
   if (kind === TransactionKind.RELEASE) return "release";
   throw invalidArgument("kind must name a transaction (TRANSACTION_KIND_DELETE, _LINK, _UNLINK, _CLAIMS or _RELEASE)");
+}
+
+/**
+ * A transaction begins from an account session, or from a recovery that is complete,
+ * and that only for a link: the recovered user links an account to sign in with; every
+ * other transaction is confirmed by a sign-in account's fresh login, which a user who
+ * had to recover has not got until then.
+ */
+export function checkBeginsFrom(session: Pick<SessionClaims, "purpose" | "recovery_done">, purpose: TransactionPurpose): void {
+  if (session.purpose === "account") return;
+  if (session.purpose === "recovery" && session.recovery_done) {
+    if (purpose !== "link") throw denied("a recovered wallet's transaction is a link: link an account to sign in with, then sign in with it for the others");
+    return;
+  }
+  if (session.purpose === "recovery") throw outOfOrder("a transaction begins from an account session, or a completed recovery, and this recovery is not complete yet");
+  throw outOfOrder(`a transaction begins from an account session, or a completed recovery, and this is ${session.purpose === undefined ? "a login" : `a ${session.purpose}`} session`);
+}
+
+/** Only a link may link a recovery account. */
+export function checkLinkRole(purpose: TransactionPurpose, recovery: boolean): boolean {
+  if (recovery && purpose !== "link") throw invalidArgument("recovery is for a link only");
+  return recovery;
 }
 
 /** A release change names a registered app, and only a release change names one. */

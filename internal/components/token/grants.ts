@@ -8,8 +8,8 @@ import { create } from "@bufbuild/protobuf";
 import { type AccessGrant, AccessGrantSchema, type RecordWrite, RecordWriteSchema } from "../../gen/hello/token/v1/token_service_pb.js";
 import { RecordOperation } from "../../gen/hello/common/v1/record_pb.js";
 import type { RecordKindName } from "../../protocol/records.js";
-import { newJti, sha256, sign, verify } from "../../protocol/jws.js";
-import { ACCESS_TOKEN, type AccessClaims, type Operation, RECORD_KIND, RECORD_TYPES, type RecordClaims, type TokenType } from "../../protocol/tokens.js";
+import { newJti, sha256, sign, typOf, verify } from "../../protocol/jws.js";
+import { ACCESS_TOKEN, type AccessClaims, type Operation, RECORD_KIND, RECORD_TYPES, RECOVERY_SUBJECT_RECORD, type RecordClaims, type TokenType } from "../../protocol/tokens.js";
 import type { OwnKeys } from "./own-keys.js";
 
 const OPERATION: Record<Operation, RecordOperation> = {
@@ -22,8 +22,12 @@ const OPERATION: Record<Operation, RecordOperation> = {
 export interface Grants {
   /** A read of the record at `hash`; the jti is the session's, to see the read answered. */
   read(kind: RecordKindName, hash: string): Promise<{ jti: string; grant: AccessGrant }>;
-  /** A record to write at `hash`, with its single-use create grant; `ejti` when the create relies on an Error Token. */
-  write<K extends RecordKindName>(kind: K, hash: string, claims: RecordClaims[K], ejti?: string): Promise<{ jti: string; digest: string; write: RecordWrite }>;
+  /**
+   * A record to write at `hash`, with its single-use create grant; `ejti` when the create
+   * relies on an Error Token; `type` signs it as another record type of the kind (a
+   * recovery account's Subject Record).
+   */
+  write<K extends RecordKindName>(kind: K, hash: string, claims: RecordClaims[K], ejti?: string, type?: TokenType): Promise<{ jti: string; digest: string; write: RecordWrite }>;
   /**
    * A record to write over the one at `hash`, with its single-use update grant; with
    * `version`, Storage accepts the update only at that version. `type` signs it as
@@ -36,6 +40,8 @@ export interface Grants {
   remove(kind: RecordKindName, hash: string): Promise<AccessGrant>;
   /** A record Token signed, verified with Token's own record keys (retired ones too: records never expire). */
   record<K extends RecordKindName>(kind: K, record: string): Promise<RecordClaims[K]>;
+  /** A Subject Record of either type: a sign-in account's, or a recovery account's (`recovery`). */
+  subject(record: string): Promise<{ subject: RecordClaims["subject"]; recovery: boolean }>;
 }
 
 export function grants(keys: OwnKeys, now: () => Date): Grants {
@@ -49,8 +55,8 @@ export function grants(keys: OwnKeys, now: () => Date): Grants {
   return {
     read: (kind, hash) => grant("read", kind, hash),
 
-    async write(kind, hash, claims, ejti) {
-      const record = await sign(RECORD_TYPES[kind], keys.active("record"), { ...claims }, { now: now() });
+    async write(kind, hash, claims, ejti, type) {
+      const record = await sign(type ?? RECORD_TYPES[kind], keys.active("record"), { ...claims }, { now: now() });
       const digest = sha256(record);
       const created = await grant("create", kind, hash, { digest, ...(ejti === undefined ? {} : { ejti }) });
       return { jti: created.jti, digest, write: create(RecordWriteSchema, { record, grant: created.grant }) };
@@ -72,6 +78,13 @@ export function grants(keys: OwnKeys, now: () => Date): Grants {
 
     async record<K extends RecordKindName>(kind: K, record: string) {
       return (await verify<RecordClaims[K]>(RECORD_TYPES[kind], keys.verification(), record, `${kind} record`, now())).claims;
+    },
+
+    async subject(record) {
+      // The header's typ only chooses which type to verify as; verify checks it with the signature.
+      const recovery = typOf(record) === RECOVERY_SUBJECT_RECORD.typ;
+      const type = recovery ? RECOVERY_SUBJECT_RECORD : RECORD_TYPES.subject;
+      return { subject: (await verify<RecordClaims["subject"]>(type, keys.verification(), record, "subject record", now())).claims, recovery };
     },
   };
 }

@@ -11,7 +11,8 @@
 // A session has a purpose: a login (an app's; the default, and all a session without
 // the claim can be), an account session (docs/transactions.md: the user signs in to
 // manage the wallet, with no app), or a transaction's (begun from an account session:
-// "delete", "link", "unlink", "claims", "release"). Each goes started -> subject -> user through the steps they share
+// "delete", "link", "unlink", "claims", "release"), or a recovery's (begun with no
+// account session, one round per recovery account: user -> started again). Each goes started -> subject -> user through the steps they share
 // (AuthorizeSubject, AuthorizeUser); every other step reads with `read`, which takes
 // one purpose only, logins by default, so an account session never makes a user or
 // answers an app, and a login never deletes a wallet.
@@ -28,7 +29,20 @@ export interface SessionClaims {
   sid: string;
   step: "started" | "subject" | "created" | "user";
   /** Absent: a login. */
-  purpose?: "account" | "delete" | "link" | "unlink" | "claims" | "release";
+  purpose?: "account" | "delete" | "link" | "unlink" | "claims" | "release" | "recovery";
+  /** A link session's: the account is linked as a recovery account. */
+  link_recovery?: true;
+  /**
+   * A recovery session's (docs/transactions.md, "Recovery"): the providers (issuers)
+   * whose recovery accounts of the wallet proved it so far, one per round. The
+   * threshold is read from each round's wallet, as Storage's receipt shows it stored.
+   */
+  recovered?: string[];
+  /** A recovery at its threshold: the wallet update's grant jti and the record's digest. */
+  recovery_update?: string;
+  recovery_digest?: string;
+  /** A recovery whose wallet update is stored: the user's way back in (BeginTransaction takes it for a link). */
+  recovery_done?: true;
   /** An unlink session's account to unlink. */
   unlink?: { iss: string; sub: string };
   /** When the login began (ms): OP ID Tokens issued before it are refused. */
@@ -99,9 +113,9 @@ type Holds = {
   user: AtSubject | "uid" | "subject_digest";
 };
 
-export type Purpose = "login" | "account" | "delete" | "link" | "unlink" | "claims" | "release";
+export type Purpose = "login" | "account" | "delete" | "link" | "unlink" | "claims" | "release" | "recovery";
 /** Every purpose Token signs; a session claiming another is none of Token's. */
-const PURPOSES: readonly Purpose[] = ["login", "account", "delete", "link", "unlink", "claims", "release"];
+const PURPOSES: readonly Purpose[] = ["login", "account", "delete", "link", "unlink", "claims", "release", "recovery"];
 /** What every login holds from its start, and an account session never does. */
 type LoginHolds = "client_id" | "redirect_uri" | "nonce" | "scope" | "code_challenge";
 
@@ -158,7 +172,9 @@ export function sessions(keys: OwnKeys, now: () => Date): Sessions {
 
     advance<S extends Step>(session: Session<S, Purpose>, step: Step, additions: Partial<SessionClaims> = {}) {
       // A handler that moves a session where the machine does not go is a bug in Token.
-      if (!NEXT[session.step].includes(step)) throw new Error(`a session at step "${session.step}" cannot move to "${step}"`);
+      // A recovery alone goes back from "user" to "started": its next round's login.
+      const nextRound = session.purpose === "recovery" && session.step === "user" && step === "started";
+      if (!NEXT[session.step].includes(step) && !nextRound) throw new Error(`a session at step "${session.step}" cannot move to "${step}"`);
       // iss, aud, iat and jti are the token's, set anew by sign(); exp is kept.
       const { iss: _iss, aud: _aud, iat: _iat, jti: _jti, exp, ...rest } = { ...session, ...additions, step };
       const t = now();

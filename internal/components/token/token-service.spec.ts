@@ -13,7 +13,7 @@ import { Code, type Client } from "@connectrpc/connect";
 import { type JWTPayload, SignJWT, compactVerify, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify } from "jose";
 import { type AccessGrant, type ReadRecord, type RecordWrite, type ReleaseAnswer, TokenService, TransactionKind } from "../../gen/hello/token/v1/token_service_pb.js";
 import { RecordKind, RecordOperation } from "../../gen/hello/common/v1/record_pb.js";
-import type { RegisteredClient } from "../../config/component-config.js";
+import type { AllowedProvider, RegisteredClient } from "../../config/component-config.js";
 import { sha256, sign } from "../../protocol/jws.js";
 import { releaseHash, reservationHash, subjectHash, walletHash } from "../../protocol/lookup-key.js";
 import { type KeyPurpose, type SigningAlg, activeKey, generateSigningKey, publicJwk } from "../../protocol/signing-keys.js";
@@ -24,13 +24,14 @@ import {
   type ErrorClaims,
   RECEIPT,
   RECORD_TYPES,
+  RECOVERY_SUBJECT_RECORD,
   type ReceiptClaims,
   type RecordClaims,
   SESSION_TOKEN,
   WALLET_DELETION_RECORD,
   type WalletDeletionRecord,
 } from "../../protocol/tokens.js";
-import type { DevUser } from "../../dev/devop/dev-op.js";
+import { DEFAULT_DEV_USERS, type DevUser } from "../../dev/devop/dev-op.js";
 import { storageKeyPair } from "../../../test/support/storage-keys.js";
 import { refusal } from "../../../test/support/refusal.js";
 import { tamper } from "../../../test/support/tamper.js";
@@ -46,6 +47,7 @@ import {
   tokenSigningKeys,
 } from "../../../test/support/token-harness.js";
 import type { TokenServiceDeps } from "./token-service.js";
+import { UpstreamVerifier } from "./upstream.js";
 import type { SessionClaims } from "./session.js";
 
 
@@ -54,6 +56,8 @@ const grantOf = (grant: AccessGrant | undefined) => decodeJwt(grant!.accessToken
 const record = <K extends keyof RecordClaims>(_kind: K, jws: string) => decodeJwt(jws) as RecordClaims[K] & JWTPayload;
 type PrivateKey = Awaited<ReturnType<typeof generateKeyPair>>["privateKey"];
 const kidPurpose = (jws: string) => String(decodeProtectedHeader(jws).kid).split(".")[0];
+/** Bob's second account, at the providers "north" and "south": two accounts of one person at one provider. */
+const BOB_AT_WORK: DevUser = { sub: "bob-work-0004", email: "bob@work.example", email_verified: true, name: "Bob at Work", password: "bob-work" };
 
 describe("Token, check by check (internal/components/token)", function () {
   this.timeout(20_000); // the development OP's first login warms it up
@@ -62,6 +66,17 @@ describe("Token, check by check (internal/components/token)", function () {
   const storageKeys = storageKeyPair();
   const lookupKey = randomBytes(32);
   let upstream: Upstream;
+  /**
+   * Two more providers on Token's allow-list, each a development OP of its own (its own
+   * issuer and keys, the same users and Bob's work account): a recovery's rounds are at
+   * distinct providers (docs/transactions.md, "Recovery"). Alice at "north" is an account
+   * of her own, not her account at "dev".
+   */
+  let north: Upstream;
+  let south: Upstream;
+  /** Token's allow-list, "dev", "north" and "south", and its verifier of their OP ID Tokens. */
+  let providers: AllowedProvider[];
+  let verifier: UpstreamVerifier;
   let clients: RegisteredClient[];
   let token: Client<typeof TokenService>;
   /** app-jar's own key: it signs request objects (RFC 9101). */
@@ -73,8 +88,8 @@ describe("Token, check by check (internal/components/token)", function () {
     storageKeys: () => storageKeys.keys,
     lookupKey,
     clients,
-    upstream: upstream.verifier,
-    providers: [upstream.provider],
+    upstream: verifier,
+    providers,
     now: clock.now,
     ...over,
   });
@@ -179,6 +194,9 @@ describe("Token, check by check (internal/components/token)", function () {
   before(async function () {
     clock.sync();
     upstream = await startUpstream();
+    [north, south] = await Promise.all([startUpstream([...DEFAULT_DEV_USERS, BOB_AT_WORK]), startUpstream([...DEFAULT_DEV_USERS, BOB_AT_WORK])]);
+    providers = [upstream.provider, { ...north.provider, id: "north" }, { ...south.provider, id: "south" }];
+    verifier = new UpstreamVerifier(providers);
     const { privateKey, publicKey } = await generateKeyPair("ES256", { extractable: true });
     jar = { privateKey, kid: "app-jar-1" };
     clients = [
@@ -195,7 +213,7 @@ describe("Token, check by check (internal/components/token)", function () {
     await newUser(USERS.alice);
     await newUser(USERS.bob);
   });
-  after(async () => upstream?.close());
+  after(async () => Promise.all([upstream, north, south].map((up) => up?.close())));
 
   describe("CreateSession: the app's request against Token's own registry", function () {
     it("honest: a session at step started, bound to the request, the provider and a fresh upstream nonce", async function () {
@@ -986,7 +1004,7 @@ describe("Token, check by check (internal/components/token)", function () {
       expect(await refusal(begin(account.sessionToken))).to.deep.equal({ code: Code.FailedPrecondition, message: 'this step needs a session at step "user", not "subject"' });
       const login = await returning(USERS.alice);
       expect(await refusal(begin(login.user.sessionToken))).to.deep.equal({
-        code: Code.FailedPrecondition, message: "this step is an account session's, and this is a login session",
+        code: Code.FailedPrecondition, message: "a transaction begins from an account session, or a completed recovery, and this is a login session",
       });
       const ready = await accountUser(USERS.alice);
       expect(await refusal(begin(ready.authorized.sessionToken, TransactionKind.UNSPECIFIED))).to.deep.equal({
@@ -1413,6 +1431,343 @@ describe("Token, check by check (internal/components/token)", function () {
       const up = await upstream.login(user, tx.upstreamNonce, { prompt: "login" });
       return (await token.authorizeSubject({ sessionToken: tx.sessionToken, opIdToken: up.idToken })).sessionToken;
     }
+  });
+
+  describe("recovery (docs/transactions.md, \"Recovery\"): a threshold of recovery accounts at distinct providers, one forced fresh login each", function () {
+    type Provider = "dev" | "north" | "south";
+    const op = (id: Provider) => ({ dev: upstream, north, south })[id];
+    const iss = (id: Provider) => op(id).devOp.issuer;
+    const nowSeconds = () => Math.floor(clock.now().getTime() / 1000);
+    type Round = { sessionToken: string; upstreamNonce: string };
+
+    /** `account` at `provider` linked to `owner`'s wallet as a recovery account (an account session at "dev", a link with recovery), both writes stored. */
+    async function linkRecovery(owner: DevUser, provider: Provider, account: DevUser) {
+      const signedIn = await accountUser(owner);
+      const tx = await token.beginTransaction({ accountSessionToken: signedIn.authorized.sessionToken, kind: TransactionKind.LINK, providerId: provider, recovery: true });
+      const up = await op(provider).login(account, tx.upstreamNonce, { prompt: "login" });
+      const authorized = await token.authorizeSubject({ sessionToken: tx.sessionToken, opIdToken: up.idToken });
+      const walletRecord = rows.get(authorized.walletRead!.hash)!;
+      const res = await token.linkSubject({
+        sessionToken: authorized.sessionToken, errorToken: await absent(authorized.subjectRead),
+        walletRecord, walletReceipt: await receipt(authorized.walletRead, walletRecord),
+      });
+      await store(res.wallet);
+      await store(res.subject);
+      return { tx, walletRecord, res, at: nowSeconds(), uid: session(signedIn.authorized.sessionToken).uid! };
+    }
+
+    /** `account`'s forced fresh login at `provider` for the session `round`, verified by Token, and its Subject Record as Storage answers the read. */
+    async function freshAtSubject(round: Round, provider: Provider, account: DevUser) {
+      const up = await op(provider).login(account, round.upstreamNonce, { prompt: "login" });
+      const at = await token.authorizeSubject({ sessionToken: round.sessionToken, opIdToken: up.idToken });
+      const subjectRecord = rows.get(at.subjectRead!.hash)!;
+      return { up, at, subjectRecord, authorizeUser: { sessionToken: at.sessionToken, subjectRecord, subjectReceipt: await receipt(at.subjectRead, subjectRecord) } };
+    }
+
+    /** A recovery round at step "user": the wallet as Storage answers the round's read, ready for ProveRecovery. */
+    async function roundAtUser(round: Round, provider: Provider, account: DevUser) {
+      const fresh = await freshAtSubject(round, provider, account);
+      const user = await token.authorizeUser(fresh.authorizeUser);
+      const walletRecord = rows.get(user.walletRead!.hash)!;
+      return { ...fresh, user, prove: { sessionToken: user.sessionToken, walletRecord, walletReceipt: await receipt(user.walletRead, walletRecord) } };
+    }
+
+    /** Alice's first round, at "north", proven: one more provider needed. */
+    async function aliceProvenOnce() {
+      const started = await token.beginRecovery({ providerId: "north" });
+      const first = await roundAtUser(started, "north", USERS.alice);
+      return { started, first, one: await token.proveRecovery(first.prove) };
+    }
+
+    /** Alice's recovery at its threshold: rounds at "north" then "south", the wallet update minted, not yet stored. */
+    async function aliceAtThreshold() {
+      const { started, first, one } = await aliceProvenOnce();
+      const next = await token.nextRecoveryLogin({ sessionToken: one.sessionToken, providerId: "south" });
+      const second = await roundAtUser(next, "south", USERS.alice);
+      return { started, first, one, next, second, done: await token.proveRecovery(second.prove) };
+    }
+
+    let aliceLinks: Array<Awaited<ReturnType<typeof linkRecovery>>>;
+    before(async function () {
+      clock.sync(); // the providers' auth_time is the wall clock's; Token's clock is put back on it
+      // Alice's wallet: her accounts at "north" and "south" as recovery accounts. Bob's: his own and his work account at "north", and his own at "south".
+      aliceLinks = [await linkRecovery(USERS.alice, "north", USERS.alice), await linkRecovery(USERS.alice, "south", USERS.alice)];
+      await linkRecovery(USERS.bob, "north", USERS.bob);
+      await linkRecovery(USERS.bob, "north", BOB_AT_WORK);
+      await linkRecovery(USERS.bob, "south", USERS.bob);
+    });
+
+    it("honest: a recovery account's link mints a Subject Record of its own typ; the wallet lists it as a recovery account and gets the threshold 2", async function () {
+      const [northLink, southLink] = aliceLinks as [Awaited<ReturnType<typeof linkRecovery>>, Awaited<ReturnType<typeof linkRecovery>>];
+      for (const [link, provider] of [[northLink, "north"], [southLink, "south"]] as const) {
+        expect(session(link.tx.sessionToken)).to.include({ purpose: "link", link_recovery: true, provider });
+        expect(decodeProtectedHeader(link.res.subject!.record).typ).to.equal(RECOVERY_SUBJECT_RECORD.typ);
+        expect(record("subject", link.res.subject!.record)).to.include({ op_iss: iss(provider), op_sub: USERS.alice.sub, uid: link.uid });
+        expect(grantOf(link.res.subject!.grant)).to.include({ op: "create", kind: "subject", hash: subjectHash(lookupKey, iss(provider), USERS.alice.sub) });
+      }
+      const before = record("wallet", northLink.walletRecord);
+      expect(before).to.not.have.property("recovery");
+      const after = record("wallet", southLink.res.wallet!.record);
+      expect(after.subjects).to.deep.equal([
+        ...before.subjects, { iss: iss("north"), sub: USERS.alice.sub, recovery: true }, { iss: iss("south"), sub: USERS.alice.sub, recovery: true },
+      ]);
+      expect(after.recovery).to.deep.equal({ threshold: 2 });
+      expect(after.claims).to.deep.equal(before.claims);
+      expect(after.history).to.deep.equal([
+        ...(before.history ?? []),
+        { kind: "link", at: northLink.at, iss: iss("north"), recovery: true },
+        { kind: "link", at: southLink.at, iss: iss("south"), recovery: true },
+      ]);
+    });
+
+    it("checkLinkRole: only a link links a recovery account", async function () {
+      const signedIn = await accountUser(USERS.alice);
+      for (const kind of [TransactionKind.DELETE, TransactionKind.CLAIMS]) {
+        expect(await refusal(token.beginTransaction({ accountSessionToken: signedIn.authorized.sessionToken, kind, providerId: "north", recovery: true }))).to.deep.equal({
+          code: Code.InvalidArgument, message: "recovery is for a link only",
+        });
+      }
+    });
+
+    it("honest: rounds at two providers reach the threshold; the wallet's history names both; the recovered user may begin a link, and only a link", async function () {
+      const started = await token.beginRecovery({ providerId: "north" });
+      expect(started.providerIssuer).to.equal(iss("north"));
+      expect(session(started.sessionToken)).to.deep.include({
+        step: "started", purpose: "recovery", prompt_login: true, max_age: 0, provider: "north", provider_iss: iss("north"),
+        upstream_nonce: started.upstreamNonce, started: clock.now().getTime(), recovered: [],
+      }).and.not.have.property("uid");
+
+      // Round 1: Alice's recovery account at "north". AuthorizeUser grants the wallet's read only.
+      const first = await roundAtUser(started, "north", USERS.alice);
+      const uid = record("subject", first.subjectRecord).uid;
+      expect(uid).to.equal(aliceLinks[0]!.uid);
+      expect(grantOf(first.user.walletRead)).to.include({ op: "read", kind: "wallet", hash: walletHash(lookupKey, uid) });
+      expect(first.user.releaseRead).to.equal(undefined);
+      expect(first.user.accountReleaseReads).to.deep.equal([]);
+      const one = await token.proveRecovery(first.prove);
+      expect(one.needed).to.equal(1);
+      expect(one.wallet).to.equal(undefined);
+      expect(session(one.sessionToken)).to.deep.include({ step: "user", purpose: "recovery", uid, recovered: [iss("north")] });
+
+      // Round 2: the same session back at "started", at "south", with a nonce and a start of its own and nothing of round 1's login.
+      const next = await token.nextRecoveryLogin({ sessionToken: one.sessionToken, providerId: "south" });
+      expect(next.providerIssuer).to.equal(iss("south"));
+      expect(next.upstreamNonce).to.match(/^[\w-]{22}$/).and.not.equal(started.upstreamNonce);
+      const round2 = session(next.sessionToken);
+      expect(round2).to.deep.include({
+        step: "started", purpose: "recovery", sid: session(started.sessionToken).sid, provider: "south", provider_iss: iss("south"),
+        upstream_nonce: next.upstreamNonce, started: clock.now().getTime(), uid, recovered: [iss("north")],
+      });
+      expect(round2).to.not.have.any.keys("op_sub", "op_claims", "auth_time", "subject_hash", "subject_read", "subject_digest", "wallet_read");
+      expect(round2.exp, "the recovery never gains time").to.equal(session(started.sessionToken).exp);
+
+      const second = await roundAtUser(next, "south", USERS.alice);
+      const done = await token.proveRecovery(second.prove);
+      expect(done.needed).to.equal(0);
+      const before = record("wallet", second.prove.walletRecord);
+      const after = record("wallet", done.wallet!.record);
+      expect(after.subjects).to.deep.equal(before.subjects);
+      expect(after.claims).to.deep.equal(before.claims);
+      expect(after.recovery).to.deep.equal(before.recovery);
+      expect(after.history).to.deep.equal([...(before.history ?? []), { kind: "recovery", at: nowSeconds(), iss: iss("south"), issuers: [iss("north"), iss("south")] }]);
+      expect(grantOf(done.wallet!.grant)).to.include({ op: "update", kind: "wallet", hash: walletHash(lookupKey, uid), version: 1, digest: sha256(done.wallet!.record) });
+
+      // Orchestration writes the update; CompleteRecovery takes its receipt and grants what an account session's user reads.
+      const completed = await token.completeRecovery({ sessionToken: done.sessionToken, walletRecord: done.wallet!.record, walletReceipt: await store(done.wallet) });
+      expect(grantOf(completed.walletRead)).to.include({ op: "read", kind: "wallet", hash: walletHash(lookupKey, uid) });
+      expect(completed.accountReleaseReads.map((g) => ({ op: grantOf(g).op, kind: grantOf(g).kind, hash: grantOf(g).hash }))).to.deep.equal(
+        clients.map((c) => ({ op: "read", kind: "release", hash: releaseHash(lookupKey, uid, c.client_id) })),
+      );
+      expect(session(completed.sessionToken)).to.include({ step: "user", purpose: "recovery", recovery_done: true, uid });
+
+      // The recovered user links an account to sign in with: that link is the only transaction a recovery begins.
+      const link = await token.beginTransaction({ accountSessionToken: completed.sessionToken, kind: TransactionKind.LINK, providerId: "dev" });
+      expect(session(link.sessionToken)).to.include({ step: "started", purpose: "link", uid, provider: "dev", prompt_login: true, max_age: 0, upstream_nonce: link.upstreamNonce });
+      for (const kind of [TransactionKind.DELETE, TransactionKind.UNLINK, TransactionKind.CLAIMS, TransactionKind.RELEASE]) {
+        expect(await refusal(token.beginTransaction({ accountSessionToken: completed.sessionToken, kind, providerId: "dev" })), TransactionKind[kind]).to.deep.equal({
+          code: Code.PermissionDenied, message: "a recovered wallet's transaction is a link: link an account to sign in with, then sign in with it for the others",
+        });
+      }
+      expect(await refusal(token.completeRecovery({ sessionToken: completed.sessionToken, walletRecord: done.wallet!.record, walletReceipt: "" }))).to.deep.equal({
+        code: Code.FailedPrecondition, message: "this recovery is complete already",
+      });
+    });
+
+    it("checkAccountRole: a recovery account alone signs in nowhere: a login, an account session and a transaction's fresh login refuse its Subject Record", async function () {
+      const message = "the account is a recovery account, which cannot sign in alone: sign in with another account of the wallet, or recover the wallet";
+      // An app's login at "north", as Alice's recovery account there: the Subject Record Storage holds, with Storage's receipt for this login's read.
+      const login = await token.createSession({ request: { case: "parameters", value: params("a") }, providerId: "north" });
+      const atLogin = await freshAtSubject(login, "north", USERS.alice);
+      expect(decodeProtectedHeader(atLogin.subjectRecord).typ).to.equal(RECOVERY_SUBJECT_RECORD.typ);
+      expect(await refusal(token.authorizeUser(atLogin.authorizeUser))).to.deep.equal({ code: Code.PermissionDenied, message });
+      // The account page's sign-in, at "south".
+      const account = await token.createAccountSession({ providerId: "south" });
+      const atAccount = await freshAtSubject(account, "south", USERS.alice);
+      expect(await refusal(token.authorizeUser(atAccount.authorizeUser))).to.deep.equal({ code: Code.PermissionDenied, message });
+      // A delete of Alice's wallet confirmed with her recovery account: no transaction is confirmed by one. Twin: her sign-in account's session began it.
+      const signedIn = await accountUser(USERS.alice);
+      const del = await token.beginTransaction({ accountSessionToken: signedIn.authorized.sessionToken, kind: TransactionKind.DELETE, providerId: "north" });
+      const atDelete = await freshAtSubject(del, "north", USERS.alice);
+      expect(await refusal(token.authorizeUser(atDelete.authorizeUser))).to.deep.equal({ code: Code.PermissionDenied, message });
+    });
+
+    it("checkAccountRole: a recovery is proven by recovery accounts only: a sign-in account's Subject Record is refused, in the first round or a later one", async function () {
+      const message = "the fresh sign-in is at an account that is not a recovery account: a recovery is proven by recovery accounts only";
+      const started = await token.beginRecovery({ providerId: "dev" });
+      const signIn = await freshAtSubject(started, "dev", USERS.alice);
+      expect(await refusal(token.authorizeUser(signIn.authorizeUser))).to.deep.equal({ code: Code.PermissionDenied, message });
+      const { one } = await aliceProvenOnce();
+      const next = await token.nextRecoveryLogin({ sessionToken: one.sessionToken, providerId: "dev" });
+      const later = await freshAtSubject(next, "dev", USERS.alice);
+      expect(await refusal(token.authorizeUser(later.authorizeUser))).to.deep.equal({ code: Code.PermissionDenied, message });
+    });
+
+    it("two recovery accounts at one provider count once: no second round there, no round proven twice, no other provider's token for a round", async function () {
+      // Bob's round at "north", as his own account: one more provider needed.
+      const first = await roundAtUser(await token.beginRecovery({ providerId: "north" }), "north", USERS.bob);
+      const one = await token.proveRecovery(first.prove);
+      expect(one.needed).to.equal(1);
+      expect(await refusal(token.nextRecoveryLogin({ sessionToken: one.sessionToken, providerId: "north" }))).to.deep.equal({
+        code: Code.PermissionDenied, message: "this provider proved this recovery already: the next round is at another provider",
+      });
+      // The proven round presented again, as if it were a second one at "north".
+      expect(await refusal(token.proveRecovery({ ...first.prove, sessionToken: one.sessionToken }))).to.deep.equal({
+        code: Code.PermissionDenied, message: "this provider proved this recovery already: each round is at another provider (two accounts at one provider count once)",
+      });
+      // The round at "south", shown his work account's OP ID Token from "north", got with this round's own nonce: not from the round's provider.
+      const next = await token.nextRecoveryLogin({ sessionToken: one.sessionToken, providerId: "south" });
+      const work = await north.login(BOB_AT_WORK, next.upstreamNonce, { prompt: "login" });
+      const refused = await refusal(token.authorizeSubject({ sessionToken: next.sessionToken, opIdToken: work.idToken }));
+      expect(refused.code).to.equal(Code.Unauthenticated);
+      expect(refused.message).to.match(/^the OP ID Token is not valid: /);
+      // A second recovery, with his work account at "north": it starts from none, and "north" counts once there too.
+      const other = await roundAtUser(await token.beginRecovery({ providerId: "north" }), "north", BOB_AT_WORK);
+      const otherOne = await token.proveRecovery(other.prove);
+      expect(otherOne.needed).to.equal(1);
+      expect(session(otherOne.sessionToken).recovered).to.deep.equal([iss("north")]);
+      // Twin: the round at "south", as his account there, reaches the threshold.
+      const second = await roundAtUser(next, "south", USERS.bob);
+      const done = await token.proveRecovery(second.prove);
+      expect(done.needed).to.equal(0);
+      expect(record("wallet", done.wallet!.record).history!.at(-1)).to.include({ kind: "recovery" }).and.deep.include({ issuers: [iss("north"), iss("south")] });
+    });
+
+    it("short of the threshold: no CompleteRecovery and no transaction; no next round before this one is proven, and none after the threshold", async function () {
+      const notYet = { code: Code.FailedPrecondition, message: "a transaction begins from an account session, or a completed recovery, and this recovery is not complete yet" };
+      const link = (sessionToken: string) => refusal(token.beginTransaction({ accountSessionToken: sessionToken, kind: TransactionKind.LINK, providerId: "dev" }));
+      const { first, one } = await aliceProvenOnce();
+      expect(await refusal(token.nextRecoveryLogin({ sessionToken: first.prove.sessionToken, providerId: "south" }))).to.deep.equal({
+        code: Code.FailedPrecondition, message: "this round is not proven yet: ProveRecovery comes first",
+      });
+      expect(await link(first.prove.sessionToken)).to.deep.equal(notYet);
+      expect(await link(one.sessionToken)).to.deep.equal(notYet);
+      expect(await refusal(token.completeRecovery({ sessionToken: one.sessionToken, walletRecord: first.prove.walletRecord, walletReceipt: first.prove.walletReceipt }))).to.deep.equal({
+        code: Code.FailedPrecondition, message: "this recovery has not reached its threshold",
+      });
+      // At the threshold, the update minted but not yet shown stored: still no transaction, and no more rounds or updates.
+      const { second, done } = await aliceAtThreshold();
+      expect(await link(done.sessionToken)).to.deep.equal(notYet);
+      const reached = { code: Code.FailedPrecondition, message: "this recovery has reached its threshold: complete it" };
+      expect(await refusal(token.nextRecoveryLogin({ sessionToken: done.sessionToken, providerId: "dev" }))).to.deep.equal(reached);
+      expect(await refusal(token.proveRecovery({ ...second.prove, sessionToken: done.sessionToken }))).to.deep.equal(reached);
+    });
+
+    describe("each round's fresh login is its own: Token refuses every OP ID Token but the round's", function () {
+      it("round 1: a fresh token from an app's login (another nonce), and the round's own from a login the provider did not force (no auth_time)", async function () {
+        const started = await token.beginRecovery({ providerId: "north" });
+        const login = await token.createSession({ request: { case: "parameters", value: params("a", { prompt: "login" }) }, providerId: "north" });
+        const ordinary = await north.login(USERS.alice, login.upstreamNonce, { prompt: "login" });
+        expect(await refusal(token.authorizeSubject({ sessionToken: started.sessionToken, opIdToken: ordinary.idToken }))).to.deep.equal({
+          code: Code.Unauthenticated, message: "the OP ID Token is not valid: its nonce is not this session's upstream nonce",
+        });
+        const unforced = await north.login(USERS.alice, started.upstreamNonce);
+        expect(unforced.claims.auth_time, "the provider said no auth_time").to.equal(undefined);
+        expect(await refusal(token.authorizeSubject({ sessionToken: started.sessionToken, opIdToken: unforced.idToken }))).to.deep.equal({
+          code: Code.PermissionDenied, message: "login required: the provider did not say when the user authenticated (auth_time), and a transaction needs a fresh login",
+        });
+      });
+
+      it("round 2: the first round's token, a login at the round's provider with the first round's nonce, and another recovery's round there (a replay)", async function () {
+        const { started, first, one } = await aliceProvenOnce();
+        const next = await token.nextRecoveryLogin({ sessionToken: one.sessionToken, providerId: "south" });
+        const authorize = (opIdToken: string) => refusal(token.authorizeSubject({ sessionToken: next.sessionToken, opIdToken }));
+        expect((await authorize(first.up.idToken)).code).to.equal(Code.Unauthenticated);
+        const nonce = { code: Code.Unauthenticated, message: "the OP ID Token is not valid: its nonce is not this session's upstream nonce" };
+        const oldNonce = await south.login(USERS.alice, started.upstreamNonce, { prompt: "login" });
+        expect(await authorize(oldNonce.idToken)).to.deep.equal(nonce);
+        const elsewhere = await token.beginRecovery({ providerId: "south" });
+        const replayed = (await freshAtSubject(elsewhere, "south", USERS.alice)).up;
+        expect(await authorize(replayed.idToken)).to.deep.equal(nonce);
+        // Twin: the round's own.
+        const own = await south.login(USERS.alice, next.upstreamNonce, { prompt: "login" });
+        expect(session((await token.authorizeSubject({ sessionToken: next.sessionToken, opIdToken: own.idToken })).sessionToken)).to.include({ step: "subject", op_sub: USERS.alice.sub });
+      });
+
+      it("round 2: an authentication from before the round began, though after the recovery began, is login required", async function () {
+        clock.sync(); // the provider's auth_time is the wall clock's: the 45 s below are measured from it
+        const { one } = await aliceProvenOnce();
+        // The round began 45 s after the provider's authentication: within the OP ID Token's minute of skew, past auth_time's 30 s.
+        const late = await clock.ahead(45_000, () => token.nextRecoveryLogin({ sessionToken: one.sessionToken, providerId: "south" }));
+        const up = await south.login(USERS.alice, late.upstreamNonce, { prompt: "login" });
+        expect(await refusal(token.authorizeSubject({ sessionToken: late.sessionToken, opIdToken: up.idToken }))).to.deep.equal({
+          code: Code.PermissionDenied, message: "login required: the user did not authenticate at the provider after this transaction began",
+        });
+        // Twin: a round begun now.
+        const now = await token.nextRecoveryLogin({ sessionToken: one.sessionToken, providerId: "south" });
+        const fresh = await south.login(USERS.alice, now.upstreamNonce, { prompt: "login" });
+        await token.authorizeSubject({ sessionToken: now.sessionToken, opIdToken: fresh.idToken });
+      });
+    });
+
+    it("checkTransactionUser: round 2 at a recovery account of another wallet (Bob's at \"south\") is refused, and ProveRecovery refuses another wallet; twin: Alice's own", async function () {
+      const { one } = await aliceProvenOnce();
+      const uid = session(one.sessionToken).uid!;
+      const next = await token.nextRecoveryLogin({ sessionToken: one.sessionToken, providerId: "south" });
+      const bobs = await freshAtSubject(next, "south", USERS.bob);
+      expect(decodeProtectedHeader(bobs.subjectRecord).typ, "a recovery account, of Bob's wallet").to.equal(RECOVERY_SUBJECT_RECORD.typ);
+      expect(record("subject", bobs.subjectRecord).uid).to.not.equal(uid);
+      expect(await refusal(token.authorizeUser(bobs.authorizeUser))).to.deep.equal({
+        code: Code.PermissionDenied,
+        message: "the fresh sign-in is at an account linked to another wallet: a transaction is confirmed at a provider linked to this wallet",
+      });
+      const second = await roundAtUser(next, "south", USERS.alice);
+      // Bob's wallet, with Storage's word that it answers this round's read of Alice's.
+      const bobsWallet = rows.get(walletHash(lookupKey, record("subject", bobs.subjectRecord).uid))!;
+      expect(await refusal(token.proveRecovery({ ...second.prove, walletRecord: bobsWallet, walletReceipt: await receipt(second.user.walletRead, bobsWallet) }))).to.deep.equal({
+        code: Code.PermissionDenied, message: "the wallet record is not this session's user's",
+      });
+      expect((await token.proveRecovery(second.prove)).needed).to.equal(0);
+    });
+
+    it("ProveRecovery refuses a wallet that does not list the round's account as a recovery account: not at all (as before the link), or as a sign-in account", async function () {
+      const started = await token.beginRecovery({ providerId: "north" });
+      const first = await roundAtUser(started, "north", USERS.alice);
+      const message = "the wallet does not list the account signed in with as one of its recovery accounts";
+      const prove = async (walletRecord: string) => refusal(token.proveRecovery({ ...first.prove, walletRecord, walletReceipt: await receipt(first.user.walletRead, walletRecord) }));
+      expect(await prove(aliceLinks[0]!.walletRecord)).to.deep.equal({ code: Code.PermissionDenied, message });
+      // Alice's wallet as Token would sign it with her "north" account a sign-in account, each with Storage's word for this round's read.
+      const held = record("wallet", first.prove.walletRecord);
+      const { iss: _i, aud: _a, iat: _t, ...plain } = held;
+      const subjects = held.subjects.map((s) => (s.iss === iss("north") ? { iss: s.iss, sub: s.sub } : s));
+      const signIn = await sign(RECORD_TYPES.wallet, activeKey(keys, "record"), { ...plain, subjects }, { now: clock.now() });
+      expect(await prove(signIn)).to.deep.equal({ code: Code.PermissionDenied, message });
+    });
+
+    it("CompleteRecovery takes the wallet ProveRecovery minted with the receipt of its update: not a read's receipt, another recovery's, or the wallet as read", async function () {
+      const { second, done } = await aliceAtThreshold();
+      const minted = done.wallet!;
+      const complete = (walletRecord: string, walletReceipt: string) => token.completeRecovery({ sessionToken: done.sessionToken, walletRecord, walletReceipt });
+      const notStored = { code: Code.PermissionDenied, message: "the wallet receipt does not show this wallet record stored for this session" };
+      expect(await refusal(complete(minted.record, await receipt(second.user.walletRead, minted.record)))).to.deep.equal(notStored);
+      const other = await aliceAtThreshold();
+      expect(await refusal(complete(minted.record, await receipt(other.done.wallet!.grant, minted.record)))).to.deep.equal(notStored);
+      expect(await refusal(complete(second.prove.walletRecord, second.prove.walletReceipt))).to.deep.equal({
+        code: Code.PermissionDenied, message: "the wallet record is not the one this session holds",
+      });
+      // Twin: the update's own receipt.
+      const completed = await complete(minted.record, await store(minted));
+      expect(session(completed.sessionToken)).to.include({ recovery_done: true });
+    });
   });
 
   describe("GetKeySet: the app-facing keys only, signed with the key-set key", function () {

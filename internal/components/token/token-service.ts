@@ -15,11 +15,15 @@ import { ownKeys } from "./own-keys.js";
 import { type Purpose, type Session, type SessionClaims, sessions as sessionTokens } from "./session.js";
 import { grants as accessGrants } from "./grants.js";
 import { deleteHandlers } from "./delete.js";
+import { recoveryHandlers } from "./recovery.js";
 import { recordBody, walletUpdates } from "./wallet-updates.js";
 import { type AppAnswer, signIdToken, signKeySet, signUserinfo, userinfoClaims } from "./app-tokens.js";
 import {
   type StorageWord,
   checkAbsence,
+  checkAccountRole,
+  checkBeginsFrom,
+  checkLinkRole,
   checkClaimsRequest,
   checkClient,
   checkConsent,
@@ -101,8 +105,15 @@ export function tokenRoutes(deps: TokenServiceDeps) {
     });
     return { sessionToken, upstreamNonce, providerIssuer: provider.issuer };
   }
+  /** An account session's reads of its user's records: the wallet, and the user's release at each app Token knows. */
+  async function accountReads(uid: string) {
+    const walletRead = await grants.read("wallet", lookup.wallet(uid));
+    const releaseReads = await Promise.all(deps.clients.map(async (c) => ({ clientId: c.client_id, ...(await grants.read("release", lookup.release(uid, c.client_id))) })));
+    return { walletRead, releaseReads };
+  }
   const deletes = deleteHandlers({ sessions, grants, keys, storage, lookup, clients: deps.clients, now });
   const updates = walletUpdates({ sessions, grants, storage, lookup, now });
+  const recoveries = recoveryHandlers({ sessions, grants, storage, lookup, now, providers: deps.providers, accountReads });
 
   return (router: ConnectRouter) => {
     router.service(TokenService, {
@@ -150,12 +161,26 @@ export function tokenRoutes(deps: TokenServiceDeps) {
        * (AuthorizeUser checks the subject is this user's).
        */
       beginTransaction: async (req) => {
-        const account = await sessions.readOf(req.accountSessionToken, "user", "account");
+        const account = await sessions.readShared(req.accountSessionToken, "user");
         const purpose = transactionPurpose(req.kind);
+        checkBeginsFrom(account, purpose);
         const unlink = checkUnlinkTarget(purpose, req.unlink);
         const app = checkReleaseTarget(purpose, clients, req.clientId);
-        return startFresh(purpose, req.providerId, { uid: account.uid, ...(unlink ? { unlink } : {}), ...(app ? { client_id: app } : {}) });
+        const recovery = checkLinkRole(purpose, req.recovery);
+        return startFresh(purpose, req.providerId, { uid: account.uid, ...(unlink ? { unlink } : {}), ...(app ? { client_id: app } : {}), ...(recovery ? { link_recovery: true } : {}) });
       },
+
+      /** A recovery (recovery.ts): its first round, with no account session, at a provider of the allow-list. */
+      beginRecovery: (req) => startFresh("recovery", req.providerId, { recovered: [] }),
+
+      /** A round of a recovery proven by its recovery account's wallet; at the threshold, the wallet's history entry (recovery.ts). */
+      proveRecovery: (req) => recoveries.proveRecovery(req),
+
+      /** The next round of a recovery, at another provider (recovery.ts). */
+      nextRecoveryLogin: (req) => recoveries.nextRecoveryLogin(req),
+
+      /** A recovery whose wallet update is stored: the user's reads, as an account session's (recovery.ts). */
+      completeRecovery: (req) => recoveries.completeRecovery(req),
 
       /** Step 3: Token's own verification of the OP ID Token, then a read of the subject (every purpose's). */
       authorizeSubject: async (req) => {
@@ -216,15 +241,21 @@ export function tokenRoutes(deps: TokenServiceDeps) {
       /** Step 6, a returning user: the stored Subject Record of this session's subject, then reads of wallet and release. */
       authorizeUser: async (req) => {
         const session = await sessions.readShared(req.sessionToken, "subject");
-        const subject = await grants.record("subject", req.subjectRecord);
+        const { subject, recovery } = await grants.subject(req.subjectRecord);
         const digest = await checkReceipt(storage, "subject", req.subjectRecord, req.subjectReceipt, session.subject_hash, { read: session.subject_read });
         checkSubject(subject, session);
         checkTransactionUser(subject, session);
+        checkAccountRole(recovery, session);
 
-        const walletRead = await grants.read("wallet", lookup.wallet(subject.uid));
+        if (session.purpose === "recovery") {
+          // A recovery's round: the wallet, which ProveRecovery reads the account's role and the threshold in.
+          const walletRead = await grants.read("wallet", lookup.wallet(subject.uid));
+          const sessionToken = await sessions.advance(session, "user", { uid: subject.uid, subject_digest: digest, wallet_read: walletRead.jti });
+          return { sessionToken, walletRead: walletRead.grant };
+        }
         if (session.purpose !== undefined) {
           // The account page's user, or a transaction's: the wallet, and the user's release at each app.
-          const reads = await Promise.all(deps.clients.map(async (c) => ({ clientId: c.client_id, ...(await grants.read("release", lookup.release(subject.uid, c.client_id))) })));
+          const { walletRead, releaseReads: reads } = await accountReads(subject.uid);
           const sessionToken = await sessions.advance(session, "user", {
             uid: subject.uid,
             subject_digest: digest,
@@ -233,6 +264,7 @@ export function tokenRoutes(deps: TokenServiceDeps) {
           });
           return { sessionToken, walletRead: walletRead.grant, accountReleaseReads: reads.map((r) => r.grant) };
         }
+        const walletRead = await grants.read("wallet", lookup.wallet(subject.uid));
         // Not an account session, so a login's, which holds its app from CreateSession on.
         const login = session as Session<"subject">;
         const releaseRead = await grants.read("release", lookup.release(subject.uid, login.client_id));

@@ -13,7 +13,7 @@
 // the wallet with the subject added and a history entry, bound to the version read, for
 // Orchestration to write together.
 
-import type { HistoryEntry, RecordClaims } from "../../protocol/tokens.js";
+import { DEFAULT_RECOVERY_THRESHOLD, type HistoryEntry, RECOVERY_SUBJECT_RECORD, type RecordClaims } from "../../protocol/tokens.js";
 import { denied, invalidArgument } from "../../protocol/errors.js";
 import { takeClaims } from "../../protocol/claims.js";
 import type { Grants } from "./grants.js";
@@ -36,24 +36,27 @@ export function recordBody<T extends object>(record: T): Omit<T, "iss" | "aud" |
   return body;
 }
 
+/** The session's user's wallet as this session read it (`read`: the read's grant): its claims, hash and stored version. */
+export async function storedWallet(deps: WalletUpdateDeps, uid: string, read: string | undefined, record: string, receipt: string) {
+  const wallet = await deps.grants.record("wallet", record);
+  const hash = deps.lookup.wallet(uid);
+  const { version } = await checkReceiptOf(deps.storage, "wallet", record, receipt, hash, { read });
+  checkWallet(wallet, { uid });
+  return { wallet, hash, version };
+}
+
+/** `wallet` with `change` made and a history entry of `kind` (now) added, as an update bound to `version`. */
+export function rewrite(deps: WalletUpdateDeps, wallet: RecordClaims["wallet"], hash: string, version: number, change: Partial<RecordClaims["wallet"]>, entry: Omit<HistoryEntry, "at">) {
+  const at = Math.floor(deps.now().getTime() / 1000);
+  const history = [...(wallet.history ?? []), { ...entry, at } as HistoryEntry];
+  return deps.grants.update("wallet", hash, { ...recordBody(wallet), ...change, history }, { version });
+}
+
 export function walletUpdates(deps: WalletUpdateDeps) {
   const { sessions, grants, storage, lookup } = deps;
-
-  /** The session's user's wallet as this session read it (`read`: the read's grant): its claims, hash and stored version. */
-  async function storedWallet(uid: string, read: string | undefined, record: string, receipt: string) {
-    const wallet = await grants.record("wallet", record);
-    const hash = lookup.wallet(uid);
-    const { version } = await checkReceiptOf(storage, "wallet", record, receipt, hash, { read });
-    checkWallet(wallet, { uid });
-    return { wallet, hash, version };
-  }
-
-  /** `wallet` with `change` made and a history entry of `kind` (now) added, as an update bound to `version`. */
-  function rewrite(wallet: RecordClaims["wallet"], hash: string, version: number, change: Partial<RecordClaims["wallet"]>, entry: Omit<HistoryEntry, "at">) {
-    const at = Math.floor(deps.now().getTime() / 1000);
-    const history = [...(wallet.history ?? []), { ...entry, at } as HistoryEntry];
-    return grants.update("wallet", hash, { ...recordBody(wallet), ...change, history }, { version });
-  }
+  const stored = (uid: string, read: string | undefined, record: string, receipt: string) => storedWallet(deps, uid, read, record, receipt);
+  const rewritten = (wallet: RecordClaims["wallet"], hash: string, version: number, change: Partial<RecordClaims["wallet"]>, entry: Omit<HistoryEntry, "at">) =>
+    rewrite(deps, wallet, hash, version, change, entry);
 
   return {
     async linkSubject(req: { sessionToken: string; errorToken: string; walletRecord: string; walletReceipt: string }) {
@@ -61,12 +64,17 @@ export function walletUpdates(deps: WalletUpdateDeps) {
       const uid = session.uid;
       if (uid === undefined || session.wallet_read === undefined) throw denied("the link session names no user");
       const ejti = await checkAbsence(storage, req.errorToken, "subject", session.subject_hash, session.subject_read);
-      const { wallet, hash, version } = await storedWallet(uid, session.wallet_read, req.walletRecord, req.walletReceipt);
+      const { wallet, hash, version } = await stored(uid, session.wallet_read, req.walletRecord, req.walletReceipt);
       const linked = { iss: session.provider_iss, sub: session.op_sub };
       if (wallet.subjects.some((s) => s.iss === linked.iss && s.sub === linked.sub)) throw denied("the account is listed in this wallet already");
 
-      const walletWrite = await rewrite(wallet, hash, version, { subjects: [...wallet.subjects, linked] }, { kind: "link", iss: linked.iss });
-      const subject = await grants.write("subject", session.subject_hash, { op_iss: linked.iss, op_sub: linked.sub, uid }, ejti);
+      // A recovery account: marked in the wallet, which gets its recovery threshold, and a Subject Record of its own type, which no login takes.
+      const forRecovery = session.link_recovery === true;
+      const change = forRecovery
+        ? { subjects: [...wallet.subjects, { ...linked, recovery: true as const }], recovery: wallet.recovery ?? { threshold: DEFAULT_RECOVERY_THRESHOLD } }
+        : { subjects: [...wallet.subjects, linked] };
+      const walletWrite = await rewritten(wallet, hash, version, change, { kind: "link", iss: linked.iss, ...(forRecovery ? { recovery: true as const } : {}) });
+      const subject = await grants.write("subject", session.subject_hash, { op_iss: linked.iss, op_sub: linked.sub, uid }, ejti, forRecovery ? RECOVERY_SUBJECT_RECORD : undefined);
       return { wallet: walletWrite.write, subject: subject.write };
     },
 
@@ -75,15 +83,16 @@ export function walletUpdates(deps: WalletUpdateDeps) {
       const session = await sessions.readOf(req.sessionToken, "user", "unlink");
       const target = session.unlink;
       if (target === undefined) throw denied("the unlink session names no account to unlink");
-      const { wallet, hash, version } = await storedWallet(session.uid, session.wallet_read, req.walletRecord, req.walletReceipt);
+      const { wallet, hash, version } = await stored(session.uid, session.wallet_read, req.walletRecord, req.walletReceipt);
       const kept = wallet.subjects.filter((s) => !(s.iss === target.iss && s.sub === target.sub));
       if (kept.length === wallet.subjects.length) throw denied("the account to unlink is not one of this wallet's");
       if (target.iss === session.provider_iss && target.sub === session.op_sub) {
         throw denied("an account cannot unlink itself: confirm with another account of the wallet");
       }
       if (kept.length === 0) throw denied("a wallet's last account cannot be unlinked: delete the wallet instead");
+      // The confirming account is a sign-in account (AuthorizeUser refuses a recovery account) and stays: a wallet keeps one to sign in with.
 
-      const walletWrite = await rewrite(wallet, hash, version, { subjects: kept }, { kind: "unlink", iss: target.iss });
+      const walletWrite = await rewritten(wallet, hash, version, { subjects: kept }, { kind: "unlink", iss: target.iss });
       return { wallet: walletWrite.write, subjectDelete: await grants.remove("subject", lookup.subject(target.iss, target.sub)) };
     },
 
@@ -91,13 +100,13 @@ export function walletUpdates(deps: WalletUpdateDeps) {
     async updateClaims(req: { sessionToken: string; walletRecord: string; walletReceipt: string; claims: readonly string[] }) {
       const session = await sessions.readOf(req.sessionToken, "user", "claims");
       if (req.claims.length === 0) throw invalidArgument("claims must name at least one claim to take");
-      const { wallet, hash, version } = await storedWallet(session.uid, session.wallet_read, req.walletRecord, req.walletReceipt);
+      const { wallet, hash, version } = await stored(session.uid, session.wallet_read, req.walletRecord, req.walletReceipt);
       const taken = takeClaims(wallet.claims, session.op_claims ?? {}, req.claims);
       if ("refused" in taken) throw denied(taken.refused);
 
       const iss = session.provider_iss;
       const sources = { ...wallet.sources, ...Object.fromEntries(taken.taken.map((name) => [name, iss])) };
-      return { wallet: (await rewrite(wallet, hash, version, { claims: taken.claims, sources }, { kind: "claims", iss })).write };
+      return { wallet: (await rewritten(wallet, hash, version, { claims: taken.claims, sources }, { kind: "claims", iss })).write };
     },
 
     /**
@@ -110,13 +119,13 @@ export function walletUpdates(deps: WalletUpdateDeps) {
       const clientId = session.client_id;
       if (clientId === undefined) throw denied("the release session names no app");
       if (!req.release) throw invalidArgument("release is required: the release at the app, as this session read it");
-      const { wallet, hash, version } = await storedWallet(session.uid, session.wallet_read, req.walletRecord, req.walletReceipt);
+      const { wallet, hash, version } = await stored(session.uid, session.wallet_read, req.walletRecord, req.walletReceipt);
       const releaseHash = lookup.release(session.uid, clientId);
       const release = await grants.record("release", req.release.record);
       const releaseRead = await checkReceiptOf(storage, "release", req.release.record, req.release.receipt, releaseHash, { read: session.release_reads?.[clientId] });
       checkRelease(release, { uid: session.uid, client_id: clientId });
 
-      const walletWrite = (await rewrite(wallet, hash, version, {}, { kind: "release", iss: session.provider_iss, client_id: clientId })).write;
+      const walletWrite = (await rewritten(wallet, hash, version, {}, { kind: "release", iss: session.provider_iss, client_id: clientId })).write;
       if (req.forget) {
         const key = lookup.reservation(clientId, release.directed_id);
         const tombstone = await grants.update("reservation", key, { client_id: clientId, directed_id: release.directed_id });

@@ -8,18 +8,22 @@
 
 import { decodeJwt } from "jose";
 import { TransactionKind } from "../../../gen/hello/token/v1/token_service_pb.js";
-import { AlreadyLinked, type ClaimsState, LoginRequired, NoRelease, NotLinked, UnlinkRefused, type UpstreamResult, WalletChanged, WalletDeleted } from "../login-driver.js";
+import {
+  type AccountView, AlreadyLinked, type ClaimsState, LoginRequired, NoRelease, NotLinked, RecoveryAccountOnly, RecoveryRefused, type RecoveryState, UnlinkRefused,
+  type UpstreamResult, WalletChanged, WalletDeleted,
+} from "../login-driver.js";
 import type { UpstreamProvider } from "../../../config/component-config.js";
 import { chooserPage } from "../pages/chooser.js";
-import { accountPage, claimsPage, detailsTakenPage, linkedPage, noWalletPage, releaseChangedPage, unlinkedPage, walletDeletedPage } from "../pages/account.js";
+import { accountPage, claimsPage, detailsTakenPage, linkedPage, noWalletPage, recoveryPage, releaseChangedPage, unlinkedPage, walletDeletedPage } from "../pages/account.js";
 import { pageCsp } from "../pages/layout.js";
 import type { DoorContext, Exchange } from "./context.js";
 import {
-  ACCOUNT_FLOW, ACCOUNT_SESSION, type AccountFlow, type AccountSession, CLAIMS_CHOICE, CLAIMS_FLOW, DELETE_FLOW, type TransactionFlow, FLOW_TTL, LINK_FLOW, RELEASE_FLOW,
-  type ReleaseFlow, UNLINK_FLOW, type UnlinkFlow, goToProvider,
+  ACCOUNT_FLOW, ACCOUNT_SESSION, type AccountFlow, type AccountSession, CLAIMS_CHOICE, CLAIMS_FLOW, DELETE_FLOW, type TransactionFlow, FLOW_TTL, LINK_FLOW, type LinkFlow,
+  RECOVERY_FLOW, RECOVERY_STATE, type RecoveryFlow, RELEASE_FLOW, type ReleaseFlow, UNLINK_FLOW, type UnlinkFlow, goToProvider,
 } from "./flows.js";
 import { form } from "./http-input.js";
 import { WALLET_CLAIMS } from "../../../protocol/claims.js";
+import { recoveryThreshold } from "../../../protocol/tokens.js";
 import { sendError, sendHtml } from "./responses.js";
 
 /** GET /account: which provider to sign in with. */
@@ -29,6 +33,7 @@ export function accountGet(door: DoorContext, { res }: Exchange) {
     providers: door.providers.map((p) => ({ id: p.id, name: p.name })),
     action: "/account/provider",
     hidden: {},
+    recoverHref: "/account/recover",
   }), pageCsp(door.providers.map((p) => p.issuer)));
 }
 
@@ -52,25 +57,93 @@ export async function accountAnswer(door: DoorContext, res: Exchange["res"], flo
     }
     // A delete that had stopped part-way, finished by this sign-in.
     if (error instanceof WalletDeleted) return sendHtml(res, 200, walletDeletedPage());
+    if (error instanceof RecoveryAccountOnly) return sendError(res, 403, "This account cannot sign in", RECOVERY_ONLY, AGAIN);
     throw error;
   }
   if (!view) return sendHtml(res, 200, noWalletPage(provider.name));
+  showAccount(door, res, view, provider);
+}
+
+const RECOVERY_ONLY = "The account you signed in with is one of your wallet's recovery accounts: it helps recover the wallet, and cannot sign in alone.";
+
+/**
+ * The wallet page, signed in at `provider`, or, after a recovery (`recoveredWith`, the
+ * providers that proved it), with nothing to do but link an account to sign in with.
+ */
+function showAccount(door: DoorContext, res: Exchange["res"], view: AccountView, provider: UpstreamProvider, recoveredWith?: string[]) {
   const nameOf = (iss: string) => door.providers.find((p) => p.issuer === iss)?.name ?? iss;
   // The page's actions begin from the account session, sealed in its forms, for no longer than Token's session lives.
-  const account: AccountSession = { session: view.sessionToken, uid: view.uid, subjects: view.wallet.subjects, provider: provider.id };
+  const account: AccountSession = { session: view.sessionToken, uid: view.uid, subjects: view.wallet.subjects, provider: provider.id, ...(recoveredWith ? { recovered: true } : {}) };
   const sealed = door.sealer.seal(ACCOUNT_SESSION, account, Math.min(FLOW_TTL, secondsLeft(view.sessionToken)));
-  const linked = door.providers.filter((p) => view.wallet.subjects.some((s) => s.iss === p.issuer));
+  // A transaction is confirmed by a sign-in account's fresh login: recovery accounts confirm nothing.
+  const signIn = view.wallet.subjects.filter((s) => !s.recovery);
+  const linked = door.providers.filter((p) => signIn.some((s) => s.iss === p.issuer));
+  const offers = !recoveredWith;
   sendHtml(res, 200, accountPage({
     signedInWith: provider.name,
-    providers: view.wallet.subjects.map((s) => nameOf(s.iss)),
+    ...(recoveredWith ? { recoveredWith: recoveredWith.map(nameOf) } : {}),
+    accounts: view.wallet.subjects.map((s) => ({ provider: nameOf(s.iss), ...(s.recovery ? { recovery: true } : {}) })),
+    ...(view.wallet.recovery ? { recoveryThreshold: recoveryThreshold(view.wallet) } : {}),
     claims: Object.entries(view.wallet.claims).map(([name, value]) => ({ name, value, ...(view.wallet.sources?.[name] ? { from: nameOf(view.wallet.sources[name]!) } : {}) })),
-    details: { action: "/account/claims", hidden: { account: sealed }, providers: linked.map((p) => ({ id: p.id, name: p.name })) },
+    ...(offers ? { details: { action: "/account/claims", hidden: { account: sealed }, providers: linked.map((p) => ({ id: p.id, name: p.name })) } } : {}),
     apps: view.releases.map((r) => ({ name: appName(door, r.clientId), claims: [...r.claims], clientId: r.clientId })),
-    changeRelease: { action: "/account/release", hidden: { account: sealed }, provider: provider.name },
-    history: (view.wallet.history ?? []).map((h) => ({ kind: h.kind, at: new Date(h.at * 1000), provider: nameOf(h.iss), ...(h.client_id ? { app: appName(door, h.client_id) } : {}) })),
+    ...(offers ? { changeRelease: { action: "/account/release", hidden: { account: sealed }, provider: provider.name } } : {}),
+    history: (view.wallet.history ?? []).map((h) => ({
+      kind: h.kind, at: new Date(h.at * 1000), provider: nameOf(h.iss),
+      ...(h.client_id ? { app: appName(door, h.client_id) } : {}), ...(h.recovery ? { recovery: true } : {}), ...(h.issuers ? { providers: h.issuers.map(nameOf) } : {}),
+    })),
     link: { action: "/account/link", hidden: { account: sealed }, providers: door.providers.map((p) => ({ id: p.id, name: p.name })) },
-    ...(view.wallet.subjects.length > 1 ? { unlink: { action: "/account/unlink", hidden: { account: sealed }, accounts: unlinkable(door, view.wallet.subjects) } } : {}),
-    remove: { action: "/account/delete", hidden: { account: sealed }, providers: linked.map((p) => ({ id: p.id, name: p.name })) },
+    ...(offers && view.wallet.subjects.length > 1 ? { unlink: { action: "/account/unlink", hidden: { account: sealed }, accounts: unlinkable(door, view.wallet.subjects) } } : {}),
+    ...(offers ? { remove: { action: "/account/delete", hidden: { account: sealed }, providers: linked.map((p) => ({ id: p.id, name: p.name })) } } : {}),
+  }), pageCsp(door.providers.map((p) => p.issuer)));
+}
+
+/** GET /account/recover: the first round of a recovery, which provider's recovery account to sign in with. */
+export function accountRecover(door: DoorContext, { res }: Exchange) {
+  sendHtml(res, 200, recoveryPage({ proven: [], needed: 0, providers: door.providers.map((p) => ({ id: p.id, name: p.name })), action: "/account/recover/provider", hidden: {} }),
+    pageCsp(door.providers.map((p) => p.issuer)));
+}
+
+/**
+ * POST /account/recover/provider: a recovery's round at Token (the first, or the next
+ * one of the recovery sealed in the page's form), then the provider, forced to ask again.
+ */
+export async function accountRecoverProvider(door: DoorContext, { req, res }: Exchange) {
+  const body = await form(req);
+  const sealedState = body.get("recovery");
+  const state = sealedState ? door.sealer.open<RecoveryState>(RECOVERY_STATE, sealedState) : undefined;
+  if (sealedState && !state) return sendError(res, 400, "This page has expired", "The recovery took too long, so your wallet is not recovered.", RECOVER_AGAIN);
+  const provider = door.rp.provider(body.get("provider") ?? "");
+  if (!provider || state?.proven.includes(provider.issuer)) return sendError(res, 400, "Unknown provider", "Choose one of the providers listed.", RECOVER_AGAIN);
+  const started = Date.now();
+  const session = state ? await door.driver.nextRecovery(state, provider.id) : await door.driver.startRecovery(provider.id);
+  await goToProvider(door, res, provider, started, session, { prompt: "login", max_age: "0" }, RECOVERY_FLOW, state ? { previous: { uid: state.uid, proven: state.proven } } : {});
+}
+
+const RECOVER_AGAIN = "Go back to the recovery page and start again.";
+
+/** The provider's answer to a recovery's round: the next round's page, or, at the threshold, the recovered wallet. */
+export async function recoveryAnswer(door: DoorContext, res: Exchange["res"], flow: RecoveryFlow, provider: UpstreamProvider, upstream: UpstreamResult) {
+  let outcome;
+  try {
+    outcome = await door.driver.recover(flow.session, flow.started, upstream, flow.previous);
+  } catch (error) {
+    const nothing = "Your wallet is not recovered";
+    if (error instanceof RecoveryRefused) return sendError(res, 403, nothing, `${error.message[0]!.toUpperCase()}${error.message.slice(1)}.`, RECOVER_AGAIN);
+    if (error instanceof NotLinked) return sendError(res, 403, nothing, `The ${provider.name} account you signed in with belongs to another wallet than the recovery accounts you signed in with before.`, RECOVER_AGAIN);
+    if (refused(res, error, provider, { nothing, needs: "a wallet is recovered", during: "recovering it" })) return;
+    throw error;
+  }
+  if (outcome.kind === "done") return showAccount(door, res, outcome.view, provider, outcome.view.wallet.history?.at(-1)?.issuers ?? [provider.issuer]);
+  const { state } = outcome;
+  const sealed = door.sealer.seal(RECOVERY_STATE, state, Math.min(FLOW_TTL, secondsLeft(state.sessionToken)));
+  const nameOf = (iss: string) => door.providers.find((p) => p.issuer === iss)?.name ?? iss;
+  sendHtml(res, 200, recoveryPage({
+    proven: state.proven.map(nameOf),
+    needed: state.needed,
+    providers: door.providers.filter((p) => !state.proven.includes(p.issuer)).map((p) => ({ id: p.id, name: p.name })),
+    action: "/account/recover/provider",
+    hidden: { recovery: sealed },
   }), pageCsp(door.providers.map((p) => p.issuer)));
 }
 
@@ -93,7 +166,7 @@ export async function accountRelease(door: DoorContext, { req, res }: Exchange) 
     return sendError(res, 400, "Unknown app", "Choose one of the apps listed.", AGAIN);
   }
   const started = Date.now();
-  const session = await door.driver.beginTransaction(account.session, TransactionKind.RELEASE, provider.id, undefined, clientId);
+  const session = await door.driver.beginTransaction(account.session, TransactionKind.RELEASE, provider.id, { clientId: clientId });
   const flow = { uid: account.uid, client_id: clientId, ...(change === "withdraw" ? { keep: body.getAll("keep") } : {}) };
   await goToProvider(door, res, provider, started, session, { prompt: "login", max_age: "0" }, RELEASE_FLOW, flow);
 }
@@ -116,13 +189,15 @@ export async function releaseAnswer(door: DoorContext, res: Exchange["res"], flo
  * its place among that provider's when there are several), with the providers of the
  * wallet's other accounts to confirm with.
  */
-function unlinkable(door: DoorContext, subjects: ReadonlyArray<{ iss: string; sub: string }>) {
+function unlinkable(door: DoorContext, subjects: ReadonlyArray<{ iss: string; sub: string; recovery?: true }>) {
   const provider = (iss: string) => door.providers.find((p) => p.issuer === iss);
   return subjects.map((s, i) => {
-    const atSame = subjects.filter((o) => o.iss === s.iss);
+    const atSame = subjects.filter((o) => o.iss === s.iss && !o.recovery === !s.recovery);
     const name = provider(s.iss)?.name ?? s.iss;
-    const label = atSame.length > 1 ? `your ${name} account ${atSame.indexOf(s) + 1}` : `your ${name} account`;
-    const others = new Map(subjects.filter((_, j) => j !== i).flatMap((o) => { const p = provider(o.iss); return p ? [[p.id, { id: p.id, name: p.name }] as const] : []; }));
+    const kind = s.recovery ? "recovery account" : "account";
+    const label = atSame.length > 1 ? `your ${name} ${kind} ${atSame.indexOf(s) + 1}` : `your ${name} ${kind}`;
+    // Only a sign-in account confirms: a recovery account's fresh login confirms nothing.
+    const others = new Map(subjects.filter((o, j) => j !== i && !o.recovery).flatMap((o) => { const p = provider(o.iss); return p ? [[p.id, { id: p.id, name: p.name }] as const] : []; }));
     return { label, index: i, confirmWith: [...others.values()] };
   });
 }
@@ -184,9 +259,9 @@ export async function claimsUpdate(door: DoorContext, { req, res }: Exchange) {
 
 const CLAIMS_WORDS = { nothing: "Nothing was changed", needs: "details are taken", during: "taking the details" };
 
-/** POST /account/link: a link transaction at Token, then a forced fresh sign-in at the account to link. */
+/** POST /account/link: a link transaction at Token (of a sign-in account, or a recovery account), then a forced fresh sign-in at the account to link. */
 export function accountLink(door: DoorContext, exchange: Exchange) {
-  return beginTransaction(door, exchange, TransactionKind.LINK, LINK_FLOW, "nothing was linked");
+  return beginTransaction(door, exchange, TransactionKind.LINK, LINK_FLOW, "nothing was linked", (body) => (body.get("recovery") === "1" ? { recovery: true } : {}));
 }
 
 /** POST /account/unlink: an unlink transaction of the chosen account at Token, then a forced fresh sign-in at another account of the wallet. */
@@ -199,7 +274,7 @@ export async function accountUnlink(door: DoorContext, { req, res }: Exchange) {
   const provider = door.rp.provider(providerId ?? "");
   if (!target || !/^\d+$/.test(index ?? "") || !provider) return sendError(res, 400, "Unknown account", "Choose one of the accounts listed.", AGAIN);
   const started = Date.now();
-  const session = await door.driver.beginTransaction(account.session, TransactionKind.UNLINK, provider.id, target);
+  const session = await door.driver.beginTransaction(account.session, TransactionKind.UNLINK, provider.id, { unlink: target });
   await goToProvider(door, res, provider, started, session, { prompt: "login", max_age: "0" }, UNLINK_FLOW, { uid: account.uid, target });
 }
 
@@ -216,21 +291,25 @@ export async function unlinkAnswer(door: DoorContext, res: Exchange["res"], flow
 }
 
 /** A transaction begun from the account page's sealed account session, and the browser sent to the chosen provider, forced to ask again. */
-async function beginTransaction(door: DoorContext, { req, res }: Exchange, kind: TransactionKind, sealedAs: string, nothingDone: string) {
+async function beginTransaction(door: DoorContext, { req, res }: Exchange, kind: TransactionKind, sealedAs: string, nothingDone: string,
+  options: (body: URLSearchParams) => { recovery?: true } = () => ({})) {
   const body = await form(req);
   const account = accountSession(door, body);
   if (!account) return sendError(res, 400, "This page has expired", `The account page was open too long, so ${nothingDone}.`, AGAIN);
   const provider = door.rp.provider(body.get("provider") ?? "");
   if (!provider) return sendError(res, 400, "Unknown provider", "Choose one of the providers listed.");
+  // A recovered wallet's page offers a link only (Token refuses the rest too).
+  if (account.recovered && kind !== TransactionKind.LINK) return sendError(res, 400, "Link an account first", "After a recovery, link an account to sign in with; then sign in with it to do the rest.", AGAIN);
+  const chosen = options(body);
   const started = Date.now();
-  const session = await door.driver.beginTransaction(account.session, kind, provider.id);
-  await goToProvider(door, res, provider, started, session, { prompt: "login", max_age: "0" }, sealedAs, { uid: account.uid });
+  const session = await door.driver.beginTransaction(account.session, kind, provider.id, chosen);
+  await goToProvider(door, res, provider, started, session, { prompt: "login", max_age: "0" }, sealedAs, { uid: account.uid, ...chosen });
 }
 
 /** The provider's answer to a link's sign-in: the account linked, or why not. */
-export async function linkAnswer(door: DoorContext, res: Exchange["res"], flow: TransactionFlow, provider: UpstreamProvider, upstream: UpstreamResult) {
+export async function linkAnswer(door: DoorContext, res: Exchange["res"], flow: LinkFlow, provider: UpstreamProvider, upstream: UpstreamResult) {
   try {
-    await door.driver.linkSubject(flow.session, flow.started, upstream, flow.uid);
+    await door.driver.linkSubject(flow.session, flow.started, upstream, flow.uid, flow.recovery === true);
   } catch (error) {
     if (error instanceof AlreadyLinked) {
       return error.mine
@@ -240,7 +319,7 @@ export async function linkAnswer(door: DoorContext, res: Exchange["res"], flow: 
     if (refused(res, error, provider, { nothing: "Nothing was linked", needs: "an account is linked", during: "linking the account" })) return;
     throw error;
   }
-  sendHtml(res, 200, linkedPage(provider.name));
+  sendHtml(res, 200, linkedPage(provider.name, flow.recovery === true));
 }
 
 /** The provider's answer to a delete's confirming sign-in: the wallet deleted, or why not. */
@@ -267,6 +346,8 @@ function refused(res: Exchange["res"], error: unknown, provider: UpstreamProvide
     sendError(res, 403, words.nothing, `The ${provider.name} account you signed in with is not linked to this wallet.`, AGAIN);
   } else if (error instanceof WalletChanged) {
     sendError(res, 409, words.nothing, `Your wallet changed while you were ${words.during}.`, AGAIN);
+  } else if (error instanceof RecoveryAccountOnly) {
+    sendError(res, 403, words.nothing, `The ${provider.name} account you signed in with is a recovery account: it helps recover the wallet, and confirms nothing else.`, AGAIN);
   } else if (error instanceof WalletDeleted) {
     sendHtml(res, 200, walletDeletedPage());
   } else {

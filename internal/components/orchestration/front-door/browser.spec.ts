@@ -200,11 +200,11 @@ describe("a person links a second provider's account with a real browser (docs/t
   });
   after(async () => people?.close());
 
-  /** The provider's sign-in form (at `op`), filled in as Alice, by keyboard. */
-  async function signInAt(page: Page, op: { issuer: string }) {
+  /** The provider's sign-in form (at `op`), filled in as `user` (Alice unless said), by keyboard. */
+  async function signInAt(page: Page, op: { issuer: string }, user: DevUser = USERS.alice) {
     await page.waitForURL((u) => u.port === new URL(op.issuer).port);
-    await page.getByLabel("Email").fill(USERS.alice.email);
-    await page.getByLabel("Password").fill(USERS.alice.password);
+    await page.getByLabel("Email").fill(user.email);
+    await page.getByLabel("Password").fill(user.password);
     await page.getByLabel("Password").press("Enter");
     await page.waitForURL((u) => u.origin === mesh.issuer || u.port === String(new URL(demo.url).port));
   }
@@ -295,6 +295,58 @@ describe("a person links a second provider's account with a real browser (docs/t
     await page.getByRole("button", { name: "Allow" }).click();
     await page.waitForURL(demoUrl);
     expect((await page.locator("dt:text-is('sub') + dd").textContent())!.trim()).to.not.equal(sub);
+    await page.close();
+  });
+  it("then, by keyboard: two recovery accounts linked, the wallet recovered with them, and a new account linked that signs in to the app as her", async function () {
+    // Alice's browser from the tests before. Her recovery accounts: Bob's at each provider (accounts she holds too).
+    const page = await browser.newPage();
+    const demoUrl = `http://localhost:${new URL(demo.url).port}/`;
+    await page.goto(demoUrl);
+    const sub = (await page.locator("dt:text-is('sub') + dd").textContent())!.trim();
+    for (const [name, op] of [["Dev OP", mesh.devOp], ["Other OP", mesh.otherOp!]] as const) {
+      await page.goto(`${mesh.issuer}/account`);
+      await page.getByRole("button", { name: "Continue with Dev OP" }).click();
+      await signInAt(page, mesh.devOp);
+      await page.getByRole("button", { name: `Link a recovery account at ${name}`, exact: true }).focus();
+      await page.keyboard.press("Enter");
+      await signInAt(page, op, USERS.bob);
+      expect(await page.getByRole("heading", { level: 1 }).textContent()).to.equal("Account linked");
+      expect(await page.textContent("body")).to.include("is now one of your wallet's recovery accounts");
+    }
+
+    // She has lost her sign-in accounts: the recovery, one provider after the other, each asking again.
+    await page.goto(`${mesh.issuer}/account`);
+    await page.getByRole("link", { name: "Lost access to the accounts you sign in with? Recover your wallet" }).focus();
+    await page.keyboard.press("Enter");
+    expect(await page.getByRole("heading", { level: 1 }).textContent()).to.equal("Recover your wallet");
+    await page.getByRole("button", { name: "Sign in with your recovery account at Dev OP" }).focus();
+    await page.keyboard.press("Enter");
+    await signInAt(page, mesh.devOp, USERS.bob);
+    expect(await page.textContent("body")).to.include("Your recovery account at Dev OP is confirmed. Sign in with one more recovery account");
+    expect(await page.getByRole("button", { name: "Sign in with your recovery account at Dev OP" }).count(), "a provider counts once").to.equal(0);
+    await page.getByRole("button", { name: "Sign in with your recovery account at Other OP" }).focus();
+    await page.keyboard.press("Enter");
+    await signInAt(page, mesh.otherOp!, USERS.bob);
+    expect(await page.getByRole("heading", { level: 1 }).textContent()).to.equal("Your wallet");
+    expect(await page.textContent("body")).to.include("You recovered your wallet just now, with your recovery accounts at Dev OP and Other OP");
+    if (process.env.HELLO_SCREENSHOTS) await page.screenshot({ path: path.join(process.env.HELLO_SCREENSHOTS, "recovered.png"), fullPage: true });
+    expect(await page.locator("h2:text-is('Recovery accounts') + ul li").allTextContents()).to.deep.equal(["Dev OP", "Other OP"]);
+    expect(await page.getByRole("button", { name: /Delete my wallet/ }).count(), "a recovered page offers a link only").to.equal(0);
+    expect((await page.locator("h2:text-is('What was done to your wallet') + ul li").allTextContents()).at(-1)).to.match(
+      /UTC: recovered your wallet with your recovery accounts at Dev OP and Other OP$/,
+    );
+
+    // A new account to sign in with: Carol's at the other provider, which then signs in to the app as Alice.
+    await page.getByRole("button", { name: "Link an account at Other OP", exact: true }).focus();
+    await page.keyboard.press("Enter");
+    await signInAt(page, mesh.otherOp!, USERS.carol);
+    expect(await page.getByRole("heading", { level: 1 }).textContent()).to.equal("Account linked");
+    await page.goto(demoUrl);
+    await page.getByRole("button", { name: "Log out" }).click();
+    await page.getByRole("link", { name: "Log in with hello-mesh" }).click();
+    await page.getByRole("button", { name: "Continue with Other OP" }).click();
+    await page.waitForURL(demoUrl);
+    expect((await page.locator("dt:text-is('sub') + dd").textContent())!.trim(), "the same person at the demo app").to.equal(sub);
     await page.close();
   });
 });

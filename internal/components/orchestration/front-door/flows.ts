@@ -31,6 +31,9 @@ export const LINK_FLOW = "link-upstream";
 export const UNLINK_FLOW = "unlink-upstream";
 export const CLAIMS_FLOW = "claims-upstream";
 export const RELEASE_FLOW = "release-upstream";
+export const RECOVERY_FLOW = "recovery-upstream";
+/** The sealing purpose of the recovery page's form: a recovery between its rounds. */
+export const RECOVERY_STATE = "recovery-state";
 /** The sealing purpose of the claims page's form: the claims update waiting for the user's choice. */
 export const CLAIMS_CHOICE = "claims-choice";
 /** The sealing purpose of the account page's forms: the account session its actions begin from. */
@@ -59,6 +62,20 @@ export interface AccountSession {
   subjects?: Array<{ iss: string; sub: string }>;
   /** The provider the page was signed in with: a release change is confirmed there. */
   provider?: string;
+  /** A recovered wallet's page: only a link begins from it. */
+  recovered?: true;
+}
+
+/** Sealed as LINK_FLOW in a cookie: a link's sign-in at the account to link, gone to the provider. */
+export interface LinkFlow extends TransactionFlow {
+  /** Link it as a recovery account. */
+  recovery?: true;
+}
+
+/** Sealed as RECOVERY_FLOW in a cookie: a recovery's round, gone to the provider. */
+export interface RecoveryFlow extends ProviderLeg {
+  /** The rounds before this one: the wallet they proved, and their providers. */
+  previous?: { uid: string; proven: string[] };
 }
 
 /** Sealed as RELEASE_FLOW in a cookie: a release change's confirming sign-in, gone to the provider. */

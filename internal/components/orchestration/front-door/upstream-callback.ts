@@ -1,15 +1,18 @@
 // GET /upstream/callback/<provider id>: the user's provider answers the login the front
 // door started there. Each provider has its own path (RFC 9700 §4.4 mix-up defence).
 
-import { LoginRequired, type UpstreamResult, WalletDeleted, loginContext } from "../login-driver.js";
+import { LoginRequired, RecoveryAccountOnly, type UpstreamResult, WalletDeleted, loginContext } from "../login-driver.js";
 import { requestedClaims } from "../../../protocol/claims.js";
 import type { AuthorizationRequest } from "./authorization-request.js";
 import { issueCode, showConsent } from "./consent.js";
 import type { DoorContext, Exchange } from "./context.js";
-import { ACCOUNT_FLOW, type AccountFlow, CLAIMS_FLOW, DELETE_FLOW, RELEASE_FLOW, type ReleaseFlow, type TransactionFlow, LINK_FLOW, LOGIN_FLOW, UNLINK_FLOW, type UnlinkFlow, type ProviderLeg, type UpstreamFlow, appRequestOf, flowCookie } from "./flows.js";
+import {
+  ACCOUNT_FLOW, type AccountFlow, CLAIMS_FLOW, DELETE_FLOW, LINK_FLOW, LOGIN_FLOW, type LinkFlow, type ProviderLeg, RECOVERY_FLOW, RELEASE_FLOW, type RecoveryFlow,
+  type ReleaseFlow, type TransactionFlow, UNLINK_FLOW, type UnlinkFlow, type UpstreamFlow, appRequestOf, flowCookie,
+} from "./flows.js";
 import { cookies } from "./http-input.js";
 import { sendError } from "./responses.js";
-import { accountAnswer, claimsAnswer, deleteAnswer, linkAnswer, releaseAnswer, unlinkAnswer } from "./account.js";
+import { accountAnswer, claimsAnswer, deleteAnswer, linkAnswer, recoveryAnswer, releaseAnswer, unlinkAnswer } from "./account.js";
 import type { UpstreamProvider } from "../../../config/component-config.js";
 
 /** An account page sign-in, by the purpose its flow is sealed as: what a failed one leaves undone, and where a verified answer goes. */
@@ -28,10 +31,11 @@ function leg<F extends ProviderLeg>(sealedAs: string, nothingDone: string,
 const ACCOUNT_LEGS: readonly AccountLeg[] = [
   leg<AccountFlow>(ACCOUNT_FLOW, "", accountAnswer),
   leg<TransactionFlow>(DELETE_FLOW, ", so nothing was deleted", deleteAnswer),
-  leg<TransactionFlow>(LINK_FLOW, ", so nothing was linked", linkAnswer),
+  leg<LinkFlow>(LINK_FLOW, ", so nothing was linked", linkAnswer),
   leg<UnlinkFlow>(UNLINK_FLOW, ", so nothing was unlinked", unlinkAnswer),
   leg<TransactionFlow>(CLAIMS_FLOW, ", so nothing was changed", claimsAnswer),
   leg<ReleaseFlow>(RELEASE_FLOW, ", so nothing was changed", releaseAnswer),
+  leg<RecoveryFlow>(RECOVERY_FLOW, ", so your wallet is not recovered", recoveryAnswer),
 ];
 
 /** What a provider may say with prompt=none that goes to the app as is; any other error is access_denied. */
@@ -110,6 +114,10 @@ async function loginAnswer(door: DoorContext, res: Exchange["res"], flow: Upstre
     // The app asked for a recent or fresh login (max_age, prompt=login) and the provider's was not.
     if (error instanceof LoginRequired) return door.toApp(res, flow.request, { error: "login_required", error_description: error.message });
     // The user's wallet was deleted (a delete finished, maybe just now by this sign-in): the next sign-in starts a new one.
+    // A recovery account: it only helps recover a wallet, and never signs in.
+    if (error instanceof RecoveryAccountOnly) {
+      return sendError(res, 403, "This account cannot sign in", "The account you signed in with is one of a hello-mesh wallet's recovery accounts: it helps recover the wallet, and cannot sign in alone.", "Go back to the app and sign in with an account you sign in with.");
+    }
     if (error instanceof WalletDeleted) {
       return sendError(res, 410, "Your wallet was deleted", "The hello-mesh wallet of the account you signed in with was deleted, so this sign-in cannot continue.", "Go back to the app and sign in again: you will start a new wallet.");
     }

@@ -9,23 +9,27 @@ import { claimLabel } from "./claim-labels.js";
 export interface AccountPageInput {
   /** The provider the user signed in with just now. */
   signedInWith: string;
-  /** Each linked subject's provider, by name (its issuer when hello-mesh no longer lists it). */
-  providers: string[];
+  /** A recovery just now, with the providers of the recovery accounts that proved it: only a link is offered, to sign in with from now on. */
+  recoveredWith?: string[];
+  /** Each linked account's provider, by name (its issuer when hello-mesh no longer lists it), and whether it is a recovery account. */
+  accounts: Array<{ provider: string; recovery?: boolean }>;
+  /** How many recovery accounts, at distinct providers, recover the wallet (when it has any). */
+  recoveryThreshold?: number;
   claims: Array<{ name: string; value: string | boolean; from?: string }>;
   /** The apps the user released to, by name, and the claims each receives. */
   apps: Array<{ name: string; claims: string[]; clientId?: string }>;
   /** The form that changes what an app receives, confirmed at `provider` (the one the page was signed in with). */
   changeRelease?: { action: string; hidden: Record<string, string>; provider: string };
   /** The transactions done on the wallet, oldest first: which, when, and the provider each concerned. */
-  history: Array<{ kind: "link" | "unlink" | "claims" | "release"; at: Date; provider: string; app?: string }>;
+  history: Array<{ kind: "link" | "unlink" | "claims" | "release" | "recovery"; at: Date; provider: string; app?: string; recovery?: boolean; providers?: string[] }>;
   /** The claims form: each account's provider to take details from. */
   details?: TransactionForm;
   /** The unlink form, when the wallet has more than one account: each account, and the providers of the others to confirm with. */
   unlink?: { action: string; hidden: Record<string, string>; accounts: Array<{ label: string; index: number; confirmWith: Array<{ id: string; name: string }> }> };
-  /** The link form: where it posts, its sealed account session, and every provider an account may be linked at. */
+  /** The link form: where it posts, its sealed account session, and every provider an account may be linked at (as a sign-in or a recovery account). */
   link: TransactionForm;
   /** The delete form: the same, with the wallet's providers to confirm with. */
-  remove: TransactionForm;
+  remove?: TransactionForm;
 }
 
 export interface TransactionForm {
@@ -40,16 +44,27 @@ function when(at: Date): string {
 }
 
 /** The wallet: the providers linked to it, the claims it holds, and what each app receives. */
-export function accountPage({ signedInWith, providers, claims, apps, changeRelease, history, details, link, unlink, remove }: AccountPageInput): string {
+export function accountPage({ signedInWith, recoveredWith, accounts, recoveryThreshold, claims, apps, changeRelease, history, details, link, unlink, remove }: AccountPageInput): string {
   const value = (v: string | boolean): SafeHtml | string => (typeof v === "boolean" ? (v ? "yes" : "no") : v);
+  const signIn = accounts.filter((a) => !a.recovery);
+  const recovery = accounts.filter((a) => a.recovery);
   return page({
     title: "Your wallet",
     body: html`<h1>Your wallet</h1>
-<p>You signed in with ${signedInWith} just now.</p>
+${recoveredWith
+  ? html`<p><strong>You recovered your wallet just now, with your recovery accounts at ${listed(recoveredWith)}. Link an account to sign in with below: then sign in with it to do anything else here.</strong></p>`
+  : html`<p>You signed in with ${signedInWith} just now.</p>`}
 <h2>Providers you sign in with</h2>
-<ul>
-${providers.map((p) => html`<li>${p}</li>
+${signIn.length === 0 ? html`<p>None: link one below.</p>` : html`<ul>
+${signIn.map((a) => html`<li>${a.provider}</li>
+`)}</ul>`}
+<h2>Recovery accounts</h2>
+${recovery.length === 0
+  ? html`<p>None yet. Recovery accounts cannot sign in; if you lose the accounts you sign in with, ${DEFAULT_THRESHOLD_WORDS} of them at different providers recover your wallet. Link them below.</p>`
+  : html`<ul>
+${recovery.map((a) => html`<li>${a.provider}</li>
 `)}</ul>
+<p>A recovery account cannot sign in. If you lose the accounts you sign in with, signing in with ${recoveryThreshold ?? 2} of these, at different providers, recovers your wallet${recovery.length < (recoveryThreshold ?? 2) ? html` (link ${(recoveryThreshold ?? 2) - recovery.length} more for that)` : ""}.</p>`}
 <h2>What your wallet holds</h2>
 ${claims.length === 0
   ? html`<p>Your wallet holds no details about you.</p>`
@@ -87,6 +102,13 @@ ${hiddenInputs(link.hidden)}
 ${link.providers.map((p) => html`<button type="submit" name="provider" value="${p.id}">Link an account at ${p.name}</button>
 `)}</div>
 </form>
+<p>Or link a recovery account: it cannot sign in, and only helps recover your wallet.</p>
+<form method="post" action="${link.action}">
+${hiddenInputs({ ...link.hidden, recovery: "1" })}
+<div class="actions">
+${link.providers.map((p) => html`<button type="submit" name="provider" value="${p.id}">Link a recovery account at ${p.name}</button>
+`)}</div>
+</form>
 ${unlink ? html`<h2>Unlink an account</h2>
 <p>An unlinked account no longer signs in to your wallet. You confirm by signing in again with another account of your wallet.</p>
 <form method="post" action="${unlink.action}">
@@ -101,9 +123,11 @@ ${history.length === 0
   : html`<ul>
 ${history.map((h) => html`<li>${when(h.at)}: ${h.kind === "release"
   ? html`changed what ${h.app ?? "an app"} receives, confirmed at ${h.provider}`
-  : html`${h.kind === "link" ? "linked an account at" : h.kind === "unlink" ? "unlinked an account at" : "took details from your account at"} ${h.provider}`}</li>
+  : h.kind === "recovery"
+  ? html`recovered your wallet with your recovery accounts at ${listed(h.providers ?? [h.provider])}`
+  : html`${h.kind === "link" ? (h.recovery ? "linked a recovery account at" : "linked an account at") : h.kind === "unlink" ? "unlinked an account at" : "took details from your account at"} ${h.provider}`}</li>
 `)}</ul>`}
-<h2>Delete your wallet</h2>
+${remove ? html`<h2>Delete your wallet</h2>
 <p>Deleting your wallet removes the providers linked to it, the details it holds and what each app receives, for good. Apps keep what they received before; ask them to delete it. If you sign in with hello-mesh again, you start a new wallet, and apps see you as a new user.</p>
 <form method="post" action="${remove.action}">
 ${hiddenInputs(remove.hidden)}
@@ -111,8 +135,43 @@ ${hiddenInputs(remove.hidden)}
 <div class="actions">
 ${remove.providers.map((p) => html`<button class="danger" type="submit" name="provider" value="${p.id}">Delete my wallet, confirming with ${p.name}</button>
 `)}</div>
-</form>
+</form>` : ""}
 <p class="muted">Each detail came from a provider you signed in with. hello-mesh keeps no session: to see this page again, <a href="/account">sign in again</a>.</p>`,
+  });
+}
+
+const DEFAULT_THRESHOLD_WORDS = "two";
+
+/** "A", "A and B", "A, B and C". */
+function listed(names: readonly string[]): string {
+  return names.length <= 1 ? (names[0] ?? "") : `${names.slice(0, -1).join(", ")} and ${names.at(-1)}`;
+}
+
+export interface RecoveryPageInput {
+  /** The providers whose recovery accounts proved this recovery so far. */
+  proven: string[];
+  /** How many more must (0 before the first round: the wallet's threshold is not known yet). */
+  needed: number;
+  providers: Array<{ id: string; name: string }>;
+  action: string;
+  hidden: Record<string, string>;
+}
+
+/** A recovery's next round: which provider's recovery account to sign in with. */
+export function recoveryPage({ proven, needed, providers, action, hidden }: RecoveryPageInput): string {
+  return page({
+    title: "Recover your wallet",
+    body: html`<h1>Recover your wallet</h1>
+${proven.length === 0
+  ? html`<p>Lost access to the accounts you sign in with? Sign in with your wallet's recovery accounts, one provider after another: enough of them, at different providers, recover your wallet, and you then link an account to sign in with.</p>`
+  : html`<p>Your recovery account at ${listed(proven)} is confirmed. Sign in with ${needed === 1 ? "one more recovery account" : `${needed} more recovery accounts`}, each at another provider.</p>`}
+<form method="post" action="${action}">
+${hiddenInputs(hidden)}
+<div class="actions">
+${providers.map((p) => html`<button class="primary" type="submit" name="provider" value="${p.id}">Sign in with your recovery account at ${p.name}</button>
+`)}</div>
+</form>
+<p class="muted">Each provider asks you to sign in again. A recovery must be finished within 15 minutes of its start.</p>`,
   });
 }
 
@@ -137,11 +196,13 @@ export function noWalletPage(provider: string): string {
 }
 
 /** The end of a link: the account signs in to this wallet from now on. */
-export function linkedPage(provider: string): string {
+export function linkedPage(provider: string, recovery = false): string {
   return page({
     title: "Account linked",
     body: html`<h1>Account linked</h1>
-<p>The ${provider} account you signed in with is now linked to your wallet: you can sign in to your apps with it, and they see you as the same person.</p>
+${recovery
+  ? html`<p>The ${provider} account you signed in with is now one of your wallet's recovery accounts: it cannot sign in, and helps recover your wallet if you lose the accounts you sign in with.</p>`
+  : html`<p>The ${provider} account you signed in with is now linked to your wallet: you can sign in to your apps with it, and they see you as the same person.</p>`}
 <p><a href="/account">Back to your account page</a> (you sign in again to see it).</p>`,
   });
 }

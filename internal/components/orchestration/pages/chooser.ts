@@ -7,10 +7,12 @@ export interface ChooserPageInput {
   action: string;
   hidden: Record<string, string>;
   loginHint?: string;
+  /** Where a user who lost their sign-in accounts recovers the wallet (the account page's chooser). */
+  recoverHref?: string;
 }
 
 /** The login page: one form, one submit button per upstream provider. */
-export function chooserPage({ appName, providers, action, hidden, loginHint }: ChooserPageInput): string {
+export function chooserPage({ appName, providers, action, hidden, loginHint, recoverHref }: ChooserPageInput): string {
   return page({
     title: `Sign in to ${appName}`,
     body: html`<h1>Sign in to ${appName}</h1>
@@ -23,6 +25,7 @@ ${providers.map((p) => html`<button class="primary" type="submit" name="provider
 `)}
 </div>
 </form>
-<p class="muted">hello-mesh keeps no login of its own: it always sends you to your provider to sign in.</p>`,
+${recoverHref ? html`<p><a href="${recoverHref}">Lost access to the accounts you sign in with? Recover your wallet</a></p>
+` : ""}<p class="muted">hello-mesh keeps no login of its own: it always sends you to your provider to sign in.</p>`,
   });
 }

@@ -6,7 +6,7 @@ import { chooserPage } from "./chooser.js";
 import { breakable, consentPage } from "./consent.js";
 import { errorPage } from "./error.js";
 import { homePage } from "./home.js";
-import { accountPage, claimsPage, detailsTakenPage, linkedPage, noWalletPage, releaseChangedPage, unlinkedPage, walletDeletedPage } from "./account.js";
+import { accountPage, claimsPage, recoveryPage, detailsTakenPage, linkedPage, noWalletPage, releaseChangedPage, unlinkedPage, walletDeletedPage } from "./account.js";
 import { CLAIM_LABELS, claimLabel } from "./claim-labels.js";
 
 const HOSTILE = `<script>alert(1)</script>"'&`;
@@ -67,10 +67,10 @@ describe("Front door pages (docs/design.md §6)", function () {
       "consent (client id, hidden field)": consent({ clientId: HOSTILE, hidden: { flow: HOSTILE } }),
       "error (title)": errorPage({ title: HOSTILE, message: "m" }),
       "error (message, hint)": errorPage({ title: "t", message: HOSTILE, hint: HOSTILE }),
-      "account (provider, linked provider, claim name and value)": accountPage({ signedInWith: HOSTILE, providers: [HOSTILE], claims: [{ name: HOSTILE, value: HOSTILE }], apps: [{ name: HOSTILE, claims: [HOSTILE] }], ...ACTIONS }),
-      "account (delete form's action, hidden field, provider)": accountPage({ signedInWith: "p", providers: [], claims: [], apps: [], ...ACTIONS, remove: { action: HOSTILE, hidden: { [HOSTILE]: HOSTILE }, providers: [{ id: HOSTILE, name: HOSTILE }] } }),
+      "account (provider, linked provider, claim name and value)": accountPage({ signedInWith: HOSTILE, accounts: [{ provider: HOSTILE }], claims: [{ name: HOSTILE, value: HOSTILE }], apps: [{ name: HOSTILE, claims: [HOSTILE] }], ...ACTIONS }),
+      "account (delete form's action, hidden field, provider)": accountPage({ signedInWith: "p", accounts: [], claims: [], apps: [], ...ACTIONS, remove: { action: HOSTILE, hidden: { [HOSTILE]: HOSTILE }, providers: [{ id: HOSTILE, name: HOSTILE }] } }),
       "account (link form's action, hidden field, provider; history's provider)": accountPage({
-        signedInWith: "p", providers: [], claims: [], apps: [], ...ACTIONS,
+        signedInWith: "p", accounts: [], claims: [], apps: [], ...ACTIONS,
         link: { action: HOSTILE, hidden: { [HOSTILE]: HOSTILE }, providers: [{ id: HOSTILE, name: HOSTILE }] }, history: [{ kind: "link", at: new Date(0), provider: HOSTILE }],
       }),
       "linked (provider)": linkedPage(HOSTILE),
@@ -80,19 +80,25 @@ describe("Front door pages (docs/design.md §6)", function () {
       "release changed (app)": releaseChangedPage(HOSTILE, false),
       "app forgot you (app)": releaseChangedPage(HOSTILE, true),
       "account (the release form's app, claim, provider; history's app)": accountPage({
-        signedInWith: "p", providers: [], claims: [], ...ACTIONS, apps: [{ name: HOSTILE, claims: [HOSTILE], clientId: HOSTILE }],
+        signedInWith: "p", accounts: [], claims: [], ...ACTIONS, apps: [{ name: HOSTILE, claims: [HOSTILE], clientId: HOSTILE }],
         changeRelease: { action: HOSTILE, hidden: { [HOSTILE]: HOSTILE }, provider: HOSTILE },
         history: [{ kind: "release", at: new Date(0), provider: HOSTILE, app: HOSTILE }],
       }),
       "account (a claim's source, the details form)": accountPage({
-        signedInWith: "p", providers: [], claims: [{ name: "name", value: "v", from: HOSTILE }], apps: [], ...ACTIONS,
+        signedInWith: "p", accounts: [], claims: [{ name: "name", value: "v", from: HOSTILE }], apps: [], ...ACTIONS,
         details: { action: HOSTILE, hidden: { [HOSTILE]: HOSTILE }, providers: [{ id: HOSTILE, name: HOSTILE }] },
       }),
       "account (unlink form's account label, provider)": accountPage({
-        signedInWith: "p", providers: [], claims: [], apps: [], ...ACTIONS,
+        signedInWith: "p", accounts: [], claims: [], apps: [], ...ACTIONS,
         unlink: { action: HOSTILE, hidden: { [HOSTILE]: HOSTILE }, accounts: [{ label: HOSTILE, index: 0, confirmWith: [{ id: HOSTILE, name: HOSTILE }] }] },
       }),
       "no wallet (provider)": noWalletPage(HOSTILE),
+      "account (recovery accounts; a recovery's providers in the notice and the history)": accountPage({
+        signedInWith: "p", recoveredWith: [HOSTILE, HOSTILE], accounts: [{ provider: HOSTILE, recovery: true }], recoveryThreshold: 2, claims: [], apps: [], ...ACTIONS,
+        history: [{ kind: "recovery", at: new Date(0), provider: HOSTILE, providers: [HOSTILE, HOSTILE] }, { kind: "link", at: new Date(0), provider: HOSTILE, recovery: true }],
+      }),
+      "recovery (proven providers, providers, action, hidden field)": recoveryPage({ proven: [HOSTILE], needed: 1, providers: [{ id: HOSTILE, name: HOSTILE }], action: HOSTILE, hidden: { [HOSTILE]: HOSTILE } }),
+      "linked as a recovery account (provider)": linkedPage(HOSTILE, true),
     };
     for (const [name, doc] of Object.entries(pages)) {
       it(`${name}: the raw string is absent and the escaped form present`, function () {
@@ -171,11 +177,19 @@ describe("Front door pages (docs/design.md §6)", function () {
       error: error(),
       home: homePage(),
       account: accountPage({
-        signedInWith: "Dev OP", providers: ["Dev OP"], claims: [{ name: "email", value: "a@example.com" }, { name: "email_verified", value: true }],
+        signedInWith: "Dev OP", accounts: [{ provider: "Dev OP" }], claims: [{ name: "email", value: "a@example.com" }, { name: "email_verified", value: true }],
         apps: [{ name: "Demo App", claims: ["email", "name"] }, { name: "Quiet App", claims: [] }], ...ACTIONS,
         history: [{ kind: "link", at: new Date("2026-12-07T05:20:00Z"), provider: "Other OP" }],
       }),
-      "account with no claims and no apps": accountPage({ signedInWith: "Dev OP", providers: ["Dev OP"], claims: [], apps: [], ...ACTIONS }),
+      "account with no claims and no apps": accountPage({ signedInWith: "Dev OP", accounts: [{ provider: "Dev OP" }], claims: [], apps: [], ...ACTIONS }),
+      "account, recovered": accountPage({
+        signedInWith: "Other OP", recoveredWith: ["Dev OP", "Other OP"], accounts: [{ provider: "Dev OP" }, { provider: "Dev OP", recovery: true }, { provider: "Other OP", recovery: true }],
+        recoveryThreshold: 2, claims: [], apps: [], link: ACTIONS.link,
+        history: [{ kind: "recovery", at: new Date(0), provider: "Other OP", providers: ["Dev OP", "Other OP"] }],
+      }),
+      "recovery, first round": recoveryPage({ proven: [], needed: 0, providers: [{ id: "dev", name: "Dev OP" }], action: "/account/recover/provider", hidden: {} }),
+      "recovery, next round": recoveryPage({ proven: ["Dev OP"], needed: 1, providers: [{ id: "other", name: "Other OP" }], action: "/account/recover/provider", hidden: { recovery: "sealed" } }),
+      "linked as a recovery account": linkedPage("Other OP", true),
       linked: linkedPage("Other OP"),
       unlinked: unlinkedPage("Other OP"),
       claims: claimsPage({ provider: "Other OP", claims: [{ name: "name", now: "Alice", offered: "Alice Example" }, { name: "email", offered: "a@example.com" }], action: "/account/claims/update", hidden: { claims_update: "sealed" } }),
@@ -184,13 +198,13 @@ describe("Front door pages (docs/design.md §6)", function () {
       "release changed": releaseChangedPage("Demo App", false),
       "app forgot you": releaseChangedPage("Demo App", true),
       "account with release forms": accountPage({
-        signedInWith: "Dev OP", providers: ["Dev OP"], claims: [], ...ACTIONS,
+        signedInWith: "Dev OP", accounts: [{ provider: "Dev OP" }], claims: [], ...ACTIONS,
         apps: [{ name: "Demo App", claims: ["email", "name"], clientId: "demo-app" }, { name: "Quiet App", claims: [], clientId: "quiet" }],
         changeRelease: { action: "/account/release", hidden: { account: "sealed" }, provider: "Dev OP" },
         history: [{ kind: "release", at: new Date(0), provider: "Dev OP", app: "Demo App" }],
       }),
       "account with two accounts": accountPage({
-        signedInWith: "Dev OP", providers: ["Dev OP", "Other OP"], claims: [], apps: [], ...ACTIONS,
+        signedInWith: "Dev OP", accounts: [{ provider: "Dev OP" }, { provider: "Other OP", recovery: true }], claims: [], apps: [], ...ACTIONS,
         unlink: { action: "/account/unlink", hidden: { account: "sealed" }, accounts: [
           { label: "your Dev OP account", index: 0, confirmWith: [{ id: "other", name: "Other OP" }] },
           { label: "your Other OP account", index: 1, confirmWith: [{ id: "dev", name: "Dev OP" }] },

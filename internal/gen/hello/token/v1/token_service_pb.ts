@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hello/token/v1/token_service.proto.
  */
 export const file_hello_token_v1_token_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJoZWxsby90b2tlbi92MS90b2tlbl9zZXJ2aWNlLnByb3RvEg5oZWxsby50b2tlbi52MSK6AQoXQXV0aG9yaXphdGlvblBhcmFtZXRlcnMSEQoJY2xpZW50X2lkGAEgASgJEhQKDHJlZGlyZWN0X3VyaRgCIAEoCRINCgVub25jZRgDIAEoCRINCgVzY29wZRgEIAEoCRIOCgZjbGFpbXMYBSABKAkSFgoOY29kZV9jaGFsbGVuZ2UYBiABKAkSDgoGcHJvbXB0GAcgASgJEhQKB21heF9hZ2UYCCABKANIAIgBAUIKCghfbWF4X2FnZSKPAQoUQ3JlYXRlU2Vzc2lvblJlcXVlc3QSGAoOcmVxdWVzdF9vYmplY3QYASABKAlIABI9CgpwYXJhbWV0ZXJzGAIgASgLMicuaGVsbG8udG9rZW4udjEuQXV0aG9yaXphdGlvblBhcmFtZXRlcnNIABITCgtwcm92aWRlcl9pZBgDIAEoCUIJCgdyZXF1ZXN0Il8KFUNyZWF0ZVNlc3Npb25SZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnVwc3RyZWFtX25vbmNlGAIgASgJEhcKD3Byb3ZpZGVyX2lzc3VlchgDIAEoCSIyChtDcmVhdGVBY2NvdW50U2Vzc2lvblJlcXVlc3QSEwoLcHJvdmlkZXJfaWQYASABKAkiZgocQ3JlYXRlQWNjb3VudFNlc3Npb25SZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnVwc3RyZWFtX25vbmNlGAIgASgJEhcKD3Byb3ZpZGVyX2lzc3VlchgDIAEoCSJFChdBdXRob3JpemVTdWJqZWN0UmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC29wX2lkX3Rva2VuGAIgASgJIpEBCgtBY2Nlc3NHcmFudBIUCgxhY2Nlc3NfdG9rZW4YASABKAkSDAoEaGFzaBgCIAEoCRIpCgRraW5kGAMgASgOMhsuaGVsbG8uY29tbW9uLnYxLlJlY29yZEtpbmQSMwoJb3BlcmF0aW9uGAQgASgOMiAuaGVsbG8uY29tbW9uLnYxLlJlY29yZE9wZXJhdGlvbiJJCgtSZWNvcmRXcml0ZRIOCgZyZWNvcmQYASABKAkSKgoFZ3JhbnQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCKWAQoYQXV0aG9yaXplU3ViamVjdFJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSMQoMc3ViamVjdF9yZWFkGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSMAoLd2FsbGV0X3JlYWQYAyABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCI/ChFDcmVhdGVVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC2Vycm9yX3Rva2VuGAIgASgJIpoBChJDcmVhdGVVc2VyUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIrCgZ3YWxsZXQYAiABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZRIsCgdzdWJqZWN0GAMgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGVKBAgEEAVSDHJlbGVhc2VfcmVhZCJbChFDb21taXRVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDndhbGxldF9yZWNlaXB0GAIgASgJEhcKD3N1YmplY3RfcmVjZWlwdBgDIAEoCSIrChJDb21taXRVc2VyUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCSJeChRBdXRob3JpemVVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnN1YmplY3RfcmVjb3JkGAIgASgJEhcKD3N1YmplY3RfcmVjZWlwdBgDIAEoCSLPAQoVQXV0aG9yaXplVXNlclJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSMAoLd2FsbGV0X3JlYWQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudBIxCgxyZWxlYXNlX3JlYWQYAyABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudBI6ChVhY2NvdW50X3JlbGVhc2VfcmVhZHMYBCADKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCJiChhSZXNlcnZlRGlyZWN0ZWRJZFJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIWCg5yZWxlYXNlX3JlY29yZBgCIAEoCRIXCg9yZWxlYXNlX3JlY2VpcHQYAyABKAkimwEKGVJlc2VydmVEaXJlY3RlZElkUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRI1ChByZXNlcnZhdGlvbl9yZWFkGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSMAoLcmVzZXJ2YXRpb24YAyABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZSIwChdHcmFudFJlbGVhc2VSZWFkUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJImQKGEdyYW50UmVsZWFzZVJlYWRSZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEjEKDHJlbGVhc2VfcmVhZBgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLkFjY2Vzc0dyYW50IosBChRDcmVhdGVSZWxlYXNlUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC2Vycm9yX3Rva2VuGAIgASgJEhUKDXdhbGxldF9yZWNvcmQYAyABKAkSGAoQY29uc2VudGVkX2NsYWltcxgEIAMoCRIWCg53YWxsZXRfcmVjZWlwdBgFIAEoCSK7AQoVQ3JlYXRlUmVsZWFzZVJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSLAoHcmVsZWFzZRgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEjAKC3Jlc2VydmF0aW9uGAMgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUSKwoGd2FsbGV0GAQgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUiowEKEk1pbnRJZFRva2VuUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnN1YmplY3RfcmVjb3JkGAIgASgJEhYKDnJlbGVhc2VfcmVjb3JkGAMgASgJEhUKDXdhbGxldF9yZWNvcmQYBCABKAkSFgoOd2FsbGV0X3JlY2VpcHQYBSABKAkSFwoPcmVsZWFzZV9yZWNlaXB0GAYgASgJIlQKE01pbnRJZFRva2VuUmVzcG9uc2USEAoIaWRfdG9rZW4YASABKAkSFAoMdXNlcmluZm9fand0GAIgASgJEhUKDXVzZXJpbmZvX2pzb24YAyABKAkiIwoHU3ViamVjdBILCgNpc3MYASABKAkSCwoDc3ViGAIgASgJIrgBChdCZWdpblRyYW5zYWN0aW9uUmVxdWVzdBIdChVhY2NvdW50X3Nlc3Npb25fdG9rZW4YASABKAkSLQoEa2luZBgCIAEoDjIfLmhlbGxvLnRva2VuLnYxLlRyYW5zYWN0aW9uS2luZBITCgtwcm92aWRlcl9pZBgDIAEoCRInCgZ1bmxpbmsYBCABKAsyFy5oZWxsby50b2tlbi52MS5TdWJqZWN0EhEKCWNsaWVudF9pZBgFIAEoCSJiChhCZWdpblRyYW5zYWN0aW9uUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIWCg51cHN0cmVhbV9ub25jZRgCIAEoCRIXCg9wcm92aWRlcl9pc3N1ZXIYAyABKAkiLQoKUmVhZFJlY29yZBIOCgZyZWNvcmQYASABKAkSDwoHcmVjZWlwdBgCIAEoCSJyCg1SZWxlYXNlQW5zd2VyEhEKCWNsaWVudF9pZBgBIAEoCRItCgdyZWxlYXNlGAIgASgLMhouaGVsbG8udG9rZW4udjEuUmVhZFJlY29yZEgAEhUKC2Vycm9yX3Rva2VuGAMgASgJSABCCAoGYW5zd2VyIo8BChZBdXRob3JpemVEZWxldGVSZXF1ZXN0EhUKDXNlc3Npb25fdG9rZW4YASABKAkSFQoNd2FsbGV0X3JlY29yZBgCIAEoCRIWCg53YWxsZXRfcmVjZWlwdBgDIAEoCRIvCghyZWxlYXNlcxgEIAMoCzIdLmhlbGxvLnRva2VuLnYxLlJlbGVhc2VBbnN3ZXIiXwoXQXV0aG9yaXplRGVsZXRlUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRItCghkZWxldGlvbhgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlIl8KE0ZpbmlzaERlbGV0ZVJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIXCg9kZWxldGlvbl9yZWNvcmQYAiABKAkSGAoQZGVsZXRpb25fcmVjZWlwdBgDIAEoCSL+AQoPUmVsZWFzZURlbGV0aW9uEhEKCWNsaWVudF9pZBgBIAEoCRI1ChByZXNlcnZhdGlvbl9yZWFkGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSNQoQdG9tYnN0b25lX3VwZGF0ZRgDIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEjUKEHRvbWJzdG9uZV9jcmVhdGUYBCABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZRIzCg5yZWxlYXNlX2RlbGV0ZRgFIAEoCzIbLmhlbGxvLnRva2VuLnYxLkFjY2Vzc0dyYW50IrMBChRGaW5pc2hEZWxldGVSZXNwb25zZRIxCghyZWxlYXNlcxgBIAMoCzIfLmhlbGxvLnRva2VuLnYxLlJlbGVhc2VEZWxldGlvbhI0Cg9zdWJqZWN0X2RlbGV0ZXMYAiADKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudBIyCg13YWxsZXRfZGVsZXRlGAMgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQibwoSTGlua1N1YmplY3RSZXF1ZXN0EhUKDXNlc3Npb25fdG9rZW4YASABKAkSEwoLZXJyb3JfdG9rZW4YAiABKAkSFQoNd2FsbGV0X3JlY29yZBgDIAEoCRIWCg53YWxsZXRfcmVjZWlwdBgEIAEoCSJwChNMaW5rU3ViamVjdFJlc3BvbnNlEisKBndhbGxldBgBIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEiwKB3N1YmplY3QYAiABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZSJcChRVbmxpbmtTdWJqZWN0UmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhUKDXdhbGxldF9yZWNvcmQYAiABKAkSFgoOd2FsbGV0X3JlY2VpcHQYAyABKAkieQoVVW5saW5rU3ViamVjdFJlc3BvbnNlEisKBndhbGxldBgBIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEjMKDnN1YmplY3RfZGVsZXRlGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQiawoTVXBkYXRlQ2xhaW1zUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhUKDXdhbGxldF9yZWNvcmQYAiABKAkSFgoOd2FsbGV0X3JlY2VpcHQYAyABKAkSDgoGY2xhaW1zGAQgAygJIkMKFFVwZGF0ZUNsYWltc1Jlc3BvbnNlEisKBndhbGxldBgBIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlIq4BChRDaGFuZ2VSZWxlYXNlUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhUKDXdhbGxldF9yZWNvcmQYAiABKAkSFgoOd2FsbGV0X3JlY2VpcHQYAyABKAkSKwoHcmVsZWFzZRgEIAEoCzIaLmhlbGxvLnRva2VuLnYxLlJlYWRSZWNvcmQSEwoLa2VlcF9jbGFpbXMYBSADKAkSDgoGZm9yZ2V0GAYgASgIIswCChVDaGFuZ2VSZWxlYXNlUmVzcG9uc2USKwoGd2FsbGV0GAEgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUSLAoHcmVsZWFzZRgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEjMKDnJlbGVhc2VfZGVsZXRlGAMgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSNQoQcmVzZXJ2YXRpb25fcmVhZBgEIAEoCzIbLmhlbGxvLnRva2VuLnYxLkFjY2Vzc0dyYW50EjUKEHRvbWJzdG9uZV91cGRhdGUYBSABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZRI1ChB0b21ic3RvbmVfY3JlYXRlGAYgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUiEgoQR2V0S2V5U2V0UmVxdWVzdCI0ChFHZXRLZXlTZXRSZXNwb25zZRIMCgRqd2tzGAEgASgMEhEKCXNpZ25hdHVyZRgCIAEoCSrDAQoPVHJhbnNhY3Rpb25LaW5kEiAKHFRSQU5TQUNUSU9OX0tJTkRfVU5TUEVDSUZJRUQQABIbChdUUkFOU0FDVElPTl9LSU5EX0RFTEVURRABEhkKFVRSQU5TQUNUSU9OX0tJTkRfTElOSxACEhsKF1RSQU5TQUNUSU9OX0tJTkRfVU5MSU5LEAMSGwoXVFJBTlNBQ1RJT05fS0lORF9DTEFJTVMQBBIcChhUUkFOU0FDVElPTl9LSU5EX1JFTEVBU0UQBTK8DQoMVG9rZW5TZXJ2aWNlElwKDUNyZWF0ZVNlc3Npb24SJC5oZWxsby50b2tlbi52MS5DcmVhdGVTZXNzaW9uUmVxdWVzdBolLmhlbGxvLnRva2VuLnYxLkNyZWF0ZVNlc3Npb25SZXNwb25zZRJlChBBdXRob3JpemVTdWJqZWN0EicuaGVsbG8udG9rZW4udjEuQXV0aG9yaXplU3ViamVjdFJlcXVlc3QaKC5oZWxsby50b2tlbi52MS5BdXRob3JpemVTdWJqZWN0UmVzcG9uc2USUwoKQ3JlYXRlVXNlchIhLmhlbGxvLnRva2VuLnYxLkNyZWF0ZVVzZXJSZXF1ZXN0GiIuaGVsbG8udG9rZW4udjEuQ3JlYXRlVXNlclJlc3BvbnNlElMKCkNvbW1pdFVzZXISIS5oZWxsby50b2tlbi52MS5Db21taXRVc2VyUmVxdWVzdBoiLmhlbGxvLnRva2VuLnYxLkNvbW1pdFVzZXJSZXNwb25zZRJcCg1BdXRob3JpemVVc2VyEiQuaGVsbG8udG9rZW4udjEuQXV0aG9yaXplVXNlclJlcXVlc3QaJS5oZWxsby50b2tlbi52MS5BdXRob3JpemVVc2VyUmVzcG9uc2USaAoRUmVzZXJ2ZURpcmVjdGVkSWQSKC5oZWxsby50b2tlbi52MS5SZXNlcnZlRGlyZWN0ZWRJZFJlcXVlc3QaKS5oZWxsby50b2tlbi52MS5SZXNlcnZlRGlyZWN0ZWRJZFJlc3BvbnNlEmUKEEdyYW50UmVsZWFzZVJlYWQSJy5oZWxsby50b2tlbi52MS5HcmFudFJlbGVhc2VSZWFkUmVxdWVzdBooLmhlbGxvLnRva2VuLnYxLkdyYW50UmVsZWFzZVJlYWRSZXNwb25zZRJcCg1DcmVhdGVSZWxlYXNlEiQuaGVsbG8udG9rZW4udjEuQ3JlYXRlUmVsZWFzZVJlcXVlc3QaJS5oZWxsby50b2tlbi52MS5DcmVhdGVSZWxlYXNlUmVzcG9uc2USVgoLTWludElkVG9rZW4SIi5oZWxsby50b2tlbi52MS5NaW50SWRUb2tlblJlcXVlc3QaIy5oZWxsby50b2tlbi52MS5NaW50SWRUb2tlblJlc3BvbnNlEnEKFENyZWF0ZUFjY291bnRTZXNzaW9uEisuaGVsbG8udG9rZW4udjEuQ3JlYXRlQWNjb3VudFNlc3Npb25SZXF1ZXN0GiwuaGVsbG8udG9rZW4udjEuQ3JlYXRlQWNjb3VudFNlc3Npb25SZXNwb25zZRJlChBCZWdpblRyYW5zYWN0aW9uEicuaGVsbG8udG9rZW4udjEuQmVnaW5UcmFuc2FjdGlvblJlcXVlc3QaKC5oZWxsby50b2tlbi52MS5CZWdpblRyYW5zYWN0aW9uUmVzcG9uc2USYgoPQXV0aG9yaXplRGVsZXRlEiYuaGVsbG8udG9rZW4udjEuQXV0aG9yaXplRGVsZXRlUmVxdWVzdBonLmhlbGxvLnRva2VuLnYxLkF1dGhvcml6ZURlbGV0ZVJlc3BvbnNlElkKDEZpbmlzaERlbGV0ZRIjLmhlbGxvLnRva2VuLnYxLkZpbmlzaERlbGV0ZVJlcXVlc3QaJC5oZWxsby50b2tlbi52MS5GaW5pc2hEZWxldGVSZXNwb25zZRJWCgtMaW5rU3ViamVjdBIiLmhlbGxvLnRva2VuLnYxLkxpbmtTdWJqZWN0UmVxdWVzdBojLmhlbGxvLnRva2VuLnYxLkxpbmtTdWJqZWN0UmVzcG9uc2USXAoNVW5saW5rU3ViamVjdBIkLmhlbGxvLnRva2VuLnYxLlVubGlua1N1YmplY3RSZXF1ZXN0GiUuaGVsbG8udG9rZW4udjEuVW5saW5rU3ViamVjdFJlc3BvbnNlElkKDFVwZGF0ZUNsYWltcxIjLmhlbGxvLnRva2VuLnYxLlVwZGF0ZUNsYWltc1JlcXVlc3QaJC5oZWxsby50b2tlbi52MS5VcGRhdGVDbGFpbXNSZXNwb25zZRJcCg1DaGFuZ2VSZWxlYXNlEiQuaGVsbG8udG9rZW4udjEuQ2hhbmdlUmVsZWFzZVJlcXVlc3QaJS5oZWxsby50b2tlbi52MS5DaGFuZ2VSZWxlYXNlUmVzcG9uc2USUAoJR2V0S2V5U2V0EiAuaGVsbG8udG9rZW4udjEuR2V0S2V5U2V0UmVxdWVzdBohLmhlbGxvLnRva2VuLnYxLkdldEtleVNldFJlc3BvbnNlYgZwcm90bzM", [file_hello_common_v1_record]);
+  fileDesc("CiJoZWxsby90b2tlbi92MS90b2tlbl9zZXJ2aWNlLnByb3RvEg5oZWxsby50b2tlbi52MSK6AQoXQXV0aG9yaXphdGlvblBhcmFtZXRlcnMSEQoJY2xpZW50X2lkGAEgASgJEhQKDHJlZGlyZWN0X3VyaRgCIAEoCRINCgVub25jZRgDIAEoCRINCgVzY29wZRgEIAEoCRIOCgZjbGFpbXMYBSABKAkSFgoOY29kZV9jaGFsbGVuZ2UYBiABKAkSDgoGcHJvbXB0GAcgASgJEhQKB21heF9hZ2UYCCABKANIAIgBAUIKCghfbWF4X2FnZSKPAQoUQ3JlYXRlU2Vzc2lvblJlcXVlc3QSGAoOcmVxdWVzdF9vYmplY3QYASABKAlIABI9CgpwYXJhbWV0ZXJzGAIgASgLMicuaGVsbG8udG9rZW4udjEuQXV0aG9yaXphdGlvblBhcmFtZXRlcnNIABITCgtwcm92aWRlcl9pZBgDIAEoCUIJCgdyZXF1ZXN0Il8KFUNyZWF0ZVNlc3Npb25SZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnVwc3RyZWFtX25vbmNlGAIgASgJEhcKD3Byb3ZpZGVyX2lzc3VlchgDIAEoCSIyChtDcmVhdGVBY2NvdW50U2Vzc2lvblJlcXVlc3QSEwoLcHJvdmlkZXJfaWQYASABKAkiZgocQ3JlYXRlQWNjb3VudFNlc3Npb25SZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnVwc3RyZWFtX25vbmNlGAIgASgJEhcKD3Byb3ZpZGVyX2lzc3VlchgDIAEoCSJFChdBdXRob3JpemVTdWJqZWN0UmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC29wX2lkX3Rva2VuGAIgASgJIpEBCgtBY2Nlc3NHcmFudBIUCgxhY2Nlc3NfdG9rZW4YASABKAkSDAoEaGFzaBgCIAEoCRIpCgRraW5kGAMgASgOMhsuaGVsbG8uY29tbW9uLnYxLlJlY29yZEtpbmQSMwoJb3BlcmF0aW9uGAQgASgOMiAuaGVsbG8uY29tbW9uLnYxLlJlY29yZE9wZXJhdGlvbiJJCgtSZWNvcmRXcml0ZRIOCgZyZWNvcmQYASABKAkSKgoFZ3JhbnQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCKWAQoYQXV0aG9yaXplU3ViamVjdFJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSMQoMc3ViamVjdF9yZWFkGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSMAoLd2FsbGV0X3JlYWQYAyABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCI/ChFDcmVhdGVVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC2Vycm9yX3Rva2VuGAIgASgJIpoBChJDcmVhdGVVc2VyUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIrCgZ3YWxsZXQYAiABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZRIsCgdzdWJqZWN0GAMgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGVKBAgEEAVSDHJlbGVhc2VfcmVhZCJbChFDb21taXRVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDndhbGxldF9yZWNlaXB0GAIgASgJEhcKD3N1YmplY3RfcmVjZWlwdBgDIAEoCSIrChJDb21taXRVc2VyUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCSJeChRBdXRob3JpemVVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnN1YmplY3RfcmVjb3JkGAIgASgJEhcKD3N1YmplY3RfcmVjZWlwdBgDIAEoCSLPAQoVQXV0aG9yaXplVXNlclJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSMAoLd2FsbGV0X3JlYWQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudBIxCgxyZWxlYXNlX3JlYWQYAyABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudBI6ChVhY2NvdW50X3JlbGVhc2VfcmVhZHMYBCADKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCJiChhSZXNlcnZlRGlyZWN0ZWRJZFJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIWCg5yZWxlYXNlX3JlY29yZBgCIAEoCRIXCg9yZWxlYXNlX3JlY2VpcHQYAyABKAkimwEKGVJlc2VydmVEaXJlY3RlZElkUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRI1ChByZXNlcnZhdGlvbl9yZWFkGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSMAoLcmVzZXJ2YXRpb24YAyABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZSIwChdHcmFudFJlbGVhc2VSZWFkUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJImQKGEdyYW50UmVsZWFzZVJlYWRSZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEjEKDHJlbGVhc2VfcmVhZBgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLkFjY2Vzc0dyYW50IosBChRDcmVhdGVSZWxlYXNlUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC2Vycm9yX3Rva2VuGAIgASgJEhUKDXdhbGxldF9yZWNvcmQYAyABKAkSGAoQY29uc2VudGVkX2NsYWltcxgEIAMoCRIWCg53YWxsZXRfcmVjZWlwdBgFIAEoCSK7AQoVQ3JlYXRlUmVsZWFzZVJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSLAoHcmVsZWFzZRgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEjAKC3Jlc2VydmF0aW9uGAMgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUSKwoGd2FsbGV0GAQgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUiowEKEk1pbnRJZFRva2VuUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnN1YmplY3RfcmVjb3JkGAIgASgJEhYKDnJlbGVhc2VfcmVjb3JkGAMgASgJEhUKDXdhbGxldF9yZWNvcmQYBCABKAkSFgoOd2FsbGV0X3JlY2VpcHQYBSABKAkSFwoPcmVsZWFzZV9yZWNlaXB0GAYgASgJIlQKE01pbnRJZFRva2VuUmVzcG9uc2USEAoIaWRfdG9rZW4YASABKAkSFAoMdXNlcmluZm9fand0GAIgASgJEhUKDXVzZXJpbmZvX2pzb24YAyABKAkiIwoHU3ViamVjdBILCgNpc3MYASABKAkSCwoDc3ViGAIgASgJIsoBChdCZWdpblRyYW5zYWN0aW9uUmVxdWVzdBIdChVhY2NvdW50X3Nlc3Npb25fdG9rZW4YASABKAkSLQoEa2luZBgCIAEoDjIfLmhlbGxvLnRva2VuLnYxLlRyYW5zYWN0aW9uS2luZBITCgtwcm92aWRlcl9pZBgDIAEoCRInCgZ1bmxpbmsYBCABKAsyFy5oZWxsby50b2tlbi52MS5TdWJqZWN0EhEKCWNsaWVudF9pZBgFIAEoCRIQCghyZWNvdmVyeRgGIAEoCCIrChRCZWdpblJlY292ZXJ5UmVxdWVzdBITCgtwcm92aWRlcl9pZBgBIAEoCSJfChVCZWdpblJlY292ZXJ5UmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIWCg51cHN0cmVhbV9ub25jZRgCIAEoCRIXCg9wcm92aWRlcl9pc3N1ZXIYAyABKAkiXAoUUHJvdmVSZWNvdmVyeVJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIVCg13YWxsZXRfcmVjb3JkGAIgASgJEhYKDndhbGxldF9yZWNlaXB0GAMgASgJImsKFVByb3ZlUmVjb3ZlcnlSZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEg4KBm5lZWRlZBgCIAEoDRIrCgZ3YWxsZXQYAyABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZSJGChhOZXh0UmVjb3ZlcnlMb2dpblJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRITCgtwcm92aWRlcl9pZBgCIAEoCSJjChlOZXh0UmVjb3ZlcnlMb2dpblJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSFgoOdXBzdHJlYW1fbm9uY2UYAiABKAkSFwoPcHJvdmlkZXJfaXNzdWVyGAMgASgJIl8KF0NvbXBsZXRlUmVjb3ZlcnlSZXF1ZXN0EhUKDXNlc3Npb25fdG9rZW4YASABKAkSFQoNd2FsbGV0X3JlY29yZBgCIAEoCRIWCg53YWxsZXRfcmVjZWlwdBgDIAEoCSKfAQoYQ29tcGxldGVSZWNvdmVyeVJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSMAoLd2FsbGV0X3JlYWQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudBI6ChVhY2NvdW50X3JlbGVhc2VfcmVhZHMYAyADKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCJiChhCZWdpblRyYW5zYWN0aW9uUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIWCg51cHN0cmVhbV9ub25jZRgCIAEoCRIXCg9wcm92aWRlcl9pc3N1ZXIYAyABKAkiLQoKUmVhZFJlY29yZBIOCgZyZWNvcmQYASABKAkSDwoHcmVjZWlwdBgCIAEoCSJyCg1SZWxlYXNlQW5zd2VyEhEKCWNsaWVudF9pZBgBIAEoCRItCgdyZWxlYXNlGAIgASgLMhouaGVsbG8udG9rZW4udjEuUmVhZFJlY29yZEgAEhUKC2Vycm9yX3Rva2VuGAMgASgJSABCCAoGYW5zd2VyIo8BChZBdXRob3JpemVEZWxldGVSZXF1ZXN0EhUKDXNlc3Npb25fdG9rZW4YASABKAkSFQoNd2FsbGV0X3JlY29yZBgCIAEoCRIWCg53YWxsZXRfcmVjZWlwdBgDIAEoCRIvCghyZWxlYXNlcxgEIAMoCzIdLmhlbGxvLnRva2VuLnYxLlJlbGVhc2VBbnN3ZXIiXwoXQXV0aG9yaXplRGVsZXRlUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRItCghkZWxldGlvbhgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlIl8KE0ZpbmlzaERlbGV0ZVJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIXCg9kZWxldGlvbl9yZWNvcmQYAiABKAkSGAoQZGVsZXRpb25fcmVjZWlwdBgDIAEoCSL+AQoPUmVsZWFzZURlbGV0aW9uEhEKCWNsaWVudF9pZBgBIAEoCRI1ChByZXNlcnZhdGlvbl9yZWFkGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSNQoQdG9tYnN0b25lX3VwZGF0ZRgDIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEjUKEHRvbWJzdG9uZV9jcmVhdGUYBCABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZRIzCg5yZWxlYXNlX2RlbGV0ZRgFIAEoCzIbLmhlbGxvLnRva2VuLnYxLkFjY2Vzc0dyYW50IrMBChRGaW5pc2hEZWxldGVSZXNwb25zZRIxCghyZWxlYXNlcxgBIAMoCzIfLmhlbGxvLnRva2VuLnYxLlJlbGVhc2VEZWxldGlvbhI0Cg9zdWJqZWN0X2RlbGV0ZXMYAiADKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudBIyCg13YWxsZXRfZGVsZXRlGAMgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQibwoSTGlua1N1YmplY3RSZXF1ZXN0EhUKDXNlc3Npb25fdG9rZW4YASABKAkSEwoLZXJyb3JfdG9rZW4YAiABKAkSFQoNd2FsbGV0X3JlY29yZBgDIAEoCRIWCg53YWxsZXRfcmVjZWlwdBgEIAEoCSJwChNMaW5rU3ViamVjdFJlc3BvbnNlEisKBndhbGxldBgBIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEiwKB3N1YmplY3QYAiABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZSJcChRVbmxpbmtTdWJqZWN0UmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhUKDXdhbGxldF9yZWNvcmQYAiABKAkSFgoOd2FsbGV0X3JlY2VpcHQYAyABKAkieQoVVW5saW5rU3ViamVjdFJlc3BvbnNlEisKBndhbGxldBgBIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEjMKDnN1YmplY3RfZGVsZXRlGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQiawoTVXBkYXRlQ2xhaW1zUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhUKDXdhbGxldF9yZWNvcmQYAiABKAkSFgoOd2FsbGV0X3JlY2VpcHQYAyABKAkSDgoGY2xhaW1zGAQgAygJIkMKFFVwZGF0ZUNsYWltc1Jlc3BvbnNlEisKBndhbGxldBgBIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlIq4BChRDaGFuZ2VSZWxlYXNlUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhUKDXdhbGxldF9yZWNvcmQYAiABKAkSFgoOd2FsbGV0X3JlY2VpcHQYAyABKAkSKwoHcmVsZWFzZRgEIAEoCzIaLmhlbGxvLnRva2VuLnYxLlJlYWRSZWNvcmQSEwoLa2VlcF9jbGFpbXMYBSADKAkSDgoGZm9yZ2V0GAYgASgIIswCChVDaGFuZ2VSZWxlYXNlUmVzcG9uc2USKwoGd2FsbGV0GAEgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUSLAoHcmVsZWFzZRgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEjMKDnJlbGVhc2VfZGVsZXRlGAMgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSNQoQcmVzZXJ2YXRpb25fcmVhZBgEIAEoCzIbLmhlbGxvLnRva2VuLnYxLkFjY2Vzc0dyYW50EjUKEHRvbWJzdG9uZV91cGRhdGUYBSABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZRI1ChB0b21ic3RvbmVfY3JlYXRlGAYgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUiEgoQR2V0S2V5U2V0UmVxdWVzdCI0ChFHZXRLZXlTZXRSZXNwb25zZRIMCgRqd2tzGAEgASgMEhEKCXNpZ25hdHVyZRgCIAEoCSrDAQoPVHJhbnNhY3Rpb25LaW5kEiAKHFRSQU5TQUNUSU9OX0tJTkRfVU5TUEVDSUZJRUQQABIbChdUUkFOU0FDVElPTl9LSU5EX0RFTEVURRABEhkKFVRSQU5TQUNUSU9OX0tJTkRfTElOSxACEhsKF1RSQU5TQUNUSU9OX0tJTkRfVU5MSU5LEAMSGwoXVFJBTlNBQ1RJT05fS0lORF9DTEFJTVMQBBIcChhUUkFOU0FDVElPTl9LSU5EX1JFTEVBU0UQBTLJEAoMVG9rZW5TZXJ2aWNlElwKDUNyZWF0ZVNlc3Npb24SJC5oZWxsby50b2tlbi52MS5DcmVhdGVTZXNzaW9uUmVxdWVzdBolLmhlbGxvLnRva2VuLnYxLkNyZWF0ZVNlc3Npb25SZXNwb25zZRJlChBBdXRob3JpemVTdWJqZWN0EicuaGVsbG8udG9rZW4udjEuQXV0aG9yaXplU3ViamVjdFJlcXVlc3QaKC5oZWxsby50b2tlbi52MS5BdXRob3JpemVTdWJqZWN0UmVzcG9uc2USUwoKQ3JlYXRlVXNlchIhLmhlbGxvLnRva2VuLnYxLkNyZWF0ZVVzZXJSZXF1ZXN0GiIuaGVsbG8udG9rZW4udjEuQ3JlYXRlVXNlclJlc3BvbnNlElMKCkNvbW1pdFVzZXISIS5oZWxsby50b2tlbi52MS5Db21taXRVc2VyUmVxdWVzdBoiLmhlbGxvLnRva2VuLnYxLkNvbW1pdFVzZXJSZXNwb25zZRJcCg1BdXRob3JpemVVc2VyEiQuaGVsbG8udG9rZW4udjEuQXV0aG9yaXplVXNlclJlcXVlc3QaJS5oZWxsby50b2tlbi52MS5BdXRob3JpemVVc2VyUmVzcG9uc2USaAoRUmVzZXJ2ZURpcmVjdGVkSWQSKC5oZWxsby50b2tlbi52MS5SZXNlcnZlRGlyZWN0ZWRJZFJlcXVlc3QaKS5oZWxsby50b2tlbi52MS5SZXNlcnZlRGlyZWN0ZWRJZFJlc3BvbnNlEmUKEEdyYW50UmVsZWFzZVJlYWQSJy5oZWxsby50b2tlbi52MS5HcmFudFJlbGVhc2VSZWFkUmVxdWVzdBooLmhlbGxvLnRva2VuLnYxLkdyYW50UmVsZWFzZVJlYWRSZXNwb25zZRJcCg1DcmVhdGVSZWxlYXNlEiQuaGVsbG8udG9rZW4udjEuQ3JlYXRlUmVsZWFzZVJlcXVlc3QaJS5oZWxsby50b2tlbi52MS5DcmVhdGVSZWxlYXNlUmVzcG9uc2USVgoLTWludElkVG9rZW4SIi5oZWxsby50b2tlbi52MS5NaW50SWRUb2tlblJlcXVlc3QaIy5oZWxsby50b2tlbi52MS5NaW50SWRUb2tlblJlc3BvbnNlEnEKFENyZWF0ZUFjY291bnRTZXNzaW9uEisuaGVsbG8udG9rZW4udjEuQ3JlYXRlQWNjb3VudFNlc3Npb25SZXF1ZXN0GiwuaGVsbG8udG9rZW4udjEuQ3JlYXRlQWNjb3VudFNlc3Npb25SZXNwb25zZRJlChBCZWdpblRyYW5zYWN0aW9uEicuaGVsbG8udG9rZW4udjEuQmVnaW5UcmFuc2FjdGlvblJlcXVlc3QaKC5oZWxsby50b2tlbi52MS5CZWdpblRyYW5zYWN0aW9uUmVzcG9uc2USYgoPQXV0aG9yaXplRGVsZXRlEiYuaGVsbG8udG9rZW4udjEuQXV0aG9yaXplRGVsZXRlUmVxdWVzdBonLmhlbGxvLnRva2VuLnYxLkF1dGhvcml6ZURlbGV0ZVJlc3BvbnNlElkKDEZpbmlzaERlbGV0ZRIjLmhlbGxvLnRva2VuLnYxLkZpbmlzaERlbGV0ZVJlcXVlc3QaJC5oZWxsby50b2tlbi52MS5GaW5pc2hEZWxldGVSZXNwb25zZRJWCgtMaW5rU3ViamVjdBIiLmhlbGxvLnRva2VuLnYxLkxpbmtTdWJqZWN0UmVxdWVzdBojLmhlbGxvLnRva2VuLnYxLkxpbmtTdWJqZWN0UmVzcG9uc2USXAoNVW5saW5rU3ViamVjdBIkLmhlbGxvLnRva2VuLnYxLlVubGlua1N1YmplY3RSZXF1ZXN0GiUuaGVsbG8udG9rZW4udjEuVW5saW5rU3ViamVjdFJlc3BvbnNlElkKDFVwZGF0ZUNsYWltcxIjLmhlbGxvLnRva2VuLnYxLlVwZGF0ZUNsYWltc1JlcXVlc3QaJC5oZWxsby50b2tlbi52MS5VcGRhdGVDbGFpbXNSZXNwb25zZRJcCg1DaGFuZ2VSZWxlYXNlEiQuaGVsbG8udG9rZW4udjEuQ2hhbmdlUmVsZWFzZVJlcXVlc3QaJS5oZWxsby50b2tlbi52MS5DaGFuZ2VSZWxlYXNlUmVzcG9uc2USXAoNQmVnaW5SZWNvdmVyeRIkLmhlbGxvLnRva2VuLnYxLkJlZ2luUmVjb3ZlcnlSZXF1ZXN0GiUuaGVsbG8udG9rZW4udjEuQmVnaW5SZWNvdmVyeVJlc3BvbnNlElwKDVByb3ZlUmVjb3ZlcnkSJC5oZWxsby50b2tlbi52MS5Qcm92ZVJlY292ZXJ5UmVxdWVzdBolLmhlbGxvLnRva2VuLnYxLlByb3ZlUmVjb3ZlcnlSZXNwb25zZRJoChFOZXh0UmVjb3ZlcnlMb2dpbhIoLmhlbGxvLnRva2VuLnYxLk5leHRSZWNvdmVyeUxvZ2luUmVxdWVzdBopLmhlbGxvLnRva2VuLnYxLk5leHRSZWNvdmVyeUxvZ2luUmVzcG9uc2USZQoQQ29tcGxldGVSZWNvdmVyeRInLmhlbGxvLnRva2VuLnYxLkNvbXBsZXRlUmVjb3ZlcnlSZXF1ZXN0GiguaGVsbG8udG9rZW4udjEuQ29tcGxldGVSZWNvdmVyeVJlc3BvbnNlElAKCUdldEtleVNldBIgLmhlbGxvLnRva2VuLnYxLkdldEtleVNldFJlcXVlc3QaIS5oZWxsby50b2tlbi52MS5HZXRLZXlTZXRSZXNwb25zZWIGcHJvdG8z", [file_hello_common_v1_record]);
 
 /**
  * AuthorizationParameters is a plain (unsigned) OAuth 2.0 / OIDC authorization
@@ -900,6 +900,14 @@ export type BeginTransactionRequest = Message<"hello.token.v1.BeginTransactionRe
    * @generated from field: string client_id = 5;
    */
   clientId: string;
+
+  /**
+   * For a link only: link the account as a recovery account, which cannot sign in
+   * alone; a threshold of them (the wallet's, 2 by default) recovers the wallet.
+   *
+   * @generated from field: bool recovery = 6;
+   */
+  recovery: boolean;
 };
 
 /**
@@ -908,6 +916,247 @@ export type BeginTransactionRequest = Message<"hello.token.v1.BeginTransactionRe
  */
 export const BeginTransactionRequestSchema: GenMessage<BeginTransactionRequest> = /*@__PURE__*/
   messageDesc(file_hello_token_v1_token_service, 24);
+
+/**
+ * BeginRecoveryRequest names the provider of the recovery's first round.
+ *
+ * @generated from message hello.token.v1.BeginRecoveryRequest
+ */
+export type BeginRecoveryRequest = Message<"hello.token.v1.BeginRecoveryRequest"> & {
+  /**
+   * The id of the upstream provider, from Token's allow-list.
+   *
+   * @generated from field: string provider_id = 1;
+   */
+  providerId: string;
+};
+
+/**
+ * Describes the message hello.token.v1.BeginRecoveryRequest.
+ * Use `create(BeginRecoveryRequestSchema)` to create a new message.
+ */
+export const BeginRecoveryRequestSchema: GenMessage<BeginRecoveryRequest> = /*@__PURE__*/
+  messageDesc(file_hello_token_v1_token_service, 25);
+
+/**
+ * BeginRecoveryResponse holds the recovery's session and its first round's nonce.
+ *
+ * @generated from message hello.token.v1.BeginRecoveryResponse
+ */
+export type BeginRecoveryResponse = Message<"hello.token.v1.BeginRecoveryResponse"> & {
+  /**
+   * The Session Token (purpose "recovery"), at step "started".
+   *
+   * @generated from field: string session_token = 1;
+   */
+  sessionToken: string;
+
+  /**
+   * The nonce Orchestration must send to the provider, with prompt=login and max_age=0.
+   *
+   * @generated from field: string upstream_nonce = 2;
+   */
+  upstreamNonce: string;
+
+  /**
+   * @generated from field: string provider_issuer = 3;
+   */
+  providerIssuer: string;
+};
+
+/**
+ * Describes the message hello.token.v1.BeginRecoveryResponse.
+ * Use `create(BeginRecoveryResponseSchema)` to create a new message.
+ */
+export const BeginRecoveryResponseSchema: GenMessage<BeginRecoveryResponse> = /*@__PURE__*/
+  messageDesc(file_hello_token_v1_token_service, 26);
+
+/**
+ * ProveRecoveryRequest presents the wallet of the round's recovery account.
+ *
+ * @generated from message hello.token.v1.ProveRecoveryRequest
+ */
+export type ProveRecoveryRequest = Message<"hello.token.v1.ProveRecoveryRequest"> & {
+  /**
+   * @generated from field: string session_token = 1;
+   */
+  sessionToken: string;
+
+  /**
+   * @generated from field: string wallet_record = 2;
+   */
+  walletRecord: string;
+
+  /**
+   * Storage's receipt for this session's wallet read.
+   *
+   * @generated from field: string wallet_receipt = 3;
+   */
+  walletReceipt: string;
+};
+
+/**
+ * Describes the message hello.token.v1.ProveRecoveryRequest.
+ * Use `create(ProveRecoveryRequestSchema)` to create a new message.
+ */
+export const ProveRecoveryRequestSchema: GenMessage<ProveRecoveryRequest> = /*@__PURE__*/
+  messageDesc(file_hello_token_v1_token_service, 27);
+
+/**
+ * ProveRecoveryResponse says how far the recovery is.
+ *
+ * @generated from message hello.token.v1.ProveRecoveryResponse
+ */
+export type ProveRecoveryResponse = Message<"hello.token.v1.ProveRecoveryResponse"> & {
+  /**
+   * The Session Token, now with this round's provider proven.
+   *
+   * @generated from field: string session_token = 1;
+   */
+  sessionToken: string;
+
+  /**
+   * How many more distinct providers must prove the recovery; 0 when it is reached.
+   *
+   * @generated from field: uint32 needed = 2;
+   */
+  needed: number;
+
+  /**
+   * At the threshold only: the wallet with the recovery's history entry, an update at
+   * the version read.
+   *
+   * @generated from field: hello.token.v1.RecordWrite wallet = 3;
+   */
+  wallet?: RecordWrite | undefined;
+};
+
+/**
+ * Describes the message hello.token.v1.ProveRecoveryResponse.
+ * Use `create(ProveRecoveryResponseSchema)` to create a new message.
+ */
+export const ProveRecoveryResponseSchema: GenMessage<ProveRecoveryResponse> = /*@__PURE__*/
+  messageDesc(file_hello_token_v1_token_service, 28);
+
+/**
+ * NextRecoveryLoginRequest names the provider of the next round.
+ *
+ * @generated from message hello.token.v1.NextRecoveryLoginRequest
+ */
+export type NextRecoveryLoginRequest = Message<"hello.token.v1.NextRecoveryLoginRequest"> & {
+  /**
+   * @generated from field: string session_token = 1;
+   */
+  sessionToken: string;
+
+  /**
+   * @generated from field: string provider_id = 2;
+   */
+  providerId: string;
+};
+
+/**
+ * Describes the message hello.token.v1.NextRecoveryLoginRequest.
+ * Use `create(NextRecoveryLoginRequestSchema)` to create a new message.
+ */
+export const NextRecoveryLoginRequestSchema: GenMessage<NextRecoveryLoginRequest> = /*@__PURE__*/
+  messageDesc(file_hello_token_v1_token_service, 29);
+
+/**
+ * NextRecoveryLoginResponse holds the session back at step "started" for the next round.
+ *
+ * @generated from message hello.token.v1.NextRecoveryLoginResponse
+ */
+export type NextRecoveryLoginResponse = Message<"hello.token.v1.NextRecoveryLoginResponse"> & {
+  /**
+   * @generated from field: string session_token = 1;
+   */
+  sessionToken: string;
+
+  /**
+   * This round's own nonce, to send with prompt=login and max_age=0.
+   *
+   * @generated from field: string upstream_nonce = 2;
+   */
+  upstreamNonce: string;
+
+  /**
+   * @generated from field: string provider_issuer = 3;
+   */
+  providerIssuer: string;
+};
+
+/**
+ * Describes the message hello.token.v1.NextRecoveryLoginResponse.
+ * Use `create(NextRecoveryLoginResponseSchema)` to create a new message.
+ */
+export const NextRecoveryLoginResponseSchema: GenMessage<NextRecoveryLoginResponse> = /*@__PURE__*/
+  messageDesc(file_hello_token_v1_token_service, 30);
+
+/**
+ * CompleteRecoveryRequest presents the recovered wallet as stored.
+ *
+ * @generated from message hello.token.v1.CompleteRecoveryRequest
+ */
+export type CompleteRecoveryRequest = Message<"hello.token.v1.CompleteRecoveryRequest"> & {
+  /**
+   * @generated from field: string session_token = 1;
+   */
+  sessionToken: string;
+
+  /**
+   * @generated from field: string wallet_record = 2;
+   */
+  walletRecord: string;
+
+  /**
+   * Storage's receipt for the update ProveRecovery granted.
+   *
+   * @generated from field: string wallet_receipt = 3;
+   */
+  walletReceipt: string;
+};
+
+/**
+ * Describes the message hello.token.v1.CompleteRecoveryRequest.
+ * Use `create(CompleteRecoveryRequestSchema)` to create a new message.
+ */
+export const CompleteRecoveryRequestSchema: GenMessage<CompleteRecoveryRequest> = /*@__PURE__*/
+  messageDesc(file_hello_token_v1_token_service, 31);
+
+/**
+ * CompleteRecoveryResponse grants what the recovered user's account page reads.
+ *
+ * @generated from message hello.token.v1.CompleteRecoveryResponse
+ */
+export type CompleteRecoveryResponse = Message<"hello.token.v1.CompleteRecoveryResponse"> & {
+  /**
+   * The recovery session, done: BeginTransaction takes it for a link.
+   *
+   * @generated from field: string session_token = 1;
+   */
+  sessionToken: string;
+
+  /**
+   * @generated from field: hello.token.v1.AccessGrant wallet_read = 2;
+   */
+  walletRead?: AccessGrant | undefined;
+
+  /**
+   * A read of the user's release at each app in Token's registry, as an account
+   * session's AuthorizeUser grants.
+   *
+   * @generated from field: repeated hello.token.v1.AccessGrant account_release_reads = 3;
+   */
+  accountReleaseReads: AccessGrant[];
+};
+
+/**
+ * Describes the message hello.token.v1.CompleteRecoveryResponse.
+ * Use `create(CompleteRecoveryResponseSchema)` to create a new message.
+ */
+export const CompleteRecoveryResponseSchema: GenMessage<CompleteRecoveryResponse> = /*@__PURE__*/
+  messageDesc(file_hello_token_v1_token_service, 32);
 
 /**
  * BeginTransactionResponse holds the transaction's session.
@@ -940,7 +1189,7 @@ export type BeginTransactionResponse = Message<"hello.token.v1.BeginTransactionR
  * Use `create(BeginTransactionResponseSchema)` to create a new message.
  */
 export const BeginTransactionResponseSchema: GenMessage<BeginTransactionResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 25);
+  messageDesc(file_hello_token_v1_token_service, 33);
 
 /**
  * A record as Storage returned it, with Storage's read receipt.
@@ -964,7 +1213,7 @@ export type ReadRecord = Message<"hello.token.v1.ReadRecord"> & {
  * Use `create(ReadRecordSchema)` to create a new message.
  */
 export const ReadRecordSchema: GenMessage<ReadRecord> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 26);
+  messageDesc(file_hello_token_v1_token_service, 34);
 
 /**
  * ReleaseAnswer is the answer to one of a session's release reads.
@@ -1006,7 +1255,7 @@ export type ReleaseAnswer = Message<"hello.token.v1.ReleaseAnswer"> & {
  * Use `create(ReleaseAnswerSchema)` to create a new message.
  */
 export const ReleaseAnswerSchema: GenMessage<ReleaseAnswer> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 27);
+  messageDesc(file_hello_token_v1_token_service, 35);
 
 /**
  * AuthorizeDeleteRequest presents the wallet and every release, as read.
@@ -1044,7 +1293,7 @@ export type AuthorizeDeleteRequest = Message<"hello.token.v1.AuthorizeDeleteRequ
  * Use `create(AuthorizeDeleteRequestSchema)` to create a new message.
  */
 export const AuthorizeDeleteRequestSchema: GenMessage<AuthorizeDeleteRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 28);
+  messageDesc(file_hello_token_v1_token_service, 36);
 
 /**
  * AuthorizeDeleteResponse holds the delete's commit point.
@@ -1073,7 +1322,7 @@ export type AuthorizeDeleteResponse = Message<"hello.token.v1.AuthorizeDeleteRes
  * Use `create(AuthorizeDeleteResponseSchema)` to create a new message.
  */
 export const AuthorizeDeleteResponseSchema: GenMessage<AuthorizeDeleteResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 29);
+  messageDesc(file_hello_token_v1_token_service, 37);
 
 /**
  * FinishDeleteRequest presents the deletion record as stored.
@@ -1106,7 +1355,7 @@ export type FinishDeleteRequest = Message<"hello.token.v1.FinishDeleteRequest"> 
  * Use `create(FinishDeleteRequestSchema)` to create a new message.
  */
 export const FinishDeleteRequestSchema: GenMessage<FinishDeleteRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 30);
+  messageDesc(file_hello_token_v1_token_service, 38);
 
 /**
  * ReleaseDeletion removes one release and anonymizes its directed id's reservation.
@@ -1153,7 +1402,7 @@ export type ReleaseDeletion = Message<"hello.token.v1.ReleaseDeletion"> & {
  * Use `create(ReleaseDeletionSchema)` to create a new message.
  */
 export const ReleaseDeletionSchema: GenMessage<ReleaseDeletion> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 31);
+  messageDesc(file_hello_token_v1_token_service, 39);
 
 /**
  * FinishDeleteResponse grants what removes the wallet, in order.
@@ -1188,7 +1437,7 @@ export type FinishDeleteResponse = Message<"hello.token.v1.FinishDeleteResponse"
  * Use `create(FinishDeleteResponseSchema)` to create a new message.
  */
 export const FinishDeleteResponseSchema: GenMessage<FinishDeleteResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 32);
+  messageDesc(file_hello_token_v1_token_service, 40);
 
 /**
  * LinkSubjectRequest presents Storage's word that no wallet holds the subject, and the
@@ -1227,7 +1476,7 @@ export type LinkSubjectRequest = Message<"hello.token.v1.LinkSubjectRequest"> & 
  * Use `create(LinkSubjectRequestSchema)` to create a new message.
  */
 export const LinkSubjectRequestSchema: GenMessage<LinkSubjectRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 33);
+  messageDesc(file_hello_token_v1_token_service, 41);
 
 /**
  * LinkSubjectResponse holds the link's writes, for one WriteRecords.
@@ -1256,7 +1505,7 @@ export type LinkSubjectResponse = Message<"hello.token.v1.LinkSubjectResponse"> 
  * Use `create(LinkSubjectResponseSchema)` to create a new message.
  */
 export const LinkSubjectResponseSchema: GenMessage<LinkSubjectResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 34);
+  messageDesc(file_hello_token_v1_token_service, 42);
 
 /**
  * UnlinkSubjectRequest presents the wallet.
@@ -1287,7 +1536,7 @@ export type UnlinkSubjectRequest = Message<"hello.token.v1.UnlinkSubjectRequest"
  * Use `create(UnlinkSubjectRequestSchema)` to create a new message.
  */
 export const UnlinkSubjectRequestSchema: GenMessage<UnlinkSubjectRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 35);
+  messageDesc(file_hello_token_v1_token_service, 43);
 
 /**
  * UnlinkSubjectResponse holds the unlink's writes, for one WriteRecords.
@@ -1316,7 +1565,7 @@ export type UnlinkSubjectResponse = Message<"hello.token.v1.UnlinkSubjectRespons
  * Use `create(UnlinkSubjectResponseSchema)` to create a new message.
  */
 export const UnlinkSubjectResponseSchema: GenMessage<UnlinkSubjectResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 36);
+  messageDesc(file_hello_token_v1_token_service, 44);
 
 /**
  * UpdateClaimsRequest names the claims to take.
@@ -1354,7 +1603,7 @@ export type UpdateClaimsRequest = Message<"hello.token.v1.UpdateClaimsRequest"> 
  * Use `create(UpdateClaimsRequestSchema)` to create a new message.
  */
 export const UpdateClaimsRequestSchema: GenMessage<UpdateClaimsRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 37);
+  messageDesc(file_hello_token_v1_token_service, 45);
 
 /**
  * UpdateClaimsResponse holds the wallet to write.
@@ -1375,7 +1624,7 @@ export type UpdateClaimsResponse = Message<"hello.token.v1.UpdateClaimsResponse"
  * Use `create(UpdateClaimsResponseSchema)` to create a new message.
  */
 export const UpdateClaimsResponseSchema: GenMessage<UpdateClaimsResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 38);
+  messageDesc(file_hello_token_v1_token_service, 46);
 
 /**
  * ChangeReleaseRequest presents the wallet, the release, and the change.
@@ -1427,7 +1676,7 @@ export type ChangeReleaseRequest = Message<"hello.token.v1.ChangeReleaseRequest"
  * Use `create(ChangeReleaseRequestSchema)` to create a new message.
  */
 export const ChangeReleaseRequestSchema: GenMessage<ChangeReleaseRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 39);
+  messageDesc(file_hello_token_v1_token_service, 47);
 
 /**
  * ChangeReleaseResponse holds the change's writes, for one WriteRecords.
@@ -1478,7 +1727,7 @@ export type ChangeReleaseResponse = Message<"hello.token.v1.ChangeReleaseRespons
  * Use `create(ChangeReleaseResponseSchema)` to create a new message.
  */
 export const ChangeReleaseResponseSchema: GenMessage<ChangeReleaseResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 40);
+  messageDesc(file_hello_token_v1_token_service, 48);
 
 /**
  * GetKeySetRequest has no fields.
@@ -1493,7 +1742,7 @@ export type GetKeySetRequest = Message<"hello.token.v1.GetKeySetRequest"> & {
  * Use `create(GetKeySetRequestSchema)` to create a new message.
  */
 export const GetKeySetRequestSchema: GenMessage<GetKeySetRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 41);
+  messageDesc(file_hello_token_v1_token_service, 49);
 
 /**
  * GetKeySetResponse is Token's published key set.
@@ -1523,7 +1772,7 @@ export type GetKeySetResponse = Message<"hello.token.v1.GetKeySetResponse"> & {
  * Use `create(GetKeySetResponseSchema)` to create a new message.
  */
 export const GetKeySetResponseSchema: GenMessage<GetKeySetResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 42);
+  messageDesc(file_hello_token_v1_token_service, 50);
 
 /**
  * TransactionKind names a transaction of the wallet (docs/transactions.md).
@@ -1873,6 +2122,65 @@ export const TokenService: GenService<{
     methodKind: "unary";
     input: typeof ChangeReleaseRequestSchema;
     output: typeof ChangeReleaseResponseSchema;
+  },
+  /**
+   * BeginRecovery starts a recovery (docs/transactions.md, "Recovery"): a session of
+   * purpose "recovery", with no account session (the user has lost the account they
+   * sign in with), bound to the chosen provider and a fresh upstream nonce, demanding a
+   * forced fresh login there. That login goes through AuthorizeSubject and
+   * AuthorizeUser, which in a recovery takes only a recovery account's Subject Record
+   * (typ "hello-recovery-subject-record+jwt"), of the same wallet in every round, and
+   * grants the wallet's read; then ProveRecovery.
+   *
+   * @generated from rpc hello.token.v1.TokenService.BeginRecovery
+   */
+  beginRecovery: {
+    methodKind: "unary";
+    input: typeof BeginRecoveryRequestSchema;
+    output: typeof BeginRecoveryResponseSchema;
+  },
+  /**
+   * ProveRecovery, in a recovery session at step "user", takes the wallet as this
+   * session read it. The wallet must list the round's account as one of its recovery
+   * accounts, at a provider (issuer) no earlier round of this recovery proved. Until
+   * the wallet's threshold of distinct providers is reached it answers how many more
+   * are needed (NextRecoveryLogin starts the next round); at the threshold it mints the
+   * wallet with a history entry naming every provider that proved it, bound to the
+   * version read, which Orchestration writes before CompleteRecovery.
+   *
+   * @generated from rpc hello.token.v1.TokenService.ProveRecovery
+   */
+  proveRecovery: {
+    methodKind: "unary";
+    input: typeof ProveRecoveryRequestSchema;
+    output: typeof ProveRecoveryResponseSchema;
+  },
+  /**
+   * NextRecoveryLogin, in a recovery session at step "user" that has proven fewer
+   * providers than the threshold, starts the next round at another provider: the same
+   * session (its 15 minutes run from BeginRecovery), back at step "started", with a fresh
+   * upstream nonce and start time, so each round's login is fresh and bound to its round.
+   *
+   * @generated from rpc hello.token.v1.TokenService.NextRecoveryLogin
+   */
+  nextRecoveryLogin: {
+    methodKind: "unary";
+    input: typeof NextRecoveryLoginRequestSchema;
+    output: typeof NextRecoveryLoginResponseSchema;
+  },
+  /**
+   * CompleteRecovery takes the wallet ProveRecovery minted, as stored (the receipt of
+   * its update), and turns the recovery session into the user's way back in: like an
+   * account session, it grants reads of the wallet and of the user's release at each
+   * app, and BeginTransaction accepts it for a link only (the user links a new account
+   * to sign in with; every other transaction needs a sign-in account's fresh login).
+   *
+   * @generated from rpc hello.token.v1.TokenService.CompleteRecovery
+   */
+  completeRecovery: {
+    methodKind: "unary";
+    input: typeof CompleteRecoveryRequestSchema;
+    output: typeof CompleteRecoveryResponseSchema;
   },
   /**
    * GetKeySet returns Token's public key set for apps, signed by Token, so that
