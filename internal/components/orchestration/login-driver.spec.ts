@@ -73,6 +73,8 @@ const NELL: DevUser = { sub: "nell-0014", email: "nell@example.org", email_verif
 const OLGA: DevUser = { sub: "olga-0015", email: "olga@example.org", email_verified: true, name: "Olga Example", password: "olga" };
 /** In no wallet, ever. */
 const PIA: DevUser = { sub: "pia-0016", email: "pia@example.org", email_verified: true, name: "Pia Example", password: "pia" };
+/** Changes what app b receives with prompt=consent. */
+const QUINN: DevUser = { sub: "quinn-0017", email: "quinn@example.org", email_verified: true, name: "Quinn Example", password: "quinn" };
 
 /** Token's RPCs, each answer as a message: what a twist bends. */
 type Methods = (typeof TokenService)["method"];
@@ -123,7 +125,7 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
 
   before(async function () {
     [upstream, upstream2, store] = await Promise.all([
-      startUpstream([USERS.alice, USERS.bob, USERS.carol, DAVE, ERIN, FRANK, GINA, IVY, HANK, JULES, KIM, LENA, MILO, OLGA, PIA]),
+      startUpstream([USERS.alice, USERS.bob, USERS.carol, DAVE, ERIN, FRANK, GINA, IVY, HANK, JULES, KIM, LENA, MILO, OLGA, PIA, QUINN]),
       startUpstream([NELL]),
       openPGliteStore({}),
     ]);
@@ -789,6 +791,65 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
       const atA = await login(honest, JULES, "a");
       expect(atA.claims).to.include({ name: KIM.name, email: JULES.email, email_verified: false });
       expect(uids[JULES.sub] ?? jules).to.equal(jules);
+    });
+  });
+
+  describe("prompt=consent (OIDC Core §3.1.2.1): Token's changed release is the one read with exactly the claims chosen", function () {
+    before(async () => {
+      await login(honest, QUINN, "b", ["email"]);
+    });
+
+    /** Quinn's prompt=consent login at app b, through `driver`, choosing `claims`: the ID Token's claims. */
+    async function reconsent(driver: LoginDriver, claims: string[]) {
+      const request = { ...appParameters("b"), prompt: "consent" };
+      const began = Date.now();
+      const started = await driver.start(request, "dev");
+      const first = await driver.continue(started.sessionToken, loginContext(request, began), await upstream.login(QUINN, started.upstreamNonce));
+      if (first.kind !== "consent" || !first.existing) return expect.fail("prompt=consent with a release asks to confirm it");
+      const done = await driver.changeConsent(first.state, first.existing.release, claims);
+      return { released: first.existing.released, claims: decodeJwt(done.idToken) };
+    }
+    const bent = (change: (r: RecordClaims["release"]) => RecordClaims["release"]): Twist => ({
+      updateRelease: async (a) => {
+        const record = await rogueRecord("release", change(claimsOf<RecordClaims["release"]>(a.release!.record)));
+        return { ...a, release: create(RecordWriteSchema, { record, grant: await rogueGrant("release", "update", a.release!.grant!.hash, sha256(record)) }) };
+      },
+    });
+    const twists: Array<[string, Twist, string]> = [
+      ["a claim the user did not choose", bent((r) => ({ ...r, claims: [...r.claims, "email_verified"] })), "Token's release change is not the release read with the chosen claims"],
+      ["another directed id", bent((r) => ({ ...r, directed_id: "someone-else" })), "Token's release change is not the release read with the chosen claims"],
+      ["the release of another app", {
+        updateRelease: async (a) => ({ ...a, release: { ...a.release!, grant: await rogueGrant("release", "update", releaseHash(lookupKey, uids[QUINN.sub]!, "app-a"), sha256(a.release!.record)) } }),
+      }, "Token's release grant is not for the release record this login needs"],
+      ["a wallet rewrite that is not the wallet", {
+        updateRelease: async (a) => {
+          const wallet = claimsOf<RecordClaims["wallet"]>(a.wallet!.record);
+          const record = await rogueRecord("wallet", { ...wallet, claims: { ...wallet.claims, name: "Mallory" } });
+          return { ...a, wallet: create(RecordWriteSchema, { record, grant: await rogueGrant("wallet", "update", a.wallet!.grant!.hash, sha256(record)) }) };
+        },
+      }, "Token's rewrite of the wallet is not the wallet unchanged"],
+    ];
+    for (const [what, twist, message] of twists) {
+      it(`a compromised Token writing ${what} is refused before anything is written`, async function () {
+        const before = changed.length;
+        await refused(reconsent(rogue(twist), ["email", "name"]), message);
+        expect(changed.slice(before)).to.deep.equal([]);
+      });
+    }
+
+    it("the honest twin: name added, then email withdrawn, each written with the wallet; confirmed as it is, nothing is written; the sub stays", async function () {
+      const before = changed.length;
+      const added = await reconsent(honest, ["email", "name"]);
+      expect(added.released).to.deep.equal(["email"]);
+      expect(added.claims).to.include({ email: QUINN.email, name: QUINN.name });
+      expect(changed.slice(before)).to.deep.equal(["update wallet", "update release"]);
+      const withdrawn = await reconsent(honest, ["name"]);
+      expect(withdrawn.claims).to.not.have.property("email");
+      expect(withdrawn.claims.sub).to.equal(added.claims.sub);
+      const mark = changed.length;
+      const same = await reconsent(honest, ["name"]);
+      expect(same.released).to.deep.equal(["name"]);
+      expect(changed.slice(mark), "confirmed as it is").to.deep.equal([]);
     });
   });
 

@@ -189,6 +189,8 @@ export interface LoginContext {
   /** The app's nonce. */
   readonly nonce: string;
   readonly promptLogin?: boolean;
+  /** The app sent prompt=consent: a returning user confirms, or changes, what it receives. */
+  readonly promptConsent?: boolean;
   readonly maxAge?: number;
   /** When the login began (epoch ms). */
   readonly started: number;
@@ -200,6 +202,7 @@ export function loginContext(request: AppRequest, started: number): LoginContext
     clientId: request.clientId,
     nonce: request.nonce,
     ...(request.prompt?.split(" ").includes("login") ? { promptLogin: true } : {}),
+    ...(request.prompt?.split(" ").includes("consent") ? { promptConsent: true } : {}),
     ...(request.maxAge === undefined ? {} : { maxAge: request.maxAge }),
     started,
   };
@@ -230,7 +233,11 @@ export interface LoginState {
 }
 
 export type LoginOutcome =
-  | { kind: "consent"; state: LoginState; wallet: RecordClaims["wallet"]; newUser: boolean }
+  /**
+   * The consent page: no release yet (consent), or, with `existing`, prompt=consent for an
+   * app that has one: the user confirms it, or changes what it receives (changeConsent).
+   */
+  | { kind: "consent"; state: LoginState; wallet: RecordClaims["wallet"]; newUser: boolean; existing?: { release: ReadRelease; released: string[] } }
   | { kind: "done"; idToken: string; userinfoJwt: string; userinfoJson: string; newUser: boolean };
 
 /** What an account session shows the user: their wallet as stored, checked. */
@@ -273,6 +280,13 @@ export interface RecoveryState {
   readonly proven: string[];
   /** How many more providers must. */
   readonly needed: number;
+}
+
+/** A release as this login read it: the record, Storage's receipt, and the version it is stored at. */
+export interface ReadRelease {
+  readonly record: string;
+  readonly receipt: string;
+  readonly version: number;
 }
 
 /** A record and Storage's receipt for it. */
@@ -336,6 +350,15 @@ export class LoginDriver {
     };
     if (releaseRes.result.case === "errorToken") return { kind: "consent", state, wallet, newUser: false };
     if (releaseRes.result.case !== "record") throw new ProtocolViolation("the release read returned nothing");
+    if (login.promptConsent) {
+      const release = await this.#record("release", releaseRes.result.value);
+      if (release.uid !== subject.uid || release.client_id !== login.clientId) throw new ProtocolViolation("the release record is not this user's and app's");
+      // A release from before reservations goes the old way: reserved, then confirmed as it is.
+      if (release.reserved === true) {
+        const existing = { release: { record: releaseRes.result.value, receipt: releaseRes.receipt, version: Number(releaseRes.version) }, released: release.claims };
+        return { kind: "consent", state, wallet, newUser: false, existing };
+      }
+    }
     return this.#useRelease(step, state, { record: releaseRes.result.value, receipt: releaseRes.receipt }, false);
   }
 
@@ -501,6 +524,50 @@ export class LoginDriver {
     }
     // The session now holds the release it took in ReserveDirectedId.
     return this.#mint(step, { ...state, sessionToken: res.sessionToken }, { record: release.record, receipt: "" }, newUser);
+  }
+
+  /**
+   * prompt=consent's answer: the app receives `claims` from now on. The same as the
+   * release: its ID Token, minted from the release as read. Otherwise Token's release
+   * must be the one read with exactly those claims, and its wallet the one held,
+   * unchanged; both are written at the versions read in one WriteRecords, then the ID
+   * Token is minted from the release as written.
+   */
+  async changeConsent(state: LoginState, read: ReadRelease, claims: readonly string[]): Promise<LoginOutcome & { kind: "done" }> {
+    const step = this.#step();
+    const held = await this.#record("release", read.record);
+    const chosen = [...new Set(claims)];
+    if (sameSet(chosen, held.claims)) return this.#mint(step, state, read, false);
+    if (state.walletVersion === undefined) throw new ProtocolViolation("the login holds no wallet version to write the release change at");
+
+    const res = await this.deps.token.updateRelease({
+      sessionToken: state.sessionToken, releaseRecord: read.record, releaseReceipt: read.receipt,
+      walletRecord: state.walletRecord, walletReceipt: state.walletReceipt, claims: chosen,
+    }, step.call());
+    const releaseWrite = res.release;
+    const rewrite = res.wallet;
+    if (!releaseWrite || !rewrite) throw new ProtocolViolation("Token returned no release change");
+    this.#checkGrant(releaseWrite.grant, "release", RecordOperation.UPDATE, releaseHash(this.deps.lookupKey, state.uid, state.login.clientId));
+    this.#checkGrant(rewrite.grant, "wallet", RecordOperation.UPDATE, walletHash(this.deps.lookupKey, state.uid));
+    const [changed, wallet, rewritten] = [await this.#record("release", releaseWrite.record), await this.#record("wallet", state.walletRecord), await this.#record("wallet", rewrite.record)];
+    // Every member as it was but the claims, which are exactly the chosen ones; the wallet unchanged; only the JWS's iat new.
+    if (canonical({ ...changed, iat: 0, claims: [...changed.claims].sort() }) !== canonical({ ...held, iat: 0, claims: [...chosen].sort() }) || changed.claims.length !== chosen.length) {
+      throw new ProtocolViolation("Token's release change is not the release read with the chosen claims");
+    }
+    if (canonical({ ...rewritten, iat: 0 }) !== canonical({ ...wallet, iat: 0 })) throw new ProtocolViolation("Token's rewrite of the wallet is not the wallet unchanged");
+    await this.deps.pause?.("release-changing");
+    let results;
+    try {
+      ({ results } = await this.deps.encryption.writeRecords({ writes: [
+        { accessToken: rewrite.grant!.accessToken, record: rewrite.record, expectedVersion: BigInt(state.walletVersion) },
+        { accessToken: releaseWrite.grant!.accessToken, record: releaseWrite.record, expectedVersion: BigInt(read.version) },
+      ] }, step.call()));
+    } catch (error) {
+      // The wallet, or the release, moved on since this login read them (a delete, another tab): nothing was written.
+      if (walletMovedOn(error)) throw new WalletChanged();
+      throw error;
+    }
+    return this.#mint(step, { ...state, sessionToken: res.sessionToken }, { record: releaseWrite.record, receipt: results[1]?.receipt ?? "" }, false);
   }
 
   /** Token's reservation must be exactly of this directed id, for this user and app. */

@@ -78,6 +78,8 @@ export interface SessionClaims {
   wallet_read?: string;
   release_read?: string;
   release_create?: string;
+  /** A prompt=consent that changed the release: its update grant's jti. */
+  release_update?: string;
   /** An account or transaction session's read of the user's release at each registered app, by client_id. */
   release_reads?: Record<string, string>;
   /** A delete session's update of the wallet to its deletion record: the grant's jti and the record's digest. */

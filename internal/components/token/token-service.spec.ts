@@ -738,6 +738,63 @@ describe("Token, check by check (internal/components/token)", function () {
     });
   });
 
+  describe("UpdateRelease: prompt=consent changes what the app receives (OIDC Core §3.1.2.1)", function () {
+    /** Alice's release at app-b (email only), then a prompt=consent login there at step "user", with the release as read. */
+    async function reconsenting(over: Parameters<typeof atSubject>[1] = {}) {
+      const first = await released(USERS.alice, ["email"], { app: "b" });
+      const login = await returning(USERS.alice, { app: "b", ...over });
+      const releaseRecord = rows.get(login.user.releaseRead!.hash)!;
+      const releaseReceipt = await receipt(login.user.releaseRead, releaseRecord);
+      const update = (claims: string[], bent: Partial<{ releaseRecord: string; releaseReceipt: string; walletReceipt: string; sessionToken: string }> = {}) => token.updateRelease({
+        sessionToken: login.user.sessionToken, releaseRecord, releaseReceipt, walletRecord: login.walletRecord, walletReceipt: login.walletReceipt, claims, ...bent,
+      });
+      return { first, login, releaseRecord, releaseReceipt, update };
+    }
+
+    it("honest: the release with the claims chosen (one added, asked for and held), the same directed id, and the wallet unchanged, each at the version read; MintIdToken takes it by the update's receipt", async function () {
+      const { login, releaseRecord, update } = await reconsenting();
+      const res = await update(["email", "name"]);
+      const before = record("release", releaseRecord);
+      const { iat: _a, ...changed } = record("release", res.release!.record);
+      const { iat: _b, ...held } = before;
+      expect(changed).to.deep.equal({ ...held, claims: ["email", "name"] });
+      expect(grantOf(res.release!.grant)).to.include({ op: "update", kind: "release", hash: login.user.releaseRead!.hash, version: 1, digest: sha256(res.release!.record) });
+      const { iat: _c, ...rewritten } = record("wallet", res.wallet!.record);
+      const { iat: _d, ...wallet } = record("wallet", login.walletRecord);
+      expect(rewritten).to.deep.equal(wallet);
+      expect(grantOf(res.wallet!.grant)).to.include({ op: "update", kind: "wallet", version: 1 });
+      const updateReceipt = await receipt(res.release!.grant, res.release!.record);
+      const minted = await token.mintIdToken({
+        sessionToken: res.sessionToken, subjectRecord: login.subjectRecord, walletRecord: login.walletRecord, walletReceipt: "",
+        releaseRecord: res.release!.record, releaseReceipt: updateReceipt,
+      });
+      expect(decodeJwt(minted.idToken)).to.include({ sub: before.directed_id, email: USERS.alice.email, name: USERS.alice.name });
+      // The release as it was is no longer what this session mints from.
+      expect(await refusal(token.mintIdToken({
+        sessionToken: res.sessionToken, subjectRecord: login.subjectRecord, walletRecord: login.walletRecord, walletReceipt: "",
+        releaseRecord, releaseReceipt: await receipt(login.user.releaseRead, releaseRecord),
+      }))).to.have.property("code", Code.PermissionDenied);
+    });
+
+    it("checkConsent for what is added (asked for, held), an unchanged set, another session's release read, and a login's step are refused", async function () {
+      const narrow = await reconsenting({ over: { scope: "openid email" } });
+      expect(await refusal(narrow.update(["email", "name"]))).to.deep.equal({ code: Code.PermissionDenied, message: 'the app did not ask for the claim "name"' });
+      expect(await refusal(narrow.update(["email", "phone_number"]))).to.deep.equal({ code: Code.PermissionDenied, message: 'the app did not ask for the claim "phone_number"' });
+      // Withdrawing needs nothing asked for: the app may receive less.
+      await narrow.update([]);
+      const { login, releaseRecord, update } = await reconsenting();
+      expect(await refusal(update(["email"]))).to.deep.equal({ code: Code.InvalidArgument, message: "claims are the release's already: nothing to update (MintIdToken takes the release as read)" });
+      const other = await returning(USERS.alice, { app: "b" });
+      expect(await refusal(update(["email", "name"], { releaseReceipt: await receipt(other.user.releaseRead, releaseRecord) }))).to.deep.equal({
+        code: Code.PermissionDenied, message: "the release receipt does not show this release record stored for this session",
+      });
+      expect(await refusal(update(["email", "name"], { walletReceipt: await receipt(other.user.walletRead, login.walletRecord) }))).to.deep.equal({
+        code: Code.PermissionDenied, message: "the wallet receipt does not show this wallet record stored for this session",
+      });
+      expect((await refusal(update(["email", "name"], { sessionToken: login.sessionToken }))).code).to.equal(Code.FailedPrecondition);
+    });
+  });
+
   describe("ReserveDirectedId: a release made before reservations gets its id reserved for its user", function () {
     /** A release as the previous version of Token signed it: no `reserved` mark. */
     async function legacyRelease(user: DevUser, app: "a" | "b") {

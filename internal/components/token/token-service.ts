@@ -16,6 +16,7 @@ import { type Purpose, type Session, type SessionClaims, sessions as sessionToke
 import { grants as accessGrants } from "./grants.js";
 import { deleteHandlers } from "./delete.js";
 import { recoveryHandlers } from "./recovery.js";
+import { denied, invalidArgument } from "../../protocol/errors.js";
 import { recordBody, walletUpdates } from "./wallet-updates.js";
 import { type AppAnswer, signIdToken, signKeySet, signUserinfo, userinfoClaims } from "./app-tokens.js";
 import {
@@ -337,6 +338,40 @@ export function tokenRoutes(deps: TokenServiceDeps) {
         return { sessionToken, release: release.write, reservation: reservation.write, ...(rewrite ? { wallet: rewrite.write } : {}) };
       },
 
+      /**
+       * Step 6, prompt=consent with a change: the app's release rewritten with the claims the
+       * user chose (an added one asked for and held, as a consent's), and the wallet rewritten
+       * unchanged, both at the versions read, so that a delete and this exclude each other.
+       */
+      updateRelease: async (req) => {
+        const session = await sessions.read(req.sessionToken, "user");
+        const hash = lookup.release(session.uid, session.client_id);
+        const release = await grants.record("release", req.releaseRecord);
+        const releaseRead = await checkReceiptOf(storage, "release", req.releaseRecord, req.releaseReceipt, hash, { read: session.release_read });
+        checkRelease(release, session);
+        if (release.reserved !== true) throw denied("the release predates reservations: its directed id is reserved first (ReserveDirectedId)");
+        const wallet = await grants.record("wallet", req.walletRecord);
+        const walletHash = lookup.wallet(session.uid);
+        const walletRead = await checkReceiptOf(storage, "wallet", req.walletRecord, req.walletReceipt, walletHash, { read: session.wallet_read });
+        checkWallet(wallet, session);
+        const claims = [...new Set(req.claims)];
+        checkConsent(claims.filter((name) => !release.claims.includes(name)), session, wallet);
+        if (claims.length === release.claims.length && claims.every((name) => release.claims.includes(name))) {
+          throw invalidArgument("claims are the release's already: nothing to update (MintIdToken takes the release as read)");
+        }
+
+        const releaseWrite = await grants.update("release", hash, { ...recordBody(release), claims }, { version: releaseRead.version });
+        const rewrite = await grants.update("wallet", walletHash, recordBody(wallet), { version: walletRead.version });
+        const sessionToken = await sessions.advance(session, "user", {
+          // MintIdToken takes the release by the update's receipt, not the one held before.
+          release_digest: undefined,
+          release_update: releaseWrite.jti,
+          wallet_digest: walletRead.digest,
+          wallet_version: walletRead.version,
+        });
+        return { sessionToken, release: releaseWrite.write, wallet: rewrite.write };
+      },
+
       /** Step 7: the session's own stored records, this user's and this app's, then the app's answers. */
       mintIdToken: async (req) => {
         const session = await sessions.read(req.sessionToken, "user");
@@ -348,7 +383,8 @@ export function tokenRoutes(deps: TokenServiceDeps) {
           read: session.wallet_read,
         });
         await checkStored(storage, "release", req.releaseRecord, req.releaseReceipt, session.release_digest,
-          lookup.release(session.uid, session.client_id), { read: session.release_read, create: session.release_create });
+          lookup.release(session.uid, session.client_id), // After a prompt=consent's change, only the release as changed: not the one read before it.
+          session.release_update === undefined ? { read: session.release_read, create: session.release_create } : { update: session.release_update });
         checkSubject(subject, session);
         checkRelease(release, session);
         checkWallet(wallet, session);

@@ -9,6 +9,7 @@ import type { DoorContext, Exchange } from "./context.js";
 import { type ConsentFlow, FLOW_TTL } from "./flows.js";
 import { form } from "./http-input.js";
 import { sendError, sendHtml } from "./responses.js";
+import { WalletChanged } from "../login-driver.js";
 
 /** Asks the user which of `flow.offered` to release, showing the values `wallet` holds. */
 export function showConsent(door: DoorContext, res: http.ServerResponse, flow: ConsentFlow, wallet: Record<string, string | boolean>) {
@@ -21,6 +22,7 @@ export function showConsent(door: DoorContext, res: http.ServerResponse, flow: C
     action: "/consent",
     hidden: { flow: door.sealer.seal("consent", flow, FLOW_TTL) },
     alreadyReleased: flow.minted !== undefined,
+    ...(flow.existing ? { checked: flow.existing.released } : {}),
   }), pageCsp([flow.request.redirect_uri]));
 }
 
@@ -34,6 +36,20 @@ export async function consent(door: DoorContext, { req, res }: Exchange) {
   }
   if (flow.minted) return issueCode(door, res, flow.request, flow.minted);
   const chosenClaims = body.getAll("claims").filter((c) => flow.offered.includes(c));
+  if (flow.existing) {
+    // The released claims the app did not ask for this time were not on the page: they stay.
+    const kept = flow.existing.released.filter((c) => !flow.offered.includes(c));
+    let outcome;
+    try {
+      outcome = await door.driver.changeConsent(flow.login!, flow.existing.release, [...chosenClaims, ...kept]);
+    } catch (error) {
+      if (error instanceof WalletChanged) {
+        return sendError(res, 409, "Nothing was changed", "Your wallet changed while this page was open (in another tab, say).", "Go back to the app and sign in again.");
+      }
+      throw error;
+    }
+    return issueCode(door, res, flow.request, outcome);
+  }
   const outcome = await door.driver.consent(flow.login!, chosenClaims, flow.newUser ?? false);
   return issueCode(door, res, flow.request, outcome);
 }

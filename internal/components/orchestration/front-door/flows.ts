@@ -3,7 +3,7 @@
 // the user is at their provider and in a hidden field of the chooser and consent forms.
 
 import type { UpstreamProvider } from "../../../config/component-config.js";
-import type { AppRequest, LoginState } from "../login-driver.js";
+import type { AppRequest, LoginState, ReadRelease } from "../login-driver.js";
 import type { AuthorizationRequest } from "./authorization-request.js";
 import type { DoorContext, Exchange } from "./context.js";
 import { redirect } from "./responses.js";
@@ -97,7 +97,9 @@ export interface ConsentFlow {
   login?: LoginState;
   newUser?: boolean;
   offered: string[];
-  /** ...or, for prompt=consent, an ID Token already minted from the existing release. */
+  /** ...or, for prompt=consent, the app's release as read, which the user confirms or changes... */
+  existing?: { release: ReadRelease; released: string[] };
+  /** ...or, for prompt=consent and a release from before reservations, an ID Token already minted from it. */
   minted?: { idToken: string; userinfoJson: string; userinfoJwt: string };
 }
 

@@ -228,6 +228,41 @@ describe("the front door: a standard OpenID Provider (docs/design.md §6)", func
     }
   });
 
+  it("OIDC Core §3.1.2.1 prompt=consent: the user withdraws a claim, then adds it back; the app's sub stays, and the release is what the page said", async function () {
+    // Carol's first login (at app-b: the test of a new user's consent page at app-a below needs her new there) releases everything app-b asks for.
+    const first = await login("b", USERS.carol);
+    const sub = first.tokens.claims()!.sub;
+    /** A prompt=consent login at app-b, choosing the checked boxes with `choose`: what the page started checked, and the ID Token's claims. */
+    const reconsent = async (choose: (box: { name: string; value: string; checked: boolean }) => boolean) => {
+      const { config, checks, url } = await prepare("b", { prompt: "consent" });
+      const browser = new Browserless();
+      const atApp = (u: URL) => u.origin === new URL(APPS.b!.redirect_uri).origin;
+      let page = await browser.go(url, {}, atApp);
+      page = await browser.submit(browser.form(page, /\/login$/), [["email", USERS.carol.email], ["password", USERS.carol.password]], atApp);
+      expect(page.body).to.include("Continue to app-b?");
+      const form = browser.form(page, /^\/consent$/);
+      const startedChecked = form.checkboxes.filter((b) => b.checked).map((b) => b.value).sort();
+      page = await browser.submit(form, [["decision", "allow"]], atApp, (box) => choose({ ...box, checked: form.checkboxes.find((b) => b.value === box.value)!.checked }));
+      return { startedChecked, claims: (await oidc.authorizationCodeGrant(config, page.url, checks)).claims()! };
+    };
+    const withdrawn = await reconsent((box) => box.value !== "email");
+    expect(withdrawn.startedChecked, "what the app receives now starts checked").to.include("email");
+    expect(withdrawn.claims.sub, "the same sub").to.equal(sub);
+    expect(withdrawn.claims).to.not.have.property("email");
+    expect(withdrawn.claims).to.have.property("name", USERS.carol.name);
+    // An ordinary login afterwards: the release as changed.
+    const after = await login("b", USERS.carol);
+    expect(after.tokens.claims()).to.not.have.property("email");
+    // prompt=consent again: email starts unchecked, and checking it adds it back.
+    const added = await reconsent(() => true);
+    expect(added.startedChecked).to.not.include("email");
+    expect(added.claims.sub).to.equal(sub);
+    expect(added.claims).to.have.property("email", USERS.carol.email);
+    // Confirmed as it is: nothing changes.
+    const same = await reconsent((box) => box.checked);
+    expect(same.claims).to.have.property("email", USERS.carol.email);
+  });
+
   it("RFC 6749 §4.1.2 / §10.5: a code is single use; the second redemption is invalid_grant and revokes the first one's access token", async function () {
     const { config, callback, checks, tokens } = await login("a", USERS.bob);
     const userinfo = () => fetch(`${mesh.issuer}/userinfo`, { headers: { authorization: `Bearer ${tokens.access_token}` } });

@@ -124,7 +124,7 @@ async function loginAnswer(door: DoorContext, res: Exchange["res"], flow: Upstre
     throw error;
   }
   if (outcome.kind === "done" && flow.request.prompt?.split(" ").includes("consent")) {
-    // OIDC Core §3.1.2.1: ask again, showing what this app already receives.
+    // OIDC Core §3.1.2.1, for a release from before reservations (reserved on the way, and minted): confirm it as it is.
     const released = JSON.parse(outcome.userinfoJson) as Record<string, string | boolean>;
     const minted = { idToken: outcome.idToken, userinfoJson: outcome.userinfoJson, userinfoJwt: outcome.userinfoJwt };
     return showConsent(door, res, { request: flow.request, offered: Object.keys(released).filter((c) => c !== "sub"), minted }, released);
@@ -133,7 +133,10 @@ async function loginAnswer(door: DoorContext, res: Exchange["res"], flow: Upstre
   if (flow.request.prompt === "none") {
     return door.toApp(res, flow.request, { error: "consent_required", error_description: "this app needs the user's consent first" });
   }
-  return showConsent(door, res, { request: flow.request, login: outcome.state, newUser: outcome.newUser, offered: offeredClaims(flow.request, outcome.wallet.claims) }, outcome.wallet.claims);
+  return showConsent(door, res, {
+    request: flow.request, login: outcome.state, newUser: outcome.newUser, offered: offeredClaims(flow.request, outcome.wallet.claims),
+    ...(outcome.existing ? { existing: outcome.existing } : {}),
+  }, outcome.wallet.claims);
 }
 
 /** What the app asked for and the user's wallet holds: Token's own rule (claims.ts). */

@@ -12,6 +12,11 @@ export interface ConsentPageInput {
    * confirm): they are listed, not offered as choices, since the release stands as made.
    */
   alreadyReleased?: boolean;
+  /**
+   * prompt=consent for an app that has a release: the claims it receives now, which start
+   * checked (the others the app asks for start unchecked). The user confirms, or changes it.
+   */
+  checked?: string[];
 }
 
 /**
@@ -19,21 +24,25 @@ export interface ConsentPageInput {
  * absent from the POST, so the handler releases only the names it receives.
  * Values are shown as text only: a picture URL is never loaded.
  */
-export function consentPage({ appName, clientId, claims, action, hidden, alreadyReleased }: ConsentPageInput): string {
+export function consentPage({ appName, clientId, claims, action, hidden, alreadyReleased, checked }: ConsentPageInput): string {
   if (alreadyReleased) return confirmPage({ appName, clientId, claims, action, hidden });
-  const heading = claims.length > 0 ? `${appName} wants to know` : `Sign in to ${appName}`;
+  const confirming = checked !== undefined;
+  const heading = confirming ? `Continue to ${appName}?` : claims.length > 0 ? `${appName} wants to know` : `Sign in to ${appName}`;
   // Ids come from the position, not the claim name, so they are always valid and unique.
   const boxes = claims.map((claim, i) => html`<div class="claim">
-<input type="checkbox" id="claim-${i}" name="claims" value="${claim.name}" checked>
+<input type="checkbox" id="claim-${i}" name="claims" value="${claim.name}"${!confirming || checked.includes(claim.name) ? html` checked` : ""}>
 <label for="claim-${i}">${claim.label}${claim.value ? html` — ${breakable(claim.value)}` : ""}</label>
 </div>
 `);
   return decisionPage(heading, { action, hidden, clientId }, claims.length > 0
-    ? html`<fieldset>
+    ? html`${confirming ? html`<p>${appName} asks you to confirm what you share with it. What it receives now is checked: check or uncheck to change it.</p>
+` : ""}<fieldset>
 <legend>Share with ${appName}</legend>
 ${boxes}
 </fieldset>`
-    : html`<p>${appName} asks only to sign you in. It will not receive your name, email or other details.</p>`);
+    : confirming
+      ? html`<p>${appName} asks you to confirm. It receives only that you signed in.</p>`
+      : html`<p>${appName} asks only to sign you in. It will not receive your name, email or other details.</p>`);
 }
 
 /** The page around a consent question: the form, its state, Allow and Decline. */

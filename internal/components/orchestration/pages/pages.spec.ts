@@ -65,6 +65,7 @@ describe("Front door pages (docs/design.md §6)", function () {
       "consent (appName, no claims)": consent({ appName: HOSTILE, claims: [] }),
       "consent (claim name, label, value)": consent({ claims: [{ name: HOSTILE, label: HOSTILE, value: HOSTILE }] }),
       "consent (client id, hidden field)": consent({ clientId: HOSTILE, hidden: { flow: HOSTILE } }),
+      "consent, confirming a release (appName, claim name, value)": consent({ appName: HOSTILE, claims: [{ name: HOSTILE, label: HOSTILE, value: HOSTILE }], checked: [HOSTILE] }),
       "error (title)": errorPage({ title: HOSTILE, message: "m" }),
       "error (message, hint)": errorPage({ title: "t", message: HOSTILE, hint: HOSTILE }),
       "account (provider, linked provider, claim name and value)": accountPage({ signedInWith: HOSTILE, accounts: [{ provider: HOSTILE }], claims: [{ name: HOSTILE, value: HOSTILE }], apps: [{ name: HOSTILE, claims: [HOSTILE] }], ...ACTIONS }),
@@ -159,6 +160,13 @@ describe("Front door pages (docs/design.md §6)", function () {
       expect(attr(tags(doc, "form")[0]!, "action")).to.equal("/consent");
     });
 
+    it("confirming a release (prompt=consent): what the app receives now starts checked, the rest unchecked", function () {
+      const doc = consent({ checked: ["email"] });
+      expect(doc).to.include("<h1>Continue to Demo App?</h1>");
+      const boxes = tags(doc, "input").filter((t) => attr(t, "type") === "checkbox");
+      expect(boxes.map((t) => [attr(t, "value"), /\schecked\b/.test(t)])).to.deep.equal([["name", false], ["email", true], ["email_verified", false]]);
+    });
+
     it("with no claims says the app asks only for a sign-in and shows just the buttons", function () {
       const doc = consent({ claims: [] });
       expect(doc).to.match(/asks only to sign you in/);
@@ -174,6 +182,7 @@ describe("Front door pages (docs/design.md §6)", function () {
       "chooser with no providers": chooser({ providers: [] }),
       consent: consent(),
       "consent with no claims": consent({ claims: [] }),
+      "consent confirming a release, one claim of two checked": consent({ checked: ["email"] }),
       error: error(),
       home: homePage(),
       account: accountPage({

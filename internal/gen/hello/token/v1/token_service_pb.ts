@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hello/token/v1/token_service.proto.
  */
 export const file_hello_token_v1_token_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJoZWxsby90b2tlbi92MS90b2tlbl9zZXJ2aWNlLnByb3RvEg5oZWxsby50b2tlbi52MSK6AQoXQXV0aG9yaXphdGlvblBhcmFtZXRlcnMSEQoJY2xpZW50X2lkGAEgASgJEhQKDHJlZGlyZWN0X3VyaRgCIAEoCRINCgVub25jZRgDIAEoCRINCgVzY29wZRgEIAEoCRIOCgZjbGFpbXMYBSABKAkSFgoOY29kZV9jaGFsbGVuZ2UYBiABKAkSDgoGcHJvbXB0GAcgASgJEhQKB21heF9hZ2UYCCABKANIAIgBAUIKCghfbWF4X2FnZSKPAQoUQ3JlYXRlU2Vzc2lvblJlcXVlc3QSGAoOcmVxdWVzdF9vYmplY3QYASABKAlIABI9CgpwYXJhbWV0ZXJzGAIgASgLMicuaGVsbG8udG9rZW4udjEuQXV0aG9yaXphdGlvblBhcmFtZXRlcnNIABITCgtwcm92aWRlcl9pZBgDIAEoCUIJCgdyZXF1ZXN0Il8KFUNyZWF0ZVNlc3Npb25SZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnVwc3RyZWFtX25vbmNlGAIgASgJEhcKD3Byb3ZpZGVyX2lzc3VlchgDIAEoCSIyChtDcmVhdGVBY2NvdW50U2Vzc2lvblJlcXVlc3QSEwoLcHJvdmlkZXJfaWQYASABKAkiZgocQ3JlYXRlQWNjb3VudFNlc3Npb25SZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnVwc3RyZWFtX25vbmNlGAIgASgJEhcKD3Byb3ZpZGVyX2lzc3VlchgDIAEoCSJFChdBdXRob3JpemVTdWJqZWN0UmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC29wX2lkX3Rva2VuGAIgASgJIpEBCgtBY2Nlc3NHcmFudBIUCgxhY2Nlc3NfdG9rZW4YASABKAkSDAoEaGFzaBgCIAEoCRIpCgRraW5kGAMgASgOMhsuaGVsbG8uY29tbW9uLnYxLlJlY29yZEtpbmQSMwoJb3BlcmF0aW9uGAQgASgOMiAuaGVsbG8uY29tbW9uLnYxLlJlY29yZE9wZXJhdGlvbiJJCgtSZWNvcmRXcml0ZRIOCgZyZWNvcmQYASABKAkSKgoFZ3JhbnQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCKWAQoYQXV0aG9yaXplU3ViamVjdFJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSMQoMc3ViamVjdF9yZWFkGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSMAoLd2FsbGV0X3JlYWQYAyABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCI/ChFDcmVhdGVVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC2Vycm9yX3Rva2VuGAIgASgJIpoBChJDcmVhdGVVc2VyUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIrCgZ3YWxsZXQYAiABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZRIsCgdzdWJqZWN0GAMgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGVKBAgEEAVSDHJlbGVhc2VfcmVhZCJbChFDb21taXRVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDndhbGxldF9yZWNlaXB0GAIgASgJEhcKD3N1YmplY3RfcmVjZWlwdBgDIAEoCSIrChJDb21taXRVc2VyUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCSJeChRBdXRob3JpemVVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnN1YmplY3RfcmVjb3JkGAIgASgJEhcKD3N1YmplY3RfcmVjZWlwdBgDIAEoCSLPAQoVQXV0aG9yaXplVXNlclJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSMAoLd2FsbGV0X3JlYWQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudBIxCgxyZWxlYXNlX3JlYWQYAyABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudBI6ChVhY2NvdW50X3JlbGVhc2VfcmVhZHMYBCADKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCJiChhSZXNlcnZlRGlyZWN0ZWRJZFJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIWCg5yZWxlYXNlX3JlY29yZBgCIAEoCRIXCg9yZWxlYXNlX3JlY2VpcHQYAyABKAkimwEKGVJlc2VydmVEaXJlY3RlZElkUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRI1ChByZXNlcnZhdGlvbl9yZWFkGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSMAoLcmVzZXJ2YXRpb24YAyABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZSIwChdHcmFudFJlbGVhc2VSZWFkUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJImQKGEdyYW50UmVsZWFzZVJlYWRSZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEjEKDHJlbGVhc2VfcmVhZBgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLkFjY2Vzc0dyYW50IosBChRDcmVhdGVSZWxlYXNlUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC2Vycm9yX3Rva2VuGAIgASgJEhUKDXdhbGxldF9yZWNvcmQYAyABKAkSGAoQY29uc2VudGVkX2NsYWltcxgEIAMoCRIWCg53YWxsZXRfcmVjZWlwdBgFIAEoCSK7AQoVQ3JlYXRlUmVsZWFzZVJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSLAoHcmVsZWFzZRgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEjAKC3Jlc2VydmF0aW9uGAMgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUSKwoGd2FsbGV0GAQgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUiowEKEk1pbnRJZFRva2VuUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnN1YmplY3RfcmVjb3JkGAIgASgJEhYKDnJlbGVhc2VfcmVjb3JkGAMgASgJEhUKDXdhbGxldF9yZWNvcmQYBCABKAkSFgoOd2FsbGV0X3JlY2VpcHQYBSABKAkSFwoPcmVsZWFzZV9yZWNlaXB0GAYgASgJIlQKE01pbnRJZFRva2VuUmVzcG9uc2USEAoIaWRfdG9rZW4YASABKAkSFAoMdXNlcmluZm9fand0GAIgASgJEhUKDXVzZXJpbmZvX2pzb24YAyABKAkiIwoHU3ViamVjdBILCgNpc3MYASABKAkSCwoDc3ViGAIgASgJIsoBChdCZWdpblRyYW5zYWN0aW9uUmVxdWVzdBIdChVhY2NvdW50X3Nlc3Npb25fdG9rZW4YASABKAkSLQoEa2luZBgCIAEoDjIfLmhlbGxvLnRva2VuLnYxLlRyYW5zYWN0aW9uS2luZBITCgtwcm92aWRlcl9pZBgDIAEoCRInCgZ1bmxpbmsYBCABKAsyFy5oZWxsby50b2tlbi52MS5TdWJqZWN0EhEKCWNsaWVudF9pZBgFIAEoCRIQCghyZWNvdmVyeRgGIAEoCCIrChRCZWdpblJlY292ZXJ5UmVxdWVzdBITCgtwcm92aWRlcl9pZBgBIAEoCSJfChVCZWdpblJlY292ZXJ5UmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIWCg51cHN0cmVhbV9ub25jZRgCIAEoCRIXCg9wcm92aWRlcl9pc3N1ZXIYAyABKAkiXAoUUHJvdmVSZWNvdmVyeVJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIVCg13YWxsZXRfcmVjb3JkGAIgASgJEhYKDndhbGxldF9yZWNlaXB0GAMgASgJImsKFVByb3ZlUmVjb3ZlcnlSZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEg4KBm5lZWRlZBgCIAEoDRIrCgZ3YWxsZXQYAyABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZSJGChhOZXh0UmVjb3ZlcnlMb2dpblJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRITCgtwcm92aWRlcl9pZBgCIAEoCSJjChlOZXh0UmVjb3ZlcnlMb2dpblJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSFgoOdXBzdHJlYW1fbm9uY2UYAiABKAkSFwoPcHJvdmlkZXJfaXNzdWVyGAMgASgJIl8KF0NvbXBsZXRlUmVjb3ZlcnlSZXF1ZXN0EhUKDXNlc3Npb25fdG9rZW4YASABKAkSFQoNd2FsbGV0X3JlY29yZBgCIAEoCRIWCg53YWxsZXRfcmVjZWlwdBgDIAEoCSKfAQoYQ29tcGxldGVSZWNvdmVyeVJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSMAoLd2FsbGV0X3JlYWQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudBI6ChVhY2NvdW50X3JlbGVhc2VfcmVhZHMYAyADKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCJiChhCZWdpblRyYW5zYWN0aW9uUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIWCg51cHN0cmVhbV9ub25jZRgCIAEoCRIXCg9wcm92aWRlcl9pc3N1ZXIYAyABKAkiLQoKUmVhZFJlY29yZBIOCgZyZWNvcmQYASABKAkSDwoHcmVjZWlwdBgCIAEoCSJyCg1SZWxlYXNlQW5zd2VyEhEKCWNsaWVudF9pZBgBIAEoCRItCgdyZWxlYXNlGAIgASgLMhouaGVsbG8udG9rZW4udjEuUmVhZFJlY29yZEgAEhUKC2Vycm9yX3Rva2VuGAMgASgJSABCCAoGYW5zd2VyIo8BChZBdXRob3JpemVEZWxldGVSZXF1ZXN0EhUKDXNlc3Npb25fdG9rZW4YASABKAkSFQoNd2FsbGV0X3JlY29yZBgCIAEoCRIWCg53YWxsZXRfcmVjZWlwdBgDIAEoCRIvCghyZWxlYXNlcxgEIAMoCzIdLmhlbGxvLnRva2VuLnYxLlJlbGVhc2VBbnN3ZXIiXwoXQXV0aG9yaXplRGVsZXRlUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRItCghkZWxldGlvbhgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlIl8KE0ZpbmlzaERlbGV0ZVJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIXCg9kZWxldGlvbl9yZWNvcmQYAiABKAkSGAoQZGVsZXRpb25fcmVjZWlwdBgDIAEoCSL+AQoPUmVsZWFzZURlbGV0aW9uEhEKCWNsaWVudF9pZBgBIAEoCRI1ChByZXNlcnZhdGlvbl9yZWFkGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSNQoQdG9tYnN0b25lX3VwZGF0ZRgDIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEjUKEHRvbWJzdG9uZV9jcmVhdGUYBCABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZRIzCg5yZWxlYXNlX2RlbGV0ZRgFIAEoCzIbLmhlbGxvLnRva2VuLnYxLkFjY2Vzc0dyYW50IrMBChRGaW5pc2hEZWxldGVSZXNwb25zZRIxCghyZWxlYXNlcxgBIAMoCzIfLmhlbGxvLnRva2VuLnYxLlJlbGVhc2VEZWxldGlvbhI0Cg9zdWJqZWN0X2RlbGV0ZXMYAiADKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudBIyCg13YWxsZXRfZGVsZXRlGAMgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQibwoSTGlua1N1YmplY3RSZXF1ZXN0EhUKDXNlc3Npb25fdG9rZW4YASABKAkSEwoLZXJyb3JfdG9rZW4YAiABKAkSFQoNd2FsbGV0X3JlY29yZBgDIAEoCRIWCg53YWxsZXRfcmVjZWlwdBgEIAEoCSJwChNMaW5rU3ViamVjdFJlc3BvbnNlEisKBndhbGxldBgBIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEiwKB3N1YmplY3QYAiABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZSJcChRVbmxpbmtTdWJqZWN0UmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhUKDXdhbGxldF9yZWNvcmQYAiABKAkSFgoOd2FsbGV0X3JlY2VpcHQYAyABKAkieQoVVW5saW5rU3ViamVjdFJlc3BvbnNlEisKBndhbGxldBgBIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEjMKDnN1YmplY3RfZGVsZXRlGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQiawoTVXBkYXRlQ2xhaW1zUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhUKDXdhbGxldF9yZWNvcmQYAiABKAkSFgoOd2FsbGV0X3JlY2VpcHQYAyABKAkSDgoGY2xhaW1zGAQgAygJIkMKFFVwZGF0ZUNsYWltc1Jlc3BvbnNlEisKBndhbGxldBgBIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlIq4BChRDaGFuZ2VSZWxlYXNlUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhUKDXdhbGxldF9yZWNvcmQYAiABKAkSFgoOd2FsbGV0X3JlY2VpcHQYAyABKAkSKwoHcmVsZWFzZRgEIAEoCzIaLmhlbGxvLnRva2VuLnYxLlJlYWRSZWNvcmQSEwoLa2VlcF9jbGFpbXMYBSADKAkSDgoGZm9yZ2V0GAYgASgIIswCChVDaGFuZ2VSZWxlYXNlUmVzcG9uc2USKwoGd2FsbGV0GAEgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUSLAoHcmVsZWFzZRgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEjMKDnJlbGVhc2VfZGVsZXRlGAMgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSNQoQcmVzZXJ2YXRpb25fcmVhZBgEIAEoCzIbLmhlbGxvLnRva2VuLnYxLkFjY2Vzc0dyYW50EjUKEHRvbWJzdG9uZV91cGRhdGUYBSABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZRI1ChB0b21ic3RvbmVfY3JlYXRlGAYgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUiEgoQR2V0S2V5U2V0UmVxdWVzdCI0ChFHZXRLZXlTZXRSZXNwb25zZRIMCgRqd2tzGAEgASgMEhEKCXNpZ25hdHVyZRgCIAEoCSrDAQoPVHJhbnNhY3Rpb25LaW5kEiAKHFRSQU5TQUNUSU9OX0tJTkRfVU5TUEVDSUZJRUQQABIbChdUUkFOU0FDVElPTl9LSU5EX0RFTEVURRABEhkKFVRSQU5TQUNUSU9OX0tJTkRfTElOSxACEhsKF1RSQU5TQUNUSU9OX0tJTkRfVU5MSU5LEAMSGwoXVFJBTlNBQ1RJT05fS0lORF9DTEFJTVMQBBIcChhUUkFOU0FDVElPTl9LSU5EX1JFTEVBU0UQBTLJEAoMVG9rZW5TZXJ2aWNlElwKDUNyZWF0ZVNlc3Npb24SJC5oZWxsby50b2tlbi52MS5DcmVhdGVTZXNzaW9uUmVxdWVzdBolLmhlbGxvLnRva2VuLnYxLkNyZWF0ZVNlc3Npb25SZXNwb25zZRJlChBBdXRob3JpemVTdWJqZWN0EicuaGVsbG8udG9rZW4udjEuQXV0aG9yaXplU3ViamVjdFJlcXVlc3QaKC5oZWxsby50b2tlbi52MS5BdXRob3JpemVTdWJqZWN0UmVzcG9uc2USUwoKQ3JlYXRlVXNlchIhLmhlbGxvLnRva2VuLnYxLkNyZWF0ZVVzZXJSZXF1ZXN0GiIuaGVsbG8udG9rZW4udjEuQ3JlYXRlVXNlclJlc3BvbnNlElMKCkNvbW1pdFVzZXISIS5oZWxsby50b2tlbi52MS5Db21taXRVc2VyUmVxdWVzdBoiLmhlbGxvLnRva2VuLnYxLkNvbW1pdFVzZXJSZXNwb25zZRJcCg1BdXRob3JpemVVc2VyEiQuaGVsbG8udG9rZW4udjEuQXV0aG9yaXplVXNlclJlcXVlc3QaJS5oZWxsby50b2tlbi52MS5BdXRob3JpemVVc2VyUmVzcG9uc2USaAoRUmVzZXJ2ZURpcmVjdGVkSWQSKC5oZWxsby50b2tlbi52MS5SZXNlcnZlRGlyZWN0ZWRJZFJlcXVlc3QaKS5oZWxsby50b2tlbi52MS5SZXNlcnZlRGlyZWN0ZWRJZFJlc3BvbnNlEmUKEEdyYW50UmVsZWFzZVJlYWQSJy5oZWxsby50b2tlbi52MS5HcmFudFJlbGVhc2VSZWFkUmVxdWVzdBooLmhlbGxvLnRva2VuLnYxLkdyYW50UmVsZWFzZVJlYWRSZXNwb25zZRJcCg1DcmVhdGVSZWxlYXNlEiQuaGVsbG8udG9rZW4udjEuQ3JlYXRlUmVsZWFzZVJlcXVlc3QaJS5oZWxsby50b2tlbi52MS5DcmVhdGVSZWxlYXNlUmVzcG9uc2USVgoLTWludElkVG9rZW4SIi5oZWxsby50b2tlbi52MS5NaW50SWRUb2tlblJlcXVlc3QaIy5oZWxsby50b2tlbi52MS5NaW50SWRUb2tlblJlc3BvbnNlEnEKFENyZWF0ZUFjY291bnRTZXNzaW9uEisuaGVsbG8udG9rZW4udjEuQ3JlYXRlQWNjb3VudFNlc3Npb25SZXF1ZXN0GiwuaGVsbG8udG9rZW4udjEuQ3JlYXRlQWNjb3VudFNlc3Npb25SZXNwb25zZRJlChBCZWdpblRyYW5zYWN0aW9uEicuaGVsbG8udG9rZW4udjEuQmVnaW5UcmFuc2FjdGlvblJlcXVlc3QaKC5oZWxsby50b2tlbi52MS5CZWdpblRyYW5zYWN0aW9uUmVzcG9uc2USYgoPQXV0aG9yaXplRGVsZXRlEiYuaGVsbG8udG9rZW4udjEuQXV0aG9yaXplRGVsZXRlUmVxdWVzdBonLmhlbGxvLnRva2VuLnYxLkF1dGhvcml6ZURlbGV0ZVJlc3BvbnNlElkKDEZpbmlzaERlbGV0ZRIjLmhlbGxvLnRva2VuLnYxLkZpbmlzaERlbGV0ZVJlcXVlc3QaJC5oZWxsby50b2tlbi52MS5GaW5pc2hEZWxldGVSZXNwb25zZRJWCgtMaW5rU3ViamVjdBIiLmhlbGxvLnRva2VuLnYxLkxpbmtTdWJqZWN0UmVxdWVzdBojLmhlbGxvLnRva2VuLnYxLkxpbmtTdWJqZWN0UmVzcG9uc2USXAoNVW5saW5rU3ViamVjdBIkLmhlbGxvLnRva2VuLnYxLlVubGlua1N1YmplY3RSZXF1ZXN0GiUuaGVsbG8udG9rZW4udjEuVW5saW5rU3ViamVjdFJlc3BvbnNlElkKDFVwZGF0ZUNsYWltcxIjLmhlbGxvLnRva2VuLnYxLlVwZGF0ZUNsYWltc1JlcXVlc3QaJC5oZWxsby50b2tlbi52MS5VcGRhdGVDbGFpbXNSZXNwb25zZRJcCg1DaGFuZ2VSZWxlYXNlEiQuaGVsbG8udG9rZW4udjEuQ2hhbmdlUmVsZWFzZVJlcXVlc3QaJS5oZWxsby50b2tlbi52MS5DaGFuZ2VSZWxlYXNlUmVzcG9uc2USXAoNQmVnaW5SZWNvdmVyeRIkLmhlbGxvLnRva2VuLnYxLkJlZ2luUmVjb3ZlcnlSZXF1ZXN0GiUuaGVsbG8udG9rZW4udjEuQmVnaW5SZWNvdmVyeVJlc3BvbnNlElwKDVByb3ZlUmVjb3ZlcnkSJC5oZWxsby50b2tlbi52MS5Qcm92ZVJlY292ZXJ5UmVxdWVzdBolLmhlbGxvLnRva2VuLnYxLlByb3ZlUmVjb3ZlcnlSZXNwb25zZRJoChFOZXh0UmVjb3ZlcnlMb2dpbhIoLmhlbGxvLnRva2VuLnYxLk5leHRSZWNvdmVyeUxvZ2luUmVxdWVzdBopLmhlbGxvLnRva2VuLnYxLk5leHRSZWNvdmVyeUxvZ2luUmVzcG9uc2USZQoQQ29tcGxldGVSZWNvdmVyeRInLmhlbGxvLnRva2VuLnYxLkNvbXBsZXRlUmVjb3ZlcnlSZXF1ZXN0GiguaGVsbG8udG9rZW4udjEuQ29tcGxldGVSZWNvdmVyeVJlc3BvbnNlElAKCUdldEtleVNldBIgLmhlbGxvLnRva2VuLnYxLkdldEtleVNldFJlcXVlc3QaIS5oZWxsby50b2tlbi52MS5HZXRLZXlTZXRSZXNwb25zZWIGcHJvdG8z", [file_hello_common_v1_record]);
+  fileDesc("CiJoZWxsby90b2tlbi92MS90b2tlbl9zZXJ2aWNlLnByb3RvEg5oZWxsby50b2tlbi52MSK6AQoXQXV0aG9yaXphdGlvblBhcmFtZXRlcnMSEQoJY2xpZW50X2lkGAEgASgJEhQKDHJlZGlyZWN0X3VyaRgCIAEoCRINCgVub25jZRgDIAEoCRINCgVzY29wZRgEIAEoCRIOCgZjbGFpbXMYBSABKAkSFgoOY29kZV9jaGFsbGVuZ2UYBiABKAkSDgoGcHJvbXB0GAcgASgJEhQKB21heF9hZ2UYCCABKANIAIgBAUIKCghfbWF4X2FnZSKPAQoUQ3JlYXRlU2Vzc2lvblJlcXVlc3QSGAoOcmVxdWVzdF9vYmplY3QYASABKAlIABI9CgpwYXJhbWV0ZXJzGAIgASgLMicuaGVsbG8udG9rZW4udjEuQXV0aG9yaXphdGlvblBhcmFtZXRlcnNIABITCgtwcm92aWRlcl9pZBgDIAEoCUIJCgdyZXF1ZXN0Il8KFUNyZWF0ZVNlc3Npb25SZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnVwc3RyZWFtX25vbmNlGAIgASgJEhcKD3Byb3ZpZGVyX2lzc3VlchgDIAEoCSIyChtDcmVhdGVBY2NvdW50U2Vzc2lvblJlcXVlc3QSEwoLcHJvdmlkZXJfaWQYASABKAkiZgocQ3JlYXRlQWNjb3VudFNlc3Npb25SZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnVwc3RyZWFtX25vbmNlGAIgASgJEhcKD3Byb3ZpZGVyX2lzc3VlchgDIAEoCSJFChdBdXRob3JpemVTdWJqZWN0UmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC29wX2lkX3Rva2VuGAIgASgJIpEBCgtBY2Nlc3NHcmFudBIUCgxhY2Nlc3NfdG9rZW4YASABKAkSDAoEaGFzaBgCIAEoCRIpCgRraW5kGAMgASgOMhsuaGVsbG8uY29tbW9uLnYxLlJlY29yZEtpbmQSMwoJb3BlcmF0aW9uGAQgASgOMiAuaGVsbG8uY29tbW9uLnYxLlJlY29yZE9wZXJhdGlvbiJJCgtSZWNvcmRXcml0ZRIOCgZyZWNvcmQYASABKAkSKgoFZ3JhbnQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCKWAQoYQXV0aG9yaXplU3ViamVjdFJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSMQoMc3ViamVjdF9yZWFkGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSMAoLd2FsbGV0X3JlYWQYAyABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCI/ChFDcmVhdGVVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC2Vycm9yX3Rva2VuGAIgASgJIpoBChJDcmVhdGVVc2VyUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIrCgZ3YWxsZXQYAiABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZRIsCgdzdWJqZWN0GAMgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGVKBAgEEAVSDHJlbGVhc2VfcmVhZCJbChFDb21taXRVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDndhbGxldF9yZWNlaXB0GAIgASgJEhcKD3N1YmplY3RfcmVjZWlwdBgDIAEoCSIrChJDb21taXRVc2VyUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCSJeChRBdXRob3JpemVVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnN1YmplY3RfcmVjb3JkGAIgASgJEhcKD3N1YmplY3RfcmVjZWlwdBgDIAEoCSLPAQoVQXV0aG9yaXplVXNlclJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSMAoLd2FsbGV0X3JlYWQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudBIxCgxyZWxlYXNlX3JlYWQYAyABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudBI6ChVhY2NvdW50X3JlbGVhc2VfcmVhZHMYBCADKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCJiChhSZXNlcnZlRGlyZWN0ZWRJZFJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIWCg5yZWxlYXNlX3JlY29yZBgCIAEoCRIXCg9yZWxlYXNlX3JlY2VpcHQYAyABKAkimwEKGVJlc2VydmVEaXJlY3RlZElkUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRI1ChByZXNlcnZhdGlvbl9yZWFkGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSMAoLcmVzZXJ2YXRpb24YAyABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZSIwChdHcmFudFJlbGVhc2VSZWFkUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJImQKGEdyYW50UmVsZWFzZVJlYWRSZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEjEKDHJlbGVhc2VfcmVhZBgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLkFjY2Vzc0dyYW50IosBChRDcmVhdGVSZWxlYXNlUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC2Vycm9yX3Rva2VuGAIgASgJEhUKDXdhbGxldF9yZWNvcmQYAyABKAkSGAoQY29uc2VudGVkX2NsYWltcxgEIAMoCRIWCg53YWxsZXRfcmVjZWlwdBgFIAEoCSK7AQoVQ3JlYXRlUmVsZWFzZVJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSLAoHcmVsZWFzZRgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEjAKC3Jlc2VydmF0aW9uGAMgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUSKwoGd2FsbGV0GAQgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUinQEKFFVwZGF0ZVJlbGVhc2VSZXF1ZXN0EhUKDXNlc3Npb25fdG9rZW4YASABKAkSFgoOcmVsZWFzZV9yZWNvcmQYAiABKAkSFwoPcmVsZWFzZV9yZWNlaXB0GAMgASgJEhUKDXdhbGxldF9yZWNvcmQYBCABKAkSFgoOd2FsbGV0X3JlY2VpcHQYBSABKAkSDgoGY2xhaW1zGAYgAygJIokBChVVcGRhdGVSZWxlYXNlUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIsCgdyZWxlYXNlGAIgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUSKwoGd2FsbGV0GAMgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUiowEKEk1pbnRJZFRva2VuUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnN1YmplY3RfcmVjb3JkGAIgASgJEhYKDnJlbGVhc2VfcmVjb3JkGAMgASgJEhUKDXdhbGxldF9yZWNvcmQYBCABKAkSFgoOd2FsbGV0X3JlY2VpcHQYBSABKAkSFwoPcmVsZWFzZV9yZWNlaXB0GAYgASgJIlQKE01pbnRJZFRva2VuUmVzcG9uc2USEAoIaWRfdG9rZW4YASABKAkSFAoMdXNlcmluZm9fand0GAIgASgJEhUKDXVzZXJpbmZvX2pzb24YAyABKAkiIwoHU3ViamVjdBILCgNpc3MYASABKAkSCwoDc3ViGAIgASgJIsoBChdCZWdpblRyYW5zYWN0aW9uUmVxdWVzdBIdChVhY2NvdW50X3Nlc3Npb25fdG9rZW4YASABKAkSLQoEa2luZBgCIAEoDjIfLmhlbGxvLnRva2VuLnYxLlRyYW5zYWN0aW9uS2luZBITCgtwcm92aWRlcl9pZBgDIAEoCRInCgZ1bmxpbmsYBCABKAsyFy5oZWxsby50b2tlbi52MS5TdWJqZWN0EhEKCWNsaWVudF9pZBgFIAEoCRIQCghyZWNvdmVyeRgGIAEoCCIrChRCZWdpblJlY292ZXJ5UmVxdWVzdBITCgtwcm92aWRlcl9pZBgBIAEoCSJfChVCZWdpblJlY292ZXJ5UmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIWCg51cHN0cmVhbV9ub25jZRgCIAEoCRIXCg9wcm92aWRlcl9pc3N1ZXIYAyABKAkiXAoUUHJvdmVSZWNvdmVyeVJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIVCg13YWxsZXRfcmVjb3JkGAIgASgJEhYKDndhbGxldF9yZWNlaXB0GAMgASgJImsKFVByb3ZlUmVjb3ZlcnlSZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEg4KBm5lZWRlZBgCIAEoDRIrCgZ3YWxsZXQYAyABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZSJGChhOZXh0UmVjb3ZlcnlMb2dpblJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRITCgtwcm92aWRlcl9pZBgCIAEoCSJjChlOZXh0UmVjb3ZlcnlMb2dpblJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSFgoOdXBzdHJlYW1fbm9uY2UYAiABKAkSFwoPcHJvdmlkZXJfaXNzdWVyGAMgASgJIl8KF0NvbXBsZXRlUmVjb3ZlcnlSZXF1ZXN0EhUKDXNlc3Npb25fdG9rZW4YASABKAkSFQoNd2FsbGV0X3JlY29yZBgCIAEoCRIWCg53YWxsZXRfcmVjZWlwdBgDIAEoCSKfAQoYQ29tcGxldGVSZWNvdmVyeVJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSMAoLd2FsbGV0X3JlYWQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudBI6ChVhY2NvdW50X3JlbGVhc2VfcmVhZHMYAyADKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCJiChhCZWdpblRyYW5zYWN0aW9uUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIWCg51cHN0cmVhbV9ub25jZRgCIAEoCRIXCg9wcm92aWRlcl9pc3N1ZXIYAyABKAkiLQoKUmVhZFJlY29yZBIOCgZyZWNvcmQYASABKAkSDwoHcmVjZWlwdBgCIAEoCSJyCg1SZWxlYXNlQW5zd2VyEhEKCWNsaWVudF9pZBgBIAEoCRItCgdyZWxlYXNlGAIgASgLMhouaGVsbG8udG9rZW4udjEuUmVhZFJlY29yZEgAEhUKC2Vycm9yX3Rva2VuGAMgASgJSABCCAoGYW5zd2VyIo8BChZBdXRob3JpemVEZWxldGVSZXF1ZXN0EhUKDXNlc3Npb25fdG9rZW4YASABKAkSFQoNd2FsbGV0X3JlY29yZBgCIAEoCRIWCg53YWxsZXRfcmVjZWlwdBgDIAEoCRIvCghyZWxlYXNlcxgEIAMoCzIdLmhlbGxvLnRva2VuLnYxLlJlbGVhc2VBbnN3ZXIiXwoXQXV0aG9yaXplRGVsZXRlUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRItCghkZWxldGlvbhgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlIl8KE0ZpbmlzaERlbGV0ZVJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIXCg9kZWxldGlvbl9yZWNvcmQYAiABKAkSGAoQZGVsZXRpb25fcmVjZWlwdBgDIAEoCSL+AQoPUmVsZWFzZURlbGV0aW9uEhEKCWNsaWVudF9pZBgBIAEoCRI1ChByZXNlcnZhdGlvbl9yZWFkGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSNQoQdG9tYnN0b25lX3VwZGF0ZRgDIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEjUKEHRvbWJzdG9uZV9jcmVhdGUYBCABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZRIzCg5yZWxlYXNlX2RlbGV0ZRgFIAEoCzIbLmhlbGxvLnRva2VuLnYxLkFjY2Vzc0dyYW50IrMBChRGaW5pc2hEZWxldGVSZXNwb25zZRIxCghyZWxlYXNlcxgBIAMoCzIfLmhlbGxvLnRva2VuLnYxLlJlbGVhc2VEZWxldGlvbhI0Cg9zdWJqZWN0X2RlbGV0ZXMYAiADKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudBIyCg13YWxsZXRfZGVsZXRlGAMgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQibwoSTGlua1N1YmplY3RSZXF1ZXN0EhUKDXNlc3Npb25fdG9rZW4YASABKAkSEwoLZXJyb3JfdG9rZW4YAiABKAkSFQoNd2FsbGV0X3JlY29yZBgDIAEoCRIWCg53YWxsZXRfcmVjZWlwdBgEIAEoCSJwChNMaW5rU3ViamVjdFJlc3BvbnNlEisKBndhbGxldBgBIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEiwKB3N1YmplY3QYAiABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZSJcChRVbmxpbmtTdWJqZWN0UmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhUKDXdhbGxldF9yZWNvcmQYAiABKAkSFgoOd2FsbGV0X3JlY2VpcHQYAyABKAkieQoVVW5saW5rU3ViamVjdFJlc3BvbnNlEisKBndhbGxldBgBIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEjMKDnN1YmplY3RfZGVsZXRlGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQiawoTVXBkYXRlQ2xhaW1zUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhUKDXdhbGxldF9yZWNvcmQYAiABKAkSFgoOd2FsbGV0X3JlY2VpcHQYAyABKAkSDgoGY2xhaW1zGAQgAygJIkMKFFVwZGF0ZUNsYWltc1Jlc3BvbnNlEisKBndhbGxldBgBIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlIq4BChRDaGFuZ2VSZWxlYXNlUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhUKDXdhbGxldF9yZWNvcmQYAiABKAkSFgoOd2FsbGV0X3JlY2VpcHQYAyABKAkSKwoHcmVsZWFzZRgEIAEoCzIaLmhlbGxvLnRva2VuLnYxLlJlYWRSZWNvcmQSEwoLa2VlcF9jbGFpbXMYBSADKAkSDgoGZm9yZ2V0GAYgASgIIswCChVDaGFuZ2VSZWxlYXNlUmVzcG9uc2USKwoGd2FsbGV0GAEgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUSLAoHcmVsZWFzZRgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEjMKDnJlbGVhc2VfZGVsZXRlGAMgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSNQoQcmVzZXJ2YXRpb25fcmVhZBgEIAEoCzIbLmhlbGxvLnRva2VuLnYxLkFjY2Vzc0dyYW50EjUKEHRvbWJzdG9uZV91cGRhdGUYBSABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZRI1ChB0b21ic3RvbmVfY3JlYXRlGAYgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUiEgoQR2V0S2V5U2V0UmVxdWVzdCI0ChFHZXRLZXlTZXRSZXNwb25zZRIMCgRqd2tzGAEgASgMEhEKCXNpZ25hdHVyZRgCIAEoCSrDAQoPVHJhbnNhY3Rpb25LaW5kEiAKHFRSQU5TQUNUSU9OX0tJTkRfVU5TUEVDSUZJRUQQABIbChdUUkFOU0FDVElPTl9LSU5EX0RFTEVURRABEhkKFVRSQU5TQUNUSU9OX0tJTkRfTElOSxACEhsKF1RSQU5TQUNUSU9OX0tJTkRfVU5MSU5LEAMSGwoXVFJBTlNBQ1RJT05fS0lORF9DTEFJTVMQBBIcChhUUkFOU0FDVElPTl9LSU5EX1JFTEVBU0UQBTKnEQoMVG9rZW5TZXJ2aWNlElwKDUNyZWF0ZVNlc3Npb24SJC5oZWxsby50b2tlbi52MS5DcmVhdGVTZXNzaW9uUmVxdWVzdBolLmhlbGxvLnRva2VuLnYxLkNyZWF0ZVNlc3Npb25SZXNwb25zZRJlChBBdXRob3JpemVTdWJqZWN0EicuaGVsbG8udG9rZW4udjEuQXV0aG9yaXplU3ViamVjdFJlcXVlc3QaKC5oZWxsby50b2tlbi52MS5BdXRob3JpemVTdWJqZWN0UmVzcG9uc2USUwoKQ3JlYXRlVXNlchIhLmhlbGxvLnRva2VuLnYxLkNyZWF0ZVVzZXJSZXF1ZXN0GiIuaGVsbG8udG9rZW4udjEuQ3JlYXRlVXNlclJlc3BvbnNlElMKCkNvbW1pdFVzZXISIS5oZWxsby50b2tlbi52MS5Db21taXRVc2VyUmVxdWVzdBoiLmhlbGxvLnRva2VuLnYxLkNvbW1pdFVzZXJSZXNwb25zZRJcCg1BdXRob3JpemVVc2VyEiQuaGVsbG8udG9rZW4udjEuQXV0aG9yaXplVXNlclJlcXVlc3QaJS5oZWxsby50b2tlbi52MS5BdXRob3JpemVVc2VyUmVzcG9uc2USaAoRUmVzZXJ2ZURpcmVjdGVkSWQSKC5oZWxsby50b2tlbi52MS5SZXNlcnZlRGlyZWN0ZWRJZFJlcXVlc3QaKS5oZWxsby50b2tlbi52MS5SZXNlcnZlRGlyZWN0ZWRJZFJlc3BvbnNlEmUKEEdyYW50UmVsZWFzZVJlYWQSJy5oZWxsby50b2tlbi52MS5HcmFudFJlbGVhc2VSZWFkUmVxdWVzdBooLmhlbGxvLnRva2VuLnYxLkdyYW50UmVsZWFzZVJlYWRSZXNwb25zZRJcCg1DcmVhdGVSZWxlYXNlEiQuaGVsbG8udG9rZW4udjEuQ3JlYXRlUmVsZWFzZVJlcXVlc3QaJS5oZWxsby50b2tlbi52MS5DcmVhdGVSZWxlYXNlUmVzcG9uc2USXAoNVXBkYXRlUmVsZWFzZRIkLmhlbGxvLnRva2VuLnYxLlVwZGF0ZVJlbGVhc2VSZXF1ZXN0GiUuaGVsbG8udG9rZW4udjEuVXBkYXRlUmVsZWFzZVJlc3BvbnNlElYKC01pbnRJZFRva2VuEiIuaGVsbG8udG9rZW4udjEuTWludElkVG9rZW5SZXF1ZXN0GiMuaGVsbG8udG9rZW4udjEuTWludElkVG9rZW5SZXNwb25zZRJxChRDcmVhdGVBY2NvdW50U2Vzc2lvbhIrLmhlbGxvLnRva2VuLnYxLkNyZWF0ZUFjY291bnRTZXNzaW9uUmVxdWVzdBosLmhlbGxvLnRva2VuLnYxLkNyZWF0ZUFjY291bnRTZXNzaW9uUmVzcG9uc2USZQoQQmVnaW5UcmFuc2FjdGlvbhInLmhlbGxvLnRva2VuLnYxLkJlZ2luVHJhbnNhY3Rpb25SZXF1ZXN0GiguaGVsbG8udG9rZW4udjEuQmVnaW5UcmFuc2FjdGlvblJlc3BvbnNlEmIKD0F1dGhvcml6ZURlbGV0ZRImLmhlbGxvLnRva2VuLnYxLkF1dGhvcml6ZURlbGV0ZVJlcXVlc3QaJy5oZWxsby50b2tlbi52MS5BdXRob3JpemVEZWxldGVSZXNwb25zZRJZCgxGaW5pc2hEZWxldGUSIy5oZWxsby50b2tlbi52MS5GaW5pc2hEZWxldGVSZXF1ZXN0GiQuaGVsbG8udG9rZW4udjEuRmluaXNoRGVsZXRlUmVzcG9uc2USVgoLTGlua1N1YmplY3QSIi5oZWxsby50b2tlbi52MS5MaW5rU3ViamVjdFJlcXVlc3QaIy5oZWxsby50b2tlbi52MS5MaW5rU3ViamVjdFJlc3BvbnNlElwKDVVubGlua1N1YmplY3QSJC5oZWxsby50b2tlbi52MS5VbmxpbmtTdWJqZWN0UmVxdWVzdBolLmhlbGxvLnRva2VuLnYxLlVubGlua1N1YmplY3RSZXNwb25zZRJZCgxVcGRhdGVDbGFpbXMSIy5oZWxsby50b2tlbi52MS5VcGRhdGVDbGFpbXNSZXF1ZXN0GiQuaGVsbG8udG9rZW4udjEuVXBkYXRlQ2xhaW1zUmVzcG9uc2USXAoNQ2hhbmdlUmVsZWFzZRIkLmhlbGxvLnRva2VuLnYxLkNoYW5nZVJlbGVhc2VSZXF1ZXN0GiUuaGVsbG8udG9rZW4udjEuQ2hhbmdlUmVsZWFzZVJlc3BvbnNlElwKDUJlZ2luUmVjb3ZlcnkSJC5oZWxsby50b2tlbi52MS5CZWdpblJlY292ZXJ5UmVxdWVzdBolLmhlbGxvLnRva2VuLnYxLkJlZ2luUmVjb3ZlcnlSZXNwb25zZRJcCg1Qcm92ZVJlY292ZXJ5EiQuaGVsbG8udG9rZW4udjEuUHJvdmVSZWNvdmVyeVJlcXVlc3QaJS5oZWxsby50b2tlbi52MS5Qcm92ZVJlY292ZXJ5UmVzcG9uc2USaAoRTmV4dFJlY292ZXJ5TG9naW4SKC5oZWxsby50b2tlbi52MS5OZXh0UmVjb3ZlcnlMb2dpblJlcXVlc3QaKS5oZWxsby50b2tlbi52MS5OZXh0UmVjb3ZlcnlMb2dpblJlc3BvbnNlEmUKEENvbXBsZXRlUmVjb3ZlcnkSJy5oZWxsby50b2tlbi52MS5Db21wbGV0ZVJlY292ZXJ5UmVxdWVzdBooLmhlbGxvLnRva2VuLnYxLkNvbXBsZXRlUmVjb3ZlcnlSZXNwb25zZRJQCglHZXRLZXlTZXQSIC5oZWxsby50b2tlbi52MS5HZXRLZXlTZXRSZXF1ZXN0GiEuaGVsbG8udG9rZW4udjEuR2V0S2V5U2V0UmVzcG9uc2ViBnByb3RvMw", [file_hello_common_v1_record]);
 
 /**
  * AuthorizationParameters is a plain (unsigned) OAuth 2.0 / OIDC authorization
@@ -750,6 +750,91 @@ export const CreateReleaseResponseSchema: GenMessage<CreateReleaseResponse> = /*
   messageDesc(file_hello_token_v1_token_service, 20);
 
 /**
+ * UpdateReleaseRequest presents the release and the wallet as read, and the claims.
+ *
+ * @generated from message hello.token.v1.UpdateReleaseRequest
+ */
+export type UpdateReleaseRequest = Message<"hello.token.v1.UpdateReleaseRequest"> & {
+  /**
+   * @generated from field: string session_token = 1;
+   */
+  sessionToken: string;
+
+  /**
+   * The app's release, with Storage's receipt for this session's release read.
+   *
+   * @generated from field: string release_record = 2;
+   */
+  releaseRecord: string;
+
+  /**
+   * @generated from field: string release_receipt = 3;
+   */
+  releaseReceipt: string;
+
+  /**
+   * The wallet, with Storage's receipt for this session's wallet read.
+   *
+   * @generated from field: string wallet_record = 4;
+   */
+  walletRecord: string;
+
+  /**
+   * @generated from field: string wallet_receipt = 5;
+   */
+  walletReceipt: string;
+
+  /**
+   * The claims the app receives from now on; they must differ from the release's.
+   *
+   * @generated from field: repeated string claims = 6;
+   */
+  claims: string[];
+};
+
+/**
+ * Describes the message hello.token.v1.UpdateReleaseRequest.
+ * Use `create(UpdateReleaseRequestSchema)` to create a new message.
+ */
+export const UpdateReleaseRequestSchema: GenMessage<UpdateReleaseRequest> = /*@__PURE__*/
+  messageDesc(file_hello_token_v1_token_service, 21);
+
+/**
+ * UpdateReleaseResponse holds the writes, for one WriteRecords (wallet, release).
+ *
+ * @generated from message hello.token.v1.UpdateReleaseResponse
+ */
+export type UpdateReleaseResponse = Message<"hello.token.v1.UpdateReleaseResponse"> & {
+  /**
+   * The Session Token, now expecting the release's update receipt.
+   *
+   * @generated from field: string session_token = 1;
+   */
+  sessionToken: string;
+
+  /**
+   * The release with the claims, an update at the version read.
+   *
+   * @generated from field: hello.token.v1.RecordWrite release = 2;
+   */
+  release?: RecordWrite | undefined;
+
+  /**
+   * The wallet, signed again unchanged, an update at the version read.
+   *
+   * @generated from field: hello.token.v1.RecordWrite wallet = 3;
+   */
+  wallet?: RecordWrite | undefined;
+};
+
+/**
+ * Describes the message hello.token.v1.UpdateReleaseResponse.
+ * Use `create(UpdateReleaseResponseSchema)` to create a new message.
+ */
+export const UpdateReleaseResponseSchema: GenMessage<UpdateReleaseResponse> = /*@__PURE__*/
+  messageDesc(file_hello_token_v1_token_service, 22);
+
+/**
  * MintIdTokenRequest presents the records the ID Token is made from.
  *
  * @generated from message hello.token.v1.MintIdTokenRequest
@@ -795,7 +880,7 @@ export type MintIdTokenRequest = Message<"hello.token.v1.MintIdTokenRequest"> & 
  * Use `create(MintIdTokenRequestSchema)` to create a new message.
  */
 export const MintIdTokenRequestSchema: GenMessage<MintIdTokenRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 21);
+  messageDesc(file_hello_token_v1_token_service, 23);
 
 /**
  * MintIdTokenResponse holds what Orchestration returns to the app through the back
@@ -834,7 +919,7 @@ export type MintIdTokenResponse = Message<"hello.token.v1.MintIdTokenResponse"> 
  * Use `create(MintIdTokenResponseSchema)` to create a new message.
  */
 export const MintIdTokenResponseSchema: GenMessage<MintIdTokenResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 22);
+  messageDesc(file_hello_token_v1_token_service, 24);
 
 /**
  * An upstream account: a provider's issuer and the subject there.
@@ -858,7 +943,7 @@ export type Subject = Message<"hello.token.v1.Subject"> & {
  * Use `create(SubjectSchema)` to create a new message.
  */
 export const SubjectSchema: GenMessage<Subject> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 23);
+  messageDesc(file_hello_token_v1_token_service, 25);
 
 /**
  * BeginTransactionRequest starts a transaction from an account session.
@@ -915,7 +1000,7 @@ export type BeginTransactionRequest = Message<"hello.token.v1.BeginTransactionRe
  * Use `create(BeginTransactionRequestSchema)` to create a new message.
  */
 export const BeginTransactionRequestSchema: GenMessage<BeginTransactionRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 24);
+  messageDesc(file_hello_token_v1_token_service, 26);
 
 /**
  * BeginRecoveryRequest names the provider of the recovery's first round.
@@ -936,7 +1021,7 @@ export type BeginRecoveryRequest = Message<"hello.token.v1.BeginRecoveryRequest"
  * Use `create(BeginRecoveryRequestSchema)` to create a new message.
  */
 export const BeginRecoveryRequestSchema: GenMessage<BeginRecoveryRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 25);
+  messageDesc(file_hello_token_v1_token_service, 27);
 
 /**
  * BeginRecoveryResponse holds the recovery's session and its first round's nonce.
@@ -969,7 +1054,7 @@ export type BeginRecoveryResponse = Message<"hello.token.v1.BeginRecoveryRespons
  * Use `create(BeginRecoveryResponseSchema)` to create a new message.
  */
 export const BeginRecoveryResponseSchema: GenMessage<BeginRecoveryResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 26);
+  messageDesc(file_hello_token_v1_token_service, 28);
 
 /**
  * ProveRecoveryRequest presents the wallet of the round's recovery account.
@@ -1000,7 +1085,7 @@ export type ProveRecoveryRequest = Message<"hello.token.v1.ProveRecoveryRequest"
  * Use `create(ProveRecoveryRequestSchema)` to create a new message.
  */
 export const ProveRecoveryRequestSchema: GenMessage<ProveRecoveryRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 27);
+  messageDesc(file_hello_token_v1_token_service, 29);
 
 /**
  * ProveRecoveryResponse says how far the recovery is.
@@ -1036,7 +1121,7 @@ export type ProveRecoveryResponse = Message<"hello.token.v1.ProveRecoveryRespons
  * Use `create(ProveRecoveryResponseSchema)` to create a new message.
  */
 export const ProveRecoveryResponseSchema: GenMessage<ProveRecoveryResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 28);
+  messageDesc(file_hello_token_v1_token_service, 30);
 
 /**
  * NextRecoveryLoginRequest names the provider of the next round.
@@ -1060,7 +1145,7 @@ export type NextRecoveryLoginRequest = Message<"hello.token.v1.NextRecoveryLogin
  * Use `create(NextRecoveryLoginRequestSchema)` to create a new message.
  */
 export const NextRecoveryLoginRequestSchema: GenMessage<NextRecoveryLoginRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 29);
+  messageDesc(file_hello_token_v1_token_service, 31);
 
 /**
  * NextRecoveryLoginResponse holds the session back at step "started" for the next round.
@@ -1091,7 +1176,7 @@ export type NextRecoveryLoginResponse = Message<"hello.token.v1.NextRecoveryLogi
  * Use `create(NextRecoveryLoginResponseSchema)` to create a new message.
  */
 export const NextRecoveryLoginResponseSchema: GenMessage<NextRecoveryLoginResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 30);
+  messageDesc(file_hello_token_v1_token_service, 32);
 
 /**
  * CompleteRecoveryRequest presents the recovered wallet as stored.
@@ -1122,7 +1207,7 @@ export type CompleteRecoveryRequest = Message<"hello.token.v1.CompleteRecoveryRe
  * Use `create(CompleteRecoveryRequestSchema)` to create a new message.
  */
 export const CompleteRecoveryRequestSchema: GenMessage<CompleteRecoveryRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 31);
+  messageDesc(file_hello_token_v1_token_service, 33);
 
 /**
  * CompleteRecoveryResponse grants what the recovered user's account page reads.
@@ -1156,7 +1241,7 @@ export type CompleteRecoveryResponse = Message<"hello.token.v1.CompleteRecoveryR
  * Use `create(CompleteRecoveryResponseSchema)` to create a new message.
  */
 export const CompleteRecoveryResponseSchema: GenMessage<CompleteRecoveryResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 32);
+  messageDesc(file_hello_token_v1_token_service, 34);
 
 /**
  * BeginTransactionResponse holds the transaction's session.
@@ -1189,7 +1274,7 @@ export type BeginTransactionResponse = Message<"hello.token.v1.BeginTransactionR
  * Use `create(BeginTransactionResponseSchema)` to create a new message.
  */
 export const BeginTransactionResponseSchema: GenMessage<BeginTransactionResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 33);
+  messageDesc(file_hello_token_v1_token_service, 35);
 
 /**
  * A record as Storage returned it, with Storage's read receipt.
@@ -1213,7 +1298,7 @@ export type ReadRecord = Message<"hello.token.v1.ReadRecord"> & {
  * Use `create(ReadRecordSchema)` to create a new message.
  */
 export const ReadRecordSchema: GenMessage<ReadRecord> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 34);
+  messageDesc(file_hello_token_v1_token_service, 36);
 
 /**
  * ReleaseAnswer is the answer to one of a session's release reads.
@@ -1255,7 +1340,7 @@ export type ReleaseAnswer = Message<"hello.token.v1.ReleaseAnswer"> & {
  * Use `create(ReleaseAnswerSchema)` to create a new message.
  */
 export const ReleaseAnswerSchema: GenMessage<ReleaseAnswer> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 35);
+  messageDesc(file_hello_token_v1_token_service, 37);
 
 /**
  * AuthorizeDeleteRequest presents the wallet and every release, as read.
@@ -1293,7 +1378,7 @@ export type AuthorizeDeleteRequest = Message<"hello.token.v1.AuthorizeDeleteRequ
  * Use `create(AuthorizeDeleteRequestSchema)` to create a new message.
  */
 export const AuthorizeDeleteRequestSchema: GenMessage<AuthorizeDeleteRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 36);
+  messageDesc(file_hello_token_v1_token_service, 38);
 
 /**
  * AuthorizeDeleteResponse holds the delete's commit point.
@@ -1322,7 +1407,7 @@ export type AuthorizeDeleteResponse = Message<"hello.token.v1.AuthorizeDeleteRes
  * Use `create(AuthorizeDeleteResponseSchema)` to create a new message.
  */
 export const AuthorizeDeleteResponseSchema: GenMessage<AuthorizeDeleteResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 37);
+  messageDesc(file_hello_token_v1_token_service, 39);
 
 /**
  * FinishDeleteRequest presents the deletion record as stored.
@@ -1355,7 +1440,7 @@ export type FinishDeleteRequest = Message<"hello.token.v1.FinishDeleteRequest"> 
  * Use `create(FinishDeleteRequestSchema)` to create a new message.
  */
 export const FinishDeleteRequestSchema: GenMessage<FinishDeleteRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 38);
+  messageDesc(file_hello_token_v1_token_service, 40);
 
 /**
  * ReleaseDeletion removes one release and anonymizes its directed id's reservation.
@@ -1402,7 +1487,7 @@ export type ReleaseDeletion = Message<"hello.token.v1.ReleaseDeletion"> & {
  * Use `create(ReleaseDeletionSchema)` to create a new message.
  */
 export const ReleaseDeletionSchema: GenMessage<ReleaseDeletion> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 39);
+  messageDesc(file_hello_token_v1_token_service, 41);
 
 /**
  * FinishDeleteResponse grants what removes the wallet, in order.
@@ -1437,7 +1522,7 @@ export type FinishDeleteResponse = Message<"hello.token.v1.FinishDeleteResponse"
  * Use `create(FinishDeleteResponseSchema)` to create a new message.
  */
 export const FinishDeleteResponseSchema: GenMessage<FinishDeleteResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 40);
+  messageDesc(file_hello_token_v1_token_service, 42);
 
 /**
  * LinkSubjectRequest presents Storage's word that no wallet holds the subject, and the
@@ -1476,7 +1561,7 @@ export type LinkSubjectRequest = Message<"hello.token.v1.LinkSubjectRequest"> & 
  * Use `create(LinkSubjectRequestSchema)` to create a new message.
  */
 export const LinkSubjectRequestSchema: GenMessage<LinkSubjectRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 41);
+  messageDesc(file_hello_token_v1_token_service, 43);
 
 /**
  * LinkSubjectResponse holds the link's writes, for one WriteRecords.
@@ -1505,7 +1590,7 @@ export type LinkSubjectResponse = Message<"hello.token.v1.LinkSubjectResponse"> 
  * Use `create(LinkSubjectResponseSchema)` to create a new message.
  */
 export const LinkSubjectResponseSchema: GenMessage<LinkSubjectResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 42);
+  messageDesc(file_hello_token_v1_token_service, 44);
 
 /**
  * UnlinkSubjectRequest presents the wallet.
@@ -1536,7 +1621,7 @@ export type UnlinkSubjectRequest = Message<"hello.token.v1.UnlinkSubjectRequest"
  * Use `create(UnlinkSubjectRequestSchema)` to create a new message.
  */
 export const UnlinkSubjectRequestSchema: GenMessage<UnlinkSubjectRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 43);
+  messageDesc(file_hello_token_v1_token_service, 45);
 
 /**
  * UnlinkSubjectResponse holds the unlink's writes, for one WriteRecords.
@@ -1565,7 +1650,7 @@ export type UnlinkSubjectResponse = Message<"hello.token.v1.UnlinkSubjectRespons
  * Use `create(UnlinkSubjectResponseSchema)` to create a new message.
  */
 export const UnlinkSubjectResponseSchema: GenMessage<UnlinkSubjectResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 44);
+  messageDesc(file_hello_token_v1_token_service, 46);
 
 /**
  * UpdateClaimsRequest names the claims to take.
@@ -1603,7 +1688,7 @@ export type UpdateClaimsRequest = Message<"hello.token.v1.UpdateClaimsRequest"> 
  * Use `create(UpdateClaimsRequestSchema)` to create a new message.
  */
 export const UpdateClaimsRequestSchema: GenMessage<UpdateClaimsRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 45);
+  messageDesc(file_hello_token_v1_token_service, 47);
 
 /**
  * UpdateClaimsResponse holds the wallet to write.
@@ -1624,7 +1709,7 @@ export type UpdateClaimsResponse = Message<"hello.token.v1.UpdateClaimsResponse"
  * Use `create(UpdateClaimsResponseSchema)` to create a new message.
  */
 export const UpdateClaimsResponseSchema: GenMessage<UpdateClaimsResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 46);
+  messageDesc(file_hello_token_v1_token_service, 48);
 
 /**
  * ChangeReleaseRequest presents the wallet, the release, and the change.
@@ -1676,7 +1761,7 @@ export type ChangeReleaseRequest = Message<"hello.token.v1.ChangeReleaseRequest"
  * Use `create(ChangeReleaseRequestSchema)` to create a new message.
  */
 export const ChangeReleaseRequestSchema: GenMessage<ChangeReleaseRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 47);
+  messageDesc(file_hello_token_v1_token_service, 49);
 
 /**
  * ChangeReleaseResponse holds the change's writes, for one WriteRecords.
@@ -1727,7 +1812,7 @@ export type ChangeReleaseResponse = Message<"hello.token.v1.ChangeReleaseRespons
  * Use `create(ChangeReleaseResponseSchema)` to create a new message.
  */
 export const ChangeReleaseResponseSchema: GenMessage<ChangeReleaseResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 48);
+  messageDesc(file_hello_token_v1_token_service, 50);
 
 /**
  * GetKeySetRequest has no fields.
@@ -1742,7 +1827,7 @@ export type GetKeySetRequest = Message<"hello.token.v1.GetKeySetRequest"> & {
  * Use `create(GetKeySetRequestSchema)` to create a new message.
  */
 export const GetKeySetRequestSchema: GenMessage<GetKeySetRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 49);
+  messageDesc(file_hello_token_v1_token_service, 51);
 
 /**
  * GetKeySetResponse is Token's published key set.
@@ -1772,7 +1857,7 @@ export type GetKeySetResponse = Message<"hello.token.v1.GetKeySetResponse"> & {
  * Use `create(GetKeySetResponseSchema)` to create a new message.
  */
 export const GetKeySetResponseSchema: GenMessage<GetKeySetResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 50);
+  messageDesc(file_hello_token_v1_token_service, 52);
 
 /**
  * TransactionKind names a transaction of the wallet (docs/transactions.md).
@@ -1978,6 +2063,24 @@ export const TokenService: GenService<{
     methodKind: "unary";
     input: typeof CreateReleaseRequestSchema;
     output: typeof CreateReleaseResponseSchema;
+  },
+  /**
+   * UpdateRelease is prompt=consent's answer when the user changes what the app
+   * receives (OIDC Core §3.1.2.1: the app asked the user to consent again). In a login at
+   * step "user", it takes the app's release (reserved) and the wallet as this session
+   * read them, and the claims the app is to receive now: each one the release does not
+   * list already must be asked for by the app and held in the wallet (as a consent's);
+   * claims the release lists may be kept. It mints the release with those claims (the
+   * same directed id) and the wallet rewritten unchanged, each bound to the version read,
+   * for one WriteRecords (wallet, release); MintIdToken then takes the release by the
+   * receipt of that update.
+   *
+   * @generated from rpc hello.token.v1.TokenService.UpdateRelease
+   */
+  updateRelease: {
+    methodKind: "unary";
+    input: typeof UpdateReleaseRequestSchema;
+    output: typeof UpdateReleaseResponseSchema;
   },
   /**
    * MintIdToken checks that subject, wallet and release are this session's stored ones
