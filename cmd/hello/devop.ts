@@ -16,7 +16,9 @@ export const DEVOP_USAGE = `usage: hello devop --client-id <id> [--client-secret
   <issuer>/upstream/callback/<provider id>. Its issuer is http://localhost:<port>
   unless --issuer says otherwise; its keys are at <issuer>/jwks (Token's configuration
   names both). Accounts: ${DEFAULT_DEV_USERS.map((u) => `${u.email} / ${u.password}`).join(", ")}.
-  Development only: in-memory state, plain HTTP, known passwords.`;
+  hello start runs two (ports 9001 and 9003), for what needs two providers (recovery):
+  a second is another hello devop, --port 9003, its redirect URI ending in its own
+  provider id. Development only: in-memory state, plain HTTP, known passwords.`;
 
 export const DEMOAPP_USAGE = `usage: hello demoapp --issuer <url> --client-id <id> --client-secret <secret> [--port 9002] [--host 127.0.0.1]
 

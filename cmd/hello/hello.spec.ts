@@ -205,21 +205,165 @@ describe("hello start: all four components, each its own process", function () {
   });
 });
 
+/** The ports of a `hello start` with the development OPs and the demo app. */
+type StartPorts = Record<Component | "public" | "upstream" | "upstream2" | "demo", number>;
+
+/** Free ports for every setting of StartPorts. */
+async function freeStartPorts(): Promise<StartPorts> {
+  const ports = {} as StartPorts;
+  for (const key of [...COMPONENTS, "public", "upstream", "upstream2", "demo"] as const) ports[key] = await freePort();
+  return ports;
+}
+
+/**
+ * The repository's hello.config.json (the README's: both development OPs and the demo
+ * app), on `ports`: the providers' issuers and the demo app's redirect URI follow them.
+ */
+async function committedConfigOn(ports: StartPorts): Promise<Record<string, unknown>> {
+  const devConfig = JSON.parse(await readFile(path.resolve(import.meta.dirname, "../../hello.config.json"), "utf8")) as Record<string, unknown>;
+  // Each default port (dev-config.ts) and the free one that takes its place.
+  const moved: Array<[number, number]> = [[9001, ports.upstream], [9003, ports.upstream2], [9002, ports.demo]];
+  const move = (url: string) => moved.reduce((u, [from, to]) => u.replace(`http://localhost:${from}`, `http://localhost:${to}`), url);
+  const clients = (devConfig.clients as Array<{ redirect_uris: string[] }>).map((c) => ({ ...c, redirect_uris: c.redirect_uris.map(move) }));
+  const providers = (devConfig.providers as Array<{ issuer: string }>).map((p) => ({ ...p, issuer: move(p.issuer) }));
+  expect(providers.map((p) => p.issuer), "the committed providers are the two development OPs").to.deep.equal([`http://localhost:${ports.upstream}`, `http://localhost:${ports.upstream2}`]);
+  return { ...devConfig, issuer: `http://localhost:${ports.public}`, ports, clients, providers, stateDir: "state" };
+}
+
+/** Runs `hello start --config <config>` to its end (60 s at most): its exit code, everything it said, how long it took. */
+async function startToEnd(config: string): Promise<{ code: number | null; output: string; ms: number }> {
+  const started = performance.now();
+  const child = spawn(process.execPath, [BIN, "start", "--config", config], { stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  const code = await new Promise<number | null>((resolve) => {
+    const timer = setTimeout(() => (child.kill("SIGKILL"), resolve(null)), 60_000);
+    child.once("exit", (exitCode) => (clearTimeout(timer), resolve(exitCode)));
+  });
+  return { code, output, ms: performance.now() - started };
+}
+
+/** Whether something accepts connections on 127.0.0.1:`port`. */
+const listening = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const socket = net.connect(port, "127.0.0.1");
+    socket.once("connect", () => (socket.destroy(), resolve(true)));
+    socket.once("error", () => resolve(false));
+  });
+
+describe("hello start with the repository's hello.config.json: two development OPs, the demo app, the account page and recovery", function () {
+  this.timeout(120_000);
+  let dir: string;
+  let ports: StartPorts;
+  let hello: { child: ChildProcess; output: () => string } | undefined;
+  const config = () => path.join(dir, "hello.config.json");
+
+  before(async function () {
+    dir = await mkdtemp(path.join(os.tmpdir(), "hello-devops-"));
+    ports = await freeStartPorts();
+    await writeFile(config(), JSON.stringify(await committedConfigOn(ports)));
+    hello = await startHello(dir);
+  });
+  after(async function () {
+    // Whatever happened: no process and no development OP left behind.
+    if (hello && hello.child.exitCode === null && hello.child.signalCode === null) {
+      const exited = new Promise((resolve) => hello!.child.once("exit", resolve));
+      hello.child.kill("SIGINT");
+      await exited;
+    }
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** An authorization request of hello-mesh's front door at `op`, coming back to `provider`'s callback: what the OP answers. */
+  const authorize = (op: number, provider: string) => {
+    const url = new URL(`http://127.0.0.1:${op}/auth`);
+    const params = {
+      client_id: "hello-mesh", response_type: "code", scope: "openid email profile", state: "s", nonce: "n",
+      redirect_uri: `http://localhost:${ports.public}/upstream/callback/${provider}`,
+      code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", code_challenge_method: "S256",
+    };
+    for (const [name, value] of Object.entries(params)) url.searchParams.set(name, value);
+    return fetch(url, { redirect: "manual" });
+  };
+
+  it("starts both, each at its own issuer with its own keys, and says where each is, the account page and recovery", async function () {
+    const output = hello!.output();
+    expect(output).to.include(`development OP:        http://localhost:${ports.upstream}  (Development OP)`);
+    expect(output).to.include(`development OP:        http://localhost:${ports.upstream2}  (Second development OP)`);
+    expect(output).to.include("accounts at each: alice@example.com / alice, bob@example.com / bob");
+    expect(output).to.include(`account page:          http://localhost:${ports.public}/account `);
+    expect(output).to.include(`recovery:              http://localhost:${ports.public}/account/recover `);
+    expect(output).not.to.include("its client must be registered"); // both providers are hello start's own
+    const issuers: string[] = [];
+    const kids: string[] = [];
+    for (const port of [ports.upstream, ports.upstream2]) {
+      const discovery = (await (await fetch(`http://127.0.0.1:${port}/.well-known/openid-configuration`)).json()) as { issuer: string; jwks_uri: string };
+      expect(discovery.issuer).to.equal(`http://localhost:${port}`);
+      issuers.push(discovery.issuer);
+      const jwks = (await (await fetch(discovery.jwks_uri.replace("localhost", "127.0.0.1"))).json()) as { keys: Array<{ kid: string }> };
+      kids.push(...jwks.keys.map((k) => k.kid));
+    }
+    expect(new Set(issuers).size, "distinct issuers").to.equal(2);
+    expect(new Set(kids).size, "each its own keys").to.equal(kids.length);
+  });
+
+  it("registers hello-mesh's client at each with that provider's own callback, and no other", async function () {
+    for (const [port, own, other] of [[ports.upstream, "dev", "dev2"], [ports.upstream2, "dev2", "dev"]] as const) {
+      const accepted = await authorize(port, own);
+      expect(accepted.status, `${own}'s OP, its own callback`).to.be.oneOf([302, 303]);
+      expect(accepted.headers.get("location")).to.match(/\/interaction\//);
+      expect((await authorize(port, other)).status, `${own}'s OP, ${other}'s callback`).to.equal(400);
+    }
+  });
+
+  it("Token trusts both (each jwks_uri found by discovery), and the recovery page offers both", async function () {
+    const token = JSON.parse(await readFile(path.join(dir, "state", "config", "token.json"), "utf8")) as { providers: Array<{ id: string; issuer: string; jwks_uri: string }> };
+    expect(token.providers.map((p) => [p.id, p.issuer, p.jwks_uri])).to.deep.equal([
+      ["dev", `http://localhost:${ports.upstream}`, `http://localhost:${ports.upstream}/jwks`],
+      ["dev2", `http://localhost:${ports.upstream2}`, `http://localhost:${ports.upstream2}/jwks`],
+    ]);
+    const page = await (await fetch(`http://127.0.0.1:${ports.public}/account/recover`)).text();
+    expect(page).to.include("Sign in with your recovery account at Development OP");
+    expect(page).to.include("Sign in with your recovery account at Second development OP");
+  });
+
+  it("stops both development OPs, the demo app and every component on Ctrl-C (SIGINT)", async function () {
+    const exited = new Promise<number | null>((r) => hello!.child.once("exit", (code) => r(code)));
+    hello!.child.kill("SIGINT");
+    expect(await exited).to.equal(0);
+    for (const [setting, port] of Object.entries(ports)) expect(await listening(port), `ports.${setting} is listening`).to.equal(false);
+  });
+
+  it("a configuration without the second provider starts the first development OP only", async function () {
+    const withOne = JSON.parse(await readFile(config(), "utf8")) as { providers: unknown[] };
+    await writeFile(config(), JSON.stringify({ ...withOne, providers: withOne.providers.slice(0, 1) }));
+    hello = await startHello(dir);
+    const output = hello.output();
+    expect(output).to.include(`development OP:        http://localhost:${ports.upstream}  (Development OP)`);
+    expect(output).to.include("accounts: alice@example.com / alice, bob@example.com / bob");
+    expect(output).not.to.include(`localhost:${ports.upstream2}`);
+    expect(await listening(ports.upstream)).to.equal(true);
+    expect(await listening(ports.upstream2), "ports.upstream2 is listening").to.equal(false);
+    const exited = new Promise<number | null>((r) => hello!.child.once("exit", (code) => r(code)));
+    hello.child.kill("SIGINT");
+    expect(await exited).to.equal(0);
+    expect(await listening(ports.upstream), "ports.upstream is listening").to.equal(false);
+  });
+});
+
 describe("hello start that cannot start: says why and which setting, leaves nothing running and no record (issue 18)", function () {
   this.timeout(120_000);
   let dir: string;
-  const ports = {} as Record<Component | "public" | "upstream" | "demo", number>;
+  let ports: StartPorts;
   const config = () => path.join(dir, "hello.config.json");
   const record = () => path.join(dir, "state", "deployment.json");
 
   before(async function () {
     dir = await mkdtemp(path.join(os.tmpdir(), "hello-taken-"));
-    for (const key of [...COMPONENTS, "public", "upstream", "demo"] as const) ports[key] = await freePort();
-    // The development OP and the demo app too, as in the README's hello.config.json.
-    const devConfig = JSON.parse(await readFile(path.resolve(import.meta.dirname, "../../hello.config.json"), "utf8")) as Record<string, unknown>;
-    const clients = [{ ...(devConfig.clients as object[])[0], redirect_uris: [`http://localhost:${ports.demo}/callback`] }];
-    const providers = [{ ...(devConfig.providers as object[])[0], issuer: `http://localhost:${ports.upstream}` }];
-    await writeFile(config(), JSON.stringify({ ...devConfig, issuer: `http://localhost:${ports.public}`, ports, clients, providers, stateDir: "state" }));
+    ports = await freeStartPorts();
+    // Both development OPs and the demo app too, as in the README's hello.config.json.
+    await writeFile(config(), JSON.stringify(await committedConfigOn(ports)));
   });
   after(async () => rm(dir, { recursive: true, force: true }));
 
@@ -236,27 +380,9 @@ describe("hello start that cannot start: says why and which setting, leaves noth
     }
   }
 
-  async function start(): Promise<{ code: number | null; output: string; ms: number }> {
-    const started = performance.now();
-    const child = spawn(process.execPath, [BIN, "start", "--config", config()], { stdio: ["ignore", "pipe", "pipe"] });
-    let output = "";
-    child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
-    const code = await new Promise<number | null>((resolve) => {
-      const timer = setTimeout(() => (child.kill("SIGKILL"), resolve(null)), 60_000);
-      child.once("exit", (exitCode) => (clearTimeout(timer), resolve(exitCode)));
-    });
-    return { code, output, ms: performance.now() - started };
-  }
+  const start = () => startToEnd(config());
 
-  const listening = (port: number) =>
-    new Promise<boolean>((resolve) => {
-      const socket = net.connect(port, "127.0.0.1");
-      socket.once("connect", () => (socket.destroy(), resolve(true)));
-      socket.once("error", () => resolve(false));
-    });
-
-  for (const setting of ["public", ...COMPONENTS, "upstream", "demo"] as const) {
+  for (const setting of ["public", ...COMPONENTS, "upstream", "upstream2", "demo"] as const) {
     it(`ports.${setting} taken: exit 1 in seconds, the port and its setting named, nothing listening, no record`, async function () {
       const { code, output, ms } = await holding(ports[setting], start);
       expect(code, `hello start's exit code; it said:\n${output}`).to.equal(1);

@@ -22,7 +22,7 @@ import { deploymentRecord, deploymentRecordPath, pidsOf, readDeploymentRecord, w
 import { alive, portRefusal, takenPorts } from "../../internal/dev/ports.js";
 import { hello } from "../../internal/ops/cli.js";
 import { buildComponents, pinnedNodeVersion } from "../../internal/ops/build/build.js";
-import { startDevOp } from "../../internal/dev/devop/dev-op.js";
+import { DEFAULT_DEV_USERS, startDevOp } from "../../internal/dev/devop/dev-op.js";
 import { startDemoApp } from "../../internal/dev/demoapp/demo-app.js";
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
@@ -30,12 +30,16 @@ const out = (line: string) => process.stdout.write(`${line}\n`);
 /** The checkout this command runs from: what `hello start` builds. */
 const CHECKOUT = path.resolve(import.meta.dirname, "../..");
 
+/** The ports of the development OPs `hello start` runs, each for the provider whose issuer is http://localhost:<port>. */
+const DEV_OP_SETTINGS = ["upstream", "upstream2"] as const;
+
 export const START_USAGE = `usage: hello start [--config hello.config.json] [--source]
 
   Runs the whole service on this machine, for development: makes every custodian's
   certificates and keys on first run, builds each component's artifact and runs each
-  as its own process, with a development OP and a demo app when the configuration
-  names them. --source runs the components from source (no build; nothing to verify).`;
+  as its own process, with the development OPs (ports.upstream, ports.upstream2) and
+  the demo app (ports.demo) when the configuration names them. --source runs the
+  components from source (no build; nothing to verify).`;
 
 export async function runStart(args: string[]): Promise<number> {
   let parsed;
@@ -60,10 +64,14 @@ export async function runStart(args: string[]): Promise<number> {
     throw error;
   }
 
-  // The development upstream OP, when a provider names it, and the demo app, when a client does.
-  const devProvider = dev.providers.find((p) => p.issuer.replace(/\/$/, "") === `http://localhost:${dev.ports.upstream}`);
+  // The development upstream OPs, each when a provider names it (two, for what needs two
+  // providers: recovery accounts at distinct ones), and the demo app, when a client does.
+  const devOps = DEV_OP_SETTINGS.flatMap((setting) => {
+    const provider = dev.providers.find((p) => p.issuer.replace(/\/$/, "") === `http://localhost:${dev.ports[setting]}`);
+    return provider ? [{ setting, port: dev.ports[setting], provider }] : [];
+  });
   const demoClient = dev.clients.find((c) => c.redirect_uris.includes(`http://localhost:${dev.ports.demo}/callback`));
-  if (await refuseTakenPorts(dev, values.config, { upstream: devProvider !== undefined, demo: demoClient?.client_secret !== undefined })) return 1;
+  if (await refuseTakenPorts(dev, values.config, [...devOps.map((d) => d.setting), ...(demoClient?.client_secret ? ["demo" as const] : [])])) return 1;
 
   let artifacts: Partial<Record<Component, string>> = {};
   if (!values.source) {
@@ -87,26 +95,29 @@ export async function runStart(args: string[]): Promise<number> {
     artifacts = Object.fromEntries(built.map((a) => [a.component, a.entry]));
   }
 
-  // The development upstream OP: a real OIDC server with a login form.
-  let devOp: Awaited<ReturnType<typeof startDevOp>> | undefined;
-  try {
-    devOp = devProvider
-      ? await startDevOp({
-          port: dev.ports.upstream,
-          clients: [{
-            client_id: devProvider.client_id,
-            ...(devProvider.client_secret ? { client_secret: devProvider.client_secret } : {}),
-            redirect_uris: [upstreamRedirectUri(dev.issuer, devProvider.id)],
-          }],
-        })
-      : undefined;
-  } catch (error) {
-    process.stderr.write(`hello start: the development OP cannot start: ${listenError(error, "upstream", dev.ports.upstream, values.config)}\n`);
-    return 1;
+  // The development upstream OPs: real OIDC servers with a login form, the same accounts
+  // at each, each its own keys and hello-mesh's client registered with its own callback.
+  const running: Array<{ op: Awaited<ReturnType<typeof startDevOp>>; name: string }> = [];
+  for (const { setting, port, provider } of devOps) {
+    try {
+      const op = await startDevOp({
+        port,
+        clients: [{
+          client_id: provider.client_id,
+          ...(provider.client_secret ? { client_secret: provider.client_secret } : {}),
+          redirect_uris: [upstreamRedirectUri(dev.issuer, provider.id)],
+        }],
+      });
+      running.push({ op, name: provider.name });
+    } catch (error) {
+      process.stderr.write(`hello start: the development OP ${provider.id} cannot start: ${listenError(error, setting, port, values.config)}\n`);
+      await Promise.all(running.map(({ op }) => op.close()));
+      return 1;
+    }
   }
   // Every other provider must know where to send the browser back: one path each.
   for (const provider of dev.providers) {
-    if (provider !== devProvider) out(`  provider ${provider.id}: its client must be registered with the redirect URI ${upstreamRedirectUri(dev.issuer, provider.id)}`);
+    if (!devOps.some((d) => d.provider === provider)) out(`  provider ${provider.id}: its client must be registered with the redirect URI ${upstreamRedirectUri(dev.issuer, provider.id)}`);
   }
 
   const jwksUris = await discoverJwksUris(dev, (line) => out(`  ${line}; Token will not accept its ID Tokens`));
@@ -135,7 +146,7 @@ export async function runStart(args: string[]): Promise<number> {
     if (!stopping) {
       out("\nStopping…");
       waiting.abort();
-      stopping = Promise.all([processes.stop(), demo?.close(), devOp?.close(), rm(recordFile, { force: true })]).then(() => undefined);
+      stopping = Promise.all([processes.stop(), demo?.close(), ...running.map(({ op }) => op.close()), rm(recordFile, { force: true })]).then(() => undefined);
     }
     return stopping;
   };
@@ -196,8 +207,13 @@ export async function runStart(args: string[]): Promise<number> {
   out(`  storage database:      ${dev.database ? "PostgreSQL (from the config's database URL)" : `embedded PGlite in ${path.resolve(dev.baseDir, dev.stateDir, "storage", "pgdata")}`}`);
   out(`  deployment record:     ${recordFile}${values.source ? "" : `   (check it with: ${hello()} verify${values.config === "hello.config.json" ? "" : ` --config ${values.config}`})`}`);
   out(`  front door (issuer):   ${dev.issuer}`);
-  out(`  account page:          ${dev.issuer.replace(/\/$/, "")}/account  (a user's wallet, after a fresh sign-in)`);
-  if (devOp) out(`  development OP:        ${devOp.issuer}  (accounts: alice@example.com / alice, bob@example.com / bob)`);
+  const front = dev.issuer.replace(/\/$/, "");
+  out(`  account page:          ${front}/account  (a user's wallet, after a fresh sign-in)`);
+  out(`  recovery:              ${front}/account/recover  (a lost wallet, with recovery accounts at two distinct providers)`);
+  for (const { op, name } of running) out(`  development OP:        ${op.issuer}  (${name})`);
+  if (running.length > 0) {
+    out(`    accounts${running.length > 1 ? " at each" : ""}: ${DEFAULT_DEV_USERS.map((u) => `${u.email} / ${u.password}`).join(", ")}`);
+  }
   if (demo) {
     out("");
     out(`  ▶ Open ${demo.url.replace("127.0.0.1", "localhost")} and click "Log in with hello-mesh".`);
@@ -222,13 +238,15 @@ function listenError(error: unknown, setting: string, port: number, config: stri
   return error instanceof Error ? error.message : String(error);
 }
 
+type PortSetting = keyof DevConfig["ports"];
+
 /**
  * Says which of the ports this run needs are held by something else, and whether a
  * previous run's processes are alive, before anything starts; true when any is taken.
+ * `also`: the settings of the development OPs and the demo app this run starts.
  */
-async function refuseTakenPorts(dev: DevConfig & { baseDir: string }, config: string, also: { upstream: boolean; demo: boolean }): Promise<boolean> {
-  type Setting = keyof typeof dev.ports;
-  const settings: Setting[] = ["public", ...COMPONENTS, ...(also.upstream ? ["upstream" as const] : []), ...(also.demo ? ["demo" as const] : [])];
+async function refuseTakenPorts(dev: DevConfig & { baseDir: string }, config: string, also: readonly PortSetting[]): Promise<boolean> {
+  const settings: PortSetting[] = ["public", ...COMPONENTS, ...also];
   const taken = await takenPorts(settings.map((name) => ({ setting: `ports.${name}`, host: "127.0.0.1", port: dev.ports[name] })));
   if (taken.length === 0) return false;
   for (const t of taken) {

@@ -32,6 +32,26 @@ describe("configuration (docs/design.md §6)", function () {
     expect(dev.clients.map((c) => c.client_id)).to.include("demo-app");
   });
 
+  it("the committed development file names hello start's two development OPs: distinct providers at ports.upstream and ports.upstream2 (recovery needs two)", function () {
+    const dev = loadDevConfig(path.resolve(import.meta.dirname, "../../hello.config.json"));
+    expect([dev.ports.upstream, dev.ports.demo, dev.ports.upstream2]).to.deep.equal([9001, 9002, 9003]);
+    const at = (port: number) => dev.providers.filter((p) => p.issuer === `http://localhost:${port}`);
+    expect(at(dev.ports.upstream).map((p) => [p.id, p.name])).to.deep.equal([["dev", "Development OP"]]);
+    expect(at(dev.ports.upstream2).map((p) => [p.id, p.name])).to.deep.equal([["dev2", "Second development OP"]]);
+    expect(at(dev.ports.upstream)[0]!.client_secret).to.not.equal(at(dev.ports.upstream2)[0]!.client_secret);
+  });
+
+  it("ports.upstream2 is a port like the others: in range, and never one another setting uses", async function () {
+    expect(problemsOf(await load({ issuer: "http://localhost:9000", ports: { upstream2: 70000 } })).join("\n")).to.include("ports.upstream2");
+    for (const [setting, port] of [["public", 9003], ["demo", 9003], ["storage", 9003], ["upstream", 9003]] as const) {
+      expect(problemsOf(await load({ issuer: "http://localhost:9000", ports: { [setting]: port } })), setting).to.deep.equal([
+        `ports.upstream2: port 9003 is also used by ${setting}`,
+      ]);
+    }
+    const moved = (await load({ issuer: "http://localhost:9000", ports: { upstream2: 9004 } }))();
+    expect(moved.ports.upstream2).to.equal(9004);
+  });
+
   it("reports every problem at once, each with where it is", async function () {
     const problems = problemsOf(
       await load({

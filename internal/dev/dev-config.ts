@@ -46,6 +46,12 @@ export const DevConfigSchema = z
         upstream: Port.default(9001),
         /** hello start's demo app (the client whose redirect_uri is http://localhost:<demo>/callback). */
         demo: Port.default(9002),
+        /**
+         * hello start's second development OP (a provider whose issuer is http://localhost:<upstream2>):
+         * a second provider, for what needs two (recovery accounts at distinct providers).
+         * Last, so that a port it shares with another setting is reported at this one.
+         */
+        upstream2: Port.default(9003),
       })
       .prefault({}),
     clients: z.array(ClientSchema).default([]),
