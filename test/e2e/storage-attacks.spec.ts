@@ -129,6 +129,10 @@ async function pgDumpBinary(): Promise<string> {
 
 // -----------------------------------------------------------------------------------------
 
+
+/** An account of the development provider that signs in nowhere: Bob links it as a recovery account. */
+const DORA: DevUser = { sub: "dora-0004", email: "dora@example.org", email_verified: true, name: "Dora Recovery", password: "dora" };
+
 describe("what Storage and its database can learn or do (docs/design.md §5), on PostgreSQL", function () {
   this.timeout(180_000);
   let mesh: ProtocolMesh;
@@ -235,6 +239,8 @@ describe("what Storage and its database can learn or do (docs/design.md §5), on
     const sensitive: Record<string, string> = {
       "alice's upstream sub": USERS.alice.sub,
       "bob's upstream sub": USERS.bob.sub,
+      "dora's upstream sub": DORA.sub,
+      "dora's email": DORA.email,
       "the upstream issuer": mesh.devOp.issuer,
       "the upstream issuer's host": new URL(mesh.devOp.issuer).host,
       "alice's email": USERS.alice.email,
@@ -257,7 +263,7 @@ describe("what Storage and its database can learn or do (docs/design.md §5), on
   }
 
   before(async function () {
-    mesh = await startProtocolMesh({ database: "postgres" });
+    mesh = await startProtocolMesh({ database: "postgres", users: [...DEFAULT_DEV_USERS, DORA] });
     db = new pg.Client({ connectionString: mesh.postgres!.url });
     await db.connect();
     // Alice and Bob, each at apps a and b, consenting to everything asked.
@@ -772,7 +778,7 @@ describe("what Storage and its database can learn or do (docs/design.md §5), on
   // --- last: a delete, then the dump again ------------------------------------------------
 
   describe("after the wallet's transactions (issue 13): the dump still reveals nothing", function () {
-    it("bob takes his details again and has app b forget him: his wallet now holds a history and the claims' sources (the issuer among them), and no value is found", async function () {
+    it("bob takes his details again, has app b forget him, and links Dora's account as a recovery account: his wallet now holds a history, the claims' sources (the issuer among them) and a recovery account, and no value is found", async function () {
       const began = Date.now();
       const account = await mesh.driver.startAccount("dev");
       const view = (await mesh.driver.openAccount(account.sessionToken, began, await mesh.upstreamLogin(USERS.bob, account.upstreamNonce, { prompt: "login" })))!;
@@ -783,11 +789,16 @@ describe("what Storage and its database can learn or do (docs/design.md §5), on
       const releaseBegan = Date.now();
       const change = await mesh.driver.beginTransaction(view.sessionToken, TransactionKind.RELEASE, "dev", { clientId: APPS.b.client_id });
       await mesh.driver.changeRelease(change.sessionToken, releaseBegan, await mesh.upstreamLogin(USERS.bob, change.upstreamNonce, { prompt: "login" }), view.uid, APPS.b.client_id, { forget: true });
+      // And Dora's account (one Bob holds too) linked to his wallet as a recovery account: a Subject Record of its own type.
+      const linkBegan = Date.now();
+      const link = await mesh.driver.beginTransaction(view.sessionToken, TransactionKind.LINK, "dev", { recovery: true });
+      await mesh.driver.linkSubject(link.sessionToken, linkBegan, await mesh.upstreamLogin(DORA, link.upstreamNonce, { prompt: "login" }), view.uid, true);
       // Honest twin: the wallet does hold them now.
       const again = await mesh.driver.startAccount("dev");
       const reopened = (await mesh.driver.openAccount(again.sessionToken, Date.now(), await mesh.upstreamLogin(USERS.bob, again.upstreamNonce, { prompt: "login" })))!;
       expect(reopened.wallet.sources).to.include({ email: mesh.devOp.issuer, name: mesh.devOp.issuer });
-      expect(reopened.wallet.history!.map((h) => h.kind)).to.deep.equal(["claims", "release"]);
+      expect(reopened.wallet.history!.map((h) => h.kind)).to.deep.equal(["claims", "release", "link"]);
+      expect(reopened.wallet.subjects).to.deep.include({ iss: mesh.devOp.issuer, sub: DORA.sub, recovery: true });
       const { haystack } = await dumpEverything();
       expect(foundIn(haystack), "values found in the dump").to.deep.equal([]);
     });
