@@ -198,6 +198,12 @@ export interface ReleaseRecord {
    * that reads it reserves its id first (ReserveDirectedId).
    */
   reserved?: true;
+  /**
+   * The directed ids this user had at this app in wallets merged into this one
+   * (docs/transactions.md, "Merge"): the app receives them as the `merged_subs` claim,
+   * and should treat each as this `sub` from then on.
+   */
+  merged_subs?: string[];
 }
 
 /**
@@ -215,6 +221,8 @@ export interface ReservationRecord {
 /** Wallet Record: the claims the user holds, each from an OP ID Token Token verified. */
 export interface WalletRecord {
   uid: string;
+  /** When the wallet was made (epoch seconds); absent in a wallet made before it was kept. A merge keeps the earlier wallet. */
+  created?: number;
   claims: Record<string, string | boolean>;
   /** The wallet's accounts; a recovery account (`recovery`) cannot sign in, and only helps recover the wallet. */
   subjects: WalletSubject[];
@@ -246,6 +254,32 @@ export function recoveryThreshold(wallet: Pick<WalletRecord, "recovery">): numbe
   return typeof own === "number" && Number.isSafeInteger(own) && own > DEFAULT_RECOVERY_THRESHOLD ? own : DEFAULT_RECOVERY_THRESHOLD;
 }
 
+/**
+ * Which of two wallets a merge keeps: the earlier made. A wallet without `created` was made
+ * before it was kept, so before any that has it; between two alike, the smaller uid (an
+ * arbitrary rule, but one both Token and Orchestration apply).
+ */
+export function earlierWallet<W extends Pick<WalletRecord, "uid" | "created">>(a: W, b: W): W {
+  const made = (w: W) => w.created ?? 0;
+  if (made(a) !== made(b)) return made(a) < made(b) ? a : b;
+  return a.uid < b.uid ? a : b;
+}
+
+/**
+ * The surviving wallet after a merge (docs/transactions.md, "Merge"): its own claims,
+ * sources and recovery threshold (the merged wallet's threshold when it has none), every
+ * account of both, and both histories in time order with the merge's entry (the provider
+ * of its fresh login, at `at`) last. Token mints it; Orchestration computes it again from
+ * the two wallets it read, and the two must agree.
+ */
+export function mergedWallet(kept: WalletRecord, merged: WalletRecord, iss: string, at: number): WalletRecord {
+  const { iss: _iss, aud: _aud, iat: _iat, ...body } = kept as WalletRecord & { iss?: unknown; aud?: unknown; iat?: unknown };
+  const recovery = kept.recovery ?? merged.recovery;
+  const history: HistoryEntry[] = [...(kept.history ?? []), ...(merged.history ?? [])].sort((a, b) => a.at - b.at);
+  history.push({ kind: "merge", at, iss });
+  return { ...body, subjects: [...kept.subjects, ...merged.subjects], ...(recovery ? { recovery } : {}), history };
+}
+
 /** One account of a wallet. */
 export interface WalletSubject {
   iss: string;
@@ -256,7 +290,7 @@ export interface WalletSubject {
 
 /** One transaction of the wallet: which, when (epoch seconds), the issuer of the provider it concerned (a release change's: the one it was confirmed with), and a release change's app. */
 export interface HistoryEntry {
-  kind: "link" | "unlink" | "claims" | "release" | "recovery";
+  kind: "link" | "unlink" | "claims" | "release" | "recovery" | "merge";
   at: number;
   /** A recovery's: the provider of its last round. */
   iss: string;
@@ -276,7 +310,11 @@ export interface WalletDeletionRecord {
   uid: string;
   /** The wallet's subjects: their Subject Records are deleted after the releases. */
   subjects: Array<{ iss: string; sub: string }>;
-  /** The user's releases when the delete began: each is deleted, its reservation made a tombstone. */
+  /**
+   * The user's releases when the delete began: each is deleted, its reservation made a
+   * tombstone. A release with merged_subs (a merge's) is listed once more for each of
+   * them, so that every directed id reserved for the user at that app becomes a tombstone.
+   */
   releases: Array<{ client_id: string; directed_id: string }>;
 }
 

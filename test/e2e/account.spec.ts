@@ -86,4 +86,26 @@ describe("the account page: a fresh sign-in, then the wallet", function () {
     expect(again.page.body).to.include("<h1>Your wallet</h1>");
     expect(again.page.body).to.include("no transaction changed your wallet since it was made");
   });
+
+  it("merging through the pages: the merge form asks for a fresh sign-in at the other wallet's account, then one wallet lists both", async function () {
+    this.timeout(60_000);
+    // Bob's account has a wallet of its own (it signed in to app b); Alice holds it too.
+    await browseToApp((await prepareAuthorization(mesh.issuer, "b")).url, "b", USERS.bob);
+    const browser = new Browserless();
+    const { page } = await signIn(USERS.alice, browser);
+    const atProvider = await browser.submit(browser.form(page, /^\/account\/merge$/), [["provider", "dev"]]);
+    expect(atProvider.body, "the provider asks for the password").to.match(/<input[^>]*name="password"/);
+    let done = await browser.submit(browser.form(atProvider, /\/login$/), [["email", USERS.bob.email], ["password", USERS.bob.password]]);
+    // Another account than the provider's session's: it ends that session first, with a form a browser's script submits.
+    if (/\/session\/end\/confirm/.test(done.body)) done = await browser.submit(browser.form(done, /\/session\/end\/confirm$/), []);
+    expect(done.status, done.body.slice(0, 500)).to.equal(200);
+    expect(done.body, done.body.replace(/<style[\s\S]*<\/style>/, "").slice(0, 1500)).to.include("<h1>Wallets merged</h1>");
+    // Either account now opens the one wallet, which lists both accounts and the merge, and both apps.
+    for (const user of [USERS.alice, USERS.bob]) {
+      const after = (await signIn(user)).page.body;
+      expect(after.match(/<li>Dev OP<\/li>/g), "two Dev OP accounts").to.have.length(2);
+      expect(after).to.match(/UTC: merged two of your wallets into this one, confirmed at Dev OP<\/li>/);
+      expect(after).to.include("<strong>app-a</strong>").and.include("<strong>app-b</strong>");
+    }
+  });
 });

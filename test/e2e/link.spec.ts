@@ -5,13 +5,12 @@
 
 import { expect } from "chai";
 import { TransactionKind } from "../../internal/gen/hello/token/v1/token_service_pb.js";
-import { AlreadyLinked, type LoginDriver, UnlinkRefused, type UpstreamResult, loginContext } from "../../internal/components/orchestration/login-driver.js";
-import { APPS, type ProtocolMesh, USERS, appRequest, startProtocolMesh } from "../support/protocol-mesh.js";
+import { AlreadyLinked, type LoginDriver, UnlinkRefused } from "../../internal/components/orchestration/login-driver.js";
+import { type ProtocolMesh, USERS, startProtocolMesh } from "../support/protocol-mesh.js";
+import { FORCED, type Provider, accountSteps } from "../support/account-steps.js";
 import type { DevUser } from "../../internal/dev/devop/dev-op.js";
 import { rejectionOf } from "../support/refusal.js";
 import { PausePoints, pausableDriver } from "../support/pause-points.js";
-
-const FORCED = { prompt: "login" };
 
 describe("linking another account to a wallet, through the four processes (docs/transactions.md)", function () {
   this.timeout(60_000);
@@ -27,25 +26,7 @@ describe("linking another account to a wallet, through the four processes (docs/
   afterEach(() => points.clear());
   after(async () => mesh?.close());
 
-  type Provider = "dev" | "other";
-  const upstream = (provider: Provider, user: DevUser, nonce: string, options = {}): Promise<UpstreamResult> =>
-    provider === "dev" ? mesh.upstreamLogin(user, nonce, options) : mesh.otherLogin(user, nonce, options);
-
-  /** A login at `app` through `provider`: the sub the app gets, and whether the user was new. */
-  async function login(provider: Provider, user: DevUser, app: keyof typeof APPS) {
-    const request = appRequest(app);
-    const began = Date.now();
-    const started = await driver.start(request, provider);
-    const first = await driver.continue(started.sessionToken, loginContext(request, began), await upstream(provider, user, started.upstreamNonce));
-    const done = first.kind === "consent" ? await driver.consent(first.state, Object.keys(first.wallet.claims), first.newUser) : first;
-    return { sub: JSON.parse(done.userinfoJson).sub as string, newUser: done.newUser };
-  }
-
-  async function openAccount(provider: Provider, user: DevUser) {
-    const began = Date.now();
-    const account = await driver.startAccount(provider);
-    return driver.openAccount(account.sessionToken, began, await upstream(provider, user, account.upstreamNonce, FORCED));
-  }
+  const { upstream, login, openAccount } = accountSteps(() => mesh, () => driver);
 
   /** From `user`'s account page (signed in at `provider`), a link of `linked`'s account at `at`. */
   async function link(provider: Provider, user: DevUser, at: Provider, linked: DevUser) {

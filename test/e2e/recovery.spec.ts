@@ -8,13 +8,12 @@ import { expect } from "chai";
 import { Code } from "@connectrpc/connect";
 import { TransactionKind } from "../../internal/gen/hello/token/v1/token_service_pb.js";
 import {
-  type LoginDriver, LoginRequired, RecoveryAccountOnly, RecoveryRefused, type UpstreamResult, loginContext,
+  type LoginDriver, LoginRequired, RecoveryAccountOnly, RecoveryRefused,
 } from "../../internal/components/orchestration/login-driver.js";
-import { APPS, type ProtocolMesh, USERS, appRequest, startProtocolMesh } from "../support/protocol-mesh.js";
+import { type ProtocolMesh, USERS, startProtocolMesh } from "../support/protocol-mesh.js";
+import { FORCED, type Provider, accountSteps } from "../support/account-steps.js";
 import type { DevUser } from "../../internal/dev/devop/dev-op.js";
 import { refusal, rejectionOf } from "../support/refusal.js";
-
-const FORCED = { prompt: "login" };
 
 describe("recovering a wallet with its recovery accounts, through the four processes (docs/transactions.md)", function () {
   this.timeout(60_000);
@@ -28,26 +27,10 @@ describe("recovering a wallet with its recovery accounts, through the four proce
   });
   after(async () => mesh?.close());
 
-  type Provider = "dev" | "other";
-  const upstream = (provider: Provider, user: DevUser, nonce: string, options = {}): Promise<UpstreamResult> =>
-    provider === "dev" ? mesh.upstreamLogin(user, nonce, options) : mesh.otherLogin(user, nonce, options);
+  const { upstream, login: loginAt, openAccount } = accountSteps(() => mesh, () => driver);
   const issuerOf = (provider: Provider) => (provider === "dev" ? mesh.devOp.issuer : mesh.otherOp!.issuer);
-
   /** A login at `app` through `provider`: the sub the app gets. */
-  async function login(provider: Provider, user: DevUser, app: keyof typeof APPS) {
-    const request = appRequest(app);
-    const began = Date.now();
-    const started = await driver.start(request, provider);
-    const first = await driver.continue(started.sessionToken, loginContext(request, began), await upstream(provider, user, started.upstreamNonce));
-    const done = first.kind === "consent" ? await driver.consent(first.state, Object.keys(first.wallet.claims), first.newUser) : first;
-    return JSON.parse(done.userinfoJson).sub as string;
-  }
-
-  async function openAccount(provider: Provider, user: DevUser) {
-    const began = Date.now();
-    const account = await driver.startAccount(provider);
-    return driver.openAccount(account.sessionToken, began, await upstream(provider, user, account.upstreamNonce, FORCED));
-  }
+  const login = async (provider: Provider, user: DevUser, app: "a" | "b") => (await loginAt(provider, user, app)).sub;
 
   /** From a session the page holds (an account session, or a recovered one), a link of `linked`'s account at `at`. */
   async function link(sessionToken: string, uid: string, at: Provider, linked: DevUser, recovery: boolean) {

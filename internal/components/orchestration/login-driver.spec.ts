@@ -12,7 +12,7 @@ import { expect } from "chai";
 import { create, type DescMessage } from "@bufbuild/protobuf";
 import { type Client, Code, type ConnectRouter, type HandlerContext, type ServiceImpl, createClient } from "@connectrpc/connect";
 import { type JWTPayload, SignJWT, decodeJwt, decodeProtectedHeader } from "jose";
-import { AccessGrantSchema, type AccessGrant, type RecordWrite, RecordWriteSchema, TokenService, TransactionKind } from "../../gen/hello/token/v1/token_service_pb.js";
+import { AccessGrantSchema, type AccessGrant, MergedSubjectSchema, type RecordWrite, RecordWriteSchema, TokenService, TransactionKind } from "../../gen/hello/token/v1/token_service_pb.js";
 import { EncryptionService } from "../../gen/hello/encryption/v1/encryption_service_pb.js";
 import { StorageService } from "../../gen/hello/storage/v1/storage_service_pb.js";
 import { RecordOperation } from "../../gen/hello/common/v1/record_pb.js";
@@ -24,6 +24,7 @@ import { type KeyPurpose, type SigningAlg, activeKey, generateSigningKey } from 
 import type { RecordKindName } from "../../protocol/records.js";
 import {
   ACCESS_TOKEN, type Operation, RECORD_KIND, RECORD_TYPES, RECOVERY_SUBJECT_RECORD, type RecordClaims, WALLET_DELETION_RECORD, type WalletDeletionRecord,
+  earlierWallet, mergedWallet,
 } from "../../protocol/tokens.js";
 import type { DevUser } from "../../dev/devop/dev-op.js";
 import { storageErrors, storageRoutes } from "../storage/storage-service.js";
@@ -47,7 +48,7 @@ import {
   tokenSigningKeys,
 } from "../../../test/support/token-harness.js";
 import {
-  LoginDriver, LoginRequired, ProtocolViolation, RecoveryAccountOnly, RecoveryRefused, type RecoveryState, WalletDeleted, loginContext,
+  LoginDriver, LoginRequired, MergeRefused, ProtocolViolation, RecoveryAccountOnly, RecoveryRefused, type RecoveryState, WalletChanged, WalletDeleted, loginContext,
 } from "./login-driver.js";
 
 const DAVE: DevUser = { sub: "dave-0004", email: "dave@example.org", email_verified: false, name: "Dave Unverified", password: "dave" };
@@ -67,7 +68,7 @@ const FRANK: DevUser = { sub: "frank-0006", email: "frank@example.org", email_ve
 const LENA: DevUser = { sub: "lena-0012", email: "lena@example.org", email_verified: true, name: "Lena Example", password: "lena" };
 /** Lena's recovery account at the dev OP. */
 const MILO: DevUser = { sub: "milo-0013", email: "milo@example.org", email_verified: true, name: "Milo Example", password: "milo" };
-/** Lena's recovery account at the second OP (its only user). */
+/** Lena's recovery account at the second OP. */
 const NELL: DevUser = { sub: "nell-0014", email: "nell@example.org", email_verified: true, name: "Nell Example", password: "nell" };
 /** The account Lena links to sign in with once her wallet is recovered. */
 const OLGA: DevUser = { sub: "olga-0015", email: "olga@example.org", email_verified: true, name: "Olga Example", password: "olga" };
@@ -75,6 +76,16 @@ const OLGA: DevUser = { sub: "olga-0015", email: "olga@example.org", email_verif
 const PIA: DevUser = { sub: "pia-0016", email: "pia@example.org", email_verified: true, name: "Pia Example", password: "pia" };
 /** Changes what app b receives with prompt=consent. */
 const QUINN: DevUser = { sub: "quinn-0017", email: "quinn@example.org", email_verified: true, name: "Quinn Example", password: "quinn" };
+/** Has two wallets, and merges them: this account's at the dev OP, the earlier made (apps a and b)... */
+const TESS: DevUser = { sub: "tess-0018", email: "tess@example.org", email_verified: true, name: "Tess Example", password: "tess" };
+/** ...and her account at the second OP, whose wallet is made later (apps a and c, and Uma's recovery account). */
+const TESS_TOO: DevUser = { sub: "tess-0019", email: "tess@example.net", email_verified: true, name: "Tess Example", password: "tess-too" };
+/** ...and her oldest account, at the dev OP, whose wallet is from before `created` was kept (so the earliest of all), with a release from before reservations at app a. */
+const TESS_OLD: DevUser = { sub: "tess-0022", email: "tess.old@example.org", email_verified: true, name: "Tess Example", password: "tess-old" };
+/** The recovery account of Tess's later wallet. */
+const UMA: DevUser = { sub: "uma-0020", email: "uma@example.org", email_verified: true, name: "Uma Example", password: "uma" };
+/** A third party: a wallet of her own, which no merge of Tess's may touch. */
+const VERA: DevUser = { sub: "vera-0021", email: "vera@example.org", email_verified: true, name: "Vera Example", password: "vera" };
 
 /** Token's RPCs, each answer as a message: what a twist bends. */
 type Methods = (typeof TokenService)["method"];
@@ -115,6 +126,8 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
   const written: string[] = [];
   /** Every update and delete Storage made ("update wallet", "delete subject"…), in order. */
   const changed: string[] = [];
+  /** The number of writes of each WriteRecords Storage made, in order. */
+  const batches: number[] = [];
   /** Each user's id, learned at their first consent. */
   const uids: Record<string, string> = {};
   /** Each user's sub at each app, from the ID Tokens that reached the app. */
@@ -125,8 +138,8 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
 
   before(async function () {
     [upstream, upstream2, store] = await Promise.all([
-      startUpstream([USERS.alice, USERS.bob, USERS.carol, DAVE, ERIN, FRANK, GINA, IVY, HANK, JULES, KIM, LENA, MILO, OLGA, PIA, QUINN]),
-      startUpstream([NELL]),
+      startUpstream([USERS.alice, USERS.bob, USERS.carol, DAVE, ERIN, FRANK, GINA, IVY, HANK, JULES, KIM, LENA, MILO, OLGA, PIA, QUINN, TESS, TESS_OLD, UMA, VERA]),
+      startUpstream([NELL, TESS_TOO]),
       openPGliteStore({}),
     ]);
     const storage = createClient(StorageService, inMemory(storageRoutes({
@@ -146,6 +159,7 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
         if (name === "writeRecords") {
           return async (req: { writes: Array<{ accessToken: string }> }, options?: unknown) => {
             const res = await target.writeRecords(req as never, options as never);
+            batches.push(req.writes.length);
             for (const w of req.writes) {
               const { op, kind } = decodeJwt(w.accessToken);
               if (op === "create") written.push(String(kind));
@@ -1137,6 +1151,448 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
       expect(viaOlga.consented).to.equal(false);
       expect(viaOlga.claims.sub).to.equal(subs.lenaA);
       expect(viaOlga.claims).to.include({ email: LENA.email });
+    });
+  });
+
+  describe("merge (docs/transactions.md, \"Merge\"): Token's merge is the two wallets as read joined into the earlier, checked by Orchestration, then written in one WriteRecords", function () {
+    type Provider = "dev" | "dev2";
+    const op = (providerId: Provider) => (providerId === "dev" ? upstream : upstream2);
+    const dev = () => upstream.devOp.issuer;
+    const dev2 = () => upstream2.devOp.issuer;
+    /** Tess's two wallets: her dev account's (made first) and her dev2 account's (made later, with Uma's recovery account). */
+    const tess = { earlier: "", later: "" };
+    /** Tess's sub at each app, by wallet: earlier at a and b, later at a and c. */
+    const tessSubs = { earlierA: "", earlierB: "", laterA: "", laterC: "" };
+    const vera = () => uids[VERA.sub]!;
+    /** A wallet's members without the ones sign() sets anew. */
+    const bare = ({ iss: _iss, aud: _aud, iat: _iat, ...w }: RecordClaims["wallet"] & { iss?: unknown; aud?: unknown; iat?: unknown }) => w;
+
+    /** A login at `app` with `user`'s account at `providerId`, consenting to every claim if asked. */
+    async function loginAt(driver: LoginDriver, providerId: Provider, user: DevUser, app: App) {
+      if (providerId === "dev") return login(driver, user, app);
+      const request = app === "a" || app === "b" ? appParameters(app) : { ...appParameters("a"), clientId: `app-${app}`, redirectUri: `https://${app}.example/callback` };
+      const began = Date.now();
+      const started = await driver.start(request, providerId);
+      const first = await driver.continue(started.sessionToken, loginContext(request, began), await op(providerId).login(user, started.upstreamNonce));
+      const done = first.kind === "consent" ? await driver.consent(first.state, Object.keys(first.wallet.claims), first.newUser) : first;
+      return { ...done, consented: first.kind === "consent", claims: decodeJwt(done.idToken), request };
+    }
+
+    /** `user`'s account page, after a forced fresh sign-in at `providerId`. */
+    async function page(providerId: Provider, user: DevUser) {
+      const began = Date.now();
+      const started = await honest.startAccount(providerId);
+      return (await honest.openAccount(started.sessionToken, began, await op(providerId).login(user, started.upstreamNonce, { prompt: "login" })))!;
+    }
+
+    /**
+     * A merge through `driver` from the account page of `from` (Tess's later wallet unless
+     * said), confirmed by a fresh login with `user`'s account at `providerId` (Tess's dev
+     * account, of the earlier wallet, unless said), forced unless `forced` is false.
+     */
+    async function merge(driver: LoginDriver, { user = TESS, providerId = "dev" as Provider, from = ["dev2", TESS_TOO] as [Provider, DevUser], forced = true } = {}) {
+      const view = await page(...from);
+      const began = Date.now();
+      const tx = await driver.beginTransaction(view.sessionToken, TransactionKind.MERGE, providerId);
+      return driver.mergeWallets(tx.sessionToken, began, await op(providerId).login(user, tx.upstreamNonce, forced ? { prompt: "login" } : {}), view.uid);
+    }
+
+    /** `attempt` ends in `error` (with `message`, if given), and nothing is created, updated or deleted meanwhile; both wallets are still there. */
+    async function nothingMerged(attempt: Promise<unknown>, error: new (...args: never[]) => Error, message?: string) {
+      const before = { written: written.length, changed: changed.length, batches: batches.length };
+      const refusal = await rejectionOf(attempt, "the merge");
+      expect(refusal).to.be.instanceOf(error);
+      if (message !== undefined) expect((refusal as Error).message).to.equal(message);
+      expect(written.slice(before.written), "nothing created").to.deep.equal([]);
+      expect(changed.slice(before.changed), "nothing updated or deleted").to.deep.equal([]);
+      expect(batches.slice(before.batches), "no WriteRecords").to.deep.equal([]);
+      expect(await holds(walletHash(lookupKey, tess.later), "wallet"), "the later wallet").to.equal(true);
+      expect(await holds(walletHash(lookupKey, tess.earlier), "wallet"), "the earlier wallet").to.equal(true);
+    }
+
+    before(async function () {
+      // Tess's first wallet, at the dev OP: releases at apps a and b.
+      tessSubs.earlierA = String((await login(honest, TESS, "a")).claims.sub);
+      tessSubs.earlierB = String((await login(honest, TESS, "b")).claims.sub);
+      tess.earlier = uids[TESS.sub]!;
+      // A second later at least (`created` is in seconds), her second wallet: releases at apps a and c.
+      await new Promise((resolve) => setTimeout(resolve, 1_100));
+      tessSubs.laterA = String((await loginAt(honest, "dev2", TESS_TOO, "a")).claims.sub);
+      tessSubs.laterC = String((await loginAt(honest, "dev2", TESS_TOO, "c")).claims.sub);
+      // Uma's account linked to the later wallet as a recovery account (a history entry, a threshold, a recovery Subject Record).
+      const later = await page("dev2", TESS_TOO);
+      tess.later = later.uid;
+      const linkBegan = Date.now();
+      const link = await honest.beginTransaction(later.sessionToken, TransactionKind.LINK, "dev", { recovery: true });
+      await honest.linkSubject(link.sessionToken, linkBegan, await upstream.login(UMA, link.upstreamNonce, { prompt: "login" }), later.uid, true);
+      // The earlier wallet's own history entry: app b now receives the email only.
+      const earlier = await page("dev", TESS);
+      const changeBegan = Date.now();
+      const change = await honest.beginTransaction(earlier.sessionToken, TransactionKind.RELEASE, "dev", { clientId: "app-b" });
+      await honest.changeRelease(change.sessionToken, changeBegan, await upstream.login(TESS, change.upstreamNonce, { prompt: "login" }), earlier.uid, "app-b", { keep: ["email"] });
+      // Vera's wallet, which no merge of Tess's may touch.
+      subs.veraA = String((await login(honest, VERA, "a")).claims.sub);
+    });
+
+    it("a compromised Token that leaves out one app's release read (of either user) is refused: no release is hidden from the merge", async function () {
+      for (const side of ["releaseReads", "otherReleaseReads"] as const) {
+        await nothingMerged(merge(rogue({ authorizeMerge: async (a) => ({ ...a, [side]: a[side].slice(1) }) })), ProtocolViolation,
+          "Token's release grants are not for this user's release at every app hello-mesh serves");
+      }
+    });
+
+    it("Tess's two wallets: the earlier is her dev account's, the later her dev2 account's, each with its own history", async function () {
+      const [earlier, later] = [await page("dev", TESS), await page("dev2", TESS_TOO)];
+      expect(earlier.uid).to.equal(tess.earlier).and.not.equal(tess.later);
+      expect(earlierWallet(earlier.wallet, later.wallet)).to.equal(earlier.wallet);
+      expect(earlier.wallet.created).to.be.below(later.wallet.created!);
+      expect(earlier.wallet.history!.map((h) => h.kind)).to.deep.equal(["release"]);
+      expect(later.wallet.history!.map((h) => h.kind)).to.deep.equal(["link"]);
+      expect(later.wallet.subjects).to.deep.equal([{ iss: dev2(), sub: TESS_TOO.sub }, { iss: dev(), sub: UMA.sub, recovery: true }]);
+    });
+
+    // --- a merge that cannot be ----------------------------------------------------------------
+
+    it("a merge confirmed by a login the provider did not force is refused by Orchestration's own reading (LoginRequired), before Token is asked", async function () {
+      const asked: string[] = [];
+      const counting = rogue({ authorizeSubject: async (a) => (asked.push("authorizeSubject"), a), authorizeMerge: async (a) => (asked.push("authorizeMerge"), a) });
+      await nothingMerged(merge(counting, { forced: false }), LoginRequired);
+      expect(asked).to.deep.equal([]);
+    });
+
+    it("a merge confirmed with an account in no wallet is refused (MergeRefused: link it instead), and makes no user", async function () {
+      await nothingMerged(merge(honest, { user: PIA }), MergeRefused, "the account signed in with is in no wallet: link it instead");
+      expect(await holds(subjectHash(lookupKey, dev(), PIA.sub), "subject")).to.equal(false);
+    });
+
+    it("a merge confirmed with an account of the same wallet is refused (MergeRefused), from either wallet", async function () {
+      const message = "the account signed in with is this wallet's already";
+      await nothingMerged(merge(honest, { user: TESS_TOO, providerId: "dev2" }), MergeRefused, message);
+      await nothingMerged(merge(honest, { from: ["dev", TESS] }), MergeRefused, message);
+    });
+
+    it("a merge confirmed with a recovery account of the other wallet is refused (RecoveryAccountOnly): a recovery account proves nothing alone", async function () {
+      await nothingMerged(merge(honest, { user: UMA, from: ["dev", TESS] }), RecoveryAccountOnly, "the account is a recovery account, which cannot sign in alone");
+    });
+
+    // --- a compromised Token's MergeWallets ------------------------------------------------------
+
+    type Merged = Answer<"mergeWallets">;
+    const bentMerge = (bend: (a: Merged) => Promise<Merged>): Twist => ({ mergeWallets: bend });
+    /** The surviving wallet with `change` made, re-signed; its grant at Token's hash. */
+    const bentWallet = (change: (w: RecordClaims["wallet"]) => RecordClaims["wallet"]) => bentMerge(async (a) => {
+      const record = await rogueRecord("wallet", change(claimsOf<RecordClaims["wallet"]>(a.wallet!.record)));
+      return { ...a, wallet: create(RecordWriteSchema, { record, grant: await rogueGrant("wallet", "update", a.wallet!.grant!.hash, sha256(record)) }) };
+    });
+    /** The merged account `sub`'s Subject Record with `change` made, re-signed as `type`; its grant at Token's hash. */
+    const bentSubject = (sub: () => string, change: (s: RecordClaims["subject"]) => RecordClaims["subject"], type = RECORD_TYPES.subject) => bentMerge(async (a) => ({
+      ...a,
+      subjects: await Promise.all(a.subjects.map(async (s) => {
+        const claims = claimsOf<RecordClaims["subject"]>(s.update!.record);
+        if (claims.op_sub !== sub()) return s;
+        const record = await sign(type, key("record"), { ...change(claims) });
+        return { ...s, update: create(RecordWriteSchema, { record, grant: await rogueGrant("subject", "update", s.update!.grant!.hash, sha256(record)) }) };
+      })),
+    }));
+    /** Each merged release's `which` write (where it has one) with `change` made, re-signed; its grant at Token's hash. */
+    const bentMove = <W extends "releaseCreate" | "releaseUpdate" | "reservationUpdate" | "reservationCreate">(which: W,
+      change: (r: RecordClaims[W extends "releaseCreate" | "releaseUpdate" ? "release" : "reservation"]) => RecordClaims[W extends "releaseCreate" | "releaseUpdate" ? "release" : "reservation"]) =>
+      bentMerge(async (a) => ({
+        ...a,
+        releases: await Promise.all(a.releases.map(async (r) => {
+          const write = r[which];
+          if (!write) return r;
+          const kind = which.startsWith("release") ? "release" : "reservation";
+          const changed = change(claimsOf(write.record)) as RecordClaims["release"] | RecordClaims["reservation"];
+          const record = await sign(RECORD_TYPES[kind], key("record"), { ...changed });
+          return { ...r, [which]: create(RecordWriteSchema, { record, grant: await rogueGrant(kind, which.endsWith("Create") ? "create" : "update", write.grant!.hash, sha256(record)) }) };
+        })),
+      }));
+    const lastEntry = (w: RecordClaims["wallet"], change: (e: NonNullable<RecordClaims["wallet"]["history"]>[number]) => NonNullable<RecordClaims["wallet"]["history"]>[number]) =>
+      ({ ...w, history: [...w.history!.slice(0, -1), change(w.history!.at(-1)!)] });
+    const veraAccount = () => ({ iss: dev(), sub: VERA.sub });
+
+    const walletMessage = "Token's merged wallet is not the two wallets as read, joined, with the merge's history entry";
+    const subjectMessage = "Token's merge points an account elsewhere than at the surviving user, or changes its kind";
+    const mergeTwists: Array<[string, () => Twist, string]> = [
+      ["survivor_is_other flipped: the later wallet kept", () => bentMerge(async (a) => ({ ...a, survivorIsOther: !a.survivorIsOther })), "Token keeps the later wallet of the two"],
+      // The surviving wallet.
+      ["a surviving wallet that also lists Vera's account", () => bentWallet((w) => ({ ...w, subjects: [...w.subjects, veraAccount()] })), walletMessage],
+      ["a surviving wallet that leaves Tess's dev2 account out", () => bentWallet((w) => ({ ...w, subjects: w.subjects.filter((s) => s.sub !== TESS_TOO.sub) })), walletMessage],
+      ["a surviving wallet that makes Uma's recovery account a sign-in account", () => bentWallet((w) => ({ ...w, subjects: w.subjects.map(({ recovery: _r, ...s }) => s) })), walletMessage],
+      ["a surviving wallet with a claim changed", () => bentWallet((w) => ({ ...w, claims: { ...w.claims, email: "mallory@example.org" } })), walletMessage],
+      ["a surviving wallet with the later wallet's email", () => bentWallet((w) => ({ ...w, claims: { ...w.claims, email: TESS_TOO.email } })), walletMessage],
+      ["a surviving wallet with its threshold lowered to 1", () => bentWallet((w) => ({ ...w, recovery: { threshold: 1 } })), walletMessage],
+      ["a surviving wallet made a second later (its `created` changed)", () => bentWallet((w) => ({ ...w, created: w.created! + 1 })), walletMessage],
+      ["a merge entry naming the account page's provider, not the fresh login's", () => bentWallet((w) => lastEntry(w, (e) => ({ ...e, iss: dev2() }))), walletMessage],
+      ["a merge entry of another kind", () => bentWallet((w) => lastEntry(w, (e) => ({ ...e, kind: "link" }))), walletMessage],
+      ["a merge entry an hour old", () => bentWallet((w) => lastEntry(w, (e) => ({ ...e, at: e.at - 3600 }))), walletMessage],
+      ["a history without the later wallet's link entry", () => bentWallet((w) => ({ ...w, history: w.history!.filter((e) => e.kind !== "link") })), walletMessage],
+      ["a history with an entry altered (the link entry's provider)", () => bentWallet((w) => ({ ...w, history: w.history!.map((e) => (e.kind === "link" ? { ...e, iss: "https://mallory.example" } : e)) })), walletMessage],
+      ["the surviving wallet written over Vera's wallet", () => bentMerge(async (a) => ({
+        ...a, wallet: create(RecordWriteSchema, { record: a.wallet!.record, grant: await rogueGrant("wallet", "update", walletHash(lookupKey, vera()), sha256(a.wallet!.record)) }),
+      })), "Token's wallet grant is not for the wallet record this login needs"],
+      // The merged wallet's delete.
+      ["the merged wallet's delete at the surviving wallet's hash", () => bentMerge(async (a) => ({ ...a, mergedWalletDelete: await rogueGrant("wallet", "delete", walletHash(lookupKey, tess.earlier)) })),
+        "Token's wallet grant is not for the wallet record this login needs"],
+      ["the merged wallet's delete at Vera's wallet's hash", () => bentMerge(async (a) => ({ ...a, mergedWalletDelete: await rogueGrant("wallet", "delete", walletHash(lookupKey, vera())) })),
+        "Token's wallet grant is not for the wallet record this login needs"],
+      // The merged accounts.
+      ["Tess's dev2 account pointed at Vera's user", () => bentSubject(() => TESS_TOO.sub, (s) => ({ ...s, uid: vera() })), subjectMessage],
+      ["Tess's dev2 account pointed at the merged (deleted) user", () => bentSubject(() => TESS_TOO.sub, (s) => ({ ...s, uid: tess.later })), subjectMessage],
+      ["Tess's dev2 account pointed at the survivor, as a recovery account", () => bentSubject(() => TESS_TOO.sub, (s) => s, RECOVERY_SUBJECT_RECORD), subjectMessage],
+      ["Uma's recovery account pointed at the survivor, as a sign-in account", () => bentSubject(() => UMA.sub, (s) => s, RECORD_TYPES.subject), subjectMessage],
+      ["Uma's recovery account's record naming Vera's account", () => bentSubject(() => UMA.sub, (s) => ({ ...s, op_sub: VERA.sub }), RECOVERY_SUBJECT_RECORD), subjectMessage],
+      ["Tess's dev2 account's update written at Vera's account's hash", () => bentMerge(async (a) => ({
+        ...a, subjects: [{ ...a.subjects[0]!, update: { ...a.subjects[0]!.update!, grant: await rogueGrant("subject", "update", subjectHash(lookupKey, dev(), VERA.sub), sha256(a.subjects[0]!.update!.record)) } }, ...a.subjects.slice(1)],
+      })), "Token's subject grant is not for the subject record this login needs"],
+      ["a read of Vera's account for a merged account's version", () => bentMerge(async (a) => ({
+        ...a, subjects: [{ ...a.subjects[0]!, read: await rogueGrant("subject", "read", subjectHash(lookupKey, dev(), VERA.sub)) }, ...a.subjects.slice(1)],
+      })), "Token's subject grant is not for the subject record this login needs"],
+      ["an extra merged account: Vera's, pointed at the survivor", () => bentMerge(async (a) => {
+        const hash = subjectHash(lookupKey, dev(), VERA.sub);
+        const record = await rogueRecord("subject", { op_iss: dev(), op_sub: VERA.sub, uid: tess.earlier });
+        const update = create(RecordWriteSchema, { record, grant: await rogueGrant("subject", "update", hash, sha256(record)) });
+        return { ...a, subjects: [...a.subjects, create(MergedSubjectSchema, { read: await rogueGrant("subject", "read", hash), update })] };
+      }), "Token's merge does not move exactly the merged wallet's accounts"],
+      ["Uma's account left pointing at the merged user (dropped from the moves)", () => bentMerge(async (a) => ({ ...a, subjects: a.subjects.slice(0, 1) })),
+        "Token's merge does not move exactly the merged wallet's accounts"],
+      // The merged releases.
+      ["the release moved to app c under another directed id", () => bentMove("releaseCreate", (r) => ({ ...r, directed_id: `${r.directed_id}-other` })),
+        "Token's moved release is not the merged user's release, for the surviving user, with its directed id"],
+      ["the release moved to app c with another claim", () => bentMove("releaseCreate", (r) => ({ ...r, claims: [...r.claims, "phone_number"] })),
+        "Token's moved release is not the merged user's release, for the surviving user, with its directed id"],
+      ["the release moved to app c for Vera", () => bentMove("releaseCreate", (r) => ({ ...r, uid: vera() })),
+        "Token's moved release is not the merged user's release, for the surviving user, with its directed id"],
+      ["the release moved to app c with merged_subs it never had", () => bentMove("releaseCreate", (r) => ({ ...r, merged_subs: [tessSubs.earlierA] })),
+        "Token's moved release is not the merged user's release, for the surviving user, with its directed id"],
+      ["merged_subs at app a with an extra id (Vera's)", () => bentMove("releaseUpdate", (r) => ({ ...r, merged_subs: [...(r.merged_subs ?? []), subs.veraA!] })),
+        "Token's merged release is not the surviving release with the merged directed id added to merged_subs"],
+      ["app a's surviving release taking the merged directed id as its sub", () => bentMove("releaseUpdate", (r) => ({ ...r, directed_id: tessSubs.laterA, merged_subs: [tessSubs.earlierA] })),
+        "Token's merged release is not the surviving release with the merged directed id added to merged_subs"],
+      ["app a's surviving release with its claims widened", () => bentMove("releaseUpdate", (r) => ({ ...r, claims: [...r.claims, "phone_number"] })),
+        "Token's merged release is not the surviving release with the merged directed id added to merged_subs"],
+      ["a reservation update naming Vera's user", () => bentMove("reservationUpdate", (r) => ({ ...r, uid: vera() })),
+        "Token's reservation does not move the merged directed id to the surviving user"],
+      ["a reservation update naming the merged user still", () => bentMove("reservationUpdate", (r) => ({ ...r, uid: tess.later })),
+        "Token's reservation does not move the merged directed id to the surviving user"],
+      ["a reservation create (the fallback) naming Vera's user", () => bentMove("reservationCreate", (r) => ({ ...r, uid: vera() })),
+        "Token's reservation does not move the merged directed id to the surviving user"],
+      ["a reservation that names no one (a tombstone)", () => bentMove("reservationUpdate", ({ uid: _u, ...r }) => r as RecordClaims["reservation"]),
+        "Token's reservation does not move the merged directed id to the surviving user"],
+      ["a merged release's delete at the surviving user's release", () => bentMerge(async (a) => ({
+        ...a, releases: await Promise.all(a.releases.map(async (r) => ({ ...r, mergedReleaseDelete: await rogueGrant("release", "delete", releaseHash(lookupKey, tess.earlier, r.clientId)) }))),
+      })), "Token's release grant is not for the release record this login needs"],
+      ["one of the merged user's releases left behind (app c's move dropped)", () => bentMerge(async (a) => ({ ...a, releases: a.releases.filter((r) => r.clientId !== "app-c") })),
+        "Token's merge does not move exactly the merged user's releases"],
+      ["one release moved twice, another dropped", () => bentMerge(async (a) => ({ ...a, releases: [a.releases[0]!, a.releases[0]!] })),
+        "Token's merge does not move exactly the merged user's releases"],
+      ["a move of app b, where the merged user has no release", () => bentMerge(async (a) => ({ ...a, releases: [...a.releases.filter((r) => r.clientId !== "app-c"), { ...a.releases.find((r) => r.clientId === "app-c")!, clientId: "app-b" }] })),
+        "Token's merge does not move exactly the merged user's releases"],
+      ["a release created at app a, where the survivor has one", () => bentMerge(async (a) => ({
+        ...a, releases: a.releases.map((r) => (r.clientId === "app-a" ? { ...r, releaseCreate: r.releaseUpdate } : r)),
+      })), "Token's merge creates a release where the surviving user has one"],
+    ];
+    for (const [what, twist, message] of mergeTwists) {
+      it(`a compromised Token merging with ${what} is refused before anything is written: ${message}`, async function () {
+        await nothingMerged(merge(rogue(twist())), ProtocolViolation, message);
+      });
+    }
+
+    // --- the honest merge ------------------------------------------------------------------------
+
+    it("a consent in the surviving wallet while the merge is about to write: the wallet moved on, so nothing is merged (WalletChanged)", async function () {
+      const racing = new LoginDriver({
+        issuer: ISSUER, token: tokenInMemory(tokenDeps), encryption, lookupKey, tokenKeys: () => tokenKeys, clientIds: clients.map((c) => c.client_id),
+        pause: async (point) => {
+          if (point === "merge-writing") await login(honest, TESS, "d");
+        },
+      });
+      const before = { written: written.length, changed: changed.length };
+      expect(await rejectionOf(merge(racing), "the racing merge")).to.be.instanceOf(WalletChanged);
+      // Only the consent's own writes: its wallet rewrite, reservation and release.
+      expect(written.slice(before.written)).to.deep.equal(["reservation", "release"]);
+      expect(changed.slice(before.changed)).to.deep.equal(["update wallet"]);
+      expect((await page("dev2", TESS_TOO)).uid, "nothing merged").to.equal(tess.later);
+    });
+
+    it("the honest twin: one WriteRecords merges the later wallet into the earlier; both accounts sign in to it; app a keeps the earlier sub and is told the later in merged_subs; apps b and c keep theirs", async function () {
+      const [earlier, later] = [await page("dev", TESS), await page("dev2", TESS_TOO)];
+      const before = { written: written.length, changed: changed.length, batches: batches.length };
+      // From the later wallet's page, confirmed at the earlier's account: the survivor is the other wallet.
+      const minted: boolean[] = [];
+      const watched = rogue({ mergeWallets: async (a) => (minted.push(a.survivorIsOther), a) });
+      expect(await merge(watched)).to.deep.equal({ survivor: tess.earlier, merged: tess.later });
+      expect(minted).to.deep.equal([true]);
+
+      // Exactly one WriteRecords: the two wallets, the two merged accounts, and for apps a and c the reservation, the release and the merged release's delete.
+      expect(batches.slice(before.batches)).to.deep.equal([2 + 2 + 3 * 2]);
+      expect(changed.slice(before.changed)).to.deep.equal([
+        "update wallet", "delete wallet", "update subject", "update subject",
+        "update reservation", "update release", "delete release", // app a: both had one
+        "update reservation", "delete release", // app c: the later wallet's only, created for the survivor
+      ]);
+      expect(written.slice(before.written)).to.deep.equal(["release"]);
+      expect(await holds(walletHash(lookupKey, tess.later), "wallet"), "the merged wallet").to.equal(false);
+      for (const app of ["app-a", "app-c"]) expect(await holds(releaseHash(lookupKey, tess.later, app), "release"), `the merged user's release at ${app}`).to.equal(false);
+      expect(await holds(releaseHash(lookupKey, tess.earlier, "app-c"), "release"), "the release moved to app c").to.equal(true);
+
+      // The surviving wallet, through either account: both wallets' accounts, both histories in time order, and the merge.
+      const viaTess = await page("dev", TESS);
+      const viaToo = await page("dev2", TESS_TOO);
+      expect(viaTess.uid).to.equal(tess.earlier);
+      expect(viaToo.uid).to.equal(tess.earlier);
+      expect(viaTess.wallet.subjects).to.deep.equal([{ iss: dev(), sub: TESS.sub }, { iss: dev2(), sub: TESS_TOO.sub }, { iss: dev(), sub: UMA.sub, recovery: true }]);
+      const { at, ...entry } = viaTess.wallet.history!.at(-1)!;
+      expect(entry).to.deep.equal({ kind: "merge", iss: dev() });
+      expect(bare(viaTess.wallet)).to.deep.equal(mergedWallet(earlier.wallet, later.wallet, dev(), at));
+      expect(viaTess.wallet.claims).to.deep.equal(bare(earlier.wallet).claims);
+      expect(viaTess.wallet.recovery).to.deep.equal({ threshold: 2 });
+      expect(viaTess.releases.map((r) => r.clientId).sort()).to.deep.equal(["app-a", "app-b", "app-c", "app-d"]);
+
+      // App a knew both: the earlier sub, with the later in merged_subs, whichever account signs in; nothing asked, nothing written.
+      const mark = { written: written.length, changed: changed.length };
+      for (const [providerId, user] of [["dev", TESS], ["dev2", TESS_TOO]] as const) {
+        const atA = await loginAt(honest, providerId, user, "a");
+        expect(atA.consented, `${user.sub} at app a`).to.equal(false);
+        expect(atA.claims.sub).to.equal(tessSubs.earlierA);
+        expect(atA.claims.merged_subs).to.deep.equal([tessSubs.laterA]);
+        expect(JSON.parse(atA.userinfoJson)).to.deep.include({ sub: tessSubs.earlierA, merged_subs: [tessSubs.laterA] });
+        expect(decodeJwt(atA.userinfoJwt).merged_subs).to.deep.equal([tessSubs.laterA]);
+      }
+      // App b knew only the earlier wallet, app c only the later: each its sub, nothing merged, whichever account signs in.
+      const atB = await loginAt(honest, "dev2", TESS_TOO, "b");
+      expect(atB).to.include({ consented: false });
+      expect(atB.claims.sub).to.equal(tessSubs.earlierB);
+      expect(atB.claims).to.not.have.property("merged_subs");
+      const atC = await loginAt(honest, "dev", TESS, "c");
+      expect(atC).to.include({ consented: false });
+      expect(atC.claims.sub).to.equal(tessSubs.laterC);
+      expect(atC.claims).to.not.have.property("merged_subs");
+      expect(JSON.parse(atC.userinfoJson)).to.not.have.property("merged_subs");
+      expect(written.slice(mark.written), "nothing written by the logins").to.deep.equal([]);
+      expect(changed.slice(mark.changed), "nothing changed by the logins").to.deep.equal([]);
+
+      // Uma's account moved as what it was: a recovery account, which signs in nowhere.
+      expect(await rejectionOf(login(honest, UMA, "a"), "Uma's login")).to.be.instanceOf(RecoveryAccountOnly);
+    });
+
+    it("after the merge, a merge of the same two is refused: they are one wallet (MergeRefused)", async function () {
+      const refusal = await rejectionOf(merge(honest), "a second merge");
+      expect(refusal).to.be.instanceOf(MergeRefused);
+      expect((refusal as Error).message).to.equal("the account signed in with is this wallet's already");
+    });
+
+    // --- what Token mints for apps after the merge (minted-check.ts) --------------------------
+
+    const bentMint = (bend: (id: JWTPayload, info: JWTPayload, json: Record<string, unknown>) => Promise<Partial<Answer<"mintIdToken">>>): Twist => ({
+      mintIdToken: async (a) => ({ ...a, ...(await bend(decodeJwt(a.idToken), decodeJwt(a.userinfoJwt), JSON.parse(a.userinfoJson) as Record<string, unknown>)) }),
+    });
+    const mintTwists: Array<[string, App, () => Twist, string]> = [
+      ["an ID Token with merged_subs at app b, whose release has none", "b", () => bentMint(async (id) => ({ idToken: await idToken({ ...id, merged_subs: [tessSubs.laterA] }) })),
+        "Token's ID Token does not match what Orchestration verified: it carries merged_subs the release does not list"],
+      ["an ID Token without merged_subs at app a, whose release has them", "a", () => bentMint(async ({ merged_subs: _m, ...id }) => ({ idToken: await idToken(id) })),
+        "Token's ID Token does not match what Orchestration verified: its merged_subs are not the release's"],
+      ["an ID Token whose merged_subs add another id at app a", "a", () => bentMint(async (id) => ({ idToken: await idToken({ ...id, merged_subs: [tessSubs.laterA, tessSubs.laterC] }) })),
+        "Token's ID Token does not match what Orchestration verified: its merged_subs are not the release's"],
+      ["an ID Token whose merged_subs is a string, not a list", "a", () => bentMint(async (id) => ({ idToken: await idToken({ ...id, merged_subs: tessSubs.laterA }) })),
+        "Token's ID Token does not match what Orchestration verified: its merged_subs are not the release's"],
+      ["an ID Token with an empty merged_subs at app c", "c", () => bentMint(async (id) => ({ idToken: await idToken({ ...id, merged_subs: [] }) })),
+        "Token's ID Token does not match what Orchestration verified: it carries merged_subs the release does not list"],
+      ["userinfo JSON without merged_subs at app a", "a", () => bentMint(async (_id, _info, { merged_subs: _m, ...json }) => ({ userinfoJson: JSON.stringify(json) })),
+        "Token's userinfo does not match what Orchestration verified: its merged_subs are not the release's"],
+      ["userinfo JSON with merged_subs at app b", "b", () => bentMint(async (_id, _info, json) => ({ userinfoJson: JSON.stringify({ ...json, merged_subs: [tessSubs.laterA] }) })),
+        "Token's userinfo does not match what Orchestration verified: it carries merged_subs the release does not list"],
+      ["signed userinfo without merged_subs at app a", "a", () => bentMint(async (_id, { merged_subs: _m, ...info }) => ({ userinfoJwt: await idToken(info, "userinfo", "userinfo+jwt") })),
+        "Token's signed userinfo does not match what Orchestration verified: its merged_subs are not the release's"],
+    ];
+    for (const [what, app, twist, message] of mintTwists) {
+      it(`a compromised Token minting ${what} is refused before it leaves: ${message}`, async function () {
+        await refused(login(rogue(twist()), TESS, app), message);
+      });
+    }
+
+    // --- a merge of a merged wallet: its merged_subs, and their reservations, travel with it ---
+
+    describe("a second merge: Tess's merged wallet into her oldest (from before `created` was kept)", function () {
+      const oldest = "legacy-uid-tess-000001";
+      /** The reservation of `directedId` at `clientId`, as Storage holds it (read with a grant the test mints with Token's keys): whom it names, or "none". */
+      async function reservationOf(clientId: string, directedId: string) {
+        const res = await encryption.readRecord({ accessToken: (await rogueGrant("reservation", "read", reservationHash(lookupKey, clientId, directedId))).accessToken });
+        if (res.result.case !== "record") return "none";
+        const reservation = claimsOf<RecordClaims["reservation"]>(res.result.value);
+        return Object.hasOwn(reservation, "uid") ? reservation.uid : "no one";
+      }
+      before(async function () {
+        // As the previous version of Token wrote them: a wallet without `created`, its Subject Record, a release without a reservation.
+        for (const write of [
+          await rogueWrite("wallet", walletHash(lookupKey, oldest), { uid: oldest, claims: { email: TESS_OLD.email, name: TESS_OLD.name }, subjects: [{ iss: dev(), sub: TESS_OLD.sub }] }),
+          await rogueWrite("subject", subjectHash(lookupKey, dev(), TESS_OLD.sub), { op_iss: dev(), op_sub: TESS_OLD.sub, uid: oldest }),
+        ]) await encryption.createRecord({ accessToken: write.grant!.accessToken, record: write.record });
+        await legacyRelease(oldest, "app-a", "legacy-tess-0001");
+      });
+      /** From Tess's merged wallet's page, a merge confirmed at her oldest account: the oldest survives. */
+      const mergeIntoOldest = (driver: LoginDriver) => merge(driver, { from: ["dev", TESS], user: TESS_OLD });
+      /** App a's move (the release with merged_subs) with `change` made. */
+      const bentAppA = (change: (r: Merged["releases"][number]) => Promise<Merged["releases"][number]>) =>
+        bentMerge(async (a) => ({ ...a, releases: await Promise.all(a.releases.map((r) => (r.clientId === "app-a" ? change(r) : r))) }));
+      const chainMessage = "Token's merge does not move exactly the reservations of the merged release's merged_subs";
+      const chainTwists: Array<[string, () => Twist, string]> = [
+        ["the merged_subs' reservations left naming the merged user (their moves dropped)", () => bentAppA(async (r) => ({ ...r, mergedSubReservations: [] })), chainMessage],
+        ["a move of another id's reservation (Vera's at app a) instead of the merged_subs'", () => bentAppA(async (r) => ({
+          ...r, mergedSubReservations: r.mergedSubReservations.map((m) => ({ ...m, directedId: subs.veraA! })),
+        })), chainMessage],
+        ["a merged_subs reservation naming Vera's user", () => bentAppA(async (r) => ({
+          ...r,
+          mergedSubReservations: await Promise.all(r.mergedSubReservations.map(async (m) => {
+            const record = await rogueRecord("reservation", { ...claimsOf<RecordClaims["reservation"]>(m.update!.record), uid: vera() });
+            return { ...m, update: create(RecordWriteSchema, { record, grant: await rogueGrant("reservation", "update", m.update!.grant!.hash, sha256(record)) }) };
+          })),
+        })), "Token's reservation does not move the merged directed id to the surviving user"],
+        ["a merged_subs reservation read at the release's own id", () => bentAppA(async (r) => ({
+          ...r, mergedSubReservations: r.mergedSubReservations.map((m) => ({ ...m, read: r.reservationRead })),
+        })), "Token's reservation grant is not for the reservation record this login needs"],
+        ["app a's surviving release without the earlier merge's id in merged_subs", () => bentMove("releaseUpdate", (r) => ({ ...r, merged_subs: r.merged_subs!.slice(0, 1) })),
+          "Token's merged release is not the surviving release with the merged directed id added to merged_subs"],
+      ];
+      for (const [what, twist, message] of chainTwists) {
+        it(`a compromised Token merging with ${what} is refused before anything is written: ${message}`, async function () {
+          const before = { written: written.length, changed: changed.length };
+          await refused(mergeIntoOldest(rogue(twist())), message);
+          expect(changed.slice(before.changed)).to.deep.equal([]);
+          expect(await holds(walletHash(lookupKey, tess.earlier), "wallet")).to.equal(true);
+        });
+      }
+
+      it("the honest twin: the oldest wallet survives; app a keeps its sub and is told both others; every id's reservation names the survivor; a delete then leaves only tombstones", async function () {
+        const before = { written: written.length, changed: changed.length, batches: batches.length };
+        expect(await mergeIntoOldest(honest)).to.deep.equal({ survivor: oldest, merged: tess.earlier });
+        // One WriteRecords: two wallets, three accounts; app a's two reservations, release and delete; three of each for b, c and d.
+        expect(batches.slice(before.batches)).to.deep.equal([2 + 3 + 4 + 3 * 3]);
+        expect(written.slice(before.written), "the releases at b, c and d, created for the survivor").to.deep.equal(["release", "release", "release"]);
+        expect(await holds(walletHash(lookupKey, tess.earlier), "wallet")).to.equal(false);
+
+        for (const [providerId, user] of [["dev", TESS_OLD], ["dev", TESS], ["dev2", TESS_TOO]] as const) {
+          const atA = await loginAt(honest, providerId, user, "a");
+          expect(atA.consented).to.equal(false);
+          expect(atA.claims.sub).to.equal("legacy-tess-0001");
+          expect(atA.claims.merged_subs, `${user.sub} at app a`).to.deep.equal([tessSubs.earlierA, tessSubs.laterA]);
+        }
+        expect((await loginAt(honest, "dev2", TESS_TOO, "c")).claims.sub).to.equal(tessSubs.laterC);
+        for (const id of ["legacy-tess-0001", tessSubs.earlierA, tessSubs.laterA]) expect(await reservationOf("app-a", id), `the reservation of ${id}`).to.equal(oldest);
+
+        // The survivor deleted: the release's id and both merged ids are tombstones.
+        const view = await page("dev", TESS);
+        expect(view.uid).to.equal(oldest);
+        const began = Date.now();
+        const tx = await honest.beginTransaction(view.sessionToken, TransactionKind.DELETE, "dev");
+        await honest.deleteWallet(tx.sessionToken, began, await upstream.login(TESS, tx.upstreamNonce, { prompt: "login" }), view.uid);
+        for (const id of ["legacy-tess-0001", tessSubs.earlierA, tessSubs.laterA]) expect(await reservationOf("app-a", id), `the reservation of ${id}`).to.equal("no one");
+        expect(await reservationOf("app-c", tessSubs.laterC)).to.equal("no one");
+        for (const account of [{ iss: dev(), sub: TESS_OLD.sub }, { iss: dev(), sub: TESS.sub }, { iss: dev2(), sub: TESS_TOO.sub }, { iss: dev(), sub: UMA.sub }]) {
+          expect(await holds(subjectHash(lookupKey, account.iss, account.sub), "subject"), account.sub).to.equal(false);
+        }
+      });
     });
   });
 });

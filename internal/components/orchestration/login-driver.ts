@@ -19,6 +19,7 @@ import {
   type AccessGrant,
   type AuthorizeUserResponse,
   type FinishDeleteResponse,
+  type MergeWalletsResponse,
   type RecordWrite,
   type ReleaseAnswer,
   ReleaseAnswerSchema,
@@ -32,7 +33,7 @@ import { releaseHash, reservationHash, subjectHash, walletHash } from "../../pro
 import type { VerificationKeys } from "../../protocol/signing-keys.js";
 import {
   DEFAULT_RECOVERY_THRESHOLD, type HistoryEntry, RECORD_KIND, RECORD_TYPES, RECOVERY_SUBJECT_RECORD, type RecordClaims, type TokenType, WALLET_DELETION_RECORD,
-  type WalletDeletionRecord, type WalletSubject, recoveryThreshold,
+  type WalletDeletionRecord, type WalletSubject, earlierWallet, mergedWallet, recoveryThreshold,
 } from "../../protocol/tokens.js";
 import type { RecordKindName } from "../../protocol/records.js";
 import { type WalletClaims, releasedClaims, takeClaims, walletClaimsOf } from "../../protocol/claims.js";
@@ -64,7 +65,7 @@ export interface LoginDriverDeps {
  * a consent about to write its release; a release change about to write; a link about to write its subject; a delete about to write its deletion record
  * (its commit point), and one that has written it.
  */
-export type PausePoint = "subject-read" | "release-writing" | "release-changing" | "link-writing" | "deletion-writing" | "deletion-stored";
+export type PausePoint = "subject-read" | "release-writing" | "release-changing" | "link-writing" | "deletion-writing" | "deletion-stored" | "merge-writing";
 
 /** The longest one mesh call of a login may take (a Token or Encryption call; Storage's inside it). */
 export const RPC_TIMEOUT_MS = 5_000;
@@ -149,6 +150,11 @@ export class NotLinked extends Error {
   constructor() {
     super("the account signed in with is not linked to this wallet");
   }
+}
+
+/** A merge that cannot be: the account signed in with is in no wallet (link it instead), or in this one already. */
+export class MergeRefused extends Error {
+  override name = "MergeRefused";
 }
 
 /** A recovery account signed in where only a sign-in account may (a login, the account page, a transaction): it cannot sign in alone. */
@@ -287,6 +293,24 @@ export interface ReadRelease {
   readonly record: string;
   readonly receipt: string;
   readonly version: number;
+}
+
+/** One app's answer to a read of a user's release: the release (with its record, receipt and version), or Storage's Error Token. */
+interface ReleaseRead {
+  readonly clientId: string;
+  readonly record: string;
+  readonly receipt: string;
+  readonly version: bigint;
+  readonly errorToken: string;
+  readonly release?: RecordClaims["release"];
+}
+
+/** One of a merge's two users as read: the wallet and the release at each app. */
+interface MergeSide {
+  readonly wallet: RecordClaims["wallet"];
+  readonly walletRecord: string;
+  readonly walletRes: { readonly receipt: string; readonly version: bigint };
+  readonly releases: readonly ReleaseRead[];
 }
 
 /** A record and Storage's receipt for it. */
@@ -603,6 +627,7 @@ export class LoginDriver {
       sub: releaseClaims.directed_id,
       claims: releasedClaims(releaseClaims, wallet),
       authTime: state.authTime,
+      mergedSubs: releaseClaims.merged_subs,
     }, this.deps.tokenKeys());
     return { kind: "done", idToken: minted.idToken, userinfoJwt: minted.userinfoJwt, userinfoJson: minted.userinfoJson, newUser };
   }
@@ -735,7 +760,8 @@ export class LoginDriver {
     if (!write) throw new ProtocolViolation("Token returned no deletion record");
     this.#checkGrant(write.grant, "wallet", RecordOperation.UPDATE, walletHash(this.deps.lookupKey, uid));
     const deletion = await this.#deletion(write.record);
-    const foundReleases = releases.flatMap((r) => (r.release ? [{ client_id: r.clientId, directed_id: r.release.directed_id }] : []));
+    // Each release's directed id, and a merge's ids at that app (merged_subs): every reservation of the user's becomes a tombstone.
+    const foundReleases = releases.flatMap((r) => (r.release ? [r.release.directed_id, ...(r.release.merged_subs ?? [])].map((id) => ({ client_id: r.clientId, directed_id: id })) : []));
     if (deletion.uid !== uid || !sameSubjects(deletion.subjects, wallet.subjects) || !sameReleases(deletion.releases, foundReleases)) {
       throw new ProtocolViolation("the wallet deletion record does not list exactly this wallet's subjects and releases");
     }
@@ -810,6 +836,214 @@ export class LoginDriver {
       if (isLostCreateRace(error)) throw new AlreadyLinked(false);
       throw error;
     }
+  }
+
+  /**
+   * Merges the wallet of the account the merge session's forced fresh login (begun at
+   * `started`) was made at with user `uid`'s (docs/transactions.md, "Merge"). Token keeps
+   * the earlier wallet; Orchestration checks every record Token mints against both wallets
+   * and both users' releases as read (the surviving wallet as it computes it itself, each
+   * account and release of the merged user moved to the survivor and nothing else, each
+   * reservation moved from the merged user only), then writes it all in one WriteRecords,
+   * both wallets at the versions read. Returns the surviving user.
+   */
+  async mergeWallets(sessionToken: string, started: number, upstream: UpstreamResult, uid: string): Promise<{ survivor: string; merged: string }> {
+    freshEnough(upstream, { maxAge: 0, promptLogin: true, started, demandedBy: "transaction" });
+    const step = this.#step();
+    const key = this.deps.lookupKey;
+    const authorized = await this.#token(() => this.deps.token.authorizeSubject({ sessionToken, opIdToken: upstream.idToken }, step.call()));
+    const subjectRead = this.#checkGrant(authorized.subjectRead, "subject", RecordOperation.READ, subjectHash(key, upstream.iss, upstream.sub));
+    const read = await this.deps.encryption.readRecord({ accessToken: subjectRead.accessToken }, step.call());
+    if (read.result.case === "errorToken") throw new MergeRefused("the account signed in with is in no wallet: link it instead");
+    if (read.result.case !== "record") throw new ProtocolViolation("the subject read returned nothing");
+    const { subject, recovery } = await this.#subject(read.result.value);
+    if (subject.op_iss !== upstream.iss || subject.op_sub !== upstream.sub) throw new ProtocolViolation("the subject record is not the upstream subject's");
+    if (recovery) throw new RecoveryAccountOnly();
+    if (subject.uid === uid) throw new MergeRefused("the account signed in with is this wallet's already");
+    const other = subject.uid;
+
+    const res = await this.deps.token.authorizeMerge({ sessionToken: authorized.sessionToken, subjectRecord: read.result.value, subjectReceipt: read.receipt }, step.call());
+    const [mine, theirs] = await Promise.all([
+      this.#walletWithReleases(step, res.sessionToken, res.walletRead, res.releaseReads, uid),
+      this.#walletWithReleases(step, res.sessionToken, res.otherWalletRead, res.otherReleaseReads, other),
+    ]);
+    const answer = (r: (typeof mine.releases)[number]) => create(ReleaseAnswerSchema, {
+      clientId: r.clientId,
+      answer: r.release ? { case: "release", value: { record: r.record, receipt: r.receipt } } : { case: "errorToken", value: r.errorToken },
+    });
+    const merge = await this.deps.token.mergeWallets({
+      sessionToken: res.sessionToken,
+      wallet: { record: mine.walletRecord, receipt: mine.walletRes.receipt },
+      otherWallet: { record: theirs.walletRecord, receipt: theirs.walletRes.receipt },
+      releases: mine.releases.map(answer),
+      otherReleases: theirs.releases.map(answer),
+    }, step.call());
+
+    if (!theirs.wallet.subjects.some((s) => s.iss === upstream.iss && s.sub === upstream.sub && !s.recovery)) {
+      throw new ProtocolViolation("the other wallet does not list the account signed in with");
+    }
+    // The earlier wallet survives, by the rule Token applies too.
+    const survivorIsOther = earlierWallet(mine.wallet, theirs.wallet) === theirs.wallet;
+    if (merge.survivorIsOther !== survivorIsOther) throw new ProtocolViolation("Token keeps the later wallet of the two");
+    const [kept, merged] = survivorIsOther ? [theirs, mine] : [mine, theirs];
+    const survivor = kept.wallet.uid;
+    const plan = await this.#checkMerge(merge, kept, merged, upstream.iss);
+
+    // What the merge overwrites, read now for the versions it is written at: each account
+    // and each reservation must still be the merged user's (or a reservation absent).
+    const subjectVersions = await Promise.all(plan.subjects.map(async ({ read: grant, account }) => {
+      const found = await this.deps.encryption.readRecord({ accessToken: grant.accessToken }, step.call());
+      if (found.result.case !== "record") throw new WalletChanged();
+      const { subject: stored } = await this.#subject(found.result.value);
+      if (stored.op_iss !== account.iss || stored.op_sub !== account.sub) throw new ProtocolViolation("the subject read is not the merged account's");
+      if (stored.uid !== merged.wallet.uid) throw new WalletChanged();
+      return found.version;
+    }));
+    const reservations = await Promise.all(plan.releases.map(({ reservations: moves, clientId }) => Promise.all(moves.map(async (move) => {
+      const found = await this.deps.encryption.readRecord({ accessToken: move.read.accessToken }, step.call());
+      if (found.result.case === "errorToken") return { write: move.create, version: 0n };
+      if (found.result.case !== "record") throw new ProtocolViolation("the reservation read returned nothing");
+      const stored = await this.#record("reservation", found.result.value);
+      if (stored.client_id !== clientId || stored.directed_id !== move.directedId) throw new ProtocolViolation("the reservation read is not the one the merge moves");
+      if (stored.uid !== merged.wallet.uid) throw new ProtocolViolation("a reservation the merge moves names someone else than the merged user");
+      return { write: move.update, version: found.version };
+    }))));
+
+    const writes = [
+      { accessToken: plan.wallet.grant!.accessToken, record: plan.wallet.record, expectedVersion: kept.walletRes.version },
+      { accessToken: plan.mergedWalletDelete.accessToken, expectedVersion: merged.walletRes.version },
+      ...plan.subjects.map(({ update }, i) => ({ accessToken: update.grant!.accessToken, record: update.record, expectedVersion: subjectVersions[i]! })),
+      ...plan.releases.flatMap(({ release }, i) => [
+        ...reservations[i]!.map((r) => ({ accessToken: r.write.grant!.accessToken, record: r.write.record, expectedVersion: r.version })),
+        { accessToken: release.write.grant!.accessToken, record: release.write.record, expectedVersion: release.version },
+        { accessToken: release.mergedDelete.accessToken },
+      ]),
+    ];
+    await this.deps.pause?.("merge-writing");
+    try {
+      await this.deps.encryption.writeRecords({ writes }, step.call());
+    } catch (error) {
+      // Either wallet, an account, a release or a reservation moved on since it was read: nothing was written.
+      if (walletMovedOn(error) || isLostCreateRace(error)) throw new WalletChanged();
+      throw error;
+    }
+    return { survivor, merged: merged.wallet.uid };
+  }
+
+  /** A user's wallet and release at each app Orchestration serves, read with `walletRead` and `releaseReads` (each checked to be that user's). */
+  async #walletWithReleases(step: StepDeadline, sessionToken: string, walletRead: AccessGrant | undefined, releaseReads: readonly AccessGrant[], uid: string) {
+    const grant = this.#checkGrant(walletRead, "wallet", RecordOperation.READ, walletHash(this.deps.lookupKey, uid));
+    const apps = this.#appReleaseReads(releaseReads, uid);
+    const [walletRes, ...releaseRes] = await Promise.all([
+      this.deps.encryption.readRecord({ accessToken: grant.accessToken }, step.call()),
+      ...releaseReads.map((g) => this.deps.encryption.readRecord({ accessToken: g.accessToken }, step.call())),
+    ]);
+    const { walletRecord, wallet } = await this.#wallet(step, sessionToken, walletRes, uid);
+    const releases = await this.#releasesRead(releaseRes, releaseReads, apps, uid);
+    return { wallet, walletRecord, walletRes, releases };
+  }
+
+  /**
+   * Token's merge, checked against both wallets and both users' releases as read: the
+   * survivor's wallet as Orchestration computes it, the merged wallet's delete, each of the
+   * merged wallet's accounts pointed at the survivor (and no other account), and each of
+   * the merged user's releases moved (no other), with its reservation naming the survivor.
+   */
+  async #checkMerge(res: MergeWalletsResponse, kept: MergeSide, merged: MergeSide, iss: string) {
+    const key = this.deps.lookupKey;
+    const survivor = kept.wallet.uid;
+    const wallet = res.wallet;
+    if (!wallet) throw new ProtocolViolation("Token returned no merged wallet");
+    this.#checkGrant(wallet.grant, "wallet", RecordOperation.UPDATE, walletHash(key, survivor));
+    const minted = await this.#record("wallet", wallet.record);
+    const at = minted.history?.at(-1)?.at ?? Number.NaN;
+    const { iss: _iss, aud: _aud, iat: _iat, ...body } = minted as RecordClaims["wallet"] & { iss?: unknown; aud?: unknown; iat?: unknown };
+    if (canonical(body) !== canonical(mergedWallet(kept.wallet, merged.wallet, iss, at))
+      || !(Math.abs(at - Math.floor(Date.now() / 1000)) <= MINT_CLOCK_SKEW_SECONDS)) {
+      throw new ProtocolViolation("Token's merged wallet is not the two wallets as read, joined, with the merge's history entry");
+    }
+    const mergedWalletDelete = this.#checkGrant(res.mergedWalletDelete, "wallet", RecordOperation.DELETE, walletHash(key, merged.wallet.uid));
+
+    if (res.subjects.length !== merged.wallet.subjects.length) throw new ProtocolViolation("Token's merge does not move exactly the merged wallet's accounts");
+    const subjects = await Promise.all(merged.wallet.subjects.map(async (account, i) => {
+      const at = subjectHash(key, account.iss, account.sub);
+      const { read, update } = res.subjects[i]!;
+      this.#checkGrant(update?.grant, "subject", RecordOperation.UPDATE, at);
+      const moved = await this.#subject(update!.record);
+      if (moved.subject.op_iss !== account.iss || moved.subject.op_sub !== account.sub || moved.subject.uid !== survivor || moved.recovery !== (account.recovery === true)) {
+        throw new ProtocolViolation("Token's merge points an account elsewhere than at the surviving user, or changes its kind");
+      }
+      return { read: this.#checkGrant(read, "subject", RecordOperation.READ, at), update: update!, account };
+    }));
+
+    const toMove = merged.releases.filter((r) => r.release);
+    if (res.releases.length !== toMove.length || new Set(res.releases.map((r) => r.clientId)).size !== toMove.length) {
+      throw new ProtocolViolation("Token's merge does not move exactly the merged user's releases");
+    }
+    const releases = await Promise.all(res.releases.map(async (r) => {
+      const from = toMove.find((m) => m.clientId === r.clientId);
+      if (!from) throw new ProtocolViolation("Token's merge does not move exactly the merged user's releases");
+      const moving = from.release!;
+      // Its own directed id's reservation, and an earlier merge's ids' (they travel with the release), each moved to the survivor.
+      const chained = moving.merged_subs ?? [];
+      if (r.mergedSubReservations.length !== chained.length || r.mergedSubReservations.some((m, i) => m.directedId !== chained[i])) {
+        throw new ProtocolViolation("Token's merge does not move exactly the reservations of the merged release's merged_subs");
+      }
+      const reservations = [
+        { directedId: moving.directed_id, ...(await this.#checkReservation(r, r.clientId, moving.directed_id, survivor)) },
+        ...await Promise.all(r.mergedSubReservations.map(async (m) => ({
+          directedId: m.directedId,
+          ...(await this.#checkReservation({ reservationRead: m.read, reservationUpdate: m.update, reservationCreate: m.create }, r.clientId, m.directedId, survivor)),
+        }))),
+      ];
+      const into = kept.releases.find((k) => k.clientId === r.clientId)!;
+      const hash = releaseHash(key, survivor, r.clientId);
+      let release;
+      if (into.release) {
+        if (r.releaseCreate) throw new ProtocolViolation("Token's merge creates a release where the surviving user has one");
+        this.#checkGrant(r.releaseUpdate?.grant, "release", RecordOperation.UPDATE, hash);
+        const expected = { ...into.release, merged_subs: [...(into.release.merged_subs ?? []), moving.directed_id, ...(moving.merged_subs ?? [])] };
+        if (canonical({ ...(await this.#record("release", r.releaseUpdate!.record)), iat: 0 }) !== canonical({ ...expected, iat: 0 })) {
+          throw new ProtocolViolation("Token's merged release is not the surviving release with the merged directed id added to merged_subs");
+        }
+        release = { write: r.releaseUpdate!, version: into.version };
+      } else {
+        if (r.releaseUpdate) throw new ProtocolViolation("Token's merge updates a release the surviving user does not have");
+        this.#checkGrant(r.releaseCreate?.grant, "release", RecordOperation.CREATE, hash);
+        const expected = { ...moving, uid: survivor, reserved: true };
+        if (canonical({ ...(await this.#record("release", r.releaseCreate!.record)), iat: 0 }) !== canonical({ ...expected, iat: 0 })) {
+          throw new ProtocolViolation("Token's moved release is not the merged user's release, for the surviving user, with its directed id");
+        }
+        release = { write: r.releaseCreate!, version: 0n };
+      }
+      const mergedDelete = this.#checkGrant(r.mergedReleaseDelete, "release", RecordOperation.DELETE, releaseHash(key, merged.wallet.uid, r.clientId));
+      return { clientId: r.clientId, reservations, release: { ...release, mergedDelete } };
+    }));
+    return { wallet, mergedWalletDelete, subjects, releases };
+  }
+
+  /**
+   * Token's grants that make the reservation of `directedId` at `clientId` name `uid`: a
+   * read of it, and the record as an update and as a create, each at its hash (`uid`
+   * undefined: a tombstone that names no one).
+   */
+  async #checkReservation(grants: { reservationRead?: AccessGrant | undefined; reservationUpdate?: RecordWrite | undefined; reservationCreate?: RecordWrite | undefined },
+    clientId: string, directedId: string, uid: string | undefined) {
+    const at = reservationHash(this.deps.lookupKey, clientId, directedId);
+    const read = this.#checkGrant(grants.reservationRead, "reservation", RecordOperation.READ, at);
+    this.#checkGrant(grants.reservationUpdate?.grant, "reservation", RecordOperation.UPDATE, at);
+    this.#checkGrant(grants.reservationCreate?.grant, "reservation", RecordOperation.CREATE, at);
+    const [update, create] = [grants.reservationUpdate!, grants.reservationCreate!];
+    for (const write of [update, create]) {
+      const reservation = await this.#record("reservation", write.record);
+      const names = uid === undefined ? !Object.hasOwn(reservation, "uid") : reservation.uid === uid;
+      if (!names || reservation.client_id !== clientId || reservation.directed_id !== directedId || Object.keys(reservation).some((k) => !["client_id", "directed_id", "uid", "iss", "aud", "iat"].includes(k))) {
+        throw new ProtocolViolation(uid === undefined
+          ? "Token's tombstone is not an anonymous reservation of the released directed id"
+          : "Token's reservation does not move the merged directed id to the surviving user");
+      }
+    }
+    return { read, update, create };
   }
 
   /**
@@ -926,17 +1160,30 @@ export class LoginDriver {
     const releaseKey = releaseHash(key, uid, clientId);
     if (forget) {
       const releaseDelete = this.#checkGrant(res.releaseDelete, "release", RecordOperation.DELETE, releaseKey);
-      const tombstone = await this.#checkTombstone(res, clientId, read.release.directed_id);
-      const reservation = await this.deps.encryption.readRecord({ accessToken: tombstone.read.accessToken }, step.call());
+      // The release's own directed id, and a merge's ids at this app: each reservation made a tombstone.
+      const merged = read.release.merged_subs ?? [];
+      if (res.mergedSubTombstones.length !== merged.length || res.mergedSubTombstones.some((t, i) => t.directedId !== merged[i])) {
+        throw new ProtocolViolation("Token's tombstones are not for exactly the release's merged_subs");
+      }
+      const tombstones = [
+        { directedId: read.release.directed_id, ...(await this.#checkTombstone(res, clientId, read.release.directed_id)) },
+        ...await Promise.all(res.mergedSubTombstones.map(async (t) => ({
+          directedId: t.directedId,
+          ...(await this.#checkReservation({ reservationRead: t.read, reservationUpdate: t.update, reservationCreate: t.create }, clientId, t.directedId, undefined)),
+        }))),
+      ];
       writes.push({ accessToken: releaseDelete.accessToken, expectedVersion: read.version });
-      if (reservation.result.case === "record") {
-        const stored = await this.#record("reservation", reservation.result.value);
-        if (stored.uid !== uid) throw new ProtocolViolation("the reservation of this app's directed id is not this user's");
-        writes.push({ accessToken: tombstone.update.grant!.accessToken, record: tombstone.update.record, expectedVersion: reservation.version });
-      } else if (reservation.result.case === "errorToken") {
-        writes.push({ accessToken: tombstone.create.grant!.accessToken, record: tombstone.create.record });
-      } else {
-        throw new ProtocolViolation("the reservation read returned nothing");
+      for (const tombstone of tombstones) {
+        const reservation = await this.deps.encryption.readRecord({ accessToken: tombstone.read.accessToken }, step.call());
+        if (reservation.result.case === "record") {
+          const stored = await this.#record("reservation", reservation.result.value);
+          if (stored.uid !== uid || stored.directed_id !== tombstone.directedId) throw new ProtocolViolation("the reservation of this app's directed id is not this user's");
+          writes.push({ accessToken: tombstone.update.grant!.accessToken, record: tombstone.update.record, expectedVersion: reservation.version });
+        } else if (reservation.result.case === "errorToken") {
+          writes.push({ accessToken: tombstone.create.grant!.accessToken, record: tombstone.create.record });
+        } else {
+          throw new ProtocolViolation("the reservation read returned nothing");
+        }
       }
     } else {
       const releaseWrite = res.release;
@@ -966,16 +1213,7 @@ export class LoginDriver {
   async #walletAndReleases(step: StepDeadline, found: StoredUser, upstream: UpstreamResult) {
     const { user, subject, walletRead } = found;
     if (user.releaseRead) throw new ProtocolViolation("Token granted an account session an app's release read");
-    // The user's release at each app Orchestration serves, and nothing else: never a read
-    // of another user's release, nor of one app twice.
-    const apps = new Map((this.deps.clientIds ?? []).map((id) => [releaseHash(this.deps.lookupKey, subject.uid, id), id]));
-    const asked = new Set<string>();
-    for (const grant of user.accountReleaseReads) {
-      if (grant.kind !== RECORD_KIND.release || grant.operation !== RecordOperation.READ || !apps.has(grant.hash) || asked.has(grant.hash)) {
-        throw new ProtocolViolation("Token's release grant is not for this user's release at an app hello-mesh serves");
-      }
-      asked.add(grant.hash);
-    }
+    const apps = this.#appReleaseReads(user.accountReleaseReads, subject.uid);
     const [walletRes, ...releaseRes] = await Promise.all([
       this.deps.encryption.readRecord({ accessToken: walletRead.accessToken }, step.call()),
       ...user.accountReleaseReads.map((grant) => this.deps.encryption.readRecord({ accessToken: grant.accessToken }, step.call())),
@@ -984,21 +1222,45 @@ export class LoginDriver {
     if (!wallet.subjects.some((s) => s.iss === upstream.iss && s.sub === upstream.sub)) {
       throw new ProtocolViolation("the wallet does not list the subject the user signed in with");
     }
-    const releases: Array<{ clientId: string; record: string; receipt: string; version: bigint; errorToken: string; release?: RecordClaims["release"] }> = [];
-    for (const [i, res] of releaseRes.entries()) {
-      const clientId = apps.get(user.accountReleaseReads[i]!.hash)!;
+    const releases = await this.#releasesRead(releaseRes, user.accountReleaseReads, apps, subject.uid);
+    return { wallet, walletRes: { record: walletRecord, receipt: walletRes.receipt, version: walletRes.version }, releases };
+  }
+
+  /**
+   * Token's reads of user `uid`'s release at each app Orchestration serves, and nothing
+   * else: never a read of another user's release, nor of one app twice. The app of each, by hash.
+   */
+  #appReleaseReads(grants: readonly AccessGrant[], uid: string): Map<string, string> {
+    const apps = new Map((this.deps.clientIds ?? []).map((id) => [releaseHash(this.deps.lookupKey, uid, id), id]));
+    const asked = new Set<string>();
+    for (const grant of grants) {
+      if (grant.kind !== RECORD_KIND.release || grant.operation !== RecordOperation.READ || !apps.has(grant.hash) || asked.has(grant.hash)) {
+        throw new ProtocolViolation("Token's release grant is not for this user's release at an app hello-mesh serves");
+      }
+      asked.add(grant.hash);
+    }
+    // And one at every app: a read left out would hide that app's release from a delete or a merge.
+    if (asked.size !== apps.size) throw new ProtocolViolation("Token's release grants are not for this user's release at every app hello-mesh serves");
+    return apps;
+  }
+
+  /** The answers to the release reads `grants` (of user `uid`, apps by hash): each release, checked to be that user's at that app, or none. */
+  async #releasesRead(answers: ReadonlyArray<Awaited<ReturnType<LoginDriverDeps["encryption"]["readRecord"]>>>, grants: readonly AccessGrant[], apps: Map<string, string>, uid: string) {
+    const releases: ReleaseRead[] = [];
+    for (const [i, res] of answers.entries()) {
+      const clientId = apps.get(grants[i]!.hash)!;
       if (res.result.case === "errorToken") { // no release at this app
         releases.push({ clientId, record: "", receipt: "", version: 0n, errorToken: res.result.value });
         continue;
       }
       if (res.result.case !== "record") throw new ProtocolViolation("a release read returned nothing");
       const release = await this.#record("release", res.result.value);
-      if (release.uid !== subject.uid || release.client_id !== clientId) {
+      if (release.uid !== uid || release.client_id !== clientId) {
         throw new ProtocolViolation("the release record is not this user's at that app");
       }
       releases.push({ clientId, record: res.result.value, receipt: res.receipt, version: res.version, errorToken: "", release });
     }
-    return { wallet, walletRes: { record: walletRecord, receipt: walletRes.receipt, version: walletRes.version }, releases };
+    return releases;
   }
 
   /**
@@ -1057,20 +1319,9 @@ export class LoginDriver {
    * a read of it, and the tombstone as an update and as a create, each at its hash, the
    * tombstone naming no one.
    */
-  async #checkTombstone(grants: { reservationRead?: AccessGrant | undefined; tombstoneUpdate?: RecordWrite | undefined; tombstoneCreate?: RecordWrite | undefined },
+  #checkTombstone(grants: { reservationRead?: AccessGrant | undefined; tombstoneUpdate?: RecordWrite | undefined; tombstoneCreate?: RecordWrite | undefined },
     clientId: string, directedId: string) {
-    const at = reservationHash(this.deps.lookupKey, clientId, directedId);
-    const read = this.#checkGrant(grants.reservationRead, "reservation", RecordOperation.READ, at);
-    this.#checkGrant(grants.tombstoneUpdate?.grant, "reservation", RecordOperation.UPDATE, at);
-    this.#checkGrant(grants.tombstoneCreate?.grant, "reservation", RecordOperation.CREATE, at);
-    const [update, create] = [grants.tombstoneUpdate!, grants.tombstoneCreate!];
-    for (const write of [update, create]) {
-      const tombstone = await this.#record("reservation", write.record);
-      if (Object.hasOwn(tombstone, "uid") || tombstone.client_id !== clientId || tombstone.directed_id !== directedId) {
-        throw new ProtocolViolation("Token's tombstone is not an anonymous reservation of the released directed id");
-      }
-    }
-    return { read, update, create };
+    return this.#checkReservation({ reservationRead: grants.reservationRead, reservationUpdate: grants.tombstoneUpdate, reservationCreate: grants.tombstoneCreate }, clientId, directedId, undefined);
   }
 
   /** A delete whose record is gone already (an earlier attempt's, or a concurrent one's) is done. */
@@ -1205,7 +1456,7 @@ function checkTransacted(
   const { at, ...entry } = after.history?.at(-1) ?? { at: Number.NaN };
   const now = Math.floor(Date.now() / 1000);
   const same =
-    after.uid === before.uid &&
+    after.uid === before.uid && after.created === before.created &&
     sameClaims(after.claims, change.claims ?? before.claims) &&
     JSON.stringify(Object.entries(after.sources ?? {}).sort()) === JSON.stringify(Object.entries(sources).sort()) &&
     canonical(after.subjects) === canonical(subjects) &&
@@ -1213,7 +1464,7 @@ function checkTransacted(
     after.history?.length === history.length + 1 &&
     canonical(after.history.slice(0, -1)) === canonical(history) &&
     canonical(entry) === canonical(expected) && Math.abs(at - now) <= MINT_CLOCK_SKEW_SECONDS &&
-    Object.keys(after).every((k) => ["uid", "claims", "subjects", "history", "sources", "recovery", "iss", "aud", "iat"].includes(k));
+    Object.keys(after).every((k) => ["uid", "created", "claims", "subjects", "history", "sources", "recovery", "iss", "aud", "iat"].includes(k));
   const { kind } = expected;
   const what = kind === "claims" ? "claims update" : kind === "release" ? "release change" : kind;
   if (!same) throw new ProtocolViolation(`Token's wallet for this ${what} is not the wallet as read with only that change and its history entry`);

@@ -35,6 +35,8 @@ export interface MintExpectation {
   readonly claims: WalletClaims;
   /** The provider's auth_time from the OP ID Token Orchestration verified, if it sent one. */
   readonly authTime?: number | undefined;
+  /** The verified release's merged_subs (a merge's), which the answers carry as the `merged_subs` claim; none when absent or empty. */
+  readonly mergedSubs?: readonly string[] | undefined;
 }
 
 export interface Minted {
@@ -55,7 +57,8 @@ export function checkIdToken(jwt: string, expected: MintExpectation, tokenKeys: 
   const { header, payload, key } = signed(jwt, "id-token", tokenKeys, what);
   if (header.typ !== "JWT") violation(what, "its typ header is not JWT");
   const fixed = ["iss", "sub", "aud", "exp", "iat", "nonce", "azp", ...(expected.authTime === undefined ? [] : ["auth_time"])];
-  onlyClaims(what, payload, fixed, expected.claims);
+  onlyClaims(what, payload, [...fixed, "merged_subs"], expected.claims);
+  checkMergedSubs(what, payload, expected);
   common(what, payload, expected, now, ID_TOKEN_LIFETIME_SECONDS, key);
   if (typeof payload.nonce !== "string" || !equalsConstantTime(payload.nonce, expected.nonce)) violation(what, "its nonce is not the app's");
   if (Object.hasOwn(payload, "azp") && payload.azp !== expected.clientId) violation(what, "its azp is not the app");
@@ -66,11 +69,12 @@ export function checkUserinfoJwt(jwt: string, expected: MintExpectation, tokenKe
   const what = "signed userinfo";
   const { header, payload, key } = signed(jwt, "userinfo", tokenKeys, what);
   if (header.typ !== USERINFO_TYP) violation(what, `its typ header is not ${USERINFO_TYP}`);
-  onlyClaims(what, payload, ["iss", "sub", "aud", "exp", "iat"], expected.claims);
+  onlyClaims(what, payload, ["iss", "sub", "aud", "exp", "iat", "merged_subs"], expected.claims);
+  checkMergedSubs(what, payload, expected);
   common(what, payload, expected, now, USERINFO_LIFETIME_SECONDS, key);
 }
 
-export function checkUserinfoJson(json: string, expected: Pick<MintExpectation, "sub" | "claims">): void {
+export function checkUserinfoJson(json: string, expected: Pick<MintExpectation, "sub" | "claims" | "mergedSubs">): void {
   const what = "userinfo";
   let payload: unknown;
   try {
@@ -80,7 +84,8 @@ export function checkUserinfoJson(json: string, expected: Pick<MintExpectation, 
   }
   if (typeof payload !== "object" || payload === null || Array.isArray(payload)) return violation(what, "it is not a JSON object");
   const claims = payload as Record<string, unknown>;
-  onlyClaims(what, claims, ["sub"], expected.claims);
+  onlyClaims(what, claims, ["sub", "merged_subs"], expected.claims);
+  checkMergedSubs(what, claims, expected);
   if (claims.sub !== expected.sub) violation(what, "its sub is not the verified release's directed id");
 }
 
@@ -111,6 +116,17 @@ function onlyClaims(what: string, payload: Record<string, unknown>, fixed: reado
     if (!Object.hasOwn(payload, name)) violation(what, `it lacks the released claim ${claimName(name)}`);
     if (payload[name] !== value) violation(what, `its ${claimName(name)} is not the wallet's`);
   }
+}
+
+/** `merged_subs` exactly the verified release's, in order, or absent when it has none. */
+function checkMergedSubs(what: string, payload: Record<string, unknown>, expected: Pick<MintExpectation, "mergedSubs">): void {
+  const want = expected.mergedSubs ?? [];
+  if (want.length === 0) {
+    if (Object.hasOwn(payload, "merged_subs")) violation(what, "it carries merged_subs the release does not list");
+    return;
+  }
+  const got = payload.merged_subs;
+  if (!Array.isArray(got) || got.length !== want.length || got.some((v, i) => v !== want[i])) violation(what, "its merged_subs are not the release's");
 }
 
 /** A claim's name as safe to say: a known name, or not at all. */

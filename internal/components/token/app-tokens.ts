@@ -19,12 +19,19 @@ export interface AppAnswer {
   readonly released: WalletClaims;
   /** The provider's auth_time, copied only when the provider sent it. */
   readonly authTime?: number | undefined;
+  /** The app's `sub`s of wallets merged into this one (the release's merged_subs), sent as the `merged_subs` claim. */
+  readonly mergedSubs?: readonly string[] | undefined;
+}
+
+/** The `merged_subs` claim (docs/transactions.md, "Merge"), when the release has any. */
+function mergedSubsClaim(answer: AppAnswer): { merged_subs?: string[] } {
+  return answer.mergedSubs && answer.mergedSubs.length > 0 ? { merged_subs: [...answer.mergedSubs] } : {};
 }
 
 /** The ID Token: typ JWT, signed by an id-token key (never one of another purpose). */
 export function signIdToken(key: SigningKey, answer: AppAnswer, now: Date): Promise<string> {
   const t = Math.floor(now.getTime() / 1000);
-  return new SignJWT({ ...answer.released, nonce: answer.nonce, ...(answer.authTime === undefined ? {} : { auth_time: answer.authTime }) })
+  return new SignJWT({ ...answer.released, ...mergedSubsClaim(answer), nonce: answer.nonce, ...(answer.authTime === undefined ? {} : { auth_time: answer.authTime }) })
     .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: "JWT" })
     .setIssuer(answer.issuer)
     .setSubject(answer.sub)
@@ -35,8 +42,8 @@ export function signIdToken(key: SigningKey, answer: AppAnswer, now: Date): Prom
 }
 
 /** The userinfo answer as JSON: the sub and the released claims, nothing else. */
-export function userinfoClaims(answer: AppAnswer): WalletClaims & { sub: string } {
-  return { sub: answer.sub, ...answer.released };
+export function userinfoClaims(answer: AppAnswer): Record<string, string | boolean | string[]> & { sub: string } {
+  return { sub: answer.sub, ...answer.released, ...mergedSubsClaim(answer) };
 }
 
 /** The signed userinfo answer: a typ and key purpose of its own, so it never passes for an ID Token. */

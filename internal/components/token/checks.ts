@@ -317,7 +317,7 @@ export function checkAccountRole(recovery: boolean, session: Pick<SessionClaims,
 }
 
 /** The session purpose of a transaction kind. */
-export type TransactionPurpose = "delete" | "link" | "unlink" | "claims" | "release";
+export type TransactionPurpose = "delete" | "link" | "unlink" | "claims" | "release" | "merge";
 
 export function transactionPurpose(kind: TransactionKind): TransactionPurpose {
   if (kind === TransactionKind.DELETE) return "delete";
@@ -325,7 +325,8 @@ export function transactionPurpose(kind: TransactionKind): TransactionPurpose {
   if (kind === TransactionKind.UNLINK) return "unlink";
   if (kind === TransactionKind.CLAIMS) return "claims";
   if (kind === TransactionKind.RELEASE) return "release";
-  throw invalidArgument("kind must name a transaction (TRANSACTION_KIND_DELETE, _LINK, _UNLINK, _CLAIMS or _RELEASE)");
+  if (kind === TransactionKind.MERGE) return "merge";
+  throw invalidArgument("kind must name a transaction (TRANSACTION_KIND_DELETE, _LINK, _UNLINK, _CLAIMS, _RELEASE or _MERGE)");
 }
 
 /**

@@ -13,7 +13,7 @@ import type { AccessGrant, FinishDeleteResponseSchema, ReleaseAnswer } from "../
 import type { RegisteredClient } from "../../config/component-config.js";
 import { denied, invalidArgument, outOfOrder } from "../../protocol/errors.js";
 import { verify } from "../../protocol/jws.js";
-import { WALLET_DELETION_RECORD, type WalletDeletionRecord } from "../../protocol/tokens.js";
+import { type RecordClaims, WALLET_DELETION_RECORD, type WalletDeletionRecord } from "../../protocol/tokens.js";
 import type { OwnKeys } from "./own-keys.js";
 import type { Grants } from "./grants.js";
 import { type Session, type Sessions, purposeOf } from "./session.js";
@@ -94,24 +94,42 @@ export function deleteHandlers(deps: DeleteDeps) {
  * Token): Orchestration can hide no release from a delete. Returns the releases found.
  */
 async function checkEveryRelease(deps: DeleteDeps, session: Session<"user", "delete">, answers: readonly ReleaseAnswer[]) {
+  const found: WalletDeletionRecord["releases"] = [];
+  for (const [client_id, answer] of await checkReleaseAnswers(deps, session.uid, session.release_reads, answers)) {
+    // A merge's ids at the app are reserved for this user too: each becomes a tombstone with the release's own.
+    if ("release" in answer) for (const directed_id of [answer.release.directed_id, ...(answer.release.merged_subs ?? [])]) found.push({ client_id, directed_id });
+  }
+  return found;
+}
+
+/** What Storage answered one release read: the release at its version, or "none" (the Error Token's jti, which a create may spend). */
+export type ReleaseRead = { release: RecordClaims["release"]; version: number } | { ejti: string };
+
+/**
+ * User `uid`'s release at every app in Token's registry, each answered once, as Storage
+ * answered the read `reads` names for it (a Release Record with its receipt, or an Error
+ * Token), by app, in the registry's order.
+ */
+export async function checkReleaseAnswers(deps: Pick<DeleteDeps, "clients" | "grants" | "storage" | "lookup">, uid: string, reads: Record<string, string> | undefined,
+  answers: readonly ReleaseAnswer[]): Promise<Map<string, ReleaseRead>> {
   const known = new Set(deps.clients.map((c) => c.client_id));
   for (const answer of answers) {
     if (!known.has(answer.clientId)) throw invalidArgument("a release answer names an app that is not registered");
   }
-  const found: WalletDeletionRecord["releases"] = [];
+  const found = new Map<string, ReleaseRead>();
   for (const { client_id } of deps.clients) {
     const mine = answers.filter((a) => a.clientId === client_id);
     if (mine.length !== 1) throw invalidArgument("releases must answer the release read of every registered app, each once");
     const answer = mine[0]!.answer;
-    const hash = deps.lookup.release(session.uid, client_id);
-    const readJti = session.release_reads?.[client_id];
+    const hash = deps.lookup.release(uid, client_id);
+    const readJti = reads?.[client_id];
     if (answer.case === "release") {
       const release = await deps.grants.record("release", answer.value.record);
-      await checkReceipt(deps.storage, "release", answer.value.record, answer.value.receipt, hash, { read: readJti });
-      checkRelease(release, { uid: session.uid, client_id });
-      found.push({ client_id, directed_id: release.directed_id });
+      const { version } = await checkReceiptOf(deps.storage, "release", answer.value.record, answer.value.receipt, hash, { read: readJti });
+      checkRelease(release, { uid, client_id });
+      found.set(client_id, { release, version });
     } else if (answer.case === "errorToken") {
-      await checkAbsence(deps.storage, answer.value, "release", hash, readJti);
+      found.set(client_id, { ejti: await checkAbsence(deps.storage, answer.value, "release", hash, readJti) });
     } else {
       throw invalidArgument("each release answer needs the release as read, or the Error Token of its read");
     }

@@ -11,7 +11,7 @@
 // A session has a purpose: a login (an app's; the default, and all a session without
 // the claim can be), an account session (docs/transactions.md: the user signs in to
 // manage the wallet, with no app), or a transaction's (begun from an account session:
-// "delete", "link", "unlink", "claims", "release"), or a recovery's (begun with no
+// "delete", "link", "unlink", "claims", "release", "merge"), or a recovery's (begun with no
 // account session, one round per recovery account: user -> started again). Each goes started -> subject -> user through the steps they share
 // (AuthorizeSubject, AuthorizeUser); every other step reads with `read`, which takes
 // one purpose only, logins by default, so an account session never makes a user or
@@ -29,7 +29,11 @@ export interface SessionClaims {
   sid: string;
   step: "started" | "subject" | "created" | "user";
   /** Absent: a login. */
-  purpose?: "account" | "delete" | "link" | "unlink" | "claims" | "release" | "recovery";
+  purpose?: "account" | "delete" | "link" | "unlink" | "claims" | "release" | "recovery" | "merge";
+  /** A merge session's (after AuthorizeMerge): the other wallet's user, and this session's reads of that user's wallet and release at each app. */
+  merge_uid?: string;
+  merge_wallet_read?: string;
+  merge_release_reads?: Record<string, string>;
   /** A link session's: the account is linked as a recovery account. */
   link_recovery?: true;
   /**
@@ -115,9 +119,9 @@ type Holds = {
   user: AtSubject | "uid" | "subject_digest";
 };
 
-export type Purpose = "login" | "account" | "delete" | "link" | "unlink" | "claims" | "release" | "recovery";
+export type Purpose = "login" | "account" | "delete" | "link" | "unlink" | "claims" | "release" | "recovery" | "merge";
 /** Every purpose Token signs; a session claiming another is none of Token's. */
-const PURPOSES: readonly Purpose[] = ["login", "account", "delete", "link", "unlink", "claims", "release", "recovery"];
+const PURPOSES: readonly Purpose[] = ["login", "account", "delete", "link", "unlink", "claims", "release", "recovery", "merge"];
 /** What every login holds from its start, and an account session never does. */
 type LoginHolds = "client_id" | "redirect_uri" | "nonce" | "scope" | "code_challenge";
 

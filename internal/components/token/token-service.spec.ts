@@ -30,6 +30,8 @@ import {
   SESSION_TOKEN,
   WALLET_DELETION_RECORD,
   type WalletDeletionRecord,
+  earlierWallet,
+  mergedWallet,
 } from "../../protocol/tokens.js";
 import { DEFAULT_DEV_USERS, type DevUser } from "../../dev/devop/dev-op.js";
 import { storageKeyPair } from "../../../test/support/storage-keys.js";
@@ -1065,7 +1067,7 @@ describe("Token, check by check (internal/components/token)", function () {
       });
       const ready = await accountUser(USERS.alice);
       expect(await refusal(begin(ready.authorized.sessionToken, TransactionKind.UNSPECIFIED))).to.deep.equal({
-        code: Code.InvalidArgument, message: "kind must name a transaction (TRANSACTION_KIND_DELETE, _LINK, _UNLINK, _CLAIMS or _RELEASE)",
+        code: Code.InvalidArgument, message: "kind must name a transaction (TRANSACTION_KIND_DELETE, _LINK, _UNLINK, _CLAIMS, _RELEASE or _MERGE)",
       });
       expect((await refusal(begin(ready.authorized.sessionToken, TransactionKind.DELETE, "evil"))).code).to.equal(Code.InvalidArgument);
     });
@@ -1824,6 +1826,485 @@ describe("Token, check by check (internal/components/token)", function () {
       // Twin: the update's own receipt.
       const completed = await complete(minted.record, await store(minted));
       expect(session(completed.sessionToken)).to.include({ recovery_done: true });
+    });
+  });
+
+  describe("MergeWallets (docs/transactions.md, \"Merge\"): two wallets of one person, the later merged into the earlier", function () {
+    type Provider = "dev" | "north" | "south";
+    const op = (id: Provider) => ({ dev: upstream, north, south })[id];
+    const iss = (id: Provider) => op(id).devOp.issuer;
+    const nowSeconds = () => Math.floor(clock.now().getTime() / 1000);
+    /** A record's own claims, without those of its JWS (iss, aud, iat). */
+    const bodyOf = <K extends keyof RecordClaims>(kind: K, jws: string) => {
+      const { iss: _i, aud: _a, iat: _t, ...body } = record(kind, jws);
+      return body as unknown as RecordClaims[K];
+    };
+    /** A wallet as Token would sign it, changed by `change` (a forged state Storage may say it holds). */
+    const resigned = (jws: string, change: (w: RecordClaims["wallet"]) => RecordClaims["wallet"]) =>
+      sign(RECORD_TYPES.wallet, activeKey(keys, "record"), { ...change(bodyOf("wallet", jws)) }, { now: clock.now() });
+    /** Storage's answer to a read, from the row it holds. */
+    const readOf = async (read: AccessGrant | undefined, jws = rows.get(read!.hash)!) => ({ record: jws, receipt: await receipt(read, jws) }) as ReadRecord;
+    /** Storage's answers to a user's release reads (one per registered app, in the registry's order): the row it holds, or "no record". */
+    const answered = (reads: readonly AccessGrant[]) => Promise.all(reads.map(async (read, i) => {
+      const stored = rows.get(read.hash);
+      return {
+        clientId: clients[i]!.client_id,
+        answer: stored ? { case: "release" as const, value: await readOf(read, stored) } : { case: "errorToken" as const, value: await absent(read) },
+      } as ReleaseAnswer;
+    }));
+    const appIndex = (clientId: string) => clients.findIndex((c) => c.client_id === clientId);
+
+    /** A login of `user` at `provider` for app `app`, at step "subject". */
+    async function loginAtSubject(provider: Provider, user: DevUser, app: "a" | "b" = "a") {
+      const started = await token.createSession({ request: { case: "parameters", value: params(app) }, providerId: provider });
+      const up = await op(provider).login(user, started.upstreamNonce);
+      return token.authorizeSubject({ sessionToken: started.sessionToken, opIdToken: up.idToken });
+    }
+
+    /** A new user at `provider`, its CreateUser `aheadMs` later (the wallet's `created`), both writes stored. */
+    async function newUserAt(provider: Provider, user: DevUser, aheadMs = 0) {
+      const at = await loginAtSubject(provider, user);
+      const errorToken = await absent(at.subjectRead);
+      const made = await clock.ahead(aheadMs, () => token.createUser({ sessionToken: at.sessionToken, errorToken }));
+      await store(made.wallet);
+      await store(made.subject);
+      return record("wallet", made.wallet!.record).uid;
+    }
+
+    /** A returning user's login at `provider` for `app`, at step "user": the Subject Record and the reads' grants. */
+    async function loginAtUser(provider: Provider, user: DevUser, app: "a" | "b") {
+      const at = await loginAtSubject(provider, user, app);
+      const subjectRecord = rows.get(at.subjectRead!.hash)!;
+      const authorized = await token.authorizeUser({ sessionToken: at.sessionToken, subjectRecord, subjectReceipt: await receipt(at.subjectRead, subjectRecord) });
+      return { subjectRecord, authorized };
+    }
+
+    /** `user`'s first release at `app`, through `provider`: CreateRelease on Storage's "no release", both writes stored. */
+    async function releaseAt(provider: Provider, user: DevUser, app: "a" | "b") {
+      const { authorized } = await loginAtUser(provider, user, app);
+      const walletRecord = rows.get(authorized.walletRead!.hash)!;
+      const made = await token.createRelease({
+        sessionToken: authorized.sessionToken, errorToken: await absent(authorized.releaseRead),
+        walletRecord, walletReceipt: await receipt(authorized.walletRead, walletRecord), consentedClaims: ["email"],
+      });
+      await store(made.reservation);
+      await store(made.release);
+      return record("release", made.release!.record);
+    }
+
+    /** The MintIdToken of a returning user's login at `app` through `provider`, with every record as Storage holds it. */
+    async function mintAt(provider: Provider, user: DevUser, app: "a" | "b") {
+      const { subjectRecord, authorized } = await loginAtUser(provider, user, app);
+      const walletRecord = rows.get(authorized.walletRead!.hash)!;
+      const releaseRecord = rows.get(authorized.releaseRead!.hash)!;
+      return token.mintIdToken({
+        sessionToken: authorized.sessionToken, subjectRecord, walletRecord, walletReceipt: await receipt(authorized.walletRead, walletRecord),
+        releaseRecord, releaseReceipt: await receipt(authorized.releaseRead, releaseRecord),
+      });
+    }
+
+    /** An account session of `user` at `provider`, at step "user". */
+    async function accountAt(provider: Provider, user: DevUser) {
+      const started = await token.createAccountSession({ providerId: provider });
+      const up = await op(provider).login(user, started.upstreamNonce, { prompt: "login" });
+      const at = await token.authorizeSubject({ sessionToken: started.sessionToken, opIdToken: up.idToken });
+      const subjectRecord = rows.get(at.subjectRead!.hash)!;
+      const authorized = await token.authorizeUser({ sessionToken: at.sessionToken, subjectRecord, subjectReceipt: await receipt(at.subjectRead, subjectRecord) });
+      return { authorized, uid: session(authorized.sessionToken).uid! };
+    }
+
+    /** From `from`'s account session, a merge whose forced fresh login is `to`'s: at step "subject", the Subject Record as Storage holds it, with its receipt. */
+    async function mergeAtSubject(from: [Provider, DevUser], to: [Provider, DevUser]) {
+      const account = await accountAt(...from);
+      const tx = await token.beginTransaction({ accountSessionToken: account.authorized.sessionToken, kind: TransactionKind.MERGE, providerId: to[0] });
+      const up = await op(to[0]).login(to[1], tx.upstreamNonce, { prompt: "login" });
+      const at = await token.authorizeSubject({ sessionToken: tx.sessionToken, opIdToken: up.idToken });
+      const subjectRecord = rows.get(at.subjectRead!.hash)!;
+      return {
+        account, tx, at, subjectRecord,
+        authorizeMerge: { sessionToken: at.sessionToken, subjectRecord, subjectReceipt: await receipt(at.subjectRead, subjectRecord) },
+      };
+    }
+
+    /** The same after AuthorizeMerge: both wallets and both users' releases as Storage answers this session's reads, ready for MergeWallets. */
+    async function mergeAtUser(from: [Provider, DevUser] = ["south", USERS.carol], to: [Provider, DevUser] = ["north", USERS.carol]) {
+      const at = await mergeAtSubject(from, to);
+      const authorized = await token.authorizeMerge(at.authorizeMerge);
+      const request = {
+        sessionToken: authorized.sessionToken,
+        wallet: await readOf(authorized.walletRead), otherWallet: await readOf(authorized.otherWalletRead),
+        releases: await answered(authorized.releaseReads), otherReleases: await answered(authorized.otherReleaseReads),
+      };
+      return { ...at, authorized, request };
+    }
+
+    // Carol's two wallets: the earlier, her account at "north", with a release at app a and
+    // a claims update; the later (made 5 s on), her account at "south" with Bob's work
+    // account there as its recovery account, and a release at apps a and b.
+    let early: string;
+    let late: string;
+    let earlyAtA: RecordClaims["release"];
+    let lateAtA: RecordClaims["release"];
+    let lateAtB: RecordClaims["release"];
+    let claimsAt: number;
+    let linkAt: number;
+    before(async function () {
+      clock.sync();
+      early = await newUserAt("north", USERS.carol);
+      late = await newUserAt("south", USERS.carol, 5_000);
+      earlyAtA = await releaseAt("north", USERS.carol, "a");
+      lateAtA = await releaseAt("south", USERS.carol, "a");
+      lateAtB = await releaseAt("south", USERS.carol, "b");
+      // The later wallet's recovery account: Bob's work account at "south".
+      const signedIn = await accountAt("south", USERS.carol);
+      const link = await token.beginTransaction({ accountSessionToken: signedIn.authorized.sessionToken, kind: TransactionKind.LINK, providerId: "south", recovery: true });
+      const linkUp = await south.login(BOB_AT_WORK, link.upstreamNonce, { prompt: "login" });
+      const linking = await token.authorizeSubject({ sessionToken: link.sessionToken, opIdToken: linkUp.idToken });
+      const linked = await token.linkSubject({ sessionToken: linking.sessionToken, errorToken: await absent(linking.subjectRead), walletRecord: rows.get(linking.walletRead!.hash)!, walletReceipt: await receipt(linking.walletRead, rows.get(linking.walletRead!.hash)!) });
+      await store(linked.wallet);
+      await store(linked.subject);
+      linkAt = nowSeconds();
+      // The earlier wallet's claims update, 3 s after the link: the merged history is sorted by time, not by wallet.
+      const account = await accountAt("north", USERS.carol);
+      const tx = await token.beginTransaction({ accountSessionToken: account.authorized.sessionToken, kind: TransactionKind.CLAIMS, providerId: "north" });
+      const up = await north.login(USERS.carol, tx.upstreamNonce, { prompt: "login" });
+      const at = await token.authorizeSubject({ sessionToken: tx.sessionToken, opIdToken: up.idToken });
+      const subjectRecord = rows.get(at.subjectRead!.hash)!;
+      const user = await token.authorizeUser({ sessionToken: at.sessionToken, subjectRecord, subjectReceipt: await receipt(at.subjectRead, subjectRecord) });
+      const walletRecord = rows.get(user.walletRead!.hash)!;
+      const walletReceipt = await receipt(user.walletRead, walletRecord);
+      const claims = await clock.ahead(3_000, () => token.updateClaims({ sessionToken: user.sessionToken, walletRecord, walletReceipt, claims: ["name"] }));
+      await store(claims.wallet);
+      claimsAt = nowSeconds() + 3;
+    });
+
+    it("honest: AuthorizeMerge takes the other wallet's sign-in account as stored and grants reads of both wallets and of both users' release at every app", async function () {
+      const m = await mergeAtSubject(["south", USERS.carol], ["north", USERS.carol]);
+      expect(session(m.tx.sessionToken)).to.include({ step: "started", purpose: "merge", uid: late, provider: "north", prompt_login: true, max_age: 0 });
+      expect(record("subject", m.subjectRecord).uid).to.equal(early);
+      const res = await token.authorizeMerge(m.authorizeMerge);
+      const hashes = (grants: readonly AccessGrant[]) => grants.map((g) => ({ op: grantOf(g).op, kind: grantOf(g).kind, hash: grantOf(g).hash }));
+      expect(grantOf(res.walletRead)).to.include({ op: "read", kind: "wallet", hash: walletHash(lookupKey, late) });
+      expect(grantOf(res.otherWalletRead)).to.include({ op: "read", kind: "wallet", hash: walletHash(lookupKey, early) });
+      expect(hashes(res.releaseReads)).to.deep.equal(clients.map((c) => ({ op: "read", kind: "release", hash: releaseHash(lookupKey, late, c.client_id) })));
+      expect(hashes(res.otherReleaseReads)).to.deep.equal(clients.map((c) => ({ op: "read", kind: "release", hash: releaseHash(lookupKey, early, c.client_id) })));
+      const jtis = (grants: readonly AccessGrant[]) => Object.fromEntries(grants.map((g, i) => [clients[i]!.client_id, grantOf(g).jti]));
+      expect(session(res.sessionToken)).to.deep.include({
+        step: "user", purpose: "merge", uid: late, merge_uid: early, subject_digest: sha256(m.subjectRecord),
+        wallet_read: grantOf(res.walletRead).jti, merge_wallet_read: grantOf(res.otherWalletRead).jti,
+        release_reads: jtis(res.releaseReads), merge_release_reads: jtis(res.otherReleaseReads),
+      });
+    });
+
+    it("honest: the later wallet merges into the earlier: the wallet joined at its version, each account and release moved, reservations naming the survivor, the merged records deleted", async function () {
+      const m = await mergeAtUser(); // the account session is the later wallet's: the survivor is the other
+      const [lateWallet, earlyWallet] = [record("wallet", m.request.wallet.record), record("wallet", m.request.otherWallet.record)];
+      expect(earlyWallet.created! < lateWallet.created!, "CreateUser stamps created").to.equal(true);
+      expect(earlierWallet(lateWallet, earlyWallet)).to.equal(earlyWallet);
+      const res = await token.mergeWallets(m.request);
+      expect(res.survivorIsOther).to.equal(true);
+
+      // The surviving wallet: its own claims and created, every account of both, both histories by time and the merge last, at the version read.
+      const wallet = bodyOf("wallet", res.wallet!.record);
+      expect(wallet).to.deep.equal(mergedWallet(earlyWallet, lateWallet, iss("north"), nowSeconds()));
+      expect(wallet).to.deep.include({ uid: early, created: earlyWallet.created, claims: earlyWallet.claims, recovery: { threshold: 2 } });
+      expect(wallet.subjects).to.deep.equal([
+        { iss: iss("north"), sub: USERS.carol.sub }, { iss: iss("south"), sub: USERS.carol.sub }, { iss: iss("south"), sub: BOB_AT_WORK.sub, recovery: true },
+      ]);
+      expect(wallet.history).to.deep.equal([
+        { kind: "link", at: linkAt, iss: iss("south"), recovery: true },
+        { kind: "claims", at: claimsAt, iss: iss("north") },
+        { kind: "merge", at: nowSeconds(), iss: iss("north") },
+      ]);
+      expect(grantOf(res.wallet!.grant)).to.include({ op: "update", kind: "wallet", hash: walletHash(lookupKey, early), version: 1, digest: sha256(res.wallet!.record) });
+      expect(grantOf(res.mergedWalletDelete)).to.include({ op: "delete", kind: "wallet", hash: walletHash(lookupKey, late) });
+
+      // Each account of the merged wallet, read then pointed at the survivor; the recovery account stays one.
+      expect(res.subjects.map((s) => ({ read: grantOf(s.read), update: grantOf(s.update!.grant), typ: decodeProtectedHeader(s.update!.record).typ, subject: bodyOf("subject", s.update!.record) }))
+        .map(({ read, update, typ, subject }) => ({ read: [read.op, read.kind, read.hash], update: [update.op, update.kind, update.hash], typ, subject }))).to.deep.equal(
+        lateWallet.subjects.map((s) => {
+          const at = subjectHash(lookupKey, s.iss, s.sub);
+          return {
+            read: ["read", "subject", at], update: ["update", "subject", at],
+            typ: s.recovery ? RECOVERY_SUBJECT_RECORD.typ : RECORD_TYPES.subject.typ, subject: { op_iss: s.iss, op_sub: s.sub, uid: early },
+          };
+        }),
+      );
+      for (const s of res.subjects) expect(grantOf(s.update!.grant).digest).to.equal(sha256(s.update!.record));
+
+      // The merged user's releases, in the registry's order: app a's joins the survivor's (merged_subs), app b's moves (the same directed id).
+      expect(res.releases.map((r) => r.clientId)).to.deep.equal(["app-a", "app-b"]);
+      const [atA, atB] = res.releases as [typeof res.releases[0], typeof res.releases[0]];
+      for (const [moved, release] of [[atA, lateAtA], [atB, lateAtB]] as const) {
+        const at = reservationHash(lookupKey, release.client_id, release.directed_id);
+        expect(grantOf(moved.reservationRead)).to.include({ op: "read", kind: "reservation", hash: at });
+        expect(grantOf(moved.reservationUpdate!.grant)).to.include({ op: "update", kind: "reservation", hash: at, digest: sha256(moved.reservationUpdate!.record) });
+        expect(grantOf(moved.reservationCreate!.grant)).to.include({ op: "create", kind: "reservation", hash: at, digest: sha256(moved.reservationCreate!.record) });
+        expect(moved.reservationCreate!.record).to.equal(moved.reservationUpdate!.record);
+        expect(bodyOf("reservation", moved.reservationUpdate!.record)).to.deep.equal({ client_id: release.client_id, directed_id: release.directed_id, uid: early });
+        expect(grantOf(moved.mergedReleaseDelete)).to.include({ op: "delete", kind: "release", hash: releaseHash(lookupKey, late, release.client_id) });
+      }
+      expect(atA.releaseCreate).to.equal(undefined);
+      expect(bodyOf("release", atA.releaseUpdate!.record)).to.deep.equal({ ...bodyOf("release", rows.get(releaseHash(lookupKey, early, "app-a"))!), merged_subs: [lateAtA.directed_id] });
+      expect(bodyOf("release", atA.releaseUpdate!.record)).to.include({ uid: early, directed_id: earlyAtA.directed_id });
+      expect(grantOf(atA.releaseUpdate!.grant)).to.include({ op: "update", kind: "release", hash: releaseHash(lookupKey, early, "app-a"), version: 1, digest: sha256(atA.releaseUpdate!.record) });
+      expect(atB.releaseUpdate).to.equal(undefined);
+      expect(bodyOf("release", atB.releaseCreate!.record)).to.deep.equal({ uid: early, client_id: "app-b", directed_id: lateAtB.directed_id, claims: lateAtB.claims, reserved: true });
+      // The create relies on Storage's "no release" for the survivor at app b: it spends that Error Token.
+      const noRelease = m.request.otherReleases[appIndex("app-b")]!.answer;
+      expect(noRelease.case).to.equal("errorToken");
+      expect(grantOf(atB.releaseCreate!.grant)).to.include({
+        op: "create", kind: "release", hash: releaseHash(lookupKey, early, "app-b"), digest: sha256(atB.releaseCreate!.record), ejti: decodeJwt(noRelease.value as string).jti,
+      });
+    });
+
+    it("the survivor is the earlier wallet whichever begins the merge; a wallet without `created` survives one with it (earlierWallet)", async function () {
+      // Begun from the earlier wallet's account session: the survivor is the session's own.
+      const fromEarly = await mergeAtUser(["north", USERS.carol], ["south", USERS.carol]);
+      const res = await token.mergeWallets(fromEarly.request);
+      expect(res.survivorIsOther).to.equal(false);
+      expect(grantOf(res.wallet!.grant)).to.include({ op: "update", hash: walletHash(lookupKey, early) });
+      expect(grantOf(res.mergedWalletDelete)).to.include({ op: "delete", hash: walletHash(lookupKey, late) });
+      expect(record("wallet", res.wallet!.record).history!.at(-1)).to.deep.equal({ kind: "merge", at: nowSeconds(), iss: iss("south") });
+
+      // The later wallet as stored before `created` was kept (Storage's word for this session's read): it is the earlier now, and survives.
+      const m = await mergeAtUser();
+      const lateWallet = record("wallet", m.request.wallet.record);
+      const earlyWallet = record("wallet", m.request.otherWallet.record);
+      const { created: _c, ...withoutCreated } = bodyOf("wallet", m.request.wallet.record);
+      const old = await resigned(m.request.wallet.record, () => withoutCreated);
+      const kept = await token.mergeWallets({ ...m.request, wallet: await readOf(m.authorized.walletRead, old) });
+      expect(kept.survivorIsOther).to.equal(false);
+      const wallet = bodyOf("wallet", kept.wallet!.record);
+      expect(wallet).to.deep.equal(mergedWallet(record("wallet", old), earlyWallet, iss("north"), nowSeconds()));
+      expect(wallet).to.include({ uid: late }).and.not.have.property("created");
+      expect(wallet.subjects).to.deep.equal([...lateWallet.subjects, ...earlyWallet.subjects]);
+      expect(grantOf(kept.wallet!.grant)).to.include({ op: "update", kind: "wallet", hash: walletHash(lookupKey, late), version: 1 });
+      expect(grantOf(kept.mergedWalletDelete)).to.include({ op: "delete", kind: "wallet", hash: walletHash(lookupKey, early) });
+      expect(kept.subjects.map((s) => bodyOf("subject", s.update!.record))).to.deep.equal([{ op_iss: iss("north"), op_sub: USERS.carol.sub, uid: late }]);
+      expect(kept.subjects.map((s) => decodeProtectedHeader(s.update!.record).typ)).to.deep.equal([RECORD_TYPES.subject.typ]);
+      // The earlier wallet's only release, at app a, joins the later's there.
+      expect(kept.releases.map((r) => r.clientId)).to.deep.equal(["app-a"]);
+      expect(bodyOf("release", kept.releases[0]!.releaseUpdate!.record)).to.include({ uid: late, directed_id: lateAtA.directed_id }).and.deep.include({ merged_subs: [earlyAtA.directed_id] });
+      expect(bodyOf("reservation", kept.releases[0]!.reservationUpdate!.record)).to.deep.equal({ client_id: "app-a", directed_id: earlyAtA.directed_id, uid: late });
+      expect(grantOf(kept.releases[0]!.mergedReleaseDelete)).to.include({ op: "delete", kind: "release", hash: releaseHash(lookupKey, early, "app-a") });
+
+      // Both made in one second: the smaller uid survives.
+      const same = await resigned(m.request.wallet.record, (w) => ({ ...w, created: earlyWallet.created! }));
+      const tie = await token.mergeWallets({ ...m.request, wallet: await readOf(m.authorized.walletRead, same) });
+      expect(tie.survivorIsOther).to.equal(early < late);
+    });
+
+    it("earlierWallet: the earlier created; no created before any; one moment, the smaller uid; either order", function () {
+      const cases: Array<[{ uid: string; created?: number }, { uid: string; created?: number }]> = [
+        [{ uid: "b", created: 100 }, { uid: "a", created: 200 }], // the earlier, though its uid is larger
+        [{ uid: "z" }, { uid: "a", created: 1 }], // none kept: made before any that has it
+        [{ uid: "a", created: 100 }, { uid: "b", created: 100 }], // one moment: the smaller uid
+        [{ uid: "a" }, { uid: "b" }],
+      ];
+      for (const [first, second] of cases) {
+        expect(earlierWallet(first, second), JSON.stringify([first, second])).to.equal(first);
+        expect(earlierWallet(second, first), JSON.stringify([second, first])).to.equal(first);
+      }
+    });
+
+    it("AuthorizeMerge refuses an account of this wallet, a recovery account, another session's read, and another account's Subject Record", async function () {
+      const own = await mergeAtSubject(["north", USERS.carol], ["north", USERS.carol]);
+      expect(await refusal(token.authorizeMerge(own.authorizeMerge))).to.deep.equal({
+        code: Code.PermissionDenied, message: "the account signed in with is this wallet's already: there is nothing to merge",
+      });
+      // The later wallet's recovery account, from the earlier wallet's account session: a recovery account proves no wallet.
+      const recovery = await mergeAtSubject(["north", USERS.carol], ["south", BOB_AT_WORK]);
+      expect(decodeProtectedHeader(recovery.subjectRecord).typ).to.equal(RECOVERY_SUBJECT_RECORD.typ);
+      expect(await refusal(token.authorizeMerge(recovery.authorizeMerge))).to.deep.equal({
+        code: Code.PermissionDenied,
+        message: "the account is a recovery account, which cannot sign in alone: sign in with another account of the wallet, or recover the wallet",
+      });
+      // The Subject Record with Storage's receipt for another merge session's read of it.
+      const m = await mergeAtSubject(["south", USERS.carol], ["north", USERS.carol]);
+      const other = await mergeAtSubject(["south", USERS.carol], ["north", USERS.carol]);
+      expect(await refusal(token.authorizeMerge({ ...m.authorizeMerge, subjectReceipt: other.authorizeMerge.subjectReceipt }))).to.deep.equal({
+        code: Code.PermissionDenied, message: "the subject receipt does not show this subject record stored for this session",
+      });
+      // Alice's Subject Record, with Storage's word that it answers this session's read: not the account signed in with.
+      const alices = rows.get(subjectHash(lookupKey, upstream.devOp.issuer, USERS.alice.sub))!;
+      expect(await refusal(token.authorizeMerge({ ...m.authorizeMerge, subjectRecord: alices, subjectReceipt: await receipt(m.at.subjectRead, alices) }))).to.deep.equal({
+        code: Code.PermissionDenied, message: "the subject record is not this session's subject",
+      });
+      expect(await refusal(token.authorizeMerge({ ...m.authorizeMerge, subjectReceipt: "" }))).to.deep.equal({
+        code: Code.InvalidArgument, message: "the subject receipt is required: Storage's receipt for this session's subject read",
+      });
+      // Twin: the session's own read; then no second AuthorizeMerge.
+      const authorized = await token.authorizeMerge(m.authorizeMerge);
+      expect(await refusal(token.authorizeMerge({ ...m.authorizeMerge, sessionToken: authorized.sessionToken }))).to.deep.equal({
+        code: Code.FailedPrecondition, message: 'this step needs a session at step "subject", not "user"',
+      });
+    });
+
+    it("a merge session is its own: AuthorizeUser refuses it, a login begins none, and no other transaction's session merges", async function () {
+      // AuthorizeUser, at the other wallet's account (another wallet's) or at the merge's own wallet's.
+      const m = await mergeAtSubject(["south", USERS.carol], ["north", USERS.carol]);
+      const { sessionToken, subjectRecord, subjectReceipt } = m.authorizeMerge;
+      expect(await refusal(token.authorizeUser({ sessionToken, subjectRecord, subjectReceipt }))).to.deep.equal({
+        code: Code.PermissionDenied,
+        message: "the fresh sign-in is at an account linked to another wallet: a transaction is confirmed at a provider linked to this wallet",
+      });
+      const own = await mergeAtSubject(["south", USERS.carol], ["south", USERS.carol]);
+      expect(await refusal(token.authorizeUser(own.authorizeMerge))).to.deep.equal({ code: Code.FailedPrecondition, message: "a merge goes on with AuthorizeMerge" });
+      // BeginTransaction(MERGE) from a login, or from a merge session.
+      const { authorized } = await loginAtUser("north", USERS.carol, "a");
+      const beginMerge = (accountSessionToken: string) => token.beginTransaction({ accountSessionToken, kind: TransactionKind.MERGE, providerId: "south" });
+      expect(await refusal(beginMerge(authorized.sessionToken))).to.deep.equal({
+        code: Code.FailedPrecondition, message: "a transaction begins from an account session, or a completed recovery, and this is a login session",
+      });
+      const merging = await token.authorizeMerge(m.authorizeMerge);
+      expect(await refusal(beginMerge(merging.sessionToken))).to.deep.equal({
+        code: Code.FailedPrecondition, message: "a transaction begins from an account session, or a completed recovery, and this is a merge session",
+      });
+      // A merge names no app, no account to unlink, and no recovery role.
+      const account = await accountAt("south", USERS.carol);
+      const begin = (extra: object) => refusal(token.beginTransaction({ accountSessionToken: account.authorized.sessionToken, kind: TransactionKind.MERGE, providerId: "north", ...extra }));
+      expect(await begin({ clientId: "app-a" })).to.deep.equal({ code: Code.InvalidArgument, message: "client_id is for a release change only" });
+      expect(await begin({ recovery: true })).to.deep.equal({ code: Code.InvalidArgument, message: "recovery is for a link only" });
+      // AuthorizeMerge and MergeWallets take a merge session only: a delete's at "subject", an account session at "user".
+      const del = await token.beginTransaction({ accountSessionToken: account.authorized.sessionToken, kind: TransactionKind.DELETE, providerId: "south" });
+      const delUp = await south.login(USERS.carol, del.upstreamNonce, { prompt: "login" });
+      const delAt = await token.authorizeSubject({ sessionToken: del.sessionToken, opIdToken: delUp.idToken });
+      expect(await refusal(token.authorizeMerge({ ...m.authorizeMerge, sessionToken: delAt.sessionToken }))).to.deep.equal({
+        code: Code.FailedPrecondition, message: "this step is a merge session's, and this is a delete session",
+      });
+      expect(await refusal(token.mergeWallets({ sessionToken: account.authorized.sessionToken, releases: [], otherReleases: [] }))).to.deep.equal({
+        code: Code.FailedPrecondition, message: "this step is a merge session's, and this is an account session",
+      });
+    });
+
+    it("MergeWallets refuses a merge not authorized yet, a wallet missing, and the wallets swapped (each is checked against its own read)", async function () {
+      const m = await mergeAtUser();
+      expect(await refusal(token.mergeWallets({ ...m.request, sessionToken: m.authorizeMerge.sessionToken }))).to.deep.equal({
+        code: Code.FailedPrecondition, message: 'this step needs a session at step "user", not "subject"',
+      });
+      // A merge session at "user" that names no other user (as only a bug in Token would sign it).
+      const { iss: _i, aud: _a, iat: _t, exp: _e, jti: _j, merge_uid: _u, ...claims } = session(m.request.sessionToken);
+      const unauthorized = await sign(SESSION_TOKEN, activeKey(keys, "session"), { ...claims }, { now: clock.now() });
+      expect(await refusal(token.mergeWallets({ ...m.request, sessionToken: unauthorized }))).to.deep.equal({
+        code: Code.FailedPrecondition, message: "this merge has not authorized the other wallet yet: AuthorizeMerge comes first",
+      });
+      const { otherWallet: _o, ...withoutOther } = m.request;
+      expect(await refusal(token.mergeWallets(withoutOther))).to.deep.equal({
+        code: Code.InvalidArgument, message: "wallet and other_wallet are required: each wallet as this session read it",
+      });
+      // Swapped, each with Storage's receipt for the read it answered: not this read's.
+      const swapped = { ...m.request, wallet: m.request.otherWallet, otherWallet: m.request.wallet };
+      expect(await refusal(token.mergeWallets(swapped))).to.deep.equal({
+        code: Code.PermissionDenied, message: "the wallet receipt does not show this wallet record stored for this session",
+      });
+      // Swapped, with Storage's word that each answers the other read: not that user's wallet.
+      const reanswered = {
+        ...m.request,
+        wallet: await readOf(m.authorized.walletRead, m.request.otherWallet.record), otherWallet: await readOf(m.authorized.otherWalletRead, m.request.wallet.record),
+      };
+      expect(await refusal(token.mergeWallets(reanswered))).to.deep.equal({ code: Code.PermissionDenied, message: "the wallet record is not this session's user's" });
+      expect(await refusal(token.mergeWallets({ ...m.request, otherWallet: reanswered.otherWallet }))).to.deep.equal({
+        code: Code.PermissionDenied, message: "the wallet record is not this session's user's",
+      });
+      // Another merge session's reads of the same two wallets.
+      const other = await mergeAtUser();
+      expect(await refusal(token.mergeWallets({ ...m.request, otherWallet: other.request.otherWallet }))).to.deep.equal({
+        code: Code.PermissionDenied, message: "the wallet receipt does not show this wallet record stored for this session",
+      });
+      // Twin: as read.
+      expect((await token.mergeWallets(m.request)).survivorIsOther).to.equal(true);
+    });
+
+    it("MergeWallets refuses a release answer missing, twice, of an app Token does not know, swapped between the users, of another read, or another user's release", async function () {
+      const m = await mergeAtUser();
+      const merge = (over: Partial<typeof m.request>) => refusal(token.mergeWallets({ ...m.request, ...over }));
+      const every = { code: Code.InvalidArgument, message: "releases must answer the release read of every registered app, each once" };
+      for (const side of ["releases", "otherReleases"] as const) {
+        const answers = m.request[side];
+        expect(await merge({ [side]: answers.slice(1) }), `${side}: missing`).to.deep.equal(every);
+        expect(await merge({ [side]: answers.filter((a) => a.clientId !== "app-b") }), `${side}: app b hidden`).to.deep.equal(every);
+        expect(await merge({ [side]: [...answers, answers[0]!] }), `${side}: twice`).to.deep.equal(every);
+        expect(await merge({ [side]: [...answers, { ...answers[0]!, clientId: "app-unknown" } as ReleaseAnswer] }), `${side}: unknown app`).to.deep.equal({
+          code: Code.InvalidArgument, message: "a release answer names an app that is not registered",
+        });
+        expect(await merge({ [side]: answers.map((a) => ({ ...a, answer: { case: undefined } }) as ReleaseAnswer) }), `${side}: no answer`).to.deep.equal({
+          code: Code.InvalidArgument, message: "each release answer needs the release as read, or the Error Token of its read",
+        });
+      }
+      // Each user's answers given as the other's.
+      expect(await merge({ releases: m.request.otherReleases, otherReleases: m.request.releases })).to.deep.equal({
+        code: Code.PermissionDenied, message: "the release receipt does not show this release record stored for this session",
+      });
+      // The earlier user's "no release" at app b: Storage's answer to the later user's read there, or to another merge session's read of it.
+      const b = appIndex("app-b");
+      const other = await mergeAtUser();
+      const withAnswerAtB = (answer: ReleaseAnswer["answer"]) => m.request.otherReleases.map((a, i) => (i === b ? { ...a, answer } as ReleaseAnswer : a));
+      const notThisRead = { code: Code.PermissionDenied, message: "the error token does not answer this session's release read" };
+      expect(await merge({ otherReleases: withAnswerAtB({ case: "errorToken", value: await absent(m.authorized.releaseReads[b]) }) })).to.deep.equal(notThisRead);
+      expect(await merge({ otherReleases: withAnswerAtB({ case: "errorToken", value: await absent(other.authorized.otherReleaseReads[b]) }) })).to.deep.equal(notThisRead);
+      // The later user's release at app b hidden behind the Error Token of another read.
+      const hidden = m.request.releases.map((a, i) => (i === b ? { ...a, answer: { case: "errorToken", value: other.request.otherReleases[b]!.answer.value } } as ReleaseAnswer : a));
+      expect(await merge({ releases: hidden })).to.deep.equal(notThisRead);
+      // Another user's release at app a, with Storage's word that it answers this session's read: the later user's as the earlier's, or Alice's.
+      const a = appIndex("app-a");
+      const alicesAtA = rows.get(releaseHash(lookupKey, record("subject", rows.get(subjectHash(lookupKey, upstream.devOp.issuer, USERS.alice.sub))!).uid, "app-a"))!;
+      for (const stranger of [rows.get(releaseHash(lookupKey, late, "app-a"))!, alicesAtA]) {
+        const answer = { case: "release", value: await readOf(m.authorized.otherReleaseReads[a], stranger) } as ReleaseAnswer["answer"];
+        const answers = m.request.otherReleases.map((x, i) => (i === a ? { ...x, answer } as ReleaseAnswer : x));
+        expect(await merge({ otherReleases: answers })).to.deep.equal({
+          code: Code.PermissionDenied, message: "the release record is not this session's user and client",
+        });
+      }
+      // Twin: every answer as read.
+      expect((await token.mergeWallets(m.request)).releases).to.have.length(2);
+    });
+
+    it("a merge writes at most 64 records (one WriteRecords): 64 is minted, 65 refused", async function () {
+      const m = await mergeAtUser();
+      // The later (merged) wallet with more accounts: 2 wallet writes, 2 + n accounts, 3 for each of its 2 releases.
+      const filled = (n: number) => resigned(m.request.wallet.record, (w) => ({
+        ...w, subjects: [...w.subjects, ...Array.from({ length: n }, (_, i) => ({ iss: iss("south"), sub: `filler-${i}` }))],
+      }));
+      const at64 = await token.mergeWallets({ ...m.request, wallet: await readOf(m.authorized.walletRead, await filled(54)) });
+      expect(1 + 1 + at64.subjects.length + 3 * at64.releases.length).to.equal(64);
+      expect(await refusal(token.mergeWallets({ ...m.request, wallet: await readOf(m.authorized.walletRead, await filled(55)) }))).to.deep.equal({
+        code: Code.PermissionDenied, message: "this merge would write 65 records, more than the 64 one WriteRecords takes",
+      });
+    });
+
+    it("honest, written: every account signs in to the survivor; the app told the other sub in merged_subs (ID Token, userinfo), the app that knew one sub is told none", async function () {
+      const m = await mergeAtUser();
+      const res = await token.mergeWallets(m.request);
+      // Storage writes it all (a delete drops the row).
+      await store(res.wallet);
+      for (const s of res.subjects) await store(s.update);
+      for (const r of res.releases) {
+        await store(r.reservationUpdate);
+        await store(r.releaseUpdate ?? r.releaseCreate);
+        rows.delete(r.mergedReleaseDelete!.hash);
+      }
+      rows.delete(res.mergedWalletDelete!.hash);
+
+      for (const [provider, user] of [["north", USERS.carol], ["south", USERS.carol]] as const) {
+        const atA = await mintAt(provider, user, "a");
+        const t = Math.floor(clock.now().getTime() / 1000);
+        const idKey = activeKey(keys, "id-token", "RS256");
+        const { payload } = await jwtVerify(atA.idToken, createPublicKey(idKey.privateKey), { issuer: ISSUER, audience: "app-a", currentDate: clock.now() });
+        expect(payload, provider).to.deep.include({ sub: earlyAtA.directed_id, merged_subs: [lateAtA.directed_id], email: USERS.carol.email, iat: t });
+        expect(JSON.parse(atA.userinfoJson), provider).to.deep.equal({ sub: earlyAtA.directed_id, email: USERS.carol.email, merged_subs: [lateAtA.directed_id] });
+        expect(decodeJwt(atA.userinfoJwt), provider).to.deep.include({ sub: earlyAtA.directed_id, email: USERS.carol.email, merged_subs: [lateAtA.directed_id] });
+        // App b knew the later wallet only: its sub, and no merged_subs.
+        const atB = await mintAt(provider, user, "b");
+        expect(decodeJwt(atB.idToken), provider).to.include({ sub: lateAtB.directed_id }).and.not.have.property("merged_subs");
+        expect(JSON.parse(atB.userinfoJson), provider).to.deep.equal({ sub: lateAtB.directed_id, email: USERS.carol.email });
+        expect(decodeJwt(atB.userinfoJwt), provider).to.include({ sub: lateAtB.directed_id }).and.not.have.property("merged_subs");
+      }
+      // The recovery account stays one, of the survivor's wallet.
+      const moved = rows.get(subjectHash(lookupKey, iss("south"), BOB_AT_WORK.sub))!;
+      expect(decodeProtectedHeader(moved).typ).to.equal(RECOVERY_SUBJECT_RECORD.typ);
+      expect(record("subject", moved).uid).to.equal(early);
+      expect(rows.has(walletHash(lookupKey, late))).to.equal(false);
     });
   });
 

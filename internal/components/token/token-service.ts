@@ -16,7 +16,8 @@ import { type Purpose, type Session, type SessionClaims, sessions as sessionToke
 import { grants as accessGrants } from "./grants.js";
 import { deleteHandlers } from "./delete.js";
 import { recoveryHandlers } from "./recovery.js";
-import { denied, invalidArgument } from "../../protocol/errors.js";
+import { mergeHandlers } from "./merge.js";
+import { denied, invalidArgument, outOfOrder } from "../../protocol/errors.js";
 import { recordBody, walletUpdates } from "./wallet-updates.js";
 import { type AppAnswer, signIdToken, signKeySet, signUserinfo, userinfoClaims } from "./app-tokens.js";
 import {
@@ -114,6 +115,7 @@ export function tokenRoutes(deps: TokenServiceDeps) {
   }
   const deletes = deleteHandlers({ sessions, grants, keys, storage, lookup, clients: deps.clients, now });
   const updates = walletUpdates({ sessions, grants, storage, lookup, now });
+  const merges = mergeHandlers({ sessions, grants, storage, lookup, now, clients: deps.clients, accountReads });
   const recoveries = recoveryHandlers({ sessions, grants, storage, lookup, now, providers: deps.providers, accountReads });
 
   return (router: ConnectRouter) => {
@@ -171,6 +173,12 @@ export function tokenRoutes(deps: TokenServiceDeps) {
         return startFresh(purpose, req.providerId, { uid: account.uid, ...(unlink ? { unlink } : {}), ...(app ? { client_id: app } : {}), ...(recovery ? { link_recovery: true } : {}) });
       },
 
+      /** A merge (merge.ts): the other wallet's account as stored, then reads of both users' records. */
+      authorizeMerge: (req) => merges.authorizeMerge(req),
+
+      /** A merge (merge.ts): both users' records as read, merged into the earlier wallet. */
+      mergeWallets: (req) => merges.mergeWallets(req),
+
       /** A recovery (recovery.ts): its first round, with no account session, at a provider of the allow-list. */
       beginRecovery: (req) => startFresh("recovery", req.providerId, { recovered: [] }),
 
@@ -214,6 +222,7 @@ export function tokenRoutes(deps: TokenServiceDeps) {
         // The wallet's claims are the ones Token verified in the OP ID Token, never Orchestration's.
         const wallet = await grants.write("wallet", lookup.wallet(uid), {
           uid,
+          created: Math.floor(now().getTime() / 1000),
           claims: session.op_claims ?? {},
           subjects: [{ iss: session.provider_iss, sub: session.op_sub }],
         });
@@ -247,6 +256,8 @@ export function tokenRoutes(deps: TokenServiceDeps) {
         checkSubject(subject, session);
         checkTransactionUser(subject, session);
         checkAccountRole(recovery, session);
+        // A merge's fresh login is at another wallet's account: AuthorizeMerge takes it.
+        if (session.purpose === "merge") throw outOfOrder("a merge goes on with AuthorizeMerge");
 
         if (session.purpose === "recovery") {
           // A recovery's round: the wallet, which ProveRecovery reads the account's role and the threshold in.
@@ -397,6 +408,7 @@ export function tokenRoutes(deps: TokenServiceDeps) {
           sub: release.directed_id,
           released: releasedClaims(release, wallet),
           authTime: session.auth_time,
+          mergedSubs: release.merged_subs,
         };
         const t = now();
         const idToken = await signIdToken(keys.active("id-token", client.id_token_signed_response_alg), answer, t);

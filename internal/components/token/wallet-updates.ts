@@ -127,14 +127,26 @@ export function walletUpdates(deps: WalletUpdateDeps) {
 
       const walletWrite = (await rewritten(wallet, hash, version, {}, { kind: "release", iss: session.provider_iss, client_id: clientId })).write;
       if (req.forget) {
-        const key = lookup.reservation(clientId, release.directed_id);
-        const tombstone = await grants.update("reservation", key, { client_id: clientId, directed_id: release.directed_id });
+        /** The reservation of `directedId` at the app made a tombstone: its read, and the tombstone as an update and as a create. */
+        const tombstoneOf = async (directedId: string) => {
+          const key = lookup.reservation(clientId, directedId);
+          const tombstone = await grants.update("reservation", key, { client_id: clientId, directed_id: directedId });
+          return {
+            directedId,
+            read: (await grants.read("reservation", key)).grant,
+            update: tombstone.write,
+            create: await grants.createOf("reservation", key, { record: tombstone.write.record, digest: tombstone.digest }),
+          };
+        };
+        const own = await tombstoneOf(release.directed_id);
         return {
           wallet: walletWrite,
           releaseDelete: await grants.remove("release", releaseHash),
-          reservationRead: (await grants.read("reservation", key)).grant,
-          tombstoneUpdate: tombstone.write,
-          tombstoneCreate: await grants.createOf("reservation", key, { record: tombstone.write.record, digest: tombstone.digest }),
+          reservationRead: own.read,
+          tombstoneUpdate: own.update,
+          tombstoneCreate: own.create,
+          // A merge's ids at this app are this user's there too: forgotten with it.
+          mergedSubTombstones: await Promise.all((release.merged_subs ?? []).map(tombstoneOf)),
         };
       }
       const keep = [...new Set(req.keepClaims)];

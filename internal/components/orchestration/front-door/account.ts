@@ -9,16 +9,16 @@
 import { decodeJwt } from "jose";
 import { TransactionKind } from "../../../gen/hello/token/v1/token_service_pb.js";
 import {
-  type AccountView, AlreadyLinked, type ClaimsState, LoginRequired, NoRelease, NotLinked, RecoveryAccountOnly, RecoveryRefused, type RecoveryState, UnlinkRefused,
+  type AccountView, AlreadyLinked, type ClaimsState, LoginRequired, MergeRefused, NoRelease, NotLinked, RecoveryAccountOnly, RecoveryRefused, type RecoveryState, UnlinkRefused,
   type UpstreamResult, WalletChanged, WalletDeleted,
 } from "../login-driver.js";
 import type { UpstreamProvider } from "../../../config/component-config.js";
 import { chooserPage } from "../pages/chooser.js";
-import { accountPage, claimsPage, detailsTakenPage, linkedPage, noWalletPage, recoveryPage, releaseChangedPage, unlinkedPage, walletDeletedPage } from "../pages/account.js";
+import { accountPage, claimsPage, detailsTakenPage, linkedPage, mergedPage, noWalletPage, recoveryPage, releaseChangedPage, unlinkedPage, walletDeletedPage } from "../pages/account.js";
 import { pageCsp } from "../pages/layout.js";
 import type { DoorContext, Exchange } from "./context.js";
 import {
-  ACCOUNT_FLOW, ACCOUNT_SESSION, type AccountFlow, type AccountSession, CLAIMS_CHOICE, CLAIMS_FLOW, DELETE_FLOW, type TransactionFlow, FLOW_TTL, LINK_FLOW, type LinkFlow,
+  ACCOUNT_FLOW, ACCOUNT_SESSION, type AccountFlow, type AccountSession, CLAIMS_CHOICE, CLAIMS_FLOW, DELETE_FLOW, type TransactionFlow, FLOW_TTL, LINK_FLOW, type LinkFlow, MERGE_FLOW,
   RECOVERY_FLOW, RECOVERY_STATE, type RecoveryFlow, RELEASE_FLOW, type ReleaseFlow, UNLINK_FLOW, type UnlinkFlow, goToProvider,
 } from "./flows.js";
 import { form } from "./http-input.js";
@@ -94,6 +94,7 @@ function showAccount(door: DoorContext, res: Exchange["res"], view: AccountView,
     })),
     link: { action: "/account/link", hidden: { account: sealed }, providers: door.providers.map((p) => ({ id: p.id, name: p.name })) },
     ...(offers && view.wallet.subjects.length > 1 ? { unlink: { action: "/account/unlink", hidden: { account: sealed }, accounts: unlinkable(door, view.wallet.subjects) } } : {}),
+    ...(offers ? { merge: { action: "/account/merge", hidden: { account: sealed }, providers: door.providers.map((p) => ({ id: p.id, name: p.name })) } } : {}),
     ...(offers ? { remove: { action: "/account/delete", hidden: { account: sealed }, providers: linked.map((p) => ({ id: p.id, name: p.name })) } } : {}),
   }), pageCsp(door.providers.map((p) => p.issuer)));
 }
@@ -320,6 +321,23 @@ export async function linkAnswer(door: DoorContext, res: Exchange["res"], flow: 
     throw error;
   }
   sendHtml(res, 200, linkedPage(provider.name, flow.recovery === true));
+}
+
+/** POST /account/merge: a merge transaction at Token, then a forced fresh sign-in at an account of the other wallet. */
+export function accountMerge(door: DoorContext, exchange: Exchange) {
+  return beginTransaction(door, exchange, TransactionKind.MERGE, MERGE_FLOW, "nothing was merged");
+}
+
+/** The provider's answer to a merge's sign-in at the other wallet's account: the wallets merged, or why not. */
+export async function mergeAnswer(door: DoorContext, res: Exchange["res"], flow: TransactionFlow, provider: UpstreamProvider, upstream: UpstreamResult) {
+  try {
+    await door.driver.mergeWallets(flow.session, flow.started, upstream, flow.uid);
+  } catch (error) {
+    if (error instanceof MergeRefused) return sendError(res, 409, "Nothing was merged", `${error.message[0]!.toUpperCase()}${error.message.slice(1)}.`, AGAIN);
+    if (refused(res, error, provider, { nothing: "Nothing was merged", needs: "wallets are merged", during: "merging them" })) return;
+    throw error;
+  }
+  sendHtml(res, 200, mergedPage(provider.name));
 }
 
 /** The provider's answer to a delete's confirming sign-in: the wallet deleted, or why not. */

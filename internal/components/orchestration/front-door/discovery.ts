@@ -23,7 +23,8 @@ export function discovery(door: DoorContext, { res }: Exchange) {
     request_object_signing_alg_values_supported: ["RS256", "PS256", "ES256", "EdDSA"],
     code_challenge_methods_supported: ["S256"],
     scopes_supported: ["openid", "email", "profile"],
-    claims_supported: ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", ...WALLET_CLAIMS],
+    // merged_subs: a merge's (README, "Merged wallets, for apps").
+    claims_supported: ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", ...WALLET_CLAIMS, "merged_subs"],
     claims_parameter_supported: true,
     request_parameter_supported: true,
     request_uri_parameter_supported: false,

@@ -32,6 +32,7 @@ export const UNLINK_FLOW = "unlink-upstream";
 export const CLAIMS_FLOW = "claims-upstream";
 export const RELEASE_FLOW = "release-upstream";
 export const RECOVERY_FLOW = "recovery-upstream";
+export const MERGE_FLOW = "merge-upstream";
 /** The sealing purpose of the recovery page's form: a recovery between its rounds. */
 export const RECOVERY_STATE = "recovery-state";
 /** The sealing purpose of the claims page's form: the claims update waiting for the user's choice. */

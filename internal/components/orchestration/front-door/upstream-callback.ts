@@ -7,12 +7,12 @@ import type { AuthorizationRequest } from "./authorization-request.js";
 import { issueCode, showConsent } from "./consent.js";
 import type { DoorContext, Exchange } from "./context.js";
 import {
-  ACCOUNT_FLOW, type AccountFlow, CLAIMS_FLOW, DELETE_FLOW, LINK_FLOW, LOGIN_FLOW, type LinkFlow, type ProviderLeg, RECOVERY_FLOW, RELEASE_FLOW, type RecoveryFlow,
+  ACCOUNT_FLOW, type AccountFlow, CLAIMS_FLOW, DELETE_FLOW, LINK_FLOW, LOGIN_FLOW, type LinkFlow, MERGE_FLOW, type ProviderLeg, RECOVERY_FLOW, RELEASE_FLOW, type RecoveryFlow,
   type ReleaseFlow, type TransactionFlow, UNLINK_FLOW, type UnlinkFlow, type UpstreamFlow, appRequestOf, flowCookie,
 } from "./flows.js";
 import { cookies } from "./http-input.js";
 import { sendError } from "./responses.js";
-import { accountAnswer, claimsAnswer, deleteAnswer, linkAnswer, recoveryAnswer, releaseAnswer, unlinkAnswer } from "./account.js";
+import { accountAnswer, claimsAnswer, deleteAnswer, linkAnswer, mergeAnswer, recoveryAnswer, releaseAnswer, unlinkAnswer } from "./account.js";
 import type { UpstreamProvider } from "../../../config/component-config.js";
 
 /** An account page sign-in, by the purpose its flow is sealed as: what a failed one leaves undone, and where a verified answer goes. */
@@ -36,6 +36,7 @@ const ACCOUNT_LEGS: readonly AccountLeg[] = [
   leg<TransactionFlow>(CLAIMS_FLOW, ", so nothing was changed", claimsAnswer),
   leg<ReleaseFlow>(RELEASE_FLOW, ", so nothing was changed", releaseAnswer),
   leg<RecoveryFlow>(RECOVERY_FLOW, ", so your wallet is not recovered", recoveryAnswer),
+  leg<TransactionFlow>(MERGE_FLOW, ", so nothing was merged", mergeAnswer),
 ];
 
 /** What a provider may say with prompt=none that goes to the app as is; any other error is access_denied. */
@@ -127,7 +128,7 @@ async function loginAnswer(door: DoorContext, res: Exchange["res"], flow: Upstre
     // OIDC Core §3.1.2.1, for a release from before reservations (reserved on the way, and minted): confirm it as it is.
     const released = JSON.parse(outcome.userinfoJson) as Record<string, string | boolean>;
     const minted = { idToken: outcome.idToken, userinfoJson: outcome.userinfoJson, userinfoJwt: outcome.userinfoJwt };
-    return showConsent(door, res, { request: flow.request, offered: Object.keys(released).filter((c) => c !== "sub"), minted }, released);
+    return showConsent(door, res, { request: flow.request, offered: Object.keys(released).filter((c) => c !== "sub" && c !== "merged_subs"), minted }, released);
   }
   if (outcome.kind === "done") return issueCode(door, res, flow.request, outcome);
   if (flow.request.prompt === "none") {

@@ -21,13 +21,15 @@ export interface AccountPageInput {
   /** The form that changes what an app receives, confirmed at `provider` (the one the page was signed in with). */
   changeRelease?: { action: string; hidden: Record<string, string>; provider: string };
   /** The transactions done on the wallet, oldest first: which, when, and the provider each concerned. */
-  history: Array<{ kind: "link" | "unlink" | "claims" | "release" | "recovery"; at: Date; provider: string; app?: string; recovery?: boolean; providers?: string[] }>;
+  history: Array<{ kind: "link" | "unlink" | "claims" | "release" | "recovery" | "merge"; at: Date; provider: string; app?: string; recovery?: boolean; providers?: string[] }>;
   /** The claims form: each account's provider to take details from. */
   details?: TransactionForm;
   /** The unlink form, when the wallet has more than one account: each account, and the providers of the others to confirm with. */
   unlink?: { action: string; hidden: Record<string, string>; accounts: Array<{ label: string; index: number; confirmWith: Array<{ id: string; name: string }> }> };
   /** The link form: where it posts, its sealed account session, and every provider an account may be linked at (as a sign-in or a recovery account). */
   link: TransactionForm;
+  /** The merge form: every provider the other wallet's account may be at. */
+  merge?: TransactionForm;
   /** The delete form: the same, with the wallet's providers to confirm with. */
   remove?: TransactionForm;
 }
@@ -44,7 +46,7 @@ function when(at: Date): string {
 }
 
 /** The wallet: the providers linked to it, the claims it holds, and what each app receives. */
-export function accountPage({ signedInWith, recoveredWith, accounts, recoveryThreshold, claims, apps, changeRelease, history, details, link, unlink, remove }: AccountPageInput): string {
+export function accountPage({ signedInWith, recoveredWith, accounts, recoveryThreshold, claims, apps, changeRelease, history, details, link, unlink, merge, remove }: AccountPageInput): string {
   const value = (v: string | boolean): SafeHtml | string => (typeof v === "boolean" ? (v ? "yes" : "no") : v);
   const signIn = accounts.filter((a) => !a.recovery);
   const recovery = accounts.filter((a) => a.recovery);
@@ -117,6 +119,14 @@ ${hiddenInputs(unlink.hidden)}
 ${unlink.accounts.flatMap((a) => a.confirmWith.map((p) => html`<button type="submit" name="unlink" value="${a.index}:${p.id}">Unlink ${a.label}, confirming with ${p.name}</button>
 `))}</div>
 </form>` : ""}
+${merge ? html`<h2>Merge another wallet of yours</h2>
+<p>Another account of yours has a hello-mesh wallet of its own? Merge the two: sign in with that account again, and both wallets become one. The older wallet stays; apps you used with both keep seeing you as the one they knew first, and are told the other.</p>
+<form method="post" action="${merge.action}">
+${hiddenInputs(merge.hidden)}
+<div class="actions">
+${merge.providers.map((p) => html`<button type="submit" name="provider" value="${p.id}">Merge the wallet of your account at ${p.name}</button>
+`)}</div>
+</form>` : ""}
 <h2>What was done to your wallet</h2>
 ${history.length === 0
   ? html`<p>Nothing yet: no transaction changed your wallet since it was made.</p>`
@@ -125,6 +135,8 @@ ${history.map((h) => html`<li>${when(h.at)}: ${h.kind === "release"
   ? html`changed what ${h.app ?? "an app"} receives, confirmed at ${h.provider}`
   : h.kind === "recovery"
   ? html`recovered your wallet with your recovery accounts at ${listed(h.providers ?? [h.provider])}`
+  : h.kind === "merge"
+  ? html`merged two of your wallets into this one, confirmed at ${h.provider}`
   : html`${h.kind === "link" ? (h.recovery ? "linked a recovery account at" : "linked an account at") : h.kind === "unlink" ? "unlinked an account at" : "took details from your account at"} ${h.provider}`}</li>
 `)}</ul>`}
 ${remove ? html`<h2>Delete your wallet</h2>
@@ -203,6 +215,16 @@ export function linkedPage(provider: string, recovery = false): string {
 ${recovery
   ? html`<p>The ${provider} account you signed in with is now one of your wallet's recovery accounts: it cannot sign in, and helps recover your wallet if you lose the accounts you sign in with.</p>`
   : html`<p>The ${provider} account you signed in with is now linked to your wallet: you can sign in to your apps with it, and they see you as the same person.</p>`}
+<p><a href="/account">Back to your account page</a> (you sign in again to see it).</p>`,
+  });
+}
+
+/** The end of a merge: one wallet, both wallets' accounts. */
+export function mergedPage(provider: string): string {
+  return page({
+    title: "Wallets merged",
+    body: html`<h1>Wallets merged</h1>
+<p>The wallet of the ${provider} account you signed in with and this one are now one wallet: every account of both signs in to it. The older wallet stayed, with its details; apps you used with both see you as the one they knew first.</p>
 <p><a href="/account">Back to your account page</a> (you sign in again to see it).</p>`,
   });
 }

@@ -6,7 +6,7 @@ import { chooserPage } from "./chooser.js";
 import { breakable, consentPage } from "./consent.js";
 import { errorPage } from "./error.js";
 import { homePage } from "./home.js";
-import { accountPage, claimsPage, recoveryPage, detailsTakenPage, linkedPage, noWalletPage, releaseChangedPage, unlinkedPage, walletDeletedPage } from "./account.js";
+import { accountPage, claimsPage, mergedPage, recoveryPage, detailsTakenPage, linkedPage, noWalletPage, releaseChangedPage, unlinkedPage, walletDeletedPage } from "./account.js";
 import { CLAIM_LABELS, claimLabel } from "./claim-labels.js";
 
 const HOSTILE = `<script>alert(1)</script>"'&`;
@@ -100,6 +100,11 @@ describe("Front door pages (docs/design.md §6)", function () {
       }),
       "recovery (proven providers, providers, action, hidden field)": recoveryPage({ proven: [HOSTILE], needed: 1, providers: [{ id: HOSTILE, name: HOSTILE }], action: HOSTILE, hidden: { [HOSTILE]: HOSTILE } }),
       "linked as a recovery account (provider)": linkedPage(HOSTILE, true),
+      "merged (provider)": mergedPage(HOSTILE),
+      "account (merge form's action, hidden field, provider; a merge in the history)": accountPage({
+        signedInWith: "p", accounts: [], claims: [], apps: [], ...ACTIONS,
+        merge: { action: HOSTILE, hidden: { [HOSTILE]: HOSTILE }, providers: [{ id: HOSTILE, name: HOSTILE }] }, history: [{ kind: "merge", at: new Date(0), provider: HOSTILE }],
+      }),
     };
     for (const [name, doc] of Object.entries(pages)) {
       it(`${name}: the raw string is absent and the escaped form present`, function () {
@@ -199,6 +204,12 @@ describe("Front door pages (docs/design.md §6)", function () {
       "recovery, first round": recoveryPage({ proven: [], needed: 0, providers: [{ id: "dev", name: "Dev OP" }], action: "/account/recover/provider", hidden: {} }),
       "recovery, next round": recoveryPage({ proven: ["Dev OP"], needed: 1, providers: [{ id: "other", name: "Other OP" }], action: "/account/recover/provider", hidden: { recovery: "sealed" } }),
       "linked as a recovery account": linkedPage("Other OP", true),
+      merged: mergedPage("Other OP"),
+      "account with the merge form": accountPage({
+        signedInWith: "Dev OP", accounts: [{ provider: "Dev OP" }], claims: [], apps: [], ...ACTIONS,
+        merge: { action: "/account/merge", hidden: { account: "sealed" }, providers: [{ id: "dev", name: "Dev OP" }] },
+        history: [{ kind: "merge", at: new Date(0), provider: "Dev OP" }],
+      }),
       linked: linkedPage("Other OP"),
       unlinked: unlinkedPage("Other OP"),
       claims: claimsPage({ provider: "Other OP", claims: [{ name: "name", now: "Alice", offered: "Alice Example" }, { name: "email", offered: "a@example.com" }], action: "/account/claims/update", hidden: { claims_update: "sealed" } }),

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hello/token/v1/token_service.proto.
  */
 export const file_hello_token_v1_token_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJoZWxsby90b2tlbi92MS90b2tlbl9zZXJ2aWNlLnByb3RvEg5oZWxsby50b2tlbi52MSK6AQoXQXV0aG9yaXphdGlvblBhcmFtZXRlcnMSEQoJY2xpZW50X2lkGAEgASgJEhQKDHJlZGlyZWN0X3VyaRgCIAEoCRINCgVub25jZRgDIAEoCRINCgVzY29wZRgEIAEoCRIOCgZjbGFpbXMYBSABKAkSFgoOY29kZV9jaGFsbGVuZ2UYBiABKAkSDgoGcHJvbXB0GAcgASgJEhQKB21heF9hZ2UYCCABKANIAIgBAUIKCghfbWF4X2FnZSKPAQoUQ3JlYXRlU2Vzc2lvblJlcXVlc3QSGAoOcmVxdWVzdF9vYmplY3QYASABKAlIABI9CgpwYXJhbWV0ZXJzGAIgASgLMicuaGVsbG8udG9rZW4udjEuQXV0aG9yaXphdGlvblBhcmFtZXRlcnNIABITCgtwcm92aWRlcl9pZBgDIAEoCUIJCgdyZXF1ZXN0Il8KFUNyZWF0ZVNlc3Npb25SZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnVwc3RyZWFtX25vbmNlGAIgASgJEhcKD3Byb3ZpZGVyX2lzc3VlchgDIAEoCSIyChtDcmVhdGVBY2NvdW50U2Vzc2lvblJlcXVlc3QSEwoLcHJvdmlkZXJfaWQYASABKAkiZgocQ3JlYXRlQWNjb3VudFNlc3Npb25SZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnVwc3RyZWFtX25vbmNlGAIgASgJEhcKD3Byb3ZpZGVyX2lzc3VlchgDIAEoCSJFChdBdXRob3JpemVTdWJqZWN0UmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC29wX2lkX3Rva2VuGAIgASgJIpEBCgtBY2Nlc3NHcmFudBIUCgxhY2Nlc3NfdG9rZW4YASABKAkSDAoEaGFzaBgCIAEoCRIpCgRraW5kGAMgASgOMhsuaGVsbG8uY29tbW9uLnYxLlJlY29yZEtpbmQSMwoJb3BlcmF0aW9uGAQgASgOMiAuaGVsbG8uY29tbW9uLnYxLlJlY29yZE9wZXJhdGlvbiJJCgtSZWNvcmRXcml0ZRIOCgZyZWNvcmQYASABKAkSKgoFZ3JhbnQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCKWAQoYQXV0aG9yaXplU3ViamVjdFJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSMQoMc3ViamVjdF9yZWFkGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSMAoLd2FsbGV0X3JlYWQYAyABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCI/ChFDcmVhdGVVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC2Vycm9yX3Rva2VuGAIgASgJIpoBChJDcmVhdGVVc2VyUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIrCgZ3YWxsZXQYAiABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZRIsCgdzdWJqZWN0GAMgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGVKBAgEEAVSDHJlbGVhc2VfcmVhZCJbChFDb21taXRVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDndhbGxldF9yZWNlaXB0GAIgASgJEhcKD3N1YmplY3RfcmVjZWlwdBgDIAEoCSIrChJDb21taXRVc2VyUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCSJeChRBdXRob3JpemVVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnN1YmplY3RfcmVjb3JkGAIgASgJEhcKD3N1YmplY3RfcmVjZWlwdBgDIAEoCSLPAQoVQXV0aG9yaXplVXNlclJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSMAoLd2FsbGV0X3JlYWQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudBIxCgxyZWxlYXNlX3JlYWQYAyABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudBI6ChVhY2NvdW50X3JlbGVhc2VfcmVhZHMYBCADKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCJiChhSZXNlcnZlRGlyZWN0ZWRJZFJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIWCg5yZWxlYXNlX3JlY29yZBgCIAEoCRIXCg9yZWxlYXNlX3JlY2VpcHQYAyABKAkimwEKGVJlc2VydmVEaXJlY3RlZElkUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRI1ChByZXNlcnZhdGlvbl9yZWFkGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSMAoLcmVzZXJ2YXRpb24YAyABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZSIwChdHcmFudFJlbGVhc2VSZWFkUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJImQKGEdyYW50UmVsZWFzZVJlYWRSZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEjEKDHJlbGVhc2VfcmVhZBgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLkFjY2Vzc0dyYW50IosBChRDcmVhdGVSZWxlYXNlUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC2Vycm9yX3Rva2VuGAIgASgJEhUKDXdhbGxldF9yZWNvcmQYAyABKAkSGAoQY29uc2VudGVkX2NsYWltcxgEIAMoCRIWCg53YWxsZXRfcmVjZWlwdBgFIAEoCSK7AQoVQ3JlYXRlUmVsZWFzZVJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSLAoHcmVsZWFzZRgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEjAKC3Jlc2VydmF0aW9uGAMgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUSKwoGd2FsbGV0GAQgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUinQEKFFVwZGF0ZVJlbGVhc2VSZXF1ZXN0EhUKDXNlc3Npb25fdG9rZW4YASABKAkSFgoOcmVsZWFzZV9yZWNvcmQYAiABKAkSFwoPcmVsZWFzZV9yZWNlaXB0GAMgASgJEhUKDXdhbGxldF9yZWNvcmQYBCABKAkSFgoOd2FsbGV0X3JlY2VpcHQYBSABKAkSDgoGY2xhaW1zGAYgAygJIokBChVVcGRhdGVSZWxlYXNlUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIsCgdyZWxlYXNlGAIgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUSKwoGd2FsbGV0GAMgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUiowEKEk1pbnRJZFRva2VuUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnN1YmplY3RfcmVjb3JkGAIgASgJEhYKDnJlbGVhc2VfcmVjb3JkGAMgASgJEhUKDXdhbGxldF9yZWNvcmQYBCABKAkSFgoOd2FsbGV0X3JlY2VpcHQYBSABKAkSFwoPcmVsZWFzZV9yZWNlaXB0GAYgASgJIlQKE01pbnRJZFRva2VuUmVzcG9uc2USEAoIaWRfdG9rZW4YASABKAkSFAoMdXNlcmluZm9fand0GAIgASgJEhUKDXVzZXJpbmZvX2pzb24YAyABKAkiIwoHU3ViamVjdBILCgNpc3MYASABKAkSCwoDc3ViGAIgASgJIsoBChdCZWdpblRyYW5zYWN0aW9uUmVxdWVzdBIdChVhY2NvdW50X3Nlc3Npb25fdG9rZW4YASABKAkSLQoEa2luZBgCIAEoDjIfLmhlbGxvLnRva2VuLnYxLlRyYW5zYWN0aW9uS2luZBITCgtwcm92aWRlcl9pZBgDIAEoCRInCgZ1bmxpbmsYBCABKAsyFy5oZWxsby50b2tlbi52MS5TdWJqZWN0EhEKCWNsaWVudF9pZBgFIAEoCRIQCghyZWNvdmVyeRgGIAEoCCIrChRCZWdpblJlY292ZXJ5UmVxdWVzdBITCgtwcm92aWRlcl9pZBgBIAEoCSJfChVCZWdpblJlY292ZXJ5UmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIWCg51cHN0cmVhbV9ub25jZRgCIAEoCRIXCg9wcm92aWRlcl9pc3N1ZXIYAyABKAkiXAoUUHJvdmVSZWNvdmVyeVJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIVCg13YWxsZXRfcmVjb3JkGAIgASgJEhYKDndhbGxldF9yZWNlaXB0GAMgASgJImsKFVByb3ZlUmVjb3ZlcnlSZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEg4KBm5lZWRlZBgCIAEoDRIrCgZ3YWxsZXQYAyABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZSJGChhOZXh0UmVjb3ZlcnlMb2dpblJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRITCgtwcm92aWRlcl9pZBgCIAEoCSJjChlOZXh0UmVjb3ZlcnlMb2dpblJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSFgoOdXBzdHJlYW1fbm9uY2UYAiABKAkSFwoPcHJvdmlkZXJfaXNzdWVyGAMgASgJIl8KF0NvbXBsZXRlUmVjb3ZlcnlSZXF1ZXN0EhUKDXNlc3Npb25fdG9rZW4YASABKAkSFQoNd2FsbGV0X3JlY29yZBgCIAEoCRIWCg53YWxsZXRfcmVjZWlwdBgDIAEoCSKfAQoYQ29tcGxldGVSZWNvdmVyeVJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSMAoLd2FsbGV0X3JlYWQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudBI6ChVhY2NvdW50X3JlbGVhc2VfcmVhZHMYAyADKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCJiChhCZWdpblRyYW5zYWN0aW9uUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIWCg51cHN0cmVhbV9ub25jZRgCIAEoCRIXCg9wcm92aWRlcl9pc3N1ZXIYAyABKAkiLQoKUmVhZFJlY29yZBIOCgZyZWNvcmQYASABKAkSDwoHcmVjZWlwdBgCIAEoCSJyCg1SZWxlYXNlQW5zd2VyEhEKCWNsaWVudF9pZBgBIAEoCRItCgdyZWxlYXNlGAIgASgLMhouaGVsbG8udG9rZW4udjEuUmVhZFJlY29yZEgAEhUKC2Vycm9yX3Rva2VuGAMgASgJSABCCAoGYW5zd2VyIo8BChZBdXRob3JpemVEZWxldGVSZXF1ZXN0EhUKDXNlc3Npb25fdG9rZW4YASABKAkSFQoNd2FsbGV0X3JlY29yZBgCIAEoCRIWCg53YWxsZXRfcmVjZWlwdBgDIAEoCRIvCghyZWxlYXNlcxgEIAMoCzIdLmhlbGxvLnRva2VuLnYxLlJlbGVhc2VBbnN3ZXIiXwoXQXV0aG9yaXplRGVsZXRlUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRItCghkZWxldGlvbhgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlIl8KE0ZpbmlzaERlbGV0ZVJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIXCg9kZWxldGlvbl9yZWNvcmQYAiABKAkSGAoQZGVsZXRpb25fcmVjZWlwdBgDIAEoCSL+AQoPUmVsZWFzZURlbGV0aW9uEhEKCWNsaWVudF9pZBgBIAEoCRI1ChByZXNlcnZhdGlvbl9yZWFkGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSNQoQdG9tYnN0b25lX3VwZGF0ZRgDIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEjUKEHRvbWJzdG9uZV9jcmVhdGUYBCABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZRIzCg5yZWxlYXNlX2RlbGV0ZRgFIAEoCzIbLmhlbGxvLnRva2VuLnYxLkFjY2Vzc0dyYW50IrMBChRGaW5pc2hEZWxldGVSZXNwb25zZRIxCghyZWxlYXNlcxgBIAMoCzIfLmhlbGxvLnRva2VuLnYxLlJlbGVhc2VEZWxldGlvbhI0Cg9zdWJqZWN0X2RlbGV0ZXMYAiADKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudBIyCg13YWxsZXRfZGVsZXRlGAMgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQibwoSTGlua1N1YmplY3RSZXF1ZXN0EhUKDXNlc3Npb25fdG9rZW4YASABKAkSEwoLZXJyb3JfdG9rZW4YAiABKAkSFQoNd2FsbGV0X3JlY29yZBgDIAEoCRIWCg53YWxsZXRfcmVjZWlwdBgEIAEoCSJwChNMaW5rU3ViamVjdFJlc3BvbnNlEisKBndhbGxldBgBIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEiwKB3N1YmplY3QYAiABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZSJcChRVbmxpbmtTdWJqZWN0UmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhUKDXdhbGxldF9yZWNvcmQYAiABKAkSFgoOd2FsbGV0X3JlY2VpcHQYAyABKAkieQoVVW5saW5rU3ViamVjdFJlc3BvbnNlEisKBndhbGxldBgBIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEjMKDnN1YmplY3RfZGVsZXRlGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQiawoTVXBkYXRlQ2xhaW1zUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhUKDXdhbGxldF9yZWNvcmQYAiABKAkSFgoOd2FsbGV0X3JlY2VpcHQYAyABKAkSDgoGY2xhaW1zGAQgAygJIkMKFFVwZGF0ZUNsYWltc1Jlc3BvbnNlEisKBndhbGxldBgBIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlIq4BChRDaGFuZ2VSZWxlYXNlUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhUKDXdhbGxldF9yZWNvcmQYAiABKAkSFgoOd2FsbGV0X3JlY2VpcHQYAyABKAkSKwoHcmVsZWFzZRgEIAEoCzIaLmhlbGxvLnRva2VuLnYxLlJlYWRSZWNvcmQSEwoLa2VlcF9jbGFpbXMYBSADKAkSDgoGZm9yZ2V0GAYgASgIIswCChVDaGFuZ2VSZWxlYXNlUmVzcG9uc2USKwoGd2FsbGV0GAEgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUSLAoHcmVsZWFzZRgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEjMKDnJlbGVhc2VfZGVsZXRlGAMgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSNQoQcmVzZXJ2YXRpb25fcmVhZBgEIAEoCzIbLmhlbGxvLnRva2VuLnYxLkFjY2Vzc0dyYW50EjUKEHRvbWJzdG9uZV91cGRhdGUYBSABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZRI1ChB0b21ic3RvbmVfY3JlYXRlGAYgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUiEgoQR2V0S2V5U2V0UmVxdWVzdCI0ChFHZXRLZXlTZXRSZXNwb25zZRIMCgRqd2tzGAEgASgMEhEKCXNpZ25hdHVyZRgCIAEoCSrDAQoPVHJhbnNhY3Rpb25LaW5kEiAKHFRSQU5TQUNUSU9OX0tJTkRfVU5TUEVDSUZJRUQQABIbChdUUkFOU0FDVElPTl9LSU5EX0RFTEVURRABEhkKFVRSQU5TQUNUSU9OX0tJTkRfTElOSxACEhsKF1RSQU5TQUNUSU9OX0tJTkRfVU5MSU5LEAMSGwoXVFJBTlNBQ1RJT05fS0lORF9DTEFJTVMQBBIcChhUUkFOU0FDVElPTl9LSU5EX1JFTEVBU0UQBTKnEQoMVG9rZW5TZXJ2aWNlElwKDUNyZWF0ZVNlc3Npb24SJC5oZWxsby50b2tlbi52MS5DcmVhdGVTZXNzaW9uUmVxdWVzdBolLmhlbGxvLnRva2VuLnYxLkNyZWF0ZVNlc3Npb25SZXNwb25zZRJlChBBdXRob3JpemVTdWJqZWN0EicuaGVsbG8udG9rZW4udjEuQXV0aG9yaXplU3ViamVjdFJlcXVlc3QaKC5oZWxsby50b2tlbi52MS5BdXRob3JpemVTdWJqZWN0UmVzcG9uc2USUwoKQ3JlYXRlVXNlchIhLmhlbGxvLnRva2VuLnYxLkNyZWF0ZVVzZXJSZXF1ZXN0GiIuaGVsbG8udG9rZW4udjEuQ3JlYXRlVXNlclJlc3BvbnNlElMKCkNvbW1pdFVzZXISIS5oZWxsby50b2tlbi52MS5Db21taXRVc2VyUmVxdWVzdBoiLmhlbGxvLnRva2VuLnYxLkNvbW1pdFVzZXJSZXNwb25zZRJcCg1BdXRob3JpemVVc2VyEiQuaGVsbG8udG9rZW4udjEuQXV0aG9yaXplVXNlclJlcXVlc3QaJS5oZWxsby50b2tlbi52MS5BdXRob3JpemVVc2VyUmVzcG9uc2USaAoRUmVzZXJ2ZURpcmVjdGVkSWQSKC5oZWxsby50b2tlbi52MS5SZXNlcnZlRGlyZWN0ZWRJZFJlcXVlc3QaKS5oZWxsby50b2tlbi52MS5SZXNlcnZlRGlyZWN0ZWRJZFJlc3BvbnNlEmUKEEdyYW50UmVsZWFzZVJlYWQSJy5oZWxsby50b2tlbi52MS5HcmFudFJlbGVhc2VSZWFkUmVxdWVzdBooLmhlbGxvLnRva2VuLnYxLkdyYW50UmVsZWFzZVJlYWRSZXNwb25zZRJcCg1DcmVhdGVSZWxlYXNlEiQuaGVsbG8udG9rZW4udjEuQ3JlYXRlUmVsZWFzZVJlcXVlc3QaJS5oZWxsby50b2tlbi52MS5DcmVhdGVSZWxlYXNlUmVzcG9uc2USXAoNVXBkYXRlUmVsZWFzZRIkLmhlbGxvLnRva2VuLnYxLlVwZGF0ZVJlbGVhc2VSZXF1ZXN0GiUuaGVsbG8udG9rZW4udjEuVXBkYXRlUmVsZWFzZVJlc3BvbnNlElYKC01pbnRJZFRva2VuEiIuaGVsbG8udG9rZW4udjEuTWludElkVG9rZW5SZXF1ZXN0GiMuaGVsbG8udG9rZW4udjEuTWludElkVG9rZW5SZXNwb25zZRJxChRDcmVhdGVBY2NvdW50U2Vzc2lvbhIrLmhlbGxvLnRva2VuLnYxLkNyZWF0ZUFjY291bnRTZXNzaW9uUmVxdWVzdBosLmhlbGxvLnRva2VuLnYxLkNyZWF0ZUFjY291bnRTZXNzaW9uUmVzcG9uc2USZQoQQmVnaW5UcmFuc2FjdGlvbhInLmhlbGxvLnRva2VuLnYxLkJlZ2luVHJhbnNhY3Rpb25SZXF1ZXN0GiguaGVsbG8udG9rZW4udjEuQmVnaW5UcmFuc2FjdGlvblJlc3BvbnNlEmIKD0F1dGhvcml6ZURlbGV0ZRImLmhlbGxvLnRva2VuLnYxLkF1dGhvcml6ZURlbGV0ZVJlcXVlc3QaJy5oZWxsby50b2tlbi52MS5BdXRob3JpemVEZWxldGVSZXNwb25zZRJZCgxGaW5pc2hEZWxldGUSIy5oZWxsby50b2tlbi52MS5GaW5pc2hEZWxldGVSZXF1ZXN0GiQuaGVsbG8udG9rZW4udjEuRmluaXNoRGVsZXRlUmVzcG9uc2USVgoLTGlua1N1YmplY3QSIi5oZWxsby50b2tlbi52MS5MaW5rU3ViamVjdFJlcXVlc3QaIy5oZWxsby50b2tlbi52MS5MaW5rU3ViamVjdFJlc3BvbnNlElwKDVVubGlua1N1YmplY3QSJC5oZWxsby50b2tlbi52MS5VbmxpbmtTdWJqZWN0UmVxdWVzdBolLmhlbGxvLnRva2VuLnYxLlVubGlua1N1YmplY3RSZXNwb25zZRJZCgxVcGRhdGVDbGFpbXMSIy5oZWxsby50b2tlbi52MS5VcGRhdGVDbGFpbXNSZXF1ZXN0GiQuaGVsbG8udG9rZW4udjEuVXBkYXRlQ2xhaW1zUmVzcG9uc2USXAoNQ2hhbmdlUmVsZWFzZRIkLmhlbGxvLnRva2VuLnYxLkNoYW5nZVJlbGVhc2VSZXF1ZXN0GiUuaGVsbG8udG9rZW4udjEuQ2hhbmdlUmVsZWFzZVJlc3BvbnNlElwKDUJlZ2luUmVjb3ZlcnkSJC5oZWxsby50b2tlbi52MS5CZWdpblJlY292ZXJ5UmVxdWVzdBolLmhlbGxvLnRva2VuLnYxLkJlZ2luUmVjb3ZlcnlSZXNwb25zZRJcCg1Qcm92ZVJlY292ZXJ5EiQuaGVsbG8udG9rZW4udjEuUHJvdmVSZWNvdmVyeVJlcXVlc3QaJS5oZWxsby50b2tlbi52MS5Qcm92ZVJlY292ZXJ5UmVzcG9uc2USaAoRTmV4dFJlY292ZXJ5TG9naW4SKC5oZWxsby50b2tlbi52MS5OZXh0UmVjb3ZlcnlMb2dpblJlcXVlc3QaKS5oZWxsby50b2tlbi52MS5OZXh0UmVjb3ZlcnlMb2dpblJlc3BvbnNlEmUKEENvbXBsZXRlUmVjb3ZlcnkSJy5oZWxsby50b2tlbi52MS5Db21wbGV0ZVJlY292ZXJ5UmVxdWVzdBooLmhlbGxvLnRva2VuLnYxLkNvbXBsZXRlUmVjb3ZlcnlSZXNwb25zZRJQCglHZXRLZXlTZXQSIC5oZWxsby50b2tlbi52MS5HZXRLZXlTZXRSZXF1ZXN0GiEuaGVsbG8udG9rZW4udjEuR2V0S2V5U2V0UmVzcG9uc2ViBnByb3RvMw", [file_hello_common_v1_record]);
+  fileDesc("CiJoZWxsby90b2tlbi92MS90b2tlbl9zZXJ2aWNlLnByb3RvEg5oZWxsby50b2tlbi52MSK6AQoXQXV0aG9yaXphdGlvblBhcmFtZXRlcnMSEQoJY2xpZW50X2lkGAEgASgJEhQKDHJlZGlyZWN0X3VyaRgCIAEoCRINCgVub25jZRgDIAEoCRINCgVzY29wZRgEIAEoCRIOCgZjbGFpbXMYBSABKAkSFgoOY29kZV9jaGFsbGVuZ2UYBiABKAkSDgoGcHJvbXB0GAcgASgJEhQKB21heF9hZ2UYCCABKANIAIgBAUIKCghfbWF4X2FnZSKPAQoUQ3JlYXRlU2Vzc2lvblJlcXVlc3QSGAoOcmVxdWVzdF9vYmplY3QYASABKAlIABI9CgpwYXJhbWV0ZXJzGAIgASgLMicuaGVsbG8udG9rZW4udjEuQXV0aG9yaXphdGlvblBhcmFtZXRlcnNIABITCgtwcm92aWRlcl9pZBgDIAEoCUIJCgdyZXF1ZXN0Il8KFUNyZWF0ZVNlc3Npb25SZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnVwc3RyZWFtX25vbmNlGAIgASgJEhcKD3Byb3ZpZGVyX2lzc3VlchgDIAEoCSIyChtDcmVhdGVBY2NvdW50U2Vzc2lvblJlcXVlc3QSEwoLcHJvdmlkZXJfaWQYASABKAkiZgocQ3JlYXRlQWNjb3VudFNlc3Npb25SZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnVwc3RyZWFtX25vbmNlGAIgASgJEhcKD3Byb3ZpZGVyX2lzc3VlchgDIAEoCSJFChdBdXRob3JpemVTdWJqZWN0UmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC29wX2lkX3Rva2VuGAIgASgJIpEBCgtBY2Nlc3NHcmFudBIUCgxhY2Nlc3NfdG9rZW4YASABKAkSDAoEaGFzaBgCIAEoCRIpCgRraW5kGAMgASgOMhsuaGVsbG8uY29tbW9uLnYxLlJlY29yZEtpbmQSMwoJb3BlcmF0aW9uGAQgASgOMiAuaGVsbG8uY29tbW9uLnYxLlJlY29yZE9wZXJhdGlvbiJJCgtSZWNvcmRXcml0ZRIOCgZyZWNvcmQYASABKAkSKgoFZ3JhbnQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCKWAQoYQXV0aG9yaXplU3ViamVjdFJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSMQoMc3ViamVjdF9yZWFkGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSMAoLd2FsbGV0X3JlYWQYAyABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCI/ChFDcmVhdGVVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC2Vycm9yX3Rva2VuGAIgASgJIpoBChJDcmVhdGVVc2VyUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIrCgZ3YWxsZXQYAiABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZRIsCgdzdWJqZWN0GAMgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGVKBAgEEAVSDHJlbGVhc2VfcmVhZCJbChFDb21taXRVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDndhbGxldF9yZWNlaXB0GAIgASgJEhcKD3N1YmplY3RfcmVjZWlwdBgDIAEoCSIrChJDb21taXRVc2VyUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCSJeChRBdXRob3JpemVVc2VyUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnN1YmplY3RfcmVjb3JkGAIgASgJEhcKD3N1YmplY3RfcmVjZWlwdBgDIAEoCSLPAQoVQXV0aG9yaXplVXNlclJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSMAoLd2FsbGV0X3JlYWQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudBIxCgxyZWxlYXNlX3JlYWQYAyABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudBI6ChVhY2NvdW50X3JlbGVhc2VfcmVhZHMYBCADKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCJiChhSZXNlcnZlRGlyZWN0ZWRJZFJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIWCg5yZWxlYXNlX3JlY29yZBgCIAEoCRIXCg9yZWxlYXNlX3JlY2VpcHQYAyABKAkimwEKGVJlc2VydmVEaXJlY3RlZElkUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRI1ChByZXNlcnZhdGlvbl9yZWFkGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSMAoLcmVzZXJ2YXRpb24YAyABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZSIwChdHcmFudFJlbGVhc2VSZWFkUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJImQKGEdyYW50UmVsZWFzZVJlYWRSZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEjEKDHJlbGVhc2VfcmVhZBgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLkFjY2Vzc0dyYW50IosBChRDcmVhdGVSZWxlYXNlUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhMKC2Vycm9yX3Rva2VuGAIgASgJEhUKDXdhbGxldF9yZWNvcmQYAyABKAkSGAoQY29uc2VudGVkX2NsYWltcxgEIAMoCRIWCg53YWxsZXRfcmVjZWlwdBgFIAEoCSK7AQoVQ3JlYXRlUmVsZWFzZVJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSLAoHcmVsZWFzZRgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEjAKC3Jlc2VydmF0aW9uGAMgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUSKwoGd2FsbGV0GAQgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUinQEKFFVwZGF0ZVJlbGVhc2VSZXF1ZXN0EhUKDXNlc3Npb25fdG9rZW4YASABKAkSFgoOcmVsZWFzZV9yZWNvcmQYAiABKAkSFwoPcmVsZWFzZV9yZWNlaXB0GAMgASgJEhUKDXdhbGxldF9yZWNvcmQYBCABKAkSFgoOd2FsbGV0X3JlY2VpcHQYBSABKAkSDgoGY2xhaW1zGAYgAygJIokBChVVcGRhdGVSZWxlYXNlUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIsCgdyZWxlYXNlGAIgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUSKwoGd2FsbGV0GAMgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUiowEKEk1pbnRJZFRva2VuUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnN1YmplY3RfcmVjb3JkGAIgASgJEhYKDnJlbGVhc2VfcmVjb3JkGAMgASgJEhUKDXdhbGxldF9yZWNvcmQYBCABKAkSFgoOd2FsbGV0X3JlY2VpcHQYBSABKAkSFwoPcmVsZWFzZV9yZWNlaXB0GAYgASgJIlQKE01pbnRJZFRva2VuUmVzcG9uc2USEAoIaWRfdG9rZW4YASABKAkSFAoMdXNlcmluZm9fand0GAIgASgJEhUKDXVzZXJpbmZvX2pzb24YAyABKAkiIwoHU3ViamVjdBILCgNpc3MYASABKAkSCwoDc3ViGAIgASgJIsoBChdCZWdpblRyYW5zYWN0aW9uUmVxdWVzdBIdChVhY2NvdW50X3Nlc3Npb25fdG9rZW4YASABKAkSLQoEa2luZBgCIAEoDjIfLmhlbGxvLnRva2VuLnYxLlRyYW5zYWN0aW9uS2luZBITCgtwcm92aWRlcl9pZBgDIAEoCRInCgZ1bmxpbmsYBCABKAsyFy5oZWxsby50b2tlbi52MS5TdWJqZWN0EhEKCWNsaWVudF9pZBgFIAEoCRIQCghyZWNvdmVyeRgGIAEoCCIrChRCZWdpblJlY292ZXJ5UmVxdWVzdBITCgtwcm92aWRlcl9pZBgBIAEoCSJfChVCZWdpblJlY292ZXJ5UmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIWCg51cHN0cmVhbV9ub25jZRgCIAEoCRIXCg9wcm92aWRlcl9pc3N1ZXIYAyABKAkiXAoUUHJvdmVSZWNvdmVyeVJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIVCg13YWxsZXRfcmVjb3JkGAIgASgJEhYKDndhbGxldF9yZWNlaXB0GAMgASgJImsKFVByb3ZlUmVjb3ZlcnlSZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEg4KBm5lZWRlZBgCIAEoDRIrCgZ3YWxsZXQYAyABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZSJGChhOZXh0UmVjb3ZlcnlMb2dpblJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRITCgtwcm92aWRlcl9pZBgCIAEoCSJjChlOZXh0UmVjb3ZlcnlMb2dpblJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSFgoOdXBzdHJlYW1fbm9uY2UYAiABKAkSFwoPcHJvdmlkZXJfaXNzdWVyGAMgASgJIl8KF0NvbXBsZXRlUmVjb3ZlcnlSZXF1ZXN0EhUKDXNlc3Npb25fdG9rZW4YASABKAkSFQoNd2FsbGV0X3JlY29yZBgCIAEoCRIWCg53YWxsZXRfcmVjZWlwdBgDIAEoCSKfAQoYQ29tcGxldGVSZWNvdmVyeVJlc3BvbnNlEhUKDXNlc3Npb25fdG9rZW4YASABKAkSMAoLd2FsbGV0X3JlYWQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudBI6ChVhY2NvdW50X3JlbGVhc2VfcmVhZHMYAyADKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudCJiChhCZWdpblRyYW5zYWN0aW9uUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIWCg51cHN0cmVhbV9ub25jZRgCIAEoCRIXCg9wcm92aWRlcl9pc3N1ZXIYAyABKAkiLQoKUmVhZFJlY29yZBIOCgZyZWNvcmQYASABKAkSDwoHcmVjZWlwdBgCIAEoCSJyCg1SZWxlYXNlQW5zd2VyEhEKCWNsaWVudF9pZBgBIAEoCRItCgdyZWxlYXNlGAIgASgLMhouaGVsbG8udG9rZW4udjEuUmVhZFJlY29yZEgAEhUKC2Vycm9yX3Rva2VuGAMgASgJSABCCAoGYW5zd2VyIo8BChZBdXRob3JpemVEZWxldGVSZXF1ZXN0EhUKDXNlc3Npb25fdG9rZW4YASABKAkSFQoNd2FsbGV0X3JlY29yZBgCIAEoCRIWCg53YWxsZXRfcmVjZWlwdBgDIAEoCRIvCghyZWxlYXNlcxgEIAMoCzIdLmhlbGxvLnRva2VuLnYxLlJlbGVhc2VBbnN3ZXIiXwoXQXV0aG9yaXplRGVsZXRlUmVzcG9uc2USFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRItCghkZWxldGlvbhgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlIl8KE0ZpbmlzaERlbGV0ZVJlcXVlc3QSFQoNc2Vzc2lvbl90b2tlbhgBIAEoCRIXCg9kZWxldGlvbl9yZWNvcmQYAiABKAkSGAoQZGVsZXRpb25fcmVjZWlwdBgDIAEoCSL+AQoPUmVsZWFzZURlbGV0aW9uEhEKCWNsaWVudF9pZBgBIAEoCRI1ChByZXNlcnZhdGlvbl9yZWFkGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSNQoQdG9tYnN0b25lX3VwZGF0ZRgDIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEjUKEHRvbWJzdG9uZV9jcmVhdGUYBCABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZRIzCg5yZWxlYXNlX2RlbGV0ZRgFIAEoCzIbLmhlbGxvLnRva2VuLnYxLkFjY2Vzc0dyYW50IrMBChRGaW5pc2hEZWxldGVSZXNwb25zZRIxCghyZWxlYXNlcxgBIAMoCzIfLmhlbGxvLnRva2VuLnYxLlJlbGVhc2VEZWxldGlvbhI0Cg9zdWJqZWN0X2RlbGV0ZXMYAiADKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudBIyCg13YWxsZXRfZGVsZXRlGAMgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQibwoSTGlua1N1YmplY3RSZXF1ZXN0EhUKDXNlc3Npb25fdG9rZW4YASABKAkSEwoLZXJyb3JfdG9rZW4YAiABKAkSFQoNd2FsbGV0X3JlY29yZBgDIAEoCRIWCg53YWxsZXRfcmVjZWlwdBgEIAEoCSJwChNMaW5rU3ViamVjdFJlc3BvbnNlEisKBndhbGxldBgBIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEiwKB3N1YmplY3QYAiABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZSJcChRVbmxpbmtTdWJqZWN0UmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhUKDXdhbGxldF9yZWNvcmQYAiABKAkSFgoOd2FsbGV0X3JlY2VpcHQYAyABKAkieQoVVW5saW5rU3ViamVjdFJlc3BvbnNlEisKBndhbGxldBgBIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEjMKDnN1YmplY3RfZGVsZXRlGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQiawoTVXBkYXRlQ2xhaW1zUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhUKDXdhbGxldF9yZWNvcmQYAiABKAkSFgoOd2FsbGV0X3JlY2VpcHQYAyABKAkSDgoGY2xhaW1zGAQgAygJIkMKFFVwZGF0ZUNsYWltc1Jlc3BvbnNlEisKBndhbGxldBgBIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlIq4BChRDaGFuZ2VSZWxlYXNlUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhUKDXdhbGxldF9yZWNvcmQYAiABKAkSFgoOd2FsbGV0X3JlY2VpcHQYAyABKAkSKwoHcmVsZWFzZRgEIAEoCzIaLmhlbGxvLnRva2VuLnYxLlJlYWRSZWNvcmQSEwoLa2VlcF9jbGFpbXMYBSADKAkSDgoGZm9yZ2V0GAYgASgIIowDChVDaGFuZ2VSZWxlYXNlUmVzcG9uc2USKwoGd2FsbGV0GAEgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUSLAoHcmVsZWFzZRgCIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEjMKDnJlbGVhc2VfZGVsZXRlGAMgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSNQoQcmVzZXJ2YXRpb25fcmVhZBgEIAEoCzIbLmhlbGxvLnRva2VuLnYxLkFjY2Vzc0dyYW50EjUKEHRvbWJzdG9uZV91cGRhdGUYBSABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZRI1ChB0b21ic3RvbmVfY3JlYXRlGAYgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUSPgoVbWVyZ2VkX3N1Yl90b21ic3RvbmVzGAcgAygLMh8uaGVsbG8udG9rZW4udjEuUmVzZXJ2YXRpb25Nb3ZlIl8KFUF1dGhvcml6ZU1lcmdlUmVxdWVzdBIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEhYKDnN1YmplY3RfcmVjb3JkGAIgASgJEhcKD3N1YmplY3RfcmVjZWlwdBgDIAEoCSKHAgoWQXV0aG9yaXplTWVyZ2VSZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEjAKC3dhbGxldF9yZWFkGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSMgoNcmVsZWFzZV9yZWFkcxgDIAMoCzIbLmhlbGxvLnRva2VuLnYxLkFjY2Vzc0dyYW50EjYKEW90aGVyX3dhbGxldF9yZWFkGAQgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSOAoTb3RoZXJfcmVsZWFzZV9yZWFkcxgFIAMoCzIbLmhlbGxvLnRva2VuLnYxLkFjY2Vzc0dyYW50IvIBChNNZXJnZVdhbGxldHNSZXF1ZXN0EhUKDXNlc3Npb25fdG9rZW4YASABKAkSKgoGd2FsbGV0GAIgASgLMhouaGVsbG8udG9rZW4udjEuUmVhZFJlY29yZBIwCgxvdGhlcl93YWxsZXQYAyABKAsyGi5oZWxsby50b2tlbi52MS5SZWFkUmVjb3JkEi8KCHJlbGVhc2VzGAQgAygLMh0uaGVsbG8udG9rZW4udjEuUmVsZWFzZUFuc3dlchI1Cg5vdGhlcl9yZWxlYXNlcxgFIAMoCzIdLmhlbGxvLnRva2VuLnYxLlJlbGVhc2VBbnN3ZXIiZwoNTWVyZ2VkU3ViamVjdBIpCgRyZWFkGAEgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSKwoGdXBkYXRlGAIgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUiswMKDU1lcmdlZFJlbGVhc2USEQoJY2xpZW50X2lkGAEgASgJEjUKEHJlc2VydmF0aW9uX3JlYWQYAiABKAsyGy5oZWxsby50b2tlbi52MS5BY2Nlc3NHcmFudBI3ChJyZXNlcnZhdGlvbl91cGRhdGUYAyABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZRI3ChJyZXNlcnZhdGlvbl9jcmVhdGUYBCABKAsyGy5oZWxsby50b2tlbi52MS5SZWNvcmRXcml0ZRIzCg5yZWxlYXNlX2NyZWF0ZRgFIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEjMKDnJlbGVhc2VfdXBkYXRlGAYgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUSOgoVbWVyZ2VkX3JlbGVhc2VfZGVsZXRlGAcgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSQAoXbWVyZ2VkX3N1Yl9yZXNlcnZhdGlvbnMYCCADKAsyHy5oZWxsby50b2tlbi52MS5SZXNlcnZhdGlvbk1vdmUiqwEKD1Jlc2VydmF0aW9uTW92ZRITCgtkaXJlY3RlZF9pZBgBIAEoCRIpCgRyZWFkGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSKwoGdXBkYXRlGAMgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUSKwoGY3JlYXRlGAQgASgLMhsuaGVsbG8udG9rZW4udjEuUmVjb3JkV3JpdGUi+wEKFE1lcmdlV2FsbGV0c1Jlc3BvbnNlEisKBndhbGxldBgBIAEoCzIbLmhlbGxvLnRva2VuLnYxLlJlY29yZFdyaXRlEjkKFG1lcmdlZF93YWxsZXRfZGVsZXRlGAIgASgLMhsuaGVsbG8udG9rZW4udjEuQWNjZXNzR3JhbnQSLwoIc3ViamVjdHMYAyADKAsyHS5oZWxsby50b2tlbi52MS5NZXJnZWRTdWJqZWN0Ei8KCHJlbGVhc2VzGAQgAygLMh0uaGVsbG8udG9rZW4udjEuTWVyZ2VkUmVsZWFzZRIZChFzdXJ2aXZvcl9pc19vdGhlchgFIAEoCCISChBHZXRLZXlTZXRSZXF1ZXN0IjQKEUdldEtleVNldFJlc3BvbnNlEgwKBGp3a3MYASABKAwSEQoJc2lnbmF0dXJlGAIgASgJKt8BCg9UcmFuc2FjdGlvbktpbmQSIAocVFJBTlNBQ1RJT05fS0lORF9VTlNQRUNJRklFRBAAEhsKF1RSQU5TQUNUSU9OX0tJTkRfREVMRVRFEAESGQoVVFJBTlNBQ1RJT05fS0lORF9MSU5LEAISGwoXVFJBTlNBQ1RJT05fS0lORF9VTkxJTksQAxIbChdUUkFOU0FDVElPTl9LSU5EX0NMQUlNUxAEEhwKGFRSQU5TQUNUSU9OX0tJTkRfUkVMRUFTRRAFEhoKFlRSQU5TQUNUSU9OX0tJTkRfTUVSR0UQBjLjEgoMVG9rZW5TZXJ2aWNlElwKDUNyZWF0ZVNlc3Npb24SJC5oZWxsby50b2tlbi52MS5DcmVhdGVTZXNzaW9uUmVxdWVzdBolLmhlbGxvLnRva2VuLnYxLkNyZWF0ZVNlc3Npb25SZXNwb25zZRJlChBBdXRob3JpemVTdWJqZWN0EicuaGVsbG8udG9rZW4udjEuQXV0aG9yaXplU3ViamVjdFJlcXVlc3QaKC5oZWxsby50b2tlbi52MS5BdXRob3JpemVTdWJqZWN0UmVzcG9uc2USUwoKQ3JlYXRlVXNlchIhLmhlbGxvLnRva2VuLnYxLkNyZWF0ZVVzZXJSZXF1ZXN0GiIuaGVsbG8udG9rZW4udjEuQ3JlYXRlVXNlclJlc3BvbnNlElMKCkNvbW1pdFVzZXISIS5oZWxsby50b2tlbi52MS5Db21taXRVc2VyUmVxdWVzdBoiLmhlbGxvLnRva2VuLnYxLkNvbW1pdFVzZXJSZXNwb25zZRJcCg1BdXRob3JpemVVc2VyEiQuaGVsbG8udG9rZW4udjEuQXV0aG9yaXplVXNlclJlcXVlc3QaJS5oZWxsby50b2tlbi52MS5BdXRob3JpemVVc2VyUmVzcG9uc2USaAoRUmVzZXJ2ZURpcmVjdGVkSWQSKC5oZWxsby50b2tlbi52MS5SZXNlcnZlRGlyZWN0ZWRJZFJlcXVlc3QaKS5oZWxsby50b2tlbi52MS5SZXNlcnZlRGlyZWN0ZWRJZFJlc3BvbnNlEmUKEEdyYW50UmVsZWFzZVJlYWQSJy5oZWxsby50b2tlbi52MS5HcmFudFJlbGVhc2VSZWFkUmVxdWVzdBooLmhlbGxvLnRva2VuLnYxLkdyYW50UmVsZWFzZVJlYWRSZXNwb25zZRJcCg1DcmVhdGVSZWxlYXNlEiQuaGVsbG8udG9rZW4udjEuQ3JlYXRlUmVsZWFzZVJlcXVlc3QaJS5oZWxsby50b2tlbi52MS5DcmVhdGVSZWxlYXNlUmVzcG9uc2USXAoNVXBkYXRlUmVsZWFzZRIkLmhlbGxvLnRva2VuLnYxLlVwZGF0ZVJlbGVhc2VSZXF1ZXN0GiUuaGVsbG8udG9rZW4udjEuVXBkYXRlUmVsZWFzZVJlc3BvbnNlElYKC01pbnRJZFRva2VuEiIuaGVsbG8udG9rZW4udjEuTWludElkVG9rZW5SZXF1ZXN0GiMuaGVsbG8udG9rZW4udjEuTWludElkVG9rZW5SZXNwb25zZRJxChRDcmVhdGVBY2NvdW50U2Vzc2lvbhIrLmhlbGxvLnRva2VuLnYxLkNyZWF0ZUFjY291bnRTZXNzaW9uUmVxdWVzdBosLmhlbGxvLnRva2VuLnYxLkNyZWF0ZUFjY291bnRTZXNzaW9uUmVzcG9uc2USZQoQQmVnaW5UcmFuc2FjdGlvbhInLmhlbGxvLnRva2VuLnYxLkJlZ2luVHJhbnNhY3Rpb25SZXF1ZXN0GiguaGVsbG8udG9rZW4udjEuQmVnaW5UcmFuc2FjdGlvblJlc3BvbnNlEmIKD0F1dGhvcml6ZURlbGV0ZRImLmhlbGxvLnRva2VuLnYxLkF1dGhvcml6ZURlbGV0ZVJlcXVlc3QaJy5oZWxsby50b2tlbi52MS5BdXRob3JpemVEZWxldGVSZXNwb25zZRJZCgxGaW5pc2hEZWxldGUSIy5oZWxsby50b2tlbi52MS5GaW5pc2hEZWxldGVSZXF1ZXN0GiQuaGVsbG8udG9rZW4udjEuRmluaXNoRGVsZXRlUmVzcG9uc2USVgoLTGlua1N1YmplY3QSIi5oZWxsby50b2tlbi52MS5MaW5rU3ViamVjdFJlcXVlc3QaIy5oZWxsby50b2tlbi52MS5MaW5rU3ViamVjdFJlc3BvbnNlElwKDVVubGlua1N1YmplY3QSJC5oZWxsby50b2tlbi52MS5VbmxpbmtTdWJqZWN0UmVxdWVzdBolLmhlbGxvLnRva2VuLnYxLlVubGlua1N1YmplY3RSZXNwb25zZRJZCgxVcGRhdGVDbGFpbXMSIy5oZWxsby50b2tlbi52MS5VcGRhdGVDbGFpbXNSZXF1ZXN0GiQuaGVsbG8udG9rZW4udjEuVXBkYXRlQ2xhaW1zUmVzcG9uc2USXAoNQ2hhbmdlUmVsZWFzZRIkLmhlbGxvLnRva2VuLnYxLkNoYW5nZVJlbGVhc2VSZXF1ZXN0GiUuaGVsbG8udG9rZW4udjEuQ2hhbmdlUmVsZWFzZVJlc3BvbnNlElwKDUJlZ2luUmVjb3ZlcnkSJC5oZWxsby50b2tlbi52MS5CZWdpblJlY292ZXJ5UmVxdWVzdBolLmhlbGxvLnRva2VuLnYxLkJlZ2luUmVjb3ZlcnlSZXNwb25zZRJcCg1Qcm92ZVJlY292ZXJ5EiQuaGVsbG8udG9rZW4udjEuUHJvdmVSZWNvdmVyeVJlcXVlc3QaJS5oZWxsby50b2tlbi52MS5Qcm92ZVJlY292ZXJ5UmVzcG9uc2USaAoRTmV4dFJlY292ZXJ5TG9naW4SKC5oZWxsby50b2tlbi52MS5OZXh0UmVjb3ZlcnlMb2dpblJlcXVlc3QaKS5oZWxsby50b2tlbi52MS5OZXh0UmVjb3ZlcnlMb2dpblJlc3BvbnNlEmUKEENvbXBsZXRlUmVjb3ZlcnkSJy5oZWxsby50b2tlbi52MS5Db21wbGV0ZVJlY292ZXJ5UmVxdWVzdBooLmhlbGxvLnRva2VuLnYxLkNvbXBsZXRlUmVjb3ZlcnlSZXNwb25zZRJfCg5BdXRob3JpemVNZXJnZRIlLmhlbGxvLnRva2VuLnYxLkF1dGhvcml6ZU1lcmdlUmVxdWVzdBomLmhlbGxvLnRva2VuLnYxLkF1dGhvcml6ZU1lcmdlUmVzcG9uc2USWQoMTWVyZ2VXYWxsZXRzEiMuaGVsbG8udG9rZW4udjEuTWVyZ2VXYWxsZXRzUmVxdWVzdBokLmhlbGxvLnRva2VuLnYxLk1lcmdlV2FsbGV0c1Jlc3BvbnNlElAKCUdldEtleVNldBIgLmhlbGxvLnRva2VuLnYxLkdldEtleVNldFJlcXVlc3QaIS5oZWxsby50b2tlbi52MS5HZXRLZXlTZXRSZXNwb25zZWIGcHJvdG8z", [file_hello_common_v1_record]);
 
 /**
  * AuthorizationParameters is a plain (unsigned) OAuth 2.0 / OIDC authorization
@@ -1805,6 +1805,14 @@ export type ChangeReleaseResponse = Message<"hello.token.v1.ChangeReleaseRespons
    * @generated from field: hello.token.v1.RecordWrite tombstone_create = 6;
    */
   tombstoneCreate?: RecordWrite | undefined;
+
+  /**
+   * Forgetting a release with merged_subs (a merge's): each of those ids' reservation made
+   * a tombstone the same way, in that order.
+   *
+   * @generated from field: repeated hello.token.v1.ReservationMove merged_sub_tombstones = 7;
+   */
+  mergedSubTombstones: ReservationMove[];
 };
 
 /**
@@ -1813,6 +1821,296 @@ export type ChangeReleaseResponse = Message<"hello.token.v1.ChangeReleaseRespons
  */
 export const ChangeReleaseResponseSchema: GenMessage<ChangeReleaseResponse> = /*@__PURE__*/
   messageDesc(file_hello_token_v1_token_service, 50);
+
+/**
+ * AuthorizeMergeRequest presents the other wallet's account, as read.
+ *
+ * @generated from message hello.token.v1.AuthorizeMergeRequest
+ */
+export type AuthorizeMergeRequest = Message<"hello.token.v1.AuthorizeMergeRequest"> & {
+  /**
+   * @generated from field: string session_token = 1;
+   */
+  sessionToken: string;
+
+  /**
+   * @generated from field: string subject_record = 2;
+   */
+  subjectRecord: string;
+
+  /**
+   * Storage's receipt for this session's subject read.
+   *
+   * @generated from field: string subject_receipt = 3;
+   */
+  subjectReceipt: string;
+};
+
+/**
+ * Describes the message hello.token.v1.AuthorizeMergeRequest.
+ * Use `create(AuthorizeMergeRequestSchema)` to create a new message.
+ */
+export const AuthorizeMergeRequestSchema: GenMessage<AuthorizeMergeRequest> = /*@__PURE__*/
+  messageDesc(file_hello_token_v1_token_service, 51);
+
+/**
+ * AuthorizeMergeResponse grants the reads of both users' records.
+ *
+ * @generated from message hello.token.v1.AuthorizeMergeResponse
+ */
+export type AuthorizeMergeResponse = Message<"hello.token.v1.AuthorizeMergeResponse"> & {
+  /**
+   * @generated from field: string session_token = 1;
+   */
+  sessionToken: string;
+
+  /**
+   * The session's user's wallet, and the user's release at each app.
+   *
+   * @generated from field: hello.token.v1.AccessGrant wallet_read = 2;
+   */
+  walletRead?: AccessGrant | undefined;
+
+  /**
+   * @generated from field: repeated hello.token.v1.AccessGrant release_reads = 3;
+   */
+  releaseReads: AccessGrant[];
+
+  /**
+   * The other wallet (its Subject Record's user), and that user's release at each app.
+   *
+   * @generated from field: hello.token.v1.AccessGrant other_wallet_read = 4;
+   */
+  otherWalletRead?: AccessGrant | undefined;
+
+  /**
+   * @generated from field: repeated hello.token.v1.AccessGrant other_release_reads = 5;
+   */
+  otherReleaseReads: AccessGrant[];
+};
+
+/**
+ * Describes the message hello.token.v1.AuthorizeMergeResponse.
+ * Use `create(AuthorizeMergeResponseSchema)` to create a new message.
+ */
+export const AuthorizeMergeResponseSchema: GenMessage<AuthorizeMergeResponse> = /*@__PURE__*/
+  messageDesc(file_hello_token_v1_token_service, 52);
+
+/**
+ * MergeWalletsRequest presents both users' records, as read.
+ *
+ * @generated from message hello.token.v1.MergeWalletsRequest
+ */
+export type MergeWalletsRequest = Message<"hello.token.v1.MergeWalletsRequest"> & {
+  /**
+   * @generated from field: string session_token = 1;
+   */
+  sessionToken: string;
+
+  /**
+   * @generated from field: hello.token.v1.ReadRecord wallet = 2;
+   */
+  wallet?: ReadRecord | undefined;
+
+  /**
+   * @generated from field: hello.token.v1.ReadRecord other_wallet = 3;
+   */
+  otherWallet?: ReadRecord | undefined;
+
+  /**
+   * One answer for each app in Token's registry, for each user.
+   *
+   * @generated from field: repeated hello.token.v1.ReleaseAnswer releases = 4;
+   */
+  releases: ReleaseAnswer[];
+
+  /**
+   * @generated from field: repeated hello.token.v1.ReleaseAnswer other_releases = 5;
+   */
+  otherReleases: ReleaseAnswer[];
+};
+
+/**
+ * Describes the message hello.token.v1.MergeWalletsRequest.
+ * Use `create(MergeWalletsRequestSchema)` to create a new message.
+ */
+export const MergeWalletsRequestSchema: GenMessage<MergeWalletsRequest> = /*@__PURE__*/
+  messageDesc(file_hello_token_v1_token_service, 53);
+
+/**
+ * MergedSubject points one account of the merged wallet at the surviving user.
+ *
+ * @generated from message hello.token.v1.MergedSubject
+ */
+export type MergedSubject = Message<"hello.token.v1.MergedSubject"> & {
+  /**
+   * Read first (its version is the update's).
+   *
+   * @generated from field: hello.token.v1.AccessGrant read = 1;
+   */
+  read?: AccessGrant | undefined;
+
+  /**
+   * @generated from field: hello.token.v1.RecordWrite update = 2;
+   */
+  update?: RecordWrite | undefined;
+};
+
+/**
+ * Describes the message hello.token.v1.MergedSubject.
+ * Use `create(MergedSubjectSchema)` to create a new message.
+ */
+export const MergedSubjectSchema: GenMessage<MergedSubject> = /*@__PURE__*/
+  messageDesc(file_hello_token_v1_token_service, 54);
+
+/**
+ * MergedRelease moves one release of the merged user to the surviving user.
+ *
+ * @generated from message hello.token.v1.MergedRelease
+ */
+export type MergedRelease = Message<"hello.token.v1.MergedRelease"> & {
+  /**
+   * @generated from field: string client_id = 1;
+   */
+  clientId: string;
+
+  /**
+   * The reservation of the release's directed id, naming the surviving user: read, then
+   * updated where it names the merged user, or created where a release from before
+   * reservations left none.
+   *
+   * @generated from field: hello.token.v1.AccessGrant reservation_read = 2;
+   */
+  reservationRead?: AccessGrant | undefined;
+
+  /**
+   * @generated from field: hello.token.v1.RecordWrite reservation_update = 3;
+   */
+  reservationUpdate?: RecordWrite | undefined;
+
+  /**
+   * @generated from field: hello.token.v1.RecordWrite reservation_create = 4;
+   */
+  reservationCreate?: RecordWrite | undefined;
+
+  /**
+   * Where the surviving user has no release at the app: the release, moved (the same
+   * directed id), created on Storage's word that there is none...
+   *
+   * @generated from field: hello.token.v1.RecordWrite release_create = 5;
+   */
+  releaseCreate?: RecordWrite | undefined;
+
+  /**
+   * ...or else the surviving user's release with the directed id added to merged_subs,
+   * an update at the version read.
+   *
+   * @generated from field: hello.token.v1.RecordWrite release_update = 6;
+   */
+  releaseUpdate?: RecordWrite | undefined;
+
+  /**
+   * The merged user's release, deleted.
+   *
+   * @generated from field: hello.token.v1.AccessGrant merged_release_delete = 7;
+   */
+  mergedReleaseDelete?: AccessGrant | undefined;
+
+  /**
+   * The reservations of the merged release's own merged_subs (an earlier merge's), in
+   * that order, each moved to the surviving user the same way.
+   *
+   * @generated from field: repeated hello.token.v1.ReservationMove merged_sub_reservations = 8;
+   */
+  mergedSubReservations: ReservationMove[];
+};
+
+/**
+ * Describes the message hello.token.v1.MergedRelease.
+ * Use `create(MergedReleaseSchema)` to create a new message.
+ */
+export const MergedReleaseSchema: GenMessage<MergedRelease> = /*@__PURE__*/
+  messageDesc(file_hello_token_v1_token_service, 55);
+
+/**
+ * ReservationMove names the surviving user in one directed id's reservation: read, then
+ * updated, or created where none was kept.
+ *
+ * @generated from message hello.token.v1.ReservationMove
+ */
+export type ReservationMove = Message<"hello.token.v1.ReservationMove"> & {
+  /**
+   * @generated from field: string directed_id = 1;
+   */
+  directedId: string;
+
+  /**
+   * @generated from field: hello.token.v1.AccessGrant read = 2;
+   */
+  read?: AccessGrant | undefined;
+
+  /**
+   * @generated from field: hello.token.v1.RecordWrite update = 3;
+   */
+  update?: RecordWrite | undefined;
+
+  /**
+   * @generated from field: hello.token.v1.RecordWrite create = 4;
+   */
+  create?: RecordWrite | undefined;
+};
+
+/**
+ * Describes the message hello.token.v1.ReservationMove.
+ * Use `create(ReservationMoveSchema)` to create a new message.
+ */
+export const ReservationMoveSchema: GenMessage<ReservationMove> = /*@__PURE__*/
+  messageDesc(file_hello_token_v1_token_service, 56);
+
+/**
+ * MergeWalletsResponse holds the merge's writes, for one WriteRecords.
+ *
+ * @generated from message hello.token.v1.MergeWalletsResponse
+ */
+export type MergeWalletsResponse = Message<"hello.token.v1.MergeWalletsResponse"> & {
+  /**
+   * The surviving wallet, an update at the version read.
+   *
+   * @generated from field: hello.token.v1.RecordWrite wallet = 1;
+   */
+  wallet?: RecordWrite | undefined;
+
+  /**
+   * The merged wallet's delete (at the version read: Orchestration's expected_version).
+   *
+   * @generated from field: hello.token.v1.AccessGrant merged_wallet_delete = 2;
+   */
+  mergedWalletDelete?: AccessGrant | undefined;
+
+  /**
+   * @generated from field: repeated hello.token.v1.MergedSubject subjects = 3;
+   */
+  subjects: MergedSubject[];
+
+  /**
+   * @generated from field: repeated hello.token.v1.MergedRelease releases = 4;
+   */
+  releases: MergedRelease[];
+
+  /**
+   * The surviving user: the session's, or the other wallet's.
+   *
+   * @generated from field: bool survivor_is_other = 5;
+   */
+  survivorIsOther: boolean;
+};
+
+/**
+ * Describes the message hello.token.v1.MergeWalletsResponse.
+ * Use `create(MergeWalletsResponseSchema)` to create a new message.
+ */
+export const MergeWalletsResponseSchema: GenMessage<MergeWalletsResponse> = /*@__PURE__*/
+  messageDesc(file_hello_token_v1_token_service, 57);
 
 /**
  * GetKeySetRequest has no fields.
@@ -1827,7 +2125,7 @@ export type GetKeySetRequest = Message<"hello.token.v1.GetKeySetRequest"> & {
  * Use `create(GetKeySetRequestSchema)` to create a new message.
  */
 export const GetKeySetRequestSchema: GenMessage<GetKeySetRequest> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 51);
+  messageDesc(file_hello_token_v1_token_service, 58);
 
 /**
  * GetKeySetResponse is Token's published key set.
@@ -1857,7 +2155,7 @@ export type GetKeySetResponse = Message<"hello.token.v1.GetKeySetResponse"> & {
  * Use `create(GetKeySetResponseSchema)` to create a new message.
  */
 export const GetKeySetResponseSchema: GenMessage<GetKeySetResponse> = /*@__PURE__*/
-  messageDesc(file_hello_token_v1_token_service, 52);
+  messageDesc(file_hello_token_v1_token_service, 59);
 
 /**
  * TransactionKind names a transaction of the wallet (docs/transactions.md).
@@ -1909,6 +2207,14 @@ export enum TransactionKind {
    * @generated from enum value: TRANSACTION_KIND_RELEASE = 5;
    */
   RELEASE = 5,
+
+  /**
+   * Merge the wallet of another account the user holds with this one: the fresh login is
+   * at that account, then AuthorizeMerge and MergeWallets.
+   *
+   * @generated from enum value: TRANSACTION_KIND_MERGE = 6;
+   */
+  MERGE = 6,
 }
 
 /**
@@ -2284,6 +2590,39 @@ export const TokenService: GenService<{
     methodKind: "unary";
     input: typeof CompleteRecoveryRequestSchema;
     output: typeof CompleteRecoveryResponseSchema;
+  },
+  /**
+   * AuthorizeMerge, in a merge session at step "subject" (AuthorizeSubject verified the
+   * fresh login at an account of the other wallet), takes that account's Subject Record
+   * as Storage answered this session's read. It must be a sign-in account's (a recovery
+   * account proves nothing alone) of a wallet other than the session's. It grants reads of
+   * both wallets and of each user's release at every app in Token's registry.
+   *
+   * @generated from rpc hello.token.v1.TokenService.AuthorizeMerge
+   */
+  authorizeMerge: {
+    methodKind: "unary";
+    input: typeof AuthorizeMergeRequestSchema;
+    output: typeof AuthorizeMergeResponseSchema;
+  },
+  /**
+   * MergeWallets takes both wallets and every release answer of both users, each as this
+   * session read them, and merges the later wallet into the earlier one (docs/
+   * transactions.md, "Merge"): the surviving wallet lists every account of both, with the
+   * histories joined and a merge entry, at the version read; each account of the merged
+   * wallet is pointed at the surviving user (read, then updated); each of the merged
+   * user's releases moves to the surviving user, keeping its directed id, or, where the
+   * surviving user has a release at that app, adds its directed id to that release's
+   * `merged_subs`; each such directed id's reservation names the surviving user from then
+   * on (read, then updated, or created where none was kept); the merged releases and the
+   * merged wallet are deleted. Orchestration writes it all in one WriteRecords.
+   *
+   * @generated from rpc hello.token.v1.TokenService.MergeWallets
+   */
+  mergeWallets: {
+    methodKind: "unary";
+    input: typeof MergeWalletsRequestSchema;
+    output: typeof MergeWalletsResponseSchema;
   },
   /**
    * GetKeySet returns Token's public key set for apps, signed by Token, so that
