@@ -67,6 +67,9 @@ export function mergeHandlers(deps: MergeDeps) {
       if (!req.wallet || !req.otherWallet) throw invalidArgument("wallet and other_wallet are required: each wallet as this session read it");
       const mine = await storedWallet(deps, session.uid, session.wallet_read, req.wallet.record, req.wallet.receipt);
       const theirs = await storedWallet(deps, session.merge_uid, session.merge_wallet_read, req.otherWallet.record, req.otherWallet.receipt);
+      if (!theirs.wallet.subjects.some((s) => s.iss === session.provider_iss && s.sub === session.op_sub && !s.recovery)) {
+        throw denied("the other wallet does not list the account signed in with as one it signs in with");
+      }
       const myReleases = await checkReleaseAnswers(deps, session.uid, session.release_reads, req.releases);
       const theirReleases = await checkReleaseAnswers(deps, session.merge_uid, session.merge_release_reads, req.otherReleases);
 
