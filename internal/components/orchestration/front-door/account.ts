@@ -149,6 +149,8 @@ export async function recoveryAnswer(door: DoorContext, res: Exchange["res"], fl
 }
 
 const AGAIN = "Go back to the account page and sign in again.";
+/** A recovered wallet's page offers a link only (Token refuses the rest too). */
+const LINK_FIRST = "After a recovery, link an account to sign in with; then sign in with it to do the rest.";
 
 /** An app as the pages name it: its registered name, or its client_id. */
 function appName(door: DoorContext, clientId: string): string {
@@ -160,6 +162,7 @@ export async function accountRelease(door: DoorContext, { req, res }: Exchange) 
   const body = await form(req);
   const account = accountSession(door, body);
   if (!account) return sendError(res, 400, "This page has expired", "The account page was open too long, so nothing was changed.", AGAIN);
+  if (account.recovered) return sendError(res, 400, "Link an account first", LINK_FIRST, AGAIN);
   const clientId = body.get("client") ?? "";
   const provider = door.rp.provider(account.provider ?? "");
   const change = body.get("change");
@@ -270,6 +273,7 @@ export async function accountUnlink(door: DoorContext, { req, res }: Exchange) {
   const body = await form(req);
   const account = accountSession(door, body);
   if (!account) return sendError(res, 400, "This page has expired", "The account page was open too long, so nothing was unlinked.", AGAIN);
+  if (account.recovered) return sendError(res, 400, "Link an account first", LINK_FIRST, AGAIN);
   const [index, providerId] = (body.get("unlink") ?? "").split(":");
   const target = account.subjects?.[Number(index)];
   const provider = door.rp.provider(providerId ?? "");
@@ -299,8 +303,7 @@ async function beginTransaction(door: DoorContext, { req, res }: Exchange, kind:
   if (!account) return sendError(res, 400, "This page has expired", `The account page was open too long, so ${nothingDone}.`, AGAIN);
   const provider = door.rp.provider(body.get("provider") ?? "");
   if (!provider) return sendError(res, 400, "Unknown provider", "Choose one of the providers listed.");
-  // A recovered wallet's page offers a link only (Token refuses the rest too).
-  if (account.recovered && kind !== TransactionKind.LINK) return sendError(res, 400, "Link an account first", "After a recovery, link an account to sign in with; then sign in with it to do the rest.", AGAIN);
+  if (account.recovered && kind !== TransactionKind.LINK) return sendError(res, 400, "Link an account first", LINK_FIRST, AGAIN);
   const chosen = options(body);
   const started = Date.now();
   const session = await door.driver.beginTransaction(account.session, kind, provider.id, chosen);
