@@ -290,7 +290,7 @@ export interface WalletSubject {
 
 /** One transaction of the wallet: which, when (epoch seconds), the issuer of the provider it concerned (a release change's: the one it was confirmed with), and a release change's app. */
 export interface HistoryEntry {
-  kind: "link" | "unlink" | "claims" | "release" | "recovery" | "merge";
+  kind: "link" | "unlink" | "claims" | "release" | "recovery" | "merge" | "threshold";
   at: number;
   /** A recovery's: the provider of its last round. */
   iss: string;
@@ -300,6 +300,8 @@ export interface HistoryEntry {
   recovery?: true;
   /** A recovery's: every provider whose recovery account proved it, in order. */
   issuers?: string[];
+  /** A threshold change's: the new threshold. */
+  threshold?: number;
 }
 
 /**

@@ -11,6 +11,7 @@ import type { DevUser } from "../../internal/dev/devop/dev-op.js";
 describe("the account page: a fresh sign-in, then the wallet", function () {
   let mesh: ProtocolMesh;
   before(async function () {
+    this.timeout(120_000); // four processes and a provider, on a busy machine
     mesh = await startProtocolMesh({ database: "pglite" });
     // Alice has a wallet: she signed in to an app once.
     const { url } = await prepareAuthorization(mesh.issuer, "a");
@@ -74,6 +75,8 @@ describe("the account page: a fresh sign-in, then the wallet", function () {
       ["an app the page did not list", browser.submit({ ...remove, action: new URL("/account/release", mesh.issuer) }, [["client", "app-evil"], ["change", "forget"]], stay), "Unknown app"],
       ["a change that is none", browser.submit({ ...remove, action: new URL("/account/release", mesh.issuer) }, [["client", APPS.a!.client_id], ["change", "everything"]], stay), "Unknown app"],
       ["a recovery round whose sealed state is not the recovery page's", browser.submit({ ...remove, action: new URL("/account/recover/provider", mesh.issuer), fields: [["recovery", remove.fields.find(([k]) => k === "account")![1]]] }, [["provider", "dev"]], stay), "This page has expired"],
+      ["a recovery threshold below 2", browser.submit({ ...remove, action: new URL("/account/threshold", mesh.issuer) }, [["provider", "dev"], ["threshold", "1"]], stay), "Not a threshold"],
+      ["a recovery threshold that is not a number", browser.submit({ ...remove, action: new URL("/account/threshold", mesh.issuer) }, [["provider", "dev"], ["threshold", "two"]], stay), "Not a threshold"],
       ["a recovery at a provider the page did not offer", browser.submit({ ...remove, action: new URL("/account/recover/provider", mesh.issuer), fields: [] }, [["provider", "evil"]], stay), "Unknown provider"],
     ];
     for (const [what, answer, title] of cases) {

@@ -69,6 +69,22 @@ describe("recovering a wallet with its recovery accounts, through the four proce
     expect(after.wallet.history!.map((h) => [h.kind, h.iss, h.recovery])).to.deep.equal([["link", mesh.devOp.issuer, true], ["link", issuerOf("other"), true]]);
   });
 
+  it("the threshold is set with a sign-in account's fresh login, from 2 up to the providers of the recovery accounts; above that, nothing changes", async function () {
+    const set = async (threshold: number) => {
+      const view = (await openAccount("dev", USERS.alice))!;
+      const began = Date.now();
+      const tx = await driver.beginTransaction(view.sessionToken, TransactionKind.RECOVERY_THRESHOLD, "dev", { threshold });
+      return driver.setRecoveryThreshold(tx.sessionToken, began, await upstream("dev", USERS.alice, tx.upstreamNonce, FORCED), uid, threshold);
+    };
+    expect(await refusal(set(3))).to.deep.equal({
+      code: Code.PermissionDenied, message: "a threshold of 3 needs recovery accounts at 3 distinct providers, and this wallet has them at 2: link more first",
+    });
+    await set(2);
+    const after = (await openAccount("dev", USERS.alice))!;
+    expect(after.wallet.recovery).to.deep.equal({ threshold: 2 });
+    expect(after.wallet.history!.map((h) => h.kind)).to.deep.equal(["link", "link", "threshold"]);
+  });
+
   it("a recovery account signs in nowhere alone: not to an app, not to the account page", async function () {
     expect(await rejectionOf(login("other", USERS.alice, "a"))).to.be.instanceOf(RecoveryAccountOnly);
     expect(await rejectionOf(login("dev", USERS.bob, "b"))).to.be.instanceOf(RecoveryAccountOnly);

@@ -1120,6 +1120,41 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
       });
     }
 
+    // --- the recovery threshold ---------------------------------------------------------------
+
+    /** Lena sets her recovery threshold to `threshold` through `driver`, confirming at the dev OP with her own account. */
+    async function setThreshold(driver: LoginDriver, threshold: number) {
+      const view = await lenasPage();
+      const began = Date.now();
+      const tx = await honest.beginTransaction(view.sessionToken, TransactionKind.RECOVERY_THRESHOLD, "dev", { threshold });
+      await driver.setRecoveryThreshold(tx.sessionToken, began, await upstream.login(LENA, tx.upstreamNonce, { prompt: "login" }), view.uid, threshold);
+    }
+    const bentThreshold = (change: (w: RecordClaims["wallet"]) => RecordClaims["wallet"]): Twist => ({
+      setRecoveryThreshold: async (a) => {
+        const record = await rogueRecord("wallet", change(claimsOf<RecordClaims["wallet"]>(a.wallet!.record)));
+        return { ...a, wallet: create(RecordWriteSchema, { record, grant: await rogueGrant("wallet", "update", a.wallet!.grant!.hash, sha256(record)) }) };
+      },
+    });
+    const thresholdTwists: Array<[string, Twist]> = [
+      ["a threshold of 1 for the 2 asked", bentThreshold((w) => ({ ...w, recovery: { threshold: 1 } }))],
+      ["a history entry naming another threshold", bentThreshold((w) => ({ ...w, history: [...w.history!.slice(0, -1), { ...w.history!.at(-1)!, threshold: 3 }] }))],
+      ["a recovery account dropped with it", bentThreshold((w) => ({ ...w, subjects: w.subjects.filter((s) => !s.recovery) }))],
+    ];
+    for (const [what, twist] of thresholdTwists) {
+      it(`a compromised Token answering a threshold change with ${what} is refused before anything is written`, async function () {
+        await untouched(setThreshold(rogue(twist), 2), "Token's wallet for this threshold change is not the wallet as read with only that change and its history entry");
+      });
+    }
+
+    it("the honest twin: Lena's threshold set to 2 in one write, with its history entry", async function () {
+      const before = changed.length;
+      await setThreshold(honest, 2);
+      expect(changed.slice(before)).to.deep.equal(["update wallet"]);
+      const view = await lenasPage();
+      expect(view.wallet.recovery).to.deep.equal({ threshold: 2 });
+      expect(view.wallet.history!.at(-1)).to.deep.include({ kind: "threshold", iss: upstream.devOp.issuer, threshold: 2 });
+    });
+
     it("the honest twin: Milo's round (dev) needs one more, nothing written; Nell's (dev2) recovers Lena's wallet in one write; the recovered session links Olga's account, which signs in as Lena", async function () {
       const before = { written: written.length, changed: changed.length, version: await walletVersion() };
       const first = await round(honest, MILO, "dev");

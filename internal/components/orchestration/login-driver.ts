@@ -667,10 +667,11 @@ export class LoginDriver {
    * completed recovery, for a link): its session and upstream nonce. `recovery` links
    * the account as a recovery account.
    */
-  async beginTransaction(accountSessionToken: string, kind: TransactionKind, providerId: string, target: { unlink?: { iss: string; sub: string }; clientId?: string; recovery?: boolean } = {}) {
-    const { unlink, clientId, recovery } = target;
+  async beginTransaction(accountSessionToken: string, kind: TransactionKind, providerId: string,
+    target: { unlink?: { iss: string; sub: string }; clientId?: string; recovery?: boolean; threshold?: number } = {}) {
+    const { unlink, clientId, recovery, threshold } = target;
     const res = await this.deps.token.beginTransaction({
-      accountSessionToken, kind, providerId, ...(unlink ? { unlink } : {}), ...(clientId ? { clientId } : {}), ...(recovery ? { recovery } : {}),
+      accountSessionToken, kind, providerId, ...(unlink ? { unlink } : {}), ...(clientId ? { clientId } : {}), ...(recovery ? { recovery } : {}), ...(threshold ? { threshold } : {}),
     }, this.#step().call());
     return { sessionToken: res.sessionToken, upstreamNonce: res.upstreamNonce, providerIssuer: res.providerIssuer };
   }
@@ -1084,6 +1085,32 @@ export class LoginDriver {
   }
 
   /**
+   * Sets the wallet of user `uid`'s recovery threshold to `threshold`, after the threshold
+   * session's forced fresh login begun at `started` at a sign-in account of that wallet.
+   * Token's wallet must be the one read with only that threshold and one history entry;
+   * it is written at the version read.
+   */
+  async setRecoveryThreshold(sessionToken: string, started: number, upstream: UpstreamResult, uid: string, threshold: number): Promise<void> {
+    freshEnough(upstream, { maxAge: 0, promptLogin: true, started, demandedBy: "transaction" });
+    const step = this.#step();
+    const found = await this.#user(step, sessionToken, upstream, uid);
+    if (!found.stored) throw new NotLinked();
+    const walletRes = await this.deps.encryption.readRecord({ accessToken: found.walletRead.accessToken }, step.call());
+    const { walletRecord, wallet } = await this.#wallet(step, found.user.sessionToken, walletRes, uid);
+    const res = await this.deps.token.setRecoveryThreshold({ sessionToken: found.user.sessionToken, walletRecord, walletReceipt: walletRes.receipt }, step.call());
+    const write = res.wallet;
+    if (!write) throw new ProtocolViolation("Token returned no wallet");
+    this.#checkGrant(write.grant, "wallet", RecordOperation.UPDATE, walletHash(this.deps.lookupKey, uid));
+    checkTransacted(wallet, await this.#record("wallet", write.record), { recovery: { threshold } }, { kind: "threshold", iss: upstream.iss, threshold });
+    try {
+      await this.deps.encryption.updateRecord({ accessToken: write.grant!.accessToken, record: write.record, expectedVersion: walletRes.version }, step.call());
+    } catch (error) {
+      if (walletMovedOn(error)) throw new WalletChanged();
+      throw error;
+    }
+  }
+
+  /**
    * A claims update's fresh login, begun at `started`, at an account of the wallet of
    * user `uid`: the wallet as stored, and what that account's OP ID Token offers, for
    * the user to choose from.
@@ -1466,7 +1493,7 @@ function checkTransacted(
     canonical(entry) === canonical(expected) && Math.abs(at - now) <= MINT_CLOCK_SKEW_SECONDS &&
     Object.keys(after).every((k) => ["uid", "created", "claims", "subjects", "history", "sources", "recovery", "iss", "aud", "iat"].includes(k));
   const { kind } = expected;
-  const what = kind === "claims" ? "claims update" : kind === "release" ? "release change" : kind;
+  const what = kind === "claims" ? "claims update" : kind === "release" ? "release change" : kind === "threshold" ? "threshold change" : kind;
   if (!same) throw new ProtocolViolation(`Token's wallet for this ${what} is not the wallet as read with only that change and its history entry`);
 }
 

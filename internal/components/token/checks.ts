@@ -317,7 +317,7 @@ export function checkAccountRole(recovery: boolean, session: Pick<SessionClaims,
 }
 
 /** The session purpose of a transaction kind. */
-export type TransactionPurpose = "delete" | "link" | "unlink" | "claims" | "release" | "merge";
+export type TransactionPurpose = "delete" | "link" | "unlink" | "claims" | "release" | "merge" | "threshold";
 
 export function transactionPurpose(kind: TransactionKind): TransactionPurpose {
   if (kind === TransactionKind.DELETE) return "delete";
@@ -326,7 +326,8 @@ export function transactionPurpose(kind: TransactionKind): TransactionPurpose {
   if (kind === TransactionKind.CLAIMS) return "claims";
   if (kind === TransactionKind.RELEASE) return "release";
   if (kind === TransactionKind.MERGE) return "merge";
-  throw invalidArgument("kind must name a transaction (TRANSACTION_KIND_DELETE, _LINK, _UNLINK, _CLAIMS, _RELEASE or _MERGE)");
+  if (kind === TransactionKind.RECOVERY_THRESHOLD) return "threshold";
+  throw invalidArgument("kind must name a transaction (TRANSACTION_KIND_DELETE, _LINK, _UNLINK, _CLAIMS, _RELEASE, _MERGE or _RECOVERY_THRESHOLD)");
 }
 
 /**
@@ -343,6 +344,16 @@ export function checkBeginsFrom(session: Pick<SessionClaims, "purpose" | "recove
   }
   if (session.purpose === "recovery") throw outOfOrder("a transaction begins from an account session, or a completed recovery, and this recovery is not complete yet");
   throw outOfOrder(`a transaction begins from an account session, or a completed recovery, and this is ${session.purpose === undefined ? "a login" : `a ${session.purpose}`} session`);
+}
+
+/** A threshold change names its threshold (at least 2: one recovery account alone never recovers a wallet), and only a threshold change names one. */
+export function checkThresholdTarget(purpose: TransactionPurpose, threshold: number): number | undefined {
+  if (purpose !== "threshold") {
+    if (threshold !== 0) throw invalidArgument("threshold is for a recovery threshold change only");
+    return undefined;
+  }
+  if (!Number.isSafeInteger(threshold) || threshold < 2 || threshold > 64) throw invalidArgument("threshold must be a whole number from 2 to 64");
+  return threshold;
 }
 
 /** Only a link may link a recovery account. */

@@ -15,7 +15,7 @@ import { denied, invalidArgument, outOfOrder } from "../../protocol/errors.js";
 import { verify } from "../../protocol/jws.js";
 import { type RecordClaims, WALLET_DELETION_RECORD, type WalletDeletionRecord } from "../../protocol/tokens.js";
 import type { OwnKeys } from "./own-keys.js";
-import type { Grants } from "./grants.js";
+import { type Grants, reservationRewrite } from "./grants.js";
 import { type Session, type Sessions, purposeOf } from "./session.js";
 import { type StorageWord, checkAbsence, checkReceipt, checkReceiptOf, checkRelease, checkWallet } from "./checks.js";
 
@@ -72,13 +72,12 @@ export function deleteHandlers(deps: DeleteDeps) {
       if (deletion.uid !== session.uid) throw denied("the wallet deletion record is not this session's user's");
 
       const releases = await Promise.all(deletion.releases.map(async ({ client_id, directed_id }) => {
-        const key = lookup.reservation(client_id, directed_id);
-        const tombstone = await grants.update("reservation", key, { client_id, directed_id });
+        const tombstone = await reservationRewrite(grants, lookup.reservation(client_id, directed_id), client_id, directed_id);
         return {
           clientId: client_id,
-          reservationRead: (await grants.read("reservation", key)).grant,
-          tombstoneUpdate: tombstone.write,
-          tombstoneCreate: await grants.createOf("reservation", key, { record: tombstone.write.record, digest: tombstone.digest }),
+          reservationRead: tombstone.read,
+          tombstoneUpdate: tombstone.update,
+          tombstoneCreate: tombstone.create,
           releaseDelete: await grants.remove("release", lookup.release(session.uid, client_id)),
         };
       }));

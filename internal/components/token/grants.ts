@@ -44,6 +44,22 @@ export interface Grants {
   subject(record: string): Promise<{ subject: RecordClaims["subject"]; recovery: boolean }>;
 }
 
+/**
+ * The grants that make the reservation at `hash` (of `directedId` at `clientId`) name
+ * `uid`, or no one (a tombstone) without it: a read of it, and the record as an update
+ * (where a reservation is kept) and as a create (where a release from before
+ * reservations left none). Orchestration reads, then uses one of the two.
+ */
+export async function reservationRewrite(grants: Grants, hash: string, clientId: string, directedId: string, uid?: string) {
+  const update = await grants.update("reservation", hash, { client_id: clientId, directed_id: directedId, ...(uid === undefined ? {} : { uid }) });
+  return {
+    directedId,
+    read: (await grants.read("reservation", hash)).grant,
+    update: update.write,
+    create: await grants.createOf("reservation", hash, { record: update.write.record, digest: update.digest }),
+  };
+}
+
 export function grants(keys: OwnKeys, now: () => Date): Grants {
   async function grant(op: Operation, kind: RecordKindName, hash: string, extra: Pick<AccessClaims, "digest" | "ejti" | "version"> = {}) {
     const jti = newJti();

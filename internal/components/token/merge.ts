@@ -16,6 +16,7 @@ import { RECOVERY_SUBJECT_RECORD, type RecordClaims, earlierWallet, mergedWallet
 import { checkAccountRole, checkReceipt, checkSubject } from "./checks.js";
 import { type ReleaseRead, checkReleaseAnswers } from "./delete.js";
 import { type WalletUpdateDeps, recordBody, storedWallet } from "./wallet-updates.js";
+import { reservationRewrite } from "./grants.js";
 import type { RegisteredClient } from "../../config/component-config.js";
 import type { AccessGrant } from "../../gen/hello/token/v1/token_service_pb.js";
 
@@ -101,17 +102,8 @@ export function mergeHandlers(deps: MergeDeps) {
 /** One release of the merged user, at `clientId`, moved to user `uid`: its reservation, then the release, then the merged one's delete. */
 async function moveRelease(deps: MergeDeps, uid: string, mergedUid: string, clientId: string, release: RecordClaims["release"], kept: ReleaseRead) {
   const { grants, lookup } = deps;
-  /** The reservation of `directedId` at this app, naming the surviving user: its read, and the record as an update and as a create. */
-  const reservationMove = async (directedId: string) => {
-    const key = lookup.reservation(clientId, directedId);
-    const update = await grants.update("reservation", key, { client_id: clientId, directed_id: directedId, uid });
-    return {
-      directedId,
-      read: (await grants.read("reservation", key)).grant,
-      update: update.write,
-      create: await grants.createOf("reservation", key, { record: update.write.record, digest: update.digest }),
-    };
-  };
+  /** The reservation of `directedId` at this app, naming the surviving user. */
+  const reservationMove = (directedId: string) => reservationRewrite(grants, lookup.reservation(clientId, directedId), clientId, directedId, uid);
   const own = await reservationMove(release.directed_id);
   const hash = lookup.release(uid, clientId);
   const moved = "release" in kept

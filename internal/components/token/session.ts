@@ -29,7 +29,9 @@ export interface SessionClaims {
   sid: string;
   step: "started" | "subject" | "created" | "user";
   /** Absent: a login. */
-  purpose?: "account" | "delete" | "link" | "unlink" | "claims" | "release" | "recovery" | "merge";
+  purpose?: "account" | "delete" | "link" | "unlink" | "claims" | "release" | "recovery" | "merge" | "threshold";
+  /** A threshold session's: the recovery threshold to set. */
+  threshold?: number;
   /** A merge session's (after AuthorizeMerge): the other wallet's user, and this session's reads of that user's wallet and release at each app. */
   merge_uid?: string;
   merge_wallet_read?: string;
@@ -119,9 +121,9 @@ type Holds = {
   user: AtSubject | "uid" | "subject_digest";
 };
 
-export type Purpose = "login" | "account" | "delete" | "link" | "unlink" | "claims" | "release" | "recovery" | "merge";
+export type Purpose = "login" | "account" | "delete" | "link" | "unlink" | "claims" | "release" | "recovery" | "merge" | "threshold";
 /** Every purpose Token signs; a session claiming another is none of Token's. */
-const PURPOSES: readonly Purpose[] = ["login", "account", "delete", "link", "unlink", "claims", "release", "recovery", "merge"];
+const PURPOSES: readonly Purpose[] = ["login", "account", "delete", "link", "unlink", "claims", "release", "recovery", "merge", "threshold"];
 /** What every login holds from its start, and an account session never does. */
 type LoginHolds = "client_id" | "redirect_uri" | "nonce" | "scope" | "code_challenge";
 

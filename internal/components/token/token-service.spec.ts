@@ -1067,7 +1067,7 @@ describe("Token, check by check (internal/components/token)", function () {
       });
       const ready = await accountUser(USERS.alice);
       expect(await refusal(begin(ready.authorized.sessionToken, TransactionKind.UNSPECIFIED))).to.deep.equal({
-        code: Code.InvalidArgument, message: "kind must name a transaction (TRANSACTION_KIND_DELETE, _LINK, _UNLINK, _CLAIMS, _RELEASE or _MERGE)",
+        code: Code.InvalidArgument, message: "kind must name a transaction (TRANSACTION_KIND_DELETE, _LINK, _UNLINK, _CLAIMS, _RELEASE, _MERGE or _RECOVERY_THRESHOLD)",
       });
       expect((await refusal(begin(ready.authorized.sessionToken, TransactionKind.DELETE, "evil"))).code).to.equal(Code.InvalidArgument);
     });
@@ -1554,6 +1554,37 @@ describe("Token, check by check (internal/components/token)", function () {
       await linkRecovery(USERS.bob, "north", USERS.bob);
       await linkRecovery(USERS.bob, "north", BOB_AT_WORK);
       await linkRecovery(USERS.bob, "south", USERS.bob);
+    });
+
+    /** A recovery threshold change of `user`'s wallet at step "user" (the forced fresh login at dev): SetRecoveryThreshold's request. */
+    async function thresholdAtUser(user: DevUser, threshold: number) {
+      const signedIn = await accountUser(user);
+      const tx = await token.beginTransaction({ accountSessionToken: signedIn.authorized.sessionToken, kind: TransactionKind.RECOVERY_THRESHOLD, providerId: "dev", threshold });
+      const up = await upstream.login(user, tx.upstreamNonce, { prompt: "login" });
+      const at = await token.authorizeSubject({ sessionToken: tx.sessionToken, opIdToken: up.idToken });
+      const subjectRecord = rows.get(at.subjectRead!.hash)!;
+      const authorized = await token.authorizeUser({ sessionToken: at.sessionToken, subjectRecord, subjectReceipt: await receipt(at.subjectRead, subjectRecord) });
+      const walletRecord = rows.get(authorized.walletRead!.hash)!;
+      return { signedIn, request: { sessionToken: authorized.sessionToken, walletRecord, walletReceipt: await receipt(authorized.walletRead, walletRecord) } };
+    }
+
+    it("SetRecoveryThreshold: from 2 up to the number of distinct providers of the wallet's recovery accounts (two accounts at one provider count once), with a history entry", async function () {
+      // Bob's recovery accounts: two at "north", one at "south": two providers.
+      const tooHigh = await thresholdAtUser(USERS.bob, 3);
+      expect(await refusal(token.setRecoveryThreshold(tooHigh.request))).to.deep.equal({
+        code: Code.PermissionDenied, message: "a threshold of 3 needs recovery accounts at 3 distinct providers, and this wallet has them at 2: link more first",
+      });
+      const begin = (kind: TransactionKind, threshold: number) =>
+        token.beginTransaction({ accountSessionToken: tooHigh.signedIn.authorized.sessionToken, kind, providerId: "dev", threshold });
+      expect(await refusal(begin(TransactionKind.RECOVERY_THRESHOLD, 1))).to.deep.equal({ code: Code.InvalidArgument, message: "threshold must be a whole number from 2 to 64" });
+      expect(await refusal(begin(TransactionKind.RECOVERY_THRESHOLD, 0))).to.deep.equal({ code: Code.InvalidArgument, message: "threshold must be a whole number from 2 to 64" });
+      expect(await refusal(begin(TransactionKind.LINK, 2))).to.deep.equal({ code: Code.InvalidArgument, message: "threshold is for a recovery threshold change only" });
+      const ok = await thresholdAtUser(USERS.bob, 2);
+      const res = await token.setRecoveryThreshold(ok.request);
+      const wallet = record("wallet", res.wallet!.record);
+      expect(wallet.recovery).to.deep.equal({ threshold: 2 });
+      expect(wallet.history!.at(-1)).to.deep.include({ kind: "threshold", iss: upstream.devOp.issuer, threshold: 2 });
+      expect(grantOf(res.wallet!.grant)).to.include({ op: "update", kind: "wallet", version: 1 });
     });
 
     it("honest: a recovery account's link mints a Subject Record of its own typ; the wallet lists it as a recovery account and gets the threshold 2", async function () {

@@ -26,6 +26,7 @@ import {
   checkAccountRole,
   checkBeginsFrom,
   checkLinkRole,
+  checkThresholdTarget,
   checkClaimsRequest,
   checkClient,
   checkConsent,
@@ -170,7 +171,10 @@ export function tokenRoutes(deps: TokenServiceDeps) {
         const unlink = checkUnlinkTarget(purpose, req.unlink);
         const app = checkReleaseTarget(purpose, clients, req.clientId);
         const recovery = checkLinkRole(purpose, req.recovery);
-        return startFresh(purpose, req.providerId, { uid: account.uid, ...(unlink ? { unlink } : {}), ...(app ? { client_id: app } : {}), ...(recovery ? { link_recovery: true } : {}) });
+        const threshold = checkThresholdTarget(purpose, req.threshold);
+        return startFresh(purpose, req.providerId, {
+          uid: account.uid, ...(unlink ? { unlink } : {}), ...(app ? { client_id: app } : {}), ...(recovery ? { link_recovery: true } : {}), ...(threshold ? { threshold } : {}),
+        });
       },
 
       /** A merge (merge.ts): the other wallet's account as stored, then reads of both users' records. */
@@ -421,6 +425,9 @@ export function tokenRoutes(deps: TokenServiceDeps) {
 
       /** An unlink: the wallet without the account, and its Subject Record's delete (wallet-updates.ts). */
       unlinkSubject: (req) => updates.unlinkSubject(req),
+
+      /** A new recovery threshold (wallet-updates.ts). */
+      setRecoveryThreshold: (req) => updates.setRecoveryThreshold(req),
 
       /** Claims taken from one of the wallet's accounts (wallet-updates.ts). */
       updateClaims: (req) => updates.updateClaims(req),

@@ -16,7 +16,7 @@
 import { DEFAULT_RECOVERY_THRESHOLD, type HistoryEntry, RECOVERY_SUBJECT_RECORD, type RecordClaims } from "../../protocol/tokens.js";
 import { denied, invalidArgument } from "../../protocol/errors.js";
 import { takeClaims } from "../../protocol/claims.js";
-import type { Grants } from "./grants.js";
+import { type Grants, reservationRewrite } from "./grants.js";
 import type { Sessions } from "./session.js";
 import { type StorageWord, checkAbsence, checkReceiptOf, checkRelease, checkWallet } from "./checks.js";
 import type { ReadRecord } from "../../gen/hello/token/v1/token_service_pb.js";
@@ -96,6 +96,22 @@ export function walletUpdates(deps: WalletUpdateDeps) {
       return { wallet: walletWrite.write, subjectDelete: await grants.remove("subject", lookup.subject(target.iss, target.sub)) };
     },
 
+    /**
+     * A new recovery threshold: at most the number of distinct providers of the wallet's
+     * recovery accounts (a threshold no recovery could reach is refused), with a history entry.
+     */
+    async setRecoveryThreshold(req: { sessionToken: string; walletRecord: string; walletReceipt: string }) {
+      const session = await sessions.readOf(req.sessionToken, "user", "threshold");
+      const threshold = session.threshold;
+      if (threshold === undefined) throw denied("the threshold session names no threshold");
+      const { wallet, hash, version } = await stored(session.uid, session.wallet_read, req.walletRecord, req.walletReceipt);
+      const providers = new Set(wallet.subjects.filter((s) => s.recovery).map((s) => s.iss)).size;
+      if (threshold > providers) {
+        throw denied(`a threshold of ${threshold} needs recovery accounts at ${threshold} distinct providers, and this wallet has them at ${providers}: link more first`);
+      }
+      return { wallet: (await rewritten(wallet, hash, version, { recovery: { threshold } }, { kind: "threshold", iss: session.provider_iss, threshold })).write };
+    },
+
     /** Claims taken from the claims session's own fresh login, as Token verified its OP ID Token; each one's source recorded. */
     async updateClaims(req: { sessionToken: string; walletRecord: string; walletReceipt: string; claims: readonly string[] }) {
       const session = await sessions.readOf(req.sessionToken, "user", "claims");
@@ -127,17 +143,8 @@ export function walletUpdates(deps: WalletUpdateDeps) {
 
       const walletWrite = (await rewritten(wallet, hash, version, {}, { kind: "release", iss: session.provider_iss, client_id: clientId })).write;
       if (req.forget) {
-        /** The reservation of `directedId` at the app made a tombstone: its read, and the tombstone as an update and as a create. */
-        const tombstoneOf = async (directedId: string) => {
-          const key = lookup.reservation(clientId, directedId);
-          const tombstone = await grants.update("reservation", key, { client_id: clientId, directed_id: directedId });
-          return {
-            directedId,
-            read: (await grants.read("reservation", key)).grant,
-            update: tombstone.write,
-            create: await grants.createOf("reservation", key, { record: tombstone.write.record, digest: tombstone.digest }),
-          };
-        };
+        /** The reservation of `directedId` at the app made a tombstone. */
+        const tombstoneOf = (directedId: string) => reservationRewrite(grants, lookup.reservation(clientId, directedId), clientId, directedId);
         const own = await tombstoneOf(release.directed_id);
         return {
           wallet: walletWrite,

@@ -14,11 +14,11 @@ import {
 } from "../login-driver.js";
 import type { UpstreamProvider } from "../../../config/component-config.js";
 import { chooserPage } from "../pages/chooser.js";
-import { accountPage, claimsPage, detailsTakenPage, linkedPage, mergedPage, noWalletPage, recoveryPage, releaseChangedPage, unlinkedPage, walletDeletedPage } from "../pages/account.js";
+import { accountPage, claimsPage, detailsTakenPage, linkedPage, mergedPage, thresholdSetPage, noWalletPage, recoveryPage, releaseChangedPage, unlinkedPage, walletDeletedPage } from "../pages/account.js";
 import { pageCsp } from "../pages/layout.js";
 import type { DoorContext, Exchange } from "./context.js";
 import {
-  ACCOUNT_FLOW, ACCOUNT_SESSION, type AccountFlow, type AccountSession, CLAIMS_CHOICE, CLAIMS_FLOW, DELETE_FLOW, type TransactionFlow, FLOW_TTL, LINK_FLOW, type LinkFlow, MERGE_FLOW,
+  ACCOUNT_FLOW, ACCOUNT_SESSION, type AccountFlow, type AccountSession, CLAIMS_CHOICE, CLAIMS_FLOW, DELETE_FLOW, type TransactionFlow, FLOW_TTL, LINK_FLOW, type LinkFlow, MERGE_FLOW, THRESHOLD_FLOW, type ThresholdFlow,
   RECOVERY_FLOW, RECOVERY_STATE, type RecoveryFlow, RELEASE_FLOW, type ReleaseFlow, UNLINK_FLOW, type UnlinkFlow, goToProvider,
 } from "./flows.js";
 import { form } from "./http-input.js";
@@ -84,6 +84,9 @@ function showAccount(door: DoorContext, res: Exchange["res"], view: AccountView,
     ...(recoveredWith ? { recoveredWith: recoveredWith.map(nameOf) } : {}),
     accounts: view.wallet.subjects.map((s) => ({ provider: nameOf(s.iss), ...(s.recovery ? { recovery: true } : {}) })),
     ...(view.wallet.recovery ? { recoveryThreshold: recoveryThreshold(view.wallet) } : {}),
+    ...(offers && recoveryProviders(view.wallet.subjects) >= 2
+      ? { threshold: { action: "/account/threshold", hidden: { account: sealed }, providers: linked.map((p) => ({ id: p.id, name: p.name })), most: recoveryProviders(view.wallet.subjects) } }
+      : {}),
     claims: Object.entries(view.wallet.claims).map(([name, value]) => ({ name, value, ...(view.wallet.sources?.[name] ? { from: nameOf(view.wallet.sources[name]!) } : {}) })),
     ...(offers ? { details: { action: "/account/claims", hidden: { account: sealed }, providers: linked.map((p) => ({ id: p.id, name: p.name })) } } : {}),
     apps: view.releases.map((r) => ({ name: appName(door, r.clientId), claims: [...r.claims], clientId: r.clientId })),
@@ -91,6 +94,7 @@ function showAccount(door: DoorContext, res: Exchange["res"], view: AccountView,
     history: (view.wallet.history ?? []).map((h) => ({
       kind: h.kind, at: new Date(h.at * 1000), provider: nameOf(h.iss),
       ...(h.client_id ? { app: appName(door, h.client_id) } : {}), ...(h.recovery ? { recovery: true } : {}), ...(h.issuers ? { providers: h.issuers.map(nameOf) } : {}),
+      ...(h.threshold ? { threshold: h.threshold } : {}),
     })),
     link: { action: "/account/link", hidden: { account: sealed }, providers: door.providers.map((p) => ({ id: p.id, name: p.name })) },
     ...(offers && view.wallet.subjects.length > 1 ? { unlink: { action: "/account/unlink", hidden: { account: sealed }, accounts: unlinkable(door, view.wallet.subjects) } } : {}),
@@ -297,7 +301,7 @@ export async function unlinkAnswer(door: DoorContext, res: Exchange["res"], flow
 
 /** A transaction begun from the account page's sealed account session, and the browser sent to the chosen provider, forced to ask again. */
 async function beginTransaction(door: DoorContext, { req, res }: Exchange, kind: TransactionKind, sealedAs: string, nothingDone: string,
-  options: (body: URLSearchParams) => { recovery?: true } = () => ({})) {
+  options: (body: URLSearchParams) => { recovery?: true; threshold?: number; invalid?: true } = () => ({})) {
   const body = await form(req);
   const account = accountSession(door, body);
   if (!account) return sendError(res, 400, "This page has expired", `The account page was open too long, so ${nothingDone}.`, AGAIN);
@@ -305,6 +309,7 @@ async function beginTransaction(door: DoorContext, { req, res }: Exchange, kind:
   if (!provider) return sendError(res, 400, "Unknown provider", "Choose one of the providers listed.");
   if (account.recovered && kind !== TransactionKind.LINK) return sendError(res, 400, "Link an account first", LINK_FIRST, AGAIN);
   const chosen = options(body);
+  if (chosen.invalid) return sendError(res, 400, "Not a threshold", "The threshold is a whole number, 2 or more.", AGAIN);
   const started = Date.now();
   const session = await door.driver.beginTransaction(account.session, kind, provider.id, chosen);
   await goToProvider(door, res, provider, started, session, { prompt: "login", max_age: "0" }, sealedAs, { uid: account.uid, ...chosen });
@@ -324,6 +329,30 @@ export async function linkAnswer(door: DoorContext, res: Exchange["res"], flow: 
     throw error;
   }
   sendHtml(res, 200, linkedPage(provider.name, flow.recovery === true));
+}
+
+/** How many distinct providers a wallet's recovery accounts are at: the most its threshold can be. */
+function recoveryProviders(subjects: ReadonlyArray<{ iss: string; recovery?: true }>): number {
+  return new Set(subjects.filter((s) => s.recovery).map((s) => s.iss)).size;
+}
+
+/** POST /account/threshold: a recovery threshold change at Token, confirmed by a forced fresh sign-in at a sign-in account of the wallet. */
+export function accountThreshold(door: DoorContext, exchange: Exchange) {
+  return beginTransaction(door, exchange, TransactionKind.RECOVERY_THRESHOLD, THRESHOLD_FLOW, "nothing was changed", (body) => {
+    const threshold = Number(body.get("threshold"));
+    return /^\d{1,2}$/.test(body.get("threshold") ?? "") && threshold >= 2 ? { threshold } : { invalid: true };
+  });
+}
+
+/** The provider's answer to a threshold change's confirming sign-in: the threshold set, or why not. */
+export async function thresholdAnswer(door: DoorContext, res: Exchange["res"], flow: ThresholdFlow, provider: UpstreamProvider, upstream: UpstreamResult) {
+  try {
+    await door.driver.setRecoveryThreshold(flow.session, flow.started, upstream, flow.uid, flow.threshold);
+  } catch (error) {
+    if (refused(res, error, provider, { nothing: "Nothing was changed", needs: "the recovery threshold changes", during: "changing it" })) return;
+    throw error;
+  }
+  sendHtml(res, 200, thresholdSetPage(flow.threshold));
 }
 
 /** POST /account/merge: a merge transaction at Token, then a forced fresh sign-in at an account of the other wallet. */

@@ -33,6 +33,7 @@ export const CLAIMS_FLOW = "claims-upstream";
 export const RELEASE_FLOW = "release-upstream";
 export const RECOVERY_FLOW = "recovery-upstream";
 export const MERGE_FLOW = "merge-upstream";
+export const THRESHOLD_FLOW = "threshold-upstream";
 /** The sealing purpose of the recovery page's form: a recovery between its rounds. */
 export const RECOVERY_STATE = "recovery-state";
 /** The sealing purpose of the claims page's form: the claims update waiting for the user's choice. */
@@ -77,6 +78,11 @@ export interface LinkFlow extends TransactionFlow {
 export interface RecoveryFlow extends ProviderLeg {
   /** The rounds before this one: the wallet they proved, and their providers. */
   previous?: { uid: string; proven: string[] };
+}
+
+/** Sealed as THRESHOLD_FLOW in a cookie: a recovery threshold change's confirming sign-in, gone to the provider. */
+export interface ThresholdFlow extends TransactionFlow {
+  threshold: number;
 }
 
 /** Sealed as RELEASE_FLOW in a cookie: a release change's confirming sign-in, gone to the provider. */

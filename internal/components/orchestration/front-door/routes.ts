@@ -4,7 +4,7 @@
 // (docs/bad-input.md).
 
 import type { UpstreamProvider } from "../../../config/component-config.js";
-import { accountClaims, accountDelete, accountGet, accountLink, accountMerge, accountProvider, accountRecover, accountRecoverProvider, accountRelease, accountUnlink, claimsUpdate } from "./account.js";
+import { accountClaims, accountDelete, accountGet, accountLink, accountMerge, accountProvider, accountThreshold, accountRecover, accountRecoverProvider, accountRelease, accountUnlink, claimsUpdate } from "./account.js";
 import { authorizeGet, authorizePost, chosenProvider } from "./authorize.js";
 import { consent } from "./consent.js";
 import type { Handler } from "./context.js";
@@ -54,6 +54,7 @@ export const ROUTES: readonly Route[] = [
   { path: "/account/unlink", methods: { POST: accountUnlink }, loginStep: true },
   { path: "/account/delete", methods: { POST: accountDelete }, loginStep: true },
   { path: "/account/merge", methods: { POST: accountMerge }, loginStep: true },
+  { path: "/account/threshold", methods: { POST: accountThreshold }, loginStep: true },
   { path: "/account/recover", methods: { GET: accountRecover } },
   { path: "/account/recover/provider", methods: { POST: accountRecoverProvider }, loginStep: true },
   { path: "/token", methods: { POST: tokenEndpoint }, errors: "json" },

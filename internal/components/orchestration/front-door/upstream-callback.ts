@@ -7,12 +7,12 @@ import type { AuthorizationRequest } from "./authorization-request.js";
 import { issueCode, showConsent } from "./consent.js";
 import type { DoorContext, Exchange } from "./context.js";
 import {
-  ACCOUNT_FLOW, type AccountFlow, CLAIMS_FLOW, DELETE_FLOW, LINK_FLOW, LOGIN_FLOW, type LinkFlow, MERGE_FLOW, type ProviderLeg, RECOVERY_FLOW, RELEASE_FLOW, type RecoveryFlow,
+  ACCOUNT_FLOW, type AccountFlow, CLAIMS_FLOW, DELETE_FLOW, LINK_FLOW, LOGIN_FLOW, type LinkFlow, MERGE_FLOW, THRESHOLD_FLOW, type ThresholdFlow, type ProviderLeg, RECOVERY_FLOW, RELEASE_FLOW, type RecoveryFlow,
   type ReleaseFlow, type TransactionFlow, UNLINK_FLOW, type UnlinkFlow, type UpstreamFlow, appRequestOf, flowCookie,
 } from "./flows.js";
 import { cookies } from "./http-input.js";
 import { sendError } from "./responses.js";
-import { accountAnswer, claimsAnswer, deleteAnswer, linkAnswer, mergeAnswer, recoveryAnswer, releaseAnswer, unlinkAnswer } from "./account.js";
+import { accountAnswer, claimsAnswer, deleteAnswer, linkAnswer, mergeAnswer, recoveryAnswer, thresholdAnswer, releaseAnswer, unlinkAnswer } from "./account.js";
 import type { UpstreamProvider } from "../../../config/component-config.js";
 
 /** An account page sign-in, by the purpose its flow is sealed as: what a failed one leaves undone, and where a verified answer goes. */
@@ -37,6 +37,7 @@ const ACCOUNT_LEGS: readonly AccountLeg[] = [
   leg<ReleaseFlow>(RELEASE_FLOW, ", so nothing was changed", releaseAnswer),
   leg<RecoveryFlow>(RECOVERY_FLOW, ", so your wallet is not recovered", recoveryAnswer),
   leg<TransactionFlow>(MERGE_FLOW, ", so nothing was merged", mergeAnswer),
+  leg<ThresholdFlow>(THRESHOLD_FLOW, ", so nothing was changed", thresholdAnswer),
 ];
 
 /** What a provider may say with prompt=none that goes to the app as is; any other error is access_denied. */

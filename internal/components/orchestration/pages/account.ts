@@ -21,7 +21,9 @@ export interface AccountPageInput {
   /** The form that changes what an app receives, confirmed at `provider` (the one the page was signed in with). */
   changeRelease?: { action: string; hidden: Record<string, string>; provider: string };
   /** The transactions done on the wallet, oldest first: which, when, and the provider each concerned. */
-  history: Array<{ kind: "link" | "unlink" | "claims" | "release" | "recovery" | "merge"; at: Date; provider: string; app?: string; recovery?: boolean; providers?: string[] }>;
+  history: Array<{ kind: "link" | "unlink" | "claims" | "release" | "recovery" | "merge" | "threshold"; at: Date; provider: string; app?: string; recovery?: boolean; providers?: string[]; threshold?: number }>;
+  /** The recovery threshold's form, when the wallet has recovery accounts at two providers or more: up to `most`, confirmed at a sign-in account's provider. */
+  threshold?: TransactionForm & { most: number };
   /** The claims form: each account's provider to take details from. */
   details?: TransactionForm;
   /** The unlink form, when the wallet has more than one account: each account, and the providers of the others to confirm with. */
@@ -46,7 +48,7 @@ function when(at: Date): string {
 }
 
 /** The wallet: the providers linked to it, the claims it holds, and what each app receives. */
-export function accountPage({ signedInWith, recoveredWith, accounts, recoveryThreshold, claims, apps, changeRelease, history, details, link, unlink, merge, remove }: AccountPageInput): string {
+export function accountPage({ signedInWith, recoveredWith, accounts, recoveryThreshold, threshold, claims, apps, changeRelease, history, details, link, unlink, merge, remove }: AccountPageInput): string {
   const value = (v: string | boolean): SafeHtml | string => (typeof v === "boolean" ? (v ? "yes" : "no") : v);
   const signIn = accounts.filter((a) => !a.recovery);
   const recovery = accounts.filter((a) => a.recovery);
@@ -67,6 +69,14 @@ ${recovery.length === 0
 ${recovery.map((a) => html`<li>${a.provider}</li>
 `)}</ul>
 <p>A recovery account cannot sign in. If you lose the accounts you sign in with, signing in with ${recoveryThreshold ?? 2} of these, at different providers, recovers your wallet${recovery.length < (recoveryThreshold ?? 2) ? html` (link ${(recoveryThreshold ?? 2) - recovery.length} more for that)` : ""}.</p>`}
+${threshold ? html`<form method="post" action="${threshold.action}">
+${hiddenInputs(threshold.hidden)}
+<label for="threshold">Recovery accounts needed to recover your wallet (2 to ${threshold.most})</label>
+<input type="number" id="threshold" name="threshold" min="2" max="${threshold.most}" value="${recoveryThreshold ?? 2}" required>
+<div class="actions">
+${threshold.providers.map((p) => html`<button type="submit" name="provider" value="${p.id}">Set it, confirming with ${p.name}</button>
+`)}</div>
+</form>` : ""}
 <h2>What your wallet holds</h2>
 ${claims.length === 0
   ? html`<p>Your wallet holds no details about you.</p>`
@@ -137,6 +147,8 @@ ${history.map((h) => html`<li>${when(h.at)}: ${h.kind === "release"
   ? html`recovered your wallet with your recovery accounts at ${listed(h.providers ?? [h.provider])}`
   : h.kind === "merge"
   ? html`merged two of your wallets into this one, confirmed at ${h.provider}`
+  : h.kind === "threshold"
+  ? html`set the recovery accounts needed to ${h.threshold ?? 2}, confirmed at ${h.provider}`
   : html`${h.kind === "link" ? (h.recovery ? "linked a recovery account at" : "linked an account at") : h.kind === "unlink" ? "unlinked an account at" : "took details from your account at"} ${h.provider}`}</li>
 `)}</ul>`}
 ${remove ? html`<h2>Delete your wallet</h2>
@@ -215,6 +227,16 @@ export function linkedPage(provider: string, recovery = false): string {
 ${recovery
   ? html`<p>The ${provider} account you signed in with is now one of your wallet's recovery accounts: it cannot sign in, and helps recover your wallet if you lose the accounts you sign in with.</p>`
   : html`<p>The ${provider} account you signed in with is now linked to your wallet: you can sign in to your apps with it, and they see you as the same person.</p>`}
+<p><a href="/account">Back to your account page</a> (you sign in again to see it).</p>`,
+  });
+}
+
+/** The end of a recovery threshold change. */
+export function thresholdSetPage(threshold: number): string {
+  return page({
+    title: "Recovery threshold set",
+    body: html`<h1>Recovery threshold set</h1>
+<p>From now on, signing in with ${threshold} of your recovery accounts, each at another provider, recovers your wallet.</p>
 <p><a href="/account">Back to your account page</a> (you sign in again to see it).</p>`,
   });
 }

@@ -6,7 +6,7 @@ import { chooserPage } from "./chooser.js";
 import { breakable, consentPage } from "./consent.js";
 import { errorPage } from "./error.js";
 import { homePage } from "./home.js";
-import { accountPage, claimsPage, mergedPage, recoveryPage, detailsTakenPage, linkedPage, noWalletPage, releaseChangedPage, unlinkedPage, walletDeletedPage } from "./account.js";
+import { accountPage, claimsPage, mergedPage, recoveryPage, thresholdSetPage, detailsTakenPage, linkedPage, noWalletPage, releaseChangedPage, unlinkedPage, walletDeletedPage } from "./account.js";
 import { CLAIM_LABELS, claimLabel } from "./claim-labels.js";
 
 const HOSTILE = `<script>alert(1)</script>"'&`;
@@ -101,6 +101,11 @@ describe("Front door pages (docs/design.md §6)", function () {
       "recovery (proven providers, providers, action, hidden field)": recoveryPage({ proven: [HOSTILE], needed: 1, providers: [{ id: HOSTILE, name: HOSTILE }], action: HOSTILE, hidden: { [HOSTILE]: HOSTILE } }),
       "linked as a recovery account (provider)": linkedPage(HOSTILE, true),
       "merged (provider)": mergedPage(HOSTILE),
+      "account (the threshold form's action, hidden field, provider; a threshold change in the history)": accountPage({
+        signedInWith: "p", accounts: [], recoveryThreshold: 2, claims: [], apps: [], ...ACTIONS,
+        threshold: { action: HOSTILE, hidden: { [HOSTILE]: HOSTILE }, providers: [{ id: HOSTILE, name: HOSTILE }], most: 3 },
+        history: [{ kind: "threshold", at: new Date(0), provider: HOSTILE, threshold: 3 }],
+      }),
       "account (merge form's action, hidden field, provider; a merge in the history)": accountPage({
         signedInWith: "p", accounts: [], claims: [], apps: [], ...ACTIONS,
         merge: { action: HOSTILE, hidden: { [HOSTILE]: HOSTILE }, providers: [{ id: HOSTILE, name: HOSTILE }] }, history: [{ kind: "merge", at: new Date(0), provider: HOSTILE }],
@@ -205,6 +210,12 @@ describe("Front door pages (docs/design.md §6)", function () {
       "recovery, next round": recoveryPage({ proven: ["Dev OP"], needed: 1, providers: [{ id: "other", name: "Other OP" }], action: "/account/recover/provider", hidden: { recovery: "sealed" } }),
       "linked as a recovery account": linkedPage("Other OP", true),
       merged: mergedPage("Other OP"),
+      "threshold set": thresholdSetPage(3),
+      "account with the threshold form": accountPage({
+        signedInWith: "Dev OP", accounts: [{ provider: "Dev OP" }, { provider: "Other OP", recovery: true }, { provider: "Third OP", recovery: true }], recoveryThreshold: 2,
+        claims: [], apps: [], ...ACTIONS,
+        threshold: { action: "/account/threshold", hidden: { account: "sealed" }, providers: [{ id: "dev", name: "Dev OP" }], most: 2 },
+      }),
       "account with the merge form": accountPage({
         signedInWith: "Dev OP", accounts: [{ provider: "Dev OP" }], claims: [], apps: [], ...ACTIONS,
         merge: { action: "/account/merge", hidden: { account: "sealed" }, providers: [{ id: "dev", name: "Dev OP" }] },
