@@ -240,6 +240,8 @@ describe("what Storage and its database can learn or do (docs/design.md §5), on
       "alice's upstream sub": USERS.alice.sub,
       "bob's upstream sub": USERS.bob.sub,
       "dora's upstream sub": DORA.sub,
+      "carol's upstream sub": CAROL.sub,
+      "carol's email": CAROL.email,
       "dora's email": DORA.email,
       "the upstream issuer": mesh.devOp.issuer,
       "the upstream issuer's host": new URL(mesh.devOp.issuer).host,
@@ -778,7 +780,7 @@ describe("what Storage and its database can learn or do (docs/design.md §5), on
   // --- last: a delete, then the dump again ------------------------------------------------
 
   describe("after the wallet's transactions (issue 13): the dump still reveals nothing", function () {
-    it("bob takes his details again, has app b forget him, and links Dora's account as a recovery account: his wallet now holds a history, the claims' sources (the issuer among them) and a recovery account, and no value is found", async function () {
+    it("bob takes his details again, has app b forget him, links Dora's account as a recovery account and merges Carol's wallet with his: his wallet now holds a history, the claims' sources (the issuer among them), a recovery account and Carol's account, and no value is found", async function () {
       const began = Date.now();
       const account = await mesh.driver.startAccount("dev");
       const view = (await mesh.driver.openAccount(account.sessionToken, began, await mesh.upstreamLogin(USERS.bob, account.upstreamNonce, { prompt: "login" })))!;
@@ -793,11 +795,17 @@ describe("what Storage and its database can learn or do (docs/design.md §5), on
       const linkBegan = Date.now();
       const link = await mesh.driver.beginTransaction(view.sessionToken, TransactionKind.LINK, "dev", { recovery: true });
       await mesh.driver.linkSubject(link.sessionToken, linkBegan, await mesh.upstreamLogin(DORA, link.upstreamNonce, { prompt: "login" }), view.uid, true);
+      // And Carol's wallet (her account is one Bob holds too) merged with his: one wallet, the later one's records moved, then deleted.
+      const mergeBegan = Date.now();
+      const merge = await mesh.driver.beginTransaction(view.sessionToken, TransactionKind.MERGE, "dev");
+      const merged = await mesh.driver.mergeWallets(merge.sessionToken, mergeBegan, await mesh.upstreamLogin(CAROL, merge.upstreamNonce, { prompt: "login" }), view.uid);
+      expect(merged.survivor, "Bob's wallet, made in this file's first step, is the earlier").to.equal(view.uid);
       // Honest twin: the wallet does hold them now.
       const again = await mesh.driver.startAccount("dev");
       const reopened = (await mesh.driver.openAccount(again.sessionToken, Date.now(), await mesh.upstreamLogin(USERS.bob, again.upstreamNonce, { prompt: "login" })))!;
       expect(reopened.wallet.sources).to.include({ email: mesh.devOp.issuer, name: mesh.devOp.issuer });
-      expect(reopened.wallet.history!.map((h) => h.kind)).to.deep.equal(["claims", "release", "link"]);
+      expect(reopened.wallet.history!.map((h) => h.kind)).to.include.members(["claims", "release", "link", "merge"]);
+      expect(reopened.wallet.subjects).to.deep.include({ iss: mesh.devOp.issuer, sub: CAROL.sub });
       expect(reopened.wallet.subjects).to.deep.include({ iss: mesh.devOp.issuer, sub: DORA.sub, recovery: true });
       const { haystack } = await dumpEverything();
       expect(foundIn(haystack), "values found in the dump").to.deep.equal([]);

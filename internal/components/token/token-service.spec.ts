@@ -1090,6 +1090,35 @@ describe("Token, check by check (internal/components/token)", function () {
         expect(refused.message).to.match(/nonce/);
       });
 
+      it("every transaction alike (link, unlink, claims, release change, merge, threshold, delete): another transaction's token, an ordinary login's, and one the provider did not force are refused; its own is taken", async function () {
+        const kinds: Array<[string, TransactionKind, Partial<{ unlink: { iss: string; sub: string }; clientId: string; threshold: number }>]> = [
+          ["link", TransactionKind.LINK, {}],
+          ["unlink", TransactionKind.UNLINK, { unlink: { iss: upstream.devOp.issuer, sub: USERS.alice.sub } }],
+          ["claims", TransactionKind.CLAIMS, {}],
+          ["release change", TransactionKind.RELEASE, { clientId: "app-a" }],
+          ["merge", TransactionKind.MERGE, {}],
+          ["threshold", TransactionKind.RECOVERY_THRESHOLD, { threshold: 2 }],
+          ["delete", TransactionKind.DELETE, {}],
+        ];
+        const account = await accountUser(USERS.alice);
+        const other = await begin(account.authorized.sessionToken);
+        const othersToken = (await upstream.login(USERS.alice, other.upstreamNonce, { prompt: "login" })).idToken;
+        const login = await start("a", { prompt: "login" });
+        const ordinary = (await upstream.login(USERS.alice, login.upstreamNonce, { prompt: "login" })).idToken;
+        for (const [what, kind, target] of kinds) {
+          const tx = await token.beginTransaction({ accountSessionToken: account.authorized.sessionToken, kind, providerId: "dev", ...target });
+          for (const [which, opIdToken] of [["another transaction's", othersToken], ["an ordinary login's", ordinary]] as const) {
+            expect((await refusal(token.authorizeSubject({ sessionToken: tx.sessionToken, opIdToken }))).code, `${what}: ${which}`).to.equal(Code.Unauthenticated);
+          }
+          const unforced = (await upstream.login(USERS.alice, tx.upstreamNonce)).idToken;
+          expect(await refusal(token.authorizeSubject({ sessionToken: tx.sessionToken, opIdToken: unforced })), `${what}: not forced`).to.deep.equal({
+            code: Code.PermissionDenied, message: "login required: the provider did not say when the user authenticated (auth_time), and a transaction needs a fresh login",
+          });
+          const own = (await upstream.login(USERS.alice, tx.upstreamNonce, { prompt: "login" })).idToken;
+          expect((await token.authorizeSubject({ sessionToken: tx.sessionToken, opIdToken: own })).subjectRead, `${what}: its own`).to.not.equal(undefined);
+        }
+      });
+
       it("a token from an ordinary login, fresh or not", async function () {
         const account = await accountUser(USERS.alice);
         const tx = await begin(account.authorized.sessionToken);
