@@ -1240,17 +1240,11 @@ export class LoginDriver {
   async #walletAndReleases(step: StepDeadline, found: StoredUser, upstream: UpstreamResult) {
     const { user, subject, walletRead } = found;
     if (user.releaseRead) throw new ProtocolViolation("Token granted an account session an app's release read");
-    const apps = this.#appReleaseReads(user.accountReleaseReads, subject.uid);
-    const [walletRes, ...releaseRes] = await Promise.all([
-      this.deps.encryption.readRecord({ accessToken: walletRead.accessToken }, step.call()),
-      ...user.accountReleaseReads.map((grant) => this.deps.encryption.readRecord({ accessToken: grant.accessToken }, step.call())),
-    ]);
-    const { walletRecord, wallet } = await this.#wallet(step, user.sessionToken, walletRes, subject.uid);
-    if (!wallet.subjects.some((s) => s.iss === upstream.iss && s.sub === upstream.sub)) {
+    const read = await this.#walletWithReleases(step, user.sessionToken, walletRead, user.accountReleaseReads, subject.uid);
+    if (!read.wallet.subjects.some((s) => s.iss === upstream.iss && s.sub === upstream.sub)) {
       throw new ProtocolViolation("the wallet does not list the subject the user signed in with");
     }
-    const releases = await this.#releasesRead(releaseRes, user.accountReleaseReads, apps, subject.uid);
-    return { wallet, walletRes: { record: walletRecord, receipt: walletRes.receipt, version: walletRes.version }, releases };
+    return { wallet: read.wallet, walletRes: { record: read.walletRecord, receipt: read.walletRes.receipt, version: read.walletRes.version }, releases: read.releases };
   }
 
   /**

@@ -16,14 +16,13 @@ import { RECOVERY_SUBJECT_RECORD, type RecordClaims, earlierWallet, mergedWallet
 import { checkAccountRole, checkReceipt, checkSubject } from "./checks.js";
 import { type ReleaseRead, checkReleaseAnswers } from "./delete.js";
 import { type WalletUpdateDeps, recordBody, storedWallet } from "./wallet-updates.js";
+import type { AccountReads } from "./recovery.js";
 import { reservationRewrite } from "./grants.js";
 import type { RegisteredClient } from "../../config/component-config.js";
-import type { AccessGrant } from "../../gen/hello/token/v1/token_service_pb.js";
 
 export interface MergeDeps extends WalletUpdateDeps {
   readonly clients: readonly RegisteredClient[];
-  /** An account session's reads of user `uid`'s records: the wallet, and the release at each app. */
-  readonly accountReads: (uid: string) => Promise<{ walletRead: { jti: string; grant: AccessGrant }; releaseReads: Array<{ clientId: string; jti: string; grant: AccessGrant }> }>;
+  readonly accountReads: AccountReads;
 }
 
 /** The most records one merge writes: WriteRecords takes 64 writes at most, and a merge is one. */

@@ -20,10 +20,12 @@ import type { AccessGrant } from "../../gen/hello/token/v1/token_service_pb.js";
 import type { Purpose, Session } from "./session.js";
 import { type WalletUpdateDeps, rewrite, storedWallet } from "./wallet-updates.js";
 
+/** The reads an account session's user `uid` is granted (token-service.ts): the wallet, and the user's release at each app. */
+export type AccountReads = (uid: string) => Promise<{ walletRead: { jti: string; grant: AccessGrant }; releaseReads: Array<{ clientId: string; jti: string; grant: AccessGrant }> }>;
+
 export interface RecoveryDeps extends WalletUpdateDeps {
   readonly providers: readonly AllowedProvider[];
-  /** The reads an account session's user is granted: the wallet, and the user's release at each app. */
-  readonly accountReads: (uid: string) => Promise<{ walletRead: { jti: string; grant: AccessGrant }; releaseReads: Array<{ clientId: string; jti: string; grant: AccessGrant }> }>;
+  readonly accountReads: AccountReads;
 }
 
 export function recoveryHandlers(deps: RecoveryDeps) {
