@@ -2,6 +2,8 @@
 // them (CI runs it); a new back-edge fails the build. Bottom to top:
 //
 //   internal/protocol, internal/gen, internal/fs   the vocabulary: identities, tokens, records, keys
+//   internal/s2s                                   the credential wallet's wire (OpenID4VCI server to server):
+//                                                  messages, HPKE JWE, statements, mTLS JSON wire, SD-JWT VC
 //   internal/observability                         logs, metrics, tracing
 //   mesh/                                          mTLS server and client, policy, trust, gRPC services
 //   internal/config                                each component's configuration schema
@@ -29,6 +31,8 @@ module.exports = {
   forbidden: [
     forbid("protocol-is-the-bottom", "the protocol's vocabulary imports nothing above it",
       "^internal/protocol/", "^(mesh|internal/(observability|config|components|ops|dev))/"),
+    forbid("s2s-is-vocabulary", "the server-to-server wire is vocabulary: it knows no mesh, component or tool",
+      "^internal/s2s/", "^(mesh|internal/(observability|config|components|ops|dev))/"),
     forbid("observability-below-the-mesh", "logs, metrics and tracing know no mesh, component or tool",
       "^internal/observability/", "^(mesh|internal/(config|components|ops|dev))/"),
     forbid("mesh-knows-no-component", "the mesh carries calls; it knows no component, tool or configuration",
