@@ -1,0 +1,659 @@
+// The development Issuer Server (docs/wallet-server.md): the Issuer side of the
+// OpenID4VCI server-to-server draft as hello-mesh profiles it (DESIGN §9.1), so that the
+// Wallet Server can be exercised end to end, and a fair stand-in for a real issuer: the
+// draft's black-box checks for an Issuer run against it (issuer.spec.ts).
+//
+// What it does, and checks, on every call (over mutual TLS, Api-Version 1.0.0, problem
+// details, x-request-id idempotency: wire-server.ts):
+// - every session belongs to the wallet server that made it (the mTLS peer); another
+//   peer touching it gets 404, as for a session that does not exist;
+// - initiate: a sessionId is used once, ever; the WSK comes with a wallet server's
+//   attestation (wsk-attestation.ts) and the verificationNonce is a fresh single-use
+//   `verification-nonce+jwt` for this issuer and session, signed by that WSK;
+// - every client payload is opened as client-payload.ts says (invalid_encryption /
+//   invalid_client_authentication), and a payload sent by reference is fetched only from
+//   the calling wallet server's own origin and checked against its contentDigest;
+// - credentials are encrypted only to a WEK in a `wek+jwt` statement of the session's
+//   WSK, and bound (cnf) to presentment keys the client signed for that instance.
+//
+// Development only: state is in memory, the registry is invented (registry.ts).
+
+import { type JsonWebKey, createHash, createPrivateKey, randomUUID } from "node:crypto";
+import { request as httpsRequest } from "node:https";
+import type { JSONWebKeySet, JWK } from "jose";
+import { equalsConstantTime } from "../../protocol/constant-time.js";
+import { openClientPayload, sealCredentials, verifyWalletEncryptionKey } from "../../s2s/client-payload.js";
+import { type HpkePublicJwk, publicHpkeJwk } from "../../s2s/hpke-jwe.js";
+import {
+  type CredentialGetRequest,
+  type InitiateRequest,
+  type IssuerMetadata,
+  ITEM_TYPES,
+  KEY_TYPES,
+  TERMINAL_STATUSES,
+  type VerificationDataRequest,
+  type VerificationDataResponse,
+  type VerificationStatus,
+  type VerificationStatusValue,
+  cancelRequestSchema,
+  credentialGetRequestSchema,
+  credentialMetadataRequestSchema,
+  eventNotifySchema,
+  initiateRequestSchema,
+  supplementRequestSchema,
+  verificationEchoSchema,
+  verificationRefSchema,
+} from "../../s2s/messages.js";
+import { ProblemError, invalidClientAuthentication, problem } from "../../s2s/problem.js";
+import { issueSdJwtVc } from "../../s2s/sd-jwt-vc.js";
+import { type ReplayGuard, StatementError, assertEs256PublicJwk, memoryReplayGuard, verifyStatement } from "../../s2s/statements.js";
+import { WireClient } from "../../s2s/wire-client.js";
+import { API_VERSION, type WireReply, type WireRoute, type WireServer, startWireServer } from "../../s2s/wire-server.js";
+import { WskAttestationError, verifyWskAttestation } from "../../s2s/wsk-attestation.js";
+import {
+  CREDENTIAL_CONFIGURATIONS,
+  type CredentialConfigurationId,
+  DEV_PEOPLE,
+  PROOF_OF_ADDRESS,
+  type Person,
+  credentialClaims,
+  findPerson,
+  isCredentialConfigurationId,
+} from "./registry.js";
+
+/** A wallet server this issuer serves: known by its mTLS CA, reached at its base URL. */
+export interface IssuerWalletServer {
+  /** The peer's name in this issuer's books. */
+  id: string;
+  /** The CA of its mTLS certificates (client and server). */
+  caPem: string;
+  /** Where it hosts /verification/notify and /event/notify, and the only origin evidence is fetched from. */
+  baseUrl: string;
+  /** The `iss` of its WSK attestations (hello-mesh's issuer URL). */
+  attestationIssuer: string;
+  /** The keys its WSK attestations are signed with. */
+  attestationJwks: JSONWebKeySet;
+  /** Hostname to check on its certificate when baseUrl names an IP address. */
+  servername?: string;
+}
+
+export interface DevIssuerOptions {
+  issuerId: string;
+  /** This issuer's mTLS certificate (server and client) and key, PEM. */
+  certPem: string;
+  keyPem: string;
+  walletServers: IssuerWalletServer[];
+  /** Private HPKE-0 key (EC P-256 JWK with d) that client payloads are encrypted to. */
+  encryptionKey: JWK;
+  /** Private ES256 key (EC P-256 JWK with d and kid) that credentials are signed with. */
+  signingKey: JWK;
+  people?: readonly Person[];
+  host?: string;
+  port?: number;
+  /** Seconds since the epoch; injectable for tests. */
+  now?: () => number;
+  /** Decide a PENDING verification (APPROVED) after this long; absent: only `decide()` does. */
+  pendingDecisionMs?: number;
+  /** Complete an asynchronous issuance after this long; absent: only `completeIssuance()` does. */
+  asyncIssuanceMs?: number;
+  /** Seconds of Retry-After to answer with (429), per call; for tests of the wallet server's backoff. */
+  rateLimit?: (peer: string, path: string) => number | undefined;
+  onError?: (error: unknown, what: string) => void;
+}
+
+export interface DevIssuer {
+  url: string;
+  port: number;
+  metadata: IssuerMetadata;
+  /** Decides a PENDING verification and notifies its wallet server; resolves after the notification was tried. */
+  decide(sessionId: string, verificationId: string, status: "APPROVED" | "DENIED"): Promise<void>;
+  /** Finishes an asynchronous issuance and sends CREDENTIAL_READY; resolves after it was tried. */
+  completeIssuance(sessionId: string, credentialInstanceId: string): Promise<void>;
+  /** How many verifications exist for a session (tests: "only one verification exists"). */
+  verificationCount(sessionId: string): number;
+  close(): Promise<void>;
+}
+
+const MAX_ATTEMPTS = 3;
+const VERIFICATION_DEADLINE_SECONDS = 24 * 60 * 60;
+const MAX_PRESENTMENT_KEYS = 10;
+const MAX_EVIDENCE_BYTES = 8 * 1024 * 1024;
+
+interface Verification {
+  id: string;
+  status: VerificationStatusValue;
+  requested: CredentialConfigurationId[];
+  approved?: CredentialConfigurationId[];
+  person?: Person;
+  documentReceived: boolean;
+  attempts: number;
+  deadline: number;
+  request?: VerificationDataRequest;
+  reasonCode?: string;
+  deniedMessage?: string;
+  /** The wallet server's own signals, as received (development: kept, not judged). */
+  serverSignals: Record<string, unknown>[];
+  instances?: { credentialConfigurationId: string; credentialInstanceIds: string[] }[];
+}
+
+interface Instance {
+  id: string;
+  configuration: CredentialConfigurationId;
+  person: Person;
+  status: "IN_PROCESS" | "ACTIVE";
+  presentmentKeys?: JWK[];
+  version: number;
+  /** For asynchronous issuance: false until completed. */
+  ready: boolean;
+  pendingRequestId?: string;
+}
+
+interface Session {
+  peer: string;
+  sessionId: string;
+  wsk: JWK;
+  dpopJkt: string;
+  requestedDeviceCount: number;
+  verifications: Map<string, Verification>;
+  instances: Map<string, Instance>;
+}
+
+export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssuer> {
+  const now = options.now ?? (() => Math.floor(Date.now() / 1000));
+  const people = options.people ?? DEV_PEOPLE;
+  const issuerId = options.issuerId;
+  const encryptionPrivate = options.encryptionKey;
+  const encryptionPublic: HpkePublicJwk = await publicHpkeJwk(encryptionPrivate);
+  if (!options.signingKey.kid) throw new Error("the issuer's signing key needs a kid");
+  const signingPrivate = { privateKey: createPrivateKey({ key: options.signingKey as JsonWebKey, format: "jwk" }), kid: options.signingKey.kid };
+  const { d: _d, ...signingPublic } = options.signingKey;
+  const walletServers = new Map(options.walletServers.map((w) => [w.id, w]));
+  const sessions = new Map<string, Session>();
+  const replay: ReplayGuard = memoryReplayGuard(() => now());
+  const timers = new Set<NodeJS.Timeout>();
+  const clients = new Map<string, WireClient>();
+  const report = (error: unknown, what: string) => options.onError?.(error, what);
+
+  const metadata: IssuerMetadata = {
+    issuer: issuerId,
+    encryptionKey: { ...encryptionPublic },
+    jwks: { keys: [{ kty: "EC", crv: "P-256", x: signingPublic.x, y: signingPublic.y, kid: signingPublic.kid, alg: "ES256", use: "sig" }] },
+    apiVersions: [API_VERSION],
+    credentialConfigurationsSupported: structuredClone(CREDENTIAL_CONFIGURATIONS) as unknown as IssuerMetadata["credentialConfigurationsSupported"],
+  };
+
+  // --- helpers -------------------------------------------------------------------
+
+  const notFound = (what: string) => problem(404, `unknown_${what.replace(/ /g, "_")}`, `no ${what} with this id belongs to you`);
+
+  /** The session, only for the peer that made it: any other peer sees a 404, as for an unknown id. */
+  function ownSession(peer: string, sessionId: string): Session {
+    const session = sessions.get(sessionId);
+    if (!session || session.peer !== peer) throw notFound("session");
+    return session;
+  }
+
+  function ownVerification(session: Session, verificationId: string): Verification {
+    const verification = session.verifications.get(verificationId);
+    if (!verification) throw notFound("verification");
+    expireIfDue(verification);
+    return verification;
+  }
+
+  function ownInstance(session: Session, instanceId: string): Instance {
+    const instance = session.instances.get(instanceId);
+    if (!instance) throw notFound("credential instance");
+    return instance;
+  }
+
+  function expireIfDue(v: Verification): void {
+    if (!TERMINAL_STATUSES.has(v.status) && now() > v.deadline) {
+      v.status = "EXPIRED";
+      v.request = undefined;
+    }
+  }
+
+  function statusOf(session: Session, v: Verification): VerificationStatus {
+    const base = { sessionId: session.sessionId, verificationId: v.id, status: v.status };
+    switch (v.status) {
+      case "APPROVED":
+        return { ...base, credentialConfigurationIds: v.approved ?? [], authorizedDeviceCount: session.requestedDeviceCount };
+      case "REJECTED":
+        return { ...base, reasonCode: v.reasonCode ?? "DATA_MISMATCH", ...(v.request ? { verificationDataRequest: v.request } : {}) };
+      case "DENIED":
+        return { ...base, reasonCode: v.reasonCode ?? "DENIED", deniedMessage: v.deniedMessage ?? "The verification was not successful." };
+      case "ADDITIONAL_INFO_REQUIRED":
+        return { ...base, verificationDataRequest: v.request! };
+      default:
+        return base;
+    }
+  }
+
+  function requestFor(v: Verification, items: VerificationDataRequest["verificationDataItems"]): VerificationDataRequest {
+    return { verificationDataItems: items, deadline: new Date(v.deadline * 1000).toISOString(), maxAttempts: MAX_ATTEMPTS };
+  }
+
+  function deny(v: Verification, reasonCode: string, message: string): void {
+    v.status = "DENIED";
+    v.reasonCode = reasonCode;
+    v.deniedMessage = message;
+    v.request = undefined;
+  }
+
+  function clientFor(peer: string): WireClient {
+    const walletServer = walletServers.get(peer)!;
+    let client = clients.get(peer);
+    if (!client) {
+      client = new WireClient({
+        baseUrl: walletServer.baseUrl,
+        caPem: walletServer.caPem,
+        certPem: options.certPem,
+        keyPem: options.keyPem,
+        servername: walletServer.servername,
+      });
+      clients.set(peer, client);
+    }
+    return client;
+  }
+
+  async function notifyVerification(session: Session, v: Verification): Promise<void> {
+    try {
+      await clientFor(session.peer).post("/verification/notify", statusOf(session, v), verificationEchoSchema);
+    } catch (error) {
+      // A hint only: the wallet server also polls /verification/status.
+      report(error, "verification notify");
+    }
+  }
+
+  function later(ms: number | undefined, work: () => Promise<void>): void {
+    if (ms === undefined) return;
+    const timer = setTimeout(() => {
+      timers.delete(timer);
+      work().catch((error) => report(error, "scheduled work"));
+    }, ms);
+    timers.add(timer);
+  }
+
+  /** Fetches evidence sent by reference: only from the caller's own origin, checked against its digest. */
+  async function fetchReference(peer: string, payload: { downloadUrl?: string; contentDigest?: string; contentSize?: number; expiresAt?: string }): Promise<string> {
+    const walletServer = walletServers.get(peer)!;
+    const url = new URL(payload.downloadUrl!);
+    if (url.origin !== new URL(walletServer.baseUrl).origin) {
+      throw problem(422, "untrusted_download_url", "evidence is fetched only from the calling wallet server's own origin");
+    }
+    if (payload.expiresAt !== undefined && !(Date.parse(payload.expiresAt) / 1000 > now())) {
+      throw problem(422, "content_expired", "the content reference has expired (expiresAt)");
+    }
+    const body = await new Promise<Buffer>((resolve, reject) => {
+      const req = httpsRequest(
+        url,
+        {
+          method: "GET",
+          ca: walletServer.caPem,
+          cert: options.certPem,
+          key: options.keyPem,
+          servername: walletServer.servername,
+          minVersion: "TLSv1.2",
+          headers: { "Api-Version": API_VERSION, "x-request-id": randomUUID(), accept: "application/jose" },
+          timeout: 10_000,
+        },
+        (res) => {
+          if (res.statusCode !== 200) {
+            res.resume();
+            reject(problem(422, "content_unavailable", `the content reference answered ${res.statusCode}`));
+            return;
+          }
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on("data", (chunk: Buffer) => {
+            size += chunk.length;
+            if (size > MAX_EVIDENCE_BYTES) {
+              req.destroy();
+              reject(problem(422, "content_too_large", `referenced content is limited to ${MAX_EVIDENCE_BYTES} bytes`));
+              return;
+            }
+            chunks.push(chunk);
+          });
+          res.on("end", () => resolve(Buffer.concat(chunks)));
+          res.on("error", reject);
+        },
+      );
+      req.on("timeout", () => req.destroy(new Error("timeout")));
+      req.on("error", (error) => reject(error instanceof ProblemError ? error : problem(422, "content_unavailable", "the content reference could not be fetched")));
+      req.end();
+    });
+    const digest = createHash("sha256").update(body).digest("base64url");
+    if (!equalsConstantTime(digest, payload.contentDigest!)) throw problem(422, "content_digest_mismatch", "the referenced content does not match contentDigest");
+    if (payload.contentSize !== undefined && payload.contentSize !== body.length) throw problem(422, "content_size_mismatch", "the referenced content does not match contentSize");
+    return body.toString("ascii");
+  }
+
+  /** Opens every client payload, keeps the server's signals, and moves the verification on. */
+  async function evaluate(session: Session, v: Verification, data: VerificationDataResponse | undefined, context: { verificationId?: string }): Promise<void> {
+    const items: Record<string, unknown>[] = [];
+    for (const payload of data?.clientEncryptedPayload ?? []) {
+      const jwe = payload.jwe ?? (await fetchReference(session.peer, payload));
+      items.push(
+        await openClientPayload("verificationData", payload.origin, jwe, encryptionPrivate, session.wsk, { sessionId: session.sessionId, ...context }, {
+          replay: { guard: replay, scope: issuerId },
+          now: now(),
+        }),
+      );
+    }
+    for (const item of data?.serverVerificationDataItem ?? []) {
+      if (item.type === ITEM_TYPES.walletAge && !(Number.isInteger(item.days) && (item.days as number) >= 0)) {
+        throw problem(400, "invalid_request", "a wallet-age item needs days, a non-negative integer");
+      }
+      if (item.type === ITEM_TYPES.emailVerified && typeof item.verified !== "boolean") {
+        throw problem(400, "invalid_request", "an email-verified item needs verified, a boolean");
+      }
+      v.serverSignals.push(item);
+    }
+
+    const personItem = items.find((i) => i.type === ITEM_TYPES.personData);
+    if (personItem && !v.person) {
+      const found = findPerson(people, personItem);
+      if (found === undefined) return deny(v, "NOT_FOUND", "No document with these details is known to this issuer.");
+      if (found === "mismatch") {
+        v.attempts += 1;
+        if (v.attempts >= MAX_ATTEMPTS) return deny(v, "MAX_ATTEMPTS", "Too many attempts.");
+        v.status = "REJECTED";
+        v.reasonCode = "DATA_MISMATCH";
+        v.request = requestFor(v, [{ type: ITEM_TYPES.personData, id: "person", required: true }]);
+        return;
+      }
+      v.person = found;
+    }
+    if (items.some((i) => i.type === ITEM_TYPES.document && i.id === PROOF_OF_ADDRESS && typeof i.content === "string" && i.content.length > 0)) {
+      v.documentReceived = true;
+    }
+    if (!v.person) {
+      v.status = "ADDITIONAL_INFO_REQUIRED";
+      v.request = requestFor(v, [{ type: ITEM_TYPES.personData, id: "person", required: true }]);
+      return;
+    }
+    const person = v.person;
+    if (person.outcome === "deny") return deny(v, "POLICY", "This issuer cannot issue credentials for this document.");
+    const approved = v.requested.filter((c) => person.documents.includes(c));
+    if (approved.length === 0) return deny(v, "NOT_ELIGIBLE", "None of the requested credentials can be issued for this document.");
+    v.approved = approved;
+    if (person.outcome === "document" && !v.documentReceived) {
+      v.status = "ADDITIONAL_INFO_REQUIRED";
+      v.request = requestFor(v, [{ type: ITEM_TYPES.document, id: PROOF_OF_ADDRESS, required: true, documentType: PROOF_OF_ADDRESS }]);
+      return;
+    }
+    v.request = undefined;
+    if (person.outcome === "pending") {
+      v.status = "PENDING";
+      later(options.pendingDecisionMs, () => decide(session.sessionId, v.id, "APPROVED"));
+      return;
+    }
+    v.status = "APPROVED";
+  }
+
+  async function decide(sessionId: string, verificationId: string, status: "APPROVED" | "DENIED"): Promise<void> {
+    const session = sessions.get(sessionId);
+    const v = session?.verifications.get(verificationId);
+    if (!session || !v) throw new Error("no such verification");
+    if (v.status !== "PENDING") return; // decisions are monotonic: a terminal state never moves back
+    if (status === "APPROVED") v.status = "APPROVED";
+    else deny(v, "POLICY", "The verification was not successful.");
+    await notifyVerification(session, v);
+  }
+
+  // --- the draft's Issuer endpoints ----------------------------------------------
+
+  async function initiate(peer: string, body: InitiateRequest): Promise<WireReply> {
+    const { sessionId } = body;
+    // A sessionId is used once, ever, whichever peer used it (§Replay Protection).
+    if (sessions.has(sessionId)) throw problem(409, "session_id_reused", "this sessionId was used before; a new session needs a new UUID");
+    const keyData = body.walletSigningKeyData;
+    if (keyData.keyType !== KEY_TYPES.signing) throw problem(400, "invalid_request", `walletSigningKeyData.keyType must be ${KEY_TYPES.signing}`);
+    const wsk = keyData.client_public_key as JWK;
+    try {
+      assertEs256PublicJwk(wsk, "walletSigningKeyData.client_public_key");
+      if (wsk.alg !== "ES256") throw new Error("walletSigningKeyData.client_public_key needs alg ES256");
+    } catch (error) {
+      throw problem(400, "invalid_request", (error as Error).message);
+    }
+    const walletServer = walletServers.get(peer)!;
+    const attestation = keyData.attestation as { proof_type?: unknown; jwt?: unknown } | undefined;
+    if (attestation?.proof_type !== "jwt") {
+      throw invalidClientAuthentication("walletSigningKeyData.attestation must be the wallet server's wsk-attestation+jwt ({proof_type: jwt, jwt})");
+    }
+    let dpopJkt: string;
+    try {
+      ({ dpopJkt } = await verifyWskAttestation(
+        attestation.jwt,
+        walletServer.attestationJwks,
+        { walletServer: walletServer.attestationIssuer, issuerId, sessionId, wsk },
+        { now: now() },
+      ));
+    } catch (error) {
+      if (error instanceof WskAttestationError) throw invalidClientAuthentication(error.message);
+      throw error;
+    }
+    try {
+      await verifyStatement("nonce", body.verificationNonce, wsk, { audience: issuerId, sessionId }, { replay: { guard: replay, scope: issuerId }, now: now() });
+    } catch (error) {
+      if (error instanceof StatementError) throw invalidClientAuthentication(`verificationNonce is refused: ${error.reason}`);
+      throw error;
+    }
+    const unknown = body.credentialConfigurationIds.filter((c) => !isCredentialConfigurationId(c));
+    if (unknown.length > 0) throw problem(400, "unsupported_credential_configuration", "credentialConfigurationIds names a configuration this issuer does not offer (see /.well-known/s2s-issuer)");
+
+    const session: Session = {
+      peer,
+      sessionId,
+      wsk: { kty: "EC", crv: "P-256", x: wsk.x, y: wsk.y },
+      dpopJkt,
+      requestedDeviceCount: body.requestedDeviceCount ?? 1,
+      verifications: new Map(),
+      instances: new Map(),
+    };
+    const v: Verification = {
+      id: randomUUID(),
+      status: "PENDING",
+      requested: [...new Set(body.credentialConfigurationIds as CredentialConfigurationId[])],
+      documentReceived: false,
+      attempts: 0,
+      deadline: now() + VERIFICATION_DEADLINE_SECONDS,
+      serverSignals: [],
+    };
+    // Evaluated before the session is kept: a refused payload leaves no session behind.
+    await evaluate(session, v, body.verificationData, {});
+    session.verifications.set(v.id, v);
+    sessions.set(sessionId, session);
+    return { body: statusOf(session, v) };
+  }
+
+  const routes: WireRoute<any>[] = [
+    { path: "/verification/initiate", schema: initiateRequestSchema, handle: (r) => initiate(r.peer, r.body) },
+    {
+      path: "/verification/supplement",
+      schema: supplementRequestSchema,
+      async handle({ peer, body }) {
+        const session = ownSession(peer, body.sessionId);
+        const v = ownVerification(session, body.verificationId);
+        if (v.status !== "ADDITIONAL_INFO_REQUIRED" && v.status !== "REJECTED") {
+          throw problem(409, "invalid_state", `a verification that is ${v.status} takes no supplement`);
+        }
+        await evaluate(session, v, body.verificationDataPayload, { verificationId: v.id });
+        return { body: statusOf(session, v) };
+      },
+    },
+    {
+      path: "/verification/status",
+      schema: verificationRefSchema,
+      async handle({ peer, body }) {
+        const session = ownSession(peer, body.sessionId);
+        return { body: statusOf(session, ownVerification(session, body.verificationId)) };
+      },
+    },
+    {
+      path: "/verification/cancel",
+      schema: cancelRequestSchema,
+      async handle({ peer, body }) {
+        const session = ownSession(peer, body.sessionId);
+        const v = ownVerification(session, body.verificationId);
+        if (TERMINAL_STATUSES.has(v.status)) throw problem(409, "invalid_state", `a verification that is ${v.status} cannot be cancelled`);
+        deny(v, "CANCELLED", "The verification was cancelled.");
+        return { body: { sessionId: session.sessionId, verificationId: v.id } };
+      },
+    },
+    {
+      path: "/credential/provision",
+      schema: verificationRefSchema,
+      async handle({ peer, body }) {
+        const session = ownSession(peer, body.sessionId);
+        const v = ownVerification(session, body.verificationId);
+        if (v.status !== "APPROVED") throw problem(409, "invalid_state", `credentials are provisioned only after APPROVED; this verification is ${v.status}`);
+        // Provisioned once per verification: a second call returns the same instances.
+        v.instances ??= v.approved!.map((configuration) => {
+          const instance: Instance = { id: randomUUID(), configuration, person: v.person!, status: "IN_PROCESS", version: 1, ready: !v.person!.asyncIssuance };
+          session.instances.set(instance.id, instance);
+          return { credentialConfigurationId: configuration, credentialInstanceIds: [instance.id] };
+        });
+        return { body: { credentialInstances: v.instances } };
+      },
+    },
+    { path: "/credential/get", schema: credentialGetRequestSchema, handle: (r) => get(r.peer, r.body, r.requestId) },
+    {
+      path: "/credential/metadata",
+      schema: credentialMetadataRequestSchema,
+      async handle({ peer, body }) {
+        const session = ownSession(peer, body.sessionId);
+        const instance = ownInstance(session, body.credentialInstanceId);
+        await verifyWalletEncryptionKey(body.walletEncryptionKey, session.wsk, issuerId, session.sessionId, { now: now() });
+        return { body: { credentialMetadata: displayOf(instance), credentialVersion: String(instance.version) } };
+      },
+    },
+    {
+      path: "/event/notify",
+      schema: eventNotifySchema,
+      async handle({ peer, body }) {
+        const session = ownSession(peer, body.sessionId);
+        const instance = ownInstance(session, body.credentialInstanceId);
+        if (body.eventType === "PROVISIONING_SUCCESS" && instance.status === "IN_PROCESS") instance.status = "ACTIVE";
+        return { body: { acknowledged: true } };
+      },
+    },
+  ];
+
+  function displayOf(instance: Instance): Record<string, unknown> {
+    const configuration = CREDENTIAL_CONFIGURATIONS[instance.configuration];
+    // Display data only: the Wallet Server reads it, so it names the type, never the person.
+    return { credentialConfigurationId: instance.configuration, vct: configuration.vct, display: configuration.display };
+  }
+
+  async function get(peer: string, body: CredentialGetRequest, requestId: string): Promise<WireReply> {
+    const session = ownSession(peer, body.sessionId);
+    const instance = ownInstance(session, body.credentialInstanceId);
+    const wek = await verifyWalletEncryptionKey(body.walletEncryptionKey, session.wsk, issuerId, session.sessionId, { now: now() });
+    if (body.clientEncryptedData) {
+      const payload = body.clientEncryptedData;
+      const jwe = payload.jwe ?? (await fetchReference(peer, payload));
+      const statement = await openClientPayload(
+        "presentmentKeys",
+        payload.origin,
+        jwe,
+        encryptionPrivate,
+        session.wsk,
+        { sessionId: session.sessionId, credentialInstanceId: instance.id },
+        { replay: { guard: replay, scope: issuerId }, now: now() },
+      );
+      const keys = statement.presentmentKeys;
+      if (!Array.isArray(keys) || keys.length < 1 || keys.length > MAX_PRESENTMENT_KEYS) {
+        throw problem(400, "invalid_presentment_keys", `presentmentKeys must hold 1 to ${MAX_PRESENTMENT_KEYS} ES256 public keys`);
+      }
+      try {
+        for (const key of keys) assertEs256PublicJwk(key, "a presentment key");
+      } catch (error) {
+        throw problem(400, "invalid_presentment_keys", (error as Error).message);
+      }
+      instance.presentmentKeys = (keys as JWK[]).map(({ kty, crv, x, y }) => ({ kty, crv, x, y }));
+    }
+    if (!instance.presentmentKeys) {
+      throw problem(400, "presentment_keys_required", "the first get of an instance needs clientEncryptedData with the presentment keys (credentials are always holder-bound)");
+    }
+    if (!instance.ready) {
+      if (instance.pendingRequestId === undefined) {
+        instance.pendingRequestId = requestId;
+        later(options.asyncIssuanceMs, () => completeIssuance(session.sessionId, instance.id));
+      }
+      return { status: 202, body: { extensions: { status: "PENDING" } }, headers: { "Retry-After": "2" } };
+    }
+    const configuration = CREDENTIAL_CONFIGURATIONS[instance.configuration];
+    const credentials = await Promise.all(
+      instance.presentmentKeys.map((holderKey) =>
+        issueSdJwtVc({
+          issuer: issuerId,
+          vct: configuration.vct,
+          claims: credentialClaims(instance.person, instance.configuration),
+          holderKey,
+          signingKey: signingPrivate,
+          issuedAt: now(),
+        }),
+      ),
+    );
+    return {
+      body: {
+        credentialVersion: String(instance.version),
+        credentials: await sealCredentials(credentials, wek),
+        credentialMetadata: displayOf(instance),
+      },
+    };
+  }
+
+  async function completeIssuance(sessionId: string, credentialInstanceId: string): Promise<void> {
+    const session = sessions.get(sessionId);
+    const instance = session?.instances.get(credentialInstanceId);
+    if (!session || !instance) throw new Error("no such credential instance");
+    if (instance.ready) return;
+    instance.ready = true;
+    try {
+      await clientFor(session.peer).post(
+        "/event/notify",
+        {
+          sessionId,
+          credentialInstanceId,
+          eventType: "CREDENTIAL_READY",
+          ...(instance.pendingRequestId ? { triggeringRequestId: instance.pendingRequestId } : {}),
+          eventTimestamp: new Date(now() * 1000).toISOString(),
+        },
+        eventAckSchema,
+      );
+    } catch (error) {
+      report(error, "event notify");
+    }
+  }
+
+  const server: WireServer = await startWireServer({
+    certPem: options.certPem,
+    keyPem: options.keyPem,
+    host: options.host,
+    port: options.port,
+    peers: options.walletServers.map((w) => ({ id: w.id, caPem: w.caPem })),
+    routes,
+    getRoutes: [{ path: "/.well-known/s2s-issuer", handle: async () => ({ body: metadata }) }],
+    rateLimit: options.rateLimit,
+    onError: (error, path) => report(error, path),
+  });
+
+  return {
+    url: server.url,
+    port: server.port,
+    metadata,
+    decide,
+    completeIssuance,
+    verificationCount: (sessionId) => sessions.get(sessionId)?.verifications.size ?? 0,
+    async close() {
+      for (const timer of timers) clearTimeout(timer);
+      timers.clear();
+      for (const client of clients.values()) client.close();
+      await server.close();
+    },
+  };
+}
+
+const eventAckSchema = verificationEchoSchema.partial().loose();
