@@ -48,6 +48,15 @@ export const TOKEN_KEYS: readonly KeySpec[] = [
   { purpose: "userinfo", alg: "ES256" },
   { purpose: "userinfo", alg: "EdDSA" },
 ];
+/**
+ * Token's credential-wallet keys, in a file of their own (`keys.wallet`): optional, so a
+ * Token without them still serves logins, and never in the file or bundle an earlier
+ * release reads. ES256 for what issuers and wallet clients verify.
+ */
+export const WALLET_KEYS: readonly KeySpec[] = [
+  { purpose: "wallet-access", alg: "EdDSA" },
+  { purpose: "wallet", alg: "ES256" },
+];
 export const STORAGE_KEYS: readonly KeySpec[] = [
   { purpose: "error", alg: "EdDSA" },
   { purpose: "receipt", alg: "EdDSA" },

@@ -30,3 +30,8 @@ export const releaseHash = (key: Uint8Array, uid: string, clientId: string) => l
 export const walletHash = (key: Uint8Array, uid: string) => lookupHash(key, "wallet", [uid]);
 export const reservationHash = (key: Uint8Array, clientId: string, directedId: string) =>
   lookupHash(key, "reservation", [clientId, directedId]);
+/** The credential wallet's records (docs/wallet-server.md). */
+export const s2sSessionHash = (key: Uint8Array, issuer: string, sessionId: string) => lookupHash(key, "s2s-session", [issuer, sessionId]);
+export const credentialHash = (key: Uint8Array, issuer: string, sessionId: string, instanceId: string) =>
+  lookupHash(key, "credential", [issuer, sessionId, instanceId]);
+export const holdingsHash = (key: Uint8Array, uid: string) => lookupHash(key, "holdings", [uid]);

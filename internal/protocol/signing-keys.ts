@@ -7,7 +7,15 @@
 import { type KeyObject, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes } from "node:crypto";
 import type { JWK } from "jose";
 
-export const KEY_PURPOSES = ["session", "access", "record", "id-token", "userinfo", "key-set", "error", "receipt"] as const;
+export const KEY_PURPOSES = ["session", "access", "record", "id-token", "userinfo", "key-set", "error", "receipt", "wallet-access", "wallet"] as const;
+/**
+ * The credential wallet's purposes (docs/wallet-server.md): `wallet-access` signs the
+ * Wallet Client's DPoP-bound access tokens, `wallet` what Token vouches for to wallet
+ * clients and issuers (WSK attestations, issuer statements). Token keeps them in a key
+ * file of their own and never puts them in its mesh bundle, which a release that knows
+ * no such purpose could not read.
+ */
+export const WALLET_PURPOSES: readonly KeyPurpose[] = ["wallet-access", "wallet"];
 export type KeyPurpose = (typeof KEY_PURPOSES)[number];
 /**
  * The purposes whose keys sign for apps (ID Tokens, signed userinfo answers): the only

@@ -57,6 +57,25 @@ export const RECEIPT: TokenType = {
   maxLifetimeSeconds: 15 * 60,
 };
 
+/**
+ * The Wallet Client's access token (docs/wallet-server.md): minted at a DPoP-bound
+ * client's login, bound to its DPoP key (cnf.jkt), and read only by Token (Orchestration
+ * checks it before passing it on). Its user id never reaches an app.
+ */
+export const WALLET_ACCESS_TOKEN: TokenType = {
+  typ: "hello-wallet-access+jwt",
+  purpose: "wallet-access",
+  issuer: TOKEN,
+  audience: TOKEN,
+  maxLifetimeSeconds: 60 * 60,
+};
+export interface WalletAccessClaims {
+  /** The user id. */
+  sub: string;
+  client_id: string;
+  cnf: { jkt: string };
+}
+
 // What Token signs for apps (with jose, in the formats apps expect): their lifetimes and
 // the userinfo answer's typ. Orchestration checks every one against these before it
 // leaves (internal/components/orchestration/minted-check.ts).
@@ -80,6 +99,9 @@ export const RECORD_TYPES: Record<RecordKindName, TokenType> = {
   release: recordType("release"),
   wallet: recordType("wallet"),
   reservation: recordType("reservation"),
+  "s2s-session": recordType("s2s-session"),
+  credential: recordType("credential"),
+  holdings: recordType("holdings"),
 };
 
 /**
@@ -105,6 +127,9 @@ export const RECORD_KIND: Record<RecordKindName, RecordKind> = {
   release: RecordKind.RELEASE,
   wallet: RecordKind.WALLET,
   reservation: RecordKind.RESERVATION,
+  "s2s-session": RecordKind.S2S_SESSION,
+  credential: RecordKind.CREDENTIAL,
+  holdings: RecordKind.HOLDINGS,
 };
 
 export type Operation = "read" | "create" | "update" | "delete";
@@ -320,4 +345,82 @@ export interface WalletDeletionRecord {
   releases: Array<{ client_id: string; directed_id: string }>;
 }
 
-export type RecordClaims = { subject: SubjectRecord; release: ReleaseRecord; wallet: WalletRecord; reservation: ReservationRecord };
+/** A public ES256 key as records keep it: the members that make its thumbprint, nothing else. */
+export interface Es256PublicJwk {
+  kty: "EC";
+  crv: "P-256";
+  x: string;
+  y: string;
+}
+
+/**
+ * S2S session record (docs/wallet-server.md): one client instance's session at one
+ * issuer, keyed by hash(issuer id, sessionId). Token makes it when the client begins
+ * the session, and changes it only as the issuer's answers say (a terminal status never
+ * moves back).
+ */
+export interface S2sSessionRecord {
+  issuer: string;
+  session_id: string;
+  uid: string;
+  /** The client instance: RFC 7638 thumbprint of its DPoP key. */
+  jkt: string;
+  /** The session's Wallet Signing Key. */
+  wsk: Es256PublicJwk;
+  created: number;
+  verifications: S2sVerification[];
+  instances: S2sInstance[];
+}
+
+export interface S2sVerification {
+  verification_id: string;
+  /** The issuer's VerificationStatus.status. */
+  status: string;
+  credential_configuration_ids: string[];
+  reason_code?: string;
+  updated: number;
+}
+
+export interface S2sInstance {
+  credential_instance_id: string;
+  credential_configuration_id: string;
+  verification_id: string;
+}
+
+/**
+ * Credential record: one credential instance, keyed by hash(issuer id, sessionId,
+ * instance id). `credentials` is the issuer's JWE to the client's WEK, which no
+ * component can open; the rest is what the draft lets the wallet server see.
+ */
+export interface CredentialRecord {
+  issuer: string;
+  session_id: string;
+  credential_instance_id: string;
+  credential_configuration_id: string;
+  uid: string;
+  /** The draft's credential status: IN_PROCESS, ACTIVE, SUSPENDED_ISSUER, SUSPENDED_WALLET, UNLINKED, CANCELLED, UNKNOWN. */
+  status: string;
+  /** The issuer's credentialVersion, once a get delivered. */
+  version?: string;
+  /** The issuer's credentialMetadata (display data), once a get delivered. */
+  metadata?: Record<string, unknown>;
+  /** The issuer's `credentials` payload (a JWE to the WEK, origin ISSUER), once a get delivered. */
+  credentials?: { jwe: string; origin: "ISSUER" };
+  updated: number;
+}
+
+/** Holdings record: the user's S2S sessions, so that a user's credentials can be listed. Keyed by hash(user id). */
+export interface HoldingsRecord {
+  uid: string;
+  sessions: Array<{ issuer: string; session_id: string }>;
+}
+
+export type RecordClaims = {
+  subject: SubjectRecord;
+  release: ReleaseRecord;
+  wallet: WalletRecord;
+  reservation: ReservationRecord;
+  "s2s-session": S2sSessionRecord;
+  credential: CredentialRecord;
+  holdings: HoldingsRecord;
+};

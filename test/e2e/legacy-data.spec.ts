@@ -18,6 +18,7 @@ import { loginAtFrontDoor } from "../support/app-client.js";
 import { DEFAULT_DEV_USERS, type DevUser } from "../../internal/dev/devop/dev-op.js";
 import type { DevDeployment } from "../../internal/dev/dev-deployment.js";
 import { FORMAT_2_SQL } from "../../internal/components/storage/backend/conformance.js";
+import { SCHEMA_VERSION } from "../../internal/components/storage/backend/schema.js";
 import type { RecordKindName } from "../../internal/protocol/records.js";
 import { TOKEN_KEYS, loadLookupKey, loadSigningKeys } from "../../internal/protocol/key-files.js";
 import { additionalData, wrappingData } from "../../internal/protocol/keyring.js";
@@ -126,12 +127,12 @@ describe("data made by the previous format keeps working (issue 11, item 14)", f
     expect(carol.tokens!.claims()!.sub).to.not.be.oneOf([directed.alice, directed.bob]);
   });
 
-  it("Storage migrated the rows: format 3, timestamps to the day, the digests of the rows read, and reservations for the ids in use", async function () {
+  it("Storage migrated the rows: format 4 (the latest), timestamps to the day, the digests of the rows read, and reservations for the ids in use", async function () {
     await mesh.processes.stop(); // PGlite is one process's: Storage lets go of it first
     const db = await PGlite.create(dataDir);
     try {
       const version = await db.query<{ version: number }>("SELECT version FROM schema_version");
-      expect(version.rows[0]!.version).to.equal(3);
+      expect(version.rows[0]!.version).to.equal(SCHEMA_VERSION);
       const rows = await db.query<{ kind: string; create_time: Date; update_time: Date; digest: string | null; hash: string }>(
         "SELECT kind, create_time, update_time, digest, hash FROM records",
       );

@@ -12,7 +12,8 @@ import { EncryptionService } from "../../gen/hello/encryption/v1/encryption_serv
 import { StorageService } from "../../gen/hello/storage/v1/storage_service_pb.js";
 import { storageErrors, storageRoutes } from "../storage/storage-service.js";
 import { openPGliteStore } from "../storage/backend/pglite-store.js";
-import type { RecordStore } from "../storage/backend/record-store.js";
+import type { RecordKindName, RecordStore } from "../storage/backend/record-store.js";
+import { WALLET_RECORD_KINDS } from "../../protocol/records.js";
 import { FORMAT_2_SQL } from "../storage/backend/conformance.js";
 import { sha256, sign } from "../../protocol/jws.js";
 import { Keyring, generateRecordKey } from "../../protocol/keyring.js";
@@ -79,6 +80,31 @@ describe("Encryption: keyring rotation and re-encryption on write", function () 
     expect(error.code).to.equal(Code.Aborted);
     const read = await encryption.readRecord({ accessToken: await token("read", "v-hash") });
     expect(read.result.value).to.equal("v1");
+  });
+
+  it("seals, stores, reads, updates and deletes records of the credential wallet's kinds, each under its own kind only", async function () {
+    const tokenOf = (op: Operation, kind: RecordKindName, hash: string, record?: string) =>
+      sign(ACCESS_TOKEN, accessKey, { op, kind, hash, ...(record ? { digest: sha256(record) } : {}) });
+    for (const kind of WALLET_RECORD_KINDS) {
+      const hash = `${kind}-hash`;
+      const record = `a ${kind} record`;
+      const created = await encryption.createRecord({ accessToken: await tokenOf("create", kind, hash, record), record });
+      expect(created.version).to.equal(1n);
+      const row = await store.read(hash, kind);
+      expect(Buffer.from(row.ciphertext).includes(Buffer.from(record)), "sealed").to.equal(false);
+      expect(row.ciphertext.byteLength, "padded to a size bucket").to.equal(1024);
+      expect((await encryption.readRecord({ accessToken: await tokenOf("read", kind, hash) })).result).to.deep.equal({ case: "record", value: record });
+      // A token for another kind at this hash finds nothing: Storage keys rows by kind too.
+      const other = WALLET_RECORD_KINDS.find((k) => k !== kind)!;
+      expect((await encryption.readRecord({ accessToken: await tokenOf("read", other, hash) })).result.case).to.equal("errorToken");
+
+      const next = `${record}, updated`;
+      const updated = await encryption.updateRecord({ accessToken: await tokenOf("update", kind, hash, next), record: next, expectedVersion: 1n });
+      expect(updated.version).to.equal(2n);
+      expect((await encryption.readRecord({ accessToken: await tokenOf("read", kind, hash) })).result.value).to.equal(next);
+      await encryption.deleteRecord({ accessToken: await tokenOf("delete", kind, hash) });
+      expect((await encryption.readRecord({ accessToken: await tokenOf("read", kind, hash) })).result.case).to.equal("errorToken");
+    }
   });
 
   it("a keyring that lost the key a record was sealed with answers DATA_LOSS, naming no record", async function () {

@@ -23,7 +23,7 @@ import { VerificationKeys, generateSigningKey, publicJwk } from "../../protocol/
 import { storageKeyPair } from "../../../test/support/storage-keys.js";
 import { ACCESS_TOKEN, type Operation } from "../../protocol/tokens.js";
 import { openPGliteStore } from "../storage/backend/pglite-store.js";
-import type { RecordKindName, RecordStore } from "../storage/backend/record-store.js";
+import { RECORD_KINDS, type RecordKindName, type RecordStore } from "../storage/backend/record-store.js";
 import { storageErrors, storageRoutes } from "../storage/storage-service.js";
 import { encryptionRoutes } from "./encryption-service.js";
 import { keyringAdminRoutes } from "./keyring-admin.js";
@@ -78,13 +78,13 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
     return { ids, bytes, ring };
   }
 
-  /** Writes `count` records through Encryption; returns hash -> (kind, record). */
-  async function writeRecords(encryption: Client<typeof EncryptionService>, count: number) {
+  /** Writes `count` records through Encryption, of `kinds` in turn; returns hash -> (kind, record). */
+  async function writeRecords(encryption: Client<typeof EncryptionService>, count: number, kinds: readonly RecordKindName[] = KINDS) {
     const written = new Map<string, { kind: RecordKindName; record: string }>();
     await Promise.all(
       Array.from({ length: count }, async (_, i) => {
         const hash = randomBytes(32).toString("base64url");
-        const kind = KINDS[i % 3]!;
+        const kind = kinds[i % kinds.length]!;
         const record = `record ${i} ${randomBytes(8).toString("hex")}`;
         await encryption.createRecord({ accessToken: await token("create", kind, hash, record), record });
         written.set(hash, { kind, record });
@@ -112,11 +112,11 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
    * k2 with k1 still held. `hold` changes the keyring `honest` (and every Encryption made by
    * `withMaintenance`, on another key-maintenance client) holds from then on.
    */
-  async function rotated(count: number) {
+  async function rotated(count: number, kinds?: readonly RecordKindName[]) {
     const { ids, bytes, ring } = keyrings();
     let keyring = ring("k1", "k1");
     const honest = encryptionWith(() => keyring);
-    const written = await writeRecords(honest.encryption, count);
+    const written = await writeRecords(honest.encryption, count, kinds);
     keyring = ring("k2", "k1", "k2");
     return {
       ids, bytes, ring, honest, written,
@@ -156,6 +156,32 @@ describe("the re-wrap job (envelope encryption, docs/keyring-rotation.md)", func
     // A second run has nothing to do.
     await rewrap(honest);
     expect((await status(admin)).job!.progress).to.deep.equal([]);
+  });
+
+  it("moves records of every kind, the credential wallet's three included, and each still reads under its kind alone", async function () {
+    const { ids, honest, written, hold } = await rotated(RECORD_KINDS.length * 3, RECORD_KINDS);
+    expect(new Set([...written.values()].map((w) => w.kind))).to.deep.equal(new Set(RECORD_KINDS));
+    await rewrap(honest);
+    const done = await status(honest.admin);
+    expect(done.job!.state).to.equal(RewrapJobState.SUCCEEDED);
+    expect(done.job!.progress.map((p) => ({ keyId: p.keyId, moved: p.moved, skipped: p.skipped, failed: p.failed })))
+      .to.deep.equal([{ keyId: ids.k1, moved: 21n, skipped: 0n, failed: 0n }]);
+    for (const [hash, { kind }] of written) expect((await store.read(hash, kind)).keyId, kind).to.equal(ids.k2);
+    hold("k2", "k2");
+    await expectAllRead(honest.encryption, written);
+    // Storage's key maintenance keeps the kinds apart: a credential's row is no holdings row,
+    // and a kind outside the enum's is refused, with the kinds it may be.
+    const [hash, { kind }] = [...written].find(([, w]) => w.kind === "credential")!;
+    const row = await store.read(hash, kind);
+    const request = { hash, version: BigInt(row.version), keyId: row.keyId, wrappedKey: row.wrappedKey!, newKeyId: `${row.keyId}-x`, newWrappedKey: randomBytes(60) };
+    expect((await refusedWith(maintenance.rewrapRecordKey({ ...request, kind: RecordKind.HOLDINGS }))).code).to.equal(Code.NotFound);
+    for (const unknown of [RecordKind.UNSPECIFIED, 8 as RecordKind]) {
+      const refused = await refusedWith(maintenance.rewrapRecordKey({ ...request, kind: unknown }));
+      expect(refused.code).to.equal(Code.InvalidArgument);
+      expect(refused.rawMessage).to.equal("kind must be one of RECORD_KIND_SUBJECT, RECORD_KIND_RELEASE, RECORD_KIND_WALLET, "
+        + "RECORD_KIND_RESERVATION, RECORD_KIND_S2S_SESSION, RECORD_KIND_CREDENTIAL, RECORD_KIND_HOLDINGS");
+    }
+    expect((await store.read(hash, kind)).keyId).to.equal(row.keyId);
   });
 
   it("a rotation while records wait, then another: the job follows to the newest key, and the undo copy stays the first", async function () {

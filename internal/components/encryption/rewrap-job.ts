@@ -58,12 +58,16 @@ const PAGE_SIZE = 200;
 const MAX_PASSES = 5;
 const RETRIES = 4;
 
+/** Every kind but UNSPECIFIED (`satisfies`: a kind added to the enum and not here does not compile). */
 const KIND_NAMES: Partial<Record<RecordKind, RecordKindName>> = {
   [RecordKind.SUBJECT]: "subject",
   [RecordKind.RELEASE]: "release",
   [RecordKind.WALLET]: "wallet",
   [RecordKind.RESERVATION]: "reservation",
-};
+  [RecordKind.S2S_SESSION]: "s2s-session",
+  [RecordKind.CREDENTIAL]: "credential",
+  [RecordKind.HOLDINGS]: "holdings",
+} satisfies Record<Exclude<RecordKind, RecordKind.UNSPECIFIED>, RecordKindName>;
 
 export class RewrapJob {
   readonly #deps: RewrapJobDeps;

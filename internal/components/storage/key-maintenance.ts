@@ -11,7 +11,7 @@
 
 import type { ConnectRouter } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
-import type { RecordKind } from "../../gen/hello/common/v1/record_pb.js";
+import { RecordKind } from "../../gen/hello/common/v1/record_pb.js";
 import {
   KeyMaintenanceService,
   KeyUsageSchema,
@@ -26,9 +26,12 @@ import { invalidArgument } from "../../protocol/errors.js";
 const DEFAULT_LIST_PAGE = 100;
 const MAX_LIST_PAGE = 1000;
 
+/** Every kind of RECORD_KIND, the credential wallet's included, as its proto names it. */
+const KIND_CHOICES = Object.values(RECORD_KIND).map((k) => `RECORD_KIND_${RecordKind[k]}`).join(", ");
+
 function kindName(kind: RecordKind): RecordKindName {
   const name = (Object.keys(RECORD_KIND) as RecordKindName[]).find((k) => RECORD_KIND[k] === kind);
-  if (!name) throw invalidArgument("kind must be RECORD_KIND_SUBJECT, RECORD_KIND_RELEASE, RECORD_KIND_WALLET or RECORD_KIND_RESERVATION");
+  if (!name) throw invalidArgument(`kind must be one of ${KIND_CHOICES}`);
   return name;
 }
 

@@ -34,6 +34,7 @@ import {
   RECEIPT,
   SESSION_TOKEN,
   USERINFO_LIFETIME_SECONDS,
+  WALLET_ACCESS_TOKEN,
 } from "../../protocol/tokens.js";
 
 export const SIGNING_COMPONENTS = ["token", "storage"] as const;
@@ -68,6 +69,9 @@ export const SIGNED_LIFETIME_SECONDS: Record<KeyPurpose, number | undefined> = {
   // Orchestration checks the key set's signature at each /jwks request; nothing keeps it.
   "key-set": 0,
   record: undefined,
+  "wallet-access": WALLET_ACCESS_TOKEN.maxLifetimeSeconds,
+  // WSK attestations (600 s) and issuer statements (ISSUER_STATEMENT_LIFETIME_SECONDS).
+  wallet: 60 * 60,
 };
 
 /**
@@ -86,6 +90,9 @@ export const DEFAULT_PUBLISHED_SECONDS: Record<KeyPurpose, number> = {
   "key-set": 60,
   "id-token": JWKS_MAX_AGE,
   userinfo: JWKS_MAX_AGE,
+  "wallet-access": 60,
+  // Issuers and wallet clients fetch /wallet/jwks like apps fetch /jwks.
+  wallet: JWKS_MAX_AGE,
 };
 
 /**

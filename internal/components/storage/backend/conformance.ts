@@ -13,7 +13,8 @@ import { expect } from "chai";
 import { type StorageErrorCode, AlreadyExistsError, InvalidArgumentError, NotFoundError, StorageError } from "./errors.js";
 import { TokenReusedError, UnavailableError, VersionConflictError } from "./errors.js";
 import { RECORD_KINDS } from "./record-store.js";
-import type { KeyUsage, NewRow, RecordKindName, RecordStore, StoredRow } from "./record-store.js";
+import type { BatchWrite, KeyUsage, NewRow, RecordKindName, RecordStore, StoredRow } from "./record-store.js";
+import { WALLET_RECORD_KINDS } from "../../../protocol/records.js";
 
 const MiB = 1024 * 1024;
 const DAY_MS = 86_400_000;
@@ -800,7 +801,7 @@ export function recordStoreConformance(
       });
 
       it("keeps reservations, a fourth kind, created only if absent and apart from the other kinds", async function () {
-        expect(RECORD_KINDS).to.deep.equal(["subject", "release", "wallet", "reservation"]);
+        expect(RECORD_KINDS.slice(0, 4)).to.deep.equal(["subject", "release", "wallet", "reservation"]);
         const row = await createRow({ kind: "reservation" });
         expectSameRow(await store.read(row.hash, "reservation"), row);
         await expectStorageError(createRow({ hash: row.hash, kind: "reservation" }), AlreadyExistsError, "already_exists", row.hash);
@@ -812,6 +813,108 @@ export function recordStoreConformance(
         await expectStorageError(store.read(row.hash, "reservation"), NotFoundError, "not_found", row.hash);
       });
     });
+
+    describe("storage format 4: the credential wallet's kinds (docs/wallet-server.md)", function () {
+      it("knows seven kinds: the four of format 3, then the wallet's three", async function () {
+        expect(RECORD_KINDS).to.deep.equal(["subject", "release", "wallet", "reservation", "s2s-session", "credential", "holdings"]);
+        expect(WALLET_RECORD_KINDS).to.deep.equal(["s2s-session", "credential", "holdings"]);
+      });
+
+      for (const kind of WALLET_RECORD_KINDS) {
+        it(`keeps ${kind} rows: create only if absent, read, update, list and re-wrap, delete; apart from every other kind`, async function () {
+          const keyId = randomKeyId();
+          const row = await createRow({ kind, keyId, wrappedKey: randomBytes(60) });
+          expect(row).to.include({ kind, keyId, version: 1 });
+          expectSameRow(await store.read(row.hash, kind), row);
+          // One hash, one row: no kind can be created beside it, and no other kind reads it.
+          for (const other of RECORD_KINDS) {
+            await expectStorageError(createRow({ hash: row.hash, kind: other }), AlreadyExistsError, "already_exists", row.hash);
+            if (other !== kind) {
+              await expectStorageError(store.read(row.hash, other), NotFoundError, "not_found", row.hash);
+              await expectStorageError(store.delete(row.hash, other), NotFoundError, "not_found", row.hash);
+            }
+          }
+          expectSameRow(await store.read(row.hash, kind), row);
+
+          const next = { keyId, wrappedKey: randomBytes(60), ciphertext: randomBytes(2048), digest: randomDigest() };
+          const updated = await store.update(row.hash, kind, 1, next);
+          expect(updated).to.include({ kind, version: 2, digest: next.digest });
+          expectBytes(updated.ciphertext, next.ciphertext);
+          await expectStorageError(store.update(row.hash, kind, 1, { ...next, digest: randomDigest() }), VersionConflictError, "version_conflict", row.hash);
+          expectSameRow(await store.read(row.hash, kind), updated);
+
+          // Key maintenance lists and re-wraps it as any other row.
+          const listed = await store.listKeys(keyId, { limit: 10 });
+          expect(listed.map((r) => ({ hash: r.hash, kind: r.kind, version: r.version }))).to.deep.equal([{ hash: row.hash, kind, version: 2 }]);
+          const newKeyId = randomKeyId();
+          await store.rewrapKey(row.hash, kind, { version: 2, keyId, wrappedKey: next.wrappedKey }, { keyId: newKeyId, wrappedKey: randomBytes(60) });
+          const rewrapped = await store.read(row.hash, kind);
+          expect(rewrapped).to.include({ keyId: newKeyId, previousKeyId: keyId, version: 2 });
+          expect(await store.restorePreviousWrappings(newKeyId)).to.equal(1);
+          expectSameRow(await store.read(row.hash, kind), updated);
+
+          await expectStorageError(store.delete(row.hash, kind, 1), VersionConflictError, "version_conflict", row.hash);
+          await store.delete(row.hash, kind, 2);
+          await expectStorageError(store.read(row.hash, kind), NotFoundError, "not_found", row.hash);
+          expect((await createRow({ hash: row.hash, kind })).version, "created afresh after its delete").to.equal(1);
+        });
+      }
+
+      it("writes the wallet's kinds in one batch with the others, all or none", async function () {
+        const wallet = await createRow({ kind: "wallet" });
+        const holdings = await createRow({ kind: "holdings" });
+        const [session, credential] = (["s2s-session", "credential"] as const).map((kind) => ({
+          hash: randomHash(), kind, keyId: "k1", wrappedKey: randomBytes(60), ciphertext: randomBytes(64), digest: randomDigest(),
+        }));
+        const next = { keyId: "k1", wrappedKey: randomBytes(60), ciphertext: randomBytes(64), digest: randomDigest() };
+        const batch = (walletVersion: number): BatchWrite[] => [
+          { op: "create", row: session! },
+          { op: "create", row: credential! },
+          { op: "update", hash: holdings.hash, kind: "holdings", expectedVersion: 1, next },
+          { op: "update", hash: wallet.hash, kind: "wallet", expectedVersion: walletVersion, next },
+        ];
+        // A conflict on the last write leaves none of the wallet's rows behind.
+        await expectStorageError(store.writeBatch(batch(2)), VersionConflictError, "version_conflict", wallet.hash);
+        for (const row of [session!, credential!]) await expectStorageError(store.read(row.hash, row.kind), NotFoundError, "not_found", row.hash);
+        expectSameRow(await store.read(holdings.hash, "holdings"), holdings);
+
+        const written = await store.writeBatch(batch(1));
+        expect(written.map((r) => [r?.kind, r?.version])).to.deep.equal([["s2s-session", 1], ["credential", 1], ["holdings", 2], ["wallet", 2]]);
+        expectBytes((await store.read(session!.hash, "s2s-session")).ciphertext, session!.ciphertext);
+        expect((await store.read(credential!.hash, "credential")).digest).to.equal(credential!.digest);
+        expect((await store.read(holdings.hash, "holdings")).digest).to.equal(next.digest);
+      });
+
+      it("still refuses a kind it does not know, near misses of the wallet's included, in every operation, writing nothing", async function () {
+        const row = await createRow({ kind: "credential" });
+        const content = { keyId: "k1", ciphertext: randomBytes(8), digest: randomDigest() };
+        for (const unknown of ["user", "s2s_session", "S2S-SESSION", "session", "credentials", "holding", "credential ", ""]) {
+          const kind = unknown as RecordKindName;
+          const hash = randomHash();
+          const calls: Array<[string, Promise<unknown>]> = [
+            [`create ${unknown}`, store.create({ hash, kind, ...content })],
+            [`read ${unknown}`, store.read(row.hash, kind)],
+            [`update ${unknown}`, store.update(row.hash, kind, 1, content)],
+            [`delete ${unknown}`, store.delete(row.hash, kind)],
+            [`setLegacyDigest ${unknown}`, store.setLegacyDigest(row.hash, kind, 1, randomDigest())],
+            [`rewrapKey ${unknown}`, store.rewrapKey(row.hash, kind, { version: 1, keyId: "k1", wrappedKey: randomBytes(60) }, { keyId: "k2", wrappedKey: randomBytes(60) })],
+            [`writeBatch ${unknown}`, store.writeBatch([{ op: "create", row: { hash, kind, ...content } }])],
+          ];
+          for (const [what, call] of calls) {
+            const error = await caught(call);
+            expectErrorValue(error, InvalidArgumentError, "invalid_argument", row.hash);
+            // The message lists what is accepted, the wallet's kinds included.
+            for (const known of RECORD_KINDS) expect((error as Error).message, what).to.include(known);
+          }
+          await expectNothingWrittenUnder(hash);
+        }
+        expectSameRow(await store.read(row.hash, "credential"), row);
+      });
+
+      async function expectNothingWrittenUnder(hash: string): Promise<void> {
+        for (const kind of RECORD_KINDS) await expectStorageError(store.read(hash, kind), NotFoundError, "not_found", hash);
+      }
+    });
   });
 }
 
@@ -820,6 +923,13 @@ export function recordStoreConformance(
  * until then, word for word): what a database written by that release looks like.
  */
 export const FORMAT_2_SQL = readFileSync(new URL("./testdata/format-2.sql", import.meta.url), "utf8");
+
+/**
+ * The storage format before format 4 (what the release of format 3 made of a new
+ * database, statement for statement, its version recorded): the database of a Storage
+ * that does not know the credential wallet's kinds.
+ */
+export const FORMAT_3_SQL = readFileSync(new URL("./testdata/format-3.sql", import.meta.url), "utf8");
 
 /** A database a migration test may build in an old format, then open with the store. */
 export interface FormatTestDatabase {
@@ -832,10 +942,11 @@ export interface FormatTestDatabase {
 /**
  * Opening a database of format 2 migrates it to format 3 once: timestamps rounded down
  * to the UTC day (in batches), the kind CHECK replaced so that it allows reservations,
- * a digest column that old rows lack until setLegacyDigest, and the version recorded.
+ * a digest column that old rows lack until setLegacyDigest, and the version recorded;
+ * then on to format 4 (storageFormat4Migration) in the same open.
  */
 export function storageFormatMigration(name: string, newDatabase: () => Promise<FormatTestDatabase>): void {
-  describe(`storage format migration 2 -> 3: ${name}`, function () {
+  describe(`storage format migration 2 -> 3 (-> 4): ${name}`, function () {
     this.timeout(120_000);
     const BULK_ROWS = 2345; // more than two batches of the migration
     const hashes = { subject: randomHash(), wallet: randomHash(), midnight: randomHash() };
@@ -929,9 +1040,9 @@ export function storageFormatMigration(name: string, newDatabase: () => Promise<
       expectSameRow(await store.read(row.hash, "reservation"), row);
     });
 
-    it("records format 3 and keeps a kind CHECK (now with reservations); opening again migrates nothing", async function () {
+    it("records format 4 (through 3) and keeps a kind CHECK (now with reservations and the wallet's kinds); opening again migrates nothing", async function () {
       await store.close();
-      expect(await db.sql("SELECT version FROM schema_version")).to.deep.equal([{ version: 3 }]);
+      expect(await db.sql("SELECT version FROM schema_version")).to.deep.equal([{ version: 4 }]);
       const checks = await db.sql(`SELECT conname, pg_get_constraintdef(oid) AS def FROM pg_constraint
         WHERE conrelid = 'records'::regclass AND contype = 'c'`);
       expect(checks.map((c) => c["conname"])).to.deep.equal(["records_kind_check"]);
@@ -941,31 +1052,183 @@ export function storageFormatMigration(name: string, newDatabase: () => Promise<
         (error: unknown) => (error as { code?: string }).code,
       );
       expect(refused, "a kind outside the list is still refused by the database").to.equal("23514");
-      // A row written as the previous release wrote them (a replica not yet upgraded):
-      // a database at format 3 is not migrated again, so it keeps its finer time.
+      // A row written as format 2's release wrote them (a replica not yet upgraded): a
+      // database at format 4 is not migrated again, so it keeps its finer time.
       const late = randomHash();
       await db.sql("INSERT INTO records VALUES ($1, 'wallet', 'k1', '\\x01'::bytea, 1, $2::timestamptz, $2::timestamptz)", [late, "2025-07-07T07:07:07.007Z"]);
       store = await db.open();
       expect((await store.read(late, "wallet")).createTime.toISOString()).to.equal("2025-07-07T07:07:07.007Z");
     });
 
-    it("opens a new database at format 3, and refuses one of a newer format than it knows", async function () {
+    it("opens a new database at format 4, and refuses one of a newer format than it knows", async function () {
       const fresh = await newDatabase();
       const first = await fresh.open();
       await first.create({ hash: randomHash(), kind: "reservation", keyId: "k1", ciphertext: randomBytes(8), digest: randomDigest() });
+      await first.create({ hash: randomHash(), kind: "holdings", keyId: "k1", ciphertext: randomBytes(8), digest: randomDigest() });
       await first.close();
-      expect(await fresh.sql("SELECT version FROM schema_version")).to.deep.equal([{ version: 3 }]);
-      await fresh.sql("UPDATE schema_version SET version = 4");
+      expect(await fresh.sql("SELECT version FROM schema_version")).to.deep.equal([{ version: 4 }]);
+      await fresh.sql("UPDATE schema_version SET version = 5");
       const error = await fresh.open().then(
         async (opened) => {
           await opened.close();
-          return expect.fail("opened a database of storage format 4");
+          return expect.fail("opened a database of storage format 5");
         },
         (e: unknown) => e as Error,
       );
-      expect(error.message).to.match(/storage format 4, newer than the 3/);
+      // Behind the backend's "cannot open the embedded database (PGlite): " or "cannot open the PostgreSQL database: ".
+      expect(error.message).to.match(/^cannot open the .+: the database is in storage format 5, newer than the 4 this Storage knows: run a release that knows it$/);
     });
   });
+}
+
+/**
+ * Opening a database of format 3 migrates it to format 4 once: the kind CHECK replaced
+ * so that it allows the credential wallet's three kinds, and the version recorded.
+ * Nothing else changes: every row, and every spent token id, stays as it was.
+ */
+export function storageFormat4Migration(name: string, newDatabase: () => Promise<FormatTestDatabase>): void {
+  describe(`storage format migration 3 -> 4: ${name}`, function () {
+    this.timeout(120_000);
+    const BULK_ROWS = 1500;
+    const day = (iso: string) => new Date(`${iso}T00:00:00.000Z`);
+    /** Rows as a Storage of format 3 left them: one of each kind it knew, in each of its forms. */
+    const old: Record<"subject" | "release" | "wallet" | "reservation" | "late", StoredRow> = {
+      // Updated since its create, under envelope encryption.
+      subject: oldRow("subject", { version: 2, wrappedKey: randomBytes(60), digest: randomDigest(), createTime: day("2025-01-02"), updateTime: day("2025-03-04") }),
+      // Sealed before envelope encryption and never read since format 3: no wrapped key, no digest.
+      release: oldRow("release", { version: 1, createTime: day("2024-11-30"), updateTime: day("2024-11-30") }),
+      // Re-wrapped, with its undo copy.
+      wallet: oldRow("wallet", {
+        version: 5, wrappedKey: randomBytes(60), previousKeyId: "k0", previousWrappedKey: randomBytes(60), digest: randomDigest(),
+        createTime: day("2024-06-07"), updateTime: day("2025-08-09"),
+      }),
+      reservation: oldRow("reservation", { version: 1, wrappedKey: randomBytes(60), digest: randomDigest(), createTime: day("2025-05-05"), updateTime: day("2025-05-05") }),
+      // Written by a replica of format 2 while format 3 rolled out: a finer time, which format 4 does not round.
+      late: oldRow("wallet", { version: 1, wrappedKey: randomBytes(60), createTime: new Date("2025-07-07T07:07:07.007Z"), updateTime: new Date("2025-07-07T07:07:07.007Z") }),
+    };
+    const spentJti = randomHash();
+    let db: FormatTestDatabase;
+    let store: RecordStore;
+    /** The version the database recorded before the migration. */
+    let found: unknown;
+
+    function oldRow(kind: RecordKindName, fields: Omit<StoredRow, "hash" | "kind" | "keyId" | "ciphertext">): StoredRow {
+      return { hash: randomHash(), kind, keyId: "k1", ciphertext: randomBytes(100), ...fields };
+    }
+
+    before(async function () {
+      db = await newDatabase();
+      // One script (each call of db.sql may start a database engine): the format, its rows,
+      // a spent token id, proof that its CHECK refuses each wallet kind, and its version.
+      const literal = (value: string | number | Uint8Array | Date | undefined) =>
+        value === undefined ? "NULL"
+          : value instanceof Date ? `'${value.toISOString()}'::timestamptz`
+          : value instanceof Uint8Array ? `'\\x${Buffer.from(value).toString("hex")}'::bytea`
+          : typeof value === "number" ? String(value) : `'${value}'`;
+      const rows = Object.values(old).map((r) =>
+        `(${[r.hash, r.kind, r.keyId, r.wrappedKey, r.previousKeyId, r.previousWrappedKey, r.ciphertext, r.version, r.digest, r.createTime, r.updateTime].map(literal).join(", ")})`);
+      [{ version: found }] = await db.sql(`${FORMAT_3_SQL}
+        INSERT INTO records (hash, kind, key_id, wrapped_key, previous_key_id, previous_wrapped_key, ciphertext, version, digest, create_time, update_time)
+          VALUES ${rows.join(",\n")};
+        INSERT INTO records (hash, kind, key_id, wrapped_key, ciphertext, version, digest, create_time, update_time)
+          SELECT 'bulk-' || lpad(i::text, 6, '0'), (ARRAY['subject', 'release', 'wallet', 'reservation'])[1 + i % 4], 'k-bulk',
+            '\\x01'::bytea, '\\x02'::bytea, 1 + i % 3, NULL, '2025-02-03T00:00:00Z', '2025-02-04T00:00:00Z'
+          FROM generate_series(1, ${BULK_ROWS}) AS i;
+        INSERT INTO spent_token_ids (jti, expires_at) VALUES ('${spentJti}', now() + interval '1 hour');
+        ${expectKindsRefused(WALLET_RECORD_KINDS)};
+        SELECT version FROM schema_version`) as [{ version: unknown }];
+      store = await db.open();
+    });
+    after(async () => store?.close());
+
+    it("starts from a database of format 3, whose kind CHECK refused a row of each wallet kind (the setup script checks it)", function () {
+      expect(found).to.equal(3);
+    });
+
+    it("keeps every row as it was: kind, key ids, wrapped keys, undo copies, ciphertexts, versions, digests, times", async function () {
+      for (const row of Object.values(old)) expectSameRow(await store.read(row.hash, row.kind), row);
+      const late = await store.read(old.late.hash, "wallet");
+      expect(late.createTime.toISOString(), "format 3's rounding is not run again").to.equal("2025-07-07T07:07:07.007Z");
+      let rows = 0;
+      const byKind = new Map<string, number>();
+      for await (const row of store.scan()) {
+        rows++;
+        byKind.set(row.kind, (byKind.get(row.kind) ?? 0) + 1);
+      }
+      expect(rows).to.equal(BULK_ROWS + Object.keys(old).length);
+      expect(Object.fromEntries(byKind)).to.deep.equal({ subject: 376, release: 376, wallet: 377, reservation: 376 });
+      const bulk = await store.read("bulk-001498", "wallet");
+      expect(bulk).to.include({ keyId: "k-bulk", version: 2 });
+      expect(bulk.digest).to.equal(undefined);
+      expect([bulk.createTime.toISOString(), bulk.updateTime.toISOString()]).to.deep.equal(["2025-02-03T00:00:00.000Z", "2025-02-04T00:00:00.000Z"]);
+      expect((await store.countKeys()).find((u) => u.keyId === "k-bulk")).to.deep.equal({ keyId: "k-bulk", records: BULK_ROWS, legacyRecords: 0, previousWrappings: 0 });
+      await expectStorageError(store.spendTokenId(spentJti, new Date(Date.now() + 60_000)), TokenReusedError, "token_reused", spentJti);
+    });
+
+    it("accepts the wallet's three kinds, and the old rows keep working beside them", async function () {
+      const started = Date.now();
+      for (const kind of WALLET_RECORD_KINDS) {
+        const row = await store.create({ hash: randomHash(), kind, keyId: "k2", wrappedKey: randomBytes(60), ciphertext: randomBytes(64), digest: randomDigest() });
+        expectToday(row.createTime, started);
+        expectSameRow(await store.read(row.hash, kind), row);
+        const updated = await store.update(row.hash, kind, 1, { keyId: "k2", wrappedKey: randomBytes(60), ciphertext: randomBytes(64), digest: randomDigest() });
+        expect(updated.version).to.equal(2);
+        await store.delete(row.hash, kind, 2);
+        await expectStorageError(store.read(row.hash, kind), NotFoundError, "not_found", row.hash);
+      }
+      // The release from before digests gets its digest; the re-wrapped wallet can be undone; the reservation is updated.
+      const digest = randomDigest();
+      expect((await store.setLegacyDigest(old.release.hash, "release", 1, digest)).digest).to.equal(digest);
+      expect(await store.restorePreviousWrappings("k1")).to.equal(1);
+      expect(await store.read(old.wallet.hash, "wallet")).to.include({ keyId: "k0", version: 5 });
+      const reservation = await store.update(old.reservation.hash, "reservation", 1, { keyId: "k2", ciphertext: randomBytes(8), digest: randomDigest() });
+      expect(reservation.version).to.equal(2);
+      expect(reservation.createTime.getTime()).to.equal(old.reservation.createTime.getTime());
+    });
+
+    it("records format 4, with one kind CHECK of the seven kinds: the database itself still refuses any other", async function () {
+      await store.close();
+      expect(await db.sql("SELECT version FROM schema_version")).to.deep.equal([{ version: 4 }]);
+      const checks = await db.sql(`SELECT conname, convalidated, pg_get_constraintdef(oid) AS def FROM pg_constraint
+        WHERE conrelid = 'records'::regclass AND contype = 'c'`);
+      expect(checks.map((c) => [c["conname"], c["convalidated"]])).to.deep.equal([["records_kind_check", true]]);
+      const allowed = [...String(checks[0]!["def"]).matchAll(/'([^']*)'/g)].map((m) => m[1]);
+      expect(allowed).to.deep.equal([...RECORD_KINDS]);
+      await db.sql(expectKindsRefused(["user", "s2s_session", "credentials", "Holdings", ""]));
+      store = await db.open();
+    });
+
+    it("runs format 4's step again, with the wallet's rows in place, when schema_version is set back to 3", async function () {
+      const rows = await Promise.all(WALLET_RECORD_KINDS.map((kind) =>
+        store.create({ hash: randomHash(), kind, keyId: "k3", wrappedKey: randomBytes(60), ciphertext: randomBytes(64), digest: randomDigest() })));
+      await store.close();
+      await db.sql("UPDATE schema_version SET version = 3");
+      store = await db.open();
+      await store.close();
+      expect(await db.sql(`SELECT (SELECT version FROM schema_version), conname, convalidated FROM pg_constraint
+        WHERE conrelid = 'records'::regclass AND contype = 'c'`)).to.deep.equal([{ version: 4, conname: "records_kind_check", convalidated: true }]);
+      store = await db.open();
+      for (const row of rows) expectSameRow(await store.read(row.hash, row.kind), row);
+      expect((await store.read(old.late.hash, "wallet")).createTime.toISOString()).to.equal("2025-07-07T07:07:07.007Z");
+    });
+  });
+}
+
+/**
+ * A statement that fails unless the database's kind CHECK refuses a row of each of
+ * `kinds` (check_violation, SQLSTATE 23514): one statement, whatever the number of kinds.
+ */
+function expectKindsRefused(kinds: readonly string[]): string {
+  return `DO $$ DECLARE k text; BEGIN
+    FOREACH k IN ARRAY ARRAY[${kinds.map((k) => `'${k}'`).join(", ")}]::text[] LOOP
+      BEGIN
+        INSERT INTO records (hash, kind, key_id, ciphertext, version, create_time, update_time)
+          VALUES ('refused-' || md5(k), k, 'k1', '\\x01'::bytea, 1, now(), now());
+      EXCEPTION WHEN check_violation THEN CONTINUE;
+      END;
+      RAISE EXCEPTION 'the kind CHECK let a row of kind "%" in', k;
+    END LOOP;
+  END $$`;
 }
 
 export function randomHash(): string {

@@ -7,7 +7,15 @@ import { join } from "node:path";
 import { expect } from "chai";
 import { PGlite } from "@electric-sql/pglite";
 
-import { expectToday, randomDigest, randomHash, recordStoreConformance, storageFormatMigration } from "./conformance.js";
+import {
+  type FormatTestDatabase,
+  expectToday,
+  randomDigest,
+  randomHash,
+  recordStoreConformance,
+  storageFormat4Migration,
+  storageFormatMigration,
+} from "./conformance.js";
 import { openRecordStore } from "./open-store.js";
 import { openPGliteStore } from "./pglite-store.js";
 
@@ -18,7 +26,7 @@ describe("PGlite record store: storage formats", function () {
   after(async () => {
     for (const dir of dirs) await rm(dir, { recursive: true, force: true });
   });
-  storageFormatMigration("PGlite on disk", async () => {
+  const onDisk = async (): Promise<FormatTestDatabase> => {
     const dataDir = await mkdtemp(join(tmpdir(), "hello-pglite-format-"));
     dirs.push(dataDir);
     return {
@@ -34,7 +42,9 @@ describe("PGlite record store: storage formats", function () {
       },
       open: () => openPGliteStore({ dataDir }),
     };
-  });
+  };
+  storageFormatMigration("PGlite on disk", onDisk);
+  storageFormat4Migration("PGlite on disk", onDisk);
 });
 
 describe("PGlite record store on disk", function () {

@@ -10,13 +10,16 @@ import { randomBytes } from "node:crypto";
 
 import {
   FORMAT_2_SQL,
+  FORMAT_3_SQL,
   type FormatTestDatabase,
   expectStorageError,
   randomDigest,
   randomHash,
   recordStoreConformance,
+  storageFormat4Migration,
   storageFormatMigration,
 } from "./conformance.js";
+import { WALLET_RECORD_KINDS } from "../../../protocol/records.js";
 import { NotFoundError, UnavailableError } from "./errors.js";
 import { openRecordStore } from "./open-store.js";
 import { openPostgresStore } from "./postgres-store.js";
@@ -54,6 +57,7 @@ describe("PostgreSQL record store", function () {
     };
   }
   storageFormatMigration("PostgreSQL", scratchDatabase);
+  storageFormat4Migration("PostgreSQL", scratchDatabase);
 
   it("migrates a format-2 database once when three replicas open it at the same time", async function () {
     this.timeout(60_000);
@@ -69,11 +73,38 @@ describe("PostgreSQL record store", function () {
     } finally {
       await Promise.all(stores.map((s) => s.close()));
     }
-    expect(await db.sql("SELECT version FROM schema_version")).to.deep.equal([{ version: 3 }]);
+    expect(await db.sql("SELECT version FROM schema_version")).to.deep.equal([{ version: 4 }]);
     expect(await db.sql(`SELECT count(*)::int AS n FROM records
       WHERE create_time <> '2025-05-05T00:00:00Z' OR update_time <> '2025-05-06T00:00:00Z'`)).to.deep.equal([{ n: 1 }]); // the new reservation
     const checks = await db.sql("SELECT conname FROM pg_constraint WHERE conrelid = 'records'::regclass AND contype = 'c'");
     expect(checks).to.deep.equal([{ conname: "records_kind_check" }]);
+  });
+
+  it("migrates a format-3 database once when three replicas open it at the same time", async function () {
+    this.timeout(60_000);
+    const db = await scratchDatabase();
+    await db.sql(FORMAT_3_SQL);
+    await db.sql(`INSERT INTO records (hash, kind, key_id, wrapped_key, ciphertext, version, digest, create_time, update_time)
+      SELECT 'row-' || lpad(i::text, 5, '0'), (ARRAY['subject', 'release', 'wallet', 'reservation'])[1 + i % 4], 'k1', '\\x02'::bytea, '\\x01'::bytea, 1,
+        NULL, '2025-05-05T00:00:00Z', '2025-05-06T00:00:00Z'
+      FROM generate_series(1, 2500) AS i`);
+    const stores = await Promise.all([db.open(), db.open(), db.open()]);
+    try {
+      // Each replica writes one of the wallet's kinds, and another reads it.
+      const rows = await Promise.all(WALLET_RECORD_KINDS.map((kind, i) =>
+        stores[i]!.create({ hash: randomHash(), kind, keyId: "k1", ciphertext: Uint8Array.from([1]), digest: randomDigest() })));
+      for (const [i, row] of rows.entries()) expect((await stores[(i + 1) % 3]!.read(row.hash, row.kind)).version).to.equal(1);
+    } finally {
+      await Promise.all(stores.map((s) => s.close()));
+    }
+    expect(await db.sql("SELECT version FROM schema_version")).to.deep.equal([{ version: 4 }]);
+    expect(await db.sql(`SELECT kind, count(*)::int AS n FROM records
+      WHERE create_time = '2025-05-05T00:00:00Z' AND update_time = '2025-05-06T00:00:00Z' GROUP BY kind ORDER BY kind`)).to.deep.equal([
+      { kind: "release", n: 625 }, { kind: "reservation", n: 625 }, { kind: "subject", n: 625 }, { kind: "wallet", n: 625 },
+    ]);
+    expect(await db.sql("SELECT count(*)::int AS n FROM records")).to.deep.equal([{ n: 2503 }]);
+    const checks = await db.sql("SELECT conname, convalidated FROM pg_constraint WHERE conrelid = 'records'::regclass AND contype = 'c'");
+    expect(checks).to.deep.equal([{ conname: "records_kind_check", convalidated: true }]);
   });
 
   it("is what openRecordStore opens for a postgresql:// URL, and applies the schema idempotently", async function () {

@@ -35,11 +35,31 @@
 //      records_kind_check on PostgreSQL and YugabyteDB, is replaced; an engine that
 //      generated another name for it, as CockroachDB may, needs that one dropped by
 //      hand, or the old CHECK keeps refusing reservations).
+//   4  the credential wallet (docs/wallet-server.md): three more kinds, 's2s-session',
+//      'credential' and 'holdings' (the kind CHECK replaced as in format 3, with the
+//      same caveat for an engine that named it otherwise). Nothing else changes: no
+//      column is added, and no row is rewritten (VALIDATE only reads them).
 
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 /** The record kinds the kind CHECK allows (record-store.ts RECORD_KINDS). */
-const KINDS_SQL = "'subject', 'release', 'wallet', 'reservation'";
+const KINDS_SQL = "'subject', 'release', 'wallet', 'reservation', 's2s-session', 'credential', 'holdings'";
+/** The kinds of format 3, as its step wrote them: a database of format 2 passes through it on its way. */
+const FORMAT_3_KINDS_SQL = "'subject', 'release', 'wallet', 'reservation'";
+
+/**
+ * Replaces the kind CHECK with one that allows `kinds`. One statement, so no moment
+ * without a kind CHECK, and idempotent: a second replica drops the constraint the first
+ * added and adds it again. NOT VALID then VALIDATE: the table is not locked against
+ * writes while its rows are checked (a new list only adds kinds, so none can fail).
+ */
+const replaceKindCheck = (kinds: string): MigrationStep[] => [
+  {
+    ddl: `ALTER TABLE records DROP CONSTRAINT IF EXISTS records_kind_check,
+          ADD CONSTRAINT records_kind_check CHECK (kind IN (${kinds})) NOT VALID`,
+  },
+  { ddl: "ALTER TABLE records VALIDATE CONSTRAINT records_kind_check" },
+];
 
 /**
  * Format 2 exactly as it was applied at every open, one statement per entry: what a
@@ -75,18 +95,11 @@ export const MIGRATIONS: ReadonlyArray<{ readonly version: number; readonly step
     version: 3,
     steps: [
       { ddl: "ALTER TABLE records ADD COLUMN IF NOT EXISTS digest TEXT" },
-      // One statement, so no moment without a kind CHECK, and idempotent: a second
-      // replica drops the constraint the first added and adds it again. NOT VALID then
-      // VALIDATE: the table is not locked against writes while its rows are checked (the
-      // new list only adds a kind, so none can fail).
-      {
-        ddl: `ALTER TABLE records DROP CONSTRAINT IF EXISTS records_kind_check,
-          ADD CONSTRAINT records_kind_check CHECK (kind IN (${KINDS_SQL})) NOT VALID`,
-      },
-      { ddl: "ALTER TABLE records VALIDATE CONSTRAINT records_kind_check" },
+      ...replaceKindCheck(FORMAT_3_KINDS_SQL),
       { batched: "roundTimestamps" },
     ],
   },
+  { version: 4, steps: replaceKindCheck(KINDS_SQL) },
 ];
 
 /** The UTC day of a timestamptz expression, as a timestamptz (midnight UTC), whatever the session's time zone. */

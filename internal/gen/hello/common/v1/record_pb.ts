@@ -9,7 +9,7 @@ import { enumDesc, fileDesc } from "@bufbuild/protobuf/codegenv2";
  * Describes the file hello/common/v1/record.proto.
  */
 export const file_hello_common_v1_record: GenFile = /*@__PURE__*/
-  fileDesc("ChxoZWxsby9jb21tb24vdjEvcmVjb3JkLnByb3RvEg9oZWxsby5jb21tb24udjEqkAEKClJlY29yZEtpbmQSGwoXUkVDT1JEX0tJTkRfVU5TUEVDSUZJRUQQABIXChNSRUNPUkRfS0lORF9TVUJKRUNUEAESFwoTUkVDT1JEX0tJTkRfUkVMRUFTRRACEhYKElJFQ09SRF9LSU5EX1dBTExFVBADEhsKF1JFQ09SRF9LSU5EX1JFU0VSVkFUSU9OEAQqpQEKD1JlY29yZE9wZXJhdGlvbhIgChxSRUNPUkRfT1BFUkFUSU9OX1VOU1BFQ0lGSUVEEAASGQoVUkVDT1JEX09QRVJBVElPTl9SRUFEEAESGwoXUkVDT1JEX09QRVJBVElPTl9DUkVBVEUQAhIbChdSRUNPUkRfT1BFUkFUSU9OX1VQREFURRADEhsKF1JFQ09SRF9PUEVSQVRJT05fREVMRVRFEARiBnByb3RvMw");
+  fileDesc("ChxoZWxsby9jb21tb24vdjEvcmVjb3JkLnByb3RvEg9oZWxsby5jb21tb24udjEq4wEKClJlY29yZEtpbmQSGwoXUkVDT1JEX0tJTkRfVU5TUEVDSUZJRUQQABIXChNSRUNPUkRfS0lORF9TVUJKRUNUEAESFwoTUkVDT1JEX0tJTkRfUkVMRUFTRRACEhYKElJFQ09SRF9LSU5EX1dBTExFVBADEhsKF1JFQ09SRF9LSU5EX1JFU0VSVkFUSU9OEAQSGwoXUkVDT1JEX0tJTkRfUzJTX1NFU1NJT04QBRIaChZSRUNPUkRfS0lORF9DUkVERU5USUFMEAYSGAoUUkVDT1JEX0tJTkRfSE9MRElOR1MQByqlAQoPUmVjb3JkT3BlcmF0aW9uEiAKHFJFQ09SRF9PUEVSQVRJT05fVU5TUEVDSUZJRUQQABIZChVSRUNPUkRfT1BFUkFUSU9OX1JFQUQQARIbChdSRUNPUkRfT1BFUkFUSU9OX0NSRUFURRACEhsKF1JFQ09SRF9PUEVSQVRJT05fVVBEQVRFEAMSGwoXUkVDT1JEX09QRVJBVElPTl9ERUxFVEUQBGIGcHJvdG8z");
 
 /**
  * RecordKind names the kinds of record (docs/design.md §3). The kind is part of every
@@ -56,6 +56,32 @@ export enum RecordKind {
    * @generated from enum value: RECORD_KIND_RESERVATION = 4;
    */
   RESERVATION = 4,
+
+  /**
+   * The credential wallet (docs/wallet-server.md). S2S session: one client instance's
+   * session at one issuer (user id, the instance's DPoP key thumbprint, its WSK, the
+   * verifications and credential instances). Keyed by hash(issuer id, sessionId).
+   *
+   * @generated from enum value: RECORD_KIND_S2S_SESSION = 5;
+   */
+  S2S_SESSION = 5,
+
+  /**
+   * Credential: one credential instance (status, version, display data, and the
+   * issuer's JWE to the client's WEK, which no component can open). Keyed by
+   * hash(issuer id, sessionId, instance id).
+   *
+   * @generated from enum value: RECORD_KIND_CREDENTIAL = 6;
+   */
+  CREDENTIAL = 6,
+
+  /**
+   * Holdings: the user's S2S sessions, to list the user's credentials. Keyed by
+   * hash(user id).
+   *
+   * @generated from enum value: RECORD_KIND_HOLDINGS = 7;
+   */
+  HOLDINGS = 7,
 }
 
 /**
