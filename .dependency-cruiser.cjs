@@ -9,6 +9,8 @@
 //   internal/config                                each component's configuration schema
 //   internal/components/runtime                    what every component runs on (serve, health, BuildInfo)
 //   internal/components/<component>                one component each; none imports another
+//   internal/wallet                                the Wallet Client (`hello wallet`): the user's side, so it
+//                                                  knows no component, mesh, custodian tool or deployment
 //   internal/ops, internal/dev                      custodians' tools and the development deployment:
 //                                                  a component only through its wiring
 //   cmd/, bench/, test/, scripts/                  anything
@@ -33,6 +35,8 @@ module.exports = {
       "^internal/protocol/", "^(mesh|internal/(observability|config|components|ops|dev))/"),
     forbid("s2s-is-vocabulary", "the server-to-server wire is vocabulary: it knows no mesh, component or tool",
       "^internal/s2s/", "^(mesh|internal/(observability|config|components|ops|dev))/"),
+    forbid("the-wallet-client-is-the-users", "the Wallet Client runs on the user's machine: it speaks only the public wallet API",
+      "^internal/wallet/", "^(mesh|internal/(observability|config|components|ops|dev|gen))/"),
     forbid("observability-below-the-mesh", "logs, metrics and tracing know no mesh, component or tool",
       "^internal/observability/", "^(mesh|internal/(config|components|ops|dev))/"),
     forbid("mesh-knows-no-component", "the mesh carries calls; it knows no component, tool or configuration",

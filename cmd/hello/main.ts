@@ -9,6 +9,7 @@ import { METRICS_USAGE, runMetrics } from "./metrics.js";
 import { SERVE_USAGE, runServe } from "./serve.js";
 import { START_USAGE, runStart } from "./start.js";
 import { VERIFY_USAGE, runVerify } from "./verify.js";
+import { WALLET_USAGE, runWallet } from "./wallet.js";
 
 const USAGE = `usage: hello <command> [options]
 
@@ -27,6 +28,7 @@ commands:
   keyring <status|rotate|rewrap|drop|storage>  rotate Encryption's record keyring without downtime
   devop --client-id <id> --redirect-uri <uri>  run the development upstream OP on its own
   demoapp --issuer <url> --client-id <id> --client-secret <s>  run the demo app on its own
+  wallet <login|logout|whoami>          the credential wallet's client: sign in with a DPoP-bound token
   help                                  this text
 `;
 
@@ -43,6 +45,7 @@ const COMMANDS: Record<string, { usage: string; run: (rest: string[]) => Promise
   keyring: { usage: KEYRING_USAGE, run: (rest) => runKeyringCommand(rest, console_) },
   devop: { usage: DEVOP_USAGE, run: runDevOp },
   demoapp: { usage: DEMOAPP_USAGE, run: runDemoApp },
+  wallet: { usage: WALLET_USAGE, run: runWallet },
 };
 
 export async function main(args: string[]): Promise<number> {

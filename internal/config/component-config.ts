@@ -36,6 +36,10 @@ export const FrontDoorClientSchema = z.strictObject({
   redirect_uris: z.array(z.url()).min(1),
   token_endpoint_auth_method: z.enum(["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]),
   jwks: z.strictObject({ keys: z.array(z.looseObject({ kty: z.string() })) }).optional(),
+  /** "native": a loopback redirect URI may be used on any port (RFC 8252 §7.3). */
+  application_type: z.enum(["web", "native"]).optional(),
+  /** The client's access tokens are DPoP-bound (RFC 9449 §5.2): the Wallet Client's. */
+  dpop_bound_access_tokens: z.boolean().optional(),
 });
 export type FrontDoorClient = z.infer<typeof FrontDoorClientSchema>;
 
@@ -153,6 +157,14 @@ export const RegisteredClientSchema = z.strictObject({
   id_token_signed_response_alg: z.enum(["RS256", "ES256", "EdDSA"]).default("RS256"),
   /** Public keys for the client's signed request objects (JAR). */
   jwks: z.strictObject({ keys: z.array(z.looseObject({ kty: z.string() })) }).optional(),
+  /** "native": a loopback redirect URI may be used on any port (RFC 8252 §7.3). */
+  application_type: z.enum(["web", "native"]).optional(),
+  /**
+   * The client's access tokens are DPoP-bound (RFC 9449 §5.2): its authorization
+   * requests must carry dpop_jkt, and its login also mints a wallet access token bound
+   * to that key (docs/wallet-server.md).
+   */
+  dpop_bound_access_tokens: z.boolean().optional(),
 });
 export type RegisteredClient = z.infer<typeof RegisteredClientSchema>;
 
@@ -172,7 +184,8 @@ export const TokenConfigSchema = z.strictObject({
   ...common,
   /** The public issuer (the front door's URL), the `iss` of app ID Tokens. */
   issuer: z.url(),
-  keys: z.strictObject({ signing: z.string().min(1), lookup: z.string().min(1) }),
+  /** `wallet`: the credential wallet's signing keys (docs/wallet-server.md); absent, Token serves no wallet. */
+  keys: z.strictObject({ signing: z.string().min(1), lookup: z.string().min(1), wallet: z.string().min(1).optional() }),
   clients: z.array(RegisteredClientSchema),
   providers: z.array(AllowedProviderSchema).superRefine(uniqueIds),
 }).superRefine((config, ctx) => void issuerScheme(config, ctx));

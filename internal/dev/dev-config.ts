@@ -21,6 +21,10 @@ const ClientSchema = z.strictObject({
   /** The client's public keys, for private_key_jwt and signed request objects. */
   jwks: z.strictObject({ keys: z.array(z.looseObject({ kty: z.string() })).min(1) }).optional(),
   client_name: z.string().min(1).optional(),
+  /** "native": a loopback redirect URI on any port (RFC 8252 §7.3). */
+  application_type: z.enum(["web", "native"]).optional(),
+  /** DPoP-bound access tokens (RFC 9449 §5.2): the Wallet Client's (docs/wallet-server.md). */
+  dpop_bound_access_tokens: z.boolean().optional(),
 });
 
 /** An upstream OP as Orchestration knows it, with default scopes, and its keys for Token. */
@@ -132,13 +136,15 @@ export function deriveComponentConfigs(
       keys: { lookup: keys("orchestration", "lookup.key"), cookie: keys("orchestration", "cookie.key") },
       public: { host: "127.0.0.1", port: dev.ports.public },
       issuer: dev.issuer,
-      clients: dev.clients.map(({ client_id, client_name, client_secret, redirect_uris, token_endpoint_auth_method, jwks }) => ({
+      clients: dev.clients.map(({ client_id, client_name, client_secret, redirect_uris, token_endpoint_auth_method, jwks, application_type, dpop_bound_access_tokens }) => ({
         client_id,
         ...(client_name ? { client_name } : {}),
         ...(client_secret ? { client_secret } : {}),
         redirect_uris,
         token_endpoint_auth_method,
         ...(jwks ? { jwks } : {}),
+        ...(application_type ? { application_type } : {}),
+        ...(dpop_bound_access_tokens ? { dpop_bound_access_tokens } : {}),
       })),
       providers: dev.providers.map(({ id, name, issuer, client_id, client_secret, scopes }) => ({
         id, name, issuer, client_id, ...(client_secret ? { client_secret } : {}), scopes,
@@ -148,13 +154,15 @@ export function deriveComponentConfigs(
       component: "token",
       ...common("token"),
       issuer: dev.issuer,
-      keys: { signing: keys("token", "signing-keys.json"), lookup: keys("token", "lookup.key") },
-      clients: dev.clients.map(({ client_id, client_name, redirect_uris, id_token_signed_response_alg, jwks }) => ({
+      keys: { signing: keys("token", "signing-keys.json"), lookup: keys("token", "lookup.key"), wallet: keys("token", "wallet-keys.json") },
+      clients: dev.clients.map(({ client_id, client_name, redirect_uris, id_token_signed_response_alg, jwks, application_type, dpop_bound_access_tokens }) => ({
         client_id,
         ...(client_name ? { client_name } : {}),
         redirect_uris,
         id_token_signed_response_alg,
         ...(jwks ? { jwks } : {}),
+        ...(application_type ? { application_type } : {}),
+        ...(dpop_bound_access_tokens ? { dpop_bound_access_tokens } : {}),
       })),
       providers: dev.providers.map((p) => {
         const jwksUri = p.jwks_uri ?? jwksUris[p.id];

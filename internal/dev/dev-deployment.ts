@@ -15,6 +15,7 @@ import { pkiPaths } from "../ops/pki/layout.js";
 import {
   STORAGE_KEYS,
   TOKEN_KEYS,
+  WALLET_KEYS,
   ensureKeyring,
   ensureSecretKey,
   ensureSigningKeys,
@@ -63,6 +64,7 @@ export async function prepareDevDeployment(
   const encryption = configs.encryption as Extract<ComponentConfig, { component: "encryption" }>;
   const orchestration = configs.orchestration as Extract<ComponentConfig, { component: "orchestration" }>;
   if (await ensureSigningKeys(token.keys.signing, TOKEN_KEYS)) log(`token: made signing keys ${token.keys.signing}`);
+  if (token.keys.wallet && (await ensureSigningKeys(token.keys.wallet, WALLET_KEYS))) log(`token: made the credential wallet's keys ${token.keys.wallet}`);
   if (await ensureSecretKey(token.keys.lookup, [orchestration.keys.lookup])) log("token, orchestration: made the shared lookup key");
   if (await ensureSecretKey(orchestration.keys.cookie)) log("orchestration: made the browser cookie key");
   if (await ensureKeyring(encryption.keys.keyring)) log(`encryption: made the record keyring ${encryption.keys.keyring}`);

@@ -94,6 +94,16 @@ export function appRequest(app: keyof typeof APPS, scope = "openid email profile
 /** A client for a demo app at http://localhost:<demoPort>, registered when `demoPort` is given. */
 export const DEMO_CLIENT = { client_id: "demo-app", client_name: "Demo App", secret: "demo-app-secret-0123456789" };
 
+/** The Wallet Client as hello.config.json registers it (docs/wallet-server.md). */
+export const WALLET_CLIENT = {
+  client_id: "hello-wallet",
+  redirect_uris: ["http://127.0.0.1/callback", "http://[::1]/callback"],
+  token_endpoint_auth_method: "none",
+  application_type: "native",
+  dpop_bound_access_tokens: true,
+  id_token_signed_response_alg: "ES256",
+};
+
 export async function startProtocolMesh(options: {
   database: "pglite" | "postgres";
   demoPort?: number;
@@ -113,6 +123,8 @@ export async function startProtocolMesh(options: {
   twisted?: { rogue?: readonly Component[] };
   /** A second Token process with the same configuration and keys (`mesh.token(as, 1)`). */
   tokenReplicas?: 1 | 2;
+  /** Register the Wallet Client (`hello-wallet`: native, public, DPoP-bound; docs/wallet-server.md). */
+  walletClient?: boolean;
   /** Runs once the deployment (configurations, certificates, keys) exists, before any component starts. */
   prepare?: (deployment: DevDeployment, devOp: DevOp) => Promise<void>;
 }): Promise<ProtocolMesh> {
@@ -144,7 +156,7 @@ export async function startProtocolMesh(options: {
         redirect_uris: [app.redirect_uri],
         id_token_signed_response_alg: app.alg,
         token_endpoint_auth_method: app.auth ?? "client_secret_basic",
-      }))).then((clients) =>
+      }))).then((clients) => [...clients, ...(options.walletClient ? [WALLET_CLIENT] : [])]).then((clients) =>
         options.demoPort === undefined
           ? clients
           : [...clients, {

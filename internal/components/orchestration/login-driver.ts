@@ -39,6 +39,7 @@ import type { RecordKindName } from "../../protocol/records.js";
 import { type WalletClaims, releasedClaims, takeClaims, walletClaimsOf } from "../../protocol/claims.js";
 import { type FreshnessDemand, LOGIN_REQUIRED, authTimeProblem } from "../../protocol/auth-time.js";
 import { MINT_CLOCK_SKEW_SECONDS, ProtocolViolation, checkMinted } from "./minted-check.js";
+import { type WalletKeys, checkWalletAccessToken } from "./wallet-keys.js";
 
 export interface LoginDriverDeps {
   /** The public issuer: the `iss` every ID Token for apps must carry. */
@@ -48,6 +49,8 @@ export interface LoginDriverDeps {
   readonly lookupKey: Uint8Array;
   /** Token's published keys (from Token's mesh bundle): records, ID Tokens and userinfo are checked with them. */
   readonly tokenKeys: () => VerificationKeys;
+  /** Token's credential-wallet keys (wallet-keys.ts): a DPoP-bound client's wallet access token is checked with them. */
+  readonly walletKeys?: WalletKeys;
   /** Overrides of RPC_TIMEOUT_MS and STEP_BUDGET_MS. */
   readonly deadlines?: { readonly rpcMs?: number; readonly stepMs?: number };
   /** The apps Orchestration serves: an account session reads the user's release at these, and no other. */
@@ -184,6 +187,8 @@ export interface AppRequest {
   readonly maxAge?: number;
   /** A signed request object (JAR), if the app sent one; then it is what Token checks. */
   readonly requestObject?: string;
+  /** RFC 9449 §10: a DPoP-bound client's DPoP key thumbprint. */
+  readonly dpopJkt?: string;
 }
 
 /**
@@ -198,6 +203,8 @@ export interface LoginContext {
   /** The app sent prompt=consent: a returning user confirms, or changes, what it receives. */
   readonly promptConsent?: boolean;
   readonly maxAge?: number;
+  /** A DPoP-bound client's DPoP key thumbprint: the login's wallet access token must be bound to it. */
+  readonly dpopJkt?: string;
   /** When the login began (epoch ms). */
   readonly started: number;
 }
@@ -210,6 +217,7 @@ export function loginContext(request: AppRequest, started: number): LoginContext
     ...(request.prompt?.split(" ").includes("login") ? { promptLogin: true } : {}),
     ...(request.prompt?.split(" ").includes("consent") ? { promptConsent: true } : {}),
     ...(request.maxAge === undefined ? {} : { maxAge: request.maxAge }),
+    ...(request.dpopJkt ? { dpopJkt: request.dpopJkt } : {}),
     started,
   };
 }
@@ -244,7 +252,7 @@ export type LoginOutcome =
    * app that has one: the user confirms it, or changes what it receives (changeConsent).
    */
   | { kind: "consent"; state: LoginState; wallet: RecordClaims["wallet"]; newUser: boolean; existing?: { release: ReadRelease; released: string[] } }
-  | { kind: "done"; idToken: string; userinfoJwt: string; userinfoJson: string; newUser: boolean };
+  | { kind: "done"; idToken: string; userinfoJwt: string; userinfoJson: string; newUser: boolean; walletAccessToken?: string };
 
 /** What an account session shows the user: their wallet as stored, checked. */
 export interface AccountView {
@@ -343,6 +351,7 @@ export class LoginDriver {
               codeChallenge: request.codeChallenge,
               prompt: request.prompt ?? "",
               ...(request.maxAge === undefined ? {} : { maxAge: BigInt(request.maxAge) }),
+              dpopJkt: request.dpopJkt ?? "",
             },
           },
       providerId,
@@ -629,7 +638,18 @@ export class LoginDriver {
       authTime: state.authTime,
       mergedSubs: releaseClaims.merged_subs,
     }, this.deps.tokenKeys());
-    return { kind: "done", idToken: minted.idToken, userinfoJwt: minted.userinfoJwt, userinfoJson: minted.userinfoJson, newUser };
+    // A DPoP-bound client's login (docs/wallet-server.md): Token's wallet access token, checked like the ID Token.
+    const jkt = state.login.dpopJkt;
+    if (jkt !== undefined) {
+      if (!minted.walletAccessToken || !this.deps.walletKeys) throw new ProtocolViolation("Token minted no wallet access token for a DPoP-bound client's login");
+      await checkWalletAccessToken(minted.walletAccessToken, { uid: state.uid, clientId: state.login.clientId, jkt }, this.deps.walletKeys);
+    } else if (minted.walletAccessToken) {
+      throw new ProtocolViolation("Token minted a wallet access token for a login that asked for none");
+    }
+    return {
+      kind: "done", idToken: minted.idToken, userinfoJwt: minted.userinfoJwt, userinfoJson: minted.userinfoJson, newUser,
+      ...(jkt !== undefined ? { walletAccessToken: minted.walletAccessToken } : {}),
+    };
   }
 
   /** A Token call whose "login required" refusal means the app's freshness demand is not met. */

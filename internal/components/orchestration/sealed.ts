@@ -77,7 +77,7 @@ export interface SharedStore {
 const ENTRY_OVERHEAD_BYTES = 470;
 
 /** The key prefixes the front door uses (SecretKeyedStore kinds, client-assertion and request-object ids). */
-const STATE_KINDS = new Set(["code", "access-token", "assertion", "request-object"]);
+const STATE_KINDS = new Set(["code", "access-token", "assertion", "request-object", "dpop", "wallet-access"]);
 
 /** The label for a key: its prefix if the front door chose it, else "other" (never the rest). */
 function kindOf(key: string): string {

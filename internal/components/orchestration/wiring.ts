@@ -4,6 +4,7 @@
 // until both serve, its own health is NOT_SERVING, /healthz/ready answers 503 and the
 // front door starts no login.
 
+import { WalletKeys } from "./wallet-keys.js";
 import { createClient } from "@connectrpc/connect";
 import { trustOfBundles } from "../../../mesh/bundle.js";
 import { createMeshTransport } from "../../../mesh/client.js";
@@ -35,12 +36,15 @@ export const orchestrationService: ServiceFactory<"orchestration"> = async (conf
   });
   const token = createClient(TokenService, transports.token);
   const tokenKeys = peerKeys(deps.bundles, "token");
+  // Token's credential-wallet keys: fetched from Token, checked against its key-set key (wallet-keys.ts).
+  const walletKeys = new WalletKeys(token, tokenKeys);
   const driver = new LoginDriver({
     issuer: config.issuer,
     token,
     encryption: createClient(EncryptionService, transports.encryption),
     lookupKey: loadLookupKey("orchestration", config.keys.lookup),
     tokenKeys,
+    walletKeys,
     clientIds: config.clients.map((c) => c.client_id),
   });
   let store;
@@ -68,6 +72,7 @@ export const orchestrationService: ServiceFactory<"orchestration"> = async (conf
       driver,
       token,
       tokenKeys,
+      walletKeys,
       cookieKey: loadSecretKey("orchestration", config.keys.cookie, "cookie key"),
       store,
       readiness: peers,

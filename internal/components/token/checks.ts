@@ -7,6 +7,7 @@
 // A check throws the refusal that goes on the wire (internal/protocol/errors.ts): the
 // words name the rule, never a value.
 
+import { redirectUriMatches } from "../../protocol/redirect-uri.js";
 import { createLocalJWKSet, decodeJwt, jwtVerify } from "jose";
 import { type AuthorizationParameters, TransactionKind } from "../../gen/hello/token/v1/token_service_pb.js";
 import type { AllowedProvider, RegisteredClient } from "../../config/component-config.js";
@@ -35,6 +36,8 @@ export interface AppRequest {
   code_challenge: string;
   prompt: string;
   max_age?: number | undefined;
+  /** RFC 9449 §10: the DPoP key the login's wallet access token is bound to, or "". */
+  dpop_jkt: string;
 }
 
 type RequestCase = { case: "requestObject"; value: string } | { case: "parameters"; value: AuthorizationParameters } | { case: undefined };
@@ -45,7 +48,7 @@ export async function readRequest(request: RequestCase, clients: ClientRegistry,
     const p = request.value;
     return {
       client_id: p.clientId, redirect_uri: p.redirectUri, nonce: p.nonce, scope: p.scope, claims: p.claims, code_challenge: p.codeChallenge,
-      prompt: p.prompt, max_age: p.maxAge === undefined ? undefined : checkMaxAge(p.maxAge),
+      prompt: p.prompt, max_age: p.maxAge === undefined ? undefined : checkMaxAge(p.maxAge), dpop_jkt: p.dpopJkt,
     };
   }
   if (request.case === "requestObject") return checkRequestObject(request.value, clients, issuer, now);
@@ -59,9 +62,27 @@ export function checkClient(clients: ClientRegistry, clientId: string): Register
   return client;
 }
 
-/** The code goes only where the app registered (exact match): no open redirector. */
+/**
+ * The code goes only where the app registered (exact match; a native app's loopback
+ * redirect on any port, RFC 8252 §7.3): no open redirector.
+ */
 export function checkRedirectUri(client: RegisteredClient, redirectUri: string): void {
-  if (!client.redirect_uris.includes(redirectUri)) throw denied("redirect_uri is not registered for this client");
+  if (!redirectUriMatches(client.redirect_uris, redirectUri, client.application_type === "native")) {
+    throw denied("redirect_uri is not registered for this client");
+  }
+}
+
+/**
+ * RFC 9449 §10: a DPoP-bound client names its DPoP key's thumbprint in every
+ * authorization request, and the login's wallet access token is bound to it; no other
+ * client may, since it would get no DPoP-bound token.
+ */
+export function checkDpopJkt(client: RegisteredClient, jkt: string): void {
+  if (client.dpop_bound_access_tokens) {
+    if (!/^[A-Za-z0-9_-]{43}$/.test(jkt)) throw invalidArgument("dpop_jkt is required from this client: the base64url SHA-256 thumbprint of its DPoP key (RFC 9449 §10)");
+  } else if (jkt !== "") {
+    throw invalidArgument("dpop_jkt is for DPoP-bound clients only; this client's access tokens are bearer tokens");
+  }
 }
 
 /** A nonce for every login: the app's ID Token is bound to the app's own request. */
@@ -140,6 +161,7 @@ export async function checkRequestObject(jwt: string, clients: ClientRegistry, i
     code_challenge: text("code_challenge"),
     prompt: text("prompt"),
     max_age: age === undefined ? undefined : typeof age === "number" || typeof age === "string" ? checkMaxAge(age) : checkMaxAge(Number.NaN),
+    dpop_jkt: text("dpop_jkt"),
   };
 }
 

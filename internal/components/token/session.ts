@@ -64,6 +64,8 @@ export interface SessionClaims {
   prompt_login?: true;
   /** The app's max_age (seconds), if it sent one. */
   max_age?: number;
+  /** A DPoP-bound client's (RFC 9449 §10): its DPoP key, which the login's wallet access token is bound to. */
+  dpop_jkt?: string;
   provider: string;
   provider_iss: string;
   upstream_nonce: string;

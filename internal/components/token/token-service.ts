@@ -12,6 +12,7 @@ import type { SigningKey, VerificationKeys } from "../../protocol/signing-keys.j
 import { releasedClaims } from "../../protocol/claims.js";
 import type { UpstreamVerifier } from "./upstream.js";
 import { ownKeys } from "./own-keys.js";
+import { walletAccess } from "./wallet-access.js";
 import { type Purpose, type Session, type SessionClaims, sessions as sessionTokens } from "./session.js";
 import { grants as accessGrants } from "./grants.js";
 import { deleteHandlers } from "./delete.js";
@@ -41,6 +42,7 @@ import {
   checkReceipt,
   checkReceiptOf,
   checkRedirectUri,
+  checkDpopJkt,
   checkRelease,
   checkScope,
   checkSessionProvider,
@@ -68,6 +70,8 @@ export interface TokenServiceDeps {
   readonly clients: readonly RegisteredClient[];
   readonly upstream: UpstreamVerifier;
   readonly providers: readonly AllowedProvider[];
+  /** Token's credential-wallet keys as last loaded (docs/wallet-server.md); absent: no wallet is served. */
+  readonly walletKeys?: () => readonly SigningKey[];
   readonly now?: () => Date;
 }
 
@@ -118,6 +122,7 @@ export function tokenRoutes(deps: TokenServiceDeps) {
   const updates = walletUpdates({ sessions, grants, storage, lookup, now });
   const merges = mergeHandlers({ sessions, grants, storage, lookup, now, clients: deps.clients, accountReads });
   const recoveries = recoveryHandlers({ sessions, grants, storage, lookup, now, providers: deps.providers, accountReads });
+  const walletCalls = walletAccess({ walletKeys: deps.walletKeys, clients, now });
 
   return (router: ConnectRouter) => {
     router.service(TokenService, {
@@ -126,6 +131,11 @@ export function tokenRoutes(deps: TokenServiceDeps) {
         const request = await readRequest(req.request, clients, deps.issuer, now());
         const client = checkClient(clients, request.client_id);
         checkRedirectUri(client, request.redirect_uri);
+        checkDpopJkt(client, request.dpop_jkt);
+        // Found out now, not after a release for the wallet client was written.
+        if (client.dpop_bound_access_tokens && !walletCalls.available()) {
+          throw outOfOrder("Token holds no wallet keys: its custodian has not configured keys.wallet, so the credential wallet's client cannot sign in");
+        }
         checkNonce(request.nonce);
         checkScope(request.scope);
         checkPkce(request.code_challenge);
@@ -148,6 +158,7 @@ export function tokenRoutes(deps: TokenServiceDeps) {
           provider: provider.id,
           provider_iss: provider.issuer,
           upstream_nonce: upstreamNonce,
+          ...(request.dpop_jkt ? { dpop_jkt: request.dpop_jkt } : {}),
         });
         return { sessionToken, upstreamNonce, providerIssuer: provider.issuer };
       },
@@ -417,7 +428,12 @@ export function tokenRoutes(deps: TokenServiceDeps) {
         const t = now();
         const idToken = await signIdToken(keys.active("id-token", client.id_token_signed_response_alg), answer, t);
         const userinfoJwt = await signUserinfo(keys.active("userinfo", client.id_token_signed_response_alg), answer, t);
-        return { idToken, userinfoJwt, userinfoJson: JSON.stringify(userinfoClaims(answer)) };
+        // A DPoP-bound client's login (docs/wallet-server.md): the wallet access token, bound to the key its request named.
+        const walletAccessToken =
+          client.dpop_bound_access_tokens && session.dpop_jkt
+            ? await walletCalls.mintAccessToken({ sub: session.uid!, client_id: session.client_id!, cnf: { jkt: session.dpop_jkt } })
+            : "";
+        return { idToken, userinfoJwt, userinfoJson: JSON.stringify(userinfoClaims(answer)), walletAccessToken };
       },
 
       /** A link: the new Subject Record and the wallet that lists it (wallet-updates.ts). */
@@ -443,6 +459,15 @@ export function tokenRoutes(deps: TokenServiceDeps) {
 
       /** The app-facing key set, as the front door serves it byte for byte. */
       getKeySet: () => signKeySet(deps.keys(), keys.active("key-set")),
+
+      /** The wallet key set, as the front door serves it at /wallet/jwks byte for byte (wallet-access.ts). */
+      getWalletKeySet: () => walletCalls.keySet(keys.active("key-set")),
+
+      /** One wallet API call: Token's access token and its DPoP proof, before any record access (wallet-access.ts). */
+      authorizeWalletCall: async (req) => {
+        const caller = await walletCalls.authorizeCall({ accessToken: req.accessToken, dpopProof: req.dpopProof, method: req.method, url: req.url });
+        return { clientId: caller.clientId, jkt: caller.jkt, expiresAt: BigInt(caller.expiresAt) };
+      },
     });
   };
 }

@@ -6,6 +6,7 @@
 
 import { decodeJwt } from "jose";
 import type { FrontDoorClient } from "../../../config/component-config.js";
+import { redirectUriMatches } from "../../../protocol/redirect-uri.js";
 import { repeatedParameter } from "./http-input.js";
 import { OAuthError } from "./oauth-error.js";
 
@@ -24,6 +25,8 @@ export interface AuthorizationRequest {
   max_age?: string;
   /** The app's signed request object, for Token to verify (JAR by value). */
   request_object?: string;
+  /** RFC 9449 §10: a DPoP-bound client's DPoP key thumbprint. */
+  dpop_jkt?: string;
 }
 
 /** An error that may not be redirected: the redirect_uri is not (yet) trusted. */
@@ -82,6 +85,7 @@ const TRUSTED_CHECKS: readonly Check<Trusted>[] = [
   checkPrompt,
   checkMaxAge,
   checkClaims,
+  checkDpopJkt,
 ];
 
 export function parseAuthorizationRequest(params: URLSearchParams, clients: ReadonlyMap<string, FrontDoorClient>): AuthorizationRequest {
@@ -144,7 +148,8 @@ function checkClient(request: Checking) {
 
 function checkRedirectUri(request: Checking) {
   const redirectUri = param(request, "redirect_uri");
-  if (!redirectUri || !request.client?.redirect_uris.includes(redirectUri)) {
+  // Exact, or a native app's loopback redirect on any port (RFC 8252 §7.3).
+  if (!redirectUri || !request.client || !redirectUriMatches(request.client.redirect_uris, redirectUri, request.client.application_type === "native")) {
     throw new UntrustedRedirectError("redirect_uri is missing or not registered for this app");
   }
   request.redirectUri = redirectUri;
@@ -197,6 +202,19 @@ function checkMaxAge(request: Trusted) {
   if (maxAge !== undefined && !/^\d{1,9}$/.test(maxAge)) throw fail(request, "invalid_request", "max_age must be a whole number of seconds");
 }
 
+/**
+ * RFC 9449 §10: a DPoP-bound client names its DPoP key in every request, since its
+ * access token will be bound to it; any other client gets bearer tokens and may not.
+ */
+function checkDpopJkt(request: Trusted) {
+  const jkt = param(request, "dpop_jkt");
+  if (request.client.dpop_bound_access_tokens) {
+    if (!jkt || !/^[A-Za-z0-9_-]{43}$/.test(jkt)) throw fail(request, "invalid_request", "dpop_jkt is required from this client: the base64url SHA-256 thumbprint of its DPoP key (RFC 9449 §10)");
+  } else if (jkt !== undefined) {
+    throw fail(request, "invalid_request", "dpop_jkt is for DPoP-bound clients only: this client's access tokens are bearer tokens");
+  }
+}
+
 /** OIDC Core §5.5: an object whose id_token and userinfo members are objects (or null). */
 function checkClaims(request: Trusted) {
   const claims = param(request, "claims");
@@ -233,5 +251,6 @@ function assemble(request: Trusted): AuthorizationRequest {
     ...optional("provider_hint"),
     ...optional("max_age"),
     ...(request.requestObject ? { request_object: request.requestObject.jwt } : {}),
+    ...(param(request, "dpop_jkt") ? { dpop_jkt: param(request, "dpop_jkt")! } : {}),
   };
 }

@@ -9,11 +9,10 @@ import { expect } from "chai";
 import { type BrowserContext, type Page, chromium } from "playwright-core";
 import { type ProtocolMesh, DEMO_CLIENT, USERS, startProtocolMesh } from "../../../../test/support/protocol-mesh.js";
 import { freePort } from "../../../../test/support/free-port.js";
+import { CHROMIUM, CHROMIUM_ARGS } from "../../../../test/support/chromium.js";
 import { startDemoApp } from "../../../dev/demoapp/demo-app.js";
 import type { DevUser } from "../../../dev/devop/dev-op.js";
 
-export const CHROMIUM = "/usr/bin/chromium";
-export const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"];
 
 /** The four processes with the demo app, and a Chromium of the person's own: what each describe below starts, and closes. */
 async function startPeople(options: Omit<Parameters<typeof startProtocolMesh>[0], "database" | "demoPort">) {

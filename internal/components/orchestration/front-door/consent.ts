@@ -59,11 +59,13 @@ export async function issueCode(
   door: DoorContext,
   res: http.ServerResponse,
   request: AuthorizationRequest,
-  outcome: { idToken: string; userinfoJson: string; userinfoJwt: string },
+  outcome: { idToken: string; userinfoJson: string; userinfoJwt: string; walletAccessToken?: string },
 ) {
   const code = await door.codes.issue({
     client_id: request.client_id, redirect_uri: request.redirect_uri, code_challenge: request.code_challenge, scope: request.scope,
     id_token: outcome.idToken, userinfo_json: outcome.userinfoJson, userinfo_jwt: outcome.userinfoJwt,
+    // A DPoP-bound client's (docs/wallet-server.md): handed out only with a proof of this key.
+    ...(outcome.walletAccessToken && request.dpop_jkt ? { wallet_access_token: outcome.walletAccessToken, dpop_jkt: request.dpop_jkt } : {}),
   });
   door.toApp(res, request, { code });
 }

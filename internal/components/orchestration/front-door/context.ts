@@ -3,6 +3,7 @@
 // the two answers that depend on the issuer. Built once per front door; each endpoint
 // module takes it as the first argument of its handler.
 
+import { WalletKeys } from "../wallet-keys.js";
 import type http from "node:http";
 import type { Client } from "@connectrpc/connect";
 import type { FrontDoorClient, UpstreamProvider } from "../../../config/component-config.js";
@@ -23,6 +24,8 @@ export interface FrontDoorDeps {
   readonly token: Client<typeof TokenService>;
   /** Token's published keys (its mesh bundle): the key set must be signed by its key-set key. */
   readonly tokenKeys: () => VerificationKeys;
+  /** Token's credential-wallet keys (docs/wallet-server.md). Absent (tests of the login alone): made from `token` and `tokenKeys`. */
+  readonly walletKeys?: WalletKeys;
   readonly cookieKey: Uint8Array;
   /** Shared by Orchestration's replicas: codes, access tokens, used client assertions. */
   readonly store: SharedStore;
@@ -60,6 +63,9 @@ export interface CodeEntry {
   id_token: string;
   userinfo_json: string;
   userinfo_jwt: string;
+  /** A DPoP-bound client's code (docs/wallet-server.md): Token's wallet access token, and the DPoP key it is bound to. */
+  wallet_access_token?: string;
+  dpop_jkt?: string;
 }
 /** An access token's entry: what userinfo serves. */
 export interface AccessEntry {
@@ -77,6 +83,7 @@ export interface DoorContext {
   readonly driver: LoginDriver;
   readonly token: Client<typeof TokenService>;
   readonly tokenKeys: () => VerificationKeys;
+  readonly walletKeys: WalletKeys;
   readonly readiness: FrontDoorReadiness | undefined;
   /** Flow state in cookies and forms, sealed under Orchestration's cookie key. */
   readonly sealer: FlowSealer;
@@ -103,6 +110,7 @@ export function doorContext(deps: FrontDoorDeps): DoorContext {
     driver: deps.driver,
     token: deps.token,
     tokenKeys: deps.tokenKeys,
+    walletKeys: deps.walletKeys ?? new WalletKeys(deps.token, deps.tokenKeys),
     readiness: deps.readiness,
     sealer: new FlowSealer(deps.cookieKey),
     store: deps.store,

@@ -30,5 +30,7 @@ export function discovery(door: DoorContext, { res }: Exchange) {
     request_uri_parameter_supported: false,
     authorization_response_iss_parameter_supported: true,
     prompt_values_supported: ["none", "login", "consent"],
+    // RFC 9449 §5.1: the Wallet Client's access tokens are DPoP-bound (docs/wallet-server.md).
+    dpop_signing_alg_values_supported: ["ES256", "EdDSA"],
   }, { "cache-control": "public, max-age=300" });
 }

@@ -107,7 +107,7 @@ export interface ConsentFlow {
   /** ...or, for prompt=consent, the app's release as read, which the user confirms or changes... */
   existing?: { release: ReadRelease; released: string[] };
   /** ...or, for prompt=consent and a release from before reservations, an ID Token already minted from it. */
-  minted?: { idToken: string; userinfoJson: string; userinfoJwt: string };
+  minted?: { idToken: string; userinfoJson: string; userinfoJwt: string; walletAccessToken?: string };
 }
 
 /** The upstream flow's cookie, one per login (named by its state), so parallel logins do not collide. */
@@ -144,5 +144,6 @@ export function appRequestOf(request: AuthorizationRequest): AppRequest {
     ...(request.prompt ? { prompt: request.prompt } : {}),
     ...(request.max_age !== undefined ? { maxAge: Number(request.max_age) } : {}),
     ...(request.request_object ? { requestObject: request.request_object } : {}),
+    ...(request.dpop_jkt ? { dpopJkt: request.dpop_jkt } : {}),
   };
 }

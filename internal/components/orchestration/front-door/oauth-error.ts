@@ -17,14 +17,15 @@ export type OAuthErrorCode =
   | "request_uri_not_supported"
   | "server_error"
   | "temporarily_unavailable"
-  | "invalid_token";
+  | "invalid_token"
+  | "invalid_dpop_proof";
 
 export class OAuthError extends Error {
   override name = "OAuthError";
   constructor(
     readonly error: OAuthErrorCode,
     readonly description: string,
-    readonly status = error === "invalid_client" || error === "invalid_token" ? 401 : error === "server_error" ? 500 : 400,
+    readonly status = error === "invalid_client" || error === "invalid_token" || error === "invalid_dpop_proof" ? 401 : error === "server_error" ? 500 : 400,
   ) {
     super(`${error}: ${description}`);
   }

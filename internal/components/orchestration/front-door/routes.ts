@@ -16,6 +16,7 @@ import { tokenEndpoint } from "./token-endpoint.js";
 import type { UpstreamRp } from "./upstream-rp.js";
 import { upstreamCallback } from "./upstream-callback.js";
 import { userinfo } from "./userinfo.js";
+import { walletJwks, walletMe } from "./wallet-api.js";
 
 export interface Route {
   /**
@@ -59,6 +60,9 @@ export const ROUTES: readonly Route[] = [
   { path: "/account/recover/provider", methods: { POST: accountRecoverProvider }, loginStep: true },
   { path: "/token", methods: { POST: tokenEndpoint }, errors: "json" },
   { path: "/userinfo", methods: { GET: userinfo, POST: userinfo }, errors: "bearer" },
+  // The credential wallet (docs/wallet-server.md): JSON, problems as RFC 9457 documents.
+  { path: "/wallet/jwks", methods: { GET: walletJwks }, errors: "json" },
+  { path: "/wallet/api/me", methods: { GET: walletMe }, errors: "json" },
   { path: "/health", methods: { GET: live } }, // the name before /healthz/live, kept for whoever probes it
   { path: "/healthz/live", methods: { GET: live } },
   { path: "/healthz/ready", methods: { GET: ready } },

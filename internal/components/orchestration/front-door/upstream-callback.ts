@@ -128,7 +128,10 @@ async function loginAnswer(door: DoorContext, res: Exchange["res"], flow: Upstre
   if (outcome.kind === "done" && flow.request.prompt?.split(" ").includes("consent")) {
     // OIDC Core §3.1.2.1, for a release from before reservations (reserved on the way, and minted): confirm it as it is.
     const released = JSON.parse(outcome.userinfoJson) as Record<string, string | boolean>;
-    const minted = { idToken: outcome.idToken, userinfoJson: outcome.userinfoJson, userinfoJwt: outcome.userinfoJwt };
+    const minted = {
+      idToken: outcome.idToken, userinfoJson: outcome.userinfoJson, userinfoJwt: outcome.userinfoJwt,
+      ...(outcome.walletAccessToken ? { walletAccessToken: outcome.walletAccessToken } : {}),
+    };
     return showConsent(door, res, { request: flow.request, offered: Object.keys(released).filter((c) => c !== "sub" && c !== "merged_subs"), minted }, released);
   }
   if (outcome.kind === "done") return issueCode(door, res, flow.request, outcome);
