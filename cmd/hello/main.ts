@@ -28,7 +28,7 @@ commands:
   keyring <status|rotate|rewrap|drop|storage>  rotate Encryption's record keyring without downtime
   devop --client-id <id> --redirect-uri <uri>  run the development upstream OP on its own
   demoapp --issuer <url> --client-id <id> --client-secret <s>  run the demo app on its own
-  wallet <login|logout|whoami>          the credential wallet's client: sign in with a DPoP-bound token
+  wallet <login|add|list|show|present|…>  the credential wallet's client (hello wallet --help)
   help                                  this text
 `;
 

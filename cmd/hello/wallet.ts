@@ -1,6 +1,7 @@
 // hello wallet: the credential wallet's client (docs/wallet-server.md). It holds the
 // user's keys in a directory of its own (0700, files 0600): $HELLO_WALLET_HOME, or
-// ~/.hello-wallet. Built so far: signing in and out, and asking who a call is from.
+// ~/.hello-wallet. Signing in and out, asking who a call is from, and the flows of
+// internal/wallet/wallet-client.ts: add (and resume) credentials, list, show, present.
 
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -9,8 +10,20 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { WalletApi, WalletApiError } from "../../internal/wallet/api-client.js";
+import { IssuerTrustError, resolveIssuerId } from "../../internal/wallet/issuer-trust.js";
 import { KeyStore } from "../../internal/wallet/key-store.js";
 import { WalletLoginError, login } from "../../internal/wallet/login.js";
+import {
+  type AddCredentialsResult,
+  type DocumentInput,
+  type PersonInput,
+  WalletClientError,
+  addCredentials,
+  listCredentials,
+  presentCredential,
+  resumeCredentials,
+  showCredential,
+} from "../../internal/wallet/wallet-client.js";
 
 export const WALLET_USAGE = `usage: hello wallet <command> [options]
 
@@ -21,15 +34,49 @@ commands:
                  to a loopback address, and keeps a DPoP-bound access token
   logout         forget the sign-in (and the wallet keys it pinned); the device's keys stay
   whoami         ask hello-mesh whose sign-in this is, with a DPoP-signed call
+  add <issuer> <configuration>... --document-number <n> --family-name <name> --birthdate <YYYY-MM-DD>
+      [--document <file> [--media-type <type>]] [--keys <1-10>] [--no-wait]
+                 get credentials (e.g. identity_card driving_licence) from an issuer; <issuer>
+                 is its id, or dev for the only issuer hello-mesh lists. Your details and any
+                 document are sealed for the issuer here; hello-mesh carries them unread.
+                 --keys: presentment keys, one credential each (default 1); --no-wait: do not
+                 wait for an issuer that is still deciding (then use resume)
+  resume <session id> [--document-number <n> --family-name <name> --birthdate <YYYY-MM-DD>]
+      [--document <file> [--media-type <type>]] [--no-wait]
+                 go on with a session add left waiting, rejected or asking for a document
+  list           the credentials in the wallet: issuer, type, status, version and the claim
+                 names each can disclose (never their values)
+  show <instance id>
+                 one credential's claims, with their values
+  present <instance id> --claims <name,...> --audience <verifier> --nonce <nonce> [--key <n>]
+                 print a presentation disclosing only those claims, bound to the verifier's
+                 audience and nonce with presentment key n (default 0)
 
 options:
   --server <url>  hello-mesh's issuer (default: $HELLO_WALLET_SERVER, or http://localhost:9000,
                   what \`hello start\` runs)
   --ca <file>     a CA certificate (PEM) to trust for the server besides the system's
-  --home <dir>    where the wallet keeps its keys (default: $HELLO_WALLET_HOME or ~/.hello-wallet)
+  --home <dir>    where the wallet keeps its keys (default: $HELLO_WALLET_HOME or ~/.hello-wallet);
+                  its issuers.json (optional, 0600) pins issuers' keys over what the server lists
 `;
 
 const DEFAULT_SERVER = "http://localhost:9000";
+
+const PERSON_OPTIONS = ["document-number", "family-name", "birthdate"] as const;
+const DOCUMENT_OPTIONS = ["document", "media-type"] as const;
+/** Each command: how many positionals it takes (min, max) and which options besides --home and --ca. */
+const COMMANDS: Record<string, { positionals: [number, number]; options: readonly string[] }> = {
+  login: { positionals: [0, 0], options: ["server", "open"] },
+  logout: { positionals: [0, 0], options: [] },
+  whoami: { positionals: [0, 0], options: [] },
+  add: { positionals: [2, 17], options: [...PERSON_OPTIONS, ...DOCUMENT_OPTIONS, "keys", "no-wait"] },
+  resume: { positionals: [1, 1], options: [...PERSON_OPTIONS, ...DOCUMENT_OPTIONS, "no-wait"] },
+  list: { positionals: [0, 0], options: [] },
+  show: { positionals: [1, 1], options: [] },
+  present: { positionals: [1, 1], options: ["claims", "audience", "nonce", "key"] },
+};
+
+class UsageError extends Error {}
 
 export async function runWallet(args: string[]): Promise<number> {
   let parsed;
@@ -37,16 +84,45 @@ export async function runWallet(args: string[]): Promise<number> {
     parsed = parseArgs({
       args,
       allowPositionals: true,
-      options: { server: { type: "string" }, open: { type: "boolean" }, ca: { type: "string" }, home: { type: "string" } },
+      options: {
+        server: { type: "string" },
+        open: { type: "boolean" },
+        ca: { type: "string" },
+        home: { type: "string" },
+        "document-number": { type: "string" },
+        "family-name": { type: "string" },
+        birthdate: { type: "string" },
+        document: { type: "string" },
+        "media-type": { type: "string" },
+        keys: { type: "string" },
+        "no-wait": { type: "boolean" },
+        claims: { type: "string" },
+        audience: { type: "string" },
+        nonce: { type: "string" },
+        key: { type: "string" },
+      },
     });
   } catch (error) {
     process.stderr.write(`hello wallet: ${(error as Error).message}\n${WALLET_USAGE}`);
     return 2;
   }
   const { values, positionals } = parsed;
-  const [command, ...extra] = positionals;
-  if (!command || extra.length > 0 || !["login", "logout", "whoami"].includes(command)) {
-    process.stderr.write(`hello wallet: ${command ? `unknown command or extra argument "${extra[0] ?? command}"` : "a command is required"}\n${WALLET_USAGE}`);
+  const [command, ...rest] = positionals;
+  const spec = command ? COMMANDS[command] : undefined;
+  if (!command || !spec) {
+    process.stderr.write(`hello wallet: ${command ? `unknown command "${command}"` : "a command is required"}\n${WALLET_USAGE}`);
+    return 2;
+  }
+  const [min, max] = spec.positionals;
+  const misplaced = Object.keys(values).filter((name) => name !== "home" && name !== "ca" && !spec.options.includes(name));
+  if (rest.length < min || rest.length > max || misplaced.length > 0) {
+    const why =
+      misplaced.length > 0
+        ? `--${misplaced[0]} is not an option of ${command}`
+        : rest.length > max
+          ? `extra argument "${rest[max]}"`
+          : `${command} needs ${min === 1 ? "an argument" : `${min} arguments`}`;
+    process.stderr.write(`hello wallet: ${why}\n${WALLET_USAGE}`);
     return 2;
   }
   const home = values.home ?? process.env.HELLO_WALLET_HOME ?? path.join(os.homedir(), ".hello-wallet");
@@ -75,16 +151,134 @@ export async function runWallet(args: string[]): Promise<number> {
       return 0;
     }
     const api = await WalletApi.fromStore(store, ca ? { ca } : {});
-    const me = await api.call("GET", "/wallet/api/me", z.object({ client_id: z.string(), expires_at: z.number() }));
-    process.stdout.write(`Signed in to ${api.server} as the wallet client ${me.client_id}; the access token expires ${new Date(me.expires_at * 1000).toISOString()}.\n`);
+    if (command === "whoami") {
+      const me = await api.call("GET", "/wallet/api/me", z.object({ client_id: z.string(), expires_at: z.number() }));
+      process.stdout.write(`Signed in to ${api.server} as the wallet client ${me.client_id}; the access token expires ${new Date(me.expires_at * 1000).toISOString()}.\n`);
+      return 0;
+    }
+    const progress = (line: string) => process.stderr.write(`${line}\n`);
+    if (command === "add") {
+      const [given, ...configurations] = rest as [string, ...string[]];
+      const person = personOf(values, true)!;
+      const issuer = await resolveIssuerId(api, given);
+      if (issuer !== given) progress(`dev is ${issuer}.`);
+      const result = await addCredentials(api, store, {
+        issuer,
+        configurations,
+        person,
+        ...documentOf(values),
+        ...(values.keys !== undefined ? { presentmentKeys: integerOption(values.keys, "--keys", 1, 10) } : {}),
+        ...(values["no-wait"] ? { wait: false as const } : {}),
+        onProgress: progress,
+      });
+      return reportAdded(result);
+    }
+    if (command === "resume") {
+      const person = personOf(values, false);
+      const result = await resumeCredentials(api, store, rest[0]!, {
+        ...(person ? { person } : {}),
+        ...documentOf(values),
+        ...(values["no-wait"] ? { wait: false as const } : {}),
+        onProgress: progress,
+      });
+      return reportAdded(result);
+    }
+    if (command === "list") {
+      const list = await listCredentials(api, store);
+      if (list.length === 0) {
+        process.stdout.write("The wallet holds no credentials: hello wallet add gets some.\n");
+        return 0;
+      }
+      for (const c of list) {
+        const facts = [
+          c.status,
+          ...(c.version !== undefined ? [`version ${c.version}`] : []),
+          ...(c.count > 0 ? [`${c.count} credential${c.count === 1 ? "" : "s"}`] : []),
+          ...(c.expiresAt !== undefined ? [`expires ${new Date(c.expiresAt * 1000).toISOString().slice(0, 10)}`] : []),
+        ];
+        process.stdout.write(`${c.instanceId}\n  ${c.configuration}${c.display ? ` (${c.display})` : ""} from ${c.issuer}: ${facts.join(", ")}\n`);
+        if (c.verified) process.stdout.write(`  claims: ${c.claimNames.join(", ")}\n`);
+        else if (c.note) process.stdout.write(`  not checked: ${c.note}\n`);
+      }
+      return 0;
+    }
+    if (command === "show") {
+      const shown = await showCredential(api, store, rest[0]!);
+      const facts = [
+        shown.status,
+        ...(shown.version !== undefined ? [`version ${shown.version}`] : []),
+        ...(shown.issuedAt !== undefined ? [`issued ${new Date(shown.issuedAt * 1000).toISOString()}`] : []),
+        ...(shown.expiresAt !== undefined ? [`expires ${new Date(shown.expiresAt * 1000).toISOString()}`] : []),
+        `${shown.keys} presentment key${shown.keys === 1 ? "" : "s"}`,
+      ];
+      process.stdout.write(`${shown.configuration} from ${shown.issuer} (${shown.vct})\n  ${facts.join(", ")}\n`);
+      for (const [name, value] of Object.entries(shown.claims)) process.stdout.write(`  ${name}: ${JSON.stringify(value)}\n`);
+      return 0;
+    }
+    // present
+    const claims = (values.claims ?? "").split(",").map((c) => c.trim()).filter((c) => c !== "");
+    if (claims.length === 0) throw new UsageError("present needs --claims, e.g. --claims family_name,age_over_18");
+    if (!values.audience) throw new UsageError("present needs the verifier's --audience");
+    if (!values.nonce) throw new UsageError("present needs the verifier's --nonce");
+    const presentation = await presentCredential(api, store, rest[0]!, {
+      claims,
+      audience: values.audience,
+      nonce: values.nonce,
+      ...(values.key !== undefined ? { key: integerOption(values.key, "--key", 0, 9) } : {}),
+    });
+    process.stdout.write(`${presentation}\n`);
     return 0;
   } catch (error) {
-    if (error instanceof WalletLoginError || error instanceof WalletApiError || error instanceof Error) {
+    if (error instanceof UsageError) {
+      process.stderr.write(`hello wallet ${command}: ${error.message}\n${WALLET_USAGE}`);
+      return 2;
+    }
+    if (error instanceof WalletLoginError || error instanceof WalletApiError || error instanceof WalletClientError || error instanceof IssuerTrustError || error instanceof Error) {
       process.stderr.write(`hello wallet ${command}: ${error.message}\n`);
       return 1;
     }
     throw error;
   }
+}
+
+type Values = Record<string, string | boolean | undefined>;
+
+/** The person's details from the flags: all three (required for add), or none. */
+function personOf(values: Values, required: boolean): PersonInput | undefined {
+  const given = PERSON_OPTIONS.filter((o) => values[o] !== undefined);
+  if (given.length === 0 && !required) return undefined;
+  if (given.length < PERSON_OPTIONS.length) {
+    throw new UsageError(`give all of ${PERSON_OPTIONS.map((o) => `--${o}`).join(", ")} as on the document (missing: ${PERSON_OPTIONS.filter((o) => values[o] === undefined).map((o) => `--${o}`).join(", ")})`);
+  }
+  return { documentNumber: String(values["document-number"]), familyName: String(values["family-name"]), birthdate: String(values.birthdate) };
+}
+
+function documentOf(values: Values): { document?: DocumentInput } {
+  if (values["media-type"] !== undefined && values.document === undefined) throw new UsageError("--media-type goes with --document <file>");
+  if (values.document === undefined) return {};
+  return { document: { path: String(values.document), ...(values["media-type"] !== undefined ? { mediaType: String(values["media-type"]) } : {}) } };
+}
+
+function integerOption(value: string, name: string, min: number, max: number): number {
+  if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) throw new UsageError(`${name} must be a whole number from ${min} to ${max}`);
+  return Number(value);
+}
+
+function reportAdded(result: AddCredentialsResult): number {
+  const out = process.stdout;
+  if (result.instances.length > 0) {
+    out.write(`${result.state === "ISSUED" ? "Added" : "So far added"} to the wallet from ${result.issuer} (session ${result.sessionId}):\n`);
+    for (const i of result.instances) {
+      out.write(`  ${i.configuration}  ${i.id}  ${i.count} credential${i.count === 1 ? "" : "s"}, version ${i.credentialVersion}\n    claims: ${i.claimNames.join(", ")}\n`);
+    }
+  }
+  if (result.state === "ISSUED") {
+    out.write("hello wallet show <instance id> shows a credential's claims; hello wallet present makes a presentation.\n");
+    return 0;
+  }
+  const what = result.waitingFor === "verification" ? `${result.issuer} has not decided yet` : `${result.issuer} has not issued every credential yet`;
+  out.write(`${what}${result.timedOut ? " (the wallet stopped waiting)" : ""}. Later, run: hello wallet resume ${result.sessionId}\n`);
+  return result.timedOut ? 1 : 0;
 }
 
 /** xdg-open (or open on macOS), detached; failing quietly: the address is printed anyway. */
