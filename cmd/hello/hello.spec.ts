@@ -2,7 +2,9 @@
 // first run, and the operator's view through `buf curl`.
 
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { randomUUID } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import https from "node:https";
 import { mkdir, mkdtemp, rm, writeFile, readFile } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
@@ -48,11 +50,11 @@ describe("hello start: all four components, each its own process", function () {
   this.timeout(120_000);
   let dir: string;
   let hello: { child: ChildProcess; output: () => string };
-  const ports = {} as Record<Component | "public", number>;
+  const ports = {} as Record<Component | "public" | "issuer" | "wallet", number>;
 
   before(async function () {
     dir = await mkdtemp(path.join(os.tmpdir(), "hello-start-"));
-    for (const key of [...COMPONENTS, "public"] as const) ports[key] = await freePort();
+    for (const key of [...COMPONENTS, "public", "issuer", "wallet"] as const) ports[key] = await freePort();
     await writeFile(
       path.join(dir, "hello.config.json"),
       JSON.stringify({ issuer: `http://localhost:${ports.public}`, ports, certificates: "certs", stateDir: "state" }),
@@ -77,6 +79,41 @@ describe("hello start: all four components, each its own process", function () {
     for (const c of COMPONENTS) expect(output).to.include(`https://127.0.0.1:${ports[c]}`);
     expect(output).to.include(certs());
     expect(output).to.include("Made development CAs and certificates");
+  });
+
+  it("runs the development issuer and says where it and the wallet server are, with the registry's people", function () {
+    const output = hello.output();
+    expect(output).to.include(`wallet server (S2S):   https://localhost:${ports.wallet}`);
+    expect(output).to.include(`development issuer:    https://localhost:${ports.issuer}  (credential issuer, mutual TLS; listening on https://127.0.0.1:${ports.issuer})`);
+    expect(output).to.match(/^ {6}D-1001 {2}Lovelace {2}1990-12-10: approve$/m);
+    expect(output).to.match(/^ {6}D-1005 {2}Johnson {3}1988-08-26: approve \(issued asynchronously\)$/m);
+  });
+
+  it("Orchestration's wallet server and the development issuer reach each other over mutual TLS, each with the certificates hello start made", async function () {
+    const issuerDir = path.join(certs(), "issuer");
+    const orchestrationDir = pkiPaths(certs(), "orchestration").dir;
+    const get = (port: number, target: string, ca: string, as: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const request = https.request({
+          host: "127.0.0.1", port, path: target, servername: "localhost", agent: false,
+          ca: readFileSync(ca), cert: readFileSync(`${as}.crt`), key: readFileSync(`${as}.key`),
+          headers: { "Api-Version": "1.0.0", "x-request-id": randomUUID() },
+        }, (response) => {
+          let body = "";
+          response.on("data", (chunk: Buffer) => (body += chunk.toString()));
+          response.on("end", () => resolve({ status: response.statusCode ?? 0, body }));
+        });
+        request.on("error", reject);
+        request.end();
+      });
+    // As the issuer, at the Orchestration process's S2S listener: it knows the issuer by its CA, and holds no such evidence.
+    const evidence = await get(ports.wallet, "/evidence/AAAAAAAAAAAAAAAAAAAAAA", path.join(orchestrationDir, "ca.crt"), path.join(issuerDir, "issuer"));
+    expect(evidence.status, evidence.body).to.equal(404);
+    expect(JSON.parse(evidence.body)).to.include({ errorCode: "unknown_evidence" });
+    // As the wallet server, at the development issuer: it knows hello-mesh by the orchestration CA.
+    const metadata = await get(ports.issuer, "/.well-known/s2s-issuer", path.join(issuerDir, "ca.crt"), path.join(orchestrationDir, "wallet-server"));
+    expect(metadata.status, metadata.body).to.equal(200);
+    expect(JSON.parse(metadata.body)).to.include({ issuer: `https://localhost:${ports.issuer}` });
   });
 
   it("reports each component ready (grpc.health.v1 SERVING) before it says hello-mesh is running", function () {
@@ -186,7 +223,7 @@ describe("hello start: all four components, each its own process", function () {
     const exited = new Promise<number | null>((r) => hello.child.once("exit", (code) => r(code)));
     hello.child.kill("SIGINT");
     expect(await exited).to.equal(0);
-    for (const c of COMPONENTS) {
+    for (const c of [...COMPONENTS, "issuer", "wallet"] as const) {
       const refused = await new Promise<boolean>((resolve) => {
         const socket = net.connect(ports[c], "127.0.0.1");
         socket.once("connect", () => (socket.destroy(), resolve(false)));
@@ -205,13 +242,13 @@ describe("hello start: all four components, each its own process", function () {
   });
 });
 
-/** The ports of a `hello start` with the development OPs and the demo app. */
-type StartPorts = Record<Component | "public" | "upstream" | "upstream2" | "demo", number>;
+/** The ports of a `hello start` with the development OPs, the demo app and the development issuer. */
+type StartPorts = Record<Component | "public" | "upstream" | "upstream2" | "demo" | "issuer" | "wallet", number>;
 
 /** Free ports for every setting of StartPorts. */
 async function freeStartPorts(): Promise<StartPorts> {
   const ports = {} as StartPorts;
-  for (const key of [...COMPONENTS, "public", "upstream", "upstream2", "demo"] as const) ports[key] = await freePort();
+  for (const key of [...COMPONENTS, "public", "upstream", "upstream2", "demo", "issuer", "wallet"] as const) ports[key] = await freePort();
   return ports;
 }
 
@@ -382,7 +419,7 @@ describe("hello start that cannot start: says why and which setting, leaves noth
 
   const start = () => startToEnd(config());
 
-  for (const setting of ["public", ...COMPONENTS, "upstream", "upstream2", "demo"] as const) {
+  for (const setting of ["public", ...COMPONENTS, "upstream", "upstream2", "demo", "issuer", "wallet"] as const) {
     it(`ports.${setting} taken: exit 1 in seconds, the port and its setting named, nothing listening, no record`, async function () {
       const { code, output, ms } = await holding(ports[setting], start);
       expect(code, `hello start's exit code; it said:\n${output}`).to.equal(1);

@@ -24,6 +24,8 @@ import { hello } from "../../internal/ops/cli.js";
 import { buildComponents, pinnedNodeVersion } from "../../internal/ops/build/build.js";
 import { DEFAULT_DEV_USERS, startDevOp } from "../../internal/dev/devop/dev-op.js";
 import { startDemoApp } from "../../internal/dev/demoapp/demo-app.js";
+import { type DevIssuer, startDevIssuer } from "../../internal/dev/issuer/issuer.js";
+import { DEV_PEOPLE } from "../../internal/dev/issuer/registry.js";
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -38,8 +40,10 @@ export const START_USAGE = `usage: hello start [--config hello.config.json] [--s
   Runs the whole service on this machine, for development: makes every custodian's
   certificates and keys on first run, builds each component's artifact and runs each
   as its own process, with the development OPs (ports.upstream, ports.upstream2) and
-  the demo app (ports.demo) when the configuration names them. --source runs the
-  components from source (no build; nothing to verify).`;
+  the demo app (ports.demo) when the configuration names them, and the development
+  credential issuer (ports.issuer) that Orchestration's wallet server (ports.wallet)
+  serves users with. --source runs the components from source (no build; nothing to
+  verify).`;
 
 export async function runStart(args: string[]): Promise<number> {
   let parsed;
@@ -71,7 +75,8 @@ export async function runStart(args: string[]): Promise<number> {
     return provider ? [{ setting, port: dev.ports[setting], provider }] : [];
   });
   const demoClient = dev.clients.find((c) => c.redirect_uris.includes(`http://localhost:${dev.ports.demo}/callback`));
-  if (await refuseTakenPorts(dev, values.config, [...devOps.map((d) => d.setting), ...(demoClient?.client_secret ? ["demo" as const] : [])])) return 1;
+  const also: PortSetting[] = ["wallet", ...devOps.map((d) => d.setting), ...(demoClient?.client_secret ? ["demo" as const] : []), "issuer"];
+  if (await refuseTakenPorts(dev, values.config, also)) return 1;
 
   let artifacts: Partial<Record<Component, string>> = {};
   if (!values.source) {
@@ -122,9 +127,26 @@ export async function runStart(args: string[]): Promise<number> {
 
   const jwksUris = await discoverJwksUris(dev, (line) => out(`  ${line}; Token will not accept its ID Tokens`));
   const reachable = { ...dev, providers: dev.providers.filter((p) => p.jwks_uri ?? jwksUris[p.id]) };
-  const deployment = await prepareDevDeployment(reachable, { log: (line) => out(`  ${line}`), jwksUris });
+  const deployment = await prepareDevDeployment(reachable, { log: (line) => out(`  ${line}`), jwksUris, devIssuer: true });
   const { certs } = deployment;
   out(deployment.createdCertificates ? `Made development CAs and certificates under ${certs}` : `Using the certificates under ${certs}`);
+
+  // The development credential issuer, in this process like the development OPs: the
+  // wallet server's issuer (docs/wallet-server.md), deciding a pending verification and
+  // finishing an asynchronous issuance after 5 s each.
+  let devIssuer: DevIssuer;
+  try {
+    devIssuer = await startDevIssuer({
+      ...deployment.devIssuer!,
+      pendingDecisionMs: 5_000,
+      asyncIssuanceMs: 5_000,
+      onError: (error, what) => out(`${"dev issuer".padEnd(13)}│ ${what}: ${error instanceof Error ? error.message : String(error)}`),
+    });
+  } catch (error) {
+    process.stderr.write(`hello start: the development issuer cannot start: ${listenError(error, "issuer", dev.ports.issuer, values.config)}\n`);
+    await Promise.all(running.map(({ op }) => op.close()));
+    return 1;
+  }
 
   const spawned = performance.now();
   const processes = startComponentProcesses(deployment, {
@@ -146,7 +168,7 @@ export async function runStart(args: string[]): Promise<number> {
     if (!stopping) {
       out("\nStopping…");
       waiting.abort();
-      stopping = Promise.all([processes.stop(), demo?.close(), ...running.map(({ op }) => op.close()), rm(recordFile, { force: true })]).then(() => undefined);
+      stopping = Promise.all([processes.stop(), demo?.close(), devIssuer.close(), ...running.map(({ op }) => op.close()), rm(recordFile, { force: true })]).then(() => undefined);
     }
     return stopping;
   };
@@ -214,6 +236,10 @@ export async function runStart(args: string[]): Promise<number> {
   if (running.length > 0) {
     out(`    accounts${running.length > 1 ? " at each" : ""}: ${DEFAULT_DEV_USERS.map((u) => `${u.email} / ${u.password}`).join(", ")}`);
   }
+  out(`  wallet server (S2S):   https://localhost:${dev.ports.wallet}  (issuers call it over mutual TLS)`);
+  out(`  development issuer:    ${devIssuer.metadata.issuer}  (credential issuer, mutual TLS; listening on ${devIssuer.url})`);
+  out("    people (document number, family name, birthdate: outcome):");
+  for (const p of DEV_PEOPLE) out(`      ${p.documentNumber}  ${p.familyName.padEnd(9)} ${p.birthdate}: ${p.outcome}${p.asyncIssuance ? " (issued asynchronously)" : ""}`);
   if (demo) {
     out("");
     out(`  ▶ Open ${demo.url.replace("127.0.0.1", "localhost")} and click "Log in with hello-mesh".`);

@@ -58,12 +58,13 @@ export const ProviderIdSchema = z
   .string()
   .regex(/^[a-z0-9][a-z0-9-]{0,31}$/, "must be 1-32 lowercase letters, digits or dashes, starting with a letter or digit (it names the provider's callback path, /upstream/callback/<id>)");
 
-/** Reports every id that an earlier entry already has. */
-function uniqueIds<T extends { id: string }>(items: T[], ctx: z.RefinementCtx) {
+/** Reports every id that an earlier entry already has, as a duplicate `what` id. */
+const uniqueIdsOf = (what: string) => <T extends { id: string }>(items: T[], ctx: z.RefinementCtx) => {
   items.forEach((item, i) => {
-    if (items.findIndex((other) => other.id === item.id) < i) ctx.addIssue({ code: "custom", path: [i, "id"], message: "duplicate provider id" });
+    if (items.findIndex((other) => other.id === item.id) < i) ctx.addIssue({ code: "custom", path: [i, "id"], message: `duplicate ${what} id` });
   });
-}
+};
+const uniqueIds = uniqueIdsOf("provider");
 
 /** An upstream OP the front door is a relying party of. */
 export const UpstreamProviderSchema = z.strictObject({
@@ -123,6 +124,47 @@ function issuerScheme(config: { issuer: string }, ctx: z.RefinementCtx): URL | u
   return issuer;
 }
 
+/**
+ * An issuer the wallet server is pinned to (docs/wallet-server.md): the one CA its
+ * certificates chain to, both ways. Orchestration calls it trusting no other CA for its
+ * server certificate, and its calls to us are known to come from it by that CA alone
+ * (wire-server.ts), so the CA must issue to this issuer only: a public CA would let
+ * anyone it certifies speak as this issuer.
+ */
+const WalletIssuerSchema = z.strictObject({
+  /** The issuer's id: the `aud` of what the wallet client signs for it, and its name in Token's allow-list. */
+  id: z.string().min(1).max(2048),
+  /** Where its S2S endpoints are (/verification/*, /credential/*, /event/notify). */
+  base_url: HttpsUrl,
+  /** Path to the PEM of the CA its certificates (server and client) are issued by. */
+  ca: z.string().min(1),
+  /** The name to check on its certificate (and to send as SNI) when base_url's host is an IP address. */
+  servername: z.string().min(1).optional(),
+});
+
+/** Where issuers reach this wallet server: a URL they may call and fetch from, nothing after its path. */
+const PublicUrl = HttpsUrl.refine((url) => !url.includes("?") && !url.includes("#"), "must be an https:// URL without a query or fragment");
+
+/**
+ * The credential wallet server's S2S side (docs/wallet-server.md): its own listener,
+ * since issuers reach it over mutual TLS with a certificate of their own CA, never the
+ * mesh's, and never the front door's.
+ */
+const WalletServerSchema = z.strictObject({
+  listen: Listen,
+  /**
+   * The wallet server's mTLS certificate and key, server AND client: issuers check it
+   * when they call us and when we call them. Issued by the orchestration custodian's CA,
+   * and without the mesh's identity URI, so that it is no mesh certificate.
+   */
+  tls: Tls,
+  /** How issuers reach this S2S server: their notify callbacks, and evidence downloads (`<public_url>/evidence/<id>`). */
+  public_url: PublicUrl,
+  /** The issuers it serves users with; Token keeps its own allow-list of them (`issuers` in Token's configuration). */
+  issuers: z.array(WalletIssuerSchema).min(1, "a wallet server needs at least one issuer").superRefine(uniqueIdsOf("issuer")),
+});
+export type WalletServerConfig = z.infer<typeof WalletServerSchema>;
+
 export const OrchestrationConfigSchema = z.strictObject({
   component: z.literal("orchestration"),
   ...common,
@@ -147,6 +189,8 @@ export const OrchestrationConfigSchema = z.strictObject({
    * single replica.
    */
   state: z.strictObject({ url: z.string().regex(/^postgres(ql)?:\/\//, "must be a postgres:// or postgresql:// URL") }).optional(),
+  /** The credential wallet server (docs/wallet-server.md). Absent: Orchestration talks to no issuer. */
+  wallet: WalletServerSchema.optional(),
 }).superRefine(frontDoorTransport);
 
 /** An app as Token knows it: Token checks every request against this, not Orchestration's word. */
@@ -179,6 +223,57 @@ export const AllowedProviderSchema = z.strictObject({
 });
 export type AllowedProvider = z.infer<typeof AllowedProviderSchema>;
 
+/**
+ * What only a private JWK holds (RFC 7518 §6.2.2, §6.3.2, §6.4), each refused by name: a
+ * key pasted with its private part is a custodian's mistake worth saying plainly, and
+ * Token must never hand an issuer's private key to anyone.
+ */
+const privateMembersRefused = Object.fromEntries(
+  ["d", "p", "q", "dp", "dq", "qi", "oth", "k"].map((member) => [
+    member,
+    z.never({ error: `a public key is wanted here, and this one holds its private part (${member}): remove it` }).optional(),
+  ]),
+);
+const P256Coordinate = z.string().regex(/^[A-Za-z0-9_-]{43}$/, "must be a P-256 coordinate: 32 bytes of base64url");
+
+/** An issuer's HPKE-0 key (docs/wallet-server.md): what the wallet client encrypts its payloads to. Exactly these members. */
+const IssuerEncryptionKey = z.strictObject({
+  kty: z.literal("EC"),
+  crv: z.literal("P-256"),
+  x: P256Coordinate,
+  y: P256Coordinate,
+  kid: z.string().min(1).optional(),
+  alg: z.literal("HPKE-0").optional(),
+  use: z.literal("enc").optional(),
+  ...privateMembersRefused,
+});
+
+/** A public JWK an issuer signs credentials with; loose, as JWKs are (RFC 7517 §4), but never private. */
+const IssuerSigningKey = z.looseObject({
+  kty: z.string().min(1),
+  kid: z.string().min(1).optional(),
+  alg: z.string().min(1).optional(),
+  ...privateMembersRefused,
+});
+
+/**
+ * An issuer Token vouches for to wallet clients (the `hello-issuer+jwt` statements of
+ * GET /wallet/api/issuers, docs/wallet-server.md): Token's own word on the issuer's
+ * keys, so that Orchestration, which carries the statements, cannot swap in a key of its
+ * own choosing and read what the client encrypts.
+ */
+const AllowedIssuerSchema = z.strictObject({
+  /** The same id as in Orchestration's `wallet.issuers`. */
+  id: z.string().min(1).max(2048),
+  /** Its HPKE-0 key: public, EC P-256. */
+  encryption_key: IssuerEncryptionKey,
+  /** Its credential signing keys, public. */
+  jwks: z.strictObject({ keys: z.array(IssuerSigningKey).min(1, "an issuer needs at least one signing key") }),
+  /** What it issues, by credential configuration id. */
+  credential_configurations: z.record(z.string().min(1), z.strictObject({ vct: z.string().min(1), display: z.unknown().optional() })),
+});
+export type AllowedIssuer = z.infer<typeof AllowedIssuerSchema>;
+
 export const TokenConfigSchema = z.strictObject({
   component: z.literal("token"),
   ...common,
@@ -188,6 +283,8 @@ export const TokenConfigSchema = z.strictObject({
   keys: z.strictObject({ signing: z.string().min(1), lookup: z.string().min(1), wallet: z.string().min(1).optional() }),
   clients: z.array(RegisteredClientSchema),
   providers: z.array(AllowedProviderSchema).superRefine(uniqueIds),
+  /** The credential issuers Token vouches for (docs/wallet-server.md). Absent: none. */
+  issuers: z.array(AllowedIssuerSchema).superRefine(uniqueIdsOf("issuer")).optional(),
 }).superRefine((config, ctx) => void issuerScheme(config, ctx));
 
 export const EncryptionConfigSchema = z.strictObject({
@@ -236,6 +333,14 @@ function resolvePaths<T extends ComponentConfig>(config: T, baseDir: string): T 
     const { cert, key, chain } = resolved.public.tls;
     const tls = { cert: path.resolve(baseDir, cert), key: path.resolve(baseDir, key), ...(chain ? { chain: path.resolve(baseDir, chain) } : {}) };
     resolved.public = { ...resolved.public, tls };
+  }
+  if (resolved.component === "orchestration" && resolved.wallet) {
+    const { tls, issuers } = resolved.wallet;
+    resolved.wallet = {
+      ...resolved.wallet,
+      tls: { cert: path.resolve(baseDir, tls.cert), key: path.resolve(baseDir, tls.key) },
+      issuers: issuers.map((issuer) => ({ ...issuer, ca: path.resolve(baseDir, issuer.ca) })),
+    };
   }
   if (resolved.component === "storage" && resolved.database.dataDir) {
     resolved.database = { ...resolved.database, dataDir: path.resolve(baseDir, resolved.database.dataDir) };

@@ -5,7 +5,7 @@ import { expect } from "chai";
 import { COMPONENTS } from "../protocol/identity.js";
 import { ConfigError } from "./errors.js";
 import { deriveComponentConfigs, loadDevConfig } from "../dev/dev-config.js";
-import { ComponentConfigSchema } from "./component-config.js";
+import { ComponentConfigSchema, loadAnyComponentConfig } from "./component-config.js";
 
 describe("configuration (docs/design.md §6)", function () {
   let dir: string;
@@ -48,8 +48,20 @@ describe("configuration (docs/design.md §6)", function () {
         `ports.upstream2: port 9003 is also used by ${setting}`,
       ]);
     }
-    const moved = (await load({ issuer: "http://localhost:9000", ports: { upstream2: 9004 } }))();
-    expect(moved.ports.upstream2).to.equal(9004);
+    const moved = (await load({ issuer: "http://localhost:9000", ports: { upstream2: 9005 } }))();
+    expect(moved.ports.upstream2).to.equal(9005);
+  });
+
+  it("ports.issuer (9004) and ports.wallet (7104): the development issuer and the wallet server's S2S listener, ports like the others", async function () {
+    const dev = loadDevConfig(path.resolve(import.meta.dirname, "../../hello.config.json"));
+    expect([dev.ports.issuer, dev.ports.wallet]).to.deep.equal([9004, 7104]);
+    const defaults = (await load({ issuer: "http://localhost:9000" }))();
+    expect([defaults.ports.issuer, defaults.ports.wallet]).to.deep.equal([9004, 7104]);
+    expect(problemsOf(await load({ issuer: "http://localhost:9000", ports: { wallet: 0 } })).join("\n")).to.include("ports.wallet");
+    // A port shared with an older setting is reported at the newer one.
+    expect(problemsOf(await load({ issuer: "http://localhost:9000", ports: { upstream2: 9004 } }))).to.deep.equal(["ports.issuer: port 9004 is also used by upstream2"]);
+    expect(problemsOf(await load({ issuer: "http://localhost:9000", ports: { storage: 7104 } }))).to.deep.equal(["ports.wallet: port 7104 is also used by storage"]);
+    expect(problemsOf(await load({ issuer: "http://localhost:9000", ports: { wallet: 9004 } }))).to.deep.equal(["ports.wallet: port 9004 is also used by issuer"]);
   });
 
   it("reports every problem at once, each with where it is", async function () {
@@ -96,6 +108,103 @@ describe("configuration (docs/design.md §6)", function () {
       expect(parsed.success, issuer).to.equal(false);
       expect(parsed.error!.issues.map((i) => [i.path.join("."), i.message.slice(0, 23)]), issuer).to.deep.equal([["issuer", "must be an https:// URL"]]);
     }
+  });
+
+  describe("the credential wallet (docs/wallet-server.md): Orchestration's wallet section, Token's issuers", function () {
+    const P256 = { x: "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", y: "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0" };
+    const orchestration = (wallet: unknown) => ({
+      component: "orchestration", listen: { port: 7100 }, tls: { cert: "o.crt", key: "o.key" }, bundles: "bundles",
+      peers: { token: "https://127.0.0.1:7101", encryption: "https://127.0.0.1:7102" }, keys: { lookup: "l.key", cookie: "c.key" },
+      public: { port: 9000 }, issuer: "http://localhost:9000", clients: [], providers: [], wallet,
+    });
+    const walletIssuer = (id: string, extra: Record<string, unknown> = {}) => ({ id, base_url: "https://issuer.example", ca: "issuer-ca.crt", ...extra });
+    const wallet = (issuers: unknown[], extra: Record<string, unknown> = {}) => ({
+      listen: { port: 7104 }, tls: { cert: "wallet-server.crt", key: "wallet-server.key" }, public_url: "https://wallet.example", issuers, ...extra,
+    });
+    const token = (issuers: unknown) => ({
+      component: "token", listen: { port: 7101 }, tls: { cert: "t.crt", key: "t.key" }, bundles: "bundles",
+      issuer: "http://localhost:9000", keys: { signing: "s.json", lookup: "l.key", wallet: "w.json" }, clients: [], providers: [], issuers,
+    });
+    const allowed = (id: string, extra: Record<string, unknown> = {}) => ({
+      id,
+      encryption_key: { kty: "EC", crv: "P-256", ...P256, kid: "enc-1", alg: "HPKE-0", use: "enc" },
+      jwks: { keys: [{ kty: "EC", crv: "P-256", ...P256, kid: "sig-1", alg: "ES256", use: "sig" }] },
+      credential_configurations: { identity_card: { vct: "urn:example:id", display: [{ name: "ID", locale: "en" }] }, licence: { vct: "urn:example:dl" } },
+      ...extra,
+    });
+    const issuesOf = (config: unknown) => {
+      const parsed = ComponentConfigSchema.safeParse(config);
+      expect(parsed.success, "the configuration was accepted").to.equal(false);
+      return parsed.error!.issues.map((i) => `${i.path.join(".")}: ${i.message}`);
+    };
+
+    it("a valid wallet section and issuer allow-list pass, the host defaulting to 127.0.0.1; both are optional", function () {
+      const o = ComponentConfigSchema.parse(orchestration(wallet([walletIssuer("https://issuer.example"), walletIssuer("urn:issuer:b", { servername: "issuer-b.internal" })])));
+      expect(o.component === "orchestration" && o.wallet?.listen).to.deep.equal({ host: "127.0.0.1", port: 7104 });
+      const t = ComponentConfigSchema.parse(token([allowed("https://issuer.example"), allowed("urn:issuer:b")]));
+      expect(t.component === "token" && t.issuers?.map((i) => i.id)).to.deep.equal(["https://issuer.example", "urn:issuer:b"]);
+      expect(ComponentConfigSchema.safeParse(orchestration(undefined)).success).to.equal(true);
+      expect(ComponentConfigSchema.safeParse(token(undefined)).success).to.equal(true);
+      expect(ComponentConfigSchema.safeParse(token([])).success, "an empty allow-list: Token vouches for no issuer").to.equal(true);
+    });
+
+    it("issuer ids are unique, in both", function () {
+      expect(issuesOf(orchestration(wallet([walletIssuer("a"), walletIssuer("b"), walletIssuer("a")])))).to.deep.equal(["wallet.issuers.2.id: duplicate issuer id"]);
+      expect(issuesOf(token([allowed("a"), allowed("a")]))).to.deep.equal(["issuers.1.id: duplicate issuer id"]);
+    });
+
+    it("a private JWK is refused in Token's allow-list, naming the member", function () {
+      const withD = allowed("a", { encryption_key: { ...allowed("a").encryption_key, d: "jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI" } });
+      expect(issuesOf(token([withD]))).to.deep.equal(["issuers.0.encryption_key.d: a public key is wanted here, and this one holds its private part (d): remove it"]);
+      const signingWithD = allowed("a", { jwks: { keys: [{ ...allowed("a").jwks.keys[0], d: "x" }] } });
+      expect(issuesOf(token([signingWithD]))).to.deep.equal(["issuers.0.jwks.keys.0.d: a public key is wanted here, and this one holds its private part (d): remove it"]);
+      const rsaPrivate = allowed("a", { jwks: { keys: [{ kty: "RSA", n: "AQAB", e: "AQAB", p: "x", q: "y" }] } });
+      expect(issuesOf(token([rsaPrivate]))).to.have.members([
+        "issuers.0.jwks.keys.0.p: a public key is wanted here, and this one holds its private part (p): remove it",
+        "issuers.0.jwks.keys.0.q: a public key is wanted here, and this one holds its private part (q): remove it",
+      ]);
+    });
+
+    it("the encryption key is an EC P-256 HPKE-0 key with exactly the members of one; an issuer has signing keys and configurations with a vct", function () {
+      const key = allowed("a").encryption_key;
+      expect(issuesOf(token([allowed("a", { encryption_key: { ...key, crv: "P-384" } })]))[0]).to.match(/^issuers\.0\.encryption_key\.crv: /);
+      expect(issuesOf(token([allowed("a", { encryption_key: { ...key, alg: "ECDH-ES" } })]))[0]).to.match(/^issuers\.0\.encryption_key\.alg: /);
+      expect(issuesOf(token([allowed("a", { encryption_key: { ...key, x: "short" } })]))).to.deep.equal(["issuers.0.encryption_key.x: must be a P-256 coordinate: 32 bytes of base64url"]);
+      expect(issuesOf(token([allowed("a", { encryption_key: { ...key, x5c: ["MII"] } })]))[0]).to.match(/^issuers\.0\.encryption_key: Unrecognized key: "x5c"/);
+      expect(issuesOf(token([allowed("a", { jwks: { keys: [] } })]))).to.deep.equal(["issuers.0.jwks.keys: an issuer needs at least one signing key"]);
+      expect(issuesOf(token([allowed("a", { credential_configurations: { x: { display: [] } } })]))[0]).to.match(/^issuers\.0\.credential_configurations\.x\.vct: /);
+      expect(issuesOf(token([allowed("a", { credential_configurations: { x: { vct: "v", format: "dc+sd-jwt" } } })]))[0]).to.match(/Unrecognized key: "format"/);
+    });
+
+    it("an http base_url or public_url is refused: issuers are reached, and reach us, over https only", function () {
+      expect(issuesOf(orchestration(wallet([walletIssuer("a", { base_url: "http://issuer.example" })])))[0]).to.match(/^wallet\.issuers\.0\.base_url: /);
+      expect(issuesOf(orchestration(wallet([walletIssuer("a")], { public_url: "http://wallet.example" })))[0]).to.match(/^wallet\.public_url: /);
+      expect(issuesOf(orchestration(wallet([walletIssuer("a")], { public_url: "https://wallet.example/?x=1" })))).to.deep.equal(["wallet.public_url: must be an https:// URL without a query or fragment"]);
+    });
+
+    it("a wallet section names at least one issuer, and nothing it does not know", function () {
+      expect(issuesOf(orchestration(wallet([])))).to.deep.equal(["wallet.issuers: a wallet server needs at least one issuer"]);
+      expect(issuesOf(orchestration(wallet([walletIssuer("a", { jwks: {} })])))[0]).to.match(/^wallet\.issuers\.0: Unrecognized key: "jwks"/);
+      expect(issuesOf(orchestration(wallet([walletIssuer("a")], { tls: { cert: "c" } })))[0]).to.match(/^wallet\.tls\.key: /);
+    });
+
+    it("its paths are resolved against the configuration file's directory: wallet.tls and each issuer's CA", async function () {
+      const file = path.join(dir, "orchestration-wallet.json");
+      await writeFile(file, JSON.stringify(orchestration(wallet([walletIssuer("a"), walletIssuer("b", { ca: "/etc/issuer-b/ca.crt" })]))));
+      const loaded = loadAnyComponentConfig(file);
+      expect(loaded.component === "orchestration" && loaded.wallet).to.deep.include({
+        tls: { cert: path.join(dir, "wallet-server.crt"), key: path.join(dir, "wallet-server.key") },
+      });
+      expect(loaded.component === "orchestration" && loaded.wallet!.issuers.map((i) => i.ca)).to.deep.equal([path.join(dir, "issuer-ca.crt"), "/etc/issuer-b/ca.crt"]);
+      expect(loaded.component === "orchestration" && loaded.wallet!.issuers[0]!.base_url).to.equal("https://issuer.example");
+    });
+
+    it("derived for the development issuer only when prepareDevDeployment makes one (deriveComponentConfigs' devIssuer)", async function () {
+      const dev = (await load({ issuer: "http://localhost:9000" }))();
+      const plain = deriveComponentConfigs(dev);
+      expect(plain.orchestration).to.not.have.property("wallet");
+      expect(plain.token).to.not.have.property("issuers");
+    });
   });
 
   it("says so when the file is not JSON, or missing", async function () {

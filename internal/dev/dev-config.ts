@@ -7,6 +7,8 @@ import { z } from "zod";
 import type { Component } from "../protocol/identity.js";
 import { type ComponentConfig, UpstreamProviderSchema } from "../config/component-config.js";
 import { parseConfigFile } from "../config/errors.js";
+import { type DevIssuerPublicKeys, devIssuerId, devIssuerPaths } from "./issuer/dev-issuer-setup.js";
+import { CREDENTIAL_CONFIGURATIONS } from "./issuer/registry.js";
 
 const Port = z.number().int().min(1).max(65535);
 
@@ -53,9 +55,16 @@ export const DevConfigSchema = z
         /**
          * hello start's second development OP (a provider whose issuer is http://localhost:<upstream2>):
          * a second provider, for what needs two (recovery accounts at distinct providers).
-         * Last, so that a port it shares with another setting is reported at this one.
          */
         upstream2: Port.default(9003),
+        /**
+         * hello start's development credential Issuer Server (internal/dev/issuer/), whose
+         * issuer id is https://localhost:<issuer>. The settings come in the order they were
+         * added, so that a port a new one shares with an older setting is reported at the new one.
+         */
+        issuer: Port.default(9004),
+        /** Orchestration's wallet server: where issuers reach it over mutual TLS (its S2S listener, https://localhost:<wallet>). */
+        wallet: Port.default(7104),
       })
       .prefault({}),
     clients: z.array(ClientSchema).default([]),
@@ -114,12 +123,19 @@ export function derivedConfigPath(dev: DevConfig & { baseDir: string }, componen
 /**
  * Splits the development file into the four components' own configurations, with
  * absolute paths. Each gets only what its custodian would hold.
+ *
+ * With `devIssuer` (the development issuer's public keys, made by prepareDevDeployment
+ * before this runs), Orchestration is also a wallet server for that issuer
+ * (`wallet`, listening on ports.wallet) and Token vouches for it (`issuers`).
  */
 export function deriveComponentConfigs(
   dev: DevConfig & { baseDir: string },
   jwksUris: Readonly<Record<string, string>> = {},
+  devIssuer?: DevIssuerPublicKeys,
 ): Record<Component, ComponentConfig> {
   const certs = path.resolve(dev.baseDir, dev.certificates);
+  const issuerId = devIssuerId(dev.ports.issuer);
+  const issuerPaths = devIssuerPaths(certs, path.resolve(dev.baseDir, dev.stateDir));
   const keys = (c: Component, file: string) => path.join(certs, c, "keys", file);
   const bundles = path.join(certs, "bundles");
   const url = (c: Component) => `https://127.0.0.1:${dev.ports[c]}`;
@@ -149,6 +165,16 @@ export function deriveComponentConfigs(
       providers: dev.providers.map(({ id, name, issuer, client_id, client_secret, scopes }) => ({
         id, name, issuer, client_id, ...(client_secret ? { client_secret } : {}), scopes,
       })),
+      ...(devIssuer
+        ? {
+            wallet: {
+              listen: { host: "127.0.0.1", port: dev.ports.wallet },
+              tls: { cert: issuerPaths.walletServerCert, key: issuerPaths.walletServerKey },
+              public_url: `https://localhost:${dev.ports.wallet}`,
+              issuers: [{ id: issuerId, base_url: issuerId, ca: issuerPaths.caCert, servername: "localhost" }],
+            },
+          }
+        : {}),
     },
     token: {
       component: "token",
@@ -169,6 +195,18 @@ export function deriveComponentConfigs(
         if (!jwksUri) throw new Error(`provider ${p.id}: no jwks_uri (give one, or let discovery find it)`);
         return { id: p.id, issuer: p.issuer, jwks_uri: jwksUri, client_id: p.client_id };
       }),
+      ...(devIssuer
+        ? {
+            issuers: [{
+              id: issuerId,
+              encryption_key: { kty: "EC", crv: "P-256", x: devIssuer.encryptionKey.x, y: devIssuer.encryptionKey.y, kid: devIssuer.encryptionKey.kid, alg: "HPKE-0", use: "enc" },
+              jwks: { keys: [{ ...devIssuer.signingKey, kty: devIssuer.signingKey.kty! }] },
+              credential_configurations: Object.fromEntries(
+                Object.entries(CREDENTIAL_CONFIGURATIONS).map(([id, c]) => [id, { vct: c.vct, display: structuredClone(c.display) }]),
+              ),
+            }],
+          }
+        : {}),
     },
     encryption: {
       component: "encryption",

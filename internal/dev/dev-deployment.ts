@@ -22,12 +22,19 @@ import {
   loadSigningKeys,
 } from "../protocol/key-files.js";
 import { publicJwk } from "../protocol/signing-keys.js";
+import { devIssuerOptions, ensureDevIssuer, publicDevIssuerKeys } from "./issuer/dev-issuer-setup.js";
+import type { DevIssuerOptions } from "./issuer/issuer.js";
 
 export interface DevDeployment {
   readonly certs: string;
   readonly configs: Record<Component, ComponentConfig>;
   readonly configFiles: Record<Component, string>;
   readonly createdCertificates: boolean;
+  /**
+   * With `devIssuer`: the development issuer's options (its id, port, certificate, keys,
+   * and hello-mesh's wallet server as its peer), for startDevIssuer.
+   */
+  readonly devIssuer?: Pick<DevIssuerOptions, "issuerId" | "port" | "certPem" | "keyPem" | "walletServers" | "encryptionKey" | "signingKey">;
 }
 
 /** Finds each provider's jwks_uri by discovery (the development custodian's job). */
@@ -52,12 +59,25 @@ export async function discoverJwksUris(dev: DevConfig, log: (line: string) => vo
 
 export async function prepareDevDeployment(
   dev: DevConfig & { baseDir: string },
-  options: { log?: (line: string) => void; jwksUris?: Record<string, string> } = {},
+  options: {
+    log?: (line: string) => void;
+    jwksUris?: Record<string, string>;
+    /**
+     * Also the development credential issuer (`hello start` runs it): its certificates
+     * and keys (made once), Orchestration's wallet server for it (listening on
+     * ports.wallet) and Token's allow-list entry. Off by default, so that a rig that
+     * runs no issuer does not have every Orchestration take ports.wallet.
+     */
+    devIssuer?: boolean;
+  } = {},
 ): Promise<DevDeployment> {
   const log = options.log ?? (() => {});
   const certs = path.resolve(dev.baseDir, dev.certificates);
-  const { created } = await ensureDevPki(certs, { log });
-  const configs = deriveComponentConfigs(dev, options.jwksUris ?? {});
+  const pki = await ensureDevPki(certs, { log });
+  // The issuer's keys exist before the configurations are derived: Token's names them.
+  const issuer = options.devIssuer ? await ensureDevIssuer(certs, path.resolve(dev.baseDir, dev.stateDir), { log }) : undefined;
+  const created = pki.created || issuer?.created === true;
+  const configs = deriveComponentConfigs(dev, options.jwksUris ?? {}, issuer && (await publicDevIssuerKeys(issuer.keys)));
 
   const token = configs.token as Extract<ComponentConfig, { component: "token" }>;
   const storage = configs.storage as Extract<ComponentConfig, { component: "storage" }>;
@@ -88,5 +108,16 @@ export async function prepareDevDeployment(
     await writeFile(file, `${JSON.stringify(configs[component], null, 2)}\n`);
     configFiles[component] = file;
   }
-  return { certs, configs, configFiles, createdCertificates: created };
+  const devIssuer = issuer
+    ? devIssuerOptions({
+        port: dev.ports.issuer,
+        walletPort: dev.ports.wallet,
+        paths: issuer.paths,
+        keys: issuer.keys,
+        helloIssuer: dev.issuer,
+        orchestrationCa: pkiPaths(certs, "orchestration").caCert,
+        tokenWalletKeys: token.keys.wallet!,
+      })
+    : undefined;
+  return { certs, configs, configFiles, createdCertificates: created, ...(devIssuer ? { devIssuer } : {}) };
 }

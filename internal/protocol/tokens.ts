@@ -76,6 +76,30 @@ export interface WalletAccessClaims {
   cnf: { jkt: string };
 }
 
+/**
+ * A wallet call's state (docs/wallet-server.md): who calls (a user's client instance,
+ * or an issuer's notification) about which S2S session, and the jti of each read Token
+ * granted the call, so that a record enters it only as Storage's answer to those reads.
+ * Signed with a session key: like the Session Token, Token's own state in transit.
+ */
+export const WALLET_CALL_TOKEN: TokenType = {
+  typ: "hello-wallet-call+jwt",
+  purpose: "session",
+  issuer: TOKEN,
+  audience: TOKEN,
+  maxLifetimeSeconds: 2 * 60,
+};
+export interface WalletCallClaims {
+  /** A user's call: the user, the client and its instance (DPoP key thumbprint). */
+  uid?: string;
+  client_id?: string;
+  jkt?: string;
+  /** An issuer's notification: the issuer (its mTLS peer, as Orchestration named it). */
+  notice_issuer?: string;
+  session?: { issuer: string; session_id: string; credential_instance_id?: string };
+  reads: { holdings?: string; wallet?: string; session?: string; credential?: string; credentials?: Record<string, string> };
+}
+
 // What Token signs for apps (with jose, in the formats apps expect): their lifetimes and
 // the userinfo answer's typ. Orchestration checks every one against these before it
 // leaves (internal/components/orchestration/minted-check.ts).
@@ -398,6 +422,8 @@ export interface CredentialRecord {
   credential_instance_id: string;
   credential_configuration_id: string;
   uid: string;
+  /** The client instance whose session made it (its DPoP key thumbprint): only its calls change the record. */
+  jkt: string;
   /** The draft's credential status: IN_PROCESS, ACTIVE, SUSPENDED_ISSUER, SUSPENDED_WALLET, UNLINKED, CANCELLED, UNKNOWN. */
   status: string;
   /** The issuer's credentialVersion, once a get delivered. */
@@ -409,10 +435,10 @@ export interface CredentialRecord {
   updated: number;
 }
 
-/** Holdings record: the user's S2S sessions, so that a user's credentials can be listed. Keyed by hash(user id). */
+/** Holdings record: the user's S2S sessions and their instances, so that a user's credentials can be listed. Keyed by hash(user id). */
 export interface HoldingsRecord {
   uid: string;
-  sessions: Array<{ issuer: string; session_id: string }>;
+  sessions: Array<{ issuer: string; session_id: string; instances?: string[] }>;
 }
 
 export type RecordClaims = {

@@ -55,10 +55,17 @@ export interface WireRoute<B = unknown> {
   handle(request: WireRequest<B>): Promise<WireReply>;
 }
 
-/** E.g. GET /.well-known/s2s-issuer: no x-request-id or body needed, but Api-Version still required and still mTLS. */
+/**
+ * E.g. GET /.well-known/s2s-issuer: no x-request-id or body needed, but Api-Version still
+ * required and still mTLS. A `prefix` route answers the paths under its own instead:
+ * `path` + "/" + one segment of [A-Za-z0-9_-] (an opaque id, e.g. GET /evidence/<id>),
+ * never `path` itself, an empty segment or a deeper path (404 not_found, like any other).
+ */
 export interface WireGetRoute {
   path: string;
-  handle(peer: string): Promise<WireReply>;
+  prefix?: true;
+  /** `path`: the request's path (for a prefix route, `route.path` + "/" + its segment). */
+  handle(peer: string, path: string): Promise<WireReply>;
 }
 
 export interface WireServerOptions {
@@ -77,6 +84,8 @@ export interface WireServerOptions {
 
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 
+/** The one segment a prefix GET route takes after its path: an opaque id, nothing to decode or traverse. */
+const PREFIX_SEGMENT = /^[A-Za-z0-9_-]+$/;
 const REQUEST_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const JSON_TYPE = "application/json; charset=utf-8";
 const PROBLEM_TYPE = "application/problem+json";
@@ -229,10 +238,21 @@ export function wireRequestHandler(options: WireServerOptions): (req: http.Incom
     routes.set(route.path, route);
   }
   const getRoutes = new Map<string, WireGetRoute>();
+  const prefixRoutes = new Map<string, WireGetRoute>();
   for (const route of options.getRoutes ?? []) {
-    if (getRoutes.has(route.path)) throw new Error(`two S2S routes for GET ${route.path}`);
-    getRoutes.set(route.path, route);
+    const table = route.prefix ? prefixRoutes : getRoutes;
+    if (route.prefix && (!route.path.startsWith("/") || route.path.endsWith("/"))) {
+      throw new Error(`the S2S prefix route GET ${route.path} must start with / and not end with one`);
+    }
+    if (table.has(route.path)) throw new Error(`two S2S routes for GET ${route.path}${route.prefix ? "/*" : ""}`);
+    table.set(route.path, route);
   }
+  /** The prefix route `path` is one segment under, if any. */
+  const prefixRouteOf = (path: string): WireGetRoute | undefined => {
+    const slash = path.lastIndexOf("/");
+    if (slash <= 0 || !PREFIX_SEGMENT.test(path.slice(slash + 1))) return undefined;
+    return prefixRoutes.get(path.slice(0, slash));
+  };
   const idempotency = options.idempotency ?? memoryIdempotencyStore();
   // Peers identified per TLS connection (renegotiation is turned off, so a connection keeps its certificate).
   const identified = new WeakMap<TLSSocket, string | null>();
@@ -286,7 +306,7 @@ export function wireRequestHandler(options: WireServerOptions): (req: http.Incom
 
     const path = pathOf(req.url);
     const route = path === undefined ? undefined : routes.get(path);
-    const getRoute = path === undefined ? undefined : getRoutes.get(path);
+    const getRoute = path === undefined ? undefined : (getRoutes.get(path) ?? prefixRouteOf(path));
     const method = req.method ?? "";
     if (!route && !getRoute) return refuse(problem(404, "not_found", "no S2S endpoint at this path; check the path against the server's metadata"));
     if (!(route && method === "POST") && !(getRoute && method === "GET")) {
@@ -313,7 +333,7 @@ export function wireRequestHandler(options: WireServerOptions): (req: http.Incom
 
     if (getRoute) {
       try {
-        return send(serializeReply(await getRoute.handle(peer)));
+        return send(serializeReply(await getRoute.handle(peer, path!)));
       } catch (error) {
         return send(failure(error, path!, requestId));
       }

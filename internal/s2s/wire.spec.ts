@@ -364,7 +364,19 @@ describe("S2S wire", function () {
           },
           { path: "/limited", schema: echoSchema, handle: async () => ({ body: { ok: true } }) },
         ],
-        getRoutes: [{ path: "/.well-known/s2s-issuer", handle: async (peer) => ({ body: { peer, issuer: "https://issuer.test" } }) }],
+        getRoutes: [
+          { path: "/.well-known/s2s-issuer", handle: async (peer) => ({ body: { peer, issuer: "https://issuer.test" } }) },
+          {
+            path: "/blob",
+            prefix: true,
+            async handle(peer, path) {
+              bump(`blob ${peer}`);
+              if (path === "/blob/missing") throw problem(404, "unknown_blob", "no blob with this id belongs to you");
+              return { body: undefined, text: { contentType: "application/jose", body: `${peer} ${path}` } };
+            },
+          },
+          { path: "/blob/exact", handle: async (peer, path) => ({ body: { exact: true, peer, path } }) },
+        ],
       });
     });
     after(async () => {
@@ -452,6 +464,62 @@ describe("S2S wire", function () {
         expect(answer.status).to.equal(200);
         expect(answer.json).to.deep.equal({ peer: "wallet-a", issuer: "https://issuer.test" });
         expect(answer.headers["api-version"]).to.equal("1.0.0");
+      });
+    });
+
+    describe("prefix GET routes", () => {
+      const get = (path: string, options: Omit<RawOptions, "path"> = {}) =>
+        raw(server.port, { method: "GET", path, headers: { "x-request-id": undefined, "content-type": undefined }, ...options });
+
+      it("answer path/<segment> with the peer and the whole path, as the handler's text", async () => {
+        for (const segment of ["abc", "A-z_0-9", "x".repeat(200), "-", "_"]) {
+          const answer = await get(`/blob/${segment}`);
+          expect(answer.status, segment).to.equal(200);
+          expect(answer.headers["content-type"]).to.equal("application/jose");
+          expect(answer.headers["api-version"]).to.equal("1.0.0");
+          expect(answer.headers["cache-control"]).to.equal("no-store");
+          expect(answer.text).to.equal(`wallet-a /blob/${segment}`);
+        }
+        expect((await get("/blob/abc", { client: pki.clientB })).text).to.equal("wallet-b /blob/abc");
+        expect((await get("/blob/abc?x=1")).text, "the query is no part of the path").to.equal("wallet-a /blob/abc");
+      });
+
+      it("a handler's problem is the answer (404 for an id that is not the peer's)", async () => {
+        expectProblem(await get("/blob/missing"), 404, "unknown_blob");
+      });
+
+      it("never the prefix itself, an empty or deeper segment, or one with any other character: 404 not_found, and the handler does not run", async () => {
+        const before = count("blob wallet-a");
+        for (const path of ["/blob", "/blob/", "/blob//abc", "/blob/a/b", "/blob/a.b", "/blob/..", "/blob/%2e%2e", "/blob/a%2Fb", "/blob/a~b", "/blob/a+b", "/blob/a=", "/blobx/abc", "/x/blob/abc"]) {
+          expectProblem(await get(path), 404, "not_found");
+        }
+        expect(count("blob wallet-a")).to.equal(before);
+      });
+
+      it("an exact route at a path under the prefix wins over it; POST under the prefix is 405 with Allow GET", async () => {
+        const exact = await get("/blob/exact");
+        expect(exact.json).to.deep.equal({ exact: true, peer: "wallet-a", path: "/blob/exact" });
+        const posted = await post("/blob/abc", {});
+        expectProblem(posted, 405, "method_not_allowed");
+        expect(posted.headers.allow).to.equal("GET");
+      });
+
+      it("still needs Api-Version, and a client certificate of a peer's CA", async () => {
+        const before = count("blob wallet-a");
+        expectProblem(await get("/blob/abc", { headers: { "api-version": undefined } }), 400, "unsupported_api_version");
+        await refused(get("/blob/abc", { client: pki.rogueClient }));
+        await refused(get("/blob/abc", { client: null }));
+        expect(count("blob wallet-a")).to.equal(before);
+      });
+
+      it("a prefix route must start with / and not end with one, and is not registered twice", () => {
+        const routes = (getRoutes: { path: string; prefix?: true }[]) => () =>
+          wireRequestHandler({ peers: [{ id: "a", caPem: pki.caA.certPem }], routes: [], getRoutes: getRoutes.map((r) => ({ ...r, handle: async () => ({ body: {} }) })) });
+        expect(routes([{ path: "/blob/", prefix: true }])).to.throw(/must start with \/ and not end with one/);
+        expect(routes([{ path: "/", prefix: true }])).to.throw(/must start with/);
+        expect(routes([{ path: "blob", prefix: true }])).to.throw(/must start with/);
+        expect(routes([{ path: "/blob", prefix: true }, { path: "/blob", prefix: true }])).to.throw(/two S2S routes for GET \/blob\/\*/);
+        expect(routes([{ path: "/blob", prefix: true }, { path: "/blob" }])).to.not.throw();
       });
     });
 

@@ -26,6 +26,7 @@ import { loadLookupKey } from "../../internal/protocol/key-files.js";
 import { VerificationKeys } from "../../internal/protocol/signing-keys.js";
 import { type ComponentProcesses, startComponentProcesses } from "../../internal/dev/component-processes.js";
 import { type DevDeployment, prepareDevDeployment } from "../../internal/dev/dev-deployment.js";
+import { type DevIssuer, startDevIssuer } from "../../internal/dev/issuer/issuer.js";
 import { type TestPostgres, startPostgres } from "./postgres-server.js";
 import { type DevOpRelyingParty, verifiedLogin } from "./token-harness.js";
 import { freePort } from "./free-port.js";
@@ -77,6 +78,8 @@ export interface ProtocolMesh {
   login(user: DevUser, app: keyof typeof APPS, consent?: string[]): Promise<LoginOutcome & { kind: "done" } & { claims: Record<string, unknown>; alg: string }>;
   /** Steers a twisted mesh: every component's clock offset, the rogue's twists. */
   control(control: TwistControl): void;
+  /** In a mesh started with `credentialWallet`: the development issuer (docs/wallet-server.md). */
+  readonly devIssuer?: DevIssuer;
   close(): Promise<void>;
 }
 
@@ -125,6 +128,12 @@ export async function startProtocolMesh(options: {
   tokenReplicas?: 1 | 2;
   /** Register the Wallet Client (`hello-wallet`: native, public, DPoP-bound; docs/wallet-server.md). */
   walletClient?: boolean;
+  /**
+   * The credential wallet (docs/wallet-server.md): the Wallet Client registered, the
+   * development issuer running (its own CA, deciding nothing by itself: the test calls
+   * `devIssuer.decide`), and Orchestration's S2S endpoint and Token's allow-list for it.
+   */
+  credentialWallet?: boolean;
   /** Runs once the deployment (configurations, certificates, keys) exists, before any component starts. */
   prepare?: (deployment: DevDeployment, devOp: DevOp) => Promise<void>;
 }): Promise<ProtocolMesh> {
@@ -132,6 +141,10 @@ export async function startProtocolMesh(options: {
   const postgres = options.database === "postgres" ? await startPostgres({ ownServer: options.ownPostgres ?? false }) : undefined;
   const ports: Record<string, number> = { public: await freePort() };
   for (const c of COMPONENTS) ports[c] = await freePort();
+  if (options.credentialWallet) {
+    ports.issuer = await freePort();
+    ports.wallet = await freePort();
+  }
   const issuer = `http://localhost:${ports.public}`;
   // Each provider sends the browser back to its own callback path.
   const upstreamRedirect = upstreamRedirectUri(issuer, "dev");
@@ -156,7 +169,7 @@ export async function startProtocolMesh(options: {
         redirect_uris: [app.redirect_uri],
         id_token_signed_response_alg: app.alg,
         token_endpoint_auth_method: app.auth ?? "client_secret_basic",
-      }))).then((clients) => [...clients, ...(options.walletClient ? [WALLET_CLIENT] : [])]).then((clients) =>
+      }))).then((clients) => [...clients, ...(options.walletClient || options.credentialWallet ? [WALLET_CLIENT] : [])]).then((clients) =>
         options.demoPort === undefined
           ? clients
           : [...clients, {
@@ -176,8 +189,9 @@ export async function startProtocolMesh(options: {
       stateDir: "state",
     }),
   );
-  const deployment = await prepareDevDeployment(loadDevConfig(configFile));
+  const deployment = await prepareDevDeployment(loadDevConfig(configFile), { devIssuer: options.credentialWallet === true });
   await options.prepare?.(deployment, devOp);
+  const devIssuer = deployment.devIssuer ? await startDevIssuer({ ...deployment.devIssuer }) : undefined;
   const controlFile = path.join(dir, "twist-control.json");
   const twisted = options.twisted
     ? {
@@ -211,6 +225,7 @@ export async function startProtocolMesh(options: {
     await Promise.all([processes.stop(), replica?.stop()]);
     await devOp.close();
     await otherOp?.close();
+    await devIssuer?.close();
     await postgres?.stop();
     throw error;
   }
@@ -294,10 +309,12 @@ export async function startProtocolMesh(options: {
       if (!options.twisted) throw new Error("this mesh was not started twisted");
       writeControl(controlFile, control);
     },
+    ...(devIssuer ? { devIssuer } : {}),
     async close() {
       await Promise.all([processes.stop(), replica?.stop()]);
       await devOp.close();
       await otherOp?.close();
+      await devIssuer?.close();
       await postgres?.stop();
       await rm(dir, { recursive: true, force: true });
     },

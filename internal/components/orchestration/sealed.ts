@@ -76,8 +76,8 @@ export interface SharedStore {
  */
 const ENTRY_OVERHEAD_BYTES = 470;
 
-/** The key prefixes the front door uses (SecretKeyedStore kinds, client-assertion and request-object ids). */
-const STATE_KINDS = new Set(["code", "access-token", "assertion", "request-object", "dpop", "wallet-access"]);
+/** The key prefixes the front door and the wallet server use (SecretKeyedStore kinds, client-assertion and request-object ids, evidence). */
+const STATE_KINDS = new Set(["code", "access-token", "assertion", "request-object", "dpop", "wallet-access", "evidence"]);
 
 /** The label for a key: its prefix if the front door chose it, else "other" (never the rest). */
 function kindOf(key: string): string {

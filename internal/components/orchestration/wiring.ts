@@ -3,6 +3,10 @@
 // services. It watches Token's and Encryption's health (Encryption's follows Storage's):
 // until both serve, its own health is NOT_SERVING, /healthz/ready answers 503 and the
 // front door starts no login.
+//
+// With a `wallet` section it is also the credential wallet server (docs/wallet-server.md):
+// clients of the configured issuers, the evidence uploaded for them, and the S2S
+// listener the issuers call back on (walletPlumbing, below).
 
 import { WalletKeys } from "./wallet-keys.js";
 import { createClient } from "@connectrpc/connect";
@@ -14,8 +18,16 @@ import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { PEER_CHECK_DEADLINE_MS, PeerHealth, SETTLE_WITHIN_MS, onUnavailable } from "../runtime/peer-health.js";
 import { loadLookupKey, loadSecretKey } from "../../protocol/key-files.js";
 import { LoginDriver } from "./login-driver.js";
+import { WalletDriver } from "./wallet-driver.js";
 import { startFrontDoor } from "./front-door/front-door.js";
-import { MemoryStore } from "./sealed.js";
+import { MemoryStore, type SharedStore } from "./sealed.js";
+import type { WalletServerConfig } from "../../config/component-config.js";
+import { problem } from "../../s2s/problem.js";
+import { EvidenceStore } from "./s2s/evidence.js";
+import type { S2sHandlers } from "./s2s/handlers.js";
+import { IssuerClients } from "./s2s/issuers.js";
+import { readPemFile } from "./s2s/pem-files.js";
+import { startS2sServer } from "./s2s/s2s-server.js";
 import { openPostgresSharedStore } from "./postgres-shared-store.js";
 import { processMeshMetrics } from "../../observability/metrics/registry.js";
 import { type ServiceFactory, peerKeys } from "../runtime/component-services.js";
@@ -38,11 +50,13 @@ export const orchestrationService: ServiceFactory<"orchestration"> = async (conf
   const tokenKeys = peerKeys(deps.bundles, "token");
   // Token's credential-wallet keys: fetched from Token, checked against its key-set key (wallet-keys.ts).
   const walletKeys = new WalletKeys(token, tokenKeys);
+  const encryption = createClient(EncryptionService, transports.encryption);
+  const lookupKey = loadLookupKey("orchestration", config.keys.lookup);
   const driver = new LoginDriver({
     issuer: config.issuer,
     token,
-    encryption: createClient(EncryptionService, transports.encryption),
-    lookupKey: loadLookupKey("orchestration", config.keys.lookup),
+    encryption,
+    lookupKey,
     tokenKeys,
     walletKeys,
     clientIds: config.clients.map((c) => c.client_id),
@@ -53,6 +67,22 @@ export const orchestrationService: ServiceFactory<"orchestration"> = async (conf
     const memory = new MemoryStore();
     processMeshMetrics().observeState("orchestration", () => memory.stats());
     store = memory;
+  }
+  let wallet: WalletPlumbing | undefined;
+  // The Wallet Server (wallet-driver.ts): the issuers' notifications go to it, and it calls them back with the plumbing's clients.
+  let walletDriver: WalletDriver | undefined;
+  const handlers: S2sHandlers = {
+    verificationNotice: (issuerId, status) => walletDriver!.verificationNotice(issuerId, status),
+    event: (issuerId, event) => walletDriver!.event(issuerId, event),
+  };
+  try {
+    if (config.wallet) {
+      wallet = await walletPlumbing(config.wallet, store, { handlers, onError: (error, path) => deps.log.error({ err: error, path }, "an S2S call from an issuer failed") });
+      walletDriver = new WalletDriver({ issuer: config.issuer, token, encryption, lookupKey, tokenKeys, walletKeys, issuers: wallet.issuers });
+    }
+  } catch (error) {
+    if ("close" in store) await store.close().catch(() => {}); // the error worth reporting is the wallet server's
+    throw error;
   }
   const { tls, trusted_proxies: trustedProxies } = config.public;
   let door;
@@ -76,9 +106,13 @@ export const orchestrationService: ServiceFactory<"orchestration"> = async (conf
       cookieKey: loadSecretKey("orchestration", config.keys.cookie, "cookie key"),
       store,
       readiness: peers,
+      ...(wallet ? { wallet: { issuers: wallet.issuers, evidence: wallet.evidence } } : {}),
+      ...(walletDriver ? { walletDriver } : {}),
     });
   } catch (error) {
-    if ("close" in store) await store.close().catch(() => {}); // the error worth reporting is the front door's
+    // The error worth reporting is the front door's.
+    await wallet?.close().catch(() => {});
+    if ("close" in store) await store.close().catch(() => {});
     throw error;
   }
   if (config.issuer.startsWith("https:") && !tls && !trustedProxies) {
@@ -90,6 +124,7 @@ export const orchestrationService: ServiceFactory<"orchestration"> = async (conf
   }
   peers.start();
   deps.log.info({ url: door.url }, `the front door is open at ${config.issuer} (listening on ${door.url}); it takes logins once Token and Encryption serve`);
+  if (wallet) deps.log.info({ url: wallet.url, issuers: wallet.issuers.ids() }, `the wallet server's S2S endpoint is open at ${config.wallet!.public_url} (listening on ${wallet.url}) for ${wallet.issuers.ids().length} issuer(s)`);
   return {
     descriptors: [],
     routes: () => {},
@@ -97,7 +132,64 @@ export const orchestrationService: ServiceFactory<"orchestration"> = async (conf
     close: async () => {
       peers.close();
       await door.close();
+      await wallet?.close();
       if ("close" in store) await store.close();
     },
   };
 };
+
+/** The wallet server's parts the front door's wallet API uses, and the S2S listener they come with. */
+export interface WalletPlumbing {
+  /** One S2S client per configured issuer. */
+  readonly issuers: IssuerClients;
+  /** Evidence uploaded for an issuer, served on the S2S listener. */
+  readonly evidence: EvidenceStore;
+  /** Where the S2S listener listens (wallet.listen; issuers reach it at wallet.public_url). */
+  readonly url: string;
+  /** Closes the S2S listener, then the issuer clients. */
+  close(): Promise<void>;
+}
+
+
+/** For plumbing without a driver (its specs): no notification names a session this wallet server knows. */
+const noSessions: S2sHandlers = {
+  verificationNotice: async () => {
+    throw problem(404, "unknown_session", "no session with this id belongs to you");
+  },
+  event: async () => {
+    throw problem(404, "unknown_session", "no session with this id belongs to you");
+  },
+};
+
+/**
+ * Starts the wallet server's plumbing from Orchestration's `wallet` section: the issuer
+ * clients, the evidence store (in `store`, which the replicas share), and the S2S
+ * listener whose notifications go to `handlers`. A file that cannot be read, or a port
+ * that cannot be listened on, fails the start with nothing left open.
+ */
+export async function walletPlumbing(
+  config: WalletServerConfig,
+  store: SharedStore,
+  options: { handlers?: S2sHandlers; onError?: (error: unknown, path: string) => void } = {},
+): Promise<WalletPlumbing> {
+  const certPem = readPemFile(config.tls.cert, "wallet.tls.cert");
+  const keyPem = readPemFile(config.tls.key, "wallet.tls.key");
+  const evidence = new EvidenceStore(store, config.public_url);
+  const issuers = new IssuerClients(config, certPem, keyPem);
+  let server;
+  try {
+    server = await startS2sServer({ config, handlers: options.handlers ?? noSessions, evidence, ...(options.onError ? { onError: options.onError } : {}) });
+  } catch (error) {
+    issuers.close();
+    throw error;
+  }
+  return {
+    issuers,
+    evidence,
+    url: server.url,
+    close: async () => {
+      await server.close();
+      issuers.close();
+    },
+  };
+}

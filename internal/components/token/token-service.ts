@@ -13,6 +13,7 @@ import { releasedClaims } from "../../protocol/claims.js";
 import type { UpstreamVerifier } from "./upstream.js";
 import { ownKeys } from "./own-keys.js";
 import { walletAccess } from "./wallet-access.js";
+import { type WalletIssuerEntry, walletSessions } from "./wallet-sessions.js";
 import { type Purpose, type Session, type SessionClaims, sessions as sessionTokens } from "./session.js";
 import { grants as accessGrants } from "./grants.js";
 import { deleteHandlers } from "./delete.js";
@@ -72,6 +73,8 @@ export interface TokenServiceDeps {
   readonly providers: readonly AllowedProvider[];
   /** Token's credential-wallet keys as last loaded (docs/wallet-server.md); absent: no wallet is served. */
   readonly walletKeys?: () => readonly SigningKey[];
+  /** Token's issuer allow-list (docs/wallet-server.md); absent: none. */
+  readonly walletIssuers?: readonly WalletIssuerEntry[];
   readonly now?: () => Date;
 }
 
@@ -123,6 +126,9 @@ export function tokenRoutes(deps: TokenServiceDeps) {
   const merges = mergeHandlers({ sessions, grants, storage, lookup, now, clients: deps.clients, accountReads });
   const recoveries = recoveryHandlers({ sessions, grants, storage, lookup, now, providers: deps.providers, accountReads });
   const walletCalls = walletAccess({ walletKeys: deps.walletKeys, clients, now });
+  const s2s = walletSessions({
+    issuer: deps.issuer, keys, walletKeys: () => deps.walletKeys?.() ?? [], grants, storage, lookupKey: deps.lookupKey, issuers: deps.walletIssuers ?? [], now,
+  });
 
   return (router: ConnectRouter) => {
     router.service(TokenService, {
@@ -466,8 +472,19 @@ export function tokenRoutes(deps: TokenServiceDeps) {
       /** One wallet API call: Token's access token and its DPoP proof, before any record access (wallet-access.ts). */
       authorizeWalletCall: async (req) => {
         const caller = await walletCalls.authorizeCall({ accessToken: req.accessToken, dpopProof: req.dpopProof, method: req.method, url: req.url });
-        return { clientId: caller.clientId, jkt: caller.jkt, expiresAt: BigInt(caller.expiresAt) };
+        const started = await s2s.startCall(caller, req.session);
+        return { clientId: caller.clientId, jkt: caller.jkt, expiresAt: BigInt(caller.expiresAt), ...started };
       },
+
+      /** The credential wallet's records (wallet-sessions.ts). */
+      listWalletIssuers: (req) => s2s.listIssuers(req.callToken),
+      beginS2sSession: (req) => s2s.beginSession({ callToken: req.callToken, issuer: req.issuer, wsk: req.wsk, holdings: req.holdings?.answer }),
+      attestS2sSession: (req) => s2s.attest(req),
+      recordS2sStatus: (req) => s2s.recordStatus(req),
+      recordS2sInstances: (req) => s2s.recordInstances(req),
+      updateCredential: (req) => s2s.updateCredential(req),
+      grantCredentialReads: (req) => s2s.grantCredentialReads(req),
+      authorizeIssuerNotice: (req) => s2s.authorizeNotice(req.session),
     });
   };
 }

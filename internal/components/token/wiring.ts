@@ -21,6 +21,7 @@ export const tokenService: ServiceFactory<"token"> = async (config, deps) => {
       providers: config.providers,
       upstream: new UpstreamVerifier(config.providers),
       ...(wallet ? { walletKeys: wallet.keys } : {}),
+      ...(config.issuers ? { walletIssuers: config.issuers } : {}),
     });
     return {
       descriptors: [TokenService],

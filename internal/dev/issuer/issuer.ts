@@ -111,6 +111,8 @@ export interface DevIssuer {
   completeIssuance(sessionId: string, credentialInstanceId: string): Promise<void>;
   /** How many verifications exist for a session (tests: "only one verification exists"). */
   verificationCount(sessionId: string): number;
+  /** Every notification this issuer sent, and whether the wallet server took it (2xx). */
+  readonly notices: ReadonlyArray<{ path: "/verification/notify" | "/event/notify"; sessionId: string; delivered: boolean }>;
   close(): Promise<void>;
 }
 
@@ -256,11 +258,15 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
     return client;
   }
 
+  const notices: Array<{ path: "/verification/notify" | "/event/notify"; sessionId: string; delivered: boolean }> = [];
+
   async function notifyVerification(session: Session, v: Verification): Promise<void> {
     try {
       await clientFor(session.peer).post("/verification/notify", statusOf(session, v), verificationEchoSchema);
+      notices.push({ path: "/verification/notify", sessionId: session.sessionId, delivered: true });
     } catch (error) {
       // A hint only: the wallet server also polls /verification/status.
+      notices.push({ path: "/verification/notify", sessionId: session.sessionId, delivered: false });
       report(error, "verification notify");
     }
   }
@@ -623,7 +629,9 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
         },
         eventAckSchema,
       );
+      notices.push({ path: "/event/notify", sessionId, delivered: true });
     } catch (error) {
+      notices.push({ path: "/event/notify", sessionId, delivered: false });
       report(error, "event notify");
     }
   }
@@ -647,6 +655,7 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
     decide,
     completeIssuance,
     verificationCount: (sessionId) => sessions.get(sessionId)?.verifications.size ?? 0,
+    notices,
     async close() {
       for (const timer of timers) clearTimeout(timer);
       timers.clear();

@@ -4,6 +4,7 @@
 // module takes it as the first argument of its handler.
 
 import { WalletKeys } from "../wallet-keys.js";
+import type { WalletDriver } from "../wallet-driver.js";
 import type http from "node:http";
 import type { Client } from "@connectrpc/connect";
 import type { FrontDoorClient, UpstreamProvider } from "../../../config/component-config.js";
@@ -11,6 +12,8 @@ import type { TokenService } from "../../../gen/hello/token/v1/token_service_pb.
 import type { VerificationKeys } from "../../../protocol/signing-keys.js";
 import type { HttpObserver } from "../../../observability/metrics/http-observer.js";
 import type { LoginDriver } from "../login-driver.js";
+import type { EvidenceStore } from "../s2s/evidence.js";
+import type { IssuerClients } from "../s2s/issuers.js";
 import { AuthorizationCodes, FlowSealer, SecretKeyedStore, type SharedStore } from "../sealed.js";
 import type { AuthorizationRequest } from "./authorization-request.js";
 import { answerApp } from "./responses.js";
@@ -26,6 +29,8 @@ export interface FrontDoorDeps {
   readonly tokenKeys: () => VerificationKeys;
   /** Token's credential-wallet keys (docs/wallet-server.md). Absent (tests of the login alone): made from `token` and `tokenKeys`. */
   readonly walletKeys?: WalletKeys;
+  /** The Wallet Server (wallet-driver.ts); absent when Orchestration serves no credential wallet (no `wallet` configuration). */
+  readonly walletDriver?: WalletDriver;
   readonly cookieKey: Uint8Array;
   /** Shared by Orchestration's replicas: codes, access tokens, used client assertions. */
   readonly store: SharedStore;
@@ -43,6 +48,8 @@ export interface FrontDoorDeps {
    * Absent: no such header is read.
    */
   readonly trustedProxies?: readonly string[];
+  /** The credential wallet server's issuer clients and evidence store (Orchestration's `wallet` section). Absent: no wallet server. */
+  readonly wallet?: { issuers: IssuerClients; evidence: EvidenceStore };
 }
 
 export interface FrontDoorReadiness {
@@ -84,7 +91,10 @@ export interface DoorContext {
   readonly token: Client<typeof TokenService>;
   readonly tokenKeys: () => VerificationKeys;
   readonly walletKeys: WalletKeys;
+  readonly walletDriver: WalletDriver | undefined;
   readonly readiness: FrontDoorReadiness | undefined;
+  /** The credential wallet server's issuer clients and evidence store, when Orchestration is one. */
+  readonly wallet?: { issuers: IssuerClients; evidence: EvidenceStore };
   /** Flow state in cookies and forms, sealed under Orchestration's cookie key. */
   readonly sealer: FlowSealer;
   /** The store Orchestration's replicas share, and the codes and access tokens kept in it. */
@@ -111,7 +121,9 @@ export function doorContext(deps: FrontDoorDeps): DoorContext {
     token: deps.token,
     tokenKeys: deps.tokenKeys,
     walletKeys: deps.walletKeys ?? new WalletKeys(deps.token, deps.tokenKeys),
+    walletDriver: deps.walletDriver,
     readiness: deps.readiness,
+    ...(deps.wallet ? { wallet: deps.wallet } : {}),
     sealer: new FlowSealer(deps.cookieKey),
     store: deps.store,
     codes: new AuthorizationCodes<CodeEntry>(deps.store, CODE_TTL),

@@ -16,7 +16,10 @@ import { tokenEndpoint } from "./token-endpoint.js";
 import type { UpstreamRp } from "./upstream-rp.js";
 import { upstreamCallback } from "./upstream-callback.js";
 import { userinfo } from "./userinfo.js";
-import { walletJwks, walletMe } from "./wallet-api.js";
+import {
+  walletCancel, walletCredentialConfirm, walletCredentialGet, walletCredentials, walletEvidence, walletInitiate, walletIssuers, walletJwks, walletMe,
+  walletProvision, walletSessions, walletStatus, walletSupplement,
+} from "./wallet-api.js";
 
 export interface Route {
   /**
@@ -63,6 +66,17 @@ export const ROUTES: readonly Route[] = [
   // The credential wallet (docs/wallet-server.md): JSON, problems as RFC 9457 documents.
   { path: "/wallet/jwks", methods: { GET: walletJwks }, errors: "json" },
   { path: "/wallet/api/me", methods: { GET: walletMe }, errors: "json" },
+  { path: "/wallet/api/issuers", methods: { GET: walletIssuers }, errors: "json" },
+  { path: "/wallet/api/sessions", methods: { POST: walletSessions }, errors: "json" },
+  { path: "/wallet/api/initiate", methods: { POST: walletInitiate }, errors: "json" },
+  { path: "/wallet/api/supplement", methods: { POST: walletSupplement }, errors: "json" },
+  { path: "/wallet/api/status", methods: { POST: walletStatus }, errors: "json" },
+  { path: "/wallet/api/cancel", methods: { POST: walletCancel }, errors: "json" },
+  { path: "/wallet/api/evidence", methods: { POST: walletEvidence }, errors: "json" },
+  { path: "/wallet/api/provision", methods: { POST: walletProvision }, errors: "json" },
+  { path: "/wallet/api/credential/get", methods: { POST: walletCredentialGet }, errors: "json" },
+  { path: "/wallet/api/credential/confirm", methods: { POST: walletCredentialConfirm }, errors: "json" },
+  { path: "/wallet/api/credentials", methods: { GET: walletCredentials }, errors: "json" },
   { path: "/health", methods: { GET: live } }, // the name before /healthz/live, kept for whoever probes it
   { path: "/healthz/live", methods: { GET: live } },
   { path: "/healthz/ready", methods: { GET: ready } },

@@ -7,6 +7,7 @@
 //   GET /wallet/jwks      Token's wallet key set, signed by its key-set key and served
 //                         byte for byte (clients pin it; issuers check attestations)
 //   GET /wallet/api/me    whose call this is: the client and when its token expires
+//   the rest of /wallet/api/*: docs/wallet-server.md, "The wallet API" (wallet-driver.ts)
 
 import { createHash } from "node:crypto";
 import type http from "node:http";
@@ -14,7 +15,12 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { decodeJwt, decodeProtectedHeader } from "jose";
 import { jwkThumbprint } from "../../../protocol/dpop.js";
 import { JWKS_MAX_AGE } from "../../../protocol/tokens.js";
+import { z } from "zod";
+import { jweEncryptedPayloadSchema, keyDataSchema, sessionIdSchema } from "../../../s2s/messages.js";
+import { ProblemError } from "../../../s2s/problem.js";
+import { WireError } from "../../../s2s/wire-client.js";
 import { ProtocolViolation } from "../minted-check.js";
+import { IssuerRefusal } from "../wallet-driver.js";
 import type { DoorContext, Exchange } from "./context.js";
 import { sendJson } from "./responses.js";
 
@@ -44,6 +50,15 @@ export interface WalletCaller {
   clientId: string;
   jkt: string;
   expiresAt: number;
+  /** Token's whole answer: the call token and the reads it granted. */
+  answer: Awaited<ReturnType<DoorContext["token"]["authorizeWalletCall"]>>;
+}
+
+/** The S2S session (and instance) a call concerns, for Token to grant reads of. */
+export interface SessionRef {
+  issuer: string;
+  sessionId: string;
+  credentialInstanceId?: string;
 }
 
 /** Runs a wallet API handler, answering every refusal or failure as a problem document. */
@@ -84,7 +99,7 @@ function sendProblem(res: http.ServerResponse, problem: WalletApiProblem) {
  * can see itself: a DPoP-bound client of its own, the proof's key, a token not revoked,
  * and a proof not used before.
  */
-export async function walletCaller(door: DoorContext, req: http.IncomingMessage, url: URL): Promise<WalletCaller> {
+export async function walletCaller(door: DoorContext, req: http.IncomingMessage, url: URL, ref?: SessionRef): Promise<WalletCaller> {
   const authorization = req.headers.authorization ?? "";
   const match = /^DPoP\s+([A-Za-z0-9._~+/-]+=*)$/i.exec(authorization);
   if (!match) throw unauthorized("invalid_token", "send the wallet access token as Authorization: DPoP <token> (RFC 9449 §7.1)");
@@ -110,6 +125,7 @@ export async function walletCaller(door: DoorContext, req: http.IncomingMessage,
     dpopProof: proof,
     method: req.method ?? "GET",
     url: door.endpoint(url.pathname),
+    ...(ref ? { session: { issuer: ref.issuer, sessionId: ref.sessionId, credentialInstanceId: ref.credentialInstanceId ?? "" } } : {}),
   });
   const client = door.clients.get(answer.clientId);
   if (!client?.dpop_bound_access_tokens) throw new ProtocolViolation("Token authorized a wallet call for a client that is not a DPoP-bound client of the front door");
@@ -124,7 +140,7 @@ export async function walletCaller(door: DoorContext, req: http.IncomingMessage,
   if (!(await door.store.claim(`dpop:${createHash("sha256").update(`${jkt}.${jti}`).digest("base64url")}`, DPOP_REPLAY_MS))) {
     throw unauthorized("invalid_dpop_proof", "this DPoP proof was used before: make a new one for each request");
   }
-  return { clientId: answer.clientId, jkt: answer.jkt, expiresAt: Number(answer.expiresAt) };
+  return { clientId: answer.clientId, jkt: answer.jkt, expiresAt: Number(answer.expiresAt), answer };
 }
 
 /** GET /wallet/jwks: Token's wallet key set, once its signature by Token's key-set key checks out. */
@@ -138,4 +154,161 @@ export const walletJwks = walletHandler(async (door, { res }) => {
 export const walletMe = walletHandler(async (door, { req, res, url }) => {
   const caller = await walletCaller(door, req, url);
   sendJson(res, 200, { client_id: caller.clientId, expires_at: caller.expiresAt });
+});
+
+// --- the Wallet Server's calls (wallet-driver.ts) -----------------------------------------
+
+/** The largest wallet API body: an evidence upload (8 MiB of JWE) with its JSON around it. */
+const MAX_WALLET_BODY = 9 * 1024 * 1024;
+
+/** A JSON body of at most `max` bytes, checked against `schema`: a 400 problem that says what to fix otherwise. */
+async function jsonBody<T>(req: http.IncomingMessage, schema: z.ZodType<T>, max = 1024 * 1024): Promise<T> {
+  const type = (req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
+  if (type !== "application/json") throw new WalletApiProblem(415, "unsupported_media_type", "send the body as Content-Type: application/json");
+  if (Number(req.headers["content-length"] ?? 0) > max) throw new WalletApiProblem(413, "body_too_large", `the body is larger than ${max} bytes`, { connection: "close" });
+  const body = await new Promise<Buffer>((resolve, reject) => {
+    let size = 0;
+    const chunks: Buffer[] = [];
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= max) return void chunks.push(chunk);
+      req.off("data", onData);
+      req.pause();
+      reject(new WalletApiProblem(413, "body_too_large", `the body is larger than ${max} bytes`, { connection: "close" }));
+    };
+    req.on("data", onData);
+    req.once("end", () => resolve(Buffer.concat(chunks)));
+    req.once("error", () => reject(new WalletApiProblem(400, "invalid_request", "the body did not arrive whole")));
+  });
+  let value: unknown;
+  try {
+    value = JSON.parse(body.toString("utf8"));
+  } catch {
+    throw new WalletApiProblem(400, "invalid_json", "the body is not JSON");
+  }
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    const where = parsed.error.issues.slice(0, 5).map((i) => `${i.path.join(".") || "(body)"}: ${i.message}`).join("; ");
+    throw new WalletApiProblem(400, "invalid_request", `the body is not what this call takes (docs/wallet-server.md, "The wallet API"): ${where}`);
+  }
+  return parsed.data;
+}
+
+function driverOf(door: DoorContext) {
+  if (!door.walletDriver) throw new WalletApiProblem(503, "wallet_not_served", "this hello-mesh serves no credential wallet: its Orchestration has no wallet configuration");
+  return door.walletDriver;
+}
+
+/** A wallet call about `ref`, checked by Token and the front door, and Token's call token checked by the driver. */
+async function call(door: DoorContext, exchange: Exchange, ref?: SessionRef) {
+  const driver = driverOf(door);
+  const caller = await walletCaller(door, exchange.req, exchange.url, ref);
+  return { driver, call: await driver.checkCall(caller.answer, caller.jkt) };
+}
+
+const session = { issuer: z.string().min(1).max(2048), sessionId: sessionIdSchema };
+const payloads = z.array(jweEncryptedPayloadSchema).max(32);
+
+/**
+ * What the driver or an issuer refused, as the wallet API's problem: the wallet
+ * server's own (a ProblemError: unknown session, unknown issuer) as it is; an issuer's
+ * (IssuerRefusal) with its words, which are the issuer's and name no user; an issuer
+ * that did not answer as the S2S profile says (WireError) as 502.
+ */
+function refusalOf(error: unknown): never {
+  if (error instanceof IssuerRefusal) {
+    const p = error.problem;
+    const code = p.errorCode ?? (p.type.startsWith("urn:openid:dcp:s2s:") ? p.type.slice("urn:openid:dcp:s2s:".length) : "issuer_refused");
+    throw new WalletApiProblem(p.status >= 500 ? 502 : p.status, code, `the issuer refused: ${p.detail}`);
+  }
+  if (error instanceof ProblemError) throw new WalletApiProblem(error.problem.status, error.problem.errorCode ?? "invalid_request", error.problem.detail);
+  if (error instanceof WireError) throw new WalletApiProblem(502, "issuer_unreachable", "the issuer did not answer as the S2S profile says: try again later");
+  throw error;
+}
+
+const postJson = <T>(schema: z.ZodType<T>, run: (door: DoorContext, exchange: Exchange, body: T) => Promise<unknown>) =>
+  walletHandler(async (door, exchange) => {
+    const body = await jsonBody(exchange.req, schema, schema === (evidenceBody as unknown) ? MAX_WALLET_BODY : undefined);
+    try {
+      sendJson(exchange.res, 200, await run(door, exchange, body));
+    } catch (error) {
+      refusalOf(error);
+    }
+  });
+
+const evidenceBody = z.strictObject({ ...session, jwe: z.string().min(1).max(8 * 1024 * 1024) });
+
+/** GET /wallet/api/issuers: Token's countersigned issuers this wallet server reaches. */
+export const walletIssuers = walletHandler(async (door, exchange) => {
+  const { driver, call: c } = await call(door, exchange);
+  sendJson(exchange.res, 200, await driver.listIssuers(c).catch(refusalOf));
+});
+
+/** POST /wallet/api/sessions: a new S2S session with the client's WSK. */
+export const walletSessions = postJson(
+  z.strictObject({ issuer: session.issuer, wsk: z.looseObject({ kty: z.literal("EC"), crv: z.literal("P-256"), x: z.string(), y: z.string() }) }),
+  async (door, exchange, body) => {
+    const { driver, call: c } = await call(door, exchange);
+    return driver.beginSession(c, body.issuer, body.wsk);
+  },
+);
+
+/** POST /wallet/api/initiate */
+export const walletInitiate = postJson(
+  z.strictObject({ ...session, credentialConfigurationIds: z.array(z.string().min(1).max(256)).min(1).max(16), verificationNonce: z.string().min(1).max(8192), clientEncryptedPayload: payloads.optional(), locale: z.string().max(35).optional() }),
+  async (door, exchange, body) => {
+    const { driver, call: c } = await call(door, exchange, body);
+    return driver.initiate(c, body);
+  },
+);
+
+const verificationBody = z.strictObject({ ...session, verificationId: z.string().min(1).max(256), clientEncryptedPayload: payloads.optional(), reason: z.string().min(1).max(256).optional() });
+const verificationOp = (op: "supplement" | "status" | "cancel") =>
+  postJson(verificationBody, async (door, exchange, body) => {
+    if (op === "supplement" && !body.clientEncryptedPayload?.length) throw new WalletApiProblem(400, "invalid_request", "a supplement carries clientEncryptedPayload");
+    const { driver, call: c } = await call(door, exchange, body);
+    return driver.verification(c, op, body);
+  });
+/** POST /wallet/api/supplement, /wallet/api/status, /wallet/api/cancel */
+export const walletSupplement = verificationOp("supplement");
+export const walletStatus = verificationOp("status");
+export const walletCancel = verificationOp("cancel");
+
+/** POST /wallet/api/evidence: a sealed client payload kept for its issuer to fetch, by reference. */
+export const walletEvidence = postJson(evidenceBody, async (door, exchange, body) => {
+  if (!door.wallet) throw new WalletApiProblem(503, "wallet_not_served", "this hello-mesh serves no credential wallet");
+  const { call: c, driver } = await call(door, exchange, body);
+  await driver.ownSession(c, body.issuer, body.sessionId);
+  try {
+    return await door.wallet.evidence.put(body.issuer, body.sessionId, body.jwe);
+  } catch (error) {
+    throw new WalletApiProblem(400, "invalid_evidence", error instanceof Error ? error.message : "the evidence is not a compact JWE");
+  }
+});
+
+/** POST /wallet/api/provision */
+export const walletProvision = postJson(z.strictObject({ ...session, verificationId: z.string().min(1).max(256) }), async (door, exchange, body) => {
+  const { driver, call: c } = await call(door, exchange, body);
+  return driver.provision(c, body);
+});
+
+/** POST /wallet/api/credential/get */
+export const walletCredentialGet = postJson(
+  z.strictObject({ ...session, credentialInstanceId: z.string().min(1).max(256), walletEncryptionKey: keyDataSchema, clientEncryptedData: jweEncryptedPayloadSchema.optional() }),
+  async (door, exchange, body) => {
+    const { driver, call: c } = await call(door, exchange, body);
+    return driver.credentialGet(c, body);
+  },
+);
+
+/** POST /wallet/api/credential/confirm */
+export const walletCredentialConfirm = postJson(z.strictObject({ ...session, credentialInstanceId: z.string().min(1).max(256) }), async (door, exchange, body) => {
+  const { driver, call: c } = await call(door, exchange, body);
+  return driver.confirm(c, body);
+});
+
+/** GET /wallet/api/credentials: the user's credentials from their records (the JWEs only the client opens). */
+export const walletCredentials = walletHandler(async (door, exchange) => {
+  const { driver, call: c } = await call(door, exchange);
+  sendJson(exchange.res, 200, await driver.list(c).catch(refusalOf));
 });

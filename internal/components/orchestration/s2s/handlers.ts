@@ -1,0 +1,18 @@
+// What the wallet server does with an issuer's calls to it (docs/wallet-server.md): a
+// verification's new status, and a credential instance's event. The S2S server
+// (s2s-server.ts) has checked the caller's mTLS certificate, the Api-Version, the
+// x-request-id and the body's schema before either runs, and tells it which configured
+// issuer called.
+
+import type { EventNotify, VerificationStatus } from "../../../s2s/messages.js";
+
+export interface S2sHandlers {
+  /**
+   * POST /verification/notify from `issuerId`. Throws a ProblemError to refuse: 404
+   * unknown_session for a session that is not this issuer's (the same answer as for one
+   * that does not exist), and so on.
+   */
+  verificationNotice(issuerId: string, status: VerificationStatus): Promise<void>;
+  /** POST /event/notify from `issuerId`; refuses as verificationNotice does. */
+  event(issuerId: string, event: EventNotify): Promise<void>;
+}

@@ -1,0 +1,162 @@
+// How the credential wallet's records change (docs/wallet-server.md): one set of pure
+// rules that Token applies to mint each record, and Orchestration applies again to
+// check what Token minted before it is written (as mergedWallet is for a merge). The
+// rules follow the S2S draft's state machines, made monotonic: a verification's
+// terminal status (APPROVED, DENIED, EXPIRED) never moves, an instance is recorded once,
+// and only for a configuration its verification approved.
+
+import type { CredentialRecord, HoldingsRecord, S2sSessionRecord, S2sVerification } from "./tokens.js";
+
+export const TERMINAL_VERIFICATION_STATUSES: ReadonlySet<string> = new Set(["APPROVED", "DENIED", "EXPIRED"]);
+/** How many S2S sessions one user's holdings list, and instances one verification makes: bounds on one record's size. */
+export const MAX_SESSIONS = 500;
+export const MAX_INSTANCES_PER_VERIFICATION = 16;
+
+/** Why a change is refused: the words say the rule, never a value. */
+export class WalletRecordError extends Error {
+  override name = "WalletRecordError";
+}
+
+/** What the rules read of a VerificationStatus (already schema-checked by the caller). */
+export interface StatusUpdate {
+  sessionId: string;
+  verificationId: string;
+  status: string;
+  credentialConfigurationIds?: string[];
+  reasonCode?: string;
+}
+
+/** The record's own members only: a JWS's iss, aud and iat are the signature's, not the record's. */
+function body<T extends object>(record: T): T {
+  const { iss: _iss, aud: _aud, iat: _iat, ...rest } = record as T & { iss?: unknown; aud?: unknown; iat?: unknown };
+  return rest as T;
+}
+
+/**
+ * The session with the issuer's status applied: a new verification (only when `mayAdd`,
+ * the user's own call), or a non-terminal one moved on. Undefined when nothing changes.
+ */
+export function applyStatus(session: S2sSessionRecord, update: StatusUpdate, at: number, mayAdd: boolean): S2sSessionRecord | undefined {
+  if (update.sessionId !== session.session_id) throw new WalletRecordError("the status is for another session");
+  const next: S2sVerification = {
+    verification_id: update.verificationId,
+    status: update.status,
+    credential_configuration_ids: update.status === "APPROVED" ? [...(update.credentialConfigurationIds ?? [])] : [],
+    ...(update.reasonCode !== undefined ? { reason_code: update.reasonCode } : {}),
+    updated: at,
+  };
+  const index = session.verifications.findIndex((v) => v.verification_id === update.verificationId);
+  const current = index === -1 ? undefined : session.verifications[index]!;
+  if (!current) {
+    if (!mayAdd) throw new WalletRecordError("the status names a verification this session does not have");
+    return { ...body(session), verifications: [...session.verifications, next] };
+  }
+  if (TERMINAL_VERIFICATION_STATUSES.has(current.status)) return undefined;
+  if (current.status === next.status && current.reason_code === next.reason_code && sameList(current.credential_configuration_ids, next.credential_configuration_ids)) {
+    return undefined;
+  }
+  const verifications = [...session.verifications];
+  verifications[index] = next;
+  return { ...body(session), verifications };
+}
+
+/** The instances /credential/provision made for an APPROVED verification, of its approved configurations only. */
+export function addInstances(
+  session: S2sSessionRecord,
+  verificationId: string,
+  instances: ReadonlyArray<{ credentialConfigurationId: string; credentialInstanceIds: readonly string[] }>,
+): { session: S2sSessionRecord; added: Array<{ credential_instance_id: string; credential_configuration_id: string }> } {
+  const verification = session.verifications.find((v) => v.verification_id === verificationId);
+  if (!verification || verification.status !== "APPROVED") throw new WalletRecordError("instances are recorded only for an APPROVED verification of the session");
+  const added = instances.flatMap((group) => {
+    if (!verification.credential_configuration_ids.includes(group.credentialConfigurationId)) {
+      throw new WalletRecordError("an instance is of a configuration its verification did not approve");
+    }
+    return group.credentialInstanceIds.map((id) => ({ credential_instance_id: id, credential_configuration_id: group.credentialConfigurationId }));
+  });
+  const ids = added.map((i) => i.credential_instance_id);
+  if (added.length === 0 || added.length > MAX_INSTANCES_PER_VERIFICATION || new Set(ids).size !== ids.length) {
+    throw new WalletRecordError(`a provision makes 1 to ${MAX_INSTANCES_PER_VERIFICATION} distinct instances`);
+  }
+  const known = new Set(session.instances.map((i) => i.credential_instance_id));
+  if (ids.some((id) => known.has(id))) throw new WalletRecordError("an instance is recorded already");
+  return {
+    session: { ...body(session), instances: [...session.instances, ...added.map((i) => ({ ...i, verification_id: verificationId }))] },
+    added,
+  };
+}
+
+/** The holdings with a new session (the user's first: `holdings` undefined). */
+export function holdingsWithSession(holdings: HoldingsRecord | undefined, uid: string, issuer: string, sessionId: string): HoldingsRecord {
+  if (holdings && holdings.uid !== uid) throw new WalletRecordError("the holdings are another user's");
+  const sessions = holdings?.sessions ?? [];
+  if (sessions.length >= MAX_SESSIONS) throw new WalletRecordError(`a wallet holds at most ${MAX_SESSIONS} S2S sessions`);
+  return { ...(holdings ? body(holdings) : {}), uid, sessions: [...sessions, { issuer, session_id: sessionId }] };
+}
+
+/** The holdings listing a session's new instances. */
+export function holdingsWithInstances(holdings: HoldingsRecord, issuer: string, sessionId: string, instanceIds: readonly string[]): HoldingsRecord {
+  let found = false;
+  const sessions = holdings.sessions.map((s) => {
+    if (s.issuer !== issuer || s.session_id !== sessionId) return s;
+    found = true;
+    return { ...s, instances: [...(s.instances ?? []), ...instanceIds] };
+  });
+  if (!found) throw new WalletRecordError("the holdings do not list this session");
+  return { ...body(holdings), sessions };
+}
+
+/** A new instance's credential record: IN_PROCESS until the client confirms it. */
+export function newCredential(session: S2sSessionRecord, instance: { credential_instance_id: string; credential_configuration_id: string }, at: number): CredentialRecord {
+  return {
+    issuer: session.issuer,
+    session_id: session.session_id,
+    credential_instance_id: instance.credential_instance_id,
+    credential_configuration_id: instance.credential_configuration_id,
+    uid: session.uid,
+    jkt: session.jkt,
+    status: "IN_PROCESS",
+    updated: at,
+  };
+}
+
+/** What /credential/get delivered: the version, the display data, and the JWE to the WEK (never a reference, never another origin). */
+export function delivered(
+  credential: CredentialRecord,
+  answer: { credentialVersion: string; credentials: { jwe?: string; origin: string }; credentialMetadata?: Record<string, unknown> },
+  at: number,
+): CredentialRecord {
+  if (answer.credentials.origin !== "ISSUER" || typeof answer.credentials.jwe !== "string") {
+    throw new WalletRecordError("the credentials must be the issuer's JWE (origin ISSUER), not a reference");
+  }
+  return {
+    ...body(credential),
+    version: answer.credentialVersion,
+    ...(answer.credentialMetadata ? { metadata: answer.credentialMetadata } : {}),
+    credentials: { jwe: answer.credentials.jwe, origin: "ISSUER" },
+    updated: at,
+  };
+}
+
+/** The client confirmed the credential: IN_PROCESS becomes ACTIVE (anything else stays). */
+export function confirmed(credential: CredentialRecord, at: number): CredentialRecord {
+  if (!credential.credentials) throw new WalletRecordError("a credential is confirmed only once it was delivered");
+  return credential.status === "IN_PROCESS" ? { ...body(credential), status: "ACTIVE", updated: at } : body(credential);
+}
+
+/** Two records are the same, whatever order their keys were written in (and the JWS's own iss, aud, iat aside). */
+export function sameRecord(a: object, b: object): boolean {
+  return canonical(body(a)) === canonical(body(b));
+}
+
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
+  if (value && typeof value === "object") {
+    return `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}

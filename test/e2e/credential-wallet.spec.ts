@@ -1,0 +1,223 @@
+// The credential wallet end to end (issue 14, docs/wallet-server.md): the four
+// processes on a real PostgreSQL, the development issuer over mutual TLS, and `hello
+// wallet`'s own code (internal/wallet) as the Wallet Client. Chromium signs the client in;
+// then an identity card and a driving licence from one verification, listed, shown and
+// presented (the SD-JWT VC verified against the issuer's key and the presentation's key
+// binding); ADDITIONAL_INFO_REQUIRED answered with evidence by reference; PENDING decided
+// and notified; DENIED. Then what Orchestration and Storage hold: another client
+// instance of the same user, and another user, get none of it, and a dump of the
+// database shows no issuer-side identifier, credential type name or claim.
+
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { expect } from "chai";
+import pg from "pg";
+import { type BrowserContext, chromium } from "playwright-core";
+import { z } from "zod";
+import { issuerMetadataSchema } from "../../internal/s2s/messages.js";
+import { verifySdJwtVc } from "../../internal/s2s/sd-jwt-vc.js";
+import { WalletApi, WalletApiError } from "../../internal/wallet/api-client.js";
+import { KeyStore } from "../../internal/wallet/key-store.js";
+import { login } from "../../internal/wallet/login.js";
+import { addCredentials, listCredentials, presentCredential, resumeCredentials, showCredential, WalletClientError } from "../../internal/wallet/wallet-client.js";
+import type { DevUser } from "../../internal/dev/devop/dev-op.js";
+import { CHROMIUM, CHROMIUM_ARGS } from "../support/chromium.js";
+import { dumpDatabase, findValue } from "../support/database-dump.js";
+import { Browserless } from "../support/browserless.js";
+import { type ProtocolMesh, USERS, startProtocolMesh } from "../support/protocol-mesh.js";
+
+const ADA = { documentNumber: "D-1001", familyName: "Lovelace", birthdate: "1990-12-10" };
+const GRACE = { documentNumber: "D-1002", familyName: "Hopper", birthdate: "1986-12-09" };
+const ALAN = { documentNumber: "D-1003", familyName: "Turing", birthdate: "1992-06-23" };
+const MALLORY = { documentNumber: "D-1004", familyName: "Forger", birthdate: "1980-01-01" };
+const noWait = async () => {};
+
+describe("the credential wallet end to end: four processes, the development issuer, hello wallet (docs/wallet-server.md)", function () {
+  this.timeout(120_000);
+  let mesh: ProtocolMesh;
+  let browser: BrowserContext;
+  let issuerId: string;
+  const dirs: string[] = [];
+  /** What the flows saw, to search the database dump for. */
+  const seen = { sessions: new Set<string>(), instances: new Set<string>(), verifications: new Set<string>() };
+
+  before(async function () {
+    this.timeout(240_000);
+    mesh = await startProtocolMesh({ database: "postgres", credentialWallet: true });
+    issuerId = mesh.devIssuer!.metadata.issuer;
+    const profile = await mkdtemp(path.join(os.tmpdir(), "hello-chromium-"));
+    dirs.push(profile);
+    browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  });
+  after(async () => {
+    await browser?.close();
+    await mesh?.close();
+    await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
+  });
+
+  async function newStore(): Promise<KeyStore> {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "hello-wallet-"));
+    dirs.push(dir);
+    return KeyStore.open(path.join(dir, "wallet"));
+  }
+
+  /** `hello wallet login` for `user`, the browser step in Chromium (or the browserless stand-in). */
+  async function signedIn(user: DevUser, how: "chromium" | "browserless" = "browserless"): Promise<{ store: KeyStore; api: WalletApi }> {
+    const store = await newStore();
+    const openUrl = how === "chromium"
+      ? async (url: string) => {
+          const page = await browser.newPage();
+          await page.goto(url);
+          await page.getByLabel("Email").fill(user.email);
+          await page.getByLabel("Password").fill(user.password);
+          await page.getByRole("button", { name: "Sign in" }).click();
+          await page.waitForURL((u) => u.origin === mesh.issuer || u.hostname === "127.0.0.1");
+          if (new URL(page.url()).origin === mesh.issuer) await page.getByRole("button", { name: "Allow" }).click();
+          await page.getByText(/close this window/i).waitFor();
+          await page.close();
+        }
+      : async (url: string) => {
+          const b = new Browserless();
+          const loopback = (u: URL) => u.hostname === "127.0.0.1";
+          let page = await b.go(url, {}, loopback);
+          if (!loopback(page.url)) page = await b.submit(b.form(page, /\/login$/), [["email", user.email], ["password", user.password]], loopback);
+          if (!loopback(page.url)) page = await b.submit(b.form(page, /\/consent$/), [["decision", "allow"]], loopback);
+          await b.go(page.url);
+        };
+    await login({ server: mesh.issuer, store, openUrl, allowInsecureHttp: true });
+    return { store, api: await WalletApi.fromStore(store) };
+  }
+
+  const note = (result: { sessionId: string; verificationId: string; instances: Array<{ id: string }> }) => {
+    seen.sessions.add(result.sessionId);
+    seen.verifications.add(result.verificationId);
+    for (const i of result.instances) seen.instances.add(i.id);
+  };
+
+  let alice: { store: KeyStore; api: WalletApi };
+  let issued: Awaited<ReturnType<typeof addCredentials>>;
+
+  it("Alice signs in with Chromium, and adds an identity card and a driving licence from one verification, two presentment keys each", async function () {
+    alice = await signedIn(USERS.alice, "chromium");
+    issued = await addCredentials(alice.api, alice.store, { issuer: issuerId, configurations: ["identity_card", "driving_licence"], person: ADA, presentmentKeys: 2, sleep: noWait });
+    expect(issued.state).to.equal("ISSUED");
+    note(issued);
+    expect(issued.instances.map((i) => i.configuration).sort()).to.deep.equal(["driving_licence", "identity_card"]);
+    for (const instance of issued.instances) expect(instance.count).to.equal(2);
+
+    const listed = await listCredentials(alice.api, alice.store);
+    expect(listed.map((c) => [c.configuration, c.status]).sort()).to.deep.equal([["driving_licence", "ACTIVE"], ["identity_card", "ACTIVE"]]);
+    // A list names claims, never their values.
+    expect(JSON.stringify(listed)).to.not.match(/Lovelace|1990-12-10|D-1001/);
+    const card = issued.instances.find((i) => i.configuration === "identity_card")!;
+    const shown = await showCredential(alice.api, alice.store, card.id);
+    expect(JSON.stringify(shown)).to.include("Lovelace");
+  });
+
+  it("a presentation of selected claims verifies against the issuer's key, with the key binding to the presentment key", async function () {
+    const card = issued.instances.find((i) => i.configuration === "identity_card")!;
+    const presentation = await presentCredential(alice.api, alice.store, card.id, { claims: ["family_name", "age_over_18"], audience: "https://verifier.example", nonce: "n-0123456789", key: 1 });
+    // The issuer's own signing keys, as its metadata publishes them (GET /.well-known/s2s-issuer).
+    const metadata = issuerMetadataSchema.parse(mesh.devIssuer!.metadata);
+    const verified = await verifySdJwtVc({
+      presentation, issuerKeys: metadata.jwks as never, expectedIssuer: issuerId, expectedVct: "urn:hello-mesh:dev:identity-card",
+      audience: "https://verifier.example", nonce: "n-0123456789",
+    });
+    expect(verified.claims).to.deep.equal({ family_name: "Lovelace", age_over_18: true });
+    for (const hidden of ["1990-12-10", "D-1001", "Ada"]) expect(presentation).to.not.include(hidden);
+  });
+
+  it("ADDITIONAL_INFO_REQUIRED: a proof of address sent out of band, by reference, then APPROVED", async function () {
+    const bob = await signedIn(USERS.bob);
+    const file = path.join(dirs[0]!, "bill.pdf");
+    await writeFile(file, "%PDF-1.7 a utility bill for Grace Hopper");
+    const statuses: string[] = [];
+    const result = await addCredentials(bob.api, bob.store, {
+      issuer: issuerId, configurations: ["identity_card"], person: GRACE, document: { path: file, mediaType: "application/pdf" }, sleep: noWait,
+      onStatus: (s) => statuses.push(s.status),
+    });
+    expect(result.state).to.equal("ISSUED");
+    note(result);
+    expect(statuses).to.deep.equal(["ADDITIONAL_INFO_REQUIRED", "APPROVED"]);
+  });
+
+  it("PENDING, then the issuer's decision reaches the wallet server's /verification/notify and is recorded; then APPROVED", async function () {
+    const carol = await signedIn(USERS.carol);
+    const pending = await addCredentials(carol.api, carol.store, { issuer: issuerId, configurations: ["identity_card"], person: ALAN, wait: false, sleep: noWait });
+    expect(pending).to.include({ state: "PENDING", waitingFor: "verification" });
+    await mesh.devIssuer!.decide(pending.sessionId, pending.verificationId, "APPROVED");
+    const notice = mesh.devIssuer!.notices.find((n) => n.sessionId === pending.sessionId && n.path === "/verification/notify");
+    expect(notice, "the issuer notified the wallet server").to.deep.include({ delivered: true });
+    const done = await resumeCredentials(carol.api, carol.store, pending.sessionId, { sleep: noWait });
+    expect(done.state).to.equal("ISSUED");
+    note(done);
+  });
+
+  it("DENIED ends, with the issuer's reason", async function () {
+    const dave = await signedIn(USERS.alice);
+    const refused = await addCredentials(dave.api, dave.store, { issuer: issuerId, configurations: ["identity_card"], person: MALLORY, sleep: noWait }).then(
+      () => expect.fail("a denied verification issued something"),
+      (error: unknown) => error,
+    );
+    expect(refused).to.be.instanceOf(WalletClientError);
+    expect((refused as WalletClientError).details).to.deep.include({ status: "DENIED", reasonCode: "POLICY" });
+  });
+
+  it("another client instance of Alice sees her credentials listed but cannot open or change them; another user sees none", async function () {
+    // Alice's second device: her user, another DPoP key. The records are hers, the WEKs the first device's.
+    const second = await signedIn(USERS.alice);
+    const listed = await second.api.call("GET", "/wallet/api/credentials", z.object({ credentials: z.array(z.looseObject({ credentialInstanceId: z.string() })) }));
+    const card = issued.instances.find((i) => i.configuration === "identity_card")!;
+    expect(listed.credentials.map((c) => c.credentialInstanceId)).to.include(card.id);
+    const session = issued.sessionId;
+    // Its calls on the first device's session: as if the session did not exist.
+    const refused = await second.api.call("POST", "/wallet/api/credential/confirm", z.unknown(), { issuer: issuerId, sessionId: session, credentialInstanceId: card.id }).then(
+      () => expect.fail("another client instance changed the credential"),
+      (error: unknown) => error as WalletApiError,
+    );
+    expect(refused).to.be.instanceOf(WalletApiError);
+    expect(refused.status).to.equal(404);
+    // Bob: none of Alice's credentials, and her session is unknown to him.
+    const bob = await signedIn(USERS.bob);
+    const his = await bob.api.call("GET", "/wallet/api/credentials", z.object({ credentials: z.array(z.looseObject({ credentialInstanceId: z.string() })) }));
+    expect(his.credentials.map((c) => c.credentialInstanceId)).to.not.include(card.id);
+    const status = await bob.api.call("POST", "/wallet/api/status", z.unknown(), { issuer: issuerId, sessionId: session, verificationId: issued.verificationId }).then(
+      () => expect.fail("Bob read Alice's verification"),
+      (error: unknown) => error as WalletApiError,
+    );
+    expect(status.status).to.equal(404);
+  });
+
+  it("a dump of the database shows no issuer-side identifier, credential type name or claim, in any encoding", async function () {
+    const db = new pg.Client({ connectionString: mesh.postgres!.url });
+    await db.connect();
+    try {
+      const { haystack } = await dumpDatabase(mesh.postgres!.url, db);
+      const sensitive: Record<string, string> = {
+        "the issuer id": issuerId,
+        "the issuer's host": new URL(issuerId).host,
+        "a credential configuration": "identity_card",
+        "another credential configuration": "driving_licence",
+        "a credential type (vct)": "urn:hello-mesh:dev:identity-card",
+        "a family name": "Lovelace",
+        "a birthdate": "1990-12-10",
+        "a document number": "D-1001",
+        "the proof of address": "utility bill",
+      };
+      for (const id of seen.sessions) sensitive[`the sessionId ${id}`] = id;
+      for (const id of seen.verifications) sensitive[`the verificationId ${id}`] = id;
+      for (const id of seen.instances) sensitive[`the credentialInstanceId ${id}`] = id;
+      const found = Object.entries(sensitive).flatMap(([what, value]) => findValue(haystack, value).map((encoding) => `${what} (${encoding})`));
+      expect(found, "found in the dump").to.deep.equal([]);
+      // The search is not vacuous: the records are there.
+      const { rows } = await db.query<{ kind: string; n: string }>("SELECT kind, count(*) AS n FROM records GROUP BY kind");
+      const kinds = Object.fromEntries(rows.map((r) => [r.kind, Number(r.n)]));
+      expect(kinds["s2s-session"]).to.be.at.least(4);
+      expect(kinds.credential).to.be.at.least(4);
+      expect(kinds.holdings).to.be.at.least(3);
+    } finally {
+      await db.end();
+    }
+  });
+});
