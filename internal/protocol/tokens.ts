@@ -96,6 +96,8 @@ export interface WalletCallClaims {
   jkt?: string;
   /** An issuer's notification: the issuer (its mTLS peer, as Orchestration named it). */
   notice_issuer?: string;
+  /** The /wallet page's view, from an account session: it may only list the user's credentials. */
+  view?: true;
   session?: { issuer: string; session_id: string; credential_instance_id?: string };
   reads: { holdings?: string; wallet?: string; session?: string; credential?: string; credentials?: Record<string, string> };
 }

@@ -189,6 +189,27 @@ describe("the credential wallet end to end: four processes, the development issu
     expect(status.status).to.equal(404);
   });
 
+  it("the /wallet page, after a forced fresh sign-in, lists Alice's credentials by issuer and type with their status, and nothing of their contents", async function () {
+    const browser = new Browserless();
+    const chooser = await browser.go(new URL("/wallet", mesh.issuer));
+    expect(chooser.status).to.equal(200);
+    let page = await browser.submit(browser.form(chooser, /^\/wallet\/provider$/), [["provider", "dev"]]);
+    expect(page.body, "the provider asks for the password: prompt=login").to.match(/name="password"/);
+    page = await browser.submit(browser.form(page, /\/login$/), [["email", USERS.alice.email], ["password", USERS.alice.password]]);
+    expect(page.status, page.body.slice(0, 400)).to.equal(200);
+    expect(page.body).to.include("<h1>Your credentials</h1>");
+    expect(page.body).to.include(`<h2>${issuerId}</h2>`);
+    expect(page.body).to.match(/Identity card \(development\) <small>\(identity_card\)<\/small><\/td><td>Active<\/td>/);
+    expect(page.body).to.match(/Driving licence \(development\) <small>\(driving_licence\)<\/small><\/td><td>Active<\/td>/);
+    for (const value of ["Lovelace", "1990-12-10", "D-1001", ...seen.instances]) expect(page.body).to.not.include(value);
+    // Bob's page shows his one identity card, none of hers.
+    const other = new Browserless();
+    let bobs = await other.submit(other.form(await other.go(new URL("/wallet", mesh.issuer)), /^\/wallet\/provider$/), [["provider", "dev"]]);
+    bobs = await other.submit(other.form(bobs, /\/login$/), [["email", USERS.bob.email], ["password", USERS.bob.password]]);
+    expect(bobs.body.match(/<\/td><td>Active<\/td>/g)).to.have.length(1);
+    expect(bobs.body).to.not.include("driving_licence");
+  });
+
   it("a dump of the database shows no issuer-side identifier, credential type name or claim, in any encoding", async function () {
     const db = new pg.Client({ connectionString: mesh.postgres!.url });
     await db.connect();

@@ -14,7 +14,8 @@
 import { type CallOptions, Code, ConnectError, type Client } from "@connectrpc/connect";
 import { type JSONWebKeySet, type JWK, calculateJwkThumbprint, decodeProtectedHeader, jwtVerify } from "jose";
 import type { EncryptionService } from "../../gen/hello/encryption/v1/encryption_service_pb.js";
-import type { AccessGrant, AuthorizeWalletCallResponse, RecordWrite, TokenService } from "../../gen/hello/token/v1/token_service_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { type AccessGrant, type AuthorizeWalletCallResponse, AuthorizeWalletCallResponseSchema, type RecordWrite, type TokenService } from "../../gen/hello/token/v1/token_service_pb.js";
 import { RecordOperation } from "../../gen/hello/common/v1/record_pb.js";
 import { verify } from "../../protocol/jws.js";
 import { credentialHash, holdingsHash, s2sSessionHash, walletHash } from "../../protocol/lookup-key.js";
@@ -306,6 +307,19 @@ export class WalletDriver {
       }),
     );
     return { credentials: credentials.filter((c) => c !== undefined) };
+  }
+
+  /**
+   * The /wallet page's list: from an account session (its forced fresh sign-in, at step
+   * "user"), Token's view call, which can only list the user's credentials.
+   */
+  async view(sessionToken: string, uid: string) {
+    const res = await this.deps.token.authorizeWalletView({ sessionToken }, this.#options());
+    const claims = await this.#verified<WalletCallClaims>(WALLET_CALL_TOKEN, res.callToken, "wallet call token");
+    if (claims.uid !== uid || claims.view !== true || claims.jkt !== undefined) throw new ProtocolViolation("Token's wallet view is not this account's");
+    const answer = create(AuthorizeWalletCallResponseSchema, { callToken: res.callToken, ...(res.holdingsRead ? { holdingsRead: res.holdingsRead } : {}) });
+    this.#grant(answer.holdingsRead, "holdings", holdingsHash(this.deps.lookupKey, uid));
+    return this.list({ answer, claims: { ...claims, uid, jkt: "" } });
   }
 
   // --- the issuers' notifications (the S2S server's handlers) -----------------------------

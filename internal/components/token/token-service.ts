@@ -485,6 +485,11 @@ export function tokenRoutes(deps: TokenServiceDeps) {
       updateCredential: (req) => s2s.updateCredential(req),
       grantCredentialReads: (req) => s2s.grantCredentialReads(req),
       authorizeIssuerNotice: (req) => s2s.authorizeNotice(req.session),
+      /** The /wallet page: an account session's user may list their credentials (wallet-sessions.ts). */
+      authorizeWalletView: async (req) => {
+        const account = await sessions.readOf(req.sessionToken, "user", "account");
+        return s2s.startView(account.uid!);
+      },
     });
   };
 }

@@ -82,10 +82,16 @@ export function walletSessions(deps: WalletSessionDeps) {
     return claims;
   }
 
-  /** A user's call only (not an issuer's notification). */
+  /** A user's call only (not an issuer's notification, nor the /wallet page's view). */
   function user(call: WalletCallClaims): { uid: string; jkt: string } {
-    if (typeof call.uid !== "string" || typeof call.jkt !== "string") throw denied("this step is a user's own call, not an issuer's notification");
+    if (typeof call.uid !== "string" || typeof call.jkt !== "string" || call.view) throw denied("this step is a user's own call, not an issuer's notification");
     return { uid: call.uid, jkt: call.jkt };
+  }
+
+  /** A user's call, or the /wallet page's view of the user's credentials: enough to list them. */
+  function reader(call: WalletCallClaims): { uid: string } {
+    if (typeof call.uid !== "string" || (typeof call.jkt !== "string" && call.view !== true)) throw denied("this step is a user's own call, not an issuer's notification");
+    return { uid: call.uid };
   }
 
   /** A record of the call's session as Storage returned it to this call's read, and its stored version. */
@@ -304,7 +310,7 @@ export function walletSessions(deps: WalletSessionDeps) {
     /** Reads of every credential record the caller's holdings list. */
     async grantCredentialReads(req: { callToken: string; holdings?: ReadRecord }) {
       const call = await readCall(req.callToken);
-      const caller = user(call);
+      const caller = reader(call);
       const { claims: holdings } = await stored("holdings", req.holdings, lookup.holdings(caller.uid), call.reads.holdings);
       if (holdings.uid !== caller.uid) throw denied("the holdings are another user's");
       const reads = await Promise.all(
@@ -317,6 +323,12 @@ export function walletSessions(deps: WalletSessionDeps) {
       if (left <= 0) throw outOfOrder("the wallet call is over");
       const renewed = await sign(WALLET_CALL_TOKEN, deps.keys.active("session"), { ...(rest as WalletCallClaims), reads: { ...call.reads, credentials } }, { now: deps.now(), lifetimeSeconds: left });
       return { callToken: renewed, credentialReads: reads.map((r) => r.grant) };
+    },
+
+    /** The /wallet page's view: an account session's user, who may only list. */
+    async startView(uid: string) {
+      const holdings = await deps.grants.read("holdings", lookup.holdings(uid));
+      return { callToken: await callToken({ uid, view: true, reads: { holdings: holdings.jti } }), holdingsRead: holdings.grant };
     },
 
     /**

@@ -34,6 +34,8 @@ export const RELEASE_FLOW = "release-upstream";
 export const RECOVERY_FLOW = "recovery-upstream";
 export const MERGE_FLOW = "merge-upstream";
 export const THRESHOLD_FLOW = "threshold-upstream";
+/** The /wallet page's fresh sign-in (wallet-page.ts), an account sign-in with another destination. */
+export const WALLET_FLOW = "wallet-upstream";
 /** The sealing purpose of the recovery page's form: a recovery between its rounds. */
 export const RECOVERY_STATE = "recovery-state";
 /** The sealing purpose of the claims page's form: the claims update waiting for the user's choice. */

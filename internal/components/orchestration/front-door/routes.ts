@@ -16,6 +16,7 @@ import { tokenEndpoint } from "./token-endpoint.js";
 import type { UpstreamRp } from "./upstream-rp.js";
 import { upstreamCallback } from "./upstream-callback.js";
 import { userinfo } from "./userinfo.js";
+import { walletGet, walletProvider } from "./wallet-page.js";
 import {
   walletCancel, walletCredentialConfirm, walletCredentialGet, walletCredentials, walletEvidence, walletInitiate, walletIssuers, walletJwks, walletMe,
   walletProvision, walletSessions, walletStatus, walletSupplement,
@@ -64,6 +65,8 @@ export const ROUTES: readonly Route[] = [
   { path: "/token", methods: { POST: tokenEndpoint }, errors: "json" },
   { path: "/userinfo", methods: { GET: userinfo, POST: userinfo }, errors: "bearer" },
   // The credential wallet (docs/wallet-server.md): JSON, problems as RFC 9457 documents.
+  { path: "/wallet", methods: { GET: walletGet } },
+  { path: "/wallet/provider", methods: { POST: walletProvider }, loginStep: true },
   { path: "/wallet/jwks", methods: { GET: walletJwks }, errors: "json" },
   { path: "/wallet/api/me", methods: { GET: walletMe }, errors: "json" },
   { path: "/wallet/api/issuers", methods: { GET: walletIssuers }, errors: "json" },

@@ -11,7 +11,7 @@ export function homePage(): string {
     title: "hello-mesh",
     body: html`<h1>hello-mesh</h1>
 <p>This address is an OpenID Provider: apps send people here to sign in, and nobody signs in at this page.</p>
-<p>People who sign in with hello-mesh see what their wallet holds on <a href="/account">the account page</a>.</p>
+<p>People who sign in with hello-mesh see what their wallet holds on <a href="/account">the account page</a>, and the credentials their devices hold on <a href="/wallet">the credentials page</a>.</p>
 <p>An app's developers find everything an app needs in its <a href="/.well-known/openid-configuration">configuration</a>.</p>`,
   });
 }

@@ -1,3 +1,4 @@
+import { walletPage } from "./wallet.js";
 import { createHash } from "node:crypto";
 import { expect } from "chai";
 import { escapeHtml, html, render } from "./html.js";
@@ -110,6 +111,7 @@ describe("Front door pages (docs/design.md §6)", function () {
         signedInWith: "p", accounts: [], claims: [], apps: [], ...ACTIONS,
         merge: { action: HOSTILE, hidden: { [HOSTILE]: HOSTILE }, providers: [{ id: HOSTILE, name: HOSTILE }] }, history: [{ kind: "merge", at: new Date(0), provider: HOSTILE }],
       }),
+      "wallet (issuer, type, its display name, status, version)": walletPage([{ issuer: HOSTILE, type: HOSTILE, typeName: HOSTILE, status: HOSTILE, version: HOSTILE }]),
     };
     for (const [name, doc] of Object.entries(pages)) {
       it(`${name}: the raw string is absent and the escaped form present`, function () {
@@ -244,6 +246,12 @@ describe("Front door pages (docs/design.md §6)", function () {
       }),
       "no wallet": noWalletPage("Dev OP"),
       "wallet deleted": walletDeletedPage(),
+      "wallet, credentials of two issuers": walletPage([
+        { issuer: "urn:example:issuer", type: "identity_card", typeName: "Identity card", status: "ACTIVE", version: "1" },
+        { issuer: "urn:example:issuer", type: "driving_licence", status: "IN_PROCESS" },
+        { issuer: "urn:example:other-issuer", type: "pid", status: "SUSPENDED_ISSUER", version: "3" },
+      ]),
+      "wallet, no credentials": walletPage([]),
     };
     for (const [name, doc] of Object.entries(pages)) {
       it(`${name}: is a complete, accessible, self-contained document`, function () {

@@ -1,0 +1,66 @@
+// The /wallet page (docs/wallet-server.md): GET /wallet offers the providers, POST
+// /wallet/provider starts an account session at Token and sends the browser to the
+// chosen provider for a forced fresh sign-in (prompt=login, max_age=0), as the account
+// page does; the provider's answer ends here: the user's credentials by issuer and type,
+// with their status (wallet-driver.ts view), shown once. Nothing is kept.
+
+import type { UpstreamProvider } from "../../../config/component-config.js";
+import { LoginRequired, RecoveryAccountOnly, type UpstreamResult, WalletDeleted } from "../login-driver.js";
+import { chooserPage } from "../pages/chooser.js";
+import { noWalletPage, walletDeletedPage } from "../pages/account.js";
+import { pageCsp } from "../pages/layout.js";
+import { walletPage } from "../pages/wallet.js";
+import type { DoorContext, Exchange } from "./context.js";
+import { type AccountFlow, WALLET_FLOW, goToProvider } from "./flows.js";
+import { form } from "./http-input.js";
+import { sendError, sendHtml } from "./responses.js";
+
+const AGAIN = "Go back to /wallet and sign in again.";
+
+/** GET /wallet: which provider to sign in with. */
+export function walletGet(door: DoorContext, { res }: Exchange) {
+  if (!door.walletDriver) return sendError(res, 404, "No credential wallet here", "This hello-mesh serves no credential wallet.");
+  sendHtml(res, 200, chooserPage({
+    appName: "your credentials",
+    providers: door.providers.map((p) => ({ id: p.id, name: p.name })),
+    action: "/wallet/provider",
+    hidden: {},
+  }), pageCsp(door.providers.map((p) => p.issuer)));
+}
+
+/** POST /wallet/provider: an account session at Token, then the provider, forced to ask the user again. */
+export async function walletProvider(door: DoorContext, { req, res }: Exchange) {
+  const provider = door.rp.provider((await form(req)).get("provider") ?? "");
+  if (!provider) return sendError(res, 400, "Unknown provider", "Choose one of the providers listed.");
+  const started = Date.now();
+  const session = await door.driver.startAccount(provider.id);
+  await goToProvider(door, res, provider, started, session, { prompt: "login", max_age: "0" }, WALLET_FLOW);
+}
+
+/** The provider's answer: the user's credentials, by issuer and type, with their status. */
+export async function walletAnswer(door: DoorContext, res: Exchange["res"], flow: AccountFlow, provider: UpstreamProvider, upstream: UpstreamResult) {
+  if (!door.walletDriver) return sendError(res, 404, "No credential wallet here", "This hello-mesh serves no credential wallet.");
+  let view;
+  try {
+    view = await door.driver.openAccount(flow.session, flow.started, upstream);
+  } catch (error) {
+    if (error instanceof LoginRequired) {
+      return sendError(res, 403, "Sign in again", `${provider.name} did not ask you to sign in just now, and your credentials are shown only after a fresh sign-in.`, AGAIN);
+    }
+    if (error instanceof WalletDeleted) return sendHtml(res, 200, walletDeletedPage());
+    if (error instanceof RecoveryAccountOnly) return sendError(res, 403, "This account cannot sign in", "The account you signed in with is a recovery account: it cannot sign in alone.", AGAIN);
+    throw error;
+  }
+  if (!view) return sendHtml(res, 200, noWalletPage(provider.name));
+  const { credentials } = await door.walletDriver.view(view.sessionToken, view.uid);
+  sendHtml(res, 200, walletPage(credentials.map((c) => {
+    const display = (c.credentialMetadata?.display as Array<{ name?: unknown }> | undefined)?.[0]?.name;
+    return {
+      issuer: c.issuer,
+      type: c.credentialConfigurationId,
+      ...(typeof display === "string" ? { typeName: display } : {}),
+      status: c.status,
+      ...(c.credentialVersion ? { version: c.credentialVersion } : {}),
+    };
+  })));
+}

@@ -1,0 +1,47 @@
+// The /wallet page (docs/wallet-server.md): a signed-in user's credentials by issuer and
+// type, with their status. Nothing of a credential's contents: the wallet server cannot
+// read them (they are the issuer's JWE to the user's device); `hello wallet show` can.
+
+import { html } from "./html.js";
+import { page } from "./layout.js";
+
+export interface WalletPageCredential {
+  readonly issuer: string;
+  /** The credential configuration, and its display name when the issuer gave one. */
+  readonly type: string;
+  readonly typeName?: string;
+  readonly status: string;
+  readonly version?: string;
+}
+
+const STATUS_WORDS: Record<string, string> = {
+  IN_PROCESS: "Being issued",
+  ACTIVE: "Active",
+  SUSPENDED_ISSUER: "Suspended by the issuer",
+  SUSPENDED_WALLET: "Suspended by you",
+  UNLINKED: "Removed from the device",
+  CANCELLED: "Cancelled",
+  UNKNOWN: "Unknown",
+};
+
+export function walletPage(credentials: readonly WalletPageCredential[]): string {
+  const byIssuer = new Map<string, WalletPageCredential[]>();
+  for (const c of credentials) byIssuer.set(c.issuer, [...(byIssuer.get(c.issuer) ?? []), c]);
+  const sections = [...byIssuer.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([issuer, held]) => html`<section>
+<h2>${issuer}</h2>
+<table>
+<thead><tr><th scope="col">Credential</th><th scope="col">Status</th><th scope="col">Version</th></tr></thead>
+<tbody>
+${held.map((c) => html`<tr><td>${c.typeName ?? c.type}${c.typeName ? html` <small>(${c.type})</small>` : ""}</td><td>${STATUS_WORDS[c.status] ?? c.status}</td><td>${c.version ?? "—"}</td></tr>
+`)}</tbody>
+</table>
+</section>
+`);
+  return page({
+    title: "Your credentials",
+    body: html`<h1>Your credentials</h1>
+<p>The credentials your devices hold, by issuer. Their contents are encrypted to your device: hello-mesh cannot read them, and shows only what it may see, each credential's issuer, type and status. <code>hello wallet list</code> and <code>hello wallet show</code> open them on your device.</p>
+${credentials.length === 0 ? html`<p>Your wallet holds no credentials yet. Add one with <code>hello wallet add</code>.</p>` : sections}
+<p><a href="/account">Your account page</a> (you sign in again to see it).</p>`,
+  });
+}
