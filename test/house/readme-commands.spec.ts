@@ -8,7 +8,10 @@
 // and the README's storage.json is written there first (its port swapped for a free
 // one: the running service holds 7103). The custodian's `hello serve storage` runs until
 // it serves, with the other three custodians' bundles copied in from the running
-// service (the exchange the README asks for), and is then stopped.
+// service (the exchange the README asks for), and is then stopped. `hello wallet login`'s
+// browser step is done by the browserless stand-in, as the development OP's Alice; the
+// README's `<session id>` and `<instance id>` are the ones the commands before printed,
+// and its bill.pdf is a file written in the checkout.
 
 import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, readFileSync, realpathSync, symlinkSync, writeFileSync } from "node:fs";
@@ -18,6 +21,8 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { expect } from "chai";
 import { freePort } from "../support/free-port.js";
+import { Browserless } from "../support/browserless.js";
+import { DEFAULT_DEV_USERS } from "../../internal/dev/devop/dev-op.js";
 
 const run = promisify(execFile);
 const CHECKOUT = path.resolve(import.meta.dirname, "../..");
@@ -77,6 +82,40 @@ async function serveUntilServing(line: string, cwd: string): Promise<void> {
   process.kill(-child.pid!, "SIGINT");
   await exited;
   expect(output, `${line} stopped cleanly`).to.match(/"msg":"stopped"/);
+}
+
+/**
+ * `hello wallet login` as a person runs it: it prints the address, the person signs in
+ * there (the development OP's Alice, then hello-mesh's consent page), the browser comes
+ * back to the command's loopback address, and the command exits 0.
+ */
+async function walletLogin(line: string, cwd: string, env: NodeJS.ProcessEnv): Promise<void> {
+  const child = spawn("bash", ["-c", `exec ${line}`], { cwd, env, stdio: ["ignore", "pipe", "pipe"], detached: true });
+  serving.add(child.pid!);
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  let output = "";
+  const url = await new Promise<string>((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      const match = /^\s+(http\S+\/authorize\?\S+)$/m.exec(output);
+      if (match) resolve(match[1]!);
+    };
+    child.stdout!.on("data", onData);
+    child.stderr!.on("data", onData);
+    void exited.then(() => reject(new Error(`hello wallet login exited before it printed an address:\n${output}`)));
+  });
+  const alice = DEFAULT_DEV_USERS[0]!;
+  const browser = new Browserless();
+  const loopback = (u: URL) => u.hostname === "127.0.0.1";
+  let page = await browser.go(url, {}, loopback);
+  // npm start has two providers: the chooser first.
+  if (/action="\/authorize\/provider"/.test(page.body)) page = await browser.submit(browser.form(page, /^\/authorize\/provider$/), [["provider", "dev"]], loopback);
+  if (!loopback(page.url)) page = await browser.submit(browser.form(page, /\/login$/), [["email", alice.email], ["password", alice.password]], loopback);
+  if (!loopback(page.url)) page = await browser.submit(browser.form(page, /\/consent$/), [["decision", "allow"]], loopback);
+  const back = await browser.go(page.url);
+  expect(back.body, "the command's loopback page").to.match(/close this window/i);
+  expect(await exited, `hello wallet login exits 0:\n${output}`).to.equal(0);
+  serving.delete(child.pid!);
 }
 
 describe("every command in the README runs (issue 12)", function () {
@@ -147,6 +186,10 @@ describe("every command in the README runs (issue 12)", function () {
     const storage = readmeJson(readme, "storage.json");
     writeFileSync(path.join(etc, "storage.json"), JSON.stringify({ ...storage, listen: { host: "127.0.0.1", port: await freePort() } }));
     const ran: string[] = [];
+    // `hello wallet`'s keys in a home of this test's own; the README's proof of address.
+    const walletEnv = { ...process.env, HELLO_WALLET_HOME: path.join(dir, "wallet-home") };
+    writeFileSync(path.join(dir, "checkout", "bill.pdf"), "%PDF-1.7 a utility bill");
+    const wallet: { sessionId?: string; instanceId?: string } = {};
     for (const command of commands) {
       const line = asRun(command, etc);
       if (line === null) continue;
@@ -159,9 +202,20 @@ describe("every command in the README runs (issue 12)", function () {
         ran.push(command);
         continue;
       }
+      if (/^npx hello wallet login\b/.test(line)) {
+        await walletLogin(line, path.join(dir, "checkout"), walletEnv);
+        ran.push(command);
+        continue;
+      }
+      const filled = line.replace("<session id>", wallet.sessionId ?? "<no session id printed>").replace(/<instance id>/g, wallet.instanceId ?? "<no instance id printed>");
       const started = performance.now();
       try {
-        await run("bash", ["-c", line], { cwd: path.join(dir, "checkout"), timeout: 120_000, maxBuffer: 16 * 1024 * 1024 });
+        const { stdout } = await run("bash", ["-c", filled], { cwd: path.join(dir, "checkout"), timeout: 120_000, maxBuffer: 16 * 1024 * 1024, env: walletEnv });
+        // What the next commands' placeholders stand for: the session an add left waiting, an identity card.
+        const waiting = /hello wallet resume (\S+)/.exec(stdout);
+        if (waiting) wallet.sessionId = waiting[1]!;
+        const card = /^\s+identity_card\s+(\S+)\s+\d+ credentials?,/m.exec(stdout);
+        if (card && !wallet.instanceId) wallet.instanceId = card[1]!;
         if (process.env.HELLO_README_TIMES) process.stdout.write(`      ${Math.round(performance.now() - started)} ms  ${command}\n`);
       } catch (error) {
         const e = error as { code?: number; stdout?: string; stderr?: string };
