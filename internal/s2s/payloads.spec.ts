@@ -496,7 +496,12 @@ describe("s2s payloads", function () {
   });
 
   describe("client payloads: sign-then-encrypt, WEK statements, sealed credentials", function () {
-    const NOW = Math.floor(Date.now() / 1000);
+    // Taken when the tests run, not when mocha loads this file: in the full suite that is
+    // minutes earlier, and the statements signed at it would have expired.
+    let NOW = 0;
+    before(() => {
+      NOW = Math.floor(Date.now() / 1000);
+    });
     const ISSUER = "https://issuer.example";
     const SESSION = "123e4567-e89b-12d3-a456-426614174000";
     const wsk = es256Pair();

@@ -9,7 +9,7 @@
 // changes the protocol moves this to its own predecessor (docs/upgrades.md says when).
 
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -75,6 +75,16 @@ describe("custodians upgrade one at a time: the previous release beside this one
         mesh = await startProtocolMesh({
           database: "pglite",
           processes: { commands: { [old]: (file: string) => [previous.bin, "serve", old, "--config", file] } },
+          // The previous release's configuration, as its custodian holds it: this release's
+          // Token configuration names the credential wallet's key file (keys.wallet), a member
+          // the previous release's strict schema refuses (docs/upgrades.md).
+          prepare: async (deployment) => {
+            if (old !== "token") return;
+            const file = deployment.configFiles.token;
+            const config = JSON.parse(readFileSync(file, "utf8")) as { keys: Record<string, string> };
+            delete config.keys.wallet;
+            writeFileSync(file, JSON.stringify(config));
+          },
         });
       });
       after(async () => mesh?.close());
