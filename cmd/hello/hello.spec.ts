@@ -20,6 +20,12 @@ import { TokenService } from "../../internal/gen/hello/token/v1/token_service_pb
 import { StorageService } from "../../internal/gen/hello/storage/v1/storage_service_pb.js";
 import { freePort } from "../../test/support/free-port.js";
 import { outcomeOf, refusedWith, rejectionOf } from "../../test/support/refusal.js";
+// Imported here, not by import() in a hook: a module loaded in the middle of the full
+// suite's run goes through tsx's loader while other specs' work is under way, and
+// under load that has hung the run once.
+import { generateSigningKey, privateJwk } from "../../internal/protocol/signing-keys.js";
+import { tokenSigningKeys } from "../../test/support/token-harness.js";
+import { main } from "./main.js";
 
 const run = promisify(execFile);
 const BIN = path.resolve(import.meta.dirname, "bin.js");
@@ -496,7 +502,6 @@ describe("hello serve: a custodian runs one component from its own configuration
     await run(process.execPath, [BIN, "pki", "dev", "--dir", path.join(dir, "certs")]);
     // Each custodian hands the others its bundle: CA and public keys, never a private key.
     const tokenKeys = path.join(dir, "token-keys.json");
-    const { generateSigningKey, privateJwk } = await import("../../internal/protocol/signing-keys.js");
     await writeFile(tokenKeys, JSON.stringify({ keys: [privateJwk(generateSigningKey("access"))] }));
     for (const c of COMPONENTS) {
       const keys = c === "token" ? ["--keys", tokenKeys] : [];
@@ -517,10 +522,8 @@ describe("hello serve: a custodian runs one component from its own configuration
     before(async function () {
       await run(process.execPath, [BIN, "pki", "dev", "--dir", path.join(dir, "certs")]); // as the test above, if it did not run
       for (const c of COMPONENTS) await run(process.execPath, [BIN, "pki", "bundle", c, "--dir", path.join(dir, "certs")]);
-      const { generateSigningKey, privateJwk } = await import("../../internal/protocol/signing-keys.js");
       const keys = [generateSigningKey("error"), generateSigningKey("receipt")].map(privateJwk);
       await writeFile(storageKeys(), JSON.stringify({ keys }));
-      const { tokenSigningKeys } = await import("../../test/support/token-harness.js");
       await writeFile(path.join(dir, "token-signing.json"), JSON.stringify({ keys: tokenSigningKeys().map(privateJwk) }));
     });
     const storage = (database: object) => ({ ...base("storage"), keys: { signing: storageKeys() }, database });
@@ -625,7 +628,6 @@ describe("hello --help everywhere, and errors that name the bad word (issue 18)"
   this.timeout(120_000);
   /** `hello <args>` in this process, as bin.js runs it (main()): its exit code and what it wrote. */
   async function hello(args: string[]) {
-    const { main } = await import("./main.js");
     const written = { stdout: [] as string[], stderr: [] as string[] };
     const writes = { stdout: process.stdout.write, stderr: process.stderr.write };
     for (const stream of ["stdout", "stderr"] as const) {

@@ -38,6 +38,7 @@ import { WireClient } from "../s2s/wire-client.js";
 import { type WireServer, startWireServer } from "../s2s/wire-server.js";
 import { signWskAttestation } from "../s2s/wsk-attestation.js";
 import { rejectionOf } from "../../test/support/refusal.js";
+import { ADA, ALAN, GRACE, KATHERINE, MALLORY, es256Pair, s2sCa, s2sLeaf } from "../../test/support/s2s-fixtures.js";
 import { runWallet } from "../../cmd/hello/wallet.js";
 import { WalletApi } from "./api-client.js";
 import { IssuerTrustError, resolveIssuerId, trustedIssuer } from "./issuer-trust.js";
@@ -46,11 +47,6 @@ import { type AddCredentialsInput, WalletClientError, addCredentials, listCreden
 
 const ISSUER_ID = "https://issuer.dev.hello-mesh.test";
 const WALLET_SERVER = "https://wallet.hello-mesh.test";
-const ADA = { documentNumber: "D-1001", familyName: "Lovelace", birthdate: "1990-12-10" };
-const GRACE = { documentNumber: "D-1002", familyName: "Hopper", birthdate: "1986-12-09" };
-const ALAN = { documentNumber: "D-1003", familyName: "Turing", birthdate: "1992-06-23" };
-const MALLORY = { documentNumber: "D-1004", familyName: "Forger", birthdate: "1980-01-01" };
-const KATHERINE = { documentNumber: "D-1005", familyName: "Johnson", birthdate: "1988-08-26" };
 const VERIFIER = "https://verifier.example";
 const EVIDENCE_SLOTS = 8;
 
@@ -58,17 +54,8 @@ const now = () => Math.floor(Date.now() / 1000);
 const noSleep = async () => {};
 const b64json = (value: unknown) => Buffer.from(JSON.stringify(value)).toString("base64url");
 
-const ca = (name: string) => createCertificateAuthority("orchestration", { commonName: name, keyType: "p256" });
-const leaf = (authority: CertificateAndKey, name: string) =>
-  issueLeafCertificate(authority, { uris: [], dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"], server: true, client: true, keyType: "p256", commonName: name });
-
-async function es256Pair(kid?: string): Promise<{ publicJwk: JWK; privateJwk: JWK }> {
-  const { publicKey, privateKey } = await generateKeyPair("ES256", { extractable: true });
-  return {
-    publicJwk: { ...(await exportJWK(publicKey)), ...(kid ? { kid } : {}) },
-    privateJwk: { ...(await exportJWK(privateKey)), ...(kid ? { kid } : {}) },
-  };
-}
+const ca = s2sCa;
+const leaf = s2sLeaf;
 const keyObject = (jwk: JWK) => createPrivateKey({ key: jwk as never, format: "jwk" });
 
 // --- the test wallet server -------------------------------------------------------------

@@ -23,14 +23,12 @@ import { login } from "../../internal/wallet/login.js";
 import { addCredentials, listCredentials, presentCredential, resumeCredentials, showCredential, WalletClientError } from "../../internal/wallet/wallet-client.js";
 import type { DevUser } from "../../internal/dev/devop/dev-op.js";
 import { CHROMIUM, CHROMIUM_ARGS } from "../support/chromium.js";
+import { browserlessWalletStep, chromiumWalletStep } from "../support/wallet-browser.js";
 import { dumpDatabase, findValue } from "../support/database-dump.js";
 import { Browserless } from "../support/browserless.js";
 import { type ProtocolMesh, USERS, startProtocolMesh } from "../support/protocol-mesh.js";
+import { ADA, ALAN, GRACE, MALLORY } from "../support/s2s-fixtures.js";
 
-const ADA = { documentNumber: "D-1001", familyName: "Lovelace", birthdate: "1990-12-10" };
-const GRACE = { documentNumber: "D-1002", familyName: "Hopper", birthdate: "1986-12-09" };
-const ALAN = { documentNumber: "D-1003", familyName: "Turing", birthdate: "1992-06-23" };
-const MALLORY = { documentNumber: "D-1004", familyName: "Forger", birthdate: "1980-01-01" };
 const noWait = async () => {};
 
 describe("the credential wallet end to end: four processes, the development issuer, hello wallet (docs/wallet-server.md)", function () {
@@ -65,26 +63,7 @@ describe("the credential wallet end to end: four processes, the development issu
   /** `hello wallet login` for `user`, the browser step in Chromium (or the browserless stand-in). */
   async function signedIn(user: DevUser, how: "chromium" | "browserless" = "browserless"): Promise<{ store: KeyStore; api: WalletApi }> {
     const store = await newStore();
-    const openUrl = how === "chromium"
-      ? async (url: string) => {
-          const page = await browser.newPage();
-          await page.goto(url);
-          await page.getByLabel("Email").fill(user.email);
-          await page.getByLabel("Password").fill(user.password);
-          await page.getByRole("button", { name: "Sign in" }).click();
-          await page.waitForURL((u) => u.origin === mesh.issuer || u.hostname === "127.0.0.1");
-          if (new URL(page.url()).origin === mesh.issuer) await page.getByRole("button", { name: "Allow" }).click();
-          await page.getByText(/close this window/i).waitFor();
-          await page.close();
-        }
-      : async (url: string) => {
-          const b = new Browserless();
-          const loopback = (u: URL) => u.hostname === "127.0.0.1";
-          let page = await b.go(url, {}, loopback);
-          if (!loopback(page.url)) page = await b.submit(b.form(page, /\/login$/), [["email", user.email], ["password", user.password]], loopback);
-          if (!loopback(page.url)) page = await b.submit(b.form(page, /\/consent$/), [["decision", "allow"]], loopback);
-          await b.go(page.url);
-        };
+    const openUrl = how === "chromium" ? chromiumWalletStep(browser, mesh.issuer, user) : browserlessWalletStep(user);
     await login({ server: mesh.issuer, store, openUrl, allowInsecureHttp: true });
     return { store, api: await WalletApi.fromStore(store) };
   }

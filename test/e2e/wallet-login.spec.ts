@@ -13,6 +13,7 @@ import { expect } from "chai";
 import { decodeJwt, decodeProtectedHeader } from "jose";
 import { type BrowserContext, chromium } from "playwright-core";
 import { CHROMIUM, CHROMIUM_ARGS } from "../support/chromium.js";
+import { chromiumWalletStep } from "../support/wallet-browser.js";
 import { createDpopProof, generateDpopKey, jwkThumbprint } from "../../internal/protocol/dpop.js";
 import { WalletApi } from "../../internal/wallet/api-client.js";
 import { KeyStore } from "../../internal/wallet/key-store.js";
@@ -48,20 +49,7 @@ describe("the Wallet Client signs in with a DPoP-bound access token, through the
   }
 
   /** Chromium at the URL `hello wallet login` prints: the provider's form, the consent page, then the loopback. */
-  async function inChromium(user: DevUser) {
-    return async (url: string) => {
-      const page = await browser.newPage();
-      await page.goto(url);
-      await page.getByLabel("Email").fill(user.email);
-      await page.getByLabel("Password").fill(user.password);
-      await page.getByRole("button", { name: "Sign in" }).click();
-      await page.waitForURL((u) => u.origin === mesh.issuer || u.hostname === "127.0.0.1");
-      if (new URL(page.url()).origin === mesh.issuer) await page.getByRole("button", { name: "Allow" }).click();
-      await page.waitForURL((u) => u.hostname === "127.0.0.1");
-      await page.getByText(/close this window/i).waitFor();
-      await page.close();
-    };
-  }
+  const inChromium = async (user: DevUser) => chromiumWalletStep(browser, mesh.issuer, user);
 
   it("login: Chromium signs in at the provider and consents; the token is Token's, DPoP-bound, and the wallet API takes it with a proof", async function () {
     const keys = await store();

@@ -21,7 +21,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { expect } from "chai";
 import { freePort } from "../support/free-port.js";
-import { Browserless } from "../support/browserless.js";
+import { browserlessWalletStep } from "../support/wallet-browser.js";
 import { DEFAULT_DEV_USERS } from "../../internal/dev/devop/dev-op.js";
 
 const run = promisify(execFile);
@@ -104,16 +104,7 @@ async function walletLogin(line: string, cwd: string, env: NodeJS.ProcessEnv): P
     child.stderr!.on("data", onData);
     void exited.then(() => reject(new Error(`hello wallet login exited before it printed an address:\n${output}`)));
   });
-  const alice = DEFAULT_DEV_USERS[0]!;
-  const browser = new Browserless();
-  const loopback = (u: URL) => u.hostname === "127.0.0.1";
-  let page = await browser.go(url, {}, loopback);
-  // npm start has two providers: the chooser first.
-  if (/action="\/authorize\/provider"/.test(page.body)) page = await browser.submit(browser.form(page, /^\/authorize\/provider$/), [["provider", "dev"]], loopback);
-  if (!loopback(page.url)) page = await browser.submit(browser.form(page, /\/login$/), [["email", alice.email], ["password", alice.password]], loopback);
-  if (!loopback(page.url)) page = await browser.submit(browser.form(page, /\/consent$/), [["decision", "allow"]], loopback);
-  const back = await browser.go(page.url);
-  expect(back.body, "the command's loopback page").to.match(/close this window/i);
+  await browserlessWalletStep(DEFAULT_DEV_USERS[0]!)(url);
   expect(await exited, `hello wallet login exits 0:\n${output}`).to.equal(0);
   serving.delete(child.pid!);
 }
@@ -158,7 +149,8 @@ describe("every command in the README runs (issue 12)", function () {
       }
     }
     // npm start's whole process group: npm, hello start and the four components.
-    if (service?.pid) {
+    // (A service that already exited, say because its port was taken, has nothing to wait for.)
+    if (service?.pid && service.exitCode === null && service.signalCode === null) {
       const exited = new Promise((resolve) => service!.once("exit", resolve));
       try {
         process.kill(-service.pid, "SIGINT");

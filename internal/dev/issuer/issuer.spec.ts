@@ -5,11 +5,11 @@
 // issuer, host of /verification/notify, /event/notify and evidence downloads). Each
 // attack asserts the exact refusal and has an honest twin.
 
-import { createHash, randomUUID } from "node:crypto";
+import { createHash, createPrivateKey, randomUUID } from "node:crypto";
 import { request as httpsRequest } from "node:https";
 import { expect } from "chai";
-import { type JWK, calculateJwkThumbprint, exportJWK, generateKeyPair } from "jose";
-import { createCertificateAuthority, issueLeafCertificate, type CertificateAndKey } from "../../ops/pki/pki.js";
+import { type JWK, calculateJwkThumbprint } from "jose";
+import type { CertificateAndKey } from "../../ops/pki/pki.js";
 import { openCredentials, sealClientPayload, walletEncryptionKeyData } from "../../s2s/client-payload.js";
 import { encryptCompact, generateHpkeKeyPair, type HpkePublicJwk } from "../../s2s/hpke-jwe.js";
 import { ITEM_TYPES, KEY_TYPES, type JweEncryptedPayload, issuerMetadataSchema, provisionResponseSchema, verificationStatusSchema, credentialGetResponseSchema, eventNotifySchema, type VerificationStatus, type EventNotify } from "../../s2s/messages.js";
@@ -21,25 +21,13 @@ import { type WireServer, startWireServer } from "../../s2s/wire-server.js";
 import { signWskAttestation } from "../../s2s/wsk-attestation.js";
 import { z } from "zod";
 import { type DevIssuer, startDevIssuer } from "./issuer.js";
+import { ADA, ALAN, GRACE, KATHERINE, MALLORY, es256Pair, s2sCa, s2sLeaf } from "../../../test/support/s2s-fixtures.js";
 
 const ISSUER_ID = "https://issuer.dev.hello-mesh.test";
 const WALLET_SERVER = "https://wallet.hello-mesh.test";
-const ADA = { documentNumber: "D-1001", familyName: "Lovelace", birthdate: "1990-12-10" };
-const GRACE = { documentNumber: "D-1002", familyName: "Hopper", birthdate: "1986-12-09" };
-const ALAN = { documentNumber: "D-1003", familyName: "Turing", birthdate: "1992-06-23" };
-const MALLORY = { documentNumber: "D-1004", familyName: "Forger", birthdate: "1980-01-01" };
-const KATHERINE = { documentNumber: "D-1005", familyName: "Johnson", birthdate: "1988-08-26" };
 
-const leaf = (ca: CertificateAndKey, name: string) =>
-  issueLeafCertificate(ca, { uris: [], dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"], server: true, client: true, keyType: "p256", commonName: name });
-const ca = (name: string) => createCertificateAuthority("orchestration", { commonName: name, keyType: "p256" });
-
-async function es256Pair(kid?: string): Promise<{ publicJwk: JWK; privateJwk: JWK }> {
-  const { publicKey, privateKey } = await generateKeyPair("ES256", { extractable: true });
-  const publicJwk = { ...(await exportJWK(publicKey)), ...(kid ? { kid } : {}) };
-  const privateJwk = { ...(await exportJWK(privateKey)), ...(kid ? { kid } : {}) };
-  return { publicJwk, privateJwk };
-}
+const leaf = s2sLeaf;
+const ca = s2sCa;
 
 /** What a wallet server received from the issuer. */
 interface Inbox {
@@ -590,7 +578,6 @@ describe("development Issuer Server: the draft's black-box checks for an Issuer"
 });
 
 async function importPrivate(jwk: JWK) {
-  const { createPrivateKey } = await import("node:crypto");
   return createPrivateKey({ key: jwk as never, format: "jwk" });
 }
 
