@@ -7,6 +7,7 @@
 // it up in the route table (routes.ts, one module per endpoint beside it), and turn
 // what a handler throws into a page or, on the back channel, RFC 6749 JSON.
 
+import { answerWalletProblem } from "./wallet-api.js";
 import http from "node:http";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
@@ -75,6 +76,8 @@ function methodNotAllowed(res: http.ServerResponse, route: Route) {
 
 function answerError(res: http.ServerResponse, issuer: string, route: Route, error: unknown) {
   if (res.headersSent) return void res.destroy();
+  // The wallet API (docs/wallet-server.md): every refusal or failure as an RFC 9457 problem.
+  if (route.errors === "problem") return answerWalletProblem(res, error);
   // The rest of an oversized body is not read: the connection ends with the answer.
   if (error instanceof OAuthError && error.status === 413) res.setHeader("connection", "close");
   if (error instanceof RedirectableError) return answerApp(res, issuer, error.request, { error: error.error, error_description: error.description });

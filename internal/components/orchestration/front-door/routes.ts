@@ -39,7 +39,7 @@ export interface Route {
    * for an app's back channel ("json"), or that with the RFC 6750 §3 challenge of a
    * protected resource ("bearer").
    */
-  readonly errors?: "json" | "bearer";
+  readonly errors?: "json" | "bearer" | "problem";
 }
 
 export const ROUTES: readonly Route[] = [
@@ -67,19 +67,19 @@ export const ROUTES: readonly Route[] = [
   // The credential wallet (docs/wallet-server.md): JSON, problems as RFC 9457 documents.
   { path: "/wallet", methods: { GET: walletGet } },
   { path: "/wallet/provider", methods: { POST: walletProvider }, loginStep: true },
-  { path: "/wallet/jwks", methods: { GET: walletJwks }, errors: "json" },
-  { path: "/wallet/api/me", methods: { GET: walletMe }, errors: "json" },
-  { path: "/wallet/api/issuers", methods: { GET: walletIssuers }, errors: "json" },
-  { path: "/wallet/api/sessions", methods: { POST: walletSessions }, errors: "json" },
-  { path: "/wallet/api/initiate", methods: { POST: walletInitiate }, errors: "json" },
-  { path: "/wallet/api/supplement", methods: { POST: walletSupplement }, errors: "json" },
-  { path: "/wallet/api/status", methods: { POST: walletStatus }, errors: "json" },
-  { path: "/wallet/api/cancel", methods: { POST: walletCancel }, errors: "json" },
-  { path: "/wallet/api/evidence", methods: { POST: walletEvidence }, errors: "json" },
-  { path: "/wallet/api/provision", methods: { POST: walletProvision }, errors: "json" },
-  { path: "/wallet/api/credential/get", methods: { POST: walletCredentialGet }, errors: "json" },
-  { path: "/wallet/api/credential/confirm", methods: { POST: walletCredentialConfirm }, errors: "json" },
-  { path: "/wallet/api/credentials", methods: { GET: walletCredentials }, errors: "json" },
+  { path: "/wallet/jwks", methods: { GET: walletJwks }, errors: "problem" },
+  { path: "/wallet/api/me", methods: { GET: walletMe }, errors: "problem" },
+  { path: "/wallet/api/issuers", methods: { GET: walletIssuers }, errors: "problem" },
+  { path: "/wallet/api/sessions", methods: { POST: walletSessions }, errors: "problem" },
+  { path: "/wallet/api/initiate", methods: { POST: walletInitiate }, errors: "problem" },
+  { path: "/wallet/api/supplement", methods: { POST: walletSupplement }, errors: "problem" },
+  { path: "/wallet/api/status", methods: { POST: walletStatus }, errors: "problem" },
+  { path: "/wallet/api/cancel", methods: { POST: walletCancel }, errors: "problem" },
+  { path: "/wallet/api/evidence", methods: { POST: walletEvidence }, errors: "problem" },
+  { path: "/wallet/api/provision", methods: { POST: walletProvision }, errors: "problem" },
+  { path: "/wallet/api/credential/get", methods: { POST: walletCredentialGet }, errors: "problem" },
+  { path: "/wallet/api/credential/confirm", methods: { POST: walletCredentialConfirm }, errors: "problem" },
+  { path: "/wallet/api/credentials", methods: { GET: walletCredentials }, errors: "problem" },
   { path: "/health", methods: { GET: live } }, // the name before /healthz/live, kept for whoever probes it
   { path: "/healthz/live", methods: { GET: live } },
   { path: "/healthz/ready", methods: { GET: ready } },

@@ -61,15 +61,18 @@ export interface SessionRef {
   credentialInstanceId?: string;
 }
 
-/** Runs a wallet API handler, answering every refusal or failure as a problem document. */
+/**
+ * A wallet API handler. Its routes answer errors as problems (`errors: "problem"`): the
+ * front door logs what a handler threw with the request, then answers it with
+ * answerWalletProblem.
+ */
 function walletHandler(handle: (door: DoorContext, exchange: Exchange) => Promise<void>) {
-  return async (door: DoorContext, exchange: Exchange) => {
-    try {
-      await handle(door, exchange);
-    } catch (error) {
-      sendProblem(exchange.res, problemOf(error));
-    }
-  };
+  return handle;
+}
+
+/** What a wallet API handler threw, as the RFC 9457 problem it answers (front-door.ts). */
+export function answerWalletProblem(res: http.ServerResponse, error: unknown): void {
+  sendProblem(res, problemOf(error));
 }
 
 function problemOf(error: unknown): WalletApiProblem {
