@@ -15,7 +15,10 @@ import { expect } from "chai";
 import pg from "pg";
 import { type BrowserContext, chromium } from "playwright-core";
 import { z } from "zod";
+import { Code } from "@connectrpc/connect";
+import { createDpopProof, generateDpopKey } from "../../internal/protocol/dpop.js";
 import { issuerMetadataSchema } from "../../internal/s2s/messages.js";
+import { refusal } from "../support/refusal.js";
 import { verifySdJwtVc } from "../../internal/s2s/sd-jwt-vc.js";
 import { WalletApi, WalletApiError } from "../../internal/wallet/api-client.js";
 import { KeyStore } from "../../internal/wallet/key-store.js";
@@ -187,6 +190,45 @@ describe("the credential wallet end to end: four processes, the development issu
     bobs = await other.submit(other.form(bobs, /\/login$/), [["email", USERS.bob.email], ["password", USERS.bob.password]]);
     expect(bobs.body.match(/<\/td><td>Active<\/td>/g)).to.have.length(1);
     expect(bobs.body).to.not.include("driving_licence");
+  });
+
+  it("a rogue Orchestration (the test, with Orchestration's certificate) cannot read or change Alice's credential records without her client's proof", async function () {
+    const token = mesh.token("orchestration");
+    const card = issued.instances.find((i) => i.configuration === "identity_card")!;
+    const ref = { issuer: issuerId, sessionId: issued.sessionId };
+    const login = (await alice.store.login())!;
+    const key = await alice.store.dpopKey();
+    const url = `${mesh.issuer}/wallet/api/credentials`;
+    // The honest call: Alice's client, through the front door.
+    const proof = await createDpopProof(key, { method: "GET", url, accessToken: login.accessToken });
+    const honest = await fetch(url, { headers: { authorization: `DPoP ${login.accessToken}`, dpop: proof } });
+    expect(honest.status).to.equal(200);
+    // Orchestration saw her token and that proof: replayed to Token, or its token with a
+    // proof of Orchestration's own key, or for a credential record it names: refused.
+    const refusedCall = async (call: Promise<unknown>) => ((await refusal(call)) as { code: Code }).code;
+    expect(await refusedCall(token.authorizeWalletCall({ accessToken: login.accessToken, dpopProof: proof, method: "GET", url }))).to.equal(Code.Unauthenticated);
+    const own = await generateDpopKey();
+    const forged = await createDpopProof(own, { method: "POST", url: `${mesh.issuer}/wallet/api/credential/get`, accessToken: login.accessToken });
+    expect(await refusedCall(token.authorizeWalletCall({
+      accessToken: login.accessToken, dpopProof: forged, method: "POST", url: `${mesh.issuer}/wallet/api/credential/get`,
+      session: { ...ref, credentialInstanceId: card.id },
+    }))).to.equal(Code.Unauthenticated);
+    // As an issuer's notification: never a credential record, and nothing a user's call may do.
+    expect(await refusedCall(token.authorizeIssuerNotice({ session: { ...ref, credentialInstanceId: card.id } }))).to.equal(Code.InvalidArgument);
+    const notice = await token.authorizeIssuerNotice({ session: { ...ref, credentialInstanceId: "" } });
+    const read = await mesh.encryption("orchestration").readRecord({ accessToken: notice.sessionRead!.accessToken });
+    expect(read.result.case).to.equal("record");
+    const session = { record: read.result.value as string, receipt: read.receipt };
+    expect(await refusedCall(token.grantCredentialReads({ callToken: notice.callToken, holdings: session }))).to.equal(Code.PermissionDenied);
+    expect(await refusedCall(token.attestS2sSession({ callToken: notice.callToken, session }))).to.equal(Code.PermissionDenied);
+    // A status that would undo the approval: nothing to write (APPROVED is terminal).
+    const undo = JSON.stringify({ sessionId: issued.sessionId, verificationId: issued.verificationId, status: "DENIED", reasonCode: "FRAUD", deniedMessage: "no" });
+    expect((await token.recordS2sStatus({ callToken: notice.callToken, session, status: undo })).session).to.equal(undefined);
+    // The /wallet page's view needs an account session, not any session Orchestration holds.
+    const login2 = await token.createSession({ request: { case: "parameters", value: { clientId: "app-a", redirectUri: "https://a.example/callback", nonce: "n", scope: "openid", claims: "", codeChallenge: "x".repeat(43), prompt: "", dpopJkt: "" } }, providerId: "dev" });
+    expect(await refusedCall(token.authorizeWalletView({ sessionToken: login2.sessionToken }))).to.equal(Code.FailedPrecondition);
+    // And the honest twin still works: Alice's client lists her credentials.
+    expect((await listCredentials(alice.api, alice.store)).map((c) => c.configuration).sort()).to.deep.equal(["driving_licence", "identity_card"]);
   });
 
   it("a dump of the database shows no issuer-side identifier, credential type name or claim, in any encoding", async function () {
