@@ -22,6 +22,7 @@ import {
   delivered,
   holdingsWithInstances,
   holdingsWithSession,
+  metadataRefreshed,
   newCredential,
   sameRecord,
 } from "./wallet-records.js";
@@ -207,6 +208,17 @@ describe("wallet-records: the credential wallet's record rules (internal/protoco
 
     it("confirmed only once delivered", function () {
       expect(refused(() => confirmed(credential(), 1))).to.equal("a credential is confirmed only once it was delivered");
+    });
+
+    it("metadataRefreshed: the display data only, once delivered; the credentials and their version stay", function () {
+      expect(refused(() => metadataRefreshed(credential(), { credentialMetadata: { display: [] } }, 1))).to.equal(
+        "display data is refreshed only once the credential was delivered",
+      );
+      const got = delivered(credential(), answer({ jwe: "a.b.c.d.e", origin: "ISSUER" }), 20);
+      const refreshed = metadataRefreshed(got, { credentialMetadata: { display: [{ name: "New name" }] } }, 50);
+      expect(refreshed).to.deep.equal({ ...got, metadata: { display: [{ name: "New name" }] }, updated: 50 });
+      // No display data in the answer: only the time moves.
+      expect(metadataRefreshed(got, {}, 60)).to.deep.equal({ ...got, updated: 60 });
     });
   });
 

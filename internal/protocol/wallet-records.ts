@@ -138,6 +138,12 @@ export function delivered(
   };
 }
 
+/** /credential/metadata's answer: the display data refreshed (the credentials and their version stay). */
+export function metadataRefreshed(credential: CredentialRecord, answer: { credentialMetadata?: Record<string, unknown> }, at: number): CredentialRecord {
+  if (!credential.credentials) throw new WalletRecordError("display data is refreshed only once the credential was delivered");
+  return { ...body(credential), ...(answer.credentialMetadata ? { metadata: answer.credentialMetadata } : {}), updated: at };
+}
+
 /** The client confirmed the credential: IN_PROCESS becomes ACTIVE (anything else stays). */
 export function confirmed(credential: CredentialRecord, at: number): CredentialRecord {
   if (!credential.credentials) throw new WalletRecordError("a credential is confirmed only once it was delivered");

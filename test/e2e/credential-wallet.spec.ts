@@ -30,7 +30,10 @@ import { browserlessWalletStep, chromiumWalletStep } from "../support/wallet-bro
 import { dumpDatabase, findValue } from "../support/database-dump.js";
 import { Browserless } from "../support/browserless.js";
 import { type ProtocolMesh, USERS, startProtocolMesh } from "../support/protocol-mesh.js";
-import { ADA, ALAN, GRACE, MALLORY } from "../support/s2s-fixtures.js";
+import { ADA, ALAN, GRACE, MALLORY, es256Pair } from "../support/s2s-fixtures.js";
+import { walletEncryptionKeyData } from "../../internal/s2s/client-payload.js";
+import { generateHpkeKeyPair } from "../../internal/s2s/hpke-jwe.js";
+import type { JWK } from "jose";
 
 const noWait = async () => {};
 
@@ -95,6 +98,24 @@ describe("the credential wallet end to end: four processes, the development issu
     const card = issued.instances.find((i) => i.configuration === "identity_card")!;
     const shown = await showCredential(alice.api, alice.store, card.id);
     expect(JSON.stringify(shown)).to.include("Lovelace");
+  });
+
+  it("/credential/metadata refreshes the display data, with a WEK statement her client signs; the server's own is refused by the issuer", async function () {
+    const card = issued.instances.find((i) => i.configuration === "identity_card")!;
+    const wsk = (await alice.store.getKey(`wsk.${issued.sessionId}`))!;
+    const wek = await generateHpkeKeyPair();
+    const body = (signer: JWK) => walletEncryptionKeyData(wek.publicJwk, issuerId, issued.sessionId, signer).then((walletEncryptionKey) => ({
+      issuer: issuerId, sessionId: issued.sessionId, credentialInstanceId: card.id, walletEncryptionKey,
+    }));
+    const answer = await alice.api.call("POST", "/wallet/api/credential/metadata", z.looseObject({ credentialMetadata: z.looseObject({ vct: z.string() }) }), await body(wsk));
+    expect(answer.credentialMetadata.vct).to.equal("urn:hello-mesh:dev:identity-card");
+    const invented = (await es256Pair()).privateJwk;
+    const refused = await alice.api.call("POST", "/wallet/api/credential/metadata", z.unknown(), await body(invented)).then(
+      () => expect.fail("the issuer took a WEK the session's WSK did not sign"),
+      (error: unknown) => error as WalletApiError,
+    );
+    expect(refused).to.be.instanceOf(WalletApiError);
+    expect(refused.status).to.equal(422);
   });
 
   it("a presentation of selected claims verifies against the issuer's key, with the key binding to the presentment key", async function () {

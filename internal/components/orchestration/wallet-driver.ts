@@ -31,7 +31,7 @@ import {
   WALLET_CALL_TOKEN,
   type WalletCallClaims,
 } from "../../protocol/tokens.js";
-import { addInstances, applyStatus, confirmed, delivered, holdingsWithInstances, holdingsWithSession, newCredential, sameRecord } from "../../protocol/wallet-records.js";
+import { addInstances, applyStatus, confirmed, delivered, holdingsWithInstances, holdingsWithSession, metadataRefreshed, newCredential, sameRecord } from "../../protocol/wallet-records.js";
 import {
   type CredentialGetResponse,
   type EventNotify,
@@ -41,6 +41,7 @@ import {
   type KeyData,
   type VerificationStatus,
   credentialGetResponseSchema,
+  credentialMetadataResponseSchema,
   credentialPendingSchema,
   provisionResponseSchema,
   verificationEchoSchema,
@@ -266,6 +267,20 @@ export class WalletDriver {
     return { status: "READY" as const, credentialVersion: got.credentialVersion, credentials: got.credentials, ...(got.credentialMetadata ? { credentialMetadata: got.credentialMetadata } : {}) };
   }
 
+  /** /credential/metadata with the client's WEK statement (the draft asks for one): the display data refreshed in the record. */
+  async credentialMetadata(call: WalletCall, body: { issuer: string; sessionId: string; credentialInstanceId: string; walletEncryptionKey: KeyData }) {
+    const client = this.#issuer(body.issuer);
+    const credential = await this.#credential(call, body.issuer, body.sessionId, body.credentialInstanceId);
+    if (!credential.claims.credentials) throw problem(409, "not_delivered", "get the credential before refreshing its display data");
+    const answer = (await this.#ask(client, "/credential/metadata", {
+      sessionId: body.sessionId,
+      credentialInstanceId: body.credentialInstanceId,
+      walletEncryptionKey: body.walletEncryptionKey,
+    }, credentialMetadataResponseSchema)).body;
+    const next = await this.#updateCredential(call, credential, { case: "metadata", value: JSON.stringify(answer) }, (c, at) => metadataRefreshed(c, answer, at));
+    return { ...(next.metadata ? { credentialMetadata: next.metadata } : {}), ...(next.version ? { credentialVersion: next.version } : {}) };
+  }
+
   /** The client has its credential: PROVISIONING_SUCCESS to the issuer, and the record ACTIVE. */
   async confirm(call: WalletCall, body: { issuer: string; sessionId: string; credentialInstanceId: string }) {
     const client = this.#issuer(body.issuer);
@@ -389,7 +404,7 @@ export class WalletDriver {
     await this.deps.encryption.writeRecords({ writes: [this.#write(write, version)] }, this.#options());
   }
 
-  async #updateCredential(call: WalletCall, credential: Read<"credential">, change: { case: "delivered"; value: string } | { case: "confirmed"; value: boolean }, rule: (c: CredentialRecord, at: number) => CredentialRecord) {
+  async #updateCredential(call: WalletCall, credential: Read<"credential">, change: { case: "delivered" | "metadata"; value: string } | { case: "confirmed"; value: boolean }, rule: (c: CredentialRecord, at: number) => CredentialRecord) {
     const res = await this.deps.token.updateCredential({ callToken: call.answer.callToken, credential: { record: credential.record, receipt: credential.receipt }, change }, this.#options());
     const at = credentialHash(this.deps.lookupKey, credential.claims.issuer, credential.claims.session_id, credential.claims.credential_instance_id);
     const next = await this.#written(res.credential, "credential", RecordOperation.UPDATE, at);

@@ -22,9 +22,10 @@ import {
   delivered,
   holdingsWithInstances,
   holdingsWithSession,
+  metadataRefreshed,
   newCredential,
 } from "../../protocol/wallet-records.js";
-import { credentialGetResponseSchema, credentialInstancesSchema, verificationStatusSchema } from "../../s2s/messages.js";
+import { credentialGetResponseSchema, credentialInstancesSchema, credentialMetadataResponseSchema, verificationStatusSchema } from "../../s2s/messages.js";
 import { assertEs256PublicJwk } from "../../s2s/statements.js";
 import { signWskAttestation } from "../../s2s/wsk-attestation.js";
 import { type StorageWord, checkAbsence, checkReceiptOf } from "./checks.js";
@@ -284,7 +285,11 @@ export function walletSessions(deps: WalletSessionDeps) {
     },
 
     /** A credential instance's record after /credential/get, or its confirmation. */
-    async updateCredential(req: { callToken: string; credential?: ReadRecord; change: { case: "delivered"; value: string } | { case: "confirmed"; value: boolean } | { case: undefined } }) {
+    async updateCredential(req: {
+      callToken: string;
+      credential?: ReadRecord;
+      change: { case: "delivered"; value: string } | { case: "confirmed"; value: boolean } | { case: "metadata"; value: string } | { case: undefined };
+    }) {
       const call = await readCall(req.callToken);
       const caller = user(call);
       if (!call.session?.credential_instance_id) throw outOfOrder("the wallet call names no credential instance");
@@ -298,10 +303,13 @@ export function walletSessions(deps: WalletSessionDeps) {
       if (req.change.case === "delivered") {
         const answer = parsed(req.change.value, credentialGetResponseSchema, "credential get answer");
         next = ruled(() => delivered(credential, answer, seconds()));
+      } else if (req.change.case === "metadata") {
+        const answer = parsed(req.change.value, credentialMetadataResponseSchema, "credential metadata answer");
+        next = ruled(() => metadataRefreshed(credential, answer, seconds()));
       } else if (req.change.case === "confirmed" && req.change.value) {
         next = ruled(() => confirmed(credential, seconds()));
       } else {
-        throw invalidArgument("the change is required: the get answer delivered, or confirmed");
+        throw invalidArgument("the change is required: the get answer delivered, the metadata answer, or confirmed");
       }
       const { write } = await deps.grants.update("credential", hash, next, { version });
       return { credential: write };

@@ -304,6 +304,15 @@ export const walletCredentialGet = postJson(
   },
 );
 
+/** POST /wallet/api/credential/metadata: the issuer's display data, refreshed in the record. */
+export const walletCredentialMetadata = postJson(
+  z.strictObject({ ...session, credentialInstanceId: z.string().min(1).max(256), walletEncryptionKey: keyDataSchema }),
+  async (door, exchange, body) => {
+    const { driver, call: c } = await call(door, exchange, body);
+    return driver.credentialMetadata(c, body);
+  },
+);
+
 /** POST /wallet/api/credential/confirm */
 export const walletCredentialConfirm = postJson(z.strictObject({ ...session, credentialInstanceId: z.string().min(1).max(256) }), async (door, exchange, body) => {
   const { driver, call: c } = await call(door, exchange, body);
