@@ -214,6 +214,46 @@ export const eventNotifySchema = z.looseObject({
 });
 export type EventNotify = z.infer<typeof eventNotifySchema>;
 
+export const CREDENTIAL_STATUSES = ["ACTIVE", "SUSPENDED_ISSUER", "SUSPENDED_WALLET", "UNLINKED", "IN_PROCESS", "CANCELLED", "UNKNOWN"] as const;
+export const MANAGE_ACTIONS = ["SUSPEND", "RESUME", "UNLINK"] as const;
+export const MANAGE_OUTCOMES = ["COMPLETED", "SCHEDULED", "FAILED", "NO_CHANGE"] as const;
+/**
+ * Our profile's carrier of the user's authority for a lifecycle action (docs/wallet-server.md):
+ * the client's `credential-action+jwt`, in the request's extensions (an issuer that does
+ * not know it ignores it, as the draft asks of unknown extensions).
+ */
+export const CLIENT_ACTION_EXTENSION = "urn:hello-mesh:s2s:client-action";
+
+export const credentialManageRequestSchema = z.looseObject({
+  sessionId: sessionIdSchema,
+  credentialInstanceId: id,
+  action: z.enum(MANAGE_ACTIONS),
+  reason: z.string().max(256).optional(),
+  reasonDetail: z.string().max(2048).optional(),
+  timestamp: z.string().max(64).optional(),
+  extensions,
+});
+export type CredentialManageRequest = z.infer<typeof credentialManageRequestSchema>;
+
+export const credentialManageResponseSchema = z.looseObject({
+  sessionId: sessionIdSchema,
+  credentialInstanceId: id,
+  currentStatus: z.enum(CREDENTIAL_STATUSES),
+  previousStatus: z.enum(CREDENTIAL_STATUSES).optional(),
+  outcome: z.enum(MANAGE_OUTCOMES),
+  failureReason: z.string().max(256).optional(),
+  extensions,
+});
+
+export const credentialStatusRequestSchema = z.looseObject({ sessionId: sessionIdSchema, credentialInstanceId: id, extensions });
+export const credentialStatusResponseSchema = z.looseObject({
+  currentStatus: z.enum(CREDENTIAL_STATUSES),
+  currentVersion: z.string().min(1).max(256),
+  lastStatusChangeTime: z.string().max(64).optional(),
+  lastStatusChangeReason: z.string().max(256).optional(),
+  extensions,
+});
+
 /** The answer echoing a verification's ids (notify, cancel). */
 export const verificationEchoSchema = z.looseObject({ sessionId: sessionIdSchema, verificationId: id });
 

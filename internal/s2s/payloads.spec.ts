@@ -293,12 +293,14 @@ describe("s2s payloads", function () {
       wek: { audience: ISSUER, sessionId: SESSION },
       verificationData: { audience: ISSUER_KEY_THUMBPRINT, sessionId: SESSION, verificationId: "verification-A" },
       presentmentKeys: { audience: ISSUER_KEY_THUMBPRINT, sessionId: SESSION, credentialInstanceId: "instance-1" },
+      action: { audience: ISSUER, sessionId: SESSION, credentialInstanceId: "instance-1" },
     };
     const CLAIMS: Record<StatementKind, Record<string, unknown>> = {
       nonce: {},
       wek: { jwk: { kty: "EC", crv: "P-256", x: presentmentKey.x, y: presentmentKey.y, alg: "HPKE-0", use: "enc" } },
       verificationData: { type: ITEM_TYPES.emailVerified, id: "item-1", email_verified: true },
       presentmentKeys: { presentmentKeys: [presentmentKey] },
+      action: { action: "SUSPEND" },
     };
 
     /** Verification options at NOW with a fresh replay guard on the same clock. */

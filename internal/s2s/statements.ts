@@ -8,6 +8,9 @@
 //                           verificationId once there is one, the item     ≤ 600 s, single use
 //   presentment-keys+jwt    aud = that thumbprint, sessionId, credentialInstanceId,
 //                           presentmentKeys (1-10 ES256 JWKs)              ≤ 600 s, single use
+//   credential-action+jwt   aud = the issuer id, sessionId, credentialInstanceId,
+//                           action (SUSPEND, RESUME, UNLINK): the user's own
+//                           authority for a lifecycle action               ≤ 600 s, single use
 //
 // Every one carries iat, exp and jti; 30 s of clock skew is allowed. Verification
 // checks, in one place and in this order: the header (alg exactly ES256, this typ, no
@@ -24,12 +27,13 @@ export const STATEMENT_TYPES = {
   wek: "wek+jwt",
   verificationData: "verification-data+jwt",
   presentmentKeys: "presentment-keys+jwt",
+  action: "credential-action+jwt",
 } as const;
 export type StatementKind = keyof typeof STATEMENT_TYPES;
 
 /** The longest lifetime (exp - iat) each kind may have, in seconds. */
-export const MAX_LIFETIME_SECONDS: Record<StatementKind, number> = { nonce: 600, wek: 3600, verificationData: 600, presentmentKeys: 600 };
-const SINGLE_USE: Record<StatementKind, boolean> = { nonce: true, wek: false, verificationData: true, presentmentKeys: true };
+export const MAX_LIFETIME_SECONDS: Record<StatementKind, number> = { nonce: 600, wek: 3600, verificationData: 600, presentmentKeys: 600, action: 600 };
+const SINGLE_USE: Record<StatementKind, boolean> = { nonce: true, wek: false, verificationData: true, presentmentKeys: true, action: true };
 export const CLOCK_SKEW_SECONDS = 30;
 
 /** A refused statement. `reason` names the check that failed and never a claim value. */

@@ -555,6 +555,81 @@ describe("development Issuer Server: the draft's black-box checks for an Issuer"
     });
   });
 
+  describe("12. manage and status: the user's authority, two suspension flags, UNLINKED terminal", () => {
+    const manageSchema = z.looseObject({ currentStatus: z.string(), previousStatus: z.string().optional(), outcome: z.string(), failureReason: z.string().optional() });
+    const statusSchema = z.looseObject({ currentStatus: z.string(), currentVersion: z.string(), lastStatusChangeTime: z.string().optional() });
+
+    /** An ACTIVE instance of a new session: issued, then confirmed. */
+    async function active() {
+      const instance = await newInstance();
+      const { instances } = await approvedInstances(instance);
+      const instanceId = instances[0]!.credentialInstanceIds[0]!;
+      const { body } = await getBody(instance, instanceId, { presentmentKeys: [(await es256Pair()).publicJwk] });
+      await clientA.post("/credential/get", body, credentialGetResponseSchema);
+      await clientA.post("/event/notify", { sessionId: instance.sessionId, credentialInstanceId: instanceId, eventType: "PROVISIONING_SUCCESS", eventTimestamp: new Date().toISOString() }, z.unknown());
+      return { instance, instanceId };
+    }
+    const authority = (instance: Instance, instanceId: string, action: string, key = instance.wsk.privateJwk) =>
+      signStatement("action", { audience: ISSUER_ID, sessionId: instance.sessionId, credentialInstanceId: instanceId }, { action }, key);
+    const manage = async (instance: Instance, instanceId: string, action: string, extra: Record<string, unknown> = {}) =>
+      (await clientA.post("/credential/manage", {
+        sessionId: instance.sessionId, credentialInstanceId: instanceId, action,
+        extensions: { "urn:hello-mesh:s2s:client-action": await authority(instance, instanceId, action) }, ...extra,
+      }, manageSchema)).body;
+    const status = async (instance: Instance, instanceId: string) =>
+      (await clientA.post("/credential/status", { sessionId: instance.sessionId, credentialInstanceId: instanceId }, statusSchema)).body;
+
+    it("SUSPEND, again, RESUME, UNLINK: COMPLETED, NO_CHANGE, COMPLETED, COMPLETED; the statuses follow; a get after UNLINK is refused", async function () {
+      const { instance, instanceId } = await active();
+      expect((await status(instance, instanceId)).currentStatus).to.equal("ACTIVE");
+      const steps: Array<[string, string, string]> = [
+        ["SUSPEND", "COMPLETED", "SUSPENDED_WALLET"],
+        ["SUSPEND", "NO_CHANGE", "SUSPENDED_WALLET"],
+        ["RESUME", "COMPLETED", "ACTIVE"],
+        ["UNLINK", "COMPLETED", "UNLINKED"],
+        ["UNLINK", "NO_CHANGE", "UNLINKED"],
+      ];
+      for (const [action, outcome, now] of steps) {
+        const answer = await manage(instance, instanceId, action);
+        expect(answer, action).to.include({ outcome, currentStatus: now });
+        expect((await status(instance, instanceId)).currentStatus, action).to.equal(now);
+      }
+      expect((await status(instance, instanceId)).lastStatusChangeTime).to.match(/GMT$/);
+      // UNLINKED is terminal.
+      expect(await manage(instance, instanceId, "RESUME")).to.include({ outcome: "FAILED", currentStatus: "UNLINKED" });
+      const { body } = await getBody(instance, instanceId);
+      expect(await refusal(clientA.post("/credential/get", body, credentialGetResponseSchema))).to.include({ status: 409, errorCode: "credential_unlinked" });
+    });
+
+    it("a Wallet Server alone cannot suspend or resume: no statement, one for another action or key, or a replayed one is invalid_client_authentication", async function () {
+      const { instance, instanceId } = await active();
+      const base = { sessionId: instance.sessionId, credentialInstanceId: instanceId };
+      const invented = await es256Pair();
+      const replayed = await authority(instance, instanceId, "SUSPEND");
+      await clientA.post("/credential/manage", { ...base, action: "SUSPEND", extensions: { "urn:hello-mesh:s2s:client-action": replayed } }, manageSchema);
+      await clientA.post("/credential/manage", { ...base, action: "RESUME", extensions: { "urn:hello-mesh:s2s:client-action": await authority(instance, instanceId, "RESUME") } }, manageSchema);
+      const attempts = [
+        { ...base, action: "SUSPEND" },
+        { ...base, action: "SUSPEND", extensions: { "urn:hello-mesh:s2s:client-action": await authority(instance, instanceId, "RESUME") } },
+        { ...base, action: "SUSPEND", extensions: { "urn:hello-mesh:s2s:client-action": await authority(instance, instanceId, "SUSPEND", invented.privateJwk) } },
+        { ...base, action: "SUSPEND", extensions: { "urn:hello-mesh:s2s:client-action": replayed } },
+        { ...base, action: "UNLINK", reason: "user asked" },
+      ];
+      for (const attempt of attempts) {
+        expect(await refusal(clientA.post("/credential/manage", attempt, manageSchema)), JSON.stringify(attempt.action)).to.include({ status: 422, type: S2S_INVALID_CLIENT_AUTHENTICATION });
+      }
+      expect((await status(instance, instanceId)).currentStatus).to.equal("ACTIVE");
+    });
+
+    it("the wallet server's own UNLINK (reason NO_CLIENT: a lost device, a deleted wallet) needs no client, and says so", async function () {
+      const { instance, instanceId } = await active();
+      const answer = await clientA.post("/credential/manage", { sessionId: instance.sessionId, credentialInstanceId: instanceId, action: "UNLINK", reason: "NO_CLIENT" }, manageSchema);
+      expect(answer.body).to.include({ outcome: "COMPLETED", currentStatus: "UNLINKED", previousStatus: "ACTIVE" });
+      const after = await clientA.post("/credential/status", { sessionId: instance.sessionId, credentialInstanceId: instanceId }, z.looseObject({ lastStatusChangeReason: z.string() }));
+      expect(after.body.lastStatusChangeReason).to.match(/wallet server's own UNLINK/);
+    });
+  });
+
   describe("14. every identifier belongs to the wallet server that made it", () => {
     it("refuses wallet server B every call on wallet server A's session, as if it did not exist", async () => {
       const instance = await newInstance();

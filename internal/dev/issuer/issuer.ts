@@ -35,7 +35,11 @@ import {
   type VerificationDataResponse,
   type VerificationStatus,
   type VerificationStatusValue,
+  CLIENT_ACTION_EXTENSION,
+  type CredentialManageRequest,
   cancelRequestSchema,
+  credentialManageRequestSchema,
+  credentialStatusRequestSchema,
   credentialGetRequestSchema,
   credentialMetadataRequestSchema,
   eventNotifySchema,
@@ -148,6 +152,14 @@ interface Instance {
   /** For asynchronous issuance: false until completed. */
   ready: boolean;
   pendingRequestId?: string;
+  /**
+   * The lifecycle (docs/wallet-server.md, "Lifecycle"): two suspension flags, so that
+   * only the party that suspended resumes; UNLINKED is terminal.
+   */
+  suspendedByWallet?: boolean;
+  suspendedByIssuer?: boolean;
+  unlinked?: boolean;
+  lastChange?: { at: number; reason?: string };
 }
 
 interface Session {
@@ -535,6 +547,22 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
       },
     },
     {
+      path: "/credential/status",
+      schema: credentialStatusRequestSchema,
+      async handle({ peer, body }) {
+        const instance = ownInstance(ownSession(peer, body.sessionId), body.credentialInstanceId);
+        return {
+          body: {
+            currentStatus: statusOfInstance(instance),
+            currentVersion: String(instance.version),
+            ...(instance.lastChange ? { lastStatusChangeTime: new Date(instance.lastChange.at * 1000).toUTCString() } : {}),
+            ...(instance.lastChange?.reason ? { lastStatusChangeReason: instance.lastChange.reason } : {}),
+          },
+        };
+      },
+    },
+    { path: "/credential/manage", schema: credentialManageRequestSchema, handle: (r) => manage(r.peer, r.body) },
+    {
       path: "/event/notify",
       schema: eventNotifySchema,
       async handle({ peer, body }) {
@@ -552,9 +580,72 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
     return { credentialConfigurationId: instance.configuration, vct: configuration.vct, display: configuration.display };
   }
 
+  /** The draft's credential status of an instance, from its flags. */
+  function statusOfInstance(instance: Instance): string {
+    if (instance.unlinked) return "UNLINKED";
+    if (instance.suspendedByIssuer) return "SUSPENDED_ISSUER";
+    if (instance.suspendedByWallet) return "SUSPENDED_WALLET";
+    return instance.status;
+  }
+
+  /**
+   * /credential/manage from the wallet side. SUSPEND and RESUME carry the user's own
+   * authority: the client's `credential-action+jwt`, signed by the session's WSK, for this
+   * issuer, session, instance and action (a Wallet Server alone cannot suspend). An UNLINK
+   * without it is accepted only as the server's own, for an instance no client can sign
+   * for any more (reason NO_CLIENT: a lost device, a deleted wallet), and recorded so.
+   * Replays are idempotent (NO_CHANGE); UNLINKED is terminal.
+   */
+  async function manage(peer: string, body: CredentialManageRequest): Promise<WireReply> {
+    const session = ownSession(peer, body.sessionId);
+    const instance = ownInstance(session, body.credentialInstanceId);
+    const action = body.extensions?.[CLIENT_ACTION_EXTENSION];
+    const serverUnlink = body.action === "UNLINK" && action === undefined && body.reason === "NO_CLIENT";
+    if (!serverUnlink) {
+      try {
+        const statement = await verifyStatement("action", action, session.wsk, { audience: issuerId, sessionId: session.sessionId, credentialInstanceId: instance.id }, {
+          replay: { guard: replay, scope: issuerId }, now: now(),
+        });
+        if (statement.action !== body.action) throw new StatementError("action", "it authorises another action");
+      } catch (error) {
+        if (error instanceof StatementError) throw invalidClientAuthentication(`the user's authority for ${body.action} is refused: ${error.reason}`);
+        throw error;
+      }
+    }
+    const previous = statusOfInstance(instance);
+    const answer = (outcome: string, failureReason?: string) => ({
+      body: {
+        sessionId: session.sessionId, credentialInstanceId: instance.id, currentStatus: statusOfInstance(instance), previousStatus: previous, outcome,
+        ...(failureReason ? { failureReason } : {}),
+      },
+    });
+    if (instance.unlinked) return answer(body.action === "UNLINK" ? "NO_CHANGE" : "FAILED", body.action === "UNLINK" ? undefined : "UNLINKED is terminal");
+    const changed = (reason?: string) => {
+      instance.lastChange = { at: now(), ...(reason ? { reason } : {}) };
+      return answer("COMPLETED");
+    };
+    switch (body.action) {
+      case "SUSPEND":
+        if (instance.suspendedByWallet) return answer("NO_CHANGE");
+        instance.suspendedByWallet = true;
+        return changed(body.reason);
+      case "RESUME":
+        if (instance.suspendedByWallet) {
+          instance.suspendedByWallet = false;
+          return changed(body.reason);
+        }
+        // Only the party that suspended resumes: a wallet cannot lift the issuer's suspension.
+        return instance.suspendedByIssuer ? answer("FAILED", "SUSPENDED_BY_ISSUER") : answer("NO_CHANGE");
+      case "UNLINK":
+        instance.unlinked = true;
+        return changed(serverUnlink ? "NO_CLIENT (the wallet server's own UNLINK)" : body.reason);
+    }
+  }
+
   async function get(peer: string, body: CredentialGetRequest, requestId: string): Promise<WireReply> {
     const session = ownSession(peer, body.sessionId);
     const instance = ownInstance(session, body.credentialInstanceId);
+    if (instance.unlinked) throw problem(409, "credential_unlinked", "this credential instance was unlinked: a new verification makes a new one");
     const wek = await verifyWalletEncryptionKey(body.walletEncryptionKey, session.wsk, issuerId, session.sessionId, { now: now() });
     if (body.clientEncryptedData) {
       const payload = body.clientEncryptedData;
