@@ -4,6 +4,7 @@
 // and the wallet API client against a server that checks its proofs with the verifier
 // Token and Orchestration use (internal/protocol/dpop.ts).
 
+import { loadOidcProvider, memoryAdapterFactory } from "../dev/devop/dev-op.js";
 import { expect } from "chai";
 import { randomBytes } from "node:crypto";
 import { chmod, mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
@@ -13,7 +14,7 @@ import { type AddressInfo, connect, createServer as createNetServer } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { exportJWK, generateKeyPair, type JSONWebKeySet } from "jose";
-import type { Adapter, AdapterPayload, Configuration, Provider } from "oidc-provider";
+import type { Configuration, Provider } from "oidc-provider";
 import { z } from "zod";
 
 import { createCertificateAuthority, issueLeafCertificate } from "../ops/pki/pki.js";
@@ -187,53 +188,6 @@ async function walletKeySet(): Promise<JSONWebKeySet> {
   return { keys: [{ ...(await exportJWK(publicKey)), kid: `wallet-access-${randomBytes(4).toString("hex")}`, alg: "ES256", use: "sig" }] };
 }
 
-/** oidc-provider 9 prints "Unsupported runtime" once at import on Node 20; that line only is dropped. */
-let oidcProviderModule: Promise<typeof import("oidc-provider")> | undefined;
-function loadOidcProvider(): Promise<typeof import("oidc-provider")> {
-  oidcProviderModule ??= (async () => {
-    const warn = console.warn;
-    console.warn = (...args: unknown[]) => {
-      if (typeof args[0] === "string" && args[0].startsWith("oidc-provider WARNING: Unsupported runtime")) return;
-      warn.apply(console, args);
-    };
-    try {
-      return await import("oidc-provider");
-    } finally {
-      console.warn = warn;
-    }
-  })();
-  return oidcProviderModule;
-}
-
-/** A per-provider in-memory adapter (the built-in one is shared by every Provider in the process). */
-function memoryAdapter() {
-  const store = new Map<string, AdapterPayload>();
-  return (model: string): Adapter => ({
-    async upsert(id, payload) {
-      store.set(`${model}:${id}`, payload);
-    },
-    async find(id) {
-      return store.get(`${model}:${id}`);
-    },
-    async findByUid(uid) {
-      return [...store.entries()].find(([key, p]) => key.startsWith(`${model}:`) && p.uid === uid)?.[1];
-    },
-    async findByUserCode() {
-      return undefined;
-    },
-    async consume(id) {
-      const payload = store.get(`${model}:${id}`);
-      if (payload) payload.consumed = now();
-    },
-    async destroy(id) {
-      store.delete(`${model}:${id}`);
-    },
-    async revokeByGrantId(grantId) {
-      for (const [key, p] of store) if (key.startsWith(`${model}:`) && p.grantId === grantId) store.delete(key);
-    },
-  });
-}
-
 async function listen(server: Server, host = "127.0.0.1"): Promise<number> {
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -274,7 +228,7 @@ async function startOp(tls?: { certPem: string; keyPem: string }): Promise<TestO
     ],
     jwks: { keys: [{ ...(await exportJWK(privateKey)), kid: "op-1", alg: "RS256", use: "sig" }] },
     cookies: { keys: [randomBytes(32).toString("base64url")] },
-    adapter: memoryAdapter(),
+    adapter: memoryAdapterFactory(),
     findAccount: (_ctx, sub) => ({ accountId: sub, claims: () => ({ sub }) }),
     responseTypes: ["code"],
     pkce: { required: () => true },

@@ -373,7 +373,7 @@ async function generateSigningKey() {
 
 // oidc-provider needs a storage adapter; its built-in one prints a warning and is shared by
 // every Provider in the process. This one is per dev OP, in memory, with lazy expiry.
-function memoryAdapterFactory(): AdapterFactory {
+export function memoryAdapterFactory(): AdapterFactory {
   const store = new Map<string, { payload: AdapterPayload; expiresAt: number }>();
   let writes = 0;
   const live = (key: string): AdapterPayload | undefined => {
@@ -424,7 +424,7 @@ function memoryAdapterFactory(): AdapterFactory {
 // dropped, and only while the module loads; the import is shared so console.warn is
 // wrapped at most once.
 let oidcProviderModule: Promise<typeof import("oidc-provider")> | undefined;
-function loadOidcProvider(): Promise<typeof import("oidc-provider")> {
+export function loadOidcProvider(): Promise<typeof import("oidc-provider")> {
   oidcProviderModule ??= (async () => {
     const warn = console.warn;
     console.warn = (...args: unknown[]) => {
