@@ -5,8 +5,8 @@
 // before mocha starts; the suite itself starts a throwaway PostgreSQL server in a
 // temporary directory (or uses HELLO_TEST_DATABASE_URL).
 
-import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, readdirSync } from "node:fs";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
 
 // `--faults` (npm run test:faults) runs the fault tests instead: components killed and
 // restarted, the database restarted, Storage hung, under streams of logins. They take
@@ -41,7 +41,127 @@ const missing = [
 if (missing.length > 0) aptInstall(missing);
 
 const specs = faults ? ["test/faults/**/*.spec.ts"] : ["{cmd,internal,mesh,test}/**/*.spec.ts", "--ignore", "test/faults/**"];
-const result = spawnSync("npx", ["mocha", ...specs, ...process.argv.slice(2).filter((a) => a !== "--faults")], {
-  stdio: "inherit",
+const args = ["mocha", ...specs, ...process.argv.slice(2).filter((a) => a !== "--faults")];
+// mocha's output goes through this process (for the stall watchdog below); keep its colours
+// where the reader has a terminal, as if it wrote there itself.
+if (process.stdout.isTTY && !args.includes("--no-color")) args.push("--color");
+const child = spawn("npx", args, { stdio: ["inherit", "pipe", "pipe"], detached: true });
+let lastOutput = Date.now();
+/** Set once a stall is found: what the processes print then (V8's stack prints) is kept here, not forwarded. */
+let captured;
+const forward = (to) => (chunk) => {
+  lastOutput = Date.now();
+  if (captured !== undefined) captured += chunk.toString("utf8");
+  else to.write(chunk);
+};
+child.stdout.on("data", forward(process.stdout));
+child.stderr.on("data", forward(process.stderr));
+for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => killTree(signal));
+
+// The stall watchdog. Every test has a mocha timeout, so a suite that prints nothing for
+// this long is not slow but stuck with its event loop blocked, where no timeout can fire
+// (CI once sat silent until its 90-minute limit). Rather than wait for that, it prints
+// what each process of the run is doing (the JavaScript stack of each Node process's main
+// thread, then the native stacks of every thread) and fails the run: a stall is a failure
+// to diagnose, never one to retry.
+const STALL_MINUTES = Number(process.env.HELLO_TEST_STALL_MINUTES ?? 12);
+const watchdog = setInterval(() => {
+  if (Date.now() - lastOutput < STALL_MINUTES * 60_000) return;
+  clearInterval(watchdog);
+  captured = "";
+  let native;
+  try {
+    native = diagnose(child.pid);
+  } catch (e) {
+    native = `the diagnosis failed: ${e}`;
+  }
+  // V8's prints arrive through the pipes: give them a moment, then report and stop.
+  setTimeout(() => {
+    killTree("SIGKILL");
+    const stacks = [...captured.matchAll(/==== JS stack trace =+\n([\s\S]*?)(?:==== Details|$)/g)].map((m) => m[1].replace(/\n{2,}/g, "\n").trim());
+    console.error(`\nnpm test: no output for ${STALL_MINUTES} minutes (HELLO_TEST_STALL_MINUTES): the run is stuck, with an event loop blocked.`);
+    console.error(`Processes and native stacks:${native}`);
+    console.error(`JavaScript stacks of the blocked main threads:\n${stacks.join("\n--\n") || "(none printed)"}`);
+    console.error("npm test: stopped: failed.");
+    process.exit(1);
+  }, 3000);
+}, 15_000);
+watchdog.unref();
+
+child.on("exit", (code) => {
+  if (captured !== undefined) return; // the watchdog reports and exits
+  clearInterval(watchdog);
+  // A process a test left behind may hold the pipes open: give the output a moment to
+  // drain, then go, as spawnSync with inherited output did.
+  setTimeout(() => process.exit(code ?? 1), 1000).unref();
+  child.stdout.on("end", () => child.stderr.readableEnded && process.exit(code ?? 1));
+  child.stderr.on("end", () => child.stdout.readableEnded && process.exit(code ?? 1));
 });
-process.exit(result.status ?? 1);
+
+function killTree(signal) {
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    // Already gone.
+  }
+}
+
+/** The processes under `root` (itself included), from /proc. */
+function descendants(root) {
+  const parent = new Map();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      parent.set(Number(entry), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  const tree = [root];
+  for (let i = 0; i < tree.length; i++) for (const [pid, ppid] of parent) if (ppid === tree[i]) tree.push(pid);
+  return tree;
+}
+
+/** Each process under `root`: its state, and for a Node process its threads' stacks (V8's own print of the JavaScript stack goes to its stdout). */
+function diagnose(root) {
+  const gdb = existsSync("/usr/bin/gdb");
+  let report = "";
+  for (const pid of descendants(root)) {
+    let cmdline, state, wchan;
+    try {
+      cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ").trim();
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      state = `${fields[0]} cpu=${(Number(fields[11]) + Number(fields[12])) / 100}s`;
+      wchan = readFileSync(`/proc/${pid}/wchan`, "utf8");
+    } catch {
+      continue;
+    }
+    report += `\n--- pid ${pid} [${state}, wchan ${wchan}] ${cmdline.slice(0, 160)}`;
+    if (!gdb || !/(^|\/)node /.test(cmdline)) continue;
+    const out = spawnSync(
+      "gdb",
+      ["-batch", "-nx", "-p", String(pid), "-ex", "thread apply all bt 14", "-ex", "thread 1", "-ex", "call (void)_v8_internal_Print_StackTrace()", "-ex", "call (int)fflush(0)"],
+      { encoding: "utf8", timeout: 60_000 },
+    );
+    report += `\n${summariseBacktraces(out.stdout ?? "")}`;
+  }
+  if (!gdb) report += "\n(gdb is not installed, so no stacks: apt-get install gdb)";
+  return report;
+}
+
+/** gdb's `thread apply all bt` as a line per kind of thread: the frames' functions, libc's waiting frames left out, alike threads counted together. */
+function summariseBacktraces(text) {
+  const kinds = new Map();
+  for (const block of text.split(/\n(?=Thread \d+ )/)) {
+    const head = /^Thread (\d+) \(Thread \S+ \(LWP (\d+)\)/.exec(block);
+    if (!head) continue;
+    const frames = [...block.matchAll(/^#\d+\s+(?:0x[0-9a-f]+ in )?(\S+?)(?: \(|$)/gm)]
+      .map((m) => m[1].replace(/^v8::internal::/, ""))
+      .filter((f) => !/^(_{1,3}(futex|GI_|pthread|new_sem|libc)|do_futex_wait|uv__sem_wait|start_thread|clone3|_start$)/.test(f));
+    const line = frames.join(" < ") || "(no frames)";
+    kinds.set(line, [...(kinds.get(line) ?? []), head[1]]);
+  }
+  return [...kinds].map(([line, threads]) => `  thread${threads.length > 1 ? "s" : ""} ${threads.join(",")}: ${line}`).join("\n");
+}
