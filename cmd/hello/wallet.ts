@@ -15,11 +15,13 @@ import { KeyStore } from "../../internal/wallet/key-store.js";
 import { WalletLoginError, login } from "../../internal/wallet/login.js";
 import {
   type AddCredentialsResult,
+  type ManageAction,
   type DocumentInput,
   type PersonInput,
   WalletClientError,
   addCredentials,
   listCredentials,
+  manageCredential,
   presentCredential,
   resumeCredentials,
   showCredential,
@@ -51,6 +53,14 @@ commands:
   present <instance id> --claims <name,...> --audience <verifier> --nonce <nonce> [--key <n>]
                  print a presentation disclosing only those claims, bound to the verifier's
                  audience and nonce with presentment key n (default 0)
+  suspend <instance id> [--reason <text>]
+  unsuspend <instance id> [--reason <text>]
+  unlink <instance id> [--reason <text>]
+                 suspend a credential, lift your own suspension (the issuer's stays until
+                 the issuer lifts it), or unlink it for good (its keys on this device are
+                 removed). This device signs each with the session's key and the issuer
+                 checks that: the wallet server alone can do none of it, and only the
+                 device that added a credential can act on it
 
 options:
   --server <url>  hello-mesh's issuer (default: $HELLO_WALLET_SERVER, or http://localhost:9000,
@@ -74,7 +84,13 @@ const COMMANDS: Record<string, { positionals: [number, number]; options: readonl
   list: { positionals: [0, 0], options: [] },
   show: { positionals: [1, 1], options: [] },
   present: { positionals: [1, 1], options: ["claims", "audience", "nonce", "key"] },
+  suspend: { positionals: [1, 1], options: ["reason"] },
+  "unsuspend": { positionals: [1, 1], options: ["reason"] },
+  unlink: { positionals: [1, 1], options: ["reason"] },
 };
+
+/** The lifecycle commands and the action each asks the issuer for. */
+const MANAGE_COMMANDS: Record<string, ManageAction> = { suspend: "SUSPEND", "unsuspend": "RESUME", unlink: "UNLINK" };
 
 class UsageError extends Error {}
 
@@ -100,6 +116,7 @@ export async function runWallet(args: string[]): Promise<number> {
         audience: { type: "string" },
         nonce: { type: "string" },
         key: { type: "string" },
+        reason: { type: "string" },
       },
     });
   } catch (error) {
@@ -213,6 +230,18 @@ export async function runWallet(args: string[]): Promise<number> {
       ];
       process.stdout.write(`${shown.configuration} from ${shown.issuer} (${shown.vct})\n  ${facts.join(", ")}\n`);
       for (const [name, value] of Object.entries(shown.claims)) process.stdout.write(`  ${name}: ${JSON.stringify(value)}\n`);
+      return 0;
+    }
+    const action = MANAGE_COMMANDS[command];
+    if (action) {
+      const result = await manageCredential(api, store, rest[0]!, action, values.reason);
+      const now = `${result.instanceId} is ${result.status}${result.previousStatus && result.previousStatus !== result.status ? ` (was ${result.previousStatus})` : ""}`;
+      if (result.outcome === "FAILED") {
+        process.stderr.write(`hello wallet ${command}: the issuer refused: ${result.failureReason ?? "no reason given"}; ${now}.\n`);
+        return 1;
+      }
+      const done = { COMPLETED: "Done", SCHEDULED: "The issuer will finish it later", NO_CHANGE: "Nothing to change" }[result.outcome] ?? result.outcome;
+      process.stdout.write(`${done}: ${now}.${result.keysRemoved ? " Its keys on this device are removed." : ""}\n`);
       return 0;
     }
     // present

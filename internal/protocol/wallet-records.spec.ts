@@ -7,6 +7,7 @@
 //                        configurations, 1..MAX distinct and never twice
 //   holdingsWithSession  at most MAX_SESSIONS
 //   delivered/confirmed  the issuer's JWE only; confirmed only once delivered
+//   statusReported       the issuer's status; UNLINKED/CANCELLED terminal, without ciphertext
 //   sameRecord           key order and the JWS's iss/aud/iat aside
 
 import { expect } from "chai";
@@ -14,6 +15,7 @@ import type { CredentialRecord, HoldingsRecord, S2sSessionRecord } from "./token
 import {
   MAX_INSTANCES_PER_VERIFICATION,
   MAX_SESSIONS,
+  TERMINAL_CREDENTIAL_STATUSES,
   TERMINAL_VERIFICATION_STATUSES,
   WalletRecordError,
   addInstances,
@@ -25,6 +27,7 @@ import {
   metadataRefreshed,
   newCredential,
   sameRecord,
+  statusReported,
 } from "./wallet-records.js";
 
 const SID = "0b5e2c4e-9f4a-4f0e-8a57-6a0c8f1b2d3e";
@@ -219,6 +222,26 @@ describe("wallet-records: the credential wallet's record rules (internal/protoco
       expect(refreshed).to.deep.equal({ ...got, metadata: { display: [{ name: "New name" }] }, updated: 50 });
       // No display data in the answer: only the time moves.
       expect(metadataRefreshed(got, {}, 60)).to.deep.equal({ ...got, updated: 60 });
+    });
+
+    it("statusReported: the issuer's status, dated; UNLINKED and CANCELLED end it for good and drop the ciphertext; UNKNOWN changes nothing", function () {
+      const got = confirmed(delivered(credential(), answer({ jwe: "a.b.c.d.e", origin: "ISSUER" }), 20), 30);
+      const suspended = statusReported(got, "SUSPENDED_WALLET", 40);
+      expect(suspended).to.deep.equal({ ...got, status: "SUSPENDED_WALLET", updated: 40 });
+      expect(statusReported(suspended, "ACTIVE", 50)).to.deep.equal({ ...got, status: "ACTIVE", updated: 50 });
+      expect(statusReported(suspended, "UNKNOWN", 50), "UNKNOWN").to.deep.equal({ ...suspended, updated: 50 });
+      for (const end of TERMINAL_CREDENTIAL_STATUSES) {
+        const ended = statusReported(suspended, end, 60);
+        const { credentials: _gone, ...kept } = suspended;
+        expect(ended, end).to.deep.equal({ ...kept, status: end, updated: 60 });
+        // A late or replayed answer never moves it back, whatever it says.
+        for (const late of ["ACTIVE", "SUSPENDED_ISSUER", "IN_PROCESS", "UNLINKED", "CANCELLED"]) {
+          expect(statusReported(ended, late, 70), `${end} then ${late}`).to.deep.equal({ ...ended, updated: 70 });
+        }
+      }
+      expect(refused(() => statusReported(got, "REVOKED", 1))).to.equal("the status is not a credential status");
+      // The record's JWS claims are not the record's.
+      expect(statusReported({ ...got, iss: "t", aud: "o", iat: 1 } as CredentialRecord, "ACTIVE", 80)).to.deep.equal({ ...got, updated: 80 });
     });
   });
 

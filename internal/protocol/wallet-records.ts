@@ -8,6 +8,10 @@
 import type { CredentialRecord, HoldingsRecord, S2sSessionRecord, S2sVerification } from "./tokens.js";
 
 export const TERMINAL_VERIFICATION_STATUSES: ReadonlySet<string> = new Set(["APPROVED", "DENIED", "EXPIRED"]);
+/** A credential instance's statuses that never move: unlinked from its device, or invalidated by the issuer. */
+export const TERMINAL_CREDENTIAL_STATUSES: ReadonlySet<string> = new Set(["UNLINKED", "CANCELLED"]);
+/** The statuses an issuer may report of an instance (the draft's CredentialStatus). */
+const CREDENTIAL_STATUSES: ReadonlySet<string> = new Set(["ACTIVE", "SUSPENDED_ISSUER", "SUSPENDED_WALLET", "UNLINKED", "IN_PROCESS", "CANCELLED", "UNKNOWN"]);
 /** How many S2S sessions one user's holdings list, and instances one verification makes: bounds on one record's size. */
 export const MAX_SESSIONS = 500;
 export const MAX_INSTANCES_PER_VERIFICATION = 16;
@@ -148,6 +152,24 @@ export function metadataRefreshed(credential: CredentialRecord, answer: { creden
 export function confirmed(credential: CredentialRecord, at: number): CredentialRecord {
   if (!credential.credentials) throw new WalletRecordError("a credential is confirmed only once it was delivered");
   return credential.status === "IN_PROCESS" ? { ...body(credential), status: "ACTIVE", updated: at } : body(credential);
+}
+
+/**
+ * The issuer's status of the instance (its answer to a manage, or to /credential/status)
+ * taken into the record, dated `at`, the time the wallet server last heard it. A terminal
+ * status never moves, whatever a late or replayed answer says; UNKNOWN changes nothing;
+ * an instance that ended keeps no ciphertext (its credentials can no longer be used, and
+ * the wallet server keeps nothing it does not need).
+ */
+export function statusReported(credential: CredentialRecord, status: string, at: number): CredentialRecord {
+  if (!CREDENTIAL_STATUSES.has(status)) throw new WalletRecordError("the status is not a credential status");
+  const current = body(credential);
+  if (TERMINAL_CREDENTIAL_STATUSES.has(credential.status) || status === "UNKNOWN") return { ...current, updated: at };
+  if (TERMINAL_CREDENTIAL_STATUSES.has(status)) {
+    const { credentials: _gone, ...kept } = current;
+    return { ...kept, status, updated: at };
+  }
+  return { ...current, status, updated: at };
 }
 
 /** Two records are the same, whatever order their keys were written in (and the JWS's own iss, aud, iat aside). */

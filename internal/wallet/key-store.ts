@@ -184,6 +184,11 @@ export class KeyStore {
     return (await this.#read(this.#named(KEYS_DIR, name), jwkSchema, "key file")) as JWK | undefined;
   }
 
+  /** Removes a named key (nothing when there is none): a key whose credential ended is not kept. */
+  async deleteKey(name: string): Promise<void> {
+    await rm(this.#named(KEYS_DIR, name), { force: true });
+  }
+
   /** The names of the stored keys (those starting with `prefix`), sorted. */
   listKeys(prefix = ""): Promise<string[]> {
     return this.#list(KEYS_DIR, prefix);

@@ -23,7 +23,9 @@ import { type HpkePublicJwk, generateHpkeKeyPair } from "../s2s/hpke-jwe.js";
 import {
   ITEM_TYPES,
   KEY_TYPES,
+  CLIENT_ACTION_EXTENSION,
   credentialGetResponseSchema,
+  credentialManageResponseSchema,
   credentialPendingSchema,
   eventNotifySchema,
   jweEncryptedPayloadSchema,
@@ -76,7 +78,7 @@ interface ServerInstance {
   sessionId: string;
   credentialInstanceId: string;
   credentialConfigurationId: string;
-  status: "IN_PROCESS" | "ACTIVE";
+  status: string;
   credentialVersion?: string;
   credentialMetadata?: Record<string, unknown>;
   credentials?: { jwe?: string; origin: string };
@@ -94,6 +96,7 @@ const bodies = {
   "/wallet/api/provision": z.strictObject({ ...session, verificationId: z.string() }),
   "/wallet/api/credential/get": z.strictObject({ ...session, credentialInstanceId: z.string(), walletEncryptionKey: keyDataSchema, clientEncryptedData: jweEncryptedPayloadSchema.optional() }),
   "/wallet/api/credential/confirm": z.strictObject({ ...session, credentialInstanceId: z.string() }),
+  "/wallet/api/credential/manage": z.strictObject({ ...session, credentialInstanceId: z.string(), action: z.enum(["SUSPEND", "RESUME", "UNLINK"]), reason: z.string().optional(), authority: z.string() }),
 } as const;
 
 class Refusal extends Error {
@@ -271,6 +274,19 @@ describe("Wallet Client flows against the development issuer, through a test wal
         );
         instance.status = "ACTIVE";
         return { status: "ACTIVE" };
+      }
+      case "/wallet/api/credential/manage": {
+        ownSession(caller, body as never);
+        const instance = instances.get(body.credentialInstanceId);
+        if (!instance || instance.user !== caller.user) throw new Refusal(404, "unknown_credential", "no such credential");
+        const answer = (await issuerClient.post(
+          "/credential/manage",
+          { sessionId: body.sessionId, credentialInstanceId: body.credentialInstanceId, action: body.action, ...(body.reason ? { reason: body.reason } : {}), extensions: { [CLIENT_ACTION_EXTENSION]: body.authority } },
+          credentialManageResponseSchema,
+        )).body;
+        instance.status = answer.currentStatus;
+        if (answer.currentStatus === "UNLINKED") delete instance.credentials;
+        return { outcome: answer.outcome, status: answer.currentStatus, ...(answer.previousStatus ? { previousStatus: answer.previousStatus } : {}), ...(answer.failureReason ? { failureReason: answer.failureReason } : {}) };
       }
     }
     throw new Refusal(404, "not_found", "no such wallet API call");
@@ -594,7 +610,7 @@ describe("Wallet Client flows against the development issuer, through a test wal
     expect(new Set(gets.map((g) => g.walletEncryptionKey.attestation.jwt)).size).to.equal(gets.length);
   });
 
-  it("hello wallet add dev, list, show, present and resume, as a user types them", async function () {
+  it("hello wallet add dev, list, show, present, resume, suspend, unsuspend and unlink, as a user types them", async function () {
     const { store } = await newWallet();
     const home = ["--home", store.directory];
     const added = await cli(["add", "dev", "identity_card", "driving_licence", "--document-number", "D-1001", "--family-name", "Lovelace", "--birthdate", "1990-12-10", "--keys", "2", ...home]);
@@ -628,7 +644,23 @@ describe("Wallet Client flows against the development issuer, through a test wal
     const denied = await cli(["add", ISSUER_ID, "identity_card", "--document-number", "D-1004", "--family-name", "Forger", "--birthdate", "1980-01-01", ...home]);
     expect(denied.code).to.equal(1);
     expect(denied.err).to.include("POLICY");
-    for (const args of [["add", "dev"], ["add", "dev", "identity_card"], ["present", card, "--audience", VERIFIER, "--nonce", "n"], ["list", "--claims", "x"], ["show"], ["add", "dev", "identity_card", "--keys", "11", "--document-number", "D-1001", "--family-name", "Lovelace", "--birthdate", "1990-12-10"]]) {
+    // The lifecycle, signed by this device: suspend, a repeat, unsuspend, unlink (its keys go).
+    const suspended = await cli(["suspend", card, "--reason", "mislaid", ...home]);
+    expect(suspended.code, suspended.err).to.equal(0);
+    expect(suspended.out).to.equal(`Done: ${card} is SUSPENDED_WALLET (was ACTIVE).\n`);
+    expect((await cli(["suspend", card, ...home])).out).to.equal(`Nothing to change: ${card} is SUSPENDED_WALLET.\n`);
+    expect((await cli(["unsuspend", card, ...home])).out).to.equal(`Done: ${card} is ACTIVE (was SUSPENDED_WALLET).\n`);
+    expect(await store.listKeys(`pk.${card}.`)).to.have.length(2);
+    const unlinked = await cli(["unlink", card, ...home]);
+    expect(unlinked.out).to.equal(`Done: ${card} is UNLINKED (was ACTIVE). Its keys on this device are removed.\n`);
+    expect(await store.listKeys(`pk.${card}.`)).to.deep.equal([]);
+    expect(await store.getKey(`wek.${card}`)).to.equal(undefined);
+    const after = await cli(["unsuspend", card, ...home]);
+    expect(after.code).to.equal(1);
+    expect(after.err).to.equal(`hello wallet unsuspend: the issuer refused: UNLINKED is terminal; ${card} is UNLINKED.\n`);
+    expect((await cli(["suspend", "no-such-credential", ...home])).err).to.include("the wallet holds no credential no-such-credential");
+
+    for (const args of [["suspend"], ["unlink", card, "extra"], ["unsuspend", card, "--claims", "x"], ["add", "dev"], ["add", "dev", "identity_card"], ["present", card, "--audience", VERIFIER, "--nonce", "n"], ["list", "--claims", "x"], ["show"], ["add", "dev", "identity_card", "--keys", "11", "--document-number", "D-1001", "--family-name", "Lovelace", "--birthdate", "1990-12-10"]]) {
       expect((await cli([...args, ...home])).code, args.join(" ")).to.equal(2);
     }
   });

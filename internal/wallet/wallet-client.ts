@@ -918,6 +918,77 @@ export async function showCredential(api: WalletApi, store: KeyStore, instanceId
   };
 }
 
+// --- the user's lifecycle actions -----------------------------------------------------
+
+export type ManageAction = "SUSPEND" | "RESUME" | "UNLINK";
+
+export interface ManageResult {
+  instanceId: string;
+  action: ManageAction;
+  /** The issuer's outcome: COMPLETED, SCHEDULED, FAILED or NO_CHANGE. */
+  outcome: string;
+  /** The instance's status now, as the wallet server recorded the issuer's answer. */
+  status: string;
+  previousStatus?: string;
+  failureReason?: string;
+  /** Whether this device's keys of the credential were removed (an UNLINKED credential keeps none). */
+  keysRemoved: boolean;
+}
+
+const manageAnswerSchema = z.looseObject({
+  outcome: z.enum(["COMPLETED", "SCHEDULED", "FAILED", "NO_CHANGE"]),
+  status: z.string().min(1).max(40),
+  previousStatus: z.string().max(40).optional(),
+  failureReason: z.string().max(256).optional(),
+});
+
+/**
+ * Suspends, resumes or unlinks a credential with the user's own authority: this device
+ * signs a `credential-action+jwt` with the session's WSK for this issuer, session,
+ * instance and action (single use, 10 minutes at most); the wallet server carries it to
+ * the issuer, which checks it. So only the device that added a credential can act on it.
+ * Once the credential is UNLINKED, its keys on this device are removed.
+ */
+export async function manageCredential(api: WalletApi, store: KeyStore, instanceId: string, action: ManageAction, reason?: string): Promise<ManageResult> {
+  if (!["SUSPEND", "RESUME", "UNLINK"].includes(action)) throw new WalletClientError("the action is SUSPEND, RESUME or UNLINK");
+  if (reason !== undefined && (reason.length === 0 || reason.length > 256)) throw new WalletClientError("a --reason is 1 to 256 characters");
+  const held = await findHeld(api, instanceId);
+  const index = await store.getData(indexName(held.sessionId), sessionIndexSchema);
+  const wsk = await store.getKey(`wsk.${held.sessionId}`);
+  if (!index || !wsk) {
+    throw new WalletClientError(`the credential ${clean(instanceId, 100)} was added from another device: only that device can ${action.toLowerCase()} it`);
+  }
+  // The statement's audience is the issuer this device started the session with, not
+  // whatever the server lists now.
+  if (index.issuer !== held.issuer || index.sessionId !== held.sessionId) {
+    throw new WalletClientError("the wallet server lists this credential under another issuer or session than this device started: nothing was sent");
+  }
+  const authority = await signStatement("action", { audience: index.issuer, sessionId: held.sessionId, credentialInstanceId: held.credentialInstanceId }, { action }, wsk);
+  const answer = await call(api, "POST", "/wallet/api/credential/manage", manageAnswerSchema, {
+    issuer: index.issuer,
+    sessionId: held.sessionId,
+    credentialInstanceId: held.credentialInstanceId,
+    action,
+    ...(reason !== undefined ? { reason } : {}),
+    authority,
+  });
+  let keysRemoved = false;
+  if (answer.status === "UNLINKED") {
+    await store.deleteKey(wekName(held.credentialInstanceId));
+    for (const name of await store.listKeys(`pk.${instanceKeyName(held.credentialInstanceId)}.`)) await store.deleteKey(name);
+    keysRemoved = true;
+  }
+  return {
+    instanceId: held.credentialInstanceId,
+    action,
+    outcome: answer.outcome,
+    status: clean(answer.status, 40),
+    ...(answer.previousStatus !== undefined ? { previousStatus: clean(answer.previousStatus, 40) } : {}),
+    ...(answer.failureReason !== undefined ? { failureReason: clean(answer.failureReason, 256) } : {}),
+    keysRemoved,
+  };
+}
+
 export interface PresentInput {
   /** The claim names to disclose. */
   claims: string[];

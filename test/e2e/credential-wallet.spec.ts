@@ -8,6 +8,8 @@
 // instance of the same user, and another user, get none of it, and a dump of the
 // database shows no issuer-side identifier, credential type name or claim.
 
+import { randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -17,13 +19,18 @@ import { type BrowserContext, chromium } from "playwright-core";
 import { z } from "zod";
 import { Code } from "@connectrpc/connect";
 import { createDpopProof, generateDpopKey } from "../../internal/protocol/dpop.js";
-import { issuerMetadataSchema } from "../../internal/s2s/messages.js";
+import { CLIENT_ACTION_EXTENSION, credentialStatusResponseSchema, issuerMetadataSchema } from "../../internal/s2s/messages.js";
+import { ProblemError } from "../../internal/s2s/problem.js";
+import { signStatement } from "../../internal/s2s/statements.js";
+import type { WireClient } from "../../internal/s2s/wire-client.js";
+import { IssuerClients } from "../../internal/components/orchestration/s2s/issuers.js";
+import type { OrchestrationConfig } from "../../internal/config/component-config.js";
 import { refusal } from "../support/refusal.js";
 import { verifySdJwtVc } from "../../internal/s2s/sd-jwt-vc.js";
 import { WalletApi, WalletApiError } from "../../internal/wallet/api-client.js";
 import { KeyStore } from "../../internal/wallet/key-store.js";
 import { login } from "../../internal/wallet/login.js";
-import { addCredentials, listCredentials, presentCredential, resumeCredentials, showCredential, WalletClientError } from "../../internal/wallet/wallet-client.js";
+import { addCredentials, listCredentials, manageCredential, presentCredential, resumeCredentials, showCredential, WalletClientError } from "../../internal/wallet/wallet-client.js";
 import type { DevUser } from "../../internal/dev/devop/dev-op.js";
 import { CHROMIUM, CHROMIUM_ARGS } from "../support/chromium.js";
 import { browserlessWalletStep, chromiumWalletStep } from "../support/wallet-browser.js";
@@ -251,6 +258,104 @@ describe("the credential wallet end to end: four processes, the development issu
     // And the honest twin still works: Alice's client lists her credentials.
     expect((await listCredentials(alice.api, alice.store)).map((c) => c.configuration).sort()).to.deep.equal(["driving_licence", "identity_card"]);
   });
+
+  it("lifecycle (issue 15): Alice suspends, unsuspends and unlinks her driving licence with her client's signature; a repeat changes nothing; the unlinked record keeps no ciphertext and her keys for it are gone", async function () {
+    const licence = issued.instances.find((i) => i.configuration === "driving_licence")!;
+    const issuerView = await issuerStatus(issued.sessionId, licence.id);
+    expect(await issuerView()).to.equal("ACTIVE");
+
+    const suspended = await manageCredential(alice.api, alice.store, licence.id, "SUSPEND", "card mislaid");
+    expect(suspended).to.include({ outcome: "COMPLETED", status: "SUSPENDED_WALLET", previousStatus: "ACTIVE", keysRemoved: false });
+    expect(await issuerView()).to.equal("SUSPENDED_WALLET");
+    expect((await listCredentials(alice.api, alice.store)).find((c) => c.instanceId === licence.id)?.status).to.equal("SUSPENDED_WALLET");
+    // The same action again, with a fresh signature: applied once, NO_CHANGE.
+    expect(await manageCredential(alice.api, alice.store, licence.id, "SUSPEND")).to.include({ outcome: "NO_CHANGE", status: "SUSPENDED_WALLET" });
+
+    expect(await manageCredential(alice.api, alice.store, licence.id, "RESUME")).to.include({ outcome: "COMPLETED", status: "ACTIVE", previousStatus: "SUSPENDED_WALLET" });
+    expect(await issuerView()).to.equal("ACTIVE");
+
+    const keysBefore = await alice.store.listKeys(`pk.${licence.id}.`);
+    expect(keysBefore).to.have.length(2);
+    const unlinked = await manageCredential(alice.api, alice.store, licence.id, "UNLINK", "sold the car");
+    expect(unlinked).to.include({ outcome: "COMPLETED", status: "UNLINKED", keysRemoved: true });
+    expect(await issuerView()).to.equal("UNLINKED");
+    expect(await alice.store.listKeys(`pk.${licence.id}.`)).to.deep.equal([]);
+    const held = z.looseObject({ credentials: z.array(z.looseObject({ credentialInstanceId: z.string(), status: z.string(), credentials: z.unknown().optional() })) });
+    const record = (await alice.api.call("GET", "/wallet/api/credentials", held)).credentials.find((c) => c.credentialInstanceId === licence.id)!;
+    expect(record.status).to.equal("UNLINKED");
+    expect(record, "an unlinked credential's record keeps no ciphertext").to.not.have.property("credentials");
+    // UNLINKED is terminal: nothing moves it back, and the issuer gives nothing more for it.
+    expect(await manageCredential(alice.api, alice.store, licence.id, "RESUME")).to.include({ outcome: "FAILED", status: "UNLINKED" });
+    const wek = await generateHpkeKeyPair();
+    const wsk = (await alice.store.getKey(`wsk.${issued.sessionId}`))!;
+    const refused = await alice.api.call("POST", "/wallet/api/credential/get", z.unknown(), {
+      issuer: issuerId, sessionId: issued.sessionId, credentialInstanceId: licence.id,
+      walletEncryptionKey: await walletEncryptionKeyData(wek.publicJwk, issuerId, issued.sessionId, wsk),
+    }).then(() => expect.fail("an unlinked credential was delivered again"), (error: unknown) => error as WalletApiError);
+    expect(refused.status).to.equal(409);
+    // The identity card, untouched.
+    expect((await listCredentials(alice.api, alice.store)).find((c) => c.configuration === "identity_card")?.status).to.equal("ACTIVE");
+  });
+
+  it("a rogue Orchestration (Orchestration's own S2S certificate) cannot suspend, resume or unlink without Alice's signature, nor replay or repurpose one; the issuer's status stays", async function () {
+    const card = issued.instances.find((i) => i.configuration === "identity_card")!;
+    const issuer = orchestrationIssuerClient();
+    const view = await issuerStatus(issued.sessionId, card.id);
+    const manage = (action: string, authority?: string, requestId?: string) =>
+      issuer.post("/credential/manage", {
+        sessionId: issued.sessionId, credentialInstanceId: card.id, action, reason: "ROGUE",
+        ...(authority !== undefined ? { extensions: { [CLIENT_ACTION_EXTENSION]: authority } } : {}),
+      }, z.looseObject({ outcome: z.string(), currentStatus: z.string() }), requestId ? { requestId } : {});
+    const refusedWith = async (p: Promise<unknown>) => {
+      const error = await p.then(() => expect.fail("the issuer took a manage without the user's authority"), (e: unknown) => e);
+      expect(error).to.be.instanceOf(ProblemError);
+      return (error as ProblemError).problem;
+    };
+    for (const action of ["SUSPEND", "UNLINK", "RESUME"]) {
+      expect((await refusedWith(manage(action))).status, `${action} without a signature`).to.equal(422);
+    }
+    // A key of its own making is not the session's WSK.
+    const own = (await es256Pair()).privateJwk;
+    const forged = await signStatement("action", { audience: issuerId, sessionId: issued.sessionId, credentialInstanceId: card.id }, { action: "SUSPEND" }, own);
+    expect((await refusedWith(manage("SUSPEND", forged))).detail).to.match(/wallet signing key/);
+    // Alice's own signature, for another action or another instance, is not for this one.
+    const wsk = (await alice.store.getKey(`wsk.${issued.sessionId}`))!;
+    const forResume = await signStatement("action", { audience: issuerId, sessionId: issued.sessionId, credentialInstanceId: card.id }, { action: "RESUME" }, wsk);
+    expect((await refusedWith(manage("SUSPEND", forResume))).detail).to.match(/another action/);
+    const licence = issued.instances.find((i) => i.configuration === "driving_licence")!;
+    const forLicence = await signStatement("action", { audience: issuerId, sessionId: issued.sessionId, credentialInstanceId: licence.id }, { action: "SUSPEND" }, wsk);
+    expect((await refusedWith(manage("SUSPEND", forLicence))).detail).to.match(/another credential instance/);
+    expect(await view()).to.equal("ACTIVE");
+
+    // A signature Orchestration saw go by, honestly used once: a replay under a new
+    // request id is refused (its jti is spent); under the same request id the issuer
+    // answers what it answered, and applies nothing twice.
+    const seenOnce = await signStatement("action", { audience: issuerId, sessionId: issued.sessionId, credentialInstanceId: card.id }, { action: "SUSPEND" }, wsk);
+    const requestId = randomUUID();
+    const first = await manage("SUSPEND", seenOnce, requestId);
+    expect(first.body).to.include({ outcome: "COMPLETED", currentStatus: "SUSPENDED_WALLET" });
+    const again = await manage("SUSPEND", seenOnce, requestId);
+    expect(again.body).to.deep.equal(first.body);
+    expect((await refusedWith(manage("SUSPEND", seenOnce))).detail).to.match(/used before/);
+    expect(await view()).to.equal("SUSPENDED_WALLET");
+    // Alice lifts it with her own client: the honest twin.
+    expect(await manageCredential(alice.api, alice.store, card.id, "RESUME")).to.include({ outcome: "COMPLETED", status: "ACTIVE" });
+    expect(await view()).to.equal("ACTIVE");
+  });
+
+  /** Orchestration's own S2S client of the development issuer (its `wallet.tls`), as a rogue Orchestration would use it. */
+  function orchestrationIssuerClient(): WireClient {
+    const wallet = (mesh.deployment.configs.orchestration as OrchestrationConfig).wallet!;
+    const base = path.dirname(mesh.deployment.configFiles.orchestration);
+    const pem = (file: string) => readFileSync(path.resolve(base, file), "utf8");
+    return new IssuerClients({ ...wallet, issuers: wallet.issuers.map((i) => ({ ...i, ca: path.resolve(base, i.ca) })) }, pem(wallet.tls.cert), pem(wallet.tls.key), { maxRetries: 0 }).client(issuerId);
+  }
+
+  /** The issuer's own view of an instance (its /credential/status), asked with Orchestration's certificate. */
+  async function issuerStatus(sessionId: string, instanceId: string) {
+    const client = orchestrationIssuerClient();
+    return async () => (await client.post("/credential/status", { sessionId, credentialInstanceId: instanceId }, credentialStatusResponseSchema)).body.currentStatus;
+  }
 
   it("a dump of the database shows no issuer-side identifier, credential type name or claim, in any encoding", async function () {
     const db = new pg.Client({ connectionString: mesh.postgres!.url });

@@ -31,7 +31,7 @@ import {
   WALLET_CALL_TOKEN,
   type WalletCallClaims,
 } from "../../protocol/tokens.js";
-import { addInstances, applyStatus, confirmed, delivered, holdingsWithInstances, holdingsWithSession, metadataRefreshed, newCredential, sameRecord } from "../../protocol/wallet-records.js";
+import { addInstances, applyStatus, confirmed, delivered, holdingsWithInstances, holdingsWithSession, metadataRefreshed, newCredential, sameRecord, statusReported } from "../../protocol/wallet-records.js";
 import {
   type CredentialGetResponse,
   type EventNotify,
@@ -40,9 +40,12 @@ import {
   type JweEncryptedPayload,
   type KeyData,
   type VerificationStatus,
+  CLIENT_ACTION_EXTENSION,
   credentialGetResponseSchema,
+  credentialManageResponseSchema,
   credentialMetadataResponseSchema,
   credentialPendingSchema,
+  MANAGE_ACTIONS,
   provisionResponseSchema,
   verificationEchoSchema,
   verificationStatusSchema,
@@ -296,6 +299,35 @@ export class WalletDriver {
     return { status: next.status };
   }
 
+  /**
+   * The user's own suspend, resume or unlink (/credential/manage): the client's
+   * `credential-action+jwt` goes to the issuer as it came (the issuer checks it against
+   * the session's WSK, so this server alone can do none of it), and the record takes the
+   * issuer's answer: its status, a terminal one never moving.
+   */
+  async manage(call: WalletCall, body: { issuer: string; sessionId: string; credentialInstanceId: string; action: (typeof MANAGE_ACTIONS)[number]; reason?: string; authority: string }) {
+    const client = this.#issuer(body.issuer);
+    const credential = await this.#credential(call, body.issuer, body.sessionId, body.credentialInstanceId);
+    const answer = (await this.#ask(client, "/credential/manage", {
+      sessionId: body.sessionId,
+      credentialInstanceId: body.credentialInstanceId,
+      action: body.action,
+      ...(body.reason !== undefined ? { reason: body.reason } : {}),
+      timestamp: new Date(this.#seconds() * 1000).toISOString(),
+      extensions: { [CLIENT_ACTION_EXTENSION]: body.authority },
+    }, credentialManageResponseSchema)).body;
+    if (answer.sessionId !== body.sessionId || answer.credentialInstanceId !== body.credentialInstanceId) {
+      throw problem(502, "issuer_answer", "the issuer answered for another credential instance");
+    }
+    const next = await this.#updateCredential(call, credential, { case: "managed", value: JSON.stringify(answer) }, (c, at) => statusReported(c, answer.currentStatus, at));
+    return {
+      outcome: answer.outcome,
+      status: next.status,
+      ...(answer.previousStatus !== undefined ? { previousStatus: answer.previousStatus } : {}),
+      ...(answer.failureReason !== undefined ? { failureReason: answer.failureReason } : {}),
+    };
+  }
+
   /** The user's credentials, from their records. */
   async list(call: WalletCall) {
     const holdingsAt = holdingsHash(this.deps.lookupKey, call.claims.uid);
@@ -404,7 +436,7 @@ export class WalletDriver {
     await this.deps.encryption.writeRecords({ writes: [this.#write(write, version)] }, this.#options());
   }
 
-  async #updateCredential(call: WalletCall, credential: Read<"credential">, change: { case: "delivered" | "metadata"; value: string } | { case: "confirmed"; value: boolean }, rule: (c: CredentialRecord, at: number) => CredentialRecord) {
+  async #updateCredential(call: WalletCall, credential: Read<"credential">, change: { case: "delivered" | "metadata" | "managed"; value: string } | { case: "confirmed"; value: boolean }, rule: (c: CredentialRecord, at: number) => CredentialRecord) {
     const res = await this.deps.token.updateCredential({ callToken: call.answer.callToken, credential: { record: credential.record, receipt: credential.receipt }, change }, this.#options());
     const at = credentialHash(this.deps.lookupKey, credential.claims.issuer, credential.claims.session_id, credential.claims.credential_instance_id);
     const next = await this.#written(res.credential, "credential", RecordOperation.UPDATE, at);

@@ -15,7 +15,7 @@
 //   AuthorizeIssuerNotice  an issuer's notification: its own session only
 //   ListWalletIssuers      the allow-list, countersigned, public keys only
 
-import { generateKeyPairSync, randomBytes } from "node:crypto";
+import { generateKeyPairSync, randomBytes, randomUUID } from "node:crypto";
 import { expect } from "chai";
 import { Code, type Client } from "@connectrpc/connect";
 import { type JWK, type JWTPayload, type JSONWebKeySet, createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from "jose";
@@ -623,6 +623,8 @@ describe("Token: the credential wallet's records (internal/components/token/wall
       expect(await refusal(token.recordS2sInstances({ callToken: n.callToken, session, holdings, verificationId: "v2", instances: instancesJson({ pid: ["i-n"] }) }))).to.deep.equal(userOnly);
       expect(await refusal(token.updateCredential({ callToken: n.callToken, credential, change: { case: "delivered", value: getAnswer({ jwe: JWE, origin: "ISSUER" }) } }))).to.deep.equal(userOnly);
       expect(await refusal(token.updateCredential({ callToken: n.callToken, credential, change: { case: "confirmed", value: true } }))).to.deep.equal(userOnly);
+      const suspend = JSON.stringify({ sessionId, credentialInstanceId: ref.credentialInstanceId, currentStatus: "SUSPENDED_ISSUER", outcome: "COMPLETED" });
+      expect(await refusal(token.updateCredential({ callToken: n.callToken, credential, change: { case: "managed", value: suspend } }))).to.deep.equal(userOnly);
       expect(await refusal(token.listWalletIssuers({ callToken: n.callToken }))).to.deep.equal(userOnly);
       expect(await refusal(token.grantCredentialReads({ callToken: n.callToken, holdings }))).to.deep.equal(userOnly);
       expect(await refusal(token.beginS2sSession({ callToken: n.callToken, issuer: X, wsk: JSON.stringify(wskOf()), holdings: { answer: { case: "record", value: holdings } } }))).to.deep.equal(userOnly);
@@ -724,11 +726,37 @@ describe("Token: the credential wallet's records (internal/components/token/wall
         ruled("a credential is confirmed only once it was delivered"),
       );
       expect(await refusal(token.updateCredential({ callToken: c.callToken, credential, change: { case: undefined } }))).to.deep.equal({
-        code: Code.InvalidArgument, message: "the change is required: the get answer delivered, the metadata answer, or confirmed",
+        code: Code.InvalidArgument, message: "the change is required: the get answer delivered, the metadata answer, the manage answer, or confirmed",
       });
       expect(row("credential", grantOf(c.credentialRead).hash).status).to.equal("IN_PROCESS");
       // twin: the issuer's JWE
       expect((await token.updateCredential({ callToken: c.callToken, credential, change: { case: "delivered", value: getAnswer({ jwe: JWE, origin: "ISSUER" }) } })).credential).to.not.equal(undefined);
+    });
+  });
+
+  describe("6b. UpdateCredential with the issuer's manage answer (the user's suspend, resume, unlink)", function () {
+    it("takes the issuer's status; UNLINKED ends it without ciphertext and nothing moves it back; an answer for another instance or no manage answer is refused", async function () {
+      const { ref } = await provisioned(alice);
+      const hash = grantOf((await call(alice, ref)).credentialRead).hash;
+      const manage = async (answer: Record<string, unknown>) => {
+        const c = await call(alice, ref);
+        return token.updateCredential({ callToken: c.callToken, credential: await read(c.credentialRead), change: { case: "managed", value: JSON.stringify(answer) } });
+      };
+      const answer = (currentStatus: string, over: Record<string, unknown> = {}) => ({ sessionId: ref.sessionId, credentialInstanceId: ref.credentialInstanceId, currentStatus, outcome: "COMPLETED", ...over });
+      const c = await call(alice, ref);
+      await store((await token.updateCredential({ callToken: c.callToken, credential: await read(c.credentialRead), change: { case: "delivered", value: getAnswer({ jwe: JWE, origin: "ISSUER" }) } })).credential);
+      await store((await manage(answer("SUSPENDED_WALLET"))).credential);
+      expect(row("credential", hash).status).to.equal("SUSPENDED_WALLET");
+      // Another instance's answer, another session's, or something that is no manage answer.
+      expect(await refusal(manage(answer("ACTIVE", { credentialInstanceId: "i-other" })))).to.deep.equal({ code: Code.InvalidArgument, message: "the manage answer is for another credential instance" });
+      expect(await refusal(manage(answer("ACTIVE", { sessionId: randomUUID() })))).to.deep.equal({ code: Code.InvalidArgument, message: "the manage answer is for another credential instance" });
+      expect((await refusal(manage(answer("REVOKED")))).code).to.equal(Code.InvalidArgument);
+      expect((await refusal(manage({ currentStatus: "ACTIVE" }))).code).to.equal(Code.InvalidArgument);
+      await store((await manage(answer("UNLINKED"))).credential);
+      expect(row("credential", hash)).to.include({ status: "UNLINKED" }).and.not.have.property("credentials");
+      // A late answer does not bring it back.
+      await store((await manage(answer("ACTIVE"))).credential);
+      expect(row("credential", hash).status).to.equal("UNLINKED");
     });
   });
 

@@ -23,9 +23,10 @@ import {
   holdingsWithInstances,
   holdingsWithSession,
   metadataRefreshed,
+  statusReported,
   newCredential,
 } from "../../protocol/wallet-records.js";
-import { credentialGetResponseSchema, credentialInstancesSchema, credentialMetadataResponseSchema, verificationStatusSchema } from "../../s2s/messages.js";
+import { credentialGetResponseSchema, credentialInstancesSchema, credentialManageResponseSchema, credentialMetadataResponseSchema, verificationStatusSchema } from "../../s2s/messages.js";
 import { assertEs256PublicJwk } from "../../s2s/statements.js";
 import { signWskAttestation } from "../../s2s/wsk-attestation.js";
 import { type StorageWord, checkAbsence, checkReceiptOf } from "./checks.js";
@@ -288,7 +289,7 @@ export function walletSessions(deps: WalletSessionDeps) {
     async updateCredential(req: {
       callToken: string;
       credential?: ReadRecord;
-      change: { case: "delivered"; value: string } | { case: "confirmed"; value: boolean } | { case: "metadata"; value: string } | { case: undefined };
+      change: { case: "delivered" | "metadata" | "managed"; value: string } | { case: "confirmed"; value: boolean } | { case: undefined };
     }) {
       const call = await readCall(req.callToken);
       const caller = user(call);
@@ -308,8 +309,14 @@ export function walletSessions(deps: WalletSessionDeps) {
         next = ruled(() => metadataRefreshed(credential, answer, seconds()));
       } else if (req.change.case === "confirmed" && req.change.value) {
         next = ruled(() => confirmed(credential, seconds()));
+      } else if (req.change.case === "managed") {
+        const answer = parsed(req.change.value, credentialManageResponseSchema, "credential manage answer");
+        if (answer.sessionId !== credential.session_id || answer.credentialInstanceId !== credential.credential_instance_id) {
+          throw invalidArgument("the manage answer is for another credential instance");
+        }
+        next = ruled(() => statusReported(credential, answer.currentStatus, seconds()));
       } else {
-        throw invalidArgument("the change is required: the get answer delivered, the metadata answer, or confirmed");
+        throw invalidArgument("the change is required: the get answer delivered, the metadata answer, the manage answer, or confirmed");
       }
       const { write } = await deps.grants.update("credential", hash, next, { version });
       return { credential: write };

@@ -16,7 +16,7 @@ import { decodeJwt, decodeProtectedHeader } from "jose";
 import { jwkThumbprint } from "../../../protocol/dpop.js";
 import { JWKS_MAX_AGE } from "../../../protocol/tokens.js";
 import { z } from "zod";
-import { jweEncryptedPayloadSchema, keyDataSchema, sessionIdSchema } from "../../../s2s/messages.js";
+import { MANAGE_ACTIONS, jweEncryptedPayloadSchema, keyDataSchema, sessionIdSchema } from "../../../s2s/messages.js";
 import { ProblemError } from "../../../s2s/problem.js";
 import { WireError } from "../../../s2s/wire-client.js";
 import { ProtocolViolation } from "../minted-check.js";
@@ -318,6 +318,24 @@ export const walletCredentialConfirm = postJson(z.strictObject({ ...session, cre
   const { driver, call: c } = await call(door, exchange, body);
   return driver.confirm(c, body);
 });
+
+/**
+ * POST /wallet/api/credential/manage: the user's suspend, resume or unlink, with the
+ * client's `credential-action+jwt` as `authority` (carried to the issuer, which checks it).
+ */
+export const walletCredentialManage = postJson(
+  z.strictObject({
+    ...session,
+    credentialInstanceId: z.string().min(1).max(256),
+    action: z.enum(MANAGE_ACTIONS),
+    reason: z.string().max(256).optional(),
+    authority: z.string().min(1).max(4096),
+  }),
+  async (door, exchange, body) => {
+    const { driver, call: c } = await call(door, exchange, body);
+    return driver.manage(c, body);
+  },
+);
 
 /** GET /wallet/api/credentials: the user's credentials from their records (the JWEs only the client opens). */
 export const walletCredentials = walletHandler(async (door, exchange) => {
