@@ -317,6 +317,8 @@ describe("a person links a second provider's account with a real browser (docs/t
     await page.goto(`${mesh.issuer}/account`);
     await page.getByRole("link", { name: "Lost access to the accounts you sign in with? Recover your wallet" }).focus();
     await page.keyboard.press("Enter");
+    // The link navigates: wait for the page it opens, or the heading read races the old page's.
+    await page.waitForURL((u) => u.pathname === "/account/recover");
     expect(await page.getByRole("heading", { level: 1 }).textContent()).to.equal("Recover your wallet");
     await page.getByRole("button", { name: "Sign in with your recovery account at Dev OP" }).focus();
     await page.keyboard.press("Enter");
