@@ -20,6 +20,7 @@ import {
   type PersonInput,
   WalletClientError,
   addCredentials,
+  credentialStatus,
   listCredentials,
   manageCredential,
   presentCredential,
@@ -53,6 +54,9 @@ commands:
   present <instance id> --claims <name,...> --audience <verifier> --nonce <nonce> [--key <n>]
                  print a presentation disclosing only those claims, bound to the verifier's
                  audience and nonce with presentment key n (default 0)
+  status <instance id>
+                 ask the issuer, through hello-mesh, how a credential stands (suspended by
+                 the issuer, unlinked, a newer version); hello-mesh's record takes its answer
   suspend <instance id> [--reason <text>]
   unsuspend <instance id> [--reason <text>]
   unlink <instance id> [--reason <text>]
@@ -84,6 +88,7 @@ const COMMANDS: Record<string, { positionals: [number, number]; options: readonl
   list: { positionals: [0, 0], options: [] },
   show: { positionals: [1, 1], options: [] },
   present: { positionals: [1, 1], options: ["claims", "audience", "nonce", "key"] },
+  status: { positionals: [1, 1], options: [] },
   suspend: { positionals: [1, 1], options: ["reason"] },
   "unsuspend": { positionals: [1, 1], options: ["reason"] },
   unlink: { positionals: [1, 1], options: ["reason"] },
@@ -230,6 +235,14 @@ export async function runWallet(args: string[]): Promise<number> {
       ];
       process.stdout.write(`${shown.configuration} from ${shown.issuer} (${shown.vct})\n  ${facts.join(", ")}\n`);
       for (const [name, value] of Object.entries(shown.claims)) process.stdout.write(`  ${name}: ${JSON.stringify(value)}\n`);
+      return 0;
+    }
+    if (command === "status") {
+      const s = await credentialStatus(api, rest[0]!);
+      const since = s.lastStatusChangeTime ? ` since ${s.lastStatusChangeTime}${s.lastStatusChangeReason ? ` (${s.lastStatusChangeReason})` : ""}` : "";
+      process.stdout.write(`${s.instanceId} is ${s.issuerStatus} at the issuer${since}; the issuer's version is ${s.issuerVersion}.\n`);
+      if (s.status !== s.issuerStatus) process.stdout.write(`hello-mesh's record stays ${s.status}: it had ended.\n`);
+      if (s.updateAvailable) process.stdout.write(`A newer version than this wallet's (${s.version}) is available from the issuer.\n`);
       return 0;
     }
     const action = MANAGE_COMMANDS[command];

@@ -26,6 +26,7 @@ import {
   CLIENT_ACTION_EXTENSION,
   credentialGetResponseSchema,
   credentialManageResponseSchema,
+  credentialStatusResponseSchema,
   credentialPendingSchema,
   eventNotifySchema,
   jweEncryptedPayloadSchema,
@@ -96,6 +97,7 @@ const bodies = {
   "/wallet/api/provision": z.strictObject({ ...session, verificationId: z.string() }),
   "/wallet/api/credential/get": z.strictObject({ ...session, credentialInstanceId: z.string(), walletEncryptionKey: keyDataSchema, clientEncryptedData: jweEncryptedPayloadSchema.optional() }),
   "/wallet/api/credential/confirm": z.strictObject({ ...session, credentialInstanceId: z.string() }),
+  "/wallet/api/credential/status": z.strictObject({ ...session, credentialInstanceId: z.string() }),
   "/wallet/api/credential/manage": z.strictObject({ ...session, credentialInstanceId: z.string(), action: z.enum(["SUSPEND", "RESUME", "UNLINK"]), reason: z.string().optional(), authority: z.string() }),
 } as const;
 
@@ -274,6 +276,19 @@ describe("Wallet Client flows against the development issuer, through a test wal
         );
         instance.status = "ACTIVE";
         return { status: "ACTIVE" };
+      }
+      case "/wallet/api/credential/status": {
+        ownSession(caller, body as never);
+        const instance = instances.get(body.credentialInstanceId);
+        if (!instance || instance.user !== caller.user) throw new Refusal(404, "unknown_credential", "no such credential");
+        const answer = (await issuerClient.post("/credential/status", { sessionId: body.sessionId, credentialInstanceId: body.credentialInstanceId }, credentialStatusResponseSchema)).body;
+        if (instance.status !== "UNLINKED") instance.status = answer.currentStatus;
+        return {
+          status: instance.status, issuerStatus: answer.currentStatus, issuerVersion: answer.currentVersion, credentialVersion: instance.credentialVersion,
+          updateAvailable: instance.credentialVersion !== undefined && instance.credentialVersion !== answer.currentVersion,
+          ...(answer.lastStatusChangeTime ? { lastStatusChangeTime: answer.lastStatusChangeTime } : {}),
+          ...(answer.lastStatusChangeReason ? { lastStatusChangeReason: answer.lastStatusChangeReason } : {}),
+        };
       }
       case "/wallet/api/credential/manage": {
         ownSession(caller, body as never);
@@ -610,7 +625,7 @@ describe("Wallet Client flows against the development issuer, through a test wal
     expect(new Set(gets.map((g) => g.walletEncryptionKey.attestation.jwt)).size).to.equal(gets.length);
   });
 
-  it("hello wallet add dev, list, show, present, resume, suspend, unsuspend and unlink, as a user types them", async function () {
+  it("hello wallet add dev, list, show, present, resume, status, suspend, unsuspend and unlink, as a user types them", async function () {
     const { store } = await newWallet();
     const home = ["--home", store.directory];
     const added = await cli(["add", "dev", "identity_card", "driving_licence", "--document-number", "D-1001", "--family-name", "Lovelace", "--birthdate", "1990-12-10", "--keys", "2", ...home]);
@@ -650,6 +665,17 @@ describe("Wallet Client flows against the development issuer, through a test wal
     expect(suspended.out).to.equal(`Done: ${card} is SUSPENDED_WALLET (was ACTIVE).\n`);
     expect((await cli(["suspend", card, ...home])).out).to.equal(`Nothing to change: ${card} is SUSPENDED_WALLET.\n`);
     expect((await cli(["unsuspend", card, ...home])).out).to.equal(`Done: ${card} is ACTIVE (was SUSPENDED_WALLET).\n`);
+    // The issuer's own suspension, learnt by asking its status; this device cannot lift it.
+    const cardSession = /Session (\S+) with/.exec(added.err)![1]!;
+    issuer.suspendAsIssuer(cardSession, card, true);
+    const status = await cli(["status", card, ...home]);
+    expect(status.code, status.err).to.equal(0);
+    expect(status.out).to.match(new RegExp(`^${card} is SUSPENDED_ISSUER at the issuer since .+ \\(the issuer's suspension\\); the issuer's version is 1\\.\\n$`));
+    const lift = await cli(["unsuspend", card, ...home]);
+    expect(lift.code).to.equal(1);
+    expect(lift.err).to.equal(`hello wallet unsuspend: the issuer refused: SUSPENDED_BY_ISSUER; ${card} is SUSPENDED_ISSUER.\n`);
+    issuer.suspendAsIssuer(cardSession, card, false);
+    expect((await cli(["status", card, ...home])).out).to.include(`${card} is ACTIVE at the issuer`);
     expect(await store.listKeys(`pk.${card}.`)).to.have.length(2);
     const unlinked = await cli(["unlink", card, ...home]);
     expect(unlinked.out).to.equal(`Done: ${card} is UNLINKED (was ACTIVE). Its keys on this device are removed.\n`);
@@ -660,7 +686,7 @@ describe("Wallet Client flows against the development issuer, through a test wal
     expect(after.err).to.equal(`hello wallet unsuspend: the issuer refused: UNLINKED is terminal; ${card} is UNLINKED.\n`);
     expect((await cli(["suspend", "no-such-credential", ...home])).err).to.include("the wallet holds no credential no-such-credential");
 
-    for (const args of [["suspend"], ["unlink", card, "extra"], ["unsuspend", card, "--claims", "x"], ["add", "dev"], ["add", "dev", "identity_card"], ["present", card, "--audience", VERIFIER, "--nonce", "n"], ["list", "--claims", "x"], ["show"], ["add", "dev", "identity_card", "--keys", "11", "--document-number", "D-1001", "--family-name", "Lovelace", "--birthdate", "1990-12-10"]]) {
+    for (const args of [["status"], ["suspend"], ["unlink", card, "extra"], ["unsuspend", card, "--claims", "x"], ["add", "dev"], ["add", "dev", "identity_card"], ["present", card, "--audience", VERIFIER, "--nonce", "n"], ["list", "--claims", "x"], ["show"], ["add", "dev", "identity_card", "--keys", "11", "--document-number", "D-1001", "--family-name", "Lovelace", "--birthdate", "1990-12-10"]]) {
       expect((await cli([...args, ...home])).code, args.join(" ")).to.equal(2);
     }
   });

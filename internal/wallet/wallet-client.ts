@@ -989,6 +989,49 @@ export async function manageCredential(api: WalletApi, store: KeyStore, instance
   };
 }
 
+export interface CredentialStatusResult {
+  instanceId: string;
+  /** The status the wallet server's record now holds (the issuer's, unless the record had ended). */
+  status: string;
+  issuerStatus: string;
+  issuerVersion: string;
+  version?: string;
+  /** The issuer holds a newer version than the one this wallet was given. */
+  updateAvailable: boolean;
+  lastStatusChangeTime?: string;
+  lastStatusChangeReason?: string;
+}
+
+const statusAnswerSchema = z.looseObject({
+  status: z.string().min(1).max(40),
+  issuerStatus: z.string().min(1).max(40),
+  issuerVersion: z.string().min(1).max(256),
+  credentialVersion: z.string().max(256).optional(),
+  updateAvailable: z.boolean(),
+  lastStatusChangeTime: z.string().max(64).optional(),
+  lastStatusChangeReason: z.string().max(256).optional(),
+});
+
+/** Asks the issuer, through the wallet server, for its view of a credential; the wallet server's record takes it. */
+export async function credentialStatus(api: WalletApi, instanceId: string): Promise<CredentialStatusResult> {
+  const held = await findHeld(api, instanceId);
+  const answer = await call(api, "POST", "/wallet/api/credential/status", statusAnswerSchema, {
+    issuer: held.issuer,
+    sessionId: held.sessionId,
+    credentialInstanceId: held.credentialInstanceId,
+  });
+  return {
+    instanceId: held.credentialInstanceId,
+    status: clean(answer.status, 40),
+    issuerStatus: clean(answer.issuerStatus, 40),
+    issuerVersion: clean(answer.issuerVersion, 40),
+    ...(answer.credentialVersion !== undefined ? { version: clean(answer.credentialVersion, 40) } : {}),
+    updateAvailable: answer.updateAvailable,
+    ...(answer.lastStatusChangeTime !== undefined ? { lastStatusChangeTime: clean(answer.lastStatusChangeTime, 64) } : {}),
+    ...(answer.lastStatusChangeReason !== undefined ? { lastStatusChangeReason: clean(answer.lastStatusChangeReason, 256) } : {}),
+  };
+}
+
 export interface PresentInput {
   /** The claim names to disclose. */
   claims: string[];

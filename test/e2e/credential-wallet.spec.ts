@@ -30,7 +30,7 @@ import { verifySdJwtVc } from "../../internal/s2s/sd-jwt-vc.js";
 import { WalletApi, WalletApiError } from "../../internal/wallet/api-client.js";
 import { KeyStore } from "../../internal/wallet/key-store.js";
 import { login } from "../../internal/wallet/login.js";
-import { addCredentials, listCredentials, manageCredential, presentCredential, resumeCredentials, showCredential, WalletClientError } from "../../internal/wallet/wallet-client.js";
+import { addCredentials, credentialStatus, listCredentials, manageCredential, presentCredential, resumeCredentials, showCredential, WalletClientError } from "../../internal/wallet/wallet-client.js";
 import type { DevUser } from "../../internal/dev/devop/dev-op.js";
 import { CHROMIUM, CHROMIUM_ARGS } from "../support/chromium.js";
 import { browserlessWalletStep, chromiumWalletStep } from "../support/wallet-browser.js";
@@ -341,6 +341,29 @@ describe("the credential wallet end to end: four processes, the development issu
     // Alice lifts it with her own client: the honest twin.
     expect(await manageCredential(alice.api, alice.store, card.id, "RESUME")).to.include({ outcome: "COMPLETED", status: "ACTIVE" });
     expect(await view()).to.equal("ACTIVE");
+  });
+
+  it("reconciliation (issue 15): a suspension the issuer made, never notified, is taken into the record when Alice's client asks the issuer's status; she cannot lift it, the issuer can; an UNLINKED record stays so", async function () {
+    const card = issued.instances.find((i) => i.configuration === "identity_card")!;
+    mesh.devIssuer!.suspendAsIssuer(issued.sessionId, card.id, true);
+    // Not yet seen: nothing told the wallet server.
+    expect((await listCredentials(alice.api, alice.store)).find((c) => c.instanceId === card.id)?.status).to.equal("ACTIVE");
+    const seen = await credentialStatus(alice.api, card.id);
+    expect(seen).to.include({ status: "SUSPENDED_ISSUER", issuerStatus: "SUSPENDED_ISSUER", issuerVersion: "1", version: "1", updateAvailable: false });
+    expect(seen.lastStatusChangeReason).to.equal("the issuer's suspension");
+    expect((await listCredentials(alice.api, alice.store)).find((c) => c.instanceId === card.id)?.status).to.equal("SUSPENDED_ISSUER");
+    // Only the party that suspended resumes.
+    expect(await manageCredential(alice.api, alice.store, card.id, "RESUME")).to.include({ outcome: "FAILED", failureReason: "SUSPENDED_BY_ISSUER", status: "SUSPENDED_ISSUER" });
+    mesh.devIssuer!.suspendAsIssuer(issued.sessionId, card.id, false);
+    expect(await credentialStatus(alice.api, card.id)).to.include({ status: "ACTIVE", issuerStatus: "ACTIVE" });
+    // The unlinked licence: the issuer says UNLINKED too, and the record keeps it.
+    const licence = issued.instances.find((i) => i.configuration === "driving_licence")!;
+    expect(await credentialStatus(alice.api, licence.id)).to.include({ status: "UNLINKED", issuerStatus: "UNLINKED", updateAvailable: false });
+    // Another client instance of Alice's cannot ask for it (the record is this instance's).
+    const second = await signedIn(USERS.alice);
+    const refused = await credentialStatus(second.api, card.id).then(() => expect.fail("another client instance read the status"), (e: unknown) => e as WalletClientError);
+    expect(refused).to.be.instanceOf(WalletClientError);
+    expect(refused.details.httpStatus).to.equal(404);
   });
 
   /** Orchestration's own S2S client of the development issuer (its `wallet.tls`), as a rogue Orchestration would use it. */

@@ -45,6 +45,7 @@ import {
   credentialManageResponseSchema,
   credentialMetadataResponseSchema,
   credentialPendingSchema,
+  credentialStatusResponseSchema,
   MANAGE_ACTIONS,
   provisionResponseSchema,
   verificationEchoSchema,
@@ -328,6 +329,28 @@ export class WalletDriver {
     };
   }
 
+  /**
+   * The issuer's own view of an instance (/credential/status), asked on the user's call:
+   * the record takes its status (reconciling a suspension or unlink the issuer made, or a
+   * notification that never arrived), and the answer says whether the issuer holds a
+   * newer version than the one delivered (the client's next get fetches it).
+   */
+  async credentialStatus(call: WalletCall, body: { issuer: string; sessionId: string; credentialInstanceId: string }) {
+    const client = this.#issuer(body.issuer);
+    const credential = await this.#credential(call, body.issuer, body.sessionId, body.credentialInstanceId);
+    const answer = (await this.#ask(client, "/credential/status", { sessionId: body.sessionId, credentialInstanceId: body.credentialInstanceId }, credentialStatusResponseSchema)).body;
+    const next = await this.#updateCredential(call, credential, { case: "reported", value: JSON.stringify(answer) }, (c, at) => statusReported(c, answer.currentStatus, at));
+    return {
+      status: next.status,
+      issuerStatus: answer.currentStatus,
+      issuerVersion: answer.currentVersion,
+      ...(next.version !== undefined ? { credentialVersion: next.version } : {}),
+      updateAvailable: next.credentials !== undefined && next.version !== undefined && answer.currentVersion !== next.version,
+      ...(answer.lastStatusChangeTime !== undefined ? { lastStatusChangeTime: answer.lastStatusChangeTime } : {}),
+      ...(answer.lastStatusChangeReason !== undefined ? { lastStatusChangeReason: answer.lastStatusChangeReason } : {}),
+    };
+  }
+
   /** The user's credentials, from their records. */
   async list(call: WalletCall) {
     const holdingsAt = holdingsHash(this.deps.lookupKey, call.claims.uid);
@@ -436,7 +459,7 @@ export class WalletDriver {
     await this.deps.encryption.writeRecords({ writes: [this.#write(write, version)] }, this.#options());
   }
 
-  async #updateCredential(call: WalletCall, credential: Read<"credential">, change: { case: "delivered" | "metadata" | "managed"; value: string } | { case: "confirmed"; value: boolean }, rule: (c: CredentialRecord, at: number) => CredentialRecord) {
+  async #updateCredential(call: WalletCall, credential: Read<"credential">, change: { case: "delivered" | "metadata" | "managed" | "reported"; value: string } | { case: "confirmed"; value: boolean }, rule: (c: CredentialRecord, at: number) => CredentialRecord) {
     const res = await this.deps.token.updateCredential({ callToken: call.answer.callToken, credential: { record: credential.record, receipt: credential.receipt }, change }, this.#options());
     const at = credentialHash(this.deps.lookupKey, credential.claims.issuer, credential.claims.session_id, credential.claims.credential_instance_id);
     const next = await this.#written(res.credential, "credential", RecordOperation.UPDATE, at);

@@ -726,7 +726,7 @@ describe("Token: the credential wallet's records (internal/components/token/wall
         ruled("a credential is confirmed only once it was delivered"),
       );
       expect(await refusal(token.updateCredential({ callToken: c.callToken, credential, change: { case: undefined } }))).to.deep.equal({
-        code: Code.InvalidArgument, message: "the change is required: the get answer delivered, the metadata answer, the manage answer, or confirmed",
+        code: Code.InvalidArgument, message: "the change is required: the get answer delivered, the metadata answer, the manage or status answer, or confirmed",
       });
       expect(row("credential", grantOf(c.credentialRead).hash).status).to.equal("IN_PROCESS");
       // twin: the issuer's JWE
@@ -734,7 +734,7 @@ describe("Token: the credential wallet's records (internal/components/token/wall
     });
   });
 
-  describe("6b. UpdateCredential with the issuer's manage answer (the user's suspend, resume, unlink)", function () {
+  describe("6b. UpdateCredential with the issuer's manage or status answer (the user's suspend, resume, unlink; reconciliation)", function () {
     it("takes the issuer's status; UNLINKED ends it without ciphertext and nothing moves it back; an answer for another instance or no manage answer is refused", async function () {
       const { ref } = await provisioned(alice);
       const hash = grantOf((await call(alice, ref)).credentialRead).hash;
@@ -754,8 +754,15 @@ describe("Token: the credential wallet's records (internal/components/token/wall
       expect((await refusal(manage({ currentStatus: "ACTIVE" }))).code).to.equal(Code.InvalidArgument);
       await store((await manage(answer("UNLINKED"))).credential);
       expect(row("credential", hash)).to.include({ status: "UNLINKED" }).and.not.have.property("credentials");
-      // A late answer does not bring it back.
+      // A late answer does not bring it back, nor the issuer's status read after.
       await store((await manage(answer("ACTIVE"))).credential);
+      expect(row("credential", hash).status).to.equal("UNLINKED");
+      const c2 = await call(alice, ref);
+      const credential = await read(c2.credentialRead);
+      const reported = (value: unknown) => token.updateCredential({ callToken: c2.callToken, credential, change: { case: "reported", value: JSON.stringify(value) } });
+      // No currentVersion: no status answer (S2S draft).
+      expect(await refusal(reported({ currentStatus: "ACTIVE" }))).to.deep.equal({ code: Code.InvalidArgument, message: "the credential status answer is not a valid one (S2S draft)" });
+      await store((await reported({ currentStatus: "ACTIVE", currentVersion: "2" })).credential);
       expect(row("credential", hash).status).to.equal("UNLINKED");
     });
   });

@@ -26,7 +26,7 @@ import {
   statusReported,
   newCredential,
 } from "../../protocol/wallet-records.js";
-import { credentialGetResponseSchema, credentialInstancesSchema, credentialManageResponseSchema, credentialMetadataResponseSchema, verificationStatusSchema } from "../../s2s/messages.js";
+import { credentialGetResponseSchema, credentialInstancesSchema, credentialManageResponseSchema, credentialMetadataResponseSchema, credentialStatusResponseSchema, verificationStatusSchema } from "../../s2s/messages.js";
 import { assertEs256PublicJwk } from "../../s2s/statements.js";
 import { signWskAttestation } from "../../s2s/wsk-attestation.js";
 import { type StorageWord, checkAbsence, checkReceiptOf } from "./checks.js";
@@ -289,7 +289,7 @@ export function walletSessions(deps: WalletSessionDeps) {
     async updateCredential(req: {
       callToken: string;
       credential?: ReadRecord;
-      change: { case: "delivered" | "metadata" | "managed"; value: string } | { case: "confirmed"; value: boolean } | { case: undefined };
+      change: { case: "delivered" | "metadata" | "managed" | "reported"; value: string } | { case: "confirmed"; value: boolean } | { case: undefined };
     }) {
       const call = await readCall(req.callToken);
       const caller = user(call);
@@ -315,8 +315,11 @@ export function walletSessions(deps: WalletSessionDeps) {
           throw invalidArgument("the manage answer is for another credential instance");
         }
         next = ruled(() => statusReported(credential, answer.currentStatus, seconds()));
+      } else if (req.change.case === "reported") {
+        const answer = parsed(req.change.value, credentialStatusResponseSchema, "credential status answer");
+        next = ruled(() => statusReported(credential, answer.currentStatus, seconds()));
       } else {
-        throw invalidArgument("the change is required: the get answer delivered, the metadata answer, the manage answer, or confirmed");
+        throw invalidArgument("the change is required: the get answer delivered, the metadata answer, the manage or status answer, or confirmed");
       }
       const { write } = await deps.grants.update("credential", hash, next, { version });
       return { credential: write };

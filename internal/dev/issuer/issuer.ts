@@ -113,6 +113,12 @@ export interface DevIssuer {
   decide(sessionId: string, verificationId: string, status: "APPROVED" | "DENIED"): Promise<void>;
   /** Finishes an asynchronous issuance and sends CREDENTIAL_READY; resolves after it was tried. */
   completeIssuance(sessionId: string, credentialInstanceId: string): Promise<void>;
+  /**
+   * The issuer's own suspension of an instance, set or lifted (its flag; the wallet's
+   * suspension is the wallet's). No notification is sent: the wallet server learns it
+   * from /credential/status, as it would after a lost notification.
+   */
+  suspendAsIssuer(sessionId: string, credentialInstanceId: string, suspended: boolean): void;
   /** How many verifications exist for a session (tests: "only one verification exists"). */
   verificationCount(sessionId: string): number;
   /** Every notification this issuer sent, and whether the wallet server took it (2xx). */
@@ -746,6 +752,13 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
     decide,
     completeIssuance,
     verificationCount: (sessionId) => sessions.get(sessionId)?.verifications.size ?? 0,
+    suspendAsIssuer(sessionId, credentialInstanceId, suspended) {
+      const instance = sessions.get(sessionId)?.instances.get(credentialInstanceId);
+      if (!instance) throw new Error("no such credential instance");
+      if (instance.unlinked || instance.suspendedByIssuer === suspended) return;
+      instance.suspendedByIssuer = suspended;
+      instance.lastChange = { at: now(), reason: suspended ? "the issuer's suspension" : "the issuer lifted its suspension" };
+    },
     notices,
     async close() {
       for (const timer of timers) clearTimeout(timer);

@@ -337,6 +337,12 @@ export const walletCredentialManage = postJson(
   },
 );
 
+/** POST /wallet/api/credential/status: the issuer's view of the instance, taken into its record. */
+export const walletCredentialStatus = postJson(z.strictObject({ ...session, credentialInstanceId: z.string().min(1).max(256) }), async (door, exchange, body) => {
+  const { driver, call: c } = await call(door, exchange, body);
+  return driver.credentialStatus(c, body);
+});
+
 /** GET /wallet/api/credentials: the user's credentials from their records (the JWEs only the client opens). */
 export const walletCredentials = walletHandler(async (door, exchange) => {
   const { driver, call: c } = await call(door, exchange);
