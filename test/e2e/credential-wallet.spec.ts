@@ -6,7 +6,10 @@
 // binding); ADDITIONAL_INFO_REQUIRED answered with evidence by reference; PENDING decided
 // and notified; DENIED. Then what Orchestration and Storage hold: another client
 // instance of the same user, and another user, get none of it, and a dump of the
-// database shows no issuer-side identifier, credential type name or claim.
+// database shows no issuer-side identifier, credential type name or claim. The
+// lifecycle (issue 15): the user's own suspend, unsuspend and unlink, signed by her
+// client, and refused to a rogue Orchestration; reconciliation by the issuer's status on
+// her call, and the issuer asking the wallet server's view.
 
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -220,7 +223,7 @@ describe("the credential wallet end to end: four processes, the development issu
     expect(bobs.body).to.not.include("driving_licence");
   });
 
-  it("a rogue Orchestration (the test, with Orchestration's certificate) cannot read or change Alice's credential records without her client's proof", async function () {
+  it("a rogue Orchestration (the test, with Orchestration's certificate) cannot act for Alice's client without its proof: as an issuer's notice it reads one named record at most, and changes none", async function () {
     const token = mesh.token("orchestration");
     const card = issued.instances.find((i) => i.configuration === "identity_card")!;
     const ref = { issuer: issuerId, sessionId: issued.sessionId };
@@ -241,8 +244,14 @@ describe("the credential wallet end to end: four processes, the development issu
       accessToken: login.accessToken, dpopProof: forged, method: "POST", url: `${mesh.issuer}/wallet/api/credential/get`,
       session: { ...ref, credentialInstanceId: card.id },
     }))).to.equal(Code.Unauthenticated);
-    // As an issuer's notification: never a credential record, and nothing a user's call may do.
-    expect(await refusedCall(token.authorizeIssuerNotice({ session: { ...ref, credentialInstanceId: card.id } }))).to.equal(Code.InvalidArgument);
+    // As an issuer's notification: one credential record's read at most (the issuer's
+    // /credential/status; its ciphertext is for the client's WEK), never a change, and
+    // nothing a user's call may do.
+    const cardNotice = await token.authorizeIssuerNotice({ session: { ...ref, credentialInstanceId: card.id } });
+    const cardRead = await mesh.encryption("orchestration").readRecord({ accessToken: cardNotice.credentialRead!.accessToken });
+    expect(cardRead.result.case).to.equal("record");
+    const unlink = JSON.stringify({ sessionId: issued.sessionId, credentialInstanceId: card.id, currentStatus: "UNLINKED", outcome: "COMPLETED" });
+    expect(await refusedCall(token.updateCredential({ callToken: cardNotice.callToken, credential: { record: cardRead.result.value as string, receipt: cardRead.receipt }, change: { case: "managed", value: unlink } }))).to.equal(Code.PermissionDenied);
     const notice = await token.authorizeIssuerNotice({ session: { ...ref, credentialInstanceId: "" } });
     const read = await mesh.encryption("orchestration").readRecord({ accessToken: notice.sessionRead!.accessToken });
     expect(read.result.case).to.equal("record");
@@ -364,6 +373,18 @@ describe("the credential wallet end to end: four processes, the development issu
     const refused = await credentialStatus(second.api, card.id).then(() => expect.fail("another client instance read the status"), (e: unknown) => e as WalletClientError);
     expect(refused).to.be.instanceOf(WalletClientError);
     expect(refused.details.httpStatus).to.equal(404);
+  });
+
+  it("the issuer asks the wallet server's view (its /credential/status, as the issuer over mutual TLS): the record's status and version; another session's instance is 404", async function () {
+    const [card, licence] = ["identity_card", "driving_licence"].map((c) => issued.instances.find((i) => i.configuration === c)!);
+    const view = await mesh.devIssuer!.walletServerStatus(issued.sessionId, card!.id);
+    expect(view).to.include({ currentStatus: "ACTIVE", currentVersion: "1" });
+    expect(new Date(view.lastStatusChangeTime!).getTime()).to.be.greaterThan(0);
+    expect(await mesh.devIssuer!.walletServerStatus(issued.sessionId, licence!.id)).to.include({ currentStatus: "UNLINKED" });
+    // An instance of another session (the other verification's) named under this session: as if it did not exist.
+    const other = [...seen.instances].find((id) => id !== card!.id && id !== licence!.id)!;
+    const refused = await mesh.devIssuer!.walletServerStatus(issued.sessionId, other).then(() => expect.fail("the wallet server answered for another session's instance"), (e: unknown) => e as ProblemError);
+    expect(refused.problem).to.include({ status: 404, errorCode: "unknown_credential_instance" });
   });
 
   /** Orchestration's own S2S client of the development issuer (its `wallet.tls`), as a rogue Orchestration would use it. */

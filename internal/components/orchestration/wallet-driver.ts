@@ -410,7 +410,7 @@ export class WalletDriver {
   /**
    * /event/notify: acknowledged for an instance of the notifying issuer's own session
    * (CREDENTIAL_READY: the client's next get fetches it). The session record says which
-   * instances it has; no credential record is read for an issuer.
+   * instances it has; no credential record is read for an event.
    */
   async event(issuerId: string, event: EventNotify): Promise<void> {
     const res = await this.deps.token.authorizeIssuerNotice({ session: { issuer: issuerId, sessionId: event.sessionId, credentialInstanceId: "" } }, this.#options());
@@ -418,6 +418,34 @@ export class WalletDriver {
     if (!read.found) throw notFound("session");
     const session = await this.#record("s2s-session", read.record);
     if (session.issuer !== issuerId || !session.instances.some((i) => i.credential_instance_id === event.credentialInstanceId)) throw notFound("credential_instance");
+  }
+
+  /**
+   * /credential/status from an issuer: the wallet server's own view of one of that
+   * issuer's instances (its record's status and delivered version), for the issuer to
+   * reconcile with. Token grants a read of that record only; an instance the session does
+   * not list, or another issuer's, is 404, as one that does not exist.
+   */
+  async credentialStatusForIssuer(issuerId: string, body: { sessionId: string; credentialInstanceId: string }) {
+    const ref = { issuer: issuerId, sessionId: body.sessionId, credentialInstanceId: body.credentialInstanceId };
+    const res = await this.deps.token.authorizeIssuerNotice({ session: ref }, this.#options());
+    const sessionRead = await this.#read(res.sessionRead, "s2s-session", s2sSessionHash(this.deps.lookupKey, issuerId, body.sessionId));
+    if (!sessionRead.found) throw notFound("session");
+    const session = await this.#record("s2s-session", sessionRead.record);
+    if (session.issuer !== issuerId || session.session_id !== body.sessionId) throw new ProtocolViolation("the session read is not the asking issuer's");
+    if (!session.instances.some((i) => i.credential_instance_id === body.credentialInstanceId)) throw notFound("credential_instance");
+    const read = await this.#read(res.credentialRead, "credential", credentialHash(this.deps.lookupKey, issuerId, body.sessionId, body.credentialInstanceId));
+    if (!read.found) throw notFound("credential_instance");
+    const c = await this.#record("credential", read.record);
+    if (c.issuer !== issuerId || c.session_id !== body.sessionId || c.credential_instance_id !== body.credentialInstanceId || c.uid !== session.uid) {
+      throw new ProtocolViolation("the credential record read is not the one the issuer asked about");
+    }
+    return {
+      currentStatus: c.status,
+      // The draft requires a version; before the first delivery there is none, and "0" says so.
+      currentVersion: c.version ?? "0",
+      lastStatusChangeTime: new Date(c.updated * 1000).toUTCString(),
+    };
   }
 
   /** The caller's own session (a 404 otherwise), at an issuer this wallet server knows. */

@@ -74,6 +74,7 @@ export const orchestrationService: ServiceFactory<"orchestration"> = async (conf
   const handlers: S2sHandlers = {
     verificationNotice: (issuerId, status) => walletDriver!.verificationNotice(issuerId, status),
     event: (issuerId, event) => walletDriver!.event(issuerId, event),
+    credentialStatus: (issuerId, request) => walletDriver!.credentialStatusForIssuer(issuerId, request),
   };
   try {
     if (config.wallet) {
@@ -157,6 +158,9 @@ const noSessions: S2sHandlers = {
     throw problem(404, "unknown_session", "no session with this id belongs to you");
   },
   event: async () => {
+    throw problem(404, "unknown_session", "no session with this id belongs to you");
+  },
+  credentialStatus: async () => {
     throw problem(404, "unknown_session", "no session with this id belongs to you");
   },
 };

@@ -606,15 +606,14 @@ describe("Token: the credential wallet's records (internal/components/token/wall
       expect((await recordStatus(alice, { issuer: X, sessionId }, approvedJson(sessionId, "v-unknown"))).session).to.not.equal(undefined);
     });
 
-    it("a notice cannot attest, record instances, update a credential, list, begin or grant reads: PERMISSION_DENIED", async function () {
+    it("a notice reads one credential record at most, and cannot attest, record instances, update a credential, list, begin or grant reads: PERMISSION_DENIED", async function () {
       const { sessionId, ref } = await provisioned(alice);
       await recordStatus(alice, { issuer: X, sessionId }, approvedJson(sessionId, "v2"));
-      // A notification reads no credential record: only the user's own call does.
-      expect(await refusal(notice(X, sessionId, ref.credentialInstanceId))).to.deep.equal({
-        code: Code.InvalidArgument, message: "a notification reads the session record only, never a credential record",
-      });
-      const n = await notice(X, sessionId);
-      expect(n.credentialRead).to.equal(undefined);
+      // A notice naming no instance reads no credential record; naming one (the issuer's
+      // /credential/status), it reads that record of its own session, and changes nothing.
+      expect((await notice(X, sessionId)).credentialRead).to.equal(undefined);
+      const n = await notice(X, sessionId, ref.credentialInstanceId);
+      expect(grantOf(n.credentialRead)).to.include({ op: "read", kind: "credential", hash: credentialHash(lookupKey, X, sessionId, ref.credentialInstanceId) });
       const session = await read(n.sessionRead);
       // The credential as Alice's own call reads it: still refused with the notice's call token.
       const credential = await read((await call(alice, ref)).credentialRead);

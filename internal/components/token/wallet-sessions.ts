@@ -356,12 +356,21 @@ export function walletSessions(deps: WalletSessionDeps) {
      */
     async authorizeNotice(ref: { issuer: string; sessionId: string; credentialInstanceId: string } | undefined) {
       if (!ref?.issuer || !ref.sessionId) throw invalidArgument("the notification's issuer and sessionId are required");
-      if (ref.credentialInstanceId) throw invalidArgument("a notification reads the session record only, never a credential record");
       allowed(ref.issuer);
       const session = await deps.grants.read("s2s-session", lookup.session(ref.issuer, ref.sessionId));
+      // An issuer asking the wallet server's view of one of its instances (/credential/status)
+      // gets a read of that record only: its hash binds the issuer and the session, so no
+      // other issuer's or session's record can be named. Reads only: every change of a
+      // credential record is the user's own call (`user` in UpdateCredential).
+      const credential = ref.credentialInstanceId ? await deps.grants.read("credential", lookup.credential(ref.issuer, ref.sessionId, ref.credentialInstanceId)) : undefined;
       return {
-        callToken: await callToken({ notice_issuer: ref.issuer, session: { issuer: ref.issuer, session_id: ref.sessionId }, reads: { session: session.jti } }),
+        callToken: await callToken({
+          notice_issuer: ref.issuer,
+          session: { issuer: ref.issuer, session_id: ref.sessionId, ...(ref.credentialInstanceId ? { credential_instance_id: ref.credentialInstanceId } : {}) },
+          reads: { session: session.jti, ...(credential ? { credential: credential.jti } : {}) },
+        }),
         sessionRead: session.grant,
+        ...(credential ? { credentialRead: credential.grant } : {}),
       };
     },
   };

@@ -40,6 +40,7 @@ import {
   cancelRequestSchema,
   credentialManageRequestSchema,
   credentialStatusRequestSchema,
+  credentialStatusResponseSchema,
   credentialGetRequestSchema,
   credentialMetadataRequestSchema,
   eventNotifySchema,
@@ -119,6 +120,8 @@ export interface DevIssuer {
    * from /credential/status, as it would after a lost notification.
    */
   suspendAsIssuer(sessionId: string, credentialInstanceId: string, suspended: boolean): void;
+  /** The wallet server's own view of an instance: its /credential/status, asked as this issuer (reconciliation from this side). */
+  walletServerStatus(sessionId: string, credentialInstanceId: string): Promise<{ currentStatus: string; currentVersion: string; lastStatusChangeTime?: string }>;
   /** How many verifications exist for a session (tests: "only one verification exists"). */
   verificationCount(sessionId: string): number;
   /** Every notification this issuer sent, and whether the wallet server took it (2xx). */
@@ -752,6 +755,11 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
     decide,
     completeIssuance,
     verificationCount: (sessionId) => sessions.get(sessionId)?.verifications.size ?? 0,
+    async walletServerStatus(sessionId, credentialInstanceId) {
+      const session = sessions.get(sessionId);
+      if (!session) throw new Error("no such session");
+      return (await clientFor(session.peer).post("/credential/status", { sessionId, credentialInstanceId }, credentialStatusResponseSchema)).body;
+    },
     suspendAsIssuer(sessionId, credentialInstanceId, suspended) {
       const instance = sessions.get(sessionId)?.instances.get(credentialInstanceId);
       if (!instance) throw new Error("no such credential instance");

@@ -1,10 +1,18 @@
 // What the wallet server does with an issuer's calls to it (docs/wallet-server.md): a
-// verification's new status, and a credential instance's event. The S2S server
+// verification's new status, a credential instance's event, and its own view of an
+// instance (/credential/status). The S2S server
 // (s2s-server.ts) has checked the caller's mTLS certificate, the Api-Version, the
 // x-request-id and the body's schema before either runs, and tells it which configured
 // issuer called.
 
 import type { EventNotify, VerificationStatus } from "../../../s2s/messages.js";
+
+/** The draft's /credential/status answer, as this server gives it. */
+export interface CredentialStatusAnswer {
+  currentStatus: string;
+  currentVersion: string;
+  lastStatusChangeTime?: string;
+}
 
 export interface S2sHandlers {
   /**
@@ -15,4 +23,6 @@ export interface S2sHandlers {
   verificationNotice(issuerId: string, status: VerificationStatus): Promise<void>;
   /** POST /event/notify from `issuerId`; refuses as verificationNotice does. */
   event(issuerId: string, event: EventNotify): Promise<void>;
+  /** POST /credential/status from `issuerId`: this server's view of one of its instances; refuses as verificationNotice does. */
+  credentialStatus(issuerId: string, request: { sessionId: string; credentialInstanceId: string }): Promise<CredentialStatusAnswer>;
 }

@@ -4,6 +4,8 @@
 //
 //   POST /verification/notify   a verification's new status    → handlers.verificationNotice
 //   POST /event/notify          a credential instance's event  → handlers.event
+//   POST /credential/status     this server's view of one of the issuer's instances
+//                                                              → handlers.credentialStatus
 //   GET  /evidence/<id>         evidence the Wallet Client uploaded for this issuer
 //                               (application/jose), for that issuer only
 //
@@ -12,7 +14,7 @@
 
 import type { WalletServerConfig } from "../../../config/component-config.js";
 import type { IdempotencyStore } from "../../../s2s/idempotency.js";
-import { eventNotifySchema, verificationStatusSchema } from "../../../s2s/messages.js";
+import { credentialStatusRequestSchema, eventNotifySchema, verificationStatusSchema } from "../../../s2s/messages.js";
 import { problem } from "../../../s2s/problem.js";
 import { type WireServer, startWireServer } from "../../../s2s/wire-server.js";
 import type { EvidenceStore } from "./evidence.js";
@@ -55,6 +57,13 @@ export async function startS2sServer(options: S2sServerOptions): Promise<WireSer
         async handle({ peer, body }) {
           await handlers.event(peer, body);
           return { body: { acknowledged: true } };
+        },
+      },
+      {
+        path: "/credential/status",
+        schema: credentialStatusRequestSchema,
+        async handle({ peer, body }) {
+          return { body: await handlers.credentialStatus(peer, body) };
         },
       },
     ],

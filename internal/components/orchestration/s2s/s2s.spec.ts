@@ -12,7 +12,7 @@ import { expect } from "chai";
 import { z } from "zod";
 import type { WalletServerConfig } from "../../../config/component-config.js";
 import { type CertificateAndKey, createCertificateAuthority, issueLeafCertificate } from "../../../ops/pki/pki.js";
-import type { EventNotify, VerificationStatus } from "../../../s2s/messages.js";
+import { type EventNotify, type VerificationStatus, credentialStatusResponseSchema } from "../../../s2s/messages.js";
 import { ProblemError, problem } from "../../../s2s/problem.js";
 import { WireClient, WireError } from "../../../s2s/wire-client.js";
 import { API_VERSION, type WireServer, startWireServer } from "../../../s2s/wire-server.js";
@@ -160,6 +160,10 @@ describe("the wallet server's S2S plumbing (docs/wallet-server.md)", function ()
         if (event.credentialInstanceId === "crash") throw new Error("the database said db://admin:hunter2@db");
         received.push({ kind: "event", issuer, body: event });
       },
+      async credentialStatus(issuer, request) {
+        if (request.credentialInstanceId === "not-yours") throw problem(404, "unknown_credential_instance", "no credential instance with this id belongs to you");
+        return { currentStatus: "ACTIVE", currentVersion: `1-${issuer}-${request.credentialInstanceId}` };
+      },
     };
     const errors: unknown[] = [];
     const clients: WireClient[] = [];
@@ -265,6 +269,14 @@ describe("the wallet server's S2S plumbing (docs/wallet-server.md)", function ()
       const answer = await asIssuer(pki.issuerB).post("/event/notify", event, z.object({ acknowledged: z.literal(true) }));
       expect(answer.body).to.deep.equal({ acknowledged: true });
       expect(received.at(-1)).to.deep.equal({ kind: "event", issuer: ISSUER_B, body: event });
+    });
+
+    it("/credential/status reaches the handler with the calling issuer's id and answers its view; a refusal is the issuer's 404", async () => {
+      const sessionId = randomUUID();
+      const answer = await asIssuer(pki.issuerA).post("/credential/status", { sessionId, credentialInstanceId: "i-7" }, credentialStatusResponseSchema);
+      expect(answer.body).to.deep.equal({ currentStatus: "ACTIVE", currentVersion: `1-${ISSUER_A}-i-7` });
+      const refused = await asIssuer(pki.issuerB).post("/credential/status", { sessionId, credentialInstanceId: "not-yours" }, z.unknown()).then(() => undefined, (e: unknown) => e);
+      expect((refused as ProblemError).problem).to.include({ status: 404, errorCode: "unknown_credential_instance" });
     });
 
     it("a handler's refusal is the issuer's problem; a body off the schema never reaches it; a crash is an opaque 500", async () => {

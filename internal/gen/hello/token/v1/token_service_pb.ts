@@ -3568,7 +3568,9 @@ export const TokenService: GenService<{
   /**
    * AuthorizeIssuerNotice: an issuer's notification (Orchestration names the issuer by
    * its mTLS peer) reaches only that issuer's own session: a read of hash(issuer,
-   * sessionId), and a call token that RecordS2sStatus checks against the record.
+   * sessionId), and a call token that RecordS2sStatus checks against the record. Naming
+   * one of its instances adds a read (never a change) of hash(issuer, sessionId,
+   * instance): the wallet server's view for the issuer's /credential/status.
    *
    * @generated from rpc hello.token.v1.TokenService.AuthorizeIssuerNotice
    */
