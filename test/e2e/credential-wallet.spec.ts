@@ -352,7 +352,7 @@ describe("the credential wallet end to end: four processes, the development issu
     expect(await view()).to.equal("ACTIVE");
   });
 
-  it("reconciliation (issue 15): a suspension the issuer made, never notified, is taken into the record when Alice's client asks the issuer's status; she cannot lift it, the issuer can; an UNLINKED record stays so", async function () {
+  it("reconciliation (issue 15): a suspension the issuer made, never notified, is taken into the record when Alice's client asks the issuer's status; she cannot lift it; the issuer lifts it and tells the wallet server, which takes it on her next call and answers LIFECYCLE_SUCCESS; an UNLINKED record stays so", async function () {
     const card = issued.instances.find((i) => i.configuration === "identity_card")!;
     mesh.devIssuer!.suspendAsIssuer(issued.sessionId, card.id, true);
     // Not yet seen: nothing told the wallet server.
@@ -363,11 +363,24 @@ describe("the credential wallet end to end: four processes, the development issu
     expect((await listCredentials(alice.api, alice.store)).find((c) => c.instanceId === card.id)?.status).to.equal("SUSPENDED_ISSUER");
     // Only the party that suspended resumes.
     expect(await manageCredential(alice.api, alice.store, card.id, "RESUME")).to.include({ outcome: "FAILED", failureReason: "SUSPENDED_BY_ISSUER", status: "SUSPENDED_ISSUER" });
-    mesh.devIssuer!.suspendAsIssuer(issued.sessionId, card.id, false);
+    const lifecycle = () => mesh.devIssuer!.received.filter((e) => e.eventType === "LIFECYCLE_SUCCESS" && e.credentialInstanceId === card.id).length;
+    expect(lifecycle(), "the issuer is told once the change reached the wallet").to.equal(1);
+    // The issuer lifts it and tells the wallet server (its /credential/manage): a poke. The
+    // server alone changes no record, so SCHEDULED, with the status as it stands; Alice's
+    // client's next status call takes it, and then the issuer hears LIFECYCLE_SUCCESS.
+    expect(await mesh.devIssuer!.suspendAndTell(issued.sessionId, card.id, false)).to.include({ outcome: "SCHEDULED", currentStatus: "SUSPENDED_ISSUER" });
+    expect((await listCredentials(alice.api, alice.store)).find((c) => c.instanceId === card.id)?.status).to.equal("SUSPENDED_ISSUER");
     expect(await credentialStatus(alice.api, card.id)).to.include({ status: "ACTIVE", issuerStatus: "ACTIVE" });
+    expect(lifecycle()).to.equal(2);
+    // Asked again with nothing changed: no event.
+    await credentialStatus(alice.api, card.id);
+    expect(lifecycle()).to.equal(2);
     // The unlinked licence: the issuer says UNLINKED too, and the record keeps it.
     const licence = issued.instances.find((i) => i.configuration === "driving_licence")!;
     expect(await credentialStatus(alice.api, licence.id)).to.include({ status: "UNLINKED", issuerStatus: "UNLINKED", updateAvailable: false });
+    // An issuer's action on an ended instance: FAILED, nothing moves.
+    const late = await mesh.devIssuer!.suspendAndTell(issued.sessionId, licence.id, true);
+    expect(late).to.include({ outcome: "FAILED", currentStatus: "UNLINKED" });
     // Another client instance of Alice's cannot ask for it (the record is this instance's).
     const second = await signedIn(USERS.alice);
     const refused = await credentialStatus(second.api, card.id).then(() => expect.fail("another client instance read the status"), (e: unknown) => e as WalletClientError);

@@ -31,7 +31,7 @@ import {
   WALLET_CALL_TOKEN,
   type WalletCallClaims,
 } from "../../protocol/tokens.js";
-import { addInstances, applyStatus, confirmed, delivered, holdingsWithInstances, holdingsWithSession, metadataRefreshed, newCredential, sameRecord, statusReported } from "../../protocol/wallet-records.js";
+import { addInstances, applyStatus, confirmed, delivered, holdingsWithInstances, holdingsWithSession, metadataRefreshed, newCredential, sameRecord, statusReported, TERMINAL_CREDENTIAL_STATUSES } from "../../protocol/wallet-records.js";
 import {
   type CredentialGetResponse,
   type EventNotify,
@@ -340,6 +340,17 @@ export class WalletDriver {
     const credential = await this.#credential(call, body.issuer, body.sessionId, body.credentialInstanceId);
     const answer = (await this.#ask(client, "/credential/status", { sessionId: body.sessionId, credentialInstanceId: body.credentialInstanceId }, credentialStatusResponseSchema)).body;
     const next = await this.#updateCredential(call, credential, { case: "reported", value: JSON.stringify(answer) }, (c, at) => statusReported(c, answer.currentStatus, at));
+    if (next.status !== credential.claims.status) {
+      // The issuer's change has reached the user's wallet: say so (the draft's LIFECYCLE_SUCCESS
+      // after a SCHEDULED manage). A hint only: the issuer can always ask /credential/status.
+      await this.#ask(client, "/event/notify", {
+        sessionId: body.sessionId,
+        credentialInstanceId: body.credentialInstanceId,
+        eventType: "LIFECYCLE_SUCCESS",
+        eventTimestamp: new Date(this.#seconds() * 1000).toISOString(),
+        eventDetails: { currentStatus: next.status },
+      }, z.looseObject({ acknowledged: z.boolean().optional() })).catch(() => undefined);
+    }
     return {
       status: next.status,
       issuerStatus: answer.currentStatus,
@@ -427,6 +438,38 @@ export class WalletDriver {
    * not list, or another issuer's, is 404, as one that does not exist.
    */
   async credentialStatusForIssuer(issuerId: string, body: { sessionId: string; credentialInstanceId: string }) {
+    const c = await this.#issuerInstance(issuerId, body);
+    return {
+      currentStatus: c.status,
+      // The draft requires a version; before the first delivery there is none, and "0" says so.
+      currentVersion: c.version ?? "0",
+      lastStatusChangeTime: new Date(c.updated * 1000).toUTCString(),
+    };
+  }
+
+  /**
+   * /credential/manage from an issuer (its own SUSPEND, RESUME or UNLINK). A poke, as the
+   * draft's notifications are: the wallet server alone changes no credential record (only
+   * the user's own call does), so the answer is SCHEDULED with the record's status as it
+   * stands. The change reaches the record when the user's client next asks the issuer's
+   * status (reconciliation, credentialStatus), and then the issuer gets LIFECYCLE_SUCCESS.
+   * An instance that ended (UNLINKED, CANCELLED) answers FAILED: nothing moves it.
+   */
+  async manageForIssuer(issuerId: string, body: { sessionId: string; credentialInstanceId: string; action: string }) {
+    const c = await this.#issuerInstance(issuerId, body);
+    const ended = TERMINAL_CREDENTIAL_STATUSES.has(c.status);
+    return {
+      sessionId: body.sessionId,
+      credentialInstanceId: body.credentialInstanceId,
+      currentStatus: c.status,
+      previousStatus: c.status,
+      outcome: ended ? ("FAILED" as const) : ("SCHEDULED" as const),
+      ...(ended ? { failureReason: `${c.status} is terminal` } : {}),
+    };
+  }
+
+  /** One of `issuerId`'s instances as this server's record holds it, read with Token's notice grant (404 for any other). */
+  async #issuerInstance(issuerId: string, body: { sessionId: string; credentialInstanceId: string }): Promise<CredentialRecord> {
     const ref = { issuer: issuerId, sessionId: body.sessionId, credentialInstanceId: body.credentialInstanceId };
     const res = await this.deps.token.authorizeIssuerNotice({ session: ref }, this.#options());
     const sessionRead = await this.#read(res.sessionRead, "s2s-session", s2sSessionHash(this.deps.lookupKey, issuerId, body.sessionId));
@@ -440,12 +483,7 @@ export class WalletDriver {
     if (c.issuer !== issuerId || c.session_id !== body.sessionId || c.credential_instance_id !== body.credentialInstanceId || c.uid !== session.uid) {
       throw new ProtocolViolation("the credential record read is not the one the issuer asked about");
     }
-    return {
-      currentStatus: c.status,
-      // The draft requires a version; before the first delivery there is none, and "0" says so.
-      currentVersion: c.version ?? "0",
-      lastStatusChangeTime: new Date(c.updated * 1000).toUTCString(),
-    };
+    return c;
   }
 
   /** The caller's own session (a 404 otherwise), at an issuer this wallet server knows. */

@@ -75,6 +75,7 @@ export const orchestrationService: ServiceFactory<"orchestration"> = async (conf
     verificationNotice: (issuerId, status) => walletDriver!.verificationNotice(issuerId, status),
     event: (issuerId, event) => walletDriver!.event(issuerId, event),
     credentialStatus: (issuerId, request) => walletDriver!.credentialStatusForIssuer(issuerId, request),
+    manage: (issuerId, request) => walletDriver!.manageForIssuer(issuerId, request),
   };
   try {
     if (config.wallet) {
@@ -161,6 +162,9 @@ const noSessions: S2sHandlers = {
     throw problem(404, "unknown_session", "no session with this id belongs to you");
   },
   credentialStatus: async () => {
+    throw problem(404, "unknown_session", "no session with this id belongs to you");
+  },
+  manage: async () => {
     throw problem(404, "unknown_session", "no session with this id belongs to you");
   },
 };

@@ -39,6 +39,7 @@ import {
   type CredentialManageRequest,
   cancelRequestSchema,
   credentialManageRequestSchema,
+  credentialManageResponseSchema,
   credentialStatusRequestSchema,
   credentialStatusResponseSchema,
   credentialGetRequestSchema,
@@ -120,6 +121,13 @@ export interface DevIssuer {
    * from /credential/status, as it would after a lost notification.
    */
   suspendAsIssuer(sessionId: string, credentialInstanceId: string, suspended: boolean): void;
+  /**
+   * The same, told to the wallet server through its /credential/manage (SUSPEND or
+   * RESUME, as the issuer): resolves with the wallet server's answer.
+   */
+  suspendAndTell(sessionId: string, credentialInstanceId: string, suspended: boolean): Promise<{ outcome: string; currentStatus: string }>;
+  /** The events the wallet server sent this issuer (/event/notify), in order. */
+  readonly received: ReadonlyArray<{ eventType: string; sessionId: string; credentialInstanceId: string }>;
   /** The wallet server's own view of an instance: its /credential/status, asked as this issuer (reconciliation from this side). */
   walletServerStatus(sessionId: string, credentialInstanceId: string): Promise<{ currentStatus: string; currentVersion: string; lastStatusChangeTime?: string }>;
   /** How many verifications exist for a session (tests: "only one verification exists"). */
@@ -280,6 +288,7 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
   }
 
   const notices: Array<{ path: "/verification/notify" | "/event/notify"; sessionId: string; delivered: boolean }> = [];
+  const received: Array<{ eventType: string; sessionId: string; credentialInstanceId: string }> = [];
 
   async function notifyVerification(session: Session, v: Verification): Promise<void> {
     try {
@@ -577,6 +586,7 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
       async handle({ peer, body }) {
         const session = ownSession(peer, body.sessionId);
         const instance = ownInstance(session, body.credentialInstanceId);
+        received.push({ eventType: body.eventType, sessionId: session.sessionId, credentialInstanceId: instance.id });
         if (body.eventType === "PROVISIONING_SUCCESS" && instance.status === "IN_PROCESS") instance.status = "ACTIVE";
         return { body: { acknowledged: true } };
       },
@@ -748,6 +758,14 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
     onError: (error, path) => report(error, path),
   });
 
+  function suspendAsIssuer(sessionId: string, credentialInstanceId: string, suspended: boolean): void {
+    const instance = sessions.get(sessionId)?.instances.get(credentialInstanceId);
+    if (!instance) throw new Error("no such credential instance");
+    if (instance.unlinked || instance.suspendedByIssuer === suspended) return;
+    instance.suspendedByIssuer = suspended;
+    instance.lastChange = { at: now(), reason: suspended ? "the issuer's suspension" : "the issuer lifted its suspension" };
+  }
+
   return {
     url: server.url,
     port: server.port,
@@ -760,13 +778,18 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
       if (!session) throw new Error("no such session");
       return (await clientFor(session.peer).post("/credential/status", { sessionId, credentialInstanceId }, credentialStatusResponseSchema)).body;
     },
-    suspendAsIssuer(sessionId, credentialInstanceId, suspended) {
-      const instance = sessions.get(sessionId)?.instances.get(credentialInstanceId);
-      if (!instance) throw new Error("no such credential instance");
-      if (instance.unlinked || instance.suspendedByIssuer === suspended) return;
-      instance.suspendedByIssuer = suspended;
-      instance.lastChange = { at: now(), reason: suspended ? "the issuer's suspension" : "the issuer lifted its suspension" };
+    suspendAsIssuer,
+    async suspendAndTell(sessionId, credentialInstanceId, suspended) {
+      suspendAsIssuer(sessionId, credentialInstanceId, suspended);
+      const session = sessions.get(sessionId)!;
+      const answer = await clientFor(session.peer).post(
+        "/credential/manage",
+        { sessionId, credentialInstanceId, action: suspended ? "SUSPEND" : "RESUME", reason: "ISSUER_POLICY", timestamp: new Date(now() * 1000).toISOString() },
+        credentialManageResponseSchema,
+      );
+      return answer.body;
     },
+    received,
     notices,
     async close() {
       for (const timer of timers) clearTimeout(timer);

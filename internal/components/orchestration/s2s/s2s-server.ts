@@ -6,6 +6,8 @@
 //   POST /event/notify          a credential instance's event  → handlers.event
 //   POST /credential/status     this server's view of one of the issuer's instances
 //                                                              → handlers.credentialStatus
+//   POST /credential/manage     the issuer's own SUSPEND, RESUME or UNLINK
+//                                                              → handlers.manage
 //   GET  /evidence/<id>         evidence the Wallet Client uploaded for this issuer
 //                               (application/jose), for that issuer only
 //
@@ -14,7 +16,7 @@
 
 import type { WalletServerConfig } from "../../../config/component-config.js";
 import type { IdempotencyStore } from "../../../s2s/idempotency.js";
-import { credentialStatusRequestSchema, eventNotifySchema, verificationStatusSchema } from "../../../s2s/messages.js";
+import { credentialManageRequestSchema, credentialStatusRequestSchema, eventNotifySchema, verificationStatusSchema } from "../../../s2s/messages.js";
 import { problem } from "../../../s2s/problem.js";
 import { type WireServer, startWireServer } from "../../../s2s/wire-server.js";
 import type { EvidenceStore } from "./evidence.js";
@@ -64,6 +66,13 @@ export async function startS2sServer(options: S2sServerOptions): Promise<WireSer
         schema: credentialStatusRequestSchema,
         async handle({ peer, body }) {
           return { body: await handlers.credentialStatus(peer, body) };
+        },
+      },
+      {
+        path: "/credential/manage",
+        schema: credentialManageRequestSchema,
+        async handle({ peer, body }) {
+          return { body: await handlers.manage(peer, body) };
         },
       },
     ],

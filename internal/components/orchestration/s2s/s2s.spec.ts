@@ -164,6 +164,9 @@ describe("the wallet server's S2S plumbing (docs/wallet-server.md)", function ()
         if (request.credentialInstanceId === "not-yours") throw problem(404, "unknown_credential_instance", "no credential instance with this id belongs to you");
         return { currentStatus: "ACTIVE", currentVersion: `1-${issuer}-${request.credentialInstanceId}` };
       },
+      async manage(issuer, request) {
+        return { sessionId: request.sessionId, credentialInstanceId: `${issuer} ${request.action}`, currentStatus: "ACTIVE", outcome: "SCHEDULED" };
+      },
     };
     const errors: unknown[] = [];
     const clients: WireClient[] = [];
@@ -271,12 +274,14 @@ describe("the wallet server's S2S plumbing (docs/wallet-server.md)", function ()
       expect(received.at(-1)).to.deep.equal({ kind: "event", issuer: ISSUER_B, body: event });
     });
 
-    it("/credential/status reaches the handler with the calling issuer's id and answers its view; a refusal is the issuer's 404", async () => {
+    it("/credential/status and /credential/manage reach their handlers with the calling issuer's id; a refusal is the issuer's 404", async () => {
       const sessionId = randomUUID();
       const answer = await asIssuer(pki.issuerA).post("/credential/status", { sessionId, credentialInstanceId: "i-7" }, credentialStatusResponseSchema);
       expect(answer.body).to.deep.equal({ currentStatus: "ACTIVE", currentVersion: `1-${ISSUER_A}-i-7` });
       const refused = await asIssuer(pki.issuerB).post("/credential/status", { sessionId, credentialInstanceId: "not-yours" }, z.unknown()).then(() => undefined, (e: unknown) => e);
       expect((refused as ProblemError).problem).to.include({ status: 404, errorCode: "unknown_credential_instance" });
+      const managed = await asIssuer(pki.issuerB).post("/credential/manage", { sessionId, credentialInstanceId: "i-7", action: "SUSPEND" }, z.looseObject({ credentialInstanceId: z.string(), outcome: z.string() }));
+      expect(managed.body).to.include({ credentialInstanceId: `${ISSUER_B} SUSPEND`, outcome: "SCHEDULED" });
     });
 
     it("a handler's refusal is the issuer's problem; a body off the schema never reaches it; a crash is an opaque 500", async () => {
