@@ -24,6 +24,7 @@ import {
   listCredentials,
   manageCredential,
   presentCredential,
+  refreshCredential,
   resumeCredentials,
   showCredential,
 } from "../../internal/wallet/wallet-client.js";
@@ -57,6 +58,9 @@ commands:
   status <instance id>
                  ask the issuer, through hello-mesh, how a credential stands (suspended by
                  the issuer, unlinked, a newer version); hello-mesh's record takes its answer
+  refresh <instance id>
+                 fetch the issuer's newer version of a credential (status says when there is
+                 one), checked as on arrival, bound to the same keys on this device
   suspend <instance id> [--reason <text>]
   unsuspend <instance id> [--reason <text>]
   unlink <instance id> [--reason <text>]
@@ -89,6 +93,7 @@ const COMMANDS: Record<string, { positionals: [number, number]; options: readonl
   show: { positionals: [1, 1], options: [] },
   present: { positionals: [1, 1], options: ["claims", "audience", "nonce", "key"] },
   status: { positionals: [1, 1], options: [] },
+  refresh: { positionals: [1, 1], options: [] },
   suspend: { positionals: [1, 1], options: ["reason"] },
   "unsuspend": { positionals: [1, 1], options: ["reason"] },
   unlink: { positionals: [1, 1], options: ["reason"] },
@@ -242,7 +247,17 @@ export async function runWallet(args: string[]): Promise<number> {
       const since = s.lastStatusChangeTime ? ` since ${s.lastStatusChangeTime}${s.lastStatusChangeReason ? ` (${s.lastStatusChangeReason})` : ""}` : "";
       process.stdout.write(`${s.instanceId} is ${s.issuerStatus} at the issuer${since}; the issuer's version is ${s.issuerVersion}.\n`);
       if (s.status !== s.issuerStatus) process.stdout.write(`hello-mesh's record stays ${s.status}: it had ended.\n`);
-      if (s.updateAvailable) process.stdout.write(`A newer version than this wallet's (${s.version}) is available from the issuer.\n`);
+      if (s.updateAvailable) process.stdout.write(`A newer version than this wallet's (${s.version}) is available: hello wallet refresh ${s.instanceId}\n`);
+      return 0;
+    }
+    if (command === "refresh") {
+      const r = await refreshCredential(api, store, rest[0]!);
+      if (r.state === "PENDING") {
+        process.stdout.write(`The issuer is still making the new version of ${r.instanceId}: run refresh again later.\n`);
+        return 0;
+      }
+      const change = r.previousVersion === r.version ? `still version ${r.version}` : `version ${r.version} (was ${r.previousVersion ?? "none"})`;
+      process.stdout.write(`Refreshed ${r.instanceId}: ${change}, ${r.count} credential${r.count === 1 ? "" : "s"}, checked.\n`);
       return 0;
     }
     const action = MANAGE_COMMANDS[command];

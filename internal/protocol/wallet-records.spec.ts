@@ -197,8 +197,8 @@ describe("wallet-records: the credential wallet's record rules (internal/protoco
       expect(got).to.deep.equal({ ...made, version: "1", metadata: { name: "PID" }, credentials: { jwe: "a.b.c.d.e", origin: "ISSUER" }, updated: 20 });
       const active = confirmed(got, 30);
       expect(active).to.deep.equal({ ...got, status: "ACTIVE", updated: 30 });
-      // confirmed again: no change of status (anything but IN_PROCESS stays)
-      expect(confirmed({ ...active, status: "SUSPENDED_ISSUER" }, 40).status).to.equal("SUSPENDED_ISSUER");
+      // confirmed again (after a refresh): no change of status (anything but IN_PROCESS stays), dated
+      expect(confirmed({ ...active, status: "SUSPENDED_ISSUER" }, 40)).to.deep.equal({ ...active, status: "SUSPENDED_ISSUER", updated: 40 });
     });
 
     it("delivered refuses a content reference, or credentials of another origin", function () {

@@ -148,10 +148,10 @@ export function metadataRefreshed(credential: CredentialRecord, answer: { creden
   return { ...body(credential), ...(answer.credentialMetadata ? { metadata: answer.credentialMetadata } : {}), updated: at };
 }
 
-/** The client confirmed the credential: IN_PROCESS becomes ACTIVE (anything else stays). */
+/** The client confirmed the credential (first delivered, or refreshed): IN_PROCESS becomes ACTIVE (anything else stays), dated. */
 export function confirmed(credential: CredentialRecord, at: number): CredentialRecord {
   if (!credential.credentials) throw new WalletRecordError("a credential is confirmed only once it was delivered");
-  return credential.status === "IN_PROCESS" ? { ...body(credential), status: "ACTIVE", updated: at } : body(credential);
+  return { ...body(credential), ...(credential.status === "IN_PROCESS" ? { status: "ACTIVE" } : {}), updated: at };
 }
 
 /**

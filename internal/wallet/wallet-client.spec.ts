@@ -625,7 +625,7 @@ describe("Wallet Client flows against the development issuer, through a test wal
     expect(new Set(gets.map((g) => g.walletEncryptionKey.attestation.jwt)).size).to.equal(gets.length);
   });
 
-  it("hello wallet add dev, list, show, present, resume, status, suspend, unsuspend and unlink, as a user types them", async function () {
+  it("hello wallet add dev, list, show, present, resume, status, refresh, suspend, unsuspend and unlink, as a user types them", async function () {
     const { store } = await newWallet();
     const home = ["--home", store.directory];
     const added = await cli(["add", "dev", "identity_card", "driving_licence", "--document-number", "D-1001", "--family-name", "Lovelace", "--birthdate", "1990-12-10", "--keys", "2", ...home]);
@@ -676,6 +676,12 @@ describe("Wallet Client flows against the development issuer, through a test wal
     expect(lift.err).to.equal(`hello wallet unsuspend: the issuer refused: SUSPENDED_BY_ISSUER; ${card} is SUSPENDED_ISSUER.\n`);
     issuer.suspendAsIssuer(cardSession, card, false);
     expect((await cli(["status", card, ...home])).out).to.include(`${card} is ACTIVE at the issuer`);
+    // A new version: status says so, refresh fetches it under the same keys.
+    await issuer.publishUpdate(cardSession, card);
+    expect((await cli(["status", card, ...home])).out).to.include(`A newer version than this wallet's (1) is available: hello wallet refresh ${card}\n`);
+    const refreshed = await cli(["refresh", card, ...home]);
+    expect(refreshed.code, refreshed.err).to.equal(0);
+    expect(refreshed.out).to.equal(`Refreshed ${card}: version 2 (was 1), 2 credentials, checked.\n`);
     expect(await store.listKeys(`pk.${card}.`)).to.have.length(2);
     const unlinked = await cli(["unlink", card, ...home]);
     expect(unlinked.out).to.equal(`Done: ${card} is UNLINKED (was ACTIVE). Its keys on this device are removed.\n`);
@@ -686,7 +692,7 @@ describe("Wallet Client flows against the development issuer, through a test wal
     expect(after.err).to.equal(`hello wallet unsuspend: the issuer refused: UNLINKED is terminal; ${card} is UNLINKED.\n`);
     expect((await cli(["suspend", "no-such-credential", ...home])).err).to.include("the wallet holds no credential no-such-credential");
 
-    for (const args of [["status"], ["suspend"], ["unlink", card, "extra"], ["unsuspend", card, "--claims", "x"], ["add", "dev"], ["add", "dev", "identity_card"], ["present", card, "--audience", VERIFIER, "--nonce", "n"], ["list", "--claims", "x"], ["show"], ["add", "dev", "identity_card", "--keys", "11", "--document-number", "D-1001", "--family-name", "Lovelace", "--birthdate", "1990-12-10"]]) {
+    for (const args of [["status"], ["refresh"], ["suspend"], ["unlink", card, "extra"], ["unsuspend", card, "--claims", "x"], ["add", "dev"], ["add", "dev", "identity_card"], ["present", card, "--audience", VERIFIER, "--nonce", "n"], ["list", "--claims", "x"], ["show"], ["add", "dev", "identity_card", "--keys", "11", "--document-number", "D-1001", "--family-name", "Lovelace", "--birthdate", "1990-12-10"]]) {
       expect((await cli([...args, ...home])).code, args.join(" ")).to.equal(2);
     }
   });

@@ -24,7 +24,7 @@ import { extname } from "node:path";
 import { type JWK, compactVerify, decodeProtectedHeader, exportJWK, generateKeyPair, importJWK } from "jose";
 import { z } from "zod";
 import { openCredentials, sealClientPayload, walletEncryptionKeyData } from "../s2s/client-payload.js";
-import { generateHpkeKeyPair, thumbprint } from "../s2s/hpke-jwe.js";
+import { generateHpkeKeyPair, publicHpkeJwk, thumbprint } from "../s2s/hpke-jwe.js";
 import {
   ITEM_TYPES,
   type JweEncryptedPayload,
@@ -1030,6 +1030,56 @@ export async function credentialStatus(api: WalletApi, instanceId: string): Prom
     ...(answer.lastStatusChangeTime !== undefined ? { lastStatusChangeTime: clean(answer.lastStatusChangeTime, 64) } : {}),
     ...(answer.lastStatusChangeReason !== undefined ? { lastStatusChangeReason: clean(answer.lastStatusChangeReason, 256) } : {}),
   };
+}
+
+export interface RefreshResult {
+  instanceId: string;
+  /** READY: the issuer's current version is on this device; PENDING: the issuer is still making it. */
+  state: "READY" | "PENDING";
+  previousVersion?: string;
+  version?: string;
+  count?: number;
+}
+
+/**
+ * Fetches the issuer's current version of a credential (after CREDENTIAL_UPDATE_AVAILABLE,
+ * which `status` shows as a newer version): a get with a fresh WEK statement for this
+ * device's WEK, and no presentment keys (the issuer keeps those from the first get). The
+ * new credentials are opened and checked as on arrival, then confirmed (the wallet server
+ * tells the issuer UPDATE_SUCCESS).
+ */
+export async function refreshCredential(api: WalletApi, store: KeyStore, instanceId: string): Promise<RefreshResult> {
+  const held = await findHeld(api, instanceId);
+  const index = await store.getData(indexName(held.sessionId), sessionIndexSchema);
+  const wsk = await store.getKey(`wsk.${held.sessionId}`);
+  const wek = await store.getKey(wekName(held.credentialInstanceId));
+  const holders = (await presentmentKeys(store, held.credentialInstanceId)).map(publicOf);
+  if (!index || !wsk || !wek || holders.length === 0) {
+    throw new WalletClientError(`the keys of the credential ${clean(instanceId, 100)} are not on this device: only the device that added it can refresh it`);
+  }
+  if (index.issuer !== held.issuer || index.sessionId !== held.sessionId) {
+    throw new WalletClientError("the wallet server lists this credential under another issuer or session than this device started: nothing was sent");
+  }
+  const issuer = await trustedIssuer(api, store, index.issuer);
+  const base = { issuer: index.issuer, sessionId: held.sessionId, credentialInstanceId: held.credentialInstanceId };
+  const answer = await call(api, "POST", "/wallet/api/credential/get", credentialAnswerSchema, {
+    ...base,
+    walletEncryptionKey: await walletEncryptionKeyData(await publicHpkeJwk(wek), index.issuer, held.sessionId, wsk),
+  });
+  const previous = held.credentialVersion !== undefined ? { previousVersion: clean(held.credentialVersion, 40) } : {};
+  if (answer.status !== "READY") return { instanceId: held.credentialInstanceId, state: "PENDING", ...previous };
+  let credentials: string[];
+  try {
+    credentials = await openCredentials(answer.credentials, wek);
+  } catch {
+    throw new WalletClientError(`the refreshed ${clean(held.credentialConfigurationId, 64)} credentials cannot be opened with this device's key for them`, { issuer: issuer.id });
+  }
+  if (credentials.length !== holders.length) {
+    throw new WalletClientError(`${issuer.id} sent ${credentials.length} credentials for ${holders.length} presentment keys; none was accepted`);
+  }
+  const checked = await checkCredentials(issuer, held.credentialConfigurationId, credentials, holders);
+  await call(api, "POST", "/wallet/api/credential/confirm", confirmAnswerSchema, base);
+  return { instanceId: held.credentialInstanceId, state: "READY", ...previous, version: clean(answer.credentialVersion, 40), count: checked.length };
 }
 
 export interface PresentInput {

@@ -33,7 +33,7 @@ import { verifySdJwtVc } from "../../internal/s2s/sd-jwt-vc.js";
 import { WalletApi, WalletApiError } from "../../internal/wallet/api-client.js";
 import { KeyStore } from "../../internal/wallet/key-store.js";
 import { login } from "../../internal/wallet/login.js";
-import { addCredentials, credentialStatus, listCredentials, manageCredential, presentCredential, resumeCredentials, showCredential, WalletClientError } from "../../internal/wallet/wallet-client.js";
+import { addCredentials, credentialStatus, listCredentials, manageCredential, presentCredential, refreshCredential, resumeCredentials, showCredential, WalletClientError } from "../../internal/wallet/wallet-client.js";
 import type { DevUser } from "../../internal/dev/devop/dev-op.js";
 import { CHROMIUM, CHROMIUM_ARGS } from "../support/chromium.js";
 import { browserlessWalletStep, chromiumWalletStep } from "../support/wallet-browser.js";
@@ -388,10 +388,30 @@ describe("the credential wallet end to end: four processes, the development issu
     expect(refused.details.httpStatus).to.equal(404);
   });
 
+  it("updates (issue 15): CREDENTIAL_UPDATE_AVAILABLE reaches the wallet server; Alice's status call shows the newer version, refresh fetches and checks it under her same keys, and the issuer hears UPDATE_SUCCESS", async function () {
+    const card = issued.instances.find((i) => i.configuration === "identity_card")!;
+    const delivered = mesh.devIssuer!.notices.length;
+    await mesh.devIssuer!.publishUpdate(issued.sessionId, card.id);
+    expect(mesh.devIssuer!.notices.slice(delivered)).to.deep.equal([{ path: "/event/notify", sessionId: issued.sessionId, delivered: true }]);
+    expect(await credentialStatus(alice.api, card.id)).to.include({ issuerVersion: "2", version: "1", updateAvailable: true });
+    const refreshed = await refreshCredential(alice.api, alice.store, card.id);
+    expect(refreshed).to.deep.equal({ instanceId: card.id, state: "READY", previousVersion: "1", version: "2", count: 2 });
+    expect(await credentialStatus(alice.api, card.id)).to.include({ status: "ACTIVE", version: "2", updateAvailable: false });
+    expect((await listCredentials(alice.api, alice.store)).find((c) => c.instanceId === card.id)).to.include({ version: "2", verified: true, count: 2 });
+    expect(mesh.devIssuer!.received.filter((e) => e.credentialInstanceId === card.id).map((e) => e.eventType)).to.include("UPDATE_SUCCESS");
+    // The new version presents and verifies as the first did.
+    const presentation = await presentCredential(alice.api, alice.store, card.id, { claims: ["age_over_18"], audience: "https://verifier.example", nonce: "n-update-1" });
+    const metadata = issuerMetadataSchema.parse(mesh.devIssuer!.metadata);
+    const verified = await verifySdJwtVc({ presentation, issuerKeys: metadata.jwks as never, expectedIssuer: issuerId, audience: "https://verifier.example", nonce: "n-update-1" });
+    expect(verified.claims).to.deep.equal({ age_over_18: true });
+  });
+
   it("the issuer asks the wallet server's view (its /credential/status, as the issuer over mutual TLS): the record's status and version; another session's instance is 404", async function () {
     const [card, licence] = ["identity_card", "driving_licence"].map((c) => issued.instances.find((i) => i.configuration === c)!);
     const view = await mesh.devIssuer!.walletServerStatus(issued.sessionId, card!.id);
-    expect(view).to.include({ currentStatus: "ACTIVE", currentVersion: "1" });
+    const record = (await listCredentials(alice.api, alice.store)).find((c) => c.instanceId === card!.id)!;
+    expect(view).to.include({ currentStatus: record.status, currentVersion: record.version });
+    expect(view.currentStatus).to.equal("ACTIVE");
     expect(new Date(view.lastStatusChangeTime!).getTime()).to.be.greaterThan(0);
     expect(await mesh.devIssuer!.walletServerStatus(issued.sessionId, licence!.id)).to.include({ currentStatus: "UNLINKED" });
     // An instance of another session (the other verification's) named under this session: as if it did not exist.

@@ -285,7 +285,7 @@ export class WalletDriver {
     return { ...(next.metadata ? { credentialMetadata: next.metadata } : {}), ...(next.version ? { credentialVersion: next.version } : {}) };
   }
 
-  /** The client has its credential: PROVISIONING_SUCCESS to the issuer, and the record ACTIVE. */
+  /** The client has its credential: PROVISIONING_SUCCESS to the issuer (UPDATE_SUCCESS after a refresh), and the record ACTIVE. */
   async confirm(call: WalletCall, body: { issuer: string; sessionId: string; credentialInstanceId: string }) {
     const client = this.#issuer(body.issuer);
     const credential = await this.#credential(call, body.issuer, body.sessionId, body.credentialInstanceId);
@@ -293,7 +293,8 @@ export class WalletDriver {
     await this.#ask(client, "/event/notify", {
       sessionId: body.sessionId,
       credentialInstanceId: body.credentialInstanceId,
-      eventType: "PROVISIONING_SUCCESS",
+      // The first delivery is a provisioning; a later confirm follows a refresh (an update).
+      eventType: credential.claims.status === "IN_PROCESS" ? "PROVISIONING_SUCCESS" : "UPDATE_SUCCESS",
       eventTimestamp: new Date(this.#seconds() * 1000).toISOString(),
     }, z.looseObject({ acknowledged: z.boolean().optional() }));
     const next = await this.#updateCredential(call, credential, { case: "confirmed", value: true }, (c, at) => confirmed(c, at));

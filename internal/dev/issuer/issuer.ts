@@ -126,6 +126,8 @@ export interface DevIssuer {
    * RESUME, as the issuer): resolves with the wallet server's answer.
    */
   suspendAndTell(sessionId: string, credentialInstanceId: string, suspended: boolean): Promise<{ outcome: string; currentStatus: string }>;
+  /** A new version of an instance's dataset, announced to the wallet server (CREDENTIAL_UPDATE_AVAILABLE); resolves after it was tried. */
+  publishUpdate(sessionId: string, credentialInstanceId: string): Promise<void>;
   /** The events the wallet server sent this issuer (/event/notify), in order. */
   readonly received: ReadonlyArray<{ eventType: string; sessionId: string; credentialInstanceId: string }>;
   /** The wallet server's own view of an instance: its /credential/status, asked as this issuer (reconciliation from this side). */
@@ -746,6 +748,30 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
     }
   }
 
+  /**
+   * A new version of an instance's dataset (the next get delivers it), announced with
+   * CREDENTIAL_UPDATE_AVAILABLE: a poke, so nothing is lost if it is not delivered (the
+   * wallet's status call shows the version).
+   */
+  async function publishUpdate(sessionId: string, credentialInstanceId: string): Promise<void> {
+    const session = sessions.get(sessionId);
+    const instance = session?.instances.get(credentialInstanceId);
+    if (!session || !instance) throw new Error("no such credential instance");
+    if (instance.unlinked) throw new Error("an unlinked instance gets no update");
+    instance.version += 1;
+    try {
+      await clientFor(session.peer).post(
+        "/event/notify",
+        { sessionId, credentialInstanceId, eventType: "CREDENTIAL_UPDATE_AVAILABLE", eventTimestamp: new Date(now() * 1000).toISOString(), eventDetails: { credentialVersion: String(instance.version) } },
+        eventAckSchema,
+      );
+      notices.push({ path: "/event/notify", sessionId, delivered: true });
+    } catch (error) {
+      notices.push({ path: "/event/notify", sessionId, delivered: false });
+      report(error, "event notify");
+    }
+  }
+
   const server: WireServer = await startWireServer({
     certPem: options.certPem,
     keyPem: options.keyPem,
@@ -779,6 +805,7 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
       return (await clientFor(session.peer).post("/credential/status", { sessionId, credentialInstanceId }, credentialStatusResponseSchema)).body;
     },
     suspendAsIssuer,
+    publishUpdate,
     async suspendAndTell(sessionId, credentialInstanceId, suspended) {
       suspendAsIssuer(sessionId, credentialInstanceId, suspended);
       const session = sessions.get(sessionId)!;
