@@ -21,6 +21,7 @@ import {
   WalletClientError,
   addCredentials,
   credentialStatus,
+  deleteCredential,
   listCredentials,
   manageCredential,
   presentCredential,
@@ -64,11 +65,13 @@ commands:
   suspend <instance id> [--reason <text>]
   unsuspend <instance id> [--reason <text>]
   unlink <instance id> [--reason <text>]
+  delete <instance id> [--reason <text>]
                  suspend a credential, lift your own suspension (the issuer's stays until
                  the issuer lifts it), or unlink it for good (its keys on this device are
                  removed). This device signs each with the session's key and the issuer
                  checks that: the wallet server alone can do none of it, and only the
-                 device that added a credential can act on it
+                 device that added a credential can act on it. delete unlinks it first if
+                 it has not ended, then removes its record from hello-mesh
 
 options:
   --server <url>  hello-mesh's issuer (default: $HELLO_WALLET_SERVER, or http://localhost:9000,
@@ -97,6 +100,7 @@ const COMMANDS: Record<string, { positionals: [number, number]; options: readonl
   suspend: { positionals: [1, 1], options: ["reason"] },
   "unsuspend": { positionals: [1, 1], options: ["reason"] },
   unlink: { positionals: [1, 1], options: ["reason"] },
+  delete: { positionals: [1, 1], options: ["reason"] },
 };
 
 /** The lifecycle commands and the action each asks the issuer for. */
@@ -258,6 +262,11 @@ export async function runWallet(args: string[]): Promise<number> {
       }
       const change = r.previousVersion === r.version ? `still version ${r.version}` : `version ${r.version} (was ${r.previousVersion ?? "none"})`;
       process.stdout.write(`Refreshed ${r.instanceId}: ${change}, ${r.count} credential${r.count === 1 ? "" : "s"}, checked.\n`);
+      return 0;
+    }
+    if (command === "delete") {
+      const d = await deleteCredential(api, store, rest[0]!, values.reason);
+      process.stdout.write(`Deleted ${d.instanceId}: ${d.unlinked ? "unlinked at the issuer, and " : ""}its record is gone from hello-mesh and its keys from this device.\n`);
       return 0;
     }
     const action = MANAGE_COMMANDS[command];

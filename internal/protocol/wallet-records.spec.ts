@@ -24,6 +24,7 @@ import {
   delivered,
   holdingsWithInstances,
   holdingsWithSession,
+  holdingsWithoutInstance,
   metadataRefreshed,
   newCredential,
   sameRecord,
@@ -173,6 +174,19 @@ describe("wallet-records: the credential wallet's record rules (internal/protoco
       expect(refused(() => holdingsWithSession({ uid: "u1", sessions: sessions(MAX_SESSIONS) }, "u1", ISSUER, "one-more"))).to.equal(
         `a wallet holds at most ${MAX_SESSIONS} S2S sessions`,
       );
+    });
+
+    it("holdingsWithoutInstance: only a credential that ended, of the holdings' user, that they list", function () {
+      const credential = (status: string): CredentialRecord => ({ ...newCredential(session(), { credential_instance_id: "i1", credential_configuration_id: "pid" }, 10), status });
+      const held = holdingsWithInstances(holdingsWithSession(undefined, "u1", ISSUER, SID), ISSUER, SID, ["i1", "i2"]);
+      expect(holdingsWithoutInstance(held, credential("UNLINKED"))).to.deep.equal({ uid: "u1", sessions: [{ issuer: ISSUER, session_id: SID, instances: ["i2"] }] });
+      expect(holdingsWithoutInstance(held, credential("CANCELLED")).sessions[0]!.instances).to.deep.equal(["i2"]);
+      for (const status of ["ACTIVE", "IN_PROCESS", "SUSPENDED_WALLET", "SUSPENDED_ISSUER"]) {
+        expect(refused(() => holdingsWithoutInstance(held, credential(status))), status).to.equal("only a credential that ended (UNLINKED or CANCELLED) is deleted: unlink it first");
+      }
+      expect(refused(() => holdingsWithoutInstance({ ...held, uid: "u2" }, credential("UNLINKED")))).to.equal("the holdings are another user's");
+      const gone = holdingsWithoutInstance(held, credential("UNLINKED"));
+      expect(refused(() => holdingsWithoutInstance(gone, credential("UNLINKED")))).to.equal("the holdings do not list this credential");
     });
 
     it("holdingsWithInstances: only a session the holdings list", function () {

@@ -110,6 +110,24 @@ export function holdingsWithInstances(holdings: HoldingsRecord, issuer: string, 
   return { ...body(holdings), sessions };
 }
 
+/**
+ * The holdings without one instance of a session: the user deleted its credential. Only
+ * a credential that ended (UNLINKED or CANCELLED) is deleted, so that the issuer was told
+ * before the record goes.
+ */
+export function holdingsWithoutInstance(holdings: HoldingsRecord, credential: CredentialRecord): HoldingsRecord {
+  if (!TERMINAL_CREDENTIAL_STATUSES.has(credential.status)) throw new WalletRecordError("only a credential that ended (UNLINKED or CANCELLED) is deleted: unlink it first");
+  if (holdings.uid !== credential.uid) throw new WalletRecordError("the holdings are another user's");
+  let found = false;
+  const sessions = holdings.sessions.map((s) => {
+    if (s.issuer !== credential.issuer || s.session_id !== credential.session_id || !(s.instances ?? []).includes(credential.credential_instance_id)) return s;
+    found = true;
+    return { ...s, instances: (s.instances ?? []).filter((id) => id !== credential.credential_instance_id) };
+  });
+  if (!found) throw new WalletRecordError("the holdings do not list this credential");
+  return { ...body(holdings), sessions };
+}
+
 /** A new instance's credential record: IN_PROCESS until the client confirms it. */
 export function newCredential(session: S2sSessionRecord, instance: { credential_instance_id: string; credential_configuration_id: string }, at: number): CredentialRecord {
   return {

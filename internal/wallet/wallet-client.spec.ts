@@ -98,6 +98,7 @@ const bodies = {
   "/wallet/api/credential/get": z.strictObject({ ...session, credentialInstanceId: z.string(), walletEncryptionKey: keyDataSchema, clientEncryptedData: jweEncryptedPayloadSchema.optional() }),
   "/wallet/api/credential/confirm": z.strictObject({ ...session, credentialInstanceId: z.string() }),
   "/wallet/api/credential/status": z.strictObject({ ...session, credentialInstanceId: z.string() }),
+  "/wallet/api/credential/delete": z.strictObject({ ...session, credentialInstanceId: z.string() }),
   "/wallet/api/credential/manage": z.strictObject({ ...session, credentialInstanceId: z.string(), action: z.enum(["SUSPEND", "RESUME", "UNLINK"]), reason: z.string().optional(), authority: z.string() }),
 } as const;
 
@@ -276,6 +277,14 @@ describe("Wallet Client flows against the development issuer, through a test wal
         );
         instance.status = "ACTIVE";
         return { status: "ACTIVE" };
+      }
+      case "/wallet/api/credential/delete": {
+        ownSession(caller, body as never);
+        const instance = instances.get(body.credentialInstanceId);
+        if (!instance || instance.user !== caller.user) throw new Refusal(404, "unknown_credential", "no such credential");
+        if (instance.status !== "UNLINKED") throw new Refusal(409, "conflict", "only a credential that ended is deleted");
+        instances.delete(body.credentialInstanceId);
+        return { deleted: true };
       }
       case "/wallet/api/credential/status": {
         ownSession(caller, body as never);
@@ -625,7 +634,7 @@ describe("Wallet Client flows against the development issuer, through a test wal
     expect(new Set(gets.map((g) => g.walletEncryptionKey.attestation.jwt)).size).to.equal(gets.length);
   });
 
-  it("hello wallet add dev, list, show, present, resume, status, refresh, suspend, unsuspend and unlink, as a user types them", async function () {
+  it("hello wallet add dev, list, show, present, resume, status, refresh, suspend, unsuspend, unlink and delete, as a user types them", async function () {
     const { store } = await newWallet();
     const home = ["--home", store.directory];
     const added = await cli(["add", "dev", "identity_card", "driving_licence", "--document-number", "D-1001", "--family-name", "Lovelace", "--birthdate", "1990-12-10", "--keys", "2", ...home]);
@@ -691,8 +700,12 @@ describe("Wallet Client flows against the development issuer, through a test wal
     expect(after.code).to.equal(1);
     expect(after.err).to.equal(`hello wallet unsuspend: the issuer refused: UNLINKED is terminal; ${card} is UNLINKED.\n`);
     expect((await cli(["suspend", "no-such-credential", ...home])).err).to.include("the wallet holds no credential no-such-credential");
+    const deleted = await cli(["delete", card, ...home]);
+    expect(deleted.code, deleted.err).to.equal(0);
+    expect(deleted.out).to.equal(`Deleted ${card}: its record is gone from hello-mesh and its keys from this device.\n`);
+    expect((await cli(["list", ...home])).out).to.not.include(card);
 
-    for (const args of [["status"], ["refresh"], ["suspend"], ["unlink", card, "extra"], ["unsuspend", card, "--claims", "x"], ["add", "dev"], ["add", "dev", "identity_card"], ["present", card, "--audience", VERIFIER, "--nonce", "n"], ["list", "--claims", "x"], ["show"], ["add", "dev", "identity_card", "--keys", "11", "--document-number", "D-1001", "--family-name", "Lovelace", "--birthdate", "1990-12-10"]]) {
+    for (const args of [["status"], ["refresh"], ["delete"], ["suspend"], ["unlink", card, "extra"], ["unsuspend", card, "--claims", "x"], ["add", "dev"], ["add", "dev", "identity_card"], ["present", card, "--audience", VERIFIER, "--nonce", "n"], ["list", "--claims", "x"], ["show"], ["add", "dev", "identity_card", "--keys", "11", "--document-number", "D-1001", "--family-name", "Lovelace", "--birthdate", "1990-12-10"]]) {
       expect((await cli([...args, ...home])).code, args.join(" ")).to.equal(2);
     }
   });

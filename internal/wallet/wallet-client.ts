@@ -1082,6 +1082,31 @@ export async function refreshCredential(api: WalletApi, store: KeyStore, instanc
   return { instanceId: held.credentialInstanceId, state: "READY", ...previous, version: clean(answer.credentialVersion, 40), count: checked.length };
 }
 
+/**
+ * Deletes a credential from the wallet: unlinked at the issuer first if it has not ended
+ * (signed by this device, as unlink is), then its record deleted at the wallet server and
+ * its keys here removed. Only the device that added it can.
+ */
+export async function deleteCredential(api: WalletApi, store: KeyStore, instanceId: string, reason?: string): Promise<{ instanceId: string; unlinked: boolean }> {
+  const held = await findHeld(api, instanceId);
+  let unlinked = false;
+  if (held.status !== "UNLINKED" && held.status !== "CANCELLED") {
+    const result = await manageCredential(api, store, held.credentialInstanceId, "UNLINK", reason);
+    if (result.status !== "UNLINKED" && result.status !== "CANCELLED") {
+      throw new WalletClientError(`the issuer did not unlink ${clean(instanceId, 100)} (${result.outcome}${result.failureReason ? `: ${result.failureReason}` : ""}), so it stays in the wallet`);
+    }
+    unlinked = true;
+  }
+  await call(api, "POST", "/wallet/api/credential/delete", z.looseObject({ deleted: z.literal(true) }), {
+    issuer: held.issuer,
+    sessionId: held.sessionId,
+    credentialInstanceId: held.credentialInstanceId,
+  });
+  await store.deleteKey(wekName(held.credentialInstanceId));
+  for (const name of await store.listKeys(`pk.${instanceKeyName(held.credentialInstanceId)}.`)) await store.deleteKey(name);
+  return { instanceId: held.credentialInstanceId, unlinked };
+}
+
 export interface PresentInput {
   /** The claim names to disclose. */
   claims: string[];

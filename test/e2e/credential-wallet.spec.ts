@@ -33,7 +33,7 @@ import { verifySdJwtVc } from "../../internal/s2s/sd-jwt-vc.js";
 import { WalletApi, WalletApiError } from "../../internal/wallet/api-client.js";
 import { KeyStore } from "../../internal/wallet/key-store.js";
 import { login } from "../../internal/wallet/login.js";
-import { addCredentials, credentialStatus, listCredentials, manageCredential, presentCredential, refreshCredential, resumeCredentials, showCredential, WalletClientError } from "../../internal/wallet/wallet-client.js";
+import { addCredentials, credentialStatus, deleteCredential, listCredentials, manageCredential, presentCredential, refreshCredential, resumeCredentials, showCredential, WalletClientError } from "../../internal/wallet/wallet-client.js";
 import type { DevUser } from "../../internal/dev/devop/dev-op.js";
 import { CHROMIUM, CHROMIUM_ARGS } from "../support/chromium.js";
 import { browserlessWalletStep, chromiumWalletStep } from "../support/wallet-browser.js";
@@ -461,6 +461,40 @@ describe("the credential wallet end to end: four processes, the development issu
       expect(kinds["s2s-session"]).to.be.at.least(4);
       expect(kinds.credential).to.be.at.least(4);
       expect(kinds.holdings).to.be.at.least(3);
+    } finally {
+      await db.end();
+    }
+  });
+
+  it("deletion (issue 15): an unlinked credential's record goes; an active one is unlinked at the issuer first; another client instance deletes nothing", async function () {
+    const [card, licence] = ["identity_card", "driving_licence"].map((c) => issued.instances.find((i) => i.configuration === c)!);
+    const db = new pg.Client({ connectionString: mesh.postgres!.url });
+    await db.connect();
+    const credentialRows = async () => Number((await db.query<{ n: string }>("SELECT count(*) AS n FROM records WHERE kind = 'credential'")).rows[0]!.n);
+    try {
+      const before = await credentialRows();
+      // Another client instance of Alice's, straight to the wallet API (its own client would
+      // stop before, lacking the keys): the record is this instance's, so 404.
+      const second = await signedIn(USERS.alice);
+      const refused = await second.api.call("POST", "/wallet/api/credential/delete", z.unknown(), { issuer: issuerId, sessionId: issued.sessionId, credentialInstanceId: licence!.id })
+        .then(() => expect.fail("another client instance deleted Alice's credential"), (e: unknown) => e as WalletApiError);
+      expect(refused.status).to.equal(404);
+      // Nor can Alice's own client delete a credential that has not ended, past its client's unlink.
+      const active = await alice.api.call("POST", "/wallet/api/credential/delete", z.unknown(), { issuer: issuerId, sessionId: issued.sessionId, credentialInstanceId: card!.id })
+        .then(() => expect.fail("an active credential was deleted without the issuer being told"), (e: unknown) => e as WalletApiError);
+      expect(active.status).to.equal(409);
+      expect(await credentialRows()).to.equal(before);
+
+      expect(await deleteCredential(alice.api, alice.store, licence!.id)).to.deep.equal({ instanceId: licence!.id, unlinked: false });
+      expect(await credentialRows()).to.equal(before - 1);
+      expect((await listCredentials(alice.api, alice.store)).map((c) => c.instanceId)).to.not.include(licence!.id);
+
+      const cardAtIssuer = await issuerStatus(issued.sessionId, card!.id);
+      expect(await deleteCredential(alice.api, alice.store, card!.id, "no longer needed")).to.deep.equal({ instanceId: card!.id, unlinked: true });
+      expect(await cardAtIssuer()).to.equal("UNLINKED");
+      expect(await credentialRows()).to.equal(before - 2);
+      expect((await listCredentials(alice.api, alice.store)).map((c) => c.instanceId)).to.not.include(card!.id);
+      expect(await alice.store.listKeys(`pk.${card!.id}.`)).to.deep.equal([]);
     } finally {
       await db.end();
     }

@@ -31,7 +31,7 @@ import {
   WALLET_CALL_TOKEN,
   type WalletCallClaims,
 } from "../../protocol/tokens.js";
-import { addInstances, applyStatus, confirmed, delivered, holdingsWithInstances, holdingsWithSession, metadataRefreshed, newCredential, sameRecord, statusReported, TERMINAL_CREDENTIAL_STATUSES } from "../../protocol/wallet-records.js";
+import { addInstances, applyStatus, confirmed, delivered, holdingsWithInstances, holdingsWithSession, holdingsWithoutInstance, metadataRefreshed, newCredential, sameRecord, statusReported, TERMINAL_CREDENTIAL_STATUSES } from "../../protocol/wallet-records.js";
 import {
   type CredentialGetResponse,
   type EventNotify,
@@ -361,6 +361,34 @@ export class WalletDriver {
       ...(answer.lastStatusChangeTime !== undefined ? { lastStatusChangeTime: answer.lastStatusChangeTime } : {}),
       ...(answer.lastStatusChangeReason !== undefined ? { lastStatusChangeReason: answer.lastStatusChangeReason } : {}),
     };
+  }
+
+  /**
+   * The user deletes a credential that ended (UNLINKED or CANCELLED; the client unlinks
+   * first, so the issuer was told): its record goes and the holdings no longer list it,
+   * in one batch, each at the version read.
+   */
+  async deleteCredential(call: WalletCall, body: { issuer: string; sessionId: string; credentialInstanceId: string }) {
+    this.#issuer(body.issuer);
+    const credential = await this.#credential(call, body.issuer, body.sessionId, body.credentialInstanceId);
+    const holdingsAt = holdingsHash(this.deps.lookupKey, call.claims.uid);
+    const holdings = await this.#read(call.answer.holdingsRead, "holdings", holdingsAt);
+    if (!holdings.found) throw notFound("credential_instance");
+    const res = await this.deps.token.deleteCredential({
+      callToken: call.answer.callToken,
+      credential: { record: credential.record, receipt: credential.receipt },
+      holdings: { record: holdings.record, receipt: holdings.receipt },
+    }, this.#options());
+    const at = credentialHash(this.deps.lookupKey, body.issuer, body.sessionId, body.credentialInstanceId);
+    const remove = this.#grant(res.credentialDelete, "credential", at, RecordOperation.DELETE);
+    const next = await this.#written(res.holdings, "holdings", RecordOperation.UPDATE, holdingsAt);
+    if (!sameRecord(next, holdingsWithoutInstance(await this.#record("holdings", holdings.record), credential.claims))) {
+      throw new ProtocolViolation("Token's holdings are not the holdings without the deleted credential");
+    }
+    await this.deps.encryption.writeRecords({
+      writes: [{ accessToken: remove.accessToken, record: "", expectedVersion: BigInt(credential.version) }, this.#write(res.holdings, holdings.version)],
+    }, this.#options());
+    return { deleted: true as const };
   }
 
   /** The user's credentials, from their records. */

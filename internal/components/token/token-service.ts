@@ -483,6 +483,7 @@ export function tokenRoutes(deps: TokenServiceDeps) {
       recordS2sStatus: (req) => s2s.recordStatus(req),
       recordS2sInstances: (req) => s2s.recordInstances(req),
       updateCredential: (req) => s2s.updateCredential(req),
+      deleteCredential: (req) => s2s.deleteCredential(req),
       grantCredentialReads: (req) => s2s.grantCredentialReads(req),
       authorizeIssuerNotice: (req) => s2s.authorizeNotice(req.session),
       /** The /wallet page: an account session's user may list their credentials (wallet-sessions.ts). */

@@ -766,6 +766,26 @@ describe("Token: the credential wallet's records (internal/components/token/wall
     });
   });
 
+  describe("6c. DeleteCredential: the caller's own credential, once it ended", function () {
+    it("refused while ACTIVE or for another instance's caller; once UNLINKED: a delete grant and the holdings without it", async function () {
+      const { ref } = await provisioned(alice);
+      const hash = grantOf((await call(alice, ref)).credentialRead).hash;
+      const remove = async (who: Instance) => {
+        const c = await call(who, ref);
+        return token.deleteCredential({ callToken: c.callToken, credential: await read(c.credentialRead), holdings: await read(c.holdingsRead) });
+      };
+      expect(await refusal(remove(alice))).to.deep.equal(ruled("only a credential that ended (UNLINKED or CANCELLED) is deleted: unlink it first"));
+      const c = await call(alice, ref);
+      await store((await token.updateCredential({ callToken: c.callToken, credential: await read(c.credentialRead), change: { case: "managed", value: JSON.stringify({ sessionId: ref.sessionId, credentialInstanceId: ref.credentialInstanceId, currentStatus: "UNLINKED", outcome: "COMPLETED" }) } })).credential);
+      // Alice's other client instance: the record is not its own.
+      expect((await refusal(remove(alice2))).code).to.equal(Code.PermissionDenied);
+      const res = await remove(alice);
+      expect(grantOf(res.credentialDelete)).to.include({ op: "delete", kind: "credential", hash });
+      const holdings = record("holdings", res.holdings!.record);
+      expect(holdings.sessions.find((s) => s.session_id === ref.sessionId)?.instances).to.deep.equal([]);
+    });
+  });
+
   describe("7. the allow-list and the WSK", function () {
     it("BeginS2sSession at an issuer not on the allow-list: INVALID_ARGUMENT", async function () {
       const c = await call(alice);

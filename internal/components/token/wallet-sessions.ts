@@ -22,6 +22,7 @@ import {
   delivered,
   holdingsWithInstances,
   holdingsWithSession,
+  holdingsWithoutInstance,
   metadataRefreshed,
   statusReported,
   newCredential,
@@ -323,6 +324,24 @@ export function walletSessions(deps: WalletSessionDeps) {
       }
       const { write } = await deps.grants.update("credential", hash, next, { version });
       return { credential: write };
+    },
+
+    /** The caller's own ended credential deleted, and its holdings without it (holdingsWithoutInstance). */
+    async deleteCredential(req: { callToken: string; credential?: ReadRecord; holdings?: ReadRecord }) {
+      const call = await readCall(req.callToken);
+      const caller = user(call);
+      if (!call.session?.credential_instance_id) throw outOfOrder("the wallet call names no credential instance");
+      const ref = call.session;
+      const hash = lookup.credential(ref.issuer, ref.session_id, ref.credential_instance_id!);
+      const { claims: credential } = await stored("credential", req.credential, hash, call.reads.credential);
+      if (credential.uid !== caller.uid || credential.jkt !== caller.jkt || credential.issuer !== ref.issuer || credential.session_id !== ref.session_id || credential.credential_instance_id !== ref.credential_instance_id) {
+        throw denied("the credential record is not the calling client instance's");
+      }
+      const held = await stored("holdings", req.holdings, lookup.holdings(caller.uid), call.reads.holdings);
+      if (held.claims.uid !== caller.uid) throw denied("the holdings are another user's");
+      const next = ruled(() => holdingsWithoutInstance(held.claims, credential));
+      const { write } = await deps.grants.update("holdings", lookup.holdings(caller.uid), next, { version: held.version });
+      return { credentialDelete: await deps.grants.remove("credential", hash), holdings: write };
     },
 
     /** Reads of every credential record the caller's holdings list. */

@@ -79,9 +79,12 @@ function problemOf(error: unknown): WalletApiProblem {
   if (error instanceof WalletApiProblem) return error;
   if (error instanceof ConnectError) {
     if (error.code === Code.Unauthenticated) return unauthorized("invalid_token", "the wallet access token or its DPoP proof was refused: sign in again with hello wallet login");
-    if (error.code === Code.FailedPrecondition || error.code === Code.Unimplemented) {
+    if (error.code === Code.Unimplemented || (error.code === Code.FailedPrecondition && error.rawMessage.startsWith("Token holds no wallet keys"))) {
       return new WalletApiProblem(503, "wallet_not_served", "this hello-mesh does not serve the credential wallet now (its Token has no wallet keys, or runs an earlier release)");
     }
+    // Any other FAILED_PRECONDITION is a rule of the wallet's records refusing the change
+    // (wallet-records.ts): its words name the rule, never a value, and say what to do.
+    if (error.code === Code.FailedPrecondition) return new WalletApiProblem(409, "conflict", `hello-mesh refused: ${error.rawMessage}`);
     if (error.code === Code.Unavailable || error.code === Code.DeadlineExceeded) {
       return new WalletApiProblem(503, "unavailable", "a part of hello-mesh did not answer in time: try again in a moment", { "retry-after": "5" });
     }
@@ -341,6 +344,12 @@ export const walletCredentialManage = postJson(
 export const walletCredentialStatus = postJson(z.strictObject({ ...session, credentialInstanceId: z.string().min(1).max(256) }), async (door, exchange, body) => {
   const { driver, call: c } = await call(door, exchange, body);
   return driver.credentialStatus(c, body);
+});
+
+/** POST /wallet/api/credential/delete: an ended credential's record deleted, and the holdings without it. */
+export const walletCredentialDelete = postJson(z.strictObject({ ...session, credentialInstanceId: z.string().min(1).max(256) }), async (door, exchange, body) => {
+  const { driver, call: c } = await call(door, exchange, body);
+  return driver.deleteCredential(c, body);
 });
 
 /** GET /wallet/api/credentials: the user's credentials from their records (the JWEs only the client opens). */
