@@ -947,7 +947,7 @@ const manageAnswerSchema = z.looseObject({
  * signs a `credential-action+jwt` with the session's WSK for this issuer, session,
  * instance and action (single use, 10 minutes at most); the wallet server carries it to
  * the issuer, which checks it. So only the device that added a credential can act on it.
- * Once the credential is UNLINKED, its keys on this device are removed.
+ * Once an unlink is done, the credential's keys on this device are removed.
  */
 export async function manageCredential(api: WalletApi, store: KeyStore, instanceId: string, action: ManageAction, reason?: string): Promise<ManageResult> {
   if (!["SUSPEND", "RESUME", "UNLINK"].includes(action)) throw new WalletClientError("the action is SUSPEND, RESUME or UNLINK");
@@ -972,8 +972,10 @@ export async function manageCredential(api: WalletApi, store: KeyStore, instance
     ...(reason !== undefined ? { reason } : {}),
     authority,
   });
+  // Keys go only when the user asked to unlink and it is done: no answer to a suspend or
+  // resume, whatever it says, removes anything from this device.
   let keysRemoved = false;
-  if (answer.status === "UNLINKED") {
+  if (action === "UNLINK" && answer.status === "UNLINKED") {
     await store.deleteKey(wekName(held.credentialInstanceId));
     for (const name of await store.listKeys(`pk.${instanceKeyName(held.credentialInstanceId)}.`)) await store.deleteKey(name);
     keysRemoved = true;
