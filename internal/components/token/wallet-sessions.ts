@@ -118,6 +118,19 @@ export function walletSessions(deps: WalletSessionDeps) {
     return { session: claims, version };
   }
 
+  /** The credential record the user's call names, as Storage returned it to the call's read: the calling client instance's own, or refused. */
+  async function ownCredential(call: WalletCallClaims, read: ReadRecord | undefined) {
+    const caller = user(call);
+    if (!call.session?.credential_instance_id) throw outOfOrder("the wallet call names no credential instance");
+    const ref = call.session;
+    const hash = lookup.credential(ref.issuer, ref.session_id, ref.credential_instance_id!);
+    const { claims: credential, version } = await stored("credential", read, hash, call.reads.credential);
+    if (credential.uid !== caller.uid || credential.jkt !== caller.jkt || credential.issuer !== ref.issuer || credential.session_id !== ref.session_id || credential.credential_instance_id !== ref.credential_instance_id) {
+      throw denied("the credential record is not the calling client instance's");
+    }
+    return { credential, version, hash };
+  }
+
   function parsed<T>(text: string, schema: { safeParse(v: unknown): { success: true; data: T } | { success: false } }, what: string): T {
     if (text.length > MAX_JSON) throw invalidArgument(`the ${what} is too large`);
     let value: unknown;
@@ -293,14 +306,7 @@ export function walletSessions(deps: WalletSessionDeps) {
       change: { case: "delivered" | "metadata" | "managed" | "reported"; value: string } | { case: "confirmed"; value: boolean } | { case: undefined };
     }) {
       const call = await readCall(req.callToken);
-      const caller = user(call);
-      if (!call.session?.credential_instance_id) throw outOfOrder("the wallet call names no credential instance");
-      const ref = call.session;
-      const hash = lookup.credential(ref.issuer, ref.session_id, ref.credential_instance_id!);
-      const { claims: credential, version } = await stored("credential", req.credential, hash, call.reads.credential);
-      if (credential.uid !== caller.uid || credential.jkt !== caller.jkt || credential.issuer !== ref.issuer || credential.session_id !== ref.session_id || credential.credential_instance_id !== ref.credential_instance_id) {
-        throw denied("the credential record is not the calling client instance's");
-      }
+      const { credential, version, hash } = await ownCredential(call, req.credential);
       let next: CredentialRecord;
       if (req.change.case === "delivered") {
         const answer = parsed(req.change.value, credentialGetResponseSchema, "credential get answer");
@@ -330,13 +336,7 @@ export function walletSessions(deps: WalletSessionDeps) {
     async deleteCredential(req: { callToken: string; credential?: ReadRecord; holdings?: ReadRecord }) {
       const call = await readCall(req.callToken);
       const caller = user(call);
-      if (!call.session?.credential_instance_id) throw outOfOrder("the wallet call names no credential instance");
-      const ref = call.session;
-      const hash = lookup.credential(ref.issuer, ref.session_id, ref.credential_instance_id!);
-      const { claims: credential } = await stored("credential", req.credential, hash, call.reads.credential);
-      if (credential.uid !== caller.uid || credential.jkt !== caller.jkt || credential.issuer !== ref.issuer || credential.session_id !== ref.session_id || credential.credential_instance_id !== ref.credential_instance_id) {
-        throw denied("the credential record is not the calling client instance's");
-      }
+      const { credential, hash } = await ownCredential(call, req.credential);
       const held = await stored("holdings", req.holdings, lookup.holdings(caller.uid), call.reads.holdings);
       if (held.claims.uid !== caller.uid) throw denied("the holdings are another user's");
       const next = ruled(() => holdingsWithoutInstance(held.claims, credential));
