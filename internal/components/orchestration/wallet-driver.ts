@@ -436,12 +436,7 @@ export class WalletDriver {
 
   /** /verification/notify: a hint, recorded only into the notifying issuer's own session, and never moving a terminal status. */
   async verificationNotice(issuerId: string, status: VerificationStatus): Promise<void> {
-    const res = await this.deps.token.authorizeIssuerNotice({ session: { issuer: issuerId, sessionId: status.sessionId, credentialInstanceId: "" } }, this.#options());
-    const at = s2sSessionHash(this.deps.lookupKey, issuerId, status.sessionId);
-    const read = await this.#read(res.sessionRead, "s2s-session", at);
-    if (!read.found) throw notFound("session");
-    const session = await this.#record("s2s-session", read.record);
-    if (session.issuer !== issuerId || session.session_id !== status.sessionId) throw new ProtocolViolation("the session read is not the notifying issuer's");
+    const { res, read, session, at } = await this.#noticeSession(issuerId, status.sessionId);
     if (!session.verifications.some((v) => v.verification_id === status.verificationId)) throw notFound("verification");
     const recorded = await this.deps.token.recordS2sStatus({ callToken: res.callToken, session: { record: read.record, receipt: read.receipt }, status: JSON.stringify(status) }, this.#options());
     await this.#writeStatus(recorded.session, session, status, false, at, read.version);
@@ -453,11 +448,8 @@ export class WalletDriver {
    * instances it has; no credential record is read for an event.
    */
   async event(issuerId: string, event: EventNotify): Promise<void> {
-    const res = await this.deps.token.authorizeIssuerNotice({ session: { issuer: issuerId, sessionId: event.sessionId, credentialInstanceId: "" } }, this.#options());
-    const read = await this.#read(res.sessionRead, "s2s-session", s2sSessionHash(this.deps.lookupKey, issuerId, event.sessionId));
-    if (!read.found) throw notFound("session");
-    const session = await this.#record("s2s-session", read.record);
-    if (session.issuer !== issuerId || !session.instances.some((i) => i.credential_instance_id === event.credentialInstanceId)) throw notFound("credential_instance");
+    const { session } = await this.#noticeSession(issuerId, event.sessionId);
+    if (!session.instances.some((i) => i.credential_instance_id === event.credentialInstanceId)) throw notFound("credential_instance");
   }
 
   /**
@@ -497,14 +489,24 @@ export class WalletDriver {
     };
   }
 
+  /**
+   * An issuer's call about one of its sessions: Token's notice grant (with a read of the
+   * named instance's record, if one is named), and the session record read with it, which
+   * must be the calling issuer's own (404 for a session that does not exist).
+   */
+  async #noticeSession(issuerId: string, sessionId: string, credentialInstanceId = "") {
+    const res = await this.deps.token.authorizeIssuerNotice({ session: { issuer: issuerId, sessionId, credentialInstanceId } }, this.#options());
+    const at = s2sSessionHash(this.deps.lookupKey, issuerId, sessionId);
+    const read = await this.#read(res.sessionRead, "s2s-session", at);
+    if (!read.found) throw notFound("session");
+    const session = await this.#record("s2s-session", read.record);
+    if (session.issuer !== issuerId || session.session_id !== sessionId) throw new ProtocolViolation("the session read is not the calling issuer's");
+    return { res, read, session, at };
+  }
+
   /** One of `issuerId`'s instances as this server's record holds it, read with Token's notice grant (404 for any other). */
   async #issuerInstance(issuerId: string, body: { sessionId: string; credentialInstanceId: string }): Promise<CredentialRecord> {
-    const ref = { issuer: issuerId, sessionId: body.sessionId, credentialInstanceId: body.credentialInstanceId };
-    const res = await this.deps.token.authorizeIssuerNotice({ session: ref }, this.#options());
-    const sessionRead = await this.#read(res.sessionRead, "s2s-session", s2sSessionHash(this.deps.lookupKey, issuerId, body.sessionId));
-    if (!sessionRead.found) throw notFound("session");
-    const session = await this.#record("s2s-session", sessionRead.record);
-    if (session.issuer !== issuerId || session.session_id !== body.sessionId) throw new ProtocolViolation("the session read is not the asking issuer's");
+    const { res, session } = await this.#noticeSession(issuerId, body.sessionId, body.credentialInstanceId);
     if (!session.instances.some((i) => i.credential_instance_id === body.credentialInstanceId)) throw notFound("credential_instance");
     const read = await this.#read(res.credentialRead, "credential", credentialHash(this.deps.lookupKey, issuerId, body.sessionId, body.credentialInstanceId));
     if (!read.found) throw notFound("credential_instance");
