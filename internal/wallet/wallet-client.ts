@@ -23,6 +23,7 @@ import { open } from "node:fs/promises";
 import { extname } from "node:path";
 import { type JWK, compactVerify, decodeProtectedHeader, exportJWK, generateKeyPair, importJWK } from "jose";
 import { z } from "zod";
+import { TERMINAL_CREDENTIAL_STATUSES } from "../protocol/wallet-records.js";
 import { openCredentials, sealClientPayload, walletEncryptionKeyData } from "../s2s/client-payload.js";
 import { generateHpkeKeyPair, publicHpkeJwk, thumbprint } from "../s2s/hpke-jwe.js";
 import {
@@ -283,7 +284,8 @@ export function instanceKeyName(instanceId: string): string {
   return /^[A-Za-z0-9_-]{1,100}$/.test(instanceId) ? instanceId : `h-${createHash("sha256").update(instanceId, "utf8").digest("base64url")}`;
 }
 const wekName = (instanceId: string) => `wek.${instanceKeyName(instanceId)}`;
-const pkName = (instanceId: string, index: number) => `pk.${instanceKeyName(instanceId)}.${index}`;
+const pkPrefix = (instanceId: string) => `pk.${instanceKeyName(instanceId)}.`;
+const pkName = (instanceId: string, index: number) => `${pkPrefix(instanceId)}${index}`;
 
 // --- keys ---------------------------------------------------------------------------
 
@@ -298,7 +300,7 @@ const publicOf = (jwk: JWK): JWK => ({ kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: 
 
 /** This instance's presentment keys on this device, in order. */
 async function presentmentKeys(store: KeyStore, instanceId: string): Promise<JWK[]> {
-  const prefix = `pk.${instanceKeyName(instanceId)}.`;
+  const prefix = pkPrefix(instanceId);
   const names = (await store.listKeys(prefix)).filter((n) => /^\d+$/.test(n.slice(prefix.length)));
   names.sort((a, b) => Number(a.slice(prefix.length)) - Number(b.slice(prefix.length)));
   const keys: JWK[] = [];
@@ -601,6 +603,20 @@ async function issueCredentials(
   return { instances: issued, pending: false, timedOut: false };
 }
 
+/** An issuer's credentials as they arrive (first issuance or refresh): opened with the instance's WEK, one per presentment key, each checked against the trusted issuer and its key. */
+async function openAndCheck(issuer: TrustedIssuer, configuration: string, payload: JweEncryptedPayload, wek: JWK, holders: JWK[]) {
+  let credentials: string[];
+  try {
+    credentials = await openCredentials(payload, wek);
+  } catch {
+    throw new WalletClientError(`the ${clean(configuration, 64)} credentials cannot be opened with this instance's key: they were not encrypted to it by the issuer`, { issuer: issuer.id });
+  }
+  if (credentials.length !== holders.length) {
+    throw new WalletClientError(`${issuer.id} sent ${credentials.length} ${clean(configuration, 64)} credentials for ${holders.length} presentment keys; none was accepted`);
+  }
+  return checkCredentials(issuer, configuration, credentials, holders);
+}
+
 async function obtainCredential(flow: Flow, instanceId: string, configuration: string): Promise<IssuedInstance | "PENDING"> {
   const wek = await generateHpkeKeyPair();
   await flow.store.putKey(wekName(instanceId), wek.privateJwk);
@@ -641,16 +657,7 @@ async function obtainCredential(flow: Flow, instanceId: string, configuration: s
     await flow.sleep(Math.max(flow.pollMs, retryAfterMs));
   }
 
-  let credentials: string[];
-  try {
-    credentials = await openCredentials(answer.credentials, wek.privateJwk);
-  } catch {
-    throw new WalletClientError(`the ${configuration} credentials cannot be opened with this instance's key: they were not encrypted to it by the issuer`, { issuer: flow.issuer.id });
-  }
-  if (credentials.length !== holders.length) {
-    throw new WalletClientError(`${flow.issuer.id} sent ${credentials.length} ${configuration} credentials for ${holders.length} presentment keys; none was accepted`);
-  }
-  const checked = await checkCredentials(flow.issuer, configuration, credentials, holders);
+  const checked = await openAndCheck(flow.issuer, configuration, answer.credentials, wek.privateJwk, holders);
   const confirmed = await call(flow.api, "POST", "/wallet/api/credential/confirm", confirmAnswerSchema, base);
   if (confirmed.status !== "ACTIVE") throw new WalletClientError(`the wallet server did not activate the ${configuration} credential (${clean(confirmed.status, 40)})`);
   flow.progress(`Got the ${configuration} credential (${checked.length} for ${checked.length} presentment keys).`);
@@ -920,6 +927,29 @@ export async function showCredential(api: WalletApi, store: KeyStore, instanceId
 
 // --- the user's lifecycle actions -----------------------------------------------------
 
+/**
+ * This device's session of a credential the server lists: its index and WSK, under the
+ * issuer and session this device started. A statement's audience is that issuer, never
+ * whatever the server lists now.
+ */
+async function deviceSession(store: KeyStore, held: Held, verb: string): Promise<{ index: SessionIndex; wsk: JWK }> {
+  const index = await store.getData(indexName(held.sessionId), sessionIndexSchema);
+  const wsk = await store.getKey(`wsk.${held.sessionId}`);
+  if (!index || !wsk) {
+    throw new WalletClientError(`the credential ${clean(held.credentialInstanceId, 100)} was added from another device: only that device can ${verb} it`);
+  }
+  if (index.issuer !== held.issuer || index.sessionId !== held.sessionId) {
+    throw new WalletClientError("the wallet server lists this credential under another issuer or session than this device started: nothing was sent");
+  }
+  return { index, wsk };
+}
+
+/** A credential's WEK and presentment keys off this device (it ended, or was deleted). */
+async function removeInstanceKeys(store: KeyStore, instanceId: string): Promise<void> {
+  await store.deleteKey(wekName(instanceId));
+  for (const name of await store.listKeys(pkPrefix(instanceId))) await store.deleteKey(name);
+}
+
 export type ManageAction = "SUSPEND" | "RESUME" | "UNLINK";
 
 export interface ManageResult {
@@ -953,16 +983,7 @@ export async function manageCredential(api: WalletApi, store: KeyStore, instance
   if (!["SUSPEND", "RESUME", "UNLINK"].includes(action)) throw new WalletClientError("the action is SUSPEND, RESUME or UNLINK");
   if (reason !== undefined && (reason.length === 0 || reason.length > 256)) throw new WalletClientError("a --reason is 1 to 256 characters");
   const held = await findHeld(api, instanceId);
-  const index = await store.getData(indexName(held.sessionId), sessionIndexSchema);
-  const wsk = await store.getKey(`wsk.${held.sessionId}`);
-  if (!index || !wsk) {
-    throw new WalletClientError(`the credential ${clean(instanceId, 100)} was added from another device: only that device can ${action.toLowerCase()} it`);
-  }
-  // The statement's audience is the issuer this device started the session with, not
-  // whatever the server lists now.
-  if (index.issuer !== held.issuer || index.sessionId !== held.sessionId) {
-    throw new WalletClientError("the wallet server lists this credential under another issuer or session than this device started: nothing was sent");
-  }
+  const { index, wsk } = await deviceSession(store, held, action.toLowerCase());
   const authority = await signStatement("action", { audience: index.issuer, sessionId: held.sessionId, credentialInstanceId: held.credentialInstanceId }, { action }, wsk);
   const answer = await call(api, "POST", "/wallet/api/credential/manage", manageAnswerSchema, {
     issuer: index.issuer,
@@ -976,8 +997,7 @@ export async function manageCredential(api: WalletApi, store: KeyStore, instance
   // resume, whatever it says, removes anything from this device.
   let keysRemoved = false;
   if (action === "UNLINK" && answer.status === "UNLINKED") {
-    await store.deleteKey(wekName(held.credentialInstanceId));
-    for (const name of await store.listKeys(`pk.${instanceKeyName(held.credentialInstanceId)}.`)) await store.deleteKey(name);
+    await removeInstanceKeys(store, held.credentialInstanceId);
     keysRemoved = true;
   }
   return {
@@ -1052,15 +1072,11 @@ export interface RefreshResult {
  */
 export async function refreshCredential(api: WalletApi, store: KeyStore, instanceId: string): Promise<RefreshResult> {
   const held = await findHeld(api, instanceId);
-  const index = await store.getData(indexName(held.sessionId), sessionIndexSchema);
-  const wsk = await store.getKey(`wsk.${held.sessionId}`);
+  const { index, wsk } = await deviceSession(store, held, "refresh");
   const wek = await store.getKey(wekName(held.credentialInstanceId));
   const holders = (await presentmentKeys(store, held.credentialInstanceId)).map(publicOf);
-  if (!index || !wsk || !wek || holders.length === 0) {
+  if (!wek || holders.length === 0) {
     throw new WalletClientError(`the keys of the credential ${clean(instanceId, 100)} are not on this device: only the device that added it can refresh it`);
-  }
-  if (index.issuer !== held.issuer || index.sessionId !== held.sessionId) {
-    throw new WalletClientError("the wallet server lists this credential under another issuer or session than this device started: nothing was sent");
   }
   const issuer = await trustedIssuer(api, store, index.issuer);
   const base = { issuer: index.issuer, sessionId: held.sessionId, credentialInstanceId: held.credentialInstanceId };
@@ -1070,16 +1086,7 @@ export async function refreshCredential(api: WalletApi, store: KeyStore, instanc
   });
   const previous = held.credentialVersion !== undefined ? { previousVersion: clean(held.credentialVersion, 40) } : {};
   if (answer.status !== "READY") return { instanceId: held.credentialInstanceId, state: "PENDING", ...previous };
-  let credentials: string[];
-  try {
-    credentials = await openCredentials(answer.credentials, wek);
-  } catch {
-    throw new WalletClientError(`the refreshed ${clean(held.credentialConfigurationId, 64)} credentials cannot be opened with this device's key for them`, { issuer: issuer.id });
-  }
-  if (credentials.length !== holders.length) {
-    throw new WalletClientError(`${issuer.id} sent ${credentials.length} credentials for ${holders.length} presentment keys; none was accepted`);
-  }
-  const checked = await checkCredentials(issuer, held.credentialConfigurationId, credentials, holders);
+  const checked = await openAndCheck(issuer, held.credentialConfigurationId, answer.credentials, wek, holders);
   await call(api, "POST", "/wallet/api/credential/confirm", confirmAnswerSchema, base);
   return { instanceId: held.credentialInstanceId, state: "READY", ...previous, version: clean(answer.credentialVersion, 40), count: checked.length };
 }
@@ -1092,9 +1099,9 @@ export async function refreshCredential(api: WalletApi, store: KeyStore, instanc
 export async function deleteCredential(api: WalletApi, store: KeyStore, instanceId: string, reason?: string): Promise<{ instanceId: string; unlinked: boolean }> {
   const held = await findHeld(api, instanceId);
   let unlinked = false;
-  if (held.status !== "UNLINKED" && held.status !== "CANCELLED") {
+  if (!TERMINAL_CREDENTIAL_STATUSES.has(held.status)) {
     const result = await manageCredential(api, store, held.credentialInstanceId, "UNLINK", reason);
-    if (result.status !== "UNLINKED" && result.status !== "CANCELLED") {
+    if (!TERMINAL_CREDENTIAL_STATUSES.has(result.status)) {
       throw new WalletClientError(`the issuer did not unlink ${clean(instanceId, 100)} (${result.outcome}${result.failureReason ? `: ${result.failureReason}` : ""}), so it stays in the wallet`);
     }
     unlinked = true;
@@ -1104,8 +1111,7 @@ export async function deleteCredential(api: WalletApi, store: KeyStore, instance
     sessionId: held.sessionId,
     credentialInstanceId: held.credentialInstanceId,
   });
-  await store.deleteKey(wekName(held.credentialInstanceId));
-  for (const name of await store.listKeys(`pk.${instanceKeyName(held.credentialInstanceId)}.`)) await store.deleteKey(name);
+  await removeInstanceKeys(store, held.credentialInstanceId);
   return { instanceId: held.credentialInstanceId, unlinked };
 }
 
