@@ -106,14 +106,19 @@ function killTree(signal) {
   }
 }
 
+/** A process's /proc/<pid>/stat fields after its name (state, ppid, …; proc(5) numbers them from 3). */
+function statFields(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+}
+
 /** The processes under `root` (itself included), from /proc. */
 function descendants(root) {
   const parent = new Map();
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      parent.set(Number(entry), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
+      parent.set(Number(entry), Number(statFields(entry)[1]));
     } catch {
       // Gone meanwhile.
     }
@@ -131,8 +136,7 @@ function diagnose(root) {
     let cmdline, state, wchan;
     try {
       cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ").trim();
-      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      const fields = statFields(pid);
       state = `${fields[0]} cpu=${(Number(fields[11]) + Number(fields[12])) / 100}s`;
       wchan = readFileSync(`/proc/${pid}/wchan`, "utf8");
     } catch {
