@@ -64,7 +64,10 @@ describe("the credential wallet end to end: four processes, the development issu
     dirs.push(profile);
     browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
   });
+  /** Orchestration's S2S clients, as the rogue-Orchestration tests use them (orchestrationIssuerClient). */
+  let rogueIssuerClients: IssuerClients | undefined;
   after(async () => {
+    rogueIssuerClients?.close();
     await browser?.close();
     await mesh?.close();
     await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
@@ -270,7 +273,7 @@ describe("the credential wallet end to end: four processes, the development issu
 
   it("lifecycle (issue 15): Alice suspends, unsuspends and unlinks her driving licence with her client's signature; a repeat changes nothing; the unlinked record keeps no ciphertext and her keys for it are gone", async function () {
     const licence = issued.instances.find((i) => i.configuration === "driving_licence")!;
-    const issuerView = await issuerStatus(issued.sessionId, licence.id);
+    const issuerView = issuerStatus(issued.sessionId, licence.id);
     expect(await issuerView()).to.equal("ACTIVE");
 
     const suspended = await manageCredential(alice.api, alice.store, licence.id, "SUSPEND", "card mislaid");
@@ -309,7 +312,7 @@ describe("the credential wallet end to end: four processes, the development issu
   it("a rogue Orchestration (Orchestration's own S2S certificate) cannot suspend, resume or unlink without Alice's signature, nor replay or repurpose one; the issuer's status stays", async function () {
     const card = issued.instances.find((i) => i.configuration === "identity_card")!;
     const issuer = orchestrationIssuerClient();
-    const view = await issuerStatus(issued.sessionId, card.id);
+    const view = issuerStatus(issued.sessionId, card.id);
     const manage = (action: string, authority?: string, requestId?: string) =>
       issuer.post("/credential/manage", {
         sessionId: issued.sessionId, credentialInstanceId: card.id, action, reason: "ROGUE",
@@ -420,19 +423,20 @@ describe("the credential wallet end to end: four processes, the development issu
     expect(refused.problem).to.include({ status: 404, errorCode: "unknown_credential_instance" });
   });
 
-  /** Orchestration's own S2S client of the development issuer (its `wallet.tls`), as a rogue Orchestration would use it. */
+  /** Orchestration's own S2S client of the development issuer (its `wallet.tls`), as a rogue Orchestration would use it: made once, closed after. */
   function orchestrationIssuerClient(): WireClient {
-    const wallet = (mesh.deployment.configs.orchestration as OrchestrationConfig).wallet!;
-    const base = path.dirname(mesh.deployment.configFiles.orchestration);
-    const pem = (file: string) => readFileSync(path.resolve(base, file), "utf8");
-    return new IssuerClients({ ...wallet, issuers: wallet.issuers.map((i) => ({ ...i, ca: path.resolve(base, i.ca) })) }, pem(wallet.tls.cert), pem(wallet.tls.key), { maxRetries: 0 }).client(issuerId);
+    if (!rogueIssuerClients) {
+      const wallet = (mesh.deployment.configs.orchestration as OrchestrationConfig).wallet!;
+      const base = path.dirname(mesh.deployment.configFiles.orchestration);
+      const pem = (file: string) => readFileSync(path.resolve(base, file), "utf8");
+      rogueIssuerClients = new IssuerClients({ ...wallet, issuers: wallet.issuers.map((i) => ({ ...i, ca: path.resolve(base, i.ca) })) }, pem(wallet.tls.cert), pem(wallet.tls.key), { maxRetries: 0 });
+    }
+    return rogueIssuerClients.client(issuerId);
   }
 
   /** The issuer's own view of an instance (its /credential/status), asked with Orchestration's certificate. */
-  async function issuerStatus(sessionId: string, instanceId: string) {
-    const client = orchestrationIssuerClient();
-    return async () => (await client.post("/credential/status", { sessionId, credentialInstanceId: instanceId }, credentialStatusResponseSchema)).body.currentStatus;
-  }
+  const issuerStatus = (sessionId: string, instanceId: string) => async () =>
+    (await orchestrationIssuerClient().post("/credential/status", { sessionId, credentialInstanceId: instanceId }, credentialStatusResponseSchema)).body.currentStatus;
 
   it("a dump of the database shows no issuer-side identifier, credential type name or claim, in any encoding", async function () {
     const db = new pg.Client({ connectionString: mesh.postgres!.url });
@@ -489,7 +493,7 @@ describe("the credential wallet end to end: four processes, the development issu
       expect(await credentialRows()).to.equal(before - 1);
       expect((await listCredentials(alice.api, alice.store)).map((c) => c.instanceId)).to.not.include(licence!.id);
 
-      const cardAtIssuer = await issuerStatus(issued.sessionId, card!.id);
+      const cardAtIssuer = issuerStatus(issued.sessionId, card!.id);
       expect(await deleteCredential(alice.api, alice.store, card!.id, "no longer needed")).to.deep.equal({ instanceId: card!.id, unlinked: true });
       expect(await cardAtIssuer()).to.equal("UNLINKED");
       expect(await credentialRows()).to.equal(before - 2);
