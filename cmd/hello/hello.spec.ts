@@ -56,11 +56,11 @@ describe("hello start: all four components, each its own process", function () {
   this.timeout(120_000);
   let dir: string;
   let hello: { child: ChildProcess; output: () => string };
-  const ports = {} as Record<Component | "public" | "issuer" | "wallet", number>;
+  const ports = {} as Record<Component | "public" | "issuer" | "wallet" | "issuerStatus", number>;
 
   before(async function () {
     dir = await mkdtemp(path.join(os.tmpdir(), "hello-start-"));
-    for (const key of [...COMPONENTS, "public", "issuer", "wallet"] as const) ports[key] = await freePort();
+    for (const key of [...COMPONENTS, "public", "issuer", "wallet", "issuerStatus"] as const) ports[key] = await freePort();
     await writeFile(
       path.join(dir, "hello.config.json"),
       JSON.stringify({ issuer: `http://localhost:${ports.public}`, ports, certificates: "certs", stateDir: "state" }),
@@ -91,6 +91,7 @@ describe("hello start: all four components, each its own process", function () {
     const output = hello.output();
     expect(output).to.include(`wallet server (S2S):   https://localhost:${ports.wallet}`);
     expect(output).to.include(`development issuer:    https://localhost:${ports.issuer}  (credential issuer, mutual TLS; listening on https://127.0.0.1:${ports.issuer})`);
+    expect(output).to.include(`its status list:       http://127.0.0.1:${ports.issuerStatus}/status-lists/1`);
     expect(output).to.match(/^ {6}D-1001 {2}Lovelace {2}1990-12-10: approve$/m);
     expect(output).to.match(/^ {6}D-1005 {2}Johnson {3}1988-08-26: approve \(issued asynchronously\)$/m);
   });
@@ -229,7 +230,7 @@ describe("hello start: all four components, each its own process", function () {
     const exited = new Promise<number | null>((r) => hello.child.once("exit", (code) => r(code)));
     hello.child.kill("SIGINT");
     expect(await exited).to.equal(0);
-    for (const c of [...COMPONENTS, "issuer", "wallet"] as const) {
+    for (const c of [...COMPONENTS, "issuer", "wallet", "issuerStatus"] as const) {
       const refused = await new Promise<boolean>((resolve) => {
         const socket = net.connect(ports[c], "127.0.0.1");
         socket.once("connect", () => (socket.destroy(), resolve(false)));
@@ -249,12 +250,12 @@ describe("hello start: all four components, each its own process", function () {
 });
 
 /** The ports of a `hello start` with the development OPs, the demo app and the development issuer. */
-type StartPorts = Record<Component | "public" | "upstream" | "upstream2" | "demo" | "issuer" | "wallet", number>;
+type StartPorts = Record<Component | "public" | "upstream" | "upstream2" | "demo" | "issuer" | "wallet" | "issuerStatus", number>;
 
 /** Free ports for every setting of StartPorts. */
 async function freeStartPorts(): Promise<StartPorts> {
   const ports = {} as StartPorts;
-  for (const key of [...COMPONENTS, "public", "upstream", "upstream2", "demo", "issuer", "wallet"] as const) ports[key] = await freePort();
+  for (const key of [...COMPONENTS, "public", "upstream", "upstream2", "demo", "issuer", "wallet", "issuerStatus"] as const) ports[key] = await freePort();
   return ports;
 }
 
@@ -425,7 +426,7 @@ describe("hello start that cannot start: says why and which setting, leaves noth
 
   const start = () => startToEnd(config());
 
-  for (const setting of ["public", ...COMPONENTS, "upstream", "upstream2", "demo", "issuer", "wallet"] as const) {
+  for (const setting of ["public", ...COMPONENTS, "upstream", "upstream2", "demo", "issuer", "wallet", "issuerStatus"] as const) {
     it(`ports.${setting} taken: exit 1 in seconds, the port and its setting named, nothing listening, no record`, async function () {
       const { code, output, ms } = await holding(ports[setting], start);
       expect(code, `hello start's exit code; it said:\n${output}`).to.equal(1);

@@ -75,7 +75,7 @@ export async function runStart(args: string[]): Promise<number> {
     return provider ? [{ setting, port: dev.ports[setting], provider }] : [];
   });
   const demoClient = dev.clients.find((c) => c.redirect_uris.includes(`http://localhost:${dev.ports.demo}/callback`));
-  const also: PortSetting[] = ["wallet", ...devOps.map((d) => d.setting), ...(demoClient?.client_secret ? ["demo" as const] : []), "issuer"];
+  const also: PortSetting[] = ["wallet", ...devOps.map((d) => d.setting), ...(demoClient?.client_secret ? ["demo" as const] : []), "issuer", "issuerStatus"];
   if (await refuseTakenPorts(dev, values.config, also)) return 1;
 
   let artifacts: Partial<Record<Component, string>> = {};
@@ -238,6 +238,7 @@ export async function runStart(args: string[]): Promise<number> {
   }
   out(`  wallet server (S2S):   https://localhost:${dev.ports.wallet}  (issuers call it over mutual TLS)`);
   out(`  development issuer:    ${devIssuer.metadata.issuer}  (credential issuer, mutual TLS; listening on ${devIssuer.url})`);
+  out(`  its status list:       ${devIssuer.statusListUri}  (Token Status List, plain HTTP: revoked and suspended credentials)`);
   out("    people (document number, family name, birthdate: outcome):");
   for (const p of DEV_PEOPLE) out(`      ${p.documentNumber}  ${p.familyName.padEnd(9)} ${p.birthdate}: ${p.outcome}${p.asyncIssuance ? " (issued asynchronously)" : ""}`);
   if (demo) {

@@ -61,7 +61,8 @@ commands:
                  the issuer, unlinked, a newer version); hello-mesh's record takes its answer
   refresh <instance id>
                  fetch the issuer's newer version of a credential (status says when there is
-                 one), checked as on arrival, bound to the same keys on this device
+                 one), checked as on arrival, bound to the same keys on this device, and its
+                 current display data
   suspend <instance id> [--reason <text>]
   unsuspend <instance id> [--reason <text>]
   unlink <instance id> [--reason <text>]
@@ -261,7 +262,7 @@ export async function runWallet(args: string[]): Promise<number> {
         return 0;
       }
       const change = r.previousVersion === r.version ? `still version ${r.version}` : `version ${r.version} (was ${r.previousVersion ?? "none"})`;
-      process.stdout.write(`Refreshed ${r.instanceId}: ${change}, ${r.count} credential${r.count === 1 ? "" : "s"}, checked.\n`);
+      process.stdout.write(`Refreshed ${r.instanceId}: ${change}, ${r.count} credential${r.count === 1 ? "" : "s"}, checked.${r.displayName ? ` Shown as "${r.displayName}".` : ""}\n`);
       return 0;
     }
     if (command === "delete") {

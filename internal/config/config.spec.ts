@@ -48,15 +48,16 @@ describe("configuration (docs/design.md §6)", function () {
         `ports.upstream2: port 9003 is also used by ${setting}`,
       ]);
     }
-    const moved = (await load({ issuer: "http://localhost:9000", ports: { upstream2: 9005 } }))();
-    expect(moved.ports.upstream2).to.equal(9005);
+    const moved = (await load({ issuer: "http://localhost:9000", ports: { upstream2: 9015 } }))();
+    expect(moved.ports.upstream2).to.equal(9015);
   });
 
-  it("ports.issuer (9004) and ports.wallet (7104): the development issuer and the wallet server's S2S listener, ports like the others", async function () {
+  it("ports.issuer (9004), ports.wallet (7104) and ports.issuerStatus (9005): the development issuer, the wallet server's S2S listener and the issuer's status list, ports like the others", async function () {
     const dev = loadDevConfig(path.resolve(import.meta.dirname, "../../hello.config.json"));
-    expect([dev.ports.issuer, dev.ports.wallet]).to.deep.equal([9004, 7104]);
+    expect([dev.ports.issuer, dev.ports.wallet, dev.ports.issuerStatus]).to.deep.equal([9004, 7104, 9005]);
     const defaults = (await load({ issuer: "http://localhost:9000" }))();
-    expect([defaults.ports.issuer, defaults.ports.wallet]).to.deep.equal([9004, 7104]);
+    expect([defaults.ports.issuer, defaults.ports.wallet, defaults.ports.issuerStatus]).to.deep.equal([9004, 7104, 9005]);
+    expect(problemsOf(await load({ issuer: "http://localhost:9000", ports: { issuerStatus: 9004 } }))).to.deep.equal(["ports.issuerStatus: port 9004 is also used by issuer"]);
     expect(problemsOf(await load({ issuer: "http://localhost:9000", ports: { wallet: 0 } })).join("\n")).to.include("ports.wallet");
     // A port shared with an older setting is reported at the newer one.
     expect(problemsOf(await load({ issuer: "http://localhost:9000", ports: { upstream2: 9004 } }))).to.deep.equal(["ports.issuer: port 9004 is also used by upstream2"]);

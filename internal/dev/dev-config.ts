@@ -65,6 +65,8 @@ export const DevConfigSchema = z
         issuer: Port.default(9004),
         /** Orchestration's wallet server: where issuers reach it over mutual TLS (its S2S listener, https://localhost:<wallet>). */
         wallet: Port.default(7104),
+        /** Where the development issuer publishes its Token Status List (plain HTTP, http://127.0.0.1:<issuerStatus>/status-lists/1). */
+        issuerStatus: Port.default(9005),
       })
       .prefault({}),
     clients: z.array(ClientSchema).default([]),

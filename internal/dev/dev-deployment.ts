@@ -22,8 +22,7 @@ import {
   loadSigningKeys,
 } from "../protocol/key-files.js";
 import { publicJwk } from "../protocol/signing-keys.js";
-import { devIssuerOptions, ensureDevIssuer, publicDevIssuerKeys } from "./issuer/dev-issuer-setup.js";
-import type { DevIssuerOptions } from "./issuer/issuer.js";
+import { type DevIssuerSetupOptions, devIssuerOptions, ensureDevIssuer, publicDevIssuerKeys } from "./issuer/dev-issuer-setup.js";
 
 export interface DevDeployment {
   readonly certs: string;
@@ -34,7 +33,7 @@ export interface DevDeployment {
    * With `devIssuer`: the development issuer's options (its id, port, certificate, keys,
    * and hello-mesh's wallet server as its peer), for startDevIssuer.
    */
-  readonly devIssuer?: Pick<DevIssuerOptions, "issuerId" | "port" | "certPem" | "keyPem" | "walletServers" | "encryptionKey" | "signingKey">;
+  readonly devIssuer?: DevIssuerSetupOptions;
 }
 
 /** Finds each provider's jwks_uri by discovery (the development custodian's job). */
@@ -112,6 +111,7 @@ export async function prepareDevDeployment(
     ? devIssuerOptions({
         port: dev.ports.issuer,
         walletPort: dev.ports.wallet,
+        statusPort: dev.ports.issuerStatus,
         paths: issuer.paths,
         keys: issuer.keys,
         helloIssuer: dev.issuer,

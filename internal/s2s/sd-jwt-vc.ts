@@ -411,7 +411,8 @@ export async function presentSdJwtVc(input: PresentSdJwtVcInput): Promise<string
 // ---------------------------------------------------------------------------------------
 // Verify.
 
-async function resolveIssuerKey(issuerKeys: VerifySdJwtVcInput["issuerKeys"], kid: string): Promise<KeyObject> {
+/** The issuer's key for `kid`, checked (one match, ES256, for signing, a P-256 point); also the status list's (status-list.ts). */
+export async function resolveIssuerKey(issuerKeys: VerifySdJwtVcInput["issuerKeys"], kid: string): Promise<KeyObject> {
   let jwk: JWK | undefined;
   if (typeof issuerKeys === "function") {
     try {
@@ -538,12 +539,21 @@ export async function verifySdJwtVc(input: VerifySdJwtVcInput): Promise<Verified
 // Inspect.
 
 /** Reads the holder (cnf.jwk), vct, iss and the claim names from a credential without verifying: for the wallet's own listing of what it holds. */
-export function inspectSdJwtVc(credential: string): { issuer: string; vct: string; holderKey: JWK; claimNames: string[]; issuedAt?: number; expiresAt?: number } {
+export function inspectSdJwtVc(credential: string): {
+  issuer: string;
+  vct: string;
+  holderKey: JWK;
+  claimNames: string[];
+  issuedAt?: number;
+  expiresAt?: number;
+  status?: { idx: number; uri: string };
+} {
   const parsed = parseSdJwt(credential, "the credential");
   checkDisclosures(parsed);
   const { issuer, vct, holder } = readCore(parsed.jwt.payload);
   const iat = readTime(parsed.jwt.payload, "iat");
   const exp = readTime(parsed.jwt.payload, "exp");
+  const status = readStatus(parsed.jwt.payload);
   return {
     issuer,
     vct,
@@ -551,5 +561,6 @@ export function inspectSdJwtVc(credential: string): { issuer: string; vct: strin
     claimNames: parsed.disclosures.map((d) => d.name),
     ...(iat !== undefined ? { issuedAt: iat } : {}),
     ...(exp !== undefined ? { expiresAt: exp } : {}),
+    ...(status ? { status } : {}),
   };
 }

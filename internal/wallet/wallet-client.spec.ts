@@ -37,6 +37,7 @@ import {
 } from "../s2s/messages.js";
 import { ProblemError } from "../s2s/problem.js";
 import { issueSdJwtVc, verifySdJwtVc } from "../s2s/sd-jwt-vc.js";
+import { fetchCredentialStatus } from "../s2s/status-list.js";
 import { WireClient } from "../s2s/wire-client.js";
 import { type WireServer, startWireServer } from "../s2s/wire-server.js";
 import { signWskAttestation } from "../s2s/wsk-attestation.js";
@@ -97,6 +98,7 @@ const bodies = {
   "/wallet/api/provision": z.strictObject({ ...session, verificationId: z.string() }),
   "/wallet/api/credential/get": z.strictObject({ ...session, credentialInstanceId: z.string(), walletEncryptionKey: keyDataSchema, clientEncryptedData: jweEncryptedPayloadSchema.optional() }),
   "/wallet/api/credential/confirm": z.strictObject({ ...session, credentialInstanceId: z.string() }),
+  "/wallet/api/credential/metadata": z.strictObject({ ...session, credentialInstanceId: z.string(), walletEncryptionKey: keyDataSchema }),
   "/wallet/api/credential/status": z.strictObject({ ...session, credentialInstanceId: z.string() }),
   "/wallet/api/credential/delete": z.strictObject({ ...session, credentialInstanceId: z.string() }),
   "/wallet/api/credential/manage": z.strictObject({ ...session, credentialInstanceId: z.string(), action: z.enum(["SUSPEND", "RESUME", "UNLINK"]), reason: z.string().optional(), authority: z.string() }),
@@ -265,6 +267,18 @@ describe("Wallet Client flows against the development issuer, through a test wal
         const got = credentialGetResponseSchema.parse(answer.body);
         Object.assign(instance, { credentialVersion: got.credentialVersion, credentials: got.credentials, credentialMetadata: got.credentialMetadata });
         return { status: "READY", credentialVersion: got.credentialVersion, credentials: got.credentials, credentialMetadata: got.credentialMetadata };
+      }
+      case "/wallet/api/credential/metadata": {
+        ownSession(caller, body as never);
+        const instance = instances.get(body.credentialInstanceId);
+        if (!instance || instance.user !== caller.user || instance.sessionId !== body.sessionId) throw new Refusal(404, "unknown_credential", "no such credential");
+        const answer = await issuerClient.post(
+          "/credential/metadata",
+          { sessionId: body.sessionId, credentialInstanceId: body.credentialInstanceId, walletEncryptionKey: body.walletEncryptionKey },
+          z.looseObject({ credentialMetadata: z.record(z.string(), z.unknown()).optional() }),
+        );
+        if (answer.body.credentialMetadata) instance.credentialMetadata = answer.body.credentialMetadata;
+        return { ...(answer.body.credentialMetadata ? { credentialMetadata: answer.body.credentialMetadata } : {}) };
       }
       case "/wallet/api/credential/confirm": {
         ownSession(caller, body as never);
@@ -518,6 +532,31 @@ describe("Wallet Client flows against the development issuer, through a test wal
       expect(noKey.message).to.include("--key 0 to 1");
     });
 
+    it("present checks the issuer's status list first: a suspended or revoked credential is not presented, and a verifier sees REVOKED for one presented before", async function () {
+      const licence = result.state === "ISSUED" ? result.instances[1]! : expect.fail();
+      const sessionId = result.state === "ISSUED" ? result.sessionId : expect.fail();
+      const input = { claims: ["family_name"], audience: VERIFIER, nonce: "n-status" };
+      const before = await presentCredential(wallet.api, wallet.store, licence.id, input);
+      const verifier = async (presentation: string) => {
+        const verified = await verifySdJwtVc({ presentation, issuerKeys: issuer.metadata.jwks as never, expectedIssuer: ISSUER_ID, audience: VERIFIER, nonce: "n-status" });
+        return fetchCredentialStatus(verified.status!, { issuer: ISSUER_ID, issuerKeys: issuer.metadata.jwks as never, now: now() });
+      };
+      expect(await verifier(before)).to.equal("VALID");
+
+      issuer.suspendAsIssuer(sessionId, licence.id, true);
+      const suspended = (await rejectionOf(presentCredential(wallet.api, wallet.store, licence.id, input))) as WalletClientError;
+      expect(suspended).to.be.instanceOf(WalletClientError);
+      expect(suspended.message).to.include(`SUSPENDED in its issuer's status list (${issuer.statusListUri})`);
+      expect(await verifier(before)).to.equal("SUSPENDED");
+      issuer.suspendAsIssuer(sessionId, licence.id, false);
+      expect(await verifier(await presentCredential(wallet.api, wallet.store, licence.id, input))).to.equal("VALID");
+
+      issuer.revoke(sessionId, licence.id);
+      const revoked = (await rejectionOf(presentCredential(wallet.api, wallet.store, licence.id, input))) as WalletClientError;
+      expect(revoked.message).to.include("REVOKED in its issuer's status list").and.include("not presented");
+      expect(await verifier(before)).to.equal("REVOKED");
+    });
+
     it("refuses a credential the wallet server forged and encrypted to the WEK (it carries the WEK's public half)", async function () {
       const card = result.state === "ISSUED" ? result.instances[0]! : expect.fail();
       const rogue = await es256Pair("issuer-signing-1"); // the issuer's kid, another key
@@ -690,7 +729,11 @@ describe("Wallet Client flows against the development issuer, through a test wal
     expect((await cli(["status", card, ...home])).out).to.include(`A newer version than this wallet's (1) is available: hello wallet refresh ${card}\n`);
     const refreshed = await cli(["refresh", card, ...home]);
     expect(refreshed.code, refreshed.err).to.equal(0);
-    expect(refreshed.out).to.equal(`Refreshed ${card}: version 2 (was 1), 2 credentials, checked.\n`);
+    expect(refreshed.out).to.equal(`Refreshed ${card}: version 2 (was 1), 2 credentials, checked. Shown as "Identity card (development)".\n`);
+    // New display data (DISPLAY_DATA_UPDATED): the next refresh takes it, the version unchanged.
+    await issuer.publishDisplayUpdate(cardSession, card);
+    const redisplayed = await cli(["refresh", card, ...home]);
+    expect(redisplayed.out).to.equal(`Refreshed ${card}: still version 2, 2 credentials, checked. Shown as "Identity card (development), design 2".\n`);
     expect(await store.listKeys(`pk.${card}.`)).to.have.length(2);
     const unlinked = await cli(["unlink", card, ...home]);
     expect(unlinked.out).to.equal(`Done: ${card} is UNLINKED (was ACTIVE). Its keys on this device are removed.\n`);

@@ -37,6 +37,7 @@ import {
 } from "../s2s/messages.js";
 import { SD_JWT_VC_TYP, SdJwtVcError, inspectSdJwtVc, presentSdJwtVc } from "../s2s/sd-jwt-vc.js";
 import { signStatement } from "../s2s/statements.js";
+import { type StatusReference, StatusListError, fetchCredentialStatus } from "../s2s/status-list.js";
 import { type WalletApi, WalletApiError } from "./api-client.js";
 import { type TrustedIssuer, trustedIssuer } from "./issuer-trust.js";
 import type { KeyStore } from "./key-store.js";
@@ -237,6 +238,7 @@ const credentialAnswerSchema = z.union([
   z.looseObject({ status: z.literal("PENDING"), retryAfter: z.number().nonnegative().optional() }),
 ]);
 const confirmAnswerSchema = z.looseObject({ status: z.string() });
+const metadataAnswerSchema = z.looseObject({ credentialMetadata: z.record(z.string(), z.unknown()).optional() });
 const heldSchema = z.looseObject({
   issuer: z.string(),
   sessionId: z.string(),
@@ -320,6 +322,8 @@ interface CheckedCredential {
   claimNames: string[];
   issuedAt?: number;
   expiresAt?: number;
+  /** Its entry in the issuer's Token Status List, if it names one. */
+  status?: StatusReference;
 }
 
 /**
@@ -361,6 +365,7 @@ async function checkCredentials(issuer: TrustedIssuer, configuration: string, cr
       claimNames: inspected.claimNames,
       ...(inspected.issuedAt !== undefined ? { issuedAt: inspected.issuedAt } : {}),
       ...(inspected.expiresAt !== undefined ? { expiresAt: inspected.expiresAt } : {}),
+      ...(inspected.status ? { status: inspected.status } : {}),
     });
   }
   return out;
@@ -1061,6 +1066,8 @@ export interface RefreshResult {
   previousVersion?: string;
   version?: string;
   count?: number;
+  /** The display name in the issuer's current display data (DISPLAY_DATA_UPDATED changes it). */
+  displayName?: string;
 }
 
 /**
@@ -1068,7 +1075,9 @@ export interface RefreshResult {
  * which `status` shows as a newer version): a get with a fresh WEK statement for this
  * device's WEK, and no presentment keys (the issuer keeps those from the first get). The
  * new credentials are opened and checked as on arrival, then confirmed (the wallet server
- * tells the issuer UPDATE_SUCCESS).
+ * tells the issuer UPDATE_SUCCESS). The display data is refreshed first, with the same
+ * statement (/credential/metadata, after DISPLAY_DATA_UPDATED): the wallet server cannot
+ * ask for it alone, as the draft wants a WEK statement only this device signs.
  */
 export async function refreshCredential(api: WalletApi, store: KeyStore, instanceId: string): Promise<RefreshResult> {
   const held = await findHeld(api, instanceId);
@@ -1080,15 +1089,19 @@ export async function refreshCredential(api: WalletApi, store: KeyStore, instanc
   }
   const issuer = await trustedIssuer(api, store, index.issuer);
   const base = { issuer: index.issuer, sessionId: held.sessionId, credentialInstanceId: held.credentialInstanceId };
-  const answer = await call(api, "POST", "/wallet/api/credential/get", credentialAnswerSchema, {
-    ...base,
-    walletEncryptionKey: await walletEncryptionKeyData(await publicHpkeJwk(wek), index.issuer, held.sessionId, wsk),
-  });
+  const walletEncryptionKey = await walletEncryptionKeyData(await publicHpkeJwk(wek), index.issuer, held.sessionId, wsk);
+  let display: { displayName?: string } = {};
+  if (held.credentials) {
+    const metadata = await call(api, "POST", "/wallet/api/credential/metadata", metadataAnswerSchema, { ...base, walletEncryptionKey });
+    const name = displayName(metadata.credentialMetadata);
+    display = name !== undefined ? { displayName: name } : {};
+  }
+  const answer = await call(api, "POST", "/wallet/api/credential/get", credentialAnswerSchema, { ...base, walletEncryptionKey });
   const previous = held.credentialVersion !== undefined ? { previousVersion: clean(held.credentialVersion, 40) } : {};
-  if (answer.status !== "READY") return { instanceId: held.credentialInstanceId, state: "PENDING", ...previous };
+  if (answer.status !== "READY") return { instanceId: held.credentialInstanceId, state: "PENDING", ...previous, ...display };
   const checked = await openAndCheck(issuer, held.credentialConfigurationId, answer.credentials, wek, holders);
   await call(api, "POST", "/wallet/api/credential/confirm", confirmAnswerSchema, base);
-  return { instanceId: held.credentialInstanceId, state: "READY", ...previous, version: clean(answer.credentialVersion, 40), count: checked.length };
+  return { instanceId: held.credentialInstanceId, state: "READY", ...previous, version: clean(answer.credentialVersion, 40), count: checked.length, ...display };
 }
 
 /**
@@ -1134,7 +1147,7 @@ export async function presentCredential(api: WalletApi, store: KeyStore, instanc
   const keyIndex = input.key ?? 0;
   if (!Number.isInteger(keyIndex) || keyIndex < 0) throw new WalletClientError("--key is a presentment key's number, from 0");
 
-  const { checked, holders } = await openHeld(api, store, await findHeld(api, instanceId), new Map());
+  const { checked, holders, issuer } = await openHeld(api, store, await findHeld(api, instanceId), new Map());
   if (keyIndex >= holders.length) throw new WalletClientError(`this credential has ${holders.length} presentment key${holders.length === 1 ? "" : "s"} on this device: use --key 0 to ${holders.length - 1}`);
   const holderPrivate = (await store.getKey(pkName(instanceId, keyIndex)))!;
   const holderThumbprint = await thumbprint(holders[keyIndex]!);
@@ -1143,6 +1156,21 @@ export async function presentCredential(api: WalletApi, store: KeyStore, instanc
   const missing = wanted.filter((c) => !credential.claimNames.includes(c));
   if (missing.length > 0) {
     throw new WalletClientError(`the credential has no claim ${missing.map((c) => clean(c, 64)).join(", ")}; it can disclose ${credential.claimNames.join(", ")}`);
+  }
+  // What a verifier will see in the issuer's status list, checked first: a revoked or
+  // suspended credential is not presented, nor one whose status cannot be established
+  // (a list that does not verify may be an attacker's).
+  if (credential.status) {
+    let listed;
+    try {
+      listed = await fetchCredentialStatus(credential.status, { issuer: issuer.id, issuerKeys: issuer.jwks, now: Math.floor(Date.now() / 1000) });
+    } catch (error) {
+      if (error instanceof StatusListError) throw new WalletClientError(`the credential's status cannot be checked, so it is not presented: ${error.message}`);
+      throw error;
+    }
+    if (listed !== "VALID") {
+      throw new WalletClientError(`the credential is ${listed} in its issuer's status list (${clean(credential.status.uri, 200)}), so a verifier will refuse it; it is not presented`);
+    }
   }
   try {
     return await presentSdJwtVc({ credential: credential.credential, holderPrivateKey: holderPrivate, disclose: wanted, audience: input.audience, nonce: input.nonce });

@@ -30,6 +30,7 @@ import { IssuerClients } from "../../internal/components/orchestration/s2s/issue
 import type { OrchestrationConfig } from "../../internal/config/component-config.js";
 import { refusal } from "../support/refusal.js";
 import { verifySdJwtVc } from "../../internal/s2s/sd-jwt-vc.js";
+import { fetchCredentialStatus } from "../../internal/s2s/status-list.js";
 import { WalletApi, WalletApiError } from "../../internal/wallet/api-client.js";
 import { KeyStore } from "../../internal/wallet/key-store.js";
 import { login } from "../../internal/wallet/login.js";
@@ -398,7 +399,7 @@ describe("the credential wallet end to end: four processes, the development issu
     expect(mesh.devIssuer!.notices.slice(delivered)).to.deep.equal([{ path: "/event/notify", sessionId: issued.sessionId, delivered: true }]);
     expect(await credentialStatus(alice.api, card.id)).to.include({ issuerVersion: "2", version: "1", updateAvailable: true });
     const refreshed = await refreshCredential(alice.api, alice.store, card.id);
-    expect(refreshed).to.deep.equal({ instanceId: card.id, state: "READY", previousVersion: "1", version: "2", count: 2 });
+    expect(refreshed).to.deep.equal({ instanceId: card.id, state: "READY", previousVersion: "1", version: "2", count: 2, displayName: "Identity card (development)" });
     expect(await credentialStatus(alice.api, card.id)).to.include({ status: "ACTIVE", version: "2", updateAvailable: false });
     expect((await listCredentials(alice.api, alice.store)).find((c) => c.instanceId === card.id)).to.include({ version: "2", verified: true, count: 2 });
     expect(mesh.devIssuer!.received.filter((e) => e.credentialInstanceId === card.id).map((e) => e.eventType)).to.include("UPDATE_SUCCESS");
@@ -437,6 +438,42 @@ describe("the credential wallet end to end: four processes, the development issu
   /** The issuer's own view of an instance (its /credential/status), asked with Orchestration's certificate. */
   const issuerStatus = (sessionId: string, instanceId: string) => async () =>
     (await orchestrationIssuerClient().post("/credential/status", { sessionId, credentialInstanceId: instanceId }, credentialStatusResponseSchema)).body.currentStatus;
+
+  it("display data and revocation (issue 15): DISPLAY_DATA_UPDATED reaches the wallet server and Bob's refresh takes the new display; the issuer revokes: a verifier sees REVOKED in its status list, present refuses, and Bob's status call ends the record (CANCELLED, no ciphertext)", async function () {
+    const bob = await signedIn(USERS.bob);
+    const added = await addCredentials(bob.api, bob.store, { issuer: issuerId, configurations: ["identity_card"], person: ADA, sleep: noWait });
+    if (added.state !== "ISSUED") expect.fail(`not issued: ${added.state}`);
+    note(added);
+    const card = added.instances[0]!;
+    const request = { claims: ["age_over_18"], audience: "https://verifier.example", nonce: "n-revoked" };
+    const earlier = await presentCredential(bob.api, bob.store, card.id, request);
+    const metadata = issuerMetadataSchema.parse(mesh.devIssuer!.metadata);
+    const verifier = async (presentation: string) => {
+      const verified = await verifySdJwtVc({ presentation, issuerKeys: metadata.jwks as never, expectedIssuer: issuerId, audience: request.audience, nonce: request.nonce });
+      return fetchCredentialStatus(verified.status!, { issuer: issuerId, issuerKeys: metadata.jwks as never, now: Math.floor(Date.now() / 1000) });
+    };
+    expect(await verifier(earlier)).to.equal("VALID");
+
+    const delivered = mesh.devIssuer!.notices.length;
+    await mesh.devIssuer!.publishDisplayUpdate(added.sessionId, card.id);
+    expect(mesh.devIssuer!.notices.slice(delivered)).to.deep.equal([{ path: "/event/notify", sessionId: added.sessionId, delivered: true }]);
+    expect((await listCredentials(bob.api, bob.store)).find((c) => c.instanceId === card.id)?.display).to.equal("Identity card (development)");
+    expect(await refreshCredential(bob.api, bob.store, card.id)).to.deep.include({ state: "READY", version: "1", displayName: "Identity card (development), design 2" });
+    expect((await listCredentials(bob.api, bob.store)).find((c) => c.instanceId === card.id)?.display).to.equal("Identity card (development), design 2");
+
+    mesh.devIssuer!.revoke(added.sessionId, card.id);
+    expect(await verifier(earlier)).to.equal("REVOKED");
+    const refused = await presentCredential(bob.api, bob.store, card.id, request).then(() => expect.fail("a revoked credential was presented"), (e: unknown) => e as WalletClientError);
+    expect(refused).to.be.instanceOf(WalletClientError);
+    expect(refused.message).to.include("REVOKED in its issuer's status list");
+    expect(await credentialStatus(bob.api, card.id)).to.include({ status: "CANCELLED", issuerStatus: "CANCELLED" });
+    const record = (await bob.api.call("GET", "/wallet/api/credentials", z.looseObject({ credentials: z.array(z.looseObject({ credentialInstanceId: z.string(), status: z.string(), credentials: z.unknown().optional() })) })))
+      .credentials.find((c) => c.credentialInstanceId === card.id)!;
+    expect(record.status).to.equal("CANCELLED");
+    expect(record.credentials, "an ended record keeps no ciphertext").to.equal(undefined);
+    // A revoked credential needs no unlink to be deleted.
+    expect(await deleteCredential(bob.api, bob.store, card.id)).to.deep.equal({ instanceId: card.id, unlinked: false });
+  });
 
   it("a dump of the database shows no issuer-side identifier, credential type name or claim, in any encoding", async function () {
     const db = new pg.Client({ connectionString: mesh.postgres!.url });

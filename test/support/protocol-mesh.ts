@@ -144,6 +144,7 @@ export async function startProtocolMesh(options: {
   if (options.credentialWallet) {
     ports.issuer = await freePort();
     ports.wallet = await freePort();
+    ports.issuerStatus = await freePort();
   }
   const issuer = `http://localhost:${ports.public}`;
   // Each provider sends the browser back to its own callback path.

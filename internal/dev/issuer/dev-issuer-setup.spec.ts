@@ -39,7 +39,7 @@ describe("hello start's development issuer: certificates, keys and the configura
   before(async function () {
     dir = await mkdtemp(path.join(os.tmpdir(), "hello-dev-issuer-"));
     ports = {};
-    for (const setting of ["public", "orchestration", "token", "encryption", "storage", "issuer", "wallet"]) ports[setting] = await freePort();
+    for (const setting of ["public", "orchestration", "token", "encryption", "storage", "issuer", "wallet", "issuerStatus"]) ports[setting] = await freePort();
     configFile = path.join(dir, "hello.config.json");
     await writeFile(configFile, JSON.stringify({ issuer: `http://localhost:${ports.public}`, ports, certificates: "certs", stateDir: "state" }));
     deployment = await prepareDevDeployment(loadDevConfig(configFile), { devIssuer: true, log: (line) => made.push(line) });
@@ -114,6 +114,7 @@ describe("hello start's development issuer: certificates, keys and the configura
     const options = deployment.devIssuer!;
     expect(options.issuerId).to.equal(`https://localhost:${ports.issuer}`);
     expect(options.port).to.equal(ports.issuer);
+    expect(options.statusPort).to.equal(ports.issuerStatus);
     expect(options.certPem).to.equal(readText(paths.cert));
     expect(options.keyPem).to.equal(readText(paths.key));
     const [walletServer, ...others] = options.walletServers;

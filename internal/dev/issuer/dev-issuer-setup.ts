@@ -149,6 +149,9 @@ export async function publicDevIssuerKeys(keys: DevIssuerKeys): Promise<DevIssue
   return { encryptionKey: await publicHpkeJwk(keys.encryptionKey), signingKey: { kty, crv, x, y, kid, alg, use: "sig" } };
 }
 
+/** What devIssuerOptions sets of an issuer's options: the rest (timers, reporting) is the runner's. */
+export type DevIssuerSetupOptions = Pick<DevIssuerOptions, "issuerId" | "port" | "statusPort" | "certPem" | "keyPem" | "walletServers" | "encryptionKey" | "signingKey">;
+
 /**
  * The development issuer's options as `hello start` runs it: on `port`, its certificate
  * and keys, and hello-mesh's wallet server as its one peer, known by the orchestration
@@ -158,6 +161,8 @@ export async function publicDevIssuerKeys(keys: DevIssuerKeys): Promise<DevIssue
 export function devIssuerOptions(setup: {
   port: number;
   walletPort: number;
+  /** Where its status list is published (plain HTTP on 127.0.0.1). */
+  statusPort: number;
   paths: DevIssuerPaths;
   keys: DevIssuerKeys;
   /** hello-mesh's issuer (the front door's URL). */
@@ -166,11 +171,12 @@ export function devIssuerOptions(setup: {
   orchestrationCa: string;
   /** Token's wallet key file (keys.wallet). */
   tokenWalletKeys: string;
-}): Pick<DevIssuerOptions, "issuerId" | "port" | "certPem" | "keyPem" | "walletServers" | "encryptionKey" | "signingKey"> {
+}): DevIssuerSetupOptions {
   const walletKeys = loadSigningKeys("token", setup.tokenWalletKeys, WALLET_KEYS).filter((key) => key.purpose === "wallet");
   return {
     issuerId: devIssuerId(setup.port),
     port: setup.port,
+    statusPort: setup.statusPort,
     certPem: readFileText(setup.paths.cert),
     keyPem: readFileText(setup.paths.key),
     encryptionKey: setup.keys.encryptionKey,

@@ -16,6 +16,7 @@ import { ITEM_TYPES, KEY_TYPES, type JweEncryptedPayload, issuerMetadataSchema, 
 import { ProblemError, S2S_INVALID_CLIENT_AUTHENTICATION, S2S_INVALID_ENCRYPTION } from "../../s2s/problem.js";
 import { inspectSdJwtVc, presentSdJwtVc, verifySdJwtVc } from "../../s2s/sd-jwt-vc.js";
 import { signStatement } from "../../s2s/statements.js";
+import { fetchCredentialStatus } from "../../s2s/status-list.js";
 import { WireClient } from "../../s2s/wire-client.js";
 import { type WireServer, startWireServer } from "../../s2s/wire-server.js";
 import { signWskAttestation } from "../../s2s/wsk-attestation.js";
@@ -627,6 +628,50 @@ describe("development Issuer Server: the draft's black-box checks for an Issuer"
       expect(answer.body).to.include({ outcome: "COMPLETED", currentStatus: "UNLINKED", previousStatus: "ACTIVE" });
       const after = await clientA.post("/credential/status", { sessionId: instance.sessionId, credentialInstanceId: instanceId }, z.looseObject({ lastStatusChangeReason: z.string() }));
       expect(after.body.lastStatusChangeReason).to.match(/wallet server's own UNLINK/);
+    });
+  });
+
+  describe("revocation: a Token Status List", () => {
+    const verifierStatus = async (credential: string) => {
+      const metadata = (await clientA.get("/.well-known/s2s-issuer", issuerMetadataSchema)).body;
+      const reference = inspectSdJwtVc(credential).status!;
+      return fetchCredentialStatus(reference, { issuer: ISSUER_ID, issuerKeys: metadata.jwks as never, now: Math.floor(Date.now() / 1000) });
+    };
+
+    it("names a distinct entry for each instance in every credential, at the uri its metadata publishes; revoked, suspended and unlinked instances show there", async () => {
+      const metadata = (await clientA.get("/.well-known/s2s-issuer", issuerMetadataSchema)).body;
+      expect(metadata.statusListUri).to.equal(issuer.statusListUri);
+      const instance = await newInstance();
+      const { instances } = await approvedInstances(instance);
+      const ids = instances.flatMap((i) => i.credentialInstanceIds);
+      expect(ids).to.have.length(2);
+      const credentialOf = async (id: string) => {
+        const { wek, body } = await getBody(instance, id, { presentmentKeys: [(await es256Pair()).publicJwk] });
+        const [credential] = await openCredentials((await clientA.post("/credential/get", body, credentialGetResponseSchema)).body.credentials, wek.privateJwk);
+        return credential!;
+      };
+      const credentials = await Promise.all(ids.map(credentialOf));
+      const references = credentials.map((c) => inspectSdJwtVc(c).status!);
+      expect(references.map((r) => r.uri)).to.deep.equal(ids.map(() => issuer.statusListUri));
+      expect(new Set(references.map((r) => r.idx)).size).to.equal(ids.length);
+      expect(await verifierStatus(credentials[0]!)).to.equal("VALID");
+
+      issuer.suspendAsIssuer(instance.sessionId, ids[0]!, true);
+      expect(await verifierStatus(credentials[0]!)).to.equal("SUSPENDED");
+      issuer.suspendAsIssuer(instance.sessionId, ids[0]!, false);
+      expect(await verifierStatus(credentials[0]!)).to.equal("VALID");
+      issuer.revoke(instance.sessionId, ids[0]!);
+      expect(await verifierStatus(credentials[0]!)).to.equal("REVOKED");
+      // CANCELLED is terminal: the issuer's status says so, a get is refused, and no resume of its suspension moves it.
+      const status = await clientA.post("/credential/status", { sessionId: instance.sessionId, credentialInstanceId: ids[0] }, z.looseObject({ currentStatus: z.string() }));
+      expect(status.body.currentStatus).to.equal("CANCELLED");
+      issuer.suspendAsIssuer(instance.sessionId, ids[0]!, false);
+      expect(await verifierStatus(credentials[0]!)).to.equal("REVOKED");
+      const { body } = await getBody(instance, ids[0]!);
+      expect(await refusal(clientA.post("/credential/get", body, credentialGetResponseSchema))).to.include({ status: 409, errorCode: "credential_cancelled" });
+      expect(await verifierStatus(credentials[1]!)).to.equal("VALID");
+      await clientA.post("/credential/manage", { sessionId: instance.sessionId, credentialInstanceId: ids[1], action: "UNLINK", reason: "NO_CLIENT" }, z.unknown());
+      expect(await verifierStatus(credentials[1]!)).to.equal("REVOKED");
     });
   });
 

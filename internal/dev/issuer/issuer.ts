@@ -18,8 +18,10 @@
 //
 // Development only: state is in memory, the registry is invented (registry.ts).
 
-import { type JsonWebKey, createHash, createPrivateKey, randomUUID } from "node:crypto";
+import { type JsonWebKey, createHash, createPrivateKey, randomInt, randomUUID } from "node:crypto";
+import { createServer as createHttpServer } from "node:http";
 import { request as httpsRequest } from "node:https";
+import type { AddressInfo } from "node:net";
 import type { JSONWebKeySet, JWK } from "jose";
 import { equalsConstantTime } from "../../protocol/constant-time.js";
 import { openClientPayload, sealCredentials, verifyWalletEncryptionKey } from "../../s2s/client-payload.js";
@@ -52,6 +54,7 @@ import {
 } from "../../s2s/messages.js";
 import { ProblemError, invalidClientAuthentication, problem } from "../../s2s/problem.js";
 import { issueSdJwtVc } from "../../s2s/sd-jwt-vc.js";
+import { STATUS_LIST_MEDIA_TYPE, STATUS_VALUES, signStatusList } from "../../s2s/status-list.js";
 import { type ReplayGuard, StatementError, assertEs256PublicJwk, memoryReplayGuard, verifyStatement } from "../../s2s/statements.js";
 import { WireClient } from "../../s2s/wire-client.js";
 import { API_VERSION, type WireReply, type WireRoute, type WireServer, startWireServer } from "../../s2s/wire-server.js";
@@ -102,6 +105,13 @@ export interface DevIssuerOptions {
   pendingDecisionMs?: number;
   /** Complete an asynchronous issuance after this long; absent: only `completeIssuance()` does. */
   asyncIssuanceMs?: number;
+  /**
+   * Where the Token Status List is published (plain HTTP on this host, like the
+   * development OPs; the list is signed, so it is trusted for its signature, not its
+   * transport): default 127.0.0.1 and a free port.
+   */
+  statusHost?: string;
+  statusPort?: number;
   /** Seconds of Retry-After to answer with (429), per call; for tests of the wallet server's backoff. */
   rateLimit?: (peer: string, path: string) => number | undefined;
   onError?: (error: unknown, what: string) => void;
@@ -126,6 +136,15 @@ export interface DevIssuer {
    * RESUME, as the issuer): resolves with the wallet server's answer.
    */
   suspendAndTell(sessionId: string, credentialInstanceId: string, suspended: boolean): Promise<{ outcome: string; currentStatus: string }>;
+  /**
+   * The issuer's permanent invalidation of an instance (CANCELLED, terminal): its status
+   * list entry becomes INVALID, and the wallet server learns it from /credential/status.
+   */
+  revoke(sessionId: string, credentialInstanceId: string): void;
+  /** Where the status list is published (each credential's status.status_list.uri). */
+  statusListUri: string;
+  /** New display data for an instance (its name gains the version), announced with DISPLAY_DATA_UPDATED; resolves after it was tried. */
+  publishDisplayUpdate(sessionId: string, credentialInstanceId: string): Promise<void>;
   /** A new version of an instance's dataset, announced to the wallet server (CREDENTIAL_UPDATE_AVAILABLE); resolves after it was tried. */
   publishUpdate(sessionId: string, credentialInstanceId: string): Promise<void>;
   /** The events the wallet server sent this issuer (/event/notify), in order. */
@@ -143,6 +162,12 @@ const MAX_ATTEMPTS = 3;
 const VERIFICATION_DEADLINE_SECONDS = 24 * 60 * 60;
 const MAX_PRESENTMENT_KEYS = 10;
 const MAX_EVIDENCE_BYTES = 8 * 1024 * 1024;
+/** The status list's first size (entries); it doubles when half full, so an index says little about issuance order. */
+const STATUS_LIST_SIZE = 4096;
+/** How long a published status list is valid, and how long a verifier may cache it (seconds). */
+const STATUS_LIST_VALIDITY_SECONDS = 300;
+const STATUS_LIST_TTL_SECONDS = 30;
+const STATUS_LIST_PATH = "/status-lists/1";
 
 interface Verification {
   id: string;
@@ -173,11 +198,16 @@ interface Instance {
   pendingRequestId?: string;
   /**
    * The lifecycle (docs/wallet-server.md, "Lifecycle"): two suspension flags, so that
-   * only the party that suspended resumes; UNLINKED is terminal.
+   * only the party that suspended resumes; UNLINKED and CANCELLED are terminal.
    */
   suspendedByWallet?: boolean;
   suspendedByIssuer?: boolean;
   unlinked?: boolean;
+  cancelled?: boolean;
+  /** The instance's entry in the status list. */
+  statusIdx: number;
+  /** The display data's version (DISPLAY_DATA_UPDATED raises it). */
+  displayVersion: number;
   lastChange?: { at: number; reason?: string };
 }
 
@@ -202,10 +232,36 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
   const { d: _d, ...signingPublic } = options.signingKey;
   const walletServers = new Map(options.walletServers.map((w) => [w.id, w]));
   const sessions = new Map<string, Session>();
+  const statusEntries = new Map<number, Instance>();
+  let statusListSize = STATUS_LIST_SIZE;
   const replay: ReplayGuard = memoryReplayGuard(() => now());
   const timers = new Set<NodeJS.Timeout>();
   const clients = new Map<string, WireClient>();
   const report = (error: unknown, what: string) => options.onError?.(error, what);
+
+  // The status list is published over plain HTTP (a development server, on this host) at
+  // one uri; started first, as every credential names it.
+  const statusServer = createHttpServer((req, res) => {
+    const path = (req.url ?? "").split("?")[0];
+    if (path !== STATUS_LIST_PATH) return void res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
+    if (req.method !== "GET") return void res.writeHead(405, { allow: "GET", "content-type": "text/plain" }).end("use GET\n");
+    publishedStatusList().then(
+      (token) => res.writeHead(200, { "content-type": STATUS_LIST_MEDIA_TYPE, "cache-control": `max-age=${STATUS_LIST_TTL_SECONDS}` }).end(token),
+      (error) => {
+        report(error, "status list");
+        res.writeHead(500, { "content-type": "text/plain" }).end("the status list cannot be made\n");
+      },
+    );
+  });
+  const statusHost = options.statusHost ?? "127.0.0.1";
+  await new Promise<void>((resolve, reject) => {
+    statusServer.once("error", reject);
+    statusServer.listen(options.statusPort ?? 0, statusHost, () => {
+      statusServer.off("error", reject);
+      resolve();
+    });
+  });
+  const statusListUri = `http://${statusHost.includes(":") ? `[${statusHost}]` : statusHost}:${(statusServer.address() as AddressInfo).port}${STATUS_LIST_PATH}`;
 
   const metadata: IssuerMetadata = {
     issuer: issuerId,
@@ -213,6 +269,7 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
     jwks: { keys: [{ kty: "EC", crv: "P-256", x: signingPublic.x, y: signingPublic.y, kid: signingPublic.kid, alg: "ES256", use: "sig" }] },
     apiVersions: [API_VERSION],
     credentialConfigurationsSupported: structuredClone(CREDENTIAL_CONFIGURATIONS) as unknown as IssuerMetadata["credentialConfigurationsSupported"],
+    statusListUri,
   };
 
   // --- helpers -------------------------------------------------------------------
@@ -548,7 +605,10 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
         if (v.status !== "APPROVED") throw problem(409, "invalid_state", `credentials are provisioned only after APPROVED; this verification is ${v.status}`);
         // Provisioned once per verification: a second call returns the same instances.
         v.instances ??= v.approved!.map((configuration) => {
-          const instance: Instance = { id: randomUUID(), configuration, person: v.person!, status: "IN_PROCESS", version: 1, ready: !v.person!.asyncIssuance };
+          const instance: Instance = {
+            id: randomUUID(), configuration, person: v.person!, status: "IN_PROCESS", version: 1, ready: !v.person!.asyncIssuance, statusIdx: allocateStatusIdx(), displayVersion: 1,
+          };
+          statusEntries.set(instance.statusIdx, instance);
           session.instances.set(instance.id, instance);
           return { credentialConfigurationId: configuration, credentialInstanceIds: [instance.id] };
         });
@@ -598,11 +658,13 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
   function displayOf(instance: Instance): Record<string, unknown> {
     const configuration = CREDENTIAL_CONFIGURATIONS[instance.configuration];
     // Display data only: the Wallet Server reads it, so it names the type, never the person.
-    return { credentialConfigurationId: instance.configuration, vct: configuration.vct, display: configuration.display };
+    const display = instance.displayVersion === 1 ? configuration.display : configuration.display.map((d) => ({ ...d, name: `${d.name}, design ${instance.displayVersion}` }));
+    return { credentialConfigurationId: instance.configuration, vct: configuration.vct, display, displayVersion: String(instance.displayVersion) };
   }
 
   /** The draft's credential status of an instance, from its flags. */
   function statusOfInstance(instance: Instance): string {
+    if (instance.cancelled) return "CANCELLED";
     if (instance.unlinked) return "UNLINKED";
     if (instance.suspendedByIssuer) return "SUSPENDED_ISSUER";
     if (instance.suspendedByWallet) return "SUSPENDED_WALLET";
@@ -640,7 +702,9 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
         ...(failureReason ? { failureReason } : {}),
       },
     });
-    if (instance.unlinked) return answer(body.action === "UNLINK" ? "NO_CHANGE" : "FAILED", body.action === "UNLINK" ? undefined : "UNLINKED is terminal");
+    if (instance.unlinked || instance.cancelled) {
+      return answer(body.action === "UNLINK" ? "NO_CHANGE" : "FAILED", body.action === "UNLINK" ? undefined : `${statusOfInstance(instance)} is terminal`);
+    }
     const changed = (reason?: string) => {
       instance.lastChange = { at: now(), ...(reason ? { reason } : {}) };
       return answer("COMPLETED");
@@ -666,7 +730,9 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
   async function get(peer: string, body: CredentialGetRequest, requestId: string): Promise<WireReply> {
     const session = ownSession(peer, body.sessionId);
     const instance = ownInstance(session, body.credentialInstanceId);
-    if (instance.unlinked) throw problem(409, "credential_unlinked", "this credential instance was unlinked: a new verification makes a new one");
+    if (instance.unlinked || instance.cancelled) {
+      throw problem(409, `credential_${statusOfInstance(instance).toLowerCase()}`, `this credential instance is ${statusOfInstance(instance)}: a new verification makes a new one`);
+    }
     const wek = await verifyWalletEncryptionKey(body.walletEncryptionKey, session.wsk, issuerId, session.sessionId, { now: now() });
     if (body.clientEncryptedData) {
       const payload = body.clientEncryptedData;
@@ -711,6 +777,7 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
           holderKey,
           signingKey: signingPrivate,
           issuedAt: now(),
+          status: { idx: instance.statusIdx, uri: statusListUri },
         }),
       ),
     );
@@ -724,26 +791,31 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
   }
 
   async function completeIssuance(sessionId: string, credentialInstanceId: string): Promise<void> {
+    const { session, instance } = known(sessionId, credentialInstanceId);
+    if (instance.ready) return;
+    instance.ready = true;
+    await poke(session, instance, "CREDENTIAL_READY", instance.pendingRequestId ? { triggeringRequestId: instance.pendingRequestId } : {});
+  }
+
+  /** A session and instance by id, for the issuer's own actions (a programming error otherwise). */
+  function known(sessionId: string, credentialInstanceId: string): { session: Session; instance: Instance } {
     const session = sessions.get(sessionId);
     const instance = session?.instances.get(credentialInstanceId);
     if (!session || !instance) throw new Error("no such credential instance");
-    if (instance.ready) return;
-    instance.ready = true;
+    return { session, instance };
+  }
+
+  /** An /event/notify to the instance's wallet server: a poke, so a lost one costs nothing the wallet's status call does not recover. */
+  async function poke(session: Session, instance: Instance, eventType: string, extra: Record<string, unknown>): Promise<void> {
     try {
       await clientFor(session.peer).post(
         "/event/notify",
-        {
-          sessionId,
-          credentialInstanceId,
-          eventType: "CREDENTIAL_READY",
-          ...(instance.pendingRequestId ? { triggeringRequestId: instance.pendingRequestId } : {}),
-          eventTimestamp: new Date(now() * 1000).toISOString(),
-        },
+        { sessionId: session.sessionId, credentialInstanceId: instance.id, eventType, eventTimestamp: new Date(now() * 1000).toISOString(), ...extra },
         eventAckSchema,
       );
-      notices.push({ path: "/event/notify", sessionId, delivered: true });
+      notices.push({ path: "/event/notify", sessionId: session.sessionId, delivered: true });
     } catch (error) {
-      notices.push({ path: "/event/notify", sessionId, delivered: false });
+      notices.push({ path: "/event/notify", sessionId: session.sessionId, delivered: false });
       report(error, "event notify");
     }
   }
@@ -754,22 +826,50 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
    * wallet's status call shows the version).
    */
   async function publishUpdate(sessionId: string, credentialInstanceId: string): Promise<void> {
-    const session = sessions.get(sessionId);
-    const instance = session?.instances.get(credentialInstanceId);
-    if (!session || !instance) throw new Error("no such credential instance");
-    if (instance.unlinked) throw new Error("an unlinked instance gets no update");
+    const { session, instance } = known(sessionId, credentialInstanceId);
+    if (instance.unlinked || instance.cancelled) throw new Error("an instance that ended gets no update");
     instance.version += 1;
-    try {
-      await clientFor(session.peer).post(
-        "/event/notify",
-        { sessionId, credentialInstanceId, eventType: "CREDENTIAL_UPDATE_AVAILABLE", eventTimestamp: new Date(now() * 1000).toISOString(), eventDetails: { credentialVersion: String(instance.version) } },
-        eventAckSchema,
-      );
-      notices.push({ path: "/event/notify", sessionId, delivered: true });
-    } catch (error) {
-      notices.push({ path: "/event/notify", sessionId, delivered: false });
-      report(error, "event notify");
+    await poke(session, instance, "CREDENTIAL_UPDATE_AVAILABLE", { eventDetails: { credentialVersion: String(instance.version) } });
+  }
+
+  /** New display data (the next /credential/metadata gives it), announced with DISPLAY_DATA_UPDATED. */
+  async function publishDisplayUpdate(sessionId: string, credentialInstanceId: string): Promise<void> {
+    const { session, instance } = known(sessionId, credentialInstanceId);
+    if (instance.unlinked || instance.cancelled) throw new Error("an instance that ended gets no display update");
+    instance.displayVersion += 1;
+    await poke(session, instance, "DISPLAY_DATA_UPDATED", { eventDetails: { displayVersion: String(instance.displayVersion) } });
+  }
+
+  // --- the Token Status List -----------------------------------------------------
+
+  /** A random free index (herd privacy: an index does not tell the order of issuance). */
+  function allocateStatusIdx(): number {
+    if (statusEntries.size * 2 >= statusListSize) statusListSize *= 2;
+    for (;;) {
+      const idx = randomInt(statusListSize);
+      if (!statusEntries.has(idx)) return idx;
     }
+  }
+
+  /** An instance's entry: INVALID once it ended (revoked, or unlinked from its device), SUSPENDED while either party suspends it. */
+  function listValue(instance: Instance): number {
+    if (instance.cancelled || instance.unlinked) return STATUS_VALUES.INVALID;
+    if (instance.suspendedByIssuer || instance.suspendedByWallet) return STATUS_VALUES.SUSPENDED;
+    return STATUS_VALUES.VALID;
+  }
+
+  async function publishedStatusList(): Promise<string> {
+    const values = new Array<number>(statusListSize).fill(STATUS_VALUES.VALID);
+    for (const [idx, instance] of statusEntries) values[idx] = listValue(instance);
+    return signStatusList({
+      uri: statusListUri,
+      issuer: issuerId,
+      values,
+      signingKey: signingPrivate,
+      issuedAt: now(),
+      validitySeconds: STATUS_LIST_VALIDITY_SECONDS,
+      ttlSeconds: STATUS_LIST_TTL_SECONDS,
+    });
   }
 
   const server: WireServer = await startWireServer({
@@ -785,9 +885,8 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
   });
 
   function suspendAsIssuer(sessionId: string, credentialInstanceId: string, suspended: boolean): void {
-    const instance = sessions.get(sessionId)?.instances.get(credentialInstanceId);
-    if (!instance) throw new Error("no such credential instance");
-    if (instance.unlinked || instance.suspendedByIssuer === suspended) return;
+    const { instance } = known(sessionId, credentialInstanceId);
+    if (instance.unlinked || instance.cancelled || instance.suspendedByIssuer === suspended) return;
     instance.suspendedByIssuer = suspended;
     instance.lastChange = { at: now(), reason: suspended ? "the issuer's suspension" : "the issuer lifted its suspension" };
   }
@@ -806,6 +905,14 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
     },
     suspendAsIssuer,
     publishUpdate,
+    publishDisplayUpdate,
+    statusListUri,
+    revoke(sessionId, credentialInstanceId) {
+      const { instance } = known(sessionId, credentialInstanceId);
+      if (instance.cancelled || instance.unlinked) return;
+      instance.cancelled = true;
+      instance.lastChange = { at: now(), reason: "revoked by the issuer" };
+    },
     async suspendAndTell(sessionId, credentialInstanceId, suspended) {
       suspendAsIssuer(sessionId, credentialInstanceId, suspended);
       const session = sessions.get(sessionId)!;
@@ -823,6 +930,8 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
       timers.clear();
       for (const client of clients.values()) client.close();
       await server.close();
+      statusServer.closeAllConnections();
+      await new Promise<void>((resolve) => statusServer.close(() => resolve()));
     },
   };
 }
