@@ -369,6 +369,15 @@ export interface WalletDeletionRecord {
    * them, so that every directed id reserved for the user at that app becomes a tombstone.
    */
   releases: Array<{ client_id: string; directed_id: string }>;
+  /**
+   * The credential wallet's records when the delete began (holdingsToDelete): each
+   * credential instance (its issuer told, UNLINK with reason NO_CLIENT, then its record
+   * deleted), each S2S session record, and whether a holdings record exists. Absent in a
+   * deletion record minted before credential records, which removes none.
+   */
+  s2s_sessions?: Array<{ issuer: string; session_id: string }>;
+  credentials?: Array<{ issuer: string; session_id: string; credential_instance_id: string }>;
+  holdings?: boolean;
 }
 
 /** A public ES256 key as records keep it: the members that make its thumbprint, nothing else. */

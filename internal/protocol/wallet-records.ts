@@ -5,7 +5,7 @@
 // terminal status (APPROVED, DENIED, EXPIRED) never moves, an instance is recorded once,
 // and only for a configuration its verification approved.
 
-import type { CredentialRecord, HoldingsRecord, S2sSessionRecord, S2sVerification } from "./tokens.js";
+import type { CredentialRecord, HoldingsRecord, S2sSessionRecord, S2sVerification, WalletDeletionRecord } from "./tokens.js";
 
 export const TERMINAL_VERIFICATION_STATUSES: ReadonlySet<string> = new Set(["APPROVED", "DENIED", "EXPIRED"]);
 /** A credential instance's statuses that never move: unlinked from its device, or invalidated by the issuer. */
@@ -126,6 +126,22 @@ export function holdingsWithoutInstance(holdings: HoldingsRecord, credential: Cr
   });
   if (!found) throw new WalletRecordError("the holdings do not list this credential");
   return { ...body(holdings), sessions };
+}
+
+/**
+ * What a wallet's delete removes of its credential holdings (absent: the user holds
+ * none): every S2S session the holdings list and every credential instance of each, in
+ * the holdings' order. Token lists them in the deletion record; Orchestration checks
+ * that list against the holdings it read.
+ */
+export function holdingsToDelete(holdings: HoldingsRecord | undefined, uid: string): Pick<WalletDeletionRecord, "s2s_sessions" | "credentials" | "holdings"> {
+  if (!holdings) return { s2s_sessions: [], credentials: [], holdings: false };
+  if (holdings.uid !== uid) throw new WalletRecordError("the holdings are another user's");
+  return {
+    s2s_sessions: holdings.sessions.map((s) => ({ issuer: s.issuer, session_id: s.session_id })),
+    credentials: holdings.sessions.flatMap((s) => (s.instances ?? []).map((id) => ({ issuer: s.issuer, session_id: s.session_id, credential_instance_id: id }))),
+    holdings: true,
+  };
 }
 
 /** A new instance's credential record: IN_PROCESS until the client confirms it. */

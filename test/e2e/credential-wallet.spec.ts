@@ -40,7 +40,7 @@ import { CHROMIUM, CHROMIUM_ARGS } from "../support/chromium.js";
 import { browserlessWalletStep, chromiumWalletStep } from "../support/wallet-browser.js";
 import { dumpDatabase, findValue } from "../support/database-dump.js";
 import { Browserless } from "../support/browserless.js";
-import { type ProtocolMesh, USERS, startProtocolMesh } from "../support/protocol-mesh.js";
+import { type ProtocolMesh, USERS, browseToAccount, startProtocolMesh } from "../support/protocol-mesh.js";
 import { ADA, ALAN, GRACE, MALLORY, es256Pair } from "../support/s2s-fixtures.js";
 import { walletEncryptionKeyData } from "../../internal/s2s/client-payload.js";
 import { generateHpkeKeyPair } from "../../internal/s2s/hpke-jwe.js";
@@ -95,6 +95,8 @@ describe("the credential wallet end to end: four processes, the development issu
   };
 
   let alice: { store: KeyStore; api: WalletApi };
+  /** Carol's credentials (the PENDING test's), which the last test deletes with her whole wallet. */
+  let carols: { sessionId: string; instanceIds: string[] } | undefined;
   let issued: Awaited<ReturnType<typeof addCredentials>>;
 
   it("Alice signs in with Chromium, and adds an identity card and a driving licence from one verification, two presentment keys each", async function () {
@@ -169,6 +171,7 @@ describe("the credential wallet end to end: four processes, the development issu
     const done = await resumeCredentials(carol.api, carol.store, pending.sessionId, { sleep: noWait });
     expect(done.state).to.equal("ISSUED");
     note(done);
+    if (done.state === "ISSUED") carols = { sessionId: done.sessionId, instanceIds: done.instances.map((i) => i.id) };
   });
 
   it("DENIED ends, with the issuer's reason", async function () {
@@ -536,6 +539,34 @@ describe("the credential wallet end to end: four processes, the development issu
       expect(await credentialRows()).to.equal(before - 2);
       expect((await listCredentials(alice.api, alice.store)).map((c) => c.instanceId)).to.not.include(card!.id);
       expect(await alice.store.listKeys(`pk.${card!.id}.`)).to.deep.equal([]);
+    } finally {
+      await db.end();
+    }
+  });
+
+  it("the whole wallet deleted from the account page (issue 15): each credential is unlinked at its issuer as the wallet server's own UNLINK (NO_CLIENT), and every credential, S2S session and holdings record of the user goes", async function () {
+    const { sessionId, instanceIds } = carols!;
+    expect(instanceIds).to.have.length(1);
+    const atIssuer = issuerStatus(sessionId, instanceIds[0]!);
+    expect(await atIssuer()).to.equal("ACTIVE");
+    const db = new pg.Client({ connectionString: mesh.postgres!.url });
+    await db.connect();
+    const kinds = async () => Object.fromEntries((await db.query<{ kind: string; n: string }>("SELECT kind, count(*) AS n FROM records GROUP BY kind")).rows.map((r) => [r.kind, Number(r.n)]));
+    try {
+      const before = await kinds();
+      const browser = new Browserless();
+      const { page } = await browseToAccount(mesh.issuer, USERS.carol, browser);
+      let done = await browser.submit(browser.form(page, /^\/account\/delete$/), [["provider", "dev"]]);
+      // The provider asks once more, for the delete itself.
+      done = await browser.submit(browser.form(done, /\/login$/), [["email", USERS.carol.email], ["password", USERS.carol.password]]);
+      expect(done.body).to.include("Your wallet is deleted");
+
+      expect(await atIssuer()).to.equal("UNLINKED");
+      const reason = (await orchestrationIssuerClient().post("/credential/status", { sessionId, credentialInstanceId: instanceIds[0] }, credentialStatusResponseSchema)).body.lastStatusChangeReason;
+      expect(reason).to.match(/wallet server's own UNLINK/);
+      const after = await kinds();
+      expect({ credential: before.credential! - after.credential!, session: before["s2s-session"]! - (after["s2s-session"] ?? 0), holdings: before.holdings! - (after.holdings ?? 0) })
+        .to.deep.equal({ credential: 1, session: 1, holdings: 1 });
     } finally {
       await db.end();
     }

@@ -7,7 +7,7 @@
 // it made reaches Storage or the app, and the honest twin — the same login with the
 // honest Token — succeeds. The same through four processes: test/e2e/rogue-token.spec.ts.
 
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { expect } from "chai";
 import { create, type DescMessage } from "@bufbuild/protobuf";
 import { type Client, Code, type ConnectRouter, type HandlerContext, type ServiceImpl, createClient } from "@connectrpc/connect";
@@ -19,7 +19,7 @@ import { RecordOperation } from "../../gen/hello/common/v1/record_pb.js";
 import type { RegisteredClient } from "../../config/component-config.js";
 import { sha256, sign } from "../../protocol/jws.js";
 import { Keyring, generateRecordKey } from "../../protocol/keyring.js";
-import { releaseHash, reservationHash, subjectHash, walletHash } from "../../protocol/lookup-key.js";
+import { credentialHash, holdingsHash, releaseHash, reservationHash, s2sSessionHash, subjectHash, walletHash } from "../../protocol/lookup-key.js";
 import { type KeyPurpose, type SigningAlg, activeKey, generateSigningKey } from "../../protocol/signing-keys.js";
 import type { RecordKindName } from "../../protocol/records.js";
 import {
@@ -578,6 +578,32 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
     });
     const bob = () => ({ iss: upstream.devOp.issuer, sub: USERS.bob.sub });
 
+    /** Credential holdings for `uid` as Token mints them (one S2S session, two instances), each record written through Encryption, unless it has some. */
+    async function holdingsFor(uid: string) {
+      const at = holdingsHash(lookupKey, uid);
+      if (await holds(at, "holdings")) return claimsOf<RecordClaims["holdings"]>((await encryption.readRecord({ accessToken: (await rogueGrant("holdings", "read", at)).accessToken })).result.value as string);
+      const issuer = "https://issuer.test";
+      const session_id = randomUUID();
+      const instances = [randomUUID(), randomUUID()];
+      const put = async <K extends RecordKindName>(kind: K, hash: string, claims: RecordClaims[K]) => {
+        const write = await rogueWrite(kind, hash, claims);
+        await encryption.createRecord({ accessToken: write.grant!.accessToken, record: write.record });
+      };
+      const wsk = { kty: "EC" as const, crv: "P-256" as const, x: "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", y: "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0" };
+      await put("s2s-session", s2sSessionHash(lookupKey, issuer, session_id), {
+        issuer, session_id, uid, jkt: "jkt", wsk, created: 1, verifications: [],
+        instances: instances.map((id) => ({ credential_instance_id: id, credential_configuration_id: "card", verification_id: "v" })),
+      });
+      for (const id of instances) {
+        await put("credential", credentialHash(lookupKey, issuer, session_id, id), {
+          issuer, session_id, credential_instance_id: id, credential_configuration_id: "card", uid, jkt: "jkt", status: "ACTIVE", updated: 1,
+        });
+      }
+      const holdings = { uid, sessions: [{ issuer, session_id, instances }] };
+      await put("holdings", at, holdings);
+      return holdings;
+    }
+
     it("honest: the deletion record, then tombstones, releases, the subject and the wallet, in that order; a new sign-in is a new user", async function () {
       const view = await ginasWallet();
       const changedBefore = changed.length;
@@ -589,6 +615,54 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
       expect(await holds(subjectHash(lookupKey, upstream.devOp.issuer, GINA.sub), "subject")).to.equal(false);
       const again = await login(honest, GINA, "a");
       expect(again.newUser).to.equal(true);
+    });
+
+    it("honest, with credential holdings: each issuer told (UNLINK), then the credential records, the S2S session and the holdings go, before the subject and the wallet", async function () {
+      const view = await ginasWallet();
+      const holdings = await holdingsFor(view.uid);
+      const told: Array<{ issuer: string; session_id: string; credential_instance_id: string }> = [];
+      const driver = new LoginDriver({
+        issuer: ISSUER, token: tokenInMemory(tokenDeps), encryption, lookupKey, tokenKeys: () => tokenKeys, clientIds: clients.map((c) => c.client_id),
+        unlinkCredential: async (credential) => void told.push(credential),
+      });
+      const changedBefore = changed.length;
+      await remove(driver);
+      const { issuer, session_id, instances } = holdings.sessions[0]!;
+      expect(told).to.deep.equal(instances!.map((id) => ({ issuer, session_id, credential_instance_id: id })));
+      expect(changed.slice(changedBefore)).to.deep.equal([
+        "update wallet", ...view.releases.flatMap(() => ["update reservation", "delete release"]),
+        "delete credential", "delete credential", "delete s2s-session", "delete holdings", "delete subject", "delete wallet",
+      ]);
+      for (const id of instances!) expect(await holds(credentialHash(lookupKey, issuer, session_id, id), "credential")).to.equal(false);
+      expect(await holds(s2sSessionHash(lookupKey, issuer, session_id), "s2s-session")).to.equal(false);
+      expect(await holds(holdingsHash(lookupKey, view.uid), "holdings")).to.equal(false);
+    });
+
+    it("an issuer that cannot be told does not keep a wallet from being deleted: the failure is reported, and every record goes", async function () {
+      const view = await ginasWallet();
+      const holdings = await holdingsFor(view.uid);
+      const reported: unknown[] = [];
+      const driver = new LoginDriver({
+        issuer: ISSUER, token: tokenInMemory(tokenDeps), encryption, lookupKey, tokenKeys: () => tokenKeys, clientIds: clients.map((c) => c.client_id),
+        unlinkCredential: async () => {
+          throw new Error("the issuer is down");
+        },
+        onUnlinkFailure: (error) => reported.push(error),
+      });
+      await remove(driver);
+      expect(reported.map((e) => (e as Error).message)).to.deep.equal(["the issuer is down", "the issuer is down"]);
+      const { issuer, session_id } = holdings.sessions[0]!;
+      expect(await holds(s2sSessionHash(lookupKey, issuer, session_id), "s2s-session")).to.equal(false);
+      expect(await holds(walletHash(lookupKey, view.uid), "wallet")).to.equal(false);
+    });
+
+    it("a compromised Token minting a deletion record that leaves a credential out is refused before anything changes: the wallet deletion record does not list exactly the user's credential holdings", async function () {
+      const view = await ginasWallet();
+      await holdingsFor(view.uid);
+      const before = changed.length;
+      await refused(remove(rogue(bentDeletion((d) => ({ ...d, credentials: d.credentials!.slice(1) })))), "the wallet deletion record does not list exactly the user's credential holdings");
+      await refused(remove(rogue(bentDeletion((d) => ({ ...d, holdings: false })))), "the wallet deletion record does not list exactly the user's credential holdings");
+      expect(changed.slice(before), "nothing updated or deleted").to.deep.equal([]);
     });
 
     const committing: Array<[string, Twist, string]> = [
@@ -631,10 +705,18 @@ describe("the login driver over Token, Encryption and Storage in memory (login-d
       }, "Token's release grant is not for the release record this login needs"],
       ["no grants for one release", { finishDelete: async (a) => ({ ...a, releases: a.releases.slice(1) }) },
         "Token's delete grants are not for exactly the deletion record's releases"],
+      ["a delete of another user's holdings instead of this user's", {
+        finishDelete: async (a) => ({ ...a, holdingsDelete: await rogueGrant("holdings", "delete", holdingsHash(lookupKey, uids[USERS.bob.sub]!)) }),
+      }, "Token's holdings grant is not for the holdings record this login needs"],
+      ["a delete of a credential record the holdings do not list", {
+        finishDelete: async (a) => ({ ...a, credentialDeletes: [await rogueGrant("credential", "delete", credentialHash(lookupKey, "https://issuer.test", "another", "one")), ...a.credentialDeletes.slice(1)] }),
+      }, "Token's credential grant is not for the credential record this login needs"],
+      ["no grant for one credential record", { finishDelete: async (a) => ({ ...a, credentialDeletes: a.credentialDeletes.slice(1) }) },
+        "Token's delete grants are not for exactly the deletion record's credential holdings"],
     ];
     for (const [what, twist, message] of finishing) {
       it(`a compromised Token granting ${what} is refused after the commit point, before anything is removed; the next honest sign-in finishes the delete: ${message}`, async function () {
-        await ginasWallet();
+        await holdingsFor((await ginasWallet()).uid);
         const bobBefore = await login(honest, USERS.bob, "a");
         const before = changed.length;
         await refused(remove(rogue(twist)), message);

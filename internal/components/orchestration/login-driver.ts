@@ -13,6 +13,7 @@
 // its step budget, never an unbounded wait, and Connect sends the deadline along
 // (connect-timeout-ms, or grpc-timeout over gRPC) so Encryption and Storage give up at the same moment.
 
+import { isDeepStrictEqual } from "node:util";
 import { type CallOptions, Code, ConnectError, type Client } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import {
@@ -20,6 +21,7 @@ import {
   type AuthorizeUserResponse,
   type FinishDeleteResponse,
   type MergeWalletsResponse,
+  RecordAnswerSchema,
   type RecordWrite,
   type ReleaseAnswer,
   ReleaseAnswerSchema,
@@ -29,10 +31,11 @@ import {
 import type { EncryptionService } from "../../gen/hello/encryption/v1/encryption_service_pb.js";
 import { RecordOperation } from "../../gen/hello/common/v1/record_pb.js";
 import { typOf, verify } from "../../protocol/jws.js";
-import { releaseHash, reservationHash, subjectHash, walletHash } from "../../protocol/lookup-key.js";
+import { credentialHash, holdingsHash, releaseHash, reservationHash, s2sSessionHash, subjectHash, walletHash } from "../../protocol/lookup-key.js";
+import { holdingsToDelete } from "../../protocol/wallet-records.js";
 import type { VerificationKeys } from "../../protocol/signing-keys.js";
 import {
-  DEFAULT_RECOVERY_THRESHOLD, type HistoryEntry, RECORD_KIND, RECORD_TYPES, RECOVERY_SUBJECT_RECORD, type RecordClaims, type TokenType, WALLET_DELETION_RECORD,
+  DEFAULT_RECOVERY_THRESHOLD, type HistoryEntry, type HoldingsRecord, RECORD_KIND, RECORD_TYPES, RECOVERY_SUBJECT_RECORD, type RecordClaims, type TokenType, WALLET_DELETION_RECORD,
   type WalletDeletionRecord, type WalletSubject, earlierWallet, mergedWallet, recoveryThreshold,
 } from "../../protocol/tokens.js";
 import type { RecordKindName } from "../../protocol/records.js";
@@ -61,6 +64,14 @@ export interface LoginDriverDeps {
    * running component.
    */
   readonly pause?: (point: PausePoint) => Promise<void>;
+  /**
+   * Tells an issuer that one of its credential instances is gone with a deleted wallet:
+   * the wallet server's own UNLINK (reason NO_CLIENT; wallet-driver.ts). Absent where
+   * Orchestration runs no wallet server.
+   */
+  readonly unlinkCredential?: (credential: { issuer: string; session_id: string; credential_instance_id: string }) => Promise<void>;
+  /** Where a failed UNLINK is reported (it never stops the delete). */
+  readonly onUnlinkFailure?: (error: unknown) => void;
 }
 
 /**
@@ -772,8 +783,18 @@ export class LoginDriver {
       clientId: r.clientId,
       answer: r.release ? { case: "release", value: { record: r.record, receipt: r.receipt } } : { case: "errorToken", value: r.errorToken },
     }));
+    // The credential holdings, as the delete session read them: Token lists what they hold.
+    const holdingsRead = this.#checkGrant(found.user.holdingsRead, "holdings", RecordOperation.READ, holdingsHash(this.deps.lookupKey, uid));
+    const heldRes = await this.deps.encryption.readRecord({ accessToken: holdingsRead.accessToken }, step.call());
+    if (heldRes.result.case !== "record" && heldRes.result.case !== "errorToken") throw new ProtocolViolation("the holdings read returned nothing");
+    const held: HoldingsRecord | undefined = heldRes.result.case === "record" ? await this.#record("holdings", heldRes.result.value) : undefined;
+    const holdings = create(RecordAnswerSchema, {
+      answer: heldRes.result.case === "record"
+        ? { case: "record", value: { record: heldRes.result.value, receipt: heldRes.receipt } }
+        : { case: "errorToken", value: heldRes.result.value },
+    });
     const res = await this.deps.token.authorizeDelete({
-      sessionToken: found.user.sessionToken, walletRecord: walletRes.record, walletReceipt: walletRes.receipt, releases: answers,
+      sessionToken: found.user.sessionToken, walletRecord: walletRes.record, walletReceipt: walletRes.receipt, releases: answers, holdings,
     }, step.call());
 
     // The deletion record must remove exactly this wallet: its subjects, and the releases read.
@@ -785,6 +806,11 @@ export class LoginDriver {
     const foundReleases = releases.flatMap((r) => (r.release ? [r.release.directed_id, ...(r.release.merged_subs ?? [])].map((id) => ({ client_id: r.clientId, directed_id: id })) : []));
     if (deletion.uid !== uid || !sameSubjects(deletion.subjects, wallet.subjects) || !sameReleases(deletion.releases, foundReleases)) {
       throw new ProtocolViolation("the wallet deletion record does not list exactly this wallet's subjects and releases");
+    }
+    // …and exactly the credential records the holdings list (the same rule Token applied).
+    const { s2s_sessions, credentials, holdings: hasHoldings } = deletion;
+    if (!isDeepStrictEqual({ s2s_sessions, credentials, holdings: hasHoldings }, holdingsToDelete(held, uid))) {
+      throw new ProtocolViolation("the wallet deletion record does not list exactly the user's credential holdings");
     }
     await this.deps.pause?.("deletion-writing");
     let updated;
@@ -1332,6 +1358,20 @@ export class LoginDriver {
       }
       await this.#gone(this.deps.encryption.deleteRecord({ accessToken: releaseDelete.accessToken }, step.call()));
     }));
+    // The credential wallet's records: each issuer told first (no client can sign for a
+    // deleted wallet, so the wallet server's own UNLINK, NO_CLIENT), best effort: an
+    // issuer that cannot be reached does not keep a user's wallet from being deleted,
+    // and is reported. A credential that ended answers NO_CHANGE at its issuer.
+    await Promise.all((deletion.credentials ?? []).map(async (credential) => {
+      try {
+        await this.deps.unlinkCredential?.(credential);
+      } catch (error) {
+        this.deps.onUnlinkFailure?.(error);
+      }
+    }));
+    for (const grant of [...plan.credentials, ...plan.s2sSessions, ...(plan.holdings ? [plan.holdings] : [])]) {
+      await this.#gone(this.deps.encryption.deleteRecord({ accessToken: grant.accessToken }, step.call()));
+    }
     for (const grant of plan.subjects) await this.#gone(this.deps.encryption.deleteRecord({ accessToken: grant.accessToken }, step.call()));
     await this.#gone(this.deps.encryption.deleteRecord({ accessToken: plan.wallet.accessToken }, step.call()));
   }
@@ -1351,8 +1391,16 @@ export class LoginDriver {
     const wanted = deletion.subjects.map((s) => subjectHash(key, s.iss, s.sub));
     if (res.subjectDeletes.length !== wanted.length) throw new ProtocolViolation("Token's delete grants are not for exactly the wallet's subjects");
     const subjects = res.subjectDeletes.map((grant, i) => this.#checkGrant(grant, "subject", RecordOperation.DELETE, wanted[i]!));
+    const credentialHashes = (deletion.credentials ?? []).map((c) => credentialHash(key, c.issuer, c.session_id, c.credential_instance_id));
+    const sessionHashes = (deletion.s2s_sessions ?? []).map((s) => s2sSessionHash(key, s.issuer, s.session_id));
+    if (res.credentialDeletes.length !== credentialHashes.length || res.s2sSessionDeletes.length !== sessionHashes.length || (res.holdingsDelete !== undefined) !== (deletion.holdings === true)) {
+      throw new ProtocolViolation("Token's delete grants are not for exactly the deletion record's credential holdings");
+    }
+    const credentials = res.credentialDeletes.map((grant, i) => this.#checkGrant(grant, "credential", RecordOperation.DELETE, credentialHashes[i]!));
+    const s2sSessions = res.s2sSessionDeletes.map((grant, i) => this.#checkGrant(grant, "s2s-session", RecordOperation.DELETE, sessionHashes[i]!));
+    const holdings = deletion.holdings ? this.#checkGrant(res.holdingsDelete, "holdings", RecordOperation.DELETE, holdingsHash(key, uid)) : undefined;
     const wallet = this.#checkGrant(res.walletDelete, "wallet", RecordOperation.DELETE, walletHash(key, uid));
-    return { releases, subjects, wallet };
+    return { releases, subjects, credentials, s2sSessions, holdings, wallet };
   }
 
   /**

@@ -331,6 +331,26 @@ export class WalletDriver {
   }
 
   /**
+   * A deleted wallet's credential, told to its issuer (login-driver.ts, the delete): the
+   * wallet server's own UNLINK, reason NO_CLIENT, as no client can sign for a wallet that
+   * is gone (the issuer records it as the server's). COMPLETED and NO_CHANGE (one that
+   * ended already) are done; anything else throws, for the delete to report.
+   */
+  async unlinkForDeletedWallet(credential: { issuer: string; session_id: string; credential_instance_id: string }): Promise<void> {
+    if (!this.deps.issuers.ids().includes(credential.issuer)) throw new Error("a deleted wallet's credential is of an issuer this wallet server is no longer configured for");
+    const answer = (await this.#ask(this.deps.issuers.client(credential.issuer), "/credential/manage", {
+      sessionId: credential.session_id,
+      credentialInstanceId: credential.credential_instance_id,
+      action: "UNLINK",
+      reason: "NO_CLIENT",
+      timestamp: new Date(this.#seconds() * 1000).toISOString(),
+    }, credentialManageResponseSchema)).body;
+    if (answer.outcome !== "COMPLETED" && answer.outcome !== "NO_CHANGE") {
+      throw new Error(`the issuer answered a deleted wallet's UNLINK with ${answer.outcome}`);
+    }
+  }
+
+  /**
    * The issuer's own view of an instance (/credential/status), asked on the user's call:
    * the record takes its status (reconciling a suspension or unlink the issuer made, or a
    * notification that never arrived), and the answer says whether the issuer holds a

@@ -60,6 +60,9 @@ export const orchestrationService: ServiceFactory<"orchestration"> = async (conf
     tokenKeys,
     walletKeys,
     clientIds: config.clients.map((c) => c.client_id),
+    // A deleted wallet's credentials are unlinked at their issuers by the wallet server (made below).
+    unlinkCredential: async (credential) => walletDriver?.unlinkForDeletedWallet(credential),
+    onUnlinkFailure: (error) => deps.log.warn({ err: error }, "an issuer was not told that a deleted wallet's credential is gone (UNLINK); the records are deleted all the same"),
   });
   let store;
   if (config.state) store = await openPostgresSharedStore(config.state.url);

@@ -1,19 +1,21 @@
 // Token's side of the delete (docs/transactions.md, "Delete"). A delete session (begun
-// from an account session, with its own forced fresh login) presents the wallet and
-// the user's release at every app Token knows, each as Storage answered this session's
-// own read. Token then mints the wallet's deletion record: the commit point, written
-// over the wallet at the version read. With it stored, FinishDelete grants the rest,
-// in order: each release's reservation made a tombstone that names no one, the release
-// deleted, every Subject Record, and the deletion record last. Any later session that
+// from an account session, with its own forced fresh login) presents the wallet, the
+// user's release at every app Token knows and the user's credential holdings, each as
+// Storage answered this session's own read. Token then mints the wallet's deletion
+// record: the commit point, written over the wallet at the version read. With it
+// stored, FinishDelete grants the rest, in order: each release's reservation made a
+// tombstone that names no one, the release deleted, each credential, S2S session and
+// holdings record, every Subject Record, and the deletion record last. Any later session that
 // reads a deletion record where the wallet was (a login, say, after a crash part-way)
 // presents it to FinishDelete too, and the delete finishes.
 
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { AccessGrant, FinishDeleteResponseSchema, ReleaseAnswer } from "../../gen/hello/token/v1/token_service_pb.js";
+import type { AccessGrant, FinishDeleteResponseSchema, RecordAnswer, ReleaseAnswer } from "../../gen/hello/token/v1/token_service_pb.js";
 import type { RegisteredClient } from "../../config/component-config.js";
 import { denied, invalidArgument, outOfOrder } from "../../protocol/errors.js";
 import { verify } from "../../protocol/jws.js";
-import { type RecordClaims, WALLET_DELETION_RECORD, type WalletDeletionRecord } from "../../protocol/tokens.js";
+import { type HoldingsRecord, type RecordClaims, WALLET_DELETION_RECORD, type WalletDeletionRecord } from "../../protocol/tokens.js";
+import { holdingsToDelete } from "../../protocol/wallet-records.js";
 import type { OwnKeys } from "./own-keys.js";
 import { type Grants, reservationRewrite } from "./grants.js";
 import { type Session, type Sessions, purposeOf } from "./session.js";
@@ -25,6 +27,9 @@ export interface Lookup {
   wallet(uid: string): string;
   release(uid: string, clientId: string): string;
   reservation(clientId: string, directedId: string): string;
+  holdings(uid: string): string;
+  s2sSession(issuer: string, sessionId: string): string;
+  credential(issuer: string, sessionId: string, instanceId: string): string;
 }
 
 export interface DeleteDeps {
@@ -46,7 +51,7 @@ export function deleteHandlers(deps: DeleteDeps) {
 
   return {
     /** The delete's commit point: the wallet and every release as Storage answered this session, then the deletion record. */
-    async authorizeDelete(req: { sessionToken: string; walletRecord: string; walletReceipt: string; releases: readonly ReleaseAnswer[] }) {
+    async authorizeDelete(req: { sessionToken: string; walletRecord: string; walletReceipt: string; releases: readonly ReleaseAnswer[]; holdings?: RecordAnswer }) {
       const session = await sessions.readOf(req.sessionToken, "user", "delete");
       if (session.deletion_update !== undefined) throw outOfOrder("this delete has minted its deletion record already: finish it");
       const wallet = await grants.record("wallet", req.walletRecord);
@@ -54,8 +59,9 @@ export function deleteHandlers(deps: DeleteDeps) {
       const read = await checkReceiptOf(storage, "wallet", req.walletRecord, req.walletReceipt, walletHash, { read: session.wallet_read });
       checkWallet(wallet, session);
       const releases = await checkEveryRelease(deps, session, req.releases);
+      const holdings = await checkHoldings(deps, session, req.holdings);
 
-      const deletion: WalletDeletionRecord = { uid: session.uid, subjects: wallet.subjects, releases };
+      const deletion: WalletDeletionRecord = { uid: session.uid, subjects: wallet.subjects, releases, ...holdingsToDelete(holdings, session.uid) };
       const write = await grants.update("wallet", walletHash, deletion, { version: read.version, type: WALLET_DELETION_RECORD });
       const sessionToken = await sessions.advance(session, "user", { deletion_update: write.jti, deletion_digest: write.digest });
       return { sessionToken, deletion: write.write };
@@ -81,8 +87,11 @@ export function deleteHandlers(deps: DeleteDeps) {
           releaseDelete: await grants.remove("release", lookup.release(session.uid, client_id)),
         };
       }));
+      const credentialDeletes = await Promise.all((deletion.credentials ?? []).map((c) => grants.remove("credential", lookup.credential(c.issuer, c.session_id, c.credential_instance_id))));
+      const s2sSessionDeletes = await Promise.all((deletion.s2s_sessions ?? []).map((s) => grants.remove("s2s-session", lookup.s2sSession(s.issuer, s.session_id))));
+      const holdingsDelete = deletion.holdings ? await grants.remove("holdings", lookup.holdings(session.uid)) : undefined;
       const subjectDeletes: AccessGrant[] = await Promise.all(deletion.subjects.map((s) => grants.remove("subject", lookup.subject(s.iss, s.sub))));
-      return { releases, subjectDeletes, walletDelete: await grants.remove("wallet", walletHash) };
+      return { releases, credentialDeletes, s2sSessionDeletes, ...(holdingsDelete ? { holdingsDelete } : {}), subjectDeletes, walletDelete: await grants.remove("wallet", walletHash) };
     },
   };
 }
@@ -99,6 +108,29 @@ async function checkEveryRelease(deps: DeleteDeps, session: Session<"user", "del
     if ("release" in answer) for (const directed_id of [answer.release.directed_id, ...(answer.release.merged_subs ?? [])]) found.push({ client_id, directed_id });
   }
   return found;
+}
+
+/**
+ * The user's credential holdings as Storage answered this delete session's read of them
+ * (the record with its receipt, or the Error Token: none), required, so that Orchestration
+ * can hide no credential from a delete. Undefined when the user holds none.
+ */
+async function checkHoldings(deps: DeleteDeps, session: Session<"user", "delete">, answer: RecordAnswer | undefined): Promise<HoldingsRecord | undefined> {
+  if (session.holdings_read === undefined) throw outOfOrder("this delete session has no holdings read: begin the delete again");
+  const hash = deps.lookup.holdings(session.uid);
+  switch (answer?.answer.case) {
+    case "record": {
+      const holdings = await deps.grants.record("holdings", answer.answer.value.record);
+      await checkReceiptOf(deps.storage, "holdings", answer.answer.value.record, answer.answer.value.receipt, hash, { read: session.holdings_read });
+      if (holdings.uid !== session.uid) throw denied("the holdings are another user's");
+      return holdings;
+    }
+    case "errorToken":
+      await checkAbsence(deps.storage, answer.answer.value, "holdings", hash, session.holdings_read);
+      return undefined;
+    default:
+      throw invalidArgument("the holdings read's answer is required: the record, or Storage's Error Token");
+  }
 }
 
 /** What Storage answered one release read: the release at its version, or "none" (the Error Token's jti, which a create may spend). */

@@ -90,6 +90,8 @@ export interface SessionClaims {
   release_update?: string;
   /** An account or transaction session's read of the user's release at each registered app, by client_id. */
   release_reads?: Record<string, string>;
+  /** A delete session's read of the user's credential holdings (AuthorizeDelete takes its answer). */
+  holdings_read?: string;
   /** A delete session's update of the wallet to its deletion record: the grant's jti and the record's digest. */
   deletion_update?: string;
   deletion_digest?: string;

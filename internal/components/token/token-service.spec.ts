@@ -11,11 +11,11 @@ import { createPublicKey, randomBytes } from "node:crypto";
 import { expect } from "chai";
 import { Code, type Client } from "@connectrpc/connect";
 import { type JWTPayload, SignJWT, compactVerify, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify } from "jose";
-import { type AccessGrant, type ReadRecord, type RecordWrite, type ReleaseAnswer, TokenService, TransactionKind } from "../../gen/hello/token/v1/token_service_pb.js";
+import { type AccessGrant, type ReadRecord, type RecordAnswer, type RecordWrite, type ReleaseAnswer, TokenService, TransactionKind } from "../../gen/hello/token/v1/token_service_pb.js";
 import { RecordKind, RecordOperation } from "../../gen/hello/common/v1/record_pb.js";
 import type { AllowedProvider, RegisteredClient } from "../../config/component-config.js";
 import { sha256, sign } from "../../protocol/jws.js";
-import { releaseHash, reservationHash, subjectHash, walletHash } from "../../protocol/lookup-key.js";
+import { credentialHash, holdingsHash, releaseHash, reservationHash, s2sSessionHash, subjectHash, walletHash } from "../../protocol/lookup-key.js";
 import { type KeyPurpose, type SigningAlg, activeKey, generateSigningKey, publicJwk } from "../../protocol/signing-keys.js";
 import { walletClaimsOf } from "../../protocol/claims.js";
 import {
@@ -1043,8 +1043,26 @@ describe("Token, check by check (internal/components/token)", function () {
             : { case: "errorToken" as const, value: await absent(read) },
         };
       }));
-      const request = { sessionToken: authorized.sessionToken, walletRecord, walletReceipt: await receipt(authorized.walletRead, walletRecord), releases: releases as ReleaseAnswer[] };
+      const held = rows.get(authorized.holdingsRead!.hash);
+      const holdings = {
+        answer: held
+          ? { case: "record" as const, value: { record: held, receipt: await receipt(authorized.holdingsRead, held) } }
+          : { case: "errorToken" as const, value: await absent(authorized.holdingsRead) },
+      } as RecordAnswer;
+      const request = { sessionToken: authorized.sessionToken, walletRecord, walletReceipt: await receipt(authorized.walletRead, walletRecord), releases: releases as ReleaseAnswer[], holdings };
       return { ...at, authorized, uid: record("subject", subjectRecord).uid, request };
+    }
+
+    /** Credential holdings for `user`, as Token signs them: two sessions at two issuers, three instances. */
+    async function holdingsOf(user: DevUser) {
+      const uid = record("subject", rows.get(subjectHash(lookupKey, upstream.devOp.issuer, user.sub))!).uid;
+      const holdings = { uid, sessions: [
+        { issuer: "https://issuer-1.test", session_id: `s1-${user.sub}`, instances: ["i1", "i2"] },
+        { issuer: "https://issuer-2.test", session_id: `s2-${user.sub}`, instances: ["i3"] },
+        { issuer: "https://issuer-2.test", session_id: `s3-${user.sub}` },
+      ] };
+      rows.set(holdingsHash(lookupKey, uid), await sign(RECORD_TYPES.holdings, activeKey(keys, "record"), holdings));
+      return holdings;
     }
 
     it("honest: a delete session for the account session's user, bound to the provider, a nonce of its own and a fresh login", async function () {
@@ -1213,6 +1231,21 @@ describe("Token, check by check (internal/components/token)", function () {
         });
       });
 
+      it("the credential holdings hidden, or answered with another read's answer", async function () {
+        await holdingsOf(USERS.alice);
+        const del = await deleteAtUser(USERS.alice);
+        expect(await refusal(token.authorizeDelete({ ...del.request, holdings: undefined }))).to.deep.equal({
+          code: Code.InvalidArgument, message: "the holdings read's answer is required: the record, or Storage's Error Token",
+        });
+        // "No holdings", from Bob's delete session's read (Bob holds none): not this session's read.
+        const bobs = await deleteAtUser(USERS.bob);
+        expect(await refusal(token.authorizeDelete({ ...del.request, holdings: bobs.request.holdings }))).to.deep.equal({
+          code: Code.PermissionDenied, message: "the error token does not answer this session's holdings read",
+        });
+        // Alice's holdings, under Bob's delete session: not what his read answered.
+        expect((await refusal(token.authorizeDelete({ ...bobs.request, holdings: del.request.holdings }))).code).to.equal(Code.PermissionDenied);
+      });
+
       it("a second deletion record from one delete session", async function () {
         const del = await deleteAtUser(USERS.bob);
         const res = await token.authorizeDelete(del.request);
@@ -1245,6 +1278,37 @@ describe("Token, check by check (internal/components/token)", function () {
         expect(finished.subjectDeletes.map((g) => grantOf(g))).to.satisfy((gs: AccessClaims[]) => gs.every((g) => g.op === "delete" && g.kind === "subject"));
         expect(finished.subjectDeletes.map((g) => g.hash)).to.deep.equal(deletion.subjects.map((s) => subjectHash(lookupKey, s.iss, s.sub)));
         expect(grantOf(finished.walletDelete)).to.include({ op: "delete", kind: "wallet", hash: walletHash(lookupKey, del.uid) });
+      });
+
+      it("honest: the credential holdings go too, each credential instance's record, each S2S session's and the holdings, before the subjects", async function () {
+        const holdings = await holdingsOf(USERS.alice);
+        const del = await deleteAtUser(USERS.alice);
+        const res = await token.authorizeDelete(del.request);
+        const deletion = record("wallet", res.deletion!.record) as unknown as WalletDeletionRecord;
+        expect(deletion.s2s_sessions).to.deep.equal(holdings.sessions.map((s) => ({ issuer: s.issuer, session_id: s.session_id })));
+        expect(deletion.credentials).to.deep.equal([
+          { issuer: "https://issuer-1.test", session_id: holdings.sessions[0]!.session_id, credential_instance_id: "i1" },
+          { issuer: "https://issuer-1.test", session_id: holdings.sessions[0]!.session_id, credential_instance_id: "i2" },
+          { issuer: "https://issuer-2.test", session_id: holdings.sessions[1]!.session_id, credential_instance_id: "i3" },
+        ]);
+        expect(deletion.holdings).to.equal(true);
+        const finished = await token.finishDelete({ sessionToken: res.sessionToken, deletionRecord: res.deletion!.record, deletionReceipt: await receipt(res.deletion!.grant, res.deletion!.record) });
+        expect(finished.credentialDeletes.map((g) => grantOf(g))).to.satisfy((gs: AccessClaims[]) => gs.every((g) => g.op === "delete" && g.kind === "credential"));
+        expect(finished.credentialDeletes.map((g) => g.hash)).to.deep.equal(deletion.credentials!.map((c) => credentialHash(lookupKey, c.issuer, c.session_id, c.credential_instance_id)));
+        expect(finished.s2sSessionDeletes.map((g) => grantOf(g).kind)).to.deep.equal(["s2s-session", "s2s-session", "s2s-session"]);
+        expect(finished.s2sSessionDeletes.map((g) => g.hash)).to.deep.equal(deletion.s2s_sessions!.map((s) => s2sSessionHash(lookupKey, s.issuer, s.session_id)));
+        expect(grantOf(finished.holdingsDelete)).to.include({ op: "delete", kind: "holdings", hash: holdingsHash(lookupKey, del.uid) });
+      });
+
+      it("honest: a user with no credential holdings: the deletion record says so, and no such grant is made", async function () {
+        const del = await deleteAtUser(USERS.bob);
+        const res = await token.authorizeDelete(del.request);
+        const deletion = record("wallet", res.deletion!.record) as unknown as WalletDeletionRecord;
+        expect(deletion).to.deep.include({ s2s_sessions: [], credentials: [], holdings: false });
+        const finished = await token.finishDelete({ sessionToken: res.sessionToken, deletionRecord: res.deletion!.record, deletionReceipt: await receipt(res.deletion!.grant, res.deletion!.record) });
+        expect(finished.credentialDeletes).to.deep.equal([]);
+        expect(finished.s2sSessionDeletes).to.deep.equal([]);
+        expect(finished.holdingsDelete).to.equal(undefined);
       });
 
       it("honest: any later sign-in that reads the deletion record where the wallet was finishes the delete", async function () {

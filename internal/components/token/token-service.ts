@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { TokenService } from "../../gen/hello/token/v1/token_service_pb.js";
 import type { AllowedProvider, RegisteredClient } from "../../config/component-config.js";
-import { releaseHash, reservationHash, subjectHash, walletHash } from "../../protocol/lookup-key.js";
+import { credentialHash, holdingsHash, releaseHash, reservationHash, s2sSessionHash, subjectHash, walletHash } from "../../protocol/lookup-key.js";
 import type { SigningKey, VerificationKeys } from "../../protocol/signing-keys.js";
 import { releasedClaims } from "../../protocol/claims.js";
 import type { UpstreamVerifier } from "./upstream.js";
@@ -93,6 +93,9 @@ export function tokenRoutes(deps: TokenServiceDeps) {
     wallet: (uid: string) => walletHash(deps.lookupKey, uid),
     release: (uid: string, clientId: string) => releaseHash(deps.lookupKey, uid, clientId),
     reservation: (clientId: string, directedId: string) => reservationHash(deps.lookupKey, clientId, directedId),
+    holdings: (uid: string) => holdingsHash(deps.lookupKey, uid),
+    s2sSession: (issuer: string, sessionId: string) => s2sSessionHash(deps.lookupKey, issuer, sessionId),
+    credential: (issuer: string, sessionId: string, instanceId: string) => credentialHash(deps.lookupKey, issuer, sessionId, instanceId),
   };
   /**
    * A session of `purpose` (no app) at a provider of the allow-list, bound to a fresh
@@ -287,15 +290,18 @@ export function tokenRoutes(deps: TokenServiceDeps) {
           return { sessionToken, walletRead: walletRead.grant };
         }
         if (session.purpose !== undefined) {
-          // The account page's user, or a transaction's: the wallet, and the user's release at each app.
+          // The account page's user, or a transaction's: the wallet, and the user's release at each app;
+          // a delete's, the credential holdings too (AuthorizeDelete takes them).
           const { walletRead, releaseReads: reads } = await accountReads(subject.uid);
+          const holdingsRead = session.purpose === "delete" ? await grants.read("holdings", lookup.holdings(subject.uid)) : undefined;
           const sessionToken = await sessions.advance(session, "user", {
             uid: subject.uid,
             subject_digest: digest,
             wallet_read: walletRead.jti,
             release_reads: Object.fromEntries(reads.map((r) => [r.clientId, r.jti])),
+            ...(holdingsRead ? { holdings_read: holdingsRead.jti } : {}),
           });
-          return { sessionToken, walletRead: walletRead.grant, accountReleaseReads: reads.map((r) => r.grant) };
+          return { sessionToken, walletRead: walletRead.grant, accountReleaseReads: reads.map((r) => r.grant), ...(holdingsRead ? { holdingsRead: holdingsRead.grant } : {}) };
         }
         const walletRead = await grants.read("wallet", lookup.wallet(subject.uid));
         // Not an account session, so a login's, which holds its app from CreateSession on.

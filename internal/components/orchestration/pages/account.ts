@@ -152,7 +152,7 @@ ${history.map((h) => html`<li>${when(h.at)}: ${h.kind === "release"
   : html`${h.kind === "link" ? (h.recovery ? "linked a recovery account at" : "linked an account at") : h.kind === "unlink" ? "unlinked an account at" : "took details from your account at"} ${h.provider}`}</li>
 `)}</ul>`}
 ${remove ? html`<h2>Delete your wallet</h2>
-<p>Deleting your wallet removes the providers linked to it, the details it holds and what each app receives, for good. Apps keep what they received before; ask them to delete it. If you sign in with hello-mesh again, you start a new wallet, and apps see you as a new user.</p>
+<p>Deleting your wallet removes the providers linked to it, the details it holds and what each app receives, for good, and the credentials it holds: each one's issuer is told it is gone (unlinked). Apps keep what they received before; ask them to delete it. If you sign in with hello-mesh again, you start a new wallet, and apps see you as a new user.</p>
 <form method="post" action="${remove.action}">
 ${hiddenInputs(remove.hidden)}
 <p>To confirm, sign in again with a provider linked to this wallet:</p>
