@@ -3,6 +3,7 @@
 // ~/.hello-wallet. Signing in and out, asking who a call is from, and the flows of
 // internal/wallet/wallet-client.ts: add (and resume) credentials, list, show, present.
 
+import { TERMINAL_CREDENTIAL_STATUSES } from "../../internal/protocol/wallet-records.js";
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import os from "node:os";
@@ -26,6 +27,7 @@ import {
   manageCredential,
   presentCredential,
   refreshCredential,
+  transferCredentials,
   resumeCredentials,
   showCredential,
 } from "../../internal/wallet/wallet-client.js";
@@ -49,8 +51,12 @@ commands:
   resume <session id> [--document-number <n> --family-name <name> --birthdate <YYYY-MM-DD>]
       [--document <file> [--media-type <type>]] [--no-wait]
                  go on with a session add left waiting, rejected or asking for a document
-  list           the credentials in the wallet: issuer, type, status, version and the claim
-                 names each can disclose (never their values)
+  transfer <session id> [--keys <1-10>] [--no-wait]
+                 move another device's credentials to this one (signed in as the same
+                 user): the issuer issues them again, bound to this device's new keys, and
+                 the other device's are unlinked; list shows each credential's session
+  list           the credentials in the wallet: issuer, type, status, version, session and
+                 the claim names each can disclose (never their values)
   show <instance id>
                  one credential's claims, with their values
   present <instance id> --claims <name,...> --audience <verifier> --nonce <nonce> [--key <n>]
@@ -93,6 +99,7 @@ const COMMANDS: Record<string, { positionals: [number, number]; options: readonl
   whoami: { positionals: [0, 0], options: [] },
   add: { positionals: [2, 17], options: [...PERSON_OPTIONS, ...DOCUMENT_OPTIONS, "keys", "no-wait"] },
   resume: { positionals: [1, 1], options: [...PERSON_OPTIONS, ...DOCUMENT_OPTIONS, "no-wait"] },
+  transfer: { positionals: [1, 1], options: ["keys", "no-wait"] },
   list: { positionals: [0, 0], options: [] },
   show: { positionals: [1, 1], options: [] },
   present: { positionals: [1, 1], options: ["claims", "audience", "nonce", "key"] },
@@ -215,6 +222,14 @@ export async function runWallet(args: string[]): Promise<number> {
       });
       return reportAdded(result);
     }
+    if (command === "transfer") {
+      const result = await transferCredentials(api, store, rest[0]!, {
+        ...(values.keys !== undefined ? { presentmentKeys: integerOption(values.keys, "--keys", 1, 10) } : {}),
+        ...(values["no-wait"] ? { wait: false as const } : {}),
+        onProgress: progress,
+      });
+      return reportAdded(result);
+    }
     if (command === "list") {
       const list = await listCredentials(api, store);
       if (list.length === 0) {
@@ -228,7 +243,7 @@ export async function runWallet(args: string[]): Promise<number> {
           ...(c.count > 0 ? [`${c.count} credential${c.count === 1 ? "" : "s"}`] : []),
           ...(c.expiresAt !== undefined ? [`expires ${new Date(c.expiresAt * 1000).toISOString().slice(0, 10)}`] : []),
         ];
-        process.stdout.write(`${c.instanceId}\n  ${c.configuration}${c.display ? ` (${c.display})` : ""} from ${c.issuer}: ${facts.join(", ")}\n`);
+        process.stdout.write(`${c.instanceId}\n  ${c.configuration}${c.display ? ` (${c.display})` : ""} from ${c.issuer}: ${facts.join(", ")}\n  session ${c.sessionId}${c.onThisDevice || TERMINAL_CREDENTIAL_STATUSES.has(c.status) ? "" : " (on another device: hello wallet transfer moves it here)"}\n`);
         if (c.verified) process.stdout.write(`  claims: ${c.claimNames.join(", ")}\n`);
         else if (c.note) process.stdout.write(`  not checked: ${c.note}\n`);
       }
@@ -331,7 +346,7 @@ function integerOption(value: string, name: string, min: number, max: number): n
   return Number(value);
 }
 
-function reportAdded(result: AddCredentialsResult): number {
+function reportAdded(result: AddCredentialsResult & { unlinked?: Array<{ instanceId: string; status: string }> }): number {
   const out = process.stdout;
   if (result.instances.length > 0) {
     out.write(`${result.state === "ISSUED" ? "Added" : "So far added"} to the wallet from ${result.issuer} (session ${result.sessionId}):\n`);
@@ -339,6 +354,7 @@ function reportAdded(result: AddCredentialsResult): number {
       out.write(`  ${i.configuration}  ${i.id}  ${i.count} credential${i.count === 1 ? "" : "s"}, version ${i.credentialVersion}\n    claims: ${i.claimNames.join(", ")}\n`);
     }
   }
+  for (const u of result.unlinked ?? []) out.write(`Unlinked on the other device: ${u.instanceId} is ${u.status}.\n`);
   if (result.state === "ISSUED") {
     out.write("hello wallet show <instance id> shows a credential's claims; hello wallet present makes a presentation.\n");
     return 0;

@@ -98,8 +98,8 @@ export interface WalletCallClaims {
   notice_issuer?: string;
   /** The /wallet page's view, from an account session: it may only list the user's credentials. */
   view?: true;
-  session?: { issuer: string; session_id: string; credential_instance_id?: string };
-  reads: { holdings?: string; wallet?: string; session?: string; credential?: string; credentials?: Record<string, string> };
+  session?: { issuer: string; session_id: string; credential_instance_id?: string; via_session_id?: string };
+  reads: { holdings?: string; wallet?: string; session?: string; credential?: string; credentials?: Record<string, string>; via?: string };
 }
 
 // What Token signs for apps (with jose, in the formats apps expect): their lifetimes and
@@ -405,6 +405,8 @@ export interface S2sSessionRecord {
   created: number;
   verifications: S2sVerification[];
   instances: S2sInstance[];
+  /** A device transfer: the same user's session at this issuer that this one takes over (its holdings listed it). */
+  transfer_from?: string;
 }
 
 export interface S2sVerification {

@@ -223,6 +223,13 @@ export const MANAGE_OUTCOMES = ["COMPLETED", "SCHEDULED", "FAILED", "NO_CHANGE"]
  * not know it ignores it, as the draft asks of unknown extensions).
  */
 export const CLIENT_ACTION_EXTENSION = "urn:hello-mesh:s2s:client-action";
+/**
+ * A device transfer's UNLINK of the old session's instance (docs/wallet-server.md,
+ * "Device transfer"): the new session, whose WSK signed the client action instead of the
+ * old session's (which may be lost with the old device). The issuer accepts it only for
+ * UNLINK, and only from a session it approved as a transfer of the old one.
+ */
+export const TRANSFER_SESSION_EXTENSION = "urn:hello-mesh:s2s:transfer-session";
 
 export const credentialManageRequestSchema = z.looseObject({
   sessionId: sessionIdSchema,

@@ -9,6 +9,9 @@
 //           sessionId the S2S session
 //           jwk       the WSK (public, ES256)
 //           cnf.jkt   the RFC 7638 thumbprint of the client instance's DPoP key
+//           transferFrom  (a device transfer only) the sessionId of the same user's
+//                     session, at this wallet server and issuer, that this one takes
+//                     over: Token says so after checking the user's holdings list it
 //           iat, exp (≤ 600 s), jti
 //
 // It travels in `walletSigningKeyData.attestation` as { proof_type: "jwt", jwt }. It
@@ -34,6 +37,8 @@ export interface WskAttestationClaims {
   sessionId: string;
   wsk: JWK;
   dpopJkt: string;
+  /** A device transfer: the same user's earlier session this one takes over. */
+  transferFrom?: string;
 }
 
 /** Signs an attestation (Token's side). `alg` must match the key. */
@@ -45,7 +50,7 @@ export async function signWskAttestation(
   const iat = Math.floor(options.now ?? Date.now() / 1000);
   const lifetime = Math.min(options.lifetime ?? WSK_ATTESTATION_MAX_SECONDS, WSK_ATTESTATION_MAX_SECONDS);
   const { kty, crv, x, y } = claims.wsk;
-  return new SignJWT({ sessionId: claims.sessionId, jwk: { kty, crv, x, y }, cnf: { jkt: claims.dpopJkt } })
+  return new SignJWT({ sessionId: claims.sessionId, jwk: { kty, crv, x, y }, cnf: { jkt: claims.dpopJkt }, ...(claims.transferFrom !== undefined ? { transferFrom: claims.transferFrom } : {}) })
     .setProtectedHeader({ alg: key.alg, typ: WSK_ATTESTATION_TYP, kid: key.kid })
     .setIssuer(claims.walletServer)
     .setAudience(claims.issuerId)
@@ -58,14 +63,15 @@ export async function signWskAttestation(
 /**
  * The issuer's check: signed by one of the wallet server's attestation keys, this typ,
  * this wallet server and issuer, this session, naming exactly the WSK in the request.
- * Returns the client instance's DPoP key thumbprint.
+ * Returns the client instance's DPoP key thumbprint, and the session a device transfer
+ * takes over, if the attestation names one.
  */
 export async function verifyWskAttestation(
   jwt: unknown,
   jwks: JSONWebKeySet,
   expected: { walletServer: string; issuerId: string; sessionId: string; wsk: JWK },
   options: { now?: number } = {},
-): Promise<{ dpopJkt: string }> {
+): Promise<{ dpopJkt: string; transferFrom?: string }> {
   if (typeof jwt !== "string") throw new WskAttestationError("it is not a compact JWS");
   let payload: Record<string, unknown>;
   try {
@@ -98,5 +104,8 @@ export async function verifyWskAttestation(
   if (typeof cnf !== "object" || cnf === null || typeof cnf.jkt !== "string" || !/^[A-Za-z0-9_-]{43}$/.test(cnf.jkt)) {
     throw new WskAttestationError("cnf.jkt must be a SHA-256 JWK thumbprint");
   }
-  return { dpopJkt: cnf.jkt };
+  if (payload.transferFrom !== undefined && (typeof payload.transferFrom !== "string" || payload.transferFrom === "" || payload.transferFrom === expected.sessionId)) {
+    throw new WskAttestationError("transferFrom must name another session");
+  }
+  return { dpopJkt: cnf.jkt, ...(typeof payload.transferFrom === "string" ? { transferFrom: payload.transferFrom } : {}) };
 }

@@ -24,6 +24,7 @@ import {
   ITEM_TYPES,
   KEY_TYPES,
   CLIENT_ACTION_EXTENSION,
+  TRANSFER_SESSION_EXTENSION,
   credentialGetResponseSchema,
   credentialManageResponseSchema,
   credentialStatusResponseSchema,
@@ -73,6 +74,8 @@ interface ServerSession {
   issuer: string;
   wsk: JWK;
   jkt: string;
+  /** A device transfer's session: the same user's session it takes over. */
+  transferFrom?: string;
 }
 interface ServerInstance {
   user: string;
@@ -90,7 +93,7 @@ const session = { issuer: z.string().min(1), sessionId: z.string().uuid() };
 const payloads = z.array(jweEncryptedPayloadSchema).min(1).max(32);
 /** The wallet API's bodies, strict as the front door's (docs/wallet-server.md, "The wallet API"). */
 const bodies = {
-  "/wallet/api/sessions": z.strictObject({ issuer: z.string().min(1), wsk: z.looseObject({ kty: z.literal("EC"), crv: z.literal("P-256"), x: z.string(), y: z.string() }) }),
+  "/wallet/api/sessions": z.strictObject({ issuer: z.string().min(1), wsk: z.looseObject({ kty: z.literal("EC"), crv: z.literal("P-256"), x: z.string(), y: z.string() }), transferFrom: z.string().uuid().optional() }),
   "/wallet/api/initiate": z.strictObject({ ...session, credentialConfigurationIds: z.array(z.string()).min(1).max(16), verificationNonce: z.string(), clientEncryptedPayload: payloads.optional(), locale: z.string().optional() }),
   "/wallet/api/supplement": z.strictObject({ ...session, verificationId: z.string(), clientEncryptedPayload: payloads }),
   "/wallet/api/status": z.strictObject({ ...session, verificationId: z.string() }),
@@ -101,7 +104,9 @@ const bodies = {
   "/wallet/api/credential/metadata": z.strictObject({ ...session, credentialInstanceId: z.string(), walletEncryptionKey: keyDataSchema }),
   "/wallet/api/credential/status": z.strictObject({ ...session, credentialInstanceId: z.string() }),
   "/wallet/api/credential/delete": z.strictObject({ ...session, credentialInstanceId: z.string() }),
-  "/wallet/api/credential/manage": z.strictObject({ ...session, credentialInstanceId: z.string(), action: z.enum(["SUSPEND", "RESUME", "UNLINK"]), reason: z.string().optional(), authority: z.string() }),
+  "/wallet/api/credential/manage": z.strictObject({
+    ...session, credentialInstanceId: z.string(), action: z.enum(["SUSPEND", "RESUME", "UNLINK"]), reason: z.string().optional(), authority: z.string(), viaSessionId: z.string().uuid().optional(),
+  }),
 } as const;
 
 class Refusal extends Error {
@@ -187,13 +192,17 @@ describe("Wallet Client flows against the development issuer, through a test wal
     switch (path) {
       case "/wallet/api/sessions": {
         const sessionId = randomUUID();
-        sessions.set(sessionId, { user: caller.user, issuer: body.issuer, wsk: body.wsk, jkt: caller.jkt });
+        if (body.transferFrom !== undefined) {
+          const old = sessions.get(body.transferFrom);
+          if (!old || old.user !== caller.user || old.issuer !== body.issuer) throw new Refusal(404, "unknown_session", "no such wallet session");
+        }
+        sessions.set(sessionId, { user: caller.user, issuer: body.issuer, wsk: body.wsk, jkt: caller.jkt, ...(body.transferFrom ? { transferFrom: body.transferFrom } : {}) });
         return { sessionId, issuer: body.issuer };
       }
       case "/wallet/api/initiate": {
         const s = ownSession(caller, body as never);
         const jwt = await signWskAttestation(
-          { walletServer: WALLET_SERVER, issuerId: s.issuer, sessionId: body.sessionId, wsk: s.wsk, dpopJkt: s.jkt },
+          { walletServer: WALLET_SERVER, issuerId: s.issuer, sessionId: body.sessionId, wsk: s.wsk, dpopJkt: s.jkt, ...(s.transferFrom ? { transferFrom: s.transferFrom } : {}) },
           { privateKey: keyObject(attestation.privateJwk), kid: "attestation-1", alg: "ES256" },
         );
         const answer = await issuerClient.post(
@@ -208,6 +217,7 @@ describe("Wallet Client flows against the development issuer, through a test wal
               serverVerificationDataItem: [
                 { type: ITEM_TYPES.walletAge, id: "wallet-age", days: 30 },
                 { type: ITEM_TYPES.emailVerified, id: "email", verified: true },
+                ...(s.transferFrom ? [{ type: ITEM_TYPES.previousSession, id: "previous-session", sessionId: s.transferFrom }] : []),
               ],
             },
           },
@@ -315,11 +325,18 @@ describe("Wallet Client flows against the development issuer, through a test wal
       }
       case "/wallet/api/credential/manage": {
         ownSession(caller, body as never);
+        if (body.viaSessionId !== undefined) {
+          const via = sessions.get(body.viaSessionId);
+          if (!via || via.user !== caller.user || via.jkt !== caller.jkt || via.transferFrom !== body.sessionId) throw new Refusal(404, "unknown_session", "no such transfer session");
+        }
         const instance = instances.get(body.credentialInstanceId);
         if (!instance || instance.user !== caller.user) throw new Refusal(404, "unknown_credential", "no such credential");
         const answer = (await issuerClient.post(
           "/credential/manage",
-          { sessionId: body.sessionId, credentialInstanceId: body.credentialInstanceId, action: body.action, ...(body.reason ? { reason: body.reason } : {}), extensions: { [CLIENT_ACTION_EXTENSION]: body.authority } },
+          {
+            sessionId: body.sessionId, credentialInstanceId: body.credentialInstanceId, action: body.action, ...(body.reason ? { reason: body.reason } : {}),
+            extensions: { [CLIENT_ACTION_EXTENSION]: body.authority, ...(body.viaSessionId ? { [TRANSFER_SESSION_EXTENSION]: body.viaSessionId } : {}) },
+          },
           credentialManageResponseSchema,
         )).body;
         instance.status = answer.currentStatus;
@@ -408,9 +425,10 @@ describe("Wallet Client flows against the development issuer, through a test wal
 
   let users = 0;
   /** A new user's wallet: a KeyStore signed in to the test server, pinning Token's `wallet.` key. */
-  async function newWallet(): Promise<{ store: KeyStore; api: WalletApi; user: string }> {
-    const user = `user-${++users}`;
-    const store = await KeyStore.open(join(scratch, user));
+  /** A signed-in wallet: a new user's, or (`user`) another device of that user's. */
+  async function newWallet(sameUser?: string): Promise<{ store: KeyStore; api: WalletApi; user: string }> {
+    const user = sameUser ?? `user-${++users}`;
+    const store = await KeyStore.open(join(scratch, `${user}-${randomUUID()}`));
     const accessToken = `token-${user}-${randomUUID()}`;
     tokens.set(accessToken, { user, jkt: await jwkThumbprint((await store.dpopKey()).publicJwk) });
     await store.saveLogin({
@@ -673,6 +691,28 @@ describe("Wallet Client flows against the development issuer, through a test wal
     expect(new Set(gets.map((g) => g.walletEncryptionKey.attestation.jwt)).size).to.equal(gets.length);
   });
 
+  it("hello wallet transfer, as a user types it on a second device: the credentials issued again for its keys, the first device's unlinked", async function () {
+    const first = await newWallet();
+    const second = await newWallet(first.user);
+    const [home1, home2] = [["--home", first.store.directory], ["--home", second.store.directory]];
+    const added = await cli(["add", "dev", "identity_card", "driving_licence", "--document-number", "D-1001", "--family-name", "Lovelace", "--birthdate", "1990-12-10", ...home1]);
+    expect(added.code, added.err).to.equal(0);
+    const sessionId = /\(session (\S+)\)/.exec(added.out)![1]!;
+    const old = [...added.out.matchAll(/^ {2}(?:identity_card|driving_licence) {2}(\S+)/gm)].map((m) => m[1]!);
+    expect(old).to.have.length(2);
+    const listed = await cli(["list", ...home2]);
+    expect(listed.out).to.include(`session ${sessionId} (on another device: hello wallet transfer moves it here)`);
+    const moved = await cli(["transfer", sessionId, "--keys", "2", ...home2]);
+    expect(moved.code, moved.err).to.equal(0);
+    expect(moved.out).to.match(/^Added to the wallet from .+ \(session [0-9a-f-]{36}\):$/m).and.include("2 credentials, version 1");
+    for (const id of old) expect(moved.out).to.include(`Unlinked on the other device: ${id} is UNLINKED.\n`);
+    const after = await cli(["list", ...home1]);
+    for (const id of old) expect(after.out).to.match(new RegExp(`${id}\\n.*: UNLINKED`));
+    // Nothing left to move, and the first device cannot take over its own session.
+    expect((await cli(["transfer", sessionId, ...home2])).err).to.include("nothing to transfer");
+    expect((await cli(["transfer", sessionId, ...home1])).err).to.include("this device holds the session");
+  });
+
   it("hello wallet add dev, list, show, present, resume, status, refresh, suspend, unsuspend, unlink and delete, as a user types them", async function () {
     const { store } = await newWallet();
     const home = ["--home", store.directory];
@@ -748,7 +788,7 @@ describe("Wallet Client flows against the development issuer, through a test wal
     expect(deleted.out).to.equal(`Deleted ${card}: its record is gone from hello-mesh and its keys from this device.\n`);
     expect((await cli(["list", ...home])).out).to.not.include(card);
 
-    for (const args of [["status"], ["refresh"], ["delete"], ["suspend"], ["unlink", card, "extra"], ["unsuspend", card, "--claims", "x"], ["add", "dev"], ["add", "dev", "identity_card"], ["present", card, "--audience", VERIFIER, "--nonce", "n"], ["list", "--claims", "x"], ["show"], ["add", "dev", "identity_card", "--keys", "11", "--document-number", "D-1001", "--family-name", "Lovelace", "--birthdate", "1990-12-10"]]) {
+    for (const args of [["transfer"], ["transfer", card, "extra"], ["transfer", card, "--claims", "x"], ["transfer", card, "--keys", "11"], ["status"], ["refresh"], ["delete"], ["suspend"], ["unlink", card, "extra"], ["unsuspend", card, "--claims", "x"], ["add", "dev"], ["add", "dev", "identity_card"], ["present", card, "--audience", VERIFIER, "--nonce", "n"], ["list", "--claims", "x"], ["show"], ["add", "dev", "identity_card", "--keys", "11", "--document-number", "D-1001", "--family-name", "Lovelace", "--birthdate", "1990-12-10"]]) {
       expect((await cli([...args, ...home])).code, args.join(" ")).to.equal(2);
     }
   });

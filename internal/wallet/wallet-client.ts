@@ -276,6 +276,8 @@ const sessionIndexSchema = z.looseObject({
   verificationId: z.string().optional(),
   status: z.string().optional(),
   instances: z.array(z.looseObject({ id: z.string(), configuration: z.string(), confirmed: z.boolean().optional() })),
+  /** A device transfer's session: the session it takes over (its instances are unlinked once this one's credentials are here). */
+  transferFrom: z.string().optional(),
 });
 type SessionIndex = z.infer<typeof sessionIndexSchema>;
 
@@ -738,8 +740,86 @@ export async function addCredentials(api: WalletApi, store: KeyStore, input: Add
   return finish(flow, status, timedOut);
 }
 
+export interface TransferInput extends FlowOptions {
+  /** Presentment keys per credential instance on this device, 1 to 10 (default 1). */
+  presentmentKeys?: number;
+}
+
+export type TransferResult = AddCredentialsResult & {
+  /** The session taken over. */
+  from: string;
+  /** Its instances, each unlinked at the issuer once this device had its own (only after ISSUED). */
+  unlinked: Array<{ instanceId: string; outcome: string; status: string }>;
+};
+
+/**
+ * A device transfer (docs/wallet-server.md, "Device transfer"): this device, signed in
+ * as the same user, takes over another device's session `fromSessionId`. A new session
+ * with a new WSK names the old one (Token checks the user's holdings list it, and says so
+ * in the WSK attestation); the issuer approves within its device count without asking
+ * for the person's details again; this device gets the credentials bound to its own new
+ * keys, checked as on arrival; then each of the old session's live instances is unlinked,
+ * the action signed by this session's WSK and naming it (the old device's key may be
+ * lost with it, and the wallet server alone can sign nothing).
+ */
+export async function transferCredentials(api: WalletApi, store: KeyStore, fromSessionId: string, input: TransferInput = {}): Promise<TransferResult> {
+  if (!sessionIdSchema.safeParse(fromSessionId).success) throw new WalletClientError("a session id is a UUID, as hello wallet list prints it");
+  if (await store.getKey(`wsk.${fromSessionId}`)) throw new WalletClientError(`this device holds the session ${fromSessionId}: a transfer moves credentials to another device, signed in there`);
+  const keyCount = input.presentmentKeys ?? 1;
+  if (!Number.isInteger(keyCount) || keyCount < 1 || keyCount > MAX_PRESENTMENT_KEYS) {
+    throw new WalletClientError(`the number of presentment keys must be 1 to ${MAX_PRESENTMENT_KEYS}`);
+  }
+  const held = (await heldCredentials(api)).filter((h) => h.sessionId === fromSessionId);
+  if (held.length === 0) throw new WalletClientError(`the wallet holds no session ${fromSessionId}: hello wallet list shows each credential's session`);
+  if (new Set(held.map((h) => h.issuer)).size !== 1) throw new WalletClientError("the wallet server lists that session at more than one issuer; it cannot be transferred");
+  const live = held.filter((h) => !TERMINAL_CREDENTIAL_STATUSES.has(h.status));
+  if (live.length === 0) throw new WalletClientError(`the session ${fromSessionId} holds no credential that has not ended: nothing to transfer`);
+  const configurations = [...new Set(live.map((h) => h.credentialConfigurationId))];
+  const options = flowOptions(input);
+  const issuer = await trustedIssuer(api, store, held[0]!.issuer);
+
+  const wsk = await es256KeyPair();
+  const session = await call(api, "POST", "/wallet/api/sessions", sessionAnswerSchema, { issuer: issuer.id, wsk: { ...wsk.publicJwk, alg: "ES256" }, transferFrom: fromSessionId });
+  if (session.issuer !== undefined && session.issuer !== issuer.id) throw new WalletClientError("the wallet server made the session for another issuer; nothing more was sent");
+  const sessionId = session.sessionId;
+  await store.putKey(`wsk.${sessionId}`, wsk.privateJwk);
+  const index: SessionIndex = {
+    issuer: issuer.id, sessionId, configurations, presentmentKeys: keyCount, createdAt: Math.floor(Date.now() / 1000), instances: [], transferFrom: fromSessionId,
+  };
+  await store.putData(indexName(sessionId), index);
+  const flow: Flow = { api, store, issuer, sessionId, wsk: wsk.privateJwk, index, answerRejected: false, ...options };
+  options.progress(`Session ${sessionId} with ${issuer.id}, taking over ${fromSessionId}.`);
+
+  // No details of the person: the issuer knows them from the session taken over.
+  const verificationNonce = await signStatement("nonce", { audience: issuer.id, sessionId }, {}, wsk.privateJwk);
+  const first = await verificationCall(flow, "/wallet/api/initiate", { credentialConfigurationIds: configurations, verificationNonce });
+  const { status, timedOut } = await driveVerification(flow, first);
+  const result = await finish(flow, status, timedOut);
+  return { ...result, from: fromSessionId, unlinked: result.state === "ISSUED" ? await unlinkTransferred(flow, fromSessionId) : [] };
+}
+
+/**
+ * A transfer's last step, once its credentials are on this device (at the transfer, or
+ * at the resume that finished it): each live instance of the session taken over is
+ * unlinked, signed by this session's WSK, which the issuer accepts as its approved
+ * transfer's.
+ */
+async function unlinkTransferred(flow: Flow, fromSessionId: string): Promise<TransferResult["unlinked"]> {
+  const live = (await heldCredentials(flow.api)).filter((h) => h.sessionId === fromSessionId && h.issuer === flow.issuer.id && !TERMINAL_CREDENTIAL_STATUSES.has(h.status));
+  const unlinked: TransferResult["unlinked"] = [];
+  for (const old of live) {
+    const authority = await signStatement("action", { audience: flow.issuer.id, sessionId: fromSessionId, credentialInstanceId: old.credentialInstanceId }, { action: "UNLINK" }, flow.wsk);
+    const answer = await call(flow.api, "POST", "/wallet/api/credential/manage", manageAnswerSchema, {
+      issuer: flow.issuer.id, sessionId: fromSessionId, credentialInstanceId: old.credentialInstanceId, action: "UNLINK", reason: "transferred to another device", authority,
+      viaSessionId: flow.sessionId,
+    });
+    unlinked.push({ instanceId: old.credentialInstanceId, outcome: clean(answer.outcome, 40), status: clean(answer.status, 40) });
+  }
+  return unlinked;
+}
+
 /** Takes up a session `add` left PENDING (or REJECTED, with corrected details): its status now, then on as add goes. */
-export async function resumeCredentials(api: WalletApi, store: KeyStore, sessionId: string, input: ResumeInput = {}): Promise<AddCredentialsResult> {
+export async function resumeCredentials(api: WalletApi, store: KeyStore, sessionId: string, input: ResumeInput = {}): Promise<AddCredentialsResult & { unlinked?: TransferResult["unlinked"] }> {
   if (!sessionIdSchema.safeParse(sessionId).success) throw new WalletClientError("a session id is a UUID, as hello wallet add printed it");
   const index = await store.getData(indexName(sessionId), sessionIndexSchema);
   const wsk = await store.getKey(`wsk.${sessionId}`);
@@ -765,7 +845,10 @@ export async function resumeCredentials(api: WalletApi, store: KeyStore, session
   };
   const current = await verificationCall(flow, "/wallet/api/status", { verificationId: index.verificationId });
   const { status, timedOut } = await driveVerification(flow, current);
-  return finish(flow, status, timedOut);
+  const result = await finish(flow, status, timedOut);
+  // A transfer that was still being issued: its last step now.
+  if (result.state === "ISSUED" && index.transferFrom !== undefined) return { ...result, unlinked: await unlinkTransferred(flow, index.transferFrom) };
+  return result;
 }
 
 // --- reading what the wallet holds ----------------------------------------------------

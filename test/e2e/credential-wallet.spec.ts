@@ -21,9 +21,9 @@ import pg from "pg";
 import { type BrowserContext, chromium } from "playwright-core";
 import { z } from "zod";
 import { Code } from "@connectrpc/connect";
-import { createDpopProof, generateDpopKey } from "../../internal/protocol/dpop.js";
-import { CLIENT_ACTION_EXTENSION, credentialStatusResponseSchema, issuerMetadataSchema } from "../../internal/s2s/messages.js";
-import { ProblemError } from "../../internal/s2s/problem.js";
+import { createDpopProof, generateDpopKey, jwkThumbprint } from "../../internal/protocol/dpop.js";
+import { CLIENT_ACTION_EXTENSION, TRANSFER_SESSION_EXTENSION, credentialStatusResponseSchema, issuerMetadataSchema } from "../../internal/s2s/messages.js";
+import { ProblemError, S2S_INVALID_CLIENT_AUTHENTICATION } from "../../internal/s2s/problem.js";
 import { signStatement } from "../../internal/s2s/statements.js";
 import type { WireClient } from "../../internal/s2s/wire-client.js";
 import { IssuerClients } from "../../internal/components/orchestration/s2s/issuers.js";
@@ -34,7 +34,10 @@ import { fetchCredentialStatus } from "../../internal/s2s/status-list.js";
 import { WalletApi, WalletApiError } from "../../internal/wallet/api-client.js";
 import { KeyStore } from "../../internal/wallet/key-store.js";
 import { login } from "../../internal/wallet/login.js";
-import { addCredentials, credentialStatus, deleteCredential, listCredentials, manageCredential, presentCredential, refreshCredential, resumeCredentials, showCredential, WalletClientError } from "../../internal/wallet/wallet-client.js";
+import {
+  addCredentials, credentialStatus, deleteCredential, listCredentials, manageCredential, presentCredential, refreshCredential, resumeCredentials, showCredential, transferCredentials,
+  WalletClientError,
+} from "../../internal/wallet/wallet-client.js";
 import type { DevUser } from "../../internal/dev/devop/dev-op.js";
 import { CHROMIUM, CHROMIUM_ARGS } from "../support/chromium.js";
 import { browserlessWalletStep, chromiumWalletStep } from "../support/wallet-browser.js";
@@ -476,6 +479,63 @@ describe("the credential wallet end to end: four processes, the development issu
     expect(record.credentials, "an ended record keeps no ciphertext").to.equal(undefined);
     // A revoked credential needs no unlink to be deleted.
     expect(await deleteCredential(bob.api, bob.store, card.id)).to.deep.equal({ instanceId: card.id, unlinked: false });
+  });
+
+  it("device transfer (issue 15): Alice's new device takes over her old device's session: the issuer approves it without her details, the new device's credentials are bound to its own keys, and the old device's are unlinked, signed by the new session's key; a rogue Orchestration can unlink nothing by naming a transfer", async function () {
+    const old = await signedIn(USERS.alice);
+    const before = await addCredentials(old.api, old.store, { issuer: issuerId, configurations: ["identity_card", "driving_licence"], person: ADA, presentmentKeys: 1, sleep: noWait });
+    if (before.state !== "ISSUED") expect.fail(`not issued: ${before.state}`);
+    note(before);
+    const request = { claims: ["age_over_18"], audience: "https://verifier.example", nonce: "n-transfer" };
+    const metadata = issuerMetadataSchema.parse(mesh.devIssuer!.metadata);
+    const verifier = async (presentation: string) => {
+      const verified = await verifySdJwtVc({ presentation, issuerKeys: metadata.jwks as never, expectedIssuer: issuerId, audience: request.audience, nonce: request.nonce });
+      return { verified, status: await fetchCredentialStatus(verified.status!, { issuer: issuerId, issuerKeys: metadata.jwks as never, now: Math.floor(Date.now() / 1000) }) };
+    };
+    const oldCard = before.instances.find((i) => i.configuration === "identity_card")!;
+    const earlier = await presentCredential(old.api, old.store, oldCard.id, request);
+
+    // A rogue Orchestration naming a session as a transfer of Alice's old one: not one the issuer approved as such.
+    const rogue = orchestrationIssuerClient();
+    const invented = (await es256Pair()).privateJwk;
+    const forged = await signStatement("action", { audience: issuerId, sessionId: before.sessionId, credentialInstanceId: oldCard.id }, { action: "UNLINK" }, invented);
+    const refused = await rogue.post("/credential/manage", {
+      sessionId: before.sessionId, credentialInstanceId: oldCard.id, action: "UNLINK",
+      extensions: { [CLIENT_ACTION_EXTENSION]: forged, [TRANSFER_SESSION_EXTENSION]: issued.sessionId },
+    }, z.unknown()).then(() => expect.fail("the issuer took an unlink naming a session that is no transfer"), (e: unknown) => (e as ProblemError).problem);
+    expect(refused).to.include({ status: 422, type: S2S_INVALID_CLIENT_AUTHENTICATION });
+    expect(await issuerStatus(before.sessionId, oldCard.id)()).to.equal("ACTIVE");
+
+    const fresh = await signedIn(USERS.alice);
+    // The old device cannot transfer to itself, and the new one names a session of Alice's only.
+    expect((await transferCredentials(old.api, old.store, before.sessionId).then(() => expect.fail("transferred to itself"), (e: unknown) => e as Error)).message).to.match(/this device holds the session/);
+    expect((await transferCredentials(fresh.api, fresh.store, randomUUID()).then(() => expect.fail("transferred a session the wallet does not hold"), (e: unknown) => e as Error)).message).to.match(/holds no session/);
+    const moved = await transferCredentials(fresh.api, fresh.store, before.sessionId, { presentmentKeys: 2, sleep: noWait });
+    if (moved.state !== "ISSUED") expect.fail(`not issued: ${moved.state}`);
+    note(moved);
+    expect(moved.sessionId).to.not.equal(before.sessionId);
+    expect(moved.instances.map((i) => [i.configuration, i.count]).sort()).to.deep.equal([["driving_licence", 2], ["identity_card", 2]]);
+    expect(moved.unlinked.map((u) => [u.instanceId, u.status]).sort()).to.deep.equal(before.instances.map((i) => [i.id, "UNLINKED"]).sort());
+
+    // The new device's credentials are bound to its own keys; the old device's are unlinked, everywhere.
+    const newCard = moved.instances.find((i) => i.configuration === "identity_card")!;
+    const { verified, status } = await verifier(await presentCredential(fresh.api, fresh.store, newCard.id, request));
+    const pk = (await fresh.store.getKey(`pk.${newCard.id}.0`))!;
+    expect(await jwkThumbprint(verified.holderKey)).to.equal(await jwkThumbprint({ kty: pk.kty, crv: pk.crv, x: pk.x, y: pk.y }));
+    expect(status).to.equal("VALID");
+    expect((await verifier(earlier)).status, "the old device's credential, as a verifier sees it").to.equal("REVOKED");
+    for (const i of before.instances) {
+      expect(await issuerStatus(before.sessionId, i.id)()).to.equal("UNLINKED");
+      const reason = (await rogue.post("/credential/status", { sessionId: before.sessionId, credentialInstanceId: i.id }, credentialStatusResponseSchema)).body.lastStatusChangeReason;
+      expect(reason).to.equal("transferred to another device");
+    }
+    const listed = await listCredentials(fresh.api, fresh.store);
+    expect(listed.filter((c) => c.sessionId === before.sessionId).map((c) => c.status)).to.deep.equal(["UNLINKED", "UNLINKED"]);
+    expect(listed.filter((c) => c.sessionId === moved.sessionId).map((c) => [c.status, c.onThisDevice])).to.deep.equal([["ACTIVE", true], ["ACTIVE", true]]);
+    const gone = await presentCredential(old.api, old.store, oldCard.id, request).then(() => expect.fail("the old device presented an unlinked credential"), (e: unknown) => e as WalletClientError);
+    expect(gone).to.be.instanceOf(WalletClientError);
+    // Nothing is left to transfer from the old session.
+    expect((await transferCredentials(fresh.api, fresh.store, before.sessionId).then(() => expect.fail("transferred twice"), (e: unknown) => e as Error)).message).to.match(/nothing to transfer/);
   });
 
   it("a dump of the database shows no issuer-side identifier, credential type name or claim, in any encoding", async function () {

@@ -41,6 +41,7 @@ import {
   type KeyData,
   type VerificationStatus,
   CLIENT_ACTION_EXTENSION,
+  TRANSFER_SESSION_EXTENSION,
   credentialGetResponseSchema,
   credentialManageResponseSchema,
   credentialMetadataResponseSchema,
@@ -139,16 +140,21 @@ export class WalletDriver {
   }
 
   /** A new S2S session: the session record and the holdings that list it, written together. */
-  async beginSession(call: WalletCall, issuerId: string, wsk: JWK) {
+  async beginSession(call: WalletCall, issuerId: string, wsk: JWK, transferFrom?: string) {
     this.#issuer(issuerId);
     const holdingsAt = holdingsHash(this.deps.lookupKey, call.claims.uid);
     const read = await this.#read(call.answer.holdingsRead, "holdings", holdingsAt);
+    // A device transfer takes over a session of the same user at this issuer: one the holdings list.
+    if (transferFrom !== undefined && !(read.found && (await this.#record("holdings", read.record)).sessions.some((s) => s.issuer === issuerId && s.session_id === transferFrom))) {
+      throw notFound("session");
+    }
     const res = await this.deps.token.beginS2sSession(
       {
         callToken: call.answer.callToken,
         issuer: issuerId,
         wsk: JSON.stringify(wsk),
         holdings: { answer: read.found ? { case: "record", value: { record: read.record, receipt: read.receipt } } : { case: "errorToken", value: read.errorToken } },
+        ...(transferFrom !== undefined ? { transferFrom } : {}),
       },
       this.#options(),
     );
@@ -158,6 +164,7 @@ export class WalletDriver {
     const expected: S2sSessionRecord = {
       issuer: issuerId, session_id: sessionId, uid: call.claims.uid, jkt: call.claims.jkt,
       wsk: { kty: "EC", crv: "P-256", x: wsk.x!, y: wsk.y! }, created: session.created, verifications: [], instances: [],
+      ...(transferFrom !== undefined ? { transfer_from: transferFrom } : {}),
     };
     this.#fresh(session.created);
     if (!sameRecord(session, expected)) throw new ProtocolViolation("Token's session record is not the caller's new session with its WSK");
@@ -188,7 +195,12 @@ export class WalletDriver {
       verificationNonce: body.verificationNonce,
       verificationData: {
         ...(body.clientEncryptedPayload ? { clientEncryptedPayload: body.clientEncryptedPayload } : {}),
-        serverVerificationDataItem: wallet.found ? this.#signals(await this.#record("wallet", wallet.record), call.claims.uid) : [],
+        serverVerificationDataItem: [
+          ...(wallet.found ? this.#signals(await this.#record("wallet", wallet.record), call.claims.uid) : []),
+          // A device transfer: the session it takes over, as the draft's "previous SessionId"
+          // (the attestation's transferFrom is what the issuer trusts it by).
+          ...(session.claims.transfer_from !== undefined ? [{ type: ITEM_TYPES.previousSession, id: "previous-session", sessionId: session.claims.transfer_from }] : []),
+        ],
       },
       ...(body.locale ? { locale: body.locale } : {}),
     }, verificationStatusSchema);
@@ -307,21 +319,27 @@ export class WalletDriver {
    * the session's WSK, so this server alone can do none of it), and the record takes the
    * issuer's answer: its status, a terminal one never moving.
    */
-  async manage(call: WalletCall, body: { issuer: string; sessionId: string; credentialInstanceId: string; action: (typeof MANAGE_ACTIONS)[number]; reason?: string; authority: string }) {
+  async manage(call: WalletCall, body: { issuer: string; sessionId: string; credentialInstanceId: string; action: (typeof MANAGE_ACTIONS)[number]; reason?: string; authority: string; viaSessionId?: string }) {
     const client = this.#issuer(body.issuer);
-    const credential = await this.#credential(call, body.issuer, body.sessionId, body.credentialInstanceId);
+    // A device transfer's unlink: the old session's instance, by the caller's own session that transferred from it.
+    const via = body.viaSessionId !== undefined ? await this.#transferSession(call, body.issuer, body.sessionId, body.viaSessionId) : undefined;
+    if (via && body.action !== "UNLINK") throw problem(400, "invalid_request", "a device transfer unlinks the old session's instances, and does nothing else to them");
+    const credential = via ? await this.#transferredCredential(call, body.issuer, body.sessionId, body.credentialInstanceId) : await this.#credential(call, body.issuer, body.sessionId, body.credentialInstanceId);
     const answer = (await this.#ask(client, "/credential/manage", {
       sessionId: body.sessionId,
       credentialInstanceId: body.credentialInstanceId,
       action: body.action,
       ...(body.reason !== undefined ? { reason: body.reason } : {}),
       timestamp: new Date(this.#seconds() * 1000).toISOString(),
-      extensions: { [CLIENT_ACTION_EXTENSION]: body.authority },
+      extensions: { [CLIENT_ACTION_EXTENSION]: body.authority, ...(via ? { [TRANSFER_SESSION_EXTENSION]: via.claims.session_id } : {}) },
     }, credentialManageResponseSchema)).body;
     if (answer.sessionId !== body.sessionId || answer.credentialInstanceId !== body.credentialInstanceId) {
       throw problem(502, "issuer_answer", "the issuer answered for another credential instance");
     }
-    const next = await this.#updateCredential(call, credential, { case: "managed", value: JSON.stringify(answer) }, (c, at) => statusReported(c, answer.currentStatus, at));
+    // A transfer changes the old instance's record only by its unlink: any other answer is told, not recorded.
+    const next = via && answer.currentStatus !== "UNLINKED"
+      ? credential.claims
+      : await this.#updateCredential(call, credential, { case: "managed", value: JSON.stringify(answer) }, (c, at) => statusReported(c, answer.currentStatus, at), via);
     return {
       outcome: answer.outcome,
       status: next.status,
@@ -576,8 +594,14 @@ export class WalletDriver {
     await this.deps.encryption.writeRecords({ writes: [this.#write(write, version)] }, this.#options());
   }
 
-  async #updateCredential(call: WalletCall, credential: Read<"credential">, change: { case: "delivered" | "metadata" | "managed" | "reported"; value: string } | { case: "confirmed"; value: boolean }, rule: (c: CredentialRecord, at: number) => CredentialRecord) {
-    const res = await this.deps.token.updateCredential({ callToken: call.answer.callToken, credential: { record: credential.record, receipt: credential.receipt }, change }, this.#options());
+  async #updateCredential(
+    call: WalletCall, credential: Read<"credential">, change: { case: "delivered" | "metadata" | "managed" | "reported"; value: string } | { case: "confirmed"; value: boolean },
+    rule: (c: CredentialRecord, at: number) => CredentialRecord, via?: Read<"s2s-session">,
+  ) {
+    const res = await this.deps.token.updateCredential({
+      callToken: call.answer.callToken, credential: { record: credential.record, receipt: credential.receipt }, change,
+      ...(via ? { viaSession: { record: via.record, receipt: via.receipt } } : {}),
+    }, this.#options());
     const at = credentialHash(this.deps.lookupKey, credential.claims.issuer, credential.claims.session_id, credential.claims.credential_instance_id);
     const next = await this.#written(res.credential, "credential", RecordOperation.UPDATE, at);
     this.#fresh(next.updated);
@@ -610,16 +634,43 @@ export class WalletDriver {
     return { ...read, claims };
   }
 
+  /**
+   * A device transfer's own session (`viaSessionId`), read with the call's grant: the
+   * caller's, at this issuer, taking over `oldSessionId` (404 for anything else).
+   */
+  async #transferSession(call: WalletCall, issuerId: string, oldSessionId: string, viaSessionId: string): Promise<Read<"s2s-session">> {
+    if (call.claims.session?.issuer !== issuerId || call.claims.session.session_id !== oldSessionId || call.claims.session.via_session_id !== viaSessionId) {
+      throw new ProtocolViolation("Token's call token is for another transfer");
+    }
+    const read = await this.#read(call.answer.viaSessionRead, "s2s-session", s2sSessionHash(this.deps.lookupKey, issuerId, viaSessionId));
+    if (!read.found) throw notFound("session");
+    const claims = await this.#record("s2s-session", read.record);
+    if (claims.uid !== call.claims.uid || claims.jkt !== call.claims.jkt || claims.issuer !== issuerId || claims.session_id !== viaSessionId || claims.transfer_from !== oldSessionId) {
+      throw notFound("session");
+    }
+    return { ...read, claims };
+  }
+
+  /** The old session's instance a device transfer unlinks: the same user's (any client instance's), read with the call's grant. */
+  async #transferredCredential(call: WalletCall, issuerId: string, sessionId: string, instanceId: string): Promise<Read<"credential">> {
+    if (call.claims.session?.credential_instance_id !== instanceId) throw new ProtocolViolation("Token's call token is for another credential instance");
+    const read = await this.#read(call.answer.credentialRead, "credential", credentialHash(this.deps.lookupKey, issuerId, sessionId, instanceId));
+    if (!read.found) throw notFound("credential_instance");
+    const claims = await this.#record("credential", read.record);
+    if (claims.uid !== call.claims.uid || claims.issuer !== issuerId || claims.session_id !== sessionId || claims.credential_instance_id !== instanceId) throw notFound("credential_instance");
+    return { ...read, claims };
+  }
+
   /** Token's WSK attestation: a wallet key's, for this issuer, session, WSK and client instance. */
   async #checkAttestation(attestation: string, session: S2sSessionRecord) {
     const payload = await this.#walletJws(attestation, WSK_ATTESTATION_TYP, await this.#walletJwks(), "WSK attestation");
     const jwk = payload.jwk as JWK | undefined;
     if (
       payload.iss !== this.deps.issuer || payload.aud !== session.issuer || payload.sessionId !== session.session_id ||
-      (payload.cnf as { jkt?: unknown } | undefined)?.jkt !== session.jkt || !jwk ||
+      (payload.cnf as { jkt?: unknown } | undefined)?.jkt !== session.jkt || !jwk || payload.transferFrom !== session.transfer_from ||
       (await calculateJwkThumbprint(jwk)) !== (await calculateJwkThumbprint(session.wsk))
     ) {
-      throw new ProtocolViolation("Token's WSK attestation is not for this session's issuer, WSK and client instance");
+      throw new ProtocolViolation("Token's WSK attestation is not for this session's issuer, WSK, client instance and transfer");
     }
   }
 

@@ -484,7 +484,7 @@ export function tokenRoutes(deps: TokenServiceDeps) {
 
       /** The credential wallet's records (wallet-sessions.ts). */
       listWalletIssuers: (req) => s2s.listIssuers(req.callToken),
-      beginS2sSession: (req) => s2s.beginSession({ callToken: req.callToken, issuer: req.issuer, wsk: req.wsk, holdings: req.holdings?.answer }),
+      beginS2sSession: (req) => s2s.beginSession({ callToken: req.callToken, issuer: req.issuer, wsk: req.wsk, holdings: req.holdings?.answer, ...(req.transferFrom ? { transferFrom: req.transferFrom } : {}) }),
       attestS2sSession: (req) => s2s.attest(req),
       recordS2sStatus: (req) => s2s.recordStatus(req),
       recordS2sInstances: (req) => s2s.recordInstances(req),

@@ -102,6 +102,7 @@ interface Ref {
   issuer: string;
   sessionId: string;
   credentialInstanceId?: string;
+  viaSessionId?: string;
 }
 
 describe("Token: the credential wallet's records (internal/components/token/wallet-sessions.ts)", function () {
@@ -222,7 +223,7 @@ describe("Token: the credential wallet's records (internal/components/token/wall
     const dpopProof = await createDpopProof(who.key, { method: "POST", url: CALL_URL, accessToken: who.accessToken, now: seconds() });
     return token.authorizeWalletCall({
       accessToken: who.accessToken, dpopProof, method: "POST", url: CALL_URL,
-      ...(ref ? { session: { issuer: ref.issuer, sessionId: ref.sessionId, credentialInstanceId: ref.credentialInstanceId ?? "" } } : {}),
+      ...(ref ? { session: { issuer: ref.issuer, sessionId: ref.sessionId, credentialInstanceId: ref.credentialInstanceId ?? "", viaSessionId: ref.viaSessionId ?? "" } } : {}),
     });
   }
   /** The holdings read's answer: the record, or Storage's Error Token. */
@@ -783,6 +784,75 @@ describe("Token: the credential wallet's records (internal/components/token/wall
       expect(grantOf(res.credentialDelete)).to.include({ op: "delete", kind: "credential", hash });
       const holdings = record("holdings", res.holdings!.record);
       expect(holdings.sessions.find((s) => s.session_id === ref.sessionId)?.instances).to.deep.equal([]);
+    });
+  });
+
+  describe("6d. a device transfer: a session taking over the same user's session, and the old instance's unlink", function () {
+    /** BeginS2sSession of `who` taking over `transferFrom`, stored. */
+    async function transfer(who: Instance, transferFrom: string, issuer = X) {
+      const c = await call(who);
+      const res = await token.beginS2sSession({ callToken: c.callToken, issuer, wsk: JSON.stringify(wskOf()), holdings: await holdingsAnswer(c), transferFrom });
+      await store(res.session);
+      await store(res.holdings);
+      return res.sessionId;
+    }
+    const unlinkedAnswer = (ref: Ref) => JSON.stringify({ sessionId: ref.sessionId, credentialInstanceId: ref.credentialInstanceId, currentStatus: "UNLINKED", outcome: "COMPLETED" });
+    /** UpdateCredential on `who`'s call about `ref`'s credential, with the via session as the call read it. */
+    async function viaUpdate(who: Instance, ref: Ref, change: { case: "managed" | "reported" | "metadata"; value: string }) {
+      const c = await call(who, ref);
+      return token.updateCredential({ callToken: c.callToken, credential: await read(c.credentialRead), change, viaSession: await read(c.viaSessionRead) });
+    }
+
+    it("honest: Alice's other client instance takes over her session: its record and WSK attestation name it; its unlink of the old instance is recorded (twin: without the via session, refused)", async function () {
+      const { ref } = await provisioned(alice);
+      const sessionId = await transfer(alice2, ref.sessionId);
+      const c = await call(alice2, { issuer: X, sessionId });
+      const session = await read(c.sessionRead);
+      expect(record("s2s-session", session.record)).to.include({ transfer_from: ref.sessionId, jkt: alice2.jkt, uid: alice.uid });
+      const { attestation } = await token.attestS2sSession({ callToken: c.callToken, session });
+      expect(decodeJwt(attestation)).to.include({ sessionId, transferFrom: ref.sessionId });
+      const wsk = record("s2s-session", session.record).wsk;
+      expect(await verifyWskAttestation(attestation, walletJwks, { walletServer: ISSUER, issuerId: X, sessionId, wsk }, { now: seconds() })).to.deep.equal({ dpopJkt: alice2.jkt, transferFrom: ref.sessionId });
+      // Without naming its transfer, the old instance is not the new client instance's.
+      const plain = await call(alice2, ref);
+      expect((await refusal(token.updateCredential({ callToken: plain.callToken, credential: await read(plain.credentialRead), change: { case: "managed", value: unlinkedAnswer(ref) } }))).code).to.equal(Code.PermissionDenied);
+      const via = { ...ref, viaSessionId: sessionId };
+      const res = await viaUpdate(alice2, via, { case: "managed", value: unlinkedAnswer(ref) });
+      await store(res.credential);
+      expect(record("credential", res.credential!.record)).to.include({ status: "UNLINKED", jkt: alice.jkt });
+    });
+
+    it("a transfer of a session the user's holdings do not list (Bob's, an unknown one, her own at another issuer): PERMISSION_DENIED", async function () {
+      const bobs = await provisioned(bob);
+      await provisioned(alice);
+      expect(await refusal(transfer(alice2, bobs.sessionId))).to.deep.equal({
+        code: Code.PermissionDenied, message: "a device transfer takes over one of the user's own sessions at this issuer, and the holdings list no such session",
+      });
+      expect((await refusal(transfer(alice2, randomUUID()))).code).to.equal(Code.PermissionDenied);
+      // Alice's session, named at another issuer: not one of hers there.
+      const { sessionId } = await provisioned(alice, Y);
+      expect((await refusal(transfer(alice2, sessionId, X))).code).to.equal(Code.PermissionDenied);
+    });
+
+    it("the via session must be the caller's own transfer of that very session, and it changes the old record only by its unlink", async function () {
+      const { ref } = await provisioned(alice);
+      const transferred = await transfer(alice2, ref.sessionId);
+      // A session of alice2's that is no transfer of it.
+      const other = await begin(alice2);
+      expect(await refusal(viaUpdate(alice2, { ...ref, viaSessionId: other.sessionId }, { case: "managed", value: unlinkedAnswer(ref) }))).to.deep.equal({
+        code: Code.PermissionDenied, message: "the credential record is not the calling client instance's, nor of a session its own transferred from",
+      });
+      // Bob naming Alice's transfer session: not his.
+      expect((await refusal(viaUpdate(bob, { ...ref, viaSessionId: transferred }, { case: "managed", value: unlinkedAnswer(ref) }))).code).to.equal(Code.PermissionDenied);
+      // Anything but the unlink: refused.
+      const via = { ...ref, viaSessionId: transferred };
+      const suspended = JSON.stringify({ sessionId: ref.sessionId, credentialInstanceId: ref.credentialInstanceId, currentStatus: "SUSPENDED_WALLET", outcome: "COMPLETED" });
+      const onlyUnlink = { code: Code.PermissionDenied, message: "a device transfer changes the old instance's record only by its unlink" };
+      expect(await refusal(viaUpdate(alice2, via, { case: "managed", value: suspended }))).to.deep.equal(onlyUnlink);
+      expect(await refusal(viaUpdate(alice2, via, { case: "reported", value: JSON.stringify({ currentStatus: "UNLINKED", currentVersion: "1" }) }))).to.deep.equal(onlyUnlink);
+      // A via session named without an instance, or the session itself: INVALID_ARGUMENT.
+      expect((await refusal(call(alice2, { issuer: X, sessionId: ref.sessionId, viaSessionId: transferred }))).code).to.equal(Code.InvalidArgument);
+      expect((await refusal(call(alice2, { ...ref, viaSessionId: ref.sessionId }))).code).to.equal(Code.InvalidArgument);
     });
   });
 

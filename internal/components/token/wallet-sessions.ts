@@ -118,17 +118,32 @@ export function walletSessions(deps: WalletSessionDeps) {
     return { session: claims, version };
   }
 
-  /** The credential record the user's call names, as Storage returned it to the call's read: the calling client instance's own, or refused. */
-  async function ownCredential(call: WalletCallClaims, read: ReadRecord | undefined) {
+  /**
+   * The credential record the user's call names, as Storage returned it to the call's
+   * read: the calling client instance's own, or refused. With `via` (a device transfer's
+   * unlink), the record may be another client instance's of the same user, when `via`,
+   * as this call read it, is the caller's own session that transferred from the
+   * credential's session (transfer_from); the caller says so with `transferred`.
+   */
+  async function ownCredential(call: WalletCallClaims, read: ReadRecord | undefined, via?: ReadRecord) {
     const caller = user(call);
     if (!call.session?.credential_instance_id) throw outOfOrder("the wallet call names no credential instance");
     const ref = call.session;
     const hash = lookup.credential(ref.issuer, ref.session_id, ref.credential_instance_id!);
     const { claims: credential, version } = await stored("credential", read, hash, call.reads.credential);
-    if (credential.uid !== caller.uid || credential.jkt !== caller.jkt || credential.issuer !== ref.issuer || credential.session_id !== ref.session_id || credential.credential_instance_id !== ref.credential_instance_id) {
+    if (credential.uid !== caller.uid || credential.issuer !== ref.issuer || credential.session_id !== ref.session_id || credential.credential_instance_id !== ref.credential_instance_id) {
       throw denied("the credential record is not the calling client instance's");
     }
-    return { credential, version, hash };
+    let transferred = false;
+    if (credential.jkt !== caller.jkt) {
+      if (!via?.record || !ref.via_session_id) throw denied("the credential record is not the calling client instance's");
+      const { claims: session } = await stored("s2s-session", via, lookup.session(ref.issuer, ref.via_session_id), call.reads.via);
+      if (session.uid !== caller.uid || session.jkt !== caller.jkt || session.issuer !== ref.issuer || session.session_id !== ref.via_session_id || session.transfer_from !== ref.session_id) {
+        throw denied("the credential record is not the calling client instance's, nor of a session its own transferred from");
+      }
+      transferred = true;
+    }
+    return { credential, version, hash, transferred };
   }
 
   function parsed<T>(text: string, schema: { safeParse(v: unknown): { success: true; data: T } | { success: false } }, what: string): T {
@@ -155,23 +170,34 @@ export function walletSessions(deps: WalletSessionDeps) {
 
   return {
     /** AuthorizeWalletCall's second half: the call token and its reads, for a caller Token has just checked. */
-    async startCall(caller: WalletCaller, ref: { issuer: string; sessionId: string; credentialInstanceId: string } | undefined) {
+    async startCall(caller: WalletCaller, ref: { issuer: string; sessionId: string; credentialInstanceId: string; viaSessionId?: string } | undefined) {
       const holdings = await deps.grants.read("holdings", lookup.holdings(caller.uid));
       const wallet = await deps.grants.read("wallet", walletHash(deps.lookupKey, caller.uid));
       let session;
       let credential;
+      let via;
       if (ref && ref.issuer) {
         allowed(ref.issuer);
         if (!ref.sessionId) throw invalidArgument("the S2S session needs its sessionId");
         session = await deps.grants.read("s2s-session", lookup.session(ref.issuer, ref.sessionId));
         if (ref.credentialInstanceId) credential = await deps.grants.read("credential", lookup.credential(ref.issuer, ref.sessionId, ref.credentialInstanceId));
+        if (ref.viaSessionId) {
+          if (!ref.credentialInstanceId || ref.viaSessionId === ref.sessionId) throw invalidArgument("via_session_id names the caller's own session that transferred from session_id, for one of its credential instances");
+          via = await deps.grants.read("s2s-session", lookup.session(ref.issuer, ref.viaSessionId));
+        }
       }
       const callClaims: WalletCallClaims = {
         uid: caller.uid,
         client_id: caller.clientId,
         jkt: caller.jkt,
-        ...(ref && ref.issuer ? { session: { issuer: ref.issuer, session_id: ref.sessionId, ...(ref.credentialInstanceId ? { credential_instance_id: ref.credentialInstanceId } : {}) } } : {}),
-        reads: { holdings: holdings.jti, wallet: wallet.jti, ...(session ? { session: session.jti } : {}), ...(credential ? { credential: credential.jti } : {}) },
+        ...(ref && ref.issuer ? {
+          session: {
+            issuer: ref.issuer, session_id: ref.sessionId,
+            ...(ref.credentialInstanceId ? { credential_instance_id: ref.credentialInstanceId } : {}),
+            ...(via ? { via_session_id: ref.viaSessionId } : {}),
+          },
+        } : {}),
+        reads: { holdings: holdings.jti, wallet: wallet.jti, ...(session ? { session: session.jti } : {}), ...(credential ? { credential: credential.jti } : {}), ...(via ? { via: via.jti } : {}) },
       };
       return {
         callToken: await callToken(callClaims),
@@ -179,6 +205,7 @@ export function walletSessions(deps: WalletSessionDeps) {
         walletRead: wallet.grant,
         ...(session ? { sessionRead: session.grant } : {}),
         ...(credential ? { credentialRead: credential.grant } : {}),
+        ...(via ? { viaSessionRead: via.grant } : {}),
       };
     },
 
@@ -208,7 +235,7 @@ export function walletSessions(deps: WalletSessionDeps) {
     },
 
     /** A new S2S session of the caller's client instance, and the holdings that list it. */
-    async beginSession(req: { callToken: string; issuer: string; wsk: string; holdings?: { case: "record"; value: ReadRecord } | { case: "errorToken"; value: string } | { case: undefined } }) {
+    async beginSession(req: { callToken: string; issuer: string; wsk: string; holdings?: { case: "record"; value: ReadRecord } | { case: "errorToken"; value: string } | { case: undefined }; transferFrom?: string }) {
       const call = await readCall(req.callToken);
       const caller = user(call);
       allowed(req.issuer);
@@ -228,9 +255,14 @@ export function walletSessions(deps: WalletSessionDeps) {
       if (req.holdings?.case === "record") {
         const read = await stored("holdings", req.holdings.value, holdingsHashed, call.reads.holdings);
         if (read.claims.uid !== caller.uid) throw denied("the holdings are another user's");
+        // A device transfer takes over a session of the same user at the same issuer: the user's holdings list it.
+        if (req.transferFrom && !read.claims.sessions.some((s) => s.issuer === req.issuer && s.session_id === req.transferFrom)) {
+          throw denied("a device transfer takes over one of the user's own sessions at this issuer, and the holdings list no such session");
+        }
         holdings = ruled(() => holdingsWithSession(read.claims, caller.uid, req.issuer, sessionId));
         holdingsWrite = (await deps.grants.update("holdings", holdingsHashed, holdings, { version: read.version })).write;
       } else if (req.holdings?.case === "errorToken") {
+        if (req.transferFrom) throw denied("a device transfer takes over one of the user's own sessions at this issuer, and the user holds none");
         const ejti = await checkAbsence(deps.storage, req.holdings.value, "holdings", holdingsHashed, call.reads.holdings);
         holdings = ruled(() => holdingsWithSession(undefined, caller.uid, req.issuer, sessionId));
         holdingsWrite = (await deps.grants.write("holdings", holdingsHashed, holdings, ejti)).write;
@@ -246,6 +278,7 @@ export function walletSessions(deps: WalletSessionDeps) {
         created: seconds(),
         verifications: [],
         instances: [],
+        ...(req.transferFrom ? { transfer_from: req.transferFrom } : {}),
       };
       const sessionWrite = (await deps.grants.write("s2s-session", lookup.session(req.issuer, sessionId), session)).write;
       return { sessionId, session: sessionWrite, holdings: holdingsWrite };
@@ -259,7 +292,10 @@ export function walletSessions(deps: WalletSessionDeps) {
       allowed(session.issuer);
       const key = activeKey(deps.walletKeys(), "wallet");
       const attestation = await signWskAttestation(
-        { walletServer: deps.issuer, issuerId: session.issuer, sessionId: session.session_id, wsk: session.wsk, dpopJkt: session.jkt },
+        {
+          walletServer: deps.issuer, issuerId: session.issuer, sessionId: session.session_id, wsk: session.wsk, dpopJkt: session.jkt,
+          ...(session.transfer_from !== undefined ? { transferFrom: session.transfer_from } : {}),
+        },
         { privateKey: key.privateKey, kid: key.kid, alg: "ES256" },
         { now: seconds() },
       );
@@ -304,9 +340,11 @@ export function walletSessions(deps: WalletSessionDeps) {
       callToken: string;
       credential?: ReadRecord;
       change: { case: "delivered" | "metadata" | "managed" | "reported"; value: string } | { case: "confirmed"; value: boolean } | { case: undefined };
+      viaSession?: ReadRecord;
     }) {
       const call = await readCall(req.callToken);
-      const { credential, version, hash } = await ownCredential(call, req.credential);
+      const { credential, version, hash, transferred } = await ownCredential(call, req.credential, req.viaSession);
+      if (transferred && req.change.case !== "managed") throw denied("a device transfer changes the old instance's record only by its unlink");
       let next: CredentialRecord;
       if (req.change.case === "delivered") {
         const answer = parsed(req.change.value, credentialGetResponseSchema, "credential get answer");
@@ -321,6 +359,7 @@ export function walletSessions(deps: WalletSessionDeps) {
         if (answer.sessionId !== credential.session_id || answer.credentialInstanceId !== credential.credential_instance_id) {
           throw invalidArgument("the manage answer is for another credential instance");
         }
+        if (transferred && answer.currentStatus !== "UNLINKED") throw denied("a device transfer changes the old instance's record only by its unlink");
         next = ruled(() => statusReported(credential, answer.currentStatus, seconds()));
       } else if (req.change.case === "reported") {
         const answer = parsed(req.change.value, credentialStatusResponseSchema, "credential status answer");

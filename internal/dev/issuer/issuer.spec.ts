@@ -131,7 +131,7 @@ describe("development Issuer Server: the draft's black-box checks for an Issuer"
   }
   type Instance = Awaited<ReturnType<typeof newInstance>>;
 
-  async function signingKeyData(instance: Instance, options: { attestWith?: JWK; attestedKey?: JWK; attestedSession?: string } = {}) {
+  async function signingKeyData(instance: Instance, options: { attestWith?: JWK; attestedKey?: JWK; attestedSession?: string; transferFrom?: string } = {}) {
     const jwt = await signWskAttestation(
       {
         walletServer: WALLET_SERVER,
@@ -139,6 +139,7 @@ describe("development Issuer Server: the draft's black-box checks for an Issuer"
         sessionId: options.attestedSession ?? instance.sessionId,
         wsk: options.attestedKey ?? instance.wsk.publicJwk,
         dpopJkt: instance.dpopJkt,
+        ...(options.transferFrom !== undefined ? { transferFrom: options.transferFrom } : {}),
       },
       { privateKey: await importPrivate(options.attestWith ?? attestation.privateJwk), kid: "attestation-1", alg: "ES256" },
     );
@@ -672,6 +673,90 @@ describe("development Issuer Server: the draft's black-box checks for an Issuer"
       expect(await verifierStatus(credentials[1]!)).to.equal("VALID");
       await clientA.post("/credential/manage", { sessionId: instance.sessionId, credentialInstanceId: ids[1], action: "UNLINK", reason: "NO_CLIENT" }, z.unknown());
       expect(await verifierStatus(credentials[1]!)).to.equal("REVOKED");
+    });
+  });
+
+  describe("device transfer: a session the wallet server's attestation says takes over another", () => {
+    const manageSchema = z.looseObject({ currentStatus: z.string(), outcome: z.string() });
+    /** initiate of a new session taking over `from` (the attestation and the previous-session item say so, unless told otherwise). */
+    async function transferBody(from: string, options: { item?: string | null; attested?: string; configurations?: string[] } = {}) {
+      const instance = await newInstance();
+      const body = {
+        sessionId: instance.sessionId,
+        credentialConfigurationIds: options.configurations ?? ["identity_card", "driving_licence"],
+        walletSigningKeyData: await signingKeyData(instance, { transferFrom: options.attested ?? from }),
+        verificationNonce: await signStatement("nonce", { audience: ISSUER_ID, sessionId: instance.sessionId }, {}, instance.wsk.privateJwk),
+        verificationData: { serverVerificationDataItem: options.item === null ? [] : [{ type: ITEM_TYPES.previousSession, id: "previous-session", sessionId: options.item ?? from }] },
+      };
+      return { instance, body };
+    }
+    /** A session of ADA's with both instances delivered: the one to transfer. */
+    async function original() {
+      const instance = await newInstance();
+      const { instances } = await approvedInstances(instance);
+      const ids = instances.flatMap((i) => i.credentialInstanceIds);
+      for (const id of ids) {
+        const { body } = await getBody(instance, id, { presentmentKeys: [(await es256Pair()).publicJwk] });
+        await clientA.post("/credential/get", body, credentialGetResponseSchema);
+      }
+      return { instance, ids };
+    }
+
+    it("approved without the person's details, for the configurations the old session holds; credentials for the new keys; the old instance unlinked by the new session's signature, and nothing else", async () => {
+      const old = await original();
+      const { instance, body } = await transferBody(old.instance.sessionId);
+      const status = (await clientA.post("/verification/initiate", body, verificationStatusSchema)).body;
+      expect(status).to.include({ status: "APPROVED" });
+      expect((status as { credentialConfigurationIds: string[] }).credentialConfigurationIds).to.deep.equal(["identity_card", "driving_licence"]);
+      const provisioned = (await clientA.post("/credential/provision", { sessionId: instance.sessionId, verificationId: status.verificationId }, provisionResponseSchema)).body;
+      const cardId = provisioned.credentialInstances.find((g) => g.credentialConfigurationId === "identity_card")!.credentialInstanceIds[0]!;
+      const holder = await es256Pair();
+      const { wek, body: get } = await getBody(instance, cardId, { presentmentKeys: [holder.publicJwk] });
+      const [credential] = await openCredentials((await clientA.post("/credential/get", get, credentialGetResponseSchema)).body.credentials, wek.privateJwk);
+      expect(await calculateJwkThumbprint(inspectSdJwtVc(credential!).holderKey)).to.equal(await calculateJwkThumbprint(holder.publicJwk));
+
+      const unlink = async (action: string, signer = instance.wsk.privateJwk, via = instance.sessionId) =>
+        clientA.post("/credential/manage", {
+          sessionId: old.instance.sessionId, credentialInstanceId: old.ids[0], action,
+          extensions: {
+            "urn:hello-mesh:s2s:client-action": await signStatement("action", { audience: ISSUER_ID, sessionId: old.instance.sessionId, credentialInstanceId: old.ids[0]! }, { action }, signer),
+            "urn:hello-mesh:s2s:transfer-session": via,
+          },
+        }, manageSchema);
+      // Only the UNLINK, only with the transfer session's own key, only naming a session that is the old one's transfer.
+      expect(await refusal(unlink("SUSPEND"))).to.include({ status: 422, type: S2S_INVALID_CLIENT_AUTHENTICATION });
+      expect(await refusal(unlink("UNLINK", (await es256Pair()).privateJwk))).to.include({ status: 422, type: S2S_INVALID_CLIENT_AUTHENTICATION });
+      const unrelated = await original();
+      expect(await refusal(unlink("UNLINK", unrelated.instance.wsk.privateJwk, unrelated.instance.sessionId))).to.include({ status: 422, type: S2S_INVALID_CLIENT_AUTHENTICATION });
+      expect((await unlink("UNLINK")).body).to.include({ outcome: "COMPLETED", currentStatus: "UNLINKED" });
+    });
+
+    it("refused within the device count: a second transfer of the same session is DENIED (DEVICE_LIMIT); a session with nothing live to take over is DENIED (NOTHING_TO_TRANSFER)", async () => {
+      const old = await original();
+      expect((await clientA.post("/verification/initiate", (await transferBody(old.instance.sessionId)).body, verificationStatusSchema)).body.status).to.equal("APPROVED");
+      const second = (await clientA.post("/verification/initiate", (await transferBody(old.instance.sessionId)).body, verificationStatusSchema)).body;
+      expect(second).to.include({ status: "DENIED", reasonCode: "DEVICE_LIMIT" });
+      const ended = await original();
+      for (const id of ended.ids) await clientA.post("/credential/manage", { sessionId: ended.instance.sessionId, credentialInstanceId: id, action: "UNLINK", reason: "NO_CLIENT" }, manageSchema);
+      expect((await clientA.post("/verification/initiate", (await transferBody(ended.instance.sessionId)).body, verificationStatusSchema)).body).to.include({ status: "DENIED", reasonCode: "NOTHING_TO_TRANSFER" });
+    });
+
+    it("refuses a transfer the request does not name as its attestation does, of another wallet server's session, or one that does not exist: 400 invalid_transfer, no session kept", async () => {
+      const old = await original();
+      const other = await original();
+      const cases = [
+        await transferBody(old.instance.sessionId, { item: null }),
+        await transferBody(old.instance.sessionId, { item: other.instance.sessionId }),
+        await transferBody(randomUUID()),
+      ];
+      for (const { instance, body } of cases) {
+        expect(await refusal(clientA.post("/verification/initiate", body, verificationStatusSchema))).to.include({ status: 400, errorCode: "invalid_transfer" });
+        expect(issuer.verificationCount(instance.sessionId)).to.equal(0);
+      }
+      // Wallet server B (here with an attestation key as good as A's) cannot take over A's session.
+      const { instance, body } = await transferBody(old.instance.sessionId);
+      expect(await refusal(clientB.post("/verification/initiate", body, verificationStatusSchema))).to.include({ status: 400, errorCode: "invalid_transfer" });
+      expect(issuer.verificationCount(instance.sessionId)).to.equal(0);
     });
   });
 

@@ -38,6 +38,7 @@ import {
   type VerificationStatus,
   type VerificationStatusValue,
   CLIENT_ACTION_EXTENSION,
+  TRANSFER_SESSION_EXTENSION,
   type CredentialManageRequest,
   cancelRequestSchema,
   credentialManageRequestSchema,
@@ -219,6 +220,8 @@ interface Session {
   requestedDeviceCount: number;
   verifications: Map<string, Verification>;
   instances: Map<string, Instance>;
+  /** A device transfer's session: the session it took over. */
+  transferFrom?: string;
 }
 
 export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssuer> {
@@ -517,8 +520,9 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
       throw invalidClientAuthentication("walletSigningKeyData.attestation must be the wallet server's wsk-attestation+jwt ({proof_type: jwt, jwt})");
     }
     let dpopJkt: string;
+    let transferFrom: string | undefined;
     try {
-      ({ dpopJkt } = await verifyWskAttestation(
+      ({ dpopJkt, transferFrom } = await verifyWskAttestation(
         attestation.jwt,
         walletServer.attestationJwks,
         { walletServer: walletServer.attestationIssuer, issuerId, sessionId, wsk },
@@ -545,6 +549,7 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
       requestedDeviceCount: body.requestedDeviceCount ?? 1,
       verifications: new Map(),
       instances: new Map(),
+      ...(transferFrom !== undefined ? { transferFrom } : {}),
     };
     const v: Verification = {
       id: randomUUID(),
@@ -556,10 +561,37 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
       serverSignals: [],
     };
     // Evaluated before the session is kept: a refused payload leaves no session behind.
-    await evaluate(session, v, body.verificationData, {});
+    if (transferFrom !== undefined) transfer(peer, session, v, transferFrom, body.verificationData);
+    else await evaluate(session, v, body.verificationData, {});
     session.verifications.set(v.id, v);
     sessions.set(sessionId, session);
     return { body: statusOf(session, v) };
+  }
+
+  /**
+   * A device transfer (docs/wallet-server.md, "Device transfer"): the wallet server's
+   * attestation (Token's word) says the new session is the same user's as `fromId`, and
+   * the request names it as its previous session. Approved, for the person of the old
+   * session's approval, with the configurations the old session still has live
+   * instances of, while the transfers approved from it stay within its authorized
+   * device count; DENIED (DEVICE_LIMIT, NOTHING_TO_TRANSFER) otherwise.
+   */
+  function transfer(peer: string, session: Session, v: Verification, fromId: string, data: VerificationDataResponse | undefined): void {
+    const named = (data?.serverVerificationDataItem ?? []).filter((item) => item.type === ITEM_TYPES.previousSession);
+    if (named.length !== 1 || (named[0] as { sessionId?: unknown }).sessionId !== fromId) {
+      throw problem(400, "invalid_transfer", `a device transfer names the session it takes over once, as a ${ITEM_TYPES.previousSession} item, and the same as its attestation`);
+    }
+    const old = sessions.get(fromId);
+    if (!old || old.peer !== peer) throw problem(400, "invalid_transfer", "the session a device transfer takes over is not one of yours");
+    const approved = [...old.verifications.values()].find((x) => x.status === "APPROVED" && x.person);
+    const live = new Set([...old.instances.values()].filter((i) => !i.unlinked && !i.cancelled).map((i) => i.configuration));
+    const configurations = v.requested.filter((c) => live.has(c));
+    const transfers = [...sessions.values()].filter((s) => s.transferFrom === fromId && [...s.verifications.values()].some((x) => x.status === "APPROVED")).length;
+    if (!approved || configurations.length === 0) return deny(v, "NOTHING_TO_TRANSFER", "The earlier device holds no credential of these types to transfer.");
+    if (transfers >= old.requestedDeviceCount) return deny(v, "DEVICE_LIMIT", "These credentials were transferred to as many devices as they may be.");
+    v.person = approved.person;
+    v.status = "APPROVED";
+    v.approved = configurations;
   }
 
   const routes: WireRoute<any>[] = [
@@ -684,9 +716,20 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
     const instance = ownInstance(session, body.credentialInstanceId);
     const action = body.extensions?.[CLIENT_ACTION_EXTENSION];
     const serverUnlink = body.action === "UNLINK" && action === undefined && body.reason === "NO_CLIENT";
+    // A device transfer's UNLINK: signed by the WSK of the session approved as this one's transfer.
+    const viaId = body.extensions?.[TRANSFER_SESSION_EXTENSION];
+    let signer = session.wsk;
+    if (viaId !== undefined) {
+      const via = typeof viaId === "string" ? sessions.get(viaId) : undefined;
+      if (!via || via.peer !== peer || via.transferFrom !== session.sessionId || ![...via.verifications.values()].some((x) => x.status === "APPROVED")) {
+        throw invalidClientAuthentication("the transfer session named is not an approved transfer of this session");
+      }
+      if (body.action !== "UNLINK") throw invalidClientAuthentication("a transfer session authorises only the UNLINK of the session it took over");
+      signer = via.wsk;
+    }
     if (!serverUnlink) {
       try {
-        const statement = await verifyStatement("action", action, session.wsk, { audience: issuerId, sessionId: session.sessionId, credentialInstanceId: instance.id }, {
+        const statement = await verifyStatement("action", action, signer, { audience: issuerId, sessionId: session.sessionId, credentialInstanceId: instance.id }, {
           replay: { guard: replay, scope: issuerId }, now: now(),
         });
         if (statement.action !== body.action) throw new StatementError("action", "it authorises another action");
@@ -723,7 +766,7 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
         return instance.suspendedByIssuer ? answer("FAILED", "SUSPENDED_BY_ISSUER") : answer("NO_CHANGE");
       case "UNLINK":
         instance.unlinked = true;
-        return changed(serverUnlink ? "NO_CLIENT (the wallet server's own UNLINK)" : body.reason);
+        return changed(serverUnlink ? "NO_CLIENT (the wallet server's own UNLINK)" : viaId !== undefined ? "transferred to another device" : body.reason);
     }
   }
 

@@ -59,6 +59,8 @@ export interface SessionRef {
   issuer: string;
   sessionId: string;
   credentialInstanceId?: string;
+  /** A device transfer's unlink: the caller's own session that transferred from sessionId. */
+  viaSessionId?: string;
 }
 
 /**
@@ -131,7 +133,7 @@ export async function walletCaller(door: DoorContext, req: http.IncomingMessage,
     dpopProof: proof,
     method: req.method ?? "GET",
     url: door.endpoint(url.pathname),
-    ...(ref ? { session: { issuer: ref.issuer, sessionId: ref.sessionId, credentialInstanceId: ref.credentialInstanceId ?? "" } } : {}),
+    ...(ref ? { session: { issuer: ref.issuer, sessionId: ref.sessionId, credentialInstanceId: ref.credentialInstanceId ?? "", viaSessionId: ref.viaSessionId ?? "" } } : {}),
   });
   const client = door.clients.get(answer.clientId);
   if (!client?.dpop_bound_access_tokens) throw new ProtocolViolation("Token authorized a wallet call for a client that is not a DPoP-bound client of the front door");
@@ -250,12 +252,20 @@ export const walletIssuers = walletHandler(async (door, exchange) => {
   sendJson(exchange.res, 200, await driver.listIssuers(c).catch(refusalOf));
 });
 
-/** POST /wallet/api/sessions: a new S2S session with the client's WSK. */
+/**
+ * POST /wallet/api/sessions: a new S2S session with the client's WSK; with
+ * `transferFrom`, a device transfer's session, taking over that session of the same user
+ * at the issuer (docs/wallet-server.md, "Device transfer").
+ */
 export const walletSessions = postJson(
-  z.strictObject({ issuer: session.issuer, wsk: z.looseObject({ kty: z.literal("EC"), crv: z.literal("P-256"), x: z.string(), y: z.string() }) }),
+  z.strictObject({
+    issuer: session.issuer,
+    wsk: z.looseObject({ kty: z.literal("EC"), crv: z.literal("P-256"), x: z.string(), y: z.string() }),
+    transferFrom: session.sessionId.optional(),
+  }),
   async (door, exchange, body) => {
     const { driver, call: c } = await call(door, exchange);
-    return driver.beginSession(c, body.issuer, body.wsk);
+    return driver.beginSession(c, body.issuer, body.wsk, body.transferFrom);
   },
 );
 
@@ -333,6 +343,8 @@ export const walletCredentialManage = postJson(
     action: z.enum(MANAGE_ACTIONS),
     reason: z.string().max(256).optional(),
     authority: z.string().min(1).max(4096),
+    /** A device transfer's unlink of the old session's instance: the caller's own session that transferred from it. */
+    viaSessionId: session.sessionId.optional(),
   }),
   async (door, exchange, body) => {
     const { driver, call: c } = await call(door, exchange, body);
