@@ -162,6 +162,11 @@ const WalletServerSchema = z.strictObject({
   public_url: PublicUrl,
   /** The issuers it serves users with; Token keeps its own allow-list of them (`issuers` in Token's configuration). */
   issuers: z.array(WalletIssuerSchema).min(1, "a wallet server needs at least one issuer").superRefine(uniqueIdsOf("issuer")),
+  /**
+   * How often each replica looks at the background work queue (s2s/wallet-work.ts: events
+   * an issuer did not take, verifications to poll, deleted wallets' unlinks), in ms; default 2000.
+   */
+  work_interval_ms: z.number().int().min(100).max(600_000).optional(),
 });
 export type WalletServerConfig = z.infer<typeof WalletServerSchema>;
 

@@ -22,6 +22,7 @@ import { type BrowserContext, chromium } from "playwright-core";
 import { z } from "zod";
 import { Code } from "@connectrpc/connect";
 import { createDpopProof, generateDpopKey, jwkThumbprint } from "../../internal/protocol/dpop.js";
+import { s2sSessionHash } from "../../internal/protocol/lookup-key.js";
 import { CLIENT_ACTION_EXTENSION, TRANSFER_SESSION_EXTENSION, credentialStatusResponseSchema, issuerMetadataSchema } from "../../internal/s2s/messages.js";
 import { ProblemError, S2S_INVALID_CLIENT_AUTHENTICATION } from "../../internal/s2s/problem.js";
 import { signStatement } from "../../internal/s2s/statements.js";
@@ -444,6 +445,58 @@ describe("the credential wallet end to end: four processes, the development issu
   /** The issuer's own view of an instance (its /credential/status), asked with Orchestration's certificate. */
   const issuerStatus = (sessionId: string, instanceId: string) => async () =>
     (await orchestrationIssuerClient().post("/credential/status", { sessionId, credentialInstanceId: instanceId }, credentialStatusResponseSchema)).body.currentStatus;
+
+  /** Waits for the wallet server's background work (a timer in the Orchestration process) to have done `what`. */
+  async function until(done: () => Promise<boolean> | boolean, what: string, withinMs = 30_000): Promise<void> {
+    const end = Date.now() + withinMs;
+    while (!(await done())) {
+      if (Date.now() > end) expect.fail(`not within ${withinMs} ms: ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  it("a lost notification recovered by polling (issue 15): the issuer's decision never reaches the wallet server, whose background work asks its status and records APPROVED before the client asks; a late PENDING notification then changes nothing", async function () {
+    const dave = await signedIn(USERS.bob);
+    const pending = await addCredentials(dave.api, dave.store, { issuer: issuerId, configurations: ["identity_card"], person: ALAN, wait: false, sleep: noWait });
+    if (pending.state !== "PENDING") expect.fail(`not pending: ${pending.state}`);
+    const db = new pg.Client({ connectionString: mesh.postgres!.url });
+    await db.connect();
+    const at = s2sSessionHash(mesh.lookupKey, issuerId, pending.sessionId);
+    const version = async () => Number((await db.query<{ version: string }>("SELECT version FROM records WHERE hash = $1", [at])).rows[0]!.version);
+    try {
+      const before = await version();
+      mesh.devIssuer!.setFaults({ loseNotifications: true });
+      await mesh.devIssuer!.decide(pending.sessionId, pending.verificationId, "APPROVED");
+      mesh.devIssuer!.setFaults({ loseNotifications: false });
+      expect(mesh.devIssuer!.notices.filter((n) => n.sessionId === pending.sessionId).at(-1)).to.deep.include({ delivered: false });
+      const asked = mesh.devIssuer!.statusAsked;
+      await until(async () => (await version()) > before, "the wallet server's poll recorded the issuer's decision");
+      expect(mesh.devIssuer!.statusAsked, "the wallet server asked the issuer's status").to.be.greaterThan(asked);
+      // A late notification, PENDING as it once was: taken (200), and nothing moves back.
+      const recorded = await version();
+      await mesh.devIssuer!.renotify(pending.sessionId, pending.verificationId, { sessionId: pending.sessionId, verificationId: pending.verificationId, status: "PENDING" });
+      expect(mesh.devIssuer!.notices.filter((n) => n.sessionId === pending.sessionId).at(-1)).to.deep.include({ delivered: true });
+      expect(await version()).to.equal(recorded);
+      const done = await resumeCredentials(dave.api, dave.store, pending.sessionId, { sleep: noWait });
+      expect(done.state).to.equal("ISSUED");
+      if (done.state === "ISSUED") note(done);
+    } finally {
+      await db.end();
+    }
+  });
+
+  it("an event the issuer cannot take now is not lost (issue 15): PROVISIONING_SUCCESS answered 503 is queued, the user's confirm goes on, and the issuer gets it once it takes events again", async function () {
+    const erin = await signedIn(USERS.bob);
+    // The next event the issuer is sent (the confirm's) is answered 503; it takes the ones after.
+    mesh.devIssuer!.setFaults({ refuseEvents: 1 });
+    const added = await addCredentials(erin.api, erin.store, { issuer: issuerId, configurations: ["identity_card"], person: ADA, sleep: noWait });
+    if (added.state !== "ISSUED") expect.fail(`not issued: ${added.state}`);
+    note(added);
+    const id = added.instances[0]!.id;
+    expect((await listCredentials(erin.api, erin.store)).find((c) => c.instanceId === id)?.status, "the confirm was recorded").to.equal("ACTIVE");
+    await until(() => mesh.devIssuer!.received.some((e) => e.credentialInstanceId === id && e.eventType === "PROVISIONING_SUCCESS"), "the queued PROVISIONING_SUCCESS reached the issuer");
+    expect(mesh.devIssuer!.received.filter((e) => e.credentialInstanceId === id && e.eventType === "PROVISIONING_SUCCESS")).to.have.length(1);
+  });
 
   it("display data and revocation (issue 15): DISPLAY_DATA_UPDATED reaches the wallet server and Bob's refresh takes the new display; the issuer revokes: a verifier sees REVOKED in its status list, present refuses, and Bob's status call ends the record (CANCELLED, no ciphertext)", async function () {
     const bob = await signedIn(USERS.bob);

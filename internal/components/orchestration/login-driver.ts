@@ -71,7 +71,7 @@ export interface LoginDriverDeps {
    */
   readonly unlinkCredential?: (credential: { issuer: string; session_id: string; credential_instance_id: string }) => Promise<void>;
   /** Where a failed UNLINK is reported (it never stops the delete). */
-  readonly onUnlinkFailure?: (error: unknown) => void;
+  readonly onUnlinkFailure?: (error: unknown, credential: { issuer: string; session_id: string; credential_instance_id: string }) => void;
 }
 
 /**
@@ -1366,7 +1366,7 @@ export class LoginDriver {
       try {
         await this.deps.unlinkCredential?.(credential);
       } catch (error) {
-        this.deps.onUnlinkFailure?.(error);
+        this.deps.onUnlinkFailure?.(error, credential);
       }
     }));
     for (const grant of [...plan.credentials, ...plan.s2sSessions, ...(plan.holdings ? [plan.holdings] : [])]) {

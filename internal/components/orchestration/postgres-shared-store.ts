@@ -4,7 +4,7 @@
 // one DELETE … RETURNING, so a code is redeemed once across every replica.
 
 import pg from "pg";
-import type { SharedStore } from "./sealed.js";
+import type { ScanningStore } from "./sealed.js";
 
 const SCHEMA = `CREATE TABLE IF NOT EXISTS orchestration_state (
   key TEXT PRIMARY KEY,
@@ -12,7 +12,7 @@ const SCHEMA = `CREATE TABLE IF NOT EXISTS orchestration_state (
   expires_at TIMESTAMPTZ NOT NULL
 )`;
 
-export interface PostgresSharedStore extends SharedStore {
+export interface PostgresSharedStore extends ScanningStore {
   close(): Promise<void>;
 }
 
@@ -57,6 +57,15 @@ export async function openPostgresSharedStore(url: string, options: { sweepEvery
         [key, ttlMs],
       );
       return rowCount === 1;
+    },
+    async scan(prefix, limit) {
+      // The prefix as a LIKE pattern with its own wildcards escaped.
+      const pattern = `${prefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+      const { rows } = await pool.query<{ key: string; value: Buffer }>(
+        "SELECT key, value FROM orchestration_state WHERE key LIKE $1 AND expires_at > now() LIMIT $2",
+        [pattern, limit],
+      );
+      return rows;
     },
     async close() {
       clearInterval(sweep);

@@ -69,6 +69,12 @@ export interface SharedStore {
   claim(key: string, ttlMs: number): Promise<boolean>;
 }
 
+/** A shared store that can also list its live entries under a prefix (the wallet server's work queue, s2s/wallet-work.ts). */
+export interface ScanningStore extends SharedStore {
+  /** Up to `limit` live entries whose key starts with `prefix`, in no set order. */
+  scan(prefix: string, limit: number): Promise<Array<{ key: string; value: Buffer }>>;
+}
+
 /**
  * What an entry costs beyond its key's and value's bytes: the Map slot, the entry
  * object, and the Buffer with its own ArrayBuffer and backing store (measured on Node
@@ -76,8 +82,8 @@ export interface SharedStore {
  */
 const ENTRY_OVERHEAD_BYTES = 470;
 
-/** The key prefixes the front door and the wallet server use (SecretKeyedStore kinds, client-assertion and request-object ids, evidence). */
-const STATE_KINDS = new Set(["code", "access-token", "assertion", "request-object", "dpop", "wallet-access", "evidence"]);
+/** The key prefixes the front door and the wallet server use (SecretKeyedStore kinds, client-assertion and request-object ids, evidence, the work queue and its leases). */
+const STATE_KINDS = new Set(["code", "access-token", "assertion", "request-object", "dpop", "wallet-access", "evidence", "wallet-work", "wallet-lease"]);
 
 /** The label for a key: its prefix if the front door chose it, else "other" (never the rest). */
 function kindOf(key: string): string {
@@ -86,7 +92,7 @@ function kindOf(key: string): string {
 }
 
 /** One process's store; replicas need a shared one behind the same interface. */
-export class MemoryStore implements SharedStore {
+export class MemoryStore implements ScanningStore {
   readonly #entries = new Map<string, { value: Buffer; expires: number }>();
   /** Entries and bytes by kind, kept as entries come and go, so a scrape costs nothing. */
   readonly #held = new Map<string, { kind: string; entries: number; bytes: number }>();
@@ -120,6 +126,15 @@ export class MemoryStore implements SharedStore {
     if (await this.get(key)) return false;
     await this.put(key, Buffer.alloc(0), ttlMs);
     return true;
+  }
+  async scan(prefix: string, limit: number) {
+    const now = Date.now();
+    const found: Array<{ key: string; value: Buffer }> = [];
+    for (const [key, entry] of this.#entries) {
+      if (found.length >= limit) break;
+      if (key.startsWith(prefix) && entry.expires >= now) found.push({ key, value: entry.value });
+    }
+    return found;
   }
   /**
    * What the store holds in memory now, by kind: the fixed prefix of each key

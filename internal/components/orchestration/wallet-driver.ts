@@ -57,6 +57,7 @@ import type { WireClient } from "../../s2s/wire-client.js";
 import { WSK_ATTESTATION_TYP } from "../../s2s/wsk-attestation.js";
 import { ProtocolViolation } from "./minted-check.js";
 import type { WalletKeys } from "./wallet-keys.js";
+import type { WalletTask, WalletWorkHandlers } from "./s2s/wallet-work.js";
 import { z } from "zod";
 
 /** The issuers Orchestration is pinned to (its configuration): a WireClient for each. */
@@ -76,7 +77,12 @@ export interface WalletDriverDeps {
   readonly issuers: IssuerDirectory;
   readonly now?: () => number;
   readonly rpcTimeoutMs?: number;
+  /** The background work queue (s2s/wallet-work.ts): an event the issuer did not take, a PENDING verification to poll. */
+  readonly work?: { enqueue(task: WalletTask, delayMs?: number): Promise<void> };
 }
+
+/** After a PENDING answer, the first poll of the verification's status (the queue backs off from there). */
+const FIRST_POLL_MS = 2_000;
 
 /** A checked wallet call: Token's answer, and the call token's claims as Orchestration verified them. */
 export interface WalletCall {
@@ -90,6 +96,17 @@ export class IssuerRefusal extends Error {
   constructor(readonly problem: Problem) {
     super(`the issuer refused: ${problem.detail}`);
   }
+}
+
+/** The issuer answered, and its answer is final (a manage FAILED): nothing to try again. */
+export class IssuerOutcome extends Error {
+  override name = "IssuerOutcome";
+}
+
+/** A failure worth trying again later: the issuer unreachable, failing (5xx) or asking to slow down (429). */
+function retryable(error: unknown): boolean {
+  if (error instanceof IssuerRefusal) return error.problem.status >= 500 || error.problem.status === 429;
+  return !(error instanceof ProtocolViolation || error instanceof IssuerOutcome || error instanceof ProblemError);
 }
 
 /** How far Token's `updated` times may be from this clock. */
@@ -302,13 +319,13 @@ export class WalletDriver {
     const client = this.#issuer(body.issuer);
     const credential = await this.#credential(call, body.issuer, body.sessionId, body.credentialInstanceId);
     if (!credential.claims.credentials) throw problem(409, "not_delivered", "get the credential before confirming it");
-    await this.#ask(client, "/event/notify", {
+    await this.#notify(body.issuer, {
       sessionId: body.sessionId,
       credentialInstanceId: body.credentialInstanceId,
       // The first delivery is a provisioning; a later confirm follows a refresh (an update).
       eventType: credential.claims.status === "IN_PROCESS" ? "PROVISIONING_SUCCESS" : "UPDATE_SUCCESS",
       eventTimestamp: new Date(this.#seconds() * 1000).toISOString(),
-    }, z.looseObject({ acknowledged: z.boolean().optional() }));
+    });
     const next = await this.#updateCredential(call, credential, { case: "confirmed", value: true }, (c, at) => confirmed(c, at));
     return { status: next.status };
   }
@@ -364,7 +381,7 @@ export class WalletDriver {
       timestamp: new Date(this.#seconds() * 1000).toISOString(),
     }, credentialManageResponseSchema)).body;
     if (answer.outcome !== "COMPLETED" && answer.outcome !== "NO_CHANGE") {
-      throw new Error(`the issuer answered a deleted wallet's UNLINK with ${answer.outcome}`);
+      throw new IssuerOutcome(`the issuer answered a deleted wallet's UNLINK with ${answer.outcome}`);
     }
   }
 
@@ -381,14 +398,13 @@ export class WalletDriver {
     const next = await this.#updateCredential(call, credential, { case: "reported", value: JSON.stringify(answer) }, (c, at) => statusReported(c, answer.currentStatus, at));
     if (next.status !== credential.claims.status) {
       // The issuer's change has reached the user's wallet: say so (the draft's LIFECYCLE_SUCCESS
-      // after a SCHEDULED manage). A hint only: the issuer can always ask /credential/status.
-      await this.#ask(client, "/event/notify", {
+      // after a SCHEDULED manage), queued for later if the issuer cannot take it now.
+      await this.#notify(body.issuer, {
         sessionId: body.sessionId,
         credentialInstanceId: body.credentialInstanceId,
         eventType: "LIFECYCLE_SUCCESS",
         eventTimestamp: new Date(this.#seconds() * 1000).toISOString(),
-        eventDetails: { currentStatus: next.status },
-      }, z.looseObject({ acknowledged: z.boolean().optional() })).catch(() => undefined);
+      }).catch(() => undefined);
     }
     return {
       status: next.status,
@@ -564,6 +580,60 @@ export class WalletDriver {
   // --- helpers --------------------------------------------------------------------------
 
   /** One S2S call to an issuer; its refusal (a problem) becomes an IssuerRefusal, told apart from the wallet server's own. */
+  /**
+   * An /event/notify to the issuer. One it cannot take now (unreachable, 5xx, 429) is
+   * queued and sent later (wallet-work.ts), so the user's call goes on and nothing is
+   * lost; one it refuses (4xx) is its answer, and thrown.
+   */
+  async #notify(issuerId: string, body: { sessionId: string; credentialInstanceId: string; eventType: string; eventTimestamp: string }): Promise<void> {
+    try {
+      await this.#ask(this.#issuer(issuerId), "/event/notify", body, z.looseObject({ acknowledged: z.boolean().optional() }));
+    } catch (error) {
+      if (!this.deps.work || !retryable(error)) throw error;
+      await this.deps.work.enqueue({ kind: "event", issuer: issuerId, body });
+    }
+  }
+
+  /** The background work's handlers (wallet-work.ts): each says whether it is done, or to be tried again. */
+  workHandlers(): WalletWorkHandlers {
+    return {
+      unlink: async (task) => {
+        try {
+          await this.unlinkForDeletedWallet(task);
+          return "done";
+        } catch (error) {
+          if (retryable(error)) return "again";
+          throw error;
+        }
+      },
+      event: async (task) => {
+        try {
+          await this.#ask(this.#issuer(task.issuer), "/event/notify", task.body, z.looseObject({ acknowledged: z.boolean().optional() }));
+          return "done";
+        } catch (error) {
+          // Refused for good (the issuer does not know the instance any more): nothing to retry.
+          if (retryable(error)) return "again";
+          return "done";
+        }
+      },
+      poll: async (task) => {
+        let status: VerificationStatus;
+        try {
+          status = (await this.#ask(this.#issuer(task.issuer), "/verification/status", { sessionId: task.session_id, verificationId: task.verification_id }, verificationStatusSchema)).body;
+        } catch (error) {
+          if (retryable(error)) return "again";
+          return "done";
+        }
+        if (status.sessionId !== task.session_id || status.verificationId !== task.verification_id) throw new ProtocolViolation("the issuer answered for another verification");
+        if (status.status === "PENDING") return "again";
+        // What a notification would have said: recorded the same way, with the notice grant
+        // Token gives for that issuer's own session only.
+        await this.verificationNotice(task.issuer, status);
+        return "done";
+      },
+    };
+  }
+
   async #ask<T>(client: WireClient, path: string, body: unknown, schema: z.ZodType<T>) {
     try {
       return await client.post(path, body, schema);
@@ -577,6 +647,8 @@ export class WalletDriver {
     if (status.sessionId !== session.claims.session_id) throw problem(502, "issuer_answer", "the issuer answered for another session");
     const recorded = await this.deps.token.recordS2sStatus({ callToken: call.answer.callToken, session: { record: session.record, receipt: session.receipt }, status: JSON.stringify(status) }, this.#options());
     await this.#writeStatus(recorded.session, session.claims, status, mayAdd, s2sSessionHash(this.deps.lookupKey, session.claims.issuer, session.claims.session_id), session.version);
+    // PENDING: the issuer's decision comes by /verification/notify, or, if that is lost, by polling.
+    if (status.status === "PENDING") await this.deps.work?.enqueue({ kind: "poll", issuer: session.claims.issuer, session_id: status.sessionId, verification_id: status.verificationId }, FIRST_POLL_MS);
     return status;
   }
 

@@ -18,6 +18,7 @@ import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { PEER_CHECK_DEADLINE_MS, PeerHealth, SETTLE_WITHIN_MS, onUnavailable } from "../runtime/peer-health.js";
 import { loadLookupKey, loadSecretKey } from "../../protocol/key-files.js";
 import { LoginDriver } from "./login-driver.js";
+import { WalletWork } from "./s2s/wallet-work.js";
 import { WalletDriver } from "./wallet-driver.js";
 import { startFrontDoor } from "./front-door/front-door.js";
 import { MemoryStore, type SharedStore } from "./sealed.js";
@@ -62,7 +63,11 @@ export const orchestrationService: ServiceFactory<"orchestration"> = async (conf
     clientIds: config.clients.map((c) => c.client_id),
     // A deleted wallet's credentials are unlinked at their issuers by the wallet server (made below).
     unlinkCredential: async (credential) => walletDriver?.unlinkForDeletedWallet(credential),
-    onUnlinkFailure: (error) => deps.log.warn({ err: error }, "an issuer was not told that a deleted wallet's credential is gone (UNLINK); the records are deleted all the same"),
+    // Not told now: queued, and retried in the background (wallet-work.ts).
+    onUnlinkFailure: (error, credential) => {
+      deps.log.warn({ err: error }, "an issuer was not told that a deleted wallet's credential is gone (UNLINK): queued to try again; the records are deleted all the same");
+      void work?.enqueue({ kind: "unlink", ...credential }).catch((queued: unknown) => deps.log.error({ err: queued }, "the UNLINK of a deleted wallet's credential could not be queued"));
+    },
   });
   let store;
   if (config.state) store = await openPostgresSharedStore(config.state.url);
@@ -72,6 +77,8 @@ export const orchestrationService: ServiceFactory<"orchestration"> = async (conf
     store = memory;
   }
   let wallet: WalletPlumbing | undefined;
+  let work: WalletWork | undefined;
+  const cookieKey = loadSecretKey("orchestration", config.keys.cookie, "cookie key");
   // The Wallet Server (wallet-driver.ts): the issuers' notifications go to it, and it calls them back with the plumbing's clients.
   let walletDriver: WalletDriver | undefined;
   const handlers: S2sHandlers = {
@@ -83,7 +90,15 @@ export const orchestrationService: ServiceFactory<"orchestration"> = async (conf
   try {
     if (config.wallet) {
       wallet = await walletPlumbing(config.wallet, store, { handlers, onError: (error, path) => deps.log.error({ err: error, path }, "an S2S call from an issuer failed") });
-      walletDriver = new WalletDriver({ issuer: config.issuer, token, encryption, lookupKey, tokenKeys, walletKeys, issuers: wallet.issuers });
+      const driver = walletDriver = new WalletDriver({ issuer: config.issuer, token, encryption, lookupKey, tokenKeys, walletKeys, issuers: wallet.issuers, work: { enqueue: (task, delayMs) => work!.enqueue(task, delayMs) } });
+      work = new WalletWork({
+        store,
+        cookieKey,
+        handlers: driver.workHandlers(),
+        onError: (error, kind) => deps.log.warn({ err: error, work: kind }, "background wallet work failed; it is tried again later"),
+        onGiveUp: (kind) => deps.log.error({ work: kind }, "background wallet work given up after its last try"),
+      });
+      work.start(config.wallet.work_interval_ms ?? 2_000);
     }
   } catch (error) {
     if ("close" in store) await store.close().catch(() => {}); // the error worth reporting is the wallet server's
@@ -108,7 +123,7 @@ export const orchestrationService: ServiceFactory<"orchestration"> = async (conf
       token,
       tokenKeys,
       walletKeys,
-      cookieKey: loadSecretKey("orchestration", config.keys.cookie, "cookie key"),
+      cookieKey,
       store,
       readiness: peers,
       ...(wallet ? { wallet: { issuers: wallet.issuers, evidence: wallet.evidence } } : {}),
@@ -116,6 +131,7 @@ export const orchestrationService: ServiceFactory<"orchestration"> = async (conf
     });
   } catch (error) {
     // The error worth reporting is the front door's.
+    await work?.close().catch(() => {});
     await wallet?.close().catch(() => {});
     if ("close" in store) await store.close().catch(() => {});
     throw error;
@@ -137,6 +153,7 @@ export const orchestrationService: ServiceFactory<"orchestration"> = async (conf
     close: async () => {
       peers.close();
       await door.close();
+      await work?.close();
       await wallet?.close();
       if ("close" in store) await store.close();
     },

@@ -148,6 +148,12 @@ export interface DevIssuer {
   publishDisplayUpdate(sessionId: string, credentialInstanceId: string): Promise<void>;
   /** A new version of an instance's dataset, announced to the wallet server (CREDENTIAL_UPDATE_AVAILABLE); resolves after it was tried. */
   publishUpdate(sessionId: string, credentialInstanceId: string): Promise<void>;
+  /** Tests' switches: its /verification/notify calls lost on the way; its next `refuseEvents` incoming /event/notify answered 503. */
+  setFaults(faults: { loseNotifications?: boolean; refuseEvents?: number }): void;
+  /** How many /verification/status calls it answered (a poll shows here). */
+  readonly statusAsked: number;
+  /** Sends a verification's notification again, with `status` as it once was (a late notification). */
+  renotify(sessionId: string, verificationId: string, status: VerificationStatus): Promise<void>;
   /** The events the wallet server sent this issuer (/event/notify), in order. */
   readonly received: ReadonlyArray<{ eventType: string; sessionId: string; credentialInstanceId: string }>;
   /** The wallet server's own view of an instance: its /credential/status, asked as this issuer (reconciliation from this side). */
@@ -350,11 +356,16 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
   }
 
   const notices: Array<{ path: "/verification/notify" | "/event/notify"; sessionId: string; delivered: boolean }> = [];
+  /** Tests' switches: notifications lost on the way out, events refused (503) on the way in, and how often the wallet server asked a verification's status. */
+  const faults = { loseNotifications: false, refuseEvents: 0 };
+  let statusAsked = 0;
   const received: Array<{ eventType: string; sessionId: string; credentialInstanceId: string }> = [];
 
-  async function notifyVerification(session: Session, v: Verification): Promise<void> {
+  async function notifyVerification(session: Session, v: Verification, status = statusOf(session, v)): Promise<void> {
     try {
-      await clientFor(session.peer).post("/verification/notify", statusOf(session, v), verificationEchoSchema);
+      // Tests' seam: a notification lost on the way (the wallet server polls, so nothing is lost).
+      if (faults.loseNotifications) throw new Error("the notification was lost (the issuer's test switch)");
+      await clientFor(session.peer).post("/verification/notify", status, verificationEchoSchema);
       notices.push({ path: "/verification/notify", sessionId: session.sessionId, delivered: true });
     } catch (error) {
       // A hint only: the wallet server also polls /verification/status.
@@ -614,6 +625,7 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
       schema: verificationRefSchema,
       async handle({ peer, body }) {
         const session = ownSession(peer, body.sessionId);
+        statusAsked++;
         return { body: statusOf(session, ownVerification(session, body.verificationId)) };
       },
     },
@@ -678,6 +690,10 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
       path: "/event/notify",
       schema: eventNotifySchema,
       async handle({ peer, body }) {
+        if (faults.refuseEvents > 0) {
+          faults.refuseEvents--;
+          throw problem(503, "unavailable", "the issuer cannot take events now; try again later");
+        }
         const session = ownSession(peer, body.sessionId);
         const instance = ownInstance(session, body.credentialInstanceId);
         received.push({ eventType: body.eventType, sessionId: session.sessionId, credentialInstanceId: instance.id });
@@ -968,6 +984,18 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
     },
     received,
     notices,
+    setFaults(next) {
+      Object.assign(faults, next);
+    },
+    get statusAsked() {
+      return statusAsked;
+    },
+    async renotify(sessionId, verificationId, status) {
+      const session = sessions.get(sessionId);
+      const v = session?.verifications.get(verificationId);
+      if (!session || !v) throw new Error("no such verification");
+      await notifyVerification(session, v, status);
+    },
     async close() {
       for (const timer of timers) clearTimeout(timer);
       timers.clear();
