@@ -63,7 +63,8 @@ describe("the credential wallet end to end: four processes, the development issu
 
   before(async function () {
     this.timeout(240_000);
-    mesh = await startProtocolMesh({ database: "postgres", credentialWallet: true });
+    // Token runs twisted (test/support/twisted/rogue-token.ts): honest unless a test names a twist.
+    mesh = await startProtocolMesh({ database: "postgres", credentialWallet: true, twisted: { rogue: ["token"] } });
     issuerId = mesh.devIssuer!.metadata.issuer;
     const profile = await mkdtemp(path.join(os.tmpdir(), "hello-chromium-"));
     dirs.push(profile);
@@ -71,6 +72,7 @@ describe("the credential wallet end to end: four processes, the development issu
   });
   /** Orchestration's S2S clients, as the rogue-Orchestration tests use them (orchestrationIssuerClient). */
   let rogueIssuerClients: IssuerClients | undefined;
+  afterEach(() => mesh?.control({}));
   after(async () => {
     rogueIssuerClients?.close();
     await browser?.close();
@@ -498,6 +500,24 @@ describe("the credential wallet end to end: four processes, the development issu
     expect(mesh.devIssuer!.received.filter((e) => e.credentialInstanceId === id && e.eventType === "PROVISIONING_SUCCESS")).to.have.length(1);
   });
 
+  it("a rogue Token (the real one, twisted) keeping a credential the issuer unlinked ACTIVE, with its ciphertext, is refused before anything is written; the honest twin records UNLINKED", async function () {
+    const frank = await signedIn(USERS.bob);
+    const added = await addCredentials(frank.api, frank.store, { issuer: issuerId, configurations: ["driving_licence"], person: ADA, sleep: noWait });
+    if (added.state !== "ISSUED") expect.fail(`not issued: ${added.state}`);
+    note(added);
+    const id = added.instances[0]!.id;
+    mesh.control({ token: { updateCredential: "revive" } });
+    const refused = await manageCredential(frank.api, frank.store, id, "UNLINK").then(() => expect.fail("a revived record was written"), (e: unknown) => e as WalletClientError);
+    expect(refused).to.be.instanceOf(WalletClientError);
+    expect(refused.details.httpStatus).to.equal(502);
+    mesh.control({});
+    // Nothing written: the record is as it was, though the issuer did unlink it.
+    expect((await listCredentials(frank.api, frank.store)).find((c) => c.instanceId === id)).to.include({ status: "ACTIVE", verified: true });
+    expect(await issuerStatus(added.sessionId, id)()).to.equal("UNLINKED");
+    // The honest twin: the next status call takes the issuer's word.
+    expect(await credentialStatus(frank.api, id)).to.include({ status: "UNLINKED", issuerStatus: "UNLINKED" });
+  });
+
   it("display data and revocation (issue 15): DISPLAY_DATA_UPDATED reaches the wallet server and Bob's refresh takes the new display; the issuer revokes: a verifier sees REVOKED in its status list, present refuses, and Bob's status call ends the record (CANCELLED, no ciphertext)", async function () {
     const bob = await signedIn(USERS.bob);
     const added = await addCredentials(bob.api, bob.store, { issuer: issuerId, configurations: ["identity_card"], person: ADA, sleep: noWait });
@@ -560,6 +580,11 @@ describe("the credential wallet end to end: four processes, the development issu
     expect(await issuerStatus(before.sessionId, oldCard.id)()).to.equal("ACTIVE");
 
     const fresh = await signedIn(USERS.alice);
+    // A rogue Token making the transfer session take over another session than the one asked: refused, nothing written.
+    mesh.control({ token: { beginS2sSession: "transfer-elsewhere" } });
+    const bent = await transferCredentials(fresh.api, fresh.store, before.sessionId, { sleep: noWait }).then(() => expect.fail("a bent transfer session was written"), (e: unknown) => e as WalletClientError);
+    expect(bent.details.httpStatus).to.equal(502);
+    mesh.control({});
     // The old device cannot transfer to itself, and the new one names a session of Alice's only.
     expect((await transferCredentials(old.api, old.store, before.sessionId).then(() => expect.fail("transferred to itself"), (e: unknown) => e as Error)).message).to.match(/this device holds the session/);
     expect((await transferCredentials(fresh.api, fresh.store, randomUUID()).then(() => expect.fail("transferred a session the wallet does not hold"), (e: unknown) => e as Error)).message).to.match(/holds no session/);
@@ -667,6 +692,17 @@ describe("the credential wallet end to end: four processes, the development issu
     const kinds = async () => Object.fromEntries((await db.query<{ kind: string; n: string }>("SELECT kind, count(*) AS n FROM records GROUP BY kind")).rows.map((r) => [r.kind, Number(r.n)]));
     try {
       const before = await kinds();
+      // A rogue Token whose deletion record leaves one credential out: refused before the commit point, nothing deleted.
+      mesh.control({ token: { authorizeDelete: "hide-credential" } });
+      const rogue = new Browserless();
+      const { page: rogueStart } = await browseToAccount(mesh.issuer, USERS.carol, rogue);
+      let bent = await rogue.submit(rogue.form(rogueStart, /^\/account\/delete$/), [["provider", "dev"]]);
+      bent = await rogue.submit(rogue.form(bent, /\/login$/), [["email", USERS.carol.email], ["password", USERS.carol.password]]);
+      expect(bent.status).to.equal(502);
+      expect(bent.body).to.not.include("Your wallet is deleted");
+      mesh.control({});
+      expect(await kinds()).to.deep.equal(before);
+      expect(await atIssuer()).to.equal("ACTIVE");
       const browser = new Browserless();
       const { page } = await browseToAccount(mesh.issuer, USERS.carol, browser);
       let done = await browser.submit(browser.form(page, /^\/account\/delete$/), [["provider", "dev"]]);

@@ -10,13 +10,22 @@
 //                  of the ID Token or userinfo at a time
 //   createUser     put into a new wallet a claim the provider never said
 //   createRelease  give a new user's release another user's directed id
+//   the credential wallet (issue 15):
+//   updateCredential  "revive": a record the issuer's answer ended (UNLINKED) kept ACTIVE,
+//                  its ciphertext kept
+//   authorizeDelete   "hide-credential": a deletion record that leaves one credential out
+//   beginS2sSession   "transfer-elsewhere": a transfer session taking over another session
+//                  than the one asked for
 
 import type { ConnectRouter, HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { type JWTPayload, SignJWT, decodeJwt, decodeProtectedHeader } from "jose";
 import {
   AccessGrantSchema,
+  AuthorizeDeleteResponseSchema,
+  BeginS2sSessionResponseSchema,
   CreateReleaseResponseSchema,
+  UpdateCredentialResponseSchema,
   type MintIdTokenResponse,
   MintIdTokenResponseSchema,
   RecordWriteSchema,
@@ -34,8 +43,10 @@ import {
   type ReleaseRecord,
   type ReservationRecord,
   SESSION_TOKEN,
+  WALLET_DELETION_RECORD,
   type WalletRecord,
 } from "../../../internal/protocol/tokens.js";
+import { randomUUID } from "node:crypto";
 import { WALLET_CLAIMS, releasedClaims } from "../../../internal/protocol/claims.js";
 import { RecordOperation } from "../../../internal/gen/hello/common/v1/record_pb.js";
 import type { ServiceFactory } from "../../../internal/components/runtime/component-services.js";
@@ -87,7 +98,41 @@ export function rogueToken(honest: ServiceFactory<"token">, twists: () => Twists
       return { jti, write: create(RecordWriteSchema, { record, grant: create(AccessGrantSchema, { accessToken, hash, kind: RECORD_KIND[kind], operation: RecordOperation.CREATE }) }) };
     }
 
+    /** A record write re-signed with `claims` as its record, its grant's digest following (the same hash, operation and version). */
+    async function rewrite(write: { record: string; grant?: { accessToken: string; hash: string; kind: number; operation: number } }, claims: Record<string, unknown>, type: Parameters<typeof sign>[0]) {
+      const record = await sign(type, key("record"), claims);
+      const { iss: _i, aud: _a, iat: _t, jti: _j, exp: _e, ...grantClaims } = payloadOf<AccessClaims & JWTPayload>(write.grant!.accessToken);
+      const accessToken = await sign(ACCESS_TOKEN, key("access"), { ...grantClaims, digest: sha256(record) }, { jti: newJti() });
+      return create(RecordWriteSchema, { record, grant: create(AccessGrantSchema, { ...write.grant!, accessToken }) });
+    }
+    const recordBody = (jws: string) => {
+      const { iss: _i, aud: _a, iat: _t, ...rest } = payloadOf<Record<string, unknown>>(jws);
+      return rest;
+    };
+
     const twisted: Partial<Impl> = {
+      async updateCredential(req, ctx) {
+        const res = create(UpdateCredentialResponseSchema, await call(real.updateCredential, req, ctx));
+        if (twists().updateCredential !== "revive" || !res.credential) return res;
+        const body = recordBody(res.credential.record);
+        if (body.status !== "UNLINKED") return res;
+        const before = recordBody(req.credential!.record);
+        return { ...res, credential: await rewrite(res.credential, { ...body, status: "ACTIVE", ...(before.credentials ? { credentials: before.credentials } : {}) }, RECORD_TYPES.credential) };
+      },
+
+      async authorizeDelete(req, ctx) {
+        const res = create(AuthorizeDeleteResponseSchema, await call(real.authorizeDelete, req, ctx));
+        if (twists().authorizeDelete !== "hide-credential" || !res.deletion) return res;
+        const body = recordBody(res.deletion.record) as { credentials?: unknown[] };
+        return { ...res, deletion: await rewrite(res.deletion, { ...body, credentials: (body.credentials ?? []).slice(1) }, WALLET_DELETION_RECORD) };
+      },
+
+      async beginS2sSession(req, ctx) {
+        const res = create(BeginS2sSessionResponseSchema, await call(real.beginS2sSession, req, ctx));
+        if (twists().beginS2sSession !== "transfer-elsewhere" || !res.session || !req.transferFrom) return res;
+        return { ...res, session: await rewrite(res.session, { ...recordBody(res.session.record), transfer_from: randomUUID() }, RECORD_TYPES["s2s-session"]) };
+      },
+
       async createUser(req, ctx) {
         if (twists().createUser === "verified-email") {
           // A claim the provider never said: the wallet comes from the session's op_claims.
