@@ -65,10 +65,11 @@ commands:
   status <instance id>
                  ask the issuer, through hello-mesh, how a credential stands (suspended by
                  the issuer, unlinked, a newer version); hello-mesh's record takes its answer
-  refresh <instance id>
+  refresh <instance id> [--new-keys <1-10>]
                  fetch the issuer's newer version of a credential (status says when there is
                  one), checked as on arrival, bound to the same keys on this device, and its
-                 current display data
+                 current display data; --new-keys: bound to that many new presentment keys
+                 instead, the old ones removed (the issuer is told KEY_ROTATED)
   suspend <instance id> [--reason <text>]
   unsuspend <instance id> [--reason <text>]
   unlink <instance id> [--reason <text>]
@@ -104,7 +105,7 @@ const COMMANDS: Record<string, { positionals: [number, number]; options: readonl
   show: { positionals: [1, 1], options: [] },
   present: { positionals: [1, 1], options: ["claims", "audience", "nonce", "key"] },
   status: { positionals: [1, 1], options: [] },
-  refresh: { positionals: [1, 1], options: [] },
+  refresh: { positionals: [1, 1], options: ["new-keys"] },
   suspend: { positionals: [1, 1], options: ["reason"] },
   "unsuspend": { positionals: [1, 1], options: ["reason"] },
   unlink: { positionals: [1, 1], options: ["reason"] },
@@ -133,6 +134,7 @@ export async function runWallet(args: string[]): Promise<number> {
         document: { type: "string" },
         "media-type": { type: "string" },
         keys: { type: "string" },
+        "new-keys": { type: "string" },
         "no-wait": { type: "boolean" },
         claims: { type: "string" },
         audience: { type: "string" },
@@ -263,21 +265,23 @@ export async function runWallet(args: string[]): Promise<number> {
       return 0;
     }
     if (command === "status") {
-      const s = await credentialStatus(api, rest[0]!);
+      const s = await credentialStatus(api, rest[0]!, store);
       const since = s.lastStatusChangeTime ? ` since ${s.lastStatusChangeTime}${s.lastStatusChangeReason ? ` (${s.lastStatusChangeReason})` : ""}` : "";
       process.stdout.write(`${s.instanceId} is ${s.issuerStatus} at the issuer${since}; the issuer's version is ${s.issuerVersion}.\n`);
       if (s.status !== s.issuerStatus) process.stdout.write(`hello-mesh's record stays ${s.status}: it had ended.\n`);
+      if (s.expiringAt !== undefined) process.stdout.write(`Its credentials on this device expire ${new Date(s.expiringAt * 1000).toISOString()}: the issuer was told.\n`);
       if (s.updateAvailable) process.stdout.write(`A newer version than this wallet's (${s.version}) is available: hello wallet refresh ${s.instanceId}\n`);
       return 0;
     }
     if (command === "refresh") {
-      const r = await refreshCredential(api, store, rest[0]!);
+      const r = await refreshCredential(api, store, rest[0]!, values["new-keys"] !== undefined ? { newKeys: integerOption(values["new-keys"], "--new-keys", 1, 10) } : {});
       if (r.state === "PENDING") {
         process.stdout.write(`The issuer is still making the new version of ${r.instanceId}: run refresh again later.\n`);
         return 0;
       }
       const change = r.previousVersion === r.version ? `still version ${r.version}` : `version ${r.version} (was ${r.previousVersion ?? "none"})`;
       process.stdout.write(`Refreshed ${r.instanceId}: ${change}, ${r.count} credential${r.count === 1 ? "" : "s"}, checked.${r.displayName ? ` Shown as "${r.displayName}".` : ""}\n`);
+      if (r.keysRotated) process.stdout.write(`They are bound to ${r.count} new presentment key${r.count === 1 ? "" : "s"}; the old ones are removed from this device.\n`);
       return 0;
     }
     if (command === "delete") {

@@ -100,9 +100,9 @@ const bodies = {
   "/wallet/api/evidence": z.strictObject({ ...session, jwe: z.string().min(1).max(8 * 1024 * 1024) }),
   "/wallet/api/provision": z.strictObject({ ...session, verificationId: z.string() }),
   "/wallet/api/credential/get": z.strictObject({ ...session, credentialInstanceId: z.string(), walletEncryptionKey: keyDataSchema, clientEncryptedData: jweEncryptedPayloadSchema.optional() }),
-  "/wallet/api/credential/confirm": z.strictObject({ ...session, credentialInstanceId: z.string() }),
+  "/wallet/api/credential/confirm": z.strictObject({ ...session, credentialInstanceId: z.string(), keysRotated: z.boolean().optional() }),
   "/wallet/api/credential/metadata": z.strictObject({ ...session, credentialInstanceId: z.string(), walletEncryptionKey: keyDataSchema }),
-  "/wallet/api/credential/status": z.strictObject({ ...session, credentialInstanceId: z.string() }),
+  "/wallet/api/credential/status": z.strictObject({ ...session, credentialInstanceId: z.string(), expiringAt: z.number().int().optional() }),
   "/wallet/api/credential/delete": z.strictObject({ ...session, credentialInstanceId: z.string() }),
   "/wallet/api/credential/manage": z.strictObject({
     ...session, credentialInstanceId: z.string(), action: z.enum(["SUSPEND", "RESUME", "UNLINK"]), reason: z.string().optional(), authority: z.string(), viaSessionId: z.string().uuid().optional(),
@@ -294,9 +294,10 @@ describe("Wallet Client flows against the development issuer, through a test wal
         ownSession(caller, body as never);
         const instance = instances.get(body.credentialInstanceId);
         if (!instance || instance.user !== caller.user) throw new Refusal(404, "unknown_credential", "no such credential");
+        const eventType = instance.status === "IN_PROCESS" ? "PROVISIONING_SUCCESS" : body.keysRotated ? "KEY_ROTATED" : "UPDATE_SUCCESS";
         await issuerClient.post(
           "/event/notify",
-          { sessionId: body.sessionId, credentialInstanceId: body.credentialInstanceId, eventType: "PROVISIONING_SUCCESS", eventTimestamp: new Date().toISOString() },
+          { sessionId: body.sessionId, credentialInstanceId: body.credentialInstanceId, eventType, eventTimestamp: new Date().toISOString() },
           z.looseObject({ acknowledged: z.boolean() }),
         );
         instance.status = "ACTIVE";
@@ -316,6 +317,12 @@ describe("Wallet Client flows against the development issuer, through a test wal
         if (!instance || instance.user !== caller.user) throw new Refusal(404, "unknown_credential", "no such credential");
         const answer = (await issuerClient.post("/credential/status", { sessionId: body.sessionId, credentialInstanceId: body.credentialInstanceId }, credentialStatusResponseSchema)).body;
         if (instance.status !== "UNLINKED") instance.status = answer.currentStatus;
+        if (body.expiringAt !== undefined) {
+          await issuerClient.post("/event/notify", {
+            sessionId: body.sessionId, credentialInstanceId: body.credentialInstanceId, eventType: "CREDENTIAL_EXPIRING", eventTimestamp: new Date().toISOString(),
+            eventDetails: { expiresAt: new Date(body.expiringAt * 1000).toISOString() },
+          }, z.looseObject({ acknowledged: z.boolean() }));
+        }
         return {
           status: instance.status, issuerStatus: answer.currentStatus, issuerVersion: answer.currentVersion, credentialVersion: instance.credentialVersion,
           updateAvailable: instance.credentialVersion !== undefined && instance.credentialVersion !== answer.currentVersion,
@@ -774,7 +781,21 @@ describe("Wallet Client flows against the development issuer, through a test wal
     await issuer.publishDisplayUpdate(cardSession, card);
     const redisplayed = await cli(["refresh", card, ...home]);
     expect(redisplayed.out).to.equal(`Refreshed ${card}: still version 2, 2 credentials, checked. Shown as "Identity card (development), design 2".\n`);
-    expect(await store.listKeys(`pk.${card}.`)).to.have.length(2);
+    // New presentment keys (KEY_ROTATED): three of them, the two old ones gone, and a presentation with the third verifies.
+    const oldKeys = await Promise.all((await store.listKeys(`pk.${card}.`)).map((name) => store.getKey(name)));
+    const rotated = await cli(["refresh", card, "--new-keys", "3", ...home]);
+    expect(rotated.code, rotated.err).to.equal(0);
+    expect(rotated.out).to.include("3 credentials, checked.").and.include("They are bound to 3 new presentment keys; the old ones are removed from this device.\n");
+    const newKeys = await Promise.all((await store.listKeys(`pk.${card}.`)).map((name) => store.getKey(name)));
+    expect(newKeys).to.have.length(3);
+    for (const old of oldKeys) expect(newKeys.map((k) => k!.d)).to.not.include(old!.d);
+    expect(await store.listKeys(`pkn.${card}.`), "nothing left staged").to.deep.equal([]);
+    expect(issuer.received.filter((e) => e.credentialInstanceId === card).map((e) => e.eventType)).to.include("KEY_ROTATED");
+    const third = await cli(["present", card, "--claims", "age_over_18", "--audience", VERIFIER, "--nonce", "cli-rotated", "--key", "2", ...home]);
+    expect(third.code, third.err).to.equal(0);
+    expect((await verifySdJwtVc({ presentation: third.out.trim(), issuerKeys: issuer.metadata.jwks as never, expectedIssuer: ISSUER_ID, audience: VERIFIER, nonce: "cli-rotated" })).claims).to.deep.equal({ age_over_18: true });
+    expect((await cli(["refresh", card, "--new-keys", "11", ...home])).code).to.equal(2);
+    expect(await store.listKeys(`pk.${card}.`)).to.have.length(3);
     const unlinked = await cli(["unlink", card, ...home]);
     expect(unlinked.out).to.equal(`Done: ${card} is UNLINKED (was ACTIVE). Its keys on this device are removed.\n`);
     expect(await store.listKeys(`pk.${card}.`)).to.deep.equal([]);

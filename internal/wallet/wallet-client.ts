@@ -290,6 +290,8 @@ export function instanceKeyName(instanceId: string): string {
 const wekName = (instanceId: string) => `wek.${instanceKeyName(instanceId)}`;
 const pkPrefix = (instanceId: string) => `pk.${instanceKeyName(instanceId)}.`;
 const pkName = (instanceId: string, index: number) => `${pkPrefix(instanceId)}${index}`;
+/** A key rotation's new presentment keys, kept until credentials bound to them arrive (refreshCredential). */
+const stagedPrefix = (instanceId: string) => `pkn.${instanceKeyName(instanceId)}.`;
 
 // --- keys ---------------------------------------------------------------------------
 
@@ -303,13 +305,12 @@ async function es256KeyPair(): Promise<{ publicJwk: JWK; privateJwk: JWK }> {
 const publicOf = (jwk: JWK): JWK => ({ kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y });
 
 /** This instance's presentment keys on this device, in order. */
-async function presentmentKeys(store: KeyStore, instanceId: string): Promise<JWK[]> {
-  const prefix = pkPrefix(instanceId);
+async function presentmentKeys(store: KeyStore, instanceId: string, prefix = pkPrefix(instanceId)): Promise<JWK[]> {
   const names = (await store.listKeys(prefix)).filter((n) => /^\d+$/.test(n.slice(prefix.length)));
   names.sort((a, b) => Number(a.slice(prefix.length)) - Number(b.slice(prefix.length)));
   const keys: JWK[] = [];
   for (const [i, name] of names.entries()) {
-    if (name !== pkName(instanceId, i)) break; // only the unbroken run 0..n-1
+    if (name !== `${prefix}${i}`) break; // only the unbroken run 0..n-1
     keys.push((await store.getKey(name))!);
   }
   return keys;
@@ -1035,7 +1036,7 @@ async function deviceSession(store: KeyStore, held: Held, verb: string): Promise
 /** A credential's WEK and presentment keys off this device (it ended, or was deleted). */
 async function removeInstanceKeys(store: KeyStore, instanceId: string): Promise<void> {
   await store.deleteKey(wekName(instanceId));
-  for (const name of await store.listKeys(pkPrefix(instanceId))) await store.deleteKey(name);
+  for (const prefix of [pkPrefix(instanceId), stagedPrefix(instanceId)]) for (const name of await store.listKeys(prefix)) await store.deleteKey(name);
 }
 
 export type ManageAction = "SUSPEND" | "RESUME" | "UNLINK";
@@ -1110,7 +1111,12 @@ export interface CredentialStatusResult {
   updateAvailable: boolean;
   lastStatusChangeTime?: string;
   lastStatusChangeReason?: string;
+  /** When this device's credentials expire, if that is within EXPIRING_WINDOW_SECONDS (the issuer was told: CREDENTIAL_EXPIRING). */
+  expiringAt?: number;
 }
+
+/** How soon an expiry is "soon": the issuer is told (CREDENTIAL_EXPIRING) within it. */
+export const EXPIRING_WINDOW_SECONDS = 30 * 24 * 60 * 60;
 
 const statusAnswerSchema = z.looseObject({
   status: z.string().min(1).max(40),
@@ -1122,13 +1128,26 @@ const statusAnswerSchema = z.looseObject({
   lastStatusChangeReason: z.string().max(256).optional(),
 });
 
-/** Asks the issuer, through the wallet server, for its view of a credential; the wallet server's record takes it. */
-export async function credentialStatus(api: WalletApi, instanceId: string): Promise<CredentialStatusResult> {
+/**
+ * Asks the issuer, through the wallet server, for its view of a credential; the wallet
+ * server's record takes it. With the device's `store`, the credentials held here are
+ * opened to read their expiry: one within EXPIRING_WINDOW_SECONDS is said to the wallet
+ * server (`expiringAt`), which tells the issuer CREDENTIAL_EXPIRING (it cannot read an
+ * expiry itself).
+ */
+export async function credentialStatus(api: WalletApi, instanceId: string, store?: KeyStore): Promise<CredentialStatusResult> {
   const held = await findHeld(api, instanceId);
+  let expiringAt: number | undefined;
+  if (store && held.credentials && !TERMINAL_CREDENTIAL_STATUSES.has(held.status) && (await store.getKey(wekName(held.credentialInstanceId)))) {
+    const { checked } = await openHeld(api, store, held, new Map());
+    const earliest = Math.min(...checked.map((c) => c.expiresAt ?? Number.POSITIVE_INFINITY));
+    if (Number.isFinite(earliest) && earliest - Math.floor(Date.now() / 1000) <= EXPIRING_WINDOW_SECONDS) expiringAt = earliest;
+  }
   const answer = await call(api, "POST", "/wallet/api/credential/status", statusAnswerSchema, {
     issuer: held.issuer,
     sessionId: held.sessionId,
     credentialInstanceId: held.credentialInstanceId,
+    ...(expiringAt !== undefined ? { expiringAt } : {}),
   });
   return {
     instanceId: held.credentialInstanceId,
@@ -1139,6 +1158,7 @@ export async function credentialStatus(api: WalletApi, instanceId: string): Prom
     updateAvailable: answer.updateAvailable,
     ...(answer.lastStatusChangeTime !== undefined ? { lastStatusChangeTime: clean(answer.lastStatusChangeTime, 64) } : {}),
     ...(answer.lastStatusChangeReason !== undefined ? { lastStatusChangeReason: clean(answer.lastStatusChangeReason, 256) } : {}),
+    ...(expiringAt !== undefined ? { expiringAt } : {}),
   };
 }
 
@@ -1151,6 +1171,8 @@ export interface RefreshResult {
   count?: number;
   /** The display name in the issuer's current display data (DISPLAY_DATA_UPDATED changes it). */
   displayName?: string;
+  /** With `newKeys`: the credentials are bound to new presentment keys, the old ones gone from this device (KEY_ROTATED). */
+  keysRotated?: boolean;
 }
 
 /**
@@ -1161,8 +1183,15 @@ export interface RefreshResult {
  * tells the issuer UPDATE_SUCCESS). The display data is refreshed first, with the same
  * statement (/credential/metadata, after DISPLAY_DATA_UPDATED): the wallet server cannot
  * ask for it alone, as the draft wants a WEK statement only this device signs.
+ *
+ * With `newKeys` (1-10), the device rotates its presentment keys: the get carries the new
+ * keys, signed for this instance as on the first get; the credentials must come bound to
+ * them; the old keys are removed only then, and the confirm tells the issuer KEY_ROTATED.
  */
-export async function refreshCredential(api: WalletApi, store: KeyStore, instanceId: string): Promise<RefreshResult> {
+export async function refreshCredential(api: WalletApi, store: KeyStore, instanceId: string, options: { newKeys?: number } = {}): Promise<RefreshResult> {
+  if (options.newKeys !== undefined && (!Number.isInteger(options.newKeys) || options.newKeys < 1 || options.newKeys > MAX_PRESENTMENT_KEYS)) {
+    throw new WalletClientError(`the number of presentment keys must be 1 to ${MAX_PRESENTMENT_KEYS}`);
+  }
   const held = await findHeld(api, instanceId);
   const { index, wsk } = await deviceSession(store, held, "refresh");
   const wek = await store.getKey(wekName(held.credentialInstanceId));
@@ -1179,12 +1208,44 @@ export async function refreshCredential(api: WalletApi, store: KeyStore, instanc
     const name = displayName(metadata.credentialMetadata);
     display = name !== undefined ? { displayName: name } : {};
   }
-  const answer = await call(api, "POST", "/wallet/api/credential/get", credentialAnswerSchema, { ...base, walletEncryptionKey });
+  // A rotation's new keys are kept (staged) before the issuer sees them: if it answers
+  // later (202), the next refresh finds them there and waits for credentials bound to them.
+  const id = held.credentialInstanceId;
+  let staged = (await presentmentKeys(store, id, stagedPrefix(id))).map(publicOf);
+  let sendKeys = false;
+  if (options.newKeys !== undefined) {
+    for (const name of await store.listKeys(stagedPrefix(id))) await store.deleteKey(name);
+    staged = [];
+    for (let i = 0; i < options.newKeys; i++) {
+      const pair = await es256KeyPair();
+      await store.putKey(`${stagedPrefix(id)}${i}`, pair.privateJwk);
+      staged.push(pair.publicJwk);
+    }
+    sendKeys = true;
+  }
+  const rotating = staged.length > 0;
+  const answer = await call(api, "POST", "/wallet/api/credential/get", credentialAnswerSchema, {
+    ...base,
+    walletEncryptionKey,
+    ...(sendKeys
+      ? { clientEncryptedData: await sealClientPayload("presentmentKeys", { presentmentKeys: staged }, { sessionId: held.sessionId, credentialInstanceId: id }, wsk, issuer.encryptionKey) }
+      : {}),
+  });
   const previous = held.credentialVersion !== undefined ? { previousVersion: clean(held.credentialVersion, 40) } : {};
-  if (answer.status !== "READY") return { instanceId: held.credentialInstanceId, state: "PENDING", ...previous, ...display };
-  const checked = await openAndCheck(issuer, held.credentialConfigurationId, answer.credentials, wek, holders);
-  await call(api, "POST", "/wallet/api/credential/confirm", confirmAnswerSchema, base);
-  return { instanceId: held.credentialInstanceId, state: "READY", ...previous, version: clean(answer.credentialVersion, 40), count: checked.length, ...display };
+  if (answer.status !== "READY") return { instanceId: id, state: "PENDING", ...previous, ...display };
+  const checked = await openAndCheck(issuer, held.credentialConfigurationId, answer.credentials, wek, rotating ? staged : holders);
+  if (rotating) {
+    // The credentials are bound to the new keys: they replace the old ones.
+    const fresh = await Promise.all((await store.listKeys(stagedPrefix(id))).sort().map(async (name) => [name, (await store.getKey(name))!] as const));
+    for (const name of await store.listKeys(pkPrefix(id))) await store.deleteKey(name);
+    for (const [name, jwk] of fresh) await store.putKey(`${pkPrefix(id)}${name.slice(stagedPrefix(id).length)}`, jwk);
+    for (const [name] of fresh) await store.deleteKey(name);
+  }
+  await call(api, "POST", "/wallet/api/credential/confirm", confirmAnswerSchema, { ...base, ...(rotating ? { keysRotated: true } : {}) });
+  return {
+    instanceId: id, state: "READY", ...previous, version: clean(answer.credentialVersion, 40), count: checked.length, ...display,
+    ...(rotating ? { keysRotated: true } : {}),
+  };
 }
 
 /**

@@ -518,6 +518,46 @@ describe("the credential wallet end to end: four processes, the development issu
     expect(await credentialStatus(frank.api, id)).to.include({ status: "UNLINKED", issuerStatus: "UNLINKED" });
   });
 
+  it("the wallet's own events (issue 15): new presentment keys are KEY_ROTATED; credentials about to expire are CREDENTIAL_EXPIRING, which the issuer answers with an update the client then fetches", async function () {
+    const gina = await signedIn(USERS.bob);
+    // Credentials valid 10 days, until the rotation below.
+    mesh.devIssuer!.setCredentialValidity(10 * 24 * 60 * 60);
+    let added;
+    let id: string;
+    let old;
+    let rotated;
+    try {
+      added = await addCredentials(gina.api, gina.store, { issuer: issuerId, configurations: ["identity_card"], person: ADA, sleep: noWait });
+      if (added.state !== "ISSUED") expect.fail(`not issued: ${added.state}`);
+      note(added);
+      id = added.instances[0]!.id;
+      // KEY_ROTATED: the credentials come bound to the new key, and the old one is gone.
+      old = (await gina.store.getKey(`pk.${id}.0`))!;
+      rotated = await refreshCredential(gina.api, gina.store, id, { newKeys: 1 });
+    } finally {
+      mesh.devIssuer!.setCredentialValidity(undefined);
+    }
+    const events = () => mesh.devIssuer!.received.filter((e) => e.credentialInstanceId === id).map((e) => e.eventType);
+    expect(rotated).to.deep.include({ state: "READY", keysRotated: true, count: 1 });
+    expect(events()).to.deep.equal(["PROVISIONING_SUCCESS", "KEY_ROTATED"]);
+    const now = (await gina.store.getKey(`pk.${id}.0`))!;
+    expect(now.x).to.not.equal(old.x);
+    const request = { claims: ["age_over_18"], audience: "https://verifier.example", nonce: "n-rotated" };
+    const metadata = issuerMetadataSchema.parse(mesh.devIssuer!.metadata);
+    const verified = await verifySdJwtVc({ presentation: await presentCredential(gina.api, gina.store, id, request), issuerKeys: metadata.jwks as never, expectedIssuer: issuerId, audience: request.audience, nonce: request.nonce });
+    expect(await jwkThumbprint(verified.holderKey)).to.equal(await jwkThumbprint({ kty: now.kty, crv: now.crv, x: now.x, y: now.y }));
+
+    // CREDENTIAL_EXPIRING: the rotation's credentials expire in 10 days; the status call says so, the issuer answers with a new version.
+    const status = await credentialStatus(gina.api, id, gina.store);
+    expect(status.expiringAt! - Math.floor(Date.now() / 1000)).to.be.within(9 * 86_400, 10 * 86_400);
+    expect(events()).to.include("CREDENTIAL_EXPIRING");
+    await until(async () => (await credentialStatus(gina.api, id)).updateAvailable, "the issuer's update after CREDENTIAL_EXPIRING");
+    const refreshed = await refreshCredential(gina.api, gina.store, id);
+    expect(refreshed).to.deep.include({ state: "READY", previousVersion: "1", version: "2" });
+    const renewed = await credentialStatus(gina.api, id, gina.store);
+    expect(renewed).to.not.have.property("expiringAt");
+  });
+
   it("display data and revocation (issue 15): DISPLAY_DATA_UPDATED reaches the wallet server and Bob's refresh takes the new display; the issuer revokes: a verifier sees REVOKED in its status list, present refuses, and Bob's status call ends the record (CANCELLED, no ciphertext)", async function () {
     const bob = await signedIn(USERS.bob);
     const added = await addCredentials(bob.api, bob.store, { issuer: issuerId, configurations: ["identity_card"], person: ADA, sleep: noWait });

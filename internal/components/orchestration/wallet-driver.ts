@@ -315,15 +315,16 @@ export class WalletDriver {
   }
 
   /** The client has its credential: PROVISIONING_SUCCESS to the issuer (UPDATE_SUCCESS after a refresh), and the record ACTIVE. */
-  async confirm(call: WalletCall, body: { issuer: string; sessionId: string; credentialInstanceId: string }) {
+  async confirm(call: WalletCall, body: { issuer: string; sessionId: string; credentialInstanceId: string; keysRotated?: boolean }) {
     const client = this.#issuer(body.issuer);
     const credential = await this.#credential(call, body.issuer, body.sessionId, body.credentialInstanceId);
     if (!credential.claims.credentials) throw problem(409, "not_delivered", "get the credential before confirming it");
     await this.#notify(body.issuer, {
       sessionId: body.sessionId,
       credentialInstanceId: body.credentialInstanceId,
-      // The first delivery is a provisioning; a later confirm follows a refresh (an update).
-      eventType: credential.claims.status === "IN_PROCESS" ? "PROVISIONING_SUCCESS" : "UPDATE_SUCCESS",
+      // The first delivery is a provisioning; a later confirm follows a refresh (an update),
+      // or the device's new presentment keys (a rotation).
+      eventType: credential.claims.status === "IN_PROCESS" ? "PROVISIONING_SUCCESS" : body.keysRotated ? "KEY_ROTATED" : "UPDATE_SUCCESS",
       eventTimestamp: new Date(this.#seconds() * 1000).toISOString(),
     });
     const next = await this.#updateCredential(call, credential, { case: "confirmed", value: true }, (c, at) => confirmed(c, at));
@@ -391,7 +392,7 @@ export class WalletDriver {
    * notification that never arrived), and the answer says whether the issuer holds a
    * newer version than the one delivered (the client's next get fetches it).
    */
-  async credentialStatus(call: WalletCall, body: { issuer: string; sessionId: string; credentialInstanceId: string }) {
+  async credentialStatus(call: WalletCall, body: { issuer: string; sessionId: string; credentialInstanceId: string; expiringAt?: number }) {
     const client = this.#issuer(body.issuer);
     const credential = await this.#credential(call, body.issuer, body.sessionId, body.credentialInstanceId);
     const answer = (await this.#ask(client, "/credential/status", { sessionId: body.sessionId, credentialInstanceId: body.credentialInstanceId }, credentialStatusResponseSchema)).body;
@@ -404,6 +405,17 @@ export class WalletDriver {
         credentialInstanceId: body.credentialInstanceId,
         eventType: "LIFECYCLE_SUCCESS",
         eventTimestamp: new Date(this.#seconds() * 1000).toISOString(),
+      }).catch(() => undefined);
+    }
+    // The client's word that its credentials expire soon (only it can read them): the
+    // issuer may answer with an update (CREDENTIAL_UPDATE_AVAILABLE).
+    if (body.expiringAt !== undefined && !TERMINAL_CREDENTIAL_STATUSES.has(next.status)) {
+      await this.#notify(body.issuer, {
+        sessionId: body.sessionId,
+        credentialInstanceId: body.credentialInstanceId,
+        eventType: "CREDENTIAL_EXPIRING",
+        eventTimestamp: new Date(this.#seconds() * 1000).toISOString(),
+        eventDetails: { expiresAt: new Date(body.expiringAt * 1000).toISOString() },
       }).catch(() => undefined);
     }
     return {
@@ -585,7 +597,7 @@ export class WalletDriver {
    * queued and sent later (wallet-work.ts), so the user's call goes on and nothing is
    * lost; one it refuses (4xx) is its answer, and thrown.
    */
-  async #notify(issuerId: string, body: { sessionId: string; credentialInstanceId: string; eventType: string; eventTimestamp: string }): Promise<void> {
+  async #notify(issuerId: string, body: { sessionId: string; credentialInstanceId: string; eventType: string; eventTimestamp: string; eventDetails?: Record<string, unknown> }): Promise<void> {
     try {
       await this.#ask(this.#issuer(issuerId), "/event/notify", body, z.looseObject({ acknowledged: z.boolean().optional() }));
     } catch (error) {

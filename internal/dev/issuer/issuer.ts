@@ -150,6 +150,8 @@ export interface DevIssuer {
   publishUpdate(sessionId: string, credentialInstanceId: string): Promise<void>;
   /** Tests' switches: its /verification/notify calls lost on the way; its next `refuseEvents` incoming /event/notify answered 503. */
   setFaults(faults: { loseNotifications?: boolean; refuseEvents?: number }): void;
+  /** Credentials issued from now on are valid this long (tests of CREDENTIAL_EXPIRING). */
+  setCredentialValidity(seconds: number | undefined): void;
   /** How many /verification/status calls it answered (a poll shows here). */
   readonly statusAsked: number;
   /** Sends a verification's notification again, with `status` as it once was (a late notification). */
@@ -358,6 +360,8 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
   const notices: Array<{ path: "/verification/notify" | "/event/notify"; sessionId: string; delivered: boolean }> = [];
   /** Tests' switches: notifications lost on the way out, events refused (503) on the way in, and how often the wallet server asked a verification's status. */
   const faults = { loseNotifications: false, refuseEvents: 0 };
+  /** How long the credentials it issues are valid; undefined: a year (sd-jwt-vc.ts's default). */
+  let credentialValiditySeconds: number | undefined;
   let statusAsked = 0;
   const received: Array<{ eventType: string; sessionId: string; credentialInstanceId: string }> = [];
 
@@ -698,6 +702,8 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
         const instance = ownInstance(session, body.credentialInstanceId);
         received.push({ eventType: body.eventType, sessionId: session.sessionId, credentialInstanceId: instance.id });
         if (body.eventType === "PROVISIONING_SUCCESS" && instance.status === "IN_PROCESS") instance.status = "ACTIVE";
+        // The wallet's credentials expire soon: a new version (a fresh validity), announced once this answer is sent.
+        if (body.eventType === "CREDENTIAL_EXPIRING" && !instance.unlinked && !instance.cancelled) later(0, () => publishUpdate(session.sessionId, instance.id));
         return { body: { acknowledged: true } };
       },
     },
@@ -836,6 +842,7 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
           holderKey,
           signingKey: signingPrivate,
           issuedAt: now(),
+          ...(credentialValiditySeconds !== undefined ? { expiresAt: now() + credentialValiditySeconds } : {}),
           status: { idx: instance.statusIdx, uri: statusListUri },
         }),
       ),
@@ -986,6 +993,9 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
     notices,
     setFaults(next) {
       Object.assign(faults, next);
+    },
+    setCredentialValidity(seconds) {
+      credentialValiditySeconds = seconds;
     },
     get statusAsked() {
       return statusAsked;

@@ -327,7 +327,12 @@ export const walletCredentialMetadata = postJson(
 );
 
 /** POST /wallet/api/credential/confirm */
-export const walletCredentialConfirm = postJson(z.strictObject({ ...session, credentialInstanceId: z.string().min(1).max(256) }), async (door, exchange, body) => {
+/**
+ * POST /wallet/api/credential/confirm: the client has its credentials; the issuer is told
+ * PROVISIONING_SUCCESS (a first delivery), KEY_ROTATED (`keysRotated`: bound to new
+ * presentment keys) or UPDATE_SUCCESS.
+ */
+export const walletCredentialConfirm = postJson(z.strictObject({ ...session, credentialInstanceId: z.string().min(1).max(256), keysRotated: z.boolean().optional() }), async (door, exchange, body) => {
   const { driver, call: c } = await call(door, exchange, body);
   return driver.confirm(c, body);
 });
@@ -353,7 +358,12 @@ export const walletCredentialManage = postJson(
 );
 
 /** POST /wallet/api/credential/status: the issuer's view of the instance, taken into its record. */
-export const walletCredentialStatus = postJson(z.strictObject({ ...session, credentialInstanceId: z.string().min(1).max(256) }), async (door, exchange, body) => {
+/**
+ * POST /wallet/api/credential/status: the issuer's view, reconciled into the record.
+ * `expiringAt` (epoch seconds): the client found its credentials expire then, soon; the
+ * issuer is told CREDENTIAL_EXPIRING (the wallet server cannot read an expiry itself).
+ */
+export const walletCredentialStatus = postJson(z.strictObject({ ...session, credentialInstanceId: z.string().min(1).max(256), expiringAt: z.number().int().positive().optional() }), async (door, exchange, body) => {
   const { driver, call: c } = await call(door, exchange, body);
   return driver.credentialStatus(c, body);
 });

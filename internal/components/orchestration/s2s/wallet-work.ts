@@ -23,7 +23,7 @@ import { FlowSealer, type ScanningStore } from "../sealed.js";
 
 export type WalletTask =
   | { kind: "unlink"; issuer: string; session_id: string; credential_instance_id: string }
-  | { kind: "event"; issuer: string; body: { sessionId: string; credentialInstanceId: string; eventType: string; eventTimestamp: string } }
+  | { kind: "event"; issuer: string; body: { sessionId: string; credentialInstanceId: string; eventType: string; eventTimestamp: string; eventDetails?: Record<string, unknown> } }
   | { kind: "poll"; issuer: string; session_id: string; verification_id: string };
 
 /** What a handler says of one try: done (remove it), or again (put it back, backing off). A throw is "again" too. */
