@@ -72,10 +72,13 @@ export class WalletApi {
     return this.#login.server;
   }
 
-  /** Needs a saved, unexpired sign-in. `ca`: a CA (PEM) to trust for the server, besides the usual roots. */
-  static async fromStore(store: KeyStore, options: { ca?: string } = {}): Promise<WalletApi> {
+  /**
+   * Needs a saved, unexpired sign-in. `ca`: a CA (PEM) to trust for the server, besides
+   * the usual roots. `fetch`: the calls go through it instead (tests cut the network there).
+   */
+  static async fromStore(store: KeyStore, options: { ca?: string; fetch?: HttpFetch } = {}): Promise<WalletApi> {
     const login = usableLogin(await store.login());
-    return new WalletApi(login, await store.dpopKey(), httpFetch(options));
+    return new WalletApi(login, await store.dpopKey(), options.fetch ?? httpFetch(options));
   }
 
   /**

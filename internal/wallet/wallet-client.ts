@@ -826,7 +826,8 @@ export async function resumeCredentials(api: WalletApi, store: KeyStore, session
   const wsk = await store.getKey(`wsk.${sessionId}`);
   if (!index || !wsk) throw new WalletClientError(`this wallet has no session ${sessionId}: hello wallet add starts one`);
   if (index.verificationId === undefined) throw new WalletClientError(`the session ${sessionId} never reached its issuer: hello wallet add starts a new one`);
-  if (index.instances.length > 0 && index.instances.every((i) => i.confirmed)) {
+  const complete = index.instances.length > 0 && index.instances.every((i) => i.confirmed);
+  if (complete && index.transferFrom === undefined) {
     throw new WalletClientError(`the session ${sessionId} is complete: hello wallet list shows its credentials`);
   }
   const person = input.person ? checkPerson(input.person) : undefined;
@@ -844,6 +845,11 @@ export async function resumeCredentials(api: WalletApi, store: KeyStore, session
     answerRejected: person !== undefined,
     ...flowOptions(input),
   };
+  // A transfer whose credentials are all here, stopped before (or while) the old session's
+  // instances were unlinked: only that step is left.
+  if (complete) {
+    return { state: "ISSUED", issuer: issuer.id, sessionId, verificationId: index.verificationId, instances: [], unlinked: await unlinkTransferred(flow, index.transferFrom!) };
+  }
   const current = await verificationCall(flow, "/wallet/api/status", { verificationId: index.verificationId });
   const { status, timedOut } = await driveVerification(flow, current);
   const result = await finish(flow, status, timedOut);

@@ -750,7 +750,10 @@ describe("the credential wallet end to end: four processes, the development issu
       done = await browser.submit(browser.form(done, /\/login$/), [["email", USERS.carol.email], ["password", USERS.carol.password]]);
       expect(done.body).to.include("Your wallet is deleted");
 
-      expect(await atIssuer()).to.equal("UNLINKED");
+      // The wallet server's UNLINK, queued by the delete, is sent by its background work.
+      let told = "ACTIVE";
+      await until(async () => (told = await atIssuer()) === "UNLINKED", "the deleted wallet's UNLINK reached the issuer");
+      expect(told).to.equal("UNLINKED");
       const reason = (await orchestrationIssuerClient().post("/credential/status", { sessionId, credentialInstanceId: instanceIds[0] }, credentialStatusResponseSchema)).body.lastStatusChangeReason;
       expect(reason).to.match(/wallet server's own UNLINK/);
       const after = await kinds();

@@ -99,9 +99,20 @@ export interface FaultRig {
   close(): Promise<void>;
 }
 
-export async function startFaultRig(options: { database: "pglite" | "postgres"; users: number }): Promise<FaultRig> {
+export async function startFaultRig(options: {
+  database: "pglite" | "postgres";
+  users: number;
+  /** The development issuer and Orchestration's wallet server too (docs/wallet-server.md). */
+  credentialWallet?: boolean;
+  /** As startProtocolMesh's: changes to the deployment before any component starts. */
+  prepare?: Parameters<typeof startProtocolMesh>[0]["prepare"];
+}): Promise<FaultRig> {
   const users = testUsers(options.users);
-  const mesh = await startProtocolMesh({ database: options.database, users, ownPostgres: true, readyTimeoutMs: READY_TIMEOUT_MS });
+  const mesh = await startProtocolMesh({
+    database: options.database, users, ownPostgres: true, readyTimeoutMs: READY_TIMEOUT_MS,
+    ...(options.credentialWallet ? { credentialWallet: true } : {}),
+    ...(options.prepare ? { prepare: options.prepare } : {}),
+  });
   const current = new Map<Component, ChildProcess>(mesh.processes.children);
   const restarted: ComponentProcesses[] = [];
   const outputs = new Map<Component, string[]>();

@@ -66,11 +66,12 @@ export interface LoginDriverDeps {
   readonly pause?: (point: PausePoint) => Promise<void>;
   /**
    * Tells an issuer that one of its credential instances is gone with a deleted wallet:
-   * the wallet server's own UNLINK (reason NO_CLIENT; wallet-driver.ts). Absent where
-   * Orchestration runs no wallet server.
+   * the wallet server's own UNLINK (reason NO_CLIENT; wallet-driver.ts), which Orchestration
+   * queues for its background work (s2s/wallet-work.ts). Absent where Orchestration runs
+   * no wallet server.
    */
   readonly unlinkCredential?: (credential: { issuer: string; session_id: string; credential_instance_id: string }) => Promise<void>;
-  /** Where a failed UNLINK is reported (it never stops the delete). */
+  /** Where an UNLINK that could not be told (or queued) is reported (it never stops the delete). */
   readonly onUnlinkFailure?: (error: unknown, credential: { issuer: string; session_id: string; credential_instance_id: string }) => void;
 }
 
@@ -1359,9 +1360,10 @@ export class LoginDriver {
       await this.#gone(this.deps.encryption.deleteRecord({ accessToken: releaseDelete.accessToken }, step.call()));
     }));
     // The credential wallet's records: each issuer told first (no client can sign for a
-    // deleted wallet, so the wallet server's own UNLINK, NO_CLIENT), best effort: an
-    // issuer that cannot be reached does not keep a user's wallet from being deleted,
-    // and is reported. A credential that ended answers NO_CHANGE at its issuer.
+    // deleted wallet, so the wallet server's own UNLINK, NO_CLIENT; in a running
+    // Orchestration, queued and sent by its background work), never holding up the delete:
+    // an issuer that cannot be reached does not keep a user's wallet alive. A credential
+    // that ended answers NO_CHANGE at its issuer.
     await Promise.all((deletion.credentials ?? []).map(async (credential) => {
       try {
         await this.deps.unlinkCredential?.(credential);

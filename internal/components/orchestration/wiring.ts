@@ -61,13 +61,12 @@ export const orchestrationService: ServiceFactory<"orchestration"> = async (conf
     tokenKeys,
     walletKeys,
     clientIds: config.clients.map((c) => c.client_id),
-    // A deleted wallet's credentials are unlinked at their issuers by the wallet server (made below).
-    unlinkCredential: async (credential) => walletDriver?.unlinkForDeletedWallet(credential),
-    // Not told now: queued, and retried in the background (wallet-work.ts).
-    onUnlinkFailure: (error, credential) => {
-      deps.log.warn({ err: error }, "an issuer was not told that a deleted wallet's credential is gone (UNLINK): queued to try again; the records are deleted all the same");
-      void work?.enqueue({ kind: "unlink", ...credential }).catch((queued: unknown) => deps.log.error({ err: queued }, "the UNLINK of a deleted wallet's credential could not be queued"));
+    // A deleted wallet's credentials: each issuer's UNLINK is queued (the background work,
+    // made below, sends it within a tick and retries it), so that the delete waits for no issuer.
+    unlinkCredential: async (credential) => {
+      await work?.enqueue({ kind: "unlink", ...credential });
     },
+    onUnlinkFailure: (error) => deps.log.error({ err: error }, "the UNLINK of a deleted wallet's credential could not be queued; the records are deleted all the same"),
   });
   let store;
   if (config.state) store = await openPostgresSharedStore(config.state.url);

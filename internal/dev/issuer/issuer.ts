@@ -58,6 +58,7 @@ import { issueSdJwtVc } from "../../s2s/sd-jwt-vc.js";
 import { STATUS_LIST_MEDIA_TYPE, STATUS_VALUES, signStatusList } from "../../s2s/status-list.js";
 import { type ReplayGuard, StatementError, assertEs256PublicJwk, memoryReplayGuard, verifyStatement } from "../../s2s/statements.js";
 import { WireClient } from "../../s2s/wire-client.js";
+import { memoryIdempotencyStore } from "../../s2s/idempotency.js";
 import { API_VERSION, type WireReply, type WireRoute, type WireServer, startWireServer } from "../../s2s/wire-server.js";
 import { WskAttestationError, verifyWskAttestation } from "../../s2s/wsk-attestation.js";
 import {
@@ -150,6 +151,13 @@ export interface DevIssuer {
   publishUpdate(sessionId: string, credentialInstanceId: string): Promise<void>;
   /** Tests' switches: its /verification/notify calls lost on the way; its next `refuseEvents` incoming /event/notify answered 503. */
   setFaults(faults: { loseNotifications?: boolean; refuseEvents?: number }): void;
+  /**
+   * An outage: the issuer stops listening (connections are refused), keeping its state;
+   * `end()` listens again on the same port.
+   */
+  outage(): Promise<{ end(): Promise<void> }>;
+  /** The issuer's own view of an instance: its status and the reason of its last change. */
+  instanceStatus(sessionId: string, credentialInstanceId: string): { status: string; reason?: string };
   /** Credentials issued from now on are valid this long (tests of CREDENTIAL_EXPIRING). */
   setCredentialValidity(seconds: number | undefined): void;
   /** How many /verification/status calls it answered (a poll shows here). */
@@ -938,17 +946,21 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
     });
   }
 
-  const server: WireServer = await startWireServer({
+  // One idempotency store for the issuer's life, across an outage's restart of its listener.
+  const idempotency = memoryIdempotencyStore();
+  const listen = (port: number | undefined) => startWireServer({
     certPem: options.certPem,
     keyPem: options.keyPem,
     host: options.host,
-    port: options.port,
+    port,
     peers: options.walletServers.map((w) => ({ id: w.id, caPem: w.caPem })),
     routes,
     getRoutes: [{ path: "/.well-known/s2s-issuer", handle: async () => ({ body: metadata }) }],
     rateLimit: options.rateLimit,
+    idempotency,
     onError: (error, path) => report(error, path),
   });
+  let server: WireServer = await listen(options.port);
 
   function suspendAsIssuer(sessionId: string, credentialInstanceId: string, suspended: boolean): void {
     const { instance } = known(sessionId, credentialInstanceId);
@@ -996,6 +1008,22 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
     },
     setCredentialValidity(seconds) {
       credentialValiditySeconds = seconds;
+    },
+    async outage() {
+      const port = server.port;
+      await server.close();
+      // Its own connections to wallet servers go too, as a stopped process's would.
+      for (const client of clients.values()) client.close();
+      clients.clear();
+      return {
+        end: async () => {
+          server = await listen(port);
+        },
+      };
+    },
+    instanceStatus(sessionId, credentialInstanceId) {
+      const { instance } = known(sessionId, credentialInstanceId);
+      return { status: statusOfInstance(instance), ...(instance.lastChange?.reason ? { reason: instance.lastChange.reason } : {}) };
     },
     get statusAsked() {
       return statusAsked;
