@@ -612,6 +612,22 @@ async function issueCredentials(
 }
 
 /** An issuer's credentials as they arrive (first issuance or refresh): opened with the instance's WEK, one per presentment key, each checked against the trusted issuer and its key. */
+/**
+ * The credentials as `check` opens and checks them; if they fail it, the wallet server is
+ * told (it tells the issuer PROVISIONING_FAILURE or UPDATE_FAILURE; best effort, the
+ * refusal stands whatever it answers) and the refusal is thrown.
+ */
+async function checkedOrRejected(api: WalletApi, ref: { issuer: string; sessionId: string; credentialInstanceId: string }, check: () => Promise<CheckedCredential[]>): Promise<CheckedCredential[]> {
+  try {
+    return await check();
+  } catch (error) {
+    if (error instanceof WalletClientError) {
+      await call(api, "POST", "/wallet/api/credential/reject", z.looseObject({}), { ...ref, reason: "the credentials did not pass the wallet's checks" }).catch(() => undefined);
+    }
+    throw error;
+  }
+}
+
 async function openAndCheck(issuer: TrustedIssuer, configuration: string, payload: JweEncryptedPayload, wek: JWK, holders: JWK[]) {
   let credentials: string[];
   try {
@@ -665,7 +681,7 @@ async function obtainCredential(flow: Flow, instanceId: string, configuration: s
     await flow.sleep(Math.max(flow.pollMs, retryAfterMs));
   }
 
-  const checked = await openAndCheck(flow.issuer, configuration, answer.credentials, wek.privateJwk, holders);
+  const checked = await checkedOrRejected(flow.api, base, () => openAndCheck(flow.issuer, configuration, answer.credentials, wek.privateJwk, holders));
   const confirmed = await call(flow.api, "POST", "/wallet/api/credential/confirm", confirmAnswerSchema, base);
   if (confirmed.status !== "ACTIVE") throw new WalletClientError(`the wallet server did not activate the ${configuration} credential (${clean(confirmed.status, 40)})`);
   flow.progress(`Got the ${configuration} credential (${checked.length} for ${checked.length} presentment keys).`);
@@ -1239,7 +1255,7 @@ export async function refreshCredential(api: WalletApi, store: KeyStore, instanc
   });
   const previous = held.credentialVersion !== undefined ? { previousVersion: clean(held.credentialVersion, 40) } : {};
   if (answer.status !== "READY") return { instanceId: id, state: "PENDING", ...previous, ...display };
-  const checked = await openAndCheck(issuer, held.credentialConfigurationId, answer.credentials, wek, rotating ? staged : holders);
+  const checked = await checkedOrRejected(api, base, () => openAndCheck(issuer, held.credentialConfigurationId, answer.credentials, wek, rotating ? staged : holders));
   if (rotating) {
     // The credentials are bound to the new keys: they replace the old ones.
     const fresh = await Promise.all((await store.listKeys(stagedPrefix(id))).sort().map(async (name) => [name, (await store.getKey(name))!] as const));

@@ -45,7 +45,7 @@ import { browserlessWalletStep, chromiumWalletStep } from "../support/wallet-bro
 import { dumpDatabase, findValue } from "../support/database-dump.js";
 import { Browserless } from "../support/browserless.js";
 import { type ProtocolMesh, USERS, browseToAccount, startProtocolMesh } from "../support/protocol-mesh.js";
-import { ADA, ALAN, GRACE, MALLORY, es256Pair } from "../support/s2s-fixtures.js";
+import { ADA, ALAN, GRACE, KATHERINE, MALLORY, es256Pair } from "../support/s2s-fixtures.js";
 import { walletEncryptionKeyData } from "../../internal/s2s/client-payload.js";
 import { generateHpkeKeyPair } from "../../internal/s2s/hpke-jwe.js";
 import type { JWK } from "jose";
@@ -556,6 +556,38 @@ describe("the credential wallet end to end: four processes, the development issu
     expect(refreshed).to.deep.include({ state: "READY", previousVersion: "1", version: "2" });
     const renewed = await credentialStatus(gina.api, id, gina.store);
     expect(renewed).to.not.have.property("expiringAt");
+  });
+
+  it("the issuer's own events and actions (issue 15): CREDENTIAL_READY after an asynchronous issuance; its own UNLINK, told through the wallet server's /credential/manage, taken on the user's next status call (LIFECYCLE_SUCCESS)", async function () {
+    const hank = await signedIn(USERS.bob);
+    const waiting = await addCredentials(hank.api, hank.store, { issuer: issuerId, configurations: ["identity_card"], person: KATHERINE, wait: false, sleep: noWait });
+    expect(waiting).to.include({ state: "PENDING", waitingFor: "credential" });
+    const id = waiting.instances.length > 0 ? waiting.instances[0]!.id : (await listCredentials(hank.api, hank.store)).find((c) => c.sessionId === waiting.sessionId)!.instanceId;
+    const delivered = mesh.devIssuer!.notices.length;
+    await mesh.devIssuer!.completeIssuance(waiting.sessionId, id);
+    expect(mesh.devIssuer!.notices.slice(delivered)).to.deep.equal([{ path: "/event/notify", sessionId: waiting.sessionId, delivered: true }]);
+    const done = await resumeCredentials(hank.api, hank.store, waiting.sessionId, { sleep: noWait });
+    if (done.state !== "ISSUED") expect.fail(`not issued: ${done.state}`);
+    note(done);
+
+    const told = await mesh.devIssuer!.unlinkAndTell(waiting.sessionId, id);
+    expect(told).to.include({ outcome: "SCHEDULED", currentStatus: "ACTIVE" });
+    expect(await credentialStatus(hank.api, id)).to.include({ status: "UNLINKED", issuerStatus: "UNLINKED" });
+    expect(mesh.devIssuer!.received.filter((e) => e.credentialInstanceId === id).map((e) => e.eventType)).to.deep.equal(["PROVISIONING_SUCCESS", "LIFECYCLE_SUCCESS"]);
+  });
+
+  it("credentials that fail the client's checks are refused, and the issuer is told (PROVISIONING_FAILURE); nothing is confirmed", async function () {
+    const ivy = await signedIn(USERS.bob);
+    mesh.devIssuer!.setFaults({ misbind: 1 });
+    const refused = await addCredentials(ivy.api, ivy.store, { issuer: issuerId, configurations: ["identity_card"], person: ADA, sleep: noWait })
+      .then(() => expect.fail("credentials bound to other keys were accepted"), (e: unknown) => e as WalletClientError);
+    mesh.devIssuer!.setFaults({ misbind: 0 });
+    expect(refused).to.be.instanceOf(WalletClientError);
+    expect(refused.message).to.include("not bound to a presentment key of this wallet");
+    const held = (await listCredentials(ivy.api, ivy.store)).filter((c) => c.onThisDevice);
+    expect(held).to.have.length(1);
+    expect(held[0]!.status, "not confirmed").to.equal("IN_PROCESS");
+    expect(mesh.devIssuer!.received.filter((e) => e.credentialInstanceId === held[0]!.instanceId).map((e) => e.eventType)).to.deep.equal(["PROVISIONING_FAILURE"]);
   });
 
   it("display data and revocation (issue 15): DISPLAY_DATA_UPDATED reaches the wallet server and Bob's refresh takes the new display; the issuer revokes: a verifier sees REVOKED in its status list, present refuses, and Bob's status call ends the record (CANCELLED, no ciphertext)", async function () {

@@ -252,6 +252,14 @@ export class WalletDriver {
     if (!holdings.found) throw new ProtocolViolation("the holdings that list this session are missing");
     const answer = await this.#ask(client, "/credential/provision", { sessionId: body.sessionId, verificationId: body.verificationId }, provisionResponseSchema);
     const instances = answer.body.credentialInstances;
+    // A second provision of one verification (a client resuming a session whose credential
+    // the issuer was still making) names the instances the session records already: the
+    // same answer again, nothing recorded twice.
+    const recorded = session.claims.instances.filter((i) => i.verification_id === body.verificationId);
+    const named = instances.flatMap((g) => g.credentialInstanceIds.map((id) => ({ credential_instance_id: id, credential_configuration_id: g.credentialConfigurationId })));
+    if (recorded.length > 0 && recorded.length === named.length && named.every((n) => recorded.some((r) => r.credential_instance_id === n.credential_instance_id && r.credential_configuration_id === n.credential_configuration_id))) {
+      return { credentialInstances: instances };
+    }
     const res = await this.deps.token.recordS2sInstances({
       callToken: call.answer.callToken,
       session: { record: session.record, receipt: session.receipt },
@@ -329,6 +337,20 @@ export class WalletDriver {
     });
     const next = await this.#updateCredential(call, credential, { case: "confirmed", value: true }, (c, at) => confirmed(c, at));
     return { status: next.status };
+  }
+
+  /** The client refused what it was given: PROVISIONING_FAILURE (a first delivery) or UPDATE_FAILURE to the issuer; no record changes. */
+  async reject(call: WalletCall, body: { issuer: string; sessionId: string; credentialInstanceId: string; reason: string }) {
+    const credential = await this.#credential(call, body.issuer, body.sessionId, body.credentialInstanceId);
+    const eventType = credential.claims.status === "IN_PROCESS" ? "PROVISIONING_FAILURE" : "UPDATE_FAILURE";
+    await this.#notify(body.issuer, {
+      sessionId: body.sessionId,
+      credentialInstanceId: body.credentialInstanceId,
+      eventType,
+      eventTimestamp: new Date(this.#seconds() * 1000).toISOString(),
+      eventDetails: { reason: body.reason },
+    });
+    return { told: eventType };
   }
 
   /**

@@ -18,7 +18,7 @@
 //
 // Development only: state is in memory, the registry is invented (registry.ts).
 
-import { type JsonWebKey, createHash, createPrivateKey, randomInt, randomUUID } from "node:crypto";
+import { type JsonWebKey, createHash, createPrivateKey, generateKeyPairSync, randomInt, randomUUID } from "node:crypto";
 import { createServer as createHttpServer } from "node:http";
 import { request as httpsRequest } from "node:https";
 import type { AddressInfo } from "node:net";
@@ -147,10 +147,16 @@ export interface DevIssuer {
   statusListUri: string;
   /** New display data for an instance (its name gains the version), announced with DISPLAY_DATA_UPDATED; resolves after it was tried. */
   publishDisplayUpdate(sessionId: string, credentialInstanceId: string): Promise<void>;
+  /** The issuer's own UNLINK of an instance (terminal), told to the wallet server through its /credential/manage: resolves with its answer. */
+  unlinkAndTell(sessionId: string, credentialInstanceId: string): Promise<{ outcome: string; currentStatus: string }>;
   /** A new version of an instance's dataset, announced to the wallet server (CREDENTIAL_UPDATE_AVAILABLE); resolves after it was tried. */
   publishUpdate(sessionId: string, credentialInstanceId: string): Promise<void>;
-  /** Tests' switches: its /verification/notify calls lost on the way; its next `refuseEvents` incoming /event/notify answered 503. */
-  setFaults(faults: { loseNotifications?: boolean; refuseEvents?: number }): void;
+  /**
+   * Tests' switches: its /verification/notify calls lost on the way; its next
+   * `refuseEvents` incoming /event/notify answered 503; its next `misbind` gets answered
+   * with credentials bound to keys that are not the wallet's (an issuer's bug).
+   */
+  setFaults(faults: { loseNotifications?: boolean; refuseEvents?: number; misbind?: number }): void;
   /**
    * An outage: the issuer stops listening (connections are refused), keeping its state;
    * `end()` listens again on the same port.
@@ -367,7 +373,7 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
 
   const notices: Array<{ path: "/verification/notify" | "/event/notify"; sessionId: string; delivered: boolean }> = [];
   /** Tests' switches: notifications lost on the way out, events refused (503) on the way in, and how often the wallet server asked a verification's status. */
-  const faults = { loseNotifications: false, refuseEvents: 0 };
+  const faults = { loseNotifications: false, refuseEvents: 0, misbind: 0 };
   /** How long the credentials it issues are valid; undefined: a year (sd-jwt-vc.ts's default). */
   let credentialValiditySeconds: number | undefined;
   let statusAsked = 0;
@@ -841,8 +847,14 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
       return { status: 202, body: { extensions: { status: "PENDING" } }, headers: { "Retry-After": "2" } };
     }
     const configuration = CREDENTIAL_CONFIGURATIONS[instance.configuration];
+    // Tests' switch: an issuer's bug, credentials bound to keys that are not the wallet's.
+    const misbound = faults.misbind > 0;
+    if (misbound) faults.misbind--;
+    const holders = misbound
+      ? instance.presentmentKeys.map(() => generateKeyPairSync("ec", { namedCurve: "P-256" }).publicKey.export({ format: "jwk" }) as JWK)
+      : instance.presentmentKeys;
     const credentials = await Promise.all(
-      instance.presentmentKeys.map((holderKey) =>
+      holders.map((holderKey) =>
         issueSdJwtVc({
           issuer: issuerId,
           vct: configuration.vct,
@@ -990,6 +1002,19 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
       if (instance.cancelled || instance.unlinked) return;
       instance.cancelled = true;
       instance.lastChange = { at: now(), reason: "revoked by the issuer" };
+    },
+    async unlinkAndTell(sessionId, credentialInstanceId) {
+      const { session, instance } = known(sessionId, credentialInstanceId);
+      if (!instance.unlinked && !instance.cancelled) {
+        instance.unlinked = true;
+        instance.lastChange = { at: now(), reason: "unlinked by the issuer" };
+      }
+      const answer = await clientFor(session.peer).post(
+        "/credential/manage",
+        { sessionId, credentialInstanceId, action: "UNLINK", reason: "ISSUER_POLICY", timestamp: new Date(now() * 1000).toISOString() },
+        credentialManageResponseSchema,
+      );
+      return answer.body;
     },
     async suspendAndTell(sessionId, credentialInstanceId, suspended) {
       suspendAsIssuer(sessionId, credentialInstanceId, suspended);

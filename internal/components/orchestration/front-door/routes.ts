@@ -18,7 +18,7 @@ import { upstreamCallback } from "./upstream-callback.js";
 import { userinfo } from "./userinfo.js";
 import { walletGet, walletProvider } from "./wallet-page.js";
 import {
-  walletCancel, walletCredentialConfirm, walletCredentialGet, walletCredentialDelete, walletCredentialManage, walletCredentialStatus,
+  walletCancel, walletCredentialConfirm, walletCredentialGet, walletCredentialDelete, walletCredentialManage, walletCredentialReject, walletCredentialStatus,
   walletCredentialMetadata, walletCredentials, walletEvidence, walletInitiate, walletIssuers, walletJwks, walletMe,
   walletProvision, walletSessions, walletStatus, walletSupplement,
 } from "./wallet-api.js";
@@ -84,6 +84,7 @@ export const ROUTES: readonly Route[] = [
   { path: "/wallet/api/credential/manage", methods: { POST: walletCredentialManage }, errors: "problem" },
   { path: "/wallet/api/credential/status", methods: { POST: walletCredentialStatus }, errors: "problem" },
   { path: "/wallet/api/credential/delete", methods: { POST: walletCredentialDelete }, errors: "problem" },
+  { path: "/wallet/api/credential/reject", methods: { POST: walletCredentialReject }, errors: "problem" },
   { path: "/wallet/api/credentials", methods: { GET: walletCredentials }, errors: "problem" },
   { path: "/health", methods: { GET: live } }, // the name before /healthz/live, kept for whoever probes it
   { path: "/healthz/live", methods: { GET: live } },

@@ -368,6 +368,16 @@ export const walletCredentialStatus = postJson(z.strictObject({ ...session, cred
   return driver.credentialStatus(c, body);
 });
 
+/**
+ * POST /wallet/api/credential/reject: the client refused the credentials it was given
+ * (they did not pass its checks); the issuer is told PROVISIONING_FAILURE (a first
+ * delivery) or UPDATE_FAILURE. The record is not changed: the client may get them again.
+ */
+export const walletCredentialReject = postJson(z.strictObject({ ...session, credentialInstanceId: z.string().min(1).max(256), reason: z.string().min(1).max(256) }), async (door, exchange, body) => {
+  const { driver, call: c } = await call(door, exchange, body);
+  return driver.reject(c, body);
+});
+
 /** POST /wallet/api/credential/delete: an ended credential's record deleted, and the holdings without it. */
 export const walletCredentialDelete = postJson(z.strictObject({ ...session, credentialInstanceId: z.string().min(1).max(256) }), async (door, exchange, body) => {
   const { driver, call: c } = await call(door, exchange, body);
