@@ -681,8 +681,12 @@ export class WalletDriver {
     if (status.sessionId !== session.claims.session_id) throw problem(502, "issuer_answer", "the issuer answered for another session");
     const recorded = await this.deps.token.recordS2sStatus({ callToken: call.answer.callToken, session: { record: session.record, receipt: session.receipt }, status: JSON.stringify(status) }, this.#options());
     await this.#writeStatus(recorded.session, session.claims, status, mayAdd, s2sSessionHash(this.deps.lookupKey, session.claims.issuer, session.claims.session_id), session.version);
-    // PENDING: the issuer's decision comes by /verification/notify, or, if that is lost, by polling.
-    if (status.status === "PENDING") await this.deps.work?.enqueue({ kind: "poll", issuer: session.claims.issuer, session_id: status.sessionId, verification_id: status.verificationId }, FIRST_POLL_MS);
+    // PENDING: the issuer's decision comes by /verification/notify, or, if that is lost, by
+    // polling. A poll that cannot be queued now costs the user's call nothing: the client
+    // polls the status itself, and its next call queues it again.
+    if (status.status === "PENDING") {
+      await this.deps.work?.enqueue({ kind: "poll", issuer: session.claims.issuer, session_id: status.sessionId, verification_id: status.verificationId }, FIRST_POLL_MS).catch(() => undefined);
+    }
     return status;
   }
 

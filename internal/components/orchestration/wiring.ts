@@ -94,7 +94,7 @@ export const orchestrationService: ServiceFactory<"orchestration"> = async (conf
         store,
         cookieKey,
         handlers: driver.workHandlers(),
-        onError: (error, kind) => deps.log.warn({ err: error, work: kind }, "background wallet work failed; it is tried again later"),
+        onError: (error, kind) => deps.log.warn({ err: error, ...(kind ? { work: kind } : {}) }, kind ? "background wallet work failed; it is tried again later" : "the background wallet work queue could not be read; it is read again at the next tick"),
         onGiveUp: (kind) => deps.log.error({ work: kind }, "background wallet work given up after its last try"),
       });
       work.start(config.wallet.work_interval_ms ?? 2_000);

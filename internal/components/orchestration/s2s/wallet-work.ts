@@ -70,8 +70,8 @@ export interface WalletWorkOptions {
   cookieKey: Uint8Array;
   handlers: WalletWorkHandlers;
   now?: () => number;
-  /** A failure of one try, or an entry given up (reported, never thrown). */
-  onError?: (error: unknown, task: WalletTask["kind"]) => void;
+  /** A failure of one try (its kind), or of the queue itself (no kind): reported, never thrown. */
+  onError?: (error: unknown, task?: WalletTask["kind"]) => void;
   onGiveUp?: (task: WalletTask["kind"]) => void;
   /** Tests' seam: awaited once an entry's lease is claimed, before its handler runs. */
   pause?: (point: "work-claimed", task: WalletTask) => Promise<void>;
@@ -113,7 +113,7 @@ export class WalletWork {
   /** Ticks every `intervalMs` until close(). */
   start(intervalMs: number): void {
     if (this.#timer) return;
-    this.#timer = setInterval(() => void this.tick().catch((error) => this.options.onError?.(error, "unlink")), intervalMs);
+    this.#timer = setInterval(() => void this.tick().catch((error) => this.options.onError?.(error)), intervalMs);
     this.#timer.unref();
   }
 
@@ -143,7 +143,10 @@ export class WalletWork {
       // The entry as it is now: another replica may have finished it between the scan and the claim.
       const current = await this.options.store.get(key);
       const fresh = current ? this.#open(current) : undefined;
-      if (!fresh || fresh.due > this.#now()) continue;
+      if (!fresh || fresh.due > this.#now()) {
+        await this.options.store.take(`${LEASE_PREFIX}${key.slice(PREFIX.length)}`);
+        continue;
+      }
       await this.options.pause?.("work-claimed", fresh.task);
       let outcome: WorkOutcome;
       try {
