@@ -39,7 +39,7 @@ import {
   addCredentials, credentialStatus, deleteCredential, listCredentials, manageCredential, presentCredential, refreshCredential, resumeCredentials, showCredential, transferCredentials,
   WalletClientError,
 } from "../../internal/wallet/wallet-client.js";
-import type { DevUser } from "../../internal/dev/devop/dev-op.js";
+import { DEFAULT_DEV_USERS, type DevUser } from "../../internal/dev/devop/dev-op.js";
 import { CHROMIUM, CHROMIUM_ARGS } from "../support/chromium.js";
 import { browserlessWalletStep, chromiumWalletStep } from "../support/wallet-browser.js";
 import { dumpDatabase, findValue } from "../support/database-dump.js";
@@ -51,6 +51,8 @@ import { generateHpkeKeyPair } from "../../internal/s2s/hpke-jwe.js";
 import type { JWK } from "jose";
 
 const noWait = async () => {};
+/** One more person, whose one credential the /wallet page unlinks. */
+const DORA: DevUser = { sub: "dora-0004", email: "dora@example.org", email_verified: true, name: "Dora Example", password: "dora" };
 
 describe("the credential wallet end to end: four processes, the development issuer, hello wallet (docs/wallet-server.md)", function () {
   this.timeout(120_000);
@@ -64,7 +66,7 @@ describe("the credential wallet end to end: four processes, the development issu
   before(async function () {
     this.timeout(240_000);
     // Token runs twisted (test/support/twisted/rogue-token.ts): honest unless a test names a twist.
-    mesh = await startProtocolMesh({ database: "postgres", credentialWallet: true, twisted: { rogue: ["token"] } });
+    mesh = await startProtocolMesh({ database: "postgres", credentialWallet: true, twisted: { rogue: ["token"] }, users: [...DEFAULT_DEV_USERS, DORA] });
     issuerId = mesh.devIssuer!.metadata.issuer;
     const profile = await mkdtemp(path.join(os.tmpdir(), "hello-chromium-"));
     dirs.push(profile);
@@ -588,6 +590,43 @@ describe("the credential wallet end to end: four processes, the development issu
     expect(held).to.have.length(1);
     expect(held[0]!.status, "not confirmed").to.equal("IN_PROCESS");
     expect(mesh.devIssuer!.received.filter((e) => e.credentialInstanceId === held[0]!.instanceId).map((e) => e.eventType)).to.deep.equal(["PROVISIONING_FAILURE"]);
+  });
+
+  it("the /wallet page unlinks a credential of a lost device (issue 15): after a fresh sign-in of its own, the wallet server's own UNLINK, recorded; confirmed at another wallet's account, nothing is done", async function () {
+    const device = await signedIn(DORA);
+    const added = await addCredentials(device.api, device.store, { issuer: issuerId, configurations: ["identity_card"], person: ADA, sleep: noWait });
+    if (added.state !== "ISSUED") expect.fail(`not issued: ${added.state}`);
+    note(added);
+    const id = added.instances[0]!.id;
+    const openPage = async (browser: Browserless) => {
+      let page = await browser.submit(browser.form(await browser.go(new URL("/wallet", mesh.issuer)), /^\/wallet\/provider$/), [["provider", "dev"]]);
+      page = await browser.submit(browser.form(page, /\/login$/), [["email", DORA.email], ["password", DORA.password]]);
+      expect(page.body).to.include("<h1>Your credentials</h1>").and.not.include(id);
+      return page;
+    };
+    // Confirmed at Bob's account (another wallet, his own since his first sign-in): refused, nothing changes.
+    await signedIn(USERS.bob);
+    const rogue = new Browserless();
+    const shown = await openPage(rogue);
+    let other = await rogue.submit(rogue.form(shown, /^\/wallet\/unlink$/), []);
+    other = await rogue.submit(rogue.form(other, /\/login$/), [["email", USERS.bob.email], ["password", USERS.bob.password]]);
+    // The provider, whose session in this browser was Dora's, hands the answer back through a self-submitting form.
+    if (/document\.forms\[0\]\.submit\(\)/.test(other.body)) other = await rogue.submit(rogue.form(other), []);
+    expect(other.status).to.equal(403);
+    expect(other.body).to.include("Not your wallet&#39;s account");
+    expect(await issuerStatus(added.sessionId, id)()).to.equal("ACTIVE");
+
+    const browser = new Browserless();
+    const page = await openPage(browser);
+    expect(page.body).to.include("Unlink, confirming with");
+    let done = await browser.submit(browser.form(page, /^\/wallet\/unlink$/), []);
+    expect(done.body, "the provider asks again: prompt=login").to.match(/name="password"/);
+    done = await browser.submit(browser.form(done, /\/login$/), [["email", DORA.email], ["password", DORA.password]]);
+    expect(done.body).to.include("<h1>Credential unlinked</h1>");
+    expect(mesh.devIssuer!.instanceStatus(added.sessionId, id)).to.deep.equal({ status: "UNLINKED", reason: "NO_CLIENT (the wallet server's own UNLINK)" });
+    expect((await listCredentials(device.api, device.store)).find((c) => c.instanceId === id)?.status).to.equal("UNLINKED");
+    // The page offers no unlink for it any more.
+    expect((await openPage(new Browserless())).body).to.not.include("Unlink, confirming with");
   });
 
   it("display data and revocation (issue 15): DISPLAY_DATA_UPDATED reaches the wallet server and Bob's refresh takes the new display; the issuer revokes: a verifier sees REVOKED in its status list, present refuses, and Bob's status call ends the record (CANCELLED, no ciphertext)", async function () {

@@ -520,6 +520,37 @@ export class WalletDriver {
     return this.list({ answer, claims: { ...claims, uid, jkt: "" } });
   }
 
+  /**
+   * The /wallet page's unlink of one credential, for a device that is lost (no client can
+   * sign): from an account session (its own forced fresh sign-in), the wallet server's own
+   * UNLINK (reason NO_CLIENT, which the issuer records as such), and Token's view call
+   * records only that. Answers what the record now holds.
+   */
+  async unlinkFromPage(sessionToken: string, uid: string, ref: { issuer: string; sessionId: string; credentialInstanceId: string }) {
+    const client = this.#issuer(ref.issuer);
+    const res = await this.deps.token.authorizeWalletView({ sessionToken, credential: { issuer: ref.issuer, sessionId: ref.sessionId, credentialInstanceId: ref.credentialInstanceId } }, this.#options());
+    const claims = await this.#verified<WalletCallClaims>(WALLET_CALL_TOKEN, res.callToken, "wallet call token");
+    if (claims.uid !== uid || claims.view !== true || claims.jkt !== undefined || claims.session?.issuer !== ref.issuer || claims.session.session_id !== ref.sessionId ||
+      claims.session.credential_instance_id !== ref.credentialInstanceId) {
+      throw new ProtocolViolation("Token's wallet view is not this account's unlink of this credential");
+    }
+    const read = await this.#read(res.credentialRead, "credential", credentialHash(this.deps.lookupKey, ref.issuer, ref.sessionId, ref.credentialInstanceId));
+    if (!read.found) throw notFound("credential_instance");
+    const credential = { ...read, claims: await this.#record("credential", read.record) };
+    if (credential.claims.uid !== uid || credential.claims.issuer !== ref.issuer || credential.claims.session_id !== ref.sessionId || credential.claims.credential_instance_id !== ref.credentialInstanceId) {
+      throw notFound("credential_instance");
+    }
+    if (TERMINAL_CREDENTIAL_STATUSES.has(credential.claims.status)) return { status: credential.claims.status };
+    const answer = (await this.#ask(client, "/credential/manage", {
+      sessionId: ref.sessionId, credentialInstanceId: ref.credentialInstanceId, action: "UNLINK", reason: "NO_CLIENT", timestamp: new Date(this.#seconds() * 1000).toISOString(),
+    }, credentialManageResponseSchema)).body;
+    if (answer.sessionId !== ref.sessionId || answer.credentialInstanceId !== ref.credentialInstanceId) throw problem(502, "issuer_answer", "the issuer answered for another credential instance");
+    if (answer.currentStatus !== "UNLINKED") return { status: credential.claims.status, outcome: answer.outcome };
+    const call: WalletCall = { answer: create(AuthorizeWalletCallResponseSchema, { callToken: res.callToken }), claims: { ...claims, uid, jkt: "" } };
+    const next = await this.#updateCredential(call, credential, { case: "managed", value: JSON.stringify(answer) }, (c, at) => statusReported(c, answer.currentStatus, at));
+    return { status: next.status, outcome: answer.outcome };
+  }
+
   // --- the issuers' notifications (the S2S server's handlers) -----------------------------
 
   /** /verification/notify: a hint, recorded only into the notifying issuer's own session, and never moving a terminal status. */

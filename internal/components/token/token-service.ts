@@ -495,7 +495,7 @@ export function tokenRoutes(deps: TokenServiceDeps) {
       /** The /wallet page: an account session's user may list their credentials (wallet-sessions.ts). */
       authorizeWalletView: async (req) => {
         const account = await sessions.readOf(req.sessionToken, "user", "account");
-        return s2s.startView(account.uid!);
+        return s2s.startView(account.uid!, req.credential);
       },
     });
   };

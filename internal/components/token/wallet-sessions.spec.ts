@@ -847,12 +847,53 @@ describe("Token: the credential wallet's records (internal/components/token/wall
       // Anything but the unlink: refused.
       const via = { ...ref, viaSessionId: transferred };
       const suspended = JSON.stringify({ sessionId: ref.sessionId, credentialInstanceId: ref.credentialInstanceId, currentStatus: "SUSPENDED_WALLET", outcome: "COMPLETED" });
-      const onlyUnlink = { code: Code.PermissionDenied, message: "a device transfer changes the old instance's record only by its unlink" };
+      const onlyUnlink = { code: Code.PermissionDenied, message: "a device transfer (or the /wallet page) changes another client instance's record only by its unlink" };
       expect(await refusal(viaUpdate(alice2, via, { case: "managed", value: suspended }))).to.deep.equal(onlyUnlink);
       expect(await refusal(viaUpdate(alice2, via, { case: "reported", value: JSON.stringify({ currentStatus: "UNLINKED", currentVersion: "1" }) }))).to.deep.equal(onlyUnlink);
       // A via session named without an instance, or the session itself: INVALID_ARGUMENT.
       expect((await refusal(call(alice2, { issuer: X, sessionId: ref.sessionId, viaSessionId: transferred }))).code).to.equal(Code.InvalidArgument);
       expect((await refusal(call(alice2, { ...ref, viaSessionId: ref.sessionId }))).code).to.equal(Code.InvalidArgument);
+    });
+  });
+
+  describe("6e. the /wallet page's unlink: an account session's view call, for one credential, to UNLINKED only", function () {
+    /** `user`'s account session at step "user" (its forced fresh sign-in), then Token's view call naming `ref`. */
+    async function pageView(user: DevUser, ref?: Ref) {
+      const started = await token.createAccountSession({ providerId: "dev" });
+      const up = await upstream.login(user, started.upstreamNonce, { prompt: "login" });
+      const at = await token.authorizeSubject({ sessionToken: started.sessionToken, opIdToken: up.idToken });
+      const subjectRecord = rows.get(at.subjectRead!.hash)!.record;
+      const account = await token.authorizeUser({ sessionToken: at.sessionToken, subjectRecord, subjectReceipt: await receipt(at.subjectRead, subjectRecord) });
+      return token.authorizeWalletView({
+        sessionToken: account.sessionToken,
+        ...(ref ? { credential: { issuer: ref.issuer, sessionId: ref.sessionId, credentialInstanceId: ref.credentialInstanceId ?? "", viaSessionId: "" } } : {}),
+      });
+    }
+    const answerOf = (ref: Ref, currentStatus: string) => JSON.stringify({ sessionId: ref.sessionId, credentialInstanceId: ref.credentialInstanceId, currentStatus, outcome: "COMPLETED" });
+
+    it("honest: Alice's page view names her credential (any client instance's) and records its UNLINKED; anything else is refused", async function () {
+      const { ref } = await provisioned(alice2);
+      const view = await pageView(USERS.alice, ref);
+      expect(decodeJwt(view.callToken)).to.include({ view: true }).and.not.have.property("jkt");
+      const credential = await read(view.credentialRead);
+      const onlyUnlink = { code: Code.PermissionDenied, message: "a device transfer (or the /wallet page) changes another client instance's record only by its unlink" };
+      expect(await refusal(token.updateCredential({ callToken: view.callToken, credential, change: { case: "managed", value: answerOf(ref, "SUSPENDED_WALLET") } }))).to.deep.equal(onlyUnlink);
+      expect(await refusal(token.updateCredential({ callToken: view.callToken, credential, change: { case: "confirmed", value: true } }))).to.deep.equal(onlyUnlink);
+      const res = await token.updateCredential({ callToken: view.callToken, credential, change: { case: "managed", value: answerOf(ref, "UNLINKED") } });
+      expect(record("credential", res.credential!.record)).to.include({ status: "UNLINKED", jkt: alice2.jkt });
+      // The view call deletes nothing, and begins nothing.
+      expect((await refusal(token.deleteCredential({ callToken: view.callToken, credential, holdings: await read(view.holdingsRead) }))).code).to.equal(Code.PermissionDenied);
+    });
+
+    it("Bob's page view naming Alice's credential, or a view that names none: PERMISSION_DENIED or FAILED_PRECONDITION", async function () {
+      const { ref } = await provisioned(alice);
+      const bobs = await pageView(USERS.bob, ref);
+      expect(await refusal(token.updateCredential({ callToken: bobs.callToken, credential: await read(bobs.credentialRead), change: { case: "managed", value: answerOf(ref, "UNLINKED") } }))).to.deep.equal({
+        code: Code.PermissionDenied, message: "the credential record is not the calling client instance's",
+      });
+      const plain = await pageView(USERS.alice);
+      const aliceCall = await call(alice, ref);
+      expect((await refusal(token.updateCredential({ callToken: plain.callToken, credential: await read(aliceCall.credentialRead), change: { case: "managed", value: answerOf(ref, "UNLINKED") } }))).code).to.equal(Code.FailedPrecondition);
     });
   });
 

@@ -126,7 +126,8 @@ export function walletSessions(deps: WalletSessionDeps) {
    * credential's session (transfer_from); the caller says so with `transferred`.
    */
   async function ownCredential(call: WalletCallClaims, read: ReadRecord | undefined, via?: ReadRecord) {
-    const caller = user(call);
+    // The /wallet page's view call (a fresh sign-in, no client): the user's own record, any client instance's.
+    const caller = call.view === true && typeof call.uid === "string" ? { uid: call.uid, jkt: undefined } : user(call);
     if (!call.session?.credential_instance_id) throw outOfOrder("the wallet call names no credential instance");
     const ref = call.session;
     const hash = lookup.credential(ref.issuer, ref.session_id, ref.credential_instance_id!);
@@ -135,7 +136,9 @@ export function walletSessions(deps: WalletSessionDeps) {
       throw denied("the credential record is not the calling client instance's");
     }
     let transferred = false;
-    if (credential.jkt !== caller.jkt) {
+    if (caller.jkt === undefined) {
+      transferred = true; // the page's unlink: changed by its UNLINK only, as a transfer's is
+    } else if (credential.jkt !== caller.jkt) {
       if (!via?.record || !ref.via_session_id) throw denied("the credential record is not the calling client instance's");
       const { claims: session } = await stored("s2s-session", via, lookup.session(ref.issuer, ref.via_session_id), call.reads.via);
       if (session.uid !== caller.uid || session.jkt !== caller.jkt || session.issuer !== ref.issuer || session.session_id !== ref.via_session_id || session.transfer_from !== ref.session_id) {
@@ -344,7 +347,7 @@ export function walletSessions(deps: WalletSessionDeps) {
     }) {
       const call = await readCall(req.callToken);
       const { credential, version, hash, transferred } = await ownCredential(call, req.credential, req.viaSession);
-      if (transferred && req.change.case !== "managed") throw denied("a device transfer changes the old instance's record only by its unlink");
+      if (transferred && req.change.case !== "managed") throw denied("a device transfer (or the /wallet page) changes another client instance's record only by its unlink");
       let next: CredentialRecord;
       if (req.change.case === "delivered") {
         const answer = parsed(req.change.value, credentialGetResponseSchema, "credential get answer");
@@ -359,7 +362,7 @@ export function walletSessions(deps: WalletSessionDeps) {
         if (answer.sessionId !== credential.session_id || answer.credentialInstanceId !== credential.credential_instance_id) {
           throw invalidArgument("the manage answer is for another credential instance");
         }
-        if (transferred && answer.currentStatus !== "UNLINKED") throw denied("a device transfer changes the old instance's record only by its unlink");
+        if (transferred && answer.currentStatus !== "UNLINKED") throw denied("a device transfer (or the /wallet page) changes another client instance's record only by its unlink");
         next = ruled(() => statusReported(credential, answer.currentStatus, seconds()));
       } else if (req.change.case === "reported") {
         const answer = parsed(req.change.value, credentialStatusResponseSchema, "credential status answer");
@@ -402,9 +405,24 @@ export function walletSessions(deps: WalletSessionDeps) {
     },
 
     /** The /wallet page's view: an account session's user, who may only list. */
-    async startView(uid: string) {
+    async startView(uid: string, ref?: { issuer: string; sessionId: string; credentialInstanceId: string }) {
       const holdings = await deps.grants.read("holdings", lookup.holdings(uid));
-      return { callToken: await callToken({ uid, view: true, reads: { holdings: holdings.jti } }), holdingsRead: holdings.grant };
+      // The /wallet page's unlink names one credential: a read of its record, which UpdateCredential checks is the user's.
+      let credential;
+      if (ref?.issuer) {
+        allowed(ref.issuer);
+        if (!ref.sessionId || !ref.credentialInstanceId) throw invalidArgument("the credential to unlink needs its issuer, sessionId and credentialInstanceId");
+        credential = await deps.grants.read("credential", lookup.credential(ref.issuer, ref.sessionId, ref.credentialInstanceId));
+      }
+      return {
+        callToken: await callToken({
+          uid, view: true,
+          ...(credential ? { session: { issuer: ref!.issuer, session_id: ref!.sessionId, credential_instance_id: ref!.credentialInstanceId } } : {}),
+          reads: { holdings: holdings.jti, ...(credential ? { credential: credential.jti } : {}) },
+        }),
+        holdingsRead: holdings.grant,
+        ...(credential ? { credentialRead: credential.grant } : {}),
+      };
     },
 
     /**

@@ -36,6 +36,10 @@ export const MERGE_FLOW = "merge-upstream";
 export const THRESHOLD_FLOW = "threshold-upstream";
 /** The /wallet page's fresh sign-in (wallet-page.ts), an account sign-in with another destination. */
 export const WALLET_FLOW = "wallet-upstream";
+/** The /wallet page's unlink of one credential: its own fresh sign-in (wallet-page.ts). */
+export const WALLET_UNLINK_FLOW = "wallet-unlink-upstream";
+/** The sealing purpose of the /wallet page's unlink forms: the credential each names. */
+export const WALLET_UNLINK_REF = "wallet-unlink-ref";
 /** The sealing purpose of the recovery page's form: a recovery between its rounds. */
 export const RECOVERY_STATE = "recovery-state";
 /** The sealing purpose of the claims page's form: the claims update waiting for the user's choice. */

@@ -109,6 +109,6 @@ describe("the front door's route table (routes.ts)", function () {
         expect(settled, route.path).to.equal(0);
       }
     }
-    expect(ROUTES.filter((r) => r.loginStep).map((r) => r.path)).to.deep.equal(["/authorize", "/authorize/provider", "/upstream/callback", "/consent", "/account/provider", "/account/claims", "/account/claims/update", "/account/release", "/account/link", "/account/unlink", "/account/delete", "/account/merge", "/account/threshold", "/account/recover/provider", "/wallet/provider"]);
+    expect(ROUTES.filter((r) => r.loginStep).map((r) => r.path)).to.deep.equal(["/authorize", "/authorize/provider", "/upstream/callback", "/consent", "/account/provider", "/account/claims", "/account/claims/update", "/account/release", "/account/link", "/account/unlink", "/account/delete", "/account/merge", "/account/threshold", "/account/recover/provider", "/wallet/provider", "/wallet/unlink"]);
   });
 });

@@ -16,7 +16,7 @@ import { tokenEndpoint } from "./token-endpoint.js";
 import type { UpstreamRp } from "./upstream-rp.js";
 import { upstreamCallback } from "./upstream-callback.js";
 import { userinfo } from "./userinfo.js";
-import { walletGet, walletProvider } from "./wallet-page.js";
+import { walletGet, walletProvider, walletUnlink } from "./wallet-page.js";
 import {
   walletCancel, walletCredentialConfirm, walletCredentialGet, walletCredentialDelete, walletCredentialManage, walletCredentialReject, walletCredentialStatus,
   walletCredentialMetadata, walletCredentials, walletEvidence, walletInitiate, walletIssuers, walletJwks, walletMe,
@@ -68,6 +68,7 @@ export const ROUTES: readonly Route[] = [
   // The credential wallet (docs/wallet-server.md): JSON, problems as RFC 9457 documents.
   { path: "/wallet", methods: { GET: walletGet } },
   { path: "/wallet/provider", methods: { POST: walletProvider }, loginStep: true },
+  { path: "/wallet/unlink", methods: { POST: walletUnlink }, loginStep: true },
   { path: "/wallet/jwks", methods: { GET: walletJwks }, errors: "problem" },
   { path: "/wallet/api/me", methods: { GET: walletMe }, errors: "problem" },
   { path: "/wallet/api/issuers", methods: { GET: walletIssuers }, errors: "problem" },

@@ -7,12 +7,12 @@ import type { AuthorizationRequest } from "./authorization-request.js";
 import { issueCode, showConsent } from "./consent.js";
 import type { DoorContext, Exchange } from "./context.js";
 import {
-  ACCOUNT_FLOW, type AccountFlow, CLAIMS_FLOW, DELETE_FLOW, LINK_FLOW, LOGIN_FLOW, type LinkFlow, MERGE_FLOW, THRESHOLD_FLOW, type ThresholdFlow, WALLET_FLOW, type ProviderLeg, RECOVERY_FLOW, RELEASE_FLOW, type RecoveryFlow,
+  ACCOUNT_FLOW, type AccountFlow, CLAIMS_FLOW, DELETE_FLOW, LINK_FLOW, LOGIN_FLOW, type LinkFlow, MERGE_FLOW, THRESHOLD_FLOW, type ThresholdFlow, WALLET_FLOW, WALLET_UNLINK_FLOW, type ProviderLeg, RECOVERY_FLOW, RELEASE_FLOW, type RecoveryFlow,
   type ReleaseFlow, type TransactionFlow, UNLINK_FLOW, type UnlinkFlow, type UpstreamFlow, appRequestOf, flowCookie,
 } from "./flows.js";
 import { cookies } from "./http-input.js";
 import { sendError } from "./responses.js";
-import { walletAnswer } from "./wallet-page.js";
+import { walletAnswer, walletUnlinkAnswer } from "./wallet-page.js";
 import { accountAnswer, claimsAnswer, deleteAnswer, linkAnswer, mergeAnswer, recoveryAnswer, thresholdAnswer, releaseAnswer, unlinkAnswer } from "./account.js";
 import type { UpstreamProvider } from "../../../config/component-config.js";
 
@@ -40,6 +40,7 @@ const ACCOUNT_LEGS: readonly AccountLeg[] = [
   leg<TransactionFlow>(MERGE_FLOW, ", so nothing was merged", mergeAnswer),
   leg<ThresholdFlow>(THRESHOLD_FLOW, ", so nothing was changed", thresholdAnswer),
   leg<AccountFlow>(WALLET_FLOW, "", walletAnswer),
+  leg<Parameters<typeof walletUnlinkAnswer>[2]>(WALLET_UNLINK_FLOW, ", so nothing was unlinked", walletUnlinkAnswer),
 ];
 
 /** What a provider may say with prompt=none that goes to the app as is; any other error is access_denied. */
