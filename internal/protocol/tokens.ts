@@ -445,6 +445,8 @@ export interface CredentialRecord {
   metadata?: Record<string, unknown>;
   /** The issuer's `credentials` payload (a JWE to the WEK, origin ISSUER), once a get delivered. */
   credentials?: { jwe: string; origin: "ISSUER" };
+  /** A later get's delivery (a refresh, new presentment keys), until the client confirms or refuses it. */
+  pending?: { version: string; metadata?: Record<string, unknown>; credentials: { jwe: string; origin: "ISSUER" } };
   updated: number;
 }
 

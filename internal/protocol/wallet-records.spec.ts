@@ -28,8 +28,7 @@ import {
   metadataRefreshed,
   newCredential,
   sameRecord,
-  statusReported,
-} from "./wallet-records.js";
+  statusReported, rejected } from "./wallet-records.js";
 
 const SID = "0b5e2c4e-9f4a-4f0e-8a57-6a0c8f1b2d3e";
 const ISSUER = "https://issuer.example";
@@ -221,6 +220,22 @@ describe("wallet-records: the credential wallet's record rules (internal/protoco
       for (const origin of ["WALLET_SERVER", "WALLET_CLIENT", "issuer", ""]) {
         expect(refused(() => delivered(credential(), answer({ jwe: "a.b.c.d.e", origin }), 1)), origin).to.equal(message);
       }
+    });
+
+    it("a refresh's delivery is pending beside the good credentials: confirmed makes it the record's, rejected drops it; a first delivery rejected is undone; an end drops both", function () {
+      const active = confirmed(delivered(credential(), answer({ jwe: "a.b.c.d.e", origin: "ISSUER" }), 20), 30);
+      const refreshed = delivered(active, { credentialVersion: "2", credentials: { jwe: "f.g.h.i.j", origin: "ISSUER" }, credentialMetadata: { name: "PID v2" } }, 40);
+      expect(refreshed).to.deep.equal({ ...active, pending: { version: "2", metadata: { name: "PID v2" }, credentials: { jwe: "f.g.h.i.j", origin: "ISSUER" } }, updated: 40 });
+      expect(confirmed(refreshed, 50)).to.deep.equal({ ...active, version: "2", metadata: { name: "PID v2" }, credentials: { jwe: "f.g.h.i.j", origin: "ISSUER" }, updated: 50 });
+      expect(rejected(refreshed, 50)).to.deep.equal({ ...active, updated: 50 });
+      // A first delivery refused: as before it, IN_PROCESS with nothing delivered (the display data stays).
+      const first = delivered(credential(), answer({ jwe: "a.b.c.d.e", origin: "ISSUER" }), 20);
+      expect(rejected(first, 25)).to.deep.equal({ ...credential(), metadata: { name: "PID" }, updated: 25 });
+      expect(refused(() => rejected(active, 60))).to.equal("only delivered credentials the client has not confirmed are refused");
+      expect(refused(() => rejected(credential(), 60))).to.equal("only delivered credentials the client has not confirmed are refused");
+      const ended = statusReported(refreshed, "UNLINKED", 70);
+      expect(ended).to.not.have.property("credentials");
+      expect(ended).to.not.have.property("pending");
     });
 
     it("confirmed only once delivered", function () {

@@ -158,7 +158,13 @@ export function newCredential(session: S2sSessionRecord, instance: { credential_
   };
 }
 
-/** What /credential/get delivered: the version, the display data, and the JWE to the WEK (never a reference, never another origin). */
+/**
+ * What /credential/get delivered: the version, the display data, and the JWE to the WEK
+ * (never a reference, never another origin). The first delivery is the record's; a later
+ * one (a refresh, new presentment keys) is kept `pending` beside the credentials the
+ * client already has, until the client confirms it (confirmed) or refuses it (rejected):
+ * credentials that fail the client's checks never replace good ones.
+ */
 export function delivered(
   credential: CredentialRecord,
   answer: { credentialVersion: string; credentials: { jwe?: string; origin: string }; credentialMetadata?: Record<string, unknown> },
@@ -167,13 +173,29 @@ export function delivered(
   if (answer.credentials.origin !== "ISSUER" || typeof answer.credentials.jwe !== "string") {
     throw new WalletRecordError("the credentials must be the issuer's JWE (origin ISSUER), not a reference");
   }
-  return {
-    ...body(credential),
+  const got = {
     version: answer.credentialVersion,
     ...(answer.credentialMetadata ? { metadata: answer.credentialMetadata } : {}),
-    credentials: { jwe: answer.credentials.jwe, origin: "ISSUER" },
-    updated: at,
+    credentials: { jwe: answer.credentials.jwe, origin: "ISSUER" as const },
   };
+  if (credential.credentials && credential.status !== "IN_PROCESS") return { ...body(credential), pending: got, updated: at };
+  return { ...body(credential), ...got, updated: at };
+}
+
+/**
+ * The client refused what the last get delivered (it failed its checks): a refresh's
+ * pending credentials are dropped, the good ones stay; a first delivery's are dropped, and
+ * the record is as before it (IN_PROCESS, nothing delivered), for the client to get again.
+ */
+export function rejected(credential: CredentialRecord, at: number): CredentialRecord {
+  const current = body(credential);
+  if (current.pending) {
+    const { pending: _dropped, ...kept } = current;
+    return { ...kept, updated: at };
+  }
+  if (!current.credentials || current.status !== "IN_PROCESS") throw new WalletRecordError("only delivered credentials the client has not confirmed are refused");
+  const { credentials: _refused, version: _version, ...undelivered } = current;
+  return { ...undelivered, updated: at };
 }
 
 /** /credential/metadata's answer: the display data refreshed (the credentials and their version stay). */
@@ -185,7 +207,9 @@ export function metadataRefreshed(credential: CredentialRecord, answer: { creden
 /** The client confirmed the credential (first delivered, or refreshed): IN_PROCESS becomes ACTIVE (anything else stays), dated. */
 export function confirmed(credential: CredentialRecord, at: number): CredentialRecord {
   if (!credential.credentials) throw new WalletRecordError("a credential is confirmed only once it was delivered");
-  return { ...body(credential), ...(credential.status === "IN_PROCESS" ? { status: "ACTIVE" } : {}), updated: at };
+  // A refresh's pending delivery becomes the record's.
+  const { pending, ...current } = body(credential);
+  return { ...current, ...(pending ?? {}), ...(credential.status === "IN_PROCESS" ? { status: "ACTIVE" } : {}), updated: at };
 }
 
 /**
@@ -200,7 +224,7 @@ export function statusReported(credential: CredentialRecord, status: string, at:
   const current = body(credential);
   if (TERMINAL_CREDENTIAL_STATUSES.has(credential.status) || status === "UNKNOWN") return { ...current, updated: at };
   if (TERMINAL_CREDENTIAL_STATUSES.has(status)) {
-    const { credentials: _gone, ...kept } = current;
+    const { credentials: _gone, pending: _pending, ...kept } = current;
     return { ...kept, status, updated: at };
   }
   return { ...current, status, updated: at };

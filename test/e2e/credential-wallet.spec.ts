@@ -578,7 +578,7 @@ describe("the credential wallet end to end: four processes, the development issu
     expect(mesh.devIssuer!.received.filter((e) => e.credentialInstanceId === id).map((e) => e.eventType)).to.deep.equal(["PROVISIONING_SUCCESS", "LIFECYCLE_SUCCESS"]);
   });
 
-  it("credentials that fail the client's checks are refused, and the issuer is told (PROVISIONING_FAILURE); nothing is confirmed", async function () {
+  it("credentials that fail the client's checks are refused, and the issuer is told (PROVISIONING_FAILURE, then UPDATE_FAILURE for a refresh); nothing is confirmed", async function () {
     const ivy = await signedIn(USERS.bob);
     mesh.devIssuer!.setFaults({ misbind: 1 });
     const refused = await addCredentials(ivy.api, ivy.store, { issuer: issuerId, configurations: ["identity_card"], person: ADA, sleep: noWait })
@@ -590,6 +590,18 @@ describe("the credential wallet end to end: four processes, the development issu
     expect(held).to.have.length(1);
     expect(held[0]!.status, "not confirmed").to.equal("IN_PROCESS");
     expect(mesh.devIssuer!.received.filter((e) => e.credentialInstanceId === held[0]!.instanceId).map((e) => e.eventType)).to.deep.equal(["PROVISIONING_FAILURE"]);
+
+    // A refresh of a good credential answered with bad ones: refused, UPDATE_FAILURE, and the good ones stay.
+    const good = await addCredentials(ivy.api, ivy.store, { issuer: issuerId, configurations: ["driving_licence"], person: ADA, sleep: noWait });
+    if (good.state !== "ISSUED") expect.fail(`not issued: ${good.state}`);
+    note(good);
+    const id = good.instances[0]!.id;
+    mesh.devIssuer!.setFaults({ misbind: 1 });
+    const bad = await refreshCredential(ivy.api, ivy.store, id).then(() => expect.fail("a refresh bound to other keys was accepted"), (e: unknown) => e as WalletClientError);
+    mesh.devIssuer!.setFaults({ misbind: 0 });
+    expect(bad).to.be.instanceOf(WalletClientError);
+    expect(mesh.devIssuer!.received.filter((e) => e.credentialInstanceId === id).map((e) => e.eventType)).to.deep.equal(["PROVISIONING_SUCCESS", "UPDATE_FAILURE"]);
+    expect((await listCredentials(ivy.api, ivy.store)).find((c) => c.instanceId === id)).to.include({ status: "ACTIVE", verified: true });
   });
 
   it("the /wallet page unlinks a credential of a lost device (issue 15): after a fresh sign-in of its own, the wallet server's own UNLINK, recorded; confirmed at another wallet's account, nothing is done", async function () {

@@ -31,7 +31,7 @@ import {
   WALLET_CALL_TOKEN,
   type WalletCallClaims,
 } from "../../protocol/tokens.js";
-import { addInstances, applyStatus, confirmed, delivered, holdingsWithInstances, holdingsWithSession, holdingsWithoutInstance, metadataRefreshed, newCredential, sameRecord, statusReported, TERMINAL_CREDENTIAL_STATUSES } from "../../protocol/wallet-records.js";
+import { addInstances, applyStatus, confirmed, delivered, holdingsWithInstances, holdingsWithSession, holdingsWithoutInstance, metadataRefreshed, newCredential, rejected, sameRecord, statusReported, TERMINAL_CREDENTIAL_STATUSES } from "../../protocol/wallet-records.js";
 import {
   type CredentialGetResponse,
   type EventNotify,
@@ -343,6 +343,10 @@ export class WalletDriver {
   async reject(call: WalletCall, body: { issuer: string; sessionId: string; credentialInstanceId: string; reason: string }) {
     const credential = await this.#credential(call, body.issuer, body.sessionId, body.credentialInstanceId);
     const eventType = credential.claims.status === "IN_PROCESS" ? "PROVISIONING_FAILURE" : "UPDATE_FAILURE";
+    // What was refused leaves the record: a refresh's pending delivery, or a first delivery (the good credentials stay).
+    if (credential.claims.pending || (credential.claims.credentials && credential.claims.status === "IN_PROCESS")) {
+      await this.#updateCredential(call, credential, { case: "rejected", value: true }, (c, at) => rejected(c, at));
+    }
     await this.#notify(body.issuer, {
       sessionId: body.sessionId,
       credentialInstanceId: body.credentialInstanceId,
@@ -736,7 +740,7 @@ export class WalletDriver {
   }
 
   async #updateCredential(
-    call: WalletCall, credential: Read<"credential">, change: { case: "delivered" | "metadata" | "managed" | "reported"; value: string } | { case: "confirmed"; value: boolean },
+    call: WalletCall, credential: Read<"credential">, change: { case: "delivered" | "metadata" | "managed" | "reported"; value: string } | { case: "confirmed" | "rejected"; value: boolean },
     rule: (c: CredentialRecord, at: number) => CredentialRecord, via?: Read<"s2s-session">,
   ) {
     const res = await this.deps.token.updateCredential({

@@ -726,7 +726,7 @@ describe("Token: the credential wallet's records (internal/components/token/wall
         ruled("a credential is confirmed only once it was delivered"),
       );
       expect(await refusal(token.updateCredential({ callToken: c.callToken, credential, change: { case: undefined } }))).to.deep.equal({
-        code: Code.InvalidArgument, message: "the change is required: the get answer delivered, the metadata answer, the manage or status answer, or confirmed",
+        code: Code.InvalidArgument, message: "the change is required: the get answer delivered, the metadata answer, the manage or status answer, confirmed or rejected",
       });
       expect(row("credential", grantOf(c.credentialRead).hash).status).to.equal("IN_PROCESS");
       // twin: the issuer's JWE

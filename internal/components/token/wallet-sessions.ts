@@ -26,6 +26,7 @@ import {
   metadataRefreshed,
   statusReported,
   newCredential,
+  rejected,
 } from "../../protocol/wallet-records.js";
 import { credentialGetResponseSchema, credentialInstancesSchema, credentialManageResponseSchema, credentialMetadataResponseSchema, credentialStatusResponseSchema, verificationStatusSchema } from "../../s2s/messages.js";
 import { assertEs256PublicJwk } from "../../s2s/statements.js";
@@ -342,7 +343,7 @@ export function walletSessions(deps: WalletSessionDeps) {
     async updateCredential(req: {
       callToken: string;
       credential?: ReadRecord;
-      change: { case: "delivered" | "metadata" | "managed" | "reported"; value: string } | { case: "confirmed"; value: boolean } | { case: undefined };
+      change: { case: "delivered" | "metadata" | "managed" | "reported"; value: string } | { case: "confirmed" | "rejected"; value: boolean } | { case: undefined };
       viaSession?: ReadRecord;
     }) {
       const call = await readCall(req.callToken);
@@ -357,6 +358,8 @@ export function walletSessions(deps: WalletSessionDeps) {
         next = ruled(() => metadataRefreshed(credential, answer, seconds()));
       } else if (req.change.case === "confirmed" && req.change.value) {
         next = ruled(() => confirmed(credential, seconds()));
+      } else if (req.change.case === "rejected" && req.change.value) {
+        next = ruled(() => rejected(credential, seconds()));
       } else if (req.change.case === "managed") {
         const answer = parsed(req.change.value, credentialManageResponseSchema, "credential manage answer");
         if (answer.sessionId !== credential.session_id || answer.credentialInstanceId !== credential.credential_instance_id) {
@@ -368,7 +371,7 @@ export function walletSessions(deps: WalletSessionDeps) {
         const answer = parsed(req.change.value, credentialStatusResponseSchema, "credential status answer");
         next = ruled(() => statusReported(credential, answer.currentStatus, seconds()));
       } else {
-        throw invalidArgument("the change is required: the get answer delivered, the metadata answer, the manage or status answer, or confirmed");
+        throw invalidArgument("the change is required: the get answer delivered, the metadata answer, the manage or status answer, confirmed or rejected");
       }
       const { write } = await deps.grants.update("credential", hash, next, { version });
       return { credential: write };
