@@ -46,20 +46,37 @@ export async function accountProvider(door: DoorContext, { req, res }: Exchange)
   await goToProvider(door, res, provider, started, session, { prompt: "login", max_age: "0" }, ACCOUNT_FLOW);
 }
 
-/** The provider's answer to an account sign-in, verified by the callback: the wallet page. */
-export async function accountAnswer(door: DoorContext, res: Exchange["res"], flow: AccountFlow, provider: UpstreamProvider, upstream: UpstreamResult) {
-  let view;
+/**
+ * An account sign-in's answer opened (openAccount): `{ view }` (null: no wallet holds the
+ * account), or undefined once the page that says why not was sent. `what`: what the fresh
+ * sign-in is for, in the page's words ("your wallet is shown"); `again`: where to go back.
+ */
+export async function openedAccount(door: DoorContext, res: Exchange["res"], flow: AccountFlow, provider: UpstreamProvider, upstream: UpstreamResult, what: string, again: string) {
   try {
-    view = await door.driver.openAccount(flow.session, flow.started, upstream);
+    return { view: await door.driver.openAccount(flow.session, flow.started, upstream) };
   } catch (error) {
     if (error instanceof LoginRequired) {
-      return sendError(res, 403, "Sign in again", `${provider.name} did not ask you to sign in just now, and your wallet is shown only after a fresh sign-in.`, AGAIN);
+      sendError(res, 403, "Sign in again", `${provider.name} did not ask you to sign in just now, and ${what} only after a fresh sign-in.`, again);
+      return undefined;
     }
     // A delete that had stopped part-way, finished by this sign-in.
-    if (error instanceof WalletDeleted) return sendHtml(res, 200, walletDeletedPage());
-    if (error instanceof RecoveryAccountOnly) return sendError(res, 403, "This account cannot sign in", RECOVERY_ONLY, AGAIN);
+    if (error instanceof WalletDeleted) {
+      sendHtml(res, 200, walletDeletedPage());
+      return undefined;
+    }
+    if (error instanceof RecoveryAccountOnly) {
+      sendError(res, 403, "This account cannot sign in", RECOVERY_ONLY, again);
+      return undefined;
+    }
     throw error;
   }
+}
+
+/** The provider's answer to an account sign-in, verified by the callback: the wallet page. */
+export async function accountAnswer(door: DoorContext, res: Exchange["res"], flow: AccountFlow, provider: UpstreamProvider, upstream: UpstreamResult) {
+  const opened = await openedAccount(door, res, flow, provider, upstream, "your wallet is shown", AGAIN);
+  if (!opened) return;
+  const { view } = opened;
   if (!view) return sendHtml(res, 200, noWalletPage(provider.name));
   showAccount(door, res, view, provider);
 }

@@ -5,11 +5,12 @@
 // with their status (wallet-driver.ts view), shown once. Nothing is kept.
 
 import type { UpstreamProvider } from "../../../config/component-config.js";
-import { LoginRequired, RecoveryAccountOnly, type UpstreamResult, WalletDeleted } from "../login-driver.js";
+import type { UpstreamResult } from "../login-driver.js";
 import { chooserPage } from "../pages/chooser.js";
-import { noWalletPage, walletDeletedPage } from "../pages/account.js";
+import { noWalletPage } from "../pages/account.js";
 import { pageCsp } from "../pages/layout.js";
 import { walletPage, walletUnlinkedPage } from "../pages/wallet.js";
+import { openedAccount } from "./account.js";
 import type { DoorContext, Exchange } from "./context.js";
 import { type AccountFlow, FLOW_TTL, WALLET_FLOW, WALLET_UNLINK_FLOW, WALLET_UNLINK_REF, goToProvider } from "./flows.js";
 import { form } from "./http-input.js";
@@ -40,17 +41,9 @@ export async function walletProvider(door: DoorContext, { req, res }: Exchange) 
 /** The provider's answer: the user's credentials, by issuer and type, with their status. */
 export async function walletAnswer(door: DoorContext, res: Exchange["res"], flow: AccountFlow, provider: UpstreamProvider, upstream: UpstreamResult) {
   if (!door.walletDriver) return sendError(res, 404, "No credential wallet here", "This hello-mesh serves no credential wallet.");
-  let view;
-  try {
-    view = await door.driver.openAccount(flow.session, flow.started, upstream);
-  } catch (error) {
-    if (error instanceof LoginRequired) {
-      return sendError(res, 403, "Sign in again", `${provider.name} did not ask you to sign in just now, and your credentials are shown only after a fresh sign-in.`, AGAIN);
-    }
-    if (error instanceof WalletDeleted) return sendHtml(res, 200, walletDeletedPage());
-    if (error instanceof RecoveryAccountOnly) return sendError(res, 403, "This account cannot sign in", "The account you signed in with is a recovery account: it cannot sign in alone.", AGAIN);
-    throw error;
-  }
+  const opened = await openedAccount(door, res, flow, provider, upstream, "your credentials are shown", AGAIN);
+  if (!opened) return;
+  const { view } = opened;
   if (!view) return sendHtml(res, 200, noWalletPage(provider.name));
   const { credentials } = await door.walletDriver.view(view.sessionToken, view.uid);
   sendHtml(res, 200, walletPage(credentials.map((c) => {
@@ -97,17 +90,9 @@ export async function walletUnlink(door: DoorContext, { req, res }: Exchange) {
 /** The unlink's fresh sign-in is back: the same user as the page's, then the wallet server's own UNLINK. */
 export async function walletUnlinkAnswer(door: DoorContext, res: Exchange["res"], flow: AccountFlow & { unlink: UnlinkRef }, provider: UpstreamProvider, upstream: UpstreamResult) {
   if (!door.walletDriver) return sendError(res, 404, "No credential wallet here", "This hello-mesh serves no credential wallet.");
-  let view;
-  try {
-    view = await door.driver.openAccount(flow.session, flow.started, upstream);
-  } catch (error) {
-    if (error instanceof LoginRequired) {
-      return sendError(res, 403, "Sign in again", `${provider.name} did not ask you to sign in just now, and a credential is unlinked only after a fresh sign-in.`, AGAIN);
-    }
-    if (error instanceof WalletDeleted) return sendHtml(res, 200, walletDeletedPage());
-    if (error instanceof RecoveryAccountOnly) return sendError(res, 403, "This account cannot sign in", "The account you signed in with is a recovery account: it cannot sign in alone.", AGAIN);
-    throw error;
-  }
+  const opened = await openedAccount(door, res, flow, provider, upstream, "a credential is unlinked", AGAIN);
+  if (!opened) return;
+  const { view } = opened;
   if (!view) return sendHtml(res, 200, noWalletPage(provider.name));
   // Confirmed at an account of another wallet than the page's: nothing is done.
   if (view.uid !== flow.unlink.uid) return sendError(res, 403, "Not your wallet's account", "You signed in at an account of another wallet than the one whose credentials the page showed.", AGAIN);
