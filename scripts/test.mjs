@@ -6,6 +6,7 @@
 // temporary directory (or uses HELLO_TEST_DATABASE_URL).
 
 import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { createRequire } from "node:module";
 import { existsSync, readFileSync, readdirSync } from "node:fs";
 
 // `--faults` (npm run test:faults) runs the fault tests instead: components killed and
@@ -41,11 +42,14 @@ const missing = [
 if (missing.length > 0) aptInstall(missing);
 
 const specs = faults ? ["test/faults/**/*.spec.ts"] : ["{cmd,internal,mesh,test}/**/*.spec.ts", "--ignore", "test/faults/**"];
-const args = ["mocha", ...specs, ...process.argv.slice(2).filter((a) => a !== "--faults")];
+// mocha's own bin, run by this Node, not through npx: npx exits 0 when mocha is killed by a
+// signal (the OOM killer, say), which would pass a run that never finished. mocha's bin
+// dies of the signal its child died of, which the exit handler below fails on.
+const args = [createRequire(import.meta.url).resolve("mocha/bin/mocha.js"), ...specs, ...process.argv.slice(2).filter((a) => a !== "--faults")];
 // mocha's output goes through this process (for the stall watchdog below); keep its colours
 // where the reader has a terminal, as if it wrote there itself.
 if (process.stdout.isTTY && !args.includes("--no-color")) args.push("--color");
-const child = spawn("npx", args, { stdio: ["inherit", "pipe", "pipe"], detached: true });
+const child = spawn(process.execPath, args, { stdio: ["inherit", "pipe", "pipe"], detached: true });
 let lastOutput = Date.now();
 /** Set once a stall is found: what the processes print then (V8's stack prints) is kept here, not forwarded. */
 let captured;
@@ -88,14 +92,22 @@ const watchdog = setInterval(() => {
 }, 15_000);
 watchdog.unref();
 
-child.on("exit", (code) => {
+child.on("exit", (exitCode, signal) => {
   if (captured !== undefined) return; // the watchdog reports and exits
   clearInterval(watchdog);
+  // Killed (a signal, not an exit code): the run did not finish, so it failed.
+  if (signal) console.error(`\nnpm test: mocha was killed (${signal}) before it finished: the run fails.`);
+  const code = signal ? 1 : (exitCode ?? 1);
+  // Whatever ends this process now (the timer below, the pipes' end, or an event loop
+  // with nothing left: the pipes may have ended before this), it ends with mocha's code.
+  process.exitCode = code;
   // A process a test left behind may hold the pipes open: give the output a moment to
   // drain, then go, as spawnSync with inherited output did.
-  setTimeout(() => process.exit(code ?? 1), 1000).unref();
-  child.stdout.on("end", () => child.stderr.readableEnded && process.exit(code ?? 1));
-  child.stderr.on("end", () => child.stdout.readableEnded && process.exit(code ?? 1));
+  setTimeout(() => process.exit(code), 1000).unref();
+  const ended = () => child.stdout.readableEnded && child.stderr.readableEnded && process.exit(code);
+  child.stdout.on("end", ended);
+  child.stderr.on("end", ended);
+  ended();
 });
 
 function killTree(signal) {
