@@ -737,19 +737,12 @@ export async function addCredentials(api: WalletApi, store: KeyStore, input: Add
   }
 
   // 2. The session and its WSK.
-  const wsk = await es256KeyPair();
-  const session = await call(api, "POST", "/wallet/api/sessions", sessionAnswerSchema, { issuer: issuer.id, wsk: { ...wsk.publicJwk, alg: "ES256" } });
-  if (session.issuer !== undefined && session.issuer !== issuer.id) throw new WalletClientError("the wallet server made the session for another issuer; nothing more was sent");
-  const sessionId = session.sessionId;
-  await store.putKey(`wsk.${sessionId}`, wsk.privateJwk);
-  const index: SessionIndex = { issuer: issuer.id, sessionId, configurations, presentmentKeys: keyCount, createdAt: Math.floor(Date.now() / 1000), instances: [] };
-  await store.putData(indexName(sessionId), index);
-  const flow: Flow = { api, store, issuer, sessionId, wsk: wsk.privateJwk, index, person, ...(document ? { document } : {}), answerRejected: false, ...options };
-  options.progress(`Session ${sessionId} with ${issuer.id}.`);
+  const flow = await beginSession(api, store, issuer, configurations, keyCount, options, { person, ...(document ? { document } : {}) });
+  const { sessionId } = flow;
 
   // 3. Initiate, with the person's details sealed for the issuer.
-  const verificationNonce = await signStatement("nonce", { audience: issuer.id, sessionId }, {}, wsk.privateJwk);
-  const payload = await sealClientPayload("verificationData", { type: ITEM_TYPES.personData, id: "person", ...person }, { sessionId }, wsk.privateJwk, issuer.encryptionKey);
+  const verificationNonce = await signStatement("nonce", { audience: issuer.id, sessionId }, {}, flow.wsk);
+  const payload = await sealClientPayload("verificationData", { type: ITEM_TYPES.personData, id: "person", ...person }, { sessionId }, flow.wsk, issuer.encryptionKey);
   const first = await verificationCall(flow, "/wallet/api/initiate", { credentialConfigurationIds: configurations, verificationNonce, clientEncryptedPayload: [payload] });
 
   // 4-7.
@@ -795,20 +788,11 @@ export async function transferCredentials(api: WalletApi, store: KeyStore, fromS
   const options = flowOptions(input);
   const issuer = await trustedIssuer(api, store, held[0]!.issuer);
 
-  const wsk = await es256KeyPair();
-  const session = await call(api, "POST", "/wallet/api/sessions", sessionAnswerSchema, { issuer: issuer.id, wsk: { ...wsk.publicJwk, alg: "ES256" }, transferFrom: fromSessionId });
-  if (session.issuer !== undefined && session.issuer !== issuer.id) throw new WalletClientError("the wallet server made the session for another issuer; nothing more was sent");
-  const sessionId = session.sessionId;
-  await store.putKey(`wsk.${sessionId}`, wsk.privateJwk);
-  const index: SessionIndex = {
-    issuer: issuer.id, sessionId, configurations, presentmentKeys: keyCount, createdAt: Math.floor(Date.now() / 1000), instances: [], transferFrom: fromSessionId,
-  };
-  await store.putData(indexName(sessionId), index);
-  const flow: Flow = { api, store, issuer, sessionId, wsk: wsk.privateJwk, index, answerRejected: false, ...options };
-  options.progress(`Session ${sessionId} with ${issuer.id}, taking over ${fromSessionId}.`);
+  const flow = await beginSession(api, store, issuer, configurations, keyCount, options, { transferFrom: fromSessionId });
+  const { sessionId } = flow;
 
   // No details of the person: the issuer knows them from the session taken over.
-  const verificationNonce = await signStatement("nonce", { audience: issuer.id, sessionId }, {}, wsk.privateJwk);
+  const verificationNonce = await signStatement("nonce", { audience: issuer.id, sessionId }, {}, flow.wsk);
   const first = await verificationCall(flow, "/wallet/api/initiate", { credentialConfigurationIds: configurations, verificationNonce });
   const { status, timedOut } = await driveVerification(flow, first);
   const result = await finish(flow, status, timedOut);
@@ -833,6 +817,33 @@ async function unlinkTransferred(flow: Flow, fromSessionId: string): Promise<Tra
     unlinked.push({ instanceId: old.credentialInstanceId, outcome: clean(answer.outcome, 40), status: clean(answer.status, 40) });
   }
   return unlinked;
+}
+
+/**
+ * A new S2S session at `issuer` with a new WSK (add, and a transfer's session taking over
+ * `transferFrom`): the WSK and the session's index kept on this device, and its flow.
+ */
+async function beginSession(
+  api: WalletApi, store: KeyStore, issuer: TrustedIssuer, configurations: string[], keyCount: number, options: ReturnType<typeof flowOptions>,
+  extra: { person?: PersonInput; document?: LoadedDocument; transferFrom?: string },
+): Promise<Flow> {
+  const wsk = await es256KeyPair();
+  const session = await call(api, "POST", "/wallet/api/sessions", sessionAnswerSchema, {
+    issuer: issuer.id, wsk: { ...wsk.publicJwk, alg: "ES256" }, ...(extra.transferFrom !== undefined ? { transferFrom: extra.transferFrom } : {}),
+  });
+  if (session.issuer !== undefined && session.issuer !== issuer.id) throw new WalletClientError("the wallet server made the session for another issuer; nothing more was sent");
+  const sessionId = session.sessionId;
+  await store.putKey(`wsk.${sessionId}`, wsk.privateJwk);
+  const index: SessionIndex = {
+    issuer: issuer.id, sessionId, configurations, presentmentKeys: keyCount, createdAt: Math.floor(Date.now() / 1000), instances: [],
+    ...(extra.transferFrom !== undefined ? { transferFrom: extra.transferFrom } : {}),
+  };
+  await store.putData(indexName(sessionId), index);
+  options.progress(`Session ${sessionId} with ${issuer.id}${extra.transferFrom !== undefined ? `, taking over ${extra.transferFrom}` : ""}.`);
+  return {
+    api, store, issuer, sessionId, wsk: wsk.privateJwk, index, answerRejected: false, ...options,
+    ...(extra.person ? { person: extra.person } : {}), ...(extra.document ? { document: extra.document } : {}),
+  };
 }
 
 /** Takes up a session `add` left PENDING (or REJECTED, with corrected details): its status now, then on as add goes. */

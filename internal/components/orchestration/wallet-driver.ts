@@ -538,12 +538,7 @@ export class WalletDriver {
       claims.session.credential_instance_id !== ref.credentialInstanceId) {
       throw new ProtocolViolation("Token's wallet view is not this account's unlink of this credential");
     }
-    const read = await this.#read(res.credentialRead, "credential", credentialHash(this.deps.lookupKey, ref.issuer, ref.sessionId, ref.credentialInstanceId));
-    if (!read.found) throw notFound("credential_instance");
-    const credential = { ...read, claims: await this.#record("credential", read.record) };
-    if (credential.claims.uid !== uid || credential.claims.issuer !== ref.issuer || credential.claims.session_id !== ref.sessionId || credential.claims.credential_instance_id !== ref.credentialInstanceId) {
-      throw notFound("credential_instance");
-    }
+    const credential = await this.#usersCredential(res.credentialRead, uid, ref);
     if (TERMINAL_CREDENTIAL_STATUSES.has(credential.claims.status)) return { status: credential.claims.status };
     const answer = (await this.#ask(client, "/credential/manage", {
       sessionId: ref.sessionId, credentialInstanceId: ref.credentialInstanceId, action: "UNLINK", reason: "NO_CLIENT", timestamp: new Date(this.#seconds() * 1000).toISOString(),
@@ -799,10 +794,15 @@ export class WalletDriver {
   /** The old session's instance a device transfer unlinks: the same user's (any client instance's), read with the call's grant. */
   async #transferredCredential(call: WalletCall, issuerId: string, sessionId: string, instanceId: string): Promise<Read<"credential">> {
     if (call.claims.session?.credential_instance_id !== instanceId) throw new ProtocolViolation("Token's call token is for another credential instance");
-    const read = await this.#read(call.answer.credentialRead, "credential", credentialHash(this.deps.lookupKey, issuerId, sessionId, instanceId));
+    return this.#usersCredential(call.answer.credentialRead, call.claims.uid, { issuer: issuerId, sessionId, credentialInstanceId: instanceId });
+  }
+
+  /** A credential record of user `uid`'s (any client instance's), read with `grant`: the one named, or 404. */
+  async #usersCredential(grant: AccessGrant | undefined, uid: string, ref: { issuer: string; sessionId: string; credentialInstanceId: string }): Promise<Read<"credential">> {
+    const read = await this.#read(grant, "credential", credentialHash(this.deps.lookupKey, ref.issuer, ref.sessionId, ref.credentialInstanceId));
     if (!read.found) throw notFound("credential_instance");
     const claims = await this.#record("credential", read.record);
-    if (claims.uid !== call.claims.uid || claims.issuer !== issuerId || claims.session_id !== sessionId || claims.credential_instance_id !== instanceId) throw notFound("credential_instance");
+    if (claims.uid !== uid || claims.issuer !== ref.issuer || claims.session_id !== ref.sessionId || claims.credential_instance_id !== ref.credentialInstanceId) throw notFound("credential_instance");
     return { ...read, claims };
   }
 

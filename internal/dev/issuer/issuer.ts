@@ -981,6 +981,17 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
     instance.lastChange = { at: now(), reason: suspended ? "the issuer's suspension" : "the issuer lifted its suspension" };
   }
 
+  /** The issuer's own action on an instance, told to its wallet server (its /credential/manage): its answer. */
+  async function tellWalletServer(sessionId: string, credentialInstanceId: string, action: "SUSPEND" | "RESUME" | "UNLINK") {
+    const { session } = known(sessionId, credentialInstanceId);
+    const answer = await clientFor(session.peer).post(
+      "/credential/manage",
+      { sessionId, credentialInstanceId, action, reason: "ISSUER_POLICY", timestamp: new Date(now() * 1000).toISOString() },
+      credentialManageResponseSchema,
+    );
+    return answer.body;
+  }
+
   return {
     url: server.url,
     port: server.port,
@@ -1004,27 +1015,16 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
       instance.lastChange = { at: now(), reason: "revoked by the issuer" };
     },
     async unlinkAndTell(sessionId, credentialInstanceId) {
-      const { session, instance } = known(sessionId, credentialInstanceId);
+      const { instance } = known(sessionId, credentialInstanceId);
       if (!instance.unlinked && !instance.cancelled) {
         instance.unlinked = true;
         instance.lastChange = { at: now(), reason: "unlinked by the issuer" };
       }
-      const answer = await clientFor(session.peer).post(
-        "/credential/manage",
-        { sessionId, credentialInstanceId, action: "UNLINK", reason: "ISSUER_POLICY", timestamp: new Date(now() * 1000).toISOString() },
-        credentialManageResponseSchema,
-      );
-      return answer.body;
+      return tellWalletServer(sessionId, credentialInstanceId, "UNLINK");
     },
     async suspendAndTell(sessionId, credentialInstanceId, suspended) {
       suspendAsIssuer(sessionId, credentialInstanceId, suspended);
-      const session = sessions.get(sessionId)!;
-      const answer = await clientFor(session.peer).post(
-        "/credential/manage",
-        { sessionId, credentialInstanceId, action: suspended ? "SUSPEND" : "RESUME", reason: "ISSUER_POLICY", timestamp: new Date(now() * 1000).toISOString() },
-        credentialManageResponseSchema,
-      );
-      return answer.body;
+      return tellWalletServer(sessionId, credentialInstanceId, suspended ? "SUSPEND" : "RESUME");
     },
     received,
     notices,
