@@ -50,6 +50,13 @@ export interface SqlExecutor extends SqlSession {
    * when `work` throws, not at all (and `work`'s error is what this throws).
    */
   transaction<T>(work: (tx: SqlSession) => Promise<T>): Promise<T>;
+  /**
+   * Like query, for a read whose empty answer mints an Error Token ("no record"): an
+   * empty answer is returned only once confirmed current (postgres-store.ts: the server
+   * was still the primary its synchronous standby follows). Absent: query, for a backend
+   * with no replicas (PGlite).
+   */
+  readConfirmingAbsence?<T>(sql: string, params: readonly unknown[]): Promise<SqlResult<T>>;
   close(): Promise<void>;
 }
 
@@ -102,7 +109,8 @@ export function sqlRecordStore(db: SqlExecutor): RecordStore {
   }
 
   async function readRow(hash: string, kind: RecordKindName): Promise<StoredRow | undefined> {
-    const { rows } = await db.query<DbRecordRow>(SQL.read, [hash, kind]);
+    const read = db.readConfirmingAbsence ?? db.query;
+    const { rows } = await read.call(db, SQL.read, [hash, kind]) as SqlResult<DbRecordRow>;
     return rows[0] === undefined ? undefined : toStoredRow(rows[0]);
   }
 
