@@ -13,6 +13,34 @@ import { ConfigError, parseConfigFile } from "./errors.js";
 const Port = z.number().int().min(0).max(65535);
 const HttpsUrl = z.url({ protocol: /^https$/ });
 
+/** A peer's mesh address: https://host:port (trust is by its certificate, not its host name). */
+const PeerUrl = z.url({ protocol: /^https$/, error: "must be an https:// URL (https://host:port)" });
+
+/** Reports a replica named twice (the same URL once normalised: case, a trailing slash). */
+function distinctReplicas(urls: string[], ctx: z.RefinementCtx): void {
+  const seen = urls.map((url) => URL.canParse(url) ? new URL(url).href : url);
+  seen.forEach((url, i) => {
+    const first = seen.indexOf(url);
+    if (first < i) ctx.addIssue({ code: "custom", path: [i], message: `the same replica as [${first}] (${urls[first]}): list each replica once` });
+  });
+}
+
+/**
+ * A peer (docs/replicas.md): its one https://host:port, or a list of its replicas',
+ * each of them the same component with the same mesh identity. The client spreads its
+ * calls over those that serve and fails over between them (mesh/replicated-transport.ts).
+ */
+export const PeerAddressSchema = z.union(
+  [PeerUrl, z.array(PeerUrl).min(1, "a list of replicas needs at least one URL; or give the peer's one URL as a string").superRefine(distinctReplicas)],
+  { error: (issue) => (issue.input === undefined ? "required: the peer's https://host:port, or a list of its replicas' URLs" : "must be an https://host:port URL, or a list of them (one per replica of the peer)") },
+);
+export type PeerAddress = z.infer<typeof PeerAddressSchema>;
+
+/** A peer's replicas' URLs, one or more. */
+export function peerUrls(peer: PeerAddress): readonly string[] {
+  return typeof peer === "string" ? [peer] : peer;
+}
+
 const Listen = z.strictObject({
   host: z.string().min(1).default("127.0.0.1"),
   port: Port,
@@ -173,7 +201,8 @@ export type WalletServerConfig = z.infer<typeof WalletServerSchema>;
 export const OrchestrationConfigSchema = z.strictObject({
   component: z.literal("orchestration"),
   ...common,
-  peers: z.strictObject({ token: HttpsUrl, encryption: HttpsUrl }),
+  /** Token's and Encryption's mesh addresses: each one URL, or a list of its replicas' (docs/replicas.md). */
+  peers: z.strictObject({ token: PeerAddressSchema, encryption: PeerAddressSchema }),
   /** The lookup key (shared with Token's custodian only) and the browser cookie key. */
   keys: z.strictObject({ lookup: z.string().min(1), cookie: z.string().min(1) }),
   /** The public front door: where apps and browsers reach hello-mesh (README, "The front door over HTTPS"). */
@@ -295,7 +324,8 @@ export const TokenConfigSchema = z.strictObject({
 export const EncryptionConfigSchema = z.strictObject({
   component: z.literal("encryption"),
   ...common,
-  peers: z.strictObject({ storage: HttpsUrl }),
+  /** Storage's mesh address: one URL, or a list of its replicas' (docs/replicas.md). */
+  peers: z.strictObject({ storage: PeerAddressSchema }),
   keys: z.strictObject({ keyring: z.string().min(1) }),
 });
 

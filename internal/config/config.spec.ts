@@ -5,7 +5,7 @@ import { expect } from "chai";
 import { COMPONENTS } from "../protocol/identity.js";
 import { ConfigError } from "./errors.js";
 import { deriveComponentConfigs, loadDevConfig } from "../dev/dev-config.js";
-import { ComponentConfigSchema, loadAnyComponentConfig } from "./component-config.js";
+import { ComponentConfigSchema, loadAnyComponentConfig, peerUrls } from "./component-config.js";
 
 describe("configuration (docs/design.md §6)", function () {
   let dir: string;
@@ -224,6 +224,50 @@ describe("configuration (docs/design.md §6)", function () {
     expect(Object.keys((configs.orchestration as { peers: object }).peers)).to.deep.equal(["token", "encryption"]);
     expect(Object.keys((configs.encryption as { peers: object }).peers)).to.deep.equal(["storage"]);
     expect(configs.token).not.to.have.property("peers");
+  });
+
+  it("a peer is one https://host:port, or a list of its replicas' (docs/replicas.md): at least one, each https, each once", function () {
+    const orchestration = (peers: Record<string, unknown>) => ({
+      component: "orchestration", listen: { port: 7100 }, tls: { cert: "o.crt", key: "o.key" }, bundles: "bundles",
+      peers, keys: { lookup: "l.key", cookie: "c.key" }, public: { port: 9000 }, issuer: "http://localhost:9000", clients: [], providers: [],
+    });
+    const encryption = (storage: unknown) => ({
+      component: "encryption", listen: { port: 7102 }, tls: { cert: "e.crt", key: "e.key" }, bundles: "bundles", peers: { storage }, keys: { keyring: "k.json" },
+    });
+    const issuesOf = (config: unknown) => {
+      const parsed = ComponentConfigSchema.safeParse(config);
+      expect(parsed.success, "the configuration was accepted").to.equal(false);
+      return parsed.error!.issues.map((i) => `${i.path.join(".")}: ${i.message}`);
+    };
+    const one = "https://127.0.0.1:7101";
+    const replicas = ["https://token-1.internal:7101", "https://token-2.internal:7101", "https://10.0.0.3:7101"];
+    for (const [token, storage] of [[one, "https://127.0.0.1:7103"], [replicas, ["https://storage-1:7103", "https://storage-2:7103"]], [[one], ["https://storage-1:7103"]]] as const) {
+      const o = ComponentConfigSchema.parse(orchestration({ token, encryption: "https://127.0.0.1:7102" }));
+      expect(o.component === "orchestration" && o.peers.token).to.deep.equal(token);
+      const e = ComponentConfigSchema.parse(encryption(storage));
+      expect(e.component === "encryption" && e.peers.storage).to.deep.equal(storage);
+    }
+    expect(issuesOf(orchestration({ token: [], encryption: one }))).to.deep.equal([
+      "peers.token: a list of replicas needs at least one URL; or give the peer's one URL as a string",
+    ]);
+    expect(issuesOf(orchestration({ token: [replicas[0], "http://token-2.internal:7101"], encryption: "https://127.0.0.1:7102" }))).to.deep.equal([
+      "peers.token.1: must be an https:// URL (https://host:port)",
+    ]);
+    expect(issuesOf(orchestration({ token: "token.internal:7101", encryption: one }))).to.deep.equal(["peers.token: must be an https:// URL (https://host:port)"]);
+    expect(issuesOf(orchestration({ token: [replicas[0], replicas[1], "https://TOKEN-1.internal:7101/"], encryption: one }))).to.deep.equal([
+      "peers.token.2: the same replica as [0] (https://token-1.internal:7101): list each replica once",
+    ]);
+    expect(issuesOf(orchestration({ token: 7101, encryption: one }))).to.deep.equal([
+      "peers.token: must be an https://host:port URL, or a list of them (one per replica of the peer)",
+    ]);
+    expect(issuesOf(orchestration({ token: one }))).to.deep.equal([
+      "peers.encryption: required: the peer's https://host:port, or a list of its replicas' URLs",
+    ]);
+    expect(issuesOf(encryption({ url: "https://storage-1:7103" }))).to.deep.equal([
+      "peers.storage: must be an https://host:port URL, or a list of them (one per replica of the peer)",
+    ]);
+    expect(peerUrls(one)).to.deep.equal([one]);
+    expect(peerUrls(replicas)).to.deep.equal(replicas);
   });
 
   it("without a database URL, Storage gets the embedded PGlite directory under stateDir", async function () {

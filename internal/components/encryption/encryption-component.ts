@@ -11,10 +11,10 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import type { DescService } from "@bufbuild/protobuf";
 import type { Bundle } from "../../../mesh/bundle.js";
 import { trustOfBundles } from "../../../mesh/bundle.js";
-import { createMeshTransport } from "../../../mesh/client.js";
+import { createReplicatedTransport } from "../../../mesh/replicated-transport.js";
 import type { Component } from "../../protocol/identity.js";
 import type { MeshCredentials } from "../../../mesh/server.js";
-import type { EncryptionConfig } from "../../config/component-config.js";
+import { type EncryptionConfig, peerUrls } from "../../config/component-config.js";
 import { EncryptionService } from "../../gen/hello/encryption/v1/encryption_service_pb.js";
 import { KeyringAdminService } from "../../gen/hello/encryption/v1/keyring_admin_service_pb.js";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
@@ -57,11 +57,12 @@ export function encryptionComponent(config: EncryptionConfig, deps: EncryptionCo
       "reloaded the keyring",
     );
   });
-  // One connection to Storage for its services and its health; a call that fails as
-  // unavailable makes Encryption look at Storage's health at once.
-  const transport = createMeshTransport({
+  // One connection to each replica of Storage for its services and its health; calls are
+  // spread over the replicas that serve and fail over between them (docs/replicas.md).
+  // A call that fails as unavailable makes Encryption look at Storage's health at once.
+  const transport = createReplicatedTransport({
     target: "storage",
-    baseUrl: config.peers.storage,
+    baseUrls: peerUrls(config.peers.storage),
     credentials: deps.credentials,
     // Storage's CA as last reloaded: a rotated CA reaches this client too.
     trust: trustOfBundles(deps.bundles),
@@ -69,6 +70,7 @@ export function encryptionComponent(config: EncryptionConfig, deps: EncryptionCo
     // reads together reaches Storage (docs/design.md §2, §5).
     tracing: { newTrace: true },
     interceptors: [onUnavailable(() => storageHealth.suspect())],
+    onReplicaState: (url, state, previous) => log.info({ peer: "storage", replica: url, state, previous }, `storage's replica at ${url} is ${state}`),
   });
   const storage = createClient(StorageService, transport);
   const keyMaintenance = createClient(KeyMaintenanceService, transport);
@@ -95,6 +97,7 @@ export function encryptionComponent(config: EncryptionConfig, deps: EncryptionCo
       storageHealth.close();
       watched.close();
       await job.stop();
+      transport.close();
     },
   };
 }

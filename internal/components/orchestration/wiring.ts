@@ -11,7 +11,7 @@
 import { WalletKeys } from "./wallet-keys.js";
 import { createClient } from "@connectrpc/connect";
 import { trustOfBundles } from "../../../mesh/bundle.js";
-import { createMeshTransport } from "../../../mesh/client.js";
+import { createReplicatedTransport } from "../../../mesh/replicated-transport.js";
 import { TokenService } from "../../gen/hello/token/v1/token_service_pb.js";
 import { EncryptionService } from "../../gen/hello/encryption/v1/encryption_service_pb.js";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
@@ -22,7 +22,7 @@ import { WalletWork } from "./s2s/wallet-work.js";
 import { WalletDriver } from "./wallet-driver.js";
 import { startFrontDoor } from "./front-door/front-door.js";
 import { MemoryStore, type SharedStore } from "./sealed.js";
-import type { WalletServerConfig } from "../../config/component-config.js";
+import { type WalletServerConfig, peerUrls } from "../../config/component-config.js";
 import { problem } from "../../s2s/problem.js";
 import { EvidenceStore } from "./s2s/evidence.js";
 import type { S2sHandlers } from "./s2s/handlers.js";
@@ -36,10 +36,20 @@ import { type ServiceFactory, peerKeys } from "../runtime/component-services.js"
 export const orchestrationService: ServiceFactory<"orchestration"> = async (config, deps) => {
   // Token's and Encryption's CAs as last reloaded: a rotated CA reaches the clients too.
   const trust = trustOfBundles(deps.bundles);
-  // One connection per peer, for its service and its health; a call that fails as
-  // unavailable makes Orchestration look at its peers' health at once.
+  // One connection per replica of each peer, for its service and its health; calls are
+  // spread over the replicas that serve and fail over between them (docs/replicas.md).
+  // A call that fails as unavailable makes Orchestration look at its peers' health at once.
   const transport = (target: "token" | "encryption") =>
-    createMeshTransport({ target, baseUrl: config.peers[target], credentials: deps.credentials, trust, interceptors: [onUnavailable(() => peers.suspect())] });
+    createReplicatedTransport({
+      target,
+      baseUrls: peerUrls(config.peers[target]),
+      credentials: deps.credentials,
+      trust,
+      interceptors: [onUnavailable(() => peers.suspect())],
+      // Encryption may look at Storage before it answers a Check.
+      health: { deadlineMs: 2 * PEER_CHECK_DEADLINE_MS },
+      onReplicaState: (url, state, previous) => deps.log.info({ peer: target, replica: url, state, previous }, `${target}'s replica at ${url} is ${state}`),
+    });
   const transports = { token: transport("token"), encryption: transport("encryption") };
   const peers = new PeerHealth({
     peers: (["token", "encryption"] as const).map((name) => ({ name, health: createClient(Health, transports[name]) })),
@@ -155,6 +165,8 @@ export const orchestrationService: ServiceFactory<"orchestration"> = async (conf
       await work?.close();
       await wallet?.close();
       if ("close" in store) await store.close();
+      transports.token.close();
+      transports.encryption.close();
     },
   };
 };
