@@ -18,6 +18,7 @@ import { verify } from "../../internal/protocol/jws.js";
 import { releaseHash, subjectHash, walletHash } from "../../internal/protocol/lookup-key.js";
 import { RECORD_TYPES, type RecordClaims } from "../../internal/protocol/tokens.js";
 import { type ComponentProcesses, startComponentProcesses } from "../../internal/dev/component-processes.js";
+import { replicaDeployment } from "../../internal/dev/replicas.js";
 import { openRecordStore } from "../../internal/components/storage/backend/open-store.js";
 import type { RecordKindName } from "../../internal/protocol/records.js";
 import { Browserless, type Page } from "../support/browserless.js";
@@ -79,6 +80,8 @@ export interface FaultRig {
   kill(component: Component, signal: "SIGKILL" | "SIGTERM"): Promise<void>;
   /** Starts the component again from its configuration; resolves when it serves. */
   restart(component: Component): Promise<void>;
+  /** Replica `n` (2, 3, …) of a component started with `replicas`: its process, killed and started again like the component's own. */
+  replica(component: Component, n: number): { pid(): number; kill(signal: "SIGKILL" | "SIGTERM"): Promise<void>; restart(): Promise<void>; alive(): boolean };
   freeze(component: Component): void;
   thaw(component: Component): void;
   /** True while the component's current process runs (not exited). */
@@ -100,8 +103,10 @@ export interface FaultRig {
 }
 
 export async function startFaultRig(options: {
-  database: "pglite" | "postgres";
+  database: "pglite" | "postgres" | { readonly url: string };
   users: number;
+  /** Replicas of Token, Encryption, Storage, each its own process (internal/dev/replicas.ts). */
+  replicas?: Parameters<typeof startProtocolMesh>[0]["replicas"];
   /** The development issuer and Orchestration's wallet server too (docs/wallet-server.md). */
   credentialWallet?: boolean;
   /** As startProtocolMesh's: changes to the deployment before any component starts. */
@@ -112,8 +117,11 @@ export async function startFaultRig(options: {
     database: options.database, users, ownPostgres: true, readyTimeoutMs: READY_TIMEOUT_MS,
     ...(options.credentialWallet ? { credentialWallet: true } : {}),
     ...(options.prepare ? { prepare: options.prepare } : {}),
+    ...(options.replicas ? { replicas: options.replicas } : {}),
   });
   const current = new Map<Component, ChildProcess>(mesh.processes.children);
+  /** Each replica's current process, by "component-n". */
+  const replicaChildren = new Map<string, ChildProcess>(mesh.replicas.map(({ replica, processes }) => [`${replica.component}-${replica.number}`, processes.children.get(replica.component)!]));
   const restarted: ComponentProcesses[] = [];
   const outputs = new Map<Component, string[]>();
   const capture = (component: Component, child: ChildProcess) => {
@@ -124,6 +132,7 @@ export async function startFaultRig(options: {
     child.stderr?.on("data", (chunk: Buffer) => chunks.push(chunk.toString("utf8")));
   };
   for (const [component, child] of current) capture(component, child);
+  for (const { replica, processes } of mesh.replicas) capture(replica.component, processes.children.get(replica.component)!);
 
   const child = (component: Component) => current.get(component)!;
   const exited = (c: ChildProcess) =>
@@ -142,6 +151,32 @@ export async function startFaultRig(options: {
     restarted.push(processes);
     current.set(component, processes.children.get(component)!);
     await processes.ready;
+  };
+
+  const replica: FaultRig["replica"] = (component, n) => {
+    const key = `${component}-${n}`;
+    const entry = mesh.replicas.find((r) => r.replica.component === component && r.replica.number === n);
+    if (!entry) throw new Error(`this rig runs no replica ${n} of ${component}`);
+    const proc = () => replicaChildren.get(key)!;
+    return {
+      pid: () => proc().pid!,
+      alive: () => proc().exitCode === null && proc().signalCode === null,
+      async kill(signal) {
+        const c = proc();
+        const gone = exited(c);
+        c.kill("SIGCONT");
+        c.kill(signal);
+        await gone;
+      },
+      async restart() {
+        const processes = startComponentProcesses(replicaDeployment(mesh.deployment, entry.replica), {
+          components: [component], onSpawn: capture, readyTimeoutMs: READY_TIMEOUT_MS,
+        });
+        restarted.push(processes);
+        replicaChildren.set(key, processes.children.get(component)!);
+        await processes.ready;
+      },
+    };
   };
 
   const issuer = new URL(mesh.issuer);
@@ -280,6 +315,7 @@ export async function startFaultRig(options: {
     pid: (component) => child(component).pid!,
     kill,
     restart,
+    replica,
     freeze: (component) => void child(component).kill("SIGSTOP"),
     thaw: (component) => void child(component).kill("SIGCONT"),
     alive: (component) => child(component).exitCode === null && child(component).signalCode === null,
@@ -294,7 +330,7 @@ export async function startFaultRig(options: {
     prepareCallback,
     audit,
     async close() {
-      for (const c of current.values()) c.kill("SIGCONT");
+      for (const c of [...current.values(), ...replicaChildren.values()]) c.kill("SIGCONT");
       await Promise.all(restarted.map((p) => p.stop()));
       await mesh.close();
     },

@@ -26,6 +26,7 @@ import { loadLookupKey } from "../../internal/protocol/key-files.js";
 import { VerificationKeys } from "../../internal/protocol/signing-keys.js";
 import { type ComponentProcesses, startComponentProcesses } from "../../internal/dev/component-processes.js";
 import { type DevDeployment, prepareDevDeployment } from "../../internal/dev/dev-deployment.js";
+import { type Replica, type ReplicaPlan, addReplicas, replicaDeployment } from "../../internal/dev/replicas.js";
 import { type DevIssuer, startDevIssuer } from "../../internal/dev/issuer/issuer.js";
 import { type TestPostgres, startPostgres } from "./postgres-server.js";
 import { type DevOpRelyingParty, verifiedLogin } from "./token-harness.js";
@@ -62,6 +63,8 @@ export interface ProtocolMesh {
   readonly deployment: DevDeployment;
   readonly processes: ComponentProcesses;
   readonly postgres?: TestPostgres;
+  /** The replicas started beside the four components (`replicas`), each its own process. */
+  readonly replicas: ReadonlyArray<{ readonly replica: Replica; readonly processes: ComponentProcesses }>;
   readonly lookupKey: Buffer;
   readonly trust: TrustStore;
   readonly tokenKeys: () => VerificationKeys;
@@ -108,7 +111,8 @@ export const WALLET_CLIENT = {
 };
 
 export async function startProtocolMesh(options: {
-  database: "pglite" | "postgres";
+  /** PGlite, a PostgreSQL server of the test's, or a database the caller runs (a Patroni cluster's URL). */
+  database: "pglite" | "postgres" | { readonly url: string };
   demoPort?: number;
   secondProvider?: boolean;
   /** The development OP's accounts (default DEFAULT_DEV_USERS). */
@@ -126,6 +130,11 @@ export async function startProtocolMesh(options: {
   twisted?: { rogue?: readonly Component[] };
   /** A second Token process with the same configuration and keys (`mesh.token(as, 1)`). */
   tokenReplicas?: 1 | 2;
+  /**
+   * Replicas of Token, Encryption or Storage (internal/dev/replicas.ts): each with its own
+   * certificate of its custodian's CA and its own port, named in its callers' peers.
+   */
+  replicas?: ReplicaPlan;
   /** Register the Wallet Client (`hello-wallet`: native, public, DPoP-bound; docs/wallet-server.md). */
   walletClient?: boolean;
   /**
@@ -185,12 +194,15 @@ export async function startProtocolMesh(options: {
           ? [{ id: "other", name: "Other OP", issuer: otherOp.issuer, client_id: UPSTREAM_CLIENT.id, client_secret: UPSTREAM_CLIENT.secret, jwks_uri: otherOp.jwksUri }]
           : []),
       ],
-      ...(postgres ? { database: postgres.url } : {}),
+      ...(postgres ? { database: postgres.url } : typeof options.database === "object" ? { database: options.database.url } : {}),
       certificates: "certs",
       stateDir: "state",
     }),
   );
-  const deployment = await prepareDevDeployment(loadDevConfig(configFile), { devIssuer: options.credentialWallet === true });
+  const prepared = await prepareDevDeployment(loadDevConfig(configFile), { devIssuer: options.credentialWallet === true });
+  const { deployment, replicas: replicaPlan } = options.replicas
+    ? await addReplicas(prepared, options.replicas, () => freePort())
+    : { deployment: prepared, replicas: [] as Replica[] };
   await options.prepare?.(deployment, devOp);
   const devIssuer = deployment.devIssuer ? await startDevIssuer({ ...deployment.devIssuer }) : undefined;
   const controlFile = path.join(dir, "twist-control.json");
@@ -220,10 +232,15 @@ export async function startProtocolMesh(options: {
       { ...processOptions, components: ["token"] },
     );
   }
+  const replicas = replicaPlan.map((r) => ({
+    replica: r,
+    processes: startComponentProcesses(replicaDeployment(deployment, r), { ...processOptions, components: [r.component] }),
+  }));
+  const stopReplicas = () => Promise.all(replicas.map((r) => r.processes.stop()));
   try {
-    await Promise.all([processes.ready, replica?.ready]);
+    await Promise.all([processes.ready, replica?.ready, ...replicas.map((r) => r.processes.ready)]);
   } catch (error) {
-    await Promise.all([processes.stop(), replica?.stop()]);
+    await Promise.all([processes.stop(), replica?.stop(), stopReplicas()]);
     await devOp.close();
     await otherOp?.close();
     await devIssuer?.close();
@@ -296,6 +313,7 @@ export async function startProtocolMesh(options: {
     deployment,
     processes,
     ...(postgres ? { postgres } : {}),
+    replicas,
     lookupKey,
     trust,
     tokenKeys,
@@ -312,7 +330,7 @@ export async function startProtocolMesh(options: {
     },
     ...(devIssuer ? { devIssuer } : {}),
     async close() {
-      await Promise.all([processes.stop(), replica?.stop()]);
+      await Promise.all([processes.stop(), replica?.stop(), stopReplicas()]);
       await devOp.close();
       await otherOp?.close();
       await devIssuer?.close();

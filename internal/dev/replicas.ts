@@ -1,0 +1,124 @@
+// Replicas of Token, Encryption and Storage for a development deployment (`hello start
+// --ha`, and the fault tests): each replica is one more process of the same custodian,
+// with the same configuration and keys but a listen port and a mesh certificate of its
+// own, issued by its custodian's CA, with the same identity. Its callers name every
+// replica in their `peers` (Orchestration: Token's and Encryption's; every Encryption:
+// Storage's), and their mesh clients spread calls over them and fail over
+// (mesh/replicated-transport.ts, docs/replicas.md).
+//
+// Orchestration is not replicated here: its replicas sit behind an HTTP load balancer at
+// the issuer URL and share a state database (docs/replicas.md), which a development
+// deployment on one machine does not have.
+
+import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import type { Component } from "../protocol/identity.js";
+import type { ComponentConfig, ConfigFor } from "../config/component-config.js";
+import { issueComponentCertificate } from "../ops/pki/pki.js";
+import { isNotFound, pkiPaths } from "../ops/pki/layout.js";
+import type { DevDeployment } from "./dev-deployment.js";
+
+/** The components a development deployment can replicate, and how many of each to run in all (at least 1). */
+export type ReplicaPlan = Partial<Record<"token" | "encryption" | "storage", number>>;
+
+export interface Replica {
+  readonly component: Component;
+  /** 2 for the second process of the component, and so on (the first is the deployment's own). */
+  readonly number: number;
+  readonly configFile: string;
+  readonly config: ComponentConfig;
+  /** Where its callers reach it: https://host:port. */
+  readonly url: string;
+}
+
+export interface ReplicatedDeployment {
+  /** The deployment, its Orchestration and Encryption configurations now naming every replica of their peers. */
+  readonly deployment: DevDeployment;
+  readonly replicas: readonly Replica[];
+}
+
+/**
+ * Adds the replicas of `plan` to `deployment`: certificates (made once, kept beside the
+ * component's own under `<certs>/<component>/replicas/`), configuration files (beside the
+ * component's, `<component>-<n>.json`), and the callers' peer lists, rewritten.
+ * `port(component, n)` gives replica n its listen port.
+ */
+export async function addReplicas(
+  deployment: DevDeployment,
+  plan: ReplicaPlan,
+  port: (component: Component, n: number) => number | Promise<number>,
+): Promise<ReplicatedDeployment> {
+  const storage = deployment.configs.storage as ConfigFor<"storage">;
+  if ((plan.storage ?? 1) > 1 && storage.database.url === undefined) {
+    throw new Error("Storage replicas need a PostgreSQL database (a database URL): the embedded PGlite database is one process's alone");
+  }
+  const replicas: Replica[] = [];
+  for (const component of ["token", "encryption", "storage"] as const) {
+    const total = plan[component] ?? 1;
+    if (!Number.isInteger(total) || total < 1) throw new Error(`replicas of ${component}: ${total} is not a whole number of processes, at least 1`);
+    const own = deployment.configs[component];
+    for (let n = 2; n <= total; n++) {
+      const tls = await ensureReplicaCertificate(deployment.certs, component, n);
+      const config = { ...own, listen: { ...own.listen, port: await port(component, n) }, tls } as ComponentConfig;
+      const configFile = path.join(path.dirname(deployment.configFiles[component]), `${component}-${n}.json`);
+      await writeFile(configFile, `${JSON.stringify(config, null, 2)}\n`);
+      replicas.push({ component, number: n, configFile, config, url: `https://${config.listen.host}:${config.listen.port}` });
+    }
+  }
+
+  const everyOf = (component: Component) => {
+    const own = deployment.configs[component];
+    return [`https://${own.listen.host}:${own.listen.port}`, ...replicas.filter((r) => r.component === component).map((r) => r.url)];
+  };
+  const one = (urls: string[]) => (urls.length === 1 ? urls[0]! : urls);
+  const orchestration = deployment.configs.orchestration as ConfigFor<"orchestration">;
+  const configs = {
+    ...deployment.configs,
+    orchestration: { ...orchestration, peers: { ...orchestration.peers, token: one(everyOf("token")), encryption: one(everyOf("encryption")) } },
+  } as Record<Component, ComponentConfig>;
+  await writeFile(deployment.configFiles.orchestration, `${JSON.stringify(configs.orchestration, null, 2)}\n`);
+  // Every Encryption, the deployment's own and its replicas, names every Storage.
+  const withStorage = (config: ComponentConfig) => ({ ...config, peers: { storage: one(everyOf("storage")) } }) as ComponentConfig;
+  configs.encryption = withStorage(deployment.configs.encryption);
+  await writeFile(deployment.configFiles.encryption, `${JSON.stringify(configs.encryption, null, 2)}\n`);
+  const rewritten = await Promise.all(
+    replicas.map(async (replica) => {
+      if (replica.component !== "encryption") return replica;
+      const config = withStorage(replica.config);
+      await writeFile(replica.configFile, `${JSON.stringify(config, null, 2)}\n`);
+      return { ...replica, config };
+    }),
+  );
+  return { deployment: { ...deployment, configs }, replicas: rewritten };
+}
+
+/** The deployment as startComponentProcesses sees it, with `replica` in its component's place. */
+export function replicaDeployment(deployment: DevDeployment, replica: Replica): DevDeployment {
+  return {
+    ...deployment,
+    configs: { ...deployment.configs, [replica.component]: replica.config },
+    configFiles: { ...deployment.configFiles, [replica.component]: replica.configFile },
+  };
+}
+
+/** Replica n's certificate and key (made from its custodian's CA if missing): the paths, as a config's `tls`. */
+async function ensureReplicaCertificate(certs: string, component: Component, n: number): Promise<{ cert: string; key: string }> {
+  const paths = pkiPaths(certs, component);
+  const dir = path.join(paths.dir, "replicas");
+  const cert = path.join(dir, `${component}-${n}.crt`);
+  const key = path.join(dir, `${component}-${n}.key`);
+  try {
+    await readFile(cert);
+    await readFile(key);
+    return { cert, key };
+  } catch (error) {
+    if (!isNotFound(error)) throw error;
+  }
+  const ca = { certPem: await readFile(paths.caCert, "utf8"), keyPem: await readFile(paths.caKey, "utf8") };
+  const leaf = issueComponentCertificate(ca, component);
+  await mkdir(dir, { recursive: true });
+  await writeFile(key, leaf.keyPem, { mode: 0o600 });
+  await chmod(key, 0o600);
+  await writeFile(cert, leaf.certPem);
+  return { cert, key };
+}
