@@ -38,6 +38,10 @@ const missing = [
   ...(hasPostgresServer() ? [] : ["postgresql"]),
   // playwright cannot download a browser here: the tests drive Debian's Chromium.
   ...(existsSync("/usr/bin/chromium") ? [] : ["chromium"]),
+  // The availability faults run a replicated PostgreSQL under Patroni, with etcd as its
+  // consensus store (test/faults/availability.spec.ts, docs/availability.md).
+  ...(faults && !existsSync("/usr/bin/patroni") ? ["patroni"] : []),
+  ...(faults && !existsSync("/usr/bin/etcd") ? ["etcd-server"] : []),
 ];
 if (missing.length > 0) aptInstall(missing);
 
