@@ -17,6 +17,8 @@ import { type DevConfig, derivedConfigPath, loadDevConfig } from "../../internal
 import { upstreamRedirectUri } from "../../internal/config/component-config.js";
 import { discoverJwksUris, prepareDevDeployment } from "../../internal/dev/dev-deployment.js";
 import { startComponentProcesses } from "../../internal/dev/component-processes.js";
+import { type Replica, type ReplicaPlan, addReplicas, replicaDeployment } from "../../internal/dev/replicas.js";
+import { type PatroniCluster, type PatroniClusterPorts, startPatroniCluster } from "../../internal/dev/ha/patroni-cluster.js";
 import { waitUntilFrontDoorReady } from "../../internal/dev/readiness.js";
 import { deploymentRecord, deploymentRecordPath, pidsOf, readDeploymentRecord, writeDeploymentRecord } from "../../internal/dev/deployment-record.js";
 import { alive, portRefusal, takenPorts } from "../../internal/dev/ports.js";
@@ -35,7 +37,7 @@ const CHECKOUT = path.resolve(import.meta.dirname, "../..");
 /** The ports of the development OPs `hello start` runs, each for the provider whose issuer is http://localhost:<port>. */
 const DEV_OP_SETTINGS = ["upstream", "upstream2"] as const;
 
-export const START_USAGE = `usage: hello start [--config hello.config.json] [--source]
+export const START_USAGE = `usage: hello start [--config hello.config.json] [--source] [--ha]
 
   Runs the whole service on this machine, for development: makes every custodian's
   certificates and keys on first run, builds each component's artifact and runs each
@@ -43,14 +45,21 @@ export const START_USAGE = `usage: hello start [--config hello.config.json] [--s
   the demo app (ports.demo) when the configuration names them, and the development
   credential issuer (ports.issuer) that Orchestration's wallet server (ports.wallet)
   serves users with. --source runs the components from source (no build; nothing to
-  verify).`;
+  verify). --ha runs every part replicated (docs/availability.md): the records database
+  as a PostgreSQL cluster under Patroni (three members, strict synchronous replication,
+  three etcd members, kept in <stateDir>/ha), and two processes each of Token,
+  Encryption and Storage, on ports.ha and the 42 after it.`;
 
 export async function runStart(args: string[]): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({
       args,
-      options: { config: { type: "string", default: "hello.config.json" }, source: { type: "boolean", default: false } },
+      options: {
+        config: { type: "string", default: "hello.config.json" },
+        source: { type: "boolean", default: false },
+        ha: { type: "boolean", default: false },
+      },
     });
   } catch (error) {
     process.stderr.write(`hello start: ${(error as Error).message}\n${START_USAGE}\n`);
@@ -76,7 +85,7 @@ export async function runStart(args: string[]): Promise<number> {
   });
   const demoClient = dev.clients.find((c) => c.redirect_uris.includes(`http://localhost:${dev.ports.demo}/callback`));
   const also: PortSetting[] = ["wallet", ...devOps.map((d) => d.setting), ...(demoClient?.client_secret ? ["demo" as const] : []), "issuer", "issuerStatus"];
-  if (await refuseTakenPorts(dev, values.config, also)) return 1;
+  if (await refuseTakenPorts(dev, values.config, also, values.ha)) return 1;
 
   let artifacts: Partial<Record<Component, string>> = {};
   if (!values.source) {
@@ -125,9 +134,30 @@ export async function runStart(args: string[]): Promise<number> {
     if (!devOps.some((d) => d.provider === provider)) out(`  provider ${provider.id}: its client must be registered with the redirect URI ${upstreamRedirectUri(dev.issuer, provider.id)}`);
   }
 
+  // --ha: the records database is a Patroni cluster of this run's own, started (or started
+  // again, with its data) before anything that needs it.
+  let cluster: PatroniCluster | undefined;
+  if (values.ha) {
+    if (dev.database) out(`  --ha runs its own database cluster: the configuration's database URL is not used`);
+    const started = performance.now();
+    try {
+      cluster = await startPatroniCluster({ dir: path.resolve(dev.baseDir, dev.stateDir, "ha"), keep: true, ports: haPorts(dev.ports.ha), log: (line) => out(`${"database".padEnd(13)}│ ${line}`) });
+      await cluster.waitHealthy(120_000);
+    } catch (error) {
+      process.stderr.write(`hello start: the database cluster cannot start: ${(error as Error).message}\n`);
+      await cluster?.stop();
+      await Promise.all(running.map(({ op }) => op.close()));
+      return 1;
+    }
+    out(`${"database".padEnd(13)}│ ready: a primary and two synchronous-replication standbys under Patroni (${Math.round(performance.now() - started)} ms)`);
+  }
+
   const jwksUris = await discoverJwksUris(dev, (line) => out(`  ${line}; Token will not accept its ID Tokens`));
-  const reachable = { ...dev, providers: dev.providers.filter((p) => p.jwks_uri ?? jwksUris[p.id]) };
-  const deployment = await prepareDevDeployment(reachable, { log: (line) => out(`  ${line}`), jwksUris, devIssuer: true });
+  const reachable = { ...dev, providers: dev.providers.filter((p) => p.jwks_uri ?? jwksUris[p.id]) , ...(cluster ? { database: cluster.url } : {}) };
+  const prepared = await prepareDevDeployment(reachable, { log: (line) => out(`  ${line}`), jwksUris, devIssuer: true });
+  const { deployment, replicas } = cluster
+    ? await addReplicas(prepared, HA_REPLICAS, (component, n) => replicaPort(dev.ports.ha, component, n))
+    : { deployment: prepared, replicas: [] as Replica[] };
   const { certs } = deployment;
   out(deployment.createdCertificates ? `Made development CAs and certificates under ${certs}` : `Using the certificates under ${certs}`);
 
@@ -144,7 +174,7 @@ export async function runStart(args: string[]): Promise<number> {
     });
   } catch (error) {
     process.stderr.write(`hello start: the development issuer cannot start: ${listenError(error, "issuer", dev.ports.issuer, values.config)}\n`);
-    await Promise.all(running.map(({ op }) => op.close()));
+    await Promise.all([...running.map(({ op }) => op.close()), cluster?.stop()]);
     return 1;
   }
 
@@ -154,10 +184,19 @@ export async function runStart(args: string[]): Promise<number> {
     onSpawn: relayLogs,
     onReady: (c, ms) => out(`${c.padEnd(13)}│ ready: grpc.health.v1 reports SERVING (${ms} ms after start)`),
   });
+  const replicaProcesses = replicas.map((replica) => {
+    const name = `${replica.component}-${replica.number}`;
+    return startComponentProcesses(replicaDeployment(deployment, replica), {
+      components: [replica.component],
+      artifacts,
+      onSpawn: (_c, child) => relayLogs(name, child),
+      onReady: (_c, ms) => out(`${name.padEnd(13)}│ ready: grpc.health.v1 reports SERVING (${ms} ms after start)`),
+    });
+  });
   // "Running" only once a login would succeed: the front door's readiness says so.
   const frontDoor = deployment.configs.orchestration as Extract<(typeof deployment.configs)["orchestration"], { component: "orchestration" }>;
   const waiting = new AbortController();
-  const ready = processes.ready.then(async () => {
+  const ready = Promise.all([processes.ready, ...replicaProcesses.map((p) => p.ready)]).then(async () => {
     await waitUntilFrontDoorReady(`http://${frontDoor.public.host}:${frontDoor.public.port}`, 60_000, waiting.signal);
     out(`${"front door".padEnd(13)}│ ready: /healthz/ready answers 200 (${Math.round(performance.now() - spawned)} ms after start)`);
   });
@@ -168,7 +207,12 @@ export async function runStart(args: string[]): Promise<number> {
     if (!stopping) {
       out("\nStopping…");
       waiting.abort();
-      stopping = Promise.all([processes.stop(), demo?.close(), devIssuer.close(), ...running.map(({ op }) => op.close()), rm(recordFile, { force: true })]).then(() => undefined);
+      stopping = Promise.all([
+        processes.stop(), ...replicaProcesses.map((p) => p.stop()), demo?.close(), devIssuer.close(), ...running.map(({ op }) => op.close()), rm(recordFile, { force: true }),
+      ])
+        // The database last: the components' last statements go through; its data is kept.
+        .then(() => cluster?.stop())
+        .then(() => undefined);
     }
     return stopping;
   };
@@ -180,7 +224,11 @@ export async function runStart(args: string[]): Promise<number> {
       });
     }
   });
-  const started = await Promise.race([ready.then(() => "ready" as const), signalled, processes.exited]).catch(
+  const anyExited = Promise.race([
+    processes.exited.then((e) => ({ ...e, name: e.component as string, port: dev.ports[e.component] })),
+    ...replicaProcesses.map((p, i) => p.exited.then((e) => ({ ...e, name: `${e.component}-${replicas[i]!.number}`, port: replicas[i]!.config.listen.port }))),
+  ]);
+  const started = await Promise.race([ready.then(() => "ready" as const), signalled, anyExited]).catch(
     (error: unknown) => error as Error,
   );
   if (started instanceof Error) {
@@ -192,7 +240,8 @@ export async function runStart(args: string[]): Promise<number> {
     if (started !== "stopped") {
       // Its own words are above; its listen address is derived from this file's ports.
       const c = started.component;
-      out(`${c} exited during start-up (${started.signal ?? `code ${started.code}`}); its reason is above (it listens on port ${dev.ports[c]}, ports.${c} in ${values.config})`);
+      const setting = started.name === c ? `ports.${c}` : `from ports.ha`;
+      out(`${started.name} exited during start-up (${started.signal ?? `code ${started.code}`}); its reason is above (it listens on port ${started.port}, ${setting} in ${values.config})`);
     }
     await stop();
     return started === "stopped" ? 0 : 1;
@@ -216,6 +265,8 @@ export async function runStart(args: string[]): Promise<number> {
     }
   }
 
+  // Asked before the table is printed, so that no log line lands in its middle.
+  const clusterState = await cluster?.state().catch(() => undefined);
   out("");
   out(`hello-mesh is running. Each component is its own process${values.source ? " (from source)" : ", from its artifact"}, on mutual TLS:`);
   out("");
@@ -224,9 +275,26 @@ export async function runStart(args: string[]): Promise<number> {
     out(`  ${component.padEnd(15)}${`https://127.0.0.1:${dev.ports[component]}`.padEnd(28)}spiffe://hello.mesh/${component}`);
   }
   out("");
+  for (const replica of replicas) {
+    const name = `${replica.component}-${replica.number}`;
+    out(`  ${name.padEnd(15)}${replica.url.padEnd(28)}spiffe://hello.mesh/${replica.component}  (a replica: its own certificate of the ${replica.component} CA)`);
+  }
+  if (cluster) {
+    out("");
+    out(`  ${"database member".padEnd(20)}${"PostgreSQL".padEnd(18)}${"Patroni REST API".padEnd(26)}etcd member (client URL)`);
+    for (const [i, member] of cluster.members.entries()) {
+      const etcd = cluster.etcd[i];
+      out(`  ${member.name.padEnd(20)}${`${member.host}:${member.pgPort}`.padEnd(18)}${member.apiUrl.padEnd(26)}${etcd ? `${etcd.name} (${etcd.clientUrl})` : ""}`);
+    }
+    const state = clusterState;
+    if (state) out(`  primary now: ${state.leader ?? "none"}; synchronous standby: ${state.syncStandbys.join(", ") || "none"} (Patroni: GET ${cluster.members[0]!.apiUrl}/cluster)`);
+    out(`  Storage's database URL: ${cluster.url}`);
+    out(`  as three regions (docs/availability.md): a = ${regionOf(cluster, replicas, 0)}; b = ${regionOf(cluster, replicas, 1)}; c = ${regionOf(cluster, replicas, 2)}`);
+  }
+  out("");
   out(`  certificates and keys: ${certs}/<component>/   peers' bundles: ${path.join(certs, "bundles")}`);
   out(`  component configs:     ${path.dirname(derivedConfigPath(dev, "token"))}`);
-  out(`  storage database:      ${dev.database ? "PostgreSQL (from the config's database URL)" : `embedded PGlite in ${path.resolve(dev.baseDir, dev.stateDir, "storage", "pgdata")}`}`);
+  out(`  storage database:      ${cluster ? `the Patroni cluster above, kept in ${cluster.dir}` : dev.database ? "PostgreSQL (from the config's database URL)" : `embedded PGlite in ${path.resolve(dev.baseDir, dev.stateDir, "storage", "pgdata")}`}`);
   out(`  deployment record:     ${recordFile}${values.source ? "" : `   (check it with: ${hello()} verify${values.config === "hello.config.json" ? "" : ` --config ${values.config}`})`}`);
   out(`  front door (issuer):   ${dev.issuer}`);
   const front = dev.issuer.replace(/\/$/, "");
@@ -248,9 +316,9 @@ export async function runStart(args: string[]): Promise<number> {
   out("");
   out("Press Ctrl-C to stop.");
 
-  const ended = await Promise.race([processes.exited, signalled]);
+  const ended = await Promise.race([anyExited, signalled]);
   if (ended !== "stopped") {
-    out(`${ended.component} exited unexpectedly (${ended.signal ?? `code ${ended.code}`}); stopping the others`);
+    out(`${ended.name} exited unexpectedly (${ended.signal ?? `code ${ended.code}`}); stopping the others`);
     await stop();
     return 1;
   }
@@ -272,9 +340,12 @@ type PortSetting = keyof DevConfig["ports"];
  * previous run's processes are alive, before anything starts; true when any is taken.
  * `also`: the settings of the development OPs and the demo app this run starts.
  */
-async function refuseTakenPorts(dev: DevConfig & { baseDir: string }, config: string, also: readonly PortSetting[]): Promise<boolean> {
+async function refuseTakenPorts(dev: DevConfig & { baseDir: string }, config: string, also: readonly PortSetting[], ha: boolean): Promise<boolean> {
   const settings: PortSetting[] = ["public", ...COMPONENTS, ...also];
-  const taken = await takenPorts(settings.map((name) => ({ setting: `ports.${name}`, host: "127.0.0.1", port: dev.ports[name] })));
+  const taken = await takenPorts([
+    ...settings.map((name) => ({ setting: `ports.${name}`, host: "127.0.0.1", port: dev.ports[name] })),
+    ...(ha ? allHaPorts(dev.ports.ha).map((port) => ({ setting: `ports.ha (+${port - dev.ports.ha})`, host: "127.0.0.1", port })) : []),
+  ]);
   if (taken.length === 0) return false;
   for (const t of taken) {
     process.stderr.write(`hello start: ${portRefusal(t.code, t.port) ?? `port ${t.port} cannot be listened on (${t.code})`}; it is ${t.setting} in ${config}: stop what holds it, or choose another port there\n`);
@@ -295,8 +366,32 @@ async function refuseTakenPorts(dev: DevConfig & { baseDir: string }, config: st
   return true;
 }
 
+/** What --ha replicates: two processes each (Orchestration's replicas need a load balancer, docs/replicas.md). */
+const HA_REPLICAS: ReplicaPlan = { token: 2, encryption: 2, storage: 2 };
+
+/** --ha's ports, from ports.ha: its replicas at +1…+3, the cluster's members at +10…+42. */
+function replicaPort(base: number, component: Component, n: number): number {
+  return base + ["token", "encryption", "storage"].indexOf(component) + 1 + (n - 2) * 3;
+}
+function haPorts(base: number): PatroniClusterPorts {
+  const three = (from: number) => [from, from + 1, from + 2];
+  return { postgres: three(base + 10), restApi: three(base + 20), etcdClient: three(base + 30), etcdPeer: three(base + 40) };
+}
+function allHaPorts(base: number): number[] {
+  const ports = haPorts(base);
+  return [1, 2, 3].map((i) => base + i).concat(...[ports.postgres, ports.restApi, ports.etcdClient, ports.etcdPeer].map((p) => [...(p ?? [])]));
+}
+
+/** The parts --ha would put in region i of three (docs/availability.md): what runs here on one machine, placed as it would be spread. */
+function regionOf(cluster: PatroniCluster, replicas: readonly Replica[], i: number): string {
+  const parts = [cluster.members[i]?.name, cluster.etcd[i]?.name];
+  if (i === 0) parts.push("orchestration", "token", "encryption", "storage");
+  else parts.push(...replicas.filter((r) => r.number === i + 1).map((r) => `${r.component}-${r.number}`));
+  return parts.filter(Boolean).join(", ");
+}
+
 /** Prints a child's JSON log lines as "time component level message". */
-function relayLogs(component: Component, child: ChildProcess): void {
+function relayLogs(component: string, child: ChildProcess): void {
   const label = component.padEnd(13);
   for (const stream of [child.stdout!, child.stderr!]) {
     createInterface({ input: stream }).on("line", (line) => {

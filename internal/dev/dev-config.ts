@@ -67,6 +67,11 @@ export const DevConfigSchema = z
         wallet: Port.default(7104),
         /** Where the development issuer publishes its Token Status List (plain HTTP, http://127.0.0.1:<issuerStatus>/status-lists/1). */
         issuerStatus: Port.default(9005),
+        /**
+         * `hello start --ha`: the first of the ports its replicas and database cluster listen
+         * on, from here to here + 42 (docs/availability.md, "hello start --ha").
+         */
+        ha: Port.default(7200),
       })
       .prefault({}),
     clients: z.array(ClientSchema).default([]),
