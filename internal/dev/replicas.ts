@@ -1,14 +1,14 @@
-// Replicas of Token, Encryption and Storage for a development deployment (`hello start
-// --ha`, and the fault tests): each replica is one more process of the same custodian,
-// with the same configuration and keys but a listen port and a mesh certificate of its
-// own, issued by its custodian's CA, with the same identity. Its callers name every
-// replica in their `peers` (Orchestration: Token's and Encryption's; every Encryption:
-// Storage's), and their mesh clients spread calls over them and fail over
-// (mesh/replicated-transport.ts, docs/replicas.md).
+// Replicas for a development deployment (`hello start --ha`, and the fault tests): each
+// replica is one more process of the same custodian, with the same configuration and keys
+// but a listen port and a mesh certificate of its own, issued by its custodian's CA, with
+// the same identity. Its callers name every replica in their `peers` (Orchestration:
+// Token's and Encryption's; every Encryption: Storage's), and their mesh clients spread
+// calls over them and fail over (mesh/replicated-transport.ts, docs/replicas.md).
 //
-// Orchestration is not replicated here: its replicas sit behind an HTTP load balancer at
-// the issuer URL and share a state database (docs/replicas.md), which a development
-// deployment on one machine does not have.
+// Orchestration's replicas also need what docs/replicas.md says: one public address in
+// front of them (an HTTP load balancer at the issuer URL, which the caller runs) and a
+// shared state database (`state.url`), which the caller gives Orchestration's own
+// configuration before calling addReplicas; each replica then gets a public port of its own.
 
 import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
@@ -19,7 +19,7 @@ import { isNotFound, pkiPaths } from "../ops/pki/layout.js";
 import type { DevDeployment } from "./dev-deployment.js";
 
 /** The components a development deployment can replicate, and how many of each to run in all (at least 1). */
-export type ReplicaPlan = Partial<Record<"token" | "encryption" | "storage", number>>;
+export type ReplicaPlan = Partial<Record<"orchestration" | "token" | "encryption" | "storage", number>>;
 
 export interface Replica {
   readonly component: Component;
@@ -41,25 +41,31 @@ export interface ReplicatedDeployment {
  * Adds the replicas of `plan` to `deployment`: certificates (made once, kept beside the
  * component's own under `<certs>/<component>/replicas/`), configuration files (beside the
  * component's, `<component>-<n>.json`), and the callers' peer lists, rewritten.
- * `port(component, n)` gives replica n its listen port.
+ * `port(component, n, "mesh")` gives replica n its listen port; an Orchestration replica
+ * also asks for its `"public"` (front-door) port.
  */
 export async function addReplicas(
   deployment: DevDeployment,
   plan: ReplicaPlan,
-  port: (component: Component, n: number) => number | Promise<number>,
+  port: (component: Component, n: number, purpose: "mesh" | "public") => number | Promise<number>,
 ): Promise<ReplicatedDeployment> {
   const storage = deployment.configs.storage as ConfigFor<"storage">;
   if ((plan.storage ?? 1) > 1 && storage.database.url === undefined) {
     throw new Error("Storage replicas need a PostgreSQL database (a database URL): the embedded PGlite database is one process's alone");
   }
+  const orchestrationOwn = deployment.configs.orchestration as ConfigFor<"orchestration">;
+  if ((plan.orchestration ?? 1) > 1 && (orchestrationOwn.state === undefined || orchestrationOwn.wallet !== undefined)) {
+    throw new Error("Orchestration replicas need a shared state database (state.url) and no wallet server (its S2S port is one process's)");
+  }
   const replicas: Replica[] = [];
-  for (const component of ["token", "encryption", "storage"] as const) {
+  for (const component of ["orchestration", "token", "encryption", "storage"] as const) {
     const total = plan[component] ?? 1;
     if (!Number.isInteger(total) || total < 1) throw new Error(`replicas of ${component}: ${total} is not a whole number of processes, at least 1`);
     const own = deployment.configs[component];
     for (let n = 2; n <= total; n++) {
       const tls = await ensureReplicaCertificate(deployment.certs, component, n);
-      const config = { ...own, listen: { ...own.listen, port: await port(component, n) }, tls } as ComponentConfig;
+      const config = { ...own, listen: { ...own.listen, port: await port(component, n, "mesh") }, tls } as ComponentConfig;
+      if (config.component === "orchestration") config.public = { ...config.public, port: await port(component, n, "public") };
       const configFile = path.join(path.dirname(deployment.configFiles[component]), `${component}-${n}.json`);
       await writeFile(configFile, `${JSON.stringify(config, null, 2)}\n`);
       replicas.push({ component, number: n, configFile, config, url: `https://${config.listen.host}:${config.listen.port}` });
@@ -71,20 +77,21 @@ export async function addReplicas(
     return [`https://${own.listen.host}:${own.listen.port}`, ...replicas.filter((r) => r.component === component).map((r) => r.url)];
   };
   const one = (urls: string[]) => (urls.length === 1 ? urls[0]! : urls);
-  const orchestration = deployment.configs.orchestration as ConfigFor<"orchestration">;
-  const configs = {
-    ...deployment.configs,
-    orchestration: { ...orchestration, peers: { ...orchestration.peers, token: one(everyOf("token")), encryption: one(everyOf("encryption")) } },
-  } as Record<Component, ComponentConfig>;
-  await writeFile(deployment.configFiles.orchestration, `${JSON.stringify(configs.orchestration, null, 2)}\n`);
-  // Every Encryption, the deployment's own and its replicas, names every Storage.
-  const withStorage = (config: ComponentConfig) => ({ ...config, peers: { storage: one(everyOf("storage")) } }) as ComponentConfig;
-  configs.encryption = withStorage(deployment.configs.encryption);
-  await writeFile(deployment.configFiles.encryption, `${JSON.stringify(configs.encryption, null, 2)}\n`);
+  // Every Orchestration names every Token and Encryption; every Encryption every Storage.
+  const withPeers = (config: ComponentConfig): ComponentConfig => {
+    if (config.component === "orchestration") return { ...config, peers: { token: one(everyOf("token")), encryption: one(everyOf("encryption")) } };
+    if (config.component === "encryption") return { ...config, peers: { storage: one(everyOf("storage")) } };
+    return config;
+  };
+  const configs = { ...deployment.configs };
+  for (const component of ["orchestration", "encryption"] as const) {
+    configs[component] = withPeers(deployment.configs[component]);
+    await writeFile(deployment.configFiles[component], `${JSON.stringify(configs[component], null, 2)}\n`);
+  }
   const rewritten = await Promise.all(
     replicas.map(async (replica) => {
-      if (replica.component !== "encryption") return replica;
-      const config = withStorage(replica.config);
+      const config = withPeers(replica.config);
+      if (config === replica.config) return replica;
       await writeFile(replica.configFile, `${JSON.stringify(config, null, 2)}\n`);
       return { ...replica, config };
     }),

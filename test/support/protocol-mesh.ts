@@ -27,6 +27,8 @@ import { VerificationKeys } from "../../internal/protocol/signing-keys.js";
 import { type ComponentProcesses, startComponentProcesses } from "../../internal/dev/component-processes.js";
 import { type DevDeployment, prepareDevDeployment } from "../../internal/dev/dev-deployment.js";
 import { type Replica, type ReplicaPlan, addReplicas, replicaDeployment } from "../../internal/dev/replicas.js";
+import type { ConfigFor } from "../../internal/config/component-config.js";
+import { type LoadBalancer, startLoadBalancer } from "./load-balancer.js";
 import { type DevIssuer, startDevIssuer } from "../../internal/dev/issuer/issuer.js";
 import { type TestPostgres, startPostgres } from "./postgres-server.js";
 import { type DevOpRelyingParty, verifiedLogin } from "./token-harness.js";
@@ -200,6 +202,15 @@ export async function startProtocolMesh(options: {
     }),
   );
   const prepared = await prepareDevDeployment(loadDevConfig(configFile), { devIssuer: options.credentialWallet === true });
+  // Orchestration's replicas: each its own public port behind a load balancer at the
+  // issuer's, and a state database they share, of Orchestration's custodian's own.
+  const frontDoorReplicas = (options.replicas?.orchestration ?? 1) > 1;
+  const stateDatabase = frontDoorReplicas ? await startPostgres() : undefined;
+  if (stateDatabase) {
+    const own = prepared.configs.orchestration as ConfigFor<"orchestration">;
+    prepared.configs.orchestration = { ...own, public: { ...own.public, port: await freePort() }, state: { url: stateDatabase.url } };
+    await writeFile(prepared.configFiles.orchestration, JSON.stringify(prepared.configs.orchestration));
+  }
   const { deployment, replicas: replicaPlan } = options.replicas
     ? await addReplicas(prepared, options.replicas, () => freePort())
     : { deployment: prepared, replicas: [] as Replica[] };
@@ -237,10 +248,16 @@ export async function startProtocolMesh(options: {
     processes: startComponentProcesses(replicaDeployment(deployment, r), { ...processOptions, components: [r.component] }),
   }));
   const stopReplicas = () => Promise.all(replicas.map((r) => r.processes.stop()));
+  let balancer: LoadBalancer | undefined;
   try {
     await Promise.all([processes.ready, replica?.ready, ...replicas.map((r) => r.processes.ready)]);
+    if (frontDoorReplicas) {
+      const publicPorts = [deployment.configs.orchestration, ...replicas.filter((r) => r.replica.component === "orchestration").map((r) => r.replica.config)]
+        .map((c) => (c as ConfigFor<"orchestration">).public.port);
+      balancer = await startLoadBalancer(ports.public!, publicPorts);
+    }
   } catch (error) {
-    await Promise.all([processes.stop(), replica?.stop(), stopReplicas()]);
+    await Promise.all([processes.stop(), replica?.stop(), stopReplicas(), stateDatabase?.stop()]);
     await devOp.close();
     await otherOp?.close();
     await devIssuer?.close();
@@ -330,7 +347,9 @@ export async function startProtocolMesh(options: {
     },
     ...(devIssuer ? { devIssuer } : {}),
     async close() {
+      await balancer?.close();
       await Promise.all([processes.stop(), replica?.stop(), stopReplicas()]);
+      await stateDatabase?.stop();
       await devOp.close();
       await otherOp?.close();
       await devIssuer?.close();
