@@ -3,10 +3,11 @@
 // command of its prose, in order, against that running service. A command the README
 // shows that stops working fails this test.
 //
-// Not run here, each for a reason: `npm ci` (CI itself runs it on a fresh machine) and
-// `npm test` (this is part of it). /etc/hello in the README becomes a scratch directory,
-// and the README's storage.json is written there first (its port swapped for a free
-// one: the running service holds 7103). The custodian's `hello serve storage` runs until
+// Not run here, each for a reason: `npm ci` (CI itself runs it on a fresh machine),
+// `npm test` (this is part of it) and `npm run ha` (test/faults/ha-start.spec.ts).
+// /etc/hello in the README becomes a scratch directory, and the README's storage.json
+// is written there first (its port swapped for a free one: the running service holds
+// 7103). The custodian's `hello serve storage` runs until
 // it serves, with the other three custodians' bundles copied in from the running
 // service (the exchange the README asks for), and is then stopped. `hello wallet login`'s
 // browser step is done by the browserless stand-in, as the development OP's Alice; the
@@ -45,6 +46,9 @@ export function readmeCommands(markdown: string): string[] {
 function asRun(command: string, etc: string): string | null {
   if (command === "npm ci && npm start") return null; // the service this test starts
   if (/^npm ci && npm test\b/.test(command)) return null;
+  // Needs Debian's patroni and etcd-server, and starts a database cluster: run as a reader
+  // would by test/faults/ha-start.spec.ts, in `npm run test:faults`, which installs them.
+  if (command === "npm run ha") return null;
   return command.replaceAll("/etc/hello", etc);
 }
 
