@@ -89,10 +89,22 @@ describe("faults: availability — PostgreSQL under Patroni, two of each compone
     const started = performance.now();
     cluster = await startPatroniCluster({ dir: clusterDir });
     await cluster.waitHealthy();
+    // Orchestration's shared state, in a database of its own on the same cluster (in
+    // production, a cluster of Orchestration's custodian's own): its replicas follow the
+    // primary through a failover too.
+    const admin = new pg.Client({ connectionString: cluster.memberUrl((await cluster.leader())!) });
+    await admin.connect();
+    await admin.query("CREATE DATABASE orchestration_state");
+    await admin.end();
     console.log(`      the cluster (3 etcd, 3 PostgreSQL members) served after ${Math.round(performance.now() - started)} ms`);
   });
   sharedFaultRig(
-    { database: { get url() { return cluster.url; } }, users: 1_400, replicas: { orchestration: 2, token: 2, encryption: 2, storage: 2 } },
+    {
+      database: { get url() { return cluster.url; } },
+      orchestrationState: { get url() { return cluster.url.replace("/postgres?", "/orchestration_state?"); } },
+      users: 1_400,
+      replicas: { orchestration: 2, token: 2, encryption: 2, storage: 2 },
+    },
     (started) => (rig = started),
   );
   after(async function () {
@@ -106,36 +118,40 @@ describe("faults: availability — PostgreSQL under Patroni, two of each compone
     const old = (await cluster.leader())!;
     let promoted = "";
     let writableAfterMs = 0;
-    const run = await faultDuringLogins(rig, {
-      warmUp: 12,
-      fault: () => cluster.killMember(old),
-      // Nobody acts: the fault is over when the cluster has, by itself, a primary whose
-      // commits a standby confirms.
-      recover: async () => {
-        const began = Date.now();
-        promoted = await cluster.waitForLeader({ not: old, timeoutMs: 90_000 });
-        await writable(cluster, promoted);
-        writableAfterMs = Date.now() - began;
-      },
-      downMs: 0,
-      after: 2 * LOOPS,
-    });
-    const seen = expectFaultHandled(run, FAILOVER_PAGE_MS);
-    const resumed = run.attempts.filter((a) => a.ok && a.startedAt >= run.faultAt).sort((x, y) => x.endedAt - y.endedAt)[0];
-    const audit = await rig.audit();
-    await expectNoHalfMadeUser(rig, run, audit);
-    await expectSameSubsAgain(rig, run);
-    expectNoUserDataInLogs(rig);
-    for (const c of ["orchestration", "token", "encryption", "storage"] as const) expectAlive(rig, c);
-    console.log(
-      `      primary ${old} killed; ${promoted} promoted and writable ${writableAfterMs} ms later; ` +
-        `first login begun after the kill succeeded ${resumed ? resumed.endedAt - run.faultAt : "—"} ms after it; ` +
-        `${run.attempts.length} logins, ${seen.inFlight} in flight, ${seen.failures} unavailable pages (slowest ${Math.round(seen.slowestFailureMs)} ms)`,
-    );
-    console.log(`      records: ${describeAudit(audit)}`);
-    // The lost member comes back on its own as a standby (pg_rewind), for the tests after this one.
-    await cluster.startMember(old);
-    await cluster.waitHealthy(120_000);
+    try {
+      const run = await faultDuringLogins(rig, {
+        warmUp: 12,
+        fault: () => cluster.killMember(old),
+        // Nobody acts: the fault is over when the cluster has, by itself, a primary whose
+        // commits a standby confirms.
+        recover: async () => {
+          const began = Date.now();
+          promoted = await cluster.waitForLeader({ not: old, timeoutMs: 90_000 });
+          await writable(cluster, promoted);
+          writableAfterMs = Date.now() - began;
+        },
+        downMs: 0,
+        after: 2 * LOOPS,
+      });
+      const seen = expectFaultHandled(run, FAILOVER_PAGE_MS);
+      const resumed = run.attempts.filter((a) => a.ok && a.startedAt >= run.faultAt).sort((x, y) => x.endedAt - y.endedAt)[0];
+      const audit = await rig.audit();
+      await expectNoHalfMadeUser(rig, run, audit);
+      await expectSameSubsAgain(rig, run);
+      expectNoUserDataInLogs(rig);
+      for (const c of ["orchestration", "token", "encryption", "storage"] as const) expectAlive(rig, c);
+      console.log(
+        `      primary ${old} killed; ${promoted} promoted and writable ${writableAfterMs} ms later; ` +
+          `first login begun after the kill succeeded ${resumed ? resumed.endedAt - run.faultAt : "—"} ms after it; ` +
+          `${run.attempts.length} logins, ${seen.inFlight} in flight, ${seen.failures} unavailable pages (slowest ${Math.round(seen.slowestFailureMs)} ms)`,
+      );
+      console.log(`      records: ${describeAudit(audit)}`);
+    } finally {
+      // The lost machine comes back, and its member rejoins on its own as a standby
+      // (pg_rewind), for the tests after this one, whatever this one found.
+      await cluster.startMember(old);
+      await cluster.waitHealthy(120_000);
+    }
   });
 
   for (const component of ["orchestration", "token", "encryption", "storage"] as const satisfies readonly Component[]) {

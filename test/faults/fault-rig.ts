@@ -107,6 +107,8 @@ export async function startFaultRig(options: {
   users: number;
   /** Replicas of Token, Encryption, Storage, each its own process (internal/dev/replicas.ts). */
   replicas?: Parameters<typeof startProtocolMesh>[0]["replicas"];
+  /** Orchestration's replicas' shared state database (startProtocolMesh's). */
+  orchestrationState?: Parameters<typeof startProtocolMesh>[0]["orchestrationState"];
   /** The development issuer and Orchestration's wallet server too (docs/wallet-server.md). */
   credentialWallet?: boolean;
   /** As startProtocolMesh's: changes to the deployment before any component starts. */
@@ -118,6 +120,7 @@ export async function startFaultRig(options: {
     ...(options.credentialWallet ? { credentialWallet: true } : {}),
     ...(options.prepare ? { prepare: options.prepare } : {}),
     ...(options.replicas ? { replicas: options.replicas } : {}),
+    ...(options.orchestrationState ? { orchestrationState: options.orchestrationState } : {}),
   });
   const current = new Map<Component, ChildProcess>(mesh.processes.children);
   /** Each replica's current process, by "component-n". */

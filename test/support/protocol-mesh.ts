@@ -137,6 +137,8 @@ export async function startProtocolMesh(options: {
    * certificate of its custodian's CA and its own port, named in its callers' peers.
    */
   replicas?: ReplicaPlan;
+  /** With Orchestration replicas: their shared state database (default: one of the test's own PostgreSQL server). */
+  orchestrationState?: { readonly url: string };
   /** Register the Wallet Client (`hello-wallet`: native, public, DPoP-bound; docs/wallet-server.md). */
   walletClient?: boolean;
   /**
@@ -205,10 +207,11 @@ export async function startProtocolMesh(options: {
   // Orchestration's replicas: each its own public port behind a load balancer at the
   // issuer's, and a state database they share, of Orchestration's custodian's own.
   const frontDoorReplicas = (options.replicas?.orchestration ?? 1) > 1;
-  const stateDatabase = frontDoorReplicas ? await startPostgres() : undefined;
-  if (stateDatabase) {
+  const stateDatabase = frontDoorReplicas && !options.orchestrationState ? await startPostgres() : undefined;
+  const stateUrl = options.orchestrationState?.url ?? stateDatabase?.url;
+  if (frontDoorReplicas) {
     const own = prepared.configs.orchestration as ConfigFor<"orchestration">;
-    prepared.configs.orchestration = { ...own, public: { ...own.public, port: await freePort() }, state: { url: stateDatabase.url } };
+    prepared.configs.orchestration = { ...own, public: { ...own.public, port: await freePort() }, state: { url: stateUrl! } };
     await writeFile(prepared.configFiles.orchestration, JSON.stringify(prepared.configs.orchestration));
   }
   const { deployment, replicas: replicaPlan } = options.replicas

@@ -11,7 +11,7 @@ import pg from "pg";
 import { startPostgres, type TestPostgres } from "../../../../test/support/postgres-server.js";
 import { expectStorageError, randomDigest, randomHash } from "./conformance.js";
 import { NotFoundError, UnavailableError } from "./errors.js";
-import { databaseHosts } from "./postgres-hosts.js";
+import { databaseHosts } from "../../runtime/postgres-primary.js";
 import { openPostgresStore } from "./postgres-store.js";
 import type { NewRow } from "./record-store.js";
 
@@ -101,7 +101,7 @@ describe("PostgreSQL record store on a URL naming several members", function () 
     );
     expect(caught).to.be.instanceOf(UnavailableError);
     const message = (caught as Error).message;
-    expect(message).to.include(`127.0.0.1:${refusedPort}: is unreachable (ECONNREFUSED)`);
+    expect(message).to.include(`127.0.0.1:${refusedPort}: unreachable (ECONNREFUSED)`);
     expect(message).to.include(`127.0.0.1:${closingPort}:`);
     expect(message).not.to.include("postgres@");
   });

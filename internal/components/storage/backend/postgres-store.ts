@@ -3,8 +3,8 @@
 //
 // Linearizability (docs/design.md §7) relies on every statement reaching the primary.
 // The URL may name one server or, libpq's way, every member of a replicated cluster
-// (postgres-hosts.ts; docs/availability.md): Storage keeps one pool per member and sends
-// everything to the one that is the primary now. Every new connection is checked
+// (runtime/postgres-primary.ts; docs/availability.md): Storage keeps one pool per member
+// and sends everything to the one that is the primary now. Every new connection is checked
 // (`pg_is_in_recovery()`) before its first use, so a standby is never read from, and a
 // statement that fails as unavailable makes Storage look for the primary again: after a
 // failover the next statement reaches the new primary, with no restart.
@@ -30,14 +30,14 @@ import { timeLeftForStatement } from "./deadline.js";
 import { UnavailableError } from "./errors.js";
 import type { RecordStore } from "./record-store.js";
 import { migrate } from "./migrate.js";
-import { type DatabaseHost, databaseHosts } from "./postgres-hosts.js";
+import { NoPrimaryError, NotPrimaryError, PrimaryPools } from "../../runtime/postgres-primary.js";
 import { sanitizeDatabaseError, sqlRecordStore, sqlStateOf } from "./sql-record-store.js";
 import type { SqlExecutor, SqlResult, SqlSession } from "./sql-record-store.js";
 
 const BACKEND = "the PostgreSQL database";
 
 export interface PostgresStoreOptions {
-  /** postgres:// or postgresql:// URL of the primary, or of every member of a cluster (postgres-hosts.ts). */
+  /** postgres:// or postgresql:// URL of the primary, or of every member of a cluster (runtime/postgres-primary.ts). */
   url: string;
   /** Connections in each member's pool; default 10. */
   poolSize?: number;
@@ -59,8 +59,6 @@ const UNCONFIRMED_COMMIT_WARNING = "01000";
 /** A connection whose server warned that a commit was not confirmed by a standby. */
 const unconfirmed = new WeakSet<pg.ClientBase>();
 
-class NotPrimaryError extends Error {}
-
 /**
  * The smallest commit that waits for the synchronous standby: a transactional message in
  * the WAL (it takes a transaction id and writes a record, which a commit must replicate;
@@ -72,10 +70,9 @@ const FENCE = "SELECT pg_logical_emit_message(true, 'hello-mesh-storage-fence', 
 
 export async function openPostgresStore(options: PostgresStoreOptions): Promise<RecordStore> {
   const statementTimeoutMs = options.statementTimeoutMs ?? 5000;
-  const hosts = databaseHosts(options.url);
-  const primary = new PrimaryFinder(hosts, (host) => {
-    const pool = new pg.Pool({
-      connectionString: host.url,
+  const primary = new PrimaryPools(
+    options.url,
+    {
       max: options.poolSize ?? 10,
       connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
       statement_timeout: statementTimeoutMs,
@@ -85,23 +82,14 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
       query_timeout: statementTimeoutMs + 1000,
       keepAlive: true,
       application_name: "hello-storage",
-      // Before a new connection's first use: it must be to the primary, and its server's
-      // warnings are watched for unconfirmed commits.
-      onConnect: async (client: pg.ClientBase) => {
-        client.on("notice", (notice: { code?: string }) => {
-          if (notice.code === UNCONFIRMED_COMMIT_WARNING) unconfirmed.add(client);
-        });
-        const { rows } = await client.query<{ standby: boolean }>("SELECT pg_is_in_recovery() AS standby");
-        if (rows[0]?.standby !== false) throw new NotPrimaryError(`${host.label} is a standby, not the primary`);
-      },
-    });
-    // An idle pooled connection that dies (server restart, failover, network) emits
-    // 'error' on the pool, and an EventEmitter 'error' with no listener crashes the
-    // process. The pool has already dropped that connection; the next statement opens a
-    // new one, or fails with UnavailableError, so there is nothing more to do here.
-    pool.on("error", () => {});
-    return pool;
-  });
+    },
+    // Each new connection's warnings are watched for unconfirmed commits.
+    async (client) => {
+      client.on("notice", (notice: { code?: string }) => {
+        if (notice.code === UNCONFIRMED_COMMIT_WARNING) unconfirmed.add(client);
+      });
+    },
+  );
 
   /**
    * One statement on a connection of the primary's, no longer than the request it serves
@@ -128,7 +116,7 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     let client: pg.PoolClient | undefined;
     try {
       timeLeftForStatement(statementTimeoutMs + 1000);
-      pool = await primary.pool();
+      pool = (await primary.primary()).pool;
       client = await pool.connect();
       const result = await work(client);
       client.release();
@@ -163,7 +151,7 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
   };
 
   try {
-    await applySchema(options, await primary.url());
+    await applySchema(options, (await primary.primary()).host.url);
   } catch (error) {
     await primary.close().catch(() => {});
     const translated = translate(error);
@@ -184,88 +172,6 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
 async function brokenAfter(client: pg.PoolClient, error: Error): Promise<boolean> {
   if (unconfirmed.has(client) || error instanceof UnavailableError) return true;
   return client.query("ROLLBACK").then(() => false, () => true);
-}
-
-/**
- * Which member is the primary. Asked for the primary's pool, it answers the last one
- * found, or, after `suspect`, asks the members at once for a connection (each checked by
- * onConnect) and takes the first that is the primary. The member that was just suspected
- * is asked only if no other is the primary: an old primary cut off from its cluster still
- * says it is one, and the new primary is the one to find (docs/availability.md). Pools of
- * other members are kept, idle: a member that is not the primary may be after the next
- * failover.
- */
-class PrimaryFinder {
-  readonly #pools: ReadonlyMap<DatabaseHost, pg.Pool>;
-  #current: { host: DatabaseHost; pool: pg.Pool } | undefined;
-  #suspected: pg.Pool | undefined;
-  #finding: Promise<{ host: DatabaseHost; pool: pg.Pool }> | undefined;
-
-  constructor(hosts: readonly DatabaseHost[], makePool: (host: DatabaseHost) => pg.Pool) {
-    this.#pools = new Map(hosts.map((host) => [host, makePool(host)]));
-  }
-
-  async pool(): Promise<pg.Pool> {
-    return (this.#current ?? (await this.#find())).pool;
-  }
-
-  /** The single-host URL of the primary (for the migration's own connection). */
-  async url(): Promise<string> {
-    return (this.#current ?? (await this.#find())).host.url;
-  }
-
-  /** A statement on `pool` failed as unavailable: look for the primary before the next one. */
-  suspect(pool: pg.Pool): void {
-    if (this.#current?.pool !== pool) return;
-    this.#current = undefined;
-    this.#suspected = pool;
-  }
-
-  async close(): Promise<void> {
-    await Promise.all([...this.#pools.values()].map((pool) => pool.end().catch(() => {})));
-  }
-
-  #find(): Promise<{ host: DatabaseHost; pool: pg.Pool }> {
-    this.#finding ??= this.#ask().finally(() => (this.#finding = undefined));
-    return this.#finding;
-  }
-
-  async #ask(): Promise<{ host: DatabaseHost; pool: pg.Pool }> {
-    const members = [...this.#pools.entries()].map(([host, pool]) => ({ host, pool }));
-    if (members.length === 1) {
-      // One host: its pool checks each connection itself; a first statement finds out.
-      return (this.#current = members[0]!);
-    }
-    const others = members.filter((m) => m.pool !== this.#suspected);
-    const last = members.filter((m) => m.pool === this.#suspected);
-    const refusals: string[] = [];
-    for (const round of [others, last]) {
-      if (round.length === 0) continue;
-      try {
-        const found = await Promise.any(round.map(async (member) => {
-          try {
-            (await member.pool.connect()).release();
-            return member;
-          } catch (error) {
-            refusals.push(`${member.host.label}: ${reason(error)}`);
-            throw error;
-          }
-        }));
-        this.#suspected = undefined;
-        return (this.#current = found);
-      } catch {
-        // None of this round is the primary; the next round, or the error below.
-      }
-    }
-    throw new UnavailableError(`no member of ${BACKEND} is a primary that answers (${refusals.join("; ")})`);
-  }
-}
-
-/** Why a member did not serve as the primary, in words safe to log (no parameters). */
-function reason(error: unknown): string {
-  if (error instanceof NotPrimaryError) return "a standby";
-  const translated = translate(error);
-  return translated.message.replace(`${BACKEND} `, "");
 }
 
 /** Longest a statement of a migration may take: validating a constraint reads the whole table. */
@@ -321,6 +227,7 @@ const CONNECTION_LOST_MESSAGES = [
 
 function translate(error: unknown): Error {
   if (error instanceof NotPrimaryError) return new UnavailableError(`${BACKEND} answered from a standby: ${error.message}`);
+  if (error instanceof NoPrimaryError) return new UnavailableError(`${BACKEND}: ${error.message}`);
   if (error instanceof Error && sqlStateOf(error) === undefined) {
     const code = (error as { code?: unknown }).code;
     if (typeof code === "string" && NETWORK_ERROR_CODES.has(code)) {
