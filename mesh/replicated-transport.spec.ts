@@ -19,6 +19,7 @@ import { isUnavailable } from "./transport-errors.js";
 import { routesFor } from "../test/support/echo-mesh.js";
 import { type TestPki, makeTestPki } from "../test/support/test-pki.js";
 import { refusedWith } from "../test/support/refusal.js";
+import { startTcpRelay } from "../test/support/tcp-relay.js";
 import { TokenService } from "../internal/gen/hello/token/v1/token_service_pb.js";
 import { Health } from "../internal/gen/grpc/health/v1/health_pb.js";
 import { PeerHealth } from "../internal/components/runtime/peer-health.js";
@@ -71,29 +72,6 @@ async function startReplica(name: string, credentials: CertificateAndKey, trust:
     },
   };
   return replica;
-}
-
-/** A TCP relay in front of a replica, which a test kills as a crash would: RST on every connection, then nothing listens. */
-async function relay(target: number) {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((client) => {
-    const upstream = net.connect(target, "127.0.0.1");
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on("error", () => {});
-      s.on("close", () => sockets.delete(s));
-    }
-    client.pipe(upstream).pipe(client);
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    url: `https://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
-    kill: async () => {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      sockets.forEach((s) => s.resetAndDestroy());
-      await closed;
-    },
-  };
 }
 
 /** A URL nothing listens on. */
@@ -270,7 +248,7 @@ describe("mesh: clients of a replicated peer (replicated-transport.ts, docs/repl
   });
 
   it("a replica killed (RST, then refused) while the client still has a connection to it: calls go on at the others", async function () {
-    const front = await relay(b.port);
+    const front = await startTcpRelay(b.port);
     const { token, watcher } = client([a.url, front.url, c.url]);
     await watcher.until("serving", a.url, front.url, c.url);
     for (let i = 0; i < 3; i++) await token.getKeySet({});
@@ -287,7 +265,7 @@ describe("mesh: clients of a replicated peer (replicated-transport.ts, docs/repl
   });
 
   it("a call the replica began and then died under is not sent again: it fails as unavailable, run exactly once, and the replica is looked at", async function () {
-    const front = await relay(a.port);
+    const front = await startTcpRelay(a.port);
     const { token, watcher } = client([front.url, b.url, c.url]);
     await watcher.until("serving", front.url, b.url, c.url);
     let reached!: () => void;

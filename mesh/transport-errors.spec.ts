@@ -2,7 +2,6 @@
 // over real mesh TLS: a peer's own answer is never mistaken for a dead peer, and a
 // peer that dies under a call is recognised whatever code the socket's failure got.
 
-import net from "node:net";
 import { expect } from "chai";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { COMPONENTS } from "../internal/protocol/identity.js";
@@ -11,28 +10,8 @@ import { type EchoMesh, meshClient, routesFor, startEchoMesh } from "../test/sup
 import { failedInTransport, isUnavailable } from "./transport-errors.js";
 import { type TestPki, makeTestPki } from "../test/support/test-pki.js";
 import { refusedWith } from "../test/support/refusal.js";
+import { startTcpRelay } from "../test/support/tcp-relay.js";
 import { TokenService } from "../internal/gen/hello/token/v1/token_service_pb.js";
-
-/** A TCP relay in front of a server, whose connections a test can cut like a crash would. */
-async function relay(target: number) {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((client) => {
-    const upstream = net.connect(target, "127.0.0.1");
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on("error", () => {});
-      s.on("close", () => sockets.delete(s));
-    }
-    client.pipe(upstream).pipe(client);
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    url: `https://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
-    /** What a killed process's kernel does to its connections: RST. */
-    crash: () => sockets.forEach((s) => s.resetAndDestroy()),
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
-}
 
 describe("mesh: telling a dead peer from a peer's answer (transport-errors.ts)", function () {
   let pki: TestPki;
@@ -69,7 +48,7 @@ describe("mesh: telling a dead peer from a peer's answer (transport-errors.ts)",
   });
 
   it("the peer's connection reset under a call (a crash) is a transport failure, whatever code it got", async function () {
-    const front = await relay(mesh.servers.token.port);
+    const front = await startTcpRelay(mesh.servers.token.port);
     try {
       const reached = new Promise<void>((resolve) => (arrived = resolve));
       answer = () => new Promise(() => {}); // the peer is busy when it dies
@@ -87,7 +66,7 @@ describe("mesh: telling a dead peer from a peer's answer (transport-errors.ts)",
   });
 
   it("a refused connection and a passed deadline are unavailable too", async function () {
-    const gone = await relay(1);
+    const gone = await startTcpRelay(1);
     await gone.close(); // nothing listens there now
     const refused = await refusedWith(client(gone.url).getKeySet({}));
     expect(refused.code).to.equal(Code.Unavailable);

@@ -4,7 +4,7 @@
 // scripts/multi-region.ts for the topology.
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -19,6 +19,7 @@ import { type DevOp, type DevUser, startDevOp } from "../../internal/dev/devop/d
 import { type PatroniCluster, startPatroniCluster } from "../../internal/dev/ha/patroni-cluster.js";
 import { waitUntilFrontDoorReady, waitUntilServing } from "../../internal/dev/readiness.js";
 import { Browserless, type Page } from "../../test/support/browserless.js";
+import { authorizationRequest } from "../../test/support/authorization-request.js";
 import { ADDRESS, REGIONS, type Region, type RegionLinks, SUBNET, chooseLinks, nsOf } from "./net.js";
 import { type LoginRecord, type ScenarioResult, markdownTable, summarize, textTable } from "./report.js";
 
@@ -459,21 +460,7 @@ async function timedLogin(issuer: string, user: DevUser, kind: "new" | "returnin
   };
   const attempt = async (): Promise<LoginRecord> => {
     const browser = new Browserless();
-    const verifier = randomBytes(32).toString("base64url");
-    const nonce = randomBytes(12).toString("base64url");
-    const url = new URL("/authorize", issuer);
-    url.search = new URLSearchParams({
-      client_id: APP.client_id,
-      redirect_uri: APP.redirect_uri,
-      response_type: "code",
-      scope: "openid email profile",
-      code_challenge: createHash("sha256").update(verifier).digest("base64url"),
-      code_challenge_method: "S256",
-      nonce,
-      state: randomBytes(8).toString("base64url"),
-    }).toString();
-    const callback = new URL(APP.redirect_uri);
-    const atApp = (u: URL) => u.origin === callback.origin && u.pathname === callback.pathname;
+    const { url, verifier, nonce, atApp } = authorizationRequest(issuer, APP);
     const first = await timed("authorize", () => browser.go(url, {}, atApp));
     let page = await timed("upstream", () => browser.submit(browser.form(first, /\/login$/), [["email", user.email], ["password", user.password]], atApp));
     consentShown = !atApp(page.url);

@@ -7,7 +7,6 @@
 // custodian's keys at once (the lookup key, the keyring, Token's public keys), which no
 // single custodian can, and reports any user that is half made.
 
-import { createHash, randomBytes } from "node:crypto";
 import type { ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { decodeJwt } from "jose";
@@ -22,6 +21,7 @@ import { replicaDeployment } from "../../internal/dev/replicas.js";
 import { openRecordStore } from "../../internal/components/storage/backend/open-store.js";
 import type { RecordKindName } from "../../internal/protocol/records.js";
 import { Browserless, type Page } from "../support/browserless.js";
+import { authorizationRequest } from "../support/authorization-request.js";
 import { APPS, type ProtocolMesh, appSecret, startProtocolMesh } from "../support/protocol-mesh.js";
 
 /**
@@ -185,24 +185,8 @@ export async function startFaultRig(options: {
   const issuer = new URL(mesh.issuer);
   const atFrontDoor = (url: URL) => url.origin === issuer.origin;
 
-  function authorizationRequest(app: App) {
-    const verifier = randomBytes(32).toString("base64url");
-    const nonce = randomBytes(12).toString("base64url");
-    const url = new URL("/authorize", issuer);
-    url.search = new URLSearchParams({
-      client_id: APPS[app]!.client_id,
-      redirect_uri: APPS[app]!.redirect_uri,
-      response_type: "code",
-      scope: "openid email profile",
-      code_challenge: createHash("sha256").update(verifier).digest("base64url"),
-      code_challenge_method: "S256",
-      nonce,
-      state: randomBytes(8).toString("base64url"),
-    }).toString();
-    const callback = new URL(APPS[app]!.redirect_uri);
-    const atApp = (u: URL) => u.origin === callback.origin && u.pathname === callback.pathname;
-    return { url, verifier, nonce, atApp };
-  }
+  const authorizationRequestFor = (app: App) => authorizationRequest(issuer, APPS[app]!);
+
 
   const answer = (step: FrontDoorAnswer["step"], page: Page, ms: number): FrontDoorAnswer => ({
     step,
@@ -227,7 +211,7 @@ export async function startFaultRig(options: {
     const failed = (failure: FrontDoorAnswer): LoginAttempt => ({ ok: false, user, app, startedAt, endedAt: Date.now(), failure });
     try {
       const browser = new Browserless();
-      const request = authorizationRequest(app);
+      const request = authorizationRequestFor(app);
       const first = await step("authorize", () => browser.go(request.url, {}, request.atApp));
       if ("failure" in first) return failed(first.failure);
       const credentials: Array<[string, string]> = [["email", user.email], ["password", user.password]];
@@ -267,7 +251,7 @@ export async function startFaultRig(options: {
 
   const prepareCallback: FaultRig["prepareCallback"] = async (user, app) => {
     const browser = new Browserless();
-    const request = authorizationRequest(app);
+    const request = authorizationRequestFor(app);
     const first = await browser.go(request.url, {}, request.atApp);
     const form = browser.form(first, /\/login$/);
     // Sign in at the provider, stopping at the redirect back to the front door.

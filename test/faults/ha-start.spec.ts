@@ -4,7 +4,6 @@
 // needs Debian's patroni and etcd-server, which `npm run test:faults` installs.
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { createHash, randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
@@ -15,6 +14,7 @@ import { decodeJwt } from "jose";
 
 import { DEFAULT_DEV_USERS } from "../../internal/dev/devop/dev-op.js";
 import { Browserless } from "../support/browserless.js";
+import { authorizationRequest } from "../support/authorization-request.js";
 import { freePort } from "../support/free-port.js";
 
 const BIN = path.resolve(import.meta.dirname, "../../cmd/hello/bin.js");
@@ -101,14 +101,7 @@ describe("npm run ha: the whole service, every part replicated, as a reader runs
     // A person logs in at the demo app's client, twice: the second time with no consent and the same sub.
     const login = async () => {
       const browser = new Browserless();
-      const verifier = randomBytes(32).toString("base64url");
-      const url = new URL("/authorize", issuer);
-      url.search = new URLSearchParams({
-        client_id: "demo-app", redirect_uri: callback, response_type: "code", scope: "openid email profile",
-        code_challenge: createHash("sha256").update(verifier).digest("base64url"), code_challenge_method: "S256",
-        nonce: randomBytes(8).toString("base64url"), state: randomBytes(8).toString("base64url"),
-      }).toString();
-      const atApp = (u: URL) => u.href.startsWith(callback);
+      const { url, verifier, atApp } = authorizationRequest(issuer, { client_id: "demo-app", redirect_uri: callback });
       const alice = DEFAULT_DEV_USERS[0]!;
       let page = await browser.go(url, {}, atApp);
       page = await browser.submit(browser.form(page, /\/login$/), [["email", alice.email], ["password", alice.password]], atApp);
