@@ -221,35 +221,52 @@ describe("faults: availability — PostgreSQL under Patroni, two of each compone
     });
     const errorOf = (call: Promise<unknown>) => call.then(() => undefined, (error: unknown) => error);
 
-    it("a standby, in sync or cut off (frozen), is never read from: a URL naming only standbys answers unavailable, never 'no record'", async function () {
+    it("a standby lagging (its replay paused) or cut off (frozen) is never read from: it would say 'no record', and Storage never asks it", async function () {
       this.timeout(120_000);
       const leader = (await cluster.leader())!;
       const standbys = cluster.members.filter((m) => m.name !== leader);
-      const onlyStandbys = cluster.url.replace(/@[^/]+\//, `@${standbys.map((m) => `${m.host}:${m.pgPort}`).join(",")}/`);
-      const existing = row();
-      const primary = await openPostgresStore({ url: cluster.url });
+      const primaryMember = cluster.members.find((m) => m.name === leader)!;
+      const hostsOf = (members: typeof standbys) => cluster.url.replace(/@[^/]+\//, `@${members.map((m) => `${m.host}:${m.pgPort}`).join(",")}/`);
+      const lagging = standbys[0]!;
+      const direct = new pg.Client({ connectionString: cluster.memberUrl(lagging.name) });
+      await direct.connect();
+      await direct.query("SELECT pg_wal_replay_pause()");
+      let store: RecordStore | undefined;
+      const written = row();
       try {
-        await primary.create(existing);
+        // The lagging standby first in the URL, the order a custodian might well write.
+        store = await openPostgresStore({ url: hostsOf([lagging, primaryMember, standbys[1]!]) });
+        await store.create(written);
+        // It lags: asked directly, it has no such record, which is what a false "no record" is made of.
+        const { rows } = await direct.query("SELECT 1 FROM records WHERE hash = $1", [written.hash]);
+        expect(rows, "the paused standby has not replayed the write").to.have.length(0);
+        // Storage reads at the primary, whatever the URL's order.
+        expect((await store.read(written.hash, "subject")).version).to.equal(1);
+        // A URL naming only the lagging standby: unavailable, never "no record".
+        const opened = await errorOf(openPostgresStore({ url: hostsOf([lagging]), connectTimeoutMs: 1_000 }));
+        expect(opened, "a store on the lagging standby alone").to.be.instanceOf(UnavailableError);
+        expect((opened as Error).message).to.match(/standby/);
       } finally {
-        await primary.close();
+        await direct.query("SELECT pg_wal_replay_resume()").catch(() => {});
+        await direct.end().catch(() => {});
+        await store?.close();
       }
-      cluster.freezePostgres(standbys[1]!.name);
+      // A standby cut off (frozen): a URL naming only standbys is unavailable; the whole
+      // cluster's URL still reaches the primary. "No record" needs a commit the synchronous
+      // standby confirms: with that one frozen, the answer is "unavailable" instead, until
+      // Patroni names another.
+      const frozen = standbys[1]!;
+      const wasSync = (await cluster.state()).syncStandbys.includes(frozen.name);
+      cluster.freezePostgres(frozen.name);
       try {
-        const opened = await errorOf(openPostgresStore({ url: onlyStandbys, connectTimeoutMs: 1_000 }));
+        const opened = await errorOf(openPostgresStore({ url: hostsOf(standbys), connectTimeoutMs: 1_000 }));
         expect(opened, "opening a store on standbys only").to.be.instanceOf(UnavailableError);
-        expect((opened as Error).message).to.match(/a standby/);
+        store = await openPostgresStore({ url: cluster.url, connectTimeoutMs: 1_000, statementTimeoutMs: 1_000 });
+        expect((await store.read(written.hash, "subject")).version).to.equal(1);
+        expect(await errorOf(store.read(randomHash(), "subject")), `'no record' with ${frozen.name} frozen (the synchronous standby: ${wasSync})`)
+          .to.be.instanceOf(wasSync ? UnavailableError : NotFoundError);
       } finally {
         cluster.thawPostgres(standbys[1]!.name);
-      }
-      // And the whole cluster's URL, with a standby frozen, still reaches the primary.
-      cluster.freezePostgres(standbys[0]!.name);
-      let store: RecordStore | undefined;
-      try {
-        store = await openPostgresStore({ url: cluster.url, connectTimeoutMs: 1_000 });
-        expect((await store.read(existing.hash, "subject")).version).to.equal(1);
-        expect(await errorOf(store.read(randomHash(), "subject"))).to.be.instanceOf(NotFoundError);
-      } finally {
-        cluster.thawPostgres(standbys[0]!.name);
         await store?.close();
       }
       await cluster.waitHealthy(60_000);

@@ -195,6 +195,11 @@ async function applySchema(options: PostgresStoreOptions, primaryUrl: string): P
   client.on("error", () => {});
   await client.connect();
   try {
+    // Not on a standby, even when the URL names only one (where there is no choosing): a
+    // database already at this format would need no write, and the store would open on
+    // a server it must never read from.
+    const { rows } = await client.query<{ standby: boolean }>("SELECT pg_is_in_recovery() AS standby");
+    if (rows[0]?.standby !== false) throw new NotPrimaryError("the database URL names a standby, not the primary");
     await migrate(async (sql, params = []) => {
       const result = await client.query(sql, [...params]);
       return { rows: result.rows, rowCount: result.rowCount ?? 0 };
