@@ -876,6 +876,18 @@ export async function startPatroniCluster(options: PatroniClusterOptions): Promi
     if (!options.keep) rmSync(dir, { recursive: true, force: true });
   };
   process.once("exit", onExit);
+  // A signal that would end the process without an "exit" event (SIGTERM, SIGINT, SIGHUP
+  // with no handler: a test run stopped, a CI watchdog): when nobody else listens for it,
+  // the members go first, then the signal does what it would have done. A program with
+  // a handler of its own (hello start stops the cluster itself, gently) is left to it.
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (process.listenerCount(sig) > 1) return;
+    onExit();
+    process.removeListener(sig, onSignal);
+    process.kill(process.pid, sig);
+  };
+  const SIGNALS = ["SIGTERM", "SIGINT", "SIGHUP"] as const;
+  for (const sig of SIGNALS) process.on(sig, onSignal);
 
   let stopped = false;
   const stop = async () => {
@@ -916,6 +928,7 @@ export async function startPatroniCluster(options: PatroniClusterOptions): Promi
     patroni.clear();
     etcdRunning.clear();
     process.removeListener("exit", onExit);
+    for (const sig of SIGNALS) process.removeListener(sig, onSignal);
     if (options.keep) rmSync(join(dir, "run.json"), { force: true });
     else rmSync(dir, { recursive: true, force: true });
     log("cluster stopped");
