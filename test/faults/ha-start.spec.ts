@@ -28,11 +28,12 @@ const free = (port: number) =>
     probe.listen({ port, host: "127.0.0.1", exclusive: true }, () => probe.close(() => resolve(true)));
   });
 
-/** A `ports.ha` whose 13 ports (+1…+3, +10…+12, +20…+22, +30…+32, +40…+42) are free now. */
-async function haBase(): Promise<number> {
+/** A `ports.ha` whose 15 ports (+1…+3, +10…+12, +20…+22, +30…+32, +40…+42) are free now and none of `others`. */
+async function haBase(others: readonly number[]): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
     const base = 20_000 + Math.floor(Math.random() * 30_000);
     const offsets = [1, 2, 3, 10, 11, 12, 20, 21, 22, 30, 31, 32, 40, 41, 42];
+    if (offsets.some((o) => others.includes(base + o))) continue;
     if ((await Promise.all(offsets.map((o) => free(base + o)))).every(Boolean)) return base;
   }
   throw new Error("no free range of ports for ports.ha");
@@ -58,11 +59,12 @@ describe("npm run ha: the whole service, every part replicated, as a reader runs
     dir = await mkdtemp(path.join(os.tmpdir(), "hello-ha-start-"));
     // mkdtemp's 0700 would keep out the postgres user that Patroni runs as (under root).
     await chmod(dir, 0o755);
-    const ports = {
+    const named = {
       public: await freePort(), orchestration: await freePort(), token: await freePort(), encryption: await freePort(), storage: await freePort(),
       upstream: await freePort(), demo: await freePort(), upstream2: await freePort(), issuer: await freePort(), wallet: await freePort(),
-      issuerStatus: await freePort(), ha: await haBase(),
+      issuerStatus: await freePort(),
     };
+    const ports = { ...named, ha: await haBase(Object.values(named)) };
     const issuer = `http://localhost:${ports.public}`;
     const callback = `http://localhost:${ports.demo}/callback`;
     await writeFile(path.join(dir, "hello.config.json"), JSON.stringify({
