@@ -153,7 +153,7 @@ export async function runStart(args: string[]): Promise<number> {
   }
 
   const jwksUris = await discoverJwksUris(dev, (line) => out(`  ${line}; Token will not accept its ID Tokens`));
-  const reachable = { ...dev, providers: dev.providers.filter((p) => p.jwks_uri ?? jwksUris[p.id]) , ...(cluster ? { database: cluster.url } : {}) };
+  const reachable = { ...dev, providers: dev.providers.filter((p) => p.jwks_uri ?? jwksUris[p.id]), ...(cluster ? { database: cluster.url } : {}) };
   const prepared = await prepareDevDeployment(reachable, { log: (line) => out(`  ${line}`), jwksUris, devIssuer: true });
   const { deployment, replicas } = cluster
     ? await addReplicas(prepared, HA_REPLICAS, (component, n) => replicaPort(dev.ports.ha, component, n))
@@ -286,8 +286,7 @@ export async function runStart(args: string[]): Promise<number> {
       const etcd = cluster.etcd[i];
       out(`  ${member.name.padEnd(20)}${`${member.host}:${member.pgPort}`.padEnd(18)}${member.apiUrl.padEnd(26)}${etcd ? `${etcd.name} (${etcd.clientUrl})` : ""}`);
     }
-    const state = clusterState;
-    if (state) out(`  primary now: ${state.leader ?? "none"}; synchronous standby: ${state.syncStandbys.join(", ") || "none"} (Patroni: GET ${cluster.members[0]!.apiUrl}/cluster)`);
+    if (clusterState) out(`  primary now: ${clusterState.leader ?? "none"}; synchronous standby: ${clusterState.syncStandbys.join(", ") || "none"} (Patroni: GET ${cluster.members[0]!.apiUrl}/cluster)`);
     out(`  Storage's database URL: ${cluster.url}`);
     out(`  as three regions (docs/availability.md): a = ${regionOf(cluster, replicas, 0)}; b = ${regionOf(cluster, replicas, 1)}; c = ${regionOf(cluster, replicas, 2)}`);
   }
@@ -377,9 +376,12 @@ function haPorts(base: number): PatroniClusterPorts {
   const three = (from: number) => [from, from + 1, from + 2];
   return { postgres: three(base + 10), restApi: three(base + 20), etcdClient: three(base + 30), etcdPeer: three(base + 40) };
 }
-function allHaPorts(base: number): number[] {
-  const ports = haPorts(base);
-  return [1, 2, 3].map((i) => base + i).concat(...[ports.postgres, ports.restApi, ports.etcdClient, ports.etcdPeer].map((p) => [...(p ?? [])]));
+/** Every port --ha listens on besides the four components' own: its replicas' and the cluster's. */
+export function allHaPorts(base: number): number[] {
+  const replicas = (["token", "encryption", "storage"] as const).flatMap((c) =>
+    Array.from({ length: (HA_REPLICAS[c] ?? 1) - 1 }, (_, i) => replicaPort(base, c, i + 2)));
+  const cluster = haPorts(base);
+  return [...replicas, ...[cluster.postgres, cluster.restApi, cluster.etcdClient, cluster.etcdPeer].flatMap((p) => p ?? [])];
 }
 
 /** The parts --ha would put in region i of three (docs/availability.md): what runs here on one machine, placed as it would be spread. */

@@ -10,7 +10,8 @@
 // shared state database (`state.url`), which the caller gives Orchestration's own
 // configuration before calling addReplicas; each replica then gets a public port of its own.
 
-import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
+import { writeFileAtomic } from "../fs/write-file-atomic.js";
 import path from "node:path";
 import type { Component } from "../protocol/identity.js";
 import type { ComponentConfig, ConfigFor } from "../config/component-config.js";
@@ -67,7 +68,7 @@ export async function addReplicas(
       const config = { ...own, listen: { ...own.listen, port: await port(component, n, "mesh") }, tls } as ComponentConfig;
       if (config.component === "orchestration") config.public = { ...config.public, port: await port(component, n, "public") };
       const configFile = path.join(path.dirname(deployment.configFiles[component]), `${component}-${n}.json`);
-      await writeFile(configFile, `${JSON.stringify(config, null, 2)}\n`);
+      await writeConfig(configFile, config);
       replicas.push({ component, number: n, configFile, config, url: `https://${config.listen.host}:${config.listen.port}` });
     }
   }
@@ -86,18 +87,21 @@ export async function addReplicas(
   const configs = { ...deployment.configs };
   for (const component of ["orchestration", "encryption"] as const) {
     configs[component] = withPeers(deployment.configs[component]);
-    await writeFile(deployment.configFiles[component], `${JSON.stringify(configs[component], null, 2)}\n`);
+    await writeConfig(deployment.configFiles[component], configs[component]);
   }
   const rewritten = await Promise.all(
     replicas.map(async (replica) => {
       const config = withPeers(replica.config);
       if (config === replica.config) return replica;
-      await writeFile(replica.configFile, `${JSON.stringify(config, null, 2)}\n`);
+      await writeConfig(replica.configFile, config);
       return { ...replica, config };
     }),
   );
   return { deployment: { ...deployment, configs }, replicas: rewritten };
 }
+
+/** A component's configuration file, as dev-deployment.ts writes them. */
+const writeConfig = (file: string, config: ComponentConfig) => writeFile(file, `${JSON.stringify(config, null, 2)}\n`);
 
 /** The deployment as startComponentProcesses sees it, with `replica` in its component's place. */
 export function replicaDeployment(deployment: DevDeployment, replica: Replica): DevDeployment {
@@ -123,9 +127,8 @@ async function ensureReplicaCertificate(certs: string, component: Component, n: 
   }
   const ca = { certPem: await readFile(paths.caCert, "utf8"), keyPem: await readFile(paths.caKey, "utf8") };
   const leaf = issueComponentCertificate(ca, component);
-  await mkdir(dir, { recursive: true });
-  await writeFile(key, leaf.keyPem, { mode: 0o600 });
-  await chmod(key, 0o600);
-  await writeFile(cert, leaf.certPem);
+  // As the development PKI writes its pairs: atomically, the key first (0600).
+  await writeFileAtomic(key, leaf.keyPem, { secret: true });
+  await writeFileAtomic(cert, leaf.certPem, { secret: false });
   return { cert, key };
 }

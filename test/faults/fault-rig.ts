@@ -105,7 +105,7 @@ export interface FaultRig {
 export async function startFaultRig(options: {
   database: "pglite" | "postgres" | { readonly url: string };
   users: number;
-  /** Replicas of Token, Encryption, Storage, each its own process (internal/dev/replicas.ts). */
+  /** Replicas of the components, each its own process (internal/dev/replicas.ts; Orchestration's behind a load balancer). */
   replicas?: Parameters<typeof startProtocolMesh>[0]["replicas"];
   /** Orchestration's replicas' shared state database (startProtocolMesh's). */
   orchestrationState?: Parameters<typeof startProtocolMesh>[0]["orchestrationState"];
@@ -141,20 +141,26 @@ export async function startFaultRig(options: {
   const exited = (c: ChildProcess) =>
     c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise<void>((resolve) => c.once("exit", () => resolve()));
 
-  const kill: FaultRig["kill"] = async (component, signal) => {
-    const c = child(component);
+  /** Sends `signal` to a process of the rig's and resolves when it has exited. */
+  const killProcess = async (c: ChildProcess, signal: "SIGKILL" | "SIGTERM") => {
     const gone = exited(c);
     c.kill("SIGCONT"); // a frozen process cannot act on SIGTERM
     c.kill(signal);
     await gone;
   };
-
-  const restart: FaultRig["restart"] = async (component) => {
-    const processes = startComponentProcesses(mesh.deployment, { components: [component], onSpawn: capture, readyTimeoutMs: READY_TIMEOUT_MS });
+  /**
+   * Starts `component` again as `deployment` configures it; `spawned` learns its process
+   * at once (so that the rig names the new one while it starts), and this resolves when it serves.
+   */
+  const startAgain = async (deployment: ProtocolMesh["deployment"], component: Component, spawned: (c: ChildProcess) => void) => {
+    const processes = startComponentProcesses(deployment, { components: [component], onSpawn: capture, readyTimeoutMs: READY_TIMEOUT_MS });
     restarted.push(processes);
-    current.set(component, processes.children.get(component)!);
+    spawned(processes.children.get(component)!);
     await processes.ready;
   };
+
+  const kill: FaultRig["kill"] = (component, signal) => killProcess(child(component), signal);
+  const restart: FaultRig["restart"] = (component) => startAgain(mesh.deployment, component, (c) => current.set(component, c));
 
   const replica: FaultRig["replica"] = (component, n) => {
     const key = `${component}-${n}`;
@@ -164,21 +170,8 @@ export async function startFaultRig(options: {
     return {
       pid: () => proc().pid!,
       alive: () => proc().exitCode === null && proc().signalCode === null,
-      async kill(signal) {
-        const c = proc();
-        const gone = exited(c);
-        c.kill("SIGCONT");
-        c.kill(signal);
-        await gone;
-      },
-      async restart() {
-        const processes = startComponentProcesses(replicaDeployment(mesh.deployment, entry.replica), {
-          components: [component], onSpawn: capture, readyTimeoutMs: READY_TIMEOUT_MS,
-        });
-        restarted.push(processes);
-        replicaChildren.set(key, processes.children.get(component)!);
-        await processes.ready;
-      },
+      kill: (signal) => killProcess(proc(), signal),
+      restart: () => startAgain(replicaDeployment(mesh.deployment, entry.replica), component, (c) => replicaChildren.set(key, c)),
     };
   };
 
@@ -186,7 +179,6 @@ export async function startFaultRig(options: {
   const atFrontDoor = (url: URL) => url.origin === issuer.origin;
 
   const authorizationRequestFor = (app: App) => authorizationRequest(issuer, APPS[app]!);
-
 
   const answer = (step: FrontDoorAnswer["step"], page: Page, ms: number): FrontDoorAnswer => ({
     step,

@@ -6,7 +6,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { expect } from "chai";
@@ -16,25 +15,19 @@ import { DEFAULT_DEV_USERS } from "../../internal/dev/devop/dev-op.js";
 import { Browserless } from "../support/browserless.js";
 import { authorizationRequest } from "../support/authorization-request.js";
 import { freePort } from "../support/free-port.js";
+import { allHaPorts } from "../../cmd/hello/start.js";
+import { takenPorts } from "../../internal/dev/ports.js";
 
 const BIN = path.resolve(import.meta.dirname, "../../cmd/hello/bin.js");
 const DEMO_SECRET = "demo-app-secret-for-development-only";
 
-/** Whether `port` can be listened on now. */
-const free = (port: number) =>
-  new Promise<boolean>((resolve) => {
-    const probe = net.createServer();
-    probe.once("error", () => resolve(false));
-    probe.listen({ port, host: "127.0.0.1", exclusive: true }, () => probe.close(() => resolve(true)));
-  });
-
-/** A `ports.ha` whose 15 ports (+1…+3, +10…+12, +20…+22, +30…+32, +40…+42) are free now and none of `others`. */
+/** A `ports.ha` whose ports (allHaPorts) are free now and none of `others`. */
 async function haBase(others: readonly number[]): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
     const base = 20_000 + Math.floor(Math.random() * 30_000);
-    const offsets = [1, 2, 3, 10, 11, 12, 20, 21, 22, 30, 31, 32, 40, 41, 42];
-    if (offsets.some((o) => others.includes(base + o))) continue;
-    if ((await Promise.all(offsets.map((o) => free(base + o)))).every(Boolean)) return base;
+    const wanted = allHaPorts(base);
+    if (wanted.some((port) => others.includes(port))) continue;
+    if ((await takenPorts(wanted.map((port) => ({ setting: "ports.ha", host: "127.0.0.1", port })))).length === 0) return base;
   }
   throw new Error("no free range of ports for ports.ha");
 }
@@ -96,6 +89,7 @@ describe("npm run ha: the whole service, every part replicated, as a reader runs
     for (const part of ["token-2", "encryption-2", "storage-2"]) expect(output).to.match(new RegExp(`^  ${part} +https://127\\.0\\.0\\.1:\\d+ +spiffe://hello\\.mesh/`, "m"));
     for (const member of ["pg1", "pg2", "pg3"]) expect(output).to.match(new RegExp(`^  ${member} +127\\.0\\.0\\.1:\\d+ +http://127\\.0\\.0\\.1:\\d+ +etcd\\d`, "m"));
     expect(output).to.match(/primary now: pg[123]; synchronous standby: pg[123]/);
+    // The database members at ports.ha + 10…12, as the README and docs/availability.md say.
     const members = [10, 11, 12].map((o) => `127.0.0.1:${ports.ha + o}`).join(",");
     expect(output).to.include(`Storage's database URL: postgresql://postgres@${members}/postgres?target_session_attrs=read-write`);
     expect(output).to.match(/as three regions/);

@@ -133,8 +133,9 @@ export async function startProtocolMesh(options: {
   /** A second Token process with the same configuration and keys (`mesh.token(as, 1)`). */
   tokenReplicas?: 1 | 2;
   /**
-   * Replicas of Token, Encryption or Storage (internal/dev/replicas.ts): each with its own
-   * certificate of its custodian's CA and its own port, named in its callers' peers.
+   * Replicas of the components (internal/dev/replicas.ts): each with its own certificate
+   * of its custodian's CA and its own port, named in its callers' peers; Orchestration's
+   * behind a load balancer at the issuer's port (test/support/load-balancer.ts).
    */
   replicas?: ReplicaPlan;
   /** With Orchestration replicas: their shared state database (default: one of the test's own PostgreSQL server). */

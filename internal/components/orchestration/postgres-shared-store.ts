@@ -24,11 +24,11 @@ export interface PostgresSharedStore extends ScanningStore {
 
 export async function openPostgresSharedStore(url: string, options: { sweepEveryMs?: number } = {}): Promise<PostgresSharedStore> {
   const members = new PrimaryPools(url, { max: 4, connectionTimeoutMillis: 5_000, statement_timeout: 5_000 });
-  /** One statement on the primary; a failure that may mean it is no longer the primary makes the next look again. */
   // A database that cannot answer is, to the front door, like a peer that cannot: the
   // request gets the "unavailable" page (docs/faults.md), not "something went wrong".
   const unavailable = (error: unknown) =>
     new ConnectError("Orchestration's state database is unavailable", Code.Unavailable, undefined, undefined, sanitized(error));
+  /** One statement on the primary; a failure that may mean it is no longer the primary makes the next look again. */
   const query = async <R extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> => {
     let primary;
     try {
